@@ -1,0 +1,32 @@
+//! Types shared by the eBPF datapath and the `bpfnet` loader.
+//!
+//! Byte order is stated per field: "network" means the bytes as they sit in the packet,
+//! read into the integer without swapping (so `u32::from_ne_bytes(ip.octets())` in
+//! userspace). Layouts are checked by the size/offset tests at the bottom of each module.
+#![no_std]
+
+pub mod ct;
+pub mod maps;
+pub mod stats;
+
+pub use ct::{CtKey, CtKind, CtValue, TcpState};
+pub use maps::{Backend, Endpoint, PublishedKey};
+pub use stats::{Counter, Reason};
+
+/// IANA protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IANA protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Map names; the `_v1` suffix changes whenever a layout does, so a new daemon never
+/// reads a pinned map written with another layout.
+pub mod names {
+    pub const PUBLISHED: &str = "published_v1";
+    pub const HOST_IPS: &str = "host_ips_v1";
+    pub const ENDPOINTS: &str = "endpoints_v1";
+    pub const CT: &str = "ct_v1";
+    pub const STATS: &str = "stats_v1";
+}
+
+/// Default number of connection-tracking entries (each flow takes two).
+pub const CT_DEFAULT_ENTRIES: u32 = 262_144;

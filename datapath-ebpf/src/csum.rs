@@ -1,0 +1,47 @@
+//! Incremental checksum updates for an address and port rewrite (RFC 1624, done by the
+//! kernel helpers so CHECKSUM_PARTIAL/GSO packets stay right).
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use common::PROTO_TCP;
+
+use crate::parse::{ETH_HLEN, Packet};
+
+const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+
+/// Offset of the L4 checksum, or None for a UDP datagram sent without one.
+#[inline(always)]
+fn l4_csum_off(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64)>, ()> {
+    if p.proto == PROTO_TCP {
+        return Ok(Some((p.l4_off + 16, 0)));
+    }
+    let off = p.l4_off + 6;
+    let csum: u16 = ctx.load(off).map_err(|_| ())?;
+    // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
+    Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0))))
+}
+
+/// Fix the L3 and L4 checksums for an address change `old_ip → new_ip` and a port change
+/// `old_port → new_port` (all raw network-order values). Call before storing the bytes.
+#[inline(always)]
+pub fn update(
+    ctx: &TcContext,
+    p: &Packet,
+    old_ip: u32,
+    new_ip: u32,
+    old_port: u16,
+    new_port: u16,
+) -> Result<(), ()> {
+    if let Some((off, extra)) = l4_csum_off(ctx, p)? {
+        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | extra;
+        ctx.l4_csum_replace(off, u64::from(old_ip), u64::from(new_ip), pseudo | 4)
+            .map_err(|_| ())?;
+        if old_port != new_port {
+            ctx.l4_csum_replace(off, u64::from(old_port), u64::from(new_port), extra | 2)
+                .map_err(|_| ())?;
+        }
+    }
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_ip), u64::from(new_ip), 4)
+        .map_err(|_| ())
+}

@@ -1,0 +1,37 @@
+//! bpfnet datapath: thin entry points; each concern lives in its own module.
+#![no_std]
+#![no_main]
+
+mod csum;
+mod ct;
+mod fwd;
+mod maps;
+mod nat;
+mod parse;
+mod stats;
+mod uplink;
+mod container;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+
+/// TC ingress on each uplink: DNAT for published ports.
+#[classifier]
+pub fn from_uplink(ctx: TcContext) -> i32 {
+    uplink::handle(&ctx)
+}
+
+/// TC ingress on each container's host-side veth: reverse DNAT of replies.
+#[classifier]
+pub fn from_container(ctx: TcContext) -> i32 {
+    container::handle(&ctx)
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,23 @@
+//! The pinned maps (see DESIGN.md, "Maps"); names carry the layout version.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray},
+};
+use common::{Backend, Counter, CtKey, CtValue, Endpoint, PublishedKey, Reason};
+
+#[map(name = "published_v1")]
+pub static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65_536, 0);
+
+/// Host IPv4 addresses (network order) → flags (unused, 0).
+#[map(name = "host_ips_v1")]
+pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
+
+/// Container IPv4 (network order) → endpoint.
+#[map(name = "endpoints_v1")]
+pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
+
+#[map(name = "ct_v1")]
+pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAULT_ENTRIES, 0);
+
+#[map(name = "stats_v1")]
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);

@@ -1,0 +1,37 @@
+//! Control API between the CLI and the daemon: one JSON request and one JSON response
+//! per line over a unix socket that only root can open.
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::PublishSpec;
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/bpfnet/bpfnet.sock";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Publish { spec: PublishSpec },
+    Unpublish { spec: PublishSpec },
+    List,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    Ok,
+    Listing(Listing),
+    Error { message: String },
+}
+
+/// What `bpfnet ls` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    pub published: Vec<PublishSpec>,
+    pub bridges: Vec<String>,
+    pub uplinks: Vec<String>,
+    /// Interfaces with a bpfnet program attached: (interface, program).
+    pub attached: Vec<(String, String)>,
+}

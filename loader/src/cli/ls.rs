@@ -1,0 +1,40 @@
+//! `bpfnet ls [--json]`.
+use std::path::Path;
+
+use anyhow::bail;
+use bpfnet::api::{Request, Response, client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+    let Response::Listing(l) = client::call(socket, &Request::List)? else {
+        bail!("the daemon answered `ls` with something else than a listing");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(());
+    }
+    println!("PUBLISHED");
+    if l.published.is_empty() {
+        println!("  (none)");
+    }
+    for p in &l.published {
+        let host = p.host_ip.map_or("*".to_string(), |ip| ip.to_string());
+        println!(
+            "  {host}:{}/{} -> {}:{}",
+            p.host_ports, p.proto, p.container_ip, p.container_ports
+        );
+    }
+    println!("BRIDGES   {}", l.bridges.join(" "));
+    println!("UPLINKS   {}", l.uplinks.join(" "));
+    println!("ATTACHED");
+    for (iface, prog) in &l.attached {
+        println!("  {iface:<16} {prog}");
+    }
+    Ok(())
+}

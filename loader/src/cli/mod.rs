@@ -1,0 +1,4 @@
+//! One module per subcommand; each holds its arguments and its handler.
+pub mod daemon;
+pub mod ls;
+pub mod publish;

@@ -1,0 +1,167 @@
+//! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
+//! state, and answers the control API. All state lives in one task; API connections
+//! hand their requests to it over a channel.
+mod host_ips;
+mod links;
+mod published;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::PathBuf,
+};
+
+use futures::StreamExt as _;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tracing::{info, warn};
+
+use crate::{
+    api::{self, Listing, Request, Response, server::ServerError},
+    datapath::{Datapath, DatapathError},
+    netlink::{Change, Netlink, NetlinkError},
+    state::{State, StateError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("interface `{name}` is not a bridge")]
+    NotABridge { name: String },
+    #[error("uplink `{name}` does not exist")]
+    NoUplink { name: String },
+    #[error("no IPv4 default route to find the uplink by; pass --uplink IFACE")]
+    NoDefaultRoute,
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    #[error("cannot restore published port `{spec}`: {detail}")]
+    Restore { spec: String, detail: String },
+}
+
+/// What `bpfnet daemon` was told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bridges: Vec<String>,
+    /// Empty: the devices of the default route.
+    pub uplinks: Vec<String>,
+    pub socket: PathBuf,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub follow_docker: bool,
+}
+
+struct Daemon {
+    dp: Datapath,
+    nl: Netlink,
+    state: State,
+    state_dir: PathBuf,
+    /// Managed bridges: ifindex → name.
+    bridges: BTreeMap<u32, String>,
+    uplinks: BTreeMap<u32, String>,
+    /// Container veths with `from_container` attached: ifindex → name.
+    veths: BTreeMap<u32, String>,
+}
+
+/// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
+pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    enable_forwarding();
+    // Subscribe before the first dump so no change falls between the two.
+    let mut changes = crate::netlink::monitor()?;
+    let nl = Netlink::connect()?;
+    let dp = Datapath::load(&cfg.pin_dir)?;
+    let mut d = Daemon {
+        dp,
+        nl,
+        state: State::load(&cfg.state_dir)?,
+        state_dir: cfg.state_dir.clone(),
+        bridges: BTreeMap::new(),
+        uplinks: BTreeMap::new(),
+        veths: BTreeMap::new(),
+    };
+    d.setup_links(&cfg).await?;
+    d.sync_host_ips().await;
+    d.restore_published()?;
+    if cfg.follow_docker {
+        info!("following Docker events is not part of this version; containers on managed bridges are reachable through `bpfnet publish`");
+    }
+
+    let listener = api::server::bind(&cfg.socket)?;
+    let (tx, mut calls) = mpsc::channel(64);
+    tokio::spawn(api::server::serve(listener, tx));
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    info!(socket = %cfg.socket.display(), pin_dir = %cfg.pin_dir.display(), "bpfnet daemon ready");
+    loop {
+        tokio::select! {
+            Some((req, reply)) = calls.recv() => {
+                let _ = reply.send(d.handle(req));
+            }
+            Some(change) = changes.next() => d.on_change(change).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("bpfnet daemon stopping; the datapath stays attached");
+    let _ = fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+impl Daemon {
+    fn handle(&mut self, req: Request) -> Response {
+        let result = match req {
+            Request::Publish { spec } => self.publish(spec),
+            Request::Unpublish { spec } => self.unpublish(spec),
+            Request::List => return Response::Listing(self.listing()),
+        };
+        match result {
+            Ok(()) => Response::Ok,
+            Err(message) => Response::Error { message },
+        }
+    }
+
+    fn listing(&self) -> Listing {
+        let mut attached: Vec<(String, String)> = self
+            .uplinks
+            .values()
+            .map(|n| (n.clone(), "from_uplink".to_string()))
+            .chain(self.veths.values().map(|n| (n.clone(), "from_container".to_string())))
+            .collect();
+        attached.sort();
+        Listing {
+            published: self.state.published.clone(),
+            bridges: self.bridges.values().cloned().collect(),
+            uplinks: self.uplinks.values().cloned().collect(),
+            attached,
+        }
+    }
+
+    async fn on_change(&mut self, change: Change) {
+        match change {
+            Change::LinkNew(link) => self.on_link(link),
+            Change::LinkDel { index } => self.on_link_gone(index),
+            Change::Addresses => self.sync_host_ips().await,
+        }
+    }
+}
+
+/// Routed delivery (`bpf_fib_lookup`) answers "forwarding disabled" unless IPv4
+/// forwarding is on, as Docker also requires.
+fn enable_forwarding() {
+    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
+        return;
+    }
+    match fs::write(PATH, "1") {
+        Ok(()) => info!("enabled net.ipv4.ip_forward"),
+        Err(e) => warn!(error = %e, "cannot enable net.ipv4.ip_forward; routed delivery will fail"),
+    }
+}

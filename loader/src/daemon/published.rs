@@ -1,0 +1,108 @@
+//! Published ports: the desired list in `State`, its entries in `published_v1`.
+use std::collections::BTreeMap;
+
+use common::{Backend, CtKind, PublishedKey};
+use tracing::{info, warn};
+
+use super::{Daemon, DaemonError};
+use crate::spec::PublishSpec;
+
+impl Daemon {
+    pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), String> {
+        if let Some(other) = self.state.published.iter().find(|p| p.conflicts_with(&spec)) {
+            return Err(format!("`{spec}` conflicts with published `{other}`"));
+        }
+        let map = &mut self.dp.maps.published;
+        let mut done = Vec::new();
+        for (k, b) in spec.entries() {
+            if let Err(e) = map.insert(k, b, 0) {
+                for k in &done {
+                    let _ = map.remove(k);
+                }
+                return Err(format!("cannot publish `{spec}`: {e}"));
+            }
+            done.push(k);
+        }
+        self.state.published.push(spec);
+        if let Err(e) = self.state.save(&self.state_dir) {
+            self.state.published.pop();
+            for k in &done {
+                let _ = self.dp.maps.published.remove(k);
+            }
+            return Err(e.to_string());
+        }
+        info!(%spec, "published");
+        Ok(())
+    }
+
+    pub(super) fn unpublish(&mut self, spec: PublishSpec) -> Result<(), String> {
+        let Some(pos) = self.state.published.iter().position(|p| *p == spec) else {
+            return Err(format!("`{spec}` is not published (see `bpfnet ls`)"));
+        };
+        self.state.published.remove(pos);
+        if let Err(e) = self.state.save(&self.state_dir) {
+            self.state.published.insert(pos, spec);
+            return Err(e.to_string());
+        }
+        for (k, _) in spec.entries() {
+            if let Err(e) = self.dp.maps.published.remove(&k) {
+                warn!(%spec, error = %e, "published entry was already gone");
+            }
+        }
+        self.forget_flows(&spec);
+        info!(%spec, "unpublished");
+        Ok(())
+    }
+
+    /// Drop the tracked flows of an unpublished port, so its established flows stop
+    /// too (what Docker does with conntrack when a port is unmapped).
+    fn forget_flows(&mut self, spec: &PublishSpec) {
+        let host_ip = spec.host_ip.map(|ip| u32::from_ne_bytes(ip.octets()));
+        let backend = u32::from_ne_bytes(spec.container_ip.octets());
+        let ct = &mut self.dp.maps.ct;
+        let doomed: Vec<_> = ct
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| {
+                let port = u16::from_be(k.dst_port);
+                v.kind == CtKind::DnatForward as u8
+                    && v.nat_ip == backend
+                    && k.proto == spec.proto.number()
+                    && (spec.host_ports.start..=spec.host_ports.end).contains(&port)
+                    && host_ip.is_none_or(|ip| ip == k.dst_ip)
+            })
+            .flat_map(|(k, v)| [k, k.twin(&v)])
+            .collect();
+        for k in doomed {
+            let _ = ct.remove(&k);
+        }
+    }
+
+    /// Make `published_v1` hold exactly the entries of the saved state (the map survives
+    /// restarts; this repairs whatever changed while no daemon ran).
+    pub(super) fn restore_published(&mut self) -> Result<(), DaemonError> {
+        let want: BTreeMap<PublishedKey, (Backend, PublishSpec)> = self
+            .state
+            .published
+            .iter()
+            .flat_map(|s| s.entries().map(move |(k, b)| (k, (b, *s))))
+            .collect();
+        let map = &mut self.dp.maps.published;
+        let have: Vec<(PublishedKey, Backend)> = map.iter().filter_map(Result::ok).collect();
+        for (k, b) in &have {
+            if want.get(k).is_none_or(|(wb, _)| wb != b) {
+                let _ = map.remove(k);
+            }
+        }
+        for (k, (b, spec)) in &want {
+            if !have.contains(&(*k, *b)) {
+                map.insert(k, b, 0).map_err(|e| DaemonError::Restore {
+                    spec: spec.to_string(),
+                    detail: e.to_string(),
+                })?;
+            }
+        }
+        info!(publishes = self.state.published.len(), entries = want.len(), "published ports restored");
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! TCX attachment with pinned links: a link outlives the daemon, and a restarted daemon
+//! swaps its new program into the existing link atomically (no packet sees no program).
+use std::{fs, io, path::PathBuf};
+
+use aya::programs::{
+    LinkOrder, SchedClassifier, TcAttachType,
+    links::{FdLink, LinkError, PinnedLink},
+    tc::{SchedClassifierLink, TcAttachOptions},
+};
+use tracing::{debug, info};
+
+use super::{Datapath, DatapathError, Hook};
+
+/// A pinned attachment found in the pin directory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attachment {
+    pub hook: Hook,
+    pub ifindex: u32,
+}
+
+impl Attachment {
+    fn file_name(&self) -> String {
+        format!("{}@{}", self.hook.program(), self.ifindex)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let (prog, ifindex) = name.split_once('@')?;
+        let hook = Hook::ALL.into_iter().find(|h| h.program() == prog)?;
+        Some(Self {
+            hook,
+            ifindex: ifindex.parse().ok()?,
+        })
+    }
+}
+
+impl Datapath {
+    fn link_path(&self, a: &Attachment) -> PathBuf {
+        self.pin_dir.join("links").join(a.file_name())
+    }
+
+    /// Attach `hook`'s program to TC ingress of `iface`, reusing a pinned link if one is
+    /// there (atomic program replacement) or creating and pinning a new one.
+    pub fn attach(&mut self, hook: Hook, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
+        let a = Attachment { hook, ifindex };
+        let path = self.link_path(&a);
+        let err = |detail: String| DatapathError::Attach {
+            program: hook.program(),
+            iface: iface.into(),
+            detail,
+        };
+        let prog = self.program(hook);
+        match PinnedLink::from_pin(&path) {
+            Ok(pinned) => {
+                let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                    .map_err(|e| err(format!("pinned link `{}`: {e}", path.display())))?;
+                match prog.attach_to_link(link) {
+                    Ok(id) => {
+                        // The pin keeps the link; our fd can go.
+                        drop(prog.take_link(id));
+                        debug!(iface, program = hook.program(), "replaced program in pinned link");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        // The interface behind the old link is gone (ENOLINK): start afresh.
+                        debug!(iface, error = %e, "stale pinned link, re-attaching");
+                        remove_pin(&path).map_err(|e| err(e.to_string()))?;
+                    }
+                }
+            }
+            Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(format!("pinned link `{}`: {e}", path.display()))),
+        }
+        fresh(prog, iface, &path).map_err(err)?;
+        info!(iface, program = hook.program(), "attached");
+        Ok(())
+    }
+
+    /// Remove the pinned link of `hook` on `ifindex`, detaching the program.
+    pub fn detach(&self, hook: Hook, ifindex: u32) -> io::Result<()> {
+        remove_pin(&self.link_path(&Attachment { hook, ifindex }))
+    }
+
+    /// Every attachment pinned under the pin directory.
+    pub fn attachments(&self) -> io::Result<Vec<Attachment>> {
+        let mut out: Vec<Attachment> = fs::read_dir(self.pin_dir.join("links"))?
+            .filter_map(|e| Attachment::parse(e.ok()?.file_name().to_str()?))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn fresh(prog: &mut SchedClassifier, iface: &str, path: &PathBuf) -> Result<(), String> {
+    let id = prog
+        .attach_with_options(
+            iface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|e| e.to_string())?;
+    let link = prog.take_link(id).map_err(|e| e.to_string())?;
+    let link = FdLink::try_from(link).map_err(|e| e.to_string())?;
+    link.pin(path).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn remove_pin(path: &PathBuf) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,60 @@
+//! Typed handles on the pinned maps.
+use aya::{
+    Ebpf,
+    maps::{HashMap, Map, MapData, PerCpuArray},
+};
+use common::{Backend, Counter, CtKey, CtValue, Endpoint, PublishedKey, Reason, names};
+
+use super::DatapathError;
+
+pub struct Maps {
+    pub published: HashMap<MapData, PublishedKey, Backend>,
+    /// Host IPv4 (network order) → flags.
+    pub host_ips: HashMap<MapData, u32, u32>,
+    /// Container IPv4 (network order) → endpoint.
+    pub endpoints: HashMap<MapData, u32, Endpoint>,
+    pub ct: HashMap<MapData, CtKey, CtValue>,
+    pub stats: PerCpuArray<MapData, Counter>,
+}
+
+fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, DatapathError> {
+    let map = ebpf.take_map(name).ok_or(DatapathError::Map {
+        name,
+        detail: "not in the object".into(),
+    })?;
+    T::try_from(map).map_err(|e| DatapathError::Map {
+        name,
+        detail: e.to_string(),
+    })
+}
+
+impl Maps {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        Ok(Self {
+            published: take(ebpf, names::PUBLISHED)?,
+            host_ips: take(ebpf, names::HOST_IPS)?,
+            endpoints: take(ebpf, names::ENDPOINTS)?,
+            ct: take(ebpf, names::CT)?,
+            stats: take(ebpf, names::STATS)?,
+        })
+    }
+
+    /// Counter totals over all CPUs, one per reason.
+    pub fn stats(&self) -> Vec<(Reason, Counter)> {
+        Reason::ALL
+            .iter()
+            .map(|&r| {
+                let total = self.stats.get(&(r as u32), 0).map_or(Counter::default(), |per_cpu| {
+                    per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                        packets: acc.packets + c.packets,
+                        bytes: acc.bytes + c.bytes,
+                    })
+                });
+                (r, total)
+            })
+            .collect()
+    }
+}

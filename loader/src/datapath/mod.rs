@@ -1,0 +1,118 @@
+//! Loading the embedded eBPF object, its pinned maps and its pinned TCX links.
+mod attach;
+mod bpffs;
+mod maps;
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, SchedClassifier},
+};
+pub use attach::Attachment;
+pub use maps::Maps;
+
+/// Default pin directory for maps and links.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/bpfnet";
+
+/// The object built from `datapath-ebpf` by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpfnet-datapath"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("bpffs: {0}")]
+    Bpffs(#[from] bpffs::BpffsError),
+    #[error("cannot load the eBPF object (maps pinned under `{pin_dir}`): {source}")]
+    Load {
+        pin_dir: PathBuf,
+        source: Box<aya::EbpfError>,
+    },
+    #[error("program `{name}` is missing from the eBPF object")]
+    MissingProgram { name: &'static str },
+    #[error("map `{name}` is missing from the eBPF object or has another type: {detail}")]
+    Map { name: &'static str, detail: String },
+    #[error("program `{name}` failed to load: {source}")]
+    Program {
+        name: &'static str,
+        source: Box<ProgramError>,
+    },
+    #[error("cannot attach `{program}` to `{iface}`: {detail}")]
+    Attach {
+        program: &'static str,
+        iface: String,
+        detail: String,
+    },
+}
+
+/// Where a program is attached (TC ingress in every case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    FromUplink,
+    FromContainer,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 2] = [Hook::FromUplink, Hook::FromContainer];
+
+    pub fn program(self) -> &'static str {
+        match self {
+            Self::FromUplink => "from_uplink",
+            Self::FromContainer => "from_container",
+        }
+    }
+}
+
+/// The loaded datapath: programs verified and loaded, maps pinned (or reused).
+pub struct Datapath {
+    ebpf: Ebpf,
+    pub maps: Maps,
+    pin_dir: PathBuf,
+}
+
+impl Datapath {
+    /// Load the programs and create or reuse the maps pinned under `pin_dir` (mounting
+    /// bpffs first when it is absent).
+    pub fn load(pin_dir: &Path) -> Result<Self, DatapathError> {
+        bpffs::prepare(pin_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(OBJECT)
+            .map_err(|e| DatapathError::Load {
+                pin_dir: pin_dir.into(),
+                source: Box::new(e),
+            })?;
+        for hook in Hook::ALL {
+            let name = hook.program();
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram { name })?
+                .try_into()
+                .map_err(|e| DatapathError::Program {
+                    name,
+                    source: Box::new(e),
+                })?;
+            prog.load().map_err(|e| DatapathError::Program {
+                name,
+                source: Box::new(e),
+            })?;
+        }
+        let maps = Maps::take(&mut ebpf)?;
+        Ok(Self {
+            ebpf,
+            maps,
+            pin_dir: pin_dir.into(),
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The loaded program for `hook` (e.g. for BPF_PROG_TEST_RUN).
+    pub fn program(&mut self, hook: Hook) -> &mut SchedClassifier {
+        self.ebpf
+            .program_mut(hook.program())
+            .and_then(|p| p.try_into().ok())
+            .expect("load() checked that every hook's program is a loaded classifier")
+    }
+}

@@ -1,0 +1,49 @@
+//! The `bpfnet` command: `daemon` runs the datapath; the others talk to it.
+mod cli;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use bpfnet::api::DEFAULT_SOCKET;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bpfnet", version, about = "eBPF fast-path datapath for containers")]
+struct Cli {
+    /// Control socket of the daemon.
+    #[arg(long, global = true, env = "BPFNET_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the datapath and serve the control API (run as root, next to dockerd).
+    Daemon(cli::daemon::Args),
+    /// Publish host ports to a container: [HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]
+    Publish(cli::publish::Args),
+    /// Remove a publish made with `bpfnet publish` (same SPEC).
+    Unpublish(cli::publish::Args),
+    /// List published ports and the interfaces bpfnet is attached to.
+    Ls(cli::ls::Args),
+}
+
+/// Exit code for every error: bad input, conflicts, an unreachable daemon.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Daemon(args) => cli::daemon::run(args, cli.socket),
+        Command::Publish(args) => cli::publish::publish(args, &cli.socket),
+        Command::Unpublish(args) => cli::publish::unpublish(args, &cli.socket),
+        Command::Ls(args) => cli::ls::run(args, &cli.socket),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bpfnet: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! What the daemon asks of rtnetlink: links, bridges, addresses, the default route,
+//! and a stream of link/address changes.
+mod monitor;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt as _;
+pub use monitor::{Change, monitor};
+use rtnetlink::packet_route::{
+    address::AddressAttribute,
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+    route::{RouteAttribute, RouteHeader},
+};
+use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(#[from] std::io::Error),
+    #[error("netlink {what}: {source}")]
+    Request {
+        what: String,
+        source: rtnetlink::Error,
+    },
+}
+
+fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Request { what, source }
+}
+
+/// A network interface as far as bpfnet cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// ifindex of the bridge (or other controller) it is enslaved to.
+    pub controller: Option<u32>,
+    pub is_veth: bool,
+    pub is_bridge: bool,
+}
+
+impl Link {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Option<Self> {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            controller: None,
+            is_veth: false,
+            is_bridge: false,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Controller(c) => link.controller = Some(*c),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.is_veth = *kind == InfoKind::Veth;
+                            link.is_bridge = *kind == InfoKind::Bridge;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        (!link.name.is_empty()).then_some(link)
+    }
+}
+
+/// A connection to rtnetlink in this network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Connect; the connection's task runs on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("link dump"))?;
+        Ok(msgs.iter().filter_map(Link::from_message).collect())
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
+        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+    }
+
+    /// Create bridge `name`, up, with `addr` if given.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        addr: Option<(Ipv4Addr, u8)>,
+    ) -> Result<Link, NetlinkError> {
+        self.handle
+            .link()
+            .add(LinkBridge::new(name).build())
+            .execute()
+            .await
+            .map_err(req(format!("create bridge {name}")))?;
+        let link = self.link_by_name(name).await?.ok_or_else(|| NetlinkError::Request {
+            what: format!("bridge {name} vanished after creation"),
+            source: rtnetlink::Error::RequestFailed,
+        })?;
+        if let Some((ip, len)) = addr {
+            self.handle
+                .address()
+                .add(link.index, IpAddr::V4(ip), len)
+                .execute()
+                .await
+                .map_err(req(format!("add {ip}/{len} to {name}")))?;
+        }
+        Ok(link)
+    }
+
+    /// Every IPv4 address configured on this host (namespace).
+    pub async fn ipv4_addrs(&self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("address dump"))?;
+        let mut out: Vec<Ipv4Addr> = msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// ifindexes of the devices of IPv4 default routes in the main table.
+    pub async fn default_route_devices(&self) -> Result<Vec<u32>, NetlinkError> {
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("route dump"))?;
+        let mut out: Vec<u32> = routes
+            .iter()
+            .filter(|r| {
+                r.header.destination_prefix_length == 0 && r.header.table == RouteHeader::RT_TABLE_MAIN
+            })
+            .flat_map(|r| r.attributes.iter())
+            .filter_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+}

@@ -1,0 +1,39 @@
+//! Link and IPv4 address change notifications.
+use futures::{Stream, StreamExt as _, future};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::MulticastGroup;
+
+use super::{Link, NetlinkError};
+
+/// A change the daemon reacts to.
+#[derive(Debug)]
+pub enum Change {
+    /// A link appeared or changed (e.g. was enslaved to a bridge).
+    LinkNew(Link),
+    /// A link was removed.
+    LinkDel { index: u32 },
+    /// An IPv4 address was added or removed somewhere.
+    Addresses,
+}
+
+/// Subscribe to link and IPv4 address notifications.
+pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
+    let (conn, _handle, messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr])?;
+    tokio::spawn(conn);
+    Ok(messages.filter_map(|(msg, _)| {
+        future::ready(match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+                Link::from_message(&m).map(Change::LinkNew)
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => Some(Change::LinkDel {
+                index: m.header.index,
+            }),
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
+            ) => Some(Change::Addresses),
+            _ => None,
+        })
+    }))
+}

@@ -1,0 +1,87 @@
+//! The daemon's desired state, persisted atomically so a restart rebuilds it exactly.
+use std::{
+    fs,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::PublishSpec;
+
+const FILE: &str = "state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("`{path}` is not valid bpfnet state: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Manual publishes, in the order they were made.
+    #[serde(default)]
+    pub published: Vec<PublishSpec>,
+}
+
+impl State {
+    /// Load the state under `dir`; a missing file is an empty state.
+    pub fn load(dir: &Path) -> Result<Self, StateError> {
+        let path = dir.join(FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| StateError::Parse { path, source })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(StateError::Read { path, source }),
+        }
+    }
+
+    /// Write to a temporary file, fsync, rename over the old one, fsync the directory:
+    /// a crash leaves either the old or the new state, never a torn one.
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let path = dir.join(FILE);
+        let tmp = dir.join(format!("{FILE}.tmp"));
+        let write = || -> io::Result<()> {
+            fs::create_dir_all(dir)?;
+            let mut f = fs::File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|source| StateError::Write { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_file_and_missing_is_empty() {
+        let dir = std::env::temp_dir().join(format!("bpfnet-state-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(State::load(&dir).expect("missing state loads"), State::default());
+        let state = State {
+            published: vec![
+                "8038:172.17.0.4:8038".parse().expect("valid spec"),
+                "127.0.0.1:53:172.17.0.5:53/udp".parse().expect("valid spec"),
+            ],
+        };
+        state.save(&dir).expect("state saves");
+        assert_eq!(State::load(&dir).expect("saved state loads"), state);
+        fs::write(dir.join(FILE), b"{\"published\": [\"80:nope:80\"]}").expect("write");
+        let err = State::load(&dir).expect_err("a bad spec in the file is an error");
+        assert!(err.to_string().contains("not valid bpfnet state"), "{err}");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
