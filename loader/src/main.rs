@@ -4,7 +4,7 @@ mod cli;
 use std::{path::PathBuf, process::ExitCode};
 
 use bpfnet::api::DEFAULT_SOCKET;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, error::ErrorKind};
 
 #[derive(Parser)]
 #[command(name = "bpfnet", version, about = "eBPF fast-path datapath for containers")]
@@ -32,7 +32,18 @@ enum Command {
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value that does not parse (a bad SPEC) gets the one-line error every other
+        // failure gets; usage errors and --help keep clap's own output.
+        Err(e) if e.kind() == ErrorKind::ValueValidation => {
+            let msg = e.to_string();
+            let line = msg.lines().next().unwrap_or_default();
+            eprintln!("bpfnet: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_ERROR);
+        }
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Daemon(args) => cli::daemon::run(args, cli.socket),
         Command::Publish(args) => cli::publish::publish(args, &cli.socket),

@@ -1,0 +1,88 @@
+//! Running the real `bpfnet` binary: the daemon inside a namespace, and the CLI.
+use std::{
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The `bpfnet` binary under test: `BPFNET_BIN` (set by `cargo xtask test`), else the
+/// workspace's debug build.
+pub fn bin() -> PathBuf {
+    let path = std::env::var_os("BPFNET_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/bpfnet")
+    });
+    assert!(
+        path.exists(),
+        "bpfnet binary not found at {} (run `cargo xtask test`, or build it and set BPFNET_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// Run the CLI against `socket`.
+pub fn cli(socket: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("bpfnet CLI runs")
+}
+
+/// Run the CLI and require success, returning stdout.
+pub fn cli_ok(socket: &Path, args: &[&str]) -> String {
+    let out = cli(socket, args);
+    assert!(
+        out.status.success(),
+        "bpfnet {args:?} should succeed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `bpfnet daemon` process inside a namespace, killed (by PID) on drop.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Start `bpfnet daemon ARGS` inside the namespace at `netns_path` and wait until the
+    /// control socket answers.
+    pub fn start(netns_path: &str, socket: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={netns_path}"))
+            .arg(bin())
+            .arg("--socket")
+            .arg(socket)
+            .arg("daemon")
+            .args(args)
+            .env("BPFNET_LOG", "debug")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("nsenter + bpfnet daemon start");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("bpfnet daemon exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "bpfnet daemon did not open {}", socket.display());
+            thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

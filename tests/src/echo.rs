@@ -1,0 +1,128 @@
+//! Echo servers that answer `PORT:` + payload (so a test sees which port it reached), and
+//! clients, each created on a thread inside a namespace.
+use std::{
+    io::{self, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use crate::netns::Netns;
+
+const POLL: Duration = Duration::from_millis(50);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// TCP and UDP echo servers on one port, stopped and joined on drop.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tcp, udp) = ns.run(move || {
+            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP echo");
+            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP echo");
+            (tcp, udp)
+        });
+        tcp.set_nonblocking(true).expect("nonblocking listener");
+        udp.set_read_timeout(Some(POLL)).expect("udp timeout");
+        let s1 = stop.clone();
+        let t = thread::spawn(move || {
+            while !s1.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((c, _)) => {
+                        thread::spawn(move || serve_tcp(c, port));
+                    }
+                    Err(_) => thread::sleep(POLL),
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let u = thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                    let mut reply = format!("{port}:").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = udp.send_to(&reply, from);
+                }
+            }
+        });
+        Self {
+            stop,
+            threads: vec![t, u],
+        }
+    }
+}
+
+fn serve_tcp(mut c: TcpStream, port: u16) {
+    c.set_nonblocking(false).ok();
+    if c.write_all(format!("{port}:").as_bytes()).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if c.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connect from `ns` to `to`, send `msg`, return the whole reply (`PORT:` + msg).
+pub fn tcp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
+    ns.run(move || {
+        let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.write_all(msg)?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(out)
+    })
+}
+
+/// Send one datagram from `ns` to `to` and return the reply.
+pub fn udp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
+    ns.run(move || {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buf = vec![0u8; 65536];
+        // UDP may lose the first datagram while a neighbour resolves: try a few times.
+        for _ in 0..3 {
+            s.send_to(msg, to)?;
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return Ok(buf[..n].to_vec());
+            }
+        }
+        Err(io::ErrorKind::TimedOut.into())
+    })
+}
+
+/// Connect from `ns` (the socket lives there) and hand back the stream.
+pub fn tcp_connect(ns: &Netns, to: SocketAddr) -> io::Result<TcpStream> {
+    ns.run(move || {
+        let s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        Ok(s)
+    })
+}

@@ -1,0 +1,156 @@
+//! Frames for BPF_PROG_TEST_RUN and checks of what comes out, written independently of
+//! the datapath (plain RFC 1071 sums over whole headers, no incremental updates).
+pub const ETH_HLEN: usize = 14;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+
+pub type Addr = ([u8; 4], u16);
+
+/// RFC 1071 one's-complement sum, folded and inverted.
+pub fn checksum(chunks: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for chunk in chunks {
+        for &b in *chunk {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+                None => odd = Some(b),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// How to build the IPv4 header.
+#[derive(Clone, Copy)]
+pub struct IpOpts {
+    /// Extra option bytes (multiple of 4) after the 20-byte header.
+    pub options: usize,
+    /// The frag_off field (flags + offset), host order.
+    pub frag_off: u16,
+}
+
+impl Default for IpOpts {
+    fn default() -> Self {
+        Self {
+            options: 0,
+            frag_off: 0x4000, // DF
+        }
+    }
+}
+
+fn l4_csum(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> u16 {
+    let len = (l4.len() as u16).to_be_bytes();
+    checksum(&[&src, &dst, &[0, proto], &len, l4])
+}
+
+/// Ethernet + IPv4 around an L4 segment whose checksum field is filled here
+/// (`l4_csum_off`, None = leave as given).
+fn frame(proto: u8, src: [u8; 4], dst: [u8; 4], mut l4: Vec<u8>, csum_off: Option<usize>, ip: IpOpts) -> Vec<u8> {
+    if let Some(off) = csum_off {
+        let c = l4_csum(proto, src, dst, &l4);
+        let c = if c == 0 && proto == 17 { 0xffff } else { c };
+        l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let ihl = 20 + ip.options;
+    let mut f = Vec::with_capacity(ETH_HLEN + ihl + l4.len());
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]); // dst MAC
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02]); // src MAC
+    f.extend_from_slice(&[0x08, 0x00]);
+    let tot = ((ihl + l4.len()) as u16).to_be_bytes();
+    let mut h = vec![0x40 | (ihl / 4) as u8, 0, tot[0], tot[1], 0x12, 0x34];
+    h.extend_from_slice(&ip.frag_off.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend(std::iter::repeat_n(1u8, ip.options)); // NOP options
+    let c = checksum(&[&h]);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&l4);
+    f
+}
+
+pub fn tcp(src: Addr, dst: Addr, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp_with(src, dst, flags, payload, IpOpts::default())
+}
+
+pub fn tcp_with(src: Addr, dst: Addr, flags: u8, payload: &[u8], ip: IpOpts) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&src.1.to_be_bytes());
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&1000u32.to_be_bytes()); // seq
+    l4.extend_from_slice(&0u32.to_be_bytes()); // ack
+    l4.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    l4.extend_from_slice(payload);
+    frame(6, src.0, dst.0, l4, Some(16), ip)
+}
+
+/// A UDP datagram; `with_csum` false sends checksum 0 ("none").
+pub fn udp(src: Addr, dst: Addr, payload: &[u8], with_csum: bool) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    l4.extend_from_slice(&src.1.to_be_bytes());
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    frame(17, src.0, dst.0, l4, with_csum.then_some(6), IpOpts::default())
+}
+
+/// A read-only view of an Ethernet/IPv4 frame.
+pub struct View<'a>(pub &'a [u8]);
+
+impl View<'_> {
+    pub fn dst_mac(&self) -> [u8; 6] {
+        self.0[0..6].try_into().expect("6 bytes")
+    }
+    pub fn src_mac(&self) -> [u8; 6] {
+        self.0[6..12].try_into().expect("6 bytes")
+    }
+    fn ihl(&self) -> usize {
+        usize::from(self.0[ETH_HLEN] & 0x0f) * 4
+    }
+    fn l4(&self) -> &[u8] {
+        let tot = usize::from(u16::from_be_bytes([self.0[16], self.0[17]]));
+        &self.0[ETH_HLEN + self.ihl()..ETH_HLEN + tot]
+    }
+    pub fn proto(&self) -> u8 {
+        self.0[ETH_HLEN + 9]
+    }
+    pub fn src(&self) -> Addr {
+        let ip = self.0[ETH_HLEN + 12..ETH_HLEN + 16].try_into().expect("4 bytes");
+        (ip, u16::from_be_bytes([self.l4()[0], self.l4()[1]]))
+    }
+    pub fn dst(&self) -> Addr {
+        let ip = self.0[ETH_HLEN + 16..ETH_HLEN + 20].try_into().expect("4 bytes");
+        (ip, u16::from_be_bytes([self.l4()[2], self.l4()[3]]))
+    }
+    pub fn udp_csum(&self) -> u16 {
+        u16::from_be_bytes([self.l4()[6], self.l4()[7]])
+    }
+
+    /// Check the IPv4 header checksum and the L4 checksum from scratch.
+    pub fn verify_checksums(&self) -> Result<(), String> {
+        let h = &self.0[ETH_HLEN..ETH_HLEN + self.ihl()];
+        if checksum(&[h]) != 0 {
+            return Err(format!("bad IPv4 header checksum {:#06x}", u16::from_be_bytes([h[10], h[11]])));
+        }
+        let (src, dst) = (self.src().0, self.dst().0);
+        let proto = self.proto();
+        if proto == 17 && self.udp_csum() == 0 {
+            return Ok(());
+        }
+        let l4 = self.l4();
+        let len = (l4.len() as u16).to_be_bytes();
+        match checksum(&[&src, &dst, &[0, proto], &len, l4]) {
+            0 => Ok(()),
+            c => Err(format!("bad L4 checksum (residue {c:#06x})")),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! A daemon crash and restart: pinned maps and links keep the datapath running, the
+//! new daemon swaps its programs in atomically, and the desired state comes back.
+use std::{
+    io::{Read as _, Write as _},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use bpfnet_tests::{
+    daemon::cli_ok,
+    echo::{EchoServer, tcp_connect, tcp_roundtrip, udp_roundtrip},
+    require_root,
+    topo::Topology,
+};
+
+const TOTAL: u64 = 48 << 20;
+const CHUNK: usize = 64 << 10;
+
+fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+#[test]
+fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("rst");
+    let daemon = t.start_daemon();
+    let _e1 = EchoServer::start(&t.container, 8038);
+    let _e2 = EchoServer::start(&t.container, 8039);
+    cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.socket, &["publish", "9000-9001:172.17.0.4:8038-8039/udp"]);
+    let before = cli_ok(&t.socket, &["ls", "--json"]);
+
+    let stream = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect through DNAT");
+    let mut writer = stream.try_clone().expect("clone stream");
+    let sent = Arc::new(AtomicU64::new(0));
+    let progress = sent.clone();
+    let w = thread::spawn(move || {
+        let mut buf = vec![0u8; CHUNK];
+        let mut off = 0u64;
+        while off < TOTAL {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = pattern(off + i as u64);
+            }
+            writer.write_all(&buf).expect("write during restart");
+            off += CHUNK as u64;
+            progress.store(off, Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(3));
+        }
+    });
+    let mut reader = stream;
+    let r = thread::spawn(move || {
+        let mut prefix = [0u8; 5];
+        reader.read_exact(&mut prefix).expect("echo prefix");
+        assert_eq!(&prefix, b"8038:");
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        while got < TOTAL {
+            let n = reader.read(&mut buf).expect("read during restart");
+            assert!(n > 0, "connection closed after {got} of {TOTAL} bytes");
+            for (i, b) in buf[..n].iter().enumerate() {
+                assert_eq!(*b, pattern(got + i as u64), "corrupt byte at {}", got + i as u64);
+            }
+            got += n as u64;
+        }
+        got
+    });
+
+    thread::sleep(Duration::from_millis(400));
+    daemon.kill9();
+    let at_kill = sent.load(Ordering::Relaxed);
+    assert!(
+        at_kill > 0 && at_kill < TOTAL,
+        "the transfer should be running when the daemon dies ({at_kill} of {TOTAL} sent)"
+    );
+    thread::sleep(Duration::from_millis(600));
+    let at_restart = sent.load(Ordering::Relaxed);
+    assert!(at_restart > at_kill, "traffic should keep flowing with no daemon");
+    let _daemon = t.start_daemon();
+
+    w.join().expect("writer finished");
+    assert_eq!(r.join().expect("reader finished"), TOTAL);
+
+    assert_eq!(
+        tcp_roundtrip(&t.client, Topology::host_addr(8038), b"new").expect("new TCP connection after restart"),
+        b"8038:new"
+    );
+    assert_eq!(
+        udp_roundtrip(&t.client, Topology::host_addr(9001), b"new").expect("UDP range after restart"),
+        b"8039:new"
+    );
+    assert_eq!(cli_ok(&t.socket, &["ls", "--json"]), before, "ls after restart");
+}
