@@ -165,7 +165,10 @@ mod tests {
             bytes: 0,
         };
         let rev = fwd.twin(&fwd_v);
-        assert_eq!((rev.src_ip, rev.dst_ip, rev.src_port, rev.dst_port), (9, 1, 8, 3));
+        assert_eq!(
+            (rev.src_ip, rev.dst_ip, rev.src_port, rev.dst_port),
+            (9, 1, 8, 3)
+        );
         let rev_v = CtValue {
             nat_ip: 2,
             nat_port: 4,

@@ -84,6 +84,6 @@ pub fn create_dnat(ctx: &TcContext, p: &Packet, to_ip: u32, to_port: u16) -> Res
         packets: 0,
         bytes: 0,
     };
-    CT.insert(&key.twin(&fwd), &rev, 0).map_err(|_| ())?;
-    CT.insert(&key, &fwd, 0).map_err(|_| ())
+    CT.insert(key.twin(&fwd), rev, 0).map_err(|_| ())?;
+    CT.insert(key, fwd, 0).map_err(|_| ())
 }

@@ -4,16 +4,17 @@ use core::{mem::size_of, ptr};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT, TC_ACT_SHOT,
-        bpf_fib_lookup as FibParams,
-    },
+    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams},
     helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use common::Reason;
 
-use crate::{maps::ENDPOINTS, parse::Packet, stats::count};
+use crate::{
+    maps::ENDPOINTS,
+    parse::Packet,
+    stats::{TC_ACT_REDIRECT, TC_ACT_SHOT, count},
+};
 
 const AF_INET: u8 = 2;
 
@@ -21,14 +22,14 @@ const AF_INET: u8 = 2;
 #[inline(always)]
 pub fn to_destination(ctx: &TcContext, p: &Packet) -> i32 {
     // SAFETY: plain lookup of a Pod value.
-    if let Some(ep) = unsafe { ENDPOINTS.get(p.dst_ip) } {
-        if ctx.store(0, &ep.mac, 0).is_ok() {
-            // SAFETY: helper call with plain integer arguments.
-            let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
-            if ret == i64::from(TC_ACT_REDIRECT) {
-                count(ctx, Reason::RedirectPeer);
-                return ret as i32;
-            }
+    if let Some(ep) = unsafe { ENDPOINTS.get(p.dst_ip) }
+        && ctx.store(0, &ep.mac, 0).is_ok()
+    {
+        // SAFETY: helper call with plain integer arguments.
+        let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
+        if ret == TC_ACT_REDIRECT {
+            count(ctx, Reason::RedirectPeer);
+            return ret as i32;
         }
     }
     by_route(ctx, p)
@@ -50,9 +51,7 @@ pub fn by_route(ctx: &TcContext, p: &Packet) -> i32 {
     fib.ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
     // tot_len stays 0: with it set, GSO packets get FRAG_NEEDED answers.
     // SAFETY: fib is a properly sized, writable bpf_fib_lookup.
-    let ret = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), &mut fib, size_of::<FibParams>() as i32, 0)
-    };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut fib, size_of::<FibParams>() as i32, 0) };
     let redirected = match ret as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => {
             let macs = [fib.dmac, fib.smac];
@@ -75,5 +74,5 @@ pub fn by_route(ctx: &TcContext, p: &Packet) -> i32 {
 #[inline(always)]
 fn drop(ctx: &TcContext, reason: Reason) -> i32 {
     count(ctx, reason);
-    TC_ACT_SHOT as i32
+    TC_ACT_SHOT
 }

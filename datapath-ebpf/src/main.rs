@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod container;
 mod csum;
 mod ct;
 mod fwd;
@@ -10,7 +11,6 @@ mod nat;
 mod parse;
 mod stats;
 mod uplink;
-mod container;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 

@@ -64,8 +64,7 @@ pub fn parse(ctx: &TcContext) -> Parsed {
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(ETH_HLEN);
     // tot_len 0 is how BIG TCP GSO packets say "see skb->len".
-    if ip.ver_ihl >> 4 != 4 || ihl < 20 || (tot_len != 0 && (tot_len < ihl || tot_len > l3_len))
-    {
+    if ip.ver_ihl >> 4 != 4 || ihl < 20 || (tot_len != 0 && (tot_len < ihl || tot_len > l3_len)) {
         return Parsed::Bad(Reason::DropMalformed);
     }
     if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {

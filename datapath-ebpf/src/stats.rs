@@ -1,11 +1,14 @@
 //! Per-reason verdict counters.
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    programs::TcContext,
-};
+use aya_ebpf::programs::TcContext;
 use common::Reason;
 
 use crate::maps::STATS;
+
+// TC verdicts (uapi/linux/pkt_cls.h) as the i32 a classifier returns; the generated
+// bindings' type for them differs between the host and the bpf target.
+pub const TC_ACT_OK: i32 = 0;
+pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i64 = 7;
 
 #[inline(always)]
 pub fn count(ctx: &TcContext, reason: Reason) {
@@ -23,8 +26,8 @@ pub fn count(ctx: &TcContext, reason: Reason) {
 pub fn verdict(ctx: &TcContext, reason: Reason) -> i32 {
     count(ctx, reason);
     if reason.is_drop() {
-        TC_ACT_SHOT as i32
+        TC_ACT_SHOT
     } else {
-        TC_ACT_OK as i32
+        TC_ACT_OK
     }
 }

@@ -18,7 +18,11 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Parsed::Packet(p) => p,
     };
     if p.frag == Frag::Later {
-        let reason = if is_host(p.dst_ip) { Reason::FragmentPassed } else { Reason::Pass };
+        let reason = if is_host(p.dst_ip) {
+            Reason::FragmentPassed
+        } else {
+            Reason::Pass
+        };
         return verdict(ctx, reason);
     }
     let (to_ip, to_port) = if let Some(to) = ct::lookup(ctx, &p, CtKind::DnatForward) {

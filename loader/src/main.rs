@@ -7,7 +7,11 @@ use bpfnet::api::DEFAULT_SOCKET;
 use clap::{Parser, Subcommand, error::ErrorKind};
 
 #[derive(Parser)]
-#[command(name = "bpfnet", version, about = "eBPF fast-path datapath for containers")]
+#[command(
+    name = "bpfnet",
+    version,
+    about = "eBPF fast-path datapath for containers"
+)]
 struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, env = "BPFNET_SOCKET", default_value = DEFAULT_SOCKET)]

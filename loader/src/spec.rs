@@ -67,7 +67,7 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub fn len(self) -> u32 {
+    pub fn count(self) -> u32 {
         u32::from(self.end - self.start) + 1
     }
 
@@ -128,7 +128,7 @@ impl PublishSpec {
     pub fn entries(&self) -> impl Iterator<Item = (PublishedKey, Backend)> + '_ {
         let host_ip = self.host_ip.map_or(0, |ip| u32::from_ne_bytes(ip.octets()));
         let backend_ip = u32::from_ne_bytes(self.container_ip.octets());
-        (0..self.host_ports.len()).map(move |i| {
+        (0..self.host_ports.count()).map(move |i| {
             let i = i as u16; // < 65536 by construction
             (
                 PublishedKey {
@@ -192,7 +192,7 @@ impl FromStr for PublishSpec {
         let host_ports = ports("host port", host_ports)?;
         let container_ip = addr("container address", container_ip)?;
         let container_ports = ports("container port", container_ports)?;
-        if host_ports.len() != container_ports.len() {
+        if host_ports.count() != container_ports.count() {
             return Err(SpecError::RangeLength {
                 spec: spec.into(),
                 host: host_ports,

@@ -70,11 +70,16 @@ mod tests {
     fn round_trips_through_the_file_and_missing_is_empty() {
         let dir = std::env::temp_dir().join(format!("bpfnet-state-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        assert_eq!(State::load(&dir).expect("missing state loads"), State::default());
+        assert_eq!(
+            State::load(&dir).expect("missing state loads"),
+            State::default()
+        );
         let state = State {
             published: vec![
                 "8038:172.17.0.4:8038".parse().expect("valid spec"),
-                "127.0.0.1:53:172.17.0.5:53/udp".parse().expect("valid spec"),
+                "127.0.0.1:53:172.17.0.5:53/udp"
+                    .parse()
+                    .expect("valid spec"),
             ],
         };
         state.save(&dir).expect("state saves");

@@ -10,9 +10,9 @@ use std::{
 /// The `bpfnet` binary under test: `BPFNET_BIN` (set by `cargo xtask test`), else the
 /// workspace's debug build.
 pub fn bin() -> PathBuf {
-    let path = std::env::var_os("BPFNET_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/bpfnet")
-    });
+    let path = std::env::var_os("BPFNET_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/bpfnet"));
     assert!(
         path.exists(),
         "bpfnet binary not found at {} (run `cargo xtask test`, or build it and set BPFNET_BIN)",
@@ -67,7 +67,11 @@ impl Daemon {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("bpfnet daemon exited during start-up: {status}");
             }
-            assert!(Instant::now() < deadline, "bpfnet daemon did not open {}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "bpfnet daemon did not open {}",
+                socket.display()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         Self { child }

@@ -83,7 +83,9 @@ impl Netns {
     /// Run `f` on a thread that has entered this namespace; sockets it creates stay
     /// in the namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.spawn(f).join().expect("thread inside the namespace panicked")
+        self.spawn(f)
+            .join()
+            .expect("thread inside the namespace panicked")
     }
 
     pub fn spawn<T: Send + 'static>(
@@ -108,6 +110,8 @@ pub fn enter(path: &str) {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }

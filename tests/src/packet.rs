@@ -52,7 +52,14 @@ fn l4_csum(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> u16 {
 
 /// Ethernet + IPv4 around an L4 segment whose checksum field is filled here
 /// (`l4_csum_off`, None = leave as given).
-fn frame(proto: u8, src: [u8; 4], dst: [u8; 4], mut l4: Vec<u8>, csum_off: Option<usize>, ip: IpOpts) -> Vec<u8> {
+fn frame(
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    mut l4: Vec<u8>,
+    csum_off: Option<usize>,
+    ip: IpOpts,
+) -> Vec<u8> {
     if let Some(off) = csum_off {
         let c = l4_csum(proto, src, dst, &l4);
         let c = if c == 0 && proto == 17 { 0xffff } else { c };
@@ -100,7 +107,14 @@ pub fn udp(src: Addr, dst: Addr, payload: &[u8], with_csum: bool) -> Vec<u8> {
     l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     l4.extend_from_slice(&[0, 0]);
     l4.extend_from_slice(payload);
-    frame(17, src.0, dst.0, l4, with_csum.then_some(6), IpOpts::default())
+    frame(
+        17,
+        src.0,
+        dst.0,
+        l4,
+        with_csum.then_some(6),
+        IpOpts::default(),
+    )
 }
 
 /// A read-only view of an Ethernet/IPv4 frame.
@@ -124,11 +138,15 @@ impl View<'_> {
         self.0[ETH_HLEN + 9]
     }
     pub fn src(&self) -> Addr {
-        let ip = self.0[ETH_HLEN + 12..ETH_HLEN + 16].try_into().expect("4 bytes");
+        let ip = self.0[ETH_HLEN + 12..ETH_HLEN + 16]
+            .try_into()
+            .expect("4 bytes");
         (ip, u16::from_be_bytes([self.l4()[0], self.l4()[1]]))
     }
     pub fn dst(&self) -> Addr {
-        let ip = self.0[ETH_HLEN + 16..ETH_HLEN + 20].try_into().expect("4 bytes");
+        let ip = self.0[ETH_HLEN + 16..ETH_HLEN + 20]
+            .try_into()
+            .expect("4 bytes");
         (ip, u16::from_be_bytes([self.l4()[2], self.l4()[3]]))
     }
     pub fn udp_csum(&self) -> u16 {
@@ -139,7 +157,10 @@ impl View<'_> {
     pub fn verify_checksums(&self) -> Result<(), String> {
         let h = &self.0[ETH_HLEN..ETH_HLEN + self.ihl()];
         if checksum(&[h]) != 0 {
-            return Err(format!("bad IPv4 header checksum {:#06x}", u16::from_be_bytes([h[10], h[11]])));
+            return Err(format!(
+                "bad IPv4 header checksum {:#06x}",
+                u16::from_be_bytes([h[10], h[11]])
+            ));
         }
         let (src, dst) = (self.src().0, self.dst().0);
         let proto = self.proto();

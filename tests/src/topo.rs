@@ -43,7 +43,9 @@ impl Topology {
         };
         let _ = fs::remove_dir_all(&t.pin_dir);
         let (h, c, k) = (&t.host, &t.client, &t.container);
-        h.ip(&["link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &c.name]);
+        h.ip(&[
+            "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
+        ]);
         h.ip(&["addr", "add", "192.0.2.1/24", "dev", UPLINK]);
         h.ip(&["link", "set", UPLINK, "up"]);
         c.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
@@ -52,7 +54,9 @@ impl Topology {
         h.ip(&["link", "add", BRIDGE, "type", "bridge"]);
         h.ip(&["addr", "add", "172.17.0.1/16", "dev", BRIDGE]);
         h.ip(&["link", "set", BRIDGE, "up"]);
-        h.ip(&["link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", &k.name]);
+        h.ip(&[
+            "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", &k.name,
+        ]);
         h.ip(&["link", "set", VETH, "master", BRIDGE, "up"]);
         k.ip(&["addr", "add", "172.17.0.4/16", "dev", "eth0"]);
         k.ip(&["link", "set", "eth0", "up"]);
@@ -62,7 +66,16 @@ impl Topology {
 
     /// What Docker's users run into: conntrack told to stay out, forwarding dropped.
     pub fn harden_host_firewall(&self) {
-        self.host.exec(&["iptables", "-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"]);
+        self.host.exec(&[
+            "iptables",
+            "-t",
+            "raw",
+            "-A",
+            "PREROUTING",
+            "-j",
+            "CT",
+            "--notrack",
+        ]);
         self.host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
     }
 

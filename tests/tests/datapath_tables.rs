@@ -32,7 +32,11 @@ fn ip(a: [u8; 4]) -> u32 {
 enum Out {
     Unchanged,
     /// Expected source, destination and destination MAC after translation.
-    Translated { src: Addr, dst: Addr, dst_mac: [u8; 6] },
+    Translated {
+        src: Addr,
+        dst: Addr,
+        dst_mac: [u8; 6],
+    },
 }
 
 struct Case {
@@ -62,7 +66,10 @@ fn published(dp: &mut Datapath, host: [u8; 4], port: u16, proto: u8, to: Addr) {
         port: to.1.to_be(),
         _pad: 0,
     };
-    dp.maps.published.insert(key, backend, 0).expect("insert published");
+    dp.maps
+        .published
+        .insert(key, backend, 0)
+        .expect("insert published");
 }
 
 /// Run one frame; `ingress` is the ifindex the frame pretends to arrive on.
@@ -305,7 +312,11 @@ fn cases() -> Vec<Case> {
 }
 
 fn check(dp: &mut Datapath, case: &Case, uplink: u32, bridge: u32) {
-    let ingress = if case.hook == Hook::FromUplink { uplink } else { bridge };
+    let ingress = if case.hook == Hook::FromUplink {
+        uplink
+    } else {
+        bridge
+    };
     let before = dp.maps.stats();
     let (verdict, out) = test_run(dp, case.hook, &case.frame, ingress);
     let after = dp.maps.stats();
@@ -327,14 +338,23 @@ fn check(dp: &mut Datapath, case: &Case, uplink: u32, bridge: u32) {
             }
             if v.proto() == 17 {
                 let sent_none = View(&case.frame).udp_csum() == 0;
-                assert_eq!(v.udp_csum() == 0, sent_none, "{name}: UDP checksum presence");
+                assert_eq!(
+                    v.udp_csum() == 0,
+                    sent_none,
+                    "{name}: UDP checksum presence"
+                );
             }
         }
     }
     for (i, (reason, c)) in after.iter().enumerate() {
         let moved = c.packets - before[i].1.packets;
         let want = u64::from(case.counted.contains(reason));
-        assert_eq!(moved, want, "{name}: counter {} moved by {moved}", reason.name());
+        assert_eq!(
+            moved,
+            want,
+            "{name}: counter {} moved by {moved}",
+            reason.name()
+        );
     }
 }
 
@@ -349,8 +369,28 @@ fn datapath_tables() {
     ns.ip(&["addr", "add", "172.17.0.1/16", "dev", "t1"]);
     ns.ip(&["link", "set", "t0", "up"]);
     ns.ip(&["link", "set", "t1", "up"]);
-    ns.ip(&["neigh", "add", "192.0.2.2", "lladdr", "02:00:00:00:00:02", "dev", "t0", "nud", "permanent"]);
-    ns.ip(&["neigh", "add", "172.17.0.4", "lladdr", "02:00:00:00:00:04", "dev", "t1", "nud", "permanent"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "192.0.2.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        "t0",
+        "nud",
+        "permanent",
+    ]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "172.17.0.4",
+        "lladdr",
+        "02:00:00:00:00:04",
+        "dev",
+        "t1",
+        "nud",
+        "permanent",
+    ]);
     ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     let (uplink, bridge) = (ns.ifindex("t0"), ns.ifindex("t1"));
     let pin_dir = format!("/sys/fs/bpf/bpfnet-test-{}", unique("dt"));
@@ -368,7 +408,10 @@ fn datapath_tables() {
                 mac: ENDPOINT_MAC,
                 network: 1,
             };
-            dp.maps.endpoints.insert(ip(ENDPOINT), ep, 0).expect("endpoint");
+            dp.maps
+                .endpoints
+                .insert(ip(ENDPOINT), ep, 0)
+                .expect("endpoint");
             for case in cases() {
                 check(&mut dp, &case, uplink, bridge);
             }
@@ -393,14 +436,26 @@ fn check_ct(dp: &Datapath) {
     };
     let v = dp.maps.ct.get(&fwd, 0).expect("forward CT entry");
     assert_eq!(v.kind, CtKind::DnatForward as u8);
-    assert_eq!((Ipv4Addr::from(v.nat_ip.to_ne_bytes()), u16::from_be(v.nat_port)), (Ipv4Addr::from(BACKEND), 8080));
+    assert_eq!(
+        (
+            Ipv4Addr::from(v.nat_ip.to_ne_bytes()),
+            u16::from_be(v.nat_port)
+        ),
+        (Ipv4Addr::from(BACKEND), 8080)
+    );
     assert_eq!(v.packets, 2, "SYN and ACK");
     assert_eq!(TcpState::from_u8(v.state), TcpState::Established);
     let rev = fwd.twin(&v);
-    assert_eq!((rev.src_ip, u16::from_be(rev.src_port)), (ip(BACKEND), 8080));
+    assert_eq!(
+        (rev.src_ip, u16::from_be(rev.src_port)),
+        (ip(BACKEND), 8080)
+    );
     let r = dp.maps.ct.get(&rev, 0).expect("reply CT entry");
     assert_eq!(r.kind, CtKind::DnatReply as u8);
     assert_eq!((r.nat_ip, u16::from_be(r.nat_port)), (ip(HOST), 8038));
     assert_eq!(r.packets, 1, "SYN-ACK");
-    assert!(r.last_seen_ns >= v.last_seen_ns, "reply seen after the forward packets");
+    assert!(
+        r.last_seen_ns >= v.last_seen_ns,
+        "reply seen after the forward packets"
+    );
 }

@@ -22,15 +22,36 @@ fn publish_roundtrips(t: &Topology) {
 
     cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
     cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
-    assert_eq!(tcp_roundtrip(&t.client, host(8038), b"hello tcp").expect("TCP through DNAT"), b"8038:hello tcp");
-    assert_eq!(udp_roundtrip(&t.client, host(8038), b"hello udp").expect("UDP through DNAT"), b"8038:hello udp");
+    assert_eq!(
+        tcp_roundtrip(&t.client, host(8038), b"hello tcp").expect("TCP through DNAT"),
+        b"8038:hello tcp"
+    );
+    assert_eq!(
+        udp_roundtrip(&t.client, host(8038), b"hello udp").expect("UDP through DNAT"),
+        b"8038:hello udp"
+    );
 
     // A second published range, bound to the uplink address, shifted onto other ports.
-    cli_ok(&t.socket, &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039"]);
-    cli_ok(&t.socket, &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039/udp"]);
-    assert_eq!(tcp_roundtrip(&t.client, host(9001), b"r").expect("TCP to range end"), b"8039:r");
-    assert_eq!(tcp_roundtrip(&t.client, host(9000), b"r").expect("TCP to range start"), b"8038:r");
-    assert_eq!(udp_roundtrip(&t.client, host(9001), b"u").expect("UDP to range end"), b"8039:u");
+    cli_ok(
+        &t.socket,
+        &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039"],
+    );
+    cli_ok(
+        &t.socket,
+        &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039/udp"],
+    );
+    assert_eq!(
+        tcp_roundtrip(&t.client, host(9001), b"r").expect("TCP to range end"),
+        b"8039:r"
+    );
+    assert_eq!(
+        tcp_roundtrip(&t.client, host(9000), b"r").expect("TCP to range start"),
+        b"8038:r"
+    );
+    assert_eq!(
+        udp_roundtrip(&t.client, host(9001), b"u").expect("UDP to range end"),
+        b"8039:u"
+    );
 
     let ls = cli_ok(&t.socket, &["ls", "--json"]);
     let ls: serde_json::Value = serde_json::from_str(&ls).expect("ls --json is JSON");
@@ -46,9 +67,18 @@ fn publish_roundtrips(t: &Topology) {
 
     cli_ok(&t.socket, &["unpublish", "8038:172.17.0.4:8038"]);
     cli_ok(&t.socket, &["unpublish", "8038:172.17.0.4:8038/udp"]);
-    assert!(tcp_roundtrip(&t.client, host(8038), b"x").is_err(), "TCP must fail after unpublish");
-    assert!(udp_roundtrip(&t.client, host(8038), b"x").is_err(), "UDP must fail after unpublish");
-    assert_eq!(tcp_roundtrip(&t.client, host(9000), b"still").expect("other publish intact"), b"8038:still");
+    assert!(
+        tcp_roundtrip(&t.client, host(8038), b"x").is_err(),
+        "TCP must fail after unpublish"
+    );
+    assert!(
+        udp_roundtrip(&t.client, host(8038), b"x").is_err(),
+        "UDP must fail after unpublish"
+    );
+    assert_eq!(
+        tcp_roundtrip(&t.client, host(9000), b"still").expect("other publish intact"),
+        b"8038:still"
+    );
 }
 
 #[test]
@@ -67,7 +97,8 @@ fn published_ports_work_with_notrack_and_forward_drop() {
     let t = Topology::new("fw");
     t.harden_host_firewall();
     // The policy bites: plain routed forwarding to the container is dropped.
-    t.client.ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);
+    t.client
+        .ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);
     let _e = EchoServer::start(&t.container, 7000);
     assert!(
         tcp_roundtrip(&t.client, SocketAddr::from((CONTAINER_IP, 7000)), b"x").is_err(),
@@ -87,23 +118,50 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
     for (args, want) in [
         (vec!["publish", "8038:172.17.0.4"], "expected [HOSTIP:]"),
         (vec!["publish", "0:172.17.0.4:80"], "host port `0`"),
-        (vec!["publish", "8038:172.17.0.5:80"], "conflicts with published `8038:172.17.0.4:8038/tcp`"),
-        (vec!["publish", "192.0.2.1:8030-8040:172.17.0.5:80-90"], "conflicts"),
-        (vec!["unpublish", "8039:172.17.0.4:8038"], "is not published"),
+        (
+            vec!["publish", "8038:172.17.0.5:80"],
+            "conflicts with published `8038:172.17.0.4:8038/tcp`",
+        ),
+        (
+            vec!["publish", "192.0.2.1:8030-8040:172.17.0.5:80-90"],
+            "conflicts",
+        ),
+        (
+            vec!["unpublish", "8039:172.17.0.4:8038"],
+            "is not published",
+        ),
     ] {
         let out = cli(&t.socket, &args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2, stderr: {err}");
-        assert!(err.contains(want), "{args:?}: stderr `{err}` should contain `{want}`");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: error should be one line: {err}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} should exit 2, stderr: {err}"
+        );
+        assert!(
+            err.contains(want),
+            "{args:?}: stderr `{err}` should contain `{want}`"
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: error should be one line: {err}"
+        );
     }
     let ls: serde_json::Value =
         serde_json::from_str(&cli_ok(&t.socket, &["ls", "--json"])).expect("ls --json is JSON");
-    assert_eq!(ls["published"], serde_json::json!(["8038:172.17.0.4:8038/tcp"]));
+    assert_eq!(
+        ls["published"],
+        serde_json::json!(["8038:172.17.0.4:8038/tcp"])
+    );
 
     let gone = t.socket.with_file_name("nobody.sock");
     let out = cli(&gone, &["ls"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "unreachable daemon should exit 2: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unreachable daemon should exit 2: {err}"
+    );
     assert!(err.contains("cannot reach the bpfnet daemon"), "{err}");
 }

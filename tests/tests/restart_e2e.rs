@@ -34,7 +34,10 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
     let _e1 = EchoServer::start(&t.container, 8038);
     let _e2 = EchoServer::start(&t.container, 8039);
     cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
-    cli_ok(&t.socket, &["publish", "9000-9001:172.17.0.4:8038-8039/udp"]);
+    cli_ok(
+        &t.socket,
+        &["publish", "9000-9001:172.17.0.4:8038-8039/udp"],
+    );
     let before = cli_ok(&t.socket, &["ls", "--json"]);
 
     let stream = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect through DNAT");
@@ -65,7 +68,12 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
             let n = reader.read(&mut buf).expect("read during restart");
             assert!(n > 0, "connection closed after {got} of {TOTAL} bytes");
             for (i, b) in buf[..n].iter().enumerate() {
-                assert_eq!(*b, pattern(got + i as u64), "corrupt byte at {}", got + i as u64);
+                assert_eq!(
+                    *b,
+                    pattern(got + i as u64),
+                    "corrupt byte at {}",
+                    got + i as u64
+                );
             }
             got += n as u64;
         }
@@ -81,19 +89,28 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
     );
     thread::sleep(Duration::from_millis(600));
     let at_restart = sent.load(Ordering::Relaxed);
-    assert!(at_restart > at_kill, "traffic should keep flowing with no daemon");
+    assert!(
+        at_restart > at_kill,
+        "traffic should keep flowing with no daemon"
+    );
     let _daemon = t.start_daemon();
 
     w.join().expect("writer finished");
     assert_eq!(r.join().expect("reader finished"), TOTAL);
 
     assert_eq!(
-        tcp_roundtrip(&t.client, Topology::host_addr(8038), b"new").expect("new TCP connection after restart"),
+        tcp_roundtrip(&t.client, Topology::host_addr(8038), b"new")
+            .expect("new TCP connection after restart"),
         b"8038:new"
     );
     assert_eq!(
-        udp_roundtrip(&t.client, Topology::host_addr(9001), b"new").expect("UDP range after restart"),
+        udp_roundtrip(&t.client, Topology::host_addr(9001), b"new")
+            .expect("UDP range after restart"),
         b"8039:new"
     );
-    assert_eq!(cli_ok(&t.socket, &["ls", "--json"]), before, "ls after restart");
+    assert_eq!(
+        cli_ok(&t.socket, &["ls", "--json"]),
+        before,
+        "ls after restart"
+    );
 }

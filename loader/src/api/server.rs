@@ -63,7 +63,10 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
 async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let read = BufReader::new(read).take(MAX_REQUEST).read_line(&mut line).await;
+    let read = BufReader::new(read)
+        .take(MAX_REQUEST)
+        .read_line(&mut line)
+        .await;
     let response = match read {
         Err(e) => {
             debug!(error = %e, "control connection read failed");

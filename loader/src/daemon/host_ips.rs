@@ -8,7 +8,10 @@ use super::Daemon;
 impl Daemon {
     pub(super) async fn sync_host_ips(&mut self) {
         let want: BTreeSet<u32> = match self.nl.ipv4_addrs().await {
-            Ok(addrs) => addrs.iter().map(|ip| u32::from_ne_bytes(ip.octets())).collect(),
+            Ok(addrs) => addrs
+                .iter()
+                .map(|ip| u32::from_ne_bytes(ip.octets()))
+                .collect(),
             Err(e) => return warn!(error = %e, "cannot list host addresses"),
         };
         let map = &mut self.dp.maps.host_ips;

@@ -14,7 +14,9 @@ impl Daemon {
     pub(super) async fn setup_links(&mut self, cfg: &Config) -> Result<(), DaemonError> {
         for name in &cfg.bridges {
             let link = match self.nl.link_by_name(name).await? {
-                Some(l) if !l.is_bridge => return Err(DaemonError::NotABridge { name: name.clone() }),
+                Some(l) if !l.is_bridge => {
+                    return Err(DaemonError::NotABridge { name: name.clone() });
+                }
                 Some(l) => l,
                 None => {
                     let addr = (name == DOCKER0).then_some(DOCKER0_ADDR);
@@ -27,8 +29,11 @@ impl Daemon {
         let links = self.nl.links().await?;
         let uplinks: Vec<Link> = if cfg.uplinks.is_empty() {
             let devs = self.nl.default_route_devices().await?;
-            let found: Vec<Link> =
-                links.iter().filter(|l| devs.contains(&l.index)).cloned().collect();
+            let found: Vec<Link> = links
+                .iter()
+                .filter(|l| devs.contains(&l.index))
+                .cloned()
+                .collect();
             if found.is_empty() {
                 return Err(DaemonError::NoDefaultRoute);
             }
@@ -59,7 +64,10 @@ impl Daemon {
     /// Attach `from_container` to a veth that is (now) a port of a managed bridge, and
     /// detach it from one that left.
     pub(super) fn on_link(&mut self, link: Link) {
-        let wanted = link.is_veth && link.controller.is_some_and(|c| self.bridges.contains_key(&c));
+        let wanted = link.is_veth
+            && link
+                .controller
+                .is_some_and(|c| self.bridges.contains_key(&c));
         let attached = self.veths.contains_key(&link.index);
         if wanted && !attached {
             match self.dp.attach(Hook::FromContainer, &link.name, link.index) {
@@ -103,8 +111,15 @@ impl Daemon {
             .collect();
         match self.dp.attachments() {
             Ok(pinned) => {
-                for a in pinned.into_iter().filter(|a| !live.contains(&(a.hook, a.ifindex))) {
-                    info!(ifindex = a.ifindex, program = a.hook.program(), "removing stale link");
+                for a in pinned
+                    .into_iter()
+                    .filter(|a| !live.contains(&(a.hook, a.ifindex)))
+                {
+                    info!(
+                        ifindex = a.ifindex,
+                        program = a.hook.program(),
+                        "removing stale link"
+                    );
                     self.detach(a.hook, a.ifindex);
                 }
             }

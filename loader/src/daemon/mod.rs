@@ -5,11 +5,7 @@ mod host_ips;
 mod links;
 mod published;
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, fs, path::PathBuf};
 
 use futures::StreamExt as _;
 use tokio::{
@@ -91,7 +87,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_host_ips().await;
     d.restore_published()?;
     if cfg.follow_docker {
-        info!("following Docker events is not part of this version; containers on managed bridges are reachable through `bpfnet publish`");
+        info!(
+            "following Docker events is not part of this version; containers on managed bridges are reachable through `bpfnet publish`"
+        );
     }
 
     let listener = api::server::bind(&cfg.socket)?;
@@ -133,7 +131,11 @@ impl Daemon {
             .uplinks
             .values()
             .map(|n| (n.clone(), "from_uplink".to_string()))
-            .chain(self.veths.values().map(|n| (n.clone(), "from_container".to_string())))
+            .chain(
+                self.veths
+                    .values()
+                    .map(|n| (n.clone(), "from_container".to_string())),
+            )
             .collect();
         attached.sort();
         Listing {

@@ -9,7 +9,12 @@ use crate::spec::PublishSpec;
 
 impl Daemon {
     pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), String> {
-        if let Some(other) = self.state.published.iter().find(|p| p.conflicts_with(&spec)) {
+        if let Some(other) = self
+            .state
+            .published
+            .iter()
+            .find(|p| p.conflicts_with(&spec))
+        {
             return Err(format!("`{spec}` conflicts with published `{other}`"));
         }
         let map = &mut self.dp.maps.published;
@@ -102,7 +107,11 @@ impl Daemon {
                 })?;
             }
         }
-        info!(publishes = self.state.published.len(), entries = want.len(), "published ports restored");
+        info!(
+            publishes = self.state.published.len(),
+            entries = want.len(),
+            "published ports restored"
+        );
         Ok(())
     }
 }

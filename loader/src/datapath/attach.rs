@@ -57,7 +57,11 @@ impl Datapath {
                     Ok(id) => {
                         // The pin keeps the link; our fd can go.
                         drop(prog.take_link(id));
-                        debug!(iface, program = hook.program(), "replaced program in pinned link");
+                        debug!(
+                            iface,
+                            program = hook.program(),
+                            "replaced program in pinned link"
+                        );
                         return Ok(());
                     }
                     Err(e) => {

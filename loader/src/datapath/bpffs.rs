@@ -1,5 +1,10 @@
 //! Making sure the pin directory lives on a mounted bpffs.
-use std::{ffi::CString, fs, io, os::unix::ffi::OsStrExt as _, path::{Path, PathBuf}};
+use std::{
+    ffi::CString,
+    fs, io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
 
 use tracing::info;
 

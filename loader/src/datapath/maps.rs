@@ -47,12 +47,15 @@ impl Maps {
         Reason::ALL
             .iter()
             .map(|&r| {
-                let total = self.stats.get(&(r as u32), 0).map_or(Counter::default(), |per_cpu| {
-                    per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                        packets: acc.packets + c.packets,
-                        bytes: acc.bytes + c.bytes,
-                    })
-                });
+                let total = self
+                    .stats
+                    .get(&(r as u32), 0)
+                    .map_or(Counter::default(), |per_cpu| {
+                        per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                            packets: acc.packets + c.packets,
+                            bytes: acc.bytes + c.bytes,
+                        })
+                    });
                 (r, total)
             })
             .collect()

@@ -5,11 +5,11 @@ mod maps;
 
 use std::path::{Path, PathBuf};
 
+pub use attach::Attachment;
 use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, SchedClassifier},
 };
-pub use attach::Attachment;
 pub use maps::Maps;
 
 /// Default pin directory for maps and links.

@@ -6,12 +6,14 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
-use rtnetlink::packet_route::{
-    address::AddressAttribute,
-    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-    route::{RouteAttribute, RouteHeader},
+use rtnetlink::{
+    Handle, LinkBridge, RouteMessageBuilder,
+    packet_route::{
+        address::AddressAttribute,
+        link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+        route::{RouteAttribute, RouteHeader},
+    },
 };
-use rtnetlink::{Handle, LinkBridge, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -110,10 +112,13 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(format!("create bridge {name}")))?;
-        let link = self.link_by_name(name).await?.ok_or_else(|| NetlinkError::Request {
-            what: format!("bridge {name} vanished after creation"),
-            source: rtnetlink::Error::RequestFailed,
-        })?;
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| NetlinkError::Request {
+                what: format!("bridge {name} vanished after creation"),
+                source: rtnetlink::Error::RequestFailed,
+            })?;
         if let Some((ip, len)) = addr {
             self.handle
                 .address()
@@ -161,7 +166,8 @@ impl Netlink {
         let mut out: Vec<u32> = routes
             .iter()
             .filter(|r| {
-                r.header.destination_prefix_length == 0 && r.header.table == RouteHeader::RT_TABLE_MAIN
+                r.header.destination_prefix_length == 0
+                    && r.header.table == RouteHeader::RT_TABLE_MAIN
             })
             .flat_map(|r| r.attributes.iter())
             .filter_map(|a| match a {

@@ -1,8 +1,6 @@
 //! Link and IPv4 address change notifications.
 use futures::{Stream, StreamExt as _, future};
-use rtnetlink::packet_core::NetlinkPayload;
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::MulticastGroup;
+use rtnetlink::{MulticastGroup, packet_core::NetlinkPayload, packet_route::RouteNetlinkMessage};
 
 use super::{Link, NetlinkError};
 
@@ -27,9 +25,11 @@ pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
                 Link::from_message(&m).map(Change::LinkNew)
             }
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => Some(Change::LinkDel {
-                index: m.header.index,
-            }),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
+                Some(Change::LinkDel {
+                    index: m.header.index,
+                })
+            }
             NetlinkPayload::InnerMessage(
                 RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
             ) => Some(Change::Addresses),

@@ -13,10 +13,34 @@ fn range(start: u16, end: u16) -> PortRange {
 fn accepts_every_form_docker_accepts_with_a_container_address() {
     let ip = Ipv4Addr::new(172, 17, 0, 4);
     let cases = [
-        ("8038:172.17.0.4:8038", None, range(8038, 8038), range(8038, 8038), Proto::Tcp),
-        ("8038:172.17.0.4:80/tcp", None, range(8038, 8038), range(80, 80), Proto::Tcp),
-        ("53:172.17.0.4:53/udp", None, range(53, 53), range(53, 53), Proto::Udp),
-        ("53:172.17.0.4:53/UDP", None, range(53, 53), range(53, 53), Proto::Udp),
+        (
+            "8038:172.17.0.4:8038",
+            None,
+            range(8038, 8038),
+            range(8038, 8038),
+            Proto::Tcp,
+        ),
+        (
+            "8038:172.17.0.4:80/tcp",
+            None,
+            range(8038, 8038),
+            range(80, 80),
+            Proto::Tcp,
+        ),
+        (
+            "53:172.17.0.4:53/udp",
+            None,
+            range(53, 53),
+            range(53, 53),
+            Proto::Udp,
+        ),
+        (
+            "53:172.17.0.4:53/UDP",
+            None,
+            range(53, 53),
+            range(53, 53),
+            Proto::Udp,
+        ),
         (
             "127.0.0.1:8038:172.17.0.4:8038",
             Some(Ipv4Addr::LOCALHOST),
@@ -24,7 +48,13 @@ fn accepts_every_form_docker_accepts_with_a_container_address() {
             range(8038, 8038),
             Proto::Tcp,
         ),
-        ("0.0.0.0:80:172.17.0.4:80", None, range(80, 80), range(80, 80), Proto::Tcp),
+        (
+            "0.0.0.0:80:172.17.0.4:80",
+            None,
+            range(80, 80),
+            range(80, 80),
+            Proto::Tcp,
+        ),
         (
             "8000-8009:172.17.0.4:9000-9009/udp",
             None,
@@ -101,8 +131,14 @@ fn rejects_malformed_specs_naming_the_field() {
 fn display_is_canonical_and_round_trips() {
     for (s, canon) in [
         ("8038:172.17.0.4:8038", "8038:172.17.0.4:8038/tcp"),
-        ("0.0.0.0:8038:172.17.0.4:8038/TCP", "8038:172.17.0.4:8038/tcp"),
-        ("127.0.0.1:53-54:10.0.0.2:5353-5354/udp", "127.0.0.1:53-54:10.0.0.2:5353-5354/udp"),
+        (
+            "0.0.0.0:8038:172.17.0.4:8038/TCP",
+            "8038:172.17.0.4:8038/tcp",
+        ),
+        (
+            "127.0.0.1:53-54:10.0.0.2:5353-5354/udp",
+            "127.0.0.1:53-54:10.0.0.2:5353-5354/udp",
+        ),
     ] {
         let spec = ok(s);
         assert_eq!(spec.to_string(), canon);
@@ -121,7 +157,11 @@ fn conflicts_follow_address_port_and_protocol() {
         ("8038:10.0.0.2:80", "8038:10.0.0.2:80/udp", false),
         ("8000-8010:10.0.0.2:8000-8010", "8010:10.0.0.3:80", true),
         ("8000-8010:10.0.0.2:8000-8010", "8011:10.0.0.3:80", false),
-        ("127.0.0.1:8038:10.0.0.2:80", "192.0.2.1:8038:10.0.0.2:80", false),
+        (
+            "127.0.0.1:8038:10.0.0.2:80",
+            "192.0.2.1:8038:10.0.0.2:80",
+            false,
+        ),
         ("127.0.0.1:8038:10.0.0.2:80", "8038:10.0.0.2:80", true),
     ];
     for (a, b, want) in cases {
