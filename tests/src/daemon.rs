@@ -50,7 +50,7 @@ pub struct Daemon {
 impl Daemon {
     /// Start `bpfnet daemon ARGS` inside the namespace at `netns_path` and wait until the
     /// control socket answers.
-    pub fn start(netns_path: &str, socket: &Path, args: &[&str]) -> Self {
+    pub fn start(netns_path: &str, socket: &Path, args: &[String]) -> Self {
         let mut child = Command::new("nsenter")
             .arg(format!("--net={netns_path}"))
             .arg(bin())

@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod echo;
 pub mod netns;
 pub mod packet;
+pub mod scratch;
 pub mod topo;
 
 /// Whether the tests may touch the kernel; in CI a missing privilege is a failure.

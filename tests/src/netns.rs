@@ -80,6 +80,24 @@ impl Netns {
         mac
     }
 
+    /// A counter of /proc/net/snmp in this namespace, e.g. ("Tcp", "InCsumErrors").
+    pub fn snmp(&self, proto: &'static str, field: &'static str) -> u64 {
+        self.run(move || {
+            // /proc/net follows the process's first thread; thread-self follows ours.
+            let text = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("read snmp");
+            let rows: Vec<Vec<&str>> = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("{proto}:")))
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            let col = rows[0]
+                .iter()
+                .position(|f| *f == field)
+                .expect("snmp field exists");
+            rows[1][col].parse().expect("snmp value is a number")
+        })
+    }
+
     /// Run `f` on a thread that has entered this namespace; sockets it creates stay
     /// in the namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {

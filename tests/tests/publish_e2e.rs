@@ -20,8 +20,8 @@ fn publish_roundtrips(t: &Topology) {
         "nothing is published yet, so 192.0.2.1:8038 must not reach the container"
     );
 
-    cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
-    cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
     assert_eq!(
         tcp_roundtrip(&t.client, host(8038), b"hello tcp").expect("TCP through DNAT"),
         b"8038:hello tcp"
@@ -33,11 +33,11 @@ fn publish_roundtrips(t: &Topology) {
 
     // A second published range, bound to the uplink address, shifted onto other ports.
     cli_ok(
-        &t.socket,
+        &t.files.socket,
         &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039"],
     );
     cli_ok(
-        &t.socket,
+        &t.files.socket,
         &["publish", "192.0.2.1:9000-9001:172.17.0.4:8038-8039/udp"],
     );
     assert_eq!(
@@ -53,7 +53,7 @@ fn publish_roundtrips(t: &Topology) {
         b"8039:u"
     );
 
-    let ls = cli_ok(&t.socket, &["ls", "--json"]);
+    let ls = cli_ok(&t.files.socket, &["ls", "--json"]);
     let ls: serde_json::Value = serde_json::from_str(&ls).expect("ls --json is JSON");
     assert_eq!(
         ls["published"],
@@ -65,8 +65,8 @@ fn publish_roundtrips(t: &Topology) {
         ])
     );
 
-    cli_ok(&t.socket, &["unpublish", "8038:172.17.0.4:8038"]);
-    cli_ok(&t.socket, &["unpublish", "8038:172.17.0.4:8038/udp"]);
+    cli_ok(&t.files.socket, &["unpublish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.files.socket, &["unpublish", "8038:172.17.0.4:8038/udp"]);
     assert!(
         tcp_roundtrip(&t.client, host(8038), b"x").is_err(),
         "TCP must fail after unpublish"
@@ -114,7 +114,7 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
     }
     let t = Topology::new("cli");
     let _d = t.start_daemon();
-    cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
     for (args, want) in [
         (vec!["publish", "8038:172.17.0.4"], "expected [HOSTIP:]"),
         (vec!["publish", "0:172.17.0.4:80"], "host port `0`"),
@@ -131,7 +131,7 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
             "is not published",
         ),
     ] {
-        let out = cli(&t.socket, &args);
+        let out = cli(&t.files.socket, &args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status.code(),
@@ -148,14 +148,43 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
             "{args:?}: error should be one line: {err}"
         );
     }
-    let ls: serde_json::Value =
-        serde_json::from_str(&cli_ok(&t.socket, &["ls", "--json"])).expect("ls --json is JSON");
+    let ls: serde_json::Value = serde_json::from_str(&cli_ok(&t.files.socket, &["ls", "--json"]))
+        .expect("ls --json is JSON");
     assert_eq!(
         ls["published"],
         serde_json::json!(["8038:172.17.0.4:8038/tcp"])
     );
 
-    let gone = t.socket.with_file_name("nobody.sock");
+    // A full map is a clear error that changes nothing: 65,535 UDP ports plus the TCP
+    // one fill published_v1 (65,536 entries).
+    cli_ok(
+        &t.files.socket,
+        &["publish", "1-65535:172.17.0.4:1-65535/udp"],
+    );
+    let out = cli(&t.files.socket, &["publish", "9999:172.17.0.4:80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "publish into a full map should exit 2: {err}"
+    );
+    assert!(
+        err.contains("cannot publish `9999:172.17.0.4:80/tcp`"),
+        "{err}"
+    );
+    let ls: serde_json::Value = serde_json::from_str(&cli_ok(&t.files.socket, &["ls", "--json"]))
+        .expect("ls --json is JSON");
+    assert_eq!(
+        ls["published"],
+        serde_json::json!(["8038:172.17.0.4:8038/tcp", "1-65535:172.17.0.4:1-65535/udp"])
+    );
+    cli_ok(
+        &t.files.socket,
+        &["unpublish", "1-65535:172.17.0.4:1-65535/udp"],
+    );
+    cli_ok(&t.files.socket, &["publish", "9999:172.17.0.4:80"]);
+
+    let gone = t.files.socket.with_file_name("nobody.sock");
     let out = cli(&gone, &["ls"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

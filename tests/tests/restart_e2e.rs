@@ -33,12 +33,12 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
     let daemon = t.start_daemon();
     let _e1 = EchoServer::start(&t.container, 8038);
     let _e2 = EchoServer::start(&t.container, 8039);
-    cli_ok(&t.socket, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
     cli_ok(
-        &t.socket,
+        &t.files.socket,
         &["publish", "9000-9001:172.17.0.4:8038-8039/udp"],
     );
-    let before = cli_ok(&t.socket, &["ls", "--json"]);
+    let before = cli_ok(&t.files.socket, &["ls", "--json"]);
 
     let stream = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect through DNAT");
     let mut writer = stream.try_clone().expect("clone stream");
@@ -109,7 +109,7 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
         b"8039:new"
     );
     assert_eq!(
-        cli_ok(&t.socket, &["ls", "--json"]),
+        cli_ok(&t.files.socket, &["ls", "--json"]),
         before,
         "ls after restart"
     );

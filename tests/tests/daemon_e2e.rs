@@ -1,0 +1,124 @@
+//! The daemon's defaults and its link monitor: docker0 created, the uplink found from the
+//! default route, veths attached when they join the bridge and forgotten when they go.
+use std::{
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bpfnet_tests::{
+    daemon::{Daemon, cli_ok},
+    echo::{EchoServer, tcp_roundtrip},
+    netns::Netns,
+    require_root,
+    scratch::Scratch,
+    topo::Topology,
+    unique,
+};
+
+fn attached(socket: &Path) -> serde_json::Value {
+    let ls: serde_json::Value =
+        serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json is JSON");
+    ls["attached"].clone()
+}
+
+/// Poll `ls` until `attached` is `want` (the monitor reacts asynchronously).
+fn wait_attached(socket: &Path, want: serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = attached(socket);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attached is {got}, expected {want}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn defaults_and_veths_that_come_and_go() {
+    if !require_root() {
+        return;
+    }
+    let id = unique("dfl");
+    let (host, client, ctr) = (
+        Netns::new(&format!("{id}-host")),
+        Netns::new(&format!("{id}-cli")),
+        Netns::new(&format!("{id}-ctr")),
+    );
+    let files = Scratch::new("dfl");
+    host.ip(&[
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &client.name,
+    ]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "up0"]);
+    host.ip(&["link", "set", "up0", "up"]);
+    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    client.ip(&["link", "set", "eth0", "up"]);
+
+    let mut args = files.daemon_args();
+    args.push("--no-docker".into());
+    let _d = Daemon::start(&host.path(), &files.socket, &args);
+    let ls: serde_json::Value =
+        serde_json::from_str(&cli_ok(&files.socket, &["ls", "--json"])).expect("ls --json");
+    assert_eq!(
+        ls["bridges"],
+        serde_json::json!(["docker0"]),
+        "default bridge"
+    );
+    assert_eq!(
+        ls["uplinks"],
+        serde_json::json!(["up0"]),
+        "uplink from the default route"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["-n", &host.name, "-o", "addr", "show", "dev", "docker0"])
+        .output()
+        .expect("ip addr show");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("172.17.0.1/16"),
+        "docker0 should be created with 172.17.0.1/16"
+    );
+
+    // A container joins after the daemon started.
+    host.ip(&[
+        "link", "add", "vd0", "type", "veth", "peer", "name", "eth0", "netns", &ctr.name,
+    ]);
+    host.ip(&["link", "set", "vd0", "master", "docker0", "up"]);
+    ctr.ip(&["addr", "add", "172.17.0.9/16", "dev", "eth0"]);
+    ctr.ip(&["link", "set", "eth0", "up"]);
+    ctr.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+    wait_attached(
+        &files.socket,
+        serde_json::json!([["up0", "from_uplink"], ["vd0", "from_container"]]),
+    );
+    let pin = files
+        .pin_dir
+        .join(format!("links/from_container@{}", host.ifindex("vd0")));
+    assert!(pin.exists(), "{} should be pinned", pin.display());
+
+    let _e = EchoServer::start(&ctr, 8080);
+    cli_ok(&files.socket, &["publish", "8080:172.17.0.9:8080"]);
+    assert_eq!(
+        tcp_roundtrip(&client, Topology::host_addr(8080), b"late")
+            .expect("late container reachable"),
+        b"8080:late"
+    );
+
+    // It leaves again: its link and pin go.
+    host.ip(&["link", "del", "vd0"]);
+    wait_attached(&files.socket, serde_json::json!([["up0", "from_uplink"]]));
+    assert!(!pin.exists(), "{} should be removed", pin.display());
+}
