@@ -109,6 +109,22 @@ fn defaults_and_veths_that_come_and_go() {
         .join(format!("links/from_container@{}", host.ifindex("vd0")));
     assert!(pin.exists(), "{} should be pinned", pin.display());
 
+    // Bridge port events (AF_BRIDGE link messages, which carry no link kind) must not
+    // detach it: change the port, then add a second veth and wait for that to show,
+    // by which time the port event has been handled too.
+    host.exec(&["bridge", "link", "set", "dev", "vd0", "cost", "7"]);
+    host.ip(&["link", "add", "vd1", "type", "veth", "peer", "name", "vd1p"]);
+    host.ip(&["link", "set", "vd1", "master", "docker0", "up"]);
+    wait_attached(
+        &files.socket,
+        serde_json::json!([
+            ["up0", "from_uplink"],
+            ["vd0", "from_container"],
+            ["vd1", "from_container"]
+        ]),
+    );
+    host.ip(&["link", "del", "vd1"]);
+
     let _e = EchoServer::start(&ctr, 8080);
     cli_ok(&files.socket, &["publish", "8080:172.17.0.9:8080"]);
     assert_eq!(

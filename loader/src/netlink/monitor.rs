@@ -1,6 +1,10 @@
 //! Link and IPv4 address change notifications.
 use futures::{Stream, StreamExt as _, future};
-use rtnetlink::{MulticastGroup, packet_core::NetlinkPayload, packet_route::RouteNetlinkMessage};
+use rtnetlink::{
+    MulticastGroup,
+    packet_core::NetlinkPayload,
+    packet_route::{AddressFamily, RouteNetlinkMessage},
+};
 
 use super::{Link, NetlinkError};
 
@@ -22,7 +26,11 @@ pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
     tokio::spawn(conn);
     Ok(messages.filter_map(|(msg, _)| {
         future::ready(match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+            // Bridge port notifications (AF_BRIDGE) carry the port's bridge state but no
+            // link kind: they say nothing about whether the link is a veth.
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m))
+                if m.header.interface_family == AddressFamily::Unspec =>
+            {
                 Link::from_message(&m).map(Change::LinkNew)
             }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
