@@ -4,16 +4,15 @@ use common::{CtKind, Reason};
 
 use crate::{
     ct, fwd, nat,
-    parse::{Frag, Parsed, parse},
+    parse::{Frag, parse},
     stats::{count, verdict},
 };
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
     let mut p = match parse(ctx) {
-        Parsed::Other => return verdict(ctx, Reason::Pass),
-        Parsed::Bad(reason) => return verdict(ctx, reason),
-        Parsed::Packet(p) => p,
+        Ok(p) => p,
+        Err(reason) => return verdict(ctx, reason),
     };
     if p.frag == Frag::Later {
         return verdict(ctx, Reason::Pass);

@@ -28,13 +28,6 @@ pub struct Packet {
     pub frag: Frag,
 }
 
-pub enum Parsed {
-    /// Not IPv4 TCP/UDP: none of bpfnet's business.
-    Other,
-    Packet(Packet),
-    Bad(Reason),
-}
-
 #[repr(C)]
 struct Ipv4Hdr {
     ver_ihl: u8,
@@ -49,26 +42,28 @@ struct Ipv4Hdr {
     dst: u32,
 }
 
+/// The packet's summary, or the reason it is left alone (`Pass`: not IPv4 TCP/UDP) or
+/// dropped.
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Parsed {
+pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     let Ok(eth_proto) = ctx.load::<u16>(12) else {
-        return Parsed::Other;
+        return Err(Reason::Pass);
     };
     if u16::from_be(eth_proto) != ETH_P_IP {
-        return Parsed::Other;
+        return Err(Reason::Pass);
     }
-    let Ok(ip) = ctx.load::<Ipv4Hdr>(ETH_HLEN) else {
-        return Parsed::Bad(Reason::DropMalformed);
-    };
+    let ip = ctx
+        .load::<Ipv4Hdr>(ETH_HLEN)
+        .map_err(|_| Reason::DropMalformed)?;
     let ihl = usize::from(ip.ver_ihl & 0x0f) * 4;
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(ETH_HLEN);
     // tot_len 0 is how BIG TCP GSO packets say "see skb->len".
     if ip.ver_ihl >> 4 != 4 || ihl < 20 || (tot_len != 0 && (tot_len < ihl || tot_len > l3_len)) {
-        return Parsed::Bad(Reason::DropMalformed);
+        return Err(Reason::DropMalformed);
     }
     if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
-        return Parsed::Other;
+        return Err(Reason::Pass);
     }
     let frag_off = u16::from_be(ip.frag_off);
     let l4_off = ETH_HLEN + ihl;
@@ -84,19 +79,19 @@ pub fn parse(ctx: &TcContext) -> Parsed {
     };
     if frag_off & IP_OFFSET != 0 {
         pkt.frag = Frag::Later;
-        return Parsed::Packet(pkt);
+        return Ok(pkt);
     }
-    let Ok(ports) = ctx.load::<[u16; 2]>(l4_off) else {
-        return Parsed::Bad(Reason::DropTruncated);
-    };
+    let ports = ctx
+        .load::<[u16; 2]>(l4_off)
+        .map_err(|_| Reason::DropTruncated)?;
     pkt.src_port = ports[0];
     pkt.dst_port = ports[1];
     let l4_min = if ip.proto == PROTO_TCP { 20 } else { 8 };
     if ctx.load::<u8>(l4_off + l4_min - 1).is_err() {
-        return Parsed::Bad(Reason::DropTruncated);
+        return Err(Reason::DropTruncated);
     }
     if ip.proto == PROTO_TCP {
         pkt.tcp_flags = ctx.load::<u8>(l4_off + 13).unwrap_or(0);
     }
-    Parsed::Packet(pkt)
+    Ok(pkt)
 }

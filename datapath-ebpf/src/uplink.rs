@@ -6,16 +6,15 @@ use crate::{
     ct, fwd,
     maps::{HOST_IPS, PUBLISHED},
     nat,
-    parse::{Frag, Parsed, parse},
+    parse::{Frag, parse},
     stats::{count, verdict},
 };
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
     let mut p = match parse(ctx) {
-        Parsed::Other => return verdict(ctx, Reason::Pass),
-        Parsed::Bad(reason) => return verdict(ctx, reason),
-        Parsed::Packet(p) => p,
+        Ok(p) => p,
+        Err(reason) => return verdict(ctx, reason),
     };
     if p.frag == Frag::Later {
         let reason = if is_host(p.dst_ip) {

@@ -42,6 +42,11 @@ pub fn cli_ok(socket: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `bpfnet ls --json`, parsed.
+pub fn ls(socket: &Path) -> serde_json::Value {
+    serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json prints JSON")
+}
+
 /// A `bpfnet daemon` process inside a namespace, killed (by PID) on drop.
 pub struct Daemon {
     child: Child,

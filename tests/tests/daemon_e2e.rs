@@ -7,7 +7,7 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, cli_ok},
+    daemon::{Daemon, cli_ok, ls},
     echo::{EchoServer, tcp_roundtrip},
     netns::Netns,
     require_root,
@@ -17,9 +17,7 @@ use bpfnet_tests::{
 };
 
 fn attached(socket: &Path) -> serde_json::Value {
-    let ls: serde_json::Value =
-        serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json is JSON");
-    ls["attached"].clone()
+    ls(socket)["attached"].clone()
 }
 
 /// Poll `ls` until `attached` is `want` (the monitor reacts asynchronously).
@@ -71,8 +69,7 @@ fn defaults_and_veths_that_come_and_go() {
     let mut args = files.daemon_args();
     args.push("--no-docker".into());
     let _d = Daemon::start(&host.path(), &files.socket, &args);
-    let ls: serde_json::Value =
-        serde_json::from_str(&cli_ok(&files.socket, &["ls", "--json"])).expect("ls --json");
+    let ls = ls(&files.socket);
     assert_eq!(
         ls["bridges"],
         serde_json::json!(["docker0"]),

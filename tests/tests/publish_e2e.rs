@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use bpfnet_tests::{
-    daemon::{cli, cli_ok},
+    daemon::{cli, cli_ok, ls},
     echo::{EchoServer, tcp_roundtrip, udp_roundtrip},
     require_root,
     topo::{CONTAINER_IP, Topology},
@@ -53,10 +53,8 @@ fn publish_roundtrips(t: &Topology) {
         b"8039:u"
     );
 
-    let ls = cli_ok(&t.files.socket, &["ls", "--json"]);
-    let ls: serde_json::Value = serde_json::from_str(&ls).expect("ls --json is JSON");
     assert_eq!(
-        ls["published"],
+        ls(&t.files.socket)["published"],
         serde_json::json!([
             "8038:172.17.0.4:8038/tcp",
             "8038:172.17.0.4:8038/udp",
@@ -148,10 +146,8 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
             "{args:?}: error should be one line: {err}"
         );
     }
-    let ls: serde_json::Value = serde_json::from_str(&cli_ok(&t.files.socket, &["ls", "--json"]))
-        .expect("ls --json is JSON");
     assert_eq!(
-        ls["published"],
+        ls(&t.files.socket)["published"],
         serde_json::json!(["8038:172.17.0.4:8038/tcp"])
     );
 
@@ -172,10 +168,8 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
         err.contains("cannot publish `9999:172.17.0.4:80/tcp`"),
         "{err}"
     );
-    let ls: serde_json::Value = serde_json::from_str(&cli_ok(&t.files.socket, &["ls", "--json"]))
-        .expect("ls --json is JSON");
     assert_eq!(
-        ls["published"],
+        ls(&t.files.socket)["published"],
         serde_json::json!(["8038:172.17.0.4:8038/tcp", "1-65535:172.17.0.4:1-65535/udp"])
     );
     cli_ok(
