@@ -1,11 +1,12 @@
-//! Connection tracking entries, shared by DNAT (and later SNAT).
+//! Connection tracking, shared by DNAT and SNAT.
 //!
-//! Each translated flow has two entries: one keyed by the tuple of the original direction
-//! as it arrives on the uplink, one keyed by the tuple of the reply as it leaves the
-//! container. Each entry names the address to write and, with the key, is enough to derive
-//! its twin's key.
+//! A flow has two entries, like netfilter's original and reply tuples: each is keyed by
+//! the tuple a packet has when it reaches a bpfnet hook and holds the tuple it leaves
+//! with. The reply entry is the exact reverse of the forward one, so either derives its
+//! twin. For ICMP echo the identifier stands in for the ports: requests carry it as the
+//! source port (destination 0), replies as the destination port (source 0).
 
-/// Key of `ct_v1`: a 5-tuple as seen on the wire at the hook that looks it up.
+/// A 5-tuple; the key of `ct_v1`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CtKey {
@@ -13,81 +14,42 @@ pub struct CtKey {
     pub src_ip: u32,
     /// Destination IPv4, network order.
     pub dst_ip: u32,
-    /// Source port, network order.
+    /// Source port (or ICMP echo id), network order.
     pub src_port: u16,
-    /// Destination port, network order.
+    /// Destination port (or ICMP echo id), network order.
     pub dst_port: u16,
-    /// `PROTO_TCP` or `PROTO_UDP`.
+    /// IP protocol number.
     pub proto: u8,
     pub _pad: [u8; 3],
 }
 
-/// What an entry does to a packet that matches its key.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CtKind {
-    /// Client → published port: destination becomes `nat_ip:nat_port` (the backend).
-    DnatForward = 1,
-    /// Backend → client: source becomes `nat_ip:nat_port` (the published address).
-    DnatReply = 2,
-}
+/// `CtValue::flags`: this entry is the reply direction.
+pub const CT_REPLY: u8 = 1;
+/// `CtValue::flags`: the flow's destination is translated (published port).
+pub const CT_DNAT: u8 = 2;
+/// `CtValue::flags`: the flow's source is translated (egress masquerade, hairpin).
+pub const CT_SNAT: u8 = 4;
 
-impl CtKind {
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(Self::DnatForward),
-            2 => Some(Self::DnatReply),
-            _ => None,
-        }
-    }
-}
-
-/// TCP state as far as one direction's flags tell it.
-#[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TcpState {
-    /// Not TCP, or no flag of note seen yet.
-    None = 0,
-    SynSent = 1,
-    Established = 2,
-    Fin = 3,
-    Rst = 4,
-}
-
-impl TcpState {
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::SynSent,
-            2 => Self::Established,
-            3 => Self::Fin,
-            4 => Self::Rst,
-            _ => Self::None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "-",
-            Self::SynSent => "syn",
-            Self::Established => "established",
-            Self::Fin => "fin",
-            Self::Rst => "rst",
-        }
-    }
-}
+/// TCP flag bits as they are kept in `CtValue::tcp_seen`.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
 
 /// Value of `ct_v1`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtValue {
-    /// Address written into the packet, network order (see `CtKind`).
-    pub nat_ip: u32,
-    /// Port written into the packet, network order.
-    pub nat_port: u16,
-    /// A `CtKind`.
-    pub kind: u8,
-    /// A `TcpState`.
-    pub state: u8,
+    /// The tuple the packet leaves with (network order; `proto` unchanged).
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// `CT_REPLY | CT_DNAT | CT_SNAT`.
+    pub flags: u8,
+    /// TCP flags seen in this direction since the last SYN (`TCP_*` bits).
+    pub tcp_seen: u8,
+    pub _pad: u16,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, nanoseconds.
     pub last_seen_ns: u64,
     /// Packets matched in this direction.
@@ -97,27 +59,88 @@ pub struct CtValue {
 }
 
 impl CtKey {
-    /// Key of the twin entry, given this entry's value.
+    /// The tuple with source and destination swapped.
+    pub fn reversed(&self) -> CtKey {
+        CtKey {
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+
+    /// The tuple a packet with this key leaves with, per `v`.
+    pub fn translated(&self, v: &CtValue) -> CtKey {
+        CtKey {
+            src_ip: v.src_ip,
+            dst_ip: v.dst_ip,
+            src_port: v.src_port,
+            dst_port: v.dst_port,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+
+    /// Key of the twin entry: the reverse of this entry's translated tuple.
     pub fn twin(&self, v: &CtValue) -> CtKey {
-        match CtKind::from_u8(v.kind) {
-            // Forward {c→h} with backend b: the reply is {b→c}.
-            Some(CtKind::DnatForward) => CtKey {
-                src_ip: v.nat_ip,
-                dst_ip: self.src_ip,
-                src_port: v.nat_port,
-                dst_port: self.src_port,
-                proto: self.proto,
-                _pad: [0; 3],
-            },
-            // Reply {b→c} with published h: the forward is {c→h}.
-            Some(CtKind::DnatReply) | None => CtKey {
-                src_ip: self.dst_ip,
-                dst_ip: v.nat_ip,
-                src_port: self.dst_port,
-                dst_port: v.nat_port,
-                proto: self.proto,
-                _pad: [0; 3],
-            },
+        self.translated(v).reversed()
+    }
+}
+
+impl CtValue {
+    /// A fresh entry that translates to `to`, with `flags`.
+    pub fn new(to: &CtKey, flags: u8, now_ns: u64) -> Self {
+        CtValue {
+            src_ip: to.src_ip,
+            dst_ip: to.dst_ip,
+            src_port: to.src_port,
+            dst_port: to.dst_port,
+            flags,
+            tcp_seen: 0,
+            _pad: 0,
+            last_seen_ns: now_ns,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
+    pub fn is_reply(&self) -> bool {
+        self.flags & CT_REPLY != 0
+    }
+}
+
+/// A flow's TCP state, derived from what both directions have seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpState {
+    SynSent,
+    Established,
+    Closing,
+    Closed,
+}
+
+impl TcpState {
+    /// From the forward and reply entries' `tcp_seen`.
+    pub fn of(fwd: u8, rep: u8) -> Self {
+        if (fwd | rep) & TCP_RST != 0 || (fwd & TCP_FIN != 0 && rep & TCP_FIN != 0) {
+            Self::Closed
+        } else if (fwd | rep) & TCP_FIN != 0 {
+            Self::Closing
+        } else if rep & TCP_SYN != 0 && fwd & TCP_ACK != 0 || (fwd & TCP_SYN == 0 && rep != 0) {
+            // Handshake seen, or a flow picked up mid-stream in both directions.
+            Self::Established
+        } else {
+            Self::SynSent
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SynSent => "syn-sent",
+            Self::Established => "established",
+            Self::Closing => "closing",
+            Self::Closed => "closed",
         }
     }
 }
@@ -140,41 +163,44 @@ mod tests {
         assert_eq!(size_of::<CtKey>(), 16);
         assert_eq!(offset_of!(CtKey, src_port), 8);
         assert_eq!(offset_of!(CtKey, proto), 12);
-        assert_eq!(size_of::<CtValue>(), 32);
-        assert_eq!(offset_of!(CtValue, kind), 6);
-        assert_eq!(offset_of!(CtValue, last_seen_ns), 8);
+        assert_eq!(size_of::<CtValue>(), 40);
+        assert_eq!(offset_of!(CtValue, flags), 12);
+        assert_eq!(offset_of!(CtValue, last_seen_ns), 16);
     }
 
     #[test]
     fn twins_point_at_each_other() {
-        let fwd = CtKey {
-            src_ip: 1,
-            dst_ip: 2,
-            src_port: 3,
-            dst_port: 4,
+        let key = |s, d, sp, dp| CtKey {
+            src_ip: s,
+            dst_ip: d,
+            src_port: sp,
+            dst_port: dp,
             proto: 6,
             _pad: [0; 3],
         };
-        let fwd_v = CtValue {
-            nat_ip: 9,
-            nat_port: 8,
-            kind: CtKind::DnatForward as u8,
-            state: 0,
-            last_seen_ns: 0,
-            packets: 0,
-            bytes: 0,
-        };
+        // Client 1:3 → published 2:4, translated to backend 9:8.
+        let fwd = key(1, 2, 3, 4);
+        let fwd_v = CtValue::new(&key(1, 9, 3, 8), CT_DNAT, 0);
         let rev = fwd.twin(&fwd_v);
-        assert_eq!(
-            (rev.src_ip, rev.dst_ip, rev.src_port, rev.dst_port),
-            (9, 1, 8, 3)
-        );
-        let rev_v = CtValue {
-            nat_ip: 2,
-            nat_port: 4,
-            kind: CtKind::DnatReply as u8,
-            ..fwd_v
-        };
+        assert_eq!(rev, key(9, 1, 8, 3));
+        let rev_v = CtValue::new(&fwd.reversed(), CT_DNAT | CT_REPLY, 0);
+        assert_eq!(rev.translated(&rev_v), key(2, 1, 4, 3));
         assert_eq!(rev.twin(&rev_v), fwd);
+    }
+
+    #[test]
+    fn tcp_state_follows_both_directions() {
+        assert_eq!(TcpState::of(TCP_SYN, 0), TcpState::SynSent);
+        assert_eq!(
+            TcpState::of(TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK),
+            TcpState::Established
+        );
+        assert_eq!(TcpState::of(TCP_ACK, TCP_ACK), TcpState::Established);
+        assert_eq!(TcpState::of(TCP_ACK | TCP_FIN, TCP_ACK), TcpState::Closing);
+        assert_eq!(
+            TcpState::of(TCP_ACK | TCP_FIN, TCP_ACK | TCP_FIN),
+            TcpState::Closed
+        );
+        assert_eq!(TcpState::of(TCP_SYN, TCP_RST), TcpState::Closed);
     }
 }

@@ -9,14 +9,19 @@ pub mod ct;
 pub mod maps;
 pub mod stats;
 
-pub use ct::{CtKey, CtKind, CtValue, TcpState};
-pub use maps::{Backend, Endpoint, PublishedKey};
+pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
+pub use maps::{
+    Backend, Config, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, PublishedKey,
+    SNAT_PORTS_DEFAULT,
+};
 pub use stats::{Counter, Reason};
 
 /// IANA protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
 /// IANA protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// IANA protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
 
 /// Map names; the `_v1` suffix changes whenever a layout does, so a new daemon never
 /// reads a pinned map written with another layout.
@@ -26,6 +31,9 @@ pub mod names {
     pub const ENDPOINTS: &str = "endpoints_v1";
     pub const CT: &str = "ct_v1";
     pub const STATS: &str = "stats_v1";
+    pub const CONFIG: &str = "config_v1";
+    pub const IFACES: &str = "ifaces_v1";
+    pub const FRAGS: &str = "frags_v1";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

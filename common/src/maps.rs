@@ -37,8 +37,61 @@ pub struct Endpoint {
     pub network: u16,
 }
 
+/// Value of `config_v1` (one slot): datapath settings from the daemon's flags.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// First source port SNAT may use, host order.
+    pub snat_port_min: u16,
+    /// Last source port SNAT may use (inclusive), host order.
+    pub snat_port_max: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            snat_port_min: SNAT_PORTS_DEFAULT.0,
+            snat_port_max: SNAT_PORTS_DEFAULT.1,
+        }
+    }
+}
+
+/// Default SNAT source ports: above Linux's default ephemeral range (32768-60999), so a
+/// translated flow never takes the tuple of one of the host's own connections.
+pub const SNAT_PORTS_DEFAULT: (u16, u16) = (61000, 65535);
+
+/// `ifaces_v1` value bit: the interface is an uplink (`from_uplink` runs there), so
+/// egress through it is masqueraded.
+pub const IFACE_UPLINK: u32 = 1;
+/// `ifaces_v1` value bit: the interface is a managed bridge.
+pub const IFACE_BRIDGE: u32 = 2;
+
+/// Key of `frags_v1`: an IPv4 datagram being fragmented, as seen at the hook.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    /// Source and destination IPv4, network order.
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    /// IP identification, network order.
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+/// Value of `frags_v1`: the ports its first fragment carried, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragPorts {
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::FragKey {}
+    unsafe impl aya::Pod for super::FragPorts {}
     // SAFETY: plain #[repr(C)] integers with explicit padding fields, no implicit padding.
     unsafe impl aya::Pod for super::PublishedKey {}
     unsafe impl aya::Pod for super::Backend {}
@@ -61,5 +114,9 @@ mod tests {
         assert_eq!(size_of::<Endpoint>(), 12);
         assert_eq!(offset_of!(Endpoint, mac), 4);
         assert_eq!(offset_of!(Endpoint, network), 10);
+        assert_eq!(size_of::<Config>(), 4);
+        assert_eq!(size_of::<FragKey>(), 12);
+        assert_eq!(offset_of!(FragKey, id), 8);
+        assert_eq!(size_of::<FragPorts>(), 4);
     }
 }

@@ -1,80 +1,68 @@
 //! Verdict and drop counters of `stats_v1`, one slot per reason.
 
-/// Why a packet got the verdict it got. The index into `stats_v1`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    /// Not for bpfnet: handed to the kernel unchanged.
-    Pass = 0,
-    /// First packet of a published-port flow: CT entries created, destination rewritten.
-    DnatNew = 1,
-    /// Packet of a known published-port flow, destination rewritten.
-    DnatEstablished = 2,
-    /// Reply of a published-port flow, source rewritten.
-    DnatReply = 3,
-    /// Delivered into a known endpoint's namespace with `bpf_redirect_peer`.
-    RedirectPeer = 4,
-    /// Delivered with `bpf_fib_lookup` + `bpf_redirect_neigh`.
-    RedirectNeigh = 5,
-    /// Drop: IPv4 header with a bad IHL or total length.
-    DropMalformed = 6,
-    /// Drop: packet too short for its L4 header.
-    DropTruncated = 7,
-    /// Drop: the route lookup for a translated packet failed.
-    DropNoRoute = 8,
-    /// Drop: CT entry could not be created.
-    DropCtInsert = 9,
-    /// Drop: header rewrite or checksum helper failed.
-    DropRewrite = 10,
-    /// A non-first IPv4 fragment to a host address: passed up unchanged (ports unknown).
-    FragmentPassed = 11,
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $n:literal, $name:literal, $drop:literal;)*) => {
+        /// Why a packet got the verdict it got. The index into `stats_v1`.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$doc])* $variant = $n,)*
+        }
+
+        impl Reason {
+            pub const ALL: &[Reason] = &[$(Self::$variant,)*];
+            pub const COUNT: u32 = Self::ALL.len() as u32;
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            pub fn is_drop(self) -> bool {
+                match self {
+                    $(Self::$variant => $drop,)*
+                }
+            }
+        }
+    };
 }
 
-impl Reason {
-    pub const COUNT: u32 = 12;
-
-    pub const ALL: [Reason; Self::COUNT as usize] = [
-        Self::Pass,
-        Self::DnatNew,
-        Self::DnatEstablished,
-        Self::DnatReply,
-        Self::RedirectPeer,
-        Self::RedirectNeigh,
-        Self::DropMalformed,
-        Self::DropTruncated,
-        Self::DropNoRoute,
-        Self::DropCtInsert,
-        Self::DropRewrite,
-        Self::FragmentPassed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Pass => "pass",
-            Self::DnatNew => "dnat-new",
-            Self::DnatEstablished => "dnat-established",
-            Self::DnatReply => "dnat-reply",
-            Self::RedirectPeer => "redirect-peer",
-            Self::RedirectNeigh => "redirect-neigh",
-            Self::DropMalformed => "drop-malformed",
-            Self::DropTruncated => "drop-truncated",
-            Self::DropNoRoute => "drop-no-route",
-            Self::DropCtInsert => "drop-ct-insert",
-            Self::DropRewrite => "drop-rewrite",
-            Self::FragmentPassed => "fragment-passed",
-        }
-    }
-
-    pub fn is_drop(self) -> bool {
-        matches!(
-            self,
-            Self::DropMalformed
-                | Self::DropTruncated
-                | Self::DropNoRoute
-                | Self::DropCtInsert
-                | Self::DropRewrite
-        )
-    }
+reasons! {
+    /// Not for bpfnet: handed to the kernel unchanged.
+    Pass = 0, "pass", false;
+    /// First packet to a published port: flow created, destination rewritten.
+    DnatNew = 1, "dnat-new", false;
+    /// First packet of a container's egress flow: source masqueraded.
+    SnatNew = 2, "snat-new", false;
+    /// Packet of a tracked flow, original direction.
+    CtForward = 3, "ct-forward", false;
+    /// Packet of a tracked flow, reply direction.
+    CtReply = 4, "ct-reply", false;
+    /// ICMP error about a tracked flow, translated through its embedded header.
+    IcmpError = 5, "icmp-error", false;
+    /// A later IPv4 fragment translated with its first fragment's ports.
+    FragmentTranslated = 6, "fragment-translated", false;
+    /// A later fragment not of a translated datagram, passed up.
+    FragmentPassed = 7, "fragment-passed", false;
+    /// Delivered into a known endpoint's namespace with `bpf_redirect_peer`.
+    RedirectPeer = 8, "redirect-peer", false;
+    /// Delivered by `bpf_fib_lookup` + redirect.
+    RedirectRoute = 9, "redirect-route", false;
+    /// Drop: IPv4 header with a bad version, IHL or total length.
+    DropMalformed = 10, "drop-malformed", true;
+    /// Drop: packet too short for its L4 header.
+    DropTruncated = 11, "drop-truncated", true;
+    /// Drop: the route lookup for a translated packet failed.
+    DropNoRoute = 12, "drop-no-route", true;
+    /// Drop: a CT entry could not be created.
+    DropCtInsert = 13, "drop-ct-insert", true;
+    /// Drop: header rewrite or checksum helper failed.
+    DropRewrite = 14, "drop-rewrite", true;
+    /// Drop: no free SNAT source port for this destination.
+    DropSnatPorts = 15, "drop-snat-ports", true;
+    /// Drop: a later fragment from a container whose first fragment was not seen.
+    DropFragment = 16, "drop-fragment", true;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -1,11 +1,17 @@
-//! `from_container`: reverse DNAT of a backend's replies.
+//! `from_container`: replies of published ports, egress SNAT (masquerade), hairpin to
+//! published ports, ICMP errors about any of them.
 use aya_ebpf::programs::TcContext;
-use common::{CtKind, Reason};
+use common::{CT_DNAT, CT_SNAT, CtKey, IFACE_UPLINK, Reason};
 
 use crate::{
-    ct, fwd, nat,
-    parse::{Frag, parse},
+    ct, frag,
+    fwd::{self, Route},
+    icmp::translate_error,
+    maps::IFACES,
+    nat,
+    parse::{Frag, Icmp, Packet, parse},
     stats::{count, verdict},
+    uplink::{is_host, published},
 };
 
 #[inline(always)]
@@ -14,15 +20,112 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
-    if p.frag == Frag::Later {
+    match p.icmp {
+        Icmp::Error => return icmp_error(ctx, &mut p),
+        Icmp::Other => return verdict(ctx, Reason::Pass),
+        _ => {}
+    }
+    let later = p.frag == Frag::Later;
+    if later && frag::recall(&mut p) {
+        count(ctx, Reason::FragmentTranslated);
+    } else if later {
+        // Ports unknown: pass what would not be masqueraded, drop what would.
+        return match egress_route(ctx, &p) {
+            Some(_) => verdict(ctx, Reason::DropFragment),
+            None => verdict(ctx, Reason::FragmentPassed),
+        };
+    }
+    if let Some((to, reply)) = ct::lookup(ctx, &p) {
+        count(
+            ctx,
+            if reply {
+                Reason::CtReply
+            } else {
+                Reason::CtForward
+            },
+        );
+        return translate(ctx, &mut p, &to, None);
+    }
+    if p.icmp == Icmp::EchoReply {
         return verdict(ctx, Reason::Pass);
     }
-    let Some((ip, port)) = ct::lookup(ctx, &p, CtKind::DnatReply) else {
+    if is_host(p.dst_ip) {
+        return hairpin(ctx, &mut p);
+    }
+    let Some(route) = egress_route(ctx, &p) else {
         return verdict(ctx, Reason::Pass);
     };
-    if nat::rewrite_src(ctx, &mut p, ip, port).is_err() {
+    let mut to = ct::key_of(&p);
+    to.src_ip = route.src_ip;
+    match ct::create(ctx, &p, to, CT_SNAT, true) {
+        Ok(to) => {
+            count(ctx, Reason::SnatNew);
+            translate(ctx, &mut p, &to, Some(&route))
+        }
+        Err(reason) => verdict(ctx, reason),
+    }
+}
+
+/// Apply `to`, then send the packet out of `route` (known already) or wherever its new
+/// destination lies.
+#[inline(always)]
+fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<&Route>) -> i32 {
+    frag::remember(p);
+    if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
-    count(ctx, Reason::DnatReply);
-    fwd::by_route(ctx, &p)
+    match route {
+        Some(r) => fwd::redirect(ctx, r),
+        None => fwd::to_destination(ctx, p),
+    }
+}
+
+/// The route of a packet that leaves the host through an uplink, so is masqueraded
+/// (with the source address that route prefers); None for anything else.
+#[inline(always)]
+fn egress_route(ctx: &TcContext, p: &Packet) -> Option<Route> {
+    let r = fwd::route(ctx, &ct::key_of(p), true)?;
+    // SAFETY: plain lookup of a u32.
+    let role = unsafe { IFACES.get(r.ifindex) }.copied().unwrap_or(0);
+    (role & IFACE_UPLINK != 0 && r.src_ip != 0).then_some(r)
+}
+
+/// A container reaching a published port on a host address. A container reaching its
+/// own published port also gets a new source (its bridge's address), or it would
+/// receive a packet from itself.
+#[inline(always)]
+fn hairpin(ctx: &TcContext, p: &mut Packet) -> i32 {
+    let Some(b) = published(p.dst_ip, p.dst_port, p.proto) else {
+        return verdict(ctx, Reason::Pass);
+    };
+    let mut to = ct::key_of(p);
+    to.dst_ip = b.ip;
+    to.dst_port = b.port;
+    let own = b.ip == p.src_ip;
+    if own {
+        match fwd::route(ctx, &to, true) {
+            Some(r) if r.src_ip != 0 => to.src_ip = r.src_ip,
+            _ => return verdict(ctx, Reason::DropNoRoute),
+        }
+    }
+    let flags = if own { CT_DNAT | CT_SNAT } else { CT_DNAT };
+    match ct::create(ctx, p, to, flags, own) {
+        Ok(to) => {
+            count(ctx, Reason::DnatNew);
+            translate(ctx, p, &to, None)
+        }
+        Err(reason) => verdict(ctx, reason),
+    }
+}
+
+#[inline(always)]
+fn icmp_error(ctx: &TcContext, p: &mut Packet) -> i32 {
+    match translate_error(ctx, p) {
+        None => verdict(ctx, Reason::Pass),
+        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
+        Some(Ok(())) => {
+            count(ctx, Reason::IcmpError);
+            fwd::to_destination(ctx, p)
+        }
+    }
 }

@@ -4,22 +4,29 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use common::PROTO_TCP;
+use common::{PROTO_ICMP, PROTO_TCP};
 
-use crate::parse::{ETH_HLEN, Packet};
+use crate::parse::{ETH_HLEN, Frag, Packet};
 
-const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 
-/// Offset of the L4 checksum, or None for a UDP datagram sent without one.
+/// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
+/// addresses (pseudo-header). None: a later fragment or a UDP datagram without one.
 #[inline(always)]
-fn l4_csum_off(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64)>, ()> {
-    if p.proto == PROTO_TCP {
-        return Ok(Some((p.l4_off + 16, 0)));
+fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, ()> {
+    if p.frag == Frag::Later {
+        return Ok(None);
     }
-    let off = p.l4_off + 6;
-    let csum: u16 = ctx.load(off).map_err(|_| ())?;
-    // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
-    Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0))))
+    match p.proto {
+        PROTO_TCP => Ok(Some((p.l4_off + 16, 0, true))),
+        PROTO_ICMP => Ok(Some((p.l4_off + 2, 0, false))),
+        _ => {
+            let off = p.l4_off + 6;
+            let csum: u16 = ctx.load(off).map_err(|_| ())?;
+            // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
+            Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))
+        }
+    }
 }
 
 /// Fix the L3 and L4 checksums for an address change `old_ip → new_ip` and a port change
@@ -33,15 +40,20 @@ pub fn update(
     old_port: u16,
     new_port: u16,
 ) -> Result<(), ()> {
-    if let Some((off, extra)) = l4_csum_off(ctx, p)? {
-        let pseudo = u64::from(BPF_F_PSEUDO_HDR) | extra;
-        ctx.l4_csum_replace(off, u64::from(old_ip), u64::from(new_ip), pseudo | 4)
-            .map_err(|_| ())?;
+    if let Some((off, extra, pseudo)) = l4_csum(ctx, p)? {
+        if pseudo && old_ip != new_ip {
+            let flags = u64::from(BPF_F_PSEUDO_HDR) | extra | 4;
+            ctx.l4_csum_replace(off, u64::from(old_ip), u64::from(new_ip), flags)
+                .map_err(|_| ())?;
+        }
         if old_port != new_port {
             ctx.l4_csum_replace(off, u64::from(old_port), u64::from(new_port), extra | 2)
                 .map_err(|_| ())?;
         }
     }
-    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_ip), u64::from(new_ip), 4)
-        .map_err(|_| ())
+    if old_ip != new_ip {
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_ip), u64::from(new_ip), 4)
+            .map_err(|_| ())?;
+    }
+    Ok(())
 }

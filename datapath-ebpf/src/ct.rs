@@ -1,13 +1,22 @@
-//! Connection tracking: lookup, creation of both directions, per-packet accounting.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
-use common::{CtKey, CtKind, CtValue, PROTO_TCP, TcpState};
+//! Connection tracking: lookup with per-packet accounting, and creation of both
+//! directions of a flow, allocating an SNAT source port when asked.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    programs::TcContext,
+};
+use common::{
+    CT_REPLY, CtKey, CtValue, PROTO_TCP, Reason,
+    ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
 
-use crate::{maps::CT, parse::Packet};
+use crate::{
+    maps::{CONFIG, CT},
+    parse::Packet,
+};
 
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_RST: u8 = 0x04;
-const TCP_ACK: u8 = 0x10;
+/// Ports tried before SNAT gives up on a destination (random start, then sequential).
+const SNAT_TRIES: u32 = 32;
 
 #[inline(always)]
 pub fn key_of(p: &Packet) -> CtKey {
@@ -21,69 +30,88 @@ pub fn key_of(p: &Packet) -> CtKey {
     }
 }
 
+/// TCP bits to keep after this packet: a bare SYN starts the record afresh (the tuple
+/// is being reused), anything else adds to it.
 #[inline(always)]
-fn next_state(cur: u8, p: &Packet) -> u8 {
+fn tcp_seen(cur: u8, p: &Packet, reply: bool) -> u8 {
     if p.proto != PROTO_TCP {
-        return TcpState::None as u8;
+        return 0;
     }
-    let f = p.tcp_flags;
-    let next = if f & TCP_RST != 0 {
-        TcpState::Rst
-    } else if f & TCP_FIN != 0 {
-        TcpState::Fin
-    } else if f & TCP_SYN != 0 {
-        TcpState::SynSent
-    } else if f & TCP_ACK != 0 && cur != TcpState::Fin as u8 && cur != TcpState::Rst as u8 {
-        TcpState::Established
-    } else {
-        return cur;
-    };
-    next as u8
+    let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+    if !reply && f == TCP_SYN { f } else { cur | f }
 }
 
-/// The entry for this packet's tuple, if it has `kind`; accounts the packet to it.
+/// The flow this packet belongs to: the tuple it leaves with, and whether it travels in
+/// the reply direction. Accounts the packet to the entry.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, p: &Packet, kind: CtKind) -> Option<(u32, u16)> {
-    let v = CT.get_ptr_mut(key_of(p))?;
-    // SAFETY: a valid map value pointer; concurrent updates of counters may race, which
-    // only costs accuracy of the statistics.
+pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<(CtKey, bool)> {
+    let key = key_of(p);
+    let v = CT.get_ptr_mut(key)?;
+    // SAFETY: a valid map value pointer; concurrent updates of the counters may race,
+    // which only costs the statistics some accuracy.
     unsafe {
-        if (*v).kind != kind as u8 {
-            return None;
-        }
-        (*v).state = next_state((*v).state, p);
+        let reply = (*v).flags & CT_REPLY != 0;
+        (*v).tcp_seen = tcp_seen((*v).tcp_seen, p, reply);
         (*v).last_seen_ns = bpf_ktime_get_ns();
         (*v).packets += 1;
         (*v).bytes += u64::from(ctx.len());
-        Some(((*v).nat_ip, (*v).nat_port))
+        Some((key.translated(&*v), reply))
     }
 }
 
-/// Create the forward entry (this packet's tuple, destination → `to_ip:to_port`) and the
-/// reply entry (the backend's answer, source → the original destination).
+/// Translation of a flow without accounting, for ICMP errors that quote it.
 #[inline(always)]
-pub fn create_dnat(ctx: &TcContext, p: &Packet, to_ip: u32, to_port: u16) -> Result<(), ()> {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let state = next_state(TcpState::None as u8, p);
-    let fwd = CtValue {
-        nat_ip: to_ip,
-        nat_port: to_port,
-        kind: CtKind::DnatForward as u8,
-        state,
-        last_seen_ns: now,
-        packets: 1,
-        bytes: u64::from(ctx.len()),
-    };
+pub fn peek(key: &CtKey) -> Option<CtKey> {
+    // SAFETY: plain lookup, value copied out.
+    unsafe { CT.get(key) }.map(|v| key.translated(v))
+}
+
+/// Create the flow of `p` whose packets leave as `to` (flags `CT_DNAT`/`CT_SNAT`). With
+/// `alloc_port`, `to.src_port` is chosen from the SNAT range so that the reply tuple is
+/// unused. Returns the tuple to apply.
+#[inline(always)]
+pub fn create(
+    ctx: &TcContext,
+    p: &Packet,
+    mut to: CtKey,
+    flags: u8,
+    alloc_port: bool,
+) -> Result<CtKey, Reason> {
     let key = key_of(p);
-    let rev = CtValue {
-        nat_ip: p.dst_ip,
-        nat_port: p.dst_port,
-        kind: CtKind::DnatReply as u8,
-        state: TcpState::None as u8,
-        last_seen_ns: now,
-        packets: 0,
-        bytes: 0,
-    };
-    CT.insert(key.twin(&fwd), rev, 0).map_err(|_| ())?;
-    CT.insert(key, fwd, 0).map_err(|_| ())
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let reply = CtValue::new(&key.reversed(), flags | CT_REPLY, now);
+    if alloc_port {
+        let cfg = CONFIG.get(0).copied().unwrap_or_default();
+        let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
+        let range = max.saturating_sub(min) + 1;
+        // SAFETY: helper without arguments.
+        let start = unsafe { bpf_get_prandom_u32() } % range;
+        let mut found = false;
+        for i in 0..SNAT_TRIES {
+            to.src_port = ((min + (start + i) % range) as u16).to_be();
+            // NOEXIST: a tuple another flow holds is never taken over.
+            if CT
+                .insert(to.reversed(), reply, u64::from(BPF_NOEXIST))
+                .is_ok()
+            {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(Reason::DropSnatPorts);
+        }
+    } else if CT.insert(to.reversed(), reply, 0).is_err() {
+        return Err(Reason::DropCtInsert);
+    }
+    let mut fwd = CtValue::new(&to, flags, now);
+    fwd.tcp_seen = tcp_seen(0, p, false);
+    fwd.packets = 1;
+    fwd.bytes = u64::from(ctx.len());
+    if CT.insert(key, fwd, 0).is_err() {
+        let _ = CT.remove(to.reversed());
+        return Err(Reason::DropCtInsert);
+    }
+    Ok(to)
 }

@@ -5,7 +5,9 @@
 mod container;
 mod csum;
 mod ct;
+mod frag;
 mod fwd;
+mod icmp;
 mod maps;
 mod nat;
 mod parse;
@@ -14,13 +16,13 @@ mod uplink;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 
-/// TC ingress on each uplink: DNAT for published ports.
+/// TC ingress on each uplink: DNAT for published ports, reverse SNAT.
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     uplink::handle(&ctx)
 }
 
-/// TC ingress on each container's host-side veth: reverse DNAT of replies.
+/// TC ingress on each container's host-side veth: reverse DNAT, SNAT, hairpin.
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)

@@ -1,21 +1,45 @@
 //! Address and port rewrites, with their checksum updates.
 use aya_ebpf::programs::TcContext;
+use common::{CtKey, PROTO_ICMP};
 
 use crate::{
     csum,
-    parse::{ETH_HLEN, Packet},
+    parse::{ETH_HLEN, Frag, Icmp, Packet},
 };
 
 const IP_SRC_OFF: usize = ETH_HLEN + 12;
 const IP_DST_OFF: usize = ETH_HLEN + 16;
 
+/// Where the source (or destination) port lives; None when the packet has none here.
+#[inline(always)]
+fn port_off(p: &Packet, src: bool) -> Option<usize> {
+    if p.frag == Frag::Later {
+        return None;
+    }
+    match (p.proto, p.icmp) {
+        (PROTO_ICMP, Icmp::EchoRequest | Icmp::EchoReply) => Some(p.l4_off + 4),
+        (PROTO_ICMP, _) => None,
+        _ => Some(p.l4_off + if src { 0 } else { 2 }),
+    }
+}
+
+#[inline(always)]
+fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), ()> {
+    match port_off(p, src) {
+        Some(off) => ctx.store(off, &port, 0).map_err(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Rewrite the destination to `ip:port` (network order).
 #[inline(always)]
 pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), ()> {
     csum::update(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
-    ctx.store(IP_DST_OFF, &ip, 0).map_err(|_| ())?;
+    if ip != p.dst_ip {
+        ctx.store(IP_DST_OFF, &ip, 0).map_err(|_| ())?;
+    }
     if port != p.dst_port {
-        ctx.store(p.l4_off + 2, &port, 0).map_err(|_| ())?;
+        store_port(ctx, p, false, port)?;
     }
     p.dst_ip = ip;
     p.dst_port = port;
@@ -26,11 +50,25 @@ pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 #[inline(always)]
 pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), ()> {
     csum::update(ctx, p, p.src_ip, ip, p.src_port, port)?;
-    ctx.store(IP_SRC_OFF, &ip, 0).map_err(|_| ())?;
+    if ip != p.src_ip {
+        ctx.store(IP_SRC_OFF, &ip, 0).map_err(|_| ())?;
+    }
     if port != p.src_port {
-        ctx.store(p.l4_off, &port, 0).map_err(|_| ())?;
+        store_port(ctx, p, true, port)?;
     }
     p.src_ip = ip;
     p.src_port = port;
+    Ok(())
+}
+
+/// Make the packet leave with tuple `to`.
+#[inline(always)]
+pub fn apply(ctx: &TcContext, p: &mut Packet, to: &CtKey) -> Result<(), ()> {
+    if to.src_ip != p.src_ip || to.src_port != p.src_port {
+        rewrite_src(ctx, p, to.src_ip, to.src_port)?;
+    }
+    if to.dst_ip != p.dst_ip || to.dst_port != p.dst_port {
+        rewrite_dst(ctx, p, to.dst_ip, to.dst_port)?;
+    }
     Ok(())
 }

@@ -1,12 +1,14 @@
-//! `from_uplink`: DNAT of traffic to published ports.
+//! `from_uplink`: DNAT of traffic to published ports, reverse SNAT of replies to
+//! container egress, ICMP errors about either.
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CtKind, PublishedKey, Reason};
+use common::{Backend, CT_DNAT, PROTO_ICMP, PublishedKey, Reason};
 
 use crate::{
-    ct, fwd,
+    ct, frag, fwd,
+    icmp::translate_error,
     maps::{HOST_IPS, PUBLISHED},
     nat,
-    parse::{Frag, parse},
+    parse::{Frag, Icmp, Packet, parse},
     stats::{count, verdict},
 };
 
@@ -16,40 +18,76 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
-    if p.frag == Frag::Later {
-        let reason = if is_host(p.dst_ip) {
-            Reason::FragmentPassed
-        } else {
-            Reason::Pass
-        };
-        return verdict(ctx, reason);
+    match p.icmp {
+        Icmp::Error => return icmp_error(ctx, &mut p),
+        Icmp::Other => return verdict(ctx, Reason::Pass),
+        _ => {}
     }
-    let (to_ip, to_port) = if let Some(to) = ct::lookup(ctx, &p, CtKind::DnatForward) {
-        count(ctx, Reason::DnatEstablished);
+    if p.frag == Frag::Later {
+        if !frag::recall(&mut p) {
+            let reason = if is_host(p.dst_ip) {
+                Reason::FragmentPassed
+            } else {
+                Reason::Pass
+            };
+            return verdict(ctx, reason);
+        }
+        count(ctx, Reason::FragmentTranslated);
+    }
+    let to = if let Some((to, reply)) = ct::lookup(ctx, &p) {
+        count(
+            ctx,
+            if reply {
+                Reason::CtReply
+            } else {
+                Reason::CtForward
+            },
+        );
         to
     } else if let Some(b) = published(p.dst_ip, p.dst_port, p.proto) {
-        if ct::create_dnat(ctx, &p, b.ip, b.port).is_err() {
-            return verdict(ctx, Reason::DropCtInsert);
+        let mut to = ct::key_of(&p);
+        to.dst_ip = b.ip;
+        to.dst_port = b.port;
+        match ct::create(ctx, &p, to, CT_DNAT, false) {
+            Ok(to) => {
+                count(ctx, Reason::DnatNew);
+                to
+            }
+            Err(reason) => return verdict(ctx, reason),
         }
-        count(ctx, Reason::DnatNew);
-        (b.ip, b.port)
     } else {
         return verdict(ctx, Reason::Pass);
     };
-    if nat::rewrite_dst(ctx, &mut p, to_ip, to_port).is_err() {
+    frag::remember(&p);
+    if nat::apply(ctx, &mut p, &to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
     fwd::to_destination(ctx, &p)
 }
 
 #[inline(always)]
-fn is_host(ip: u32) -> bool {
+fn icmp_error(ctx: &TcContext, p: &mut Packet) -> i32 {
+    match translate_error(ctx, p) {
+        None => verdict(ctx, Reason::Pass),
+        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
+        Some(Ok(())) => {
+            count(ctx, Reason::IcmpError);
+            fwd::to_destination(ctx, p)
+        }
+    }
+}
+
+#[inline(always)]
+pub fn is_host(ip: u32) -> bool {
     HOST_IPS.get_ptr(ip).is_some()
 }
 
 /// The backend of `ip:port`, bound to that address or to every host address.
 #[inline(always)]
-fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
+pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
+    if proto == PROTO_ICMP {
+        return None;
+    }
     let mut key = PublishedKey {
         host_ip: ip,
         port,

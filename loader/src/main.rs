@@ -30,6 +30,11 @@ enum Command {
     Unpublish(cli::publish::Args),
     /// List published ports and the interfaces bpfnet is attached to.
     Ls(cli::ls::Args),
+    /// List tracked flows (original and translated tuples, state, expiry, counters), or
+    /// `flush` them.
+    Conntrack(cli::conntrack::Args),
+    /// Verdict and drop counters by reason.
+    Stats(cli::stats::Args),
 }
 
 /// Exit code for every error: bad input, conflicts, an unreachable daemon.
@@ -53,6 +58,8 @@ fn main() -> ExitCode {
         Command::Publish(args) => cli::publish::publish(args, &cli.socket),
         Command::Unpublish(args) => cli::publish::unpublish(args, &cli.socket),
         Command::Ls(args) => cli::ls::run(args, &cli.socket),
+        Command::Conntrack(args) => cli::conntrack::run(args, &cli.socket),
+        Command::Stats(args) => cli::stats::run(args, &cli.socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

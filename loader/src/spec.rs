@@ -75,7 +75,8 @@ impl PortRange {
         self.start <= other.end && other.start <= self.end
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// `START-END` or a single port, 1-65535, digits only.
+    pub fn parse(s: &str) -> Option<Self> {
         let port = |p: &str| {
             // u16::from_str would also take "+80"; Docker takes digits only.
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {

@@ -3,6 +3,7 @@
 //! echo servers/clients that run inside namespaces.
 pub mod daemon;
 pub mod echo;
+pub mod fixture;
 pub mod netns;
 pub mod packet;
 pub mod scratch;

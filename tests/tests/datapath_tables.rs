@@ -1,28 +1,23 @@
 //! BPF_PROG_TEST_RUN tables: input frame → verdict, output headers (checksums verified
 //! from scratch), counters and CT entries. Runs in a namespace of its own whose routes
 //! and permanent neighbours make the route lookups deterministic.
-use std::net::Ipv4Addr;
-
-use aya::programs::{TestRun as _, TestRunOptions};
 use bpfnet::datapath::{Datapath, Hook};
 use bpfnet_tests::{
-    netns::Netns,
+    fixture::{
+        BACKEND_MAC, CLIENT_MAC, Fixture, OTHER_MAC as ENDPOINT_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
+        TC_ACT_SHOT, with_fixture,
+    },
     packet::{Addr, IpOpts, TCP_ACK, TCP_SYN, View, tcp, tcp_with, udp},
-    require_root, unique,
+    require_root,
 };
-use common::{Backend, CtKey, CtKind, Endpoint, PROTO_TCP, PublishedKey, Reason, TcpState};
-
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
+use common::{
+    Backend, CT_DNAT, CT_REPLY, CtKey, Endpoint, PROTO_TCP, PublishedKey, Reason, TcpState,
+};
 
 const HOST: [u8; 4] = [192, 0, 2, 1];
 const CLIENT: [u8; 4] = [192, 0, 2, 2];
 const BACKEND: [u8; 4] = [172, 17, 0, 4];
 const ENDPOINT: [u8; 4] = [172, 17, 0, 5];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
-const ENDPOINT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
 const ENDPOINT_IFINDEX: u32 = 4242;
 
 fn ip(a: [u8; 4]) -> u32 {
@@ -72,27 +67,6 @@ fn published(dp: &mut Datapath, host: [u8; 4], port: u16, proto: u8, to: Addr) {
         .expect("insert published");
 }
 
-/// Run one frame; `ingress` is the ifindex the frame pretends to arrive on.
-fn test_run(dp: &mut Datapath, hook: Hook, frame: &[u8], ingress: u32) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 256];
-    // __sk_buff up to and including ifindex: ingress_ifindex at 36, ifindex at 40.
-    let mut ctx = [0u8; 44];
-    ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
-    ctx[40..44].copy_from_slice(&ingress.to_ne_bytes());
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        ..Default::default()
-    };
-    let r = dp
-        .program(hook)
-        .test_run(opts)
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e}", frame.len()));
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
-}
-
 fn cases() -> Vec<Case> {
     use Hook::{FromContainer as C, FromUplink as U};
     let syn = tcp((CLIENT, 40000), (HOST, 8038), TCP_SYN, b"");
@@ -112,7 +86,7 @@ fn cases() -> Vec<Case> {
             frame: syn.clone(),
             verdict: TC_ACT_REDIRECT,
             out: translated_in((BACKEND, 8080), BACKEND_MAC),
-            counted: &[Reason::DnatNew, Reason::RedirectNeigh],
+            counted: &[Reason::DnatNew, Reason::RedirectRoute],
         },
         Case {
             name: "next packet of that flow follows its CT entry",
@@ -120,7 +94,7 @@ fn cases() -> Vec<Case> {
             frame: tcp((CLIENT, 40000), (HOST, 8038), TCP_ACK, b"data"),
             verdict: TC_ACT_REDIRECT,
             out: translated_in((BACKEND, 8080), BACKEND_MAC),
-            counted: &[Reason::DnatEstablished, Reason::RedirectNeigh],
+            counted: &[Reason::CtForward, Reason::RedirectRoute],
         },
         Case {
             name: "backend reply is translated back to the published address",
@@ -132,7 +106,7 @@ fn cases() -> Vec<Case> {
                 dst: (CLIENT, 40000),
                 dst_mac: CLIENT_MAC,
             },
-            counted: &[Reason::DnatReply, Reason::RedirectNeigh],
+            counted: &[Reason::CtReply, Reason::RedirectRoute],
         },
         Case {
             name: "UDP to a wildcard publish",
@@ -144,7 +118,7 @@ fn cases() -> Vec<Case> {
                 dst: (BACKEND, 8080),
                 dst_mac: BACKEND_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectNeigh],
+            counted: &[Reason::DnatNew, Reason::RedirectRoute],
         },
         Case {
             name: "UDP without a checksum keeps none",
@@ -156,7 +130,7 @@ fn cases() -> Vec<Case> {
                 dst: (BACKEND, 8080),
                 dst_mac: BACKEND_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectNeigh],
+            counted: &[Reason::DnatNew, Reason::RedirectRoute],
         },
         Case {
             name: "UDP reply without a checksum keeps none",
@@ -168,7 +142,7 @@ fn cases() -> Vec<Case> {
                 dst: (CLIENT, 5001),
                 dst_mac: CLIENT_MAC,
             },
-            counted: &[Reason::DnatReply, Reason::RedirectNeigh],
+            counted: &[Reason::CtReply, Reason::RedirectRoute],
         },
         Case {
             name: "IP options move the TCP header",
@@ -189,7 +163,7 @@ fn cases() -> Vec<Case> {
                 dst: (BACKEND, 8080),
                 dst_mac: BACKEND_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectNeigh],
+            counted: &[Reason::DnatNew, Reason::RedirectRoute],
         },
         Case {
             name: "address-bound publish to a known endpoint goes straight to its peer",
@@ -244,7 +218,7 @@ fn cases() -> Vec<Case> {
             counted: &[Reason::Pass],
         },
         Case {
-            name: "ICMP passes (translated in a later phase)",
+            name: "ICMP other than echo and errors passes",
             hook: U,
             frame: edit(syn.clone(), 14 + 9, &[1]),
             verdict: TC_ACT_OK,
@@ -311,15 +285,8 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn check(dp: &mut Datapath, case: &Case, uplink: u32, bridge: u32) {
-    let ingress = if case.hook == Hook::FromUplink {
-        uplink
-    } else {
-        bridge
-    };
-    let before = dp.maps.stats();
-    let (verdict, out) = test_run(dp, case.hook, &case.frame, ingress);
-    let after = dp.maps.stats();
+fn check(fx: &mut Fixture, case: &Case) {
+    let (verdict, out) = fx.run_counted(case.name, case.hook, &case.frame, case.counted);
     let name = case.name;
     assert_eq!(verdict, case.verdict, "{name}: verdict");
     match case.out {
@@ -346,16 +313,6 @@ fn check(dp: &mut Datapath, case: &Case, uplink: u32, bridge: u32) {
             }
         }
     }
-    for (i, (reason, c)) in after.iter().enumerate() {
-        let moved = c.packets - before[i].1.packets;
-        let want = u64::from(case.counted.contains(reason));
-        assert_eq!(
-            moved,
-            want,
-            "{name}: counter {} moved by {moved}",
-            reason.name()
-        );
-    }
 }
 
 #[test]
@@ -363,65 +320,27 @@ fn datapath_tables() {
     if !require_root() {
         return;
     }
-    let ns = Netns::new(&format!("{}-tbl", unique("dt")));
-    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
-    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "t0"]);
-    ns.ip(&["addr", "add", "172.17.0.1/16", "dev", "t1"]);
-    ns.ip(&["link", "set", "t0", "up"]);
-    ns.ip(&["link", "set", "t1", "up"]);
-    ns.ip(&[
-        "neigh",
-        "add",
-        "192.0.2.2",
-        "lladdr",
-        "02:00:00:00:00:02",
-        "dev",
-        "t0",
-        "nud",
-        "permanent",
-    ]);
-    ns.ip(&[
-        "neigh",
-        "add",
-        "172.17.0.4",
-        "lladdr",
-        "02:00:00:00:00:04",
-        "dev",
-        "t1",
-        "nud",
-        "permanent",
-    ]);
-    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let (uplink, bridge) = (ns.ifindex("t0"), ns.ifindex("t1"));
-    let pin_dir = format!("/sys/fs/bpf/bpfnet-test-{}", unique("dt"));
-    let pins = pin_dir.clone();
-    let result = std::panic::catch_unwind(move || {
-        ns.run(move || {
-            let mut dp = Datapath::load(pins.as_ref()).expect("datapath loads");
-            published(&mut dp, [0; 4], 8038, PROTO_TCP, (BACKEND, 8080));
-            published(&mut dp, [0; 4], 8038, 17, (BACKEND, 8080));
-            published(&mut dp, HOST, 9000, PROTO_TCP, (ENDPOINT, 9090));
-            published(&mut dp, [0; 4], 8040, PROTO_TCP, ([203, 0, 113, 9], 80));
-            dp.maps.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
-            let ep = Endpoint {
-                ifindex: ENDPOINT_IFINDEX,
-                mac: ENDPOINT_MAC,
-                network: 1,
-            };
-            dp.maps
-                .endpoints
-                .insert(ip(ENDPOINT), ep, 0)
-                .expect("endpoint");
-            for case in cases() {
-                check(&mut dp, &case, uplink, bridge);
-            }
-            check_ct(&dp);
-        })
+    with_fixture("dt", 1024, |fx| {
+        let dp = &mut fx.dp;
+        published(dp, [0; 4], 8038, PROTO_TCP, (BACKEND, 8080));
+        published(dp, [0; 4], 8038, 17, (BACKEND, 8080));
+        published(dp, HOST, 9000, PROTO_TCP, (ENDPOINT, 9090));
+        published(dp, [0; 4], 8040, PROTO_TCP, ([203, 0, 113, 9], 80));
+        dp.maps.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
+        let ep = Endpoint {
+            ifindex: ENDPOINT_IFINDEX,
+            mac: ENDPOINT_MAC,
+            network: 1,
+        };
+        dp.maps
+            .endpoints
+            .insert(ip(ENDPOINT), ep, 0)
+            .expect("endpoint");
+        for case in cases() {
+            check(fx, &case);
+        }
+        check_ct(&fx.dp);
     });
-    let _ = std::fs::remove_dir_all(&pin_dir);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 /// The first flow's two entries, as the SYN, ACK and SYN-ACK of the table left them.
@@ -435,25 +354,28 @@ fn check_ct(dp: &Datapath) {
         _pad: [0; 3],
     };
     let v = dp.maps.ct.get(&fwd, 0).expect("forward CT entry");
-    assert_eq!(v.kind, CtKind::DnatForward as u8);
+    assert_eq!(v.flags, CT_DNAT);
+    assert_eq!((v.dst_ip, u16::from_be(v.dst_port)), (ip(BACKEND), 8080));
     assert_eq!(
-        (
-            Ipv4Addr::from(v.nat_ip.to_ne_bytes()),
-            u16::from_be(v.nat_port)
-        ),
-        (Ipv4Addr::from(BACKEND), 8080)
+        (v.src_ip, v.src_port),
+        (fwd.src_ip, fwd.src_port),
+        "source kept"
     );
     assert_eq!(v.packets, 2, "SYN and ACK");
-    assert_eq!(TcpState::from_u8(v.state), TcpState::Established);
     let rev = fwd.twin(&v);
     assert_eq!(
         (rev.src_ip, u16::from_be(rev.src_port)),
         (ip(BACKEND), 8080)
     );
     let r = dp.maps.ct.get(&rev, 0).expect("reply CT entry");
-    assert_eq!(r.kind, CtKind::DnatReply as u8);
-    assert_eq!((r.nat_ip, u16::from_be(r.nat_port)), (ip(HOST), 8038));
+    assert_eq!(r.flags, CT_DNAT | CT_REPLY);
+    assert_eq!(
+        rev.translated(&r),
+        fwd.reversed(),
+        "replies leave from the published address"
+    );
     assert_eq!(r.packets, 1, "SYN-ACK");
+    assert_eq!(TcpState::of(v.tcp_seen, r.tcp_seen), TcpState::Established);
     assert!(
         r.last_seen_ns >= v.last_seen_ns,
         "reply seen after the forward packets"

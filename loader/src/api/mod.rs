@@ -5,7 +5,7 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::PublishSpec;
+use crate::{conntrack::FlowInfo, spec::PublishSpec};
 
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/bpfnet/bpfnet.sock";
@@ -16,6 +16,9 @@ pub enum Request {
     Publish { spec: PublishSpec },
     Unpublish { spec: PublishSpec },
     List,
+    Conntrack,
+    ConntrackFlush,
+    Stats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +26,27 @@ pub enum Request {
 pub enum Response {
     Ok,
     Listing(Listing),
+    Conntrack(Vec<FlowInfo>),
+    Stats(Stats),
     Error { message: String },
+}
+
+/// What `bpfnet stats` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub counters: Vec<StatLine>,
+    /// Entries in the CT map now (two per flow).
+    pub ct_entries: u64,
+    /// Entries the sweeper removed since the daemon started.
+    pub ct_swept: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatLine {
+    pub reason: String,
+    pub drop: bool,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// What `bpfnet ls` shows.

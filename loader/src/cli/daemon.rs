@@ -1,8 +1,9 @@
 //! `bpfnet daemon`.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use bpfnet::{daemon, datapath::DEFAULT_PIN_DIR};
+use bpfnet::{conntrack::Timeouts, daemon, datapath::DEFAULT_PIN_DIR, spec::PortRange};
+use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
 
 #[derive(clap::Args)]
@@ -24,6 +25,27 @@ pub struct Args {
     /// Do not follow the Docker Engine API.
     #[arg(long)]
     no_docker: bool,
+    /// Source ports for masqueraded egress (START-END).
+    #[arg(long, value_name = "RANGE", value_parser = snat_ports, default_value = "61000-65535")]
+    snat_ports: PortRange,
+    /// Size of the connection-tracking map (two entries per flow).
+    #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
+    ct_entries: u32,
+    /// Idle timeouts overriding the defaults, e.g. `udp=30,closed=5` (names: syn,
+    /// established, closing, closed, udp, icmp; seconds).
+    #[arg(long, value_name = "NAME=SECS,...")]
+    ct_timeouts: Option<Timeouts>,
+    /// Seconds between two sweeps of expired flows.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    ct_sweep_interval: u64,
+}
+
+fn snat_ports(s: &str) -> Result<PortRange, String> {
+    PortRange::parse(s)
+        .filter(|r| r.start >= 1024)
+        .ok_or_else(|| format!("`{s}` is not a port range START-END within 1024-65535"))
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
@@ -40,6 +62,10 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
         follow_docker: !args.no_docker,
+        snat_ports: (args.snat_ports.start, args.snat_ports.end),
+        ct_entries: args.ct_entries,
+        timeouts: args.ct_timeouts.unwrap_or_default(),
+        sweep_interval: Duration::from_secs(args.ct_sweep_interval),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,4 +1,6 @@
 //! One module per subcommand; each holds its arguments and its handler.
+pub mod conntrack;
 pub mod daemon;
 pub mod ls;
 pub mod publish;
+pub mod stats;

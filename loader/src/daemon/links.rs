@@ -1,6 +1,10 @@
 //! Bridges, uplinks and container veths: which interfaces get which program.
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
+use common::{IFACE_BRIDGE, IFACE_UPLINK};
 use tracing::{info, warn};
 
 use super::{Config, Daemon, DaemonError};
@@ -58,7 +62,28 @@ impl Daemon {
             self.on_link(link);
         }
         self.prune_stale_links();
+        self.sync_ifaces();
         Ok(())
+    }
+
+    /// `ifaces_v1` holds exactly the roles of the managed interfaces.
+    pub(super) fn sync_ifaces(&mut self) {
+        let want: BTreeMap<u32, u32> = self
+            .uplinks
+            .keys()
+            .map(|&i| (i, IFACE_UPLINK))
+            .chain(self.bridges.keys().map(|&i| (i, IFACE_BRIDGE)))
+            .collect();
+        let map = &mut self.dp.maps.ifaces;
+        let have: Vec<u32> = map.keys().filter_map(Result::ok).collect();
+        for i in have.iter().filter(|i| !want.contains_key(i)) {
+            let _ = map.remove(i);
+        }
+        for (i, role) in &want {
+            if let Err(e) = map.insert(i, role, 0) {
+                warn!(ifindex = i, error = %e, "cannot record the interface's role");
+            }
+        }
     }
 
     /// Attach `from_container` to a veth that is (now) a port of a managed bridge, and
@@ -93,6 +118,7 @@ impl Daemon {
         if let Some(name) = self.bridges.remove(&index) {
             warn!(bridge = %name, "managed bridge removed");
         }
+        self.sync_ifaces();
     }
 
     fn detach(&self, hook: Hook, index: u32) {

@@ -1,11 +1,12 @@
 //! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
+mod flows;
 mod host_ips;
 mod links;
 mod published;
 
-use std::{collections::BTreeMap, fs, path::PathBuf};
+use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
 use futures::StreamExt as _;
 use tokio::{
@@ -15,7 +16,8 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    api::{self, Listing, Request, Response, server::ServerError},
+    api::{self, Listing, Request, Response, StatLine, Stats, server::ServerError},
+    conntrack::Timeouts,
     datapath::{Datapath, DatapathError},
     netlink::{Change, Netlink, NetlinkError},
     state::{State, StateError},
@@ -41,6 +43,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("cannot restore published port `{spec}`: {detail}")]
     Restore { spec: String, detail: String },
+    #[error("cannot write the datapath configuration: {0}")]
+    Config(aya::maps::MapError),
 }
 
 /// What `bpfnet daemon` was told.
@@ -53,6 +57,11 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub follow_docker: bool,
+    /// SNAT source ports, inclusive, host order.
+    pub snat_ports: (u16, u16),
+    pub ct_entries: u32,
+    pub timeouts: Timeouts,
+    pub sweep_interval: Duration,
 }
 
 struct Daemon {
@@ -65,6 +74,9 @@ struct Daemon {
     uplinks: BTreeMap<u32, String>,
     /// Container veths with `from_container` attached: ifindex → name.
     veths: BTreeMap<u32, String>,
+    timeouts: Timeouts,
+    /// CT entries removed by the sweeper since start.
+    swept: u64,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
@@ -73,7 +85,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // Subscribe before the first dump so no change falls between the two.
     let mut changes = crate::netlink::monitor()?;
     let nl = Netlink::connect()?;
-    let dp = Datapath::load(&cfg.pin_dir)?;
+    let mut dp = Datapath::load(&cfg.pin_dir, cfg.ct_entries)?;
+    let dp_cfg = common::Config {
+        snat_port_min: cfg.snat_ports.0,
+        snat_port_max: cfg.snat_ports.1,
+    };
+    dp.maps
+        .config
+        .set(0, dp_cfg, 0)
+        .map_err(DaemonError::Config)?;
     let mut d = Daemon {
         dp,
         nl,
@@ -82,6 +102,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         bridges: BTreeMap::new(),
         uplinks: BTreeMap::new(),
         veths: BTreeMap::new(),
+        timeouts: cfg.timeouts,
+        swept: 0,
     };
     d.setup_links(&cfg).await?;
     d.sync_host_ips().await;
@@ -97,6 +119,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     tokio::spawn(api::server::serve(listener, tx));
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut sweep = tokio::time::interval(cfg.sweep_interval);
     info!(socket = %cfg.socket.display(), pin_dir = %cfg.pin_dir.display(), "bpfnet daemon ready");
     loop {
         tokio::select! {
@@ -104,6 +127,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 let _ = reply.send(d.handle(req));
             }
             Some(change) = changes.next() => d.on_change(change).await,
+            _ = sweep.tick() => d.sweep(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -119,6 +143,13 @@ impl Daemon {
             Request::Publish { spec } => self.publish(spec),
             Request::Unpublish { spec } => self.unpublish(spec),
             Request::List => return Response::Listing(self.listing()),
+            Request::Conntrack => return Response::Conntrack(self.conntrack()),
+            Request::ConntrackFlush => {
+                let removed = self.flush_conntrack();
+                info!(removed, "conntrack flushed");
+                Ok(())
+            }
+            Request::Stats => return Response::Stats(self.stats()),
         };
         match result {
             Ok(()) => Response::Ok,
@@ -143,6 +174,25 @@ impl Daemon {
             bridges: self.bridges.values().cloned().collect(),
             uplinks: self.uplinks.values().cloned().collect(),
             attached,
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            counters: self
+                .dp
+                .maps
+                .stats()
+                .into_iter()
+                .map(|(r, c)| StatLine {
+                    reason: r.name().into(),
+                    drop: r.is_drop(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+                .collect(),
+            ct_entries: self.dp.maps.ct.keys().count() as u64,
+            ct_swept: self.swept,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Published ports: the desired list in `State`, its entries in `published_v1`.
 use std::collections::BTreeMap;
 
-use common::{Backend, CtKind, PublishedKey};
+use common::{Backend, CT_DNAT, PublishedKey};
 use tracing::{info, warn};
 
 use super::{Daemon, DaemonError};
@@ -64,23 +64,24 @@ impl Daemon {
     fn forget_flows(&mut self, spec: &PublishSpec) {
         let host_ip = spec.host_ip.map(|ip| u32::from_ne_bytes(ip.octets()));
         let backend = u32::from_ne_bytes(spec.container_ip.octets());
-        let ct = &mut self.dp.maps.ct;
-        let doomed: Vec<_> = ct
+        let doomed: Vec<_> = self
+            .dp
+            .maps
+            .ct
             .iter()
             .filter_map(Result::ok)
             .filter(|(k, v)| {
                 let port = u16::from_be(k.dst_port);
-                v.kind == CtKind::DnatForward as u8
-                    && v.nat_ip == backend
+                v.flags & CT_DNAT != 0
+                    && !v.is_reply()
+                    && v.dst_ip == backend
                     && k.proto == spec.proto.number()
                     && (spec.host_ports.start..=spec.host_ports.end).contains(&port)
                     && host_ip.is_none_or(|ip| ip == k.dst_ip)
             })
             .flat_map(|(k, v)| [k, k.twin(&v)])
             .collect();
-        for k in doomed {
-            let _ = ct.remove(&k);
-        }
+        self.remove_ct(&doomed);
     }
 
     /// Make `published_v1` hold exactly the entries of the saved state (the map survives

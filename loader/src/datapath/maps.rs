@@ -1,9 +1,12 @@
 //! Typed handles on the pinned maps.
+use std::{fs, path::Path};
+
 use aya::{
     Ebpf,
-    maps::{HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
 };
-use common::{Backend, Counter, CtKey, CtValue, Endpoint, PublishedKey, Reason, names};
+use common::{Backend, Config, Counter, CtKey, CtValue, Endpoint, PublishedKey, Reason, names};
+use tracing::warn;
 
 use super::DatapathError;
 
@@ -15,6 +18,32 @@ pub struct Maps {
     pub endpoints: HashMap<MapData, u32, Endpoint>,
     pub ct: HashMap<MapData, CtKey, CtValue>,
     pub stats: PerCpuArray<MapData, Counter>,
+    pub config: Array<MapData, Config>,
+    /// ifindex → `IFACE_*` role bits.
+    pub ifaces: HashMap<MapData, u32, u32>,
+}
+
+/// Unpin map `name` under `pin_dir` if it was created with another size, so the loader
+/// creates it afresh with `max_entries`.
+pub(super) fn drop_resized(pin_dir: &Path, name: &str, max_entries: u32) {
+    let path = pin_dir.join(name);
+    let Ok(map) = MapData::from_pin(&path) else {
+        return;
+    };
+    match map.info().map(|i| i.max_entries()) {
+        Ok(n) if n != max_entries => {
+            warn!(
+                map = name,
+                old = n,
+                new = max_entries,
+                "resizing: tracked flows are dropped"
+            );
+            if let Err(e) = fs::remove_file(&path) {
+                warn!(map = name, error = %e, "cannot unpin the old map");
+            }
+        }
+        _ => {}
+    }
 }
 
 fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -39,6 +68,8 @@ impl Maps {
             endpoints: take(ebpf, names::ENDPOINTS)?,
             ct: take(ebpf, names::CT)?,
             stats: take(ebpf, names::STATS)?,
+            config: take(ebpf, names::CONFIG)?,
+            ifaces: take(ebpf, names::IFACES)?,
         })
     }
 

@@ -10,6 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, SchedClassifier},
 };
+use common::names;
 pub use maps::Maps;
 
 /// Default pin directory for maps and links.
@@ -71,11 +72,14 @@ pub struct Datapath {
 
 impl Datapath {
     /// Load the programs and create or reuse the maps pinned under `pin_dir` (mounting
-    /// bpffs first when it is absent).
-    pub fn load(pin_dir: &Path) -> Result<Self, DatapathError> {
+    /// bpffs first when it is absent). `ct_entries` sizes the CT map; a pinned CT map of
+    /// another size is replaced (its flows are lost, which is logged).
+    pub fn load(pin_dir: &Path, ct_entries: u32) -> Result<Self, DatapathError> {
         bpffs::prepare(pin_dir)?;
+        maps::drop_resized(pin_dir, names::CT, ct_entries);
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
+            .map_max_entries(names::CT, ct_entries)
             .load(OBJECT)
             .map_err(|e| DatapathError::Load {
                 pin_dir: pin_dir.into(),

@@ -1,0 +1,33 @@
+//! `bpfnet stats [--json]`: verdict and drop counters by reason.
+use std::path::Path;
+
+use anyhow::bail;
+use bpfnet::api::{Request, Response, client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON for scripts instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+    let Response::Stats(s) = client::call(socket, &Request::Stats)? else {
+        bail!("the daemon answered `stats` with something else than counters");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("{:<22} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
+    for c in &s.counters {
+        let name = if c.drop {
+            format!("{} (drop)", c.reason)
+        } else {
+            c.reason.clone()
+        };
+        println!("{name:<22} {:>14} {:>16}", c.packets, c.bytes);
+    }
+    println!("ct entries {}   swept {}", s.ct_entries, s.ct_swept);
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Flows as people see them (both CT entries paired), their state and expiry, and the
+//! timeouts the sweeper applies.
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr, time::Duration};
+
+use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState};
+use serde::{Deserialize, Serialize};
+
+/// How long an idle flow lives, by protocol and TCP state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub syn: Duration,
+    pub established: Duration,
+    /// One side has sent FIN.
+    pub closing: Duration,
+    /// Both sides sent FIN, or either sent RST.
+    pub closed: Duration,
+    pub udp: Duration,
+    pub icmp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            syn: Duration::from_secs(60),
+            established: Duration::from_secs(6 * 3600),
+            closing: Duration::from_secs(120),
+            closed: Duration::from_secs(10),
+            udp: Duration::from_secs(60),
+            icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "`{input}`: expected NAME=SECONDS[,...] with NAME one of syn, established, closing, closed, udp, icmp"
+)]
+pub struct TimeoutsError {
+    input: String,
+}
+
+/// `udp=30,closed=5`: the named timeouts change, the others keep their defaults.
+impl FromStr for Timeouts {
+    type Err = TimeoutsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || TimeoutsError { input: s.into() };
+        let mut t = Timeouts::default();
+        for item in s.split(',') {
+            let (name, secs) = item.split_once('=').ok_or_else(err)?;
+            let secs = secs
+                .parse::<u64>()
+                .ok()
+                .filter(|&s| s > 0)
+                .ok_or_else(err)?;
+            let slot = match name {
+                "syn" => &mut t.syn,
+                "established" => &mut t.established,
+                "closing" => &mut t.closing,
+                "closed" => &mut t.closed,
+                "udp" => &mut t.udp,
+                "icmp" => &mut t.icmp,
+                _ => return Err(err()),
+            };
+            *slot = Duration::from_secs(secs);
+        }
+        Ok(t)
+    }
+}
+
+/// A flow: its forward entry and, unless LRU eviction took it, its reply entry.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub key: CtKey,
+    pub fwd: CtValue,
+    pub reply: Option<(CtKey, CtValue)>,
+}
+
+impl Flow {
+    pub fn last_seen_ns(&self) -> u64 {
+        self.reply
+            .map_or(0, |(_, v)| v.last_seen_ns)
+            .max(self.fwd.last_seen_ns)
+    }
+
+    pub fn tcp_state(&self) -> TcpState {
+        TcpState::of(self.fwd.tcp_seen, self.reply.map_or(0, |(_, v)| v.tcp_seen))
+    }
+
+    pub fn timeout(&self, t: &Timeouts) -> Duration {
+        match self.key.proto {
+            PROTO_TCP => match self.tcp_state() {
+                TcpState::SynSent => t.syn,
+                TcpState::Established => t.established,
+                TcpState::Closing => t.closing,
+                TcpState::Closed => t.closed,
+            },
+            PROTO_UDP => t.udp,
+            _ => t.icmp,
+        }
+    }
+
+    /// Time left before the sweeper removes it (zero: due).
+    pub fn expires_in(&self, now_ns: u64, t: &Timeouts) -> Duration {
+        let idle = Duration::from_nanos(now_ns.saturating_sub(self.last_seen_ns()));
+        self.timeout(t).saturating_sub(idle)
+    }
+
+    /// The keys to delete to forget it.
+    pub fn keys(&self) -> Vec<CtKey> {
+        std::iter::once(self.key)
+            .chain(self.reply.map(|(k, _)| k))
+            .collect()
+    }
+}
+
+/// Pair the entries of the CT map into flows. A reply entry whose forward entry is gone
+/// becomes a flow of its own (so the sweeper still ages it out).
+pub fn flows(entries: impl IntoIterator<Item = (CtKey, CtValue)>) -> Vec<Flow> {
+    let all: BTreeMap<CtKey, CtValue> = entries.into_iter().collect();
+    let mut out = Vec::new();
+    for (k, v) in &all {
+        let twin = k.twin(v);
+        if v.is_reply() {
+            if all.get(&twin).is_none_or(|t| t.is_reply()) {
+                out.push(Flow {
+                    key: *k,
+                    fwd: *v,
+                    reply: None,
+                });
+            }
+            continue;
+        }
+        out.push(Flow {
+            key: *k,
+            fwd: *v,
+            reply: all.get(&twin).filter(|t| t.is_reply()).map(|t| (twin, *t)),
+        });
+    }
+    out
+}
+
+/// A tuple for display: addresses and host-order ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tuple {
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+}
+
+impl From<&CtKey> for Tuple {
+    fn from(k: &CtKey) -> Self {
+        Self {
+            src: Ipv4Addr::from(k.src_ip.to_ne_bytes()),
+            src_port: u16::from_be(k.src_port),
+            dst: Ipv4Addr::from(k.dst_ip.to_ne_bytes()),
+            dst_port: u16::from_be(k.dst_port),
+        }
+    }
+}
+
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} -> {}:{}",
+            self.src, self.src_port, self.dst, self.dst_port
+        )
+    }
+}
+
+/// One line of `bpfnet conntrack`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowInfo {
+    pub proto: String,
+    /// As the first packet arrived.
+    pub original: Tuple,
+    /// As it left.
+    pub translated: Tuple,
+    pub nat: String,
+    pub state: String,
+    pub expires_in_s: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub reply_packets: u64,
+    pub reply_bytes: u64,
+}
+
+impl FlowInfo {
+    pub fn new(f: &Flow, now_ns: u64, t: &Timeouts) -> Self {
+        let proto = match f.key.proto {
+            PROTO_TCP => "tcp".to_string(),
+            PROTO_UDP => "udp".to_string(),
+            PROTO_ICMP => "icmp".to_string(),
+            n => n.to_string(),
+        };
+        let nat = match (f.fwd.flags & CT_DNAT != 0, f.fwd.flags & CT_SNAT != 0) {
+            (true, true) => "dnat+snat",
+            (true, false) => "dnat",
+            (false, true) => "snat",
+            (false, false) => "-",
+        };
+        let state = if f.fwd.is_reply() {
+            "orphan".to_string()
+        } else if f.key.proto == PROTO_TCP {
+            f.tcp_state().name().to_string()
+        } else {
+            "-".to_string()
+        };
+        let (reply_packets, reply_bytes) = f.reply.map_or((0, 0), |(_, v)| (v.packets, v.bytes));
+        Self {
+            proto,
+            original: Tuple::from(&f.key),
+            translated: Tuple::from(&f.key.translated(&f.fwd)),
+            nat: nat.into(),
+            state,
+            expires_in_s: f.expires_in(now_ns, t).as_secs(),
+            packets: f.fwd.packets,
+            bytes: f.fwd.bytes,
+            reply_packets,
+            reply_bytes,
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! A BPF_PROG_TEST_RUN fixture: the datapath loaded with its own pins, run inside a
+//! namespace whose routes and permanent neighbours make route lookups deterministic.
+//!
+//! The namespace has `t0` (the uplink, 192.0.2.1/24, neighbour 192.0.2.2 which is also
+//! the gateway to 198.51.100.0/24) and `t1` (the bridge side, 172.17.0.1/16, neighbours
+//! 172.17.0.4 and 172.17.0.5).
+use std::panic;
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use bpfnet::datapath::{Datapath, Hook};
+use common::{Counter, Reason};
+
+use crate::{netns::Netns, unique};
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
+pub const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
+
+pub struct Fixture {
+    pub dp: Datapath,
+    pub uplink: u32,
+    pub bridge: u32,
+}
+
+impl Fixture {
+    /// Run one frame through `hook` as if it arrived on the matching device.
+    pub fn run(&mut self, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>) {
+        let ingress = match hook {
+            Hook::FromUplink => self.uplink,
+            Hook::FromContainer => self.bridge,
+        };
+        let mut out = vec![0u8; frame.len() + 256];
+        // __sk_buff up to and including ifindex: ingress_ifindex at 36, ifindex at 40.
+        let mut ctx = [0u8; 44];
+        ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&ingress.to_ne_bytes());
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        let r =
+            self.dp.program(hook).test_run(opts).unwrap_or_else(|e| {
+                panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e}", frame.len())
+            });
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    pub fn stats(&self) -> Vec<(Reason, Counter)> {
+        self.dp.maps.stats()
+    }
+
+    /// Run a frame and require exactly `counted` to move (by one packet each).
+    pub fn run_counted(
+        &mut self,
+        name: &str,
+        hook: Hook,
+        frame: &[u8],
+        counted: &[Reason],
+    ) -> (u32, Vec<u8>) {
+        let before = self.stats();
+        let r = self.run(hook, frame);
+        let after = self.stats();
+        for (i, (reason, c)) in after.iter().enumerate() {
+            let moved = c.packets - before[i].1.packets;
+            let want = u64::from(counted.contains(reason));
+            assert_eq!(
+                moved,
+                want,
+                "{name}: counter {} moved by {moved}",
+                reason.name()
+            );
+        }
+        r
+    }
+}
+
+/// Build the namespace, load the datapath (CT map of `ct_entries`) inside it and run `f`;
+/// namespace and pins are removed whatever happens.
+pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + Send + 'static) {
+    let id = unique(tag);
+    let ns = Netns::new(&format!("{id}-tbl"));
+    ns.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"]);
+    ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "t0"]);
+    ns.ip(&["addr", "add", "172.17.0.1/16", "dev", "t1"]);
+    ns.ip(&["link", "set", "t0", "up"]);
+    ns.ip(&["link", "set", "t1", "up"]);
+    for (ip, mac, dev) in [
+        ("192.0.2.2", "02:00:00:00:00:02", "t0"),
+        ("172.17.0.4", "02:00:00:00:00:04", "t1"),
+        ("172.17.0.5", "02:00:00:00:00:05", "t1"),
+    ] {
+        ns.ip(&[
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+    ns.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
+    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let (uplink, bridge) = (ns.ifindex("t0"), ns.ifindex("t1"));
+    let pin_dir = format!("/sys/fs/bpf/bpfnet-test-{id}");
+    let pins = pin_dir.clone();
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        ns.run(move || {
+            let dp = Datapath::load(pins.as_ref(), ct_entries).expect("datapath loads");
+            f(&mut Fixture { dp, uplink, bridge });
+        })
+    }));
+    let _ = std::fs::remove_dir_all(&pin_dir);
+    drop(ns);
+    if let Err(e) = result {
+        panic::resume_unwind(e);
+    }
+}
