@@ -38,7 +38,11 @@ fn tcp_seen(cur: u8, p: &Packet, reply: bool) -> u8 {
         return 0;
     }
     let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
-    if !reply && f == TCP_SYN { f } else { cur | f }
+    if !reply && f & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        f
+    } else {
+        cur | f
+    }
 }
 
 /// The flow this packet belongs to: the tuple it leaves with, and whether it travels in
@@ -49,14 +53,22 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<(CtKey, bool)> {
     let v = CT.get_ptr_mut(key)?;
     // SAFETY: a valid map value pointer; concurrent updates of the counters may race,
     // which only costs the statistics some accuracy.
-    unsafe {
+    let (to, reply) = unsafe {
         let reply = (*v).flags & CT_REPLY != 0;
         (*v).tcp_seen = tcp_seen((*v).tcp_seen, p, reply);
         (*v).last_seen_ns = bpf_ktime_get_ns();
         (*v).packets += 1;
         (*v).bytes += u64::from(ctx.len());
-        Some((key.translated(&*v), reply))
+        (key.translated(&*v), reply)
+    };
+    if p.proto == PROTO_TCP && !reply && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        // A new connection on a reused tuple: the reply side's record is of the old one.
+        if let Some(twin) = CT.get_ptr_mut(to.reversed()) {
+            // SAFETY: a valid map value pointer.
+            unsafe { (*twin).tcp_seen = 0 };
+        }
     }
+    Some((to, reply))
 }
 
 /// Translation of a flow without accounting, for ICMP errors that quote it.

@@ -101,20 +101,49 @@ pub fn tcp_with(src: Addr, dst: Addr, flags: u8, payload: &[u8], ip: IpOpts) -> 
 
 /// A UDP datagram; `with_csum` false sends checksum 0 ("none").
 pub fn udp(src: Addr, dst: Addr, payload: &[u8], with_csum: bool) -> Vec<u8> {
+    udp_with(src, dst, payload, with_csum, IpOpts::default())
+}
+
+pub fn udp_with(src: Addr, dst: Addr, payload: &[u8], with_csum: bool, ip: IpOpts) -> Vec<u8> {
     let mut l4 = Vec::new();
     l4.extend_from_slice(&src.1.to_be_bytes());
     l4.extend_from_slice(&dst.1.to_be_bytes());
     l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     l4.extend_from_slice(&[0, 0]);
     l4.extend_from_slice(payload);
-    frame(
-        17,
-        src.0,
-        dst.0,
-        l4,
-        with_csum.then_some(6),
-        IpOpts::default(),
-    )
+    frame(17, src.0, dst.0, l4, with_csum.then_some(6), ip)
+}
+
+/// ICMP checksum (no pseudo-header) written at bytes 2..4 of `msg`.
+fn icmp_frame(src: [u8; 4], dst: [u8; 4], mut msg: Vec<u8>) -> Vec<u8> {
+    let c = checksum(&[&msg]);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    frame(1, src, dst, msg, None, IpOpts::default())
+}
+
+/// An ICMP echo request (`request`) or reply with identifier `id`.
+pub fn icmp_echo(src: [u8; 4], dst: [u8; 4], id: u16, request: bool) -> Vec<u8> {
+    let mut msg = vec![if request { 8 } else { 0 }, 0, 0, 0];
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&7u16.to_be_bytes()); // sequence
+    msg.extend_from_slice(b"bpfnet ping");
+    icmp_frame(src, dst, msg)
+}
+
+/// An ICMP error (`kind`/`code`, e.g. 3/4 fragmentation needed with `mtu`) quoting the
+/// IP packet of `quoted_frame` (its first 28 bytes past Ethernet, as routers send).
+pub fn icmp_error(
+    src: [u8; 4],
+    dst: [u8; 4],
+    kind: u8,
+    code: u8,
+    mtu: u16,
+    quoted_frame: &[u8],
+) -> Vec<u8> {
+    let mut msg = vec![kind, code, 0, 0, 0, 0];
+    msg.extend_from_slice(&mtu.to_be_bytes());
+    msg.extend_from_slice(&quoted_frame[ETH_HLEN..ETH_HLEN + 28]);
+    icmp_frame(src, dst, msg)
 }
 
 /// A read-only view of an Ethernet/IPv4 frame.
@@ -152,6 +181,41 @@ impl View<'_> {
     pub fn udp_csum(&self) -> u16 {
         u16::from_be_bytes([self.l4()[6], self.l4()[7]])
     }
+    pub fn ip_id(&self) -> u16 {
+        u16::from_be_bytes([self.0[ETH_HLEN + 4], self.0[ETH_HLEN + 5]])
+    }
+    fn ip_addrs(&self) -> ([u8; 4], [u8; 4]) {
+        let h = &self.0[ETH_HLEN..];
+        (
+            h[12..16].try_into().expect("4 bytes"),
+            h[16..20].try_into().expect("4 bytes"),
+        )
+    }
+    /// Source and destination addresses (for packets without ports).
+    pub fn addrs(&self) -> ([u8; 4], [u8; 4]) {
+        self.ip_addrs()
+    }
+    /// ICMP type and the echo identifier field.
+    pub fn icmp(&self) -> (u8, u16) {
+        let l4 = self.l4();
+        (l4[0], u16::from_be_bytes([l4[4], l4[5]]))
+    }
+    /// The quoted packet of an ICMP error: its addresses and ports, and whether its
+    /// IPv4 header checksum holds.
+    pub fn quoted(&self) -> (Addr, Addr, bool) {
+        let q = &self.l4()[8..];
+        let ihl = usize::from(q[0] & 0x0f) * 4;
+        let ports = &q[ihl..];
+        let src = (
+            q[12..16].try_into().expect("4 bytes"),
+            u16::from_be_bytes([ports[0], ports[1]]),
+        );
+        let dst = (
+            q[16..20].try_into().expect("4 bytes"),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        );
+        (src, dst, checksum(&[&q[..ihl]]) == 0)
+    }
 
     /// Check the IPv4 header checksum and the L4 checksum from scratch.
     pub fn verify_checksums(&self) -> Result<(), String> {
@@ -162,12 +226,18 @@ impl View<'_> {
                 u16::from_be_bytes([h[10], h[11]])
             ));
         }
-        let (src, dst) = (self.src().0, self.dst().0);
+        let (src, dst) = self.ip_addrs();
         let proto = self.proto();
+        let l4 = self.l4();
+        if proto == 1 {
+            return match checksum(&[l4]) {
+                0 => Ok(()),
+                c => Err(format!("bad ICMP checksum (residue {c:#06x})")),
+            };
+        }
         if proto == 17 && self.udp_csum() == 0 {
             return Ok(());
         }
-        let l4 = self.l4();
         let len = (l4.len() as u16).to_be_bytes();
         match checksum(&[&src, &dst, &[0, proto], &len, l4]) {
             0 => Ok(()),
