@@ -88,6 +88,66 @@ impl Drop for EchoServer {
     }
 }
 
+/// A server that answers every TCP connection and UDP datagram with the peer's
+/// `ip:port` as it saw it, stopped on drop.
+pub struct WhoamiServer {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl WhoamiServer {
+    pub fn start(ns: &Netns, port: u16) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tcp, udp) = ns.run(move || {
+            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP whoami");
+            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP whoami");
+            (tcp, udp)
+        });
+        tcp.set_nonblocking(true).expect("nonblocking listener");
+        udp.set_read_timeout(Some(POLL)).expect("udp timeout");
+        let s1 = stop.clone();
+        let t = thread::spawn(move || {
+            while !s1.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((mut c, peer)) => {
+                        thread::spawn(move || {
+                            // Read the request to its end first: closing with unread
+                            // data would reset the connection under the answer.
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(IO_TIMEOUT));
+                            let _ = c.read_to_end(&mut Vec::new());
+                            let _ = c.write_all(peer.to_string().as_bytes());
+                        });
+                    }
+                    Err(_) => thread::sleep(POLL),
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let u = thread::spawn(move || {
+            let mut buf = vec![0u8; 2048];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(from.to_string().as_bytes(), from);
+                }
+            }
+        });
+        Self {
+            stop,
+            threads: vec![t, u],
+        }
+    }
+}
+
+impl Drop for WhoamiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Connect from `ns` to `to`, send `msg`, return the whole reply (`PORT:` + msg).
 pub fn tcp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
     ns.run(move || {

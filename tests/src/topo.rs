@@ -1,6 +1,10 @@
-//! The end-to-end topology: client ns (192.0.2.2) — uplink — host ns with a bridge
-//! (172.17.0.1/16) — container ns (172.17.0.4), each test with its own names, pins and
-//! state, all removed on drop.
+//! The end-to-end topology, each test with its own names, pins and state, all removed
+//! on drop:
+//!
+//! ```text
+//! server (198.51.100.2) — client/router (198.51.100.1, 192.0.2.2) — uplink up0 (192.0.2.1)
+//!   host: bridge br0 172.17.0.1/16 — vc0: container (172.17.0.4), vc1: container2 (172.17.0.5)
+//! ```
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::{daemon::Daemon, netns::Netns, scratch::Scratch, unique};
@@ -9,6 +13,8 @@ pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
 pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 4);
+pub const CONTAINER2_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 5);
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const UPLINK: &str = "up0";
 pub const BRIDGE: &str = "br0";
 pub const VETH: &str = "vc0";
@@ -17,6 +23,8 @@ pub struct Topology {
     pub client: Netns,
     pub host: Netns,
     pub container: Netns,
+    pub container2: Netns,
+    pub server: Netns,
     pub files: Scratch,
 }
 
@@ -28,9 +36,11 @@ impl Topology {
             client: Netns::new(&format!("{id}-cli")),
             host: Netns::new(&format!("{id}-host")),
             container: Netns::new(&format!("{id}-ctr")),
+            container2: Netns::new(&format!("{id}-ctr2")),
+            server: Netns::new(&format!("{id}-srv")),
             files: Scratch::new(tag),
         };
-        let (h, c, k) = (&t.host, &t.client, &t.container);
+        let (h, c, k, k2, s) = (&t.host, &t.client, &t.container, &t.container2, &t.server);
         h.ip(&[
             "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
         ]);
@@ -39,6 +49,17 @@ impl Topology {
         c.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
         c.ip(&["link", "set", "eth0", "up"]);
         c.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+        h.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+        // The client doubles as the router to the "outside" server.
+        c.ip(&[
+            "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &s.name,
+        ]);
+        c.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth1"]);
+        c.ip(&["link", "set", "eth1", "up"]);
+        c.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        s.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+        s.ip(&["link", "set", "eth0", "up"]);
+        s.ip(&["route", "add", "default", "via", "198.51.100.1"]);
         h.ip(&["link", "add", BRIDGE, "type", "bridge"]);
         h.ip(&["addr", "add", "172.17.0.1/16", "dev", BRIDGE]);
         h.ip(&["link", "set", BRIDGE, "up"]);
@@ -49,9 +70,22 @@ impl Topology {
         k.ip(&["addr", "add", "172.17.0.4/16", "dev", "eth0"]);
         k.ip(&["link", "set", "eth0", "up"]);
         k.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+        h.ip(&[
+            "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", &k2.name,
+        ]);
+        h.ip(&["link", "set", "vc1", "master", BRIDGE, "up"]);
+        k2.ip(&["addr", "add", "172.17.0.5/16", "dev", "eth0"]);
+        k2.ip(&["link", "set", "eth0", "up"]);
+        k2.ip(&["route", "add", "default", "via", "172.17.0.1"]);
         // With offloads on, veths hand packets over as "checksum verified"; off, every
         // receiver checks the sums the datapath rewrote.
-        for (ns, dev) in [(c, "eth0"), (h, UPLINK), (h, VETH), (k, "eth0")] {
+        for (ns, dev) in [
+            (c, "eth0"),
+            (h, UPLINK),
+            (h, VETH),
+            (k, "eth0"),
+            (s, "eth0"),
+        ] {
             ns.exec(&["ethtool", "-K", dev, "tx", "off", "rx", "off"]);
         }
         t
@@ -73,8 +107,14 @@ impl Topology {
     }
 
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// The daemon with `extra` arguments after the topology's own.
+    pub fn start_daemon_with(&self, extra: &[&str]) -> Daemon {
         let mut args = self.files.daemon_args();
         args.extend(["--bridge", BRIDGE, "--uplink", UPLINK, "--no-docker"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
         Daemon::start(&self.host.path(), &self.files.socket, &args)
     }
 

@@ -12,6 +12,7 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "util-linux",
     "iperf3",
+    "iputils-ping",
     "docker.io",
     "busybox-static",
 ];

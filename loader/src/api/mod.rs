@@ -26,7 +26,7 @@ pub enum Request {
 pub enum Response {
     Ok,
     Listing(Listing),
-    Conntrack(Vec<FlowInfo>),
+    Conntrack { flows: Vec<FlowInfo> },
     Stats(Stats),
     Error { message: String },
 }

@@ -24,7 +24,7 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         client::call(socket, &Request::ConntrackFlush)?;
         return Ok(());
     }
-    let Response::Conntrack(flows) = client::call(socket, &Request::Conntrack)? else {
+    let Response::Conntrack { flows } = client::call(socket, &Request::Conntrack)? else {
         bail!("the daemon answered `conntrack` with something else than flows");
     };
     if args.json {

@@ -143,7 +143,11 @@ impl Daemon {
             Request::Publish { spec } => self.publish(spec),
             Request::Unpublish { spec } => self.unpublish(spec),
             Request::List => return Response::Listing(self.listing()),
-            Request::Conntrack => return Response::Conntrack(self.conntrack()),
+            Request::Conntrack => {
+                return Response::Conntrack {
+                    flows: self.conntrack(),
+                };
+            }
             Request::ConntrackFlush => {
                 let removed = self.flush_conntrack();
                 info!(removed, "conntrack flushed");
