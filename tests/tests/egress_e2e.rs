@@ -232,7 +232,20 @@ fn flows_expire_with_the_sweeper_and_flush() {
         return;
     }
     let t = Topology::new("swp");
-    let _d = t.start_daemon_with(&["--ct-timeouts", "udp=2,icmp=2", "--ct-sweep-interval", "1"]);
+    let _d = t.start_daemon_with(&[
+        "--ct-timeouts",
+        "udp=2,icmp=2",
+        "--ct-sweep-interval",
+        "1",
+        "--ct-entries",
+        "4096",
+    ]);
+    let ct = aya::maps::MapData::from_pin(t.files.pin_dir.join("ct_v1")).expect("pinned CT map");
+    assert_eq!(
+        ct.info().expect("map info").max_entries(),
+        4096,
+        "--ct-entries sizes the CT map"
+    );
     let _w = WhoamiServer::start(&t.server, 9000);
     udp_roundtrip(&t.container, server(9000), b"x").expect("UDP through SNAT");
     assert!(

@@ -85,10 +85,10 @@ fn step(
 ) -> Vec<u8> {
     let (v, out) = fx.run_counted(name, hook, frame, counted);
     assert_eq!(v, verdict, "{name}: verdict");
-    if verdict != TC_ACT_SHOT {
-        if let Err(e) = View(&out).verify_checksums() {
-            panic!("{name}: {e}");
-        }
+    if verdict != TC_ACT_SHOT
+        && let Err(e) = View(&out).verify_checksums()
+    {
+        panic!("{name}: {e}");
     }
     out
 }

@@ -2,6 +2,7 @@
 //! new daemon swaps its programs in atomically, and the desired state comes back.
 use std::{
     io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -14,11 +15,20 @@ use bpfnet_tests::{
     daemon::cli_ok,
     echo::{EchoServer, tcp_connect, tcp_roundtrip, udp_roundtrip},
     require_root,
-    topo::Topology,
+    topo::{SERVER_IP, Topology},
 };
 
 const TOTAL: u64 = 48 << 20;
 const CHUNK: usize = 64 << 10;
+
+/// Send `msg` on an echo connection and read it back.
+fn echo_once(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).expect("send on the egress connection");
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back)
+        .expect("echo on the egress connection");
+    assert_eq!(back, msg);
+}
 
 fn pattern(i: u64) -> u8 {
     (i % 251) as u8
@@ -39,6 +49,14 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
         &["publish", "9000-9001:172.17.0.4:8038-8039/udp"],
     );
     let before = cli_ok(&t.files.socket, &["ls", "--json"]);
+    // A masqueraded connection open across the restart: it only survives if the SNAT
+    // state (its source port) does.
+    let _srv = EchoServer::start(&t.server, 7000);
+    let mut egress = tcp_connect(&t.container, SocketAddr::from((SERVER_IP, 7000)))
+        .expect("connect through SNAT");
+    let mut prefix = [0u8; 5];
+    egress.read_exact(&mut prefix).expect("egress echo prefix");
+    echo_once(&mut egress, b"before");
 
     let stream = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect through DNAT");
     let mut writer = stream.try_clone().expect("clone stream");
@@ -97,6 +115,12 @@ fn kill_9_and_restart_keeps_a_running_transfer_and_the_state() {
 
     w.join().expect("writer finished");
     assert_eq!(r.join().expect("reader finished"), TOTAL);
+    echo_once(&mut egress, b"after the restart");
+    let flows = cli_ok(&t.files.socket, &["conntrack", "--json"]);
+    assert!(
+        flows.contains("\"dst_port\": 7000"),
+        "the egress flow is still tracked: {flows}"
+    );
 
     assert_eq!(
         tcp_roundtrip(&t.client, Topology::host_addr(8038), b"new")
