@@ -227,6 +227,23 @@ fn snat_tcp_udp_and_tcp_state() {
             &[CtReply, RedirectRoute],
         );
         assert_eq!(View(&back).dst(), cu);
+        // traceroute: a router's time-exceeded about the masqueraded datagram.
+        let ttl = icmp_error(ROUTER, HOST, 11, 0, 0, &out);
+        let back = step(
+            fx,
+            "time exceeded in",
+            IN,
+            &ttl,
+            TC_ACT_REDIRECT,
+            &[IcmpError, RedirectRoute],
+        );
+        assert_eq!(View(&back).addrs(), (ROUTER, C1));
+        let (qs, qd, q_ok) = View(&back).quoted();
+        assert_eq!(
+            (qs, qd, q_ok),
+            (cu, su, true),
+            "quoted datagram as the container sent it"
+        );
 
         let out = step(
             fx,
