@@ -11,8 +11,8 @@ pub mod stats;
 
 pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
 pub use maps::{
-    Backend, Config, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, PublishedKey,
-    SNAT_PORTS_DEFAULT,
+    Backend, Config, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, PORT_ENFORCE, Port,
+    PublishedKey, SNAT_PORTS_DEFAULT,
 };
 pub use stats::{Counter, Reason};
 
@@ -34,6 +34,8 @@ pub mod names {
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";
     pub const FRAGS: &str = "frags_v1";
+    pub const PORTS: &str = "ports_v1";
+    pub const SOCK_REVNAT: &str = "sock_revnat_v1";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

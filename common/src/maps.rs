@@ -31,11 +31,30 @@ pub struct Backend {
 pub struct Endpoint {
     /// Host-side veth ifindex, host order.
     pub ifindex: u32,
+    /// Network: the ifindex of its bridge, host order.
+    pub network: u32,
     /// The container's MAC address, wire order.
     pub mac: [u8; 6],
-    /// Network id (one per managed bridge), host order.
-    pub network: u16,
+    pub _pad: [u8; 2],
 }
+
+/// Value of `ports_v1` (key: host-side veth ifindex, host order): the bridge port a
+/// container's traffic enters by.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Port {
+    /// Network: the ifindex of its bridge, host order.
+    pub network: u32,
+    /// `PORT_*` bits.
+    pub flags: u32,
+    /// The bridge's MAC, wire order: frames sent to it are routed, others switched.
+    pub bridge_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// `Port::flags`: endpoints are registered on this port, so every frame from it must
+/// carry one of their IPv4 and MAC addresses (anti-spoofing).
+pub const PORT_ENFORCE: u32 = 1;
 
 /// Value of `config_v1` (one slot): datapath settings from the daemon's flags.
 #[repr(C)]
@@ -45,6 +64,10 @@ pub struct Config {
     pub snat_port_min: u16,
     /// Last source port SNAT may use (inclusive), host order.
     pub snat_port_max: u16,
+    pub _pad: u32,
+    /// Cookie of the daemon's network namespace: the socket programs rewrite only
+    /// sockets of that namespace.
+    pub netns_cookie: u64,
 }
 
 impl Default for Config {
@@ -52,6 +75,8 @@ impl Default for Config {
         Self {
             snat_port_min: SNAT_PORTS_DEFAULT.0,
             snat_port_max: SNAT_PORTS_DEFAULT.1,
+            _pad: 0,
+            netns_cookie: 0,
         }
     }
 }
@@ -90,6 +115,7 @@ pub struct FragPorts {
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::Port {}
     unsafe impl aya::Pod for super::FragKey {}
     unsafe impl aya::Pod for super::FragPorts {}
     // SAFETY: plain #[repr(C)] integers with explicit padding fields, no implicit padding.
@@ -111,10 +137,13 @@ mod tests {
         assert_eq!(offset_of!(PublishedKey, proto), 6);
         assert_eq!(size_of::<Backend>(), 8);
         assert_eq!(offset_of!(Backend, port), 4);
-        assert_eq!(size_of::<Endpoint>(), 12);
-        assert_eq!(offset_of!(Endpoint, mac), 4);
-        assert_eq!(offset_of!(Endpoint, network), 10);
-        assert_eq!(size_of::<Config>(), 4);
+        assert_eq!(size_of::<Endpoint>(), 16);
+        assert_eq!(offset_of!(Endpoint, network), 4);
+        assert_eq!(offset_of!(Endpoint, mac), 8);
+        assert_eq!(size_of::<Port>(), 16);
+        assert_eq!(offset_of!(Port, bridge_mac), 8);
+        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(offset_of!(Config, netns_cookie), 8);
         assert_eq!(size_of::<FragKey>(), 12);
         assert_eq!(offset_of!(FragKey, id), 8);
         assert_eq!(size_of::<FragPorts>(), 4);

@@ -63,6 +63,12 @@ reasons! {
     DropSnatPorts = 15, "drop-snat-ports", true;
     /// Drop: a later fragment from a container whose first fragment was not seen.
     DropFragment = 16, "drop-fragment", true;
+    /// Container to container on one network, handed over with `bpf_redirect_peer`.
+    ForwardLocal = 17, "forward-local", false;
+    /// Drop: traffic between two networks (Docker's isolation rules).
+    DropIsolation = 18, "drop-isolation", true;
+    /// Drop: source IPv4 or MAC not the sending endpoint's own.
+    DropSpoof = 19, "drop-spoof", true;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -1,13 +1,15 @@
-//! `from_container`: replies of published ports, egress SNAT (masquerade), hairpin to
-//! published ports, ICMP errors about any of them.
+//! `from_container`: anti-spoofing, replies of published ports, the fast path between
+//! endpoints of a network, isolation between networks, egress SNAT (masquerade),
+//! hairpin to published ports, ICMP errors about any of them.
 use aya_ebpf::programs::TcContext;
-use common::{CT_DNAT, CT_SNAT, CtKey, IFACE_UPLINK, Reason};
+use common::{CT_DNAT, CT_SNAT, CtKey, Endpoint, IFACE_BRIDGE, IFACE_UPLINK, Reason};
 
 use crate::{
     ct, frag,
     fwd::{self, Route},
     icmp::translate_error,
-    maps::IFACES,
+    l2::{self, L2},
+    maps::{ENDPOINTS, IFACES},
     nat,
     parse::{Frag, Icmp, Packet, parse},
     stats::{count, verdict},
@@ -16,10 +18,17 @@ use crate::{
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
+    let Some(l2) = l2::read(ctx) else {
+        return verdict(ctx, Reason::Pass);
+    };
     let mut p = match parse(ctx) {
         Ok(p) => p,
+        Err(Reason::Pass) if l2::spoofed_arp(ctx, &l2) => return verdict(ctx, Reason::DropSpoof),
         Err(reason) => return verdict(ctx, reason),
     };
+    if l2::spoofed_ip(&l2, &p) {
+        return verdict(ctx, Reason::DropSpoof);
+    }
     match p.icmp {
         Icmp::Error => return icmp_error(ctx, &mut p),
         Icmp::Other => return verdict(ctx, Reason::Pass),
@@ -30,9 +39,10 @@ pub fn handle(ctx: &TcContext) -> i32 {
         count(ctx, Reason::FragmentTranslated);
     } else if later {
         // Ports unknown: pass what would not be masqueraded, drop what would.
-        return match egress_route(ctx, &p) {
-            Some(_) => verdict(ctx, Reason::DropFragment),
-            None => verdict(ctx, Reason::FragmentPassed),
+        return match egress(ctx, &l2, &p) {
+            Egress::Masquerade(_) if l2.routed() => verdict(ctx, Reason::DropFragment),
+            Egress::OtherNetwork if l2.routed() => verdict(ctx, Reason::DropIsolation),
+            _ => verdict(ctx, Reason::FragmentPassed),
         };
     }
     if let Some((to, reply)) = ct::lookup(ctx, &p) {
@@ -46,14 +56,19 @@ pub fn handle(ctx: &TcContext) -> i32 {
         );
         return translate(ctx, &mut p, &to, None);
     }
+    if !l2.routed() {
+        return l2::forward_local(ctx, &l2, &p).unwrap_or_else(|| verdict(ctx, Reason::Pass));
+    }
     if p.icmp == Icmp::EchoReply {
         return verdict(ctx, Reason::Pass);
     }
     if is_host(p.dst_ip) {
         return hairpin(ctx, &mut p);
     }
-    let Some(route) = egress_route(ctx, &p) else {
-        return verdict(ctx, Reason::Pass);
+    let route = match egress(ctx, &l2, &p) {
+        Egress::Masquerade(route) => route,
+        Egress::OtherNetwork => return verdict(ctx, Reason::DropIsolation),
+        Egress::Elsewhere => return verdict(ctx, Reason::Pass),
     };
     let mut to = ct::key_of(&p);
     to.src_ip = route.src_ip;
@@ -80,14 +95,37 @@ fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<&Route>)
     }
 }
 
-/// The route of a packet that leaves the host through an uplink, so is masqueraded
-/// (with the source address that route prefers); None for anything else.
+/// Where a routed packet from a container is headed.
+enum Egress {
+    /// Out of an uplink: masqueraded with the source address that route prefers.
+    Masquerade(Route),
+    /// Into another managed network: isolation forbids it.
+    OtherNetwork,
+    /// The host's business (its own addresses, unmanaged devices, no route).
+    Elsewhere,
+}
+
 #[inline(always)]
-fn egress_route(ctx: &TcContext, p: &Packet) -> Option<Route> {
-    let r = fwd::route(ctx, &ct::key_of(p), true)?;
+fn egress(ctx: &TcContext, l2: &L2, p: &Packet) -> Egress {
+    // SAFETY: plain lookup, value copied out.
+    let dst_ep: Option<Endpoint> = unsafe { ENDPOINTS.get(p.dst_ip) }.copied();
+    if let (Some(ep), Some(net)) = (dst_ep, l2.network())
+        && ep.network != net
+    {
+        return Egress::OtherNetwork;
+    }
+    let Some(r) = fwd::route(ctx, &ct::key_of(p), true) else {
+        return Egress::Elsewhere;
+    };
     // SAFETY: plain lookup of a u32.
     let role = unsafe { IFACES.get(r.ifindex) }.copied().unwrap_or(0);
-    (role & IFACE_UPLINK != 0 && r.src_ip != 0).then_some(r)
+    if role & IFACE_BRIDGE != 0 && l2.network().is_some_and(|n| n != r.ifindex) {
+        Egress::OtherNetwork
+    } else if role & IFACE_UPLINK != 0 && r.src_ip != 0 {
+        Egress::Masquerade(r)
+    } else {
+        Egress::Elsewhere
+    }
 }
 
 /// A container reaching a published port on a host address. A container reaching its

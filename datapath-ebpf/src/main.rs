@@ -8,6 +8,7 @@ mod ct;
 mod frag;
 mod fwd;
 mod icmp;
+mod l2;
 mod maps;
 mod nat;
 mod parse;

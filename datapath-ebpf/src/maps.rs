@@ -4,7 +4,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, PublishedKey, Reason,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Port, PublishedKey,
+    Reason,
 };
 
 #[map(name = "published_v1")]
@@ -17,6 +18,10 @@ pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
 /// Container IPv4 (network order) → endpoint.
 #[map(name = "endpoints_v1")]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
+
+/// Host-side veth ifindex → its bridge port.
+#[map(name = "ports_v1")]
+pub static PORTS: HashMap<u32, Port> = HashMap::pinned(65_536, 0);
 
 /// ifindex → `IFACE_*` role bits.
 #[map(name = "ifaces_v1")]

@@ -35,6 +35,8 @@ enum Command {
     Conntrack(cli::conntrack::Args),
     /// Verdict and drop counters by reason.
     Stats(cli::stats::Args),
+    /// Register or forget a container endpoint by hand (non-Docker, pipework style).
+    Endpoint(cli::endpoint::Args),
 }
 
 /// Exit code for every error: bad input, conflicts, an unreachable daemon.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Ls(args) => cli::ls::run(args, &cli.socket),
         Command::Conntrack(args) => cli::conntrack::run(args, &cli.socket),
         Command::Stats(args) => cli::stats::run(args, &cli.socket),
+        Command::Endpoint(args) => cli::endpoint::run(args, &cli.socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::PublishSpec;
+use crate::{endpoint::EndpointSpec, spec::PublishSpec};
 
 const FILE: &str = "state.json";
 
@@ -29,6 +29,9 @@ pub struct State {
     /// Manual publishes, in the order they were made.
     #[serde(default)]
     pub published: Vec<PublishSpec>,
+    /// Endpoints registered with `bpfnet endpoint add`.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
 }
 
 impl State {
@@ -81,6 +84,12 @@ mod tests {
                     .parse()
                     .expect("valid spec"),
             ],
+            endpoints: vec![EndpointSpec {
+                bridge: "br0".into(),
+                veth: "veth1".into(),
+                ip: "172.17.0.4/16".parse().expect("valid CIDR"),
+                mac: "02:42:ac:11:00:04".parse().expect("valid MAC"),
+            }],
         };
         state.save(&dir).expect("state saves");
         assert_eq!(State::load(&dir).expect("saved state loads"), state);

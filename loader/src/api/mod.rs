@@ -5,7 +5,11 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{conntrack::FlowInfo, spec::PublishSpec};
+use crate::{
+    conntrack::FlowInfo,
+    endpoint::{EndpointSpec, Ipv4Cidr, Mac},
+    spec::PublishSpec,
+};
 
 /// Default control socket.
 pub const DEFAULT_SOCKET: &str = "/run/bpfnet/bpfnet.sock";
@@ -19,6 +23,16 @@ pub enum Request {
     Conntrack,
     ConntrackFlush,
     Stats,
+    EndpointAdd {
+        bridge: String,
+        veth: String,
+        ip: Ipv4Cidr,
+        /// None: learn it from the bridge's forwarding database.
+        mac: Option<Mac>,
+    },
+    EndpointDel {
+        ip: std::net::Ipv4Addr,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +67,7 @@ pub struct StatLine {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
     pub published: Vec<PublishSpec>,
+    pub endpoints: Vec<EndpointSpec>,
     pub bridges: Vec<String>,
     pub uplinks: Vec<String>,
     /// Interfaces with a bpfnet program attached: (interface, program).

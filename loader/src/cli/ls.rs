@@ -30,6 +30,13 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
             p.host_ports, p.proto, p.container_ip, p.container_ports
         );
     }
+    println!("ENDPOINTS");
+    if l.endpoints.is_empty() {
+        println!("  (none)");
+    }
+    for e in &l.endpoints {
+        println!("  {:<18} {}  {} on {}", e.ip.to_string(), e.mac, e.veth, e.bridge);
+    }
     println!("BRIDGES   {}", l.bridges.join(" "));
     println!("UPLINKS   {}", l.uplinks.join(" "));
     println!("ATTACHED");

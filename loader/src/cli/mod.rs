@@ -1,6 +1,7 @@
 //! One module per subcommand; each holds its arguments and its handler.
 pub mod conntrack;
 pub mod daemon;
+pub mod endpoint;
 pub mod ls;
 pub mod publish;
 pub mod stats;

@@ -28,6 +28,9 @@ impl Daemon {
                     self.nl.create_bridge(name, addr).await?
                 }
             };
+            if let Some(mac) = link.mac {
+                self.bridge_macs.insert(link.index, mac);
+            }
             self.bridges.insert(link.index, link.name);
         }
         let links = self.nl.links().await?;
@@ -94,6 +97,13 @@ impl Daemon {
                 .controller
                 .is_some_and(|c| self.bridges.contains_key(&c));
         let attached = self.veths.contains_key(&link.index);
+        if link.is_bridge
+            && let Some(mac) = link.mac
+            && self.bridges.contains_key(&link.index)
+        {
+            // A bridge's MAC follows its ports until one is set by hand.
+            self.bridge_macs.insert(link.index, mac);
+        }
         if wanted && !attached {
             match self.dp.attach(Hook::FromContainer, &link.name, link.index) {
                 Ok(()) => {
@@ -105,9 +115,14 @@ impl Daemon {
             self.detach(Hook::FromContainer, link.index);
             self.veths.remove(&link.index);
         }
+        match link.controller.filter(|_| wanted) {
+            Some(bridge) => self.veth_bridges.insert(link.index, bridge),
+            None => self.veth_bridges.remove(&link.index),
+        };
     }
 
     pub(super) fn on_link_gone(&mut self, index: u32) {
+        self.veth_bridges.remove(&index);
         if self.veths.remove(&index).is_some() {
             self.detach(Hook::FromContainer, index);
         }

@@ -2,6 +2,7 @@
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
 mod flows;
+mod endpoints;
 mod host_ips;
 mod links;
 mod published;
@@ -43,6 +44,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("cannot restore published port `{spec}`: {detail}")]
     Restore { spec: String, detail: String },
+    #[error("cannot read this network namespace's cookie: {0}")]
+    NetnsCookie(std::io::Error),
     #[error("cannot write the datapath configuration: {0}")]
     Config(aya::maps::MapError),
 }
@@ -74,6 +77,10 @@ struct Daemon {
     uplinks: BTreeMap<u32, String>,
     /// Container veths with `from_container` attached: ifindex → name.
     veths: BTreeMap<u32, String>,
+    /// Their bridges: veth ifindex → bridge ifindex.
+    veth_bridges: BTreeMap<u32, u32>,
+    /// Bridge ifindex → its MAC.
+    bridge_macs: BTreeMap<u32, [u8; 6]>,
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
@@ -89,6 +96,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let dp_cfg = common::Config {
         snat_port_min: cfg.snat_ports.0,
         snat_port_max: cfg.snat_ports.1,
+        _pad: 0,
+        netns_cookie: crate::netlink::netns_cookie().map_err(DaemonError::NetnsCookie)?,
     };
     dp.maps
         .config
@@ -102,10 +111,13 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         bridges: BTreeMap::new(),
         uplinks: BTreeMap::new(),
         veths: BTreeMap::new(),
+        veth_bridges: BTreeMap::new(),
+        bridge_macs: BTreeMap::new(),
         timeouts: cfg.timeouts,
         swept: 0,
     };
     d.setup_links(&cfg).await?;
+    d.sync_endpoints();
     d.sync_host_ips().await;
     d.restore_published()?;
     if cfg.follow_docker {
@@ -124,7 +136,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
             Some((req, reply)) = calls.recv() => {
-                let _ = reply.send(d.handle(req));
+                let _ = reply.send(d.handle(req).await);
             }
             Some(change) = changes.next() => d.on_change(change).await,
             _ = sweep.tick() => d.sweep(),
@@ -138,7 +150,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 }
 
 impl Daemon {
-    fn handle(&mut self, req: Request) -> Response {
+    async fn handle(&mut self, req: Request) -> Response {
         let result = match req {
             Request::Publish { spec } => self.publish(spec),
             Request::Unpublish { spec } => self.unpublish(spec),
@@ -154,6 +166,10 @@ impl Daemon {
                 Ok(())
             }
             Request::Stats => return Response::Stats(self.stats()),
+            Request::EndpointAdd { bridge, veth, ip, mac } => {
+                self.add_endpoint(bridge, veth, ip, mac).await
+            }
+            Request::EndpointDel { ip } => self.del_endpoint(ip),
         };
         match result {
             Ok(()) => Response::Ok,
@@ -175,6 +191,7 @@ impl Daemon {
         attached.sort();
         Listing {
             published: self.state.published.clone(),
+            endpoints: self.state.endpoints.clone(),
             bridges: self.bridges.values().cloned().collect(),
             uplinks: self.uplinks.values().cloned().collect(),
             attached,
@@ -202,8 +219,14 @@ impl Daemon {
 
     async fn on_change(&mut self, change: Change) {
         match change {
-            Change::LinkNew(link) => self.on_link(link),
-            Change::LinkDel { index } => self.on_link_gone(index),
+            Change::LinkNew(link) => {
+                self.on_link(link);
+                self.sync_endpoints();
+            }
+            Change::LinkDel { index } => {
+                self.on_link_gone(index);
+                self.sync_endpoints();
+            }
             Change::Addresses => self.sync_host_ips().await,
         }
     }

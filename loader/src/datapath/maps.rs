@@ -5,7 +5,9 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData, PerCpuArray},
 };
-use common::{Backend, Config, Counter, CtKey, CtValue, Endpoint, PublishedKey, Reason, names};
+use common::{
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, Port, PublishedKey, Reason, names,
+};
 use tracing::warn;
 
 use super::DatapathError;
@@ -21,6 +23,8 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     /// ifindex → `IFACE_*` role bits.
     pub ifaces: HashMap<MapData, u32, u32>,
+    /// Container veth ifindex → its bridge port.
+    pub ports: HashMap<MapData, u32, Port>,
 }
 
 /// Unpin map `name` under `pin_dir` if it was created with another size, so the loader
@@ -70,6 +74,7 @@ impl Maps {
             stats: take(ebpf, names::STATS)?,
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,
+            ports: take(ebpf, names::PORTS)?,
         })
     }
 

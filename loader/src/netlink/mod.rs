@@ -9,7 +9,9 @@ pub use monitor::{Change, monitor};
 use rtnetlink::{
     Handle, LinkBridge, RouteMessageBuilder,
     packet_route::{
+        AddressFamily,
         address::AddressAttribute,
+        neighbour::{NeighbourAttribute, NeighbourState},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
         route::{RouteAttribute, RouteHeader},
     },
@@ -31,6 +33,33 @@ fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError
     move |source| NetlinkError::Request { what, source }
 }
 
+/// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE), the value
+/// `bpf_get_netns_cookie` returns for sockets in it.
+pub fn netns_cookie() -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: a plain socket, closed by OwnedFd; getsockopt writes at most 8 bytes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        );
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(cookie)
+    }
+}
+
 /// A network interface as far as bpfnet cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
@@ -40,6 +69,7 @@ pub struct Link {
     pub controller: Option<u32>,
     pub is_veth: bool,
     pub is_bridge: bool,
+    pub mac: Option<[u8; 6]>,
 }
 
 impl Link {
@@ -50,11 +80,13 @@ impl Link {
             controller: None,
             is_veth: false,
             is_bridge: false,
+            mac: None,
         };
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
+                LinkAttribute::Address(a) => link.mac = a.as_slice().try_into().ok(),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -151,6 +183,28 @@ impl Netlink {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// MACs the bridge has learned on port `ifindex` (its FDB minus permanent entries).
+    pub async fn learned_macs(&self, ifindex: u32) -> Result<Vec<[u8; 6]>, NetlinkError> {
+        let msgs: Vec<_> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("bridge FDB dump"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == ifindex && m.header.state != NeighbourState::Permanent)
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                NeighbourAttribute::LinkLayerAddress(mac) => mac.as_slice().try_into().ok(),
+                _ => None,
+            })
+            .collect())
     }
 
     /// ifindexes of the devices of IPv4 default routes in the main table.

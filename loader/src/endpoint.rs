@@ -1,0 +1,130 @@
+//! Endpoints registered by hand (`bpfnet endpoint add`): a container's address, MAC and
+//! veth on a managed bridge, and the typed values the CLI parses into.
+use std::{fmt, net::Ipv4Addr, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A MAC address, written `02:42:ac:11:00:04`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("`{value}` is not a MAC address (six hex bytes, e.g. 02:42:ac:11:00:04)")]
+    Mac { value: String },
+    #[error("`{value}` is not an IPv4 address with a prefix length (e.g. 172.17.0.4/16)")]
+    Cidr { value: String },
+}
+
+impl FromStr for Mac {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError::Mac { value: s.into() };
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(err());
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(err());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| err())?;
+        }
+        if mac == [0; 6] || mac[0] & 1 != 0 {
+            return Err(err()); // zero or multicast: never a container's own
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+/// An IPv4 address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError::Cidr { value: s.into() };
+        let (addr, len) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
+        let len: u8 = len.parse().ok().filter(|l| (1..=32).contains(l)).ok_or_else(err)?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+            return Err(err());
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_as_string!(Mac);
+serde_as_string!(Ipv4Cidr);
+
+/// A registered endpoint, as persisted and listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub bridge: String,
+    pub veth: String,
+    pub ip: Ipv4Cidr,
+    pub mac: Mac,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_and_print() {
+        let m: Mac = "02:42:AC:11:00:04".parse().expect("valid MAC");
+        assert_eq!(m.0, [0x02, 0x42, 0xac, 0x11, 0, 4]);
+        assert_eq!(m.to_string(), "02:42:ac:11:00:04");
+        assert_eq!("02-42-ac-11-00-04".parse::<Mac>(), Ok(m));
+        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:04:05", "2:42:ac:11:00:04", "zz:42:ac:11:00:04", "00:00:00:00:00:00", "01:00:5e:00:00:01"] {
+            assert!(bad.parse::<Mac>().is_err(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn cidrs_parse_and_print() {
+        let c: Ipv4Cidr = "172.17.0.4/16".parse().expect("valid CIDR");
+        assert_eq!((c.addr, c.len), (Ipv4Addr::new(172, 17, 0, 4), 16));
+        assert_eq!(c.to_string(), "172.17.0.4/16");
+        for bad in ["172.17.0.4", "172.17.0.4/", "172.17.0.4/0", "172.17.0.4/33", "x/16", "0.0.0.0/8", "127.0.0.1/8", "224.0.0.1/4"] {
+            let e = bad.parse::<Ipv4Cidr>().expect_err(bad);
+            assert!(e.to_string().contains("prefix length"), "{e}");
+        }
+    }
+}
