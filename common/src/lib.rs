@@ -12,7 +12,7 @@ pub mod stats;
 pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
 pub use maps::{
     Backend, Config, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, PORT_ENFORCE, Port,
-    PublishedKey, SNAT_PORTS_DEFAULT,
+    PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
 };
 pub use stats::{Counter, Reason};
 

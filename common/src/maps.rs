@@ -112,6 +112,27 @@ pub struct FragPorts {
     pub dst_port: u16,
 }
 
+/// Key of `sock_revnat_v1`: a host socket and the backend it was pointed at.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockKey {
+    /// `bpf_get_socket_cookie`.
+    pub cookie: u64,
+    /// Backend IPv4 and port, network order.
+    pub ip: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Value of `sock_revnat_v1`: the address the socket dialed, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockOrig {
+    pub ip: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::Config {}
@@ -147,5 +168,8 @@ mod tests {
         assert_eq!(size_of::<FragKey>(), 12);
         assert_eq!(offset_of!(FragKey, id), 8);
         assert_eq!(size_of::<FragPorts>(), 4);
+        assert_eq!(size_of::<SockKey>(), 16);
+        assert_eq!(offset_of!(SockKey, port), 12);
+        assert_eq!(size_of::<SockOrig>(), 8);
     }
 }

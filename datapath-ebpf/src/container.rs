@@ -13,7 +13,7 @@ use crate::{
     nat,
     parse::{Frag, Icmp, Packet, parse},
     stats::{count, verdict},
-    uplink::{is_host, published},
+    uplink::{is_host, published_from_wire},
 };
 
 #[inline(always)]
@@ -133,7 +133,7 @@ fn egress(ctx: &TcContext, l2: &L2, p: &Packet) -> Egress {
 /// receive a packet from itself.
 #[inline(always)]
 fn hairpin(ctx: &TcContext, p: &mut Packet) -> i32 {
-    let Some(b) = published(p.dst_ip, p.dst_port, p.proto) else {
+    let Some(b) = published_from_wire(p.dst_ip, p.dst_port, p.proto) else {
         return verdict(ctx, Reason::Pass);
     };
     let mut to = ct::key_of(p);

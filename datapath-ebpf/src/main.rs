@@ -12,10 +12,14 @@ mod l2;
 mod maps;
 mod nat;
 mod parse;
+mod sock;
 mod stats;
 mod uplink;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{cgroup_sock_addr, classifier},
+    programs::{SockAddrContext, TcContext},
+};
 
 /// TC ingress on each uplink: DNAT for published ports, reverse SNAT.
 #[classifier]
@@ -27,6 +31,30 @@ pub fn from_uplink(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)
+}
+
+/// cgroup connect4: host sockets dialing a published port go to its backend.
+#[cgroup_sock_addr(connect4)]
+pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock::to_backend(&ctx)
+}
+
+/// cgroup sendmsg4: unconnected UDP to a published port goes to its backend.
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::to_backend(&ctx)
+}
+
+/// cgroup recvmsg4: replies from the backend show the published address.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::from_backend(&ctx)
+}
+
+/// cgroup getpeername4: the peer is the published address the socket dialed.
+#[cgroup_sock_addr(getpeername4)]
+pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock::from_backend(&ctx)
 }
 
 #[cfg(target_arch = "bpf")]

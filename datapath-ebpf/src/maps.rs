@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use common::{
     Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Port, PublishedKey,
-    Reason,
+    Reason, SockKey, SockOrig,
 };
 
 #[map(name = "published_v1")]
@@ -33,6 +33,10 @@ pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAUL
 /// First-fragment ports of translated datagrams, for their later fragments.
 #[map(name = "frags_v1")]
 pub static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(8192, 0);
+
+/// Host sockets pointed at a backend by the socket programs → the address they dialed.
+#[map(name = "sock_revnat_v1")]
+pub static SOCK_REVNAT: LruHashMap<SockKey, SockOrig> = LruHashMap::pinned(65_536, 0);
 
 #[map(name = "config_v1")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);

@@ -44,7 +44,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
             },
         );
         to
-    } else if let Some(b) = published(p.dst_ip, p.dst_port, p.proto) {
+    } else if let Some(b) = published_from_wire(p.dst_ip, p.dst_port, p.proto) {
         let mut to = ct::key_of(&p);
         to.dst_ip = b.ip;
         to.dst_port = b.port;
@@ -80,6 +80,22 @@ fn icmp_error(ctx: &TcContext, p: &mut Packet) -> i32 {
 #[inline(always)]
 pub fn is_host(ip: u32) -> bool {
     HOST_IPS.get_ptr(ip).is_some()
+}
+
+#[inline(always)]
+fn is_loopback(ip: u32) -> bool {
+    ip.to_ne_bytes()[0] == 127
+}
+
+/// `published` for a packet off a wire (uplink or container). Loopback addresses never
+/// legitimately come from one: a frame to 127.x must not reach a 127.0.0.1-bound
+/// publish, which is for host sockets only.
+#[inline(always)]
+pub fn published_from_wire(ip: u32, port: u16, proto: u8) -> Option<Backend> {
+    if is_loopback(ip) {
+        return None;
+    }
+    published(ip, port, proto)
 }
 
 /// The backend of `ip:port`, bound to that address or to every host address.

@@ -42,7 +42,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -60,8 +64,13 @@ impl FromStr for Ipv4Cidr {
         let err = || ParseError::Cidr { value: s.into() };
         let (addr, len) = s.split_once('/').ok_or_else(err)?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let len: u8 = len.parse().ok().filter(|l| (1..=32).contains(l)).ok_or_else(err)?;
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| (1..=32).contains(l))
+            .ok_or_else(err)?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback()
+        {
             return Err(err());
         }
         Ok(Self { addr, len })
@@ -84,7 +93,9 @@ macro_rules! serde_as_string {
 
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
             }
         }
     };
@@ -112,7 +123,15 @@ mod tests {
         assert_eq!(m.0, [0x02, 0x42, 0xac, 0x11, 0, 4]);
         assert_eq!(m.to_string(), "02:42:ac:11:00:04");
         assert_eq!("02-42-ac-11-00-04".parse::<Mac>(), Ok(m));
-        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:04:05", "2:42:ac:11:00:04", "zz:42:ac:11:00:04", "00:00:00:00:00:00", "01:00:5e:00:00:01"] {
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:04:05",
+            "2:42:ac:11:00:04",
+            "zz:42:ac:11:00:04",
+            "00:00:00:00:00:00",
+            "01:00:5e:00:00:01",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "`{bad}` should be rejected");
         }
     }
@@ -122,7 +141,16 @@ mod tests {
         let c: Ipv4Cidr = "172.17.0.4/16".parse().expect("valid CIDR");
         assert_eq!((c.addr, c.len), (Ipv4Addr::new(172, 17, 0, 4), 16));
         assert_eq!(c.to_string(), "172.17.0.4/16");
-        for bad in ["172.17.0.4", "172.17.0.4/", "172.17.0.4/0", "172.17.0.4/33", "x/16", "0.0.0.0/8", "127.0.0.1/8", "224.0.0.1/4"] {
+        for bad in [
+            "172.17.0.4",
+            "172.17.0.4/",
+            "172.17.0.4/0",
+            "172.17.0.4/33",
+            "x/16",
+            "0.0.0.0/8",
+            "127.0.0.1/8",
+            "224.0.0.1/4",
+        ] {
             let e = bad.parse::<Ipv4Cidr>().expect_err(bad);
             assert!(e.to_string().contains("prefix length"), "{e}");
         }

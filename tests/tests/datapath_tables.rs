@@ -329,8 +329,9 @@ fn datapath_tables() {
         dp.maps.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
         let ep = Endpoint {
             ifindex: ENDPOINT_IFINDEX,
-            mac: ENDPOINT_MAC,
             network: 1,
+            mac: ENDPOINT_MAC,
+            _pad: [0; 2],
         };
         dp.maps
             .endpoints

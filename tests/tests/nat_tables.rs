@@ -70,6 +70,7 @@ fn set_ports(fx: &mut Fixture, (min, max): (u16, u16)) {
     let cfg = Config {
         snat_port_min: min,
         snat_port_max: max,
+        ..Config::default()
     };
     fx.dp.maps.config.set(0, cfg, 0).expect("config");
 }

@@ -17,8 +17,12 @@ pub const DEFAULT_SOCKET: &str = "/run/bpfnet/bpfnet.sock";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
-    Publish { spec: PublishSpec },
-    Unpublish { spec: PublishSpec },
+    Publish {
+        spec: PublishSpec,
+    },
+    Unpublish {
+        spec: PublishSpec,
+    },
     List,
     Conntrack,
     ConntrackFlush,

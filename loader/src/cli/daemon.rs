@@ -40,6 +40,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     ct_sweep_interval: u64,
+    /// cgroup2 directory for the host-local socket programs (default: the root of the
+    /// mounted cgroup2 hierarchy, mounted under /run/bpfnet when there is none).
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
 }
 
 fn snat_ports(s: &str) -> Result<PortRange, String> {
@@ -66,6 +70,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         ct_entries: args.ct_entries,
         timeouts: args.ct_timeouts.unwrap_or_default(),
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),
+        cgroup: args.cgroup,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

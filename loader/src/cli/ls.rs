@@ -35,7 +35,13 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         println!("  (none)");
     }
     for e in &l.endpoints {
-        println!("  {:<18} {}  {} on {}", e.ip.to_string(), e.mac, e.veth, e.bridge);
+        println!(
+            "  {:<18} {}  {} on {}",
+            e.ip.to_string(),
+            e.mac,
+            e.veth,
+            e.bridge
+        );
     }
     println!("BRIDGES   {}", l.bridges.join(" "));
     println!("UPLINKS   {}", l.uplinks.join(" "));

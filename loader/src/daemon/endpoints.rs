@@ -16,24 +16,40 @@ impl Daemon {
         ip: Ipv4Cidr,
         mac: Option<Mac>,
     ) -> Result<(), String> {
-        let Some(&br_index) = self.bridges.iter().find(|(_, n)| **n == bridge).map(|(i, _)| i)
+        let Some(&br_index) = self
+            .bridges
+            .iter()
+            .find(|(_, n)| **n == bridge)
+            .map(|(i, _)| i)
         else {
-            return Err(format!("bridge `{bridge}` is not managed by bpfnet (see `bpfnet ls`)"));
+            return Err(format!(
+                "bridge `{bridge}` is not managed by bpfnet (see `bpfnet ls`)"
+            ));
         };
         let Some((&veth_index, _)) = self.veths.iter().find(|(_, n)| **n == veth) else {
-            return Err(format!("`{veth}` is not a container veth on a managed bridge"));
+            return Err(format!(
+                "`{veth}` is not a container veth on a managed bridge"
+            ));
         };
         if self.veth_bridges.get(&veth_index) != Some(&br_index) {
             return Err(format!("`{veth}` is not a port of bridge `{bridge}`"));
         }
         if let Some(other) = self.state.endpoints.iter().find(|e| e.ip.addr == ip.addr) {
-            return Err(format!("{} is already the endpoint on `{}`", ip.addr, other.veth));
+            return Err(format!(
+                "{} is already the endpoint on `{}`",
+                ip.addr, other.veth
+            ));
         }
         let mac = match mac {
             Some(m) => m,
             None => self.learn_mac(&veth, veth_index).await?,
         };
-        self.state.endpoints.push(EndpointSpec { bridge, veth, ip, mac });
+        self.state.endpoints.push(EndpointSpec {
+            bridge,
+            veth,
+            ip,
+            mac,
+        });
         if let Err(e) = self.state.save(&self.state_dir) {
             self.state.endpoints.pop();
             return Err(e.to_string());
@@ -44,7 +60,11 @@ impl Daemon {
     }
 
     async fn learn_mac(&self, veth: &str, index: u32) -> Result<Mac, String> {
-        let macs = self.nl.learned_macs(index).await.map_err(|e| e.to_string())?;
+        let macs = self
+            .nl
+            .learned_macs(index)
+            .await
+            .map_err(|e| e.to_string())?;
         match macs.as_slice() {
             [one] => Ok(Mac(*one)),
             [] => Err(format!("no MAC learned on `{veth}` yet; pass --mac")),
@@ -54,7 +74,9 @@ impl Daemon {
 
     pub(super) fn del_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), String> {
         let Some(pos) = self.state.endpoints.iter().position(|e| e.ip.addr == ip) else {
-            return Err(format!("{ip} is not a registered endpoint (see `bpfnet ls`)"));
+            return Err(format!(
+                "{ip} is not a registered endpoint (see `bpfnet ls`)"
+            ));
         };
         let gone = self.state.endpoints.remove(pos);
         if let Err(e) = self.state.save(&self.state_dir) {
@@ -84,7 +106,9 @@ impl Daemon {
                     };
                     want_eps.insert(u32::from_ne_bytes(e.ip.addr.octets()), ep);
                 }
-                None => warn!(veth = %e.veth, ip = %e.ip, "endpoint's veth is absent; waiting for it"),
+                None => {
+                    warn!(veth = %e.veth, ip = %e.ip, "endpoint's veth is absent; waiting for it")
+                }
             }
         }
         let maps = &mut self.dp.maps;

@@ -1,8 +1,8 @@
 //! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
-mod flows;
 mod endpoints;
+mod flows;
 mod host_ips;
 mod links;
 mod published;
@@ -44,6 +44,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("cannot restore published port `{spec}`: {detail}")]
     Restore { spec: String, detail: String },
+    #[error("no cgroup2 hierarchy for the socket programs: {0}")]
+    Cgroup(std::io::Error),
     #[error("cannot read this network namespace's cookie: {0}")]
     NetnsCookie(std::io::Error),
     #[error("cannot write the datapath configuration: {0}")]
@@ -65,6 +67,8 @@ pub struct Config {
     pub ct_entries: u32,
     pub timeouts: Timeouts,
     pub sweep_interval: Duration,
+    /// cgroup2 directory for the socket programs (None: the mounted root).
+    pub cgroup: Option<PathBuf>,
 }
 
 struct Daemon {
@@ -116,6 +120,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         timeouts: cfg.timeouts,
         swept: 0,
     };
+    let cgroup = match &cfg.cgroup {
+        Some(p) => p.clone(),
+        None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
+    };
+    d.dp.attach_sockets(&cgroup)?;
     d.setup_links(&cfg).await?;
     d.sync_endpoints();
     d.sync_host_ips().await;
@@ -166,9 +175,12 @@ impl Daemon {
                 Ok(())
             }
             Request::Stats => return Response::Stats(self.stats()),
-            Request::EndpointAdd { bridge, veth, ip, mac } => {
-                self.add_endpoint(bridge, veth, ip, mac).await
-            }
+            Request::EndpointAdd {
+                bridge,
+                veth,
+                ip,
+                mac,
+            } => self.add_endpoint(bridge, veth, ip, mac).await,
             Request::EndpointDel { ip } => self.del_endpoint(ip),
         };
         match result {

@@ -1,6 +1,7 @@
 //! Loading the embedded eBPF object, its pinned maps and its pinned TCX links.
 mod attach;
 mod bpffs;
+mod cgroup;
 mod maps;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, SchedClassifier},
 };
+pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
 pub use maps::Maps;
 
@@ -88,6 +90,20 @@ impl Datapath {
         for hook in Hook::ALL {
             let name = hook.program();
             let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram { name })?
+                .try_into()
+                .map_err(|e| DatapathError::Program {
+                    name,
+                    source: Box::new(e),
+                })?;
+            prog.load().map_err(|e| DatapathError::Program {
+                name,
+                source: Box::new(e),
+            })?;
+        }
+        for name in SOCK_PROGRAMS {
+            let prog: &mut aya::programs::CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingProgram { name })?
                 .try_into()

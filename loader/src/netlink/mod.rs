@@ -11,8 +11,8 @@ use rtnetlink::{
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
-        neighbour::{NeighbourAttribute, NeighbourState},
         link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+        neighbour::{NeighbourAttribute, NeighbourState},
         route::{RouteAttribute, RouteHeader},
     },
 };

@@ -1,0 +1,98 @@
+//! The socket programs on the root cgroup (v2), with pinned links that a restarted
+//! daemon replaces.
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink};
+use tracing::info;
+
+use super::{Datapath, DatapathError};
+
+/// The cgroup sock_addr programs, by name in the object.
+pub const SOCK_PROGRAMS: [&str; 4] = [
+    "sock_connect4",
+    "sock_sendmsg4",
+    "sock_recvmsg4",
+    "sock_getpeername4",
+];
+
+/// Where bpfnet mounts a cgroup2 hierarchy when the host has none mounted.
+const OWN_MOUNT: &str = "/run/bpfnet/cgroup2";
+
+/// A mounted cgroup2 hierarchy (its root holds every process), mounting one if needed.
+pub fn cgroup2_root() -> io::Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    // mountinfo: ... MOUNTPOINT(5th) ... " - " FSTYPE SOURCE OPTIONS
+    for line in mounts.lines() {
+        let mut halves = line.split(" - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            continue;
+        };
+        if right.split_whitespace().next() == Some("cgroup2")
+            && let Some(point) = left.split_whitespace().nth(4)
+        {
+            return Ok(PathBuf::from(point));
+        }
+    }
+    fs::create_dir_all(OWN_MOUNT)?;
+    let target = std::ffi::CString::new(OWN_MOUNT).expect("no NUL in a constant");
+    // SAFETY: mount(2) with NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            c"cgroup2".as_ptr(),
+            target.as_ptr(),
+            c"cgroup2".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    info!(path = OWN_MOUNT, "mounted cgroup2");
+    Ok(PathBuf::from(OWN_MOUNT))
+}
+
+impl Datapath {
+    /// Attach the socket programs to `cgroup`. A link pinned by an earlier daemon is
+    /// replaced by pinning the new one over it: for a moment both run, which is
+    /// harmless (the second sees the backend address, not a published one).
+    pub fn attach_sockets(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        let dir =
+            fs::File::open(cgroup).map_err(|e| attach_err("cgroup", cgroup, e.to_string()))?;
+        for name in SOCK_PROGRAMS {
+            let path = self.pin_dir.join("links").join(name);
+            // bpffs names may not contain dots.
+            let tmp = self.pin_dir.join("links").join(format!("{name}_new"));
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram { name })?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| {
+                    attach_err(name, cgroup, e.to_string())
+                })?;
+            let id = prog
+                .attach(&dir, CgroupAttachMode::Single)
+                .map_err(|e| attach_err(name, cgroup, e.to_string()))?;
+            let err = |e: &dyn std::fmt::Display| attach_err(name, cgroup, e.to_string());
+            let link = prog.take_link(id).map_err(|e| err(&e))?;
+            let link = FdLink::try_from(link).map_err(|e| err(&e))?;
+            let _ = fs::remove_file(&tmp);
+            link.pin(&tmp).map_err(|e| err(&e))?;
+            fs::rename(&tmp, &path).map_err(|e| err(&e))?;
+        }
+        info!(cgroup = %cgroup.display(), "socket programs attached");
+        Ok(())
+    }
+}
+
+fn attach_err(program: &'static str, cgroup: &Path, detail: String) -> DatapathError {
+    DatapathError::Attach {
+        program,
+        iface: cgroup.display().to_string(),
+        detail,
+    }
+}
