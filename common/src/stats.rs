@@ -69,6 +69,9 @@ reasons! {
     DropIsolation = 18, "drop-isolation", true;
     /// Drop: source IPv4 or MAC not the sending endpoint's own.
     DropSpoof = 19, "drop-spoof", true;
+    /// A switched frame handed to its bridge's own transmit path, past the host's
+    /// bridge netfilter hooks.
+    ForwardBridge = 20, "forward-bridge", false;
 }
 
 /// Value of `stats_v1` (per CPU).

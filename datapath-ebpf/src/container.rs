@@ -57,7 +57,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         return translate(ctx, &mut p, &to, None);
     }
     if !l2.routed() {
-        return l2::forward_local(ctx, &l2, &p).unwrap_or_else(|| verdict(ctx, Reason::Pass));
+        return l2::forward_switched(ctx, &l2, &p);
     }
     if p.icmp == Icmp::EchoReply {
         return verdict(ctx, Reason::Pass);

@@ -1,6 +1,9 @@
 //! What a container's frame says at layer 2: anti-spoofing against its registered
 //! endpoints, and the fast path between endpoints of one network.
-use aya_ebpf::{helpers::generated::bpf_redirect_peer, programs::TcContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+};
 use common::{Endpoint, PORT_ENFORCE, Port, Reason};
 
 use crate::{
@@ -85,14 +88,19 @@ pub fn spoofed_arp(ctx: &TcContext, l2: &L2) -> bool {
     !owns(l2, spa, sha)
 }
 
-/// A switched frame to an endpoint of the same network goes straight into its
-/// namespace; None leaves it to the bridge.
+/// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`
+/// (the sender's network, None from an uplink) allows it.
 #[inline(always)]
-pub fn forward_local(ctx: &TcContext, l2: &L2, p: &Packet) -> Option<i32> {
-    let network = l2.network()?;
+pub fn to_endpoint(
+    ctx: &TcContext,
+    ip: u32,
+    dst_mac: [u8; 6],
+    net: Option<u32>,
+    from: u32,
+) -> Option<i32> {
     // SAFETY: plain lookup, value copied out.
-    let ep: Endpoint = unsafe { ENDPOINTS.get(p.dst_ip) }.copied()?;
-    if ep.network != network || ep.mac != l2.dst_mac || ep.ifindex == l2.ingress {
+    let ep: Endpoint = unsafe { ENDPOINTS.get(ip) }.copied()?;
+    if net.is_some_and(|n| n != ep.network) || ep.mac != dst_mac || ep.ifindex == from {
         return None;
     }
     // SAFETY: helper call with plain integer arguments.
@@ -102,4 +110,25 @@ pub fn forward_local(ctx: &TcContext, l2: &L2, p: &Packet) -> Option<i32> {
     }
     count(ctx, Reason::ForwardLocal);
     Some(ret as i32)
+}
+
+/// A switched unicast frame: straight to an endpoint of the same network, else out of
+/// the bridge's own transmit path (which forwards by its FDB without the bridge
+/// netfilter hooks, so a FORWARD DROP policy does not cut the network in two).
+/// Broadcast and multicast stay with the bridge.
+#[inline(always)]
+pub fn forward_switched(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
+    let Some(network) = l2.network() else {
+        return crate::stats::verdict(ctx, Reason::Pass);
+    };
+    if let Some(v) = to_endpoint(ctx, p.dst_ip, l2.dst_mac, Some(network), l2.ingress) {
+        return v;
+    }
+    if l2.dst_mac[0] & 1 != 0 {
+        return crate::stats::verdict(ctx, Reason::Pass);
+    }
+    // SAFETY: helper call with plain integer arguments.
+    let ret = unsafe { bpf_redirect(network, 0) };
+    count(ctx, Reason::ForwardBridge);
+    ret as i32
 }

@@ -6,6 +6,7 @@ use common::{Backend, CT_DNAT, PROTO_ICMP, PublishedKey, Reason};
 use crate::{
     ct, frag, fwd,
     icmp::translate_error,
+    l2,
     maps::{HOST_IPS, PUBLISHED},
     nat,
     parse::{Frag, Icmp, Packet, parse},
@@ -22,6 +23,13 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Icmp::Error => return icmp_error(ctx, &mut p),
         Icmp::Other => return verdict(ctx, Reason::Pass),
         _ => {}
+    }
+    // An uplink enslaved to a bridge (pipework-style LAN): frames for a registered
+    // endpoint go straight to it.
+    if let Ok(dst_mac) = ctx.load::<[u8; 6]>(0)
+        && let Some(v) = l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
+    {
+        return v;
     }
     if p.frag == Frag::Later {
         if !frag::recall(&mut p) {

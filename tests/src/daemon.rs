@@ -47,6 +47,17 @@ pub fn ls(socket: &Path) -> serde_json::Value {
     serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json prints JSON")
 }
 
+/// Packets counted for `reason` by `bpfnet stats`.
+pub fn counter(socket: &Path, reason: &str) -> u64 {
+    let stats: serde_json::Value =
+        serde_json::from_str(&cli_ok(socket, &["stats", "--json"])).expect("stats --json");
+    stats["counters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["reason"] == reason))
+        .and_then(|c| c["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no counter {reason} in {stats}"))
+}
+
 /// A `bpfnet daemon` process inside a namespace, killed (by PID) on drop.
 pub struct Daemon {
     child: Child,

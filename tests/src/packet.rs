@@ -146,6 +146,18 @@ pub fn icmp_error(
     icmp_frame(src, dst, msg)
 }
 
+/// An ARP request from `sha`/`spa` asking for `tpa`, sent from `sha`.
+pub fn arp(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f
+}
+
 /// A read-only view of an Ethernet/IPv4 frame.
 pub struct View<'a>(pub &'a [u8]);
 
