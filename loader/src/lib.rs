@@ -4,6 +4,7 @@ pub mod api;
 pub mod conntrack;
 pub mod daemon;
 pub mod datapath;
+pub mod docker;
 pub mod endpoint;
 pub mod netlink;
 pub mod spec;

@@ -1,0 +1,125 @@
+//! From Docker's inspect answers to what bpfnet installs: a running container's
+//! addresses on each network and its published ports.
+use std::net::Ipv4Addr;
+
+use bollard::models::{ContainerInspectResponse, PortBinding};
+
+use crate::{
+    endpoint::{Ipv4Cidr, Mac},
+    spec::{PortRange, Proto, PublishSpec},
+};
+
+/// A container's attachment to one Docker network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub network_id: String,
+    pub network: String,
+    pub ip: Ipv4Cidr,
+    pub mac: Mac,
+}
+
+/// What bpfnet needs of a running container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerNet {
+    pub id: String,
+    pub name: String,
+    /// Its network namespace (`NetworkSettings.SandboxKey`).
+    pub sandbox: Option<String>,
+    /// Sorted by network name.
+    pub attachments: Vec<Attachment>,
+    /// Sorted.
+    pub publishes: Vec<PublishSpec>,
+}
+
+/// The network Docker's port mapping targets: the default bridge when attached,
+/// else the first network by name (what `docker run --network X -p` gives).
+fn primary(attachments: &[Attachment]) -> Option<&Attachment> {
+    attachments
+        .iter()
+        .find(|a| a.network == "bridge")
+        .or_else(|| attachments.first())
+}
+
+/// A running container's networking; None when it is not running or has no IPv4
+/// address on any network.
+pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
+    if !c.state.as_ref()?.running? {
+        return None;
+    }
+    let settings = c.network_settings.as_ref()?;
+    let mut attachments: Vec<Attachment> = settings
+        .networks
+        .iter()
+        .flatten()
+        .filter_map(|(name, ep)| {
+            let addr: Ipv4Addr = ep.ip_address.as_deref()?.parse().ok()?;
+            let len = u8::try_from(ep.ip_prefix_len?).ok()?;
+            Some(Attachment {
+                network_id: ep.network_id.clone()?,
+                network: name.clone(),
+                ip: format!("{addr}/{len}").parse().ok()?,
+                mac: ep.mac_address.as_deref()?.parse().ok()?,
+            })
+        })
+        .collect();
+    attachments.sort_by(|a, b| a.network.cmp(&b.network));
+    let target = primary(&attachments).map(|a| a.ip.addr);
+    let mut publishes: Vec<PublishSpec> = match target {
+        Some(ip) => settings
+            .ports
+            .iter()
+            .flatten()
+            .flat_map(|(port, bindings)| {
+                bindings
+                    .iter()
+                    .flatten()
+                    .filter_map(move |b| publish(ip, port, b))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    publishes.sort();
+    publishes.dedup();
+    Some(ContainerNet {
+        id: c.id.clone()?,
+        name: c.name.as_deref().unwrap_or_default().trim_start_matches('/').into(),
+        sandbox: settings.sandbox_key.clone().filter(|s| !s.is_empty()),
+        attachments,
+        publishes,
+    })
+}
+
+/// One binding of `"8038/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8038"}]`. IPv6
+/// bindings are not IPv4 publishes and are left out.
+fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<PublishSpec> {
+    let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        _ => return None,
+    };
+    let host_ip = match b.host_ip.as_deref().unwrap_or("") {
+        "" | "0.0.0.0" => None,
+        ip => Some(ip.parse::<Ipv4Addr>().ok()?),
+    };
+    let host_port = PortRange::parse(b.host_port.as_deref()?)?;
+    let container_ports = PortRange::parse(cport)?;
+    (host_port.count() == container_ports.count()).then_some(PublishSpec {
+        host_ip,
+        host_ports: host_port,
+        container_ip,
+        container_ports,
+        proto,
+    })
+}
+
+/// The Linux bridge behind a Docker bridge network.
+pub fn bridge_name(network_id: &str, options: Option<&std::collections::HashMap<String, String>>) -> String {
+    options
+        .and_then(|o| o.get("com.docker.network.bridge.name"))
+        .cloned()
+        .unwrap_or_else(|| format!("br-{}", &network_id[..network_id.len().min(12)]))
+}
+
+#[cfg(test)]
+mod tests;

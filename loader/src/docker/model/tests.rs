@@ -1,0 +1,81 @@
+//! Mapping tests against inspect answers recorded from dockerd 20.10 (API 1.41).
+use bollard::models::{ContainerInspectResponse, NetworkInspect};
+
+use super::*;
+
+fn container(json: &str) -> ContainerInspectResponse {
+    let mut all: Vec<ContainerInspectResponse> =
+        serde_json::from_str(json).expect("recorded inspect parses");
+    all.remove(0)
+}
+
+fn network(json: &str) -> NetworkInspect {
+    let mut all: Vec<NetworkInspect> = serde_json::from_str(json).expect("recorded network parses");
+    all.remove(0)
+}
+
+fn specs(c: &ContainerNet) -> Vec<String> {
+    c.publishes.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_container_on_two_networks_with_tcp_and_localhost_udp_ports() {
+    let c = container_net(&container(include_str!("../fixtures/web.json"))).expect("running");
+    assert_eq!(c.name, "web");
+    assert!(c.sandbox.as_deref().is_some_and(|s| s.contains("/netns/")), "{:?}", c.sandbox);
+    let nets: Vec<(&str, String, String)> = c
+        .attachments
+        .iter()
+        .map(|a| (a.network.as_str(), a.ip.to_string(), a.mac.to_string()))
+        .collect();
+    assert_eq!(
+        nets,
+        [
+            ("bridge", "172.17.0.2/16".into(), "02:42:ac:11:00:02".into()),
+            ("net1", "172.30.0.3/24".into(), "02:42:ac:1e:00:03".into()),
+        ]
+    );
+    // Published to the default bridge's address, whatever other networks it joined.
+    assert_eq!(specs(&c), ["8038:172.17.0.2:8038/tcp", "127.0.0.1:9090:172.17.0.2:9090/udp"]);
+}
+
+#[test]
+fn ranges_arrive_as_single_ports_and_host_ips_are_kept() {
+    let c = container_net(&container(include_str!("../fixtures/rng.json"))).expect("running");
+    assert_eq!(
+        specs(&c),
+        [
+            "8000:172.17.0.3:80/tcp",
+            "8001:172.17.0.3:81/tcp",
+            "127.0.0.1:5353:172.17.0.3:53/udp"
+        ]
+    );
+}
+
+#[test]
+fn a_custom_network_only_container_publishes_nothing_and_gets_its_address() {
+    let c = container_net(&container(include_str!("../fixtures/n1.json"))).expect("running");
+    assert!(c.publishes.is_empty());
+    assert_eq!(c.attachments.len(), 1);
+    assert_eq!(c.attachments[0].network, "net1");
+    assert_eq!(c.attachments[0].ip.to_string(), "172.30.0.2/24");
+}
+
+#[test]
+fn a_stopped_container_is_nothing() {
+    let mut inspect = container(include_str!("../fixtures/web.json"));
+    if let Some(s) = inspect.state.as_mut() {
+        s.running = Some(false);
+    }
+    assert_eq!(container_net(&inspect), None);
+}
+
+#[test]
+fn bridges_of_docker_networks() {
+    let default = network(include_str!("../fixtures/bridge.json"));
+    let id = default.id.clone().expect("id");
+    assert_eq!(bridge_name(&id, default.options.as_ref()), "docker0");
+    let custom = network(include_str!("../fixtures/net1.json"));
+    let id = custom.id.clone().expect("id");
+    assert_eq!(bridge_name(&id, custom.options.as_ref()), format!("br-{}", &id[..12]));
+}
