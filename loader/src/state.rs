@@ -1,5 +1,6 @@
 //! The daemon's desired state, persisted atomically so a restart rebuilds it exactly.
 use std::{
+    collections::BTreeMap,
     fs,
     io::{self, Write as _},
     path::{Path, PathBuf},
@@ -31,6 +32,18 @@ pub struct State {
     pub published: Vec<PublishSpec>,
     /// Endpoints registered with `bpfnet endpoint add`.
     #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+    /// What Docker's running containers asked for, by container id (kept so a restart
+    /// while Docker is away changes nothing).
+    #[serde(default)]
+    pub docker: BTreeMap<String, DockerContainer>,
+}
+
+/// A Docker container's share of the datapath.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerContainer {
+    pub name: String,
+    pub publishes: Vec<PublishSpec>,
     pub endpoints: Vec<EndpointSpec>,
 }
 
@@ -90,6 +103,14 @@ mod tests {
                 ip: "172.17.0.4/16".parse().expect("valid CIDR"),
                 mac: "02:42:ac:11:00:04".parse().expect("valid MAC"),
             }],
+            docker: BTreeMap::from([(
+                "dd1beacffeae".into(),
+                DockerContainer {
+                    name: "web".into(),
+                    publishes: vec!["8038:172.17.0.2:8038".parse().expect("valid spec")],
+                    endpoints: vec![],
+                },
+            )]),
         };
         state.save(&dir).expect("state saves");
         assert_eq!(State::load(&dir).expect("saved state loads"), state);

@@ -49,6 +49,15 @@ pub enum Response {
     Error { message: String },
 }
 
+/// A Docker container as `bpfnet ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerListing {
+    pub id: String,
+    pub name: String,
+    pub publishes: Vec<PublishSpec>,
+    pub endpoints: Vec<EndpointSpec>,
+}
+
 /// What `bpfnet stats` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -72,6 +81,10 @@ pub struct StatLine {
 pub struct Listing {
     pub published: Vec<PublishSpec>,
     pub endpoints: Vec<EndpointSpec>,
+    /// Containers learned from Docker.
+    pub docker: Vec<DockerListing>,
+    /// Publishes not installed because another holds the port.
+    pub conflicts: Vec<String>,
     pub bridges: Vec<String>,
     pub uplinks: Vec<String>,
     /// Interfaces with a bpfnet program attached: (interface, program).

@@ -34,7 +34,11 @@ impl Daemon {
         if self.veth_bridges.get(&veth_index) != Some(&br_index) {
             return Err(format!("`{veth}` is not a port of bridge `{bridge}`"));
         }
-        if let Some(other) = self.state.endpoints.iter().find(|e| e.ip.addr == ip.addr) {
+        if let Some(other) = self
+            .all_endpoints()
+            .into_iter()
+            .find(|e| e.ip.addr == ip.addr)
+        {
             return Err(format!(
                 "{} is already the endpoint on `{}`",
                 ip.addr, other.veth
@@ -94,7 +98,7 @@ impl Daemon {
         let by_name: BTreeMap<&str, u32> =
             self.veths.iter().map(|(i, n)| (n.as_str(), *i)).collect();
         let mut want_eps = BTreeMap::new();
-        for e in &self.state.endpoints {
+        for e in &self.all_endpoints() {
             match by_name.get(e.veth.as_str()) {
                 Some(&ifindex) => {
                     let network = self.veth_bridges.get(&ifindex).copied().unwrap_or(0);

@@ -1,6 +1,7 @@
 //! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
+mod docker;
 mod endpoints;
 mod flows;
 mod host_ips;
@@ -42,8 +43,6 @@ pub enum DaemonError {
     NoDefaultRoute,
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
-    #[error("cannot restore published port `{spec}`: {detail}")]
-    Restore { spec: String, detail: String },
     #[error("no cgroup2 hierarchy for the socket programs: {0}")]
     Cgroup(std::io::Error),
     #[error("cannot read this network namespace's cookie: {0}")]
@@ -88,6 +87,8 @@ struct Daemon {
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
+    /// Docker publishes not installed, and why.
+    conflicts: Vec<String>,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
@@ -119,6 +120,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         bridge_macs: BTreeMap::new(),
         timeouts: cfg.timeouts,
         swept: 0,
+        conflicts: Vec::new(),
     };
     let cgroup = match &cfg.cgroup {
         Some(p) => p.clone(),
@@ -126,13 +128,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     d.dp.attach_sockets(&cgroup)?;
     d.setup_links(&cfg).await?;
-    d.sync_endpoints();
     d.sync_host_ips().await;
-    d.restore_published()?;
+    d.adopt_docker_bridges().await;
+    d.sync_published();
+    d.sync_endpoints();
+    let (docker_tx, mut docker_rx) = mpsc::channel(64);
     if cfg.follow_docker {
-        info!(
-            "following Docker events is not part of this version; containers on managed bridges are reachable through `bpfnet publish`"
-        );
+        tokio::spawn(crate::docker::watch::watch(docker_tx));
+    } else {
+        drop(docker_tx);
     }
 
     let listener = api::server::bind(&cfg.socket)?;
@@ -148,6 +152,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 let _ = reply.send(d.handle(req).await);
             }
             Some(change) = changes.next() => d.on_change(change).await,
+            Some(update) = docker_rx.recv() => d.on_docker(update).await,
             _ = sweep.tick() => d.sweep(),
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -202,8 +207,10 @@ impl Daemon {
             .collect();
         attached.sort();
         Listing {
-            published: self.state.published.clone(),
+            published: self.accepted_publishes().0,
             endpoints: self.state.endpoints.clone(),
+            docker: self.docker_listing(),
+            conflicts: self.conflicts.clone(),
             bridges: self.bridges.values().cloned().collect(),
             uplinks: self.uplinks.values().cloned().collect(),
             attached,

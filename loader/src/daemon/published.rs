@@ -2,16 +2,37 @@
 use std::collections::BTreeMap;
 
 use common::{Backend, CT_DNAT, PublishedKey};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::{Daemon, DaemonError};
+use super::Daemon;
 use crate::spec::PublishSpec;
 
 impl Daemon {
+    /// The publishes to install, manual ones first, and the Docker ones left out because
+    /// an earlier one holds their port.
+    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
+        let mut accepted = self.state.published.clone();
+        let mut conflicts = Vec::new();
+        let mut containers: Vec<_> = self.state.docker.values().collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in containers {
+            for spec in &c.publishes {
+                match accepted.iter().find(|a| a.conflicts_with(spec)) {
+                    Some(holder) => conflicts.push(format!(
+                        "`{spec}` of container {} conflicts with published `{holder}`",
+                        c.name
+                    )),
+                    None => accepted.push(*spec),
+                }
+            }
+        }
+        (accepted, conflicts)
+    }
+
     pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), String> {
         if let Some(other) = self
-            .state
-            .published
+            .accepted_publishes()
+            .0
             .iter()
             .find(|p| p.conflicts_with(&spec))
         {
@@ -61,7 +82,7 @@ impl Daemon {
 
     /// Drop the tracked flows of an unpublished port, so its established flows stop
     /// too (what Docker does with conntrack when a port is unmapped).
-    fn forget_flows(&mut self, spec: &PublishSpec) {
+    pub(super) fn forget_flows(&mut self, spec: &PublishSpec) {
         let host_ip = spec.host_ip.map(|ip| u32::from_ne_bytes(ip.octets()));
         let backend = u32::from_ne_bytes(spec.container_ip.octets());
         let doomed: Vec<_> = self
@@ -84,12 +105,17 @@ impl Daemon {
         self.remove_ct(&doomed);
     }
 
-    /// Make `published_v1` hold exactly the entries of the saved state (the map survives
-    /// restarts; this repairs whatever changed while no daemon ran).
-    pub(super) fn restore_published(&mut self) -> Result<(), DaemonError> {
-        let want: BTreeMap<PublishedKey, (Backend, PublishSpec)> = self
-            .state
-            .published
+    /// Make `published_v1` hold exactly the accepted publishes' entries (the map
+    /// survives restarts; this also repairs whatever changed while no daemon ran).
+    pub(super) fn sync_published(&mut self) {
+        let (accepted, conflicts) = self.accepted_publishes();
+        for c in &conflicts {
+            if !self.conflicts.contains(c) {
+                warn!("{c}; not installed");
+            }
+        }
+        self.conflicts = conflicts;
+        let want: BTreeMap<PublishedKey, (Backend, PublishSpec)> = accepted
             .iter()
             .flat_map(|s| s.entries().map(move |(k, b)| (k, (b, *s))))
             .collect();
@@ -101,18 +127,16 @@ impl Daemon {
             }
         }
         for (k, (b, spec)) in &want {
-            if !have.contains(&(*k, *b)) {
-                map.insert(k, b, 0).map_err(|e| DaemonError::Restore {
-                    spec: spec.to_string(),
-                    detail: e.to_string(),
-                })?;
+            if !have.contains(&(*k, *b))
+                && let Err(e) = map.insert(k, b, 0)
+            {
+                warn!(%spec, error = %e, "cannot install a published port");
             }
         }
-        info!(
-            publishes = self.state.published.len(),
+        debug!(
+            publishes = accepted.len(),
             entries = want.len(),
-            "published ports restored"
+            "published ports synced"
         );
-        Ok(())
     }
 }

@@ -82,7 +82,12 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
     publishes.dedup();
     Some(ContainerNet {
         id: c.id.clone()?,
-        name: c.name.as_deref().unwrap_or_default().trim_start_matches('/').into(),
+        name: c
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .into(),
         sandbox: settings.sandbox_key.clone().filter(|s| !s.is_empty()),
         attachments,
         publishes,
@@ -114,7 +119,10 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
 }
 
 /// The Linux bridge behind a Docker bridge network.
-pub fn bridge_name(network_id: &str, options: Option<&std::collections::HashMap<String, String>>) -> String {
+pub fn bridge_name(
+    network_id: &str,
+    options: Option<&std::collections::HashMap<String, String>>,
+) -> String {
     options
         .and_then(|o| o.get("com.docker.network.bridge.name"))
         .cloned()

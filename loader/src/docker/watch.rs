@@ -1,1 +1,186 @@
-pub fn _placeholder() {}
+//! The Docker watcher: connects (reconnecting with backoff whenever the engine is
+//! absent, restarts or its socket goes), sends a snapshot of the running containers,
+//! then one update per container event. It never touches the datapath itself: the
+//! daemon applies what it sends, and keeps the datapath as it is while Docker is gone.
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use bollard::{
+    API_DEFAULT_VERSION, Docker,
+    models::{EventMessage, EventMessageTypeEnum},
+    query_parameters::{EventsOptionsBuilder, ListContainersOptions},
+};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::model::{ContainerNet, bridge_name, container_net};
+use crate::netlink::{ifname, veth_in_sandbox};
+
+/// A container's attachment as the daemon installs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wire {
+    pub network: String,
+    pub bridge: String,
+    /// Host-side veth, when it could be found.
+    pub veth: Option<String>,
+}
+
+/// A running container and where its attachments are plugged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Learned {
+    pub net: ContainerNet,
+    /// Same order as `net.attachments`.
+    pub wires: Vec<Wire>,
+}
+
+#[derive(Debug)]
+pub enum Update {
+    /// Every running container, after (re)connecting.
+    Snapshot(Vec<Learned>),
+    /// A container started, or joined or left a network.
+    Upsert(Learned),
+    /// A container stopped.
+    Gone { id: String },
+}
+
+/// Where the engine is: `DOCKER_HOST` (unix://PATH) like the docker CLI, else the
+/// default socket.
+pub fn socket_path() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// Follow Docker forever, sending updates to `tx`.
+pub async fn watch(tx: mpsc::Sender<Update>) {
+    let path = socket_path();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match connect(&path).await {
+            Ok(docker) => {
+                info!(socket = %path, "following Docker");
+                backoff = Duration::from_millis(250);
+                match follow(&docker, &tx).await {
+                    Ok(()) => warn!("Docker event stream ended; reconnecting"),
+                    Err(e) => warn!(error = %e, "lost Docker; reconnecting"),
+                }
+            }
+            Err(e) => debug!(socket = %path, error = %e, "Docker not reachable"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn connect(path: &str) -> Result<Docker, bollard::errors::Error> {
+    let docker = Docker::connect_with_unix(path, 30, API_DEFAULT_VERSION)?;
+    let docker = docker.negotiate_version().await?;
+    docker.ping().await?;
+    Ok(docker)
+}
+
+async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollard::errors::Error> {
+    // Subscribe before listing, so nothing happens unseen in between.
+    let filters = HashMap::from([("type", vec!["container", "network"])]);
+    let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+    let mut networks = BTreeMap::new();
+    let running = docker
+        .list_containers(Some(ListContainersOptions::default()))
+        .await?;
+    let mut snapshot = Vec::new();
+    for c in running {
+        if let Some(id) = c.id
+            && let Some(l) = learn(docker, &id, &mut networks).await
+        {
+            snapshot.push(l);
+        }
+    }
+    if tx.send(Update::Snapshot(snapshot)).await.is_err() {
+        return Ok(());
+    }
+    while let Some(event) = events.next().await {
+        let Some(update) = on_event(docker, &event?, &mut networks).await else {
+            continue;
+        };
+        if tx.send(update).await.is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+async fn on_event(
+    docker: &Docker,
+    e: &EventMessage,
+    networks: &mut BTreeMap<String, String>,
+) -> Option<Update> {
+    let actor = e.actor.as_ref()?;
+    let id = match e.typ? {
+        EventMessageTypeEnum::CONTAINER => actor.id.clone()?,
+        EventMessageTypeEnum::NETWORK => actor.attributes.as_ref()?.get("container")?.clone(),
+        _ => return None,
+    };
+    match e.action.as_deref()? {
+        "die" | "stop" | "kill" | "pause" => Some(Update::Gone { id }),
+        "start" | "restart" | "unpause" | "connect" | "disconnect" => {
+            Some(match learn(docker, &id, networks).await {
+                Some(l) => Update::Upsert(l),
+                None => Update::Gone { id },
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Inspect a container and find its bridges and host-side veths.
+async fn learn(
+    docker: &Docker,
+    id: &str,
+    networks: &mut BTreeMap<String, String>,
+) -> Option<Learned> {
+    let inspect = match docker.inspect_container(id, None).await {
+        Ok(i) => i,
+        Err(e) => {
+            debug!(container = id, error = %e, "inspect failed");
+            return None;
+        }
+    };
+    let net = container_net(&inspect)?;
+    let mut wires = Vec::new();
+    for a in &net.attachments {
+        let bridge = match networks.get(&a.network_id) {
+            Some(b) => b.clone(),
+            None => {
+                let n = docker.inspect_network(&a.network_id, None).await.ok()?;
+                let b = bridge_name(&a.network_id, n.options.as_ref());
+                networks.insert(a.network_id.clone(), b.clone());
+                b
+            }
+        };
+        let veth = match &net.sandbox {
+            Some(sandbox) => {
+                let (sandbox, mac) = (sandbox.clone(), a.mac.0);
+                tokio::task::spawn_blocking(move || veth_in_sandbox(&sandbox, mac))
+                    .await
+                    .ok()
+                    .and_then(|r| r.map_err(|e| debug!(error = %e, "sandbox lookup")).ok())
+                    .flatten()
+                    .and_then(ifname)
+            }
+            None => None,
+        };
+        wires.push(Wire {
+            network: a.network.clone(),
+            bridge,
+            veth,
+        });
+    }
+    Some(Learned { net, wires })
+}

@@ -60,6 +60,61 @@ pub fn netns_cookie() -> std::io::Result<u64> {
     }
 }
 
+/// The name of interface `index` in this namespace.
+pub fn ifname(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    name.to_str().ok().map(String::from)
+}
+
+/// In the network namespace at `sandbox` (a container's), find the interface with
+/// `mac` and return the ifindex of its veth peer in this namespace. Runs on a thread of
+/// its own, which enters the namespace.
+pub fn veth_in_sandbox(sandbox: &str, mac: [u8; 6]) -> std::io::Result<Option<u32>> {
+    let ns = std::fs::File::open(sandbox)?;
+    std::thread::spawn(move || -> std::io::Result<Option<u32>> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: setns on a namespace fd affects only this thread.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let (conn, handle, _) = rtnetlink::new_connection()?;
+            tokio::spawn(conn);
+            let links: Vec<LinkMessage> = handle
+                .link()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(links.iter().find_map(|l| {
+                let has_mac = l
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, LinkAttribute::Address(m) if m.as_slice() == mac));
+                has_mac.then(|| {
+                    l.attributes.iter().find_map(|a| match a {
+                        LinkAttribute::Link(peer) => Some(*peer),
+                        _ => None,
+                    })
+                })?
+            }))
+        })
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("sandbox lookup thread panicked"))?
+}
+
 /// A network interface as far as bpfnet cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {

@@ -22,7 +22,11 @@ fn specs(c: &ContainerNet) -> Vec<String> {
 fn a_container_on_two_networks_with_tcp_and_localhost_udp_ports() {
     let c = container_net(&container(include_str!("../fixtures/web.json"))).expect("running");
     assert_eq!(c.name, "web");
-    assert!(c.sandbox.as_deref().is_some_and(|s| s.contains("/netns/")), "{:?}", c.sandbox);
+    assert!(
+        c.sandbox.as_deref().is_some_and(|s| s.contains("/netns/")),
+        "{:?}",
+        c.sandbox
+    );
     let nets: Vec<(&str, String, String)> = c
         .attachments
         .iter()
@@ -36,7 +40,13 @@ fn a_container_on_two_networks_with_tcp_and_localhost_udp_ports() {
         ]
     );
     // Published to the default bridge's address, whatever other networks it joined.
-    assert_eq!(specs(&c), ["8038:172.17.0.2:8038/tcp", "127.0.0.1:9090:172.17.0.2:9090/udp"]);
+    assert_eq!(
+        specs(&c),
+        [
+            "8038:172.17.0.2:8038/tcp",
+            "127.0.0.1:9090:172.17.0.2:9090/udp"
+        ]
+    );
 }
 
 #[test]
@@ -77,5 +87,8 @@ fn bridges_of_docker_networks() {
     assert_eq!(bridge_name(&id, default.options.as_ref()), "docker0");
     let custom = network(include_str!("../fixtures/net1.json"));
     let id = custom.id.clone().expect("id");
-    assert_eq!(bridge_name(&id, custom.options.as_ref()), format!("br-{}", &id[..12]));
+    assert_eq!(
+        bridge_name(&id, custom.options.as_ref()),
+        format!("br-{}", &id[..12])
+    );
 }

@@ -1,0 +1,142 @@
+//! Applying what the Docker watcher learns: containers' endpoints and published ports
+//! join the manual ones, and Docker's bridge networks become managed networks.
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+
+use super::Daemon;
+use crate::{
+    docker::watch::{Learned, Update},
+    endpoint::EndpointSpec,
+    state::DockerContainer,
+};
+
+fn container(l: &Learned) -> DockerContainer {
+    let endpoints = l
+        .net
+        .attachments
+        .iter()
+        .zip(&l.wires)
+        .filter_map(|(a, w)| {
+            Some(EndpointSpec {
+                bridge: w.bridge.clone(),
+                veth: w.veth.clone()?,
+                ip: a.ip,
+                mac: a.mac,
+            })
+        })
+        .collect();
+    DockerContainer {
+        name: l.net.name.clone(),
+        publishes: l.net.publishes.clone(),
+        endpoints,
+    }
+}
+
+impl Daemon {
+    pub(super) async fn on_docker(&mut self, update: Update) {
+        let before = self.state.docker.clone();
+        match update {
+            Update::Snapshot(all) => {
+                self.state.docker = all
+                    .iter()
+                    .map(|l| (l.net.id.clone(), container(l)))
+                    .collect();
+                info!(containers = all.len(), "Docker containers reconciled");
+            }
+            Update::Upsert(l) => {
+                info!(container = %l.net.name, "Docker container updated");
+                self.state.docker.insert(l.net.id.clone(), container(&l));
+            }
+            Update::Gone { id } => {
+                if let Some(c) = self.state.docker.remove(&id) {
+                    info!(container = %c.name, "Docker container stopped");
+                }
+            }
+        }
+        if before == self.state.docker {
+            return;
+        }
+        self.adopt_docker_bridges().await;
+        if let Err(e) = self.state.save(&self.state_dir) {
+            warn!(error = %e, "cannot persist Docker state");
+        }
+        self.sync_published();
+        self.sync_endpoints();
+        // Flows to ports a container no longer publishes go with them.
+        let dropped: Vec<_> = before
+            .iter()
+            .flat_map(|(id, old)| {
+                let now = self.state.docker.get(id);
+                old.publishes
+                    .iter()
+                    .filter(move |s| now.is_none_or(|n| !n.publishes.contains(s)))
+                    .copied()
+            })
+            .collect();
+        for spec in &dropped {
+            self.forget_flows(spec);
+        }
+    }
+
+    /// Docker's bridge networks in use become managed networks (attached and isolated).
+    pub(super) async fn adopt_docker_bridges(&mut self) {
+        let wanted: Vec<String> = self
+            .state
+            .docker
+            .values()
+            .flat_map(|c| c.endpoints.iter().map(|e| e.bridge.clone()))
+            .filter(|b| !self.bridges.values().any(|n| n == b))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let links = match self.nl.links().await {
+            Ok(l) => l,
+            Err(e) => return warn!(error = %e, "cannot list links"),
+        };
+        for name in wanted {
+            if let Some(br) = links.iter().find(|l| l.name == name && l.is_bridge)
+                && !self.bridges.contains_key(&br.index)
+            {
+                info!(bridge = %name, "managing Docker network bridge");
+                if let Some(mac) = br.mac {
+                    self.bridge_macs.insert(br.index, mac);
+                }
+                self.bridges.insert(br.index, name);
+            }
+        }
+        for link in links {
+            self.on_link(link);
+        }
+        self.sync_ifaces();
+    }
+
+    /// Every endpoint to install: manual ones, then Docker's.
+    pub(super) fn all_endpoints(&self) -> Vec<EndpointSpec> {
+        self.state
+            .endpoints
+            .iter()
+            .cloned()
+            .chain(self.state.docker.values().flat_map(|c| c.endpoints.clone()))
+            .collect()
+    }
+
+    pub(super) fn docker_listing(&self) -> Vec<crate::api::DockerListing> {
+        let by_name: BTreeMap<_, _> = self
+            .state
+            .docker
+            .iter()
+            .map(|(id, c)| (&c.name, (id, c)))
+            .collect();
+        by_name
+            .into_values()
+            .map(|(id, c)| crate::api::DockerListing {
+                id: id[..id.len().min(12)].to_string(),
+                name: c.name.clone(),
+                publishes: c.publishes.clone(),
+                endpoints: c.endpoints.clone(),
+            })
+            .collect()
+    }
+}
