@@ -67,6 +67,16 @@ impl Daemon {
     /// Start `bpfnet daemon ARGS` inside the namespace at `netns_path` and wait until the
     /// control socket answers.
     pub fn start(netns_path: &str, socket: &Path, args: &[String]) -> Self {
+        Self::start_env(netns_path, socket, args, &[])
+    }
+
+    /// `start` with extra environment (e.g. DOCKER_HOST).
+    pub fn start_env(
+        netns_path: &str,
+        socket: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new("nsenter")
             .arg(format!("--net={netns_path}"))
             .arg(bin())
@@ -75,6 +85,7 @@ impl Daemon {
             .arg("daemon")
             .args(args)
             .env("BPFNET_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("nsenter + bpfnet daemon start");

@@ -2,6 +2,7 @@
 //! a packet builder with independent checksum checks, a daemon process guard and
 //! echo servers/clients that run inside namespaces.
 pub mod daemon;
+pub mod dockerd;
 pub mod echo;
 pub mod fixture;
 pub mod netns;

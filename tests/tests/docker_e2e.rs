@@ -1,0 +1,254 @@
+//! Docker end to end: a real dockerd (Docker's NAT off) next to bpfnet on a host with
+//! the raw-table notrack rule and FORWARD DROP. `docker run -p` ports are reachable from
+//! outside and from the host's 127.0.0.1, follow the container across stop and restart,
+//! custom networks are isolated from each other, egress is masqueraded, and a bpfnet
+//! restart keeps it all.
+use std::{
+    net::SocketAddr,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bpfnet_tests::{
+    daemon::{Daemon, ls},
+    dockerd::{Dockerd, IMAGE, PAGE},
+    echo::{WhoamiServer, tcp_roundtrip},
+    netns::Netns,
+    require_root,
+    scratch::Scratch,
+    unique,
+};
+
+const GET: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+
+/// Poll `ls --json` until `pred` holds.
+fn wait_ls(socket: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = ls(socket);
+        if pred(&l) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}; ls is {l}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn published(l: &serde_json::Value) -> Vec<String> {
+    l["published"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn http_ok(ns: &Netns, to: SocketAddr) -> bool {
+    tcp_roundtrip(ns, to, GET).is_ok_and(|r| String::from_utf8_lossy(&r).contains(PAGE))
+}
+
+/// `nc` from inside a container; its output.
+fn nc_from(d: &Dockerd, container: &str, ip: &str, port: &str, send: &str) -> String {
+    let script = format!("printf '{send}' | nc -w 3 {ip} {port}");
+    let out = d.docker(&["exec", container, "sh", "-c", &script]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn docker_run_publishes_networks_egress_and_restart() {
+    if !require_root() {
+        return;
+    }
+    let id = unique("dk");
+    let (host, client, server) = (
+        Netns::new(&format!("{id}-host")),
+        Netns::new(&format!("{id}-cli")),
+        Netns::new(&format!("{id}-srv")),
+    );
+    host.ip(&[
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &client.name,
+    ]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "up0"]);
+    host.ip(&["link", "set", "up0", "up"]);
+    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    client.ip(&["link", "set", "eth0", "up"]);
+    client.ip(&[
+        "link",
+        "add",
+        "eth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &server.name,
+    ]);
+    client.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth1"]);
+    client.ip(&["link", "set", "eth1", "up"]);
+    client.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    server.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    server.ip(&["link", "set", "eth0", "up"]);
+    server.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+    host.exec(&[
+        "iptables",
+        "-t",
+        "raw",
+        "-A",
+        "PREROUTING",
+        "-j",
+        "CT",
+        "--notrack",
+    ]);
+    host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+
+    let files = Scratch::new("dk");
+    let docker_dir = std::env::temp_dir().join(format!("bpfnet-docker-{id}"));
+    let docker = Dockerd::start(&host.path(), &docker_dir, "172.17.0.1/16");
+    let mut args = files.daemon_args();
+    args.extend(["--uplink", "up0"].map(String::from));
+    let env = [("DOCKER_HOST", docker.host())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start = || Daemon::start_env(&host.path(), &files.socket, &args, &env);
+    let daemon = start();
+    let sock = &files.socket;
+    let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
+    let local = SocketAddr::from(([127, 0, 0, 1], 8038));
+
+    // docker run -p: reachable from outside and from the host's 127.0.0.1.
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8038:8038",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "8038",
+        "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "web's publish", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    assert!(
+        http_ok(&client, outside),
+        "docker run -p 8038:8038 reachable through the uplink"
+    );
+    assert!(http_ok(&host, local), "reachable at the host's 127.0.0.1");
+
+    // Egress through SNAT.
+    let _w = WhoamiServer::start(&server, 9000);
+    let seen = nc_from(&docker, "web", "198.51.100.2", "9000", "x");
+    assert!(
+        seen.starts_with("192.0.2.1:"),
+        "the server sees the host's address, saw `{seen}`"
+    );
+
+    // docker stop removes the publish; a restart with a new address re-points it.
+    let first = published(&ls(sock));
+    docker.ok(&["stop", "-t", "1", "web"]);
+    wait_ls(sock, "the publish to go", |l| {
+        !published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    assert!(
+        !http_ok(&client, outside),
+        "a stopped container's port is closed"
+    );
+    docker.ok(&["run", "-d", "--name", "filler", IMAGE, "sleep", "1000"]);
+    docker.ok(&["start", "web"]);
+    wait_ls(sock, "the publish to return", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    let second = published(&ls(sock));
+    assert_ne!(
+        first, second,
+        "web came back at another address: {first:?} / {second:?}"
+    );
+    assert!(
+        http_ok(&client, outside),
+        "the publish follows the container"
+    );
+
+    // Custom networks: isolated from each other, open within.
+    docker.ok(&["network", "create", "--subnet", "172.30.0.0/24", "net1"]);
+    docker.ok(&["network", "create", "--subnet", "172.31.0.0/24", "net2"]);
+    for (name, net, ip) in [
+        ("a1", "net1", "172.30.0.10"),
+        ("a2", "net1", "172.30.0.11"),
+        ("b1", "net2", "172.31.0.10"),
+    ] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "--ip",
+            ip,
+            IMAGE,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+    }
+    wait_ls(sock, "the custom networks' endpoints", |l| {
+        l["bridges"].as_array().is_some_and(|b| b.len() == 3)
+            && l["docker"].as_array().is_some_and(|d| {
+                d.iter()
+                    .filter(|c| c["endpoints"].as_array().is_some_and(|e| !e.is_empty()))
+                    .count()
+                    == 5
+            })
+    });
+    let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    assert!(
+        nc_from(&docker, "a2", "172.30.0.10", "80", get).contains(PAGE),
+        "a2 reaches a1 on net1"
+    );
+    assert!(
+        !nc_from(&docker, "b1", "172.30.0.10", "80", get).contains(PAGE),
+        "b1 on net2 must not reach a1"
+    );
+
+    // A bpfnet crash and restart while containers run keeps their traffic.
+    daemon.kill9();
+    assert!(
+        http_ok(&client, outside),
+        "published port works with no daemon"
+    );
+    let _daemon = start();
+    assert_eq!(
+        published(&ls(sock)),
+        second,
+        "same publishes after the restart"
+    );
+    assert!(
+        http_ok(&client, outside),
+        "published port after the restart"
+    );
+    assert!(
+        nc_from(&docker, "a2", "172.30.0.10", "80", get).contains(PAGE),
+        "net1 after the restart"
+    );
+}
