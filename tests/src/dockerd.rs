@@ -22,49 +22,83 @@ pub struct Dockerd {
     child: Child,
     pub socket: PathBuf,
     dir: PathBuf,
+    netns_path: String,
+    bip: String,
+    live_restore: bool,
 }
 
 impl Dockerd {
     /// Start dockerd in the namespace at `netns_path`, files under `dir`.
     pub fn start(netns_path: &str, dir: &Path, bip: &str) -> Self {
+        Self::start_with(netns_path, dir, bip, false)
+    }
+
+    /// `start`, optionally with `--live-restore` (containers outlive dockerd).
+    pub fn start_with(netns_path: &str, dir: &Path, bip: &str, live_restore: bool) -> Self {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).expect("dockerd dir");
-        let socket = dir.join("docker.sock");
-        let log = fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={netns_path}"))
+        let mut d = Self {
+            child: Command::new("true").spawn().expect("placeholder process"),
+            socket: dir.join("docker.sock"),
+            dir: dir.into(),
+            netns_path: netns_path.into(),
+            bip: bip.into(),
+            live_restore,
+        };
+        d.respawn();
+        d.import_image();
+        d
+    }
+
+    /// (Re)start the daemon process on the same files and wait until it answers.
+    pub fn respawn(&mut self) {
+        let _ = self.child.wait();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .expect("dockerd log");
+        let dir = |sub: &str| self.dir.join(sub).display().to_string();
+        self.child = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path))
             .arg("dockerd")
-            .args(["--data-root", &dir.join("data").display().to_string()])
-            .args(["--exec-root", &dir.join("exec").display().to_string()])
-            .args(["--pidfile", &dir.join("dockerd.pid").display().to_string()])
-            .args(["-H", &format!("unix://{}", socket.display())])
-            .args(["--bip", bip])
+            .args(["--data-root", &dir("data")])
+            .args(["--exec-root", &dir("exec")])
+            .args(["--pidfile", &dir("dockerd.pid")])
+            .args(["-H", &self.host()])
+            .args(["--bip", &self.bip])
             .args([
                 "--iptables=false",
                 "--ip-masq=false",
                 "--userland-proxy=false",
             ])
+            .args(self.live_restore.then_some("--live-restore"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()
             .expect("dockerd starts (is docker.io installed? `cargo xtask setup`)");
-        let d = Self {
-            child,
-            socket,
-            dir: dir.into(),
-        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !d.docker(&["version"]).status.success() {
+        while !self.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "dockerd did not answer: {}",
-                d.log()
+                self.log()
             );
             thread::sleep(Duration::from_millis(200));
         }
-        d.import_image();
-        d
+    }
+
+    /// Stop dockerd (SIGTERM) and wait for it; with live restore its containers go on.
+    pub fn stop(&mut self) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn host(&self) -> String {
@@ -144,14 +178,21 @@ impl Drop for Dockerd {
             let _ = self.docker(&args);
         }
         // SIGTERM lets dockerd stop its containerd too.
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(100));
+        self.stop();
+        // dockerd leaves its data root bind-mounted over itself, and a restart more.
+        let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| Path::new(m).starts_with(&self.dir))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            if let Ok(c) = std::ffi::CString::new(m) {
+                // SAFETY: umount2 on a NUL-terminated path of a mount we made.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -57,12 +57,10 @@ fn nc_from(d: &Dockerd, container: &str, ip: &str, port: &str, send: &str) -> St
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn docker_run_publishes_networks_egress_and_restart() {
-    if !require_root() {
-        return;
-    }
-    let id = unique("dk");
+/// host (uplink up0, 192.0.2.1; notrack, FORWARD DROP) — client/router (192.0.2.2,
+/// 198.51.100.1) — server (198.51.100.2).
+fn hosts(tag: &str) -> (String, Netns, Netns, Netns) {
+    let id = unique(tag);
     let (host, client, server) = (
         Netns::new(&format!("{id}-host")),
         Netns::new(&format!("{id}-cli")),
@@ -114,7 +112,15 @@ fn docker_run_publishes_networks_egress_and_restart() {
         "--notrack",
     ]);
     host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+    (id, host, client, server)
+}
 
+#[test]
+fn docker_run_publishes_networks_egress_and_restart() {
+    if !require_root() {
+        return;
+    }
+    let (id, host, client, server) = hosts("dk");
     let files = Scratch::new("dk");
     let docker_dir = std::env::temp_dir().join(format!("bpfnet-docker-{id}"));
     let docker = Dockerd::start(&host.path(), &docker_dir, "172.17.0.1/16");
@@ -251,4 +257,101 @@ fn docker_run_publishes_networks_egress_and_restart() {
         nc_from(&docker, "a2", "172.30.0.10", "80", get).contains(PAGE),
         "net1 after the restart"
     );
+}
+
+#[test]
+fn docker_absent_or_restarting_never_drops_the_datapath() {
+    if !require_root() {
+        return;
+    }
+    let (id, host, client, _server) = hosts("dka");
+    // Leftovers of Docker's own NAT make bpfnet warn.
+    host.exec(&["iptables", "-t", "nat", "-N", "DOCKER"]);
+    host.exec(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "DOCKER",
+        "-p",
+        "tcp",
+        "--dport",
+        "1",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "203.0.113.9:1",
+    ]);
+    let files = Scratch::new("dka");
+    let docker_dir = std::env::temp_dir().join(format!("bpfnet-docker-{id}"));
+    let _ = std::fs::remove_dir_all(&docker_dir);
+    let docker_host = format!("unix://{}", docker_dir.join("docker.sock").display());
+    let mut args = files.daemon_args();
+    args.extend(["--uplink", "up0"].map(String::from));
+    let _daemon = Daemon::start_env(
+        &host.path(),
+        &files.socket,
+        &args,
+        &[("DOCKER_HOST", &docker_host)],
+    );
+    let sock = &files.socket;
+    let l = ls(sock);
+    assert_eq!(l["docker"], serde_json::json!([]), "no Docker yet");
+    assert!(
+        l["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("\"iptables\": false")),
+        "Docker's NAT rules are reported: {}",
+        l["warnings"]
+    );
+
+    // Docker appears later: bpfnet finds it.
+    let mut docker = Dockerd::start_with(&host.path(), &docker_dir, "172.17.0.1/16", true);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8038:8038",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "8038",
+        "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "web's publish", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
+    assert!(http_ok(&client, outside), "published once Docker came up");
+
+    // dockerd goes away (its socket with it); the container lives on (live restore)
+    // and so does bpfnet's state for it.
+    docker.stop();
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        published(&ls(sock)).iter().any(|p| p.starts_with("8038:")),
+        "publish kept while Docker is gone"
+    );
+    assert!(
+        http_ok(&client, outside),
+        "traffic flows while Docker is gone"
+    );
+
+    // dockerd returns: bpfnet reconnects and reconciles with what it says.
+    docker.respawn();
+    wait_ls(sock, "the publish after Docker's return", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_ok(&client, outside) {
+        assert!(
+            Instant::now() < deadline,
+            "published port after Docker's return"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -85,6 +85,8 @@ pub struct Listing {
     pub docker: Vec<DockerListing>,
     /// Publishes not installed because another holds the port.
     pub conflicts: Vec<String>,
+    /// Problems with the host a user should fix.
+    pub warnings: Vec<String>,
     pub bridges: Vec<String>,
     pub uplinks: Vec<String>,
     /// Interfaces with a bpfnet program attached: (interface, program).

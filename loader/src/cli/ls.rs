@@ -43,6 +43,31 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
             e.bridge
         );
     }
+    println!("DOCKER");
+    if l.docker.is_empty() {
+        println!("  (none)");
+    }
+    for c in &l.docker {
+        let ports: Vec<String> = c.publishes.iter().map(ToString::to_string).collect();
+        let ips: Vec<String> = c
+            .endpoints
+            .iter()
+            .map(|e| format!("{} on {}", e.ip, e.bridge))
+            .collect();
+        println!(
+            "  {:<20} {:<12} {}  {}",
+            c.name,
+            c.id,
+            ips.join(", "),
+            ports.join(" ")
+        );
+    }
+    for c in &l.conflicts {
+        println!("CONFLICT  {c}");
+    }
+    for w in &l.warnings {
+        println!("WARNING   {w}");
+    }
     println!("BRIDGES   {}", l.bridges.join(" "));
     println!("UPLINKS   {}", l.uplinks.join(" "));
     println!("ATTACHED");

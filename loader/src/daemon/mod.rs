@@ -2,6 +2,7 @@
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
 mod docker;
+mod docker_nat;
 mod endpoints;
 mod flows;
 mod host_ips;
@@ -89,6 +90,8 @@ struct Daemon {
     swept: u64,
     /// Docker publishes not installed, and why.
     conflicts: Vec<String>,
+    /// Problems with the host a user should fix.
+    warnings: Vec<String>,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
@@ -121,7 +124,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         timeouts: cfg.timeouts,
         swept: 0,
         conflicts: Vec::new(),
+        warnings: Vec::new(),
     };
+    if cfg.follow_docker
+        && let Some(w) = docker_nat::check()
+    {
+        warn!("{w}");
+        d.warnings.push(w);
+    }
     let cgroup = match &cfg.cgroup {
         Some(p) => p.clone(),
         None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
@@ -211,6 +221,7 @@ impl Daemon {
             endpoints: self.state.endpoints.clone(),
             docker: self.docker_listing(),
             conflicts: self.conflicts.clone(),
+            warnings: self.warnings.clone(),
             bridges: self.bridges.values().cloned().collect(),
             uplinks: self.uplinks.values().cloned().collect(),
             attached,

@@ -97,7 +97,7 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
     let mut snapshot = Vec::new();
     for c in running {
         if let Some(id) = c.id
-            && let Some(l) = learn(docker, &id, &mut networks).await
+            && let Some(l) = learn(docker, &id, &mut networks).await?
         {
             snapshot.push(l);
         }
@@ -106,7 +106,7 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
         return Ok(());
     }
     while let Some(event) = events.next().await {
-        let Some(update) = on_event(docker, &event?, &mut networks).await else {
+        let Some(update) = on_event(docker, &event?, &mut networks).await? else {
             continue;
         };
         if tx.send(update).await.is_err() {
@@ -116,49 +116,65 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
     Ok(())
 }
 
+/// The update an event calls for. An engine that cannot answer is an error (the watcher
+/// reconnects and reconciles), never a reason to forget a container.
 async fn on_event(
     docker: &Docker,
     e: &EventMessage,
     networks: &mut BTreeMap<String, String>,
-) -> Option<Update> {
-    let actor = e.actor.as_ref()?;
-    let id = match e.typ? {
-        EventMessageTypeEnum::CONTAINER => actor.id.clone()?,
-        EventMessageTypeEnum::NETWORK => actor.attributes.as_ref()?.get("container")?.clone(),
-        _ => return None,
+) -> Result<Option<Update>, bollard::errors::Error> {
+    let Some(actor) = e.actor.as_ref() else {
+        return Ok(None);
     };
-    match e.action.as_deref()? {
-        "die" | "stop" | "kill" | "pause" => Some(Update::Gone { id }),
-        "start" | "restart" | "unpause" | "connect" | "disconnect" => {
-            Some(match learn(docker, &id, networks).await {
+    let id = match e.typ {
+        Some(EventMessageTypeEnum::CONTAINER) => actor.id.clone(),
+        Some(EventMessageTypeEnum::NETWORK) => actor
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("container"))
+            .cloned(),
+        _ => None,
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    Ok(match e.action.as_deref() {
+        Some("die" | "stop" | "kill" | "pause") => Some(Update::Gone { id }),
+        Some("start" | "restart" | "unpause" | "connect" | "disconnect") => {
+            Some(match learn(docker, &id, networks).await? {
                 Some(l) => Update::Upsert(l),
                 None => Update::Gone { id },
             })
         }
         _ => None,
-    }
+    })
 }
 
-/// Inspect a container and find its bridges and host-side veths.
+/// Inspect a container and find its bridges and host-side veths. Ok(None): it is gone
+/// or not running.
 async fn learn(
     docker: &Docker,
     id: &str,
     networks: &mut BTreeMap<String, String>,
-) -> Option<Learned> {
+) -> Result<Option<Learned>, bollard::errors::Error> {
     let inspect = match docker.inspect_container(id, None).await {
         Ok(i) => i,
-        Err(e) => {
-            debug!(container = id, error = %e, "inspect failed");
-            return None;
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Ok(None);
         }
+        Err(e) => return Err(e),
     };
-    let net = container_net(&inspect)?;
+    let Some(net) = container_net(&inspect) else {
+        return Ok(None);
+    };
     let mut wires = Vec::new();
     for a in &net.attachments {
         let bridge = match networks.get(&a.network_id) {
             Some(b) => b.clone(),
             None => {
-                let n = docker.inspect_network(&a.network_id, None).await.ok()?;
+                let n = docker.inspect_network(&a.network_id, None).await?;
                 let b = bridge_name(&a.network_id, n.options.as_ref());
                 networks.insert(a.network_id.clone(), b.clone());
                 b
@@ -182,5 +198,5 @@ async fn learn(
             veth,
         });
     }
-    Some(Learned { net, wires })
+    Ok(Some(Learned { net, wires }))
 }
