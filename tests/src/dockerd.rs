@@ -139,7 +139,7 @@ impl Dockerd {
             symlink("busybox", root.join("bin").join(tool)).expect("busybox link");
         }
         fs::write(root.join("www/index.html"), format!("{PAGE}\n")).expect("page");
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&root)
             .args(["-c", "."])
@@ -156,9 +156,13 @@ impl Dockerd {
                 "-",
                 IMAGE,
             ])
-            .stdin(tar.stdout.expect("tar stdout"))
+            .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import runs");
+        assert!(
+            tar.wait().is_ok_and(|s| s.success()),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "docker import: {}",
