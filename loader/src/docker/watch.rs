@@ -59,17 +59,24 @@ pub fn socket_path() -> String {
 pub async fn watch(tx: mpsc::Sender<Update>) {
     let path = socket_path();
     let mut backoff = Duration::from_millis(250);
+    let mut told = false;
     loop {
         match connect(&path).await {
             Ok(docker) => {
                 info!(socket = %path, "following Docker");
                 backoff = Duration::from_millis(250);
+                told = false;
                 match follow(&docker, &tx).await {
                     Ok(()) => warn!("Docker event stream ended; reconnecting"),
                     Err(e) => warn!(error = %e, "lost Docker; reconnecting"),
                 }
             }
-            Err(e) => debug!(socket = %path, error = %e, "Docker not reachable"),
+            // Said once per outage; the datapath keeps its state meanwhile.
+            Err(e) if !told => {
+                warn!(socket = %path, error = %e, "Docker not reachable; retrying with backoff");
+                told = true;
+            }
+            Err(e) => debug!(socket = %path, error = %e, "Docker still not reachable"),
         }
         if tx.is_closed() {
             return;
