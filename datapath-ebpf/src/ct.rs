@@ -78,6 +78,27 @@ pub fn peek(key: &CtKey) -> Option<CtKey> {
     unsafe { CT.get(key) }.map(|v| key.translated(v))
 }
 
+/// Whether the reply entry at `rk` belongs to a TCP flow both sides have closed (FIN
+/// each way, or a RST); if so its forward entry is removed so the tuple can be reused.
+#[inline(always)]
+fn closed_flow_released(rk: &CtKey) -> bool {
+    if rk.proto != PROTO_TCP {
+        return false;
+    }
+    // SAFETY: plain lookups, values copied out.
+    let Some(r) = (unsafe { CT.get(rk) }).copied() else {
+        return false;
+    };
+    let fk = rk.twin(&r);
+    let f_seen = unsafe { CT.get(fk) }.map_or(0, |f| f.tcp_seen);
+    let closed = (r.tcp_seen | f_seen) & TCP_RST != 0
+        || (r.tcp_seen & TCP_FIN != 0 && f_seen & TCP_FIN != 0);
+    if closed {
+        let _ = CT.remove(fk);
+    }
+    closed
+}
+
 /// Create the flow of `p` whose packets leave as `to` (flags `CT_DNAT`/`CT_SNAT`). With
 /// `alloc_port`, `to.src_port` is chosen from the SNAT range so that the reply tuple is
 /// unused. Returns the tuple to apply.
@@ -102,10 +123,10 @@ pub fn create(
         let mut found = false;
         for i in 0..SNAT_TRIES {
             to.src_port = ((min + (start + i) % range) as u16).to_be();
-            // NOEXIST: a tuple another flow holds is never taken over.
-            if CT
-                .insert(to.reversed(), reply, u64::from(BPF_NOEXIST))
-                .is_ok()
+            // NOEXIST: a tuple a live flow holds is never taken over; a closed one is.
+            let rk = to.reversed();
+            if CT.insert(rk, reply, u64::from(BPF_NOEXIST)).is_ok()
+                || (closed_flow_released(&rk) && CT.insert(rk, reply, 0).is_ok())
             {
                 found = true;
                 break;

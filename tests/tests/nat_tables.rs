@@ -568,6 +568,54 @@ fn hairpin_exhaustion_and_full_ct() {
             TC_ACT_SHOT,
             &[DropSnatPorts],
         );
+        // Both sides close the first flow: its port is free again for a new one.
+        let first = fx
+            .dp
+            .maps
+            .ct
+            .iter()
+            .filter_map(Result::ok)
+            .find(|(k, _)| k.src_port == 50000u16.to_be())
+            .map(|(k, v)| k.translated(&v).src_port)
+            .expect("the first flow's SNAT port");
+        let p = u16::from_be(first);
+        step(
+            fx,
+            "first flow FIN out",
+            OUT,
+            &tcp((C1, 50000), (SERVER, 25), TCP_ACK | TCP_FIN, b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
+        step(
+            fx,
+            "first flow FIN in",
+            IN,
+            &tcp((SERVER, 25), (HOST, p), TCP_ACK | TCP_FIN, b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+        let out = step(
+            fx,
+            "a closed flow's port is reused",
+            OUT,
+            &tcp((C1, 50003), (SERVER, 25), TCP_SYN, b""),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        assert_eq!(
+            View(&out).src(),
+            (HOST, p),
+            "took over the closed flow's port"
+        );
+        let stale = fx
+            .dp
+            .maps
+            .ct
+            .iter()
+            .filter_map(Result::ok)
+            .any(|(k, _)| k.src_port == 50000u16.to_be());
+        assert!(!stale, "the closed flow's forward entry is gone");
         step(
             fx,
             "another destination reuses them",

@@ -29,6 +29,16 @@ enum Command {
     },
     /// Formatting, lints, unit tests and the privileged datapath and end-to-end tests.
     Test,
+    /// Measure bpfnet against Docker's iptables datapath and the no-NAT limit (root);
+    /// writes bench/report.md, bench/results/<date>.json and bench/plots/.
+    Bench {
+        /// Tiny durations, one repetition: checks the machinery only.
+        #[arg(long)]
+        quick: bool,
+        /// Output directory (default: the workspace's bench/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -51,7 +61,30 @@ fn main() -> Result<()> {
             cmd::exec(&bin, &full)
         }
         Command::Test => test::run(),
+        Command::Bench { quick, out } => bench(quick, out),
     }
+}
+
+/// The bench drives the release build of bpfnet.
+pub fn bench(quick: bool, out: Option<PathBuf>) -> Result<()> {
+    build()?;
+    let out = out.unwrap_or_else(|| root().join("bench"));
+    let out = out.display().to_string();
+    let mut args = vec![
+        "run",
+        "--release",
+        "--package",
+        "bpfnet-bench",
+        "--",
+        "--out",
+        &out,
+    ];
+    if quick {
+        args.push("--quick");
+    }
+    let mut c = cmd::command("cargo", &args);
+    c.env("BPFNET_BIN", root().join("target/release/bpfnet"));
+    cmd::status(c, &format!("bench{}", if quick { " --quick" } else { "" }))
 }
 
 fn build() -> Result<()> {

@@ -1,0 +1,237 @@
+//! The committed report: JSON results, a Markdown table with ratios, SVG plots.
+use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct Row {
+    pub test: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    /// Median per mode.
+    pub values: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize)]
+pub struct ScaleRow {
+    pub published: usize,
+    pub iptables_install_ms: f64,
+    pub bpfnet_install_ms: f64,
+    pub iptables_conns_per_s: f64,
+    pub bpfnet_conns_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub date: String,
+    pub machine: BTreeMap<String, String>,
+    pub quick: bool,
+    pub repetitions: usize,
+    pub seconds_per_run: f64,
+    pub rows: Vec<Row>,
+    pub scaling: Vec<ScaleRow>,
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# bpfnet benchmark\n");
+    let _ = writeln!(
+        s,
+        "{} — {} — kernel {} — {} CPUs ({}). Medians of {} runs of {} s each; `cargo xtask bench{}` reproduces it.\n",
+        r.date,
+        r.machine.get("cpu").map_or("?", String::as_str),
+        r.machine.get("kernel").map_or("?", String::as_str),
+        r.machine.get("cpus").map_or("?", String::as_str),
+        r.machine.get("virtualization").map_or("?", String::as_str),
+        r.repetitions,
+        r.seconds_per_run,
+        if r.quick { " --quick" } else { "" },
+    );
+    let _ = writeln!(
+        s,
+        "Modes: `direct` routes the client straight to the container (no NAT: the upper bound); \
+         `iptables` is Docker's rule set for `-p` with netfilter conntrack; `bpfnet` is this project. \
+         Ratios above 1 favour bpfnet except for latencies, where below 1 does.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| test | unit | direct | iptables | bpfnet | bpfnet / direct | bpfnet / iptables |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for row in &r.rows {
+        let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            row.test,
+            row.unit,
+            v("direct"),
+            v("iptables"),
+            v("bpfnet"),
+            ratio(v("bpfnet"), v("direct")),
+            ratio(v("bpfnet"), v("iptables")),
+        );
+    }
+    let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
+    let _ = writeln!(
+        s,
+        "N published ports installed before the measured one (iptables-restore of Docker's rules vs \
+         one `bpfnet publish` of a range plus the measured port); connection rate to the last one.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| N | iptables install ms | bpfnet install ms | iptables conns/s | bpfnet conns/s | bpfnet / iptables |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for x in &r.scaling {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
+            x.published,
+            x.iptables_install_ms,
+            x.bpfnet_install_ms,
+            x.iptables_conns_per_s,
+            x.bpfnet_conns_per_s,
+            ratio(x.bpfnet_conns_per_s, x.iptables_conns_per_s)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n![ratios to direct](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
+    );
+    s
+}
+
+/// Bars: each rate test as a fraction of `direct`, for iptables and bpfnet.
+pub fn ratios_svg(r: &Report) -> String {
+    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.higher_is_better).collect();
+    let (w, bar, gap, left) = (760.0, 14.0, 14.0, 260.0);
+    let h = 40.0 + rows.len() as f64 * (2.0 * bar + gap);
+    let max = rows
+        .iter()
+        .flat_map(|x| {
+            ["iptables", "bpfnet"].map(|m| {
+                x.values.get(m).copied().unwrap_or(0.0)
+                    / x.values.get("direct").copied().unwrap_or(1.0).max(1e-9)
+            })
+        })
+        .fold(1.2f64, f64::max);
+    let scale = (w - left - 40.0) / max;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{left}" y="14">fraction of direct (no NAT); grey: iptables, blue: bpfnet; line: 1.0</text>"##
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let y = 24.0 + i as f64 * (2.0 * bar + gap);
+        let direct = row.values.get("direct").copied().unwrap_or(0.0).max(1e-9);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y + bar + 3.0,
+            row.test
+        );
+        for (j, (m, color)) in [("iptables", "#999"), ("bpfnet", "#2a6fdb")]
+            .iter()
+            .enumerate()
+        {
+            let f = row.values.get(*m).copied().unwrap_or(0.0) / direct;
+            let yy = y + j as f64 * bar;
+            let _ = write!(
+                s,
+                r#"<rect x="{left}" y="{yy}" width="{:.1}" height="{}" fill="{color}"/>"#,
+                f * scale,
+                bar - 2.0
+            );
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}">{f:.2}</text>"#,
+                left + f * scale + 4.0,
+                yy + bar - 4.0
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        r##"<line x1="{0:.1}" x2="{0:.1}" y1="20" y2="{1}" stroke="#c00"/></svg>"##,
+        left + scale,
+        h - 4.0
+    );
+    s
+}
+
+/// Connection rate to the last published port against the number published.
+pub fn scaling_svg(r: &Report) -> String {
+    let (w, h, l, b) = (640.0, 320.0, 70.0, 40.0);
+    let max = r
+        .scaling
+        .iter()
+        .flat_map(|x| [x.iptables_conns_per_s, x.bpfnet_conns_per_s])
+        .fold(1.0f64, f64::max);
+    let n = r.scaling.len().max(2) as f64;
+    let px = |i: usize| l + i as f64 * (w - l - 20.0) / (n - 1.0);
+    let py = |v: f64| h - b - v / max * (h - b - 20.0);
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{l}" y="14">connections/s to the last published port (grey: iptables, blue: bpfnet), max {max:.0}</text>"##
+    );
+    for (key, color) in [(false, "#999"), (true, "#2a6fdb")] {
+        let pts: Vec<String> = r
+            .scaling
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                format!(
+                    "{:.1},{:.1}",
+                    px(i),
+                    py(if key {
+                        x.bpfnet_conns_per_s
+                    } else {
+                        x.iptables_conns_per_s
+                    })
+                )
+            })
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
+    }
+    for (i, x) in r.scaling.iter().enumerate() {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">N={}</text>"#,
+            px(i),
+            h - b + 16.0,
+            x.published
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Write results/<date>.json, report.md and plots/ under `out`.
+pub fn write(out: &Path, r: &Report) -> std::io::Result<()> {
+    fs::create_dir_all(out.join("results"))?;
+    fs::create_dir_all(out.join("plots"))?;
+    let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+    fs::write(out.join("results").join(format!("{}.json", r.date)), json)?;
+    fs::write(out.join("report.md"), markdown(r))?;
+    fs::write(out.join("plots/ratios.svg"), ratios_svg(r))?;
+    fs::write(out.join("plots/scaling.svg"), scaling_svg(r))
+}
