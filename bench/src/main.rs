@@ -45,8 +45,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// One measurement per mode; `f` returns (value per metric) for a mode.
+/// One measurement per mode: a value per metric.
 type Measure<'a> = Box<dyn Fn(&Topology, Mode) -> Vec<f64> + 'a>;
+/// A metric: test name, unit, whether higher is better.
+type Metric = (&'static str, &'static str, bool);
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -66,6 +68,11 @@ fn main() -> Result<()> {
     };
     let dur = Duration::from_secs_f64(plan.secs);
     let t = Topology::with_default_offloads("bench");
+    // Connection-rate runs churn through ephemeral ports; reuse TIME_WAIT ones, as a
+    // busy client would, so one mode's run does not starve the next.
+    for ns in [&t.client, &t.container, &t.container2] {
+        ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
+    }
     let _echo = load::Servers::start(&t.container, ECHO);
     let _srv_echo = load::Servers::start(&t.server, SERVER_ECHO);
     let _iperf = iperf::Server::start(&t.container, IPERF);
@@ -73,7 +80,7 @@ fn main() -> Result<()> {
     let server = |p| SocketAddr::from((bpfnet_tests::topo::SERVER_IP, p));
 
     // (test, unit, higher is better) per metric of each measure.
-    let tests: Vec<(Vec<(&str, &str, bool)>, Measure)> = vec![
+    let tests: Vec<(Vec<Metric>, Measure)> = vec![
         (
             vec![("TCP stream client→container", "Gbit/s", true)],
             Box::new(move |t, m| vec![iperf::stream(&t.client, m.target(IPERF), plan.secs, false)]),
@@ -139,24 +146,24 @@ fn main() -> Result<()> {
 
     let mut samples: Vec<BTreeMap<&str, Vec<Vec<f64>>>> =
         tests.iter().map(|_| BTreeMap::new()).collect();
-    for mode in modes::ALL {
-        eprintln!("[bench] mode {}", mode.name());
-        let daemon = mode.setup(&t);
-        for rep in 0..plan.reps {
+    // Rounds of the three modes, so drift on a shared machine hits all of them alike.
+    for rep in 0..plan.reps {
+        for mode in modes::ALL {
+            eprintln!(
+                "[bench] round {} of {}: {}",
+                rep + 1,
+                plan.reps,
+                mode.name()
+            );
+            let daemon = mode.setup(&t);
             for (i, (names, f)) in tests.iter().enumerate() {
                 let v = f(&t, mode);
-                eprintln!(
-                    "[bench]   {} #{}: {} = {:?}",
-                    mode.name(),
-                    rep + 1,
-                    names[0].0,
-                    v
-                );
+                eprintln!("[bench]   {}: {} = {:?}", mode.name(), names[0].0, v);
                 samples[i].entry(mode.name()).or_default().push(v);
             }
+            drop(daemon);
+            mode.teardown(&t);
         }
-        drop(daemon);
-        mode.teardown(&t);
     }
     let mut rows = Vec::new();
     for (i, (names, _)) in tests.iter().enumerate() {
