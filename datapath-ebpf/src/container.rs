@@ -7,7 +7,7 @@ use common::{CT_DNAT, CT_SNAT, CtKey, Endpoint, IFACE_BRIDGE, IFACE_UPLINK, Reas
 use crate::{
     ct, frag,
     fwd::{self, Route},
-    icmp::translate_error,
+    icmp,
     l2::{self, L2},
     maps::{ENDPOINTS, IFACES},
     nat,
@@ -30,7 +30,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         return verdict(ctx, Reason::DropSpoof);
     }
     match p.icmp {
-        Icmp::Error => return icmp_error(ctx, &mut p),
+        Icmp::Error => return icmp::handle_error(ctx, &mut p),
         Icmp::Other => return verdict(ctx, Reason::Pass),
         _ => {}
     }
@@ -153,17 +153,5 @@ fn hairpin(ctx: &TcContext, p: &mut Packet) -> i32 {
             translate(ctx, p, &to, None)
         }
         Err(reason) => verdict(ctx, reason),
-    }
-}
-
-#[inline(always)]
-fn icmp_error(ctx: &TcContext, p: &mut Packet) -> i32 {
-    match translate_error(ctx, p) {
-        None => verdict(ctx, Reason::Pass),
-        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
-        Some(Ok(())) => {
-            count(ctx, Reason::IcmpError);
-            fwd::to_destination(ctx, p)
-        }
     }
 }

@@ -2,11 +2,12 @@
 //! about a translated flow: the embedded header is translated back the way its packet
 //! was, and the outer header is pointed at the endpoint that sent that packet.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
-    ct, nat,
+    ct, fwd, nat,
     parse::{ICMP_ECHO, ICMP_ECHOREPLY, Ipv4Hdr, Packet},
+    stats::{count, verdict},
 };
 
 /// Offsets inside the quoted packet.
@@ -111,9 +112,23 @@ fn replace_addr(
     replace(ctx, icmp_csum, off, old, new, 4)
 }
 
+/// An ICMP error at either hook: translated and delivered when it quotes a tracked
+/// flow, else left to the kernel.
+#[inline(always)]
+pub fn handle_error(ctx: &TcContext, p: &mut Packet) -> i32 {
+    match translate_error(ctx, p) {
+        None => verdict(ctx, Reason::Pass),
+        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
+        Some(Ok(())) => {
+            count(ctx, Reason::IcmpError);
+            fwd::to_destination(ctx, p)
+        }
+    }
+}
+
 /// Translate an ICMP error about a tracked flow. None: it quotes no flow bpfnet knows.
 #[inline(always)]
-pub fn translate_error(ctx: &TcContext, p: &mut Packet) -> Option<Result<(), ()>> {
+fn translate_error(ctx: &TcContext, p: &mut Packet) -> Option<Result<(), ()>> {
     let q = quoted(ctx, p)?;
     // The quoted packet travelled as the reverse of the flow entry we need.
     let flow = q.tuple.reversed();

@@ -4,12 +4,10 @@ use aya_ebpf::programs::TcContext;
 use common::{Backend, CT_DNAT, PROTO_ICMP, PublishedKey, Reason};
 
 use crate::{
-    ct, frag, fwd,
-    icmp::translate_error,
-    l2,
+    ct, frag, fwd, icmp, l2,
     maps::{HOST_IPS, PUBLISHED},
     nat,
-    parse::{Frag, Icmp, Packet, parse},
+    parse::{Frag, Icmp, parse},
     stats::{count, verdict},
 };
 
@@ -20,7 +18,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Err(reason) => return verdict(ctx, reason),
     };
     match p.icmp {
-        Icmp::Error => return icmp_error(ctx, &mut p),
+        Icmp::Error => return icmp::handle_error(ctx, &mut p),
         Icmp::Other => return verdict(ctx, Reason::Pass),
         _ => {}
     }
@@ -71,18 +69,6 @@ pub fn handle(ctx: &TcContext) -> i32 {
         return verdict(ctx, Reason::DropRewrite);
     }
     fwd::to_destination(ctx, &p)
-}
-
-#[inline(always)]
-fn icmp_error(ctx: &TcContext, p: &mut Packet) -> i32 {
-    match translate_error(ctx, p) {
-        None => verdict(ctx, Reason::Pass),
-        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
-        Some(Ok(())) => {
-            count(ctx, Reason::IcmpError);
-            fwd::to_destination(ctx, p)
-        }
-    }
 }
 
 #[inline(always)]

@@ -16,18 +16,24 @@ use crate::netns::Netns;
 const POLL: Duration = Duration::from_millis(50);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// TCP and UDP echo servers on one port, stopped and joined on drop.
-pub struct EchoServer {
+/// A TCP and a UDP server on one port inside a namespace, each connection served on a
+/// thread of its own; stopped and joined on drop.
+pub struct Server {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
-impl EchoServer {
-    pub fn start(ns: &Netns, port: u16) -> Self {
+/// Serves one accepted TCP connection (the peer as the server saw it, and the port).
+type OnTcp = fn(TcpStream, SocketAddr, u16);
+/// The answer to one UDP datagram.
+type OnUdp = fn(&[u8], SocketAddr, u16) -> Vec<u8>;
+
+impl Server {
+    fn start(ns: &Netns, port: u16, on_tcp: OnTcp, on_udp: OnUdp) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp, udp) = ns.run(move || {
-            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP echo");
-            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP echo");
+            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP server");
+            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP server");
             (tcp, udp)
         });
         tcp.set_nonblocking(true).expect("nonblocking listener");
@@ -36,8 +42,9 @@ impl EchoServer {
         let t = thread::spawn(move || {
             while !s1.load(Ordering::Relaxed) {
                 match tcp.accept() {
-                    Ok((c, _)) => {
-                        thread::spawn(move || serve_tcp(c, port));
+                    Ok((c, peer)) => {
+                        let _ = c.set_nonblocking(false);
+                        thread::spawn(move || on_tcp(c, peer, port));
                     }
                     Err(_) => thread::sleep(POLL),
                 }
@@ -48,9 +55,7 @@ impl EchoServer {
             let mut buf = vec![0u8; 65536];
             while !s2.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                    let mut reply = format!("{port}:").into_bytes();
-                    reply.extend_from_slice(&buf[..n]);
-                    let _ = udp.send_to(&reply, from);
+                    let _ = udp.send_to(&on_udp(&buf[..n], from, port), from);
                 }
             }
         });
@@ -61,8 +66,34 @@ impl EchoServer {
     }
 }
 
-fn serve_tcp(mut c: TcpStream, port: u16) {
-    c.set_nonblocking(false).ok();
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Echo servers that answer `PORT:` + payload, so a test sees which port it reached.
+pub struct EchoServer;
+
+impl EchoServer {
+    pub fn start(ns: &Netns, port: u16) -> Server {
+        Server::start(
+            ns,
+            port,
+            |c, _, port| serve_echo(c, port),
+            |msg, _, port| {
+                let mut reply = format!("{port}:").into_bytes();
+                reply.extend_from_slice(msg);
+                reply
+            },
+        )
+    }
+}
+
+fn serve_echo(mut c: TcpStream, port: u16) {
     if c.write_all(format!("{port}:").as_bytes()).is_err() {
         return;
     }
@@ -79,72 +110,24 @@ fn serve_tcp(mut c: TcpStream, port: u16) {
     }
 }
 
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A server that answers every TCP connection and UDP datagram with the peer's
-/// `ip:port` as it saw it, stopped on drop.
-pub struct WhoamiServer {
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
+/// Servers that answer every TCP connection and UDP datagram with the peer's `ip:port`
+/// as they saw it.
+pub struct WhoamiServer;
 
 impl WhoamiServer {
-    pub fn start(ns: &Netns, port: u16) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tcp, udp) = ns.run(move || {
-            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP whoami");
-            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP whoami");
-            (tcp, udp)
-        });
-        tcp.set_nonblocking(true).expect("nonblocking listener");
-        udp.set_read_timeout(Some(POLL)).expect("udp timeout");
-        let s1 = stop.clone();
-        let t = thread::spawn(move || {
-            while !s1.load(Ordering::Relaxed) {
-                match tcp.accept() {
-                    Ok((mut c, peer)) => {
-                        thread::spawn(move || {
-                            // Read the request to its end first: closing with unread
-                            // data would reset the connection under the answer.
-                            let _ = c.set_nonblocking(false);
-                            let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                            let _ = c.read_to_end(&mut Vec::new());
-                            let _ = c.write_all(peer.to_string().as_bytes());
-                        });
-                    }
-                    Err(_) => thread::sleep(POLL),
-                }
-            }
-        });
-        let s2 = stop.clone();
-        let u = thread::spawn(move || {
-            let mut buf = vec![0u8; 2048];
-            while !s2.load(Ordering::Relaxed) {
-                if let Ok((_, from)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(from.to_string().as_bytes(), from);
-                }
-            }
-        });
-        Self {
-            stop,
-            threads: vec![t, u],
-        }
-    }
-}
-
-impl Drop for WhoamiServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+    pub fn start(ns: &Netns, port: u16) -> Server {
+        Server::start(
+            ns,
+            port,
+            |mut c, peer, _| {
+                // Read the request to its end first: closing with unread data would
+                // reset the connection under the answer.
+                let _ = c.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = c.read_to_end(&mut Vec::new());
+                let _ = c.write_all(peer.to_string().as_bytes());
+            },
+            |_, from, _| from.to_string().into_bytes(),
+        )
     }
 }
 

@@ -19,6 +19,29 @@ pub const UPLINK: &str = "up0";
 pub const BRIDGE: &str = "br0";
 pub const VETH: &str = "vc0";
 
+/// The uplink between a host and the client that is also its router: `up0`
+/// (192.0.2.1/24) in `host` to `eth0` (192.0.2.2/24) in `client`, the host's default
+/// route through it.
+pub fn wire_uplink(host: &Netns, client: &Netns) {
+    host.ip(&[
+        "link",
+        "add",
+        UPLINK,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &client.name,
+    ]);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", UPLINK]);
+    host.ip(&["link", "set", UPLINK, "up"]);
+    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
+    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    client.ip(&["link", "set", "eth0", "up"]);
+}
+
 pub struct Topology {
     pub client: Netns,
     pub host: Netns,
@@ -59,15 +82,8 @@ impl Topology {
             files: Scratch::new(tag),
         };
         let (h, c, k, k2, s) = (&t.host, &t.client, &t.container, &t.container2, &t.server);
-        h.ip(&[
-            "link", "add", UPLINK, "type", "veth", "peer", "name", "eth0", "netns", &c.name,
-        ]);
-        h.ip(&["addr", "add", "192.0.2.1/24", "dev", UPLINK]);
-        h.ip(&["link", "set", UPLINK, "up"]);
-        c.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-        c.ip(&["link", "set", "eth0", "up"]);
+        wire_uplink(h, c);
         c.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-        h.ip(&["route", "add", "default", "via", "192.0.2.2"]);
         // The client doubles as the router to the "outside" server.
         c.ip(&[
             "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &s.name,

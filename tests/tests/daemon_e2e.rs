@@ -12,7 +12,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::Topology,
+    topo::{Topology, wire_uplink},
     unique,
 };
 
@@ -48,23 +48,7 @@ fn defaults_and_veths_that_come_and_go() {
         Netns::new(&format!("{id}-ctr")),
     );
     let files = Scratch::new("dfl");
-    host.ip(&[
-        "link",
-        "add",
-        "up0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &client.name,
-    ]);
-    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "up0"]);
-    host.ip(&["link", "set", "up0", "up"]);
-    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
-    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-    client.ip(&["link", "set", "eth0", "up"]);
+    wire_uplink(&host, &client);
 
     let mut args = files.daemon_args();
     args.push("--no-docker".into());

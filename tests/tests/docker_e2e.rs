@@ -17,6 +17,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
+    topo::wire_uplink,
     unique,
 };
 
@@ -66,23 +67,7 @@ fn hosts(tag: &str) -> (String, Netns, Netns, Netns) {
         Netns::new(&format!("{id}-cli")),
         Netns::new(&format!("{id}-srv")),
     );
-    host.ip(&[
-        "link",
-        "add",
-        "up0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &client.name,
-    ]);
-    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "up0"]);
-    host.ip(&["link", "set", "up0", "up"]);
-    host.ip(&["route", "add", "default", "via", "192.0.2.2"]);
-    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-    client.ip(&["link", "set", "eth0", "up"]);
+    wire_uplink(&host, &client);
     client.ip(&[
         "link",
         "add",

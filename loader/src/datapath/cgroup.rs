@@ -66,14 +66,7 @@ impl Datapath {
             let path = self.pin_dir.join("links").join(name);
             // bpffs names may not contain dots.
             let tmp = self.pin_dir.join("links").join(format!("{name}_new"));
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::MissingProgram { name })?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| {
-                    attach_err(name, cgroup, e.to_string())
-                })?;
+            let prog: &mut CgroupSockAddr = super::program(&mut self.ebpf, name)?;
             let id = prog
                 .attach(&dir, CgroupAttachMode::Single)
                 .map_err(|e| attach_err(name, cgroup, e.to_string()))?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub use attach::Attachment;
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, SchedClassifier},
+    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier},
 };
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
@@ -65,6 +65,24 @@ impl Hook {
     }
 }
 
+/// Program `name` of the object as its type.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(DatapathError::MissingProgram { name })?
+        .try_into()
+        .map_err(program_err(name))
+}
+
+fn program_err(name: &'static str) -> impl Fn(ProgramError) -> DatapathError {
+    move |e| DatapathError::Program {
+        name,
+        source: Box::new(e),
+    }
+}
+
 /// The loaded datapath: programs verified and loaded, maps pinned (or reused).
 pub struct Datapath {
     ebpf: Ebpf,
@@ -89,32 +107,14 @@ impl Datapath {
             })?;
         for hook in Hook::ALL {
             let name = hook.program();
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::MissingProgram { name })?
-                .try_into()
-                .map_err(|e| DatapathError::Program {
-                    name,
-                    source: Box::new(e),
-                })?;
-            prog.load().map_err(|e| DatapathError::Program {
-                name,
-                source: Box::new(e),
-            })?;
+            program::<SchedClassifier>(&mut ebpf, name)?
+                .load()
+                .map_err(program_err(name))?;
         }
         for name in SOCK_PROGRAMS {
-            let prog: &mut aya::programs::CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::MissingProgram { name })?
-                .try_into()
-                .map_err(|e| DatapathError::Program {
-                    name,
-                    source: Box::new(e),
-                })?;
-            prog.load().map_err(|e| DatapathError::Program {
-                name,
-                source: Box::new(e),
-            })?;
+            program::<CgroupSockAddr>(&mut ebpf, name)?
+                .load()
+                .map_err(program_err(name))?;
         }
         let maps = Maps::take(&mut ebpf)?;
         Ok(Self {
@@ -130,9 +130,7 @@ impl Datapath {
 
     /// The loaded program for `hook` (e.g. for BPF_PROG_TEST_RUN).
     pub fn program(&mut self, hook: Hook) -> &mut SchedClassifier {
-        self.ebpf
-            .program_mut(hook.program())
-            .and_then(|p| p.try_into().ok())
+        program(&mut self.ebpf, hook.program())
             .expect("load() checked that every hook's program is a loaded classifier")
     }
 }
