@@ -42,5 +42,29 @@ pub fn run() -> Result<()> {
     cmd::status(
         c,
         "cargo test --package bpfnet-tests (root: BPF_PROG_TEST_RUN, netns end to end)",
-    )
+    )?;
+    bench_smoke()
+}
+
+/// The bench machinery must not rot: a --quick run into a scratch directory has to
+/// produce its report (its figures mean nothing and nothing asserts on them).
+fn bench_smoke() -> Result<()> {
+    let out = std::env::temp_dir().join(format!("bpfnet-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    crate::bench(true, Some(out.clone()))?;
+    let report = std::fs::read_to_string(out.join("report.md"))?;
+    let complete = [
+        "TCP stream client→container",
+        "egress connection rate",
+        "| 100 |",
+    ]
+    .iter()
+    .all(|row| report.contains(row))
+        && out.join("plots/ratios.svg").exists()
+        && out.join("plots/scaling.svg").exists();
+    let _ = std::fs::remove_dir_all(&out);
+    if !complete {
+        bail!("bench --quick did not write a complete report:\n{report}");
+    }
+    Ok(())
 }
