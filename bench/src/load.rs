@@ -41,6 +41,7 @@ fn rate(mut lat: Vec<Duration>, elapsed: Duration) -> Rate {
 pub struct Servers {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
+    listener: TcpListener,
 }
 
 impl Servers {
@@ -52,17 +53,18 @@ impl Servers {
                 UdpSocket::bind(("0.0.0.0", port)).expect("bench UDP server bind"),
             )
         });
-        tcp.set_nonblocking(true).expect("nonblocking");
         udp.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let mut threads = Vec::new();
+        // Blocking accept, so a connection waits for no poll interval; Drop shuts the
+        // listener down to wake the acceptors.
         for _ in 0..8 {
             let (l, s) = (tcp.try_clone().expect("listener clone"), stop.clone());
             threads.push(thread::spawn(move || {
                 while !s.load(Ordering::Relaxed) {
                     match l.accept() {
                         Ok((c, _)) => serve(c),
-                        Err(_) => thread::sleep(Duration::from_millis(1)),
+                        Err(_) => return,
                     }
                 }
             }));
@@ -76,7 +78,11 @@ impl Servers {
                 }
             }
         }));
-        Self { stop, threads }
+        Self {
+            stop,
+            threads,
+            listener: tcp,
+        }
     }
 }
 
@@ -95,6 +101,13 @@ fn serve(mut c: TcpStream) {
 impl Drop for Servers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // SAFETY: shutdown(2) on the listener's own fd; blocked accept() calls return.
+        unsafe {
+            libc::shutdown(
+                std::os::fd::AsRawFd::as_raw_fd(&self.listener),
+                libc::SHUT_RDWR,
+            )
+        };
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -84,7 +84,7 @@ impl Daemon {
             .arg(socket)
             .arg("daemon")
             .args(args)
-            .env("BPFNET_LOG", "debug")
+            .env("BPFNET_LOG", "bpfnet=debug,info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()

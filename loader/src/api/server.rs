@@ -72,6 +72,8 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
             debug!(error = %e, "control connection read failed");
             return;
         }
+        // Connected and gone without a word (a readiness probe): nothing to answer.
+        Ok(0) => return,
         Ok(_) if !line.ends_with('\n') => Response::Error {
             message: format!("request is not one JSON line of at most {MAX_REQUEST} bytes"),
         },
