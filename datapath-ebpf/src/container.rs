@@ -45,15 +45,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
             _ => verdict(ctx, Reason::FragmentPassed),
         };
     }
-    if let Some((to, reply)) = ct::lookup(ctx, &p) {
-        count(
-            ctx,
-            if reply {
-                Reason::CtReply
-            } else {
-                Reason::CtForward
-            },
-        );
+    if let Some(to) = ct::lookup(ctx, &p) {
         return translate(ctx, &mut p, &to, None);
     }
     if !l2.routed() {

@@ -13,6 +13,7 @@ use common::{
 use crate::{
     maps::{CONFIG, CT},
     parse::Packet,
+    stats::count,
 };
 
 /// Ports tried before SNAT gives up on a destination (random start, then sequential).
@@ -45,10 +46,10 @@ fn tcp_seen(cur: u8, p: &Packet, reply: bool) -> u8 {
     }
 }
 
-/// The flow this packet belongs to: the tuple it leaves with, and whether it travels in
-/// the reply direction. Accounts the packet to the entry.
+/// The tuple this packet's flow leaves with. Accounts the packet to the entry and to
+/// `ct-forward`/`ct-reply`.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<(CtKey, bool)> {
+pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<CtKey> {
     let key = key_of(p);
     let v = CT.get_ptr_mut(key)?;
     // SAFETY: a valid map value pointer; concurrent updates of the counters may race,
@@ -68,7 +69,15 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<(CtKey, bool)> {
             unsafe { (*twin).tcp_seen = 0 };
         }
     }
-    Some((to, reply))
+    count(
+        ctx,
+        if reply {
+            Reason::CtReply
+        } else {
+            Reason::CtForward
+        },
+    );
+    Some(to)
 }
 
 /// Translation of a flow without accounting, for ICMP errors that quote it.

@@ -40,15 +40,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let to = if let Some((to, reply)) = ct::lookup(ctx, &p) {
-        count(
-            ctx,
-            if reply {
-                Reason::CtReply
-            } else {
-                Reason::CtForward
-            },
-        );
+    let to = if let Some(to) = ct::lookup(ctx, &p) {
         to
     } else if let Some(b) = published_from_wire(p.dst_ip, p.dst_port, p.proto) {
         let mut to = ct::key_of(&p);
