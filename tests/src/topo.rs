@@ -42,6 +42,44 @@ pub fn wire_uplink(host: &Netns, client: &Netns) {
     client.ip(&["link", "set", "eth0", "up"]);
 }
 
+/// What Docker's users run into: conntrack told to stay out, forwarding dropped.
+pub fn harden_firewall(host: &Netns) {
+    host.exec(&[
+        "iptables",
+        "-t",
+        "raw",
+        "-A",
+        "PREROUTING",
+        "-j",
+        "CT",
+        "--notrack",
+    ]);
+    host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+}
+
+/// The "outside" server behind the client, which routes for it: `eth1`
+/// (198.51.100.1/24) in `client` to `eth0` (198.51.100.2/24) in `server`.
+pub fn wire_server(client: &Netns, server: &Netns) {
+    client.ip(&[
+        "link",
+        "add",
+        "eth1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &server.name,
+    ]);
+    client.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth1"]);
+    client.ip(&["link", "set", "eth1", "up"]);
+    client.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    server.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    server.ip(&["link", "set", "eth0", "up"]);
+    server.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+}
+
 pub struct Topology {
     pub client: Netns,
     pub host: Netns,
@@ -85,15 +123,7 @@ impl Topology {
         wire_uplink(h, c);
         c.ip(&["route", "add", "default", "via", "192.0.2.1"]);
         // The client doubles as the router to the "outside" server.
-        c.ip(&[
-            "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &s.name,
-        ]);
-        c.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth1"]);
-        c.ip(&["link", "set", "eth1", "up"]);
-        c.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        s.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-        s.ip(&["link", "set", "eth0", "up"]);
-        s.ip(&["route", "add", "default", "via", "198.51.100.1"]);
+        wire_server(c, s);
         h.ip(&["link", "add", BRIDGE, "type", "bridge"]);
         h.ip(&["addr", "add", "172.17.0.1/16", "dev", BRIDGE]);
         h.ip(&["link", "set", BRIDGE, "up"]);
@@ -114,19 +144,8 @@ impl Topology {
         t
     }
 
-    /// What Docker's users run into: conntrack told to stay out, forwarding dropped.
     pub fn harden_host_firewall(&self) {
-        self.host.exec(&[
-            "iptables",
-            "-t",
-            "raw",
-            "-A",
-            "PREROUTING",
-            "-j",
-            "CT",
-            "--notrack",
-        ]);
-        self.host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+        harden_firewall(&self.host);
     }
 
     pub fn start_daemon(&self) -> Daemon {

@@ -17,7 +17,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::wire_uplink,
+    topo::{harden_firewall, wire_server, wire_uplink},
     unique,
 };
 
@@ -47,6 +47,28 @@ fn published(l: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `docker run -d --name web -p 8038:8038` serving the page, once bpfnet publishes it.
+fn run_web(docker: &Dockerd, sock: &Path) {
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8038:8038",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "8038",
+        "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "web's publish", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+}
+
 fn http_ok(ns: &Netns, to: SocketAddr) -> bool {
     tcp_roundtrip(ns, to, GET).is_ok_and(|r| String::from_utf8_lossy(&r).contains(PAGE))
 }
@@ -68,35 +90,8 @@ fn hosts(tag: &str) -> (String, Netns, Netns, Netns) {
         Netns::new(&format!("{id}-srv")),
     );
     wire_uplink(&host, &client);
-    client.ip(&[
-        "link",
-        "add",
-        "eth1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &server.name,
-    ]);
-    client.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth1"]);
-    client.ip(&["link", "set", "eth1", "up"]);
-    client.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    server.ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
-    server.ip(&["link", "set", "eth0", "up"]);
-    server.ip(&["route", "add", "default", "via", "198.51.100.1"]);
-    host.exec(&[
-        "iptables",
-        "-t",
-        "raw",
-        "-A",
-        "PREROUTING",
-        "-j",
-        "CT",
-        "--notrack",
-    ]);
-    host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+    wire_server(&client, &server);
+    harden_firewall(&host);
     (id, host, client, server)
 }
 
@@ -120,24 +115,7 @@ fn docker_run_publishes_networks_egress_and_restart() {
     let local = SocketAddr::from(([127, 0, 0, 1], 8038));
 
     // docker run -p: reachable from outside and from the host's 127.0.0.1.
-    docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        "8038:8038",
-        IMAGE,
-        "httpd",
-        "-f",
-        "-p",
-        "8038",
-        "-h",
-        "/www",
-    ]);
-    wait_ls(sock, "web's publish", |l| {
-        published(l).iter().any(|p| p.starts_with("8038:"))
-    });
+    run_web(&docker, sock);
     assert!(
         http_ok(&client, outside),
         "docker run -p 8038:8038 reachable through the uplink"
@@ -292,24 +270,7 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
 
     // Docker appears later: bpfnet finds it.
     let mut docker = Dockerd::start_with(&host.path(), &docker_dir, "172.17.0.1/16", true);
-    docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        "8038:8038",
-        IMAGE,
-        "httpd",
-        "-f",
-        "-p",
-        "8038",
-        "-h",
-        "/www",
-    ]);
-    wait_ls(sock, "web's publish", |l| {
-        published(l).iter().any(|p| p.starts_with("8038:"))
-    });
+    run_web(&docker, sock);
     let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
     assert!(http_ok(&client, outside), "published once Docker came up");
 

@@ -14,7 +14,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{HOST_IP, Topology},
+    topo::{HOST_IP, Topology, harden_firewall},
     unique,
 };
 
@@ -283,17 +283,7 @@ fn lan_bridge_endpoint_pipework_style() {
         Netns::new(&format!("{id}-ctr")),
     );
     let files = Scratch::new("lan");
-    host.exec(&[
-        "iptables",
-        "-t",
-        "raw",
-        "-A",
-        "PREROUTING",
-        "-j",
-        "CT",
-        "--notrack",
-    ]);
-    host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
+    harden_firewall(&host);
     host.ip(&["link", "add", "brlan", "type", "bridge"]);
     host.ip(&["addr", "add", "203.0.113.1/24", "dev", "brlan"]);
     host.ip(&["link", "set", "brlan", "up"]);
