@@ -1,7 +1,7 @@
 //! The load tool: request/response latency on one connection, connection rate with
 //! concurrent clients, UDP request/response; and the servers they talk to.
 use std::{
-    io::{Read as _, Write as _},
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bpfnet_tests::netns::Netns;
 use serde::Serialize;
 
@@ -114,69 +115,126 @@ impl Drop for Servers {
     }
 }
 
-/// One connection, one byte each way, as fast as it goes.
-pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Rate {
+/// Latencies of the operations that worked; the failed ones counted, the first kept.
+#[derive(Default)]
+struct Tally {
+    lat: Vec<Duration>,
+    failed: usize,
+    first_error: Option<anyhow::Error>,
+}
+
+impl Tally {
+    fn record(&mut self, started: Instant, op: Result<()>) {
+        match op {
+            Ok(()) => self.lat.push(started.elapsed()),
+            Err(e) => {
+                self.failed += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.lat.extend(other.lat);
+        self.failed += other.failed;
+        if let Some(e) = other.first_error {
+            self.first_error.get_or_insert(e);
+        }
+    }
+
+    /// The rate over `elapsed`; a single failed `what` fails the run.
+    fn rate(self, what: &str, elapsed: Duration) -> Result<Rate> {
+        if let Some(e) = self.first_error {
+            bail!(
+                "{} of {} {what} failed, the first with: {e:#}",
+                self.failed,
+                self.failed + self.lat.len()
+            );
+        }
+        ensure!(!self.lat.is_empty(), "no {what} completed in {elapsed:?}");
+        Ok(rate(self.lat, elapsed))
+    }
+}
+
+/// How long a reply may take before the exchange counts as failed.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn connect(to: SocketAddr) -> Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&to, REPLY_TIMEOUT).context("connect")?;
+    s.set_nodelay(true).context("nodelay")?;
+    s.set_read_timeout(Some(REPLY_TIMEOUT))
+        .context("read timeout")?;
+    Ok(s)
+}
+
+/// One byte out and the same byte back.
+fn exchange(mut s: impl Read + Write) -> Result<()> {
+    let mut b = [7u8; 1];
+    s.write_all(&b).context("send")?;
+    s.read_exact(&mut b).context("receive")
+}
+
+/// One connection, one byte each way, as fast as it goes; the first failed exchange
+/// ends the run as an error.
+pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Result<Rate> {
     ns.run(move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3)).expect("RR connect");
-        s.set_nodelay(true).expect("nodelay");
-        let mut lat = Vec::new();
-        let mut b = [7u8; 1];
+        let mut s = connect(to)?;
+        let mut tally = Tally::default();
         let start = Instant::now();
         while start.elapsed() < dur {
             let t = Instant::now();
-            s.write_all(&b).expect("RR send");
-            s.read_exact(&mut b).expect("RR receive");
-            lat.push(t.elapsed());
+            tally.record(t, exchange(&mut s));
+            if tally.failed > 0 {
+                break;
+            }
         }
-        rate(lat, start.elapsed())
+        tally.rate("round trips", start.elapsed())
     })
 }
 
 /// `clients` threads each connecting, exchanging one byte and closing, in a loop.
-pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> Rate {
+pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> Result<Rate> {
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
             ns.spawn(move || {
-                let mut lat = Vec::new();
+                let mut tally = Tally::default();
                 while start.elapsed() < dur {
                     let t = Instant::now();
-                    let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(3)) else {
-                        continue;
-                    };
-                    let _ = s.set_nodelay(true);
-                    let mut b = [1u8; 1];
-                    if s.write_all(&b).is_ok() && s.read_exact(&mut b).is_ok() {
-                        lat.push(t.elapsed());
-                    }
+                    tally.record(t, connect(to).and_then(exchange));
                 }
-                lat
+                tally
             })
         })
         .collect();
-    let lat: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap_or_default())
-        .collect();
-    rate(lat, start.elapsed())
+    let mut tally = Tally::default();
+    for h in handles {
+        let client = h
+            .join()
+            .map_err(|_| anyhow!("a connection-rate client thread panicked"))?;
+        tally.merge(client);
+    }
+    tally.rate("connections", start.elapsed())
 }
 
-/// One socket, one datagram each way at a time.
-pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Rate {
+/// One socket, one datagram each way at a time; a lost one counts as failed.
+pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Result<Rate> {
     ns.run(move || {
-        let s = UdpSocket::bind("0.0.0.0:0").expect("UDP bind");
-        s.connect(to).expect("UDP connect");
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        let mut lat = Vec::new();
+        let s = UdpSocket::bind("0.0.0.0:0").context("UDP bind")?;
+        s.connect(to).context("UDP connect")?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))
+            .context("read timeout")?;
+        let mut tally = Tally::default();
         let mut b = [7u8; 1];
         let start = Instant::now();
         while start.elapsed() < dur {
             let t = Instant::now();
-            if s.send(&b).is_ok() && s.recv(&mut b).is_ok() {
-                lat.push(t.elapsed());
-            }
+            let op = s
+                .send(&b)
+                .context("send")
+                .and_then(|_| s.recv(&mut b).context("receive"));
+            tally.record(t, op.map(drop));
         }
-        rate(lat, start.elapsed())
+        tally.rate("UDP round trips", start.elapsed())
     })
 }

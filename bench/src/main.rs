@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: the network-namespace topology of the tests, every test in each
 //! mode (`direct`, `iptables`, `bpfnet`) one after the other in one run, and the scaling
-//! with the number of published ports. Writes results/<date>.json, report.md and plots.
+//! with the number of published ports. Writes results/<date>.json, report.md and plots,
+//! and exits non-zero if any measurement failed or measured zero.
 mod iperf;
 mod load;
 mod modes;
@@ -10,12 +11,12 @@ use std::{
     collections::BTreeMap,
     fs,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use bpfnet_tests::{daemon::cli_ok, topo::Topology};
 use clap::Parser;
 use modes::{ECHO, IPERF, Mode};
@@ -29,6 +30,10 @@ struct Args {
     /// Where report.md, results/ and plots/ go.
     #[arg(long, default_value = "bench")]
     out: PathBuf,
+    /// Measure nothing: check that a results JSON has every test and mode measured,
+    /// no failure and no value zero or NaN.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    check: Option<PathBuf>,
 }
 
 const SERVER_IPERF: u16 = 5202;
@@ -40,18 +45,35 @@ struct Plan {
     scale: Vec<usize>,
 }
 
+/// The median; a failed (NaN) or zero round is never outvoted by the others.
 fn median(mut v: Vec<f64>) -> f64 {
+    if let Some(bad) = v.iter().find(|x| !report::measured(**x)) {
+        return *bad;
+    }
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// `r`'s value, or `failed` with the error printed and kept for the report.
+fn or_failed<T>(r: Result<T>, what: &str, failed: T, failures: &mut Vec<String>) -> T {
+    r.unwrap_or_else(|e| {
+        let failure = format!("{what}: {e:#}");
+        eprintln!("[bench]   FAILED {failure}");
+        failures.push(failure);
+        failed
+    })
 }
 
 /// One measurement per mode: a value per metric.
-type Measure<'a> = Box<dyn Fn(&Topology, Mode) -> Vec<f64> + 'a>;
+type Measure<'a> = Box<dyn Fn(&Topology, Mode) -> Result<Vec<f64>> + 'a>;
 /// A metric: test name, unit, whether higher is better.
 type Metric = (&'static str, &'static str, bool);
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(results) = &args.check {
+        return check(results);
+    }
     ensure!(bpfnet_tests::require_root(), "the bench needs root");
     let plan = if args.quick {
         Plan {
@@ -85,11 +107,15 @@ fn main() -> Result<()> {
     let tests: Vec<(Vec<Metric>, Measure)> = vec![
         (
             vec![("TCP stream client→container", "Gbit/s", true)],
-            Box::new(move |t, m| vec![iperf::stream(&t.client, m.target(IPERF), plan.secs, false)]),
+            Box::new(move |t, m| {
+                iperf::stream(&t.client, m.target(IPERF), plan.secs, false).map(|g| vec![g])
+            }),
         ),
         (
             vec![("TCP stream container→client", "Gbit/s", true)],
-            Box::new(move |t, m| vec![iperf::stream(&t.client, m.target(IPERF), plan.secs, true)]),
+            Box::new(move |t, m| {
+                iperf::stream(&t.client, m.target(IPERF), plan.secs, true).map(|g| vec![g])
+            }),
         ),
         (
             vec![
@@ -98,8 +124,8 @@ fn main() -> Result<()> {
                 ("TCP RR p99", "µs", false),
             ],
             Box::new(move |t, m| {
-                let r = load::tcp_rr(&t.client, m.target(ECHO), dur);
-                vec![r.per_sec, r.p50_us, r.p99_us]
+                let r = load::tcp_rr(&t.client, m.target(ECHO), dur)?;
+                Ok(vec![r.per_sec, r.p50_us, r.p99_us])
             }),
         ),
         (
@@ -108,46 +134,40 @@ fn main() -> Result<()> {
                 ("TCP connect+RR p99", "µs", false),
             ],
             Box::new(move |t, m| {
-                let r = load::conn_rate(&t.client, m.target(ECHO), 4, dur);
-                vec![r.per_sec, r.p99_us]
+                let r = load::conn_rate(&t.client, m.target(ECHO), 4, dur)?;
+                Ok(vec![r.per_sec, r.p99_us])
             }),
         ),
         (
             vec![("UDP request/response", "trans/s", true)],
-            Box::new(move |t, m| vec![load::udp_rr(&t.client, m.target(ECHO), dur).per_sec]),
+            Box::new(move |t, m| {
+                load::udp_rr(&t.client, m.target(ECHO), dur).map(|r| vec![r.per_sec])
+            }),
         ),
         (
             vec![("egress stream container→server", "Gbit/s", true)],
             Box::new(move |t, _| {
-                vec![iperf::stream(
-                    &t.container,
-                    server(SERVER_IPERF),
-                    plan.secs,
-                    false,
-                )]
+                iperf::stream(&t.container, server(SERVER_IPERF), plan.secs, false).map(|g| vec![g])
             }),
         ),
         (
             vec![("egress connection rate (4 clients)", "conns/s", true)],
             Box::new(move |t, _| {
-                vec![load::conn_rate(&t.container, server(SERVER_ECHO), 4, dur).per_sec]
+                load::conn_rate(&t.container, server(SERVER_ECHO), 4, dur).map(|r| vec![r.per_sec])
             }),
         ),
         (
             vec![("container→container stream", "Gbit/s", true)],
             Box::new(move |t, _| {
-                vec![iperf::stream(
-                    &t.container2,
-                    SocketAddr::from((bpfnet_tests::topo::CONTAINER_IP, IPERF)),
-                    plan.secs,
-                    false,
-                )]
+                let to = SocketAddr::from((bpfnet_tests::topo::CONTAINER_IP, IPERF));
+                iperf::stream(&t.container2, to, plan.secs, false).map(|g| vec![g])
             }),
         ),
     ];
 
     let mut samples: Vec<BTreeMap<&str, Vec<Vec<f64>>>> =
         tests.iter().map(|_| BTreeMap::new()).collect();
+    let mut failures = Vec::new();
     // Rounds of the three modes, so drift on a shared machine hits all of them alike.
     for rep in 0..plan.reps {
         for mode in modes::ALL {
@@ -159,8 +179,14 @@ fn main() -> Result<()> {
             );
             let daemon = mode.setup(&t);
             for (i, (names, f)) in tests.iter().enumerate() {
-                let v = f(&t, mode);
-                eprintln!("[bench]   {}: {} = {:?}", mode.name(), names[0].0, v);
+                let what = format!("{}: {}", mode.name(), names[0].0);
+                let v = or_failed(
+                    f(&t, mode),
+                    &what,
+                    vec![f64::NAN; names.len()],
+                    &mut failures,
+                );
+                eprintln!("[bench]   {what} = {v:?}");
                 samples[i].entry(mode.name()).or_default().push(v);
             }
             drop(daemon);
@@ -183,7 +209,11 @@ fn main() -> Result<()> {
         }
     }
 
-    let scaling = plan.scale.iter().map(|&n| scale(&t, n, dur)).collect();
+    let scaling = plan
+        .scale
+        .iter()
+        .map(|&n| scale(&t, n, dur, &mut failures))
+        .collect();
     let report = Report {
         date: today(),
         machine: machine(),
@@ -192,17 +222,45 @@ fn main() -> Result<()> {
         seconds_per_run: plan.secs,
         rows,
         scaling,
+        failures,
     };
     report::write(&args.out, &report)?;
+    let md = args.out.join("report.md");
+    eprintln!("[bench] report written to {}", md.display());
+    let problems = report.problems();
+    for p in &problems {
+        eprintln!("[bench] FAILED {p}");
+    }
+    ensure!(
+        problems.is_empty(),
+        "{} measurements failed, {} values are missing, zero or NaN (listed above and in {})",
+        report.failures.len(),
+        problems.len() - report.failures.len(),
+        md.display()
+    );
+    Ok(())
+}
+
+/// `--check`: a results JSON read back has every value measured.
+fn check(results: &Path) -> Result<()> {
+    let json = fs::read(results).with_context(|| format!("cannot read {}", results.display()))?;
+    let report: Report = serde_json::from_slice(&json)
+        .with_context(|| format!("{} is not a bench results file", results.display()))?;
+    let problems = report.problems();
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", results.display(), problems.join("\n  "));
+    }
     eprintln!(
-        "[bench] report written to {}",
-        args.out.join("report.md").display()
+        "[bench] {}: {} tests and {} scaling rows, all measured",
+        results.display(),
+        report.rows.len(),
+        report.scaling.len()
     );
     Ok(())
 }
 
 /// N published ports before the measured one, in iptables and in bpfnet.
-fn scale(t: &Topology, n: usize, dur: Duration) -> ScaleRow {
+fn scale(t: &Topology, n: usize, dur: Duration, failures: &mut Vec<String>) -> ScaleRow {
     eprintln!("[bench] scaling: {n} published ports");
     let target = SocketAddr::from((bpfnet_tests::topo::HOST_IP, ECHO));
     t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -210,7 +268,12 @@ fn scale(t: &Topology, n: usize, dur: Duration) -> ScaleRow {
     let start = Instant::now();
     modes::iptables_restore(t, &rules, false);
     let iptables_install_ms = start.elapsed().as_secs_f64() * 1e3;
-    let iptables_cps = load::conn_rate(&t.client, target, 4, dur).per_sec;
+    let iptables_cps = or_failed(
+        load::conn_rate(&t.client, target, 4, dur).map(|r| r.per_sec),
+        &format!("scaling N={n}: iptables"),
+        f64::NAN,
+        failures,
+    );
     modes::flush_iptables(t);
 
     let daemon = t.start_daemon();
@@ -222,7 +285,12 @@ fn scale(t: &Topology, n: usize, dur: Duration) -> ScaleRow {
     }
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
     let bpfnet_install_ms = start.elapsed().as_secs_f64() * 1e3;
-    let bpfnet_cps = load::conn_rate(&t.client, target, 4, dur).per_sec;
+    let bpfnet_cps = or_failed(
+        load::conn_rate(&t.client, target, 4, dur).map(|r| r.per_sec),
+        &format!("scaling N={n}: bpfnet"),
+        f64::NAN,
+        failures,
+    );
     drop(daemon);
     Mode::Bpfnet.teardown(t);
     ScaleRow {

@@ -1,27 +1,33 @@
 //! The committed report: JSON results, a Markdown table with ratios, SVG plots.
 use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Serialize)]
+use crate::modes;
+
+/// Medians and results are NaN when a measurement failed: JSON writes it as null.
+#[derive(Serialize, Deserialize)]
 pub struct Row {
     pub test: String,
     pub unit: String,
     pub higher_is_better: bool,
     /// Median per mode.
+    #[serde(deserialize_with = "nan_if_null_values")]
     pub values: BTreeMap<String, f64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct ScaleRow {
     pub published: usize,
     pub iptables_install_ms: f64,
     pub bpfnet_install_ms: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub iptables_conns_per_s: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub bpfnet_conns_per_s: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Report {
     pub date: String,
     pub machine: BTreeMap<String, String>,
@@ -30,6 +36,58 @@ pub struct Report {
     pub seconds_per_run: f64,
     pub rows: Vec<Row>,
     pub scaling: Vec<ScaleRow>,
+    /// Measurements that failed, as "mode: test: error".
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nan_if_null_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+    let values = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(values
+        .into_iter()
+        .map(|(m, v)| (m, v.unwrap_or(f64::NAN)))
+        .collect())
+}
+
+/// A value a measurement that worked can give: every figure is positive.
+pub fn measured(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+impl Report {
+    /// The failures, then every value missing, zero or not finite.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.failures.clone();
+        if self.rows.is_empty() || self.scaling.is_empty() {
+            p.push("no tests or no scaling rows".into());
+        }
+        for row in &self.rows {
+            for mode in modes::ALL.map(modes::Mode::name) {
+                match row.values.get(mode) {
+                    Some(&v) if measured(v) => {}
+                    Some(v) => p.push(format!("{mode}: {} = {v} {}", row.test, row.unit)),
+                    None => p.push(format!("{mode}: {}: no value", row.test)),
+                }
+            }
+        }
+        for x in &self.scaling {
+            for (what, v) in [
+                ("iptables install ms", x.iptables_install_ms),
+                ("bpfnet install ms", x.bpfnet_install_ms),
+                ("iptables conns/s", x.iptables_conns_per_s),
+                ("bpfnet conns/s", x.bpfnet_conns_per_s),
+            ] {
+                if !measured(v) {
+                    p.push(format!("scaling N={}: {what} = {v}", x.published));
+                }
+            }
+        }
+        p
+    }
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -61,6 +119,14 @@ pub fn markdown(r: &Report) -> String {
          `iptables` is Docker's rule set for `-p` with netfilter conntrack; `bpfnet` is this project. \
          Ratios above 1 favour bpfnet except for latencies, where below 1 does.\n"
     );
+    let problems = r.problems();
+    if !problems.is_empty() {
+        let _ = writeln!(s, "## Failed measurements (NaN: not measured)\n");
+        for p in problems {
+            let _ = writeln!(s, "- {p}");
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(
         s,
         "| test | unit | direct | iptables | bpfnet | bpfnet / direct | bpfnet / iptables |"

@@ -2,7 +2,8 @@
 //!
 //! Byte order is stated per field: "network" means the bytes as they sit in the packet,
 //! read into the integer without swapping (so `u32::from_ne_bytes(ip.octets())` in
-//! userspace). Layouts are checked by the size/offset tests at the bottom of each module.
+//! userspace). The loader's `layouts_match_the_datapath` test checks every map type's size
+//! and field offsets against the BTF of the built eBPF object.
 #![no_std]
 
 pub mod ct;

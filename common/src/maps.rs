@@ -144,32 +144,3 @@ mod pod {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Endpoint {}
 }
-
-#[cfg(test)]
-mod tests {
-    use core::mem::{offset_of, size_of};
-
-    use super::*;
-
-    #[test]
-    fn layouts_match_the_datapath() {
-        assert_eq!(size_of::<PublishedKey>(), 8);
-        assert_eq!(offset_of!(PublishedKey, port), 4);
-        assert_eq!(offset_of!(PublishedKey, proto), 6);
-        assert_eq!(size_of::<Backend>(), 8);
-        assert_eq!(offset_of!(Backend, port), 4);
-        assert_eq!(size_of::<Endpoint>(), 16);
-        assert_eq!(offset_of!(Endpoint, network), 4);
-        assert_eq!(offset_of!(Endpoint, mac), 8);
-        assert_eq!(size_of::<Port>(), 16);
-        assert_eq!(offset_of!(Port, bridge_mac), 8);
-        assert_eq!(size_of::<Config>(), 16);
-        assert_eq!(offset_of!(Config, netns_cookie), 8);
-        assert_eq!(size_of::<FragKey>(), 12);
-        assert_eq!(offset_of!(FragKey, id), 8);
-        assert_eq!(size_of::<FragPorts>(), 4);
-        assert_eq!(size_of::<SockKey>(), 16);
-        assert_eq!(offset_of!(SockKey, port), 12);
-        assert_eq!(size_of::<SockOrig>(), 8);
-    }
-}

@@ -43,3 +43,26 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
+
+/// One field per map key and value type. bpf-linker's BTF holds only the types a global or
+/// a function signature reaches, and the maps' `PhantomData` reaches none of them; the
+/// loader's layout test reads them from here (`layouts_match_the_datapath`).
+#[repr(C)]
+pub struct MapTypes {
+    pub published_key: PublishedKey,
+    pub backend: Backend,
+    pub endpoint: Endpoint,
+    pub port: Port,
+    pub ct_key: CtKey,
+    pub ct_value: CtValue,
+    pub frag_key: FragKey,
+    pub frag_ports: FragPorts,
+    pub sock_key: SockKey,
+    pub sock_orig: SockOrig,
+    pub config: Config,
+    pub counter: Counter,
+}
+
+/// Never called, so never loaded: exported only so that `MapTypes` reaches the BTF.
+#[unsafe(no_mangle)]
+pub extern "C" fn bpfnet_map_types(_: &MapTypes) {}

@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::leftovers;
+
 /// The `bpfnet` binary under test: `BPFNET_BIN` (set by `cargo xtask test`), else the
 /// workspace's debug build.
 pub fn bin() -> PathBuf {
@@ -89,6 +91,7 @@ impl Daemon {
             .stdin(Stdio::null())
             .spawn()
             .expect("nsenter + bpfnet daemon start");
+        leftovers::record(child.id());
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(socket).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -105,9 +108,8 @@ impl Daemon {
     }
 
     /// SIGKILL, as a crash would.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill9(self) {
+        drop(self);
     }
 }
 
@@ -115,5 +117,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        leftovers::forget(self.child.id());
     }
 }

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::leftovers;
+
 /// The client that matches Debian's dockerd (another may come first on PATH).
 const DOCKER: &str = "/usr/bin/docker";
 /// The image the tests run: busybox-static with httpd, nc and a page to serve.
@@ -53,6 +55,8 @@ impl Dockerd {
     /// (Re)start the daemon process on the same files and wait until it answers.
     pub fn respawn(&mut self) {
         let _ = self.child.wait();
+        leftovers::forget(self.child.id());
+        fs::write(self.dir.join("daemon.json"), "{}\n").expect("dockerd config");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,6 +69,9 @@ impl Dockerd {
             .args(["--data-root", &dir("data")])
             .args(["--exec-root", &dir("exec")])
             .args(["--pidfile", &dir("dockerd.pid")])
+            // Its own (empty) configuration: a host daemon.json with bpfnet's keys would
+            // clash with the flags below and stop it.
+            .args(["--config-file", &dir("daemon.json")])
             .args(["-H", &self.host()])
             .args(["--bip", &self.bip])
             .args([
@@ -78,6 +85,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .expect("dockerd starts (is docker.io installed? `cargo xtask setup`)");
+        leftovers::record(self.child.id());
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.docker(&["version"]).status.success() {
             assert!(
@@ -99,6 +107,7 @@ impl Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        leftovers::forget(self.child.id());
     }
 
     pub fn host(&self) -> String {
@@ -184,19 +193,7 @@ impl Drop for Dockerd {
         // SIGTERM lets dockerd stop its containerd too.
         self.stop();
         // dockerd leaves its data root bind-mounted over itself, and a restart more.
-        let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            if let Ok(c) = std::ffi::CString::new(m) {
-                // SAFETY: umount2 on a NUL-terminated path of a mount we made.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
+        leftovers::unmount_under(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

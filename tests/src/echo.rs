@@ -134,31 +134,52 @@ impl WhoamiServer {
 /// Connect from `ns` to `to`, send `msg`, return the whole reply (`PORT:` + msg).
 pub fn tcp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
     ns.run(move || {
-        let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+        let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT).map_err(timed_out)?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.write_all(msg)?;
         s.shutdown(std::net::Shutdown::Write)?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
+        s.read_to_end(&mut out).map_err(timed_out)?;
         Ok(out)
     })
 }
 
-/// Send one datagram from `ns` to `to` and return the reply.
+/// Send one datagram from `ns` to `to` and return the reply, which must come from `to`
+/// itself: a reply that missed its reverse translation is an error, not an answer. One
+/// datagram, no retry, so a datapath that loses a flow's first packet fails here.
 pub fn udp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
     ns.run(move || {
         let s = UdpSocket::bind("0.0.0.0:0")?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.send_to(msg, to)?;
         let mut buf = vec![0u8; 65536];
-        // UDP may lose the first datagram while a neighbour resolves: try a few times.
-        for _ in 0..3 {
-            s.send_to(msg, to)?;
-            if let Ok((n, _)) = s.recv_from(&mut buf) {
-                return Ok(buf[..n].to_vec());
-            }
+        let (n, from) = s.recv_from(&mut buf).map_err(timed_out)?;
+        if from != to {
+            return Err(io::Error::other(format!(
+                "reply from {from}, not from {to}: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            )));
         }
-        Err(io::ErrorKind::TimedOut.into())
+        Ok(buf[..n].to_vec())
     })
+}
+
+/// A socket timeout reads as EAGAIN on Linux; call it what it is.
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
+        _ => e,
+    }
+}
+
+/// A negative check: `r` must have failed with exactly `kind` (refused: the host answered
+/// that nothing listens; timed out: the packet was dropped on the way).
+#[track_caller]
+pub fn assert_fails<T: std::fmt::Debug>(what: &str, r: io::Result<T>, kind: io::ErrorKind) {
+    match r {
+        Ok(v) => panic!("{what}: expected {kind:?}, but it went through: {v:?}"),
+        Err(e) => assert_eq!(e.kind(), kind, "{what}: expected {kind:?}, got `{e}`"),
+    }
 }
 
 /// Connect from `ns` (the socket lives there) and hand back the stream.

@@ -111,7 +111,7 @@ pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + S
     ns.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
     ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     let (uplink, bridge) = (ns.ifindex("t0"), ns.ifindex("t1"));
-    let pin_dir = format!("/sys/fs/bpf/bpfnet-test-{id}");
+    let pin_dir = format!("/sys/fs/bpf/{id}");
     let pins = pin_dir.clone();
     let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         ns.run(move || {

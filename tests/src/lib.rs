@@ -5,12 +5,19 @@ pub mod daemon;
 pub mod dockerd;
 pub mod echo;
 pub mod fixture;
+pub mod leftovers;
 pub mod netns;
 pub mod packet;
 pub mod scratch;
 pub mod topo;
 
-/// Whether the tests may touch the kernel; in CI a missing privilege is a failure.
+use std::{
+    io::Write as _,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Whether the tests may touch the kernel. In CI a missing privilege is a failure;
+/// elsewhere the skip is announced on the terminal (past the test harness's capture).
 pub fn require_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -20,11 +27,23 @@ pub fn require_root() -> bool {
         std::env::var_os("CI").is_none(),
         "these tests need root (CI=true is set, so not skipping)"
     );
-    eprintln!("skipping: needs root");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    // Written to the file descriptor itself: eprintln! would be captured and hidden.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs root, nothing was tested (run `sudo cargo xtask test`)"
+    );
     false
 }
 
-/// A name unique to this process and `tag`, short enough for an interface.
+/// A name unique to this process, this call and `tag`: `bpfnet-test-TAG-PID-N`. The
+/// owner's PID in it lets `leftovers::sweep` tell a dead run's leftovers from a live one's.
 pub fn unique(tag: &str) -> String {
-    format!("bn{}{}", tag, std::process::id() % 100_000)
+    assert!(!tag.contains('-'), "a tag is one word: `{tag}`");
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}{tag}-{}-{n}", leftovers::PREFIX, std::process::id())
 }

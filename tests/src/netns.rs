@@ -22,8 +22,6 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(name: &str) -> Self {
-        // A namespace left by a crashed earlier run of the same test goes first.
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
         sh(&["ip", "netns", "add", name]);
         let ns = Self { name: name.into() };
         ns.ip(&["link", "set", "lo", "up"]);

@@ -13,11 +13,8 @@ pub struct Scratch {
 impl Scratch {
     pub fn new(tag: &str) -> Self {
         let id = unique(tag);
-        let tmp = std::env::temp_dir().join(format!("bpfnet-test-{id}"));
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/bpfnet-test-{id}"));
-        // Leftovers of a crashed earlier run with the same id go first.
-        let _ = fs::remove_dir_all(&tmp);
-        let _ = fs::remove_dir_all(&pin_dir);
+        let tmp = std::env::temp_dir().join(&id);
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{id}"));
         fs::create_dir_all(&tmp).expect("create test temp dir");
         Self {
             pin_dir,

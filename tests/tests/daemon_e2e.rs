@@ -36,6 +36,9 @@ fn wait_attached(socket: &Path, want: serde_json::Value) {
     }
 }
 
+/// With no flags: docker0 created with 172.17.0.1/16, the uplink found from the default
+/// route, IPv4 forwarding on; then veths attached as they join the bridge and detached
+/// as they go.
 #[test]
 fn defaults_and_veths_that_come_and_go() {
     if !require_root() {
@@ -72,6 +75,9 @@ fn defaults_and_veths_that_come_and_go() {
         String::from_utf8_lossy(&out.stdout).contains("172.17.0.1/16"),
         "docker0 should be created with 172.17.0.1/16"
     );
+    let forwarding = host
+        .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("read ip_forward"));
+    assert_eq!(forwarding.trim(), "1", "IPv4 forwarding switched on");
 
     // A container joins after the daemon started.
     host.ip(&[

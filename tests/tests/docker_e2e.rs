@@ -4,6 +4,7 @@
 //! custom networks are isolated from each other, egress is masqueraded, and a bpfnet
 //! restart keeps it all.
 use std::{
+    io::ErrorKind,
     net::SocketAddr,
     path::Path,
     thread,
@@ -11,13 +12,13 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, ls},
+    daemon::{Daemon, cli_ok, counter, ls},
     dockerd::{Dockerd, IMAGE, PAGE},
-    echo::{WhoamiServer, tcp_roundtrip},
+    echo::{WhoamiServer, assert_fails, tcp_roundtrip},
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{harden_firewall, wire_server, wire_uplink},
+    topo::{forward_policy, harden_firewall, wire_server, wire_uplink},
     unique,
 };
 
@@ -73,11 +74,25 @@ fn http_ok(ns: &Netns, to: SocketAddr) -> bool {
     tcp_roundtrip(ns, to, GET).is_ok_and(|r| String::from_utf8_lossy(&r).contains(PAGE))
 }
 
-/// `nc` from inside a container; its output.
-fn nc_from(d: &Dockerd, container: &str, ip: &str, port: &str, send: &str) -> String {
+/// `nc` from inside a container: its output when it connected, else what it said.
+fn nc_from(
+    d: &Dockerd,
+    container: &str,
+    ip: &str,
+    port: &str,
+    send: &str,
+) -> Result<String, String> {
     let script = format!("printf '{send}' | nc -w 3 {ip} {port}");
     let out = d.docker(&["exec", container, "sh", "-c", &script]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// host (uplink up0, 192.0.2.1; notrack, FORWARD DROP) — client/router (192.0.2.2,
@@ -95,40 +110,93 @@ fn hosts(tag: &str) -> (String, Netns, Netns, Netns) {
     (id, host, client, server)
 }
 
+/// A hardened host with a dockerd (Docker's NAT off) and bpfnet following it.
+struct DockerHost {
+    host: Netns,
+    client: Netns,
+    server: Netns,
+    files: Scratch,
+    docker: Dockerd,
+}
+
+impl DockerHost {
+    fn new(tag: &str) -> Self {
+        let (id, host, client, server) = hosts(tag);
+        let files = Scratch::new(tag);
+        let docker_dir = std::env::temp_dir().join(format!("{id}-docker"));
+        let docker = Dockerd::start(&host.path(), &docker_dir, "172.17.0.1/16");
+        Self {
+            host,
+            client,
+            server,
+            files,
+            docker,
+        }
+    }
+
+    fn start_bpfnet(&self) -> Daemon {
+        let mut args = self.files.daemon_args();
+        args.extend(["--uplink", "up0"].map(String::from));
+        let host = self.docker.host();
+        Daemon::start_env(
+            &self.host.path(),
+            &self.files.socket,
+            &args,
+            &[("DOCKER_HOST", &host)],
+        )
+    }
+}
+
+/// `docker run -p` is reachable from outside and from the host's 127.0.0.1; a clashing
+/// Docker publish is reported and not installed; `docker stop` closes the port in the
+/// datapath; a restart at a new address re-points it; a bpfnet crash keeps it.
 #[test]
-fn docker_run_publishes_networks_egress_and_restart() {
+fn docker_run_p_is_published_and_follows_the_container() {
     if !require_root() {
         return;
     }
-    let (id, host, client, server) = hosts("dk");
-    let files = Scratch::new("dk");
-    let docker_dir = std::env::temp_dir().join(format!("bpfnet-docker-{id}"));
-    let docker = Dockerd::start(&host.path(), &docker_dir, "172.17.0.1/16");
-    let mut args = files.daemon_args();
-    args.extend(["--uplink", "up0"].map(String::from));
-    let env = [("DOCKER_HOST", docker.host())];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let start = || Daemon::start_env(&host.path(), &files.socket, &args, &env);
-    let daemon = start();
-    let sock = &files.socket;
+    let d = DockerHost::new("dk");
+    let (docker, client, sock) = (&d.docker, &d.client, &d.files.socket);
+    let daemon = d.start_bpfnet();
     let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
     let local = SocketAddr::from(([127, 0, 0, 1], 8038));
 
-    // docker run -p: reachable from outside and from the host's 127.0.0.1.
-    run_web(&docker, sock);
+    run_web(docker, sock);
     assert!(
-        http_ok(&client, outside),
+        http_ok(client, outside),
         "docker run -p 8038:8038 reachable through the uplink"
     );
-    assert!(http_ok(&host, local), "reachable at the host's 127.0.0.1");
+    assert!(http_ok(&d.host, local), "reachable at the host's 127.0.0.1");
 
-    // Egress through SNAT.
-    let _w = WhoamiServer::start(&server, 9000);
-    let seen = nc_from(&docker, "web", "198.51.100.2", "9000", "x");
-    assert!(
-        seen.starts_with("192.0.2.1:"),
-        "the server sees the host's address, saw `{seen}`"
+    // A Docker publish that collides with a manual one is reported, not installed: the
+    // port keeps leading where `bpfnet publish` sent it.
+    cli_ok(sock, &["publish", "8040:172.17.0.200:80"]);
+    docker.ok(&[
+        "run", "-d", "--name", "clash", "-p", "8040:80", IMAGE, "httpd", "-f", "-p", "80", "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "the conflict to be reported", |l| {
+        l["conflicts"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c.as_str().is_some_and(|c| c.contains("8040")))
+        })
+    });
+    let on_8040: Vec<String> = published(&ls(sock))
+        .into_iter()
+        .filter(|p| p.starts_with("8040:"))
+        .collect();
+    assert_eq!(
+        on_8040,
+        ["8040:172.17.0.200:80/tcp"],
+        "the manual publish stays"
     );
+    assert_fails(
+        "8040 leads to the manual publish's absent backend, not to the clashing container",
+        tcp_roundtrip(client, SocketAddr::from(([192, 0, 2, 1], 8040)), GET),
+        ErrorKind::TimedOut,
+    );
+    docker.ok(&["rm", "-f", "clash"]);
+    cli_ok(sock, &["unpublish", "8040:172.17.0.200:80"]);
 
     // docker stop removes the publish; a restart with a new address re-points it.
     let first = published(&ls(sock));
@@ -136,9 +204,11 @@ fn docker_run_publishes_networks_egress_and_restart() {
     wait_ls(sock, "the publish to go", |l| {
         !published(l).iter().any(|p| p.starts_with("8038:"))
     });
-    assert!(
-        !http_ok(&client, outside),
-        "a stopped container's port is closed"
+    // Closed in the datapath: the host's own stack answers, nothing listens there.
+    assert_fails(
+        "a stopped container's port",
+        tcp_roundtrip(client, outside, GET),
+        ErrorKind::ConnectionRefused,
     );
     docker.ok(&["run", "-d", "--name", "filler", IMAGE, "sleep", "1000"]);
     docker.ok(&["start", "web"]);
@@ -151,8 +221,41 @@ fn docker_run_publishes_networks_egress_and_restart() {
         "web came back at another address: {first:?} / {second:?}"
     );
     assert!(
-        http_ok(&client, outside),
+        http_ok(client, outside),
         "the publish follows the container"
+    );
+
+    // A bpfnet crash and restart while the container runs keeps its traffic.
+    daemon.kill9();
+    assert!(
+        http_ok(client, outside),
+        "published port works with no daemon"
+    );
+    let _daemon = d.start_bpfnet();
+    assert_eq!(
+        published(&ls(sock)),
+        second,
+        "same publishes after the restart"
+    );
+    assert!(http_ok(client, outside), "published port after the restart");
+}
+
+/// Containers are masqueraded on egress; custom networks are open within and, on a
+/// permissive host, isolated from each other by bpfnet alone.
+#[test]
+fn docker_networks_are_isolated_and_egress_is_masqueraded() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dkn");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    run_web(docker, sock);
+    let _w = WhoamiServer::start(&d.server, 9000);
+    let seen = nc_from(docker, "web", "198.51.100.2", "9000", "x").expect("nc through SNAT");
+    assert!(
+        seen.starts_with("192.0.2.1:"),
+        "the server sees the host's address, saw `{seen}`"
     );
 
     // Custom networks: isolated from each other, open within.
@@ -187,39 +290,24 @@ fn docker_run_publishes_networks_egress_and_restart() {
                 d.iter()
                     .filter(|c| c["endpoints"].as_array().is_some_and(|e| !e.is_empty()))
                     .count()
-                    == 5
+                    == 4
             })
     });
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    let page = |from: &str, ip: &str| {
+        nc_from(docker, from, ip, "80", get).is_ok_and(|out| out.contains(PAGE))
+    };
+    assert!(page("a2", "172.30.0.10"), "a2 reaches a1 on net1");
+    // On a permissive host only bpfnet's isolation stands between the networks.
+    forward_policy(&d.host, "ACCEPT");
+    let isolated = counter(sock, "drop-isolation");
+    let across = nc_from(docker, "b1", "172.30.0.10", "80", get);
+    assert!(across.is_err(), "b1 on net2 must not reach a1: {across:?}");
     assert!(
-        nc_from(&docker, "a2", "172.30.0.10", "80", get).contains(PAGE),
-        "a2 reaches a1 on net1"
+        counter(sock, "drop-isolation") > isolated,
+        "the isolation drop is counted"
     );
-    assert!(
-        !nc_from(&docker, "b1", "172.30.0.10", "80", get).contains(PAGE),
-        "b1 on net2 must not reach a1"
-    );
-
-    // A bpfnet crash and restart while containers run keeps their traffic.
-    daemon.kill9();
-    assert!(
-        http_ok(&client, outside),
-        "published port works with no daemon"
-    );
-    let _daemon = start();
-    assert_eq!(
-        published(&ls(sock)),
-        second,
-        "same publishes after the restart"
-    );
-    assert!(
-        http_ok(&client, outside),
-        "published port after the restart"
-    );
-    assert!(
-        nc_from(&docker, "a2", "172.30.0.10", "80", get).contains(PAGE),
-        "net1 after the restart"
-    );
+    forward_policy(&d.host, "DROP");
 }
 
 #[test]
@@ -246,7 +334,7 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
         "203.0.113.9:1",
     ]);
     let files = Scratch::new("dka");
-    let docker_dir = std::env::temp_dir().join(format!("bpfnet-docker-{id}"));
+    let docker_dir = std::env::temp_dir().join(format!("{id}-docker"));
     let _ = std::fs::remove_dir_all(&docker_dir);
     let docker_host = format!("unix://{}", docker_dir.join("docker.sock").display());
     let mut args = files.daemon_args();
@@ -289,9 +377,6 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
 
     // dockerd returns: bpfnet reconnects and reconciles with what it says.
     docker.respawn();
-    wait_ls(sock, "the publish after Docker's return", |l| {
-        published(l).iter().any(|p| p.starts_with("8038:"))
-    });
     let deadline = Instant::now() + Duration::from_secs(10);
     while !http_ok(&client, outside) {
         assert!(
@@ -300,4 +385,16 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
         );
         thread::sleep(Duration::from_millis(200));
     }
+    // bpfnet follows the returned engine again: a container started now gets its port.
+    docker.ok(&[
+        "run", "-d", "--name", "web2", "-p", "8039:80", IMAGE, "httpd", "-f", "-p", "80", "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "web2's publish after Docker's return", |l| {
+        published(l).iter().any(|p| p.starts_with("8039:"))
+    });
+    assert!(
+        http_ok(&client, SocketAddr::from(([192, 0, 2, 1], 8039))),
+        "a container started after Docker's return is published"
+    );
 }

@@ -5,15 +5,15 @@
 use std::{
     collections::BTreeSet,
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::Command,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bpfnet_tests::{
-    daemon::cli_ok,
-    echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_roundtrip, udp_roundtrip},
+    daemon::{cli_ok, counter},
+    echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_connect, tcp_roundtrip, udp_roundtrip},
     require_root,
     topo::{HOST_IP, SERVER_IP, Topology},
 };
@@ -100,6 +100,7 @@ fn egress(t: &Topology) {
 /// 1,000 connections open at once; the server must see 1,000 distinct sources.
 fn thousand_connections(t: &Topology) {
     const N: usize = 1000;
+    const THREADS: usize = 8;
     let listener = t
         .server
         .run(|| TcpListener::bind("0.0.0.0:9100").expect("bind"));
@@ -119,16 +120,26 @@ fn thousand_connections(t: &Topology) {
         }
         peers
     });
-    let mut clients: Vec<TcpStream> = t.container.run(|| {
-        (0..N)
-            .map(|i| {
-                let mut s = TcpStream::connect_timeout(&server(9100), Duration::from_secs(10))
-                    .unwrap_or_else(|e| panic!("connection {i}: {e}"));
-                s.write_all(b"q").expect("request");
-                s
+    // Connected from several threads at once, so SNAT allocates on every CPU together.
+    let connectors: Vec<_> = (0..THREADS)
+        .map(|th| {
+            t.container.spawn(move || {
+                (0..N / THREADS)
+                    .map(|i| {
+                        let mut s =
+                            TcpStream::connect_timeout(&server(9100), Duration::from_secs(10))
+                                .unwrap_or_else(|e| panic!("connection {th}/{i}: {e}"));
+                        s.write_all(b"q").expect("request");
+                        s
+                    })
+                    .collect::<Vec<_>>()
             })
-            .collect()
-    });
+        })
+        .collect();
+    let mut clients: Vec<TcpStream> = connectors
+        .into_iter()
+        .flat_map(|c| c.join().expect("connecting thread"))
+        .collect();
     for (i, c) in clients.iter_mut().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
@@ -198,36 +209,111 @@ fn hairpin(t: &Topology) {
     }
 }
 
-fn all(tag: &str, hardened: bool) {
+/// `check` on a fresh topology with a daemon, on a plain host or a hardened one.
+fn run(tag: &str, hardened: bool, check: fn(&Topology)) {
+    if !require_root() {
+        return;
+    }
     let t = Topology::new(tag);
     if hardened {
         t.harden_host_firewall();
     }
     let _d = t.start_daemon();
-    egress(&t);
-    hairpin(&t);
-    thousand_connections(&t);
-    path_mtu(&t);
+    check(&t);
+    t.assert_no_checksum_errors();
 }
 
+/// One test on a plain host, one on a host with the raw-table notrack rule and FORWARD DROP.
+macro_rules! on_both_hosts {
+    ($plain:ident, $hardened:ident, $tag:literal, $check:path) => {
+        #[test]
+        fn $plain() {
+            run($tag, false, $check);
+        }
+
+        #[test]
+        fn $hardened() {
+            run(concat!($tag, "fw"), true, $check);
+        }
+    };
+}
+
+on_both_hosts!(
+    egress_tcp_udp_and_ping_are_masqueraded,
+    egress_tcp_udp_and_ping_are_masqueraded_with_notrack_and_forward_drop,
+    "eg",
+    egress
+);
+on_both_hosts!(
+    hairpin_reaches_own_and_other_published_ports,
+    hairpin_reaches_own_and_other_published_ports_with_notrack_and_forward_drop,
+    "hp",
+    hairpin
+);
+on_both_hosts!(
+    thousand_concurrent_egress_connections_get_distinct_tuples,
+    thousand_concurrent_egress_connections_get_distinct_tuples_with_notrack_and_forward_drop,
+    "k",
+    thousand_connections
+);
+on_both_hosts!(
+    path_mtu_is_learned_through_a_translated_frag_needed,
+    path_mtu_is_learned_through_a_translated_frag_needed_with_notrack_and_forward_drop,
+    "mtu",
+    path_mtu
+);
+
+/// traceroute through SNAT: probes with small TTLs die at a router beyond the host,
+/// whose time-exceeded error, quoting the masqueraded probe, is translated back to the
+/// container (ping matches it to its probe by the quoted identifier).
 #[test]
-fn egress_hairpin_and_pmtu() {
+fn traceroute_sees_the_router_beyond_snat() {
     if !require_root() {
         return;
     }
-    all("eg", false);
+    let t = Topology::new("trc");
+    let _d = t.start_daemon();
+    let before = counter(&t.files.socket, "icmp-error");
+    let hops: Vec<String> = (1..=3)
+        .map(|ttl| {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &t.container.name,
+                    "ping",
+                    "-n",
+                    "-c",
+                    "1",
+                    "-W",
+                    "2",
+                ])
+                .args(["-t", &ttl.to_string(), "198.51.100.2"])
+                .output()
+                .expect("ping runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
+    assert!(
+        hops.iter()
+            .any(|h| h.contains("From 192.0.2.2") && h.contains("Time to live exceeded")),
+        "the router's time-exceeded reaches the container: {hops:#?}"
+    );
+    assert!(
+        hops.iter().any(|h| h.contains("1 received")),
+        "a probe with enough TTL reaches the server: {hops:#?}"
+    );
+    assert!(
+        counter(&t.files.socket, "icmp-error") > before,
+        "the error was translated by bpfnet"
+    );
 }
 
+/// The sweeper removes an idle UDP flow after its 2 s timeout and nothing else: a UDP
+/// flow that keeps talking keeps its SNAT port across many sweeps, and an idle but
+/// established TCP connection keeps working.
 #[test]
-fn egress_hairpin_and_pmtu_with_notrack_and_forward_drop() {
-    if !require_root() {
-        return;
-    }
-    all("egfw", true);
-}
-
-#[test]
-fn flows_expire_with_the_sweeper_and_flush() {
+fn sweeper_removes_only_expired_flows() {
     if !require_root() {
         return;
     }
@@ -247,34 +333,93 @@ fn flows_expire_with_the_sweeper_and_flush() {
         "--ct-entries sizes the CT map"
     );
     let _w = WhoamiServer::start(&t.server, 9000);
-    udp_roundtrip(&t.container, server(9000), b"x").expect("UDP through SNAT");
+    let _e = EchoServer::start(&t.server, 9001);
+    let mut established = tcp_connect(&t.container, server(9001)).expect("TCP through SNAT");
+    let mut prefix = [0u8; 5];
+    established.read_exact(&mut prefix).expect("echo prefix");
+
+    // One datagram, then silence: due after 2 s.
+    let idle = udp_roundtrip(&t.container, server(9000), b"x").expect("UDP through SNAT");
+    let idle_port = assert_masqueraded("idle UDP", &idle);
     assert!(
-        conntrack(&t).iter().any(|f| f["proto"] == "udp"),
-        "UDP flow listed"
+        conntrack(&t)
+            .iter()
+            .any(|f| f["translated"]["src_port"] == idle_port),
+        "the idle UDP flow is listed"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while conntrack(&t).iter().any(|f| f["proto"] == "udp") {
-        assert!(
-            Instant::now() < deadline,
-            "the UDP flow should expire after 2 s"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    // A datagram every 400 ms for 5 s (five sweeps, more than two timeouts).
+    let live = t.container.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let mut seen = BTreeSet::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..13 {
+            s.send_to(b"live", server(9000)).expect("send");
+            let (n, _) = s.recv_from(&mut buf).expect("reply on the live flow");
+            seen.insert(assert_masqueraded("live UDP", &buf[..n]));
+            thread::sleep(Duration::from_millis(400));
+        }
+        seen
+    });
+    assert_eq!(
+        live.len(),
+        1,
+        "the live UDP flow kept one SNAT port across the sweeps: {live:?}"
+    );
+    let flows = conntrack(&t);
+    assert!(
+        !flows
+            .iter()
+            .any(|f| f["translated"]["src_port"] == idle_port),
+        "the idle UDP flow expired: {flows:?}"
+    );
+    let live_port = *live.first().expect("a port");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["translated"]["src_port"] == live_port),
+        "the live UDP flow is still listed: {flows:?}"
+    );
+    assert!(
+        flows
+            .iter()
+            .any(|f| f["original"]["dst_port"] == 9001 && f["state"] == "established"),
+        "the idle established TCP flow is still listed: {flows:?}"
+    );
+    echo_once(&mut established, b"still here");
     let stats: serde_json::Value =
         serde_json::from_str(&cli_ok(&t.files.socket, &["stats", "--json"])).expect("stats JSON");
     assert!(
         stats["ct_swept"].as_u64() >= Some(2),
-        "sweeper counted: {stats}"
+        "the sweeper counted the idle flow's two entries: {stats}"
     );
-    let snat = stats["counters"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["reason"] == "snat-new"))
-        .expect("snat-new counter");
-    assert!(snat["packets"].as_u64() >= Some(1), "{snat}");
+    t.assert_no_checksum_errors();
+}
 
+#[test]
+fn conntrack_flush_removes_every_flow() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("fl");
+    let _d = t.start_daemon();
+    let _w = WhoamiServer::start(&t.server, 9000);
     let tcp = tcp_roundtrip(&t.container, server(9000), b"x").expect("TCP through SNAT");
     assert_masqueraded("TCP", &tcp);
-    assert!(!conntrack(&t).is_empty(), "flows before flush");
+    udp_roundtrip(&t.container, server(9000), b"x").expect("UDP through SNAT");
+    assert!(conntrack(&t).len() >= 2, "flows before flush");
     cli_ok(&t.files.socket, &["conntrack", "flush"]);
-    assert!(conntrack(&t).is_empty(), "no flows after flush");
+    assert_eq!(
+        conntrack(&t),
+        Vec::<serde_json::Value>::new(),
+        "no flows after flush"
+    );
+}
+
+/// Send `msg` on an echo connection and read it back.
+fn echo_once(s: &mut TcpStream, msg: &[u8]) {
+    s.write_all(msg).expect("send on the connection");
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).expect("echo on the connection");
+    assert_eq!(back, msg);
 }

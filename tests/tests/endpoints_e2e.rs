@@ -3,18 +3,23 @@
 //! networks are isolated, spoofed sources are dropped, host processes reach published
 //! ports at 127.0.0.1 and the host address, and a pipework-style LAN endpoint works.
 use std::{
-    io::{Read as _, Write as _},
+    io::{self, ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
+    path::Path,
     process::Command,
+    thread,
+    time::{Duration, Instant},
 };
 
 use bpfnet_tests::{
     daemon::{Daemon, cli, cli_ok, counter, ls},
-    echo::{EchoServer, IO_TIMEOUT, tcp_roundtrip, udp_roundtrip},
+    echo::{
+        EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip,
+    },
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{HOST_IP, Topology, harden_firewall},
+    topo::{BRIDGE, HOST_IP, Topology, forward_policy, harden_firewall},
     unique,
 };
 
@@ -30,17 +35,18 @@ fn mac(ns: &Netns, dev: &str) -> String {
         .join(":")
 }
 
-/// Whether a TCP connection from `ns`, bound to source address `from`, reaches `to`.
-fn tcp_from(ns: &Netns, from: [u8; 4], to: SocketAddr) -> bool {
-    let from = SocketAddr::from((from, 0));
-    ns.run(move || connect_from(from, to).is_some())
+/// A TCP connection from `ns`, bound to source address `from`, to `to`.
+fn tcp_from(ns: &Netns, from: [u8; 4], to: SocketAddr) -> io::Result<()> {
+    let (from, to) = (SocketAddr::from((from, 0)), to);
+    ns.run(move || connect_from(from, to))
 }
 
-/// connect() from a chosen local address (std has no bind-before-connect).
-fn connect_from(from: SocketAddr, to: SocketAddr) -> Option<TcpStream> {
+/// connect() from a chosen local address (std has no bind-before-connect), giving up
+/// after 2 s with `TimedOut`.
+fn connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<()> {
     use std::os::fd::FromRawFd as _;
     let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
-        return None;
+        return Err(io::ErrorKind::Unsupported.into());
     };
     let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
@@ -50,20 +56,23 @@ fn connect_from(from: SocketAddr, to: SocketAddr) -> Option<TcpStream> {
         },
         sin_zero: [0; 8],
     };
-    // SAFETY: plain socket calls on a fresh fd owned by the returned TcpStream.
+    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    let tv = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    let tvl = std::mem::size_of::<libc::timeval>() as u32;
+    let (f, t) = (sa(from), sa(to));
+    // SAFETY: plain socket calls on a fresh fd, owned (and closed) by `_s`.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        let s = TcpStream::from_raw_fd(fd);
-        let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        let f = sa(from);
-        if libc::bind(fd, (&raw const f).cast(), len) != 0 {
-            return None;
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
         }
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        let tvl = std::mem::size_of::<libc::timeval>() as u32;
+        let _s = TcpStream::from_raw_fd(fd);
+        if libc::bind(fd, (&raw const f).cast(), len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -71,152 +80,232 @@ fn connect_from(from: SocketAddr, to: SocketAddr) -> Option<TcpStream> {
             (&raw const tv).cast(),
             tvl,
         );
-        let t = sa(to);
         if libc::connect(fd, (&raw const t).cast(), len) != 0 {
-            return None;
+            let e = io::Error::last_os_error();
+            // connect() that runs out of SO_SNDTIMEO says EINPROGRESS.
+            return Err(match e.raw_os_error() {
+                Some(libc::EINPROGRESS) => io::ErrorKind::TimedOut.into(),
+                _ => e,
+            });
         }
-        Some(s)
+    }
+    Ok(())
+}
+
+/// Two networks on a hardened host (notrack, FORWARD DROP through bridge netfilter):
+/// br0 (172.17.0.0/16) with container (.4) and container2 (.5), br1 (172.18.0.0/16) with
+/// container3 (.3) and container2 again (.5); all four registered as endpoints, echo
+/// servers on port 7000 in container2 and container3.
+struct Networks {
+    t: Topology,
+    k3: Netns,
+    _daemon: Daemon,
+    _echo2: Server,
+    _echo3: Server,
+}
+
+impl Networks {
+    fn new(tag: &str) -> Self {
+        let t = Topology::new(tag);
+        t.harden_host_firewall();
+        let (h, k2) = (&t.host, &t.container2);
+        let k3 = Netns::new(&format!("{}-ctr3", unique(tag)));
+        h.ip(&["link", "add", "br1", "type", "bridge"]);
+        h.ip(&["addr", "add", "172.18.0.1/16", "dev", "br1"]);
+        h.ip(&["link", "set", "br1", "up"]);
+        h.ip(&[
+            "link", "add", "vd3", "type", "veth", "peer", "name", "eth0", "netns", &k3.name,
+        ]);
+        h.ip(&["link", "set", "vd3", "master", "br1", "up"]);
+        k3.ip(&["addr", "add", "172.18.0.3/16", "dev", "eth0"]);
+        k3.ip(&["link", "set", "eth0", "up"]);
+        k3.ip(&["route", "add", "default", "via", "172.18.0.1"]);
+        h.ip(&[
+            "link", "add", "vc2", "type", "veth", "peer", "name", "eth1", "netns", &k2.name,
+        ]);
+        h.ip(&["link", "set", "vc2", "master", "br1", "up"]);
+        k2.ip(&["addr", "add", "172.18.0.5/16", "dev", "eth1"]);
+        k2.ip(&["link", "set", "eth1", "up"]);
+        let _echo2 = EchoServer::start(k2, 7000);
+        let _echo3 = EchoServer::start(&k3, 7000);
+        let _daemon = t.start_daemon_with(&["--bridge", "br1"]);
+        for (veth, bridge, ip, ns, dev) in [
+            ("vc0", "br0", "172.17.0.4/16", &t.container, "eth0"),
+            ("vc1", "br0", "172.17.0.5/16", k2, "eth0"),
+            ("vc2", "br1", "172.18.0.5/16", k2, "eth1"),
+            ("vd3", "br1", "172.18.0.3/16", &k3, "eth0"),
+        ] {
+            let m = mac(ns, dev);
+            cli_ok(
+                &t.files.socket,
+                &[
+                    "endpoint", "add", "--bridge", bridge, "--veth", veth, "--ip", ip, "--mac", &m,
+                ],
+            );
+        }
+        Self {
+            t,
+            k3,
+            _daemon,
+            _echo2,
+            _echo3,
+        }
+    }
+
+    fn sock(&self) -> &Path {
+        &self.t.files.socket
     }
 }
 
 #[test]
-fn endpoints_networks_and_host_local_access() {
+fn endpoint_add_learns_the_mac_and_refuses_duplicates() {
     if !require_root() {
         return;
     }
-    let t = Topology::new("ep");
-    t.harden_host_firewall();
-    let (h, k2) = (&t.host, &t.container2);
-    // A second network, br1 (172.18.0.0/16), with container3; container2 is on both.
-    let k3 = Netns::new(&format!("{}-ctr3", unique("ep")));
-    h.ip(&["link", "add", "br1", "type", "bridge"]);
-    h.ip(&["addr", "add", "172.18.0.1/16", "dev", "br1"]);
-    h.ip(&["link", "set", "br1", "up"]);
-    h.ip(&[
-        "link", "add", "vd3", "type", "veth", "peer", "name", "eth0", "netns", &k3.name,
-    ]);
-    h.ip(&["link", "set", "vd3", "master", "br1", "up"]);
-    k3.ip(&["addr", "add", "172.18.0.3/16", "dev", "eth0"]);
-    k3.ip(&["link", "set", "eth0", "up"]);
-    k3.ip(&["route", "add", "default", "via", "172.18.0.1"]);
-    h.ip(&[
-        "link", "add", "vc2", "type", "veth", "peer", "name", "eth1", "netns", &k2.name,
-    ]);
-    h.ip(&["link", "set", "vc2", "master", "br1", "up"]);
-    k2.ip(&["addr", "add", "172.18.0.5/16", "dev", "eth1"]);
-    k2.ip(&["link", "set", "eth1", "up"]);
-    let _d = t.start_daemon_with(&["--bridge", "br1"]);
+    let t = Topology::new("epa");
+    let _d = t.start_daemon();
     let sock = &t.files.socket;
-
-    // container2's MAC given; container's learned from the bridge after some traffic.
-    let ping = |ns: &Netns, ip: &str| {
-        Command::new("ip")
-            .args(["netns", "exec", &ns.name, "ping", "-c", "1", "-W", "2", ip])
-            .output()
-            .expect("ping runs")
-            .status
-            .success()
-    };
-    assert!(
-        ping(&t.container, "172.17.0.1"),
-        "container reaches its gateway"
-    );
-    cli_ok(
-        sock,
-        &[
-            "endpoint",
-            "add",
-            "--bridge",
-            "br0",
-            "--veth",
-            "vc0",
-            "--ip",
-            "172.17.0.4/16",
-        ],
-    );
-    for (veth, bridge, ip, ns, dev) in [
-        ("vc1", "br0", "172.17.0.5/16", k2, "eth0"),
-        ("vc2", "br1", "172.18.0.5/16", k2, "eth1"),
-        ("vd3", "br1", "172.18.0.3/16", &k3, "eth0"),
-    ] {
-        let m = mac(ns, dev);
-        cli_ok(
-            sock,
-            &[
-                "endpoint", "add", "--bridge", bridge, "--veth", veth, "--ip", ip, "--mac", &m,
-            ],
-        );
-    }
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &t.container.name])
+        .args(["ping", "-c", "1", "-W", "2", "172.17.0.1"])
+        .output()
+        .expect("ping runs");
+    assert!(ping.status.success(), "container reaches its gateway");
+    let add = [
+        "endpoint",
+        "add",
+        "--bridge",
+        "br0",
+        "--veth",
+        "vc0",
+        "--ip",
+        "172.17.0.4/16",
+    ];
+    cli_ok(sock, &add);
     let eps = ls(sock)["endpoints"].clone();
-    assert_eq!(eps.as_array().map(Vec::len), Some(4), "{eps}");
+    assert_eq!(eps.as_array().map(Vec::len), Some(1), "{eps}");
     assert_eq!(
         eps[0]["mac"],
         serde_json::Value::String(mac(&t.container, "eth0")),
-        "learned MAC"
+        "the MAC the bridge learned from the container's traffic"
     );
-    let out = cli(
-        sock,
-        &[
-            "endpoint",
-            "add",
-            "--bridge",
-            "br0",
-            "--veth",
-            "vc0",
-            "--ip",
-            "172.17.0.4/16",
-        ],
-    );
+    let out = cli(sock, &add);
     assert_eq!(
         out.status.code(),
         Some(2),
         "a duplicate endpoint is refused"
     );
+    let out = cli(sock, &["endpoint", "del", "--ip", "172.17.0.99"]);
+    assert_eq!(out.status.code(), Some(2), "not an endpoint");
+    cli_ok(sock, &["endpoint", "del", "--ip", "172.17.0.4"]);
+    assert_eq!(ls(sock)["endpoints"], serde_json::json!([]));
+}
 
-    // One network: the fast path, TCP and UDP.
-    let _e2 = EchoServer::start(k2, 7000);
-    let before = counter(sock, "forward-local");
+/// FORWARD DROP, seen through bridge netfilter, cuts two ports of one bridge apart;
+/// with bpfnet the network's containers talk over the fast path.
+#[test]
+fn forward_drop_does_not_cut_a_network_in_two() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("fd");
+    t.harden_host_firewall();
+    let _e2 = EchoServer::start(&t.container2, 7000);
+    assert_fails(
+        "container → container2 on br0 before bpfnet, through FORWARD DROP",
+        tcp_roundtrip(&t.container, addr([172, 17, 0, 5], 7000), b"a"),
+        ErrorKind::TimedOut,
+    );
+    let d = t.start_daemon();
+    // Unregistered containers: switched through the bridge's own transmit path.
     assert_eq!(
         tcp_roundtrip(&t.container, addr([172, 17, 0, 5], 7000), b"a").expect("TCP on br0"),
         b"7000:a"
     );
+    drop(d);
+    // Registered endpoints: straight into the peer's namespace.
+    let n = Networks::new("fdep");
+    let before = counter(n.sock(), "forward-local");
     assert_eq!(
-        udp_roundtrip(&t.container, addr([172, 17, 0, 5], 7000), b"b").expect("UDP on br0"),
+        tcp_roundtrip(&n.t.container, addr([172, 17, 0, 5], 7000), b"a").expect("TCP on br0"),
+        b"7000:a"
+    );
+    assert_eq!(
+        udp_roundtrip(&n.t.container, addr([172, 17, 0, 5], 7000), b"b").expect("UDP on br0"),
         b"7000:b"
     );
-    let fast = counter(sock, "forward-local") - before;
+    let fast = counter(n.sock(), "forward-local") - before;
     assert!(
         fast >= 6,
         "container traffic took the redirect path ({fast} packets)"
     );
+}
 
-    // Two networks: isolated; the container on both reaches both.
-    let _e3 = EchoServer::start(&k3, 7000);
-    let dropped = counter(sock, "drop-isolation");
-    assert!(
-        tcp_roundtrip(&t.container, addr([172, 18, 0, 3], 7000), b"x").is_err(),
-        "br0 must not reach br1"
+/// On a permissive host (FORWARD ACCEPT) only bpfnet's verdict stands between networks.
+#[test]
+fn networks_are_isolated_on_a_permissive_host() {
+    if !require_root() {
+        return;
+    }
+    let n = Networks::new("iso");
+    forward_policy(&n.t.host, "ACCEPT");
+    let dropped = counter(n.sock(), "drop-isolation");
+    assert_fails(
+        "br0 → br1",
+        tcp_roundtrip(&n.t.container, addr([172, 18, 0, 3], 7000), b"x"),
+        ErrorKind::TimedOut,
     );
     assert!(
-        counter(sock, "drop-isolation") > dropped,
+        counter(n.sock(), "drop-isolation") > dropped,
         "isolation drop counted"
     );
     assert_eq!(
-        tcp_roundtrip(k2, addr([172, 18, 0, 3], 7000), b"c").expect("container on both networks"),
+        tcp_roundtrip(&n.t.container2, addr([172, 18, 0, 3], 7000), b"c")
+            .expect("container on both networks"),
         b"7000:c"
     );
-
-    // A spoofed source address is dropped.
-    t.container
-        .ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
-    let spoofs = counter(sock, "drop-spoof");
-    assert!(
-        !tcp_from(&t.container, [172, 17, 0, 99], addr([172, 17, 0, 5], 7000)),
-        "spoofed source must not connect"
+    assert_eq!(
+        tcp_roundtrip(&n.k3, addr([172, 18, 0, 5], 7000), b"d").expect("within br1"),
+        b"7000:d"
     );
-    assert!(counter(sock, "drop-spoof") > spoofs, "spoof drop counted");
+}
 
-    // Host processes: 127.0.0.1 and the host address, TCP and UDP; the peer is what they dialed.
+#[test]
+fn spoofed_sources_are_dropped_on_a_permissive_host() {
+    if !require_root() {
+        return;
+    }
+    let n = Networks::new("spf");
+    forward_policy(&n.t.host, "ACCEPT");
+    n.t.container
+        .ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
+    let spoofs = counter(n.sock(), "drop-spoof");
+    assert_fails(
+        "a connection from a spoofed source",
+        tcp_from(
+            &n.t.container,
+            [172, 17, 0, 99],
+            addr([172, 17, 0, 5], 7000),
+        ),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(n.sock(), "drop-spoof") > spoofs,
+        "spoof drop counted"
+    );
+}
+
+/// Host processes reach published ports at 127.0.0.1 and at the host address, TCP and
+/// UDP; the peer they see (getpeername, the UDP reply's source) is what they dialed.
+#[test]
+fn host_processes_reach_published_ports_at_localhost_and_the_host_address() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("hl");
+    t.harden_host_firewall();
+    let _d = t.start_daemon();
+    let (h, sock) = (&t.host, &t.files.socket);
     let _e1 = EchoServer::start(&t.container, 8038);
     cli_ok(sock, &["publish", "8038:172.17.0.4:8038"]);
     cli_ok(sock, &["publish", "8038:172.17.0.4:8038/udp"]);
@@ -231,6 +320,7 @@ fn endpoints_networks_and_host_local_access() {
             b"8038:local"
         );
     }
+    // udp_roundtrip requires the reply from the dialed address (recvmsg4).
     for to in [
         addr([127, 0, 0, 1], 8038),
         SocketAddr::from((HOST_IP, 8038)),
@@ -253,20 +343,124 @@ fn endpoints_networks_and_host_local_access() {
         addr([127, 0, 0, 1], 8038),
         "getpeername shows the dialed address"
     );
-    assert!(
-        tcp_roundtrip(&t.client, SocketAddr::from((HOST_IP, 8040)), b"x").is_err(),
-        "a 127.0.0.1-bound publish is not reachable from outside"
+    assert_fails(
+        "a 127.0.0.1-bound publish from outside reaches the host, where nothing listens",
+        tcp_roundtrip(&t.client, SocketAddr::from((HOST_IP, 8040)), b"x"),
+        ErrorKind::ConnectionRefused,
     );
     assert_eq!(
         tcp_roundtrip(&t.client, SocketAddr::from((HOST_IP, 8038)), b"o")
             .expect("wildcard publish from outside"),
         b"8038:o"
     );
+}
 
-    let out = cli(sock, &["endpoint", "del", "--ip", "172.17.0.99"]);
-    assert_eq!(out.status.code(), Some(2), "not an endpoint");
-    cli_ok(sock, &["endpoint", "del", "--ip", "172.17.0.4"]);
-    assert_eq!(ls(sock)["endpoints"].as_array().map(Vec::len), Some(3));
+/// The socket programs see every namespace; only the daemon's is pointed at backends: in
+/// another namespace 127.0.0.1:8038 stays that namespace's own server.
+#[test]
+fn only_sockets_in_the_daemons_namespace_are_rewritten() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("nsr");
+    let _d = t.start_daemon();
+    let _e1 = EchoServer::start(&t.container, 8038);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
+    assert_eq!(
+        tcp_roundtrip(&t.host, addr([127, 0, 0, 1], 8038), b"h").expect("the daemon's namespace"),
+        b"8038:h"
+    );
+    let _own = WhoamiServer::start(&t.client, 8038);
+    for reply in [
+        tcp_roundtrip(&t.client, addr([127, 0, 0, 1], 8038), b"x"),
+        udp_roundtrip(&t.client, addr([127, 0, 0, 1], 8038), b"x"),
+    ] {
+        let reply = reply.expect("the client's own server on 127.0.0.1:8038");
+        assert!(
+            reply.starts_with(b"127.0.0.1:"),
+            "another namespace's 127.0.0.1:8038 must stay its own, got {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+    }
+}
+
+/// An endpoint is kept across a daemon restart and follows its veth by name: when the
+/// veth is deleted and created again (a new ifindex), the fast path and anti-spoofing
+/// apply to the new one.
+#[test]
+fn endpoints_are_persisted_and_follow_their_veth_by_name() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("epf");
+    let (h, k2) = (&t.host, &t.container2);
+    let daemon = t.start_daemon();
+    let sock = &t.files.socket;
+    let m = mac(k2, "eth0");
+    cli_ok(
+        sock,
+        &[
+            "endpoint",
+            "add",
+            "--bridge",
+            "br0",
+            "--veth",
+            "vc1",
+            "--ip",
+            "172.17.0.5/16",
+            "--mac",
+            &m,
+        ],
+    );
+    let listed = ls(sock)["endpoints"].clone();
+    daemon.kill9();
+    let _daemon = t.start_daemon();
+    assert_eq!(ls(sock)["endpoints"], listed, "endpoints after a restart");
+
+    // container2's veth goes and comes back under the same name, with a new ifindex.
+    let old = h.ifindex("vc1");
+    h.ip(&["link", "del", "vc1"]);
+    h.ip(&[
+        "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", &k2.name,
+    ]);
+    h.ip(&["link", "set", "vc1", "master", BRIDGE, "up"]);
+    k2.ip(&["link", "set", "eth0", "address", &m]);
+    k2.ip(&["addr", "add", "172.17.0.5/16", "dev", "eth0"]);
+    k2.ip(&["link", "set", "eth0", "up"]);
+    k2.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+    assert_ne!(h.ifindex("vc1"), old, "a new veth");
+    let new_pin = t
+        .files
+        .pin_dir
+        .join(format!("links/from_container@{}", h.ifindex("vc1")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !new_pin.exists() {
+        assert!(Instant::now() < deadline, "the new vc1 is attached");
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let _e = EchoServer::start(&t.container, 7000);
+    let fast = counter(sock, "forward-local");
+    assert_eq!(
+        tcp_roundtrip(k2, addr([172, 17, 0, 4], 7000), b"back").expect("from the new veth"),
+        b"7000:back"
+    );
+    assert!(
+        counter(sock, "forward-local") > fast,
+        "the fast path hands replies to the new veth"
+    );
+    k2.ip(&["addr", "add", "172.17.0.98/16", "dev", "eth0"]);
+    let spoofs = counter(sock, "drop-spoof");
+    assert_fails(
+        "a spoofed source on the new veth",
+        tcp_from(k2, [172, 17, 0, 98], addr([172, 17, 0, 4], 7000)),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(sock, "drop-spoof") > spoofs,
+        "anti-spoofing enforced on the new veth"
+    );
 }
 
 #[test]
@@ -299,6 +493,12 @@ fn lan_bridge_endpoint_pipework_style() {
     host.ip(&["link", "set", "vl0", "master", "brlan", "up"]);
     ctr.ip(&["addr", "add", "203.0.113.50/24", "dev", "eth0"]);
     ctr.ip(&["link", "set", "eth0", "up"]);
+    let _e = EchoServer::start(&ctr, 7000);
+    assert_fails(
+        "LAN peer → container before bpfnet, through FORWARD DROP",
+        tcp_roundtrip(&peer, addr([203, 0, 113, 50], 7000), b"lan"),
+        ErrorKind::TimedOut,
+    );
     let mut args = files.daemon_args();
     args.extend(["--bridge", "brlan", "--uplink", "lan0", "--no-docker"].map(String::from));
     let _d = Daemon::start(&host.path(), &files.socket, &args);
@@ -319,7 +519,6 @@ fn lan_bridge_endpoint_pipework_style() {
         ],
     );
 
-    let _e = EchoServer::start(&ctr, 7000);
     assert_eq!(
         tcp_roundtrip(&peer, addr([203, 0, 113, 50], 7000), b"lan")
             .expect("LAN peer reaches the container"),
@@ -335,11 +534,14 @@ fn lan_bridge_endpoint_pipework_style() {
             .expect("container reaches the LAN peer"),
         b"7001:out"
     );
+    // Anti-spoofing on a permissive host.
+    forward_policy(&host, "ACCEPT");
     ctr.ip(&["addr", "add", "203.0.113.99/24", "dev", "eth0"]);
     let spoofs = counter(&files.socket, "drop-spoof");
-    assert!(
-        !tcp_from(&ctr, [203, 0, 113, 99], addr([203, 0, 113, 2], 7001)),
-        "a spoofed LAN address must not connect"
+    assert_fails(
+        "a connection from a spoofed LAN address",
+        tcp_from(&ctr, [203, 0, 113, 99], addr([203, 0, 113, 2], 7001)),
+        ErrorKind::TimedOut,
     );
     assert!(
         counter(&files.socket, "drop-spoof") > spoofs,

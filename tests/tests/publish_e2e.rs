@@ -1,12 +1,16 @@
 //! Published ports end to end: real TCP and UDP through the eBPF DNAT, from a client
 //! namespace through the host's uplink to a container namespace on a bridge.
-use std::net::SocketAddr;
+use std::{
+    io::{ErrorKind, Read as _, Write as _},
+    net::{SocketAddr, UdpSocket},
+    path::Path,
+};
 
 use bpfnet_tests::{
-    daemon::{cli, cli_ok, ls},
-    echo::{EchoServer, tcp_roundtrip, udp_roundtrip},
+    daemon::{cli, cli_ok, counter, ls},
+    echo::{EchoServer, IO_TIMEOUT, assert_fails, tcp_connect, tcp_roundtrip, udp_roundtrip},
     require_root,
-    topo::{CONTAINER_IP, Topology},
+    topo::{CONTAINER_IP, SERVER_IP, Topology},
 };
 
 fn publish_roundtrips(t: &Topology) {
@@ -15,9 +19,11 @@ fn publish_roundtrips(t: &Topology) {
     let _e2 = EchoServer::start(&t.container, 8039);
     let host = Topology::host_addr;
 
-    assert!(
-        tcp_roundtrip(&t.client, host(8038), b"x").is_err(),
-        "nothing is published yet, so 192.0.2.1:8038 must not reach the container"
+    // Nothing listens on the host's 8038: its stack answers with a reset.
+    assert_fails(
+        "192.0.2.1:8038 before anything is published",
+        tcp_roundtrip(&t.client, host(8038), b"x"),
+        ErrorKind::ConnectionRefused,
     );
 
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
@@ -65,18 +71,21 @@ fn publish_roundtrips(t: &Topology) {
 
     cli_ok(&t.files.socket, &["unpublish", "8038:172.17.0.4:8038"]);
     cli_ok(&t.files.socket, &["unpublish", "8038:172.17.0.4:8038/udp"]);
-    assert!(
-        tcp_roundtrip(&t.client, host(8038), b"x").is_err(),
-        "TCP must fail after unpublish"
+    assert_fails(
+        "TCP to 8038 after unpublish reaches the host, where nothing listens",
+        tcp_roundtrip(&t.client, host(8038), b"x"),
+        ErrorKind::ConnectionRefused,
     );
-    assert!(
-        udp_roundtrip(&t.client, host(8038), b"x").is_err(),
-        "UDP must fail after unpublish"
+    assert_fails(
+        "UDP to 8038 after unpublish",
+        udp_roundtrip(&t.client, host(8038), b"x"),
+        ErrorKind::TimedOut,
     );
     assert_eq!(
         tcp_roundtrip(&t.client, host(9000), b"still").expect("other publish intact"),
         b"8038:still"
     );
+    t.assert_no_checksum_errors();
 }
 
 #[test]
@@ -98,11 +107,122 @@ fn published_ports_work_with_notrack_and_forward_drop() {
     t.client
         .ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);
     let _e = EchoServer::start(&t.container, 7000);
-    assert!(
-        tcp_roundtrip(&t.client, SocketAddr::from((CONTAINER_IP, 7000)), b"x").is_err(),
-        "FORWARD DROP should stop routed traffic to the container"
+    assert_fails(
+        "routed to the container through FORWARD DROP",
+        tcp_roundtrip(&t.client, SocketAddr::from((CONTAINER_IP, 7000)), b"x"),
+        ErrorKind::TimedOut,
     );
     publish_roundtrips(&t);
+}
+
+/// The flows of a port go with it: the same sockets that talked through the publish get
+/// nowhere once it is withdrawn.
+#[test]
+fn unpublish_forgets_the_ports_flows() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("unp");
+    let _d = t.start_daemon();
+    let _e = EchoServer::start(&t.container, 8038);
+    let sock = &t.files.socket;
+    cli_ok(sock, &["publish", "8038:172.17.0.4:8038"]);
+    cli_ok(sock, &["publish", "8038:172.17.0.4:8038/udp"]);
+    let to = Topology::host_addr(8038);
+    let mut tcp = tcp_connect(&t.client, to).expect("connect through DNAT");
+    let udp = t.client.run(move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        // Connected, so an ICMP error from the host shows as ConnectionRefused.
+        s.connect(to).expect("connect UDP");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s
+    });
+    let mut buf = [0u8; 64];
+    tcp.write_all(b"a").expect("send");
+    tcp.read_exact(&mut buf[..6])
+        .expect("echo before unpublish");
+    assert_eq!(&buf[..6], b"8038:a");
+    udp.send(b"b").expect("send");
+    let n = udp.recv(&mut buf).expect("UDP echo before unpublish");
+    assert_eq!(&buf[..n], b"8038:b");
+    assert!(
+        conntrack_has(sock, 8038),
+        "the port's flows are tracked before unpublish"
+    );
+
+    cli_ok(sock, &["unpublish", "8038:172.17.0.4:8038"]);
+    cli_ok(sock, &["unpublish", "8038:172.17.0.4:8038/udp"]);
+    assert!(
+        !conntrack_has(sock, 8038),
+        "no flow of the port is left after unpublish"
+    );
+    // The next segment has no flow and no publish: the host's stack resets it.
+    tcp.write_all(b"c").expect("send after unpublish");
+    let r = tcp.read(&mut buf);
+    assert_fails(
+        "the established TCP connection after unpublish",
+        r,
+        ErrorKind::ConnectionReset,
+    );
+    udp.send(b"d").expect("send after unpublish");
+    assert_fails(
+        "the UDP socket after unpublish",
+        udp.recv(&mut buf),
+        ErrorKind::ConnectionRefused,
+    );
+}
+
+/// A UDP datagram larger than the MTU crosses both NATs as fragments: in through the
+/// published port and back, out through SNAT and back. Later fragments carry no ports;
+/// they follow the first by IP id.
+#[test]
+fn fragmented_udp_crosses_dnat_and_snat() {
+    if !require_root() {
+        return;
+    }
+    static BIG: [u8; 4000] = [0x42; 4000];
+    let t = Topology::new("frag");
+    let _d = t.start_daemon();
+    let _e = EchoServer::start(&t.container, 8038);
+    let _s = EchoServer::start(&t.server, 7000);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
+    let before = counter(&t.files.socket, "fragment-translated");
+    for (what, from, to, port) in [
+        ("through DNAT", &t.client, Topology::host_addr(8038), 8038),
+        (
+            "through SNAT",
+            &t.container,
+            SocketAddr::from((SERVER_IP, 7000)),
+            7000,
+        ),
+    ] {
+        let reply = udp_roundtrip(from, to, &BIG).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut want = format!("{port}:").into_bytes();
+        want.extend_from_slice(&BIG);
+        assert!(
+            reply == want,
+            "{what}: the whole datagram came back ({} bytes)",
+            reply.len()
+        );
+    }
+    // Two directions each way, two later fragments per 4000-byte datagram.
+    let translated = counter(&t.files.socket, "fragment-translated") - before;
+    assert!(
+        translated >= 8,
+        "later fragments followed their first ({translated})"
+    );
+    t.assert_no_checksum_errors();
+}
+
+/// Whether `conntrack --json` lists a flow whose original destination port is `port`.
+fn conntrack_has(sock: &Path, port: u16) -> bool {
+    let flows: serde_json::Value =
+        serde_json::from_str(&cli_ok(sock, &["conntrack", "--json"])).expect("conntrack JSON");
+    flows
+        .as_array()
+        .expect("a list of flows")
+        .iter()
+        .any(|f| f["original"]["dst_port"] == port)
 }
 
 #[test]

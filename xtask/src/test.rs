@@ -25,6 +25,7 @@ pub fn run() -> Result<()> {
         "cargo",
         &[
             "test",
+            "--no-fail-fast",
             "--workspace",
             "--exclude",
             "bpfnet-tests",
@@ -36,8 +37,23 @@ pub fn run() -> Result<()> {
         bail!("the datapath and end-to-end tests need root: run `cargo xtask test` as root");
     }
     cmd::run("cargo", &["build", "--package", "bpfnet"])?;
+    // Namespaces, pins, daemons and dockerds of earlier runs that were killed.
+    cmd::run(
+        "cargo",
+        &[
+            "run",
+            "--quiet",
+            "--package",
+            "bpfnet-tests",
+            "--bin",
+            "sweep-leftovers",
+        ],
+    )?;
     let bin = root().join("target/debug/bpfnet");
-    let mut c = cmd::command("cargo", &["test", "--package", "bpfnet-tests"]);
+    let mut c = cmd::command(
+        "cargo",
+        &["test", "--no-fail-fast", "--package", "bpfnet-tests"],
+    );
     c.env("BPFNET_BIN", &bin);
     cmd::status(
         c,
@@ -46,8 +62,10 @@ pub fn run() -> Result<()> {
     bench_smoke()
 }
 
-/// The bench machinery must not rot: a --quick run into a scratch directory has to
-/// produce its report (its figures mean nothing and nothing asserts on them).
+/// The bench machinery must not rot and the datapath must carry its traffic: a --quick
+/// run into a scratch directory has to succeed (it fails on any failed measurement),
+/// write its report, and every test and mode in its results JSON must have a value
+/// that is neither zero nor NaN (`bpfnet-bench --check` reads it back, typed).
 fn bench_smoke() -> Result<()> {
     let out = std::env::temp_dir().join(format!("bpfnet-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -62,9 +80,30 @@ fn bench_smoke() -> Result<()> {
     .all(|row| report.contains(row))
         && out.join("plots/ratios.svg").exists()
         && out.join("plots/scaling.svg").exists();
-    let _ = std::fs::remove_dir_all(&out);
     if !complete {
         bail!("bench --quick did not write a complete report:\n{report}");
     }
+    let results: Vec<_> = std::fs::read_dir(out.join("results"))?
+        .map(|e| e.map(|e| e.path().display().to_string()))
+        .collect::<Result<_, _>>()?;
+    if results.is_empty() {
+        bail!("bench --quick wrote no results JSON in {}", out.display());
+    }
+    for json in &results {
+        cmd::run(
+            "cargo",
+            &[
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "bpfnet-bench",
+                "--",
+                "--check",
+                json,
+            ],
+        )?;
+    }
+    let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }

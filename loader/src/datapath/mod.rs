@@ -2,6 +2,8 @@
 mod attach;
 mod bpffs;
 mod cgroup;
+#[cfg(test)]
+mod layout_tests;
 mod maps;
 
 use std::path::{Path, PathBuf};

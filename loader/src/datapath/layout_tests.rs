@@ -1,0 +1,259 @@
+//! The map key and value layouts userspace compiles, checked against the BTF of the eBPF
+//! object this crate embeds: a field that moves on one side only fails here.
+use std::{
+    any::type_name,
+    collections::BTreeSet,
+    mem::{offset_of, size_of},
+};
+
+use btf_rs::{Btf, Struct, Type};
+use common::{
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Port, PublishedKey,
+    SockKey, SockOrig,
+};
+use object::{Object as _, ObjectSection as _};
+
+use super::OBJECT;
+
+/// A type as userspace compiles it.
+struct Layout {
+    /// `common::ct::CtKey`: the BTF struct is named by the last segment.
+    path: &'static str,
+    size: usize,
+    /// Every field and its byte offset.
+    fields: &'static [(&'static str, usize)],
+}
+
+macro_rules! layout {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        Layout {
+            path: type_name::<$ty>(),
+            size: size_of::<$ty>(),
+            fields: &[$((stringify!($field), offset_of!($ty, $field))),*],
+        }
+    };
+}
+
+/// Every type a map stores (keys of plain `u32` aside).
+fn userspace() -> [Layout; 12] {
+    [
+        layout!(PublishedKey {
+            host_ip,
+            port,
+            proto,
+            _pad
+        }),
+        layout!(Backend { ip, port, _pad }),
+        layout!(Endpoint {
+            ifindex,
+            network,
+            mac,
+            _pad
+        }),
+        layout!(Port {
+            network,
+            flags,
+            bridge_mac,
+            _pad
+        }),
+        layout!(CtKey {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            _pad
+        }),
+        layout!(CtValue {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            flags,
+            tcp_seen,
+            _pad,
+            last_seen_ns,
+            packets,
+            bytes,
+        }),
+        layout!(FragKey {
+            src_ip,
+            dst_ip,
+            id,
+            proto,
+            _pad
+        }),
+        layout!(FragPorts { src_port, dst_port }),
+        layout!(SockKey {
+            cookie,
+            ip,
+            port,
+            _pad
+        }),
+        layout!(SockOrig { ip, port, _pad }),
+        layout!(Config {
+            snat_port_min,
+            snat_port_max,
+            _pad,
+            netns_cookie
+        }),
+        layout!(Counter { packets, bytes }),
+    ]
+}
+
+/// The `.BTF` section of the embedded object.
+fn object_btf() -> Btf {
+    let elf = object::File::parse(OBJECT).expect("the embedded eBPF object is an ELF file");
+    let section = elf
+        .section_by_name(".BTF")
+        .expect("the eBPF object has a .BTF section (datapath-ebpf is built with debug = 2)");
+    let data = section.data().expect("the .BTF section is readable");
+    Btf::from_bytes(data).expect("the .BTF section parses")
+}
+
+/// The `common` types named by the maps' BTF types (e.g. `HashMap<common::ct::CtKey, ..>`).
+fn map_types(btf: &Btf) -> BTreeSet<String> {
+    let sections = btf.resolve_types_by_name("maps").expect("BTF lookup");
+    let [Type::Datasec(maps)] = sections.as_slice() else {
+        panic!("the eBPF object's BTF has no single `maps` DATASEC: {sections:?}");
+    };
+    let mut paths = BTreeSet::new();
+    for var in &maps.variables {
+        let Ok(Type::Var(var)) = btf.resolve_chained_type(var) else {
+            panic!("a `maps` DATASEC entry is not a VAR: {var:?}");
+        };
+        let ty = btf.resolve_chained_type(&var).expect("BTF lookup");
+        let Type::Struct(map) = ty else {
+            panic!("a map's BTF type is not a struct: {ty:?}");
+        };
+        let name = unsanitize(&btf.resolve_name(&map).expect("BTF name"));
+        paths.extend(
+            name.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .filter(|word| word.starts_with("common::"))
+                .map(str::to_owned),
+        );
+    }
+    paths
+}
+
+/// Undo bpf-linker's escaping of BTF names: every byte outside `[A-Za-z0-9_]` is `_XX_`.
+fn unsanitize(name: &str) -> String {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(i) = rest.find('_') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let byte = rest
+            .get(1..4)
+            .filter(|s| s.ends_with('_'))
+            .and_then(|s| u8::from_str_radix(&s[..2], 16).ok());
+        match byte {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[4..];
+            }
+            None => {
+                out.push('_');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The one BTF struct named `name`.
+fn btf_struct(btf: &Btf, name: &str) -> Result<Struct, String> {
+    let types = btf.resolve_types_by_name(name).expect("BTF lookup");
+    let structs: Vec<Struct> = types
+        .into_iter()
+        .filter_map(|t| match t {
+            Type::Struct(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    match <[Struct; 1]>::try_from(structs) {
+        Ok([s]) => Ok(s),
+        Err(structs) if structs.is_empty() => Err(format!(
+            "{name}: not in the eBPF object's BTF (datapath-ebpf's `MapTypes` must hold it)"
+        )),
+        Err(structs) => Err(format!(
+            "{name}: {} structs of that name in the eBPF object's BTF, expected one",
+            structs.len()
+        )),
+    }
+}
+
+/// How `layout` differs from the BTF struct of the same name, one line per difference.
+fn differences(btf: &Btf, layout: &Layout) -> Vec<String> {
+    let name = layout.path.rsplit("::").next().unwrap_or(layout.path);
+    let s = match btf_struct(btf, name) {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let mut diffs = Vec::new();
+    if s.size() != layout.size {
+        diffs.push(format!(
+            "{name}: {} bytes in the eBPF object, {} in userspace",
+            s.size(),
+            layout.size
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for member in &s.members {
+        let field = btf.resolve_name(member).expect("BTF member name");
+        let bits = member.bit_offset();
+        if bits % 8 != 0 || member.bitfield_size().is_some_and(|n| n != 0) {
+            diffs.push(format!("{name}.{field}: a bitfield in the eBPF object"));
+            continue;
+        }
+        let offset = (bits / 8) as usize;
+        match layout.fields.iter().find(|(f, _)| *f == field) {
+            Some(&(_, user)) if user != offset => diffs.push(format!(
+                "{name}.{field}: at byte {offset} in the eBPF object, {user} in userspace"
+            )),
+            Some(_) => {}
+            None => diffs.push(format!(
+                "{name}.{field}: at byte {offset} in the eBPF object, not listed for userspace \
+                 in this test"
+            )),
+        }
+        seen.insert(field);
+    }
+    for (field, user) in layout.fields {
+        if !seen.contains(*field) {
+            diffs.push(format!(
+                "{name}.{field}: at byte {user} in userspace, absent from the eBPF object"
+            ));
+        }
+    }
+    diffs
+}
+
+#[test]
+fn layouts_match_the_datapath() {
+    let btf = object_btf();
+    let layouts = userspace();
+    let checked: BTreeSet<String> = layouts.iter().map(|l| l.path.to_owned()).collect();
+    assert_eq!(
+        map_types(&btf),
+        checked,
+        "the common types the eBPF object's maps store (left) must be the ones this test \
+         checks (right)"
+    );
+    let diffs: Vec<String> = layouts.iter().flat_map(|l| differences(&btf, l)).collect();
+    assert!(
+        diffs.is_empty(),
+        "userspace layouts differ from the eBPF object's BTF:\n{}",
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn unsanitize_reverses_bpf_linker_names() {
+    assert_eq!(
+        unsanitize("HashMap_3C_u32_2C__20_common_3A__3A_maps_3A__3A_Port_3E_"),
+        "HashMap<u32, common::maps::Port>"
+    );
+    assert_eq!(unsanitize("snat_port_min"), "snat_port_min");
+}
