@@ -8,7 +8,9 @@
 
 /// A 5-tuple; the key of `ct_v1`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct CtKey {
     /// Source IPv4, network order.
     pub src_ip: u32,
@@ -36,9 +38,9 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
-/// Value of `ct_v1`.
+/// Value of `ct_v2` (and of `ct_new_v1`, which holds flows not yet answered).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CtValue {
     /// The tuple the packet leaves with (network order; `proto` unchanged).
     pub src_ip: u32,
@@ -49,7 +51,13 @@ pub struct CtValue {
     pub flags: u8,
     /// TCP flags seen in this direction since the last SYN (`TCP_*` bits).
     pub tcp_seen: u8,
-    pub _pad: u16,
+    /// TCP window scale this direction's sender announced in its SYN (0: none).
+    pub wscale: u8,
+    pub _pad: u8,
+    /// TCP: one past the highest sequence number this direction has sent, host order.
+    pub seq_end: u32,
+    /// TCP: the largest window (scaled) this direction's sender has offered, host order.
+    pub max_win: u32,
     /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, nanoseconds.
     pub last_seen_ns: u64,
     /// Packets matched in this direction.
@@ -99,7 +107,10 @@ impl CtValue {
             dst_port: to.dst_port,
             flags,
             tcp_seen: 0,
+            wscale: 0,
             _pad: 0,
+            seq_end: 0,
+            max_win: 0,
             last_seen_ns: now_ns,
             packets: 0,
             bytes: 0,
@@ -116,15 +127,22 @@ impl CtValue {
 pub enum TcpState {
     SynSent,
     Established,
+    /// One side sent its FIN.
     Closing,
+    /// Both sides sent their FIN: the one that closed first waits out TIME_WAIT, so the
+    /// tuple is not given to another flow before the entry expires.
+    TimeWait,
+    /// Reset: no side keeps the tuple.
     Closed,
 }
 
 impl TcpState {
     /// From the forward and reply entries' `tcp_seen`.
     pub fn of(fwd: u8, rep: u8) -> Self {
-        if (fwd | rep) & TCP_RST != 0 || (fwd & TCP_FIN != 0 && rep & TCP_FIN != 0) {
+        if (fwd | rep) & TCP_RST != 0 {
             Self::Closed
+        } else if fwd & TCP_FIN != 0 && rep & TCP_FIN != 0 {
+            Self::TimeWait
         } else if (fwd | rep) & TCP_FIN != 0 {
             Self::Closing
         } else if rep & TCP_SYN != 0 && fwd & TCP_ACK != 0 || (fwd & TCP_SYN == 0 && rep != 0) {
@@ -140,17 +158,13 @@ impl TcpState {
             Self::SynSent => "syn-sent",
             Self::Established => "established",
             Self::Closing => "closing",
+            Self::TimeWait => "time-wait",
             Self::Closed => "closed",
         }
     }
 }
 
-#[cfg(feature = "user")]
-mod pod {
-    // SAFETY: #[repr(C)] integers with explicit padding fields, no implicit padding.
-    unsafe impl aya::Pod for super::CtKey {}
-    unsafe impl aya::Pod for super::CtValue {}
-}
+crate::pod::aya_pod!(CtKey, CtValue);
 
 #[cfg(test)]
 mod tests {
@@ -187,7 +201,7 @@ mod tests {
         assert_eq!(TcpState::of(TCP_ACK | TCP_FIN, TCP_ACK), TcpState::Closing);
         assert_eq!(
             TcpState::of(TCP_ACK | TCP_FIN, TCP_ACK | TCP_FIN),
-            TcpState::Closed
+            TcpState::TimeWait
         );
         assert_eq!(TcpState::of(TCP_SYN, TCP_RST), TcpState::Closed);
     }

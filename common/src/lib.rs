@@ -8,12 +8,14 @@
 
 pub mod ct;
 pub mod maps;
+mod pod;
 pub mod stats;
 
 pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
 pub use maps::{
-    Backend, Config, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, PORT_ENFORCE, Port,
-    PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
+    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
+    NET_LAN, NET_ROUTED, Network, PORT_ENFORCE, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey,
+    SockOrig,
 };
 pub use stats::{Counter, Reason};
 
@@ -30,14 +32,19 @@ pub mod names {
     pub const PUBLISHED: &str = "published_v1";
     pub const HOST_IPS: &str = "host_ips_v1";
     pub const ENDPOINTS: &str = "endpoints_v1";
-    pub const CT: &str = "ct_v1";
+    pub const CT: &str = "ct_v2";
+    pub const CT_NEW: &str = "ct_new_v1";
+    pub const SUBNETS: &str = "subnets_v1";
     pub const STATS: &str = "stats_v1";
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";
     pub const FRAGS: &str = "frags_v1";
-    pub const PORTS: &str = "ports_v1";
+    pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).
 pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
+/// Flows not yet answered live in `ct_new_v1`, a quarter the size of the CT map, so a
+/// flood of new flows cannot evict answered ones.
+pub const CT_NEW_SHARE: u32 = 4;

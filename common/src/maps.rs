@@ -2,7 +2,9 @@
 
 /// Key of `published_v1`: a published host port.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
+)]
 pub struct PublishedKey {
     /// Host IPv4 address, network order; 0 means every address in `host_ips_v1`.
     pub host_ip: u32,
@@ -15,7 +17,7 @@ pub struct PublishedKey {
 
 /// Value of `published_v1`: where a published port leads.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Backend {
     /// Backend (container) IPv4 address, network order.
     pub ip: u32,
@@ -27,7 +29,7 @@ pub struct Backend {
 /// Value of `endpoints_v1` (key: container IPv4, network order): a container whose
 /// host-side veth is known, so traffic can be handed straight to its namespace.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Endpoint {
     /// Host-side veth ifindex, host order.
     pub ifindex: u32,
@@ -35,13 +37,37 @@ pub struct Endpoint {
     pub network: u32,
     /// The container's MAC address, wire order.
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// `EP_*` bits.
+    pub flags: u8,
+    pub _pad: u8,
 }
 
-/// Value of `ports_v1` (key: host-side veth ifindex, host order): the bridge port a
+/// `Endpoint::flags`: bound by the datapath from the first packet of a veth nobody had
+/// registered yet (the daemon replaces it when it learns the container).
+pub const EP_LEARNED: u8 = 1;
+
+/// Value of `subnets_v1` (an LPM trie keyed by IPv4 prefix, network order): a managed
+/// network's subnet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Network {
+    /// The network: its bridge's ifindex, host order.
+    pub bridge: u32,
+    /// `NET_*` bits.
+    pub flags: u32,
+}
+
+/// `Network::flags`: no NAT, direct routed access from outside (Docker's
+/// `com.docker.network.bridge.gateway_mode_ipv4=routed`).
+pub const NET_ROUTED: u32 = 1;
+/// `Network::flags`: the network is a LAN bridged to an uplink (pipework style); its
+/// peers reach it at layer 2, so the inbound policy does not apply.
+pub const NET_LAN: u32 = 2;
+
+/// Value of `ports_v2` (key: host-side veth ifindex, host order): the bridge port a
 /// container's traffic enters by.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Port {
     /// Network: the ifindex of its bridge, host order.
     pub network: u32,
@@ -49,7 +75,10 @@ pub struct Port {
     pub flags: u32,
     /// The bridge's MAC, wire order: frames sent to it are routed, others switched.
     pub bridge_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The MAC its endpoints use (with `PORT_ENFORCE`), wire order: frames of every
+    /// ethertype must come from it.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 4],
 }
 
 /// `Port::flags`: endpoints are registered on this port, so every frame from it must
@@ -58,13 +87,15 @@ pub const PORT_ENFORCE: u32 = 1;
 
 /// Value of `config_v1` (one slot): datapath settings from the daemon's flags.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Config {
     /// First source port SNAT may use, host order.
     pub snat_port_min: u16,
     /// Last source port SNAT may use (inclusive), host order.
     pub snat_port_max: u16,
-    pub _pad: u32,
+    /// Secret that keys the SNAT port sequence of each flow (so outsiders cannot predict
+    /// which port a container's flow gets), chosen at random by the daemon.
+    pub hash_seed: u32,
     /// Cookie of the daemon's network namespace: the socket programs rewrite only
     /// sockets of that namespace.
     pub netns_cookie: u64,
@@ -75,15 +106,15 @@ impl Default for Config {
         Self {
             snat_port_min: SNAT_PORTS_DEFAULT.0,
             snat_port_max: SNAT_PORTS_DEFAULT.1,
-            _pad: 0,
+            hash_seed: 0,
             netns_cookie: 0,
         }
     }
 }
 
-/// Default SNAT source ports: above Linux's default ephemeral range (32768-60999), so a
-/// translated flow never takes the tuple of one of the host's own connections.
-pub const SNAT_PORTS_DEFAULT: (u16, u16) = (61000, 65535);
+/// Default SNAT source ports: every unprivileged port, as MASQUERADE uses. A flow keeps
+/// its own source port when that is free; candidates a host socket holds are skipped.
+pub const SNAT_PORTS_DEFAULT: (u16, u16) = (1024, 65535);
 
 /// `ifaces_v1` value bit: the interface is an uplink (`from_uplink` runs there), so
 /// egress through it is masqueraded.
@@ -93,7 +124,7 @@ pub const IFACE_BRIDGE: u32 = 2;
 
 /// Key of `frags_v1`: an IPv4 datagram being fragmented, as seen at the hook.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragKey {
     /// Source and destination IPv4, network order.
     pub src_ip: u32,
@@ -106,7 +137,7 @@ pub struct FragKey {
 
 /// Value of `frags_v1`: the ports its first fragment carried, network order.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragPorts {
     pub src_port: u16,
     pub dst_port: u16,
@@ -114,7 +145,7 @@ pub struct FragPorts {
 
 /// Key of `sock_revnat_v1`: a host socket and the backend it was pointed at.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SockKey {
     /// `bpf_get_socket_cookie`.
     pub cookie: u64,
@@ -126,21 +157,22 @@ pub struct SockKey {
 
 /// Value of `sock_revnat_v1`: the address the socket dialed, network order.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SockOrig {
     pub ip: u32,
     pub port: u16,
     pub _pad: u16,
 }
 
-#[cfg(feature = "user")]
-mod pod {
-    unsafe impl aya::Pod for super::Config {}
-    unsafe impl aya::Pod for super::Port {}
-    unsafe impl aya::Pod for super::FragKey {}
-    unsafe impl aya::Pod for super::FragPorts {}
-    // SAFETY: plain #[repr(C)] integers with explicit padding fields, no implicit padding.
-    unsafe impl aya::Pod for super::PublishedKey {}
-    unsafe impl aya::Pod for super::Backend {}
-    unsafe impl aya::Pod for super::Endpoint {}
-}
+crate::pod::aya_pod!(
+    PublishedKey,
+    Backend,
+    Endpoint,
+    Network,
+    Port,
+    Config,
+    FragKey,
+    FragPorts,
+    SockKey,
+    SockOrig,
+);

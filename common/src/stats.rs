@@ -72,19 +72,44 @@ reasons! {
     /// A switched frame handed to its bridge's own transmit path, past the host's
     /// bridge netfilter hooks.
     ForwardBridge = 20, "forward-bridge", false;
+    /// Drop: a packet from an uplink to a managed network that is neither a tracked flow
+    /// nor a published port (Docker 28's inbound policy).
+    DropInbound = 21, "drop-inbound", true;
+    /// Drop: a TCP packet that is not a SYN, or an ICMP echo reply, from a container with
+    /// no tracked flow: only a flow's first packet creates NAT state.
+    DropNoFlow = 22, "drop-no-flow", true;
+    /// Drop: a new flow whose reply tuple another flow holds.
+    DropCtClash = 23, "drop-ct-clash", true;
+    /// Drop: a TCP RST or FIN outside the flow's sequence window.
+    DropTcpWindow = 24, "drop-tcp-window", true;
+    /// Drop: an ICMP error a container or outsider had no business sending (it quotes a
+    /// packet that sender never received).
+    DropIcmpForged = 25, "drop-icmp-forged", true;
+    /// Drop: IPv6 routed out of a container's network (IPv6 is not supported yet).
+    DropIpv6 = 26, "drop-ipv6", true;
+    /// Drop: a frame from a container veth whose endpoint is not known and whose source
+    /// cannot be bound to it.
+    DropUnbound = 27, "drop-unbound", true;
+    /// A veth's endpoint bound from its first packet (source in its network, unowned).
+    EndpointLearned = 28, "endpoint-learned", false;
+    /// A packet of a host socket's own flow, left to the host although a publish covers
+    /// its port.
+    HostSocket = 29, "host-socket", false;
+    /// A flow that had lost its forward half got it back from its reply half.
+    CtRepaired = 30, "ct-repaired", false;
+    /// A frame of another protocol or ethertype passed within its network.
+    PassOther = 31, "pass-other", false;
 }
 
 /// Value of `stats_v1` (per CPU).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Counter {
     pub packets: u64,
     pub bytes: u64,
 }
 
-#[cfg(feature = "user")]
-// SAFETY: two u64, no padding.
-unsafe impl aya::Pod for Counter {}
+crate::pod::aya_pod!(Counter);
 
 #[cfg(test)]
 mod tests {

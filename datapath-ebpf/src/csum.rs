@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use common::{PROTO_ICMP, PROTO_TCP};
+use common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 use crate::parse::{ETH_HLEN, Frag, Packet};
 
@@ -20,12 +20,14 @@ fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, ()
     match p.proto {
         PROTO_TCP => Ok(Some((p.l4_off + 16, 0, true))),
         PROTO_ICMP => Ok(Some((p.l4_off + 2, 0, false))),
-        _ => {
+        PROTO_UDP => {
             let off = p.l4_off + 6;
             let csum: u16 = ctx.load(off).map_err(|_| ())?;
             // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
             Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))
         }
+        // Other protocols: only the IPv4 header's sum covers what NAT changes.
+        _ => Ok(None),
     }
 }
 

@@ -1,23 +1,42 @@
-//! Connection tracking: lookup with per-packet accounting, and creation of both
-//! directions of a flow, allocating an SNAT source port when asked.
+//! Connection tracking. A flow has two entries, one per direction, each keyed by the
+//! tuple a packet has when it reaches a bpfnet hook (see `common::ct`). New flows live in
+//! `ct_new_v1` until their first reply moves both entries to `ct_v2`, so a flood of flows
+//! nobody answers evicts only its own kind. Both entries are created together with
+//! NOEXIST and removed together when the second cannot be created: no flow ever takes
+//! over another's tuple, on any CPU.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
-    programs::TcContext,
+    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::LruHashMap, programs::TcContext,
 };
 use common::{
-    CT_REPLY, CtKey, CtValue, PROTO_TCP, Reason,
+    CT_REPLY, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use crate::{
-    maps::{CONFIG, CT},
+    maps::{CT, CT_NEW, Scratch, scratch},
     parse::Packet,
     stats::count,
+    tcp,
 };
 
-/// Ports tried before SNAT gives up on a destination (random start, then sequential).
-const SNAT_TRIES: u32 = 32;
+/// Which table an entry lives in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Answered flows.
+    Main,
+    /// Flows still waiting for their first reply.
+    New,
+}
+
+impl Table {
+    #[inline(always)]
+    fn map(self) -> &'static LruHashMap<CtKey, CtValue> {
+        match self {
+            Self::Main => &CT,
+            Self::New => &CT_NEW,
+        }
+    }
+}
 
 #[inline(always)]
 pub fn key_of(p: &Packet) -> CtKey {
@@ -31,43 +50,107 @@ pub fn key_of(p: &Packet) -> CtKey {
     }
 }
 
-/// TCP bits to keep after this packet: a bare SYN starts the record afresh (the tuple
-/// is being reused), anything else adds to it.
 #[inline(always)]
-fn tcp_seen(cur: u8, p: &Packet, reply: bool) -> u8 {
-    if p.proto != PROTO_TCP {
-        return 0;
-    }
-    let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
-    if !reply && f & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        f
-    } else {
-        cur | f
-    }
+fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
 }
 
-/// The tuple this packet's flow leaves with. Accounts the packet to the entry and to
-/// `ct-forward`/`ct-reply`.
+/// The entry for `key` in either table.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<CtKey> {
-    let key = key_of(p);
-    let v = CT.get_ptr_mut(key)?;
-    // SAFETY: a valid map value pointer; concurrent updates of the counters may race,
-    // which only costs the statistics some accuracy.
-    let (to, reply) = unsafe {
-        let reply = (*v).flags & CT_REPLY != 0;
-        (*v).tcp_seen = tcp_seen((*v).tcp_seen, p, reply);
-        (*v).last_seen_ns = bpf_ktime_get_ns();
-        (*v).packets += 1;
-        (*v).bytes += u64::from(ctx.len());
-        (key.translated(&*v), reply)
-    };
-    if p.proto == PROTO_TCP && !reply && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        // A new connection on a reused tuple: the reply side's record is of the old one.
-        if let Some(twin) = CT.get_ptr_mut(to.reversed()) {
-            // SAFETY: a valid map value pointer.
-            unsafe { (*twin).tcp_seen = 0 };
+fn find(key: &CtKey) -> Option<(*mut CtValue, Table)> {
+    if let Some(v) = CT.get_ptr_mut(key) {
+        return Some((v, Table::Main));
+    }
+    CT_NEW.get_ptr_mut(key).map(|v| (v, Table::New))
+}
+
+/// The entry for `key` in either table, in place (no copy on the stack).
+#[inline(always)]
+pub fn entry(key: &CtKey) -> Option<(&'static CtValue, Table)> {
+    // SAFETY: a valid map value pointer; the reference lives for this program run only.
+    find(key).map(|(v, t)| (unsafe { &*v }, t))
+}
+
+/// A flow is over when either side reset it or both sides finished.
+#[inline(always)]
+fn finished(a: u8, b: u8) -> bool {
+    matches!(
+        TcpState::of(a, b),
+        TcpState::Closed | TcpState::TimeWait
+    )
+}
+
+/// Follow a TCP packet of the flow in `v` (its sender's direction) in `table`. Err: a RST
+/// or FIN outside the window, which changes nothing.
+#[inline(always)]
+fn track_tcp(
+    ctx: &TcContext,
+    key: &CtKey,
+    v: &mut CtValue,
+    table: Table,
+    p: &Packet,
+) -> Result<(), Reason> {
+    let twin_key = key.twin(v);
+    let twin = table.map().get_ptr_mut(twin_key);
+    if tcp::closes(p) {
+        // SAFETY: a valid map value pointer, read only.
+        let receiver = twin.map(|t| unsafe { &*t });
+        if !tcp::in_window(v, receiver, p) {
+            return Err(Reason::DropTcpWindow);
         }
+    }
+    let reply = v.flags & CT_REPLY != 0;
+    let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+    if p.is_syn() && !reply {
+        // SAFETY: a valid map value pointer.
+        let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
+        if finished(v.tcp_seen, twin_seen) {
+            // The tuple is being reused for a new connection: both records start afresh.
+            v.tcp_seen = f;
+            tcp::start(ctx, v, p);
+            if let Some(t) = twin {
+                // SAFETY: a valid map value pointer.
+                unsafe {
+                    (*t).tcp_seen = 0;
+                    (*t).seq_end = 0;
+                    (*t).max_win = 0;
+                }
+            }
+        }
+        // A SYN inside a live flow changes nothing: the endpoint answers it itself.
+        return Ok(());
+    }
+    v.tcp_seen |= f;
+    if p.tcp_flags & TCP_SYN != 0 {
+        tcp::start(ctx, v, p);
+    } else {
+        tcp::follow(v, p);
+    }
+    Ok(())
+}
+
+/// The tuple this packet's flow leaves with, accounting the packet to its entry and to
+/// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table.
+#[inline(always)]
+pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<CtKey>, Reason> {
+    let key = key_of(p);
+    let Some((ptr, table)) = find(&key) else {
+        return Ok(None);
+    };
+    // SAFETY: a valid map value pointer; concurrent updates of the same flow on two CPUs
+    // may race, which costs the counters and the window some accuracy, never safety.
+    let v = unsafe { &mut *ptr };
+    if p.proto == PROTO_TCP {
+        track_tcp(ctx, &key, v, table, p)?;
+    }
+    v.last_seen_ns = now();
+    v.packets += 1;
+    v.bytes += u64::from(ctx.len());
+    let reply = v.flags & CT_REPLY != 0;
+    let to = key.translated(v);
+    if reply && table == Table::New {
+        promote(&key, v);
     }
     count(
         ctx,
@@ -77,83 +160,109 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Option<CtKey> {
             Reason::CtForward
         },
     );
-    Some(to)
+    Ok(Some(to))
+}
+
+/// Move an answered flow (its reply entry `rk`, `rv`) to the main table.
+#[inline(always)]
+fn promote(rk: &CtKey, rv: &CtValue) {
+    let fk = rk.twin(rv);
+    let Some(fv) = CT_NEW.get_ptr(fk) else {
+        return;
+    };
+    let noexist = u64::from(BPF_NOEXIST);
+    // SAFETY: valid map value pointers, read by the helpers in place.
+    if CT.insert(fk, unsafe { &*fv }, noexist).is_ok() && CT.insert(rk, rv, noexist).is_err() {
+        let _ = CT.remove(fk);
+        return;
+    }
+    let _ = CT_NEW.remove(fk);
+    let _ = CT_NEW.remove(rk);
 }
 
 /// Translation of a flow without accounting, for ICMP errors that quote it.
 #[inline(always)]
 pub fn peek(key: &CtKey) -> Option<CtKey> {
-    // SAFETY: plain lookup, value copied out.
-    unsafe { CT.get(key) }.map(|v| key.translated(v))
+    entry(key).map(|(v, _)| key.translated(v))
 }
 
-/// Whether the reply entry at `rk` belongs to a TCP flow both sides have closed (FIN
-/// each way, or a RST); if so its forward entry is removed so the tuple can be reused.
+/// Prepare, in this CPU's scratch space, the entries of a new flow whose first packet
+/// is `p` (flags `CT_DNAT`/`CT_SNAT`), so that `create` and `repair` can try tuples
+/// without parsing the packet again.
 #[inline(always)]
-fn closed_flow_released(rk: &CtKey) -> bool {
+pub fn stage(ctx: &TcContext, p: &Packet, flags: u8) -> Result<(), Reason> {
+    let s = scratch().ok_or(Reason::DropCtInsert)?;
+    let now = now();
+    s.fwd = CtValue::new(&key_of(p), flags, now);
+    if p.proto == PROTO_TCP {
+        s.fwd.tcp_seen = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+        tcp::start(ctx, &mut s.fwd, p);
+    }
+    s.fwd.packets = 1;
+    s.fwd.bytes = u64::from(ctx.len());
+    s.rev = CtValue::new(&key_of(p).reversed(), flags | CT_REPLY, now);
+    Ok(())
+}
+
+/// The staged forward entry, leaving as `to`.
+#[inline(always)]
+fn staged(to: &CtKey) -> Result<&'static mut Scratch, Reason> {
+    let s = scratch().ok_or(Reason::DropCtInsert)?;
+    s.fwd.src_ip = to.src_ip;
+    s.fwd.dst_ip = to.dst_ip;
+    s.fwd.src_port = to.src_port;
+    s.fwd.dst_port = to.dst_port;
+    Ok(s)
+}
+
+/// Create the staged flow of first packet `p` leaving as `to`: both entries in the new
+/// table, or neither. Err(`drop-ct-clash`): another flow holds the reply tuple.
+#[inline(always)]
+pub fn create(p: &Packet, to: &CtKey) -> Result<(), Reason> {
+    let key = key_of(p);
+    let rk = to.reversed();
+    if CT.get_ptr(rk).is_some() {
+        return Err(Reason::DropCtClash);
+    }
+    let s = staged(to)?;
+    let noexist = u64::from(BPF_NOEXIST);
+    if CT_NEW.insert(rk, &s.rev, noexist).is_err() {
+        return Err(Reason::DropCtClash);
+    }
+    if CT.get_ptr(key).is_some() || CT_NEW.insert(key, &s.fwd, noexist).is_err() {
+        // Another CPU created this flow first: ours goes, theirs serves the next packet.
+        let _ = CT_NEW.remove(rk);
+        return Err(Reason::DropCtInsert);
+    }
+    Ok(())
+}
+
+/// Put back the staged forward entry of first packet `p`'s flow, leaving as `to`, whose
+/// reply entry survived in `table`.
+#[inline(always)]
+pub fn repair(p: &Packet, to: &CtKey, table: Table) -> Result<(), Reason> {
+    let s = staged(to)?;
+    table
+        .map()
+        .insert(key_of(p), &s.fwd, u64::from(BPF_NOEXIST))
+        .map_err(|_| Reason::DropCtInsert)
+}
+
+/// Whether the flow holding reply tuple `rk` (entry `rv`) was reset, so its tuple may
+/// go to a new flow at once (no side keeps TIME_WAIT after a RST). Both its entries are
+/// removed.
+#[inline(always)]
+pub fn release_reset(rk: &CtKey, rv: &CtValue, table: Table) -> bool {
     if rk.proto != PROTO_TCP {
         return false;
     }
-    // SAFETY: plain lookups, values copied out.
-    let Some(r) = (unsafe { CT.get(rk) }).copied() else {
+    let fk = rk.twin(rv);
+    // SAFETY: plain lookup of a byte, copied out.
+    let f_seen = unsafe { table.map().get(fk) }.map_or(0, |f| f.tcp_seen);
+    if (rv.tcp_seen | f_seen) & TCP_RST == 0 {
         return false;
-    };
-    let fk = rk.twin(&r);
-    let f_seen = unsafe { CT.get(fk) }.map_or(0, |f| f.tcp_seen);
-    let closed = (r.tcp_seen | f_seen) & TCP_RST != 0
-        || (r.tcp_seen & TCP_FIN != 0 && f_seen & TCP_FIN != 0);
-    if closed {
-        let _ = CT.remove(fk);
     }
-    closed
-}
-
-/// Create the flow of `p` whose packets leave as `to` (flags `CT_DNAT`/`CT_SNAT`). With
-/// `alloc_port`, `to.src_port` is chosen from the SNAT range so that the reply tuple is
-/// unused. Returns the tuple to apply.
-#[inline(always)]
-pub fn create(
-    ctx: &TcContext,
-    p: &Packet,
-    mut to: CtKey,
-    flags: u8,
-    alloc_port: bool,
-) -> Result<CtKey, Reason> {
-    let key = key_of(p);
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let reply = CtValue::new(&key.reversed(), flags | CT_REPLY, now);
-    if alloc_port {
-        let cfg = CONFIG.get(0).copied().unwrap_or_default();
-        let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
-        let range = max.saturating_sub(min) + 1;
-        // SAFETY: helper without arguments.
-        let start = unsafe { bpf_get_prandom_u32() } % range;
-        let mut found = false;
-        for i in 0..SNAT_TRIES {
-            to.src_port = ((min + (start + i) % range) as u16).to_be();
-            // NOEXIST: a tuple a live flow holds is never taken over; a closed one is.
-            let rk = to.reversed();
-            if CT.insert(rk, reply, u64::from(BPF_NOEXIST)).is_ok()
-                || (closed_flow_released(&rk) && CT.insert(rk, reply, 0).is_ok())
-            {
-                found = true;
-                break;
-            }
-        }
-        if !found {
-            return Err(Reason::DropSnatPorts);
-        }
-    } else if CT.insert(to.reversed(), reply, 0).is_err() {
-        return Err(Reason::DropCtInsert);
-    }
-    let mut fwd = CtValue::new(&to, flags, now);
-    fwd.tcp_seen = tcp_seen(0, p, false);
-    fwd.packets = 1;
-    fwd.bytes = u64::from(ctx.len());
-    if CT.insert(key, fwd, 0).is_err() {
-        let _ = CT.remove(to.reversed());
-        return Err(Reason::DropCtInsert);
-    }
-    Ok(to)
+    let _ = table.map().remove(fk);
+    let _ = table.map().remove(rk);
+    true
 }

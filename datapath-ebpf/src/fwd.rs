@@ -14,7 +14,7 @@ use aya_ebpf::{
 use common::{CtKey, Reason};
 
 use crate::{
-    maps::ENDPOINTS,
+    maps::{ENDPOINTS, scratch},
     parse::Packet,
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
@@ -34,8 +34,9 @@ pub struct Route {
 /// the kernel for the source address it would pick.
 #[inline(always)]
 pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
+    let fib = &mut scratch()?.fib;
     // SAFETY: an all-zero bpf_fib_lookup is a valid value of this plain C struct.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    *fib = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
     fib.l4_protocol = t.proto;
     fib.sport = t.src_port;
@@ -47,8 +48,7 @@ pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
     // tot_len stays 0: with it set, GSO packets get FRAG_NEEDED answers.
     let flags = if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
     // SAFETY: fib is a properly sized, writable bpf_fib_lookup.
-    let ret =
-        unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut fib, size_of::<FibParams>() as i32, flags) };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), fib, size_of::<FibParams>() as i32, flags) };
     let macs = match ret as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => Some([fib.dmac, fib.smac]),
         BPF_FIB_LKUP_RET_NO_NEIGH => None,

@@ -112,29 +112,33 @@ fn replace_addr(
     replace(ctx, icmp_csum, off, old, new, 4)
 }
 
-/// An ICMP error at either hook: translated and delivered when it quotes a tracked
-/// flow, else left to the kernel.
-#[inline(always)]
-pub fn handle_error(ctx: &TcContext, p: &mut Packet) -> i32 {
-    match translate_error(ctx, p) {
-        None => verdict(ctx, Reason::Pass),
-        Some(Err(())) => verdict(ctx, Reason::DropRewrite),
-        Some(Ok(())) => {
-            count(ctx, Reason::IcmpError);
-            fwd::to_destination(ctx, p)
-        }
-    }
+/// Who sent an ICMP error, which bounds what it may quote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// A container: it can only report a packet it received itself.
+    Container,
+    /// The outside: the flow's peer or a router on its path.
+    Uplink,
 }
 
-/// Translate an ICMP error about a tracked flow. None: it quotes no flow bpfnet knows.
+/// An ICMP error about a translated flow: translated and delivered. None: it quotes no
+/// flow bpfnet translates (the caller decides). An error whose sender or addressee does
+/// not match the packet it quotes is forged, and dropped.
 #[inline(always)]
-fn translate_error(ctx: &TcContext, p: &mut Packet) -> Option<Result<(), ()>> {
+pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> {
     let q = quoted(ctx, p)?;
     // The quoted packet travelled as the reverse of the flow entry we need.
-    let flow = q.tuple.reversed();
-    let to = ct::peek(&flow)?;
-    let new = to.reversed();
-    Some(rewrite(ctx, p, &q, &new))
+    let to = ct::peek(&q.tuple.reversed())?;
+    // It is addressed to whoever sent the quoted packet, and a container reports only
+    // packets that were sent to it.
+    if p.dst_ip != q.tuple.src_ip || (from == From::Container && p.src_ip != q.tuple.dst_ip) {
+        return Some(verdict(ctx, Reason::DropIcmpForged));
+    }
+    if rewrite(ctx, p, &q, &to.reversed()).is_err() {
+        return Some(verdict(ctx, Reason::DropRewrite));
+    }
+    count(ctx, Reason::IcmpError);
+    Some(fwd::to_destination(ctx, p))
 }
 
 #[inline(always)]

@@ -1,91 +1,183 @@
-//! What a container's frame says at layer 2: anti-spoofing against its registered
-//! endpoints, and the fast path between endpoints of one network.
+//! What a container's frame says at layer 2: anti-spoofing against its endpoints for
+//! every ethertype, the binding of a new veth's endpoint from its first packet, and the
+//! fast path between endpoints of one network.
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use common::{Endpoint, PORT_ENFORCE, Port, Reason};
+use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port, Reason};
 
 use crate::{
-    maps::{ENDPOINTS, PORTS},
+    maps::{ENDPOINTS, PORTS, endpoint, network_of, port},
     parse::Packet,
-    stats::{TC_ACT_REDIRECT, count},
+    stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
-const ETH_P_ARP: u16 = 0x0806;
+const NO_PORT: Port = Port {
+    network: 0,
+    flags: 0,
+    bridge_mac: [0; 6],
+    mac: [0; 6],
+    _pad: [0; 4],
+};
 
-/// The frame's Ethernet addresses and the bridge port it came in by.
+/// The frame's Ethernet header and the bridge port it came in by.
 pub struct L2 {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
+    /// Host order.
+    pub ethertype: u16,
     pub ingress: u32,
-    pub port: Option<Port>,
+    /// The port, zeroed when `known` is false (an Option's unset bytes would be read by
+    /// the compiler's spills, which the verifier refuses).
+    pub port: Port,
+    pub known: bool,
 }
 
 impl L2 {
     /// Frames sent to the bridge's own MAC are routed by the host; others are switched.
     /// Without port information everything counts as routed.
     pub fn routed(&self) -> bool {
-        self.port.is_none_or(|p| p.bridge_mac == self.dst_mac)
+        !self.known || self.port.bridge_mac == self.dst_mac
     }
 
     pub fn network(&self) -> Option<u32> {
-        self.port.map(|p| p.network)
+        self.known.then_some(self.port.network)
     }
 
     fn enforced(&self) -> bool {
-        self.port.is_some_and(|p| p.flags & PORT_ENFORCE != 0)
+        self.known && self.port.flags & PORT_ENFORCE != 0
+    }
+
+    /// The source MAC is the one this port's endpoints use.
+    #[inline(always)]
+    fn mac_is_an_endpoints(&self) -> bool {
+        self.known && self.port.mac == self.src_mac
     }
 }
 
 #[inline(always)]
 pub fn read(ctx: &TcContext) -> Option<L2> {
-    let macs: [[u8; 6]; 2] = ctx.load(0).ok()?;
+    let hdr: ([[u8; 6]; 2], u16) = (ctx.load(0).ok()?, ctx.load(12).ok()?);
     // SAFETY: ctx is the __sk_buff this program was called with.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    // SAFETY: plain lookup, value copied out.
-    let port = unsafe { PORTS.get(ingress) }.copied();
+    let known = port(ingress);
     Some(L2 {
-        dst_mac: macs[0],
-        src_mac: macs[1],
+        dst_mac: hdr.0[0],
+        src_mac: hdr.0[1],
+        ethertype: u16::from_be(hdr.1),
         ingress,
-        port,
+        port: known.unwrap_or(NO_PORT),
+        known: known.is_some(),
     })
 }
 
 #[inline(always)]
 fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
-    // SAFETY: plain lookup, value copied out.
-    let ep: Option<Endpoint> = unsafe { ENDPOINTS.get(ip) }.copied();
-    ep.is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac && l2.src_mac == mac)
+    endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac && l2.src_mac == mac)
 }
 
-/// An IPv4 packet from an enforced port must come from one of its endpoints.
+/// Bind `ip` to the port `l2` came in by: its first packet names its endpoint, when the
+/// address lies in the port's network and no endpoint owns it yet. The daemon replaces
+/// the binding with what Docker (or `endpoint add`) says once it knows.
 #[inline(always)]
-pub fn spoofed_ip(l2: &L2, p: &Packet) -> bool {
-    l2.enforced() && !owns(l2, p.src_ip, l2.src_mac)
-}
-
-/// An ARP packet from an enforced port must announce one of its endpoints (address
-/// probes, with sender address 0, only its MAC).
-#[inline(always)]
-pub fn spoofed_arp(ctx: &TcContext, l2: &L2) -> bool {
-    if !l2.enforced() {
+fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
+    if !l2.known {
         return false;
     }
-    let Ok(proto) = ctx.load::<u16>(12) else {
+    let port = l2.port;
+    if !network_of(ip).is_some_and(|n| n.bridge == port.network) {
         return false;
+    }
+    let ep = Endpoint {
+        ifindex: l2.ingress,
+        network: port.network,
+        mac: l2.src_mac,
+        flags: EP_LEARNED,
+        _pad: 0,
     };
-    if u16::from_be(proto) != ETH_P_ARP {
+    if ENDPOINTS.insert(ip, ep, u64::from(BPF_NOEXIST)).is_err() {
         return false;
     }
+    if let Some(p) = PORTS.get_ptr_mut(l2.ingress) {
+        // SAFETY: a valid map value pointer.
+        unsafe {
+            (*p).mac = l2.src_mac;
+            (*p).flags |= PORT_ENFORCE;
+        }
+    }
+    l2.port.flags |= PORT_ENFORCE;
+    l2.port.mac = l2.src_mac;
+    count(ctx, Reason::EndpointLearned);
+    true
+}
+
+/// An IPv4 packet must come from an endpoint of its port (bound now if the port has
+/// none yet). Source 0.0.0.0 (DHCP) may only be switched.
+#[inline(always)]
+pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), Reason> {
+    if !l2.known {
+        return Err(Reason::DropUnbound);
+    }
+    if l2.enforced() {
+        return if owns(l2, p.src_ip, l2.src_mac) {
+            Ok(())
+        } else {
+            Err(Reason::DropSpoof)
+        };
+    }
+    if p.src_ip == 0 && !l2.routed() {
+        return Ok(());
+    }
+    if endpoint(p.src_ip).is_some() {
+        // Another port's address.
+        return Err(Reason::DropSpoof);
+    }
+    if bind(ctx, l2, p.src_ip) {
+        Ok(())
+    } else {
+        Err(Reason::DropUnbound)
+    }
+}
+
+/// An ARP packet must announce one of its port's endpoints (address probes, with sender
+/// address 0, only its MAC); from a port with no endpoint yet, no address another
+/// endpoint owns.
+#[inline(always)]
+pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
     let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(22), ctx.load::<u32>(28)) else {
-        return true;
+        return verdict(ctx, Reason::DropMalformed);
     };
-    if spa == 0 {
-        return sha != l2.src_mac;
+    let spoofed = if sha != l2.src_mac {
+        true
+    } else if spa == 0 {
+        false
+    } else if l2.enforced() {
+        !owns(l2, spa, sha)
+    } else {
+        endpoint(spa).is_some()
+    };
+    if spoofed || !l2.known {
+        return verdict(ctx, Reason::DropSpoof);
     }
-    !owns(l2, spa, sha)
+    verdict(ctx, Reason::Pass)
+}
+
+/// A frame of any other ethertype (IPv6 among them): from its port's endpoint MAC, and
+/// only switched within its network; routed, it is `routed_drop`.
+#[inline(always)]
+pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
+    if !l2.known {
+        return verdict(ctx, Reason::DropUnbound);
+    }
+    if l2.enforced() && !l2.mac_is_an_endpoints() {
+        return verdict(ctx, Reason::DropSpoof);
+    }
+    if l2.routed() {
+        return verdict(ctx, routed_drop);
+    }
+    verdict(ctx, Reason::PassOther)
 }
 
 /// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`

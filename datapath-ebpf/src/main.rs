@@ -7,6 +7,7 @@ mod csum;
 mod ct;
 mod frag;
 mod fwd;
+mod hostsock;
 mod icmp;
 mod l2;
 mod maps;
@@ -14,6 +15,7 @@ mod nat;
 mod parse;
 mod sock;
 mod stats;
+mod tcp;
 mod uplink;
 
 use aya_ebpf::{

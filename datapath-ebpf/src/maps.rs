@@ -1,11 +1,12 @@
 //! The pinned maps (see DESIGN.md, "Maps"); names carry the layout version.
 use aya_ebpf::{
+    bindings::{bpf_fib_lookup, bpf_sock_tuple},
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Port, PublishedKey,
-    Reason, SockKey, SockOrig,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
+    PublishedKey, Reason, SockKey, SockOrig,
 };
 
 #[map(name = "published_v1")]
@@ -20,15 +21,25 @@ pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
 
 /// Host-side veth ifindex → its bridge port.
-#[map(name = "ports_v1")]
+#[map(name = "ports_v2")]
 pub static PORTS: HashMap<u32, Port> = HashMap::pinned(65_536, 0);
 
 /// ifindex → `IFACE_*` role bits.
 #[map(name = "ifaces_v1")]
 pub static IFACES: HashMap<u32, u32> = HashMap::pinned(4096, 0);
 
-#[map(name = "ct_v1")]
+/// Answered flows, two entries each (see `ct`).
+#[map(name = "ct_v2")]
 pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAULT_ENTRIES, 0);
+
+/// Flows not answered yet: a flood of them evicts only its own kind.
+#[map(name = "ct_new_v1")]
+pub static CT_NEW: LruHashMap<CtKey, CtValue> =
+    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+
+/// Managed networks' IPv4 subnets (network order) → the network.
+#[map(name = "subnets_v1")]
+pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);
 
 /// First-fragment ports of translated datagrams, for their later fragments.
 #[map(name = "frags_v1")]
@@ -43,6 +54,32 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
+
+/// Per-CPU working memory for values too big for the programs' 512-byte stack: the two
+/// CT entries of a flow being created, the SNAT port search's tuples, a route lookup's
+/// parameters, a socket tuple.
+/// Each field has one user at a time (a program runs to completion on its CPU).
+#[repr(C)]
+pub struct Scratch {
+    pub fwd: CtValue,
+    pub rev: CtValue,
+    /// The SNAT port search: the flow's original tuple and the candidate.
+    pub key: CtKey,
+    pub to: CtKey,
+    pub fib: bpf_fib_lookup,
+    pub tuple: bpf_sock_tuple,
+}
+
+#[map(name = "scratch")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch space.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: a per-CPU slot, used by one program at a time on this CPU; the reference
+    // does not outlive the program's run.
+    SCRATCH.get_ptr_mut(0).map(|s| unsafe { &mut *s })
+}
 
 /// One field per map key and value type. bpf-linker's BTF holds only the types a global or
 /// a function signature reaches, and the maps' `PhantomData` reaches none of them; the
@@ -61,8 +98,53 @@ pub struct MapTypes {
     pub sock_orig: SockOrig,
     pub config: Config,
     pub counter: Counter,
+    pub network: Network,
 }
 
 /// Never called, so never loaded: exported only so that `MapTypes` reaches the BTF.
 #[unsafe(no_mangle)]
 pub extern "C" fn bpfnet_map_types(_: &MapTypes) {}
+
+// Accessors: each lookup copies the value out, so no reference into a map outlives the
+// call (values may change under us; a copy is what a verdict should be based on).
+
+/// The endpoint that owns container address `ip` (network order).
+#[inline(always)]
+pub fn endpoint(ip: u32) -> Option<Endpoint> {
+    // SAFETY: plain lookup of a Pod value, copied out.
+    unsafe { ENDPOINTS.get(ip) }.copied()
+}
+
+/// The managed network whose subnet holds `ip` (network order).
+#[inline(always)]
+pub fn network_of(ip: u32) -> Option<Network> {
+    SUBNETS
+        .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
+        .copied()
+}
+
+/// The bridge port a container veth (`ifindex`) is.
+#[inline(always)]
+pub fn port(ifindex: u32) -> Option<Port> {
+    // SAFETY: plain lookup of a Pod value, copied out.
+    unsafe { PORTS.get(ifindex) }.copied()
+}
+
+/// The daemon's settings (defaults until it has written them).
+#[inline(always)]
+pub fn config() -> Config {
+    CONFIG.get(0).copied().unwrap_or_default()
+}
+
+/// Whether `ip` (network order) is one of the host's addresses.
+#[inline(always)]
+pub fn is_host(ip: u32) -> bool {
+    HOST_IPS.get_ptr(ip).is_some()
+}
+
+/// The `IFACE_*` roles of interface `ifindex` (0: not managed).
+#[inline(always)]
+pub fn iface_role(ifindex: u32) -> u32 {
+    // SAFETY: plain lookup of a u32, copied out.
+    unsafe { IFACES.get(ifindex) }.copied().unwrap_or(0)
+}

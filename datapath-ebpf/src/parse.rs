@@ -1,9 +1,16 @@
-//! Ethernet / IPv4 / TCP|UDP|ICMP header parsing into a flat summary.
+//! Ethernet / IPv4 header parsing into a flat summary, for every IP protocol; the ports
+//! (or ICMP echo identifier) and TCP sequence fields where the protocol has them.
 use aya_ebpf::programs::TcContext;
-use common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
+use common::{
+    PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason,
+    ct::{TCP_ACK, TCP_RST, TCP_SYN},
+};
 
 pub const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+const IP_DF: u16 = 0x4000;
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
 pub const ICMP_ECHOREPLY: u8 = 0;
@@ -33,7 +40,7 @@ pub enum Icmp {
     EchoReply,
     /// Destination unreachable or time exceeded: translated through its embedded header.
     Error,
-    /// Any other ICMP message: not translated.
+    /// Any other ICMP message: tracked by addresses only.
     Other,
 }
 
@@ -49,9 +56,49 @@ pub struct Packet {
     pub dst_port: u16,
     /// TCP flags byte (0 otherwise).
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgement numbers, window (unscaled), host order.
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
+    pub tcp_win: u16,
+    /// TCP header length in bytes (0 otherwise).
+    pub tcp_hlen: u16,
+    /// Bytes after the L4 header (TCP), host order.
+    pub payload_len: u32,
     pub ip_id: u16,
+    pub ttl: u8,
+    /// The don't-fragment bit.
+    pub df: bool,
     pub frag: Frag,
     pub icmp: Icmp,
+}
+
+impl Packet {
+    /// Whether the protocol has ports (or an echo identifier) that NAT rewrites.
+    #[inline(always)]
+    pub fn has_ports(&self) -> bool {
+        match self.proto {
+            PROTO_TCP | PROTO_UDP => true,
+            PROTO_ICMP => matches!(self.icmp, Icmp::EchoRequest | Icmp::EchoReply),
+            _ => false,
+        }
+    }
+
+    /// TCP SYN without ACK: the only packet that may start a TCP flow.
+    #[inline(always)]
+    pub fn is_syn(&self) -> bool {
+        self.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+    }
+
+    /// May this packet start a flow: a TCP SYN, any UDP datagram, an ICMP echo request,
+    /// the first packet of another protocol; never a reply-like packet.
+    #[inline(always)]
+    pub fn may_start_flow(&self) -> bool {
+        match self.proto {
+            PROTO_TCP => self.is_syn(),
+            PROTO_ICMP => !matches!(self.icmp, Icmp::EchoReply | Icmp::Error),
+            _ => true,
+        }
+    }
 }
 
 #[repr(C)]
@@ -74,8 +121,8 @@ impl Ipv4Hdr {
     }
 }
 
-/// The packet's summary, or the reason it is left alone (`Pass`: not IPv4 TCP/UDP/ICMP)
-/// or dropped.
+/// The IPv4 packet's summary, or the reason it is left alone (`Pass`: not IPv4) or
+/// dropped.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     let eth_proto: u16 = ctx.load(12).map_err(|_| Reason::Pass)?;
@@ -92,9 +139,6 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     if ip.ver_ihl >> 4 != 4 || ihl < 20 || (tot_len != 0 && (tot_len < ihl || tot_len > l3_len)) {
         return Err(Reason::DropMalformed);
     }
-    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP && ip.proto != PROTO_ICMP {
-        return Err(Reason::Pass);
-    }
     let frag_off = u16::from_be(ip.frag_off);
     let mut pkt = Packet {
         l4_off: ETH_HLEN + ihl,
@@ -104,7 +148,14 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
+        tcp_win: 0,
+        tcp_hlen: 0,
+        payload_len: 0,
         ip_id: ip.id,
+        ttl: ip.ttl,
+        df: frag_off & IP_DF != 0,
         frag: Frag::None,
         icmp: Icmp::No,
     };
@@ -115,18 +166,20 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     if frag_off & IP_MF != 0 {
         pkt.frag = Frag::First;
     }
-    l4(ctx, &mut pkt)?;
+    let l3 = if tot_len != 0 { tot_len } else { l3_len };
+    l4(ctx, &mut pkt, l3 - ihl)?;
     Ok(pkt)
 }
 
-/// Fill the ports (or ICMP identifier) and flags from the L4 header.
+/// Fill the ports (or ICMP identifier), flags and sequence fields from the L4 header of
+/// `l4_len` bytes.
 #[inline(always)]
-fn l4(ctx: &TcContext, p: &mut Packet) -> Result<(), Reason> {
+fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
     let off = p.l4_off;
     let min = match p.proto {
         PROTO_TCP => 20,
-        PROTO_UDP => 8,
-        _ => 8,
+        PROTO_UDP | PROTO_ICMP => 8,
+        _ => return Ok(()),
     };
     if ctx.load::<u8>(off + min - 1).is_err() {
         return Err(Reason::DropTruncated);
@@ -152,7 +205,27 @@ fn l4(ctx: &TcContext, p: &mut Packet) -> Result<(), Reason> {
     p.src_port = ports[0];
     p.dst_port = ports[1];
     if p.proto == PROTO_TCP {
-        p.tcp_flags = ctx.load::<u8>(off + 13).unwrap_or(0);
+        let h: TcpFixed = ctx.load(off + 4).map_err(|_| Reason::DropTruncated)?;
+        let hlen = usize::from(h.doff >> 4) * 4;
+        if hlen < 20 || hlen > l4_len {
+            return Err(Reason::DropMalformed);
+        }
+        p.tcp_seq = u32::from_be(h.seq);
+        p.tcp_ack = u32::from_be(h.ack);
+        p.tcp_flags = h.flags;
+        p.tcp_win = u16::from_be(h.win);
+        p.tcp_hlen = hlen as u16;
+        p.payload_len = (l4_len - hlen) as u32;
     }
     Ok(())
+}
+
+/// The TCP header from the sequence number to the window.
+#[repr(C)]
+struct TcpFixed {
+    seq: u32,
+    ack: u32,
+    doff: u8,
+    flags: u8,
+    win: u16,
 }

@@ -12,7 +12,7 @@ use common::{SockKey, SockOrig};
 
 use crate::{
     maps::{CONFIG, SOCK_REVNAT},
-    uplink::published,
+    nat::published,
 };
 
 /// Verdict of a sock_addr program: let the call go on.

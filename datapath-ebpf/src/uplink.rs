@@ -1,13 +1,16 @@
 //! `from_uplink`: DNAT of traffic to published ports, reverse SNAT of replies to
-//! container egress, ICMP errors about either.
+//! container egress, ICMP errors about either, and the inbound policy: a managed
+//! network's addresses are reachable from outside only through those.
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CT_DNAT, PROTO_ICMP, PublishedKey, Reason};
+use common::{NET_LAN, NET_ROUTED, Reason};
 
 use crate::{
-    ct, frag, fwd, icmp, l2,
-    maps::{HOST_IPS, PUBLISHED},
-    nat,
-    parse::{Frag, Icmp, parse},
+    ct, frag, fwd,
+    icmp::{self, From},
+    l2,
+    maps::{is_host, network_of},
+    nat::{self, New},
+    parse::{Frag, Icmp, Packet, parse},
     stats::{count, verdict},
 };
 
@@ -17,44 +20,39 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
-    match p.icmp {
-        Icmp::Error => return icmp::handle_error(ctx, &mut p),
-        Icmp::Other => return verdict(ctx, Reason::Pass),
-        _ => {}
-    }
-    // An uplink enslaved to a bridge (pipework-style LAN): frames for a registered
-    // endpoint go straight to it.
-    if let Ok(dst_mac) = ctx.load::<[u8; 6]>(0)
+    // An uplink bridged to a LAN network (pipework style): frames for a registered
+    // endpoint of that network go straight to it.
+    if network_of(p.dst_ip).is_some_and(|n| n.flags & NET_LAN != 0)
+        && let Ok(dst_mac) = ctx.load::<[u8; 6]>(0)
         && let Some(v) = l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
     {
         return v;
     }
+    if p.icmp == Icmp::Error {
+        return match icmp::handle_error(ctx, &mut p, From::Uplink) {
+            Some(v) => v,
+            None => inbound(ctx, &p, Reason::Pass),
+        };
+    }
     if p.frag == Frag::Later {
         if !frag::recall(&mut p) {
-            let reason = if is_host(p.dst_ip) {
+            let other = if is_host(p.dst_ip) {
                 Reason::FragmentPassed
             } else {
                 Reason::Pass
             };
-            return verdict(ctx, reason);
+            return inbound(ctx, &p, other);
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let to = if let Some(to) = ct::lookup(ctx, &p) {
-        to
-    } else if let Some(b) = published_from_wire(p.dst_ip, p.dst_port, p.proto) {
-        let mut to = ct::key_of(&p);
-        to.dst_ip = b.ip;
-        to.dst_port = b.port;
-        match ct::create(ctx, &p, to, CT_DNAT, false) {
-            Ok(to) => {
-                count(ctx, Reason::DnatNew);
-                to
-            }
+    let to = match ct::lookup(ctx, &p) {
+        Ok(Some(to)) => to,
+        Ok(None) => match nat::dnat(ctx, &p) {
+            Ok(New::Flow(to)) => to,
+            Ok(New::None) => return inbound(ctx, &p, Reason::Pass),
             Err(reason) => return verdict(ctx, reason),
-        }
-    } else {
-        return verdict(ctx, Reason::Pass);
+        },
+        Err(reason) => return verdict(ctx, reason),
     };
     frag::remember(&p);
     if nat::apply(ctx, &mut p, &to).is_err() {
@@ -63,46 +61,12 @@ pub fn handle(ctx: &TcContext) -> i32 {
     fwd::to_destination(ctx, &p)
 }
 
+/// A packet that is neither a tracked flow nor a published port: `otherwise`, unless it
+/// is headed into a managed network that is neither routed nor a LAN.
 #[inline(always)]
-pub fn is_host(ip: u32) -> bool {
-    HOST_IPS.get_ptr(ip).is_some()
-}
-
-#[inline(always)]
-fn is_loopback(ip: u32) -> bool {
-    ip.to_ne_bytes()[0] == 127
-}
-
-/// `published` for a packet off a wire (uplink or container). Loopback addresses never
-/// legitimately come from one: a frame to 127.x must not reach a 127.0.0.1-bound
-/// publish, which is for host sockets only.
-#[inline(always)]
-pub fn published_from_wire(ip: u32, port: u16, proto: u8) -> Option<Backend> {
-    if is_loopback(ip) {
-        return None;
+fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
+    match network_of(p.dst_ip) {
+        Some(n) if n.flags & (NET_ROUTED | NET_LAN) == 0 => verdict(ctx, Reason::DropInbound),
+        _ => verdict(ctx, otherwise),
     }
-    published(ip, port, proto)
-}
-
-/// The backend of `ip:port`, bound to that address or to every host address.
-#[inline(always)]
-pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
-    if proto == PROTO_ICMP {
-        return None;
-    }
-    let mut key = PublishedKey {
-        host_ip: ip,
-        port,
-        proto,
-        _pad: 0,
-    };
-    // SAFETY: plain lookups of Pod values, copied out.
-    if let Some(b) = unsafe { PUBLISHED.get(key) } {
-        return Some(*b);
-    }
-    if !is_host(ip) {
-        return None;
-    }
-    key.host_ip = 0;
-    unsafe { PUBLISHED.get(key) }.copied()
 }

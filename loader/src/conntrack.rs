@@ -12,7 +12,9 @@ pub struct Timeouts {
     pub established: Duration,
     /// One side has sent FIN.
     pub closing: Duration,
-    /// Both sides sent FIN, or either sent RST.
+    /// Both sides sent FIN (a TIME_WAIT holds the tuple at one end).
+    pub time_wait: Duration,
+    /// Either side sent an in-window RST.
     pub closed: Duration,
     pub udp: Duration,
     pub icmp: Duration,
@@ -24,6 +26,7 @@ impl Default for Timeouts {
             syn: Duration::from_secs(60),
             established: Duration::from_secs(6 * 3600),
             closing: Duration::from_secs(120),
+            time_wait: Duration::from_secs(120),
             closed: Duration::from_secs(10),
             udp: Duration::from_secs(60),
             icmp: Duration::from_secs(30),
@@ -33,7 +36,7 @@ impl Default for Timeouts {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "`{input}`: expected NAME=SECONDS[,...] with NAME one of syn, established, closing, closed, udp, icmp"
+    "`{input}`: expected NAME=SECONDS[,...] with NAME one of syn, established, closing, time_wait, closed, udp, icmp"
 )]
 pub struct TimeoutsError {
     input: String,
@@ -57,6 +60,7 @@ impl FromStr for Timeouts {
                 "syn" => &mut t.syn,
                 "established" => &mut t.established,
                 "closing" => &mut t.closing,
+                "time_wait" => &mut t.time_wait,
                 "closed" => &mut t.closed,
                 "udp" => &mut t.udp,
                 "icmp" => &mut t.icmp,
@@ -93,6 +97,7 @@ impl Flow {
                 TcpState::SynSent => t.syn,
                 TcpState::Established => t.established,
                 TcpState::Closing => t.closing,
+                TcpState::TimeWait => t.time_wait,
                 TcpState::Closed => t.closed,
             },
             PROTO_UDP => t.udp,

@@ -6,9 +6,12 @@
 //! 172.17.0.4 and 172.17.0.5).
 use std::panic;
 
-use aya::programs::{TestRun as _, TestRunOptions};
+use aya::{
+    maps::lpm_trie::Key,
+    programs::{TestRun as _, TestRunOptions},
+};
 use bpfnet::datapath::{Datapath, Hook};
-use common::{Counter, Reason};
+use common::{Counter, Endpoint, IFACE_BRIDGE, Network, PORT_ENFORCE, Port, Reason};
 
 use crate::{netns::Netns, unique};
 
@@ -17,6 +20,13 @@ pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The source MAC of every frame the packet builder makes, and so of the containers.
+pub const CONTAINER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// The destination MAC of every frame the packet builder makes: the bridge's, so
+/// container frames are routed.
+pub const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The container addresses registered on the bridge side (`t1`) by default.
+pub const CONTAINERS: [[u8; 4]; 2] = [[172, 17, 0, 4], [172, 17, 0, 5]];
 pub const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
 pub const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
 
@@ -50,6 +60,45 @@ impl Fixture {
             });
         out.truncate(r.data_size_out as usize);
         (r.return_value, out)
+    }
+
+    /// The bridge side as the daemon leaves it: `t1` is a container port of the network
+    /// 172.17.0.0/16 (itself the "bridge"), with `ips` registered on it, enforced.
+    pub fn managed(&mut self, ips: &[[u8; 4]]) {
+        let m = &mut self.dp.maps;
+        let port = Port {
+            network: self.bridge,
+            flags: PORT_ENFORCE,
+            bridge_mac: BRIDGE_MAC,
+            mac: CONTAINER_MAC,
+            _pad: [0; 4],
+        };
+        m.ports.insert(self.bridge, port, 0).expect("port");
+        m.ifaces
+            .insert(self.bridge, IFACE_BRIDGE, 0)
+            .expect("bridge role");
+        let subnet = Key::new(16, u32::from_ne_bytes([172, 17, 0, 0]));
+        let net = Network {
+            bridge: self.bridge,
+            flags: 0,
+        };
+        m.subnets.insert(&subnet, net, 0).expect("subnet");
+        let old: Vec<u32> = m.endpoints.keys().filter_map(Result::ok).collect();
+        for ip in old {
+            m.endpoints.remove(&ip).expect("remove endpoint");
+        }
+        for ip in ips {
+            let ep = Endpoint {
+                ifindex: self.bridge,
+                network: self.bridge,
+                mac: CONTAINER_MAC,
+                flags: 0,
+                _pad: 0,
+            };
+            m.endpoints
+                .insert(u32::from_ne_bytes(*ip), ep, 0)
+                .expect("endpoint");
+        }
     }
 
     pub fn stats(&self) -> Vec<(Reason, Counter)> {
@@ -116,7 +165,9 @@ pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + S
     let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         ns.run(move || {
             let dp = Datapath::load(pins.as_ref(), ct_entries).expect("datapath loads");
-            f(&mut Fixture { dp, uplink, bridge });
+            let mut fx = Fixture { dp, uplink, bridge };
+            fx.managed(&CONTAINERS);
+            f(&mut fx);
         })
     }));
     let _ = std::fs::remove_dir_all(&pin_dir);

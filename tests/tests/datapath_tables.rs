@@ -331,7 +331,8 @@ fn datapath_tables() {
             ifindex: ENDPOINT_IFINDEX,
             network: 1,
             mac: ENDPOINT_MAC,
-            _pad: [0; 2],
+            flags: 0,
+            _pad: 0,
         };
         dp.maps
             .endpoints

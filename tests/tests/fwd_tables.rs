@@ -27,7 +27,8 @@ fn ep(fx: &mut Fixture, ip: [u8; 4], ifindex: u32, network: u32, mac: [u8; 6]) {
         ifindex,
         network,
         mac,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     };
     fx.dp
         .maps
@@ -41,7 +42,8 @@ fn port(fx: &mut Fixture, flags: u32) {
         network: NET_A,
         flags,
         bridge_mac: BRIDGE_MAC,
-        _pad: [0; 2],
+        mac: C1_MAC,
+        _pad: [0; 4],
     };
     let veth = fx.bridge;
     fx.dp.maps.ports.insert(veth, p, 0).expect("port");

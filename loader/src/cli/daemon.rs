@@ -25,15 +25,21 @@ pub struct Args {
     /// Do not follow the Docker Engine API.
     #[arg(long)]
     no_docker: bool,
-    /// Source ports for masqueraded egress (START-END).
-    #[arg(long, value_name = "RANGE", value_parser = snat_ports, default_value = "61000-65535")]
+    /// Managed bridge whose network is routed, not NATed (repeatable): no masquerade,
+    /// and reachable from outside without a publish, like Docker's
+    /// `com.docker.network.bridge.gateway_mode_ipv4=routed`.
+    #[arg(long = "routed-bridge", value_name = "NAME")]
+    routed_bridges: Vec<String>,
+    /// Source ports for masqueraded egress (START-END). A flow keeps its own source port
+    /// when it lies in the range and is free.
+    #[arg(long, value_name = "RANGE", value_parser = snat_ports, default_value = "1024-65535")]
     snat_ports: PortRange,
     /// Size of the connection-tracking map (two entries per flow).
     #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
     ct_entries: u32,
     /// Idle timeouts overriding the defaults, e.g. `udp=30,closed=5` (names: syn,
-    /// established, closing, closed, udp, icmp; seconds).
+    /// established, closing, time_wait, closed, udp, icmp; seconds).
     #[arg(long, value_name = "NAME=SECS,...")]
     ct_timeouts: Option<Timeouts>,
     /// Seconds between two sweeps of expired flows.
@@ -61,6 +67,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         .init();
     let cfg = daemon::Config {
         bridges: args.bridges,
+        routed_bridges: args.routed_bridges,
         uplinks: args.uplinks,
         socket,
         pin_dir: args.pin_dir,

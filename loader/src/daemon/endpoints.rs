@@ -1,8 +1,11 @@
 //! Registered endpoints: the desired list in `State`, their entries in `endpoints_v1`,
-//! and `ports_v1` for every attached container veth.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+//! and `ports_v2` for every attached container veth.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
-use common::{Endpoint, PORT_ENFORCE, Port};
+use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port};
 use tracing::{info, warn};
 
 use super::Daemon;
@@ -92,8 +95,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Make `endpoints_v1` and `ports_v1` match the registered endpoints and the veths
+    /// Make `endpoints_v1` and `ports_v2` match the registered endpoints and the veths
     /// attached now (a veth may come and go with its container; its name is the link).
+    /// Bindings the datapath learned from a veth's first packet stay while their veth is
+    /// attached and nothing registered claims that veth or address.
     pub(super) fn sync_endpoints(&mut self) {
         let by_name: BTreeMap<&str, u32> =
             self.veths.iter().map(|(i, n)| (n.as_str(), *i)).collect();
@@ -106,7 +111,8 @@ impl Daemon {
                         ifindex,
                         network,
                         mac: e.mac.0,
-                        _pad: [0; 2],
+                        flags: 0,
+                        _pad: 0,
                     };
                     want_eps.insert(u32::from_ne_bytes(e.ip.addr.octets()), ep);
                 }
@@ -115,10 +121,22 @@ impl Daemon {
                 }
             }
         }
+        let claimed: BTreeSet<u32> = want_eps.values().map(|ep| ep.ifindex).collect();
         let maps = &mut self.dp.maps;
-        let have: Vec<u32> = maps.endpoints.keys().filter_map(Result::ok).collect();
-        for ip in have.iter().filter(|ip| !want_eps.contains_key(ip)) {
-            let _ = maps.endpoints.remove(ip);
+        let have: Vec<(u32, Endpoint)> = maps.endpoints.iter().filter_map(Result::ok).collect();
+        let mut learned = BTreeMap::new();
+        for (ip, ep) in have {
+            let keep = ep.flags & EP_LEARNED != 0
+                && self.veths.contains_key(&ep.ifindex)
+                && !claimed.contains(&ep.ifindex)
+                && !want_eps.contains_key(&ip);
+            if keep {
+                learned.insert(ip, ep);
+            } else if want_eps.get(&ip) != Some(&ep)
+                && let Err(e) = maps.endpoints.remove(&ip)
+            {
+                warn!(error = %e, "cannot remove an endpoint");
+            }
         }
         for (ip, ep) in &want_eps {
             if let Err(e) = maps.endpoints.insert(ip, ep, 0) {
@@ -127,23 +145,36 @@ impl Daemon {
         }
         let mut want_ports = BTreeMap::new();
         for (&veth, &bridge) in &self.veth_bridges {
-            let enforce = want_eps.values().any(|ep| ep.ifindex == veth);
-            let port = Port {
-                network: bridge,
-                flags: if enforce { PORT_ENFORCE } else { 0 },
-                bridge_mac: self.bridge_macs.get(&bridge).copied().unwrap_or_default(),
-                _pad: [0; 2],
-            };
-            want_ports.insert(veth, port);
+            let mac = want_eps
+                .values()
+                .chain(learned.values())
+                .find(|ep| ep.ifindex == veth)
+                .map(|ep| ep.mac);
+            want_ports.insert(veth, self.port(bridge, mac));
         }
+        let maps = &mut self.dp.maps;
         let have: Vec<u32> = maps.ports.keys().filter_map(Result::ok).collect();
         for i in have.iter().filter(|i| !want_ports.contains_key(i)) {
-            let _ = maps.ports.remove(i);
+            if let Err(e) = maps.ports.remove(i) {
+                warn!(error = %e, "cannot remove a bridge port");
+            }
         }
         for (i, port) in &want_ports {
             if let Err(e) = maps.ports.insert(i, port, 0) {
                 warn!(error = %e, "cannot record a bridge port");
             }
+        }
+    }
+
+    /// The `ports_v2` entry of a veth on `bridge` whose endpoints use `mac` (None: not
+    /// known yet, so its first packet binds it).
+    pub(super) fn port(&self, bridge: u32, mac: Option<[u8; 6]>) -> Port {
+        Port {
+            network: bridge,
+            flags: if mac.is_some() { PORT_ENFORCE } else { 0 },
+            bridge_mac: self.bridge_macs.get(&bridge).copied().unwrap_or_default(),
+            mac: mac.unwrap_or_default(),
+            _pad: [0; 4],
         }
     }
 }

@@ -1,14 +1,28 @@
-//! The CT map seen from the daemon: listing, flushing, and the sweeper that removes
+//! The CT tables seen from the daemon: listing, flushing, and the sweeper that removes
 //! flows idle past their timeout.
-use common::CtKey;
+use common::{CtKey, CtValue};
 use tracing::{debug, warn};
 
 use super::Daemon;
 use crate::conntrack::{self, Flow, FlowInfo, monotonic_ns};
 
 impl Daemon {
+    /// Every entry of both tables (answered flows and flows not answered yet).
+    pub(super) fn entries(&self) -> impl Iterator<Item = (CtKey, CtValue)> + '_ {
+        let maps = &self.dp.maps;
+        maps.ct
+            .iter()
+            .chain(maps.ct_new.iter())
+            .filter_map(Result::ok)
+    }
+
     fn flows(&self) -> Vec<Flow> {
-        conntrack::flows(self.dp.maps.ct.iter().filter_map(Result::ok))
+        conntrack::flows(self.entries())
+    }
+
+    /// Entries in both tables.
+    pub(super) fn ct_entries(&self) -> u64 {
+        self.entries().count() as u64
     }
 
     pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
@@ -21,37 +35,66 @@ impl Daemon {
 
     /// Remove every tracked flow; returns how many entries went.
     pub(super) fn flush_conntrack(&mut self) -> usize {
-        let keys: Vec<CtKey> = self.dp.maps.ct.keys().filter_map(Result::ok).collect();
+        let keys: Vec<CtKey> = self.entries().map(|(k, _)| k).collect();
         self.remove_ct(&keys)
     }
 
+    /// Remove `keys` from whichever table holds them; returns how many went.
     pub(super) fn remove_ct(&mut self, keys: &[CtKey]) -> usize {
+        let maps = &mut self.dp.maps;
         keys.iter()
-            .filter(|k| self.dp.maps.ct.remove(k).is_ok())
+            .filter(|k| maps.ct.remove(k).is_ok() || maps.ct_new.remove(k).is_ok())
             .count()
     }
 
-    /// Remove the flows idle past their timeout.
+    /// The flow of forward key `key` as it stands in the maps now.
+    fn fresh(&self, key: &CtKey) -> Option<Flow> {
+        let maps = &self.dp.maps;
+        let get = |k: &CtKey| {
+            maps.ct
+                .get(k, 0)
+                .or_else(|_| maps.ct_new.get(k, 0))
+                .ok()
+        };
+        let fwd = get(key)?;
+        let twin = key.twin(&fwd);
+        Some(Flow {
+            key: *key,
+            fwd,
+            reply: get(&twin).filter(CtValue::is_reply).map(|v| (twin, v)),
+        })
+    }
+
+    /// Remove the flows idle past their timeout. Each is read again just before it goes,
+    /// so a flow a packet revived since the scan is kept.
     pub(super) fn sweep(&mut self) {
-        let now = monotonic_ns();
-        let due: Vec<CtKey> = self
-            .flows()
-            .iter()
-            .filter(|f| f.expires_in(now, &self.timeouts).is_zero())
-            .flat_map(Flow::keys)
-            .collect();
+        let due: Vec<CtKey> = {
+            let now = monotonic_ns();
+            self.flows()
+                .iter()
+                .filter(|f| f.expires_in(now, &self.timeouts).is_zero())
+                .map(|f| f.key)
+                .collect()
+        };
         if due.is_empty() {
             return;
         }
-        let removed = self.remove_ct(&due);
-        self.swept += removed as u64;
-        if removed < due.len() {
-            warn!(
-                removed,
-                due = due.len(),
-                "some expired CT entries were already gone"
-            );
+        let mut removed = 0;
+        for key in &due {
+            let Some(flow) = self.fresh(key) else {
+                continue;
+            };
+            if !flow.expires_in(monotonic_ns(), &self.timeouts).is_zero() {
+                continue;
+            }
+            let keys = flow.keys();
+            let gone = self.remove_ct(&keys);
+            if gone < keys.len() {
+                warn!(gone, of = keys.len(), "an expired flow was partly gone already");
+            }
+            removed += gone;
         }
+        self.swept += removed as u64;
         debug!(removed, "CT sweep");
     }
 }

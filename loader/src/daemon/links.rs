@@ -5,6 +5,9 @@ use std::{
 };
 
 use common::{IFACE_BRIDGE, IFACE_UPLINK};
+
+/// `BPF_NOEXIST`: create, never replace.
+const NOEXIST: u64 = 1;
 use tracing::{info, warn};
 
 use super::{Config, Daemon, DaemonError};
@@ -105,6 +108,12 @@ impl Daemon {
             self.bridge_macs.insert(link.index, mac);
         }
         if wanted && !attached {
+            // Fail closed: the port is known (and so enforced) before the program runs.
+            if let Some(bridge) = link.controller {
+                let port = self.port(bridge, None);
+                // NOEXIST: a port kept from an earlier run keeps its endpoint's binding.
+                let _ = self.dp.maps.ports.insert(link.index, port, NOEXIST);
+            }
             match self.dp.attach(Hook::FromContainer, &link.name, link.index) {
                 Ok(()) => {
                     self.veths.insert(link.index, link.name);

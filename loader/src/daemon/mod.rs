@@ -8,6 +8,7 @@ mod flows;
 mod host_ips;
 mod links;
 mod published;
+mod subnets;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
@@ -56,6 +57,8 @@ pub enum DaemonError {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bridges: Vec<String>,
+    /// Bridges whose networks are routed (no NAT, no inbound policy).
+    pub routed_bridges: Vec<String>,
     /// Empty: the devices of the default route.
     pub uplinks: Vec<String>,
     pub socket: PathBuf,
@@ -85,6 +88,8 @@ struct Daemon {
     veth_bridges: BTreeMap<u32, u32>,
     /// Bridge ifindex → its MAC.
     bridge_macs: BTreeMap<u32, [u8; 6]>,
+    /// Names of the bridges whose networks are routed.
+    routed_bridges: Vec<String>,
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
@@ -101,10 +106,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let mut changes = crate::netlink::monitor()?;
     let nl = Netlink::connect()?;
     let mut dp = Datapath::load(&cfg.pin_dir, cfg.ct_entries)?;
+    // The SNAT hash key survives restarts, so flows keep their port sequence.
+    let hash_seed = match dp.maps.config.get(&0, 0) {
+        Ok(c) if c.hash_seed != 0 => c.hash_seed,
+        _ => random_seed(),
+    };
     let dp_cfg = common::Config {
         snat_port_min: cfg.snat_ports.0,
         snat_port_max: cfg.snat_ports.1,
-        _pad: 0,
+        hash_seed,
         netns_cookie: crate::netlink::netns_cookie().map_err(DaemonError::NetnsCookie)?,
     };
     dp.maps
@@ -121,6 +131,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         veths: BTreeMap::new(),
         veth_bridges: BTreeMap::new(),
         bridge_macs: BTreeMap::new(),
+        routed_bridges: cfg.routed_bridges.clone(),
         timeouts: cfg.timeouts,
         swept: 0,
         conflicts: Vec::new(),
@@ -139,6 +150,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.dp.attach_sockets(&cgroup)?;
     d.setup_links(&cfg).await?;
     d.sync_host_ips().await;
+    d.sync_subnets().await;
     d.adopt_docker_bridges().await;
     d.sync_published();
     d.sync_endpoints();
@@ -242,7 +254,7 @@ impl Daemon {
                     bytes: c.bytes,
                 })
                 .collect(),
-            ct_entries: self.dp.maps.ct.keys().count() as u64,
+            ct_entries: self.ct_entries(),
             ct_swept: self.swept,
         }
     }
@@ -252,13 +264,34 @@ impl Daemon {
             Change::LinkNew(link) => {
                 self.on_link(link);
                 self.sync_endpoints();
+                self.sync_subnets().await;
             }
             Change::LinkDel { index } => {
                 self.on_link_gone(index);
                 self.sync_endpoints();
+                self.sync_subnets().await;
             }
-            Change::Addresses => self.sync_host_ips().await,
+            Change::Addresses => {
+                self.sync_host_ips().await;
+                self.sync_subnets().await;
+            }
         }
+    }
+}
+
+/// A non-zero random u32 from the kernel.
+fn random_seed() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let seed = if n == 4 { u32::from_ne_bytes(b) } else { 0 };
+    if seed == 0 {
+        // Never 0, which means "not chosen yet"; time is a poor but harmless fallback.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() | 1)
+    } else {
+        seed
     }
 }
 

@@ -86,11 +86,7 @@ impl Daemon {
         let host_ip = spec.host_ip.map(|ip| u32::from_ne_bytes(ip.octets()));
         let backend = u32::from_ne_bytes(spec.container_ip.octets());
         let doomed: Vec<_> = self
-            .dp
-            .maps
-            .ct
-            .iter()
-            .filter_map(Result::ok)
+            .entries()
             .filter(|(k, v)| {
                 let port = u16::from_be(k.dst_port);
                 v.flags & CT_DNAT != 0

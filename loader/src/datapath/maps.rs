@@ -1,14 +1,12 @@
 //! Typed handles on the pinned maps.
-use std::{fs, path::Path};
-
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, Port, PublishedKey, Reason, names,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, Network, Port, PublishedKey, Reason,
+    names,
 };
-use tracing::warn;
 
 use super::DatapathError;
 
@@ -18,36 +16,18 @@ pub struct Maps {
     pub host_ips: HashMap<MapData, u32, u32>,
     /// Container IPv4 (network order) → endpoint.
     pub endpoints: HashMap<MapData, u32, Endpoint>,
+    /// Answered flows.
     pub ct: HashMap<MapData, CtKey, CtValue>,
+    /// Flows not answered yet.
+    pub ct_new: HashMap<MapData, CtKey, CtValue>,
+    /// Managed networks' subnets (IPv4, network order) → the network.
+    pub subnets: LpmTrie<MapData, u32, Network>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub config: Array<MapData, Config>,
     /// ifindex → `IFACE_*` role bits.
     pub ifaces: HashMap<MapData, u32, u32>,
     /// Container veth ifindex → its bridge port.
     pub ports: HashMap<MapData, u32, Port>,
-}
-
-/// Unpin map `name` under `pin_dir` if it was created with another size, so the loader
-/// creates it afresh with `max_entries`.
-pub(super) fn drop_resized(pin_dir: &Path, name: &str, max_entries: u32) {
-    let path = pin_dir.join(name);
-    let Ok(map) = MapData::from_pin(&path) else {
-        return;
-    };
-    match map.info().map(|i| i.max_entries()) {
-        Ok(n) if n != max_entries => {
-            warn!(
-                map = name,
-                old = n,
-                new = max_entries,
-                "resizing: tracked flows are dropped"
-            );
-            if let Err(e) = fs::remove_file(&path) {
-                warn!(map = name, error = %e, "cannot unpin the old map");
-            }
-        }
-        _ => {}
-    }
 }
 
 fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -71,6 +51,8 @@ impl Maps {
             host_ips: take(ebpf, names::HOST_IPS)?,
             endpoints: take(ebpf, names::ENDPOINTS)?,
             ct: take(ebpf, names::CT)?,
+            ct_new: take(ebpf, names::CT_NEW)?,
+            subnets: take(ebpf, names::SUBNETS)?,
             stats: take(ebpf, names::STATS)?,
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,

@@ -5,6 +5,7 @@ mod cgroup;
 #[cfg(test)]
 mod layout_tests;
 mod maps;
+mod pinned;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use aya::{
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
 pub use maps::Maps;
+pub use pinned::Mismatch;
 
 /// Default pin directory for maps and links.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/bpfnet";
@@ -27,6 +29,33 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bp
 pub enum DatapathError {
     #[error("bpffs: {0}")]
     Bpffs(#[from] bpffs::BpffsError),
+    #[error("cannot parse the embedded eBPF object: {source}")]
+    Object { source: Box<aya_obj::ParseError> },
+    #[error(
+        "map `{name}` pinned at `{path}` differs from this bpfnet's: {}; remove `{path}` to \
+         start that map afresh (its state is lost), or use another --pin-dir",
+        pinned::list(.mismatches)
+    )]
+    PinnedMap {
+        name: String,
+        path: PathBuf,
+        mismatches: Vec<Mismatch>,
+    },
+    #[error(
+        "`{path}`, where map `{name}` is pinned, is not a BPF map bpfnet can read (remove \
+         it, or use another --pin-dir)"
+    )]
+    PinUnreadable {
+        name: String,
+        path: PathBuf,
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("cannot remove `{path}` to resize map `{name}`")]
+    Unpin {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot load the eBPF object (maps pinned under `{pin_dir}`): {source}")]
     Load {
         pin_dir: PathBuf,
@@ -94,19 +123,26 @@ pub struct Datapath {
 
 impl Datapath {
     /// Load the programs and create or reuse the maps pinned under `pin_dir` (mounting
-    /// bpffs first when it is absent). `ct_entries` sizes the CT map; a pinned CT map of
-    /// another size is replaced (its flows are lost, which is logged).
+    /// bpffs first when it is absent). A pinned map whose type, sizes or flags differ
+    /// from the object's is refused, except that `ct_entries` sizes the CT map: a pinned
+    /// CT map of another size is replaced (its flows are lost, which is logged).
     pub fn load(pin_dir: &Path, ct_entries: u32) -> Result<Self, DatapathError> {
         bpffs::prepare(pin_dir)?;
-        maps::drop_resized(pin_dir, names::CT, ct_entries);
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .map_max_entries(names::CT, ct_entries)
-            .load(OBJECT)
-            .map_err(|e| DatapathError::Load {
-                pin_dir: pin_dir.into(),
-                source: Box::new(e),
-            })?;
+        // Every size the flags set, for the loader and for the pin check alike.
+        let max_entries = [
+            (names::CT, ct_entries),
+            (names::CT_NEW, (ct_entries / common::CT_NEW_SHARE).max(16)),
+        ];
+        pinned::check(pin_dir, OBJECT, &max_entries)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_dir);
+        for (name, n) in max_entries {
+            loader.map_max_entries(name, n);
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(|e| DatapathError::Load {
+            pin_dir: pin_dir.into(),
+            source: Box::new(e),
+        })?;
         for hook in Hook::ALL {
             let name = hook.program();
             program::<SchedClassifier>(&mut ebpf, name)?

@@ -240,6 +240,29 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Every IPv4 prefix configured on an interface: (ifindex, address, prefix length).
+    pub async fn ipv4_prefixes(&self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("address dump"))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => {
+                        Some((m.header.index, *ip, m.header.prefix_len))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
     /// MACs the bridge has learned on port `ifindex` (its FDB minus permanent entries).
     pub async fn learned_macs(&self, ifindex: u32) -> Result<Vec<[u8; 6]>, NetlinkError> {
         let msgs: Vec<_> = self

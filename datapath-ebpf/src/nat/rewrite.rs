@@ -1,6 +1,6 @@
-//! Address and port rewrites, with their checksum updates.
+//! Translation: address and port rewrites, with their checksum updates.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, PROTO_ICMP};
+use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 use crate::{
     csum,
@@ -18,8 +18,8 @@ fn port_off(p: &Packet, src: bool) -> Option<usize> {
     }
     match (p.proto, p.icmp) {
         (PROTO_ICMP, Icmp::EchoRequest | Icmp::EchoReply) => Some(p.l4_off + 4),
-        (PROTO_ICMP, _) => None,
-        _ => Some(p.l4_off + if src { 0 } else { 2 }),
+        (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off + if src { 0 } else { 2 }),
+        _ => None,
     }
 }
 

@@ -1,0 +1,91 @@
+//! The host's own sockets, looked up from the program: a tuple a host socket holds is the
+//! host's, whatever a publish covers, and SNAT never hands it to a container.
+use core::mem::size_of;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple},
+    cty::c_void,
+    helpers::generated::{bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp},
+    programs::TcContext,
+};
+use common::{CtKey, PROTO_TCP, PROTO_UDP};
+
+use crate::maps::scratch;
+
+/// `sk_state` values (include/net/tcp_states.h).
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_LISTEN: u32 = 10;
+
+/// Which host sockets count as holding a tuple.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A connection: a TCP socket in any state but LISTEN, a connected UDP socket. Such a
+    /// socket talks to exactly this peer; a listener or an unconnected UDP socket (which
+    /// dockerd keeps on every published port) does not claim the peer's packets.
+    Connection,
+    /// Any socket that would receive the tuple's packets, also a bound UDP socket.
+    Any,
+}
+
+/// Whether a host socket in this namespace holds tuple `t` as it arrives at the host
+/// (`t.dst` is the local end).
+#[inline(always)]
+pub fn holds(ctx: &TcContext, t: &CtKey, holder: Holder) -> bool {
+    let Some(s) = scratch() else {
+        return false;
+    };
+    let tuple = &mut s.tuple;
+    // SAFETY: writing the IPv4 member of the union we then pass with its size.
+    unsafe {
+        let v4 = &mut tuple.__bindgen_anon_1.ipv4;
+        v4.saddr = t.src_ip;
+        v4.daddr = t.dst_ip;
+        v4.sport = t.src_port;
+        v4.dport = t.dst_port;
+    }
+    let any = holder == Holder::Any;
+    match t.proto {
+        PROTO_TCP => tcp_held(ctx.as_ptr(), tuple, any),
+        PROTO_UDP => udp_held(ctx.as_ptr(), tuple, any),
+        _ => false,
+    }
+}
+
+/// The IPv4 half of `bpf_sock_tuple`.
+const TUPLE_SIZE: u32 = size_of::<u32>() as u32 * 3;
+
+// The two lookups are functions of their own (BPF-to-BPF calls): inlined, the compiler
+// shares one load of the socket's state between them, and the verifier refuses an
+// instruction used with both a full socket and a sock_common pointer.
+
+#[inline(never)]
+fn tcp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, any: bool) -> bool {
+    // SAFETY: the helper takes the program's context and an IPv4 tuple; the socket it
+    // returns is released below.
+    let sk: *mut bpf_sock =
+        unsafe { bpf_skc_lookup_tcp(ctx, tuple, TUPLE_SIZE, BPF_F_CURRENT_NETNS as u64, 0) };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null socket from the lookup; state is readable on sock_common.
+    let state = unsafe { (*sk).state };
+    // SAFETY: releasing the reference the lookup took.
+    unsafe { bpf_sk_release(sk.cast()) };
+    any || state != TCP_LISTEN
+}
+
+#[inline(never)]
+fn udp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, any: bool) -> bool {
+    // SAFETY: as in `tcp_held`.
+    let sk: *mut bpf_sock =
+        unsafe { bpf_sk_lookup_udp(ctx, tuple, TUPLE_SIZE, BPF_F_CURRENT_NETNS as u64, 0) };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null full socket from the lookup.
+    let state = unsafe { (*sk).state };
+    // SAFETY: releasing the reference the lookup took.
+    unsafe { bpf_sk_release(sk.cast()) };
+    any || state == TCP_ESTABLISHED
+}

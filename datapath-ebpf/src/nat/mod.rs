@@ -1,0 +1,127 @@
+//! NAT: which flows are translated and how. DNAT of published ports, SNAT (masquerade)
+//! of container egress with its port allocation, hairpin; the rewrite itself is in
+//! `rewrite`. Only a flow's first packet creates a translation (a TCP SYN, a UDP
+//! datagram, an ICMP echo request), never a tuple a host socket holds.
+mod ports;
+mod rewrite;
+
+use aya_ebpf::programs::TcContext;
+use common::{Backend, CT_DNAT, CT_SNAT, CtKey, PROTO_ICMP, PublishedKey, Reason};
+pub use rewrite::{apply, rewrite_dst, rewrite_src};
+
+use crate::{
+    ct, fwd,
+    hostsock::{self, Holder},
+    maps::{PUBLISHED, is_host},
+    parse::Packet,
+    stats::count,
+};
+
+/// The backend of `ip:port`, bound to that address or to every host address.
+#[inline(always)]
+pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
+    if proto == PROTO_ICMP {
+        return None;
+    }
+    let mut key = PublishedKey {
+        host_ip: ip,
+        port,
+        proto,
+        _pad: 0,
+    };
+    // SAFETY: plain lookups of Pod values, copied out.
+    if let Some(b) = unsafe { PUBLISHED.get(key) } {
+        return Some(*b);
+    }
+    if !is_host(ip) {
+        return None;
+    }
+    key.host_ip = 0;
+    unsafe { PUBLISHED.get(key) }.copied()
+}
+
+/// `published` for a packet off a wire (uplink or container). Loopback addresses never
+/// legitimately come from one: a frame to 127.x must not reach a 127.0.0.1-bound
+/// publish, which is for host sockets only.
+#[inline(always)]
+fn published_from_wire(p: &Packet) -> Option<Backend> {
+    if p.dst_ip.to_ne_bytes()[0] == 127 {
+        return None;
+    }
+    published(p.dst_ip, p.dst_port, p.proto)
+}
+
+/// The outcome of asking NAT about a packet without a flow.
+pub enum New {
+    /// Translate to this tuple (a flow was created).
+    Flow(CtKey),
+    /// Not NAT's: no publish covers it, or it is not a flow's first packet.
+    None,
+}
+
+/// DNAT for a packet from outside to a published port. A packet that cannot start a
+/// flow, or whose tuple a host connection holds, is not translated.
+#[inline(always)]
+pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
+    let Some(b) = published_from_wire(p) else {
+        return Ok(New::None);
+    };
+    if !p.may_start_flow() {
+        return Ok(New::None);
+    }
+    let key = ct::key_of(p);
+    if hostsock::holds(ctx, &key, Holder::Connection) {
+        count(ctx, Reason::HostSocket);
+        return Ok(New::None);
+    }
+    let mut to = key;
+    to.dst_ip = b.ip;
+    to.dst_port = b.port;
+    ct::stage(ctx, p, CT_DNAT)?;
+    ct::create(p, &to)?;
+    count(ctx, Reason::DnatNew);
+    Ok(New::Flow(to))
+}
+
+/// A container reaching a published port on a host address. A container reaching its
+/// own published port is also SNATed to the address its route to itself prefers (its
+/// bridge's), or it would receive a packet from itself.
+#[inline(always)]
+pub fn hairpin(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
+    let Some(b) = published_from_wire(p) else {
+        return Ok(New::None);
+    };
+    if !p.may_start_flow() {
+        return Err(Reason::DropNoFlow);
+    }
+    let mut to = ct::key_of(p);
+    to.dst_ip = b.ip;
+    to.dst_port = b.port;
+    let own = b.ip == p.src_ip;
+    let flags = if own {
+        match fwd::route(ctx, &to, true) {
+            Some(r) if r.src_ip != 0 => to.src_ip = r.src_ip,
+            _ => return Err(Reason::DropNoRoute),
+        }
+        CT_DNAT | CT_SNAT
+    } else {
+        CT_DNAT
+    };
+    ct::stage(ctx, p, flags)?;
+    ct::create(p, &to)?;
+    count(ctx, Reason::DnatNew);
+    Ok(New::Flow(to))
+}
+
+/// Masquerade the first packet of a container's egress flow to `src_ip`, with a source
+/// port (or echo identifier) no other flow and no host socket holds toward that
+/// destination: the flow's own when free, as MASQUERADE does.
+#[inline(always)]
+pub fn snat(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reason> {
+    if !p.may_start_flow() {
+        return Err(Reason::DropNoFlow);
+    }
+    let to = ports::allocate(ctx, p, src_ip)?;
+    count(ctx, Reason::SnatNew);
+    Ok(to)
+}

@@ -1,0 +1,173 @@
+//! SNAT source port allocation. Candidates: the flow's own source port first (kept when
+//! free, as MASQUERADE does), then a sequence that starts at a keyed hash of the
+//! original tuple. The sequence is the same every time for a given flow, so a flow whose
+//! forward entry was evicted finds its surviving reply entry and is repaired instead of
+//! being translated to a new tuple.
+use aya_ebpf::{
+    bindings::__sk_buff, cty::c_void, helpers::generated::bpf_loop, programs::TcContext,
+};
+use common::{CT_SNAT, CtKey, PROTO_ICMP, Reason};
+
+use crate::{
+    ct,
+    hostsock::{self, Holder},
+    maps::{config, scratch},
+    parse::Packet,
+    stats::count,
+};
+
+/// Candidates tried after the original port.
+const TRIES: u32 = 32;
+
+/// A keyed mix of the original tuple (murmur3's finaliser over its words).
+#[inline(always)]
+fn hash(k: &CtKey, seed: u32) -> u32 {
+    let mut h = seed;
+    for w in [
+        k.src_ip,
+        k.dst_ip,
+        (u32::from(k.src_port) << 16) | u32::from(k.dst_port),
+        u32::from(k.proto),
+    ] {
+        h ^= w;
+        h = h.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// What a candidate tuple turned out to be.
+enum Candidate {
+    /// Taken by another flow or a host socket: try the next.
+    Taken,
+    /// This flow now owns it (created, or repaired from its surviving reply entry).
+    Ours,
+}
+
+/// Try `to` (with its candidate source port) for the first packet `p` of flow `key`.
+#[inline(always)]
+fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Candidate, Reason> {
+    let rk = to.reversed();
+    if let Some((rv, table)) = ct::entry(&rk) {
+        if rk.translated(rv) == key.reversed() {
+            // Our own flow's reply half survived the loss of its forward half.
+            ct::repair(p, to, table)?;
+            count(ctx, Reason::CtRepaired);
+            return Ok(Candidate::Ours);
+        }
+        if !ct::release_reset(&rk, rv, table) {
+            return Ok(Candidate::Taken);
+        }
+    }
+    if p.proto != PROTO_ICMP && hostsock::holds(ctx, &rk, Holder::Any) {
+        return Ok(Candidate::Taken);
+    }
+    match ct::create(p, to) {
+        Ok(()) => Ok(Candidate::Ours),
+        // Another CPU took this tuple between our look and our insert.
+        Err(Reason::DropCtClash) => Ok(Candidate::Taken),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of one port search, on the hook's stack, for `candidate`; its tuples are
+/// in this CPU's scratch space (the stack is short).
+#[repr(C)]
+struct Search {
+    skb: *mut __sk_buff,
+    p: *const Packet,
+    own: u32,
+    min: u32,
+    range: u32,
+    start: u32,
+    /// Whether the flow got a tuple; if not, why the search ended.
+    found: bool,
+    failed: Reason,
+}
+
+/// One candidate of the search: 0 the flow's own port (when in the range), then the
+/// keyed sequence. A `bpf_loop` callback, so the verifier checks it once, not once per
+/// candidate.
+extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
+    // SAFETY: `data` is the `Search` that `allocate` passed to bpf_loop, on its stack.
+    let s = unsafe { &mut *data.cast::<Search>() };
+    if s.range == 0 {
+        return 1;
+    }
+    let port = if i == 0 {
+        if s.own < s.min || s.own >= s.min + s.range {
+            return 0;
+        }
+        s.own
+    } else {
+        s.min + s.start.wrapping_add(i as u32).wrapping_sub(1) % s.range
+    };
+    let Some(t) = scratch() else {
+        return 1;
+    };
+    t.to.src_port = (port as u16).to_be();
+    let ctx = TcContext::new(s.skb);
+    // SAFETY: the packet summary `allocate` was given, on the hook's stack.
+    let p = unsafe { &*s.p };
+    match try_port(&ctx, p, &t.key, &t.to) {
+        Ok(Candidate::Taken) => 0,
+        Ok(Candidate::Ours) => {
+            s.found = true;
+            1
+        }
+        Err(reason) => {
+            s.failed = reason;
+            1
+        }
+    }
+}
+
+/// Choose the source port for the first packet `p` of an egress flow leaving from
+/// `src_ip`, and create the flow. Err(`drop-snat-ports`): every candidate is taken.
+#[inline(always)]
+pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reason> {
+    let key = ct::key_of(p);
+    let mut to = key;
+    to.src_ip = src_ip;
+    ct::stage(ctx, p, CT_SNAT)?;
+    if !p.has_ports() {
+        // No port to vary: the address alone names the flow (GRE and the like).
+        return match ct::create(p, &to) {
+            Ok(()) => Ok(to),
+            Err(_) => Err(Reason::DropSnatPorts),
+        };
+    }
+    let cfg = config();
+    let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
+    let range = max.saturating_sub(min) + 1;
+    let t = scratch().ok_or(Reason::DropSnatPorts)?;
+    t.key = key;
+    t.to = to;
+    let mut search = Search {
+        skb: ctx.skb.skb,
+        p,
+        own: u32::from(u16::from_be(key.src_port)),
+        min,
+        range,
+        start: hash(&key, cfg.hash_seed) % range,
+        found: false,
+        failed: Reason::DropSnatPorts,
+    };
+    // SAFETY: bpf_loop calls `candidate` with a pointer to `search`, which outlives it.
+    unsafe {
+        bpf_loop(
+            TRIES + 1,
+            candidate as *mut c_void,
+            (&raw mut search).cast(),
+            0,
+        )
+    };
+    if search.found {
+        scratch().map(|t| t.to).ok_or(Reason::DropSnatPorts)
+    } else {
+        Err(search.failed)
+    }
+}

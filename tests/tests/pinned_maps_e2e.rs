@@ -1,0 +1,154 @@
+//! Pinned maps are checked before they are reused: one pinned with another layout under a
+//! map's name stops the daemon with an error that names the map and what differs, and is
+//! left as it was; a CT map of another size is replaced (`--ct-entries`). A restart on
+//! a matching pin set is `restart_e2e`'s.
+use std::{
+    fs::{self, File},
+    mem::size_of,
+    process::{Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap, MapData};
+use bpfnet_tests::{
+    daemon::bin,
+    leftovers, require_root,
+    topo::{BRIDGE, Topology, UPLINK},
+};
+use common::{Backend, CtKey, CtValue, PublishedKey, names};
+
+/// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
+fn pin_hash<K: aya::Pod, V: aya::Pod>(t: &Topology, name: &str, max_entries: u32) {
+    fs::create_dir_all(&t.files.pin_dir).expect("create the pin directory on bpffs");
+    HashMap::<MapData, K, V>::create(max_entries, 0)
+        .expect("create a hash map")
+        .pin(t.files.pin_dir.join(name))
+        .expect("pin the hash map");
+}
+
+/// Key size, value size and max entries of the map pinned under `name`.
+fn pinned_sizes(t: &Topology, name: &str) -> (u32, u32, u32) {
+    let info = MapData::from_pin(t.files.pin_dir.join(name))
+        .and_then(|m| m.info())
+        .unwrap_or_else(|e| panic!("map `{name}` should still be pinned: {e}"));
+    (info.key_size(), info.value_size(), info.max_entries())
+}
+
+/// Run `bpfnet daemon` on the topology, which must exit by itself within 20 s: its exit
+/// status and its stderr.
+fn daemon_exit(t: &Topology) -> (ExitStatus, String) {
+    let log = t.files.socket.with_file_name("daemon.stderr");
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", t.host.path()))
+        .arg(bin())
+        .arg("--socket")
+        .arg(&t.files.socket)
+        .arg("daemon")
+        .args(t.files.daemon_args())
+        .args(["--bridge", BRIDGE, "--uplink", UPLINK, "--no-docker"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("create the daemon's stderr file"))
+        .spawn()
+        .expect("nsenter + bpfnet daemon start");
+    leftovers::record(child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for bpfnet daemon") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    leftovers::forget(child.id());
+    let stderr = fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!("bpfnet daemon should refuse the pinned map and exit; after 20 s it still ran:\n{stderr}")
+    });
+    (status, stderr)
+}
+
+#[test]
+fn a_pin_with_another_value_size_is_refused_and_left_alone() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pinval");
+    let key = size_of::<PublishedKey>() as u32;
+    pin_hash::<PublishedKey, u32>(&t, names::PUBLISHED, 65_536);
+
+    let (status, stderr) = daemon_exit(&t);
+    assert!(
+        !status.success(),
+        "bpfnet daemon should fail on a pinned map of another layout: {status}\n{stderr}"
+    );
+    let path = t.files.pin_dir.join(names::PUBLISHED);
+    for part in [
+        format!("map `{}` pinned at `{}`", names::PUBLISHED, path.display()),
+        format!("value size 4 (expected {})", size_of::<Backend>()),
+        format!("remove `{}`", path.display()),
+    ] {
+        assert!(
+            stderr.contains(&part),
+            "the error should say `{part}`; stderr:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        pinned_sizes(&t, names::PUBLISHED),
+        (key, 4, 65_536),
+        "the refused pin is left as it was"
+    );
+}
+
+/// `--ct-entries` replaces a CT map of another size, but a CT pin of another type is no
+/// resize: it is refused like any other.
+#[test]
+fn a_ct_pin_of_another_type_is_refused_not_resized() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pinct");
+    let (key, value) = (size_of::<CtKey>() as u32, size_of::<CtValue>() as u32);
+    pin_hash::<CtKey, CtValue>(&t, names::CT, 1024);
+
+    let (status, stderr) = daemon_exit(&t);
+    assert!(
+        !status.success(),
+        "bpfnet daemon should fail on a CT pin of another type: {status}\n{stderr}"
+    );
+    for part in [
+        format!("map `{}`", names::CT),
+        "type Hash (expected LruHash)".to_owned(),
+    ] {
+        assert!(
+            stderr.contains(&part),
+            "the error should say `{part}`; stderr:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        pinned_sizes(&t, names::CT),
+        (key, value, 1024),
+        "the refused CT pin is left as it was"
+    );
+}
+
+#[test]
+fn a_ct_map_of_another_size_is_replaced() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pinsize");
+    t.start_daemon_with(&["--ct-entries", "4096"]).kill9();
+    assert_eq!(pinned_sizes(&t, names::CT).2, 4096);
+    let _daemon = t.start_daemon_with(&["--ct-entries", "8192"]);
+    assert_eq!(
+        pinned_sizes(&t, names::CT).2,
+        8192,
+        "a restart with another --ct-entries replaces the CT map"
+    );
+}
