@@ -99,6 +99,17 @@ reasons! {
     CtRepaired = 30, "ct-repaired", false;
     /// A frame of another protocol or ethertype passed within its network.
     PassOther = 31, "pass-other", false;
+    /// A container's routed packet whose TTL ends at the host: left untranslated to the
+    /// kernel, which answers time-exceeded.
+    TtlExpired = 32, "ttl-expired", false;
+    /// Drop: a packet from outside whose TTL ends at the host.
+    DropTtl = 33, "drop-ttl", true;
+    /// Too big for the egress device, don't-fragment set: left untranslated to the
+    /// kernel, which answers fragmentation-needed (path MTU discovery).
+    FragNeeded = 34, "frag-needed", false;
+    /// Drop: too big for the egress device and fragmenting allowed; bpfnet does not
+    /// fragment.
+    DropMtu = 35, "drop-mtu", true;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -8,7 +8,7 @@ use common::{CtKey, IFACE_BRIDGE, IFACE_UPLINK, NET_ROUTED, Reason};
 
 use crate::{
     ct, frag,
-    fwd::{self, Route},
+    fwd::{self, Next, Route},
     icmp::{self, From},
     l2::{self, L2},
     maps::{endpoint, iface_role, is_host, network_of},
@@ -35,6 +35,10 @@ pub fn handle(ctx: &TcContext) -> i32 {
     if let Err(reason) = l2::check_ip_source(ctx, &mut l2, &p) {
         return verdict(ctx, reason);
     }
+    if p.ttl <= 1 && l2.routed() {
+        // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
+        return verdict(ctx, Reason::TtlExpired);
+    }
     if let Some(v) = icmp::handle_error(ctx, &mut p, From::Container) {
         return v;
     }
@@ -60,11 +64,21 @@ pub fn handle(ctx: &TcContext) -> i32 {
         };
     }
     match egress(ctx, &l2, &p) {
-        Egress::Masquerade(route) => match nat::snat(ctx, &p, route.src_ip) {
-            Ok(to) => translate(ctx, &mut p, &to, Some(&route)),
-            Err(reason) => verdict(ctx, reason),
-        },
-        Egress::Routed(route) => fwd::redirect(ctx, &route),
+        Egress::Masquerade(route) => {
+            if !fwd::fits(ctx, route.ifindex) {
+                return too_big(ctx, &p);
+            }
+            match nat::snat(ctx, &p, route.src_ip) {
+                Ok(to) => translate(ctx, &mut p, &to, Some(route)),
+                Err(reason) => verdict(ctx, reason),
+            }
+        }
+        Egress::Routed(route) => {
+            if !fwd::fits(ctx, route.ifindex) {
+                return too_big(ctx, &p);
+            }
+            fwd::send(ctx, &p, &Next::Route(route))
+        }
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
         Egress::Elsewhere => verdict(ctx, Reason::Pass),
     }
@@ -85,16 +99,41 @@ fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
 }
 
 /// Apply `to`, then send the packet out of `route` (known already) or wherever its new
-/// destination lies.
+/// destination lies. A packet too big for the device it would leave by goes back to how
+/// it came and to the kernel, which answers it.
 #[inline(always)]
-fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<&Route>) -> i32 {
+fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<Route>) -> i32 {
+    let orig = ct::key_of(p);
     frag::remember(p);
     if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
-    match route {
-        Some(r) => fwd::redirect(ctx, r),
-        None => fwd::to_destination(ctx, p),
+    let next = match route {
+        Some(r) => Next::Route(r),
+        None => match fwd::next_hop(ctx, p) {
+            Some(n) => n,
+            None => return verdict(ctx, Reason::DropNoRoute),
+        },
+    };
+    if let Next::Route(r) = &next
+        && !fwd::fits(ctx, r.ifindex)
+    {
+        if nat::apply(ctx, p, &orig).is_err() {
+            return verdict(ctx, Reason::DropRewrite);
+        }
+        return too_big(ctx, p);
+    }
+    fwd::send(ctx, p, &next)
+}
+
+/// An untranslated packet too big for its way out: with don't-fragment set the kernel
+/// answers fragmentation-needed (path MTU discovery); bpfnet does not fragment.
+#[inline(always)]
+fn too_big(ctx: &TcContext, p: &Packet) -> i32 {
+    if p.df {
+        verdict(ctx, Reason::FragNeeded)
+    } else {
+        verdict(ctx, Reason::DropMtu)
     }
 }
 

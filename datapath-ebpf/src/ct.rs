@@ -75,10 +75,7 @@ pub fn entry(key: &CtKey) -> Option<(&'static CtValue, Table)> {
 /// A flow is over when either side reset it or both sides finished.
 #[inline(always)]
 fn finished(a: u8, b: u8) -> bool {
-    matches!(
-        TcpState::of(a, b),
-        TcpState::Closed | TcpState::TimeWait
-    )
+    matches!(TcpState::of(a, b), TcpState::Closed | TcpState::TimeWait)
 }
 
 /// Follow a TCP packet of the flow in `v` (its sender's direction) in `table`. Err: a RST
@@ -165,6 +162,10 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<CtKey>, Reason> {
 
 /// Move an answered flow (its reply entry `rk`, `rv`) to the main table.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a reference into the map, not a 48-byte copy on the stack"
+)]
 fn promote(rk: &CtKey, rv: &CtValue) {
     let fk = rk.twin(rv);
     let Some(fv) = CT_NEW.get_ptr(fk) else {
@@ -218,6 +219,10 @@ fn staged(to: &CtKey) -> Result<&'static mut Scratch, Reason> {
 /// Create the staged flow of first packet `p` leaving as `to`: both entries in the new
 /// table, or neither. Err(`drop-ct-clash`): another flow holds the reply tuple.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "references into the scratch map, not 48-byte copies on the stack"
+)]
 pub fn create(p: &Packet, to: &CtKey) -> Result<(), Reason> {
     let key = key_of(p);
     let rk = to.reversed();
@@ -240,6 +245,10 @@ pub fn create(p: &Packet, to: &CtKey) -> Result<(), Reason> {
 /// Put back the staged forward entry of first packet `p`'s flow, leaving as `to`, whose
 /// reply entry survived in `table`.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "a reference into the scratch map, not a 48-byte copy on the stack"
+)]
 pub fn repair(p: &Packet, to: &CtKey, table: Table) -> Result<(), Reason> {
     let s = staged(to)?;
     table

@@ -5,21 +5,27 @@ use core::{mem::size_of, ptr};
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
-        bpf_fib_lookup as FibParams,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        BPF_FIB_LOOKUP_SRC, bpf_check_mtu_flags::BPF_MTU_CHK_SEGS,
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    helpers::generated::{
+        bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
+    },
     programs::TcContext,
 };
-use common::{CtKey, Reason};
+use common::{CtKey, Endpoint, Reason};
 
 use crate::{
-    maps::{ENDPOINTS, scratch},
-    parse::Packet,
+    csum::IP_CSUM_OFF,
+    maps::{endpoint, scratch},
+    parse::{ETH_HLEN, Packet},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
 const AF_INET: u8 = 2;
+/// The IPv4 TTL's offset in the frame.
+const TTL_OFF: usize = ETH_HLEN + 8;
 
 /// Where the routing table sends a tuple.
 pub struct Route {
@@ -50,7 +56,8 @@ pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
     // SAFETY: fib is a properly sized, writable bpf_fib_lookup.
     let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), fib, size_of::<FibParams>() as i32, flags) };
     let macs = match ret as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Some([fib.dmac, fib.smac]),
+        // FRAG_NEEDED: the route is there, the packet too big for it (see `fits`).
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_FRAG_NEEDED => Some([fib.dmac, fib.smac]),
         BPF_FIB_LKUP_RET_NO_NEIGH => None,
         _ => return None,
     };
@@ -81,28 +88,84 @@ pub fn redirect(ctx: &TcContext, r: &Route) -> i32 {
     ret as i32
 }
 
-/// Route the (translated) packet and send it on its way.
+/// Where a (translated) packet goes next.
+pub enum Next {
+    /// Straight into the namespace of the endpoint that owns its destination.
+    Peer(Endpoint),
+    /// Out of a device by route lookup.
+    Route(Route),
+}
+
+/// The endpoint that owns `p.dst_ip`, else the route toward it.
 #[inline(always)]
-pub fn by_route(ctx: &TcContext, p: &Packet) -> i32 {
-    match route(ctx, &crate::ct::key_of(p), false) {
-        Some(r) => redirect(ctx, &r),
-        None => verdict(ctx, Reason::DropNoRoute),
+pub fn next_hop(ctx: &TcContext, p: &Packet) -> Option<Next> {
+    if let Some(ep) = endpoint(p.dst_ip) {
+        return Some(Next::Peer(ep));
+    }
+    route(ctx, &crate::ct::key_of(p), false).map(Next::Route)
+}
+
+/// Whether the packet (each segment of a GSO packet) fits device `ifindex`'s MTU.
+#[inline(always)]
+pub fn fits(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut mtu = 0u32;
+    // SAFETY: helper on this program's context; it writes the device's MTU to `mtu`.
+    let ret = unsafe {
+        bpf_check_mtu(
+            ctx.as_ptr(),
+            ifindex,
+            &mut mtu,
+            0,
+            u64::from(BPF_MTU_CHK_SEGS),
+        )
+    };
+    ret == i64::from(BPF_MTU_CHK_RET_SUCCESS)
+}
+
+/// One routing hop: the TTL goes down by one (a packet whose TTL ends here is dropped,
+/// counted), then the packet is sent to `next`.
+#[inline(always)]
+pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
+    if p.ttl <= 1 {
+        return verdict(ctx, Reason::DropTtl);
+    }
+    if decrement_ttl(ctx, p.ttl).is_err() {
+        return verdict(ctx, Reason::DropRewrite);
+    }
+    match next {
+        Next::Peer(ep) => {
+            if ctx.store(0, &ep.mac, 0).is_ok() {
+                // SAFETY: helper call with plain integer arguments.
+                let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
+                if ret == TC_ACT_REDIRECT {
+                    count(ctx, Reason::RedirectPeer);
+                    return ret as i32;
+                }
+            }
+            verdict(ctx, Reason::DropRewrite)
+        }
+        Next::Route(r) => redirect(ctx, r),
     }
 }
 
-/// Hand the packet to the endpoint that owns `p.dst_ip`, else route it.
+/// The IPv4 TTL, one less, with the header checksum updated.
+#[inline(always)]
+fn decrement_ttl(ctx: &TcContext, ttl: u8) -> Result<(), ()> {
+    // TTL and protocol share a 16-bit word of the header checksum.
+    let old: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| ())?;
+    let new = [ttl - 1, old[1]];
+    let (from, to) = (u16::from_ne_bytes(old), u16::from_ne_bytes(new));
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 2)
+        .map_err(|_| ())?;
+    ctx.store(TTL_OFF, &new, 0).map_err(|_| ())
+}
+
+/// Send the (translated) packet to the endpoint that owns its destination, else by
+/// route.
 #[inline(always)]
 pub fn to_destination(ctx: &TcContext, p: &Packet) -> i32 {
-    // SAFETY: plain lookup of a Pod value.
-    if let Some(ep) = unsafe { ENDPOINTS.get(p.dst_ip) }
-        && ctx.store(0, &ep.mac, 0).is_ok()
-    {
-        // SAFETY: helper call with plain integer arguments.
-        let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
-        if ret == TC_ACT_REDIRECT {
-            count(ctx, Reason::RedirectPeer);
-            return ret as i32;
-        }
+    match next_hop(ctx, p) {
+        Some(next) => send(ctx, p, &next),
+        None => verdict(ctx, Reason::DropNoRoute),
     }
-    by_route(ctx, p)
 }

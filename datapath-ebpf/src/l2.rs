@@ -87,7 +87,7 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
         return false;
     }
     let port = l2.port;
-    if !network_of(ip).is_some_and(|n| n.bridge == port.network) {
+    if network_of(ip).is_none_or(|n| n.bridge != port.network) {
         return false;
     }
     let ep = Endpoint {

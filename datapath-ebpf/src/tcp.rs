@@ -99,9 +99,7 @@ pub fn in_window(sender: &CtValue, receiver: Option<&CtValue>, p: &Packet) -> bo
         MIN_WINDOW
     };
     // seq within [seq_end - win, seq_end + win], wrapping.
-    p.tcp_seq
-        .wrapping_sub(sender.seq_end.wrapping_sub(win))
-        <= win.saturating_mul(2)
+    p.tcp_seq.wrapping_sub(sender.seq_end.wrapping_sub(win)) <= win.saturating_mul(2)
 }
 
 /// Whether `p` carries a flag that would change the flow's state toward its end.

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load the datapath and serve the control API (run as root, next to dockerd).
-    Daemon(cli::daemon::Args),
+    Daemon(Box<cli::daemon::Args>),
     /// Publish host ports to a container: [HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]
     Publish(cli::publish::Args),
     /// Remove a publish made with `bpfnet publish` (same SPEC).
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
-        Command::Daemon(args) => cli::daemon::run(args, cli.socket),
+        Command::Daemon(args) => cli::daemon::run(*args, cli.socket),
         Command::Publish(args) => cli::publish::publish(args, &cli.socket),
         Command::Unpublish(args) => cli::publish::unpublish(args, &cli.socket),
         Command::Ls(args) => cli::ls::run(args, &cli.socket),

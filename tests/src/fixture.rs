@@ -11,7 +11,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
 };
 use bpfnet::datapath::{Datapath, Hook};
-use common::{Counter, Endpoint, IFACE_BRIDGE, Network, PORT_ENFORCE, Port, Reason};
+use common::{Counter, Endpoint, IFACE_BRIDGE, IFACE_UPLINK, Network, PORT_ENFORCE, Port, Reason};
 
 use crate::{netns::Netns, unique};
 
@@ -62,8 +62,8 @@ impl Fixture {
         (r.return_value, out)
     }
 
-    /// The bridge side as the daemon leaves it: `t1` is a container port of the network
-    /// 172.17.0.0/16 (itself the "bridge"), with `ips` registered on it, enforced.
+    /// The host as the daemon leaves it: `t0` an uplink, `t1` a container port of the
+    /// network 172.17.0.0/16 (itself the "bridge"), with `ips` registered on it, enforced.
     pub fn managed(&mut self, ips: &[[u8; 4]]) {
         let m = &mut self.dp.maps;
         let port = Port {
@@ -77,6 +77,9 @@ impl Fixture {
         m.ifaces
             .insert(self.bridge, IFACE_BRIDGE, 0)
             .expect("bridge role");
+        m.ifaces
+            .insert(self.uplink, IFACE_UPLINK, 0)
+            .expect("uplink role");
         let subnet = Key::new(16, u32::from_ne_bytes([172, 17, 0, 0]));
         let net = Network {
             bridge: self.bridge,
@@ -99,6 +102,11 @@ impl Fixture {
                 .insert(u32::from_ne_bytes(*ip), ep, 0)
                 .expect("endpoint");
         }
+    }
+
+    /// Lower the uplink's MTU (the caller runs inside the fixture's namespace).
+    pub fn set_uplink_mtu(&mut self, mtu: u16) {
+        crate::netns::sh(&["ip", "link", "set", "t0", "mtu", &mtu.to_string()]);
     }
 
     pub fn stats(&self) -> Vec<(Reason, Counter)> {

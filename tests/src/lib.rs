@@ -9,6 +9,7 @@ pub mod leftovers;
 pub mod netns;
 pub mod packet;
 pub mod scratch;
+pub mod tables;
 pub mod topo;
 
 use std::{

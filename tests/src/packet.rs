@@ -1,7 +1,9 @@
 //! Frames for BPF_PROG_TEST_RUN and checks of what comes out, written independently of
 //! the datapath (plain RFC 1071 sums over whole headers, no incremental updates).
 pub const ETH_HLEN: usize = 14;
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
 pub type Addr = ([u8; 4], u16);
@@ -89,11 +91,27 @@ pub fn tcp(src: Addr, dst: Addr, flags: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 pub fn tcp_with(src: Addr, dst: Addr, flags: u8, payload: &[u8], ip: IpOpts) -> Vec<u8> {
+    tcp_full(src, dst, flags, (1000, 0), payload, ip)
+}
+
+/// A TCP segment with sequence and acknowledgement numbers `(seq, ack)`.
+pub fn tcp_seq(src: Addr, dst: Addr, flags: u8, (seq, ack): (u32, u32), payload: &[u8]) -> Vec<u8> {
+    tcp_full(src, dst, flags, (seq, ack), payload, IpOpts::default())
+}
+
+fn tcp_full(
+    src: Addr,
+    dst: Addr,
+    flags: u8,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+    ip: IpOpts,
+) -> Vec<u8> {
     let mut l4 = Vec::new();
     l4.extend_from_slice(&src.1.to_be_bytes());
     l4.extend_from_slice(&dst.1.to_be_bytes());
-    l4.extend_from_slice(&1000u32.to_be_bytes()); // seq
-    l4.extend_from_slice(&0u32.to_be_bytes()); // ack
+    l4.extend_from_slice(&seq.to_be_bytes());
+    l4.extend_from_slice(&ack.to_be_bytes());
     l4.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     l4.extend_from_slice(payload);
     frame(6, src.0, dst.0, l4, Some(16), ip)
@@ -144,6 +162,38 @@ pub fn icmp_error(
     msg.extend_from_slice(&mtu.to_be_bytes());
     msg.extend_from_slice(&quoted_frame[ETH_HLEN..ETH_HLEN + 28]);
     icmp_frame(src, dst, msg)
+}
+
+/// An IPv4 packet of any protocol (GRE is 47) carrying `payload` as it is.
+pub fn ip_proto(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
+    frame(proto, src, dst, payload.to_vec(), None, IpOpts::default())
+}
+
+/// An ICMP message other than echo or an error: a timestamp request (type 13).
+pub fn icmp_timestamp(src: [u8; 4], dst: [u8; 4], id: u16) -> Vec<u8> {
+    let mut msg = vec![13, 0, 0, 0];
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(&1u16.to_be_bytes());
+    msg.extend_from_slice(&[0; 12]);
+    icmp_frame(src, dst, msg)
+}
+
+/// A frame of `ethertype` with the packet builder's MACs (dst 02:..:01, src 02:..:02)
+/// and `payload`.
+pub fn ether(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An IPv6 UDP packet from `src` to `dst` (only the fixed header is meaningful).
+pub fn ipv6_udp(src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+    ether(0x86dd, &h)
 }
 
 /// An ARP request from `sha`/`spa` asking for `tpa`, sent from `sha`.

@@ -4,7 +4,7 @@
 use bpfnet::datapath::{Datapath, Hook};
 use bpfnet_tests::{
     fixture::{
-        BACKEND_MAC, CLIENT_MAC, Fixture, OTHER_MAC as ENDPOINT_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
+        CLIENT_MAC, CONTAINER_MAC, Fixture, OTHER_MAC as ENDPOINT_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
         TC_ACT_SHOT, with_fixture,
     },
     packet::{Addr, IpOpts, TCP_ACK, TCP_SYN, View, tcp, tcp_with, udp},
@@ -85,16 +85,16 @@ fn cases() -> Vec<Case> {
             hook: U,
             frame: syn.clone(),
             verdict: TC_ACT_REDIRECT,
-            out: translated_in((BACKEND, 8080), BACKEND_MAC),
-            counted: &[Reason::DnatNew, Reason::RedirectRoute],
+            out: translated_in((BACKEND, 8080), CONTAINER_MAC),
+            counted: &[Reason::DnatNew, Reason::RedirectPeer],
         },
         Case {
             name: "next packet of that flow follows its CT entry",
             hook: U,
             frame: tcp((CLIENT, 40000), (HOST, 8038), TCP_ACK, b"data"),
             verdict: TC_ACT_REDIRECT,
-            out: translated_in((BACKEND, 8080), BACKEND_MAC),
-            counted: &[Reason::CtForward, Reason::RedirectRoute],
+            out: translated_in((BACKEND, 8080), CONTAINER_MAC),
+            counted: &[Reason::CtForward, Reason::RedirectPeer],
         },
         Case {
             name: "backend reply is translated back to the published address",
@@ -116,9 +116,9 @@ fn cases() -> Vec<Case> {
             out: Out::Translated {
                 src: (CLIENT, 5000),
                 dst: (BACKEND, 8080),
-                dst_mac: BACKEND_MAC,
+                dst_mac: CONTAINER_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectRoute],
+            counted: &[Reason::DnatNew, Reason::RedirectPeer],
         },
         Case {
             name: "UDP without a checksum keeps none",
@@ -128,9 +128,9 @@ fn cases() -> Vec<Case> {
             out: Out::Translated {
                 src: (CLIENT, 5001),
                 dst: (BACKEND, 8080),
-                dst_mac: BACKEND_MAC,
+                dst_mac: CONTAINER_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectRoute],
+            counted: &[Reason::DnatNew, Reason::RedirectPeer],
         },
         Case {
             name: "UDP reply without a checksum keeps none",
@@ -161,9 +161,9 @@ fn cases() -> Vec<Case> {
             out: Out::Translated {
                 src: (CLIENT, 40002),
                 dst: (BACKEND, 8080),
-                dst_mac: BACKEND_MAC,
+                dst_mac: CONTAINER_MAC,
             },
-            counted: &[Reason::DnatNew, Reason::RedirectRoute],
+            counted: &[Reason::DnatNew, Reason::RedirectPeer],
         },
         Case {
             name: "address-bound publish to a known endpoint goes straight to its peer",
@@ -202,12 +202,12 @@ fn cases() -> Vec<Case> {
             counted: &[Reason::Pass],
         },
         Case {
-            name: "untracked container traffic passes untouched",
+            name: "an untracked reply-like packet from a container is dropped, not masqueraded",
             hook: C,
             frame: tcp((BACKEND, 8080), (CLIENT, 49999), TCP_ACK, b""),
-            verdict: TC_ACT_OK,
+            verdict: TC_ACT_SHOT,
             out: Out::Unchanged,
-            counted: &[Reason::Pass],
+            counted: &[Reason::DropNoFlow],
         },
         Case {
             name: "ARP passes",

@@ -1,14 +1,17 @@
 //! BPF_PROG_TEST_RUN for `from_container`'s layer-2 decisions: the fast path between
-//! endpoints of a network, isolation between networks, anti-spoofing (IPv4 and ARP),
-//! and a loopback publish that a wire never reaches.
+//! endpoints of a network, isolation between networks and anti-spoofing for every
+//! protocol and ethertype, the binding of a new veth's address, and a loopback publish
+//! that a wire never reaches.
+use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
-    packet::{TCP_SYN, arp, tcp, udp},
+    packet::{IpOpts, TCP_SYN, arp, ether, icmp_timestamp, ip_proto, ipv6_udp, tcp, tcp_with, udp},
     require_root,
 };
 use common::{
-    Backend, Endpoint, IFACE_BRIDGE, PORT_ENFORCE, PROTO_TCP, Port, PublishedKey, Reason,
+    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, Network, PORT_ENFORCE, PROTO_TCP, Port,
+    PublishedKey, Reason,
 };
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: routed
@@ -49,6 +52,12 @@ fn port(fx: &mut Fixture, flags: u32) {
     fx.dp.maps.ports.insert(veth, p, 0).expect("port");
 }
 
+fn subnet(fx: &mut Fixture, net: [u8; 4], bridge: u32) {
+    let key = Key::new(16, u32::from_ne_bytes(net));
+    let n = Network { bridge, flags: 0 };
+    fx.dp.maps.subnets.insert(&key, n, 0).expect("subnet");
+}
+
 fn to_mac(mut f: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
     f[0..6].copy_from_slice(&mac);
     f
@@ -73,6 +82,8 @@ fn forwarding_isolation_and_spoofing() {
         ep(fx, C2, 4242, NET_A, C2_MAC);
         ep(fx, C3, 4343, NET_B, [0x02, 0, 0, 0, 0, 0x33]);
         port(fx, PORT_ENFORCE);
+        subnet(fx, [172, 17, 0, 0], NET_A);
+        subnet(fx, [172, 18, 0, 0], NET_B);
 
         let l2 = to_mac(tcp((C1, 40000), (C2, 80), TCP_SYN, b""), C2_MAC);
         expect(
@@ -177,17 +188,157 @@ fn forwarding_isolation_and_spoofing() {
             &[Pass],
         );
 
+        // Every protocol and ethertype: anti-spoofing and isolation first.
+        for (name, frame) in [
+            ("GRE", ip_proto(C1, C3, 47, &[0; 8])),
+            ("ICMP timestamp", icmp_timestamp(C1, C3, 9)),
+            ("raw IP protocol 253", ip_proto(C1, C3, 253, b"x")),
+        ] {
+            expect(
+                fx,
+                &format!("{name} routed into another network"),
+                &frame,
+                TC_ACT_SHOT,
+                &[DropIsolation],
+            );
+        }
+        for (name, frame) in [
+            ("GRE", ip_proto([172, 17, 0, 99], C2, 47, &[0; 8])),
+            ("ICMP timestamp", icmp_timestamp([172, 17, 0, 99], C2, 9)),
+            (
+                "raw IP protocol 253",
+                ip_proto([172, 17, 0, 99], C2, 253, b"x"),
+            ),
+        ] {
+            expect(
+                fx,
+                &format!("{name} from a spoofed source"),
+                &frame,
+                TC_ACT_SHOT,
+                &[DropSpoof],
+            );
+        }
+        let later = tcp_with(
+            (C1, 40006),
+            (C3, 80),
+            0,
+            b"",
+            IpOpts {
+                options: 0,
+                frag_off: 0x0010,
+            },
+        );
+        expect(
+            fx,
+            "a later fragment routed into another network",
+            &later,
+            TC_ACT_SHOT,
+            &[DropIsolation],
+        );
+        let v6 = ipv6_udp([0xfe; 16], [0x20; 16]);
+        expect(
+            fx,
+            "IPv6 routed out of the network",
+            &v6,
+            TC_ACT_SHOT,
+            &[DropIpv6],
+        );
+        expect(
+            fx,
+            "IPv6 switched within the network",
+            &to_mac(v6.clone(), C2_MAC),
+            TC_ACT_OK,
+            &[PassOther],
+        );
+        let mut v6_spoof = to_mac(v6, C2_MAC);
+        v6_spoof[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+        expect(
+            fx,
+            "IPv6 from another MAC",
+            &v6_spoof,
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        let mut lldp = to_mac(ether(0x88cc, &[0; 32]), C2_MAC);
+        expect(
+            fx,
+            "another ethertype, switched",
+            &lldp,
+            TC_ACT_OK,
+            &[PassOther],
+        );
+        lldp[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+        expect(
+            fx,
+            "another ethertype from another MAC",
+            &lldp,
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+
+        // A port with no endpoint yet binds its first address, then is enforced.
         port(fx, 0);
-        let unenforced = to_mac(
+        let mac = [0x02, 0, 0, 0, 0, 0x02];
+        let first = to_mac(
             tcp(([172, 17, 0, 99], 40005), (C2, 80), TCP_SYN, b""),
             C2_MAC,
         );
         expect(
             fx,
-            "a port without endpoints is not policed",
-            &unenforced,
+            "a port without endpoints binds its first address",
+            &first,
             TC_ACT_REDIRECT,
-            &[ForwardLocal],
+            &[EndpointLearned, ForwardLocal],
+        );
+        let learned = fx
+            .dp
+            .maps
+            .endpoints
+            .get(&u32::from_ne_bytes([172, 17, 0, 99]), 0)
+            .expect("the learned endpoint");
+        assert_eq!(
+            (learned.ifindex, learned.mac, learned.flags),
+            (me, mac, EP_LEARNED),
+            "bound to this veth and MAC"
+        );
+        let second = to_mac(
+            tcp(([172, 17, 0, 98], 40005), (C2, 80), TCP_SYN, b""),
+            C2_MAC,
+        );
+        expect(
+            fx,
+            "then the port is enforced",
+            &second,
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        fx.dp
+            .maps
+            .endpoints
+            .remove(&u32::from_ne_bytes([172, 17, 0, 99]))
+            .expect("unbind");
+        port(fx, 0);
+        expect(
+            fx,
+            "a port without endpoints cannot claim another endpoint's address",
+            &to_mac(tcp((C2, 40005), (C1, 80), TCP_SYN, b""), C1_MAC),
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        expect(
+            fx,
+            "nor an address outside its network",
+            &tcp(([10, 9, 9, 9], 40005), ([192, 0, 2, 2], 80), TCP_SYN, b""),
+            TC_ACT_SHOT,
+            &[DropUnbound],
+        );
+        fx.dp.maps.ports.remove(&me).expect("port removed");
+        expect(
+            fx,
+            "a veth whose port is unknown sends nothing",
+            &tcp((C1, 40007), ([192, 0, 2, 2], 80), TCP_SYN, b""),
+            TC_ACT_SHOT,
+            &[DropUnbound],
         );
     });
 }

@@ -2,126 +2,24 @@
 //! fragments, hairpin, SNAT port exhaustion and a full CT map. Each step checks the
 //! verdict, the rewritten headers (checksums recomputed from scratch), the counters
 //! that moved and the CT entries.
-use bpfnet::{conntrack, datapath::Hook};
-use bpfnet_tests::{
-    fixture::{
-        BACKEND_MAC, CLIENT_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
-    },
-    packet::{Addr, IpOpts, TCP_ACK, TCP_SYN, View, icmp_echo, icmp_error, tcp, udp, udp_with},
-    require_root,
-};
-use common::{
-    Backend, CT_DNAT, CT_SNAT, Config, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey, Reason,
-    TcpState,
-    ct::{TCP_FIN, TCP_RST},
-};
-
-const HOST: [u8; 4] = [192, 0, 2, 1];
-const ROUTER: [u8; 4] = [192, 0, 2, 2];
-const BRIDGE_IP: [u8; 4] = [172, 17, 0, 1];
-const C1: [u8; 4] = [172, 17, 0, 4];
-const C2: [u8; 4] = [172, 17, 0, 5];
-const SERVER: [u8; 4] = [198, 51, 100, 2];
-const PORTS: (u16, u16) = (61000, 61999);
-
 use Hook::{FromContainer as OUT, FromUplink as IN};
 use Reason::*;
-
-fn ip(a: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(a)
-}
-
-fn setup(fx: &mut Fixture, ports: (u16, u16)) {
-    let m = &mut fx.dp.maps;
-    m.ifaces
-        .insert(fx.uplink, IFACE_UPLINK, 0)
-        .expect("uplink role");
-    m.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
-    m.host_ips.insert(ip(BRIDGE_IP), 0, 0).expect("bridge ip");
-    set_ports(fx, ports);
-    let key = PublishedKey {
-        host_ip: 0,
-        port: 8038u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: 0,
-    };
-    let backend = Backend {
-        ip: ip(C1),
-        port: 8080u16.to_be(),
-        _pad: 0,
-    };
-    fx.dp
-        .maps
-        .published
-        .insert(key, backend, 0)
-        .expect("publish");
-    let udp_key = PublishedKey {
-        proto: PROTO_UDP,
-        ..key
-    };
-    fx.dp
-        .maps
-        .published
-        .insert(udp_key, backend, 0)
-        .expect("publish udp");
-}
-
-fn set_ports(fx: &mut Fixture, (min, max): (u16, u16)) {
-    let cfg = Config {
-        snat_port_min: min,
-        snat_port_max: max,
-        ..Config::default()
-    };
-    fx.dp.maps.config.set(0, cfg, 0).expect("config");
-}
-
-/// Run, require `verdict`, valid checksums and the counters; return the output frame.
-fn step(
-    fx: &mut Fixture,
-    name: &str,
-    hook: Hook,
-    frame: &[u8],
-    verdict: u32,
-    counted: &[Reason],
-) -> Vec<u8> {
-    let (v, out) = fx.run_counted(name, hook, frame, counted);
-    assert_eq!(v, verdict, "{name}: verdict");
-    if verdict != TC_ACT_SHOT
-        && let Err(e) = View(&out).verify_checksums()
-    {
-        panic!("{name}: {e}");
-    }
-    out
-}
-
-fn snat_port(name: &str, out: &[u8], from: [u8; 4]) -> u16 {
-    let (src, port) = View(out).src();
-    assert_eq!(src, from, "{name}: masqueraded source address");
-    assert!(
-        (PORTS.0..=PORTS.1).contains(&port),
-        "{name}: source port {port} outside {PORTS:?}"
-    );
-    port
-}
-
-fn flow_state(fx: &Fixture, orig: (Addr, Addr, u8)) -> TcpState {
-    let flows = conntrack::flows(fx.dp.maps.ct.iter().filter_map(Result::ok));
-    let f = flows
-        .iter()
-        .find(|f| {
-            let t = conntrack::Tuple::from(&f.key);
-            (
-                t.src.octets(),
-                t.src_port,
-                t.dst.octets(),
-                t.dst_port,
-                f.key.proto,
-            ) == (orig.0.0, orig.0.1, orig.1.0, orig.1.1, orig.2)
-        })
-        .unwrap_or_else(|| panic!("no flow {orig:?}"));
-    assert!(f.reply.is_some(), "flow {orig:?} has its reply entry");
-    f.tcp_state()
-}
+use bpfnet::datapath::Hook;
+use bpfnet_tests::{
+    fixture::{
+        CLIENT_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
+    },
+    packet::{IpOpts, TCP_ACK, TCP_SYN, View, icmp_echo, icmp_error, tcp, tcp_seq, udp, udp_with},
+    require_root,
+    tables::{
+        BRIDGE_IP, C1, C2, HOST, PORTS, ROUTER, SERVER, entries, flow_state, set_ports, setup,
+        snat_port, step,
+    },
+};
+use common::{
+    CT_DNAT, CT_SNAT, PROTO_TCP, Reason, TcpState,
+    ct::{TCP_FIN, TCP_RST},
+};
 
 #[test]
 fn snat_tcp_udp_and_tcp_state() {
@@ -149,14 +47,14 @@ fn snat_tcp_udp_and_tcp_state() {
             IN,
             &tcp(s, (HOST, p), TCP_SYN | TCP_ACK, b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(
             (View(&back).src(), View(&back).dst()),
             (s, c),
             "reply back to the container"
         );
-        assert_eq!(View(&back).dst_mac(), BACKEND_MAC);
+        assert_eq!(View(&back).dst_mac(), CONTAINER_MAC);
 
         let out = step(
             fx,
@@ -183,9 +81,9 @@ fn snat_tcp_udp_and_tcp_state() {
             IN,
             &tcp(s, (HOST, p), TCP_ACK | TCP_FIN, b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
-        assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::Closed);
+        assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::TimeWait);
         step(
             fx,
             "SYN reuses the tuple",
@@ -199,13 +97,28 @@ fn snat_tcp_udp_and_tcp_state() {
             TcpState::SynSent,
             "a new SYN starts afresh"
         );
+        // A blind RST: the server has sent nothing on the new connection, so only a RST
+        // that acknowledges the SYN exactly is the server's.
         step(
             fx,
-            "RST in",
+            "blind RST in",
             IN,
-            &tcp(s, (HOST, p), TCP_RST, b""),
+            &tcp_seq(s, (HOST, p), TCP_RST | TCP_ACK, (777, 4242), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(
+            flow_state(fx, (c, s, PROTO_TCP)),
+            TcpState::SynSent,
+            "the blind RST changed nothing"
+        );
+        step(
+            fx,
+            "RST in, acknowledging the SYN",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_RST | TCP_ACK, (0, 1001), b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::Closed);
 
@@ -225,7 +138,7 @@ fn snat_tcp_udp_and_tcp_state() {
             IN,
             &udp(su, (HOST, pu), b"a", true),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(View(&back).dst(), cu);
         // traceroute: a router's time-exceeded about the masqueraded datagram.
@@ -236,7 +149,7 @@ fn snat_tcp_udp_and_tcp_state() {
             IN,
             &ttl,
             TC_ACT_REDIRECT,
-            &[IcmpError, RedirectRoute],
+            &[IcmpError, RedirectPeer],
         );
         assert_eq!(View(&back).addrs(), (ROUTER, C1));
         let (qs, qd, q_ok) = View(&back).quoted();
@@ -284,12 +197,8 @@ fn snat_tcp_udp_and_tcp_state() {
             TC_ACT_OK,
             &[Pass],
         );
-        let orig = fx
-            .dp
-            .maps
-            .ct
+        let orig = entries(fx)
             .iter()
-            .filter_map(Result::ok)
             .filter(|(_, v)| v.flags & CT_SNAT != 0)
             .count();
         assert_eq!(orig, 6, "three SNAT flows, two entries each");
@@ -325,7 +234,7 @@ fn icmp_echo_errors_and_fragments() {
             IN,
             &icmp_echo(SERVER, HOST, id, false),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(View(&back).addrs(), (SERVER, C1));
         assert_eq!(View(&back).icmp(), (0, 0x1234), "identifier restored");
@@ -348,7 +257,7 @@ fn icmp_echo_errors_and_fragments() {
             IN,
             &err,
             TC_ACT_REDIRECT,
-            &[IcmpError, RedirectRoute],
+            &[IcmpError, RedirectPeer],
         );
         let v = View(&back);
         assert_eq!(
@@ -388,7 +297,7 @@ fn icmp_echo_errors_and_fragments() {
             IN,
             &udp(client, (HOST, 8038), b"x", true),
             TC_ACT_REDIRECT,
-            &[DnatNew, RedirectRoute],
+            &[DnatNew, RedirectPeer],
         );
         assert_eq!(View(&dnat).dst(), (C1, 8080));
         let unreach = icmp_error(C1, ROUTER, 3, 3, 0, &dnat);
@@ -473,7 +382,7 @@ fn icmp_echo_errors_and_fragments() {
             IN,
             &udp((SERVER, 53), (HOST, pf), b"answer", true),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(
             (View(&back).src(), View(&back).dst()),
@@ -509,20 +418,20 @@ fn hairpin_exhaustion_and_full_ct() {
             OUT,
             &tcp((C2, 41000), (HOST, 8038), TCP_SYN, b""),
             TC_ACT_REDIRECT,
-            &[DnatNew, RedirectRoute],
+            &[DnatNew, RedirectPeer],
         );
         assert_eq!(
             (View(&out).src(), View(&out).dst()),
             ((C2, 41000), (C1, 8080))
         );
-        assert_eq!(View(&out).dst_mac(), BACKEND_MAC);
+        assert_eq!(View(&out).dst_mac(), CONTAINER_MAC);
         let back = step(
             fx,
             "its reply",
             OUT,
             &tcp((C1, 8080), (C2, 41000), TCP_SYN | TCP_ACK, b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(
             (View(&back).src(), View(&back).dst()),
@@ -535,9 +444,11 @@ fn hairpin_exhaustion_and_full_ct() {
             OUT,
             &tcp((C1, 41001), (BRIDGE_IP, 8038), TCP_SYN, b""),
             TC_ACT_REDIRECT,
-            &[DnatNew, RedirectRoute],
+            &[DnatNew, RedirectPeer],
         );
-        let hp = snat_port("own hairpin", &out, BRIDGE_IP);
+        // Masqueraded to the bridge's address, keeping its port as MASQUERADE does.
+        assert_eq!(View(&out).src(), (BRIDGE_IP, 41001), "own hairpin source");
+        let hp = 41001;
         assert_eq!(View(&out).dst(), (C1, 8080));
         let back = step(
             fx,
@@ -545,18 +456,14 @@ fn hairpin_exhaustion_and_full_ct() {
             OUT,
             &tcp((C1, 8080), (BRIDGE_IP, hp), TCP_SYN | TCP_ACK, b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
         );
         assert_eq!(
             (View(&back).src(), View(&back).dst()),
             ((BRIDGE_IP, 8038), (C1, 41001))
         );
-        let flags = fx
-            .dp
-            .maps
-            .ct
-            .iter()
-            .filter_map(Result::ok)
+        let flags = entries(fx)
+            .into_iter()
             .find(|(k, _)| k.src_port == 41001u16.to_be())
             .map(|(_, v)| v.flags);
         assert_eq!(flags, Some(CT_DNAT | CT_SNAT));
@@ -581,22 +488,29 @@ fn hairpin_exhaustion_and_full_ct() {
             TC_ACT_SHOT,
             &[DropSnatPorts],
         );
-        // Both sides close the first flow: its port is free again for a new one.
-        let first = fx
-            .dp
-            .maps
-            .ct
-            .iter()
-            .filter_map(Result::ok)
-            .find(|(k, _)| k.src_port == 50000u16.to_be())
-            .map(|(k, v)| k.translated(&v).src_port)
-            .expect("the first flow's SNAT port");
-        let p = u16::from_be(first);
+        let snat_port_of = |fx: &Fixture, sport: u16| {
+            entries(fx)
+                .into_iter()
+                .find(|(k, _)| k.src_port == sport.to_be())
+                .map(|(k, v)| u16::from_be(k.translated(&v).src_port))
+                .expect("the flow's SNAT port")
+        };
+        // The first flow ends with a FIN each way: the side that closed first keeps its
+        // tuple in TIME_WAIT, so it goes to no other flow before the entry expires.
+        let p0 = snat_port_of(fx, 50000);
+        step(
+            fx,
+            "first flow answered",
+            IN,
+            &tcp_seq((SERVER, 25), (HOST, p0), TCP_SYN | TCP_ACK, (0, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
         step(
             fx,
             "first flow FIN out",
             OUT,
-            &tcp((C1, 50000), (SERVER, 25), TCP_ACK | TCP_FIN, b""),
+            &tcp_seq((C1, 50000), (SERVER, 25), TCP_ACK | TCP_FIN, (1001, 1), b""),
             TC_ACT_REDIRECT,
             &[CtForward, RedirectRoute],
         );
@@ -604,13 +518,31 @@ fn hairpin_exhaustion_and_full_ct() {
             fx,
             "first flow FIN in",
             IN,
-            &tcp((SERVER, 25), (HOST, p), TCP_ACK | TCP_FIN, b""),
+            &tcp_seq((SERVER, 25), (HOST, p0), TCP_ACK | TCP_FIN, (1, 1002), b""),
             TC_ACT_REDIRECT,
-            &[CtReply, RedirectRoute],
+            &[CtReply, RedirectPeer],
+        );
+        step(
+            fx,
+            "a finished flow's tuple waits out TIME_WAIT",
+            OUT,
+            &tcp((C1, 50003), (SERVER, 25), TCP_SYN, b""),
+            TC_ACT_SHOT,
+            &[DropSnatPorts],
+        );
+        // The second is reset by the server (acknowledging its SYN): reusable at once.
+        let p1 = snat_port_of(fx, 50001);
+        step(
+            fx,
+            "second flow reset by the server",
+            IN,
+            &tcp_seq((SERVER, 25), (HOST, p1), TCP_RST | TCP_ACK, (0, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
         );
         let out = step(
             fx,
-            "a closed flow's port is reused",
+            "a reset flow's port is reused",
             OUT,
             &tcp((C1, 50003), (SERVER, 25), TCP_SYN, b""),
             TC_ACT_REDIRECT,
@@ -618,17 +550,13 @@ fn hairpin_exhaustion_and_full_ct() {
         );
         assert_eq!(
             View(&out).src(),
-            (HOST, p),
-            "took over the closed flow's port"
+            (HOST, p1),
+            "took over the reset flow's port"
         );
-        let stale = fx
-            .dp
-            .maps
-            .ct
+        let stale = entries(fx)
             .iter()
-            .filter_map(Result::ok)
-            .any(|(k, _)| k.src_port == 50000u16.to_be());
-        assert!(!stale, "the closed flow's forward entry is gone");
+            .any(|(k, _)| k.src_port == 50001u16.to_be());
+        assert!(!stale, "the reset flow's forward entry is gone");
         step(
             fx,
             "another destination reuses them",
@@ -649,7 +577,7 @@ fn hairpin_exhaustion_and_full_ct() {
                 IN,
                 &tcp((ROUTER, 30000 + sport), (HOST, 8038), TCP_SYN, b""),
                 TC_ACT_REDIRECT,
-                &[DnatNew, RedirectRoute],
+                &[DnatNew, RedirectPeer],
             );
             assert_eq!(View(&out).dst(), (C1, 8080));
         }
@@ -668,7 +596,7 @@ fn hairpin_exhaustion_and_full_ct() {
             IN,
             &tcp((ROUTER, 30039), (HOST, 8038), TCP_ACK, b""),
             TC_ACT_REDIRECT,
-            &[CtForward, RedirectRoute],
+            &[CtForward, RedirectPeer],
         );
         assert_eq!(View(&last).dst(), (C1, 8080));
     });

@@ -69,6 +69,10 @@ pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
     if !p.may_start_flow() {
         return Ok(New::None);
     }
+    if p.ttl <= 1 {
+        // It could not be forwarded; no state for it.
+        return Err(Reason::DropTtl);
+    }
     let key = ct::key_of(p);
     if hostsock::holds(ctx, &key, Holder::Connection) {
         count(ctx, Reason::HostSocket);
@@ -121,7 +125,9 @@ pub fn snat(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }
-    let to = ports::allocate(ctx, p, src_ip)?;
-    count(ctx, Reason::SnatNew);
+    let (to, repaired) = ports::allocate(ctx, p, src_ip)?;
+    if !repaired {
+        count(ctx, Reason::SnatNew);
+    }
     Ok(to)
 }

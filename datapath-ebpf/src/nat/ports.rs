@@ -30,7 +30,10 @@ fn hash(k: &CtKey, seed: u32) -> u32 {
         u32::from(k.proto),
     ] {
         h ^= w;
-        h = h.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
+        h = h
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
     }
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
@@ -43,8 +46,10 @@ fn hash(k: &CtKey, seed: u32) -> u32 {
 enum Candidate {
     /// Taken by another flow or a host socket: try the next.
     Taken,
-    /// This flow now owns it (created, or repaired from its surviving reply entry).
+    /// This flow now owns it.
     Ours,
+    /// This flow's own tuple: its forward entry was put back from the surviving reply.
+    Repaired,
 }
 
 /// Try `to` (with its candidate source port) for the first packet `p` of flow `key`.
@@ -56,7 +61,7 @@ fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Cand
             // Our own flow's reply half survived the loss of its forward half.
             ct::repair(p, to, table)?;
             count(ctx, Reason::CtRepaired);
-            return Ok(Candidate::Ours);
+            return Ok(Candidate::Repaired);
         }
         if !ct::release_reset(&rk, rv, table) {
             return Ok(Candidate::Taken);
@@ -83,8 +88,10 @@ struct Search {
     min: u32,
     range: u32,
     start: u32,
-    /// Whether the flow got a tuple; if not, why the search ended.
+    /// Whether the flow got a tuple (and whether it was its own, repaired); if not, why
+    /// the search ended.
     found: bool,
+    repaired: bool,
     failed: Reason,
 }
 
@@ -118,6 +125,11 @@ extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
             s.found = true;
             1
         }
+        Ok(Candidate::Repaired) => {
+            s.found = true;
+            s.repaired = true;
+            1
+        }
         Err(reason) => {
             s.failed = reason;
             1
@@ -126,9 +138,10 @@ extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
 }
 
 /// Choose the source port for the first packet `p` of an egress flow leaving from
-/// `src_ip`, and create the flow. Err(`drop-snat-ports`): every candidate is taken.
+/// `src_ip`, and create the flow; true when the flow was its own, repaired. Err
+/// (`drop-snat-ports`): every candidate is taken.
 #[inline(always)]
-pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reason> {
+pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool), Reason> {
     let key = ct::key_of(p);
     let mut to = key;
     to.src_ip = src_ip;
@@ -136,7 +149,7 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reaso
     if !p.has_ports() {
         // No port to vary: the address alone names the flow (GRE and the like).
         return match ct::create(p, &to) {
-            Ok(()) => Ok(to),
+            Ok(()) => Ok((to, false)),
             Err(_) => Err(Reason::DropSnatPorts),
         };
     }
@@ -154,6 +167,7 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reaso
         range,
         start: hash(&key, cfg.hash_seed) % range,
         found: false,
+        repaired: false,
         failed: Reason::DropSnatPorts,
     };
     // SAFETY: bpf_loop calls `candidate` with a pointer to `search`, which outlives it.
@@ -166,7 +180,8 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reaso
         )
     };
     if search.found {
-        scratch().map(|t| t.to).ok_or(Reason::DropSnatPorts)
+        let to = scratch().map(|t| t.to).ok_or(Reason::DropSnatPorts)?;
+        Ok((to, search.repaired))
     } else {
         Err(search.failed)
     }

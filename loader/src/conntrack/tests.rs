@@ -1,6 +1,6 @@
 use common::{
     CT_REPLY,
-    ct::{TCP_ACK, TCP_FIN, TCP_SYN},
+    ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use super::*;
@@ -70,8 +70,10 @@ fn timeouts_follow_state_and_idle_time() {
     let syn = &flows(snat_flow(TCP_SYN, 0, 0))[0];
     assert_eq!(syn.expires_in(10 * s, &t), Duration::from_secs(50));
     assert_eq!(syn.expires_in(61 * s, &t), Duration::ZERO);
-    let closed = &flows(snat_flow(TCP_ACK | TCP_FIN, TCP_ACK | TCP_FIN, 0))[0];
-    assert_eq!(closed.timeout(&t), t.closed);
+    let finished = &flows(snat_flow(TCP_ACK | TCP_FIN, TCP_ACK | TCP_FIN, 0))[0];
+    assert_eq!(finished.timeout(&t), t.time_wait);
+    let reset = &flows(snat_flow(TCP_ACK, TCP_RST, 0))[0];
+    assert_eq!(reset.timeout(&t), t.closed);
     let udp = key([172, 17, 0, 4], 5000, [198, 51, 100, 2], 53, PROTO_UDP);
     let f = Flow {
         key: udp,

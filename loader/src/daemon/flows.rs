@@ -50,12 +50,7 @@ impl Daemon {
     /// The flow of forward key `key` as it stands in the maps now.
     fn fresh(&self, key: &CtKey) -> Option<Flow> {
         let maps = &self.dp.maps;
-        let get = |k: &CtKey| {
-            maps.ct
-                .get(k, 0)
-                .or_else(|_| maps.ct_new.get(k, 0))
-                .ok()
-        };
+        let get = |k: &CtKey| maps.ct.get(k, 0).or_else(|_| maps.ct_new.get(k, 0)).ok();
         let fwd = get(key)?;
         let twin = key.twin(&fwd);
         Some(Flow {
@@ -90,7 +85,11 @@ impl Daemon {
             let keys = flow.keys();
             let gone = self.remove_ct(&keys);
             if gone < keys.len() {
-                warn!(gone, of = keys.len(), "an expired flow was partly gone already");
+                warn!(
+                    gone,
+                    of = keys.len(),
+                    "an expired flow was partly gone already"
+                );
             }
             removed += gone;
         }

@@ -8,8 +8,8 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Port, PublishedKey,
-    SockKey, SockOrig,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
+    PublishedKey, SockKey, SockOrig,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 12] {
+fn userspace() -> [Layout; 13] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -48,12 +48,15 @@ fn userspace() -> [Layout; 12] {
             ifindex,
             network,
             mac,
+            flags,
             _pad
         }),
+        layout!(Network { bridge, flags }),
         layout!(Port {
             network,
             flags,
             bridge_mac,
+            mac,
             _pad
         }),
         layout!(CtKey {
@@ -71,7 +74,10 @@ fn userspace() -> [Layout; 12] {
             dst_port,
             flags,
             tcp_seen,
+            wscale,
             _pad,
+            seq_end,
+            max_win,
             last_seen_ns,
             packets,
             bytes,
@@ -94,7 +100,7 @@ fn userspace() -> [Layout; 12] {
         layout!(Config {
             snat_port_min,
             snat_port_max,
-            _pad,
+            hash_seed,
             netns_cookie
         }),
         layout!(Counter { packets, bytes }),

@@ -4,8 +4,7 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, Network, Port, PublishedKey, Reason,
-    names,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, Network, Port, PublishedKey, Reason, names,
 };
 
 use super::DatapathError;

@@ -6,10 +6,7 @@
 //! maps the daemon refills from its desired state could be replaced too, but a layout
 //! difference under an unchanged `_vN` name means another bpfnet's pins, which are not
 //! this daemon's to destroy.
-use std::{
-    fmt, fs, io,
-    path::{Path, PathBuf},
-};
+use std::{fmt, fs, io, path::Path};
 
 use aya::maps::{MapData, MapInfo, MapType};
 use aya_obj::{Object, generated::bpf_map_type, maps::PinningType};
@@ -19,13 +16,13 @@ use super::DatapathError;
 
 /// A map's definition as the kernel keeps it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct Definition {
+struct Definition {
     /// `None`: a type aya does not know.
-    pub(super) map_type: Option<MapType>,
-    pub(super) key_size: u32,
-    pub(super) value_size: u32,
-    pub(super) max_entries: u32,
-    pub(super) flags: u32,
+    map_type: Option<MapType>,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
 }
 
 /// One way a pinned map differs from the definition this bpfnet expects.
@@ -109,7 +106,7 @@ impl Definition {
     }
 
     /// Every way `pinned` differs from this definition.
-    pub(super) fn mismatches(&self, pinned: &Self) -> Vec<Mismatch> {
+    fn mismatches(&self, pinned: &Self) -> Vec<Mismatch> {
         let mut out = Vec::new();
         if pinned.map_type != self.map_type {
             out.push(Mismatch::Type {
@@ -147,7 +144,7 @@ impl Definition {
 
 /// What to do with a pin found under a map's name.
 #[derive(Debug, PartialEq)]
-pub(super) enum Verdict {
+enum Verdict {
     Reuse,
     /// Only a size the daemon's flags set differs: replace the map.
     Resize {
@@ -157,7 +154,7 @@ pub(super) enum Verdict {
     Refuse(Vec<Mismatch>),
 }
 
-pub(super) fn verdict(expected: &Definition, pinned: &Definition, resizable: bool) -> Verdict {
+fn verdict(expected: &Definition, pinned: &Definition, resizable: bool) -> Verdict {
     match expected.mismatches(pinned).as_slice() {
         [] => Verdict::Reuse,
         &[Mismatch::MaxEntries { pinned, expected }] if resizable => {
@@ -169,7 +166,7 @@ pub(super) fn verdict(expected: &Definition, pinned: &Definition, resizable: boo
 
 /// The maps `object` pins by name, sorted by name, each as aya will create it:
 /// `max_entries` holds the sizes the loader overrides.
-pub(super) fn definitions(
+fn definitions(
     object: &[u8],
     max_entries: &[(&str, u32)],
 ) -> Result<Vec<(String, Definition)>, DatapathError> {
@@ -243,7 +240,7 @@ pub(super) fn check(
             Verdict::Refuse(mismatches) => {
                 return Err(DatapathError::PinnedMap {
                     name,
-                    path: PathBuf::from(&path),
+                    path,
                     mismatches,
                 });
             }

@@ -1,0 +1,484 @@
+//! BPF_PROG_TEST_RUN, one case per attack on the datapath-as-firewall: packets that are
+//! not the first of their flow, that come from the wrong side, that spoof, that clash,
+//! that flood. Each asserts the verdict and the named counter, and that no state was
+//! created where none may be.
+use std::net::{SocketAddr, UdpSocket};
+
+use Hook::{FromContainer as OUT, FromUplink as IN};
+use Reason::*;
+use bpfnet::datapath::Hook;
+use bpfnet_tests::{
+    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
+    packet::{TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
+    require_root,
+    tables::{C1, C2, HOST, PORTS, SERVER, entries, setup, snat_port, step},
+};
+use common::{CT_SNAT, CtKey, PROTO_TCP, Reason, ct::TCP_RST};
+
+const ATTACKER: [u8; 4] = [198, 51, 100, 66];
+
+/// No CT entry mentions `port` (either way, any table).
+fn untracked(fx: &Fixture, port: u16) -> bool {
+    let p = port.to_be();
+    !entries(fx)
+        .iter()
+        .any(|(k, _)| k.src_port == p || k.dst_port == p)
+}
+
+#[test]
+fn packets_that_are_not_a_flows_first_create_nothing() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("first", 4096, |fx| {
+        setup(fx, PORTS);
+        // A SYN-ACK or a bare ACK to a published port is a reply to some host
+        // connection, never the start of a published flow.
+        for (name, flags) in [("SYN-ACK", TCP_SYN | TCP_ACK), ("bare ACK", TCP_ACK)] {
+            step(
+                fx,
+                &format!("{name} to a published port"),
+                IN,
+                &tcp((SERVER, 443), (HOST, 8038), flags, b""),
+                TC_ACT_OK,
+                &[Pass],
+            );
+        }
+        assert!(untracked(fx, 443), "no flow from a SYN-ACK or bare ACK");
+        // A container's reply-like packet with no flow is dropped, never masqueraded.
+        for (name, flags) in [("SYN-ACK", TCP_SYN | TCP_ACK), ("ACK", TCP_ACK)] {
+            step(
+                fx,
+                &format!("untracked {name} from a container"),
+                OUT,
+                &tcp((C1, 8080), (ATTACKER, 40000), flags, b""),
+                TC_ACT_SHOT,
+                &[DropNoFlow],
+            );
+        }
+        assert!(
+            untracked(fx, 40000),
+            "nothing masqueraded for an unsolicited reply"
+        );
+    });
+}
+
+#[test]
+fn the_inbound_policy_keeps_unpublished_container_ports_unreachable() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("inbound", 4096, |fx| {
+        setup(fx, PORTS);
+        // A neighbour routing 172.17.0.0/16 through the host probes container ports.
+        for port in [22, 8080] {
+            step(
+                fx,
+                "a routed SYN to a container address",
+                IN,
+                &tcp((ATTACKER, 40000), (C1, port), TCP_SYN, b""),
+                TC_ACT_SHOT,
+                &[DropInbound],
+            );
+        }
+        step(
+            fx,
+            "UDP to a container address",
+            IN,
+            &udp((ATTACKER, 40000), (C2, 53), b"q", true),
+            TC_ACT_SHOT,
+            &[DropInbound],
+        );
+        let quoted = tcp((C1, 8080), (ATTACKER, 40000), TCP_SYN | TCP_ACK, b"");
+        step(
+            fx,
+            "an ICMP error about no flow, to a container",
+            IN,
+            &icmp_error(ATTACKER, C1, 3, 3, 0, &quoted),
+            TC_ACT_SHOT,
+            &[DropInbound],
+        );
+        assert!(untracked(fx, 40000), "no flow from a probe");
+        // The published port itself works.
+        step(
+            fx,
+            "a SYN to the published port",
+            IN,
+            &tcp((ATTACKER, 40001), (HOST, 8038), TCP_SYN, b""),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+    });
+}
+
+#[test]
+fn a_host_connection_inside_a_published_range_stays_the_hosts() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("hostsock", 4096, |fx| {
+        setup(fx, PORTS);
+        // The host's resolver: a connected UDP socket on a port the UDP publish covers.
+        let sock = UdpSocket::bind(SocketAddr::from((HOST, 8038))).expect("bind the host's socket");
+        sock.connect(SocketAddr::from((SERVER, 53)))
+            .expect("connect");
+        step(
+            fx,
+            "the DNS answer to the host's socket",
+            IN,
+            &udp((SERVER, 53), (HOST, 8038), b"answer", true),
+            TC_ACT_OK,
+            &[HostSocket, Pass],
+        );
+        assert!(untracked(fx, 53), "no DNAT flow for the host's own reply");
+        // Another peer still reaches the published port.
+        step(
+            fx,
+            "a datagram from elsewhere to the published port",
+            IN,
+            &udp((ATTACKER, 5353), (HOST, 8038), b"q", true),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+    });
+}
+
+#[test]
+fn a_blind_rst_cannot_close_a_flow_nor_free_its_tuple() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("rst", 4096, |fx| {
+        setup(fx, PORTS);
+        set_two_ports(fx);
+        let (c, s) = ((C1, 40000), (SERVER, 443));
+        let out = step(
+            fx,
+            "SYN out",
+            OUT,
+            &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("SYN out", &out, HOST);
+        step(
+            fx,
+            "SYN-ACK in",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        step(
+            fx,
+            "data out",
+            OUT,
+            &tcp_seq(c, s, TCP_ACK, (1001, 5001), b"hello"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
+        for seq in [
+            200_000,
+            5001 + 70_000,
+            5001u32.wrapping_sub(70_000),
+            0x8000_0000,
+        ] {
+            step(
+                fx,
+                "a RST outside the server's window",
+                IN,
+                &tcp_seq(s, (HOST, p), TCP_RST, (seq, 0), b""),
+                TC_ACT_SHOT,
+                &[DropTcpWindow],
+            );
+        }
+        // The flow is alive: its tuple is not handed to another container.
+        let out = step(
+            fx,
+            "a second container to the same server",
+            OUT,
+            &tcp((C2, 40000), s, TCP_SYN, b""),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        assert_ne!(snat_port("second", &out, HOST), p, "the live tuple is kept");
+        step(
+            fx,
+            "the live flow goes on",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_ACK, (5001, 1006), b"world"),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        // An in-window RST is the server's: accepted.
+        step(
+            fx,
+            "the server's own RST",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_RST, (5006, 0), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+    });
+}
+
+/// Only two source ports, so a tuple given away would show.
+fn set_two_ports(fx: &mut Fixture) {
+    bpfnet_tests::tables::set_ports(fx, (PORTS.0, PORTS.0 + 1));
+}
+
+#[test]
+fn a_forged_icmp_error_never_crosses_into_another_flow() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("icmpforge", 4096, |fx| {
+        setup(fx, PORTS);
+        // C1 talks to the server through SNAT.
+        let out = step(
+            fx,
+            "C1's flow",
+            OUT,
+            &udp((C1, 5000), (SERVER, 53), b"q", true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("C1's flow", &out, HOST);
+        // C2 forges an error quoting the server's reply to C1, as if C2 had received it.
+        let reply_to_c1 = udp((SERVER, 53), (C1, 5000), b"a", true);
+        step(
+            fx,
+            "C2 quoting a packet it never received",
+            OUT,
+            &icmp_error(C2, SERVER, 3, 3, 0, &reply_to_c1),
+            TC_ACT_SHOT,
+            &[DropIcmpForged],
+        );
+        // From outside: an error about C1's flow addressed to someone else.
+        let to_server = udp((HOST, p), (SERVER, 53), b"q", true);
+        step(
+            fx,
+            "an error not addressed to the flow's sender",
+            IN,
+            &icmp_error(ATTACKER, [192, 0, 2, 99], 3, 3, 0, &to_server),
+            TC_ACT_SHOT,
+            &[DropIcmpForged],
+        );
+        // The real thing is translated into C1's flow only.
+        let back = step(
+            fx,
+            "a router's error about C1's datagram",
+            IN,
+            &icmp_error(ATTACKER, HOST, 3, 3, 0, &to_server),
+            TC_ACT_REDIRECT,
+            &[IcmpError, RedirectPeer],
+        );
+        assert_eq!(View(&back).addrs(), (ATTACKER, C1));
+    });
+}
+
+#[test]
+fn a_lost_half_is_repaired_and_a_clashing_dnat_is_refused() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("halves", 4096, |fx| {
+        setup(fx, PORTS);
+        let (c, s) = ((C1, 5000), (SERVER, 53));
+        let out = step(
+            fx,
+            "UDP out",
+            OUT,
+            &udp(c, s, b"q", true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("UDP out", &out, HOST);
+        step(
+            fx,
+            "answer",
+            IN,
+            &udp(s, (HOST, p), b"a", true),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        // LRU takes the forward half only.
+        let fwd = CtKey {
+            src_ip: u32::from_ne_bytes(C1),
+            dst_ip: u32::from_ne_bytes(SERVER),
+            src_port: 5000u16.to_be(),
+            dst_port: 53u16.to_be(),
+            proto: 17,
+            _pad: [0; 3],
+        };
+        fx.dp.maps.ct.remove(&fwd).expect("evict the forward half");
+        let out = step(
+            fx,
+            "next datagram",
+            OUT,
+            &udp(c, s, b"q2", true),
+            TC_ACT_REDIRECT,
+            &[CtRepaired, RedirectRoute],
+        );
+        assert_eq!(View(&out).src(), (HOST, p), "repaired onto the same tuple");
+
+        // A flow whose reply tuple is C1:8080 ↔ the attacker's port exists (C1 dialed
+        // out from port 8080); a DNAT that would reuse that tuple is refused.
+        let egress = tcp_seq((C1, 8080), (ATTACKER, 40000), TCP_SYN, (1, 0), b"");
+        step(
+            fx,
+            "C1 dials out from its port 8080",
+            OUT,
+            &egress,
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        step(
+            fx,
+            "a DNAT whose reply tuple a flow holds",
+            IN,
+            &tcp((ATTACKER, 40000), (HOST, 8038), TCP_SYN, b""),
+            TC_ACT_SHOT,
+            &[DropCtClash],
+        );
+        let snat_flows = entries(fx)
+            .iter()
+            .filter(|(k, v)| v.flags & CT_SNAT != 0 && k.proto == PROTO_TCP)
+            .count();
+        assert_eq!(snat_flows, 2, "the existing flow is intact");
+    });
+}
+
+#[test]
+fn ttl_and_mtu_are_a_routers() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("ttl", 4096, |fx| {
+        setup(fx, PORTS);
+        let mut expiring = tcp((C1, 40000), (SERVER, 443), TCP_SYN, b"");
+        set_ttl(&mut expiring, 1);
+        step(
+            fx,
+            "a container's packet whose TTL ends here goes to the kernel untranslated",
+            OUT,
+            &expiring,
+            TC_ACT_OK,
+            &[TtlExpired],
+        );
+        let mut expiring = tcp((ATTACKER, 40000), (HOST, 8038), TCP_SYN, b"");
+        set_ttl(&mut expiring, 1);
+        step(fx, "from outside", IN, &expiring, TC_ACT_SHOT, &[DropTtl]);
+        assert!(untracked(fx, 40000), "no flow for a packet that expired");
+        let out = step(
+            fx,
+            "a forwarded packet loses one TTL",
+            IN,
+            &tcp((ATTACKER, 40001), (HOST, 8038), TCP_SYN, b""),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        assert_eq!(
+            out[14 + 8],
+            63,
+            "TTL 64 → 63 (the checksum is verified by step)"
+        );
+    });
+}
+
+fn set_ttl(frame: &mut [u8], ttl: u8) {
+    frame[14 + 8] = ttl;
+    frame[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = bpfnet_tests::packet::checksum(&[&frame[14..34]]);
+    frame[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn an_oversize_frame_gets_frag_needed_not_silence() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("mtu", 4096, |fx| {
+        setup(fx, PORTS);
+        fx.set_uplink_mtu(1280);
+        let big = tcp((C1, 40000), (SERVER, 443), TCP_SYN, &[0x5a; 1400]);
+        step(
+            fx,
+            "too big, don't-fragment: untranslated to the kernel, which answers",
+            OUT,
+            &big,
+            TC_ACT_OK,
+            &[FragNeeded],
+        );
+        assert!(
+            untracked(fx, 40000),
+            "no flow for a packet that did not leave"
+        );
+        let mut no_df = big.clone();
+        no_df[14 + 6] = 0;
+        no_df[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let c = bpfnet_tests::packet::checksum(&[&no_df[14..34]]);
+        no_df[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        step(
+            fx,
+            "too big, fragmenting allowed",
+            OUT,
+            &no_df,
+            TC_ACT_SHOT,
+            &[DropMtu],
+        );
+        step(
+            fx,
+            "a packet that fits",
+            OUT,
+            &tcp((C1, 40001), (SERVER, 443), TCP_SYN, &[0x5a; 1000]),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+    });
+}
+
+#[test]
+fn a_syn_flood_cannot_evict_established_flows() {
+    if !require_root() {
+        return;
+    }
+    // 64 entries: the new-flow table holds 16; the flood is 500 SYNs.
+    with_fixture("flood", 64, |fx| {
+        setup(fx, PORTS);
+        let (c, s) = ((C1, 40000), (SERVER, 443));
+        let out = step(
+            fx,
+            "SYN out",
+            OUT,
+            &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("SYN out", &out, HOST);
+        step(
+            fx,
+            "SYN-ACK in",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        for i in 0..500u32 {
+            let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            let (v, _) = fx.run(
+                IN,
+                &tcp((src, 1024 + (i % 60000) as u16), (HOST, 8038), TCP_SYN, b""),
+            );
+            assert_eq!(v, TC_ACT_REDIRECT, "flood SYN {i} is served (DNAT)");
+        }
+        step(
+            fx,
+            "the established flow survives the flood",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_ACK, (5001, 1001), b"data"),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+    });
+}
