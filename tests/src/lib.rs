@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod leftovers;
 pub mod netns;
 pub mod packet;
+pub mod raw;
 pub mod scratch;
 pub mod tables;
 pub mod topo;

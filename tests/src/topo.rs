@@ -190,6 +190,55 @@ impl Topology {
         Daemon::start(&self.host.path(), &self.files.socket, &args)
     }
 
+    /// A second network, br1 (172.18.0.1/16): a new namespace `container3` (172.18.0.3,
+    /// on veth vd3) and container2 on both networks (172.18.0.5 on its eth1, veth vc2).
+    /// The daemon must be started with `--bridge br1` to manage it.
+    pub fn add_second_network(&self) -> Netns {
+        let (h, k2) = (&self.host, &self.container2);
+        let k3 = Netns::new(&format!("{}-ctr3", self.host.name));
+        h.ip(&["link", "add", "br1", "type", "bridge"]);
+        h.ip(&["addr", "add", "172.18.0.1/16", "dev", "br1"]);
+        h.ip(&["link", "set", "br1", "up"]);
+        h.ip(&[
+            "link", "add", "vd3", "type", "veth", "peer", "name", "eth0", "netns", &k3.name,
+        ]);
+        h.ip(&["link", "set", "vd3", "master", "br1", "up"]);
+        k3.ip(&["addr", "add", "172.18.0.3/16", "dev", "eth0"]);
+        k3.ip(&["link", "set", "eth0", "up"]);
+        k3.ip(&["route", "add", "default", "via", "172.18.0.1"]);
+        h.ip(&[
+            "link", "add", "vc2", "type", "veth", "peer", "name", "eth1", "netns", &k2.name,
+        ]);
+        h.ip(&["link", "set", "vc2", "master", "br1", "up"]);
+        k2.ip(&["addr", "add", "172.18.0.5/16", "dev", "eth1"]);
+        k2.ip(&["link", "set", "eth1", "up"]);
+        k3
+    }
+
+    /// Register every container of both networks as an endpoint (`bpfnet endpoint add`).
+    pub fn register_endpoints(&self, container3: &Netns) {
+        for (veth, bridge, ip, ns, dev) in [
+            ("vc0", "br0", "172.17.0.4/16", &self.container, "eth0"),
+            ("vc1", "br0", "172.17.0.5/16", &self.container2, "eth0"),
+            ("vc2", "br1", "172.18.0.5/16", &self.container2, "eth1"),
+            ("vd3", "br1", "172.18.0.3/16", container3, "eth0"),
+        ] {
+            let mac = ns
+                .mac(dev)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":");
+            crate::daemon::cli_ok(
+                &self.files.socket,
+                &[
+                    "endpoint", "add", "--bridge", bridge, "--veth", veth, "--ip", ip, "--mac",
+                    &mac,
+                ],
+            );
+        }
+    }
+
     pub fn host_addr(port: u16) -> SocketAddr {
         SocketAddr::from((HOST_IP, port))
     }

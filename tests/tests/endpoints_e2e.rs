@@ -14,7 +14,8 @@ use std::{
 use bpfnet_tests::{
     daemon::{Daemon, cli, cli_ok, counter, ls},
     echo::{
-        EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip,
+        EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_connect_from,
+        tcp_roundtrip, udp_roundtrip,
     },
     netns::Netns,
     require_root,
@@ -38,58 +39,7 @@ fn mac(ns: &Netns, dev: &str) -> String {
 /// A TCP connection from `ns`, bound to source address `from`, to `to`.
 fn tcp_from(ns: &Netns, from: [u8; 4], to: SocketAddr) -> io::Result<()> {
     let (from, to) = (SocketAddr::from((from, 0)), to);
-    ns.run(move || connect_from(from, to))
-}
-
-/// connect() from a chosen local address (std has no bind-before-connect), giving up
-/// after 2 s with `TimedOut`.
-fn connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<()> {
-    use std::os::fd::FromRawFd as _;
-    let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
-        return Err(io::ErrorKind::Unsupported.into());
-    };
-    let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
-    let tv = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    let tvl = std::mem::size_of::<libc::timeval>() as u32;
-    let (f, t) = (sa(from), sa(to));
-    // SAFETY: plain socket calls on a fresh fd, owned (and closed) by `_s`.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let _s = TcpStream::from_raw_fd(fd);
-        if libc::bind(fd, (&raw const f).cast(), len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&raw const tv).cast(),
-            tvl,
-        );
-        if libc::connect(fd, (&raw const t).cast(), len) != 0 {
-            let e = io::Error::last_os_error();
-            // connect() that runs out of SO_SNDTIMEO says EINPROGRESS.
-            return Err(match e.raw_os_error() {
-                Some(libc::EINPROGRESS) => io::ErrorKind::TimedOut.into(),
-                _ => e,
-            });
-        }
-    }
-    Ok(())
+    ns.run(move || tcp_connect_from(from, to).map(drop))
 }
 
 /// Two networks on a hardened host (notrack, FORWARD DROP through bridge netfilter):
@@ -108,41 +58,11 @@ impl Networks {
     fn new(tag: &str) -> Self {
         let t = Topology::new(tag);
         t.harden_host_firewall();
-        let (h, k2) = (&t.host, &t.container2);
-        let k3 = Netns::new(&format!("{}-ctr3", unique(tag)));
-        h.ip(&["link", "add", "br1", "type", "bridge"]);
-        h.ip(&["addr", "add", "172.18.0.1/16", "dev", "br1"]);
-        h.ip(&["link", "set", "br1", "up"]);
-        h.ip(&[
-            "link", "add", "vd3", "type", "veth", "peer", "name", "eth0", "netns", &k3.name,
-        ]);
-        h.ip(&["link", "set", "vd3", "master", "br1", "up"]);
-        k3.ip(&["addr", "add", "172.18.0.3/16", "dev", "eth0"]);
-        k3.ip(&["link", "set", "eth0", "up"]);
-        k3.ip(&["route", "add", "default", "via", "172.18.0.1"]);
-        h.ip(&[
-            "link", "add", "vc2", "type", "veth", "peer", "name", "eth1", "netns", &k2.name,
-        ]);
-        h.ip(&["link", "set", "vc2", "master", "br1", "up"]);
-        k2.ip(&["addr", "add", "172.18.0.5/16", "dev", "eth1"]);
-        k2.ip(&["link", "set", "eth1", "up"]);
-        let _echo2 = EchoServer::start(k2, 7000);
+        let k3 = t.add_second_network();
+        let _echo2 = EchoServer::start(&t.container2, 7000);
         let _echo3 = EchoServer::start(&k3, 7000);
         let _daemon = t.start_daemon_with(&["--bridge", "br1"]);
-        for (veth, bridge, ip, ns, dev) in [
-            ("vc0", "br0", "172.17.0.4/16", &t.container, "eth0"),
-            ("vc1", "br0", "172.17.0.5/16", k2, "eth0"),
-            ("vc2", "br1", "172.18.0.5/16", k2, "eth1"),
-            ("vd3", "br1", "172.18.0.3/16", &k3, "eth0"),
-        ] {
-            let m = mac(ns, dev);
-            cli_ok(
-                &t.files.socket,
-                &[
-                    "endpoint", "add", "--bridge", bridge, "--veth", veth, "--ip", ip, "--mac", &m,
-                ],
-            );
-        }
+        t.register_endpoints(&k3);
         Self {
             t,
             k3,

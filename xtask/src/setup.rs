@@ -15,6 +15,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "docker.io",
     "busybox-static",
+    // Attack tests: floods and hand-made packets.
+    "hping3",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 

@@ -1,0 +1,171 @@
+//! Raw IP from inside a namespace, for the attacks that ordinary sockets cannot send:
+//! forged ICMP errors, blind RSTs, other IP protocols; and a raw receiver that tells
+//! whether any such packet arrived.
+use std::{
+    io,
+    net::Ipv4Addr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    time::{Duration, Instant},
+};
+
+use crate::{netns::Netns, packet::ETH_HLEN};
+
+fn check(rc: i32) -> io::Result<i32> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn raw_socket(proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2); the fd is owned by the returned OwnedFd.
+    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, proto) })?;
+    // SAFETY: a fresh, valid fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn sockaddr(ip: [u8; 4]) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Send the IPv4 packet inside `frame` (an Ethernet frame from `packet`) as it is,
+/// addresses and all, from `ns`.
+pub fn send_frame(ns: &Netns, frame: &[u8]) -> io::Result<()> {
+    let ip = frame[ETH_HLEN..].to_vec();
+    ns.run(move || {
+        let s = raw_socket(libc::IPPROTO_RAW)?;
+        let dst = sockaddr([ip[16], ip[17], ip[18], ip[19]]);
+        // SAFETY: sendto(2) with a valid buffer and sockaddr_in of the right size.
+        check(unsafe {
+            libc::sendto(
+                s.as_raw_fd(),
+                ip.as_ptr().cast(),
+                ip.len(),
+                0,
+                (&raw const dst).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            )
+        } as i32)?;
+        Ok(())
+    })
+}
+
+/// A raw receiver for IP protocol `proto` in a namespace: every packet of it that
+/// reaches this namespace's stack.
+pub struct Receiver {
+    fd: OwnedFd,
+}
+
+impl Receiver {
+    pub fn open(ns: &Netns, proto: u8) -> Self {
+        let fd = ns
+            .run(move || raw_socket(i32::from(proto)))
+            .expect("raw socket");
+        Self { fd }
+    }
+
+    /// Source addresses of the packets received within `wait`.
+    pub fn sources(&self, wait: Duration) -> Vec<Ipv4Addr> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().max(1) as i32;
+            // SAFETY: poll(2) on one valid pollfd.
+            if unsafe { libc::poll(&raw mut pfd, 1, ms) } <= 0 {
+                break;
+            }
+            // SAFETY: recv(2) into a buffer of its stated size.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 20 {
+                out.push(Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]));
+            }
+        }
+        out
+    }
+}
+
+/// Start watching `dev` in `ns`: the sequence number of the next TCP segment sent from
+/// port `sport` within `wait` (None: no such segment).
+pub fn next_seq(
+    ns: &Netns,
+    dev: &'static str,
+    sport: u16,
+    wait: Duration,
+) -> std::thread::JoinHandle<Option<u32>> {
+    ns.spawn(move || {
+        // ETH_P_ALL: a socket bound to one protocol sees only what a device receives,
+        // not what it sends.
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2); the fd is owned below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto)) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a fresh, valid fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(dev).ok()?;
+        // SAFETY: if_nametoindex(3) on a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields we need are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: bind(2) with a sockaddr_ll of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return None;
+        }
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one valid pollfd.
+            if unsafe { libc::poll(&raw mut pfd, 1, 100) } <= 0 {
+                continue;
+            }
+            // SAFETY: recv(2) into a buffer of its stated size.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let ip = &buf[..n.max(0) as usize];
+            if ip.len() < 40 || ip[0] >> 4 != 4 || ip[9] != 6 {
+                continue;
+            }
+            let l4 = usize::from(ip[0] & 0x0f) * 4;
+            if ip.len() < l4 + 8 || u16::from_be_bytes([ip[l4], ip[l4 + 1]]) != sport {
+                continue;
+            }
+            return Some(u32::from_be_bytes([
+                ip[l4 + 4],
+                ip[l4 + 5],
+                ip[l4 + 6],
+                ip[l4 + 7],
+            ]));
+        }
+        None
+    })
+}
