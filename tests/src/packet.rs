@@ -86,6 +86,19 @@ fn frame(
     f
 }
 
+/// Ethernet + IPv4 (`ip`) around any L4 bytes; the TCP/UDP checksum at `csum_off` is
+/// filled in over the pseudo-header and `l4` as given (None: `l4` is left as it is).
+pub fn ipv4(
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    l4: Vec<u8>,
+    csum_off: Option<usize>,
+    ip: IpOpts,
+) -> Vec<u8> {
+    frame(proto, src, dst, l4, csum_off, ip)
+}
+
 pub fn tcp(src: Addr, dst: Addr, flags: u8, payload: &[u8]) -> Vec<u8> {
     tcp_with(src, dst, flags, payload, IpOpts::default())
 }

@@ -58,6 +58,38 @@ pub fn send_frame(ns: &Netns, frame: &[u8]) -> io::Result<()> {
     })
 }
 
+/// Send the Ethernet `frame` as it is out of `dev` in `ns` (ARP and the like).
+pub fn send_l2(ns: &Netns, dev: &'static str, frame: &[u8]) -> io::Result<()> {
+    let frame = frame.to_vec();
+    ns.run(move || {
+        // SAFETY: socket(2); the fd is owned below.
+        let fd = check(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) })?;
+        // SAFETY: a fresh, valid fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let name = std::ffi::CString::new(dev).map_err(io::Error::other)?;
+        // SAFETY: if_nametoindex(3) on a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        // SAFETY: an all-zero sockaddr_ll is valid; the fields sendto needs are set.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: sendto(2) with a valid buffer and a sockaddr_ll of the right size.
+        check(unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        } as i32)?;
+        Ok(())
+    })
+}
+
 /// A raw receiver for IP protocol `proto` in a namespace: every packet of it that
 /// reaches this namespace's stack.
 pub struct Receiver {

@@ -18,6 +18,8 @@ use bpfnet_tests::{
         tcp_roundtrip, udp_roundtrip,
     },
     netns::Netns,
+    packet::arp,
+    raw::send_l2,
     require_root,
     scratch::Scratch,
     topo::{BRIDGE, HOST_IP, Topology, forward_policy, harden_firewall},
@@ -197,21 +199,69 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
     }
     let n = Networks::new("spf");
     forward_policy(&n.t.host, "ACCEPT");
-    n.t.container
-        .ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
+    let (k1, k2) = (&n.t.container, &n.t.container2);
+    k1.ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
+    // Static neighbours both ways: no ARP is needed, so the IPv4 check alone must stop
+    // the spoofed connection (the ARP check has a case of its own below).
+    k1.ip(&[
+        "neigh",
+        "replace",
+        "172.17.0.5",
+        "lladdr",
+        &mac(k2, "eth0"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    k2.ip(&[
+        "neigh",
+        "replace",
+        "172.17.0.99",
+        "lladdr",
+        &mac(k1, "eth0"),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
     let spoofs = counter(n.sock(), "drop-spoof");
     assert_fails(
         "a connection from a spoofed source",
-        tcp_from(
-            &n.t.container,
-            [172, 17, 0, 99],
-            addr([172, 17, 0, 5], 7000),
-        ),
+        tcp_from(k1, [172, 17, 0, 99], addr([172, 17, 0, 5], 7000)),
         ErrorKind::TimedOut,
     );
     assert!(
         counter(n.sock(), "drop-spoof") > spoofs,
         "spoof drop counted"
+    );
+
+    // A gratuitous ARP claiming container2's address: the host's entry for it, which
+    // such an ARP would update, keeps container2's MAC.
+    n.t.host.exec(&["ping", "-c", "1", "-W", "2", "172.17.0.5"]);
+    let spoofs = counter(n.sock(), "drop-spoof");
+    let spoofer = k1.mac("eth0");
+    let claim = send_l2(k1, "eth0", &arp(spoofer, [172, 17, 0, 5], [172, 17, 0, 5]));
+    let neigh = Command::new("ip")
+        .args([
+            "-n",
+            &n.t.host.name,
+            "neigh",
+            "show",
+            "172.17.0.5",
+            "dev",
+            "br0",
+        ])
+        .output()
+        .expect("ip neigh");
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(
+        !neigh.contains(&mac(k1, "eth0")),
+        "the host must not learn the spoofer's MAC for 172.17.0.5: {neigh} ({claim:?})"
+    );
+    assert!(
+        counter(n.sock(), "drop-spoof") > spoofs,
+        "the ARP spoof is counted ({claim:?})"
     );
 }
 

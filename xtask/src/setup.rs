@@ -15,7 +15,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "docker.io",
     "busybox-static",
-    // Attack tests: floods and hand-made packets.
+    // Attack tests: floods.
     "hping3",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
