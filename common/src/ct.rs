@@ -37,6 +37,9 @@ pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
+/// Not a TCP flag: this direction sent the flow's first FIN, so its sender is the side
+/// that waits in TIME_WAIT once both have closed.
+pub const TCP_FIN_FIRST: u8 = 0x80;
 
 /// Value of `ct_v2` (and of `ct_new_v1`, which holds flows not yet answered).
 #[repr(C)]

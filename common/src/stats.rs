@@ -110,6 +110,9 @@ reasons! {
     /// Drop: too big for the egress device and fragmenting allowed; bpfnet does not
     /// fragment.
     DropMtu = 35, "drop-mtu", true;
+    /// Drop: the container already holds half the SNAT ports toward this destination, the
+    /// most one container may take from the others.
+    DropSnatQuota = 36, "drop-snat-quota", true;
 }
 
 /// Value of `stats_v1` (per CPU).

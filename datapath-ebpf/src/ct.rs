@@ -8,8 +8,8 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::LruHashMap, programs::TcContext,
 };
 use common::{
-    CT_REPLY, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
-    ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
+    ct::{TCP_ACK, TCP_FIN, TCP_FIN_FIRST, TCP_RST, TCP_SYN},
 };
 
 use crate::{
@@ -118,7 +118,18 @@ fn track_tcp(
         // A SYN inside a live flow changes nothing: the endpoint answers it itself.
         return Ok(());
     }
+    // SAFETY: a valid map value pointer, read only.
+    let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
+    let was_finished = finished(v.tcp_seen, twin_seen);
+    if f & TCP_FIN != 0 && twin_seen & TCP_FIN == 0 {
+        v.tcp_seen |= TCP_FIN_FIRST;
+    }
     v.tcp_seen |= f;
+    if !was_finished && finished(v.tcp_seen, twin_seen) && v.flags & (CT_SNAT | CT_DNAT) == CT_SNAT
+    {
+        // The container's port toward this destination is free for its quota again.
+        crate::nat::release_use(&if reply { twin_key } else { *key });
+    }
     if p.tcp_flags & TCP_SYN != 0 {
         tcp::start(ctx, v, p);
     } else {
@@ -257,21 +268,31 @@ pub fn repair(p: &Packet, to: &CtKey, table: Table) -> Result<(), Reason> {
         .map_err(|_| Reason::DropCtInsert)
 }
 
-/// Whether the flow holding reply tuple `rk` (entry `rv`) was reset, so its tuple may
-/// go to a new flow at once (no side keeps TIME_WAIT after a RST). Both its entries are
-/// removed.
+/// Whether the flow holding reply tuple `rk` (entry `rv`) is over in a way that lets the
+/// new flow of SYN `p` take its tuple at once without harm to the peer: reset (no side
+/// keeps the tuple), or both sides closed and either the container closed first (so it,
+/// not the peer, waits in TIME_WAIT) or `p`'s sequence number lies beyond what the peer
+/// has seen, which a peer in TIME_WAIT accepts as a new connection. Both of the old
+/// flow's entries are then removed.
 #[inline(always)]
-pub fn release_reset(rk: &CtKey, rv: &CtValue, table: Table) -> bool {
+pub fn release_finished(rk: &CtKey, rv: &CtValue, table: Table, p: &Packet) -> bool {
     if rk.proto != PROTO_TCP {
         return false;
     }
     let fk = rk.twin(rv);
-    // SAFETY: plain lookup of a byte, copied out.
-    let f_seen = unsafe { table.map().get(fk) }.map_or(0, |f| f.tcp_seen);
-    if (rv.tcp_seen | f_seen) & TCP_RST == 0 {
-        return false;
+    // SAFETY: plain lookup, the two fields copied out.
+    let (f_seen, f_end) =
+        unsafe { table.map().get(fk) }.map_or((0, 0), |f| (f.tcp_seen, f.seq_end));
+    let reusable = if (rv.tcp_seen | f_seen) & TCP_RST != 0 {
+        true
+    } else if rv.tcp_seen & f_seen & TCP_FIN != 0 {
+        f_seen & TCP_FIN_FIRST != 0 || tcp::after(p.tcp_seq, f_end)
+    } else {
+        false
+    };
+    if reusable {
+        let _ = table.map().remove(fk);
+        let _ = table.map().remove(rk);
     }
-    let _ = table.map().remove(fk);
-    let _ = table.map().remove(rk);
-    true
+    reusable
 }

@@ -37,6 +37,12 @@ pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAUL
 pub static CT_NEW: LruHashMap<CtKey, CtValue> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
+/// SNAT flows a container holds toward one destination: its forward tuple with source
+/// port 0 → live flows. Counted here, recounted by the daemon's sweeper.
+#[map(name = "snat_use_v1")]
+pub static SNAT_USE: LruHashMap<CtKey, u64> =
+    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+
 /// Managed networks' IPv4 subnets (network order) → the network.
 #[map(name = "subnets_v1")]
 pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);

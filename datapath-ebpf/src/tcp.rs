@@ -19,7 +19,7 @@ const MAX_WSCALE: u8 = 14;
 
 /// `a` comes after `b` in sequence space.
 #[inline(always)]
-fn after(a: u32, b: u32) -> bool {
+pub fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 

@@ -12,7 +12,7 @@ use bpfnet_tests::{
     packet::{IpOpts, TCP_ACK, TCP_SYN, View, icmp_echo, icmp_error, tcp, tcp_seq, udp, udp_with},
     require_root,
     tables::{
-        BRIDGE_IP, C1, C2, HOST, PORTS, ROUTER, SERVER, entries, flow_state, set_ports, setup,
+        BRIDGE_IP, C1, C2, HOST, PORTS, ROUTER, SERVER, entries, flow_state, ip, set_ports, setup,
         snat_port, step,
     },
 };
@@ -468,73 +468,96 @@ fn hairpin_exhaustion_and_full_ct() {
             .map(|(_, v)| v.flags);
         assert_eq!(flags, Some(CT_DNAT | CT_SNAT));
 
-        // Two source ports for everything: the third flow to one destination has none.
-        set_ports(fx, (PORTS.0, PORTS.0 + 1));
-        for sport in [50000, 50001] {
+        // Four source ports, three containers: a container takes at most half of them.
+        const C3: [u8; 4] = [172, 17, 0, 6];
+        fx.managed(&[C1, C2, C3]);
+        set_ports(fx, (PORTS.0, PORTS.0 + 3));
+        let syn = |c: [u8; 4], sport: u16, seq: u32| {
+            tcp_seq((c, sport), (SERVER, 25), TCP_SYN, (seq, 0), b"")
+        };
+        for (c, sport) in [(C1, 50000), (C1, 50001), (C2, 50000), (C2, 50001)] {
             step(
                 fx,
-                "within two ports",
+                "within the range",
                 OUT,
-                &tcp((C1, sport), (SERVER, 25), TCP_SYN, b""),
+                &syn(c, sport, 1000),
                 TC_ACT_REDIRECT,
                 &[SnatNew, RedirectRoute],
             );
         }
         step(
             fx,
-            "ports exhausted",
+            "a container holding half the ports gets no more",
             OUT,
-            &tcp((C1, 50002), (SERVER, 25), TCP_SYN, b""),
+            &syn(C1, 50002, 1000),
+            TC_ACT_SHOT,
+            &[DropSnatQuota],
+        );
+        step(
+            fx,
+            "ports exhausted for a third container",
+            OUT,
+            &syn(C3, 50000, 1000),
             TC_ACT_SHOT,
             &[DropSnatPorts],
         );
-        let snat_port_of = |fx: &Fixture, sport: u16| {
+        let snat_port_of = |fx: &Fixture, c: [u8; 4], sport: u16| {
             entries(fx)
                 .into_iter()
-                .find(|(k, _)| k.src_port == sport.to_be())
+                .find(|(k, _)| k.src_ip == ip(c) && k.src_port == sport.to_be())
                 .map(|(k, v)| u16::from_be(k.translated(&v).src_port))
                 .expect("the flow's SNAT port")
         };
-        // The first flow ends with a FIN each way: the side that closed first keeps its
-        // tuple in TIME_WAIT, so it goes to no other flow before the entry expires.
-        let p0 = snat_port_of(fx, 50000);
+        // C1's first flow: the server closes first, so it is the server that waits in
+        // TIME_WAIT, and it takes a new SYN on that tuple only beyond what it has seen.
+        let p0 = snat_port_of(fx, C1, 50000);
+        for (name, hook, frame) in [
+            (
+                "answered",
+                IN,
+                tcp_seq((SERVER, 25), (HOST, p0), TCP_SYN | TCP_ACK, (0, 1001), b""),
+            ),
+            (
+                "the server closes first",
+                IN,
+                tcp_seq((SERVER, 25), (HOST, p0), TCP_ACK | TCP_FIN, (1, 1001), b""),
+            ),
+            (
+                "the container closes",
+                OUT,
+                tcp_seq((C1, 50000), (SERVER, 25), TCP_ACK | TCP_FIN, (1001, 2), b""),
+            ),
+        ] {
+            let seen = if hook == IN { CtReply } else { CtForward };
+            let out = if hook == IN {
+                RedirectPeer
+            } else {
+                RedirectRoute
+            };
+            step(fx, name, hook, &frame, TC_ACT_REDIRECT, &[seen, out]);
+        }
         step(
             fx,
-            "first flow answered",
-            IN,
-            &tcp_seq((SERVER, 25), (HOST, p0), TCP_SYN | TCP_ACK, (0, 1001), b""),
-            TC_ACT_REDIRECT,
-            &[CtReply, RedirectPeer],
-        );
-        step(
-            fx,
-            "first flow FIN out",
+            "a SYN the server's TIME_WAIT would refuse does not get the tuple",
             OUT,
-            &tcp_seq((C1, 50000), (SERVER, 25), TCP_ACK | TCP_FIN, (1001, 1), b""),
-            TC_ACT_REDIRECT,
-            &[CtForward, RedirectRoute],
-        );
-        step(
-            fx,
-            "first flow FIN in",
-            IN,
-            &tcp_seq((SERVER, 25), (HOST, p0), TCP_ACK | TCP_FIN, (1, 1002), b""),
-            TC_ACT_REDIRECT,
-            &[CtReply, RedirectPeer],
-        );
-        step(
-            fx,
-            "a finished flow's tuple waits out TIME_WAIT",
-            OUT,
-            &tcp((C1, 50003), (SERVER, 25), TCP_SYN, b""),
+            &syn(C3, 50000, 500),
             TC_ACT_SHOT,
             &[DropSnatPorts],
         );
-        // The second is reset by the server (acknowledging its SYN): reusable at once.
-        let p1 = snat_port_of(fx, 50001);
+        let out = step(
+            fx,
+            "a SYN beyond what the server has seen takes it over",
+            OUT,
+            &syn(C3, 50000, 5000),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        assert_eq!(View(&out).src(), (HOST, p0), "took over the finished tuple");
+        // C2's first flow is reset by the server (acknowledging its SYN): reusable at once.
+        let p1 = snat_port_of(fx, C2, 50000);
         step(
             fx,
-            "second flow reset by the server",
+            "reset by the server",
             IN,
             &tcp_seq((SERVER, 25), (HOST, p1), TCP_RST | TCP_ACK, (0, 1001), b""),
             TC_ACT_REDIRECT,
@@ -544,7 +567,7 @@ fn hairpin_exhaustion_and_full_ct() {
             fx,
             "a reset flow's port is reused",
             OUT,
-            &tcp((C1, 50003), (SERVER, 25), TCP_SYN, b""),
+            &syn(C3, 50001, 7),
             TC_ACT_REDIRECT,
             &[SnatNew, RedirectRoute],
         );
@@ -555,11 +578,11 @@ fn hairpin_exhaustion_and_full_ct() {
         );
         let stale = entries(fx)
             .iter()
-            .any(|(k, _)| k.src_port == 50001u16.to_be());
+            .any(|(k, _)| k.src_ip == ip(C2) && k.src_port == 50000u16.to_be());
         assert!(!stale, "the reset flow's forward entry is gone");
         step(
             fx,
-            "another destination reuses them",
+            "another destination has ports of its own",
             OUT,
             &tcp((C1, 50002), (SERVER, 26), TCP_SYN, b""),
             TC_ACT_REDIRECT,

@@ -7,6 +7,7 @@ mod rewrite;
 
 use aya_ebpf::programs::TcContext;
 use common::{Backend, CT_DNAT, CT_SNAT, CtKey, PROTO_ICMP, PublishedKey, Reason};
+pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{

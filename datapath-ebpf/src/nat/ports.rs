@@ -4,14 +4,17 @@
 //! forward entry was evicted finds its surviving reply entry and is repaired instead of
 //! being translated to a new tuple.
 use aya_ebpf::{
-    bindings::__sk_buff, cty::c_void, helpers::generated::bpf_loop, programs::TcContext,
+    bindings::{__sk_buff, BPF_NOEXIST},
+    cty::c_void,
+    helpers::generated::bpf_loop,
+    programs::TcContext,
 };
 use common::{CT_SNAT, CtKey, PROTO_ICMP, Reason};
 
 use crate::{
     ct,
     hostsock::{self, Holder},
-    maps::{config, scratch},
+    maps::{SNAT_USE, config, scratch},
     parse::Packet,
     stats::count,
 };
@@ -63,7 +66,7 @@ fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Cand
             count(ctx, Reason::CtRepaired);
             return Ok(Candidate::Repaired);
         }
-        if !ct::release_reset(&rk, rv, table) {
+        if !ct::release_finished(&rk, rv, table, p) {
             return Ok(Candidate::Taken);
         }
     }
@@ -156,6 +159,9 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool
     let cfg = config();
     let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
     let range = max.saturating_sub(min) + 1;
+    if !within_quota(&key, range) {
+        return Err(Reason::DropSnatQuota);
+    }
     let t = scratch().ok_or(Reason::DropSnatPorts)?;
     t.key = key;
     t.to = to;
@@ -181,8 +187,54 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool
     };
     if search.found {
         let to = scratch().map(|t| t.to).ok_or(Reason::DropSnatPorts)?;
+        if !search.repaired {
+            count_use(&key);
+        }
         Ok((to, search.repaired))
     } else {
         Err(search.failed)
     }
+}
+
+/// The key under which a container's SNAT flows toward one destination are counted.
+#[inline(always)]
+pub fn use_key(forward: &CtKey) -> CtKey {
+    CtKey {
+        src_port: 0,
+        ..*forward
+    }
+}
+
+/// Count one more SNAT flow of `forward`'s container toward its destination.
+#[inline(always)]
+fn count_use(forward: &CtKey) {
+    let k = use_key(forward);
+    if SNAT_USE.insert(k, 1, u64::from(BPF_NOEXIST)).is_ok() {
+        return;
+    }
+    if let Some(c) = SNAT_USE.get_ptr_mut(k) {
+        // SAFETY: a valid map value pointer. Two CPUs may race here (the target has no
+        // atomic add); a lost update only loosens the quota until the sweeper recounts.
+        unsafe { *c += 1 };
+    }
+}
+
+/// One SNAT flow of `forward`'s container toward its destination has ended.
+#[inline(always)]
+pub fn release_use(forward: &CtKey) {
+    if let Some(c) = SNAT_USE.get_ptr_mut(use_key(forward)) {
+        // SAFETY: as in `count_use`.
+        unsafe { *c = (*c).saturating_sub(1) };
+    }
+}
+
+/// Whether `forward`'s container may take another port toward its destination: at most
+/// half the range, so no container can exhaust it for the others.
+#[inline(always)]
+fn within_quota(forward: &CtKey, range: u32) -> bool {
+    // SAFETY: plain lookup of a u32, copied out.
+    let held = unsafe { SNAT_USE.get(use_key(forward)) }
+        .copied()
+        .unwrap_or(0);
+    held < u64::from((range / 2).max(1))
 }

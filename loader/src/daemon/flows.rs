@@ -1,6 +1,8 @@
 //! The CT tables seen from the daemon: listing, flushing, and the sweeper that removes
 //! flows idle past their timeout.
-use common::{CtKey, CtValue};
+use std::collections::BTreeMap;
+
+use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_TCP, TcpState};
 use tracing::{debug, warn};
 
 use super::Daemon;
@@ -63,6 +65,43 @@ impl Daemon {
     /// Remove the flows idle past their timeout. Each is read again just before it goes,
     /// so a flow a packet revived since the scan is kept.
     pub(super) fn sweep(&mut self) {
+        self.remove_expired();
+        self.recount_snat_use();
+    }
+
+    /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
+    /// each destination: the datapath counts as it goes, this corrects what LRU
+    /// eviction and racing CPUs left.
+    fn recount_snat_use(&mut self) {
+        let mut want: BTreeMap<CtKey, u64> = BTreeMap::new();
+        for f in self.flows() {
+            let snat_only = f.fwd.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
+            let over = f.key.proto == PROTO_TCP
+                && matches!(f.tcp_state(), TcpState::Closed | TcpState::TimeWait);
+            if snat_only && !f.fwd.is_reply() && !over {
+                *want
+                    .entry(CtKey {
+                        src_port: 0,
+                        ..f.key
+                    })
+                    .or_default() += 1;
+            }
+        }
+        let map = &mut self.dp.maps.snat_use;
+        let have: Vec<CtKey> = map.keys().filter_map(Result::ok).collect();
+        for k in have.iter().filter(|k| !want.contains_key(k)) {
+            if let Err(e) = map.remove(k) {
+                warn!(error = %e, "cannot clear an SNAT quota count");
+            }
+        }
+        for (k, n) in &want {
+            if let Err(e) = map.insert(k, n, 0) {
+                warn!(error = %e, "cannot set an SNAT quota count");
+            }
+        }
+    }
+
+    fn remove_expired(&mut self) {
         let due: Vec<CtKey> = {
             let now = monotonic_ns();
             self.flows()

@@ -19,6 +19,8 @@ pub struct Maps {
     pub ct: HashMap<MapData, CtKey, CtValue>,
     /// Flows not answered yet.
     pub ct_new: HashMap<MapData, CtKey, CtValue>,
+    /// A container's SNAT flows toward one destination (forward tuple, source port 0).
+    pub snat_use: HashMap<MapData, CtKey, u64>,
     /// Managed networks' subnets (IPv4, network order) → the network.
     pub subnets: LpmTrie<MapData, u32, Network>,
     pub stats: PerCpuArray<MapData, Counter>,
@@ -52,6 +54,7 @@ impl Maps {
             ct: take(ebpf, names::CT)?,
             ct_new: take(ebpf, names::CT_NEW)?,
             subnets: take(ebpf, names::SUBNETS)?,
+            snat_use: take(ebpf, names::SNAT_USE)?,
             stats: take(ebpf, names::STATS)?,
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,
