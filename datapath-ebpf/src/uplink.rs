@@ -61,12 +61,14 @@ pub fn handle(ctx: &TcContext) -> i32 {
     fwd::to_destination(ctx, &p)
 }
 
-/// A packet that is neither a tracked flow nor a published port: `otherwise`, unless it
-/// is headed into a managed network that is neither routed nor a LAN.
+/// A packet that is neither a tracked flow nor a published port: into a routed network
+/// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic); into
+/// any other managed network but a LAN it is dropped; elsewhere it is `otherwise`.
 #[inline(always)]
 fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
     match network_of(p.dst_ip) {
-        Some(n) if n.flags & (NET_ROUTED | NET_LAN) == 0 => verdict(ctx, Reason::DropInbound),
+        Some(n) if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p),
+        Some(n) if n.flags & NET_LAN == 0 => verdict(ctx, Reason::DropInbound),
         _ => verdict(ctx, otherwise),
     }
 }

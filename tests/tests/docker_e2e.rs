@@ -310,6 +310,66 @@ fn docker_networks_are_isolated_and_egress_is_masqueraded() {
     forward_policy(&d.host, "DROP");
 }
 
+/// A network created with Docker's `gateway_mode_ipv4=routed` option is reached from
+/// outside at the container's own address, through FORWARD DROP, and its containers'
+/// traffic leaves with their own address.
+#[test]
+fn a_docker_routed_network_is_reached_directly() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dkr");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    docker.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "172.29.0.0/24",
+        "-o",
+        "com.docker.network.bridge.gateway_mode_ipv4=routed",
+        "rnet",
+    ]);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r1",
+        "--network",
+        "rnet",
+        "--ip",
+        "172.29.0.10",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "the routed network's endpoint", |l| {
+        l["bridges"].as_array().is_some_and(|b| b.len() == 2)
+    });
+    d.client
+        .ip(&["route", "add", "172.29.0.0/24", "via", "192.0.2.1"]);
+    d.server
+        .ip(&["route", "add", "172.29.0.0/24", "via", "198.51.100.1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_ok(&d.client, SocketAddr::from(([172, 29, 0, 10], 80))) {
+        assert!(
+            Instant::now() < deadline,
+            "the routed container is reachable at its own address"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _w = WhoamiServer::start(&d.server, 9000);
+    let seen = nc_from(docker, "r1", "198.51.100.2", "9000", "x").expect("nc from r1");
+    assert!(
+        seen.starts_with("172.29.0.10:"),
+        "not masqueraded: the server saw `{seen}`"
+    );
+}
+
 #[test]
 fn docker_absent_or_restarting_never_drops_the_datapath() {
     if !require_root() {

@@ -36,6 +36,17 @@ fn container(l: &Learned) -> DockerContainer {
 impl Daemon {
     pub(super) async fn on_docker(&mut self, update: Update) {
         let before = self.state.docker.clone();
+        let learned: Vec<&Learned> = match &update {
+            Update::Snapshot(all) => all.iter().collect(),
+            Update::Upsert(l) => vec![l],
+            Update::Gone { .. } => Vec::new(),
+        };
+        for w in learned.iter().flat_map(|l| &l.wires).filter(|w| w.routed) {
+            if !self.routed_bridges.contains(&w.bridge) {
+                info!(bridge = %w.bridge, "Docker network is routed: no NAT, reachable from outside");
+                self.routed_bridges.push(w.bridge.clone());
+            }
+        }
         match update {
             Update::Snapshot(all) => {
                 self.state.docker = all
@@ -58,6 +69,7 @@ impl Daemon {
             return;
         }
         self.adopt_docker_bridges().await;
+        self.sync_subnets().await;
         if let Err(e) = self.state.save(&self.state_dir) {
             warn!(error = %e, "cannot persist Docker state");
         }

@@ -118,6 +118,14 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
     })
 }
 
+/// Whether a Docker bridge network is routed rather than NATed (its
+/// `com.docker.network.bridge.gateway_mode_ipv4=routed` option, Docker 27+).
+pub fn routed(options: Option<&std::collections::HashMap<String, String>>) -> bool {
+    options
+        .and_then(|o| o.get("com.docker.network.bridge.gateway_mode_ipv4"))
+        .is_some_and(|m| m == "routed")
+}
+
 /// The Linux bridge behind a Docker bridge network.
 pub fn bridge_name(
     network_id: &str,

@@ -16,7 +16,7 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::model::{ContainerNet, bridge_name, container_net};
+use super::model::{ContainerNet, bridge_name, container_net, routed};
 use crate::netlink::{ifname, veth_in_sandbox};
 
 /// A container's attachment as the daemon installs it.
@@ -24,6 +24,8 @@ use crate::netlink::{ifname, veth_in_sandbox};
 pub struct Wire {
     pub network: String,
     pub bridge: String,
+    /// The network is routed, not NATed (`gateway_mode_ipv4=routed`).
+    pub routed: bool,
     /// Host-side veth, when it could be found.
     pub veth: Option<String>,
 }
@@ -128,7 +130,7 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
 async fn on_event(
     docker: &Docker,
     e: &EventMessage,
-    networks: &mut BTreeMap<String, String>,
+    networks: &mut BTreeMap<String, (String, bool)>,
 ) -> Result<Option<Update>, bollard::errors::Error> {
     let Some(actor) = e.actor.as_ref() else {
         return Ok(None);
@@ -162,7 +164,7 @@ async fn on_event(
 async fn learn(
     docker: &Docker,
     id: &str,
-    networks: &mut BTreeMap<String, String>,
+    networks: &mut BTreeMap<String, (String, bool)>,
 ) -> Result<Option<Learned>, bollard::errors::Error> {
     let inspect = match docker.inspect_container(id, None).await {
         Ok(i) => i,
@@ -178,11 +180,14 @@ async fn learn(
     };
     let mut wires = Vec::new();
     for a in &net.attachments {
-        let bridge = match networks.get(&a.network_id) {
+        let (bridge, routed) = match networks.get(&a.network_id) {
             Some(b) => b.clone(),
             None => {
                 let n = docker.inspect_network(&a.network_id, None).await?;
-                let b = bridge_name(&a.network_id, n.options.as_ref());
+                let b = (
+                    bridge_name(&a.network_id, n.options.as_ref()),
+                    routed(n.options.as_ref()),
+                );
                 networks.insert(a.network_id.clone(), b.clone());
                 b
             }
@@ -202,6 +207,7 @@ async fn learn(
         wires.push(Wire {
             network: a.network.clone(),
             bridge,
+            routed,
             veth,
         });
     }

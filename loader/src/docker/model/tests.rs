@@ -92,3 +92,17 @@ fn bridges_of_docker_networks() {
         format!("br-{}", &id[..12])
     );
 }
+
+#[test]
+fn a_network_is_routed_only_with_gateway_mode_routed() {
+    let opts = |mode: &str| {
+        std::collections::HashMap::from([(
+            "com.docker.network.bridge.gateway_mode_ipv4".to_string(),
+            mode.to_string(),
+        )])
+    };
+    assert!(routed(Some(&opts("routed"))));
+    assert!(!routed(Some(&opts("nat"))));
+    assert!(!routed(Some(&std::collections::HashMap::new())));
+    assert!(!routed(None));
+}
