@@ -35,6 +35,7 @@ pub mod names {
     pub const CT_NEW: &str = "ct_new_v1";
     pub const SUBNETS: &str = "subnets_v1";
     pub const SNAT_USE: &str = "snat_use_v1";
+    pub const HOST_UDP: &str = "host_udp_v1";
     pub const STATS: &str = "stats_v1";
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";

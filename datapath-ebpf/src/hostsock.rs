@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use common::{CtKey, PROTO_TCP, PROTO_UDP};
 
-use crate::maps::scratch;
+use crate::maps::{HOST_UDP, scratch};
 
 /// `sk_state` values (include/net/tcp_states.h).
 const TCP_ESTABLISHED: u32 = 1;
@@ -50,6 +50,17 @@ pub fn holds(ctx: &TcContext, t: &CtKey, holder: Holder) -> bool {
         PROTO_UDP => udp_held(ctx.as_ptr(), tuple, any),
         _ => false,
     }
+}
+
+/// Whether `t` (arriving from outside) answers a datagram an unconnected host socket sent
+/// (recorded by the sendmsg4 socket program).
+#[inline(always)]
+pub fn answers_host_datagram(t: &CtKey) -> bool {
+    if t.proto != PROTO_UDP {
+        return false;
+    }
+    let k = CtKey { dst_ip: 0, ..*t };
+    HOST_UDP.get_ptr(k).is_some()
 }
 
 /// The IPv4 half of `bpf_sock_tuple`.

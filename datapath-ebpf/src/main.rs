@@ -41,10 +41,11 @@ pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
     sock::to_backend(&ctx)
 }
 
-/// cgroup sendmsg4: unconnected UDP to a published port goes to its backend.
+/// cgroup sendmsg4: unconnected UDP to a published port goes to its backend; every
+/// datagram's answers are recorded as the host's.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
-    sock::to_backend(&ctx)
+    sock::host_datagram(&ctx)
 }
 
 /// cgroup recvmsg4: replies from the backend show the published address.

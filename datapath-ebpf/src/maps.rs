@@ -43,6 +43,12 @@ pub static CT_NEW: LruHashMap<CtKey, CtValue> =
 pub static SNAT_USE: LruHashMap<CtKey, u64> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
+/// UDP datagrams host sockets sent, keyed as their answers arrive: remote address and
+/// port as source, 0 as destination address, the local port as destination port →
+/// unused. An unconnected host socket's answers are its own, not a publish's.
+#[map(name = "host_udp_v1")]
+pub static HOST_UDP: LruHashMap<CtKey, u8> = LruHashMap::pinned(16_384, 0);
+
 /// Managed networks' IPv4 subnets (network order) → the network.
 #[map(name = "subnets_v1")]
 pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);

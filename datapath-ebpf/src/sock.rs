@@ -8,10 +8,10 @@ use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use common::{SockKey, SockOrig};
+use common::{CtKey, PROTO_UDP, SockKey, SockOrig};
 
 use crate::{
-    maps::{CONFIG, SOCK_REVNAT},
+    maps::{CONFIG, HOST_UDP, SOCK_REVNAT},
     nat::published,
 };
 
@@ -25,6 +25,33 @@ fn ours(ctx: &SockAddrContext) -> bool {
     };
     // SAFETY: helper on this program's context.
     cfg.netns_cookie != 0 && unsafe { bpf_get_netns_cookie(ctx.as_ptr()) } == cfg.netns_cookie
+}
+
+/// sendmsg4: a datagram a host socket sends; its answers are the host's (recorded), and
+/// a published destination becomes its backend.
+#[inline(always)]
+pub fn host_datagram(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    // SAFETY: the kernel's bpf_sock_addr for this call: user_ip4/user_port and the
+    // socket's source port are readable for sendmsg4.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let sk = (*sa).__bindgen_anon_1.sk;
+        if !sk.is_null() && (*sa).protocol == u32::from(PROTO_UDP) {
+            let answer = CtKey {
+                src_ip: (*sa).user_ip4,
+                dst_ip: 0,
+                src_port: (*sa).user_port as u16,
+                dst_port: ((*sk).src_port as u16).to_be(),
+                proto: PROTO_UDP,
+                _pad: [0; 3],
+            };
+            let _ = HOST_UDP.insert(answer, 0, 0);
+        }
+    }
+    to_backend(ctx)
 }
 
 /// connect4 and sendmsg4: a published destination becomes its backend.

@@ -13,7 +13,7 @@ use bpfnet_tests::{
     daemon::{cli_ok, counter},
     echo::{
         EchoServer, IO_TIMEOUT, WhoamiServer, assert_fails, tcp_connect, tcp_connect_from,
-        tcp_roundtrip,
+        tcp_roundtrip, udp_roundtrip,
     },
     packet::{TCP_RST, icmp_error, icmp_timestamp, ip_proto, tcp_seq, udp},
     raw::{Receiver, next_seq, send_frame},
@@ -132,9 +132,17 @@ fn host_connections_from_ports_inside_a_published_range_work() {
             s.recv(&mut buf).map(|n| buf[..n].to_vec())
         });
         reply.unwrap_or_else(|e| panic!("host datagram {i}: {e}"));
+        // An unconnected socket (sendto/recvfrom), whose port is no one's tuple.
+        let seen = udp_roundtrip(&t.host, server(9000), b"u")
+            .unwrap_or_else(|e| panic!("host datagram {i} from an unconnected socket: {e}"));
+        let seen: SocketAddr = String::from_utf8_lossy(&seen).parse().expect("peer");
+        assert!(
+            (40000..40100).contains(&seen.port()),
+            "from a port inside the published range: {seen}"
+        );
     }
     assert!(
-        counter(&t.files.socket, "host-socket") >= 10,
+        counter(&t.files.socket, "host-socket") >= 20,
         "the host's replies were recognised as its own"
     );
 }

@@ -75,7 +75,7 @@ pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
         return Err(Reason::DropTtl);
     }
     let key = ct::key_of(p);
-    if hostsock::holds(ctx, &key, Holder::Connection) {
+    if hostsock::holds(ctx, &key, Holder::Connection) || hostsock::answers_host_datagram(&key) {
         count(ctx, Reason::HostSocket);
         return Ok(New::None);
     }
