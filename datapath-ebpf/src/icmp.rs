@@ -25,6 +25,10 @@ fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
     let ip_off = p.l4_off + 8;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
+    // The quoted header and its first 8 bytes must lie inside the error itself.
+    if ip.ihl() < 20 || l4 + 8 > p.end {
+        return None;
+    }
     let mut q = Quoted {
         ip_off,
         src_port_off: None,

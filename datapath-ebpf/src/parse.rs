@@ -3,7 +3,7 @@
 use aya_ebpf::programs::TcContext;
 use common::{
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason,
-    ct::{TCP_ACK, TCP_RST, TCP_SYN},
+    ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 pub const ETH_HLEN: usize = 14;
@@ -47,6 +47,8 @@ pub enum Icmp {
 /// An IPv4 packet. Addresses, ports and the IP id in network order.
 pub struct Packet {
     pub l4_off: usize,
+    /// Where the IPv4 packet ends in the frame (what follows is padding, not packet).
+    pub end: usize,
     pub src_ip: u32,
     pub dst_ip: u32,
     pub proto: u8,
@@ -83,16 +85,21 @@ impl Packet {
         }
     }
 
-    /// TCP SYN without ACK: the only packet that may start a TCP flow.
+    /// A bare TCP SYN (no ACK, RST or FIN): the only packet that may start a TCP flow.
     #[inline(always)]
     pub fn is_syn(&self) -> bool {
-        self.proto == PROTO_TCP && self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+        self.proto == PROTO_TCP
+            && self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
     }
 
     /// May this packet start a flow: a TCP SYN, any UDP datagram, an ICMP echo request,
-    /// the first packet of another protocol; never a reply-like packet.
+    /// the first packet of another protocol; never a reply-like packet, nor a later
+    /// fragment (whose ports are only remembered).
     #[inline(always)]
     pub fn may_start_flow(&self) -> bool {
+        if self.frag == Frag::Later {
+            return false;
+        }
         match self.proto {
             PROTO_TCP => self.is_syn(),
             PROTO_ICMP => !matches!(self.icmp, Icmp::EchoReply | Icmp::Error),
@@ -135,13 +142,22 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     let ihl = ip.ihl();
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(ETH_HLEN);
-    // tot_len 0 is how BIG TCP GSO packets say "see skb->len".
-    if ip.ver_ihl >> 4 != 4 || ihl < 20 || (tot_len != 0 && (tot_len < ihl || tot_len > l3_len)) {
+    // tot_len 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
+    // SAFETY: ctx is the __sk_buff this program was called with.
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    let bad_len = if tot_len == 0 {
+        !gso
+    } else {
+        tot_len < ihl || tot_len > l3_len
+    };
+    if ip.ver_ihl >> 4 != 4 || ihl < 20 || bad_len {
         return Err(Reason::DropMalformed);
     }
     let frag_off = u16::from_be(ip.frag_off);
+    let l3 = if tot_len != 0 { tot_len } else { l3_len };
     let mut pkt = Packet {
         l4_off: ETH_HLEN + ihl,
+        end: ETH_HLEN + l3,
         src_ip: ip.src,
         dst_ip: ip.dst,
         proto: ip.proto,
@@ -166,7 +182,6 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     if frag_off & IP_MF != 0 {
         pkt.frag = Frag::First;
     }
-    let l3 = if tot_len != 0 { tot_len } else { l3_len };
     l4(ctx, &mut pkt, l3 - ihl)?;
     Ok(pkt)
 }
@@ -181,7 +196,8 @@ fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
         PROTO_UDP | PROTO_ICMP => 8,
         _ => return Ok(()),
     };
-    if ctx.load::<u8>(off + min - 1).is_err() {
+    // The header must fit the IP packet, not merely the frame (padding is not a header).
+    if l4_len < min || ctx.load::<u8>(off + min - 1).is_err() {
         return Err(Reason::DropTruncated);
     }
     if p.proto == PROTO_ICMP {
