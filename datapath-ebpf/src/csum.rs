@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::parse::{ETH_HLEN, Frag, Packet};
 
@@ -13,7 +13,7 @@ pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 /// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
 /// addresses (pseudo-header). None: a later fragment or a UDP datagram without one.
 #[inline(always)]
-fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, ()> {
+fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, Reason> {
     if p.frag == Frag::Later {
         return Ok(None);
     }
@@ -22,7 +22,7 @@ fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, ()
         PROTO_ICMP => Ok(Some((p.l4_off + 2, 0, false))),
         PROTO_UDP => {
             let off = p.l4_off + 6;
-            let csum: u16 = ctx.load(off).map_err(|_| ())?;
+            let csum: u16 = ctx.load(off).map_err(|_| Reason::DropRewrite)?;
             // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
             Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))
         }
@@ -41,21 +41,21 @@ pub fn update(
     new_ip: u32,
     old_port: u16,
     new_port: u16,
-) -> Result<(), ()> {
+) -> Result<(), Reason> {
     if let Some((off, extra, pseudo)) = l4_csum(ctx, p)? {
         if pseudo && old_ip != new_ip {
             let flags = u64::from(BPF_F_PSEUDO_HDR) | extra | 4;
             ctx.l4_csum_replace(off, u64::from(old_ip), u64::from(new_ip), flags)
-                .map_err(|_| ())?;
+                .map_err(|_| Reason::DropRewrite)?;
         }
         if old_port != new_port {
             ctx.l4_csum_replace(off, u64::from(old_port), u64::from(new_port), extra | 2)
-                .map_err(|_| ())?;
+                .map_err(|_| Reason::DropRewrite)?;
         }
     }
     if old_ip != new_ip {
         ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_ip), u64::from(new_ip), 4)
-            .map_err(|_| ())?;
+            .map_err(|_| Reason::DropRewrite)?;
     }
     Ok(())
 }

@@ -150,14 +150,14 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
 
 /// The IPv4 TTL, one less, with the header checksum updated.
 #[inline(always)]
-fn decrement_ttl(ctx: &TcContext, ttl: u8) -> Result<(), ()> {
+fn decrement_ttl(ctx: &TcContext, ttl: u8) -> Result<(), Reason> {
     // TTL and protocol share a 16-bit word of the header checksum.
-    let old: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| ())?;
+    let old: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| Reason::DropRewrite)?;
     let new = [ttl - 1, old[1]];
     let (from, to) = (u16::from_ne_bytes(old), u16::from_ne_bytes(new));
     ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 2)
-        .map_err(|_| ())?;
-    ctx.store(TTL_OFF, &new, 0).map_err(|_| ())
+        .map_err(|_| Reason::DropRewrite)?;
+    ctx.store(TTL_OFF, &new, 0).map_err(|_| Reason::DropRewrite)
 }
 
 /// Send the (translated) packet to the endpoint that owns its destination, else by

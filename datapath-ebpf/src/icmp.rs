@@ -79,16 +79,17 @@ fn replace(
     old: u32,
     new: u32,
     size: u64,
-) -> Result<(), ()> {
+) -> Result<(), Reason> {
     if old == new {
         return Ok(());
     }
     ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), size)
-        .map_err(|_| ())?;
+        .map_err(|_| Reason::DropRewrite)?;
     if size == 4 {
-        ctx.store(off, &new, 0).map_err(|_| ())
+        ctx.store(off, &new, 0).map_err(|_| Reason::DropRewrite)
     } else {
-        ctx.store(off, &(new as u16), 0).map_err(|_| ())
+        ctx.store(off, &(new as u16), 0)
+            .map_err(|_| Reason::DropRewrite)
     }
 }
 
@@ -102,17 +103,17 @@ fn replace_addr(
     off: usize,
     old: u32,
     new: u32,
-) -> Result<(), ()> {
+) -> Result<(), Reason> {
     if old == new {
         return Ok(());
     }
     let csum_off = ip_off + 10;
-    let old_csum: u16 = ctx.load(csum_off).map_err(|_| ())?;
+    let old_csum: u16 = ctx.load(csum_off).map_err(|_| Reason::DropRewrite)?;
     ctx.l3_csum_replace(csum_off, u64::from(old), u64::from(new), 4)
-        .map_err(|_| ())?;
-    let new_csum: u16 = ctx.load(csum_off).map_err(|_| ())?;
+        .map_err(|_| Reason::DropRewrite)?;
+    let new_csum: u16 = ctx.load(csum_off).map_err(|_| Reason::DropRewrite)?;
     ctx.l4_csum_replace(icmp_csum, u64::from(old_csum), u64::from(new_csum), 2)
-        .map_err(|_| ())?;
+        .map_err(|_| Reason::DropRewrite)?;
     replace(ctx, icmp_csum, off, old, new, 4)
 }
 
@@ -146,7 +147,7 @@ pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> 
 }
 
 #[inline(always)]
-fn rewrite(ctx: &TcContext, p: &mut Packet, q: &Quoted, new: &CtKey) -> Result<(), ()> {
+fn rewrite(ctx: &TcContext, p: &mut Packet, q: &Quoted, new: &CtKey) -> Result<(), Reason> {
     let icmp_csum = p.l4_off + 2;
     let old = &q.tuple;
     replace_addr(

@@ -60,6 +60,33 @@ pub fn harden_firewall(host: &Netns) {
     host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
 }
 
+/// A bridge `name` in `host` with address `cidr`, up.
+pub fn add_bridge(host: &Netns, name: &str, cidr: &str) {
+    host.ip(&["link", "add", name, "type", "bridge"]);
+    host.ip(&["addr", "add", cidr, "dev", name]);
+    host.ip(&["link", "set", name, "up"]);
+}
+
+/// Plug namespace `ns` into `bridge` of `host`: `veth` on the host's side, `dev` with
+/// address `cidr` inside, and a default route through `gateway` when given.
+pub fn plug(
+    host: &Netns,
+    (bridge, veth): (&str, &str),
+    ns: &Netns,
+    (dev, cidr): (&str, &str),
+    gateway: Option<&str>,
+) {
+    host.ip(&[
+        "link", "add", veth, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+    ]);
+    host.ip(&["link", "set", veth, "master", bridge, "up"]);
+    ns.ip(&["addr", "add", cidr, "dev", dev]);
+    ns.ip(&["link", "set", dev, "up"]);
+    if let Some(gw) = gateway {
+        ns.ip(&["route", "add", "default", "via", gw]);
+    }
+}
+
 /// Set the host's FORWARD policy: `ACCEPT` is a permissive host (Docker's iptables off),
 /// where only bpfnet's verdicts stand between networks and between containers.
 pub fn forward_policy(host: &Netns, policy: &str) {
@@ -133,23 +160,10 @@ impl Topology {
         c.ip(&["route", "add", "default", "via", "192.0.2.1"]);
         // The client doubles as the router to the "outside" server.
         wire_server(c, s);
-        h.ip(&["link", "add", BRIDGE, "type", "bridge"]);
-        h.ip(&["addr", "add", "172.17.0.1/16", "dev", BRIDGE]);
-        h.ip(&["link", "set", BRIDGE, "up"]);
-        h.ip(&[
-            "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", &k.name,
-        ]);
-        h.ip(&["link", "set", VETH, "master", BRIDGE, "up"]);
-        k.ip(&["addr", "add", "172.17.0.4/16", "dev", "eth0"]);
-        k.ip(&["link", "set", "eth0", "up"]);
-        k.ip(&["route", "add", "default", "via", "172.17.0.1"]);
-        h.ip(&[
-            "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", &k2.name,
-        ]);
-        h.ip(&["link", "set", "vc1", "master", BRIDGE, "up"]);
-        k2.ip(&["addr", "add", "172.17.0.5/16", "dev", "eth0"]);
-        k2.ip(&["link", "set", "eth0", "up"]);
-        k2.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+        add_bridge(h, BRIDGE, "172.17.0.1/16");
+        let gw = Some("172.17.0.1");
+        plug(h, (BRIDGE, VETH), k, ("eth0", "172.17.0.4/16"), gw);
+        plug(h, (BRIDGE, "vc1"), k2, ("eth0", "172.17.0.5/16"), gw);
         t
     }
 
@@ -196,22 +210,15 @@ impl Topology {
     pub fn add_second_network(&self) -> Netns {
         let (h, k2) = (&self.host, &self.container2);
         let k3 = Netns::new(&format!("{}-ctr3", self.host.name));
-        h.ip(&["link", "add", "br1", "type", "bridge"]);
-        h.ip(&["addr", "add", "172.18.0.1/16", "dev", "br1"]);
-        h.ip(&["link", "set", "br1", "up"]);
-        h.ip(&[
-            "link", "add", "vd3", "type", "veth", "peer", "name", "eth0", "netns", &k3.name,
-        ]);
-        h.ip(&["link", "set", "vd3", "master", "br1", "up"]);
-        k3.ip(&["addr", "add", "172.18.0.3/16", "dev", "eth0"]);
-        k3.ip(&["link", "set", "eth0", "up"]);
-        k3.ip(&["route", "add", "default", "via", "172.18.0.1"]);
-        h.ip(&[
-            "link", "add", "vc2", "type", "veth", "peer", "name", "eth1", "netns", &k2.name,
-        ]);
-        h.ip(&["link", "set", "vc2", "master", "br1", "up"]);
-        k2.ip(&["addr", "add", "172.18.0.5/16", "dev", "eth1"]);
-        k2.ip(&["link", "set", "eth1", "up"]);
+        add_bridge(h, "br1", "172.18.0.1/16");
+        plug(
+            h,
+            ("br1", "vd3"),
+            &k3,
+            ("eth0", "172.18.0.3/16"),
+            Some("172.18.0.1"),
+        );
+        plug(h, ("br1", "vc2"), k2, ("eth1", "172.18.0.5/16"), None);
         k3
     }
 

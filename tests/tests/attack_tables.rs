@@ -9,13 +9,36 @@ use Reason::*;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
-    packet::{TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
+    packet::{Addr, TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
     require_root,
     tables::{C1, C2, HOST, PORTS, SERVER, entries, setup, snat_port, step},
 };
 use common::{CT_SNAT, CtKey, PROTO_TCP, Reason, ct::TCP_RST};
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 66];
+
+/// A TCP flow from container `c` to `s` through SNAT (SYN seq 1000), answered by the
+/// server (SYN-ACK seq 5000): its SNAT port.
+fn answered_snat(fx: &mut Fixture, c: Addr, s: Addr) -> u16 {
+    let out = step(
+        fx,
+        "SYN out",
+        OUT,
+        &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
+        TC_ACT_REDIRECT,
+        &[SnatNew, RedirectRoute],
+    );
+    let p = snat_port("SYN out", &out, HOST);
+    step(
+        fx,
+        "SYN-ACK in",
+        IN,
+        &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
+        TC_ACT_REDIRECT,
+        &[CtReply, RedirectPeer],
+    );
+    p
+}
 
 /// No CT entry mentions `port` (either way, any table).
 fn untracked(fx: &Fixture, port: u16) -> bool {
@@ -152,23 +175,7 @@ fn a_blind_rst_cannot_close_a_flow_nor_free_its_tuple() {
         setup(fx, PORTS);
         set_two_ports(fx);
         let (c, s) = ((C1, 40000), (SERVER, 443));
-        let out = step(
-            fx,
-            "SYN out",
-            OUT,
-            &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
-            TC_ACT_REDIRECT,
-            &[SnatNew, RedirectRoute],
-        );
-        let p = snat_port("SYN out", &out, HOST);
-        step(
-            fx,
-            "SYN-ACK in",
-            IN,
-            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
-            TC_ACT_REDIRECT,
-            &[CtReply, RedirectPeer],
-        );
+        let p = answered_snat(fx, c, s);
         step(
             fx,
             "data out",
@@ -447,23 +454,7 @@ fn a_syn_flood_cannot_evict_established_flows() {
     with_fixture("flood", 64, |fx| {
         setup(fx, PORTS);
         let (c, s) = ((C1, 40000), (SERVER, 443));
-        let out = step(
-            fx,
-            "SYN out",
-            OUT,
-            &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
-            TC_ACT_REDIRECT,
-            &[SnatNew, RedirectRoute],
-        );
-        let p = snat_port("SYN out", &out, HOST);
-        step(
-            fx,
-            "SYN-ACK in",
-            IN,
-            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
-            TC_ACT_REDIRECT,
-            &[CtReply, RedirectPeer],
-        );
+        let p = answered_snat(fx, c, s);
         for i in 0..500u32 {
             let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
             let (v, _) = fx.run(

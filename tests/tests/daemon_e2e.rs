@@ -12,7 +12,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{Topology, wire_uplink},
+    topo::{Topology, plug, wire_uplink},
     unique,
 };
 
@@ -80,13 +80,13 @@ fn defaults_and_veths_that_come_and_go() {
     assert_eq!(forwarding.trim(), "1", "IPv4 forwarding switched on");
 
     // A container joins after the daemon started.
-    host.ip(&[
-        "link", "add", "vd0", "type", "veth", "peer", "name", "eth0", "netns", &ctr.name,
-    ]);
-    host.ip(&["link", "set", "vd0", "master", "docker0", "up"]);
-    ctr.ip(&["addr", "add", "172.17.0.9/16", "dev", "eth0"]);
-    ctr.ip(&["link", "set", "eth0", "up"]);
-    ctr.ip(&["route", "add", "default", "via", "172.17.0.1"]);
+    plug(
+        &host,
+        ("docker0", "vd0"),
+        &ctr,
+        ("eth0", "172.17.0.9/16"),
+        Some("172.17.0.1"),
+    );
     wait_attached(
         &files.socket,
         serde_json::json!([["up0", "from_uplink"], ["vd0", "from_container"]]),

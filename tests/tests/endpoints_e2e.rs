@@ -22,7 +22,7 @@ use bpfnet_tests::{
     raw::send_l2,
     require_root,
     scratch::Scratch,
-    topo::{BRIDGE, HOST_IP, Topology, forward_policy, harden_firewall},
+    topo::{BRIDGE, HOST_IP, Topology, add_bridge, forward_policy, harden_firewall, plug},
     unique,
 };
 
@@ -391,14 +391,14 @@ fn endpoints_are_persisted_and_follow_their_veth_by_name() {
     // container2's veth goes and comes back under the same name, with a new ifindex.
     let old = h.ifindex("vc1");
     h.ip(&["link", "del", "vc1"]);
-    h.ip(&[
-        "link", "add", "vc1", "type", "veth", "peer", "name", "eth0", "netns", &k2.name,
-    ]);
-    h.ip(&["link", "set", "vc1", "master", BRIDGE, "up"]);
+    plug(
+        h,
+        (BRIDGE, "vc1"),
+        k2,
+        ("eth0", "172.17.0.5/16"),
+        Some("172.17.0.1"),
+    );
     k2.ip(&["link", "set", "eth0", "address", &m]);
-    k2.ip(&["addr", "add", "172.17.0.5/16", "dev", "eth0"]);
-    k2.ip(&["link", "set", "eth0", "up"]);
-    k2.ip(&["route", "add", "default", "via", "172.17.0.1"]);
     assert_ne!(h.ifindex("vc1"), old, "a new veth");
     let new_pin = t
         .files
@@ -448,21 +448,21 @@ fn lan_bridge_endpoint_pipework_style() {
     );
     let files = Scratch::new("lan");
     harden_firewall(&host);
-    host.ip(&["link", "add", "brlan", "type", "bridge"]);
-    host.ip(&["addr", "add", "203.0.113.1/24", "dev", "brlan"]);
-    host.ip(&["link", "set", "brlan", "up"]);
-    host.ip(&[
-        "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
-    ]);
-    host.ip(&["link", "set", "lan0", "master", "brlan", "up"]);
-    peer.ip(&["addr", "add", "203.0.113.2/24", "dev", "eth0"]);
-    peer.ip(&["link", "set", "eth0", "up"]);
-    host.ip(&[
-        "link", "add", "vl0", "type", "veth", "peer", "name", "eth0", "netns", &ctr.name,
-    ]);
-    host.ip(&["link", "set", "vl0", "master", "brlan", "up"]);
-    ctr.ip(&["addr", "add", "203.0.113.50/24", "dev", "eth0"]);
-    ctr.ip(&["link", "set", "eth0", "up"]);
+    add_bridge(&host, "brlan", "203.0.113.1/24");
+    plug(
+        &host,
+        ("brlan", "lan0"),
+        &peer,
+        ("eth0", "203.0.113.2/24"),
+        None,
+    );
+    plug(
+        &host,
+        ("brlan", "vl0"),
+        &ctr,
+        ("eth0", "203.0.113.50/24"),
+        None,
+    );
     let _e = EchoServer::start(&ctr, 7000);
     assert_fails(
         "LAN peer → container before bpfnet, through FORWARD DROP",

@@ -1,6 +1,6 @@
 //! Translation: address and port rewrites, with their checksum updates.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     csum,
@@ -24,19 +24,20 @@ fn port_off(p: &Packet, src: bool) -> Option<usize> {
 }
 
 #[inline(always)]
-fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), ()> {
+fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), Reason> {
     match port_off(p, src) {
-        Some(off) => ctx.store(off, &port, 0).map_err(|_| ()),
+        Some(off) => ctx.store(off, &port, 0).map_err(|_| Reason::DropRewrite),
         None => Ok(()),
     }
 }
 
 /// Rewrite the destination to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), ()> {
+pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
     csum::update(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
     if ip != p.dst_ip {
-        ctx.store(IP_DST_OFF, &ip, 0).map_err(|_| ())?;
+        ctx.store(IP_DST_OFF, &ip, 0)
+            .map_err(|_| Reason::DropRewrite)?;
     }
     if port != p.dst_port {
         store_port(ctx, p, false, port)?;
@@ -48,10 +49,11 @@ pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 
 /// Rewrite the source to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), ()> {
+pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
     csum::update(ctx, p, p.src_ip, ip, p.src_port, port)?;
     if ip != p.src_ip {
-        ctx.store(IP_SRC_OFF, &ip, 0).map_err(|_| ())?;
+        ctx.store(IP_SRC_OFF, &ip, 0)
+            .map_err(|_| Reason::DropRewrite)?;
     }
     if port != p.src_port {
         store_port(ctx, p, true, port)?;
@@ -63,7 +65,7 @@ pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 
 /// Make the packet leave with tuple `to`.
 #[inline(always)]
-pub fn apply(ctx: &TcContext, p: &mut Packet, to: &CtKey) -> Result<(), ()> {
+pub fn apply(ctx: &TcContext, p: &mut Packet, to: &CtKey) -> Result<(), Reason> {
     if to.src_ip != p.src_ip || to.src_port != p.src_port {
         rewrite_src(ctx, p, to.src_ip, to.src_port)?;
     }

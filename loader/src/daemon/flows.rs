@@ -1,6 +1,6 @@
 //! The CT tables seen from the daemon: listing, flushing, and the sweeper that removes
 //! flows idle past their timeout.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_TCP, TcpState};
 use tracing::{debug, warn};
@@ -65,16 +65,18 @@ impl Daemon {
     /// Remove the flows idle past their timeout. Each is read again just before it goes,
     /// so a flow a packet revived since the scan is kept.
     pub(super) fn sweep(&mut self) {
-        self.remove_expired();
-        self.recount_snat_use();
+        // One listing serves both: the maps are read once a sweep.
+        let flows = self.flows();
+        let removed = self.remove_expired(&flows);
+        self.recount_snat_use(flows.iter().filter(|f| !removed.contains(&f.key)));
     }
 
     /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
     /// each destination: the datapath counts as it goes, this corrects what LRU
     /// eviction and racing CPUs left.
-    fn recount_snat_use(&mut self) {
+    fn recount_snat_use<'a>(&mut self, live: impl Iterator<Item = &'a Flow>) {
         let mut want: BTreeMap<CtKey, u64> = BTreeMap::new();
-        for f in self.flows() {
+        for f in live {
             let snat_only = f.fwd.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
             let over = f.key.proto == PROTO_TCP
                 && matches!(f.tcp_state(), TcpState::Closed | TcpState::TimeWait);
@@ -101,38 +103,40 @@ impl Daemon {
         }
     }
 
-    fn remove_expired(&mut self) {
-        let due: Vec<CtKey> = {
-            let now = monotonic_ns();
-            self.flows()
-                .iter()
-                .filter(|f| f.expires_in(now, &self.timeouts).is_zero())
-                .map(|f| f.key)
-                .collect()
-        };
-        if due.is_empty() {
-            return;
-        }
+    /// Remove the flows of `flows` idle past their timeout; their keys.
+    fn remove_expired(&mut self, flows: &[Flow]) -> BTreeSet<CtKey> {
+        let now = monotonic_ns();
+        let due: Vec<CtKey> = flows
+            .iter()
+            .filter(|f| f.expires_in(now, &self.timeouts).is_zero())
+            .map(|f| f.key)
+            .collect();
+        let mut gone = BTreeSet::new();
         let mut removed = 0;
-        for key in &due {
-            let Some(flow) = self.fresh(key) else {
+        for key in due {
+            // Read again just before it goes: a packet may have revived it since.
+            let Some(flow) = self.fresh(&key) else {
                 continue;
             };
             if !flow.expires_in(monotonic_ns(), &self.timeouts).is_zero() {
                 continue;
             }
             let keys = flow.keys();
-            let gone = self.remove_ct(&keys);
-            if gone < keys.len() {
+            let n = self.remove_ct(&keys);
+            if n < keys.len() {
                 warn!(
-                    gone,
+                    gone = n,
                     of = keys.len(),
                     "an expired flow was partly gone already"
                 );
             }
-            removed += gone;
+            removed += n;
+            gone.insert(key);
         }
         self.swept += removed as u64;
-        debug!(removed, "CT sweep");
+        if removed > 0 {
+            debug!(removed, "CT sweep");
+        }
+        gone
     }
 }
