@@ -113,6 +113,8 @@ reasons! {
     /// Drop: the container already holds half the SNAT ports toward this destination, the
     /// most one container may take from the others.
     DropSnatQuota = 36, "drop-snat-quota", true;
+    /// A packet from outside whose TTL ended at the host, answered with time-exceeded.
+    IcmpTimeExceeded = 37, "icmp-time-exceeded", false;
 }
 
 /// Value of `stats_v1` (per CPU).

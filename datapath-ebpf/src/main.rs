@@ -13,6 +13,7 @@ mod l2;
 mod maps;
 mod nat;
 mod parse;
+mod reply;
 mod sock;
 mod stats;
 mod tcp;

@@ -11,6 +11,7 @@ use crate::{
     maps::{is_host, network_of},
     nat::{self, New},
     parse::{Frag, Icmp, Packet, parse},
+    reply,
     stats::{count, verdict},
 };
 
@@ -46,10 +47,13 @@ pub fn handle(ctx: &TcContext) -> i32 {
         count(ctx, Reason::FragmentTranslated);
     }
     let to = match ct::lookup(ctx, &p) {
+        // It would be forwarded: its TTL ends here, and its sender learns so.
+        Ok(Some(_)) if p.ttl <= 1 => return reply::time_exceeded(ctx, &p),
         Ok(Some(to)) => to,
         Ok(None) => match nat::dnat(ctx, &p) {
             Ok(New::Flow(to)) => to,
             Ok(New::None) => return inbound(ctx, &p, Reason::Pass),
+            Err(Reason::DropTtl) => return reply::time_exceeded(ctx, &p),
             Err(reason) => return verdict(ctx, reason),
         },
         Err(reason) => return verdict(ctx, reason),

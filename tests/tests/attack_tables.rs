@@ -375,7 +375,27 @@ fn ttl_and_mtu_are_a_routers() {
         );
         let mut expiring = tcp((ATTACKER, 40000), (HOST, 8038), TCP_SYN, b"");
         set_ttl(&mut expiring, 1);
-        step(fx, "from outside", IN, &expiring, TC_ACT_SHOT, &[DropTtl]);
+        let answer = step(
+            fx,
+            "from outside, answered time-exceeded",
+            IN,
+            &expiring,
+            TC_ACT_REDIRECT,
+            &[IcmpTimeExceeded],
+        );
+        let v = View(&answer);
+        assert_eq!(v.addrs(), (HOST, ATTACKER), "from the host to the sender");
+        assert_eq!(answer[14 + 20], 11, "ICMP time exceeded");
+        assert_eq!(
+            v.quoted(),
+            ((ATTACKER, 40000), (HOST, 8038), true),
+            "quoting the packet as it was sent"
+        );
+        assert_eq!(
+            &answer[6..12],
+            &expiring[0..6],
+            "sent back to the neighbour"
+        );
         assert!(untracked(fx, 40000), "no flow for a packet that expired");
         let out = step(
             fx,

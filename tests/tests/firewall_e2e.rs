@@ -403,3 +403,45 @@ fn a_routed_network_is_reached_directly_and_not_masqueraded() {
         String::from_utf8_lossy(&seen)
     );
 }
+
+/// A probe to a published port whose TTL ends at the host is answered time-exceeded by
+/// the host, as the router it is (traceroute to a published port shows it).
+#[test]
+fn a_published_port_answers_time_exceeded_like_a_router() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("ttl");
+    let _d = t.start_daemon();
+    let _e = EchoServer::start(&t.container, 8038);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
+    let before = counter(&t.files.socket, "icmp-time-exceeded");
+    let probe = Command::new("ip")
+        .args(["netns", "exec", &t.client.name])
+        .args([
+            "hping3",
+            "-S",
+            "-p",
+            "8038",
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "192.0.2.1",
+        ])
+        .output()
+        .expect("hping3 runs (`cargo xtask setup` installs it)");
+    let said = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        said.contains("TTL 0 during transit from ip=192.0.2.1"),
+        "the host answers time-exceeded: {said}"
+    );
+    assert!(
+        counter(&t.files.socket, "icmp-time-exceeded") > before,
+        "counted"
+    );
+    assert_eq!(
+        tcp_roundtrip(&t.client, Topology::host_addr(8038), b"ok").expect("a normal TTL"),
+        b"8038:ok"
+    );
+}
