@@ -61,7 +61,7 @@ pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
 fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     let ihl = p.l4_off - ETH_HLEN;
     let quote = (ihl + 8).min(p.end - ETH_HLEN);
-    if quote % 2 != 0 || quote > MAX_QUOTE {
+    if !quote.is_multiple_of(2) || quote > MAX_QUOTE {
         return Err(Reason::DropTtl);
     }
     let macs: [[u8; 6]; 2] = ctx.load(0).map_err(|_| Reason::DropRewrite)?;
