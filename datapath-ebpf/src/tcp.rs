@@ -88,10 +88,13 @@ pub fn follow(v: &mut CtValue, p: &Packet) {
 pub fn in_window(sender: &CtValue, receiver: Option<&CtValue>, p: &Packet) -> bool {
     let (recv_end, recv_win) = receiver.map_or((0, 0), |r| (r.seq_end, r.max_win));
     if sender.seq_end == 0 {
-        return p.tcp_flags & TCP_RST != 0
-            && p.tcp_flags & TCP_ACK != 0
-            && recv_end != 0
-            && p.tcp_ack == recv_end;
+        // Nothing seen from this side yet (the answer to a SYN, or an entry the daemon
+        // rebuilt): a RST must acknowledge exactly what the receiver sent; a FIN, which
+        // alone frees nothing, starts the tracking.
+        if p.tcp_flags & TCP_RST == 0 {
+            return true;
+        }
+        return p.tcp_flags & TCP_ACK != 0 && recv_end != 0 && p.tcp_ack == recv_end;
     }
     let win = if recv_win > MIN_WINDOW {
         recv_win

@@ -445,3 +445,37 @@ fn a_published_port_answers_time_exceeded_like_a_router() {
         b"8038:ok"
     );
 }
+
+/// A flow whose reply entry LRU eviction took keeps its tuple: the sweeper rebuilds the
+/// reply entry from the forward one, and the connection goes on.
+#[test]
+fn a_flow_that_lost_its_reply_entry_is_repaired() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("repair");
+    let _d = t.start_daemon_with(&["--ct-sweep-interval", "1"]);
+    let _e = EchoServer::start(&t.server, 9000);
+    let mut live = tcp_connect(&t.container, server(9000)).expect("connect through SNAT");
+    echo_once_prefixed(&mut live, b"before");
+    let pin = t.files.pin_dir.join(common::names::CT);
+    let mut ct: aya::maps::HashMap<_, common::CtKey, common::CtValue> =
+        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(
+            aya::maps::MapData::from_pin(&pin).expect("pinned CT map"),
+        ))
+        .expect("CT map");
+    let replies: Vec<common::CtKey> = ct
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| v.is_reply() && u16::from_be(k.src_port) == 9000)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(replies.len(), 1, "one reply entry for the connection");
+    ct.remove(&replies[0]).expect("evict the reply entry");
+    thread::sleep(Duration::from_millis(2500));
+    echo_once(&mut live, b"after the repair");
+    assert!(
+        ct.get(&replies[0], 0).is_ok(),
+        "the reply entry is back under its old key"
+    );
+}

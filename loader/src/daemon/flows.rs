@@ -2,7 +2,10 @@
 //! flows idle past their timeout.
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_TCP, TcpState};
+use common::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, PROTO_TCP, TcpState, ct::TCP_FIN_FIRST};
+
+/// `BPF_NOEXIST`: create, never replace.
+const NOEXIST: u64 = 1;
 use tracing::{debug, warn};
 
 use super::Daemon;
@@ -68,7 +71,34 @@ impl Daemon {
         // One listing serves both: the maps are read once a sweep.
         let flows = self.flows();
         let removed = self.remove_expired(&flows);
-        self.recount_snat_use(flows.iter().filter(|f| !removed.contains(&f.key)));
+        let live: Vec<&Flow> = flows.iter().filter(|f| !removed.contains(&f.key)).collect();
+        self.repair_replies(&live);
+        self.recount_snat_use(live.into_iter());
+    }
+
+    /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the
+    /// forward one (its translation is the reply's, reversed): the flow keeps its tuple.
+    fn repair_replies(&mut self, live: &[&Flow]) {
+        let mut repaired = 0;
+        for f in live
+            .iter()
+            .filter(|f| f.reply.is_none() && !f.fwd.is_reply())
+        {
+            let rk = f.key.twin(&f.fwd);
+            let mut rv = CtValue::new(
+                &f.key.reversed(),
+                f.fwd.flags | CT_REPLY,
+                f.fwd.last_seen_ns,
+            );
+            rv.tcp_seen = f.fwd.tcp_seen & !TCP_FIN_FIRST;
+            // NOEXIST: a reply that came back meanwhile, or another flow's, is kept.
+            if self.dp.maps.ct.insert(rk, rv, NOEXIST).is_ok() {
+                repaired += 1;
+            }
+        }
+        if repaired > 0 {
+            debug!(repaired, "reply entries put back");
+        }
     }
 
     /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
