@@ -168,6 +168,21 @@ fn docker_run_p_is_published_and_follows_the_container() {
     );
     assert!(http_ok(&d.host, local), "reachable at the host's 127.0.0.1");
 
+    // A signal that does not stop it (a config reload) and a pause leave a running
+    // container published.
+    docker.ok(&["kill", "-s", "HUP", "web"]);
+    docker.ok(&["pause", "web"]);
+    thread::sleep(Duration::from_millis(700));
+    assert!(
+        published(&ls(sock)).iter().any(|p| p.starts_with("8038:")),
+        "still published after SIGHUP and pause"
+    );
+    docker.ok(&["unpause", "web"]);
+    assert!(
+        http_ok(client, outside),
+        "reachable after SIGHUP, pause and unpause"
+    );
+
     // A Docker publish that collides with a manual one is reported, not installed: the
     // port keeps leading where `bpfnet publish` sent it.
     cli_ok(sock, &["publish", "8040:172.17.0.200:80"]);

@@ -53,7 +53,9 @@ impl Daemon {
                     .iter()
                     .map(|l| (l.net.id.clone(), container(l)))
                     .collect();
-                info!(containers = all.len(), "Docker containers reconciled");
+                if before != self.state.docker {
+                    info!(containers = all.len(), "Docker containers reconciled");
+                }
             }
             Update::Upsert(l) => {
                 info!(container = %l.net.name, "Docker container updated");

@@ -48,6 +48,9 @@ pub enum Update {
     Gone { id: String },
 }
 
+/// How often the whole container list is read again, whatever the events said.
+const RESYNC: Duration = Duration::from_secs(30);
+
 /// Where the engine is: `DOCKER_HOST` (unix://PATH) like the docker CLI, else the
 /// default socket.
 pub fn socket_path() -> String {
@@ -100,29 +103,50 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
     let filters = HashMap::from([("type", vec!["container", "network"])]);
     let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
     let mut networks = BTreeMap::new();
-    let running = docker
-        .list_containers(Some(ListContainersOptions::default()))
-        .await?;
-    let mut snapshot = Vec::new();
-    for c in running {
-        if let Some(id) = c.id
-            && let Some(l) = learn(docker, &id, &mut networks).await?
-        {
-            snapshot.push(l);
-        }
-    }
-    if tx.send(Update::Snapshot(snapshot)).await.is_err() {
+    if tx
+        .send(snapshot(docker, &mut networks).await?)
+        .await
+        .is_err()
+    {
         return Ok(());
     }
-    while let Some(event) = events.next().await {
-        let Some(update) = on_event(docker, &event?, &mut networks).await? else {
-            continue;
+    // Level-triggered: besides the events, the whole list now and then, so a missed
+    // event heals by itself.
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.tick().await;
+    loop {
+        let update = tokio::select! {
+            event = events.next() => match event {
+                Some(event) => on_event(docker, &event?, &mut networks).await?,
+                None => return Ok(()),
+            },
+            _ = resync.tick() => Some(snapshot(docker, &mut networks).await?),
         };
-        if tx.send(update).await.is_err() {
+        if let Some(update) = update
+            && tx.send(update).await.is_err()
+        {
             return Ok(());
         }
     }
-    Ok(())
+}
+
+/// Every running container, as Docker says now.
+async fn snapshot(
+    docker: &Docker,
+    networks: &mut BTreeMap<String, (String, bool)>,
+) -> Result<Update, bollard::errors::Error> {
+    let running = docker
+        .list_containers(Some(ListContainersOptions::default()))
+        .await?;
+    let mut all = Vec::new();
+    for c in running {
+        if let Some(id) = c.id
+            && let Some(l) = learn(docker, &id, networks).await?
+        {
+            all.push(l);
+        }
+    }
+    Ok(Update::Snapshot(all))
 }
 
 /// The update an event calls for. An engine that cannot answer is an error (the watcher
@@ -148,8 +172,10 @@ async fn on_event(
         return Ok(None);
     };
     Ok(match e.action.as_deref() {
-        Some("die" | "stop" | "kill" | "pause") => Some(Update::Gone { id }),
-        Some("start" | "restart" | "unpause" | "connect" | "disconnect") => {
+        // Only a container that ended leaves. A signal (`kill`, which `die` follows when
+        // it ends the process) or `pause` leaves its network and ports as they are.
+        Some("die" | "stop" | "destroy") => Some(Update::Gone { id }),
+        Some("start" | "restart" | "unpause" | "connect" | "disconnect" | "rename") => {
             Some(match learn(docker, &id, networks).await? {
                 Some(l) => Update::Upsert(l),
                 None => Update::Gone { id },
