@@ -13,8 +13,9 @@ pub mod stats;
 
 pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
 pub use maps::{
-    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK, NET_LAN,
-    NET_ROUTED, Network, PORT_ENFORCE, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
+    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
+    NET_INTERNAL, NET_LAN, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Network, PORT_ENFORCE, Port,
+    PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
 };
 pub use stats::{Counter, Reason};
 

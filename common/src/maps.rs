@@ -63,6 +63,14 @@ pub const NET_ROUTED: u32 = 1;
 /// `Network::flags`: the network is a LAN bridged to an uplink (pipework style); its
 /// peers reach it at layer 2, so the inbound policy does not apply.
 pub const NET_LAN: u32 = 2;
+/// `Network::flags`: Docker's `--internal`: nothing routed in or out of the network.
+pub const NET_INTERNAL: u32 = 4;
+/// `Network::flags`: `com.docker.network.bridge.enable_icc=false`: no traffic between
+/// the network's containers (published ports and egress still work).
+pub const NET_NO_ICC: u32 = 8;
+/// `Network::flags`: `com.docker.network.bridge.enable_ip_masquerade=false`: egress
+/// leaves with the container's own address.
+pub const NET_NO_MASQ: u32 = 16;
 
 /// Value of `ports_v2` (key: host-side veth ifindex, host order): the bridge port a
 /// container's traffic enters by.

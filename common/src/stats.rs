@@ -115,6 +115,11 @@ reasons! {
     DropSnatQuota = 36, "drop-snat-quota", true;
     /// A packet from outside whose TTL ended at the host, answered with time-exceeded.
     IcmpTimeExceeded = 37, "icmp-time-exceeded", false;
+    /// Drop: routed traffic into or out of an internal network (Docker's `--internal`).
+    DropInternal = 38, "drop-internal", true;
+    /// Drop: traffic between two containers of a network without inter-container
+    /// communication (`enable_icc=false`).
+    DropIcc = 39, "drop-icc", true;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -4,7 +4,9 @@
 //! of them. A veth is enforced from the moment it is attached: until its endpoint is
 //! known it may send nothing routed, and its first IPv4 packet binds its address.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, IFACE_BRIDGE, IFACE_UPLINK, NET_ROUTED, Reason};
+use common::{
+    CtKey, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Reason,
+};
 
 use crate::{
     ct, frag,
@@ -53,8 +55,17 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Ok(None) => {}
         Err(reason) => return verdict(ctx, reason),
     }
+    let own = network_of(p.src_ip).map_or(0, |n| n.flags);
     if !l2.routed() {
+        if own & NET_NO_ICC != 0 && l2.dst_mac[0] & 1 == 0 {
+            // No inter-container communication: unicast to a neighbour is refused.
+            return verdict(ctx, Reason::DropIcc);
+        }
         return l2::forward_switched(ctx, &l2, &p);
+    }
+    if own & NET_INTERNAL != 0 && !is_host(p.dst_ip) {
+        // An internal network talks only within itself (and to its gateway, the host).
+        return verdict(ctx, Reason::DropInternal);
     }
     if is_host(p.dst_ip) {
         return match nat::hairpin(ctx, &p) {
@@ -79,6 +90,15 @@ pub fn handle(ctx: &TcContext) -> i32 {
             }
             fwd::send(ctx, &p, &Next::Route(route))
         }
+        Egress::Unmasqueraded(route) => {
+            if !fwd::fits(ctx, route.ifindex) {
+                return too_big(ctx, &p);
+            }
+            match nat::track(ctx, &p) {
+                Ok(to) => translate(ctx, &mut p, &to, Some(route)),
+                Err(reason) => verdict(ctx, reason),
+            }
+        }
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
         Egress::Elsewhere => verdict(ctx, Reason::Pass),
     }
@@ -94,7 +114,9 @@ fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
     match egress(ctx, l2, p) {
         Egress::Masquerade(_) => verdict(ctx, Reason::DropFragment),
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
-        Egress::Routed(_) | Egress::Elsewhere => verdict(ctx, Reason::FragmentPassed),
+        Egress::Routed(_) | Egress::Unmasqueraded(_) | Egress::Elsewhere => {
+            verdict(ctx, Reason::FragmentPassed)
+        }
     }
 }
 
@@ -143,6 +165,9 @@ enum Egress {
     Masquerade(Route),
     /// Out of an uplink from a routed network: forwarded as it is.
     Routed(Route),
+    /// Out of an uplink from a network without masquerade: tracked, not translated, so
+    /// the inbound policy lets only its replies in.
+    Unmasqueraded(Route),
     /// Into another managed network: isolation forbids it.
     OtherNetwork,
     /// The host's business (its own addresses, unmanaged devices, no route).
@@ -165,10 +190,10 @@ fn egress(ctx: &TcContext, l2: &L2, p: &Packet) -> Egress {
     if role & IFACE_BRIDGE != 0 && other(r.ifindex) {
         Egress::OtherNetwork
     } else if role & IFACE_UPLINK != 0 && r.src_ip != 0 {
-        if network_of(p.src_ip).is_some_and(|n| n.flags & NET_ROUTED != 0) {
-            Egress::Routed(r)
-        } else {
-            Egress::Masquerade(r)
+        match network_of(p.src_ip).map_or(0, |n| n.flags) {
+            f if f & NET_ROUTED != 0 => Egress::Routed(r),
+            f if f & NET_NO_MASQ != 0 => Egress::Unmasqueraded(r),
+            _ => Egress::Masquerade(r),
         }
     } else {
         Egress::Elsewhere

@@ -2,7 +2,7 @@
 //! container egress, ICMP errors about either, and the inbound policy: a managed
 //! network's addresses are reachable from outside only through those.
 use aya_ebpf::programs::TcContext;
-use common::{NET_LAN, NET_ROUTED, Reason};
+use common::{NET_INTERNAL, NET_LAN, NET_ROUTED, Reason};
 
 use crate::{
     ct, frag, fwd,
@@ -71,6 +71,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
 #[inline(always)]
 fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
     match network_of(p.dst_ip) {
+        Some(n) if n.flags & NET_INTERNAL != 0 => verdict(ctx, Reason::DropInternal),
         Some(n) if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p),
         Some(n) if n.flags & NET_LAN == 0 => verdict(ctx, Reason::DropInbound),
         _ => verdict(ctx, otherwise),

@@ -385,6 +385,113 @@ fn a_docker_routed_network_is_reached_directly() {
     );
 }
 
+/// Docker's network options, enforced by bpfnet on a permissive host: `--internal`
+/// (nothing routed out, even by a container that adds itself a default route),
+/// `enable_icc=false` (containers of the network cannot reach each other, egress still
+/// works) and `enable_ip_masquerade=false` (egress leaves with the container's address).
+#[test]
+fn docker_network_options_internal_icc_and_masquerade() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dko");
+    forward_policy(&d.host, "ACCEPT");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    let _w = WhoamiServer::start(&d.server, 9000);
+    for (name, subnet, opt) in [
+        ("inet", "172.28.0.0/24", "--internal"),
+        (
+            "noicc",
+            "172.27.0.0/24",
+            "-o=com.docker.network.bridge.enable_icc=false",
+        ),
+        (
+            "nomasq",
+            "172.26.0.0/24",
+            "-o=com.docker.network.bridge.enable_ip_masquerade=false",
+        ),
+    ] {
+        docker.ok(&["network", "create", "--subnet", subnet, opt, name]);
+    }
+    for (name, net, ip) in [
+        ("i1", "inet", "172.28.0.10"),
+        ("c1", "noicc", "172.27.0.10"),
+        ("c2", "noicc", "172.27.0.11"),
+        ("m1", "nomasq", "172.26.0.10"),
+    ] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            net,
+            "--ip",
+            ip,
+            IMAGE,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+    }
+    wait_ls(sock, "the three networks", |l| {
+        l["bridges"].as_array().is_some_and(|b| b.len() == 4)
+    });
+    thread::sleep(Duration::from_millis(500));
+
+    // Internal: the container gives itself a way out; bpfnet still refuses it.
+    let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", "i1"]);
+    let route = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-n",
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "172.28.0.1",
+        ])
+        .output()
+        .expect("nsenter runs");
+    assert!(route.status.success(), "a default route in i1: {route:?}");
+    let internal = counter(sock, "drop-internal");
+    let out = nc_from(docker, "i1", "198.51.100.2", "9000", "x");
+    assert!(
+        out.is_err(),
+        "an internal container reaches nothing outside: {out:?}"
+    );
+    assert!(
+        counter(sock, "drop-internal") > internal,
+        "the internal drop is counted"
+    );
+
+    // No inter-container communication, but egress.
+    let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    let icc = counter(sock, "drop-icc");
+    let across = nc_from(docker, "c1", "172.27.0.11", "80", get);
+    assert!(across.is_err(), "c1 must not reach c2: {across:?}");
+    assert!(counter(sock, "drop-icc") > icc, "the icc drop is counted");
+    let seen = nc_from(docker, "c1", "198.51.100.2", "9000", "x").expect("c1's egress");
+    assert!(seen.starts_with("192.0.2.1:"), "masqueraded: {seen}");
+
+    // Masquerade off: the server sees the container's own address.
+    d.client
+        .ip(&["route", "add", "172.26.0.0/24", "via", "192.0.2.1"]);
+    d.server
+        .ip(&["route", "add", "172.26.0.0/24", "via", "198.51.100.1"]);
+    let seen = nc_from(docker, "m1", "198.51.100.2", "9000", "x").expect("m1's egress");
+    assert!(
+        seen.starts_with("172.26.0.10:"),
+        "not masqueraded: the server saw `{seen}`"
+    );
+}
+
 #[test]
 fn docker_absent_or_restarting_never_drops_the_datapath() {
     if !require_root() {

@@ -6,14 +6,14 @@ mod ports;
 mod rewrite;
 
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CT_DNAT, CT_SNAT, CtKey, PROTO_ICMP, PublishedKey, Reason};
+use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, PROTO_ICMP, PublishedKey, Reason};
 pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
     ct, fwd,
     hostsock::{self, Holder},
-    maps::{PUBLISHED, is_host},
+    maps::{PUBLISHED, is_host, network_of},
     parse::Packet,
     stats::count,
 };
@@ -67,7 +67,8 @@ pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
     let Some(b) = published_from_wire(p) else {
         return Ok(New::None);
     };
-    if !p.may_start_flow() {
+    if !p.may_start_flow() || network_of(b.ip).is_some_and(|n| n.flags & NET_INTERNAL != 0) {
+        // An internal network publishes nothing.
         return Ok(New::None);
     }
     if p.ttl <= 1 {
@@ -116,6 +117,19 @@ pub fn hairpin(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
     ct::create(p, &to)?;
     count(ctx, Reason::DnatNew);
     Ok(New::Flow(to))
+}
+
+/// Track the first packet of a container's flow that leaves untranslated (a network
+/// without masquerade), so its replies come in as a tracked flow's.
+#[inline(always)]
+pub fn track(ctx: &TcContext, p: &Packet) -> Result<CtKey, Reason> {
+    if !p.may_start_flow() {
+        return Err(Reason::DropNoFlow);
+    }
+    let to = ct::key_of(p);
+    ct::stage(ctx, p, 0)?;
+    ct::create(p, &to)?;
+    Ok(to)
 }
 
 /// Masquerade the first packet of a container's egress flow to `src_ip`, with a source

@@ -41,10 +41,9 @@ impl Daemon {
             Update::Upsert(l) => vec![l],
             Update::Gone { .. } => Vec::new(),
         };
-        for w in learned.iter().flat_map(|l| &l.wires).filter(|w| w.routed) {
-            if !self.routed_bridges.contains(&w.bridge) {
-                info!(bridge = %w.bridge, "Docker network is routed: no NAT, reachable from outside");
-                self.routed_bridges.push(w.bridge.clone());
+        for w in learned.iter().flat_map(|l| &l.wires) {
+            if self.docker_net_flags.insert(w.bridge.clone(), w.flags) != Some(w.flags) {
+                info!(bridge = %w.bridge, flags = w.flags, "Docker network options");
             }
         }
         match update {

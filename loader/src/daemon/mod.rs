@@ -88,8 +88,10 @@ struct Daemon {
     veth_bridges: BTreeMap<u32, u32>,
     /// Bridge ifindex → its MAC.
     bridge_macs: BTreeMap<u32, [u8; 6]>,
-    /// Names of the bridges whose networks are routed.
+    /// Names of the bridges whose networks are routed (`--routed-bridge`).
     routed_bridges: Vec<String>,
+    /// Docker networks' `NET_*` flags, by bridge name.
+    docker_net_flags: BTreeMap<String, u32>,
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
@@ -132,6 +134,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         veth_bridges: BTreeMap::new(),
         bridge_macs: BTreeMap::new(),
         routed_bridges: cfg.routed_bridges.clone(),
+        docker_net_flags: BTreeMap::new(),
         timeouts: cfg.timeouts,
         swept: 0,
         conflicts: Vec::new(),

@@ -25,7 +25,7 @@ impl Daemon {
             let Some(name) = self.bridges.get(&ifindex) else {
                 continue;
             };
-            let mut flags = 0;
+            let mut flags = self.docker_net_flags.get(name).copied().unwrap_or(0);
             if self.routed_bridges.contains(name) {
                 flags |= NET_ROUTED;
             }

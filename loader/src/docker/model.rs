@@ -118,12 +118,35 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
     })
 }
 
-/// Whether a Docker bridge network is routed rather than NATed (its
-/// `com.docker.network.bridge.gateway_mode_ipv4=routed` option, Docker 27+).
-pub fn routed(options: Option<&std::collections::HashMap<String, String>>) -> bool {
-    options
-        .and_then(|o| o.get("com.docker.network.bridge.gateway_mode_ipv4"))
-        .is_some_and(|m| m == "routed")
+/// The `NET_*` flags of a Docker bridge network, from its inspect answer: `--internal`,
+/// and the options `gateway_mode_ipv4=routed` (Docker 27+), `enable_icc=false` (on the
+/// default bridge, daemon.json's `"icc": false`) and `enable_ip_masquerade=false` (user
+/// networks only).
+pub fn network_flags(
+    internal: Option<bool>,
+    options: Option<&std::collections::HashMap<String, String>>,
+) -> u32 {
+    let opt = |name: &str, value: &str| {
+        options
+            .and_then(|o| o.get(&format!("com.docker.network.bridge.{name}")))
+            .is_some_and(|v| v == value)
+    };
+    let mut flags = 0;
+    if internal == Some(true) {
+        flags |= common::NET_INTERNAL;
+    }
+    if opt("gateway_mode_ipv4", "routed") {
+        flags |= common::NET_ROUTED;
+    }
+    if opt("enable_icc", "false") {
+        flags |= common::NET_NO_ICC;
+    }
+    // On the default bridge the option mirrors dockerd's own `ip-masq`, which bpfnet
+    // asks to be off so that bpfnet masquerades: there it is not the user's wish.
+    if opt("enable_ip_masquerade", "false") && !opt("default_bridge", "true") {
+        flags |= common::NET_NO_MASQ;
+    }
+    flags
 }
 
 /// The Linux bridge behind a Docker bridge network.

@@ -16,7 +16,7 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::model::{ContainerNet, bridge_name, container_net, routed};
+use super::model::{ContainerNet, bridge_name, container_net, network_flags};
 use crate::netlink::{ifname, veth_in_sandbox};
 
 /// A container's attachment as the daemon installs it.
@@ -24,8 +24,8 @@ use crate::netlink::{ifname, veth_in_sandbox};
 pub struct Wire {
     pub network: String,
     pub bridge: String,
-    /// The network is routed, not NATed (`gateway_mode_ipv4=routed`).
-    pub routed: bool,
+    /// The network's `NET_*` flags (internal, routed, no icc, no masquerade).
+    pub flags: u32,
     /// Host-side veth, when it could be found.
     pub veth: Option<String>,
 }
@@ -133,7 +133,7 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
 /// Every running container, as Docker says now.
 async fn snapshot(
     docker: &Docker,
-    networks: &mut BTreeMap<String, (String, bool)>,
+    networks: &mut BTreeMap<String, (String, u32)>,
 ) -> Result<Update, bollard::errors::Error> {
     let running = docker
         .list_containers(Some(ListContainersOptions::default()))
@@ -154,7 +154,7 @@ async fn snapshot(
 async fn on_event(
     docker: &Docker,
     e: &EventMessage,
-    networks: &mut BTreeMap<String, (String, bool)>,
+    networks: &mut BTreeMap<String, (String, u32)>,
 ) -> Result<Option<Update>, bollard::errors::Error> {
     let Some(actor) = e.actor.as_ref() else {
         return Ok(None);
@@ -190,7 +190,7 @@ async fn on_event(
 async fn learn(
     docker: &Docker,
     id: &str,
-    networks: &mut BTreeMap<String, (String, bool)>,
+    networks: &mut BTreeMap<String, (String, u32)>,
 ) -> Result<Option<Learned>, bollard::errors::Error> {
     let inspect = match docker.inspect_container(id, None).await {
         Ok(i) => i,
@@ -206,13 +206,13 @@ async fn learn(
     };
     let mut wires = Vec::new();
     for a in &net.attachments {
-        let (bridge, routed) = match networks.get(&a.network_id) {
+        let (bridge, flags) = match networks.get(&a.network_id) {
             Some(b) => b.clone(),
             None => {
                 let n = docker.inspect_network(&a.network_id, None).await?;
                 let b = (
                     bridge_name(&a.network_id, n.options.as_ref()),
-                    routed(n.options.as_ref()),
+                    network_flags(n.internal, n.options.as_ref()),
                 );
                 networks.insert(a.network_id.clone(), b.clone());
                 b
@@ -233,7 +233,7 @@ async fn learn(
         wires.push(Wire {
             network: a.network.clone(),
             bridge,
-            routed,
+            flags,
             veth,
         });
     }

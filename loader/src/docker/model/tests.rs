@@ -94,15 +94,42 @@ fn bridges_of_docker_networks() {
 }
 
 #[test]
-fn a_network_is_routed_only_with_gateway_mode_routed() {
-    let opts = |mode: &str| {
-        std::collections::HashMap::from([(
-            "com.docker.network.bridge.gateway_mode_ipv4".to_string(),
-            mode.to_string(),
-        )])
+fn network_options_become_flags() {
+    use common::{NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED};
+    let opts = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("com.docker.network.bridge.{k}"), v.to_string()))
+            .collect::<std::collections::HashMap<_, _>>()
     };
-    assert!(routed(Some(&opts("routed"))));
-    assert!(!routed(Some(&opts("nat"))));
-    assert!(!routed(Some(&std::collections::HashMap::new())));
-    assert!(!routed(None));
+    assert_eq!(network_flags(None, None), 0);
+    assert_eq!(network_flags(Some(true), None), NET_INTERNAL);
+    assert_eq!(
+        network_flags(None, Some(&opts(&[("gateway_mode_ipv4", "routed")]))),
+        NET_ROUTED
+    );
+    assert_eq!(
+        network_flags(None, Some(&opts(&[("gateway_mode_ipv4", "nat")]))),
+        0
+    );
+    assert_eq!(
+        network_flags(
+            Some(false),
+            Some(&opts(&[
+                ("enable_icc", "false"),
+                ("enable_ip_masquerade", "false")
+            ]))
+        ),
+        NET_NO_ICC | NET_NO_MASQ
+    );
+    assert_eq!(
+        network_flags(None, Some(&opts(&[("enable_icc", "true")]))),
+        0
+    );
+    let default = network(include_str!("../fixtures/bridge.json"));
+    assert_eq!(
+        network_flags(default.internal, default.options.as_ref()),
+        0,
+        "the recorded default bridge: icc on; its masquerade off is dockerd's ip-masq, not a wish"
+    );
 }
