@@ -144,7 +144,9 @@ impl Dockerd {
         fs::create_dir_all(root.join("www")).expect("rootfs www");
         fs::copy("/bin/busybox", root.join("bin/busybox"))
             .expect("/bin/busybox (busybox-static; `cargo xtask setup`)");
-        for tool in ["sh", "nc", "httpd", "sleep", "printf", "cat", "ip"] {
+        for tool in [
+            "sh", "nc", "httpd", "sleep", "printf", "cat", "ip", "nslookup",
+        ] {
             symlink("busybox", root.join("bin").join(tool)).expect("busybox link");
         }
         fs::write(root.join("www/index.html"), format!("{PAGE}\n")).expect("page");

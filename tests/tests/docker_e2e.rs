@@ -313,6 +313,14 @@ fn docker_networks_are_isolated_and_egress_is_masqueraded() {
         nc_from(docker, from, ip, "80", get).is_ok_and(|out| out.contains(PAGE))
     };
     assert!(page("a2", "172.30.0.10"), "a2 reaches a1 on net1");
+    // Docker's embedded DNS (127.0.0.11 inside the container) keeps answering names.
+    let dns = docker.docker(&["exec", "a2", "nslookup", "a1"]);
+    let said = String::from_utf8_lossy(&dns.stdout);
+    assert!(
+        dns.status.success() && said.contains("172.30.0.10"),
+        "embedded DNS resolves a1: {said} {}",
+        String::from_utf8_lossy(&dns.stderr)
+    );
     // On a permissive host only bpfnet's isolation stands between the networks.
     forward_policy(&d.host, "ACCEPT");
     let isolated = counter(sock, "drop-isolation");
