@@ -488,6 +488,45 @@ fn docker_network_options_internal_icc_and_masquerade() {
     let seen = nc_from(docker, "c1", "198.51.100.2", "9000", "x").expect("c1's egress");
     assert!(seen.starts_with("192.0.2.1:"), "masqueraded: {seen}");
 
+    // host_binding_ipv4: `-p` without an address binds the network's default address.
+    docker.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "172.25.0.0/24",
+        "-o=com.docker.network.bridge.host_binding_ipv4=192.0.2.1",
+        "bound",
+    ]);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "b1",
+        "--network",
+        "bound",
+        "-p",
+        "8041:80",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    wait_ls(sock, "b1's publish", |l| {
+        published(l).iter().any(|p| p.contains("8041:"))
+    });
+    let specs = published(&ls(sock));
+    assert!(
+        specs.iter().any(|p| p.starts_with("192.0.2.1:8041:")),
+        "bound to the network's host_binding_ipv4: {specs:?}"
+    );
+    assert!(
+        http_ok(&d.client, SocketAddr::from(([192, 0, 2, 1], 8041))),
+        "reachable at that address"
+    );
+
     // Masquerade off: the server sees the container's own address.
     d.client
         .ip(&["route", "add", "172.26.0.0/24", "via", "192.0.2.1"]);
