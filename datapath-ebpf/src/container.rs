@@ -63,44 +63,34 @@ pub fn handle(ctx: &TcContext) -> i32 {
         }
         return l2::forward_switched(ctx, &l2, &p);
     }
-    if own & NET_INTERNAL != 0 && !is_host(p.dst_ip) {
+    let to_host = is_host(p.dst_ip);
+    if own & NET_INTERNAL != 0 && !to_host {
         // An internal network talks only within itself (and to its gateway, the host).
         return verdict(ctx, Reason::DropInternal);
     }
-    if is_host(p.dst_ip) {
+    if to_host {
         return match nat::hairpin(ctx, &p) {
             Ok(New::Flow(to)) => translate(ctx, &mut p, &to, None),
             Ok(New::None) => verdict(ctx, Reason::Pass),
             Err(reason) => verdict(ctx, reason),
         };
     }
-    match egress(ctx, &l2, &p) {
-        Egress::Masquerade(route) => {
-            if !fwd::fits(ctx, route.ifindex) {
-                return too_big(ctx, &p);
-            }
-            match nat::snat(ctx, &p, route.src_ip) {
-                Ok(to) => translate(ctx, &mut p, &to, Some(route)),
-                Err(reason) => verdict(ctx, reason),
-            }
-        }
-        Egress::Routed(route) => {
-            if !fwd::fits(ctx, route.ifindex) {
-                return too_big(ctx, &p);
-            }
-            fwd::send(ctx, &p, &Next::Route(route))
-        }
-        Egress::Unmasqueraded(route) => {
-            if !fwd::fits(ctx, route.ifindex) {
-                return too_big(ctx, &p);
-            }
-            match nat::track(ctx, &p) {
-                Ok(to) => translate(ctx, &mut p, &to, Some(route)),
-                Err(reason) => verdict(ctx, reason),
-            }
-        }
-        Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
-        Egress::Elsewhere => verdict(ctx, Reason::Pass),
+    let (route, way) = match egress(ctx, &l2, &p, own) {
+        Egress::Out(route, way) => (route, way),
+        Egress::OtherNetwork => return verdict(ctx, Reason::DropIsolation),
+        Egress::Elsewhere => return verdict(ctx, Reason::Pass),
+    };
+    if !fwd::fits(ctx, route.ifindex) {
+        return too_big(ctx, &p);
+    }
+    let to = match way {
+        Way::Masquerade => nat::snat(ctx, &p, route.src_ip),
+        Way::Track => nat::track(ctx, &p),
+        Way::Routed => return fwd::send(ctx, &p, &Next::Route(route)),
+    };
+    match to {
+        Ok(to) => translate(ctx, &mut p, &to, Some(route)),
+        Err(reason) => verdict(ctx, reason),
     }
 }
 
@@ -111,12 +101,11 @@ fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
     if !l2.routed() {
         return verdict(ctx, Reason::FragmentPassed);
     }
-    match egress(ctx, l2, p) {
-        Egress::Masquerade(_) => verdict(ctx, Reason::DropFragment),
+    let own = network_of(p.src_ip).map_or(0, |n| n.flags);
+    match egress(ctx, l2, p, own) {
+        Egress::Out(_, Way::Masquerade) => verdict(ctx, Reason::DropFragment),
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
-        Egress::Routed(_) | Egress::Unmasqueraded(_) | Egress::Elsewhere => {
-            verdict(ctx, Reason::FragmentPassed)
-        }
+        Egress::Out(..) | Egress::Elsewhere => verdict(ctx, Reason::FragmentPassed),
     }
 }
 
@@ -161,23 +150,30 @@ fn too_big(ctx: &TcContext, p: &Packet) -> i32 {
 
 /// Where a routed packet from a container is headed.
 enum Egress {
-    /// Out of an uplink: masqueraded with the source address that route prefers.
-    Masquerade(Route),
-    /// Out of an uplink from a routed network: forwarded as it is.
-    Routed(Route),
-    /// Out of an uplink from a network without masquerade: tracked, not translated, so
-    /// the inbound policy lets only its replies in.
-    Unmasqueraded(Route),
+    /// Out of an uplink, by `Route`, the `Way` its network leaves.
+    Out(Route, Way),
     /// Into another managed network: isolation forbids it.
     OtherNetwork,
     /// The host's business (its own addresses, unmanaged devices, no route).
     Elsewhere,
 }
 
+/// How a network's traffic leaves by an uplink.
+enum Way {
+    /// Masqueraded with the source address the route prefers.
+    Masquerade,
+    /// A routed network: forwarded as it is.
+    Routed,
+    /// A network without masquerade: tracked, not translated, so the inbound policy lets
+    /// only its replies in.
+    Track,
+}
+
+/// Where routed packet `p` goes; `own`: the `NET_*` flags of the sender's network.
 #[inline(always)]
-fn egress(ctx: &TcContext, l2: &L2, p: &Packet) -> Egress {
-    let own = l2.network();
-    let other = |net: u32| own.is_some_and(|n| n != net);
+fn egress(ctx: &TcContext, l2: &L2, p: &Packet, own: u32) -> Egress {
+    let net = l2.network();
+    let other = |n: u32| net.is_some_and(|mine| mine != n);
     if network_of(p.dst_ip).is_some_and(|n| other(n.bridge))
         || endpoint(p.dst_ip).is_some_and(|ep| other(ep.network))
     {
@@ -190,11 +186,14 @@ fn egress(ctx: &TcContext, l2: &L2, p: &Packet) -> Egress {
     if role & IFACE_BRIDGE != 0 && other(r.ifindex) {
         Egress::OtherNetwork
     } else if role & IFACE_UPLINK != 0 && r.src_ip != 0 {
-        match network_of(p.src_ip).map_or(0, |n| n.flags) {
-            f if f & NET_ROUTED != 0 => Egress::Routed(r),
-            f if f & NET_NO_MASQ != 0 => Egress::Unmasqueraded(r),
-            _ => Egress::Masquerade(r),
-        }
+        let way = if own & NET_ROUTED != 0 {
+            Way::Routed
+        } else if own & NET_NO_MASQ != 0 {
+            Way::Track
+        } else {
+            Way::Masquerade
+        };
+        Egress::Out(r, way)
     } else {
         Egress::Elsewhere
     }

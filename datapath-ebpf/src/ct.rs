@@ -88,6 +88,14 @@ fn track_tcp(
     table: Table,
     p: &Packet,
 ) -> Result<(), Reason> {
+    let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+    if f & (TCP_FIN | TCP_SYN | TCP_RST) == 0 {
+        // Data or a bare ACK changes no state: the flow's other half is not needed, and
+        // the common packet costs one lookup.
+        v.tcp_seen |= f;
+        tcp::follow(v, p);
+        return Ok(());
+    }
     let twin_key = key.twin(v);
     let twin = table.map().get_ptr_mut(twin_key);
     if tcp::closes(p) {
@@ -98,10 +106,9 @@ fn track_tcp(
         }
     }
     let reply = v.flags & CT_REPLY != 0;
-    let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+    // SAFETY: a valid map value pointer, read only.
+    let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
     if p.is_syn() && !reply {
-        // SAFETY: a valid map value pointer.
-        let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
         if finished(v.tcp_seen, twin_seen) {
             // The tuple is being reused for a new connection: both records start afresh.
             v.tcp_seen = f;
@@ -118,8 +125,6 @@ fn track_tcp(
         // A SYN inside a live flow changes nothing: the endpoint answers it itself.
         return Ok(());
     }
-    // SAFETY: a valid map value pointer, read only.
-    let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
     let was_finished = finished(v.tcp_seen, twin_seen);
     if f & TCP_FIN != 0 && twin_seen & TCP_FIN == 0 {
         v.tcp_seen |= TCP_FIN_FIRST;
