@@ -3,17 +3,25 @@ use std::collections::BTreeSet;
 
 use tracing::{debug, warn};
 
-use super::Daemon;
+use super::{Daemon, Prefix};
 
 impl Daemon {
-    pub(super) async fn sync_host_ips(&mut self) {
-        let want: BTreeSet<u32> = match self.nl.ipv4_addrs().await {
-            Ok(addrs) => addrs
-                .iter()
-                .map(|ip| u32::from_ne_bytes(ip.octets()))
-                .collect(),
-            Err(e) => return warn!(error = %e, "cannot list host addresses"),
-        };
+    /// The host's addresses and the managed networks' subnets, from one address dump.
+    pub(super) async fn sync_addresses(&mut self) {
+        match self.nl.ipv4_prefixes().await {
+            Ok(prefixes) => {
+                self.sync_host_ips(&prefixes);
+                self.sync_subnets_from(&prefixes).await;
+            }
+            Err(e) => warn!(error = %e, "cannot list host addresses"),
+        }
+    }
+
+    fn sync_host_ips(&mut self, prefixes: &[Prefix]) {
+        let want: BTreeSet<u32> = prefixes
+            .iter()
+            .map(|(_, ip, _)| u32::from_ne_bytes(ip.octets()))
+            .collect();
         let map = &mut self.dp.maps.host_ips;
         let have: BTreeSet<u32> = map.keys().filter_map(Result::ok).collect();
         for ip in have.difference(&want) {

@@ -53,6 +53,9 @@ pub enum DaemonError {
     Config(aya::maps::MapError),
 }
 
+/// An IPv4 address configured on an interface: (ifindex, address, prefix length).
+type Prefix = (u32, std::net::Ipv4Addr, u8);
+
 /// What `bpfnet daemon` was told.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -152,8 +155,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     d.dp.attach_sockets(&cgroup)?;
     d.setup_links(&cfg).await?;
-    d.sync_host_ips().await;
-    d.sync_subnets().await;
+    d.sync_addresses().await;
     d.adopt_docker_bridges().await;
     d.sync_published();
     d.sync_endpoints();
@@ -274,10 +276,7 @@ impl Daemon {
                 self.sync_endpoints();
                 self.sync_subnets().await;
             }
-            Change::Addresses => {
-                self.sync_host_ips().await;
-                self.sync_subnets().await;
-            }
+            Change::Addresses => self.sync_addresses().await,
         }
     }
 }

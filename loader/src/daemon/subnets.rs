@@ -6,13 +6,21 @@ use aya::maps::lpm_trie::Key;
 use common::{NET_LAN, NET_ROUTED, Network};
 use tracing::{debug, warn};
 
-use super::Daemon;
+use super::{Daemon, Prefix};
 
 impl Daemon {
     pub(super) async fn sync_subnets(&mut self) {
-        let (prefixes, links) = match (self.nl.ipv4_prefixes().await, self.nl.links().await) {
-            (Ok(p), Ok(l)) => (p, l),
-            (Err(e), _) | (_, Err(e)) => return warn!(error = %e, "cannot list subnets"),
+        match self.nl.ipv4_prefixes().await {
+            Ok(prefixes) => self.sync_subnets_from(&prefixes).await,
+            Err(e) => warn!(error = %e, "cannot list subnets"),
+        }
+    }
+
+    /// `subnets_v1` from the host's address `prefixes`.
+    pub(super) async fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
+        let links = match self.nl.links().await {
+            Ok(l) => l,
+            Err(e) => return warn!(error = %e, "cannot list links for the subnets"),
         };
         // A bridge an uplink is a port of carries a LAN: its peers are on that wire.
         let lans: Vec<u32> = links
@@ -21,7 +29,7 @@ impl Daemon {
             .filter_map(|l| l.controller)
             .collect();
         let mut want: BTreeMap<(u32, u32), Network> = BTreeMap::new();
-        for (ifindex, addr, len) in prefixes {
+        for &(ifindex, addr, len) in prefixes {
             let Some(name) = self.bridges.get(&ifindex) else {
                 continue;
             };

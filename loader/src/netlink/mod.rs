@@ -217,29 +217,6 @@ impl Netlink {
         Ok(link)
     }
 
-    /// Every IPv4 address configured on this host (namespace).
-    pub async fn ipv4_addrs(&self) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        let msgs: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("address dump"))?;
-        let mut out: Vec<Ipv4Addr> = msgs
-            .iter()
-            .flat_map(|m| m.attributes.iter())
-            .filter_map(|a| match a {
-                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-
     /// Every IPv4 prefix configured on an interface: (ifindex, address, prefix length).
     pub async fn ipv4_prefixes(&self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
         let msgs: Vec<_> = self
