@@ -70,6 +70,27 @@ fn run_web(docker: &Dockerd, sock: &Path) {
     });
 }
 
+/// `docker run -d --name NAME --network NET --ip IP` serving the page on port 80.
+fn serve_on(docker: &Dockerd, name: &str, net: &str, ip: &str) {
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        net,
+        "--ip",
+        ip,
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+}
+
 fn http_ok(ns: &Netns, to: SocketAddr) -> bool {
     tcp_roundtrip(ns, to, GET).is_ok_and(|r| String::from_utf8_lossy(&r).contains(PAGE))
 }
@@ -281,23 +302,7 @@ fn docker_networks_are_isolated_and_egress_is_masqueraded() {
         ("a2", "net1", "172.30.0.11"),
         ("b1", "net2", "172.31.0.10"),
     ] {
-        docker.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "--ip",
-            ip,
-            IMAGE,
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ]);
+        serve_on(docker, name, net, ip);
     }
     wait_ls(sock, "the custom networks' endpoints", |l| {
         l["bridges"].as_array().is_some_and(|b| b.len() == 3)
@@ -353,23 +358,7 @@ fn a_docker_routed_network_is_reached_directly() {
         "com.docker.network.bridge.gateway_mode_ipv4=routed",
         "rnet",
     ]);
-    docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "r1",
-        "--network",
-        "rnet",
-        "--ip",
-        "172.29.0.10",
-        IMAGE,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    serve_on(docker, "r1", "rnet", "172.29.0.10");
     wait_ls(sock, "the routed network's endpoint", |l| {
         l["bridges"].as_array().is_some_and(|b| b.len() == 2)
     });
@@ -428,23 +417,7 @@ fn docker_network_options_internal_icc_and_masquerade() {
         ("c2", "noicc", "172.27.0.11"),
         ("m1", "nomasq", "172.26.0.10"),
     ] {
-        docker.ok(&[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            net,
-            "--ip",
-            ip,
-            IMAGE,
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/www",
-        ]);
+        serve_on(docker, name, net, ip);
     }
     wait_ls(sock, "the three networks", |l| {
         l["bridges"].as_array().is_some_and(|b| b.len() == 4)
