@@ -1,5 +1,5 @@
-//! The daemon's defaults and its link monitor: docker0 created, the uplink found from the
-//! default route, veths attached when they join the bridge and forgotten when they go.
+//! The daemon's defaults and its link monitor: docker0 created, every Ethernet interface
+//! an uplink, veths attached when they join the bridge and forgotten when they go.
 use std::{
     path::Path,
     thread,
@@ -36,9 +36,9 @@ fn wait_attached(socket: &Path, want: serde_json::Value) {
     }
 }
 
-/// With no flags: docker0 created with 172.17.0.1/16, the uplink found from the default
-/// route, IPv4 forwarding on; then veths attached as they join the bridge and detached
-/// as they go.
+/// With no flags: docker0 created with 172.17.0.1/16, the host's one Ethernet interface
+/// an uplink, IPv4 forwarding on; then veths attached as they join the bridge and
+/// detached as they go.
 #[test]
 fn defaults_and_veths_that_come_and_go() {
     if !require_root() {
@@ -65,7 +65,7 @@ fn defaults_and_veths_that_come_and_go() {
     assert_eq!(
         ls["uplinks"],
         serde_json::json!(["up0"]),
-        "uplink from the default route"
+        "every Ethernet interface but the bridge is an uplink"
     );
     let out = std::process::Command::new("ip")
         .args(["-n", &host.name, "-o", "addr", "show", "dev", "docker0"])
@@ -100,7 +100,9 @@ fn defaults_and_veths_that_come_and_go() {
     // detach it: change the port, then add a second veth and wait for that to show,
     // by which time the port event has been handled too.
     host.exec(&["bridge", "link", "set", "dev", "vd0", "cost", "7"]);
-    host.ip(&["link", "add", "vd1", "type", "veth", "peer", "name", "vd1p"]);
+    host.ip(&[
+        "link", "add", "vd1", "type", "veth", "peer", "name", "vd1p", "netns", &ctr.name,
+    ]);
     host.ip(&["link", "set", "vd1", "master", "docker0", "up"]);
     wait_attached(
         &files.socket,

@@ -12,8 +12,10 @@ pub struct Args {
     /// created; docker0 gets 172.17.0.1/16.
     #[arg(long = "bridge", value_name = "NAME", default_value = "docker0")]
     bridges: Vec<String>,
-    /// Interface where published ports are reached from outside (repeatable; default:
-    /// the device of the default route).
+    /// Narrow the uplinks to these interfaces (repeatable), followed by name as they
+    /// come and go. Default: every Ethernet interface but the managed bridges and
+    /// ports of bridges, as Docker masquerades on every interface but the container's
+    /// bridge and publishes on every local address; interfaces added later included.
     #[arg(long = "uplink", value_name = "IFACE")]
     uplinks: Vec<String>,
     /// Directory for pinned maps and links (bpffs is mounted when absent).

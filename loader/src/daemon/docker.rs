@@ -1,6 +1,6 @@
 //! Applying what the Docker watcher learns: containers' endpoints and published ports
 //! join the manual ones, and Docker's bridge networks become managed networks.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::{info, warn};
 
@@ -69,7 +69,7 @@ impl Daemon {
         if before == self.state.docker {
             return;
         }
-        self.adopt_docker_bridges().await;
+        self.adopt_docker_bridges();
         self.sync_subnets().await;
         if let Err(e) = self.state.save(&self.state_dir) {
             warn!(error = %e, "cannot persist Docker state");
@@ -93,36 +93,21 @@ impl Daemon {
     }
 
     /// Docker's bridge networks in use become managed networks (attached and isolated).
-    pub(super) async fn adopt_docker_bridges(&mut self) {
-        let wanted: Vec<String> = self
+    pub(super) fn adopt_docker_bridges(&mut self) -> bool {
+        let wanted: BTreeSet<String> = self
             .state
             .docker
             .values()
             .flat_map(|c| c.endpoints.iter().map(|e| e.bridge.clone()))
-            .filter(|b| !self.bridges.values().any(|n| n == b))
             .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let links = match self.nl.links().await {
-            Ok(l) => l,
-            Err(e) => return warn!(error = %e, "cannot list links"),
-        };
+        let mut adopted = false;
         for name in wanted {
-            if let Some(br) = links.iter().find(|l| l.name == name && l.is_bridge)
-                && !self.bridges.contains_key(&br.index)
-            {
+            if self.links.manage_bridge(&name) {
                 info!(bridge = %name, "managing Docker network bridge");
-                if let Some(mac) = br.mac {
-                    self.bridge_macs.insert(br.index, mac);
-                }
-                self.bridges.insert(br.index, name);
+                adopted = true;
             }
         }
-        for link in links {
-            self.on_link(link);
-        }
-        self.sync_ifaces();
+        adopted && self.apply_links()
     }
 
     /// Every endpoint to install: manual ones, then Docker's.

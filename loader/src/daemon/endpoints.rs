@@ -9,7 +9,10 @@ use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port};
 use tracing::{info, warn};
 
 use super::Daemon;
-use crate::endpoint::{EndpointSpec, Ipv4Cidr, Mac};
+use crate::{
+    datapath::sync::sync,
+    endpoint::{EndpointSpec, Ipv4Cidr, Mac},
+};
 
 impl Daemon {
     pub(super) async fn add_endpoint(
@@ -19,22 +22,27 @@ impl Daemon {
         ip: Ipv4Cidr,
         mac: Option<Mac>,
     ) -> Result<(), String> {
-        let Some(&br_index) = self
-            .bridges
-            .iter()
-            .find(|(_, n)| **n == bridge)
-            .map(|(i, _)| i)
+        let Some(br_index) = self
+            .links
+            .by_name(&bridge)
+            .map(|l| l.index)
+            .filter(|&i| self.links.is_bridge(i))
         else {
             return Err(format!(
                 "bridge `{bridge}` is not managed by bpfnet (see `bpfnet ls`)"
             ));
         };
-        let Some((&veth_index, _)) = self.veths.iter().find(|(_, n)| **n == veth) else {
+        let Some((veth_index, veth_bridge)) = self
+            .links
+            .veths()
+            .find(|(l, _)| l.name == veth)
+            .map(|(l, b)| (l.index, b))
+        else {
             return Err(format!(
                 "`{veth}` is not a container veth on a managed bridge"
             ));
         };
-        if self.veth_bridges.get(&veth_index) != Some(&br_index) {
+        if veth_bridge != br_index {
             return Err(format!("`{veth}` is not a port of bridge `{bridge}`"));
         }
         if let Some(other) = self
@@ -100,13 +108,15 @@ impl Daemon {
     /// Bindings the datapath learned from a veth's first packet stay while their veth is
     /// attached and nothing registered claims that veth or address.
     pub(super) fn sync_endpoints(&mut self) {
-        let by_name: BTreeMap<&str, u32> =
-            self.veths.iter().map(|(i, n)| (n.as_str(), *i)).collect();
+        let veths: BTreeMap<&str, (u32, u32)> = self
+            .links
+            .veths()
+            .map(|(l, bridge)| (l.name.as_str(), (l.index, bridge)))
+            .collect();
         let mut want_eps = BTreeMap::new();
         for e in &self.all_endpoints() {
-            match by_name.get(e.veth.as_str()) {
-                Some(&ifindex) => {
-                    let network = self.veth_bridges.get(&ifindex).copied().unwrap_or(0);
+            match veths.get(e.veth.as_str()) {
+                Some(&(ifindex, network)) => {
                     let ep = Endpoint {
                         ifindex,
                         network,
@@ -121,30 +131,24 @@ impl Daemon {
                 }
             }
         }
+        // Bindings learned from a veth's first packet stay while nothing claims them.
         let claimed: BTreeSet<u32> = want_eps.values().map(|ep| ep.ifindex).collect();
-        let maps = &mut self.dp.maps;
-        let have: Vec<(u32, Endpoint)> = maps.endpoints.iter().filter_map(Result::ok).collect();
-        let mut learned = BTreeMap::new();
-        for (ip, ep) in have {
-            let keep = ep.flags & EP_LEARNED != 0
-                && self.veths.contains_key(&ep.ifindex)
-                && !claimed.contains(&ep.ifindex)
-                && !want_eps.contains_key(&ip);
-            if keep {
-                learned.insert(ip, ep);
-            } else if want_eps.get(&ip) != Some(&ep)
-                && let Err(e) = maps.endpoints.remove(&ip)
-            {
-                warn!(error = %e, "cannot remove an endpoint");
-            }
-        }
-        for (ip, ep) in &want_eps {
-            if let Err(e) = maps.endpoints.insert(ip, ep, 0) {
-                warn!(error = %e, "cannot install an endpoint");
-            }
-        }
+        let attached: BTreeSet<u32> = veths.values().map(|&(i, _)| i).collect();
+        let learned: BTreeMap<u32, Endpoint> = self
+            .dp
+            .maps
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(ip, ep)| {
+                ep.flags & EP_LEARNED != 0
+                    && attached.contains(&ep.ifindex)
+                    && !claimed.contains(&ep.ifindex)
+                    && !want_eps.contains_key(ip)
+            })
+            .collect();
         let mut want_ports = BTreeMap::new();
-        for (&veth, &bridge) in &self.veth_bridges {
+        for &(veth, bridge) in veths.values() {
             let mac = want_eps
                 .values()
                 .chain(learned.values())
@@ -152,18 +156,10 @@ impl Daemon {
                 .map(|ep| ep.mac);
             want_ports.insert(veth, self.port(bridge, mac));
         }
+        want_eps.extend(learned);
         let maps = &mut self.dp.maps;
-        let have: Vec<u32> = maps.ports.keys().filter_map(Result::ok).collect();
-        for i in have.iter().filter(|i| !want_ports.contains_key(i)) {
-            if let Err(e) = maps.ports.remove(i) {
-                warn!(error = %e, "cannot remove a bridge port");
-            }
-        }
-        for (i, port) in &want_ports {
-            if let Err(e) = maps.ports.insert(i, port, 0) {
-                warn!(error = %e, "cannot record a bridge port");
-            }
-        }
+        super::report("endpoints", sync(&mut maps.endpoints, &want_eps));
+        super::report("bridge ports", sync(&mut maps.ports, &want_ports));
     }
 
     /// The `ports_v2` entry of a veth on `bridge` whose endpoints use `mac` (None: not
@@ -172,7 +168,7 @@ impl Daemon {
         Port {
             network: bridge,
             flags: if mac.is_some() { PORT_ENFORCE } else { 0 },
-            bridge_mac: self.bridge_macs.get(&bridge).copied().unwrap_or_default(),
+            bridge_mac: self.links.bridge_mac(bridge).unwrap_or_default(),
             mac: mac.unwrap_or_default(),
             _pad: [0; 4],
         }

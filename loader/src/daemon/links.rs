@@ -1,179 +1,351 @@
-//! Bridges, uplinks and container veths: which interfaces get which program.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
-};
+//! The host's interfaces and which program each should carry: container veths of
+//! managed bridges get `from_container`, uplinks get `from_uplink`. Pure bookkeeping
+//! over what netlink reported; the daemon applies the difference (see `interfaces.rs`).
+use std::collections::{BTreeMap, BTreeSet};
 
-use common::{IFACE_BRIDGE, IFACE_UPLINK};
-
-/// `BPF_NOEXIST`: create, never replace.
-const NOEXIST: u64 = 1;
-use tracing::{info, warn};
-
-use super::{Config, Daemon, DaemonError};
 use crate::{datapath::Hook, netlink::Link};
 
-/// Docker's default bridge and the address it gets when bpfnet creates it.
-const DOCKER0: &str = "docker0";
-const DOCKER0_ADDR: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 17, 0, 1), 16);
+/// Which interfaces are uplinks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uplinks {
+    /// Every Ethernet interface of the host that is not a managed bridge, a container
+    /// veth or a port of another bridge: Docker masquerades on every interface but the
+    /// container's bridge and DNATs on every local address.
+    Every,
+    /// Only these names (`--uplink`), whenever an interface carries one.
+    Named(BTreeSet<String>),
+}
 
-impl Daemon {
-    pub(super) async fn setup_links(&mut self, cfg: &Config) -> Result<(), DaemonError> {
-        for name in &cfg.bridges {
-            let link = match self.nl.link_by_name(name).await? {
-                Some(l) if !l.is_bridge => {
-                    return Err(DaemonError::NotABridge { name: name.clone() });
-                }
-                Some(l) => l,
-                None => {
-                    let addr = (name == DOCKER0).then_some(DOCKER0_ADDR);
-                    info!(bridge = %name, ?addr, "creating missing bridge");
-                    self.nl.create_bridge(name, addr).await?
-                }
-            };
-            if let Some(mac) = link.mac {
-                self.bridge_macs.insert(link.index, mac);
-            }
-            self.bridges.insert(link.index, link.name);
+/// The host's links, the bridges bpfnet manages, and what is attached where.
+#[derive(Debug)]
+pub struct Links {
+    /// Every link of the namespace as last reported, by ifindex.
+    all: BTreeMap<u32, Link>,
+    /// Names of the managed bridges (configured, and Docker's networks in use).
+    bridge_names: BTreeSet<String>,
+    uplinks: Uplinks,
+    /// Programs attached now: ifindex → hook.
+    attached: BTreeMap<u32, Hook>,
+}
+
+/// A change of attachments that brings the links in line with what they should carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Attach {
+        hook: Hook,
+        index: u32,
+        name: String,
+    },
+    Detach {
+        hook: Hook,
+        index: u32,
+    },
+}
+
+impl Links {
+    pub fn new(bridges: impl IntoIterator<Item = String>, uplinks: Uplinks) -> Self {
+        Self {
+            all: BTreeMap::new(),
+            bridge_names: bridges.into_iter().collect(),
+            uplinks,
+            attached: BTreeMap::new(),
         }
-        let links = self.nl.links().await?;
-        let uplinks: Vec<Link> = if cfg.uplinks.is_empty() {
-            let devs = self.nl.default_route_devices().await?;
-            let found: Vec<Link> = links
-                .iter()
-                .filter(|l| devs.contains(&l.index))
-                .cloned()
-                .collect();
-            if found.is_empty() {
-                return Err(DaemonError::NoDefaultRoute);
+    }
+
+    /// Replace the known links with a full dump.
+    pub fn replace_all(&mut self, links: Vec<Link>) {
+        self.all = links.into_iter().map(|l| (l.index, l)).collect();
+    }
+
+    /// A link appeared or changed (renamed, enslaved, released, its MAC changed).
+    pub fn upsert(&mut self, link: Link) {
+        self.all.insert(link.index, link);
+    }
+
+    /// A link was removed.
+    pub fn remove(&mut self, index: u32) -> Option<Link> {
+        self.all.remove(&index)
+    }
+
+    /// Manage bridge `name` from now on; true if it was not managed already.
+    pub fn manage_bridge(&mut self, name: &str) -> bool {
+        self.bridge_names.insert(name.to_string())
+    }
+
+    pub fn get(&self, index: u32) -> Option<&Link> {
+        self.all.get(&index)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Link> {
+        self.all.values().find(|l| l.name == name)
+    }
+
+    /// The managed bridges present now.
+    pub fn bridges(&self) -> impl Iterator<Item = &Link> {
+        self.all.values().filter(|l| self.is_bridge(l.index))
+    }
+
+    pub fn is_bridge(&self, index: u32) -> bool {
+        self.all
+            .get(&index)
+            .is_some_and(|l| l.is_bridge && self.bridge_names.contains(&l.name))
+    }
+
+    /// The MAC of managed bridge `index` (a bridge's follows its ports until set by hand).
+    pub fn bridge_mac(&self, index: u32) -> Option<[u8; 6]> {
+        self.all.get(&index).and_then(|l| l.mac)
+    }
+
+    /// Container veths with `from_container` attached, with their bridge's ifindex.
+    pub fn veths(&self) -> impl Iterator<Item = (&Link, u32)> {
+        self.attached_with(Hook::FromContainer)
+            .filter_map(|l| Some((l, l.controller?)))
+    }
+
+    /// Interfaces with `from_uplink` attached.
+    pub fn uplinks(&self) -> impl Iterator<Item = &Link> {
+        self.attached_with(Hook::FromUplink)
+    }
+
+    fn attached_with(&self, hook: Hook) -> impl Iterator<Item = &Link> {
+        self.attached
+            .iter()
+            .filter(move |(_, h)| **h == hook)
+            .filter_map(|(i, _)| self.all.get(i))
+    }
+
+    /// The program `link` should carry.
+    pub fn want(&self, link: &Link) -> Option<Hook> {
+        let port_of_managed = link.controller.is_some_and(|c| self.is_bridge(c));
+        if link.is_veth && port_of_managed {
+            return Some(Hook::FromContainer);
+        }
+        let uplink = match &self.uplinks {
+            Uplinks::Named(names) => names.contains(&link.name),
+            // A non-veth port of a managed bridge is that network's LAN wire.
+            Uplinks::Every => {
+                link.is_ether
+                    && !self.is_bridge(link.index)
+                    && (link.controller.is_none() || port_of_managed)
             }
-            found
-        } else {
-            cfg.uplinks
-                .iter()
-                .map(|name| {
-                    links
-                        .iter()
-                        .find(|l| &l.name == name)
-                        .cloned()
-                        .ok_or_else(|| DaemonError::NoUplink { name: name.clone() })
-                })
-                .collect::<Result<_, _>>()?
         };
-        for up in uplinks {
-            self.dp.attach(Hook::FromUplink, &up.name, up.index)?;
-            self.uplinks.insert(up.index, up.name);
-        }
-        for link in links {
-            self.on_link(link);
-        }
-        self.prune_stale_links();
-        self.sync_ifaces();
-        Ok(())
+        uplink.then_some(Hook::FromUplink)
     }
 
-    /// `ifaces_v1` holds exactly the roles of the managed interfaces.
-    pub(super) fn sync_ifaces(&mut self) {
-        let want: BTreeMap<u32, u32> = self
-            .uplinks
-            .keys()
-            .map(|&i| (i, IFACE_UPLINK))
-            .chain(self.bridges.keys().map(|&i| (i, IFACE_BRIDGE)))
-            .collect();
-        let map = &mut self.dp.maps.ifaces;
-        let have: Vec<u32> = map.keys().filter_map(Result::ok).collect();
-        for i in have.iter().filter(|i| !want.contains_key(i)) {
-            let _ = map.remove(i);
+    /// What to attach and detach so every link carries what it should; links gone
+    /// lose their attachment too.
+    pub fn plan(&self) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (&index, &hook) in &self.attached {
+            if self.all.get(&index).and_then(|l| self.want(l)) != Some(hook) {
+                out.push(Action::Detach { hook, index });
+            }
         }
-        for (i, role) in &want {
-            if let Err(e) = map.insert(i, role, 0) {
-                warn!(ifindex = i, error = %e, "cannot record the interface's role");
+        for link in self.all.values() {
+            if let Some(hook) = self.want(link)
+                && self.attached.get(&link.index) != Some(&hook)
+            {
+                out.push(Action::Attach {
+                    hook,
+                    index: link.index,
+                    name: link.name.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Record that `action` was carried out.
+    pub fn done(&mut self, action: &Action) {
+        match *action {
+            Action::Attach { hook, index, .. } => {
+                self.attached.insert(index, hook);
+            }
+            Action::Detach { index, .. } => {
+                self.attached.remove(&index);
             }
         }
     }
 
-    /// Attach `from_container` to a veth that is (now) a port of a managed bridge, and
-    /// detach it from one that left.
-    pub(super) fn on_link(&mut self, link: Link) {
-        let wanted = link.is_veth
-            && link
-                .controller
-                .is_some_and(|c| self.bridges.contains_key(&c));
-        let attached = self.veths.contains_key(&link.index);
-        if link.is_bridge
-            && let Some(mac) = link.mac
-            && self.bridges.contains_key(&link.index)
-        {
-            // A bridge's MAC follows its ports until one is set by hand.
-            self.bridge_macs.insert(link.index, mac);
+    /// Uplinks named by `--uplink` that no interface carries now.
+    pub fn missing_uplinks(&self) -> Vec<&str> {
+        match &self.uplinks {
+            Uplinks::Every => Vec::new(),
+            Uplinks::Named(names) => names
+                .iter()
+                .filter(|n| self.by_name(n).is_none())
+                .map(String::as_str)
+                .collect(),
         }
-        if wanted && !attached {
-            // Fail closed: the port is known (and so enforced) before the program runs.
-            if let Some(bridge) = link.controller {
-                let port = self.port(bridge, None);
-                // NOEXIST: a port kept from an earlier run keeps its endpoint's binding.
-                let _ = self.dp.maps.ports.insert(link.index, port, NOEXIST);
-            }
-            match self.dp.attach(Hook::FromContainer, &link.name, link.index) {
-                Ok(()) => {
-                    self.veths.insert(link.index, link.name);
-                }
-                Err(e) => warn!(error = %e, "container veth left without bpfnet"),
-            }
-        } else if !wanted && attached {
-            self.detach(Hook::FromContainer, link.index);
-            self.veths.remove(&link.index);
+    }
+
+    /// Every (hook, ifindex) attached now.
+    pub fn attachments(&self) -> impl Iterator<Item = (Hook, u32)> + '_ {
+        self.attached.iter().map(|(&i, &h)| (h, i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            controller: None,
+            is_veth: false,
+            is_bridge: false,
+            is_ether: true,
+            mac: Some([2, 0, 0, 0, 0, index as u8]),
         }
-        match link.controller.filter(|_| wanted) {
-            Some(bridge) => self.veth_bridges.insert(link.index, bridge),
-            None => self.veth_bridges.remove(&link.index),
+    }
+
+    fn host() -> Vec<Link> {
+        let lo = Link {
+            is_ether: false,
+            ..link(1, "lo")
         };
+        let eth0 = link(2, "eth0");
+        let docker0 = Link {
+            is_bridge: true,
+            ..link(3, "docker0")
+        };
+        let veth = Link {
+            is_veth: true,
+            controller: Some(3),
+            ..link(4, "veth1")
+        };
+        let lan = Link {
+            is_bridge: true,
+            ..link(5, "br-lan")
+        };
+        let vm = Link {
+            controller: Some(5),
+            ..link(6, "tap0")
+        };
+        let wg = Link {
+            is_ether: false,
+            mac: None,
+            ..link(7, "wg0")
+        };
+        let eth1 = link(8, "eth1");
+        vec![lo, eth0, docker0, veth, lan, vm, wg, eth1]
     }
 
-    pub(super) fn on_link_gone(&mut self, index: u32) {
-        self.veth_bridges.remove(&index);
-        if self.veths.remove(&index).is_some() {
-            self.detach(Hook::FromContainer, index);
+    fn apply(links: &mut Links) -> Vec<Action> {
+        let plan = links.plan();
+        for a in &plan {
+            links.done(a);
         }
-        if let Some(name) = self.uplinks.remove(&index) {
-            warn!(uplink = %name, "uplink removed; published ports no longer reach the host through it");
-            self.detach(Hook::FromUplink, index);
-        }
-        if let Some(name) = self.bridges.remove(&index) {
-            warn!(bridge = %name, "managed bridge removed");
-        }
-        self.sync_ifaces();
+        plan
     }
 
-    fn detach(&self, hook: Hook, index: u32) {
-        if let Err(e) = self.dp.detach(hook, index) {
-            warn!(error = %e, ifindex = index, program = hook.program(), "cannot remove pinned link");
+    fn attach(hook: Hook, index: u32, name: &str) -> Action {
+        Action::Attach {
+            hook,
+            index,
+            name: name.into(),
         }
     }
 
-    /// Remove pinned links left by an earlier run for interfaces no longer managed.
-    fn prune_stale_links(&self) {
-        let live: BTreeSet<(Hook, u32)> = self
-            .uplinks
-            .keys()
-            .map(|&i| (Hook::FromUplink, i))
-            .chain(self.veths.keys().map(|&i| (Hook::FromContainer, i)))
-            .collect();
-        match self.dp.attachments() {
-            Ok(pinned) => {
-                for a in pinned
-                    .into_iter()
-                    .filter(|a| !live.contains(&(a.hook, a.ifindex)))
-                {
-                    info!(
-                        ifindex = a.ifindex,
-                        program = a.hook.program(),
-                        "removing stale link"
-                    );
-                    self.detach(a.hook, a.ifindex);
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot list pinned links"),
-        }
+    #[test]
+    fn every_ethernet_interface_but_bridges_and_their_ports_is_an_uplink() {
+        let mut links = Links::new(["docker0".to_string()], Uplinks::Every);
+        links.replace_all(host());
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                attach(Hook::FromUplink, 2, "eth0"),
+                attach(Hook::FromContainer, 4, "veth1"),
+                attach(Hook::FromUplink, 5, "br-lan"),
+                attach(Hook::FromUplink, 8, "eth1"),
+            ]
+        );
+        assert_eq!(links.plan(), vec![], "nothing left to do");
+        // An interface added later is followed; one removed loses its attachment.
+        links.upsert(link(9, "eth2"));
+        links.remove(8);
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                Action::Detach {
+                    hook: Hook::FromUplink,
+                    index: 8
+                },
+                attach(Hook::FromUplink, 9, "eth2"),
+            ]
+        );
+        // A bridge that becomes managed stops being an uplink; its ports become
+        // container veths only if they are veths.
+        assert!(links.manage_bridge("br-lan"));
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                Action::Detach {
+                    hook: Hook::FromUplink,
+                    index: 5
+                },
+                attach(Hook::FromUplink, 6, "tap0"),
+            ]
+        );
+        assert_eq!(
+            links.veths().map(|(l, b)| (l.index, b)).collect::<Vec<_>>(),
+            vec![(4, 3)]
+        );
+    }
+
+    #[test]
+    fn named_uplinks_follow_the_name() {
+        let names = BTreeSet::from(["eth1".to_string()]);
+        let mut links = Links::new(["docker0".to_string()], Uplinks::Named(names));
+        links.replace_all(host());
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                attach(Hook::FromContainer, 4, "veth1"),
+                attach(Hook::FromUplink, 8, "eth1"),
+            ]
+        );
+        // Deleted and recreated (a new ifindex), then renamed away.
+        links.remove(8);
+        links.upsert(link(10, "eth1"));
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                Action::Detach {
+                    hook: Hook::FromUplink,
+                    index: 8
+                },
+                attach(Hook::FromUplink, 10, "eth1"),
+            ]
+        );
+        links.upsert(link(10, "backup"));
+        assert_eq!(
+            apply(&mut links),
+            vec![Action::Detach {
+                hook: Hook::FromUplink,
+                index: 10
+            }]
+        );
+        assert_eq!(links.uplinks().count(), 0);
+    }
+
+    #[test]
+    fn a_veth_released_from_its_bridge_is_detached() {
+        let mut links = Links::new(["docker0".to_string()], Uplinks::Named(BTreeSet::new()));
+        links.replace_all(host());
+        apply(&mut links);
+        links.upsert(Link {
+            is_veth: true,
+            ..link(4, "veth1")
+        });
+        assert_eq!(
+            apply(&mut links),
+            vec![Action::Detach {
+                hook: Hook::FromContainer,
+                index: 4
+            }]
+        );
     }
 }

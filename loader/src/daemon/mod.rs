@@ -6,24 +6,27 @@ mod docker_nat;
 mod endpoints;
 mod flows;
 mod host_ips;
+mod interfaces;
 mod links;
 mod published;
 mod subnets;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
+use links::{Links, Uplinks};
+
 use futures::StreamExt as _;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     api::{self, Listing, Request, Response, StatLine, Stats, server::ServerError},
     conntrack::Timeouts,
-    datapath::{Datapath, DatapathError},
-    netlink::{Change, Netlink, NetlinkError},
+    datapath::{Datapath, DatapathError, sync::Synced},
+    netlink::{Netlink, NetlinkError},
     state::{State, StateError},
 };
 
@@ -39,10 +42,6 @@ pub enum DaemonError {
     Server(#[from] ServerError),
     #[error("interface `{name}` is not a bridge")]
     NotABridge { name: String },
-    #[error("uplink `{name}` does not exist")]
-    NoUplink { name: String },
-    #[error("no IPv4 default route to find the uplink by; pass --uplink IFACE")]
-    NoDefaultRoute,
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
     #[error("no cgroup2 hierarchy for the socket programs: {0}")]
@@ -62,7 +61,7 @@ pub struct Config {
     pub bridges: Vec<String>,
     /// Bridges whose networks are routed (no NAT, no inbound policy).
     pub routed_bridges: Vec<String>,
-    /// Empty: the devices of the default route.
+    /// Empty: every Ethernet interface but the managed bridges and their ports.
     pub uplinks: Vec<String>,
     pub socket: PathBuf,
     pub pin_dir: PathBuf,
@@ -82,15 +81,8 @@ struct Daemon {
     nl: Netlink,
     state: State,
     state_dir: PathBuf,
-    /// Managed bridges: ifindex → name.
-    bridges: BTreeMap<u32, String>,
-    uplinks: BTreeMap<u32, String>,
-    /// Container veths with `from_container` attached: ifindex → name.
-    veths: BTreeMap<u32, String>,
-    /// Their bridges: veth ifindex → bridge ifindex.
-    veth_bridges: BTreeMap<u32, u32>,
-    /// Bridge ifindex → its MAC.
-    bridge_macs: BTreeMap<u32, [u8; 6]>,
+    /// The host's interfaces and what bpfnet attached to them.
+    links: Links,
     /// Names of the bridges whose networks are routed (`--routed-bridge`).
     routed_bridges: Vec<String>,
     /// Docker networks' `NET_*` flags, by bridge name.
@@ -126,16 +118,17 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .config
         .set(0, dp_cfg, 0)
         .map_err(DaemonError::Config)?;
+    let uplinks = if cfg.uplinks.is_empty() {
+        Uplinks::Every
+    } else {
+        Uplinks::Named(cfg.uplinks.iter().cloned().collect())
+    };
     let mut d = Daemon {
         dp,
         nl,
         state: State::load(&cfg.state_dir)?,
         state_dir: cfg.state_dir.clone(),
-        bridges: BTreeMap::new(),
-        uplinks: BTreeMap::new(),
-        veths: BTreeMap::new(),
-        veth_bridges: BTreeMap::new(),
-        bridge_macs: BTreeMap::new(),
+        links: Links::new(cfg.bridges.iter().cloned(), uplinks),
         routed_bridges: cfg.routed_bridges.clone(),
         docker_net_flags: BTreeMap::new(),
         timeouts: cfg.timeouts,
@@ -154,9 +147,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
     };
     d.dp.attach_sockets(&cgroup)?;
-    d.setup_links(&cfg).await?;
+    d.setup_links(&cfg.bridges).await?;
     d.sync_addresses().await;
-    d.adopt_docker_bridges().await;
+    d.adopt_docker_bridges();
     d.sync_published();
     d.sync_endpoints();
     let (docker_tx, mut docker_rx) = mpsc::channel(64);
@@ -223,14 +216,11 @@ impl Daemon {
 
     fn listing(&self) -> Listing {
         let mut attached: Vec<(String, String)> = self
-            .uplinks
-            .values()
-            .map(|n| (n.clone(), "from_uplink".to_string()))
-            .chain(
-                self.veths
-                    .values()
-                    .map(|n| (n.clone(), "from_container".to_string())),
-            )
+            .links
+            .attachments()
+            .filter_map(|(hook, i)| {
+                Some((self.links.get(i)?.name.clone(), hook.program().to_string()))
+            })
             .collect();
         attached.sort();
         Listing {
@@ -239,8 +229,8 @@ impl Daemon {
             docker: self.docker_listing(),
             conflicts: self.conflicts.clone(),
             warnings: self.warnings.clone(),
-            bridges: self.bridges.values().cloned().collect(),
-            uplinks: self.uplinks.values().cloned().collect(),
+            bridges: self.links.bridges().map(|l| l.name.clone()).collect(),
+            uplinks: self.links.uplinks().map(|l| l.name.clone()).collect(),
             attached,
         }
     }
@@ -263,22 +253,20 @@ impl Daemon {
             ct_swept: self.swept,
         }
     }
+}
 
-    async fn on_change(&mut self, change: Change) {
-        match change {
-            Change::LinkNew(link) => {
-                self.on_link(link);
-                self.sync_endpoints();
-                self.sync_subnets().await;
-            }
-            Change::LinkDel { index } => {
-                self.on_link_gone(index);
-                self.sync_endpoints();
-                self.sync_subnets().await;
-            }
-            Change::Addresses => self.sync_addresses().await,
-        }
+/// Log every error of a map sync: each is a difference between the datapath and the
+/// desired state that the next sync retries.
+fn report(map: &str, synced: Synced) {
+    for e in &synced.errors {
+        warn!(map, error = %e, "map differs from the desired state");
     }
+    debug!(
+        map,
+        written = synced.written,
+        removed = synced.removed,
+        "map synced"
+    );
 }
 
 /// A non-zero random u32 from the kernel.

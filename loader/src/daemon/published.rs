@@ -5,7 +5,7 @@ use common::{Backend, CT_DNAT, PublishedKey};
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::spec::PublishSpec;
+use crate::{datapath::sync::sync, spec::PublishSpec};
 
 impl Daemon {
     /// The publishes to install, manual ones first, and the Docker ones left out because
@@ -111,24 +111,9 @@ impl Daemon {
             }
         }
         self.conflicts = conflicts;
-        let want: BTreeMap<PublishedKey, (Backend, PublishSpec)> = accepted
-            .iter()
-            .flat_map(|s| s.entries().map(move |(k, b)| (k, (b, *s))))
-            .collect();
-        let map = &mut self.dp.maps.published;
-        let have: Vec<(PublishedKey, Backend)> = map.iter().filter_map(Result::ok).collect();
-        for (k, b) in &have {
-            if want.get(k).is_none_or(|(wb, _)| wb != b) {
-                let _ = map.remove(k);
-            }
-        }
-        for (k, (b, spec)) in &want {
-            if !have.contains(&(*k, *b))
-                && let Err(e) = map.insert(k, b, 0)
-            {
-                warn!(%spec, error = %e, "cannot install a published port");
-            }
-        }
+        let want: BTreeMap<PublishedKey, Backend> =
+            accepted.iter().flat_map(PublishSpec::entries).collect();
+        super::report("published ports", sync(&mut self.dp.maps.published, &want));
         debug!(
             publishes = accepted.len(),
             entries = want.len(),

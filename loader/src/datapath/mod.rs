@@ -6,6 +6,7 @@ mod cgroup;
 mod layout_tests;
 mod maps;
 mod pinned;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 

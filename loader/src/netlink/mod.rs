@@ -7,13 +7,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 use rtnetlink::{
-    Handle, LinkBridge, RouteMessageBuilder,
+    Handle, LinkBridge,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
-        link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+        link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage},
         neighbour::{NeighbourAttribute, NeighbourState},
-        route::{RouteAttribute, RouteHeader},
     },
 };
 
@@ -124,6 +123,8 @@ pub struct Link {
     pub controller: Option<u32>,
     pub is_veth: bool,
     pub is_bridge: bool,
+    /// An Ethernet device (not loopback, not an L3 tunnel).
+    pub is_ether: bool,
     pub mac: Option<[u8; 6]>,
 }
 
@@ -135,6 +136,7 @@ impl Link {
             controller: None,
             is_veth: false,
             is_bridge: false,
+            is_ether: msg.header.link_layer_type == LinkLayerType::Ether,
             mac: None,
         };
         for attr in &msg.attributes {
@@ -260,31 +262,5 @@ impl Netlink {
                 _ => None,
             })
             .collect())
-    }
-
-    /// ifindexes of the devices of IPv4 default routes in the main table.
-    pub async fn default_route_devices(&self) -> Result<Vec<u32>, NetlinkError> {
-        let routes: Vec<_> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("route dump"))?;
-        let mut out: Vec<u32> = routes
-            .iter()
-            .filter(|r| {
-                r.header.destination_prefix_length == 0
-                    && r.header.table == RouteHeader::RT_TABLE_MAIN
-            })
-            .flat_map(|r| r.attributes.iter())
-            .filter_map(|a| match a {
-                RouteAttribute::Oif(i) => Some(*i),
-                _ => None,
-            })
-            .collect();
-        out.dedup();
-        Ok(out)
     }
 }

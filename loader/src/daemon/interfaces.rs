@@ -1,0 +1,139 @@
+//! Applying `Links` to the host: bridges created when missing, programs attached and
+//! detached as interfaces appear, change and go, stale pinned links removed, and
+//! `ifaces_v1` holding the role of every managed interface.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use common::{IFACE_BRIDGE, IFACE_UPLINK};
+use tracing::{info, warn};
+
+use super::{Daemon, DaemonError, links::Action};
+use crate::{datapath::Hook, netlink::Change};
+
+/// `BPF_NOEXIST`: create, never replace.
+const NOEXIST: u64 = 1;
+
+/// Docker's default bridge and the address it gets when bpfnet creates it.
+const DOCKER0: &str = "docker0";
+const DOCKER0_ADDR: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 17, 0, 1), 16);
+
+impl Daemon {
+    /// Create the configured bridges that are missing, learn every link, attach what
+    /// each should carry and remove pinned links an earlier run left elsewhere.
+    pub(super) async fn setup_links(&mut self, bridges: &[String]) -> Result<(), DaemonError> {
+        for name in bridges {
+            match self.nl.link_by_name(name).await? {
+                Some(l) if !l.is_bridge => {
+                    return Err(DaemonError::NotABridge { name: name.clone() });
+                }
+                Some(_) => {}
+                None => {
+                    let addr = (name == DOCKER0).then_some(DOCKER0_ADDR);
+                    info!(bridge = %name, ?addr, "creating missing bridge");
+                    self.nl.create_bridge(name, addr).await?;
+                }
+            }
+        }
+        self.links.replace_all(self.nl.links().await?);
+        for name in self.links.missing_uplinks() {
+            warn!(uplink = %name, "uplink does not exist yet; attaching when it appears");
+        }
+        self.apply_links();
+        self.prune_stale_links();
+        Ok(())
+    }
+
+    /// Follow a link notification.
+    pub(super) async fn on_change(&mut self, change: Change) {
+        match change {
+            Change::LinkNew(link) => self.links.upsert(link),
+            Change::LinkDel { index } => {
+                self.links.remove(index);
+            }
+            Change::Addresses => return self.sync_addresses().await,
+        }
+        if self.apply_links() {
+            self.sync_endpoints();
+            self.sync_subnets().await;
+        }
+    }
+
+    /// Carry out what `Links` plans; true if anything changed. A failed detach leaves
+    /// the pin for the next start to prune; a failed attach is retried on the next
+    /// change of any link.
+    pub(super) fn apply_links(&mut self) -> bool {
+        let plan = self.links.plan();
+        for action in &plan {
+            match action {
+                Action::Attach { hook, index, name } => {
+                    if *hook == Hook::FromContainer {
+                        self.known_port(*index);
+                    }
+                    match self.dp.attach(*hook, name, *index) {
+                        Ok(()) => self.links.done(action),
+                        Err(e) => warn!(error = %e, "interface left without its bpfnet program"),
+                    }
+                }
+                Action::Detach { hook, index } => {
+                    if let Err(e) = self.dp.detach(*hook, *index) {
+                        warn!(error = %e, ifindex = index, program = hook.program(), "cannot remove pinned link");
+                    }
+                    self.links.done(action);
+                }
+            }
+        }
+        self.sync_ifaces();
+        !plan.is_empty()
+    }
+
+    /// Fail closed: a container veth's port is known (and so enforced) before its
+    /// program runs. NOEXIST: a port kept from an earlier run keeps its binding.
+    fn known_port(&mut self, veth: u32) {
+        let Some(bridge) = self.links.get(veth).and_then(|l| l.controller) else {
+            return;
+        };
+        let port = self.port(bridge, None);
+        if let Err(e) = self.dp.maps.ports.insert(veth, port, NOEXIST)
+            && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
+        {
+            warn!(ifindex = veth, error = %e, "cannot record the bridge port");
+        }
+    }
+
+    /// `ifaces_v1` holds exactly the roles of the managed interfaces.
+    fn sync_ifaces(&mut self) {
+        let want: BTreeMap<u32, u32> = self
+            .links
+            .uplinks()
+            .map(|l| (l.index, IFACE_UPLINK))
+            .chain(self.links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
+            .collect();
+        let synced = crate::datapath::sync::sync(&mut self.dp.maps.ifaces, &want);
+        super::report("interface roles", synced);
+    }
+
+    /// Remove pinned links left by an earlier run for interfaces no longer served.
+    fn prune_stale_links(&self) {
+        let live: BTreeSet<(Hook, u32)> = self.links.attachments().collect();
+        match self.dp.attachments() {
+            Ok(pinned) => {
+                for a in pinned
+                    .into_iter()
+                    .filter(|a| !live.contains(&(a.hook, a.ifindex)))
+                {
+                    info!(
+                        ifindex = a.ifindex,
+                        program = a.hook.program(),
+                        "removing stale link"
+                    );
+                    if let Err(e) = self.dp.detach(a.hook, a.ifindex) {
+                        warn!(error = %e, ifindex = a.ifindex, "cannot remove pinned link");
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list pinned links"),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Every interface, as Docker does it: egress is masqueraded on whichever interface the
+//! route picks (one added after the daemon started included), published ports answer
+//! on every local address, route changes are followed per packet, an interface deleted
+//! and recreated is served again; `--uplink` narrows the set and follows the name.
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use bpfnet_tests::{
+    daemon::{Daemon, cli_ok, ls},
+    echo::{EchoServer, WhoamiServer, assert_fails, tcp_roundtrip},
+    netns::Netns,
+    require_root,
+    topo::{BRIDGE, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
+};
+
+/// The second uplink, added later: `up1` (203.0.113.1/24) in the host to `eth0`
+/// (203.0.113.2/24) in `lan2`, which routes everything back through the host.
+const UP1: &str = "up1";
+const UP1_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const LAN2_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+
+fn wire_up1(host: &Netns, lan2: &Netns) {
+    host.ip(&[
+        "link", "add", UP1, "type", "veth", "peer", "name", "eth0", "netns", &lan2.name,
+    ]);
+    host.ip(&["addr", "add", "203.0.113.1/24", "dev", UP1]);
+    host.ip(&["link", "set", UP1, "up"]);
+    lan2.ip(&["addr", "add", "203.0.113.2/24", "dev", "eth0"]);
+    lan2.ip(&["link", "set", "eth0", "up"]);
+    lan2.ip(&["route", "replace", "default", "via", "203.0.113.1"]);
+    for (ns, dev) in [(host, UP1), (lan2, "eth0")] {
+        ns.exec(&["ethtool", "-K", dev, "tx", "off", "rx", "off"]);
+    }
+}
+
+/// The daemon on the topology's bridge, with `uplinks` (none: every interface).
+fn daemon(t: &Topology, uplinks: &[&str]) -> Daemon {
+    let mut args = t.files.daemon_args();
+    args.extend(["--bridge", BRIDGE, "--no-docker"].map(String::from));
+    for u in uplinks {
+        args.extend(["--uplink".to_string(), u.to_string()]);
+    }
+    Daemon::start(&t.host.path(), &t.files.socket, &args)
+}
+
+/// Poll `ls` until its uplinks are `want`.
+fn wait_uplinks(socket: &Path, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = ls(socket)["uplinks"].clone();
+        if got == serde_json::json!(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uplinks are {got}, expected {want:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The address a whoami server at `to` saw the container's connection come from.
+fn seen_from_container(t: &Topology, to: SocketAddr) -> Ipv4Addr {
+    let reply = tcp_roundtrip(&t.container, to, b"who").expect("container reaches the server");
+    let seen: SocketAddr = String::from_utf8_lossy(&reply)
+        .parse()
+        .unwrap_or_else(|e| panic!("whoami answered {reply:?}: {e}"));
+    match seen.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        other => panic!("an IPv6 peer {other}"),
+    }
+}
+
+fn echo_ok(ns: &Netns, to: SocketAddr) {
+    assert_eq!(
+        tcp_roundtrip(ns, to, b"hi").unwrap_or_else(|e| panic!("published {to}: {e}")),
+        b"8080:hi",
+        "published port at {to} from {}",
+        ns.name
+    );
+}
+
+#[test]
+fn every_interface_masquerades_and_publishes_including_later_ones() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("upe");
+    let lan2 = Netns::new(&format!("{}-lan2", t.host.name));
+    let _d = daemon(&t, &[]);
+    wait_uplinks(&t.files.socket, &["up0"]);
+    let _echo = EchoServer::start(&t.container, 8080);
+    cli_ok(&t.files.socket, &["publish", "8080:172.17.0.4:8080"]);
+    let _who = WhoamiServer::start(&t.server, 9000);
+    let _who2 = WhoamiServer::start(&lan2, 9000);
+    let server = SocketAddr::from((SERVER_IP, 9000));
+    assert_eq!(
+        seen_from_container(&t, server),
+        HOST_IP,
+        "masqueraded on up0"
+    );
+
+    // An interface that appears after the daemon started is served.
+    wire_up1(&t.host, &lan2);
+    wait_uplinks(&t.files.socket, &["up0", UP1]);
+    assert_eq!(
+        seen_from_container(&t, SocketAddr::from((LAN2_IP, 9000))),
+        UP1_IP,
+        "egress through the new interface leaves with its address"
+    );
+    echo_ok(&lan2, SocketAddr::from((UP1_IP, 8080)));
+    // Every local address, whichever interface the packet came in by.
+    echo_ok(&lan2, SocketAddr::from((HOST_IP, 8080)));
+
+    // A route change is followed from the next packet: the server's address now lies
+    // behind up1 (lan2 answers for it), and egress is masqueraded there.
+    lan2.ip(&["addr", "add", "198.51.100.2/32", "dev", "lo"]);
+    t.host
+        .ip(&["route", "add", "198.51.100.2/32", "via", "203.0.113.2"]);
+    assert_eq!(
+        seen_from_container(&t, server),
+        UP1_IP,
+        "after the route change"
+    );
+    t.host.ip(&["route", "del", "198.51.100.2/32"]);
+    assert_eq!(
+        seen_from_container(&t, server),
+        HOST_IP,
+        "route change undone"
+    );
+
+    // Deleted and recreated (a new ifindex): served again.
+    t.host.ip(&["link", "del", UP1]);
+    wait_uplinks(&t.files.socket, &["up0"]);
+    wire_up1(&t.host, &lan2);
+    wait_uplinks(&t.files.socket, &["up0", UP1]);
+    echo_ok(&lan2, SocketAddr::from((UP1_IP, 8080)));
+    assert_eq!(
+        seen_from_container(&t, SocketAddr::from((LAN2_IP, 9000))),
+        UP1_IP,
+        "egress through the recreated interface"
+    );
+    t.assert_no_checksum_errors();
+}
+
+#[test]
+fn uplink_narrows_the_set_and_follows_its_name() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("upn");
+    let lan2 = Netns::new(&format!("{}-lan2", t.host.name));
+    // up1 does not exist yet: the daemon starts and waits for it.
+    let _d = daemon(&t, &[UP1]);
+    wait_uplinks(&t.files.socket, &[]);
+    let _echo = EchoServer::start(&t.container, 8080);
+    cli_ok(&t.files.socket, &["publish", "8080:172.17.0.4:8080"]);
+    wire_up1(&t.host, &lan2);
+    wait_uplinks(&t.files.socket, &[UP1]);
+    echo_ok(&lan2, SocketAddr::from((UP1_IP, 8080)));
+
+    // up0 is not an uplink: nothing is published there (the host itself answers the
+    // SYN, and has no listener), and egress through it is not masqueraded.
+    assert_fails(
+        "published port through an interface left out",
+        tcp_roundtrip(&t.client, Topology::host_addr(8080), b"hi"),
+        std::io::ErrorKind::ConnectionRefused,
+    );
+    let _who = WhoamiServer::start(&t.server, 9000);
+    assert_eq!(
+        seen_from_container(&t, SocketAddr::from((SERVER_IP, 9000))),
+        CONTAINER_IP,
+        "egress through an interface left out keeps the container's address"
+    );
+
+    // Renamed away, it is left; recreated under the name, it is served again.
+    t.host.ip(&["link", "set", UP1, "down"]);
+    t.host.ip(&["link", "set", UP1, "name", "old1"]);
+    wait_uplinks(&t.files.socket, &[]);
+    t.host.ip(&["link", "del", "old1"]);
+    wire_up1(&t.host, &lan2);
+    wait_uplinks(&t.files.socket, &[UP1]);
+    echo_ok(&lan2, SocketAddr::from((UP1_IP, 8080)));
+}
