@@ -13,9 +13,8 @@ mod subnets;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
-use links::{Links, Uplinks};
-
 use futures::StreamExt as _;
+use links::{Links, Uplinks};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
