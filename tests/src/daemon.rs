@@ -1,5 +1,6 @@
 //! Running the real `bpfnet` binary: the daemon inside a namespace, and the CLI.
 use std::{
+    collections::BTreeSet,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -119,4 +120,34 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         leftovers::forget(self.child.id());
     }
+}
+
+/// (link id, program id) of every link pinned under `pin_dir/links`.
+pub fn pinned_links(pin_dir: &Path) -> Vec<(u32, u32)> {
+    let dir = pin_dir.join("links");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|e| {
+            let path = e.expect("pinned link entry").path();
+            let link = aya::programs::links::PinnedLink::from_pin(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            let info = aya::programs::links::FdLink::from(link)
+                .info()
+                .unwrap_or_else(|e| panic!("info of {}: {e}", path.display()));
+            (info.id(), info.program_id())
+        })
+        .collect()
+}
+
+/// IDs of every BPF link and every BPF program alive in the kernel now.
+pub fn live_bpf_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let links = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .map(|l| l.id())
+        .collect();
+    let progs = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .map(|p| p.id())
+        .collect();
+    (links, progs)
 }

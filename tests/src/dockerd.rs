@@ -27,6 +27,8 @@ pub struct Dockerd {
     netns_path: String,
     bip: String,
     live_restore: bool,
+    /// Docker's own iptables NAT (off while bpfnet does the NAT).
+    own_nat: bool,
 }
 
 impl Dockerd {
@@ -46,6 +48,7 @@ impl Dockerd {
             netns_path: netns_path.into(),
             bip: bip.into(),
             live_restore,
+            own_nat: false,
         };
         d.respawn();
         d.import_image();
@@ -75,9 +78,9 @@ impl Dockerd {
             .args(["-H", &self.host()])
             .args(["--bip", &self.bip])
             .args([
-                "--iptables=false",
-                "--ip-masq=false",
-                "--userland-proxy=false",
+                format!("--iptables={}", self.own_nat),
+                format!("--ip-masq={}", self.own_nat),
+                "--userland-proxy=false".into(),
             ])
             .args(self.live_restore.then_some("--live-restore"))
             .stdin(Stdio::null())
@@ -95,6 +98,14 @@ impl Dockerd {
             );
             thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Stop dockerd and start it again with Docker's own iptables NAT, as a host without
+    /// bpfnet runs it.
+    pub fn respawn_with_own_nat(&mut self) {
+        self.stop();
+        self.own_nat = true;
+        self.respawn();
     }
 
     /// Stop dockerd (SIGTERM) and wait for it; with live restore its containers go on.

@@ -7,12 +7,13 @@ use std::{
     io::ErrorKind,
     net::SocketAddr,
     path::Path,
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, cli_ok, counter, ls},
+    daemon::{Daemon, bin, cli_ok, counter, live_bpf_ids, ls, pinned_links},
     dockerd::{Dockerd, IMAGE, PAGE},
     echo::{WhoamiServer, assert_fails, tcp_roundtrip},
     netns::Netns,
@@ -510,6 +511,59 @@ fn docker_network_options_internal_icc_and_masquerade() {
         seen.starts_with("172.26.0.10:"),
         "not masqueraded: the server saw `{seen}`"
     );
+
+    // driver.mtu: the network's containers get it, and a megabyte crosses the publish
+    // and the masquerade in segments that fit it.
+    docker.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "172.24.0.0/24",
+        "-o=com.docker.network.driver.mtu=1400",
+        "small",
+    ]);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "--network",
+        "small",
+        "-p",
+        "8042:80",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 1000000 /dev/zero > /www/big && httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(
+        docker.ok(&["exec", "s1", "cat", "/sys/class/net/eth0/mtu"]),
+        "1400"
+    );
+    wait_ls(sock, "s1's publish", |l| {
+        published(l).iter().any(|p| p.contains("8042:"))
+    });
+    let big = tcp_roundtrip(
+        &d.client,
+        SocketAddr::from(([192, 0, 2, 1], 8042)),
+        b"GET /big HTTP/1.0\r\n\r\n",
+    )
+    .expect("a megabyte through the publish");
+    assert!(big.len() > 1_000_000, "{} bytes arrived", big.len());
+    let _sink = d.server.spawn(|| {
+        let l = std::net::TcpListener::bind("0.0.0.0:9002").expect("bind 9002");
+        let (mut s, _) = l.accept().expect("accept");
+        std::io::Write::write_all(&mut s, &[0u8; 1_000_000]).expect("send a megabyte");
+    });
+    thread::sleep(Duration::from_millis(200));
+    let out = docker.ok(&[
+        "exec",
+        "s1",
+        "sh",
+        "-c",
+        "nc -w 3 198.51.100.2 9002 </dev/null | wc -c",
+    ]);
+    assert_eq!(out, "1000000", "a megabyte through the masquerade");
 }
 
 #[test]
@@ -599,4 +653,72 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
         http_ok(&client, SocketAddr::from(([192, 0, 2, 1], 8039))),
         "a container started after Docker's return is published"
     );
+}
+
+/// `bpfnet daemon --cleanup` on a host with a published container: refused while the
+/// daemon runs; afterwards no link or program bpfnet attached is left in the kernel
+/// (interfaces and the root cgroup alike) and no pin, the port is no longer bpfnet's,
+/// and Docker's own networking serves it again once its iptables is back on.
+#[test]
+fn cleanup_hands_the_host_back_to_docker() {
+    if !require_root() {
+        return;
+    }
+    let mut d = DockerHost::new("dkc");
+    // A plain host, where Docker's own NAT works.
+    forward_policy(&d.host, "ACCEPT");
+    d.host.exec(&["iptables", "-t", "raw", "-F", "PREROUTING"]);
+    let sock = d.files.socket.clone();
+    let daemon = d.start_bpfnet();
+    run_web(&d.docker, &sock);
+    let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
+    assert!(http_ok(&d.client, outside), "published by bpfnet");
+
+    let cleanup = || {
+        Command::new(bin())
+            .arg("--socket")
+            .arg(&sock)
+            .args(["daemon", "--cleanup", "--pin-dir"])
+            .arg(&d.files.pin_dir)
+            .output()
+            .expect("bpfnet daemon --cleanup runs")
+    };
+    let refused = cleanup();
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("stop it first"),
+        "cleanup under a running daemon: {refused:?}"
+    );
+    let pinned = pinned_links(&d.files.pin_dir);
+    // Four socket programs on the cgroup, from_uplink on up0, from_container on web's veth.
+    assert_eq!(pinned.len(), 6, "pinned links: {pinned:?}");
+    drop(daemon);
+    assert!(
+        http_ok(&d.client, outside),
+        "the datapath outlives the daemon"
+    );
+
+    let out = cleanup();
+    assert!(out.status.success(), "cleanup: {out:?}");
+    assert!(!d.files.pin_dir.exists(), "the pin directory is gone");
+    let (links, progs) = live_bpf_ids();
+    for (link, prog) in &pinned {
+        assert!(!links.contains(link), "link {link} still in the kernel");
+        assert!(!progs.contains(prog), "program {prog} still in the kernel");
+    }
+    assert!(
+        !http_ok(&d.client, outside),
+        "with bpfnet gone and Docker's NAT off, nothing publishes the port"
+    );
+
+    d.docker.respawn_with_own_nat();
+    d.docker.ok(&["start", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_ok(&d.client, outside) {
+        assert!(
+            Instant::now() < deadline,
+            "Docker's own NAT publishes the port"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }

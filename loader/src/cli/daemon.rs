@@ -1,8 +1,17 @@
 //! `bpfnet daemon`.
-use std::{path::PathBuf, time::Duration};
+use std::{
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Context as _;
-use bpfnet::{conntrack::Timeouts, daemon, datapath::DEFAULT_PIN_DIR, spec::PortRange};
+use anyhow::{Context as _, bail};
+use bpfnet::{
+    conntrack::Timeouts,
+    daemon,
+    datapath::{DEFAULT_PIN_DIR, teardown::teardown},
+    spec::PortRange,
+};
 use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +61,13 @@ pub struct Args {
     /// mounted cgroup2 hierarchy, mounted under /run/bpfnet when there is none).
     #[arg(long, value_name = "DIR")]
     cgroup: Option<PathBuf>,
+    /// Do not run: remove everything bpfnet put in the kernel (every pinned link, so
+    /// each program leaves its interface and cgroup; every pinned map; the pin
+    /// directory; bpfnet's own cgroup2 mount) and exit, reporting every failure.
+    /// Refused while a daemon answers on the socket. The persisted state and the
+    /// bridges stay, so Docker's own networking can take over again.
+    #[arg(long)]
+    cleanup: bool,
 }
 
 fn snat_ports(s: &str) -> Result<PortRange, String> {
@@ -61,6 +77,9 @@ fn snat_ports(s: &str) -> Result<PortRange, String> {
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
+    if args.cleanup {
+        return cleanup(&args.pin_dir, &socket);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("BPFNET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -88,4 +107,40 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(daemon::run(cfg))?;
     Ok(())
+}
+
+/// `--cleanup`: the datapath's way out.
+fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
+    if UnixStream::connect(socket).is_ok() {
+        bail!(
+            "a bpfnet daemon answers on {}; stop it first",
+            socket.display()
+        );
+    }
+    let t = teardown(pin_dir);
+    for link in &t.links {
+        println!("detached {link}");
+    }
+    println!(
+        "removed {} pinned maps and {}",
+        t.maps.len(),
+        pin_dir.display()
+    );
+    for m in &t.unmounted {
+        println!("unmounted {}", m.display());
+    }
+    let mut errors: Vec<String> = t.errors.iter().map(ToString::to_string).collect();
+    match std::fs::remove_file(socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            errors.push(format!("cannot remove `{}`: {e}", socket.display()));
+        }
+        _ => {}
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for e in &errors {
+        eprintln!("bpfnet: {e}");
+    }
+    bail!("cleanup incomplete: {} failures", errors.len())
 }

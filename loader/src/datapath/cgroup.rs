@@ -19,7 +19,7 @@ pub const SOCK_PROGRAMS: [&str; 4] = [
 ];
 
 /// Where bpfnet mounts a cgroup2 hierarchy when the host has none mounted.
-const OWN_MOUNT: &str = "/run/bpfnet/cgroup2";
+pub(super) const OWN_MOUNT: &str = "/run/bpfnet/cgroup2";
 
 /// A mounted cgroup2 hierarchy (its root holds every process), mounting one if needed.
 pub fn cgroup2_root() -> io::Result<PathBuf> {

@@ -7,6 +7,7 @@ mod layout_tests;
 mod maps;
 mod pinned;
 pub mod sync;
+pub mod teardown;
 
 use std::path::{Path, PathBuf};
 
