@@ -6,6 +6,7 @@ pub mod dockerd;
 pub mod echo;
 pub mod fixture;
 pub mod leftovers;
+pub mod lossy_events;
 pub mod netns;
 pub mod packet;
 pub mod raw;

@@ -16,6 +16,7 @@ use bpfnet_tests::{
     daemon::{Daemon, bin, cli_ok, counter, live_bpf_ids, ls, pinned_links},
     dockerd::{Dockerd, IMAGE, PAGE},
     echo::{WhoamiServer, assert_fails, tcp_roundtrip},
+    lossy_events::LossyEvents,
     netns::Netns,
     require_root,
     scratch::Scratch,
@@ -721,4 +722,52 @@ fn cleanup_hands_the_host_back_to_docker() {
         );
         thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Reconciliation is level-triggered: with the event stream losing events (a proxy
+/// between bpfnet and dockerd swallows them), `docker stop` and `docker start` still
+/// reach the datapath through the periodic listing of containers.
+#[test]
+fn docker_resync_heals_missed_events() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dkr");
+    let proxy = LossyEvents::start(&d.docker.socket, d.files.socket.with_extension("docker"));
+    let mut args = d.files.daemon_args();
+    args.extend(["--uplink", "up0", "--docker-resync", "2"].map(String::from));
+    let sock = &d.files.socket;
+    let _daemon = Daemon::start_env(
+        &d.host.path(),
+        sock,
+        &args,
+        &[("DOCKER_HOST", &proxy.host())],
+    );
+    run_web(&d.docker, sock);
+    let outside = SocketAddr::from(([192, 0, 2, 1], 8038));
+    assert!(
+        http_ok(&d.client, outside),
+        "published through the proxy's events"
+    );
+
+    proxy.set_losing(true);
+    d.docker.ok(&["stop", "web"]);
+    wait_ls(sock, "web's publish gone without its events", |l| {
+        !published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    assert_fails(
+        "a stopped container's port",
+        tcp_roundtrip(&d.client, outside, GET),
+        ErrorKind::ConnectionRefused,
+    );
+    d.docker.ok(&["start", "web"]);
+    wait_ls(sock, "web's publish back without its events", |l| {
+        published(l).iter().any(|p| p.starts_with("8038:"))
+    });
+    assert!(http_ok(&d.client, outside), "published again by the resync");
+    assert!(
+        proxy.swallowed() >= 2,
+        "the stop and start events were lost ({} swallowed)",
+        proxy.swallowed()
+    );
 }

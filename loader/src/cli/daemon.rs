@@ -36,6 +36,11 @@ pub struct Args {
     /// Do not follow the Docker Engine API.
     #[arg(long)]
     no_docker: bool,
+    /// Seconds between two full listings of Docker's containers, besides its event
+    /// stream: whatever a missed event left is healed by the next one.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    docker_resync: u64,
     /// Managed bridge whose network is routed, not NATed (repeatable): no masquerade,
     /// and reachable from outside without a publish, like Docker's
     /// `com.docker.network.bridge.gateway_mode_ipv4=routed`.
@@ -94,6 +99,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
         follow_docker: !args.no_docker,
+        docker_resync: Duration::from_secs(args.docker_resync),
         snat_ports: (args.snat_ports.start, args.snat_ports.end),
         ct_entries: args.ct_entries,
         timeouts: args.ct_timeouts.unwrap_or_default(),

@@ -66,6 +66,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub follow_docker: bool,
+    /// How often the Docker containers are listed again, healing missed events.
+    pub docker_resync: Duration,
     /// SNAT source ports, inclusive, host order.
     pub snat_ports: (u16, u16),
     pub ct_entries: u32,
@@ -153,7 +155,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_endpoints();
     let (docker_tx, mut docker_rx) = mpsc::channel(64);
     if cfg.follow_docker {
-        tokio::spawn(crate::docker::watch::watch(docker_tx));
+        tokio::spawn(crate::docker::watch::watch(docker_tx, cfg.docker_resync));
     } else {
         drop(docker_tx);
     }

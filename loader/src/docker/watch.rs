@@ -48,9 +48,6 @@ pub enum Update {
     Gone { id: String },
 }
 
-/// How often the whole container list is read again, whatever the events said.
-const RESYNC: Duration = Duration::from_secs(30);
-
 /// Where the engine is: `DOCKER_HOST` (unix://PATH) like the docker CLI, else the
 /// default socket.
 pub fn socket_path() -> String {
@@ -60,8 +57,9 @@ pub fn socket_path() -> String {
         .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
 }
 
-/// Follow Docker forever, sending updates to `tx`.
-pub async fn watch(tx: mpsc::Sender<Update>) {
+/// Follow Docker forever, sending updates to `tx`; every `resync` the whole container
+/// list is read again, whatever the events said.
+pub async fn watch(tx: mpsc::Sender<Update>, resync: Duration) {
     let path = socket_path();
     let mut backoff = Duration::from_millis(250);
     let mut told = false;
@@ -71,7 +69,7 @@ pub async fn watch(tx: mpsc::Sender<Update>) {
                 info!(socket = %path, "following Docker");
                 backoff = Duration::from_millis(250);
                 told = false;
-                match follow(&docker, &tx).await {
+                match follow(&docker, &tx, resync).await {
                     Ok(()) => warn!("Docker event stream ended; reconnecting"),
                     Err(e) => warn!(error = %e, "lost Docker; reconnecting"),
                 }
@@ -98,7 +96,11 @@ async fn connect(path: &str) -> Result<Docker, bollard::errors::Error> {
     Ok(docker)
 }
 
-async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollard::errors::Error> {
+async fn follow(
+    docker: &Docker,
+    tx: &mpsc::Sender<Update>,
+    every: Duration,
+) -> Result<(), bollard::errors::Error> {
     // Subscribe before listing, so nothing happens unseen in between.
     let filters = HashMap::from([("type", vec!["container", "network"])]);
     let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
@@ -112,7 +114,7 @@ async fn follow(docker: &Docker, tx: &mpsc::Sender<Update>) -> Result<(), bollar
     }
     // Level-triggered: besides the events, the whole list now and then, so a missed
     // event heals by itself.
-    let mut resync = tokio::time::interval(RESYNC);
+    let mut resync = tokio::time::interval(every);
     resync.tick().await;
     loop {
         let update = tokio::select! {
