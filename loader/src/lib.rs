@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod docker;
 pub mod endpoint;
+pub mod flags;
 pub mod netlink;
 pub mod spec;
 pub mod state;

@@ -1,8 +1,10 @@
 //! Control API between the CLI and the daemon: one JSON request and one JSON response
 //! per line over a unix socket that only root can open.
 pub mod client;
+mod error;
 pub mod server;
 
+pub use error::ApiError;
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -10,7 +10,7 @@ use bpfnet::{
     conntrack::Timeouts,
     daemon,
     datapath::{DEFAULT_PIN_DIR, teardown::teardown},
-    spec::PortRange,
+    flags::{IfName, SnatPorts},
 };
 use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
@@ -20,13 +20,13 @@ pub struct Args {
     /// Bridge whose container veths bpfnet serves (repeatable). A missing bridge is
     /// created; docker0 gets 172.17.0.1/16.
     #[arg(long = "bridge", value_name = "NAME", default_value = "docker0")]
-    bridges: Vec<String>,
+    bridges: Vec<IfName>,
     /// Narrow the uplinks to these interfaces (repeatable), followed by name as they
     /// come and go. Default: every Ethernet interface but the managed bridges and
     /// ports of bridges, as Docker masquerades on every interface but the container's
     /// bridge and publishes on every local address; interfaces added later included.
     #[arg(long = "uplink", value_name = "IFACE")]
-    uplinks: Vec<String>,
+    uplinks: Vec<IfName>,
     /// Directory for pinned maps and links (bpffs is mounted when absent).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
@@ -45,11 +45,11 @@ pub struct Args {
     /// and reachable from outside without a publish, like Docker's
     /// `com.docker.network.bridge.gateway_mode_ipv4=routed`.
     #[arg(long = "routed-bridge", value_name = "NAME")]
-    routed_bridges: Vec<String>,
+    routed_bridges: Vec<IfName>,
     /// Source ports for masqueraded egress (START-END). A flow keeps its own source port
     /// when it lies in the range and is free.
-    #[arg(long, value_name = "RANGE", value_parser = snat_ports, default_value = "1024-65535")]
-    snat_ports: PortRange,
+    #[arg(long, value_name = "RANGE", default_value = "1024-65535")]
+    snat_ports: SnatPorts,
     /// Size of the connection-tracking map (two entries per flow).
     #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
@@ -75,12 +75,6 @@ pub struct Args {
     cleanup: bool,
 }
 
-fn snat_ports(s: &str) -> Result<PortRange, String> {
-    PortRange::parse(s)
-        .filter(|r| r.start >= 1024)
-        .ok_or_else(|| format!("`{s}` is not a port range START-END within 1024-65535"))
-}
-
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
     if args.cleanup {
         return cleanup(&args.pin_dir, &socket);
@@ -92,15 +86,15 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cfg = daemon::Config {
-        bridges: args.bridges,
-        routed_bridges: args.routed_bridges,
-        uplinks: args.uplinks,
+        bridges: args.bridges.into_iter().map(String::from).collect(),
+        routed_bridges: args.routed_bridges.into_iter().map(String::from).collect(),
+        uplinks: args.uplinks.into_iter().map(String::from).collect(),
         socket,
         pin_dir: args.pin_dir,
         state_dir: args.state_dir,
         follow_docker: !args.no_docker,
         docker_resync: Duration::from_secs(args.docker_resync),
-        snat_ports: (args.snat_ports.start, args.snat_ports.end),
+        snat_ports: (args.snat_ports.0.start, args.snat_ports.0.end),
         ct_entries: args.ct_entries,
         timeouts: args.ct_timeouts.unwrap_or_default(),
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),

@@ -35,7 +35,7 @@ fn container(l: &Learned) -> DockerContainer {
 
 impl Daemon {
     pub(super) async fn on_docker(&mut self, update: Update) {
-        let before = self.state.docker.clone();
+        let before = self.desired.docker.clone();
         let learned: Vec<&Learned> = match &update {
             Update::Snapshot(all) => all.iter().collect(),
             Update::Upsert(l) => vec![l],
@@ -46,41 +46,41 @@ impl Daemon {
                 info!(bridge = %w.bridge, flags = w.flags, "Docker network options");
             }
         }
-        match update {
+        let persisted = self.desired.follow(|s| match update {
             Update::Snapshot(all) => {
-                self.state.docker = all
+                s.docker = all
                     .iter()
                     .map(|l| (l.net.id.clone(), container(l)))
                     .collect();
-                if before != self.state.docker {
+                if before != s.docker {
                     info!(containers = all.len(), "Docker containers reconciled");
                 }
             }
             Update::Upsert(l) => {
                 info!(container = %l.net.name, "Docker container updated");
-                self.state.docker.insert(l.net.id.clone(), container(&l));
+                s.docker.insert(l.net.id.clone(), container(&l));
             }
             Update::Gone { id } => {
-                if let Some(c) = self.state.docker.remove(&id) {
+                if let Some(c) = s.docker.remove(&id) {
                     info!(container = %c.name, "Docker container stopped");
                 }
             }
+        });
+        if let Err(e) = persisted {
+            warn!(error = %e, "cannot persist Docker state; applied all the same");
         }
-        if before == self.state.docker {
+        if before == self.desired.docker {
             return;
         }
         self.adopt_docker_bridges();
         self.sync_subnets().await;
-        if let Err(e) = self.state.save(&self.state_dir) {
-            warn!(error = %e, "cannot persist Docker state");
-        }
         self.sync_published();
         self.sync_endpoints();
         // Flows to ports a container no longer publishes go with them.
         let dropped: Vec<_> = before
             .iter()
             .flat_map(|(id, old)| {
-                let now = self.state.docker.get(id);
+                let now = self.desired.docker.get(id);
                 old.publishes
                     .iter()
                     .filter(move |s| now.is_none_or(|n| !n.publishes.contains(s)))
@@ -95,7 +95,7 @@ impl Daemon {
     /// Docker's bridge networks in use become managed networks (attached and isolated).
     pub(super) fn adopt_docker_bridges(&mut self) -> bool {
         let wanted: BTreeSet<String> = self
-            .state
+            .desired
             .docker
             .values()
             .flat_map(|c| c.endpoints.iter().map(|e| e.bridge.clone()))
@@ -112,17 +112,22 @@ impl Daemon {
 
     /// Every endpoint to install: manual ones, then Docker's.
     pub(super) fn all_endpoints(&self) -> Vec<EndpointSpec> {
-        self.state
+        self.desired
             .endpoints
             .iter()
             .cloned()
-            .chain(self.state.docker.values().flat_map(|c| c.endpoints.clone()))
+            .chain(
+                self.desired
+                    .docker
+                    .values()
+                    .flat_map(|c| c.endpoints.clone()),
+            )
             .collect()
     }
 
     pub(super) fn docker_listing(&self) -> Vec<crate::api::DockerListing> {
         let by_name: BTreeMap<_, _> = self
-            .state
+            .desired
             .docker
             .iter()
             .map(|(id, c)| (&c.name, (id, c)))

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::Daemon;
 use crate::{
+    api::ApiError,
     datapath::sync::sync,
     endpoint::{EndpointSpec, Ipv4Cidr, Mac},
 };
@@ -21,16 +22,17 @@ impl Daemon {
         veth: String,
         ip: Ipv4Cidr,
         mac: Option<Mac>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApiError> {
         let Some(br_index) = self
             .links
             .by_name(&bridge)
             .map(|l| l.index)
             .filter(|&i| self.links.is_bridge(i))
         else {
-            return Err(format!(
-                "bridge `{bridge}` is not managed by bpfnet (see `bpfnet ls`)"
-            ));
+            return Err(ApiError::NotFound {
+                what: format!("bridge `{bridge}`"),
+                expected: "managed by bpfnet",
+            });
         };
         let Some((veth_index, veth_bridge)) = self
             .links
@@ -38,66 +40,67 @@ impl Daemon {
             .find(|(l, _)| l.name == veth)
             .map(|(l, b)| (l.index, b))
         else {
-            return Err(format!(
-                "`{veth}` is not a container veth on a managed bridge"
-            ));
+            return Err(ApiError::NotFound {
+                what: format!("`{veth}`"),
+                expected: "a container veth on a managed bridge",
+            });
         };
         if veth_bridge != br_index {
-            return Err(format!("`{veth}` is not a port of bridge `{bridge}`"));
+            return Err(ApiError::Invalid {
+                reason: format!("`{veth}` is not a port of bridge `{bridge}`"),
+            });
         }
         if let Some(other) = self
             .all_endpoints()
             .into_iter()
             .find(|e| e.ip.addr == ip.addr)
         {
-            return Err(format!(
-                "{} is already the endpoint on `{}`",
-                ip.addr, other.veth
-            ));
+            return Err(ApiError::Conflict {
+                spec: ip.addr.to_string(),
+                holder: format!("endpoint on {}", other.veth),
+            });
         }
         let mac = match mac {
             Some(m) => m,
             None => self.learn_mac(&veth, veth_index).await?,
         };
-        self.state.endpoints.push(EndpointSpec {
-            bridge,
-            veth,
-            ip,
-            mac,
-        });
-        if let Err(e) = self.state.save(&self.state_dir) {
-            self.state.endpoints.pop();
-            return Err(e.to_string());
-        }
+        self.desired.update(|s| {
+            s.endpoints.push(EndpointSpec {
+                bridge,
+                veth,
+                ip,
+                mac,
+            });
+            Ok(())
+        })?;
         self.sync_endpoints();
         info!(ip = %ip, %mac, "endpoint added");
         Ok(())
     }
 
-    async fn learn_mac(&self, veth: &str, index: u32) -> Result<Mac, String> {
-        let macs = self
-            .nl
-            .learned_macs(index)
-            .await
-            .map_err(|e| e.to_string())?;
-        match macs.as_slice() {
-            [one] => Ok(Mac(*one)),
-            [] => Err(format!("no MAC learned on `{veth}` yet; pass --mac")),
-            _ => Err(format!("several MACs learned on `{veth}`; pass --mac")),
-        }
+    async fn learn_mac(&self, veth: &str, index: u32) -> Result<Mac, ApiError> {
+        let macs = self.nl.learned_macs(index).await?;
+        let reason = match macs.as_slice() {
+            [one] => return Ok(Mac(*one)),
+            [] => format!("no MAC learned on `{veth}` yet; pass --mac"),
+            _ => format!("several MACs learned on `{veth}`; pass --mac"),
+        };
+        Err(ApiError::Invalid { reason })
     }
 
-    pub(super) fn del_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), String> {
-        let Some(pos) = self.state.endpoints.iter().position(|e| e.ip.addr == ip) else {
-            return Err(format!(
-                "{ip} is not a registered endpoint (see `bpfnet ls`)"
-            ));
-        };
-        let gone = self.state.endpoints.remove(pos);
-        if let Err(e) = self.state.save(&self.state_dir) {
-            self.state.endpoints.insert(pos, gone);
-            return Err(e.to_string());
-        }
+    pub(super) fn del_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), ApiError> {
+        self.desired.update(|s| {
+            let pos = s
+                .endpoints
+                .iter()
+                .position(|e| e.ip.addr == ip)
+                .ok_or_else(|| ApiError::NotFound {
+                    what: ip.to_string(),
+                    expected: "a registered endpoint",
+                })?;
+            s.endpoints.remove(pos);
+            Ok(())
+        })?;
         self.sync_endpoints();
         info!(%ip, "endpoint removed");
         Ok(())

@@ -1,6 +1,7 @@
 //! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
+mod desired;
 mod docker;
 mod docker_nat;
 mod endpoints;
@@ -13,6 +14,7 @@ mod subnets;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
+use desired::Desired;
 use futures::StreamExt as _;
 use links::{Links, Uplinks};
 use tokio::{
@@ -26,7 +28,7 @@ use crate::{
     conntrack::Timeouts,
     datapath::{Datapath, DatapathError, sync::Synced},
     netlink::{Netlink, NetlinkError},
-    state::{State, StateError},
+    state::StateError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +82,8 @@ pub struct Config {
 struct Daemon {
     dp: Datapath,
     nl: Netlink,
-    state: State,
-    state_dir: PathBuf,
+    /// What was asked for (publishes, endpoints) and what Docker runs, persisted.
+    desired: Desired,
     /// The host's interfaces and what bpfnet attached to them.
     links: Links,
     /// Names of the bridges whose networks are routed (`--routed-bridge`).
@@ -127,8 +129,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let mut d = Daemon {
         dp,
         nl,
-        state: State::load(&cfg.state_dir)?,
-        state_dir: cfg.state_dir.clone(),
+        desired: Desired::load(cfg.state_dir.clone())?,
         links: Links::new(cfg.bridges.iter().cloned(), uplinks),
         routed_bridges: cfg.routed_bridges.clone(),
         docker_net_flags: BTreeMap::new(),
@@ -209,10 +210,7 @@ impl Daemon {
             } => self.add_endpoint(bridge, veth, ip, mac).await,
             Request::EndpointDel { ip } => self.del_endpoint(ip),
         };
-        match result {
-            Ok(()) => Response::Ok,
-            Err(message) => Response::Error { message },
-        }
+        result.map_or_else(Response::from, |()| Response::Ok)
     }
 
     fn listing(&self) -> Listing {
@@ -226,7 +224,7 @@ impl Daemon {
         attached.sort();
         Listing {
             published: self.accepted_publishes().0,
-            endpoints: self.state.endpoints.clone(),
+            endpoints: self.desired.endpoints.clone(),
             docker: self.docker_listing(),
             conflicts: self.conflicts.clone(),
             warnings: self.warnings.clone(),

@@ -5,15 +5,15 @@ use common::{Backend, CT_DNAT, PublishedKey};
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::{datapath::sync::sync, spec::PublishSpec};
+use crate::{api::ApiError, datapath::sync::sync, spec::PublishSpec};
 
 impl Daemon {
     /// The publishes to install, manual ones first, and the Docker ones left out because
     /// an earlier one holds their port.
     pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
-        let mut accepted = self.state.published.clone();
+        let mut accepted = self.desired.published.clone();
         let mut conflicts = Vec::new();
-        let mut containers: Vec<_> = self.state.docker.values().collect();
+        let mut containers: Vec<_> = self.desired.docker.values().collect();
         containers.sort_by(|a, b| a.name.cmp(&b.name));
         for c in containers {
             for spec in &c.publishes {
@@ -29,53 +29,60 @@ impl Daemon {
         (accepted, conflicts)
     }
 
-    pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), String> {
-        if let Some(other) = self
+    pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
+        if let Some(holder) = self
             .accepted_publishes()
             .0
             .iter()
             .find(|p| p.conflicts_with(&spec))
         {
-            return Err(format!("`{spec}` conflicts with published `{other}`"));
+            return Err(ApiError::Conflict {
+                spec: spec.to_string(),
+                holder: holder.to_string(),
+            });
         }
-        let map = &mut self.dp.maps.published;
-        let mut done = Vec::new();
-        for (k, b) in spec.entries() {
-            if let Err(e) = map.insert(k, b, 0) {
-                for k in &done {
-                    let _ = map.remove(k);
-                }
-                return Err(format!("cannot publish `{spec}`: {e}"));
-            }
-            done.push(k);
-        }
-        self.state.published.push(spec);
-        if let Err(e) = self.state.save(&self.state_dir) {
-            self.state.published.pop();
-            for k in &done {
-                let _ = self.dp.maps.published.remove(k);
-            }
-            return Err(e.to_string());
+        self.desired.update(|s| {
+            s.published.push(spec);
+            Ok(())
+        })?;
+        let errors = self.sync_published();
+        if !errors.is_empty() {
+            // Not in the datapath: not published at all.
+            self.desired.update(|s| {
+                s.published.retain(|p| *p != spec);
+                Ok(())
+            })?;
+            self.sync_published();
+            return Err(ApiError::Datapath {
+                what: format!("`{spec}`"),
+                errors,
+            });
         }
         info!(%spec, "published");
         Ok(())
     }
 
-    pub(super) fn unpublish(&mut self, spec: PublishSpec) -> Result<(), String> {
-        let Some(pos) = self.state.published.iter().position(|p| *p == spec) else {
-            return Err(format!("`{spec}` is not published (see `bpfnet ls`)"));
-        };
-        self.state.published.remove(pos);
-        if let Err(e) = self.state.save(&self.state_dir) {
-            self.state.published.insert(pos, spec);
-            return Err(e.to_string());
-        }
-        for (k, _) in spec.entries() {
-            if let Err(e) = self.dp.maps.published.remove(&k) {
-                warn!(%spec, error = %e, "published entry was already gone");
-            }
-        }
+    pub(super) fn unpublish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
+        self.desired.update(|s| {
+            let pos =
+                s.published
+                    .iter()
+                    .position(|p| *p == spec)
+                    .ok_or_else(|| ApiError::NotFound {
+                        what: format!("`{spec}`"),
+                        expected: "published",
+                    })?;
+            s.published.remove(pos);
+            Ok(())
+        })?;
+        let errors = self.sync_published();
         self.forget_flows(&spec);
+        if !errors.is_empty() {
+            return Err(ApiError::Datapath {
+                what: format!("unpublishing `{spec}`"),
+                errors,
+            });
+        }
         info!(%spec, "unpublished");
         Ok(())
     }
@@ -103,7 +110,8 @@ impl Daemon {
 
     /// Make `published_v1` hold exactly the accepted publishes' entries (the map
     /// survives restarts; this also repairs whatever changed while no daemon ran).
-    pub(super) fn sync_published(&mut self) {
+    /// Returns the failures, each also logged.
+    pub(super) fn sync_published(&mut self) -> Vec<String> {
         let (accepted, conflicts) = self.accepted_publishes();
         for c in &conflicts {
             if !self.conflicts.contains(c) {
@@ -113,11 +121,14 @@ impl Daemon {
         self.conflicts = conflicts;
         let want: BTreeMap<PublishedKey, Backend> =
             accepted.iter().flat_map(PublishSpec::entries).collect();
-        super::report("published ports", sync(&mut self.dp.maps.published, &want));
+        let synced = sync(&mut self.dp.maps.published, &want);
+        let errors = synced.errors.iter().map(ToString::to_string).collect();
+        super::report("published ports", synced);
         debug!(
             publishes = accepted.len(),
             entries = want.len(),
             "published ports synced"
         );
+        errors
     }
 }
