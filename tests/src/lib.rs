@@ -50,3 +50,15 @@ pub fn unique(tag: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{}{tag}-{}-{n}", leftovers::PREFIX, std::process::id())
 }
+
+/// Poll `ok` every 50 ms until it holds; panic with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {timeout:?} for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -21,7 +21,7 @@ use bpfnet_tests::{
     require_root,
     scratch::Scratch,
     topo::{forward_policy, harden_firewall, wire_server, wire_uplink},
-    unique,
+    unique, wait_for,
 };
 
 const GET: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
@@ -714,14 +714,11 @@ fn cleanup_hands_the_host_back_to_docker() {
 
     d.docker.respawn_with_own_nat();
     d.docker.ok(&["start", "web"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_ok(&d.client, outside) {
-        assert!(
-            Instant::now() < deadline,
-            "Docker's own NAT publishes the port"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        "Docker's own NAT to publish the port",
+        Duration::from_secs(10),
+        || http_ok(&d.client, outside),
+    );
 }
 
 /// Reconciliation is level-triggered: with the event stream losing events (a proxy

@@ -5,8 +5,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddr},
     path::Path,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bpfnet_tests::{
@@ -15,6 +14,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     topo::{BRIDGE, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
+    wait_for,
 };
 
 /// The second uplink, added later: `up1` (203.0.113.1/24) in the host to `eth0`
@@ -49,18 +49,11 @@ fn daemon(t: &Topology, uplinks: &[&str]) -> Daemon {
 
 /// Poll `ls` until its uplinks are `want`.
 fn wait_uplinks(socket: &Path, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = ls(socket)["uplinks"].clone();
-        if got == serde_json::json!(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "uplinks are {got}, expected {want:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        &format!("uplinks {want:?}"),
+        Duration::from_secs(10),
+        || ls(socket)["uplinks"] == serde_json::json!(want),
+    );
 }
 
 /// The address a whoami server at `to` saw the container's connection come from.

@@ -19,7 +19,7 @@ pub enum ApiError {
         #[from]
         source: StateError,
     },
-    #[error("the datapath refused {what}: {}", errors.join("; "))]
+    #[error("cannot {what}: {}", errors.join("; "))]
     Datapath { what: String, errors: Vec<String> },
     #[error(transparent)]
     Netlink(#[from] NetlinkError),

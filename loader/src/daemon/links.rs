@@ -241,6 +241,10 @@ mod tests {
         plan
     }
 
+    fn detach(hook: Hook, index: u32) -> Action {
+        Action::Detach { hook, index }
+    }
+
     fn attach(hook: Hook, index: u32, name: &str) -> Action {
         Action::Attach {
             hook,
@@ -269,10 +273,7 @@ mod tests {
         assert_eq!(
             apply(&mut links),
             vec![
-                Action::Detach {
-                    hook: Hook::FromUplink,
-                    index: 8
-                },
+                detach(Hook::FromUplink, 8),
                 attach(Hook::FromUplink, 9, "eth2"),
             ]
         );
@@ -282,10 +283,7 @@ mod tests {
         assert_eq!(
             apply(&mut links),
             vec![
-                Action::Detach {
-                    hook: Hook::FromUplink,
-                    index: 5
-                },
+                detach(Hook::FromUplink, 5),
                 attach(Hook::FromUplink, 6, "tap0"),
             ]
         );
@@ -313,21 +311,12 @@ mod tests {
         assert_eq!(
             apply(&mut links),
             vec![
-                Action::Detach {
-                    hook: Hook::FromUplink,
-                    index: 8
-                },
+                detach(Hook::FromUplink, 8),
                 attach(Hook::FromUplink, 10, "eth1"),
             ]
         );
         links.upsert(link(10, "backup"));
-        assert_eq!(
-            apply(&mut links),
-            vec![Action::Detach {
-                hook: Hook::FromUplink,
-                index: 10
-            }]
-        );
+        assert_eq!(apply(&mut links), vec![detach(Hook::FromUplink, 10)]);
         assert_eq!(links.uplinks().count(), 0);
     }
 
@@ -340,12 +329,6 @@ mod tests {
             is_veth: true,
             ..link(4, "veth1")
         });
-        assert_eq!(
-            apply(&mut links),
-            vec![Action::Detach {
-                hook: Hook::FromContainer,
-                index: 4
-            }]
-        );
+        assert_eq!(apply(&mut links), vec![detach(Hook::FromContainer, 4)]);
     }
 }

@@ -54,7 +54,7 @@ impl Daemon {
             })?;
             self.sync_published();
             return Err(ApiError::Datapath {
-                what: format!("`{spec}`"),
+                what: format!("publish `{spec}`"),
                 errors,
             });
         }
@@ -79,7 +79,7 @@ impl Daemon {
         self.forget_flows(&spec);
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
-                what: format!("unpublishing `{spec}`"),
+                what: format!("unpublish `{spec}`"),
                 errors,
             });
         }
