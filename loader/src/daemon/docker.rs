@@ -72,7 +72,9 @@ impl Daemon {
         if before == self.desired.docker {
             return;
         }
-        self.adopt_docker_bridges();
+        if self.adopt_docker_bridges() {
+            self.apply_links();
+        }
         self.sync_subnets().await;
         self.sync_published();
         self.sync_endpoints();
@@ -92,7 +94,8 @@ impl Daemon {
         }
     }
 
-    /// Docker's bridge networks in use become managed networks (attached and isolated).
+    /// Docker's bridge networks in use become managed networks; true if any is new (the
+    /// caller applies the links).
     pub(super) fn adopt_docker_bridges(&mut self) -> bool {
         let wanted: BTreeSet<String> = self
             .desired
@@ -107,7 +110,7 @@ impl Daemon {
                 adopted = true;
             }
         }
-        adopted && self.apply_links()
+        adopted
     }
 
     /// Every endpoint to install: manual ones, then Docker's.

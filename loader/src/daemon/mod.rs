@@ -149,9 +149,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
     };
     d.dp.attach_sockets(&cgroup)?;
+    // The Docker networks of the persisted state are managed from the first attach, so
+    // a restart never leaves their veths without a program.
+    d.adopt_docker_bridges();
     d.setup_links(&cfg.bridges).await?;
     d.sync_addresses().await;
-    d.adopt_docker_bridges();
     d.sync_published();
     d.sync_endpoints();
     let (docker_tx, mut docker_rx) = mpsc::channel(64);
