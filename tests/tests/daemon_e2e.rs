@@ -1,6 +1,7 @@
 //! The daemon's defaults and its link monitor: docker0 created, every Ethernet interface
 //! an uplink, veths attached when they join the bridge and forgotten when they go.
 use std::{
+    net::SocketAddr,
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -8,7 +9,7 @@ use std::{
 
 use bpfnet_tests::{
     daemon::{Daemon, cli_ok, ls},
-    echo::{EchoServer, tcp_roundtrip},
+    echo::{EchoServer, WhoamiServer, tcp_roundtrip},
     netns::Netns,
     require_root,
     scratch::Scratch,
@@ -120,6 +121,16 @@ fn defaults_and_veths_that_come_and_go() {
         tcp_roundtrip(&client, Topology::host_addr(8080), b"late")
             .expect("late container reachable"),
         b"8080:late"
+    );
+    // Its egress is routed and masqueraded: the datapath knows the bridge's MAC, which
+    // changed to follow the bridge's first port.
+    let _w = WhoamiServer::start(&client, 9000);
+    let seen = tcp_roundtrip(&ctr, SocketAddr::from(([192, 0, 2, 2], 9000)), b"who")
+        .expect("the late container's egress");
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("192.0.2.1:"),
+        "masqueraded: the client saw {}",
+        String::from_utf8_lossy(&seen)
     );
 
     // It leaves again: its link and pin go.

@@ -54,16 +54,16 @@ impl Daemon {
             }
             Change::Addresses => return self.sync_addresses().await,
         }
-        if self.apply_links() {
-            self.sync_endpoints();
-            self.sync_subnets().await;
-        }
+        // Even with nothing to attach, a link's attributes matter: a bridge's MAC
+        // follows its ports (`ports_v2` carries it), a bridge may become managed.
+        self.apply_links();
+        self.sync_endpoints();
+        self.sync_subnets().await;
     }
 
-    /// Carry out what `Links` plans; true if anything changed. A failed detach leaves
-    /// the pin for the next start to prune; a failed attach is retried on the next
-    /// change of any link.
-    pub(super) fn apply_links(&mut self) -> bool {
+    /// Carry out what `Links` plans. A failed detach leaves the pin for the next start
+    /// to prune; a failed attach is retried on the next change of any link.
+    pub(super) fn apply_links(&mut self) {
         let plan = self.links.plan();
         for action in &plan {
             match action {
@@ -85,7 +85,6 @@ impl Daemon {
             }
         }
         self.sync_ifaces();
-        !plan.is_empty()
     }
 
     /// Fail closed: a container veth's port is known (and so enforced) before its
