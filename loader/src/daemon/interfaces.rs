@@ -23,8 +23,10 @@ impl Daemon {
     /// Create the configured bridges that are missing, learn every link, attach what
     /// each should carry and remove pinned links an earlier run left elsewhere.
     pub(super) async fn setup_links(&mut self, bridges: &[String]) -> Result<(), DaemonError> {
+        let mut links = self.nl.links().await?;
+        let mut created = false;
         for name in bridges {
-            match self.nl.link_by_name(name).await? {
+            match links.iter().find(|l| &l.name == name) {
                 Some(l) if !l.is_bridge => {
                     return Err(DaemonError::NotABridge { name: name.clone() });
                 }
@@ -33,10 +35,14 @@ impl Daemon {
                     let addr = (name == DOCKER0).then_some(DOCKER0_ADDR);
                     info!(bridge = %name, ?addr, "creating missing bridge");
                     self.nl.create_bridge(name, addr).await?;
+                    created = true;
                 }
             }
         }
-        self.links.replace_all(self.nl.links().await?);
+        if created {
+            links = self.nl.links().await?;
+        }
+        self.links.replace_all(links);
         for name in self.links.missing_uplinks() {
             warn!(uplink = %name, "uplink does not exist yet; attaching when it appears");
         }
