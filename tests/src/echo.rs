@@ -131,6 +131,15 @@ impl WhoamiServer {
     }
 }
 
+impl WhoamiServer {
+    /// The peer address a whoami answer names.
+    pub fn seen(reply: &[u8]) -> SocketAddr {
+        String::from_utf8_lossy(reply)
+            .parse()
+            .unwrap_or_else(|e| panic!("a whoami server answered {reply:?}: {e}"))
+    }
+}
+
 /// Connect from `ns` to `to`, send `msg`, return the whole reply (`PORT:` + msg).
 pub fn tcp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
     ns.run(move || {

@@ -729,7 +729,7 @@ fn docker_resync_heals_missed_events() {
     if !require_root() {
         return;
     }
-    let d = DockerHost::new("dkr");
+    let d = DockerHost::new("dkrs");
     let proxy = LossyEvents::start(&d.docker.socket, d.files.socket.with_extension("docker"));
     let mut args = d.files.daemon_args();
     args.extend(["--uplink", "up0", "--docker-resync", "2"].map(String::from));

@@ -24,9 +24,7 @@ fn server(port: u16) -> SocketAddr {
 
 /// `ip:port` as the server saw it; must be the host's address and a SNAT port.
 fn assert_masqueraded(what: &str, reply: &[u8]) -> u16 {
-    let seen: SocketAddr = String::from_utf8_lossy(reply)
-        .parse()
-        .unwrap_or_else(|e| panic!("{what}: server answered {reply:?}: {e}"));
+    let seen = WhoamiServer::seen(reply);
     assert_eq!(
         seen.ip(),
         HOST_IP,

@@ -1,16 +1,19 @@
 //! Every interface, as Docker does it: egress is masqueraded on whichever interface the
 //! route picks (one added after the daemon started included), published ports answer
 //! on every local address, route changes are followed per packet, an interface deleted
-//! and recreated is served again; `--uplink` narrows the set and follows the name.
+//! and recreated is served again, and guarded by the inbound policy from its first
+//! packet; `--uplink` narrows the set and follows the name.
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    io::ErrorKind,
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     path::Path,
+    thread,
     time::Duration,
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, cli_ok, ls},
-    echo::{EchoServer, WhoamiServer, assert_fails, tcp_roundtrip},
+    daemon::{Daemon, cli_ok, counter, ls},
+    echo::{EchoServer, WhoamiServer, assert_fails, tcp_connect, tcp_roundtrip},
     netns::Netns,
     require_root,
     topo::{BRIDGE, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
@@ -59,9 +62,7 @@ fn wait_uplinks(socket: &Path, want: &[&str]) {
 /// The address a whoami server at `to` saw the container's connection come from.
 fn seen_from_container(t: &Topology, to: SocketAddr) -> Ipv4Addr {
     let reply = tcp_roundtrip(&t.container, to, b"who").expect("container reaches the server");
-    let seen: SocketAddr = String::from_utf8_lossy(&reply)
-        .parse()
-        .unwrap_or_else(|e| panic!("whoami answered {reply:?}: {e}"));
+    let seen = WhoamiServer::seen(&reply);
     match seen.ip() {
         std::net::IpAddr::V4(ip) => ip,
         other => panic!("an IPv6 peer {other}"),
@@ -178,4 +179,68 @@ fn uplink_narrows_the_set_and_follows_its_name() {
     wire_up1(&t.host, &lan2);
     wait_uplinks(&t.files.socket, &[UP1]);
     echo_ok(&lan2, SocketAddr::from((UP1_IP, 8080)));
+}
+
+/// An interface that appears after the start gets the inbound policy at once: a
+/// connection routed from it to an unpublished container port, and a datagram claiming
+/// another container's address as its source, are dropped and counted, where the same
+/// host without bpfnet lets both in.
+#[test]
+fn a_later_interface_gets_the_inbound_policy() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("upa");
+    let lan2 = Netns::new(&format!("{}-lan2", t.host.name));
+    t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // lan2 claims container2's address too.
+    lan2.ip(&["addr", "add", "172.17.0.5/32", "dev", "lo"]);
+    let (listener, udp) = t.container.run(|| {
+        let l = TcpListener::bind("0.0.0.0:7000").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let u = UdpSocket::bind("0.0.0.0:7001").expect("bind");
+        u.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        (l, u)
+    });
+    let target = SocketAddr::from((CONTAINER_IP, 7000));
+    let spoof = move || {
+        let s = UdpSocket::bind("172.17.0.5:0").expect("bind the spoofed source");
+        s.send_to(b"spoof", SocketAddr::from((CONTAINER_IP, 7001)))
+            .expect("send");
+    };
+    let mut buf = [0u8; 16];
+    // The precondition: without bpfnet both get through.
+    wire_up1(&t.host, &lan2);
+    tcp_connect(&lan2, target).expect("without bpfnet the probe gets through");
+    thread::sleep(Duration::from_millis(100));
+    listener.accept().expect("the probe arrived");
+    lan2.run(spoof);
+    udp.recv_from(&mut buf)
+        .expect("without bpfnet the spoofed datagram arrives");
+    t.host.ip(&["link", "del", UP1]);
+
+    let _d = daemon(&t, &[]);
+    wire_up1(&t.host, &lan2);
+    wait_uplinks(&t.files.socket, &["up0", UP1]);
+    let inbound = counter(&t.files.socket, "drop-inbound");
+    assert_fails(
+        "a routed connection through the later interface",
+        tcp_connect(&lan2, target),
+        ErrorKind::TimedOut,
+    );
+    lan2.run(spoof);
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "a datagram spoofing container2's address must not arrive"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "no connection arrived in the container"
+    );
+    assert!(
+        counter(&t.files.socket, "drop-inbound") >= inbound + 2,
+        "the probes are counted as drop-inbound"
+    );
 }
