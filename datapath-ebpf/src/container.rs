@@ -15,7 +15,7 @@ use crate::{
     l2::{self, L2},
     maps::{endpoint, iface_role, is_host, network_of},
     nat::{self, New},
-    parse::{ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Packet, parse},
+    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Packet, parse},
     stats::{count, verdict},
 };
 
@@ -30,7 +30,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         ETH_P_IPV6 => return l2::other(ctx, &l2, Reason::DropIpv6),
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
-    let mut p = match parse(ctx) {
+    let mut p = match parse(ctx, ETH_HLEN) {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
@@ -80,7 +80,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
         Egress::OtherNetwork => return verdict(ctx, Reason::DropIsolation),
         Egress::Elsewhere => return verdict(ctx, Reason::Pass),
     };
-    if !fwd::fits(ctx, route.ifindex) {
+    if !fwd::fits(ctx, &p, route.ifindex) {
         return too_big(ctx, &p);
     }
     let to = match way {
@@ -127,7 +127,7 @@ fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<Route>) 
         },
     };
     if let Next::Route(r) = &next
-        && !fwd::fits(ctx, r.ifindex)
+        && !fwd::fits(ctx, p, r.ifindex)
     {
         if nat::apply(ctx, p, &orig).is_err() {
             return verdict(ctx, Reason::DropRewrite);

@@ -6,9 +6,10 @@ use aya_ebpf::{
 };
 use common::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
-use crate::parse::{ETH_HLEN, Frag, Packet};
+use crate::parse::{Frag, Packet};
 
-pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+/// The IPv4 header checksum's offset in the header.
+pub const IP_CSUM: usize = 10;
 
 /// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
 /// addresses (pseudo-header). None: a later fragment or a UDP datagram without one.
@@ -54,7 +55,7 @@ pub fn update(
         }
     }
     if old_ip != new_ip {
-        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old_ip), u64::from(new_ip), 4)
+        ctx.l3_csum_replace(p.l3_off + IP_CSUM, u64::from(old_ip), u64::from(new_ip), 4)
             .map_err(|_| Reason::DropRewrite)?;
     }
     Ok(())

@@ -1,5 +1,7 @@
 //! Delivery of a packet: straight into a known endpoint's namespace, or by route lookup
-//! to whatever device leads to its destination.
+//! to whatever device leads to its destination. A packet from an L3 device (a tunnel, a
+//! VPN) gets an Ethernet header on its way; one sent to an L3 device loses it in the
+//! kernel's redirect.
 use core::{mem::size_of, ptr};
 
 use aya_ebpf::{
@@ -11,21 +13,22 @@ use aya_ebpf::{
     },
     helpers::generated::{
         bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
+        bpf_skb_change_head,
     },
     programs::TcContext,
 };
 use common::{CtKey, Endpoint, Reason};
 
 use crate::{
-    csum::IP_CSUM_OFF,
-    maps::{endpoint, scratch},
-    parse::{ETH_HLEN, Packet},
+    csum::IP_CSUM,
+    maps::{endpoint, port, scratch},
+    parse::{ETH_HLEN, ETH_P_IP, Packet},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
 const AF_INET: u8 = 2;
-/// The IPv4 TTL's offset in the frame.
-const TTL_OFF: usize = ETH_HLEN + 8;
+/// The IPv4 TTL's offset in the header.
+const IP_TTL: usize = 8;
 
 /// Where the routing table sends a tuple.
 pub struct Route {
@@ -105,20 +108,23 @@ pub fn next_hop(ctx: &TcContext, p: &Packet) -> Option<Next> {
     route(ctx, &crate::ct::key_of(p), false).map(Next::Route)
 }
 
-/// Whether the packet (each segment of a GSO packet) fits device `ifindex`'s MTU.
+/// Whether the packet (each segment of a GSO packet) fits device `ifindex`'s MTU. The
+/// IP length is what counts, not the frame's: a device without link-layer header (a
+/// tunnel) takes a full-MTU packet from a container's Ethernet frame.
 #[inline(always)]
-pub fn fits(ctx: &TcContext, ifindex: u32) -> bool {
-    let mut mtu = 0u32;
-    // SAFETY: helper on this program's context; it writes the device's MTU to `mtu`.
-    let ret = unsafe {
-        bpf_check_mtu(
-            ctx.as_ptr(),
-            ifindex,
-            &mut mtu,
-            0,
-            u64::from(BPF_MTU_CHK_SEGS),
-        )
+pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
+    // SAFETY: ctx is the __sk_buff this program was called with.
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    // A GSO packet's segments are measured by the kernel (IP length 0 asks for that,
+    // and the segment check takes no other input).
+    let (mut len, flags) = if gso {
+        (0u32, u64::from(BPF_MTU_CHK_SEGS))
+    } else {
+        ((p.end - p.l3_off) as u32, 0)
     };
+    // SAFETY: helper on this program's context; it reads the IP length from `len` and
+    // writes the device's MTU back to it.
+    let ret = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut len, 0, flags) };
     ret == i64::from(BPF_MTU_CHK_RET_SUCCESS)
 }
 
@@ -129,12 +135,19 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
     if p.ttl <= 1 {
         return verdict(ctx, Reason::DropTtl);
     }
-    if decrement_ttl(ctx, p.ttl).is_err() {
+    if decrement_ttl(ctx, p).is_err() || (p.l3_off == 0 && push_eth(ctx).is_err()) {
         return verdict(ctx, Reason::DropRewrite);
     }
     match next {
         Next::Peer(ep) => {
-            if ctx.store(0, &ep.mac, 0).is_ok() {
+            let macs_set = if p.l3_off == 0 {
+                // The container sees its gateway (the bridge) as the sender.
+                let gateway = port(ep.ifindex).map_or([0; 6], |port| port.bridge_mac);
+                ctx.store(0, &[ep.mac, gateway], 0)
+            } else {
+                ctx.store(0, &ep.mac, 0)
+            };
+            if macs_set.is_ok() {
                 // SAFETY: helper call with plain integer arguments.
                 let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
                 if ret == TC_ACT_REDIRECT {
@@ -150,14 +163,28 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
 
 /// The IPv4 TTL, one less, with the header checksum updated.
 #[inline(always)]
-fn decrement_ttl(ctx: &TcContext, ttl: u8) -> Result<(), Reason> {
+fn decrement_ttl(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     // TTL and protocol share a 16-bit word of the header checksum.
-    let old: [u8; 2] = ctx.load(TTL_OFF).map_err(|_| Reason::DropRewrite)?;
-    let new = [ttl - 1, old[1]];
+    let off = p.l3_off + IP_TTL;
+    let old: [u8; 2] = ctx.load(off).map_err(|_| Reason::DropRewrite)?;
+    let new = [p.ttl - 1, old[1]];
     let (from, to) = (u16::from_ne_bytes(old), u16::from_ne_bytes(new));
-    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 2)
+    ctx.l3_csum_replace(p.l3_off + IP_CSUM, u64::from(from), u64::from(to), 2)
         .map_err(|_| Reason::DropRewrite)?;
-    ctx.store(TTL_OFF, &new, 0).map_err(|_| Reason::DropRewrite)
+    ctx.store(off, &new, 0).map_err(|_| Reason::DropRewrite)
+}
+
+/// Put an Ethernet header (zeroed MACs, IPv4) in front of a packet from an L3 device,
+/// which every later step (a veth peer, the neighbour output, another redirect) expects;
+/// the caller writes the MACs.
+#[inline(always)]
+fn push_eth(ctx: &TcContext) -> Result<(), Reason> {
+    // SAFETY: helper on this program's context; the new bytes are zeroed by the kernel.
+    if unsafe { bpf_skb_change_head(ctx.skb.skb, ETH_HLEN as u32, 0) } != 0 {
+        return Err(Reason::DropRewrite);
+    }
+    ctx.store(12, &ETH_P_IP.to_be(), 0)
+        .map_err(|_| Reason::DropRewrite)
 }
 
 /// Send the (translated) packet to the endpoint that owns its destination, else by

@@ -24,10 +24,17 @@ use aya_ebpf::{
     programs::{SockAddrContext, TcContext},
 };
 
-/// TC ingress on each uplink: DNAT for published ports, reverse SNAT.
+/// TC ingress on each Ethernet uplink: DNAT for published ports, reverse SNAT.
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
-    uplink::handle(&ctx)
+    uplink::handle(&ctx, parse::ETH_HLEN)
+}
+
+/// TC ingress on each L3 uplink (WireGuard, tun, IP-in-IP, GRE, PPP: packets without a
+/// link-layer header): the same as `from_uplink`.
+#[classifier]
+pub fn from_l3_uplink(ctx: TcContext) -> i32 {
+    uplink::handle(&ctx, 0)
 }
 
 /// TC ingress on each container's host-side veth: reverse DNAT, SNAT, hairpin.

@@ -46,6 +46,9 @@ pub enum Icmp {
 
 /// An IPv4 packet. Addresses, ports and the IP id in network order.
 pub struct Packet {
+    /// Where the IPv4 header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
+    /// (tunnels, VPNs), whose frames carry no link-layer header.
+    pub l3_off: usize,
     pub l4_off: usize,
     /// Where the IPv4 packet ends in the frame (what follows is padding, not packet).
     pub end: usize,
@@ -129,19 +132,25 @@ impl Ipv4Hdr {
 }
 
 /// The IPv4 packet's summary, or the reason it is left alone (`Pass`: not IPv4) or
-/// dropped.
+/// dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
+/// protocol is the skb's, there being no ethertype).
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
-    let eth_proto: u16 = ctx.load(12).map_err(|_| Reason::Pass)?;
-    if u16::from_be(eth_proto) != ETH_P_IP {
+pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
+    let proto = if l3_off == 0 {
+        // SAFETY: ctx is the __sk_buff this program was called with.
+        u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16)
+    } else {
+        u16::from_be(ctx.load(12).map_err(|_| Reason::Pass)?)
+    };
+    if proto != ETH_P_IP {
         return Err(Reason::Pass);
     }
     let ip = ctx
-        .load::<Ipv4Hdr>(ETH_HLEN)
+        .load::<Ipv4Hdr>(l3_off)
         .map_err(|_| Reason::DropMalformed)?;
     let ihl = ip.ihl();
     let tot_len = usize::from(u16::from_be(ip.tot_len));
-    let l3_len = (ctx.len() as usize).saturating_sub(ETH_HLEN);
+    let l3_len = (ctx.len() as usize).saturating_sub(l3_off);
     // tot_len 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
     // SAFETY: ctx is the __sk_buff this program was called with.
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
@@ -156,8 +165,9 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     let frag_off = u16::from_be(ip.frag_off);
     let l3 = if tot_len != 0 { tot_len } else { l3_len };
     let mut pkt = Packet {
-        l4_off: ETH_HLEN + ihl,
-        end: ETH_HLEN + l3,
+        l3_off,
+        l4_off: l3_off + ihl,
+        end: l3_off + l3,
         src_ip: ip.src,
         dst_ip: ip.dst,
         proto: ip.proto,

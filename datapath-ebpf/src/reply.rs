@@ -1,7 +1,8 @@
 //! ICMP errors bpfnet answers itself, as the router it is: time-exceeded for a packet
 //! from outside whose TTL ends at the host. The packet becomes the error in place: room
 //! for a new IPv4 and ICMP header is made in front of it, the rest cut after its header
-//! and 8 bytes, and the frame goes back out of the device it came in by.
+//! and 8 bytes, and the frame goes back out of the device it came in by (with its MACs
+//! swapped, on an Ethernet device).
 use aya_ebpf::{
     bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     helpers::generated::{bpf_redirect, bpf_skb_change_tail},
@@ -10,7 +11,7 @@ use aya_ebpf::{
 use common::{PROTO_ICMP, Reason};
 
 use crate::{
-    parse::{ETH_HLEN, ICMP_TIME_EXCEEDED, Packet},
+    parse::{ICMP_TIME_EXCEEDED, Packet},
     stats::{count, verdict},
 };
 
@@ -59,35 +60,42 @@ pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
 
 #[inline(always)]
 fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
-    let ihl = p.l4_off - ETH_HLEN;
-    let quote = (ihl + 8).min(p.end - ETH_HLEN);
+    let l3 = p.l3_off;
+    let ihl = p.l4_off - l3;
+    let quote = (ihl + 8).min(p.end - l3);
     if !quote.is_multiple_of(2) || quote > MAX_QUOTE {
         return Err(Reason::DropTtl);
     }
-    let macs: [[u8; 6]; 2] = ctx.load(0).map_err(|_| Reason::DropRewrite)?;
+    let macs: [[u8; 6]; 2] = if l3 != 0 {
+        ctx.load(0).map_err(|_| Reason::DropRewrite)?
+    } else {
+        [[0; 6]; 2]
+    };
+    // On an L3 device the room goes in front of the packet (its "MAC header" is empty).
     ctx.adjust_room(ROOM as i32, BPF_ADJ_ROOM_MAC, 0)
         .map_err(|_| Reason::DropRewrite)?;
     // SAFETY: helper on this program's context; the new length keeps the quoted part.
-    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (ETH_HLEN + ROOM + quote) as u32, 0) } != 0 {
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (l3 + ROOM + quote) as u32, 0) } != 0 {
         return Err(Reason::DropRewrite);
     }
-    // Back to the neighbour it came from.
-    ctx.store(0, &[macs[1], macs[0]], 0)
-        .map_err(|_| Reason::DropRewrite)?;
+    if l3 != 0 {
+        // Back to the neighbour it came from.
+        ctx.store(0, &[macs[1], macs[0]], 0)
+            .map_err(|_| Reason::DropRewrite)?;
+    }
     let tot = ((ROOM + quote) as u16).to_be_bytes();
     let mut ip = [0u8; 20];
     ip[..12].copy_from_slice(&[0x45, 0xc0, tot[0], tot[1], 0, 0, 0, 0, 64, PROTO_ICMP, 0, 0]);
     ip[12..16].copy_from_slice(&p.dst_ip.to_ne_bytes());
     ip[16..20].copy_from_slice(&p.src_ip.to_ne_bytes());
-    ctx.store(ETH_HLEN, &ip, 0)
-        .map_err(|_| Reason::DropRewrite)?;
-    let ip_sum = fold(sum(ctx, ETH_HLEN, 20)?);
-    ctx.store(ETH_HLEN + 10, &ip_sum.to_be_bytes(), 0)
+    ctx.store(l3, &ip, 0).map_err(|_| Reason::DropRewrite)?;
+    let ip_sum = fold(sum(ctx, l3, 20)?);
+    ctx.store(l3 + 10, &ip_sum.to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)?;
     let icmp = [ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
-    ctx.store(ETH_HLEN + 20, &icmp, 0)
+    ctx.store(l3 + 20, &icmp, 0)
         .map_err(|_| Reason::DropRewrite)?;
-    let icmp_sum = fold(sum(ctx, ETH_HLEN + 20, 8 + quote)?);
-    ctx.store(ETH_HLEN + 22, &icmp_sum.to_be_bytes(), 0)
+    let icmp_sum = fold(sum(ctx, l3 + 20, 8 + quote)?);
+    ctx.store(l3 + 22, &icmp_sum.to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)
 }

@@ -15,15 +15,17 @@ use crate::{
     stats::{count, verdict},
 };
 
+/// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
 #[inline(always)]
-pub fn handle(ctx: &TcContext) -> i32 {
-    let mut p = match parse(ctx) {
+pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
+    let mut p = match parse(ctx, l3_off) {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
     // An uplink bridged to a LAN network (pipework style): frames for a registered
     // endpoint of that network go straight to it.
-    if network_of(p.dst_ip).is_some_and(|n| n.flags & NET_LAN != 0)
+    if l3_off != 0
+        && network_of(p.dst_ip).is_some_and(|n| n.flags & NET_LAN != 0)
         && let Ok(dst_mac) = ctx.load::<[u8; 6]>(0)
         && let Some(v) = l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
     {

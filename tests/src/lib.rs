@@ -13,6 +13,7 @@ pub mod raw;
 pub mod scratch;
 pub mod tables;
 pub mod topo;
+pub mod tun;
 
 use std::{
     io::Write as _,

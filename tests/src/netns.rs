@@ -46,6 +46,17 @@ impl Netns {
         sh(&v);
     }
 
+    /// Run a command inside the namespace and return what it printed on stdout,
+    /// whatever its exit status (a probe's report, not a setup step).
+    pub fn output(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {args:?} in {}: {e}", self.name));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// ifindex of `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> u32 {
         let out = Command::new("ip")

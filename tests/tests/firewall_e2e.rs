@@ -416,22 +416,18 @@ fn a_published_port_answers_time_exceeded_like_a_router() {
     let _e = EchoServer::start(&t.container, 8038);
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
     let before = counter(&t.files.socket, "icmp-time-exceeded");
-    let probe = Command::new("ip")
-        .args(["netns", "exec", &t.client.name])
-        .args([
-            "hping3",
-            "-S",
-            "-p",
-            "8038",
-            "-c",
-            "1",
-            "-t",
-            "1",
-            "192.0.2.1",
-        ])
-        .output()
-        .expect("hping3 runs (`cargo xtask setup` installs it)");
-    let said = String::from_utf8_lossy(&probe.stdout);
+    // hping3: `cargo xtask setup` installs it.
+    let said = t.client.output(&[
+        "hping3",
+        "-S",
+        "-p",
+        "8038",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "192.0.2.1",
+    ]);
     assert!(
         said.contains("TTL 0 during transit from ip=192.0.2.1"),
         "the host answers time-exceeded: {said}"

@@ -17,6 +17,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     topo::{BRIDGE, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
+    tun::TunLink,
     wait_for,
 };
 
@@ -242,5 +243,85 @@ fn a_later_interface_gets_the_inbound_policy() {
     assert!(
         counter(&t.files.socket, "drop-inbound") >= inbound + 2,
         "the probes are counted as drop-inbound"
+    );
+}
+
+/// A VPN's tunnel (tun0 here; WireGuard's wg0 is the same kind of device: no link-layer
+/// header) that comes up after the daemon is an uplink like any other: egress through it
+/// is masqueraded with its address, published ports answer on it (on its address and on
+/// the host's others), a megabyte crosses each way, a probe whose TTL ends at the host
+/// is answered time-exceeded back through the tunnel, and a routed probe to an
+/// unpublished container port is dropped by the inbound policy.
+#[test]
+fn a_tunnel_is_an_uplink_too() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("upt");
+    let vpn = Netns::new(&format!("{}-vpn", t.host.name));
+    t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let _d = daemon(&t, &[]);
+    wait_uplinks(&t.files.socket, &["up0"]);
+    let _echo = EchoServer::start(&t.container, 8080);
+    cli_ok(&t.files.socket, &["publish", "8080:172.17.0.4:8080"]);
+    let _who = WhoamiServer::start(&vpn, 9000);
+
+    let _tunnel = TunLink::new(
+        (&t.host, "tun0", "203.0.113.1/24"),
+        (&vpn, "tun0", "203.0.113.2/24"),
+    );
+    vpn.ip(&["route", "replace", "default", "dev", "tun0"]);
+    wait_uplinks(&t.files.socket, &["up0", "tun0"]);
+
+    assert_eq!(
+        seen_from_container(&t, SocketAddr::from((LAN2_IP, 9000))),
+        UP1_IP,
+        "egress through the tunnel leaves with its address"
+    );
+    echo_ok(&vpn, SocketAddr::from((UP1_IP, 8080)));
+    echo_ok(&vpn, SocketAddr::from((HOST_IP, 8080)));
+    static MEGABYTE: [u8; 1 << 20] = [0x5a; 1 << 20];
+    let reply = tcp_roundtrip(&vpn, SocketAddr::from((UP1_IP, 8080)), &MEGABYTE)
+        .expect("a megabyte through the tunnel and the publish");
+    assert_eq!(
+        reply.len(),
+        5 + MEGABYTE.len(),
+        "the whole megabyte came back"
+    );
+    assert!(reply[5..].iter().all(|&b| b == 0x5a), "unchanged");
+
+    let before = counter(&t.files.socket, "icmp-time-exceeded");
+    let probe = vpn.output(&[
+        "hping3",
+        "-S",
+        "-p",
+        "8080",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "203.0.113.1",
+    ]);
+    assert!(
+        probe.contains("TTL 0 during transit from ip=203.0.113.1"),
+        "the host answers time-exceeded through the tunnel: {probe}"
+    );
+    assert!(
+        counter(&t.files.socket, "icmp-time-exceeded") > before,
+        "counted"
+    );
+
+    let inbound = counter(&t.files.socket, "drop-inbound");
+    let _listener = t
+        .container
+        .run(|| TcpListener::bind("0.0.0.0:7000").expect("bind"));
+    assert_fails(
+        "a routed connection through the tunnel to an unpublished port",
+        tcp_connect(&vpn, SocketAddr::from((CONTAINER_IP, 7000))),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(&t.files.socket, "drop-inbound") > inbound,
+        "the probe is counted as drop-inbound"
     );
 }

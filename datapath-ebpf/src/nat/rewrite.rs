@@ -4,11 +4,12 @@ use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     csum,
-    parse::{ETH_HLEN, Frag, Icmp, Packet},
+    parse::{Frag, Icmp, Packet},
 };
 
-const IP_SRC_OFF: usize = ETH_HLEN + 12;
-const IP_DST_OFF: usize = ETH_HLEN + 16;
+/// The IPv4 addresses' offsets in the header.
+const IP_SRC: usize = 12;
+const IP_DST: usize = 16;
 
 /// Where the source (or destination) port lives; None when the packet has none here.
 #[inline(always)]
@@ -36,7 +37,7 @@ fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), R
 pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
     csum::update(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
     if ip != p.dst_ip {
-        ctx.store(IP_DST_OFF, &ip, 0)
+        ctx.store(p.l3_off + IP_DST, &ip, 0)
             .map_err(|_| Reason::DropRewrite)?;
     }
     if port != p.dst_port {
@@ -52,7 +53,7 @@ pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
     csum::update(ctx, p, p.src_ip, ip, p.src_port, port)?;
     if ip != p.src_ip {
-        ctx.store(IP_SRC_OFF, &ip, 0)
+        ctx.store(p.l3_off + IP_SRC, &ip, 0)
             .map_err(|_| Reason::DropRewrite)?;
     }
     if port != p.src_port {

@@ -1,16 +1,20 @@
 //! The host's interfaces and which program each should carry: container veths of
-//! managed bridges get `from_container`, uplinks get `from_uplink`. Pure bookkeeping
+//! managed bridges get `from_container`, uplinks get `from_uplink` (`from_l3_uplink`
+//! when their packets carry no link-layer header: WireGuard, tun, tunnels). Pure bookkeeping
 //! over what netlink reported; the daemon applies the difference (see `interfaces.rs`).
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{datapath::Hook, netlink::Link};
+use crate::{
+    datapath::Hook,
+    netlink::{Layer, Link},
+};
 
 /// Which interfaces are uplinks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Uplinks {
-    /// Every Ethernet interface of the host that is not a managed bridge, a container
-    /// veth or a port of another bridge: Docker masquerades on every interface but the
-    /// container's bridge and DNATs on every local address.
+    /// Every Ethernet or L3 (tunnel, VPN) interface of the host that is not a managed
+    /// bridge, a container veth or a port of another bridge: Docker masquerades on every
+    /// interface but the container's bridge and DNATs on every local address.
     Every,
     /// Only these names (`--uplink`), whenever an interface carries one.
     Named(BTreeSet<String>),
@@ -102,15 +106,19 @@ impl Links {
             .filter_map(|l| Some((l, l.controller?)))
     }
 
-    /// Interfaces with `from_uplink` attached.
+    /// Interfaces with an uplink program attached.
     pub fn uplinks(&self) -> impl Iterator<Item = &Link> {
-        self.attached_with(Hook::FromUplink)
+        self.attached_where(Hook::is_uplink)
     }
 
     fn attached_with(&self, hook: Hook) -> impl Iterator<Item = &Link> {
+        self.attached_where(move |h| h == hook)
+    }
+
+    fn attached_where(&self, which: impl Fn(Hook) -> bool) -> impl Iterator<Item = &Link> {
         self.attached
             .iter()
-            .filter(move |(_, h)| **h == hook)
+            .filter(move |(_, h)| which(**h))
             .filter_map(|(i, _)| self.all.get(i))
     }
 
@@ -124,12 +132,16 @@ impl Links {
             Uplinks::Named(names) => names.contains(&link.name),
             // A non-veth port of a managed bridge is that network's LAN wire.
             Uplinks::Every => {
-                link.is_ether
+                link.layer != Layer::Other
                     && !self.is_bridge(link.index)
                     && (link.controller.is_none() || port_of_managed)
             }
         };
-        uplink.then_some(Hook::FromUplink)
+        let hook = match link.layer {
+            Layer::Ip => Hook::FromL3Uplink,
+            Layer::Ether | Layer::Other => Hook::FromUplink,
+        };
+        uplink.then_some(hook)
     }
 
     /// What to attach and detach so every link carries what it should; links gone
@@ -196,14 +208,14 @@ mod tests {
             controller: None,
             is_veth: false,
             is_bridge: false,
-            is_ether: true,
+            layer: Layer::Ether,
             mac: Some([2, 0, 0, 0, 0, index as u8]),
         }
     }
 
     fn host() -> Vec<Link> {
         let lo = Link {
-            is_ether: false,
+            layer: Layer::Other,
             ..link(1, "lo")
         };
         let eth0 = link(2, "eth0");
@@ -225,7 +237,7 @@ mod tests {
             ..link(6, "tap0")
         };
         let wg = Link {
-            is_ether: false,
+            layer: Layer::Ip,
             mac: None,
             ..link(7, "wg0")
         };
@@ -254,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn every_ethernet_interface_but_bridges_and_their_ports_is_an_uplink() {
+    fn every_interface_but_loopback_bridges_and_their_ports_is_an_uplink() {
         let mut links = Links::new(["docker0".to_string()], Uplinks::Every);
         links.replace_all(host());
         assert_eq!(
@@ -263,8 +275,13 @@ mod tests {
                 attach(Hook::FromUplink, 2, "eth0"),
                 attach(Hook::FromContainer, 4, "veth1"),
                 attach(Hook::FromUplink, 5, "br-lan"),
+                attach(Hook::FromL3Uplink, 7, "wg0"),
                 attach(Hook::FromUplink, 8, "eth1"),
             ]
+        );
+        assert_eq!(
+            links.uplinks().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["eth0", "br-lan", "wg0", "eth1"]
         );
         assert_eq!(links.plan(), vec![], "nothing left to do");
         // An interface added later is followed; one removed loses its attachment.

@@ -83,18 +83,26 @@ pub enum DatapathError {
 /// Where a program is attached (TC ingress in every case).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hook {
+    /// An Ethernet uplink.
     FromUplink,
+    /// An uplink whose packets carry no link-layer header (a tunnel, a VPN).
+    FromL3Uplink,
     FromContainer,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 2] = [Hook::FromUplink, Hook::FromContainer];
+    pub const ALL: [Hook; 3] = [Hook::FromUplink, Hook::FromL3Uplink, Hook::FromContainer];
 
     pub fn program(self) -> &'static str {
         match self {
             Self::FromUplink => "from_uplink",
+            Self::FromL3Uplink => "from_l3_uplink",
             Self::FromContainer => "from_container",
         }
+    }
+
+    pub fn is_uplink(self) -> bool {
+        matches!(self, Self::FromUplink | Self::FromL3Uplink)
     }
 }
 

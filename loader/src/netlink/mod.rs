@@ -123,9 +123,38 @@ pub struct Link {
     pub controller: Option<u32>,
     pub is_veth: bool,
     pub is_bridge: bool,
-    /// An Ethernet device (not loopback, not an L3 tunnel).
-    pub is_ether: bool,
+    /// What its frames start with.
+    pub layer: Layer,
     pub mac: Option<[u8; 6]>,
+}
+
+/// The link layer of an interface, as far as the datapath cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// Ethernet frames.
+    Ether,
+    /// Bare IP packets, no link-layer header: WireGuard and tun (`none`), IP-in-IP and
+    /// SIT, GRE, PPP, raw-IP modems.
+    Ip,
+    /// Anything else (loopback among them).
+    Other,
+}
+
+impl From<LinkLayerType> for Layer {
+    fn from(t: LinkLayerType) -> Self {
+        match t {
+            LinkLayerType::Ether => Self::Ether,
+            LinkLayerType::None
+            | LinkLayerType::Tunnel
+            | LinkLayerType::Tunnel6
+            | LinkLayerType::Sit
+            | LinkLayerType::Ipgre
+            | LinkLayerType::Ip6gre
+            | LinkLayerType::Ppp
+            | LinkLayerType::Rawip => Self::Ip,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl Link {
@@ -136,7 +165,7 @@ impl Link {
             controller: None,
             is_veth: false,
             is_bridge: false,
-            is_ether: msg.header.link_layer_type == LinkLayerType::Ether,
+            layer: msg.header.link_layer_type.into(),
             mac: None,
         };
         for attr in &msg.attributes {
