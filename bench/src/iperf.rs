@@ -10,6 +10,8 @@ use anyhow::{Context as _, Result, bail};
 use bpfnet_tests::netns::Netns;
 use serde_json::Value;
 
+use crate::pin::Pin;
+
 /// An iperf3 server in a namespace, killed on drop.
 pub struct Server(Child);
 
@@ -42,8 +44,9 @@ impl Drop for Server {
 }
 
 /// Gbit/s received in a `secs`-second TCP stream from `ns` to `to` (`reverse`: the
-/// server sends). No positive rate is an error carrying iperf3's own words.
-pub fn stream(ns: &Netns, to: SocketAddr, secs: f64, reverse: bool) -> Result<f64> {
+/// server sends), client and server placed by `pin`. No positive rate is an error
+/// carrying iperf3's own words.
+pub fn stream(ns: &Netns, to: SocketAddr, secs: f64, reverse: bool, pin: Pin) -> Result<f64> {
     // Whole seconds: iperf3 reads a fraction as 0, which means "forever".
     let whole = secs.round().max(1.0) as u64;
     let mut c = Command::new("ip");
@@ -60,6 +63,9 @@ pub fn stream(ns: &Netns, to: SocketAddr, secs: f64, reverse: bool) -> Result<f6
         .args(["-t", &whole.to_string(), "--connect-timeout", "3000", "-J"]);
     if reverse {
         c.arg("-R");
+    }
+    if let Some(a) = pin.iperf_affinity() {
+        c.args(["-A", &a]);
     }
     let out = c.output().context("cannot run iperf3")?;
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

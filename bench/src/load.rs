@@ -5,7 +5,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicIsize, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -14,6 +14,20 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bpfnet_tests::netns::Netns;
 use serde::Serialize;
+
+use crate::pin;
+
+/// The CPU the servers answer on (-1: any), read as each connection starts.
+static SERVER_CPU: AtomicIsize = AtomicIsize::new(-1);
+
+/// Pin the servers' work (from the next connection or datagram on) to `cpu`, or free it.
+pub fn pin_servers(cpu: Option<usize>) {
+    SERVER_CPU.store(cpu.map_or(-1, |c| c as isize), Ordering::Relaxed);
+}
+
+fn server_cpu() -> Option<usize> {
+    usize::try_from(SERVER_CPU.load(Ordering::Relaxed)).ok()
+}
 
 /// Throughput and latency of a run.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -73,7 +87,12 @@ impl Servers {
         let s = stop.clone();
         threads.push(thread::spawn(move || {
             let mut b = [0u8; 64];
+            let mut pinned = None;
             while !s.load(Ordering::Relaxed) {
+                if pinned != Some(server_cpu()) {
+                    pinned = Some(server_cpu());
+                    pin::this_thread(server_cpu());
+                }
                 if let Ok((n, from)) = udp.recv_from(&mut b) {
                     let _ = udp.send_to(&b[..n], from);
                 }
@@ -88,6 +107,7 @@ impl Servers {
 }
 
 fn serve(mut c: TcpStream) {
+    pin::this_thread(server_cpu());
     let _ = c.set_nonblocking(false);
     let _ = c.set_nodelay(true);
     let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
@@ -174,10 +194,11 @@ fn exchange(mut s: impl Read + Write) -> Result<()> {
     s.read_exact(&mut b).context("receive")
 }
 
-/// One connection, one byte each way, as fast as it goes; the first failed exchange
-/// ends the run as an error.
-pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Result<Rate> {
+/// One connection, one byte each way, as fast as it goes, the client on `cpu`; the
+/// first failed exchange ends the run as an error.
+pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> Result<Rate> {
     ns.run(move || {
+        pin::this_thread(cpu);
         let mut s = connect(to)?;
         let mut tally = Tally::default();
         let start = Instant::now();
@@ -217,9 +238,11 @@ pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> R
     tally.rate("connections", start.elapsed())
 }
 
-/// One socket, one datagram each way at a time; a lost one counts as failed.
-pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration) -> Result<Rate> {
+/// One socket, one datagram each way at a time, the client on `cpu`; a lost one counts
+/// as failed.
+pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> Result<Rate> {
     ns.run(move || {
+        pin::this_thread(cpu);
         let s = UdpSocket::bind("0.0.0.0:0").context("UDP bind")?;
         s.connect(to).context("UDP connect")?;
         s.set_read_timeout(Some(Duration::from_secs(1)))

@@ -1,10 +1,13 @@
 //! `cargo xtask bench`: the network-namespace topology of the tests, every test in each
-//! mode (`direct`, `iptables`, `bpfnet`) one after the other in one run, and the scaling
-//! with the number of published ports. Writes results/<date>.json, report.md and plots,
-//! and exits non-zero if any measurement failed or measured zero.
+//! mode (`wire`, `direct`, `iptables`, `bpfnet`) one after the other in one run, what
+//! each datapath program costs per packet in every test, and the scaling with the number
+//! of published ports. Writes results/<date>.json, report.md and plots, and exits
+//! non-zero if any measurement failed or measured zero.
+mod cost;
 mod iperf;
 mod load;
 mod modes;
+mod pin;
 mod report;
 
 use std::{
@@ -20,6 +23,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use bpfnet_tests::{daemon::cli_ok, topo::Topology};
 use clap::Parser;
 use modes::{ECHO, IPERF, Mode};
+use pin::Pin;
 use report::{Report, Row, ScaleRow};
 
 #[derive(Parser)]
@@ -34,6 +38,12 @@ struct Args {
     /// no failure and no value zero or NaN.
     #[arg(long, value_name = "RESULTS_JSON")]
     check: Option<PathBuf>,
+    /// Where the client and the server of single-flow tests run.
+    #[arg(long, value_enum, default_value = "same")]
+    pin: Pin,
+    /// Only the per-program cost pass, printed (for profiling the datapath).
+    #[arg(long)]
+    cost_only: bool,
 }
 
 const SERVER_IPERF: u16 = 5202;
@@ -101,20 +111,21 @@ fn main() -> Result<()> {
     let _srv_echo = load::Servers::start(&t.server, SERVER_ECHO);
     let _iperf = iperf::Server::start(&t.container, IPERF);
     let _srv_iperf = iperf::Server::start(&t.server, SERVER_IPERF);
-    let server = |p| SocketAddr::from((bpfnet_tests::topo::SERVER_IP, p));
+    modes::lay_wires(&t);
+    let pin = args.pin;
 
     // (test, unit, higher is better) per metric of each measure.
     let tests: Vec<(Vec<Metric>, Measure)> = vec![
         (
             vec![("TCP stream client→container", "Gbit/s", true)],
             Box::new(move |t, m| {
-                iperf::stream(&t.client, m.target(IPERF), plan.secs, false).map(|g| vec![g])
+                iperf::stream(&t.client, m.target(IPERF), plan.secs, false, pin).map(|g| vec![g])
             }),
         ),
         (
             vec![("TCP stream container→client", "Gbit/s", true)],
             Box::new(move |t, m| {
-                iperf::stream(&t.client, m.target(IPERF), plan.secs, true).map(|g| vec![g])
+                iperf::stream(&t.client, m.target(IPERF), plan.secs, true, pin).map(|g| vec![g])
             }),
         ),
         (
@@ -124,7 +135,8 @@ fn main() -> Result<()> {
                 ("TCP RR p99", "µs", false),
             ],
             Box::new(move |t, m| {
-                let r = load::tcp_rr(&t.client, m.target(ECHO), dur)?;
+                load::pin_servers(pin.server());
+                let r = load::tcp_rr(&t.client, m.target(ECHO), dur, pin.client())?;
                 Ok(vec![r.per_sec, r.p50_us, r.p99_us])
             }),
         ),
@@ -134,6 +146,7 @@ fn main() -> Result<()> {
                 ("TCP connect+RR p99", "µs", false),
             ],
             Box::new(move |t, m| {
+                load::pin_servers(None);
                 let r = load::conn_rate(&t.client, m.target(ECHO), 4, dur)?;
                 Ok(vec![r.per_sec, r.p99_us])
             }),
@@ -141,34 +154,48 @@ fn main() -> Result<()> {
         (
             vec![("UDP request/response", "trans/s", true)],
             Box::new(move |t, m| {
-                load::udp_rr(&t.client, m.target(ECHO), dur).map(|r| vec![r.per_sec])
+                load::pin_servers(pin.server());
+                load::udp_rr(&t.client, m.target(ECHO), dur, pin.client()).map(|r| vec![r.per_sec])
             }),
         ),
         (
             vec![("egress stream container→server", "Gbit/s", true)],
-            Box::new(move |t, _| {
-                iperf::stream(&t.container, server(SERVER_IPERF), plan.secs, false).map(|g| vec![g])
+            Box::new(move |t, m| {
+                let to = m.server(SERVER_IPERF);
+                iperf::stream(&t.container, to, plan.secs, false, pin).map(|g| vec![g])
             }),
         ),
         (
             vec![("egress connection rate (4 clients)", "conns/s", true)],
-            Box::new(move |t, _| {
-                load::conn_rate(&t.container, server(SERVER_ECHO), 4, dur).map(|r| vec![r.per_sec])
+            Box::new(move |t, m| {
+                load::pin_servers(None);
+                load::conn_rate(&t.container, m.server(SERVER_ECHO), 4, dur)
+                    .map(|r| vec![r.per_sec])
             }),
         ),
         (
             vec![("container→container stream", "Gbit/s", true)],
-            Box::new(move |t, _| {
-                let to = SocketAddr::from((bpfnet_tests::topo::CONTAINER_IP, IPERF));
-                iperf::stream(&t.container2, to, plan.secs, false).map(|g| vec![g])
+            Box::new(move |t, m| {
+                iperf::stream(&t.container2, m.neighbour(IPERF), plan.secs, false, pin)
+                    .map(|g| vec![g])
             }),
         ),
     ];
 
+    let mut failures = Vec::new();
+    if args.cost_only {
+        let costs = program_costs(&t, &tests, &mut failures);
+        eprintln!("{}", report::costs_markdown(&costs));
+        ensure!(
+            failures.is_empty(),
+            "{} measurements failed",
+            failures.len()
+        );
+        return Ok(());
+    }
     let mut samples: Vec<BTreeMap<&str, Vec<Vec<f64>>>> =
         tests.iter().map(|_| BTreeMap::new()).collect();
-    let mut failures = Vec::new();
-    // Rounds of the three modes, so drift on a shared machine hits all of them alike.
+    // Rounds of every mode, so drift on a shared machine hits all of them alike.
     for rep in 0..plan.reps {
         for mode in modes::ALL {
             eprintln!(
@@ -209,6 +236,7 @@ fn main() -> Result<()> {
         }
     }
 
+    let costs = program_costs(&t, &tests, &mut failures);
     let scaling = plan
         .scale
         .iter()
@@ -220,7 +248,9 @@ fn main() -> Result<()> {
         quick: args.quick,
         repetitions: plan.reps,
         seconds_per_run: plan.secs,
+        pin: pin.name().to_string(),
         rows,
+        costs,
         scaling,
         failures,
     };
@@ -257,6 +287,35 @@ fn check(results: &Path) -> Result<()> {
         report.scaling.len()
     );
     Ok(())
+}
+
+/// Each test once more in `bpfnet` mode with the kernel's run-time statistics on:
+/// nanoseconds per run of each datapath program that the test's packets ran.
+fn program_costs(
+    t: &Topology,
+    tests: &[(Vec<Metric>, Measure)],
+    failures: &mut Vec<String>,
+) -> BTreeMap<String, BTreeMap<String, cost::Cost>> {
+    eprintln!("[bench] program costs (bpf_stats)");
+    let mut out = BTreeMap::new();
+    let daemon = Mode::Bpfnet.setup(t);
+    let collecting = or_failed(cost::start().map(Some), "program costs", None, failures);
+    if collecting.is_some() {
+        for (names, f) in tests {
+            let what = format!("program costs: {}", names[0].0);
+            let costs = cost::snapshot().and_then(|before| {
+                f(t, Mode::Bpfnet)?;
+                Ok(cost::between(&before, &cost::snapshot()?))
+            });
+            let costs = or_failed(costs, &what, BTreeMap::new(), failures);
+            eprintln!("[bench]   {what} = {costs:?}");
+            out.insert(names[0].0.to_string(), costs);
+        }
+    }
+    drop(collecting);
+    drop(daemon);
+    Mode::Bpfnet.teardown(t);
+    out
 }
 
 /// N published ports before the measured one, in iptables and in bpfnet.

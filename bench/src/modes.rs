@@ -1,22 +1,58 @@
-//! The three datapaths compared: `direct` (routed straight to the container, no NAT:
-//! the upper bound), `iptables` (Docker's exact rules for `-p`), `bpfnet`.
-use std::{fs, net::SocketAddr, process::Command};
+//! The datapaths compared: `wire` (a veth straight between the two namespaces of each
+//! test, no host in between: the physical limit of the topology), `direct` (routed
+//! through the host to the container, no NAT), `iptables` (Docker's exact rules for
+//! `-p`), `bpfnet`.
+use std::{
+    fs,
+    net::{Ipv4Addr, SocketAddr},
+    process::Command,
+};
 
 use bpfnet_tests::{
     daemon::{Daemon, cli_ok},
-    topo::{CONTAINER_IP, HOST_IP, Topology},
+    netns::Netns,
+    topo::{CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
 };
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    Wire,
     Direct,
     Iptables,
     Bpfnet,
 }
 
-pub const ALL: [Mode; 3] = [Mode::Direct, Mode::Iptables, Mode::Bpfnet];
+pub const ALL: [Mode; 4] = [Mode::Wire, Mode::Direct, Mode::Iptables, Mode::Bpfnet];
+
+/// The wires' addresses: client↔container, container↔server, container2↔container,
+/// one /30 each (the first address of each pair is the first namespace's).
+const WIRE_CLIENT: [Ipv4Addr; 2] = [Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(203, 0, 113, 2)];
+const WIRE_SERVER: [Ipv4Addr; 2] = [Ipv4Addr::new(203, 0, 113, 5), Ipv4Addr::new(203, 0, 113, 6)];
+const WIRE_PEER: [Ipv4Addr; 2] = [
+    Ipv4Addr::new(203, 0, 113, 9),
+    Ipv4Addr::new(203, 0, 113, 10),
+];
+
+/// The `wire` mode's veths, in place for the whole run: connected /30 routes only, so
+/// the other modes' traffic never takes them.
+pub fn lay_wires(t: &Topology) {
+    let pairs: [(&Netns, &str, &Netns, &str, [Ipv4Addr; 2]); 3] = [
+        (&t.client, "wire0", &t.container, "wire0", WIRE_CLIENT),
+        (&t.container, "wire1", &t.server, "wire0", WIRE_SERVER),
+        (&t.container2, "wire0", &t.container, "wire2", WIRE_PEER),
+    ];
+    for (a, a_dev, b, b_dev, ips) in pairs {
+        a.ip(&[
+            "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
+        ]);
+        for (ns, dev, ip) in [(a, a_dev, ips[0]), (b, b_dev, ips[1])] {
+            ns.ip(&["addr", "add", &format!("{ip}/30"), "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+    }
+}
 
 /// Ports the container serves: the load tool's echo and iperf3.
 pub const ECHO: u16 = 8038;
@@ -25,6 +61,7 @@ pub const IPERF: u16 = 5201;
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
+            Self::Wire => "wire",
             Self::Direct => "direct",
             Self::Iptables => "iptables",
             Self::Bpfnet => "bpfnet",
@@ -34,8 +71,25 @@ impl Mode {
     /// Where a client outside the host reaches the container's `port`.
     pub fn target(self, port: u16) -> SocketAddr {
         match self {
+            Self::Wire => SocketAddr::from((WIRE_CLIENT[1], port)),
             Self::Direct => SocketAddr::from((CONTAINER_IP, port)),
             _ => SocketAddr::from((HOST_IP, port)),
+        }
+    }
+
+    /// Where the container reaches the server's `port`.
+    pub fn server(self, port: u16) -> SocketAddr {
+        match self {
+            Self::Wire => SocketAddr::from((WIRE_SERVER[1], port)),
+            _ => SocketAddr::from((SERVER_IP, port)),
+        }
+    }
+
+    /// Where container2 reaches the container's `port`.
+    pub fn neighbour(self, port: u16) -> SocketAddr {
+        match self {
+            Self::Wire => SocketAddr::from((WIRE_PEER[1], port)),
+            _ => SocketAddr::from((CONTAINER_IP, port)),
         }
     }
 
@@ -43,6 +97,7 @@ impl Mode {
     pub fn setup(self, t: &Topology) -> Option<Daemon> {
         t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         match self {
+            Self::Wire => None,
             Self::Direct => {
                 t.client
                     .ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);
@@ -90,6 +145,7 @@ impl Mode {
     /// Undo `setup` (after the daemon is dropped): the next mode starts clean.
     pub fn teardown(self, t: &Topology) {
         match self {
+            Self::Wire => {}
             Self::Direct => {
                 t.client.ip(&["route", "del", "172.17.0.0/16"]);
                 t.server.ip(&["route", "del", "172.17.0.0/16"]);

@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::modes;
+use crate::{cost::Cost, modes};
 
 /// Medians and results are NaN when a measurement failed: JSON writes it as null.
 #[derive(Serialize, Deserialize)]
@@ -34,7 +34,13 @@ pub struct Report {
     pub quick: bool,
     pub repetitions: usize,
     pub seconds_per_run: f64,
+    /// Where single-flow tests' client and server ran (`same`, `split`, `none`).
+    #[serde(default)]
+    pub pin: String,
     pub rows: Vec<Row>,
+    /// Per test, per datapath program that ran: nanoseconds per run.
+    #[serde(default)]
+    pub costs: BTreeMap<String, BTreeMap<String, Cost>>,
     pub scaling: Vec<ScaleRow>,
     /// Measurements that failed, as "mode: test: error".
     #[serde(default)]
@@ -74,6 +80,18 @@ impl Report {
                 }
             }
         }
+        for row in &self.rows {
+            // Every test's packets run some program (names of later metrics of one
+            // measure have none of their own).
+            if let Some(c) = self.costs.get(&row.test)
+                && !c.values().any(|c| measured(c.ns_per_run))
+            {
+                p.push(format!("program costs: {}: no program ran", row.test));
+            }
+        }
+        if self.costs.is_empty() {
+            p.push("no program costs".into());
+        }
         for x in &self.scaling {
             for (what, v) in [
                 ("iptables install ms", x.iptables_install_ms),
@@ -103,7 +121,7 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "# bpfnet benchmark\n");
     let _ = writeln!(
         s,
-        "{} — {} — kernel {} — {} CPUs ({}). Medians of {} runs of {} s each; `cargo xtask bench{}` reproduces it.\n",
+        "{} — {} — kernel {} — {} CPUs ({}). Medians of {} interleaved rounds of {} s each; client and server of single-flow tests pinned: `{}`; `cargo xtask bench{}` reproduces it.\n",
         r.date,
         r.machine.get("cpu").map_or("?", String::as_str),
         r.machine.get("kernel").map_or("?", String::as_str),
@@ -111,13 +129,16 @@ pub fn markdown(r: &Report) -> String {
         r.machine.get("virtualization").map_or("?", String::as_str),
         r.repetitions,
         r.seconds_per_run,
+        r.pin,
         if r.quick { " --quick" } else { "" },
     );
     let _ = writeln!(
         s,
-        "Modes: `direct` routes the client straight to the container (no NAT: the upper bound); \
-         `iptables` is Docker's rule set for `-p` with netfilter conntrack; `bpfnet` is this project. \
-         Ratios above 1 favour bpfnet except for latencies, where below 1 does.\n"
+        "Modes: `wire` is a veth straight between the two namespaces of each test (no host in \
+         between: the physical limit of the topology); `direct` routes through the host to the \
+         container (no NAT); `iptables` is Docker's rule set for `-p` with netfilter conntrack; \
+         `bpfnet` is this project. Ratios above 1 favour bpfnet except for latencies, where below \
+         1 does.\n"
     );
     let problems = r.problems();
     if !problems.is_empty() {
@@ -129,23 +150,33 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "| test | unit | direct | iptables | bpfnet | bpfnet / direct | bpfnet / iptables |"
+        "| test | unit | wire | direct | iptables | bpfnet | bpfnet / wire | bpfnet / direct | bpfnet / iptables |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.rows {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             row.test,
             row.unit,
+            v("wire"),
             v("direct"),
             v("iptables"),
             v("bpfnet"),
+            ratio(v("bpfnet"), v("wire")),
             ratio(v("bpfnet"), v("direct")),
             ratio(v("bpfnet"), v("iptables")),
         );
     }
+    let _ = writeln!(s, "\n## What each program costs\n");
+    let _ = writeln!(
+        s,
+        "Each test once more in `bpfnet` mode with the kernel's BPF run-time statistics on \
+         (`BPF_ENABLE_STATS`, off during the timed rounds): nanoseconds per run (one run per \
+         packet, or per GSO batch) of each TC program the test's packets ran.\n"
+    );
+    s.push_str(&costs_markdown(&r.costs));
     let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
     let _ = writeln!(
         s,
@@ -171,22 +202,52 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n![ratios to direct](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
+        "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
     );
     s
 }
 
-/// Bars: each rate test as a fraction of `direct`, for iptables and bpfnet.
+/// The program-cost table: per test, ns per run and runs of each program.
+pub fn costs_markdown(costs: &BTreeMap<String, BTreeMap<String, Cost>>) -> String {
+    let progs = crate::cost::PROGRAMS;
+    let mut s = String::from("| test |");
+    for p in progs {
+        let _ = write!(s, " `{p}` ns/run | runs |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---:|---:|".repeat(progs.len()));
+    s.push('\n');
+    for (test, c) in costs {
+        let _ = write!(s, "| {test} |");
+        for p in progs {
+            match c.get(p) {
+                Some(c) => {
+                    let _ = write!(s, " {:.0} | {} |", c.ns_per_run, c.runs);
+                }
+                None => s.push_str(" - | 0 |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Bars: each rate test as a fraction of `wire`, for direct, iptables and bpfnet.
 pub fn ratios_svg(r: &Report) -> String {
     let rows: Vec<&Row> = r.rows.iter().filter(|x| x.higher_is_better).collect();
-    let (w, bar, gap, left) = (760.0, 14.0, 14.0, 260.0);
-    let h = 40.0 + rows.len() as f64 * (2.0 * bar + gap);
+    let bars = [
+        ("direct", "#ccc"),
+        ("iptables", "#999"),
+        ("bpfnet", "#2a6fdb"),
+    ];
+    let (w, bar, gap, left) = (760.0, 12.0, 14.0, 260.0);
+    let h = 40.0 + rows.len() as f64 * (bars.len() as f64 * bar + gap);
     let max = rows
         .iter()
         .flat_map(|x| {
-            ["iptables", "bpfnet"].map(|m| {
+            bars.map(|(m, _)| {
                 x.values.get(m).copied().unwrap_or(0.0)
-                    / x.values.get("direct").copied().unwrap_or(1.0).max(1e-9)
+                    / x.values.get("wire").copied().unwrap_or(1.0).max(1e-9)
             })
         })
         .fold(1.2f64, f64::max);
@@ -196,11 +257,11 @@ pub fn ratios_svg(r: &Report) -> String {
     );
     let _ = write!(
         s,
-        r##"<text x="{left}" y="14">fraction of direct (no NAT); grey: iptables, blue: bpfnet; line: 1.0</text>"##
+        r##"<text x="{left}" y="14">fraction of wire (the physical limit); light: direct, grey: iptables, blue: bpfnet; line: 1.0</text>"##
     );
     for (i, row) in rows.iter().enumerate() {
-        let y = 24.0 + i as f64 * (2.0 * bar + gap);
-        let direct = row.values.get("direct").copied().unwrap_or(0.0).max(1e-9);
+        let y = 24.0 + i as f64 * (bars.len() as f64 * bar + gap);
+        let wire = row.values.get("wire").copied().unwrap_or(0.0).max(1e-9);
         let _ = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
@@ -208,11 +269,8 @@ pub fn ratios_svg(r: &Report) -> String {
             y + bar + 3.0,
             row.test
         );
-        for (j, (m, color)) in [("iptables", "#999"), ("bpfnet", "#2a6fdb")]
-            .iter()
-            .enumerate()
-        {
-            let f = row.values.get(*m).copied().unwrap_or(0.0) / direct;
+        for (j, (m, color)) in bars.iter().enumerate() {
+            let f = row.values.get(*m).copied().unwrap_or(0.0) / wire;
             let yy = y + j as f64 * bar;
             let _ = write!(
                 s,

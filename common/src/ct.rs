@@ -61,7 +61,8 @@ pub struct CtValue {
     pub seq_end: u32,
     /// TCP: the largest window (scaled) this direction's sender has offered, host order.
     pub max_win: u32,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet, nanoseconds.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC at the last tick) of the last packet,
+    /// nanoseconds.
     pub last_seen_ns: u64,
     /// Packets matched in this direction.
     pub packets: u64,

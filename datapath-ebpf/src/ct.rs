@@ -5,7 +5,8 @@
 //! NOEXIST and removed together when the second cannot be created: no flow ever takes
 //! over another's tuple, on any CPU.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::LruHashMap, programs::TcContext,
+    bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns, maps::LruHashMap,
+    programs::TcContext,
 };
 use common::{
     CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
@@ -50,10 +51,12 @@ pub fn key_of(p: &Packet) -> CtKey {
     }
 }
 
+/// CLOCK_MONOTONIC at the last tick: a flow's times need seconds, not nanoseconds, and
+/// the coarse clock costs no clock read.
 #[inline(always)]
 fn now() -> u64 {
     // SAFETY: helper without arguments.
-    unsafe { bpf_ktime_get_ns() }
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The entry for `key` in either table.

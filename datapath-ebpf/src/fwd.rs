@@ -20,9 +20,9 @@ use aya_ebpf::{
 use common::{CtKey, Endpoint, Reason};
 
 use crate::{
-    csum::IP_CSUM,
+    csum::replace16,
     maps::{endpoint, port, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Packet},
+    parse::{ETH_HLEN, ETH_P_IP, Packet, read, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
@@ -78,7 +78,7 @@ pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
 pub fn redirect(ctx: &TcContext, r: &Route) -> i32 {
     let ret = match r.macs {
         Some(macs) => {
-            if ctx.store(0, &macs, 0).is_err() {
+            if write(ctx, 0, macs).is_none() {
                 return verdict(ctx, Reason::DropRewrite);
             }
             // SAFETY: helper call with plain integer arguments.
@@ -143,11 +143,11 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
             let macs_set = if p.l3_off == 0 {
                 // The container sees its gateway (the bridge) as the sender.
                 let gateway = port(ep.ifindex).map_or([0; 6], |port| port.bridge_mac);
-                ctx.store(0, &[ep.mac, gateway], 0)
+                write(ctx, 0, [ep.mac, gateway])
             } else {
-                ctx.store(0, &ep.mac, 0)
+                write(ctx, 0, ep.mac)
             };
-            if macs_set.is_ok() {
+            if macs_set.is_some() {
                 // SAFETY: helper call with plain integer arguments.
                 let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
                 if ret == TC_ACT_REDIRECT {
@@ -164,14 +164,17 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
 /// The IPv4 TTL, one less, with the header checksum updated.
 #[inline(always)]
 fn decrement_ttl(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
-    // TTL and protocol share a 16-bit word of the header checksum.
+    // TTL and protocol share a 16-bit word of the header checksum, which follows them.
     let off = p.l3_off + IP_TTL;
-    let old: [u8; 2] = ctx.load(off).map_err(|_| Reason::DropRewrite)?;
-    let new = [p.ttl - 1, old[1]];
-    let (from, to) = (u16::from_ne_bytes(old), u16::from_ne_bytes(new));
-    ctx.l3_csum_replace(p.l3_off + IP_CSUM, u64::from(from), u64::from(to), 2)
-        .map_err(|_| Reason::DropRewrite)?;
-    ctx.store(off, &new, 0).map_err(|_| Reason::DropRewrite)
+    let [ttl, proto, c0, c1]: [u8; 4] = read(ctx, off).ok_or(Reason::DropRewrite)?;
+    let new = [ttl - 1, proto];
+    let check = replace16(
+        u16::from_ne_bytes([c0, c1]),
+        u16::from_ne_bytes([ttl, proto]),
+        u16::from_ne_bytes(new),
+    );
+    let [n0, n1] = check.to_ne_bytes();
+    write(ctx, off, [new[0], new[1], n0, n1]).ok_or(Reason::DropRewrite)
 }
 
 /// Put an Ethernet header (zeroed MACs, IPv4) in front of a packet from an L3 device,
@@ -183,8 +186,7 @@ fn push_eth(ctx: &TcContext) -> Result<(), Reason> {
     if unsafe { bpf_skb_change_head(ctx.skb.skb, ETH_HLEN as u32, 0) } != 0 {
         return Err(Reason::DropRewrite);
     }
-    ctx.store(12, &ETH_P_IP.to_be(), 0)
-        .map_err(|_| Reason::DropRewrite)
+    write(ctx, 12, ETH_P_IP.to_be()).ok_or(Reason::DropRewrite)
 }
 
 /// Send the (translated) packet to the endpoint that owns its destination, else by

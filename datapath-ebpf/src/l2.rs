@@ -57,16 +57,24 @@ impl L2 {
     }
 }
 
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct EthHdr {
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: u16,
+}
+
 #[inline(always)]
 pub fn read(ctx: &TcContext) -> Option<L2> {
-    let hdr: ([[u8; 6]; 2], u16) = (ctx.load(0).ok()?, ctx.load(12).ok()?);
+    let hdr: EthHdr = crate::parse::read(ctx, 0)?;
     // SAFETY: ctx is the __sk_buff this program was called with.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
     let known = port(ingress);
     Some(L2 {
-        dst_mac: hdr.0[0],
-        src_mac: hdr.0[1],
-        ethertype: u16::from_be(hdr.1),
+        dst_mac: hdr.dst,
+        src_mac: hdr.src,
+        ethertype: u16::from_be(hdr.ethertype),
         ingress,
         port: known.unwrap_or(NO_PORT),
         known: known.is_some(),

@@ -1,6 +1,8 @@
 //! Ethernet / IPv4 header parsing into a flat summary, for every IP protocol; the ports
 //! (or ICMP echo identifier) and TCP sequence fields where the protocol has them.
-use aya_ebpf::programs::TcContext;
+use core::mem::size_of;
+
+use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
 use common::{
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -111,6 +113,7 @@ impl Packet {
     }
 }
 
+#[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Ipv4Hdr {
     pub ver_ihl: u8,
@@ -131,6 +134,50 @@ impl Ipv4Hdr {
     }
 }
 
+/// A `T` at `off` in the packet's linear data, read in place (direct packet access: no
+/// helper call); None when it does not lie there.
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + off + size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the verifier-checked bounds above keep the read inside the packet; the
+    // BPF target loads at any alignment.
+    Some(unsafe { *((start + off) as *const T) })
+}
+
+/// Write `v` at `off` in the packet's linear data in place; None when it does not lie
+/// there. (The verifier makes a cloned packet's data private before the program runs.)
+#[inline(always)]
+pub fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Option<()> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + off + size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: bounds checked above, as for `read`.
+    unsafe { *((start + off) as *mut T) = v };
+    Some(())
+}
+
+/// `read`, pulling the packet's first `off + size_of::<T>()` bytes into the linear data
+/// first when they are not there yet (headers of a packet built in pieces; every pointer
+/// into the packet is invalid afterwards). Only what is needed is pulled: more would copy
+/// payload.
+#[inline(always)]
+fn read_pulled<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+    if let Some(v) = read(ctx, off) {
+        return Some(v);
+    }
+    let want = off + size_of::<T>();
+    if want > ctx.len() as usize {
+        return None;
+    }
+    // SAFETY: helper on this program's context; a failure leaves the read to fail.
+    unsafe { bpf_skb_pull_data(ctx.skb.skb, want as u32) };
+    read(ctx, off)
+}
+
 /// The IPv4 packet's summary, or the reason it is left alone (`Pass`: not IPv4) or
 /// dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
 /// protocol is the skb's, there being no ethertype).
@@ -140,14 +187,12 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
         // SAFETY: ctx is the __sk_buff this program was called with.
         u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16)
     } else {
-        u16::from_be(ctx.load(12).map_err(|_| Reason::Pass)?)
+        u16::from_be(read(ctx, 12).ok_or(Reason::Pass)?)
     };
     if proto != ETH_P_IP {
         return Err(Reason::Pass);
     }
-    let ip = ctx
-        .load::<Ipv4Hdr>(l3_off)
-        .map_err(|_| Reason::DropMalformed)?;
+    let ip: Ipv4Hdr = read_pulled(ctx, l3_off).ok_or(Reason::DropMalformed)?;
     let ihl = ip.ihl();
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(l3_off);
@@ -207,12 +252,13 @@ fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
         _ => return Ok(()),
     };
     // The header must fit the IP packet, not merely the frame (padding is not a header).
-    if l4_len < min || ctx.load::<u8>(off + min - 1).is_err() {
+    if l4_len < min {
         return Err(Reason::DropTruncated);
     }
     if p.proto == PROTO_ICMP {
-        let kind: u8 = ctx.load(off).map_err(|_| Reason::DropTruncated)?;
-        let id: u16 = ctx.load(off + 4).map_err(|_| Reason::DropTruncated)?;
+        let [kind, _, _, _, id0, id1]: [u8; 6] =
+            read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
+        let id = u16::from_ne_bytes([id0, id1]);
         p.icmp = match kind {
             ICMP_ECHO => {
                 p.src_port = id;
@@ -227,11 +273,14 @@ fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
         };
         return Ok(());
     }
-    let ports: [u16; 2] = ctx.load(off).map_err(|_| Reason::DropTruncated)?;
-    p.src_port = ports[0];
-    p.dst_port = ports[1];
-    if p.proto == PROTO_TCP {
-        let h: TcpFixed = ctx.load(off + 4).map_err(|_| Reason::DropTruncated)?;
+    if p.proto == PROTO_UDP {
+        let ports: [u16; 2] = read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
+        p.src_port = ports[0];
+        p.dst_port = ports[1];
+    } else {
+        let h: TcpFixed = read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
+        p.src_port = h.ports[0];
+        p.dst_port = h.ports[1];
         let hlen = usize::from(h.doff >> 4) * 4;
         if hlen < 20 || hlen > l4_len {
             return Err(Reason::DropMalformed);
@@ -246,9 +295,11 @@ fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
     Ok(())
 }
 
-/// The TCP header from the sequence number to the window.
+/// The TCP header up to the window.
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct TcpFixed {
+    ports: [u16; 2],
     seq: u32,
     ack: u32,
     doff: u8,

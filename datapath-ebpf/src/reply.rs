@@ -11,6 +11,7 @@ use aya_ebpf::{
 use common::{PROTO_ICMP, Reason};
 
 use crate::{
+    csum::fold,
     parse::{ICMP_TIME_EXCEEDED, Packet},
     stats::{count, verdict},
 };
@@ -33,13 +34,6 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
         s += u32::from(u16::from_be_bytes(w));
     }
     Ok(s)
-}
-
-#[inline(always)]
-fn fold(mut s: u32) -> u16 {
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    !(s as u16)
 }
 
 /// Turn `p` (untranslated, arrived from outside with its TTL ending here) into the

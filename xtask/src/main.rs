@@ -38,6 +38,12 @@ enum Command {
         /// Output directory (default: the workspace's bench/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where single-flow tests' client and server run: same, split or none.
+        #[arg(long, default_value = "same")]
+        pin: String,
+        /// Only measure what each datapath program costs per packet, and print it.
+        #[arg(long)]
+        cost_only: bool,
     },
 }
 
@@ -61,12 +67,23 @@ fn main() -> Result<()> {
             cmd::exec(&bin, &full)
         }
         Command::Test => test::run(),
-        Command::Bench { quick, out } => bench(quick, out),
+        Command::Bench {
+            quick,
+            out,
+            pin,
+            cost_only,
+        } => {
+            let mut extra = vec!["--pin".to_string(), pin];
+            if cost_only {
+                extra.push("--cost-only".into());
+            }
+            bench(quick, out, &extra)
+        }
     }
 }
 
-/// The bench drives the release build of bpfnet.
-pub fn bench(quick: bool, out: Option<PathBuf>) -> Result<()> {
+/// The bench drives the release build of bpfnet; `extra` goes to the bench.
+pub fn bench(quick: bool, out: Option<PathBuf>, extra: &[String]) -> Result<()> {
     build()?;
     let out = out.unwrap_or_else(|| root().join("bench"));
     let out = out.display().to_string();
@@ -82,6 +99,7 @@ pub fn bench(quick: bool, out: Option<PathBuf>) -> Result<()> {
     if quick {
         args.push("--quick");
     }
+    args.extend(extra.iter().map(String::as_str));
     let mut c = cmd::command("cargo", &args);
     c.env("BPFNET_BIN", root().join("target/release/bpfnet"));
     cmd::status(c, &format!("bench{}", if quick { " --quick" } else { "" }))

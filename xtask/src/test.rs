@@ -69,7 +69,7 @@ pub fn run() -> Result<()> {
 fn bench_smoke() -> Result<()> {
     let out = std::env::temp_dir().join(format!("bpfnet-bench-smoke-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    crate::bench(true, Some(out.clone()))?;
+    crate::bench(true, Some(out.clone()), &[])?;
     let report = std::fs::read_to_string(out.join("report.md"))?;
     let complete = [
         "TCP stream client→container",

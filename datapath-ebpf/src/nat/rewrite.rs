@@ -4,7 +4,7 @@ use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     csum,
-    parse::{Frag, Icmp, Packet},
+    parse::{Frag, Icmp, Packet, write},
 };
 
 /// The IPv4 addresses' offsets in the header.
@@ -27,7 +27,7 @@ fn port_off(p: &Packet, src: bool) -> Option<usize> {
 #[inline(always)]
 fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), Reason> {
     match port_off(p, src) {
-        Some(off) => ctx.store(off, &port, 0).map_err(|_| Reason::DropRewrite),
+        Some(off) => write(ctx, off, port).ok_or(Reason::DropRewrite),
         None => Ok(()),
     }
 }
@@ -35,10 +35,9 @@ fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), R
 /// Rewrite the destination to `ip:port` (network order).
 #[inline(always)]
 pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
-    csum::update(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
+    csum::update_l4(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
     if ip != p.dst_ip {
-        ctx.store(p.l3_off + IP_DST, &ip, 0)
-            .map_err(|_| Reason::DropRewrite)?;
+        csum::set_ip_addr(ctx, p, IP_DST, p.dst_ip, ip)?;
     }
     if port != p.dst_port {
         store_port(ctx, p, false, port)?;
@@ -51,10 +50,9 @@ pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 /// Rewrite the source to `ip:port` (network order).
 #[inline(always)]
 pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
-    csum::update(ctx, p, p.src_ip, ip, p.src_port, port)?;
+    csum::update_l4(ctx, p, p.src_ip, ip, p.src_port, port)?;
     if ip != p.src_ip {
-        ctx.store(p.l3_off + IP_SRC, &ip, 0)
-            .map_err(|_| Reason::DropRewrite)?;
+        csum::set_ip_addr(ctx, p, IP_SRC, p.src_ip, ip)?;
     }
     if port != p.src_port {
         store_port(ctx, p, true, port)?;
