@@ -41,7 +41,15 @@ pub const TCP_ACK: u8 = 0x10;
 /// that waits in TIME_WAIT once both have closed.
 pub const TCP_FIN_FIRST: u8 = 0x80;
 
-/// Value of `ct_v2` (and of `ct_new_v1`, which holds flows not yet answered).
+/// `CtValue::hop`: no next hop remembered.
+pub const HOP_NONE: u8 = 0;
+/// `CtValue::hop`: straight into an endpoint's namespace (`bpf_redirect_peer` on the
+/// host-side veth `hop_ifindex`; MACs: the endpoint's, then its gateway's).
+pub const HOP_PEER: u8 = 1;
+/// `CtValue::hop`: out of device `hop_ifindex` with MACs `hop_macs` (`bpf_redirect`).
+pub const HOP_ROUTE: u8 = 2;
+
+/// Value of `ct_v3` (and of `ct_new_v2`, which holds flows not yet answered).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CtValue {
@@ -56,7 +64,9 @@ pub struct CtValue {
     pub tcp_seen: u8,
     /// TCP window scale this direction's sender announced in its SYN (0: none).
     pub wscale: u8,
-    pub _pad: u8,
+    /// Where this direction's packets went last (`HOP_*`), so the next ones skip the
+    /// endpoint and route lookups while the route generation stays `hop_gen`.
+    pub hop: u8,
     /// TCP: one past the highest sequence number this direction has sent, host order.
     pub seq_end: u32,
     /// TCP: the largest window (scaled) this direction's sender has offered, host order.
@@ -68,6 +78,15 @@ pub struct CtValue {
     pub packets: u64,
     /// Bytes (L2 length) matched in this direction.
     pub bytes: u64,
+    /// The next hop's device (host-side veth for `HOP_PEER`).
+    pub hop_ifindex: u32,
+    /// `route_gen_v1` when the hop was found: any route, neighbour, link, address or
+    /// endpoint change since makes it stale.
+    pub hop_gen: u32,
+    /// MTU of the hop's device (0 for `HOP_PEER`: not checked).
+    pub hop_mtu: u32,
+    /// Destination and source MAC the packet gets, as stored in the frame.
+    pub hop_macs: [[u8; 6]; 2],
 }
 
 impl CtKey {
@@ -112,12 +131,16 @@ impl CtValue {
             flags,
             tcp_seen: 0,
             wscale: 0,
-            _pad: 0,
+            hop: HOP_NONE,
             seq_end: 0,
             max_win: 0,
             last_seen_ns: now_ns,
             packets: 0,
             bytes: 0,
+            hop_ifindex: 0,
+            hop_gen: 0,
+            hop_mtu: 0,
+            hop_macs: [[0; 6]; 2],
         }
     }
 
@@ -168,7 +191,52 @@ impl TcpState {
     }
 }
 
-crate::pod::aya_pod!(CtKey, CtValue);
+/// The value of `ct_v2` and `ct_new_v1`, before entries remembered their next hop:
+/// read once, when a daemon of this version takes over from an older one's maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CtValueV2 {
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub flags: u8,
+    pub tcp_seen: u8,
+    pub wscale: u8,
+    pub _pad: u8,
+    pub seq_end: u32,
+    pub max_win: u32,
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl From<CtValueV2> for CtValue {
+    /// The same flow, with no next hop remembered yet.
+    fn from(v: CtValueV2) -> Self {
+        CtValue {
+            src_ip: v.src_ip,
+            dst_ip: v.dst_ip,
+            src_port: v.src_port,
+            dst_port: v.dst_port,
+            flags: v.flags,
+            tcp_seen: v.tcp_seen,
+            wscale: v.wscale,
+            hop: HOP_NONE,
+            seq_end: v.seq_end,
+            max_win: v.max_win,
+            last_seen_ns: v.last_seen_ns,
+            packets: v.packets,
+            bytes: v.bytes,
+            hop_ifindex: 0,
+            hop_gen: 0,
+            hop_mtu: 0,
+            hop_macs: [[0; 6]; 2],
+        }
+    }
+}
+
+crate::pod::aya_pod!(CtKey, CtValue, CtValueV2);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,9 @@ pub mod maps;
 mod pod;
 pub mod stats;
 
-pub use ct::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, TcpState};
+pub use ct::{
+    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, HOP_NONE, HOP_PEER, HOP_ROUTE, TcpState,
+};
 pub use maps::{
     Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
     NET_INTERNAL, NET_LAN, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Network, PORT_ENFORCE, Port,
@@ -32,8 +34,12 @@ pub mod names {
     pub const PUBLISHED: &str = "published_v1";
     pub const HOST_IPS: &str = "host_ips_v1";
     pub const ENDPOINTS: &str = "endpoints_v1";
-    pub const CT: &str = "ct_v2";
-    pub const CT_NEW: &str = "ct_new_v1";
+    pub const CT: &str = "ct_v3";
+    pub const CT_NEW: &str = "ct_new_v2";
+    /// The layouts before `CtValue` remembered its next hop, migrated at start.
+    pub const CT_V2: &str = "ct_v2";
+    pub const CT_NEW_V1: &str = "ct_new_v1";
+    pub const ROUTE_GEN: &str = "route_gen_v1";
     pub const SUBNETS: &str = "subnets_v1";
     pub const SNAT_USE: &str = "snat_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";
@@ -47,6 +53,6 @@ pub mod names {
 
 /// Default number of connection-tracking entries (each flow takes two).
 pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
-/// Flows not yet answered live in `ct_new_v1`, a quarter the size of the CT map, so a
+/// Flows not yet answered live in `ct_new_v2`, a quarter the size of the CT map, so a
 /// flood of new flows cannot evict answered ones.
 pub const CT_NEW_SHARE: u32 = 4;

@@ -5,12 +5,14 @@
 //! known it may send nothing routed, and its first IPv4 packet binds its address.
 use aya_ebpf::programs::TcContext;
 use common::{
-    CtKey, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Reason,
+    CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED,
+    Reason,
 };
 
 use crate::{
     ct, frag,
     fwd::{self, Next, Route},
+    hop,
     icmp::{self, From},
     l2::{self, L2},
     maps::{endpoint, iface_role, is_host, network_of},
@@ -30,67 +32,78 @@ pub fn handle(ctx: &TcContext) -> i32 {
         ETH_P_IPV6 => return l2::other(ctx, &l2, Reason::DropIpv6),
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
-    let mut p = match parse(ctx, ETH_HLEN) {
+    let p = match parse(ctx, ETH_HLEN) {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
-    if let Err(reason) = l2::check_ip_source(ctx, &mut l2, &p) {
+    if let Err(reason) = l2::check_ip_source(ctx, &mut l2, p) {
         return verdict(ctx, reason);
     }
     if p.ttl <= 1 && l2.routed() {
         // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
         return verdict(ctx, Reason::TtlExpired);
     }
-    if let Some(v) = icmp::handle_error(ctx, &mut p, From::Container) {
+    if let Some(v) = icmp::handle_error(ctx, p, From::Container) {
         return v;
     }
     if p.frag == Frag::Later {
-        if !frag::recall(&mut p) {
-            return unknown_fragment(ctx, &l2, &p);
+        if !frag::recall(p) {
+            return unknown_fragment(ctx, &l2, p);
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    match ct::lookup(ctx, &p) {
-        Ok(Some(to)) => return translate(ctx, &mut p, &to, None),
-        Ok(None) => {}
+    let (to, flow) = match ct::lookup(ctx, p) {
+        Ok(Some(hit)) => (hit.to, hit.entry),
+        Ok(None) => match first(ctx, &l2, p) {
+            Ok(to) => (to, None),
+            Err(verdict) => return verdict,
+        },
         Err(reason) => return verdict(ctx, reason),
-    }
+    };
+    translate(ctx, p, &to, flow)
+}
+
+/// An untracked packet: a new flow's tuple (masquerade, hairpin, tracked egress), or
+/// the verdict it gets instead (switched, routed as it is, dropped, passed).
+#[inline(always)]
+fn first(ctx: &TcContext, l2: &L2, p: &Packet) -> Result<CtKey, i32> {
     let own = network_of(p.src_ip).map_or(0, |n| n.flags);
     if !l2.routed() {
         if own & NET_NO_ICC != 0 && l2.dst_mac[0] & 1 == 0 {
             // No inter-container communication: unicast to a neighbour is refused.
-            return verdict(ctx, Reason::DropIcc);
+            return Err(verdict(ctx, Reason::DropIcc));
         }
-        return l2::forward_switched(ctx, &l2, &p);
+        return Err(l2::forward_switched(ctx, l2, p));
     }
     let to_host = is_host(p.dst_ip);
     if own & NET_INTERNAL != 0 && !to_host {
         // An internal network talks only within itself (and to its gateway, the host).
-        return verdict(ctx, Reason::DropInternal);
+        return Err(verdict(ctx, Reason::DropInternal));
     }
     if to_host {
-        return match nat::hairpin(ctx, &p) {
-            Ok(New::Flow(to)) => translate(ctx, &mut p, &to, None),
-            Ok(New::None) => verdict(ctx, Reason::Pass),
-            Err(reason) => verdict(ctx, reason),
+        return match nat::hairpin(ctx, p) {
+            Ok(New::Flow(to)) => Ok(to),
+            Ok(New::None) => Err(verdict(ctx, Reason::Pass)),
+            Err(reason) => Err(verdict(ctx, reason)),
         };
     }
-    let (route, way) = match egress(ctx, &l2, &p, own) {
+    let (route, way) = match egress(ctx, l2, p, own) {
         Egress::Out(route, way) => (route, way),
-        Egress::OtherNetwork => return verdict(ctx, Reason::DropIsolation),
-        Egress::Elsewhere => return verdict(ctx, Reason::Pass),
+        Egress::OtherNetwork => return Err(verdict(ctx, Reason::DropIsolation)),
+        Egress::Elsewhere => return Err(verdict(ctx, Reason::Pass)),
     };
-    if !fwd::fits(ctx, &p, route.ifindex) {
-        return too_big(ctx, &p);
+    if !fwd::fits(ctx, p, route.ifindex) {
+        return Err(too_big(ctx, p));
     }
     let to = match way {
-        Way::Masquerade => nat::snat(ctx, &p, route.src_ip),
-        Way::Track => nat::track(ctx, &p),
-        Way::Routed => return fwd::send(ctx, &p, &Next::Route(route)),
+        Way::Masquerade => nat::snat(ctx, p, route.src_ip),
+        Way::Track => nat::track(ctx, p),
+        Way::Routed => return Err(fwd::send(ctx, p, &Next::route(&route))),
     };
     match to {
-        Ok(to) => translate(ctx, &mut p, &to, Some(route)),
-        Err(reason) => verdict(ctx, reason),
+        // The route is looked up again for the translated tuple (its source differs).
+        Ok(to) => Ok(to),
+        Err(reason) => Err(verdict(ctx, reason)),
     }
 }
 
@@ -109,30 +122,25 @@ fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
     }
 }
 
-/// Apply `to`, then send the packet out of `route` (known already) or wherever its new
-/// destination lies. A packet too big for the device it would leave by goes back to how
-/// it came and to the kernel, which answers it.
+/// Send the packet as `to` (its flow's entry, when known, remembers where). A packet
+/// too big for the device it would leave by is left untranslated, to the kernel, which
+/// answers it.
 #[inline(always)]
-fn translate(ctx: &TcContext, p: &mut Packet, to: &CtKey, route: Option<Route>) -> i32 {
-    let orig = ct::key_of(p);
+fn translate(
+    ctx: &TcContext,
+    p: &mut Packet,
+    to: &CtKey,
+    flow: Option<&'static mut CtValue>,
+) -> i32 {
+    let Some((next, mtu)) = hop::next(ctx, to, flow) else {
+        return verdict(ctx, Reason::DropNoRoute);
+    };
+    if !next.peer && !fwd::fits_mtu(ctx, p, next.ifindex, mtu) {
+        return too_big(ctx, p);
+    }
     frag::remember(p);
     if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
-    }
-    let next = match route {
-        Some(r) => Next::Route(r),
-        None => match fwd::next_hop(ctx, p) {
-            Some(n) => n,
-            None => return verdict(ctx, Reason::DropNoRoute),
-        },
-    };
-    if let Next::Route(r) = &next
-        && !fwd::fits(ctx, p, r.ifindex)
-    {
-        if nat::apply(ctx, p, &orig).is_err() {
-            return verdict(ctx, Reason::DropRewrite);
-        }
-        return too_big(ctx, p);
     }
     fwd::send(ctx, p, &next)
 }

@@ -50,9 +50,9 @@ pub fn set_ip_addr(
     old: u32,
     new: u32,
 ) -> Result<(), Reason> {
-    let check: u16 = read(ctx, p.l3_off + IP_CSUM).ok_or(Reason::DropRewrite)?;
-    write(ctx, p.l3_off + field, new).ok_or(Reason::DropRewrite)?;
-    write(ctx, p.l3_off + IP_CSUM, replace32(check, old, new)).ok_or(Reason::DropRewrite)
+    let check: u16 = read(ctx, p.l3_off() + IP_CSUM).ok_or(Reason::DropRewrite)?;
+    write(ctx, p.l3_off() + field, new).ok_or(Reason::DropRewrite)?;
+    write(ctx, p.l3_off() + IP_CSUM, replace32(check, old, new)).ok_or(Reason::DropRewrite)
 }
 
 /// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
@@ -63,10 +63,10 @@ fn l4_csum(ctx: &TcContext, p: &Packet) -> Result<Option<(usize, u64, bool)>, Re
         return Ok(None);
     }
     match p.proto {
-        PROTO_TCP => Ok(Some((p.l4_off + 16, 0, true))),
-        PROTO_ICMP => Ok(Some((p.l4_off + 2, 0, false))),
+        PROTO_TCP => Ok(Some((p.l4_off() + 16, 0, true))),
+        PROTO_ICMP => Ok(Some((p.l4_off() + 2, 0, false))),
         PROTO_UDP => {
-            let off = p.l4_off + 6;
+            let off = p.l4_off() + 6;
             let csum: u16 = read(ctx, off).ok_or(Reason::DropRewrite)?;
             // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
             Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))

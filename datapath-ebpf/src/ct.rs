@@ -1,6 +1,6 @@
 //! Connection tracking. A flow has two entries, one per direction, each keyed by the
 //! tuple a packet has when it reaches a bpfnet hook (see `common::ct`). New flows live in
-//! `ct_new_v1` until their first reply moves both entries to `ct_v2`, so a flood of flows
+//! `ct_new_v2` until their first reply moves both entries to `ct_v3`, so a flood of flows
 //! nobody answers evicts only its own kind. Both entries are created together with
 //! NOEXIST and removed together when the second cannot be created: no flow ever takes
 //! over another's tuple, on any CPU.
@@ -146,10 +146,17 @@ fn track_tcp(
     Ok(())
 }
 
+/// A tracked packet: the tuple it leaves with and its flow entry (None when the entry
+/// has just moved tables), whose remembered next hop spares the next packets a lookup.
+pub struct Hit {
+    pub to: CtKey,
+    pub entry: Option<&'static mut CtValue>,
+}
+
 /// The tuple this packet's flow leaves with, accounting the packet to its entry and to
 /// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<CtKey>, Reason> {
+pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<Hit>, Reason> {
     let key = key_of(p);
     let Some((ptr, table)) = find(&key) else {
         return Ok(None);
@@ -165,9 +172,6 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<CtKey>, Reason> {
     v.bytes += u64::from(ctx.len());
     let reply = v.flags & CT_REPLY != 0;
     let to = key.translated(v);
-    if reply && table == Table::New {
-        promote(&key, v);
-    }
     count(
         ctx,
         if reply {
@@ -176,7 +180,11 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<CtKey>, Reason> {
             Reason::CtForward
         },
     );
-    Ok(Some(to))
+    if reply && table == Table::New {
+        promote(&key, v);
+        return Ok(Some(Hit { to, entry: None }));
+    }
+    Ok(Some(Hit { to, entry: Some(v) }))
 }
 
 /// Move an answered flow (its reply entry `rk`, `rv`) to the main table.

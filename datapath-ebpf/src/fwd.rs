@@ -17,7 +17,7 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use common::{CtKey, Endpoint, Reason};
+use common::{CtKey, CtValue, Endpoint, Reason};
 
 use crate::{
     csum::replace16,
@@ -35,8 +35,11 @@ pub struct Route {
     pub ifindex: u32,
     /// Preferred source address on that route (network order), when asked for.
     pub src_ip: u32,
-    /// MACs to write; None when the neighbour is not resolved yet.
-    macs: Option<[[u8; 6]; 2]>,
+    /// MACs to write (destination, source), when `resolved`.
+    pub macs: [[u8; 6]; 2],
+    /// The neighbour is known. (Not an Option: the compiler copies an unset payload,
+    /// which the verifier refuses to read.)
+    pub resolved: bool,
 }
 
 /// Route lookup for tuple `t` arriving on this packet's ingress device; `want_src` asks
@@ -58,54 +61,84 @@ pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
     let flags = if want_src { BPF_FIB_LOOKUP_SRC } else { 0 };
     // SAFETY: fib is a properly sized, writable bpf_fib_lookup.
     let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), fib, size_of::<FibParams>() as i32, flags) };
-    let macs = match ret as u32 {
+    let resolved = match ret as u32 {
         // FRAG_NEEDED: the route is there, the packet too big for it (see `fits`).
-        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_FRAG_NEEDED => Some([fib.dmac, fib.smac]),
-        BPF_FIB_LKUP_RET_NO_NEIGH => None,
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_FRAG_NEEDED => true,
+        BPF_FIB_LKUP_RET_NO_NEIGH => false,
         _ => return None,
     };
     Some(Route {
         ifindex: fib.ifindex,
         // SAFETY: reading the union member the IPv4 lookup wrote.
         src_ip: unsafe { fib.__bindgen_anon_3.ipv4_src },
-        macs,
+        macs: [fib.dmac, fib.smac],
+        resolved,
     })
 }
 
-/// Send the packet out of `r`'s device; the kernel resolves the neighbour when the
+/// Send the packet out of `next`'s device; the kernel resolves the neighbour when the
 /// lookup could not.
 #[inline(always)]
-pub fn redirect(ctx: &TcContext, r: &Route) -> i32 {
-    let ret = match r.macs {
-        Some(macs) => {
-            if write(ctx, 0, macs).is_none() {
-                return verdict(ctx, Reason::DropRewrite);
-            }
-            // SAFETY: helper call with plain integer arguments.
-            unsafe { bpf_redirect(r.ifindex, 0) }
+fn redirect(ctx: &TcContext, next: &Next) -> i32 {
+    let ret = if next.resolved {
+        if write(ctx, 0, next.macs).is_none() {
+            return verdict(ctx, Reason::DropRewrite);
         }
+        // SAFETY: helper call with plain integer arguments.
+        unsafe { bpf_redirect(next.ifindex, 0) }
+    } else {
         // SAFETY: a null neighbour means "look it up from the route"; plen 0 goes with it.
-        None => unsafe { bpf_redirect_neigh(r.ifindex, ptr::null_mut(), 0, 0) },
+        unsafe { bpf_redirect_neigh(next.ifindex, ptr::null_mut(), 0, 0) }
     };
     count(ctx, Reason::RedirectRoute);
     ret as i32
 }
 
-/// Where a (translated) packet goes next.
-pub enum Next {
-    /// Straight into the namespace of the endpoint that owns its destination.
-    Peer(Endpoint),
-    /// Out of a device by route lookup.
-    Route(Route),
+/// Where a (translated) packet goes next. A struct with every field set rather than an
+/// enum: the compiler copies an enum's unset payload, which the verifier refuses to read.
+#[derive(Clone, Copy)]
+pub struct Next {
+    /// Straight into the namespace of the endpoint that owns its destination
+    /// (`bpf_redirect_peer` on the host-side veth `ifindex`), rather than out of device
+    /// `ifindex` by route.
+    pub peer: bool,
+    pub ifindex: u32,
+    /// Destination and source MAC (a peer's source is filled in only for packets from
+    /// an L3 device).
+    pub macs: [[u8; 6]; 2],
+    /// The route's neighbour is known (always, for a peer).
+    pub resolved: bool,
 }
 
-/// The endpoint that owns `p.dst_ip`, else the route toward it.
-#[inline(always)]
-pub fn next_hop(ctx: &TcContext, p: &Packet) -> Option<Next> {
-    if let Some(ep) = endpoint(p.dst_ip) {
-        return Some(Next::Peer(ep));
+impl Next {
+    #[inline(always)]
+    pub fn peer(ep: &Endpoint) -> Self {
+        Self {
+            peer: true,
+            ifindex: ep.ifindex,
+            macs: [ep.mac, [0; 6]],
+            resolved: true,
+        }
     }
-    route(ctx, &crate::ct::key_of(p), false).map(Next::Route)
+
+    #[inline(always)]
+    pub fn route(r: &Route) -> Self {
+        Self {
+            peer: false,
+            ifindex: r.ifindex,
+            macs: r.macs,
+            resolved: r.resolved,
+        }
+    }
+}
+
+/// The endpoint that owns tuple `t`'s destination, else the route toward it.
+#[inline(always)]
+pub fn next_hop(ctx: &TcContext, t: &CtKey) -> Option<Next> {
+    if let Some(ep) = endpoint(t.dst_ip) {
+        return Some(Next::peer(&ep));
+    }
+    route(ctx, t, false).map(|r| Next::route(&r))
 }
 
 /// Whether the packet (each segment of a GSO packet) fits device `ifindex`'s MTU. The
@@ -120,12 +153,34 @@ pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
     let (mut len, flags) = if gso {
         (0u32, u64::from(BPF_MTU_CHK_SEGS))
     } else {
-        ((p.end - p.l3_off) as u32, 0)
+        ((p.end() - p.l3_off()) as u32, 0)
     };
     // SAFETY: helper on this program's context; it reads the IP length from `len` and
     // writes the device's MTU back to it.
     let ret = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut len, 0, flags) };
     ret == i64::from(BPF_MTU_CHK_RET_SUCCESS)
+}
+
+/// Whether the packet fits a device of `mtu` (when known: a remembered hop's), else
+/// device `ifindex` as the kernel measures it. GSO packets always ask the kernel.
+#[inline(always)]
+pub fn fits_mtu(ctx: &TcContext, p: &Packet, ifindex: u32, mtu: Option<u32>) -> bool {
+    // SAFETY: ctx is the __sk_buff this program was called with.
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    match mtu {
+        Some(mtu) if !gso => (p.end() - p.l3_off()) as u32 <= mtu,
+        _ => fits(ctx, p, ifindex),
+    }
+}
+
+/// Device `ifindex`'s MTU.
+#[inline(always)]
+pub fn device_mtu(ctx: &TcContext, ifindex: u32) -> u32 {
+    // A length of 1 always fits: only the MTU written back matters.
+    let mut len = 1u32;
+    // SAFETY: helper on this program's context; it writes the device's MTU to `len`.
+    unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut len, 0, 0) };
+    len
 }
 
 /// One routing hop: the TTL goes down by one (a packet whose TTL ends here is dropped,
@@ -135,37 +190,35 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
     if p.ttl <= 1 {
         return verdict(ctx, Reason::DropTtl);
     }
-    if decrement_ttl(ctx, p).is_err() || (p.l3_off == 0 && push_eth(ctx).is_err()) {
+    if decrement_ttl(ctx, p).is_err() || (p.l3_off() == 0 && push_eth(ctx).is_err()) {
         return verdict(ctx, Reason::DropRewrite);
     }
-    match next {
-        Next::Peer(ep) => {
-            let macs_set = if p.l3_off == 0 {
-                // The container sees its gateway (the bridge) as the sender.
-                let gateway = port(ep.ifindex).map_or([0; 6], |port| port.bridge_mac);
-                write(ctx, 0, [ep.mac, gateway])
-            } else {
-                write(ctx, 0, ep.mac)
-            };
-            if macs_set.is_some() {
-                // SAFETY: helper call with plain integer arguments.
-                let ret = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
-                if ret == TC_ACT_REDIRECT {
-                    count(ctx, Reason::RedirectPeer);
-                    return ret as i32;
-                }
-            }
-            verdict(ctx, Reason::DropRewrite)
-        }
-        Next::Route(r) => redirect(ctx, r),
+    if !next.peer {
+        return redirect(ctx, next);
     }
+    let macs_set = if p.l3_off() == 0 {
+        // The container sees its gateway (the bridge) as the sender.
+        let gateway = port(next.ifindex).map_or([0; 6], |port| port.bridge_mac);
+        write(ctx, 0, [next.macs[0], gateway])
+    } else {
+        write(ctx, 0, next.macs[0])
+    };
+    if macs_set.is_some() {
+        // SAFETY: helper call with plain integer arguments.
+        let ret = unsafe { bpf_redirect_peer(next.ifindex, 0) };
+        if ret == TC_ACT_REDIRECT {
+            count(ctx, Reason::RedirectPeer);
+            return ret as i32;
+        }
+    }
+    verdict(ctx, Reason::DropRewrite)
 }
 
 /// The IPv4 TTL, one less, with the header checksum updated.
 #[inline(always)]
 fn decrement_ttl(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     // TTL and protocol share a 16-bit word of the header checksum, which follows them.
-    let off = p.l3_off + IP_TTL;
+    let off = p.l3_off() + IP_TTL;
     let [ttl, proto, c0, c1]: [u8; 4] = read(ctx, off).ok_or(Reason::DropRewrite)?;
     let new = [ttl - 1, proto];
     let check = replace16(
@@ -190,11 +243,11 @@ fn push_eth(ctx: &TcContext) -> Result<(), Reason> {
 }
 
 /// Send the (translated) packet to the endpoint that owns its destination, else by
-/// route.
+/// route; `flow`, the packet's flow entry, remembers where.
 #[inline(always)]
-pub fn to_destination(ctx: &TcContext, p: &Packet) -> i32 {
-    match next_hop(ctx, p) {
-        Some(next) => send(ctx, p, &next),
+pub fn to_destination(ctx: &TcContext, p: &Packet, flow: Option<&mut CtValue>) -> i32 {
+    match crate::hop::next(ctx, &crate::ct::key_of(p), flow) {
+        Some((next, _)) => send(ctx, p, &next),
         None => verdict(ctx, Reason::DropNoRoute),
     }
 }

@@ -22,11 +22,11 @@ struct Quoted {
 
 #[inline(always)]
 fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
-    let ip_off = p.l4_off + 8;
+    let ip_off = p.l4_off() + 8;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
     // The quoted header and its first 8 bytes must lie inside the error itself.
-    if ip.ihl() < 20 || l4 + 8 > p.end {
+    if ip.ihl() < 20 || l4 + 8 > p.end() {
         return None;
     }
     let mut q = Quoted {
@@ -143,12 +143,12 @@ pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> 
         return Some(verdict(ctx, Reason::DropRewrite));
     }
     count(ctx, Reason::IcmpError);
-    Some(fwd::to_destination(ctx, p))
+    Some(fwd::to_destination(ctx, p, None))
 }
 
 #[inline(always)]
 fn rewrite(ctx: &TcContext, p: &mut Packet, q: &Quoted, new: &CtKey) -> Result<(), Reason> {
-    let icmp_csum = p.l4_off + 2;
+    let icmp_csum = p.l4_off() + 2;
     let old = &q.tuple;
     replace_addr(
         ctx,

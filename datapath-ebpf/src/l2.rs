@@ -9,7 +9,7 @@ use aya_ebpf::{
 use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port, Reason};
 
 use crate::{
-    maps::{ENDPOINTS, PORTS, endpoint, network_of, port},
+    maps::{ENDPOINTS, PORTS, bump_route_gen, endpoint, network_of, port},
     parse::Packet,
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
@@ -117,6 +117,8 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
     }
     l2.port.flags |= PORT_ENFORCE;
     l2.port.mac = l2.src_mac;
+    // Flows toward the address may remember a route to it: it is a peer now.
+    bump_route_gen();
     count(ctx, Reason::EndpointLearned);
     true
 }

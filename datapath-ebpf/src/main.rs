@@ -7,6 +7,7 @@ mod csum;
 mod ct;
 mod frag;
 mod fwd;
+mod hop;
 mod hostsock;
 mod icmp;
 mod l2;

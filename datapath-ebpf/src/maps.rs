@@ -9,6 +9,8 @@ use common::{
     PublishedKey, Reason, SockKey, SockOrig,
 };
 
+use crate::parse::Packet;
+
 #[map(name = "published_v1")]
 pub static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65_536, 0);
 
@@ -29,11 +31,11 @@ pub static PORTS: HashMap<u32, Port> = HashMap::pinned(65_536, 0);
 pub static IFACES: HashMap<u32, u32> = HashMap::pinned(4096, 0);
 
 /// Answered flows, two entries each (see `ct`).
-#[map(name = "ct_v2")]
+#[map(name = "ct_v3")]
 pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAULT_ENTRIES, 0);
 
 /// Flows not answered yet: a flood of them evicts only its own kind.
-#[map(name = "ct_new_v1")]
+#[map(name = "ct_new_v2")]
 pub static CT_NEW: LruHashMap<CtKey, CtValue> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
@@ -64,15 +66,23 @@ pub static SOCK_REVNAT: LruHashMap<SockKey, SockOrig> = LruHashMap::pinned(65_53
 #[map(name = "config_v1")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
+/// The route generation: bumped (by the daemon, or here when an endpoint is learned)
+/// whenever a route, neighbour, link, address or endpoint changes, so every next hop a
+/// flow remembers from before is looked up again.
+#[map(name = "route_gen_v1")]
+pub static ROUTE_GEN: Array<u32> = Array::pinned(1, 0);
+
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
 
-/// Per-CPU working memory for values too big for the programs' 512-byte stack: the two
-/// CT entries of a flow being created, the SNAT port search's tuples, a route lookup's
-/// parameters, a socket tuple.
+/// Per-CPU working memory for values too big for the programs' 512-byte stack: the
+/// packet's summary, the two CT entries of a flow being created, the SNAT port search's
+/// tuples, a route lookup's parameters, a socket tuple.
 /// Each field has one user at a time (a program runs to completion on its CPU).
 #[repr(C)]
 pub struct Scratch {
+    /// The packet the program is handling (see `parse`).
+    pub pkt: Packet,
     pub fwd: CtValue,
     pub rev: CtValue,
     /// The SNAT port search: the flow's original tuple and the candidate.
@@ -140,6 +150,22 @@ pub fn network_of(ip: u32) -> Option<Network> {
 pub fn port(ifindex: u32) -> Option<Port> {
     // SAFETY: plain lookup of a Pod value, copied out.
     unsafe { PORTS.get(ifindex) }.copied()
+}
+
+/// The current route generation.
+#[inline(always)]
+pub fn route_gen() -> u32 {
+    ROUTE_GEN.get(0).copied().unwrap_or(0)
+}
+
+/// Make every remembered next hop stale.
+#[inline(always)]
+pub fn bump_route_gen() {
+    if let Some(g) = ROUTE_GEN.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer. Two CPUs bumping at once may count as one
+        // bump (the target has no atomics in core), which still changes the generation.
+        unsafe { *g = (*g).wrapping_add(1) };
+    }
 }
 
 /// The daemon's settings (defaults until it has written them).

@@ -48,12 +48,13 @@ pub enum Icmp {
 
 /// An IPv4 packet. Addresses, ports and the IP id in network order.
 pub struct Packet {
-    /// Where the IPv4 header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
-    /// (tunnels, VPNs), whose frames carry no link-layer header.
-    pub l3_off: usize,
-    pub l4_off: usize,
-    /// Where the IPv4 packet ends in the frame (what follows is padding, not packet).
-    pub end: usize,
+    /// Where the IPv4 header starts (`l3_off()`). Offsets are kept narrow: the summary
+    /// lives on a stack of 512 bytes, and a u8 bounds a packet offset for the verifier.
+    l3: u8,
+    /// Where the L4 header starts (`l4_off()`: at most 14 + 60).
+    l4: u8,
+    /// Where the IPv4 packet ends in the frame (`end()`; BIG TCP packets exceed 64 KiB).
+    ip_end: u32,
     pub src_ip: u32,
     pub dst_ip: u32,
     pub proto: u8,
@@ -80,6 +81,24 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// Where the IPv4 header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
+    /// (tunnels, VPNs), whose frames carry no link-layer header.
+    #[inline(always)]
+    pub fn l3_off(&self) -> usize {
+        usize::from(self.l3)
+    }
+
+    #[inline(always)]
+    pub fn l4_off(&self) -> usize {
+        usize::from(self.l4)
+    }
+
+    /// Where the IPv4 packet ends in the frame (what follows is padding, not packet).
+    #[inline(always)]
+    pub fn end(&self) -> usize {
+        self.ip_end as usize
+    }
+
     /// Whether the protocol has ports (or an echo identifier) that NAT rewrites.
     #[inline(always)]
     pub fn has_ports(&self) -> bool {
@@ -178,11 +197,11 @@ fn read_pulled<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
     read(ctx, off)
 }
 
-/// The IPv4 packet's summary, or the reason it is left alone (`Pass`: not IPv4) or
-/// dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
+/// The IPv4 packet's summary (in this CPU's scratch space: the stack is short), or the
+/// reason it is left alone (`Pass`: not IPv4) or dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
 /// protocol is the skb's, there being no ethertype).
 #[inline(always)]
-pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
+pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet, Reason> {
     let proto = if l3_off == 0 {
         // SAFETY: ctx is the __sk_buff this program was called with.
         u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16)
@@ -209,10 +228,11 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
     }
     let frag_off = u16::from_be(ip.frag_off);
     let l3 = if tot_len != 0 { tot_len } else { l3_len };
-    let mut pkt = Packet {
-        l3_off,
-        l4_off: l3_off + ihl,
-        end: l3_off + l3,
+    let pkt = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.pkt;
+    *pkt = Packet {
+        l3: l3_off as u8,
+        l4: (l3_off + ihl) as u8,
+        ip_end: (l3_off + l3) as u32,
         src_ip: ip.src,
         dst_ip: ip.dst,
         proto: ip.proto,
@@ -237,7 +257,7 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
     if frag_off & IP_MF != 0 {
         pkt.frag = Frag::First;
     }
-    l4(ctx, &mut pkt, l3 - ihl)?;
+    l4(ctx, pkt, l3 - ihl)?;
     Ok(pkt)
 }
 
@@ -245,7 +265,7 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<Packet, Reason> {
 /// `l4_len` bytes.
 #[inline(always)]
 fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
-    let off = p.l4_off;
+    let off = p.l4_off();
     let min = match p.proto {
         PROTO_TCP => 20,
         PROTO_UDP | PROTO_ICMP => 8,

@@ -54,9 +54,9 @@ pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
 
 #[inline(always)]
 fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
-    let l3 = p.l3_off;
-    let ihl = p.l4_off - l3;
-    let quote = (ihl + 8).min(p.end - l3);
+    let l3 = p.l3_off();
+    let ihl = p.l4_off() - l3;
+    let quote = (ihl + 8).min(p.end() - l3);
     if !quote.is_multiple_of(2) || quote > MAX_QUOTE {
         return Err(Reason::DropTtl);
     }

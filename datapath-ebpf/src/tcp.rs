@@ -33,8 +33,8 @@ fn seq_end(p: &Packet) -> u32 {
 /// The window scale a SYN announces (0 without the option).
 #[inline(always)]
 pub fn wscale(ctx: &TcContext, p: &Packet) -> u8 {
-    let end = p.l4_off + usize::from(p.tcp_hlen);
-    let mut off = p.l4_off + 20;
+    let end = p.l4_off() + usize::from(p.tcp_hlen);
+    let mut off = p.l4_off() + 20;
     for _ in 0..10 {
         if off >= end {
             break;

@@ -18,7 +18,7 @@ use crate::{
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
 #[inline(always)]
 pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
-    let mut p = match parse(ctx, l3_off) {
+    let p = match parse(ctx, l3_off) {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
@@ -32,39 +32,39 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
         return v;
     }
     if p.icmp == Icmp::Error {
-        return match icmp::handle_error(ctx, &mut p, From::Uplink) {
+        return match icmp::handle_error(ctx, p, From::Uplink) {
             Some(v) => v,
-            None => inbound(ctx, &p, Reason::Pass),
+            None => inbound(ctx, p, Reason::Pass),
         };
     }
     if p.frag == Frag::Later {
-        if !frag::recall(&mut p) {
+        if !frag::recall(p) {
             let other = if is_host(p.dst_ip) {
                 Reason::FragmentPassed
             } else {
                 Reason::Pass
             };
-            return inbound(ctx, &p, other);
+            return inbound(ctx, p, other);
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let to = match ct::lookup(ctx, &p) {
+    let (to, flow) = match ct::lookup(ctx, p) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
-        Ok(Some(_)) if p.ttl <= 1 => return reply::time_exceeded(ctx, &p),
-        Ok(Some(to)) => to,
-        Ok(None) => match nat::dnat(ctx, &p) {
-            Ok(New::Flow(to)) => to,
-            Ok(New::None) => return inbound(ctx, &p, Reason::Pass),
-            Err(Reason::DropTtl) => return reply::time_exceeded(ctx, &p),
+        Ok(Some(_)) if p.ttl <= 1 => return reply::time_exceeded(ctx, p),
+        Ok(Some(hit)) => (hit.to, hit.entry),
+        Ok(None) => match nat::dnat(ctx, p) {
+            Ok(New::Flow(to)) => (to, None),
+            Ok(New::None) => return inbound(ctx, p, Reason::Pass),
+            Err(Reason::DropTtl) => return reply::time_exceeded(ctx, p),
             Err(reason) => return verdict(ctx, reason),
         },
         Err(reason) => return verdict(ctx, reason),
     };
-    frag::remember(&p);
-    if nat::apply(ctx, &mut p, &to).is_err() {
+    frag::remember(p);
+    if nat::apply(ctx, p, &to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
-    fwd::to_destination(ctx, &p)
+    fwd::to_destination(ctx, p, flow)
 }
 
 /// A packet that is neither a tracked flow nor a published port: into a routed network
@@ -74,7 +74,7 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
 fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
     match network_of(p.dst_ip) {
         Some(n) if n.flags & NET_INTERNAL != 0 => verdict(ctx, Reason::DropInternal),
-        Some(n) if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p),
+        Some(n) if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p, None),
         Some(n) if n.flags & NET_LAN == 0 => verdict(ctx, Reason::DropInbound),
         _ => verdict(ctx, otherwise),
     }

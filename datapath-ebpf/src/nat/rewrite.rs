@@ -18,8 +18,8 @@ fn port_off(p: &Packet, src: bool) -> Option<usize> {
         return None;
     }
     match (p.proto, p.icmp) {
-        (PROTO_ICMP, Icmp::EchoRequest | Icmp::EchoReply) => Some(p.l4_off + 4),
-        (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off + if src { 0 } else { 2 }),
+        (PROTO_ICMP, Icmp::EchoRequest | Icmp::EchoReply) => Some(p.l4_off() + 4),
+        (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off() + if src { 0 } else { 2 }),
         _ => None,
     }
 }

@@ -161,8 +161,14 @@ impl Daemon {
         }
         want_eps.extend(learned);
         let maps = &mut self.dp.maps;
-        super::report("endpoints", sync(&mut maps.endpoints, &want_eps));
+        let endpoints = sync(&mut maps.endpoints, &want_eps);
+        let changed = endpoints.written + endpoints.removed > 0;
+        super::report("endpoints", endpoints);
         super::report("bridge ports", sync(&mut maps.ports, &want_ports));
+        if changed {
+            // A flow may remember the endpoint's old veth, or a route to a new one.
+            self.bump_route_gen();
+        }
     }
 
     /// The `ports_v2` entry of a veth on `bridge` whose endpoints use `mac` (None: not

@@ -51,20 +51,30 @@ impl Daemon {
         Ok(())
     }
 
-    /// Follow a link notification.
+    /// Follow a link, address, route or neighbour notification. Each makes the next
+    /// hops flows remember stale.
     pub(super) async fn on_change(&mut self, change: Change) {
+        self.bump_route_gen();
         match change {
             Change::LinkNew(link) => self.links.upsert(link),
             Change::LinkDel { index } => {
                 self.links.remove(index);
             }
             Change::Addresses => return self.sync_addresses().await,
+            Change::Routes => return,
         }
         // Even with nothing to attach, a link's attributes matter: a bridge's MAC
         // follows its ports (`ports_v2` carries it), a bridge may become managed.
         self.apply_links();
         self.sync_endpoints();
         self.sync_subnets().await;
+    }
+
+    /// Flows look their next hop up again (see `hop.rs` in the datapath).
+    pub(super) fn bump_route_gen(&mut self) {
+        if let Err(e) = self.dp.maps.bump_route_gen() {
+            warn!(error = %e, "cannot bump the route generation: flows may keep a stale next hop");
+        }
     }
 
     /// Carry out what `Links` plans. A failed detach leaves the pin for the next start

@@ -1,6 +1,9 @@
 //! TCX attachment with pinned links: a link outlives the daemon, and a restarted daemon
 //! swaps its new program into the existing link atomically (no packet sees no program).
-use std::{fs, io, path::PathBuf};
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
 
 use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType,
@@ -108,7 +111,8 @@ fn fresh(prog: &mut SchedClassifier, iface: &str, path: &PathBuf) -> Result<(), 
     Ok(())
 }
 
-fn remove_pin(path: &PathBuf) -> io::Result<()> {
+/// Remove a pin; one already gone is fine.
+pub(super) fn remove_pin(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

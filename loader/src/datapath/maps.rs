@@ -29,6 +29,8 @@ pub struct Maps {
     pub ifaces: HashMap<MapData, u32, u32>,
     /// Container veth ifindex → its bridge port.
     pub ports: HashMap<MapData, u32, Port>,
+    /// The route generation flows' remembered next hops are checked against.
+    pub route_gen: Array<MapData, u32>,
 }
 
 fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -59,7 +61,15 @@ impl Maps {
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,
             ports: take(ebpf, names::PORTS)?,
+            route_gen: take(ebpf, names::ROUTE_GEN)?,
         })
+    }
+
+    /// Make every next hop a flow remembers stale: routes, neighbours, links, addresses
+    /// or endpoints changed. A failure is returned for the caller to report.
+    pub fn bump_route_gen(&mut self) -> Result<(), aya::maps::MapError> {
+        let generation = self.route_gen.get(&0, 0)?;
+        self.route_gen.set(0, generation.wrapping_add(1), 0)
     }
 
     /// Counter totals over all CPUs, one per reason.

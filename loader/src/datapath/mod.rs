@@ -5,6 +5,7 @@ mod cgroup;
 #[cfg(test)]
 mod layout_tests;
 mod maps;
+mod migrate;
 mod pinned;
 pub mod sync;
 pub mod teardown;
@@ -164,7 +165,8 @@ impl Datapath {
                 .load()
                 .map_err(program_err(name))?;
         }
-        let maps = Maps::take(&mut ebpf)?;
+        let mut maps = Maps::take(&mut ebpf)?;
+        migrate::ct(pin_dir, &mut maps);
         Ok(Self {
             ebpf,
             maps,

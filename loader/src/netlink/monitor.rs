@@ -1,4 +1,4 @@
-//! Link and IPv4 address change notifications.
+//! Link, IPv4 address, IPv4 route and neighbour change notifications.
 use futures::{Stream, StreamExt as _, future};
 use rtnetlink::{
     MulticastGroup,
@@ -17,12 +17,18 @@ pub enum Change {
     LinkDel { index: u32 },
     /// An IPv4 address was added or removed somewhere.
     Addresses,
+    /// An IPv4 route or a neighbour changed: next hops flows remember may be stale.
+    Routes,
 }
 
-/// Subscribe to link and IPv4 address notifications.
+/// Subscribe to link, IPv4 address, IPv4 route and neighbour notifications.
 pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
-    let (conn, _handle, messages) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Ifaddr])?;
+    let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Neigh,
+    ])?;
     tokio::spawn(conn);
     Ok(messages.filter_map(|(msg, _)| {
         future::ready(match msg.payload {
@@ -41,6 +47,12 @@ pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
             NetlinkPayload::InnerMessage(
                 RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
             ) => Some(Change::Addresses),
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewRoute(_)
+                | RouteNetlinkMessage::DelRoute(_)
+                | RouteNetlinkMessage::NewNeighbour(_)
+                | RouteNetlinkMessage::DelNeighbour(_),
+            ) => Some(Change::Routes),
             _ => None,
         })
     }))
