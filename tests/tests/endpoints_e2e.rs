@@ -518,3 +518,68 @@ fn lan_bridge_endpoint_pipework_style() {
         "spoof drop counted"
     );
 }
+
+/// An open connection to a published port follows its endpoint to a new veth: the flow
+/// remembers the endpoint's veth as its next hop, and the endpoint's change makes that
+/// stale. The container's veth is deleted and plugged again under the same name, address
+/// and MAC (a new ifindex) while the client's connection stays open; the next exchange
+/// on it still gets its echo.
+#[test]
+fn an_open_flow_follows_its_endpoint_to_a_new_veth() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("epmv");
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    let m = mac(&t.container, "eth0");
+    cli_ok(
+        sock,
+        &[
+            "endpoint", "add", "--bridge", BRIDGE, "--veth", "vc0", "--ip", "172.17.0.4/16",
+            "--mac", &m,
+        ],
+    );
+    cli_ok(sock, &["publish", "8080:172.17.0.4:8080"]);
+    let _e = EchoServer::start(&t.container, 8080);
+    let mut s = t.client.run(|| {
+        let s = TcpStream::connect_timeout(&Topology::host_addr(8080), IO_TIMEOUT)
+            .expect("the client reaches the publish");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s
+    });
+    let mut echo = |s: &mut TcpStream, msg: &[u8], want: &[u8]| {
+        s.write_all(msg).expect("send");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < want.len() {
+            let n = s.read(&mut buf).expect("the echo comes back");
+            assert!(n > 0, "the connection stays open");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, want);
+    };
+    echo(&mut s, b"a", b"8080:a");
+
+    let old = t.host.ifindex("vc0");
+    t.host.ip(&["link", "del", "vc0"]);
+    plug(
+        &t.host,
+        (BRIDGE, "vc0"),
+        &t.container,
+        ("eth0", "172.17.0.4/16"),
+        Some("172.17.0.1"),
+    );
+    t.container.ip(&["link", "set", "eth0", "address", &m]);
+    let new = t.host.ifindex("vc0");
+    assert_ne!(new, old, "a new veth");
+    let pin = t.files.pin_dir.join(format!("links/from_container@{new}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pin.exists() {
+        assert!(Instant::now() < deadline, "the new vc0 is attached");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The endpoint follows in the same pass of the daemon, just after the attach.
+    thread::sleep(Duration::from_millis(300));
+    echo(&mut s, b"b", b"b");
+}

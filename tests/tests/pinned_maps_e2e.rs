@@ -1,7 +1,8 @@
 //! Pinned maps are checked before they are reused: one pinned with another layout under a
 //! map's name stops the daemon with an error that names the map and what differs, and is
-//! left as it was; a CT map of another size is replaced (`--ct-entries`). A restart on
-//! a matching pin set is `restart_e2e`'s.
+//! left as it was; a CT map of another size is replaced (`--ct-entries`); the CT maps of
+//! the previous layout are carried over. A restart on a matching pin set is
+//! `restart_e2e`'s.
 use std::{
     fs::{self, File},
     mem::size_of,
@@ -10,13 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{
     daemon::bin,
     leftovers, require_root,
     topo::{BRIDGE, Topology, UPLINK},
 };
-use common::{Backend, CtKey, CtValue, PublishedKey, names};
+use common::{
+    Backend, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
+};
 
 /// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
 fn pin_hash<K: aya::Pod, V: aya::Pod>(t: &Topology, name: &str, max_entries: u32) {
@@ -151,4 +154,78 @@ fn a_ct_map_of_another_size_is_replaced() {
         8192,
         "a restart with another --ct-entries replaces the CT map"
     );
+}
+
+/// A daemon taking over the CT maps of the layout before next hops were remembered
+/// (`ct_v2`, `ct_new_v1`, as an older bpfnet left them) carries their flows over into
+/// `ct_v3` and `ct_new_v2`, unchanged but for the empty next hop, and unpins the old
+/// maps: an upgrade drops no connection.
+#[test]
+fn flows_of_the_older_ct_layout_are_carried_over() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pmg");
+    pin_hash::<CtKey, CtValueV2>(&t, names::CT_V2, 1024);
+    pin_hash::<CtKey, CtValueV2>(&t, names::CT_NEW_V1, 256);
+    let key = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| CtKey {
+        src_ip: u32::from_ne_bytes(src),
+        dst_ip: u32::from_ne_bytes(dst),
+        src_port: sport.to_be(),
+        dst_port: dport.to_be(),
+        proto: 6,
+        _pad: [0; 3],
+    };
+    let value = |to: &CtKey, flags: u8| CtValueV2 {
+        src_ip: to.src_ip,
+        dst_ip: to.dst_ip,
+        src_port: to.src_port,
+        dst_port: to.dst_port,
+        flags,
+        tcp_seen: 0x12,
+        wscale: 7,
+        _pad: 0,
+        seq_end: 1000,
+        max_win: 65535,
+        last_seen_ns: bpfnet::conntrack::monotonic_ns(),
+        packets: 3,
+        bytes: 180,
+    };
+    // A published flow (both halves, answered) and an egress flow not answered yet.
+    let fwd = key([192, 0, 2, 2], 40000, [192, 0, 2, 1], 8038);
+    let to = key([192, 0, 2, 2], 40000, [172, 17, 0, 4], 8038);
+    let rev = to.reversed();
+    let new = key([172, 17, 0, 4], 50000, [198, 51, 100, 2], 80);
+    let new_to = key([192, 0, 2, 1], 50000, [198, 51, 100, 2], 80);
+    let old = [
+        (names::CT_V2, fwd, value(&to, CT_DNAT)),
+        (names::CT_V2, rev, value(&fwd.reversed(), CT_DNAT | CT_REPLY)),
+        (names::CT_NEW_V1, new, value(&new_to, CT_SNAT)),
+    ];
+    for (map, k, v) in &old {
+        let mut m: HashMap<MapData, CtKey, CtValueV2> =
+            HashMap::try_from(Map::HashMap(MapData::from_pin(t.files.pin_dir.join(map)).expect("pinned")))
+                .expect("a hash map");
+        m.insert(k, v, 0).expect("insert an old entry");
+    }
+
+    let _d = t.start_daemon();
+    for (map, new_map, k, v) in old.iter().map(|(m, k, v)| {
+        let new_map = if *m == names::CT_V2 { names::CT } else { names::CT_NEW };
+        (m, new_map, k, v)
+    }) {
+        let current: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(Map::LruHashMap(
+            MapData::from_pin(t.files.pin_dir.join(new_map)).expect("the new CT map is pinned"),
+        ))
+        .expect("an LRU hash map");
+        assert_eq!(
+            current.get(k, 0).unwrap_or_else(|e| panic!("{k:?} from {map} in {new_map}: {e}")),
+            CtValue::from(*v),
+            "carried over from {map}"
+        );
+        assert!(
+            !t.files.pin_dir.join(map).exists(),
+            "{map} is unpinned once carried over"
+        );
+    }
 }

@@ -4,8 +4,8 @@
 //! and recreated is served again, and guarded by the inbound policy from its first
 //! packet; `--uplink` narrows the set and follows the name.
 use std::{
-    io::ErrorKind,
-    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    io::{ErrorKind, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::Path,
     thread,
     time::Duration,
@@ -323,5 +323,50 @@ fn a_tunnel_is_an_uplink_too() {
     assert!(
         counter(&t.files.socket, "drop-inbound") > inbound,
         "the probe is counted as drop-inbound"
+    );
+}
+
+/// An open connection's packets follow a route change: its flow remembers its next hop,
+/// and the change makes that stale. The container's connection to the server is
+/// established through up0; once 198.51.100.2 is routed through up1, the flow's next
+/// segment reaches lan2 (which owns that address too and knows no such connection, so
+/// it answers with a reset) instead of the server (which would echo it).
+#[test]
+fn an_open_flow_follows_a_route_change() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("uprc");
+    let lan2 = Netns::new(&format!("{}-lan2", t.host.name));
+    wire_up1(&t.host, &lan2);
+    lan2.ip(&["addr", "add", "198.51.100.2/32", "dev", "lo"]);
+    let _d = daemon(&t, &[]);
+    wait_uplinks(&t.files.socket, &["up0", UP1]);
+    let _echo = EchoServer::start(&t.server, 9000);
+    let mut s = t.container.run(|| {
+        let s = TcpStream::connect_timeout(&SocketAddr::from((SERVER_IP, 9000)), Duration::from_secs(3))
+            .expect("the container reaches the server");
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
+        s
+    });
+    let mut buf = [0u8; 16];
+    s.write_all(b"a").expect("send");
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let n = s.read(&mut buf).expect("the server echoes");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"9000:a", "through up0");
+
+    t.host
+        .ip(&["route", "add", "198.51.100.2/32", "via", "203.0.113.2"]);
+    thread::sleep(Duration::from_millis(200));
+    s.write_all(b"b").expect("send");
+    let after = s.read(&mut buf);
+    assert_eq!(
+        after.map_err(|e| e.kind()),
+        Err(ErrorKind::ConnectionReset),
+        "the segment took the new route to lan2, which reset it (an echo means it took the old one)"
     );
 }
