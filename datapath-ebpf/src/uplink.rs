@@ -22,15 +22,6 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
         Ok(p) => p,
         Err(reason) => return verdict(ctx, reason),
     };
-    // An uplink bridged to a LAN network (pipework style): frames for a registered
-    // endpoint of that network go straight to it.
-    if l3_off != 0
-        && network_of(p.dst_ip).is_some_and(|n| n.flags & NET_LAN != 0)
-        && let Ok(dst_mac) = ctx.load::<[u8; 6]>(0)
-        && let Some(v) = l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
-    {
-        return v;
-    }
     if p.icmp == Icmp::Error {
         return match icmp::handle_error(ctx, p, From::Uplink) {
             Some(v) => v,
@@ -52,12 +43,17 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
         // It would be forwarded: its TTL ends here, and its sender learns so.
         Ok(Some(_)) if p.ttl <= 1 => return reply::time_exceeded(ctx, p),
         Ok(Some(hit)) => (hit.to, hit.entry),
-        Ok(None) => match nat::dnat(ctx, p) {
-            Ok(New::Flow(to)) => (to, None),
-            Ok(New::None) => return inbound(ctx, p, Reason::Pass),
-            Err(Reason::DropTtl) => return reply::time_exceeded(ctx, p),
-            Err(reason) => return verdict(ctx, reason),
-        },
+        Ok(None) => {
+            if let Some(v) = lan(ctx, p) {
+                return v;
+            }
+            match nat::dnat(ctx, p) {
+                Ok(New::Flow(to)) => (to, None),
+                Ok(New::None) => return inbound(ctx, p, Reason::Pass),
+                Err(Reason::DropTtl) => return reply::time_exceeded(ctx, p),
+                Err(reason) => return verdict(ctx, reason),
+            }
+        }
         Err(reason) => return verdict(ctx, reason),
     };
     frag::remember(p);
@@ -65,6 +61,18 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
         return verdict(ctx, Reason::DropRewrite);
     }
     fwd::to_destination(ctx, p, flow)
+}
+
+/// An untracked frame on an uplink bridged to a LAN network (pipework style), for a
+/// registered endpoint of that network: straight to it. (Checked only once the flow
+/// table has no entry: tracked traffic pays no subnet lookup.)
+#[inline(always)]
+fn lan(ctx: &TcContext, p: &Packet) -> Option<i32> {
+    if p.l3_off() == 0 || network_of(p.dst_ip).is_none_or(|n| n.flags & NET_LAN == 0) {
+        return None;
+    }
+    let dst_mac = crate::parse::read::<[u8; 6]>(ctx, 0)?;
+    l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
 }
 
 /// A packet that is neither a tracked flow nor a published port: into a routed network

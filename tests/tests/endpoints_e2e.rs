@@ -536,8 +536,16 @@ fn an_open_flow_follows_its_endpoint_to_a_new_veth() {
     cli_ok(
         sock,
         &[
-            "endpoint", "add", "--bridge", BRIDGE, "--veth", "vc0", "--ip", "172.17.0.4/16",
-            "--mac", &m,
+            "endpoint",
+            "add",
+            "--bridge",
+            BRIDGE,
+            "--veth",
+            "vc0",
+            "--ip",
+            "172.17.0.4/16",
+            "--mac",
+            &m,
         ],
     );
     cli_ok(sock, &["publish", "8080:172.17.0.4:8080"]);

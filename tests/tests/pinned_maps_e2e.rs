@@ -17,9 +17,7 @@ use bpfnet_tests::{
     leftovers, require_root,
     topo::{BRIDGE, Topology, UPLINK},
 };
-use common::{
-    Backend, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
-};
+use common::{Backend, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names};
 
 /// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
 fn pin_hash<K: aya::Pod, V: aya::Pod>(t: &Topology, name: &str, max_entries: u32) {
@@ -199,19 +197,28 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
     let new_to = key([192, 0, 2, 1], 50000, [198, 51, 100, 2], 80);
     let old = [
         (names::CT_V2, fwd, value(&to, CT_DNAT)),
-        (names::CT_V2, rev, value(&fwd.reversed(), CT_DNAT | CT_REPLY)),
+        (
+            names::CT_V2,
+            rev,
+            value(&fwd.reversed(), CT_DNAT | CT_REPLY),
+        ),
         (names::CT_NEW_V1, new, value(&new_to, CT_SNAT)),
     ];
     for (map, k, v) in &old {
-        let mut m: HashMap<MapData, CtKey, CtValueV2> =
-            HashMap::try_from(Map::HashMap(MapData::from_pin(t.files.pin_dir.join(map)).expect("pinned")))
-                .expect("a hash map");
+        let mut m: HashMap<MapData, CtKey, CtValueV2> = HashMap::try_from(Map::HashMap(
+            MapData::from_pin(t.files.pin_dir.join(map)).expect("pinned"),
+        ))
+        .expect("a hash map");
         m.insert(k, v, 0).expect("insert an old entry");
     }
 
     let _d = t.start_daemon();
     for (map, new_map, k, v) in old.iter().map(|(m, k, v)| {
-        let new_map = if *m == names::CT_V2 { names::CT } else { names::CT_NEW };
+        let new_map = if *m == names::CT_V2 {
+            names::CT
+        } else {
+            names::CT_NEW
+        };
         (m, new_map, k, v)
     }) {
         let current: HashMap<MapData, CtKey, CtValue> = HashMap::try_from(Map::LruHashMap(
@@ -219,7 +226,9 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
         ))
         .expect("an LRU hash map");
         assert_eq!(
-            current.get(k, 0).unwrap_or_else(|e| panic!("{k:?} from {map} in {new_map}: {e}")),
+            current
+                .get(k, 0)
+                .unwrap_or_else(|e| panic!("{k:?} from {map} in {new_map}: {e}")),
             CtValue::from(*v),
             "carried over from {map}"
         );

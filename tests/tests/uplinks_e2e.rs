@@ -344,8 +344,11 @@ fn an_open_flow_follows_a_route_change() {
     wait_uplinks(&t.files.socket, &["up0", UP1]);
     let _echo = EchoServer::start(&t.server, 9000);
     let mut s = t.container.run(|| {
-        let s = TcpStream::connect_timeout(&SocketAddr::from((SERVER_IP, 9000)), Duration::from_secs(3))
-            .expect("the container reaches the server");
+        let s = TcpStream::connect_timeout(
+            &SocketAddr::from((SERVER_IP, 9000)),
+            Duration::from_secs(3),
+        )
+        .expect("the container reaches the server");
         s.set_read_timeout(Some(Duration::from_secs(3)))
             .expect("timeout");
         s
