@@ -86,7 +86,10 @@ pub struct Port {
     /// The MAC its endpoints use (with `PORT_ENFORCE`), wire order: frames of every
     /// ethertype must come from it.
     pub mac: [u8; 6],
-    pub _pad: [u8; 4],
+    /// The IPv4 of one endpoint of this port (network order; 0: none), which
+    /// `endpoints_v1` also maps to this port and `mac`: a packet from it is checked
+    /// without that lookup. (Was padding in earlier versions: 0 there.)
+    pub ip: u32,
 }
 
 /// `Port::flags`: endpoints are registered on this port, so every frame from it must

@@ -6,7 +6,7 @@ use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     ct, fwd, nat,
-    parse::{ICMP_ECHO, ICMP_ECHOREPLY, Ipv4Hdr, Packet},
+    parse::{ICMP_ECHO, ICMP_ECHOREPLY, Icmp, Ipv4Hdr, Packet},
     stats::{count, verdict},
 };
 
@@ -131,6 +131,9 @@ pub enum From {
 /// not match the packet it quotes is forged, and dropped.
 #[inline(always)]
 pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> {
+    if p.icmp != Icmp::Error {
+        return None;
+    }
     let q = quoted(ctx, p)?;
     // The quoted packet travelled as the reverse of the flow entry we need.
     let to = ct::peek(&q.tuple.reversed())?;

@@ -19,7 +19,7 @@ const NO_PORT: Port = Port {
     flags: 0,
     bridge_mac: [0; 6],
     mac: [0; 6],
-    _pad: [0; 4],
+    ip: 0,
 };
 
 /// The frame's Ethernet header and the bridge port it came in by.
@@ -83,7 +83,14 @@ pub fn read(ctx: &TcContext) -> Option<L2> {
 
 #[inline(always)]
 fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
-    endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac && l2.src_mac == mac)
+    if l2.src_mac != mac {
+        return false;
+    }
+    // The port's own endpoint, as the daemon (or `bind`) recorded it with the port.
+    if ip != 0 && l2.port.ip == ip && l2.port.mac == mac {
+        return true;
+    }
+    endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac)
 }
 
 /// Bind `ip` to the port `l2` came in by: its first packet names its endpoint, when the
@@ -112,11 +119,13 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
         // SAFETY: a valid map value pointer.
         unsafe {
             (*p).mac = l2.src_mac;
+            (*p).ip = ip;
             (*p).flags |= PORT_ENFORCE;
         }
     }
     l2.port.flags |= PORT_ENFORCE;
     l2.port.mac = l2.src_mac;
+    l2.port.ip = ip;
     // Flows toward the address may remember a route to it: it is a peer now.
     bump_route_gen();
     count(ctx, Reason::EndpointLearned);

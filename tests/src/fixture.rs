@@ -71,7 +71,8 @@ impl Fixture {
             flags: PORT_ENFORCE,
             bridge_mac: BRIDGE_MAC,
             mac: CONTAINER_MAC,
-            _pad: [0; 4],
+            // The first address is the port's own (checked without `endpoints_v1`).
+            ip: ips.first().map_or(0, |ip| u32::from_ne_bytes(*ip)),
         };
         m.ports.insert(self.bridge, port, 0).expect("port");
         m.ifaces

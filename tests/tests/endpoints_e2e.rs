@@ -556,7 +556,7 @@ fn an_open_flow_follows_its_endpoint_to_a_new_veth() {
         s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
         s
     });
-    let mut echo = |s: &mut TcpStream, msg: &[u8], want: &[u8]| {
+    let echo = |s: &mut TcpStream, msg: &[u8], want: &[u8]| {
         s.write_all(msg).expect("send");
         let mut got = Vec::new();
         let mut buf = [0u8; 64];

@@ -46,7 +46,7 @@ fn port(fx: &mut Fixture, flags: u32) {
         flags,
         bridge_mac: BRIDGE_MAC,
         mac: C1_MAC,
-        _pad: [0; 4],
+        ip: 0,
     };
     let veth = fx.bridge;
     fx.dp.maps.ports.insert(veth, p, 0).expect("port");

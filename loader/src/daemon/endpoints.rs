@@ -152,34 +152,37 @@ impl Daemon {
             .collect();
         let mut want_ports = BTreeMap::new();
         for &(veth, bridge) in veths.values() {
-            let mac = want_eps
-                .values()
-                .chain(learned.values())
-                .find(|ep| ep.ifindex == veth)
-                .map(|ep| ep.mac);
-            want_ports.insert(veth, self.port(bridge, mac));
+            let owner = want_eps
+                .iter()
+                .chain(learned.iter())
+                .find(|(_, ep)| ep.ifindex == veth)
+                .map(|(&ip, ep)| (ip, ep.mac));
+            want_ports.insert(veth, self.port(bridge, owner));
         }
         want_eps.extend(learned);
         let maps = &mut self.dp.maps;
+        // Ports first: a port's recorded endpoint is trusted without `endpoints_v1`, so
+        // it must never name an address that map no longer gives the port.
+        super::report("bridge ports", sync(&mut maps.ports, &want_ports));
         let endpoints = sync(&mut maps.endpoints, &want_eps);
         let changed = endpoints.written + endpoints.removed > 0;
         super::report("endpoints", endpoints);
-        super::report("bridge ports", sync(&mut maps.ports, &want_ports));
         if changed {
             // A flow may remember the endpoint's old veth, or a route to a new one.
             self.bump_route_gen();
         }
     }
 
-    /// The `ports_v2` entry of a veth on `bridge` whose endpoints use `mac` (None: not
-    /// known yet, so its first packet binds it).
-    pub(super) fn port(&self, bridge: u32, mac: Option<[u8; 6]>) -> Port {
+    /// The `ports_v2` entry of a veth on `bridge` whose endpoint is `owner` (IPv4 in
+    /// network order, MAC; None: not known yet, so its first packet binds it).
+    pub(super) fn port(&self, bridge: u32, owner: Option<(u32, [u8; 6])>) -> Port {
+        let (ip, mac) = owner.unwrap_or_default();
         Port {
             network: bridge,
-            flags: if mac.is_some() { PORT_ENFORCE } else { 0 },
+            flags: if owner.is_some() { PORT_ENFORCE } else { 0 },
             bridge_mac: self.links.bridge_mac(bridge).unwrap_or_default(),
-            mac: mac.unwrap_or_default(),
-            _pad: [0; 4],
+            mac,
+            ip,
         }
     }
 }

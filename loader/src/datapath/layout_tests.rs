@@ -57,7 +57,7 @@ fn userspace() -> [Layout; 13] {
             flags,
             bridge_mac,
             mac,
-            _pad
+            ip
         }),
         layout!(CtKey {
             src_ip,
