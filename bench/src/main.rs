@@ -4,6 +4,7 @@
 //! of published ports. Writes results/<date>.json, report.md and plots, and exits
 //! non-zero if any measurement failed or measured zero.
 mod cost;
+mod ctscale;
 mod iperf;
 mod load;
 mod modes;
@@ -53,6 +54,8 @@ struct Plan {
     reps: usize,
     secs: f64,
     scale: Vec<usize>,
+    /// Flows live in the CT table for the flow-table scale rows.
+    ct_flows: Vec<usize>,
 }
 
 /// The median; a failed (NaN) or zero round is never outvoted by the others.
@@ -90,12 +93,14 @@ fn main() -> Result<()> {
             reps: 1,
             secs: 0.3,
             scale: vec![1, 100],
+            ct_flows: vec![10_000],
         }
     } else {
         Plan {
             reps: 3,
             secs: 5.0,
             scale: vec![1, 100, 1000, 10_000],
+            ct_flows: vec![1_000, 1_000_000],
         }
     };
     let dur = Duration::from_secs_f64(plan.secs);
@@ -185,7 +190,8 @@ fn main() -> Result<()> {
     let mut failures = Vec::new();
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);
-        eprintln!("{}", report::costs_markdown(&costs));
+        let order = tests.iter().map(|(names, _)| names[0].0);
+        eprintln!("{}", report::costs_markdown(order, &costs));
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -237,6 +243,20 @@ fn main() -> Result<()> {
     }
 
     let costs = program_costs(&t, &tests, &mut failures);
+    let ct_scale = plan
+        .ct_flows
+        .iter()
+        .filter_map(|&n| {
+            eprintln!("[bench] flow table: {n} flows live");
+            let row = ctscale::measure(&t, n, dur, pin);
+            or_failed(
+                row.map(Some),
+                &format!("flow table: {n} flows"),
+                None,
+                &mut failures,
+            )
+        })
+        .collect();
     let scaling = plan
         .scale
         .iter()
@@ -251,6 +271,7 @@ fn main() -> Result<()> {
         pin: pin.name().to_string(),
         rows,
         costs,
+        ct_scale,
         scaling,
         failures,
     };

@@ -109,36 +109,7 @@ impl Mode {
                 iptables_restore(t, &docker_rules(&[ECHO, IPERF], 0), false);
                 None
             }
-            Self::Bpfnet => {
-                let d = t.start_daemon();
-                let sock = &t.files.socket;
-                for spec in [
-                    "8038:172.17.0.4:8038",
-                    "8038:172.17.0.4:8038/udp",
-                    "5201:172.17.0.4:5201",
-                ] {
-                    cli_ok(sock, &["publish", spec]);
-                }
-                for (veth, ip, ns) in [
-                    ("vc0", "172.17.0.4/16", &t.container),
-                    ("vc1", "172.17.0.5/16", &t.container2),
-                ] {
-                    let mac = ns
-                        .mac("eth0")
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":");
-                    cli_ok(
-                        sock,
-                        &[
-                            "endpoint", "add", "--bridge", "br0", "--veth", veth, "--ip", ip,
-                            "--mac", &mac,
-                        ],
-                    );
-                }
-                Some(d)
-            }
+            Self::Bpfnet => Some(bpfnet(t, &[])),
         }
     }
 
@@ -158,6 +129,38 @@ impl Mode {
             }
         }
     }
+}
+
+/// The daemon with `extra` arguments, publishing the echo (TCP and UDP) and iperf3
+/// ports of the container and registering both containers' endpoints.
+pub fn bpfnet(t: &Topology, extra: &[&str]) -> Daemon {
+    let d = t.start_daemon_with(extra);
+    let sock = &t.files.socket;
+    for spec in [
+        "8038:172.17.0.4:8038",
+        "8038:172.17.0.4:8038/udp",
+        "5201:172.17.0.4:5201",
+    ] {
+        cli_ok(sock, &["publish", spec]);
+    }
+    for (veth, ip, ns) in [
+        ("vc0", "172.17.0.4/16", &t.container),
+        ("vc1", "172.17.0.5/16", &t.container2),
+    ] {
+        let mac = ns
+            .mac("eth0")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        cli_ok(
+            sock,
+            &[
+                "endpoint", "add", "--bridge", "br0", "--veth", veth, "--ip", ip, "--mac", &mac,
+            ],
+        );
+    }
+    d
 }
 
 /// Docker's rule set (iptables: true) for a container at 172.17.0.4 on br0 publishing

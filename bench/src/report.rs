@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{cost::Cost, modes};
+use crate::{cost::Cost, ctscale::CtScaleRow, modes};
 
 /// Medians and results are NaN when a measurement failed: JSON writes it as null.
 #[derive(Serialize, Deserialize)]
@@ -41,6 +41,9 @@ pub struct Report {
     /// Per test, per datapath program that ran: nanoseconds per run.
     #[serde(default)]
     pub costs: BTreeMap<String, BTreeMap<String, Cost>>,
+    /// The flow table at scale.
+    #[serde(default)]
+    pub ct_scale: Vec<CtScaleRow>,
     pub scaling: Vec<ScaleRow>,
     /// Measurements that failed, as "mode: test: error".
     #[serde(default)]
@@ -91,6 +94,23 @@ impl Report {
         }
         if self.costs.is_empty() {
             p.push("no program costs".into());
+        }
+        if self.ct_scale.is_empty() {
+            p.push("no flow-table scale rows".into());
+        }
+        for x in &self.ct_scale {
+            for (what, v) in [
+                ("sweep CPU ms", x.sweep_cpu_ms),
+                ("conns/s", x.conns_per_s),
+                ("from_uplink ns", x.from_uplink_ns),
+                ("from_container ns", x.from_container_ns),
+                ("bytes per flow", x.bytes_per_flow),
+            ] {
+                // A sweep of a small table can take less than a clock tick.
+                if !(measured(v) || what == "sweep CPU ms" && v == 0.0) {
+                    p.push(format!("flow table N={}: {what} = {v}", x.flows));
+                }
+            }
         }
         for x in &self.scaling {
             for (what, v) in [
@@ -176,7 +196,10 @@ pub fn markdown(r: &Report) -> String {
          (`BPF_ENABLE_STATS`, off during the timed rounds): nanoseconds per run (one run per \
          packet, or per GSO batch) of each TC program the test's packets ran.\n"
     );
-    s.push_str(&costs_markdown(&r.costs));
+    s.push_str(&costs_markdown(
+        r.rows.iter().map(|row| row.test.as_str()),
+        &r.costs,
+    ));
     let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
     let _ = writeln!(
         s,
@@ -200,6 +223,31 @@ pub fn markdown(r: &Report) -> String {
             ratio(x.bpfnet_conns_per_s, x.iptables_conns_per_s)
         );
     }
+    let _ = writeln!(s, "\n## The flow table at scale\n");
+    let _ = writeln!(
+        s,
+        "N established flows (2N entries) written into the CT table, the daemon sweeping it \
+         every second: its CPU per sweep (batched reads), the connection rate to the published \
+         port, each program's cost per packet of TCP request/response, and the table's kernel \
+         memory per flow it can hold.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| flows | sweep CPU ms | conns/s | `from_uplink` ns/run | `from_container` ns/run | bytes per flow |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for x in &r.ct_scale {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            x.flows,
+            x.sweep_cpu_ms,
+            x.conns_per_s,
+            x.from_uplink_ns,
+            x.from_container_ns,
+            x.bytes_per_flow
+        );
+    }
     let _ = writeln!(
         s,
         "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
@@ -207,8 +255,11 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// The program-cost table: per test, ns per run and runs of each program.
-pub fn costs_markdown(costs: &BTreeMap<String, BTreeMap<String, Cost>>) -> String {
+/// The program-cost table: per test (in `order`), ns per run and runs of each program.
+pub fn costs_markdown<'a>(
+    order: impl IntoIterator<Item = &'a str>,
+    costs: &BTreeMap<String, BTreeMap<String, Cost>>,
+) -> String {
     let progs = crate::cost::PROGRAMS;
     let mut s = String::from("| test |");
     for p in progs {
@@ -217,7 +268,10 @@ pub fn costs_markdown(costs: &BTreeMap<String, BTreeMap<String, Cost>>) -> Strin
     s.push_str("\n|---|");
     s.push_str(&"---:|---:|".repeat(progs.len()));
     s.push('\n');
-    for (test, c) in costs {
+    for (test, c) in order
+        .into_iter()
+        .filter_map(|t| costs.get(t).map(|c| (t, c)))
+    {
         let _ = write!(s, "| {test} |");
         for p in progs {
             match c.get(p) {

@@ -1,6 +1,6 @@
 //! Flows as people see them (both CT entries paired), their state and expiry, and the
 //! timeouts the sweeper applies.
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr, time::Duration};
+use std::{collections::HashMap, fmt, net::Ipv4Addr, str::FromStr, time::Duration};
 
 use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState};
 use serde::{Deserialize, Serialize};
@@ -121,9 +121,11 @@ impl Flow {
 
 /// Pair the entries of the CT map into flows. A reply entry whose forward entry is gone
 /// becomes a flow of its own (so the sweeper still ages it out).
-pub fn flows(entries: impl IntoIterator<Item = (CtKey, CtValue)>) -> Vec<Flow> {
-    let all: BTreeMap<CtKey, CtValue> = entries.into_iter().collect();
-    let mut out = Vec::new();
+pub fn flows(entries: Vec<(CtKey, CtValue)>) -> Vec<Flow> {
+    // A hash map: a sweep pairs a million entries every few seconds.
+    let mut all: HashMap<CtKey, CtValue> = HashMap::with_capacity(entries.len());
+    all.extend(entries);
+    let mut out = Vec::with_capacity(all.len() / 2 + 1);
     for (k, v) in &all {
         let twin = k.twin(v);
         if v.is_reply() {
@@ -142,6 +144,8 @@ pub fn flows(entries: impl IntoIterator<Item = (CtKey, CtValue)>) -> Vec<Flow> {
             reply: all.get(&twin).filter(|t| t.is_reply()).map(|t| (twin, *t)),
         });
     }
+    // In tuple order, as listed.
+    out.sort_unstable_by_key(|f| f.key);
     out
 }
 

@@ -238,3 +238,30 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
         );
     }
 }
+
+/// The sweeper's batched read returns every entry of a map, exactly once, across many
+/// batches and hash buckets.
+#[test]
+fn a_whole_map_is_read_in_batches() {
+    if !require_root() {
+        return;
+    }
+    let mut map = HashMap::<MapData, CtKey, u64>::create(20_000, 0).expect("create a hash map");
+    let key = |i: u32| CtKey {
+        src_ip: i,
+        dst_ip: !i,
+        src_port: (i as u16).to_be(),
+        dst_port: 80u16.to_be(),
+        proto: 6,
+        _pad: [0; 3],
+    };
+    for i in 0..10_001 {
+        map.insert(key(i), u64::from(i) * 3, 0).expect("insert");
+    }
+    let mut got = bpfnet::datapath::batch::entries(&map).expect("a batched read");
+    got.sort_by_key(|(k, _)| k.src_ip);
+    assert_eq!(got.len(), 10_001, "every entry, once");
+    for (i, (k, v)) in got.iter().enumerate() {
+        assert_eq!((*k, *v), (key(i as u32), i as u64 * 3));
+    }
+}

@@ -9,16 +9,27 @@ const NOEXIST: u64 = 1;
 use tracing::{debug, warn};
 
 use super::Daemon;
-use crate::conntrack::{self, Flow, FlowInfo, monotonic_ns};
+use crate::{
+    conntrack::{self, Flow, FlowInfo, monotonic_ns},
+    datapath::batch,
+};
 
 impl Daemon {
-    /// Every entry of both tables (answered flows and flows not answered yet).
-    pub(super) fn entries(&self) -> impl Iterator<Item = (CtKey, CtValue)> + '_ {
+    /// Every entry of both tables (answered flows and flows not answered yet), read in
+    /// batches; one by one where the kernel refuses batches.
+    pub(super) fn entries(&self) -> Vec<(CtKey, CtValue)> {
         let maps = &self.dp.maps;
-        maps.ct
-            .iter()
-            .chain(maps.ct_new.iter())
-            .filter_map(Result::ok)
+        let mut out = Vec::new();
+        for map in [&maps.ct, &maps.ct_new] {
+            match batch::entries(map) {
+                Ok(entries) => out.extend(entries),
+                Err(e) => {
+                    debug!(error = %e, "batch lookup refused; reading entry by entry");
+                    out.extend(map.iter().filter_map(Result::ok));
+                }
+            }
+        }
+        out
     }
 
     fn flows(&self) -> Vec<Flow> {
@@ -27,7 +38,7 @@ impl Daemon {
 
     /// Entries in both tables.
     pub(super) fn ct_entries(&self) -> u64 {
-        self.entries().count() as u64
+        self.entries().len() as u64
     }
 
     pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
@@ -40,7 +51,7 @@ impl Daemon {
 
     /// Remove every tracked flow; returns how many entries went.
     pub(super) fn flush_conntrack(&mut self) -> usize {
-        let keys: Vec<CtKey> = self.entries().map(|(k, _)| k).collect();
+        let keys: Vec<CtKey> = self.entries().into_iter().map(|(k, _)| k).collect();
         self.remove_ct(&keys)
     }
 
@@ -68,12 +79,19 @@ impl Daemon {
     /// Remove the flows idle past their timeout. Each is read again just before it goes,
     /// so a flow a packet revived since the scan is kept.
     pub(super) fn sweep(&mut self) {
+        let started = std::time::Instant::now();
         // One listing serves both: the maps are read once a sweep.
         let flows = self.flows();
         let removed = self.remove_expired(&flows);
         let live: Vec<&Flow> = flows.iter().filter(|f| !removed.contains(&f.key)).collect();
         self.repair_replies(&live);
         self.recount_snat_use(live.into_iter());
+        debug!(
+            flows = flows.len(),
+            expired = removed.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "swept"
+        );
     }
 
     /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the

@@ -94,6 +94,7 @@ impl Daemon {
         let backend = u32::from_ne_bytes(spec.container_ip.octets());
         let doomed: Vec<_> = self
             .entries()
+            .into_iter()
             .filter(|(k, v)| {
                 let port = u16::from_be(k.dst_port);
                 v.flags & CT_DNAT != 0

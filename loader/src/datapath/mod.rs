@@ -1,5 +1,6 @@
 //! Loading the embedded eBPF object, its pinned maps and its pinned TCX links.
 mod attach;
+pub mod batch;
 mod bpffs;
 mod cgroup;
 #[cfg(test)]
