@@ -1,6 +1,13 @@
 //! Flows as people see them (both CT entries paired), their state and expiry, and the
 //! timeouts the sweeper applies.
-use std::{collections::HashMap, fmt, net::Ipv4Addr, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{BuildHasherDefault, Hasher},
+    net::Ipv4Addr,
+    str::FromStr,
+    time::Duration,
+};
 
 use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState};
 use serde::{Deserialize, Serialize};
@@ -111,6 +118,19 @@ impl Flow {
         self.timeout(t).saturating_sub(idle)
     }
 
+    /// The SNAT quota count this flow holds, when it holds one: a container's
+    /// masqueraded flow toward a destination (its forward tuple with source port 0),
+    /// until it has finished.
+    pub fn snat_quota_key(&self) -> Option<CtKey> {
+        let snat_only = self.fwd.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
+        let over = self.key.proto == PROTO_TCP
+            && matches!(self.tcp_state(), TcpState::Closed | TcpState::TimeWait);
+        (snat_only && !self.fwd.is_reply() && !over).then_some(CtKey {
+            src_port: 0,
+            ..self.key
+        })
+    }
+
     /// The keys to delete to forget it.
     pub fn keys(&self) -> Vec<CtKey> {
         std::iter::once(self.key)
@@ -119,32 +139,83 @@ impl Flow {
     }
 }
 
-/// Pair the entries of the CT map into flows. A reply entry whose forward entry is gone
-/// becomes a flow of its own (so the sweeper still ages it out).
-pub fn flows(entries: Vec<(CtKey, CtValue)>) -> Vec<Flow> {
-    // A hash map: a sweep pairs a million entries every few seconds.
-    let mut all: HashMap<CtKey, CtValue> = HashMap::with_capacity(entries.len());
-    all.extend(entries);
-    let mut out = Vec::with_capacity(all.len() / 2 + 1);
-    for (k, v) in &all {
-        let twin = k.twin(v);
-        if v.is_reply() {
-            if all.get(&twin).is_none_or(|t| t.is_reply()) {
-                out.push(Flow {
-                    key: *k,
-                    fwd: *v,
-                    reply: None,
-                });
-            }
-            continue;
+/// Where each key sits in a list of entries: a hash index with a multiplicative hash
+/// (the sweep indexes a million keys every few seconds; SipHash's resistance to chosen
+/// keys buys nothing for a table the datapath already bounds).
+pub type Index = HashMap<CtKey, u32, BuildHasherDefault<KeyHasher>>;
+
+/// FxHash's mixing: one multiply per word written.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
         }
-        out.push(Flow {
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// The index of `entries` by key.
+pub fn index(entries: &[(CtKey, CtValue)]) -> Index {
+    let mut index = Index::with_capacity_and_hasher(entries.len(), Default::default());
+    for (i, (k, _)) in entries.iter().enumerate() {
+        index.insert(*k, i as u32);
+    }
+    index
+}
+
+/// The flows of `entries` (indexed by `index`), one per forward entry with its reply
+/// entry if LRU eviction left it; a reply entry whose forward entry is gone becomes a
+/// flow of its own (so the sweeper still ages it out). Built as they are walked.
+pub fn pairs<'a>(
+    entries: &'a [(CtKey, CtValue)],
+    index: &'a Index,
+) -> impl Iterator<Item = Flow> + 'a {
+    let get = move |k: &CtKey| index.get(k).map(|&i| entries[i as usize].1);
+    entries.iter().filter_map(move |(k, v)| {
+        let twin = k.twin(v);
+        let other = get(&twin);
+        if v.is_reply() {
+            // Its flow is its forward entry's, unless that is gone.
+            return other.is_none_or(|t| t.is_reply()).then_some(Flow {
+                key: *k,
+                fwd: *v,
+                reply: None,
+            });
+        }
+        Some(Flow {
             key: *k,
             fwd: *v,
-            reply: all.get(&twin).filter(|t| t.is_reply()).map(|t| (twin, *t)),
-        });
-    }
-    // In tuple order, as listed.
+            reply: other.filter(CtValue::is_reply).map(|t| (twin, t)),
+        })
+    })
+}
+
+/// Pair the entries of the CT map into flows, in tuple order (see `pairs`).
+pub fn flows(entries: Vec<(CtKey, CtValue)>) -> Vec<Flow> {
+    let index = index(&entries);
+    let mut out: Vec<Flow> = pairs(&entries, &index).collect();
     out.sort_unstable_by_key(|f| f.key);
     out
 }

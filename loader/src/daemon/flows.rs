@@ -1,8 +1,8 @@
 //! The CT tables seen from the daemon: listing, flushing, and the sweeper that removes
 //! flows idle past their timeout.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 
-use common::{CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, PROTO_TCP, TcpState, ct::TCP_FIN_FIRST};
+use common::{CT_REPLY, CtKey, CtValue, ct::TCP_FIN_FIRST};
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -77,18 +77,36 @@ impl Daemon {
     }
 
     /// Remove the flows idle past their timeout. Each is read again just before it goes,
-    /// so a flow a packet revived since the scan is kept.
+    /// so a flow a packet revived since the scan is kept. One walk of both tables (read
+    /// in batches, paired through a hash index, no flow kept beyond what it needs) also
+    /// finds the forward entries that lost their reply entry and recounts the SNAT
+    /// quota.
     pub(super) fn sweep(&mut self) {
         let started = std::time::Instant::now();
-        // One listing serves both: the maps are read once a sweep.
-        let flows = self.flows();
-        let removed = self.remove_expired(&flows);
-        let live: Vec<&Flow> = flows.iter().filter(|f| !removed.contains(&f.key)).collect();
-        self.repair_replies(&live);
-        self.recount_snat_use(live.into_iter());
+        let entries = self.entries();
+        let index = conntrack::index(&entries);
+        let now = monotonic_ns();
+        let (mut due, mut unanswered, mut snat) = (Vec::new(), Vec::new(), HashMap::new());
+        let mut flows = 0usize;
+        for flow in conntrack::pairs(&entries, &index) {
+            flows += 1;
+            if flow.expires_in(now, &self.timeouts).is_zero() {
+                due.push(flow.key);
+                continue;
+            }
+            if flow.reply.is_none() && !flow.fwd.is_reply() {
+                unanswered.push(flow.clone());
+            }
+            if let Some(k) = flow.snat_quota_key() {
+                *snat.entry(k).or_insert(0u64) += 1;
+            }
+        }
+        let removed = self.remove_expired(&due);
+        self.repair_replies(&unanswered);
+        self.recount_snat_use(&snat);
         debug!(
-            flows = flows.len(),
-            expired = removed.len(),
+            flows,
+            expired = removed,
             took_ms = started.elapsed().as_secs_f64() * 1e3,
             "swept"
         );
@@ -96,12 +114,9 @@ impl Daemon {
 
     /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the
     /// forward one (its translation is the reply's, reversed): the flow keeps its tuple.
-    fn repair_replies(&mut self, live: &[&Flow]) {
+    fn repair_replies(&mut self, unanswered: &[Flow]) {
         let mut repaired = 0;
-        for f in live
-            .iter()
-            .filter(|f| f.reply.is_none() && !f.fwd.is_reply())
-        {
+        for f in unanswered {
             let rk = f.key.twin(&f.fwd);
             let mut rv = CtValue::new(
                 &f.key.reversed(),
@@ -122,21 +137,7 @@ impl Daemon {
     /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
     /// each destination: the datapath counts as it goes, this corrects what LRU
     /// eviction and racing CPUs left.
-    fn recount_snat_use<'a>(&mut self, live: impl Iterator<Item = &'a Flow>) {
-        let mut want: BTreeMap<CtKey, u64> = BTreeMap::new();
-        for f in live {
-            let snat_only = f.fwd.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
-            let over = f.key.proto == PROTO_TCP
-                && matches!(f.tcp_state(), TcpState::Closed | TcpState::TimeWait);
-            if snat_only && !f.fwd.is_reply() && !over {
-                *want
-                    .entry(CtKey {
-                        src_port: 0,
-                        ..f.key
-                    })
-                    .or_default() += 1;
-            }
-        }
+    fn recount_snat_use(&mut self, want: &HashMap<CtKey, u64>) {
         let map = &mut self.dp.maps.snat_use;
         let have: Vec<CtKey> = map.keys().filter_map(Result::ok).collect();
         for k in have.iter().filter(|k| !want.contains_key(k)) {
@@ -144,26 +145,20 @@ impl Daemon {
                 warn!(error = %e, "cannot clear an SNAT quota count");
             }
         }
-        for (k, n) in &want {
+        for (k, n) in want {
             if let Err(e) = map.insert(k, n, 0) {
                 warn!(error = %e, "cannot set an SNAT quota count");
             }
         }
     }
 
-    /// Remove the flows of `flows` idle past their timeout; their keys.
-    fn remove_expired(&mut self, flows: &[Flow]) -> BTreeSet<CtKey> {
-        let now = monotonic_ns();
-        let due: Vec<CtKey> = flows
-            .iter()
-            .filter(|f| f.expires_in(now, &self.timeouts).is_zero())
-            .map(|f| f.key)
-            .collect();
-        let mut gone = BTreeSet::new();
+    /// Remove the flows of forward keys `due`, found idle past their timeout, that still
+    /// are when read again; how many entries went.
+    fn remove_expired(&mut self, due: &[CtKey]) -> usize {
         let mut removed = 0;
         for key in due {
             // Read again just before it goes: a packet may have revived it since.
-            let Some(flow) = self.fresh(&key) else {
+            let Some(flow) = self.fresh(key) else {
                 continue;
             };
             if !flow.expires_in(monotonic_ns(), &self.timeouts).is_zero() {
@@ -179,12 +174,8 @@ impl Daemon {
                 );
             }
             removed += n;
-            gone.insert(key);
         }
         self.swept += removed as u64;
-        if removed > 0 {
-            debug!(removed, "CT sweep");
-        }
-        gone
+        removed
     }
 }
