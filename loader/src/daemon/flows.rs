@@ -114,18 +114,34 @@ impl Daemon {
 
     /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the
     /// forward one (its translation is the reply's, reversed): the flow keeps its tuple.
+    ///
+    /// A walk of two tables can also miss a reply entry that exists: the datapath creates
+    /// a flow's reply entry first and moves both entries between the tables, so a walk
+    /// may pass one's place before it is written and the other's after. Each candidate
+    /// is therefore read again, both tables, and its reply put back only when it is
+    /// still missing, in the table that holds its forward entry (a copy in the main
+    /// table would shadow the real entry in the new-flow table, and its stale TCP state
+    /// would keep the tuple from being reused).
     fn repair_replies(&mut self, unanswered: &[Flow]) {
         let mut repaired = 0;
         for f in unanswered {
-            let rk = f.key.twin(&f.fwd);
-            let mut rv = CtValue::new(
-                &f.key.reversed(),
-                f.fwd.flags | CT_REPLY,
-                f.fwd.last_seen_ns,
-            );
-            rv.tcp_seen = f.fwd.tcp_seen & !TCP_FIN_FIRST;
+            let maps = &mut self.dp.maps;
+            let (fwd, main) = match maps.ct.get(&f.key, 0) {
+                Ok(v) => (v, true),
+                Err(_) => match maps.ct_new.get(&f.key, 0) {
+                    Ok(v) => (v, false),
+                    Err(_) => continue,
+                },
+            };
+            let rk = f.key.twin(&fwd);
+            if maps.ct.get(&rk, 0).is_ok() || maps.ct_new.get(&rk, 0).is_ok() {
+                continue;
+            }
+            let mut rv = CtValue::new(&f.key.reversed(), fwd.flags | CT_REPLY, fwd.last_seen_ns);
+            rv.tcp_seen = fwd.tcp_seen & !TCP_FIN_FIRST;
+            let table = if main { &mut maps.ct } else { &mut maps.ct_new };
             // NOEXIST: a reply that came back meanwhile, or another flow's, is kept.
-            if self.dp.maps.ct.insert(rk, rv, NOEXIST).is_ok() {
+            if table.insert(rk, rv, NOEXIST).is_ok() {
                 repaired += 1;
             }
         }
