@@ -1,5 +1,5 @@
-//! The flow table at scale: with N flows live (2N entries in the CT table), what one
-//! sweep costs the daemon in CPU, the connection rate to a published port, what each
+//! The flow table at scale: with N flows live (2N entries in the CT table), how long one
+//! sweep of the daemon takes, the connection rate to a published port, what each
 //! program costs per packet, and the kernel memory each flow takes.
 use std::{
     fs,
@@ -26,8 +26,8 @@ use crate::{
 #[derive(Serialize, Deserialize)]
 pub struct CtScaleRow {
     pub flows: usize,
-    /// Daemon CPU (user + system) per sweep of the whole table, milliseconds.
-    pub sweep_cpu_ms: f64,
+    /// One sweep of the whole table by the daemon (`bpfnet stats`), milliseconds.
+    pub sweep_ms: f64,
     pub conns_per_s: f64,
     /// Nanoseconds per run of each program during TCP request/response.
     pub from_uplink_ns: f64,
@@ -37,13 +37,12 @@ pub struct CtScaleRow {
 }
 
 /// How often the daemon sweeps during the measurement.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Sweeps timed.
-const SWEEPS: u32 = 8;
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub fn measure(t: &Topology, flows: usize, dur: Duration, pin: Pin) -> Result<CtScaleRow> {
-    // Room for every entry and the measured flows, so the LRU evicts nothing.
-    let entries = ((2 * flows).max(4096) * 5 / 4) as u32;
+    // Room for every entry and, as by default, for the tests' own churn of flows, so
+    // the LRU evicts nothing.
+    let entries = (2 * flows * 5 / 4) as u32 + common::CT_DEFAULT_ENTRIES;
     let daemon = modes::bpfnet(
         t,
         &[
@@ -56,17 +55,20 @@ pub fn measure(t: &Topology, flows: usize, dur: Duration, pin: Pin) -> Result<Ct
     let row = (|| {
         let ct = fill(t, flows)?;
         let memlock = memlock(&ct)?;
-        let sweep_cpu_ms = cpu_ms(daemon.pid(), SWEEP_EVERY * SWEEPS)? / f64::from(SWEEPS);
+        let sweep_ms = sweep_of(t, 2 * flows as u64)?;
+        load::pin_servers(None);
         let conns_per_s = load::conn_rate(&t.client, Mode::Bpfnet.target(ECHO), 4, dur)?.per_sec;
         let _stats = cost::start()?;
         let before = cost::snapshot()?;
         load::pin_servers(pin.server());
-        load::tcp_rr(&t.client, Mode::Bpfnet.target(ECHO), dur, pin.client())?;
+        let rr = load::tcp_rr(&t.client, Mode::Bpfnet.target(ECHO), dur, pin.client());
+        load::pin_servers(None);
+        rr?;
         let costs = cost::between(&before, &cost::snapshot()?);
         let ns = |p: &str| costs.get(p).map_or(f64::NAN, |c| c.ns_per_run);
         Ok(CtScaleRow {
             flows,
-            sweep_cpu_ms,
+            sweep_ms,
             conns_per_s,
             from_uplink_ns: ns("from_uplink"),
             from_container_ns: ns("from_container"),
@@ -125,22 +127,22 @@ fn memlock(ct: &HashMap<MapData, CtKey, CtValue>) -> Result<u64> {
         .context("no memlock in the CT table's fdinfo")
 }
 
-/// CPU time (user + system, every thread) process `pid` spends over `span`, ms.
-fn cpu_ms(pid: u32, span: Duration) -> Result<f64> {
-    let ticks = || -> Result<u64> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // The fields after the command name, which may hold spaces and ends at ')'.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(u), Some(s)) = (f.get(11), f.get(12)) else {
-            bail!("cannot read /proc/{pid}/stat");
-        };
-        Ok(u.parse::<u64>()? + s.parse::<u64>()?)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let (t0, start) = (ticks()?, Instant::now());
-    std::thread::sleep(span);
-    let used = ticks()? - t0;
-    Ok(used as f64 / per_s * 1e3 * (span.as_secs_f64() / start.elapsed().as_secs_f64()))
+/// How long the daemon's first sweep that read at least `entries` entries took, ms.
+fn sweep_of(t: &Topology, entries: u64) -> Result<f64> {
+    let deadline = Instant::now() + SWEEP_EVERY * 3 + Duration::from_secs(30);
+    loop {
+        let out = bpfnet_tests::daemon::cli(&t.files.socket, &["stats", "--json"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let sweep = &stats["last_sweep"];
+        if sweep["entries"].as_u64().is_some_and(|n| n >= entries) {
+            let micros = sweep["micros"]
+                .as_u64()
+                .context("a sweep without its duration")?;
+            return Ok(micros as f64 / 1e3);
+        }
+        if Instant::now() > deadline {
+            bail!("no sweep of {entries} entries within {:?}", deadline);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

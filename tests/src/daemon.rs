@@ -108,11 +108,6 @@ impl Daemon {
         Self { child }
     }
 
-    /// The daemon's process ID.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL, as a crash would.
     pub fn kill9(self) {
         drop(self);

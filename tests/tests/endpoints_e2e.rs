@@ -14,7 +14,7 @@ use std::{
 use bpfnet_tests::{
     daemon::{Daemon, cli, cli_ok, counter, ls},
     echo::{
-        EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_connect_from,
+        EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_connect, tcp_connect_from,
         tcp_roundtrip, udp_roundtrip,
     },
     netns::Netns,
@@ -550,12 +550,8 @@ fn an_open_flow_follows_its_endpoint_to_a_new_veth() {
     );
     cli_ok(sock, &["publish", "8080:172.17.0.4:8080"]);
     let _e = EchoServer::start(&t.container, 8080);
-    let mut s = t.client.run(|| {
-        let s = TcpStream::connect_timeout(&Topology::host_addr(8080), IO_TIMEOUT)
-            .expect("the client reaches the publish");
-        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-        s
-    });
+    let mut s =
+        tcp_connect(&t.client, Topology::host_addr(8080)).expect("the client reaches the publish");
     let echo = |s: &mut TcpStream, msg: &[u8], want: &[u8]| {
         s.write_all(msg).expect("send");
         let mut got = Vec::new();

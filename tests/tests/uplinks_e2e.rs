@@ -5,7 +5,7 @@
 //! packet; `--uplink` narrows the set and follows the name.
 use std::{
     io::{ErrorKind, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
     path::Path,
     thread,
     time::Duration,
@@ -343,16 +343,8 @@ fn an_open_flow_follows_a_route_change() {
     let _d = daemon(&t, &[]);
     wait_uplinks(&t.files.socket, &["up0", UP1]);
     let _echo = EchoServer::start(&t.server, 9000);
-    let mut s = t.container.run(|| {
-        let s = TcpStream::connect_timeout(
-            &SocketAddr::from((SERVER_IP, 9000)),
-            Duration::from_secs(3),
-        )
+    let mut s = tcp_connect(&t.container, SocketAddr::from((SERVER_IP, 9000)))
         .expect("the container reaches the server");
-        s.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        s
-    });
     let mut buf = [0u8; 16];
     s.write_all(b"a").expect("send");
     let mut got = Vec::new();

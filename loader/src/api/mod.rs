@@ -68,6 +68,20 @@ pub struct Stats {
     pub ct_entries: u64,
     /// Entries the sweeper removed since the daemon started.
     pub ct_swept: u64,
+    /// The sweeper's last pass, once it has run.
+    #[serde(default)]
+    pub last_sweep: Option<Sweep>,
+}
+
+/// One pass of the sweeper over both CT tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// Entries read.
+    pub entries: u64,
+    /// Entries removed (expired).
+    pub removed: u64,
+    /// How long the pass took, microseconds.
+    pub micros: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,5 +29,13 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         println!("{name:<22} {:>14} {:>16}", c.packets, c.bytes);
     }
     println!("ct entries {}   swept {}", s.ct_entries, s.ct_swept);
+    if let Some(w) = s.last_sweep {
+        println!(
+            "last sweep: {} entries read, {} removed, {:.1} ms",
+            w.entries,
+            w.removed,
+            w.micros as f64 / 1e3
+        );
+    }
     Ok(())
 }

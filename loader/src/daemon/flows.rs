@@ -104,10 +104,16 @@ impl Daemon {
         let removed = self.remove_expired(&due);
         self.repair_replies(&unanswered);
         self.recount_snat_use(&snat);
+        let took = started.elapsed();
+        self.last_sweep = Some(crate::api::Sweep {
+            entries: entries.len() as u64,
+            removed: removed as u64,
+            micros: took.as_micros() as u64,
+        });
         debug!(
             flows,
             expired = removed,
-            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            took_ms = took.as_secs_f64() * 1e3,
             "swept"
         );
     }

@@ -93,6 +93,8 @@ struct Daemon {
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
+    /// The sweeper's last pass.
+    last_sweep: Option<crate::api::Sweep>,
     /// Docker publishes not installed, and why.
     conflicts: Vec<String>,
     /// Problems with the host a user should fix.
@@ -135,6 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         docker_net_flags: BTreeMap::new(),
         timeouts: cfg.timeouts,
         swept: 0,
+        last_sweep: None,
         conflicts: Vec::new(),
         warnings: Vec::new(),
     };
@@ -252,6 +255,7 @@ impl Daemon {
                 .collect(),
             ct_entries: self.ct_entries(),
             ct_swept: self.swept,
+            last_sweep: self.last_sweep,
         }
     }
 }
