@@ -1,6 +1,6 @@
 //! The CT tables seen from the daemon: listing, flushing, and the sweeper that removes
 //! flows idle past their timeout.
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use common::{CT_REPLY, CtKey, CtValue, ct::TCP_FIN_FIRST};
 
@@ -13,6 +13,17 @@ use crate::{
     conntrack::{self, Flow, FlowInfo, monotonic_ns},
     datapath::batch,
 };
+
+/// At most this share of one CPU goes to sweeping: a sweep that took `t` waits at least
+/// `t * SWEEP_SHARE` before the next.
+const SWEEP_SHARE: u32 = 20;
+
+/// When the next sweep is due after one that took `took`: the configured `interval`, or
+/// longer when the table is so large that sweeping that often would take more than a
+/// twentieth of a CPU (a million flows take seconds to read).
+pub(super) fn next_sweep(interval: Duration, took: Duration) -> Duration {
+    interval.max(took * SWEEP_SHARE)
+}
 
 impl Daemon {
     /// Every entry of both tables (answered flows and flows not answered yet), read in
@@ -81,7 +92,7 @@ impl Daemon {
     /// in batches, paired through a hash index, no flow kept beyond what it needs) also
     /// finds the forward entries that lost their reply entry and recounts the SNAT
     /// quota.
-    pub(super) fn sweep(&mut self) {
+    pub(super) fn sweep(&mut self) -> Duration {
         let started = std::time::Instant::now();
         let entries = self.entries();
         let index = conntrack::index(&entries);
@@ -116,6 +127,7 @@ impl Daemon {
             took_ms = took.as_secs_f64() * 1e3,
             "swept"
         );
+        took
     }
 
     /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the
@@ -199,5 +211,20 @@ impl Daemon {
         }
         self.swept += removed as u64;
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_sweep_stretches_the_interval() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(next_sweep(ten, Duration::from_millis(9)), ten);
+        assert_eq!(
+            next_sweep(ten, Duration::from_millis(1600)),
+            Duration::from_secs(32)
+        );
     }
 }

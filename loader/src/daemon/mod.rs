@@ -171,7 +171,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     tokio::spawn(api::server::serve(listener, tx));
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let mut sweep = tokio::time::interval(cfg.sweep_interval);
+    // The first sweep at once, then every interval, stretched for a table so large that
+    // a sweep would take more than its share of a CPU.
+    let sweep = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sweep);
     info!(socket = %cfg.socket.display(), pin_dir = %cfg.pin_dir.display(), "bpfnet daemon ready");
     loop {
         tokio::select! {
@@ -180,7 +183,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             }
             Some(change) = changes.next() => d.on_change(change).await,
             Some(update) = docker_rx.recv() => d.on_docker(update).await,
-            _ = sweep.tick() => d.sweep(),
+            () = &mut sweep => {
+                let took = d.sweep();
+                let next = flows::next_sweep(cfg.sweep_interval, took);
+                sweep.as_mut().reset(tokio::time::Instant::now() + next);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
