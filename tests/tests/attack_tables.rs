@@ -493,3 +493,43 @@ fn a_syn_flood_cannot_evict_established_flows() {
         );
     });
 }
+
+/// A datagram from a container that only looks like an ICMP error: its payload starts
+/// with the header of a packet of the container's own flow, where an ICMP error would
+/// quote it. It is a new UDP flow, masqueraded with its payload untouched, never
+/// translated as an error (the ICMP-error path once read every packet's bytes after
+/// its first 8 of L4 header as a quoted header, whatever its protocol).
+#[test]
+fn a_datagram_that_mimics_an_icmp_error_is_only_a_datagram() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("icmpmimic", 4096, |fx| {
+        setup(fx, PORTS);
+        step(
+            fx,
+            "C1's flow",
+            OUT,
+            &udp((C1, 5000), (SERVER, 53), b"q", true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        // What an error about the server's reply to C1 would quote, after 8 bytes of
+        // UDP header instead of 8 of ICMP header.
+        let quoted = udp((SERVER, 53), (C1, 5000), b"a", true)[14..].to_vec();
+        let out = step(
+            fx,
+            "a datagram carrying that as its payload",
+            OUT,
+            &udp((C1, 5001), (SERVER, 53), &quoted, true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        assert_eq!(
+            View(&out).addrs(),
+            (HOST, SERVER),
+            "masqueraded as a datagram"
+        );
+        assert_eq!(&out[14 + 20 + 8..], &quoted[..], "its payload untouched");
+    });
+}
