@@ -22,7 +22,7 @@ use common::{CtKey, CtValue, Endpoint, Reason};
 use crate::{
     csum::replace16,
     maps::{endpoint, port, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Packet, read, write},
+    parse::{ETH_HLEN, ETH_P_IP, Packet, is_gso, read, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
@@ -146,14 +146,12 @@ pub fn next_hop(ctx: &TcContext, t: &CtKey) -> Option<Next> {
 /// tunnel) takes a full-MTU packet from a container's Ethernet frame.
 #[inline(always)]
 pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
-    // SAFETY: ctx is the __sk_buff this program was called with.
-    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     // A GSO packet's segments are measured by the kernel (IP length 0 asks for that,
     // and the segment check takes no other input).
-    let (mut len, flags) = if gso {
+    let (mut len, flags) = if is_gso(ctx) {
         (0u32, u64::from(BPF_MTU_CHK_SEGS))
     } else {
-        ((p.end() - p.l3_off()) as u32, 0)
+        (p.ip_len(), 0)
     };
     // SAFETY: helper on this program's context; it reads the IP length from `len` and
     // writes the device's MTU back to it.
@@ -165,10 +163,8 @@ pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
 /// device `ifindex` as the kernel measures it. GSO packets always ask the kernel.
 #[inline(always)]
 pub fn fits_mtu(ctx: &TcContext, p: &Packet, ifindex: u32, mtu: Option<u32>) -> bool {
-    // SAFETY: ctx is the __sk_buff this program was called with.
-    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     match mtu {
-        Some(mtu) if !gso => (p.end() - p.l3_off()) as u32 <= mtu,
+        Some(mtu) if !is_gso(ctx) => p.ip_len() <= mtu,
         _ => fits(ctx, p, ifindex),
     }
 }

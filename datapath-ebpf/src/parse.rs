@@ -99,6 +99,12 @@ impl Packet {
         self.ip_end as usize
     }
 
+    /// The IPv4 packet's length (of all its segments, for a GSO packet).
+    #[inline(always)]
+    pub fn ip_len(&self) -> u32 {
+        self.ip_end - u32::from(self.l3)
+    }
+
     /// Whether the protocol has ports (or an echo identifier) that NAT rewrites.
     #[inline(always)]
     pub fn has_ports(&self) -> bool {
@@ -151,6 +157,13 @@ impl Ipv4Hdr {
     pub fn ihl(&self) -> usize {
         usize::from(self.ver_ihl & 0x0f) * 4
     }
+}
+
+/// Whether the packet is a GSO packet (several segments in one).
+#[inline(always)]
+pub fn is_gso(ctx: &TcContext) -> bool {
+    // SAFETY: ctx is the __sk_buff this program was called with.
+    unsafe { (*ctx.skb.skb).gso_size != 0 }
 }
 
 /// A `T` at `off` in the packet's linear data, read in place (direct packet access: no
@@ -216,8 +229,7 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet, Reas
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(l3_off);
     // tot_len 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
-    // SAFETY: ctx is the __sk_buff this program was called with.
-    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    let gso = is_gso(ctx);
     let bad_len = if tot_len == 0 {
         !gso
     } else {
