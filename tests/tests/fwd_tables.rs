@@ -166,6 +166,32 @@ fn forwarding_isolation_and_spoofing() {
             TC_ACT_SHOT,
             &[DropSpoof],
         );
+        // The port now records its endpoint (C1 at C1_MAC), so C1's packets are checked
+        // without the endpoint map: another MAC, or another address, is still a spoof.
+        let veth = fx.bridge;
+        let mut recorded = fx.dp.maps.ports.get(&veth, 0).expect("the port");
+        recorded.ip = u32::from_ne_bytes(C1);
+        fx.dp
+            .maps
+            .ports
+            .insert(veth, recorded, 0)
+            .expect("port records C1");
+        let mut wrong_mac = to_mac(tcp((C1, 40005), (C2, 80), TCP_SYN, b""), C2_MAC);
+        wrong_mac[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);
+        expect(
+            fx,
+            "source MAC not the recorded endpoint's",
+            &wrong_mac,
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        expect(
+            fx,
+            "source address not the recorded endpoint's",
+            &tcp(([172, 17, 0, 98], 40006), (C2, 80), TCP_SYN, b""),
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
         expect(
             fx,
             "ARP from the endpoint",
