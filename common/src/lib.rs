@@ -49,6 +49,7 @@ pub mod names {
     pub const FRAGS: &str = "frags_v1";
     pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
+    pub const FLOOD_BUDGET: &str = "flood_budget_v1";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

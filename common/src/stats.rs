@@ -120,6 +120,10 @@ reasons! {
     /// Drop: traffic between two containers of a network without inter-container
     /// communication (`enable_icc=false`).
     DropIcc = 39, "drop-icc", true;
+    /// Drop (`--xdp`): a new flow from outside beyond the new-flow budget: more first
+    /// packets to published ports in one second than the new-flow table holds, which
+    /// would evict half-open flows before their handshakes complete.
+    DropFlood = 40, "drop-flood", true;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -19,16 +19,23 @@ mod sock;
 mod stats;
 mod tcp;
 mod uplink;
+mod xdp;
 
 use aya_ebpf::{
-    macros::{cgroup_sock_addr, classifier},
-    programs::{SockAddrContext, TcContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 
 /// TC ingress on each Ethernet uplink: DNAT for published ports, reverse SNAT.
 #[classifier]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     uplink::handle(&ctx, parse::ETH_HLEN)
+}
+
+/// XDP on each Ethernet uplink with `--xdp`: early drop, ahead of `from_uplink`.
+#[xdp]
+pub fn xdp_uplink(ctx: XdpContext) -> u32 {
+    xdp::gate(&ctx)
 }
 
 /// TC ingress on each L3 uplink (WireGuard, tun, IP-in-IP, GRE, PPP: packets without a

@@ -72,6 +72,11 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 #[map(name = "route_gen_v1")]
 pub static ROUTE_GEN: Array<u32> = Array::pinned(1, 0);
 
+/// `--xdp`'s new-flow budget: first packets to published ports each CPU lets through per
+/// second (0: no limit), written by the daemon from the new-flow table's size.
+#[map(name = "flood_budget_v1")]
+pub static FLOOD_BUDGET: Array<u32> = Array::pinned(1, 0);
+
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
 

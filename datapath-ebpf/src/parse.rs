@@ -2,7 +2,10 @@
 //! (or ICMP echo identifier) and TCP sequence fields where the protocol has them.
 use core::mem::size_of;
 
-use aya_ebpf::{helpers::generated::bpf_skb_pull_data, programs::TcContext};
+use aya_ebpf::{
+    helpers::generated::bpf_skb_pull_data,
+    programs::{TcContext, XdpContext},
+};
 use common::{
     PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
@@ -159,17 +162,89 @@ impl Ipv4Hdr {
     }
 }
 
+/// What the parser needs of a program's packet: TC's socket buffer or XDP's frame.
+pub trait Frame {
+    /// Where the linear data starts and ends.
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+    /// The whole packet's length (linear data and fragments).
+    fn len(&self) -> u32;
+    /// Make the first `n` bytes linear (a no-op where they always are).
+    fn pull(&self, n: u32);
+    /// Whether the packet is a GSO packet (several segments in one).
+    fn is_gso(&self) -> bool;
+    /// The network protocol of a frame without a link-layer header (host order).
+    fn l3_proto(&self) -> u16;
+}
+
+impl Frame for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        TcContext::len(self)
+    }
+    #[inline(always)]
+    fn pull(&self, n: u32) {
+        // SAFETY: helper on this program's context; a failure leaves the next read to fail.
+        unsafe { bpf_skb_pull_data(self.skb.skb, n) };
+    }
+    #[inline(always)]
+    fn is_gso(&self) -> bool {
+        // SAFETY: ctx is the __sk_buff this program was called with.
+        unsafe { (*self.skb.skb).gso_size != 0 }
+    }
+    #[inline(always)]
+    fn l3_proto(&self) -> u16 {
+        // SAFETY: as above.
+        u16::from_be(unsafe { (*self.skb.skb).protocol } as u16)
+    }
+}
+
+/// XDP sees one linear frame (generic XDP linearizes; native drivers give one buffer to
+/// programs without multi-buffer support), never a GSO packet, always with its
+/// link-layer header.
+impl Frame for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        (XdpContext::data_end(self) - XdpContext::data(self)) as u32
+    }
+    #[inline(always)]
+    fn pull(&self, _: u32) {}
+    #[inline(always)]
+    fn is_gso(&self) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn l3_proto(&self) -> u16 {
+        ETH_P_IP
+    }
+}
+
 /// Whether the packet is a GSO packet (several segments in one).
 #[inline(always)]
 pub fn is_gso(ctx: &TcContext) -> bool {
-    // SAFETY: ctx is the __sk_buff this program was called with.
-    unsafe { (*ctx.skb.skb).gso_size != 0 }
+    Frame::is_gso(ctx)
 }
 
 /// A `T` at `off` in the packet's linear data, read in place (direct packet access: no
 /// helper call); None when it does not lie there.
 #[inline(always)]
-pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+pub fn read<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + off + size_of::<T>() > end {
         return None;
@@ -182,7 +257,7 @@ pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
 /// Write `v` at `off` in the packet's linear data in place; None when it does not lie
 /// there. (The verifier makes a cloned packet's data private before the program runs.)
 #[inline(always)]
-pub fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Option<()> {
+pub fn write<T: Copy, C: Frame>(ctx: &C, off: usize, v: T) -> Option<()> {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + off + size_of::<T>() > end {
         return None;
@@ -197,7 +272,7 @@ pub fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Option<()> {
 /// into the packet is invalid afterwards). Only what is needed is pulled: more would copy
 /// payload.
 #[inline(always)]
-fn read_pulled<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     if let Some(v) = read(ctx, off) {
         return Some(v);
     }
@@ -205,8 +280,7 @@ fn read_pulled<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
     if want > ctx.len() as usize {
         return None;
     }
-    // SAFETY: helper on this program's context; a failure leaves the read to fail.
-    unsafe { bpf_skb_pull_data(ctx.skb.skb, want as u32) };
+    ctx.pull(want as u32);
     read(ctx, off)
 }
 
@@ -214,10 +288,9 @@ fn read_pulled<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
 /// reason it is left alone (`Pass`: not IPv4) or dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
 /// protocol is the skb's, there being no ethertype).
 #[inline(always)]
-pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet, Reason> {
+pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Reason> {
     let proto = if l3_off == 0 {
-        // SAFETY: ctx is the __sk_buff this program was called with.
-        u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16)
+        ctx.l3_proto()
     } else {
         u16::from_be(read(ctx, 12).ok_or(Reason::Pass)?)
     };
@@ -229,7 +302,7 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet, Reas
     let tot_len = usize::from(u16::from_be(ip.tot_len));
     let l3_len = (ctx.len() as usize).saturating_sub(l3_off);
     // tot_len 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
-    let gso = is_gso(ctx);
+    let gso = ctx.is_gso();
     let bad_len = if tot_len == 0 {
         !gso
     } else {
@@ -276,7 +349,7 @@ pub fn parse(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet, Reas
 /// Fill the ports (or ICMP identifier), flags and sequence fields from the L4 header of
 /// `l4_len` bytes.
 #[inline(always)]
-fn l4(ctx: &TcContext, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
+fn l4<C: Frame>(ctx: &C, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
     let off = p.l4_off();
     let min = match p.proto {
         PROTO_TCP => 20,

@@ -2,7 +2,7 @@
 use aya_ebpf::programs::TcContext;
 use common::Reason;
 
-use crate::maps::STATS;
+use crate::{maps::STATS, parse::Frame};
 
 // TC verdicts (uapi/linux/pkt_cls.h) as the i32 a classifier returns; the generated
 // bindings' type for them differs between the host and the bpf target.
@@ -11,7 +11,7 @@ pub const TC_ACT_SHOT: i32 = 2;
 pub const TC_ACT_REDIRECT: i64 = 7;
 
 #[inline(always)]
-pub fn count(ctx: &TcContext, reason: Reason) {
+pub fn count<C: Frame>(ctx: &C, reason: Reason) {
     if let Some(c) = STATS.get_ptr_mut(reason as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it while this program runs.
         unsafe {

@@ -71,7 +71,7 @@ fn lan(ctx: &TcContext, p: &Packet) -> Option<i32> {
     if p.l3_off() == 0 || network_of(p.dst_ip).is_none_or(|n| n.flags & NET_LAN == 0) {
         return None;
     }
-    let dst_mac = crate::parse::read::<[u8; 6]>(ctx, 0)?;
+    let dst_mac = crate::parse::read::<[u8; 6], _>(ctx, 0)?;
     l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
 }
 

@@ -73,13 +73,19 @@ impl Daemon {
         Self::start_env(netns_path, socket, args, &[])
     }
 
-    /// `start` with extra environment (e.g. DOCKER_HOST).
+    /// `start` with extra environment (e.g. DOCKER_HOST). With `BPFNET_TEST_XDP=MODE` in
+    /// the test's environment every daemon also runs `--xdp=MODE` (unless the test gives
+    /// `--xdp` itself): `cargo xtask test` runs the end-to-end tests again that way.
     pub fn start_env(
         netns_path: &str,
         socket: &Path,
         args: &[String],
         env: &[(&str, &str)],
     ) -> Self {
+        let xdp = std::env::var("BPFNET_TEST_XDP")
+            .ok()
+            .filter(|_| !args.iter().any(|a| a.starts_with("--xdp")))
+            .map(|mode| format!("--xdp={mode}"));
         let mut child = Command::new("nsenter")
             .arg(format!("--net={netns_path}"))
             .arg(bin())
@@ -87,6 +93,7 @@ impl Daemon {
             .arg(socket)
             .arg("daemon")
             .args(args)
+            .args(xdp)
             .env("BPFNET_LOG", "bpfnet=debug,info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

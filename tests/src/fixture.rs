@@ -18,6 +18,11 @@ use crate::{netns::Netns, unique};
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+/// The largest frame BPF_PROG_TEST_RUN hands an XDP program without multi-buffer
+/// support in one buffer (a page less XDP's headroom and the shared-info tailroom).
+pub const XDP_MAX_FRAME: usize = 3500;
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 /// The source MAC of every frame the packet builder makes, and so of the containers.
@@ -60,6 +65,33 @@ impl Fixture {
             });
         out.truncate(r.data_size_out as usize);
         (r.return_value, out)
+    }
+
+    /// Run one frame through `xdp_uplink` (`--xdp`'s early drop on the uplink).
+    pub fn run_xdp(&mut self, frame: &[u8]) -> u32 {
+        assert!(
+            frame.len() <= XDP_MAX_FRAME,
+            "a {}-byte frame does not fit one XDP buffer",
+            frame.len()
+        );
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let r = self.dp.xdp_program().test_run(opts).unwrap_or_else(|e| {
+            panic!(
+                "BPF_PROG_TEST_RUN (XDP) of a {}-byte frame: {e}",
+                frame.len()
+            )
+        });
+        assert_eq!(
+            &out[..r.data_size_out as usize],
+            frame,
+            "xdp_uplink never changes a frame"
+        );
+        r.return_value
     }
 
     /// The host as the daemon leaves it: `t0` an uplink, `t1` a container port of the

@@ -17,7 +17,7 @@ use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{
         BRIDGE_MAC, CONTAINER_MAC, CONTAINERS, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
-        with_fixture,
+        XDP_DROP, XDP_MAX_FRAME, XDP_PASS, with_fixture,
     },
     packet::{
         ETH_HLEN, IpOpts, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, View, arp, checksum, ether, ipv4,
@@ -931,6 +931,7 @@ const SUMS: &str = "a rewritten frame's checksums verify from scratch";
 const NOT_IP: &str = "only IPv4 frames are rewritten past their Ethernet header";
 const NO_FLOW: &str = "no CT entry from a malformed or non-initial packet";
 const IDENTITY: &str = "translate then reverse-translate is the identity";
+const XDP_SUBSET: &str = "xdp_uplink drops only what from_uplink drops, for the same reason";
 const ICMP_BACK: &str = "an ICMP error about a translated flow comes back with the original tuple";
 
 #[derive(Default)]
@@ -945,6 +946,8 @@ struct Tally {
     untranslated: u64,
     errors_back: u64,
     exact: u64,
+    /// Uplink frames `xdp_uplink` dropped early.
+    xdp_drops: u64,
 }
 
 struct Runner<'a> {
@@ -1071,8 +1074,34 @@ impl<'a> Runner<'a> {
         if let Some(id) = p.first_frag {
             self.firsts.insert(id);
         }
+        // `--xdp` runs `xdp_uplink` first on the uplink: it must drop a subset of what
+        // `from_uplink` drops (same state, same reason), and pass the rest untouched.
+        let xdp = (hook == IN && frame.len() <= XDP_MAX_FRAME).then(|| self.fx.run_xdp(frame));
         let (v, out) = self.fx.run(hook, frame);
         self.frames += 1;
+        match xdp {
+            Some(XDP_DROP) if v != TC_ACT_SHOT => {
+                let got = format!("XDP_DROP, from_uplink's verdict {v}");
+                self.finding(XDP_SUBSET, hook, frame, "a drop by both", &got);
+            }
+            Some(x) if x != XDP_DROP && x != XDP_PASS => {
+                self.finding(
+                    XDP_SUBSET,
+                    hook,
+                    frame,
+                    "XDP_DROP or XDP_PASS",
+                    &x.to_string(),
+                );
+            }
+            _ => {}
+        }
+        let xdp_dropped = xdp == Some(XDP_DROP);
+        if xdp_dropped {
+            self.tally.xdp_drops += 1;
+            // Counted by each program.
+            self.shot.0 += 1;
+            self.shot.1 += frame.len() as u64;
+        }
         self.tally.hooks[usize::from(hook == OUT)] += 1;
         if ![TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT].contains(&v) {
             self.finding(VERDICTS, hook, frame, "0, 2 or 7", &v.to_string());
@@ -1098,7 +1127,10 @@ impl<'a> Runner<'a> {
                 .filter(|(a, _)| a.0.is_drop())
                 .map(|(a, b)| a.1.packets - b.1.packets)
                 .sum();
-            if drops != u64::from(v == TC_ACT_SHOT) {
+            if xdp_dropped && (moved.len() != 1 || drops != 2) {
+                let got = format!("counters {moved:?}");
+                self.finding(XDP_SUBSET, hook, frame, "one drop counter +2", &got);
+            } else if !xdp_dropped && drops != u64::from(v == TC_ACT_SHOT) {
                 let want = if v == TC_ACT_SHOT {
                     "one drop counter"
                 } else {
@@ -1325,7 +1357,8 @@ impl<'a> Runner<'a> {
             "shard {} (seed {:#x}): {} frames ({} from_uplink, {} from_container) in {took:.1?}, \
              {} rounds; {} with exact counters; sums checked on {} rewritten frames ({} rewritten \
              from bad input, not checked); flows translated and reversed: {} DNAT, {} SNAT, {} \
-             hairpin ({} ICMP errors), {} first packets not translated; no-new-flow batches: {:?}",
+             hairpin ({} ICMP errors), {} first packets not translated; {} uplink frames \
+             dropped early by xdp_uplink; no-new-flow batches: {:?}",
             self.shard,
             self.seed,
             self.frames,
@@ -1340,6 +1373,7 @@ impl<'a> Runner<'a> {
             t.identity[Via::Hairpin as usize],
             t.errors_back,
             t.untranslated,
+            t.xdp_drops,
             t.batch
         );
         if !self.findings.is_empty() {
@@ -1356,7 +1390,7 @@ impl<'a> Runner<'a> {
             );
         }
         assert!(
-            t.identity.iter().all(|&n| n > 0) && t.errors_back > 0,
+            t.identity.iter().all(|&n| n > 0) && t.errors_back > 0 && t.xdp_drops > 0,
             "the generator translated too little to test the identity (a test bug)"
         );
     }

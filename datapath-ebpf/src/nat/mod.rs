@@ -45,7 +45,7 @@ pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
 /// legitimately come from one: a frame to 127.x must not reach a 127.0.0.1-bound
 /// publish, which is for host sockets only.
 #[inline(always)]
-fn published_from_wire(p: &Packet) -> Option<Backend> {
+pub fn published_from_wire(p: &Packet) -> Option<Backend> {
     if p.dst_ip.to_ne_bytes()[0] == 127 {
         return None;
     }

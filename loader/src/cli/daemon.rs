@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use bpfnet::{
     conntrack::Timeouts,
     daemon,
-    datapath::{DEFAULT_PIN_DIR, teardown::teardown},
+    datapath::{DEFAULT_PIN_DIR, XdpMode, teardown::teardown},
     flags::{IfName, SnatPorts},
 };
 use common::CT_DEFAULT_ENTRIES;
@@ -73,6 +73,14 @@ pub struct Args {
     /// bridges stay, so Docker's own networking can take over again.
     #[arg(long)]
     cleanup: bool,
+    /// Drop early, in XDP on every Ethernet uplink, what bpfnet would drop anyway
+    /// (malformed frames, packets into a managed network that are neither a tracked flow
+    /// nor a published port) and new flows from outside beyond what the new-flow table
+    /// holds in a second (`drop-flood`). MODE: `auto` (the driver's native hook where it
+    /// has one, generic otherwise), `native` or `generic`.
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "auto",
+          require_equals = true)]
+    xdp: Option<XdpMode>,
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
@@ -99,6 +107,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         timeouts: args.ct_timeouts.unwrap_or_default(),
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),
         cgroup: args.cgroup,
+        xdp: args.xdp,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::{
     api::{self, Listing, Request, Response, StatLine, Stats, server::ServerError},
     conntrack::Timeouts,
-    datapath::{Datapath, DatapathError, sync::Synced},
+    datapath::{Datapath, DatapathError, Hook, XdpMode, sync::Synced},
     netlink::{Netlink, NetlinkError},
     state::StateError,
 };
@@ -77,6 +77,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// cgroup2 directory for the socket programs (None: the mounted root).
     pub cgroup: Option<PathBuf>,
+    /// `--xdp`: early drop on Ethernet uplinks, in this mode.
+    pub xdp: Option<XdpMode>,
 }
 
 struct Daemon {
@@ -123,6 +125,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .config
         .set(0, dp_cfg, 0)
         .map_err(DaemonError::Config)?;
+    dp.set_xdp(cfg.xdp).map_err(DaemonError::Config)?;
     let uplinks = if cfg.uplinks.is_empty() {
         Uplinks::Every
     } else {
@@ -229,8 +232,11 @@ impl Daemon {
         let mut attached: Vec<(String, String)> = self
             .links
             .attachments()
-            .filter_map(|(hook, i)| {
-                Some((self.links.get(i)?.name.clone(), hook.program().to_string()))
+            .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook)))
+            .flat_map(|(name, hook)| {
+                let xdp = (hook == Hook::FromUplink && self.dp.xdp().is_some())
+                    .then(|| (name.clone(), crate::datapath::XDP_PROGRAM.to_string()));
+                xdp.into_iter().chain([(name, hook.program().to_string())])
             })
             .collect();
         attached.sort();

@@ -41,7 +41,8 @@ impl Datapath {
         self.pin_dir.join("links").join(a.file_name())
     }
 
-    /// Attach `hook`'s program to TC ingress of `iface`, reusing a pinned link if one is
+    /// Attach `hook`'s program to TC ingress of `iface` (and, on an Ethernet uplink,
+    /// `xdp_uplink` with `--xdp`), reusing a pinned link if one is
     /// there (atomic program replacement) or creating and pinning a new one.
     pub fn attach(&mut self, hook: Hook, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
         let a = Attachment { hook, ifindex };
@@ -51,6 +52,9 @@ impl Datapath {
             iface: iface.into(),
             detail,
         };
+        if hook == Hook::FromUplink {
+            self.attach_xdp(iface, ifindex)?;
+        }
         let prog = self.program(hook);
         match PinnedLink::from_pin(&path) {
             Ok(pinned) => {
@@ -84,6 +88,9 @@ impl Datapath {
 
     /// Remove the pinned link of `hook` on `ifindex`, detaching the program.
     pub fn detach(&self, hook: Hook, ifindex: u32) -> io::Result<()> {
+        if hook == Hook::FromUplink {
+            self.detach_xdp(ifindex)?;
+        }
         remove_pin(&self.link_path(&Attachment { hook, ifindex }))
     }
 

@@ -31,6 +31,8 @@ pub struct Maps {
     pub ports: HashMap<MapData, u32, Port>,
     /// The route generation flows' remembered next hops are checked against.
     pub route_gen: Array<MapData, u32>,
+    /// `--xdp`'s new-flow budget per CPU per second (0: none).
+    pub flood_budget: Array<MapData, u32>,
 }
 
 fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -62,6 +64,7 @@ impl Maps {
             ifaces: take(ebpf, names::IFACES)?,
             ports: take(ebpf, names::PORTS)?,
             route_gen: take(ebpf, names::ROUTE_GEN)?,
+            flood_budget: take(ebpf, names::FLOOD_BUDGET)?,
         })
     }
 

@@ -10,18 +10,20 @@ mod migrate;
 mod pinned;
 pub mod sync;
 pub mod teardown;
+mod xdp;
 
 use std::path::{Path, PathBuf};
 
 pub use attach::Attachment;
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier},
+    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
 };
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
 pub use maps::Maps;
 pub use pinned::Mismatch;
+pub use xdp::{UnknownXdpMode, XDP_PROGRAM, XdpMode};
 
 /// Default pin directory for maps and links.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/bpfnet";
@@ -108,6 +110,11 @@ impl Hook {
     }
 }
 
+/// The new-flow table's size for a CT map of `ct_entries`.
+fn ct_new_entries(ct_entries: u32) -> u32 {
+    (ct_entries / common::CT_NEW_SHARE).max(16)
+}
+
 /// Program `name` of the object as its type.
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DatapathError>
 where
@@ -131,6 +138,10 @@ pub struct Datapath {
     ebpf: Ebpf,
     pub maps: Maps,
     pin_dir: PathBuf,
+    /// Whether and how `xdp_uplink` goes on Ethernet uplinks (`--xdp`).
+    xdp: Option<XdpMode>,
+    /// How many flows the new-flow table holds.
+    ct_new_entries: u32,
 }
 
 impl Datapath {
@@ -143,7 +154,9 @@ impl Datapath {
         // Every size the flags set, for the loader and for the pin check alike.
         let max_entries = [
             (names::CT, ct_entries),
-            (names::CT_NEW, (ct_entries / common::CT_NEW_SHARE).max(16)),
+            (names::CT_NEW, ct_new_entries(ct_entries)),
+            // Counters are replaced (reset) when a new bpfnet counts more reasons.
+            (names::STATS, common::Reason::COUNT),
         ];
         pinned::check(pin_dir, OBJECT, &max_entries)?;
         let mut loader = EbpfLoader::new();
@@ -161,6 +174,9 @@ impl Datapath {
                 .load()
                 .map_err(program_err(name))?;
         }
+        program::<Xdp>(&mut ebpf, XDP_PROGRAM)?
+            .load()
+            .map_err(program_err(XDP_PROGRAM))?;
         for name in SOCK_PROGRAMS {
             program::<CgroupSockAddr>(&mut ebpf, name)?
                 .load()
@@ -172,11 +188,38 @@ impl Datapath {
             ebpf,
             maps,
             pin_dir: pin_dir.into(),
+            xdp: None,
+            ct_new_entries: ct_new_entries(ct_entries),
         })
+    }
+
+    /// Put `xdp_uplink` on the Ethernet uplinks attached from now on (`None`: take it
+    /// off them). The new-flow budget it enforces keeps the new-flow table holding a
+    /// second of new flows: its size shared among the CPUs.
+    pub fn set_xdp(&mut self, mode: Option<XdpMode>) -> Result<(), aya::maps::MapError> {
+        self.xdp = mode;
+        let budget = match mode {
+            Some(_) => {
+                let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u32;
+                (self.ct_new_entries / cpus).max(1)
+            }
+            None => 0,
+        };
+        self.maps.flood_budget.set(0, budget, 0)
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// `--xdp`'s mode, when it is on.
+    pub fn xdp(&self) -> Option<XdpMode> {
+        self.xdp
+    }
+
+    /// The loaded XDP program (e.g. for BPF_PROG_TEST_RUN).
+    pub fn xdp_program(&mut self) -> &mut Xdp {
+        program(&mut self.ebpf, XDP_PROGRAM).expect("load() checked that xdp_uplink is loaded")
     }
 
     /// The loaded program for `hook` (e.g. for BPF_PROG_TEST_RUN).
