@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// The TC programs whose cost is reported (the socket programs run per connect, not
 /// per packet).
-pub const PROGRAMS: [&str; 3] = ["from_uplink", "from_l3_uplink", "from_container"];
+pub const PROGRAMS: [&str; 4] = [
+    "xdp_uplink",
+    "from_uplink",
+    "from_l3_uplink",
+    "from_container",
+];
 
 /// One program over one test.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! non-zero if any measurement failed or measured zero.
 mod cost;
 mod ctscale;
+mod early_drop;
 mod iperf;
 mod load;
 mod modes;
@@ -56,6 +57,8 @@ struct Plan {
     scale: Vec<usize>,
     /// Flows live in the CT table for the flow-table scale rows.
     ct_flows: Vec<usize>,
+    /// Datagrams in each early-drop burst.
+    drop_probes: u64,
 }
 
 /// The median; a failed (NaN) or zero round is never outvoted by the others.
@@ -94,6 +97,7 @@ fn main() -> Result<()> {
             secs: 0.3,
             scale: vec![1, 100],
             ct_flows: vec![10_000],
+            drop_probes: 5_000,
         }
     } else {
         Plan {
@@ -101,6 +105,7 @@ fn main() -> Result<()> {
             secs: 5.0,
             scale: vec![1, 100, 1000, 10_000],
             ct_flows: vec![1_000, 1_000_000],
+            drop_probes: 200_000,
         }
     };
     let dur = Duration::from_secs_f64(plan.secs);
@@ -243,6 +248,7 @@ fn main() -> Result<()> {
     }
 
     let costs = program_costs(&t, &tests, &mut failures);
+    let early_drop = early_drop_rows(&t, plan.reps, plan.drop_probes, &mut failures);
     let ct_scale = plan
         .ct_flows
         .iter()
@@ -271,6 +277,7 @@ fn main() -> Result<()> {
         pin: pin.name().to_string(),
         rows,
         costs,
+        early_drop,
         ct_scale,
         scaling,
         failures,
@@ -308,6 +315,46 @@ fn check(results: &Path) -> Result<()> {
         report.scaling.len()
     );
     Ok(())
+}
+
+/// Bursts of probes bpfnet drops, dropped by TC (`bpfnet`) and by XDP (`bpfnet+xdp`),
+/// in interleaved rounds: the medians per mode.
+fn early_drop_rows(
+    t: &Topology,
+    reps: usize,
+    probes: u64,
+    failures: &mut Vec<String>,
+) -> Vec<early_drop::DropRow> {
+    let modes = [Mode::Bpfnet, Mode::BpfnetXdp];
+    let mut runs: BTreeMap<&str, Vec<early_drop::DropRow>> = BTreeMap::new();
+    for rep in 0..reps {
+        for mode in modes {
+            let what = format!("early drop, round {}: {}", rep + 1, mode.name());
+            eprintln!("[bench] {what}");
+            let row = early_drop::measure(t, mode, probes).map(Some);
+            if let Some(r) = or_failed(row, &what, None, failures) {
+                eprintln!(
+                    "[bench]   {:.0} ns/probe, {:.0} probes/s",
+                    r.ns_per_probe, r.probes_per_s
+                );
+                runs.entry(mode.name()).or_default().push(r);
+            }
+        }
+    }
+    modes
+        .iter()
+        .filter_map(|m| {
+            let rs = runs.get(m.name())?;
+            let med = |f: fn(&early_drop::DropRow) -> f64| median(rs.iter().map(f).collect());
+            Some(early_drop::DropRow {
+                mode: m.name().to_string(),
+                probes,
+                dropped: med(|r| r.dropped as f64) as u64,
+                ns_per_probe: med(|r| r.ns_per_probe),
+                probes_per_s: med(|r| r.probes_per_s),
+            })
+        })
+        .collect()
 }
 
 /// Each test once more in `bpfnet` mode with the kernel's run-time statistics on:

@@ -22,9 +22,17 @@ pub enum Mode {
     Direct,
     Iptables,
     Bpfnet,
+    /// bpfnet with `--xdp=generic` (XDP on the veth uplink, ahead of the same TC programs).
+    BpfnetXdp,
 }
 
-pub const ALL: [Mode; 4] = [Mode::Wire, Mode::Direct, Mode::Iptables, Mode::Bpfnet];
+pub const ALL: [Mode; 5] = [
+    Mode::Wire,
+    Mode::Direct,
+    Mode::Iptables,
+    Mode::Bpfnet,
+    Mode::BpfnetXdp,
+];
 
 /// The wires' addresses: client↔container, container↔server, container2↔container,
 /// one /30 each (the first address of each pair is the first namespace's).
@@ -65,6 +73,7 @@ impl Mode {
             Self::Direct => "direct",
             Self::Iptables => "iptables",
             Self::Bpfnet => "bpfnet",
+            Self::BpfnetXdp => "bpfnet+xdp",
         }
     }
 
@@ -110,6 +119,7 @@ impl Mode {
                 None
             }
             Self::Bpfnet => Some(bpfnet(t, &[])),
+            Self::BpfnetXdp => Some(bpfnet(t, &["--xdp=generic"])),
         }
     }
 
@@ -123,7 +133,7 @@ impl Mode {
             }
             Self::Iptables => flush_iptables(t),
             // The datapath outlives the daemon: removing its pins detaches it.
-            Self::Bpfnet => {
+            Self::Bpfnet | Self::BpfnetXdp => {
                 let _ = fs::remove_dir_all(&t.files.pin_dir);
                 let _ = fs::remove_dir_all(&t.files.state_dir);
             }

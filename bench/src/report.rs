@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{cost::Cost, ctscale::CtScaleRow, modes};
+use crate::{cost::Cost, ctscale::CtScaleRow, early_drop::DropRow, modes};
 
 /// Medians and results are NaN when a measurement failed: JSON writes it as null.
 #[derive(Serialize, Deserialize)]
@@ -41,6 +41,9 @@ pub struct Report {
     /// Per test, per datapath program that ran: nanoseconds per run.
     #[serde(default)]
     pub costs: BTreeMap<String, BTreeMap<String, Cost>>,
+    /// Bursts of probes bpfnet drops, by TC and by XDP.
+    #[serde(default)]
+    pub early_drop: Vec<DropRow>,
     /// The flow table at scale.
     #[serde(default)]
     pub ct_scale: Vec<CtScaleRow>,
@@ -97,6 +100,19 @@ impl Report {
         }
         if self.ct_scale.is_empty() {
             p.push("no flow-table scale rows".into());
+        }
+        if self.early_drop.len() != 2 {
+            p.push("early drop: not measured in both modes".into());
+        }
+        for x in &self.early_drop {
+            for (what, v) in [
+                ("ns per probe", x.ns_per_probe),
+                ("probes/s", x.probes_per_s),
+            ] {
+                if !measured(v) {
+                    p.push(format!("early drop {}: {what} = {v}", x.mode));
+                }
+            }
         }
         for x in &self.ct_scale {
             for (what, v) in [
@@ -156,8 +172,9 @@ pub fn markdown(r: &Report) -> String {
         "Modes: `wire` is a veth straight between the two namespaces of each test (no host in \
          between: the physical limit of the topology); `direct` routes through the host to the \
          container (no NAT); `iptables` is Docker's rule set for `-p` with netfilter conntrack; \
-         `bpfnet` is this project. Ratios above 1 favour bpfnet except for latencies, where below \
-         1 does.\n"
+         `bpfnet` is this project; `bpfnet+xdp` is bpfnet with `--xdp=generic` (XDP on the uplink \
+         veth, ahead of the same TC programs). Ratios above 1 favour bpfnet except \
+         for latencies, where below 1 does.\n"
     );
     let problems = r.problems();
     if !problems.is_empty() {
@@ -169,23 +186,25 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "| test | unit | wire | direct | iptables | bpfnet | bpfnet / wire | bpfnet / direct | bpfnet / iptables |"
+        "| test | unit | wire | direct | iptables | bpfnet | bpfnet+xdp | bpfnet / wire | bpfnet / direct | bpfnet / iptables | bpfnet+xdp / bpfnet |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.rows {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             row.test,
             row.unit,
             v("wire"),
             v("direct"),
             v("iptables"),
             v("bpfnet"),
+            v("bpfnet+xdp"),
             ratio(v("bpfnet"), v("wire")),
             ratio(v("bpfnet"), v("direct")),
             ratio(v("bpfnet"), v("iptables")),
+            ratio(v("bpfnet+xdp"), v("bpfnet")),
         );
     }
     let _ = writeln!(s, "\n## What each program costs\n");
@@ -199,6 +218,24 @@ pub fn markdown(r: &Report) -> String {
         r.rows.iter().map(|row| row.test.as_str()),
         &r.costs,
     ));
+    let _ = writeln!(s, "\n## Early drop: TC or XDP\n");
+    let _ = writeln!(
+        s,
+        "A burst of datagrams routed to an unpublished container port, every one dropped by \
+         bpfnet (`drop-inbound`): by `from_uplink` (TC) in `bpfnet` mode, by `xdp_uplink` before \
+         TC in `bpfnet+xdp` mode. The datapath programs' run time per probe, and the probes per \
+         second one sending thread (pinned to CPU 0) got through the host's receive path, which \
+         on a veth runs in the sender's context.\n"
+    );
+    let _ = writeln!(s, "| mode | probes | dropped | ns per probe | probes/s |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for x in &r.early_drop {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {:.0} |",
+            x.mode, x.probes, x.dropped, x.ns_per_probe, x.probes_per_s
+        );
+    }
     let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
     let _ = writeln!(
         s,

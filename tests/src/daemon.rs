@@ -61,6 +61,28 @@ pub fn counter(socket: &Path, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {reason} in {stats}"))
 }
 
+/// Whether this test run's daemons all run `--xdp` (`BPFNET_TEST_XDP`).
+pub fn xdp_on() -> bool {
+    std::env::var_os("BPFNET_TEST_XDP").is_some()
+}
+
+/// `bpfnet ls`'s `attached` as it reads when every Ethernet uplink in `want` (pairs of
+/// interface and program, sorted) also carries `xdp_uplink` under `BPFNET_TEST_XDP`.
+pub fn with_xdp(want: serde_json::Value) -> serde_json::Value {
+    let mut pairs: Vec<(String, String)> =
+        serde_json::from_value(want).expect("attached: [[interface, program], ...]");
+    if xdp_on() {
+        let xdp: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(_, p)| p == "from_uplink")
+            .map(|(i, _)| (i.clone(), "xdp_uplink".to_string()))
+            .collect();
+        pairs.extend(xdp);
+        pairs.sort();
+    }
+    serde_json::to_value(pairs).expect("pairs as JSON")
+}
+
 /// A `bpfnet daemon` process inside a namespace, killed (by PID) on drop.
 pub struct Daemon {
     child: Child,

@@ -23,6 +23,7 @@ fn attached(socket: &Path) -> serde_json::Value {
 
 /// Poll `ls` until `attached` is `want` (the monitor reacts asynchronously).
 fn wait_attached(socket: &Path, want: serde_json::Value) {
+    let want = bpfnet_tests::daemon::with_xdp(want);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = attached(socket);

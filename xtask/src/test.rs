@@ -59,6 +59,24 @@ pub fn run() -> Result<()> {
         c,
         "cargo test --package bpfnet-tests (root: BPF_PROG_TEST_RUN, netns end to end)",
     )?;
+    // The end-to-end tests again with every daemon running `--xdp=generic`: the early
+    // drop in XDP must change no outcome.
+    let mut c = cmd::command(
+        "cargo",
+        &[
+            "test",
+            "--no-fail-fast",
+            "--package",
+            "bpfnet-tests",
+            "--test",
+            "*_e2e",
+        ],
+    );
+    c.env("BPFNET_BIN", &bin).env("BPFNET_TEST_XDP", "generic");
+    cmd::status(
+        c,
+        "cargo test --package bpfnet-tests --test '*_e2e' with BPFNET_TEST_XDP=generic",
+    )?;
     bench_smoke()
 }
 
