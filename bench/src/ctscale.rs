@@ -1,6 +1,8 @@
-//! The flow table at scale: with N flows live (2N entries in the CT table), how long one
-//! sweep of the daemon takes, the connection rate to a published port, what each
-//! program costs per packet, and the kernel memory each flow takes.
+//! The datapath at scale: with N flows live (2N entries in the CT table) and E more
+//! endpoints registered (E veths on the bridge, each attached and registered), how long
+//! one sweep of the daemon takes, the connection rate to a published port, what each
+//! program costs per packet, the kernel memory each flow takes, and how long the daemon
+//! took to attach and register the endpoints.
 use std::{
     fs,
     os::fd::{AsFd as _, AsRawFd as _},
@@ -18,7 +20,9 @@ use common::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cost, load,
+    cost,
+    crowd::Crowd,
+    load,
     modes::{self, ECHO, Mode},
     pin::Pin,
 };
@@ -26,6 +30,14 @@ use crate::{
 #[derive(Serialize, Deserialize)]
 pub struct CtScaleRow {
     pub flows: usize,
+    /// Endpoints registered besides the bench's two.
+    #[serde(default)]
+    pub endpoints: usize,
+    /// Seconds until every extra veth was attached, and to register every endpoint.
+    #[serde(default)]
+    pub attach_s: f64,
+    #[serde(default)]
+    pub register_s: f64,
     /// One sweep of the whole table by the daemon (`bpfnet stats`), milliseconds.
     pub sweep_ms: f64,
     pub conns_per_s: f64,
@@ -39,7 +51,13 @@ pub struct CtScaleRow {
 /// How often the daemon sweeps during the measurement.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-pub fn measure(t: &Topology, flows: usize, dur: Duration, pin: Pin) -> Result<CtScaleRow> {
+pub fn measure(
+    t: &Topology,
+    flows: usize,
+    endpoints: usize,
+    dur: Duration,
+    pin: Pin,
+) -> Result<CtScaleRow> {
     // Room for every entry and, as by default, for the tests' own churn of flows, so
     // the LRU evicts nothing.
     let entries = (2 * flows * 5 / 4) as u32 + common::CT_DEFAULT_ENTRIES;
@@ -53,6 +71,7 @@ pub fn measure(t: &Topology, flows: usize, dur: Duration, pin: Pin) -> Result<Ct
         ],
     );
     let row = (|| {
+        let crowd = Crowd::add(t, endpoints)?;
         let ct = fill(t, flows)?;
         let memlock = memlock(&ct)?;
         let sweep_ms = sweep_of(t, 2 * flows as u64)?;
@@ -68,6 +87,9 @@ pub fn measure(t: &Topology, flows: usize, dur: Duration, pin: Pin) -> Result<Ct
         let ns = |p: &str| costs.get(p).map_or(f64::NAN, |c| c.ns_per_run);
         Ok(CtScaleRow {
             flows,
+            endpoints,
+            attach_s: crowd.attach_s,
+            register_s: crowd.register_s,
             sweep_ms,
             conns_per_s,
             from_uplink_ns: ns("from_uplink"),

@@ -4,6 +4,7 @@
 //! of published ports. Writes results/<date>.json, report.md and plots, and exits
 //! non-zero if any measurement failed or measured zero.
 mod cost;
+mod crowd;
 mod ctscale;
 mod early_drop;
 mod iperf;
@@ -55,8 +56,8 @@ struct Plan {
     reps: usize,
     secs: f64,
     scale: Vec<usize>,
-    /// Flows live in the CT table for the flow-table scale rows.
-    ct_flows: Vec<usize>,
+    /// Flows live in the CT table and endpoints registered, for the scale rows.
+    ct_flows: Vec<(usize, usize)>,
     /// Datagrams in each early-drop burst.
     drop_probes: u64,
 }
@@ -96,7 +97,7 @@ fn main() -> Result<()> {
             reps: 1,
             secs: 0.3,
             scale: vec![1, 100],
-            ct_flows: vec![10_000],
+            ct_flows: vec![(10_000, 100)],
             drop_probes: 5_000,
         }
     } else {
@@ -104,7 +105,7 @@ fn main() -> Result<()> {
             reps: 3,
             secs: 5.0,
             scale: vec![1, 100, 1000, 10_000],
-            ct_flows: vec![1_000, 1_000_000],
+            ct_flows: vec![(1_000, 0), (1_000_000, 10_000)],
             drop_probes: 200_000,
         }
     };
@@ -252,12 +253,12 @@ fn main() -> Result<()> {
     let ct_scale = plan
         .ct_flows
         .iter()
-        .filter_map(|&n| {
-            eprintln!("[bench] flow table: {n} flows live");
-            let row = ctscale::measure(&t, n, dur, pin);
+        .filter_map(|&(n, eps)| {
+            eprintln!("[bench] at scale: {n} flows live, {eps} more endpoints");
+            let row = ctscale::measure(&t, n, eps, dur, pin);
             or_failed(
                 row.map(Some),
-                &format!("flow table: {n} flows"),
+                &format!("at scale: {n} flows, {eps} endpoints"),
                 None,
                 &mut failures,
             )

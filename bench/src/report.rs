@@ -259,25 +259,30 @@ pub fn markdown(r: &Report) -> String {
             ratio(x.bpfnet_conns_per_s, x.iptables_conns_per_s)
         );
     }
-    let _ = writeln!(s, "\n## The flow table at scale\n");
+    let _ = writeln!(s, "\n## At scale: flows and endpoints\n");
     let _ = writeln!(
         s,
         "N established flows (2N entries) written into the CT table (sized 2.5N plus the \
-         default 262,144, so the tests' own flows evict none): how long one sweep of the daemon \
-         over both tables takes (batched reads; `bpfnet stats`), the connection rate to the \
-         published port, each program's cost per packet of TCP request/response, and the \
-         table's kernel memory per flow it can hold.\n"
+         default 262,144, so the tests' own flows evict none) and E endpoints registered besides \
+         the bench's two (E veths added to the bridge at once, as many containers: seconds until \
+         the daemon attached every one, then to register each through the control API): how \
+         long one sweep of the daemon over both tables takes (batched reads; `bpfnet stats`), \
+         the connection rate to the published port, each program's cost per packet of TCP \
+         request/response, and the table's kernel memory per flow it can hold.\n"
     );
     let _ = writeln!(
         s,
-        "| flows | sweep ms | conns/s | `from_uplink` ns/run | `from_container` ns/run | bytes per flow |"
+        "| flows | more endpoints | attach s | register s | sweep ms | conns/s | `from_uplink` ns/run | `from_container` ns/run | bytes per flow |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for x in &r.ct_scale {
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             x.flows,
+            x.endpoints,
+            x.attach_s,
+            x.register_s,
             x.sweep_ms,
             x.conns_per_s,
             x.from_uplink_ns,
