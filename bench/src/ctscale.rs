@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     cost,
-    crowd::Crowd,
+    crowd::{Crowd, Networks},
     load,
     modes::{self, ECHO, Mode},
     pin::Pin,
@@ -61,17 +61,18 @@ pub fn measure(
     // Room for every entry and, as by default, for the tests' own churn of flows, so
     // the LRU evicts nothing.
     let entries = (2 * flows * 5 / 4) as u32 + common::CT_DEFAULT_ENTRIES;
-    let daemon = modes::bpfnet(
-        t,
-        &[
-            "--ct-entries",
-            &entries.to_string(),
-            "--ct-sweep-interval",
-            &SWEEP_EVERY.as_secs().to_string(),
-        ],
-    );
+    let nets = Networks::make(t, endpoints)?;
+    let mut args = vec![
+        "--ct-entries".to_string(),
+        entries.to_string(),
+        "--ct-sweep-interval".to_string(),
+        SWEEP_EVERY.as_secs().to_string(),
+    ];
+    args.extend(nets.daemon_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = modes::bpfnet(t, &args);
     let row = (|| {
-        let crowd = Crowd::add(t, endpoints)?;
+        let crowd = Crowd::add(t, nets)?;
         let ct = fill(t, flows)?;
         let memlock = memlock(&ct)?;
         let sweep_ms = sweep_of(t, 2 * flows as u64)?;

@@ -67,9 +67,12 @@ impl State {
         let tmp = dir.join(format!("{FILE}.tmp"));
         let write = || -> io::Result<()> {
             fs::create_dir_all(dir)?;
+            // One write of the whole text: serde writes token by token, a system call
+            // each on an unbuffered file.
+            let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+            text.push(b'\n');
             let mut f = fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
-            f.write_all(b"\n")?;
+            f.write_all(&text)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
             fs::File::open(dir)?.sync_all()

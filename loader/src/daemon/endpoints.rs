@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::Daemon;
 use crate::{
     api::ApiError,
-    datapath::sync::sync,
+    datapath::{batch::entries_or_each, sync::sync},
     endpoint::{EndpointSpec, Ipv4Cidr, Mac},
 };
 
@@ -137,12 +137,8 @@ impl Daemon {
         // Bindings learned from a veth's first packet stay while nothing claims them.
         let claimed: BTreeSet<u32> = want_eps.values().map(|ep| ep.ifindex).collect();
         let attached: BTreeSet<u32> = veths.values().map(|&(i, _)| i).collect();
-        let learned: BTreeMap<u32, Endpoint> = self
-            .dp
-            .maps
-            .endpoints
-            .iter()
-            .filter_map(Result::ok)
+        let learned: BTreeMap<u32, Endpoint> = entries_or_each(&self.dp.maps.endpoints)
+            .into_iter()
             .filter(|(ip, ep)| {
                 ep.flags & EP_LEARNED != 0
                     && attached.contains(&ep.ifindex)
@@ -150,14 +146,14 @@ impl Daemon {
                     && !want_eps.contains_key(ip)
             })
             .collect();
+        // Each veth's first endpoint (by address), registered before learned.
+        let mut owners: BTreeMap<u32, (u32, [u8; 6])> = BTreeMap::new();
+        for (&ip, ep) in want_eps.iter().chain(learned.iter()) {
+            owners.entry(ep.ifindex).or_insert((ip, ep.mac));
+        }
         let mut want_ports = BTreeMap::new();
         for &(veth, bridge) in veths.values() {
-            let owner = want_eps
-                .iter()
-                .chain(learned.iter())
-                .find(|(_, ep)| ep.ifindex == veth)
-                .map(|(&ip, ep)| (ip, ep.mac));
-            want_ports.insert(veth, self.port(bridge, owner));
+            want_ports.insert(veth, self.port(bridge, owners.get(&veth).copied()));
         }
         want_eps.extend(learned);
         let maps = &mut self.dp.maps;

@@ -32,13 +32,7 @@ impl Daemon {
         let maps = &self.dp.maps;
         let mut out = Vec::new();
         for map in [&maps.ct, &maps.ct_new] {
-            match batch::entries(map) {
-                Ok(entries) => out.extend(entries),
-                Err(e) => {
-                    debug!(error = %e, "batch lookup refused; reading entry by entry");
-                    out.extend(map.iter().filter_map(Result::ok));
-                }
-            }
+            out.extend(batch::entries_or_each(map));
         }
         out
     }

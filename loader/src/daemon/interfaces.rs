@@ -55,6 +55,7 @@ impl Daemon {
     /// hops flows remember stale.
     pub(super) async fn on_change(&mut self, change: Change) {
         self.bump_route_gen();
+        let subnet_inputs = self.subnet_inputs();
         match change {
             Change::LinkNew(link) => self.links.upsert(link),
             Change::LinkDel { index } => {
@@ -67,7 +68,19 @@ impl Daemon {
         // follows its ports (`ports_v2` carries it), a bridge may become managed.
         self.apply_links();
         self.sync_endpoints();
-        self.sync_subnets().await;
+        // A container veth coming or going changes no subnet: the address dump (which
+        // walks every interface) is for changes of the bridges and their LAN uplinks.
+        if self.subnet_inputs() != subnet_inputs {
+            self.sync_subnets().await;
+        }
+    }
+
+    /// What `subnets_v1` depends on besides addresses: the managed bridges present (by
+    /// index and name) and the bridges uplinks are ports of (LANs).
+    fn subnet_inputs(&self) -> (Vec<(u32, String)>, Vec<u32>) {
+        let bridges = self.links.bridges().map(|l| (l.index, l.name.clone()));
+        let lans = self.links.uplinks().filter_map(|l| l.controller);
+        (bridges.collect(), lans.collect())
     }
 
     /// Flows look their next hop up again (see `hop.rs` in the datapath).

@@ -88,3 +88,12 @@ pub fn entries<K: Pod, V: Pod>(map: &HashMap<MapData, K, V>) -> io::Result<Vec<(
         }
     }
 }
+
+/// `entries`, or entry by entry where the kernel refuses batches (entries that fail to
+/// read are skipped, as a walk that meets a concurrent removal skips them).
+pub fn entries_or_each<K: Pod, V: Pod>(map: &HashMap<MapData, K, V>) -> Vec<(K, V)> {
+    entries(map).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "batch lookup refused; reading entry by entry");
+        map.iter().filter_map(Result::ok).collect()
+    })
+}

@@ -88,8 +88,13 @@ where
     type Key = K;
     type Value = V;
 
+    /// Read in batches (a map of ten thousand endpoints is three calls, not twenty
+    /// thousand); entry by entry, errors included, where the kernel refuses batches.
     fn entries(&self) -> Vec<Entry<K, V>> {
-        self.iter().collect()
+        match super::batch::entries(self) {
+            Ok(entries) => entries.into_iter().map(Ok).collect(),
+            Err(_) => self.iter().collect(),
+        }
     }
 
     fn put(&mut self, key: &K, value: &V) -> Result<(), MapError> {
