@@ -191,6 +191,74 @@ impl TcpState {
     }
 }
 
+/// Idle timeouts by protocol and TCP state, nanoseconds: the value of `ct_timeouts`,
+/// written by the daemon from `--ct-timeouts` for the in-kernel sweep (`ct_sweep`), and
+/// what the daemon's own view of a flow's expiry uses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CtTimeouts {
+    pub syn: u64,
+    pub established: u64,
+    pub closing: u64,
+    pub time_wait: u64,
+    pub closed: u64,
+    pub udp: u64,
+    pub icmp: u64,
+}
+
+impl CtTimeouts {
+    /// The timeout of a flow of `proto` in TCP `state` (ignored for other protocols;
+    /// every protocol but TCP and UDP ages as ICMP does).
+    pub fn of(&self, proto: u8, state: TcpState) -> u64 {
+        match proto {
+            crate::PROTO_TCP => match state {
+                TcpState::SynSent => self.syn,
+                TcpState::Established => self.established,
+                TcpState::Closing => self.closing,
+                TcpState::TimeWait => self.time_wait,
+                TcpState::Closed => self.closed,
+            },
+            crate::PROTO_UDP => self.udp,
+            _ => self.icmp,
+        }
+    }
+
+    /// The shortest: an entry idle for less is due in no state.
+    pub fn min(&self) -> u64 {
+        let all = [
+            self.syn,
+            self.established,
+            self.closing,
+            self.time_wait,
+            self.closed,
+            self.udp,
+            self.icmp,
+        ];
+        let mut m = u64::MAX;
+        let mut i = 0;
+        while i < all.len() {
+            if all[i] < m {
+                m = all[i];
+            }
+            i += 1;
+        }
+        m
+    }
+}
+
+/// What one in-kernel sweep saw and did: the value of `sweep`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SweepStats {
+    /// Entries visited, both tables (an expired flow's second half is not visited when
+    /// the first took it along).
+    pub entries: u64,
+    /// Entries of the main table visited: how full it is.
+    pub main: u64,
+    /// Entries removed (both halves of each expired flow).
+    pub removed: u64,
+}
+
 /// The value of `ct_v2` and `ct_new_v1`, before entries remembered their next hop:
 /// read once, when a daemon of this version takes over from an older one's maps.
 #[repr(C)]
@@ -236,7 +304,7 @@ impl From<CtValueV2> for CtValue {
     }
 }
 
-crate::pod::aya_pod!(CtKey, CtValue, CtValueV2);
+crate::pod::aya_pod!(CtKey, CtValue, CtValueV2, CtTimeouts, SweepStats);
 
 #[cfg(test)]
 mod tests {

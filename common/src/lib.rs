@@ -12,7 +12,8 @@ mod pod;
 pub mod stats;
 
 pub use ct::{
-    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, HOP_NONE, HOP_PEER, HOP_ROUTE, TcpState,
+    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
+    HOP_ROUTE, SweepStats, TcpState,
 };
 pub use maps::{
     Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
@@ -50,6 +51,9 @@ pub mod names {
     pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
     pub const FLOOD_BUDGET: &str = "flood_budget_v1";
+    /// Not pinned: the in-kernel sweep's timeouts and its last result.
+    pub const CT_TIMEOUTS: &str = "ct_timeouts";
+    pub const SWEEP: &str = "sweep";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

@@ -17,6 +17,7 @@ mod parse;
 mod reply;
 mod sock;
 mod stats;
+mod sweep;
 mod tcp;
 mod uplink;
 mod xdp;
@@ -49,6 +50,13 @@ pub fn from_l3_uplink(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)
+}
+
+/// The sweeper's walk of the flow tables, run by the daemon (BPF_PROG_TEST_RUN), attached
+/// nowhere.
+#[classifier]
+pub fn ct_sweep(_ctx: TcContext) -> i32 {
+    sweep::run()
 }
 
 /// cgroup connect4: host sockets dialing a published port go to its backend.

@@ -126,6 +126,8 @@ pub struct MapTypes {
     pub config: Config,
     pub counter: Counter,
     pub network: Network,
+    pub ct_timeouts: common::CtTimeouts,
+    pub sweep: common::SweepStats,
 }
 
 /// Never called, so never loaded: exported only so that `MapTypes` reaches the BTF.

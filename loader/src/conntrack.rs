@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use common::{CT_DNAT, CT_SNAT, CtKey, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState};
+use common::{
+    CT_DNAT, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState,
+};
 use serde::{Deserialize, Serialize};
 
 /// How long an idle flow lives, by protocol and TCP state.
@@ -37,6 +39,21 @@ impl Default for Timeouts {
             closed: Duration::from_secs(10),
             udp: Duration::from_secs(60),
             icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+impl From<&Timeouts> for CtTimeouts {
+    fn from(t: &Timeouts) -> Self {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        CtTimeouts {
+            syn: ns(t.syn),
+            established: ns(t.established),
+            closing: ns(t.closing),
+            time_wait: ns(t.time_wait),
+            closed: ns(t.closed),
+            udp: ns(t.udp),
+            icmp: ns(t.icmp),
         }
     }
 }
@@ -98,18 +115,9 @@ impl Flow {
         TcpState::of(self.fwd.tcp_seen, self.reply.map_or(0, |(_, v)| v.tcp_seen))
     }
 
+    /// The same rule as the in-kernel sweep's (`CtTimeouts::of`).
     pub fn timeout(&self, t: &Timeouts) -> Duration {
-        match self.key.proto {
-            PROTO_TCP => match self.tcp_state() {
-                TcpState::SynSent => t.syn,
-                TcpState::Established => t.established,
-                TcpState::Closing => t.closing,
-                TcpState::TimeWait => t.time_wait,
-                TcpState::Closed => t.closed,
-            },
-            PROTO_UDP => t.udp,
-            _ => t.icmp,
-        }
+        Duration::from_nanos(CtTimeouts::from(t).of(self.key.proto, self.tcp_state()))
     }
 
     /// Time left before the sweeper removes it (zero: due).

@@ -18,11 +18,22 @@ use crate::{
 /// `t * SWEEP_SHARE` before the next.
 const SWEEP_SHARE: u32 = 20;
 
+/// Every this many sweeps the userspace walk (repair of lost halves, SNAT recount) runs
+/// even when the main table is far from full.
+const FULL_WALK_EVERY: u64 = 10;
+
 /// When the next sweep is due after one that took `took`: the configured `interval`, or
 /// longer when the table is so large that sweeping that often would take more than a
 /// twentieth of a CPU (a million flows take seconds to read).
 pub(super) fn next_sweep(interval: Duration, took: Duration) -> Duration {
     interval.max(took * SWEEP_SHARE)
+}
+
+/// Whether sweep number `sweeps` (from 1), after which the main table holds `main` of its
+/// `capacity` entries, also walks the tables from userspace: every `FULL_WALK_EVERY`
+/// sweeps, and every sweep while the table is three quarters full.
+fn full_walk_due(sweeps: u64, main: u64, capacity: u32) -> bool {
+    main * 4 >= u64::from(capacity) * 3 || sweeps.is_multiple_of(FULL_WALK_EVERY)
 }
 
 impl Daemon {
@@ -81,21 +92,54 @@ impl Daemon {
         })
     }
 
-    /// Remove the flows idle past their timeout. Each is read again just before it goes,
-    /// so a flow a packet revived since the scan is kept. One walk of both tables (read
-    /// in batches, paired through a hash index, no flow kept beyond what it needs) also
-    /// finds the forward entries that lost their reply entry and recounts the SNAT
-    /// quota.
+    /// Remove the flows idle past their timeout: in the kernel (`ct_sweep`: no entry
+    /// leaves it, an entry recently seen costs a few instructions). The userspace walk
+    /// (repair of halves LRU eviction took, SNAT recount) follows when the main table is
+    /// three quarters full (eviction happens in a full table) and every
+    /// `FULL_WALK_EVERY` sweeps; it does it all when the kernel sweep fails.
     pub(super) fn sweep(&mut self) -> Duration {
         let started = std::time::Instant::now();
+        self.sweeps += 1;
+        let (entries, removed) = match self.dp.sweep_ct() {
+            Ok(s) => {
+                self.swept += s.removed;
+                if full_walk_due(self.sweeps, s.main, self.dp.ct_entries()) {
+                    self.walk(false);
+                }
+                (s.entries, s.removed)
+            }
+            Err(e) => {
+                warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
+                self.walk(true)
+            }
+        };
+        let took = started.elapsed();
+        self.last_sweep = Some(crate::api::Sweep {
+            entries,
+            removed,
+            micros: took.as_micros() as u64,
+        });
+        debug!(
+            entries,
+            expired = removed,
+            took_ms = took.as_secs_f64() * 1e3,
+            "swept"
+        );
+        took
+    }
+
+    /// One walk of both tables in userspace (read in batches, paired through a hash
+    /// index, no flow kept beyond what it needs): finds the forward entries that lost
+    /// their reply entry and recounts the SNAT quota; with `expire`, also removes the
+    /// flows idle past their timeout, each read again just before it goes, so a flow a
+    /// packet revived since the scan is kept. Returns (entries read, entries removed).
+    fn walk(&mut self, expire: bool) -> (u64, u64) {
         let entries = self.entries();
         let index = conntrack::index(&entries);
         let now = monotonic_ns();
         let (mut due, mut unanswered, mut snat) = (Vec::new(), Vec::new(), HashMap::new());
-        let mut flows = 0usize;
         for flow in conntrack::pairs(&entries, &index) {
-            flows += 1;
-            if flow.expires_in(now, &self.timeouts).is_zero() {
+            if expire && flow.expires_in(now, &self.timeouts).is_zero() {
                 due.push(flow.key);
                 continue;
             }
@@ -109,19 +153,7 @@ impl Daemon {
         let removed = self.remove_expired(&due);
         self.repair_replies(&unanswered);
         self.recount_snat_use(&snat);
-        let took = started.elapsed();
-        self.last_sweep = Some(crate::api::Sweep {
-            entries: entries.len() as u64,
-            removed: removed as u64,
-            micros: took.as_micros() as u64,
-        });
-        debug!(
-            flows,
-            expired = removed,
-            took_ms = took.as_secs_f64() * 1e3,
-            "swept"
-        );
-        took
+        (entries.len() as u64, removed as u64)
     }
 
     /// A forward entry whose reply entry LRU eviction took gets it back, rebuilt from the
@@ -211,6 +243,14 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_full_walk_runs_every_tenth_sweep_and_always_in_a_crowded_table() {
+        let due: Vec<u64> = (1..=30).filter(|&n| full_walk_due(n, 10, 1000)).collect();
+        assert_eq!(due, vec![10, 20, 30]);
+        assert!(full_walk_due(7, 750, 1000), "three quarters full");
+        assert!(!full_walk_due(7, 749, 1000));
+    }
 
     #[test]
     fn a_long_sweep_stretches_the_interval() {

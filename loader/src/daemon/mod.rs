@@ -95,6 +95,8 @@ struct Daemon {
     timeouts: Timeouts,
     /// CT entries removed by the sweeper since start.
     swept: u64,
+    /// Sweeps since start.
+    sweeps: u64,
     /// The sweeper's last pass.
     last_sweep: Option<crate::api::Sweep>,
     /// Docker publishes not installed, and why.
@@ -126,6 +128,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .set(0, dp_cfg, 0)
         .map_err(DaemonError::Config)?;
     dp.set_xdp(cfg.xdp).map_err(DaemonError::Config)?;
+    if let Err(e) = dp.set_sweep_timeouts(common::CtTimeouts::from(&cfg.timeouts)) {
+        warn!(error = %e, "the sweep will run from userspace");
+    }
     let uplinks = if cfg.uplinks.is_empty() {
         Uplinks::Every
     } else {
@@ -140,6 +145,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         docker_net_flags: BTreeMap::new(),
         timeouts: cfg.timeouts,
         swept: 0,
+        sweeps: 0,
         last_sweep: None,
         conflicts: Vec::new(),
         warnings: Vec::new(),

@@ -8,8 +8,8 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
-    PublishedKey, SockKey, SockOrig,
+    Backend, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts, Network,
+    Port, PublishedKey, SockKey, SockOrig, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 13] {
+fn userspace() -> [Layout; 15] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -108,6 +108,20 @@ fn userspace() -> [Layout; 13] {
             netns_cookie
         }),
         layout!(Counter { packets, bytes }),
+        layout!(CtTimeouts {
+            syn,
+            established,
+            closing,
+            time_wait,
+            closed,
+            udp,
+            icmp
+        }),
+        layout!(SweepStats {
+            entries,
+            main,
+            removed
+        }),
     ]
 }
 

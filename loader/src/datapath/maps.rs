@@ -35,7 +35,7 @@ pub struct Maps {
     pub flood_budget: Array<MapData, u32>,
 }
 
-fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
+pub(super) fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, DatapathError> {

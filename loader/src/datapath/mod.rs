@@ -8,6 +8,7 @@ mod layout_tests;
 mod maps;
 mod migrate;
 mod pinned;
+mod sweep;
 pub mod sync;
 pub mod teardown;
 mod xdp;
@@ -23,6 +24,8 @@ pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
 pub use maps::Maps;
 pub use pinned::Mismatch;
+use sweep::SweepMaps;
+pub use sweep::{SWEEP_PROGRAM, SweepError};
 pub use xdp::{UnknownXdpMode, XDP_PROGRAM, XdpMode};
 
 /// Default pin directory for maps and links.
@@ -140,8 +143,10 @@ pub struct Datapath {
     pin_dir: PathBuf,
     /// Whether and how `xdp_uplink` goes on Ethernet uplinks (`--xdp`).
     xdp: Option<XdpMode>,
-    /// How many flows the new-flow table holds.
+    /// How many entries the main flow table and the new-flow table hold.
+    ct_entries: u32,
     ct_new_entries: u32,
+    sweep_maps: SweepMaps,
 }
 
 impl Datapath {
@@ -174,6 +179,9 @@ impl Datapath {
                 .load()
                 .map_err(program_err(name))?;
         }
+        program::<SchedClassifier>(&mut ebpf, SWEEP_PROGRAM)?
+            .load()
+            .map_err(program_err(SWEEP_PROGRAM))?;
         program::<Xdp>(&mut ebpf, XDP_PROGRAM)?
             .load()
             .map_err(program_err(XDP_PROGRAM))?;
@@ -183,13 +191,16 @@ impl Datapath {
                 .map_err(program_err(name))?;
         }
         let mut maps = Maps::take(&mut ebpf)?;
+        let sweep_maps = SweepMaps::take(&mut ebpf)?;
         migrate::ct(pin_dir, &mut maps);
         Ok(Self {
             ebpf,
             maps,
             pin_dir: pin_dir.into(),
             xdp: None,
+            ct_entries,
             ct_new_entries: ct_new_entries(ct_entries),
+            sweep_maps,
         })
     }
 
@@ -210,6 +221,11 @@ impl Datapath {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The size of the main flow table (`--ct-entries`).
+    pub fn ct_entries(&self) -> u32 {
+        self.ct_entries
     }
 
     /// `--xdp`'s mode, when it is on.

@@ -1,0 +1,131 @@
+//! `ct_sweep`: the sweeper's walk of both flow tables, in the kernel. Attached nowhere:
+//! the daemon runs it with BPF_PROG_TEST_RUN every sweep interval. `bpf_for_each_map_elem`
+//! visits each entry in place (no copy to userspace, no pairing index); an entry idle
+//! for less than the shortest timeout costs a few instructions, an older one a lookup of
+//! its twin to know the flow's state; an expired flow loses both entries, and its SNAT
+//! quota count. The main table's entries are counted: LRU eviction, which can take one
+//! half of a flow, happens only in a full table, so the daemon's full walk (repair,
+//! recount) is needed often only then.
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::{bpf_for_each_map_elem, bpf_ktime_get_coarse_ns, bpf_map_delete_elem},
+    macros::map,
+    maps::Array,
+};
+use common::{
+    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_TCP, SweepStats, TcpState,
+};
+
+use crate::{
+    ct,
+    maps::{CT, CT_NEW},
+    nat,
+};
+
+/// `--ct-timeouts`, written by the daemon at start.
+#[map(name = "ct_timeouts")]
+static TIMEOUTS: Array<CtTimeouts> = Array::with_max_entries(1, 0);
+
+/// The last sweep's figures, read by the daemon after each run.
+#[map(name = "sweep")]
+static RESULT: Array<SweepStats> = Array::with_max_entries(1, 0);
+
+/// The walk's state, on `run`'s stack, shared with every `visit`.
+#[repr(C)]
+struct Walk {
+    now: u64,
+    min: u64,
+    /// Walking the main table (answered flows), not the new-flow table.
+    main: bool,
+    t: CtTimeouts,
+    stats: SweepStats,
+}
+
+#[inline(always)]
+pub fn run() -> i32 {
+    let Some(t) = TIMEOUTS.get(0).copied() else {
+        return 1;
+    };
+    let mut w = Walk {
+        // SAFETY: helper without arguments; the clock `last_seen_ns` is kept in.
+        now: unsafe { bpf_ktime_get_coarse_ns() },
+        min: t.min(),
+        main: true,
+        t,
+        stats: SweepStats::default(),
+    };
+    for (table, main) in [
+        ((&raw const CT).cast::<c_void>(), true),
+        ((&raw const CT_NEW).cast::<c_void>(), false),
+    ] {
+        w.main = main;
+        // SAFETY: a map of this object, a callback of the signature the helper expects,
+        // and a context on this stack that outlives the call.
+        unsafe {
+            bpf_for_each_map_elem(
+                table.cast_mut(),
+                visit as *mut c_void,
+                (&raw mut w).cast(),
+                0,
+            )
+        };
+    }
+    if let Some(out) = RESULT.get_ptr_mut(0) {
+        // SAFETY: a valid map value pointer.
+        unsafe { *out = w.stats };
+    }
+    0
+}
+
+/// One entry of either table: count it; remove its flow when the flow is idle past its
+/// timeout (a reply entry's flow is its forward entry's, unless that is gone).
+extern "C" fn visit(
+    map: *mut c_void,
+    key: *const CtKey,
+    value: *const CtValue,
+    ctx: *mut c_void,
+) -> i64 {
+    // SAFETY: the helper passes the entry's key and value and `run`'s `Walk`.
+    let (w, k, v) = unsafe { (&mut *ctx.cast::<Walk>(), &*key, &*value) };
+    w.stats.entries += 1;
+    if w.main {
+        w.stats.main += 1;
+    }
+    let reply = v.flags & CT_REPLY != 0;
+    if w.now.saturating_sub(v.last_seen_ns) < w.min {
+        return 0;
+    }
+    let tk = k.twin(v);
+    let twin = ct::entry(&tk).map(|(t, _)| *t);
+    let (rep_seen, last_seen, paired) = match twin {
+        // The forward entry decides for its flow.
+        Some(t) if reply && t.flags & CT_REPLY == 0 => return 0,
+        Some(t) if !reply && t.flags & CT_REPLY != 0 => {
+            (t.tcp_seen, v.last_seen_ns.max(t.last_seen_ns), true)
+        }
+        // A forward half of an answered flow (main table) whose reply half LRU eviction
+        // took ages as if the reply had seen what it has (the daemon's walk puts the
+        // reply back); any other half whose twin is gone ages on its own.
+        _ if w.main && !reply => (v.tcp_seen, v.last_seen_ns, false),
+        _ => (0, v.last_seen_ns, false),
+    };
+    let state = TcpState::of(v.tcp_seen, rep_seen);
+    if w.now.saturating_sub(last_seen) < w.t.of(k.proto, state) {
+        return 0;
+    }
+    // SAFETY: the map being walked and the key the helper passed; deleting the element
+    // being visited is allowed.
+    if unsafe { bpf_map_delete_elem(map, key.cast()) } == 0 {
+        w.stats.removed += 1;
+    }
+    if paired && (CT.remove(tk).is_ok() || CT_NEW.remove(tk).is_ok()) {
+        w.stats.removed += 1;
+    }
+    // The flow's SNAT quota count, unless it was released when the flow finished.
+    let snat_only = v.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
+    let finished = k.proto == PROTO_TCP && matches!(state, TcpState::Closed | TcpState::TimeWait);
+    if snat_only && !reply && !finished {
+        nat::release_use(k);
+    }
+    0
+}

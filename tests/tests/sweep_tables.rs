@@ -1,0 +1,213 @@
+//! The in-kernel sweep (`ct_sweep`, run with BPF_PROG_TEST_RUN as the daemon runs it):
+//! flows in every state and of every age written into both CT tables, one sweep, and
+//! exactly the expired flows gone (both halves), their SNAT quota counts released, and
+//! the entries counted by kind.
+use std::time::Duration;
+
+use bpfnet::conntrack::{Timeouts, monotonic_ns};
+use bpfnet_tests::{fixture::with_fixture, require_root, tables::entries};
+use common::{
+    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_TCP, PROTO_UDP,
+    ct::{TCP_ACK, TCP_RST, TCP_SYN},
+};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// One flow to write: its forward tuple, flags, the TCP flags each half has seen, how
+/// long ago each half was seen (None: that half is missing), which table it is in.
+struct Case {
+    name: &'static str,
+    proto: u8,
+    flags: u8,
+    seen: (u8, u8),
+    idle_s: (Option<u64>, Option<u64>),
+    main: bool,
+    expired: bool,
+}
+
+fn key(i: u8, proto: u8) -> CtKey {
+    CtKey {
+        src_ip: u32::from_ne_bytes([172, 17, 0, 4]),
+        dst_ip: u32::from_ne_bytes([198, 51, 100, i]),
+        src_port: (40000 + u16::from(i)).to_be(),
+        dst_port: 443u16.to_be(),
+        proto,
+        _pad: [0; 3],
+    }
+}
+
+#[test]
+fn expired_flows_go_whole_and_nothing_else_does() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("sweep", 4096, |fx| {
+        let t = Timeouts {
+            syn: Duration::from_secs(20),
+            established: Duration::from_secs(60),
+            closing: Duration::from_secs(30),
+            time_wait: Duration::from_secs(30),
+            closed: Duration::from_secs(10),
+            udp: Duration::from_secs(10),
+            icmp: Duration::from_secs(10),
+        };
+        fx.dp
+            .set_sweep_timeouts(CtTimeouts::from(&t))
+            .expect("timeouts set");
+        let est = (TCP_SYN | TCP_ACK, TCP_SYN | TCP_ACK);
+        let cases = [
+            Case {
+                name: "established, idle 30 s of 60",
+                proto: PROTO_TCP,
+                flags: CT_SNAT,
+                seen: est,
+                idle_s: (Some(30), Some(30)),
+                main: true,
+                expired: false,
+            },
+            Case {
+                name: "established, idle 90 s of 60",
+                proto: PROTO_TCP,
+                flags: CT_SNAT,
+                seen: est,
+                idle_s: (Some(90), Some(90)),
+                main: true,
+                expired: true,
+            },
+            Case {
+                name: "established, forward idle 90 s, reply seen 1 s ago",
+                proto: PROTO_TCP,
+                flags: CT_DNAT,
+                seen: est,
+                idle_s: (Some(90), Some(1)),
+                main: true,
+                expired: false,
+            },
+            Case {
+                name: "reset, idle 15 s of 10 (its quota count released when it closed)",
+                proto: PROTO_TCP,
+                flags: CT_SNAT,
+                seen: (TCP_SYN | TCP_ACK | TCP_RST, TCP_SYN | TCP_ACK),
+                idle_s: (Some(15), Some(15)),
+                main: true,
+                expired: true,
+            },
+            Case {
+                name: "UDP, idle 5 s of 10",
+                proto: PROTO_UDP,
+                flags: CT_SNAT,
+                seen: (0, 0),
+                idle_s: (Some(5), Some(5)),
+                main: true,
+                expired: false,
+            },
+            Case {
+                name: "UDP, idle 15 s of 10",
+                proto: PROTO_UDP,
+                flags: CT_SNAT,
+                seen: (0, 0),
+                idle_s: (Some(15), Some(15)),
+                main: true,
+                expired: true,
+            },
+            Case {
+                name: "unanswered SYN, idle 25 s of 20, new-flow table",
+                proto: PROTO_TCP,
+                flags: CT_SNAT,
+                seen: (TCP_SYN, 0),
+                idle_s: (Some(25), Some(25)),
+                main: false,
+                expired: true,
+            },
+            Case {
+                name: "unanswered SYN, idle 5 s of 20, new-flow table",
+                proto: PROTO_TCP,
+                flags: CT_SNAT,
+                seen: (TCP_SYN, 0),
+                idle_s: (Some(5), Some(5)),
+                main: false,
+                expired: false,
+            },
+            Case {
+                name: "a reply half whose forward half is gone, idle 70 s",
+                proto: PROTO_TCP,
+                flags: CT_DNAT,
+                seen: est,
+                idle_s: (None, Some(70)),
+                main: true,
+                expired: true,
+            },
+            Case {
+                name: "a forward half whose reply half is gone, idle 40 s of 60",
+                proto: PROTO_TCP,
+                flags: CT_DNAT,
+                seen: est,
+                idle_s: (Some(40), None),
+                main: true,
+                expired: false,
+            },
+        ];
+        let now = monotonic_ns();
+        let mut quota_keys = Vec::new();
+        for (i, c) in cases.iter().enumerate() {
+            let fwd = key(i as u8 + 1, c.proto);
+            // Masqueraded to 192.0.2.1 with the same port.
+            let to = CtKey {
+                src_ip: u32::from_ne_bytes([192, 0, 2, 1]),
+                ..fwd
+            };
+            let table = if c.main {
+                &mut fx.dp.maps.ct
+            } else {
+                &mut fx.dp.maps.ct_new
+            };
+            if let Some(idle) = c.idle_s.0 {
+                let mut v = CtValue::new(&to, c.flags, now - idle * SECOND);
+                v.tcp_seen = c.seen.0;
+                table.insert(fwd, v, 0).expect("forward half");
+            }
+            if let Some(idle) = c.idle_s.1 {
+                let mut v = CtValue::new(&fwd.reversed(), c.flags | CT_REPLY, now - idle * SECOND);
+                v.tcp_seen = c.seen.1;
+                table.insert(to.reversed(), v, 0).expect("reply half");
+            }
+            if c.flags == CT_SNAT && c.seen.0 & TCP_RST == 0 {
+                let q = CtKey { src_port: 0, ..fwd };
+                fx.dp.maps.snat_use.insert(q, 1, 0).expect("quota count");
+                quota_keys.push((c.name, q, c.expired));
+            }
+        }
+        let before = entries(fx).len() as u64;
+        let s = fx.dp.sweep_ct().expect("ct_sweep runs");
+        assert!(
+            s.entries <= before && s.entries + s.removed / 2 >= before,
+            "every entry visited once, but an expired flow's half its twin took along: {s:?} of {before}"
+        );
+        let in_new = cases.iter().filter(|c| !c.main).count() as u64 * 2;
+        assert!(
+            s.main <= before - in_new,
+            "main-table entries counted apart: {s:?}"
+        );
+        let left = entries(fx);
+        let mut removed = 0;
+        for (i, c) in cases.iter().enumerate() {
+            let fwd = key(i as u8 + 1, c.proto);
+            let present = left
+                .iter()
+                .any(|(k, _)| k.dst_ip == fwd.dst_ip || k.src_ip == fwd.dst_ip);
+            let halves = u64::from(c.idle_s.0.is_some()) + u64::from(c.idle_s.1.is_some());
+            if c.expired {
+                removed += halves;
+            }
+            assert_eq!(!present, c.expired, "{}: expired {}", c.name, c.expired);
+        }
+        assert_eq!(
+            s.removed, removed,
+            "both halves of each expired flow counted"
+        );
+        for (name, q, expired) in quota_keys {
+            let n = fx.dp.maps.snat_use.get(&q, 0).unwrap_or(0);
+            assert_eq!(n, u64::from(!expired), "{name}: quota count");
+        }
+    });
+}
