@@ -250,6 +250,12 @@ fn main() -> Result<()> {
 
     let costs = program_costs(&t, &tests, &mut failures);
     let early_drop = early_drop_rows(&t, plan.reps, plan.drop_probes, &mut failures);
+    let scaling = plan
+        .scale
+        .iter()
+        .map(|&n| scale(&t, n, dur, &mut failures))
+        .collect();
+    // Last: taking down thousands of veths keeps the kernel busy for a while after.
     let ct_scale = plan
         .ct_flows
         .iter()
@@ -263,11 +269,6 @@ fn main() -> Result<()> {
                 &mut failures,
             )
         })
-        .collect();
-    let scaling = plan
-        .scale
-        .iter()
-        .map(|&n| scale(&t, n, dur, &mut failures))
         .collect();
     let report = Report {
         date: today(),

@@ -6,7 +6,7 @@ use std::{
 };
 
 use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port};
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 use super::Daemon;
 use crate::{
@@ -117,6 +117,7 @@ impl Daemon {
             .map(|(l, bridge)| (l.name.as_str(), (l.index, bridge)))
             .collect();
         let mut want_eps = BTreeMap::new();
+        let mut waiting = 0usize;
         for e in &self.all_endpoints() {
             match veths.get(e.veth.as_str()) {
                 Some(&(ifindex, network)) => {
@@ -130,9 +131,16 @@ impl Daemon {
                     want_eps.insert(u32::from_ne_bytes(e.ip.addr.octets()), ep);
                 }
                 None => {
-                    warn!(veth = %e.veth, ip = %e.ip, "endpoint's veth is absent; waiting for it")
+                    waiting += 1;
+                    debug!(veth = %e.veth, ip = %e.ip, "endpoint's veth is absent; waiting for it");
                 }
             }
+        }
+        if waiting > 0 {
+            debug!(
+                endpoints = waiting,
+                "endpoints wait for their veth to appear"
+            );
         }
         // Bindings learned from a veth's first packet stay while nothing claims them.
         let claimed: BTreeSet<u32> = want_eps.values().map(|ep| ep.ifindex).collect();

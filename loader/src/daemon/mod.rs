@@ -238,9 +238,9 @@ impl Daemon {
         let mut attached: Vec<(String, String)> = self
             .links
             .attachments()
-            .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook)))
-            .flat_map(|(name, hook)| {
-                let xdp = (hook == Hook::FromUplink && self.dp.xdp().is_some())
+            .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook, i)))
+            .flat_map(|(name, hook, i)| {
+                let xdp = (hook == Hook::FromUplink && self.dp.has_xdp(i))
                     .then(|| (name.clone(), crate::datapath::XDP_PROGRAM.to_string()));
                 xdp.into_iter().chain([(name, hook.program().to_string())])
             })

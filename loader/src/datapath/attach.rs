@@ -10,7 +10,7 @@ use aya::programs::{
     links::{FdLink, LinkError, PinnedLink},
     tc::{SchedClassifierLink, TcAttachOptions},
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{Datapath, DatapathError, Hook};
 
@@ -42,9 +42,20 @@ impl Datapath {
     }
 
     /// Attach `hook`'s program to TC ingress of `iface` (and, on an Ethernet uplink,
-    /// `xdp_uplink` with `--xdp`), reusing a pinned link if one is
-    /// there (atomic program replacement) or creating and pinning a new one.
+    /// `xdp_uplink` with `--xdp`), reusing a pinned link if one is there (atomic program
+    /// replacement) or creating and pinning a new one. An XDP program that cannot go on
+    /// (the interface carries another one) is logged: TC drops the same packets.
     pub fn attach(&mut self, hook: Hook, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
+        self.attach_tc(hook, iface, ifindex)?;
+        if hook == Hook::FromUplink
+            && let Err(e) = self.attach_xdp(iface, ifindex)
+        {
+            warn!(error = %e, "uplink without its XDP early drop");
+        }
+        Ok(())
+    }
+
+    fn attach_tc(&mut self, hook: Hook, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
         let a = Attachment { hook, ifindex };
         let path = self.link_path(&a);
         let err = |detail: String| DatapathError::Attach {
@@ -52,9 +63,6 @@ impl Datapath {
             iface: iface.into(),
             detail,
         };
-        if hook == Hook::FromUplink {
-            self.attach_xdp(iface, ifindex)?;
-        }
         let prog = self.program(hook);
         match PinnedLink::from_pin(&path) {
             Ok(pinned) => {

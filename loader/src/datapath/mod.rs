@@ -228,11 +228,6 @@ impl Datapath {
         self.ct_entries
     }
 
-    /// `--xdp`'s mode, when it is on.
-    pub fn xdp(&self) -> Option<XdpMode> {
-        self.xdp
-    }
-
     /// The loaded XDP program (e.g. for BPF_PROG_TEST_RUN).
     pub fn xdp_program(&mut self) -> &mut Xdp {
         program(&mut self.ebpf, XDP_PROGRAM).expect("load() checked that xdp_uplink is loaded")

@@ -113,6 +113,11 @@ impl Datapath {
         Ok(())
     }
 
+    /// Whether `xdp_uplink` is on `ifindex` (its link is pinned).
+    pub fn has_xdp(&self, ifindex: u32) -> bool {
+        self.xdp_link_path(ifindex).exists()
+    }
+
     /// Take `xdp_uplink` off `ifindex` (nothing to do when it is not there).
     pub(super) fn detach_xdp(&self, ifindex: u32) -> io::Result<()> {
         remove_pin(&self.xdp_link_path(ifindex))
