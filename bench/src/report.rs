@@ -266,7 +266,8 @@ pub fn markdown(r: &Report) -> String {
          default 262,144, so the tests' own flows evict none) and E endpoints registered besides \
          the bench's two (E veths added to the bridge at once, as many containers: seconds until \
          the daemon attached every one, then to register each through the control API): how \
-         long one sweep of the daemon over both tables takes (batched reads; `bpfnet stats`), \
+         long one in-kernel sweep over both tables takes (`ct_sweep`; `bpfnet stats`; the \
+         userspace repair walk of every tenth sweep not included), \
          the connection rate to the published port, each program's cost per packet of TCP \
          request/response, and the table's kernel memory per flow it can hold.\n"
     );

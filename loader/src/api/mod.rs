@@ -82,6 +82,10 @@ pub struct Sweep {
     pub removed: u64,
     /// How long the pass took, microseconds.
     pub micros: u64,
+    /// Whether the pass included the userspace walk (repair, SNAT recount; every tenth
+    /// sweep, or every sweep in a crowded table), or was the in-kernel sweep alone.
+    #[serde(default)]
+    pub walked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,10 +31,15 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     println!("ct entries {}   swept {}", s.ct_entries, s.ct_swept);
     if let Some(w) = s.last_sweep {
         println!(
-            "last sweep: {} entries read, {} removed, {:.1} ms",
+            "last sweep: {} entries read, {} removed, {:.1} ms{}",
             w.entries,
             w.removed,
-            w.micros as f64 / 1e3
+            w.micros as f64 / 1e3,
+            if w.walked {
+                " (with the repair walk)"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

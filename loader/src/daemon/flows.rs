@@ -100,17 +100,19 @@ impl Daemon {
     pub(super) fn sweep(&mut self) -> Duration {
         let started = std::time::Instant::now();
         self.sweeps += 1;
-        let (entries, removed) = match self.dp.sweep_ct() {
+        let (entries, removed, walked) = match self.dp.sweep_ct() {
             Ok(s) => {
                 self.swept += s.removed;
-                if full_walk_due(self.sweeps, s.main, self.dp.ct_entries()) {
+                let walked = full_walk_due(self.sweeps, s.main, self.dp.ct_entries());
+                if walked {
                     self.walk(false);
                 }
-                (s.entries, s.removed)
+                (s.entries, s.removed, walked)
             }
             Err(e) => {
                 warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
-                self.walk(true)
+                let (entries, removed) = self.walk(true);
+                (entries, removed, true)
             }
         };
         let took = started.elapsed();
@@ -118,6 +120,7 @@ impl Daemon {
             entries,
             removed,
             micros: took.as_micros() as u64,
+            walked,
         });
         debug!(
             entries,
