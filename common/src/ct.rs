@@ -191,6 +191,15 @@ impl TcpState {
     }
 }
 
+/// Whether a flow whose forward entry has `flags`, of `proto`, in TCP `state`, holds a
+/// count in its container's SNAT quota: a masqueraded (not published) flow, until it has
+/// finished (the datapath releases the count when both sides close or one resets).
+pub fn holds_snat_quota(flags: u8, proto: u8, state: TcpState) -> bool {
+    let snat_only = flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
+    let over = proto == crate::PROTO_TCP && matches!(state, TcpState::Closed | TcpState::TimeWait);
+    snat_only && !over
+}
+
 /// Idle timeouts by protocol and TCP state, nanoseconds: the value of `ct_timeouts`,
 /// written by the daemon from `--ct-timeouts` for the in-kernel sweep (`ct_sweep`), and
 /// what the daemon's own view of a flow's expiry uses.

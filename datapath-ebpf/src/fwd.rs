@@ -22,7 +22,7 @@ use common::{CtKey, CtValue, Endpoint, Reason};
 use crate::{
     csum::replace16,
     maps::{endpoint, port, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Packet, is_gso, read, write},
+    parse::{ETH_HLEN, ETH_P_IP, Frame as _, Packet, read, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
@@ -148,7 +148,7 @@ pub fn next_hop(ctx: &TcContext, t: &CtKey) -> Option<Next> {
 pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
     // A GSO packet's segments are measured by the kernel (IP length 0 asks for that,
     // and the segment check takes no other input).
-    let (mut len, flags) = if is_gso(ctx) {
+    let (mut len, flags) = if ctx.is_gso() {
         (0u32, u64::from(BPF_MTU_CHK_SEGS))
     } else {
         (p.ip_len(), 0)
@@ -164,7 +164,7 @@ pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
 #[inline(always)]
 pub fn fits_mtu(ctx: &TcContext, p: &Packet, ifindex: u32, mtu: Option<u32>) -> bool {
     match mtu {
-        Some(mtu) if !is_gso(ctx) => p.ip_len() <= mtu,
+        Some(mtu) if !ctx.is_gso() => p.ip_len() <= mtu,
         _ => fits(ctx, p, ifindex),
     }
 }

@@ -235,12 +235,6 @@ impl Frame for XdpContext {
     }
 }
 
-/// Whether the packet is a GSO packet (several segments in one).
-#[inline(always)]
-pub fn is_gso(ctx: &TcContext) -> bool {
-    Frame::is_gso(ctx)
-}
-
 /// A `T` at `off` in the packet's linear data, read in place (direct packet access: no
 /// helper call); None when it does not lie there.
 #[inline(always)]

@@ -12,9 +12,7 @@ use aya_ebpf::{
     macros::map,
     maps::Array,
 };
-use common::{
-    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_TCP, SweepStats, TcpState,
-};
+use common::{CT_REPLY, CtKey, CtTimeouts, CtValue, SweepStats, TcpState, ct::holds_snat_quota};
 
 use crate::{
     ct,
@@ -122,9 +120,7 @@ extern "C" fn visit(
         w.stats.removed += 1;
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.
-    let snat_only = v.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
-    let finished = k.proto == PROTO_TCP && matches!(state, TcpState::Closed | TcpState::TimeWait);
-    if snat_only && !reply && !finished {
+    if !reply && holds_snat_quota(v.flags, k.proto, state) {
         nat::release_use(k);
     }
     0

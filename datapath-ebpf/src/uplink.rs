@@ -2,7 +2,7 @@
 //! container egress, ICMP errors about either, and the inbound policy: a managed
 //! network's addresses are reachable from outside only through those.
 use aya_ebpf::programs::TcContext;
-use common::{NET_INTERNAL, NET_LAN, NET_ROUTED, Reason};
+use common::{NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason};
 
 use crate::{
     ct, frag, fwd,
@@ -81,9 +81,26 @@ fn lan(ctx: &TcContext, p: &Packet) -> Option<i32> {
 #[inline(always)]
 fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
     match network_of(p.dst_ip) {
-        Some(n) if n.flags & NET_INTERNAL != 0 => verdict(ctx, Reason::DropInternal),
-        Some(n) if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p, None),
-        Some(n) if n.flags & NET_LAN == 0 => verdict(ctx, Reason::DropInbound),
-        _ => verdict(ctx, otherwise),
+        Some(n) => match inbound_drop(&n) {
+            Some(reason) => verdict(ctx, reason),
+            None if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p, None),
+            None => verdict(ctx, otherwise),
+        },
+        None => verdict(ctx, otherwise),
+    }
+}
+
+/// Why a packet from outside into network `n` that is neither a tracked flow nor a
+/// published port is dropped (an internal network takes none, a NAT network only
+/// published ports); None where it may go on (a routed network, a LAN). Shared with
+/// `xdp_uplink`'s early drop.
+#[inline(always)]
+pub fn inbound_drop(n: &Network) -> Option<Reason> {
+    if n.flags & NET_INTERNAL != 0 {
+        Some(Reason::DropInternal)
+    } else if n.flags & (NET_ROUTED | NET_LAN) != 0 {
+        None
+    } else {
+        Some(Reason::DropInbound)
     }
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, macros::map,
     maps::PerCpuArray, programs::XdpContext,
 };
-use common::{NET_INTERNAL, NET_LAN, NET_ROUTED, Reason};
+use common::Reason;
 
 use crate::{
     ct,
@@ -16,6 +16,7 @@ use crate::{
     nat,
     parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
     stats::count,
+    uplink::inbound_drop,
 };
 
 /// One CPU's count of first packets in the current one-second window.
@@ -52,18 +53,17 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
     if p.icmp == Icmp::Error || p.frag == Frag::Later || ct::entry(&ct::key_of(p)).is_some() {
         return None;
     }
-    let opens = opens_flow(p);
-    match network_of(p.dst_ip) {
-        Some(n) if n.flags & (NET_ROUTED | NET_LAN) != 0 => return None,
-        Some(n) if !opens => {
-            return Some(if n.flags & NET_INTERNAL != 0 {
-                Reason::DropInternal
-            } else {
-                Reason::DropInbound
-            });
-        }
-        None if !opens => return None,
-        _ => {}
+    // Into a managed network: what `from_uplink` drops unless it opens a flow. Elsewhere
+    // (the host's addresses): only first packets count against the budget.
+    let drop = match network_of(p.dst_ip) {
+        Some(n) => match inbound_drop(&n) {
+            Some(reason) => Some(reason),
+            None => return None,
+        },
+        None => None,
+    };
+    if !opens_flow(p) {
+        return drop;
     }
     over_budget().then_some(Reason::DropFlood)
 }

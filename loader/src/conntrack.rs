@@ -11,6 +11,7 @@ use std::{
 
 use common::{
     CT_DNAT, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState,
+    ct::holds_snat_quota,
 };
 use serde::{Deserialize, Serialize};
 
@@ -130,10 +131,8 @@ impl Flow {
     /// masqueraded flow toward a destination (its forward tuple with source port 0),
     /// until it has finished.
     pub fn snat_quota_key(&self) -> Option<CtKey> {
-        let snat_only = self.fwd.flags & (CT_SNAT | CT_DNAT) == CT_SNAT;
-        let over = self.key.proto == PROTO_TCP
-            && matches!(self.tcp_state(), TcpState::Closed | TcpState::TimeWait);
-        (snat_only && !self.fwd.is_reply() && !over).then_some(CtKey {
+        let holds = holds_snat_quota(self.fwd.flags, self.key.proto, self.tcp_state());
+        (holds && !self.fwd.is_reply()).then_some(CtKey {
             src_port: 0,
             ..self.key
         })
