@@ -47,6 +47,9 @@ struct Args {
     /// Only the per-program cost pass, printed (for profiling the datapath).
     #[arg(long)]
     cost_only: bool,
+    /// Only the tests whose name contains this (with `--cost-only`: profile one path).
+    #[arg(long, requires = "cost_only")]
+    only: Option<String>,
 }
 
 const SERVER_IPERF: u16 = 5202;
@@ -126,7 +129,7 @@ fn main() -> Result<()> {
     let pin = args.pin;
 
     // (test, unit, higher is better) per metric of each measure.
-    let tests: Vec<(Vec<Metric>, Measure)> = vec![
+    let mut tests: Vec<(Vec<Metric>, Measure)> = vec![
         (
             vec![("TCP stream client→container", "Gbit/s", true)],
             Box::new(move |t, m| {
@@ -193,6 +196,9 @@ fn main() -> Result<()> {
         ),
     ];
 
+    if let Some(only) = &args.only {
+        tests.retain(|(names, _)| names[0].0.contains(only.as_str()));
+    }
     let mut failures = Vec::new();
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);

@@ -266,6 +266,9 @@ pub struct SweepStats {
     pub main: u64,
     /// Entries removed (both halves of each expired flow).
     pub removed: u64,
+    /// `jiffies` and the coarse monotonic clock when the sweep began (`ClockSample`).
+    pub jiffies: u64,
+    pub now_ns: u64,
 }
 
 /// The value of `ct_v2` and `ct_new_v1`, before entries remembered their next hop:

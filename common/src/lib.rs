@@ -6,11 +6,13 @@
 //! and field offsets against the BTF of the built eBPF object.
 #![no_std]
 
+pub mod clock;
 pub mod ct;
 pub mod maps;
 mod pod;
 pub mod stats;
 
+pub use clock::{Clock, ClockSample};
 pub use ct::{
     CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
     HOP_ROUTE, SweepStats, TcpState,
@@ -54,6 +56,8 @@ pub mod names {
     /// Not pinned: the in-kernel sweep's timeouts and its last result.
     pub const CT_TIMEOUTS: &str = "ct_timeouts";
     pub const SWEEP: &str = "sweep";
+    /// Not pinned: jiffies to monotonic time, measured by each daemon.
+    pub const CLOCK: &str = "clock";
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

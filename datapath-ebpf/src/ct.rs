@@ -5,7 +5,9 @@
 //! NOEXIST and removed together when the second cannot be created: no flow ever takes
 //! over another's tuple, on any CPU.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::generated::bpf_ktime_get_coarse_ns, maps::LruHashMap,
+    bindings::BPF_NOEXIST,
+    helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
+    maps::LruHashMap,
     programs::TcContext,
 };
 use common::{
@@ -14,7 +16,7 @@ use common::{
 };
 
 use crate::{
-    maps::{CT, CT_NEW, Scratch, scratch},
+    maps::{CLOCK, CT, CT_NEW, Scratch, scratch},
     parse::Packet,
     stats::count,
     tcp,
@@ -51,12 +53,16 @@ pub fn key_of(p: &Packet) -> CtKey {
     }
 }
 
-/// CLOCK_MONOTONIC at the last tick: a flow's times need seconds, not nanoseconds, and
-/// the coarse clock costs no clock read.
+/// CLOCK_MONOTONIC at the last tick (a flow's times need seconds, not nanoseconds): from
+/// `jiffies`, one load, once the daemon has measured the tick; until then from the
+/// coarse clock, a helper call.
 #[inline(always)]
-fn now() -> u64 {
-    // SAFETY: helper without arguments.
-    unsafe { bpf_ktime_get_coarse_ns() }
+pub fn now() -> u64 {
+    match CLOCK.get(0) {
+        // SAFETY: helpers without arguments.
+        Some(c) if c.tick_ns != 0 => c.at(unsafe { bpf_jiffies64() }),
+        _ => unsafe { bpf_ktime_get_coarse_ns() },
+    }
 }
 
 /// The entry for `key` in either table.

@@ -29,12 +29,14 @@ use aya_ebpf::{
 
 /// TC ingress on each Ethernet uplink: DNAT for published ports, reverse SNAT.
 #[classifier]
+#[inline(always)]
 pub fn from_uplink(ctx: TcContext) -> i32 {
     uplink::handle(&ctx, parse::ETH_HLEN)
 }
 
 /// XDP on each Ethernet uplink with `--xdp`: early drop, ahead of `from_uplink`.
 #[xdp]
+#[inline(always)]
 pub fn xdp_uplink(ctx: XdpContext) -> u32 {
     xdp::gate(&ctx)
 }
@@ -42,12 +44,14 @@ pub fn xdp_uplink(ctx: XdpContext) -> u32 {
 /// TC ingress on each L3 uplink (WireGuard, tun, IP-in-IP, GRE, PPP: packets without a
 /// link-layer header): the same as `from_uplink`.
 #[classifier]
+#[inline(always)]
 pub fn from_l3_uplink(ctx: TcContext) -> i32 {
     uplink::handle(&ctx, 0)
 }
 
 /// TC ingress on each container's host-side veth: reverse DNAT, SNAT, hairpin.
 #[classifier]
+#[inline(always)]
 pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)
 }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
+    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
     PublishedKey, Reason, SockKey, SockOrig,
 };
 
@@ -97,6 +97,11 @@ pub struct Scratch {
     pub tuple: bpf_sock_tuple,
 }
 
+/// Jiffies to monotonic time (`common::clock`), written by the daemon once it has
+/// measured the tick; not pinned, each daemon measures its own.
+#[map(name = "clock")]
+pub static CLOCK: Array<Clock> = Array::with_max_entries(1, 0);
+
 #[map(name = "scratch")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
@@ -128,6 +133,7 @@ pub struct MapTypes {
     pub network: Network,
     pub ct_timeouts: common::CtTimeouts,
     pub sweep: common::SweepStats,
+    pub clock: Clock,
 }
 
 /// Never called, so never loaded: exported only so that `MapTypes` reaches the BTF.

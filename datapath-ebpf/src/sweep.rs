@@ -8,7 +8,9 @@
 //! recount) is needed often only then.
 use aya_ebpf::{
     cty::c_void,
-    helpers::generated::{bpf_for_each_map_elem, bpf_ktime_get_coarse_ns, bpf_map_delete_elem},
+    helpers::generated::{
+        bpf_for_each_map_elem, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_map_delete_elem,
+    },
     macros::map,
     maps::Array,
 };
@@ -44,13 +46,19 @@ pub fn run() -> i32 {
     let Some(t) = TIMEOUTS.get(0).copied() else {
         return 1;
     };
+    // SAFETY: helpers without arguments. The coarse clock is the one `last_seen_ns` is
+    // kept in; jiffies read with it let the daemon measure the tick (`common::Clock`).
+    let (jiffies, now) = unsafe { (bpf_jiffies64(), bpf_ktime_get_coarse_ns()) };
     let mut w = Walk {
-        // SAFETY: helper without arguments; the clock `last_seen_ns` is kept in.
-        now: unsafe { bpf_ktime_get_coarse_ns() },
+        now,
         min: t.min(),
         main: true,
         t,
-        stats: SweepStats::default(),
+        stats: SweepStats {
+            jiffies,
+            now_ns: now,
+            ..SweepStats::default()
+        },
     };
     for (table, main) in [
         ((&raw const CT).cast::<c_void>(), true),

@@ -4,10 +4,17 @@
 //! the entries counted by kind.
 use std::time::Duration;
 
-use bpfnet::conntrack::{Timeouts, monotonic_ns};
-use bpfnet_tests::{fixture::with_fixture, require_root, tables::entries};
+use bpfnet::{
+    conntrack::{Timeouts, monotonic_ns},
+    datapath::Hook,
+};
+use bpfnet_tests::{
+    fixture::{TC_ACT_SHOT, with_fixture},
+    packet, require_root,
+    tables::{self, C1, SERVER, entries},
+};
 use common::{
-    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_TCP, PROTO_UDP,
+    CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, PROTO_TCP, PROTO_UDP,
     ct::{TCP_ACK, TCP_RST, TCP_SYN},
 };
 
@@ -209,5 +216,65 @@ fn expired_flows_go_whole_and_nothing_else_does() {
             let n = fx.dp.maps.snat_use.get(&q, 0).unwrap_or(0);
             assert_eq!(n, u64::from(!expired), "{name}: quota count");
         }
+    });
+}
+
+/// The datapath stamps flows from `jiffies` once two sweeps a second apart have measured
+/// the tick: the time it derives is monotonic time (within a tick), and it is read from
+/// the clock the daemon set (a clock skewed by 100 s shows in the next packet's stamp).
+#[test]
+fn the_datapath_clock_is_measured_by_the_sweeps_and_stamps_flows() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("clock", 4096, |fx| {
+        tables::setup(fx, tables::PORTS);
+        fx.dp
+            .set_sweep_timeouts(CtTimeouts::from(&Timeouts::default()))
+            .expect("timeouts set");
+        fx.dp.sweep_ct().expect("first sweep");
+        assert_eq!(fx.dp.clock(), None, "one reading measures nothing");
+        std::thread::sleep(Duration::from_millis(1_100));
+        fx.dp.sweep_ct().expect("second sweep");
+        let clock = fx
+            .dp
+            .clock()
+            .expect("measured by two sweeps a second apart");
+        let hz = SECOND / clock.tick_ns;
+        assert!(
+            (24..=1200).contains(&hz),
+            "HZ {hz} from a tick of {clock:?}"
+        );
+
+        let frame = packet::udp((C1, 40_000), (SERVER, 53), b"q", true);
+        let stamp = |fx: &mut bpfnet_tests::fixture::Fixture| {
+            let (verdict, _) = fx.run(Hook::FromContainer, &frame);
+            assert_ne!(verdict, TC_ACT_SHOT, "egress passes");
+            let now = monotonic_ns();
+            let seen = entries(fx)
+                .into_iter()
+                .find(|(k, v)| k.src_ip == u32::from_ne_bytes(C1) && !v.is_reply())
+                .expect("the flow's entry")
+                .1
+                .last_seen_ns;
+            (seen, now)
+        };
+        let (seen, now) = stamp(fx);
+        let tick = clock.tick_ns;
+        assert!(
+            seen.abs_diff(now) <= 2 * tick + 10_000_000,
+            "stamped {seen}, monotonic {now}: off by more than two ticks"
+        );
+        fx.dp
+            .set_clock(Clock {
+                base_ns: clock.base_ns.wrapping_sub(100 * SECOND),
+                ..clock
+            })
+            .expect("skewed clock");
+        let (seen, now) = stamp(fx);
+        assert!(
+            seen.abs_diff(now + 100 * SECOND) <= 2 * tick + 10_000_000,
+            "stamped {seen}, monotonic {now}: the skewed clock was not read"
+        );
     });
 }

@@ -44,6 +44,9 @@ enum Command {
         /// Only measure what each datapath program costs per packet, and print it.
         #[arg(long)]
         cost_only: bool,
+        /// With --cost-only: only the tests whose name contains this.
+        #[arg(long, requires = "cost_only")]
+        only: Option<String>,
     },
 }
 
@@ -72,10 +75,14 @@ fn main() -> Result<()> {
             out,
             pin,
             cost_only,
+            only,
         } => {
             let mut extra = vec!["--pin".to_string(), pin];
             if cost_only {
                 extra.push("--cost-only".into());
+            }
+            if let Some(only) = only {
+                extra.extend(["--only".to_string(), only]);
             }
             bench(quick, out, &extra)
         }

@@ -29,6 +29,11 @@ pub(super) fn next_sweep(interval: Duration, took: Duration) -> Duration {
     interval.max(took * SWEEP_SHARE)
 }
 
+/// The datapath's clock is measured between the first sweep's clock reading and a later
+/// one (`Datapath::sweep_ct`): the second sweep after a daemon starts comes this soon,
+/// so the datapath leaves the coarse clock's helper call within seconds.
+const CLOCK_SPAN: Duration = Duration::from_millis(1_500);
+
 /// Whether sweep number `sweeps` (from 1), after which the main table holds `main` of its
 /// `capacity` entries, also walks the tables from userspace: every `FULL_WALK_EVERY`
 /// sweeps, and every sweep while the table is three quarters full.
@@ -37,6 +42,15 @@ fn full_walk_due(sweeps: u64, main: u64, capacity: u32) -> bool {
 }
 
 impl Daemon {
+    /// When the next sweep is due after one that took `took` (`next_sweep`), sooner
+    /// while the datapath's clock waits for its second reading.
+    pub(super) fn sweep_due(&self, interval: Duration, took: Duration) -> Duration {
+        if self.sweeps < 3 && self.dp.clock().is_none() {
+            return interval.min(CLOCK_SPAN);
+        }
+        next_sweep(interval, took)
+    }
+
     /// Every entry of both tables (answered flows and flows not answered yet), read in
     /// batches; one by one where the kernel refuses batches.
     pub(super) fn entries(&self) -> Vec<(CtKey, CtValue)> {

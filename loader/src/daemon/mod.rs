@@ -194,7 +194,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             Some(update) = docker_rx.recv() => d.on_docker(update).await,
             () = &mut sweep => {
                 let took = d.sweep();
-                let next = flows::next_sweep(cfg.sweep_interval, took);
+                let next = d.sweep_due(cfg.sweep_interval, took);
                 sweep.as_mut().reset(tokio::time::Instant::now() + next);
             }
             _ = term.recv() => break,

@@ -8,8 +8,8 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts, Network,
-    Port, PublishedKey, SockKey, SockOrig, SweepStats,
+    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts,
+    Network, Port, PublishedKey, SockKey, SockOrig, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 15] {
+fn userspace() -> [Layout; 16] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -120,8 +120,11 @@ fn userspace() -> [Layout; 15] {
         layout!(SweepStats {
             entries,
             main,
-            removed
+            removed,
+            jiffies,
+            now_ns
         }),
+        layout!(Clock { tick_ns, base_ns }),
     ]
 }
 

@@ -1,11 +1,11 @@
 //! The in-kernel sweep: `ct_sweep` run with BPF_PROG_TEST_RUN (it walks both flow
 //! tables with `bpf_for_each_map_elem`; see the datapath's `sweep.rs`), its timeouts and
-//! its result.
+//! its result; and the datapath's clock, measured from the sweeps' clock readings.
 use aya::{
     maps::{Array, MapData},
     programs::{SchedClassifier, TestRun as _, TestRunOptions},
 };
-use common::{CtTimeouts, SweepStats, names};
+use common::{Clock, ClockSample, CtTimeouts, SweepStats, names};
 
 use super::{Datapath, DatapathError, program};
 
@@ -21,12 +21,18 @@ pub enum SweepError {
     Failed { code: u32 },
     #[error("cannot read the sweep's result: {source}")]
     Result { source: aya::maps::MapError },
+    #[error("cannot set the datapath's clock: {source}")]
+    Clock { source: aya::maps::MapError },
 }
 
 /// The sweep's maps (not pinned: they belong to this daemon's programs).
 pub struct SweepMaps {
     timeouts: Array<MapData, CtTimeouts>,
     result: Array<MapData, SweepStats>,
+    clock: Array<MapData, Clock>,
+    /// The first sweep's clock reading: the longer the span to the latest, the finer
+    /// the measured tick.
+    first: Option<ClockSample>,
 }
 
 impl SweepMaps {
@@ -34,6 +40,8 @@ impl SweepMaps {
         Ok(Self {
             timeouts: super::maps::take(ebpf, names::CT_TIMEOUTS)?,
             result: super::maps::take(ebpf, names::SWEEP)?,
+            clock: super::maps::take(ebpf, names::CLOCK)?,
+            first: None,
         })
     }
 }
@@ -66,9 +74,60 @@ impl Datapath {
                 code: r.return_value,
             });
         }
-        self.sweep_maps
+        let stats = self
+            .sweep_maps
             .result
             .get(&0, 0)
-            .map_err(|source| SweepError::Result { source })
+            .map_err(|source| SweepError::Result { source })?;
+        self.sweep_maps.clock_reading(ClockSample {
+            jiffies: stats.jiffies,
+            now_ns: stats.now_ns,
+        })?;
+        Ok(stats)
+    }
+
+    /// Set the datapath's clock (the tests skew it, to see which clock the datapath read).
+    pub fn set_clock(&mut self, clock: Clock) -> Result<(), SweepError> {
+        self.sweep_maps
+            .clock
+            .set(0, clock, 0)
+            .map_err(|source| SweepError::Clock { source })
+    }
+
+    /// The datapath's clock, once a sweep has measured it (None: it reads the coarse
+    /// clock, a helper call per packet).
+    pub fn clock(&self) -> Option<Clock> {
+        self.sweep_maps
+            .clock
+            .get(&0, 0)
+            .ok()
+            .filter(|c| c.tick_ns != 0)
+    }
+}
+
+impl SweepMaps {
+    /// Measure the tick between the first reading and `now`, and give the datapath the
+    /// clock through `now` (every sweep: the offset follows the latest reading).
+    fn clock_reading(&mut self, now: ClockSample) -> Result<(), SweepError> {
+        let Some(first) = self.first else {
+            self.first = Some(now);
+            return Ok(());
+        };
+        match Clock::calibrate(first, now) {
+            Some(clock) => self
+                .clock
+                .set(0, clock, 0)
+                .map_err(|source| SweepError::Clock { source }),
+            None => {
+                if now.now_ns.saturating_sub(first.now_ns) >= 1_000_000_000 {
+                    tracing::warn!(
+                        ?first,
+                        ?now,
+                        "jiffies fit no whole HZ: the datapath keeps the coarse clock"
+                    );
+                }
+                Ok(())
+            }
+        }
     }
 }
