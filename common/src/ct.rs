@@ -71,8 +71,9 @@ pub struct CtValue {
     pub seq_end: u32,
     /// TCP: the largest window (scaled) this direction's sender has offered, host order.
     pub max_win: u32,
-    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC at the last tick) of the last packet,
-    /// nanoseconds.
+    /// CLOCK_MONOTONIC at the last tick when the last packet was seen, nanoseconds (from
+    /// `jiffies` and the measured tick, `crate::Clock`; from `bpf_ktime_get_coarse_ns`
+    /// before the tick is measured).
     pub last_seen_ns: u64,
     /// Packets matched in this direction.
     pub packets: u64,

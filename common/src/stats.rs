@@ -49,7 +49,8 @@ reasons! {
     RedirectPeer = 8, "redirect-peer", false;
     /// Delivered by `bpf_fib_lookup` + redirect.
     RedirectRoute = 9, "redirect-route", false;
-    /// Drop: IPv4 header with a bad version, IHL or total length.
+    /// Drop: IPv4 header with a bad version, IHL or total length; an IPv6 header chain
+    /// cut short, or longer than bpfnet walks.
     DropMalformed = 10, "drop-malformed", true;
     /// Drop: packet too short for its L4 header.
     DropTruncated = 11, "drop-truncated", true;
@@ -124,6 +125,9 @@ reasons! {
     /// packets to published ports in one second than the new-flow table holds, which
     /// would evict half-open flows before their handshakes complete.
     DropFlood = 40, "drop-flood", true;
+    /// Drop: an IPv6 router advertisement or redirect from a container (only the host
+    /// routes), or neighbour discovery that came fragmented.
+    DropRouterAdvert = 41, "drop-router-advert", true;
 }
 
 /// Value of `stats_v1` (per CPU).

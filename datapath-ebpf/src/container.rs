@@ -14,6 +14,7 @@ use crate::{
     fwd::{self, Next, Route},
     hop,
     icmp::{self, From},
+    ipv6,
     l2::{self, L2},
     maps::{endpoint, iface_role, is_host, network_of},
     nat::{self, New},
@@ -29,7 +30,12 @@ pub fn handle(ctx: &TcContext) -> i32 {
     match l2.ethertype {
         ETH_P_IP => {}
         ETH_P_ARP => return l2::arp(ctx, &l2),
-        ETH_P_IPV6 => return l2::other(ctx, &l2, Reason::DropIpv6),
+        ETH_P_IPV6 => {
+            return match ipv6::guard(ctx) {
+                Some(reason) => verdict(ctx, reason),
+                None => l2::other(ctx, &l2, Reason::DropIpv6),
+            };
+        }
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
     let p = match parse(ctx, ETH_HLEN) {

@@ -10,6 +10,7 @@ mod fwd;
 mod hop;
 mod hostsock;
 mod icmp;
+mod ipv6;
 mod l2;
 mod maps;
 mod nat;

@@ -320,3 +320,93 @@ impl View<'_> {
         }
     }
 }
+
+/// An IPv6 extension header in front of the upper layer (`ipv6_icmp`).
+#[derive(Clone, Copy)]
+pub enum Ext {
+    /// Destination options holding only padding.
+    DestOpts,
+    /// A fragment header: offset in 8-byte units, more fragments follow.
+    Fragment { offset: u16, more: bool },
+}
+
+/// Ethernet (from `src_mac` to the multicast MAC of `dst` or `dst_mac`) + IPv6 with hop
+/// limit 255 (as neighbour discovery must have) from `src` to `dst`, the extension
+/// headers `ext`, then the ICMPv6 message `icmp` with its checksum filled in.
+pub fn ipv6_icmp(
+    (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+    (src, dst): ([u8; 16], [u8; 16]),
+    ext: &[Ext],
+    icmp: &[u8],
+) -> Vec<u8> {
+    const ICMPV6: u8 = 58;
+    let mut msg = icmp.to_vec();
+    let len = (msg.len() as u32).to_be_bytes();
+    let c = checksum(&[&src, &dst, &len, &[0, 0, 0, ICMPV6], &msg]);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut chain = Vec::new();
+    for (i, e) in ext.iter().enumerate() {
+        let next = match ext.get(i + 1) {
+            Some(Ext::DestOpts) => 60,
+            Some(Ext::Fragment { .. }) => 44,
+            None => ICMPV6,
+        };
+        match *e {
+            Ext::DestOpts => chain.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]),
+            Ext::Fragment { offset, more } => {
+                let field = (offset << 3) | u16::from(more);
+                chain.extend_from_slice(&[next, 0]);
+                chain.extend_from_slice(&field.to_be_bytes());
+                chain.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            }
+        }
+    }
+    let first = match ext.first() {
+        Some(Ext::DestOpts) => 60,
+        Some(Ext::Fragment { .. }) => 44,
+        None => ICMPV6,
+    };
+    let payload_len = (chain.len() + msg.len()) as u16;
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&payload_len.to_be_bytes());
+    f.extend_from_slice(&[first, 255]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&chain);
+    f.extend_from_slice(&msg);
+    f
+}
+
+/// The Ethernet address IPv6 multicast group `group` goes to.
+pub fn ipv6_multicast_mac(group: [u8; 16]) -> [u8; 6] {
+    [0x33, 0x33, group[12], group[13], group[14], group[15]]
+}
+
+/// All-nodes, link-local scope (ff02::1).
+pub const IPV6_ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// An ICMPv6 router advertisement (checksum left to `ipv6_icmp`): a default router for
+/// 30 minutes, announcing `prefix`/64 for address autoconfiguration.
+pub fn router_advert(prefix: [u8; 16]) -> Vec<u8> {
+    let mut m = vec![134, 0, 0, 0, 64, 0];
+    m.extend_from_slice(&1800u16.to_be_bytes());
+    m.extend_from_slice(&[0; 8]);
+    // Prefix information: on-link and autonomous, valid and preferred for an hour.
+    m.extend_from_slice(&[3, 4, 64, 0xc0]);
+    m.extend_from_slice(&3600u32.to_be_bytes());
+    m.extend_from_slice(&3600u32.to_be_bytes());
+    m.extend_from_slice(&[0; 4]);
+    m.extend_from_slice(&prefix);
+    m
+}
+
+/// An ICMPv6 message of `kind` with four bytes of body (an echo request's identifier
+/// and sequence, a solicitation's reserved field).
+pub fn icmpv6(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0];
+    m.extend_from_slice(body);
+    m
+}
