@@ -57,7 +57,7 @@ pub fn key_of(p: &Packet) -> CtKey {
 /// `jiffies`, one load, once the daemon has measured the tick; until then from the
 /// coarse clock, a helper call.
 #[inline(always)]
-pub fn now() -> u64 {
+fn now() -> u64 {
     match CLOCK.get(0) {
         // SAFETY: helpers without arguments.
         Some(c) if c.tick_ns != 0 => c.at(unsafe { bpf_jiffies64() }),
