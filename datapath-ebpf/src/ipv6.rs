@@ -39,7 +39,8 @@ pub fn guard(ctx: &TcContext) -> Option<Reason> {
     };
     let mut off = ETH_HLEN + IPV6_HLEN;
     let mut fragmented = false;
-    for _ in 0..MAX_EXT_HEADERS {
+    // Each extension header, then the upper-layer header: one more step than headers.
+    for _ in 0..=MAX_EXT_HEADERS {
         match next {
             NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTS => {
                 let Some([nh, len]) = read::<[u8; 2], _>(ctx, off) else {

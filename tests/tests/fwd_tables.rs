@@ -484,6 +484,12 @@ fn router_advertisements_from_containers_are_dropped_however_wrapped() {
                 DropRouterAdvert,
             ),
             (
+                "a router advertisement behind six extension headers",
+                send(&[opts(5), vec![first]].concat(), &ra),
+                TC_ACT_SHOT,
+                DropRouterAdvert,
+            ),
+            (
                 "a chain longer than bpfnet walks",
                 send(&opts(7), &ra),
                 TC_ACT_SHOT,
