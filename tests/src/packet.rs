@@ -330,6 +330,19 @@ pub enum Ext {
     Fragment { offset: u16, more: bool },
 }
 
+/// ICMPv6's next-header number.
+const NEXT_ICMPV6: u8 = 58;
+
+impl Ext {
+    /// The next-header number that names this header.
+    fn number(&self) -> u8 {
+        match self {
+            Self::DestOpts => 60,
+            Self::Fragment { .. } => 44,
+        }
+    }
+}
+
 /// Ethernet (from `src_mac` to the multicast MAC of `dst` or `dst_mac`) + IPv6 with hop
 /// limit 255 (as neighbour discovery must have) from `src` to `dst`, the extension
 /// headers `ext`, then the ICMPv6 message `icmp` with its checksum filled in.
@@ -339,18 +352,14 @@ pub fn ipv6_icmp(
     ext: &[Ext],
     icmp: &[u8],
 ) -> Vec<u8> {
-    const ICMPV6: u8 = 58;
     let mut msg = icmp.to_vec();
     let len = (msg.len() as u32).to_be_bytes();
-    let c = checksum(&[&src, &dst, &len, &[0, 0, 0, ICMPV6], &msg]);
+    let c = checksum(&[&src, &dst, &len, &[0, 0, 0, NEXT_ICMPV6], &msg]);
     msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let number = |e: Option<&Ext>| e.map_or(NEXT_ICMPV6, Ext::number);
     let mut chain = Vec::new();
     for (i, e) in ext.iter().enumerate() {
-        let next = match ext.get(i + 1) {
-            Some(Ext::DestOpts) => 60,
-            Some(Ext::Fragment { .. }) => 44,
-            None => ICMPV6,
-        };
+        let next = number(ext.get(i + 1));
         match *e {
             Ext::DestOpts => chain.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]),
             Ext::Fragment { offset, more } => {
@@ -361,11 +370,7 @@ pub fn ipv6_icmp(
             }
         }
     }
-    let first = match ext.first() {
-        Some(Ext::DestOpts) => 60,
-        Some(Ext::Fragment { .. }) => 44,
-        None => ICMPV6,
-    };
+    let first = number(ext.first());
     let payload_len = (chain.len() + msg.len()) as u16;
     let mut f = dst_mac.to_vec();
     f.extend_from_slice(&src_mac);
