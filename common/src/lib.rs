@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod ct;
+pub mod ip6;
 pub mod maps;
 mod pod;
 pub mod stats;
@@ -17,10 +18,11 @@ pub use ct::{
     CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
     HOP_ROUTE, SweepStats, TcpState,
 };
+pub use ip6::Ip6;
 pub use maps::{
     Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
-    NET_INTERNAL, NET_LAN, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Network, PORT_ENFORCE, Port,
-    PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
+    NET_INTERNAL, NET_LAN, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Network, PORT_ENFORCE, PORT_V6,
+    Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
 };
 pub use stats::{Counter, Reason};
 
@@ -37,6 +39,7 @@ pub mod names {
     pub const PUBLISHED: &str = "published_v1";
     pub const HOST_IPS: &str = "host_ips_v1";
     pub const ENDPOINTS: &str = "endpoints_v1";
+    pub const ENDPOINTS6: &str = "endpoints6_v1";
     pub const CT: &str = "ct_v3";
     pub const CT_NEW: &str = "ct_new_v2";
     /// The layouts before `CtValue` remembered its next hop, migrated at start.
@@ -44,6 +47,7 @@ pub mod names {
     pub const CT_NEW_V1: &str = "ct_new_v1";
     pub const ROUTE_GEN: &str = "route_gen_v1";
     pub const SUBNETS: &str = "subnets_v1";
+    pub const SUBNETS6: &str = "subnets6_v1";
     pub const SNAT_USE: &str = "snat_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";
     pub const STATS: &str = "stats_v1";

@@ -26,8 +26,9 @@ pub struct Backend {
     pub _pad: u16,
 }
 
-/// Value of `endpoints_v1` (key: container IPv4, network order): a container whose
-/// host-side veth is known, so traffic can be handed straight to its namespace.
+/// Value of `endpoints_v1` (key: container IPv4, network order) and of `endpoints6_v1`
+/// (key: container IPv6, `Ip6`): a container whose host-side veth is known, so traffic
+/// can be handed straight to its namespace.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Endpoint {
@@ -46,8 +47,8 @@ pub struct Endpoint {
 /// registered yet (the daemon replaces it when it learns the container).
 pub const EP_LEARNED: u8 = 1;
 
-/// Value of `subnets_v1` (an LPM trie keyed by IPv4 prefix, network order): a managed
-/// network's subnet.
+/// Value of `subnets_v1` (an LPM trie keyed by IPv4 prefix, network order) and of
+/// `subnets6_v1` (keyed by IPv6 prefix, `Ip6`): a managed network's subnet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Network {
@@ -95,6 +96,11 @@ pub struct Port {
 /// `Port::flags`: endpoints are registered on this port, so every frame from it must
 /// carry one of their IPv4 and MAC addresses (anti-spoofing).
 pub const PORT_ENFORCE: u32 = 1;
+/// `Port::flags`: the IPv6 addresses of this port's endpoints are known (registered, or
+/// bound from its first IPv6 packet), so an IPv6 source not among them (nor the
+/// link-local address of its MAC) is spoofed. Ports of registered endpoints always
+/// have it: registration names every address a container has.
+pub const PORT_V6: u32 = 2;
 
 /// Value of `config_v1` (one slot): datapath settings from the daemon's flags.
 #[repr(C)]

@@ -68,7 +68,7 @@ reasons! {
     ForwardLocal = 17, "forward-local", false;
     /// Drop: traffic between two networks (Docker's isolation rules).
     DropIsolation = 18, "drop-isolation", true;
-    /// Drop: source IPv4 or MAC not the sending endpoint's own.
+    /// Drop: source IPv4, IPv6 or MAC not the sending endpoint's own.
     DropSpoof = 19, "drop-spoof", true;
     /// A switched frame handed to its bridge's own transmit path, past the host's
     /// bridge netfilter hooks.
@@ -86,7 +86,7 @@ reasons! {
     /// Drop: an ICMP error a container or outsider had no business sending (it quotes a
     /// packet that sender never received).
     DropIcmpForged = 25, "drop-icmp-forged", true;
-    /// Drop: IPv6 routed out of a container's network (IPv6 is not supported yet).
+    /// Drop: IPv6 routed out of a container's network (bpfnet does not route IPv6 yet).
     DropIpv6 = 26, "drop-ipv6", true;
     /// Drop: a frame from a container veth whose endpoint is not known and whose source
     /// cannot be bound to it.
@@ -128,6 +128,10 @@ reasons! {
     /// Drop: an IPv6 router advertisement or redirect from a container (only the host
     /// routes), or neighbour discovery that came fragmented.
     DropRouterAdvert = 41, "drop-router-advert", true;
+    /// Drop: an IPv6 neighbour advertisement from a container for an address it does not
+    /// own, or neighbour discovery naming a link-layer address other than its MAC
+    /// (neighbour cache poisoning).
+    DropNeighSpoof = 42, "drop-neigh-spoof", true;
 }
 
 /// Value of `stats_v1` (per CPU).

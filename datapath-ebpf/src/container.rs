@@ -30,12 +30,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
     match l2.ethertype {
         ETH_P_IP => {}
         ETH_P_ARP => return l2::arp(ctx, &l2),
-        ETH_P_IPV6 => {
-            return match ipv6::guard(ctx) {
-                Some(reason) => verdict(ctx, reason),
-                None => l2::other(ctx, &l2, Reason::DropIpv6),
-            };
-        }
+        ETH_P_IPV6 => return ipv6::from_container(ctx, &mut l2),
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
     let p = match parse(ctx, ETH_HLEN) {

@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port, Reason};
+use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
 
 use crate::{
     maps::{ENDPOINTS, PORTS, bump_route_gen, endpoint, network_of, port},
@@ -50,10 +50,17 @@ impl L2 {
         self.known && self.port.flags & PORT_ENFORCE != 0
     }
 
-    /// The source MAC is the one this port's endpoints use.
+    /// The frame comes in by a known port, from the MAC its endpoints use once one of
+    /// them is known (for either family).
     #[inline(always)]
-    fn mac_is_an_endpoints(&self) -> bool {
-        self.known && self.port.mac == self.src_mac
+    pub fn check_mac(&self) -> Result<(), Reason> {
+        if !self.known {
+            return Err(Reason::DropUnbound);
+        }
+        if self.port.flags & (PORT_ENFORCE | PORT_V6) != 0 && self.port.mac != self.src_mac {
+            return Err(Reason::DropSpoof);
+        }
+        Ok(())
     }
 }
 
@@ -183,15 +190,13 @@ pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
     verdict(ctx, Reason::Pass)
 }
 
-/// A frame of any other ethertype (IPv6 among them): from its port's endpoint MAC, and
-/// only switched within its network; routed, it is `routed_drop`.
+/// A frame of any other ethertype (and IPv6, once `ipv6` has checked it): from its
+/// port's endpoint MAC, and only switched within its network; routed, it is
+/// `routed_drop`.
 #[inline(always)]
 pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
-    if !l2.known {
-        return verdict(ctx, Reason::DropUnbound);
-    }
-    if l2.enforced() && !l2.mac_is_an_endpoints() {
-        return verdict(ctx, Reason::DropSpoof);
+    if let Err(reason) = l2.check_mac() {
+        return verdict(ctx, reason);
     }
     if l2.routed() {
         return verdict(ctx, routed_drop);

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Network, Port,
-    PublishedKey, Reason, SockKey, SockOrig,
+    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Ip6, Network,
+    Port, PublishedKey, Reason, SockKey, SockOrig,
 };
 
 use crate::parse::Packet;
@@ -21,6 +21,10 @@ pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
 /// Container IPv4 (network order) → endpoint.
 #[map(name = "endpoints_v1")]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
+
+/// Container IPv6 → endpoint.
+#[map(name = "endpoints6_v1")]
+pub static ENDPOINTS6: HashMap<Ip6, Endpoint> = HashMap::pinned(65_536, 0);
 
 /// Host-side veth ifindex → its bridge port.
 #[map(name = "ports_v2")]
@@ -54,6 +58,10 @@ pub static HOST_UDP: LruHashMap<CtKey, u8> = LruHashMap::pinned(16_384, 0);
 /// Managed networks' IPv4 subnets (network order) → the network.
 #[map(name = "subnets_v1")]
 pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);
+
+/// Managed networks' IPv6 subnets → the network.
+#[map(name = "subnets6_v1")]
+pub static SUBNETS6: LpmTrie<Ip6, Network> = LpmTrie::pinned(1024, 0);
 
 /// First-fragment ports of translated datagrams, for their later fragments.
 #[map(name = "frags_v1")]
@@ -121,6 +129,7 @@ pub struct MapTypes {
     pub published_key: PublishedKey,
     pub backend: Backend,
     pub endpoint: Endpoint,
+    pub ip6: Ip6,
     pub port: Port,
     pub ct_key: CtKey,
     pub ct_value: CtValue,
@@ -148,6 +157,21 @@ pub extern "C" fn bpfnet_map_types(_: &MapTypes) {}
 pub fn endpoint(ip: u32) -> Option<Endpoint> {
     // SAFETY: plain lookup of a Pod value, copied out.
     unsafe { ENDPOINTS.get(ip) }.copied()
+}
+
+/// The endpoint that owns container address `ip`.
+#[inline(always)]
+pub fn endpoint6(ip: &Ip6) -> Option<Endpoint> {
+    // SAFETY: plain lookup of a Pod value, copied out.
+    unsafe { ENDPOINTS6.get(ip) }.copied()
+}
+
+/// The managed network whose IPv6 subnet holds `ip`.
+#[inline(always)]
+pub fn network6_of(ip: &Ip6) -> Option<Network> {
+    SUBNETS6
+        .get(aya_ebpf::maps::lpm_trie::Key::new(128, *ip))
+        .copied()
 }
 
 /// The managed network whose subnet holds `ip` (network order).

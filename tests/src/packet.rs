@@ -390,6 +390,57 @@ pub fn ipv6_multicast_mac(group: [u8; 16]) -> [u8; 6] {
     [0x33, 0x33, group[12], group[13], group[14], group[15]]
 }
 
+/// The link-local address the kernel derives from `mac` (modified EUI-64).
+pub fn link_local(mac: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]
+}
+
+/// The solicited-node multicast group of `ip` (ff02::1:ffXX:XXXX), where neighbour
+/// solicitations for it go.
+pub fn solicited_node(ip: [u8; 16]) -> [u8; 16] {
+    let mut g = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    g[13..].copy_from_slice(&ip[13..]);
+    g
+}
+
+/// A neighbour discovery option: `kind`, its length in units of 8 bytes, `body`.
+pub fn nd_option(kind: u8, body: &[u8]) -> Vec<u8> {
+    let len = (2 + body.len()).div_ceil(8);
+    let mut o = vec![kind, len as u8];
+    o.extend_from_slice(body);
+    o.resize(len * 8, 0);
+    o
+}
+
+/// A neighbour solicitation (135) for `target`, or an advertisement (136, solicited and
+/// override flags), with the options `opts` (checksum left to `ipv6_icmp`).
+pub fn neighbour(kind: u8, target: [u8; 16], opts: &[Vec<u8>]) -> Vec<u8> {
+    let flags = if kind == 136 { 0x60 } else { 0 };
+    let mut m = icmpv6(kind, &[flags, 0, 0, 0]);
+    m.extend_from_slice(&target);
+    for o in opts {
+        m.extend_from_slice(o);
+    }
+    m
+}
+
 /// All-nodes, link-local scope (ff02::1).
 pub const IPV6_ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 

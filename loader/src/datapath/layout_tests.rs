@@ -8,7 +8,7 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts,
+    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts, Ip6,
     Network, Port, PublishedKey, SockKey, SockOrig, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 16] {
+fn userspace() -> [Layout; 17] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -52,6 +52,7 @@ fn userspace() -> [Layout; 16] {
             _pad
         }),
         layout!(Network { bridge, flags }),
+        layout!(Ip6 { words }),
         layout!(Port {
             network,
             flags,

@@ -4,7 +4,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, Network, Port, PublishedKey, Reason, names,
+    Backend, Config, Counter, CtKey, CtValue, Endpoint, Ip6, Network, Port, PublishedKey, Reason,
+    names,
 };
 
 use super::DatapathError;
@@ -15,6 +16,8 @@ pub struct Maps {
     pub host_ips: HashMap<MapData, u32, u32>,
     /// Container IPv4 (network order) → endpoint.
     pub endpoints: HashMap<MapData, u32, Endpoint>,
+    /// Container IPv6 → endpoint.
+    pub endpoints6: HashMap<MapData, Ip6, Endpoint>,
     /// Answered flows.
     pub ct: HashMap<MapData, CtKey, CtValue>,
     /// Flows not answered yet.
@@ -23,6 +26,8 @@ pub struct Maps {
     pub snat_use: HashMap<MapData, CtKey, u64>,
     /// Managed networks' subnets (IPv4, network order) → the network.
     pub subnets: LpmTrie<MapData, u32, Network>,
+    /// Managed networks' IPv6 subnets → the network.
+    pub subnets6: LpmTrie<MapData, Ip6, Network>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub config: Array<MapData, Config>,
     /// ifindex → `IFACE_*` role bits.
@@ -55,9 +60,11 @@ impl Maps {
             published: take(ebpf, names::PUBLISHED)?,
             host_ips: take(ebpf, names::HOST_IPS)?,
             endpoints: take(ebpf, names::ENDPOINTS)?,
+            endpoints6: take(ebpf, names::ENDPOINTS6)?,
             ct: take(ebpf, names::CT)?,
             ct_new: take(ebpf, names::CT_NEW)?,
             subnets: take(ebpf, names::SUBNETS)?,
+            subnets6: take(ebpf, names::SUBNETS6)?,
             snat_use: take(ebpf, names::SNAT_USE)?,
             stats: take(ebpf, names::STATS)?,
             config: take(ebpf, names::CONFIG)?,
