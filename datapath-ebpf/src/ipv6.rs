@@ -200,7 +200,7 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: &Ip6) -> bool {
         flags: EP_LEARNED,
         _pad: 0,
     };
-    if ENDPOINTS6.insert(ip, &ep, u64::from(BPF_NOEXIST)).is_err() {
+    if ENDPOINTS6.insert(ip, ep, u64::from(BPF_NOEXIST)).is_err() {
         return false;
     }
     if let Some(p) = PORTS.get_ptr_mut(l2.ingress) {
