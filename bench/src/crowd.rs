@@ -161,6 +161,7 @@ impl Crowd {
                 bridge: bridge(net),
                 veth: veth(i),
                 ip: Ipv4Cidr { addr, len: 16 },
+                ip6: Vec::new(),
                 mac: Some(Mac([0x02, 0xce, 0, b, c, d])),
             };
             client::call(&t.files.socket, &req)

@@ -38,6 +38,7 @@ pub const PROTO_ICMP: u8 = 1;
 pub mod names {
     pub const PUBLISHED: &str = "published_v1";
     pub const HOST_IPS: &str = "host_ips_v1";
+    pub const HOST_IPS6: &str = "host_ips6_v1";
     pub const ENDPOINTS: &str = "endpoints_v1";
     pub const ENDPOINTS6: &str = "endpoints6_v1";
     pub const CT: &str = "ct_v3";

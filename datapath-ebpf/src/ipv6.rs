@@ -1,4 +1,6 @@
-//! IPv6 from containers, which bpfnet switches within a network but does not route yet.
+//! IPv6 from containers, which bpfnet switches within a network but does not route yet:
+//! routed, it may only reach the host itself (its own addresses, link-local ones:
+//! neighbour and router discovery with the gateway, the host's services).
 //!
 //! Anti-spoofing, as for IPv4: a frame's source address must be one its port's endpoint
 //! owns (registered, or bound from the port's first IPv6 packet when it lies in the
@@ -19,7 +21,7 @@ use common::{EP_LEARNED, Endpoint, Ip6, PORT_V6, Reason};
 
 use crate::{
     l2::{self, L2},
-    maps::{ENDPOINTS6, PORTS, endpoint6, network6_of},
+    maps::{ENDPOINTS6, PORTS, endpoint6, is_host6, network6_of},
     parse::{ETH_HLEN, read},
     stats::{count, verdict},
 };
@@ -45,9 +47,10 @@ const ND_OPT_TARGET_LL: u8 = 2;
 /// more is refused.
 const MAX_ND_OPTS: usize = 4;
 
-/// What the header chain says: the source, and the ICMPv6 message it ends in, if any.
+/// What the header chain says: the addresses, and the ICMPv6 message it ends in, if any.
 struct Chain {
     src: Ip6,
+    dst: Ip6,
     /// Where the IPv6 payload ends in the frame.
     end: usize,
     /// ICMPv6 type (0: not ICMPv6, or a later fragment) and where the message starts.
@@ -71,6 +74,10 @@ pub fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
     if let Err(reason) = check_neighbour(ctx, l2, &chain) {
         return verdict(ctx, reason);
     }
+    if l2.routed() && (chain.dst.is_link_local() || is_host6(&chain.dst)) {
+        // For the host itself: left to its stack.
+        return verdict(ctx, Reason::Pass);
+    }
     l2::other(ctx, l2, Reason::DropIpv6)
 }
 
@@ -86,11 +93,12 @@ fn walk(ctx: &TcContext) -> Result<Chain, Reason> {
     let Some([len_hi, len_lo, mut next, _hop_limit]) = read::<[u8; 4], _>(ctx, ETH_HLEN + 4) else {
         return Err(Reason::DropMalformed);
     };
-    let Some(src) = read::<Ip6, _>(ctx, ETH_HLEN + 8) else {
+    let Some([src, dst]) = read::<[Ip6; 2], _>(ctx, ETH_HLEN + 8) else {
         return Err(Reason::DropMalformed);
     };
     let mut chain = Chain {
         src,
+        dst,
         end: ETH_HLEN + IPV6_HLEN + usize::from(u16::from_be_bytes([len_hi, len_lo])),
         icmp: 0,
         icmp_off: 0,

@@ -18,6 +18,10 @@ pub static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65_536, 0
 #[map(name = "host_ips_v1")]
 pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
 
+/// Host IPv6 addresses → flags (unused, 0).
+#[map(name = "host_ips6_v1")]
+pub static HOST_IPS6: HashMap<Ip6, u32> = HashMap::pinned(1024, 0);
+
 /// Container IPv4 (network order) → endpoint.
 #[map(name = "endpoints_v1")]
 pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
@@ -215,6 +219,12 @@ pub fn config() -> Config {
 #[inline(always)]
 pub fn is_host(ip: u32) -> bool {
     HOST_IPS.get_ptr(ip).is_some()
+}
+
+/// Whether `ip` is one of the host's IPv6 addresses.
+#[inline(always)]
+pub fn is_host6(ip: &Ip6) -> bool {
+    HOST_IPS6.get_ptr(ip).is_some()
 }
 
 /// The `IFACE_*` roles of interface `ifindex` (0: not managed).

@@ -1,6 +1,10 @@
 //! Endpoints registered by hand (`bpfnet endpoint add`): a container's address, MAC and
 //! veth on a managed bridge, and the typed values the CLI parses into.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -14,6 +18,12 @@ pub enum ParseError {
     Mac { value: String },
     #[error("`{value}` is not an IPv4 address with a prefix length (e.g. 172.17.0.4/16)")]
     Cidr { value: String },
+    #[error("`{value}` is not an IPv6 address with a prefix length (e.g. fd00:beef::4/64)")]
+    Cidr6 { value: String },
+    #[error(
+        "`{value}` is not an IPv4 or IPv6 address with a prefix length (e.g. 172.17.0.4/16, fd00:beef::4/64)"
+    )]
+    AnyCidr { value: String },
 }
 
 impl FromStr for Mac {
@@ -83,6 +93,64 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+/// An IPv6 address with its prefix length: a container's global, unique local or
+/// link-local address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Cidr {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseError::Cidr6 { value: s.into() };
+        let (addr, len) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv6Addr = addr.parse().map_err(|_| err())?;
+        let len: u8 = len
+            .parse()
+            .ok()
+            .filter(|l| (1..=128).contains(l))
+            .ok_or_else(err)?;
+        if addr.is_unspecified()
+            || addr.is_multicast()
+            || addr.is_loopback()
+            || addr.to_ipv4_mapped().is_some()
+        {
+            return Err(err());
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// `--ip`: either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpCidr {
+    V4(Ipv4Cidr),
+    V6(Ipv6Cidr),
+}
+
+impl FromStr for IpCidr {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(v4) = s.parse() {
+            return Ok(Self::V4(v4));
+        }
+        if let Ok(v6) = s.parse() {
+            return Ok(Self::V6(v6));
+        }
+        Err(ParseError::AnyCidr { value: s.into() })
+    }
+}
+
 macro_rules! serde_as_string {
     ($t:ty) => {
         impl Serialize for $t {
@@ -103,6 +171,7 @@ macro_rules! serde_as_string {
 
 serde_as_string!(Mac);
 serde_as_string!(Ipv4Cidr);
+serde_as_string!(Ipv6Cidr);
 
 /// A registered endpoint, as persisted and listed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +179,30 @@ pub struct EndpointSpec {
     pub bridge: String,
     pub veth: String,
     pub ip: Ipv4Cidr,
+    /// Its IPv6 addresses (none: it may send IPv6 only from its MAC's link-local one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip6: Vec<Ipv6Cidr>,
     pub mac: Mac,
+}
+
+impl EndpointSpec {
+    /// Whether `ip` is one of its addresses.
+    pub fn has(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => self.ip.addr == v4,
+            IpAddr::V6(v6) => self.ip6.iter().any(|c| c.addr == v6),
+        }
+    }
+
+    /// Its addresses, IPv4 first, space-separated.
+    pub fn addresses(&self) -> String {
+        let mut s = self.ip.to_string();
+        for c in &self.ip6 {
+            s.push(' ');
+            s.push_str(&c.to_string());
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +246,30 @@ mod tests {
             let e = bad.parse::<Ipv4Cidr>().expect_err(bad);
             assert!(e.to_string().contains("prefix length"), "{e}");
         }
+    }
+
+    #[test]
+    fn ipv6_cidrs_parse_and_either_family_is_an_ip() {
+        let c: Ipv6Cidr = "fd00:beef::4/64".parse().expect("valid CIDR");
+        assert_eq!(c.addr, "fd00:beef::4".parse::<Ipv6Addr>().expect("addr"));
+        assert_eq!((c.len, c.to_string().as_str()), (64, "fd00:beef::4/64"));
+        assert!("fe80::42:acff:fe11:4/64".parse::<Ipv6Cidr>().is_ok());
+        for bad in [
+            "fd00::4",
+            "fd00::4/0",
+            "fd00::4/129",
+            "::/64",
+            "::1/128",
+            "ff02::1/16",
+            "::ffff:10.0.0.1/96",
+            "172.17.0.4/16",
+        ] {
+            let e = bad.parse::<Ipv6Cidr>().expect_err(bad);
+            assert!(e.to_string().contains("IPv6"), "{e}");
+        }
+        assert!(matches!("10.0.0.2/8".parse(), Ok(IpCidr::V4(_))));
+        assert!(matches!("2001:db8::2/64".parse(), Ok(IpCidr::V6(_))));
+        let e = "10.0.0.2".parse::<IpCidr>().expect_err("no length");
+        assert!(e.to_string().contains("IPv4 or IPv6"), "{e}");
     }
 }

@@ -104,6 +104,7 @@ mod tests {
                 bridge: "br0".into(),
                 veth: "veth1".into(),
                 ip: "172.17.0.4/16".parse().expect("valid CIDR"),
+                ip6: vec!["fd00:beef::4/64".parse().expect("valid CIDR")],
                 mac: "02:42:ac:11:00:04".parse().expect("valid MAC"),
             }],
             docker: BTreeMap::from([(
@@ -117,6 +118,12 @@ mod tests {
         };
         state.save(&dir).expect("state saves");
         assert_eq!(State::load(&dir).expect("saved state loads"), state);
+        // A file written before endpoints had IPv6 addresses.
+        let old = br#"{"published": [], "endpoints": [{"bridge": "br0", "veth": "v1",
+            "ip": "172.17.0.4/16", "mac": "02:42:ac:11:00:04"}]}"#;
+        fs::write(dir.join(FILE), old).expect("write");
+        let loaded = State::load(&dir).expect("an older state loads");
+        assert_eq!(loaded.endpoints[0].ip6, vec![]);
         fs::write(dir.join(FILE), b"{\"published\": [\"80:nope:80\"]}").expect("write");
         let err = State::load(&dir).expect_err("a bad spec in the file is an error");
         assert!(err.to_string().contains("not valid bpfnet state"), "{err}");

@@ -429,10 +429,10 @@ pub fn nd_option(kind: u8, body: &[u8]) -> Vec<u8> {
     o
 }
 
-/// A neighbour solicitation (135) for `target`, or an advertisement (136, solicited and
-/// override flags), with the options `opts` (checksum left to `ipv6_icmp`).
+/// A neighbour solicitation (135) for `target`, or an unsolicited advertisement (136,
+/// override flag), with the options `opts` (checksum left to `ipv6_icmp`).
 pub fn neighbour(kind: u8, target: [u8; 16], opts: &[Vec<u8>]) -> Vec<u8> {
-    let flags = if kind == 136 { 0x60 } else { 0 };
+    let flags = if kind == 136 { 0x20 } else { 0 };
     let mut m = icmpv6(kind, &[flags, 0, 0, 0]);
     m.extend_from_slice(&target);
     for o in opts {

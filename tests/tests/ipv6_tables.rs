@@ -29,6 +29,8 @@ const C1: [u8; 16] = v6(4);
 const C2: [u8; 16] = v6(5);
 /// In the network's subnet, nobody's.
 const FREE: [u8; 16] = v6(9);
+/// The host's address on the network (the gateway).
+const GATEWAY: [u8; 16] = v6(1);
 /// Outside every managed subnet.
 const OUTSIDE: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
@@ -55,6 +57,9 @@ fn network(fx: &mut Fixture, flags: u32) {
     m.subnets6.insert(&prefix, net, 0).expect("subnet6");
     let v4 = Key::new(16, u32::from_ne_bytes([172, 17, 0, 0]));
     m.subnets.insert(&v4, net, 0).expect("subnet");
+    m.host_ips6
+        .insert(Ip6::from_octets(GATEWAY), 0, 0)
+        .expect("host address");
     endpoint6(fx, C2, C2_PORT, C2_MAC);
 }
 
@@ -130,6 +135,24 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
                 datagram(C1_MAC, C1, BRIDGE_MAC, OUTSIDE),
                 TC_ACT_SHOT,
                 DropIpv6,
+            ),
+            (
+                "its own address to the host's",
+                datagram(C1_MAC, C1, BRIDGE_MAC, GATEWAY),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "its link-local address to the host's",
+                datagram(C1_MAC, ll, BRIDGE_MAC, link_local(BRIDGE_MAC)),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "a neighbour's address to the host's",
+                datagram(C1_MAC, C2, BRIDGE_MAC, GATEWAY),
+                TC_ACT_SHOT,
+                DropSpoof,
             ),
             (
                 "a neighbour's address",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     conntrack::FlowInfo,
-    endpoint::{EndpointSpec, Ipv4Cidr, Mac},
+    endpoint::{EndpointSpec, Ipv4Cidr, Ipv6Cidr, Mac},
     spec::PublishSpec,
 };
 
@@ -33,11 +33,15 @@ pub enum Request {
         bridge: String,
         veth: String,
         ip: Ipv4Cidr,
+        /// Its IPv6 addresses, if any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ip6: Vec<Ipv6Cidr>,
         /// None: learn it from the bridge's forwarding database.
         mac: Option<Mac>,
     },
     EndpointDel {
-        ip: std::net::Ipv4Addr,
+        /// Any of the endpoint's addresses.
+        ip: std::net::IpAddr,
     },
 }
 

@@ -1,9 +1,10 @@
 //! `bpfnet endpoint add|del`: containers not started by Docker (pipework style).
-use std::{net::Ipv4Addr, path::Path};
+use std::{net::IpAddr, path::Path};
 
+use anyhow::bail;
 use bpfnet::{
     api::{Request, client},
-    endpoint::{Ipv4Cidr, Mac},
+    endpoint::{IpCidr, Mac},
 };
 
 #[derive(clap::Args)]
@@ -23,18 +24,19 @@ enum Action {
         /// The container's host-side veth.
         #[arg(long)]
         veth: String,
-        /// The container's address and prefix length, e.g. 172.17.0.4/16.
-        #[arg(long)]
-        ip: Ipv4Cidr,
+        /// The container's addresses and prefix lengths: one IPv4 and any IPv6 ones, e.g.
+        /// `--ip 172.18.0.4/16 --ip fd00:beef::4/64` (repeat the flag).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<IpCidr>,
         /// The container's MAC (default: the one the bridge has learned on the veth).
         #[arg(long)]
         mac: Option<Mac>,
     },
     /// Forget an endpoint.
     Del {
-        /// The endpoint's address.
+        /// One of the endpoint's addresses.
         #[arg(long)]
-        ip: Ipv4Addr,
+        ip: IpAddr,
     },
 }
 
@@ -43,14 +45,34 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         Action::Add {
             bridge,
             veth,
-            ip,
+            ips,
             mac,
-        } => Request::EndpointAdd {
-            bridge,
-            veth,
-            ip,
-            mac,
-        },
+        } => {
+            let mut v4 = ips.iter().filter_map(|c| match c {
+                IpCidr::V4(c) => Some(*c),
+                IpCidr::V6(_) => None,
+            });
+            let (Some(ip), None) = (v4.next(), v4.next()) else {
+                bail!(
+                    "an endpoint has exactly one IPv4 address (and any number of IPv6 ones); \
+                     pass one --ip a.b.c.d/len"
+                );
+            };
+            let ip6 = ips
+                .iter()
+                .filter_map(|c| match c {
+                    IpCidr::V6(c) => Some(*c),
+                    IpCidr::V4(_) => None,
+                })
+                .collect();
+            Request::EndpointAdd {
+                bridge,
+                veth,
+                ip,
+                ip6,
+                mac,
+            }
+        }
         Action::Del { ip } => Request::EndpointDel { ip },
     };
     client::call(socket, &req)?;

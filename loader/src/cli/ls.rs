@@ -37,7 +37,7 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     for e in &l.endpoints {
         println!(
             "  {:<18} {}  {} on {}",
-            e.ip.to_string(),
+            e.addresses(),
             e.mac,
             e.veth,
             e.bridge
@@ -52,7 +52,7 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         let ips: Vec<String> = c
             .endpoints
             .iter()
-            .map(|e| format!("{} on {}", e.ip, e.bridge))
+            .map(|e| format!("{} on {}", e.addresses(), e.bridge))
             .collect();
         println!(
             "  {:<20} {:<12} {}  {}",

@@ -22,6 +22,7 @@ fn container(l: &Learned) -> DockerContainer {
                 bridge: w.bridge.clone(),
                 veth: w.veth.clone()?,
                 ip: a.ip,
+                ip6: a.ip6.into_iter().collect(),
                 mac: a.mac,
             })
         })

@@ -2,17 +2,17 @@
 //! and `ports_v2` for every attached container veth.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
-use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, Port};
+use common::{EP_LEARNED, Endpoint, Ip6, PORT_ENFORCE, PORT_V6, Port};
 use tracing::{debug, info};
 
 use super::Daemon;
 use crate::{
     api::ApiError,
     datapath::{batch::entries_or_each, sync::sync},
-    endpoint::{EndpointSpec, Ipv4Cidr, Mac},
+    endpoint::{EndpointSpec, Ipv4Cidr, Ipv6Cidr, Mac},
 };
 
 impl Daemon {
@@ -21,6 +21,7 @@ impl Daemon {
         bridge: String,
         veth: String,
         ip: Ipv4Cidr,
+        ip6: Vec<Ipv6Cidr>,
         mac: Option<Mac>,
     ) -> Result<(), ApiError> {
         let Some(br_index) = self
@@ -50,15 +51,21 @@ impl Daemon {
                 reason: format!("`{veth}` is not a port of bridge `{bridge}`"),
             });
         }
-        if let Some(other) = self
-            .all_endpoints()
-            .into_iter()
-            .find(|e| e.ip.addr == ip.addr)
-        {
-            return Err(ApiError::Conflict {
-                spec: ip.addr.to_string(),
-                holder: format!("endpoint on {}", other.veth),
-            });
+        let addrs: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip.addr))
+            .chain(ip6.iter().map(|c| IpAddr::V6(c.addr)))
+            .collect();
+        for (i, &addr) in addrs.iter().enumerate() {
+            if addrs[..i].contains(&addr) {
+                return Err(ApiError::Invalid {
+                    reason: format!("{addr} is given twice"),
+                });
+            }
+            if let Some(other) = self.all_endpoints().into_iter().find(|e| e.has(addr)) {
+                return Err(ApiError::Conflict {
+                    spec: addr.to_string(),
+                    holder: format!("endpoint on {}", other.veth),
+                });
+            }
         }
         let mac = match mac {
             Some(m) => m,
@@ -69,6 +76,7 @@ impl Daemon {
                 bridge,
                 veth,
                 ip,
+                ip6,
                 mac,
             });
             Ok(())
@@ -88,16 +96,16 @@ impl Daemon {
         Err(ApiError::Invalid { reason })
     }
 
-    pub(super) fn del_endpoint(&mut self, ip: Ipv4Addr) -> Result<(), ApiError> {
+    pub(super) fn del_endpoint(&mut self, ip: IpAddr) -> Result<(), ApiError> {
         self.desired.update(|s| {
-            let pos = s
-                .endpoints
-                .iter()
-                .position(|e| e.ip.addr == ip)
-                .ok_or_else(|| ApiError::NotFound {
-                    what: ip.to_string(),
-                    expected: "a registered endpoint",
-                })?;
+            let pos =
+                s.endpoints
+                    .iter()
+                    .position(|e| e.has(ip))
+                    .ok_or_else(|| ApiError::NotFound {
+                        what: ip.to_string(),
+                        expected: "a registered endpoint",
+                    })?;
             s.endpoints.remove(pos);
             Ok(())
         })?;
@@ -106,10 +114,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Make `endpoints_v1` and `ports_v2` match the registered endpoints and the veths
-    /// attached now (a veth may come and go with its container; its name is the link).
-    /// Bindings the datapath learned from a veth's first packet stay while their veth is
-    /// attached and nothing registered claims that veth or address.
+    /// Make `endpoints_v1`, `endpoints6_v1` and `ports_v2` match the registered
+    /// endpoints and the veths attached now (a veth may come and go with its container;
+    /// its name is the link). Bindings the datapath learned from a veth's first packet
+    /// stay while their veth is attached and nothing registered claims that veth or
+    /// address.
     pub(super) fn sync_endpoints(&mut self) {
         let veths: BTreeMap<&str, (u32, u32)> = self
             .links
@@ -117,6 +126,9 @@ impl Daemon {
             .map(|(l, bridge)| (l.name.as_str(), (l.index, bridge)))
             .collect();
         let mut want_eps = BTreeMap::new();
+        let mut want_eps6 = BTreeMap::new();
+        // Veths with a registered endpoint: registration names all their addresses.
+        let mut claimed: BTreeMap<u32, [u8; 6]> = BTreeMap::new();
         let mut waiting = 0usize;
         for e in &self.all_endpoints() {
             match veths.get(e.veth.as_str()) {
@@ -129,6 +141,10 @@ impl Daemon {
                         _pad: 0,
                     };
                     want_eps.insert(u32::from_ne_bytes(e.ip.addr.octets()), ep);
+                    for c in &e.ip6 {
+                        want_eps6.insert(Ip6::from_octets(c.addr.octets()), ep);
+                    }
+                    claimed.entry(ifindex).or_insert(e.mac.0);
                 }
                 None => {
                     waiting += 1;
@@ -143,50 +159,92 @@ impl Daemon {
             );
         }
         // Bindings learned from a veth's first packet stay while nothing claims them.
-        let claimed: BTreeSet<u32> = want_eps.values().map(|ep| ep.ifindex).collect();
         let attached: BTreeSet<u32> = veths.values().map(|&(i, _)| i).collect();
+        let unclaimed = |ep: &Endpoint| {
+            ep.flags & EP_LEARNED != 0
+                && attached.contains(&ep.ifindex)
+                && !claimed.contains_key(&ep.ifindex)
+        };
         let learned: BTreeMap<u32, Endpoint> = entries_or_each(&self.dp.maps.endpoints)
             .into_iter()
-            .filter(|(ip, ep)| {
-                ep.flags & EP_LEARNED != 0
-                    && attached.contains(&ep.ifindex)
-                    && !claimed.contains(&ep.ifindex)
-                    && !want_eps.contains_key(ip)
-            })
+            .filter(|(ip, ep)| unclaimed(ep) && !want_eps.contains_key(ip))
             .collect();
-        // Each veth's first endpoint (by address), registered before learned.
-        let mut owners: BTreeMap<u32, (u32, [u8; 6])> = BTreeMap::new();
+        let learned6: BTreeMap<Ip6, Endpoint> = entries_or_each(&self.dp.maps.endpoints6)
+            .into_iter()
+            .filter(|(ip, ep)| unclaimed(ep) && !want_eps6.contains_key(ip))
+            .collect();
+        // Each veth's owner: its first endpoint's IPv4 (by address, registered before
+        // learned) and MAC; its IPv6 addresses are known when registered or learned.
+        let mut owners: BTreeMap<u32, Owner> = BTreeMap::new();
         for (&ip, ep) in want_eps.iter().chain(learned.iter()) {
-            owners.entry(ep.ifindex).or_insert((ip, ep.mac));
+            owners.entry(ep.ifindex).or_insert(Owner {
+                mac: ep.mac,
+                ip: Some(ip),
+                v6: false,
+            });
+        }
+        let v6_known = claimed
+            .iter()
+            .map(|(&i, &mac)| (i, mac))
+            .chain(learned6.values().map(|ep| (ep.ifindex, ep.mac)));
+        for (ifindex, mac) in v6_known {
+            owners
+                .entry(ifindex)
+                .or_insert(Owner {
+                    mac,
+                    ip: None,
+                    v6: false,
+                })
+                .v6 = true;
         }
         let mut want_ports = BTreeMap::new();
         for &(veth, bridge) in veths.values() {
             want_ports.insert(veth, self.port(bridge, owners.get(&veth).copied()));
         }
         want_eps.extend(learned);
+        want_eps6.extend(learned6);
         let maps = &mut self.dp.maps;
         // Ports first: a port's recorded endpoint is trusted without `endpoints_v1`, so
         // it must never name an address that map no longer gives the port.
         super::report("bridge ports", sync(&mut maps.ports, &want_ports));
         let endpoints = sync(&mut maps.endpoints, &want_eps);
+        let endpoints6 = sync(&mut maps.endpoints6, &want_eps6);
         let changed = endpoints.written + endpoints.removed > 0;
         super::report("endpoints", endpoints);
+        super::report("IPv6 endpoints", endpoints6);
         if changed {
             // A flow may remember the endpoint's old veth, or a route to a new one.
             self.bump_route_gen();
         }
     }
 
-    /// The `ports_v2` entry of a veth on `bridge` whose endpoint is `owner` (IPv4 in
-    /// network order, MAC; None: not known yet, so its first packet binds it).
-    pub(super) fn port(&self, bridge: u32, owner: Option<(u32, [u8; 6])>) -> Port {
-        let (ip, mac) = owner.unwrap_or_default();
+    /// The `ports_v2` entry of a veth on `bridge` whose endpoint is `owner` (None: not
+    /// known yet, so its first packet of each family binds it).
+    pub(super) fn port(&self, bridge: u32, owner: Option<Owner>) -> Port {
+        let o = owner.unwrap_or_default();
+        let mut flags = 0;
+        if o.ip.is_some() {
+            flags |= PORT_ENFORCE;
+        }
+        if o.v6 {
+            flags |= PORT_V6;
+        }
         Port {
             network: bridge,
-            flags: if owner.is_some() { PORT_ENFORCE } else { 0 },
+            flags,
             bridge_mac: self.links.bridge_mac(bridge).unwrap_or_default(),
-            mac,
-            ip,
+            mac: o.mac,
+            ip: o.ip.unwrap_or(0),
         }
     }
+}
+
+/// What a bridge port's endpoint is known by.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Owner {
+    mac: [u8; 6],
+    /// Its IPv4 (network order), when known.
+    ip: Option<u32>,
+    /// Whether its IPv6 addresses are known (registered, or one bound by the datapath).
+    v6: bool,
 }

@@ -54,7 +54,8 @@ pub enum DaemonError {
 }
 
 /// An IPv4 address configured on an interface: (ifindex, address, prefix length).
-type Prefix = (u32, std::net::Ipv4Addr, u8);
+/// An address on an interface: (ifindex, address, prefix length).
+type Prefix = (u32, std::net::IpAddr, u8);
 
 /// What `bpfnet daemon` was told.
 #[derive(Clone, Debug)]
@@ -227,8 +228,9 @@ impl Daemon {
                 bridge,
                 veth,
                 ip,
+                ip6,
                 mac,
-            } => self.add_endpoint(bridge, veth, ip, mac).await,
+            } => self.add_endpoint(bridge, veth, ip, ip6, mac).await,
             Request::EndpointDel { ip } => self.del_endpoint(ip),
         };
         result.map_or_else(Response::from, |()| Response::Ok)

@@ -1,8 +1,13 @@
-//! `subnets_v1`: each managed bridge's IPv4 subnets, which the datapath needs for
-//! isolation, the inbound policy and binding a new veth's address.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+//! `subnets_v1` and `subnets6_v1`: each managed bridge's subnets, which the datapath
+//! needs for isolation, the inbound policy and binding a new veth's address. A
+//! network's IPv6 subnet is the prefix of its bridge's own global or unique local
+//! address (link-local ones say nothing of the network).
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
-use common::{NET_LAN, NET_ROUTED, Network};
+use common::{Ip6, NET_LAN, NET_ROUTED, Network};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
@@ -10,17 +15,18 @@ use crate::datapath::sync::sync;
 
 impl Daemon {
     pub(super) async fn sync_subnets(&mut self) {
-        match self.nl.ipv4_prefixes().await {
+        match self.nl.prefixes().await {
             Ok(prefixes) => self.sync_subnets_from(&prefixes),
             Err(e) => warn!(error = %e, "cannot list subnets"),
         }
     }
 
-    /// `subnets_v1` from the host's address `prefixes`.
+    /// `subnets_v1` and `subnets6_v1` from the host's address `prefixes`.
     pub(super) fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
         // A bridge an uplink is a port of carries a LAN: its peers are on that wire.
         let lans: Vec<u32> = self.links.uplinks().filter_map(|l| l.controller).collect();
         let mut want: BTreeMap<(u32, u32), Network> = BTreeMap::new();
+        let mut want6: BTreeMap<(u32, Ip6), Network> = BTreeMap::new();
         for &(ifindex, addr, len) in prefixes {
             if !self.links.is_bridge(ifindex) {
                 continue;
@@ -35,16 +41,25 @@ impl Daemon {
             if lans.contains(&ifindex) {
                 flags |= NET_LAN;
             }
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            let net = Ipv4Addr::from(u32::from(addr) & mask);
-            want.insert(
-                (u32::from(len), u32::from_ne_bytes(net.octets())),
-                Network {
-                    bridge: ifindex,
-                    flags,
-                },
-            );
+            let network = Network {
+                bridge: ifindex,
+                flags,
+            };
+            match addr {
+                IpAddr::V4(addr) => {
+                    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                    let net = Ipv4Addr::from(u32::from(addr) & mask);
+                    want.insert((u32::from(len), u32::from_ne_bytes(net.octets())), network);
+                }
+                IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    let net = Ipv6Addr::from(u128::from(addr) & mask);
+                    want6.insert((u32::from(len), Ip6::from_octets(net.octets())), network);
+                }
+                IpAddr::V6(_) => {}
+            }
         }
         super::report("subnets", sync(&mut self.dp.maps.subnets, &want));
+        super::report("IPv6 subnets", sync(&mut self.dp.maps.subnets6, &want6));
     }
 }

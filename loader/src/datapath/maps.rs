@@ -14,6 +14,8 @@ pub struct Maps {
     pub published: HashMap<MapData, PublishedKey, Backend>,
     /// Host IPv4 (network order) → flags.
     pub host_ips: HashMap<MapData, u32, u32>,
+    /// Host IPv6 → flags.
+    pub host_ips6: HashMap<MapData, Ip6, u32>,
     /// Container IPv4 (network order) → endpoint.
     pub endpoints: HashMap<MapData, u32, Endpoint>,
     /// Container IPv6 → endpoint.
@@ -59,6 +61,7 @@ impl Maps {
         Ok(Self {
             published: take(ebpf, names::PUBLISHED)?,
             host_ips: take(ebpf, names::HOST_IPS)?,
+            host_ips6: take(ebpf, names::HOST_IPS6)?,
             endpoints: take(ebpf, names::ENDPOINTS)?,
             endpoints6: take(ebpf, names::ENDPOINTS6)?,
             ct: take(ebpf, names::CT)?,

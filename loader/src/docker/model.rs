@@ -1,11 +1,11 @@
 //! From Docker's inspect answers to what bpfnet installs: a running container's
 //! addresses on each network and its published ports.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bollard::models::{ContainerInspectResponse, PortBinding};
 
 use crate::{
-    endpoint::{Ipv4Cidr, Mac},
+    endpoint::{Ipv4Cidr, Ipv6Cidr, Mac},
     spec::{PortRange, Proto, PublishSpec},
 };
 
@@ -15,6 +15,8 @@ pub struct Attachment {
     pub network_id: String,
     pub network: String,
     pub ip: Ipv4Cidr,
+    /// Its global (or unique local) IPv6 address on a `--ipv6` network.
+    pub ip6: Option<Ipv6Cidr>,
     pub mac: Mac,
 }
 
@@ -40,6 +42,12 @@ fn primary(attachments: &[Attachment]) -> Option<&Attachment> {
         .or_else(|| attachments.first())
 }
 
+/// An endpoint's IPv6 address, when Docker gave it one (it writes "" and 0 otherwise).
+fn ipv6(addr: Option<&str>, len: Option<i64>) -> Option<Ipv6Cidr> {
+    let addr: Ipv6Addr = addr?.parse().ok()?;
+    format!("{addr}/{}", len?).parse().ok()
+}
+
 /// A running container's networking; None when it is not running or has no IPv4
 /// address on any network.
 pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
@@ -58,6 +66,7 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
                 network_id: ep.network_id.clone()?,
                 network: name.clone(),
                 ip: format!("{addr}/{len}").parse().ok()?,
+                ip6: ipv6(ep.global_ipv6_address.as_deref(), ep.global_ipv6_prefix_len),
                 mac: ep.mac_address.as_deref()?.parse().ok()?,
             })
         })

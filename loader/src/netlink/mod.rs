@@ -248,8 +248,10 @@ impl Netlink {
         Ok(link)
     }
 
-    /// Every IPv4 prefix configured on an interface: (ifindex, address, prefix length).
-    pub async fn ipv4_prefixes(&self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
+    /// Every address configured on an interface, both families: (ifindex, address,
+    /// prefix length). An IPv4 address is its `IFA_LOCAL` (a point-to-point link's
+    /// `IFA_ADDRESS` is its peer), an IPv6 one its `IFA_ADDRESS` (IPv6 has no other).
+    pub async fn prefixes(&self) -> Result<Vec<(u32, IpAddr, u8)>, NetlinkError> {
         let msgs: Vec<_> = self
             .handle
             .address()
@@ -262,7 +264,8 @@ impl Netlink {
             .iter()
             .flat_map(|m| {
                 m.attributes.iter().filter_map(move |a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip)) => {
+                    AddressAttribute::Local(ip @ IpAddr::V4(_))
+                    | AddressAttribute::Address(ip @ IpAddr::V6(_)) => {
                         Some((m.header.index, *ip, m.header.prefix_len))
                     }
                     _ => None,

@@ -15,17 +15,18 @@ pub enum Change {
     LinkNew(Link),
     /// A link was removed.
     LinkDel { index: u32 },
-    /// An IPv4 address was added or removed somewhere.
+    /// An address (either family) was added or removed somewhere.
     Addresses,
     /// An IPv4 route or a neighbour changed: next hops flows remember may be stale.
     Routes,
 }
 
-/// Subscribe to link, IPv4 address, IPv4 route and neighbour notifications.
+/// Subscribe to link, IPv4 and IPv6 address, IPv4 route and neighbour notifications.
 pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
     let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Link,
         MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv6Ifaddr,
         MulticastGroup::Ipv4Route,
         MulticastGroup::Neigh,
     ])?;

@@ -1,0 +1,276 @@
+//! IPv6 end to end: dual-stack containers on a bridge with the daemon as their only
+//! firewall (the host forwards and accepts everything). Their IPv6 is switched between
+//! them and reaches the host, under the same anti-spoofing as IPv4; neighbour discovery
+//! cannot poison a cache and router advertisements never leave a container.
+use std::{thread, time::Duration};
+
+use bpfnet_tests::{
+    daemon::{cli_ok, counter},
+    netns::Netns,
+    packet::{
+        IPV6_ALL_NODES, ipv6_icmp, ipv6_multicast_mac, link_local, nd_option, neighbour,
+        router_advert,
+    },
+    raw::send_l2,
+    require_root,
+    topo::{BRIDGE, Topology},
+    wait_for,
+};
+
+const GATEWAY: &str = "fd00:17::1";
+const C1: &str = "fd00:17::4";
+const C2: &str = "fd00:17::5";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The topology's bridge and containers get IPv6 addresses of fd00:17::/64 too.
+fn dual_stack(t: &Topology) {
+    for (ns, dev, addr) in [
+        (&t.host, BRIDGE, GATEWAY),
+        (&t.container, "eth0", C1),
+        (&t.container2, "eth0", C2),
+    ] {
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+    }
+}
+
+/// Whether one ping from `ns` to `addr` (with `extra` options) is answered.
+fn pings(ns: &Netns, addr: &str, extra: &[&str]) -> bool {
+    let mut args = vec!["ping", "-6", "-n", "-c1", "-W1"];
+    args.extend_from_slice(extra);
+    args.push(addr);
+    ns.output(&args).contains(" 1 received")
+}
+
+fn mac_str(mac: [u8; 6]) -> String {
+    let hex: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(":")
+}
+
+/// The MAC the host's neighbour cache gives `addr` on the bridge ("" when none).
+fn host_neighbour(t: &Topology, addr: &str) -> String {
+    t.host
+        .output(&["ip", "-6", "neigh", "show", addr, "dev", BRIDGE])
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Registered dual-stack containers reach each other and the host over IPv6. One that
+/// advertises its neighbour's address as its own would take the host's traffic for it:
+/// without bpfnet the host's cache takes the lie (the control); with bpfnet it keeps the
+/// neighbour's MAC and every advertisement is counted as dropped. Nor can it send from
+/// an address it was not given.
+#[test]
+fn dual_stack_containers_cannot_claim_a_neighbours_ipv6_address() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("v6nd");
+    dual_stack(&t);
+    let (mac1, mac2) = (t.container.mac("eth0"), t.container2.mac("eth0"));
+    let c2: std::net::Ipv6Addr = C2.parse().expect("address");
+    let lie = ipv6_icmp(
+        (mac1, ipv6_multicast_mac(IPV6_ALL_NODES)),
+        (link_local(mac1), IPV6_ALL_NODES),
+        &[],
+        &neighbour(136, c2.octets(), &[nd_option(2, &mac1)]),
+    );
+    let resolved = |mac: [u8; 6]| {
+        wait_for("the host to ping the neighbour", WAIT, || {
+            pings(&t.host, C2, &[])
+        });
+        assert_eq!(host_neighbour(&t, C2), mac_str(mac), "the host's entry");
+    };
+    resolved(mac2);
+    send_l2(&t.container, "eth0", &lie).expect("advertisement sent");
+    wait_for(
+        "control: without bpfnet the host believes the advertisement",
+        WAIT,
+        || host_neighbour(&t, C2) == mac_str(mac1),
+    );
+    t.host.ip(&["-6", "neigh", "flush", "dev", BRIDGE]);
+
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    for (veth, v4, v6, mac) in [
+        ("vc0", "172.17.0.4/16", C1, mac1),
+        ("vc1", "172.17.0.5/16", C2, mac2),
+    ] {
+        cli_ok(
+            sock,
+            &[
+                "endpoint",
+                "add",
+                "--bridge",
+                BRIDGE,
+                "--veth",
+                veth,
+                "--ip",
+                v4,
+                "--ip",
+                &format!("{v6}/64"),
+                "--mac",
+                &mac_str(mac),
+            ],
+        );
+    }
+    let listed = cli_ok(sock, &["ls"]);
+    assert!(listed.contains("172.17.0.4/16 fd00:17::4/64"), "{listed}");
+    wait_for("the container to ping its neighbour", WAIT, || {
+        pings(&t.container, C2, &[])
+    });
+    wait_for("the container to ping the host", WAIT, || {
+        pings(&t.container, GATEWAY, &[])
+    });
+    resolved(mac2);
+    let dropped = counter(sock, "drop-neigh-spoof");
+    for _ in 0..5 {
+        send_l2(&t.container, "eth0", &lie).expect("advertisement sent");
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        host_neighbour(&t, C2),
+        mac_str(mac2),
+        "the host's entry survives the advertisements"
+    );
+    assert_eq!(counter(sock, "drop-neigh-spoof"), dropped + 5);
+
+    // An address of its subnet it was not given.
+    t.container.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:17::44/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let spoofed = counter(sock, "drop-spoof");
+    assert!(!pings(&t.container, C2, &["-I", "fd00:17::44"]));
+    assert!(counter(sock, "drop-spoof") > spoofed, "the echo counted");
+    assert!(pings(&t.container, C2, &["-I", C1]), "its own address still works");
+}
+
+/// A veth nobody registered binds the first IPv6 address it sends from (in its
+/// network's subnet) and may send from no other; IPv4 binds on its own.
+#[test]
+fn an_unregistered_container_binds_its_first_ipv6_address() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("v6bind");
+    dual_stack(&t);
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    let learned = counter(sock, "endpoint-learned");
+    wait_for("the containers to ping each other", WAIT, || {
+        pings(&t.container, C2, &[])
+    });
+    assert!(
+        counter(sock, "endpoint-learned") >= learned + 2,
+        "both containers bound"
+    );
+    t.container.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "fd00:17::44/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let spoofed = counter(sock, "drop-spoof");
+    assert!(!pings(&t.container, C2, &["-I", "fd00:17::44"]));
+    assert!(counter(sock, "drop-spoof") > spoofed, "the echo counted");
+    let ping4 = t
+        .container
+        .output(&["ping", "-n", "-c1", "-W2", "172.17.0.5"]);
+    assert!(ping4.contains(" 1 received"), "IPv4 still binds: {ping4}");
+}
+
+/// A container that sends IPv6 router advertisements would become its neighbours' and
+/// the host's default router (CVE-2020-13401). Without bpfnet the bridge delivers one
+/// and both take the route and an address from its prefix (the control: the frame is
+/// one a node accepts); with bpfnet neither does, and the drop is counted.
+#[test]
+fn a_container_cannot_advertise_itself_as_an_ipv6_router() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("ra");
+    let victims = [(&t.container2, "eth0"), (&t.host, "br0")];
+    for (ns, dev) in victims {
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.forwarding=0"),
+        ]);
+        ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.accept_ra=2")]);
+    }
+    let prefix = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x5a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let router = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xba, 0xd0];
+    let frame = ipv6_icmp(
+        (t.container.mac("eth0"), ipv6_multicast_mac(IPV6_ALL_NODES)),
+        (router, IPV6_ALL_NODES),
+        &[],
+        &router_advert(prefix),
+    );
+    let routed_by_it = |ns: &Netns, dev: &str| {
+        let routes = ns.output(&["ip", "-6", "route", "show", "default", "dev", dev]);
+        let addrs = ns.output(&["ip", "-6", "addr", "show", "dev", dev]);
+        routes.contains("fe80::bad0") || addrs.contains("2001:db8:5a:")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        send_l2(&t.container, "eth0", &frame).expect("advertisement sent");
+        if victims.iter().all(|(ns, dev)| routed_by_it(ns, dev)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "control: without bpfnet the neighbour and the host did not take the advertisement"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    for (ns, dev) in victims {
+        ns.ip(&["-6", "route", "flush", "default", "dev", dev]);
+        ns.ip(&["-6", "addr", "flush", "dev", dev, "scope", "global"]);
+        assert!(
+            !routed_by_it(ns, dev),
+            "{}: the control's route and address gone",
+            ns.name
+        );
+    }
+
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    let dropped = counter(sock, "drop-router-advert");
+    for _ in 0..5 {
+        send_l2(&t.container, "eth0", &frame).expect("advertisement sent");
+        thread::sleep(Duration::from_millis(200));
+    }
+    for (ns, dev) in victims {
+        assert!(
+            !routed_by_it(ns, dev),
+            "{}: routes through the container after its advertisement",
+            ns.name
+        );
+    }
+    assert!(
+        counter(sock, "drop-router-advert") >= dropped + 5,
+        "every advertisement dropped and counted"
+    );
+}
