@@ -384,6 +384,74 @@ fn a_docker_routed_network_is_reached_directly() {
     );
 }
 
+/// A `--ipv6` Docker network is dual stack under bpfnet: its containers' IPv6 addresses
+/// are registered from Docker (so anti-spoofing knows them), and their IPv6 is switched
+/// between them and reaches the host.
+#[test]
+fn a_docker_ipv6_network_is_dual_stack() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dk6");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    docker.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "172.28.0.0/24",
+        "--subnet",
+        "fd00:28::/64",
+        "net6",
+    ]);
+    for (name, ip, ip6) in [
+        ("s1", "172.28.0.10", "fd00:28::10"),
+        ("s2", "172.28.0.11", "fd00:28::11"),
+    ] {
+        docker.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "net6",
+            "--ip",
+            ip,
+            "--ip6",
+            ip6,
+            IMAGE,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+    }
+    wait_ls(sock, "both containers' IPv6 addresses", |l| {
+        let eps = l["docker"].as_array().into_iter().flatten();
+        eps.flat_map(|c| c["endpoints"].as_array().into_iter().flatten())
+            .filter_map(|e| e["ip6"].as_array())
+            .flatten()
+            .filter(|a| a.as_str().is_some_and(|a| a.starts_with("fd00:28::1")))
+            .count()
+            == 2
+    });
+    let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    wait_for(
+        "s2 to fetch s1's page over IPv6",
+        Duration::from_secs(10),
+        || nc_from(docker, "s2", "fd00:28::10", "80", get).is_ok_and(|out| out.contains(PAGE)),
+    );
+    let s1: SocketAddr = "[fd00:28::10]:80".parse().expect("address");
+    wait_for(
+        "the host to fetch s1's page over IPv6",
+        Duration::from_secs(10),
+        || http_ok(&d.host, s1),
+    );
+}
+
 /// Docker's network options, enforced by bpfnet on a permissive host: `--internal`
 /// (nothing routed out, even by a container that adds itself a default route),
 /// `enable_icc=false` (containers of the network cannot reach each other, egress still

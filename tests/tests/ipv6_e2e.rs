@@ -159,7 +159,10 @@ fn dual_stack_containers_cannot_claim_a_neighbours_ipv6_address() {
     let spoofed = counter(sock, "drop-spoof");
     assert!(!pings(&t.container, C2, &["-I", "fd00:17::44"]));
     assert!(counter(sock, "drop-spoof") > spoofed, "the echo counted");
-    assert!(pings(&t.container, C2, &["-I", C1]), "its own address still works");
+    assert!(
+        pings(&t.container, C2, &["-I", C1]),
+        "its own address still works"
+    );
 }
 
 /// A veth nobody registered binds the first IPv6 address it sends from (in its
