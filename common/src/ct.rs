@@ -6,16 +6,17 @@
 //! twin. For ICMP echo the identifier stands in for the ports: requests carry it as the
 //! source port (destination 0), replies as the destination port (source 0).
 
-/// A 5-tuple; the key of `ct_v1`.
+use crate::{Addr, Ip6};
+
+/// A 5-tuple of either family (`A`: `u32` for IPv4, `Ip6`); the key of `ct_v3` (IPv4)
+/// and `ct6_v1` (IPv6).
 #[repr(C)]
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
-)]
-pub struct CtKey {
-    /// Source IPv4, network order.
-    pub src_ip: u32,
-    /// Destination IPv4, network order.
-    pub dst_ip: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtKey<A = u32> {
+    /// Source address, network order.
+    pub src_ip: A,
+    /// Destination address, network order.
+    pub dst_ip: A,
     /// Source port (or ICMP echo id), network order.
     pub src_port: u16,
     /// Destination port (or ICMP echo id), network order.
@@ -49,13 +50,14 @@ pub const HOP_PEER: u8 = 1;
 /// `CtValue::hop`: out of device `hop_ifindex` with MACs `hop_macs` (`bpf_redirect`).
 pub const HOP_ROUTE: u8 = 2;
 
-/// Value of `ct_v3` (and of `ct_new_v2`, which holds flows not yet answered).
+/// Value of `ct_v3` and `ct6_v1` (and of `ct_new_v2` and `ct6_new_v1`, which hold flows
+/// not yet answered).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct CtValue {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtValue<A = u32> {
     /// The tuple the packet leaves with (network order; `proto` unchanged).
-    pub src_ip: u32,
-    pub dst_ip: u32,
+    pub src_ip: A,
+    pub dst_ip: A,
     pub src_port: u16,
     pub dst_port: u16,
     /// `CT_REPLY | CT_DNAT | CT_SNAT`.
@@ -90,9 +92,9 @@ pub struct CtValue {
     pub hop_macs: [[u8; 6]; 2],
 }
 
-impl CtKey {
+impl<A: Addr> CtKey<A> {
     /// The tuple with source and destination swapped.
-    pub fn reversed(&self) -> CtKey {
+    pub fn reversed(&self) -> CtKey<A> {
         CtKey {
             src_ip: self.dst_ip,
             dst_ip: self.src_ip,
@@ -104,7 +106,7 @@ impl CtKey {
     }
 
     /// The tuple a packet with this key leaves with, per `v`.
-    pub fn translated(&self, v: &CtValue) -> CtKey {
+    pub fn translated(&self, v: &CtValue<A>) -> CtKey<A> {
         CtKey {
             src_ip: v.src_ip,
             dst_ip: v.dst_ip,
@@ -116,14 +118,14 @@ impl CtKey {
     }
 
     /// Key of the twin entry: the reverse of this entry's translated tuple.
-    pub fn twin(&self, v: &CtValue) -> CtKey {
+    pub fn twin(&self, v: &CtValue<A>) -> CtKey<A> {
         self.translated(v).reversed()
     }
 }
 
-impl CtValue {
+impl<A: Addr> CtValue<A> {
     /// A fresh entry that translates to `to`, with `flags`.
-    pub fn new(to: &CtKey, flags: u8, now_ns: u64) -> Self {
+    pub fn new(to: &CtKey<A>, flags: u8, now_ns: u64) -> Self {
         CtValue {
             src_ip: to.src_ip,
             dst_ip: to.dst_ip,
@@ -317,7 +319,13 @@ impl From<CtValueV2> for CtValue {
     }
 }
 
-crate::pod::aya_pod!(CtKey, CtValue, CtValueV2, CtTimeouts, SweepStats);
+crate::pod::aya_pod!(CtValueV2, CtTimeouts, SweepStats);
+crate::pod::pod_generic!(
+    CtKey<u32> = 2 * 4 + 8,
+    CtKey<Ip6> = 2 * 16 + 8,
+    CtValue<u32> = 2 * 4 + 64,
+    CtValue<Ip6> = 2 * 16 + 64,
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! and field offsets against the BTF of the built eBPF object.
 #![no_std]
 
+pub mod addr;
 pub mod clock;
 pub mod ct;
 pub mod ip6;
@@ -13,6 +14,7 @@ pub mod maps;
 mod pod;
 pub mod stats;
 
+pub use addr::Addr;
 pub use clock::{Clock, ClockSample};
 pub use ct::{
     CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
@@ -37,12 +39,15 @@ pub const PROTO_ICMP: u8 = 1;
 /// reads a pinned map written with another layout.
 pub mod names {
     pub const PUBLISHED: &str = "published_v1";
+    pub const PUBLISHED6: &str = "published6_v1";
     pub const HOST_IPS: &str = "host_ips_v1";
     pub const HOST_IPS6: &str = "host_ips6_v1";
     pub const ENDPOINTS: &str = "endpoints_v1";
     pub const ENDPOINTS6: &str = "endpoints6_v1";
     pub const CT: &str = "ct_v3";
     pub const CT_NEW: &str = "ct_new_v2";
+    pub const CT6: &str = "ct6_v1";
+    pub const CT6_NEW: &str = "ct6_new_v1";
     /// The layouts before `CtValue` remembered its next hop, migrated at start.
     pub const CT_V2: &str = "ct_v2";
     pub const CT_NEW_V1: &str = "ct_new_v1";
@@ -50,6 +55,7 @@ pub mod names {
     pub const SUBNETS: &str = "subnets_v1";
     pub const SUBNETS6: &str = "subnets6_v1";
     pub const SNAT_USE: &str = "snat_use_v1";
+    pub const SNAT6_USE: &str = "snat6_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";
     pub const STATS: &str = "stats_v1";
     pub const CONFIG: &str = "config_v1";

@@ -1,13 +1,15 @@
 //! Keys and values of the configuration maps the daemon fills.
 
-/// Key of `published_v1`: a published host port.
+use crate::Ip6;
+
+/// Key of `published_v1` (IPv4: `A` is `u32`) and `published6_v1` (`Ip6`): a published
+/// host port.
 #[repr(C)]
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, bytemuck::Pod, bytemuck::Zeroable,
-)]
-pub struct PublishedKey {
-    /// Host IPv4 address, network order; 0 means every address in `host_ips_v1`.
-    pub host_ip: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublishedKey<A = u32> {
+    /// Host address, network order; 0 (`::`) means every address in `host_ips_v1`
+    /// (`host_ips6_v1`).
+    pub host_ip: A,
     /// Host port, network order.
     pub port: u16,
     /// `PROTO_TCP` or `PROTO_UDP`.
@@ -15,12 +17,12 @@ pub struct PublishedKey {
     pub _pad: u8,
 }
 
-/// Value of `published_v1`: where a published port leads.
+/// Value of `published_v1` and `published6_v1`: where a published port leads.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Backend {
-    /// Backend (container) IPv4 address, network order.
-    pub ip: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Backend<A = u32> {
+    /// Backend (container) address, network order.
+    pub ip: A,
     /// Backend port, network order.
     pub port: u16,
     pub _pad: u16,
@@ -181,15 +183,12 @@ pub struct SockOrig {
     pub _pad: u16,
 }
 
+crate::pod::pod_generic!(
+    PublishedKey<u32> = 4 + 4,
+    PublishedKey<Ip6> = 16 + 4,
+    Backend<u32> = 4 + 4,
+    Backend<Ip6> = 16 + 4,
+);
 crate::pod::aya_pod!(
-    PublishedKey,
-    Backend,
-    Endpoint,
-    Network,
-    Port,
-    Config,
-    FragKey,
-    FragPorts,
-    SockKey,
-    SockOrig,
+    Endpoint, Network, Port, Config, FragKey, FragPorts, SockKey, SockOrig,
 );

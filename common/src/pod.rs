@@ -19,3 +19,25 @@ pub(crate) use aya_pod;
 
 /// Compiles only for `T: bytemuck::Pod`.
 pub(crate) const fn assert_pod<T: bytemuck::Pod>() {}
+
+/// `bytemuck::Pod` (and `aya::Pod`) for one instantiation of a generic map type, whose
+/// derive cannot check padding: the size given, the sum of its fields' sizes, is
+/// asserted at compile time, so a padding hole still breaks the build.
+macro_rules! pod_generic {
+    ($($ty:ty = $fields:expr),+ $(,)?) => {
+        $(
+            const _: () = assert!(
+                core::mem::size_of::<$ty>() == $fields,
+                "padding in a generic map type"
+            );
+            // SAFETY: a repr(C) struct of Pod fields with no padding (asserted above).
+            unsafe impl bytemuck::Zeroable for $ty {}
+            // SAFETY: as above.
+            unsafe impl bytemuck::Pod for $ty {}
+            // SAFETY: as above.
+            #[cfg(feature = "user")]
+            unsafe impl aya::Pod for $ty {}
+        )+
+    };
+}
+pub(crate) use pod_generic;

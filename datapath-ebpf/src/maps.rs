@@ -14,6 +14,9 @@ use crate::parse::Packet;
 #[map(name = "published_v1")]
 pub static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65_536, 0);
 
+#[map(name = "published6_v1")]
+pub static PUBLISHED6: HashMap<PublishedKey<Ip6>, Backend<Ip6>> = HashMap::pinned(65_536, 0);
+
 /// Host IPv4 addresses (network order) → flags (unused, 0).
 #[map(name = "host_ips_v1")]
 pub static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
@@ -45,6 +48,20 @@ pub static CT: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(common::CT_DEFAUL
 /// Flows not answered yet: a flood of them evicts only its own kind.
 #[map(name = "ct_new_v2")]
 pub static CT_NEW: LruHashMap<CtKey, CtValue> =
+    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+
+/// IPv6 flows, as `ct_v3` and `ct_new_v2`.
+#[map(name = "ct6_v1")]
+pub static CT6: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
+    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES, 0);
+
+#[map(name = "ct6_new_v1")]
+pub static CT6_NEW: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
+    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+
+/// IPv6 SNAT flows per container and destination, as `snat_use_v1`.
+#[map(name = "snat6_use_v1")]
+pub static SNAT6_USE: LruHashMap<CtKey<Ip6>, u64> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
 /// SNAT flows a container holds toward one destination: its forward tuple with source
@@ -132,6 +149,10 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 pub struct MapTypes {
     pub published_key: PublishedKey,
     pub backend: Backend,
+    pub published_key6: PublishedKey<Ip6>,
+    pub backend6: Backend<Ip6>,
+    pub ct_key6: CtKey<Ip6>,
+    pub ct_value6: CtValue<Ip6>,
     pub endpoint: Endpoint,
     pub ip6: Ip6,
     pub port: Port,

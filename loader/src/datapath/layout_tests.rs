@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 17] {
+fn userspace() -> [Layout; 21] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -43,7 +43,14 @@ fn userspace() -> [Layout; 17] {
             proto,
             _pad
         }),
+        layout!(PublishedKey<Ip6> {
+            host_ip,
+            port,
+            proto,
+            _pad
+        }),
         layout!(Backend { ip, port, _pad }),
+        layout!(Backend<Ip6> { ip, port, _pad }),
         layout!(Endpoint {
             ifindex,
             network,
@@ -69,6 +76,33 @@ fn userspace() -> [Layout; 17] {
             _pad
         }),
         layout!(CtValue {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            flags,
+            tcp_seen,
+            wscale,
+            hop,
+            seq_end,
+            max_win,
+            last_seen_ns,
+            packets,
+            bytes,
+            hop_ifindex,
+            hop_gen,
+            hop_mtu,
+            hop_macs,
+        }),
+        layout!(CtKey<Ip6> {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            _pad
+        }),
+        layout!(CtValue<Ip6> {
             src_ip,
             dst_ip,
             src_port,
@@ -157,11 +191,20 @@ fn map_types(btf: &Btf) -> BTreeSet<String> {
         let name = unsanitize(&btf.resolve_name(&map).expect("BTF name"));
         paths.extend(
             name.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .filter(|word| word.starts_with("common::"))
+                .filter(|word| word.starts_with("common::") && !truncated(word))
                 .map(str::to_owned),
         );
     }
     paths
+}
+
+/// Whether a word of a long BTF name is where the compiler cut it and appended a hash
+/// (`common::maps_f98a19b4736a6f79`): the types cut off are checked all the same, through
+/// `MapTypes`.
+fn truncated(word: &str) -> bool {
+    word.rsplit(['_', ':'])
+        .next()
+        .is_some_and(|tail| tail.len() == 16 && tail.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Undo bpf-linker's escaping of BTF names: every byte outside `[A-Za-z0-9_]` is `_XX_`.
@@ -212,10 +255,45 @@ fn btf_struct(btf: &Btf, name: &str) -> Result<Struct, String> {
     }
 }
 
+/// The name the BTF gives a type: its path without the outer type's module
+/// (`CtKey<common::ip6::Ip6>`), escaped as bpf-linker escapes it.
+fn btf_name(path: &str) -> String {
+    let (head, args) = path.split_once('<').map_or((path, ""), |(h, a)| (h, a));
+    let name = head.rsplit("::").next().unwrap_or(head);
+    let full = if args.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}<{args}")
+    };
+    full.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                char::from(b).to_string()
+            } else {
+                format!("_{b:02X}_")
+            }
+        })
+        .collect()
+}
+
+/// A type's path without its generic arguments, as `map_types` lists it.
+fn base_path(path: &str) -> &str {
+    path.split('<').next().unwrap_or(path)
+}
+
 /// How `layout` differs from the BTF struct of the same name, one line per difference.
 fn differences(btf: &Btf, layout: &Layout) -> Vec<String> {
-    let name = layout.path.rsplit("::").next().unwrap_or(layout.path);
-    let s = match btf_struct(btf, name) {
+    let btf_name = btf_name(layout.path);
+    let name = btf_name.as_str();
+    // `type_name` leaves out a default generic argument (`CtKey` is `CtKey<u32>`, IPv4),
+    // which the BTF name spells out.
+    let found = btf_struct(btf, name).or_else(|e| {
+        if layout.path.contains('<') {
+            return Err(e);
+        }
+        btf_struct(btf, &format!("{name}_3C_u32_3E_")).map_err(|_| e)
+    });
+    let s = match found {
         Ok(s) => s,
         Err(e) => return vec![e],
     };
@@ -262,7 +340,10 @@ fn differences(btf: &Btf, layout: &Layout) -> Vec<String> {
 fn layouts_match_the_datapath() {
     let btf = object_btf();
     let layouts = userspace();
-    let checked: BTreeSet<String> = layouts.iter().map(|l| l.path.to_owned()).collect();
+    let checked: BTreeSet<String> = layouts
+        .iter()
+        .map(|l| base_path(l.path).to_owned())
+        .collect();
     assert_eq!(
         map_types(&btf),
         checked,
@@ -279,6 +360,9 @@ fn layouts_match_the_datapath() {
 
 #[test]
 fn unsanitize_reverses_bpf_linker_names() {
+    let escaped = btf_name("common::ct::CtKey<common::ip6::Ip6>");
+    assert_eq!(unsanitize(&escaped), "CtKey<common::ip6::Ip6>");
+    assert_eq!(btf_name("common::maps::Port"), "Port");
     assert_eq!(
         unsanitize("HashMap_3C_u32_2C__20_common_3A__3A_maps_3A__3A_Port_3E_"),
         "HashMap<u32, common::maps::Port>"

@@ -12,6 +12,8 @@ use super::DatapathError;
 
 pub struct Maps {
     pub published: HashMap<MapData, PublishedKey, Backend>,
+    /// IPv6 published ports.
+    pub published6: HashMap<MapData, PublishedKey<Ip6>, Backend<Ip6>>,
     /// Host IPv4 (network order) → flags.
     pub host_ips: HashMap<MapData, u32, u32>,
     /// Host IPv6 → flags.
@@ -26,6 +28,10 @@ pub struct Maps {
     pub ct_new: HashMap<MapData, CtKey, CtValue>,
     /// A container's SNAT flows toward one destination (forward tuple, source port 0).
     pub snat_use: HashMap<MapData, CtKey, u64>,
+    /// IPv6 flows, answered and not yet, and SNAT use.
+    pub ct6: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
+    pub ct6_new: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
+    pub snat6_use: HashMap<MapData, CtKey<Ip6>, u64>,
     /// Managed networks' subnets (IPv4, network order) → the network.
     pub subnets: LpmTrie<MapData, u32, Network>,
     /// Managed networks' IPv6 subnets → the network.
@@ -60,6 +66,7 @@ impl Maps {
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
             published: take(ebpf, names::PUBLISHED)?,
+            published6: take(ebpf, names::PUBLISHED6)?,
             host_ips: take(ebpf, names::HOST_IPS)?,
             host_ips6: take(ebpf, names::HOST_IPS6)?,
             endpoints: take(ebpf, names::ENDPOINTS)?,
@@ -69,6 +76,9 @@ impl Maps {
             subnets: take(ebpf, names::SUBNETS)?,
             subnets6: take(ebpf, names::SUBNETS6)?,
             snat_use: take(ebpf, names::SNAT_USE)?,
+            ct6: take(ebpf, names::CT6)?,
+            ct6_new: take(ebpf, names::CT6_NEW)?,
+            snat6_use: take(ebpf, names::SNAT6_USE)?,
             stats: take(ebpf, names::STATS)?,
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,

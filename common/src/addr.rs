@@ -1,0 +1,37 @@
+//! What the datapath's family-generic types need of an address.
+use core::{fmt::Debug, hash::Hash};
+
+use crate::Ip6;
+
+/// An address family's address as the datapath keeps it: `u32` for IPv4 (network order)
+/// and `Ip6` for IPv6. Flows, publishes and their maps are generic over it, so the two
+/// families share one code path.
+pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
+    /// The all-zero address (`0.0.0.0`, `::`): a wildcard or "none".
+    const ZERO: Self;
+    /// Its size in bytes.
+    const LEN: usize;
+
+    /// Equality, compiled without a byte loop.
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl Addr for u32 {
+    const ZERO: Self = 0;
+    const LEN: usize = 4;
+
+    #[inline(always)]
+    fn same(&self, other: &Self) -> bool {
+        *self == *other
+    }
+}
+
+impl Addr for Ip6 {
+    const ZERO: Self = Ip6::UNSPECIFIED;
+    const LEN: usize = 16;
+
+    #[inline(always)]
+    fn same(&self, other: &Self) -> bool {
+        Ip6::same(self, other)
+    }
+}
