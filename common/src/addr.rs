@@ -11,27 +11,51 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
     const ZERO: Self;
     /// Its size in bytes.
     const LEN: usize;
+    /// This family's ICMP protocol number (ICMP 1, ICMPv6 58).
+    const PROTO_ICMP: u8;
+
+    /// Its size in 32-bit words, each as stored (`word(i)`, i < WORDS).
+    const WORDS: usize;
 
     /// Equality, compiled without a byte loop.
     fn same(&self, other: &Self) -> bool;
+
+    /// Its `i`th 32-bit word, as stored.
+    fn word(&self, i: usize) -> u32;
 }
 
 impl Addr for u32 {
     const ZERO: Self = 0;
     const LEN: usize = 4;
+    const PROTO_ICMP: u8 = crate::PROTO_ICMP;
+
+    const WORDS: usize = 1;
 
     #[inline(always)]
     fn same(&self, other: &Self) -> bool {
         *self == *other
+    }
+
+    #[inline(always)]
+    fn word(&self, _: usize) -> u32 {
+        *self
     }
 }
 
 impl Addr for Ip6 {
     const ZERO: Self = Ip6::UNSPECIFIED;
     const LEN: usize = 16;
+    const PROTO_ICMP: u8 = crate::PROTO_ICMPV6;
+
+    const WORDS: usize = 4;
 
     #[inline(always)]
     fn same(&self, other: &Self) -> bool {
         Ip6::same(self, other)
+    }
+
+    #[inline(always)]
+    fn word(&self, i: usize) -> u32 {
+        self.words[i & 3]
     }
 }

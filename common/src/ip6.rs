@@ -14,6 +14,7 @@ pub struct Ip6 {
 
 impl Ip6 {
     pub const UNSPECIFIED: Ip6 = Ip6 { words: [0; 4] };
+    pub const LOOPBACK: Ip6 = Ip6::from_octets([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
     pub const fn from_octets(o: [u8; 16]) -> Self {
         const fn word(o: &[u8; 16], i: usize) -> u32 {

@@ -34,6 +34,8 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// IANA protocol number of ICMP.
 pub const PROTO_ICMP: u8 = 1;
+/// IANA protocol number of ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// Map names; the `_v1` suffix changes whenever a layout does, so a new daemon never
 /// reads a pinned map written with another layout.
@@ -64,11 +66,22 @@ pub mod names {
     pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
     pub const FLOOD_BUDGET: &str = "flood_budget_v1";
+    pub const JUMP: &str = "jump_v1";
     /// Not pinned: the in-kernel sweep's timeouts and its last result.
     pub const CT_TIMEOUTS: &str = "ct_timeouts";
     pub const SWEEP: &str = "sweep";
     /// Not pinned: jiffies to monotonic time, measured by each daemon.
     pub const CLOCK: &str = "clock";
+}
+
+/// Slots of `jump_v1`: the IPv6 programs the IPv4 ones tail-call.
+pub mod jump {
+    /// `from_container6`, from `from_container`.
+    pub const FROM_CONTAINER6: u32 = 0;
+    /// `from_uplink6`, from `from_uplink`.
+    pub const FROM_UPLINK6: u32 = 1;
+    /// `from_l3_uplink6`, from `from_l3_uplink`.
+    pub const FROM_L3_UPLINK6: u32 = 2;
 }
 
 /// Default number of connection-tracking entries (each flow takes two).

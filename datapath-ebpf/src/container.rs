@@ -5,18 +5,19 @@
 //! known it may send nothing routed, and its first IPv4 packet binds its address.
 use aya_ebpf::programs::TcContext;
 use common::{
-    CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED,
-    Reason,
+    Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ,
+    NET_ROUTED, Reason, jump,
 };
 
 use crate::{
-    ct, frag,
+    ct,
+    family::{Family, stage},
     fwd::{self, Next, Route},
     hop,
-    icmp::{self, From},
+    icmp::From,
     ipv6,
     l2::{self, L2},
-    maps::{endpoint, iface_role, is_host, network_of},
+    maps::{JUMP, iface_role},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Packet, parse},
     stats::{count, verdict},
@@ -30,7 +31,12 @@ pub fn handle(ctx: &TcContext) -> i32 {
     match l2.ethertype {
         ETH_P_IP => {}
         ETH_P_ARP => return l2::arp(ctx, &l2),
-        ETH_P_IPV6 => return ipv6::from_container(ctx, &mut l2),
+        ETH_P_IPV6 => {
+            // SAFETY: a tail call into `from_container6` with this program's context; it
+            // returns only when the slot is empty, and then IPv6 is refused.
+            unsafe { JUMP.tail_call(ctx, jump::FROM_CONTAINER6) };
+            return verdict(ctx, Reason::DropIpv6);
+        }
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
     let p = match parse(ctx, ETH_HLEN) {
@@ -40,35 +46,51 @@ pub fn handle(ctx: &TcContext) -> i32 {
     if let Err(reason) = l2::check_ip_source(ctx, &mut l2, p) {
         return verdict(ctx, reason);
     }
+    ip(ctx, &l2, p)
+}
+
+/// `from_container6`: an IPv6 frame (the IPv4 program tail-calls it).
+#[inline(always)]
+pub fn handle6(ctx: &TcContext) -> i32 {
+    let Some(mut l2) = l2::read(ctx) else {
+        return verdict(ctx, Reason::DropMalformed);
+    };
+    ipv6::from_container(ctx, &mut l2)
+}
+
+/// An IP packet of either family whose source checked out: tracked flows, then a new
+/// flow's first packet.
+#[inline(always)]
+pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
     if p.ttl <= 1 && l2.routed() {
         // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
         return verdict(ctx, Reason::TtlExpired);
     }
-    if let Some(v) = icmp::handle_error(ctx, p, From::Container) {
+    if let Some(v) = A::icmp_error(ctx, p, From::Container) {
         return v;
     }
     if p.frag == Frag::Later {
-        if !frag::recall(p) {
-            return unknown_fragment(ctx, &l2, p);
+        if !A::frag_recall(p) {
+            return unknown_fragment(ctx, l2, p);
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let (to, flow) = match ct::lookup(ctx, p) {
+    let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
         Ok(Some(hit)) => (hit.to, hit.entry),
-        Ok(None) => match first(ctx, &l2, p) {
+        Ok(None) => match stage!(A, first(ctx, l2, p)) {
             Ok(to) => (to, None),
             Err(verdict) => return verdict,
         },
         Err(reason) => return verdict(ctx, reason),
     };
-    translate(ctx, p, &to, flow)
+    stage!(A, translate(ctx, p, &to, flow))
 }
 
 /// An untracked packet: a new flow's tuple (masquerade, hairpin, tracked egress), or
 /// the verdict it gets instead (switched, routed as it is, dropped, passed).
 #[inline(always)]
-fn first(ctx: &TcContext, l2: &L2, p: &Packet) -> Result<CtKey, i32> {
-    let own = network_of(p.src_ip).map_or(0, |n| n.flags);
+fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<CtKey<A>, i32> {
+    let own = A::network_of(&p.src_ip).map_or(0, |n| n.flags);
     if !l2.routed() {
         if own & NET_NO_ICC != 0 && l2.dst_mac[0] & 1 == 0 {
             // No inter-container communication: unicast to a neighbour is refused.
@@ -76,7 +98,7 @@ fn first(ctx: &TcContext, l2: &L2, p: &Packet) -> Result<CtKey, i32> {
         }
         return Err(l2::forward_switched(ctx, l2, p));
     }
-    let to_host = is_host(p.dst_ip);
+    let to_host = A::is_host(&p.dst_ip);
     if own & NET_INTERNAL != 0 && !to_host {
         // An internal network talks only within itself (and to its gateway, the host).
         return Err(verdict(ctx, Reason::DropInternal));
@@ -111,11 +133,11 @@ fn first(ctx: &TcContext, l2: &L2, p: &Packet) -> Result<CtKey, i32> {
 /// A later fragment whose first was not translated here: its ports are unknown, so it
 /// passes only where it would not have been translated.
 #[inline(always)]
-fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
+fn unknown_fragment<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
     if !l2.routed() {
         return verdict(ctx, Reason::FragmentPassed);
     }
-    let own = network_of(p.src_ip).map_or(0, |n| n.flags);
+    let own = A::network_of(&p.src_ip).map_or(0, |n| n.flags);
     match egress(ctx, l2, p, own) {
         Egress::Out(_, Way::Masquerade) => verdict(ctx, Reason::DropFragment),
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
@@ -127,11 +149,11 @@ fn unknown_fragment(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
 /// too big for the device it would leave by is left untranslated, to the kernel, which
 /// answers it.
 #[inline(always)]
-fn translate(
+fn translate<A: Family>(
     ctx: &TcContext,
-    p: &mut Packet,
-    to: &CtKey,
-    flow: Option<&'static mut CtValue>,
+    p: &mut Packet<A>,
+    to: &CtKey<A>,
+    flow: Option<&'static mut CtValue<A>>,
 ) -> i32 {
     let Some((next, mtu)) = hop::next(ctx, to, flow) else {
         return verdict(ctx, Reason::DropNoRoute);
@@ -139,7 +161,7 @@ fn translate(
     if !next.peer && !fwd::fits_mtu(ctx, p, next.ifindex, mtu) {
         return too_big(ctx, p);
     }
-    frag::remember(p);
+    A::frag_remember(p);
     if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
@@ -149,7 +171,7 @@ fn translate(
 /// An untranslated packet too big for its way out: with don't-fragment set the kernel
 /// answers fragmentation-needed (path MTU discovery); bpfnet does not fragment.
 #[inline(always)]
-fn too_big(ctx: &TcContext, p: &Packet) -> i32 {
+fn too_big<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> i32 {
     if p.df {
         verdict(ctx, Reason::FragNeeded)
     } else {
@@ -158,9 +180,9 @@ fn too_big(ctx: &TcContext, p: &Packet) -> i32 {
 }
 
 /// Where a routed packet from a container is headed.
-enum Egress {
+enum Egress<A> {
     /// Out of an uplink, by `Route`, the `Way` its network leaves.
-    Out(Route, Way),
+    Out(Route<A>, Way),
     /// Into another managed network: isolation forbids it.
     OtherNetwork,
     /// The host's business (its own addresses, unmanaged devices, no route).
@@ -180,11 +202,11 @@ enum Way {
 
 /// Where routed packet `p` goes; `own`: the `NET_*` flags of the sender's network.
 #[inline(always)]
-fn egress(ctx: &TcContext, l2: &L2, p: &Packet, own: u32) -> Egress {
+fn egress<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>, own: u32) -> Egress<A> {
     let net = l2.network();
     let other = |n: u32| net.is_some_and(|mine| mine != n);
-    if network_of(p.dst_ip).is_some_and(|n| other(n.bridge))
-        || endpoint(p.dst_ip).is_some_and(|ep| other(ep.network))
+    if A::network_of(&p.dst_ip).is_some_and(|n| other(n.bridge))
+        || A::endpoint(&p.dst_ip).is_some_and(|ep| other(ep.network))
     {
         return Egress::OtherNetwork;
     }
@@ -194,7 +216,7 @@ fn egress(ctx: &TcContext, l2: &L2, p: &Packet, own: u32) -> Egress {
     let role = iface_role(r.ifindex);
     if role & IFACE_BRIDGE != 0 && other(r.ifindex) {
         Egress::OtherNetwork
-    } else if role & IFACE_UPLINK != 0 && r.src_ip != 0 {
+    } else if role & IFACE_UPLINK != 0 && !r.src_ip.same(&A::ZERO) {
         let way = if own & NET_ROUTED != 0 {
             Way::Routed
         } else if own & NET_NO_MASQ != 0 {

@@ -16,7 +16,8 @@ use common::{
 };
 
 use crate::{
-    maps::{CLOCK, CT, CT_NEW, Scratch, scratch},
+    family::Family,
+    maps::{CLOCK, Work, scratch},
     parse::Packet,
     stats::count,
     tcp,
@@ -33,16 +34,16 @@ pub enum Table {
 
 impl Table {
     #[inline(always)]
-    fn map(self) -> &'static LruHashMap<CtKey, CtValue> {
+    fn map<A: Family>(self) -> &'static LruHashMap<CtKey<A>, CtValue<A>> {
         match self {
-            Self::Main => &CT,
-            Self::New => &CT_NEW,
+            Self::Main => A::ct(),
+            Self::New => A::ct_new(),
         }
     }
 }
 
 #[inline(always)]
-pub fn key_of(p: &Packet) -> CtKey {
+pub fn key_of<A: Family>(p: &Packet<A>) -> CtKey<A> {
     CtKey {
         src_ip: p.src_ip,
         dst_ip: p.dst_ip,
@@ -67,16 +68,16 @@ fn now() -> u64 {
 
 /// The entry for `key` in either table.
 #[inline(always)]
-fn find(key: &CtKey) -> Option<(*mut CtValue, Table)> {
-    if let Some(v) = CT.get_ptr_mut(key) {
+fn find<A: Family>(key: &CtKey<A>) -> Option<(*mut CtValue<A>, Table)> {
+    if let Some(v) = A::ct().get_ptr_mut(key) {
         return Some((v, Table::Main));
     }
-    CT_NEW.get_ptr_mut(key).map(|v| (v, Table::New))
+    A::ct_new().get_ptr_mut(key).map(|v| (v, Table::New))
 }
 
 /// The entry for `key` in either table, in place (no copy on the stack).
 #[inline(always)]
-pub fn entry(key: &CtKey) -> Option<(&'static CtValue, Table)> {
+pub fn entry<A: Family>(key: &CtKey<A>) -> Option<(&'static CtValue<A>, Table)> {
     // SAFETY: a valid map value pointer; the reference lives for this program run only.
     find(key).map(|(v, t)| (unsafe { &*v }, t))
 }
@@ -90,12 +91,12 @@ fn finished(a: u8, b: u8) -> bool {
 /// Follow a TCP packet of the flow in `v` (its sender's direction) in `table`. Err: a RST
 /// or FIN outside the window, which changes nothing.
 #[inline(always)]
-fn track_tcp(
+fn track_tcp<A: Family>(
     ctx: &TcContext,
-    key: &CtKey,
-    v: &mut CtValue,
+    key: &CtKey<A>,
+    v: &mut CtValue<A>,
     table: Table,
-    p: &Packet,
+    p: &Packet<A>,
 ) -> Result<(), Reason> {
     let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
     if f & (TCP_FIN | TCP_SYN | TCP_RST) == 0 {
@@ -106,7 +107,7 @@ fn track_tcp(
         return Ok(());
     }
     let twin_key = key.twin(v);
-    let twin = table.map().get_ptr_mut(twin_key);
+    let twin = table.map::<A>().get_ptr_mut(twin_key);
     if tcp::closes(p) {
         // SAFETY: a valid map value pointer, read only.
         let receiver = twin.map(|t| unsafe { &*t });
@@ -154,15 +155,15 @@ fn track_tcp(
 
 /// A tracked packet: the tuple it leaves with and its flow entry (None when the entry
 /// has just moved tables), whose remembered next hop spares the next packets a lookup.
-pub struct Hit {
-    pub to: CtKey,
-    pub entry: Option<&'static mut CtValue>,
+pub struct Hit<A: Family> {
+    pub to: CtKey<A>,
+    pub entry: Option<&'static mut CtValue<A>>,
 }
 
 /// The tuple this packet's flow leaves with, accounting the packet to its entry and to
 /// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table.
 #[inline(always)]
-pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<Hit>, Reason> {
+pub fn lookup<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<Option<Hit<A>>, Reason> {
     let key = key_of(p);
     let Some((ptr, table)) = find(&key) else {
         return Ok(None);
@@ -199,24 +200,25 @@ pub fn lookup(ctx: &TcContext, p: &Packet) -> Result<Option<Hit>, Reason> {
     clippy::needless_borrows_for_generic_args,
     reason = "a reference into the map, not a 48-byte copy on the stack"
 )]
-fn promote(rk: &CtKey, rv: &CtValue) {
+fn promote<A: Family>(rk: &CtKey<A>, rv: &CtValue<A>) {
+    let (ct, ct_new) = (A::ct(), A::ct_new());
     let fk = rk.twin(rv);
-    let Some(fv) = CT_NEW.get_ptr(fk) else {
+    let Some(fv) = ct_new.get_ptr(fk) else {
         return;
     };
     let noexist = u64::from(BPF_NOEXIST);
     // SAFETY: valid map value pointers, read by the helpers in place.
-    if CT.insert(fk, unsafe { &*fv }, noexist).is_ok() && CT.insert(rk, rv, noexist).is_err() {
-        let _ = CT.remove(fk);
+    if ct.insert(fk, unsafe { &*fv }, noexist).is_ok() && ct.insert(rk, rv, noexist).is_err() {
+        let _ = ct.remove(fk);
         return;
     }
-    let _ = CT_NEW.remove(fk);
-    let _ = CT_NEW.remove(rk);
+    let _ = ct_new.remove(fk);
+    let _ = ct_new.remove(rk);
 }
 
 /// Translation of a flow without accounting, for ICMP errors that quote it.
 #[inline(always)]
-pub fn peek(key: &CtKey) -> Option<CtKey> {
+pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
     entry(key).map(|(v, _)| key.translated(v))
 }
 
@@ -224,8 +226,8 @@ pub fn peek(key: &CtKey) -> Option<CtKey> {
 /// is `p` (flags `CT_DNAT`/`CT_SNAT`), so that `create` and `repair` can try tuples
 /// without parsing the packet again.
 #[inline(always)]
-pub fn stage(ctx: &TcContext, p: &Packet, flags: u8) -> Result<(), Reason> {
-    let s = scratch().ok_or(Reason::DropCtInsert)?;
+pub fn stage<A: Family>(ctx: &TcContext, p: &Packet<A>, flags: u8) -> Result<(), Reason> {
+    let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
     let now = now();
     s.fwd = CtValue::new(&key_of(p), flags, now);
     if p.proto == PROTO_TCP {
@@ -240,8 +242,8 @@ pub fn stage(ctx: &TcContext, p: &Packet, flags: u8) -> Result<(), Reason> {
 
 /// The staged forward entry, leaving as `to`.
 #[inline(always)]
-fn staged(to: &CtKey) -> Result<&'static mut Scratch, Reason> {
-    let s = scratch().ok_or(Reason::DropCtInsert)?;
+fn staged<A: Family>(to: &CtKey<A>) -> Result<&'static mut Work<A>, Reason> {
+    let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
     s.fwd.src_ip = to.src_ip;
     s.fwd.dst_ip = to.dst_ip;
     s.fwd.src_port = to.src_port;
@@ -256,20 +258,21 @@ fn staged(to: &CtKey) -> Result<&'static mut Scratch, Reason> {
     clippy::needless_borrows_for_generic_args,
     reason = "references into the scratch map, not 48-byte copies on the stack"
 )]
-pub fn create(p: &Packet, to: &CtKey) -> Result<(), Reason> {
+pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
+    let (ct, ct_new) = (A::ct(), A::ct_new());
     let key = key_of(p);
     let rk = to.reversed();
-    if CT.get_ptr(rk).is_some() {
+    if ct.get_ptr(rk).is_some() {
         return Err(Reason::DropCtClash);
     }
     let s = staged(to)?;
     let noexist = u64::from(BPF_NOEXIST);
-    if CT_NEW.insert(rk, &s.rev, noexist).is_err() {
+    if ct_new.insert(rk, &s.rev, noexist).is_err() {
         return Err(Reason::DropCtClash);
     }
-    if CT.get_ptr(key).is_some() || CT_NEW.insert(key, &s.fwd, noexist).is_err() {
+    if ct.get_ptr(key).is_some() || ct_new.insert(key, &s.fwd, noexist).is_err() {
         // Another CPU created this flow first: ours goes, theirs serves the next packet.
-        let _ = CT_NEW.remove(rk);
+        let _ = ct_new.remove(rk);
         return Err(Reason::DropCtInsert);
     }
     Ok(())
@@ -282,10 +285,10 @@ pub fn create(p: &Packet, to: &CtKey) -> Result<(), Reason> {
     clippy::needless_borrows_for_generic_args,
     reason = "a reference into the scratch map, not a 48-byte copy on the stack"
 )]
-pub fn repair(p: &Packet, to: &CtKey, table: Table) -> Result<(), Reason> {
+pub fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(), Reason> {
     let s = staged(to)?;
     table
-        .map()
+        .map::<A>()
         .insert(key_of(p), &s.fwd, u64::from(BPF_NOEXIST))
         .map_err(|_| Reason::DropCtInsert)
 }
@@ -297,14 +300,19 @@ pub fn repair(p: &Packet, to: &CtKey, table: Table) -> Result<(), Reason> {
 /// has seen, which a peer in TIME_WAIT accepts as a new connection. Both of the old
 /// flow's entries are then removed.
 #[inline(always)]
-pub fn release_finished(rk: &CtKey, rv: &CtValue, table: Table, p: &Packet) -> bool {
+pub fn release_finished<A: Family>(
+    rk: &CtKey<A>,
+    rv: &CtValue<A>,
+    table: Table,
+    p: &Packet<A>,
+) -> bool {
     if rk.proto != PROTO_TCP {
         return false;
     }
     let fk = rk.twin(rv);
     // SAFETY: plain lookup, the two fields copied out.
     let (f_seen, f_end) =
-        unsafe { table.map().get(fk) }.map_or((0, 0), |f| (f.tcp_seen, f.seq_end));
+        unsafe { table.map::<A>().get(fk) }.map_or((0, 0), |f| (f.tcp_seen, f.seq_end));
     let reusable = if (rv.tcp_seen | f_seen) & TCP_RST != 0 {
         true
     } else if rv.tcp_seen & f_seen & TCP_FIN != 0 {
@@ -313,8 +321,8 @@ pub fn release_finished(rk: &CtKey, rv: &CtValue, table: Table, p: &Packet) -> b
         false
     };
     if reusable {
-        let _ = table.map().remove(fk);
-        let _ = table.map().remove(rk);
+        let _ = table.map::<A>().remove(fk);
+        let _ = table.map::<A>().remove(rk);
     }
     reusable
 }

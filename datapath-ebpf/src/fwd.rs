@@ -17,24 +17,21 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use common::{CtKey, CtValue, Endpoint, Reason};
+use common::{Addr, CtKey, CtValue, Endpoint, Reason};
 
 use crate::{
-    csum::replace16,
-    maps::{endpoint, port, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Frame as _, Packet, read, write},
+    family::Family,
+    maps::{port, scratch},
+    parse::{ETH_HLEN, Frame as _, Packet, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
-const AF_INET: u8 = 2;
-/// The IPv4 TTL's offset in the header.
-const IP_TTL: usize = 8;
-
 /// Where the routing table sends a tuple.
-pub struct Route {
+pub struct Route<A = u32> {
     pub ifindex: u32,
-    /// Preferred source address on that route (network order), when asked for.
-    pub src_ip: u32,
+    /// Preferred source address on that route (network order), when asked for; zero
+    /// when there is none.
+    pub src_ip: A,
     /// MACs to write (destination, source), when `resolved`.
     pub macs: [[u8; 6]; 2],
     /// The neighbour is known. (Not an Option: the compiler copies an unset payload,
@@ -45,16 +42,15 @@ pub struct Route {
 /// Route lookup for tuple `t` arriving on this packet's ingress device; `want_src` asks
 /// the kernel for the source address it would pick.
 #[inline(always)]
-pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
+pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option<Route<A>> {
     let fib = &mut scratch()?.fib;
     // SAFETY: an all-zero bpf_fib_lookup is a valid value of this plain C struct.
     *fib = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
+    fib.family = A::AF;
     fib.l4_protocol = t.proto;
     fib.sport = t.src_port;
     fib.dport = t.dst_port;
-    fib.__bindgen_anon_3.ipv4_src = t.src_ip;
-    fib.__bindgen_anon_4.ipv4_dst = t.dst_ip;
+    A::fib_set(fib, t);
     // SAFETY: ctx.as_ptr() is the __sk_buff this program was called with.
     fib.ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
     // tot_len stays 0: with it set, GSO packets get FRAG_NEEDED answers.
@@ -69,8 +65,7 @@ pub fn route(ctx: &TcContext, t: &CtKey, want_src: bool) -> Option<Route> {
     };
     Some(Route {
         ifindex: fib.ifindex,
-        // SAFETY: reading the union member the IPv4 lookup wrote.
-        src_ip: unsafe { fib.__bindgen_anon_3.ipv4_src },
+        src_ip: A::fib_src(fib),
         macs: [fib.dmac, fib.smac],
         resolved,
     })
@@ -122,7 +117,7 @@ impl Next {
     }
 
     #[inline(always)]
-    pub fn route(r: &Route) -> Self {
+    pub fn route<A: Addr>(r: &Route<A>) -> Self {
         Self {
             peer: false,
             ifindex: r.ifindex,
@@ -134,8 +129,8 @@ impl Next {
 
 /// The endpoint that owns tuple `t`'s destination, else the route toward it.
 #[inline(always)]
-pub fn next_hop(ctx: &TcContext, t: &CtKey) -> Option<Next> {
-    if let Some(ep) = endpoint(t.dst_ip) {
+pub fn next_hop<A: Family>(ctx: &TcContext, t: &CtKey<A>) -> Option<Next> {
+    if let Some(ep) = A::endpoint(&t.dst_ip) {
         return Some(Next::peer(&ep));
     }
     route(ctx, t, false).map(|r| Next::route(&r))
@@ -145,7 +140,7 @@ pub fn next_hop(ctx: &TcContext, t: &CtKey) -> Option<Next> {
 /// IP length is what counts, not the frame's: a device without link-layer header (a
 /// tunnel) takes a full-MTU packet from a container's Ethernet frame.
 #[inline(always)]
-pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
+pub fn fits<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> bool {
     // A GSO packet's segments are measured by the kernel (IP length 0 asks for that,
     // and the segment check takes no other input).
     let (mut len, flags) = if ctx.is_gso() {
@@ -162,7 +157,7 @@ pub fn fits(ctx: &TcContext, p: &Packet, ifindex: u32) -> bool {
 /// Whether the packet fits a device of `mtu` (when known: a remembered hop's), else
 /// device `ifindex` as the kernel measures it. GSO packets always ask the kernel.
 #[inline(always)]
-pub fn fits_mtu(ctx: &TcContext, p: &Packet, ifindex: u32, mtu: Option<u32>) -> bool {
+pub fn fits_mtu<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32, mtu: Option<u32>) -> bool {
     match mtu {
         Some(mtu) if !ctx.is_gso() => p.ip_len() <= mtu,
         _ => fits(ctx, p, ifindex),
@@ -182,11 +177,11 @@ pub fn device_mtu(ctx: &TcContext, ifindex: u32) -> u32 {
 /// One routing hop: the TTL goes down by one (a packet whose TTL ends here is dropped,
 /// counted), then the packet is sent to `next`.
 #[inline(always)]
-pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
+pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
     if p.ttl <= 1 {
         return verdict(ctx, Reason::DropTtl);
     }
-    if decrement_ttl(ctx, p).is_err() || (p.l3_off() == 0 && push_eth(ctx).is_err()) {
+    if A::decrement_ttl(ctx, p).is_err() || (p.l3_off() == 0 && push_eth::<A>(ctx).is_err()) {
         return verdict(ctx, Reason::DropRewrite);
     }
     if !next.peer {
@@ -210,38 +205,26 @@ pub fn send(ctx: &TcContext, p: &Packet, next: &Next) -> i32 {
     verdict(ctx, Reason::DropRewrite)
 }
 
-/// The IPv4 TTL, one less, with the header checksum updated.
+/// Put an Ethernet header (zeroed MACs, the family's ethertype) in front of a packet
+/// from an L3 device, which every later step (a veth peer, the neighbour output, another
+/// redirect) expects; the caller writes the MACs.
 #[inline(always)]
-fn decrement_ttl(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
-    // TTL and protocol share a 16-bit word of the header checksum, which follows them.
-    let off = p.l3_off() + IP_TTL;
-    let [ttl, proto, c0, c1]: [u8; 4] = read(ctx, off).ok_or(Reason::DropRewrite)?;
-    let new = [ttl - 1, proto];
-    let check = replace16(
-        u16::from_ne_bytes([c0, c1]),
-        u16::from_ne_bytes([ttl, proto]),
-        u16::from_ne_bytes(new),
-    );
-    let [n0, n1] = check.to_ne_bytes();
-    write(ctx, off, [new[0], new[1], n0, n1]).ok_or(Reason::DropRewrite)
-}
-
-/// Put an Ethernet header (zeroed MACs, IPv4) in front of a packet from an L3 device,
-/// which every later step (a veth peer, the neighbour output, another redirect) expects;
-/// the caller writes the MACs.
-#[inline(always)]
-fn push_eth(ctx: &TcContext) -> Result<(), Reason> {
+fn push_eth<A: Family>(ctx: &TcContext) -> Result<(), Reason> {
     // SAFETY: helper on this program's context; the new bytes are zeroed by the kernel.
     if unsafe { bpf_skb_change_head(ctx.skb.skb, ETH_HLEN as u32, 0) } != 0 {
         return Err(Reason::DropRewrite);
     }
-    write(ctx, 12, ETH_P_IP.to_be()).ok_or(Reason::DropRewrite)
+    write(ctx, 12, A::ETH_P.to_be()).ok_or(Reason::DropRewrite)
 }
 
 /// Send the (translated) packet to the endpoint that owns its destination, else by
 /// route; `flow`, the packet's flow entry, remembers where.
 #[inline(always)]
-pub fn to_destination(ctx: &TcContext, p: &Packet, flow: Option<&mut CtValue>) -> i32 {
+pub fn to_destination<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    flow: Option<&mut CtValue<A>>,
+) -> i32 {
     match crate::hop::next(ctx, &crate::ct::key_of(p), flow) {
         Some((next, _)) => send(ctx, p, &next),
         None => verdict(ctx, Reason::DropNoRoute),

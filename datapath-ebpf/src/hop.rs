@@ -8,6 +8,7 @@ use aya_ebpf::programs::TcContext;
 use common::{CtKey, CtValue, HOP_NONE, HOP_PEER, HOP_ROUTE};
 
 use crate::{
+    family::Family,
     fwd::{Next, device_mtu, next_hop},
     maps::route_gen,
 };
@@ -16,10 +17,10 @@ use crate::{
 /// remembered (None: not known, ask the kernel). `flow`: the packet's flow entry, which
 /// remembers the hop.
 #[inline(always)]
-pub fn next(
+pub fn next<A: Family>(
     ctx: &TcContext,
-    to: &CtKey,
-    flow: Option<&mut CtValue>,
+    to: &CtKey<A>,
+    flow: Option<&mut CtValue<A>>,
 ) -> Option<(Next, Option<u32>)> {
     // Read before looking anything up: a change during the lookup leaves a stale mark.
     let generation = route_gen();
@@ -44,7 +45,7 @@ pub fn next(
 /// Keep `n` in `v`; a route whose neighbour is unresolved is not kept (the kernel finds
 /// the neighbour, every packet, until it is).
 #[inline(always)]
-fn remember(ctx: &TcContext, v: &mut CtValue, n: &Next, generation: u32) {
+fn remember<A: Family>(ctx: &TcContext, v: &mut CtValue<A>, n: &Next, generation: u32) {
     v.hop = if n.peer {
         HOP_PEER
     } else if n.resolved {

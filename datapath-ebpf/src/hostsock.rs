@@ -1,7 +1,5 @@
 //! The host's own sockets, looked up from the program: a tuple a host socket holds is the
 //! host's, whatever a publish covers, and SNAT never hands it to a container.
-use core::mem::size_of;
-
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_F_CURRENT_NETNS, bpf_sock, bpf_sock_tuple},
@@ -11,7 +9,10 @@ use aya_ebpf::{
 };
 use common::{CtKey, PROTO_TCP, PROTO_UDP};
 
-use crate::maps::{HOST_UDP, scratch};
+use crate::{
+    family::Family,
+    maps::{HOST_UDP, scratch},
+};
 
 /// `sk_state` values (include/net/tcp_states.h).
 const TCP_ESTABLISHED: u32 = 1;
@@ -31,23 +32,16 @@ pub enum Holder {
 /// Whether a host socket in this namespace holds tuple `t` as it arrives at the host
 /// (`t.dst` is the local end).
 #[inline(always)]
-pub fn holds(ctx: &TcContext, t: &CtKey, holder: Holder) -> bool {
+pub fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
     let Some(s) = scratch() else {
         return false;
     };
     let tuple = &mut s.tuple;
-    // SAFETY: writing the IPv4 member of the union we then pass with its size.
-    unsafe {
-        let v4 = &mut tuple.__bindgen_anon_1.ipv4;
-        v4.saddr = t.src_ip;
-        v4.daddr = t.dst_ip;
-        v4.sport = t.src_port;
-        v4.dport = t.dst_port;
-    }
+    let size = A::sock_tuple(tuple, t);
     let any = holder == Holder::Any;
     match t.proto {
-        PROTO_TCP => tcp_held(ctx.as_ptr(), tuple, any),
-        PROTO_UDP => udp_held(ctx.as_ptr(), tuple, any),
+        PROTO_TCP => tcp_held(ctx.as_ptr(), tuple, size, any),
+        PROTO_UDP => udp_held(ctx.as_ptr(), tuple, size, any),
         _ => false,
     }
 }
@@ -55,27 +49,32 @@ pub fn holds(ctx: &TcContext, t: &CtKey, holder: Holder) -> bool {
 /// Whether `t` (arriving from outside) answers a datagram an unconnected host socket sent
 /// (recorded by the sendmsg4 socket program).
 #[inline(always)]
-pub fn answers_host_datagram(t: &CtKey) -> bool {
-    if t.proto != PROTO_UDP {
+pub fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
+    if t.proto != PROTO_UDP || A::WORDS != 1 {
+        // (IPv6 host datagrams are not recorded yet.)
         return false;
     }
-    let k = CtKey { dst_ip: 0, ..*t };
+    let k = CtKey {
+        src_ip: t.src_ip.word(0),
+        dst_ip: 0,
+        src_port: t.src_port,
+        dst_port: t.dst_port,
+        proto: t.proto,
+        _pad: [0; 3],
+    };
     HOST_UDP.get_ptr(k).is_some()
 }
-
-/// The IPv4 half of `bpf_sock_tuple`.
-const TUPLE_SIZE: u32 = size_of::<u32>() as u32 * 3;
 
 // The two lookups are functions of their own (BPF-to-BPF calls): inlined, the compiler
 // shares one load of the socket's state between them, and the verifier refuses an
 // instruction used with both a full socket and a sock_common pointer.
 
 #[inline(never)]
-fn tcp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, any: bool) -> bool {
-    // SAFETY: the helper takes the program's context and an IPv4 tuple; the socket it
-    // returns is released below.
+fn tcp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, size: u32, any: bool) -> bool {
+    // SAFETY: the helper takes the program's context and a tuple of `size` (the IPv4 or
+    // the IPv6 half); the socket it returns is released below.
     let sk: *mut bpf_sock =
-        unsafe { bpf_skc_lookup_tcp(ctx, tuple, TUPLE_SIZE, BPF_F_CURRENT_NETNS as u64, 0) };
+        unsafe { bpf_skc_lookup_tcp(ctx, tuple, size, BPF_F_CURRENT_NETNS as u64, 0) };
     if sk.is_null() {
         return false;
     }
@@ -87,10 +86,10 @@ fn tcp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, any: bool) -> bool {
 }
 
 #[inline(never)]
-fn udp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, any: bool) -> bool {
+fn udp_held(ctx: *mut c_void, tuple: *mut bpf_sock_tuple, size: u32, any: bool) -> bool {
     // SAFETY: as in `tcp_held`.
     let sk: *mut bpf_sock =
-        unsafe { bpf_sk_lookup_udp(ctx, tuple, TUPLE_SIZE, BPF_F_CURRENT_NETNS as u64, 0) };
+        unsafe { bpf_sk_lookup_udp(ctx, tuple, size, BPF_F_CURRENT_NETNS as u64, 0) };
     if sk.is_null() {
         return false;
     }

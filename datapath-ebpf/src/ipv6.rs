@@ -1,6 +1,5 @@
-//! IPv6 from containers, which bpfnet switches within a network but does not route yet:
-//! routed, it may only reach the host itself (its own addresses, link-local ones:
-//! neighbour and router discovery with the gateway, the host's services).
+//! IPv6: the header chain walked to the upper layer (`walk`, `parse6`), and what a
+//! container's IPv6 frame must pass before the family-generic path routes it.
 //!
 //! Anti-spoofing, as for IPv4: a frame's source address must be one its port's endpoint
 //! owns (registered, or bound from the port's first IPv6 packet when it lies in the
@@ -20,9 +19,12 @@ use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
 use common::{EP_LEARNED, Endpoint, Ip6, PORT_V6, Reason};
 
 use crate::{
-    l2::{self, L2},
+    container,
+    l2::L2,
     maps::{ENDPOINTS6, PORTS, endpoint6, is_host6, network6_of},
-    parse::{ETH_HLEN, read},
+    parse::{
+        self, ETH_HLEN, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled,
+    },
     stats::{count, verdict},
 };
 
@@ -47,21 +49,28 @@ const ND_OPT_TARGET_LL: u8 = 2;
 /// more is refused.
 const MAX_ND_OPTS: usize = 4;
 
-/// What the header chain says: the addresses, and the ICMPv6 message it ends in, if any.
-struct Chain {
-    src: Ip6,
-    dst: Ip6,
+/// What an IPv6 header chain says, walked to its upper-layer header.
+pub struct Chain {
+    pub src: Ip6,
+    pub dst: Ip6,
+    pub hop_limit: u8,
     /// Where the IPv6 payload ends in the frame.
-    end: usize,
-    /// ICMPv6 type (0: not ICMPv6, or a later fragment) and where the message starts.
-    icmp: u8,
-    icmp_off: usize,
+    pub end: usize,
+    /// The upper-layer protocol, and where its header starts.
+    pub next: u8,
+    pub l4_off: usize,
+    /// A fragment header was walked (`Frag::Later`: the upper layer is not here).
+    pub frag: Frag,
+    /// ICMPv6 type of a message whose header is here (0 otherwise).
+    pub icmp: u8,
 }
 
-/// `from_container`'s verdict on an IPv6 frame.
+/// `from_container`'s verdict on an IPv6 frame: the router's messages and neighbour
+/// discovery checked, the source checked; switched within its network, passed to the
+/// host when addressed to it, else routed by the family-generic path.
 #[inline(always)]
 pub fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
-    let chain = match walk(ctx) {
+    let chain = match walk(ctx, ETH_HLEN).and_then(|c| guard(&c).map(|()| c)) {
         Ok(c) => c,
         Err(reason) => return verdict(ctx, reason),
     };
@@ -74,58 +83,136 @@ pub fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
     if let Err(reason) = check_neighbour(ctx, l2, &chain) {
         return verdict(ctx, reason);
     }
-    if l2.routed() && (chain.dst.is_link_local() || is_host6(&chain.dst)) {
+    if !l2.routed() {
+        return verdict(ctx, Reason::PassOther);
+    }
+    if chain.dst.is_link_local() || chain.dst.is_multicast() || is_host6(&chain.dst) {
         // For the host itself: left to its stack.
         return verdict(ctx, Reason::Pass);
     }
-    l2::other(ctx, l2, Reason::DropIpv6)
+    if !ROUTED {
+        return verdict(ctx, Reason::DropIpv6);
+    }
+    match packet(ctx, ETH_HLEN, &chain) {
+        Ok(p) => container::ip(ctx, l2, p),
+        Err(reason) => verdict(ctx, reason),
+    }
 }
 
-/// Walk the header chain to the upper layer, refusing what a router alone may say.
+/// Whether IPv6 takes the family-generic path (NAT66, publishes, routed prefixes). Off
+/// until that path fits the verifier's 512-byte stack: routed IPv6 from a container is
+/// `drop-ipv6`, and the uplink leaves IPv6 to the host.
+pub const ROUTED: bool = false;
+
+/// The IPv6 packet's summary for the family-generic path, or why it is dropped (`Pass`:
+/// not IPv6).
 #[inline(always)]
-fn walk(ctx: &TcContext) -> Result<Chain, Reason> {
-    let Some([ver, ..]) = read::<[u8; 2], _>(ctx, ETH_HLEN) else {
-        return Err(Reason::DropMalformed);
-    };
-    if ver >> 4 != 6 {
+pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>, Reason> {
+    if l3_proto(ctx, l3_off) != Some(ETH_P_IPV6) {
+        return Err(Reason::Pass);
+    }
+    let chain = walk(ctx, l3_off)?;
+    packet(ctx, l3_off, &chain)
+}
+
+/// The summary of the packet whose chain is `c`, its L4 header read.
+#[inline(always)]
+fn packet(ctx: &TcContext, l3_off: usize, c: &Chain) -> Result<&'static mut Packet<Ip6>, Reason> {
+    // The summary keeps offsets in a byte: a longer chain of extension headers is not
+    // translated.
+    if c.l4_off > usize::from(u8::MAX) {
         return Err(Reason::DropMalformed);
     }
-    let Some([len_hi, len_lo, mut next, _hop_limit]) = read::<[u8; 4], _>(ctx, ETH_HLEN + 4) else {
+    let p = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.v6.pkt;
+    *p = Packet {
+        l3: l3_off as u8,
+        l4: c.l4_off as u8,
+        ip_end: c.end as u32,
+        src_ip: c.src,
+        dst_ip: c.dst,
+        proto: c.next,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
+        tcp_win: 0,
+        tcp_hlen: 0,
+        payload_len: 0,
+        ip_id: 0,
+        ttl: c.hop_limit,
+        df: true,
+        frag: c.frag,
+        icmp: Icmp::No,
+    };
+    if c.frag != Frag::Later {
+        parse::l4(ctx, p, c.end - c.l4_off)?;
+    }
+    Ok(p)
+}
+
+/// Walk the header chain from `l3_off` to the upper-layer header.
+#[inline(always)]
+pub fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
+    let Some(fixed) = read_pulled::<Fixed, _>(ctx, l3_off) else {
         return Err(Reason::DropMalformed);
     };
-    let Some([src, dst]) = read::<[Ip6; 2], _>(ctx, ETH_HLEN + 8) else {
+    if fixed.ver >> 4 != 6 {
         return Err(Reason::DropMalformed);
+    }
+    let payload = usize::from(u16::from_be(fixed.payload_len));
+    let frame = (ctx.len() as usize).saturating_sub(l3_off + IPV6_HLEN);
+    // Payload length 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
+    let payload = if payload == 0 && ctx.is_gso() {
+        frame
+    } else if payload == 0 || payload > frame {
+        return Err(Reason::DropMalformed);
+    } else {
+        payload
     };
-    let mut chain = Chain {
-        src,
-        dst,
-        end: ETH_HLEN + IPV6_HLEN + usize::from(u16::from_be_bytes([len_hi, len_lo])),
+    if matches!(
+        fixed.next,
+        NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_FRAGMENT | NEXT_DEST_OPTS
+    ) {
+        // The chain is read in place below: make its headers linear first, as far as a
+        // chain the summary can hold reaches (pulling in the loop would leave the
+        // verifier offsets it cannot follow).
+        let want = (l3_off + usize::from(u8::MAX) + 8).min(ctx.len() as usize);
+        ctx.pull(want as u32);
+    }
+    let mut c = Chain {
+        src: fixed.src,
+        dst: fixed.dst,
+        hop_limit: fixed.hop_limit,
+        end: l3_off + IPV6_HLEN + payload,
+        next: fixed.next,
+        l4_off: l3_off + IPV6_HLEN,
+        frag: Frag::None,
         icmp: 0,
-        icmp_off: 0,
     };
-    let mut off = ETH_HLEN + IPV6_HLEN;
-    let mut fragmented = false;
     // Each extension header, then the upper-layer header: one more step than headers.
     for _ in 0..=MAX_EXT_HEADERS {
-        match next {
+        let off = c.l4_off;
+        match c.next {
             NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTS => {
                 let Some([nh, len]) = read::<[u8; 2], _>(ctx, off) else {
                     return Err(Reason::DropMalformed);
                 };
-                next = nh;
-                off += (usize::from(len) + 1) * 8;
+                c.next = nh;
+                c.l4_off = off + (usize::from(len) + 1) * 8;
             }
             NEXT_FRAGMENT => {
                 let Some([nh, _, hi, lo]) = read::<[u8; 4], _>(ctx, off) else {
                     return Err(Reason::DropMalformed);
                 };
+                c.next = nh;
+                c.l4_off = off + 8;
                 if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
                     // A later fragment: its first fragment was judged with the chain.
-                    return Ok(chain);
+                    c.frag = Frag::Later;
+                    return Ok(c);
                 }
-                fragmented = true;
-                next = nh;
-                off += 8;
+                c.frag = Frag::First;
             }
             NEXT_ICMPV6 => {
                 // Type and code: a one-byte read at a variable offset compiles to a
@@ -134,23 +221,40 @@ fn walk(ctx: &TcContext) -> Result<Chain, Reason> {
                     // The chain does not end in this (first) fragment.
                     return Err(Reason::DropMalformed);
                 };
-                return match kind {
-                    ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT => Err(Reason::DropRouterAdvert),
-                    ICMPV6_ROUTER_SOLICIT..=ICMPV6_REDIRECT if fragmented => {
-                        Err(Reason::DropRouterAdvert)
-                    }
-                    _ => {
-                        chain.icmp = kind;
-                        chain.icmp_off = off;
-                        Ok(chain)
-                    }
-                };
+                c.icmp = kind;
+                return Ok(c);
             }
-            // The upper layer (or no next header): nothing a router says.
-            _ => return Ok(chain),
+            // The upper layer (or no next header).
+            _ => return Ok(c),
         }
     }
     Err(Reason::DropMalformed)
+}
+
+/// What only a router may say, from a container: a router advertisement or redirect,
+/// neighbour discovery in fragments.
+#[inline(always)]
+fn guard(c: &Chain) -> Result<(), Reason> {
+    match c.icmp {
+        ICMPV6_ROUTER_ADVERT | ICMPV6_REDIRECT => Err(Reason::DropRouterAdvert),
+        ICMPV6_ROUTER_SOLICIT..=ICMPV6_REDIRECT if c.frag != Frag::None => {
+            Err(Reason::DropRouterAdvert)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The fixed IPv6 header.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Fixed {
+    ver: u8,
+    _class_flow: [u8; 3],
+    payload_len: u16,
+    next: u8,
+    hop_limit: u8,
+    src: Ip6,
+    dst: Ip6,
 }
 
 /// Whether the frame's sender owns `ip`: the link-local address of its MAC, or an
@@ -229,17 +333,17 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: &Ip6) -> bool {
 /// discovery's link-layer address options only the sender's MAC.
 #[inline(always)]
 fn check_neighbour(ctx: &TcContext, l2: &L2, c: &Chain) -> Result<(), Reason> {
-    if c.icmp != ICMPV6_NEIGH_SOLICIT && c.icmp != ICMPV6_NEIGH_ADVERT {
+    if c.next != NEXT_ICMPV6 || (c.icmp != ICMPV6_NEIGH_SOLICIT && c.icmp != ICMPV6_NEIGH_ADVERT) {
         return Ok(());
     }
     // Type, code, checksum, flags or reserved: 8 bytes; the target: 16.
-    let Some(target) = read::<Ip6, _>(ctx, c.icmp_off + 8) else {
+    let Some(target) = read::<Ip6, _>(ctx, c.l4_off + 8) else {
         return Err(Reason::DropMalformed);
     };
     if c.icmp == ICMPV6_NEIGH_ADVERT && !owns(l2, &target) {
         return Err(Reason::DropNeighSpoof);
     }
-    let mut off = c.icmp_off + 24;
+    let mut off = c.l4_off + 24;
     for _ in 0..MAX_ND_OPTS {
         if off >= c.end {
             return Ok(());

@@ -9,6 +9,7 @@ use aya_ebpf::{
 use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
 
 use crate::{
+    family::Family,
     maps::{ENDPOINTS, PORTS, bump_route_gen, endpoint, network_of, port},
     parse::Packet,
     stats::{TC_ACT_REDIRECT, count, verdict},
@@ -207,15 +208,14 @@ pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
 /// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`
 /// (the sender's network, None from an uplink) allows it.
 #[inline(always)]
-pub fn to_endpoint(
+pub fn to_endpoint<A: Family>(
     ctx: &TcContext,
-    ip: u32,
+    ip: &A,
     dst_mac: [u8; 6],
     net: Option<u32>,
     from: u32,
 ) -> Option<i32> {
-    // SAFETY: plain lookup, value copied out.
-    let ep: Endpoint = unsafe { ENDPOINTS.get(ip) }.copied()?;
+    let ep = A::endpoint(ip)?;
     if net.is_some_and(|n| n != ep.network) || ep.mac != dst_mac || ep.ifindex == from {
         return None;
     }
@@ -233,11 +233,11 @@ pub fn to_endpoint(
 /// netfilter hooks, so a FORWARD DROP policy does not cut the network in two).
 /// Broadcast and multicast stay with the bridge.
 #[inline(always)]
-pub fn forward_switched(ctx: &TcContext, l2: &L2, p: &Packet) -> i32 {
+pub fn forward_switched<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
     let Some(network) = l2.network() else {
         return crate::stats::verdict(ctx, Reason::Pass);
     };
-    if let Some(v) = to_endpoint(ctx, p.dst_ip, l2.dst_mac, Some(network), l2.ingress) {
+    if let Some(v) = to_endpoint(ctx, &p.dst_ip, l2.dst_mac, Some(network), l2.ingress) {
         return v;
     }
     if l2.dst_mac[0] & 1 != 0 {

@@ -5,6 +5,7 @@
 mod container;
 mod csum;
 mod ct;
+mod family;
 mod frag;
 mod fwd;
 mod hop;
@@ -55,6 +56,24 @@ pub fn from_l3_uplink(ctx: TcContext) -> i32 {
 #[inline(always)]
 pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)
+}
+
+/// `from_container` for IPv6 frames (tail-called).
+#[classifier]
+pub fn from_container6(ctx: TcContext) -> i32 {
+    container::handle6(&ctx)
+}
+
+/// `from_uplink` for IPv6 packets (tail-called).
+#[classifier]
+pub fn from_uplink6(ctx: TcContext) -> i32 {
+    uplink::handle6(&ctx, parse::ETH_HLEN)
+}
+
+/// `from_l3_uplink` for IPv6 packets (tail-called).
+#[classifier]
+pub fn from_l3_uplink6(ctx: TcContext) -> i32 {
+    uplink::handle6(&ctx, 0)
 }
 
 /// The sweeper's walk of the flow tables, run by the daemon (BPF_PROG_TEST_RUN), attached

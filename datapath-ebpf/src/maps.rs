@@ -2,7 +2,7 @@
 use aya_ebpf::{
     bindings::{bpf_fib_lookup, bpf_sock_tuple},
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use common::{
     Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Ip6, Network,
@@ -92,6 +92,13 @@ pub static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(8192, 0);
 #[map(name = "sock_revnat_v1")]
 pub static SOCK_REVNAT: LruHashMap<SockKey, SockOrig> = LruHashMap::pinned(65_536, 0);
 
+/// The IPv6 programs, tail-called by the IPv4 ones for an IPv6 frame (`JUMP_*`), so
+/// each family's path has the whole stack to itself. Pinned: a program array empties
+/// when the last user-space reference goes, and the datapath outlives the daemon.
+#[map(name = "jump_v1")]
+pub static JUMP: ProgramArray = ProgramArray::pinned(JUMP_SLOTS, 0);
+pub const JUMP_SLOTS: u32 = 4;
+
 #[map(name = "config_v1")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
@@ -109,21 +116,28 @@ pub static FLOOD_BUDGET: Array<u32> = Array::pinned(1, 0);
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
 
-/// Per-CPU working memory for values too big for the programs' 512-byte stack: the
-/// packet's summary, the two CT entries of a flow being created, the SNAT port search's
-/// tuples, a route lookup's parameters, a socket tuple.
+/// Per-CPU working memory for values too big for the programs' 512-byte stack: each
+/// family's packet and flow being created, a route lookup's parameters, a socket tuple.
 /// Each field has one user at a time (a program runs to completion on its CPU).
 #[repr(C)]
 pub struct Scratch {
-    /// The packet the program is handling (see `parse`).
-    pub pkt: Packet,
-    pub fwd: CtValue,
-    pub rev: CtValue,
-    /// The SNAT port search: the flow's original tuple and the candidate.
-    pub key: CtKey,
-    pub to: CtKey,
+    pub v4: Work<u32>,
+    pub v6: Work<Ip6>,
     pub fib: bpf_fib_lookup,
     pub tuple: bpf_sock_tuple,
+}
+
+/// One family's working memory (`Family::work`).
+#[repr(C)]
+pub struct Work<A> {
+    /// The packet the program is handling (see `parse`).
+    pub pkt: Packet<A>,
+    /// The two CT entries of a flow being created.
+    pub fwd: CtValue<A>,
+    pub rev: CtValue<A>,
+    /// The SNAT port search: the flow's original tuple and the candidate.
+    pub key: CtKey<A>,
+    pub to: CtKey<A>,
 }
 
 /// Jiffies to monotonic time (`common::clock`), written by the daemon once it has

@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use common::{
-    PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason,
+    Addr, PROTO_TCP, PROTO_UDP, Reason,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -22,6 +22,10 @@ pub const ICMP_ECHOREPLY: u8 = 0;
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_ECHO: u8 = 8;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
+/// ICMPv6 errors are types 1-4 (unreachable, too big, time exceeded, parameter problem).
+pub const ICMPV6_ERROR_MAX: u8 = 4;
+pub const ICMPV6_ECHO: u8 = 128;
+pub const ICMPV6_ECHOREPLY: u8 = 129;
 
 /// Where a fragment sits in its datagram.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,17 +53,19 @@ pub enum Icmp {
     Other,
 }
 
-/// An IPv4 packet. Addresses, ports and the IP id in network order.
-pub struct Packet {
-    /// Where the IPv4 header starts (`l3_off()`). Offsets are kept narrow: the summary
-    /// lives on a stack of 512 bytes, and a u8 bounds a packet offset for the verifier.
-    l3: u8,
-    /// Where the L4 header starts (`l4_off()`: at most 14 + 60).
-    l4: u8,
-    /// Where the IPv4 packet ends in the frame (`end()`; BIG TCP packets exceed 64 KiB).
-    ip_end: u32,
-    pub src_ip: u32,
-    pub dst_ip: u32,
+/// An IP packet of either family (`A`: `u32` for IPv4, `Ip6`). Addresses, ports and
+/// the IP id in network order.
+pub struct Packet<A = u32> {
+    /// Where the IP header starts (`l3_off()`). Offsets are kept narrow: the summary
+    /// lives in scratch space, and a u8 bounds a packet offset for the verifier.
+    pub(crate) l3: u8,
+    /// Where the L4 header starts (`l4_off()`: at most 14 + 60 for IPv4; IPv6 extension
+    /// headers that end later are refused).
+    pub(crate) l4: u8,
+    /// Where the IP packet ends in the frame (`end()`; BIG TCP packets exceed 64 KiB).
+    pub(crate) ip_end: u32,
+    pub src_ip: A,
+    pub dst_ip: A,
     pub proto: u8,
     /// TCP/UDP ports; for ICMP echo the identifier as source (request) or destination
     /// (reply) port and 0 for the other.
@@ -75,16 +81,18 @@ pub struct Packet {
     pub tcp_hlen: u16,
     /// Bytes after the L4 header (TCP), host order.
     pub payload_len: u32,
+    /// IPv4's identification (0 for IPv6).
     pub ip_id: u16,
+    /// TTL or hop limit.
     pub ttl: u8,
-    /// The don't-fragment bit.
+    /// The don't-fragment bit (always set for IPv6, which routers never fragment).
     pub df: bool,
     pub frag: Frag,
     pub icmp: Icmp,
 }
 
-impl Packet {
-    /// Where the IPv4 header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
+impl<A: Addr> Packet<A> {
+    /// Where the IP header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
     /// (tunnels, VPNs), whose frames carry no link-layer header.
     #[inline(always)]
     pub fn l3_off(&self) -> usize {
@@ -113,7 +121,7 @@ impl Packet {
     pub fn has_ports(&self) -> bool {
         match self.proto {
             PROTO_TCP | PROTO_UDP => true,
-            PROTO_ICMP => matches!(self.icmp, Icmp::EchoRequest | Icmp::EchoReply),
+            p if p == A::PROTO_ICMP => matches!(self.icmp, Icmp::EchoRequest | Icmp::EchoReply),
             _ => false,
         }
     }
@@ -135,7 +143,7 @@ impl Packet {
         }
         match self.proto {
             PROTO_TCP => self.is_syn(),
-            PROTO_ICMP => !matches!(self.icmp, Icmp::EchoReply | Icmp::Error),
+            p if p == A::PROTO_ICMP => !matches!(self.icmp, Icmp::EchoReply | Icmp::Error),
             _ => true,
         }
     }
@@ -266,7 +274,7 @@ pub fn write<T: Copy, C: Frame>(ctx: &C, off: usize, v: T) -> Option<()> {
 /// into the packet is invalid afterwards). Only what is needed is pulled: more would copy
 /// payload.
 #[inline(always)]
-fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
+pub fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     if let Some(v) = read(ctx, off) {
         return Some(v);
     }
@@ -278,17 +286,23 @@ fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     read(ctx, off)
 }
 
+/// The frame's network protocol (host order): its ethertype, or the skb's protocol on an
+/// L3 device (`l3_off` 0), which has no link-layer header.
+#[inline(always)]
+pub fn l3_proto<C: Frame>(ctx: &C, l3_off: usize) -> Option<u16> {
+    if l3_off == 0 {
+        Some(ctx.l3_proto())
+    } else {
+        read::<u16, _>(ctx, 12).map(u16::from_be)
+    }
+}
+
 /// The IPv4 packet's summary (in this CPU's scratch space: the stack is short), or the
 /// reason it is left alone (`Pass`: not IPv4) or dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
 /// protocol is the skb's, there being no ethertype).
 #[inline(always)]
 pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Reason> {
-    let proto = if l3_off == 0 {
-        ctx.l3_proto()
-    } else {
-        u16::from_be(read(ctx, 12).ok_or(Reason::Pass)?)
-    };
-    if proto != ETH_P_IP {
+    if l3_proto(ctx, l3_off) != Some(ETH_P_IP) {
         return Err(Reason::Pass);
     }
     let ip: Ipv4Hdr = read_pulled(ctx, l3_off).ok_or(Reason::DropMalformed)?;
@@ -307,7 +321,7 @@ pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Re
     }
     let frag_off = u16::from_be(ip.frag_off);
     let l3 = if tot_len != 0 { tot_len } else { l3_len };
-    let pkt = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.pkt;
+    let pkt = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.v4.pkt;
     *pkt = Packet {
         l3: l3_off as u8,
         l4: (l3_off + ihl) as u8,
@@ -340,36 +354,51 @@ pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Re
     Ok(pkt)
 }
 
+/// What ICMP message `kind` of family `A` is to NAT.
+#[inline(always)]
+fn icmp_class<A: Addr>(kind: u8) -> Icmp {
+    if A::PROTO_ICMP == common::PROTO_ICMP {
+        match kind {
+            ICMP_ECHO => Icmp::EchoRequest,
+            ICMP_ECHOREPLY => Icmp::EchoReply,
+            ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => Icmp::Error,
+            _ => Icmp::Other,
+        }
+    } else {
+        match kind {
+            ICMPV6_ECHO => Icmp::EchoRequest,
+            ICMPV6_ECHOREPLY => Icmp::EchoReply,
+            1..=ICMPV6_ERROR_MAX => Icmp::Error,
+            _ => Icmp::Other,
+        }
+    }
+}
+
 /// Fill the ports (or ICMP identifier), flags and sequence fields from the L4 header of
 /// `l4_len` bytes.
 #[inline(always)]
-fn l4<C: Frame>(ctx: &C, p: &mut Packet, l4_len: usize) -> Result<(), Reason> {
+pub fn l4<A: Addr, C: Frame>(ctx: &C, p: &mut Packet<A>, l4_len: usize) -> Result<(), Reason> {
     let off = p.l4_off();
     let min = match p.proto {
         PROTO_TCP => 20,
-        PROTO_UDP | PROTO_ICMP => 8,
+        PROTO_UDP => 8,
+        p if p == A::PROTO_ICMP => 8,
         _ => return Ok(()),
     };
     // The header must fit the IP packet, not merely the frame (padding is not a header).
     if l4_len < min {
         return Err(Reason::DropTruncated);
     }
-    if p.proto == PROTO_ICMP {
+    if p.proto == A::PROTO_ICMP {
         let [kind, _, _, _, id0, id1]: [u8; 6] =
             read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
         let id = u16::from_ne_bytes([id0, id1]);
-        p.icmp = match kind {
-            ICMP_ECHO => {
-                p.src_port = id;
-                Icmp::EchoRequest
-            }
-            ICMP_ECHOREPLY => {
-                p.dst_port = id;
-                Icmp::EchoReply
-            }
-            ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED => Icmp::Error,
-            _ => Icmp::Other,
-        };
+        p.icmp = icmp_class::<A>(kind);
+        match p.icmp {
+            Icmp::EchoRequest => p.src_port = id,
+            Icmp::EchoReply => p.dst_port = id,
+            _ => {}
+        }
         return Ok(());
     }
     if p.proto == PROTO_UDP {

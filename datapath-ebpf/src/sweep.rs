@@ -1,4 +1,4 @@
-//! `ct_sweep`: the sweeper's walk of both flow tables, in the kernel. Attached nowhere:
+//! `ct_sweep`: the sweeper's walk of both flow tables of each family, in the kernel. Attached nowhere:
 //! the daemon runs it with BPF_PROG_TEST_RUN every sweep interval. `bpf_for_each_map_elem`
 //! visits each entry in place (no copy to userspace, no pairing index); an entry idle
 //! for less than the shortest timeout costs a few instructions, an older one a lookup of
@@ -14,11 +14,14 @@ use aya_ebpf::{
     macros::map,
     maps::Array,
 };
-use common::{CT_REPLY, CtKey, CtTimeouts, CtValue, SweepStats, TcpState, ct::holds_snat_quota};
+use common::{
+    CT_REPLY, CtKey, CtTimeouts, CtValue, Ip6, SweepStats, TcpState, ct::holds_snat_quota,
+};
 
 use crate::{
     ct,
-    maps::{CT, CT_NEW},
+    family::Family,
+    maps::{CT, CT_NEW, CT6, CT6_NEW},
     nat,
 };
 
@@ -60,21 +63,19 @@ pub fn run() -> i32 {
             ..SweepStats::default()
         },
     };
-    for (table, main) in [
-        ((&raw const CT).cast::<c_void>(), true),
-        ((&raw const CT_NEW).cast::<c_void>(), false),
+    let visit4 = visit::<u32> as *mut c_void;
+    let visit6 = visit::<Ip6> as *mut c_void;
+    for (table, main, visit) in [
+        ((&raw const CT).cast::<c_void>(), true, visit4),
+        ((&raw const CT_NEW).cast::<c_void>(), false, visit4),
+        ((&raw const CT6).cast::<c_void>(), true, visit6),
+        ((&raw const CT6_NEW).cast::<c_void>(), false, visit6),
     ] {
         w.main = main;
-        // SAFETY: a map of this object, a callback of the signature the helper expects,
-        // and a context on this stack that outlives the call.
-        unsafe {
-            bpf_for_each_map_elem(
-                table.cast_mut(),
-                visit as *mut c_void,
-                (&raw mut w).cast(),
-                0,
-            )
-        };
+        // SAFETY: a map of this object, a callback of the signature the helper expects
+        // for its key and value types, and a context on this stack that outlives the
+        // call.
+        unsafe { bpf_for_each_map_elem(table.cast_mut(), visit, (&raw mut w).cast(), 0) };
     }
     if let Some(out) = RESULT.get_ptr_mut(0) {
         // SAFETY: a valid map value pointer.
@@ -85,10 +86,10 @@ pub fn run() -> i32 {
 
 /// One entry of either table: count it; remove its flow when the flow is idle past its
 /// timeout (a reply entry's flow is its forward entry's, unless that is gone).
-extern "C" fn visit(
+extern "C" fn visit<A: Family>(
     map: *mut c_void,
-    key: *const CtKey,
-    value: *const CtValue,
+    key: *const CtKey<A>,
+    value: *const CtValue<A>,
     ctx: *mut c_void,
 ) -> i64 {
     // SAFETY: the helper passes the entry's key and value and `run`'s `Walk`.
@@ -124,7 +125,7 @@ extern "C" fn visit(
     if unsafe { bpf_map_delete_elem(map, key.cast()) } == 0 {
         w.stats.removed += 1;
     }
-    if paired && (CT.remove(tk).is_ok() || CT_NEW.remove(tk).is_ok()) {
+    if paired && (A::ct().remove(tk).is_ok() || A::ct_new().remove(tk).is_ok()) {
         w.stats.removed += 1;
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.

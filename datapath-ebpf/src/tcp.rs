@@ -3,7 +3,7 @@
 //! netfilter's `tcp_in_window` demands. Each CT entry tracks its own direction's sender.
 use aya_ebpf::programs::TcContext;
 use common::{
-    CtValue, PROTO_TCP,
+    Addr, CtValue, PROTO_TCP,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -25,14 +25,14 @@ pub fn after(a: u32, b: u32) -> bool {
 
 /// One past the last sequence number this segment occupies (SYN and FIN count one).
 #[inline(always)]
-fn seq_end(p: &Packet) -> u32 {
+fn seq_end<A: Addr>(p: &Packet<A>) -> u32 {
     let flags = u32::from(p.tcp_flags & TCP_SYN != 0) + u32::from(p.tcp_flags & TCP_FIN != 0);
     p.tcp_seq.wrapping_add(p.payload_len).wrapping_add(flags)
 }
 
 /// The window scale a SYN announces (0 without the option).
 #[inline(always)]
-pub fn wscale(ctx: &TcContext, p: &Packet) -> u8 {
+pub fn wscale<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> u8 {
     let end = p.l4_off() + usize::from(p.tcp_hlen);
     let mut off = p.l4_off() + 20;
     for _ in 0..10 {
@@ -57,7 +57,7 @@ pub fn wscale(ctx: &TcContext, p: &Packet) -> u8 {
 
 /// Start tracking the sender of SYN (or SYN-ACK) `p` in `v`.
 #[inline(always)]
-pub fn start(ctx: &TcContext, v: &mut CtValue, p: &Packet) {
+pub fn start<A: Addr>(ctx: &TcContext, v: &mut CtValue<A>, p: &Packet<A>) {
     if p.proto != PROTO_TCP {
         return;
     }
@@ -70,7 +70,7 @@ pub fn start(ctx: &TcContext, v: &mut CtValue, p: &Packet) {
 /// Follow a packet of `v`'s sender that is not a SYN: its highest sequence number and
 /// the largest window it offers.
 #[inline(always)]
-pub fn follow(v: &mut CtValue, p: &Packet) {
+pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
     let end = seq_end(p);
     if v.seq_end == 0 || after(end, v.seq_end) {
         v.seq_end = end;
@@ -85,7 +85,11 @@ pub fn follow(v: &mut CtValue, p: &Packet) {
 /// flow's other direction) would accept. A RST from a sender that has sent nothing yet
 /// (the answer to a SYN) must acknowledge exactly what the receiver sent.
 #[inline(always)]
-pub fn in_window(sender: &CtValue, receiver: Option<&CtValue>, p: &Packet) -> bool {
+pub fn in_window<A: Addr>(
+    sender: &CtValue<A>,
+    receiver: Option<&CtValue<A>>,
+    p: &Packet<A>,
+) -> bool {
     let (recv_end, recv_win) = receiver.map_or((0, 0), |r| (r.seq_end, r.max_win));
     if sender.seq_end == 0 {
         // Nothing seen from this side yet (the answer to a SYN, or an entry the daemon
@@ -107,6 +111,6 @@ pub fn in_window(sender: &CtValue, receiver: Option<&CtValue>, p: &Packet) -> bo
 
 /// Whether `p` carries a flag that would change the flow's state toward its end.
 #[inline(always)]
-pub fn closes(p: &Packet) -> bool {
+pub fn closes<A: Addr>(p: &Packet<A>) -> bool {
     p.proto == PROTO_TCP && p.tcp_flags & (TCP_RST | TCP_FIN) != 0
 }

@@ -1,36 +1,67 @@
 //! `from_uplink`: DNAT of traffic to published ports, reverse SNAT of replies to
 //! container egress, ICMP errors about either, and the inbound policy: a managed
-//! network's addresses are reachable from outside only through those.
+//! network's addresses are reachable from outside only through those. Both families
+//! take the same path (`ip`).
 use aya_ebpf::programs::TcContext;
-use common::{NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason};
+use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
 
 use crate::{
-    ct, frag, fwd,
-    icmp::{self, From},
+    ct,
+    family::{Family, stage},
+    fwd,
+    icmp::From,
+    ipv6::parse6,
     l2,
-    maps::{is_host, network_of},
+    maps::JUMP,
     nat::{self, New},
-    parse::{Frag, Icmp, Packet, parse},
-    reply,
+    parse::{ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, verdict},
 };
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
 #[inline(always)]
 pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
-    let p = match parse(ctx, l3_off) {
-        Ok(p) => p,
-        Err(reason) => return verdict(ctx, reason),
-    };
+    if l3_proto(ctx, l3_off) == Some(ETH_P_IPV6) {
+        let slot = if l3_off == 0 {
+            jump::FROM_L3_UPLINK6
+        } else {
+            jump::FROM_UPLINK6
+        };
+        // SAFETY: a tail call into the IPv6 program with this program's context; it
+        // returns only when the slot is empty, and then IPv6 is left to the host.
+        unsafe { JUMP.tail_call(ctx, slot) };
+        return verdict(ctx, Reason::Pass);
+    }
+    match parse(ctx, l3_off) {
+        Ok(p) => ip(ctx, p),
+        Err(reason) => verdict(ctx, reason),
+    }
+}
+
+/// `from_uplink6` and `from_l3_uplink6`: an IPv6 packet (the IPv4 programs tail-call
+/// them).
+#[inline(always)]
+pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
+    if !crate::ipv6::ROUTED {
+        return verdict(ctx, Reason::Pass);
+    }
+    match parse6(ctx, l3_off) {
+        Ok(p) => ip::<Ip6>(ctx, p),
+        Err(reason) => verdict(ctx, reason),
+    }
+}
+
+#[inline(always)]
+fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if p.icmp == Icmp::Error {
-        return match icmp::handle_error(ctx, p, From::Uplink) {
+        return match A::icmp_error(ctx, p, From::Uplink) {
             Some(v) => v,
             None => inbound(ctx, p, Reason::Pass),
         };
     }
     if p.frag == Frag::Later {
-        if !frag::recall(p) {
-            let other = if is_host(p.dst_ip) {
+        if !A::frag_recall(p) {
+            let other = if A::is_host(&p.dst_ip) {
                 Reason::FragmentPassed
             } else {
                 Reason::Pass
@@ -39,25 +70,36 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let (to, flow) = match ct::lookup(ctx, p) {
+    let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
-        Ok(Some(_)) if p.ttl <= 1 => return reply::time_exceeded(ctx, p),
+        Ok(Some(_)) if p.ttl <= 1 => return A::time_exceeded(ctx, p),
         Ok(Some(hit)) => (hit.to, hit.entry),
         Ok(None) => {
             if let Some(v) = lan(ctx, p) {
                 return v;
             }
-            match nat::dnat(ctx, p) {
+            match stage!(A, nat::dnat(ctx, p)) {
                 Ok(New::Flow(to)) => (to, None),
                 Ok(New::None) => return inbound(ctx, p, Reason::Pass),
-                Err(Reason::DropTtl) => return reply::time_exceeded(ctx, p),
+                Err(Reason::DropTtl) => return A::time_exceeded(ctx, p),
                 Err(reason) => return verdict(ctx, reason),
             }
         }
         Err(reason) => return verdict(ctx, reason),
     };
-    frag::remember(p);
-    if nat::apply(ctx, p, &to).is_err() {
+    stage!(A, deliver(ctx, p, &to, flow))
+}
+
+/// Send a tracked or newly translated packet on as `to`.
+#[inline(always)]
+fn deliver<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    to: &CtKey<A>,
+    flow: Option<&'static mut CtValue<A>>,
+) -> i32 {
+    A::frag_remember(p);
+    if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
     fwd::to_destination(ctx, p, flow)
@@ -67,26 +109,33 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
 /// registered endpoint of that network: straight to it. (Checked only once the flow
 /// table has no entry: tracked traffic pays no subnet lookup.)
 #[inline(always)]
-fn lan(ctx: &TcContext, p: &Packet) -> Option<i32> {
-    if p.l3_off() == 0 || network_of(p.dst_ip).is_none_or(|n| n.flags & NET_LAN == 0) {
+fn lan<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Option<i32> {
+    if p.l3_off() == 0 || A::network_of(&p.dst_ip).is_none_or(|n| n.flags & NET_LAN == 0) {
         return None;
     }
     let dst_mac = crate::parse::read::<[u8; 6], _>(ctx, 0)?;
-    l2::to_endpoint(ctx, p.dst_ip, dst_mac, None, 0)
+    l2::to_endpoint(ctx, &p.dst_ip, dst_mac, None, 0)
 }
 
 /// A packet that is neither a tracked flow nor a published port: into a routed network
-/// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic); into
-/// any other managed network but a LAN it is dropped; elsewhere it is `otherwise`.
+/// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic) when
+/// the family's routed networks are open, else only to a port published at the
+/// container's own address, as a new tracked flow; into any other managed network but
+/// a LAN it is dropped; elsewhere it is `otherwise`.
 #[inline(always)]
-fn inbound(ctx: &TcContext, p: &Packet, otherwise: Reason) -> i32 {
-    match network_of(p.dst_ip) {
-        Some(n) => match inbound_drop(&n) {
-            Some(reason) => verdict(ctx, reason),
-            None if n.flags & NET_ROUTED != 0 => fwd::to_destination(ctx, p, None),
-            None => verdict(ctx, otherwise),
+fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 {
+    let Some(n) = A::network_of(&p.dst_ip) else {
+        return verdict(ctx, otherwise);
+    };
+    match inbound_drop(&n) {
+        Some(reason) => verdict(ctx, reason),
+        None if n.flags & NET_ROUTED == 0 => verdict(ctx, otherwise),
+        None if A::ROUTED_OPEN => fwd::to_destination(ctx, p, None),
+        None if nat::published_at_own(p) => match nat::track(ctx, p) {
+            Ok(_) => fwd::to_destination(ctx, p, None),
+            Err(reason) => verdict(ctx, reason),
         },
-        None => verdict(ctx, otherwise),
+        None => verdict(ctx, Reason::DropInbound),
     }
 }
 

@@ -6,22 +6,23 @@ mod ports;
 mod rewrite;
 
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, PROTO_ICMP, PublishedKey, Reason};
+use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, PublishedKey, Reason};
 pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
-    ct, fwd,
+    ct,
+    family::Family,
+    fwd,
     hostsock::{self, Holder},
-    maps::{PUBLISHED, is_host, network_of},
     parse::Packet,
     stats::count,
 };
 
 /// The backend of `ip:port`, bound to that address or to every host address.
 #[inline(always)]
-pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
-    if proto == PROTO_ICMP {
+pub fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
+    if proto == A::PROTO_ICMP {
         return None;
     }
     let mut key = PublishedKey {
@@ -31,31 +32,48 @@ pub fn published(ip: u32, port: u16, proto: u8) -> Option<Backend> {
         _pad: 0,
     };
     // SAFETY: plain lookups of Pod values, copied out.
-    if let Some(b) = unsafe { PUBLISHED.get(key) } {
+    if let Some(b) = unsafe { A::published().get(key) } {
         return Some(*b);
     }
-    if !is_host(ip) {
+    if !A::is_host(&ip) {
         return None;
     }
-    key.host_ip = 0;
-    unsafe { PUBLISHED.get(key) }.copied()
+    key.host_ip = A::ZERO;
+    unsafe { A::published().get(key) }.copied()
 }
 
 /// `published` for a packet off a wire (uplink or container). Loopback addresses never
-/// legitimately come from one: a frame to 127.x must not reach a 127.0.0.1-bound
+/// legitimately come from one: a frame to 127.x (::1) must not reach a loopback-bound
 /// publish, which is for host sockets only.
 #[inline(always)]
-pub fn published_from_wire(p: &Packet) -> Option<Backend> {
-    if p.dst_ip.to_ne_bytes()[0] == 127 {
+pub fn published_from_wire<A: Family>(p: &Packet<A>) -> Option<Backend<A>> {
+    if A::is_loopback(&p.dst_ip) {
         return None;
     }
     published(p.dst_ip, p.dst_port, p.proto)
 }
 
+/// Whether `p` is for a port published at its destination's own address (on a routed
+/// network, `PORT:[CONTAINER]:PORT` opens the container's port without translation).
+#[inline(always)]
+pub fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
+    if p.proto == A::PROTO_ICMP {
+        return false;
+    }
+    let key = PublishedKey {
+        host_ip: A::ZERO,
+        port: p.dst_port,
+        proto: p.proto,
+        _pad: 0,
+    };
+    // SAFETY: plain lookup of a Pod value, copied out.
+    unsafe { A::published().get(key) }.is_some_and(|b| b.ip.same(&p.dst_ip) && b.port == p.dst_port)
+}
+
 /// The outcome of asking NAT about a packet without a flow.
-pub enum New {
+pub enum New<A = u32> {
     /// Translate to this tuple (a flow was created).
-    Flow(CtKey),
+    Flow(CtKey<A>),
     /// Not NAT's: no publish covers it, or it is not a flow's first packet.
     None,
 }
@@ -63,11 +81,11 @@ pub enum New {
 /// DNAT for a packet from outside to a published port. A packet that cannot start a
 /// flow, or whose tuple a host connection holds, is not translated.
 #[inline(always)]
-pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
+pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
     let Some(b) = published_from_wire(p) else {
         return Ok(New::None);
     };
-    if !p.may_start_flow() || network_of(b.ip).is_some_and(|n| n.flags & NET_INTERNAL != 0) {
+    if !p.may_start_flow() || A::network_of(&b.ip).is_some_and(|n| n.flags & NET_INTERNAL != 0) {
         // An internal network publishes nothing.
         return Ok(New::None);
     }
@@ -93,7 +111,7 @@ pub fn dnat(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
 /// own published port is also SNATed to the address its route to itself prefers (its
 /// bridge's), or it would receive a packet from itself.
 #[inline(always)]
-pub fn hairpin(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
+pub fn hairpin<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
     let Some(b) = published_from_wire(p) else {
         return Ok(New::None);
     };
@@ -103,10 +121,10 @@ pub fn hairpin(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
     let mut to = ct::key_of(p);
     to.dst_ip = b.ip;
     to.dst_port = b.port;
-    let own = b.ip == p.src_ip;
+    let own = b.ip.same(&p.src_ip);
     let flags = if own {
         match fwd::route(ctx, &to, true) {
-            Some(r) if r.src_ip != 0 => to.src_ip = r.src_ip,
+            Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
             _ => return Err(Reason::DropNoRoute),
         }
         CT_DNAT | CT_SNAT
@@ -122,7 +140,7 @@ pub fn hairpin(ctx: &TcContext, p: &Packet) -> Result<New, Reason> {
 /// Track the first packet of a container's flow that leaves untranslated (a network
 /// without masquerade), so its replies come in as a tracked flow's.
 #[inline(always)]
-pub fn track(ctx: &TcContext, p: &Packet) -> Result<CtKey, Reason> {
+pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<CtKey<A>, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }
@@ -136,7 +154,7 @@ pub fn track(ctx: &TcContext, p: &Packet) -> Result<CtKey, Reason> {
 /// port (or echo identifier) no other flow and no host socket holds toward that
 /// destination: the flow's own when free, as MASQUERADE does.
 #[inline(always)]
-pub fn snat(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<CtKey, Reason> {
+pub fn snat<A: Family>(ctx: &TcContext, p: &Packet<A>, src_ip: A) -> Result<CtKey<A>, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }

@@ -9,12 +9,13 @@ use aya_ebpf::{
     helpers::generated::bpf_loop,
     programs::TcContext,
 };
-use common::{CT_SNAT, CtKey, PROTO_ICMP, Reason};
+use common::{Addr, CT_SNAT, CtKey, Reason};
 
 use crate::{
     ct,
+    family::Family,
     hostsock::{self, Holder},
-    maps::{SNAT_USE, config, scratch},
+    maps::{config, scratch},
     parse::Packet,
     stats::count,
 };
@@ -22,22 +23,27 @@ use crate::{
 /// Candidates tried after the original port.
 const TRIES: u32 = 32;
 
+/// One word into murmur3's running hash.
+#[inline(always)]
+fn mix(h: u32, w: u32) -> u32 {
+    (h ^ w)
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593)
+}
+
 /// A keyed mix of the original tuple (murmur3's finaliser over its words).
 #[inline(always)]
-fn hash(k: &CtKey, seed: u32) -> u32 {
+fn hash<A: Addr>(k: &CtKey<A>, seed: u32) -> u32 {
     let mut h = seed;
-    for w in [
-        k.src_ip,
-        k.dst_ip,
-        (u32::from(k.src_port) << 16) | u32::from(k.dst_port),
-        u32::from(k.proto),
-    ] {
-        h ^= w;
-        h = h
-            .wrapping_mul(0xcc9e_2d51)
-            .rotate_left(15)
-            .wrapping_mul(0x1b87_3593);
+    for i in 0..A::WORDS {
+        h = mix(h, k.src_ip.word(i));
     }
+    for i in 0..A::WORDS {
+        h = mix(h, k.dst_ip.word(i));
+    }
+    h = mix(h, (u32::from(k.src_port) << 16) | u32::from(k.dst_port));
+    h = mix(h, u32::from(k.proto));
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;
@@ -57,7 +63,12 @@ enum Candidate {
 
 /// Try `to` (with its candidate source port) for the first packet `p` of flow `key`.
 #[inline(always)]
-fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Candidate, Reason> {
+fn try_port<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    key: &CtKey<A>,
+    to: &CtKey<A>,
+) -> Result<Candidate, Reason> {
     let rk = to.reversed();
     if let Some((rv, table)) = ct::entry(&rk) {
         if rk.translated(rv) == key.reversed() {
@@ -70,7 +81,7 @@ fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Cand
             return Ok(Candidate::Taken);
         }
     }
-    if p.proto != PROTO_ICMP && hostsock::holds(ctx, &rk, Holder::Any) {
+    if p.proto != A::PROTO_ICMP && hostsock::holds(ctx, &rk, Holder::Any) {
         return Ok(Candidate::Taken);
     }
     match ct::create(p, to) {
@@ -84,9 +95,9 @@ fn try_port(ctx: &TcContext, p: &Packet, key: &CtKey, to: &CtKey) -> Result<Cand
 /// The state of one port search, on the hook's stack, for `candidate`; its tuples are
 /// in this CPU's scratch space (the stack is short).
 #[repr(C)]
-struct Search {
+struct Search<A> {
     skb: *mut __sk_buff,
-    p: *const Packet,
+    p: *const Packet<A>,
     own: u32,
     min: u32,
     range: u32,
@@ -101,9 +112,9 @@ struct Search {
 /// One candidate of the search: 0 the flow's own port (when in the range), then the
 /// keyed sequence. A `bpf_loop` callback, so the verifier checks it once, not once per
 /// candidate.
-extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
+extern "C" fn candidate<A: Family>(i: u64, data: *mut c_void) -> i64 {
     // SAFETY: `data` is the `Search` that `allocate` passed to bpf_loop, on its stack.
-    let s = unsafe { &mut *data.cast::<Search>() };
+    let s = unsafe { &mut *data.cast::<Search<A>>() };
     if s.range == 0 {
         return 1;
     }
@@ -115,7 +126,7 @@ extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
     } else {
         s.min + s.start.wrapping_add(i as u32).wrapping_sub(1) % s.range
     };
-    let Some(t) = scratch() else {
+    let Some(t) = scratch().map(A::work) else {
         return 1;
     };
     t.to.src_port = (port as u16).to_be();
@@ -144,7 +155,11 @@ extern "C" fn candidate(i: u64, data: *mut c_void) -> i64 {
 /// `src_ip`, and create the flow; true when the flow was its own, repaired. Err
 /// (`drop-snat-ports`): every candidate is taken.
 #[inline(always)]
-pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool), Reason> {
+pub fn allocate<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    src_ip: A,
+) -> Result<(CtKey<A>, bool), Reason> {
     let key = ct::key_of(p);
     let mut to = key;
     to.src_ip = src_ip;
@@ -162,7 +177,7 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool
     if !within_quota(&key, range) {
         return Err(Reason::DropSnatQuota);
     }
-    let t = scratch().ok_or(Reason::DropSnatPorts)?;
+    let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
     t.key = key;
     t.to = to;
     let mut search = Search {
@@ -180,13 +195,15 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool
     unsafe {
         bpf_loop(
             TRIES + 1,
-            candidate as *mut c_void,
+            candidate::<A> as *mut c_void,
             (&raw mut search).cast(),
             0,
         )
     };
     if search.found {
-        let to = scratch().map(|t| t.to).ok_or(Reason::DropSnatPorts)?;
+        let to = scratch()
+            .map(|s| A::work(s).to)
+            .ok_or(Reason::DropSnatPorts)?;
         if !search.repaired {
             count_use(&key);
         }
@@ -198,7 +215,7 @@ pub fn allocate(ctx: &TcContext, p: &Packet, src_ip: u32) -> Result<(CtKey, bool
 
 /// The key under which a container's SNAT flows toward one destination are counted.
 #[inline(always)]
-pub fn use_key(forward: &CtKey) -> CtKey {
+pub fn use_key<A: Addr>(forward: &CtKey<A>) -> CtKey<A> {
     CtKey {
         src_port: 0,
         ..*forward
@@ -207,12 +224,12 @@ pub fn use_key(forward: &CtKey) -> CtKey {
 
 /// Count one more SNAT flow of `forward`'s container toward its destination.
 #[inline(always)]
-fn count_use(forward: &CtKey) {
+fn count_use<A: Family>(forward: &CtKey<A>) {
     let k = use_key(forward);
-    if SNAT_USE.insert(k, 1, u64::from(BPF_NOEXIST)).is_ok() {
+    if A::snat_use().insert(k, 1, u64::from(BPF_NOEXIST)).is_ok() {
         return;
     }
-    if let Some(c) = SNAT_USE.get_ptr_mut(k) {
+    if let Some(c) = A::snat_use().get_ptr_mut(k) {
         // SAFETY: a valid map value pointer. Two CPUs may race here (the target has no
         // atomic add); a lost update only loosens the quota until the sweeper recounts.
         unsafe { *c += 1 };
@@ -221,8 +238,8 @@ fn count_use(forward: &CtKey) {
 
 /// One SNAT flow of `forward`'s container toward its destination has ended.
 #[inline(always)]
-pub fn release_use(forward: &CtKey) {
-    if let Some(c) = SNAT_USE.get_ptr_mut(use_key(forward)) {
+pub fn release_use<A: Family>(forward: &CtKey<A>) {
+    if let Some(c) = A::snat_use().get_ptr_mut(use_key(forward)) {
         // SAFETY: as in `count_use`.
         unsafe { *c = (*c).saturating_sub(1) };
     }
@@ -231,9 +248,9 @@ pub fn release_use(forward: &CtKey) {
 /// Whether `forward`'s container may take another port toward its destination: at most
 /// half the range, so no container can exhaust it for the others.
 #[inline(always)]
-fn within_quota(forward: &CtKey, range: u32) -> bool {
-    // SAFETY: plain lookup of a u32, copied out.
-    let held = unsafe { SNAT_USE.get(use_key(forward)) }
+fn within_quota<A: Family>(forward: &CtKey<A>, range: u32) -> bool {
+    // SAFETY: plain lookup of a u64, copied out.
+    let held = unsafe { A::snat_use().get(use_key(forward)) }
         .copied()
         .unwrap_or(0);
     held < u64::from((range / 2).max(1))

@@ -1,31 +1,30 @@
 //! Translation: address and port rewrites, with their checksum updates.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Addr, CtKey, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     csum,
+    family::Family,
     parse::{Frag, Icmp, Packet, write},
 };
 
-/// The IPv4 addresses' offsets in the header.
-const IP_SRC: usize = 12;
-const IP_DST: usize = 16;
-
 /// Where the source (or destination) port lives; None when the packet has none here.
 #[inline(always)]
-fn port_off(p: &Packet, src: bool) -> Option<usize> {
+fn port_off<A: Addr>(p: &Packet<A>, src: bool) -> Option<usize> {
     if p.frag == Frag::Later {
         return None;
     }
     match (p.proto, p.icmp) {
-        (PROTO_ICMP, Icmp::EchoRequest | Icmp::EchoReply) => Some(p.l4_off() + 4),
+        (_, Icmp::EchoRequest | Icmp::EchoReply) if p.proto == A::PROTO_ICMP => {
+            Some(p.l4_off() + 4)
+        }
         (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off() + if src { 0 } else { 2 }),
         _ => None,
     }
 }
 
 #[inline(always)]
-fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), Reason> {
+fn store_port<A: Addr>(ctx: &TcContext, p: &Packet<A>, src: bool, port: u16) -> Result<(), Reason> {
     match port_off(p, src) {
         Some(off) => write(ctx, off, port).ok_or(Reason::DropRewrite),
         None => Ok(()),
@@ -34,10 +33,15 @@ fn store_port(ctx: &TcContext, p: &Packet, src: bool, port: u16) -> Result<(), R
 
 /// Rewrite the destination to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
-    csum::update_l4(ctx, p, p.dst_ip, ip, p.dst_port, port)?;
-    if ip != p.dst_ip {
-        csum::set_ip_addr(ctx, p, IP_DST, p.dst_ip, ip)?;
+pub fn rewrite_dst<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    ip: A,
+    port: u16,
+) -> Result<(), Reason> {
+    csum::update_l4(ctx, p, &p.dst_ip, &ip, p.dst_port, port)?;
+    if !ip.same(&p.dst_ip) {
+        A::set_addr(ctx, p, false, &p.dst_ip, &ip)?;
     }
     if port != p.dst_port {
         store_port(ctx, p, false, port)?;
@@ -49,10 +53,15 @@ pub fn rewrite_dst(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 
 /// Rewrite the source to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Result<(), Reason> {
-    csum::update_l4(ctx, p, p.src_ip, ip, p.src_port, port)?;
-    if ip != p.src_ip {
-        csum::set_ip_addr(ctx, p, IP_SRC, p.src_ip, ip)?;
+pub fn rewrite_src<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    ip: A,
+    port: u16,
+) -> Result<(), Reason> {
+    csum::update_l4(ctx, p, &p.src_ip, &ip, p.src_port, port)?;
+    if !ip.same(&p.src_ip) {
+        A::set_addr(ctx, p, true, &p.src_ip, &ip)?;
     }
     if port != p.src_port {
         store_port(ctx, p, true, port)?;
@@ -64,11 +73,11 @@ pub fn rewrite_src(ctx: &TcContext, p: &mut Packet, ip: u32, port: u16) -> Resul
 
 /// Make the packet leave with tuple `to`.
 #[inline(always)]
-pub fn apply(ctx: &TcContext, p: &mut Packet, to: &CtKey) -> Result<(), Reason> {
-    if to.src_ip != p.src_ip || to.src_port != p.src_port {
+pub fn apply<A: Family>(ctx: &TcContext, p: &mut Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
+    if !to.src_ip.same(&p.src_ip) || to.src_port != p.src_port {
         rewrite_src(ctx, p, to.src_ip, to.src_port)?;
     }
-    if to.dst_ip != p.dst_ip || to.dst_port != p.dst_port {
+    if !to.dst_ip.same(&p.dst_ip) || to.dst_port != p.dst_port {
         rewrite_dst(ctx, p, to.dst_ip, to.dst_port)?;
     }
     Ok(())

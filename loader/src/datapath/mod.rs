@@ -3,6 +3,7 @@ mod attach;
 pub mod batch;
 mod bpffs;
 mod cgroup;
+mod jump;
 #[cfg(test)]
 mod layout_tests;
 mod maps;
@@ -22,6 +23,7 @@ use aya::{
 };
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
+pub use jump::IPV6_PROGRAMS;
 pub use maps::Maps;
 pub use pinned::Mismatch;
 use sweep::SweepMaps;
@@ -179,6 +181,7 @@ impl Datapath {
                 .load()
                 .map_err(program_err(name))?;
         }
+        jump::load(&mut ebpf)?;
         program::<SchedClassifier>(&mut ebpf, SWEEP_PROGRAM)?
             .load()
             .map_err(program_err(SWEEP_PROGRAM))?;

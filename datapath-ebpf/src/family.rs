@@ -1,0 +1,367 @@
+//! What differs between IPv4 and IPv6 for the family-generic datapath: its maps, its
+//! header layout and checksums, its route and socket lookups. Implemented on the address
+//! types themselves (`u32`, `Ip6`), so a function generic over a packet's family infers
+//! it from the packet (`Packet<A>`, `CtKey<A>`).
+use aya_ebpf::{
+    bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup as FibParams, bpf_sock_tuple},
+    helpers::generated::bpf_csum_diff,
+    maps::{HashMap, LruHashMap},
+    programs::TcContext,
+};
+use common::{Addr, Backend, CtKey, CtValue, Endpoint, Ip6, Network, PublishedKey, Reason};
+
+use crate::{
+    csum::{self, IP_CSUM, replace16},
+    frag,
+    icmp::{self, From},
+    maps::{self, Scratch, Work},
+    parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
+    reply,
+    stats::verdict,
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+pub trait Family: Addr {
+    /// `AF_INET` or `AF_INET6`, for route lookups.
+    const AF: u8;
+    /// The ethertype of this family's packets.
+    const ETH_P: u16;
+    /// Where the source and destination addresses lie in the IP header.
+    const SRC_OFF: usize;
+    const DST_OFF: usize;
+
+    /// Answered flows and flows not answered yet (see `ct`).
+    fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
+    fn ct_new() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
+    /// SNAT flows per container and destination.
+    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64>;
+    fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>>;
+    /// This family's part of the CPU's scratch space.
+    fn work(s: &mut Scratch) -> &mut Work<Self>;
+
+    fn endpoint(ip: &Self) -> Option<Endpoint>;
+    fn network_of(ip: &Self) -> Option<Network>;
+    fn is_host(ip: &Self) -> bool;
+    /// A loopback address (never legitimately off a wire).
+    fn is_loopback(ip: &Self) -> bool;
+
+    /// Fill a route lookup's addresses from `t`; read the source it preferred.
+    fn fib_set(fib: &mut FibParams, t: &CtKey<Self>);
+    fn fib_src(fib: &FibParams) -> Self;
+    /// Fill a socket lookup's tuple from `t`; its size.
+    fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32;
+
+    /// Write address `new` over `old` in the header (`src`: the source), with the IPv4
+    /// header checksum (IPv6 has none).
+    fn set_addr(
+        ctx: &TcContext,
+        p: &Packet<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason>;
+    /// Fix the L4 checksum at `off` for the pseudo-header's address change.
+    fn l4_addr_csum(
+        ctx: &TcContext,
+        off: usize,
+        old: &Self,
+        new: &Self,
+        flags: u64,
+    ) -> Result<(), Reason>;
+    /// Whether ICMP's checksum covers the pseudo-header (ICMPv6's does).
+    const ICMP_PSEUDO: bool;
+    /// The TTL (hop limit) one less, with the IPv4 header checksum.
+    fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason>;
+
+    /// Keep a first fragment's ports; give a later fragment its datagram's (false: not
+    /// known here).
+    fn frag_remember(p: &Packet<Self>);
+    fn frag_recall(p: &mut Packet<Self>) -> bool;
+
+    /// An ICMP error about a translated flow, translated and delivered (None: not one).
+    fn icmp_error(ctx: &TcContext, p: &mut Packet<Self>, from: From) -> Option<i32>;
+    /// The verdict on a packet from outside whose TTL ends at the host.
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
+    /// Whether the path's stages run behind BPF-to-BPF calls (`stage!`): IPv6's 40-byte
+    /// tuples would take the whole path past the 512-byte stack inlined, where each
+    /// call's frame holds only its stage's. IPv4's stay inlined (no call per packet).
+    const STAGED: bool;
+    /// Whether a routed network of this family takes every packet from outside (Docker's
+    /// `gateway_mode_ipv4=routed`), not only those to ports published at its containers'
+    /// own addresses (IPv6's routed global prefixes).
+    const ROUTED_OPEN: bool;
+}
+
+impl Family for u32 {
+    const AF: u8 = AF_INET;
+    const ETH_P: u16 = ETH_P_IP;
+    const SRC_OFF: usize = 12;
+    const DST_OFF: usize = 16;
+    const ICMP_PSEUDO: bool = false;
+    const ROUTED_OPEN: bool = true;
+    const STAGED: bool = false;
+
+    #[inline(always)]
+    fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>> {
+        &maps::CT
+    }
+    #[inline(always)]
+    fn ct_new() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>> {
+        &maps::CT_NEW
+    }
+    #[inline(always)]
+    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+        &maps::SNAT_USE
+    }
+    #[inline(always)]
+    fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {
+        &maps::PUBLISHED
+    }
+    #[inline(always)]
+    fn work(s: &mut Scratch) -> &mut Work<Self> {
+        &mut s.v4
+    }
+    #[inline(always)]
+    fn endpoint(ip: &Self) -> Option<Endpoint> {
+        maps::endpoint(*ip)
+    }
+    #[inline(always)]
+    fn network_of(ip: &Self) -> Option<Network> {
+        maps::network_of(*ip)
+    }
+    #[inline(always)]
+    fn is_host(ip: &Self) -> bool {
+        maps::is_host(*ip)
+    }
+    #[inline(always)]
+    fn is_loopback(ip: &Self) -> bool {
+        ip.to_ne_bytes()[0] == 127
+    }
+    #[inline(always)]
+    fn fib_set(fib: &mut FibParams, t: &CtKey<Self>) {
+        fib.__bindgen_anon_3.ipv4_src = t.src_ip;
+        fib.__bindgen_anon_4.ipv4_dst = t.dst_ip;
+    }
+    #[inline(always)]
+    fn fib_src(fib: &FibParams) -> Self {
+        // SAFETY: reading the union member an IPv4 lookup wrote.
+        unsafe { fib.__bindgen_anon_3.ipv4_src }
+    }
+    #[inline(always)]
+    fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32 {
+        // SAFETY: writing the IPv4 member of the union, passed with its size.
+        unsafe {
+            let v4 = &mut tuple.__bindgen_anon_1.ipv4;
+            v4.saddr = t.src_ip;
+            v4.daddr = t.dst_ip;
+            v4.sport = t.src_port;
+            v4.dport = t.dst_port;
+        }
+        12
+    }
+    #[inline(always)]
+    fn set_addr(
+        ctx: &TcContext,
+        p: &Packet<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        let field = if src { Self::SRC_OFF } else { Self::DST_OFF };
+        let check: u16 = read(ctx, p.l3_off() + IP_CSUM).ok_or(Reason::DropRewrite)?;
+        write(ctx, p.l3_off() + field, *new).ok_or(Reason::DropRewrite)?;
+        let check = csum::replace32(check, *old, *new);
+        write(ctx, p.l3_off() + IP_CSUM, check).ok_or(Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn l4_addr_csum(
+        ctx: &TcContext,
+        off: usize,
+        old: &Self,
+        new: &Self,
+        flags: u64,
+    ) -> Result<(), Reason> {
+        let flags = u64::from(BPF_F_PSEUDO_HDR) | flags | 4;
+        ctx.l4_csum_replace(off, u64::from(*old), u64::from(*new), flags)
+            .map_err(|_| Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason> {
+        // TTL and protocol share a 16-bit word of the header checksum, which follows.
+        let off = p.l3_off() + 8;
+        let [ttl, proto, c0, c1]: [u8; 4] = read(ctx, off).ok_or(Reason::DropRewrite)?;
+        let new = [ttl - 1, proto];
+        let check = replace16(
+            u16::from_ne_bytes([c0, c1]),
+            u16::from_ne_bytes([ttl, proto]),
+            u16::from_ne_bytes(new),
+        );
+        let [n0, n1] = check.to_ne_bytes();
+        write(ctx, off, [new[0], new[1], n0, n1]).ok_or(Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn frag_remember(p: &Packet<Self>) {
+        frag::remember(p)
+    }
+    #[inline(always)]
+    fn frag_recall(p: &mut Packet<Self>) -> bool {
+        frag::recall(p)
+    }
+    #[inline(always)]
+    fn icmp_error(ctx: &TcContext, p: &mut Packet<Self>, from: From) -> Option<i32> {
+        icmp::handle_error(ctx, p, from)
+    }
+
+    #[inline(always)]
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
+        reply::time_exceeded(ctx, p)
+    }
+}
+
+impl Family for Ip6 {
+    const AF: u8 = AF_INET6;
+    const ETH_P: u16 = ETH_P_IPV6;
+    const SRC_OFF: usize = 8;
+    const DST_OFF: usize = 24;
+    const ICMP_PSEUDO: bool = true;
+    const ROUTED_OPEN: bool = false;
+    const STAGED: bool = true;
+
+    #[inline(always)]
+    fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>> {
+        &maps::CT6
+    }
+    #[inline(always)]
+    fn ct_new() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>> {
+        &maps::CT6_NEW
+    }
+    #[inline(always)]
+    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+        &maps::SNAT6_USE
+    }
+    #[inline(always)]
+    fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {
+        &maps::PUBLISHED6
+    }
+    #[inline(always)]
+    fn work(s: &mut Scratch) -> &mut Work<Self> {
+        &mut s.v6
+    }
+    #[inline(always)]
+    fn endpoint(ip: &Self) -> Option<Endpoint> {
+        maps::endpoint6(ip)
+    }
+    #[inline(always)]
+    fn network_of(ip: &Self) -> Option<Network> {
+        maps::network6_of(ip)
+    }
+    #[inline(always)]
+    fn is_host(ip: &Self) -> bool {
+        maps::is_host6(ip)
+    }
+    #[inline(always)]
+    fn is_loopback(ip: &Self) -> bool {
+        ip.same(&Ip6::LOOPBACK)
+    }
+    #[inline(always)]
+    fn fib_set(fib: &mut FibParams, t: &CtKey<Self>) {
+        fib.__bindgen_anon_3.ipv6_src = t.src_ip.words;
+        fib.__bindgen_anon_4.ipv6_dst = t.dst_ip.words;
+    }
+    #[inline(always)]
+    fn fib_src(fib: &FibParams) -> Self {
+        // SAFETY: reading the union member an IPv6 lookup wrote.
+        Ip6 {
+            words: unsafe { fib.__bindgen_anon_3.ipv6_src },
+        }
+    }
+    #[inline(always)]
+    fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32 {
+        // SAFETY: writing the IPv6 member of the union, passed with its size.
+        unsafe {
+            let v6 = &mut tuple.__bindgen_anon_1.ipv6;
+            v6.saddr = t.src_ip.words;
+            v6.daddr = t.dst_ip.words;
+            v6.sport = t.src_port;
+            v6.dport = t.dst_port;
+        }
+        36
+    }
+    #[inline(always)]
+    fn set_addr(
+        ctx: &TcContext,
+        p: &Packet<Self>,
+        src: bool,
+        _old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        let field = if src { Self::SRC_OFF } else { Self::DST_OFF };
+        write(ctx, p.l3_off() + field, *new).ok_or(Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn l4_addr_csum(
+        ctx: &TcContext,
+        off: usize,
+        old: &Self,
+        new: &Self,
+        flags: u64,
+    ) -> Result<(), Reason> {
+        // One sum of the difference, then one fix with it (a replace of 16 bytes is four
+        // helper calls).
+        let (mut from, mut to) = (old.words, new.words);
+        // SAFETY: two 16-byte buffers on this stack, sizes given.
+        let diff = unsafe { bpf_csum_diff(from.as_mut_ptr(), 16, to.as_mut_ptr(), 16, 0) };
+        if diff < 0 {
+            return Err(Reason::DropRewrite);
+        }
+        let flags = u64::from(BPF_F_PSEUDO_HDR) | flags;
+        ctx.l4_csum_replace(off, 0, diff as u64, flags)
+            .map_err(|_| Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason> {
+        // Next header and hop limit (a one-byte access at a packet offset the verifier
+        // follows less well).
+        let off = p.l3_off() + 6;
+        let [next, hop]: [u8; 2] = read(ctx, off).ok_or(Reason::DropRewrite)?;
+        write(ctx, off, [next, hop - 1]).ok_or(Reason::DropRewrite)
+    }
+    #[inline(always)]
+    fn frag_remember(_: &Packet<Self>) {}
+    #[inline(always)]
+    fn frag_recall(_: &mut Packet<Self>) -> bool {
+        false
+    }
+
+    /// ICMPv6 errors are not translated yet: they go to whoever they are addressed to.
+    #[inline(always)]
+    fn icmp_error(_: &TcContext, _: &mut Packet<Self>, _: From) -> Option<i32> {
+        None
+    }
+    /// bpfnet does not answer for IPv6 yet: dropped, counted.
+    #[inline(always)]
+    fn time_exceeded(ctx: &TcContext, _: &Packet<Self>) -> i32 {
+        verdict(ctx, Reason::DropTtl)
+    }
+}
+
+/// `f`, behind a call of its own.
+#[inline(never)]
+pub fn called<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// One stage of a family-generic path for family `$a`: the expression itself (inlined)
+/// for IPv4, behind a call of its own for IPv6 (`Family::STAGED`).
+macro_rules! stage {
+    ($a:ty, $e:expr) => {
+        if <$a as $crate::family::Family>::STAGED {
+            $crate::family::called(|| $e)
+        } else {
+            $e
+        }
+    };
+}
+pub(crate) use stage;
