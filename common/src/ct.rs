@@ -147,6 +147,37 @@ impl<A: Addr> CtValue<A> {
         }
     }
 
+    /// Make this entry a fresh one that translates to `to` (`reversed`: to its reverse),
+    /// with `flags`: `new` written in place (a value of 96 bytes is not built on the
+    /// datapath's short stack first).
+    #[inline(always)]
+    pub fn reset(&mut self, to: &CtKey<A>, reversed: bool, flags: u8, now_ns: u64) {
+        if reversed {
+            self.src_ip = to.dst_ip;
+            self.dst_ip = to.src_ip;
+            self.src_port = to.dst_port;
+            self.dst_port = to.src_port;
+        } else {
+            self.src_ip = to.src_ip;
+            self.dst_ip = to.dst_ip;
+            self.src_port = to.src_port;
+            self.dst_port = to.dst_port;
+        }
+        self.flags = flags;
+        self.tcp_seen = 0;
+        self.wscale = 0;
+        self.hop = HOP_NONE;
+        self.seq_end = 0;
+        self.max_win = 0;
+        self.last_seen_ns = now_ns;
+        self.packets = 0;
+        self.bytes = 0;
+        self.hop_ifindex = 0;
+        self.hop_gen = 0;
+        self.hop_mtu = 0;
+        self.hop_macs = [[0; 6]; 2];
+    }
+
     pub fn is_reply(&self) -> bool {
         self.flags & CT_REPLY != 0
     }

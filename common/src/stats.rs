@@ -86,8 +86,7 @@ reasons! {
     /// Drop: an ICMP error a container or outsider had no business sending (it quotes a
     /// packet that sender never received).
     DropIcmpForged = 25, "drop-icmp-forged", true;
-    /// Drop: IPv6 routed out of a container's network to anywhere but the host itself
-    /// (bpfnet does not route IPv6 yet).
+    /// Drop: IPv6 from a container's link-local address routed beyond its link.
     DropIpv6 = 26, "drop-ipv6", true;
     /// Drop: a frame from a container veth whose endpoint is not known and whose source
     /// cannot be bound to it.

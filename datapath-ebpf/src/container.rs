@@ -17,7 +17,7 @@ use crate::{
     icmp::From,
     ipv6,
     l2::{self, L2},
-    maps::{JUMP, iface_role},
+    maps::{JUMP, iface_role, scratch},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Packet, parse},
     stats::{count, verdict},
@@ -71,25 +71,71 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
     }
     if p.frag == Frag::Later {
         if !A::frag_recall(p) {
-            return unknown_fragment(ctx, l2, p);
+            return stage!(A, unknown_fragment(ctx, l2, p));
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
-        Ok(Some(hit)) => (hit.to, hit.entry),
+    let flow = match stage!(A, tracked(ctx, p)) {
+        Ok(Some(flow)) => flow,
         Ok(None) => match stage!(A, first(ctx, l2, p)) {
-            Ok(to) => (to, None),
+            Ok(Start::Flow) => None,
+            // Its own stage: the port search's callback adds to its stack.
+            Ok(Start::Masquerade(src)) => match stage!(A, masquerade(ctx, p, src)) {
+                Ok(()) => None,
+                Err(reason) => return verdict(ctx, reason),
+            },
             Err(verdict) => return verdict,
         },
         Err(reason) => return verdict(ctx, reason),
     };
-    stage!(A, translate(ctx, p, &to, flow))
+    stage!(A, translate(ctx, p, flow))
 }
 
-/// An untracked packet: a new flow's tuple (masquerade, hairpin, tracked egress), or
-/// the verdict it gets instead (switched, routed as it is, dropped, passed).
+/// The tuple the packet leaves with, between the stages that find it and `translate`:
+/// in scratch space, so no stage's frame (nor the caller's) holds a 40-byte IPv6 tuple
+/// across a call.
 #[inline(always)]
-fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<CtKey<A>, i32> {
+fn out<A: Family>() -> Result<&'static mut CtKey<A>, Reason> {
+    scratch()
+        .map(|s| &mut A::work(s).out)
+        .ok_or(Reason::DropMalformed)
+}
+
+/// A tracked packet's flow entry (None inside: it has just moved tables), its tuple in
+/// `out`; Ok(None): not tracked.
+#[inline(always)]
+fn tracked<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+) -> Result<Option<Option<&'static mut CtValue<A>>>, Reason> {
+    match ct::lookup(ctx, p)? {
+        Some(hit) => {
+            *out()? = hit.to;
+            Ok(Some(hit.entry))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Masquerade `p`'s new flow to `src`, its tuple in `out`.
+#[inline(always)]
+fn masquerade<A: Family>(ctx: &TcContext, p: &Packet<A>, src: A) -> Result<(), Reason> {
+    *out()? = nat::snat(ctx, p, src)?;
+    Ok(())
+}
+
+/// What a container's untracked packet starts.
+enum Start<A> {
+    /// A flow (hairpin, tracked egress), created; its tuple in `out`.
+    Flow,
+    /// Egress to masquerade with this source address (no flow yet).
+    Masquerade(A),
+}
+
+/// An untracked packet: what it starts (a new flow, a masquerade), or the verdict it
+/// gets instead (switched, routed as it is, dropped, passed).
+#[inline(always)]
+fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>, i32> {
     let own = A::network_of(&p.src_ip).map_or(0, |n| n.flags);
     if !l2.routed() {
         if own & NET_NO_ICC != 0 && l2.dst_mac[0] & 1 == 0 {
@@ -105,7 +151,10 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<CtKey<A>,
     }
     if to_host {
         return match nat::hairpin(ctx, p) {
-            Ok(New::Flow(to)) => Ok(to),
+            Ok(New::Flow(to)) => out()
+                .map(|o| *o = to)
+                .map(|()| Start::Flow)
+                .map_err(|r| verdict(ctx, r)),
             Ok(New::None) => Err(verdict(ctx, Reason::Pass)),
             Err(reason) => Err(verdict(ctx, reason)),
         };
@@ -119,13 +168,16 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<CtKey<A>,
         return Err(too_big(ctx, p));
     }
     let to = match way {
-        Way::Masquerade => nat::snat(ctx, p, route.src_ip),
+        Way::Masquerade => return Ok(Start::Masquerade(route.src_ip)),
         Way::Track => nat::track(ctx, p),
-        Way::Routed => return Err(fwd::send(ctx, p, &Next::route(&route))),
+        Way::Routed if A::ROUTED_OPEN => return Err(fwd::send(ctx, p, &Next::route(&route))),
+        // A routed network open only at its published ports: its egress is tracked, so
+        // the inbound policy lets the replies in.
+        Way::Routed => nat::track(ctx, p),
     };
-    match to {
-        // The route is looked up again for the translated tuple (its source differs).
-        Ok(to) => Ok(to),
+    // The route is looked up again for the translated tuple (its source differs).
+    match to.and_then(|to| out().map(|o| *o = to)) {
+        Ok(()) => Ok(Start::Flow),
         Err(reason) => Err(verdict(ctx, reason)),
     }
 }
@@ -145,16 +197,19 @@ fn unknown_fragment<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
     }
 }
 
-/// Send the packet as `to` (its flow's entry, when known, remembers where). A packet
+/// Send the packet as `out` (its flow's entry, when known, remembers where). A packet
 /// too big for the device it would leave by is left untranslated, to the kernel, which
 /// answers it.
 #[inline(always)]
 fn translate<A: Family>(
     ctx: &TcContext,
     p: &mut Packet<A>,
-    to: &CtKey<A>,
     flow: Option<&'static mut CtValue<A>>,
 ) -> i32 {
+    let Ok(to) = out::<A>() else {
+        return verdict(ctx, Reason::DropMalformed);
+    };
+    let to: &CtKey<A> = to;
     let Some((next, mtu)) = hop::next(ctx, to, flow) else {
         return verdict(ctx, Reason::DropNoRoute);
     };

@@ -229,14 +229,15 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 pub fn stage<A: Family>(ctx: &TcContext, p: &Packet<A>, flags: u8) -> Result<(), Reason> {
     let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
     let now = now();
-    s.fwd = CtValue::new(&key_of(p), flags, now);
+    s.ck = key_of(p);
+    s.fwd.reset(&s.ck, false, flags, now);
+    s.rev.reset(&s.ck, true, flags | CT_REPLY, now);
     if p.proto == PROTO_TCP {
         s.fwd.tcp_seen = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
         tcp::start(ctx, &mut s.fwd, p);
     }
     s.fwd.packets = 1;
     s.fwd.bytes = u64::from(ctx.len());
-    s.rev = CtValue::new(&key_of(p).reversed(), flags | CT_REPLY, now);
     Ok(())
 }
 
@@ -260,12 +261,14 @@ fn staged<A: Family>(to: &CtKey<A>) -> Result<&'static mut Work<A>, Reason> {
 )]
 pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
     let (ct, ct_new) = (A::ct(), A::ct_new());
-    let key = key_of(p);
-    let rk = to.reversed();
+    let s = staged(to)?;
+    // The tuples in scratch space: an IPv6 tuple is 40 bytes of a short stack.
+    s.ck = key_of(p);
+    s.crk = to.reversed();
+    let (key, rk) = (&s.ck, &s.crk);
     if ct.get_ptr(rk).is_some() {
         return Err(Reason::DropCtClash);
     }
-    let s = staged(to)?;
     let noexist = u64::from(BPF_NOEXIST);
     if ct_new.insert(rk, &s.rev, noexist).is_err() {
         return Err(Reason::DropCtClash);
@@ -309,7 +312,13 @@ pub fn release_finished<A: Family>(
     if rk.proto != PROTO_TCP {
         return false;
     }
-    let fk = rk.twin(rv);
+    let fk = &mut A::work(match scratch() {
+        Some(s) => s,
+        None => return false,
+    })
+    .fk;
+    *fk = rk.twin(rv);
+    let fk = &*fk;
     // SAFETY: plain lookup, the two fields copied out.
     let (f_seen, f_end) =
         unsafe { table.map::<A>().get(fk) }.map_or((0, 0), |f| (f.tcp_seen, f.seq_end));

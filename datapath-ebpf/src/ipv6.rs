@@ -20,6 +20,7 @@ use common::{EP_LEARNED, Endpoint, Ip6, PORT_V6, Reason};
 
 use crate::{
     container,
+    family::stage,
     l2::L2,
     maps::{ENDPOINTS6, PORTS, endpoint6, is_host6, network6_of},
     parse::{
@@ -70,39 +71,41 @@ pub struct Chain {
 /// host when addressed to it, else routed by the family-generic path.
 #[inline(always)]
 pub fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
-    let chain = match walk(ctx, ETH_HLEN).and_then(|c| guard(&c).map(|()| c)) {
-        Ok(c) => c,
-        Err(reason) => return verdict(ctx, reason),
-    };
-    if let Err(reason) = l2.check_mac() {
-        return verdict(ctx, reason);
-    }
-    if let Err(reason) = check_source(ctx, l2, &chain.src) {
-        return verdict(ctx, reason);
-    }
-    if let Err(reason) = check_neighbour(ctx, l2, &chain) {
-        return verdict(ctx, reason);
-    }
-    if !l2.routed() {
-        return verdict(ctx, Reason::PassOther);
-    }
-    if chain.dst.is_link_local() || chain.dst.is_multicast() || is_host6(&chain.dst) {
-        // For the host itself: left to its stack.
-        return verdict(ctx, Reason::Pass);
-    }
-    if !ROUTED {
-        return verdict(ctx, Reason::DropIpv6);
-    }
-    match packet(ctx, ETH_HLEN, &chain) {
+    // Each half behind a call of its own: together they would not fit the stack.
+    match stage!(Ip6, admit(ctx, l2)) {
         Ok(p) => container::ip(ctx, l2, p),
-        Err(reason) => verdict(ctx, reason),
+        Err(v) => v,
     }
 }
 
-/// Whether IPv6 takes the family-generic path (NAT66, publishes, routed prefixes). Off
-/// until that path fits the verifier's 512-byte stack: routed IPv6 from a container is
-/// `drop-ipv6`, and the uplink leaves IPv6 to the host.
-pub const ROUTED: bool = false;
+/// The checks a container's IPv6 frame must pass; a routed one's summary, or the
+/// verdict.
+#[inline(always)]
+fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> {
+    let chain = match walk(ctx, ETH_HLEN).and_then(|c| guard(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(reason) => return Err(verdict(ctx, reason)),
+    };
+    let checked = l2
+        .check_mac()
+        .and_then(|()| check_source(ctx, l2, &chain.src))
+        .and_then(|()| check_neighbour(ctx, l2, &chain));
+    if let Err(reason) = checked {
+        return Err(verdict(ctx, reason));
+    }
+    if !l2.routed() {
+        return Err(verdict(ctx, Reason::PassOther));
+    }
+    if chain.dst.is_link_local() || chain.dst.is_multicast() || is_host6(&chain.dst) {
+        // For the host itself: left to its stack.
+        return Err(verdict(ctx, Reason::Pass));
+    }
+    if chain.src.is_link_local() {
+        // A link-local address does not leave its link: never routed, nor masqueraded.
+        return Err(verdict(ctx, Reason::DropIpv6));
+    }
+    packet(ctx, ETH_HLEN, &chain).map_err(|reason| verdict(ctx, reason))
+}
 
 /// The IPv6 packet's summary for the family-generic path, or why it is dropped (`Pass`:
 /// not IPv6).

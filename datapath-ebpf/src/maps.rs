@@ -138,6 +138,17 @@ pub struct Work<A> {
     /// The SNAT port search: the flow's original tuple and the candidate.
     pub key: CtKey<A>,
     pub to: CtKey<A>,
+    /// The candidate's reply tuple, and the forward tuple of a flow whose tuple it may
+    /// take over.
+    pub rk: CtKey<A>,
+    pub fk: CtKey<A>,
+    /// A SNAT quota's key (`nat::ports::use_key`).
+    pub uk: CtKey<A>,
+    /// The tuple a container's packet leaves with (`container::out`).
+    pub out: CtKey<A>,
+    /// The tuples of the flow `ct::create` is creating.
+    pub ck: CtKey<A>,
+    pub crk: CtKey<A>,
 }
 
 /// Jiffies to monotonic time (`common::clock`), written by the daemon once it has

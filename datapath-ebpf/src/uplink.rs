@@ -42,9 +42,6 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
 /// them).
 #[inline(always)]
 pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
-    if !crate::ipv6::ROUTED {
-        return verdict(ctx, Reason::Pass);
-    }
     match parse6(ctx, l3_off) {
         Ok(p) => ip::<Ip6>(ctx, p),
         Err(reason) => verdict(ctx, reason),
@@ -56,7 +53,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if p.icmp == Icmp::Error {
         return match A::icmp_error(ctx, p, From::Uplink) {
             Some(v) => v,
-            None => inbound(ctx, p, Reason::Pass),
+            None => stage!(A, inbound(ctx, p, Reason::Pass)),
         };
     }
     if p.frag == Frag::Later {
@@ -66,7 +63,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
             } else {
                 Reason::Pass
             };
-            return inbound(ctx, p, other);
+            return stage!(A, inbound(ctx, p, other));
         }
         count(ctx, Reason::FragmentTranslated);
     }
@@ -75,12 +72,12 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
         Ok(Some(_)) if p.ttl <= 1 => return A::time_exceeded(ctx, p),
         Ok(Some(hit)) => (hit.to, hit.entry),
         Ok(None) => {
-            if let Some(v) = lan(ctx, p) {
+            if let Some(v) = stage!(A, lan(ctx, p)) {
                 return v;
             }
             match stage!(A, nat::dnat(ctx, p)) {
                 Ok(New::Flow(to)) => (to, None),
-                Ok(New::None) => return inbound(ctx, p, Reason::Pass),
+                Ok(New::None) => return stage!(A, inbound(ctx, p, Reason::Pass)),
                 Err(Reason::DropTtl) => return A::time_exceeded(ctx, p),
                 Err(reason) => return verdict(ctx, reason),
             }

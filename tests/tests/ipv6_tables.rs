@@ -131,8 +131,14 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
                 PassOther,
             ),
             (
-                "its own address, routed (bpfnet does not route IPv6 yet)",
+                "its own address, routed where no route leads: left to the host",
                 datagram(C1_MAC, C1, BRIDGE_MAC, OUTSIDE),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "its link-local address, routed",
+                datagram(C1_MAC, ll, BRIDGE_MAC, OUTSIDE),
                 TC_ACT_SHOT,
                 DropIpv6,
             ),

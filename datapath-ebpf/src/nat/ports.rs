@@ -69,19 +69,28 @@ fn try_port<A: Family>(
     key: &CtKey<A>,
     to: &CtKey<A>,
 ) -> Result<Candidate, Reason> {
-    let rk = to.reversed();
-    if let Some((rv, table)) = ct::entry(&rk) {
-        if rk.translated(rv) == key.reversed() {
+    // The candidate's reply tuple, in scratch space (an IPv6 tuple is 40 bytes of a
+    // callback's stack).
+    let rk = &mut scratch().map(A::work).ok_or(Reason::DropSnatPorts)?.rk;
+    *rk = to.reversed();
+    let rk = &*rk;
+    if let Some((rv, table)) = ct::entry(rk) {
+        // Its reply entry translates back to our own original tuple, reversed.
+        if rv.src_ip.same(&key.dst_ip)
+            && rv.dst_ip.same(&key.src_ip)
+            && rv.src_port == key.dst_port
+            && rv.dst_port == key.src_port
+        {
             // Our own flow's reply half survived the loss of its forward half.
             ct::repair(p, to, table)?;
             count(ctx, Reason::CtRepaired);
             return Ok(Candidate::Repaired);
         }
-        if !ct::release_finished(&rk, rv, table, p) {
+        if !ct::release_finished(rk, rv, table, p) {
             return Ok(Candidate::Taken);
         }
     }
-    if p.proto != A::PROTO_ICMP && hostsock::holds(ctx, &rk, Holder::Any) {
+    if p.proto != A::PROTO_ICMP && hostsock::holds(ctx, rk, Holder::Any) {
         return Ok(Candidate::Taken);
     }
     match ct::create(p, to) {
@@ -160,33 +169,33 @@ pub fn allocate<A: Family>(
     p: &Packet<A>,
     src_ip: A,
 ) -> Result<(CtKey<A>, bool), Reason> {
-    let key = ct::key_of(p);
-    let mut to = key;
-    to.src_ip = src_ip;
+    // The original tuple and the candidate live in scratch space, where the search's
+    // callback finds them.
+    let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
+    t.key = ct::key_of(p);
+    t.to = t.key;
+    t.to.src_ip = src_ip;
     ct::stage(ctx, p, CT_SNAT)?;
     if !p.has_ports() {
         // No port to vary: the address alone names the flow (GRE and the like).
-        return match ct::create(p, &to) {
-            Ok(()) => Ok((to, false)),
+        return match ct::create(p, &t.to) {
+            Ok(()) => Ok((t.to, false)),
             Err(_) => Err(Reason::DropSnatPorts),
         };
     }
     let cfg = config();
     let (min, max) = (u32::from(cfg.snat_port_min), u32::from(cfg.snat_port_max));
     let range = max.saturating_sub(min) + 1;
-    if !within_quota(&key, range) {
+    if !within_quota(&t.key, range) {
         return Err(Reason::DropSnatQuota);
     }
-    let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
-    t.key = key;
-    t.to = to;
     let mut search = Search {
         skb: ctx.skb.skb,
         p,
-        own: u32::from(u16::from_be(key.src_port)),
+        own: u32::from(u16::from_be(t.key.src_port)),
         min,
         range,
-        start: hash(&key, cfg.hash_seed) % range,
+        start: hash(&t.key, cfg.hash_seed) % range,
         found: false,
         repaired: false,
         failed: Reason::DropSnatPorts,
@@ -201,31 +210,32 @@ pub fn allocate<A: Family>(
         )
     };
     if search.found {
-        let to = scratch()
-            .map(|s| A::work(s).to)
-            .ok_or(Reason::DropSnatPorts)?;
+        let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
         if !search.repaired {
-            count_use(&key);
+            count_use(&t.key);
         }
-        Ok((to, search.repaired))
+        Ok((t.to, search.repaired))
     } else {
         Err(search.failed)
     }
 }
 
-/// The key under which a container's SNAT flows toward one destination are counted.
+/// The key under which a container's SNAT flows toward one destination are counted,
+/// in scratch space.
 #[inline(always)]
-pub fn use_key<A: Addr>(forward: &CtKey<A>) -> CtKey<A> {
-    CtKey {
-        src_port: 0,
-        ..*forward
-    }
+pub fn use_key<A: Family>(forward: &CtKey<A>) -> Option<&'static CtKey<A>> {
+    let k = &mut A::work(scratch()?).uk;
+    *k = *forward;
+    k.src_port = 0;
+    Some(k)
 }
 
 /// Count one more SNAT flow of `forward`'s container toward its destination.
 #[inline(always)]
 fn count_use<A: Family>(forward: &CtKey<A>) {
-    let k = use_key(forward);
+    let Some(k) = use_key(forward) else {
+        return;
+    };
     if A::snat_use().insert(k, 1, u64::from(BPF_NOEXIST)).is_ok() {
         return;
     }
@@ -239,7 +249,7 @@ fn count_use<A: Family>(forward: &CtKey<A>) {
 /// One SNAT flow of `forward`'s container toward its destination has ended.
 #[inline(always)]
 pub fn release_use<A: Family>(forward: &CtKey<A>) {
-    if let Some(c) = A::snat_use().get_ptr_mut(use_key(forward)) {
+    if let Some(c) = use_key(forward).and_then(|k| A::snat_use().get_ptr_mut(k)) {
         // SAFETY: as in `count_use`.
         unsafe { *c = (*c).saturating_sub(1) };
     }
@@ -250,7 +260,8 @@ pub fn release_use<A: Family>(forward: &CtKey<A>) {
 #[inline(always)]
 fn within_quota<A: Family>(forward: &CtKey<A>, range: u32) -> bool {
     // SAFETY: plain lookup of a u64, copied out.
-    let held = unsafe { A::snat_use().get(use_key(forward)) }
+    let held = use_key(forward)
+        .and_then(|k| unsafe { A::snat_use().get(k) })
         .copied()
         .unwrap_or(0);
     held < u64::from((range / 2).max(1))
