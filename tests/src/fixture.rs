@@ -200,6 +200,42 @@ pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + S
     }
     ns.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
     ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // IPv6: the uplink 2001:db8:1::1 with its router ::2 toward the server network
+    // 2001:db8:2::/64; the "bridge" holds a ULA network and a routed global one.
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    for (cidr, dev) in [
+        ("2001:db8:1::1/64", "t0"),
+        ("fd00:17::1/64", "t1"),
+        ("2001:db8:42::1/64", "t1"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    for (ip, mac, dev) in [
+        ("2001:db8:1::2", "02:00:00:00:00:02", "t0"),
+        ("fd00:17::4", "02:00:00:00:00:04", "t1"),
+        ("2001:db8:42::7", "02:00:00:00:00:07", "t1"),
+    ] {
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "add",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
+    }
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:2::/64",
+        "via",
+        "2001:db8:1::2",
+    ]);
     let (uplink, bridge) = (ns.ifindex("t0"), ns.ifindex("t1"));
     let pin_dir = format!("/sys/fs/bpf/{id}");
     let pins = pin_dir.clone();

@@ -9,6 +9,7 @@ pub mod leftovers;
 pub mod lossy_events;
 pub mod netns;
 pub mod packet;
+pub mod packet6;
 pub mod raw;
 pub mod scratch;
 pub mod tables;

@@ -1,0 +1,342 @@
+//! BPF_PROG_TEST_RUN for IPv6 on the family-generic path: NAT66 of a ULA network
+//! (masquerade to the uplink's address, published ports, replies), a routed global
+//! network open only at ports published at its containers' own addresses, and the
+//! inbound policy. Each step checks the verdict, the rewritten headers (the checksum
+//! over the pseudo-header recomputed from scratch) and the counters that moved.
+use Hook::{FromContainer as OUT, FromUplink as IN};
+use Reason::*;
+use aya::maps::lpm_trie::Key;
+use bpfnet::datapath::Hook;
+use bpfnet_tests::{
+    fixture::{
+        CLIENT_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
+    },
+    packet::{TCP_ACK, TCP_SYN},
+    packet6::{Addr6, View6, echo6, tcp6, udp6},
+    require_root,
+    tables::{PORTS, setup},
+};
+use common::{
+    Backend, Endpoint, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP, PublishedKey,
+    Reason,
+};
+
+const fn addr(prefix: [u8; 6], last: u8) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[0] = prefix[0];
+    a[1] = prefix[1];
+    a[2] = prefix[2];
+    a[3] = prefix[3];
+    a[4] = prefix[4];
+    a[5] = prefix[5];
+    a[15] = last;
+    a
+}
+const ULA: [u8; 6] = [0xfd, 0, 0, 0x17, 0, 0];
+const GLOBAL: [u8; 6] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x42];
+/// The host on its uplink, and the outside server beyond the uplink's router.
+const HOST6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 1], 1);
+const SERVER6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 2], 9);
+/// A container of the ULA (NAT66) network and one of the routed global network.
+const C1: [u8; 16] = addr(ULA, 4);
+const R1: [u8; 16] = addr(GLOBAL, 7);
+
+fn ip6(a: [u8; 16]) -> Ip6 {
+    Ip6::from_octets(a)
+}
+
+/// The uplink's address and the two networks' gateways are the host's; fd00:0:0:17::/64
+/// is a NAT network, 2001:db8:42::/64 a routed one, both on the fixture's bridge port;
+/// TCP and UDP 8038 on every host address lead to C1's 8080, TCP 8443 opens R1's own
+/// port 8443.
+fn setup6(fx: &mut Fixture) {
+    setup(fx, PORTS);
+    let bridge = fx.bridge;
+    let m = &mut fx.dp.maps;
+    for a in [HOST6, addr(ULA, 1), addr(GLOBAL, 1)] {
+        m.host_ips6.insert(ip6(a), 0, 0).expect("host address");
+    }
+    for (prefix, flags) in [(ULA, 0), (GLOBAL, NET_ROUTED)] {
+        let key = Key::new(64, ip6(addr(prefix, 0)));
+        let net = Network { bridge, flags };
+        m.subnets6.insert(&key, net, 0).expect("subnet");
+    }
+    for a in [C1, R1] {
+        let ep = Endpoint {
+            ifindex: bridge,
+            network: bridge,
+            mac: CONTAINER_MAC,
+            flags: 0,
+            _pad: 0,
+        };
+        m.endpoints6.insert(ip6(a), ep, 0).expect("endpoint");
+    }
+    let mut port = m.ports.get(&bridge, 0).expect("port");
+    port.flags |= PORT_V6;
+    m.ports.insert(bridge, port, 0).expect("port");
+    for (proto, host_port, backend, backend_port) in [
+        (PROTO_TCP, 8038, C1, 8080),
+        (PROTO_UDP, 8038, C1, 8080),
+        (PROTO_TCP, 8443, R1, 8443),
+    ] {
+        let key = PublishedKey {
+            host_ip: Ip6::UNSPECIFIED,
+            port: u16::to_be(host_port),
+            proto,
+            _pad: 0,
+        };
+        let b = Backend {
+            ip: ip6(backend),
+            port: u16::to_be(backend_port),
+            _pad: 0,
+        };
+        m.published6.insert(key, b, 0).expect("publish");
+    }
+}
+
+/// Run, require `verdict`, a valid checksum, the hop limit spent by a forwarded packet
+/// and the counters; return the output frame.
+fn step6(
+    fx: &mut Fixture,
+    name: &str,
+    hook: Hook,
+    frame: &[u8],
+    verdict: u32,
+    counted: &[Reason],
+) -> Vec<u8> {
+    let (v, out) = fx.run_counted(name, hook, frame, counted);
+    assert_eq!(v, verdict, "{name}: verdict");
+    if verdict != TC_ACT_SHOT
+        && let Err(e) = View6(&out).verify_checksum()
+    {
+        panic!("{name}: {e}");
+    }
+    if verdict == TC_ACT_REDIRECT {
+        assert_eq!(View6(&out).hop_limit(), 63, "{name}: hop limit spent");
+    }
+    out
+}
+
+fn masqueraded(name: &str, out: &[u8]) -> u16 {
+    let (src, port) = View6(out).src();
+    assert_eq!(src, HOST6, "{name}: masqueraded to the uplink's address");
+    assert!(
+        (PORTS.0..=PORTS.1).contains(&port),
+        "{name}: source port {port} outside {PORTS:?}"
+    );
+    port
+}
+
+#[test]
+fn nat66_masquerades_a_ula_network_and_translates_the_replies() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("nat66", 4096, |fx| {
+        setup6(fx);
+        let (c, s): (Addr6, Addr6) = ((C1, 40000), (SERVER6, 80));
+        let out = step6(
+            fx,
+            "SYN out",
+            OUT,
+            &tcp6(c, s, TCP_SYN, 1000),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = masqueraded("SYN out", &out);
+        assert_eq!(View6(&out).dst(), s, "destination kept");
+        assert_eq!(
+            View6(&out).dst_mac(),
+            CLIENT_MAC,
+            "routed to the uplink's router"
+        );
+        let back = step6(
+            fx,
+            "SYN-ACK in",
+            IN,
+            &tcp6(s, (HOST6, p), TCP_SYN | TCP_ACK, 5000),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        assert_eq!((View6(&back).src(), View6(&back).dst()), (s, c));
+        assert_eq!(View6(&back).dst_mac(), CONTAINER_MAC);
+        let out = step6(
+            fx,
+            "ACK out",
+            OUT,
+            &tcp6(c, s, TCP_ACK, 1001),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
+        assert_eq!(View6(&out).src(), (HOST6, p), "same flow, same port");
+
+        let out = step6(
+            fx,
+            "UDP out",
+            OUT,
+            &udp6((C1, 5353), (SERVER6, 53), b"query"),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let up = masqueraded("UDP out", &out);
+        let back = step6(
+            fx,
+            "UDP answer",
+            IN,
+            &udp6((SERVER6, 53), (HOST6, up), b"answer"),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        assert_eq!(View6(&back).dst(), (C1, 5353));
+
+        // ICMPv6's checksum covers the pseudo-header: the rewrite must fix it.
+        let out = step6(
+            fx,
+            "echo request out",
+            OUT,
+            &echo6(C1, SERVER6, 7, true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let id = masqueraded("echo request out", &out);
+        let back = step6(
+            fx,
+            "echo reply in",
+            IN,
+            &echo6(SERVER6, HOST6, id, false),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        assert_eq!(
+            View6(&back).dst(),
+            (C1, 7),
+            "the container's own identifier"
+        );
+
+        step6(
+            fx,
+            "an ACK of no flow, to the host's address: the host's",
+            IN,
+            &tcp6(s, (HOST6, p + 1), TCP_ACK, 1),
+            TC_ACT_OK,
+            &[Pass],
+        );
+    });
+}
+
+#[test]
+fn nat66_publishes_ports_and_keeps_a_ula_network_closed() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("pub66", 4096, |fx| {
+        setup6(fx);
+        let client: Addr6 = (SERVER6, 5555);
+        let inn = step6(
+            fx,
+            "SYN to the published port",
+            IN,
+            &tcp6(client, (HOST6, 8038), TCP_SYN, 1),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        assert_eq!(View6(&inn).dst(), (C1, 8080));
+        assert_eq!(View6(&inn).src(), client, "the client's address preserved");
+        let out = step6(
+            fx,
+            "SYN-ACK from the container",
+            OUT,
+            &tcp6((C1, 8080), client, TCP_SYN | TCP_ACK, 9),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+        assert_eq!(
+            View6(&out).src(),
+            (HOST6, 8038),
+            "answered from the published port"
+        );
+        let inn = step6(
+            fx,
+            "UDP to the published port",
+            IN,
+            &udp6(client, (HOST6, 8038), b"hi"),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        assert_eq!(View6(&inn).dst(), (C1, 8080));
+        step6(
+            fx,
+            "SYN straight to the ULA container",
+            IN,
+            &tcp6(client, (C1, 22), TCP_SYN, 1),
+            TC_ACT_SHOT,
+            &[DropInbound],
+        );
+        step6(
+            fx,
+            "SYN to a port nobody published",
+            IN,
+            &tcp6(client, (HOST6, 9999), TCP_SYN, 1),
+            TC_ACT_OK,
+            &[Pass],
+        );
+    });
+}
+
+#[test]
+fn a_routed_global_network_is_open_only_at_its_published_ports() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("route6", 4096, |fx| {
+        setup6(fx);
+        let client: Addr6 = (SERVER6, 5556);
+        let inn = step6(
+            fx,
+            "SYN to a port published at the container's own address",
+            IN,
+            &tcp6(client, (R1, 8443), TCP_SYN, 1),
+            TC_ACT_REDIRECT,
+            &[RedirectPeer],
+        );
+        assert_eq!(
+            (View6(&inn).src(), View6(&inn).dst()),
+            (client, (R1, 8443)),
+            "not translated"
+        );
+        let out = step6(
+            fx,
+            "its SYN-ACK",
+            OUT,
+            &tcp6((R1, 8443), client, TCP_SYN | TCP_ACK, 9),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+        assert_eq!(View6(&out).src(), (R1, 8443), "its own address");
+        step6(
+            fx,
+            "SYN to an unpublished port",
+            IN,
+            &tcp6(client, (R1, 22), TCP_SYN, 1),
+            TC_ACT_SHOT,
+            &[DropInbound],
+        );
+        let out = step6(
+            fx,
+            "the container's own connection out",
+            OUT,
+            &tcp6((R1, 33000), (SERVER6, 443), TCP_SYN, 1),
+            TC_ACT_REDIRECT,
+            &[RedirectRoute],
+        );
+        assert_eq!(View6(&out).src(), (R1, 33000), "routed, not masqueraded");
+        step6(
+            fx,
+            "its reply",
+            IN,
+            &tcp6((SERVER6, 443), (R1, 33000), TCP_SYN | TCP_ACK, 7),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+    });
+}
