@@ -23,8 +23,8 @@ pub use ct::{
 pub use ip6::Ip6;
 pub use maps::{
     Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
-    NET_INTERNAL, NET_LAN, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, Network, PORT_ENFORCE, PORT_V6,
-    Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
+    NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network,
+    PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
 };
 pub use stats::{Counter, Reason};
 

@@ -61,7 +61,10 @@ pub struct Network {
 }
 
 /// `Network::flags`: no NAT, direct routed access from outside (Docker's
-/// `com.docker.network.bridge.gateway_mode_ipv4=routed`).
+/// `com.docker.network.bridge.gateway_mode_ipv4=routed`). In `subnets6_v1`: an IPv6
+/// subnet routed without NAT66, open only at ports published at its containers' own
+/// addresses (a global prefix, unless `NET_NAT6`; a unique local one with
+/// `NET_ROUTED6`).
 pub const NET_ROUTED: u32 = 1;
 /// `Network::flags`: the network is a LAN bridged to an uplink (pipework style); its
 /// peers reach it at layer 2, so the inbound policy does not apply.
@@ -74,6 +77,11 @@ pub const NET_NO_ICC: u32 = 8;
 /// `Network::flags`: `com.docker.network.bridge.enable_ip_masquerade=false`: egress
 /// leaves with the container's own address.
 pub const NET_NO_MASQ: u32 = 16;
+/// A network's (Docker) setting for its IPv6 subnet, `gateway_mode_ipv6=routed`: routed
+/// although unique local. The daemon folds it into `NET_ROUTED` of `subnets6_v1`.
+pub const NET_ROUTED6: u32 = 32;
+/// `gateway_mode_ipv6=nat`: NAT66 although global.
+pub const NET_NAT6: u32 = 64;
 
 /// Value of `ports_v2` (key: host-side veth ifindex, host order): the bridge port a
 /// container's traffic enters by.

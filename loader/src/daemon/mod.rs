@@ -6,9 +6,11 @@ mod docker;
 mod docker_nat;
 mod endpoints;
 mod flows;
+mod forwarding;
 mod host_ips;
 mod interfaces;
 mod links;
+mod ndp_proxy;
 mod published;
 mod subnets;
 
@@ -104,11 +106,13 @@ struct Daemon {
     conflicts: Vec<String>,
     /// Problems with the host a user should fix.
     warnings: Vec<String>,
+    /// The NDP proxy entries in place (None: not looked at yet).
+    ndp_proxies: Option<std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>>,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
-    enable_forwarding();
+    forwarding::enable();
     // Subscribe before the first dump so no change falls between the two.
     let mut changes = crate::netlink::monitor()?;
     let nl = Netlink::connect()?;
@@ -150,6 +154,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         last_sweep: None,
         conflicts: Vec::new(),
         warnings: Vec::new(),
+        ndp_proxies: None,
     };
     if cfg.follow_docker
         && let Some(w) = docker_nat::check()
@@ -169,6 +174,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_addresses().await;
     d.sync_published();
     d.sync_endpoints();
+    d.sync_ndp_proxies().await;
     let (docker_tx, mut docker_rx) = mpsc::channel(64);
     if cfg.follow_docker {
         tokio::spawn(crate::docker::watch::watch(docker_tx, cfg.docker_resync));
@@ -201,6 +207,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        // Endpoints, subnets or uplinks may have changed (nothing is done if not).
+        d.sync_ndp_proxies().await;
     }
     info!("bpfnet daemon stopping; the datapath stays attached");
     let _ = fs::remove_file(&cfg.socket);
@@ -308,18 +316,5 @@ fn random_seed() -> u32 {
             .map_or(1, |d| d.subsec_nanos() | 1)
     } else {
         seed
-    }
-}
-
-/// Routed delivery (`bpf_fib_lookup`) answers "forwarding disabled" unless IPv4
-/// forwarding is on, as Docker also requires.
-fn enable_forwarding() {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
-    if fs::read_to_string(PATH).is_ok_and(|v| v.trim() == "1") {
-        return;
-    }
-    match fs::write(PATH, "1") {
-        Ok(()) => info!("enabled net.ipv4.ip_forward"),
-        Err(e) => warn!(error = %e, "cannot enable net.ipv4.ip_forward; routed delivery will fail"),
     }
 }

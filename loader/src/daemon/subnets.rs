@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use common::{Ip6, NET_LAN, NET_ROUTED, Network};
+use common::{Ip6, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
@@ -54,6 +54,10 @@ impl Daemon {
                 IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
                     let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
                     let net = Ipv6Addr::from(u128::from(addr) & mask);
+                    let network = Network {
+                        bridge: ifindex,
+                        flags: ipv6_flags(flags, &net),
+                    };
                     want6.insert((u32::from(len), Ip6::from_octets(net.octets())), network);
                 }
                 IpAddr::V6(_) => {}
@@ -61,5 +65,36 @@ impl Daemon {
         }
         super::report("subnets", sync(&mut self.dp.maps.subnets, &want));
         super::report("IPv6 subnets", sync(&mut self.dp.maps.subnets6, &want6));
+    }
+}
+
+/// The `NET_*` flags of a network's IPv6 subnet `net`, from the network's: NAT66 for a
+/// unique local prefix (fc00::/7), routed for a global one, unless Docker's
+/// `gateway_mode_ipv6` says otherwise; IPv4's routed mode is IPv4's own.
+fn ipv6_flags(flags: u32, net: &Ipv6Addr) -> u32 {
+    let routed = if flags & NET_NAT6 != 0 {
+        false
+    } else {
+        flags & NET_ROUTED6 != 0 || !net.is_unique_local()
+    };
+    let base = flags & !(NET_ROUTED | NET_ROUTED6 | NET_NAT6);
+    if routed { base | NET_ROUTED } else { base }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_subnet_is_routed_when_global_and_natted_when_unique_local() {
+        let ula: Ipv6Addr = "fd00:17::".parse().expect("address");
+        let global: Ipv6Addr = "2001:db8:42::".parse().expect("address");
+        assert_eq!(ipv6_flags(0, &ula), 0);
+        assert_eq!(ipv6_flags(0, &global), NET_ROUTED);
+        // IPv4's routed mode says nothing of IPv6; Docker's IPv6 mode overrides.
+        assert_eq!(ipv6_flags(NET_ROUTED, &ula), 0);
+        assert_eq!(ipv6_flags(NET_ROUTED6, &ula), NET_ROUTED);
+        assert_eq!(ipv6_flags(NET_NAT6, &global), 0);
+        assert_eq!(ipv6_flags(NET_LAN, &global), NET_LAN | NET_ROUTED);
     }
 }

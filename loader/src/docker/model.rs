@@ -128,7 +128,8 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
 }
 
 /// The `NET_*` flags of a Docker bridge network, from its inspect answer: `--internal`,
-/// and the options `gateway_mode_ipv4=routed` (Docker 27+), `enable_icc=false` (on the
+/// and the options `gateway_mode_ipv4=routed` and `gateway_mode_ipv6=nat|routed` (Docker
+/// 27+), `enable_icc=false` (on the
 /// default bridge, daemon.json's `"icc": false`) and `enable_ip_masquerade=false` (user
 /// networks only).
 pub fn network_flags(
@@ -146,6 +147,12 @@ pub fn network_flags(
     }
     if opt("gateway_mode_ipv4", "routed") {
         flags |= common::NET_ROUTED;
+    }
+    if opt("gateway_mode_ipv6", "routed") {
+        flags |= common::NET_ROUTED6;
+    }
+    if opt("gateway_mode_ipv6", "nat") {
+        flags |= common::NET_NAT6;
     }
     if opt("enable_icc", "false") {
         flags |= common::NET_NO_ICC;

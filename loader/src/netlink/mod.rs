@@ -1,11 +1,13 @@
 //! What the daemon asks of rtnetlink: links, bridges, addresses, the default route,
 //! and a stream of link/address changes.
 mod monitor;
+mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
+pub use proxy::enable_proxy_ndp;
 use rtnetlink::{
     Handle, LinkBridge,
     packet_route::{

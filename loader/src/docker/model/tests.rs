@@ -109,6 +109,14 @@ fn network_options_become_flags() {
         NET_ROUTED
     );
     assert_eq!(
+        network_flags(None, Some(&opts(&[("gateway_mode_ipv6", "routed")]))),
+        common::NET_ROUTED6
+    );
+    assert_eq!(
+        network_flags(None, Some(&opts(&[("gateway_mode_ipv6", "nat")]))),
+        common::NET_NAT6
+    );
+    assert_eq!(
         network_flags(None, Some(&opts(&[("gateway_mode_ipv4", "nat")]))),
         0
     );

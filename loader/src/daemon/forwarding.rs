@@ -1,0 +1,55 @@
+//! The host's forwarding switches: routed delivery (`bpf_fib_lookup`) answers
+//! "forwarding disabled" unless they are on, as Docker also requires.
+use std::{fs, path::Path};
+
+use tracing::{info, warn};
+
+const IPV4: &str = "/proc/sys/net/ipv4/ip_forward";
+const IPV6_CONF: &str = "/proc/sys/net/ipv6/conf";
+
+/// Turn IPv4 and IPv6 forwarding on.
+pub(super) fn enable() {
+    set(IPV4, "net.ipv4.ip_forward");
+    let all = Path::new(IPV6_CONF).join("all/forwarding");
+    if !all.exists() || fs::read_to_string(&all).is_ok_and(|v| v.trim() == "1") {
+        // No IPv6 in this kernel or namespace, or already forwarding.
+        return;
+    }
+    keep_router_advertisements();
+    set(&all.display().to_string(), "net.ipv6.conf.all.forwarding");
+}
+
+fn set(path: &str, name: &str) {
+    if fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return;
+    }
+    match fs::write(path, "1") {
+        Ok(()) => info!("enabled {name}"),
+        Err(e) => warn!(error = %e, "cannot enable {name}; routed delivery will fail"),
+    }
+}
+
+/// An interface with `accept_ra=1` ignores router advertisements once the host
+/// forwards, and with them its autoconfigured address and default route: each (and
+/// `default`, for interfaces to come) is told to accept them while forwarding (2), as
+/// Docker's documentation asks users to do by hand.
+fn keep_router_advertisements() {
+    let Ok(dirs) = fs::read_dir(IPV6_CONF) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let name = dir.file_name();
+        if name == "all" || name == "lo" {
+            continue;
+        }
+        let path = dir.path().join("accept_ra");
+        if fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+            match fs::write(&path, "2") {
+                Ok(()) => {
+                    info!(iface = ?name, "accept_ra=2: keeps router advertisements while forwarding")
+                }
+                Err(e) => warn!(iface = ?name, error = %e, "cannot set accept_ra=2"),
+            }
+        }
+    }
+}

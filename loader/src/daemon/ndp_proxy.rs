@@ -1,0 +1,82 @@
+//! bpfnet as the NDP proxy of routed IPv6 networks: the LAN asks for a container's
+//! address on an uplink when the container's prefix is carved out of the uplink's own
+//! (Docker's `fixed-cidr-v6` from the host's /64). The kernel answers for the addresses
+//! it has proxy entries for on a device with `proxy_ndp`: one entry per container
+//! address in a routed IPv6 subnet and uplink, kept in step with the endpoints, with no
+//! ndppd and no `proxy_ndp` set by hand.
+use std::{collections::BTreeSet, net::Ipv6Addr};
+
+use common::NET_ROUTED;
+use tracing::{debug, warn};
+
+use super::Daemon;
+use crate::{datapath::batch::entries_or_each, netlink::enable_proxy_ndp};
+
+impl Daemon {
+    /// Make the proxy entries match the routed networks' endpoints (after any change;
+    /// the netlink work happens only when the wanted set differs from what is in place).
+    pub(super) async fn sync_ndp_proxies(&mut self) {
+        let routed: Vec<(u128, u32)> = self
+            .dp
+            .maps
+            .subnets6
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, n)| n.flags & NET_ROUTED != 0)
+            .map(|(k, _)| (u128::from_be_bytes(k.data().octets()), k.prefix_len()))
+            .collect();
+        let inside = |a: &Ipv6Addr| {
+            let a = u128::from(*a);
+            routed.iter().any(|&(net, len)| {
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                a & mask == net & mask
+            })
+        };
+        let addrs: Vec<Ipv6Addr> = entries_or_each(&self.dp.maps.endpoints6)
+            .into_iter()
+            .map(|(ip, _)| Ipv6Addr::from(ip.octets()))
+            .filter(|a| inside(a))
+            .collect();
+        let uplinks: Vec<(u32, String)> = self
+            .links
+            .uplinks()
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        let want: BTreeSet<(u32, Ipv6Addr)> = uplinks
+            .iter()
+            .flat_map(|(i, _)| addrs.iter().map(move |a| (*i, *a)))
+            .collect();
+        let have = match &self.ndp_proxies {
+            Some(have) if *have == want => return,
+            Some(have) => have.clone(),
+            // The first time: whatever an earlier run left inside the routed subnets.
+            None => match self.nl.ndp_proxies().await {
+                Ok(all) => all.into_iter().filter(|(_, a)| inside(a)).collect(),
+                Err(e) => {
+                    warn!(error = %e, "cannot list proxy neighbours");
+                    BTreeSet::new()
+                }
+            },
+        };
+        for (_, name) in &uplinks {
+            if !addrs.is_empty()
+                && let Err(e) = enable_proxy_ndp(name)
+            {
+                warn!(uplink = %name, error = %e, "cannot enable proxy_ndp");
+            }
+        }
+        for &(ifindex, addr) in want.difference(&have) {
+            match self.nl.add_ndp_proxy(ifindex, addr).await {
+                Ok(()) => debug!(%addr, ifindex, "NDP proxy added"),
+                Err(e) => warn!(%addr, ifindex, error = %e, "cannot add NDP proxy"),
+            }
+        }
+        for &(ifindex, addr) in have.difference(&want) {
+            match self.nl.del_ndp_proxy(ifindex, addr).await {
+                Ok(()) => debug!(%addr, ifindex, "NDP proxy removed"),
+                Err(e) => debug!(%addr, ifindex, error = %e, "cannot remove NDP proxy"),
+            }
+        }
+        self.ndp_proxies = Some(want);
+    }
+}

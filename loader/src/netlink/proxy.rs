@@ -1,0 +1,77 @@
+//! IPv6 proxy neighbour entries (`ip -6 neigh add proxy ADDR dev DEV`): with
+//! `proxy_ndp` on, the kernel answers the device's neighbour solicitations for them.
+use std::{
+    fs,
+    net::{IpAddr, Ipv6Addr},
+};
+
+use futures::TryStreamExt as _;
+use rtnetlink::packet_route::{
+    AddressFamily,
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags},
+};
+
+use super::{Netlink, NetlinkError, req};
+
+impl Netlink {
+    /// Every IPv6 proxy entry: (ifindex, address).
+    pub async fn ndp_proxies(&self) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
+        let msgs: Vec<_> = self
+            .handle
+            .neighbours()
+            .get()
+            .proxies()
+            .set_address_family(AddressFamily::Inet6)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("proxy neighbour dump"))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| {
+                m.attributes.iter().filter_map(move |a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                        Some((m.header.ifindex, *ip))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Answer neighbour solicitations for `addr` on device `ifindex`.
+    pub async fn add_ndp_proxy(&self, ifindex: u32, addr: Ipv6Addr) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add(ifindex, IpAddr::V6(addr))
+            .flags(NeighbourFlags::Proxy)
+            .replace()
+            .execute()
+            .await
+            .map_err(req(format!("add proxy {addr} on {ifindex}")))
+    }
+
+    pub async fn del_ndp_proxy(&self, ifindex: u32, addr: Ipv6Addr) -> Result<(), NetlinkError> {
+        let mut add = self
+            .handle
+            .neighbours()
+            .add(ifindex, IpAddr::V6(addr))
+            .flags(NeighbourFlags::Proxy);
+        let msg = add.message_mut().clone();
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(req(format!("delete proxy {addr} on {ifindex}")))
+    }
+}
+
+/// Turn on `net.ipv6.conf.DEV.proxy_ndp` (this namespace's).
+pub fn enable_proxy_ndp(dev: &str) -> std::io::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{dev}/proxy_ndp");
+    if fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    fs::write(path, "1")
+}
