@@ -14,12 +14,12 @@ use crate::{
     family::{Family, stage},
     fwd::{self, Next, Route},
     hop,
-    icmp::From,
+    icmp::{self, From},
     ipv6,
     l2::{self, L2},
     maps::{JUMP, iface_role, scratch},
     nat::{self, New},
-    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Packet, parse},
+    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, parse},
     stats::{count, verdict},
 };
 
@@ -66,7 +66,9 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
         // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
         return verdict(ctx, Reason::TtlExpired);
     }
-    if let Some(v) = A::icmp_error(ctx, p, From::Container) {
+    if p.icmp == Icmp::Error
+        && let Some(v) = stage!(A, icmp::handle_error(ctx, p, From::Container))
+    {
         return v;
     }
     if p.frag == Frag::Later {

@@ -13,7 +13,7 @@ use common::{Addr, Backend, CtKey, CtValue, Endpoint, Ip6, Network, PublishedKey
 use crate::{
     csum::{self, IP_CSUM, replace16},
     frag,
-    icmp::{self, From},
+    icmp::{self, Quoted},
     maps::{self, Scratch, Work},
     parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
     reply,
@@ -80,8 +80,18 @@ pub trait Family: Addr {
     fn frag_remember(p: &Packet<Self>);
     fn frag_recall(p: &mut Packet<Self>) -> bool;
 
-    /// An ICMP error about a translated flow, translated and delivered (None: not one).
-    fn icmp_error(ctx: &TcContext, p: &mut Packet<Self>, from: From) -> Option<i32>;
+    /// An ICMP error's quoted packet (None: nothing bpfnet translates).
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>>;
+    /// Replace an address of an ICMP error's quoted header (`src`: its source), with
+    /// the checksums that cover it.
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason>;
     /// The verdict on a packet from outside whose TTL ends at the host.
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
     /// Whether the path's stages run behind BPF-to-BPF calls (`stage!`): IPv6's 40-byte
@@ -210,8 +220,20 @@ impl Family for u32 {
         frag::recall(p)
     }
     #[inline(always)]
-    fn icmp_error(ctx: &TcContext, p: &mut Packet<Self>, from: From) -> Option<i32> {
-        icmp::handle_error(ctx, p, from)
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
+        icmp::quoted(ctx, p)
+    }
+    #[inline(always)]
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        let off = q.ip_off + if src { 12 } else { 16 };
+        icmp::replace_addr(ctx, icmp_csum, q.ip_off, off, *old, *new)
     }
 
     #[inline(always)]
@@ -335,10 +357,20 @@ impl Family for Ip6 {
         false
     }
 
-    /// ICMPv6 errors are not translated yet: they go to whoever they are addressed to.
     #[inline(always)]
-    fn icmp_error(_: &TcContext, _: &mut Packet<Self>, _: From) -> Option<i32> {
-        None
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
+        icmp::quoted6(ctx, p)
+    }
+    #[inline(always)]
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        icmp::replace_addr6(ctx, icmp_csum, q, src, old, new)
     }
     /// bpfnet does not answer for IPv6 yet: dropped, counted.
     #[inline(always)]

@@ -1,27 +1,127 @@
-//! ICMP errors (destination unreachable, incl. fragmentation needed, and time exceeded)
-//! about a translated flow: the embedded header is translated back the way its packet
-//! was, and the outer header is pointed at the endpoint that sent that packet.
-use aya_ebpf::programs::TcContext;
-use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
+//! ICMP and ICMPv6 errors (destination unreachable, fragmentation needed or packet too
+//! big, time exceeded, parameter problem) about a translated flow: the embedded header
+//! is translated back the way its packet was, and the outer header is pointed at the
+//! endpoint that sent that packet. The quote is read and its addresses rewritten per
+//! family (`quoted`, `quoted6`, `Family::rewrite_quoted_addr`); the rest is shared.
+use aya_ebpf::{helpers::generated::bpf_csum_diff, programs::TcContext};
+use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
-    ct, fwd, nat,
-    parse::{ICMP_ECHO, ICMP_ECHOREPLY, Icmp, Ipv4Hdr, Packet},
+    ct,
+    family::Family,
+    fwd, nat,
+    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Ipv4Hdr, Packet},
     stats::{count, verdict},
 };
 
 /// Offsets inside the quoted packet.
-struct Quoted {
-    /// Its IPv4 header.
-    ip_off: usize,
+pub struct Quoted<A = u32> {
+    /// Its IP header.
+    pub ip_off: usize,
     /// Its ports (or echo identifier), None when they are not rewritten here.
     src_port_off: Option<usize>,
     dst_port_off: Option<usize>,
-    tuple: CtKey,
+    pub tuple: CtKey<A>,
+}
+
+/// Fill `q`'s ports from the quoted L4 header at `l4` of protocol `proto` (`echo`: the
+/// family's echo request and reply types); None when nothing here can be translated.
+#[inline(always)]
+fn quoted_ports<A>(
+    ctx: &TcContext,
+    q: &mut Quoted<A>,
+    l4: usize,
+    icmp: u8,
+    echo: (u8, u8),
+) -> Option<()> {
+    match q.tuple.proto {
+        PROTO_TCP | PROTO_UDP => {
+            let ports: [u16; 2] = ctx.load(l4).ok()?;
+            q.tuple.src_port = ports[0];
+            q.tuple.dst_port = ports[1];
+            q.src_port_off = Some(l4);
+            q.dst_port_off = Some(l4 + 2);
+        }
+        proto if proto == icmp => {
+            let kind: u8 = ctx.load(l4).ok()?;
+            let id: u16 = ctx.load(l4 + 4).ok()?;
+            if kind == echo.0 {
+                q.tuple.src_port = id;
+                q.src_port_off = Some(l4 + 4);
+            } else if kind == echo.1 {
+                q.tuple.dst_port = id;
+                q.dst_port_off = Some(l4 + 4);
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// An ICMPv6 error's quote: an IPv6 header (no extension headers: nothing bpfnet
+/// translates carries them) and the first 8 bytes of its upper layer.
+#[inline(always)]
+pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
+    let ip_off = p.l4_off() + 8;
+    let [ver, _, _, _, _, _, next, _]: [u8; 8] = ctx.load(ip_off).ok()?;
+    let l4 = ip_off + 40;
+    if ver >> 4 != 6 || l4 + 8 > p.end() {
+        return None;
+    }
+    let [src, dst]: [Ip6; 2] = ctx.load(ip_off + 8).ok()?;
+    let mut q = Quoted {
+        ip_off,
+        src_port_off: None,
+        dst_port_off: None,
+        tuple: CtKey {
+            src_ip: src,
+            dst_ip: dst,
+            src_port: 0,
+            dst_port: 0,
+            proto: next,
+            _pad: [0; 3],
+        },
+    };
+    quoted_ports(
+        ctx,
+        &mut q,
+        l4,
+        PROTO_ICMPV6,
+        (ICMPV6_ECHO, ICMPV6_ECHOREPLY),
+    )?;
+    Some(q)
+}
+
+/// Replace an address of the quoted IPv6 header (`src`: the source), keeping the ICMPv6
+/// checksum, which covers it, right (the quoted header has no checksum of its own).
+#[inline(always)]
+pub fn replace_addr6(
+    ctx: &TcContext,
+    icmp_csum: usize,
+    q: &Quoted<Ip6>,
+    src: bool,
+    old: &Ip6,
+    new: &Ip6,
+) -> Result<(), Reason> {
+    if old.same(new) {
+        return Ok(());
+    }
+    let (mut from, mut to) = (old.words, new.words);
+    // SAFETY: two 16-byte buffers on this stack, sizes given.
+    let diff = unsafe { bpf_csum_diff(from.as_mut_ptr(), 16, to.as_mut_ptr(), 16, 0) };
+    if diff < 0 {
+        return Err(Reason::DropRewrite);
+    }
+    ctx.l4_csum_replace(icmp_csum, 0, diff as u64, 0)
+        .map_err(|_| Reason::DropRewrite)?;
+    let off = q.ip_off + if src { 8 } else { 24 };
+    ctx.store(off, new, 0).map_err(|_| Reason::DropRewrite)
 }
 
 #[inline(always)]
-fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
+pub fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
     let ip_off = p.l4_off() + 8;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
@@ -42,31 +142,7 @@ fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
             _pad: [0; 3],
         },
     };
-    match ip.proto {
-        PROTO_TCP | PROTO_UDP => {
-            let ports: [u16; 2] = ctx.load(l4).ok()?;
-            q.tuple.src_port = ports[0];
-            q.tuple.dst_port = ports[1];
-            q.src_port_off = Some(l4);
-            q.dst_port_off = Some(l4 + 2);
-        }
-        PROTO_ICMP => {
-            let kind: u8 = ctx.load(l4).ok()?;
-            let id: u16 = ctx.load(l4 + 4).ok()?;
-            match kind {
-                ICMP_ECHO => {
-                    q.tuple.src_port = id;
-                    q.src_port_off = Some(l4 + 4);
-                }
-                ICMP_ECHOREPLY => {
-                    q.tuple.dst_port = id;
-                    q.dst_port_off = Some(l4 + 4);
-                }
-                _ => return None,
-            }
-        }
-        _ => return None,
-    }
+    quoted_ports(ctx, &mut q, l4, PROTO_ICMP, (ICMP_ECHO, ICMP_ECHOREPLY))?;
     Some(q)
 }
 
@@ -96,7 +172,7 @@ fn replace(
 /// Replace an address of the quoted IPv4 header: its own checksum, the ICMP checksum
 /// (which covers both the address and that checksum) and the bytes.
 #[inline(always)]
-fn replace_addr(
+pub fn replace_addr(
     ctx: &TcContext,
     icmp_csum: usize,
     ip_off: usize,
@@ -130,16 +206,18 @@ pub enum From {
 /// flow bpfnet translates (the caller decides). An error whose sender or addressee does
 /// not match the packet it quotes is forged, and dropped.
 #[inline(always)]
-pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> {
+pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
     if p.icmp != Icmp::Error {
         return None;
     }
-    let q = quoted(ctx, p)?;
+    let q = A::quoted(ctx, p)?;
     // The quoted packet travelled as the reverse of the flow entry we need.
     let to = ct::peek(&q.tuple.reversed())?;
     // It is addressed to whoever sent the quoted packet, and a container reports only
     // packets that were sent to it.
-    if p.dst_ip != q.tuple.src_ip || (from == From::Container && p.src_ip != q.tuple.dst_ip) {
+    if !p.dst_ip.same(&q.tuple.src_ip)
+        || (from == From::Container && !p.src_ip.same(&q.tuple.dst_ip))
+    {
         return Some(verdict(ctx, Reason::DropIcmpForged));
     }
     if rewrite(ctx, p, &q, &to.reversed()).is_err() {
@@ -150,25 +228,16 @@ pub fn handle_error(ctx: &TcContext, p: &mut Packet, from: From) -> Option<i32> 
 }
 
 #[inline(always)]
-fn rewrite(ctx: &TcContext, p: &mut Packet, q: &Quoted, new: &CtKey) -> Result<(), Reason> {
+fn rewrite<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    q: &Quoted<A>,
+    new: &CtKey<A>,
+) -> Result<(), Reason> {
     let icmp_csum = p.l4_off() + 2;
     let old = &q.tuple;
-    replace_addr(
-        ctx,
-        icmp_csum,
-        q.ip_off,
-        q.ip_off + 12,
-        old.src_ip,
-        new.src_ip,
-    )?;
-    replace_addr(
-        ctx,
-        icmp_csum,
-        q.ip_off,
-        q.ip_off + 16,
-        old.dst_ip,
-        new.dst_ip,
-    )?;
+    A::replace_quoted_addr(ctx, icmp_csum, q, true, &old.src_ip, &new.src_ip)?;
+    A::replace_quoted_addr(ctx, icmp_csum, q, false, &old.dst_ip, &new.dst_ip)?;
     if let Some(off) = q.src_port_off {
         replace(
             ctx,
@@ -191,7 +260,7 @@ fn rewrite(ctx: &TcContext, p: &mut Packet, q: &Quoted, new: &CtKey) -> Result<(
     }
     // The error goes to whoever sent the quoted packet; if the quoted packet's
     // destination itself answered, it now speaks with that destination's new address.
-    if p.src_ip == old.dst_ip {
+    if p.src_ip.same(&old.dst_ip) {
         nat::rewrite_src(ctx, p, new.dst_ip, p.src_port)?;
     }
     nat::rewrite_dst(ctx, p, new.src_ip, p.dst_port)

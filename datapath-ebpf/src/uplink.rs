@@ -9,7 +9,7 @@ use crate::{
     ct,
     family::{Family, stage},
     fwd,
-    icmp::From,
+    icmp::{self, From},
     ipv6::parse6,
     l2,
     maps::JUMP,
@@ -51,7 +51,7 @@ pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
 #[inline(always)]
 fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if p.icmp == Icmp::Error {
-        return match A::icmp_error(ctx, p, From::Uplink) {
+        return match stage!(A, icmp::handle_error(ctx, p, From::Uplink)) {
             Some(v) => v,
             None => stage!(A, inbound(ctx, p, Reason::Pass)),
         };

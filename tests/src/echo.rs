@@ -2,7 +2,7 @@
 //! clients, each created on a thread inside a namespace.
 use std::{
     io::{self, Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -29,11 +29,12 @@ type OnTcp = fn(TcpStream, SocketAddr, u16);
 type OnUdp = fn(&[u8], SocketAddr, u16) -> Vec<u8>;
 
 impl Server {
-    fn start(ns: &Netns, port: u16, on_tcp: OnTcp, on_udp: OnUdp) -> Self {
+    /// On every address of one family (`any`: 0.0.0.0 or ::).
+    fn start(ns: &Netns, any: IpAddr, port: u16, on_tcp: OnTcp, on_udp: OnUdp) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp, udp) = ns.run(move || {
-            let tcp = TcpListener::bind(("0.0.0.0", port)).expect("bind TCP server");
-            let udp = UdpSocket::bind(("0.0.0.0", port)).expect("bind UDP server");
+            let tcp = TcpListener::bind((any, port)).expect("bind TCP server");
+            let udp = UdpSocket::bind((any, port)).expect("bind UDP server");
             (tcp, udp)
         });
         tcp.set_nonblocking(true).expect("nonblocking listener");
@@ -82,6 +83,7 @@ impl EchoServer {
     pub fn start(ns: &Netns, port: u16) -> Server {
         Server::start(
             ns,
+            Ipv4Addr::UNSPECIFIED.into(),
             port,
             |c, _, port| serve_echo(c, port),
             |msg, _, port| {
@@ -116,8 +118,18 @@ pub struct WhoamiServer;
 
 impl WhoamiServer {
     pub fn start(ns: &Netns, port: u16) -> Server {
+        Self::start_on(ns, Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+
+    /// On IPv6 (every address of the namespace).
+    pub fn start6(ns: &Netns, port: u16) -> Server {
+        Self::start_on(ns, Ipv6Addr::UNSPECIFIED.into(), port)
+    }
+
+    fn start_on(ns: &Netns, any: IpAddr, port: u16) -> Server {
         Server::start(
             ns,
+            any,
             port,
             |mut c, peer, _| {
                 // Read the request to its end first: closing with unread data would
@@ -158,7 +170,7 @@ pub fn tcp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Resu
 /// datagram, no retry, so a datapath that loses a flow's first packet fails here.
 pub fn udp_roundtrip(ns: &Netns, to: SocketAddr, msg: &'static [u8]) -> io::Result<Vec<u8>> {
     ns.run(move || {
-        let s = UdpSocket::bind("0.0.0.0:0")?;
+        let s = UdpSocket::bind(if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.send_to(msg, to)?;
         let mut buf = vec![0u8; 65536];

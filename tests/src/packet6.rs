@@ -68,6 +68,17 @@ pub fn echo6(src: [u8; 16], dst: [u8; 16], id: u16, request: bool) -> Vec<u8> {
     frame6(NEXT_ICMPV6, (src, dst), 64, l4, 2)
 }
 
+/// An ICMPv6 error of `kind` (1 unreachable, 2 packet too big with `mtu`, 3 time
+/// exceeded) from `src` to `dst`, quoting the IPv6 packet of frame `quoted` (as much of it
+/// as RFC 4443's 1280 bytes allow).
+pub fn icmp6_error(src: [u8; 16], dst: [u8; 16], kind: u8, mtu: u32, quoted: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![kind, 0, 0, 0];
+    l4.extend_from_slice(&mtu.to_be_bytes());
+    let q = &quoted[ETH_HLEN..];
+    l4.extend_from_slice(&q[..q.len().min(1280 - IPV6_HLEN - 8)]);
+    frame6(NEXT_ICMPV6, (src, dst), 64, l4, 2)
+}
+
 /// A read-only view of an Ethernet/IPv6 frame without extension headers.
 pub struct View6<'a>(pub &'a [u8]);
 
@@ -112,6 +123,14 @@ impl View6<'_> {
         };
         (self.addr(24), port)
     }
+    /// An ICMPv6 error's quoted packet: its source and destination with their ports.
+    pub fn quoted(&self) -> (Addr6, Addr6) {
+        let q = &self.l4()[8..];
+        let addr = |off: usize| -> [u8; 16] { q[off..off + 16].try_into().expect("16 bytes") };
+        let port = |off: usize| u16::from_be_bytes([q[IPV6_HLEN + off], q[IPV6_HLEN + off + 1]]);
+        ((addr(8), port(0)), (addr(24), port(2)))
+    }
+
     /// Check the L4 checksum (TCP, UDP, ICMPv6: all over the pseudo-header) from scratch.
     pub fn verify_checksum(&self) -> Result<(), String> {
         match l4_sum(self.next(), &self.addr(8), &self.addr(24), self.l4()) {

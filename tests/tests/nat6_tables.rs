@@ -12,7 +12,7 @@ use bpfnet_tests::{
         CLIENT_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
     },
     packet::{TCP_ACK, TCP_SYN},
-    packet6::{Addr6, View6, echo6, tcp6, udp6},
+    packet6::{Addr6, View6, echo6, icmp6_error, tcp6, udp6},
     require_root,
     tables::{PORTS, setup},
 };
@@ -37,6 +37,8 @@ const GLOBAL: [u8; 6] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x42];
 /// The host on its uplink, and the outside server beyond the uplink's router.
 const HOST6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 1], 1);
 const SERVER6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 2], 9);
+/// The uplink's router, which reports errors on the way.
+const ROUTER6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 1], 2);
 /// A container of the ULA (NAT66) network and one of the routed global network.
 const C1: [u8; 16] = addr(ULA, 4);
 const R1: [u8; 16] = addr(GLOBAL, 7);
@@ -338,5 +340,62 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
+    });
+}
+
+/// ICMPv6 errors about a masqueraded flow are translated through the packet they quote
+/// (path MTU discovery across NAT66): packet-too-big from a router on the way reaches the
+/// container with the quote pointing at its own tuple, both checksums right; one whose
+/// addressee does not match what it quotes is a forgery.
+#[test]
+fn icmpv6_errors_are_translated_through_their_quote() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("icmp66", 4096, |fx| {
+        setup6(fx);
+        let (c, s): (Addr6, Addr6) = ((C1, 40000), (SERVER6, 80));
+        let out = step6(
+            fx,
+            "SYN out",
+            OUT,
+            &tcp6(c, s, TCP_SYN, 1000),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = masqueraded("SYN out", &out);
+        let back = step6(
+            fx,
+            "packet too big from the router",
+            IN,
+            &icmp6_error(ROUTER6, HOST6, 2, 1280, &out),
+            TC_ACT_REDIRECT,
+            &[IcmpError, RedirectPeer],
+        );
+        assert_eq!(View6(&back).dst().0, C1, "to the container");
+        assert_eq!(View6(&back).src().0, ROUTER6, "from the router");
+        assert_eq!(View6(&back).quoted(), (c, s), "quoting its own packet");
+        let unreachable = step6(
+            fx,
+            "port unreachable from the server itself",
+            IN,
+            &icmp6_error(SERVER6, HOST6, 1, 0, &out),
+            TC_ACT_REDIRECT,
+            &[IcmpError, RedirectPeer],
+        );
+        assert_eq!(View6(&unreachable).quoted(), (c, s));
+        // Addressed elsewhere than where the quoted packet left from.
+        let mut elsewhere = HOST6;
+        elsewhere[15] = 0x99;
+        let forged = icmp6_error(ROUTER6, elsewhere, 2, 1280, &out);
+        step6(
+            fx,
+            "an error whose addressee is not the quote's sender",
+            IN,
+            &forged,
+            TC_ACT_SHOT,
+            &[DropIcmpForged],
+        );
+        assert_eq!(View6(&out).src(), (HOST6, p));
     });
 }
