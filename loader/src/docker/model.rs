@@ -114,14 +114,14 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
     };
     let host_ip = match b.host_ip.as_deref().unwrap_or("") {
         "" | "0.0.0.0" => None,
-        ip => Some(ip.parse::<Ipv4Addr>().ok()?),
+        ip => Some(ip.parse::<Ipv4Addr>().ok()?.into()),
     };
     let host_port = PortRange::parse(b.host_port.as_deref()?)?;
     let container_ports = PortRange::parse(cport)?;
     (host_port.count() == container_ports.count()).then_some(PublishSpec {
         host_ip,
         host_ports: host_port,
-        container_ip,
+        container_ip: container_ip.into(),
         container_ports,
         proto,
     })
