@@ -1,8 +1,13 @@
 //! Published-port specs in Docker's `-p` syntax, with the container address spelled out:
-//! `[HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]`.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+//! `[HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]`, IPv6 addresses in
+//! brackets as Docker writes them (`[::]:8038:[fd00:beef::4]:8080`).
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
-use common::{Backend, PROTO_TCP, PROTO_UDP, PublishedKey};
+use common::{Addr, Backend, Ip6, PROTO_TCP, PROTO_UDP, PublishedKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,11 +18,19 @@ pub enum SpecError {
     Shape { spec: String },
     #[error("`{spec}`: protocol `{proto}` is not supported (tcp or udp)")]
     Protocol { spec: String, proto: String },
-    #[error("`{spec}`: {field} `{value}` is not an IPv4 address")]
+    #[error("`{spec}`: {field} `{value}` is not an IPv4 address or an IPv6 address in brackets")]
     Address {
         spec: String,
         field: &'static str,
         value: String,
+    },
+    #[error("`{spec}`: IPv6 address `{value}` must be written in brackets: `[{value}]`")]
+    Unbracketed { spec: String, value: String },
+    #[error("`{spec}`: host address `{host}` and container address `{container}` differ in family")]
+    Family {
+        spec: String,
+        host: IpAddr,
+        container: IpAddr,
     },
     #[error("`{spec}`: {field} `{value}` is not a port or range (1-65535, START-END)")]
     Port {
@@ -32,7 +45,45 @@ pub enum SpecError {
         container: PortRange,
     },
     #[error("`{spec}`: container address `{ip}` cannot be a backend")]
-    Backend { spec: String, ip: Ipv4Addr },
+    Backend { spec: String, ip: IpAddr },
+}
+
+/// A spec's address as the datapath's maps hold it: `u32` for IPv4 (`published_v1`),
+/// `Ip6` for IPv6 (`published6_v1`), network order both. The one place a spec's
+/// addresses change representation.
+pub trait MapAddr: Addr {
+    /// `ip` in this family's form; None for an address of the other family.
+    fn from_ip(ip: IpAddr) -> Option<Self>;
+}
+
+impl MapAddr for u32 {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(ip) => Some(u32::from_ne_bytes(ip.octets())),
+            IpAddr::V6(_) => None,
+        }
+    }
+}
+
+impl MapAddr for Ip6 {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(_) => None,
+            IpAddr::V6(ip) => Some(Ip6::from_octets(ip.octets())),
+        }
+    }
+}
+
+/// An address as the spec grammar writes it: IPv6 in brackets.
+pub struct Bracketed(pub IpAddr);
+
+impl fmt::Display for Bracketed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(ip) => write!(f, "{ip}"),
+            IpAddr::V6(ip) => write!(f, "[{ip}]"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,22 +153,25 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// One `bpfnet publish` request: host ports leading to a container's ports.
+/// One `bpfnet publish` request: host ports leading to a container's ports. Both
+/// addresses are of one family, the container's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublishSpec {
-    /// None: every host address (Docker's 0.0.0.0).
-    pub host_ip: Option<Ipv4Addr>,
+    /// None: every host address of the container's family (Docker's `0.0.0.0`, `[::]`).
+    pub host_ip: Option<IpAddr>,
     pub host_ports: PortRange,
-    pub container_ip: Ipv4Addr,
+    pub container_ip: IpAddr,
     pub container_ports: PortRange,
     pub proto: Proto,
 }
 
 impl PublishSpec {
     /// Whether both claim some host address, port and protocol. A wildcard publish
-    /// claims the port on every address, so it overlaps any publish of that port.
+    /// claims the port on every address of its family, so it overlaps any publish of
+    /// that port and family; the families have separate maps and never conflict.
     pub fn conflicts_with(&self, other: &PublishSpec) -> bool {
-        self.proto == other.proto
+        self.container_ip.is_ipv6() == other.container_ip.is_ipv6()
+            && self.proto == other.proto
             && self.host_ports.overlaps(other.host_ports)
             && match (self.host_ip, other.host_ip) {
                 (Some(a), Some(b)) => a == b,
@@ -125,26 +179,113 @@ impl PublishSpec {
             }
     }
 
-    /// The `published_v1` entries this spec stands for, one per port.
-    pub fn entries(&self) -> impl Iterator<Item = (PublishedKey, Backend)> + '_ {
-        let host_ip = self.host_ip.map_or(0, |ip| u32::from_ne_bytes(ip.octets()));
-        let backend_ip = u32::from_ne_bytes(self.container_ip.octets());
-        (0..self.host_ports.count()).map(move |i| {
-            let i = i as u16; // < 65536 by construction
-            (
-                PublishedKey {
-                    host_ip,
-                    port: (self.host_ports.start + i).to_be(),
-                    proto: self.proto.number(),
-                    _pad: 0,
-                },
-                Backend {
-                    ip: backend_ip,
-                    port: (self.container_ports.start + i).to_be(),
-                    _pad: 0,
-                },
-            )
-        })
+    /// The host address (`A::ZERO`: every host address) and the backend address as
+    /// family `A`'s maps hold them; None for a spec of the other family.
+    pub fn addrs<A: MapAddr>(&self) -> Option<(A, A)> {
+        let backend = A::from_ip(self.container_ip)?;
+        let host = match self.host_ip {
+            None => A::ZERO,
+            Some(ip) => A::from_ip(ip)?,
+        };
+        Some((host, backend))
+    }
+
+    /// The entries this spec stands for in `published_v1` (`A = u32`) or
+    /// `published6_v1` (`A = Ip6`), one per port; none in the other family's map.
+    pub fn entries<A: MapAddr>(&self) -> impl Iterator<Item = (PublishedKey<A>, Backend<A>)> + '_ {
+        self.addrs::<A>()
+            .into_iter()
+            .flat_map(move |(host_ip, backend_ip)| {
+                (0..self.host_ports.count()).map(move |i| {
+                    let i = i as u16; // < 65536 by construction
+                    (
+                        PublishedKey {
+                            host_ip,
+                            port: (self.host_ports.start + i).to_be(),
+                            proto: self.proto.number(),
+                            _pad: 0,
+                        },
+                        Backend {
+                            ip: backend_ip,
+                            port: (self.container_ports.start + i).to_be(),
+                            _pad: 0,
+                        },
+                    )
+                })
+            })
+    }
+}
+
+/// The spec's `:`-separated fields, a bracketed IPv6 address kept whole (brackets
+/// included); None when brackets are unbalanced, nested, or not a whole field.
+fn fields(body: &str) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    let (mut start, mut inside) = (0, false);
+    for (i, c) in body.char_indices() {
+        match c {
+            '[' if !inside && i == start => inside = true,
+            ']' if inside => {
+                inside = false;
+                if !matches!(body.as_bytes().get(i + 1), None | Some(b':')) {
+                    return None;
+                }
+            }
+            '[' | ']' => return None,
+            ':' if !inside => {
+                out.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if inside {
+        return None;
+    }
+    out.push(&body[start..]);
+    Some(out)
+}
+
+/// The IPv6 address written without brackets in a spec split at every colon into
+/// `fields`, for an error that says what to write instead: looked for where the
+/// container address goes (after the host port, and after a host address that is one),
+/// then where the host address goes.
+fn unbracketed(fields: &[&str]) -> Option<String> {
+    let v6 = |f: &[&str]| {
+        let s = f.join(":");
+        (f.len() >= 3 && s.parse::<Ipv6Addr>().is_ok()).then_some(s)
+    };
+    let n = fields.len();
+    let skip = if fields.first().is_some_and(|f| address(f).is_some()) {
+        2
+    } else {
+        1
+    };
+    fields
+        .get(skip..n.checked_sub(1)?)
+        .and_then(v6)
+        .or_else(|| fields.get(..n.checked_sub(3)?).and_then(v6))
+}
+
+/// An address field: dotted IPv4, or IPv6 in brackets.
+fn address(value: &str) -> Option<IpAddr> {
+    match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+        None => value.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+    }
+}
+
+/// Whether packets can be sent to `ip` as a container's own address.
+fn is_backend(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
+        }
+        IpAddr::V6(ip) => {
+            !(ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_loopback()
+                || ip.to_ipv4_mapped().is_some())
+        }
     }
 }
 
@@ -152,7 +293,6 @@ impl FromStr for PublishSpec {
     type Err = SpecError;
 
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
-        let shape = || SpecError::Shape { spec: spec.into() };
         let (body, proto) = match spec.rsplit_once('/') {
             Some((body, p)) => match p.to_ascii_lowercase().as_str() {
                 "tcp" => (body, Proto::Tcp),
@@ -166,14 +306,22 @@ impl FromStr for PublishSpec {
             },
             None => (spec, Proto::Tcp),
         };
-        let parts: Vec<&str> = body.split(':').collect();
+        let parts = fields(body).ok_or_else(|| SpecError::Shape { spec: spec.into() })?;
         let (host_ip, host_ports, container_ip, container_ports) = match parts[..] {
             [hp, cip, cp] => (None, hp, cip, cp),
             [hip, hp, cip, cp] => (Some(hip), hp, cip, cp),
-            _ => return Err(shape()),
+            _ => {
+                return Err(match unbracketed(&parts) {
+                    Some(value) => SpecError::Unbracketed {
+                        spec: spec.into(),
+                        value,
+                    },
+                    None => SpecError::Shape { spec: spec.into() },
+                });
+            }
         };
         let addr = |field: &'static str, value: &str| {
-            value.parse::<Ipv4Addr>().map_err(|_| SpecError::Address {
+            address(value).ok_or_else(|| SpecError::Address {
                 spec: spec.into(),
                 field,
                 value: value.into(),
@@ -186,13 +334,19 @@ impl FromStr for PublishSpec {
                 value: value.into(),
             })
         };
-        let host_ip = match host_ip {
-            None => None,
-            Some(ip) => Some(addr("host address", ip)?).filter(|ip| !ip.is_unspecified()),
-        };
+        let host_ip = host_ip.map(|ip| addr("host address", ip)).transpose()?;
         let host_ports = ports("host port", host_ports)?;
         let container_ip = addr("container address", container_ip)?;
         let container_ports = ports("container port", container_ports)?;
+        if let Some(host) = host_ip
+            && host.is_ipv6() != container_ip.is_ipv6()
+        {
+            return Err(SpecError::Family {
+                spec: spec.into(),
+                host,
+                container: container_ip,
+            });
+        }
         if host_ports.count() != container_ports.count() {
             return Err(SpecError::RangeLength {
                 spec: spec.into(),
@@ -200,18 +354,15 @@ impl FromStr for PublishSpec {
                 container: container_ports,
             });
         }
-        if container_ip.is_unspecified()
-            || container_ip.is_broadcast()
-            || container_ip.is_multicast()
-            || container_ip.is_loopback()
-        {
+        if !is_backend(container_ip) {
             return Err(SpecError::Backend {
                 spec: spec.into(),
                 ip: container_ip,
             });
         }
         Ok(Self {
-            host_ip,
+            // `0.0.0.0` and `[::]`: every address of the family.
+            host_ip: host_ip.filter(|ip| !ip.is_unspecified()),
             host_ports,
             container_ip,
             container_ports,
@@ -223,12 +374,15 @@ impl FromStr for PublishSpec {
 impl fmt::Display for PublishSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
+            write!(f, "{}:", Bracketed(ip))?;
         }
         write!(
             f,
             "{}:{}:{}/{}",
-            self.host_ports, self.container_ip, self.container_ports, self.proto
+            self.host_ports,
+            Bracketed(self.container_ip),
+            self.container_ports,
+            self.proto
         )
     }
 }

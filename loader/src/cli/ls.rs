@@ -2,7 +2,10 @@
 use std::path::Path;
 
 use anyhow::bail;
-use bpfnet::api::{Request, Response, client};
+use bpfnet::{
+    api::{Request, Response, client},
+    spec::Bracketed,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,10 +27,15 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         println!("  (none)");
     }
     for p in &l.published {
-        let host = p.host_ip.map_or("*".to_string(), |ip| ip.to_string());
+        let host = p
+            .host_ip
+            .map_or("*".to_string(), |ip| Bracketed(ip).to_string());
         println!(
             "  {host}:{}/{} -> {}:{}",
-            p.host_ports, p.proto, p.container_ip, p.container_ports
+            p.host_ports,
+            p.proto,
+            Bracketed(p.container_ip),
+            p.container_ports
         );
     }
     println!("ENDPOINTS");

@@ -8,7 +8,8 @@ use bpfnet::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// [HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]
+    /// [HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]; IPv6 addresses
+    /// in brackets, as Docker writes them: 8038:172.17.0.4:80, [::]:8038:[fd00:beef::4]:80
     spec: PublishSpec,
 }
 

@@ -2,7 +2,11 @@
 //! flows idle past their timeout.
 use std::{collections::HashMap, time::Duration};
 
-use common::{CT_REPLY, CtKey, CtValue, ct::TCP_FIN_FIRST};
+use aya::{
+    Pod,
+    maps::{HashMap as BpfHashMap, MapData},
+};
+use common::{Addr, CT_REPLY, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -11,7 +15,7 @@ use tracing::{debug, warn};
 use super::Daemon;
 use crate::{
     conntrack::{self, Flow, FlowInfo, monotonic_ns},
-    datapath::batch,
+    datapath::{Maps, batch},
 };
 
 /// At most this share of one CPU goes to sweeping: a sweep that took `t` waits at least
@@ -34,6 +38,50 @@ pub(super) fn next_sweep(interval: Duration, took: Duration) -> Duration {
 /// so the datapath leaves the coarse clock's helper call within seconds.
 const CLOCK_SPAN: Duration = Duration::from_millis(1_500);
 
+/// One family's CT table.
+type CtMap<A> = BpfHashMap<MapData, CtKey<A>, CtValue<A>>;
+
+/// An address family's two CT tables (answered flows, flows not answered yet):
+/// `ct_v3`, `ct_new_v2` for `u32`; `ct6_v1`, `ct6_new_v1` for `Ip6`.
+pub(super) trait CtFamily: Addr {
+    /// Every entry of both tables.
+    fn read_ct(maps: &Maps) -> Vec<(CtKey<Self>, CtValue<Self>)>;
+    /// Remove `key` from whichever table holds it; whether one did.
+    fn remove_ct(maps: &mut Maps, key: &CtKey<Self>) -> bool;
+}
+
+impl CtFamily for u32 {
+    fn read_ct(maps: &Maps) -> Vec<(CtKey, CtValue)> {
+        read_both(&maps.ct, &maps.ct_new)
+    }
+
+    fn remove_ct(maps: &mut Maps, key: &CtKey) -> bool {
+        maps.ct.remove(key).is_ok() || maps.ct_new.remove(key).is_ok()
+    }
+}
+
+impl CtFamily for Ip6 {
+    fn read_ct(maps: &Maps) -> Vec<(CtKey<Ip6>, CtValue<Ip6>)> {
+        read_both(&maps.ct6, &maps.ct6_new)
+    }
+
+    fn remove_ct(maps: &mut Maps, key: &CtKey<Ip6>) -> bool {
+        maps.ct6.remove(key).is_ok() || maps.ct6_new.remove(key).is_ok()
+    }
+}
+
+/// Every entry of a family's two tables, read in batches; one by one where the kernel
+/// refuses batches.
+fn read_both<A>(main: &CtMap<A>, new: &CtMap<A>) -> Vec<(CtKey<A>, CtValue<A>)>
+where
+    CtKey<A>: Pod,
+    CtValue<A>: Pod,
+{
+    let mut out = batch::entries_or_each(main);
+    out.extend(batch::entries_or_each(new));
+    out
+}
+
 /// Whether sweep number `sweeps` (from 1), after which the main table holds `main` of its
 /// `capacity` entries, also walks the tables from userspace: every `FULL_WALK_EVERY`
 /// sweeps, and every sweep while the table is three quarters full.
@@ -51,24 +99,19 @@ impl Daemon {
         next_sweep(interval, took)
     }
 
-    /// Every entry of both tables (answered flows and flows not answered yet), read in
-    /// batches; one by one where the kernel refuses batches.
-    pub(super) fn entries(&self) -> Vec<(CtKey, CtValue)> {
-        let maps = &self.dp.maps;
-        let mut out = Vec::new();
-        for map in [&maps.ct, &maps.ct_new] {
-            out.extend(batch::entries_or_each(map));
-        }
-        out
+    /// Every entry of family `A`'s two tables (answered flows and flows not answered
+    /// yet), read in batches; one by one where the kernel refuses batches.
+    pub(super) fn entries<A: CtFamily>(&self) -> Vec<(CtKey<A>, CtValue<A>)> {
+        A::read_ct(&self.dp.maps)
     }
 
     fn flows(&self) -> Vec<Flow> {
         conntrack::flows(self.entries())
     }
 
-    /// Entries in both tables.
+    /// Entries in both (IPv4) tables.
     pub(super) fn ct_entries(&self) -> u64 {
-        self.entries().len() as u64
+        self.entries::<u32>().len() as u64
     }
 
     pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
@@ -85,12 +128,11 @@ impl Daemon {
         self.remove_ct(&keys)
     }
 
-    /// Remove `keys` from whichever table holds them; returns how many went.
-    pub(super) fn remove_ct(&mut self, keys: &[CtKey]) -> usize {
+    /// Remove `keys` from whichever of family `A`'s tables holds them; returns how many
+    /// went.
+    pub(super) fn remove_ct<A: CtFamily>(&mut self, keys: &[CtKey<A>]) -> usize {
         let maps = &mut self.dp.maps;
-        keys.iter()
-            .filter(|k| maps.ct.remove(k).is_ok() || maps.ct_new.remove(k).is_ok())
-            .count()
+        keys.iter().filter(|k| A::remove_ct(maps, k)).count()
     }
 
     /// The flow of forward key `key` as it stands in the maps now.

@@ -1,11 +1,16 @@
-//! Published ports: the desired list in `State`, its entries in `published_v1`.
+//! Published ports: the desired list in `State`, its entries in `published_v1` (IPv4)
+//! and `published6_v1` (IPv6).
 use std::collections::BTreeMap;
 
-use common::{Backend, CT_DNAT, PublishedKey};
+use common::{Addr, Backend, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
 use tracing::{debug, info, warn};
 
-use super::Daemon;
-use crate::{api::ApiError, datapath::sync::sync, spec::PublishSpec};
+use super::{Daemon, flows::CtFamily};
+use crate::{
+    api::ApiError,
+    datapath::sync::sync,
+    spec::{MapAddr, PublishSpec},
+};
 
 impl Daemon {
     /// The publishes to install, manual ones first, and the Docker ones left out because
@@ -90,28 +95,28 @@ impl Daemon {
     /// Drop the tracked flows of an unpublished port, so its established flows stop
     /// too (what Docker does with conntrack when a port is unmapped).
     pub(super) fn forget_flows(&mut self, spec: &PublishSpec) {
-        let host_ip = spec.host_ip.map(|ip| u32::from_ne_bytes(ip.octets()));
-        let backend = u32::from_ne_bytes(spec.container_ip.octets());
-        let doomed: Vec<_> = self
-            .entries()
+        self.forget_flows_of::<u32>(spec);
+        self.forget_flows_of::<Ip6>(spec);
+    }
+
+    /// `forget_flows` in family `A`'s tables (nothing for a spec of the other family):
+    /// the forward entries its DNAT created, and their twins.
+    fn forget_flows_of<A: CtFamily + MapAddr>(&mut self, spec: &PublishSpec) {
+        let Some((host_ip, backend)) = spec.addrs::<A>() else {
+            return;
+        };
+        let doomed: Vec<CtKey<A>> = self
+            .entries::<A>()
             .into_iter()
-            .filter(|(k, v)| {
-                let port = u16::from_be(k.dst_port);
-                v.flags & CT_DNAT != 0
-                    && !v.is_reply()
-                    && v.dst_ip == backend
-                    && k.proto == spec.proto.number()
-                    && (spec.host_ports.start..=spec.host_ports.end).contains(&port)
-                    && host_ip.is_none_or(|ip| ip == k.dst_ip)
-            })
+            .filter(|(k, v)| dnat_of(spec, host_ip, backend, k, v))
             .flat_map(|(k, v)| [k, k.twin(&v)])
             .collect();
         self.remove_ct(&doomed);
     }
 
-    /// Make `published_v1` hold exactly the accepted publishes' entries (the map
-    /// survives restarts; this also repairs whatever changed while no daemon ran).
-    /// Returns the failures, each also logged.
+    /// Make `published_v1` and `published6_v1` hold exactly the accepted publishes'
+    /// entries (the maps survive restarts; this also repairs whatever changed while no
+    /// daemon ran). Returns the failures, each also logged.
     pub(super) fn sync_published(&mut self) -> Vec<String> {
         let (accepted, conflicts) = self.accepted_publishes();
         for c in &conflicts {
@@ -122,14 +127,128 @@ impl Daemon {
         self.conflicts = conflicts;
         let want: BTreeMap<PublishedKey, Backend> =
             accepted.iter().flat_map(PublishSpec::entries).collect();
-        let synced = sync(&mut self.dp.maps.published, &want);
-        let errors = synced.errors.iter().map(ToString::to_string).collect();
+        let want6: BTreeMap<PublishedKey<Ip6>, Backend<Ip6>> =
+            accepted.iter().flat_map(PublishSpec::entries).collect();
+        let maps = &mut self.dp.maps;
+        let synced = sync(&mut maps.published, &want);
+        let synced6 = sync(&mut maps.published6, &want6);
+        let errors = synced
+            .errors
+            .iter()
+            .chain(&synced6.errors)
+            .map(ToString::to_string)
+            .collect();
         super::report("published ports", synced);
+        super::report("IPv6 published ports", synced6);
         debug!(
             publishes = accepted.len(),
             entries = want.len(),
+            entries6 = want6.len(),
             "published ports synced"
         );
         errors
+    }
+}
+
+/// Whether `k → v` is the forward entry of a flow `spec`'s DNAT created: its host port,
+/// protocol and host address (`host_ip`, `A::ZERO` for every one), translated to
+/// `backend`.
+fn dnat_of<A: Addr>(
+    spec: &PublishSpec,
+    host_ip: A,
+    backend: A,
+    k: &CtKey<A>,
+    v: &CtValue<A>,
+) -> bool {
+    let port = u16::from_be(k.dst_port);
+    v.flags & CT_DNAT != 0
+        && !v.is_reply()
+        && v.dst_ip == backend
+        && k.proto == spec.proto.number()
+        && (spec.host_ports.start..=spec.host_ports.end).contains(&port)
+        && (host_ip == A::ZERO || host_ip == k.dst_ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use common::{CT_REPLY, CT_SNAT, PROTO_TCP, PROTO_UDP};
+
+    use super::*;
+
+    fn ip6(s: &str) -> Ip6 {
+        let a: Ipv6Addr = s.parse().expect("a valid IPv6 address in the test");
+        Ip6::from_octets(a.octets())
+    }
+
+    /// Client `[2001:db8::99]:40000` to `[dst]:port`, translated to `[to]:to_port`.
+    fn flow(dst: &str, port: u16, to: &str, to_port: u16, proto: u8) -> (CtKey<Ip6>, CtKey<Ip6>) {
+        let key = |d: &str, p: u16| CtKey {
+            src_ip: ip6("2001:db8::99"),
+            dst_ip: ip6(d),
+            src_port: 40000u16.to_be(),
+            dst_port: p.to_be(),
+            proto,
+            _pad: [0; 3],
+        };
+        (key(dst, port), key(to, to_port))
+    }
+
+    fn forgotten(spec: &str, k: &CtKey<Ip6>, v: &CtValue<Ip6>) -> bool {
+        let spec: PublishSpec = spec.parse().expect("a valid spec in the test");
+        let (host_ip, backend) = spec
+            .addrs::<Ip6>()
+            .expect("an IPv6 spec has IPv6 addresses");
+        dnat_of(&spec, host_ip, backend, k, v)
+    }
+
+    #[test]
+    fn an_ipv6_unpublish_finds_the_flows_its_dnat_created() {
+        let spec = "[2001:db8::1]:8000-8001:[fd00:beef::4]:80-81";
+        let (k, to) = flow("2001:db8::1", 8001, "fd00:beef::4", 81, PROTO_TCP);
+        let fwd = CtValue::new(&to, CT_DNAT, 0);
+        assert!(forgotten(spec, &k, &fwd), "its forward entry");
+        let reply = CtValue::new(&k.reversed(), CT_DNAT | CT_REPLY, 0);
+        assert!(
+            !forgotten(spec, &k.twin(&fwd), &reply),
+            "the reply entry goes as the forward one's twin, not by itself"
+        );
+        let wildcard = "8000-8001:[fd00:beef::4]:80-81";
+        assert!(
+            forgotten(wildcard, &k, &fwd),
+            "a wildcard covers every host address"
+        );
+
+        let others = [
+            (
+                "another host address",
+                flow("2001:db8::2", 8001, "fd00:beef::4", 81, PROTO_TCP),
+            ),
+            (
+                "another host port",
+                flow("2001:db8::1", 8002, "fd00:beef::4", 82, PROTO_TCP),
+            ),
+            (
+                "another backend",
+                flow("2001:db8::1", 8001, "fd00:beef::5", 81, PROTO_TCP),
+            ),
+            (
+                "another protocol",
+                flow("2001:db8::1", 8001, "fd00:beef::4", 81, PROTO_UDP),
+            ),
+        ];
+        for (what, (k, to)) in others {
+            let v = CtValue::new(&to, CT_DNAT, 0);
+            assert!(
+                !forgotten(spec, &k, &v),
+                "{what} is not this publish's flow"
+            );
+        }
+        let snat = CtValue::new(&to, CT_SNAT, 0);
+        assert!(
+            !forgotten(spec, &k, &snat),
+            "a flow without DNAT is not a publish's"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! From Docker's inspect answers to what bpfnet installs: a running container's
 //! addresses on each network and its published ports.
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bollard::models::{ContainerInspectResponse, PortBinding};
 
@@ -72,9 +72,8 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
         })
         .collect();
     attachments.sort_by(|a, b| a.network.cmp(&b.network));
-    let target = primary(&attachments).map(|a| a.ip.addr);
-    let mut publishes: Vec<PublishSpec> = match target {
-        Some(ip) => settings
+    let mut publishes: Vec<PublishSpec> = match primary(&attachments) {
+        Some(target) => settings
             .ports
             .iter()
             .flatten()
@@ -82,7 +81,7 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
                 bindings
                     .iter()
                     .flatten()
-                    .filter_map(move |b| publish(ip, port, b))
+                    .filter_map(move |b| publish(target, port, b))
             })
             .collect(),
         None => Vec::new(),
@@ -103,9 +102,11 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
     })
 }
 
-/// One binding of `"8038/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8038"}]`. IPv6
-/// bindings are not IPv4 publishes and are left out.
-fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<PublishSpec> {
+/// One binding of `"8038/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8038"}]` to the
+/// container's address on `target`: an IPv4 binding (`0.0.0.0`, none, an IPv4 address)
+/// to its IPv4 address, an IPv6 one (`::`, an IPv6 address) to its IPv6 address, left
+/// out when it has none there.
+fn publish(target: &Attachment, port: &str, b: &PortBinding) -> Option<PublishSpec> {
     let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
     let proto = match proto {
         "tcp" => Proto::Tcp,
@@ -113,13 +114,18 @@ fn publish(container_ip: Ipv4Addr, port: &str, b: &PortBinding) -> Option<Publis
         _ => return None,
     };
     let host_ip = match b.host_ip.as_deref().unwrap_or("") {
-        "" | "0.0.0.0" => None,
-        ip => Some(ip.parse::<Ipv4Addr>().ok()?),
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ip => ip.parse::<IpAddr>().ok()?,
+    };
+    let container_ip = match host_ip {
+        IpAddr::V4(_) => IpAddr::V4(target.ip.addr),
+        IpAddr::V6(_) => IpAddr::V6(target.ip6?.addr),
     };
     let host_port = PortRange::parse(b.host_port.as_deref()?)?;
     let container_ports = PortRange::parse(cport)?;
     (host_port.count() == container_ports.count()).then_some(PublishSpec {
-        host_ip,
+        // `0.0.0.0` and `::`: every host address of the family.
+        host_ip: Some(host_ip).filter(|ip| !ip.is_unspecified()),
         host_ports: host_port,
         container_ip,
         container_ports,

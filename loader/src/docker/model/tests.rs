@@ -1,5 +1,5 @@
 //! Mapping tests against inspect answers recorded from dockerd 20.10 (API 1.41).
-use bollard::models::{ContainerInspectResponse, NetworkInspect};
+use bollard::models::{ContainerInspectResponse, NetworkInspect, PortBinding};
 
 use super::*;
 
@@ -58,6 +58,76 @@ fn ranges_arrive_as_single_ports_and_host_ips_are_kept() {
             "8000:172.17.0.3:80/tcp",
             "8001:172.17.0.3:81/tcp",
             "127.0.0.1:5353:172.17.0.3:53/udp"
+        ]
+    );
+}
+
+/// `web.json` with each port also bound on IPv6 (`::`, `::1`) as a dockerd with
+/// `--ipv6` writes it, and one more port bound on an IPv6 host address only.
+fn web_with_ipv6_bindings() -> ContainerInspectResponse {
+    let mut inspect = container(include_str!("../fixtures/web.json"));
+    let ports = inspect
+        .network_settings
+        .as_mut()
+        .and_then(|s| s.ports.as_mut())
+        .expect("web.json has port bindings");
+    let binding = |ip: &str, port: &str| PortBinding {
+        host_ip: Some(ip.into()),
+        host_port: Some(port.into()),
+    };
+    for (port, ip) in [("8038/tcp", "::"), ("9090/udp", "::1")] {
+        let bindings = ports
+            .get_mut(port)
+            .and_then(Option::as_mut)
+            .unwrap_or_else(|| panic!("web.json binds {port}"));
+        bindings.push(binding(ip, &port[..4]));
+    }
+    ports.insert("53/udp".into(), Some(vec![binding("2001:db8::1", "5353")]));
+    inspect
+}
+
+/// Gives the container `ip6` on network `name`, as Docker reports a `--ipv6` network's.
+fn with_ipv6(inspect: &mut ContainerInspectResponse, name: &str, ip6: &str) {
+    let ep = inspect
+        .network_settings
+        .as_mut()
+        .and_then(|s| s.networks.as_mut())
+        .and_then(|n| n.get_mut(name))
+        .unwrap_or_else(|| panic!("the container is on {name}"));
+    ep.global_ipv6_address = Some(ip6.into());
+    ep.global_ipv6_prefix_len = Some(64);
+}
+
+#[test]
+fn ipv6_bindings_publish_to_the_primary_networks_ipv6_address() {
+    let mut inspect = web_with_ipv6_bindings();
+    with_ipv6(&mut inspect, "bridge", "fd00:beef::2");
+    with_ipv6(&mut inspect, "net1", "fd00:cafe::3");
+    let c = container_net(&inspect).expect("running");
+    assert_eq!(
+        specs(&c),
+        [
+            "8038:172.17.0.2:8038/tcp",
+            "8038:[fd00:beef::2]:8038/tcp",
+            "127.0.0.1:9090:172.17.0.2:9090/udp",
+            "[::1]:9090:[fd00:beef::2]:9090/udp",
+            "[2001:db8::1]:5353:[fd00:beef::2]:53/udp",
+        ],
+        "`::` is every host IPv6 address; IPv4 bindings stay IPv4"
+    );
+}
+
+#[test]
+fn ipv6_bindings_of_a_container_without_ipv6_on_its_primary_network_are_left_out() {
+    let mut inspect = web_with_ipv6_bindings();
+    // An IPv6 address elsewhere is not where Docker's mapping leads.
+    with_ipv6(&mut inspect, "net1", "fd00:cafe::3");
+    let c = container_net(&inspect).expect("running");
+    assert_eq!(
+        specs(&c),
+        [
+            "8038:172.17.0.2:8038/tcp",
+            "127.0.0.1:9090:172.17.0.2:9090/udp"
         ]
     );
 }
