@@ -2,10 +2,11 @@
 //! firewall (the host forwards and accepts everything). Their IPv6 is switched between
 //! them and reaches the host, under the same anti-spoofing as IPv4; neighbour discovery
 //! cannot poison a cache and router advertisements never leave a container.
-use std::{thread, time::Duration};
+use std::{io::ErrorKind, net::SocketAddr, thread, time::Duration};
 
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
+    echo::{WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
     netns::Netns,
     packet::{
         IPV6_ALL_NODES, ipv6_icmp, ipv6_multicast_mac, link_local, nd_option, neighbour,
@@ -39,6 +40,74 @@ fn dual_stack(t: &Topology) {
             "nodad",
         ]);
     }
+}
+
+/// The uplink carries IPv6 too: the host 2001:db8:1::1/64, the client on the LAN
+/// 2001:db8:1::2/64. The host's firewall drops forwarded IPv6 and tells conntrack to stay
+/// out (what Docker users run into with ip6tables), so only bpfnet's verdicts forward.
+fn ipv6_uplink(t: &Topology) {
+    t.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        "up0",
+        "nodad",
+    ]);
+    t.client.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    for args in [
+        &["-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"][..],
+        &["-P", "FORWARD", "DROP"],
+    ] {
+        let mut v = vec!["ip6tables"];
+        v.extend_from_slice(args);
+        t.host.exec(&v);
+    }
+}
+
+/// Register both containers with their IPv4 and IPv6 (`v6`: their IPv6 CIDRs).
+fn register(t: &Topology, v6: [&str; 2]) {
+    let macs = [t.container.mac("eth0"), t.container2.mac("eth0")];
+    for (i, (veth, v4)) in [("vc0", "172.17.0.4/16"), ("vc1", "172.17.0.5/16")]
+        .into_iter()
+        .enumerate()
+    {
+        cli_ok(
+            &t.files.socket,
+            &[
+                "endpoint",
+                "add",
+                "--bridge",
+                BRIDGE,
+                "--veth",
+                veth,
+                "--ip",
+                v4,
+                "--ip",
+                v6[i],
+                "--mac",
+                &mac_str(macs[i]),
+            ],
+        );
+    }
+}
+
+fn v6(addr: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(addr.parse().expect("IPv6 address"), port)
+}
+
+/// The peer a whoami server reported.
+fn seen(reply: std::io::Result<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&reply.expect("whoami answered")).into_owned()
 }
 
 /// Whether one ping from `ns` to `addr` (with `extra` options) is answered.
@@ -276,4 +345,125 @@ fn a_container_cannot_advertise_itself_as_an_ipv6_router() {
         counter(sock, "drop-router-advert") >= dropped + 5,
         "every advertisement dropped and counted"
     );
+}
+
+/// NAT66 end to end through a host whose ip6tables drops forwarding: a ULA container
+/// reaches a server on the LAN masqueraded to the uplink's address; a port published on
+/// every host IPv6 address (`[::]:PORT`) reaches the container over TCP and UDP with the
+/// client's own address preserved; the container's own address is closed to the LAN.
+#[test]
+fn a_ula_network_is_masqueraded_and_published_through_a_hardened_host() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("nat66");
+    dual_stack(&t);
+    ipv6_uplink(&t);
+    t.container
+        .ip(&["-6", "route", "add", "default", "via", GATEWAY]);
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    register(&t, [&format!("{C1}/64"), &format!("{C2}/64")]);
+    cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038")]);
+    cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038/udp")]);
+    let _outside = WhoamiServer::start6(&t.client, 9000);
+    let _inside = WhoamiServer::start6(&t.container, 8038);
+    let mut out = String::new();
+    wait_for("the container to reach the LAN server", WAIT, || {
+        out = tcp_roundtrip(&t.container, v6("2001:db8:1::2", 9000), b"x")
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .unwrap_or_default();
+        !out.is_empty()
+    });
+    assert!(
+        out.starts_with("[2001:db8:1::1]:"),
+        "masqueraded to the uplink's address, the server saw `{out}`"
+    );
+    let host = v6("2001:db8:1::1", 8038);
+    let tcp = seen(tcp_roundtrip(&t.client, host, b"x"));
+    assert!(
+        tcp.starts_with("[2001:db8:1::2]:"),
+        "TCP: the client's own address, saw `{tcp}`"
+    );
+    let udp = seen(udp_roundtrip(&t.client, host, b"x"));
+    assert!(
+        udp.starts_with("[2001:db8:1::2]:"),
+        "UDP: the client's own address, saw `{udp}`"
+    );
+    t.client
+        .ip(&["-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1"]);
+    let inbound = counter(sock, "drop-inbound");
+    assert_fails(
+        "the ULA container straight",
+        tcp_roundtrip(&t.client, v6(C1, 8038), b"x"),
+        ErrorKind::TimedOut,
+    );
+    assert!(counter(sock, "drop-inbound") > inbound, "counted");
+    t.assert_no_checksum_errors();
+}
+
+/// A routed global prefix carved out of the LAN's /64 (Docker's `fixed-cidr-v6`): the LAN
+/// finds its containers by neighbour discovery, which bpfnet answers as the NDP proxy
+/// (nothing set by hand), and reaches them at their own addresses on published ports
+/// only; their own traffic leaves unmasqueraded.
+#[test]
+fn a_routed_global_network_is_reached_from_the_lan_at_published_ports_only() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("rt6");
+    ipv6_uplink(&t);
+    let (gw, c1) = ("2001:db8:1:0:1::1", "2001:db8:1:0:1::4");
+    t.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{gw}/80"),
+        "dev",
+        BRIDGE,
+        "nodad",
+    ]);
+    t.container.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{c1}/80"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    t.container
+        .ip(&["-6", "route", "add", "default", "via", gw]);
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    register(&t, [&format!("{c1}/80"), "2001:db8:1:0:1::5/80"]);
+    cli_ok(sock, &["publish", &format!("8443:[{c1}]:8443")]);
+    let _open = WhoamiServer::start6(&t.container, 8443);
+    let _closed = WhoamiServer::start6(&t.container, 2222);
+    let _outside = WhoamiServer::start6(&t.client, 9000);
+    let mut reply = String::new();
+    wait_for("the LAN to reach the published port", WAIT, || {
+        reply = tcp_roundtrip(&t.client, v6(c1, 8443), b"x")
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .unwrap_or_default();
+        !reply.is_empty()
+    });
+    assert!(
+        reply.starts_with("[2001:db8:1::2]:"),
+        "the client's own address, saw `{reply}`"
+    );
+    let inbound = counter(sock, "drop-inbound");
+    assert_fails(
+        "an unpublished port",
+        tcp_roundtrip(&t.client, v6(c1, 2222), b"x"),
+        ErrorKind::TimedOut,
+    );
+    assert!(counter(sock, "drop-inbound") > inbound, "counted");
+    let out = seen(tcp_roundtrip(&t.container, v6("2001:db8:1::2", 9000), b"x"));
+    assert!(
+        out.starts_with(&format!("[{c1}]:")),
+        "not masqueraded, the server saw `{out}`"
+    );
+    let proxies = t.host.output(&["ip", "-6", "neigh", "show", "proxy"]);
+    assert!(proxies.contains(c1), "the NDP proxy entry: {proxies}");
 }
