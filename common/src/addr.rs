@@ -22,6 +22,9 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
 
     /// Its `i`th 32-bit word, as stored.
     fn word(&self, i: usize) -> u32;
+
+    /// As the standard library's address.
+    fn to_ip(&self) -> core::net::IpAddr;
 }
 
 impl Addr for u32 {
@@ -40,6 +43,10 @@ impl Addr for u32 {
     fn word(&self, _: usize) -> u32 {
         *self
     }
+
+    fn to_ip(&self) -> core::net::IpAddr {
+        core::net::Ipv4Addr::from(self.to_ne_bytes()).into()
+    }
 }
 
 impl Addr for Ip6 {
@@ -57,5 +64,9 @@ impl Addr for Ip6 {
     #[inline(always)]
     fn word(&self, i: usize) -> u32 {
         self.words[i & 3]
+    }
+
+    fn to_ip(&self) -> core::net::IpAddr {
+        core::net::Ipv6Addr::from(self.octets()).into()
     }
 }

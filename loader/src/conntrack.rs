@@ -4,14 +4,14 @@ use std::{
     collections::HashMap,
     fmt,
     hash::{BuildHasherDefault, Hasher},
-    net::Ipv4Addr,
+    net::{IpAddr, SocketAddr},
     str::FromStr,
     time::Duration,
 };
 
 use common::{
-    CT_DNAT, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TcpState,
-    ct::holds_snat_quota,
+    Addr, CT_DNAT, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP, TcpState, ct::holds_snat_quota,
 };
 use serde::{Deserialize, Serialize};
 
@@ -97,15 +97,16 @@ impl FromStr for Timeouts {
     }
 }
 
-/// A flow: its forward entry and, unless LRU eviction took it, its reply entry.
+/// A flow of either family: its forward entry and, unless LRU eviction took it, its
+/// reply entry.
 #[derive(Clone, Debug)]
-pub struct Flow {
-    pub key: CtKey,
-    pub fwd: CtValue,
-    pub reply: Option<(CtKey, CtValue)>,
+pub struct Flow<A = u32> {
+    pub key: CtKey<A>,
+    pub fwd: CtValue<A>,
+    pub reply: Option<(CtKey<A>, CtValue<A>)>,
 }
 
-impl Flow {
+impl<A: Addr> Flow<A> {
     pub fn last_seen_ns(&self) -> u64 {
         self.reply
             .map_or(0, |(_, v)| v.last_seen_ns)
@@ -130,7 +131,7 @@ impl Flow {
     /// The SNAT quota count this flow holds, when it holds one: a container's
     /// masqueraded flow toward a destination (its forward tuple with source port 0),
     /// until it has finished.
-    pub fn snat_quota_key(&self) -> Option<CtKey> {
+    pub fn snat_quota_key(&self) -> Option<CtKey<A>> {
         let holds = holds_snat_quota(self.fwd.flags, self.key.proto, self.tcp_state());
         (holds && !self.fwd.is_reply()).then_some(CtKey {
             src_port: 0,
@@ -139,7 +140,7 @@ impl Flow {
     }
 
     /// The keys to delete to forget it.
-    pub fn keys(&self) -> Vec<CtKey> {
+    pub fn keys(&self) -> Vec<CtKey<A>> {
         std::iter::once(self.key)
             .chain(self.reply.map(|(k, _)| k))
             .collect()
@@ -149,7 +150,7 @@ impl Flow {
 /// Where each key sits in a list of entries: a hash index with a multiplicative hash
 /// (the sweep indexes a million keys every few seconds; SipHash's resistance to chosen
 /// keys buys nothing for a table the datapath already bounds).
-pub type Index = HashMap<CtKey, u32, BuildHasherDefault<KeyHasher>>;
+pub type Index<A = u32> = HashMap<CtKey<A>, u32, BuildHasherDefault<KeyHasher>>;
 
 /// FxHash's mixing: one multiply per word written.
 #[derive(Default)]
@@ -184,7 +185,7 @@ impl Hasher for KeyHasher {
 }
 
 /// The index of `entries` by key.
-pub fn index(entries: &[(CtKey, CtValue)]) -> Index {
+pub fn index<A: Addr>(entries: &[(CtKey<A>, CtValue<A>)]) -> Index<A> {
     let mut index = Index::with_capacity_and_hasher(entries.len(), Default::default());
     for (i, (k, _)) in entries.iter().enumerate() {
         index.insert(*k, i as u32);
@@ -195,11 +196,11 @@ pub fn index(entries: &[(CtKey, CtValue)]) -> Index {
 /// The flows of `entries` (indexed by `index`), one per forward entry with its reply
 /// entry if LRU eviction left it; a reply entry whose forward entry is gone becomes a
 /// flow of its own (so the sweeper still ages it out). Built as they are walked.
-pub fn pairs<'a>(
-    entries: &'a [(CtKey, CtValue)],
-    index: &'a Index,
-) -> impl Iterator<Item = Flow> + 'a {
-    let get = move |k: &CtKey| index.get(k).map(|&i| entries[i as usize].1);
+pub fn pairs<'a, A: Addr>(
+    entries: &'a [(CtKey<A>, CtValue<A>)],
+    index: &'a Index<A>,
+) -> impl Iterator<Item = Flow<A>> + 'a {
+    let get = move |k: &CtKey<A>| index.get(k).map(|&i| entries[i as usize].1);
     entries.iter().filter_map(move |(k, v)| {
         let twin = k.twin(v);
         let other = get(&twin);
@@ -220,9 +221,9 @@ pub fn pairs<'a>(
 }
 
 /// Pair the entries of the CT map into flows, in tuple order (see `pairs`).
-pub fn flows(entries: Vec<(CtKey, CtValue)>) -> Vec<Flow> {
+pub fn flows<A: Addr>(entries: Vec<(CtKey<A>, CtValue<A>)>) -> Vec<Flow<A>> {
     let index = index(&entries);
-    let mut out: Vec<Flow> = pairs(&entries, &index).collect();
+    let mut out: Vec<Flow<A>> = pairs(&entries, &index).collect();
     out.sort_unstable_by_key(|f| f.key);
     out
 }
@@ -230,18 +231,18 @@ pub fn flows(entries: Vec<(CtKey, CtValue)>) -> Vec<Flow> {
 /// A tuple for display: addresses and host-order ports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tuple {
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     pub src_port: u16,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub dst_port: u16,
 }
 
-impl From<&CtKey> for Tuple {
-    fn from(k: &CtKey) -> Self {
+impl<A: Addr> From<&CtKey<A>> for Tuple {
+    fn from(k: &CtKey<A>) -> Self {
         Self {
-            src: Ipv4Addr::from(k.src_ip.to_ne_bytes()),
+            src: k.src_ip.to_ip(),
             src_port: u16::from_be(k.src_port),
-            dst: Ipv4Addr::from(k.dst_ip.to_ne_bytes()),
+            dst: k.dst_ip.to_ip(),
             dst_port: u16::from_be(k.dst_port),
         }
     }
@@ -249,11 +250,12 @@ impl From<&CtKey> for Tuple {
 
 impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{} -> {}:{}",
-            self.src, self.src_port, self.dst, self.dst_port
-        )
+        // IPv6 in brackets, as in a socket address.
+        let (src, dst) = (
+            SocketAddr::new(self.src, self.src_port),
+            SocketAddr::new(self.dst, self.dst_port),
+        );
+        write!(f, "{src} -> {dst}")
     }
 }
 
@@ -275,11 +277,12 @@ pub struct FlowInfo {
 }
 
 impl FlowInfo {
-    pub fn new(f: &Flow, now_ns: u64, t: &Timeouts) -> Self {
+    pub fn new<A: Addr>(f: &Flow<A>, now_ns: u64, t: &Timeouts) -> Self {
         let proto = match f.key.proto {
             PROTO_TCP => "tcp".to_string(),
             PROTO_UDP => "udp".to_string(),
             PROTO_ICMP => "icmp".to_string(),
+            PROTO_ICMPV6 => "icmpv6".to_string(),
             n => n.to_string(),
         };
         let nat = match (f.fwd.flags & CT_DNAT != 0, f.fwd.flags & CT_SNAT != 0) {

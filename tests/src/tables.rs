@@ -1,5 +1,7 @@
 //! Shared pieces of the NAT tables: the fixture's addresses, a host with published
 //! ports and an SNAT range, and a step that checks verdict, checksums and counters.
+use std::net::IpAddr;
+
 use bpfnet::{conntrack, datapath::Hook};
 use common::{
     Backend, Config, CtKey, CtValue, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey, Reason,
@@ -111,13 +113,9 @@ pub fn flow_state(fx: &Fixture, orig: (Addr, Addr, u8)) -> TcpState {
         .iter()
         .find(|f| {
             let t = conntrack::Tuple::from(&f.key);
-            (
-                t.src.octets(),
-                t.src_port,
-                t.dst.octets(),
-                t.dst_port,
-                f.key.proto,
-            ) == (orig.0.0, orig.0.1, orig.1.0, orig.1.1, orig.2)
+            let (src, dst) = (IpAddr::from(orig.0.0), IpAddr::from(orig.1.0));
+            (t.src, t.src_port, t.dst, t.dst_port, f.key.proto)
+                == (src, orig.0.1, dst, orig.1.1, orig.2)
         })
         .unwrap_or_else(|| panic!("no flow {orig:?}"));
     assert!(f.reply.is_some(), "flow {orig:?} has its reply entry");

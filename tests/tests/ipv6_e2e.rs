@@ -379,6 +379,11 @@ fn a_ula_network_is_masqueraded_and_published_through_a_hardened_host() {
         out.starts_with("[2001:db8:1::1]:"),
         "masqueraded to the uplink's address, the server saw `{out}`"
     );
+    let flows = cli_ok(sock, &["conntrack"]);
+    assert!(
+        flows.contains("[fd00:17::4]:") && flows.contains("-> [2001:db8:1::2]:9000"),
+        "`bpfnet conntrack` lists the IPv6 flow: {flows}"
+    );
     let host = v6("2001:db8:1::1", 8038);
     let tcp = seen(tcp_roundtrip(&t.client, host, b"x"));
     assert!(

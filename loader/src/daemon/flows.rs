@@ -105,27 +105,27 @@ impl Daemon {
         A::read_ct(&self.dp.maps)
     }
 
-    fn flows(&self) -> Vec<Flow> {
-        conntrack::flows(self.entries())
-    }
-
-    /// Entries in both (IPv4) tables.
+    /// Entries in the tables of both families.
     pub(super) fn ct_entries(&self) -> u64 {
-        self.entries::<u32>().len() as u64
+        (self.entries::<u32>().len() + self.entries::<Ip6>().len()) as u64
     }
 
+    /// Every flow of both families, IPv4 first, each in tuple order.
     pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
         let now = monotonic_ns();
-        self.flows()
-            .iter()
+        let v4 = conntrack::flows(self.entries::<u32>());
+        let v6 = conntrack::flows(self.entries::<Ip6>());
+        v4.iter()
             .map(|f| FlowInfo::new(f, now, &self.timeouts))
+            .chain(v6.iter().map(|f| FlowInfo::new(f, now, &self.timeouts)))
             .collect()
     }
 
-    /// Remove every tracked flow; returns how many entries went.
+    /// Remove every tracked flow of both families; returns how many entries went.
     pub(super) fn flush_conntrack(&mut self) -> usize {
         let keys: Vec<CtKey> = self.entries().into_iter().map(|(k, _)| k).collect();
-        self.remove_ct(&keys)
+        let keys6: Vec<CtKey<Ip6>> = self.entries().into_iter().map(|(k, _)| k).collect();
+        self.remove_ct(&keys) + self.remove_ct(&keys6)
     }
 
     /// Remove `keys` from whichever of family `A`'s tables holds them; returns how many
