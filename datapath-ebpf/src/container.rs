@@ -144,7 +144,7 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>,
             // No inter-container communication: unicast to a neighbour is refused.
             return Err(verdict(ctx, Reason::DropIcc));
         }
-        return Err(l2::forward_switched(ctx, l2, p));
+        return Err(l2::forward_switched(ctx, l2, &p.dst_ip));
     }
     let to_host = A::is_host(&p.dst_ip);
     if own & NET_INTERNAL != 0 && !to_host {

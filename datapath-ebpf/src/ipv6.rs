@@ -21,7 +21,7 @@ use common::{EP_LEARNED, Endpoint, Ip6, PORT_V6, Reason};
 use crate::{
     container,
     family::stage,
-    l2::L2,
+    l2::{self, L2},
     maps::{ENDPOINTS6, PORTS, endpoint6, is_host6, network6_of},
     parse::{
         self, ETH_HLEN, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled,
@@ -94,7 +94,12 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
         return Err(verdict(ctx, reason));
     }
     if !l2.routed() {
-        return Err(verdict(ctx, Reason::PassOther));
+        // Switched within the network past the bridge's netfilter hooks, as IPv4 is.
+        return Err(if l2.dst_mac[0] & 1 != 0 {
+            l2::flood(ctx, l2)
+        } else {
+            l2::forward_switched(ctx, l2, &chain.dst)
+        });
     }
     if chain.dst.is_link_local() || chain.dst.is_multicast() || is_host6(&chain.dst) {
         // For the host itself: left to its stack.

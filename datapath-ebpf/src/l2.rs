@@ -2,8 +2,8 @@
 //! every ethertype, the binding of a new veth's endpoint from its first packet, and the
 //! fast path between endpoints of one network.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+    bindings::{BPF_F_INGRESS, BPF_NOEXIST},
+    helpers::generated::{bpf_clone_redirect, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
 use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
@@ -205,6 +205,26 @@ pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
     verdict(ctx, Reason::PassOther)
 }
 
+/// A switched IPv6 multicast frame (neighbour discovery, MLD): a copy to the bridge's
+/// own transmit path, which floods it to the ports past the bridge netfilter hooks (an
+/// ip6tables `FORWARD DROP` would otherwise cut neighbour discovery between
+/// containers), and the frame itself into the bridge's own stack, for the host (the
+/// gateway). Nothing takes the bridge's forwarding path, so no port gets it twice.
+#[inline(always)]
+pub fn flood(ctx: &TcContext, l2: &L2) -> i32 {
+    let Some(network) = l2.network() else {
+        return verdict(ctx, Reason::Pass);
+    };
+    // SAFETY: helper calls with this program's context and plain integer arguments.
+    unsafe {
+        if bpf_clone_redirect(ctx.skb.skb, network, 0) != 0 {
+            return verdict(ctx, Reason::Pass);
+        }
+        count(ctx, Reason::ForwardBridge);
+        bpf_redirect(network, u64::from(BPF_F_INGRESS)) as i32
+    }
+}
+
 /// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`
 /// (the sender's network, None from an uplink) allows it.
 #[inline(always)]
@@ -233,11 +253,11 @@ pub fn to_endpoint<A: Family>(
 /// netfilter hooks, so a FORWARD DROP policy does not cut the network in two).
 /// Broadcast and multicast stay with the bridge.
 #[inline(always)]
-pub fn forward_switched<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
+pub fn forward_switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A) -> i32 {
     let Some(network) = l2.network() else {
         return crate::stats::verdict(ctx, Reason::Pass);
     };
-    if let Some(v) = to_endpoint(ctx, &p.dst_ip, l2.dst_mac, Some(network), l2.ingress) {
+    if let Some(v) = to_endpoint(ctx, dst, l2.dst_mac, Some(network), l2.ingress) {
         return v;
     }
     if l2.dst_mac[0] & 1 != 0 {

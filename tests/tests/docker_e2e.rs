@@ -394,6 +394,36 @@ fn a_docker_ipv6_network_is_dual_stack() {
     }
     let d = DockerHost::new("dk6");
     let (docker, sock) = (&d.docker, &d.files.socket);
+    // The uplink carries IPv6 too, and ip6tables drops what it forwards.
+    d.host.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::1/64",
+        "dev",
+        "up0",
+        "nodad",
+    ]);
+    d.client.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    d.host.exec(&[
+        "ip6tables",
+        "-t",
+        "raw",
+        "-A",
+        "PREROUTING",
+        "-j",
+        "CT",
+        "--notrack",
+    ]);
+    d.host.exec(&["ip6tables", "-P", "FORWARD", "DROP"]);
     let _daemon = d.start_bpfnet();
     docker.ok(&[
         "network",
@@ -405,9 +435,9 @@ fn a_docker_ipv6_network_is_dual_stack() {
         "fd00:28::/64",
         "net6",
     ]);
-    for (name, ip, ip6) in [
-        ("s1", "172.28.0.10", "fd00:28::10"),
-        ("s2", "172.28.0.11", "fd00:28::11"),
+    for (name, ip, ip6, publish) in [
+        ("s1", "172.28.0.10", "fd00:28::10", "8080:80"),
+        ("s2", "172.28.0.11", "fd00:28::11", "8081:80"),
     ] {
         docker.ok(&[
             "run",
@@ -420,6 +450,8 @@ fn a_docker_ipv6_network_is_dual_stack() {
             ip,
             "--ip6",
             ip6,
+            "-p",
+            publish,
             IMAGE,
             "httpd",
             "-f",
@@ -429,14 +461,16 @@ fn a_docker_ipv6_network_is_dual_stack() {
             "/www",
         ]);
     }
-    wait_ls(sock, "both containers' IPv6 addresses", |l| {
+    wait_ls(sock, "both containers' IPv6 addresses and publishes", |l| {
         let eps = l["docker"].as_array().into_iter().flatten();
-        eps.flat_map(|c| c["endpoints"].as_array().into_iter().flatten())
+        let v6 = eps
+            .flat_map(|c| c["endpoints"].as_array().into_iter().flatten())
             .filter_map(|e| e["ip6"].as_array())
             .flatten()
             .filter(|a| a.as_str().is_some_and(|a| a.starts_with("fd00:28::1")))
-            .count()
-            == 2
+            .count();
+        let published = published(l);
+        v6 == 2 && published.iter().any(|p| p.contains("[fd00:28::10]:80"))
     });
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
     wait_for(
@@ -450,6 +484,15 @@ fn a_docker_ipv6_network_is_dual_stack() {
         Duration::from_secs(10),
         || http_ok(&d.host, s1),
     );
+    // `-p 8080:80` is published on both families, as Docker publishes it.
+    for to in ["[2001:db8:1::1]:8080", "192.0.2.1:8080"] {
+        let to: SocketAddr = to.parse().expect("address");
+        wait_for(
+            &format!("the client to reach {to}"),
+            Duration::from_secs(10),
+            || http_ok(&d.client, to),
+        );
+    }
 }
 
 /// Docker's network options, enforced by bpfnet on a permissive host: `--internal`
@@ -772,11 +815,19 @@ fn cleanup_hands_the_host_back_to_docker() {
     let out = cleanup();
     assert!(out.status.success(), "cleanup: {out:?}");
     assert!(!d.files.pin_dir.exists(), "the pin directory is gone");
-    let (links, progs) = live_bpf_ids();
-    for (link, prog) in &pinned {
-        assert!(!links.contains(link), "link {link} still in the kernel");
-        assert!(!progs.contains(prog), "program {prog} still in the kernel");
-    }
+    // The kernel frees programs after a grace period (and those a program array held
+    // after the array goes): give it a moment.
+    let gone = || {
+        let (links, progs) = live_bpf_ids();
+        pinned
+            .iter()
+            .all(|(link, prog)| !links.contains(link) && !progs.contains(prog))
+    };
+    wait_for(
+        "bpfnet's links and programs to leave the kernel",
+        Duration::from_secs(5),
+        gone,
+    );
     assert!(
         !http_ok(&d.client, outside),
         "with bpfnet gone and Docker's NAT off, nothing publishes the port"

@@ -274,10 +274,10 @@ fn forwarding_isolation_and_spoofing() {
         );
         expect(
             fx,
-            "IPv6 switched within the network",
+            "IPv6 switched within the network, past the bridge's netfilter hooks",
             &to_mac(v6.clone(), C2_MAC),
-            TC_ACT_OK,
-            &[PassOther],
+            TC_ACT_REDIRECT,
+            &[ForwardBridge],
         );
         let mut v6_spoof = to_mac(v6, C2_MAC);
         v6_spoof[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x99]);

@@ -18,7 +18,6 @@ const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: ro
 const C1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02]; // the port under test's endpoint
 const C2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05]; // a neighbour on another port
 const C1_V4: [u8; 4] = [172, 17, 0, 9]; // not one of the fixture's registered ones
-const NET_A: u32 = 100;
 /// The neighbour's host-side veth (not the port under test).
 const C2_PORT: u32 = 7;
 
@@ -40,9 +39,10 @@ use Reason::*;
 /// subnet fd00:0:0:a::/64 and IPv4 172.17.0.0/16; the neighbour's address registered on
 /// its own port.
 fn network(fx: &mut Fixture, flags: u32) {
+    let net_a = net_a(fx);
     let m = &mut fx.dp.maps;
     let port = Port {
-        network: NET_A,
+        network: net_a,
         flags,
         bridge_mac: BRIDGE_MAC,
         mac: if flags == 0 { [0; 6] } else { C1_MAC },
@@ -50,7 +50,7 @@ fn network(fx: &mut Fixture, flags: u32) {
     };
     m.ports.insert(fx.bridge, port, 0).expect("port");
     let net = Network {
-        bridge: NET_A,
+        bridge: net_a,
         flags: 0,
     };
     let prefix = Key::new(64, Ip6::from_octets(v6(0)));
@@ -63,10 +63,15 @@ fn network(fx: &mut Fixture, flags: u32) {
     endpoint6(fx, C2, C2_PORT, C2_MAC);
 }
 
+/// Network A: a real device (the fixture's uplink end), so a frame flooded to it can be.
+fn net_a(fx: &Fixture) -> u32 {
+    fx.uplink
+}
+
 fn endpoint6(fx: &mut Fixture, ip: [u8; 16], ifindex: u32, mac: [u8; 6]) {
     let e = Endpoint {
         ifindex,
-        network: NET_A,
+        network: net_a(fx),
         mac,
         flags: 0,
         _pad: 0,
@@ -121,14 +126,14 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
             (
                 "its own address, switched",
                 datagram(C1_MAC, C1, C2_MAC, C2),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardLocal,
             ),
             (
                 "its MAC's link-local address",
                 datagram(C1_MAC, ll, C2_MAC, C2),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardLocal,
             ),
             (
                 "its own address, routed where no route leads: left to the host",
@@ -199,8 +204,8 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
             (
                 "duplicate address detection from ::",
                 ns([0; 16], C1, &[]),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 ":: routed",
@@ -211,8 +216,8 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
             (
                 "a solicitation naming its MAC",
                 ns(ll, C2, &[lladdr(1, C1_MAC)]),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "a solicitation naming a neighbour's MAC",
@@ -223,14 +228,14 @@ fn ipv6_sources_and_neighbour_discovery_are_the_senders_own() {
             (
                 "an advertisement of its own address",
                 na(C1, &[lladdr(2, C1_MAC)]),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "an advertisement of its link-local address, behind a nonce",
                 na(ll, &[nonce.clone(), lladdr(2, C1_MAC)]),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "an advertisement of a neighbour's address",
@@ -327,8 +332,8 @@ fn a_new_veths_first_ipv6_source_binds_it() {
             fx,
             "its first address",
             &datagram(C1_MAC, C1, C2_MAC, C2),
-            TC_ACT_OK,
-            &[EndpointLearned, PassOther],
+            TC_ACT_REDIRECT,
+            &[EndpointLearned, ForwardLocal],
         );
         let bound = fx
             .dp
@@ -338,7 +343,7 @@ fn a_new_veths_first_ipv6_source_binds_it() {
             .expect("bound");
         assert_eq!(
             (bound.ifindex, bound.network, bound.mac, bound.flags),
-            (me, NET_A, C1_MAC, EP_LEARNED)
+            (me, net_a(fx), C1_MAC, EP_LEARNED)
         );
         let port = fx.dp.maps.ports.get(&me, 0).expect("port");
         assert_eq!((port.flags, port.mac), (PORT_V6, C1_MAC));
@@ -346,8 +351,8 @@ fn a_new_veths_first_ipv6_source_binds_it() {
             fx,
             "its address again",
             &datagram(C1_MAC, C1, C2_MAC, C2),
-            TC_ACT_OK,
-            &[PassOther],
+            TC_ACT_REDIRECT,
+            &[ForwardLocal],
         );
         expect(
             fx,
@@ -459,20 +464,20 @@ fn router_advertisements_from_containers_are_dropped_however_wrapped() {
             (
                 "a neighbour solicitation",
                 send(&[], &solicit),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "a router solicitation",
                 send(&[], &icmpv6(133, &[0; 4])),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "an echo request in a first fragment",
                 send(&[first], &icmpv6(128, &[0, 1, 0, 1])),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
             (
                 "a later fragment",
@@ -483,8 +488,8 @@ fn router_advertisements_from_containers_are_dropped_however_wrapped() {
                     }],
                     &ra,
                 ),
-                TC_ACT_OK,
-                PassOther,
+                TC_ACT_REDIRECT,
+                ForwardBridge,
             ),
         ];
         for (name, frame, verdict, reason) in cases {
