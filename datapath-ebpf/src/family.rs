@@ -8,7 +8,10 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap},
     programs::TcContext,
 };
-use common::{Addr, Backend, CtKey, CtValue, Endpoint, Ip6, Network, PublishedKey, Reason};
+use common::{
+    Addr, Backend, CtKey, CtValue, Endpoint, Ip6, Network, PORT_ENFORCE, PORT_V6, Port,
+    PublishedKey, Reason,
+};
 
 use crate::{
     csum::{self, IP_CSUM, replace16},
@@ -42,6 +45,10 @@ pub trait Family: Addr {
     fn work(s: &mut Scratch) -> &mut Work<Self>;
 
     fn endpoint(ip: &Self) -> Option<Endpoint>;
+    /// The endpoints of this family (`endpoints_v1`, `endpoints6_v1`).
+    fn endpoints() -> &'static HashMap<Self, Endpoint>;
+    /// Record in `port` that an endpoint address `ip` of this family is bound to it.
+    fn bind_port(port: &mut Port, ip: &Self);
     fn network_of(ip: &Self) -> Option<Network>;
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
@@ -136,6 +143,16 @@ impl Family for u32 {
     #[inline(always)]
     fn endpoint(ip: &Self) -> Option<Endpoint> {
         maps::endpoint(*ip)
+    }
+    #[inline(always)]
+    fn endpoints() -> &'static HashMap<Self, Endpoint> {
+        &maps::ENDPOINTS
+    }
+    /// The port is enforced, and remembers this address (checked without a lookup).
+    #[inline(always)]
+    fn bind_port(port: &mut Port, ip: &Self) {
+        port.ip = *ip;
+        port.flags |= PORT_ENFORCE;
     }
     #[inline(always)]
     fn network_of(ip: &Self) -> Option<Network> {
@@ -274,6 +291,15 @@ impl Family for Ip6 {
     #[inline(always)]
     fn endpoint(ip: &Self) -> Option<Endpoint> {
         maps::endpoint6(ip)
+    }
+    #[inline(always)]
+    fn endpoints() -> &'static HashMap<Self, Endpoint> {
+        &maps::ENDPOINTS6
+    }
+    /// Its IPv6 addresses are known: a source not among them is spoofed.
+    #[inline(always)]
+    fn bind_port(port: &mut Port, _: &Self) {
+        port.flags |= PORT_V6;
     }
     #[inline(always)]
     fn network_of(ip: &Self) -> Option<Network> {

@@ -15,18 +15,18 @@
 //! fragments (RFC 7113): neighbour discovery must not come fragmented (RFC 6980), a first
 //! fragment must hold the whole chain (RFC 7112), and a chain longer than bpfnet walks is
 //! refused, not guessed at.
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
-use common::{EP_LEARNED, Endpoint, Ip6, PORT_V6, Reason};
+use aya_ebpf::programs::TcContext;
+use common::{Ip6, PORT_V6, Reason};
 
 use crate::{
     container,
     family::stage,
     l2::{self, L2},
-    maps::{ENDPOINTS6, PORTS, endpoint6, is_host6, network6_of},
+    maps::{endpoint6, is_host6},
     parse::{
         self, ETH_HLEN, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled,
     },
-    stats::{count, verdict},
+    stats::verdict,
 };
 
 const IPV6_HLEN: usize = 40;
@@ -298,43 +298,11 @@ fn check_source(ctx: &TcContext, l2: &mut L2, src: &Ip6) -> Result<(), Reason> {
         // Its addresses are known, and this is none of them.
         return Err(Reason::DropSpoof);
     }
-    if bind(ctx, l2, src) {
+    if l2::bind(ctx, l2, src) {
         Ok(())
     } else {
         Err(Reason::DropUnbound)
     }
-}
-
-/// Bind `ip` to the port `l2` came in by, as `l2::bind` does for IPv4; the port's IPv6
-/// addresses are known from then on.
-#[inline(always)]
-fn bind(ctx: &TcContext, l2: &mut L2, ip: &Ip6) -> bool {
-    let port = l2.port;
-    if network6_of(ip).is_none_or(|n| n.bridge != port.network) {
-        return false;
-    }
-    let ep = Endpoint {
-        ifindex: l2.ingress,
-        network: port.network,
-        mac: l2.src_mac,
-        flags: EP_LEARNED,
-        _pad: 0,
-    };
-    if ENDPOINTS6.insert(ip, ep, u64::from(BPF_NOEXIST)).is_err() {
-        return false;
-    }
-    if let Some(p) = PORTS.get_ptr_mut(l2.ingress) {
-        // SAFETY: a valid map value pointer. The MAC is the port's already when it is
-        // enforced for IPv4 (`check_mac`).
-        unsafe {
-            (*p).mac = l2.src_mac;
-            (*p).flags |= PORT_V6;
-        }
-    }
-    l2.port.mac = l2.src_mac;
-    l2.port.flags |= PORT_V6;
-    count(ctx, Reason::EndpointLearned);
-    true
 }
 
 /// A neighbour advertisement names only an address its sender owns, and neighbour

@@ -10,7 +10,7 @@ use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
 
 use crate::{
     family::Family,
-    maps::{ENDPOINTS, PORTS, bump_route_gen, endpoint, network_of, port},
+    maps::{PORTS, bump_route_gen, endpoint, port},
     parse::Packet,
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
@@ -101,16 +101,17 @@ fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
     endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac)
 }
 
-/// Bind `ip` to the port `l2` came in by: its first packet names its endpoint, when the
-/// address lies in the port's network and no endpoint owns it yet. The daemon replaces
-/// the binding with what Docker (or `endpoint add`) says once it knows.
+/// Bind `ip` (of either family) to the port `l2` came in by: its first packet names
+/// its endpoint, when the address lies in the port's network and no endpoint owns it
+/// yet; the port's addresses of that family are known from then on. The daemon
+/// replaces the binding with what Docker (or `endpoint add`) says once it knows.
 #[inline(always)]
-fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
+pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> bool {
     if !l2.known {
         return false;
     }
     let port = l2.port;
-    if network_of(ip).is_none_or(|n| n.bridge != port.network) {
+    if A::network_of(ip).is_none_or(|n| n.bridge != port.network) {
         return false;
     }
     let ep = Endpoint {
@@ -120,20 +121,23 @@ fn bind(ctx: &TcContext, l2: &mut L2, ip: u32) -> bool {
         flags: EP_LEARNED,
         _pad: 0,
     };
-    if ENDPOINTS.insert(ip, ep, u64::from(BPF_NOEXIST)).is_err() {
+    if A::endpoints()
+        .insert(ip, ep, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
         return false;
     }
+    // The MAC is the port's already when it is enforced for the other family
+    // (`check_mac`).
+    l2.port.mac = l2.src_mac;
+    A::bind_port(&mut l2.port, ip);
     if let Some(p) = PORTS.get_ptr_mut(l2.ingress) {
         // SAFETY: a valid map value pointer.
         unsafe {
             (*p).mac = l2.src_mac;
-            (*p).ip = ip;
-            (*p).flags |= PORT_ENFORCE;
+            A::bind_port(&mut *p, ip);
         }
     }
-    l2.port.flags |= PORT_ENFORCE;
-    l2.port.mac = l2.src_mac;
-    l2.port.ip = ip;
     // Flows toward the address may remember a route to it: it is a peer now.
     bump_route_gen();
     count(ctx, Reason::EndpointLearned);
@@ -161,7 +165,7 @@ pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), R
         // Another port's address.
         return Err(Reason::DropSpoof);
     }
-    if bind(ctx, l2, p.src_ip) {
+    if bind(ctx, l2, &p.src_ip) {
         Ok(())
     } else {
         Err(Reason::DropUnbound)
