@@ -24,7 +24,8 @@ pub use ip6::Ip6;
 pub use maps::{
     Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
     NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network,
-    PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockOrig,
+    PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig,
+    SockOrig6,
 };
 pub use stats::{Counter, Reason};
 
@@ -65,6 +66,7 @@ pub mod names {
     pub const FRAGS: &str = "frags_v1";
     pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
+    pub const SOCK_REVNAT6: &str = "sock_revnat6_v1";
     pub const FLOOD_BUDGET: &str = "flood_budget_v1";
     pub const JUMP: &str = "jump_v1";
     /// Not pinned: the in-kernel sweep's timeouts and its last result.

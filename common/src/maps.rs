@@ -191,6 +191,29 @@ pub struct SockOrig {
     pub _pad: u16,
 }
 
+/// Key of `sock_revnat6_v1`: an IPv6 host socket and the backend it was pointed at
+/// (an IPv4 backend as `::ffff:a.b.c.d`, for a dual-stack socket that dialed a
+/// v4-mapped address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SockKey6 {
+    /// `bpf_get_socket_cookie`.
+    pub cookie: u64,
+    /// Backend address and port, network order.
+    pub ip: Ip6,
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Value of `sock_revnat6_v1`: the address the socket dialed, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SockOrig6 {
+    pub ip: Ip6,
+    pub port: u16,
+    pub _pad: u16,
+}
+
 crate::pod::pod_generic!(
     PublishedKey<u32> = 4 + 4,
     PublishedKey<Ip6> = 16 + 4,

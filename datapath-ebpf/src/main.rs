@@ -108,6 +108,30 @@ pub fn sock_getpeername4(ctx: SockAddrContext) -> i32 {
     sock::from_backend(&ctx)
 }
 
+/// cgroup connect6: host IPv6 sockets dialing a published port go to its backend.
+#[cgroup_sock_addr(connect6)]
+pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
+    sock::to_backend6(&ctx)
+}
+
+/// cgroup sendmsg6: unconnected UDP to a published port goes to its backend.
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::to_backend6(&ctx)
+}
+
+/// cgroup recvmsg6: replies from the backend show the published address.
+#[cgroup_sock_addr(recvmsg6)]
+pub fn sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::from_backend6(&ctx)
+}
+
+/// cgroup getpeername6: the peer is the published address the socket dialed.
+#[cgroup_sock_addr(getpeername6)]
+pub fn sock_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::from_backend6(&ctx)
+}
+
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

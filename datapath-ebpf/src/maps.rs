@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use common::{
     Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Ip6, Network,
-    Port, PublishedKey, Reason, SockKey, SockOrig,
+    Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 
 use crate::parse::Packet;
@@ -99,6 +99,10 @@ pub static SOCK_REVNAT: LruHashMap<SockKey, SockOrig> = LruHashMap::pinned(65_53
 pub static JUMP: ProgramArray = ProgramArray::pinned(JUMP_SLOTS, 0);
 pub const JUMP_SLOTS: u32 = 4;
 
+/// IPv6 host sockets pointed at a backend → the address they dialed.
+#[map(name = "sock_revnat6_v1")]
+pub static SOCK_REVNAT6: LruHashMap<SockKey6, SockOrig6> = LruHashMap::pinned(65_536, 0);
+
 #[map(name = "config_v1")]
 pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
@@ -187,6 +191,8 @@ pub struct MapTypes {
     pub frag_ports: FragPorts,
     pub sock_key: SockKey,
     pub sock_orig: SockOrig,
+    pub sock_key6: SockKey6,
+    pub sock_orig6: SockOrig6,
     pub config: Config,
     pub counter: Counter,
     pub network: Network,

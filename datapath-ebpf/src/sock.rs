@@ -1,17 +1,19 @@
 //! Host-local access to published ports: cgroup socket programs point a host socket that
 //! dials a published address (127.0.0.1:PORT, a host address:PORT) straight at the
 //! backend, and show the dialed address back to the application. This replaces
-//! docker-proxy and route_localnet. Only sockets of the daemon's network namespace are
-//! touched: cgroup programs see every namespace.
+//! docker-proxy and route_localnet. IPv6 sockets alike (`[::1]:PORT`, a host IPv6
+//! address, and `::ffff:127.0.0.1:PORT` from a dual-stack socket, which reaches the IPv4
+//! publish). Only sockets of the daemon's network namespace are touched: cgroup
+//! programs see every namespace.
 use aya_ebpf::{
     EbpfContext,
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use common::{CtKey, PROTO_UDP, SockKey, SockOrig};
+use common::{CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
-    maps::{CONFIG, HOST_UDP, SOCK_REVNAT},
+    maps::{CONFIG, HOST_UDP, SOCK_REVNAT, SOCK_REVNAT6},
     nat::published,
 };
 
@@ -102,6 +104,100 @@ pub fn from_backend(ctx: &SockAddrContext) -> i32 {
         };
         if let Some(orig) = SOCK_REVNAT.get(key) {
             (*sa).user_ip4 = orig.ip;
+            (*sa).user_port = u32::from(orig.port);
+        }
+    }
+    ALLOW
+}
+
+/// `::ffff:0:0/96`'s third word, as stored.
+const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// The IPv4 address of a v4-mapped IPv6 address (a dual-stack socket dialing IPv4).
+#[inline(always)]
+fn mapped_v4(ip: &Ip6) -> Option<u32> {
+    let w = ip.words;
+    (w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED).then_some(w[3])
+}
+
+/// connect6 and sendmsg6: a published destination becomes its backend: an IPv6 publish
+/// for an IPv6 address (`[::1]:PORT`, a host address), an IPv4 one for a v4-mapped
+/// address (`::ffff:127.0.0.1:PORT` from a dual-stack socket), dialed as v4-mapped.
+#[inline(always)]
+pub fn to_backend6(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: the kernel's bpf_sock_addr for this call; user_ip6/user_port are readable
+    // and writable (a word at a time) for connect6 and sendmsg6.
+    unsafe {
+        let dialed = Ip6 {
+            words: (*sa).user_ip6,
+        };
+        let port = (*sa).user_port as u16;
+        let proto = (*sa).protocol as u8;
+        let (ip, to_port) = match mapped_v4(&dialed) {
+            Some(v4) => match published(v4, port, proto) {
+                Some(b) => (
+                    Ip6 {
+                        words: [0, 0, V4_MAPPED, b.ip],
+                    },
+                    b.port,
+                ),
+                None => return ALLOW,
+            },
+            None => match published(dialed, port, proto) {
+                Some(b) => (b.ip, b.port),
+                None => return ALLOW,
+            },
+        };
+        let key = SockKey6 {
+            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
+            ip,
+            port: to_port,
+            _pad: [0; 6],
+        };
+        let orig = SockOrig6 {
+            ip: dialed,
+            port,
+            _pad: 0,
+        };
+        if SOCK_REVNAT6.insert(key, orig, 0).is_err() {
+            return ALLOW;
+        }
+        (*sa).user_ip6[0] = ip.words[0];
+        (*sa).user_ip6[1] = ip.words[1];
+        (*sa).user_ip6[2] = ip.words[2];
+        (*sa).user_ip6[3] = ip.words[3];
+        (*sa).user_port = u32::from(to_port);
+    }
+    ALLOW
+}
+
+/// getpeername6 and recvmsg6: the backend's address is shown as the one dialed.
+#[inline(always)]
+pub fn from_backend6(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: as above; getpeername6/recvmsg6 may rewrite user_ip6/user_port.
+    unsafe {
+        let key = SockKey6 {
+            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
+            ip: Ip6 {
+                words: (*sa).user_ip6,
+            },
+            port: (*sa).user_port as u16,
+            _pad: [0; 6],
+        };
+        if let Some(orig) = SOCK_REVNAT6.get(key) {
+            let w = orig.ip.words;
+            (*sa).user_ip6[0] = w[0];
+            (*sa).user_ip6[1] = w[1];
+            (*sa).user_ip6[2] = w[2];
+            (*sa).user_ip6[3] = w[3];
             (*sa).user_port = u32::from(orig.port);
         }
     }

@@ -802,9 +802,9 @@ fn cleanup_hands_the_host_back_to_docker() {
         "cleanup under a running daemon: {refused:?}"
     );
     let pinned = pinned_links(&d.files.pin_dir);
-    // Four socket programs on the cgroup, from_uplink on up0, from_container on web's veth
-    // (and xdp_uplink on up0 with --xdp).
-    let want = 6 + usize::from(bpfnet_tests::daemon::xdp_on());
+    // Eight socket programs on the cgroup (four per family), from_uplink on up0,
+    // from_container on web's veth (and xdp_uplink on up0 with --xdp).
+    let want = 10 + usize::from(bpfnet_tests::daemon::xdp_on());
     assert_eq!(pinned.len(), want, "pinned links: {pinned:?}");
     drop(daemon);
     assert!(

@@ -472,3 +472,43 @@ fn a_routed_global_network_is_reached_from_the_lan_at_published_ports_only() {
     let proxies = t.host.output(&["ip", "-6", "neigh", "show", "proxy"]);
     assert!(proxies.contains(c1), "the NDP proxy entry: {proxies}");
 }
+
+/// Host sockets reach IPv6 publishes without a proxy: `[::1]:PORT` and a host IPv6
+/// address lead to the container, and a dual-stack socket dialing
+/// `::ffff:127.0.0.1:PORT` reaches the IPv4 publish of that port; each sees the address
+/// it dialed as its peer.
+#[test]
+fn host_sockets_reach_ipv6_and_v4_mapped_publishes() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("sock6");
+    dual_stack(&t);
+    ipv6_uplink(&t);
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    register(&t, [&format!("{C1}/64"), &format!("{C2}/64")]);
+    cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038")]);
+    cli_ok(sock, &["publish", "8039:172.17.0.4:8038"]);
+    let _inside = WhoamiServer::start6(&t.container, 8038);
+    for dialed in [
+        "[::1]:8038",
+        "[2001:db8:1::1]:8038",
+        "[::ffff:127.0.0.1]:8039",
+    ] {
+        let to: SocketAddr = dialed.parse().expect("address");
+        let (reply, peer) = t.host.run(move || {
+            let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+            let peer = s.peer_addr().expect("peer");
+            use std::io::{Read as _, Write as _};
+            s.write_all(b"x").expect("send");
+            s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("reply");
+            (out, peer)
+        });
+        assert_eq!(peer, to, "{dialed}: the peer is the address dialed");
+        assert!(!reply.is_empty(), "{dialed}: the container answered");
+    }
+}

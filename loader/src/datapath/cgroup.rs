@@ -11,11 +11,15 @@ use tracing::info;
 use super::{Datapath, DatapathError};
 
 /// The cgroup sock_addr programs, by name in the object.
-pub const SOCK_PROGRAMS: [&str; 4] = [
+pub const SOCK_PROGRAMS: [&str; 8] = [
     "sock_connect4",
     "sock_sendmsg4",
     "sock_recvmsg4",
     "sock_getpeername4",
+    "sock_connect6",
+    "sock_sendmsg6",
+    "sock_recvmsg6",
+    "sock_getpeername6",
 ];
 
 /// Where bpfnet mounts a cgroup2 hierarchy when the host has none mounted.

@@ -9,7 +9,7 @@ use std::{
 use btf_rs::{Btf, Struct, Type};
 use common::{
     Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts, Ip6,
-    Network, Port, PublishedKey, SockKey, SockOrig, SweepStats,
+    Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -35,7 +35,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 21] {
+fn userspace() -> [Layout; 23] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -136,6 +136,13 @@ fn userspace() -> [Layout; 21] {
             _pad
         }),
         layout!(SockOrig { ip, port, _pad }),
+        layout!(SockKey6 {
+            cookie,
+            ip,
+            port,
+            _pad
+        }),
+        layout!(SockOrig6 { ip, port, _pad }),
         layout!(Config {
             snat_port_min,
             snat_port_max,
