@@ -512,3 +512,98 @@ fn host_sockets_reach_ipv6_and_v4_mapped_publishes() {
         assert!(!reply.is_empty(), "{dialed}: the container answered");
     }
 }
+
+/// Path MTU discovery across NAT66: the router to the server has a 1280-byte link, so
+/// it answers the container's full-size segments with packet-too-big, addressed to the
+/// masquerading host; bpfnet translates it through its quote to the container, which
+/// lowers its path MTU, and the transfer completes.
+#[test]
+fn path_mtu_discovery_works_across_nat66() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pmtu6");
+    dual_stack(&t);
+    ipv6_uplink(&t);
+    t.container
+        .ip(&["-6", "route", "add", "default", "via", GATEWAY]);
+    // The server's network behind the client, over a link of IPv6's minimum MTU.
+    t.client.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:2::1/64",
+        "dev",
+        "eth1",
+        "nodad",
+    ]);
+    t.client.ip(&["link", "set", "eth1", "mtu", "1280"]);
+    t.client
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    t.server.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:2::9/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    t.server
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"]);
+    t.host.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:2::/64",
+        "via",
+        "2001:db8:1::2",
+    ]);
+    let _d = t.start_daemon();
+    register(&t, [&format!("{C1}/64"), &format!("{C2}/64")]);
+    const SIZE: usize = 200_000;
+    let sink = t.server.spawn(|| {
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("[::]:9100").expect("bind the sink");
+        l.set_nonblocking(false).expect("blocking");
+        let (mut c, _) = l.accept().expect("accept");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let _ = c.write_all(got.len().to_string().as_bytes());
+        got.len()
+    });
+    thread::sleep(Duration::from_millis(300));
+    let errors = counter(&t.files.socket, "icmp-error");
+    // On a thread of its own, bounded: a black hole (no translated packet-too-big)
+    // stalls the transfer for good.
+    let transfer = t.container.spawn(|| {
+        use std::io::{Read as _, Write as _};
+        let to = v6("2001:db8:2::9", 9100);
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .expect("connect to the sink");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(&vec![0x5a; SIZE]).expect("send");
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut ack = String::new();
+        s.read_to_string(&mut ack).expect("the sink's count");
+        ack
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !transfer.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer stalled: no packet-too-big reached the container"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let sent = transfer.join().expect("the transfer");
+    assert_eq!(sink.join().expect("sink"), SIZE, "every byte arrived");
+    assert_eq!(sent, SIZE.to_string());
+    assert!(
+        counter(&t.files.socket, "icmp-error") > errors,
+        "the packet-too-big was translated to the container"
+    );
+}

@@ -399,3 +399,40 @@ fn icmpv6_errors_are_translated_through_their_quote() {
         assert_eq!(View6(&out).src(), (HOST6, p));
     });
 }
+
+/// Two IPv6 networks are isolated as IPv4 ones are: a container cannot route to the
+/// other network's subnet nor to an endpoint registered on it.
+#[test]
+fn ipv6_networks_are_isolated_from_each_other() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("iso66", 4096, |fx| {
+        setup6(fx);
+        // Network B: another bridge (the uplink's ifindex stands in), its own ULA prefix.
+        let other = fx.uplink;
+        let b = addr([0xfd, 0, 0, 0x18, 0, 0], 3);
+        let key = Key::new(64, ip6(addr([0xfd, 0, 0, 0x18, 0, 0], 0)));
+        let net = Network {
+            bridge: other,
+            flags: 0,
+        };
+        fx.dp.maps.subnets6.insert(&key, net, 0).expect("subnet B");
+        step6(
+            fx,
+            "a SYN into the other network",
+            OUT,
+            &tcp6((C1, 40000), (b, 80), TCP_SYN, 1),
+            TC_ACT_SHOT,
+            &[DropIsolation],
+        );
+        step6(
+            fx,
+            "a datagram into the other network",
+            OUT,
+            &udp6((C1, 5353), (b, 53), b"x"),
+            TC_ACT_SHOT,
+            &[DropIsolation],
+        );
+    });
+}
