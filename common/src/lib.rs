@@ -22,10 +22,10 @@ pub use ct::{
 };
 pub use ip6::Ip6;
 pub use maps::{
-    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragPorts, IFACE_BRIDGE, IFACE_UPLINK,
-    NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network,
-    PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig,
-    SockOrig6,
+    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragKey6, FragPorts, IFACE_BRIDGE,
+    IFACE_UPLINK, NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED,
+    NET_ROUTED6, Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey,
+    SockKey6, SockOrig, SockOrig6,
 };
 pub use stats::{Counter, Reason};
 
@@ -64,6 +64,7 @@ pub mod names {
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";
     pub const FRAGS: &str = "frags_v1";
+    pub const FRAGS6: &str = "frags6_v1";
     pub const PORTS: &str = "ports_v2";
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
     pub const SOCK_REVNAT6: &str = "sock_revnat6_v1";

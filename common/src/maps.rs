@@ -162,7 +162,20 @@ pub struct FragKey {
     pub _pad: u8,
 }
 
-/// Value of `frags_v1`: the ports its first fragment carried, network order.
+/// Key of `frags6_v1`: an IPv6 datagram being fragmented (its fragment header's
+/// identification, network order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FragKey6 {
+    pub src_ip: Ip6,
+    pub dst_ip: Ip6,
+    pub id: u32,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `frags_v1` and `frags6_v1`: the ports its first fragment carried, network
+/// order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragPorts {

@@ -12,6 +12,7 @@ use common::{
 use crate::{
     ct,
     family::{Family, stage},
+    frag,
     fwd::{self, Next, Route},
     hop,
     icmp::{self, From},
@@ -72,7 +73,7 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
         return v;
     }
     if p.frag == Frag::Later {
-        if !A::frag_recall(p) {
+        if !frag::recall(p) {
             return stage!(A, unknown_fragment(ctx, l2, p));
         }
         count(ctx, Reason::FragmentTranslated);
@@ -218,7 +219,7 @@ fn translate<A: Family>(
     if !next.peer && !fwd::fits_mtu(ctx, p, next.ifindex, mtu) {
         return too_big(ctx, p);
     }
-    A::frag_remember(p);
+    frag::remember(p);
     if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }

@@ -9,13 +9,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    Addr, Backend, CtKey, CtValue, Endpoint, Ip6, Network, PORT_ENFORCE, PORT_V6, Port,
-    PublishedKey, Reason,
+    Addr, Backend, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6, Network,
+    PORT_ENFORCE, PORT_V6, Port, PublishedKey, Reason,
 };
 
 use crate::{
     csum::{self, IP_CSUM, replace16},
-    frag,
     icmp::{self, Quoted},
     maps::{self, Scratch, Work},
     parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
@@ -82,10 +81,10 @@ pub trait Family: Addr {
     /// The TTL (hop limit) one less, with the IPv4 header checksum.
     fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason>;
 
-    /// Keep a first fragment's ports; give a later fragment its datagram's (false: not
-    /// known here).
-    fn frag_remember(p: &Packet<Self>);
-    fn frag_recall(p: &mut Packet<Self>) -> bool;
+    /// A fragmented datagram's key in this family's fragment map (`frag`).
+    type FragKey: Copy + 'static;
+    fn frags() -> &'static LruHashMap<Self::FragKey, FragPorts>;
+    fn frag_key(p: &Packet<Self>) -> Self::FragKey;
 
     /// An ICMP error's quoted packet (None: nothing bpfnet translates).
     fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>>;
@@ -228,13 +227,20 @@ impl Family for u32 {
         let [n0, n1] = check.to_ne_bytes();
         write(ctx, off, [new[0], new[1], n0, n1]).ok_or(Reason::DropRewrite)
     }
+    type FragKey = FragKey;
     #[inline(always)]
-    fn frag_remember(p: &Packet<Self>) {
-        frag::remember(p)
+    fn frags() -> &'static LruHashMap<FragKey, FragPorts> {
+        &maps::FRAGS
     }
     #[inline(always)]
-    fn frag_recall(p: &mut Packet<Self>) -> bool {
-        frag::recall(p)
+    fn frag_key(p: &Packet<Self>) -> FragKey {
+        FragKey {
+            src_ip: p.src_ip,
+            dst_ip: p.dst_ip,
+            id: p.ip_id,
+            proto: p.proto,
+            _pad: 0,
+        }
     }
     #[inline(always)]
     fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
@@ -376,11 +382,20 @@ impl Family for Ip6 {
         let [next, hop]: [u8; 2] = read(ctx, off).ok_or(Reason::DropRewrite)?;
         write(ctx, off, [next, hop - 1]).ok_or(Reason::DropRewrite)
     }
+    type FragKey = FragKey6;
     #[inline(always)]
-    fn frag_remember(_: &Packet<Self>) {}
+    fn frags() -> &'static LruHashMap<FragKey6, FragPorts> {
+        &maps::FRAGS6
+    }
     #[inline(always)]
-    fn frag_recall(_: &mut Packet<Self>) -> bool {
-        false
+    fn frag_key(p: &Packet<Self>) -> FragKey6 {
+        FragKey6 {
+            src_ip: p.src_ip,
+            dst_ip: p.dst_ip,
+            id: p.frag_id,
+            proto: p.proto,
+            _pad: [0; 3],
+        }
     }
 
     #[inline(always)]

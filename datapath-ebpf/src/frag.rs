@@ -1,41 +1,31 @@
-//! IPv4 fragments of translated datagrams: the first fragment's ports are kept by
-//! (addresses, IP id, protocol) so the later ones, which carry none, can be matched.
-use common::{FragKey, FragPorts};
+//! Fragments of translated datagrams, both families: the first fragment's ports are
+//! kept by (addresses, identification, protocol) so the later ones, which carry none,
+//! can be matched (IPv4's 16-bit id, IPv6's fragment header's 32-bit one).
+use common::FragPorts;
 
 use crate::{
-    maps::FRAGS,
+    family::Family,
     parse::{Frag, Packet},
 };
 
-#[inline(always)]
-fn key(p: &Packet) -> FragKey {
-    FragKey {
-        src_ip: p.src_ip,
-        dst_ip: p.dst_ip,
-        id: p.ip_id,
-        proto: p.proto,
-        _pad: 0,
-    }
-}
-
 /// Keep the ports of a first fragment (call before translating it).
 #[inline(always)]
-pub fn remember(p: &Packet) {
+pub fn remember<A: Family>(p: &Packet<A>) {
     if p.frag == Frag::First {
         let ports = FragPorts {
             src_port: p.src_port,
             dst_port: p.dst_port,
         };
-        let _ = FRAGS.insert(key(p), ports, 0);
+        let _ = A::frags().insert(A::frag_key(p), ports, 0);
     }
 }
 
 /// Give a later fragment its datagram's ports; false when its first fragment was not
 /// translated here.
 #[inline(always)]
-pub fn recall(p: &mut Packet) -> bool {
+pub fn recall<A: Family>(p: &mut Packet<A>) -> bool {
     // SAFETY: plain lookup, value copied out.
-    match unsafe { FRAGS.get(key(p)) } {
+    match unsafe { A::frags().get(A::frag_key(p)) } {
         Some(ports) => {
             p.src_port = ports.src_port;
             p.dst_port = ports.dst_port;

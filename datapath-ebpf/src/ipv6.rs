@@ -60,8 +60,10 @@ pub struct Chain {
     /// The upper-layer protocol, and where its header starts.
     pub next: u8,
     pub l4_off: usize,
-    /// A fragment header was walked (`Frag::Later`: the upper layer is not here).
+    /// A fragment header was walked (`Frag::Later`: the upper layer is not here), and
+    /// its identification (network order).
     pub frag: Frag,
+    pub frag_id: u32,
     /// ICMPv6 type of a message whose header is here (0 otherwise).
     pub icmp: u8,
 }
@@ -148,6 +150,7 @@ fn packet(ctx: &TcContext, l3_off: usize, c: &Chain) -> Result<&'static mut Pack
         tcp_hlen: 0,
         payload_len: 0,
         ip_id: 0,
+        frag_id: c.frag_id,
         ttl: c.hop_limit,
         df: true,
         frag: c.frag,
@@ -196,6 +199,7 @@ pub fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
         next: fixed.next,
         l4_off: l3_off + IPV6_HLEN,
         frag: Frag::None,
+        frag_id: 0,
         icmp: 0,
     };
     // Each extension header, then the upper-layer header: one more step than headers.
@@ -210,11 +214,12 @@ pub fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
                 c.l4_off = off + (usize::from(len) + 1) * 8;
             }
             NEXT_FRAGMENT => {
-                let Some([nh, _, hi, lo]) = read::<[u8; 4], _>(ctx, off) else {
+                let Some([nh, _, hi, lo, id @ ..]) = read::<[u8; 8], _>(ctx, off) else {
                     return Err(Reason::DropMalformed);
                 };
                 c.next = nh;
                 c.l4_off = off + 8;
+                c.frag_id = u32::from_ne_bytes(id);
                 if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
                     // A later fragment: its first fragment was judged with the chain.
                     c.frag = Frag::Later;

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragPorts, Ip6, Network,
-    Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
+    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6,
+    Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 
 use crate::parse::Packet;
@@ -87,6 +87,10 @@ pub static SUBNETS6: LpmTrie<Ip6, Network> = LpmTrie::pinned(1024, 0);
 /// First-fragment ports of translated datagrams, for their later fragments.
 #[map(name = "frags_v1")]
 pub static FRAGS: LruHashMap<FragKey, FragPorts> = LruHashMap::pinned(8192, 0);
+
+/// First-fragment ports of translated IPv6 datagrams.
+#[map(name = "frags6_v1")]
+pub static FRAGS6: LruHashMap<FragKey6, FragPorts> = LruHashMap::pinned(8192, 0);
 
 /// Host sockets pointed at a backend by the socket programs → the address they dialed.
 #[map(name = "sock_revnat_v1")]
@@ -188,6 +192,7 @@ pub struct MapTypes {
     pub ct_key: CtKey,
     pub ct_value: CtValue,
     pub frag_key: FragKey,
+    pub frag_key6: FragKey6,
     pub frag_ports: FragPorts,
     pub sock_key: SockKey,
     pub sock_orig: SockOrig,

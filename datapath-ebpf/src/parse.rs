@@ -83,6 +83,8 @@ pub struct Packet<A = u32> {
     pub payload_len: u32,
     /// IPv4's identification (0 for IPv6).
     pub ip_id: u16,
+    /// IPv6's fragment identification, network order (0 otherwise).
+    pub frag_id: u32,
     /// TTL or hop limit.
     pub ttl: u8,
     /// The don't-fragment bit (always set for IPv6, which routers never fragment).
@@ -338,6 +340,7 @@ pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Re
         tcp_hlen: 0,
         payload_len: 0,
         ip_id: ip.id,
+        frag_id: 0,
         ttl: ip.ttl,
         df: frag_off & IP_DF != 0,
         frag: Frag::None,

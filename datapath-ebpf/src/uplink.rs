@@ -8,7 +8,7 @@ use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Re
 use crate::{
     ct,
     family::{Family, stage},
-    fwd,
+    frag, fwd,
     icmp::{self, From},
     ipv6::parse6,
     l2,
@@ -57,7 +57,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
         };
     }
     if p.frag == Frag::Later {
-        if !A::frag_recall(p) {
+        if !frag::recall(p) {
             let other = if A::is_host(&p.dst_ip) {
                 Reason::FragmentPassed
             } else {
@@ -95,7 +95,7 @@ fn deliver<A: Family>(
     to: &CtKey<A>,
     flow: Option<&'static mut CtValue<A>>,
 ) -> i32 {
-    A::frag_remember(p);
+    frag::remember(p);
     if nat::apply(ctx, p, to).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }

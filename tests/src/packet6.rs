@@ -79,6 +79,51 @@ pub fn icmp6_error(src: [u8; 16], dst: [u8; 16], kind: u8, mtu: u32, quoted: &[u
     frame6(NEXT_ICMPV6, (src, dst), 64, l4, 2)
 }
 
+/// A UDP datagram of `payload` in two fragments (identification `id`): the first holds
+/// the UDP header and `first` bytes of payload (8 + `first` a multiple of 8), the second
+/// the rest. The UDP checksum covers the whole datagram.
+pub fn udp6_fragments(
+    src: Addr6,
+    dst: Addr6,
+    payload: &[u8],
+    first: usize,
+    id: u32,
+) -> [Vec<u8>; 2] {
+    assert!((8 + first).is_multiple_of(8) && first < payload.len());
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&src.1.to_be_bytes());
+    udp.extend_from_slice(&dst.1.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let c = l4_sum(NEXT_UDP, &src.0, &dst.0, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let (a, b) = udp.split_at(8 + first);
+    let piece = |bytes: &[u8], offset: usize, more: bool| {
+        let mut h = vec![0x60, 0, 0, 0];
+        h.extend_from_slice(&((8 + bytes.len()) as u16).to_be_bytes());
+        h.extend_from_slice(&[44, 64]);
+        h.extend_from_slice(&src.0);
+        h.extend_from_slice(&dst.0);
+        h.extend_from_slice(&[NEXT_UDP, 0]);
+        h.extend_from_slice(&(((offset / 8) as u16) << 3 | u16::from(more)).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(bytes);
+        ether(0x86dd, &h)
+    };
+    [piece(a, 0, true), piece(b, a.len(), false)]
+}
+
+/// Whether the UDP datagram carried by fragment frames `frags` (in order, each with one
+/// fragment header) has a valid checksum between `src` and `dst`.
+pub fn fragments_checksum_ok(src: &[u8; 16], dst: &[u8; 16], frags: &[&[u8]]) -> bool {
+    let udp: Vec<u8> = frags
+        .iter()
+        .flat_map(|f| f[ETH_HLEN + IPV6_HLEN + 8..].iter().copied())
+        .collect();
+    l4_sum(NEXT_UDP, src, dst, &udp) == 0
+}
+
 /// A read-only view of an Ethernet/IPv6 frame without extension headers.
 pub struct View6<'a>(pub &'a [u8]);
 

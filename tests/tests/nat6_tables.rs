@@ -12,7 +12,9 @@ use bpfnet_tests::{
         CLIENT_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
     },
     packet::{TCP_ACK, TCP_SYN},
-    packet6::{Addr6, View6, echo6, icmp6_error, tcp6, udp6},
+    packet6::{
+        Addr6, View6, echo6, fragments_checksum_ok, icmp6_error, tcp6, udp6, udp6_fragments,
+    },
     require_root,
     tables::{PORTS, setup},
 };
@@ -435,4 +437,58 @@ fn ipv6_networks_are_isolated_from_each_other() {
             &[DropIsolation],
         );
     });
+}
+
+/// A masqueraded UDP datagram in IPv6 fragments: the first fragment creates the flow and
+/// leaves with the translated address and port; the later one, which carries no ports,
+/// follows its flow by the fragment identification, and the reassembled datagram's
+/// checksum holds for the new addresses.
+#[test]
+fn ipv6_fragments_follow_their_first_fragment() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("frag66", 4096, |fx| {
+        setup6(fx);
+        let payload: Vec<u8> = (0..200u8).collect();
+        let [first, later] = udp6_fragments((C1, 5353), (SERVER6, 53), &payload, 96, 0x1234_5678);
+        let out1 = step_frag(fx, "first fragment", &first, &[SnatNew, RedirectRoute]);
+        let out2 = step_frag(
+            fx,
+            "later fragment",
+            &later,
+            &[FragmentTranslated, CtForward, RedirectRoute],
+        );
+        for out in [&out1, &out2] {
+            assert_eq!(&out[14 + 8..14 + 24], &HOST6, "masqueraded");
+        }
+        let port = u16::from_be_bytes([out1[14 + 48], out1[14 + 49]]);
+        assert!(
+            (PORTS.0..=PORTS.1).contains(&port),
+            "translated port {port}"
+        );
+        assert!(
+            fragments_checksum_ok(&HOST6, &SERVER6, &[&out1, &out2]),
+            "the reassembled datagram's checksum"
+        );
+        let [_, stray] = udp6_fragments((C1, 5353), (SERVER6, 53), &payload, 96, 0x0bad_0bad);
+        step_frag(
+            fx,
+            "a later fragment of no known datagram",
+            &stray,
+            &[DropFragment],
+        );
+    });
+}
+
+/// Run a fragment from the container; the output frame.
+fn step_frag(fx: &mut Fixture, name: &str, frame: &[u8], counted: &[Reason]) -> Vec<u8> {
+    let (v, out) = fx.run_counted(name, OUT, frame, counted);
+    let want = if counted.contains(&DropFragment) {
+        TC_ACT_SHOT
+    } else {
+        TC_ACT_REDIRECT
+    };
+    assert_eq!(v, want, "{name}: verdict");
+    out
 }

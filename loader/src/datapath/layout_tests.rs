@@ -8,8 +8,9 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragPorts, Ip6,
-    Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
+    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragKey6,
+    FragPorts, Ip6, Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6,
+    SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -35,7 +36,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 23] {
+fn userspace() -> [Layout; 24] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -122,6 +123,13 @@ fn userspace() -> [Layout; 23] {
             hop_macs,
         }),
         layout!(FragKey {
+            src_ip,
+            dst_ip,
+            id,
+            proto,
+            _pad
+        }),
+        layout!(FragKey6 {
             src_ip,
             dst_ip,
             id,
