@@ -19,7 +19,6 @@ use crate::{
     maps::{self, Scratch, Work},
     parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
     reply,
-    stats::verdict,
 };
 
 const AF_INET: u8 = 2;
@@ -413,10 +412,9 @@ impl Family for Ip6 {
     ) -> Result<(), Reason> {
         icmp::replace_addr6(ctx, icmp_csum, q, src, old, new)
     }
-    /// bpfnet does not answer for IPv6 yet: dropped, counted.
     #[inline(always)]
-    fn time_exceeded(ctx: &TcContext, _: &Packet<Self>) -> i32 {
-        verdict(ctx, Reason::DropTtl)
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
+        reply::time_exceeded6(ctx, p)
     }
 }
 

@@ -8,7 +8,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_skb_change_tail},
     programs::TcContext,
 };
-use common::{PROTO_ICMP, Reason};
+use common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 
 use crate::{
     csum::fold,
@@ -40,7 +40,20 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
 /// time-exceeded error its sender gets from the host, and send it back.
 #[inline(always)]
 pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
-    match build(ctx, p) {
+    send_back(ctx, build(ctx, p))
+}
+
+/// `time_exceeded` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
+/// header and the 8 bytes after it.
+#[inline(always)]
+pub fn time_exceeded6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
+    send_back(ctx, build6(ctx, p))
+}
+
+/// Count and send back an error that `built`, out of the device it came in by.
+#[inline(always)]
+fn send_back(ctx: &TcContext, built: Result<(), Reason>) -> i32 {
+    match built {
         Ok(()) => {
             count(ctx, Reason::IcmpTimeExceeded);
             // SAFETY: ctx is the __sk_buff this program was called with.
@@ -91,5 +104,60 @@ fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
         .map_err(|_| Reason::DropRewrite)?;
     let icmp_sum = fold(sum(ctx, l3 + 20, 8 + quote)?);
     ctx.store(l3 + 22, &icmp_sum.to_be_bytes(), 0)
+        .map_err(|_| Reason::DropRewrite)
+}
+
+/// The new IPv6 header and the ICMPv6 header in front of the quoted packet.
+const ROOM6: usize = 40 + 8;
+/// The quote: the IPv6 header and 8 bytes.
+const QUOTE6: usize = 40 + 8;
+/// ICMPv6 time exceeded, code 0: hop limit exceeded in transit.
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+
+#[inline(always)]
+fn build6(ctx: &TcContext, p: &Packet<Ip6>) -> Result<(), Reason> {
+    let l3 = p.l3_off();
+    let quote = QUOTE6.min(p.end() - l3);
+    if !quote.is_multiple_of(2) {
+        return Err(Reason::DropTtl);
+    }
+    let macs: [[u8; 6]; 2] = if l3 != 0 {
+        ctx.load(0).map_err(|_| Reason::DropRewrite)?
+    } else {
+        [[0; 6]; 2]
+    };
+    ctx.adjust_room(ROOM6 as i32, BPF_ADJ_ROOM_MAC, 0)
+        .map_err(|_| Reason::DropRewrite)?;
+    // SAFETY: helper on this program's context; the new length keeps the quoted part.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (l3 + ROOM6 + quote) as u32, 0) } != 0 {
+        return Err(Reason::DropRewrite);
+    }
+    if l3 != 0 {
+        ctx.store(0, &[macs[1], macs[0]], 0)
+            .map_err(|_| Reason::DropRewrite)?;
+    }
+    let len = (8 + quote) as u16;
+    let head: [u8; 8] = {
+        let l = len.to_be_bytes();
+        [0x60, 0, 0, 0, l[0], l[1], PROTO_ICMPV6, 64]
+    };
+    ctx.store(l3, &head, 0).map_err(|_| Reason::DropRewrite)?;
+    // From the address the packet was sent to, back to its sender.
+    ctx.store(l3 + 8, &[p.dst_ip, p.src_ip], 0)
+        .map_err(|_| Reason::DropRewrite)?;
+    let icmp = [ICMPV6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
+    ctx.store(l3 + 40, &icmp, 0)
+        .map_err(|_| Reason::DropRewrite)?;
+    // The pseudo-header (both addresses, the length, the next header), then the message.
+    let mut pseudo = u32::from(len) + u32::from(PROTO_ICMPV6);
+    for a in [p.dst_ip, p.src_ip] {
+        for w in a.words {
+            let b = w.to_ne_bytes();
+            pseudo += u32::from(u16::from_be_bytes([b[0], b[1]]));
+            pseudo += u32::from(u16::from_be_bytes([b[2], b[3]]));
+        }
+    }
+    let total = pseudo + sum(ctx, l3 + 40, 8 + quote)?;
+    ctx.store(l3 + 42, &fold(total).to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)
 }

@@ -69,7 +69,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     }
     let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
-        Ok(Some(_)) if p.ttl <= 1 => return A::time_exceeded(ctx, p),
+        Ok(Some(_)) if p.ttl <= 1 => return stage!(A, A::time_exceeded(ctx, p)),
         Ok(Some(hit)) => (hit.to, hit.entry),
         Ok(None) => {
             if let Some(v) = stage!(A, lan(ctx, p)) {
@@ -78,7 +78,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
             match stage!(A, nat::dnat(ctx, p)) {
                 Ok(New::Flow(to)) => (to, None),
                 Ok(New::None) => return stage!(A, inbound(ctx, p, Reason::Pass)),
-                Err(Reason::DropTtl) => return A::time_exceeded(ctx, p),
+                Err(Reason::DropTtl) => return stage!(A, A::time_exceeded(ctx, p)),
                 Err(reason) => return verdict(ctx, reason),
             }
         }

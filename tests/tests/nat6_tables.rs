@@ -492,3 +492,45 @@ fn step_frag(fx: &mut Fixture, name: &str, frame: &[u8], counted: &[Reason]) -> 
     assert_eq!(v, want, "{name}: verdict");
     out
 }
+
+/// A packet from outside whose hop limit ends at the host is answered, as a router
+/// answers: ICMPv6 time exceeded from the address it was sent to, quoting its header,
+/// back out of the uplink it came in by (traceroute6 sees the host).
+#[test]
+fn a_hop_limit_ending_at_the_host_is_answered_with_time_exceeded() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("hop66", 4096, |fx| {
+        setup6(fx);
+        let mut syn = tcp6((SERVER6, 5555), (HOST6, 8038), TCP_SYN, 1);
+        syn[14 + 7] = 1;
+        let (v, out) = fx.run_counted("SYN with hop limit 1", IN, &syn, &[IcmpTimeExceeded]);
+        assert_eq!(v, TC_ACT_REDIRECT, "sent back");
+        let view = View6(&out);
+        assert_eq!(
+            (view.next(), out[14 + 40], out[14 + 41]),
+            (58, 3, 0),
+            "time exceeded"
+        );
+        assert_eq!(
+            &out[14 + 8..14 + 24],
+            &HOST6,
+            "from the address it was sent to"
+        );
+        assert_eq!(&out[14 + 24..14 + 40], &SERVER6, "to its sender");
+        assert_eq!(
+            &out[0..6],
+            &syn[6..12],
+            "back to the neighbour it came from"
+        );
+        assert_eq!(view.quoted(), ((SERVER6, 5555), (HOST6, 8038)), "its quote");
+        if let Err(e) = view.verify_checksum() {
+            panic!("{e}");
+        }
+        assert!(
+            fx.dp.maps.ct6.keys().next().is_none() && fx.dp.maps.ct6_new.keys().next().is_none(),
+            "no flow for it"
+        );
+    });
+}
