@@ -9,10 +9,7 @@ use aya_ebpf::{
 };
 use common::{CtKey, PROTO_TCP, PROTO_UDP};
 
-use crate::{
-    family::Family,
-    maps::{HOST_UDP, scratch},
-};
+use crate::{family::Family, maps::scratch};
 
 /// `sk_state` values (include/net/tcp_states.h).
 const TCP_ESTABLISHED: u32 = 1;
@@ -50,19 +47,17 @@ pub fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
 /// (recorded by the sendmsg4 socket program).
 #[inline(always)]
 pub fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
-    if t.proto != PROTO_UDP || A::WORDS != 1 {
-        // (IPv6 host datagrams are not recorded yet.)
+    let Some(answers) = A::host_udp() else {
+        return false;
+    };
+    if t.proto != PROTO_UDP {
         return false;
     }
     let k = CtKey {
-        src_ip: t.src_ip.word(0),
-        dst_ip: 0,
-        src_port: t.src_port,
-        dst_port: t.dst_port,
-        proto: t.proto,
-        _pad: [0; 3],
+        dst_ip: A::ZERO,
+        ..*t
     };
-    HOST_UDP.get_ptr(k).is_some()
+    answers.get_ptr(k).is_some()
 }
 
 // The two lookups are functions of their own (BPF-to-BPF calls): inlined, the compiler

@@ -195,9 +195,8 @@ pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
     verdict(ctx, Reason::Pass)
 }
 
-/// A frame of any other ethertype (and IPv6, once `ipv6` has checked it): from its
-/// port's endpoint MAC, and only switched within its network; routed, it is
-/// `routed_drop`.
+/// A frame of any other ethertype: from its port's endpoint MAC, and only switched
+/// within its network; routed, it is `routed_drop`.
 #[inline(always)]
 pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
     if let Err(reason) = l2.check_mac() {
