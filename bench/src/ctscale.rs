@@ -23,7 +23,7 @@ use crate::{
     cost,
     crowd::{Crowd, Networks},
     load,
-    modes::{self, ECHO, Mode},
+    modes::{self, ECHO, Family, Mode},
     pin::Pin,
 };
 
@@ -77,11 +77,17 @@ pub fn measure(
         let memlock = memlock(&ct)?;
         let sweep_ms = sweep_of(t, 2 * flows as u64)?;
         load::pin_servers(None);
-        let conns_per_s = load::conn_rate(&t.client, Mode::Bpfnet.target(ECHO), 4, dur)?.per_sec;
+        let conns_per_s =
+            load::conn_rate(&t.client, Mode::Bpfnet.target(Family::V4, ECHO), 4, dur)?.per_sec;
         let _stats = cost::start()?;
         let before = cost::snapshot()?;
         load::pin_servers(pin.server());
-        let rr = load::tcp_rr(&t.client, Mode::Bpfnet.target(ECHO), dur, pin.client());
+        let rr = load::tcp_rr(
+            &t.client,
+            Mode::Bpfnet.target(Family::V4, ECHO),
+            dur,
+            pin.client(),
+        );
         load::pin_servers(None);
         rr?;
         let costs = cost::between(&before, &cost::snapshot()?);

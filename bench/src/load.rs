@@ -62,10 +62,12 @@ pub struct Servers {
 impl Servers {
     pub fn start(ns: &Netns, port: u16) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        // `::` takes both families (IPv4 peers as mapped addresses): the namespaces keep
+        // the kernel's default `bindv6only=0`.
         let (tcp, udp) = ns.run(move || {
             (
-                TcpListener::bind(("0.0.0.0", port)).expect("bench TCP server bind"),
-                UdpSocket::bind(("0.0.0.0", port)).expect("bench UDP server bind"),
+                TcpListener::bind(("::", port)).expect("bench TCP server bind"),
+                UdpSocket::bind(("::", port)).expect("bench UDP server bind"),
             )
         });
         udp.set_read_timeout(Some(Duration::from_millis(50)))
@@ -243,7 +245,13 @@ pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> R
 pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> Result<Rate> {
     ns.run(move || {
         pin::this_thread(cpu);
-        let s = UdpSocket::bind("0.0.0.0:0").context("UDP bind")?;
+        let any: SocketAddr = match to {
+            SocketAddr::V4(_) => "0.0.0.0:0",
+            SocketAddr::V6(_) => "[::]:0",
+        }
+        .parse()
+        .expect("an unspecified address");
+        let s = UdpSocket::bind(any).context("UDP bind")?;
         s.connect(to).context("UDP connect")?;
         s.set_read_timeout(Some(Duration::from_secs(1)))
             .context("read timeout")?;

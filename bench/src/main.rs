@@ -25,7 +25,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use bpfnet_tests::{daemon::cli_ok, topo::Topology};
 use clap::Parser;
-use modes::{ECHO, IPERF, Mode};
+use modes::{ECHO, Family, IPERF, Mode};
 use pin::Pin;
 use report::{Report, Row, ScaleRow};
 
@@ -87,7 +87,84 @@ fn or_failed<T>(r: Result<T>, what: &str, failed: T, failures: &mut Vec<String>)
 /// One measurement per mode: a value per metric.
 type Measure<'a> = Box<dyn Fn(&Topology, Mode) -> Result<Vec<f64>> + 'a>;
 /// A metric: test name, unit, whether higher is better.
-type Metric = (&'static str, &'static str, bool);
+type Metric = (String, &'static str, bool);
+
+/// Every test over family `f`: (test, unit, higher is better) per metric of each measure.
+fn measures(f: Family, plan: &Plan, pin: Pin) -> Vec<(Vec<Metric>, Measure<'static>)> {
+    let (secs, dur) = (plan.secs, Duration::from_secs_f64(plan.secs));
+    let metrics = |m: &[(&str, &'static str, bool)]| -> Vec<Metric> {
+        m.iter()
+            .map(|&(name, unit, higher)| (format!("{name}{}", f.suffix()), unit, higher))
+            .collect()
+    };
+    vec![
+        (
+            metrics(&[("TCP stream client→container", "Gbit/s", true)]),
+            Box::new(move |t, m| {
+                iperf::stream(&t.client, m.target(f, IPERF), secs, false, pin).map(|g| vec![g])
+            }),
+        ),
+        (
+            metrics(&[("TCP stream container→client", "Gbit/s", true)]),
+            Box::new(move |t, m| {
+                iperf::stream(&t.client, m.target(f, IPERF), secs, true, pin).map(|g| vec![g])
+            }),
+        ),
+        (
+            metrics(&[
+                ("TCP request/response", "trans/s", true),
+                ("TCP RR p50", "µs", false),
+                ("TCP RR p99", "µs", false),
+            ]),
+            Box::new(move |t, m| {
+                load::pin_servers(pin.server());
+                let r = load::tcp_rr(&t.client, m.target(f, ECHO), dur, pin.client())?;
+                Ok(vec![r.per_sec, r.p50_us, r.p99_us])
+            }),
+        ),
+        (
+            metrics(&[
+                ("TCP connection rate (4 clients)", "conns/s", true),
+                ("TCP connect+RR p99", "µs", false),
+            ]),
+            Box::new(move |t, m| {
+                load::pin_servers(None);
+                let r = load::conn_rate(&t.client, m.target(f, ECHO), 4, dur)?;
+                Ok(vec![r.per_sec, r.p99_us])
+            }),
+        ),
+        (
+            metrics(&[("UDP request/response", "trans/s", true)]),
+            Box::new(move |t, m| {
+                load::pin_servers(pin.server());
+                load::udp_rr(&t.client, m.target(f, ECHO), dur, pin.client())
+                    .map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            metrics(&[("egress stream container→server", "Gbit/s", true)]),
+            Box::new(move |t, m| {
+                let to = m.server(f, SERVER_IPERF);
+                iperf::stream(&t.container, to, secs, false, pin).map(|g| vec![g])
+            }),
+        ),
+        (
+            metrics(&[("egress connection rate (4 clients)", "conns/s", true)]),
+            Box::new(move |t, m| {
+                load::pin_servers(None);
+                load::conn_rate(&t.container, m.server(f, SERVER_ECHO), 4, dur)
+                    .map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            metrics(&[("container→container stream", "Gbit/s", true)]),
+            Box::new(move |t, m| {
+                iperf::stream(&t.container2, m.neighbour(f, IPERF), secs, false, pin)
+                    .map(|g| vec![g])
+            }),
+        ),
+    ]
+}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -114,10 +191,12 @@ fn main() -> Result<()> {
     };
     let dur = Duration::from_secs_f64(plan.secs);
     let t = Topology::with_default_offloads("bench");
+    t.add_ipv6();
     // Connection-rate runs churn through ephemeral ports: reuse TIME_WAIT ones, as a busy
     // client would, and widen the range, or 28k ports each reusable only after a second
     // would cap the load tool itself near 14k connections/s in every mode.
     for ns in [&t.client, &t.container, &t.container2] {
+        // (IPv6 shares IPv4's TCP settings.)
         ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
         ns.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"]);
     }
@@ -128,73 +207,8 @@ fn main() -> Result<()> {
     modes::lay_wires(&t);
     let pin = args.pin;
 
-    // (test, unit, higher is better) per metric of each measure.
-    let mut tests: Vec<(Vec<Metric>, Measure)> = vec![
-        (
-            vec![("TCP stream client→container", "Gbit/s", true)],
-            Box::new(move |t, m| {
-                iperf::stream(&t.client, m.target(IPERF), plan.secs, false, pin).map(|g| vec![g])
-            }),
-        ),
-        (
-            vec![("TCP stream container→client", "Gbit/s", true)],
-            Box::new(move |t, m| {
-                iperf::stream(&t.client, m.target(IPERF), plan.secs, true, pin).map(|g| vec![g])
-            }),
-        ),
-        (
-            vec![
-                ("TCP request/response", "trans/s", true),
-                ("TCP RR p50", "µs", false),
-                ("TCP RR p99", "µs", false),
-            ],
-            Box::new(move |t, m| {
-                load::pin_servers(pin.server());
-                let r = load::tcp_rr(&t.client, m.target(ECHO), dur, pin.client())?;
-                Ok(vec![r.per_sec, r.p50_us, r.p99_us])
-            }),
-        ),
-        (
-            vec![
-                ("TCP connection rate (4 clients)", "conns/s", true),
-                ("TCP connect+RR p99", "µs", false),
-            ],
-            Box::new(move |t, m| {
-                load::pin_servers(None);
-                let r = load::conn_rate(&t.client, m.target(ECHO), 4, dur)?;
-                Ok(vec![r.per_sec, r.p99_us])
-            }),
-        ),
-        (
-            vec![("UDP request/response", "trans/s", true)],
-            Box::new(move |t, m| {
-                load::pin_servers(pin.server());
-                load::udp_rr(&t.client, m.target(ECHO), dur, pin.client()).map(|r| vec![r.per_sec])
-            }),
-        ),
-        (
-            vec![("egress stream container→server", "Gbit/s", true)],
-            Box::new(move |t, m| {
-                let to = m.server(SERVER_IPERF);
-                iperf::stream(&t.container, to, plan.secs, false, pin).map(|g| vec![g])
-            }),
-        ),
-        (
-            vec![("egress connection rate (4 clients)", "conns/s", true)],
-            Box::new(move |t, m| {
-                load::pin_servers(None);
-                load::conn_rate(&t.container, m.server(SERVER_ECHO), 4, dur)
-                    .map(|r| vec![r.per_sec])
-            }),
-        ),
-        (
-            vec![("container→container stream", "Gbit/s", true)],
-            Box::new(move |t, m| {
-                iperf::stream(&t.container2, m.neighbour(IPERF), plan.secs, false, pin)
-                    .map(|g| vec![g])
-            }),
-        ),
-    ];
+    let mut tests = measures(Family::V4, &plan, pin);
+    tests.extend(measures(Family::V6, &plan, pin));
 
     if let Some(only) = &args.only {
         tests.retain(|(names, _)| names[0].0.contains(only.as_str()));
@@ -202,7 +216,7 @@ fn main() -> Result<()> {
     let mut failures = Vec::new();
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);
-        let order = tests.iter().map(|(names, _)| names[0].0);
+        let order = tests.iter().map(|(names, _)| names[0].0.as_str());
         eprintln!("{}", report::costs_markdown(order, &costs));
         ensure!(
             failures.is_empty(),
@@ -246,7 +260,7 @@ fn main() -> Result<()> {
                 .map(|(m, runs)| (m.to_string(), median(runs.iter().map(|r| r[k]).collect())))
                 .collect();
             rows.push(Row {
-                test: test.to_string(),
+                test: test.clone(),
                 unit: unit.to_string(),
                 higher_is_better: *higher,
                 values,
@@ -399,9 +413,9 @@ fn scale(t: &Topology, n: usize, dur: Duration, failures: &mut Vec<String>) -> S
     eprintln!("[bench] scaling: {n} published ports");
     let target = SocketAddr::from((bpfnet_tests::topo::HOST_IP, ECHO));
     t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let rules = modes::docker_rules(&[ECHO], n - 1);
+    let rules = modes::docker_rules(Family::V4, &[ECHO], n - 1);
     let start = Instant::now();
-    modes::iptables_restore(t, &rules, false);
+    modes::iptables_restore(t, Family::V4, &rules, false);
     let iptables_install_ms = start.elapsed().as_secs_f64() * 1e3;
     let iptables_cps = or_failed(
         load::conn_rate(&t.client, target, 4, dur).map(|r| r.per_sec),

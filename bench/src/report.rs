@@ -171,10 +171,12 @@ pub fn markdown(r: &Report) -> String {
         s,
         "Modes: `wire` is a veth straight between the two namespaces of each test (no host in \
          between: the physical limit of the topology); `direct` routes through the host to the \
-         container (no NAT); `iptables` is Docker's rule set for `-p` with netfilter conntrack; \
-         `bpfnet` is this project; `bpfnet+xdp` is bpfnet with `--xdp=generic` (XDP on the uplink \
-         veth, ahead of the same TC programs). Ratios above 1 favour bpfnet except \
-         for latencies, where below 1 does.\n"
+         container (no NAT); `iptables` is Docker's rule set for `-p` with netfilter conntrack \
+         (ip6tables for the IPv6 rows); `bpfnet` is this project; `bpfnet+xdp` is bpfnet with \
+         `--xdp=generic` (XDP on the uplink veth, ahead of the same TC programs; it passes \
+         IPv6 to them). Rows marked (IPv6) run the same test over IPv6: a ULA network with \
+         NAT66, the port published on the host's IPv6 address. Ratios above 1 favour bpfnet \
+         except for latencies, where below 1 does.\n"
     );
     let problems = r.problems();
     if !problems.is_empty() {
@@ -207,6 +209,7 @@ pub fn markdown(r: &Report) -> String {
             ratio(v("bpfnet+xdp"), v("bpfnet")),
         );
     }
+    s.push_str(&families_markdown(r));
     let _ = writeln!(s, "\n## What each program costs\n");
     let _ = writeln!(
         s,
@@ -295,6 +298,56 @@ pub fn markdown(r: &Report) -> String {
         s,
         "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
     );
+    s
+}
+
+/// What a test's name ends with over IPv6 (`modes::Family::suffix`).
+const IPV6: &str = " (IPv6)";
+
+/// Each IPv6 test beside its IPv4 twin: the kernel's own gap between the families
+/// (`direct`), bpfnet's, and the programs' cost per packet in both.
+fn families_markdown(r: &Report) -> String {
+    let mut s = String::from("\n## IPv6 against IPv4\n\n");
+    s.push_str(
+        "Each test over IPv6 beside the same test over IPv4, from the table above: `direct` \
+         shows the kernel's own difference between the families, `bpfnet` adds NAT66 (the \
+         bridge's ULA prefix, published on the host's IPv6 address) where IPv4 has NAT44; \
+         `iptables` is Docker's ip6tables rule set. Program costs from the table below (IPv6 \
+         runs tail-called from the same entry programs, so their time is counted there).\n\n",
+    );
+    s.push_str(
+        "| test | unit | direct v4 | direct v6 | bpfnet v4 | bpfnet v6 | direct v6 / v4 | bpfnet v6 / v4 | bpfnet / iptables v6 | `from_uplink` ns v4 / v6 | `from_container` ns v4 / v6 |\n",
+    );
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for v6 in r.rows.iter().filter(|x| x.test.ends_with(IPV6)) {
+        let name = v6.test.trim_end_matches(IPV6);
+        let Some(v4) = r.rows.iter().find(|x| x.test == name) else {
+            continue;
+        };
+        let v = |row: &Row, m: &str| row.values.get(m).copied().unwrap_or(0.0);
+        let ns = |test: &str, prog: &str| {
+            r.costs
+                .get(test)
+                .and_then(|c| c.get(prog))
+                .map_or("-".into(), |c| format!("{:.0}", c.ns_per_run))
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} / {} | {} / {} |",
+            v6.unit,
+            v(v4, "direct"),
+            v(v6, "direct"),
+            v(v4, "bpfnet"),
+            v(v6, "bpfnet"),
+            ratio(v(v6, "direct"), v(v4, "direct")),
+            ratio(v(v6, "bpfnet"), v(v4, "bpfnet")),
+            ratio(v(v6, "bpfnet"), v(v6, "iptables")),
+            ns(&v4.test, "from_uplink"),
+            ns(&v6.test, "from_uplink"),
+            ns(&v4.test, "from_container"),
+            ns(&v6.test, "from_container"),
+        );
+    }
     s
 }
 

@@ -5,7 +5,11 @@
 //! server (198.51.100.2) — client/router (198.51.100.1, 192.0.2.2) — uplink up0 (192.0.2.1)
 //!   host: bridge br0 172.17.0.1/16 — vc0: container (172.17.0.4), vc1: container2 (172.17.0.5)
 //! ```
-use std::net::{Ipv4Addr, SocketAddr};
+//!
+//! [`Topology::add_ipv6`] gives every link IPv6 as well: the LAN 2001:db8:1::/64 (host ::1,
+//! client ::2), the server's 2001:db8:2::/64 (client ::1, server ::2) and the bridge's ULA
+//! fd00:17::/64 (bridge ::1, containers ::4 and ::5).
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{daemon::Daemon, netns::Netns, scratch::Scratch, unique};
 
@@ -15,6 +19,10 @@ pub const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 1);
 pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 4);
 pub const CONTAINER2_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 5);
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+pub const HOST_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const CONTAINER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 4);
+pub const CONTAINER2_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 5);
 pub const UPLINK: &str = "up0";
 pub const BRIDGE: &str = "br0";
 pub const VETH: &str = "vc0";
@@ -165,6 +173,34 @@ impl Topology {
         plug(h, (BRIDGE, VETH), k, ("eth0", "172.17.0.4/16"), gw);
         plug(h, (BRIDGE, "vc1"), k2, ("eth0", "172.17.0.5/16"), gw);
         t
+    }
+
+    /// IPv6 on every link beside IPv4 (see the module's picture), with the routes
+    /// IPv4 has: the host's default through the client, the client forwarding for the
+    /// server, the containers' default through the bridge. No address waits for
+    /// duplicate detection.
+    pub fn add_ipv6(&self) {
+        let (h, c, s) = (&self.host, &self.client, &self.server);
+        for (ns, dev, cidr) in [
+            (h, UPLINK, "2001:db8:1::1/64"),
+            (c, "eth0", "2001:db8:1::2/64"),
+            (c, "eth1", "2001:db8:2::1/64"),
+            (s, "eth0", "2001:db8:2::2/64"),
+            (h, BRIDGE, "fd00:17::1/64"),
+            (&self.container, "eth0", "fd00:17::4/64"),
+            (&self.container2, "eth0", "fd00:17::5/64"),
+        ] {
+            ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+        }
+        c.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        for (ns, via) in [
+            (h, "2001:db8:1::2"),
+            (s, "2001:db8:2::1"),
+            (&self.container, "fd00:17::1"),
+            (&self.container2, "fd00:17::1"),
+        ] {
+            ns.ip(&["-6", "route", "add", "default", "via", via]);
+        }
     }
 
     pub fn harden_host_firewall(&self) {
