@@ -2,7 +2,7 @@
 //! concurrent clients, UDP request/response; and the servers they talk to.
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicIsize, Ordering},
@@ -59,17 +59,30 @@ pub struct Servers {
     listener: TcpListener,
 }
 
+/// A TCP listener and a UDP socket on `addr`, an IPv6 one taking IPv6 only (so IPv4
+/// keeps its own sockets and the socket programs of its own family).
+fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+    use socket2::{Domain, Socket, Type};
+    let socket = |ty: Type| -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), ty, None)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        Ok(s)
+    };
+    let tcp = socket(Type::STREAM)?;
+    tcp.listen(1024)?;
+    Ok((tcp.into(), socket(Type::DGRAM)?.into()))
+}
+
 impl Servers {
-    pub fn start(ns: &Netns, port: u16) -> Self {
+    /// Echo servers on `port` of every address of `ip`'s family (`ip` unspecified).
+    pub fn start(ns: &Netns, ip: IpAddr, port: u16) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        // `::` takes both families (IPv4 peers as mapped addresses): the namespaces keep
-        // the kernel's default `bindv6only=0`.
-        let (tcp, udp) = ns.run(move || {
-            (
-                TcpListener::bind(("::", port)).expect("bench TCP server bind"),
-                UdpSocket::bind(("::", port)).expect("bench UDP server bind"),
-            )
-        });
+        let (tcp, udp) =
+            ns.run(move || bind(SocketAddr::new(ip, port)).expect("bench server binds"));
         udp.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
         let mut threads = Vec::new();

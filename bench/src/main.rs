@@ -16,7 +16,7 @@ mod report;
 use std::{
     collections::BTreeMap,
     fs,
-    net::SocketAddr,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -200,8 +200,10 @@ fn main() -> Result<()> {
         ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
         ns.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"]);
     }
-    let _echo = load::Servers::start(&t.container, ECHO);
-    let _srv_echo = load::Servers::start(&t.server, SERVER_ECHO);
+    let _echo = [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
+        .map(|any| load::Servers::start(&t.container, any, ECHO));
+    let _srv_echo = [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
+        .map(|any| load::Servers::start(&t.server, any, SERVER_ECHO));
     let _iperf = iperf::Server::start(&t.container, IPERF);
     let _srv_iperf = iperf::Server::start(&t.server, SERVER_IPERF);
     modes::lay_wires(&t);

@@ -20,24 +20,25 @@ use crate::{
     l2::{self, L2},
     maps::{JUMP, iface_role, scratch},
     nat::{self, New},
-    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, parse},
+    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, verdict},
 };
 
 #[inline(always)]
 pub fn handle(ctx: &TcContext) -> i32 {
+    // IPv6 leaves before its port is looked up: `from_container6` looks it up itself.
+    if l3_proto(ctx, ETH_HLEN) == Some(ETH_P_IPV6) {
+        // SAFETY: a tail call into `from_container6` with this program's context; it
+        // returns only when the slot is empty, and then IPv6 is refused.
+        unsafe { JUMP.tail_call(ctx, jump::FROM_CONTAINER6) };
+        return verdict(ctx, Reason::DropIpv6);
+    }
     let Some(mut l2) = l2::read(ctx) else {
         return verdict(ctx, Reason::DropMalformed);
     };
     match l2.ethertype {
         ETH_P_IP => {}
         ETH_P_ARP => return l2::arp(ctx, &l2),
-        ETH_P_IPV6 => {
-            // SAFETY: a tail call into `from_container6` with this program's context; it
-            // returns only when the slot is empty, and then IPv6 is refused.
-            unsafe { JUMP.tail_call(ctx, jump::FROM_CONTAINER6) };
-            return verdict(ctx, Reason::DropIpv6);
-        }
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
     let p = match parse(ctx, ETH_HLEN) {

@@ -40,6 +40,33 @@ pub fn replace32(check: u16, old: u32, new: u32) -> u16 {
     fold(s)
 }
 
+/// The one's-complement sum (unfolded, as `bpf_csum_diff` gives it) that turns a sum
+/// over the 16 bytes `old` into one over `new`: computed here, with no helper call.
+#[inline(always)]
+pub fn diff128(old: &[u32; 4], new: &[u32; 4]) -> u32 {
+    let mut s = 0u64;
+    for i in 0..4 {
+        s += u64::from(!old[i]) + u64::from(new[i]);
+    }
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s = (s & 0xffff_ffff) + (s >> 32);
+    s as u32
+}
+
+/// `BPF_F_IPV6` where the kernel has it (6.16 on), set by the loader: without it a
+/// pseudo-header fix of an IPv6 packet whose `skb->csum` is `CHECKSUM_COMPLETE` also
+/// moves `skb->csum`, which the address change (inside the IPv6 header it covers) had
+/// already balanced, and the receiver logs a checksum fault.
+#[unsafe(no_mangle)]
+static CSUM_IPV6_FLAG: u64 = 0;
+
+#[inline(always)]
+pub fn ipv6_flag() -> u64 {
+    // SAFETY: a read of a constant the loader may set before loading; volatile so the
+    // compiler does not fold its initial value in.
+    unsafe { core::ptr::read_volatile(&CSUM_IPV6_FLAG) }
+}
+
 /// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
 /// addresses (pseudo-header). None: a later fragment or a UDP datagram without one.
 #[inline(always)]

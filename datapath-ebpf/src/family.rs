@@ -4,7 +4,6 @@
 //! it from the packet (`Packet<A>`, `CtKey<A>`).
 use aya_ebpf::{
     bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup as FibParams, bpf_sock_tuple},
-    helpers::generated::bpf_csum_diff,
     maps::{HashMap, LruHashMap},
     programs::TcContext,
 };
@@ -374,14 +373,9 @@ impl Family for Ip6 {
     ) -> Result<(), Reason> {
         // One sum of the difference, then one fix with it (a replace of 16 bytes is four
         // helper calls).
-        let (mut from, mut to) = (old.words, new.words);
-        // SAFETY: two 16-byte buffers on this stack, sizes given.
-        let diff = unsafe { bpf_csum_diff(from.as_mut_ptr(), 16, to.as_mut_ptr(), 16, 0) };
-        if diff < 0 {
-            return Err(Reason::DropRewrite);
-        }
-        let flags = u64::from(BPF_F_PSEUDO_HDR) | flags;
-        ctx.l4_csum_replace(off, 0, diff as u64, flags)
+        let diff = csum::diff128(&old.words, &new.words);
+        let flags = u64::from(BPF_F_PSEUDO_HDR) | csum::ipv6_flag() | flags;
+        ctx.l4_csum_replace(off, 0, u64::from(diff), flags)
             .map_err(|_| Reason::DropRewrite)
     }
     #[inline(always)]

@@ -3,7 +3,7 @@
 //! is translated back the way its packet was, and the outer header is pointed at the
 //! endpoint that sent that packet. The quote is read and its addresses rewritten per
 //! family (`quoted`, `quoted6`, `Family::rewrite_quoted_addr`); the rest is shared.
-use aya_ebpf::{helpers::generated::bpf_csum_diff, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
@@ -108,13 +108,8 @@ pub fn replace_addr6(
     if old.same(new) {
         return Ok(());
     }
-    let (mut from, mut to) = (old.words, new.words);
-    // SAFETY: two 16-byte buffers on this stack, sizes given.
-    let diff = unsafe { bpf_csum_diff(from.as_mut_ptr(), 16, to.as_mut_ptr(), 16, 0) };
-    if diff < 0 {
-        return Err(Reason::DropRewrite);
-    }
-    ctx.l4_csum_replace(icmp_csum, 0, diff as u64, 0)
+    let diff = crate::csum::diff128(&old.words, &new.words);
+    ctx.l4_csum_replace(icmp_csum, 0, u64::from(diff), 0)
         .map_err(|_| Reason::DropRewrite)?;
     let off = q.ip_off + if src { 8 } else { 24 };
     ctx.store(off, new, 0).map_err(|_| Reason::DropRewrite)

@@ -151,6 +151,16 @@ pub struct Datapath {
     sweep_maps: SweepMaps,
 }
 
+/// `BPF_F_IPV6` for `bpf_l4_csum_replace` on kernels that know it (6.16 on; older ones
+/// refuse unknown flags, so they get 0 and keep their old handling).
+fn csum_ipv6_flag() -> u64 {
+    const BPF_F_IPV6: u64 = 1 << 7;
+    match aya::util::KernelVersion::current() {
+        Ok(v) if v >= aya::util::KernelVersion::new(6, 16, 0) => BPF_F_IPV6,
+        _ => 0,
+    }
+}
+
 impl Datapath {
     /// Load the programs and create or reuse the maps pinned under `pin_dir` (mounting
     /// bpffs first when it is absent). A pinned map whose type, sizes or flags differ
@@ -168,6 +178,8 @@ impl Datapath {
         pinned::check(pin_dir, OBJECT, &max_entries)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
+        let csum_ipv6 = csum_ipv6_flag();
+        loader.override_global("CSUM_IPV6_FLAG", &csum_ipv6, true);
         for (name, n) in max_entries {
             loader.map_max_entries(name, n);
         }
