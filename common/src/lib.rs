@@ -60,6 +60,7 @@ pub mod names {
     pub const SNAT_USE: &str = "snat_use_v1";
     pub const SNAT6_USE: &str = "snat6_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";
+    pub const HOST_UDP6: &str = "host_udp6_v1";
     pub const STATS: &str = "stats_v1";
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";

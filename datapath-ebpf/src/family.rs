@@ -50,9 +50,9 @@ pub trait Family: Addr {
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
     fn is_loopback(ip: &Self) -> bool;
-    /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`); None
-    /// where the socket programs do not record them (IPv6, so far).
-    fn host_udp() -> Option<&'static LruHashMap<CtKey<Self>, u8>>;
+    /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`,
+    /// `host_udp6_v1`), recorded by the sendmsg socket programs.
+    fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8>;
 
     /// Fill a route lookup's addresses from `t`; read the source it preferred.
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>);
@@ -167,8 +167,8 @@ impl Family for u32 {
         ip.to_ne_bytes()[0] == 127
     }
     #[inline(always)]
-    fn host_udp() -> Option<&'static LruHashMap<CtKey<Self>, u8>> {
-        Some(&maps::HOST_UDP)
+    fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
+        &maps::HOST_UDP
     }
     #[inline(always)]
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>) {
@@ -325,8 +325,8 @@ impl Family for Ip6 {
         ip.same(&Ip6::LOOPBACK)
     }
     #[inline(always)]
-    fn host_udp() -> Option<&'static LruHashMap<CtKey<Self>, u8>> {
-        None
+    fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
+        &maps::HOST_UDP6
     }
     #[inline(always)]
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>) {

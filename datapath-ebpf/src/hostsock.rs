@@ -44,12 +44,9 @@ pub fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
 }
 
 /// Whether `t` (arriving from outside) answers a datagram an unconnected host socket sent
-/// (recorded by the sendmsg4 socket program).
+/// (recorded by the sendmsg socket programs).
 #[inline(always)]
 pub fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
-    let Some(answers) = A::host_udp() else {
-        return false;
-    };
     if t.proto != PROTO_UDP {
         return false;
     }
@@ -57,7 +54,7 @@ pub fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
         dst_ip: A::ZERO,
         ..*t
     };
-    answers.get_ptr(k).is_some()
+    A::host_udp().get_ptr(k).is_some()
 }
 
 // The two lookups are functions of their own (BPF-to-BPF calls): inlined, the compiler

@@ -114,10 +114,11 @@ pub fn sock_connect6(ctx: SockAddrContext) -> i32 {
     sock::to_backend6(&ctx)
 }
 
-/// cgroup sendmsg6: unconnected UDP to a published port goes to its backend.
+/// cgroup sendmsg6: unconnected UDP to a published port goes to its backend; every
+/// datagram's answers are recorded as the host's.
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sock_sendmsg6(ctx: SockAddrContext) -> i32 {
-    sock::to_backend6(&ctx)
+    sock::host_datagram6(&ctx)
 }
 
 /// cgroup recvmsg6: replies from the backend show the published address.

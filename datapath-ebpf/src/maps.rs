@@ -76,6 +76,10 @@ pub static SNAT_USE: LruHashMap<CtKey, u64> =
 #[map(name = "host_udp_v1")]
 pub static HOST_UDP: LruHashMap<CtKey, u8> = LruHashMap::pinned(16_384, 0);
 
+/// `host_udp_v1` for IPv6 host sockets (sendmsg6).
+#[map(name = "host_udp6_v1")]
+pub static HOST_UDP6: LruHashMap<CtKey<Ip6>, u8> = LruHashMap::pinned(16_384, 0);
+
 /// Managed networks' IPv4 subnets (network order) → the network.
 #[map(name = "subnets_v1")]
 pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);

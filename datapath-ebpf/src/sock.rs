@@ -13,7 +13,7 @@ use aya_ebpf::{
 use common::{CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
-    maps::{CONFIG, HOST_UDP, SOCK_REVNAT, SOCK_REVNAT6},
+    maps::{CONFIG, HOST_UDP, HOST_UDP6, SOCK_REVNAT, SOCK_REVNAT6},
     nat::published,
 };
 
@@ -118,6 +118,35 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 fn mapped_v4(ip: &Ip6) -> Option<u32> {
     let w = ip.words;
     (w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED).then_some(w[3])
+}
+
+/// sendmsg6: as `host_datagram`, for an IPv6 socket. (A datagram a dual-stack socket
+/// sends to a v4-mapped address leaves through `udp_sendmsg` and sendmsg4.)
+#[inline(always)]
+pub fn host_datagram6(ctx: &SockAddrContext) -> i32 {
+    if !ours(ctx) {
+        return ALLOW;
+    }
+    // SAFETY: the kernel's bpf_sock_addr for this call: user_ip6/user_port and the
+    // socket's source port are readable for sendmsg6.
+    unsafe {
+        let sa = ctx.sock_addr;
+        let sk = (*sa).__bindgen_anon_1.sk;
+        if !sk.is_null() && (*sa).protocol == u32::from(PROTO_UDP) {
+            let answer = CtKey {
+                src_ip: Ip6 {
+                    words: (*sa).user_ip6,
+                },
+                dst_ip: Ip6::UNSPECIFIED,
+                src_port: (*sa).user_port as u16,
+                dst_port: ((*sk).src_port as u16).to_be(),
+                proto: PROTO_UDP,
+                _pad: [0; 3],
+            };
+            let _ = HOST_UDP6.insert(answer, 0, 0);
+        }
+    }
+    to_backend6(ctx)
 }
 
 /// connect6 and sendmsg6: a published destination becomes its backend: an IPv6 publish

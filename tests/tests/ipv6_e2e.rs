@@ -2,7 +2,12 @@
 //! firewall (the host forwards and accepts everything). Their IPv6 is switched between
 //! them and reaches the host, under the same anti-spoofing as IPv4; neighbour discovery
 //! cannot poison a cache and router advertisements never leave a container.
-use std::{io::ErrorKind, net::SocketAddr, thread, time::Duration};
+use std::{
+    io::ErrorKind,
+    net::{IpAddr, SocketAddr},
+    thread,
+    time::Duration,
+};
 
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
@@ -14,7 +19,7 @@ use bpfnet_tests::{
     },
     raw::send_l2,
     require_root,
-    topo::{BRIDGE, Topology},
+    topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology},
     wait_for,
 };
 
@@ -605,5 +610,78 @@ fn path_mtu_discovery_works_across_nat66() {
     assert!(
         counter(&t.files.socket, "icmp-error") > errors,
         "the packet-too-big was translated to the container"
+    );
+}
+
+/// Replies to the host's own IPv6 traffic are the host's, even when a publish covers the
+/// port they come back to: a connection, a connected datagram socket, and an unconnected
+/// one (sendto/recvfrom), whose answers only the sendmsg6 socket program's record tells
+/// apart from a client of the publish; and an unconnected dual-stack socket sending to a
+/// v4-mapped address, whose answers come back over IPv4 (recorded by sendmsg4, which
+/// the kernel runs for it).
+#[test]
+fn host_ipv6_traffic_from_ports_inside_a_published_range_works() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("hostrng6");
+    t.add_ipv6();
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    t.host
+        .exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
+    for spec in [
+        format!("[::]:40000-40099:[{C1}]:40000-40099"),
+        format!("[::]:40000-40099:[{C1}]:40000-40099/udp"),
+        "40000-40099:172.17.0.4:40000-40099/udp".to_string(),
+    ] {
+        cli_ok(sock, &["publish", &spec]);
+    }
+    let _w = WhoamiServer::start6(&t.server, 9000);
+    let server = SocketAddr::new(SERVER_IP6.into(), 9000);
+    let mapped: SocketAddr = "[::ffff:198.51.100.2]:9000".parse().expect("address");
+    let in_range = |what: &str, i: usize, reply: std::io::Result<Vec<u8>>| {
+        let reply = reply.unwrap_or_else(|e| panic!("{what} {i}: {e}"));
+        let seen = WhoamiServer::seen(&reply);
+        let host: IpAddr = if what.contains("v4-mapped") {
+            HOST_IP.into()
+        } else {
+            HOST_IP6.into()
+        };
+        assert_eq!(
+            seen.ip().to_canonical(),
+            host,
+            "{what}: the host's own address"
+        );
+        assert!(
+            (40000..40100).contains(&seen.port()),
+            "{what}: from a port inside the published range: {seen}"
+        );
+    };
+    let host_socket = counter(sock, "host-socket");
+    for i in 0..10 {
+        in_range("connection", i, tcp_roundtrip(&t.host, server, b"x"));
+        let connected = t.host.run(move || {
+            let s = std::net::UdpSocket::bind("[::]:0")?;
+            s.connect(server)?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.send(b"q")?;
+            let mut buf = [0u8; 64];
+            s.recv(&mut buf).map(|n| buf[..n].to_vec())
+        });
+        in_range("connected datagram", i, connected);
+        in_range(
+            "unconnected datagram",
+            i,
+            udp_roundtrip(&t.host, server, b"u"),
+        );
+        let v4 = udp_roundtrip(&t.host, mapped, b"m");
+        in_range("unconnected datagram to a v4-mapped address", i, v4);
+    }
+    assert!(
+        counter(sock, "host-socket") >= host_socket + 30,
+        "the host's replies were recognised as its own: {} then {}",
+        host_socket,
+        counter(sock, "host-socket")
     );
 }
