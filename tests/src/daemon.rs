@@ -180,3 +180,36 @@ pub fn live_bpf_ids() -> (BTreeSet<u32>, BTreeSet<u32>) {
         .collect();
     (links, progs)
 }
+
+/// Do what LRU eviction does to the one flow whose server port is `port`: remove its
+/// reply entry from the pinned CT table `table` (`ct_v3`, `ct6_v1`) of `pin_dir`. Then
+/// wait for the daemon's sweeper (started with `--ct-sweep-interval 1`) to put it back
+/// under its old key: its full walk, which repairs, runs at least every tenth sweep.
+pub fn evict_reply_and_await_repair<A>(pin_dir: &Path, table: &str, port: u16)
+where
+    A: common::Addr,
+    common::CtKey<A>: aya::Pod,
+    common::CtValue<A>: aya::Pod,
+{
+    use aya::maps::{HashMap, Map, MapData};
+    let pin = pin_dir.join(table);
+    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    let mut ct: HashMap<_, common::CtKey<A>, common::CtValue<A>> =
+        HashMap::try_from(Map::LruHashMap(map)).expect("a CT map");
+    let replies: Vec<common::CtKey<A>> = ct
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| v.is_reply() && u16::from_be(k.src_port) == port)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(replies.len(), 1, "one reply entry for the connection");
+    ct.remove(&replies[0]).expect("evict the reply entry");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ct.get(&replies[0], 0).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the reply entry is back under its old key within ten sweeps"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -81,9 +81,18 @@ pub struct EchoServer;
 
 impl EchoServer {
     pub fn start(ns: &Netns, port: u16) -> Server {
+        Self::start_on(ns, Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+
+    /// On IPv6 (every address of the namespace).
+    pub fn start6(ns: &Netns, port: u16) -> Server {
+        Self::start_on(ns, Ipv6Addr::UNSPECIFIED.into(), port)
+    }
+
+    fn start_on(ns: &Netns, any: IpAddr, port: u16) -> Server {
         Server::start(
             ns,
-            Ipv4Addr::UNSPECIFIED.into(),
+            any,
             port,
             |c, _, port| serve_echo(c, port),
             |msg, _, port| {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{cli_ok, counter},
+    daemon::{cli_ok, counter, evict_reply_and_await_repair},
     echo::{
         EchoServer, IO_TIMEOUT, WhoamiServer, assert_fails, tcp_connect, tcp_connect_from,
         tcp_roundtrip, udp_roundtrip,
@@ -457,29 +457,6 @@ fn a_flow_that_lost_its_reply_entry_is_repaired() {
     let _e = EchoServer::start(&t.server, 9000);
     let mut live = tcp_connect(&t.container, server(9000)).expect("connect through SNAT");
     echo_once_prefixed(&mut live, b"before");
-    let pin = t.files.pin_dir.join(common::names::CT);
-    let mut ct: aya::maps::HashMap<_, common::CtKey, common::CtValue> =
-        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(
-            aya::maps::MapData::from_pin(&pin).expect("pinned CT map"),
-        ))
-        .expect("CT map");
-    let replies: Vec<common::CtKey> = ct
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, v)| v.is_reply() && u16::from_be(k.src_port) == 9000)
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(replies.len(), 1, "one reply entry for the connection");
-    ct.remove(&replies[0]).expect("evict the reply entry");
-    // The sweeper's full walk, which repairs, runs every tenth sweep in a table far from
-    // full (every sweep in one three quarters full, where LRU eviction happens).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while ct.get(&replies[0], 0).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reply entry is back under its old key within ten sweeps"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    evict_reply_and_await_repair::<u32>(&t.files.pin_dir, common::names::CT, 9000);
     echo_once(&mut live, b"after the repair");
 }

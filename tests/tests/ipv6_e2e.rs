@@ -10,8 +10,8 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{cli_ok, counter},
-    echo::{WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
+    daemon::{cli_ok, counter, evict_reply_and_await_repair},
+    echo::{EchoServer, WhoamiServer, assert_fails, tcp_connect, tcp_roundtrip, udp_roundtrip},
     netns::Netns,
     packet::{
         IPV6_ALL_NODES, ipv6_icmp, ipv6_multicast_mac, link_local, nd_option, neighbour,
@@ -22,6 +22,7 @@ use bpfnet_tests::{
     topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology},
     wait_for,
 };
+use common::{Ip6, names};
 
 const GATEWAY: &str = "fd00:17::1";
 const C1: &str = "fd00:17::4";
@@ -684,4 +685,34 @@ fn host_ipv6_traffic_from_ports_inside_a_published_range_works() {
         host_socket,
         counter(sock, "host-socket")
     );
+}
+
+/// An IPv6 flow whose reply entry LRU eviction took keeps its tuple, as an IPv4 one
+/// does: the sweeper rebuilds the reply entry from the forward one, and the masqueraded
+/// connection goes on.
+#[test]
+fn an_ipv6_flow_that_lost_its_reply_entry_is_repaired() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("repair6");
+    t.add_ipv6();
+    let _d = t.start_daemon_with(&["--ct-sweep-interval", "1"]);
+    let _e = EchoServer::start6(&t.server, 9000);
+    let server = SocketAddr::new(SERVER_IP6.into(), 9000);
+    let mut live = tcp_connect(&t.container, server).expect("connect through NAT66");
+    use std::io::{Read as _, Write as _};
+    let mut greeting = [0u8; 5];
+    live.read_exact(&mut greeting)
+        .expect("the echo server's greeting");
+    assert_eq!(&greeting, b"9000:");
+    let echo = |s: &mut std::net::TcpStream, msg: &[u8]| {
+        s.write_all(msg).expect("send on the connection");
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).expect("echo on the connection");
+        assert_eq!(back, msg);
+    };
+    echo(&mut live, b"before");
+    evict_reply_and_await_repair::<Ip6>(&t.files.pin_dir, names::CT6, 9000);
+    echo(&mut live, b"after the repair");
 }

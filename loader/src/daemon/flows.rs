@@ -4,7 +4,7 @@ use std::{collections::HashMap, time::Duration};
 
 use aya::{
     Pod,
-    maps::{HashMap as BpfHashMap, MapData},
+    maps::{HashMap as BpfHashMap, MapData, MapError},
 };
 use common::{Addr, CT_REPLY, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
 
@@ -41,34 +41,77 @@ const CLOCK_SPAN: Duration = Duration::from_millis(1_500);
 /// One family's CT table.
 type CtMap<A> = BpfHashMap<MapData, CtKey<A>, CtValue<A>>;
 
-/// An address family's two CT tables (answered flows, flows not answered yet):
-/// `ct_v3`, `ct_new_v2` for `u32`; `ct6_v1`, `ct6_new_v1` for `Ip6`.
+/// An address family's two CT tables (answered flows, flows not answered yet) and its
+/// SNAT quota counts: `ct_v3`, `ct_new_v2`, `snat_use_v1` for `u32`; `ct6_v1`,
+/// `ct6_new_v1`, `snat6_use_v1` for `Ip6`.
 pub(super) trait CtFamily: Addr {
     /// Every entry of both tables.
     fn read_ct(maps: &Maps) -> Vec<(CtKey<Self>, CtValue<Self>)>;
+    /// `key`'s entry, and whether the main table holds it (else the new-flow table).
+    fn get_ct(maps: &Maps, key: &CtKey<Self>) -> Option<(CtValue<Self>, bool)>;
+    /// Create `key` in the main table or the new-flow table, never replacing an entry;
+    /// whether it was created.
+    fn create_ct(maps: &mut Maps, main: bool, key: &CtKey<Self>, v: &CtValue<Self>) -> bool;
     /// Remove `key` from whichever table holds it; whether one did.
     fn remove_ct(maps: &mut Maps, key: &CtKey<Self>) -> bool;
+    /// The keys of the SNAT quota counts.
+    fn snat_keys(maps: &Maps) -> Vec<CtKey<Self>>;
+    /// Set (`Some`) or clear an SNAT quota count.
+    fn set_snat(maps: &mut Maps, key: &CtKey<Self>, n: Option<u64>) -> Result<(), MapError>;
 }
 
-impl CtFamily for u32 {
-    fn read_ct(maps: &Maps) -> Vec<(CtKey, CtValue)> {
-        read_both(&maps.ct, &maps.ct_new)
-    }
+macro_rules! ct_family {
+    ($addr:ty, $main:ident, $new:ident, $snat_use:ident) => {
+        impl CtFamily for $addr {
+            fn read_ct(maps: &Maps) -> Vec<(CtKey<Self>, CtValue<Self>)> {
+                read_both(&maps.$main, &maps.$new)
+            }
 
-    fn remove_ct(maps: &mut Maps, key: &CtKey) -> bool {
-        maps.ct.remove(key).is_ok() || maps.ct_new.remove(key).is_ok()
-    }
+            fn get_ct(maps: &Maps, key: &CtKey<Self>) -> Option<(CtValue<Self>, bool)> {
+                match maps.$main.get(key, 0) {
+                    Ok(v) => Some((v, true)),
+                    Err(_) => maps.$new.get(key, 0).ok().map(|v| (v, false)),
+                }
+            }
+
+            fn create_ct(
+                maps: &mut Maps,
+                main: bool,
+                key: &CtKey<Self>,
+                v: &CtValue<Self>,
+            ) -> bool {
+                let table = if main {
+                    &mut maps.$main
+                } else {
+                    &mut maps.$new
+                };
+                table.insert(key, v, NOEXIST).is_ok()
+            }
+
+            fn remove_ct(maps: &mut Maps, key: &CtKey<Self>) -> bool {
+                maps.$main.remove(key).is_ok() || maps.$new.remove(key).is_ok()
+            }
+
+            fn snat_keys(maps: &Maps) -> Vec<CtKey<Self>> {
+                maps.$snat_use.keys().filter_map(Result::ok).collect()
+            }
+
+            fn set_snat(
+                maps: &mut Maps,
+                key: &CtKey<Self>,
+                n: Option<u64>,
+            ) -> Result<(), MapError> {
+                match n {
+                    Some(n) => maps.$snat_use.insert(key, n, 0),
+                    None => maps.$snat_use.remove(key),
+                }
+            }
+        }
+    };
 }
 
-impl CtFamily for Ip6 {
-    fn read_ct(maps: &Maps) -> Vec<(CtKey<Ip6>, CtValue<Ip6>)> {
-        read_both(&maps.ct6, &maps.ct6_new)
-    }
-
-    fn remove_ct(maps: &mut Maps, key: &CtKey<Ip6>) -> bool {
-        maps.ct6.remove(key).is_ok() || maps.ct6_new.remove(key).is_ok()
-    }
-}
+ct_family!(u32, ct, ct_new, snat_use);
+ct_family!(Ip6, ct6, ct6_new, snat6_use);
 
 /// Every entry of a family's two tables, read in batches; one by one where the kernel
 /// refuses batches.
@@ -136,15 +179,15 @@ impl Daemon {
     }
 
     /// The flow of forward key `key` as it stands in the maps now.
-    fn fresh(&self, key: &CtKey) -> Option<Flow> {
+    fn fresh<A: CtFamily>(&self, key: &CtKey<A>) -> Option<Flow<A>> {
         let maps = &self.dp.maps;
-        let get = |k: &CtKey| maps.ct.get(k, 0).or_else(|_| maps.ct_new.get(k, 0)).ok();
-        let fwd = get(key)?;
+        let (fwd, _) = A::get_ct(maps, key)?;
         let twin = key.twin(&fwd);
+        let reply = A::get_ct(maps, &twin).map(|(v, _)| v);
         Some(Flow {
             key: *key,
             fwd,
-            reply: get(&twin).filter(CtValue::is_reply).map(|v| (twin, v)),
+            reply: reply.filter(CtValue::is_reply).map(|v| (twin, v)),
         })
     }
 
@@ -161,14 +204,16 @@ impl Daemon {
                 self.swept += s.removed;
                 let walked = full_walk_due(self.sweeps, s.main, self.dp.ct_entries());
                 if walked {
-                    self.walk(false);
+                    self.walk::<u32>(false);
+                    self.walk::<Ip6>(false);
                 }
                 (s.entries, s.removed, walked)
             }
             Err(e) => {
                 warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
-                let (entries, removed) = self.walk(true);
-                (entries, removed, true)
+                let (entries, removed) = self.walk::<u32>(true);
+                let (entries6, removed6) = self.walk::<Ip6>(true);
+                (entries + entries6, removed + removed6, true)
             }
         };
         let took = started.elapsed();
@@ -187,13 +232,13 @@ impl Daemon {
         took
     }
 
-    /// One walk of both tables in userspace (read in batches, paired through a hash
+    /// One walk of family `A`'s two tables in userspace (read in batches, paired through a hash
     /// index, no flow kept beyond what it needs): finds the forward entries that lost
     /// their reply entry and recounts the SNAT quota; with `expire`, also removes the
     /// flows idle past their timeout, each read again just before it goes, so a flow a
     /// packet revived since the scan is kept. Returns (entries read, entries removed).
-    fn walk(&mut self, expire: bool) -> (u64, u64) {
-        let entries = self.entries();
+    fn walk<A: CtFamily>(&mut self, expire: bool) -> (u64, u64) {
+        let entries = self.entries::<A>();
         let index = conntrack::index(&entries);
         let now = monotonic_ns();
         let (mut due, mut unanswered, mut snat) = (Vec::new(), Vec::new(), HashMap::new());
@@ -225,26 +270,21 @@ impl Daemon {
     /// still missing, in the table that holds its forward entry (a copy in the main
     /// table would shadow the real entry in the new-flow table, and its stale TCP state
     /// would keep the tuple from being reused).
-    fn repair_replies(&mut self, unanswered: &[Flow]) {
+    fn repair_replies<A: CtFamily>(&mut self, unanswered: &[Flow<A>]) {
         let mut repaired = 0;
         for f in unanswered {
             let maps = &mut self.dp.maps;
-            let (fwd, main) = match maps.ct.get(&f.key, 0) {
-                Ok(v) => (v, true),
-                Err(_) => match maps.ct_new.get(&f.key, 0) {
-                    Ok(v) => (v, false),
-                    Err(_) => continue,
-                },
+            let Some((fwd, main)) = A::get_ct(maps, &f.key) else {
+                continue;
             };
             let rk = f.key.twin(&fwd);
-            if maps.ct.get(&rk, 0).is_ok() || maps.ct_new.get(&rk, 0).is_ok() {
+            if A::get_ct(maps, &rk).is_some() {
                 continue;
             }
             let mut rv = CtValue::new(&f.key.reversed(), fwd.flags | CT_REPLY, fwd.last_seen_ns);
             rv.tcp_seen = fwd.tcp_seen & !TCP_FIN_FIRST;
-            let table = if main { &mut maps.ct } else { &mut maps.ct_new };
-            // NOEXIST: a reply that came back meanwhile, or another flow's, is kept.
-            if table.insert(rk, rv, NOEXIST).is_ok() {
+            // Never replacing: a reply that came back meanwhile, or another flow's, is kept.
+            if A::create_ct(maps, main, &rk, &rv) {
                 repaired += 1;
             }
         }
@@ -256,16 +296,15 @@ impl Daemon {
     /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
     /// each destination: the datapath counts as it goes, this corrects what LRU
     /// eviction and racing CPUs left.
-    fn recount_snat_use(&mut self, want: &HashMap<CtKey, u64>) {
-        let map = &mut self.dp.maps.snat_use;
-        let have: Vec<CtKey> = map.keys().filter_map(Result::ok).collect();
-        for k in have.iter().filter(|k| !want.contains_key(k)) {
-            if let Err(e) = map.remove(k) {
+    fn recount_snat_use<A: CtFamily>(&mut self, want: &HashMap<CtKey<A>, u64>) {
+        let maps = &mut self.dp.maps;
+        for k in A::snat_keys(maps).iter().filter(|k| !want.contains_key(k)) {
+            if let Err(e) = A::set_snat(maps, k, None) {
                 warn!(error = %e, "cannot clear an SNAT quota count");
             }
         }
         for (k, n) in want {
-            if let Err(e) = map.insert(k, n, 0) {
+            if let Err(e) = A::set_snat(maps, k, Some(*n)) {
                 warn!(error = %e, "cannot set an SNAT quota count");
             }
         }
@@ -273,7 +312,7 @@ impl Daemon {
 
     /// Remove the flows of forward keys `due`, found idle past their timeout, that still
     /// are when read again; how many entries went.
-    fn remove_expired(&mut self, due: &[CtKey]) -> usize {
+    fn remove_expired<A: CtFamily>(&mut self, due: &[CtKey<A>]) -> usize {
         let mut removed = 0;
         for key in due {
             // Read again just before it goes: a packet may have revived it since.
