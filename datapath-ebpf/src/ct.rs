@@ -1,7 +1,10 @@
 //! Connection tracking. A flow has two entries, one per direction, each keyed by the
 //! tuple a packet has when it reaches a bpfnet hook (see `common::ct`). New flows live in
-//! `ct_new_v2` until their first reply moves both entries to `ct_v3`, so a flood of flows
-//! nobody answers evicts only its own kind. Both entries are created together with
+//! `ct_new_v2` until they are proven an exchange (netfilter's "assured"): the originator
+//! speaks again after an answer, and for TCP that is the handshake's last ACK,
+//! acknowledging the answer's SYN. Only then do both entries move to `ct_v3`, so a flood
+//! of flows from spoofed sources evicts only its own kind, even when the backend answers
+//! every one of them (a SYN-ACK to each SYN). Both entries are created together with
 //! NOEXIST and removed together when the second cannot be created: no flow ever takes
 //! over another's tuple, on any CPU.
 use aya_ebpf::{
@@ -187,29 +190,49 @@ pub fn lookup<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<Option<Hit<A>
             Reason::CtForward
         },
     );
-    if reply && table == Table::New {
+    if !reply && table == Table::New && assured(&key, v, p) {
         promote(&key, v);
         return Ok(Some(Hit { to, entry: None }));
     }
     Ok(Some(Hit { to, entry: Some(v) }))
 }
 
-/// Move an answered flow (its reply entry `rk`, `rv`) to the main table.
+/// Whether the originator's packet `p` (its entry `key`, `v`, in the new-flow table)
+/// proves the flow an exchange: an answer came, and it speaks again. For TCP this must be
+/// the handshake's last ACK (or later), acknowledging what the answer sent: a spoofer
+/// never sees the SYN-ACK, so it cannot.
+#[inline(always)]
+fn assured<A: Family>(key: &CtKey<A>, v: &CtValue<A>, p: &Packet<A>) -> bool {
+    let Some(answer) = A::ct_new().get_ptr(key.twin(v)) else {
+        return false;
+    };
+    // SAFETY: a valid map value pointer, read only.
+    let answer = unsafe { &*answer };
+    if answer.packets == 0 {
+        return false;
+    }
+    p.proto != PROTO_TCP
+        || (p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
+            && answer.tcp_seen & TCP_SYN != 0
+            && tcp::acknowledges(p.tcp_ack, answer.seq_end))
+}
+
+/// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "a reference into the map, not a 48-byte copy on the stack"
 )]
-fn promote<A: Family>(rk: &CtKey<A>, rv: &CtValue<A>) {
+fn promote<A: Family>(fk: &CtKey<A>, fv: &CtValue<A>) {
     let (ct, ct_new) = (A::ct(), A::ct_new());
-    let fk = rk.twin(rv);
-    let Some(fv) = ct_new.get_ptr(fk) else {
+    let rk = fk.twin(fv);
+    let Some(rv) = ct_new.get_ptr(rk) else {
         return;
     };
     let noexist = u64::from(BPF_NOEXIST);
     // SAFETY: valid map value pointers, read by the helpers in place.
-    if ct.insert(fk, unsafe { &*fv }, noexist).is_ok() && ct.insert(rk, rv, noexist).is_err() {
-        let _ = ct.remove(fk);
+    if ct.insert(rk, unsafe { &*rv }, noexist).is_ok() && ct.insert(fk, fv, noexist).is_err() {
+        let _ = ct.remove(rk);
         return;
     }
     let _ = ct_new.remove(fk);

@@ -109,6 +109,14 @@ pub fn in_window<A: Addr>(
     p.tcp_seq.wrapping_sub(sender.seq_end.wrapping_sub(win)) <= win.saturating_mul(2)
 }
 
+/// Whether acknowledgment number `ack` acknowledges data a sender whose sequence space
+/// ends at `end` has sent: at most `end`, within a window of it (a blind guess hits one
+/// 32-bit number in 65,536).
+#[inline(always)]
+pub fn acknowledges(ack: u32, end: u32) -> bool {
+    !after(ack, end) && after(ack, end.wrapping_sub(MIN_WINDOW))
+}
+
 /// Whether `p` carries a flag that would change the flow's state toward its end.
 #[inline(always)]
 pub fn closes<A: Addr>(p: &Packet<A>) -> bool {

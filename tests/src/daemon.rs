@@ -213,3 +213,19 @@ where
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// How many entries the pinned CT table `table` (`ct_v3`, `ct6_new_v1`…) of `pin_dir`
+/// holds.
+pub fn ct_table_len<A>(pin_dir: &Path, table: &str) -> usize
+where
+    A: common::Addr,
+    common::CtKey<A>: aya::Pod,
+    common::CtValue<A>: aya::Pod,
+{
+    use aya::maps::{HashMap, Map, MapData};
+    let pin = pin_dir.join(table);
+    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    let ct: HashMap<_, common::CtKey<A>, common::CtValue<A>> =
+        HashMap::try_from(Map::LruHashMap(map)).expect("a CT map");
+    ct.keys().filter_map(Result::ok).count()
+}

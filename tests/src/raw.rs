@@ -58,6 +58,40 @@ pub fn send_frame(ns: &Netns, frame: &[u8]) -> io::Result<()> {
     })
 }
 
+/// Send the IPv6 packets inside `frames` (Ethernet frames from `packet6`) as they are,
+/// addresses and all, from `ns`, routed by its IPv6 routes; how many went.
+pub fn send_frames6(ns: &Netns, frames: Vec<Vec<u8>>) -> io::Result<usize> {
+    ns.run(move || {
+        // SAFETY: socket(2); IPPROTO_RAW on IPv6 sends the header as given.
+        let fd = check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) })?;
+        // SAFETY: a fresh, valid fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut sent = 0;
+        for frame in &frames {
+            let ip = &frame[ETH_HLEN..];
+            // SAFETY: an all-zero sockaddr_in6 is valid; family and address are set.
+            let mut to: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            to.sin6_family = libc::AF_INET6 as u16;
+            to.sin6_addr.s6_addr.copy_from_slice(&ip[24..40]);
+            // SAFETY: sendto(2) with a valid buffer and a sockaddr_in6 of the right size.
+            let rc = unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    ip.as_ptr().cast(),
+                    ip.len(),
+                    0,
+                    (&raw const to).cast(),
+                    size_of::<libc::sockaddr_in6>() as u32,
+                )
+            };
+            if rc >= 0 {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    })
+}
+
 /// Send the Ethernet `frame` as it is out of `dev` in `ns` (ARP and the like).
 pub fn send_l2(ns: &Netns, dev: &'static str, frame: &[u8]) -> io::Result<()> {
     let frame = frame.to_vec();

@@ -37,6 +37,14 @@ fn answered_snat(fx: &mut Fixture, c: Addr, s: Addr) -> u16 {
         TC_ACT_REDIRECT,
         &[CtReply, RedirectPeer],
     );
+    step(
+        fx,
+        "the handshake's last ACK out",
+        OUT,
+        &tcp_seq(c, s, TCP_ACK, (1001, 5001), b""),
+        TC_ACT_REDIRECT,
+        &[CtForward, RedirectRoute],
+    );
     p
 }
 
@@ -309,6 +317,14 @@ fn a_lost_half_is_repaired_and_a_clashing_dnat_is_refused() {
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
+        step(
+            fx,
+            "the container speaks again: an exchange, in the main table",
+            OUT,
+            &udp(c, s, b"q1", true),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
         // LRU takes the forward half only.
         let fwd = CtKey {
             src_ip: u32::from_ne_bytes(C1),
@@ -475,13 +491,16 @@ fn a_syn_flood_cannot_evict_established_flows() {
         setup(fx, PORTS);
         let (c, s) = ((C1, 40000), (SERVER, 443));
         let p = answered_snat(fx, c, s);
+        // The backend answers every SYN: the flood's flows are answered, never
+        // acknowledged (a spoofer does not see the SYN-ACK).
         for i in 0..500u32 {
-            let src = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-            let (v, _) = fx.run(
-                IN,
-                &tcp((src, 1024 + (i % 60000) as u16), (HOST, 8038), TCP_SYN, b""),
-            );
+            // Sources where the fixture routes (the server's network), so the answers leave.
+            let src = ([198, 51, 100, 3 + (i % 250) as u8], 1024 + i as u16);
+            let (v, _) = fx.run(IN, &tcp(src, (HOST, 8038), TCP_SYN, b""));
             assert_eq!(v, TC_ACT_REDIRECT, "flood SYN {i} is served (DNAT)");
+            let syn_ack = tcp_seq((C1, 8080), src, TCP_SYN | TCP_ACK, (7000, 1), b"");
+            let (v, _) = fx.run(OUT, &syn_ack);
+            assert_eq!(v, TC_ACT_REDIRECT, "the backend's SYN-ACK {i} goes out");
         }
         step(
             fx,

@@ -10,14 +10,15 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{cli_ok, counter, evict_reply_and_await_repair},
+    daemon::{cli_ok, counter, ct_table_len, evict_reply_and_await_repair},
     echo::{EchoServer, WhoamiServer, assert_fails, tcp_connect, tcp_roundtrip, udp_roundtrip},
     netns::Netns,
     packet::{
         IPV6_ALL_NODES, ipv6_icmp, ipv6_multicast_mac, link_local, nd_option, neighbour,
         router_advert,
     },
-    raw::send_l2,
+    packet6::tcp6,
+    raw::{send_frames6, send_l2},
     require_root,
     topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology},
     wait_for,
@@ -27,6 +28,8 @@ use common::{Ip6, names};
 const GATEWAY: &str = "fd00:17::1";
 const C1: &str = "fd00:17::4";
 const C2: &str = "fd00:17::5";
+/// TCP's SYN flag.
+const TCP_SYN: u8 = 0x02;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The topology's bridge and containers get IPv6 addresses of fd00:17::/64 too.
@@ -715,4 +718,64 @@ fn an_ipv6_flow_that_lost_its_reply_entry_is_repaired() {
     echo(&mut live, b"before");
     evict_reply_and_await_repair::<Ip6>(&t.files.pin_dir, names::CT6, 9000);
     echo(&mut live, b"after the repair");
+}
+
+/// A random-source IPv6 SYN flood against a published port fills only the table of new
+/// flows, as an IPv4 one does, though the container answers every SYN: an established
+/// connection keeps working.
+#[test]
+fn an_ipv6_syn_flood_leaves_established_connections_working() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("flood6");
+    t.add_ipv6();
+    // The flood's sources lie outside; replies to them die at the client.
+    t.client
+        .ip(&["-6", "route", "add", "blackhole", "2001:db8:ffff::/48"]);
+    let _d = t.start_daemon_with(&["--ct-entries", "256"]);
+    let sock = &t.files.socket;
+    let _e = EchoServer::start6(&t.container, 8038);
+    cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038")]);
+    let host = SocketAddr::new(HOST_IP6.into(), 8038);
+    let mut live = tcp_connect(&t.client, host).expect("connect");
+    use std::io::{Read as _, Write as _};
+    let mut greeting = [0u8; 5];
+    live.read_exact(&mut greeting)
+        .expect("the echo server's greeting");
+    let created = counter(sock, "dnat-new");
+    // 20,000 SYNs from random sources of 2001:db8:ffff::/48 and random ports.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let frames: Vec<Vec<u8>> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut src = [0u8; 16];
+            src[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff]);
+            src[8..].copy_from_slice(&x.to_be_bytes());
+            let port = 1024 + (x >> 48) as u16 % 60000;
+            tcp6((src, port), (HOST_IP6.octets(), 8038), TCP_SYN, x as u32)
+        })
+        .collect();
+    let sent = send_frames6(&t.client, frames).expect("raw IPv6 socket");
+    assert!(sent >= 19_000, "the flood went out ({sent} of 20000)");
+    let flooded = counter(sock, "dnat-new") - created;
+    assert!(
+        flooded >= 5_000,
+        "the flood reached the datapath ({flooded} flows created)"
+    );
+    let entries = |table| ct_table_len::<Ip6>(&t.files.pin_dir, table);
+    let (answered, unanswered) = (entries(names::CT6), entries(names::CT6_NEW));
+    assert!(
+        answered <= 4 && unanswered >= 32,
+        "the flood fills the new-flow table only: {answered} answered entries (the live \
+         connection's two), {unanswered} new"
+    );
+    let msg = b"after the flood";
+    live.write_all(msg).expect("send on the connection");
+    let mut back = vec![0u8; msg.len()];
+    live.read_exact(&mut back)
+        .expect("echo on the connection after the flood");
+    assert_eq!(back, msg);
 }

@@ -50,7 +50,7 @@ pub struct Args {
     /// when it lies in the range and is free.
     #[arg(long, value_name = "RANGE", default_value = "1024-65535")]
     snat_ports: SnatPorts,
-    /// Size of the connection-tracking map (two entries per flow).
+    /// Size of each family's connection-tracking map (two entries per flow).
     #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
     ct_entries: u32,

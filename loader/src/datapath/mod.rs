@@ -172,6 +172,8 @@ impl Datapath {
         let max_entries = [
             (names::CT, ct_entries),
             (names::CT_NEW, ct_new_entries(ct_entries)),
+            (names::CT6, ct_entries),
+            (names::CT6_NEW, ct_new_entries(ct_entries)),
             // Counters are replaced (reset) when a new bpfnet counts more reasons.
             (names::STATS, common::Reason::COUNT),
         ];
