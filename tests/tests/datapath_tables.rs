@@ -345,7 +345,8 @@ fn datapath_tables() {
     });
 }
 
-/// The first flow's two entries, as the SYN, ACK and SYN-ACK of the table left them.
+/// The first flow's two entries, as the SYN, ACK and SYN-ACK of the table left them:
+/// still in the new-flow table, as no packet of the client's acknowledged the answer.
 fn check_ct(dp: &Datapath) {
     let fwd = CtKey {
         src_ip: ip(CLIENT),
@@ -355,7 +356,7 @@ fn check_ct(dp: &Datapath) {
         proto: PROTO_TCP,
         _pad: [0; 3],
     };
-    let v = dp.maps.ct.get(&fwd, 0).expect("forward CT entry");
+    let v = dp.maps.ct_new.get(&fwd, 0).expect("forward CT entry");
     assert_eq!(v.flags, CT_DNAT);
     assert_eq!((v.dst_ip, u16::from_be(v.dst_port)), (ip(BACKEND), 8080));
     assert_eq!(
@@ -369,7 +370,7 @@ fn check_ct(dp: &Datapath) {
         (rev.src_ip, u16::from_be(rev.src_port)),
         (ip(BACKEND), 8080)
     );
-    let r = dp.maps.ct.get(&rev, 0).expect("reply CT entry");
+    let r = dp.maps.ct_new.get(&rev, 0).expect("reply CT entry");
     assert_eq!(r.flags, CT_DNAT | CT_REPLY);
     assert_eq!(
         rev.translated(&r),
