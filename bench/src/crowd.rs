@@ -160,7 +160,7 @@ impl Crowd {
             let req = Request::EndpointAdd {
                 bridge: bridge(net),
                 veth: veth(i),
-                ip: Ipv4Cidr { addr, len: 16 },
+                ip: Some(Ipv4Cidr { addr, len: 16 }),
                 ip6: Vec::new(),
                 mac: Some(Mac([0x02, 0xce, 0, b, c, d])),
             };

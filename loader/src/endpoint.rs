@@ -178,7 +178,9 @@ serde_as_string!(Ipv6Cidr);
 pub struct EndpointSpec {
     pub bridge: String,
     pub veth: String,
-    pub ip: Ipv4Cidr,
+    /// Its IPv4 address (none on an IPv6-only network: it may send no IPv4 at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Cidr>,
     /// Its IPv6 addresses (none: it may send IPv6 only from its MAC's link-local one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ip6: Vec<Ipv6Cidr>,
@@ -189,19 +191,16 @@ impl EndpointSpec {
     /// Whether `ip` is one of its addresses.
     pub fn has(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) => self.ip.addr == v4,
+            IpAddr::V4(v4) => self.ip.is_some_and(|c| c.addr == v4),
             IpAddr::V6(v6) => self.ip6.iter().any(|c| c.addr == v6),
         }
     }
 
     /// Its addresses, IPv4 first, space-separated.
     pub fn addresses(&self) -> String {
-        let mut s = self.ip.to_string();
-        for c in &self.ip6 {
-            s.push(' ');
-            s.push_str(&c.to_string());
-        }
-        s
+        let v4 = self.ip.iter().map(ToString::to_string);
+        let v6 = self.ip6.iter().map(ToString::to_string);
+        v4.chain(v6).collect::<Vec<_>>().join(" ")
     }
 }
 

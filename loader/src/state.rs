@@ -103,7 +103,7 @@ mod tests {
             endpoints: vec![EndpointSpec {
                 bridge: "br0".into(),
                 veth: "veth1".into(),
-                ip: "172.17.0.4/16".parse().expect("valid CIDR"),
+                ip: Some("172.17.0.4/16".parse().expect("valid CIDR")),
                 ip6: vec!["fd00:beef::4/64".parse().expect("valid CIDR")],
                 mac: "02:42:ac:11:00:04".parse().expect("valid MAC"),
             }],

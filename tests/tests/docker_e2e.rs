@@ -384,6 +384,23 @@ fn a_docker_routed_network_is_reached_directly() {
     );
 }
 
+/// The uplink carries IPv6 too (the host 2001:db8:1::1, the client 2001:db8:1::2), and
+/// ip6tables drops what the host forwards and tells conntrack to stay out.
+fn ipv6_uplink(d: &DockerHost) {
+    for (ns, cidr, dev) in [
+        (&d.host, "2001:db8:1::1/64", "up0"),
+        (&d.client, "2001:db8:1::2/64", "eth0"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    let raw = ["-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"];
+    for args in [&raw[..], &["-P", "FORWARD", "DROP"]] {
+        let mut v = vec!["ip6tables"];
+        v.extend_from_slice(args);
+        d.host.exec(&v);
+    }
+}
+
 /// A `--ipv6` Docker network is dual stack under bpfnet: its containers' IPv6 addresses
 /// are registered from Docker (so anti-spoofing knows them), and their IPv6 is switched
 /// between them and reaches the host.
@@ -394,36 +411,7 @@ fn a_docker_ipv6_network_is_dual_stack() {
     }
     let d = DockerHost::new("dk6");
     let (docker, sock) = (&d.docker, &d.files.socket);
-    // The uplink carries IPv6 too, and ip6tables drops what it forwards.
-    d.host.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::1/64",
-        "dev",
-        "up0",
-        "nodad",
-    ]);
-    d.client.ip(&[
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    d.host.exec(&[
-        "ip6tables",
-        "-t",
-        "raw",
-        "-A",
-        "PREROUTING",
-        "-j",
-        "CT",
-        "--notrack",
-    ]);
-    d.host.exec(&["ip6tables", "-P", "FORWARD", "DROP"]);
+    ipv6_uplink(&d);
     let _daemon = d.start_bpfnet();
     docker.ok(&[
         "network",

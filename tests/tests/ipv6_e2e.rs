@@ -779,3 +779,57 @@ fn an_ipv6_syn_flood_leaves_established_connections_working() {
         .expect("echo on the connection after the flood");
     assert_eq!(back, msg);
 }
+
+/// An IPv6-only endpoint (`endpoint add` with IPv6 addresses alone, as Docker's
+/// `--ipv4=false` networks give): its published port and its egress work over IPv6, and
+/// it may send no IPv4 at all, not even from the address its namespace still has.
+#[test]
+fn an_ipv6_only_endpoint_works_over_ipv6_and_sends_no_ipv4() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("v6only");
+    t.add_ipv6();
+    let _d = t.start_daemon();
+    let sock = &t.files.socket;
+    let mac = mac_str(t.container.mac("eth0"));
+    let v6 = format!("{C1}/64");
+    cli_ok(
+        sock,
+        &[
+            "endpoint", "add", "--bridge", BRIDGE, "--veth", "vc0", "--ip", &v6, "--mac", &mac,
+        ],
+    );
+    let listed = cli_ok(sock, &["ls"]);
+    assert!(
+        listed.contains(&v6) && !listed.contains("172.17.0.4/16"),
+        "registered by its IPv6 address alone: {listed}"
+    );
+    cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038")]);
+    let _inside = WhoamiServer::start6(&t.container, 8038);
+    let _outside = WhoamiServer::start6(&t.server, 9000);
+    let _outside4 = WhoamiServer::start(&t.server, 9004);
+    let host = SocketAddr::new(HOST_IP6.into(), 8038);
+    let inbound = seen(tcp_roundtrip(&t.client, host, b"x"));
+    assert!(
+        inbound.starts_with("[2001:db8:1::2]:"),
+        "published over IPv6, the client's address kept: {inbound}"
+    );
+    let out = seen(tcp_roundtrip(
+        &t.container,
+        SocketAddr::new(SERVER_IP6.into(), 9000),
+        b"x",
+    ));
+    assert!(out.starts_with("[2001:db8:1::1]:"), "masqueraded: {out}");
+    let spoofs = counter(sock, "drop-spoof");
+    let v4 = tcp_roundtrip(
+        &t.container,
+        "198.51.100.2:9004".parse().expect("address"),
+        b"x",
+    );
+    assert!(v4.is_err(), "no IPv4 leaves an IPv6-only endpoint");
+    assert!(
+        counter(sock, "drop-spoof") > spoofs,
+        "its IPv4 (its ARP first) is dropped as spoofed"
+    );
+}

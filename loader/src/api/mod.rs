@@ -32,7 +32,9 @@ pub enum Request {
     EndpointAdd {
         bridge: String,
         veth: String,
-        ip: Ipv4Cidr,
+        /// Its IPv4 address (none: an IPv6-only endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<Ipv4Cidr>,
         /// Its IPv6 addresses, if any.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ip6: Vec<Ipv6Cidr>,

@@ -24,8 +24,9 @@ enum Action {
         /// The container's host-side veth.
         #[arg(long)]
         veth: String,
-        /// The container's addresses and prefix lengths: one IPv4 and any IPv6 ones, e.g.
-        /// `--ip 172.18.0.4/16 --ip fd00:beef::4/64` (repeat the flag).
+        /// The container's addresses and prefix lengths: at most one IPv4 and any IPv6
+        /// ones, e.g. `--ip 172.18.0.4/16 --ip fd00:beef::4/64` (repeat the flag); an
+        /// IPv6-only container gives only IPv6 ones.
         #[arg(long = "ip", required = true)]
         ips: Vec<IpCidr>,
         /// The container's MAC (default: the one the bridge has learned on the veth).
@@ -52,12 +53,13 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
                 IpCidr::V4(c) => Some(*c),
                 IpCidr::V6(_) => None,
             });
-            let (Some(ip), None) = (v4.next(), v4.next()) else {
+            let ip = v4.next();
+            if v4.next().is_some() {
                 bail!(
-                    "an endpoint has exactly one IPv4 address (and any number of IPv6 ones); \
+                    "an endpoint has at most one IPv4 address (and any number of IPv6 ones); \
                      pass one --ip a.b.c.d/len"
                 );
-            };
+            }
             let ip6 = ips
                 .iter()
                 .filter_map(|c| match c {

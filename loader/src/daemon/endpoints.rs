@@ -20,7 +20,7 @@ impl Daemon {
         &mut self,
         bridge: String,
         veth: String,
-        ip: Ipv4Cidr,
+        ip: Option<Ipv4Cidr>,
         ip6: Vec<Ipv6Cidr>,
         mac: Option<Mac>,
     ) -> Result<(), ApiError> {
@@ -51,9 +51,16 @@ impl Daemon {
                 reason: format!("`{veth}` is not a port of bridge `{bridge}`"),
             });
         }
-        let addrs: Vec<IpAddr> = std::iter::once(IpAddr::V4(ip.addr))
+        let addrs: Vec<IpAddr> = ip
+            .map(|c| IpAddr::V4(c.addr))
+            .into_iter()
             .chain(ip6.iter().map(|c| IpAddr::V6(c.addr)))
             .collect();
+        if addrs.is_empty() {
+            return Err(ApiError::Invalid {
+                reason: "an endpoint needs at least one address".into(),
+            });
+        }
         for (i, &addr) in addrs.iter().enumerate() {
             if addrs[..i].contains(&addr) {
                 return Err(ApiError::Invalid {
@@ -82,7 +89,7 @@ impl Daemon {
             Ok(())
         })?;
         self.sync_endpoints();
-        info!(ip = %ip, %mac, "endpoint added");
+        info!(ips = ?addrs, %mac, "endpoint added");
         Ok(())
     }
 
@@ -140,7 +147,9 @@ impl Daemon {
                         flags: 0,
                         _pad: 0,
                     };
-                    want_eps.insert(u32::from_ne_bytes(e.ip.addr.octets()), ep);
+                    if let Some(c) = e.ip {
+                        want_eps.insert(u32::from_ne_bytes(c.addr.octets()), ep);
+                    }
                     for c in &e.ip6 {
                         want_eps6.insert(Ip6::from_octets(c.addr.octets()), ep);
                     }
@@ -148,7 +157,7 @@ impl Daemon {
                 }
                 None => {
                     waiting += 1;
-                    debug!(veth = %e.veth, ip = %e.ip, "endpoint's veth is absent; waiting for it");
+                    debug!(veth = %e.veth, ips = %e.addresses(), "endpoint's veth is absent; waiting for it");
                 }
             }
         }
@@ -174,26 +183,31 @@ impl Daemon {
             .filter(|(ip, ep)| unclaimed(ep) && !want_eps6.contains_key(ip))
             .collect();
         // Each veth's owner: its first endpoint's IPv4 (by address, registered before
-        // learned) and MAC; its IPv6 addresses are known when registered or learned.
+        // learned) and MAC; its IPv6 addresses are known when registered or learned. A
+        // registered endpoint names every address: its veth sends no IPv4 but its own,
+        // none at all when it has no IPv4.
         let mut owners: BTreeMap<u32, Owner> = BTreeMap::new();
         for (&ip, ep) in want_eps.iter().chain(learned.iter()) {
             owners.entry(ep.ifindex).or_insert(Owner {
                 mac: ep.mac,
                 ip: Some(ip),
+                enforce: true,
                 v6: false,
             });
         }
-        let v6_known = claimed
-            .iter()
-            .map(|(&i, &mac)| (i, mac))
-            .chain(learned6.values().map(|ep| (ep.ifindex, ep.mac)));
-        for (ifindex, mac) in v6_known {
+        for (&ifindex, &mac) in &claimed {
+            let o = owners.entry(ifindex).or_insert(Owner {
+                mac,
+                ..Owner::default()
+            });
+            (o.enforce, o.v6) = (true, true);
+        }
+        for ep in learned6.values() {
             owners
-                .entry(ifindex)
+                .entry(ep.ifindex)
                 .or_insert(Owner {
-                    mac,
-                    ip: None,
-                    v6: false,
+                    mac: ep.mac,
+                    ..Owner::default()
                 })
                 .v6 = true;
         }
@@ -223,7 +237,7 @@ impl Daemon {
     pub(super) fn port(&self, bridge: u32, owner: Option<Owner>) -> Port {
         let o = owner.unwrap_or_default();
         let mut flags = 0;
-        if o.ip.is_some() {
+        if o.enforce {
             flags |= PORT_ENFORCE;
         }
         if o.v6 {
@@ -245,6 +259,9 @@ pub(super) struct Owner {
     mac: [u8; 6],
     /// Its IPv4 (network order), when known.
     ip: Option<u32>,
+    /// Whether every address it may send from is known (`PORT_ENFORCE`): its IPv4 one,
+    /// or all of them when registered.
+    enforce: bool,
     /// Whether its IPv6 addresses are known (registered, or one bound by the datapath).
     v6: bool,
 }

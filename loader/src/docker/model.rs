@@ -14,7 +14,8 @@ use crate::{
 pub struct Attachment {
     pub network_id: String,
     pub network: String,
-    pub ip: Ipv4Cidr,
+    /// Its IPv4 address (none on an IPv6-only network, `--ipv4=false`).
+    pub ip: Option<Ipv4Cidr>,
     /// Its global (or unique local) IPv6 address on a `--ipv6` network.
     pub ip6: Option<Ipv6Cidr>,
     pub mac: Mac,
@@ -48,8 +49,15 @@ fn ipv6(addr: Option<&str>, len: Option<i64>) -> Option<Ipv6Cidr> {
     format!("{addr}/{}", len?).parse().ok()
 }
 
-/// A running container's networking; None when it is not running or has no IPv4
-/// address on any network.
+/// An endpoint's IPv4 address, when Docker gave it one (it writes "" and 0 on an
+/// IPv6-only network).
+fn ipv4(addr: Option<&str>, len: Option<i64>) -> Option<Ipv4Cidr> {
+    let addr: Ipv4Addr = addr?.parse().ok()?;
+    format!("{addr}/{}", len?).parse().ok()
+}
+
+/// A running container's networking (its attachments with an address of either
+/// family); None when it is not running.
 pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
     if !c.state.as_ref()?.running? {
         return None;
@@ -60,13 +68,16 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
         .iter()
         .flatten()
         .filter_map(|(name, ep)| {
-            let addr: Ipv4Addr = ep.ip_address.as_deref()?.parse().ok()?;
-            let len = u8::try_from(ep.ip_prefix_len?).ok()?;
+            let ip = ipv4(ep.ip_address.as_deref(), ep.ip_prefix_len);
+            let ip6 = ipv6(ep.global_ipv6_address.as_deref(), ep.global_ipv6_prefix_len);
+            if ip.is_none() && ip6.is_none() {
+                return None;
+            }
             Some(Attachment {
                 network_id: ep.network_id.clone()?,
                 network: name.clone(),
-                ip: format!("{addr}/{len}").parse().ok()?,
-                ip6: ipv6(ep.global_ipv6_address.as_deref(), ep.global_ipv6_prefix_len),
+                ip,
+                ip6,
                 mac: ep.mac_address.as_deref()?.parse().ok()?,
             })
         })
@@ -105,7 +116,8 @@ pub fn container_net(c: &ContainerInspectResponse) -> Option<ContainerNet> {
 /// One binding of `"8038/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8038"}]` to the
 /// container's address on `target`: an IPv4 binding (`0.0.0.0`, none, an IPv4 address)
 /// to its IPv4 address, an IPv6 one (`::`, an IPv6 address) to its IPv6 address, left
-/// out when it has none there.
+/// out when it has no address of that family there (as Docker without its userland
+/// proxy leaves it).
 fn publish(target: &Attachment, port: &str, b: &PortBinding) -> Option<PublishSpec> {
     let (cport, proto) = port.split_once('/').unwrap_or((port, "tcp"));
     let proto = match proto {
@@ -118,7 +130,7 @@ fn publish(target: &Attachment, port: &str, b: &PortBinding) -> Option<PublishSp
         ip => ip.parse::<IpAddr>().ok()?,
     };
     let container_ip = match host_ip {
-        IpAddr::V4(_) => IpAddr::V4(target.ip.addr),
+        IpAddr::V4(_) => IpAddr::V4(target.ip?.addr),
         IpAddr::V6(_) => IpAddr::V6(target.ip6?.addr),
     };
     let host_port = PortRange::parse(b.host_port.as_deref()?)?;

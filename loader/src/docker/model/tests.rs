@@ -30,7 +30,7 @@ fn a_container_on_two_networks_with_tcp_and_localhost_udp_ports() {
     let nets: Vec<(&str, String, String)> = c
         .attachments
         .iter()
-        .map(|a| (a.network.as_str(), a.ip.to_string(), a.mac.to_string()))
+        .map(|a| (a.network.as_str(), cidr(a), a.mac.to_string()))
         .collect();
     assert_eq!(
         nets,
@@ -86,6 +86,42 @@ fn web_with_ipv6_bindings() -> ContainerInspectResponse {
     inspect
 }
 
+/// An attachment's IPv4 address as text ("" when it has none).
+fn cidr(a: &Attachment) -> String {
+    a.ip.map(|c| c.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn an_ipv6_only_network_gives_an_attachment_without_ipv4_and_only_its_ipv6_publishes() {
+    let mut inspect = web_with_ipv6_bindings();
+    with_ipv6(&mut inspect, "bridge", "fd00:beef::2");
+    // `--ipv4=false`: Docker writes no IPv4 address.
+    let ep = inspect
+        .network_settings
+        .as_mut()
+        .and_then(|s| s.networks.as_mut())
+        .and_then(|n| n.get_mut("bridge"))
+        .expect("on bridge");
+    (ep.ip_address, ep.ip_prefix_len) = (Some(String::new()), Some(0));
+    let c = container_net(&inspect).expect("running");
+    let bridge = &c.attachments[0];
+    assert_eq!(bridge.network, "bridge");
+    assert_eq!(bridge.ip, None, "no IPv4 on an IPv6-only network");
+    assert_eq!(
+        bridge.ip6.map(|c| c.to_string()).as_deref(),
+        Some("fd00:beef::2/64")
+    );
+    assert_eq!(
+        specs(&c),
+        [
+            "8038:[fd00:beef::2]:8038/tcp",
+            "[::1]:9090:[fd00:beef::2]:9090/udp",
+            "[2001:db8::1]:5353:[fd00:beef::2]:53/udp",
+        ],
+        "IPv4 bindings have nowhere to lead"
+    );
+}
+
 /// Gives the container `ip6` on network `name`, as Docker reports a `--ipv6` network's.
 fn with_ipv6(inspect: &mut ContainerInspectResponse, name: &str, ip6: &str) {
     let ep = inspect
@@ -138,7 +174,7 @@ fn a_custom_network_only_container_publishes_nothing_and_gets_its_address() {
     assert!(c.publishes.is_empty());
     assert_eq!(c.attachments.len(), 1);
     assert_eq!(c.attachments[0].network, "net1");
-    assert_eq!(c.attachments[0].ip.to_string(), "172.30.0.2/24");
+    assert_eq!(cidr(&c.attachments[0]), "172.30.0.2/24");
 }
 
 #[test]
