@@ -22,7 +22,7 @@ use crate::{
     container,
     family::stage,
     l2::{self, L2},
-    maps::{endpoint6, is_host6},
+    maps::endpoint6,
     parse::{
         self, ETH_HLEN, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled,
     },
@@ -96,15 +96,27 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
         return Err(verdict(ctx, reason));
     }
     if !l2.routed() {
-        // Switched within the network past the bridge's netfilter hooks, as IPv4 is.
-        return Err(if l2.dst_mac[0] & 1 != 0 {
-            l2::flood(ctx, l2)
-        } else {
-            l2::forward_switched(ctx, l2, &chain.dst)
-        });
+        // Switched within the network past the bridge's netfilter hooks, as IPv4 is:
+        // multicast flooded, the link's own traffic (neighbour discovery, link-local
+        // addresses) forwarded as it is. Any other unicast takes the generic path,
+        // which looks its flow up first (a neighbour answering a hairpin flow is
+        // translated back) and then switches it, under the network's ICC policy.
+        if l2.dst_mac[0] & 1 != 0 {
+            return Err(l2::flood(ctx, l2));
+        }
+        if chain.icmp >= ICMPV6_ROUTER_SOLICIT && chain.icmp <= ICMPV6_REDIRECT
+            || chain.src.is_link_local()
+            || chain.dst.is_link_local()
+            || chain.src.is_unspecified()
+        {
+            return Err(l2::forward_switched(ctx, l2, &chain.dst));
+        }
+        return packet(ctx, ETH_HLEN, &chain).map_err(|reason| verdict(ctx, reason));
     }
-    if chain.dst.is_link_local() || chain.dst.is_multicast() || is_host6(&chain.dst) {
-        // For the host itself: left to its stack.
+    if chain.dst.is_link_local() || chain.dst.is_multicast() {
+        // For the host on this link (neighbour discovery, MLD): left to its stack. A
+        // packet for one of the host's global or unique local addresses goes on, as
+        // IPv4's does, so a published port there is reached by hairpin.
         return Err(verdict(ctx, Reason::Pass));
     }
     if chain.src.is_link_local() {

@@ -7,13 +7,15 @@
 //! programs see every namespace.
 use aya_ebpf::{
     EbpfContext,
+    bindings::bpf_sock_addr,
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
 use common::{CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
-    maps::{CONFIG, HOST_UDP, HOST_UDP6, SOCK_REVNAT, SOCK_REVNAT6},
+    family::Family,
+    maps::{CONFIG, SOCK_REVNAT, SOCK_REVNAT6},
     nat::published,
 };
 
@@ -29,6 +31,33 @@ fn ours(ctx: &SockAddrContext) -> bool {
     cfg.netns_cookie != 0 && unsafe { bpf_get_netns_cookie(ctx.as_ptr()) } == cfg.netns_cookie
 }
 
+/// Record the answer a host socket's UDP datagram to `remote` (this call's destination)
+/// expects, in its family's `host_udp` map: from then on it is the host's, whatever a
+/// publish covers.
+///
+/// # Safety
+/// `sa` is the kernel's bpf_sock_addr of a sendmsg4/sendmsg6 call.
+#[inline(always)]
+unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
+    // SAFETY: the caller's bpf_sock_addr: the socket, its protocol and source port, and
+    // the destination port are readable for sendmsg.
+    unsafe {
+        let sk = (*sa).__bindgen_anon_1.sk;
+        if sk.is_null() || (*sa).protocol != u32::from(PROTO_UDP) {
+            return;
+        }
+        let answer = CtKey {
+            src_ip: remote,
+            dst_ip: A::ZERO,
+            src_port: (*sa).user_port as u16,
+            dst_port: ((*sk).src_port as u16).to_be(),
+            proto: PROTO_UDP,
+            _pad: [0; 3],
+        };
+        let _ = A::host_udp().insert(answer, 0, 0);
+    }
+}
+
 /// sendmsg4: a datagram a host socket sends; its answers are the host's (recorded), and
 /// a published destination becomes its backend.
 #[inline(always)]
@@ -36,23 +65,8 @@ pub fn host_datagram(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
-    // SAFETY: the kernel's bpf_sock_addr for this call: user_ip4/user_port and the
-    // socket's source port are readable for sendmsg4.
-    unsafe {
-        let sa = ctx.sock_addr;
-        let sk = (*sa).__bindgen_anon_1.sk;
-        if !sk.is_null() && (*sa).protocol == u32::from(PROTO_UDP) {
-            let answer = CtKey {
-                src_ip: (*sa).user_ip4,
-                dst_ip: 0,
-                src_port: (*sa).user_port as u16,
-                dst_port: ((*sk).src_port as u16).to_be(),
-                proto: PROTO_UDP,
-                _pad: [0; 3],
-            };
-            let _ = HOST_UDP.insert(answer, 0, 0);
-        }
-    }
+    // SAFETY: the kernel's bpf_sock_addr for this sendmsg4 call.
+    unsafe { record_answer(ctx.sock_addr, (*ctx.sock_addr).user_ip4) };
     to_backend(ctx)
 }
 
@@ -127,24 +141,16 @@ pub fn host_datagram6(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
-    // SAFETY: the kernel's bpf_sock_addr for this call: user_ip6/user_port and the
-    // socket's source port are readable for sendmsg6.
+    // SAFETY: the kernel's bpf_sock_addr for this sendmsg6 call. Its address is read a
+    // word at a time, each load from the context itself (the verifier refuses a load
+    // through a context pointer moved first, which a copy of the array may compile to).
     unsafe {
         let sa = ctx.sock_addr;
-        let sk = (*sa).__bindgen_anon_1.sk;
-        if !sk.is_null() && (*sa).protocol == u32::from(PROTO_UDP) {
-            let answer = CtKey {
-                src_ip: Ip6 {
-                    words: (*sa).user_ip6,
-                },
-                dst_ip: Ip6::UNSPECIFIED,
-                src_port: (*sa).user_port as u16,
-                dst_port: ((*sk).src_port as u16).to_be(),
-                proto: PROTO_UDP,
-                _pad: [0; 3],
-            };
-            let _ = HOST_UDP6.insert(answer, 0, 0);
-        }
+        let w = |i: usize| core::ptr::read_volatile(&raw const (*sa).user_ip6[i]);
+        let remote = Ip6 {
+            words: [w(0), w(1), w(2), w(3)],
+        };
+        record_answer(sa, remote);
     }
     to_backend6(ctx)
 }

@@ -191,11 +191,7 @@ where
     common::CtKey<A>: aya::Pod,
     common::CtValue<A>: aya::Pod,
 {
-    use aya::maps::{HashMap, Map, MapData};
-    let pin = pin_dir.join(table);
-    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
-    let mut ct: HashMap<_, common::CtKey<A>, common::CtValue<A>> =
-        HashMap::try_from(Map::LruHashMap(map)).expect("a CT map");
+    let mut ct = pinned_ct::<A>(pin_dir, table);
     let replies: Vec<common::CtKey<A>> = ct
         .iter()
         .filter_map(Result::ok)
@@ -222,10 +218,24 @@ where
     common::CtKey<A>: aya::Pod,
     common::CtValue<A>: aya::Pod,
 {
+    pinned_ct::<A>(pin_dir, table)
+        .keys()
+        .filter_map(Result::ok)
+        .count()
+}
+
+/// The pinned CT table `table` of `pin_dir`, opened from userspace.
+fn pinned_ct<A>(
+    pin_dir: &Path,
+    table: &str,
+) -> aya::maps::HashMap<aya::maps::MapData, common::CtKey<A>, common::CtValue<A>>
+where
+    A: common::Addr,
+    common::CtKey<A>: aya::Pod,
+    common::CtValue<A>: aya::Pod,
+{
     use aya::maps::{HashMap, Map, MapData};
     let pin = pin_dir.join(table);
     let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
-    let ct: HashMap<_, common::CtKey<A>, common::CtValue<A>> =
-        HashMap::try_from(Map::LruHashMap(map)).expect("a CT map");
-    ct.keys().filter_map(Result::ok).count()
+    HashMap::try_from(Map::LruHashMap(map)).expect("a CT map")
 }

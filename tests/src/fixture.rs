@@ -241,7 +241,11 @@ pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + S
     let pins = pin_dir.clone();
     let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         ns.run(move || {
-            let dp = Datapath::load(pins.as_ref(), ct_entries).expect("datapath loads");
+            let sizes = bpfnet::datapath::CtEntries {
+                ipv4: ct_entries,
+                ipv6: ct_entries,
+            };
+            let dp = Datapath::load(pins.as_ref(), sizes).expect("datapath loads");
             let mut fx = Fixture { dp, uplink, bridge };
             fx.managed(&CONTAINERS);
             f(&mut fx);

@@ -37,13 +37,18 @@ pub fn frame6(
     ether(0x86dd, &h)
 }
 
-/// A TCP segment with `flags` and sequence number `seq`.
+/// A TCP segment with `flags` and sequence number `seq` (acknowledging nothing).
 pub fn tcp6(src: Addr6, dst: Addr6, flags: u8, seq: u32) -> Vec<u8> {
+    tcp6_seq(src, dst, flags, (seq, 0))
+}
+
+/// A TCP segment with `flags`, sequence and acknowledgment numbers.
+pub fn tcp6_seq(src: Addr6, dst: Addr6, flags: u8, (seq, ack): (u32, u32)) -> Vec<u8> {
     let mut l4 = Vec::new();
     l4.extend_from_slice(&src.1.to_be_bytes());
     l4.extend_from_slice(&dst.1.to_be_bytes());
     l4.extend_from_slice(&seq.to_be_bytes());
-    l4.extend_from_slice(&0u32.to_be_bytes());
+    l4.extend_from_slice(&ack.to_be_bytes());
     l4.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     frame6(NEXT_TCP, (src.0, dst.0), 64, l4, 16)
 }

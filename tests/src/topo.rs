@@ -68,6 +68,17 @@ pub fn harden_firewall(host: &Netns) {
     host.exec(&["iptables", "-P", "FORWARD", "DROP"]);
 }
 
+/// `harden_firewall`'s rules for IPv6: ip6tables tells conntrack to stay out and drops
+/// what the host forwards.
+pub fn harden_firewall6(host: &Netns) {
+    let raw = ["-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"];
+    for args in [&raw[..], &["-P", "FORWARD", "DROP"]] {
+        let mut v = vec!["ip6tables"];
+        v.extend_from_slice(args);
+        host.exec(&v);
+    }
+}
+
 /// A bridge `name` in `host` with address `cidr`, up.
 pub fn add_bridge(host: &Netns, name: &str, cidr: &str) {
     host.ip(&["link", "add", name, "type", "bridge"]);

@@ -20,7 +20,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{forward_policy, harden_firewall, wire_server, wire_uplink},
+    topo::{forward_policy, harden_firewall, harden_firewall6, wire_server, wire_uplink},
     unique, wait_for,
 };
 
@@ -393,12 +393,7 @@ fn ipv6_uplink(d: &DockerHost) {
     ] {
         ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
     }
-    let raw = ["-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"];
-    for args in [&raw[..], &["-P", "FORWARD", "DROP"]] {
-        let mut v = vec!["ip6tables"];
-        v.extend_from_slice(args);
-        d.host.exec(&v);
-    }
+    harden_firewall6(&d.host);
 }
 
 /// A `--ipv6` Docker network is dual stack under bpfnet: its containers' IPv6 addresses

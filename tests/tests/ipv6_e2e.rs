@@ -20,7 +20,7 @@ use bpfnet_tests::{
     packet6::tcp6,
     raw::{send_frames6, send_l2},
     require_root,
-    topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology},
+    topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology, harden_firewall6},
     wait_for,
 };
 use common::{Ip6, names};
@@ -73,14 +73,7 @@ fn ipv6_uplink(t: &Topology) {
         "eth0",
         "nodad",
     ]);
-    for args in [
-        &["-t", "raw", "-A", "PREROUTING", "-j", "CT", "--notrack"][..],
-        &["-P", "FORWARD", "DROP"],
-    ] {
-        let mut v = vec!["ip6tables"];
-        v.extend_from_slice(args);
-        t.host.exec(&v);
-    }
+    harden_firewall6(&t.host);
 }
 
 /// Register both containers with their IPv4 and IPv6 (`v6`: their IPv6 CIDRs).
@@ -733,7 +726,7 @@ fn an_ipv6_syn_flood_leaves_established_connections_working() {
     // The flood's sources lie outside; replies to them die at the client.
     t.client
         .ip(&["-6", "route", "add", "blackhole", "2001:db8:ffff::/48"]);
-    let _d = t.start_daemon_with(&["--ct-entries", "256"]);
+    let _d = t.start_daemon_with(&["--ct6-entries", "256"]);
     let sock = &t.files.socket;
     let _e = EchoServer::start6(&t.container, 8038);
     cli_ok(sock, &["publish", &format!("[::]:8038:[{C1}]:8038")]);
@@ -832,4 +825,83 @@ fn an_ipv6_only_endpoint_works_over_ipv6_and_sends_no_ipv4() {
         counter(sock, "drop-spoof") > spoofs,
         "its IPv4 (its ARP first) is dropped as spoofed"
     );
+}
+
+/// Hairpin over IPv6, on a host whose ip6tables drops what it forwards (bridged frames
+/// included) and keeps conntrack out: a container reaches a published port at the
+/// host's IPv6 address and at its gateway's, whether the backend is another container
+/// or itself.
+#[test]
+fn ipv6_hairpin_reaches_own_and_other_published_ports() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("hairpin6");
+    t.add_ipv6();
+    t.host
+        .exec(&["sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=1"]);
+    harden_firewall6(&t.host);
+    let _d = t.start_daemon();
+    let _e = EchoServer::start6(&t.container, 8038);
+    cli_ok(
+        &t.files.socket,
+        &["publish", &format!("[::]:8038:[{C1}]:8038")],
+    );
+    for (who, ns) in [
+        ("another container", &t.container2),
+        ("the backend itself", &t.container),
+    ] {
+        for to in [HOST_IP6.to_string(), GATEWAY.to_string()] {
+            let to = v6(&to, 8038);
+            let got =
+                tcp_roundtrip(ns, to, b"hairpin").unwrap_or_else(|e| panic!("{who} → {to}: {e}"));
+            assert_eq!(got, b"8038:hairpin", "{who} → {to}");
+        }
+    }
+}
+
+/// Two IPv6 networks on one permissive host (the host forwards everything): without
+/// bpfnet a container reaches the other network's container (the control); with it,
+/// neither reaches the other, in either direction, and each drop is counted; a
+/// container on both networks reaches both.
+#[test]
+fn ipv6_networks_are_isolated_end_to_end() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("iso6");
+    t.add_ipv6();
+    let c3 = t.add_second_network();
+    for (ns, dev, cidr) in [
+        (&t.host, "br1", "fd00:18::1/64"),
+        (&c3, "eth0", "fd00:18::3/64"),
+        (&t.container2, "eth1", "fd00:18::5/64"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    c3.ip(&["-6", "route", "add", "default", "via", "fd00:18::1"]);
+    t.host
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    let _w1 = WhoamiServer::start6(&t.container, 8038);
+    let _w3 = WhoamiServer::start6(&c3, 8038);
+    let (to_c1, to_c3) = (v6(C1, 8038), v6("fd00:18::3", 8038));
+    tcp_roundtrip(&t.container, to_c3, b"x").expect("the control: routed without bpfnet");
+    let _d = t.start_daemon_with(&["--bridge", "br1"]);
+    let sock = &t.files.socket;
+    let isolated = counter(sock, "drop-isolation");
+    let timed_out = ErrorKind::TimedOut;
+    assert_fails(
+        "C1 → C3",
+        tcp_roundtrip(&t.container, to_c3, b"x"),
+        timed_out,
+    );
+    assert_fails("C3 → C1", tcp_roundtrip(&c3, to_c1, b"x"), timed_out);
+    assert!(
+        counter(sock, "drop-isolation") >= isolated + 2,
+        "both directions' drops are counted"
+    );
+    for to in [to_c1, to_c3] {
+        tcp_roundtrip(&t.container2, to, b"x")
+            .unwrap_or_else(|e| panic!("the container on both networks → {to}: {e}"));
+    }
 }

@@ -11,9 +11,10 @@ use bpfnet_tests::{
     fixture::{
         CLIENT_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture,
     },
-    packet::{TCP_ACK, TCP_SYN},
+    packet::{TCP_ACK, TCP_RST, TCP_SYN},
     packet6::{
-        Addr6, View6, echo6, fragments_checksum_ok, icmp6_error, tcp6, udp6, udp6_fragments,
+        Addr6, View6, echo6, fragments_checksum_ok, icmp6_error, tcp6, tcp6_seq, udp6,
+        udp6_fragments,
     },
     require_root,
     tables::{PORTS, setup},
@@ -531,6 +532,113 @@ fn a_hop_limit_ending_at_the_host_is_answered_with_time_exceeded() {
         assert!(
             fx.dp.maps.ct6.keys().next().is_none() && fx.dp.maps.ct6_new.keys().next().is_none(),
             "no flow for it"
+        );
+    });
+}
+
+/// What an attacker tries on IPv6 flows, refused as on IPv4's: a SYN-ACK or bare ACK to a
+/// published port opens nothing; a container's unsolicited reply is never masqueraded; a
+/// flow moves to the main table only with the handshake's last ACK, acknowledging the
+/// answer (a guessed one leaves it where a flood's flows stay); a blind RST outside the
+/// window changes nothing, the peer's own RST is accepted.
+#[test]
+fn ipv6_packets_outside_a_flow_change_nothing() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("attack6", 4096, |fx| {
+        setup6(fx);
+        let client: Addr6 = (SERVER6, 40000);
+        for (name, flags) in [("SYN-ACK", TCP_SYN | TCP_ACK), ("bare ACK", TCP_ACK)] {
+            step6(
+                fx,
+                &format!("{name} to a published port"),
+                IN,
+                &tcp6(client, (HOST6, 8038), flags, 1),
+                TC_ACT_OK,
+                &[Pass],
+            );
+            step6(
+                fx,
+                &format!("untracked {name} from a container"),
+                OUT,
+                &tcp6((C1, 8080), (SERVER6, 40001), flags, 1),
+                TC_ACT_SHOT,
+                &[DropNoFlow],
+            );
+        }
+        let tracked = |fx: &Fixture| {
+            let main = fx.dp.maps.ct6.keys().filter_map(Result::ok).count();
+            let new = fx.dp.maps.ct6_new.keys().filter_map(Result::ok).count();
+            (main, new)
+        };
+        assert_eq!(
+            tracked(fx),
+            (0, 0),
+            "no flow from packets that are no flow's first"
+        );
+        step6(
+            fx,
+            "SYN in",
+            IN,
+            &tcp6_seq(client, (HOST6, 8038), TCP_SYN, (1000, 0)),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        step6(
+            fx,
+            "SYN-ACK out",
+            OUT,
+            &tcp6_seq((C1, 8080), client, TCP_SYN | TCP_ACK, (5000, 1001)),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+        step6(
+            fx,
+            "an ACK with a guessed acknowledgment",
+            IN,
+            &tcp6_seq(client, (HOST6, 8038), TCP_ACK, (1001, 5001 + 100_000)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(
+            tracked(fx),
+            (0, 2),
+            "answered, not acknowledged: a new flow still"
+        );
+        step6(
+            fx,
+            "the handshake's last ACK",
+            IN,
+            &tcp6_seq(client, (HOST6, 8038), TCP_ACK, (1001, 5001)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(tracked(fx), (2, 0), "an exchange: in the main table");
+        // An off-path host spoofing the client does not know its sequence numbers.
+        for seq in [
+            200_000,
+            1001 + 70_000,
+            1001u32.wrapping_sub(70_000),
+            0x8000_0000,
+        ] {
+            step6(
+                fx,
+                "a RST outside the client's window",
+                IN,
+                &tcp6_seq(client, (HOST6, 8038), TCP_RST, (seq, 0)),
+                TC_ACT_SHOT,
+                &[DropTcpWindow],
+            );
+        }
+        assert_eq!(tracked(fx), (2, 0), "the flow lives on");
+        step6(
+            fx,
+            "the client's own RST",
+            IN,
+            &tcp6_seq(client, (HOST6, 8038), TCP_RST, (1001, 0)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
         );
     });
 }

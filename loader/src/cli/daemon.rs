@@ -50,10 +50,14 @@ pub struct Args {
     /// when it lies in the range and is free.
     #[arg(long, value_name = "RANGE", default_value = "1024-65535")]
     snat_ports: SnatPorts,
-    /// Size of each family's connection-tracking map (two entries per flow).
+    /// Size of the IPv4 connection-tracking map (two entries per flow).
     #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
     ct_entries: u32,
+    /// Size of the IPv6 connection-tracking map (two entries per flow).
+    #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
+    ct6_entries: u32,
     /// Idle timeouts overriding the defaults, e.g. `udp=30,closed=5` (names: syn,
     /// established, closing, time_wait, closed, udp, icmp; seconds).
     #[arg(long, value_name = "NAME=SECS,...")]
@@ -103,7 +107,10 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         follow_docker: !args.no_docker,
         docker_resync: Duration::from_secs(args.docker_resync),
         snat_ports: (args.snat_ports.0.start, args.snat_ports.0.end),
-        ct_entries: args.ct_entries,
+        ct_entries: bpfnet::datapath::CtEntries {
+            ipv4: args.ct_entries,
+            ipv6: args.ct6_entries,
+        },
         timeouts: args.ct_timeouts.unwrap_or_default(),
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),
         cgroup: args.cgroup,

@@ -75,7 +75,7 @@ pub struct Config {
     pub docker_resync: Duration,
     /// SNAT source ports, inclusive, host order.
     pub snat_ports: (u16, u16),
-    pub ct_entries: u32,
+    pub ct_entries: crate::datapath::CtEntries,
     pub timeouts: Timeouts,
     pub sweep_interval: Duration,
     /// cgroup2 directory for the socket programs (None: the mounted root).

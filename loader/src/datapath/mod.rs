@@ -151,6 +151,15 @@ pub struct Datapath {
     sweep_maps: SweepMaps,
 }
 
+/// The sizes of each family's main flow table (`--ct-entries`, `--ct6-entries`); each
+/// new-flow table is a quarter of its main one. Tables are allocated whole, so a family
+/// sized for flows it never sees costs memory (and sweep time) for nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtEntries {
+    pub ipv4: u32,
+    pub ipv6: u32,
+}
+
 /// `BPF_F_IPV6` for `bpf_l4_csum_replace` on kernels that know it (6.16 on; older ones
 /// refuse unknown flags, so they get 0 and keep their old handling).
 fn csum_ipv6_flag() -> u64 {
@@ -164,16 +173,17 @@ fn csum_ipv6_flag() -> u64 {
 impl Datapath {
     /// Load the programs and create or reuse the maps pinned under `pin_dir` (mounting
     /// bpffs first when it is absent). A pinned map whose type, sizes or flags differ
-    /// from the object's is refused, except that `ct_entries` sizes the CT map: a pinned
-    /// CT map of another size is replaced (its flows are lost, which is logged).
-    pub fn load(pin_dir: &Path, ct_entries: u32) -> Result<Self, DatapathError> {
+    /// from the object's is refused, except that `ct` sizes the CT maps: a pinned CT map
+    /// of another size is replaced (its flows are lost, which is logged).
+    pub fn load(pin_dir: &Path, ct: CtEntries) -> Result<Self, DatapathError> {
+        let ct_entries = ct.ipv4;
         bpffs::prepare(pin_dir)?;
         // Every size the flags set, for the loader and for the pin check alike.
         let max_entries = [
             (names::CT, ct_entries),
             (names::CT_NEW, ct_new_entries(ct_entries)),
-            (names::CT6, ct_entries),
-            (names::CT6_NEW, ct_new_entries(ct_entries)),
+            (names::CT6, ct.ipv6),
+            (names::CT6_NEW, ct_new_entries(ct.ipv6)),
             // Counters are replaced (reset) when a new bpfnet counts more reasons.
             (names::STATS, common::Reason::COUNT),
         ];
@@ -240,7 +250,7 @@ impl Datapath {
         &self.pin_dir
     }
 
-    /// The size of the main flow table (`--ct-entries`).
+    /// The size of the main IPv4 flow table (`--ct-entries`).
     pub fn ct_entries(&self) -> u32 {
         self.ct_entries
     }
