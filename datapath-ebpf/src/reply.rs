@@ -65,6 +65,31 @@ fn send_back(ctx: &TcContext, built: Result<(), Reason>) -> i32 {
     }
 }
 
+/// Make the packet (network header at `l3`) into the frame of an error about it: `room`
+/// bytes for the new headers in front of its first `quote` bytes, the rest cut, and
+/// the Ethernet addresses (when there are any) swapped, back to the neighbour it came
+/// from. On an L3 device the room goes in front of the packet (its "MAC header" is
+/// empty).
+#[inline(always)]
+fn turn_around(ctx: &TcContext, l3: usize, room: usize, quote: usize) -> Result<(), Reason> {
+    let macs: [[u8; 6]; 2] = if l3 != 0 {
+        ctx.load(0).map_err(|_| Reason::DropRewrite)?
+    } else {
+        [[0; 6]; 2]
+    };
+    ctx.adjust_room(room as i32, BPF_ADJ_ROOM_MAC, 0)
+        .map_err(|_| Reason::DropRewrite)?;
+    // SAFETY: helper on this program's context; the new length keeps the quoted part.
+    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (l3 + room + quote) as u32, 0) } != 0 {
+        return Err(Reason::DropRewrite);
+    }
+    if l3 != 0 {
+        ctx.store(0, &[macs[1], macs[0]], 0)
+            .map_err(|_| Reason::DropRewrite)?;
+    }
+    Ok(())
+}
+
 #[inline(always)]
 fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     let l3 = p.l3_off();
@@ -73,23 +98,7 @@ fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     if !quote.is_multiple_of(2) || quote > MAX_QUOTE {
         return Err(Reason::DropTtl);
     }
-    let macs: [[u8; 6]; 2] = if l3 != 0 {
-        ctx.load(0).map_err(|_| Reason::DropRewrite)?
-    } else {
-        [[0; 6]; 2]
-    };
-    // On an L3 device the room goes in front of the packet (its "MAC header" is empty).
-    ctx.adjust_room(ROOM as i32, BPF_ADJ_ROOM_MAC, 0)
-        .map_err(|_| Reason::DropRewrite)?;
-    // SAFETY: helper on this program's context; the new length keeps the quoted part.
-    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (l3 + ROOM + quote) as u32, 0) } != 0 {
-        return Err(Reason::DropRewrite);
-    }
-    if l3 != 0 {
-        // Back to the neighbour it came from.
-        ctx.store(0, &[macs[1], macs[0]], 0)
-            .map_err(|_| Reason::DropRewrite)?;
-    }
+    turn_around(ctx, l3, ROOM, quote)?;
     let tot = ((ROOM + quote) as u16).to_be_bytes();
     let mut ip = [0u8; 20];
     ip[..12].copy_from_slice(&[0x45, 0xc0, tot[0], tot[1], 0, 0, 0, 0, 64, PROTO_ICMP, 0, 0]);
@@ -121,21 +130,7 @@ fn build6(ctx: &TcContext, p: &Packet<Ip6>) -> Result<(), Reason> {
     if !quote.is_multiple_of(2) {
         return Err(Reason::DropTtl);
     }
-    let macs: [[u8; 6]; 2] = if l3 != 0 {
-        ctx.load(0).map_err(|_| Reason::DropRewrite)?
-    } else {
-        [[0; 6]; 2]
-    };
-    ctx.adjust_room(ROOM6 as i32, BPF_ADJ_ROOM_MAC, 0)
-        .map_err(|_| Reason::DropRewrite)?;
-    // SAFETY: helper on this program's context; the new length keeps the quoted part.
-    if unsafe { bpf_skb_change_tail(ctx.skb.skb, (l3 + ROOM6 + quote) as u32, 0) } != 0 {
-        return Err(Reason::DropRewrite);
-    }
-    if l3 != 0 {
-        ctx.store(0, &[macs[1], macs[0]], 0)
-            .map_err(|_| Reason::DropRewrite)?;
-    }
+    turn_around(ctx, l3, ROOM6, quote)?;
     let len = (8 + quote) as u16;
     let head: [u8; 8] = {
         let l = len.to_be_bytes();
