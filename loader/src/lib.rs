@@ -1,6 +1,7 @@
 //! bpfnet: an eBPF fast-path datapath for containers. This crate is the `bpfnet` binary's
 //! library: the daemon, its control API, the datapath loader and the spec parser.
 pub mod api;
+pub mod cluster;
 pub mod conntrack;
 pub mod daemon;
 pub mod datapath;

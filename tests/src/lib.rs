@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod dockerd;
 pub mod echo;
+pub mod etcd;
 pub mod fixture;
 pub mod leftovers;
 pub mod lossy_events;

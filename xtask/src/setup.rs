@@ -17,6 +17,11 @@ const PACKAGES: &[&str] = &[
     "busybox-static",
     // Attack tests: floods.
     "hping3",
+    // Cluster: etcd for the control plane's tests; protoc for etcd-client's build (and
+    // the well-known .proto files it imports, which protoc's package only recommends).
+    "etcd-server",
+    "protobuf-compiler",
+    "libprotobuf-dev",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 

@@ -1,0 +1,158 @@
+//! What can go wrong talking to the cluster's etcd.
+use std::{io, net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use super::{ClusterConfig, Ipv4Net};
+
+/// A value on the command line or in etcd that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not `a.b.c.d/len`.
+    #[error("`{value}` is not an IPv4 network with a prefix length (e.g. 10.244.0.0/16)")]
+    Net {
+        /// What was given.
+        value: String,
+    },
+    /// Neither `host-gw` nor `vxlan`.
+    #[error("`{value}` is not a cluster mode (host-gw or vxlan)")]
+    Mode {
+        /// What was given.
+        value: String,
+    },
+}
+
+/// An error of the cluster control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The endpoints do not make an etcd client (a malformed URL, none at all).
+    #[error("cannot use etcd endpoints `{endpoints}`: {error}")]
+    Connect {
+        /// The endpoints, comma-separated.
+        endpoints: String,
+        /// What the client said (in the message only, not also as the error's source:
+        /// a chain would print its long text twice).
+        error: Box<etcd_client::Error>,
+    },
+    /// An etcd request failed (etcd unreachable, or it refused).
+    #[error("etcd: cannot {what}: {error}")]
+    Etcd {
+        /// What was being done.
+        what: &'static str,
+        /// What the client said (in the message only).
+        error: Box<etcd_client::Error>,
+    },
+    /// An etcd request got no answer in time.
+    #[error("etcd: cannot {what}: no answer in {after:?}")]
+    Timeout {
+        /// What was being done.
+        what: &'static str,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// A stream from etcd (lease keepalive, watch) ended or went silent.
+    #[error("etcd: {what}")]
+    Stream {
+        /// What happened to which stream.
+        what: String,
+    },
+    /// A lease of this node expired in etcd (it was unreachable too long).
+    #[error("etcd: lease {lease:x} expired")]
+    LeaseLost {
+        /// The lease id.
+        lease: i64,
+    },
+    /// No cluster config in etcd.
+    #[error("no cluster config at `{key}` in etcd (run `bpfnet cluster init`)")]
+    NoConfig {
+        /// Where it was looked for.
+        key: String,
+    },
+    /// The cluster config in etcd does not parse.
+    #[error("the cluster config at `{key}` in etcd is not valid: {reason}")]
+    BadConfig {
+        /// Where it is.
+        key: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+    /// `init` with a config other than the one in etcd.
+    #[error(
+        "etcd already holds a different cluster config: {existing}; refusing to overwrite it \
+         with {wanted}"
+    )]
+    ConfigDiffers {
+        /// The one in etcd.
+        existing: Box<ClusterConfig>,
+        /// The one asked for.
+        wanted: Box<ClusterConfig>,
+    },
+    /// A cluster config with values that cannot work.
+    #[error("invalid cluster config: {reason}")]
+    InvalidConfig {
+        /// Which value and why.
+        reason: String,
+    },
+    /// This node's own parameters (name, underlay) cannot work.
+    #[error("invalid node: {reason}")]
+    InvalidNode {
+        /// Which value and why.
+        reason: String,
+    },
+    /// Every node subnet of the cluster CIDR is reserved.
+    #[error("no free /{node_prefix} left in {cidr}: every node subnet is reserved")]
+    PoolExhausted {
+        /// The cluster CIDR.
+        cidr: Ipv4Net,
+        /// The node subnets' prefix length.
+        node_prefix: u8,
+    },
+    /// Another live node registered this node's name with another underlay address.
+    #[error("node name `{name}` is registered by another live node (underlay {underlay})")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The other node's underlay address.
+        underlay: Ipv4Addr,
+    },
+    /// A key changed under a compare-and-swap that had to succeed.
+    #[error("etcd: {what} changed meanwhile")]
+    Raced {
+        /// Which key.
+        what: &'static str,
+    },
+    /// A value could not be encoded as JSON.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Encode {
+        /// What.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// The persisted cluster state cannot be read or written.
+    #[error("cannot {what} `{path}`: {source}")]
+    Persist {
+        /// Read or write.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The persisted cluster state does not parse.
+    #[error("`{path}` is not valid cluster state: {source}")]
+    PersistParse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+impl ClusterError {
+    /// Whether this says etcd cannot be reached (as opposed to a refusal or bad data).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Etcd { .. } | Self::Timeout { .. } | Self::Stream { .. } | Self::LeaseLost { .. }
+        )
+    }
+}

@@ -1,0 +1,130 @@
+//! A node's membership, run by the daemon as a long-lived task: join, stay alive, follow
+//! the peers, and fail static while etcd is away.
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use tokio::sync::mpsc::Sender;
+use tracing::{debug, error, warn};
+
+use super::{
+    ClusterConfig, ClusterError, Ipv4Net, Node,
+    keys::{valid_name, valid_underlay},
+    outbox::Outbox,
+    session::{Stop, serve},
+};
+
+/// The first wait before another try after a failure; it doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a node joins the cluster with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// etcd's client URLs.
+    pub endpoints: Vec<String>,
+    /// The cluster's key prefix (e.g. `/bpfnet`).
+    pub prefix: String,
+    /// This node's name, unique in the cluster (a host name's characters).
+    pub name: String,
+    /// The address peers reach this node at.
+    pub underlay: Ipv4Addr,
+    /// Where `cluster.json`, the last-known place and peers, is kept.
+    pub state_dir: PathBuf,
+}
+
+impl JoinOptions {
+    /// Refuse a name or underlay address no node can have.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        let invalid = |reason: String| Err(ClusterError::InvalidNode { reason });
+        if self.endpoints.is_empty() {
+            return invalid("no etcd endpoint".into());
+        }
+        if !valid_name(&self.name) {
+            return invalid(format!(
+                "`{}` is not a node name (1 to 253 letters, digits, `-`, `_`, `.`)",
+                self.name
+            ));
+        }
+        if !valid_underlay(self.underlay) {
+            return invalid(format!(
+                "{} cannot be an underlay address (unspecified, loopback, multicast or broadcast)",
+                self.underlay
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a member tells the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// This node's place: sent first from the persisted file (if any) at start, then
+    /// again each time it (re)joins through etcd.
+    Joined {
+        /// The cluster's config.
+        config: ClusterConfig,
+        /// This node's subnet.
+        subnet: Ipv4Net,
+    },
+    /// The full current peer list (never this node): sent from the persisted file at
+    /// start, then after each (re)join's listing and each change etcd reports. Never
+    /// sent because etcd went away: the last list stands while it is (fail static).
+    Peers(Vec<Node>),
+    /// Whether etcd is reachable now; sent when that changes.
+    Connected(bool),
+}
+
+/// Be a member of the cluster until `tx`'s receiver is dropped: send the persisted place
+/// and peers (if any) first, then connect (retrying with a backoff up to 5 s, forever),
+/// wait for the cluster config, reserve a subnet, register this node under a liveness
+/// lease, keep both leases alive and follow the other nodes. When etcd becomes
+/// unreachable it sends `Connected(false)` and keeps the last peers until it has joined
+/// again and listed the nodes anew.
+///
+/// A member stopped (its task aborted or its receiver dropped) leaves nothing behind on
+/// purpose: its peers keep their route to it until its liveness lease expires, so a
+/// daemon restart, during which its containers keep running, does not cut them off.
+pub async fn run(opts: JoinOptions, tx: Sender<ClusterEvent>) {
+    if let Err(e) = opts.validate() {
+        error!(error = %e, "not joining the cluster");
+        return;
+    }
+    let mut out = Outbox::new(tx, opts.state_dir.clone());
+    if out.replay().await.is_err() {
+        return;
+    }
+    let closed = out.sender();
+    let mut backoff = FIRST_BACKOFF;
+    let mut last_error = String::new();
+    loop {
+        let joins = out.joins();
+        let error = tokio::select! {
+            () = closed.closed() => return,
+            stop = serve(&opts, &mut out) => match stop {
+                Stop::Gone => return,
+                Stop::Failed(e) => e,
+            },
+        };
+        if out.joins() != joins {
+            backoff = FIRST_BACKOFF;
+        }
+        if error.is_unreachable() && out.connected(false).await.is_err() {
+            return;
+        }
+        let text = error.to_string();
+        if text == last_error {
+            debug!(
+                error = text,
+                "cluster: still failing; retrying in {backoff:?}"
+            );
+        } else {
+            warn!(error = text, "cluster: retrying in {backoff:?}");
+        }
+        last_error = text;
+        tokio::select! {
+            () = closed.closed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,38 @@
+//! The cluster control plane in etcd (v3): each node reserves a subnet of the cluster
+//! CIDR, registers its underlay address under a short liveness lease and follows the
+//! other nodes, whose subnets the datapath routes to their underlay addresses. All of
+//! bpfnet's etcd code is here; the daemon only consumes [`ClusterEvent`]s.
+//!
+//! Keys, under a prefix (`/bpfnet` by default):
+//! - `{prefix}/config`: the [`ClusterConfig`], JSON, written once by [`init`].
+//! - `{prefix}/subnets/{a.b.c.d}-{len}`: `{"node": NAME, "last_seen": SECS}`, a subnet's
+//!   reservation, on a lease of TTL `reclaim_after` kept alive while the node runs: etcd
+//!   deletes it, returning the subnet to the pool, once the node is gone that long.
+//! - `{prefix}/nodes/{NAME}`: `{"subnet", "underlay", "mode", "vni", "last_seen"}`, a
+//!   live node, on a lease of TTL `lease_ttl` kept alive every third of it.
+mod config;
+mod error;
+mod etcd;
+mod init;
+mod keys;
+mod member;
+mod net;
+mod node;
+mod outbox;
+mod peers;
+mod persist;
+mod pool;
+mod session;
+
+pub use config::{ClusterConfig, Mode};
+pub use error::{ClusterError, ParseError};
+pub use etcd::connect;
+pub use init::{InitOutcome, init};
+pub use member::{ClusterEvent, JoinOptions, run};
+pub use net::Ipv4Net;
+pub use node::{Node, nodes};
+pub use persist::STATE_FILE;
+pub use pool::claim;
+
+/// The key prefix when none is given.
+pub const DEFAULT_PREFIX: &str = "/bpfnet";

@@ -1,0 +1,141 @@
+//! Nodes as their peers see them, read from `{prefix}/nodes/` and `{prefix}/subnets/`.
+use std::net::Ipv4Addr;
+
+use etcd_client::{GetOptions, KeyValue};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::{
+    ClusterConfig, ClusterError, Ipv4Net, Mode,
+    etcd::{call, connect},
+    init::read_config,
+    keys::{Keys, NodeRecord, SubnetRecord, valid_underlay},
+};
+
+/// A node as a peer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Its name (unique in the cluster).
+    pub name: String,
+    /// Its node subnet: the containers behind it.
+    pub subnet: Ipv4Net,
+    /// The address its peers reach it at (0.0.0.0 for a gone node, whose reservation
+    /// does not record it).
+    pub underlay: Ipv4Addr,
+    /// The mode it runs.
+    pub mode: Mode,
+    /// The VNI it runs.
+    pub vni: u32,
+    /// Whether its liveness lease holds (false: gone, its subnet still reserved).
+    pub alive: bool,
+    /// When it was last seen running, in seconds since the epoch.
+    pub last_seen: u64,
+}
+
+impl Node {
+    /// Whether the two describe the same route (everything but `last_seen`).
+    pub fn same_route(&self, other: &Self) -> bool {
+        (
+            &self.name,
+            self.subnet,
+            self.underlay,
+            self.mode,
+            self.vni,
+            self.alive,
+        ) == (
+            &other.name,
+            other.subnet,
+            other.underlay,
+            other.mode,
+            other.vni,
+            other.alive,
+        )
+    }
+
+    /// The live node a `{prefix}/nodes/NAME` key describes, if it is a valid one for
+    /// `cfg`; anything else is logged and skipped.
+    pub(crate) fn from_kv(keys: &Keys, cfg: &ClusterConfig, kv: &KeyValue) -> Option<Self> {
+        let key = String::from_utf8_lossy(kv.key());
+        let Some(name) = keys.node_name(kv.key()) else {
+            warn!(%key, "not a node key; skipped");
+            return None;
+        };
+        let r: NodeRecord = match serde_json::from_slice(kv.value()) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%key, error = %e, "node with a bad value; skipped");
+                return None;
+            }
+        };
+        if !cfg.is_node_subnet(&r.subnet) {
+            warn!(%key, subnet = %r.subnet, cidr = %cfg.cidr, "node subnet outside the cluster's; skipped");
+            return None;
+        }
+        if !valid_underlay(r.underlay) {
+            warn!(%key, underlay = %r.underlay, "node with an unusable underlay address; skipped");
+            return None;
+        }
+        Some(Self {
+            name: name.into(),
+            subnet: r.subnet,
+            underlay: r.underlay,
+            mode: r.mode,
+            vni: r.vni,
+            alive: true,
+            last_seen: r.last_seen,
+        })
+    }
+}
+
+/// Every node of the cluster at `endpoints`: the live ones from `{prefix}/nodes/`, and
+/// the gone ones whose subnet is still reserved (`alive: false`, `last_seen` from the
+/// reservation), in subnet order.
+pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, ClusterError> {
+    let keys = Keys::new(prefix);
+    let mut client = connect(endpoints).await?;
+    let cfg = read_config(&mut client, &keys).await?;
+    let live = call(
+        "list the nodes",
+        client.get(keys.nodes(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let mut all: Vec<Node> = live
+        .kvs()
+        .iter()
+        .filter_map(|kv| Node::from_kv(&keys, &cfg, kv))
+        .collect();
+    let reserved = call(
+        "list the subnet reservations",
+        client.get(keys.subnets(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    for kv in reserved.kvs() {
+        let Some(subnet) = keys.subnet_of(kv.key()) else {
+            continue;
+        };
+        let r: SubnetRecord = match serde_json::from_slice(kv.value()) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%subnet, error = %e, "reservation with a bad value; skipped");
+                continue;
+            }
+        };
+        if all
+            .iter()
+            .any(|n| n.alive && n.name == r.node && n.subnet == subnet)
+        {
+            continue;
+        }
+        all.push(Node {
+            name: r.node,
+            subnet,
+            underlay: Ipv4Addr::UNSPECIFIED,
+            mode: cfg.mode,
+            vni: cfg.vni,
+            alive: false,
+            last_seen: r.last_seen,
+        });
+    }
+    all.sort_by_key(|n| (n.subnet, n.name.clone()));
+    Ok(all)
+}

@@ -1,0 +1,357 @@
+//! One connected stretch of a membership: join, then keep the leases alive and follow
+//! the peers until something fails.
+use std::{convert::Infallible, time::Duration};
+
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveResponse, LeaseTimeToLiveOptions,
+    PutOptions, Txn, TxnOp, WatchOptions,
+};
+use futures::StreamExt as _;
+use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
+use tracing::{debug, info, warn};
+
+use super::{
+    ClusterConfig, ClusterError, Ipv4Net, JoinOptions,
+    etcd::{call, connect},
+    init::read_config,
+    keys::{Keys, NodeRecord, SubnetRecord, now, to_json},
+    outbox::{Gone, Outbox},
+    peers::PeerSet,
+    persist::Leases,
+    pool::claim,
+};
+
+/// How often `last_seen` is refreshed in the node's keys.
+const REFRESH: Duration = Duration::from_secs(60);
+/// The shortest keepalive period.
+const MIN_KEEPALIVE: Duration = Duration::from_millis(200);
+
+/// Why a session ended.
+pub(crate) enum Stop {
+    /// The events' receiver is gone.
+    Gone,
+    /// Something failed; the member tries again.
+    Failed(ClusterError),
+}
+
+impl From<ClusterError> for Stop {
+    fn from(e: ClusterError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<Gone> for Stop {
+    fn from(_: Gone) -> Self {
+        Self::Gone
+    }
+}
+
+/// Run one session until it fails or the receiver is gone.
+pub(crate) async fn serve(opts: &JoinOptions, out: &mut Outbox) -> Stop {
+    match session(opts, out).await {
+        Ok(never) => match never {},
+        Err(stop) => stop,
+    }
+}
+
+async fn session(opts: &JoinOptions, out: &mut Outbox) -> Result<Infallible, Stop> {
+    let keys = Keys::new(&opts.prefix);
+    let mut client = connect(&opts.endpoints).await?;
+    let config = read_config(&mut client, &keys).await;
+    // Any answer, "no config" too, says etcd is reachable.
+    if !matches!(&config, Err(e) if e.is_unreachable()) {
+        out.connected(true).await?;
+    }
+    let cfg = config?;
+    if out.config().is_some_and(|c| *c != cfg) {
+        warn!(config = %cfg, "the cluster config in etcd changed");
+    }
+    let (subnet, leases) = join(&mut client, &keys, &cfg, opts, out.leases()).await?;
+    info!(node = opts.name, %subnet, underlay = %opts.underlay, "joined the cluster");
+    out.joined(cfg.clone(), subnet, leases).await?;
+    follow(client, keys, cfg, opts, subnet, leases, out).await
+}
+
+/// Reserve a subnet and register this node, each under a new lease; revoke the previous
+/// session's leases, which hold nothing any more.
+async fn join(
+    client: &mut Client,
+    keys: &Keys,
+    cfg: &ClusterConfig,
+    opts: &JoinOptions,
+    old: Leases,
+) -> Result<(Ipv4Net, Leases), ClusterError> {
+    let node_key = keys.node(&opts.name);
+    let current = call("read this node's key", client.get(node_key.clone(), None)).await?;
+    let unchanged = match current.kvs().first() {
+        None => Compare::create_revision(node_key.clone(), CompareOp::Equal, 0),
+        Some(kv) => {
+            // A key with our underlay is ours from before; another is a live namesake.
+            if let Ok(r) = serde_json::from_slice::<NodeRecord>(kv.value())
+                && r.underlay != opts.underlay
+            {
+                return Err(ClusterError::NameTaken {
+                    name: opts.name.clone(),
+                    underlay: r.underlay,
+                });
+            }
+            Compare::mod_revision(node_key.clone(), CompareOp::Equal, kv.mod_revision())
+        }
+    };
+    let leases = Leases {
+        liveness: grant(client, cfg.lease_ttl).await?,
+        reservation: grant(client, cfg.reclaim_after).await?,
+    };
+    let subnet = match register(client, cfg, opts, node_key, unchanged, leases).await {
+        Ok(subnet) => subnet,
+        Err(e) => {
+            // Leases left empty by a refusal (a full pool, a race) would linger until
+            // their TTL, one pair per try.
+            if !e.is_unreachable() {
+                for id in [leases.liveness, leases.reservation] {
+                    revoke_if_empty(client, id).await;
+                }
+            }
+            return Err(e);
+        }
+    };
+    for id in [old.liveness, old.reservation] {
+        if id != 0 && id != leases.liveness && id != leases.reservation {
+            revoke_if_empty(client, id).await;
+        }
+    }
+    Ok((subnet, leases))
+}
+
+/// Claim a subnet on the reservation lease, then put the node key on the liveness lease
+/// if it is `unchanged` since it was read.
+async fn register(
+    client: &mut Client,
+    cfg: &ClusterConfig,
+    opts: &JoinOptions,
+    node_key: String,
+    unchanged: Compare,
+    leases: Leases,
+) -> Result<Ipv4Net, ClusterError> {
+    let subnet = claim(client, &opts.prefix, cfg, &opts.name, leases.reservation).await?;
+    let record = node_record(cfg, opts, subnet)?;
+    let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
+        node_key,
+        record,
+        Some(PutOptions::new().with_lease(leases.liveness)),
+    )]);
+    if !call("register this node", client.txn(txn))
+        .await?
+        .succeeded()
+    {
+        return Err(ClusterError::Raced {
+            what: "this node's key",
+        });
+    }
+    Ok(subnet)
+}
+
+async fn grant(client: &mut Client, ttl: u64) -> Result<i64, ClusterError> {
+    let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
+    Ok(call("grant a lease", client.lease_grant(ttl, None))
+        .await?
+        .id())
+}
+
+/// Revoke a lease if it still exists and holds no key (the lease ids of an earlier
+/// session, from an etcd wiped since, could name another node's lease by chance).
+async fn revoke_if_empty(client: &mut Client, id: i64) {
+    let ttl = call(
+        "read an unused lease",
+        client.lease_time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys())),
+    )
+    .await;
+    match ttl {
+        Ok(t) if t.ttl() > 0 && t.keys().is_empty() => {
+            match call("revoke an unused lease", client.lease_revoke(id)).await {
+                Ok(_) => debug!(lease = format!("{id:x}"), "revoked an unused lease"),
+                Err(e) => debug!(error = %e, "cannot revoke an unused lease"),
+            }
+        }
+        Ok(_) => {}
+        Err(e) => debug!(error = %e, "cannot read an unused lease"),
+    }
+}
+
+fn node_record(
+    cfg: &ClusterConfig,
+    opts: &JoinOptions,
+    subnet: Ipv4Net,
+) -> Result<Vec<u8>, ClusterError> {
+    to_json(
+        "this node's record",
+        &NodeRecord {
+            subnet,
+            underlay: opts.underlay,
+            mode: cfg.mode,
+            vni: cfg.vni,
+            last_seen: now(),
+        },
+    )
+}
+
+/// Keep both leases alive, list the nodes and follow them, until something fails.
+async fn follow(
+    mut client: Client,
+    keys: Keys,
+    cfg: ClusterConfig,
+    opts: &JoinOptions,
+    subnet: Ipv4Net,
+    leases: Leases,
+    out: &mut Outbox,
+) -> Result<Infallible, Stop> {
+    let what = "start a lease keepalive";
+    let (mut live_keeper, mut live_acks) =
+        call(what, client.lease_keep_alive(leases.liveness)).await?;
+    let (mut res_keeper, mut res_acks) =
+        call(what, client.lease_keep_alive(leases.reservation)).await?;
+    let listing = call(
+        "list the nodes",
+        client.get(keys.nodes(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let revision = listing.header().map_or(0, |h| h.revision());
+    let mut peers = PeerSet::new(keys.clone(), cfg.clone(), opts.name.clone(), subnet);
+    for kv in listing.kvs() {
+        peers.put(kv);
+    }
+    let watch = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1);
+    let watch = call("watch the nodes", client.watch(keys.nodes(), Some(watch))).await?;
+    // The request half stays open for as long as the watch runs.
+    let (_requests, mut events) = watch.split();
+    out.peers(peers.list()).await?;
+
+    let ttl = Duration::from_secs(cfg.lease_ttl);
+    let shortest = cfg.lease_ttl.min(cfg.reclaim_after);
+    let mut keepalive = interval((Duration::from_secs(shortest) / 3).max(MIN_KEEPALIVE));
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut refresh = interval_at(Instant::now() + REFRESH, REFRESH);
+    let mut heard = Instant::now();
+    loop {
+        tokio::select! {
+            _ = keepalive.tick() => {
+                if heard.elapsed() > ttl {
+                    return Err(ClusterError::Stream {
+                        what: format!("no keepalive answer in {ttl:?}"),
+                    }
+                    .into());
+                }
+                call("send a keepalive", live_keeper.keep_alive()).await?;
+                call("send a keepalive", res_keeper.keep_alive()).await?;
+            }
+            ack = live_acks.next() => {
+                acked(ack, leases.liveness)?;
+                heard = Instant::now();
+            }
+            ack = res_acks.next() => acked(ack, leases.reservation)?,
+            resp = events.next() => {
+                let resp = match resp {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return Err(ClusterError::Etcd {
+                        what: "watch the nodes",
+                        error: Box::new(e),
+                    }
+                    .into()),
+                    None => return Err(ClusterError::Stream {
+                        what: "the watch on the nodes ended".into(),
+                    }
+                    .into()),
+                };
+                if resp.canceled() {
+                    return Err(ClusterError::Stream {
+                        what: format!(
+                            "the watch on the nodes was canceled: {} (compacted at {})",
+                            resp.cancel_reason(),
+                            resp.compact_revision()
+                        ),
+                    }
+                    .into());
+                }
+                let mut changed = false;
+                for event in resp.events() {
+                    changed |= peers.apply(event);
+                }
+                if changed {
+                    out.peers(peers.list()).await?;
+                }
+            }
+            _ = refresh.tick() => {
+                refresh_last_seen(&mut client, &keys, &cfg, opts, subnet, leases).await?;
+            }
+        }
+    }
+}
+
+/// One keepalive answer: the lease must still exist.
+fn acked(
+    ack: Option<Result<LeaseKeepAliveResponse, etcd_client::Error>>,
+    lease: i64,
+) -> Result<(), ClusterError> {
+    match ack {
+        Some(Ok(r)) if r.ttl() > 0 => Ok(()),
+        Some(Ok(_)) => Err(ClusterError::LeaseLost { lease }),
+        Some(Err(e)) => Err(ClusterError::Etcd {
+            what: "keep a lease alive",
+            error: Box::new(e),
+        }),
+        None => Err(ClusterError::Stream {
+            what: "a lease keepalive stream ended".into(),
+        }),
+    }
+}
+
+/// Rewrite both keys with a new `last_seen`, each only while it is still on this
+/// session's lease.
+async fn refresh_last_seen(
+    client: &mut Client,
+    keys: &Keys,
+    cfg: &ClusterConfig,
+    opts: &JoinOptions,
+    subnet: Ipv4Net,
+    leases: Leases,
+) -> Result<(), ClusterError> {
+    let reservation = to_json(
+        "a subnet reservation",
+        &SubnetRecord {
+            node: opts.name.clone(),
+            last_seen: now(),
+        },
+    )?;
+    let writes = [
+        (
+            keys.node(&opts.name),
+            node_record(cfg, opts, subnet)?,
+            leases.liveness,
+            "this node's key",
+        ),
+        (
+            keys.subnet(&subnet),
+            reservation,
+            leases.reservation,
+            "this node's reservation",
+        ),
+    ];
+    for (key, value, lease, what) in writes {
+        let txn = Txn::new()
+            .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        if !call("refresh last_seen", client.txn(txn))
+            .await?
+            .succeeded()
+        {
+            return Err(ClusterError::Raced { what });
+        }
+    }
+    Ok(())
+}
