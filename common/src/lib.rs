@@ -22,10 +22,11 @@ pub use ct::{
 };
 pub use ip6::Ip6;
 pub use maps::{
-    Backend, Config, EP_LEARNED, Endpoint, FragKey, FragKey6, FragPorts, IFACE_BRIDGE,
-    IFACE_UPLINK, NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED,
-    NET_ROUTED6, Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey,
-    SockKey6, SockOrig, SockOrig6,
+    Backend, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_MAC,
+    CLUSTER_VXLAN_SRC_MAC, ClusterRoute, Config, EP_LEARNED, Endpoint, FragKey, FragKey6,
+    FragPorts, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC,
+    NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey,
+    SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 pub use stats::{Counter, Reason};
 
@@ -57,6 +58,7 @@ pub mod names {
     pub const ROUTE_GEN: &str = "route_gen_v1";
     pub const SUBNETS: &str = "subnets_v1";
     pub const SUBNETS6: &str = "subnets6_v1";
+    pub const CLUSTER: &str = "cluster_v1";
     pub const SNAT_USE: &str = "snat_use_v1";
     pub const SNAT6_USE: &str = "snat6_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";

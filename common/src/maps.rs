@@ -149,6 +149,46 @@ pub const IFACE_UPLINK: u32 = 1;
 /// `ifaces_v1` value bit: the interface is a managed bridge.
 pub const IFACE_BRIDGE: u32 = 2;
 
+/// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, network order): a prefix of
+/// the cluster's container network, where its packets go and which network it is.
+/// Between two addresses of the cluster nothing is translated; a packet passes only
+/// between prefixes of one network (equal `vni`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ClusterRoute {
+    /// The node that holds the prefix: its underlay IPv4, network order (0 for
+    /// `CLUSTER_ROUTED` and `CLUSTER_NODE`).
+    pub node: u32,
+    /// The network: its VXLAN network identifier across hosts, host order (0 without
+    /// etcd).
+    pub vni: u32,
+    /// `CLUSTER_*`: how the prefix is reached.
+    pub kind: u32,
+    /// `CLUSTER_VXLAN`: the VXLAN device's ifindex, host order; 0 otherwise.
+    pub ifindex: u32,
+}
+
+/// The MAC of every node's VXLAN device, and the destination of every frame inside
+/// the tunnel: the overlay carries IP, so a frame need only look addressed to the
+/// device that receives it.
+pub const CLUSTER_VXLAN_MAC: [u8; 6] = [0x02, 0x62, 0x70, 0x66, 0x6e, 0x01];
+/// The source of every frame inside the tunnel: not the receiving device's own MAC,
+/// which the VXLAN driver drops as a loop.
+pub const CLUSTER_VXLAN_SRC_MAC: [u8; 6] = [0x02, 0x62, 0x70, 0x66, 0x6e, 0x02];
+
+/// `ClusterRoute::kind`: reached by the host's routing table (a cluster CIDR whose
+/// network routes each host's prefix, as a cloud VPC does), untranslated.
+pub const CLUSTER_ROUTED: u32 = 0;
+/// `ClusterRoute::kind`: a node on the same L2 segment (host-gw): sent to its underlay
+/// address.
+pub const CLUSTER_HOST_GW: u32 = 1;
+/// `ClusterRoute::kind`: a node behind a VXLAN tunnel: encapsulated to its underlay
+/// address, the network's `vni` as key.
+pub const CLUSTER_VXLAN: u32 = 2;
+/// `ClusterRoute::kind`: a node's own underlay address (a /32): its host and what it
+/// translates (a port it publishes for a container elsewhere) count as the cluster.
+pub const CLUSTER_NODE: u32 = 3;
+
 /// Key of `frags_v1`: an IPv4 datagram being fragmented, as seen at the hook.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
@@ -234,5 +274,13 @@ crate::pod::pod_generic!(
     Backend<Ip6> = 16 + 4,
 );
 crate::pod::aya_pod!(
-    Endpoint, Network, Port, Config, FragKey, FragPorts, SockKey, SockOrig,
+    Endpoint,
+    Network,
+    Port,
+    Config,
+    FragKey,
+    FragPorts,
+    SockKey,
+    SockOrig,
+    ClusterRoute,
 );

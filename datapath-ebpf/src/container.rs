@@ -10,7 +10,7 @@ use common::{
 };
 
 use crate::{
-    ct,
+    cluster, ct,
     family::{Family, stage},
     frag,
     fwd::{self, Next, Route},
@@ -269,9 +269,17 @@ fn egress<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>, own: u32) -> Egres
     {
         return Egress::OtherNetwork;
     }
+    let cross = cluster::crossing(&p.src_ip, &p.dst_ip);
+    if cross == Some(false) {
+        return Egress::OtherNetwork;
+    }
     let Some(r) = fwd::route(ctx, &ct::key_of(p), true) else {
         return Egress::Elsewhere;
     };
+    if cross == Some(true) {
+        // Within the cluster network: untranslated, tracked so its replies come in.
+        return Egress::Out(r, Way::Track);
+    }
     let role = iface_role(r.ifindex);
     if role & IFACE_BRIDGE != 0 && other(r.ifindex) {
         Egress::OtherNetwork

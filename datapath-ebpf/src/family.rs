@@ -8,8 +8,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    Addr, Backend, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6, Network,
-    PORT_ENFORCE, PORT_V6, Port, PublishedKey, Reason,
+    Addr, Backend, ClusterRoute, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6,
+    Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey, Reason,
 };
 
 use crate::{
@@ -47,6 +47,8 @@ pub trait Family: Addr {
     /// Record in `port` that an endpoint address `ip` of this family is bound to it.
     fn bind_port(port: &mut Port, ip: &Self);
     fn network_of(ip: &Self) -> Option<Network>;
+    /// The cluster prefix that holds `ip` (the cluster is IPv4: None for IPv6).
+    fn cluster_of(ip: &Self) -> Option<ClusterRoute>;
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
     fn is_loopback(ip: &Self) -> bool;
@@ -157,6 +159,10 @@ impl Family for u32 {
     #[inline(always)]
     fn network_of(ip: &Self) -> Option<Network> {
         maps::network_of(*ip)
+    }
+    #[inline(always)]
+    fn cluster_of(ip: &Self) -> Option<ClusterRoute> {
+        maps::cluster_of(*ip)
     }
     #[inline(always)]
     fn is_host(ip: &Self) -> bool {
@@ -315,6 +321,10 @@ impl Family for Ip6 {
     #[inline(always)]
     fn network_of(ip: &Self) -> Option<Network> {
         maps::network6_of(ip)
+    }
+    #[inline(always)]
+    fn cluster_of(_: &Self) -> Option<ClusterRoute> {
+        None
     }
     #[inline(always)]
     fn is_host(ip: &Self) -> bool {

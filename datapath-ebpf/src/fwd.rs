@@ -9,22 +9,26 @@ use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         BPF_FIB_LOOKUP_SRC, bpf_check_mtu_flags::BPF_MTU_CHK_SEGS,
-        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibParams,
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibParams, bpf_redir_neigh,
+        bpf_redir_neigh__bindgen_ty_1, bpf_tunnel_key,
     },
     helpers::generated::{
         bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
-        bpf_skb_change_head,
+        bpf_skb_change_head, bpf_skb_set_tunnel_key,
     },
     programs::TcContext,
 };
-use common::{Addr, CtKey, CtValue, Endpoint, Reason};
+use common::{Addr, CLUSTER_VXLAN, CtKey, CtValue, Endpoint, Reason};
 
 use crate::{
+    cluster::{self, VXLAN_MACS},
     family::Family,
     maps::{port, scratch},
     parse::{ETH_HLEN, Frame as _, Packet, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
+
+const AF_INET: u8 = 2;
 
 /// Where the routing table sends a tuple.
 pub struct Route<A = u32> {
@@ -37,12 +41,32 @@ pub struct Route<A = u32> {
     /// The neighbour is known. (Not an Option: the compiler copies an unset payload,
     /// which the verifier refuses to read.)
     pub resolved: bool,
+    /// The cluster node the packet is sent to instead of its own destination (its
+    /// underlay IPv4, network order; 0: none).
+    pub via: u32,
+    /// The VXLAN key to send it with (0: not into a tunnel).
+    pub vni: u32,
 }
 
 /// Route lookup for tuple `t` arriving on this packet's ingress device; `want_src` asks
-/// the kernel for the source address it would pick.
+/// the kernel for the source address it would pick. A destination in another node's
+/// cluster prefix goes to that node: by the route to its underlay address (host-gw), or
+/// into the VXLAN tunnel to it.
 #[inline(always)]
 pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option<Route<A>> {
+    let node = cluster::node_of(&t.dst_ip);
+    let tunnel = node.filter(|c| c.kind == CLUSTER_VXLAN);
+    if let Some(c) = tunnel.filter(|_| !want_src) {
+        return Some(Route {
+            ifindex: c.ifindex,
+            src_ip: A::ZERO,
+            macs: VXLAN_MACS,
+            resolved: true,
+            via: c.node,
+            vni: c.vni,
+        });
+    }
+    let via = node.map_or(0, |c| c.node);
     let fib = &mut scratch()?.fib;
     // SAFETY: an all-zero bpf_fib_lookup is a valid value of this plain C struct.
     *fib = unsafe { core::mem::zeroed() };
@@ -51,6 +75,10 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     fib.sport = t.src_port;
     fib.dport = t.dst_port;
     A::fib_set(fib, t);
+    if via != 0 {
+        // Only IPv4 has cluster prefixes: this is an IPv4 lookup.
+        fib.__bindgen_anon_4.ipv4_dst = via;
+    }
     // SAFETY: ctx.as_ptr() is the __sk_buff this program was called with.
     fib.ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
     // tot_len stays 0: with it set, GSO packets get FRAG_NEEDED answers.
@@ -63,11 +91,25 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
         BPF_FIB_LKUP_RET_NO_NEIGH => false,
         _ => return None,
     };
+    let src_ip = A::fib_src(fib);
+    if let Some(c) = tunnel {
+        // Into the tunnel, with the source the underlay's route to the node prefers.
+        return Some(Route {
+            ifindex: c.ifindex,
+            src_ip,
+            macs: VXLAN_MACS,
+            resolved: true,
+            via,
+            vni: c.vni,
+        });
+    }
     Some(Route {
         ifindex: fib.ifindex,
-        src_ip: A::fib_src(fib),
+        src_ip,
         macs: [fib.dmac, fib.smac],
         resolved,
+        via,
+        vni: 0,
     })
 }
 
@@ -75,18 +117,58 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
 /// lookup could not.
 #[inline(always)]
 fn redirect(ctx: &TcContext, next: &Next) -> i32 {
+    if next.vni != 0 && set_tunnel(ctx, next).is_err() {
+        return verdict(ctx, Reason::DropRewrite);
+    }
     let ret = if next.resolved {
         if write(ctx, 0, next.macs).is_none() {
             return verdict(ctx, Reason::DropRewrite);
         }
         // SAFETY: helper call with plain integer arguments.
         unsafe { bpf_redirect(next.ifindex, 0) }
+    } else if next.via != 0 {
+        // A cluster node: its neighbour entry is the underlay address's, not the
+        // packet's destination's (which has no route).
+        let mut nh = bpf_redir_neigh {
+            nh_family: u32::from(AF_INET),
+            __bindgen_anon_1: bpf_redir_neigh__bindgen_ty_1 { ipv4_nh: next.via },
+        };
+        // SAFETY: the neighbour's address, passed with its size.
+        unsafe {
+            bpf_redirect_neigh(
+                next.ifindex,
+                &mut nh,
+                size_of::<bpf_redir_neigh>() as i32,
+                0,
+            )
+        }
     } else {
         // SAFETY: a null neighbour means "look it up from the route"; plen 0 goes with it.
         unsafe { bpf_redirect_neigh(next.ifindex, ptr::null_mut(), 0, 0) }
     };
     count(ctx, Reason::RedirectRoute);
     ret as i32
+}
+
+/// Give the packet the VXLAN key of `next`: its node as remote (host order, as the
+/// helper takes it), its network's VNI.
+#[inline(always)]
+fn set_tunnel(ctx: &TcContext, next: &Next) -> Result<(), ()> {
+    // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    key.tunnel_id = next.vni;
+    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(next.via);
+    key.tunnel_ttl = 64;
+    // SAFETY: helper on this program's context, reading `size` bytes of `key`.
+    let ret = unsafe {
+        bpf_skb_set_tunnel_key(
+            ctx.as_ptr().cast(),
+            &mut key,
+            size_of::<bpf_tunnel_key>() as u32,
+            0,
+        )
+    };
+    if ret == 0 { Ok(()) } else { Err(()) }
 }
 
 /// Where a (translated) packet goes next. A struct with every field set rather than an
@@ -103,6 +185,9 @@ pub struct Next {
     pub macs: [[u8; 6]; 2],
     /// The route's neighbour is known (always, for a peer).
     pub resolved: bool,
+    /// As `Route::via` and `Route::vni`.
+    pub via: u32,
+    pub vni: u32,
 }
 
 impl Next {
@@ -113,6 +198,8 @@ impl Next {
             ifindex: ep.ifindex,
             macs: [ep.mac, [0; 6]],
             resolved: true,
+            via: 0,
+            vni: 0,
         }
     }
 
@@ -123,6 +210,8 @@ impl Next {
             ifindex: r.ifindex,
             macs: r.macs,
             resolved: r.resolved,
+            via: r.via,
+            vni: r.vni,
         }
     }
 }
@@ -185,6 +274,9 @@ pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
         return verdict(ctx, Reason::DropRewrite);
     }
     if !next.peer {
+        if next.vni != 0 {
+            cluster::clamp_mss(ctx, p, next.ifindex);
+        }
         return redirect(ctx, next);
     }
     let macs_set = if p.l3_off() == 0 {

@@ -33,6 +33,8 @@ pub fn next<A: Family>(
             ifindex: v.hop_ifindex,
             macs: v.hop_macs,
             resolved: true,
+            via: 0,
+            vni: 0,
         };
         let mtu = (v.hop == HOP_ROUTE).then_some(v.hop_mtu);
         return Some((next, mtu));
@@ -43,12 +45,13 @@ pub fn next<A: Family>(
 }
 
 /// Keep `n` in `v`; a route whose neighbour is unresolved is not kept (the kernel finds
-/// the neighbour, every packet, until it is).
+/// the neighbour, every packet, until it is), nor a tunnel's (its key is set on every
+/// packet, from the cluster map).
 #[inline(always)]
 fn remember<A: Family>(ctx: &TcContext, v: &mut CtValue<A>, n: &Next, generation: u32) {
     v.hop = if n.peer {
         HOP_PEER
-    } else if n.resolved {
+    } else if n.resolved && n.vni == 0 {
         HOP_ROUTE
     } else {
         HOP_NONE

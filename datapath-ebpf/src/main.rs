@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod cluster;
 mod container;
 mod csum;
 mod ct;

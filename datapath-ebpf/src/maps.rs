@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6,
-    Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
+    Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragKey6,
+    FragPorts, Ip6, Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 
 use crate::parse::Packet;
@@ -83,6 +83,11 @@ pub static HOST_UDP6: LruHashMap<CtKey<Ip6>, u8> = LruHashMap::pinned(16_384, 0)
 /// Managed networks' IPv4 subnets (network order) → the network.
 #[map(name = "subnets_v1")]
 pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);
+
+/// The cluster's container prefixes and node addresses (IPv4, network order) → where
+/// they are (see `cluster`).
+#[map(name = "cluster_v1")]
+pub static CLUSTER: LpmTrie<u32, ClusterRoute> = LpmTrie::pinned(16_384, 0);
 
 /// Managed networks' IPv6 subnets → the network.
 #[map(name = "subnets6_v1")]
@@ -205,6 +210,7 @@ pub struct MapTypes {
     pub config: Config,
     pub counter: Counter,
     pub network: Network,
+    pub cluster_route: ClusterRoute,
     pub ct_timeouts: common::CtTimeouts,
     pub sweep: common::SweepStats,
     pub clock: Clock,
@@ -243,6 +249,14 @@ pub fn network6_of(ip: &Ip6) -> Option<Network> {
 #[inline(always)]
 pub fn network_of(ip: u32) -> Option<Network> {
     SUBNETS
+        .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
+        .copied()
+}
+
+/// The cluster prefix that holds `ip` (network order).
+#[inline(always)]
+pub fn cluster_of(ip: u32) -> Option<ClusterRoute> {
+    CLUSTER
         .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
         .copied()
 }

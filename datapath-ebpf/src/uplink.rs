@@ -6,7 +6,7 @@ use aya_ebpf::programs::TcContext;
 use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
 
 use crate::{
-    ct,
+    cluster, ct,
     family::{Family, stage},
     frag, fwd,
     icmp::{self, From},
@@ -124,6 +124,18 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
     let Some(n) = A::network_of(&p.dst_ip) else {
         return verdict(ctx, otherwise);
     };
+    if n.flags & NET_INTERNAL == 0 {
+        match from_cluster(ctx, p) {
+            Ok(true) => {
+                return match nat::track(ctx, p) {
+                    Ok(_) => fwd::to_destination(ctx, p, None),
+                    Err(reason) => verdict(ctx, reason),
+                };
+            }
+            Ok(false) => {}
+            Err(reason) => return verdict(ctx, reason),
+        }
+    }
     match inbound_drop(&n) {
         Some(reason) => verdict(ctx, reason),
         None if n.flags & NET_ROUTED == 0 => verdict(ctx, otherwise),
@@ -133,6 +145,28 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
             Err(reason) => verdict(ctx, reason),
         },
         None => verdict(ctx, Reason::DropInbound),
+    }
+}
+
+/// Whether `p` comes from the cluster to a local container of the same network (see
+/// `cluster::admits`); Err: it claims a cluster source but came out of the tunnel from
+/// the wrong node or with the wrong key, or off the wire not by its reverse path
+/// (spoofed). The cluster's segments are Ethernet.
+#[inline(always)]
+fn from_cluster<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<bool, Reason> {
+    if p.l3_off() == 0 || A::cluster_of(&p.src_ip).is_none() {
+        return Ok(false);
+    }
+    let tunnel = cluster::tunnel_of(ctx);
+    let admitted = cluster::admits(&p.src_ip, &p.dst_ip, tunnel);
+    match tunnel {
+        // The tunnel carries only the cluster's own: another node's prefix from the
+        // wrong node, or with another network's key, is forged.
+        Some(_) if !admitted => Err(Reason::DropSpoof),
+        Some(_) => Ok(true),
+        None if !admitted => Ok(false),
+        None if !cluster::reverse_path_ok(ctx, p) => Err(Reason::DropSpoof),
+        None => Ok(true),
     }
 }
 

@@ -12,7 +12,7 @@ use common::Reason;
 
 use crate::{
     ct,
-    maps::{FLOOD_BUDGET, network_of},
+    maps::{FLOOD_BUDGET, cluster_of, network_of},
     nat,
     parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
     stats::count,
@@ -56,6 +56,8 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
     // Into a managed network: what `from_uplink` drops unless it opens a flow. Elsewhere
     // (the host's addresses): only first packets count against the budget.
     let drop = match network_of(p.dst_ip) {
+        // A cluster source's packet is judged by TC, which alone sees a tunnel's key.
+        Some(_) if cluster_of(p.src_ip).is_some() => return None,
         Some(n) => match inbound_drop(&n) {
             Some(reason) => Some(reason),
             None => return None,

@@ -53,6 +53,52 @@ impl From<IfName> for String {
     }
 }
 
+/// `--peer SUBNET=UNDERLAY_IP`: a host whose containers' prefix is SUBNET, reached at
+/// UNDERLAY_IP on a shared segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub subnet: crate::endpoint::Ipv4Cidr,
+    pub underlay: std::net::Ipv4Addr,
+}
+
+impl FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not SUBNET=UNDERLAY_IP (e.g. 10.244.2.0/24=192.0.2.2)");
+        let (subnet, underlay) = s.split_once('=').ok_or_else(err)?;
+        let subnet = subnet.parse().map_err(|_| err())?;
+        let underlay: std::net::Ipv4Addr = underlay.parse().map_err(|_| err())?;
+        if underlay.is_unspecified() || underlay.is_multicast() || underlay.is_broadcast() {
+            return Err(err());
+        }
+        Ok(Self { subnet, underlay })
+    }
+}
+
+/// `--etcd-network BRIDGE=PREFIX`: a cluster network in etcd served on a bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdNetwork {
+    pub bridge: IfName,
+    pub prefix: String,
+}
+
+impl FromStr for EtcdNetwork {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not BRIDGE=PREFIX (e.g. br-blue=/bpfnet/blue)");
+        let (bridge, prefix) = s.split_once('=').ok_or_else(err)?;
+        if !prefix.starts_with('/') || prefix.len() < 2 {
+            return Err(err());
+        }
+        Ok(Self {
+            bridge: bridge.parse().map_err(|_| err())?,
+            prefix: prefix.into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +121,23 @@ mod tests {
         for bad in ["", "a-very-long-name0", "eth0/1", "a b", "..", "eth0:1"] {
             let err = bad.parse::<IfName>().expect_err(bad);
             assert!(err.contains("interface name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_peer_is_a_subnet_and_an_underlay_address() {
+        let p: Peer = "10.244.2.0/24=192.0.2.2".parse().expect("peer");
+        assert_eq!(p.subnet.to_string(), "10.244.2.0/24");
+        assert_eq!(p.underlay, std::net::Ipv4Addr::new(192, 0, 2, 2));
+        for bad in [
+            "10.244.2.0/24",
+            "10.244.2.0/24=",
+            "=192.0.2.2",
+            "10.244.2.0/24=0.0.0.0",
+            "x=y",
+        ] {
+            let err = bad.parse::<Peer>().expect_err(bad);
+            assert!(err.contains("SUBNET=UNDERLAY_IP"), "{err}");
         }
     }
 }

@@ -38,6 +38,11 @@ enum Command {
     Stats(cli::stats::Args),
     /// Register or forget a container endpoint by hand (non-Docker, pipework style).
     Endpoint(cli::endpoint::Args),
+    /// A cluster of hosts in etcd: `cluster init` writes its config once.
+    Cluster(cli::cluster::Args),
+    /// The cluster's nodes: `node ls` lists them, their prefixes, underlay addresses,
+    /// liveness and what to tell Docker.
+    Node(cli::node::Args),
 }
 
 /// Exit code for every error: bad input, conflicts, an unreachable daemon.
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::Conntrack(args) => cli::conntrack::run(args, &cli.socket),
         Command::Stats(args) => cli::stats::run(args, &cli.socket),
         Command::Endpoint(args) => cli::endpoint::run(args, &cli.socket),
+        Command::Cluster(args) => cli::cluster::run(args),
+        Command::Node(args) => cli::node::run(args, &cli.socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

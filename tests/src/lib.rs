@@ -1,6 +1,7 @@
 //! Helpers for bpfnet's privileged integration tests: throwaway network namespaces,
 //! a packet builder with independent checksum checks, a daemon process guard and
 //! echo servers/clients that run inside namespaces.
+pub mod cluster;
 pub mod daemon;
 pub mod dockerd;
 pub mod echo;

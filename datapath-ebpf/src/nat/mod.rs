@@ -11,7 +11,7 @@ pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
-    ct,
+    cluster, ct,
     family::Family,
     fwd,
     hostsock::{self, Holder},
@@ -101,7 +101,17 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
     let mut to = key;
     to.dst_ip = b.ip;
     to.dst_port = b.port;
-    ct::stage(ctx, p, CT_DNAT)?;
+    let mut flags = CT_DNAT;
+    if cluster::node_of(&b.ip).is_some() {
+        // A container on another node: it sees this node's address, which its node
+        // lets in and which brings the answer back here to be translated.
+        match fwd::route(ctx, &to, true) {
+            Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
+            _ => return Err(Reason::DropNoRoute),
+        }
+        flags |= CT_SNAT;
+    }
+    ct::stage(ctx, p, flags)?;
     ct::create(p, &to)?;
     count(ctx, Reason::DnatNew);
     Ok(New::Flow(to))

@@ -45,6 +45,7 @@ pub enum Request {
         /// Any of the endpoint's addresses.
         ip: std::net::IpAddr,
     },
+    Nodes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +55,57 @@ pub enum Response {
     Listing(Listing),
     Conntrack { flows: Vec<FlowInfo> },
     Stats(Stats),
+    Nodes(NodeListing),
     Error { message: String },
+}
+
+/// What `bpfnet node ls` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeListing {
+    /// The etcd networks this node joined.
+    pub networks: Vec<NetworkListing>,
+    /// `--cluster-cidr`.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    /// `--peer`s: (prefix, underlay address).
+    pub static_peers: Vec<(Ipv4Cidr, std::net::Ipv4Addr)>,
+}
+
+/// One etcd network as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkListing {
+    /// The network's bridge here.
+    pub bridge: String,
+    /// Its key prefix in etcd.
+    pub prefix: String,
+    /// This node, once it has its prefix.
+    pub this: Option<ThisNode>,
+    /// The other nodes etcd knows, as last seen (kept while etcd is unreachable).
+    pub nodes: Vec<crate::cluster::Node>,
+    /// Whether etcd answers now.
+    pub etcd_connected: bool,
+}
+
+/// This node in a cluster network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThisNode {
+    pub name: String,
+    pub subnet: crate::cluster::Ipv4Net,
+    pub underlay: std::net::Ipv4Addr,
+    pub mode: crate::cluster::Mode,
+    pub vni: u32,
+    /// The address the network's bridge has in the node's prefix.
+    pub gateway: std::net::Ipv4Addr,
+}
+
+/// A `cluster_v1` entry as `bpfnet ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRouteLine {
+    pub prefix: Ipv4Cidr,
+    /// `routed`, `host-gw`, `vxlan` or `node`.
+    pub kind: String,
+    /// The node it is sent to (host-gw, vxlan).
+    pub node: Option<std::net::Ipv4Addr>,
+    pub vni: u32,
 }
 
 /// A Docker container as `bpfnet ls` shows it.
@@ -117,4 +168,7 @@ pub struct Listing {
     pub uplinks: Vec<String>,
     /// Interfaces with a bpfnet program attached: (interface, program).
     pub attached: Vec<(String, String)>,
+    /// The cluster's prefixes and where they are sent.
+    #[serde(default)]
+    pub cluster: Vec<ClusterRouteLine>,
 }

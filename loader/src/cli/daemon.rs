@@ -10,7 +10,8 @@ use bpfnet::{
     conntrack::Timeouts,
     daemon,
     datapath::{DEFAULT_PIN_DIR, XdpMode, teardown::teardown},
-    flags::{IfName, SnatPorts},
+    endpoint::Ipv4Cidr,
+    flags::{EtcdNetwork, IfName, Peer, SnatPorts},
 };
 use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
@@ -85,6 +86,38 @@ pub struct Args {
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "auto",
           require_equals = true)]
     xdp: Option<XdpMode>,
+    /// Container prefixes of other hosts that the network routes to each host (a cloud
+    /// VPC's route table): no NAT between them and the local networks inside it, and
+    /// routed access from it to local containers allowed, whatever the inbound policy
+    /// and the host's firewall say.
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Option<Ipv4Cidr>,
+    /// A host on a shared segment whose containers' prefix is SUBNET (repeatable):
+    /// their packets go straight to UNDERLAY_IP, untranslated (host-gw), with no
+    /// kernel route.
+    #[arg(long = "peer", value_name = "SUBNET=UNDERLAY_IP")]
+    peers: Vec<Peer>,
+    /// Join the cluster kept in these etcd endpoints (comma-separated URLs; `bpfnet
+    /// cluster init` writes its config): claim a node prefix for the first `--bridge`
+    /// (created if missing), announce it, and route to every other node's.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix in etcd of the cluster network of the first `--bridge`.
+    #[arg(long, value_name = "PREFIX", default_value = bpfnet::cluster::DEFAULT_PREFIX,
+          requires = "etcd")]
+    etcd_prefix: String,
+    /// Another cluster network (repeatable), written by `bpfnet cluster init
+    /// --etcd-prefix PREFIX` with a VNI of its own, on BRIDGE here (created if missing,
+    /// managed): isolated from the others across hosts, as two bridges are on one.
+    #[arg(long = "etcd-network", value_name = "BRIDGE=PREFIX", requires = "etcd")]
+    etcd_networks: Vec<EtcdNetwork>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long, value_name = "NAME", requires = "etcd")]
+    node_name: Option<String>,
+    /// The interface whose IPv4 address the other nodes reach this one at (default:
+    /// the first uplink with an IPv4 address).
+    #[arg(long, value_name = "IFACE")]
+    underlay: Option<IfName>,
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
@@ -97,8 +130,18 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let first_bridge = args
+        .bridges
+        .first()
+        .map_or_else(String::new, ToString::to_string);
+    let bridges = args
+        .bridges
+        .iter()
+        .chain(args.etcd_networks.iter().map(|n| &n.bridge))
+        .map(ToString::to_string)
+        .collect();
     let cfg = daemon::Config {
-        bridges: args.bridges.into_iter().map(String::from).collect(),
+        bridges,
         routed_bridges: args.routed_bridges.into_iter().map(String::from).collect(),
         uplinks: args.uplinks.into_iter().map(String::from).collect(),
         socket,
@@ -115,6 +158,20 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),
         cgroup: args.cgroup,
         xdp: args.xdp,
+        cluster_cidr: args.cluster_cidr,
+        peers: args.peers.iter().map(|p| (p.subnet, p.underlay)).collect(),
+        etcd: (!args.etcd.is_empty()).then(|| daemon::EtcdJoin {
+            endpoints: args.etcd,
+            networks: std::iter::once((first_bridge, args.etcd_prefix))
+                .chain(
+                    args.etcd_networks
+                        .into_iter()
+                        .map(|n| (n.bridge.into(), n.prefix)),
+                )
+                .collect(),
+            node_name: args.node_name.unwrap_or_else(host_name),
+        }),
+        underlay: args.underlay.map(String::from),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -123,6 +180,15 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(daemon::run(cfg))?;
     Ok(())
+}
+
+/// This host's name (the kernel's node name).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// `--cleanup`: the datapath's way out.

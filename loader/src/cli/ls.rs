@@ -82,5 +82,17 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     for (iface, prog) in &l.attached {
         println!("  {iface:<16} {prog}");
     }
+    if !l.cluster.is_empty() {
+        println!("CLUSTER");
+    }
+    for r in &l.cluster {
+        let node = r.node.map_or(String::new(), |n| format!(" via {n}"));
+        println!(
+            "  {:<18} {}{node} (vni {})",
+            r.prefix.to_string(),
+            r.kind,
+            r.vni
+        );
+    }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! One module per subcommand; each holds its arguments and its handler.
+pub mod cluster;
 pub mod conntrack;
 pub mod daemon;
 pub mod endpoint;
 pub mod ls;
+pub mod node;
 pub mod publish;
 pub mod stats;

@@ -31,6 +31,10 @@ impl Daemon {
                     return Err(DaemonError::NotABridge { name: name.clone() });
                 }
                 Some(_) => {}
+                None if self.cluster.awaits_prefix(name) => {
+                    // Created with its address once the node's prefix is known.
+                    info!(bridge = %name, "the cluster's bridge waits for the node's prefix");
+                }
                 None => {
                     let addr = (name == DOCKER0).then_some(DOCKER0_ADDR);
                     info!(bridge = %name, ?addr, "creating missing bridge");

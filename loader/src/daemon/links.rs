@@ -71,6 +71,14 @@ impl Links {
         self.all.remove(&index)
     }
 
+    /// Serve interface `name` as an uplink too when the uplinks are narrowed by name
+    /// (every uplink is served otherwise).
+    pub fn add_uplink(&mut self, name: &str) {
+        if let Uplinks::Named(names) = &mut self.uplinks {
+            names.insert(name.to_string());
+        }
+    }
+
     /// Manage bridge `name` from now on; true if it was not managed already.
     pub fn manage_bridge(&mut self, name: &str) -> bool {
         self.bridge_names.insert(name.to_string())

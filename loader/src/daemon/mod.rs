@@ -1,6 +1,8 @@
 //! `bpfnet daemon`: owns the datapath, keeps it in line with the host and the desired
 //! state, and answers the control API. All state lives in one task; API connections
 //! hand their requests to it over a channel.
+mod cluster;
+mod cluster_join;
 mod desired;
 mod docker;
 mod docker_nat;
@@ -82,6 +84,23 @@ pub struct Config {
     pub cgroup: Option<PathBuf>,
     /// `--xdp`: early drop on Ethernet uplinks, in this mode.
     pub xdp: Option<XdpMode>,
+    /// `--cluster-cidr`: container prefixes the network routes to each host.
+    pub cluster_cidr: Option<crate::endpoint::Ipv4Cidr>,
+    /// `--peer`: static host-gw peers (their prefix, their underlay address).
+    pub peers: Vec<(crate::endpoint::Ipv4Cidr, std::net::Ipv4Addr)>,
+    /// `--etcd`: the cluster to join.
+    pub etcd: Option<EtcdJoin>,
+    /// `--underlay`: the interface other nodes reach this one at.
+    pub underlay: Option<String>,
+}
+
+/// Where and as whom the daemon joins an etcd cluster.
+#[derive(Clone, Debug)]
+pub struct EtcdJoin {
+    pub endpoints: Vec<String>,
+    /// The networks: (bridge, key prefix), the first bridge's first.
+    pub networks: Vec<(String, String)>,
+    pub node_name: String,
 }
 
 struct Daemon {
@@ -108,6 +127,8 @@ struct Daemon {
     warnings: Vec<String>,
     /// The NDP proxy entries in place (None: not looked at yet).
     ndp_proxies: Option<std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>>,
+    /// The cluster's prefixes, static and from etcd.
+    cluster: cluster::Cluster,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
@@ -141,11 +162,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     } else {
         Uplinks::Named(cfg.uplinks.iter().cloned().collect())
     };
+    let mut links = Links::new(cfg.bridges.iter().cloned(), uplinks);
+    if let Some(underlay) = &cfg.underlay {
+        links.add_uplink(underlay);
+    }
     let mut d = Daemon {
         dp,
         nl,
         desired: Desired::load(cfg.state_dir.clone())?,
-        links: Links::new(cfg.bridges.iter().cloned(), uplinks),
+        links,
         routed_bridges: cfg.routed_bridges.clone(),
         docker_net_flags: BTreeMap::new(),
         timeouts: cfg.timeouts,
@@ -155,6 +180,18 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         conflicts: Vec::new(),
         warnings: Vec::new(),
         ndp_proxies: None,
+        cluster: cluster::Cluster {
+            cidr: cfg.cluster_cidr,
+            peers: cfg.peers.clone(),
+            static_bridge: cfg.bridges.first().cloned(),
+            networks: cfg
+                .etcd
+                .iter()
+                .flat_map(|e| e.networks.iter().cloned())
+                .map(|(bridge, prefix)| cluster::Network::new(bridge, prefix))
+                .collect(),
+            ..Default::default()
+        },
     };
     if cfg.follow_docker
         && let Some(w) = docker_nat::check()
@@ -175,6 +212,15 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_published();
     d.sync_endpoints();
     d.sync_ndp_proxies().await;
+    d.sync_cluster();
+    let (cluster_tx, mut cluster_rx) = mpsc::channel(16);
+    match &cfg.etcd {
+        Some(etcd) => {
+            d.join_cluster(etcd, cfg.underlay.as_deref(), &cfg.state_dir, cluster_tx)
+                .await
+        }
+        None => drop(cluster_tx),
+    }
     let (docker_tx, mut docker_rx) = mpsc::channel(64);
     if cfg.follow_docker {
         tokio::spawn(crate::docker::watch::watch(docker_tx, cfg.docker_resync));
@@ -199,6 +245,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             }
             Some(change) = changes.next() => d.on_change(change).await,
             Some(update) = docker_rx.recv() => d.on_docker(update).await,
+            Some((net, event)) = cluster_rx.recv() => d.on_cluster(net, event).await,
             () = &mut sweep => {
                 let took = d.sweep();
                 let next = d.sweep_due(cfg.sweep_interval, took);
@@ -240,6 +287,7 @@ impl Daemon {
                 mac,
             } => self.add_endpoint(bridge, veth, ip, ip6, mac).await,
             Request::EndpointDel { ip } => self.del_endpoint(ip),
+            Request::Nodes => return Response::Nodes(self.node_listing()),
         };
         result.map_or_else(Response::from, |()| Response::Ok)
     }
@@ -265,6 +313,7 @@ impl Daemon {
             bridges: self.links.bridges().map(|l| l.name.clone()).collect(),
             uplinks: self.links.uplinks().map(|l| l.name.clone()).collect(),
             attached,
+            cluster: self.cluster.route_lines(),
         }
     }
 

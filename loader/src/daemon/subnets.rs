@@ -11,7 +11,7 @@ use common::{Ip6, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
-use crate::datapath::sync::sync;
+use crate::{datapath::sync::sync, endpoint::Ipv4Cidr};
 
 impl Daemon {
     pub(super) async fn sync_subnets(&mut self) {
@@ -65,6 +65,21 @@ impl Daemon {
         }
         super::report("subnets", sync(&mut self.dp.maps.subnets, &want));
         super::report("IPv6 subnets", sync(&mut self.dp.maps.subnets6, &want6));
+        let mut local: BTreeMap<String, Vec<Ipv4Cidr>> = BTreeMap::new();
+        for bridge in self.cluster.bridges() {
+            let prefixes = prefixes
+                .iter()
+                .filter(|&&(i, _, _)| self.links.get(i).is_some_and(|l| l.name == bridge))
+                .filter_map(|&(_, addr, len)| match addr {
+                    IpAddr::V4(addr) => Some(Ipv4Cidr { addr, len }),
+                    IpAddr::V6(_) => None,
+                });
+            local.entry(bridge.to_owned()).or_default().extend(prefixes);
+        }
+        if local != self.cluster.local {
+            self.cluster.local = local;
+            self.sync_cluster();
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Clock, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey, FragKey6,
-    FragPorts, Ip6, Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6,
+    Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey,
+    FragKey6, FragPorts, Ip6, Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6,
     SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
@@ -36,7 +36,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 24] {
+fn userspace() -> [Layout; 25] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -60,6 +60,12 @@ fn userspace() -> [Layout; 24] {
             _pad
         }),
         layout!(Network { bridge, flags }),
+        layout!(ClusterRoute {
+            node,
+            vni,
+            kind,
+            ifindex
+        }),
         layout!(Ip6 { words }),
         layout!(Port {
             network,

@@ -4,8 +4,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
 };
 use common::{
-    Backend, Config, Counter, CtKey, CtValue, Endpoint, Ip6, Network, Port, PublishedKey, Reason,
-    names,
+    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, Ip6, Network, Port,
+    PublishedKey, Reason, names,
 };
 
 use super::DatapathError;
@@ -36,6 +36,8 @@ pub struct Maps {
     pub subnets: LpmTrie<MapData, u32, Network>,
     /// Managed networks' IPv6 subnets → the network.
     pub subnets6: LpmTrie<MapData, Ip6, Network>,
+    /// The cluster's prefixes and node addresses (IPv4, network order) → where they are.
+    pub cluster: LpmTrie<MapData, u32, ClusterRoute>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub config: Array<MapData, Config>,
     /// ifindex → `IFACE_*` role bits.
@@ -75,6 +77,7 @@ impl Maps {
             ct_new: take(ebpf, names::CT_NEW)?,
             subnets: take(ebpf, names::SUBNETS)?,
             subnets6: take(ebpf, names::SUBNETS6)?,
+            cluster: take(ebpf, names::CLUSTER)?,
             snat_use: take(ebpf, names::SNAT_USE)?,
             ct6: take(ebpf, names::CT6)?,
             ct6_new: take(ebpf, names::CT6_NEW)?,

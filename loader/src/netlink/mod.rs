@@ -9,7 +9,7 @@ use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use proxy::enable_proxy_ndp;
 use rtnetlink::{
-    Handle, LinkBridge,
+    Handle, LinkBridge, LinkVxlan,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
@@ -240,14 +240,75 @@ impl Netlink {
                 source: rtnetlink::Error::RequestFailed,
             })?;
         if let Some((ip, len)) = addr {
-            self.handle
-                .address()
-                .add(link.index, IpAddr::V4(ip), len)
-                .execute()
-                .await
-                .map_err(req(format!("add {ip}/{len} to {name}")))?;
+            self.add_address(&link, ip, len).await?;
         }
         Ok(link)
+    }
+
+    /// The MTU of interface `index`.
+    pub async fn mtu(&self, index: u32) -> Result<Option<u32>, NetlinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req(format!("get link {index}")))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(mtu) => Some(*mtu),
+                _ => None,
+            }))
+    }
+
+    /// Create VXLAN device `name` in collect-metadata mode (each packet's key and
+    /// remote set by the datapath) on UDP port `port`, with `mac` and `mtu`, up.
+    pub async fn create_vxlan(
+        &self,
+        name: &str,
+        port: u16,
+        mac: [u8; 6],
+        mtu: u32,
+    ) -> Result<Link, NetlinkError> {
+        let msg = LinkVxlan::new(name, 0)
+            .collect_metadata(true)
+            .port(port)
+            .learning(false)
+            .address(mac.to_vec())
+            .mtu(mtu)
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req(format!("create VXLAN device {name}")))?;
+        self.link_by_name(name)
+            .await?
+            .ok_or_else(|| NetlinkError::Request {
+                what: format!("VXLAN device {name} vanished after creation"),
+                source: rtnetlink::Error::RequestFailed,
+            })
+    }
+
+    /// Add `ip/len` to `link`.
+    pub async fn add_address(
+        &self,
+        link: &Link,
+        ip: Ipv4Addr,
+        len: u8,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .address()
+            .add(link.index, IpAddr::V4(ip), len)
+            .execute()
+            .await
+            .map_err(req(format!("add {ip}/{len} to {}", link.name)))
     }
 
     /// Every address configured on an interface, both families: (ifindex, address,

@@ -1,0 +1,139 @@
+//! The cluster (`cluster_v1`): other hosts' container prefixes and the nodes' own
+//! addresses. Between two addresses of one cluster network nothing is translated: a
+//! container's packet for another node's prefix goes to that node's underlay address
+//! (host-gw) or into a VXLAN tunnel to it, tracked, and on the receiving node a packet
+//! from a prefix of the same network (or from a node) to a local container starts a
+//! tracked flow past the inbound policy. A prefix of another network is isolated as a
+//! local bridge of another network is. The cluster is IPv4.
+use aya_ebpf::{
+    EbpfContext as _, bindings::bpf_tunnel_key, helpers::generated::bpf_skb_get_tunnel_key,
+    programs::TcContext,
+};
+use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, ClusterRoute, PROTO_TCP, ct::TCP_SYN};
+
+use crate::{
+    ct,
+    family::Family,
+    fwd,
+    parse::{Packet, read},
+};
+
+/// The MACs of a frame inside the tunnel: (destination, source).
+pub const VXLAN_MACS: [[u8; 6]; 2] = [common::CLUSTER_VXLAN_MAC, common::CLUSTER_VXLAN_SRC_MAC];
+
+/// Where a packet for `dst` goes instead of by its own route: the node that holds its
+/// prefix (None: by its own route).
+#[inline(always)]
+pub fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
+    A::cluster_of(dst).filter(|c| c.kind == CLUSTER_HOST_GW || c.kind == CLUSTER_VXLAN)
+}
+
+/// Whether a container's packet from `src` to `dst` crosses the cluster: Some(true)
+/// when both are prefixes of one network (untranslated, tracked); Some(false) when
+/// `dst` is a cluster prefix `src` may not reach (isolation: another network, or a
+/// sender outside the cluster); None when `dst` is not a cluster prefix (a node's own
+/// address is the host's, reached as any host is).
+#[inline(always)]
+pub fn crossing<A: Family>(src: &A, dst: &A) -> Option<bool> {
+    let d = A::cluster_of(dst).filter(|c| c.kind != CLUSTER_NODE)?;
+    Some(A::cluster_of(src).is_some_and(|s| s.kind != CLUSTER_NODE && s.vni == d.vni))
+}
+
+/// Whether an untracked packet from `src` may start a flow to the local container
+/// `dst`: `dst` is a cluster prefix and `src` a prefix of the same network or a node
+/// (its host, or a port it publishes for a container here). `tunnel`: the VXLAN key
+/// the packet arrived with (its remote node in host order, its VNI), None when it did
+/// not come out of a tunnel; a prefix behind a tunnel comes only out of the tunnel
+/// from its own node with its network's key, a host-gw prefix only from the wire.
+#[inline(always)]
+pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
+    let Some(d) = A::cluster_of(dst).filter(|c| c.kind != CLUSTER_NODE) else {
+        return false;
+    };
+    let Some(s) = A::cluster_of(src) else {
+        return false;
+    };
+    if s.kind == CLUSTER_NODE {
+        return true;
+    }
+    if s.vni != d.vni {
+        return false;
+    }
+    match tunnel {
+        Some((node, vni)) => {
+            s.kind == CLUSTER_VXLAN && node == u32::from_be(s.node) && vni == s.vni
+        }
+        None => s.kind != CLUSTER_VXLAN,
+    }
+}
+
+/// Whether a cluster packet off the wire came the way its source is reached (strict
+/// reverse path): the route back to its source (through the node of its prefix, or the
+/// network's router) leaves by the device it came in on, and, when the neighbour is
+/// known, the frame's sender is that neighbour. A host on the segment that forges a
+/// cluster source fails here; an unknown neighbour fails closed.
+#[inline(always)]
+pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+    let mut back = ct::key_of(p).reversed();
+    back.src_ip = A::ZERO;
+    let Some(r) = fwd::route(ctx, &back, false) else {
+        return false;
+    };
+    // SAFETY: the __sk_buff this program was called with.
+    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    let sender = read::<[u8; 6], _>(ctx, 6);
+    r.ifindex == ingress && r.resolved && sender == Some(r.macs[0])
+}
+
+/// Lower a TCP SYN's maximum segment size to what fits a device of `mtu` (the
+/// tunnel's: the underlay's less VXLAN's 50 bytes), so neither end of a connection
+/// across the tunnel sends segments it cannot carry. The option is looked for first
+/// after the header, where every common stack puts it.
+#[inline(always)]
+pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) {
+    if p.proto != PROTO_TCP || p.tcp_flags & TCP_SYN == 0 || p.tcp_hlen < 24 {
+        return;
+    }
+    let off = p.l4_off() + 20;
+    let Ok(opt) = ctx.load::<[u8; 4]>(off) else {
+        return;
+    };
+    // Kind 2, length 4: the maximum segment size, network order.
+    if opt[0] != 2 || opt[1] != 4 {
+        return;
+    }
+    let max = u16::try_from(fwd::device_mtu(ctx, ifindex).saturating_sub(40)).unwrap_or(u16::MAX);
+    if u16::from_be_bytes([opt[2], opt[3]]) <= max {
+        return;
+    }
+    let (old, new) = (u16::from_ne_bytes([opt[2], opt[3]]), max.to_be());
+    // The checksum first (a no-op on a packet whose checksum the NIC completes).
+    if ctx
+        .l4_csum_replace(p.l4_off() + 16, u64::from(old), u64::from(new), 2)
+        .is_ok()
+    {
+        let _ = ctx.store(off + 2, &new, 0);
+    }
+}
+
+/// The VXLAN key a packet arrived with: (remote node, host order; VNI), None when it
+/// carries none (it did not come out of a collect-metadata tunnel).
+#[inline(always)]
+pub fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
+    // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
+    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
+    // SAFETY: helper on this program's context, writing at most `size` bytes of `key`.
+    let ret = unsafe {
+        bpf_skb_get_tunnel_key(
+            ctx.as_ptr().cast(),
+            &mut key,
+            core::mem::size_of::<bpf_tunnel_key>() as u32,
+            0,
+        )
+    };
+    if ret != 0 {
+        return None;
+    }
+    // SAFETY: reading the IPv4 member of the union, which an IPv4 tunnel wrote.
+    Some((unsafe { key.__bindgen_anon_1.remote_ipv4 }, key.tunnel_id))
+}

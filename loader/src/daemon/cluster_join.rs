@@ -1,0 +1,143 @@
+//! Joining etcd networks: one control-plane task per network, the bridge given the
+//! first address of the node's prefix, the VXLAN device of a `vxlan` network.
+use std::{net::Ipv4Addr, path::Path};
+
+use common::CLUSTER_VXLAN_MAC;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Daemon, cluster::gateway_of};
+use crate::{
+    cluster::{ClusterEvent, JoinOptions},
+    endpoint::Ipv4Cidr,
+};
+
+/// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart).
+pub const VXLAN_DEVICE: &str = "bpfnet-vxlan";
+/// VXLAN's IANA port.
+const VXLAN_PORT: u16 = 4789;
+/// What VXLAN adds to each packet: outer IPv4 (20), UDP (8), VXLAN (8) and the inner
+/// Ethernet header (14).
+const VXLAN_OVERHEAD: u32 = 50;
+
+impl Daemon {
+    /// Start following every etcd network: their events arrive on `tx`'s receiver,
+    /// tagged with the network's index. The underlay address is `underlay`'s first
+    /// IPv4 address, else the first uplink's.
+    pub(super) async fn join_cluster(
+        &mut self,
+        etcd: &super::EtcdJoin,
+        underlay: Option<&str>,
+        state_dir: &Path,
+        tx: mpsc::Sender<(usize, ClusterEvent)>,
+    ) {
+        let Some((address, index)) = self.underlay_address(underlay).await else {
+            warn!(
+                ?underlay,
+                "no IPv4 address to reach this node at: not joining the cluster"
+            );
+            return;
+        };
+        info!(node = %etcd.node_name, underlay = %address, "joining the cluster");
+        self.cluster.name = Some((etcd.node_name.clone(), address));
+        self.cluster.underlay = index;
+        for (i, net) in self.cluster.networks.iter().enumerate() {
+            let opts = JoinOptions {
+                endpoints: etcd.endpoints.clone(),
+                prefix: net.prefix.clone(),
+                name: etcd.node_name.clone(),
+                underlay: address,
+                // Each network persists its own view.
+                state_dir: state_dir.join("cluster").join(&net.bridge),
+            };
+            let (net_tx, mut net_rx) = mpsc::channel(16);
+            tokio::spawn(crate::cluster::run(opts, net_tx));
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = net_rx.recv().await {
+                    if tx.send((i, event)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// The IPv4 address other nodes reach this one at, and its interface.
+    async fn underlay_address(&self, underlay: Option<&str>) -> Option<(Ipv4Addr, u32)> {
+        let prefixes = self.nl.prefixes().await.ok()?;
+        let candidates: Vec<u32> = match underlay {
+            Some(name) => vec![self.nl.link_by_name(name).await.ok()??.index],
+            None => self.links.uplinks().map(|l| l.index).collect(),
+        };
+        candidates.iter().find_map(|&i| {
+            prefixes.iter().find_map(|&(index, a, _)| match a {
+                std::net::IpAddr::V4(a) if index == i && !a.is_loopback() => Some((a, i)),
+                _ => None,
+            })
+        })
+    }
+
+    /// Give `bridge` the first address of this node's prefix `own`, creating the
+    /// bridge when it is missing; its other addresses stay.
+    pub(super) async fn set_cluster_gateway(&mut self, bridge: &str, own: Ipv4Cidr) {
+        let gateway = gateway_of(&own);
+        let result = match self.nl.link_by_name(bridge).await {
+            Ok(Some(link)) => match self.nl.prefixes().await {
+                Ok(p)
+                    if p.iter()
+                        .any(|&(i, a, l)| i == link.index && a == gateway && l == own.len) =>
+                {
+                    return;
+                }
+                Ok(_) => self.nl.add_address(&link, gateway, own.len).await,
+                Err(e) => Err(e),
+            },
+            Ok(None) => {
+                info!(%bridge, %gateway, "creating the cluster network's bridge");
+                self.nl
+                    .create_bridge(bridge, Some((gateway, own.len)))
+                    .await
+                    .map(drop)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => info!(%bridge, %gateway, len = own.len, "cluster gateway address set"),
+            Err(e) => warn!(%bridge, error = %e, "cannot give the cluster's bridge its address"),
+        }
+    }
+
+    /// The VXLAN device, created when missing (collect-metadata, the underlay's MTU
+    /// less VXLAN's overhead), served as an uplink: packets out of the tunnel enter by
+    /// it.
+    pub(super) async fn ensure_vxlan(&mut self) {
+        let link = match self.nl.link_by_name(VXLAN_DEVICE).await {
+            Ok(Some(link)) => Ok(link),
+            Ok(None) => {
+                let mtu = match self.nl.mtu(self.cluster.underlay).await {
+                    Ok(Some(mtu)) => mtu,
+                    _ => 1500,
+                };
+                let mtu = mtu.saturating_sub(VXLAN_OVERHEAD);
+                info!(
+                    device = VXLAN_DEVICE,
+                    mtu, "creating the cluster's VXLAN device"
+                );
+                self.nl
+                    .create_vxlan(VXLAN_DEVICE, VXLAN_PORT, CLUSTER_VXLAN_MAC, mtu)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match link {
+            Ok(link) => {
+                self.cluster.vxlan = link.index;
+                self.links.add_uplink(VXLAN_DEVICE);
+                self.links.upsert(link);
+                self.apply_links();
+            }
+            Err(e) => warn!(error = %e, "no VXLAN device: VXLAN peers are unreachable"),
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Containers across hosts, end to end, on hosts with `FORWARD DROP` and raw notrack:
+//! a network that routes each host's prefix (`--cluster-cidr`, the VPC case), static
+//! host-gw peers (`--peer`), and, with etcd, a cluster that assembles itself. TCP, UDP
+//! and ping between containers of different hosts arrive untranslated; other networks
+//! stay isolated; a forged cluster source is refused.
+use std::{
+    io::ErrorKind,
+    net::{Ipv4Addr, SocketAddr},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use bpfnet_tests::{
+    cluster::{Cluster, Host, UNDERLAY},
+    daemon::{Daemon, cli_ok, counter, ls},
+    echo::{Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
+    etcd::EtcdServer,
+    netns::Netns,
+    require_root,
+    topo::{add_bridge, plug},
+};
+
+const PORT: u16 = 8080;
+
+/// The address a whoami server at `to` saw a TCP connection from `ns` come from.
+fn tcp_seen(ns: &Netns, to: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
+    let reply = tcp_roundtrip(ns, SocketAddr::from((to, PORT)), b"who")?;
+    match WhoamiServer::seen(&reply) {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(a) => panic!("an IPv4 connection seen from {a}"),
+    }
+}
+
+/// The address a whoami server at `to` saw a UDP datagram from `ns` come from.
+fn udp_seen(ns: &Netns, to: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
+    let reply = udp_roundtrip(ns, SocketAddr::from((to, PORT)), b"who")?;
+    match WhoamiServer::seen(&reply) {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(a) => panic!("an IPv4 datagram seen from {a}"),
+    }
+}
+
+/// Whether two pings from `ns` to `to` are answered.
+fn pings(ns: &Netns, to: Ipv4Addr) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", &ns.name, "ping", "-c", "2", "-W", "2"])
+        .arg(to.to_string())
+        .output()
+        .expect("ping runs")
+        .status
+        .success()
+}
+
+/// TCP, UDP and ping from `from` (address `from_ip`) to `to_ip`, each arriving with the
+/// sender's own address.
+fn assert_reaches_untranslated(from: &Netns, from_ip: Ipv4Addr, to_ip: Ipv4Addr) {
+    let tcp = tcp_seen(from, to_ip).unwrap_or_else(|e| panic!("TCP {from_ip} -> {to_ip}: {e}"));
+    assert_eq!(
+        tcp, from_ip,
+        "TCP {from_ip} -> {to_ip} arrives untranslated"
+    );
+    let udp = udp_seen(from, to_ip).unwrap_or_else(|e| panic!("UDP {from_ip} -> {to_ip}: {e}"));
+    assert_eq!(
+        udp, from_ip,
+        "UDP {from_ip} -> {to_ip} arrives untranslated"
+    );
+    assert!(pings(from, to_ip), "ping {from_ip} -> {to_ip}");
+}
+
+/// Two hosts with a container each (10.244.1.2, 10.244.2.2) on the switch.
+fn two_hosts(tag: &str) -> Cluster {
+    let mut c = Cluster::new(tag, 2);
+    c.add_bridges();
+    for h in &mut c.hosts {
+        let i = h.index;
+        h.add_container(
+            Ipv4Addr::new(10, 244, i, 2),
+            24,
+            Ipv4Addr::new(10, 244, i, 1),
+        );
+    }
+    c
+}
+
+const C1: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+const C2: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
+
+#[test]
+fn a_routed_cluster_cidr_joins_containers_across_hosts_untranslated() {
+    if !require_root() {
+        return;
+    }
+    let mut c = two_hosts("vpc");
+    c.add_router(&[("10.244.1.0/24", 1), ("10.244.2.0/24", 2)]);
+    let _servers = [
+        WhoamiServer::start(&c.hosts[0].containers[0], PORT),
+        WhoamiServer::start(&c.hosts[1].containers[0], PORT),
+    ];
+    // The control: the router routes, but the hosts' FORWARD DROP stops it.
+    assert_fails(
+        "TCP across hosts before bpfnet",
+        tcp_seen(&c.hosts[0].containers[0], C2),
+        ErrorKind::TimedOut,
+    );
+    let _d: Vec<_> = c
+        .hosts
+        .iter()
+        .map(|h| h.start_daemon(&["--cluster-cidr", "10.244.0.0/16"]))
+        .collect();
+    assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
+    assert_reaches_untranslated(&c.hosts[1].containers[0], C2, C1);
+}
+
+#[test]
+fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
+    if !require_root() {
+        return;
+    }
+    let mut c = two_hosts("peers");
+    // A second, non-cluster network on host 2, and a host on the segment that forges a
+    // cluster source.
+    add_bridge(&c.hosts[1].ns, "br1", "172.18.0.1/16");
+    let other = Netns::new(&format!("{}-other", c.hosts[1].ns.name));
+    plug(
+        &c.hosts[1].ns,
+        ("br1", "vo0"),
+        &other,
+        ("eth0", "172.18.0.3/16"),
+        Some("172.18.0.1"),
+    );
+    let forger = c.add_host();
+    let forger_ns = forger.ns.name.clone();
+    let forger_index = forger.index;
+    let _servers = [
+        WhoamiServer::start(&c.hosts[0].containers[0], PORT),
+        WhoamiServer::start(&c.hosts[1].containers[0], PORT),
+    ];
+    let d1 = c.hosts[0].start_daemon(&["--peer", "10.244.2.0/24=192.0.2.2"]);
+    let d2 = c.hosts[1].start_daemon(&["--peer", "10.244.1.0/24=192.0.2.1", "--bridge", "br1"]);
+    assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
+    assert_reaches_untranslated(&c.hosts[1].containers[0], C2, C1);
+    // The hosts have no route to each other's prefix: bpfnet alone carries it.
+    let routes = c.hosts[0]
+        .ns
+        .output(&["ip", "route", "show", "10.244.2.0/24"]);
+    assert!(routes.trim().is_empty(), "no kernel route: {routes}");
+
+    // Another network of host 2 is isolated from the cluster's.
+    let isolation = counter(&c.hosts[1].files.socket, "drop-isolation");
+    assert_fails(
+        "TCP from another network to a cluster container",
+        tcp_seen(&other, C1),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(&c.hosts[1].files.socket, "drop-isolation") > isolation,
+        "counted as isolation"
+    );
+
+    // A host on the segment claims host 1's prefix as its source: refused by host 2.
+    let forger = &c.hosts[usize::from(forger_index) - 1].ns;
+    assert_eq!(forger.name, forger_ns);
+    forger.ip(&["addr", "add", "10.244.1.77/32", "dev", UNDERLAY]);
+    forger.ip(&[
+        "route",
+        "add",
+        "10.244.2.0/24",
+        "via",
+        "192.0.2.2",
+        "src",
+        "10.244.1.77",
+    ]);
+    let spoofed = counter(&c.hosts[1].files.socket, "drop-spoof");
+    let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
+    assert_fails(
+        "TCP from a forged cluster source",
+        tcp_seen(forger, C2),
+        ErrorKind::TimedOut,
+    );
+    assert_eq!(
+        c.hosts[1].containers[0].snmp("Ip", "InReceives"),
+        received,
+        "no forged packet reached the container"
+    );
+    assert!(
+        counter(&c.hosts[1].files.socket, "drop-spoof") > spoofed,
+        "counted as spoofed"
+    );
+    drop((d1, d2));
+}
+
+/// Three hosts joined through etcd, each with a container at the second address of
+/// the prefix its daemon claimed, serving whoami.
+struct EtcdCluster {
+    _servers: Vec<Server>,
+    daemons: Vec<Daemon>,
+    /// Each host's container address.
+    addrs: Vec<Ipv4Addr>,
+    etcd: EtcdServer,
+    _etcd_ns: Netns,
+    c: Cluster,
+}
+
+fn etcd_cluster(tag: &str, mode: &str) -> EtcdCluster {
+    let mut c = Cluster::new(tag, 3);
+    let (etcd_ns, etcd) = c.add_etcd(&[
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-prefix",
+        "24",
+        "--mode",
+        mode,
+        "--lease-ttl",
+        "3",
+    ]);
+    let url = etcd.url();
+    let daemons: Vec<Daemon> = c.hosts.iter().map(|h| h.join(&url, &[])).collect();
+    let mut addrs = Vec::new();
+    let mut servers = Vec::new();
+    for h in &mut c.hosts {
+        let (ip, server) = add_served_container(h);
+        servers.push(server);
+        addrs.push(ip);
+    }
+    for h in &c.hosts {
+        h.await_peers(2);
+    }
+    EtcdCluster {
+        _servers: servers,
+        daemons,
+        addrs,
+        etcd,
+        _etcd_ns: etcd_ns,
+        c,
+    }
+}
+
+/// A container on `h` at the second address of the prefix its daemon claimed, serving
+/// whoami.
+fn add_served_container(h: &mut Host) -> (Ipv4Addr, Server) {
+    let (gateway, len) = h.await_prefix();
+    let ip = Ipv4Addr::from(u32::from(gateway) + 1);
+    let ns = h.add_container(ip, len, gateway);
+    (ip, WhoamiServer::start(ns, PORT))
+}
+
+/// Every container reaches every other host's, untranslated.
+fn assert_all_reach_all(e: &EtcdCluster) {
+    for (i, from) in e.c.hosts.iter().enumerate() {
+        for (j, &to) in e.addrs.iter().enumerate() {
+            if i != j {
+                assert_reaches_untranslated(&from.containers[0], e.addrs[i], to);
+            }
+        }
+    }
+}
+
+/// A client on the segment, outside the cluster (192.0.2.200).
+fn outsider(c: &Cluster) -> Netns {
+    let ns = Netns::new(&format!("{}-out", c.hosts[0].ns.name));
+    c.plug_underlay(&ns, 200, "192.0.2.200/24");
+    ns
+}
+
+#[test]
+fn an_etcd_cluster_in_host_gw_mode_joins_containers_and_publishes_across_hosts() {
+    if !require_root() {
+        return;
+    }
+    let e = etcd_cluster("gw", "host-gw");
+    assert_all_reach_all(&e);
+    let routes = ls(&e.c.hosts[0].files.socket)["cluster"].clone();
+    let kinds: Vec<&str> = routes
+        .as_array()
+        .expect("cluster routes")
+        .iter()
+        .filter_map(|r| r["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "host-gw").count(),
+        2,
+        "two peers' prefixes in {routes}"
+    );
+
+    // A port published on host 1 for the container on host 2.
+    let spec = format!("8081:{}:{PORT}", e.addrs[1]);
+    cli_ok(&e.c.hosts[0].files.socket, &["publish", &spec]);
+    let out = outsider(&e.c);
+    let reply = tcp_roundtrip(&out, SocketAddr::from(([192, 0, 2, 1], 8081)), b"who")
+        .expect("the published port on host 1 answers from host 2's container");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        "192.0.2.1",
+        "host 2's container sees host 1, which translates the answer back"
+    );
+}
+
+/// A large request, so full-size segments cross the tunnel.
+static BULK: [u8; 300_000] = [0x5a; 300_000];
+
+#[test]
+fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_traffic() {
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("vx", "vxlan");
+    assert_all_reach_all(&e);
+    // Full-size segments fit the tunnel: the SYNs' MSS is lowered for it.
+    let reply = tcp_roundtrip(
+        &e.c.hosts[0].containers[0],
+        SocketAddr::from((e.addrs[1], PORT)),
+        &BULK,
+    )
+    .expect("a bulk request across the tunnel");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        e.addrs[0].to_string()
+    );
+
+    // A host on the segment sends VXLAN to host 1 claiming host 2's prefix.
+    let forged_src = Ipv4Addr::from(u32::from(e.addrs[1]) + 75);
+    let forger = e.c.add_host().index;
+    let f = &e.c.hosts[usize::from(forger) - 1].ns;
+    f.ip(&[
+        "link",
+        "add",
+        "vxf",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "remote",
+        "192.0.2.1",
+        "local",
+        &format!("192.0.2.{forger}"),
+        "dstport",
+        "4789",
+    ]);
+    f.ip(&["addr", "add", &format!("{forged_src}/32"), "dev", "vxf"]);
+    f.ip(&["link", "set", "vxf", "up"]);
+    let to = format!("{}/32", e.addrs[0]);
+    f.ip(&[
+        "route",
+        "add",
+        &to,
+        "dev",
+        "vxf",
+        "src",
+        &forged_src.to_string(),
+    ]);
+    let to = e.addrs[0].to_string();
+    f.ip(&[
+        "neigh",
+        "add",
+        &to,
+        "lladdr",
+        "02:62:70:66:6e:01",
+        "dev",
+        "vxf",
+    ]);
+    let host1 = &e.c.hosts[0];
+    let spoofed = counter(&host1.files.socket, "drop-spoof");
+    let received = host1.containers[0].snmp("Ip", "InReceives");
+    let r = tcp_seen(f, e.addrs[0]);
+    assert_fails("TCP out of a forged tunnel", r, ErrorKind::TimedOut);
+    assert_eq!(
+        host1.containers[0].snmp("Ip", "InReceives"),
+        received,
+        "no forged packet reached the container"
+    );
+    assert!(
+        counter(&host1.files.socket, "drop-spoof") > spoofed,
+        "counted as spoofed"
+    );
+    drop(e.daemons.drain(..));
+}
+
+/// The cluster's lease TTL in these tests (`--lease-ttl 3`).
+const LEASE_TTL: Duration = Duration::from_secs(3);
+
+/// Whether host `h`'s daemon routes anything to `node`.
+fn routes_to(h: &Host, node: &str) -> bool {
+    ls(&h.files.socket)["cluster"]
+        .as_array()
+        .expect("cluster routes")
+        .iter()
+        .any(|r| r["node"] == node)
+}
+
+#[test]
+fn a_lost_node_leaves_every_peer_within_the_lease_ttl_and_gets_its_prefix_back() {
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("loss", "host-gw");
+    let prefix3 = e.c.hosts[2].await_prefix();
+    // Host 3 is lost: its daemon dies and its namespace goes.
+    let lost = Instant::now();
+    drop(e.daemons.remove(2));
+    drop(e.c.remove_host(3));
+    for h in &e.c.hosts {
+        bpfnet_tests::wait_for("host 3's routes gone", LEASE_TTL * 3, || {
+            !routes_to(h, "192.0.2.3")
+        });
+    }
+    let gone = lost.elapsed();
+    eprintln!("host 3's routes left its peers {gone:?} after it was lost");
+    assert!(
+        gone <= LEASE_TTL + Duration::from_secs(2),
+        "its peers dropped host 3 within the lease TTL (+2 s for etcd's expiry): {gone:?}"
+    );
+    // No route left to it: refused by the host (unreachable), or lost on the way.
+    let r = tcp_seen(&e.c.hosts[0].containers[0], e.addrs[2]);
+    assert!(r.is_err(), "TCP to the lost host's container: {r:?}");
+
+    // It comes back, with a fresh state directory: etcd gives it its prefix again.
+    let url = e.etcd.url();
+    let h3 = e.c.add_host();
+    assert_eq!(h3.index, 3);
+    e.daemons.push(h3.join(&url, &[]));
+    assert_eq!(h3.await_prefix(), prefix3, "the same prefix back");
+    let (ip, _server) = add_served_container(h3);
+    assert_eq!(ip, e.addrs[2]);
+    e.c.hosts[0].await_peers(2);
+    assert_reaches_untranslated(&e.c.hosts[0].containers[0], e.addrs[0], ip);
+}
+
+#[test]
+fn with_etcd_down_traffic_flows_a_restarted_daemon_keeps_its_peers_and_etcd_back_brings_new_nodes()
+{
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("down", "host-gw");
+    e.etcd.stop();
+    std::thread::sleep(LEASE_TTL * 2);
+    let h1 = &e.c.hosts[0];
+    assert_eq!(h1.nodes()["etcd_connected"], false, "{}", h1.nodes());
+    assert_reaches_untranslated(&h1.containers[0], e.addrs[0], e.addrs[1]);
+
+    // Host 1's daemon restarts while etcd is down: it starts from what it knew.
+    let url = e.etcd.url();
+    drop(e.daemons.remove(0));
+    e.daemons.insert(0, h1.join(&url, &[]));
+    h1.await_peers(2);
+    assert_reaches_untranslated(&h1.containers[0], e.addrs[0], e.addrs[1]);
+    assert_reaches_untranslated(&e.c.hosts[1].containers[0], e.addrs[1], e.addrs[0]);
+
+    // etcd comes back: a new node joins and the others learn it.
+    e.etcd.restart();
+    let h4 = e.c.add_host();
+    e.daemons.push(h4.join(&url, &[]));
+    let (ip4, _server) = add_served_container(h4);
+    for h in &e.c.hosts {
+        h.await_peers(3);
+    }
+    assert_reaches_untranslated(&e.c.hosts[0].containers[0], e.addrs[0], ip4);
+}
+
+#[test]
+fn two_cluster_networks_over_vxlan_stay_isolated_across_hosts() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Cluster::new("nets", 2);
+    let (etcd_ns, etcd) = c.add_etcd(&[
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-prefix",
+        "24",
+        "--mode",
+        "vxlan",
+        "--vni",
+        "1",
+    ]);
+    bpfnet_tests::cluster::cluster_init(
+        &etcd_ns,
+        &etcd,
+        &[
+            "--etcd-prefix",
+            "/blue",
+            "--cidr",
+            "10.245.0.0/16",
+            "--node-prefix",
+            "24",
+            "--mode",
+            "vxlan",
+            "--vni",
+            "2",
+        ],
+    );
+    let url = etcd.url();
+    let _daemons: Vec<Daemon> = c
+        .hosts
+        .iter()
+        .map(|h| h.join(&url, &["--etcd-network", "br1=/blue"]))
+        .collect();
+    let mut red = Vec::new();
+    let mut blue = Vec::new();
+    let mut servers = Vec::new();
+    for h in &mut c.hosts {
+        let (ip, server) = add_served_container(h);
+        red.push(ip);
+        servers.push(server);
+        let (gateway, len) = h.await_prefix_of(1, "br1");
+        let ip = Ipv4Addr::from(u32::from(gateway) + 1);
+        let ns = h.add_container_to("br1", ip, len, gateway);
+        servers.push(WhoamiServer::start(ns, PORT));
+        blue.push(ip);
+    }
+    assert!(
+        red[1].octets()[1] == 244 && blue[1].octets()[1] == 245,
+        "{red:?} {blue:?}"
+    );
+    let (h1, h2) = (&c.hosts[0], &c.hosts[1]);
+    assert_reaches_untranslated(&h1.containers[0], red[0], red[1]);
+    assert_reaches_untranslated(&h1.containers[1], blue[0], blue[1]);
+    assert_reaches_untranslated(&h2.containers[1], blue[1], blue[0]);
+    let isolation = counter(&h1.files.socket, "drop-isolation");
+    assert_fails(
+        "TCP from a red container to a blue one on another host",
+        tcp_seen(&h1.containers[0], blue[1]),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(&h1.files.socket, "drop-isolation") > isolation,
+        "counted as isolation"
+    );
+    drop(etcd_ns);
+}
