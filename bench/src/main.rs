@@ -4,6 +4,7 @@
 //! of published ports. Writes results/<date>.json, report.md and plots, and exits
 //! non-zero if any measurement failed or measured zero.
 mod cost;
+mod crosshost;
 mod crowd;
 mod ctscale;
 mod early_drop;
@@ -47,6 +48,9 @@ struct Args {
     /// Only the per-program cost pass, printed (for profiling the datapath).
     #[arg(long)]
     cost_only: bool,
+    /// Only the rows across hosts, printed.
+    #[arg(long, conflicts_with = "cost_only")]
+    cross_host_only: bool,
     /// Only the tests whose name contains this (with `--cost-only`: profile one path).
     #[arg(long, requires = "cost_only")]
     only: Option<String>,
@@ -190,6 +194,22 @@ fn main() -> Result<()> {
         }
     };
     let dur = Duration::from_secs_f64(plan.secs);
+    if args.cross_host_only {
+        let mut failures = Vec::new();
+        let x = crosshost::CrossHost::new()?;
+        let rows = crosshost::rows(&x, &plan, args.pin, &mut failures);
+        let r = Report {
+            cross_host: rows,
+            ..Report::empty()
+        };
+        eprintln!("{}", report::cross_host_markdown(&r));
+        ensure!(
+            failures.is_empty(),
+            "{} measurements failed",
+            failures.len()
+        );
+        return Ok(());
+    }
     let t = Topology::with_default_offloads("bench");
     t.add_ipv6();
     // Connection-rate runs churn through ephemeral ports: reuse TIME_WAIT ones, as a busy
@@ -277,6 +297,13 @@ fn main() -> Result<()> {
         .iter()
         .map(|&n| scale(&t, n, dur, &mut failures))
         .collect();
+    let cross_host = match crosshost::CrossHost::new() {
+        Ok(x) => crosshost::rows(&x, &plan, pin, &mut failures),
+        Err(e) => {
+            failures.push(format!("across hosts: {e:#}"));
+            Vec::new()
+        }
+    };
     // Last: taking down thousands of veths keeps the kernel busy for a while after.
     let ct_scale = plan
         .ct_flows
@@ -304,6 +331,7 @@ fn main() -> Result<()> {
         early_drop,
         ct_scale,
         scaling,
+        cross_host,
         failures,
     };
     report::write(&args.out, &report)?;

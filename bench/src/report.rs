@@ -48,6 +48,9 @@ pub struct Report {
     #[serde(default)]
     pub ct_scale: Vec<CtScaleRow>,
     pub scaling: Vec<ScaleRow>,
+    /// Containers on two hosts, by each way across (`crosshost::MODES`).
+    #[serde(default)]
+    pub cross_host: Vec<Row>,
     /// Measurements that failed, as "mode: test: error".
     #[serde(default)]
     pub failures: Vec<String>,
@@ -71,6 +74,25 @@ pub fn measured(v: f64) -> bool {
 }
 
 impl Report {
+    /// A report with nothing measured, to fill in part of.
+    pub fn empty() -> Self {
+        Self {
+            date: String::new(),
+            machine: BTreeMap::new(),
+            quick: false,
+            repetitions: 0,
+            seconds_per_run: 0.0,
+            pin: String::new(),
+            rows: Vec::new(),
+            costs: BTreeMap::new(),
+            early_drop: Vec::new(),
+            ct_scale: Vec::new(),
+            scaling: Vec::new(),
+            cross_host: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// The failures, then every value missing, zero or not finite.
     pub fn problems(&self) -> Vec<String> {
         let mut p = self.failures.clone();
@@ -97,6 +119,18 @@ impl Report {
         }
         if self.costs.is_empty() {
             p.push("no program costs".into());
+        }
+        if self.cross_host.is_empty() {
+            p.push("no rows across hosts".into());
+        }
+        for row in &self.cross_host {
+            for mode in crate::crosshost::MODES {
+                match row.values.get(mode) {
+                    Some(&v) if measured(v) => {}
+                    Some(v) => p.push(format!("{mode}: {} = {v} {}", row.test, row.unit)),
+                    None => p.push(format!("{mode}: {}: no value", row.test)),
+                }
+            }
         }
         if self.ct_scale.is_empty() {
             p.push("no flow-table scale rows".into());
@@ -239,6 +273,7 @@ pub fn markdown(r: &Report) -> String {
             x.mode, x.probes, x.dropped, x.ns_per_probe, x.probes_per_s
         );
     }
+    s.push_str(&cross_host_markdown(r));
     let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
     let _ = writeln!(
         s,
@@ -298,6 +333,43 @@ pub fn markdown(r: &Report) -> String {
         s,
         "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
     );
+    s
+}
+
+/// Containers on two hosts: each way across against the kernel's routing.
+pub fn cross_host_markdown(r: &Report) -> String {
+    let mut s = String::from("\n## Across hosts\n\n");
+    let _ = writeln!(
+        s,
+        "Two hosts on one underlay segment (veths into a bridge), a container on each; the \
+         client container on host 1 reaches the server container on host 2 by its address. \
+         `routed`: a kernel route on each host to the other's prefix (the baseline); \
+         `host-gw` and `vxlan`: bpfnet, each host a node of an etcd cluster (no kernel route; \
+         VXLAN through a collect-metadata device, MSS clamped); `kernel vxlan`: a VXLAN \
+         device with a route, a neighbour and an FDB entry per peer (flannel's way). Same \
+         interleaved rounds; ratios above 1 are faster than the baseline (for p99, below 1).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| test | unit | routed | host-gw | vxlan | kernel vxlan | host-gw / routed | vxlan / routed | vxlan / kernel vxlan |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &r.cross_host {
+        let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+            row.test,
+            row.unit,
+            v("routed"),
+            v("host-gw"),
+            v("vxlan"),
+            v("kernel vxlan"),
+            ratio(v("host-gw"), v("routed")),
+            ratio(v("vxlan"), v("routed")),
+            ratio(v("vxlan"), v("kernel vxlan")),
+        );
+    }
     s
 }
 

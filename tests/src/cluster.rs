@@ -30,6 +30,8 @@ pub struct Host {
     pub files: Scratch,
     /// 1-based: the host's underlay address is 192.0.2.`index`.
     pub index: u8,
+    /// Checksum offloads left on (measuring), or off so every receiver checks.
+    offloads: bool,
 }
 
 impl Host {
@@ -61,8 +63,10 @@ impl Host {
             ("eth0", &format!("{ip}/{len}")),
             Some(&gateway.to_string()),
         );
-        for (ns, dev) in [(&self.ns, veth.as_str()), (&ns, "eth0")] {
-            ns.exec(&["ethtool", "-K", dev, "tx", "off", "rx", "off"]);
+        if !self.offloads {
+            for (ns, dev) in [(&self.ns, veth.as_str()), (&ns, "eth0")] {
+                ns.exec(&["ethtool", "-K", dev, "tx", "off", "rx", "off"]);
+            }
         }
         self.containers.push(ns);
         self.containers.last().expect("just pushed")
@@ -149,12 +153,24 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
     pub router: Option<Netns>,
     tag: String,
+    /// A measuring topology: offloads on, the hosts' firewalls left open.
+    measuring: bool,
 }
 
 impl Cluster {
     /// `hosts` hosts on the switch, each with FORWARD DROP and raw notrack, no bridge
     /// yet.
     pub fn new(tag: &str, hosts: u8) -> Self {
+        Self::build(tag, hosts, false)
+    }
+
+    /// The topology as hosts would have it, for measuring: offloads on, no firewall
+    /// rules.
+    pub fn measuring(tag: &str, hosts: u8) -> Self {
+        Self::build(tag, hosts, true)
+    }
+
+    fn build(tag: &str, hosts: u8, measuring: bool) -> Self {
         let id = unique(tag);
         let switch = Netns::new(&format!("{id}-sw"));
         switch.ip(&["link", "add", "ul", "type", "bridge"]);
@@ -164,6 +180,7 @@ impl Cluster {
             hosts: Vec::new(),
             router: None,
             tag: id,
+            measuring,
         };
         for _ in 0..hosts {
             c.add_host();
@@ -176,13 +193,16 @@ impl Cluster {
         let index = u8::try_from(self.hosts.len() + 1).expect("fewer than 254 hosts");
         let ns = Netns::new(&format!("{}-h{index}", self.tag));
         self.plug_underlay(&ns, index, &format!("192.0.2.{index}/24"));
-        harden_firewall(&ns);
+        if !self.measuring {
+            harden_firewall(&ns);
+        }
         ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         self.hosts.push(Host {
             ns,
             containers: Vec::new(),
             files: Scratch::new(&format!("clusterh{index}")),
             index,
+            offloads: self.measuring,
         });
         self.hosts.last_mut().expect("just pushed")
     }
@@ -242,7 +262,9 @@ impl Cluster {
             .ip(&["link", "set", &port, "master", "ul", "up"]);
         ns.ip(&["addr", "add", cidr, "dev", UNDERLAY]);
         ns.ip(&["link", "set", UNDERLAY, "up"]);
-        ns.exec(&["ethtool", "-K", UNDERLAY, "tx", "off", "rx", "off"]);
+        if !self.measuring {
+            ns.exec(&["ethtool", "-K", UNDERLAY, "tx", "off", "rx", "off"]);
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! and ping between containers of different hosts arrive untranslated; other networks
 //! stay isolated; a forged cluster source is refused.
 use std::{
-    io::ErrorKind,
-    net::{Ipv4Addr, SocketAddr},
+    io::{ErrorKind, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     process::Command,
     time::{Duration, Instant},
 };
@@ -13,7 +13,7 @@ use std::{
 use bpfnet_tests::{
     cluster::{Cluster, Host, UNDERLAY},
     daemon::{Daemon, cli_ok, counter, ls},
-    echo::{Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
+    echo::{IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
     etcd::EtcdServer,
     netns::Netns,
     require_root,
@@ -306,12 +306,20 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     let mut e = etcd_cluster("vx", "vxlan");
     assert_all_reach_all(&e);
     // Full-size segments fit the tunnel: the SYNs' MSS is lowered for it.
-    let reply = tcp_roundtrip(
-        &e.c.hosts[0].containers[0],
-        SocketAddr::from((e.addrs[1], PORT)),
-        &BULK,
-    )
-    .expect("a bulk request across the tunnel");
+    let to = SocketAddr::from((e.addrs[1], PORT));
+    let reply = e.c.hosts[0].containers[0]
+        .run(move || -> std::io::Result<Vec<u8>> {
+            let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+            // A stalled stream fails rather than hangs.
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.write_all(&BULK)?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out)?;
+            Ok(out)
+        })
+        .expect("a bulk request across the tunnel");
     assert_eq!(
         WhoamiServer::seen(&reply).ip().to_string(),
         e.addrs[0].to_string()
