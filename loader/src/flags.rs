@@ -125,6 +125,26 @@ mod tests {
     }
 
     #[test]
+    fn an_etcd_network_is_a_bridge_and_a_key_prefix() {
+        let n: EtcdNetwork = "br-blue=/bpfnet/blue".parse().expect("network");
+        assert_eq!(
+            (String::from(n.bridge), n.prefix.as_str()),
+            ("br-blue".into(), "/bpfnet/blue")
+        );
+        for bad in [
+            "br-blue",
+            "br-blue=",
+            "br-blue=blue",
+            "=/blue",
+            "a very long bridge=/x",
+            "br=/",
+        ] {
+            let err = bad.parse::<EtcdNetwork>().expect_err(bad);
+            assert!(err.contains("BRIDGE=PREFIX"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_peer_is_a_subnet_and_an_underlay_address() {
         let p: Peer = "10.244.2.0/24=192.0.2.2".parse().expect("peer");
         assert_eq!(p.subnet.to_string(), "10.244.2.0/24");
