@@ -60,25 +60,31 @@ impl State {
         }
     }
 
-    /// Write to a temporary file, fsync, rename over the old one, fsync the directory:
-    /// a crash leaves either the old or the new state, never a torn one.
+    /// Written atomically (`save_json`).
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
-        let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp"));
-        let write = || -> io::Result<()> {
-            fs::create_dir_all(dir)?;
-            // One write of the whole text: serde writes token by token, a system call
-            // each on an unbuffered file.
-            let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-            text.push(b'\n');
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|source| StateError::Write { path, source })
+        save_json(dir, FILE, self).map_err(|source| StateError::Write {
+            path: dir.join(FILE),
+            source,
+        })
     }
+}
+
+/// Write `value` as JSON to `dir/name`: to a temporary file, fsync, rename over the old
+/// one, fsync the directory, so a crash leaves the old file or the new one, never a
+/// torn one.
+pub(crate) fn save_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs::create_dir_all(dir)?;
+    // One write of the whole text: serde writes token by token, a system call each on
+    // an unbuffered file.
+    let mut text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    text.push(b'\n');
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

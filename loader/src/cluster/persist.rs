@@ -1,10 +1,6 @@
 //! This node's last-known place in the cluster, `{state_dir}/cluster.json`: what a
 //! daemon restarted while etcd is unreachable comes back with.
-use std::{
-    fs,
-    io::{self, Write as _},
-    path::Path,
-};
+use std::{fs, io, path::Path};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,22 +50,11 @@ impl Persisted {
         }
     }
 
-    /// Write to a temporary file, fsync, rename over the old one, fsync the directory:
-    /// a crash leaves the old file or the new one, never a torn one.
+    /// Written atomically (`state::save_json`): a crash leaves the old file or the new
+    /// one, never a torn one.
     pub(crate) fn save(&self, dir: &Path) -> Result<(), ClusterError> {
         let path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let write = || -> io::Result<()> {
-            fs::create_dir_all(dir)?;
-            let mut text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-            text.push(b'\n');
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|source| ClusterError::Persist {
+        crate::state::save_json(dir, STATE_FILE, self).map_err(|source| ClusterError::Persist {
             what: "write",
             path,
             source,
