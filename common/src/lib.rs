@@ -11,6 +11,7 @@ pub mod clock;
 pub mod ct;
 pub mod ip6;
 pub mod maps;
+pub mod monitor;
 mod pod;
 pub mod stats;
 
@@ -28,6 +29,7 @@ pub use maps::{
     NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey,
     SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig, SockOrig6,
 };
+pub use monitor::{DropKey, Event, EventTuple, MonitorConfig, MonitorState};
 pub use stats::{Counter, Reason};
 
 /// IANA protocol number of TCP.
@@ -64,6 +66,12 @@ pub mod names {
     pub const HOST_UDP: &str = "host_udp_v1";
     pub const HOST_UDP6: &str = "host_udp6_v1";
     pub const STATS: &str = "stats_v1";
+    /// Drops by interface and reason (per CPU).
+    pub const DROPS: &str = "drops_v1";
+    /// Not pinned: `bpfnet monitor`'s ring buffer, its settings and its per-CPU state.
+    pub const EVENTS: &str = "events";
+    pub const MONITOR: &str = "monitor";
+    pub const MONITOR_STATE: &str = "monitor_state";
     pub const CONFIG: &str = "config_v1";
     pub const IFACES: &str = "ifaces_v1";
     pub const FRAGS: &str = "frags_v1";

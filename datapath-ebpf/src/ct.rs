@@ -22,7 +22,7 @@ use crate::{
     family::Family,
     maps::{CLOCK, Work, scratch},
     parse::Packet,
-    stats::count,
+    stats::count_flow,
     tcp,
 };
 
@@ -182,13 +182,14 @@ pub fn lookup<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<Option<Hit<A>
     v.bytes += u64::from(ctx.len());
     let reply = v.flags & CT_REPLY != 0;
     let to = key.translated(v);
-    count(
+    count_flow(
         ctx,
         if reply {
             Reason::CtReply
         } else {
             Reason::CtForward
         },
+        &to,
     );
     if !reply && table == Table::New && assured(&key, v, p) {
         promote(&key, v);

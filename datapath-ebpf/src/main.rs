@@ -15,6 +15,7 @@ mod icmp;
 mod ipv6;
 mod l2;
 mod maps;
+mod monitor;
 mod nat;
 mod parse;
 mod reply;

@@ -214,6 +214,10 @@ pub struct MapTypes {
     pub ct_timeouts: common::CtTimeouts,
     pub sweep: common::SweepStats,
     pub clock: Clock,
+    pub drop_key: common::DropKey,
+    pub monitor_config: common::MonitorConfig,
+    pub monitor_state: common::MonitorState,
+    pub event: common::Event,
 }
 
 /// Never called, so never loaded: exported only so that `MapTypes` reaches the BTF.

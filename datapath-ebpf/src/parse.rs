@@ -3,11 +3,12 @@
 use core::mem::size_of;
 
 use aya_ebpf::{
-    helpers::generated::bpf_skb_pull_data,
+    helpers::generated::{bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_load_bytes},
     programs::{TcContext, XdpContext},
 };
 use common::{
     Addr, PROTO_TCP, PROTO_UDP, Reason,
+    monitor::{HOOK_TC, HOOK_XDP},
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -185,6 +186,13 @@ pub trait Frame {
     fn is_gso(&self) -> bool;
     /// The network protocol of a frame without a link-layer header (host order).
     fn l3_proto(&self) -> u16;
+    /// The interface the program runs on.
+    fn ifindex(&self) -> u32;
+    /// The program's `HOOK_*`.
+    fn hook(&self) -> u8;
+    /// Copy the packet's first `n` bytes to `dst` (a helper's copy: the bytes need not be
+    /// linear); false when the packet is shorter.
+    fn load(&self, dst: *mut u8, n: u32) -> bool;
 }
 
 impl Frame for TcContext {
@@ -215,6 +223,21 @@ impl Frame for TcContext {
         // SAFETY: as above.
         u16::from_be(unsafe { (*self.skb.skb).protocol } as u16)
     }
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { (*self.skb.skb).ifindex }
+    }
+    #[inline(always)]
+    fn hook(&self) -> u8 {
+        HOOK_TC
+    }
+    #[inline(always)]
+    fn load(&self, dst: *mut u8, n: u32) -> bool {
+        // SAFETY: `dst` holds `n` bytes (the caller's promise); the helper checks the
+        // packet's length.
+        unsafe { bpf_skb_load_bytes(self.skb.skb.cast(), 0, dst.cast(), n) == 0 }
+    }
 }
 
 /// XDP sees one linear frame (generic XDP linearizes; native drivers give one buffer to
@@ -242,6 +265,20 @@ impl Frame for XdpContext {
     #[inline(always)]
     fn l3_proto(&self) -> u16 {
         ETH_P_IP
+    }
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: ctx is the xdp_md this program was called with.
+        unsafe { (*self.ctx).ingress_ifindex }
+    }
+    #[inline(always)]
+    fn hook(&self) -> u8 {
+        HOOK_XDP
+    }
+    #[inline(always)]
+    fn load(&self, dst: *mut u8, n: u32) -> bool {
+        // SAFETY: as for the TC context.
+        unsafe { bpf_xdp_load_bytes(self.ctx.cast(), 0, dst.cast(), n) == 0 }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     maps::JUMP,
     nat::{self, New},
     parse::{ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
-    stats::{count, verdict},
+    stats::{count, count_flow, verdict},
 };
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
@@ -76,7 +76,10 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
                 return v;
             }
             match stage!(A, nat::dnat(ctx, p)) {
-                Ok(New::Flow(to)) => (to, None),
+                Ok(New::Flow(to)) => {
+                    count_flow(ctx, Reason::DnatNew, &to);
+                    (to, None)
+                }
                 Ok(New::None) => return stage!(A, inbound(ctx, p, Reason::Pass)),
                 Err(Reason::DropTtl) => return stage!(A, A::time_exceeded(ctx, p)),
                 Err(reason) => return verdict(ctx, reason),

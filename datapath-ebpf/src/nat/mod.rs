@@ -16,7 +16,7 @@ use crate::{
     fwd,
     hostsock::{self, Holder},
     parse::Packet,
-    stats::count,
+    stats::{count, count_flow},
 };
 
 /// The backend of `ip:port`, bound to that address or to every host address.
@@ -79,7 +79,8 @@ pub enum New<A = u32> {
 }
 
 /// DNAT for a packet from outside to a published port. A packet that cannot start a
-/// flow, or whose tuple a host connection holds, is not translated.
+/// flow, or whose tuple a host connection holds, is not translated. A new flow is for
+/// the caller to count (`dnat-new`).
 #[inline(always)]
 pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
     let Some(b) = published_from_wire(p) else {
@@ -113,7 +114,9 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
     }
     ct::stage(ctx, p, flags)?;
     ct::create(p, &to)?;
-    count(ctx, Reason::DnatNew);
+    // Counted by the caller, with the tuple: a reference to `to` here would be one to
+    // the caller's stack, where it is returned, and the verifier refuses a stage
+    // returning a stack pointer.
     Ok(New::Flow(to))
 }
 
@@ -143,7 +146,7 @@ pub fn hairpin<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reas
     };
     ct::stage(ctx, p, flags)?;
     ct::create(p, &to)?;
-    count(ctx, Reason::DnatNew);
+    count_flow(ctx, Reason::DnatNew, &to);
     Ok(New::Flow(to))
 }
 
@@ -170,7 +173,7 @@ pub fn snat<A: Family>(ctx: &TcContext, p: &Packet<A>, src_ip: A) -> Result<CtKe
     }
     let (to, repaired) = ports::allocate(ctx, p, src_ip)?;
     if !repaired {
-        count(ctx, Reason::SnatNew);
+        count_flow(ctx, Reason::SnatNew, &to);
     }
     Ok(to)
 }

@@ -8,9 +8,9 @@ use std::{
 
 use btf_rs::{Btf, Struct, Type};
 use common::{
-    Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtTimeouts, CtValue, Endpoint, FragKey,
-    FragKey6, FragPorts, Ip6, Network, Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6,
-    SweepStats,
+    Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtTimeouts, CtValue, DropKey, Endpoint,
+    Event, EventTuple, FragKey, FragKey6, FragPorts, Ip6, MonitorConfig, MonitorState, Network,
+    Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -36,7 +36,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 25] {
+fn userspace() -> [Layout; 30] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -181,6 +181,43 @@ fn userspace() -> [Layout; 25] {
             now_ns
         }),
         layout!(Clock { tick_ns, base_ns }),
+        layout!(DropKey { ifindex, reason }),
+        layout!(MonitorConfig {
+            reasons,
+            sample,
+            rate
+        }),
+        layout!(MonitorState {
+            window_ns,
+            sent,
+            seen,
+            sampled_out,
+            rate_limited,
+            ring_full,
+            now_ns,
+            reason,
+            _pad
+        }),
+        layout!(EventTuple {
+            src,
+            dst,
+            src_port,
+            dst_port,
+            proto,
+            family,
+            _pad
+        }),
+        layout!(Event {
+            time_ns,
+            ifindex,
+            len,
+            reason,
+            hook,
+            _pad,
+            captured,
+            xlate,
+            data
+        }),
     ]
 }
 
@@ -365,8 +402,13 @@ fn layouts_match_the_datapath() {
         .iter()
         .map(|l| base_path(l.path).to_owned())
         .collect();
+    // Ring buffer records have no map type that names them.
+    let records = ["common::monitor::Event", "common::monitor::EventTuple"];
     assert_eq!(
-        map_types(&btf),
+        map_types(&btf)
+            .into_iter()
+            .chain(records.map(String::from))
+            .collect::<BTreeSet<_>>(),
         checked,
         "the common types the eBPF object's maps store (left) must be the ones this test \
          checks (right)"

@@ -1,11 +1,11 @@
 //! Typed handles on the pinned maps.
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
 };
 use common::{
-    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, Ip6, Network, Port,
-    PublishedKey, Reason, names,
+    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, Ip6, Network,
+    Port, PublishedKey, Reason, names,
 };
 
 use super::DatapathError;
@@ -39,6 +39,8 @@ pub struct Maps {
     /// The cluster's prefixes and node addresses (IPv4, network order) → where they are.
     pub cluster: LpmTrie<MapData, u32, ClusterRoute>,
     pub stats: PerCpuArray<MapData, Counter>,
+    /// Drops by interface and reason.
+    pub drops: PerCpuHashMap<MapData, DropKey, Counter>,
     pub config: Array<MapData, Config>,
     /// ifindex → `IFACE_*` role bits.
     pub ifaces: HashMap<MapData, u32, u32>,
@@ -83,6 +85,7 @@ impl Maps {
             ct6_new: take(ebpf, names::CT6_NEW)?,
             snat6_use: take(ebpf, names::SNAT6_USE)?,
             stats: take(ebpf, names::STATS)?,
+            drops: take(ebpf, names::DROPS)?,
             config: take(ebpf, names::CONFIG)?,
             ifaces: take(ebpf, names::IFACES)?,
             ports: take(ebpf, names::PORTS)?,
@@ -106,14 +109,32 @@ impl Maps {
                 let total = self
                     .stats
                     .get(&(r as u32), 0)
-                    .map_or(Counter::default(), |per_cpu| {
-                        per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                            packets: acc.packets + c.packets,
-                            bytes: acc.bytes + c.bytes,
-                        })
-                    });
+                    .map_or(Counter::default(), |per_cpu| sum(&per_cpu));
                 (r, total)
             })
             .collect()
     }
+
+    /// Drops by interface (ifindex) and reason, totals over all CPUs, in key order.
+    pub fn drops(&self) -> Vec<(u32, Reason, Counter)> {
+        let mut drops: Vec<_> = self
+            .drops
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, per_cpu)| {
+                let reason = *Reason::ALL.get(k.reason as usize)?;
+                Some((k.ifindex, reason, sum(&per_cpu)))
+            })
+            .collect();
+        drops.sort_by_key(|&(i, r, _)| (i, r as u32));
+        drops
+    }
+}
+
+/// One counter's total over all CPUs.
+fn sum(per_cpu: &[Counter]) -> Counter {
+    per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+        packets: acc.packets + c.packets,
+        bytes: acc.bytes + c.bytes,
+    })
 }

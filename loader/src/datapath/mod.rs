@@ -8,6 +8,7 @@ mod jump;
 mod layout_tests;
 mod maps;
 mod migrate;
+mod monitor;
 mod pinned;
 mod sweep;
 pub mod sync;
@@ -25,6 +26,7 @@ pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
 pub use jump::IPV6_PROGRAMS;
 pub use maps::Maps;
+pub use monitor::MonitorMaps;
 pub use pinned::Mismatch;
 use sweep::SweepMaps;
 pub use sweep::{SWEEP_PROGRAM, SweepError};
@@ -149,6 +151,8 @@ pub struct Datapath {
     ct_entries: u32,
     ct_new_entries: u32,
     sweep_maps: SweepMaps,
+    /// Until the daemon takes them for its monitor.
+    monitor: Option<MonitorMaps>,
 }
 
 /// The sizes of each family's main flow table (`--ct-entries`, `--ct6-entries`); each
@@ -219,6 +223,7 @@ impl Datapath {
         }
         let mut maps = Maps::take(&mut ebpf)?;
         let sweep_maps = SweepMaps::take(&mut ebpf)?;
+        let monitor = MonitorMaps::take(&mut ebpf)?;
         migrate::ct(pin_dir, &mut maps);
         Ok(Self {
             ebpf,
@@ -228,7 +233,13 @@ impl Datapath {
             ct_entries,
             ct_new_entries: ct_new_entries(ct_entries),
             sweep_maps,
+            monitor: Some(monitor),
         })
+    }
+
+    /// The monitor's maps, once (the daemon's monitor task owns them).
+    pub fn take_monitor(&mut self) -> Option<MonitorMaps> {
+        self.monitor.take()
     }
 
     /// Put `xdp_uplink` on the Ethernet uplinks attached from now on (`None`: take it

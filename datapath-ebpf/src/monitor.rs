@@ -1,0 +1,177 @@
+//! Events for `bpfnet monitor` and drops by interface for the metrics.
+//!
+//! Every verdict asks `monitor` whether its reason is wanted: one array read, and nothing
+//! more while no monitor is attached (the mask is 0). A wanted one goes to `emit`, a
+//! function of its own (a BPF-to-BPF call, so its body is not copied into each of the
+//! many verdicts), which samples, applies the per-CPU rate limit and writes the event to
+//! the ring buffer; what it leaves out or cannot write is counted, never waited for.
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
+};
+use common::{
+    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, Reason,
+    monitor::EVENT_CAPTURE,
+};
+
+use crate::parse::Frame;
+
+/// 1 MiB of events: about 5,000 of them, a few seconds of a busy drop path at the
+/// default rate, for the daemon to drain.
+#[map(name = "events")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+#[map(name = "monitor")]
+static MONITOR: Array<MonitorConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "monitor_state")]
+static STATE: PerCpuArray<MonitorState> = PerCpuArray::with_max_entries(1, 0);
+
+/// Drops by interface and reason. LRU: an interface that is gone makes room.
+#[map(name = "drops_v1")]
+static DROPS: LruPerCpuHashMap<DropKey, Counter> = LruPerCpuHashMap::pinned(16_384, 0);
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Report `reason`'s packet if a monitor asked for it; `xlate`: the tuple its flow leaves
+/// with.
+#[inline(always)]
+pub fn notify<C: Frame, A: Addr>(ctx: &C, reason: Reason, xlate: Option<&CtKey<A>>) {
+    let Some(cfg) = MONITOR.get(0) else {
+        return;
+    };
+    if cfg.reasons & (1u64 << (reason as u32)) == 0 {
+        return;
+    }
+    let limits = Limits {
+        sample: cfg.sample,
+        rate: cfg.rate,
+    };
+    match xlate {
+        Some(k) => emit_flow(ctx, reason as u32, limits, k),
+        None => emit(ctx, reason as u32, limits),
+    }
+}
+
+/// `MonitorConfig`'s sampling and rate, passed in one register.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Limits {
+    sample: u32,
+    rate: u32,
+}
+
+/// Count a drop against its interface.
+#[inline(never)]
+pub fn count_drop<C: Frame>(ctx: &C, reason: u32) {
+    let key = DropKey {
+        ifindex: ctx.ifindex(),
+        reason,
+    };
+    let len = u64::from(ctx.len());
+    match DROPS.get_ptr_mut(&key) {
+        // SAFETY: this CPU's value; only this CPU writes it while the program runs.
+        Some(c) => unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        },
+        None => {
+            let c = Counter {
+                packets: 1,
+                bytes: len,
+            };
+            // A failure loses one packet of this breakdown; `stats_v1` has it.
+            let _ = DROPS.insert(&key, &c, 0);
+        }
+    }
+}
+
+// Both write the record in place, in the ring buffer, and keep what must outlive a
+// helper call in registers or in the per-CPU state: the verdict's caller has used most
+// of the stack, and each call's frame counts against it.
+
+#[inline(never)]
+fn emit<C: Frame>(ctx: &C, reason: u32, limits: Limits) {
+    write::<C, u32>(ctx, reason, limits, None);
+}
+
+#[inline(never)]
+fn emit_flow<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, k: &CtKey<A>) {
+    write(ctx, reason, limits, Some(k));
+}
+
+#[inline(always)]
+fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<&CtKey<A>>) {
+    let Some(state) = STATE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; only this CPU writes it while the program runs.
+    let state = unsafe { &mut *state };
+    state.seen += 1;
+    if limits.sample > 1 && state.seen % u64::from(limits.sample) != 0 {
+        state.sampled_out += 1;
+        return;
+    }
+    state.reason = reason;
+    // SAFETY: a helper without arguments.
+    state.now_ns = unsafe { bpf_ktime_get_ns() };
+    if state.now_ns.wrapping_sub(state.window_ns) >= SECOND_NS {
+        state.window_ns = state.now_ns;
+        state.sent = 0;
+    }
+    if limits.rate != 0 && state.sent >= u64::from(limits.rate) {
+        state.rate_limited += 1;
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        state.ring_full += 1;
+        return;
+    };
+    state.sent += 1;
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` is the reserved record, `size_of::<Event>()` bytes; every field is
+    // written before it is submitted (the capture's tail past `captured` excepted, whose
+    // bytes the reader ignores).
+    unsafe {
+        (*e).time_ns = state.now_ns;
+        (*e).reason = state.reason;
+        (*e).ifindex = ctx.ifindex();
+        (*e).len = ctx.len();
+        (*e).hook = ctx.hook();
+        (*e)._pad = 0;
+        let t = &mut (*e).xlate;
+        t.src = [0; 4];
+        t.dst = [0; 4];
+        t._pad = [0; 2];
+        match xlate {
+            Some(k) => {
+                for i in 0..A::WORDS {
+                    t.src[i] = k.src_ip.word(i);
+                    t.dst[i] = k.dst_ip.word(i);
+                }
+                t.src_port = k.src_port;
+                t.dst_port = k.dst_port;
+                t.proto = k.proto;
+                t.family = if A::WORDS == 1 { 4 } else { 6 };
+            }
+            None => {
+                t.src_port = 0;
+                t.dst_port = 0;
+                t.proto = 0;
+                t.family = 0;
+            }
+        }
+        let data = core::ptr::addr_of_mut!((*e).data).cast::<u8>();
+        (*e).captured = if ctx.load(data, EVENT_CAPTURE as u32) {
+            EVENT_CAPTURE as u16
+        } else if ctx.load(data, 64) {
+            64
+        } else if ctx.load(data, 32) {
+            32
+        } else {
+            0
+        };
+    }
+    entry.submit(0);
+}
