@@ -43,6 +43,11 @@ enum Command {
     /// The cluster's nodes: `node ls` lists them, their prefixes, underlay addresses,
     /// liveness and what to tell Docker.
     Node(cli::node::Args),
+    /// Print the completion script for SHELL (bash, zsh, fish) on stdout.
+    Completions(cli::completions::Args),
+    /// Write the man pages into DIR (for packages).
+    #[command(hide = true)]
+    Man(cli::man::Args),
 }
 
 /// Exit code for every error: bad input, conflicts, an unreachable daemon.
@@ -71,6 +76,10 @@ fn main() -> ExitCode {
         Command::Endpoint(args) => cli::endpoint::run(args, &cli.socket),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Node(args) => cli::node::run(args, &cli.socket),
+        Command::Completions(args) => {
+            cli::completions::run(args, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Man(args) => cli::man::run(args, <Cli as clap::CommandFactory>::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

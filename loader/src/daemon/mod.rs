@@ -13,6 +13,7 @@ mod host_ips;
 mod interfaces;
 mod links;
 mod ndp_proxy;
+mod notify;
 mod published;
 mod subnets;
 
@@ -238,6 +239,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let sweep = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sweep);
     info!(socket = %cfg.socket.display(), pin_dir = %cfg.pin_dir.display(), "bpfnet daemon ready");
+    notify::ready();
     loop {
         tokio::select! {
             Some((req, reply)) = calls.recv() => {
@@ -258,6 +260,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         d.sync_ndp_proxies().await;
     }
     info!("bpfnet daemon stopping; the datapath stays attached");
+    notify::stopping();
     let _ = fs::remove_file(&cfg.socket);
     Ok(())
 }
