@@ -1,5 +1,6 @@
-//! `cargo xtask setup|build|run|test`: the project's commands.
+//! `cargo xtask setup|build|run|test|bench|dist`: the project's commands.
 mod cmd;
+mod dist;
 mod setup;
 mod test;
 
@@ -29,6 +30,9 @@ enum Command {
     },
     /// Formatting, lints, unit tests and the privileged datapath and end-to-end tests.
     Test,
+    /// The Debian package (release build, systemd unit, completions, man pages):
+    /// target/debian/bpfnet_<version>-1_<arch>.deb.
+    Dist,
     /// Measure bpfnet against Docker's iptables datapath and the no-NAT limit (root);
     /// writes bench/report.md, bench/results/<date>.json and bench/plots/.
     Bench {
@@ -70,6 +74,7 @@ fn main() -> Result<()> {
             cmd::exec(&bin, &full)
         }
         Command::Test => test::run(),
+        Command::Dist => dist::run().map(drop),
         Command::Bench {
             quick,
             out,

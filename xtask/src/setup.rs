@@ -22,6 +22,11 @@ const PACKAGES: &[&str] = &[
     "etcd-server",
     "protobuf-compiler",
     "libprotobuf-dev",
+    // Packaging: dpkg-shlibdeps for cargo-deb; systemd-analyze and man for the package's
+    // tests (the unit is verified, the man pages are read).
+    "dpkg-dev",
+    "systemd",
+    "man-db",
 ];
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -29,6 +34,7 @@ pub fn run() -> Result<()> {
     packages()?;
     nightly()?;
     bpf_linker()?;
+    cargo_deb()?;
     bpffs()?;
     eprintln!("xtask: setup complete");
     Ok(())
@@ -36,7 +42,7 @@ pub fn run() -> Result<()> {
 
 /// Run setup only if something is missing (what build/run/test call).
 pub fn ensure() -> Result<()> {
-    if missing_packages().is_empty() && nightly_ready() && bpf_linker_works() {
+    if missing_packages().is_empty() && nightly_ready() && bpf_linker_works() && cargo_deb_works() {
         return Ok(());
     }
     run()
@@ -129,6 +135,19 @@ fn bpf_linker() -> Result<()> {
     c.env("PATH", path).env("LLVM_SYS_221_PREFIX", LLVM_PREFIX);
     cmd::status(c, "cargo install bpf-linker (LLVM 22)")
         .context("bpf-linker is needed to link the eBPF datapath")
+}
+
+fn cargo_deb_works() -> bool {
+    succeeds("cargo", &["deb", "--version"])
+}
+
+/// `cargo xtask dist` packages with cargo-deb (about a minute and a half to install).
+fn cargo_deb() -> Result<()> {
+    if cargo_deb_works() {
+        return Ok(());
+    }
+    cmd::run("cargo", &["install", "cargo-deb", "--locked"])
+        .context("cargo-deb is needed to build the Debian package")
 }
 
 fn bpffs() -> Result<()> {

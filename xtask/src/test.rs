@@ -37,6 +37,8 @@ pub fn run() -> Result<()> {
         bail!("the datapath and end-to-end tests need root: run `cargo xtask test` as root");
     }
     cmd::run("cargo", &["build", "--package", "bpfnet"])?;
+    // The package's tests install this .deb; its release build is the bench smoke's too.
+    let deb = crate::dist::run()?;
     // Namespaces, pins, daemons and dockerds of earlier runs that were killed.
     cmd::run(
         "cargo",
@@ -54,7 +56,7 @@ pub fn run() -> Result<()> {
         "cargo",
         &["test", "--no-fail-fast", "--package", "bpfnet-tests"],
     );
-    c.env("BPFNET_BIN", &bin);
+    c.env("BPFNET_BIN", &bin).env("BPFNET_DEB", &deb);
     cmd::status(
         c,
         "cargo test --package bpfnet-tests (root: BPF_PROG_TEST_RUN, netns end to end)",
