@@ -303,7 +303,18 @@ pub struct SweepStats {
     /// `jiffies` and the coarse monotonic clock when the sweep began (`ClockSample`).
     pub jiffies: u64,
     pub now_ns: u64,
+    /// Entries left after the sweep in each table (`SWEPT_TABLES` order): how full each
+    /// is, counted for free as the walk passes.
+    pub left: [u64; 4],
 }
+
+/// The tables `ct_sweep` walks, in its order and that of `SweepStats::left`.
+pub const SWEPT_TABLES: [&str; 4] = [
+    crate::names::CT,
+    crate::names::CT_NEW,
+    crate::names::CT6,
+    crate::names::CT6_NEW,
+];
 
 /// The value of `ct_v2` and `ct_new_v1`, before entries remembered their next hop:
 /// read once, when a daemon of this version takes over from an older one's maps.

@@ -19,7 +19,7 @@ pub use addr::Addr;
 pub use clock::{Clock, ClockSample};
 pub use ct::{
     CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
-    HOP_ROUTE, SweepStats, TcpState,
+    HOP_ROUTE, SWEPT_TABLES, SweepStats, TcpState,
 };
 pub use ip6::Ip6;
 pub use maps::{

@@ -40,6 +40,8 @@ struct Walk {
     min: u64,
     /// Walking the main table (answered flows), not the new-flow table.
     main: bool,
+    /// The table walked, its index in `SweepStats::left` (ct, ct_new, ct6, ct6_new).
+    table: usize,
     t: CtTimeouts,
     stats: SweepStats,
 }
@@ -56,6 +58,7 @@ pub fn run() -> i32 {
         now,
         min: t.min(),
         main: true,
+        table: 0,
         t,
         stats: SweepStats {
             jiffies,
@@ -65,13 +68,17 @@ pub fn run() -> i32 {
     };
     let visit4 = visit::<u32> as *mut c_void;
     let visit6 = visit::<Ip6> as *mut c_void;
-    for (table, main, visit) in [
+    for (i, (table, main, visit)) in [
         ((&raw const CT).cast::<c_void>(), true, visit4),
         ((&raw const CT_NEW).cast::<c_void>(), false, visit4),
         ((&raw const CT6).cast::<c_void>(), true, visit6),
         ((&raw const CT6_NEW).cast::<c_void>(), false, visit6),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         w.main = main;
+        w.table = i;
         // SAFETY: a map of this object, a callback of the signature the helper expects
         // for its key and value types, and a context on this stack that outlives the
         // call.
@@ -82,6 +89,16 @@ pub fn run() -> i32 {
         unsafe { *out = w.stats };
     }
     0
+}
+
+impl Walk {
+    /// Count `n` entries (or take them off) table `i`'s entries left.
+    #[inline(always)]
+    fn left(&mut self, i: usize, n: i64) {
+        if let Some(c) = self.stats.left.get_mut(i) {
+            *c = c.wrapping_add_signed(n);
+        }
+    }
 }
 
 /// One entry of either table: count it; remove its flow when the flow is idle past its
@@ -98,6 +115,7 @@ extern "C" fn visit<A: Family>(
     if w.main {
         w.stats.main += 1;
     }
+    w.left(w.table, 1);
     let reply = v.flags & CT_REPLY != 0;
     if w.now.saturating_sub(v.last_seen_ns) < w.min {
         return 0;
@@ -124,9 +142,19 @@ extern "C" fn visit<A: Family>(
     // being visited is allowed.
     if unsafe { bpf_map_delete_elem(map, key.cast()) } == 0 {
         w.stats.removed += 1;
+        w.left(w.table, -1);
     }
-    if paired && (A::ct().remove(tk).is_ok() || A::ct_new().remove(tk).is_ok()) {
-        w.stats.removed += 1;
+    // The twin's table: the family's main one (even index) or its new-flow one. A twin
+    // not visited yet is taken off before it is counted; the sums come right at the end.
+    let main = w.table & !1;
+    if paired {
+        if A::ct().remove(tk).is_ok() {
+            w.stats.removed += 1;
+            w.left(main, -1);
+        } else if A::ct_new().remove(tk).is_ok() {
+            w.stats.removed += 1;
+            w.left(main + 1, -1);
+        }
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.
     if !reply && holds_snat_quota(v.flags, k.proto, state) {

@@ -8,6 +8,7 @@ pub mod datapath;
 pub mod docker;
 pub mod endpoint;
 pub mod flags;
+pub mod metrics;
 pub mod netlink;
 pub mod spec;
 pub mod state;

@@ -36,6 +36,9 @@ enum Command {
     Conntrack(cli::conntrack::Args),
     /// Verdict and drop counters by reason.
     Stats(cli::stats::Args),
+    /// Whether the datapath is healthy: programs attached, maps' fill, Docker's link,
+    /// the last reconcile, warnings. Exit status 0 healthy, 1 warnings, 2 no answer.
+    Status(cli::status::Args),
     /// Register or forget a container endpoint by hand (non-Docker, pipework style).
     Endpoint(cli::endpoint::Args),
     /// A cluster of hosts in etcd: `cluster init` writes its config once.
@@ -73,6 +76,10 @@ fn main() -> ExitCode {
         Command::Ls(args) => cli::ls::run(args, &cli.socket),
         Command::Conntrack(args) => cli::conntrack::run(args, &cli.socket),
         Command::Stats(args) => cli::stats::run(args, &cli.socket),
+        Command::Status(args) => match cli::status::run(args, &cli.socket) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Endpoint(args) => cli::endpoint::run(args, &cli.socket),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Node(args) => cli::node::run(args, &cli.socket),

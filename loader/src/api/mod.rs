@@ -3,9 +3,13 @@
 pub mod client;
 mod error;
 pub mod server;
+mod status;
 
 pub use error::ApiError;
 use serde::{Deserialize, Serialize};
+pub use status::{
+    DockerStatus, DropLine, FULL_WARNING_PERCENT, MapFill, Metrics, ProgramRun, Status,
+};
 
 use crate::{
     conntrack::FlowInfo,
@@ -46,6 +50,10 @@ pub enum Request {
         ip: std::net::IpAddr,
     },
     Nodes,
+    /// Whether the datapath is healthy (`bpfnet status`).
+    Status,
+    /// What `GET /metrics` renders, in one snapshot.
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +64,8 @@ pub enum Response {
     Conntrack { flows: Vec<FlowInfo> },
     Stats(Stats),
     Nodes(NodeListing),
+    Status(Status),
+    Metrics(Box<Metrics>),
     Error { message: String },
 }
 

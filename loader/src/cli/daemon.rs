@@ -118,6 +118,11 @@ pub struct Args {
     /// the first uplink with an IPv4 address).
     #[arg(long, value_name = "IFACE")]
     underlay: Option<IfName>,
+    /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (e.g. `127.0.0.1:9443`;
+    /// `[::1]:9443` for IPv6). Off by default. Unauthenticated: bind it where only the
+    /// scraper reaches.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
@@ -172,6 +177,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
             node_name: args.node_name.unwrap_or_else(host_name),
         }),
         underlay: args.underlay.map(String::from),
+        metrics: args.metrics,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -9,3 +9,4 @@ pub mod man;
 pub mod node;
 pub mod publish;
 pub mod stats;
+pub mod status;

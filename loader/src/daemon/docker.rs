@@ -1,6 +1,9 @@
 //! Applying what the Docker watcher learns: containers' endpoints and published ports
 //! join the manual ones, and Docker's bridge networks become managed networks.
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::SystemTime,
+};
 
 use tracing::{info, warn};
 
@@ -10,6 +13,49 @@ use crate::{
     endpoint::EndpointSpec,
     state::DockerContainer,
 };
+
+/// The daemon's link to Docker, as the watcher's updates tell it.
+#[derive(Debug, Default)]
+pub(super) struct DockerLink {
+    /// Whether Docker is followed at all (no `--no-docker`).
+    pub followed: bool,
+    /// Whether the engine answers; None until the watcher says.
+    pub connected: Option<bool>,
+    /// Why it does not.
+    pub error: Option<String>,
+    /// When it last answered, with a list or an event.
+    pub last_contact: Option<SystemTime>,
+    /// When its whole container list was last applied.
+    pub last_resync: Option<SystemTime>,
+}
+
+impl DockerLink {
+    pub fn new(followed: bool) -> Self {
+        Self {
+            followed,
+            ..Self::default()
+        }
+    }
+
+    /// Note what `update` says of the link; false when it says nothing else (the engine
+    /// is unreachable).
+    fn heard(&mut self, update: &Update) -> bool {
+        let now = SystemTime::now();
+        match update {
+            Update::Unreachable { error } => {
+                self.connected = Some(false);
+                self.error = Some(error.clone());
+                return false;
+            }
+            Update::Snapshot(_) => self.last_resync = Some(now),
+            Update::Upsert(_) | Update::Gone { .. } => {}
+        }
+        self.connected = Some(true);
+        self.error = None;
+        self.last_contact = Some(now);
+        true
+    }
+}
 
 fn container(l: &Learned) -> DockerContainer {
     let endpoints = l
@@ -36,11 +82,14 @@ fn container(l: &Learned) -> DockerContainer {
 
 impl Daemon {
     pub(super) async fn on_docker(&mut self, update: Update) {
+        if !self.docker_link.heard(&update) {
+            return;
+        }
         let before = self.desired.docker.clone();
         let learned: Vec<&Learned> = match &update {
             Update::Snapshot(all) => all.iter().collect(),
             Update::Upsert(l) => vec![l],
-            Update::Gone { .. } => Vec::new(),
+            Update::Gone { .. } | Update::Unreachable { .. } => Vec::new(),
         };
         for w in learned.iter().flat_map(|l| &l.wires) {
             if self.docker_net_flags.insert(w.bridge.clone(), w.flags) != Some(w.flags) {
@@ -66,6 +115,7 @@ impl Daemon {
                     info!(container = %c.name, "Docker container stopped");
                 }
             }
+            Update::Unreachable { .. } => {}
         });
         if let Err(e) = persisted {
             warn!(error = %e, "cannot persist Docker state; applied all the same");

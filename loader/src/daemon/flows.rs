@@ -202,6 +202,7 @@ impl Daemon {
         let (entries, removed, walked) = match self.dp.sweep_ct() {
             Ok(s) => {
                 self.swept += s.removed;
+                self.ct_left = Some(s.left);
                 let walked = full_walk_due(self.sweeps, s.main, self.dp.ct_entries());
                 if walked {
                     self.walk::<u32>(false);
@@ -211,12 +212,14 @@ impl Daemon {
             }
             Err(e) => {
                 warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
+                self.ct_left = None;
                 let (entries, removed) = self.walk::<u32>(true);
                 let (entries6, removed6) = self.walk::<Ip6>(true);
                 (entries + entries6, removed + removed6, true)
             }
         };
         let took = started.elapsed();
+        self.last_sweep_at = Some(std::time::SystemTime::now());
         self.last_sweep = Some(crate::api::Sweep {
             entries,
             removed,

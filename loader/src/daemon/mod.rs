@@ -15,6 +15,7 @@ mod links;
 mod ndp_proxy;
 mod notify;
 mod published;
+mod status;
 mod subnets;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
@@ -29,9 +30,9 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    api::{self, Listing, Request, Response, StatLine, Stats, server::ServerError},
+    api::{self, Listing, Request, Response, Stats, server::ServerError},
     conntrack::Timeouts,
-    datapath::{Datapath, DatapathError, Hook, XdpMode, sync::Synced},
+    datapath::{Datapath, DatapathError, XdpMode, sync::Synced},
     netlink::{Netlink, NetlinkError},
     state::StateError,
 };
@@ -46,6 +47,8 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("interface `{name}` is not a bridge")]
     NotABridge { name: String },
     #[error("cannot install signal handlers: {0}")]
@@ -93,6 +96,8 @@ pub struct Config {
     pub etcd: Option<EtcdJoin>,
     /// `--underlay`: the interface other nodes reach this one at.
     pub underlay: Option<String>,
+    /// `--metrics`: where to serve Prometheus metrics (`GET /metrics`); None: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Where and as whom the daemon joins an etcd cluster.
@@ -130,10 +135,22 @@ struct Daemon {
     ndp_proxies: Option<std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>>,
     /// The cluster's prefixes, static and from etcd.
     cluster: cluster::Cluster,
+    /// Whether Docker answers, and when it last did.
+    docker_link: docker::DockerLink,
+    /// When the sweeper last ran.
+    last_sweep_at: Option<std::time::SystemTime>,
+    /// Entries each flow table held after the last in-kernel sweep (`SWEPT_TABLES`
+    /// order); None when it has not run or failed.
+    ct_left: Option<[u64; 4]>,
 }
 
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    // Before anything changes: a taken port is the daemon's error, not a half start.
+    let metrics = match cfg.metrics {
+        Some(addr) => Some(crate::metrics::bind(addr).await?),
+        None => None,
+    };
     forwarding::enable();
     // Subscribe before the first dump so no change falls between the two.
     let mut changes = crate::netlink::monitor()?;
@@ -181,6 +198,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         conflicts: Vec::new(),
         warnings: Vec::new(),
         ndp_proxies: None,
+        docker_link: docker::DockerLink::new(cfg.follow_docker),
+        last_sweep_at: None,
+        ct_left: None,
         cluster: cluster::Cluster {
             cidr: cfg.cluster_cidr,
             peers: cfg.peers.clone(),
@@ -231,6 +251,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let listener = api::server::bind(&cfg.socket)?;
     let (tx, mut calls) = mpsc::channel(64);
+    if let Some(listener) = metrics {
+        tokio::spawn(crate::metrics::serve(listener, tx.clone()));
+    }
     tokio::spawn(api::server::serve(listener, tx));
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -291,22 +314,16 @@ impl Daemon {
             } => self.add_endpoint(bridge, veth, ip, ip6, mac).await,
             Request::EndpointDel { ip } => self.del_endpoint(ip),
             Request::Nodes => return Response::Nodes(self.node_listing()),
+            Request::Status => {
+                self.recheck_docker_nat().await;
+                return Response::Status(self.status());
+            }
+            Request::Metrics => return Response::Metrics(Box::new(self.metrics())),
         };
         result.map_or_else(Response::from, |()| Response::Ok)
     }
 
     fn listing(&self) -> Listing {
-        let mut attached: Vec<(String, String)> = self
-            .links
-            .attachments()
-            .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook, i)))
-            .flat_map(|(name, hook, i)| {
-                let xdp = (hook == Hook::FromUplink && self.dp.has_xdp(i))
-                    .then(|| (name.clone(), crate::datapath::XDP_PROGRAM.to_string()));
-                xdp.into_iter().chain([(name, hook.program().to_string())])
-            })
-            .collect();
-        attached.sort();
         Listing {
             published: self.accepted_publishes().0,
             endpoints: self.desired.endpoints.clone(),
@@ -315,25 +332,14 @@ impl Daemon {
             warnings: self.warnings.clone(),
             bridges: self.links.bridges().map(|l| l.name.clone()).collect(),
             uplinks: self.links.uplinks().map(|l| l.name.clone()).collect(),
-            attached,
+            attached: self.attached(),
             cluster: self.cluster.route_lines(),
         }
     }
 
     fn stats(&self) -> Stats {
         Stats {
-            counters: self
-                .dp
-                .maps
-                .stats()
-                .into_iter()
-                .map(|(r, c)| StatLine {
-                    reason: r.name().into(),
-                    drop: r.is_drop(),
-                    packets: c.packets,
-                    bytes: c.bytes,
-                })
-                .collect(),
+            counters: self.stats_counters(),
             ct_entries: self.ct_entries(),
             ct_swept: self.swept,
             last_sweep: self.last_sweep,

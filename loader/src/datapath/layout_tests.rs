@@ -178,7 +178,8 @@ fn userspace() -> [Layout; 30] {
             main,
             removed,
             jiffies,
-            now_ns
+            now_ns,
+            left
         }),
         layout!(Clock { tick_ns, base_ns }),
         layout!(DropKey { ifindex, reason }),

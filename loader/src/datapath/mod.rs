@@ -3,6 +3,7 @@ mod attach;
 pub mod batch;
 mod bpffs;
 mod cgroup;
+mod health;
 mod jump;
 #[cfg(test)]
 mod layout_tests;
@@ -24,6 +25,7 @@ use aya::{
 };
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
+pub use health::Fill;
 pub use jump::IPV6_PROGRAMS;
 pub use maps::Maps;
 pub use monitor::MonitorMaps;

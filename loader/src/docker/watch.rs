@@ -46,6 +46,8 @@ pub enum Update {
     Upsert(Learned),
     /// A container stopped.
     Gone { id: String },
+    /// The engine is not reachable, or was lost (the datapath stays as it is).
+    Unreachable { error: String },
 }
 
 /// Where the engine is: `DOCKER_HOST` (unix://PATH) like the docker CLI, else the
@@ -69,15 +71,24 @@ pub async fn watch(tx: mpsc::Sender<Update>, resync: Duration) {
                 info!(socket = %path, "following Docker");
                 backoff = Duration::from_millis(250);
                 told = false;
-                match follow(&docker, &tx, resync).await {
-                    Ok(()) => warn!("Docker event stream ended; reconnecting"),
-                    Err(e) => warn!(error = %e, "lost Docker; reconnecting"),
-                }
+                let error = match follow(&docker, &tx, resync).await {
+                    Ok(()) => {
+                        warn!("Docker event stream ended; reconnecting");
+                        "the event stream ended".to_string()
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "lost Docker; reconnecting");
+                        e.to_string()
+                    }
+                };
+                let _ = tx.send(Update::Unreachable { error }).await;
             }
             // Said once per outage; the datapath keeps its state meanwhile.
             Err(e) if !told => {
                 warn!(socket = %path, error = %e, "Docker not reachable; retrying with backoff");
                 told = true;
+                let error = e.to_string();
+                let _ = tx.send(Update::Unreachable { error }).await;
             }
             Err(e) => debug!(socket = %path, error = %e, "Docker still not reachable"),
         }
