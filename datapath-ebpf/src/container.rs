@@ -10,7 +10,7 @@ use common::{
 };
 
 use crate::{
-    cluster, ct,
+    cluster, ct, datapath_log,
     family::{Family, stage},
     frag,
     fwd::{self, Next, Route},
@@ -18,6 +18,7 @@ use crate::{
     icmp::{self, From},
     ipv6,
     l2::{self, L2},
+    log,
     maps::{JUMP, iface_role, scratch},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
@@ -43,7 +44,12 @@ pub fn handle(ctx: &TcContext) -> i32 {
     }
     let p = match parse(ctx, ETH_HLEN) {
         Ok(p) => p,
-        Err(reason) => return verdict(ctx, reason),
+        Err(reason) => {
+            if reason.is_drop() {
+                datapath_log!(log::parse_failed(ctx, reason));
+            }
+            return verdict(ctx, reason);
+        }
     };
     if let Err(reason) = l2::check_ip_source(ctx, &mut l2, p) {
         return verdict(ctx, reason);
@@ -80,12 +86,22 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
         count(ctx, Reason::FragmentTranslated);
     }
     let flow = match stage!(A, tracked(ctx, p)) {
-        Ok(Some(flow)) => flow,
+        Ok(Some(flow)) => {
+            if let Ok(to) = out::<A>() {
+                datapath_log!(log::tracked(ctx, p, to));
+            }
+            flow
+        }
         Ok(None) => match stage!(A, first(ctx, l2, p)) {
             Ok(Start::Flow) => None,
             // Its own stage: the port search's callback adds to its stack.
             Ok(Start::Masquerade(src)) => match stage!(A, masquerade(ctx, p, src)) {
-                Ok(()) => None,
+                Ok(()) => {
+                    if let Ok(to) = out::<A>() {
+                        datapath_log!(log::snat(ctx, p.proto, p.src_port, to.src_port));
+                    }
+                    None
+                }
                 Err(reason) => return verdict(ctx, reason),
             },
             Err(verdict) => return verdict,

@@ -14,6 +14,7 @@ mod hostsock;
 mod icmp;
 mod ipv6;
 mod l2;
+mod log;
 mod maps;
 mod monitor;
 mod nat;

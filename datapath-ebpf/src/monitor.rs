@@ -34,6 +34,8 @@ static DROPS: LruPerCpuHashMap<DropKey, Counter> = LruPerCpuHashMap::pinned(16_3
 
 const SECOND_NS: u64 = 1_000_000_000;
 
+const _: () = assert!(EVENT_CAPTURE.is_power_of_two());
+
 /// Report `reason`'s packet if a monitor asked for it; `xlate`: the tuple its flow leaves
 /// with.
 #[inline(always)]
@@ -70,7 +72,7 @@ pub fn count_drop<C: Frame>(ctx: &C, reason: u32) {
         reason,
     };
     let len = u64::from(ctx.len());
-    match DROPS.get_ptr_mut(&key) {
+    match DROPS.get_ptr_mut(key) {
         // SAFETY: this CPU's value; only this CPU writes it while the program runs.
         Some(c) => unsafe {
             (*c).packets += 1;
@@ -82,7 +84,7 @@ pub fn count_drop<C: Frame>(ctx: &C, reason: u32) {
                 bytes: len,
             };
             // A failure loses one packet of this breakdown; `stats_v1` has it.
-            let _ = DROPS.insert(&key, &c, 0);
+            let _ = DROPS.insert(key, c, 0);
         }
     }
 }
@@ -163,12 +165,18 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
             }
         }
         let data = core::ptr::addr_of_mut!((*e).data).cast::<u8>();
-        (*e).captured = if ctx.load(data, EVENT_CAPTURE as u32) {
-            EVENT_CAPTURE as u16
-        } else if ctx.load(data, 64) {
-            64
-        } else if ctx.load(data, 32) {
-            32
+        // As much as the packet has, up to the capture's size. The length passes through
+        // an opaque value and a mask, so the compiler cannot drop the bounds the verifier
+        // needs to see (1 to EVENT_CAPTURE).
+        let len = ctx.len();
+        let n = if len > EVENT_CAPTURE as u32 {
+            EVENT_CAPTURE as u32
+        } else {
+            len
+        };
+        let n = (core::hint::black_box(n.wrapping_sub(1)) & (EVENT_CAPTURE as u32 - 1)) + 1;
+        (*e).captured = if len > 0 && ctx.load(data, n) {
+            n as u16
         } else {
             0
         };

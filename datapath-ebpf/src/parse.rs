@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use common::{
     Addr, PROTO_TCP, PROTO_UDP, Reason,
-    monitor::{HOOK_TC, HOOK_XDP},
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    monitor::{HOOK_TC, HOOK_XDP},
 };
 
 pub const ETH_HLEN: usize = 14;

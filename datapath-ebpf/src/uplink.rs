@@ -6,12 +6,12 @@ use aya_ebpf::programs::TcContext;
 use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
 
 use crate::{
-    cluster, ct,
+    cluster, ct, datapath_log,
     family::{Family, stage},
     frag, fwd,
     icmp::{self, From},
     ipv6::parse6,
-    l2,
+    l2, log,
     maps::JUMP,
     nat::{self, New},
     parse::{ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
@@ -34,7 +34,12 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
     }
     match parse(ctx, l3_off) {
         Ok(p) => ip(ctx, p),
-        Err(reason) => verdict(ctx, reason),
+        Err(reason) => {
+            if reason.is_drop() {
+                datapath_log!(log::parse_failed(ctx, reason));
+            }
+            verdict(ctx, reason)
+        }
     }
 }
 
@@ -70,13 +75,17 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
         Ok(Some(_)) if p.ttl <= 1 => return stage!(A, A::time_exceeded(ctx, p)),
-        Ok(Some(hit)) => (hit.to, hit.entry),
+        Ok(Some(hit)) => {
+            datapath_log!(log::tracked(ctx, p, &hit.to));
+            (hit.to, hit.entry)
+        }
         Ok(None) => {
             if let Some(v) = stage!(A, lan(ctx, p)) {
                 return v;
             }
             match stage!(A, nat::dnat(ctx, p)) {
                 Ok(New::Flow(to)) => {
+                    datapath_log!(log::dnat(ctx, p.proto, p.dst_port, to.dst_port));
                     count_flow(ctx, Reason::DnatNew, &to);
                     (to, None)
                 }

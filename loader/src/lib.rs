@@ -9,6 +9,7 @@ pub mod docker;
 pub mod endpoint;
 pub mod flags;
 pub mod metrics;
+pub mod monitor;
 pub mod netlink;
 pub mod spec;
 pub mod state;

@@ -39,6 +39,10 @@ enum Command {
     /// Whether the datapath is healthy: programs attached, maps' fill, Docker's link,
     /// the last reconcile, warnings. Exit status 0 healthy, 1 warnings, 2 no answer.
     Status(cli::status::Args),
+    /// Watch the datapath's drops and traces as they happen: reason, interface, tuple
+    /// before and after translation, flow state (sampled and rate-limited in the
+    /// datapath; what is left out is counted).
+    Monitor(cli::monitor::Args),
     /// Register or forget a container endpoint by hand (non-Docker, pipework style).
     Endpoint(cli::endpoint::Args),
     /// A cluster of hosts in etcd: `cluster init` writes its config once.
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Monitor(args) => cli::monitor::run(args, &cli.socket),
         Command::Endpoint(args) => cli::endpoint::run(args, &cli.socket),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Node(args) => cli::node::run(args, &cli.socket),

@@ -104,6 +104,22 @@ impl Daemon {
         args: &[String],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn(netns_path, socket, args, env, Stdio::inherit())
+    }
+
+    /// `start`, its log (stderr) written to `log`.
+    pub fn start_logged(netns_path: &str, socket: &Path, args: &[String], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("create the daemon's log file");
+        Self::spawn(netns_path, socket, args, &[], file.into())
+    }
+
+    fn spawn(
+        netns_path: &str,
+        socket: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let xdp = std::env::var("BPFNET_TEST_XDP")
             .ok()
             .filter(|_| !args.iter().any(|a| a.starts_with("--xdp")))
@@ -119,6 +135,7 @@ impl Daemon {
             .env("BPFNET_LOG", "bpfnet=debug,info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("nsenter + bpfnet daemon start");
         leftovers::record(child.id());

@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod fixture;
 pub mod leftovers;
 pub mod lossy_events;
+pub mod monitor;
 pub mod netns;
 pub mod packet;
 pub mod packet6;

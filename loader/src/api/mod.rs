@@ -54,6 +54,10 @@ pub enum Request {
     Status,
     /// What `GET /metrics` renders, in one snapshot.
     Metrics,
+    /// Stream events (`monitor::Record`, one JSON line each) until the client goes.
+    Monitor {
+        filter: crate::monitor::Filter,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

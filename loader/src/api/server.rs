@@ -8,12 +8,16 @@ use std::{
 
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
-    net::{UnixListener, UnixStream},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::{mpsc, oneshot},
 };
 use tracing::{debug, warn};
 
 use super::{Request, Response};
+use crate::monitor::hub::{CLIENT_QUEUE, Subscriber};
 
 /// Longest request line accepted; anything longer is answered with an error.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -48,26 +52,33 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
-/// Accept connections forever, passing requests to `calls`.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>) {
+/// Accept connections forever, passing requests to `calls` and monitor clients to
+/// `monitors`.
+pub async fn serve(
+    listener: UnixListener,
+    calls: mpsc::Sender<Call>,
+    monitors: mpsc::Sender<Subscriber>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, calls.clone()));
+                tokio::spawn(connection(stream, calls.clone(), monitors.clone()));
             }
             Err(e) => warn!(error = %e, "control socket accept failed"),
         }
     }
 }
 
-async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
+async fn connection(
+    stream: UnixStream,
+    calls: mpsc::Sender<Call>,
+    monitors: mpsc::Sender<Subscriber>,
+) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    let read = BufReader::new(read)
-        .take(MAX_REQUEST)
-        .read_line(&mut line)
-        .await;
-    let response = match read {
+    let mut read = BufReader::new(read).take(MAX_REQUEST);
+    let read_line = read.read_line(&mut line).await;
+    let response = match read_line {
         Err(e) => {
             debug!(error = %e, "control connection read failed");
             return;
@@ -81,6 +92,12 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
             Err(e) => Response::Error {
                 message: format!("invalid request: {e}"),
             },
+            Ok(Request::Monitor { filter }) => match filter.mask() {
+                Ok(_) => return monitor(filter, read.into_inner(), write, monitors).await,
+                Err(e) => Response::Error {
+                    message: e.to_string(),
+                },
+            },
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
                 if calls.send((req, tx)).await.is_err() {
@@ -92,11 +109,54 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>) {
             }
         },
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_else(|e| {
+    if let Err(e) = write.write_all(&line_of(&response)).await {
+        debug!(error = %e, "control connection write failed");
+    }
+}
+
+/// `value` as one JSON line.
+fn line_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec(value).unwrap_or_else(|e| {
         format!("{{\"result\":\"error\",\"message\":\"cannot encode reply: {e}\"}}").into_bytes()
     });
     out.push(b'\n');
-    if let Err(e) = write.write_all(&out).await {
-        debug!(error = %e, "control connection write failed");
+    out
+}
+
+/// A monitor client: `ok`, then its records, one line each, until it hangs up (or the
+/// daemon's monitor stops).
+async fn monitor(
+    filter: crate::monitor::Filter,
+    mut read: BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+    monitors: mpsc::Sender<Subscriber>,
+) {
+    let (records, mut rx) = mpsc::channel(CLIENT_QUEUE);
+    if monitors.send(Subscriber { filter, records }).await.is_err() {
+        let gone = Response::Error {
+            message: "the daemon's monitor is not running".into(),
+        };
+        let _ = write.write_all(&line_of(&gone)).await;
+        return;
+    }
+    if write.write_all(&line_of(&Response::Ok)).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 64];
+    loop {
+        tokio::select! {
+            record = rx.recv() => {
+                let Some(record) = record else { return };
+                if write.write_all(&line_of(&record)).await.is_err() {
+                    return;
+                }
+            }
+            // The client sends nothing more: a read returns only when it hangs up.
+            n = read.read(&mut sink) => {
+                if !matches!(n, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        }
     }
 }

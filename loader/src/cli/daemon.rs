@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use bpfnet::{
     conntrack::Timeouts,
     daemon,
-    datapath::{DEFAULT_PIN_DIR, XdpMode, teardown::teardown},
+    datapath::{DEFAULT_PIN_DIR, XdpMode, log::DatapathLog, teardown::teardown},
     endpoint::Ipv4Cidr,
     flags::{EtcdNetwork, IfName, Peer, SnatPorts},
 };
@@ -118,6 +118,12 @@ pub struct Args {
     /// the first uplink with an IPv4 address).
     #[arg(long, value_name = "IFACE")]
     underlay: Option<IfName>,
+    /// The datapath's own logs (parse failures, flow table decisions, NAT choices) at
+    /// this level and above, under the log target `datapath`; also set by a
+    /// `datapath=LEVEL` directive in BPFNET_LOG. Off by default, and then free: the
+    /// verifier removes the log statements from the loaded programs.
+    #[arg(long, value_name = "LEVEL")]
+    datapath_log: Option<DatapathLog>,
     /// Serve Prometheus metrics at `http://ADDR:PORT/metrics` (e.g. `127.0.0.1:9443`;
     /// `[::1]:9443` for IPv6). Off by default. Unauthenticated: bind it where only the
     /// scraper reaches.
@@ -129,10 +135,19 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
     if args.cleanup {
         return cleanup(&args.pin_dir, &socket);
     }
+    let filter = std::env::var("BPFNET_LOG").unwrap_or_else(|_| "info".into());
+    let datapath_log = args
+        .datapath_log
+        .or_else(|| DatapathLog::from_filter(&filter))
+        .unwrap_or_default();
+    // The flag wins over the variable's directive (the later directive for a target
+    // wins).
+    let filter = match args.datapath_log {
+        Some(level) => format!("{filter},datapath={}", level.name()),
+        None => filter,
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("BPFNET_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let first_bridge = args
@@ -178,6 +193,7 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         }),
         underlay: args.underlay.map(String::from),
         metrics: args.metrics,
+        datapath_log,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod ls;
 pub mod man;
+pub mod monitor;
 pub mod node;
 pub mod publish;
 pub mod stats;

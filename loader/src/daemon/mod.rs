@@ -98,6 +98,8 @@ pub struct Config {
     pub underlay: Option<String>,
     /// `--metrics`: where to serve Prometheus metrics (`GET /metrics`); None: nowhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// `--datapath-log`: the programs' own log level.
+    pub datapath_log: crate::datapath::log::DatapathLog,
 }
 
 /// Where and as whom the daemon joins an etcd cluster.
@@ -155,7 +157,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // Subscribe before the first dump so no change falls between the two.
     let mut changes = crate::netlink::monitor()?;
     let nl = Netlink::connect()?;
-    let mut dp = Datapath::load(&cfg.pin_dir, cfg.ct_entries)?;
+    let mut dp = Datapath::load_logging(&cfg.pin_dir, cfg.ct_entries, cfg.datapath_log)?;
+    if let Some(logger) = dp.take_logger() {
+        info!(level = cfg.datapath_log.name(), "datapath logs on");
+        tokio::spawn(crate::datapath::log::forward(logger));
+    }
     // The SNAT hash key survives restarts, so flows keep their port sequence.
     let hash_seed = match dp.maps.config.get(&0, 0) {
         Ok(c) if c.hash_seed != 0 => c.hash_seed,
@@ -254,7 +260,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     if let Some(listener) = metrics {
         tokio::spawn(crate::metrics::serve(listener, tx.clone()));
     }
-    tokio::spawn(api::server::serve(listener, tx));
+    let (monitor_tx, monitor_rx) = mpsc::channel(16);
+    if let Some(maps) = d.dp.take_monitor() {
+        tokio::spawn(crate::monitor::hub::run(maps, monitor_rx, tx.clone()));
+    }
+    tokio::spawn(api::server::serve(listener, tx, monitor_tx));
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     // The first sweep at once, then every interval, stretched for a table so large that
@@ -319,6 +329,12 @@ impl Daemon {
                 return Response::Status(self.status());
             }
             Request::Metrics => return Response::Metrics(Box::new(self.metrics())),
+            // The server hands monitor clients to the monitor's task, never here.
+            Request::Monitor { .. } => {
+                return Response::Error {
+                    message: "a monitor stream is served by the control socket".into(),
+                };
+            }
         };
         result.map_or_else(Response::from, |()| Response::Ok)
     }

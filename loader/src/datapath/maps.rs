@@ -4,8 +4,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
 };
 use common::{
-    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, Ip6, Network,
-    Port, PublishedKey, Reason, names,
+    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, Ip6, Network, Port,
+    PublishedKey, Reason, names,
 };
 
 use super::DatapathError;

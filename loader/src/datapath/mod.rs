@@ -7,9 +7,10 @@ mod health;
 mod jump;
 #[cfg(test)]
 mod layout_tests;
+pub mod log;
 mod maps;
 mod migrate;
-mod monitor;
+pub mod monitor;
 mod pinned;
 mod sweep;
 pub mod sync;
@@ -155,6 +156,8 @@ pub struct Datapath {
     sweep_maps: SweepMaps,
     /// Until the daemon takes them for its monitor.
     monitor: Option<MonitorMaps>,
+    /// The datapath's log reader, when it logs (until the daemon takes it).
+    logger: Option<log::Logger>,
 }
 
 /// The sizes of each family's main flow table (`--ct-entries`, `--ct6-entries`); each
@@ -182,6 +185,15 @@ impl Datapath {
     /// from the object's is refused, except that `ct` sizes the CT maps: a pinned CT map
     /// of another size is replaced (its flows are lost, which is logged).
     pub fn load(pin_dir: &Path, ct: CtEntries) -> Result<Self, DatapathError> {
+        Self::load_logging(pin_dir, ct, log::DatapathLog::Off)
+    }
+
+    /// `load`, with the programs' own logs at `level` (`--datapath-log`).
+    pub fn load_logging(
+        pin_dir: &Path,
+        ct: CtEntries,
+        level: log::DatapathLog,
+    ) -> Result<Self, DatapathError> {
         let ct_entries = ct.ipv4;
         bpffs::prepare(pin_dir)?;
         // Every size the flags set, for the loader and for the pin check alike.
@@ -198,6 +210,8 @@ impl Datapath {
         loader.default_map_pin_directory(pin_dir);
         let csum_ipv6 = csum_ipv6_flag();
         loader.override_global("CSUM_IPV6_FLAG", &csum_ipv6, true);
+        let level = level as u8;
+        loader.override_global(aya_log::LEVEL, &level, true);
         for (name, n) in max_entries {
             loader.map_max_entries(name, n);
         }
@@ -226,6 +240,17 @@ impl Datapath {
         let mut maps = Maps::take(&mut ebpf)?;
         let sweep_maps = SweepMaps::take(&mut ebpf)?;
         let monitor = MonitorMaps::take(&mut ebpf)?;
+        let logger = match level {
+            0 => None,
+            _ => Some(
+                aya_log::EbpfLogger::init_with_logger(&mut ebpf, log::Tracing).map_err(|e| {
+                    DatapathError::Map {
+                        name: "AYA_LOGS",
+                        detail: e.to_string(),
+                    }
+                })?,
+            ),
+        };
         migrate::ct(pin_dir, &mut maps);
         Ok(Self {
             ebpf,
@@ -236,7 +261,13 @@ impl Datapath {
             ct_new_entries: ct_new_entries(ct_entries),
             sweep_maps,
             monitor: Some(monitor),
+            logger,
         })
+    }
+
+    /// The reader of the programs' logs, once, when they log.
+    pub fn take_logger(&mut self) -> Option<log::Logger> {
+        self.logger.take()
     }
 
     /// The monitor's maps, once (the daemon's monitor task owns them).

@@ -22,15 +22,17 @@ impl MonitorMaps {
             state: take(ebpf, names::MONITOR_STATE)?,
         })
     }
+}
 
-    /// What every CPU left out since the daemon started: summed.
-    pub fn left_out(&self) -> Result<MonitorState, MapError> {
-        let per_cpu = self.state.get(&0, 0)?;
-        Ok(per_cpu.iter().fold(MonitorState::default(), |a, s| MonitorState {
+/// What every CPU left out since the daemon started, summed.
+pub fn left_out(state: &PerCpuArray<MapData, MonitorState>) -> Result<MonitorState, MapError> {
+    let per_cpu = state.get(&0, 0)?;
+    Ok(per_cpu
+        .iter()
+        .fold(MonitorState::default(), |a, s| MonitorState {
             sampled_out: a.sampled_out + s.sampled_out,
             rate_limited: a.rate_limited + s.rate_limited,
             ring_full: a.ring_full + s.ring_full,
             ..a
         }))
-    }
 }

@@ -1,0 +1,303 @@
+//! The task that owns the monitor's maps: it tells the datapath what its clients want,
+//! drains the ring buffer and fans each event out.
+use std::{
+    collections::HashMap,
+    ffi::{CStr, CString},
+    time::{Duration, Instant},
+};
+
+use common::{MonitorConfig, MonitorState, Reason, monitor::HOOK_XDP};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::{
+        mpsc::{self, error::TrySendError},
+        oneshot,
+    },
+};
+use tracing::{debug, warn};
+
+use super::{Event, Filter, Kind, Lost, Record, ct_state, decode};
+use crate::{
+    api::{Request, Response, server::Call},
+    datapath::MonitorMaps,
+};
+
+/// Events a client may have waiting before it counts as behind.
+pub const CLIENT_QUEUE: usize = 4096;
+
+/// A client: its filter and where its records go.
+pub struct Subscriber {
+    pub filter: Filter,
+    pub records: mpsc::Sender<Record>,
+}
+
+struct Client {
+    filter: Filter,
+    mask: u64,
+    records: mpsc::Sender<Record>,
+    /// The datapath's counts when it connected.
+    base: MonitorState,
+    behind: u64,
+    reported: Lost,
+}
+
+/// An interface as events name it.
+#[derive(Clone)]
+struct Iface {
+    name: String,
+    hook: &'static str,
+    /// Whether its frames start with an Ethernet header.
+    l2: bool,
+}
+
+pub async fn run(
+    maps: MonitorMaps,
+    mut joins: mpsc::Receiver<Subscriber>,
+    calls: mpsc::Sender<Call>,
+) {
+    let MonitorMaps {
+        events,
+        mut config,
+        state,
+    } = maps;
+    // SAFETY: the ring buffer owns its map's descriptor, which stays open and the same
+    // for as long as the ring buffer lives, here inside the AsyncFd.
+    let registered = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) };
+    let mut ring = match registered {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "cannot poll the monitor's ring buffer; `bpfnet monitor` is off");
+            return;
+        }
+    };
+    let left_out = || crate::datapath::monitor::left_out(&state).ok();
+    let mut clients: Vec<Client> = Vec::new();
+    let mut names = Names::new(calls);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            join = joins.recv() => {
+                let Some(s) = join else { return };
+                // The filter was checked by the server; a bad one matches nothing.
+                let mask = s.filter.mask().unwrap_or(0);
+                clients.push(Client {
+                    filter: s.filter,
+                    mask,
+                    records: s.records,
+                    base: left_out().unwrap_or_default(),
+                    behind: 0,
+                    reported: Lost::default(),
+                });
+                configure(&mut config, &clients);
+            }
+            ready = ring.readable_mut() => {
+                let mut guard = match ready {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!(error = %e, "monitor ring buffer poll failed");
+                        return;
+                    }
+                };
+                let mut batch = Vec::new();
+                while let Some(item) = guard.get_inner_mut().next() {
+                    if let Some(e) = item.get(..size_of::<common::Event>()) {
+                        batch.push(bytemuck::pod_read_unaligned::<common::Event>(e));
+                    }
+                }
+                guard.clear_ready();
+                for raw in &batch {
+                    let e = names.decode(raw).await;
+                    deliver(&mut clients, e);
+                }
+            }
+            _ = tick.tick() => {
+                let before = clients.len();
+                clients.retain(|c| !c.records.is_closed());
+                if clients.len() != before {
+                    configure(&mut config, &clients);
+                }
+                if let Some(now) = left_out() {
+                    report_lost(&mut clients, &now);
+                }
+            }
+        }
+    }
+}
+
+/// Tell the datapath the union of what the clients want: every reason any asks for,
+/// the finest sampling, the highest rate (0, no limit, if any asks for that).
+fn configure(config: &mut aya::maps::Array<aya::maps::MapData, MonitorConfig>, clients: &[Client]) {
+    let c = MonitorConfig {
+        reasons: clients.iter().fold(0, |m, c| m | c.mask),
+        sample: clients
+            .iter()
+            .map(|c| c.filter.sample.max(1))
+            .min()
+            .unwrap_or(1),
+        rate: if clients.iter().any(|c| c.filter.rate == 0) {
+            0
+        } else {
+            clients.iter().map(|c| c.filter.rate).max().unwrap_or(0)
+        },
+    };
+    debug!(
+        reasons = format!("{:#x}", c.reasons),
+        sample = c.sample,
+        rate = c.rate,
+        "monitor"
+    );
+    if let Err(e) = config.set(0, c, 0) {
+        warn!(error = %e, "cannot configure the datapath's monitor events");
+    }
+}
+
+fn deliver(clients: &mut [Client], e: Event) {
+    let Some(reason) = super::reason_named(&e.reason).ok() else {
+        return;
+    };
+    let e = Box::new(e);
+    for c in clients.iter_mut() {
+        if c.mask & 1 << (reason as u32) == 0 || !c.filter.passes(&e) {
+            continue;
+        }
+        match c.records.try_send(Record::Event(e.clone())) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => c.behind += 1,
+        }
+    }
+}
+
+fn report_lost(clients: &mut [Client], now: &MonitorState) {
+    for c in clients.iter_mut() {
+        let lost = Lost {
+            sampled_out: now.sampled_out.saturating_sub(c.base.sampled_out),
+            rate_limited: now.rate_limited.saturating_sub(c.base.rate_limited),
+            ring_full: now.ring_full.saturating_sub(c.base.ring_full),
+            client_behind: c.behind,
+        };
+        if lost != c.reported && c.records.try_send(Record::Lost(lost)).is_ok() {
+            c.reported = lost;
+        }
+    }
+}
+
+/// Interface names and hooks by ifindex, from the daemon's listing of what it attached
+/// (asked again for an unknown ifindex, at most once a second), else from the kernel.
+struct Names {
+    calls: mpsc::Sender<Call>,
+    known: HashMap<u32, Iface>,
+    asked: Option<Instant>,
+    /// Wall clock minus monotonic clock (what `bpf_ktime_get_ns` reads), nanoseconds.
+    offset_ns: i128,
+}
+
+impl Names {
+    fn new(calls: mpsc::Sender<Call>) -> Self {
+        Self {
+            calls,
+            known: HashMap::new(),
+            asked: None,
+            offset_ns: clock_offset(),
+        }
+    }
+
+    async fn decode(&mut self, raw: &common::Event) -> Event {
+        let iface = self.iface(raw.ifindex).await;
+        let reason = Reason::ALL.get(raw.reason as usize).copied();
+        let captured = usize::from(raw.captured).min(raw.data.len());
+        let xdp = raw.hook == HOOK_XDP;
+        Event {
+            time_ns: u64::try_from(i128::from(raw.time_ns) + self.offset_ns).unwrap_or(0),
+            kind: reason.map_or(Kind::Trace, Kind::of),
+            reason: reason.map_or_else(|| raw.reason.to_string(), |r| r.name().into()),
+            iface: iface.name,
+            ifindex: raw.ifindex,
+            hook: if xdp { "xdp".into() } else { iface.hook.into() },
+            packet: decode::packet(&raw.data[..captured], raw.len, xdp || iface.l2),
+            after: decode::xlate(&raw.xlate),
+            ct: reason.and_then(ct_state).map(Into::into),
+        }
+    }
+
+    async fn iface(&mut self, ifindex: u32) -> Iface {
+        if let Some(i) = self.known.get(&ifindex) {
+            return i.clone();
+        }
+        if self
+            .asked
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.asked = Some(Instant::now());
+            self.offset_ns = clock_offset();
+            self.refresh().await;
+            if let Some(i) = self.known.get(&ifindex) {
+                return i.clone();
+            }
+        }
+        let name = index_to_name(ifindex).unwrap_or_else(|| ifindex.to_string());
+        let l2 = std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
+            .map_or(true, |t| t.trim() == "1");
+        Iface {
+            name,
+            hook: "unmanaged",
+            l2,
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.calls.send((Request::List, tx)).await.is_err() {
+            return;
+        }
+        let Ok(Response::Listing(l)) = rx.await else {
+            return;
+        };
+        for (name, program) in l.attached {
+            let (hook, l2) = match program.as_str() {
+                "from_container" => ("from-container", true),
+                "from_uplink" => ("from-uplink", true),
+                "from_l3_uplink" => ("from-uplink", false),
+                _ => continue,
+            };
+            if let Some(i) = name_to_index(&name) {
+                self.known.insert(i, Iface { name, hook, l2 });
+            }
+        }
+    }
+}
+
+fn index_to_name(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` holds IF_NAMESIZE bytes, what if_indextoname writes at most.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the name is NUL-terminated inside `buf`.
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn name_to_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC, nanoseconds.
+fn clock_offset() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to fill.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
