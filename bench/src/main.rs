@@ -11,6 +11,7 @@ mod early_drop;
 mod iperf;
 mod load;
 mod modes;
+mod observe;
 mod pin;
 mod report;
 
@@ -51,6 +52,9 @@ struct Args {
     /// Only the rows across hosts, printed.
     #[arg(long, conflicts_with = "cost_only")]
     cross_host_only: bool,
+    /// Only the observability rows (nothing watching, a monitor, datapath logs), printed.
+    #[arg(long, conflicts_with_all = ["cost_only", "cross_host_only"])]
+    observe_only: bool,
     /// Only the tests whose name contains this (with `--cost-only`: profile one path).
     #[arg(long, requires = "cost_only")]
     only: Option<String>,
@@ -222,6 +226,22 @@ fn main() -> Result<()> {
     }
     let _echo = [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
         .map(|any| load::Servers::start(&t.container, any, ECHO));
+    if args.observe_only {
+        let mut failures = Vec::new();
+        modes::lay_wires(&t);
+        let r = Report {
+            observe: observe::rows(&t, &plan, args.pin, &mut failures),
+            ..Report::empty()
+        };
+        eprintln!("{}", report::observe_markdown(&r));
+        ensure!(
+            failures.is_empty(),
+            "{} measurements failed",
+            failures.len()
+        );
+        return Ok(());
+    }
+
     let _srv_echo = [Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()]
         .map(|any| load::Servers::start(&t.server, any, SERVER_ECHO));
     let _iperf = iperf::Server::start(&t.container, IPERF);
@@ -304,6 +324,7 @@ fn main() -> Result<()> {
             Vec::new()
         }
     };
+    let observe = observe::rows(&t, &plan, pin, &mut failures);
     // Last: taking down thousands of veths keeps the kernel busy for a while after.
     let ct_scale = plan
         .ct_flows
@@ -332,6 +353,7 @@ fn main() -> Result<()> {
         ct_scale,
         scaling,
         cross_host,
+        observe,
         failures,
     };
     report::write(&args.out, &report)?;

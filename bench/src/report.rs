@@ -51,6 +51,9 @@ pub struct Report {
     /// Containers on two hosts, by each way across (`crosshost::MODES`).
     #[serde(default)]
     pub cross_host: Vec<Row>,
+    /// The fast path watched and logging (`observe::MODES`).
+    #[serde(default)]
+    pub observe: Vec<Row>,
     /// Measurements that failed, as "mode: test: error".
     #[serde(default)]
     pub failures: Vec<String>,
@@ -89,6 +92,7 @@ impl Report {
             ct_scale: Vec::new(),
             scaling: Vec::new(),
             cross_host: Vec::new(),
+            observe: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -99,15 +103,7 @@ impl Report {
         if self.rows.is_empty() || self.scaling.is_empty() {
             p.push("no tests or no scaling rows".into());
         }
-        for row in &self.rows {
-            for mode in modes::ALL.map(modes::Mode::name) {
-                match row.values.get(mode) {
-                    Some(&v) if measured(v) => {}
-                    Some(v) => p.push(format!("{mode}: {} = {v} {}", row.test, row.unit)),
-                    None => p.push(format!("{mode}: {}: no value", row.test)),
-                }
-            }
-        }
+        unmeasured(&self.rows, &modes::ALL.map(modes::Mode::name), &mut p);
         for row in &self.rows {
             // Every test's packets run some program (names of later metrics of one
             // measure have none of their own).
@@ -123,15 +119,11 @@ impl Report {
         if self.cross_host.is_empty() {
             p.push("no rows across hosts".into());
         }
-        for row in &self.cross_host {
-            for mode in crate::crosshost::MODES {
-                match row.values.get(mode) {
-                    Some(&v) if measured(v) => {}
-                    Some(v) => p.push(format!("{mode}: {} = {v} {}", row.test, row.unit)),
-                    None => p.push(format!("{mode}: {}: no value", row.test)),
-                }
-            }
+        unmeasured(&self.cross_host, &crate::crosshost::MODES, &mut p);
+        if self.observe.is_empty() {
+            p.push("no observability rows".into());
         }
+        unmeasured(&self.observe, &crate::observe::MODES, &mut p);
         if self.ct_scale.is_empty() {
             p.push("no flow-table scale rows".into());
         }
@@ -274,6 +266,7 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     s.push_str(&cross_host_markdown(r));
+    s.push_str(&observe_markdown(r));
     let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
     let _ = writeln!(
         s,
@@ -368,6 +361,52 @@ pub fn cross_host_markdown(r: &Report) -> String {
             ratio(v("host-gw"), v("routed")),
             ratio(v("vxlan"), v("routed")),
             ratio(v("vxlan"), v("kernel vxlan")),
+        );
+    }
+    s
+}
+
+/// Each of `modes` without a measured value in a row, as a problem.
+fn unmeasured(rows: &[Row], modes: &[&str], p: &mut Vec<String>) {
+    for row in rows {
+        for mode in modes {
+            match row.values.get(*mode) {
+                Some(&v) if measured(v) => {}
+                Some(v) => p.push(format!("{mode}: {} = {v} {}", row.test, row.unit)),
+                None => p.push(format!("{mode}: {}: no value", row.test)),
+            }
+        }
+    }
+}
+
+pub fn observe_markdown(r: &Report) -> String {
+    let mut s = String::from("\n## Watching the datapath\n\n");
+    let _ = writeln!(
+        s,
+        "bpfnet alone (`off`), with `bpfnet monitor --json` attached (drops and traces, \
+         1,000 events per CPU per second, printed to nowhere), and with `--datapath-log \
+         debug` (every log statement live and read). Same interleaved rounds; ratios to \
+         `off` (above 1 is faster for rates; for ns per packet, below 1 is cheaper). With \
+         logging off the verifier removes the log statements from the programs \
+         (`datapath_log` test), so `off` is also the cost of logging off.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| test | unit | off | monitor | log debug | monitor / off | log debug / off |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for row in &r.observe {
+        let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            row.test,
+            row.unit,
+            v("off"),
+            v("monitor"),
+            v("log debug"),
+            ratio(v("monitor"), v("off")),
+            ratio(v("log debug"), v("off")),
         );
     }
     s

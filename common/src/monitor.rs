@@ -32,7 +32,7 @@ pub struct MonitorConfig {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MonitorState {
-    /// When the current one-second window began (`bpf_ktime_get_ns`).
+    /// When the current one-second window began (`bpf_ktime_get_coarse_ns`).
     pub window_ns: u64,
     /// Events written in the window.
     pub sent: u64,

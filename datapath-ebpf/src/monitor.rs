@@ -6,7 +6,7 @@
 //! many verdicts), which samples, applies the per-CPU rate limit and writes the event to
 //! the ring buffer; what it leaves out or cannot write is counted, never waited for.
 use aya_ebpf::{
-    helpers::generated::bpf_ktime_get_ns,
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
@@ -116,16 +116,20 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
         return;
     }
     state.reason = reason;
+    // The window needs no precision: the coarse clock (a tick's resolution) is the
+    // cheaper read on the path a flood takes.
     // SAFETY: a helper without arguments.
-    state.now_ns = unsafe { bpf_ktime_get_ns() };
-    if state.now_ns.wrapping_sub(state.window_ns) >= SECOND_NS {
-        state.window_ns = state.now_ns;
+    let coarse = unsafe { bpf_ktime_get_coarse_ns() };
+    if coarse.wrapping_sub(state.window_ns) >= SECOND_NS {
+        state.window_ns = coarse;
         state.sent = 0;
     }
     if limits.rate != 0 && state.sent >= u64::from(limits.rate) {
         state.rate_limited += 1;
         return;
     }
+    // SAFETY: a helper without arguments.
+    state.now_ns = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         state.ring_full += 1;
         return;
