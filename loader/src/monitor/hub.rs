@@ -127,19 +127,7 @@ pub async fn run(
 /// Tell the datapath the union of what the clients want: every reason any asks for,
 /// the finest sampling, the highest rate (0, no limit, if any asks for that).
 fn configure(config: &mut aya::maps::Array<aya::maps::MapData, MonitorConfig>, clients: &[Client]) {
-    let c = MonitorConfig {
-        reasons: clients.iter().fold(0, |m, c| m | c.mask),
-        sample: clients
-            .iter()
-            .map(|c| c.filter.sample.max(1))
-            .min()
-            .unwrap_or(1),
-        rate: if clients.iter().any(|c| c.filter.rate == 0) {
-            0
-        } else {
-            clients.iter().map(|c| c.filter.rate).max().unwrap_or(0)
-        },
-    };
+    let c = union(clients.iter().map(|c| (c.mask, &c.filter)));
     debug!(
         reasons = format!("{:#x}", c.reasons),
         sample = c.sample,
@@ -148,6 +136,23 @@ fn configure(config: &mut aya::maps::Array<aya::maps::MapData, MonitorConfig>, c
     );
     if let Err(e) = config.set(0, c, 0) {
         warn!(error = %e, "cannot configure the datapath's monitor events");
+    }
+}
+
+/// The datapath's settings for clients of these masks and filters.
+fn union<'a>(clients: impl Iterator<Item = (u64, &'a Filter)> + Clone) -> MonitorConfig {
+    MonitorConfig {
+        reasons: clients.clone().fold(0, |m, (mask, _)| m | mask),
+        sample: clients
+            .clone()
+            .map(|(_, f)| f.sample.max(1))
+            .min()
+            .unwrap_or(1),
+        rate: if clients.clone().any(|(_, f)| f.rate == 0) {
+            0
+        } else {
+            clients.map(|(_, f)| f.rate).max().unwrap_or(0)
+        },
     }
 }
 
@@ -300,4 +305,32 @@ fn clock_offset() -> i128 {
         i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_datapath_gets_the_union_of_what_clients_want() {
+        let none = union(std::iter::empty());
+        assert_eq!(none.reasons, 0, "no client, no events");
+        let a = Filter {
+            sample: 4,
+            rate: 100,
+            ..Filter::default()
+        };
+        let b = Filter {
+            sample: 2,
+            rate: 50,
+            ..Filter::default()
+        };
+        let c = union([(0b01, &a), (0b10, &b)].into_iter());
+        assert_eq!((c.reasons, c.sample, c.rate), (0b11, 2, 100));
+        let unlimited = Filter {
+            rate: 0,
+            ..Filter::default()
+        };
+        assert_eq!(union([(1, &a), (1, &unlimited)].into_iter()).rate, 0);
+    }
 }

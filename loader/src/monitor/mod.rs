@@ -201,6 +201,66 @@ pub fn ct_state(reason: Reason) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    fn event(reason: &str, src: &str, dport: u16, iface: &str) -> Event {
+        let tuple = Tuple {
+            proto: "tcp".into(),
+            src: src.parse().unwrap(),
+            sport: Some(40000),
+            dst: "172.18.0.3".parse().unwrap(),
+            dport: Some(dport),
+        };
+        Event {
+            time_ns: 0,
+            kind: Kind::of(reason_named(reason).unwrap()),
+            reason: reason.into(),
+            iface: iface.into(),
+            ifindex: 4,
+            hook: "from-container".into(),
+            packet: Packet {
+                len: 60,
+                before: Some(tuple),
+                ..Packet::default()
+            },
+            after: None,
+            ct: None,
+        }
+    }
+
+    #[test]
+    fn filters_match_addresses_ports_interfaces_and_kinds() {
+        let e = event("drop-isolation", "172.17.0.4", 80, "vc0");
+        assert!(Filter::default().passes(&e));
+        let f = |f: Filter| f.passes(&e);
+        assert!(f(Filter {
+            ips: vec!["172.18.0.3".parse().unwrap()],
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            ips: vec!["203.0.113.9".parse().unwrap()],
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            ports: vec![80],
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            ports: vec![443],
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            ifaces: vec!["vc1".into()],
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            kind: Some(Kind::Trace),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            reasons: vec!["drop-spoof".into()],
+            ..Filter::default()
+        }));
+    }
+
     #[test]
     fn masks_follow_kind_and_reasons() {
         let all = Filter::default().mask().unwrap();
