@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The modes, as the report names them.
-pub const MODES: [&str; 3] = ["off", "monitor", "log debug"];
+pub const MODES: [&str; 4] = ["off", "monitor drops", "monitor", "log debug"];
 
 /// (test, unit, higher is better) of each value a round measures.
 const TESTS: [(&str, &str, bool); 4] = [
@@ -45,17 +45,23 @@ fn round(t: &Topology, mode: &str, dur: Duration, pin: Pin) -> Result<Vec<f64>> 
         _ => &[],
     };
     let daemon = modes::bpfnet(t, extra);
-    let watching = match mode {
-        "monitor" => Some(Watching(
+    let kinds: Option<&[&str]> = match mode {
+        "monitor drops" => Some(&["--type", "drop"]),
+        "monitor" => Some(&[]),
+        _ => None,
+    };
+    let watching = match kinds {
+        Some(kinds) => Some(Watching(
             Command::new(bin())
                 .arg("--socket")
                 .arg(&t.files.socket)
                 .args(["monitor", "--json"])
+                .args(kinds)
                 .stdout(Stdio::null())
                 .spawn()
                 .context("bpfnet monitor starts")?,
         )),
-        _ => None,
+        None => None,
     };
     // The monitor subscribed before anything is measured.
     std::thread::sleep(Duration::from_millis(300));
