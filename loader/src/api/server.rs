@@ -93,7 +93,7 @@ async fn connection(
                 message: format!("invalid request: {e}"),
             },
             Ok(Request::Monitor { filter }) => match filter.mask() {
-                Ok(_) => return monitor(filter, read.into_inner(), write, monitors).await,
+                Ok(mask) => return monitor(filter, mask, read.into_inner(), write, monitors).await,
                 Err(e) => Response::Error {
                     message: e.to_string(),
                 },
@@ -127,12 +127,18 @@ fn line_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// daemon's monitor stops).
 async fn monitor(
     filter: crate::monitor::Filter,
+    mask: u64,
     mut read: BufReader<OwnedReadHalf>,
     mut write: OwnedWriteHalf,
     monitors: mpsc::Sender<Subscriber>,
 ) {
     let (records, mut rx) = mpsc::channel(CLIENT_QUEUE);
-    if monitors.send(Subscriber { filter, records }).await.is_err() {
+    let joined = monitors.send(Subscriber {
+        filter,
+        mask,
+        records,
+    });
+    if joined.await.is_err() {
         let gone = Response::Error {
             message: "the daemon's monitor is not running".into(),
         };

@@ -2,7 +2,7 @@
 //! drains the ring buffer and fans each event out.
 use std::{
     collections::HashMap,
-    ffi::{CStr, CString},
+    ffi::CString,
     time::{Duration, Instant},
 };
 
@@ -25,9 +25,11 @@ use crate::{
 /// Events a client may have waiting before it counts as behind.
 pub const CLIENT_QUEUE: usize = 4096;
 
-/// A client: its filter and where its records go.
+/// A client: its filter, the datapath mask it needs (`Filter::mask`, checked by the
+/// server) and where its records go.
 pub struct Subscriber {
     pub filter: Filter,
+    pub mask: u64,
     pub records: mpsc::Sender<Record>,
 }
 
@@ -78,11 +80,9 @@ pub async fn run(
         tokio::select! {
             join = joins.recv() => {
                 let Some(s) = join else { return };
-                // The filter was checked by the server; a bad one matches nothing.
-                let mask = s.filter.mask().unwrap_or(0);
                 clients.push(Client {
                     filter: s.filter,
-                    mask,
+                    mask: s.mask,
                     records: s.records,
                     base: left_out().unwrap_or_default(),
                     behind: 0,
@@ -239,7 +239,7 @@ impl Names {
                 return i.clone();
             }
         }
-        let name = index_to_name(ifindex).unwrap_or_else(|| ifindex.to_string());
+        let name = crate::netlink::ifname(ifindex).unwrap_or_else(|| ifindex.to_string());
         let l2 = std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
             .map_or(true, |t| t.trim() == "1");
         Iface {
@@ -269,21 +269,6 @@ impl Names {
             }
         }
     }
-}
-
-fn index_to_name(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `buf` holds IF_NAMESIZE bytes, what if_indextoname writes at most.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success the name is NUL-terminated inside `buf`.
-    Some(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
 fn name_to_index(name: &str) -> Option<u32> {
