@@ -34,12 +34,23 @@ static DROPS: LruPerCpuHashMap<DropKey, Counter> = LruPerCpuHashMap::pinned(16_3
 
 const SECOND_NS: u64 = 1_000_000_000;
 
+/// 0 when the loader built the programs without events (a kernel that refused them
+/// with): a read-only global fixed at load, so the verifier drops every report as dead
+/// code, as it drops the logs.
+#[unsafe(no_mangle)]
+static MONITOR_EVENTS: u8 = 1;
+
 const _: () = assert!(EVENT_CAPTURE.is_power_of_two());
 
 /// Report `reason`'s packet if a monitor asked for it; `xlate`: the tuple its flow leaves
 /// with.
 #[inline(always)]
 pub fn notify<C: Frame, A: Addr>(ctx: &C, reason: Reason, xlate: Option<&CtKey<A>>) {
+    // SAFETY: a read of a constant the loader may set before loading; volatile so the
+    // compiler does not fold its initial value in.
+    if unsafe { core::ptr::read_volatile(&MONITOR_EVENTS) } == 0 {
+        return;
+    }
     let Some(cfg) = MONITOR.get(0) else {
         return;
     };

@@ -33,7 +33,11 @@ static TIMEOUTS: Array<CtTimeouts> = Array::with_max_entries(1, 0);
 #[map(name = "sweep")]
 static RESULT: Array<SweepStats> = Array::with_max_entries(1, 0);
 
-/// The walk's state, on `run`'s stack, shared with every `visit`.
+/// The walk's state, on `run`'s stack, shared with every `visit`. Nothing in it changes
+/// from one entry to the next: the verifier checks a callback as a loop, and a counter
+/// it could follow (one on this stack) would differ at every turn, so it would walk the
+/// callback again for each value. The counters live in the `sweep` map's value, whose
+/// contents it does not follow.
 #[repr(C)]
 struct Walk {
     now: u64,
@@ -43,7 +47,7 @@ struct Walk {
     /// The table walked, its index in `SweepStats::left` (ct, ct_new, ct6, ct6_new).
     table: usize,
     t: CtTimeouts,
-    stats: SweepStats,
+    stats: *mut SweepStats,
 }
 
 #[inline(always)]
@@ -54,17 +58,25 @@ pub fn run() -> i32 {
     // SAFETY: helpers without arguments. The coarse clock is the one `last_seen_ns` is
     // kept in; jiffies read with it let the daemon measure the tick (`common::Clock`).
     let (jiffies, now) = unsafe { (bpf_jiffies64(), bpf_ktime_get_coarse_ns()) };
+    let Some(stats) = RESULT.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: a valid map value pointer; only this run writes it (the daemon runs one
+    // sweep at a time).
+    unsafe {
+        *stats = SweepStats {
+            jiffies,
+            now_ns: now,
+            ..SweepStats::default()
+        }
+    };
     let mut w = Walk {
         now,
         min: t.min(),
         main: true,
         table: 0,
         t,
-        stats: SweepStats {
-            jiffies,
-            now_ns: now,
-            ..SweepStats::default()
-        },
+        stats,
     };
     let visit4 = visit::<u32> as *mut c_void;
     let visit6 = visit::<Ip6> as *mut c_void;
@@ -84,18 +96,20 @@ pub fn run() -> i32 {
         // call.
         unsafe { bpf_for_each_map_elem(table.cast_mut(), visit, (&raw mut w).cast(), 0) };
     }
-    if let Some(out) = RESULT.get_ptr_mut(0) {
-        // SAFETY: a valid map value pointer.
-        unsafe { *out = w.stats };
-    }
     0
 }
 
 impl Walk {
+    #[inline(always)]
+    fn stats(&mut self) -> &mut SweepStats {
+        // SAFETY: the `sweep` map's value, valid for the whole run.
+        unsafe { &mut *self.stats }
+    }
+
     /// Count `n` entries (or take them off) table `i`'s entries left.
     #[inline(always)]
     fn left(&mut self, i: usize, n: i64) {
-        if let Some(c) = self.stats.left.get_mut(i) {
+        if let Some(c) = self.stats().left.get_mut(i) {
             *c = c.wrapping_add_signed(n);
         }
     }
@@ -111,9 +125,9 @@ extern "C" fn visit<A: Family>(
 ) -> i64 {
     // SAFETY: the helper passes the entry's key and value and `run`'s `Walk`.
     let (w, k, v) = unsafe { (&mut *ctx.cast::<Walk>(), &*key, &*value) };
-    w.stats.entries += 1;
+    w.stats().entries += 1;
     if w.main {
-        w.stats.main += 1;
+        w.stats().main += 1;
     }
     w.left(w.table, 1);
     let reply = v.flags & CT_REPLY != 0;
@@ -134,14 +148,20 @@ extern "C" fn visit<A: Family>(
         _ if w.main && !reply => (v.tcp_seen, v.last_seen_ns, false),
         _ => (0, v.last_seen_ns, false),
     };
-    let state = TcpState::of(v.tcp_seen, rep_seen);
-    if w.now.saturating_sub(last_seen) < w.t.of(k.proto, state) {
+    let verdict = ct_sweep_verdict(
+        v.tcp_seen.into(),
+        rep_seen.into(),
+        v.flags.into(),
+        k.proto.into(),
+        w.now.saturating_sub(last_seen),
+    );
+    if verdict & DUE == 0 {
         return 0;
     }
     // SAFETY: the map being walked and the key the helper passed; deleting the element
     // being visited is allowed.
     if unsafe { bpf_map_delete_elem(map, key.cast()) } == 0 {
-        w.stats.removed += 1;
+        w.stats().removed += 1;
         w.left(w.table, -1);
     }
     // The twin's table: the family's main one (even index) or its new-flow one. A twin
@@ -149,16 +169,49 @@ extern "C" fn visit<A: Family>(
     let main = w.table & !1;
     if paired {
         if A::ct().remove(tk).is_ok() {
-            w.stats.removed += 1;
+            w.stats().removed += 1;
             w.left(main, -1);
         } else if A::ct_new().remove(tk).is_ok() {
-            w.stats.removed += 1;
+            w.stats().removed += 1;
             w.left(main + 1, -1);
         }
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.
-    if !reply && holds_snat_quota(v.flags, k.proto, state) {
+    if !reply && verdict & HOLDS_QUOTA != 0 {
         nat::release_use(k);
     }
     0
+}
+
+/// `ct_sweep_verdict`'s answer: the flow is idle past its timeout.
+const DUE: u32 = 1;
+/// `ct_sweep_verdict`'s answer: the flow holds a count in its container's SNAT quota.
+const HOLDS_QUOTA: u32 = 2;
+
+/// Whether a flow of `proto` whose entries saw `fwd_seen` and `rep_seen`, idle for
+/// `idle_ns`, is due (`DUE`), and whether it holds an SNAT quota count (`HOLDS_QUOTA`;
+/// `flags`: its forward entry's). A global function: the verifier checks it once, on
+/// its own, and to its callers its answer is any number, so the many ways of reaching
+/// it do not each walk the many ways through it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn ct_sweep_verdict(
+    fwd_seen: u32,
+    rep_seen: u32,
+    flags: u32,
+    proto: u32,
+    idle_ns: u64,
+) -> u32 {
+    let Some(t) = TIMEOUTS.get(0) else {
+        return 0;
+    };
+    let (proto, state) = (proto as u8, TcpState::of(fwd_seen as u8, rep_seen as u8));
+    let mut verdict = 0;
+    if idle_ns >= t.of(proto, state) {
+        verdict |= DUE;
+    }
+    if holds_snat_quota(flags as u8, proto, state) {
+        verdict |= HOLDS_QUOTA;
+    }
+    verdict
 }

@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::Daemon;
 use crate::{
     conntrack::{self, Flow, FlowInfo, monotonic_ns},
-    datapath::{Maps, batch},
+    datapath::{Maps, SweepError, batch},
 };
 
 /// At most this share of one CPU goes to sweeping: a sweep that took `t` waits at least
@@ -211,7 +211,10 @@ impl Daemon {
                 (s.entries, s.removed, walked)
             }
             Err(e) => {
-                warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
+                // A sweep the kernel refused to load was reported at start.
+                if !matches!(e, SweepError::NotLoaded) {
+                    warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
+                }
                 self.ct_left = None;
                 let (entries, removed) = self.walk::<u32>(true);
                 let (entries6, removed6) = self.walk::<Ip6>(true);

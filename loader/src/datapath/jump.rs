@@ -18,13 +18,9 @@ pub const IPV6_PROGRAMS: [(&str, u32); 3] = [
     ("from_l3_uplink6", jump::FROM_L3_UPLINK6),
 ];
 
-/// Load the IPv6 programs and put them in their slots.
-pub(super) fn load(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
-    for (name, _) in IPV6_PROGRAMS {
-        program::<SchedClassifier>(ebpf, name)?
-            .load()
-            .map_err(program_err(name))?;
-    }
+/// Put the loaded IPv6 programs in their slots (the attached datapath's IPv4 programs
+/// tail-call them from the next packet on).
+pub(super) fn point(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     let mut slots: ProgramArray<MapData> = take(ebpf, names::JUMP)?;
     for (name, slot) in IPV6_PROGRAMS {
         let prog = program::<SchedClassifier>(ebpf, name)?;

@@ -15,6 +15,7 @@ mod pinned;
 mod sweep;
 pub mod sync;
 pub mod teardown;
+pub mod verifier;
 mod xdp;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use monitor::MonitorMaps;
 pub use pinned::Mismatch;
 use sweep::SweepMaps;
 pub use sweep::{SWEEP_PROGRAM, SweepError};
+pub use verifier::ProgramCost;
 pub use xdp::{UnknownXdpMode, XDP_PROGRAM, XdpMode};
 
 /// Default pin directory for maps and links.
@@ -81,7 +83,9 @@ pub enum DatapathError {
     MissingProgram { name: &'static str },
     #[error("map `{name}` is missing from the eBPF object or has another type: {detail}")]
     Map { name: &'static str, detail: String },
-    #[error("program `{name}` failed to load: {source}")]
+    #[error("the kernel refused program `{name}`: {reason}")]
+    Refused { name: &'static str, reason: String },
+    #[error("program `{name}`: {source}")]
     Program {
         name: &'static str,
         source: Box<ProgramError>,
@@ -136,6 +140,86 @@ where
         .map_err(program_err(name))
 }
 
+/// Load program `name` as `load` does, unless `opts` say to refuse it; a refusal carries
+/// the verifier's reason.
+fn load_program<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    opts: &LoadOptions,
+    load: impl FnOnce(&mut T) -> Result<(), ProgramError>,
+) -> Result<ProgramCost, DatapathError>
+where
+    for<'a> &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    if opts.refuse.iter().any(|r| r == name) {
+        return Err(DatapathError::Refused {
+            name,
+            reason: "refused by --test-refuse-program".into(),
+        });
+    }
+    program::<T>(ebpf, name)?;
+    verifier::measure(ebpf, name, |ebpf| {
+        load(program::<T>(ebpf, name).expect("checked above"))
+    })
+    .map_err(|e| DatapathError::Refused {
+        name,
+        reason: verifier::refusal(&e),
+    })
+}
+
+/// Create (or reuse) the maps and load every packet program, `monitor` saying whether
+/// they carry the monitor's events; nothing attached changes.
+fn load_programs(
+    pin_dir: &Path,
+    max_entries: &[(&'static str, u32)],
+    opts: &LoadOptions,
+    monitor: bool,
+) -> Result<(Ebpf, Vec<ProgramCost>), DatapathError> {
+    let mut loader = EbpfLoader::new();
+    loader.default_map_pin_directory(pin_dir);
+    let csum_ipv6 = csum_ipv6_flag();
+    loader.override_global("CSUM_IPV6_FLAG", &csum_ipv6, true);
+    let level = opts.log as u8;
+    loader.override_global(aya_log::LEVEL, &level, true);
+    let events = u8::from(monitor);
+    loader.override_global("MONITOR_EVENTS", &events, true);
+    for &(name, n) in max_entries {
+        loader.map_max_entries(name, n);
+    }
+    let mut ebpf = loader.load(OBJECT).map_err(|e| DatapathError::Load {
+        pin_dir: pin_dir.into(),
+        source: Box::new(e),
+    })?;
+    let mut costs = Vec::new();
+    let classifiers = Hook::ALL
+        .map(Hook::program)
+        .into_iter()
+        .chain(IPV6_PROGRAMS.map(|(name, _)| name));
+    for name in classifiers {
+        costs.push(load_program(
+            &mut ebpf,
+            name,
+            opts,
+            |p: &mut SchedClassifier| p.load(),
+        )?);
+    }
+    costs.push(load_program(
+        &mut ebpf,
+        XDP_PROGRAM,
+        opts,
+        |p: &mut Xdp| p.load(),
+    )?);
+    for name in SOCK_PROGRAMS {
+        costs.push(load_program(
+            &mut ebpf,
+            name,
+            opts,
+            |p: &mut CgroupSockAddr| p.load(),
+        )?);
+    }
+    Ok((ebpf, costs))
+}
+
 fn program_err(name: &'static str) -> impl Fn(ProgramError) -> DatapathError {
     move |e| DatapathError::Program {
         name,
@@ -147,6 +231,10 @@ fn program_err(name: &'static str) -> impl Fn(ProgramError) -> DatapathError {
 pub struct Datapath {
     ebpf: Ebpf,
     pub maps: Maps,
+    /// What verifying each program cost.
+    costs: Vec<ProgramCost>,
+    /// Programs off the packet path the kernel refused.
+    degraded: Vec<Degraded>,
     pin_dir: PathBuf,
     /// Whether and how `xdp_uplink` goes on Ethernet uplinks (`--xdp`).
     xdp: Option<XdpMode>,
@@ -158,6 +246,40 @@ pub struct Datapath {
     monitor: Option<MonitorMaps>,
     /// The datapath's log reader, when it logs (until the daemon takes it).
     logger: Option<log::Logger>,
+}
+
+/// How to load the datapath.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The programs' own logs (`--datapath-log`).
+    pub log: log::DatapathLog,
+    /// Test only: programs to refuse as if the kernel had.
+    pub refuse: Vec<String>,
+}
+
+/// A part of the datapath that runs without its program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Degraded {
+    /// `ct_sweep` did not load: flows are swept from userspace.
+    Sweep { reason: String },
+    /// The packet programs loaded only without their monitor events.
+    Monitor { reason: String },
+}
+
+impl std::fmt::Display for Degraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sweep { reason } => write!(
+                f,
+                "the kernel refused `{SWEEP_PROGRAM}` ({reason}): flows are swept from userspace"
+            ),
+            Self::Monitor { reason } => write!(
+                f,
+                "the packet programs load only without monitor events ({reason}): \
+                 `bpfnet monitor` sees nothing"
+            ),
+        }
+    }
 }
 
 /// The sizes of each family's main flow table (`--ct-entries`, `--ct6-entries`); each
@@ -185,7 +307,7 @@ impl Datapath {
     /// from the object's is refused, except that `ct` sizes the CT maps: a pinned CT map
     /// of another size is replaced (its flows are lost, which is logged).
     pub fn load(pin_dir: &Path, ct: CtEntries) -> Result<Self, DatapathError> {
-        Self::load_logging(pin_dir, ct, log::DatapathLog::Off)
+        Self::load_with(pin_dir, ct, &LoadOptions::default())
     }
 
     /// `load`, with the programs' own logs at `level` (`--datapath-log`).
@@ -193,6 +315,24 @@ impl Datapath {
         pin_dir: &Path,
         ct: CtEntries,
         level: log::DatapathLog,
+    ) -> Result<Self, DatapathError> {
+        let opts = LoadOptions {
+            log: level,
+            ..LoadOptions::default()
+        };
+        Self::load_with(pin_dir, ct, &opts)
+    }
+
+    /// `load` as `opts` say. Every program is loaded before anything attached changes
+    /// (the IPv6 slots are pointed at the new programs only once all of them loaded),
+    /// so a packet program the kernel refuses leaves the running datapath as it was.
+    /// Programs off the packet path degrade instead: without `ct_sweep` the daemon
+    /// sweeps from userspace, and when the packet programs load only without their
+    /// monitor events they are loaded that way (see `degraded`).
+    pub fn load_with(
+        pin_dir: &Path,
+        ct: CtEntries,
+        opts: &LoadOptions,
     ) -> Result<Self, DatapathError> {
         let ct_entries = ct.ipv4;
         bpffs::prepare(pin_dir)?;
@@ -206,37 +346,39 @@ impl Datapath {
             (names::STATS, common::Reason::COUNT),
         ];
         pinned::check(pin_dir, OBJECT, &max_entries)?;
-        let mut loader = EbpfLoader::new();
-        loader.default_map_pin_directory(pin_dir);
-        let csum_ipv6 = csum_ipv6_flag();
-        loader.override_global("CSUM_IPV6_FLAG", &csum_ipv6, true);
-        let level = level as u8;
-        loader.override_global(aya_log::LEVEL, &level, true);
-        for (name, n) in max_entries {
-            loader.map_max_entries(name, n);
+        let mut degraded = Vec::new();
+        let (mut ebpf, mut costs) = match load_programs(pin_dir, &max_entries, opts, true) {
+            Ok(loaded) => loaded,
+            Err(DatapathError::Refused { name, reason }) => {
+                tracing::warn!(
+                    program = name,
+                    reason,
+                    "refused with monitor events; loading the datapath without them"
+                );
+                let loaded = load_programs(pin_dir, &max_entries, opts, false)?;
+                degraded.push(Degraded::Monitor {
+                    reason: format!("`{name}`: {reason}"),
+                });
+                loaded
+            }
+            Err(e) => return Err(e),
+        };
+        match load_program(&mut ebpf, SWEEP_PROGRAM, opts, |p: &mut SchedClassifier| {
+            p.load()
+        }) {
+            Ok(cost) => costs.push(cost),
+            Err(DatapathError::Refused { name, reason }) => {
+                tracing::warn!(
+                    program = name,
+                    reason,
+                    "the kernel refused the in-kernel sweep: flows are swept from userspace"
+                );
+                degraded.push(Degraded::Sweep { reason });
+            }
+            Err(e) => return Err(e),
         }
-        let mut ebpf = loader.load(OBJECT).map_err(|e| DatapathError::Load {
-            pin_dir: pin_dir.into(),
-            source: Box::new(e),
-        })?;
-        for hook in Hook::ALL {
-            let name = hook.program();
-            program::<SchedClassifier>(&mut ebpf, name)?
-                .load()
-                .map_err(program_err(name))?;
-        }
-        jump::load(&mut ebpf)?;
-        program::<SchedClassifier>(&mut ebpf, SWEEP_PROGRAM)?
-            .load()
-            .map_err(program_err(SWEEP_PROGRAM))?;
-        program::<Xdp>(&mut ebpf, XDP_PROGRAM)?
-            .load()
-            .map_err(program_err(XDP_PROGRAM))?;
-        for name in SOCK_PROGRAMS {
-            program::<CgroupSockAddr>(&mut ebpf, name)?
-                .load()
-                .map_err(program_err(name))?;
-        }
+        jump::point(&mut ebpf)?;
+        let level = opts.log as u8;
         let mut maps = Maps::take(&mut ebpf)?;
         let sweep_maps = SweepMaps::take(&mut ebpf)?;
         let monitor = MonitorMaps::take(&mut ebpf)?;
@@ -255,6 +397,8 @@ impl Datapath {
         Ok(Self {
             ebpf,
             maps,
+            costs,
+            degraded,
             pin_dir: pin_dir.into(),
             xdp: None,
             ct_entries,
@@ -263,6 +407,29 @@ impl Datapath {
             monitor: Some(monitor),
             logger,
         })
+    }
+
+    /// What verifying each loaded program cost, in load order.
+    pub fn costs(&self) -> &[ProgramCost] {
+        &self.costs
+    }
+
+    /// Every program of the object, loaded or not.
+    pub fn object_programs(&self) -> Vec<String> {
+        self.ebpf.programs().map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// What runs without its program, and why.
+    pub fn degraded(&self) -> &[Degraded] {
+        &self.degraded
+    }
+
+    /// Whether the in-kernel sweep is loaded.
+    pub fn sweeps_in_kernel(&self) -> bool {
+        !self
+            .degraded
+            .iter()
+            .any(|d| matches!(d, Degraded::Sweep { .. }))
     }
 
     /// The reader of the programs' logs, once, when they log.

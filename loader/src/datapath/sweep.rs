@@ -15,6 +15,8 @@ pub const SWEEP_PROGRAM: &str = "ct_sweep";
 pub enum SweepError {
     #[error("cannot set the sweep's timeouts: {source}")]
     Timeouts { source: aya::maps::MapError },
+    #[error("`ct_sweep` is not loaded (the kernel refused it)")]
+    NotLoaded,
     #[error("cannot run `ct_sweep`: {source}")]
     Run { source: aya::programs::ProgramError },
     #[error("`ct_sweep` returned {code} (no timeouts set)")]
@@ -58,6 +60,9 @@ impl Datapath {
     /// One walk of both flow tables in the kernel: expired flows removed (both entries,
     /// and their SNAT quota count), every entry counted.
     pub fn sweep_ct(&mut self) -> Result<SweepStats, SweepError> {
+        if !self.sweeps_in_kernel() {
+            return Err(SweepError::NotLoaded);
+        }
         // A classifier's test run wants a frame; the program never reads it.
         let frame = [0u8; 64];
         let prog: &mut SchedClassifier = program(&mut self.ebpf, SWEEP_PROGRAM)

@@ -1,0 +1,87 @@
+//! Headroom: every program of the object verifies within a quarter of the kernel's
+//! instruction budget and in under a second, in every build the project ships (the
+//! datapath's logs off and at debug; `xdp_uplink`, for `--xdp`, is loaded by both). A
+//! program near the kernel's limit passes or fails on details nobody controls: a kernel
+//! build, a toolchain point release.
+use bpfnet::datapath::{
+    CtEntries, Datapath, LoadOptions,
+    log::DatapathLog,
+    verifier::{INSN_BUDGET, LOAD_BUDGET},
+};
+use bpfnet_tests::{require_root, scratch::Scratch};
+
+fn check(level: DatapathLog) {
+    let files = Scratch::new("verif");
+    let ct = CtEntries {
+        ipv4: 1024,
+        ipv6: 1024,
+    };
+    let opts = LoadOptions {
+        log: level,
+        ..LoadOptions::default()
+    };
+    let dp = Datapath::load_with(&files.pin_dir, ct, &opts).expect("datapath loads");
+    let costs = dp.costs();
+    let table: String = costs
+        .iter()
+        .map(|c| {
+            format!(
+                "  {:<20} {:>9} insns {:>8.1} ms\n",
+                c.name,
+                c.verified_insns.map_or("?".into(), |n| n.to_string()),
+                c.load_micros as f64 / 1e3
+            )
+        })
+        .collect();
+    eprintln!("verifier cost with logs {}:\n{table}", level.name());
+    assert!(
+        dp.degraded().is_empty(),
+        "logs {}: every program loads, none degraded: {:?}",
+        level.name(),
+        dp.degraded()
+    );
+    let mut all = dp.object_programs();
+    all.sort();
+    let mut measured: Vec<String> = costs.iter().map(|c| c.name.clone()).collect();
+    measured.sort();
+    assert_eq!(
+        measured, all,
+        "every program of the object is loaded and measured"
+    );
+    for c in costs {
+        let insns = c
+            .verified_insns
+            .unwrap_or_else(|| panic!("{}: the kernel reports no verified_insns", c.name));
+        assert!(
+            insns <= INSN_BUDGET,
+            "logs {}: `{}` needs {insns} verified instructions, over its budget of {INSN_BUDGET} \
+             (a quarter of the kernel's limit)\n{table}",
+            level.name(),
+            c.name
+        );
+        assert!(
+            c.load_micros <= LOAD_BUDGET.as_micros() as u64,
+            "logs {}: `{}` took {} ms to load, over {} ms\n{table}",
+            level.name(),
+            c.name,
+            c.load_micros / 1000,
+            LOAD_BUDGET.as_millis()
+        );
+    }
+}
+
+#[test]
+fn every_program_verifies_within_a_quarter_of_the_budget_with_logs_off() {
+    if !require_root() {
+        return;
+    }
+    check(DatapathLog::Off);
+}
+
+#[test]
+fn every_program_verifies_within_a_quarter_of_the_budget_with_logs_at_debug() {
+    if !require_root() {
+        return;
+    }
+    check(DatapathLog::Debug);
+}
