@@ -2,7 +2,14 @@
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
+/// The pinned toolchain, shared with `cargo xtask setup`.
+#[expect(dead_code, reason = "build.rs uses only the nightly's pin")]
+mod pins {
+    include!("../xtask/src/pins.rs");
+}
+
 fn main() -> anyhow::Result<()> {
+    println!("cargo:rerun-if-changed=../xtask/src/pins.rs");
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
@@ -23,6 +30,6 @@ fn main() -> anyhow::Result<()> {
             no_default_features: false,
             features: &[],
         }],
-        Toolchain::default(),
+        Toolchain::Custom(pins::NIGHTLY),
     )
 }

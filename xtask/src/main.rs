@@ -1,6 +1,7 @@
 //! `cargo xtask setup|build|run|test|bench|dist`: the project's commands.
 mod cmd;
 mod dist;
+mod pins;
 mod setup;
 mod test;
 
@@ -18,9 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install every prerequisite (idempotent): nightly rust-src, LLVM 22, bpf-linker,
+    /// Install every prerequisite (idempotent): the pinned nightly with rust-src, LLVM,
+    /// bpf-linker and cargo-deb (replaced when what is installed differs from its pin),
     /// test tools, bpffs.
-    Setup,
+    Setup {
+        /// Only compare what is installed with the pins, and fail when one differs.
+        #[arg(long)]
+        check: bool,
+    },
     /// Build the `bpfnet` binary (release) with the datapath embedded.
     Build,
     /// Build and run `bpfnet daemon` (as root); extra arguments go to the daemon.
@@ -64,7 +70,8 @@ pub fn root() -> PathBuf {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Setup => setup::run(),
+        Command::Setup { check: true } => setup::check(),
+        Command::Setup { check: false } => setup::run(),
         Command::Build => build(),
         Command::Run { args } => {
             build()?;

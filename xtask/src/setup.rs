@@ -1,12 +1,14 @@
 //! Prerequisites, each checked before it is installed, so running this twice is cheap.
 use anyhow::{Context as _, Result, bail};
 
-use crate::cmd::{self, is_root, output, succeeds};
+use crate::{
+    cmd::{self, is_root, output, succeeds},
+    pins,
+};
 
-/// Debian packages: LLVM for bpf-linker (linked dynamically, so it stays installed) and
-/// the tools the tests and the bench drive.
+/// Debian packages the tests and the bench drive (and `llvm-<pins::LLVM_MAJOR>-dev` for
+/// bpf-linker, linked dynamically, so it stays installed).
 const PACKAGES: &[&str] = &[
-    "llvm-22-dev",
     "iproute2",
     "iptables",
     "ethtool",
@@ -28,7 +30,6 @@ const PACKAGES: &[&str] = &[
     "systemd",
     "man-db",
 ];
-const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 pub fn run() -> Result<()> {
     packages()?;
@@ -36,26 +37,146 @@ pub fn run() -> Result<()> {
     bpf_linker()?;
     cargo_deb()?;
     bpffs()?;
+    let off: Vec<_> = pins().into_iter().filter(|p| !p.holds()).collect();
+    if !off.is_empty() {
+        print(&off);
+        bail!("setup could not install the pinned toolchain");
+    }
     eprintln!("xtask: setup complete");
     Ok(())
 }
 
-/// Run setup only if something is missing (what build/run/test call).
+/// Run setup only if something is missing or differs from its pin (what build, run and
+/// test call).
 pub fn ensure() -> Result<()> {
-    if missing_packages().is_empty() && nightly_ready() && bpf_linker_works() && cargo_deb_works() {
+    if missing_packages().is_empty() && pins().iter().all(Pin::holds) {
         return Ok(());
     }
     run()
 }
 
-fn missing_packages() -> Vec<&'static str> {
-    PACKAGES
-        .iter()
-        .copied()
+/// `cargo xtask setup --check`: every pinned tool as found against its pin; an error
+/// when one differs or is missing.
+pub fn check() -> Result<()> {
+    let pins = pins();
+    print(&pins);
+    let missing = missing_packages();
+    if !missing.is_empty() {
+        eprintln!("missing packages: {}", missing.join(" "));
+    }
+    if pins.iter().all(Pin::holds) && missing.is_empty() {
+        return Ok(());
+    }
+    bail!("the toolchain differs from its pins: run `cargo xtask setup`")
+}
+
+/// One pinned tool: what it must be, what is installed.
+struct Pin {
+    name: &'static str,
+    pinned: String,
+    found: Option<String>,
+}
+
+impl Pin {
+    fn holds(&self) -> bool {
+        self.found.as_deref() == Some(self.pinned.as_str())
+    }
+}
+
+fn print(pins: &[Pin]) {
+    eprintln!("{:<12} {:<40} found", "tool", "pinned");
+    for p in pins {
+        let found = p.found.as_deref().unwrap_or("(none)");
+        let mark = if p.holds() { "" } else { "  <- differs" };
+        eprintln!("{:<12} {:<40} {found}{mark}", p.name, p.pinned);
+    }
+}
+
+fn pins() -> Vec<Pin> {
+    vec![
+        Pin {
+            name: "nightly",
+            pinned: format!("{} + rust-src, rustfmt", pins::NIGHTLY),
+            found: nightly_found(),
+        },
+        Pin {
+            name: "llvm",
+            pinned: pins::LLVM_MAJOR.to_string(),
+            found: llvm_major(),
+        },
+        Pin {
+            name: "bpf-linker",
+            pinned: format!("{} (LLVM {})", pins::BPF_LINKER, pins::LLVM_MAJOR),
+            found: bpf_linker_found(),
+        },
+        Pin {
+            name: "cargo-deb",
+            pinned: pins::CARGO_DEB.to_string(),
+            found: output("cargo", &["deb", "--version"])
+                .ok()
+                .and_then(|v| last_word(&v)),
+        },
+    ]
+}
+
+fn last_word(s: &str) -> Option<String> {
+    s.split_whitespace().last().map(str::to_string)
+}
+
+fn llvm_prefix() -> String {
+    format!("/usr/lib/llvm-{}", pins::LLVM_MAJOR)
+}
+
+/// The pinned nightly, with the components the build needs, as the pin spells it.
+fn nightly_found() -> Option<String> {
+    let toolchain = pins::NIGHTLY;
+    let version = output("rustup", &["run", toolchain, "rustc", "--version"]).ok()?;
+    let components = output(
+        "rustup",
+        &["component", "list", "--toolchain", toolchain, "--installed"],
+    )
+    .ok()?;
+    let has = |c: &str| components.lines().any(|l| l.starts_with(c));
+    Some(if has("rust-src") && has("rustfmt") {
+        format!("{toolchain} + rust-src, rustfmt")
+    } else {
+        format!(
+            "{toolchain} without rust-src or rustfmt ({})",
+            version.trim()
+        )
+    })
+}
+
+/// The major version of the LLVM the pin names, as its llvm-config reports it.
+fn llvm_major() -> Option<String> {
+    let config = format!("{}/bin/llvm-config", llvm_prefix());
+    let v = output(&config, &["--version"]).ok()?;
+    v.trim().split('.').next().map(str::to_string)
+}
+
+/// bpf-linker's version and the LLVM major its binary links.
+fn bpf_linker_found() -> Option<String> {
+    let version = last_word(&output("bpf-linker", &["--version"]).ok()?)?;
+    let path = output("sh", &["-c", "command -v bpf-linker"]).ok()?;
+    let libs = output("ldd", &[path.trim()]).unwrap_or_default();
+    let llvm = libs
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("libLLVM.so."))
+        .and_then(|v| v.split('.').next())
+        .or_else(|| libs.contains("libLLVM-").then_some("?"))
+        .unwrap_or("static");
+    Some(format!("{version} (LLVM {llvm})"))
+}
+
+fn missing_packages() -> Vec<String> {
+    let llvm = format!("llvm-{}-dev", pins::LLVM_MAJOR);
+    std::iter::once(llvm.as_str())
+        .chain(PACKAGES.iter().copied())
         .filter(|p| {
             !output("dpkg-query", &["-W", "-f=${Status}", p])
                 .is_ok_and(|s| s.contains("install ok installed"))
         })
+        .map(str::to_string)
         .collect()
 }
 
@@ -71,83 +192,80 @@ fn packages() -> Result<()> {
     update.env("DEBIAN_FRONTEND", "noninteractive");
     cmd::status(update, "apt-get update")?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(missing.iter().map(String::as_str));
     let mut install = cmd::command("apt-get", &args);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     cmd::status(install, &format!("apt-get install {}", missing.join(" ")))
 }
 
-fn nightly_ready() -> bool {
-    output(
-        "rustup",
-        &["component", "list", "--toolchain", "nightly", "--installed"],
-    )
-    .is_ok_and(|c| c.contains("rust-src") && c.contains("rustfmt"))
-}
-
 fn nightly() -> Result<()> {
-    if nightly_ready() {
+    if nightly_found().is_some_and(|f| f.ends_with("+ rust-src, rustfmt")) {
         return Ok(());
-    }
-    if !succeeds("rustup", &["run", "nightly", "rustc", "--version"]) {
-        cmd::run(
-            "rustup",
-            &["toolchain", "install", "nightly", "--profile", "minimal"],
-        )?;
     }
     cmd::run(
         "rustup",
         &[
-            "component",
-            "add",
+            "toolchain",
+            "install",
+            pins::NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
             "rust-src",
+            "--component",
             "rustfmt",
-            "--toolchain",
-            "nightly",
         ],
     )
-}
-
-fn bpf_linker_works() -> bool {
-    succeeds("bpf-linker", &["--version"])
+    .context("the pinned nightly builds the eBPF datapath")
 }
 
 fn bpf_linker() -> Result<()> {
-    if bpf_linker_works() {
+    let pinned = format!("{} (LLVM {})", pins::BPF_LINKER, pins::LLVM_MAJOR);
+    if bpf_linker_found().as_deref() == Some(pinned.as_str()) {
         return Ok(());
     }
-    // The default feature wants LLVM 23, which Debian does not package here.
-    let path = format!(
-        "{LLVM_PREFIX}/bin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    );
+    // The default feature wants the newest LLVM; the pinned one is chosen by feature.
+    let prefix = llvm_prefix();
+    let path = format!("{prefix}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let feature = format!("llvm-{}", pins::LLVM_MAJOR);
     let mut c = cmd::command(
         "cargo",
         &[
             "install",
             "bpf-linker",
+            "--version",
+            &format!("={}", pins::BPF_LINKER),
             "--locked",
+            "--force",
             "--no-default-features",
             "--features",
-            "llvm-22",
+            &feature,
         ],
     );
-    c.env("PATH", path).env("LLVM_SYS_221_PREFIX", LLVM_PREFIX);
-    cmd::status(c, "cargo install bpf-linker (LLVM 22)")
+    c.env("PATH", path)
+        .env(format!("LLVM_SYS_{}1_PREFIX", pins::LLVM_MAJOR), &prefix);
+    cmd::status(c, &format!("cargo install bpf-linker@{pinned}"))
         .context("bpf-linker is needed to link the eBPF datapath")
-}
-
-fn cargo_deb_works() -> bool {
-    succeeds("cargo", &["deb", "--version"])
 }
 
 /// `cargo xtask dist` packages with cargo-deb (about a minute and a half to install).
 fn cargo_deb() -> Result<()> {
-    if cargo_deb_works() {
+    let found = output("cargo", &["deb", "--version"]).ok();
+    if found.and_then(|v| last_word(&v)).as_deref() == Some(pins::CARGO_DEB) {
         return Ok(());
     }
-    cmd::run("cargo", &["install", "cargo-deb", "--locked"])
-        .context("cargo-deb is needed to build the Debian package")
+    cmd::run(
+        "cargo",
+        &[
+            "install",
+            "cargo-deb",
+            "--version",
+            &format!("={}", pins::CARGO_DEB),
+            "--locked",
+            "--force",
+        ],
+    )
+    .context("cargo-deb is needed to build the Debian package")
 }
 
 fn bpffs() -> Result<()> {

@@ -8,7 +8,8 @@ use crate::{
 
 pub fn run() -> Result<()> {
     setup::ensure()?;
-    cmd::run("cargo", &["+nightly", "fmt", "--all", "--", "--check"])?;
+    let nightly = format!("+{}", crate::pins::NIGHTLY);
+    cmd::run("cargo", &[&nightly, "fmt", "--all", "--", "--check"])?;
     cmd::run(
         "cargo",
         &[

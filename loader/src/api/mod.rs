@@ -8,7 +8,7 @@ mod status;
 pub use error::ApiError;
 use serde::{Deserialize, Serialize};
 pub use status::{
-    DockerStatus, DropLine, FULL_WARNING_PERCENT, MapFill, Metrics, ProgramRun, Status,
+    DockerStatus, DropLine, FULL_WARNING_PERCENT, MapFill, Metrics, ProgramCost, ProgramRun, Status,
 };
 
 use crate::{

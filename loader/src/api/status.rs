@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{StatLine, Sweep};
+pub use crate::datapath::ProgramCost;
 
 /// A map is reported as crowded from this share of its entries on.
 pub const FULL_WARNING_PERCENT: u64 = 80;
@@ -24,8 +25,22 @@ pub struct Status {
     /// When the sweeper last ran (Unix seconds), and what it did.
     pub last_sweep_at: Option<u64>,
     pub last_sweep: Option<Sweep>,
+    /// What verifying each loaded program cost (instructions, load time).
+    #[serde(default)]
+    pub programs: Vec<ProgramCost>,
+    /// Whether `ct_sweep` runs (false: the kernel refused it; flows are swept from
+    /// userspace).
+    #[serde(default = "yes")]
+    pub sweep_in_kernel: bool,
+    /// Whether the packet programs carry `bpfnet monitor`'s events.
+    #[serde(default = "yes")]
+    pub monitor_events: bool,
     /// Problems a user should fix; none means healthy.
     pub warnings: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Status {

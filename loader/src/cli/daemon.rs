@@ -129,6 +129,10 @@ pub struct Args {
     /// scraper reaches.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Tests only: load as if the kernel had refused this program (repeatable;
+    /// `monitor-events` refuses the packet programs while they carry monitor events).
+    #[arg(long, value_name = "PROGRAM", hide = true)]
+    test_refuse_program: Vec<String>,
 }
 
 pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
@@ -193,7 +197,10 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         }),
         underlay: args.underlay.map(String::from),
         metrics: args.metrics,
-        datapath_log,
+        load: bpfnet::datapath::LoadOptions {
+            log: datapath_log,
+            refuse: args.test_refuse_program,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

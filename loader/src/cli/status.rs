@@ -89,6 +89,12 @@ fn print(s: &Status) {
         ),
         _ => println!("last sweep: not yet"),
     }
+    if !s.sweep_in_kernel {
+        println!("sweep:      from userspace (the kernel refused ct_sweep)");
+    }
+    if !s.monitor_events {
+        println!("monitor:    no events (the packet programs load only without them)");
+    }
     let mut by_iface: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (iface, program) in &s.attached {
         by_iface.entry(iface).or_default().push(program);
@@ -96,6 +102,20 @@ fn print(s: &Status) {
     println!("\n{:<16} PROGRAMS", "INTERFACE");
     for (iface, programs) in &by_iface {
         println!("{iface:<16} {}", programs.join(", "));
+    }
+    if !s.programs.is_empty() {
+        println!(
+            "\n{:<20} {:>14} {:>10}",
+            "PROGRAM", "VERIFIED INSNS", "LOAD"
+        );
+        for p in &s.programs {
+            let insns = p.verified_insns.map_or("?".into(), |n| n.to_string());
+            println!(
+                "{:<20} {insns:>14} {:>7.1} ms",
+                p.name,
+                p.load_micros as f64 / 1e3
+            );
+        }
     }
     let counted = match s.ct_counted_at {
         Some(t) => format!("flow tables counted by the sweep {}", ago(t)),

@@ -98,8 +98,8 @@ pub struct Config {
     pub underlay: Option<String>,
     /// `--metrics`: where to serve Prometheus metrics (`GET /metrics`); None: nowhere.
     pub metrics: Option<std::net::SocketAddr>,
-    /// `--datapath-log`: the programs' own log level.
-    pub datapath_log: crate::datapath::log::DatapathLog,
+    /// How the datapath loads: its own logs' level, programs refused for tests.
+    pub load: crate::datapath::LoadOptions,
 }
 
 /// Where and as whom the daemon joins an etcd cluster.
@@ -157,9 +157,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     // Subscribe before the first dump so no change falls between the two.
     let mut changes = crate::netlink::monitor()?;
     let nl = Netlink::connect()?;
-    let mut dp = Datapath::load_logging(&cfg.pin_dir, cfg.ct_entries, cfg.datapath_log)?;
+    let mut dp = Datapath::load_with(&cfg.pin_dir, cfg.ct_entries, &cfg.load)?;
     if let Some(logger) = dp.take_logger() {
-        info!(level = cfg.datapath_log.name(), "datapath logs on");
+        info!(level = cfg.load.log.name(), "datapath logs on");
         tokio::spawn(crate::datapath::log::forward(logger));
     }
     // The SNAT hash key survives restarts, so flows keep their port sequence.

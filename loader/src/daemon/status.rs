@@ -7,7 +7,7 @@ use tracing::{debug, warn};
 use super::{Daemon, docker_nat};
 use crate::{
     api::{DockerStatus, DropLine, MapFill, Metrics, ProgramRun, StatLine, Status},
-    datapath::{Fill, Hook, XDP_PROGRAM},
+    datapath::{Degraded, Fill, Hook, XDP_PROGRAM},
     netlink::ifname,
 };
 
@@ -75,6 +75,7 @@ impl Daemon {
                 .iter()
                 .map(|c| format!("publish not installed: {c}")),
         );
+        warnings.extend(self.dp.degraded().iter().map(ToString::to_string));
         warnings.extend(maps.iter().filter(|m| m.crowded()).map(|m| {
             format!(
                 "map {} is {}% full ({} of {} entries)",
@@ -98,6 +99,13 @@ impl Daemon {
             },
             last_sweep_at: self.last_sweep_at.map(unix),
             last_sweep: self.last_sweep,
+            programs: self.dp.costs().to_vec(),
+            sweep_in_kernel: self.dp.sweeps_in_kernel(),
+            monitor_events: !self
+                .dp
+                .degraded()
+                .iter()
+                .any(|d| matches!(d, Degraded::Monitor { .. })),
             warnings,
         }
     }

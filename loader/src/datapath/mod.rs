@@ -175,6 +175,12 @@ fn load_programs(
     opts: &LoadOptions,
     monitor: bool,
 ) -> Result<(Ebpf, Vec<ProgramCost>), DatapathError> {
+    if monitor && opts.refuse.iter().any(|r| r == REFUSE_MONITOR_EVENTS) {
+        return Err(DatapathError::Refused {
+            name: REFUSE_MONITOR_EVENTS,
+            reason: "refused by --test-refuse-program".into(),
+        });
+    }
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
     let csum_ipv6 = csum_ipv6_flag();
@@ -256,6 +262,9 @@ pub struct LoadOptions {
     /// Test only: programs to refuse as if the kernel had.
     pub refuse: Vec<String>,
 }
+
+/// `LoadOptions::refuse`'s name for the packet programs with monitor events.
+pub const REFUSE_MONITOR_EVENTS: &str = "monitor-events";
 
 /// A part of the datapath that runs without its program.
 #[derive(Clone, Debug, PartialEq, Eq)]

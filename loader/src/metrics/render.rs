@@ -314,6 +314,40 @@ fn programs(r: &mut Registry, m: &Metrics) {
         "Whether the kernel counts programs' run time (kernel.bpf_stats_enabled)",
         level(u64::from(m.bpf_stats_enabled)),
     );
+    let (insns, load) = (
+        Family::<Program, Level>::default(),
+        Family::<Program, Ratio>::default(),
+    );
+    for p in &m.status.programs {
+        let l = Program {
+            program: p.name.clone(),
+        };
+        if let Some(n) = p.verified_insns {
+            insns.get_or_create(&l).set(u64::from(n));
+        }
+        load.get_or_create(&l).set(p.load_micros as f64 / 1e6);
+    }
+    r.register(
+        "program_verified_insns",
+        "Instructions the kernel's verifier processed to load the program",
+        insns,
+    );
+    r.register_with_unit(
+        "program_load",
+        "Time the program took to load (verification included)",
+        Unit::Seconds,
+        load,
+    );
+    r.register(
+        "sweep_in_kernel",
+        "Whether ct_sweep runs in the kernel (0: the kernel refused it, flows are swept from userspace)",
+        level(u64::from(m.status.sweep_in_kernel)),
+    );
+    r.register(
+        "monitor_events",
+        "Whether the packet programs carry bpfnet monitor's events",
+        level(u64::from(m.status.monitor_events)),
+    );
     if !m.bpf_stats_enabled {
         return;
     }
@@ -391,6 +425,13 @@ mod tests {
                     walked: false,
                 }),
                 last_sweep_at: Some(1_700_000_000),
+                programs: vec![crate::api::ProgramCost {
+                    name: "ct_sweep".into(),
+                    verified_insns: Some(4156),
+                    load_micros: 4_000,
+                }],
+                sweep_in_kernel: false,
+                monitor_events: true,
                 ..Status::default()
             },
             counters: vec![
@@ -510,6 +551,18 @@ mod tests {
                 10.0,
             ),
             ("bpfnet_warnings", "", 0.0),
+            (
+                "bpfnet_program_verified_insns",
+                r#"program="ct_sweep""#,
+                4156.0,
+            ),
+            (
+                "bpfnet_program_load_seconds",
+                r#"program="ct_sweep""#,
+                0.004,
+            ),
+            ("bpfnet_sweep_in_kernel", "", 0.0),
+            ("bpfnet_monitor_events", "", 1.0),
         ];
         for (name, labels, want) in cases {
             assert_eq!(value(&s, name, labels), want, "{name}{{{labels}}}");
