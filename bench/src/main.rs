@@ -14,6 +14,7 @@ mod modes;
 mod observe;
 mod pin;
 mod report;
+mod verifier;
 
 use std::{
     collections::BTreeMap,
@@ -55,6 +56,10 @@ struct Args {
     /// Only the observability rows (nothing watching, a monitor, datapath logs), printed.
     #[arg(long, conflicts_with_all = ["cost_only", "cross_host_only"])]
     observe_only: bool,
+    /// Only each program's verification (instructions, load time): printed, and its
+    /// section of OUT/report.md replaced.
+    #[arg(long, conflicts_with_all = ["cost_only", "cross_host_only", "observe_only"])]
+    verifier_only: bool,
     /// Only the tests whose name contains this (with `--cost-only`: profile one path).
     #[arg(long, requires = "cost_only")]
     only: Option<String>,
@@ -198,6 +203,24 @@ fn main() -> Result<()> {
         }
     };
     let dur = Duration::from_secs_f64(plan.secs);
+    if args.verifier_only {
+        let rows = verifier::rows()?;
+        let kernel = machine().get("kernel").cloned().unwrap_or_default();
+        let when = format!(
+            "Measured {} on kernel {kernel} by `cargo xtask bench --verifier-only`.",
+            today()
+        );
+        let section = verifier::markdown(&rows, Some(&when));
+        eprintln!("{section}");
+        let path = args.out.join("report.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        std::fs::write(&path, verifier::splice(&old, &section))?;
+        ensure!(
+            rows.iter().all(verifier::VerifierRow::within_budget),
+            "a program is over its verification budget"
+        );
+        return Ok(());
+    }
     if args.cross_host_only {
         let mut failures = Vec::new();
         let x = crosshost::CrossHost::new()?;
@@ -340,7 +363,9 @@ fn main() -> Result<()> {
             )
         })
         .collect();
+    let verifier = or_failed(verifier::rows(), "verification", Vec::new(), &mut failures);
     let report = Report {
+        verifier,
         date: today(),
         machine: machine(),
         quick: args.quick,

@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{cost::Cost, ctscale::CtScaleRow, early_drop::DropRow, modes};
+use crate::{cost::Cost, ctscale::CtScaleRow, early_drop::DropRow, modes, verifier::VerifierRow};
 
 /// Medians and results are NaN when a measurement failed: JSON writes it as null.
 #[derive(Serialize, Deserialize)]
@@ -54,6 +54,9 @@ pub struct Report {
     /// The fast path watched and logging (`observe::MODES`).
     #[serde(default)]
     pub observe: Vec<Row>,
+    /// Each program's verification, logs off and at debug.
+    #[serde(default)]
+    pub verifier: Vec<VerifierRow>,
     /// Measurements that failed, as "mode: test: error".
     #[serde(default)]
     pub failures: Vec<String>,
@@ -93,6 +96,7 @@ impl Report {
             scaling: Vec::new(),
             cross_host: Vec::new(),
             observe: Vec::new(),
+            verifier: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -126,6 +130,15 @@ impl Report {
         unmeasured(&self.observe, &crate::observe::MODES, &mut p);
         if self.ct_scale.is_empty() {
             p.push("no flow-table scale rows".into());
+        }
+        if self.verifier.is_empty() {
+            p.push("no verification rows".into());
+        }
+        for v in self.verifier.iter().filter(|v| !v.within_budget()) {
+            p.push(format!(
+                "verification: `{}` needs {} / {} instructions, over the budget",
+                v.program, v.insns_off, v.insns_debug
+            ));
         }
         if self.early_drop.len() != 2 {
             p.push("early drop: not measured in both modes".into());
@@ -236,6 +249,7 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     s.push_str(&families_markdown(r));
+    s.push_str(&crate::verifier::markdown(&r.verifier, None));
     let _ = writeln!(s, "\n## What each program costs\n");
     let _ = writeln!(
         s,

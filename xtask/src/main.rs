@@ -54,6 +54,10 @@ enum Command {
         /// Only measure what each datapath program costs per packet, and print it.
         #[arg(long)]
         cost_only: bool,
+        /// Only each program's verification (instructions, load time), its section of
+        /// the report replaced.
+        #[arg(long, conflicts_with = "cost_only")]
+        verifier_only: bool,
         /// With --cost-only: only the tests whose name contains this.
         #[arg(long, requires = "cost_only")]
         only: Option<String>,
@@ -87,11 +91,15 @@ fn main() -> Result<()> {
             out,
             pin,
             cost_only,
+            verifier_only,
             only,
         } => {
             let mut extra = vec!["--pin".to_string(), pin];
             if cost_only {
                 extra.push("--cost-only".into());
+            }
+            if verifier_only {
+                extra.push("--verifier-only".into());
             }
             if let Some(only) = only {
                 extra.extend(["--only".to_string(), only]);
