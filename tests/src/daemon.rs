@@ -45,6 +45,20 @@ pub fn cli_ok(socket: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `bpfnet status --json`, typed, and its exit code.
+pub fn status(socket: &Path) -> (bpfnet::api::Status, i32) {
+    let out = cli(socket, &["status", "--json"]);
+    let code = out.status.code().expect("bpfnet status exits");
+    let s = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status --json prints a status ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (s, code)
+}
+
 /// `bpfnet ls --json`, parsed.
 pub fn ls(socket: &Path) -> serde_json::Value {
     serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json prints JSON")

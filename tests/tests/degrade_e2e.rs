@@ -9,26 +9,13 @@ use std::{
     time::Duration,
 };
 
-use bpfnet::api::Status;
 use bpfnet_tests::{
-    daemon::{bin, cli, cli_ok},
+    daemon::{bin, cli, cli_ok, status},
     echo::{EchoServer, tcp_roundtrip, udp_roundtrip},
     require_root,
     topo::{BRIDGE, CONTAINER_IP, Topology, UPLINK},
     wait_for,
 };
-
-fn status(socket: &Path) -> (Status, i32) {
-    let out = cli(socket, &["status", "--json"]);
-    let code = out.status.code().expect("bpfnet status exits");
-    let s = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json prints a status ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (s, code)
-}
 
 /// Flows `bpfnet conntrack --json` lists.
 fn flows(socket: &Path) -> usize {

@@ -6,14 +6,12 @@ use std::{
     collections::BTreeMap,
     io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream, UdpSocket},
-    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
 
-use bpfnet::api::Status;
 use bpfnet_tests::{
-    daemon::{Daemon, bin, cli, cli_ok, xdp_on},
+    daemon::{Daemon, bin, cli, cli_ok, status, xdp_on},
     echo::{EchoServer, IO_TIMEOUT, tcp_connect, udp_roundtrip},
     netns::Netns,
     require_root,
@@ -160,20 +158,6 @@ fn ct_entries(s: &BTreeMap<String, f64>) -> f64 {
 fn ct_fill(s: &BTreeMap<String, f64>) -> f64 {
     at(s, r#"bpfnet_ct_fill_ratio{family="ipv4",table="main"}"#)
         + at(s, r#"bpfnet_ct_fill_ratio{family="ipv4",table="new"}"#)
-}
-
-/// `bpfnet status --json`, typed, and its exit code.
-fn status(socket: &Path) -> (Status, i32) {
-    let out = cli(socket, &["status", "--json"]);
-    let code = out.status.code().expect("bpfnet status exits");
-    let s = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "status --json prints a status ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (s, code)
 }
 
 /// The daemon's arguments for the topology, with `extra`, and Docker followed only when
