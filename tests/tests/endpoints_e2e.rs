@@ -537,7 +537,8 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         "the container's ARP claim is counted ({claim:?})"
     );
 
-    // A LAN host cannot pass as the container, by ARP...
+    // A LAN host cannot pass as the container, by ARP (sent to the host alone: the
+    // other LAN hosts are the switch's to protect)...
     let attacker = &lan.peers[2];
     assert!(
         pings(&lan.host, LAN_CONTAINER_IP),
@@ -546,7 +547,9 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
     let ctr_mac = Some(mac_string(ctr, "eth0"));
     let spoofs = counter(sock, "drop-spoof");
     let ip = LAN_CONTAINER_IP.octets();
-    let claim = send_l2(attacker, "eth0", &arp(attacker.mac("eth0"), ip, ip));
+    let mut frame = arp(attacker.mac("eth0"), ip, ip);
+    frame[..6].copy_from_slice(&lan.host.mac(LAN_BRIDGE));
+    let claim = send_l2(attacker, "eth0", &frame);
     thread::sleep(Duration::from_millis(200));
     assert_eq!(
         neighbour_mac(&lan.host, LAN_CONTAINER_IP, LAN_BRIDGE),

@@ -393,7 +393,9 @@ fn icmp_echo_errors_and_fragments() {
         stray[18..20].copy_from_slice(&0x9999u16.to_be_bytes());
         let (v, _) = fx.run_counted("unknown later fragment out", OUT, &stray, &[DropFragment]);
         assert_eq!(v, TC_ACT_SHOT);
+        // From outside (a container's address off the wire would be a spoof).
         let mut to_host = stray.clone();
+        to_host[26..30].copy_from_slice(&SERVER);
         to_host[30..34].copy_from_slice(&HOST);
         let (v, _) = fx.run_counted(
             "unknown later fragment to the host",

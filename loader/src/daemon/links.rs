@@ -401,7 +401,10 @@ mod tests {
         links.upsert(veth(23, "lan0", Some(20)));
         assert_eq!(apply(&mut links), vec![], "enslaving changes nothing");
         assert_eq!(
-            links.uplinks().map(|l| (l.index, l.controller)).collect::<Vec<_>>(),
+            links
+                .uplinks()
+                .map(|l| (l.index, l.controller))
+                .collect::<Vec<_>>(),
             vec![(23, Some(20))],
             "the uplink is brlan's LAN wire"
         );
