@@ -104,7 +104,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
+    let (to, flow) = match stage!(A, ct::lookup(ctx, p, From::Uplink)) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
         Ok(Some(_)) if p.ttl <= 1 => return stage!(A, A::time_exceeded(ctx, p)),
         Ok(Some(hit)) => {

@@ -17,7 +17,7 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    CT_DNAT, CT_SNAT, PROTO_TCP, Reason, TcpState,
+    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SNAT, PROTO_TCP, Reason, TcpState,
     ct::{TCP_FIN, TCP_RST},
 };
 
@@ -468,7 +468,11 @@ fn hairpin_exhaustion_and_full_ct() {
             .into_iter()
             .find(|(k, _)| k.src_port == 41001u16.to_be())
             .map(|(_, v)| v.flags);
-        assert_eq!(flags, Some(CT_DNAT | CT_SNAT));
+        assert_eq!(
+            flags,
+            Some(CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL),
+            "hairpin to its own port: both ends a local endpoint"
+        );
 
         // Four source ports, three containers: a container takes at most half of them.
         const C3: [u8; 4] = [172, 17, 0, 6];
