@@ -3,7 +3,8 @@
 //! network's addresses are reachable from outside only through those. Both families
 //! take the same path (`ip`). A local endpoint's address never comes from outside: an
 //! untracked packet from one, or an ARP announcing one, is `drop-spoof` (on a LAN wire
-//! its sender would pass as the container to the host and its neighbours).
+//! its sender would pass as the container to the host and its neighbours), as is a
+//! tracked one in the endpoint's place (`ct::lookup`).
 use aya_ebpf::programs::TcContext;
 use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
 
