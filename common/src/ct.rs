@@ -32,6 +32,14 @@ pub const CT_REPLY: u8 = 1;
 pub const CT_DNAT: u8 = 2;
 /// `CtValue::flags`: the flow's source is translated (egress masquerade, hairpin).
 pub const CT_SNAT: u8 = 4;
+/// `CtValue::flags`, on both entries: the flow's originator was a local endpoint when it
+/// began, so its forward entry's packets come from a container's veth, never from
+/// outside.
+pub const CT_ORIG_LOCAL: u8 = 8;
+/// `CtValue::flags`, on both entries: the flow's responder (its translated destination)
+/// was a local endpoint when it began, so its reply entry's packets come from a
+/// container's veth, never from outside.
+pub const CT_REPLY_LOCAL: u8 = 16;
 
 /// TCP flag bits as they are kept in `CtValue::tcp_seen`.
 pub const TCP_FIN: u8 = 0x01;
@@ -60,7 +68,7 @@ pub struct CtValue<A = u32> {
     pub dst_ip: A,
     pub src_port: u16,
     pub dst_port: u16,
-    /// `CT_REPLY | CT_DNAT | CT_SNAT`.
+    /// `CT_REPLY | CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL`.
     pub flags: u8,
     /// TCP flags seen in this direction since the last SYN (`TCP_*` bits).
     pub tcp_seen: u8,
@@ -180,6 +188,18 @@ impl<A: Addr> CtValue<A> {
 
     pub fn is_reply(&self) -> bool {
         self.flags & CT_REPLY != 0
+    }
+
+    /// Whether this entry's packets come from a local endpoint (`CT_ORIG_LOCAL` for the
+    /// forward entry, `CT_REPLY_LOCAL` for the reply one): off a wire they are forged.
+    #[inline(always)]
+    pub fn from_local(&self) -> bool {
+        let side = if self.is_reply() {
+            CT_REPLY_LOCAL
+        } else {
+            CT_ORIG_LOCAL
+        };
+        self.flags & side != 0
     }
 }
 

@@ -18,8 +18,8 @@ pub mod stats;
 pub use addr::Addr;
 pub use clock::{Clock, ClockSample};
 pub use ct::{
-    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtTimeouts, CtValue, CtValueV2, HOP_NONE, HOP_PEER,
-    HOP_ROUTE, SWEPT_TABLES, SweepStats, TcpState,
+    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY, CT_REPLY_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue,
+    CtValueV2, HOP_NONE, HOP_PEER, HOP_ROUTE, SWEPT_TABLES, SweepStats, TcpState,
 };
 pub use ip6::Ip6;
 pub use maps::{

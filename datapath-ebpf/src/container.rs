@@ -128,7 +128,7 @@ fn tracked<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
 ) -> Result<Option<Option<&'static mut CtValue<A>>>, Reason> {
-    match ct::lookup(ctx, p)? {
+    match ct::lookup(ctx, p, From::Container)? {
         Some(hit) => {
             *out()? = hit.to;
             Ok(Some(hit.entry))

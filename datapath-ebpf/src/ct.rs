@@ -14,12 +14,14 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
+    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY, CT_REPLY_LOCAL, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason,
+    TcpState,
     ct::{TCP_ACK, TCP_FIN, TCP_FIN_FIRST, TCP_RST, TCP_SYN},
 };
 
 use crate::{
     family::Family,
+    icmp::From,
     maps::{CLOCK, Work, scratch},
     parse::Packet,
     stats::count_flow,
@@ -164,9 +166,15 @@ pub struct Hit<A: Family> {
 }
 
 /// The tuple this packet's flow leaves with, accounting the packet to its entry and to
-/// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table.
+/// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table. Off a wire
+/// (`From::Uplink`), a packet of a local endpoint's side of its flow is forged:
+/// `drop-spoof`, and the flow is left as it was.
 #[inline(always)]
-pub fn lookup<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<Option<Hit<A>>, Reason> {
+pub fn lookup<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    from: From,
+) -> Result<Option<Hit<A>>, Reason> {
     let key = key_of(p);
     let Some((ptr, table)) = find(&key) else {
         return Ok(None);
@@ -174,6 +182,9 @@ pub fn lookup<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<Option<Hit<A>
     // SAFETY: a valid map value pointer; concurrent updates of the same flow on two CPUs
     // may race, which costs the counters and the window some accuracy, never safety.
     let v = unsafe { &mut *ptr };
+    if from == From::Uplink && v.from_local() {
+        return Err(Reason::DropSpoof);
+    }
     if p.proto == PROTO_TCP {
         track_tcp(ctx, &key, v, table, p)?;
     }
@@ -247,10 +258,24 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 }
 
 /// Prepare, in this CPU's scratch space, the entries of a new flow whose first packet
-/// is `p` (flags `CT_DNAT`/`CT_SNAT`), so that `create` and `repair` can try tuples
-/// without parsing the packet again.
+/// is `p` (flags `CT_DNAT`/`CT_SNAT`) and whose translated destination is `responder`,
+/// so that `create` and `repair` can try tuples without parsing the packet again. Each
+/// side that is a local endpoint is marked (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its
+/// packets never come from outside.
 #[inline(always)]
-pub fn stage<A: Family>(ctx: &TcContext, p: &Packet<A>, flags: u8) -> Result<(), Reason> {
+pub fn stage<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    flags: u8,
+    responder: &A,
+) -> Result<(), Reason> {
+    let mut flags = flags;
+    if A::endpoint(&p.src_ip).is_some() {
+        flags |= CT_ORIG_LOCAL;
+    }
+    if A::endpoint(responder).is_some() {
+        flags |= CT_REPLY_LOCAL;
+    }
     let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
     let now = now();
     s.ck = key_of(p);

@@ -126,14 +126,22 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
     packet(ctx, ETH_HLEN, &chain).map_err(|reason| verdict(ctx, reason))
 }
 
-/// The IPv6 packet's summary for the family-generic path, or why it is dropped (`Pass`:
-/// not IPv6).
+/// The summary of an IPv6 packet off an uplink for the family-generic path, or why it
+/// is dropped (`Pass`: not IPv6). A neighbour advertisement for a local endpoint's
+/// address is `drop-neigh-spoof`: from outside it would take the endpoint's traffic.
 #[inline(always)]
 pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>, Reason> {
     if l3_proto(ctx, l3_off) != Some(ETH_P_IPV6) {
         return Err(Reason::Pass);
     }
     let chain = walk(ctx, l3_off)?;
+    if chain.icmp == ICMPV6_NEIGH_ADVERT {
+        // Type, code, checksum, flags and reserved: 8 bytes; the target: 16.
+        let target = read::<Ip6, _>(ctx, chain.l4_off + 8).ok_or(Reason::DropMalformed)?;
+        if endpoint6(&target).is_some() {
+            return Err(Reason::DropNeighSpoof);
+        }
+    }
     packet(ctx, l3_off, &chain)
 }
 

@@ -1,7 +1,10 @@
 //! `from_uplink`: DNAT of traffic to published ports, reverse SNAT of replies to
 //! container egress, ICMP errors about either, and the inbound policy: a managed
 //! network's addresses are reachable from outside only through those. Both families
-//! take the same path (`ip`).
+//! take the same path (`ip`). A local endpoint's address never comes from outside: an
+//! untracked packet from one, or an ARP announcing one, is `drop-spoof` (on a LAN wire
+//! its sender would pass as the container to the host and its neighbours), as is a
+//! tracked one in the endpoint's place (`ct::lookup`).
 use aya_ebpf::programs::TcContext;
 use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
 
@@ -12,16 +15,20 @@ use crate::{
     icmp::{self, From},
     ipv6::parse6,
     l2, log,
-    maps::JUMP,
+    maps::{JUMP, endpoint},
     nat::{self, New},
-    parse::{ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
+    parse::{ETH_P_ARP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, count_flow, verdict},
 };
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
 #[inline(always)]
 pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
-    if l3_proto(ctx, l3_off) == Some(ETH_P_IPV6) {
+    let proto = l3_proto(ctx, l3_off);
+    if proto == Some(ETH_P_ARP) && l3_off != 0 {
+        return arp(ctx);
+    }
+    if proto == Some(ETH_P_IPV6) {
         let slot = if l3_off == 0 {
             jump::FROM_L3_UPLINK6
         } else {
@@ -53,9 +60,32 @@ pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
     }
 }
 
+/// An ARP packet off the wire may not announce a local endpoint's address (it would
+/// take the endpoint's traffic from the host and the bridge's other ports).
+#[inline(always)]
+fn arp(ctx: &TcContext) -> i32 {
+    let Ok(spa) = ctx.load::<u32>(28) else {
+        return verdict(ctx, Reason::DropMalformed);
+    };
+    if spa != 0 && endpoint(spa).is_some() {
+        return verdict(ctx, Reason::DropSpoof);
+    }
+    verdict(ctx, Reason::Pass)
+}
+
+/// Whether `p` claims a local endpoint's address as its source: from outside it is
+/// spoofed. (Checked for packets the flow table does not know, as the subnets are.)
+#[inline(always)]
+fn from_endpoint<A: Family>(p: &Packet<A>) -> bool {
+    A::endpoint(&p.src_ip).is_some()
+}
+
 #[inline(always)]
 fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if p.icmp == Icmp::Error {
+        if from_endpoint(p) {
+            return verdict(ctx, Reason::DropSpoof);
+        }
         return match stage!(A, icmp::handle_error(ctx, p, From::Uplink)) {
             Some(v) => v,
             None => stage!(A, inbound(ctx, p, Reason::Pass)),
@@ -63,6 +93,9 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     }
     if p.frag == Frag::Later {
         if !frag::recall(p) {
+            if from_endpoint(p) {
+                return verdict(ctx, Reason::DropSpoof);
+            }
             let other = if A::is_host(&p.dst_ip) {
                 Reason::FragmentPassed
             } else {
@@ -72,7 +105,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
         }
         count(ctx, Reason::FragmentTranslated);
     }
-    let (to, flow) = match stage!(A, ct::lookup(ctx, p)) {
+    let (to, flow) = match stage!(A, ct::lookup(ctx, p, From::Uplink)) {
         // It would be forwarded: its TTL ends here, and its sender learns so.
         Ok(Some(_)) if p.ttl <= 1 => return stage!(A, A::time_exceeded(ctx, p)),
         Ok(Some(hit)) => {
@@ -80,6 +113,9 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
             (hit.to, hit.entry)
         }
         Ok(None) => {
+            if from_endpoint(p) {
+                return verdict(ctx, Reason::DropSpoof);
+            }
             if let Some(v) = stage!(A, lan(ctx, p)) {
                 return v;
             }

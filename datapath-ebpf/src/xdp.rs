@@ -1,8 +1,8 @@
 //! `xdp_uplink` (`bpfnet daemon --xdp`): on an Ethernet uplink, before the kernel builds
 //! a socket buffer (native XDP) or before TC (generic XDP), drop what `from_uplink` would
-//! drop anyway, without touching any state: malformed frames, packets into a managed
-//! network that are neither a tracked flow nor a published port, and new flows from
-//! outside beyond the new-flow budget. Everything else passes untouched to `from_uplink`,
+//! drop anyway, without touching any state: malformed frames, untracked packets from a
+//! local endpoint's address, packets into a managed network that are neither a tracked
+//! flow nor a published port, and new flows from outside beyond the new-flow budget. Everything else passes untouched to `from_uplink`,
 //! which translates it. A packet is counted once, by the program that decides its fate.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, macros::map,
@@ -12,7 +12,7 @@ use common::Reason;
 
 use crate::{
     ct,
-    maps::{FLOOD_BUDGET, cluster_of, network_of},
+    maps::{FLOOD_BUDGET, cluster_of, endpoint, network_of},
     nat,
     parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
     stats::count,
@@ -52,6 +52,10 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
     // ICMP errors and later fragments are judged by what they belong to: TC's.
     if p.icmp == Icmp::Error || p.frag == Frag::Later || ct::entry(&ct::key_of(p)).is_some() {
         return None;
+    }
+    if endpoint(p.src_ip).is_some() {
+        // A local endpoint's address never comes from outside.
+        return Some(Reason::DropSpoof);
     }
     // Into a managed network: what `from_uplink` drops unless it opens a flow. Elsewhere
     // (the host's addresses): only first packets count against the budget.

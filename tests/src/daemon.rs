@@ -270,3 +270,31 @@ where
     let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
     HashMap::try_from(Map::LruHashMap(map)).expect("a CT map")
 }
+
+/// Every IPv4 endpoint in the pinned `endpoints_v1` of `pin_dir`, registered or bound by
+/// the datapath (`EP_LEARNED`), by address.
+pub fn pinned_endpoints(pin_dir: &Path) -> Vec<(std::net::Ipv4Addr, common::Endpoint)> {
+    pinned_hash::<u32, common::Endpoint>(pin_dir, "endpoints_v1")
+        .into_iter()
+        .map(|(ip, ep)| (std::net::Ipv4Addr::from(ip.to_ne_bytes()), ep))
+        .collect()
+}
+
+/// The ifindexes the pinned `ports_v2` of `pin_dir` holds: the bridge ports the datapath
+/// treats as a container's.
+pub fn pinned_ports(pin_dir: &Path) -> Vec<u32> {
+    pinned_hash::<u32, common::Port>(pin_dir, "ports_v2")
+        .into_iter()
+        .map(|(ifindex, _)| ifindex)
+        .collect()
+}
+
+/// Every entry of the pinned hash map `name` of `pin_dir`.
+fn pinned_hash<K: aya::Pod, V: aya::Pod>(pin_dir: &Path, name: &str) -> Vec<(K, V)> {
+    use aya::maps::{HashMap, Map, MapData};
+    let pin = pin_dir.join(name);
+    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    let map: HashMap<MapData, K, V> =
+        HashMap::try_from(Map::HashMap(map)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    map.iter().filter_map(Result::ok).collect()
+}

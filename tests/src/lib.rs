@@ -7,6 +7,7 @@ pub mod dockerd;
 pub mod echo;
 pub mod etcd;
 pub mod fixture;
+pub mod lan;
 pub mod leftovers;
 pub mod lossy_events;
 pub mod monitor;

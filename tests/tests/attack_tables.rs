@@ -552,3 +552,83 @@ fn a_datagram_that_mimics_an_icmp_error_is_only_a_datagram() {
         assert_eq!(&out[14 + 20 + 8..], &quoted[..], "its payload untouched");
     });
 }
+
+/// Off the wire nobody speaks for a container inside its flows (issue 27: anyone on a LAN
+/// bridged to an uplink knows its address): a packet of the container's side of a
+/// masqueraded flow, or of a published port's backend side, is `drop-spoof` and changes
+/// nothing; the real flows go on.
+#[test]
+fn a_containers_side_of_a_flow_is_forged_off_the_wire() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("inject", 4096, |fx| {
+        setup(fx, PORTS);
+        let (c, s) = ((C1, 40000), (SERVER, 443));
+        answered_snat(fx, c, s);
+        let dns = ((C2, 5353), (SERVER, 53));
+        step(
+            fx,
+            "a datagram out",
+            OUT,
+            &udp(dns.0, dns.1, b"q", true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let client = (ATTACKER, 40001);
+        step(
+            fx,
+            "a SYN to the published port",
+            IN,
+            &tcp_seq(client, (HOST, 8038), TCP_SYN, (7000, 0), b""),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        let backend = (C1, 8080);
+        let before = entries(fx);
+        for (name, frame) in [
+            (
+                "the container's data in its masqueraded flow",
+                tcp_seq(c, s, TCP_ACK, (1001, 5001), b"forged"),
+            ),
+            (
+                "the container's RST in its masqueraded flow",
+                tcp_seq(c, s, TCP_RST | TCP_ACK, (1001, 5001), b""),
+            ),
+            (
+                "a datagram in a container's masqueraded flow",
+                udp(dns.0, dns.1, b"forged", true),
+            ),
+            (
+                "the backend's SYN-ACK to the published port's client",
+                tcp_seq(backend, client, TCP_SYN | TCP_ACK, (9000, 7001), b""),
+            ),
+        ] {
+            step(
+                fx,
+                &format!("{name}, off the wire"),
+                IN,
+                &frame,
+                TC_ACT_SHOT,
+                &[DropSpoof],
+            );
+        }
+        assert_eq!(entries(fx), before, "the forged packets changed no flow");
+        step(
+            fx,
+            "the container's own data",
+            OUT,
+            &tcp_seq(c, s, TCP_ACK, (1001, 5001), b"real"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
+        step(
+            fx,
+            "the backend's own SYN-ACK",
+            OUT,
+            &tcp_seq(backend, client, TCP_SYN | TCP_ACK, (9000, 7001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+    });
+}

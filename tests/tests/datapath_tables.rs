@@ -11,7 +11,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, CT_DNAT, CT_REPLY, CtKey, Endpoint, PROTO_TCP, PublishedKey, Reason, TcpState,
+    Backend, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CtKey, Endpoint, PROTO_TCP, PublishedKey, Reason,
+    TcpState,
 };
 
 const HOST: [u8; 4] = [192, 0, 2, 1];
@@ -357,7 +358,11 @@ fn check_ct(dp: &Datapath) {
         _pad: [0; 3],
     };
     let v = dp.maps.ct_new.get(&fwd, 0).expect("forward CT entry");
-    assert_eq!(v.flags, CT_DNAT);
+    assert_eq!(
+        v.flags,
+        CT_DNAT | CT_REPLY_LOCAL,
+        "translated destination, answered by a local endpoint"
+    );
     assert_eq!((v.dst_ip, u16::from_be(v.dst_port)), (ip(BACKEND), 8080));
     assert_eq!(
         (v.src_ip, v.src_port),
@@ -371,7 +376,7 @@ fn check_ct(dp: &Datapath) {
         (ip(BACKEND), 8080)
     );
     let r = dp.maps.ct_new.get(&rev, 0).expect("reply CT entry");
-    assert_eq!(r.flags, CT_DNAT | CT_REPLY);
+    assert_eq!(r.flags, CT_DNAT | CT_REPLY | CT_REPLY_LOCAL);
     assert_eq!(
         rev.translated(&r),
         fwd.reversed(),

@@ -1,7 +1,8 @@
 //! Endpoints, networks and host-local access end to end, on a host with the raw-table
 //! notrack rule and FORWARD DROP: containers of one network talk through the fast path,
 //! networks are isolated, spoofed sources are dropped, host processes reach published
-//! ports at 127.0.0.1 and the host address, and a pipework-style LAN endpoint works.
+//! ports at 127.0.0.1 and the host address, and pipework-style LAN endpoints are reached by
+//! every LAN host through one uplink, which never becomes an endpoint.
 use std::{
     io::{self, ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
@@ -12,30 +13,24 @@ use std::{
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, cli, cli_ok, counter, ls},
+    daemon::{Daemon, cli, cli_ok, counter, ls, pinned_endpoints, pinned_ports},
     echo::{
         EchoServer, IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_connect, tcp_connect_from,
         tcp_roundtrip, udp_roundtrip,
     },
+    lan::{
+        LAN_BRIDGE, LAN_CONTAINER_IP, LAN_HOST_IP, LAN_UPLINK, Lan, PEER_PORT, Wire, mac_string,
+        neighbour_mac, pings,
+    },
     netns::Netns,
-    packet::arp,
-    raw::send_l2,
+    packet::{arp, udp},
+    raw::{Receiver, send_frame, send_l2},
     require_root,
-    scratch::Scratch,
-    topo::{BRIDGE, HOST_IP, Topology, add_bridge, forward_policy, harden_firewall, plug},
-    unique,
+    topo::{BRIDGE, HOST_IP, Topology, forward_policy, plug},
 };
 
 fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
-}
-
-fn mac(ns: &Netns, dev: &str) -> String {
-    ns.mac(dev)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// A TCP connection from `ns`, bound to source address `from`, to `to`.
@@ -108,7 +103,7 @@ fn endpoint_add_learns_the_mac_and_refuses_duplicates() {
     assert_eq!(eps.as_array().map(Vec::len), Some(1), "{eps}");
     assert_eq!(
         eps[0]["mac"],
-        serde_json::Value::String(mac(&t.container, "eth0")),
+        serde_json::Value::String(mac_string(&t.container, "eth0")),
         "the MAC the bridge learned from the container's traffic"
     );
     let out = cli(sock, &add);
@@ -208,7 +203,7 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
         "replace",
         "172.17.0.5",
         "lladdr",
-        &mac(k2, "eth0"),
+        &mac_string(k2, "eth0"),
         "dev",
         "eth0",
         "nud",
@@ -219,7 +214,7 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
         "replace",
         "172.17.0.99",
         "lladdr",
-        &mac(k1, "eth0"),
+        &mac_string(k1, "eth0"),
         "dev",
         "eth0",
         "nud",
@@ -256,7 +251,7 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
         .expect("ip neigh");
     let neigh = String::from_utf8_lossy(&neigh.stdout);
     assert!(
-        !neigh.contains(&mac(k1, "eth0")),
+        !neigh.contains(&mac_string(k1, "eth0")),
         "the host must not learn the spoofer's MAC for 172.17.0.5: {neigh} ({claim:?})"
     );
     assert!(
@@ -367,7 +362,7 @@ fn endpoints_are_persisted_and_follow_their_veth_by_name() {
     let (h, k2) = (&t.host, &t.container2);
     let daemon = t.start_daemon();
     let sock = &t.files.socket;
-    let m = mac(k2, "eth0");
+    let m = mac_string(k2, "eth0");
     cli_ok(
         sock,
         &[
@@ -433,90 +428,182 @@ fn endpoints_are_persisted_and_follow_their_veth_by_name() {
     );
 }
 
+/// Every LAN host and the container reach each other: TCP, UDP and ping, both ways.
+fn assert_the_lan_and_the_container_reach_each_other(lan: &Lan) {
+    let to = Lan::container_addr();
+    for (i, peer) in lan.peers.iter().enumerate() {
+        let ip = Lan::peer_ip(i);
+        let tcp = tcp_roundtrip(peer, to, b"t")
+            .unwrap_or_else(|e| panic!("LAN host {ip} → container, TCP: {e}"));
+        assert_eq!(tcp, b"7000:t", "LAN host {ip} → container, TCP");
+        let udp = udp_roundtrip(peer, to, b"u")
+            .unwrap_or_else(|e| panic!("LAN host {ip} → container, UDP: {e}"));
+        assert_eq!(udp, b"7000:u", "LAN host {ip} → container, UDP");
+        assert!(
+            pings(peer, LAN_CONTAINER_IP),
+            "LAN host {ip} → container, ping"
+        );
+    }
+    for i in 0..lan.peers.len() {
+        let ip = Lan::peer_ip(i);
+        let to = SocketAddr::from((ip, PEER_PORT));
+        let tcp = tcp_roundtrip(&lan.container, to, b"t")
+            .unwrap_or_else(|e| panic!("container → LAN host {ip}, TCP: {e}"));
+        assert_eq!(tcp, b"7001:t", "container → LAN host {ip}, TCP");
+        let udp = udp_roundtrip(&lan.container, to, b"u")
+            .unwrap_or_else(|e| panic!("container → LAN host {ip}, UDP: {e}"));
+        assert_eq!(udp, b"7001:u", "container → LAN host {ip}, UDP");
+        assert!(pings(&lan.container, ip), "container → LAN host {ip}, ping");
+    }
+}
+
+/// The LAN wire is an uplink and nothing else: it carries `from_uplink`, is no
+/// container's bridge port, and no endpoint is bound to it; the registered container is
+/// the only endpoint.
+fn assert_the_wire_is_no_endpoint(lan: &Lan) {
+    let programs = lan.programs_on(LAN_UPLINK);
+    assert!(
+        programs.iter().any(|p| p == "from_uplink")
+            && !programs.iter().any(|p| p == "from_container"),
+        "lan0 carries from_uplink, not from_container: {programs:?}"
+    );
+    let wire = lan.host.ifindex(LAN_UPLINK);
+    let pins = &lan.files.pin_dir;
+    let eps = pinned_endpoints(pins);
+    assert!(
+        eps.iter().all(|(_, ep)| ep.ifindex != wire),
+        "no endpoint may be bound to lan0 (ifindex {wire}): {eps:?}"
+    );
+    assert_eq!(
+        eps.iter().map(|(ip, _)| *ip).collect::<Vec<_>>(),
+        [LAN_CONTAINER_IP],
+        "the registered container is the only endpoint: {eps:?}"
+    );
+    assert!(
+        !pinned_ports(pins).contains(&wire),
+        "lan0 (ifindex {wire}) is no container's bridge port"
+    );
+}
+
+/// Three LAN hosts behind one switch reach a pipework-style container on the LAN bridge
+/// through the same uplink port, and it reaches each of them; the uplink never becomes
+/// an endpoint. The container still cannot take another LAN address, and a LAN host
+/// cannot pass as the container (ARP or IP from its address: `drop-spoof`).
 #[test]
-fn lan_bridge_endpoint_pipework_style() {
+fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
     if !require_root() {
         return;
     }
-    // host: brlan (203.0.113.1/24) enslaves lan0, whose other end is a LAN peer
-    // (203.0.113.2); a container on brlan has a LAN address, 203.0.113.50.
-    let id = unique("lan");
-    let (host, peer, ctr) = (
-        Netns::new(&format!("{id}-host")),
-        Netns::new(&format!("{id}-peer")),
-        Netns::new(&format!("{id}-ctr")),
-    );
-    let files = Scratch::new("lan");
-    harden_firewall(&host);
-    add_bridge(&host, "brlan", "203.0.113.1/24");
-    plug(
-        &host,
-        ("brlan", "lan0"),
-        &peer,
-        ("eth0", "203.0.113.2/24"),
-        None,
-    );
-    plug(
-        &host,
-        ("brlan", "vl0"),
-        &ctr,
-        ("eth0", "203.0.113.50/24"),
-        None,
-    );
-    let _e = EchoServer::start(&ctr, 7000);
-    assert_fails(
-        "LAN peer → container before bpfnet, through FORWARD DROP",
-        tcp_roundtrip(&peer, addr([203, 0, 113, 50], 7000), b"lan"),
-        ErrorKind::TimedOut,
-    );
-    let mut args = files.daemon_args();
-    args.extend(["--bridge", "brlan", "--uplink", "lan0", "--no-docker"].map(String::from));
-    let _d = Daemon::start(&host.path(), &files.socket, &args);
-    let m = mac(&ctr, "eth0");
-    cli_ok(
-        &files.socket,
-        &[
-            "endpoint",
-            "add",
-            "--bridge",
-            "brlan",
-            "--veth",
-            "vl0",
-            "--ip",
-            "203.0.113.50/24",
-            "--mac",
-            &m,
-        ],
-    );
+    let lan = Lan::new("lanmany", Wire::Named, 3);
+    assert_the_lan_and_the_container_reach_each_other(&lan);
+    assert_the_wire_is_no_endpoint(&lan);
 
-    assert_eq!(
-        tcp_roundtrip(&peer, addr([203, 0, 113, 50], 7000), b"lan")
-            .expect("LAN peer reaches the container"),
-        b"7000:lan"
-    );
-    assert_eq!(
-        udp_roundtrip(&peer, addr([203, 0, 113, 50], 7000), b"u").expect("UDP from the LAN"),
-        b"7000:u"
-    );
-    let _p = EchoServer::start(&peer, 7001);
-    assert_eq!(
-        tcp_roundtrip(&ctr, addr([203, 0, 113, 2], 7001), b"out")
-            .expect("container reaches the LAN peer"),
-        b"7001:out"
-    );
-    // Anti-spoofing on a permissive host.
-    forward_policy(&host, "ACCEPT");
+    // Anti-spoofing on a permissive host, where only bpfnet's verdicts stand.
+    forward_policy(&lan.host, "ACCEPT");
+    let (sock, ctr) = (lan.sock(), &lan.container);
     ctr.ip(&["addr", "add", "203.0.113.99/24", "dev", "eth0"]);
-    let spoofs = counter(&files.socket, "drop-spoof");
+    let spoofs = counter(sock, "drop-spoof");
     assert_fails(
-        "a connection from a spoofed LAN address",
-        tcp_from(&ctr, [203, 0, 113, 99], addr([203, 0, 113, 2], 7001)),
+        "a connection from a LAN address the container was not given",
+        tcp_from(
+            ctr,
+            [203, 0, 113, 99],
+            SocketAddr::from((Lan::peer_ip(0), PEER_PORT)),
+        ),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(&files.socket, "drop-spoof") > spoofs,
-        "spoof drop counted"
+        counter(sock, "drop-spoof") > spoofs,
+        "the container's spoofed source is counted"
     );
+    // Nor may it claim a LAN host's address by ARP: the host keeps that host's MAC.
+    let victim = Lan::peer_ip(1);
+    assert!(pings(&lan.host, victim), "the host reaches {victim}");
+    let victim_mac = neighbour_mac(&lan.host, victim, LAN_BRIDGE);
+    let spoofs = counter(sock, "drop-spoof");
+    let claim = send_l2(
+        ctr,
+        "eth0",
+        &arp(ctr.mac("eth0"), victim.octets(), victim.octets()),
+    );
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        neighbour_mac(&lan.host, victim, LAN_BRIDGE),
+        victim_mac,
+        "the host keeps {victim}'s MAC after the container's claim ({claim:?})"
+    );
+    assert!(
+        counter(sock, "drop-spoof") > spoofs,
+        "the container's ARP claim is counted ({claim:?})"
+    );
+
+    // A LAN host cannot pass as the container, by ARP (sent to the host alone: the
+    // other LAN hosts are the switch's to protect)...
+    let attacker = &lan.peers[2];
+    assert!(
+        pings(&lan.host, LAN_CONTAINER_IP),
+        "the host reaches the container"
+    );
+    let ctr_mac = Some(mac_string(ctr, "eth0"));
+    let spoofs = counter(sock, "drop-spoof");
+    let ip = LAN_CONTAINER_IP.octets();
+    let mut frame = arp(attacker.mac("eth0"), ip, ip);
+    frame[..6].copy_from_slice(&lan.host.mac(LAN_BRIDGE));
+    let claim = send_l2(attacker, "eth0", &frame);
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        neighbour_mac(&lan.host, LAN_CONTAINER_IP, LAN_BRIDGE),
+        ctr_mac,
+        "the host keeps the container's MAC after a LAN host's claim ({claim:?})"
+    );
+    assert!(
+        counter(sock, "drop-spoof") > spoofs,
+        "the LAN host's ARP claim is counted ({claim:?})"
+    );
+    // ...or by IP: a datagram from the container's address does not reach the host.
+    let seen = Receiver::open(&lan.host, 17);
+    let spoofs = counter(sock, "drop-spoof");
+    send_frame(
+        attacker,
+        &udp((ip, 5353), (LAN_HOST_IP.octets(), 9), b"x", true),
+    )
+    .expect("the LAN host sends a datagram from the container's address");
+    let sources = seen.sources(Duration::from_millis(500));
+    assert!(
+        !sources.contains(&LAN_CONTAINER_IP),
+        "the host received a datagram from the container's address off the LAN: {sources:?}"
+    );
+    assert!(
+        counter(sock, "drop-spoof") > spoofs,
+        "the LAN host's spoofed datagram is counted"
+    );
+    // The LAN works as before.
+    assert_the_lan_and_the_container_reach_each_other(&lan);
+    assert_the_wire_is_no_endpoint(&lan);
+}
+
+/// The uplink port appears, and is enslaved to the LAN bridge, while the daemon runs
+/// (followed through rtnetlink): still an uplink, never an endpoint.
+#[test]
+fn a_lan_uplink_enslaved_after_start_is_never_an_endpoint() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("lanlater", Wire::NamedLater, 3);
+    assert_the_lan_and_the_container_reach_each_other(&lan);
+    assert_the_wire_is_no_endpoint(&lan);
+}
+
+/// Without `--uplink`, a LAN bridge's port that is no veth (here a VXLAN device carrying
+/// the LAN) is found as its uplink: never an endpoint.
+#[test]
+fn a_lan_uplink_found_without_naming_is_never_an_endpoint() {
+    if !require_root() {
+        return;
+    }
+    let lan = Lan::new("lanfound", Wire::Found, 3);
+    assert_the_lan_and_the_container_reach_each_other(&lan);
+    assert_the_wire_is_no_endpoint(&lan);
 }
 
 /// An open connection to a published port follows its endpoint to a new veth: the flow
@@ -532,7 +619,7 @@ fn an_open_flow_follows_its_endpoint_to_a_new_veth() {
     let t = Topology::new("epmv");
     let _d = t.start_daemon();
     let sock = &t.files.socket;
-    let m = mac(&t.container, "eth0");
+    let m = mac_string(&t.container, "eth0");
     cli_ok(
         sock,
         &[

@@ -1,19 +1,20 @@
 //! BPF_PROG_TEST_RUN for `from_container`'s layer-2 decisions: the fast path between
 //! endpoints of a network, isolation between networks and anti-spoofing for every
-//! protocol and ethertype, the binding of a new veth's address, and a loopback publish
-//! that a wire never reaches.
+//! protocol and ethertype, the binding of a new veth's address; a LAN wire that carries
+//! every LAN host but no endpoint's address, and a loopback publish that a wire never
+//! reaches.
 use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
-    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
+    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, with_fixture},
     packet::{
-        IpOpts, TCP_SYN, arp, ether, icmp_timestamp, ip_proto, ipv6_udp, link_local, tcp, tcp_with,
-        udp,
+        IpOpts, TCP_SYN, arp, ether, icmp_error, icmp_timestamp, ip_proto, ipv6_udp, link_local,
+        tcp, tcp_with, udp,
     },
     require_root,
 };
 use common::{
-    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, Network, PORT_ENFORCE, PROTO_TCP, Port,
+    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, NET_LAN, Network, PORT_ENFORCE, PROTO_TCP, Port,
     PublishedKey, Reason,
 };
 
@@ -369,6 +370,136 @@ fn forwarding_isolation_and_spoofing() {
             TC_ACT_SHOT,
             &[DropUnbound],
         );
+    });
+}
+
+/// A LAN wire (issue 27): every LAN host's frames for an endpoint go straight to it, and
+/// no frame off the wire may claim a local endpoint's address, by ARP or as its IP source,
+/// whatever it is and wherever it goes; `xdp_uplink` drops such a packet early for the
+/// same reason.
+#[test]
+fn a_lan_wire_carries_every_lan_host_but_no_endpoints_address() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("lanwire", 1024, |fx| {
+        const CTR: [u8; 4] = [203, 0, 113, 50];
+        const HOST: [u8; 4] = [203, 0, 113, 1];
+        const LAN1: ([u8; 4], [u8; 6]) = ([203, 0, 113, 2], [0x02, 0, 0, 0, 0xa0, 0x02]);
+        const LAN2: ([u8; 4], [u8; 6]) = ([203, 0, 113, 3], [0x02, 0, 0, 0, 0xa0, 0x03]);
+        let me = fx.bridge;
+        ep(fx, CTR, me, NET_A, C1_MAC);
+        ep(fx, C2, 4242, NET_A, C2_MAC);
+        let key = Key::new(24, u32::from_ne_bytes([203, 0, 113, 0]));
+        let lan = Network {
+            bridge: NET_A,
+            flags: NET_LAN,
+        };
+        fx.dp.maps.subnets.insert(&key, lan, 0).expect("LAN subnet");
+        let from = |f: Vec<u8>, mac: [u8; 6]| {
+            let mut f = f;
+            f[6..12].copy_from_slice(&mac);
+            f
+        };
+        let mut wire = |name: &str, frame: &[u8], verdict: u32, counted: &[Reason]| {
+            let (v, _) = fx.run_counted(name, Hook::FromUplink, frame, counted);
+            assert_eq!(v, verdict, "{name}: verdict");
+        };
+        for (ip, mac) in [LAN1, LAN2] {
+            wire(
+                &format!("ARP from LAN host {ip:?}"),
+                &arp(mac, ip, CTR),
+                TC_ACT_OK,
+                &[Pass],
+            );
+            let u = from(
+                to_mac(udp((ip, 5000), (CTR, 7000), b"q", true), C1_MAC),
+                mac,
+            );
+            wire(
+                &format!("UDP from LAN host {ip:?} to the endpoint: straight to it"),
+                &u,
+                TC_ACT_REDIRECT,
+                &[ForwardLocal],
+            );
+        }
+        let (_, attacker) = LAN2;
+        wire(
+            "ARP claiming the endpoint's address",
+            &arp(attacker, CTR, CTR),
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        wire(
+            "ARP claiming another endpoint's address",
+            &arp(attacker, C2, HOST),
+            TC_ACT_SHOT,
+            &[DropSpoof],
+        );
+        wire(
+            "ARP probe (sender 0.0.0.0)",
+            &arp(attacker, [0; 4], CTR),
+            TC_ACT_OK,
+            &[Pass],
+        );
+        let to_host = from(udp((CTR, 5353), (HOST, 9), b"x", true), attacker);
+        let quoted = udp((HOST, 9), (CTR, 5353), b"x", true);
+        for (name, frame) in [
+            (
+                "UDP from the endpoint's address to the host",
+                to_host.clone(),
+            ),
+            (
+                "TCP from the endpoint's address to another endpoint",
+                from(
+                    to_mac(tcp((CTR, 40000), (C2, 80), TCP_SYN, b""), C2_MAC),
+                    attacker,
+                ),
+            ),
+            (
+                "TCP from the endpoint's address out through the host",
+                from(
+                    tcp((CTR, 40001), ([198, 51, 100, 2], 80), TCP_SYN, b""),
+                    attacker,
+                ),
+            ),
+            (
+                "an ICMP error from the endpoint's address",
+                from(icmp_error(CTR, HOST, 3, 3, 0, &quoted), attacker),
+            ),
+            (
+                "a later fragment from the endpoint's address",
+                from(
+                    tcp_with(
+                        (CTR, 40002),
+                        (HOST, 80),
+                        0,
+                        b"",
+                        IpOpts {
+                            options: 0,
+                            frag_off: 0x0010,
+                        },
+                    ),
+                    attacker,
+                ),
+            ),
+        ] {
+            wire(name, &frame, TC_ACT_SHOT, &[DropSpoof]);
+        }
+        let before = fx.stats();
+        assert_eq!(
+            fx.run_xdp(&to_host),
+            XDP_DROP,
+            "xdp_uplink drops a packet from the endpoint's address"
+        );
+        let moved: Vec<Reason> = fx
+            .stats()
+            .iter()
+            .zip(&before)
+            .filter(|((_, a), (_, b))| a.packets != b.packets)
+            .map(|((r, _), _)| *r)
+            .collect();
+        assert_eq!(moved, [DropSpoof], "xdp_uplink counts it as drop-spoof");
     });
 }
 

@@ -1,7 +1,7 @@
 //! BPF_PROG_TEST_RUN for `from_container`'s IPv6: anti-spoofing of sources (registered,
 //! bound from the first packet, the MAC's link-local, `::` only switched), neighbour
 //! discovery that cannot poison a neighbour's cache, and router advertisements, however
-//! wrapped, that never leave a container.
+//! wrapped, that never leave a container; off the wire, no claim on an endpoint's address.
 use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
@@ -494,6 +494,66 @@ fn router_advertisements_from_containers_are_dropped_however_wrapped() {
         ];
         for (name, frame, verdict, reason) in cases {
             expect(fx, name, &frame, verdict, &[reason]);
+        }
+    });
+}
+
+/// Off the wire (issue 27: a LAN bridged to an uplink), no one may claim a local
+/// endpoint's IPv6 address: an advertisement for it is `drop-neigh-spoof`, a packet from
+/// it `drop-spoof`; a LAN host's own are left alone.
+#[test]
+fn a_neighbour_off_the_wire_cannot_claim_an_endpoints_ipv6_address() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("v6wire", 1024, |fx| {
+        network(fx, PORT_ENFORCE | PORT_V6);
+        const LAN_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa0, 0x02];
+        let ll = link_local(LAN_MAC);
+        let na = |target: [u8; 16]| {
+            let msg = neighbour(136, target, &[nd_option(2, &LAN_MAC)]);
+            ipv6_icmp(
+                (LAN_MAC, ipv6_multicast_mac(IPV6_ALL_NODES)),
+                (ll, IPV6_ALL_NODES),
+                &[],
+                &msg,
+            )
+        };
+        let cases: Vec<(&str, Vec<u8>, u32, Reason)> = vec![
+            (
+                "a LAN host's advertisement of its own address",
+                na(ll),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "an advertisement of a free address",
+                na(FREE),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "an advertisement of an endpoint's address",
+                na(C2),
+                TC_ACT_SHOT,
+                DropNeighSpoof,
+            ),
+            (
+                "a datagram from an endpoint's address",
+                datagram(LAN_MAC, C2, BRIDGE_MAC, GATEWAY),
+                TC_ACT_SHOT,
+                DropSpoof,
+            ),
+            (
+                "a datagram from a LAN host's address to the host's",
+                datagram(LAN_MAC, ll, BRIDGE_MAC, link_local(BRIDGE_MAC)),
+                TC_ACT_OK,
+                Pass,
+            ),
+        ];
+        for (name, frame, verdict, reason) in cases {
+            let (v, _) = fx.run_counted(name, Hook::FromUplink, &frame, &[reason]);
+            assert_eq!(v, verdict, "{name}: verdict");
         }
     });
 }

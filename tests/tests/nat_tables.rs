@@ -17,7 +17,7 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    CT_DNAT, CT_SNAT, PROTO_TCP, Reason, TcpState,
+    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SNAT, PROTO_TCP, Reason, TcpState,
     ct::{TCP_FIN, TCP_RST},
 };
 
@@ -393,7 +393,9 @@ fn icmp_echo_errors_and_fragments() {
         stray[18..20].copy_from_slice(&0x9999u16.to_be_bytes());
         let (v, _) = fx.run_counted("unknown later fragment out", OUT, &stray, &[DropFragment]);
         assert_eq!(v, TC_ACT_SHOT);
+        // From outside (a container's address off the wire would be a spoof).
         let mut to_host = stray.clone();
+        to_host[26..30].copy_from_slice(&SERVER);
         to_host[30..34].copy_from_slice(&HOST);
         let (v, _) = fx.run_counted(
             "unknown later fragment to the host",
@@ -466,7 +468,11 @@ fn hairpin_exhaustion_and_full_ct() {
             .into_iter()
             .find(|(k, _)| k.src_port == 41001u16.to_be())
             .map(|(_, v)| v.flags);
-        assert_eq!(flags, Some(CT_DNAT | CT_SNAT));
+        assert_eq!(
+            flags,
+            Some(CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL),
+            "hairpin to its own port: both ends a local endpoint"
+        );
 
         // Four source ports, three containers: a container takes at most half of them.
         const C3: [u8; 4] = [172, 17, 0, 6];

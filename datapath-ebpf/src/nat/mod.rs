@@ -112,7 +112,7 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
         }
         flags |= CT_SNAT;
     }
-    ct::stage(ctx, p, flags)?;
+    ct::stage(ctx, p, flags, &to.dst_ip)?;
     ct::create(p, &to)?;
     // Counted by the caller, with the tuple: a reference to `to` here would be one to
     // the caller's stack, where it is returned, and the verifier refuses a stage
@@ -144,7 +144,7 @@ pub fn hairpin<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reas
     } else {
         CT_DNAT
     };
-    ct::stage(ctx, p, flags)?;
+    ct::stage(ctx, p, flags, &to.dst_ip)?;
     ct::create(p, &to)?;
     count_flow(ctx, Reason::DnatNew, &to);
     Ok(New::Flow(to))
@@ -158,7 +158,7 @@ pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<CtKey<A>, Reas
         return Err(Reason::DropNoFlow);
     }
     let to = ct::key_of(p);
-    ct::stage(ctx, p, 0)?;
+    ct::stage(ctx, p, 0, &p.dst_ip)?;
     ct::create(p, &to)?;
     Ok(to)
 }

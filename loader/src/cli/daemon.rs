@@ -25,7 +25,9 @@ pub struct Args {
     /// Narrow the uplinks to these interfaces (repeatable), followed by name as they
     /// come and go. Default: every Ethernet interface but the managed bridges and
     /// ports of bridges, as Docker masquerades on every interface but the container's
-    /// bridge and publishes on every local address; interfaces added later included.
+    /// bridge and publishes on every local address; interfaces added later included. A
+    /// managed bridge's port that is no veth is its LAN wire, an uplink; a veth used as
+    /// one must be named here. An uplink is never a container's port.
     #[arg(long = "uplink", value_name = "IFACE")]
     uplinks: Vec<IfName>,
     /// Directory for pinned maps and links (bpffs is mounted when absent).

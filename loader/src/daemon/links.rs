@@ -1,7 +1,8 @@
-//! The host's interfaces and which program each should carry: container veths of
-//! managed bridges get `from_container`, uplinks get `from_uplink` (`from_l3_uplink`
-//! when their packets carry no link-layer header: WireGuard, tun, tunnels). Pure bookkeeping
-//! over what netlink reported; the daemon applies the difference (see `interfaces.rs`).
+//! The host's interfaces and which program each should carry: uplinks get `from_uplink`
+//! (`from_l3_uplink` when their packets carry no link-layer header: WireGuard, tun,
+//! tunnels), a managed bridge's LAN wire among them; its other veths, the containers',
+//! get `from_container`. Pure bookkeeping over what netlink reported; the daemon applies
+//! the difference (see `interfaces.rs`).
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
@@ -130,26 +131,35 @@ impl Links {
             .filter_map(|(i, _)| self.all.get(i))
     }
 
-    /// The program `link` should carry.
+    /// The program `link` should carry. An uplink is decided first: a port of a managed
+    /// bridge that is an uplink (its LAN wire) is never a container's, whatever its kind.
     pub fn want(&self, link: &Link) -> Option<Hook> {
         let port_of_managed = link.controller.is_some_and(|c| self.is_bridge(c));
-        if link.is_veth && port_of_managed {
-            return Some(Hook::FromContainer);
+        if self.is_uplink(link, port_of_managed) {
+            return Some(match link.layer {
+                Layer::Ip => Hook::FromL3Uplink,
+                Layer::Ether | Layer::Other => Hook::FromUplink,
+            });
         }
-        let uplink = match &self.uplinks {
+        (link.is_veth && port_of_managed).then_some(Hook::FromContainer)
+    }
+
+    /// Whether `link` is an uplink: named by `--uplink` (a veth too), or, serving every
+    /// interface, an Ethernet or L3 one that is no managed bridge and either a port of no
+    /// bridge or a managed bridge's port that is no veth (that network's LAN wire; a
+    /// veth there is a container's).
+    fn is_uplink(&self, link: &Link, port_of_managed: bool) -> bool {
+        match &self.uplinks {
             Uplinks::Named(names) => names.contains(&link.name),
-            // A non-veth port of a managed bridge is that network's LAN wire.
             Uplinks::Every => {
                 link.layer != Layer::Other
                     && !self.is_bridge(link.index)
-                    && (link.controller.is_none() || port_of_managed)
+                    && match link.controller {
+                        None => true,
+                        Some(_) => port_of_managed && !link.is_veth,
+                    }
             }
-        };
-        let hook = match link.layer {
-            Layer::Ip => Hook::FromL3Uplink,
-            Layer::Ether | Layer::Other => Hook::FromUplink,
-        };
-        uplink.then_some(hook)
+        }
     }
 
     /// What to attach and detach so every link carries what it should; links gone
@@ -343,6 +353,95 @@ mod tests {
         links.upsert(link(10, "backup"));
         assert_eq!(apply(&mut links), vec![detach(Hook::FromUplink, 10)]);
         assert_eq!(links.uplinks().count(), 0);
+    }
+
+    /// Issue 27: a LAN wire named with `--uplink` is an uplink even when it is a veth,
+    /// as a port of a managed bridge from the start or enslaved to one later, and never
+    /// becomes a container's port.
+    #[test]
+    fn a_named_uplink_on_a_managed_bridge_is_never_a_container_veth() {
+        let names = BTreeSet::from(["lan0".to_string()]);
+        let mut links = Links::new(["brlan".to_string()], Uplinks::Named(names));
+        let brlan = Link {
+            is_bridge: true,
+            ..link(20, "brlan")
+        };
+        let veth = |index, name, controller| Link {
+            is_veth: true,
+            controller,
+            ..link(index, name)
+        };
+        links.replace_all(vec![
+            brlan,
+            veth(21, "lan0", Some(20)),
+            veth(22, "vl0", Some(20)),
+        ]);
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                attach(Hook::FromUplink, 21, "lan0"),
+                attach(Hook::FromContainer, 22, "vl0"),
+            ]
+        );
+        assert_eq!(
+            links.veths().map(|(l, b)| (l.index, b)).collect::<Vec<_>>(),
+            vec![(22, 20)],
+            "the uplink is no container veth"
+        );
+        // Gone, back unenslaved under a new ifindex, then enslaved: an uplink throughout.
+        links.remove(21);
+        links.upsert(veth(23, "lan0", None));
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                detach(Hook::FromUplink, 21),
+                attach(Hook::FromUplink, 23, "lan0"),
+            ]
+        );
+        links.upsert(veth(23, "lan0", Some(20)));
+        assert_eq!(apply(&mut links), vec![], "enslaving changes nothing");
+        assert_eq!(
+            links
+                .uplinks()
+                .map(|l| (l.index, l.controller))
+                .collect::<Vec<_>>(),
+            vec![(23, Some(20))],
+            "the uplink is brlan's LAN wire"
+        );
+        assert_eq!(links.veths().count(), 1);
+    }
+
+    /// Serving every interface, a managed bridge's port that is no veth is its LAN wire
+    /// (an uplink, whenever it is enslaved); a veth there is a container's.
+    #[test]
+    fn every_uplink_finds_a_managed_bridges_lan_wire_by_its_kind() {
+        let mut links = Links::new(["brlan".to_string()], Uplinks::Every);
+        let brlan = Link {
+            is_bridge: true,
+            ..link(20, "brlan")
+        };
+        let vl0 = Link {
+            is_veth: true,
+            controller: Some(20),
+            ..link(22, "vl0")
+        };
+        links.replace_all(vec![brlan, link(21, "lan0"), vl0]);
+        assert_eq!(
+            apply(&mut links),
+            vec![
+                attach(Hook::FromUplink, 21, "lan0"),
+                attach(Hook::FromContainer, 22, "vl0"),
+            ]
+        );
+        links.upsert(Link {
+            controller: Some(20),
+            ..link(21, "lan0")
+        });
+        assert_eq!(apply(&mut links), vec![], "enslaving changes nothing");
+        assert_eq!(
+            links.veths().map(|(l, _)| l.index).collect::<Vec<_>>(),
+            vec![22]
+        );
     }
 
     #[test]
