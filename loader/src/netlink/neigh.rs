@@ -31,12 +31,13 @@ pub struct Neighbour {
     pub permanent: bool,
     /// Kept resolved by the kernel.
     pub managed: bool,
-    /// Made by bpfnet.
+    /// Made by bpfnet, and still managed (an entry someone pinned since is theirs).
     pub ours: bool,
 }
 
 impl Neighbour {
     fn from_message(m: &NeighbourMessage) -> Option<Self> {
+        let mut marked = false;
         let mut n = Self {
             ifindex: m.header.ifindex,
             addr: Ipv4Addr::UNSPECIFIED,
@@ -52,10 +53,11 @@ impl Neighbour {
                 NeighbourAttribute::ExtFlags(f) => {
                     n.managed = f.contains(NeighbourExtFlags::Managed)
                 }
-                NeighbourAttribute::Protocol(p) => n.ours = *p == RouteProtocol::Other(PROTOCOL),
+                NeighbourAttribute::Protocol(p) => marked = *p == RouteProtocol::Other(PROTOCOL),
                 _ => {}
             }
         }
+        n.ours = marked && n.managed;
         (!n.addr.is_unspecified()).then_some(n)
     }
 }
