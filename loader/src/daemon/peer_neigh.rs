@@ -136,7 +136,10 @@ impl Daemon {
         let prefixes = match self.nl.prefixes().await {
             Ok(p) => p,
             Err(e) => {
-                return warn!(error = %e, "cannot read the addresses: peers' neighbours left as they are");
+                warn!(error = %e, "cannot read the addresses: peers' neighbours left as they are");
+                // The news stays for the next try.
+                self.cluster.seen = marks;
+                return;
             }
         };
         let want: BTreeMap<Ipv4Addr, Want> = peers
@@ -150,7 +153,9 @@ impl Daemon {
         let have = match self.nl.neighbours().await {
             Ok(have) => have,
             Err(e) => {
-                return warn!(error = %e, "cannot list the neighbours: peers' neighbours left as they are");
+                warn!(error = %e, "cannot list the neighbours: peers' neighbours left as they are");
+                self.cluster.seen = marks;
+                return;
             }
         };
         for fix in plan(&want, &have) {
