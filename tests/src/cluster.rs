@@ -255,6 +255,19 @@ impl Cluster {
     /// Plug `ns` into the switch as `ul0` with `cidr` (its port `p{index}`).
     pub fn plug_underlay(&self, ns: &Netns, index: u8, cidr: &str) {
         let port = format!("p{index}");
+        // A removed host's namespace goes asynchronously, and its port with it.
+        crate::wait_for(
+            &format!("the previous {port} gone"),
+            Duration::from_secs(10),
+            || {
+                !std::process::Command::new("ip")
+                    .args(["-n", &self.switch.name, "link", "show", &port])
+                    .output()
+                    .expect("ip link show runs")
+                    .status
+                    .success()
+            },
+        );
         self.switch.ip(&[
             "link", "add", &port, "type", "veth", "peer", "name", UNDERLAY, "netns", &ns.name,
         ]);

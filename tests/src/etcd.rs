@@ -125,6 +125,54 @@ impl EtcdServer {
         }
     }
 
+    /// Watch `key` from now on: the handle gives the moment etcd reports its next put
+    /// (a node's registration), or None when none comes within `within`. Returns once
+    /// the starting revision is read, so no later put is missed.
+    pub fn next_put(&self, key: &str, within: Duration) -> thread::JoinHandle<Option<Instant>> {
+        let (url, key) = (self.url(), key.to_string());
+        let path = self.netns.as_ref().map(|ns| format!("/run/netns/{ns}"));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let handle = thread::spawn(move || {
+            if let Some(path) = path {
+                netns::enter(&path);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the etcd watch");
+            rt.block_on(async move {
+                let mut client = etcd_client::Client::connect([url], None)
+                    .await
+                    .expect("connect to etcd");
+                let now = client.get(key.as_str(), None).await.expect("read the key");
+                let revision = now.header().map_or(0, |h| h.revision());
+                ready_tx.send(()).expect("the caller waits");
+                let opts = etcd_client::WatchOptions::new().with_start_revision(revision + 1);
+                let mut watch = client
+                    .watch(key.as_str(), Some(opts))
+                    .await
+                    .expect("watch the key");
+                let put = async {
+                    while let Some(resp) = watch.message().await.expect("the watch answers") {
+                        if resp
+                            .events()
+                            .iter()
+                            .any(|e| e.event_type() == etcd_client::EventType::Put)
+                        {
+                            return Instant::now();
+                        }
+                    }
+                    panic!("the watch on {key} ended");
+                };
+                tokio::time::timeout(within, put).await.ok()
+            })
+        });
+        ready_rx
+            .recv()
+            .expect("the watch thread read the starting revision");
+        handle
+    }
+
     /// What etcd logged.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()

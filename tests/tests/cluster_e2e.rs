@@ -5,7 +5,7 @@
 //! stay isolated; a forged cluster source is refused.
 use std::{
     io::{ErrorKind, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
     process::Command,
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use bpfnet_tests::{
     etcd::EtcdServer,
     netns::Netns,
     require_root,
-    topo::{add_bridge, plug},
+    topo::{BRIDGE, add_bridge, plug},
 };
 
 const PORT: u16 = 8080;
@@ -431,6 +431,135 @@ fn a_lost_node_leaves_every_peer_within_the_lease_ttl_and_gets_its_prefix_back()
     assert_eq!(ip, e.addrs[2]);
     e.c.hosts[0].await_peers(2);
     assert_reaches_untranslated(&e.c.hosts[0].containers[0], e.addrs[0], ip);
+}
+
+/// The source port of the probe flow a peer's container keeps to a rebuilt node.
+const PROBE_PORT: u16 = 40_000;
+
+/// How long after `since` a UDP datagram from `ns` (port `PROBE_PORT`: one flow
+/// throughout) to `to` is first answered by `to`: one every 100 ms, None after `limit`.
+/// Runs on a thread of its own.
+fn udp_probe(
+    ns: &Netns,
+    to: Ipv4Addr,
+    since: Instant,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    let to = SocketAddr::from((to, PORT));
+    ns.spawn(move || {
+        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PROBE_PORT)).expect("bind the probe port");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("a read timeout");
+        let mut buf = [0u8; 512];
+        while since.elapsed() < limit {
+            // A send fails while there is no route; the next one is tried anyway.
+            let _ = s.send_to(b"who", to);
+            let next = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < next {
+                match s.recv_from(&mut buf) {
+                    Ok((_, from)) if from == to => return Some(since.elapsed()),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        None
+    })
+}
+
+/// How soon a peer's container must reach a node after it rejoins.
+const REJOIN_REACH: Duration = Duration::from_secs(2);
+
+/// Host 3 is rebuilt: its daemon killed, its namespace and underlay interface made anew
+/// (a new MAC, the same underlay address), its daemon started again. Hosts 1 and 2
+/// talked to it before, each keeping a UDP flow whose remembered hop holds the old MAC;
+/// host 2's operator pinned host 3's old MAC (a permanent neighbour entry). Both
+/// containers must reach host 3's within `REJOIN_REACH` of its registration appearing
+/// in etcd, over that same flow.
+fn a_rebuilt_node_is_reached_at_once(tag: &str, mode: &str) {
+    let mut e = etcd_cluster(tag, mode);
+    let (gateway, len) = e.c.hosts[2].await_prefix();
+    let to = e.addrs[2];
+    for (h, &from) in e.c.hosts[..2].iter().zip(&e.addrs) {
+        assert_reaches_untranslated(&h.containers[0], from, to);
+        let answered = udp_probe(&h.containers[0], to, Instant::now(), REJOIN_REACH).join();
+        assert!(
+            answered.expect("the probe").is_some(),
+            "the probe flow {from}:{PROBE_PORT} -> {to} is answered before the rebuild"
+        );
+    }
+    let old_mac = e.c.hosts[2].ns.mac(UNDERLAY);
+    let old = old_mac.map(|b| format!("{b:02x}")).join(":");
+    let node3 = e.c.hosts[2].underlay_ip().to_string();
+    e.c.hosts[1].ns.ip(&[
+        "neigh",
+        "replace",
+        &node3,
+        "lladdr",
+        &old,
+        "dev",
+        UNDERLAY,
+        "nud",
+        "permanent",
+    ]);
+
+    drop(e.daemons.remove(2));
+    drop(e.c.remove_host(3));
+    let url = e.etcd.url();
+    let h3 = e.c.add_host();
+    assert_eq!(h3.index, 3);
+    assert_ne!(
+        h3.ns.mac(UNDERLAY),
+        old_mac,
+        "the rebuilt host has a new MAC"
+    );
+    // Its bridge and container are there before it rejoins, as a rebuilt VM's are.
+    add_bridge(&h3.ns, BRIDGE, &format!("{gateway}/{len}"));
+    let c3 = h3.add_container(to, len, gateway);
+    let _server = WhoamiServer::start(c3, PORT);
+    let registered = e.etcd.next_put("/bpfnet/nodes/h3", Duration::from_secs(30));
+    e.daemons.push(h3.join(&url, &[]));
+    let rejoined = registered
+        .join()
+        .expect("the etcd watch")
+        .expect("host 3 registers again within 30 s");
+    let probes: Vec<_> = e.c.hosts[..2]
+        .iter()
+        .map(|h| udp_probe(&h.containers[0], to, rejoined, REJOIN_REACH))
+        .collect();
+    for (i, probe) in probes.into_iter().enumerate() {
+        let reached = probe.join().expect("the probe");
+        eprintln!(
+            "{mode}: host {}'s container reached rebuilt host 3's {reached:?} after its registration",
+            i + 1
+        );
+        assert!(
+            reached.is_some(),
+            "{mode}: host {}'s container reaches rebuilt host 3's within {REJOIN_REACH:?} of its registration (drop-spoof on host 3: {})",
+            i + 1,
+            counter(&e.c.hosts[2].files.socket, "drop-spoof")
+        );
+    }
+    for (h, &from) in e.c.hosts[..2].iter().zip(&e.addrs) {
+        assert_reaches_untranslated(&h.containers[0], from, to);
+        assert_reaches_untranslated(&e.c.hosts[2].containers[0], to, from);
+    }
+}
+
+#[test]
+fn a_rebuilt_node_with_a_new_mac_is_reached_at_once_in_host_gw_mode() {
+    if !require_root() {
+        return;
+    }
+    a_rebuilt_node_is_reached_at_once("regw", "host-gw");
+}
+
+#[test]
+fn a_rebuilt_node_with_a_new_mac_is_reached_at_once_in_vxlan_mode() {
+    if !require_root() {
+        return;
+    }
+    a_rebuilt_node_is_reached_at_once("revx", "vxlan");
 }
 
 #[test]

@@ -8,8 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bpfnet::cluster::{
-    self, ClusterConfig, ClusterError, ClusterEvent, InitOutcome, Ipv4Net, JoinOptions, Mode, Node,
+use bpfnet::{
+    cluster::{
+        self, ClusterConfig, ClusterError, ClusterEvent, InitOutcome, Ipv4Net, JoinOptions, Mode,
+        Node,
+    },
+    endpoint::Mac,
 };
 use bpfnet_tests::{etcd::EtcdServer, netns::Netns, unique};
 use tokio::{
@@ -65,12 +69,25 @@ struct Member {
 
 impl Member {
     fn start(etcd: &EtcdServer, name: &str, host: u8, state_dir: &StateDir) -> Self {
+        Self::start_with_mac(etcd, name, host, [2, 0, 0, 0, 0, host], state_dir)
+    }
+
+    /// `start` on an underlay interface with `mac`.
+    fn start_with_mac(
+        etcd: &EtcdServer,
+        name: &str,
+        host: u8,
+        mac: [u8; 6],
+        state_dir: &StateDir,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let opts = JoinOptions {
             endpoints: vec![etcd.url()],
             prefix: PREFIX.into(),
             name: name.into(),
             underlay: underlay(host),
+            mac: Some(Mac(mac)),
+            incarnation: cluster::incarnation(),
             state_dir: state_dir.0.clone(),
         };
         Self {
@@ -385,6 +402,42 @@ async fn peers_see_a_node_join_and_leave_within_the_lease_ttl() {
         "{listed:?}"
     );
     assert!(listed[2].last_seen > 0 && listed[2].subnet == subnets[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_within_the_lease_ttl_is_a_new_registration_to_its_peers() {
+    let etcd = EtcdServer::start(LOCALHOST, None);
+    init(&etcd, &config("10.244.0.0/16", 24)).await;
+    let dirs = [StateDir::new(), StateDir::new(), StateDir::new()];
+    let mut a = Member::start(&etcd, "a", 1, &dirs[0]);
+    let r = Member::start(&etcd, "r", 2, &dirs[1]);
+    let before = a.peers_are(&["r"], MARGIN).await.remove(0);
+    assert_eq!(before.mac, Some(Mac([2, 0, 0, 0, 0, 2])), "{before:?}");
+    assert_ne!(before.incarnation, 0, "{before:?}");
+    // Its machine rebuilt: a new interface, the same address, back before its lease ends.
+    drop(r);
+    let new_mac = [2, 0, 0, 0, 0, 0x22];
+    let _r = Member::start_with_mac(&etcd, "r", 2, new_mac, &dirs[2]);
+    let seen = a
+        .until("r registered anew", MARGIN, |e| {
+            matches!(e, ClusterEvent::Peers(p) if p.iter().any(|n| n.incarnation != before.incarnation))
+        })
+        .await;
+    let ClusterEvent::Peers(now) = seen else {
+        unreachable!()
+    };
+    assert_eq!(
+        (now[0].subnet, now[0].underlay, now[0].mac),
+        (before.subnet, before.underlay, Some(Mac(new_mac))),
+        "the same place, the new MAC: {now:?}"
+    );
+    assert!(
+        !a.seen
+            .iter()
+            .any(|e| matches!(e, ClusterEvent::Peers(p) if p.is_empty())),
+        "it never left the peer list: {:?}",
+        a.seen
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

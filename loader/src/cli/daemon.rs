@@ -12,6 +12,7 @@ use bpfnet::{
     datapath::{DEFAULT_PIN_DIR, XdpMode, log::DatapathLog, teardown::teardown},
     endpoint::Ipv4Cidr,
     flags::{EtcdNetwork, IfName, Peer, SnatPorts},
+    netlink::{Netlink, ifname},
 };
 use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
@@ -222,6 +223,27 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The peer nodes' neighbour entries the daemon made (managed ones, which the kernel
+/// would keep resolving): what was removed, and what could not be.
+fn forget_peer_neighbours() -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let nl = Netlink::connect()?;
+        let (mut removed, mut failed) = (Vec::new(), Vec::new());
+        for n in nl.neighbours().await?.into_iter().filter(|n| n.ours) {
+            let dev = ifname(n.ifindex).unwrap_or_else(|| n.ifindex.to_string());
+            match nl.del_neighbour(n.ifindex, n.addr).await {
+                Ok(()) => removed.push(format!("{} on {dev}", n.addr)),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        Ok((removed, failed))
+    })
+}
+
 /// `--cleanup`: the datapath's way out.
 fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
     if UnixStream::connect(socket).is_ok() {
@@ -243,6 +265,15 @@ fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
         println!("unmounted {}", m.display());
     }
     let mut errors: Vec<String> = t.errors.iter().map(ToString::to_string).collect();
+    match forget_peer_neighbours() {
+        Ok((removed, failed)) => {
+            for n in &removed {
+                println!("removed the neighbour entry of peer node {n}");
+            }
+            errors.extend(failed);
+        }
+        Err(e) => errors.push(format!("{e:#}")),
+    }
     match std::fs::remove_file(socket) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             errors.push(format!("cannot remove `{}`: {e}", socket.display()));

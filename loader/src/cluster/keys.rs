@@ -7,6 +7,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterError, Ipv4Net, Mode};
+use crate::endpoint::Mac;
 
 /// The keys of one cluster, under its prefix.
 #[derive(Clone, Debug)]
@@ -100,6 +101,14 @@ pub(crate) struct NodeRecord {
     pub(crate) vni: u32,
     /// When it last refreshed this record, in seconds since the epoch.
     pub(crate) last_seen: u64,
+    /// The MAC of its underlay interface (none: not an Ethernet interface, or a node
+    /// from before bpfnet recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) mac: Option<Mac>,
+    /// Drawn anew each time its daemon starts (0: a node from before bpfnet recorded
+    /// it), so its peers tell a restart from a refresh.
+    #[serde(default)]
+    pub(crate) incarnation: u64,
 }
 
 /// Seconds since the epoch.
@@ -138,5 +147,26 @@ mod tests {
         assert_eq!(k.node_name(b"/bpfnet/nodes/"), None);
         assert!(valid_name("node-1.example_x"));
         assert!(!valid_name("a b") && !valid_name(""));
+    }
+
+    #[test]
+    fn a_node_record_carries_its_mac_and_incarnation_and_older_ones_still_read() {
+        let old = r#"{"subnet": "10.244.3.0/24", "underlay": "192.0.2.3", "mode": "host-gw", "vni": 1, "last_seen": 5}"#;
+        let r: NodeRecord = serde_json::from_str(old).expect("a record from before reads");
+        assert_eq!((r.mac, r.incarnation), (None, 0));
+        let r = NodeRecord {
+            mac: Some("02:00:00:00:00:03".parse().expect("mac")),
+            incarnation: 77,
+            ..r
+        };
+        let json = String::from_utf8(to_json("record", &r).expect("encodes")).expect("utf-8");
+        assert!(
+            json.contains(r#""mac":"02:00:00:00:00:03","incarnation":77"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<NodeRecord>(&json).expect("decodes"),
+            r
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! A node's membership, run by the daemon as a long-lived task: join, stay alive, follow
 //! the peers, and fail static while etcd is away.
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher as _, Hasher as _},
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::Duration,
+};
 
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, error, warn};
@@ -11,6 +17,7 @@ use super::{
     outbox::Outbox,
     session::{Stop, serve},
 };
+use crate::endpoint::Mac;
 
 /// The first wait before another try after a failure; it doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -28,6 +35,12 @@ pub struct JoinOptions {
     pub name: String,
     /// The address peers reach this node at.
     pub underlay: Ipv4Addr,
+    /// The MAC of the interface that has it (none: not an Ethernet interface): a peer
+    /// whose neighbour entry names another MAC resolves it again.
+    pub mac: Option<Mac>,
+    /// Different on each start of the node ([`incarnation`]): its peers see a restart
+    /// as a new registration even when nothing else in it changed.
+    pub incarnation: u64,
     /// Where `cluster.json`, the last-known place and peers, is kept.
     pub state_dir: PathBuf,
 }
@@ -53,6 +66,13 @@ impl JoinOptions {
         }
         Ok(())
     }
+}
+
+/// A new [`JoinOptions::incarnation`]: random, never 0 (which a record from before
+/// bpfnet recorded one reads as).
+pub fn incarnation() -> u64 {
+    // RandomState's keys come from the OS's randomness.
+    RandomState::new().build_hasher().finish().max(1)
 }
 
 /// What a member tells the daemon.

@@ -8,8 +8,9 @@
 //! - `{prefix}/subnets/{a.b.c.d}-{len}`: `{"node": NAME, "last_seen": SECS}`, a subnet's
 //!   reservation, on a lease of TTL `reclaim_after` kept alive while the node runs: etcd
 //!   deletes it, returning the subnet to the pool, once the node is gone that long.
-//! - `{prefix}/nodes/{NAME}`: `{"subnet", "underlay", "mode", "vni", "last_seen"}`, a
-//!   live node, on a lease of TTL `lease_ttl` kept alive every third of it.
+//! - `{prefix}/nodes/{NAME}`: `{"subnet", "underlay", "mode", "vni", "last_seen", "mac",
+//!   "incarnation"}`, a live node, on a lease of TTL `lease_ttl` kept alive every third
+//!   of it; `mac` is its underlay interface's, `incarnation` new at each start.
 mod config;
 mod error;
 mod etcd;
@@ -28,7 +29,7 @@ pub use config::{ClusterConfig, Mode};
 pub use error::{ClusterError, ParseError};
 pub use etcd::connect;
 pub use init::{InitOutcome, init};
-pub use member::{ClusterEvent, JoinOptions, run};
+pub use member::{ClusterEvent, JoinOptions, incarnation, run};
 pub use net::Ipv4Net;
 pub use node::{Node, nodes};
 pub use persist::STATE_FILE;

@@ -11,6 +11,7 @@ use super::{
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, valid_underlay},
 };
+use crate::endpoint::Mac;
 
 /// A node as a peer sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,11 +31,18 @@ pub struct Node {
     pub alive: bool,
     /// When it was last seen running, in seconds since the epoch.
     pub last_seen: u64,
+    /// The MAC of its underlay interface, when it has one and said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<Mac>,
+    /// Which start of its daemon registered it (0: not known).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl Node {
-    /// Whether the two describe the same route (everything but `last_seen`).
-    pub fn same_route(&self, other: &Self) -> bool {
+    /// Whether the two are the same registration: everything but `last_seen` (a
+    /// restart of the node's daemon, or a new underlay interface, is a change).
+    pub fn same_registration(&self, other: &Self) -> bool {
         (
             &self.name,
             self.subnet,
@@ -42,6 +50,8 @@ impl Node {
             self.mode,
             self.vni,
             self.alive,
+            self.mac,
+            self.incarnation,
         ) == (
             &other.name,
             other.subnet,
@@ -49,6 +59,8 @@ impl Node {
             other.mode,
             other.vni,
             other.alive,
+            other.mac,
+            other.incarnation,
         )
     }
 
@@ -83,6 +95,8 @@ impl Node {
             vni: r.vni,
             alive: true,
             last_seen: r.last_seen,
+            mac: r.mac,
+            incarnation: r.incarnation,
         })
     }
 }
@@ -134,6 +148,8 @@ pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, Clus
             vni: cfg.vni,
             alive: false,
             last_seen: r.last_seen,
+            mac: None,
+            incarnation: 0,
         });
     }
     all.sort_by_key(|n| (n.subnet, n.name.clone()));

@@ -35,7 +35,7 @@ impl PeerSet {
     }
 
     /// One watch event; whether the peer list changed (a refreshed `last_seen` alone is
-    /// no change).
+    /// no change; a node that registered again after a restart is).
     pub(crate) fn apply(&mut self, event: &Event) -> bool {
         let Some(kv) = event.kv() else {
             return false;
@@ -71,7 +71,7 @@ impl PeerSet {
             warn!(peer = name, other = other.name, subnet = %node.subnet, "two peers share a subnet");
         }
         match self.nodes.get_mut(name) {
-            Some(old) if old.same_route(&node) => {
+            Some(old) if old.same_registration(&node) => {
                 old.last_seen = node.last_seen;
                 false
             }

@@ -84,6 +84,8 @@ mod tests {
                 vni: 1,
                 alive: true,
                 last_seen: 1_700_000_000,
+                mac: Some("02:00:00:00:00:04".parse().expect("mac")),
+                incarnation: 9,
             }],
             leases: Leases {
                 liveness: 7,

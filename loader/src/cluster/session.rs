@@ -191,6 +191,8 @@ fn node_record(
             mode: cfg.mode,
             vni: cfg.vni,
             last_seen: now(),
+            mac: opts.mac,
+            incarnation: opts.incarnation,
         },
     )
 }

@@ -4,12 +4,18 @@
 //! translated; the datapath sends a packet for another node's prefix straight to that
 //! node. Each etcd network (its own key prefix, CIDR and VNI) has a bridge of its own
 //! here; two networks stay isolated across hosts as two bridges are on one.
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute};
 use tracing::{info, warn};
 
-use super::Daemon;
+use super::{
+    Daemon,
+    peer_neigh::{Seen, seen},
+};
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, ThisNode},
     cluster::{ClusterConfig, ClusterEvent, Ipv4Net, Mode, Node},
@@ -36,6 +42,11 @@ pub(super) struct Cluster {
     pub name: Option<(String, Ipv4Addr)>,
     /// The underlay interface's ifindex (0: not known).
     pub underlay: u32,
+    /// How the peers' registrations changed since their neighbour entries were last
+    /// looked at, by underlay address (`peer_neigh.rs`).
+    pub seen: BTreeMap<Ipv4Addr, Seen>,
+    /// The devices the peers' neighbour entries are on.
+    pub neighbour_links: BTreeSet<u32>,
 }
 
 /// One etcd network: a key prefix in etcd, a bridge here.
@@ -48,6 +59,8 @@ pub(super) struct Network {
     pub joined: Option<(ClusterConfig, Ipv4Cidr)>,
     /// The other nodes, as last seen (kept while etcd is unreachable).
     pub nodes: Vec<Node>,
+    /// Whether a peer list came since start (the persisted one counts).
+    pub listed: bool,
     /// Whether etcd answers now.
     pub connected: bool,
 }
@@ -59,6 +72,7 @@ impl Network {
             prefix,
             joined: None,
             nodes: Vec::new(),
+            listed: false,
             connected: false,
         }
     }
@@ -252,7 +266,21 @@ impl Daemon {
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");
+                let marks = seen(net.listed.then_some(net.nodes.as_slice()), &nodes);
                 net.nodes = nodes;
+                net.listed = true;
+                let renewed = marks.values().any(|s| *s == Seen::Renewed);
+                for (addr, s) in marks {
+                    let mark = self.cluster.seen.entry(addr).or_insert(s);
+                    *mark = (*mark).max(s);
+                }
+                self.sync_cluster();
+                if renewed {
+                    // What flows remember of a node that registered anew may be its old
+                    // interface's.
+                    self.bump_route_gen();
+                }
+                return self.sync_peer_neighbours().await;
             }
             ClusterEvent::Connected(up) => {
                 if up != net.connected {

@@ -9,7 +9,8 @@ use tracing::{info, warn};
 use super::{Daemon, cluster::gateway_of};
 use crate::{
     cluster::{ClusterEvent, JoinOptions},
-    endpoint::Ipv4Cidr,
+    endpoint::{Ipv4Cidr, Mac},
+    netlink::Layer,
 };
 
 /// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart).
@@ -38,15 +39,26 @@ impl Daemon {
             );
             return;
         };
-        info!(node = %etcd.node_name, underlay = %address, "joining the cluster");
+        // Peers compare it with their neighbour entry for the address.
+        let mac = self
+            .links
+            .get(index)
+            .filter(|l| l.layer == Layer::Ether)
+            .and_then(|l| l.mac)
+            .filter(|m| *m != [0; 6])
+            .map(Mac);
+        info!(node = %etcd.node_name, underlay = %address, mac = ?mac.map(|m| m.to_string()), "joining the cluster");
         self.cluster.name = Some((etcd.node_name.clone(), address));
         self.cluster.underlay = index;
+        let incarnation = crate::cluster::incarnation();
         for (i, net) in self.cluster.networks.iter().enumerate() {
             let opts = JoinOptions {
                 endpoints: etcd.endpoints.clone(),
                 prefix: net.prefix.clone(),
                 name: etcd.node_name.clone(),
                 underlay: address,
+                mac,
+                incarnation,
                 // Each network persists its own view.
                 state_dir: state_dir.join("cluster").join(&net.bridge),
             };

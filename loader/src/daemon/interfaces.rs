@@ -60,13 +60,27 @@ impl Daemon {
     pub(super) async fn on_change(&mut self, change: Change) {
         self.bump_route_gen();
         let subnet_inputs = self.subnet_inputs();
+        // A device going down takes its neighbour entries with it.
+        let peers_link = |index| self.cluster.neighbour_links.contains(&index);
+        let peers_link = match &change {
+            Change::LinkNew(link) => peers_link(link.index),
+            Change::LinkDel { index } => peers_link(*index),
+            Change::Addresses | Change::Routes => false,
+        };
         match change {
             Change::LinkNew(link) => self.links.upsert(link),
             Change::LinkDel { index } => {
                 self.links.remove(index);
             }
-            Change::Addresses => return self.sync_addresses().await,
+            Change::Addresses => {
+                self.sync_addresses().await;
+                // Which peers are on a connected prefix may have changed.
+                return self.sync_peer_neighbours().await;
+            }
             Change::Routes => return,
+        }
+        if peers_link {
+            self.sync_peer_neighbours().await;
         }
         // Even with nothing to attach, a link's attributes matter: a bridge's MAC
         // follows its ports (`ports_v2` carries it), a bridge may become managed.

@@ -14,6 +14,7 @@ mod interfaces;
 mod links;
 mod ndp_proxy;
 mod notify;
+mod peer_neigh;
 mod published;
 mod status;
 mod subnets;
@@ -240,6 +241,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_endpoints();
     d.sync_ndp_proxies().await;
     d.sync_cluster();
+    d.sync_peer_neighbours().await;
     let (cluster_tx, mut cluster_rx) = mpsc::channel(16);
     match &cfg.etcd {
         Some(etcd) => {

@@ -1,12 +1,14 @@
 //! What the daemon asks of rtnetlink: links, bridges, addresses, the default route,
-//! and a stream of link/address changes.
+//! the peer nodes' neighbour entries, and a stream of link/address changes.
 mod monitor;
+mod neigh;
 mod proxy;
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
+pub use neigh::Neighbour;
 pub use proxy::enable_proxy_ndp;
 use rtnetlink::{
     Handle, LinkBridge, LinkVxlan,
