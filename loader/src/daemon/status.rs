@@ -7,7 +7,7 @@ use tracing::{debug, warn};
 use super::{Daemon, docker_nat};
 use crate::{
     api::{DockerStatus, DropLine, MapFill, Metrics, ProgramRun, StatLine, Status},
-    datapath::{Degraded, Fill, Hook, XDP_PROGRAM},
+    datapath::{Fill, Hook, XDP_PROGRAM},
     netlink::ifname,
 };
 
@@ -101,11 +101,7 @@ impl Daemon {
             last_sweep: self.last_sweep,
             programs: self.dp.costs().to_vec(),
             sweep_in_kernel: self.dp.sweeps_in_kernel(),
-            monitor_events: !self
-                .dp
-                .degraded()
-                .iter()
-                .any(|d| matches!(d, Degraded::Monitor { .. })),
+            monitor_events: self.dp.monitor_events(),
             warnings,
         }
     }

@@ -18,7 +18,10 @@ pub mod teardown;
 pub mod verifier;
 mod xdp;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 pub use attach::Attachment;
 use aya::{
@@ -151,20 +154,13 @@ fn load_program<T>(
 where
     for<'a> &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
 {
-    if opts.refuse.iter().any(|r| r == name) {
-        return Err(DatapathError::Refused {
-            name,
-            reason: "refused by --test-refuse-program".into(),
-        });
-    }
-    program::<T>(ebpf, name)?;
-    verifier::measure(ebpf, name, |ebpf| {
-        load(program::<T>(ebpf, name).expect("checked above"))
-    })
-    .map_err(|e| DatapathError::Refused {
+    opts.refused(name)?;
+    let started = Instant::now();
+    load(program::<T>(ebpf, name)?).map_err(|e| DatapathError::Refused {
         name,
         reason: verifier::refusal(&e),
-    })
+    })?;
+    Ok(verifier::cost(ebpf, name, started.elapsed()))
 }
 
 /// Create (or reuse) the maps and load every packet program, `monitor` saying whether
@@ -175,11 +171,8 @@ fn load_programs(
     opts: &LoadOptions,
     monitor: bool,
 ) -> Result<(Ebpf, Vec<ProgramCost>), DatapathError> {
-    if monitor && opts.refuse.iter().any(|r| r == REFUSE_MONITOR_EVENTS) {
-        return Err(DatapathError::Refused {
-            name: REFUSE_MONITOR_EVENTS,
-            reason: "refused by --test-refuse-program".into(),
-        });
+    if monitor {
+        opts.refused(REFUSE_MONITOR_EVENTS)?;
     }
     let mut loader = EbpfLoader::new();
     loader.default_map_pin_directory(pin_dir);
@@ -261,6 +254,19 @@ pub struct LoadOptions {
     pub log: log::DatapathLog,
     /// Test only: programs to refuse as if the kernel had.
     pub refuse: Vec<String>,
+}
+
+impl LoadOptions {
+    /// The refusal `refuse` asks for `name`, as the kernel's would read.
+    fn refused(&self, name: &'static str) -> Result<(), DatapathError> {
+        if self.refuse.iter().any(|r| r == name) {
+            return Err(DatapathError::Refused {
+                name,
+                reason: "refused by --test-refuse-program".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `LoadOptions::refuse`'s name for the packet programs with monitor events.
@@ -439,6 +445,14 @@ impl Datapath {
             .degraded
             .iter()
             .any(|d| matches!(d, Degraded::Sweep { .. }))
+    }
+
+    /// Whether the packet programs carry the monitor's events.
+    pub fn monitor_events(&self) -> bool {
+        !self
+            .degraded
+            .iter()
+            .any(|d| matches!(d, Degraded::Monitor { .. }))
     }
 
     /// The reader of the programs' logs, once, when they log.

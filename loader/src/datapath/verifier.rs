@@ -2,7 +2,7 @@
 //! most `KERNEL_INSN_LIMIT` instructions per program; each of ours must stay within a
 //! quarter of that (`INSN_BUDGET`), so a kernel build or a toolchain release that moves
 //! a program's figure a little never stops it loading.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aya::{
     Ebpf,
@@ -36,24 +36,17 @@ impl ProgramCost {
     }
 }
 
-/// Load program `name` with `load` and read back what verifying it cost.
-pub(super) fn measure(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-    load: impl FnOnce(&mut Ebpf) -> Result<(), ProgramError>,
-) -> Result<ProgramCost, ProgramError> {
-    let started = Instant::now();
-    load(ebpf)?;
-    let load_micros = started.elapsed().as_micros() as u64;
+/// What verifying program `name`, loaded in `load_time`, cost.
+pub(super) fn cost(ebpf: &Ebpf, name: &str, load_time: Duration) -> ProgramCost {
     let verified_insns = ebpf
         .program(name)
         .and_then(|p: &Program| p.info().ok())
         .and_then(|i| i.verified_instruction_count());
-    Ok(ProgramCost {
+    ProgramCost {
         name: name.to_string(),
         verified_insns,
-        load_micros,
-    })
+        load_micros: load_time.as_micros() as u64,
+    }
 }
 
 /// The line of a refusal that says why: the verifier's last line but for its
