@@ -11,7 +11,7 @@ use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
 use crate::{
     family::Family,
     maps::{PORTS, bump_route_gen, endpoint, port},
-    parse::Packet,
+    parse::{ARP_SHA, ARP_SPA, Packet},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 
@@ -177,7 +177,7 @@ pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), R
 /// endpoint owns.
 #[inline(always)]
 pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
-    let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(22), ctx.load::<u32>(28)) else {
+    let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(ARP_SHA), ctx.load::<u32>(ARP_SPA)) else {
         return verdict(ctx, Reason::DropMalformed);
     };
     let spoofed = if sha != l2.src_mac {
@@ -190,6 +190,19 @@ pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
         endpoint(spa).is_some()
     };
     if spoofed || !l2.known {
+        return verdict(ctx, Reason::DropSpoof);
+    }
+    verdict(ctx, Reason::Pass)
+}
+
+/// An ARP packet off a wire may not announce a local endpoint's address (it would take
+/// the endpoint's traffic from the host and the bridge's other ports).
+#[inline(always)]
+pub fn arp_from_wire(ctx: &TcContext) -> i32 {
+    let Ok(spa) = ctx.load::<u32>(ARP_SPA) else {
+        return verdict(ctx, Reason::DropMalformed);
+    };
+    if spa != 0 && endpoint(spa).is_some() {
         return verdict(ctx, Reason::DropSpoof);
     }
     verdict(ctx, Reason::Pass)

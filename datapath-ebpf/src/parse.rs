@@ -15,6 +15,10 @@ use common::{
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+/// An Ethernet ARP packet's sender hardware address (after the hardware and protocol
+/// types, their lengths and the operation: 8 bytes) and sender protocol address.
+pub const ARP_SHA: usize = ETH_HLEN + 8;
+pub const ARP_SPA: usize = ARP_SHA + 6;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 const IP_DF: u16 = 0x4000;
 const IP_MF: u16 = 0x2000;

@@ -15,7 +15,7 @@ use crate::{
     icmp::{self, From},
     ipv6::parse6,
     l2, log,
-    maps::{JUMP, endpoint},
+    maps::JUMP,
     nat::{self, New},
     parse::{ETH_P_ARP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, count_flow, verdict},
@@ -26,7 +26,7 @@ use crate::{
 pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
     let proto = l3_proto(ctx, l3_off);
     if proto == Some(ETH_P_ARP) && l3_off != 0 {
-        return arp(ctx);
+        return l2::arp_from_wire(ctx);
     }
     if proto == Some(ETH_P_IPV6) {
         let slot = if l3_off == 0 {
@@ -58,19 +58,6 @@ pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
         Ok(p) => ip::<Ip6>(ctx, p),
         Err(reason) => verdict(ctx, reason),
     }
-}
-
-/// An ARP packet off the wire may not announce a local endpoint's address (it would
-/// take the endpoint's traffic from the host and the bridge's other ports).
-#[inline(always)]
-fn arp(ctx: &TcContext) -> i32 {
-    let Ok(spa) = ctx.load::<u32>(28) else {
-        return verdict(ctx, Reason::DropMalformed);
-    };
-    if spa != 0 && endpoint(spa).is_some() {
-        return verdict(ctx, Reason::DropSpoof);
-    }
-    verdict(ctx, Reason::Pass)
 }
 
 /// Whether `p` claims a local endpoint's address as its source: from outside it is
