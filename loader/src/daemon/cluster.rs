@@ -82,9 +82,8 @@ impl Network {
 type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
-    let mask = u32::MAX.checked_shl(32 - u32::from(c.len)).unwrap_or(0);
-    let net = u32::from(c.addr) & mask;
-    (u32::from(c.len), net.to_be())
+    let net = Ipv4Net::new(c.addr, c.len).map_or(c.addr, |n| n.addr);
+    (u32::from(c.len), u32::from(net).to_be())
 }
 
 fn node_key(ip: Ipv4Addr) -> Key {

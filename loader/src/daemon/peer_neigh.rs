@@ -15,7 +15,11 @@ use std::{
 use tracing::{debug, info, warn};
 
 use super::Daemon;
-use crate::{cluster::Node, endpoint::Mac, netlink::Neighbour};
+use crate::{
+    cluster::{Ipv4Net, Node},
+    endpoint::Mac,
+    netlink::Neighbour,
+};
 
 /// How a peer's registration stands since its neighbour entry was last looked at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,10 +111,9 @@ fn on_link(addr: Ipv4Addr, prefixes: &[(u32, IpAddr, u8)]) -> Option<u32> {
     prefixes
         .iter()
         .filter_map(|&(i, a, len)| match a {
-            IpAddr::V4(a) if len < 32 && a != addr => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                (u32::from(a) & mask == u32::from(addr) & mask).then_some((len, i))
-            }
+            IpAddr::V4(a) if len < 32 && a != addr => Ipv4Net::new(a, len)
+                .filter(|net| net.contains(addr))
+                .map(|_| (len, i)),
             _ => None,
         })
         .max()

@@ -4,14 +4,14 @@
 //! address (link-local ones say nothing of the network).
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr},
 };
 
 use common::{Ip6, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
-use crate::{datapath::sync::sync, endpoint::Ipv4Cidr};
+use crate::{cluster::Ipv4Net, datapath::sync::sync, endpoint::Ipv4Cidr};
 
 impl Daemon {
     pub(super) async fn sync_subnets(&mut self) {
@@ -47,8 +47,7 @@ impl Daemon {
             };
             match addr {
                 IpAddr::V4(addr) => {
-                    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                    let net = Ipv4Addr::from(u32::from(addr) & mask);
+                    let net = Ipv4Net::new(addr, len).map_or(addr, |n| n.addr);
                     want.insert((u32::from(len), u32::from_ne_bytes(net.octets())), network);
                 }
                 IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
