@@ -341,15 +341,9 @@ impl Netlink {
 
     /// MACs the bridge has learned on port `ifindex` (its FDB minus permanent entries).
     pub async fn learned_macs(&self, ifindex: u32) -> Result<Vec<[u8; 6]>, NetlinkError> {
-        let msgs: Vec<_> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("bridge FDB dump"))?;
+        let msgs = self
+            .neighbour_dump(AddressFamily::Bridge, false, "bridge FDB dump")
+            .await?;
         Ok(msgs
             .iter()
             .filter(|m| m.header.ifindex == ifindex && m.header.state != NeighbourState::Permanent)

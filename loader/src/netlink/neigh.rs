@@ -65,16 +65,28 @@ impl Neighbour {
 impl Netlink {
     /// Every IPv4 neighbour entry (proxies aside).
     pub async fn neighbours(&self) -> Result<Vec<Neighbour>, NetlinkError> {
-        let msgs: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
+        let msgs = self
+            .neighbour_dump(AddressFamily::Inet, false, "neighbour dump")
+            .await?;
+        Ok(msgs.iter().filter_map(Neighbour::from_message).collect())
+    }
+
+    /// Every neighbour entry of `family`, or with `proxies` every proxy entry.
+    pub(super) async fn neighbour_dump(
+        &self,
+        family: AddressFamily,
+        proxies: bool,
+        what: &'static str,
+    ) -> Result<Vec<NeighbourMessage>, NetlinkError> {
+        let mut get = self.handle.neighbours().get();
+        if proxies {
+            get = get.proxies();
+        }
+        get.set_address_family(family)
             .execute()
             .try_collect()
             .await
-            .map_err(req("neighbour dump"))?;
-        Ok(msgs.iter().filter_map(Neighbour::from_message).collect())
+            .map_err(req(what))
     }
 
     /// Make the entry for `addr` on `ifindex` a managed one of bpfnet's, created when

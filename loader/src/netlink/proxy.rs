@@ -5,7 +5,6 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use futures::TryStreamExt as _;
 use rtnetlink::packet_route::{
     AddressFamily,
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags},
@@ -16,16 +15,9 @@ use super::{Netlink, NetlinkError, req};
 impl Netlink {
     /// Every IPv6 proxy entry: (ifindex, address).
     pub async fn ndp_proxies(&self) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
-        let msgs: Vec<_> = self
-            .handle
-            .neighbours()
-            .get()
-            .proxies()
-            .set_address_family(AddressFamily::Inet6)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("proxy neighbour dump"))?;
+        let msgs = self
+            .neighbour_dump(AddressFamily::Inet6, true, "proxy neighbour dump")
+            .await?;
         Ok(msgs
             .iter()
             .flat_map(|m| {
