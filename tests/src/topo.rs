@@ -9,9 +9,21 @@
 //! [`Topology::add_ipv6`] gives every link IPv6 as well: the LAN 2001:db8:1::/64 (host ::1,
 //! client ::2), the server's 2001:db8:2::/64 (client ::1, server ::2) and the bridge's ULA
 //! fd00:17::/64 (bridge ::1, containers ::4 and ::5).
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    fs::{self, File},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    process::{Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
 
-use crate::{daemon::Daemon, netns::Netns, scratch::Scratch, unique};
+use crate::{
+    daemon::{Daemon, bin},
+    leftovers,
+    netns::Netns,
+    scratch::Scratch,
+    unique,
+};
 
 pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -245,10 +257,61 @@ impl Topology {
 
     /// The daemon with `extra` arguments after the topology's own.
     pub fn start_daemon_with(&self, extra: &[&str]) -> Daemon {
+        Daemon::start(
+            &self.host.path(),
+            &self.files.socket,
+            &self.daemon_args(extra),
+        )
+    }
+
+    /// `bpfnet daemon`'s arguments for this topology (its files, `br0`, `up0`, Docker not
+    /// followed), then `extra`.
+    pub fn daemon_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = self.files.daemon_args();
         args.extend(["--bridge", BRIDGE, "--uplink", UPLINK, "--no-docker"].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
-        Daemon::start(&self.host.path(), &self.files.socket, &args)
+        args
+    }
+
+    /// Run `bpfnet daemon` on the topology with `extra` arguments and `env`; it must exit
+    /// by itself within 20 s (killed by PID otherwise, and the test fails): its exit status
+    /// and its stderr.
+    pub fn daemon_exit(&self, extra: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+        let log = self.files.socket.with_file_name("daemon.stderr");
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", self.host.path()))
+            .arg(bin())
+            .arg("--socket")
+            .arg(&self.files.socket)
+            .arg("daemon")
+            .args(self.daemon_args(extra))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the daemon's stderr file"))
+            .spawn()
+            .expect("nsenter + bpfnet daemon start");
+        leftovers::record(child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for bpfnet daemon") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        leftovers::forget(child.id());
+        let stderr = fs::read_to_string(&log).unwrap_or_default();
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "bpfnet daemon {extra:?} should exit by itself; after 20 s it still ran:\n{stderr}"
+            )
+        });
+        (status, stderr)
     }
 
     /// A second network, br1 (172.18.0.1/16): a new namespace `container3` (172.18.0.3,

@@ -8,7 +8,7 @@ use bpfnet_tests::{
     echo::{EchoServer, tcp_roundtrip},
     require_root,
     scratch::Scratch,
-    topo::{BRIDGE, Topology, UPLINK},
+    topo::Topology,
 };
 
 /// Instructions of each TC program after verification, at `level`.
@@ -60,19 +60,7 @@ fn at_debug_the_nat_and_flow_decisions_reach_the_daemons_log() {
         .parent()
         .expect("the scratch directory")
         .join("daemon.log");
-    let mut args = t.files.daemon_args();
-    args.extend(
-        [
-            "--bridge",
-            BRIDGE,
-            "--uplink",
-            UPLINK,
-            "--no-docker",
-            "--datapath-log",
-            "debug",
-        ]
-        .map(String::from),
-    );
+    let args = t.daemon_args(&["--datapath-log", "debug"]);
     let d = Daemon::start_logged(&t.host.path(), &t.files.socket, &args, &log);
     let _e = EchoServer::start(&t.container, 8038);
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);

@@ -3,17 +3,13 @@
 //! packet programs load without them); on it, the daemon stops with one line naming the
 //! program and the verifier's reason, and the datapath attached before stays as it was.
 //! The refusal is forced with the daemon's hidden `--test-refuse-program`.
-use std::{
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use bpfnet_tests::{
-    daemon::{bin, cli, cli_ok, status},
+    daemon::{cli, cli_ok, status},
     echo::{EchoServer, tcp_roundtrip, udp_roundtrip},
     require_root,
-    topo::{BRIDGE, CONTAINER_IP, Topology, UPLINK},
+    topo::{CONTAINER_IP, Topology},
     wait_for,
 };
 
@@ -156,33 +152,12 @@ fn a_refused_packet_program_stops_the_daemon_and_leaves_the_datapath_as_it_was()
         "xdp_uplink",
         "sock_connect4",
     ] {
-        let mut args = t.files.daemon_args();
-        args.extend(
-            [
-                "--bridge",
-                BRIDGE,
-                "--uplink",
-                UPLINK,
-                "--no-docker",
-                "--test-refuse-program",
-                program,
-            ]
-            .map(String::from),
+        let (status, stderr) = t.daemon_exit(
+            &["--test-refuse-program", program],
+            &[("BPFNET_LOG", "off")],
         );
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", t.host.path()))
-            .arg(bin())
-            .arg("--socket")
-            .arg(&t.files.socket)
-            .arg("daemon")
-            .args(&args)
-            .env("BPFNET_LOG", "off")
-            .stdin(Stdio::null())
-            .output()
-            .expect("bpfnet daemon runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
-            out.status.code(),
+            status.code(),
             Some(2),
             "{program} refused: the daemon exits 2: {stderr}"
         );

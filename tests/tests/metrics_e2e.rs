@@ -6,12 +6,11 @@ use std::{
     collections::BTreeMap,
     io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream, UdpSocket},
-    process::{Command, Stdio},
     time::Duration,
 };
 
 use bpfnet_tests::{
-    daemon::{Daemon, bin, cli, cli_ok, status, xdp_on},
+    daemon::{Daemon, cli, cli_ok, status, xdp_on},
     echo::{EchoServer, IO_TIMEOUT, tcp_connect, udp_roundtrip},
     netns::Netns,
     require_root,
@@ -447,18 +446,8 @@ fn a_taken_metrics_port_or_a_bad_address_is_a_daemon_error() {
     let taken = t
         .host
         .run(|| std::net::TcpListener::bind(METRICS).expect("hold the port"));
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", t.host.path()))
-        .arg(bin())
-        .arg("--socket")
-        .arg(&t.files.socket)
-        .arg("daemon")
-        .args(daemon_args(&t, false, &["--metrics", METRICS]))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the daemon");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "exit 2: {err}");
+    let (status, err) = t.daemon_exit(&["--metrics", METRICS], &[]);
+    assert_eq!(status.code(), Some(2), "exit 2: {err}");
     assert!(
         err.contains(&format!("cannot serve metrics on {METRICS}")),
         "says why: {err}"

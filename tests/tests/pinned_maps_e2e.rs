@@ -3,20 +3,10 @@
 //! left as it was; a CT map of another size is replaced (`--ct-entries`); the CT maps of
 //! the previous layout are carried over. A restart on a matching pin set is
 //! `restart_e2e`'s.
-use std::{
-    fs::{self, File},
-    mem::size_of,
-    process::{Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, mem::size_of};
 
 use aya::maps::{HashMap, Map, MapData};
-use bpfnet_tests::{
-    daemon::bin,
-    leftovers, require_root,
-    topo::{BRIDGE, Topology, UPLINK},
-};
+use bpfnet_tests::{require_root, topo::Topology};
 use common::{Backend, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names};
 
 /// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
@@ -36,44 +26,6 @@ fn pinned_sizes(t: &Topology, name: &str) -> (u32, u32, u32) {
     (info.key_size(), info.value_size(), info.max_entries())
 }
 
-/// Run `bpfnet daemon` on the topology, which must exit by itself within 20 s: its exit
-/// status and its stderr.
-fn daemon_exit(t: &Topology) -> (ExitStatus, String) {
-    let log = t.files.socket.with_file_name("daemon.stderr");
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", t.host.path()))
-        .arg(bin())
-        .arg("--socket")
-        .arg(&t.files.socket)
-        .arg("daemon")
-        .args(t.files.daemon_args())
-        .args(["--bridge", BRIDGE, "--uplink", UPLINK, "--no-docker"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).expect("create the daemon's stderr file"))
-        .spawn()
-        .expect("nsenter + bpfnet daemon start");
-    leftovers::record(child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for bpfnet daemon") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    leftovers::forget(child.id());
-    let stderr = fs::read_to_string(&log).unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        panic!("bpfnet daemon should refuse the pinned map and exit; after 20 s it still ran:\n{stderr}")
-    });
-    (status, stderr)
-}
-
 #[test]
 fn a_pin_with_another_value_size_is_refused_and_left_alone() {
     if !require_root() {
@@ -83,7 +35,7 @@ fn a_pin_with_another_value_size_is_refused_and_left_alone() {
     let key = size_of::<PublishedKey>() as u32;
     pin_hash::<PublishedKey, u32>(&t, names::PUBLISHED, 65_536);
 
-    let (status, stderr) = daemon_exit(&t);
+    let (status, stderr) = t.daemon_exit(&[], &[]);
     assert!(
         !status.success(),
         "bpfnet daemon should fail on a pinned map of another layout: {status}\n{stderr}"
@@ -117,7 +69,7 @@ fn a_ct_pin_of_another_type_is_refused_not_resized() {
     let (key, value) = (size_of::<CtKey>() as u32, size_of::<CtValue>() as u32);
     pin_hash::<CtKey, CtValue>(&t, names::CT, 1024);
 
-    let (status, stderr) = daemon_exit(&t);
+    let (status, stderr) = t.daemon_exit(&[], &[]);
     assert!(
         !status.success(),
         "bpfnet daemon should fail on a CT pin of another type: {status}\n{stderr}"
