@@ -229,7 +229,8 @@ fn assured<A: Family>(key: &CtKey<A>, v: &CtValue<A>, p: &Packet<A>) -> bool {
             && tcp::acknowledges(p.tcp_ack, answer.seq_end))
 }
 
-/// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table.
+/// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table; a
+/// TCP flow from outside proves its source's prefix to the new-flow budget.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
@@ -246,6 +247,10 @@ fn promote<A: Family>(fk: &CtKey<A>, fv: &CtValue<A>) {
     if ct.insert(rk, unsafe { &*rv }, noexist).is_ok() && ct.insert(fk, fv, noexist).is_err() {
         let _ = ct.remove(rk);
         return;
+    }
+    if fk.proto == PROTO_TCP && fv.flags & CT_ORIG_LOCAL == 0 {
+        // A source from outside acknowledged the answer's SYN: not spoofed (`flood`).
+        A::prove(&fk.src_ip, fv.last_seen_ns);
     }
     let _ = ct_new.remove(fk);
     let _ = ct_new.remove(rk);

@@ -52,6 +52,9 @@ pub trait Family: Addr {
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
     fn is_loopback(ip: &Self) -> bool;
+    /// Record that `ip`, a source from outside, completed a handshake at `now_ns`
+    /// (`flood`: `xdp_uplink` judges IPv4 only, so an IPv6 source records nothing).
+    fn prove(ip: &Self, now_ns: u64);
     /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`,
     /// `host_udp6_v1`), recorded by the sendmsg socket programs.
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8>;
@@ -171,6 +174,10 @@ impl Family for u32 {
     #[inline(always)]
     fn is_loopback(ip: &Self) -> bool {
         ip.to_ne_bytes()[0] == 127
+    }
+    #[inline(always)]
+    fn prove(ip: &Self, now_ns: u64) {
+        crate::flood::prove(*ip, now_ns);
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
@@ -334,6 +341,8 @@ impl Family for Ip6 {
     fn is_loopback(ip: &Self) -> bool {
         ip.same(&Ip6::LOOPBACK)
     }
+    #[inline(always)]
+    fn prove(_: &Self, _: u64) {}
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
         &maps::HOST_UDP6

@@ -7,6 +7,7 @@ mod container;
 mod csum;
 mod ct;
 mod family;
+mod flood;
 mod frag;
 mod fwd;
 mod hop;
