@@ -24,6 +24,7 @@ use crate::{
     icmp::From,
     maps::{CLOCK, Work, scratch},
     parse::Packet,
+    quota::{self, Use},
     stats::count_flow,
     tcp,
 };
@@ -266,7 +267,8 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 /// is `p` (flags `CT_DNAT`/`CT_SNAT`) and whose translated destination is `responder`,
 /// so that `create` and `repair` can try tuples without parsing the packet again. Each
 /// side that is a local endpoint is marked (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its
-/// packets never come from outside.
+/// packets never come from outside. Err(`drop-ct-quota`): a container's flow beyond its
+/// share of the flow tables.
 #[inline(always)]
 pub fn stage<A: Family>(
     ctx: &TcContext,
@@ -276,6 +278,9 @@ pub fn stage<A: Family>(
 ) -> Result<(), Reason> {
     let mut flags = flags;
     if A::endpoint(&p.src_ip).is_some() {
+        if !quota::may_start(&p.src_ip) {
+            return Err(Reason::DropCtQuota);
+        }
         flags |= CT_ORIG_LOCAL;
     }
     if A::endpoint(responder).is_some() {
@@ -332,6 +337,9 @@ pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
         let _ = ct_new.remove(rk);
         return Err(Reason::DropCtInsert);
     }
+    if s.fwd.flags & CT_ORIG_LOCAL != 0 {
+        quota::take(Use::Flows, &s.ck.src_ip);
+    }
     Ok(())
 }
 
@@ -355,7 +363,7 @@ pub fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(
 /// keeps the tuple), or both sides closed and either the container closed first (so it,
 /// not the peer, waits in TIME_WAIT) or `p`'s sequence number lies beyond what the peer
 /// has seen, which a peer in TIME_WAIT accepts as a new connection. Both of the old
-/// flow's entries are then removed.
+/// flow's entries are then removed, and its originator's share count.
 #[inline(always)]
 pub fn release_finished<A: Family>(
     rk: &CtKey<A>,
@@ -384,8 +392,12 @@ pub fn release_finished<A: Family>(
         false
     };
     if reusable {
+        let local = rv.flags & CT_ORIG_LOCAL != 0;
         let _ = table.map::<A>().remove(fk);
         let _ = table.map::<A>().remove(rk);
+        if local {
+            quota::release(Use::Flows, &fk.src_ip);
+        }
     }
     reusable
 }

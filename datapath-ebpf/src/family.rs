@@ -35,8 +35,9 @@ pub trait Family: Addr {
     /// Answered flows and flows not answered yet (see `ct`).
     fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
     fn ct_new() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
-    /// SNAT flows per container and destination.
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64>;
+    /// Per container address: its masqueraded flows, the flows it originated (`quota`).
+    fn snat_use() -> &'static HashMap<Self, u64>;
+    fn ct_use() -> &'static HashMap<Self, u64>;
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>>;
     /// This family's part of the CPU's scratch space.
     fn work(s: &mut Scratch) -> &mut Work<Self>;
@@ -134,8 +135,12 @@ impl Family for u32 {
         &maps::CT_NEW
     }
     #[inline(always)]
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+    fn snat_use() -> &'static HashMap<Self, u64> {
         &maps::SNAT_USE
+    }
+    #[inline(always)]
+    fn ct_use() -> &'static HashMap<Self, u64> {
+        &maps::CT_USE
     }
     #[inline(always)]
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {
@@ -301,8 +306,12 @@ impl Family for Ip6 {
         &maps::CT6_NEW
     }
     #[inline(always)]
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+    fn snat_use() -> &'static HashMap<Self, u64> {
         &maps::SNAT6_USE
+    }
+    #[inline(always)]
+    fn ct_use() -> &'static HashMap<Self, u64> {
+        &maps::CT6_USE
     }
     #[inline(always)]
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {

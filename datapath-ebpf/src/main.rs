@@ -20,6 +20,7 @@ mod maps;
 mod monitor;
 mod nat;
 mod parse;
+mod quota;
 mod reply;
 mod sock;
 mod stats;
