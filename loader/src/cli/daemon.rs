@@ -90,7 +90,8 @@ pub struct Args {
     /// Drop early, in XDP on every Ethernet uplink, what bpfnet would drop anyway
     /// (malformed frames, packets into a managed network that are neither a tracked flow
     /// nor a published port) and new flows from outside beyond what the new-flow table
-    /// holds in a second (`drop-flood`). MODE: `auto` (the driver's native hook where it
+    /// holds in a second (`drop-flood`; half of it reserved for source /24s that
+    /// completed a TCP handshake, one /24 at most a quarter of the rest). MODE: `auto` (the driver's native hook where it
     /// has one, generic otherwise), `native` or `generic`.
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "auto",
           require_equals = true)]
