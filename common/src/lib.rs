@@ -61,8 +61,17 @@ pub mod names {
     pub const SUBNETS: &str = "subnets_v1";
     pub const SUBNETS6: &str = "subnets6_v1";
     pub const CLUSTER: &str = "cluster_v1";
-    pub const SNAT_USE: &str = "snat_use_v1";
-    pub const SNAT6_USE: &str = "snat6_use_v1";
+    /// Per container address: its masqueraded flows (SNAT quota), the flows it
+    /// originated (its share of the flow tables), and the share.
+    pub const SNAT_USE: &str = "snat_use_v2";
+    pub const SNAT6_USE: &str = "snat6_use_v2";
+    pub const CT_USE: &str = "ct_use_v1";
+    pub const CT6_USE: &str = "ct6_use_v1";
+    pub const CT_SHARE: &str = "ct_share_v1";
+    /// The SNAT quota counts before they were keyed by the container alone, unpinned at
+    /// start.
+    pub const SNAT_USE_V1: &str = "snat_use_v1";
+    pub const SNAT6_USE_V1: &str = "snat6_use_v1";
     pub const HOST_UDP: &str = "host_udp_v1";
     pub const HOST_UDP6: &str = "host_udp6_v1";
     pub const STATS: &str = "stats_v1";

@@ -112,8 +112,8 @@ reasons! {
     /// Drop: too big for the egress device and fragmenting allowed; bpfnet does not
     /// fragment.
     DropMtu = 35, "drop-mtu", true;
-    /// Drop: the container already holds half the SNAT ports toward this destination, the
-    /// most one container may take from the others.
+    /// Drop: the container already holds masqueraded flows for half the SNAT port range,
+    /// the most one container may take from the others (toward any destination).
     DropSnatQuota = 36, "drop-snat-quota", true;
     /// A packet from outside whose TTL ended at the host, answered with time-exceeded.
     IcmpTimeExceeded = 37, "icmp-time-exceeded", false;
@@ -133,6 +133,9 @@ reasons! {
     /// own, or neighbour discovery naming a link-layer address other than its MAC; from
     /// an uplink, one for a local endpoint's address (neighbour cache poisoning).
     DropNeighSpoof = 42, "drop-neigh-spoof", true;
+    /// Drop: a container's new flow beyond its share of the flow tables (`--ct-per-endpoint`
+    /// flows it originated), so no container can fill them for the others.
+    DropCtQuota = 43, "drop-ct-quota", true;
 }
 
 /// Value of `stats_v1` (per CPU).

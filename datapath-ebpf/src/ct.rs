@@ -24,6 +24,7 @@ use crate::{
     icmp::From,
     maps::{CLOCK, Work, scratch},
     parse::Packet,
+    quota::{self, Use},
     stats::count_flow,
     tcp,
 };
@@ -229,7 +230,8 @@ fn assured<A: Family>(key: &CtKey<A>, v: &CtValue<A>, p: &Packet<A>) -> bool {
             && tcp::acknowledges(p.tcp_ack, answer.seq_end))
 }
 
-/// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table.
+/// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table; a
+/// TCP flow from outside proves its source's prefix to the new-flow budget.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
@@ -247,6 +249,10 @@ fn promote<A: Family>(fk: &CtKey<A>, fv: &CtValue<A>) {
         let _ = ct.remove(rk);
         return;
     }
+    if fk.proto == PROTO_TCP && fv.flags & CT_ORIG_LOCAL == 0 {
+        // A source from outside acknowledged the answer's SYN: not spoofed (`flood`).
+        A::prove(&fk.src_ip, fv.last_seen_ns);
+    }
     let _ = ct_new.remove(fk);
     let _ = ct_new.remove(rk);
 }
@@ -261,7 +267,8 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 /// is `p` (flags `CT_DNAT`/`CT_SNAT`) and whose translated destination is `responder`,
 /// so that `create` and `repair` can try tuples without parsing the packet again. Each
 /// side that is a local endpoint is marked (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its
-/// packets never come from outside.
+/// packets never come from outside. Err(`drop-ct-quota`): a container's flow beyond its
+/// share of the flow tables.
 #[inline(always)]
 pub fn stage<A: Family>(
     ctx: &TcContext,
@@ -271,6 +278,9 @@ pub fn stage<A: Family>(
 ) -> Result<(), Reason> {
     let mut flags = flags;
     if A::endpoint(&p.src_ip).is_some() {
+        if !quota::may_start(&p.src_ip) {
+            return Err(Reason::DropCtQuota);
+        }
         flags |= CT_ORIG_LOCAL;
     }
     if A::endpoint(responder).is_some() {
@@ -327,6 +337,9 @@ pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
         let _ = ct_new.remove(rk);
         return Err(Reason::DropCtInsert);
     }
+    if s.fwd.flags & CT_ORIG_LOCAL != 0 {
+        quota::take(Use::Flows, &s.ck.src_ip);
+    }
     Ok(())
 }
 
@@ -350,7 +363,7 @@ pub fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(
 /// keeps the tuple), or both sides closed and either the container closed first (so it,
 /// not the peer, waits in TIME_WAIT) or `p`'s sequence number lies beyond what the peer
 /// has seen, which a peer in TIME_WAIT accepts as a new connection. Both of the old
-/// flow's entries are then removed.
+/// flow's entries are then removed, and its originator's share count.
 #[inline(always)]
 pub fn release_finished<A: Family>(
     rk: &CtKey<A>,
@@ -379,8 +392,12 @@ pub fn release_finished<A: Family>(
         false
     };
     if reusable {
+        let local = rv.flags & CT_ORIG_LOCAL != 0;
         let _ = table.map::<A>().remove(fk);
         let _ = table.map::<A>().remove(rk);
+        if local {
+            quota::release(Use::Flows, &fk.src_ip);
+        }
     }
     reusable
 }

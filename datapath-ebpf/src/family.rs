@@ -35,8 +35,9 @@ pub trait Family: Addr {
     /// Answered flows and flows not answered yet (see `ct`).
     fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
     fn ct_new() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
-    /// SNAT flows per container and destination.
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64>;
+    /// Per container address: its masqueraded flows, the flows it originated (`quota`).
+    fn snat_use() -> &'static HashMap<Self, u64>;
+    fn ct_use() -> &'static HashMap<Self, u64>;
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>>;
     /// This family's part of the CPU's scratch space.
     fn work(s: &mut Scratch) -> &mut Work<Self>;
@@ -52,6 +53,9 @@ pub trait Family: Addr {
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
     fn is_loopback(ip: &Self) -> bool;
+    /// Record that `ip`, a source from outside, completed a handshake at `now_ns`
+    /// (`flood`: `xdp_uplink` judges IPv4 only, so an IPv6 source records nothing).
+    fn prove(ip: &Self, now_ns: u64);
     /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`,
     /// `host_udp6_v1`), recorded by the sendmsg socket programs.
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8>;
@@ -131,8 +135,12 @@ impl Family for u32 {
         &maps::CT_NEW
     }
     #[inline(always)]
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+    fn snat_use() -> &'static HashMap<Self, u64> {
         &maps::SNAT_USE
+    }
+    #[inline(always)]
+    fn ct_use() -> &'static HashMap<Self, u64> {
+        &maps::CT_USE
     }
     #[inline(always)]
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {
@@ -171,6 +179,10 @@ impl Family for u32 {
     #[inline(always)]
     fn is_loopback(ip: &Self) -> bool {
         ip.to_ne_bytes()[0] == 127
+    }
+    #[inline(always)]
+    fn prove(ip: &Self, now_ns: u64) {
+        crate::flood::prove(*ip, now_ns);
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
@@ -294,8 +306,12 @@ impl Family for Ip6 {
         &maps::CT6_NEW
     }
     #[inline(always)]
-    fn snat_use() -> &'static LruHashMap<CtKey<Self>, u64> {
+    fn snat_use() -> &'static HashMap<Self, u64> {
         &maps::SNAT6_USE
+    }
+    #[inline(always)]
+    fn ct_use() -> &'static HashMap<Self, u64> {
+        &maps::CT6_USE
     }
     #[inline(always)]
     fn published() -> &'static HashMap<PublishedKey<Self>, Backend<Self>> {
@@ -334,6 +350,8 @@ impl Family for Ip6 {
     fn is_loopback(ip: &Self) -> bool {
         ip.same(&Ip6::LOOPBACK)
     }
+    #[inline(always)]
+    fn prove(_: &Self, _: u64) {}
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
         &maps::HOST_UDP6

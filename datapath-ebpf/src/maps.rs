@@ -59,16 +59,26 @@ pub static CT6: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
 pub static CT6_NEW: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
-/// IPv6 SNAT flows per container and destination, as `snat_use_v1`.
-#[map(name = "snat6_use_v1")]
-pub static SNAT6_USE: LruHashMap<CtKey<Ip6>, u64> =
-    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+/// What each container holds, by its address (network order): its masqueraded flows
+/// (the SNAT quota, `snat_use_v2`) and the flows it originated (its share of the flow
+/// tables, `ct_use_v1`). Counted here, recounted by the daemon's sweeper. Plain hashes
+/// sized as `endpoints_v1`: no count is lost to another key's eviction.
+#[map(name = "snat_use_v2")]
+pub static SNAT_USE: HashMap<u32, u64> = HashMap::pinned(65_536, 0);
 
-/// SNAT flows a container holds toward one destination: its forward tuple with source
-/// port 0 → live flows. Counted here, recounted by the daemon's sweeper.
-#[map(name = "snat_use_v1")]
-pub static SNAT_USE: LruHashMap<CtKey, u64> =
-    LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
+#[map(name = "snat6_use_v2")]
+pub static SNAT6_USE: HashMap<Ip6, u64> = HashMap::pinned(65_536, 0);
+
+#[map(name = "ct_use_v1")]
+pub static CT_USE: HashMap<u32, u64> = HashMap::pinned(65_536, 0);
+
+#[map(name = "ct6_use_v1")]
+pub static CT6_USE: HashMap<Ip6, u64> = HashMap::pinned(65_536, 0);
+
+/// `--ct-per-endpoint`: the flows one container may originate (0: no limit), written by
+/// the daemon.
+#[map(name = "ct_share_v1")]
+pub static CT_SHARE: Array<u32> = Array::pinned(1, 0);
 
 /// UDP datagrams host sockets sent, keyed as their answers arrive: remote address and
 /// port as source, 0 as destination address, the local port as destination port →
@@ -159,8 +169,6 @@ pub struct Work<A> {
     /// take over.
     pub rk: CtKey<A>,
     pub fk: CtKey<A>,
-    /// A SNAT quota's key (`nat::ports::use_key`).
-    pub uk: CtKey<A>,
     /// The tuple a container's packet leaves with (`container::out`).
     pub out: CtKey<A>,
     /// The tuples of the flow `ct::create` is creating.

@@ -2,8 +2,8 @@
 //! the daemon runs it with BPF_PROG_TEST_RUN every sweep interval. `bpf_for_each_map_elem`
 //! visits each entry in place (no copy to userspace, no pairing index); an entry idle
 //! for less than the shortest timeout costs a few instructions, an older one a lookup of
-//! its twin to know the flow's state; an expired flow loses both entries, and its SNAT
-//! quota count. The main table's entries are counted: LRU eviction, which can take one
+//! its twin to know the flow's state; an expired flow loses both entries, its SNAT
+//! quota count and its originator's share count. The main table's entries are counted: LRU eviction, which can take one
 //! half of a flow, happens only in a full table, so the daemon's full walk (repair,
 //! recount) is needed often only then.
 use aya_ebpf::{
@@ -15,7 +15,8 @@ use aya_ebpf::{
     maps::Array,
 };
 use common::{
-    CT_REPLY, CtKey, CtTimeouts, CtValue, Ip6, SweepStats, TcpState, ct::holds_snat_quota,
+    CT_ORIG_LOCAL, CT_REPLY, CtKey, CtTimeouts, CtValue, Ip6, SweepStats, TcpState,
+    ct::holds_snat_quota,
 };
 
 use crate::{
@@ -23,6 +24,7 @@ use crate::{
     family::Family,
     maps::{CT, CT_NEW, CT6, CT6_NEW},
     nat,
+    quota::{self, Use},
 };
 
 /// `--ct-timeouts`, written by the daemon at start.
@@ -179,6 +181,11 @@ extern "C" fn visit<A: Family>(
     // The flow's SNAT quota count, unless it was released when the flow finished.
     if !reply && verdict & HOLDS_QUOTA != 0 {
         nat::release_use(k);
+    }
+    // Its originator's share of the tables (a reply entry removed here is an orphan: its
+    // forward key, the twin, names the container).
+    if v.flags & CT_ORIG_LOCAL != 0 {
+        quota::release(Use::Flows, if reply { &tk.src_ip } else { &k.src_ip });
     }
     0
 }

@@ -2,34 +2,21 @@
 //! a socket buffer (native XDP) or before TC (generic XDP), drop what `from_uplink` would
 //! drop anyway, without touching any state: malformed frames, untracked packets from a
 //! local endpoint's address, packets into a managed network that are neither a tracked
-//! flow nor a published port, and new flows from outside beyond the new-flow budget. Everything else passes untouched to `from_uplink`,
-//! which translates it. A packet is counted once, by the program that decides its fate.
-use aya_ebpf::{
-    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, macros::map,
-    maps::PerCpuArray, programs::XdpContext,
-};
+//! flow nor a published port, and new flows from outside beyond the new-flow budget,
+//! shared fairly among source prefixes (`flood`). Everything else passes untouched to
+//! `from_uplink`, which translates it. A packet is counted once, by the program that
+//! decides its fate.
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use common::Reason;
 
 use crate::{
-    ct,
-    maps::{FLOOD_BUDGET, cluster_of, endpoint, network_of},
+    ct, flood,
+    maps::{cluster_of, endpoint, network_of},
     nat,
     parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
     stats::count,
     uplink::inbound_drop,
 };
-
-/// One CPU's count of first packets in the current one-second window.
-#[repr(C)]
-pub struct Window {
-    start_ns: u64,
-    count: u64,
-}
-
-#[map(name = "flood_window")]
-static WINDOW: PerCpuArray<Window> = PerCpuArray::with_max_entries(1, 0);
-
-const SECOND_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
 pub fn gate(ctx: &XdpContext) -> u32 {
@@ -71,7 +58,7 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
     if !opens_flow(p) {
         return drop;
     }
-    over_budget().then_some(Reason::DropFlood)
+    flood::over_budget(p.src_ip).then_some(Reason::DropFlood)
 }
 
 /// Whether `from_uplink` may create a flow for this untracked packet: a first packet to a
@@ -79,29 +66,4 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
 #[inline(always)]
 fn opens_flow(p: &Packet) -> bool {
     p.may_start_flow() && nat::published_from_wire(p).is_some()
-}
-
-/// Count a first packet against this CPU's budget for the current second; whether it is
-/// beyond it. The budget keeps the new-flow table holding at least a second of new flows,
-/// so a flood of spoofed first packets cannot evict a real handshake within its RTT.
-#[inline(always)]
-fn over_budget() -> bool {
-    let budget = u64::from(FLOOD_BUDGET.get(0).copied().unwrap_or(0));
-    let Some(w) = WINDOW.get_ptr_mut(0) else {
-        return false;
-    };
-    if budget == 0 {
-        return false;
-    }
-    // SAFETY: this CPU's slot, written only by this program while it runs here; the helper
-    // takes no arguments.
-    unsafe {
-        let now = bpf_ktime_get_coarse_ns();
-        if now.wrapping_sub((*w).start_ns) >= SECOND_NS {
-            (*w).start_ns = now;
-            (*w).count = 0;
-        }
-        (*w).count += 1;
-        (*w).count > budget
-    }
 }

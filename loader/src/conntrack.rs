@@ -10,8 +10,8 @@ use std::{
 };
 
 use common::{
-    Addr, CT_DNAT, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
-    PROTO_UDP, TcpState, ct::holds_snat_quota,
+    Addr, CT_DNAT, CT_ORIG_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_ICMPV6,
+    PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
 };
 use serde::{Deserialize, Serialize};
 
@@ -128,14 +128,23 @@ impl<A: Addr> Flow<A> {
         self.timeout(t).saturating_sub(idle)
     }
 
-    /// The SNAT quota count this flow holds, when it holds one: a container's
-    /// masqueraded flow toward a destination (its forward tuple with source port 0),
-    /// until it has finished.
-    pub fn snat_quota_key(&self) -> Option<CtKey<A>> {
+    /// The container whose SNAT quota count this flow holds, when it holds one: a
+    /// container's masqueraded flow, until it has finished.
+    pub fn snat_quota_key(&self) -> Option<A> {
         let holds = holds_snat_quota(self.fwd.flags, self.key.proto, self.tcp_state());
-        (holds && !self.fwd.is_reply()).then_some(CtKey {
-            src_port: 0,
-            ..self.key
+        (holds && !self.fwd.is_reply()).then_some(self.key.src_ip)
+    }
+
+    /// The container whose share of the flow tables this flow counts against: the local
+    /// endpoint that originated it (a reply half left alone names it through its twin).
+    pub fn originator(&self) -> Option<A> {
+        if self.fwd.flags & CT_ORIG_LOCAL == 0 {
+            return None;
+        }
+        Some(if self.fwd.is_reply() {
+            self.key.twin(&self.fwd).src_ip
+        } else {
+            self.key.src_ip
         })
     }
 

@@ -169,6 +169,25 @@ impl Fixture {
         }
         r
     }
+
+    /// Run a frame through `xdp_uplink` and require exactly `counted` to move (by one
+    /// packet each: an `XDP_PASS` counts nothing, TC counts it).
+    pub fn run_xdp_counted(&mut self, name: &str, frame: &[u8], counted: &[Reason]) -> u32 {
+        let before = self.stats();
+        let v = self.run_xdp(frame);
+        let after = self.stats();
+        for (i, (reason, c)) in after.iter().enumerate() {
+            let moved = c.packets - before[i].1.packets;
+            let want = u64::from(counted.contains(reason));
+            assert_eq!(
+                moved,
+                want,
+                "{name}: counter {} moved by {moved}",
+                reason.name()
+            );
+        }
+        v
+    }
 }
 
 /// Build the namespace, load the datapath (CT map of `ct_entries`) inside it and run `f`;

@@ -7,6 +7,7 @@ use std::{
     io::ErrorKind,
     net::{SocketAddr, TcpListener},
     path::Path,
+    process::{Command, Stdio},
     thread,
     time::Duration,
 };
@@ -186,4 +187,54 @@ fn a_flood_of_first_packets_beyond_the_budget_is_cut_off_early() {
     let reply = tcp_roundtrip(&t.client, Topology::host_addr(8080), b"real")
         .expect("a real connection after the flood");
     assert_eq!(reply, b"8080:real");
+}
+
+/// During a random-source SYN flood far beyond the new-flow budget, a client whose /24
+/// completed a handshake before keeps connecting: the flood spends only the unproven
+/// sources' pool (`drop-flood`), the proven prefix has its own.
+#[test]
+fn a_client_that_completed_a_handshake_connects_during_a_flood() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("xproven");
+    t.harden_host_firewall();
+    // Replies to the flood's random sources die at the client instead of looping.
+    t.client.ip(&["route", "del", "default"]);
+    t.client.ip(&["route", "add", "blackhole", "default"]);
+    let _echo = EchoServer::start(&t.container, 8080);
+    // 1,024 CT entries: a budget of 256 / CPUs a second, half of it for unproven sources.
+    let _d = start_xdp(&t, &["--ct-entries", "1024"]);
+    cli_ok(&t.files.socket, &["publish", "8080:172.17.0.4:8080"]);
+    // The client's handshake proves its /24.
+    let reply = tcp_roundtrip(&t.client, Topology::host_addr(8080), b"first")
+        .expect("a connection before the flood");
+    assert_eq!(reply, b"8080:first");
+    let before = counter(&t.files.socket, "drop-flood");
+    // Spoofed SYNs from random sources at about 10,000 a second for 4 s (bounded: 40,000).
+    let mut flood = Command::new("ip")
+        .args(["netns", "exec", &t.client.name])
+        .args(["hping3", "-q", "-S", "-p", "8080", "--rand-source"])
+        .args(["-c", "40000", "-i", "u100", "192.0.2.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hping3 runs (`cargo xtask setup` installs it)");
+    thread::sleep(Duration::from_millis(500));
+    let during: Vec<_> = (0..5)
+        .map(|_| tcp_roundtrip(&t.client, Topology::host_addr(8080), b"during"))
+        .collect();
+    let cut = counter(&t.files.socket, "drop-flood") - before;
+    let still_flooding = flood.try_wait().ok().flatten().is_none();
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert!(still_flooding, "the connections were made during the flood");
+    assert!(
+        cut >= 1_000,
+        "the flood is cut off beyond the budget: {cut} drop-flood"
+    );
+    for (i, r) in during.into_iter().enumerate() {
+        let reply = r.unwrap_or_else(|e| panic!("connection {i} during the flood: {e}"));
+        assert_eq!(reply, b"8080:during");
+    }
 }

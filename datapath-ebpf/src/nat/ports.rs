@@ -4,10 +4,7 @@
 //! forward entry was evicted finds its surviving reply entry and is repaired instead of
 //! being translated to a new tuple.
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_NOEXIST},
-    cty::c_void,
-    helpers::generated::bpf_loop,
-    programs::TcContext,
+    bindings::__sk_buff, cty::c_void, helpers::generated::bpf_loop, programs::TcContext,
 };
 use common::{Addr, CT_SNAT, CtKey, Reason};
 
@@ -17,6 +14,7 @@ use crate::{
     hostsock::{self, Holder},
     maps::{config, scratch},
     parse::Packet,
+    quota::{self, Use},
     stats::count,
 };
 
@@ -212,7 +210,7 @@ pub fn allocate<A: Family>(
     if search.found {
         let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
         if !search.repaired {
-            count_use(&t.key);
+            quota::take(Use::Snat, &t.key.src_ip);
         }
         Ok((t.to, search.repaired))
     } else {
@@ -220,49 +218,17 @@ pub fn allocate<A: Family>(
     }
 }
 
-/// The key under which a container's SNAT flows toward one destination are counted,
-/// in scratch space.
-#[inline(always)]
-pub fn use_key<A: Family>(forward: &CtKey<A>) -> Option<&'static CtKey<A>> {
-    let k = &mut A::work(scratch()?).uk;
-    *k = *forward;
-    k.src_port = 0;
-    Some(k)
-}
-
-/// Count one more SNAT flow of `forward`'s container toward its destination.
-#[inline(always)]
-fn count_use<A: Family>(forward: &CtKey<A>) {
-    let Some(k) = use_key(forward) else {
-        return;
-    };
-    if A::snat_use().insert(k, 1, u64::from(BPF_NOEXIST)).is_ok() {
-        return;
-    }
-    if let Some(c) = A::snat_use().get_ptr_mut(k) {
-        // SAFETY: a valid map value pointer. Two CPUs may race here (the target has no
-        // atomic add); a lost update only loosens the quota until the sweeper recounts.
-        unsafe { *c += 1 };
-    }
-}
-
-/// One SNAT flow of `forward`'s container toward its destination has ended.
+/// One SNAT flow of `forward`'s container has ended: its port is free for its quota
+/// again.
 #[inline(always)]
 pub fn release_use<A: Family>(forward: &CtKey<A>) {
-    if let Some(c) = use_key(forward).and_then(|k| A::snat_use().get_ptr_mut(k)) {
-        // SAFETY: as in `count_use`.
-        unsafe { *c = (*c).saturating_sub(1) };
-    }
+    quota::release(Use::Snat, &forward.src_ip);
 }
 
-/// Whether `forward`'s container may take another port toward its destination: at most
-/// half the range, so no container can exhaust it for the others.
+/// Whether `forward`'s container may take another port: it holds masqueraded flows for
+/// less than half the range (toward all destinations together, so toward any one), so
+/// no container can exhaust it for the others.
 #[inline(always)]
 fn within_quota<A: Family>(forward: &CtKey<A>, range: u32) -> bool {
-    // SAFETY: plain lookup of a u64, copied out.
-    let held = use_key(forward)
-        .and_then(|k| unsafe { A::snat_use().get(k) })
-        .copied()
-        .unwrap_or(0);
-    held < u64::from((range / 2).max(1))
+    quota::held(Use::Snat, &forward.src_ip) < u64::from((range / 2).max(1))
 }

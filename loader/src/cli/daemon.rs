@@ -62,6 +62,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = CT_DEFAULT_ENTRIES,
           value_parser = clap::value_parser!(u32).range(16..=1 << 26))]
     ct6_entries: u32,
+    /// The flows one container may originate, in either family's tables, so no container
+    /// can fill them for the others (`drop-ct-quota`; 0: no limit). Default: an eighth
+    /// of the smaller `--ct-entries`, a quarter of the flows its main table holds. Flows
+    /// from outside to a container's published ports do not count.
+    #[arg(long, value_name = "N")]
+    ct_per_endpoint: Option<u32>,
     /// Idle timeouts overriding the defaults, e.g. `udp=30,closed=5` (names: syn,
     /// established, closing, time_wait, closed, udp, icmp; seconds).
     #[arg(long, value_name = "NAME=SECS,...")]
@@ -84,7 +90,8 @@ pub struct Args {
     /// Drop early, in XDP on every Ethernet uplink, what bpfnet would drop anyway
     /// (malformed frames, packets into a managed network that are neither a tracked flow
     /// nor a published port) and new flows from outside beyond what the new-flow table
-    /// holds in a second (`drop-flood`). MODE: `auto` (the driver's native hook where it
+    /// holds in a second (`drop-flood`; half of it reserved for source /24s that
+    /// completed a TCP handshake, one /24 at most a quarter of the rest). MODE: `auto` (the driver's native hook where it
     /// has one, generic otherwise), `native` or `generic`.
     #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "auto",
           require_equals = true)]
@@ -181,6 +188,9 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
             ipv4: args.ct_entries,
             ipv6: args.ct6_entries,
         },
+        ct_per_endpoint: args
+            .ct_per_endpoint
+            .unwrap_or(args.ct_entries.min(args.ct6_entries) / 8),
         timeouts: args.ct_timeouts.unwrap_or_default(),
         sweep_interval: Duration::from_secs(args.ct_sweep_interval),
         cgroup: args.cgroup,

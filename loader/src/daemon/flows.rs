@@ -42,8 +42,8 @@ const CLOCK_SPAN: Duration = Duration::from_millis(1_500);
 type CtMap<A> = BpfHashMap<MapData, CtKey<A>, CtValue<A>>;
 
 /// An address family's two CT tables (answered flows, flows not answered yet) and its
-/// SNAT quota counts: `ct_v3`, `ct_new_v2`, `snat_use_v1` for `u32`; `ct6_v1`,
-/// `ct6_new_v1`, `snat6_use_v1` for `Ip6`.
+/// containers' counts: `ct_v3`, `ct_new_v2`, `snat_use_v2`, `ct_use_v1` for `u32`;
+/// `ct6_v1`, `ct6_new_v1`, `snat6_use_v2`, `ct6_use_v1` for `Ip6`.
 pub(super) trait CtFamily: Addr {
     /// Every entry of both tables.
     fn read_ct(maps: &Maps) -> Vec<(CtKey<Self>, CtValue<Self>)>;
@@ -54,14 +54,22 @@ pub(super) trait CtFamily: Addr {
     fn create_ct(maps: &mut Maps, main: bool, key: &CtKey<Self>, v: &CtValue<Self>) -> bool;
     /// Remove `key` from whichever table holds it; whether one did.
     fn remove_ct(maps: &mut Maps, key: &CtKey<Self>) -> bool;
-    /// The keys of the SNAT quota counts.
-    fn snat_keys(maps: &Maps) -> Vec<CtKey<Self>>;
-    /// Set (`Some`) or clear an SNAT quota count.
-    fn set_snat(maps: &mut Maps, key: &CtKey<Self>, n: Option<u64>) -> Result<(), MapError>;
+    /// The containers with a count of `what`.
+    fn use_keys(maps: &Maps, what: Use) -> Vec<Self>;
+    /// Set (`Some`) or clear a container's count of `what`.
+    fn set_use(maps: &mut Maps, what: Use, ip: &Self, n: Option<u64>) -> Result<(), MapError>;
+}
+
+/// A container's counts: its masqueraded flows (the SNAT quota), the flows it originated
+/// (its share of the flow tables).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Use {
+    Snat,
+    Flows,
 }
 
 macro_rules! ct_family {
-    ($addr:ty, $main:ident, $new:ident, $snat_use:ident) => {
+    ($addr:ty, $main:ident, $new:ident, $snat_use:ident, $ct_use:ident) => {
         impl CtFamily for $addr {
             fn read_ct(maps: &Maps) -> Vec<(CtKey<Self>, CtValue<Self>)> {
                 read_both(&maps.$main, &maps.$new)
@@ -92,26 +100,35 @@ macro_rules! ct_family {
                 maps.$main.remove(key).is_ok() || maps.$new.remove(key).is_ok()
             }
 
-            fn snat_keys(maps: &Maps) -> Vec<CtKey<Self>> {
-                maps.$snat_use.keys().filter_map(Result::ok).collect()
+            fn use_keys(maps: &Maps, what: Use) -> Vec<Self> {
+                let map = match what {
+                    Use::Snat => &maps.$snat_use,
+                    Use::Flows => &maps.$ct_use,
+                };
+                map.keys().filter_map(Result::ok).collect()
             }
 
-            fn set_snat(
+            fn set_use(
                 maps: &mut Maps,
-                key: &CtKey<Self>,
+                what: Use,
+                ip: &Self,
                 n: Option<u64>,
             ) -> Result<(), MapError> {
+                let map = match what {
+                    Use::Snat => &mut maps.$snat_use,
+                    Use::Flows => &mut maps.$ct_use,
+                };
                 match n {
-                    Some(n) => maps.$snat_use.insert(key, n, 0),
-                    None => maps.$snat_use.remove(key),
+                    Some(n) => map.insert(ip, n, 0),
+                    None => map.remove(ip),
                 }
             }
         }
     };
 }
 
-ct_family!(u32, ct, ct_new, snat_use);
-ct_family!(Ip6, ct6, ct6_new, snat6_use);
+ct_family!(u32, ct, ct_new, snat_use, ct_use);
+ct_family!(Ip6, ct6, ct6_new, snat6_use, ct6_use);
 
 /// Every entry of a family's two tables, read in batches; one by one where the kernel
 /// refuses batches.
@@ -247,7 +264,8 @@ impl Daemon {
         let entries = self.entries::<A>();
         let index = conntrack::index(&entries);
         let now = monotonic_ns();
-        let (mut due, mut unanswered, mut snat) = (Vec::new(), Vec::new(), HashMap::new());
+        let (mut due, mut unanswered) = (Vec::new(), Vec::new());
+        let (mut snat, mut flows) = (HashMap::new(), HashMap::new());
         for flow in conntrack::pairs(&entries, &index) {
             if expire && flow.expires_in(now, &self.timeouts).is_zero() {
                 due.push(flow.key);
@@ -259,10 +277,14 @@ impl Daemon {
             if let Some(k) = flow.snat_quota_key() {
                 *snat.entry(k).or_insert(0u64) += 1;
             }
+            if let Some(k) = flow.originator() {
+                *flows.entry(k).or_insert(0u64) += 1;
+            }
         }
         let removed = self.remove_expired(&due);
         self.repair_replies(&unanswered);
-        self.recount_snat_use(&snat);
+        self.recount(Use::Snat, &snat);
+        self.recount(Use::Flows, &flows);
         (entries.len() as u64, removed as u64)
     }
 
@@ -299,19 +321,22 @@ impl Daemon {
         }
     }
 
-    /// Set each container's SNAT quota use to its live (unfinished) SNAT flows toward
-    /// each destination: the datapath counts as it goes, this corrects what LRU
+    /// Set each container's count of `what` to what the tables hold (its live SNAT flows,
+    /// the flows it originated): the datapath counts as it goes, this corrects what LRU
     /// eviction and racing CPUs left.
-    fn recount_snat_use<A: CtFamily>(&mut self, want: &HashMap<CtKey<A>, u64>) {
+    fn recount<A: CtFamily>(&mut self, what: Use, want: &HashMap<A, u64>) {
         let maps = &mut self.dp.maps;
-        for k in A::snat_keys(maps).iter().filter(|k| !want.contains_key(k)) {
-            if let Err(e) = A::set_snat(maps, k, None) {
-                warn!(error = %e, "cannot clear an SNAT quota count");
+        for ip in A::use_keys(maps, what)
+            .iter()
+            .filter(|ip| !want.contains_key(ip))
+        {
+            if let Err(e) = A::set_use(maps, what, ip, None) {
+                warn!(error = %e, count = ?what, "cannot clear a container's count");
             }
         }
-        for (k, n) in want {
-            if let Err(e) = A::set_snat(maps, k, Some(*n)) {
-                warn!(error = %e, "cannot set an SNAT quota count");
+        for (ip, n) in want {
+            if let Err(e) = A::set_use(maps, what, ip, Some(*n)) {
+                warn!(error = %e, count = ?what, "cannot set a container's count");
             }
         }
     }

@@ -83,6 +83,8 @@ pub struct Config {
     /// SNAT source ports, inclusive, host order.
     pub snat_ports: (u16, u16),
     pub ct_entries: crate::datapath::CtEntries,
+    /// `--ct-per-endpoint`: the flows one container may originate (0: no limit).
+    pub ct_per_endpoint: u32,
     pub timeouts: Timeouts,
     pub sweep_interval: Duration,
     /// cgroup2 directory for the socket programs (None: the mounted root).
@@ -179,6 +181,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         .set(0, dp_cfg, 0)
         .map_err(DaemonError::Config)?;
     dp.set_xdp(cfg.xdp).map_err(DaemonError::Config)?;
+    dp.maps
+        .ct_share
+        .set(0, cfg.ct_per_endpoint, 0)
+        .map_err(DaemonError::Config)?;
     if let Err(e) = dp.set_sweep_timeouts(common::CtTimeouts::from(&cfg.timeouts)) {
         warn!(error = %e, "the sweep will run from userspace");
     }

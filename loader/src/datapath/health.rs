@@ -13,7 +13,7 @@ use super::{Datapath, Hook, IPV6_PROGRAMS, Maps, XDP_PROGRAM, XdpMode, batch};
 /// How full one pinned map is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fill {
-    /// Its pinned name (`ct_v3`, `snat_use_v1`…).
+    /// Its pinned name (`ct_v3`, `snat_use_v2`…).
     pub name: &'static str,
     pub entries: u64,
     /// The kernel's `max_entries` (0 when the kernel would not say).
@@ -82,13 +82,15 @@ impl Datapath {
 }
 
 impl Maps {
-    /// The fill of the maps other than the flow tables: SNAT quota counts, endpoints,
+    /// The fill of the maps other than the flow tables: per-container counts, endpoints,
     /// published ports and drops by interface, each at most tens of thousands of
     /// entries, counted now.
     pub fn fill(&self) -> Vec<Fill> {
         vec![
             fill(names::SNAT_USE, &self.snat_use),
             fill(names::SNAT6_USE, &self.snat6_use),
+            fill(names::CT_USE, &self.ct_use),
+            fill(names::CT6_USE, &self.ct6_use),
             fill(names::ENDPOINTS, &self.endpoints),
             fill(names::ENDPOINTS6, &self.endpoints6),
             fill(names::PUBLISHED, &self.published),

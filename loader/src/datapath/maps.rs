@@ -26,12 +26,17 @@ pub struct Maps {
     pub ct: HashMap<MapData, CtKey, CtValue>,
     /// Flows not answered yet.
     pub ct_new: HashMap<MapData, CtKey, CtValue>,
-    /// A container's SNAT flows toward one destination (forward tuple, source port 0).
-    pub snat_use: HashMap<MapData, CtKey, u64>,
-    /// IPv6 flows, answered and not yet, and SNAT use.
+    /// A container's masqueraded flows (the SNAT quota), by its IPv4 (network order).
+    pub snat_use: HashMap<MapData, u32, u64>,
+    /// The flows a container originated (its share of the flow tables), by its IPv4.
+    pub ct_use: HashMap<MapData, u32, u64>,
+    /// IPv6 flows, answered and not yet, and the IPv6 containers' counts.
     pub ct6: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
     pub ct6_new: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
-    pub snat6_use: HashMap<MapData, CtKey<Ip6>, u64>,
+    pub snat6_use: HashMap<MapData, Ip6, u64>,
+    pub ct6_use: HashMap<MapData, Ip6, u64>,
+    /// `--ct-per-endpoint`: the flows one container may originate (0: no limit).
+    pub ct_share: Array<MapData, u32>,
     /// Managed networks' subnets (IPv4, network order) → the network.
     pub subnets: LpmTrie<MapData, u32, Network>,
     /// Managed networks' IPv6 subnets → the network.
@@ -81,9 +86,12 @@ impl Maps {
             subnets6: take(ebpf, names::SUBNETS6)?,
             cluster: take(ebpf, names::CLUSTER)?,
             snat_use: take(ebpf, names::SNAT_USE)?,
+            ct_use: take(ebpf, names::CT_USE)?,
             ct6: take(ebpf, names::CT6)?,
             ct6_new: take(ebpf, names::CT6_NEW)?,
             snat6_use: take(ebpf, names::SNAT6_USE)?,
+            ct6_use: take(ebpf, names::CT6_USE)?,
+            ct_share: take(ebpf, names::CT_SHARE)?,
             stats: take(ebpf, names::STATS)?,
             drops: take(ebpf, names::DROPS)?,
             config: take(ebpf, names::CONFIG)?,

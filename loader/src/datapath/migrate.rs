@@ -46,6 +46,19 @@ pub fn ct(pin_dir: &Path, maps: &mut Maps) -> Migrated {
     out
 }
 
+/// Unpin the SNAT quota counts of the layout keyed by container and destination: the
+/// new counts, keyed by container, are recounted from the flows by the sweeper.
+pub fn retired_quota(pin_dir: &Path) {
+    for old in [names::SNAT_USE_V1, names::SNAT6_USE_V1] {
+        let path = pin_dir.join(old);
+        if path.exists()
+            && let Err(e) = super::attach::remove_pin(&path)
+        {
+            warn!(error = %e, pin = %path.display(), "cannot unpin a retired quota map");
+        }
+    }
+}
+
 fn copy(
     path: &Path,
     new: &mut HashMap<MapData, CtKey, CtValue>,

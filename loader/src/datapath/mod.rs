@@ -409,6 +409,7 @@ impl Datapath {
             ),
         };
         migrate::ct(pin_dir, &mut maps);
+        migrate::retired_quota(pin_dir);
         Ok(Self {
             ebpf,
             maps,
