@@ -133,6 +133,9 @@ reasons! {
     /// own, or neighbour discovery naming a link-layer address other than its MAC; from
     /// an uplink, one for a local endpoint's address (neighbour cache poisoning).
     DropNeighSpoof = 42, "drop-neigh-spoof", true;
+    /// Drop: a packet from outside whose TTL ends at the host, its time-exceeded withheld
+    /// by the ICMP rate limit (per destination prefix or over all, as the sysctls say).
+    DropIcmpRatelimit = 43, "drop-icmp-ratelimit", true;
 }
 
 /// Value of `stats_v1` (per CPU).

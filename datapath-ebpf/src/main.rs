@@ -19,6 +19,7 @@ mod maps;
 mod monitor;
 mod nat;
 mod parse;
+mod ratelimit;
 mod reply;
 mod sock;
 mod stats;

@@ -409,6 +409,13 @@ impl Datapath {
             ),
         };
         migrate::ct(pin_dir, &mut maps);
+        // The kernel's defaults until the daemon writes the host's own.
+        maps.icmp_limit
+            .set(0, common::IcmpLimit::default(), 0)
+            .map_err(|e| DatapathError::Map {
+                name: names::ICMP_LIMIT,
+                detail: e.to_string(),
+            })?;
         Ok(Self {
             ebpf,
             maps,
