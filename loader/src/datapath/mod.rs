@@ -1,7 +1,7 @@
 //! Loading the embedded eBPF object, its pinned maps and its pinned TCX links.
 mod attach;
 pub mod batch;
-mod bpffs;
+pub mod bpffs;
 mod cgroup;
 mod health;
 mod jump;
