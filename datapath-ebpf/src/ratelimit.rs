@@ -86,7 +86,7 @@ fn per_destination(key: &Ip6, now: u64, interval: u64) -> bool {
             };
             // A full table evicts its least recently used prefix; a failed insert
             // lets this one error through, as a fresh bucket would.
-            let _ = RATE.insert(key, &fresh, 0);
+            let _ = RATE.insert(key, fresh, 0);
             true
         }
     }
