@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
-    header::{ALLOW, CONTENT_TYPE},
+    header::{ALLOW, CONTENT_TYPE, HeaderValue},
     server::conn::http1,
     service::service_fn,
 };
@@ -73,7 +73,7 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
 }
@@ -87,16 +87,14 @@ async fn answer(
         Route::MethodNotAllowed => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
             r.headers_mut()
-                .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             r
         }
         Route::Metrics => match snapshot(&calls).await.map(|m| super::render(&m)) {
             Some(Ok(body)) => {
                 let mut r = Response::new(Full::new(Bytes::from(body)));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static(PROMETHEUS_TEXT),
-                );
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
                 r
             }
             Some(Err(e)) => text(
