@@ -13,6 +13,7 @@ pub mod ip6;
 pub mod maps;
 pub mod monitor;
 mod pod;
+pub mod ratelimit;
 pub mod stats;
 
 pub use addr::Addr;
@@ -30,6 +31,7 @@ pub use maps::{
     SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 pub use monitor::{DropKey, Event, EventTuple, MonitorConfig, MonitorState};
+pub use ratelimit::{ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, RateBucket};
 pub use stats::{Counter, Reason};
 
 /// IANA protocol number of TCP.
@@ -89,6 +91,11 @@ pub mod names {
     pub const SOCK_REVNAT: &str = "sock_revnat_v1";
     pub const SOCK_REVNAT6: &str = "sock_revnat6_v1";
     pub const FLOOD_BUDGET: &str = "flood_budget_v1";
+    /// The ICMP error rate limit, from the sysctls.
+    pub const ICMP_LIMIT: &str = "icmp_limit_v1";
+    /// Not pinned: the ICMP error rate buckets, per destination prefix and global.
+    pub const ICMP_RATE: &str = "icmp_rate";
+    pub const ICMP_GLOBAL: &str = "icmp_global";
     pub const JUMP: &str = "jump_v1";
     /// Not pinned: the in-kernel sweep's timeouts and its last result.
     pub const CT_TIMEOUTS: &str = "ct_timeouts";

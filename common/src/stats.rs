@@ -136,6 +136,9 @@ reasons! {
     /// Drop: a container's new flow beyond its share of the flow tables (`--ct-per-endpoint`
     /// flows it originated), so no container can fill them for the others.
     DropCtQuota = 43, "drop-ct-quota", true;
+    /// Drop: a packet from outside whose TTL ends at the host, its time-exceeded withheld
+    /// by the ICMP rate limit (per destination prefix or over all, as the sysctls say).
+    DropIcmpRatelimit = 44, "drop-icmp-ratelimit", true;
 }
 
 /// Value of `stats_v1` (per CPU).

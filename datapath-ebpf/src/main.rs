@@ -21,6 +21,7 @@ mod monitor;
 mod nat;
 mod parse;
 mod quota;
+mod ratelimit;
 mod reply;
 mod sock;
 mod stats;

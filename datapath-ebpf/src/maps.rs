@@ -6,7 +6,8 @@ use aya_ebpf::{
 };
 use common::{
     Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragKey6,
-    FragPorts, Ip6, Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig, SockOrig6,
+    FragPorts, IcmpLimit, Ip6, Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig,
+    SockOrig6,
 };
 
 use crate::parse::Packet;
@@ -140,6 +141,10 @@ pub static ROUTE_GEN: Array<u32> = Array::pinned(1, 0);
 #[map(name = "flood_budget_v1")]
 pub static FLOOD_BUDGET: Array<u32> = Array::pinned(1, 0);
 
+/// The ICMP error rate limit (see `ratelimit`), written by the daemon from the sysctls.
+#[map(name = "icmp_limit_v1")]
+pub static ICMP_LIMIT: Array<IcmpLimit> = Array::pinned(1, 0);
+
 #[map(name = "stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUNT, 0);
 
@@ -216,6 +221,8 @@ pub struct MapTypes {
     pub sock_key6: SockKey6,
     pub sock_orig6: SockOrig6,
     pub config: Config,
+    pub icmp_limit: IcmpLimit,
+    pub rate_bucket: common::RateBucket,
     pub counter: Counter,
     pub network: Network,
     pub cluster_route: ClusterRoute,

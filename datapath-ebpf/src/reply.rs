@@ -2,7 +2,8 @@
 //! from outside whose TTL ends at the host. The packet becomes the error in place: room
 //! for a new IPv4 and ICMP header is made in front of it, the rest cut after its header
 //! and 8 bytes, and the frame goes back out of the device it came in by (with its MACs
-//! swapped, on an Ethernet device).
+//! swapped, on an Ethernet device). Errors are rate-limited as the kernel's are (see
+//! `ratelimit`); a packet whose error is withheld is dropped.
 use aya_ebpf::{
     bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     helpers::generated::{bpf_redirect, bpf_skb_change_tail},
@@ -13,6 +14,7 @@ use common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 use crate::{
     csum::fold,
     parse::{ICMP_TIME_EXCEEDED, Packet},
+    ratelimit,
     stats::{count, verdict},
 };
 
@@ -40,6 +42,9 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
 /// time-exceeded error its sender gets from the host, and send it back.
 #[inline(always)]
 pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
+    if !ratelimit::allow(p.src_ip) {
+        return verdict(ctx, Reason::DropIcmpRatelimit);
+    }
     send_back(ctx, build(ctx, p))
 }
 
@@ -47,6 +52,9 @@ pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
 /// header and the 8 bytes after it.
 #[inline(always)]
 pub fn time_exceeded6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
+    if !ratelimit::allow6(&p.src_ip) {
+        return verdict(ctx, Reason::DropIcmpRatelimit);
+    }
     send_back(ctx, build6(ctx, p))
 }
 

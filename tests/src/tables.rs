@@ -69,6 +69,11 @@ pub fn set_ports(fx: &mut Fixture, (min, max): (u16, u16)) {
     fx.dp.maps.config.set(0, cfg, 0).expect("config");
 }
 
+/// Limit the ICMP errors the datapath answers itself as `limit` says.
+pub fn set_icmp_limit(fx: &mut Fixture, limit: common::IcmpLimit) {
+    fx.dp.maps.icmp_limit.set(0, limit, 0).expect("icmp limit");
+}
+
 /// Run, require `verdict`, valid checksums and the counters; return the output frame.
 pub fn step(
     fx: &mut Fixture,

@@ -11,9 +11,9 @@ use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
     packet::{Addr, TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
     require_root,
-    tables::{C1, C2, HOST, PORTS, SERVER, entries, setup, snat_port, step},
+    tables::{C1, C2, HOST, PORTS, SERVER, entries, set_icmp_limit, setup, snat_port, step},
 };
-use common::{CT_SNAT, CtKey, PROTO_TCP, Reason, ct::TCP_RST};
+use common::{CT_SNAT, CtKey, IcmpLimit, PROTO_TCP, Reason, ct::TCP_RST};
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 66];
 
@@ -434,6 +434,97 @@ fn set_ttl(frame: &mut [u8], ttl: u8) {
     frame[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
     let c = bpfnet_tests::packet::checksum(&[&frame[14..34]]);
     frame[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// A probe from `src` to a published port whose TTL ends at the host.
+fn expiring(src: [u8; 4], port: u16) -> Vec<u8> {
+    let mut frame = tcp((src, port), (HOST, 8038), TCP_SYN, b"");
+    set_ttl(&mut frame, 1);
+    frame
+}
+
+/// TTL-1 probes with a forged source draw time-exceeded errors as the kernel sends its
+/// own: the burst of six per destination /24, then nothing (`drop-icmp-ratelimit`,
+/// the probe dropped); another /24 still gets its error, and over all destinations
+/// the global bucket (`icmp_msgs_burst`) ends the errors too.
+#[test]
+fn time_exceeded_errors_are_rate_limited_per_destination_and_overall() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("icmprl", 4096, |fx| {
+        setup(fx, PORTS);
+        // A minute per error: no refill while the test runs.
+        let limit = IcmpLimit {
+            interval4_ms: 60_000,
+            ..IcmpLimit::default()
+        };
+        set_icmp_limit(fx, limit);
+        for i in 0..20u8 {
+            // One host's /24, its low byte varied as a forger would.
+            let src = [198, 51, 100, 60 + i];
+            let (want, reason) = if i < 6 {
+                (TC_ACT_REDIRECT, IcmpTimeExceeded)
+            } else {
+                (TC_ACT_SHOT, DropIcmpRatelimit)
+            };
+            step(
+                fx,
+                &format!("probe {i} from 198.51.100.0/24"),
+                IN,
+                &expiring(src, 40000 + u16::from(i)),
+                want,
+                &[reason],
+            );
+        }
+        step(
+            fx,
+            "control: a probe from another /24 gets its error",
+            IN,
+            &expiring([203, 0, 113, 5], 41000),
+            TC_ACT_REDIRECT,
+            &[IcmpTimeExceeded],
+        );
+        // Overall: no per-destination limit, a global burst of three, no refill.
+        set_icmp_limit(
+            fx,
+            IcmpLimit {
+                interval4_ms: 0,
+                msgs_per_sec: 0,
+                msgs_burst: 3,
+                ..IcmpLimit::default()
+            },
+        );
+        for i in 0..8u8 {
+            let (want, reason) = if i < 3 {
+                (TC_ACT_REDIRECT, IcmpTimeExceeded)
+            } else {
+                (TC_ACT_SHOT, DropIcmpRatelimit)
+            };
+            let src = [203, 0, 113, 100 + i];
+            step(
+                fx,
+                &format!("probe {i}, no limit per destination"),
+                IN,
+                &expiring(src, 42000 + u16::from(i)),
+                want,
+                &[reason],
+            );
+        }
+        let off = IcmpLimit {
+            flags: 0,
+            ..IcmpLimit::default()
+        };
+        set_icmp_limit(fx, off);
+        step(
+            fx,
+            "control: with the rate mask naming no time exceeded, no limit",
+            IN,
+            &expiring([198, 51, 100, 99], 43000),
+            TC_ACT_REDIRECT,
+            &[IcmpTimeExceeded],
+        );
+    });
 }
 
 #[test]

@@ -13,7 +13,7 @@ use bpfnet_tests::{
     netns::Netns,
     require_root,
     scratch::Scratch,
-    topo::{Topology, plug, wire_uplink},
+    topo::{BRIDGE, Topology, UPLINK, VETH, plug, wire_uplink},
     unique,
 };
 
@@ -139,4 +139,43 @@ fn defaults_and_veths_that_come_and_go() {
     host.ip(&["link", "del", "vd0"]);
     wait_attached(&files.socket, serde_json::json!([["up0", "from_uplink"]]));
     assert!(!pin.exists(), "{} should be removed", pin.display());
+}
+
+/// Once the host forwards IPv6, an uplink keeps its router advertisements
+/// (`accept_ra=2`, as before) but a managed bridge and its container veths take none
+/// (`accept_ra=0`): an advertisement from a container never gives the host a route.
+#[test]
+fn a_managed_bridge_takes_no_router_advertisement_an_uplink_keeps_them() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("acra");
+    t.host
+        .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]);
+    for dev in [BRIDGE, VETH, UPLINK] {
+        t.host
+            .exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.accept_ra=1")]);
+    }
+    let accept_ra = |dev: &str| {
+        t.host
+            .output(&["sysctl", "-n", &format!("net.ipv6.conf.{dev}.accept_ra")])
+            .trim()
+            .to_string()
+    };
+    let _d = t.start_daemon_with(&[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accept_ra(BRIDGE) != "0" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        accept_ra(BRIDGE),
+        "0",
+        "the managed bridge takes no advertisement"
+    );
+    assert_eq!(accept_ra(VETH), "0", "nor its container's veth");
+    assert_eq!(
+        accept_ra(UPLINK),
+        "2",
+        "control: the uplink keeps its advertisements while forwarding"
+    );
 }

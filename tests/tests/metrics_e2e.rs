@@ -51,11 +51,15 @@ struct Answer {
 /// Send `request` (a whole HTTP/1.1 request) from `ns` to the metrics address and read
 /// the answer to its end (the server closes every connection).
 fn http(ns: &Netns, request: String) -> Answer {
+    http_within(ns, request, Duration::from_secs(15))
+}
+
+/// `http`, the answer read within `deadline`.
+fn http_within(ns: &Netns, request: String, deadline: Duration) -> Answer {
     let addr: SocketAddr = METRICS.parse().expect("an address");
     let raw = ns.run(move || {
         let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("metrics connect");
-        s.set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("timeout");
+        s.set_read_timeout(Some(deadline)).expect("timeout");
         s.write_all(request.as_bytes()).expect("send the request");
         let mut out = Vec::new();
         s.read_to_end(&mut out).expect("read the answer");
@@ -468,5 +472,79 @@ fn a_taken_metrics_port_or_a_bad_address_is_a_daemon_error() {
         refused.map(|_| ()).map_err(|e| e.kind()),
         Err(ErrorKind::ConnectionRefused),
         "nothing listens after the failed start"
+    );
+}
+
+/// Clients that connect and send nothing, or a header byte a second, cannot keep a
+/// scrape from being answered, and the server closes them once their head's deadline
+/// passes. Control: they were all connected (the server's side of each is established)
+/// and the endpoint answered before them.
+#[test]
+fn idle_and_slow_clients_leave_scrapes_answering() {
+    const IDLE: usize = 64;
+    const SLOW: usize = 16;
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("mslow");
+    let _d = t.start_daemon_with(&["--metrics", METRICS]);
+    scrape(&t.host);
+    let addr: SocketAddr = METRICS.parse().expect("an address");
+    let (idle, slow) = t.host.run(move || {
+        let open = |n| {
+            (0..n)
+                .map(|_| TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect"))
+                .collect::<Vec<_>>()
+        };
+        (open(IDLE), open(SLOW))
+    });
+    let established = t
+        .host
+        .output(&["ss", "-Htn", "state", "established", "( sport = :9464 )"]);
+    let held = established.lines().count();
+    assert!(
+        held >= IDLE + SLOW,
+        "control: the server holds every client's connection: {held}"
+    );
+    // A header byte a second on each slow client, until the server closes it.
+    let slowloris = std::thread::spawn(move || {
+        let head =
+            b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let mut cut = vec![None; SLOW];
+        let start = std::time::Instant::now();
+        for byte in head.iter().cycle() {
+            for (i, mut s) in slow.iter().enumerate() {
+                if cut[i].is_none() && s.write_all(&[*byte]).is_err() {
+                    cut[i] = Some(start.elapsed());
+                }
+            }
+            if cut.iter().all(Option::is_some) || start.elapsed() > Duration::from_secs(30) {
+                return cut;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        cut
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let a = http_within(
+        &t.host,
+        "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n".into(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(a.code, 200, "a scrape answers beside idle and slow clients");
+    for (i, mut s) in idle.into_iter().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("idle client {i}: closed by the server, not {other:?}"),
+        }
+    }
+    let cut = slowloris.join().expect("the slow clients' thread");
+    assert!(
+        cut.iter().all(Option::is_some),
+        "every slow client closed by the server: {cut:?}"
     );
 }

@@ -17,11 +17,11 @@ use bpfnet_tests::{
         udp6_fragments,
     },
     require_root,
-    tables::{PORTS, setup},
+    tables::{PORTS, set_icmp_limit, setup},
 };
 use common::{
-    Backend, Endpoint, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP, PublishedKey,
-    Reason,
+    Backend, Endpoint, IcmpLimit, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP,
+    PublishedKey, Reason,
 };
 
 const fn addr(prefix: [u8; 6], last: u8) -> [u8; 16] {
@@ -533,6 +533,52 @@ fn a_hop_limit_ending_at_the_host_is_answered_with_time_exceeded() {
             fx.dp.maps.ct6.keys().next().is_none() && fx.dp.maps.ct6_new.keys().next().is_none(),
             "no flow for it"
         );
+    });
+}
+
+/// Hop-limit-1 probes from one forged /64 draw the kernel's burst of six errors, then
+/// none (`drop-icmp-ratelimit`); a probe from another /64 still gets its error.
+#[test]
+fn time_exceeded_errors_are_rate_limited_per_destination_prefix() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("icmprl6", 4096, |fx| {
+        setup6(fx);
+        // A minute per error: no refill while the test runs.
+        set_icmp_limit(
+            fx,
+            IcmpLimit {
+                interval6_ms: 60_000,
+                ..IcmpLimit::default()
+            },
+        );
+        let probe = |src: [u8; 16], port: u16| {
+            let mut syn = tcp6((src, port), (HOST6, 8038), TCP_SYN, 1);
+            syn[14 + 7] = 1;
+            syn
+        };
+        for i in 0..20u8 {
+            let mut src = SERVER6;
+            src[15] = 10 + i;
+            src[8] = i;
+            let (want, reason) = if i < 6 {
+                (TC_ACT_REDIRECT, IcmpTimeExceeded)
+            } else {
+                (TC_ACT_SHOT, DropIcmpRatelimit)
+            };
+            let name = format!("probe {i} from 2001:db8:2::/64");
+            let (v, _) = fx.run_counted(&name, IN, &probe(src, 5000 + u16::from(i)), &[reason]);
+            assert_eq!(v, want, "{name}: verdict");
+        }
+        let other = addr([0x20, 0x01, 0x0d, 0xb8, 0, 3], 9);
+        let (v, _) = fx.run_counted(
+            "control: a probe from another /64",
+            IN,
+            &probe(other, 6000),
+            &[IcmpTimeExceeded],
+        );
+        assert_eq!(v, TC_ACT_REDIRECT, "control: its error is sent");
     });
 }
 

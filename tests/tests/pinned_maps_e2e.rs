@@ -3,7 +3,12 @@
 //! left as it was; a CT map of another size is replaced (`--ct-entries`); the CT maps of
 //! the previous layout are carried over. A restart on a matching pin set is
 //! `restart_e2e`'s.
-use std::{fs, mem::size_of};
+use std::{
+    fs, io,
+    mem::size_of,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::Path,
+};
 
 use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{require_root, topo::Topology};
@@ -216,4 +221,102 @@ fn a_whole_map_is_read_in_batches() {
     for (i, (k, v)) in got.iter().enumerate() {
         assert_eq!((*k, *v), (key(i as u32), i as u64 * 3));
     }
+}
+
+/// A pin directory another user owns, or others may write, is refused at start with an
+/// error naming it (exit 2), before anything is pinned in it; the daemon's own
+/// directory (the control) is served.
+#[test]
+fn a_pin_directory_the_daemon_does_not_own_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("pinown");
+    let dir = &t.files.pin_dir;
+    fs::create_dir_all(dir).expect("create the pin directory on bpffs");
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).expect("chown to nobody");
+    let (status, err) = t.daemon_exit(&[], &[]);
+    assert_eq!(status.code(), Some(2), "exit 2: {err}");
+    let named = format!("pin directory `{}`", dir.display());
+    assert!(
+        err.contains(&named) && err.contains("owned by uid 65534"),
+        "says whose it is: {err}"
+    );
+    assert!(!dir.join("links").exists(), "nothing made inside it");
+
+    std::os::unix::fs::chown(dir, Some(0), Some(0)).expect("chown back to root");
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).expect("chmod 0777");
+    let (status, err) = t.daemon_exit(&[], &[]);
+    assert_eq!(status.code(), Some(2), "exit 2: {err}");
+    assert!(
+        err.contains(&named) && err.contains("writable by others (mode 777)"),
+        "says who may write it: {err}"
+    );
+
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    let _d = t.start_daemon_with(&[]);
+    assert!(
+        dir.join("links").is_dir(),
+        "control: its own directory is served"
+    );
+}
+
+/// Where nothing is mounted on /sys/fs/bpf, bpfnet mounts bpffs there for its owner
+/// alone (0700, not the kernel's 0777). Tried in a private mount namespace of one
+/// thread, where the host's bpffs is unmounted without the host seeing it.
+#[test]
+fn a_bpffs_bpfnet_mounts_is_its_owners_alone() {
+    if !require_root() {
+        return;
+    }
+    let pins = format!("/sys/fs/bpf/{}", bpfnet_tests::unique("bpffsmode"));
+    let mode = std::thread::spawn(move || {
+        let root = Path::new("/sys/fs/bpf");
+        // SAFETY: unshare, mount and umount2 with NUL-terminated constants; this thread
+        // alone enters the new mount namespace, private before anything is unmounted.
+        unsafe {
+            assert_eq!(
+                libc::unshare(libc::CLONE_NEWNS),
+                0,
+                "unshare the mount namespace: {}",
+                io::Error::last_os_error()
+            );
+            assert_eq!(
+                libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ),
+                0,
+                "make the mounts private: {}",
+                io::Error::last_os_error()
+            );
+            for _ in 0..8 {
+                if libc::umount2(c"/sys/fs/bpf".as_ptr(), libc::MNT_DETACH) != 0 {
+                    break;
+                }
+            }
+        }
+        let before = fs::metadata(root).map(|m| m.mode() & 0o7777);
+        bpfnet::datapath::bpffs::prepare(Path::new(&pins))
+            .expect("bpffs mounted and the pins made");
+        let after = fs::metadata(root).expect("the mount point").mode() & 0o7777;
+        (before, after)
+    })
+    .join()
+    .expect("the private mount namespace's thread");
+    assert_ne!(
+        mode.0.ok(),
+        Some(0o700),
+        "control: the bare mount point is not 0700 already"
+    );
+    // The kernel adds the sticky bit to a bpffs root.
+    assert_eq!(
+        mode.1 & 0o777,
+        0o700,
+        "the bpffs bpfnet mounted: {:o}",
+        mode.1
+    );
 }

@@ -32,7 +32,8 @@ fn set(path: &str, name: &str) {
 /// An interface with `accept_ra=1` ignores router advertisements once the host
 /// forwards, and with them its autoconfigured address and default route: each (and
 /// `default`, for interfaces to come) is told to accept them while forwarding (2), as
-/// Docker's documentation asks users to do by hand.
+/// Docker's documentation asks users to do by hand. Managed bridges and container
+/// veths are then set back to 0 as they are managed (`refuse_router_advertisements`).
 fn keep_router_advertisements() {
     let Ok(dirs) = fs::read_dir(IPV6_CONF) else {
         return;
@@ -51,5 +52,23 @@ fn keep_router_advertisements() {
                 Err(e) => warn!(iface = ?name, error = %e, "cannot set accept_ra=2"),
             }
         }
+    }
+}
+
+/// A managed bridge or a container's veth takes no router advertisement
+/// (`accept_ra=0`): an advertisement from a container must never give the host a
+/// default route into it. Written only when it is not 0 already; a missing file is a
+/// host without IPv6.
+pub(super) fn refuse_router_advertisements(dev: &str) {
+    let path = Path::new(IPV6_CONF).join(dev).join("accept_ra");
+    if fs::read_to_string(&path).map_or(true, |v| v.trim() == "0") {
+        return;
+    }
+    match fs::write(&path, "0") {
+        Ok(()) => info!(
+            iface = dev,
+            "accept_ra=0: a managed interface takes no router advertisement"
+        ),
+        Err(e) => warn!(iface = dev, error = %e, "cannot set accept_ra=0"),
     }
 }

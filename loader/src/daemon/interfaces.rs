@@ -117,6 +117,7 @@ impl Daemon {
                 Action::Attach { hook, index, name } => {
                     if *hook == Hook::FromContainer {
                         self.known_port(*index);
+                        super::forwarding::refuse_router_advertisements(name);
                     }
                     match self.dp.attach(*hook, name, *index) {
                         Ok(()) => self.links.done(action),
@@ -150,6 +151,9 @@ impl Daemon {
 
     /// `ifaces_v1` holds exactly the roles of the managed interfaces.
     fn sync_ifaces(&mut self) {
+        for bridge in self.links.bridges() {
+            super::forwarding::refuse_router_advertisements(&bridge.name);
+        }
         let want: BTreeMap<u32, u32> = self
             .links
             .uplinks()

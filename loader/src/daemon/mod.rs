@@ -10,6 +10,7 @@ mod endpoints;
 mod flows;
 mod forwarding;
 mod host_ips;
+mod icmp_limit;
 mod interfaces;
 mod links;
 mod ndp_proxy;
@@ -184,6 +185,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     dp.maps
         .ct_share
         .set(0, cfg.ct_per_endpoint, 0)
+        .map_err(DaemonError::Config)?;
+    dp.maps
+        .icmp_limit
+        .set(0, icmp_limit::read(), 0)
         .map_err(DaemonError::Config)?;
     if let Err(e) = dp.set_sweep_timeouts(common::CtTimeouts::from(&cfg.timeouts)) {
         warn!(error = %e, "the sweep will run from userspace");

@@ -9,8 +9,8 @@ use std::{
 use btf_rs::{Btf, Struct, Type};
 use common::{
     Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtTimeouts, CtValue, DropKey, Endpoint,
-    Event, EventTuple, FragKey, FragKey6, FragPorts, Ip6, MonitorConfig, MonitorState, Network,
-    Port, PublishedKey, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
+    Event, EventTuple, FragKey, FragKey6, FragPorts, IcmpLimit, Ip6, MonitorConfig, MonitorState,
+    Network, Port, PublishedKey, RateBucket, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -36,7 +36,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 30] {
+fn userspace() -> [Layout; 32] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -163,6 +163,15 @@ fn userspace() -> [Layout; 30] {
             hash_seed,
             netns_cookie
         }),
+        layout!(IcmpLimit {
+            interval4_ms,
+            interval6_ms,
+            msgs_per_sec,
+            msgs_burst,
+            flags,
+            _pad
+        }),
+        layout!(RateBucket { credit, last_ns }),
         layout!(Counter { packets, bytes }),
         layout!(CtTimeouts {
             syn,

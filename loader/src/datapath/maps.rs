@@ -4,8 +4,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
 };
 use common::{
-    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, Ip6, Network, Port,
-    PublishedKey, Reason, names,
+    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, IcmpLimit, Ip6,
+    Network, Port, PublishedKey, Reason, names,
 };
 
 use super::DatapathError;
@@ -55,6 +55,8 @@ pub struct Maps {
     pub route_gen: Array<MapData, u32>,
     /// `--xdp`'s new-flow budget per CPU per second (0: none).
     pub flood_budget: Array<MapData, u32>,
+    /// The rate limit on the ICMP errors the datapath answers itself.
+    pub icmp_limit: Array<MapData, IcmpLimit>,
 }
 
 pub(super) fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -99,6 +101,7 @@ impl Maps {
             ports: take(ebpf, names::PORTS)?,
             route_gen: take(ebpf, names::ROUTE_GEN)?,
             flood_budget: take(ebpf, names::FLOOD_BUDGET)?,
+            icmp_limit: take(ebpf, names::ICMP_LIMIT)?,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Loading the embedded eBPF object, its pinned maps and its pinned TCX links.
 mod attach;
 pub mod batch;
-mod bpffs;
+pub mod bpffs;
 mod cgroup;
 mod health;
 mod jump;
@@ -410,6 +410,13 @@ impl Datapath {
         };
         migrate::ct(pin_dir, &mut maps);
         migrate::retired_quota(pin_dir);
+        // The kernel's defaults until the daemon writes the host's own.
+        maps.icmp_limit
+            .set(0, common::IcmpLimit::default(), 0)
+            .map_err(|e| DatapathError::Map {
+                name: names::ICMP_LIMIT,
+                detail: e.to_string(),
+            })?;
         Ok(Self {
             ebpf,
             maps,

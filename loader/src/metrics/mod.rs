@@ -17,8 +17,11 @@ use tracing::{debug, info, warn};
 
 use crate::api::server::Call;
 
-/// Scrapes served at once; a connection beyond them is closed unanswered.
-const MAX_CONNECTIONS: usize = 8;
+/// Connections served at once; one beyond them is closed unanswered. Each has
+/// `http::READ_TIMEOUT` to send its request, so idle or slow clients hold a slot
+/// seconds at most: to keep every slot taken a client must open this many
+/// connections every few seconds, from the host's own file descriptors' worth.
+const MAX_CONNECTIONS: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -45,7 +48,7 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
                 Ok(slot) => {
                     let calls = calls.clone();
                     tokio::spawn(async move {
-                        http::connection(stream, &calls).await;
+                        http::connection(stream, calls).await;
                         drop(slot);
                     });
                 }
