@@ -133,6 +133,9 @@ reasons! {
     /// own, or neighbour discovery naming a link-layer address other than its MAC; from
     /// an uplink, one for a local endpoint's address (neighbour cache poisoning).
     DropNeighSpoof = 42, "drop-neigh-spoof", true;
+    /// A container's broadcast or multicast frame on a network without inter-container
+    /// communication, given to the host (its gateway) alone, not to its neighbours.
+    IccHostOnly = 43, "icc-host-only", false;
 }
 
 /// Value of `stats_v1` (per CPU).

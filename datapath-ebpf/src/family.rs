@@ -52,6 +52,8 @@ pub trait Family: Addr {
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
     fn is_loopback(ip: &Self) -> bool;
+    /// A multicast or broadcast address (for many receivers, not one neighbour).
+    fn is_group(ip: &Self) -> bool;
     /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`,
     /// `host_udp6_v1`), recorded by the sendmsg socket programs.
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8>;
@@ -171,6 +173,11 @@ impl Family for u32 {
     #[inline(always)]
     fn is_loopback(ip: &Self) -> bool {
         ip.to_ne_bytes()[0] == 127
+    }
+    #[inline(always)]
+    fn is_group(ip: &Self) -> bool {
+        // 224.0.0.0/4, or the limited broadcast 255.255.255.255.
+        ip.to_ne_bytes()[0] & 0xf0 == 0xe0 || *ip == u32::MAX
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
@@ -333,6 +340,10 @@ impl Family for Ip6 {
     #[inline(always)]
     fn is_loopback(ip: &Self) -> bool {
         ip.same(&Ip6::LOOPBACK)
+    }
+    #[inline(always)]
+    fn is_group(ip: &Self) -> bool {
+        ip.is_multicast()
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {

@@ -661,6 +661,151 @@ fn docker_network_options_internal_icc_and_masquerade() {
     assert_eq!(out, "1000000", "a megabyte through the masquerade");
 }
 
+/// Run `args` (host binaries) in container `name`'s network namespace.
+fn in_netns_of(docker: &Dockerd, name: &str, args: &[&str]) -> std::process::Output {
+    let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", name]);
+    Command::new("nsenter")
+        .args(["-t", &pid, "-n"])
+        .args(args)
+        .output()
+        .expect("nsenter runs")
+}
+
+/// `enable_icc=false` against the frames that used to slip past it, with a control on
+/// a network with ICC: a neighbour reached by way of the gateway (a host route in the
+/// container, which the host would forward back onto the bridge: the host forwards
+/// here) and an echo request to a neighbour's link-local IPv6 address (its MAC known
+/// statically, as neighbour discovery between them no longer works) never arrive, and
+/// `drop-icc` counts them; on the network with ICC both arrive.
+#[test]
+fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dkicc");
+    forward_policy(&d.host, "ACCEPT");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    for (name, v4, v6, opt) in [
+        (
+            "noicc",
+            "172.27.0.0/24",
+            "fd00:27::/64",
+            "-o=com.docker.network.bridge.enable_icc=false",
+        ),
+        (
+            "withicc",
+            "172.23.0.0/24",
+            "fd00:23::/64",
+            "-o=com.docker.network.bridge.enable_icc=true",
+        ),
+    ] {
+        docker.ok(&[
+            "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, opt, name,
+        ]);
+    }
+    for (name, net, ip) in [
+        ("c1", "noicc", "172.27.0.10"),
+        ("c2", "noicc", "172.27.0.11"),
+        ("d1", "withicc", "172.23.0.10"),
+        ("d2", "withicc", "172.23.0.11"),
+    ] {
+        serve_on(docker, name, net, ip);
+    }
+    wait_ls(sock, "the two networks", |l| {
+        l["bridges"].as_array().is_some_and(|b| b.len() == 3)
+    });
+    let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    wait_for("d1 to reach d2", Duration::from_secs(10), || {
+        nc_from(docker, "d1", "172.23.0.11", "80", get).is_ok_and(|out| out.contains(PAGE))
+    });
+
+    // By way of the gateway: each first container routes to its neighbour through it.
+    for (from, to, gateway) in [
+        ("c1", "172.27.0.11", "172.27.0.1"),
+        ("d1", "172.23.0.11", "172.23.0.1"),
+    ] {
+        let route = in_netns_of(
+            docker,
+            from,
+            &["ip", "route", "replace", to, "via", gateway],
+        );
+        assert!(
+            route.status.success(),
+            "a route via the gateway in {from}: {route:?}"
+        );
+    }
+    let icc = counter(sock, "drop-icc");
+    let across = nc_from(docker, "c1", "172.27.0.11", "80", get);
+    assert!(
+        across.is_err(),
+        "c1 must not reach c2 by way of the gateway: {across:?}"
+    );
+    assert!(counter(sock, "drop-icc") > icc, "the icc drop is counted");
+    let control = nc_from(docker, "d1", "172.23.0.11", "80", get)
+        .expect("d1 reaches d2 by way of the gateway on a network with ICC");
+    assert!(control.contains(PAGE), "d2's page: {control}");
+
+    // Link-local IPv6: an echo request to the neighbour's fe80:: address.
+    let link_local = |name: &str| {
+        let out = in_netns_of(
+            docker,
+            name,
+            &[
+                "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let addr = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("{name}'s link-local address in `{text}`"));
+        let mac = docker.ok(&["exec", name, "cat", "/sys/class/net/eth0/address"]);
+        (addr.to_owned(), mac)
+    };
+    for (from, to) in [("c1", "c2"), ("d1", "d2")] {
+        let (addr, mac) = link_local(to);
+        let neigh = in_netns_of(
+            docker,
+            from,
+            &[
+                "ip",
+                "-6",
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                &mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        );
+        assert!(neigh.status.success(), "{to}'s MAC in {from}: {neigh:?}");
+        let icc = counter(sock, "drop-icc");
+        let ping = in_netns_of(
+            docker,
+            from,
+            &["ping", "-6", "-c", "2", "-W", "1", &format!("{addr}%eth0")],
+        );
+        if from == "c1" {
+            assert!(
+                !ping.status.success(),
+                "c1 must not reach c2's {addr}: {ping:?}"
+            );
+            assert!(
+                counter(sock, "drop-icc") >= icc + 2,
+                "both echo requests are counted"
+            );
+        } else {
+            assert!(ping.status.success(), "d1 reaches d2's {addr}: {ping:?}");
+        }
+    }
+}
+
 #[test]
 fn docker_absent_or_restarting_never_drops_the_datapath() {
     if !require_root() {
