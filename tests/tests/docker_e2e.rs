@@ -671,12 +671,39 @@ fn in_netns_of(docker: &Dockerd, name: &str, args: &[&str]) -> std::process::Out
         .expect("nsenter runs")
 }
 
+/// Echo requests container `name` has received over IPv4 (`Icmp` `InEchos`) or IPv6
+/// (`Icmp6InEchos`).
+fn echoes_received(docker: &Dockerd, name: &str, v6: bool) -> u64 {
+    let file = if v6 {
+        "/proc/net/snmp6"
+    } else {
+        "/proc/net/snmp"
+    };
+    let out = in_netns_of(docker, name, &["cat", file]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let found = if v6 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Icmp6InEchos"))
+            .map(str::trim)
+            .map(str::to_owned)
+    } else {
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        icmp.next().zip(icmp.next()).and_then(|(names, values)| {
+            let i = names.split_whitespace().position(|n| n == "InEchos")?;
+            values.split_whitespace().nth(i).map(str::to_owned)
+        })
+    };
+    found
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no echo count in {name}'s {file}: {text}"))
+}
+
 /// `enable_icc=false` against the frames that used to slip past it, with a control on
-/// a network with ICC: a neighbour reached by way of the gateway (a host route in the
-/// container, which the host would forward back onto the bridge: the host forwards
-/// here) and an echo request to a neighbour's link-local IPv6 address (its MAC known
-/// statically, as neighbour discovery between them no longer works) never arrive, and
-/// `drop-icc` counts them; on the network with ICC both arrive.
+/// a network with ICC: echo requests to a neighbour by way of the gateway (a host
+/// route in the container, which the host would forward back onto the bridge: the
+/// host forwards here), and to a neighbour's link-local IPv6 address (its MAC known
+/// statically, as neighbour discovery between them no longer works), never reach the
+/// neighbour, and `drop-icc` counts them; on the network with ICC both arrive.
 #[test]
 fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
     if !require_root() {
@@ -721,40 +748,51 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
     });
 
     // By way of the gateway: each first container routes to its neighbour through it.
-    for (from, to, gateway) in [
-        ("c1", "172.27.0.11", "172.27.0.1"),
-        ("d1", "172.23.0.11", "172.23.0.1"),
+    for (from, to, addr, gateway) in [
+        ("c1", "c2", "172.27.0.11", "172.27.0.1"),
+        ("d1", "d2", "172.23.0.11", "172.23.0.1"),
     ] {
         let route = in_netns_of(
             docker,
             from,
-            &["ip", "route", "replace", to, "via", gateway],
+            &["ip", "route", "replace", addr, "via", gateway],
         );
         assert!(
             route.status.success(),
             "a route via the gateway in {from}: {route:?}"
         );
-    }
-    let icc = counter(sock, "drop-icc");
-    let across = nc_from(docker, "c1", "172.27.0.11", "80", get);
-    assert!(
-        across.is_err(),
-        "c1 must not reach c2 by way of the gateway: {across:?}"
-    );
-    assert!(counter(sock, "drop-icc") > icc, "the icc drop is counted");
-    let control = nc_from(docker, "d1", "172.23.0.11", "80", get)
-        .expect("d1 reaches d2 by way of the gateway on a network with ICC");
-    assert!(control.contains(PAGE), "d2's page: {control}");
-
-    // Link-local IPv6: an echo request to the neighbour's fe80:: address.
-    let link_local = |name: &str| {
-        let out = in_netns_of(
-            docker,
-            name,
-            &[
-                "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
-            ],
+        let (icc, seen) = (
+            counter(sock, "drop-icc"),
+            echoes_received(docker, to, false),
         );
+        let ping = in_netns_of(docker, from, &["ping", "-c", "2", "-W", "1", addr]);
+        let arrived = echoes_received(docker, to, false) - seen;
+        if from == "c1" {
+            assert_eq!(
+                arrived, 0,
+                "c1's echo requests must not reach c2 by way of the gateway"
+            );
+            assert!(!ping.status.success(), "c1 must not reach c2: {ping:?}");
+            assert!(
+                counter(sock, "drop-icc") >= icc + 2,
+                "both requests are counted"
+            );
+        } else {
+            // The first may wait on the host's neighbour resolution of d2.
+            assert!(
+                arrived > 0,
+                "d1's echo requests reach d2 by way of the gateway"
+            );
+            assert!(ping.status.success(), "d1 reaches d2: {ping:?}");
+        }
+    }
+
+    // Link-local IPv6: echo requests to the neighbour's fe80:: address.
+    let link_local = |name: &str| {
+        let show = [
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ];
+        let out = in_netns_of(docker, name, &show);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let addr = text
             .split_whitespace()
@@ -767,40 +805,40 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
     };
     for (from, to) in [("c1", "c2"), ("d1", "d2")] {
         let (addr, mac) = link_local(to);
-        let neigh = in_netns_of(
-            docker,
-            from,
-            &[
-                "ip",
-                "-6",
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                &mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
-        );
+        let neigh = [
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ];
+        let neigh = in_netns_of(docker, from, &neigh);
         assert!(neigh.status.success(), "{to}'s MAC in {from}: {neigh:?}");
-        let icc = counter(sock, "drop-icc");
+        let (icc, seen) = (counter(sock, "drop-icc"), echoes_received(docker, to, true));
         let ping = in_netns_of(
             docker,
             from,
             &["ping", "-6", "-c", "2", "-W", "1", &format!("{addr}%eth0")],
         );
+        let arrived = echoes_received(docker, to, true) - seen;
         if from == "c1" {
+            assert_eq!(arrived, 0, "c1's echo requests must not reach c2's {addr}");
             assert!(
                 !ping.status.success(),
                 "c1 must not reach c2's {addr}: {ping:?}"
             );
             assert!(
                 counter(sock, "drop-icc") >= icc + 2,
-                "both echo requests are counted"
+                "both requests are counted"
             );
         } else {
+            assert!(arrived > 0, "d1's echo requests reach d2's {addr}");
             assert!(ping.status.success(), "d1 reaches d2's {addr}: {ping:?}");
         }
     }
