@@ -111,6 +111,10 @@ pub const PORT_ENFORCE: u32 = 1;
 /// link-local address of its MAC) is spoofed. Ports of registered endpoints always
 /// have it: registration names every address a container has.
 pub const PORT_V6: u32 = 2;
+/// `Port::flags`: the port's network has no inter-container communication
+/// (`NET_NO_ICC`), for frames whose source lies in none of its subnets (link-local
+/// IPv6, `0.0.0.0`).
+pub const PORT_NO_ICC: u32 = 4;
 
 /// Value of `config_v1` (one slot): datapath settings from the daemon's flags.
 #[repr(C)]

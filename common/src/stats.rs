@@ -139,6 +139,9 @@ reasons! {
     /// Drop: a packet from outside whose TTL ends at the host, its time-exceeded withheld
     /// by the ICMP rate limit (per destination prefix or over all, as the sysctls say).
     DropIcmpRatelimit = 44, "drop-icmp-ratelimit", true;
+    /// A container's broadcast or multicast frame on a network without inter-container
+    /// communication, given to the host (its gateway) alone, not to its neighbours.
+    IccHostOnly = 45, "icc-host-only", false;
 }
 
 /// Value of `stats_v1` (per CPU).

@@ -56,6 +56,8 @@ pub trait Family: Addr {
     /// Record that `ip`, a source from outside, completed a handshake at `now_ns`
     /// (`flood`: `xdp_uplink` judges IPv4 only, so an IPv6 source records nothing).
     fn prove(ip: &Self, now_ns: u64);
+    /// A multicast or broadcast address (for many receivers, not one neighbour).
+    fn is_group(ip: &Self) -> bool;
     /// The answers host sockets' unconnected datagrams expect (`host_udp_v1`,
     /// `host_udp6_v1`), recorded by the sendmsg socket programs.
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8>;
@@ -183,6 +185,11 @@ impl Family for u32 {
     #[inline(always)]
     fn prove(ip: &Self, now_ns: u64) {
         crate::flood::prove(*ip, now_ns);
+    }
+    #[inline(always)]
+    fn is_group(ip: &Self) -> bool {
+        // 224.0.0.0/4, or the limited broadcast 255.255.255.255.
+        ip.to_ne_bytes()[0] & 0xf0 == 0xe0 || *ip == u32::MAX
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
@@ -352,6 +359,10 @@ impl Family for Ip6 {
     }
     #[inline(always)]
     fn prove(_: &Self, _: u64) {}
+    #[inline(always)]
+    fn is_group(ip: &Self) -> bool {
+        ip.is_multicast()
+    }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
         &maps::HOST_UDP6

@@ -96,22 +96,7 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
         return Err(verdict(ctx, reason));
     }
     if !l2.routed() {
-        // Switched within the network past the bridge's netfilter hooks, as IPv4 is:
-        // multicast flooded, the link's own traffic (neighbour discovery, link-local
-        // addresses) forwarded as it is. Any other unicast takes the generic path,
-        // which looks its flow up first (a neighbour answering a hairpin flow is
-        // translated back) and then switches it, under the network's ICC policy.
-        if l2.dst_mac[0] & 1 != 0 {
-            return Err(l2::flood(ctx, l2));
-        }
-        if chain.icmp >= ICMPV6_ROUTER_SOLICIT && chain.icmp <= ICMPV6_REDIRECT
-            || chain.src.is_link_local()
-            || chain.dst.is_link_local()
-            || chain.src.is_unspecified()
-        {
-            return Err(l2::forward_switched(ctx, l2, &chain.dst));
-        }
-        return packet(ctx, ETH_HLEN, &chain).map_err(|reason| verdict(ctx, reason));
+        return switched(ctx, l2, &chain);
     }
     if chain.dst.is_link_local() || chain.dst.is_multicast() {
         // For the host on this link (neighbour discovery, MLD): left to its stack. A
@@ -124,6 +109,32 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
         return Err(verdict(ctx, Reason::DropIpv6));
     }
     packet(ctx, ETH_HLEN, &chain).map_err(|reason| verdict(ctx, reason))
+}
+
+/// A switched frame: multicast flooded, the link's own traffic (neighbour discovery,
+/// link-local addresses) forwarded as it is, past the bridge's netfilter hooks as IPv4
+/// is, both under the network's ICC policy and isolation (`container::switched`). Any
+/// other unicast, in whatever Ethernet frame, takes the generic path (Ok: its
+/// summary), which looks its flow up first (a neighbour answering a hairpin flow is
+/// translated back) and then judges it alike.
+#[inline(always)]
+fn switched(ctx: &TcContext, l2: &L2, c: &Chain) -> Result<&'static mut Packet<Ip6>, i32> {
+    let link = c.dst.is_multicast()
+        || c.icmp >= ICMPV6_ROUTER_SOLICIT && c.icmp <= ICMPV6_REDIRECT
+        || c.src.is_link_local()
+        || c.dst.is_link_local()
+        || c.src.is_unspecified();
+    if !link {
+        return packet(ctx, ETH_HLEN, c).map_err(|reason| verdict(ctx, reason));
+    }
+    let own = container::own_flags(l2, &c.src);
+    if let Some(v) = container::switched(ctx, l2, &c.dst, own) {
+        return Err(v);
+    }
+    if l2.dst_mac[0] & 1 != 0 {
+        return Err(l2::flood(ctx, l2));
+    }
+    Err(l2::forward_switched(ctx, l2, &c.dst))
 }
 
 /// The summary of an IPv6 packet off an uplink for the family-generic path, or why it

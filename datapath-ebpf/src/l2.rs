@@ -241,6 +241,19 @@ pub fn flood(ctx: &TcContext, l2: &L2) -> i32 {
     }
 }
 
+/// A broadcast or multicast frame for the host alone, into the bridge's own stack (not
+/// its forwarding path): a network without inter-container communication gives its
+/// containers' group frames to its gateway only.
+#[inline(always)]
+pub fn to_host(ctx: &TcContext, l2: &L2) -> i32 {
+    let Some(network) = l2.network() else {
+        return verdict(ctx, Reason::DropUnbound);
+    };
+    count(ctx, Reason::IccHostOnly);
+    // SAFETY: helper call with plain integer arguments.
+    unsafe { bpf_redirect(network, u64::from(BPF_F_INGRESS)) as i32 }
+}
+
 /// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`
 /// (the sender's network, None from an uplink) allows it.
 #[inline(always)]

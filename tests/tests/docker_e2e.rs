@@ -661,6 +661,189 @@ fn docker_network_options_internal_icc_and_masquerade() {
     assert_eq!(out, "1000000", "a megabyte through the masquerade");
 }
 
+/// Run `args` (host binaries) in container `name`'s network namespace.
+fn in_netns_of(docker: &Dockerd, name: &str, args: &[&str]) -> std::process::Output {
+    let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", name]);
+    Command::new("nsenter")
+        .args(["-t", &pid, "-n"])
+        .args(args)
+        .output()
+        .expect("nsenter runs")
+}
+
+/// Echo requests container `name` has received over IPv4 (`Icmp` `InEchos`) or IPv6
+/// (`Icmp6InEchos`).
+fn echoes_received(docker: &Dockerd, name: &str, v6: bool) -> u64 {
+    let file = if v6 {
+        "/proc/net/snmp6"
+    } else {
+        "/proc/net/snmp"
+    };
+    let out = in_netns_of(docker, name, &["cat", file]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let found = if v6 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Icmp6InEchos"))
+            .map(str::trim)
+            .map(str::to_owned)
+    } else {
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        icmp.next().zip(icmp.next()).and_then(|(names, values)| {
+            let i = names.split_whitespace().position(|n| n == "InEchos")?;
+            values.split_whitespace().nth(i).map(str::to_owned)
+        })
+    };
+    found
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no echo count in {name}'s {file}: {text}"))
+}
+
+/// `enable_icc=false` against the frames that used to slip past it, with a control on
+/// a network with ICC: echo requests to a neighbour by way of the gateway (a host
+/// route in the container, which the host would forward back onto the bridge: the
+/// host forwards here), and to a neighbour's link-local IPv6 address (its MAC known
+/// statically, as neighbour discovery between them no longer works), never reach the
+/// neighbour, and `drop-icc` counts them; on the network with ICC both arrive.
+#[test]
+fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
+    if !require_root() {
+        return;
+    }
+    let d = DockerHost::new("dkicc");
+    forward_policy(&d.host, "ACCEPT");
+    let (docker, sock) = (&d.docker, &d.files.socket);
+    let _daemon = d.start_bpfnet();
+    for (name, v4, v6, opt) in [
+        (
+            "noicc",
+            "172.27.0.0/24",
+            "fd00:27::/64",
+            "-o=com.docker.network.bridge.enable_icc=false",
+        ),
+        (
+            "withicc",
+            "172.23.0.0/24",
+            "fd00:23::/64",
+            "-o=com.docker.network.bridge.enable_icc=true",
+        ),
+    ] {
+        docker.ok(&[
+            "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, opt, name,
+        ]);
+    }
+    for (name, net, ip) in [
+        ("c1", "noicc", "172.27.0.10"),
+        ("c2", "noicc", "172.27.0.11"),
+        ("d1", "withicc", "172.23.0.10"),
+        ("d2", "withicc", "172.23.0.11"),
+    ] {
+        serve_on(docker, name, net, ip);
+    }
+    wait_ls(sock, "the two networks", |l| {
+        l["bridges"].as_array().is_some_and(|b| b.len() == 3)
+    });
+    let get = "GET / HTTP/1.0\\r\\n\\r\\n";
+    wait_for("d1 to reach d2", Duration::from_secs(10), || {
+        nc_from(docker, "d1", "172.23.0.11", "80", get).is_ok_and(|out| out.contains(PAGE))
+    });
+
+    // By way of the gateway: each first container routes to its neighbour through it.
+    for (from, to, addr, gateway) in [
+        ("c1", "c2", "172.27.0.11", "172.27.0.1"),
+        ("d1", "d2", "172.23.0.11", "172.23.0.1"),
+    ] {
+        let route = in_netns_of(
+            docker,
+            from,
+            &["ip", "route", "replace", addr, "via", gateway],
+        );
+        assert!(
+            route.status.success(),
+            "a route via the gateway in {from}: {route:?}"
+        );
+        let (icc, seen) = (
+            counter(sock, "drop-icc"),
+            echoes_received(docker, to, false),
+        );
+        let ping = in_netns_of(docker, from, &["ping", "-c", "2", "-W", "1", addr]);
+        let arrived = echoes_received(docker, to, false) - seen;
+        if from == "c1" {
+            assert_eq!(
+                arrived, 0,
+                "c1's echo requests must not reach c2 by way of the gateway"
+            );
+            assert!(!ping.status.success(), "c1 must not reach c2: {ping:?}");
+            assert!(
+                counter(sock, "drop-icc") >= icc + 2,
+                "both requests are counted"
+            );
+        } else {
+            // The first may wait on the host's neighbour resolution of d2.
+            assert!(
+                arrived > 0,
+                "d1's echo requests reach d2 by way of the gateway"
+            );
+            assert!(ping.status.success(), "d1 reaches d2: {ping:?}");
+        }
+    }
+
+    // Link-local IPv6: echo requests to the neighbour's fe80:: address.
+    let link_local = |name: &str| {
+        let show = [
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ];
+        let out = in_netns_of(docker, name, &show);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let addr = text
+            .split_whitespace()
+            .skip_while(|w| *w != "inet6")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .unwrap_or_else(|| panic!("{name}'s link-local address in `{text}`"));
+        let mac = docker.ok(&["exec", name, "cat", "/sys/class/net/eth0/address"]);
+        (addr.to_owned(), mac)
+    };
+    for (from, to) in [("c1", "c2"), ("d1", "d2")] {
+        let (addr, mac) = link_local(to);
+        let neigh = [
+            "ip",
+            "-6",
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ];
+        let neigh = in_netns_of(docker, from, &neigh);
+        assert!(neigh.status.success(), "{to}'s MAC in {from}: {neigh:?}");
+        let (icc, seen) = (counter(sock, "drop-icc"), echoes_received(docker, to, true));
+        let ping = in_netns_of(
+            docker,
+            from,
+            &["ping", "-6", "-c", "2", "-W", "1", &format!("{addr}%eth0")],
+        );
+        let arrived = echoes_received(docker, to, true) - seen;
+        if from == "c1" {
+            assert_eq!(arrived, 0, "c1's echo requests must not reach c2's {addr}");
+            assert!(
+                !ping.status.success(),
+                "c1 must not reach c2's {addr}: {ping:?}"
+            );
+            assert!(
+                counter(sock, "drop-icc") >= icc + 2,
+                "both requests are counted"
+            );
+        } else {
+            assert!(arrived > 0, "d1's echo requests reach d2's {addr}");
+            assert!(ping.status.success(), "d1 reaches d2's {addr}: {ping:?}");
+        }
+    }
+}
+
 #[test]
 fn docker_absent_or_restarting_never_drops_the_datapath() {
     if !require_root() {

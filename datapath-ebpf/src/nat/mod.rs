@@ -6,7 +6,7 @@ mod ports;
 mod rewrite;
 
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, PublishedKey, Reason};
+use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
 pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
@@ -120,14 +120,25 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
     Ok(New::Flow(to))
 }
 
-/// A container reaching a published port on a host address. A container reaching its
-/// own published port is also SNATed to the address its route to itself prefers (its
-/// bridge's), or it would receive a packet from itself.
+/// A container of network `from` reaching a published port on a host address. A
+/// container reaching its own published port is also SNATed to the address its route
+/// to itself prefers (its bridge's), or it would receive a packet from itself. Nothing
+/// crosses an internal network's edge this way either.
 #[inline(always)]
-pub fn hairpin<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
+pub fn hairpin<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    from: &Network,
+) -> Result<New<A>, Reason> {
     let Some(b) = published_from_wire(p) else {
         return Ok(New::None);
     };
+    let to = A::network_of(&b.ip);
+    let within = to.is_some_and(|n| n.bridge == from.bridge);
+    let internal = from.flags | to.map_or(0, |n| n.flags);
+    if !within && internal & NET_INTERNAL != 0 {
+        return Err(Reason::DropInternal);
+    }
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }

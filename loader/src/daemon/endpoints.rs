@@ -5,7 +5,7 @@ use std::{
     net::IpAddr,
 };
 
-use common::{EP_LEARNED, Endpoint, Ip6, PORT_ENFORCE, PORT_V6, Port};
+use common::{EP_LEARNED, Endpoint, Ip6, NET_NO_ICC, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port};
 use tracing::{debug, info};
 
 use super::Daemon;
@@ -233,7 +233,8 @@ impl Daemon {
     }
 
     /// The `ports_v2` entry of a veth on `bridge` whose endpoint is `owner` (None: not
-    /// known yet, so its first packet of each family binds it).
+    /// known yet, so its first packet of each family binds it), with its network's ICC
+    /// policy.
     pub(super) fn port(&self, bridge: u32, owner: Option<Owner>) -> Port {
         let o = owner.unwrap_or_default();
         let mut flags = 0;
@@ -242,6 +243,16 @@ impl Daemon {
         }
         if o.v6 {
             flags |= PORT_V6;
+        }
+        let net_flags = self
+            .links
+            .get(bridge)
+            .and_then(|l| self.docker_net_flags.get(&l.name))
+            .copied()
+            .unwrap_or(0);
+        if net_flags & NET_NO_ICC != 0 {
+            // Its link-local and unspecified sources lie in no subnet.
+            flags |= PORT_NO_ICC;
         }
         Port {
             network: bridge,
