@@ -1,31 +1,34 @@
 //! A new veth nobody registered cannot claim the gateway's address end to end: its
 //! gratuitous ARP and its first packet from that address are dropped (`drop-spoof`) and
-//! bind nothing, so the registered neighbour's ARP cache keeps the bridge's MAC for its
+//! bind nothing (nor do its claims of the subnet's network and broadcast addresses or
+//! another host address), so the registered neighbour's ARP cache keeps the bridge's MAC for its
 //! gateway and the host still reaches that neighbour; the same veth claiming a free
-//! address is learned and works.
+//! address is learned and works. A learned binding of the gateway's address that an
+//! older datapath left is dropped by the daemon.
 use std::{
     net::Ipv4Addr,
     thread,
     time::{Duration, Instant},
 };
 
+use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{
-    daemon::{cli_ok, counter, pinned_endpoints},
+    daemon::{cli_ok, counter, pinned_endpoints, pinned_ports},
     lan::{mac_string, neighbour_mac, pings},
     netns::Netns,
     packet::{arp, udp},
     raw::send_l2,
     require_root,
-    topo::{BRIDGE, BRIDGE_IP, CONTAINER_IP, Topology},
+    topo::{BRIDGE, BRIDGE_IP, CONTAINER_IP, HOST_IP, Topology},
 };
-use common::EP_LEARNED;
+use common::{EP_LEARNED, Endpoint};
 
 /// The new veth on the host's side.
 const NEW_VETH: &str = "vc9";
 const FREE: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 66);
 
 /// Plug a fresh namespace into br0 on `NEW_VETH`, its eth0 up without an address, and
-/// wait until the daemon has attached `from_container` to the veth.
+/// wait until the daemon has made the veth a bridge port (with no endpoint).
 fn plug_new_veth(t: &Topology) -> Netns {
     let ns = Netns::new(&format!("{}-new", t.host.name));
     t.host.ip(&[
@@ -33,14 +36,15 @@ fn plug_new_veth(t: &Topology) -> Netns {
     ]);
     t.host
         .ip(&["link", "set", NEW_VETH, "master", BRIDGE, "up"]);
+    ns.ip(&["link", "set", "eth0", "address", "02:00:00:00:0a:09"]);
     ns.ip(&["link", "set", "eth0", "up"]);
-    let pin = t
-        .files
-        .pin_dir
-        .join(format!("links/from_container@{}", t.host.ifindex(NEW_VETH)));
+    let veth = t.host.ifindex(NEW_VETH);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pin.exists() {
-        assert!(Instant::now() < deadline, "the daemon attaches {NEW_VETH}");
+    while !pinned_ports(&t.files.pin_dir).contains(&veth) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon makes {NEW_VETH} a bridge port"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     ns
@@ -61,6 +65,9 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         return;
     }
     let t = Topology::new("claim");
+    // A bridge's MAC follows its ports' unless set: the new port must not change it.
+    t.host
+        .ip(&["link", "set", BRIDGE, "address", "02:00:00:00:0b:01"]);
     let _d = t.start_daemon();
     let sock = &t.files.socket;
     let k1 = &t.container;
@@ -113,6 +120,21 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         "each claim is counted as drop-spoof"
     );
     assert_eq!(bound_to(&t, veth), vec![], "no claim bound the new veth");
+    // Nor may it claim the subnet's network or broadcast address (the daemon marks
+    // them), or another of the host's addresses.
+    for ip in [
+        Ipv4Addr::new(172, 17, 0, 0),
+        Ipv4Addr::new(172, 17, 255, 255),
+        HOST_IP,
+    ] {
+        let spoofs = counter(sock, "drop-spoof");
+        let claim = send_l2(&attacker, "eth0", &arp(mac, ip.octets(), ip.octets()));
+        assert!(
+            counter(sock, "drop-spoof") > spoofs,
+            "a gratuitous ARP for {ip} is counted as drop-spoof ({claim:?})"
+        );
+        assert_eq!(bound_to(&t, veth), vec![], "{ip} is not bound");
+    }
     assert!(
         pings(&t.host, CONTAINER_IP),
         "the host still reaches the neighbour"
@@ -153,4 +175,46 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         bridge_mac,
         "the neighbour's gateway is still the bridge"
     );
+
+    // A binding of the gateway's address learned before this check (an older datapath
+    // left it) goes at the daemon's next pass over the endpoints; the free one stays.
+    let stale = Endpoint {
+        ifindex: veth,
+        network: t.host.ifindex(BRIDGE),
+        mac,
+        flags: EP_LEARNED,
+        _pad: 0,
+    };
+    insert_endpoint(&t, BRIDGE_IP, stale);
+    assert_eq!(bound_to(&t, veth).len(), 2, "the stale binding is in place");
+    cli_ok(
+        sock,
+        &[
+            "endpoint",
+            "add",
+            "--bridge",
+            BRIDGE,
+            "--veth",
+            "vc1",
+            "--ip",
+            "172.17.0.5/16",
+            "--mac",
+            &mac_string(&t.container2, "eth0"),
+        ],
+    );
+    assert_eq!(
+        bound_to(&t, veth),
+        vec![(FREE, EP_LEARNED)],
+        "the daemon drops the learned binding of the gateway's address, keeps the free one"
+    );
+}
+
+/// Write `ep` for `ip` into the daemon's pinned `endpoints_v1`, as a datapath would.
+fn insert_endpoint(t: &Topology, ip: Ipv4Addr, ep: Endpoint) {
+    let pin = t.files.pin_dir.join("endpoints_v1");
+    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    let mut map: HashMap<MapData, u32, Endpoint> =
+        HashMap::try_from(Map::HashMap(map)).expect("endpoints_v1 is a hash map");
+    map.insert(u32::from_ne_bytes(ip.octets()), ep, 0)
+        .expect("insert an endpoint");
 }
