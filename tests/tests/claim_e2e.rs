@@ -4,7 +4,8 @@
 //! another host address), so the registered neighbour's ARP cache keeps the bridge's MAC for its
 //! gateway and the host still reaches that neighbour; the same veth claiming a free
 //! address is learned and works. A learned binding of the gateway's address that an
-//! older datapath left is dropped by the daemon.
+//! older datapath left is dropped by the daemon, and `endpoint add` refuses such an
+//! address.
 use std::{
     net::Ipv4Addr,
     thread,
@@ -13,7 +14,7 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{
-    daemon::{cli_ok, counter, pinned_endpoints, pinned_ports},
+    daemon::{cli, cli_ok, counter, pinned_endpoints, pinned_ports},
     lan::{mac_string, neighbour_mac, pings},
     netns::Netns,
     packet::{arp, udp},
@@ -175,6 +176,31 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         bridge_mac,
         "the neighbour's gateway is still the bridge"
     );
+
+    // Nor is such an address registered for it.
+    for ip in ["172.17.0.1/16", "172.17.255.255/16"] {
+        let out = cli(
+            sock,
+            &[
+                "endpoint",
+                "add",
+                "--bridge",
+                BRIDGE,
+                "--veth",
+                NEW_VETH,
+                "--ip",
+                ip,
+                "--mac",
+                &mac_string(&attacker, "eth0"),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "`endpoint add --ip {ip}` is refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // A binding of the gateway's address learned before this check (an older datapath
     // left it) goes at the daemon's next pass over the endpoints; the free one stays.

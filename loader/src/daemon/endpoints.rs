@@ -67,6 +67,18 @@ impl Daemon {
                     reason: format!("{addr} is given twice"),
                 });
             }
+            let claimable = match addr {
+                IpAddr::V4(a) => self.dp.maps.claimable(u32::from_ne_bytes(a.octets())),
+                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from_octets(a.octets())),
+            };
+            if !claimable {
+                return Err(ApiError::Invalid {
+                    reason: format!(
+                        "{addr} is a host address or its subnet's network or broadcast \
+                         address: no container may have it"
+                    ),
+                });
+            }
             if let Some(other) = self.all_endpoints().into_iter().find(|e| e.has(addr)) {
                 return Err(ApiError::Conflict {
                     spec: addr.to_string(),
