@@ -82,6 +82,11 @@ pub const NET_NO_MASQ: u32 = 16;
 pub const NET_ROUTED6: u32 = 32;
 /// `gateway_mode_ipv6=nat`: NAT66 although global.
 pub const NET_NAT6: u32 = 64;
+/// `Network::flags` of a host-length entry (/32, /128) beside its subnet's: the
+/// subnet's network or broadcast address (IPv6: its subnet-router anycast address),
+/// which no endpoint may have, so no port may claim it. The entry carries the subnet's
+/// bridge and other flags, so every other lookup reads it as the subnet.
+pub const NET_EDGE: u32 = 128;
 
 /// Value of `ports_v2` (key: host-side veth ifindex, host order): the bridge port a
 /// container's traffic enters by.

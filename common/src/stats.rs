@@ -68,8 +68,10 @@ reasons! {
     ForwardLocal = 17, "forward-local", false;
     /// Drop: traffic between two networks (Docker's isolation rules).
     DropIsolation = 18, "drop-isolation", true;
-    /// Drop: source IPv4, IPv6 or MAC not the sending endpoint's own; from an uplink, a
-    /// local endpoint's address (IP source, ARP sender).
+    /// Drop: source IPv4, IPv6 or MAC not the sending endpoint's own, or a claim no port
+    /// may make (a host address such as the gateway's, a subnet's network or broadcast
+    /// address, the bridge's MAC); from an uplink, a local endpoint's address (IP
+    /// source, ARP sender).
     DropSpoof = 19, "drop-spoof", true;
     /// A switched frame handed to its bridge's own transmit path, past the host's
     /// bridge netfilter hooks.
@@ -130,8 +132,9 @@ reasons! {
     /// routes), or neighbour discovery that came fragmented.
     DropRouterAdvert = 41, "drop-router-advert", true;
     /// Drop: an IPv6 neighbour advertisement from a container for an address it does not
-    /// own, or neighbour discovery naming a link-layer address other than its MAC; from
-    /// an uplink, one for a local endpoint's address (neighbour cache poisoning).
+    /// own, or neighbour discovery naming a link-layer address other than its MAC or sent
+    /// from an address it may not claim; from an uplink, one for a local endpoint's
+    /// address (neighbour cache poisoning).
     DropNeighSpoof = 42, "drop-neigh-spoof", true;
     /// Drop: a container's new flow beyond its share of the flow tables (`--ct-per-endpoint`
     /// flows it originated), so no container can fill them for the others.

@@ -2,7 +2,8 @@
 //! protocol; then replies of published ports, the fast path between endpoints of a
 //! network, egress SNAT (masquerade), hairpin to published ports, ICMP errors about any
 //! of them. A veth is enforced from the moment it is attached: until its endpoint is
-//! known it may send nothing routed, and its first IPv4 packet binds its address.
+//! known it may send nothing routed, and its first IPv4 packet (or ARP announcement)
+//! binds its address, unless that is an address no container may have.
 use aya_ebpf::programs::TcContext;
 use common::{
     Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ,
@@ -39,7 +40,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
     };
     match l2.ethertype {
         ETH_P_IP => {}
-        ETH_P_ARP => return l2::arp(ctx, &l2),
+        ETH_P_ARP => return l2::arp(ctx, &mut l2),
         _ => return l2::other(ctx, &l2, Reason::DropUnbound),
     }
     let p = match parse(ctx, ETH_HLEN) {

@@ -90,7 +90,7 @@ fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> 
     };
     let checked = l2
         .check_mac()
-        .and_then(|()| check_source(ctx, l2, &chain.src))
+        .and_then(|()| check_source(ctx, l2, &chain.src).map_err(|r| neighbour_claim(&chain, r)))
         .and_then(|()| check_neighbour(ctx, l2, &chain));
     if let Err(reason) = checked {
         return Err(verdict(ctx, reason));
@@ -312,8 +312,8 @@ fn owns(l2: &L2, ip: &Ip6) -> bool {
 }
 
 /// An IPv6 source must be the sender's own (bound now if the port has no IPv6 address
-/// yet and this one lies in its network's IPv6 subnet, unowned). `::` may only be
-/// switched.
+/// yet and this one lies in its network's IPv6 subnet, is no host's nor another
+/// endpoint's: `l2::bind`). `::` may only be switched.
 #[inline(always)]
 fn check_source(ctx: &TcContext, l2: &mut L2, src: &Ip6) -> Result<(), Reason> {
     if src.is_unspecified() {
@@ -334,10 +334,18 @@ fn check_source(ctx: &TcContext, l2: &mut L2, src: &Ip6) -> Result<(), Reason> {
         // Its addresses are known, and this is none of them.
         return Err(Reason::DropSpoof);
     }
-    if l2::bind(ctx, l2, src) {
-        Ok(())
+    l2::bind(ctx, l2, src)
+}
+
+/// A solicitation or advertisement from a source its sender may not claim would put
+/// that address in its neighbours' caches with the sender's MAC: a neighbour spoof.
+#[inline(always)]
+fn neighbour_claim(c: &Chain, reason: Reason) -> Reason {
+    let nd = c.icmp == ICMPV6_NEIGH_SOLICIT || c.icmp == ICMPV6_NEIGH_ADVERT;
+    if nd && reason == Reason::DropSpoof {
+        Reason::DropNeighSpoof
     } else {
-        Err(Reason::DropUnbound)
+        reason
     }
 }
 

@@ -6,7 +6,10 @@ use aya_ebpf::{
     helpers::generated::{bpf_clone_redirect, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use common::{EP_LEARNED, Endpoint, PORT_ENFORCE, PORT_V6, Port, Reason};
+use common::{EP_LEARNED, Endpoint, NET_EDGE, PORT_ENFORCE, PORT_V6, Port, Reason};
+
+/// `bpf_map_update_elem`'s answer when `BPF_NOEXIST` finds the key taken.
+const EEXIST: i32 = 17;
 
 use crate::{
     family::Family,
@@ -53,15 +56,19 @@ impl L2 {
 
     /// The frame comes in by a known port, from the MAC its endpoints use once one of
     /// them is known (for either family).
+    /// Before then, any MAC but the bridge's own (its link-local address, which the
+    /// kernel derives from the MAC, is the host's).
     #[inline(always)]
     pub fn check_mac(&self) -> Result<(), Reason> {
         if !self.known {
             return Err(Reason::DropUnbound);
         }
-        if self.port.flags & (PORT_ENFORCE | PORT_V6) != 0 && self.port.mac != self.src_mac {
-            return Err(Reason::DropSpoof);
-        }
-        Ok(())
+        let mac = if self.port.flags & (PORT_ENFORCE | PORT_V6) != 0 {
+            self.port.mac == self.src_mac
+        } else {
+            self.port.bridge_mac != self.src_mac
+        };
+        if mac { Ok(()) } else { Err(Reason::DropSpoof) }
     }
 }
 
@@ -102,17 +109,28 @@ fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
 }
 
 /// Bind `ip` (of either family) to the port `l2` came in by: its first packet names
-/// its endpoint, when the address lies in the port's network and no endpoint owns it
-/// yet; the port's addresses of that family are known from then on. The daemon
+/// its endpoint, when the address lies in the port's network and is one a container may
+/// have; the port's addresses of that family are known from then on. The daemon
 /// replaces the binding with what Docker (or `endpoint add`) says once it knows.
+///
+/// A claim of a host address (the gateway's among them), of a subnet's network or
+/// broadcast address, of another endpoint's, or from the bridge's own MAC is
+/// `DropSpoof`, and binds nothing: the neighbours would take the sender for that
+/// address. An address outside the port's network is `DropUnbound`.
 #[inline(always)]
-pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> bool {
+pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> Result<(), Reason> {
     if !l2.known {
-        return false;
+        return Err(Reason::DropUnbound);
+    }
+    if A::is_host(ip) {
+        return Err(Reason::DropSpoof);
     }
     let port = l2.port;
-    if A::network_of(ip).is_none_or(|n| n.bridge != port.network) {
-        return false;
+    let Some(net) = A::network_of(ip).filter(|n| n.bridge == port.network) else {
+        return Err(Reason::DropUnbound);
+    };
+    if net.flags & NET_EDGE != 0 || l2.src_mac == port.bridge_mac {
+        return Err(Reason::DropSpoof);
     }
     let ep = Endpoint {
         ifindex: l2.ingress,
@@ -121,11 +139,13 @@ pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> bool {
         flags: EP_LEARNED,
         _pad: 0,
     };
-    if A::endpoints()
-        .insert(ip, ep, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        return false;
+    if let Err(e) = A::endpoints().insert(ip, ep, u64::from(BPF_NOEXIST)) {
+        // Taken meanwhile by another endpoint; else the map is full.
+        return Err(if e == -EEXIST {
+            Reason::DropSpoof
+        } else {
+            Reason::DropUnbound
+        });
     }
     // The MAC is the port's already when it is enforced for the other family
     // (`check_mac`).
@@ -141,7 +161,7 @@ pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> bool {
     // Flows toward the address may remember a route to it: it is a peer now.
     bump_route_gen();
     count(ctx, Reason::EndpointLearned);
-    true
+    Ok(())
 }
 
 /// An IPv4 packet must come from an endpoint of its port (bound now if the port has
@@ -165,34 +185,40 @@ pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), R
         // Another port's address.
         return Err(Reason::DropSpoof);
     }
-    if bind(ctx, l2, &p.src_ip) {
-        Ok(())
-    } else {
-        Err(Reason::DropUnbound)
-    }
+    bind(ctx, l2, &p.src_ip)
 }
 
 /// An ARP packet must announce one of its port's endpoints (address probes, with sender
-/// address 0, only its MAC); from a port with no endpoint yet, no address another
-/// endpoint owns.
+/// address 0, only its MAC). From a port with no IPv4 endpoint yet, the address it
+/// announces is a claim: bound as its first IP packet's would be, or refused.
 #[inline(always)]
-pub fn arp(ctx: &TcContext, l2: &L2) -> i32 {
+pub fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
     let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(ARP_SHA), ctx.load::<u32>(ARP_SPA)) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    let spoofed = if sha != l2.src_mac {
-        true
-    } else if spa == 0 {
-        false
-    } else if l2.enforced() {
-        !owns(l2, spa, sha)
-    } else {
-        endpoint(spa).is_some()
-    };
-    if spoofed || !l2.known {
+    if sha != l2.src_mac || !l2.known {
         return verdict(ctx, Reason::DropSpoof);
     }
-    verdict(ctx, Reason::Pass)
+    if let Err(reason) = l2.check_mac() {
+        return verdict(ctx, reason);
+    }
+    let claim = if spa == 0 {
+        Ok(())
+    } else if l2.enforced() {
+        if owns(l2, spa, sha) {
+            Ok(())
+        } else {
+            Err(Reason::DropSpoof)
+        }
+    } else if endpoint(spa).is_some() {
+        Err(Reason::DropSpoof)
+    } else {
+        bind(ctx, l2, &spa)
+    };
+    match claim {
+        Ok(()) => verdict(ctx, Reason::Pass),
+        Err(reason) => verdict(ctx, reason),
+    }
 }
 
 /// An ARP packet off a wire may not announce a local endpoint's address (it would take

@@ -36,6 +36,12 @@ impl Ipv4Net {
         self.first() | !mask(self.len)
     }
 
+    /// Its network and broadcast addresses, which no host on it may have (none in a /31
+    /// or /32, whose every address is a host's: RFC 3021).
+    pub fn edges(&self) -> Option<[Ipv4Addr; 2]> {
+        (self.len < 31).then(|| [self.addr, Ipv4Addr::from(self.last())])
+    }
+
     /// Whether `ip` lies in this network.
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & mask(self.len) == self.first()
@@ -136,6 +142,21 @@ mod tests {
         let json = serde_json::to_string(&n).expect("serializes");
         assert_eq!(json, "\"10.244.3.0/24\"");
         assert_eq!(serde_json::from_str::<Ipv4Net>(&json).expect("parses"), n);
+    }
+
+    #[test]
+    fn edges_are_the_network_and_broadcast_addresses_of_a_subnet_with_hosts() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().expect("address");
+        assert_eq!(
+            net("172.17.0.0/16").edges(),
+            Some([ip("172.17.0.0"), ip("172.17.255.255")])
+        );
+        assert_eq!(
+            net("10.1.2.8/30").edges(),
+            Some([ip("10.1.2.8"), ip("10.1.2.11")])
+        );
+        assert_eq!(net("10.1.2.8/31").edges(), None);
+        assert_eq!(net("10.1.2.8/32").edges(), None);
     }
 
     #[test]

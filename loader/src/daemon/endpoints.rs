@@ -67,6 +67,18 @@ impl Daemon {
                     reason: format!("{addr} is given twice"),
                 });
             }
+            let claimable = match addr {
+                IpAddr::V4(a) => self.dp.maps.claimable(u32::from_ne_bytes(a.octets())),
+                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from_octets(a.octets())),
+            };
+            if !claimable {
+                return Err(ApiError::Invalid {
+                    reason: format!(
+                        "{addr} is a host address or its subnet's network or broadcast \
+                         address: no container may have it"
+                    ),
+                });
+            }
             if let Some(other) = self.all_endpoints().into_iter().find(|e| e.has(addr)) {
                 return Err(ApiError::Conflict {
                     spec: addr.to_string(),
@@ -167,20 +179,23 @@ impl Daemon {
                 "endpoints wait for their veth to appear"
             );
         }
-        // Bindings learned from a veth's first packet stay while nothing claims them.
+        // Bindings learned from a veth's first packet stay while nothing claims them and
+        // their address is one a container may have (the datapath refuses the others;
+        // one bound before, or taken by the host since, goes).
         let attached: BTreeSet<u32> = veths.values().map(|&(i, _)| i).collect();
         let unclaimed = |ep: &Endpoint| {
             ep.flags & EP_LEARNED != 0
                 && attached.contains(&ep.ifindex)
                 && !claimed.contains_key(&ep.ifindex)
         };
-        let learned: BTreeMap<u32, Endpoint> = entries_or_each(&self.dp.maps.endpoints)
+        let maps = &self.dp.maps;
+        let learned: BTreeMap<u32, Endpoint> = entries_or_each(&maps.endpoints)
             .into_iter()
-            .filter(|(ip, ep)| unclaimed(ep) && !want_eps.contains_key(ip))
+            .filter(|(ip, ep)| unclaimed(ep) && !want_eps.contains_key(ip) && maps.claimable(*ip))
             .collect();
-        let learned6: BTreeMap<Ip6, Endpoint> = entries_or_each(&self.dp.maps.endpoints6)
+        let learned6: BTreeMap<Ip6, Endpoint> = entries_or_each(&maps.endpoints6)
             .into_iter()
-            .filter(|(ip, ep)| unclaimed(ep) && !want_eps6.contains_key(ip))
+            .filter(|(ip, ep)| unclaimed(ep) && !want_eps6.contains_key(ip) && maps.claimable6(*ip))
             .collect();
         // Each veth's owner: its first endpoint's IPv4 (by address, registered before
         // learned) and MAC; its IPv6 addresses are known when registered or learned. A

@@ -1,13 +1,14 @@
 //! `subnets_v1` and `subnets6_v1`: each managed bridge's subnets, which the datapath
 //! needs for isolation, the inbound policy and binding a new veth's address. A
 //! network's IPv6 subnet is the prefix of its bridge's own global or unique local
-//! address (link-local ones say nothing of the network).
+//! address (link-local ones say nothing of the network). Beside each subnet, a
+//! host-length entry marks each address of it no endpoint may have (`NET_EDGE`).
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv6Addr},
 };
 
-use common::{Ip6, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
+use common::{Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
@@ -47,8 +48,15 @@ impl Daemon {
             };
             match addr {
                 IpAddr::V4(addr) => {
-                    let net = Ipv4Net::new(addr, len).map_or(addr, |n| n.addr);
-                    want.insert((u32::from(len), u32::from_ne_bytes(net.octets())), network);
+                    let net = Ipv4Net::new(addr, len);
+                    let first = net.map_or(addr, |n| n.addr);
+                    want.insert(
+                        (u32::from(len), u32::from_ne_bytes(first.octets())),
+                        network,
+                    );
+                    for edge in net.and_then(|n| n.edges()).into_iter().flatten() {
+                        want.insert((32, u32::from_ne_bytes(edge.octets())), edge_of(network));
+                    }
                 }
                 IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
                     let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
@@ -57,7 +65,12 @@ impl Daemon {
                         bridge: ifindex,
                         flags: ipv6_flags(flags, &net),
                     };
-                    want6.insert((u32::from(len), Ip6::from_octets(net.octets())), network);
+                    let key = Ip6::from_octets(net.octets());
+                    want6.insert((u32::from(len), key), network);
+                    if len < 127 {
+                        // The subnet-router anycast address (RFC 4291 2.6.1).
+                        want6.insert((128, key), edge_of(network));
+                    }
                 }
                 IpAddr::V6(_) => {}
             }
@@ -79,6 +92,15 @@ impl Daemon {
             self.cluster.local = local;
             self.sync_cluster();
         }
+    }
+}
+
+/// The host-length entry of an address of `network`'s subnet that no endpoint may have
+/// (`NET_EDGE`).
+fn edge_of(network: Network) -> Network {
+    Network {
+        flags: network.flags | NET_EDGE,
+        ..network
     }
 }
 

@@ -1,10 +1,11 @@
 //! Typed handles on the pinned maps.
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
 };
 use common::{
     Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, IcmpLimit, Ip6,
+    NET_EDGE,
     Network, Port, PublishedKey, Reason, names,
 };
 
@@ -110,6 +111,25 @@ impl Maps {
     pub fn bump_route_gen(&mut self) -> Result<(), aya::maps::MapError> {
         let generation = self.route_gen.get(&0, 0)?;
         self.route_gen.set(0, generation.wrapping_add(1), 0)
+    }
+
+    /// Whether a container may have IPv4 `ip` (network order): not one of the host's
+    /// addresses, nor a subnet's network or broadcast address (`NET_EDGE`).
+    pub fn claimable(&self, ip: u32) -> bool {
+        self.host_ips.get(&ip, 0).is_err()
+            && self
+                .subnets
+                .get(&Key::new(32, ip), 0)
+                .map_or(true, |n| n.flags & NET_EDGE == 0)
+    }
+
+    /// Whether a container may have IPv6 `ip`: as `claimable`.
+    pub fn claimable6(&self, ip: Ip6) -> bool {
+        self.host_ips6.get(&ip, 0).is_err()
+            && self
+                .subnets6
+                .get(&Key::new(128, ip), 0)
+                .map_or(true, |n| n.flags & NET_EDGE == 0)
     }
 
     /// Counter totals over all CPUs, one per reason.
