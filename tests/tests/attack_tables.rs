@@ -498,7 +498,7 @@ fn a_syn_flood_cannot_evict_established_flows() {
             let src = ([198, 51, 100, 3 + (i % 250) as u8], 1024 + i as u16);
             let (v, _) = fx.run(IN, &tcp(src, (HOST, 8038), TCP_SYN, b""));
             assert_eq!(v, TC_ACT_REDIRECT, "flood SYN {i} is served (DNAT)");
-            let syn_ack = tcp_seq((C1, 8080), src, TCP_SYN | TCP_ACK, (7000, 1), b"");
+            let syn_ack = tcp_seq((C1, 8080), src, TCP_SYN | TCP_ACK, (7000, 1001), b"");
             let (v, _) = fx.run(OUT, &syn_ack);
             assert_eq!(v, TC_ACT_REDIRECT, "the backend's SYN-ACK {i} goes out");
         }

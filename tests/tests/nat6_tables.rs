@@ -159,7 +159,7 @@ fn nat66_masquerades_a_ula_network_and_translates_the_replies() {
             fx,
             "SYN-ACK in",
             IN,
-            &tcp6(s, (HOST6, p), TCP_SYN | TCP_ACK, 5000),
+            &tcp6_seq(s, (HOST6, p), TCP_SYN | TCP_ACK, (5000, 1001)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
@@ -251,7 +251,7 @@ fn nat66_publishes_ports_and_keeps_a_ula_network_closed() {
             fx,
             "SYN-ACK from the container",
             OUT,
-            &tcp6((C1, 8080), client, TCP_SYN | TCP_ACK, 9),
+            &tcp6_seq((C1, 8080), client, TCP_SYN | TCP_ACK, (9, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectRoute],
         );
@@ -313,7 +313,7 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
             fx,
             "its SYN-ACK",
             OUT,
-            &tcp6((R1, 8443), client, TCP_SYN | TCP_ACK, 9),
+            &tcp6_seq((R1, 8443), client, TCP_SYN | TCP_ACK, (9, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectRoute],
         );
@@ -339,7 +339,7 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
             fx,
             "its reply",
             IN,
-            &tcp6((SERVER6, 443), (R1, 33000), TCP_SYN | TCP_ACK, 7),
+            &tcp6_seq((SERVER6, 443), (R1, 33000), TCP_SYN | TCP_ACK, (7, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
