@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 
 use Hook::{FromContainer as OUT, FromUplink as IN};
 use Reason::*;
+use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
@@ -13,7 +14,10 @@ use bpfnet_tests::{
     require_root,
     tables::{C1, C2, HOST, PORTS, SERVER, entries, flow_state, setup, snat_port, step},
 };
-use common::{CT_SNAT, CtKey, PROTO_TCP, Reason, TcpState, ct::TCP_RST};
+use common::{
+    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey, PROTO_TCP, Reason,
+    TcpState, ct::TCP_RST,
+};
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 66];
 
@@ -884,5 +888,91 @@ fn a_syn_ack_counts_only_as_the_answer_to_the_flows_syn() {
             &[CtForward, RedirectRoute],
         );
         assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::Established);
+    });
+}
+
+/// The same attack on a cluster flow: a container of another node's prefix (host-gw,
+/// behind 192.0.2.2) connects to C1 untranslated, past the inbound policy; a host
+/// spoofing it forges a SYN-ACK and a RST in the forged sequence: both
+/// `drop-tcp-window`, the flow goes on; the control: the peer's own RST closes it.
+#[test]
+fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("cluster", 4096, |fx| {
+        setup(fx, PORTS);
+        bpfnet_tests::netns::sh(&["ip", "route", "add", "10.244.1.0/24", "via", "192.0.2.2"]);
+        let route = |kind, node: [u8; 4]| ClusterRoute {
+            node: u32::from_ne_bytes(node),
+            vni: 0,
+            kind,
+            ifindex: 0,
+        };
+        let m = &mut fx.dp.maps;
+        for (prefix, len, r) in [
+            ([172, 17, 0, 0], 16, route(CLUSTER_ROUTED, [0; 4])),
+            ([10, 244, 1, 0], 24, route(CLUSTER_HOST_GW, [192, 0, 2, 2])),
+            ([192, 0, 2, 2], 32, route(CLUSTER_NODE, [0; 4])),
+        ] {
+            let key = Key::new(len, u32::from_ne_bytes(prefix));
+            m.cluster.insert(&key, r, 0).expect("cluster route");
+        }
+        let (peer, server) = (([10, 244, 1, 5], 40000), (C1, 8080));
+        let (v, _) = fx.run(IN, &tcp_seq(peer, server, TCP_SYN, (1000, 0), b""));
+        assert_eq!(v, TC_ACT_REDIRECT, "the cluster peer's SYN is admitted");
+        let (v, _) = fx.run(
+            OUT,
+            &tcp_seq(server, peer, TCP_SYN | TCP_ACK, (5000, 1001), b""),
+        );
+        assert_eq!(v, TC_ACT_REDIRECT, "C1's SYN-ACK goes to the peer's node");
+        step(
+            fx,
+            "the handshake's last ACK",
+            IN,
+            &tcp_seq(peer, server, TCP_ACK, (1001, 5001), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(
+            flow_state(fx, (peer, server, PROTO_TCP)),
+            TcpState::Established
+        );
+        let before = entries(fx);
+        let forged = 900_000_000;
+        step(
+            fx,
+            "a forged SYN-ACK in the peer's direction",
+            IN,
+            &tcp_seq(peer, server, TCP_SYN | TCP_ACK, (forged, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step(
+            fx,
+            "a RST in the forged sequence",
+            IN,
+            &tcp_seq(peer, server, TCP_RST, (forged + 1, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(entries(fx), before, "both entries byte-identical");
+        step(
+            fx,
+            "the peer's data goes on",
+            IN,
+            &tcp_seq(peer, server, TCP_ACK, (1001, 5001), b"hello"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        step(
+            fx,
+            "the peer's own RST",
+            IN,
+            &tcp_seq(peer, server, TCP_RST, (1006, 0), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(flow_state(fx, (peer, server, PROTO_TCP)), TcpState::Closed);
     });
 }
