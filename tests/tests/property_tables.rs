@@ -1270,7 +1270,8 @@ impl<'a> Runner<'a> {
         let body = rng.upto(48);
         let reply = match (t.proto, flow.icmp) {
             (PROTO_TCP, _) => {
-                let seq_ack = (rng.u32(), flow.seq.wrapping_add(1));
+                // The SYN-ACK acknowledges all the SYN occupies, its data too.
+                let seq_ack = (rng.u32(), flow.seq.wrapping_add(1 + syn_data(first)));
                 tcp_frame(
                     &ip,
                     (t.sport, t.dport),
@@ -1394,6 +1395,15 @@ impl<'a> Runner<'a> {
             "the generator translated too little to test the identity (a test bug)"
         );
     }
+}
+
+/// The TCP payload length of IPv4 frame `f` (a well-formed first packet).
+fn syn_data(f: &[u8]) -> u32 {
+    let ip = &f[ETH_HLEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(be16(&ip[2..4]));
+    let doff = usize::from(ip[ihl + 12] >> 4) * 4;
+    (total - ihl - doff) as u32
 }
 
 fn key_tuple(k: &CtKey) -> Tuple {
