@@ -84,7 +84,9 @@ reasons! {
     DropNoFlow = 22, "drop-no-flow", true;
     /// Drop: a new flow whose reply tuple another flow holds.
     DropCtClash = 23, "drop-ct-clash", true;
-    /// Drop: a TCP RST or FIN outside the flow's sequence window.
+    /// Drop: a TCP segment that would change the flow's state (RST, FIN, SYN-ACK, a SYN
+    /// from the answering side) outside both directions' windows, or a SYN-ACK that is
+    /// not the answer to the flow's SYN.
     DropTcpWindow = 24, "drop-tcp-window", true;
     /// Drop: an ICMP error a container or outsider had no business sending (it quotes a
     /// packet that sender never received).

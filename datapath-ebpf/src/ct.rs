@@ -94,8 +94,12 @@ fn finished(a: u8, b: u8) -> bool {
     matches!(TcpState::of(a, b), TcpState::Closed | TcpState::TimeWait)
 }
 
-/// Follow a TCP packet of the flow in `v` (its sender's direction) in `table`. Err: a RST
-/// or FIN outside the window, which changes nothing.
+/// Follow a TCP packet of the flow in `v` (its sender's direction) in `table`, as
+/// netfilter's `tcp_in_window` does. Ok(false): data or a bare ACK out of its sender's
+/// window, or a SYN that changes nothing, which passes but leaves the entry as it was.
+/// Err(`drop-tcp-window`): a segment that would change the flow's state (SYN-ACK, RST,
+/// FIN, a SYN from the answering side) outside both directions' windows, or a SYN-ACK
+/// that is not the answer to the flow's SYN: it changes nothing.
 #[inline(always)]
 fn track_tcp<A: Family>(
     ctx: &TcContext,
@@ -103,33 +107,49 @@ fn track_tcp<A: Family>(
     v: &mut CtValue<A>,
     table: Table,
     p: &Packet<A>,
-) -> Result<(), Reason> {
+) -> Result<bool, Reason> {
     let f = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+    let reply = v.flags & CT_REPLY != 0;
     if f & (TCP_FIN | TCP_SYN | TCP_RST) == 0 {
         // Data or a bare ACK changes no state: the flow's other half is not needed, and
-        // the common packet costs one lookup.
+        // the common packet costs one lookup. A sender not heard from yet (the answer to
+        // a SYN) sends nothing else first; an entry the daemon rebuilt counts its
+        // packets but learns only from a FIN or RST, judged against the other side.
+        if v.seq_end == 0 {
+            return Ok(v.tcp_seen & TCP_SYN != 0);
+        }
+        if !reply && table == Table::New {
+            // The originator teaches nothing before its ACK proves the flow an exchange
+            // (`assured`, which learns from that ACK).
+            return Ok(tcp::in_own_window(v, p));
+        }
+        if !tcp::follow(v, p) {
+            return Ok(false);
+        }
         v.tcp_seen |= f;
-        tcp::follow(v, p);
-        return Ok(());
+        return Ok(true);
+    }
+    if f & TCP_SYN != 0 && f & (TCP_RST | TCP_FIN) != 0 {
+        return Err(Reason::DropTcpWindow);
     }
     let twin_key = key.twin(v);
     let twin = table.map::<A>().get_ptr_mut(twin_key);
-    if tcp::closes(p) {
-        // SAFETY: a valid map value pointer, read only.
-        let receiver = twin.map(|t| unsafe { &*t });
-        if !tcp::in_window(v, receiver, p) {
+    // SAFETY: a valid map value pointer, read only.
+    let receiver = twin.map(|t| unsafe { &*t });
+    let twin_seen = receiver.map_or(0, |t| t.tcp_seen);
+    let was_finished = finished(v.tcp_seen, twin_seen);
+    if f == TCP_SYN {
+        if reply {
+            // Simultaneous open is not followed: the answering side answers with a SYN-ACK.
             return Err(Reason::DropTcpWindow);
         }
-    }
-    let reply = v.flags & CT_REPLY != 0;
-    // SAFETY: a valid map value pointer, read only.
-    let twin_seen = twin.map_or(0, |t| unsafe { (*t).tcp_seen });
-    if p.is_syn() && !reply {
-        if finished(v.tcp_seen, twin_seen) {
-            // The tuple is being reused for a new connection: both records start afresh.
+        if was_finished || (twin_seen & TCP_SYN == 0 && tcp::resends_syn(v, p)) {
+            // The tuple is being reused for a new connection (both records start afresh),
+            // or the SYN is sent again before any answer, perhaps without the data of the
+            // first (a refused Fast Open), which the answer then does not acknowledge.
             v.tcp_seen = f;
             tcp::start(ctx, v, p);
-            if let Some(t) = twin {
+            if was_finished && let Some(t) = twin {
                 // SAFETY: a valid map value pointer.
                 unsafe {
                     (*t).tcp_seen = 0;
@@ -137,11 +157,32 @@ fn track_tcp<A: Family>(
                     (*t).max_win = 0;
                 }
             }
+            return Ok(true);
         }
         // A SYN inside a live flow changes nothing: the endpoint answers it itself.
-        return Ok(());
+        return Ok(false);
     }
-    let was_finished = finished(v.tcp_seen, twin_seen);
+    if f & TCP_SYN != 0 {
+        // A SYN-ACK: only the answer to the flow's SYN, from the answering side, once
+        // (again only with the same sequence number).
+        let answers = reply && receiver.is_some_and(|r| tcp::answers_syn(r, p));
+        if !answers {
+            return Err(Reason::DropTcpWindow);
+        }
+        if v.tcp_seen & TCP_SYN != 0 && v.seq_end != 0 {
+            return if tcp::repeats_syn(v, p) {
+                Ok(true)
+            } else {
+                Err(Reason::DropTcpWindow)
+            };
+        }
+        v.tcp_seen |= f;
+        tcp::start(ctx, v, p);
+        return Ok(true);
+    }
+    if !tcp::in_window(v, receiver, p) {
+        return Err(Reason::DropTcpWindow);
+    }
     if f & TCP_FIN != 0 && twin_seen & TCP_FIN == 0 {
         v.tcp_seen |= TCP_FIN_FIRST;
     }
@@ -151,12 +192,8 @@ fn track_tcp<A: Family>(
         // The container's port toward this destination is free for its quota again.
         crate::nat::release_use(&if reply { twin_key } else { *key });
     }
-    if p.tcp_flags & TCP_SYN != 0 {
-        tcp::start(ctx, v, p);
-    } else {
-        tcp::follow(v, p);
-    }
-    Ok(())
+    tcp::learn(v, p);
+    Ok(true)
 }
 
 /// A tracked packet: the tuple it leaves with and its flow entry (None when the entry
@@ -186,34 +223,43 @@ pub fn lookup<A: Family>(
     if from == From::Uplink && v.from_local() {
         return Err(Reason::DropSpoof);
     }
-    if p.proto == PROTO_TCP {
-        track_tcp(ctx, &key, v, table, p)?;
+    if p.proto == PROTO_TCP && !track_tcp(ctx, &key, v, table, p)? {
+        // Passed, but it taught the flow nothing: the entry is left as it was.
+        let to = key.translated(v);
+        count_flow(ctx, direction(v), &to);
+        return Ok(Some(Hit { to, entry: None }));
     }
     v.last_seen_ns = now();
     v.packets += 1;
     v.bytes += u64::from(ctx.len());
     let reply = v.flags & CT_REPLY != 0;
     let to = key.translated(v);
-    count_flow(
-        ctx,
-        if reply {
-            Reason::CtReply
-        } else {
-            Reason::CtForward
-        },
-        &to,
-    );
+    count_flow(ctx, direction(v), &to);
     if !reply && table == Table::New && assured(&key, v, p) {
+        if p.proto == PROTO_TCP {
+            v.tcp_seen |= TCP_ACK;
+            tcp::learn(v, p);
+        }
         promote(&key, v);
         return Ok(Some(Hit { to, entry: None }));
     }
     Ok(Some(Hit { to, entry: Some(v) }))
 }
 
+/// The counter of a tracked packet of entry `v`'s direction.
+#[inline(always)]
+fn direction<A: Family>(v: &CtValue<A>) -> Reason {
+    if v.flags & CT_REPLY != 0 {
+        Reason::CtReply
+    } else {
+        Reason::CtForward
+    }
+}
+
 /// Whether the originator's packet `p` (its entry `key`, `v`, in the new-flow table)
 /// proves the flow an exchange: an answer came, and it speaks again. For TCP this must be
-/// the handshake's last ACK (or later), acknowledging what the answer sent: a spoofer
-/// never sees the SYN-ACK, so it cannot.
+/// the handshake's last ACK (or later), acknowledging what the answer sent and in the
+/// window of what the originator sent: a spoofer never sees the SYN-ACK, so it cannot.
 #[inline(always)]
 fn assured<A: Family>(key: &CtKey<A>, v: &CtValue<A>, p: &Packet<A>) -> bool {
     let Some(answer) = A::ct_new().get_ptr(key.twin(v)) else {
@@ -227,7 +273,8 @@ fn assured<A: Family>(key: &CtKey<A>, v: &CtValue<A>, p: &Packet<A>) -> bool {
     p.proto != PROTO_TCP
         || (p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
             && answer.tcp_seen & TCP_SYN != 0
-            && tcp::acknowledges(p.tcp_ack, answer.seq_end))
+            && tcp::acknowledges(p.tcp_ack, answer.seq_end)
+            && tcp::in_window(v, Some(answer), p))
 }
 
 /// Move a flow proven an exchange (its forward entry `fk`, `fv`) to the main table; a

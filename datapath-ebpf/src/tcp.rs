@@ -1,6 +1,8 @@
 //! TCP sequence tracking per direction, so that an off-path host cannot steer a flow:
-//! a RST or FIN changes its state only when its sequence number is in the window, as
-//! netfilter's `tcp_in_window` demands. Each CT entry tracks its own direction's sender.
+//! a segment changes its state (SYN, SYN-ACK, FIN, RST) only when its sequence and
+//! acknowledgment numbers are in both directions' windows, as netfilter's
+//! `tcp_in_window` demands, and data or a bare ACK teaches the tracking only when it
+//! lies in its sender's window. Each CT entry tracks its own direction's sender.
 use aya_ebpf::programs::TcContext;
 use common::{
     Addr, CtValue, PROTO_TCP,
@@ -67,10 +69,10 @@ pub fn start<A: Addr>(ctx: &TcContext, v: &mut CtValue<A>, p: &Packet<A>) {
     v.max_win = u32::from(p.tcp_win);
 }
 
-/// Follow a packet of `v`'s sender that is not a SYN: its highest sequence number and
-/// the largest window it offers.
+/// Learn from a packet of `v`'s sender that is not a SYN and was judged in window: its
+/// highest sequence number and the largest window it offers.
 #[inline(always)]
-pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
+pub fn learn<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
     let end = seq_end(p);
     if v.seq_end == 0 || after(end, v.seq_end) {
         v.seq_end = end;
@@ -81,9 +83,43 @@ pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
     }
 }
 
+/// Follow data or a bare ACK of `v`'s sender without the other direction at hand (the
+/// common packet costs one lookup): learn from it only when its sequence number lies
+/// within a window of what the sender has sent, the sender's own largest window standing
+/// in for its receiver's. false: out of window (or nothing known of this sender yet),
+/// nothing learned, so an off-path segment far ahead never widens the window a forged
+/// RST is judged by; a sender's real segments past a loss are learned again once its
+/// retransmissions fill the gap.
+#[inline(always)]
+pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) -> bool {
+    if !in_own_window(v, p) {
+        return false;
+    }
+    learn(v, p);
+    true
+}
+
+/// Whether `p`'s sequence number lies within a window of what `v`'s sender has sent (its
+/// own largest window standing in for its receiver's; false when nothing is known).
+#[inline(always)]
+pub fn in_own_window<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+    v.seq_end != 0 && near(p.tcp_seq, v.seq_end, v.max_win)
+}
+
+/// Whether `seq` lies within `[end - win, end + win]` (wrapping), `win` at least
+/// `MIN_WINDOW`.
+#[inline(always)]
+fn near(seq: u32, end: u32, win: u32) -> bool {
+    let win = if win > MIN_WINDOW { win } else { MIN_WINDOW };
+    seq.wrapping_sub(end.wrapping_sub(win)) <= win.saturating_mul(2)
+}
+
 /// Whether a RST or FIN from `sender` lies in the window its receiver (`receiver`, the
-/// flow's other direction) would accept. A RST from a sender that has sent nothing yet
-/// (the answer to a SYN) must acknowledge exactly what the receiver sent.
+/// flow's other direction) would accept: its sequence number within the receiver's
+/// window of what the sender has sent, and its acknowledgment number (when it carries
+/// one) within the sender's window of what the receiver has sent. A sender that has sent
+/// nothing yet (the answer to a SYN, an entry the daemon rebuilt) must acknowledge what
+/// the receiver sent: a RST exactly, a FIN within a window.
 #[inline(always)]
 pub fn in_window<A: Addr>(
     sender: &CtValue<A>,
@@ -91,22 +127,41 @@ pub fn in_window<A: Addr>(
     p: &Packet<A>,
 ) -> bool {
     let (recv_end, recv_win) = receiver.map_or((0, 0), |r| (r.seq_end, r.max_win));
+    let acked = p.tcp_flags & TCP_ACK != 0;
     if sender.seq_end == 0 {
-        // Nothing seen from this side yet (the answer to a SYN, or an entry the daemon
-        // rebuilt): a RST must acknowledge exactly what the receiver sent; a FIN, which
-        // alone frees nothing, starts the tracking.
-        if p.tcp_flags & TCP_RST == 0 {
-            return true;
+        if !acked || recv_end == 0 {
+            return false;
         }
-        return p.tcp_flags & TCP_ACK != 0 && recv_end != 0 && p.tcp_ack == recv_end;
+        if p.tcp_flags & TCP_RST != 0 {
+            return p.tcp_ack == recv_end;
+        }
+        return acknowledges(p.tcp_ack, recv_end);
     }
-    let win = if recv_win > MIN_WINDOW {
-        recv_win
-    } else {
-        MIN_WINDOW
-    };
-    // seq within [seq_end - win, seq_end + win], wrapping.
-    p.tcp_seq.wrapping_sub(sender.seq_end.wrapping_sub(win)) <= win.saturating_mul(2)
+    if !near(p.tcp_seq, sender.seq_end, recv_win) {
+        return false;
+    }
+    // netfilter's ack check: at most what the receiver sent, within the sender's window.
+    !acked || recv_end == 0 || acknowledges_within(p.tcp_ack, recv_end, sender.max_win)
+}
+
+/// Whether SYN-ACK `p` from `sender` answers the SYN of `receiver`, the flow's other
+/// direction: the receiver sent a SYN, and `p` acknowledges exactly what it occupies.
+#[inline(always)]
+pub fn answers_syn<A: Addr>(receiver: &CtValue<A>, p: &Packet<A>) -> bool {
+    receiver.tcp_seen & TCP_SYN != 0 && receiver.seq_end != 0 && p.tcp_ack == receiver.seq_end
+}
+
+/// Whether SYN(-ACK) `p` repeats the one `v`'s sender already sent: the same segment.
+#[inline(always)]
+pub fn repeats_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+    v.seq_end != 0 && seq_end(p) == v.seq_end
+}
+
+/// Whether SYN `p` is the one `v`'s sender already sent, perhaps with less data: it
+/// starts where that one did, within a window below its end.
+#[inline(always)]
+pub fn resends_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+    acknowledges(p.tcp_seq.wrapping_add(1), v.seq_end)
 }
 
 /// Whether acknowledgment number `ack` acknowledges data a sender whose sequence space
@@ -114,11 +169,12 @@ pub fn in_window<A: Addr>(
 /// 32-bit number in 65,536).
 #[inline(always)]
 pub fn acknowledges(ack: u32, end: u32) -> bool {
-    !after(ack, end) && after(ack, end.wrapping_sub(MIN_WINDOW))
+    acknowledges_within(ack, end, 0)
 }
 
-/// Whether `p` carries a flag that would change the flow's state toward its end.
+/// `acknowledges` with the window `win` when it is larger than `MIN_WINDOW`.
 #[inline(always)]
-pub fn closes<A: Addr>(p: &Packet<A>) -> bool {
-    p.proto == PROTO_TCP && p.tcp_flags & (TCP_RST | TCP_FIN) != 0
+fn acknowledges_within(ack: u32, end: u32, win: u32) -> bool {
+    let win = if win > MIN_WINDOW { win } else { MIN_WINDOW };
+    !after(ack, end) && after(ack, end.wrapping_sub(win))
 }

@@ -6,14 +6,20 @@ use std::net::{SocketAddr, UdpSocket};
 
 use Hook::{FromContainer as OUT, FromUplink as IN};
 use Reason::*;
+use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
     packet::{Addr, TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
     require_root,
-    tables::{C1, C2, HOST, PORTS, SERVER, entries, set_icmp_limit, setup, snat_port, step},
+    tables::{
+        C1, C2, HOST, PORTS, SERVER, entries, flow_state, set_icmp_limit, setup, snat_port, step,
+    },
 };
-use common::{CT_SNAT, CtKey, IcmpLimit, PROTO_TCP, Reason, ct::TCP_RST};
+use common::{
+    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey, IcmpLimit,
+    PROTO_TCP, Reason, TcpState, ct::TCP_RST,
+};
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 66];
 
@@ -589,7 +595,7 @@ fn a_syn_flood_cannot_evict_established_flows() {
             let src = ([198, 51, 100, 3 + (i % 250) as u8], 1024 + i as u16);
             let (v, _) = fx.run(IN, &tcp(src, (HOST, 8038), TCP_SYN, b""));
             assert_eq!(v, TC_ACT_REDIRECT, "flood SYN {i} is served (DNAT)");
-            let syn_ack = tcp_seq((C1, 8080), src, TCP_SYN | TCP_ACK, (7000, 1), b"");
+            let syn_ack = tcp_seq((C1, 8080), src, TCP_SYN | TCP_ACK, (7000, 1001), b"");
             let (v, _) = fx.run(OUT, &syn_ack);
             assert_eq!(v, TC_ACT_REDIRECT, "the backend's SYN-ACK {i} goes out");
         }
@@ -721,5 +727,345 @@ fn a_containers_side_of_a_flow_is_forged_off_the_wire() {
             TC_ACT_REDIRECT,
             &[CtReply, RedirectRoute],
         );
+    });
+}
+
+// ---- off-path TCP segments (netfilter's `tcp_in_window`) ----
+
+/// A published-port flow from `client` to TCP 8038 (SYN seq 1000), answered by C1:8080
+/// (SYN-ACK seq 5000) and acknowledged: established, in the main table.
+fn established_dnat(fx: &mut Fixture, client: Addr) {
+    let published = (HOST, 8038);
+    step(
+        fx,
+        "SYN in",
+        IN,
+        &tcp_seq(client, published, TCP_SYN, (1000, 0), b""),
+        TC_ACT_REDIRECT,
+        &[DnatNew, RedirectPeer],
+    );
+    step(
+        fx,
+        "the backend's SYN-ACK",
+        OUT,
+        &tcp_seq((C1, 8080), client, TCP_SYN | TCP_ACK, (5000, 1001), b""),
+        TC_ACT_REDIRECT,
+        &[CtReply, RedirectRoute],
+    );
+    step(
+        fx,
+        "the handshake's last ACK",
+        IN,
+        &tcp_seq(client, published, TCP_ACK, (1001, 5001), b""),
+        TC_ACT_REDIRECT,
+        &[CtForward, RedirectPeer],
+    );
+    assert_eq!(
+        flow_state(fx, (client, published, PROTO_TCP)),
+        TcpState::Established
+    );
+}
+
+/// The measured attack of issue 28: an off-path host that knows only the client's address
+/// and port forges a SYN-ACK in the client's direction (which once restarted the
+/// client's sequence tracking), then a RST inside the sequence it forged. Both are
+/// `drop-tcp-window`, the flow is untouched and goes on; the client's own RST (the
+/// control) still closes it.
+#[test]
+fn a_forged_syn_ack_then_rst_cannot_reset_a_published_flow() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("synack", 4096, |fx| {
+        setup(fx, PORTS);
+        let (client, published) = ((SERVER, 40000), (HOST, 8038));
+        established_dnat(fx, client);
+        step(
+            fx,
+            "the client's data",
+            IN,
+            &tcp_seq(client, published, TCP_ACK, (1001, 5001), b"hello"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        let before = entries(fx);
+        let forged = 900_000_000;
+        step(
+            fx,
+            "a forged SYN-ACK in the client's direction",
+            IN,
+            &tcp_seq(client, published, TCP_SYN | TCP_ACK, (forged, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step(
+            fx,
+            "a RST in the forged sequence",
+            IN,
+            &tcp_seq(client, published, TCP_RST, (forged + 1, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(entries(fx), before, "both entries byte-identical");
+        assert_eq!(
+            flow_state(fx, (client, published, PROTO_TCP)),
+            TcpState::Established
+        );
+        step(
+            fx,
+            "the client's next data still goes through",
+            IN,
+            &tcp_seq(client, published, TCP_ACK, (1006, 5001), b"more"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        step(
+            fx,
+            "the client's own RST",
+            IN,
+            &tcp_seq(client, published, TCP_RST, (1010, 0), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(
+            flow_state(fx, (client, published, PROTO_TCP)),
+            TcpState::Closed,
+            "an in-window RST closes the flow"
+        );
+    });
+}
+
+/// The forward entry's sequence end, of the flow whose forward key starts at `client`.
+fn seq_end_of(fx: &Fixture, client: Addr) -> u32 {
+    let (ip, port) = (u32::from_ne_bytes(client.0), client.1.to_be());
+    entries(fx)
+        .iter()
+        .find(|(k, _)| k.src_ip == ip && k.src_port == port)
+        .map(|(_, v)| v.seq_end)
+        .unwrap_or_else(|| panic!("no entry from {client:?}"))
+}
+
+/// A bare ACK far ahead of the client's sequence passes (dropping data would cost the
+/// fast path a second lookup) but teaches the tracking nothing, so the RST that follows
+/// it is still out of window. The control: a segment inside the window does move it, and
+/// a RST beyond the old window but inside the new one is accepted.
+#[test]
+fn a_segment_far_ahead_does_not_widen_the_window_for_a_forged_rst() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("ahead", 4096, |fx| {
+        setup(fx, PORTS);
+        let (client, published) = ((SERVER, 40001), (HOST, 8038));
+        established_dnat(fx, client);
+        let far = 1001 + 10_000_000;
+        step(
+            fx,
+            "a bare ACK far ahead",
+            IN,
+            &tcp_seq(client, published, TCP_ACK, (far, 5001), b"x"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(seq_end_of(fx, client), 1001, "nothing learned");
+        step(
+            fx,
+            "a RST where the forged ACK pointed",
+            IN,
+            &tcp_seq(client, published, TCP_RST, (far + 1, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(
+            flow_state(fx, (client, published, PROTO_TCP)),
+            TcpState::Established
+        );
+        // Control: in-window data moves the window forward.
+        let near = 1001 + 40_000;
+        step(
+            fx,
+            "the client's data inside the window",
+            IN,
+            &tcp_seq(client, published, TCP_ACK, (near, 5001), b"hello"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(seq_end_of(fx, client), near + 5, "learned");
+        step(
+            fx,
+            "a RST beyond the old window, inside the new one",
+            IN,
+            &tcp_seq(client, published, TCP_RST, (near + 5 + 40_000, 0), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(
+            flow_state(fx, (client, published, PROTO_TCP)),
+            TcpState::Closed
+        );
+    });
+}
+
+/// A SYN-ACK is valid only as the answer to the flow's SYN, from the answering side:
+/// acknowledging anything but the SYN's end, coming from the originator's side, or
+/// sent again with another sequence number, it is `drop-tcp-window` and the flow stays
+/// as it was. The control: the real answer, and its identical retransmission, pass.
+#[test]
+fn a_syn_ack_counts_only_as_the_answer_to_the_flows_syn() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("answer", 4096, |fx| {
+        setup(fx, PORTS);
+        let (c, s) = ((C1, 40002), (SERVER, 443));
+        let out = step(
+            fx,
+            "SYN out",
+            OUT,
+            &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("SYN out", &out, HOST);
+        let before = entries(fx);
+        for ack in [0, 1000, 1002, 1001 + 65_536] {
+            step(
+                fx,
+                &format!("a SYN-ACK acknowledging {ack}"),
+                IN,
+                &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (7000, ack), b""),
+                TC_ACT_SHOT,
+                &[DropTcpWindow],
+            );
+        }
+        step(
+            fx,
+            "a SYN-ACK from the originator's side",
+            OUT,
+            &tcp_seq(c, s, TCP_SYN | TCP_ACK, (1000, 5001), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(entries(fx), before, "both entries byte-identical");
+        assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::SynSent);
+        step(
+            fx,
+            "the server's SYN-ACK",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        step(
+            fx,
+            "a second SYN-ACK with another sequence",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (9000, 1001), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step(
+            fx,
+            "the SYN-ACK sent again",
+            IN,
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        step(
+            fx,
+            "the handshake's last ACK",
+            OUT,
+            &tcp_seq(c, s, TCP_ACK, (1001, 5001), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectRoute],
+        );
+        assert_eq!(flow_state(fx, (c, s, PROTO_TCP)), TcpState::Established);
+    });
+}
+
+/// The same attack on a cluster flow: a container of another node's prefix (host-gw,
+/// behind 192.0.2.2) connects to C1 untranslated, past the inbound policy; a host
+/// spoofing it forges a SYN-ACK and a RST in the forged sequence: both
+/// `drop-tcp-window`, the flow goes on; the control: the peer's own RST closes it.
+#[test]
+fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("cluster", 4096, |fx| {
+        setup(fx, PORTS);
+        bpfnet_tests::netns::sh(&["ip", "route", "add", "10.244.1.0/24", "via", "192.0.2.2"]);
+        let route = |kind, node: [u8; 4]| ClusterRoute {
+            node: u32::from_ne_bytes(node),
+            vni: 0,
+            kind,
+            ifindex: 0,
+        };
+        let m = &mut fx.dp.maps;
+        for (prefix, len, r) in [
+            ([172, 17, 0, 0], 16, route(CLUSTER_ROUTED, [0; 4])),
+            ([10, 244, 1, 0], 24, route(CLUSTER_HOST_GW, [192, 0, 2, 2])),
+            ([192, 0, 2, 2], 32, route(CLUSTER_NODE, [0; 4])),
+        ] {
+            let key = Key::new(len, u32::from_ne_bytes(prefix));
+            m.cluster.insert(&key, r, 0).expect("cluster route");
+        }
+        let (peer, server) = (([10, 244, 1, 5], 40000), (C1, 8080));
+        let (v, _) = fx.run(IN, &tcp_seq(peer, server, TCP_SYN, (1000, 0), b""));
+        assert_eq!(v, TC_ACT_REDIRECT, "the cluster peer's SYN is admitted");
+        let (v, _) = fx.run(
+            OUT,
+            &tcp_seq(server, peer, TCP_SYN | TCP_ACK, (5000, 1001), b""),
+        );
+        assert_eq!(v, TC_ACT_REDIRECT, "C1's SYN-ACK goes to the peer's node");
+        step(
+            fx,
+            "the handshake's last ACK",
+            IN,
+            &tcp_seq(peer, server, TCP_ACK, (1001, 5001), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(
+            flow_state(fx, (peer, server, PROTO_TCP)),
+            TcpState::Established
+        );
+        let before = entries(fx);
+        let forged = 900_000_000;
+        step(
+            fx,
+            "a forged SYN-ACK in the peer's direction",
+            IN,
+            &tcp_seq(peer, server, TCP_SYN | TCP_ACK, (forged, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step(
+            fx,
+            "a RST in the forged sequence",
+            IN,
+            &tcp_seq(peer, server, TCP_RST, (forged + 1, 0), b""),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(entries(fx), before, "both entries byte-identical");
+        step(
+            fx,
+            "the peer's data goes on",
+            IN,
+            &tcp_seq(peer, server, TCP_ACK, (1001, 5001), b"hello"),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        step(
+            fx,
+            "the peer's own RST",
+            IN,
+            &tcp_seq(peer, server, TCP_RST, (1006, 0), b""),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        assert_eq!(flow_state(fx, (peer, server, PROTO_TCP)), TcpState::Closed);
     });
 }

@@ -7,7 +7,7 @@ use bpfnet_tests::{
         CLIENT_MAC, CONTAINER_MAC, Fixture, OTHER_MAC as ENDPOINT_MAC, TC_ACT_OK, TC_ACT_REDIRECT,
         TC_ACT_SHOT, with_fixture,
     },
-    packet::{Addr, IpOpts, TCP_ACK, TCP_SYN, View, tcp, tcp_with, udp},
+    packet::{Addr, IpOpts, TCP_ACK, TCP_SYN, View, tcp, tcp_seq, tcp_with, udp},
     require_root,
 };
 use common::{
@@ -100,7 +100,13 @@ fn cases() -> Vec<Case> {
         Case {
             name: "backend reply is translated back to the published address",
             hook: C,
-            frame: tcp((BACKEND, 8080), (CLIENT, 40000), TCP_SYN | TCP_ACK, b""),
+            frame: tcp_seq(
+                (BACKEND, 8080),
+                (CLIENT, 40000),
+                TCP_SYN | TCP_ACK,
+                (5000, 1001),
+                b"",
+            ),
             verdict: TC_ACT_REDIRECT,
             out: Out::Translated {
                 src: (HOST, 8038),
@@ -383,7 +389,8 @@ fn check_ct(dp: &Datapath) {
         "replies leave from the published address"
     );
     assert_eq!(r.packets, 1, "SYN-ACK");
-    assert_eq!(TcpState::of(v.tcp_seen, r.tcp_seen), TcpState::Established);
+    // The client's ACK came before the answer: it proves no handshake.
+    assert_eq!(TcpState::of(v.tcp_seen, r.tcp_seen), TcpState::SynSent);
     assert!(
         r.last_seen_ns >= v.last_seen_ns,
         "reply seen after the forward packets"

@@ -159,7 +159,7 @@ fn nat66_masquerades_a_ula_network_and_translates_the_replies() {
             fx,
             "SYN-ACK in",
             IN,
-            &tcp6(s, (HOST6, p), TCP_SYN | TCP_ACK, 5000),
+            &tcp6_seq(s, (HOST6, p), TCP_SYN | TCP_ACK, (5000, 1001)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
@@ -251,7 +251,7 @@ fn nat66_publishes_ports_and_keeps_a_ula_network_closed() {
             fx,
             "SYN-ACK from the container",
             OUT,
-            &tcp6((C1, 8080), client, TCP_SYN | TCP_ACK, 9),
+            &tcp6_seq((C1, 8080), client, TCP_SYN | TCP_ACK, (9, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectRoute],
         );
@@ -313,7 +313,7 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
             fx,
             "its SYN-ACK",
             OUT,
-            &tcp6((R1, 8443), client, TCP_SYN | TCP_ACK, 9),
+            &tcp6_seq((R1, 8443), client, TCP_SYN | TCP_ACK, (9, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectRoute],
         );
@@ -339,7 +339,7 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
             fx,
             "its reply",
             IN,
-            &tcp6((SERVER6, 443), (R1, 33000), TCP_SYN | TCP_ACK, 7),
+            &tcp6_seq((SERVER6, 443), (R1, 33000), TCP_SYN | TCP_ACK, (7, 2)),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
@@ -686,5 +686,104 @@ fn ipv6_packets_outside_a_flow_change_nothing() {
             TC_ACT_REDIRECT,
             &[CtForward, RedirectPeer],
         );
+    });
+}
+
+/// The two-packet attack of issue 28 on IPv6: a forged SYN-ACK in the client's direction
+/// of an established published flow, then a RST in the forged sequence, and a bare ACK
+/// far ahead before a RST there: all `drop-tcp-window` or passed untaught, the flow
+/// goes on; the control: the client's own in-window RST closes it.
+#[test]
+fn ipv6_a_forged_syn_ack_then_rst_cannot_reset_a_published_flow() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("synack6", 4096, |fx| {
+        setup6(fx);
+        let (client, published) = ((SERVER6, 40010), (HOST6, 8038));
+        step6(
+            fx,
+            "SYN in",
+            IN,
+            &tcp6_seq(client, published, TCP_SYN, (1000, 0)),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        step6(
+            fx,
+            "SYN-ACK out",
+            OUT,
+            &tcp6_seq((C1, 8080), client, TCP_SYN | TCP_ACK, (5000, 1001)),
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectRoute],
+        );
+        step6(
+            fx,
+            "the handshake's last ACK",
+            IN,
+            &tcp6_seq(client, published, TCP_ACK, (1001, 5001)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        let entries = |fx: &Fixture| {
+            let mut all: Vec<_> = fx.dp.maps.ct6.iter().filter_map(Result::ok).collect();
+            all.sort_by_key(|(k, _)| *k);
+            all
+        };
+        let before = entries(fx);
+        let forged = 900_000_000;
+        step6(
+            fx,
+            "a forged SYN-ACK in the client's direction",
+            IN,
+            &tcp6_seq(client, published, TCP_SYN | TCP_ACK, (forged, 0)),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step6(
+            fx,
+            "a RST in the forged sequence",
+            IN,
+            &tcp6_seq(client, published, TCP_RST, (forged + 1, 0)),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        step6(
+            fx,
+            "a bare ACK far ahead passes",
+            IN,
+            &tcp6_seq(client, published, TCP_ACK, (1001 + 10_000_000, 5001)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        step6(
+            fx,
+            "a RST where it pointed",
+            IN,
+            &tcp6_seq(client, published, TCP_RST, (1001 + 10_000_000, 0)),
+            TC_ACT_SHOT,
+            &[DropTcpWindow],
+        );
+        assert_eq!(entries(fx), before, "both entries byte-identical");
+        step6(
+            fx,
+            "the client's next ACK still goes through",
+            IN,
+            &tcp6_seq(client, published, TCP_ACK, (1001, 5001)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        step6(
+            fx,
+            "the client's own RST",
+            IN,
+            &tcp6_seq(client, published, TCP_RST, (1001, 0)),
+            TC_ACT_REDIRECT,
+            &[CtForward, RedirectPeer],
+        );
+        let rst_seen = entries(fx)
+            .iter()
+            .any(|(_, v)| v.tcp_seen & common::ct::TCP_RST != 0);
+        assert!(rst_seen, "the in-window RST closes the flow");
     });
 }

@@ -45,7 +45,7 @@ fn snat_tcp_udp_and_tcp_state() {
             fx,
             "SYN-ACK in",
             IN,
-            &tcp(s, (HOST, p), TCP_SYN | TCP_ACK, b""),
+            &tcp_seq(s, (HOST, p), TCP_SYN | TCP_ACK, (5000, 1001), b""),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
@@ -431,7 +431,13 @@ fn hairpin_exhaustion_and_full_ct() {
             fx,
             "its reply",
             OUT,
-            &tcp((C1, 8080), (C2, 41000), TCP_SYN | TCP_ACK, b""),
+            &tcp_seq(
+                (C1, 8080),
+                (C2, 41000),
+                TCP_SYN | TCP_ACK,
+                (5000, 1001),
+                b"",
+            ),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );
@@ -456,7 +462,13 @@ fn hairpin_exhaustion_and_full_ct() {
             fx,
             "own hairpin reply",
             OUT,
-            &tcp((C1, 8080), (BRIDGE_IP, hp), TCP_SYN | TCP_ACK, b""),
+            &tcp_seq(
+                (C1, 8080),
+                (BRIDGE_IP, hp),
+                TCP_SYN | TCP_ACK,
+                (5000, 1001),
+                b"",
+            ),
             TC_ACT_REDIRECT,
             &[CtReply, RedirectPeer],
         );

@@ -1270,7 +1270,8 @@ impl<'a> Runner<'a> {
         let body = rng.upto(48);
         let reply = match (t.proto, flow.icmp) {
             (PROTO_TCP, _) => {
-                let seq_ack = (rng.u32(), flow.seq.wrapping_add(1));
+                // The SYN-ACK acknowledges all the SYN occupies, its data too.
+                let seq_ack = (rng.u32(), flow.seq.wrapping_add(1 + syn_data(first)));
                 tcp_frame(
                     &ip,
                     (t.sport, t.dport),
@@ -1396,6 +1397,15 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The TCP payload length of IPv4 frame `f` (a well-formed first packet).
+fn syn_data(f: &[u8]) -> u32 {
+    let ip = &f[ETH_HLEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(be16(&ip[2..4]));
+    let doff = usize::from(ip[ihl + 12] >> 4) * 4;
+    (total - ihl - doff) as u32
+}
+
 fn key_tuple(k: &CtKey) -> Tuple {
     Tuple {
         src: k.src_ip.to_ne_bytes(),
@@ -1446,4 +1456,106 @@ fn flush(fx: &mut Fixture) {
             map.remove(&k).expect("remove a CT entry");
         }
     }
+}
+
+const OUT_OF_WINDOW: &str = "a segment out of window never changes a flow";
+
+/// Established flows (DNAT in, SNAT out, each through its whole handshake) take seeded
+/// random TCP segments in either direction, any flags and payload, whose sequence and
+/// acknowledgment numbers lie far outside both directions' windows: every one leaves
+/// both CT entries byte-identical (dropped as `drop-tcp-window`, or passed untaught).
+#[test]
+fn a_segment_out_of_window_never_changes_a_flow() {
+    if !require_root() {
+        return;
+    }
+    let seed = env_u64("BPFNET_PROPTEST_SEED", DEFAULT_SEED);
+    with_fixture("propwin", 4096, move |fx| {
+        setup(fx, PORTS);
+        let mut rng = Rng(seed ^ 0x7763_705f_7769_6e64);
+        let mut findings: Vec<String> = Vec::new();
+        let mut checked = 0u64;
+        const ALL: [u8; 10] = [
+            TCP_ACK,
+            TCP_ACK | TCP_PSH,
+            TCP_ACK | TCP_FIN,
+            TCP_FIN,
+            TCP_RST,
+            TCP_RST | TCP_ACK,
+            TCP_SYN,
+            TCP_SYN | TCP_ACK,
+            TCP_SYN | TCP_RST,
+            TCP_SYN | TCP_FIN,
+        ];
+        for round in 0..40u16 {
+            flush(fx);
+            // (hook, tuple) of each direction, as packets reach the datapath.
+            let dnat = rng.one_in(2);
+            let (fwd, rev) = if dnat {
+                let client = (outside(&mut rng), 20_000 + round);
+                ((IN, client, (HOST, 8038)), (OUT, (C1, 8080), client))
+            } else {
+                let server = (outside(&mut rng), 443);
+                ((OUT, (C2, 20_000 + round), server), (IN, server, (HOST, 0)))
+            };
+            let (c_isn, s_isn) = (rng.u32(), rng.u32());
+            let ip = |rng: &mut Rng, s: [u8; 4], d: [u8; 4]| Ip::new(rng, s, d);
+            let f = ip(&mut rng, fwd.1.0, fwd.2.0);
+            let syn = tcp_frame(&f, (fwd.1.1, fwd.2.1), (c_isn, 0), TCP_SYN, 0, &[]);
+            let (v, out) = fx.run(fwd.0, &syn);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the SYN is translated");
+            // The SNAT port the server answers to.
+            let rev = if dnat {
+                rev
+            } else {
+                let l4 = ETH_HLEN + usize::from(out[ETH_HLEN] & 0x0f) * 4;
+                let port = u16::from_be_bytes([out[l4], out[l4 + 1]]);
+                (rev.0, rev.1, (HOST, port))
+            };
+            let r = ip(&mut rng, rev.1.0, rev.2.0);
+            let syn_ack = (s_isn, c_isn.wrapping_add(1));
+            let answer = tcp_frame(&r, (rev.1.1, rev.2.1), syn_ack, TCP_SYN | TCP_ACK, 0, &[]);
+            let (v, _) = fx.run(rev.0, &answer);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the SYN-ACK is tracked");
+            let acked = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
+            let last = tcp_frame(&f, (fwd.1.1, fwd.2.1), acked, TCP_ACK, 0, &[]);
+            let (v, _) = fx.run(fwd.0, &last);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the last ACK is tracked");
+            let before = snapshot(fx);
+            assert_eq!(before[0].len(), 2, "round {round}: established, main table");
+            for _ in 0..200 {
+                let (hook, t, isn, peer_isn) = if rng.one_in(2) {
+                    (fwd.0, (fwd.1, fwd.2), c_isn, s_isn)
+                } else {
+                    (rev.0, (rev.1, rev.2), s_isn, c_isn)
+                };
+                // At least 2^24 from anything either side sent or acknowledged.
+                let far = |rng: &mut Rng, base: u32| {
+                    base.wrapping_add(0x0100_0000 + rng.below(0xfe00_0000) as u32)
+                };
+                let seq = far(&mut rng, isn);
+                let ack = far(&mut rng, peer_isn);
+                let flags = rng.pick(&ALL);
+                let body = rng.upto(32);
+                let ip = Ip::new(&mut rng, t.0.0, t.1.0);
+                let frame = tcp_frame(&ip, (t.0.1, t.1.1), (seq, ack), flags, 0, &body);
+                let (v, _) = fx.run(hook, &frame);
+                checked += 1;
+                if snapshot(fx) != before {
+                    findings.push(format!(
+                        "round {round}, {hook:?}, flags {flags:#04x}, verdict {v}: {}",
+                        hex(&frame)
+                    ));
+                    restore(fx, &before);
+                }
+            }
+        }
+        eprintln!("{checked} segments out of window (seed {seed:#x})");
+        assert!(
+            findings.is_empty(),
+            "{OUT_OF_WINDOW} (BPFNET_PROPTEST_SEED={seed:#x}): {} violation(s), first: {:?}",
+            findings.len(),
+            &findings[..findings.len().min(3)]
+        );
+    });
 }

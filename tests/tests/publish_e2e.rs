@@ -4,13 +4,17 @@ use std::{
     io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, UdpSocket},
     path::Path,
+    thread,
+    time::Duration,
 };
 
 use bpfnet_tests::{
     daemon::{cli, cli_ok, counter, ls},
     echo::{EchoServer, IO_TIMEOUT, assert_fails, tcp_connect, tcp_roundtrip, udp_roundtrip},
+    packet::{TCP_ACK, TCP_RST, TCP_SYN, tcp_seq},
+    raw::send_frame,
     require_root,
-    topo::{CONTAINER_IP, SERVER_IP, Topology},
+    topo::{CLIENT_IP, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
 };
 
 fn publish_roundtrips(t: &Topology) {
@@ -307,4 +311,53 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
         "unreachable daemon should exit 2: {err}"
     );
     assert!(err.contains("cannot reach the bpfnet daemon"), "{err}");
+}
+
+/// Issue 28's measured attack, end to end: an off-path host that knows only a published
+/// connection's client address and port forges a SYN-ACK in the client's direction, then
+/// a RST in the sequence it forged. Both are `drop-tcp-window`, and the live connection
+/// keeps carrying bytes.
+#[test]
+fn a_live_published_connection_survives_a_forged_syn_ack_and_rst() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("synack");
+    let _d = t.start_daemon();
+    let _e = EchoServer::start(&t.container, 8038);
+    cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
+    let mut live = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect through DNAT");
+    let port = live.local_addr().expect("local address").port();
+    let mut prefix = [0u8; 5];
+    live.read_exact(&mut prefix).expect("echo prefix");
+    echo_once(&mut live, b"first");
+    let dropped = counter(&t.files.socket, "drop-tcp-window");
+    let forged = 0x5eed_0000u32;
+    for (flags, seq) in [(TCP_SYN | TCP_ACK, forged), (TCP_RST, forged + 1)] {
+        let frame = tcp_seq(
+            (CLIENT_IP.octets(), port),
+            (HOST_IP.octets(), 8038),
+            flags,
+            (seq, 0),
+            b"",
+        );
+        send_frame(&t.client, &frame).expect("send a forged segment");
+    }
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        counter(&t.files.socket, "drop-tcp-window"),
+        dropped + 2,
+        "the forged SYN-ACK and RST are dropped, counted"
+    );
+    for i in 0..20 {
+        echo_once(&mut live, format!("still alive {i}").as_bytes());
+    }
+}
+
+/// Send `msg` on an echo connection and read it back.
+fn echo_once(s: &mut std::net::TcpStream, msg: &[u8]) {
+    s.write_all(msg).expect("send on the connection");
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).expect("echo on the connection");
+    assert_eq!(back, msg);
 }
