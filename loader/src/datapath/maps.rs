@@ -5,8 +5,7 @@ use aya::{
 };
 use common::{
     Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, IcmpLimit, Ip6,
-    NET_EDGE,
-    Network, Port, PublishedKey, Reason, names,
+    NET_EDGE, Network, Port, PublishedKey, Reason, names,
 };
 
 use super::DatapathError;
