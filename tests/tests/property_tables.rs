@@ -932,6 +932,7 @@ const NOT_IP: &str = "only IPv4 frames are rewritten past their Ethernet header"
 const NO_FLOW: &str = "no CT entry from a malformed or non-initial packet";
 const IDENTITY: &str = "translate then reverse-translate is the identity";
 const XDP_SUBSET: &str = "xdp_uplink drops only what from_uplink drops, for the same reason";
+const FORGED: &str = "a forged uplink source (a managed network's address) never creates a flow";
 const ICMP_BACK: &str = "an ICMP error about a translated flow comes back with the original tuple";
 
 #[derive(Default)]
@@ -948,6 +949,9 @@ struct Tally {
     exact: u64,
     /// Uplink frames `xdp_uplink` dropped early.
     xdp_drops: u64,
+    /// First packets off the uplink from a managed network's address, checked to create no
+    /// flow.
+    forged: u64,
 }
 
 struct Runner<'a> {
@@ -1103,6 +1107,7 @@ impl<'a> Runner<'a> {
             self.shot.1 += frame.len() as u64;
         }
         self.tally.hooks[usize::from(hook == OUT)] += 1;
+        self.forged_source(hook, frame, p);
         if ![TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT].contains(&v) {
             self.finding(VERDICTS, hook, frame, "0, 2 or 7", &v.to_string());
         }
@@ -1142,6 +1147,30 @@ impl<'a> Runner<'a> {
             self.exact = Some(after);
         }
         (v, out)
+    }
+
+    /// A first packet off the uplink whose source lies in the fixture's managed network
+    /// (172.17.0.0/16: its containers, free addresses, the bridge's) left no flow.
+    fn forged_source(&mut self, hook: Hook, frame: &[u8], p: &Parsed) {
+        let Some(t) = p.tuple.filter(|t| t.src[..2] == [172, 17]) else {
+            return;
+        };
+        if hook != IN || p.class != Class::First {
+            return;
+        }
+        self.tally.forged += 1;
+        let key = CtKey {
+            src_ip: u32::from_ne_bytes(t.src),
+            dst_ip: u32::from_ne_bytes(t.dst),
+            src_port: t.sport.to_be(),
+            dst_port: t.dport.to_be(),
+            proto: t.proto,
+            _pad: [0; 3],
+        };
+        let m = &self.fx.dp.maps;
+        if m.ct.get(&key, 0).is_ok() || m.ct_new.get(&key, 0).is_ok() {
+            self.finding(FORGED, hook, frame, "no CT entry", &format!("a flow {t}"));
+        }
     }
 
     fn rewritten(&mut self, hook: Hook, frame: &[u8], p: &Parsed, out: &[u8]) {
@@ -1358,7 +1387,8 @@ impl<'a> Runner<'a> {
              {} rounds; {} with exact counters; sums checked on {} rewritten frames ({} rewritten \
              from bad input, not checked); flows translated and reversed: {} DNAT, {} SNAT, {} \
              hairpin ({} ICMP errors), {} first packets not translated; {} uplink frames \
-             dropped early by xdp_uplink; no-new-flow batches: {:?}",
+             dropped early by xdp_uplink; {} first packets from a managed source off the \
+             uplink; no-new-flow batches: {:?}",
             self.shard,
             self.seed,
             self.frames,
@@ -1374,6 +1404,7 @@ impl<'a> Runner<'a> {
             t.errors_back,
             t.untranslated,
             t.xdp_drops,
+            t.forged,
             t.batch
         );
         if !self.findings.is_empty() {
@@ -1390,7 +1421,10 @@ impl<'a> Runner<'a> {
             );
         }
         assert!(
-            t.identity.iter().all(|&n| n > 0) && t.errors_back > 0 && t.xdp_drops > 0,
+            t.identity.iter().all(|&n| n > 0)
+                && t.errors_back > 0
+                && t.xdp_drops > 0
+                && t.forged > 0,
             "the generator translated too little to test the identity (a test bug)"
         );
     }
