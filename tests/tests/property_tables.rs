@@ -1080,6 +1080,8 @@ impl<'a> Runner<'a> {
         }
         // `--xdp` runs `xdp_uplink` first on the uplink: it must drop a subset of what
         // `from_uplink` drops (same state, same reason), and pass the rest untouched.
+        let forged = forged_key(hook, p);
+        let had_flow = forged.is_some_and(|(key, _)| self.has_flow(&key));
         let xdp = (hook == IN && frame.len() <= XDP_MAX_FRAME).then(|| self.fx.run_xdp(frame));
         let (v, out) = self.fx.run(hook, frame);
         self.frames += 1;
@@ -1107,7 +1109,18 @@ impl<'a> Runner<'a> {
             self.shot.1 += frame.len() as u64;
         }
         self.tally.hooks[usize::from(hook == OUT)] += 1;
-        self.forged_source(hook, frame, p);
+        if let Some((key, t)) = forged {
+            self.tally.forged += 1;
+            if !had_flow && self.has_flow(&key) {
+                self.finding(
+                    FORGED,
+                    hook,
+                    frame,
+                    "no new CT entry",
+                    &format!("a flow {t}"),
+                );
+            }
+        }
         if ![TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT].contains(&v) {
             self.finding(VERDICTS, hook, frame, "0, 2 or 7", &v.to_string());
         }
@@ -1149,28 +1162,9 @@ impl<'a> Runner<'a> {
         (v, out)
     }
 
-    /// A first packet off the uplink whose source lies in the fixture's managed network
-    /// (172.17.0.0/16: its containers, free addresses, the bridge's) left no flow.
-    fn forged_source(&mut self, hook: Hook, frame: &[u8], p: &Parsed) {
-        let Some(t) = p.tuple.filter(|t| t.src[..2] == [172, 17]) else {
-            return;
-        };
-        if hook != IN || p.class != Class::First {
-            return;
-        }
-        self.tally.forged += 1;
-        let key = CtKey {
-            src_ip: u32::from_ne_bytes(t.src),
-            dst_ip: u32::from_ne_bytes(t.dst),
-            src_port: t.sport.to_be(),
-            dst_port: t.dport.to_be(),
-            proto: t.proto,
-            _pad: [0; 3],
-        };
+    fn has_flow(&self, key: &CtKey) -> bool {
         let m = &self.fx.dp.maps;
-        if m.ct.get(&key, 0).is_ok() || m.ct_new.get(&key, 0).is_ok() {
-            self.finding(FORGED, hook, frame, "no CT entry", &format!("a flow {t}"));
-        }
+        m.ct.get(key, 0).is_ok() || m.ct_new.get(key, 0).is_ok()
     }
 
     fn rewritten(&mut self, hook: Hook, frame: &[u8], p: &Parsed, out: &[u8]) {
@@ -1428,6 +1422,25 @@ impl<'a> Runner<'a> {
             "the generator translated too little to test the identity (a test bug)"
         );
     }
+}
+
+/// The CT key a first packet off the uplink would create when its source lies in the
+/// fixture's managed network (172.17.0.0/16: its containers, free addresses, the
+/// bridge's): such a packet is forged and must create none.
+fn forged_key(hook: Hook, p: &Parsed) -> Option<(CtKey, Tuple)> {
+    let t = p.tuple.filter(|t| t.src[..2] == [172, 17])?;
+    if hook != IN || p.class != Class::First {
+        return None;
+    }
+    let key = CtKey {
+        src_ip: u32::from_ne_bytes(t.src),
+        dst_ip: u32::from_ne_bytes(t.dst),
+        src_port: t.sport.to_be(),
+        dst_port: t.dport.to_be(),
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    Some((key, t))
 }
 
 fn key_tuple(k: &CtKey) -> Tuple {
