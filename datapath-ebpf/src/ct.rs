@@ -289,7 +289,7 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 /// destination is `responder`, so that `create` and `repair` can try tuples without
 /// parsing the packet again. Each side that is a local endpoint is marked
 /// (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its packets never come from outside. Each entry
-/// records the side its packets arrive from (`CT_SIDE`, see `sides`).
+/// records the side its packets arrive from (`CT_SIDE`: `orig_side`, `reply_side`).
 #[inline(always)]
 pub fn stage<A: Family>(
     ctx: &TcContext,
