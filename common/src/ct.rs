@@ -40,6 +40,17 @@ pub const CT_ORIG_LOCAL: u8 = 8;
 /// was a local endpoint when it began, so its reply entry's packets come from a
 /// container's veth, never from outside.
 pub const CT_REPLY_LOCAL: u8 = 16;
+/// `CtValue::flags`, per entry (the twins differ): the side this entry's own packets
+/// arrive from, recorded when the flow began; 0 in entries made before sides were
+/// recorded or rebuilt by the daemon (then only the `*_LOCAL` bits are checked). A
+/// packet of the entry arriving from another side is forged (`drop-spoof`).
+pub const CT_SIDE: u8 = 32 | 64;
+/// `CT_SIDE`: a container's veth (`from_container`).
+pub const CT_SIDE_VETH: u8 = 32;
+/// `CT_SIDE`: an uplink, Ethernet or L3, outside the cluster's tunnel.
+pub const CT_SIDE_UPLINK: u8 = 64;
+/// `CT_SIDE`: out of the cluster's VXLAN tunnel (at `from_uplink`, with a tunnel key).
+pub const CT_SIDE_TUNNEL: u8 = 32 | 64;
 
 /// TCP flag bits as they are kept in `CtValue::tcp_seen`.
 pub const TCP_FIN: u8 = 0x01;
@@ -68,7 +79,8 @@ pub struct CtValue<A = u32> {
     pub dst_ip: A,
     pub src_port: u16,
     pub dst_port: u16,
-    /// `CT_REPLY | CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL`.
+    /// `CT_REPLY | CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL`, and this entry's
+    /// `CT_SIDE`.
     pub flags: u8,
     /// TCP flags seen in this direction since the last SYN (`TCP_*` bits).
     pub tcp_seen: u8,

@@ -157,6 +157,10 @@ pub const SNAT_PORTS_DEFAULT: (u16, u16) = (1024, 65535);
 pub const IFACE_UPLINK: u32 = 1;
 /// `ifaces_v1` value bit: the interface is a managed bridge.
 pub const IFACE_BRIDGE: u32 = 2;
+/// `ifaces_v1` value of an uplink that is a managed bridge's LAN wire: that bridge's
+/// ifindex (host order) shifted by this, beside the role bits (0 above them: no LAN
+/// wire). The LAN's hosts, inside the bridge's subnet, arrive only on it.
+pub const IFACE_LAN_SHIFT: u32 = 8;
 
 /// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, network order): a prefix of
 /// the cluster's container network, where its packets go and which network it is.

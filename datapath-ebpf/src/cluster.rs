@@ -67,6 +67,27 @@ pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
     }
 }
 
+/// Whether `p`, from an uplink, came the way its source is reached when that source is
+/// a cluster prefix (a node's own address is a host's, judged as any host's): out of the
+/// tunnel, only a tunnel prefix from its own node with its network's key; off the wire,
+/// any other prefix by the strict reverse path (`reverse_path_ok`). The cluster's
+/// segments are Ethernet: from an L3 uplink, never. True for every other source.
+#[inline(always)]
+pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+    let Some(s) = A::cluster_of(&p.src_ip).filter(|c| c.kind != CLUSTER_NODE) else {
+        return true;
+    };
+    if p.l3_off() == 0 {
+        return false;
+    }
+    match tunnel_of(ctx) {
+        Some((node, vni)) => {
+            s.kind == CLUSTER_VXLAN && node == u32::from_be(s.node) && vni == s.vni
+        }
+        None => s.kind != CLUSTER_VXLAN && reverse_path_ok(ctx, p),
+    }
+}
+
 /// Whether a cluster packet off the wire came the way its source is reached (strict
 /// reverse path): the route back to its source (through the node of its prefix, or the
 /// network's router) leaves by the device it came in on, and, when the neighbour is

@@ -192,11 +192,11 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>,
     }
     let to = match way {
         Way::Masquerade => return Ok(Start::Masquerade(route.src_ip)),
-        Way::Track => nat::track(ctx, p),
+        Way::Track => nat::track(ctx, p, From::Container),
         Way::Routed if A::ROUTED_OPEN => return Err(fwd::send(ctx, p, &Next::route(&route))),
         // A routed network open only at its published ports: its egress is tracked, so
         // the inbound policy lets the replies in.
-        Way::Routed => nat::track(ctx, p),
+        Way::Routed => nat::track(ctx, p, From::Container),
     };
     // The route is looked up again for the translated tuple (its source differs).
     match to.and_then(|to| out().map(|o| *o = to)) {

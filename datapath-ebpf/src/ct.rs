@@ -14,12 +14,13 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY, CT_REPLY_LOCAL, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason,
-    TcpState,
+    CLUSTER_VXLAN, CT_DNAT, CT_ORIG_LOCAL, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE, CT_SIDE_TUNNEL,
+    CT_SIDE_UPLINK, CT_SIDE_VETH, CT_SNAT, CtKey, CtValue, PROTO_TCP, Reason, TcpState,
     ct::{TCP_ACK, TCP_FIN, TCP_FIN_FIRST, TCP_RST, TCP_SYN},
 };
 
 use crate::{
+    cluster,
     family::Family,
     icmp::From,
     maps::{CLOCK, Work, scratch},
@@ -190,7 +191,8 @@ fn track_tcp<A: Family>(
     if !was_finished && finished(v.tcp_seen, twin_seen) && v.flags & (CT_SNAT | CT_DNAT) == CT_SNAT
     {
         // The container's port toward this destination is free for its quota again.
-        crate::nat::release_use(&if reply { twin_key } else { *key });
+        // A reference, not a copy of the tuple: the frame is at its limit.
+        crate::nat::release_use(if reply { &twin_key } else { key });
     }
     tcp::learn(v, p);
     Ok(true)
@@ -204,9 +206,10 @@ pub struct Hit<A: Family> {
 }
 
 /// The tuple this packet's flow leaves with, accounting the packet to its entry and to
-/// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table. Off a wire
-/// (`From::Uplink`), a packet of a local endpoint's side of its flow is forged:
-/// `drop-spoof`, and the flow is left as it was.
+/// `ct-forward`/`ct-reply`. A flow's first reply moves it to the main table. A packet
+/// that arrives from another side than its entry's (`CT_SIDE`: off a wire in a
+/// container's place, from a container in the outside's, off the plain wire in a
+/// tunnel's) is forged: `drop-spoof`, and the flow is left as it was.
 #[inline(always)]
 pub fn lookup<A: Family>(
     ctx: &TcContext,
@@ -220,7 +223,8 @@ pub fn lookup<A: Family>(
     // SAFETY: a valid map value pointer; concurrent updates of the same flow on two CPUs
     // may race, which costs the counters and the window some accuracy, never safety.
     let v = unsafe { &mut *ptr };
-    if from == From::Uplink && v.from_local() {
+    // One comparison for a packet from its own side; the rest only for the others.
+    if v.flags & CT_SIDE != side_of(from) && !other_side_ok(ctx, v, from) {
         return Err(Reason::DropSpoof);
     }
     if p.proto == PROTO_TCP && !track_tcp(ctx, &key, v, table, p)? {
@@ -253,6 +257,29 @@ fn direction<A: Family>(v: &CtValue<A>) -> Reason {
         Reason::CtReply
     } else {
         Reason::CtForward
+    }
+}
+
+/// The side (`CT_SIDE_*`) a packet arriving at hook `from` comes from, as far as the
+/// hook tells: a tunnel's packets too arrive at `from_uplink`.
+#[inline(always)]
+fn side_of(from: From) -> u8 {
+    match from {
+        From::Container => CT_SIDE_VETH,
+        From::Uplink => CT_SIDE_UPLINK,
+    }
+}
+
+/// Whether a packet from `from`, whose entry `v` records another side, is the flow's all
+/// the same: out of the tunnel, a tunnel side's (it carries a tunnel key); in an entry of
+/// no recorded side (older, or rebuilt by the daemon), anything but a local endpoint's
+/// side off a wire.
+#[inline(always)]
+fn other_side_ok<A: Family>(ctx: &TcContext, v: &CtValue<A>, from: From) -> bool {
+    match v.flags & CT_SIDE {
+        0 => from == From::Container || !v.from_local(),
+        CT_SIDE_TUNNEL => from == From::Uplink && cluster::tunnel_of(ctx).is_some(),
+        _ => false,
     }
 }
 
@@ -311,33 +338,40 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 }
 
 /// Prepare, in this CPU's scratch space, the entries of a new flow whose first packet
-/// is `p` (flags `CT_DNAT`/`CT_SNAT`) and whose translated destination is `responder`,
-/// so that `create` and `repair` can try tuples without parsing the packet again. Each
-/// side that is a local endpoint is marked (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its
-/// packets never come from outside. Err(`drop-ct-quota`): a container's flow beyond its
-/// share of the flow tables.
+/// is `p`, arrived at hook `from` (flags `CT_DNAT`/`CT_SNAT`) and whose translated
+/// destination is `responder`, so that `create` and `repair` can try tuples without
+/// parsing the packet again. Each side that is a local endpoint is marked
+/// (`CT_ORIG_LOCAL`, `CT_REPLY_LOCAL`): its packets never come from outside. Each entry
+/// records the side its packets arrive from (`CT_SIDE`: `orig_side`, `reply_side`).
+/// Err(`drop-ct-quota`): a container's flow beyond its share of the flow tables.
 #[inline(always)]
 pub fn stage<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
+    from: From,
     flags: u8,
     responder: &A,
 ) -> Result<(), Reason> {
-    let mut flags = flags;
+    // The forward entry's flags in the low byte, the reply entry's in the high one: no
+    // more values live across the lookups than the flags alone (the frame is full).
+    let both = |f: u8| u16::from(f) * 0x0101;
+    let mut f = both(flags) | u16::from(orig_side(p, from)) | u16::from(CT_REPLY) << 8;
+    f |= u16::from(reply_side(from, flags, responder)) << 8;
     if A::endpoint(&p.src_ip).is_some() {
         if !quota::may_start(&p.src_ip) {
             return Err(Reason::DropCtQuota);
         }
-        flags |= CT_ORIG_LOCAL;
+        f |= both(CT_ORIG_LOCAL);
     }
     if A::endpoint(responder).is_some() {
-        flags |= CT_REPLY_LOCAL;
+        f = (f & !(u16::from(CT_SIDE) << 8)) | both(CT_REPLY_LOCAL) | u16::from(CT_SIDE_VETH) << 8;
     }
     let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
     let now = now();
     s.ck = key_of(p);
-    s.fwd.reset(&s.ck, false, flags, now);
-    s.rev.reset(&s.ck, true, flags | CT_REPLY, now);
+    let [fwd, rev] = f.to_le_bytes();
+    s.fwd.reset(&s.ck, false, fwd, now);
+    s.rev.reset(&s.ck, true, rev, now);
     if p.proto == PROTO_TCP {
         s.fwd.tcp_seen = p.tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
         tcp::start(ctx, &mut s.fwd, p);
@@ -345,6 +379,38 @@ pub fn stage<A: Family>(
     s.fwd.packets = 1;
     s.fwd.bytes = u64::from(ctx.len());
     Ok(())
+}
+
+/// The side (`CT_SIDE_*`) a new flow's originator's packets arrive from: where its
+/// first packet arrived, `from`; out of the tunnel when its source is a tunnel prefix
+/// (off the wire such a source never passes the uplink's source check).
+#[inline(always)]
+fn orig_side<A: Family>(p: &Packet<A>, from: From) -> u8 {
+    match from {
+        From::Container => CT_SIDE_VETH,
+        From::Uplink if tunnel_prefix(&p.src_ip) => CT_SIDE_TUNNEL,
+        From::Uplink => CT_SIDE_UPLINK,
+    }
+}
+
+/// The side a new flow's responder's packets arrive from, unless it is a local endpoint
+/// (a container's veth): the tunnel for a tunnel prefix, an uplink for the destination of
+/// a container's egress (it was routed out); unrecorded (0) for anything else (a backend
+/// not bound yet, a published port's backend elsewhere), where the older check holds.
+#[inline(always)]
+fn reply_side<A: Family>(from: From, flags: u8, responder: &A) -> u8 {
+    if tunnel_prefix(responder) {
+        CT_SIDE_TUNNEL
+    } else if from == From::Container && flags & CT_DNAT == 0 {
+        CT_SIDE_UPLINK
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
+fn tunnel_prefix<A: Family>(ip: &A) -> bool {
+    A::cluster_of(ip).is_some_and(|c| c.kind == CLUSTER_VXLAN)
 }
 
 /// The staged forward entry, leaving as `to`.

@@ -1,12 +1,17 @@
 //! `from_uplink`: DNAT of traffic to published ports, reverse SNAT of replies to
 //! container egress, ICMP errors about either, and the inbound policy: a managed
 //! network's addresses are reachable from outside only through those. Both families
-//! take the same path (`ip`). A local endpoint's address never comes from outside: an
-//! untracked packet from one, or an ARP announcing one, is `drop-spoof` (on a LAN wire
-//! its sender would pass as the container to the host and its neighbours), as is a
-//! tracked one in the endpoint's place (`ct::lookup`).
+//! take the same path (`ip`). A managed network's address never comes from outside, as
+//! the kernel's reverse-path filter judges it: an untracked packet from a local
+//! endpoint's address or any address of a managed network (a LAN's hosts on its own
+//! wire excepted), from a cluster prefix not by the way it is reached, or an ARP
+//! announcing an endpoint, is `drop-spoof` (on a LAN wire its sender would pass as the
+//! container to the host and its neighbours), as is a tracked one from another side
+//! than its flow's (`ct::lookup`).
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, CtValue, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump};
+use common::{
+    CtKey, CtValue, IFACE_LAN_SHIFT, Ip6, NET_INTERNAL, NET_LAN, NET_ROUTED, Network, Reason, jump,
+};
 
 use crate::{
     cluster, ct, datapath_log,
@@ -15,7 +20,7 @@ use crate::{
     icmp::{self, From},
     ipv6::parse6,
     l2, log,
-    maps::JUMP,
+    maps::{JUMP, iface_role},
     nat::{self, New},
     parse::{ETH_P_ARP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, count_flow, verdict},
@@ -60,17 +65,35 @@ pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
     }
 }
 
-/// Whether `p` claims a local endpoint's address as its source: from outside it is
-/// spoofed. (Checked for packets the flow table does not know, as the subnets are.)
+/// Whether `p`'s source is one no packet from outside has: a managed network's
+/// (`managed_source`), or a cluster prefix's not come the way it is reached
+/// (`cluster::source_ok`). Checked for packets the flow table does not know (a flow's
+/// first packet, the host's own traffic), as the subnets are.
 #[inline(always)]
-fn from_endpoint<A: Family>(p: &Packet<A>) -> bool {
-    A::endpoint(&p.src_ip).is_some()
+fn forged<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+    // SAFETY: the __sk_buff this program was called with.
+    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    managed_source(&p.src_ip, ingress) || !cluster::source_ok(ctx, p)
+}
+
+/// Whether `src`, arrived on interface `ingress`, belongs to a managed network, which
+/// never sends from outside: a local endpoint's address, or any address of a managed
+/// network but a LAN's arriving on that LAN's own wire (its bridge's port, recorded in
+/// `ifaces_v1`). Shared with `xdp_uplink`'s early drop.
+#[inline(always)]
+pub fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
+    if A::endpoint(src).is_some() {
+        return true;
+    }
+    A::network_of(src).is_some_and(|n| {
+        n.flags & NET_LAN == 0 || iface_role(ingress) >> IFACE_LAN_SHIFT != n.bridge
+    })
 }
 
 #[inline(always)]
 fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if p.icmp == Icmp::Error {
-        if from_endpoint(p) {
+        if forged(ctx, p) {
             return verdict(ctx, Reason::DropSpoof);
         }
         return match stage!(A, icmp::handle_error(ctx, p, From::Uplink)) {
@@ -80,7 +103,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     }
     if p.frag == Frag::Later {
         if !frag::recall(p) {
-            if from_endpoint(p) {
+            if forged(ctx, p) {
                 return verdict(ctx, Reason::DropSpoof);
             }
             let other = if A::is_host(&p.dst_ip) {
@@ -100,7 +123,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
             (hit.to, hit.entry)
         }
         Ok(None) => {
-            if from_endpoint(p) {
+            if forged(ctx, p) {
                 return verdict(ctx, Reason::DropSpoof);
             }
             if let Some(v) = stage!(A, lan(ctx, p)) {
@@ -162,7 +185,7 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
     if n.flags & NET_INTERNAL == 0 {
         match from_cluster(ctx, p) {
             Ok(true) => {
-                return match nat::track(ctx, p) {
+                return match nat::track(ctx, p, From::Uplink) {
                     Ok(_) => fwd::to_destination(ctx, p, None),
                     Err(reason) => verdict(ctx, reason),
                 };
@@ -175,7 +198,7 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
         Some(reason) => verdict(ctx, reason),
         None if n.flags & NET_ROUTED == 0 => verdict(ctx, otherwise),
         None if A::ROUTED_OPEN => fwd::to_destination(ctx, p, None),
-        None if nat::published_at_own(p) => match nat::track(ctx, p) {
+        None if nat::published_at_own(p) => match nat::track(ctx, p, From::Uplink) {
             Ok(_) => fwd::to_destination(ctx, p, None),
             Err(reason) => verdict(ctx, reason),
         },

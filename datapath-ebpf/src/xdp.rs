@@ -1,21 +1,21 @@
 //! `xdp_uplink` (`bpfnet daemon --xdp`): on an Ethernet uplink, before the kernel builds
 //! a socket buffer (native XDP) or before TC (generic XDP), drop what `from_uplink` would
 //! drop anyway, without touching any state: malformed frames, untracked packets from a
-//! local endpoint's address, packets into a managed network that are neither a tracked
-//! flow nor a published port, and new flows from outside beyond the new-flow budget,
-//! shared fairly among source prefixes (`flood`). Everything else passes untouched to
-//! `from_uplink`, which translates it. A packet is counted once, by the program that
-//! decides its fate.
+//! managed network's address (`uplink::managed_source`), packets into a managed network
+//! that are neither a tracked flow nor a published port, and new flows from outside
+//! beyond the new-flow budget, shared fairly among source prefixes (`flood`). Everything
+//! else passes untouched to `from_uplink`, which translates it. A packet is counted once,
+//! by the program that decides its fate.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use common::Reason;
 
 use crate::{
     ct, flood,
-    maps::{cluster_of, endpoint, network_of},
+    maps::{cluster_of, network_of},
     nat,
     parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
     stats::count,
-    uplink::inbound_drop,
+    uplink::{inbound_drop, managed_source},
 };
 
 #[inline(always)]
@@ -40,8 +40,10 @@ fn drop_reason(ctx: &XdpContext) -> Option<Reason> {
     if p.icmp == Icmp::Error || p.frag == Frag::Later || ct::entry(&ct::key_of(p)).is_some() {
         return None;
     }
-    if endpoint(p.src_ip).is_some() {
-        // A local endpoint's address never comes from outside.
+    // SAFETY: the xdp_md this program was called with.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    if managed_source(&p.src_ip, ingress) {
+        // A managed network's address never comes from outside (a LAN's on its wire).
         return Some(Reason::DropSpoof);
     }
     // Into a managed network: what `from_uplink` drops unless it opens a flow. Elsewhere

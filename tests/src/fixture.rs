@@ -75,9 +75,15 @@ impl Fixture {
             frame.len()
         );
         let mut out = vec![0u8; frame.len() + 256];
+        // xdp_md: data 0, data_end the frame's length, data_meta 0, then ingress_ifindex:
+        // the frame arrives on the uplink, as `run` hands `from_uplink` its frames.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&u32::try_from(frame.len()).unwrap_or(0).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.uplink.to_ne_bytes());
         let opts = TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
             ..Default::default()
         };
         let r = self.dp.xdp_program().test_run(opts).unwrap_or_else(|e| {

@@ -9,7 +9,7 @@ use Reason::*;
 use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
-    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, with_fixture},
+    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, with_fixture},
     packet::{Addr, TCP_ACK, TCP_SYN, View, icmp_error, tcp, tcp_seq, udp},
     require_root,
     tables::{
@@ -1067,5 +1067,263 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
             &[CtForward, RedirectPeer],
         );
         assert_eq!(flow_state(fx, (peer, server, PROTO_TCP)), TcpState::Closed);
+    });
+}
+
+/// Whether some CT entry has `src` as its key's source (any table, any direction).
+fn flow_from(fx: &Fixture, src: [u8; 4]) -> bool {
+    entries(fx)
+        .iter()
+        .any(|(k, _)| k.src_ip == u32::from_ne_bytes(src))
+}
+
+/// A managed network's addresses never come from outside (issue 28, as the kernel's
+/// reverse-path filter would judge them): a datagram forged off the wire with another
+/// network's container as its source, to a published UDP port, would have the service's
+/// answer delivered into that network. It, and one from a bridge address no container
+/// holds, or from the bridge's own, is `drop-spoof` and creates no flow, at `from_uplink`
+/// and at `xdp_uplink` alike; the same datagram from a real outside source is served.
+#[test]
+fn a_managed_networks_source_off_the_wire_is_forged() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("srcnet", 4096, |fx| {
+        setup(fx, PORTS);
+        for (name, src) in [
+            ("another network's container (C2)", C2),
+            ("a bridge address no container holds", [172, 17, 9, 9]),
+            ("the bridge's own address", [172, 17, 0, 1]),
+        ] {
+            let frame = udp((src, 5353), (HOST, 8038), b"forged", true);
+            let (v, out) = fx.run_counted(
+                &format!("a datagram from {name} to the published UDP port"),
+                IN,
+                &frame,
+                &[DropSpoof],
+            );
+            assert_eq!(v, TC_ACT_SHOT, "{name}: dropped");
+            assert_eq!(out, frame, "{name}: not translated");
+            assert!(!flow_from(fx, src), "{name}: no flow, so no answer");
+            let before = fx.stats();
+            assert_eq!(fx.run_xdp(&frame), XDP_DROP, "{name}: xdp_uplink drops it");
+            let moved: Vec<Reason> = fx
+                .stats()
+                .iter()
+                .zip(&before)
+                .filter(|((_, a), (_, b))| a.packets != b.packets)
+                .map(|((r, _), _)| *r)
+                .collect();
+            assert_eq!(moved, [DropSpoof], "{name}: xdp_uplink counts drop-spoof");
+        }
+        step(
+            fx,
+            "the same datagram from an outside source",
+            IN,
+            &udp((ATTACKER, 5353), (HOST, 8038), b"q", true),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+        assert!(flow_from(fx, ATTACKER), "the outside source's flow exists");
+    });
+}
+
+/// A flow remembers the side each of its directions arrives from: an answer to a
+/// container's egress comes off an uplink, never from a container's veth (here an address
+/// that moved onto a veth, a container now claiming the server's address), so there it is
+/// `drop-spoof` and is not translated into the flow's container; from the uplink it is.
+#[test]
+fn a_flows_answer_from_the_wrong_side_is_forged() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("side", 4096, |fx| {
+        setup(fx, PORTS);
+        let (c, s) = ((C1, 5353), (SERVER, 53));
+        let out = step(
+            fx,
+            "a datagram out",
+            OUT,
+            &udp(c, s, b"q", true),
+            TC_ACT_REDIRECT,
+            &[SnatNew, RedirectRoute],
+        );
+        let p = snat_port("a datagram out", &out, HOST);
+        // The veth now owns the server's address (registered on the fixture's port).
+        let ep = common::Endpoint {
+            ifindex: fx.bridge,
+            network: fx.bridge,
+            mac: bpfnet_tests::fixture::CONTAINER_MAC,
+            flags: 0,
+            _pad: 0,
+        };
+        fx.dp
+            .maps
+            .endpoints
+            .insert(u32::from_ne_bytes(SERVER), ep, 0)
+            .expect("endpoint");
+        let answer = udp(s, (HOST, p), b"answer", true);
+        let before = entries(fx);
+        let (v, got) = fx.run_counted(
+            "the answer from a container's veth",
+            OUT,
+            &answer,
+            &[DropSpoof],
+        );
+        assert_eq!(
+            v, TC_ACT_SHOT,
+            "the answer from a container's veth: dropped"
+        );
+        assert_eq!(got, answer, "not translated");
+        assert_eq!(entries(fx), before, "the flow is left as it was");
+        fx.dp
+            .maps
+            .endpoints
+            .remove(&u32::from_ne_bytes(SERVER))
+            .expect("remove endpoint");
+        let back = step(
+            fx,
+            "the answer off the uplink",
+            IN,
+            &answer,
+            TC_ACT_REDIRECT,
+            &[CtReply, RedirectPeer],
+        );
+        assert_eq!(View(&back).dst(), c, "translated back to the container");
+    });
+}
+
+const PEER_GW: [u8; 4] = [10, 244, 2, 7];
+const PEER_VXLAN: [u8; 4] = [10, 244, 1, 5];
+
+/// The cluster of the fixture: the local bridge's prefix, a host-gw peer's prefix behind
+/// the router (192.0.2.2, whose MAC every test frame carries as its source) and a VXLAN
+/// peer's prefix, all of one network.
+fn cluster(fx: &mut Fixture) {
+    use aya::maps::lpm_trie::Key;
+    use common::{CLUSTER_HOST_GW, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute};
+    let node = u32::from_ne_bytes(bpfnet_tests::tables::ROUTER);
+    let uplink = fx.uplink;
+    for (net, len, kind, node, ifindex) in [
+        ([172, 17, 0, 0], 16, CLUSTER_ROUTED, 0, 0),
+        ([10, 244, 2, 0], 24, CLUSTER_HOST_GW, node, 0),
+        ([10, 244, 1, 0], 24, CLUSTER_VXLAN, node, uplink),
+    ] {
+        let r = ClusterRoute {
+            node,
+            vni: 1,
+            kind,
+            ifindex,
+        };
+        fx.dp
+            .maps
+            .cluster
+            .insert(&Key::new(len, u32::from_ne_bytes(net)), r, 0)
+            .expect("cluster prefix");
+    }
+}
+
+/// A cluster source passes only by the cluster's own checks (issue 28): off the plain
+/// uplink, a host-gw peer's prefix only by its strict reverse path (the frame from the
+/// peer's node), a VXLAN peer's never (it comes out of the tunnel); a forged one is
+/// `drop-spoof` to a container and to a published port alike, and creates nothing. The
+/// peer's real packets pass.
+#[test]
+fn a_cluster_source_off_the_wire_passes_only_by_its_reverse_path() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("srccl", 4096, |fx| {
+        setup(fx, PORTS);
+        cluster(fx);
+        let from_mac = |mut f: Vec<u8>, mac: [u8; 6]| {
+            f[6..12].copy_from_slice(&mac);
+            f
+        };
+        let other = bpfnet_tests::fixture::OTHER_MAC;
+        for (name, frame) in [
+            (
+                "a host-gw peer's source from another MAC, to a container",
+                from_mac(tcp((PEER_GW, 40000), (C1, 80), TCP_SYN, b""), other),
+            ),
+            (
+                "a host-gw peer's source from another MAC, to the published port",
+                from_mac(udp((PEER_GW, 40001), (HOST, 8038), b"q", true), other),
+            ),
+            (
+                "a VXLAN peer's source off the plain wire, to a container",
+                tcp((PEER_VXLAN, 40002), (C1, 80), TCP_SYN, b""),
+            ),
+            (
+                "a VXLAN peer's source off the plain wire, to the published port",
+                udp((PEER_VXLAN, 40003), (HOST, 8038), b"q", true),
+            ),
+        ] {
+            step(fx, name, IN, &frame, TC_ACT_SHOT, &[DropSpoof]);
+        }
+        assert!(
+            !flow_from(fx, PEER_GW) && !flow_from(fx, PEER_VXLAN),
+            "no flow from a forged cluster source"
+        );
+        step(
+            fx,
+            "the host-gw peer's own SYN to a container",
+            IN,
+            &tcp((PEER_GW, 40000), (C1, 80), TCP_SYN, b""),
+            TC_ACT_REDIRECT,
+            &[RedirectPeer],
+        );
+        step(
+            fx,
+            "the host-gw peer's own datagram to the published port",
+            IN,
+            &udp((PEER_GW, 40001), (HOST, 8038), b"q", true),
+            TC_ACT_REDIRECT,
+            &[DnatNew, RedirectPeer],
+        );
+    });
+}
+
+/// A container's flow toward a VXLAN peer is answered out of the tunnel only: its answer
+/// off the plain uplink is `drop-spoof`, not translated nor delivered. The same flow
+/// toward a host-gw peer, answered off the wire, is the control.
+#[test]
+fn a_tunnel_flows_answer_off_the_plain_wire_is_forged() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("sidetun", 4096, |fx| {
+        setup(fx, PORTS);
+        cluster(fx);
+        for (name, peer, answered) in [
+            ("a VXLAN peer", PEER_VXLAN, false),
+            ("a host-gw peer", PEER_GW, true),
+        ] {
+            let (c, s) = ((C1, 40000), (peer, 80));
+            step(
+                fx,
+                &format!("a SYN to {name}"),
+                OUT,
+                &tcp_seq(c, s, TCP_SYN, (1000, 0), b""),
+                TC_ACT_REDIRECT,
+                &[RedirectRoute],
+            );
+            let answer = tcp_seq(s, c, TCP_SYN | TCP_ACK, (5000, 1001), b"");
+            let name = format!("{name}'s SYN-ACK off the plain uplink");
+            if answered {
+                step(
+                    fx,
+                    &name,
+                    IN,
+                    &answer,
+                    TC_ACT_REDIRECT,
+                    &[CtReply, RedirectPeer],
+                );
+            } else {
+                let before = entries(fx);
+                step(fx, &name, IN, &answer, TC_ACT_SHOT, &[DropSpoof]);
+                assert_eq!(entries(fx), before, "{name}: the flow is left as it was");
+            }
+        }
     });
 }

@@ -11,8 +11,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CtKey, Endpoint, PROTO_TCP, PublishedKey, Reason,
-    TcpState,
+    Backend, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE_UPLINK, CT_SIDE_VETH, CtKey, Endpoint,
+    PROTO_TCP, PublishedKey, Reason, TcpState,
 };
 
 const HOST: [u8; 4] = [192, 0, 2, 1];
@@ -366,8 +366,8 @@ fn check_ct(dp: &Datapath) {
     let v = dp.maps.ct_new.get(&fwd, 0).expect("forward CT entry");
     assert_eq!(
         v.flags,
-        CT_DNAT | CT_REPLY_LOCAL,
-        "translated destination, answered by a local endpoint"
+        CT_DNAT | CT_REPLY_LOCAL | CT_SIDE_UPLINK,
+        "translated destination, answered by a local endpoint, begun off an uplink"
     );
     assert_eq!((v.dst_ip, u16::from_be(v.dst_port)), (ip(BACKEND), 8080));
     assert_eq!(
@@ -382,7 +382,11 @@ fn check_ct(dp: &Datapath) {
         (ip(BACKEND), 8080)
     );
     let r = dp.maps.ct_new.get(&rev, 0).expect("reply CT entry");
-    assert_eq!(r.flags, CT_DNAT | CT_REPLY | CT_REPLY_LOCAL);
+    assert_eq!(
+        r.flags,
+        CT_DNAT | CT_REPLY | CT_REPLY_LOCAL | CT_SIDE_VETH,
+        "the reply entry's packets come from the backend's veth"
+    );
     assert_eq!(
         rev.translated(&r),
         fwd.reversed(),

@@ -468,3 +468,52 @@ fn a_flow_that_lost_its_reply_entry_is_repaired() {
     evict_reply_and_await_repair::<u32>(&t.files.pin_dir, common::names::CT, 9000);
     echo_once(&mut live, b"after the repair");
 }
+
+/// Issue 28's measured attack: a datagram forged off the wire with another network's
+/// container as its source, sent to a published UDP port, had the service's answer
+/// delivered into that other network, isolation crossed through a published service. The
+/// containers are not registered (each is bound by its first packet), so the forged
+/// address is no endpoint yet: its network's subnet alone gives it away. The forged
+/// datagrams are `drop-spoof` and nothing reaches the other network; the client's own
+/// datagram to the same port is answered.
+#[test]
+fn a_datagram_forged_from_another_networks_container_gets_no_answer_into_it() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("srcfwd");
+    let k3 = t.add_second_network();
+    let _echo = EchoServer::start(&t.container, 7053);
+    let victim = k3.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:5353").expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        s
+    });
+    let _d = t.start_daemon_with(&["--bridge", "br1"]);
+    let sock = &t.files.socket;
+    cli_ok(sock, &["publish", "8053:172.17.0.4:7053/udp"]);
+    let answer = udp_roundtrip(&t.client, Topology::host_addr(8053), b"real")
+        .expect("the client's own datagram is answered");
+    assert_eq!(answer, b"7053:real", "the published service echoes");
+    let spoof = counter(sock, "drop-spoof");
+    let forged = udp(
+        ([172, 18, 0, 3], 5353),
+        (HOST_IP.octets(), 8053),
+        b"forged",
+        true,
+    );
+    for _ in 0..3 {
+        send_frame(&t.client, &forged).expect("send the forged datagram");
+    }
+    let mut buf = [0u8; 64];
+    let got = victim.recv_from(&mut buf);
+    assert!(
+        got.is_err(),
+        "the other network's container received the service's answer: {got:?}"
+    );
+    assert!(
+        counter(sock, "drop-spoof") >= spoof + 3,
+        "the forged datagrams are counted as drop-spoof"
+    );
+}

@@ -6,7 +6,7 @@
 use aya::maps::lpm_trie::Key;
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
-    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, with_fixture},
+    fixture::{Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, with_fixture},
     packet::{
         IpOpts, TCP_SYN, arp, ether, icmp_error, icmp_timestamp, ip_proto, ipv6_udp, link_local,
         tcp, tcp_with, udp,
@@ -14,8 +14,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, NET_LAN, Network, PORT_ENFORCE, PROTO_TCP, Port,
-    PublishedKey, Reason,
+    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK, NET_LAN, Network,
+    PORT_ENFORCE, PROTO_TCP, Port, PublishedKey, Reason,
 };
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: routed
@@ -60,6 +60,18 @@ fn subnet(fx: &mut Fixture, net: [u8; 4], bridge: u32) {
     let key = Key::new(16, u32::from_ne_bytes(net));
     let n = Network { bridge, flags: 0 };
     fx.dp.maps.subnets.insert(&key, n, 0).expect("subnet");
+}
+
+/// Make the fixture's uplink the LAN wire of `bridge` (as the daemon records a managed
+/// bridge's port that is an uplink), or an uplink of no LAN.
+fn lan_wire(fx: &mut Fixture, bridge: Option<u32>) {
+    let role = IFACE_UPLINK | bridge.map_or(0, |b| b << IFACE_LAN_SHIFT);
+    let uplink = fx.uplink;
+    fx.dp
+        .maps
+        .ifaces
+        .insert(uplink, role, 0)
+        .expect("uplink role");
 }
 
 fn to_mac(mut f: Vec<u8>, mac: [u8; 6]) -> Vec<u8> {
@@ -396,6 +408,7 @@ fn a_lan_wire_carries_every_lan_host_but_no_endpoints_address() {
             flags: NET_LAN,
         };
         fx.dp.maps.subnets.insert(&key, lan, 0).expect("LAN subnet");
+        lan_wire(fx, Some(NET_A));
         let from = |f: Vec<u8>, mac: [u8; 6]| {
             let mut f = f;
             f[6..12].copy_from_slice(&mac);
@@ -423,6 +436,41 @@ fn a_lan_wire_carries_every_lan_host_but_no_endpoints_address() {
                 &[ForwardLocal],
             );
         }
+        // The LAN's hosts arrive on its own wire only: on another uplink, their source
+        // is forged (as the kernel's reverse-path filter judges it).
+        let lan_host = from(
+            to_mac(udp((LAN1.0, 5001), (CTR, 7000), b"q", true), C1_MAC),
+            LAN1.1,
+        );
+        lan_wire(fx, None);
+        let (v, _) = fx.run_counted(
+            "a LAN host's datagram on another uplink",
+            Hook::FromUplink,
+            &lan_host,
+            &[DropSpoof],
+        );
+        assert_eq!(v, TC_ACT_SHOT, "a LAN host's datagram on another uplink");
+        assert_eq!(
+            fx.run_xdp(&lan_host),
+            XDP_DROP,
+            "xdp_uplink drops a LAN host's packet off another uplink"
+        );
+        lan_wire(fx, Some(NET_A));
+        assert_eq!(
+            fx.run_xdp(&lan_host),
+            XDP_PASS,
+            "xdp_uplink passes a LAN host's packet on its own wire"
+        );
+        let mut wire = |name: &str, frame: &[u8], verdict: u32, counted: &[Reason]| {
+            let (v, _) = fx.run_counted(name, Hook::FromUplink, frame, counted);
+            assert_eq!(v, verdict, "{name}: verdict");
+        };
+        wire(
+            "the same datagram on the LAN's wire",
+            &lan_host,
+            TC_ACT_REDIRECT,
+            &[ForwardLocal],
+        );
         let (_, attacker) = LAN2;
         wire(
             "ARP claiming the endpoint's address",

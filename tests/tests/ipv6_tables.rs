@@ -557,3 +557,88 @@ fn a_neighbour_off_the_wire_cannot_claim_an_endpoints_ipv6_address() {
         }
     });
 }
+
+/// Off the wire, no source inside a managed IPv6 prefix (issue 28): a NAT66 unique local
+/// one and a routed global one are both the host's networks, so a packet from outside
+/// claiming an address in them, anyone's or no one's, is `drop-spoof`; the same packets
+/// from an outside address take their usual way.
+#[test]
+fn a_managed_ipv6_prefix_never_sends_from_outside() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("v6src", 1024, |fx| {
+        network(fx, PORT_ENFORCE | PORT_V6);
+        const ROUTED: [u8; 16] = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let at = |last: u8| {
+            let mut a = ROUTED;
+            a[15] = last;
+            a
+        };
+        let routed = Network {
+            bridge: net_a(fx),
+            flags: common::NET_ROUTED,
+        };
+        fx.dp
+            .maps
+            .subnets6
+            .insert(&Key::new(64, Ip6::from_octets(ROUTED)), routed, 0)
+            .expect("routed subnet6");
+        let host: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        fx.dp
+            .maps
+            .host_ips6
+            .insert(Ip6::from_octets(host), 0, 0)
+            .expect("host address");
+        let outside: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+        const WIRE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+        let cases: Vec<(&str, Vec<u8>, u32, Reason)> = vec![
+            (
+                "a datagram from a free unique local (NAT66) address to the host",
+                datagram(WIRE_MAC, FREE, BRIDGE_MAC, host),
+                TC_ACT_SHOT,
+                DropSpoof,
+            ),
+            (
+                "a datagram from a free routed address to the host",
+                datagram(WIRE_MAC, at(9), BRIDGE_MAC, host),
+                TC_ACT_SHOT,
+                DropSpoof,
+            ),
+            (
+                "a datagram from a routed address to a routed one",
+                datagram(WIRE_MAC, at(9), BRIDGE_MAC, at(7)),
+                TC_ACT_SHOT,
+                DropSpoof,
+            ),
+            (
+                "a datagram from outside to the host",
+                datagram(WIRE_MAC, outside, BRIDGE_MAC, host),
+                TC_ACT_OK,
+                Pass,
+            ),
+            (
+                "a datagram from outside to a routed address (the inbound policy)",
+                datagram(WIRE_MAC, outside, BRIDGE_MAC, at(7)),
+                TC_ACT_SHOT,
+                DropInbound,
+            ),
+        ];
+        for (name, frame, verdict, reason) in cases {
+            let (v, _) = fx.run_counted(name, Hook::FromUplink, &frame, &[reason]);
+            assert_eq!(v, verdict, "{name}: verdict");
+        }
+        assert!(
+            fx.dp
+                .maps
+                .ct6
+                .iter()
+                .chain(fx.dp.maps.ct6_new.iter())
+                .next()
+                .is_none(),
+            "no IPv6 flow from a forged source"
+        );
+    });
+}

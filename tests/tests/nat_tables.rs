@@ -17,7 +17,7 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SNAT, PROTO_TCP, Reason, TcpState,
+    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SIDE_VETH, CT_SNAT, PROTO_TCP, Reason, TcpState,
     ct::{TCP_FIN, TCP_RST},
 };
 
@@ -482,8 +482,8 @@ fn hairpin_exhaustion_and_full_ct() {
             .map(|(_, v)| v.flags);
         assert_eq!(
             flags,
-            Some(CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL),
-            "hairpin to its own port: both ends a local endpoint"
+            Some(CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL | CT_SIDE_VETH),
+            "hairpin to its own port: both ends a local endpoint, begun at its veth"
         );
 
         // Four source ports, three containers: a container takes at most half of them.

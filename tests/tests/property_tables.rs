@@ -932,6 +932,7 @@ const NOT_IP: &str = "only IPv4 frames are rewritten past their Ethernet header"
 const NO_FLOW: &str = "no CT entry from a malformed or non-initial packet";
 const IDENTITY: &str = "translate then reverse-translate is the identity";
 const XDP_SUBSET: &str = "xdp_uplink drops only what from_uplink drops, for the same reason";
+const FORGED: &str = "a forged uplink source (a managed network's address) never creates a flow";
 const ICMP_BACK: &str = "an ICMP error about a translated flow comes back with the original tuple";
 
 #[derive(Default)]
@@ -948,6 +949,9 @@ struct Tally {
     exact: u64,
     /// Uplink frames `xdp_uplink` dropped early.
     xdp_drops: u64,
+    /// First packets off the uplink from a managed network's address, checked to create no
+    /// flow.
+    forged: u64,
 }
 
 struct Runner<'a> {
@@ -1076,6 +1080,8 @@ impl<'a> Runner<'a> {
         }
         // `--xdp` runs `xdp_uplink` first on the uplink: it must drop a subset of what
         // `from_uplink` drops (same state, same reason), and pass the rest untouched.
+        let forged = forged_key(hook, p);
+        let had_flow = forged.is_some_and(|(key, _)| self.has_flow(&key));
         let xdp = (hook == IN && frame.len() <= XDP_MAX_FRAME).then(|| self.fx.run_xdp(frame));
         let (v, out) = self.fx.run(hook, frame);
         self.frames += 1;
@@ -1103,6 +1109,18 @@ impl<'a> Runner<'a> {
             self.shot.1 += frame.len() as u64;
         }
         self.tally.hooks[usize::from(hook == OUT)] += 1;
+        if let Some((key, t)) = forged {
+            self.tally.forged += 1;
+            if !had_flow && self.has_flow(&key) {
+                self.finding(
+                    FORGED,
+                    hook,
+                    frame,
+                    "no new CT entry",
+                    &format!("a flow {t}"),
+                );
+            }
+        }
         if ![TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT].contains(&v) {
             self.finding(VERDICTS, hook, frame, "0, 2 or 7", &v.to_string());
         }
@@ -1142,6 +1160,11 @@ impl<'a> Runner<'a> {
             self.exact = Some(after);
         }
         (v, out)
+    }
+
+    fn has_flow(&self, key: &CtKey) -> bool {
+        let m = &self.fx.dp.maps;
+        m.ct.get(key, 0).is_ok() || m.ct_new.get(key, 0).is_ok()
     }
 
     fn rewritten(&mut self, hook: Hook, frame: &[u8], p: &Parsed, out: &[u8]) {
@@ -1359,7 +1382,8 @@ impl<'a> Runner<'a> {
              {} rounds; {} with exact counters; sums checked on {} rewritten frames ({} rewritten \
              from bad input, not checked); flows translated and reversed: {} DNAT, {} SNAT, {} \
              hairpin ({} ICMP errors), {} first packets not translated; {} uplink frames \
-             dropped early by xdp_uplink; no-new-flow batches: {:?}",
+             dropped early by xdp_uplink; {} first packets from a managed source off the \
+             uplink; no-new-flow batches: {:?}",
             self.shard,
             self.seed,
             self.frames,
@@ -1375,6 +1399,7 @@ impl<'a> Runner<'a> {
             t.errors_back,
             t.untranslated,
             t.xdp_drops,
+            t.forged,
             t.batch
         );
         if !self.findings.is_empty() {
@@ -1391,7 +1416,10 @@ impl<'a> Runner<'a> {
             );
         }
         assert!(
-            t.identity.iter().all(|&n| n > 0) && t.errors_back > 0 && t.xdp_drops > 0,
+            t.identity.iter().all(|&n| n > 0)
+                && t.errors_back > 0
+                && t.xdp_drops > 0
+                && t.forged > 0,
             "the generator translated too little to test the identity (a test bug)"
         );
     }
@@ -1404,6 +1432,25 @@ fn syn_data(f: &[u8]) -> u32 {
     let total = usize::from(be16(&ip[2..4]));
     let doff = usize::from(ip[ihl + 12] >> 4) * 4;
     (total - ihl - doff) as u32
+}
+
+/// The CT key a first packet off the uplink would create when its source lies in the
+/// fixture's managed network (172.17.0.0/16: its containers, free addresses, the
+/// bridge's): such a packet is forged and must create none.
+fn forged_key(hook: Hook, p: &Parsed) -> Option<(CtKey, Tuple)> {
+    let t = p.tuple.filter(|t| t.src[..2] == [172, 17])?;
+    if hook != IN || p.class != Class::First {
+        return None;
+    }
+    let key = CtKey {
+        src_ip: u32::from_ne_bytes(t.src),
+        dst_ip: u32::from_ne_bytes(t.dst),
+        src_port: t.sport.to_be(),
+        dst_port: t.dport.to_be(),
+        proto: t.proto,
+        _pad: [0; 3],
+    };
+    Some((key, t))
 }
 
 fn key_tuple(k: &CtKey) -> Tuple {

@@ -15,6 +15,7 @@ use crate::{
     family::Family,
     fwd,
     hostsock::{self, Holder},
+    icmp::From,
     parse::Packet,
     stats::{count, count_flow},
 };
@@ -112,7 +113,7 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
         }
         flags |= CT_SNAT;
     }
-    ct::stage(ctx, p, flags, &to.dst_ip)?;
+    ct::stage(ctx, p, From::Uplink, flags, &to.dst_ip)?;
     ct::create(p, &to)?;
     // Counted by the caller, with the tuple: a reference to `to` here would be one to
     // the caller's stack, where it is returned, and the verifier refuses a stage
@@ -155,21 +156,22 @@ pub fn hairpin<A: Family>(
     } else {
         CT_DNAT
     };
-    ct::stage(ctx, p, flags, &to.dst_ip)?;
+    ct::stage(ctx, p, From::Container, flags, &to.dst_ip)?;
     ct::create(p, &to)?;
     count_flow(ctx, Reason::DnatNew, &to);
     Ok(New::Flow(to))
 }
 
-/// Track the first packet of a container's flow that leaves untranslated (a network
-/// without masquerade), so its replies come in as a tracked flow's.
+/// Track the first packet of a flow that leaves untranslated (a container's in a network
+/// without masquerade, or one let in from `from` the uplink), so its replies come in as
+/// a tracked flow's.
 #[inline(always)]
-pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<CtKey<A>, Reason> {
+pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>, from: From) -> Result<CtKey<A>, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }
     let to = ct::key_of(p);
-    ct::stage(ctx, p, 0, &p.dst_ip)?;
+    ct::stage(ctx, p, from, 0, &p.dst_ip)?;
     ct::create(p, &to)?;
     Ok(to)
 }

@@ -12,6 +12,7 @@ use crate::{
     ct,
     family::Family,
     hostsock::{self, Holder},
+    icmp::From,
     maps::{config, scratch},
     parse::Packet,
     quota::{self, Use},
@@ -173,7 +174,7 @@ pub fn allocate<A: Family>(
     t.key = ct::key_of(p);
     t.to = t.key;
     t.to.src_ip = src_ip;
-    ct::stage(ctx, p, CT_SNAT, &p.dst_ip)?;
+    ct::stage(ctx, p, From::Container, CT_SNAT, &p.dst_ip)?;
     if !p.has_ports() {
         // No port to vary: the address alone names the flow (GRE and the like).
         return match ct::create(p, &t.to) {

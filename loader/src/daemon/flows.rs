@@ -6,7 +6,7 @@ use aya::{
     Pod,
     maps::{HashMap as BpfHashMap, MapData, MapError},
 };
-use common::{Addr, CT_REPLY, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
+use common::{Addr, CT_REPLY, CT_SIDE, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -309,7 +309,10 @@ impl Daemon {
             if A::get_ct(maps, &rk).is_some() {
                 continue;
             }
-            let mut rv = CtValue::new(&f.key.reversed(), fwd.flags | CT_REPLY, fwd.last_seen_ns);
+            // Its side is not recorded (the forward entry's is its own): only a local
+            // endpoint's side is checked, as in entries of older layouts.
+            let flags = (fwd.flags & !CT_SIDE) | CT_REPLY;
+            let mut rv = CtValue::new(&f.key.reversed(), flags, fwd.last_seen_ns);
             rv.tcp_seen = fwd.tcp_seen & !TCP_FIN_FIRST;
             // Never replacing: a reply that came back meanwhile, or another flow's, is kept.
             if A::create_ct(maps, main, &rk, &rv) {

@@ -6,11 +6,14 @@ use std::{
     net::Ipv4Addr,
 };
 
-use common::{IFACE_BRIDGE, IFACE_UPLINK};
+use common::{IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK};
 use tracing::{info, warn};
 
 use super::{Daemon, DaemonError, links::Action};
-use crate::{datapath::Hook, netlink::Change};
+use crate::{
+    datapath::Hook,
+    netlink::{Change, Link},
+};
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -149,15 +152,23 @@ impl Daemon {
         }
     }
 
-    /// `ifaces_v1` holds exactly the roles of the managed interfaces.
+    /// `ifaces_v1` holds exactly the roles of the managed interfaces, and each LAN wire's
+    /// bridge (its LAN hosts arrive only there).
     fn sync_ifaces(&mut self) {
         for bridge in self.links.bridges() {
             super::forwarding::refuse_router_advertisements(&bridge.name);
         }
+        // An ifindex past what the value holds records none: its LAN is refused, not
+        // another's let in.
+        let lan_bridge = |l: &Link| {
+            l.controller
+                .filter(|c| self.links.is_bridge(*c) && c >> (32 - IFACE_LAN_SHIFT) == 0)
+                .map_or(0, |c| c << IFACE_LAN_SHIFT)
+        };
         let want: BTreeMap<u32, u32> = self
             .links
             .uplinks()
-            .map(|l| (l.index, IFACE_UPLINK))
+            .map(|l| (l.index, IFACE_UPLINK | lan_bridge(l)))
             .chain(self.links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
             .collect();
         let synced = crate::datapath::sync::sync(&mut self.dp.maps.ifaces, &want);
