@@ -95,6 +95,11 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
         }
         Ok(None) => match stage!(A, first(ctx, l2, p)) {
             Ok(Start::Flow) => None,
+            // Its own stage too: a new flow's staging fills a frame of its own.
+            Ok(Start::Track) => match stage!(A, track(ctx, p)) {
+                Ok(()) => None,
+                Err(reason) => return verdict(ctx, reason),
+            },
             // Its own stage: the port search's callback adds to its stack.
             Ok(Start::Masquerade(src)) => match stage!(A, masquerade(ctx, p, src)) {
                 Ok(()) => {
@@ -151,6 +156,8 @@ enum Start<A> {
     Flow,
     /// Egress to masquerade with this source address (no flow yet).
     Masquerade(A),
+    /// Egress to track untranslated (no flow yet).
+    Track,
 }
 
 /// An untracked packet: what it starts (a new flow, a masquerade), or the verdict it
@@ -190,19 +197,21 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>,
     if !fwd::fits(ctx, p, route.ifindex) {
         return Err(too_big(ctx, p));
     }
-    let to = match way {
-        Way::Masquerade => return Ok(Start::Masquerade(route.src_ip)),
-        Way::Track => nat::track(ctx, p, From::Container),
-        Way::Routed if A::ROUTED_OPEN => return Err(fwd::send(ctx, p, &Next::route(&route))),
+    match way {
+        Way::Masquerade => Ok(Start::Masquerade(route.src_ip)),
+        Way::Routed if A::ROUTED_OPEN => Err(fwd::send(ctx, p, &Next::route(&route))),
         // A routed network open only at its published ports: its egress is tracked, so
         // the inbound policy lets the replies in.
-        Way::Routed => nat::track(ctx, p, From::Container),
-    };
-    // The route is looked up again for the translated tuple (its source differs).
-    match to.and_then(|to| out().map(|o| *o = to)) {
-        Ok(()) => Ok(Start::Flow),
-        Err(reason) => Err(verdict(ctx, reason)),
+        Way::Track | Way::Routed => Ok(Start::Track),
     }
+}
+
+/// Track `p`'s new flow untranslated, its tuple in `out` (the route is looked up again
+/// for it by `translate`).
+#[inline(always)]
+fn track<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<(), Reason> {
+    *out()? = nat::track(ctx, p, From::Container)?;
+    Ok(())
 }
 
 /// A later fragment whose first was not translated here: its ports are unknown, so it

@@ -174,7 +174,8 @@ pub fn allocate<A: Family>(
     t.key = ct::key_of(p);
     t.to = t.key;
     t.to.src_ip = src_ip;
-    ct::stage(ctx, p, From::Container, CT_SNAT, &p.dst_ip)?;
+    // Its own stage: its frame is gone before the search's callback adds its own.
+    crate::family::stage!(A, ct::stage(ctx, p, From::Container, CT_SNAT, &p.dst_ip))?;
     if !p.has_ports() {
         // No port to vary: the address alone names the flow (GRE and the like).
         return match ct::create(p, &t.to) {
