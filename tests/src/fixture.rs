@@ -160,10 +160,26 @@ impl Fixture {
         frame: &[u8],
         counted: &[Reason],
     ) -> (u32, Vec<u8>) {
+        self.counted(name, counted, |fx| fx.run(hook, frame))
+    }
+
+    /// Run a frame through `xdp_uplink` and require exactly `counted` to move (by one
+    /// packet each: an `XDP_PASS` counts nothing, TC counts it).
+    pub fn run_xdp_counted(&mut self, name: &str, frame: &[u8], counted: &[Reason]) -> u32 {
+        self.counted(name, counted, |fx| fx.run_xdp(frame))
+    }
+
+    /// `run`'s outcome, requiring exactly the counters `counted` to move, by one packet
+    /// each.
+    fn counted<R>(
+        &mut self,
+        name: &str,
+        counted: &[Reason],
+        run: impl FnOnce(&mut Self) -> R,
+    ) -> R {
         let before = self.stats();
-        let r = self.run(hook, frame);
-        let after = self.stats();
-        for (i, (reason, c)) in after.iter().enumerate() {
+        let r = run(self);
+        for (i, (reason, c)) in self.stats().iter().enumerate() {
             let moved = c.packets - before[i].1.packets;
             let want = u64::from(counted.contains(reason));
             assert_eq!(
@@ -174,25 +190,6 @@ impl Fixture {
             );
         }
         r
-    }
-
-    /// Run a frame through `xdp_uplink` and require exactly `counted` to move (by one
-    /// packet each: an `XDP_PASS` counts nothing, TC counts it).
-    pub fn run_xdp_counted(&mut self, name: &str, frame: &[u8], counted: &[Reason]) -> u32 {
-        let before = self.stats();
-        let v = self.run_xdp(frame);
-        let after = self.stats();
-        for (i, (reason, c)) in after.iter().enumerate() {
-            let moved = c.packets - before[i].1.packets;
-            let want = u64::from(counted.contains(reason));
-            assert_eq!(
-                moved,
-                want,
-                "{name}: counter {} moved by {moved}",
-                reason.name()
-            );
-        }
-        v
     }
 }
 
