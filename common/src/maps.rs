@@ -169,8 +169,8 @@ pub const IFACE_LAN_SHIFT: u32 = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ClusterRoute {
-    /// The node that holds the prefix: its underlay IPv4, network order (0 for
-    /// `CLUSTER_ROUTED` and `CLUSTER_NODE`).
+    /// The node that holds the prefix: its underlay IPv4, network order (for
+    /// `CLUSTER_NODE`, the node's own address, the entry's; 0 for `CLUSTER_ROUTED`).
     pub node: u32,
     /// The network: its VXLAN network identifier across hosts, host order (0 without
     /// etcd).

@@ -44,7 +44,9 @@ pub fn crossing<A: Family>(src: &A, dst: &A) -> Option<bool> {
 /// (its host, or a port it publishes for a container here). `tunnel`: the VXLAN key
 /// the packet arrived with (its remote node in host order, its VNI), None when it did
 /// not come out of a tunnel; a prefix behind a tunnel comes only out of the tunnel
-/// from its own node with its network's key, a host-gw prefix only from the wire.
+/// from its own node with its network's key, a host-gw prefix only from the wire. A
+/// node's own address is no shortcut around the tunnel's checks: out of a tunnel it
+/// comes only from that node itself, with the key of `dst`'s network.
 #[inline(always)]
 pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
     let Some(d) = A::cluster_of(dst).filter(|c| c.kind != CLUSTER_NODE) else {
@@ -54,7 +56,8 @@ pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
         return false;
     };
     if s.kind == CLUSTER_NODE {
-        return true;
+        return tunnel
+            .is_none_or(|(node, vni)| s.node != 0 && node == u32::from_be(s.node) && vni == d.vni);
     }
     if s.vni != d.vni {
         return false;

@@ -1013,7 +1013,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
         for (prefix, len, r) in [
             ([172, 17, 0, 0], 16, route(CLUSTER_ROUTED, [0; 4])),
             ([10, 244, 1, 0], 24, route(CLUSTER_HOST_GW, [192, 0, 2, 2])),
-            ([192, 0, 2, 2], 32, route(CLUSTER_NODE, [0; 4])),
+            ([192, 0, 2, 2], 32, route(CLUSTER_NODE, [192, 0, 2, 2])),
         ] {
             let key = Key::new(len, u32::from_ne_bytes(prefix));
             m.cluster.insert(&key, r, 0).expect("cluster route");

@@ -380,6 +380,38 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         counter(&host1.files.socket, "drop-spoof") > spoofed,
         "counted as spoofed"
     );
+
+    // The same forged tunnel with a member node's own address as the inner source: a
+    // node is admitted out of a tunnel only from itself, never as a shortcut around the
+    // tunnel's checks.
+    let node2 = e.c.hosts[1].underlay_ip();
+    f.ip(&["addr", "add", &format!("{node2}/32"), "dev", "vxf"]);
+    f.ip(&[
+        "route",
+        "replace",
+        &format!("{}/32", e.addrs[0]),
+        "dev",
+        "vxf",
+        "src",
+        &node2.to_string(),
+    ]);
+    let spoofed = counter(&host1.files.socket, "drop-spoof");
+    let received = host1.containers[0].snmp("Ip", "InReceives");
+    let r = tcp_seen(f, e.addrs[0]);
+    assert_fails(
+        "TCP out of a forged tunnel from a node's address",
+        r,
+        ErrorKind::TimedOut,
+    );
+    assert_eq!(
+        host1.containers[0].snmp("Ip", "InReceives"),
+        received,
+        "no packet from a node's forged address reached the container"
+    );
+    assert!(
+        counter(&host1.files.socket, "drop-spoof") > spoofed,
+        "a node's address out of another host's tunnel is counted as spoofed"
+    );
     drop(e.daemons.drain(..));
 }
 

@@ -147,7 +147,7 @@ impl Cluster {
         }
         for (subnet, node) in &self.peers {
             want.insert(key(subnet), route(CLUSTER_HOST_GW, *node, 0, 0));
-            want.insert(node_key(*node), route(CLUSTER_NODE, none, 0, 0));
+            want.insert(node_key(*node), route(CLUSTER_NODE, *node, 0, 0));
         }
         for net in &self.networks {
             let Some((cfg, own)) = &net.joined else {
@@ -171,7 +171,7 @@ impl Cluster {
                     key(&cidr(&n.subnet)),
                     route(kind, n.underlay, cfg.vni, ifindex),
                 );
-                want.insert(node_key(n.underlay), route(CLUSTER_NODE, none, 0, 0));
+                want.insert(node_key(n.underlay), route(CLUSTER_NODE, n.underlay, 0, 0));
             }
         }
         want
