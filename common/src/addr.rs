@@ -3,6 +3,13 @@ use core::{fmt::Debug, hash::Hash};
 
 use crate::Ip6;
 
+/// The /24 of IPv4 address `ip` (network order, host bits 0): the prefix one host's
+/// addresses share, which the datapath's per-source budgets and limits key on.
+#[inline(always)]
+pub fn prefix24(ip: u32) -> u32 {
+    ip & u32::from_ne_bytes([255, 255, 255, 0])
+}
+
 /// An address family's address as the datapath keeps it: `u32` for IPv4 (network order)
 /// and `Ip6` for IPv6. Flows, publishes and their maps are generic over it, so the two
 /// families share one code path.

@@ -22,7 +22,8 @@ pub struct ClockSample {
     pub now_ns: u64,
 }
 
-const NS_PER_SEC: u64 = 1_000_000_000;
+/// Nanoseconds in a second: the datapath's rate windows and buckets count in it too.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
 
 impl Clock {
     /// The time at `jiffies`.

@@ -7,12 +7,12 @@
 //! its real addresses leaves the others their share. Both pools together admit no more
 //! first packets than the budget: the new-flow table still holds a second of them.
 use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
+use common::{addr::prefix24, clock::NS_PER_SEC};
 
 use crate::maps::FLOOD_BUDGET;
 
 /// A prefix stays proven this long after its last completed handshake.
-const PROVEN_NS: u64 = 600 * SECOND_NS;
-const SECOND_NS: u64 = 1_000_000_000;
+const PROVEN_NS: u64 = 600 * NS_PER_SEC;
 /// The per-prefix shares of the unproven pool: counters indexed by a hash of the prefix
 /// (two prefixes may share one, and its share).
 const SLOTS: usize = 256;
@@ -46,16 +46,10 @@ struct Slot {
 static WINDOW: aya_ebpf::maps::PerCpuArray<Window> =
     aya_ebpf::maps::PerCpuArray::with_max_entries(1, 0);
 
-/// The /24 of IPv4 address `ip` (network order).
-#[inline(always)]
-fn prefix(ip: u32) -> u32 {
-    ip & 0xffff_ff00u32.to_be()
-}
-
 /// Record that `src` (network order) completed a handshake: its prefix is proven.
 #[inline(always)]
 pub fn prove(src: u32, now_ns: u64) {
-    let _ = PROVEN.insert(prefix(src), now_ns, 0);
+    let _ = PROVEN.insert(prefix24(src), now_ns, 0);
 }
 
 /// Count a first packet from `src` (network order) against this CPU's budget for the
@@ -72,14 +66,14 @@ pub fn over_budget(src: u32) -> bool {
     // SAFETY: this CPU's slot, written only by this program while it runs here; the
     // helper takes no arguments.
     let (w, now) = unsafe { (&mut *w, bpf_ktime_get_coarse_ns()) };
-    if now.wrapping_sub(w.start_ns) >= SECOND_NS {
+    if now.wrapping_sub(w.start_ns) >= NS_PER_SEC {
         w.start_ns = now;
         w.epoch += 1;
         w.proven = 0;
         w.unproven = 0;
     }
     let pool = (budget / 2).max(1);
-    let p = prefix(src);
+    let p = prefix24(src);
     // SAFETY: plain lookup of a u64, copied out.
     let proven = unsafe { PROVEN.get(p) }.is_some_and(|t| now.wrapping_sub(*t) < PROVEN_NS);
     if proven {

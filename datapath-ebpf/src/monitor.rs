@@ -11,7 +11,7 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use common::{
-    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, Reason,
+    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, Reason, clock::NS_PER_SEC,
     monitor::EVENT_CAPTURE,
 };
 
@@ -31,8 +31,6 @@ static STATE: PerCpuArray<MonitorState> = PerCpuArray::with_max_entries(1, 0);
 /// Drops by interface and reason. LRU: an interface that is gone makes room.
 #[map(name = "drops_v1")]
 static DROPS: LruPerCpuHashMap<DropKey, Counter> = LruPerCpuHashMap::pinned(16_384, 0);
-
-const SECOND_NS: u64 = 1_000_000_000;
 
 /// 0 when the loader built the programs without events (a kernel that refused them
 /// with): a read-only global fixed at load, so the verifier drops every report as dead
@@ -131,7 +129,7 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
     // cheaper read on the path a flood takes.
     // SAFETY: a helper without arguments.
     let coarse = unsafe { bpf_ktime_get_coarse_ns() };
-    if coarse.wrapping_sub(state.window_ns) >= SECOND_NS {
+    if coarse.wrapping_sub(state.window_ns) >= NS_PER_SEC {
         state.window_ns = coarse;
         state.sent = 0;
     }

@@ -11,7 +11,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use common::{
-    ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, Ip6, RateBucket, ratelimit::ICMP_BURST_FACTOR,
+    ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, Ip6, RateBucket, addr::prefix24, clock::NS_PER_SEC,
+    ratelimit::ICMP_BURST_FACTOR,
 };
 
 use crate::maps::ICMP_LIMIT;
@@ -23,16 +24,13 @@ static RATE: LruHashMap<Ip6, RateBucket> = LruHashMap::with_max_entries(16_384, 
 #[map(name = "icmp_global")]
 static GLOBAL: Array<RateBucket> = Array::with_max_entries(1, 0);
 
-const SECOND_NS: u64 = 1_000_000_000;
 const MS_NS: u64 = 1_000_000;
 
 /// Whether an IPv4 time-exceeded to `dst` (network order) may be sent now.
 #[inline(always)]
 pub fn allow(dst: u32) -> bool {
-    // The /24: the first three bytes, in network order.
-    let prefix = dst & u32::from_ne_bytes([255, 255, 255, 0]);
     let key = Ip6 {
-        words: [0, 0, u32::from_ne_bytes([0, 0, 255, 255]), prefix],
+        words: [0, 0, u32::from_ne_bytes([0, 0, 255, 255]), prefix24(dst)],
     };
     let limit = ICMP_LIMIT.get(0).copied().unwrap_or_default();
     allow_to(
@@ -98,7 +96,7 @@ fn global(limit: &IcmpLimit, now: u64) -> bool {
     let Some(b) = GLOBAL.get_ptr_mut(0) else {
         return true;
     };
-    let cap = u64::from(limit.msgs_burst) * SECOND_NS;
+    let cap = u64::from(limit.msgs_burst) * NS_PER_SEC;
     // SAFETY: the one slot, read and written in place; as above, a lost race lets an
     // error more through. A bucket never used (last_ns 0) starts full.
     unsafe {
@@ -109,9 +107,9 @@ fn global(limit: &IcmpLimit, now: u64) -> bool {
         (*b).take(
             now,
             u64::from(limit.msgs_per_sec),
-            SECOND_NS,
+            NS_PER_SEC,
             cap,
-            SECOND_NS,
+            NS_PER_SEC,
         )
     }
 }
