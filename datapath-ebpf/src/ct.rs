@@ -386,10 +386,10 @@ pub fn stage<A: Family>(
 /// (off the wire such a source never passes the uplink's source check).
 #[inline(always)]
 fn orig_side<A: Family>(p: &Packet<A>, from: From) -> u8 {
-    match from {
-        From::Container => CT_SIDE_VETH,
-        From::Uplink if tunnel_prefix(&p.src_ip) => CT_SIDE_TUNNEL,
-        From::Uplink => CT_SIDE_UPLINK,
+    if from == From::Uplink && tunnel_prefix(&p.src_ip) {
+        CT_SIDE_TUNNEL
+    } else {
+        side_of(from)
     }
 }
 
