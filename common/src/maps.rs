@@ -170,7 +170,10 @@ pub const IFACE_LAN_SHIFT: u32 = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ClusterRoute {
     /// The node that holds the prefix: its underlay IPv4, network order (for
-    /// `CLUSTER_NODE`, the node's own address, the entry's; 0 for `CLUSTER_ROUTED`).
+    /// `CLUSTER_NODE`, the node's own address, the entry's). For `CLUSTER_ROUTED`, the
+    /// next hop the host's (non-default) route to the prefix names, the only one its
+    /// sources are admitted from: a gateway, `CLUSTER_ON_LINK` for a route straight onto
+    /// a link (each source its own next hop), 0 for none (routed sources refused).
     pub node: u32,
     /// The network: its VXLAN network identifier across hosts, host order (0 without
     /// etcd).
@@ -192,6 +195,12 @@ pub const CLUSTER_VXLAN_SRC_MAC: [u8; 6] = [0x02, 0x62, 0x70, 0x66, 0x6e, 0x02];
 /// `ClusterRoute::kind`: reached by the host's routing table (a cluster CIDR whose
 /// network routes each host's prefix, as a cloud VPC does), untranslated.
 pub const CLUSTER_ROUTED: u32 = 0;
+/// `ClusterRoute::node` of a `CLUSTER_ROUTED` prefix the host reaches by a route onto a
+/// link, without a gateway: each of its sources is its own next hop.
+pub const CLUSTER_ON_LINK: u32 = u32::MAX;
+/// The UDP port of the cluster's VXLAN tunnel (IANA's), host order: the VXLAN device
+/// listens on it, and the underlay's ingress admits datagrams to it only from nodes.
+pub const CLUSTER_VXLAN_PORT: u16 = 4789;
 /// `ClusterRoute::kind`: a node on the same L2 segment (host-gw): sent to its underlay
 /// address.
 pub const CLUSTER_HOST_GW: u32 = 1;

@@ -147,6 +147,11 @@ reasons! {
     /// A container's broadcast or multicast frame on a network without inter-container
     /// communication, given to the host (its gateway) alone, not to its neighbours.
     IccHostOnly = 45, "icc-host-only", false;
+    /// Drop: a VXLAN datagram to this host (UDP to the tunnel's port) whose outer source
+    /// is not a registered cluster node, or is one but did not come the way back to that
+    /// node leads (the route to it leaves by another device, or the frame's sender is not
+    /// its neighbour, or the neighbour is unresolved): a forged tunnel packet.
+    DropTunnelSource = 46, "drop-tunnel-source", true;
 }
 
 /// Value of `stats_v1` (per CPU).

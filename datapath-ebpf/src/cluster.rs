@@ -9,12 +9,16 @@ use aya_ebpf::{
     EbpfContext as _, bindings::bpf_tunnel_key, helpers::generated::bpf_skb_get_tunnel_key,
     programs::TcContext,
 };
-use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, ClusterRoute, PROTO_TCP, ct::TCP_SYN};
+use common::{
+    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT, ClusterRoute,
+    PROTO_TCP, PROTO_UDP, ct::TCP_SYN,
+};
 
 use crate::{
     ct,
     family::Family,
     fwd,
+    maps::scratch,
     parse::{Packet, read},
 };
 
@@ -87,17 +91,41 @@ pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
         Some((node, vni)) => {
             s.kind == CLUSTER_VXLAN && node == u32::from_be(s.node) && vni == s.vni
         }
-        None => s.kind != CLUSTER_VXLAN && reverse_path_ok(ctx, p),
+        None => s.kind != CLUSTER_VXLAN && reverse_path_ok(ctx, p, &s),
     }
 }
 
-/// Whether a cluster packet off the wire came the way its source is reached (strict
-/// reverse path): the route back to its source (through the node of its prefix, or the
-/// network's router) leaves by the device it came in on, and, when the neighbour is
-/// known, the frame's sender is that neighbour. A host on the segment that forges a
-/// cluster source fails here; an unknown neighbour fails closed.
+/// Whether `p` is a datagram for this host's VXLAN tunnel: UDP to the tunnel's port, at
+/// one of the host's addresses (a later fragment carries no port: the kernel reassembles
+/// it only with a first one, which is judged).
 #[inline(always)]
-pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+pub fn is_tunnel<A: Family>(p: &Packet<A>) -> bool {
+    p.proto == PROTO_UDP && p.dst_port == CLUSTER_VXLAN_PORT.to_be() && A::is_host(&p.dst_ip)
+}
+
+/// Whether the VXLAN datagram `p`, on the underlay, comes from a member: its outer
+/// source is a registered node's own address (`CLUSTER_NODE`), and it came the way
+/// back to that node leads (`reverse_path_ok`: the route to it leaves by the device
+/// it came in on, the frame's sender is its neighbour). VXLAN carries no flow: judged
+/// for every datagram, one prefix lookup, and the route lookup only for a node's.
+/// IPv6 has no nodes: never.
+#[inline(always)]
+pub fn tunnel_source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+    A::cluster_of(&p.src_ip)
+        .filter(|s| s.kind == CLUSTER_NODE)
+        .is_some_and(|s| reverse_path_ok(ctx, p, &s))
+}
+
+/// Whether a packet off the wire from `s` (the cluster entry of its source) came the way
+/// its source is reached (strict reverse path): the route back to its source (through
+/// the node of its prefix, or the network's router) leaves by the device it came in on,
+/// and the frame's sender is that route's neighbour (an L3 device has none: its one
+/// peer). A routed prefix's source, besides, only by the next hop the host's own route
+/// to the prefix names (`ClusterRoute::node`), so a prefix reached by the default
+/// route alone admits nothing. A host on the segment that forges a cluster source
+/// fails here; an unknown neighbour fails closed.
+#[inline(always)]
+pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRoute) -> bool {
     let mut back = ct::key_of(p).reversed();
     back.src_ip = A::ZERO;
     let Some(r) = fwd::route(ctx, &back, false) else {
@@ -105,8 +133,23 @@ pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     };
     // SAFETY: the __sk_buff this program was called with.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    if r.ifindex != ingress {
+        return false;
+    }
+    if s.kind == CLUSTER_ROUTED {
+        // The lookup's answer is still in the scratch space: its next hop.
+        let Some(fib) = scratch().map(|s| &s.fib) else {
+            return false;
+        };
+        if !A::fib_via_is(fib, s.node, &p.src_ip) {
+            return false;
+        }
+    }
+    if p.l3_off() == 0 {
+        return true;
+    }
     let sender = read::<[u8; 6], _>(ctx, 6);
-    r.ifindex == ingress && r.resolved && sender == Some(r.macs[0])
+    r.resolved && sender == Some(r.macs[0])
 }
 
 /// Lower a TCP SYN's maximum segment size to what fits a device of `mtu` (the

@@ -31,6 +31,8 @@ pub trait Family: Addr {
     /// Where the source and destination addresses lie in the IP header.
     const SRC_OFF: usize;
     const DST_OFF: usize;
+    /// Whether the family has a cluster (nodes, prefixes, the VXLAN underlay): IPv4.
+    const CLUSTER: bool;
 
     /// Answered flows and flows not answered yet (see `ct`).
     fn ct() -> &'static LruHashMap<CtKey<Self>, CtValue<Self>>;
@@ -65,6 +67,10 @@ pub trait Family: Addr {
     /// Fill a route lookup's addresses from `t`; read the source it preferred.
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>);
     fn fib_src(fib: &FibParams) -> Self;
+    /// After a route lookup toward `dst`: whether its next hop is `hop` (an IPv4
+    /// address, network order; `CLUSTER_ON_LINK`: `dst` itself, reached onto a link; 0:
+    /// none). The cluster is IPv4: for IPv6, never.
+    fn fib_via_is(fib: &FibParams, hop: u32, dst: &Self) -> bool;
     /// Fill a socket lookup's tuple from `t`; its size.
     fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32;
 
@@ -124,6 +130,7 @@ impl Family for u32 {
     const ETH_P: u16 = ETH_P_IP;
     const SRC_OFF: usize = 12;
     const DST_OFF: usize = 16;
+    const CLUSTER: bool = true;
     const ICMP_PSEUDO: bool = false;
     const ROUTED_OPEN: bool = true;
     const STAGED: bool = false;
@@ -204,6 +211,18 @@ impl Family for u32 {
     fn fib_src(fib: &FibParams) -> Self {
         // SAFETY: reading the union member an IPv4 lookup wrote.
         unsafe { fib.__bindgen_anon_3.ipv4_src }
+    }
+    #[inline(always)]
+    fn fib_via_is(fib: &FibParams, hop: u32, dst: &Self) -> bool {
+        // SAFETY: reading the union member an IPv4 lookup wrote: the route's gateway,
+        // or the destination left as it was for a route onto a link.
+        let via = unsafe { fib.__bindgen_anon_4.ipv4_dst };
+        let want = if hop == common::CLUSTER_ON_LINK {
+            *dst
+        } else {
+            hop
+        };
+        hop != 0 && via == want
     }
     #[inline(always)]
     fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32 {
@@ -300,6 +319,7 @@ impl Family for Ip6 {
     const ETH_P: u16 = ETH_P_IPV6;
     const SRC_OFF: usize = 8;
     const DST_OFF: usize = 24;
+    const CLUSTER: bool = false;
     const ICMP_PSEUDO: bool = true;
     const ROUTED_OPEN: bool = false;
     const STAGED: bool = true;
@@ -378,6 +398,10 @@ impl Family for Ip6 {
         Ip6 {
             words: unsafe { fib.__bindgen_anon_3.ipv6_src },
         }
+    }
+    #[inline(always)]
+    fn fib_via_is(_: &FibParams, _: u32, _: &Self) -> bool {
+        false
     }
     #[inline(always)]
     fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32 {

@@ -92,6 +92,15 @@ pub fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
 
 #[inline(always)]
 fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
+    if A::CLUSTER && cluster::is_tunnel(p) {
+        // The outer packet of the cluster's tunnel, for the VXLAN device to open: only
+        // from a node, by the way back to it (forged otherwise). Not tracked.
+        return if cluster::tunnel_source_ok(ctx, p) {
+            verdict(ctx, Reason::Pass)
+        } else {
+            verdict(ctx, Reason::DropTunnelSource)
+        };
+    }
     if p.icmp == Icmp::Error {
         if forged(ctx, p) {
             return verdict(ctx, Reason::DropSpoof);
@@ -212,9 +221,9 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
 /// (spoofed). The cluster's segments are Ethernet.
 #[inline(always)]
 fn from_cluster<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<bool, Reason> {
-    if p.l3_off() == 0 || A::cluster_of(&p.src_ip).is_none() {
+    let Some(s) = A::cluster_of(&p.src_ip).filter(|_| p.l3_off() != 0) else {
         return Ok(false);
-    }
+    };
     let tunnel = cluster::tunnel_of(ctx);
     let admitted = cluster::admits(&p.src_ip, &p.dst_ip, tunnel);
     match tunnel {
@@ -223,7 +232,7 @@ fn from_cluster<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<bool, Reaso
         Some(_) if !admitted => Err(Reason::DropSpoof),
         Some(_) => Ok(true),
         None if !admitted => Ok(false),
-        None if !cluster::reverse_path_ok(ctx, p) => Err(Reason::DropSpoof),
+        None if !cluster::reverse_path_ok(ctx, p, &s) => Err(Reason::DropSpoof),
         None => Ok(true),
     }
 }

@@ -9,7 +9,9 @@ use std::{
     net::Ipv4Addr,
 };
 
-use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute};
+use common::{
+    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ON_LINK, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute,
+};
 use tracing::{info, warn};
 
 use super::{
@@ -21,6 +23,7 @@ use crate::{
     cluster::{ClusterConfig, ClusterEvent, Ipv4Net, Mode, Node},
     datapath::sync::sync,
     endpoint::Ipv4Cidr,
+    netlink::{Hop, Route4},
 };
 
 /// What the daemon knows of its cluster.
@@ -28,6 +31,9 @@ use crate::{
 pub(super) struct Cluster {
     /// `--cluster-cidr`: container prefixes the network routes to each host.
     pub cidr: Option<Ipv4Cidr>,
+    /// The main table's routes that cover or lie inside `cidr` (not the default
+    /// route): the next hops its sources are admitted from.
+    pub cidr_routes: Vec<Route4>,
     /// `--peer SUBNET=UNDERLAY_IP`: static host-gw peers.
     pub peers: Vec<(Ipv4Cidr, Ipv4Addr)>,
     /// The bridge whose containers the static peers reach: the first `--bridge`.
@@ -112,6 +118,52 @@ fn route(kind: u32, node: Ipv4Addr, vni: u32, ifindex: u32) -> ClusterRoute {
     }
 }
 
+/// A route's next hop as `ClusterRoute::node` of a routed prefix holds it.
+fn hop_of(r: &Route4) -> u32 {
+    match r.hop {
+        Hop::Gateway(g) => u32::from(g).to_be(),
+        Hop::OnLink => CLUSTER_ON_LINK,
+        Hop::Many => 0,
+    }
+}
+
+/// Whether `inner` lies within `outer` (or is it).
+fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
+    let mask = |len: u8| u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    inner.1 >= outer.1 && u32::from(inner.0) & mask(outer.1) == u32::from(outer.0) & mask(outer.1)
+}
+
+/// The routes of `routes` that matter to cluster CIDR `c`: not the default route, and
+/// covering `c` or inside it.
+pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<Route4> {
+    let c = (c.addr, c.len);
+    routes
+        .iter()
+        .filter(|r| r.len > 0 && (within(c, (r.dst, r.len)) || within((r.dst, r.len), c)))
+        .copied()
+        .collect()
+}
+
+/// The routed entries of cluster CIDR `c`, by the host's routes to it (`cidr_routes`):
+/// `c` itself with the next hop of the most specific route that covers it (none: 0,
+/// its sources refused), and each route inside it with its own.
+fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, u32)> {
+    let covering = routes
+        .iter()
+        .filter(|r| within((c.addr, c.len), (r.dst, r.len)))
+        .max_by_key(|r| r.len);
+    let inside = routes.iter().filter(|r| r.len > c.len).map(|r| {
+        let prefix = Ipv4Cidr {
+            addr: r.dst,
+            len: r.len,
+        };
+        (key(&prefix), hop_of(r))
+    });
+    std::iter::once((key(c), covering.map_or(0, hop_of)))
+        .chain(inside)
+        .collect()
+}
+
 impl Cluster {
     /// The bridges whose containers are the cluster's.
     pub fn bridges(&self) -> impl Iterator<Item = &str> {
@@ -138,6 +190,10 @@ impl Cluster {
         if let Some(c) = &self.cidr {
             want.insert(key(c), route(CLUSTER_ROUTED, none, 0, 0));
         }
+        let routed = self
+            .cidr
+            .iter()
+            .flat_map(|c| routed_hops(c, &self.cidr_routes));
         if let Some(bridge) = self
             .static_bridge
             .as_deref()
@@ -174,7 +230,26 @@ impl Cluster {
                 want.insert(node_key(n.underlay), route(CLUSTER_NODE, n.underlay, 0, 0));
             }
         }
+        // A routed source only from the next hop the host's route to it names; what
+        // holds a prefix of its own (a peer, a bridge here) keeps its entry.
+        for (k, hop) in routed {
+            let r = want.entry(k).or_insert(route(CLUSTER_ROUTED, none, 0, 0));
+            if r.kind == CLUSTER_ROUTED && r.vni == 0 {
+                r.node = hop;
+            }
+        }
         want
+    }
+
+    /// What `bpfnet status` says of the cluster CIDR: a warning when no route more
+    /// specific than the default leads to it.
+    pub fn cidr_warning(&self) -> Option<String> {
+        let c = self.cidr.as_ref()?;
+        self.cidr_routes.is_empty().then(|| {
+            format!(
+                "cluster CIDR {c} has no route more specific than the default; routed sources from it are refused"
+            )
+        })
     }
 
     /// `cluster_v1`'s entries, as `bpfnet ls` shows them.
@@ -193,7 +268,8 @@ impl Cluster {
                     _ => "routed",
                 }
                 .into(),
-                node: (r.node != 0).then(|| Ipv4Addr::from(u32::from_be(r.node))),
+                node: (r.node != 0 && r.node != CLUSTER_ON_LINK)
+                    .then(|| Ipv4Addr::from(u32::from_be(r.node))),
                 vni: r.vni,
             })
             .collect()
@@ -232,6 +308,25 @@ impl Cluster {
 impl Daemon {
     pub(super) fn node_listing(&self) -> NodeListing {
         self.cluster.listing()
+    }
+
+    /// Read again the host's routes to the cluster CIDR (`--cluster-cidr`), and
+    /// `cluster_v1` with them when they changed.
+    pub(super) async fn refresh_cidr_routes(&mut self) {
+        let Some(c) = self.cluster.cidr else {
+            return;
+        };
+        match self.nl.routes4().await {
+            Ok(all) => {
+                let routes = cidr_routes(&c, &all);
+                if routes != self.cluster.cidr_routes {
+                    info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
+                    self.cluster.cidr_routes = routes;
+                    self.sync_cluster();
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the routes to the cluster CIDR"),
+        }
     }
 
     /// Make `cluster_v1` hold the cluster's routes; flows' remembered hops are
@@ -294,5 +389,75 @@ impl Daemon {
             }
         }
         self.sync_cluster();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(dst: [u8; 4], len: u8, hop: Hop) -> Route4 {
+        Route4 {
+            dst: Ipv4Addr::from(dst),
+            len,
+            hop,
+        }
+    }
+
+    fn cidr16() -> Ipv4Cidr {
+        "10.244.0.0/16".parse().expect("cidr")
+    }
+
+    #[test]
+    fn a_cidr_reached_by_the_default_route_alone_admits_nothing() {
+        let gw = Hop::Gateway(Ipv4Addr::new(192, 0, 2, 254));
+        let all = [r([0, 0, 0, 0], 0, gw), r([192, 0, 2, 0], 24, Hop::OnLink)];
+        let routes = cidr_routes(&cidr16(), &all);
+        assert!(routes.is_empty(), "{routes:?}");
+        assert_eq!(routed_hops(&cidr16(), &routes), [(key(&cidr16()), 0)]);
+        let c = Cluster {
+            cidr: Some(cidr16()),
+            ..Default::default()
+        };
+        assert!(
+            c.cidr_warning()
+                .is_some_and(|w| w.contains("10.244.0.0/16"))
+        );
+    }
+
+    #[test]
+    fn each_route_to_the_cidr_names_its_next_hop() {
+        let via = |d: u8| Hop::Gateway(Ipv4Addr::new(192, 0, 2, d));
+        let all = [
+            r([0, 0, 0, 0], 0, via(254)),
+            r([10, 0, 0, 0], 8, via(253)),
+            r([10, 244, 1, 0], 24, via(1)),
+            r([10, 244, 2, 0], 24, Hop::OnLink),
+            r([10, 244, 3, 0], 24, Hop::Many),
+            r([172, 16, 0, 0], 12, via(9)),
+        ];
+        let routes = cidr_routes(&cidr16(), &all);
+        assert_eq!(routes.len(), 4, "{routes:?}");
+        let hops = routed_hops(&cidr16(), &routes);
+        let at = |s: &str| key(&s.parse().expect("cidr"));
+        let be = |d: u8| u32::from(Ipv4Addr::new(192, 0, 2, d)).to_be();
+        assert_eq!(
+            hops,
+            [
+                (at("10.244.0.0/16"), be(253)),
+                (at("10.244.1.0/24"), be(1)),
+                (at("10.244.2.0/24"), CLUSTER_ON_LINK),
+                (at("10.244.3.0/24"), 0),
+            ]
+        );
+        let c = Cluster {
+            cidr: Some(cidr16()),
+            cidr_routes: routes,
+            ..Default::default()
+        };
+        assert_eq!(c.cidr_warning(), None);
+        let want = c.routes();
+        assert_eq!(want[&at("10.244.1.0/24")].node, be(1));
+        assert_eq!(want[&at("10.244.1.0/24")].kind, CLUSTER_ROUTED);
     }
 }

@@ -2,7 +2,7 @@
 //! first address of the node's prefix, the VXLAN device of a `vxlan` network.
 use std::{net::Ipv4Addr, path::Path};
 
-use common::CLUSTER_VXLAN_MAC;
+use common::{CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_PORT};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -15,8 +15,6 @@ use crate::{
 
 /// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart).
 pub const VXLAN_DEVICE: &str = "bpfnet-vxlan";
-/// VXLAN's IANA port.
-const VXLAN_PORT: u16 = 4789;
 /// What VXLAN adds to each packet: outer IPv4 (20), UDP (8), VXLAN (8) and the inner
 /// Ethernet header (14).
 const VXLAN_OVERHEAD: u32 = 50;
@@ -121,12 +119,35 @@ impl Daemon {
     }
 
     /// The VXLAN device, created when missing (collect-metadata, the underlay's MTU
-    /// less VXLAN's overhead), served as an uplink: packets out of the tunnel enter by
-    /// it.
+    /// less VXLAN's overhead, bound to the underlay address and interface this node
+    /// registered), served as an uplink: packets out of the tunnel enter by it. A device
+    /// bound otherwise (left by an earlier start on another underlay) is made anew.
     pub(super) async fn ensure_vxlan(&mut self) {
-        let link = match self.nl.link_by_name(VXLAN_DEVICE).await {
+        let underlay = self
+            .cluster
+            .name
+            .as_ref()
+            .map(|(_, address)| (*address, self.cluster.underlay));
+        let existing = match self.nl.link_by_name(VXLAN_DEVICE).await {
+            Ok(Some(link)) => match (underlay, self.nl.vxlan_binding(link.index).await) {
+                (Some((address, index)), Ok(bound)) if bound != (Some(address), Some(index)) => {
+                    info!(device = VXLAN_DEVICE, ?bound, underlay = %address, index, "the VXLAN device is bound elsewhere: making it anew");
+                    match self.nl.delete_link(link.index).await {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => Ok(Some(link)),
+            },
+            other => other,
+        };
+        let link = match existing {
             Ok(Some(link)) => Ok(link),
             Ok(None) => {
+                let Some(underlay) = underlay else {
+                    warn!("no underlay address: no VXLAN device");
+                    return;
+                };
                 let mtu = match self.nl.mtu(self.cluster.underlay).await {
                     Ok(Some(mtu)) => mtu,
                     _ => 1500,
@@ -137,7 +158,13 @@ impl Daemon {
                     mtu, "creating the cluster's VXLAN device"
                 );
                 self.nl
-                    .create_vxlan(VXLAN_DEVICE, VXLAN_PORT, CLUSTER_VXLAN_MAC, mtu)
+                    .create_vxlan(
+                        VXLAN_DEVICE,
+                        CLUSTER_VXLAN_PORT,
+                        CLUSTER_VXLAN_MAC,
+                        mtu,
+                        underlay,
+                    )
                     .await
             }
             Err(e) => Err(e),

@@ -68,7 +68,7 @@ impl Daemon {
         let peers_link = match &change {
             Change::LinkNew(link) => peers_link(link.index),
             Change::LinkDel { index } => peers_link(*index),
-            Change::Addresses | Change::Routes => false,
+            Change::Addresses | Change::Routes | Change::Neighbours => false,
         };
         match change {
             Change::LinkNew(link) => self.links.upsert(link),
@@ -80,7 +80,8 @@ impl Daemon {
                 // Which peers are on a connected prefix may have changed.
                 return self.sync_peer_neighbours().await;
             }
-            Change::Routes => return,
+            Change::Routes => return self.refresh_cidr_routes().await,
+            Change::Neighbours => return,
         }
         if peers_link {
             self.sync_peer_neighbours().await;

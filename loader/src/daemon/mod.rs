@@ -251,6 +251,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.sync_published();
     d.sync_endpoints();
     d.sync_ndp_proxies().await;
+    d.refresh_cidr_routes().await;
     d.sync_cluster();
     d.sync_peer_neighbours().await;
     let (cluster_tx, mut cluster_rx) = mpsc::channel(16);

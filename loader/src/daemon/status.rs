@@ -76,6 +76,7 @@ impl Daemon {
                 .map(|c| format!("publish not installed: {c}")),
         );
         warnings.extend(self.dp.degraded().iter().map(ToString::to_string));
+        warnings.extend(self.cluster.cidr_warning());
         warnings.extend(maps.iter().filter(|m| m.crowded()).map(|m| {
             format!(
                 "map {} is {}% full ({} of {} entries)",

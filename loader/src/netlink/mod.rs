@@ -1,8 +1,9 @@
-//! What the daemon asks of rtnetlink: links, bridges, addresses, the default route,
-//! the peer nodes' neighbour entries, and a stream of link/address changes.
+//! What the daemon asks of rtnetlink: links, bridges, addresses, the main table's IPv4
+//! routes, the peer nodes' neighbour entries, and a stream of link/address changes.
 mod monitor;
 mod neigh;
 mod proxy;
+mod routes;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -10,12 +11,15 @@ use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use neigh::Neighbour;
 pub use proxy::enable_proxy_ndp;
+pub use routes::{Hop, Route4};
 use rtnetlink::{
     Handle, LinkBridge, LinkVxlan,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
-        link::{InfoKind, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage},
+        link::{
+            InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
+        },
         neighbour::{NeighbourAttribute, NeighbourState},
     },
 };
@@ -268,17 +272,21 @@ impl Netlink {
     }
 
     /// Create VXLAN device `name` in collect-metadata mode (each packet's key and
-    /// remote set by the datapath) on UDP port `port`, with `mac` and `mtu`, up.
+    /// remote set by the datapath) on UDP port `port`, with `mac` and `mtu`, up, bound
+    /// to the underlay: it sends from `local`, over interface `link`.
     pub async fn create_vxlan(
         &self,
         name: &str,
         port: u16,
         mac: [u8; 6],
         mtu: u32,
+        (local, link): (Ipv4Addr, u32),
     ) -> Result<Link, NetlinkError> {
         let msg = LinkVxlan::new(name, 0)
             .collect_metadata(true)
             .port(port)
+            .local(local)
+            .dev(link)
             .learning(false)
             .address(mac.to_vec())
             .mtu(mtu)
@@ -296,6 +304,56 @@ impl Netlink {
                 what: format!("VXLAN device {name} vanished after creation"),
                 source: rtnetlink::Error::RequestFailed,
             })
+    }
+
+    /// The underlay VXLAN device `index` is bound to: its local address and its link
+    /// (None: not set, or not a VXLAN device).
+    pub async fn vxlan_binding(
+        &self,
+        index: u32,
+    ) -> Result<(Option<Ipv4Addr>, Option<u32>), NetlinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .match_index(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req(format!("get link {index}")))?;
+        let (mut local, mut link) = (None, None);
+        for info in msgs
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .filter_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => Some(infos),
+                _ => None,
+            })
+        {
+            for data in info.iter().filter_map(|i| match i {
+                LinkInfo::Data(InfoData::Vxlan(data)) => Some(data),
+                _ => None,
+            }) {
+                for d in data {
+                    match d {
+                        InfoVxlan::Local(a) => local = Some(*a),
+                        InfoVxlan::Link(l) => link = Some(*l),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok((local, link))
+    }
+
+    /// Remove interface `index`.
+    pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(req(format!("delete link {index}")))
     }
 
     /// Add `ip/len` to `link`.

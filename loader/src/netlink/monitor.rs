@@ -17,8 +17,11 @@ pub enum Change {
     LinkDel { index: u32 },
     /// An address (either family) was added or removed somewhere.
     Addresses,
-    /// An IPv4 route or a neighbour changed: next hops flows remember may be stale.
+    /// An IPv4 route changed: next hops flows remember may be stale, and the routes to
+    /// the cluster CIDR may be others.
     Routes,
+    /// A neighbour changed: next hops flows remember may be stale.
+    Neighbours,
 }
 
 /// Subscribe to link, IPv4 and IPv6 address, IPv4 route and neighbour notifications.
@@ -49,11 +52,11 @@ pub fn monitor() -> Result<impl Stream<Item = Change> + Unpin, NetlinkError> {
                 RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_),
             ) => Some(Change::Addresses),
             NetlinkPayload::InnerMessage(
-                RouteNetlinkMessage::NewRoute(_)
-                | RouteNetlinkMessage::DelRoute(_)
-                | RouteNetlinkMessage::NewNeighbour(_)
-                | RouteNetlinkMessage::DelNeighbour(_),
+                RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_),
             ) => Some(Change::Routes),
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewNeighbour(_) | RouteNetlinkMessage::DelNeighbour(_),
+            ) => Some(Change::Neighbours),
             _ => None,
         })
     }))
