@@ -281,6 +281,28 @@ impl Cluster {
     }
 }
 
+/// The MAC of interface `dev` in `ns`.
+pub fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
+    let text = ns.output(&["cat", &format!("/sys/class/net/{dev}/address")]);
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("a MAC byte"))
+        .collect();
+    bytes.try_into().expect("six bytes")
+}
+
+/// Send, from `ns` out of its underlay interface, a VXLAN datagram with outer source
+/// `outer_src` (spoofed or its own) to host `to`'s underlay address and MAC, network
+/// identifier `vni`, carrying `inner` (an Ethernet frame from `packet`); the frame's
+/// source MAC is `ns`'s own.
+pub fn send_vxlan(ns: &Netns, outer_src: Ipv4Addr, to: &Host, vni: u32, inner: &[u8]) {
+    let mut frame = crate::packet::vxlan(outer_src.octets(), to.underlay_ip().octets(), vni, inner);
+    frame[0..6].copy_from_slice(&mac_of(&to.ns, UNDERLAY));
+    frame[6..12].copy_from_slice(&mac_of(ns, UNDERLAY));
+    crate::raw::send_l2(ns, UNDERLAY, &frame).expect("the VXLAN frame is sent");
+}
+
 /// `bpfnet cluster init --etcd URL ARGS` from namespace `ns`, which must succeed.
 pub fn cluster_init(ns: &Netns, etcd: &EtcdServer, args: &[&str]) {
     let url = etcd.url();

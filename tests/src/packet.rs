@@ -191,6 +191,23 @@ pub fn icmp_timestamp(src: [u8; 4], dst: [u8; 4], id: u16) -> Vec<u8> {
     icmp_frame(src, dst, msg)
 }
 
+/// A VXLAN datagram (UDP from port 49152 to 4789, no UDP checksum) from `outer_src` to
+/// `outer_dst` with network identifier `vni`, carrying `inner` (an Ethernet frame from
+/// this builder) addressed as the cluster's tunnel addresses its frames.
+pub fn vxlan(outer_src: [u8; 4], outer_dst: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(&common::CLUSTER_VXLAN_MAC);
+    payload.extend_from_slice(&common::CLUSTER_VXLAN_SRC_MAC);
+    payload.extend_from_slice(&inner[12..]);
+    udp(
+        (outer_src, 49152),
+        (outer_dst, common::CLUSTER_VXLAN_PORT),
+        &payload,
+        false,
+    )
+}
+
 /// A frame of `ethertype` with the packet builder's MACs (dst 02:..:01, src 02:..:02)
 /// and `payload`.
 pub fn ether(ethertype: u16, payload: &[u8]) -> Vec<u8> {

@@ -1308,3 +1308,158 @@ fn a_tunnel_flows_answer_off_the_plain_wire_is_forged() {
         }
     });
 }
+
+/// A cluster entry in the fixture's `cluster_v1`.
+fn cluster_entry(fx: &mut Fixture, net: [u8; 4], len: u32, r: ClusterRoute) {
+    fx.dp
+        .maps
+        .cluster
+        .insert(&Key::new(len, u32::from_ne_bytes(net)), r, 0)
+        .expect("cluster entry");
+}
+
+/// A node's own address (`CLUSTER_NODE`) in the fixture's cluster.
+fn node_entry(fx: &mut Fixture, node: [u8; 4]) {
+    let r = ClusterRoute {
+        node: u32::from_ne_bytes(node),
+        vni: 0,
+        kind: CLUSTER_NODE,
+        ifindex: 0,
+    };
+    cluster_entry(fx, node, 32, r);
+}
+
+/// A VXLAN datagram to the host is admitted on the underlay only from a registered
+/// node, by the way back to it: the node on the uplink's segment, from its own MAC,
+/// passes; the same datagram from another MAC (a host spoofing the node's address), from
+/// an address that is no node's (on the segment or behind the router), from a node whose
+/// route leaves by another device, or from a node whose neighbour is not known is
+/// `drop-tunnel-source`. The control: the same datagram from a non-node to another
+/// port is the host's, passed. XDP leaves the judgement to TC (it passes the forged
+/// datagram, counting nothing).
+#[test]
+fn a_vxlan_datagram_is_admitted_on_the_underlay_only_from_a_node_by_its_way_back() {
+    use bpfnet_tests::{
+        fixture::{OTHER_MAC, XDP_PASS},
+        packet::vxlan,
+    };
+    if !require_root() {
+        return;
+    }
+    with_fixture("vxsrc", 4096, |fx| {
+        setup(fx, PORTS);
+        cluster(fx);
+        let node = bpfnet_tests::tables::ROUTER;
+        // A node whose route leaves by the bridge side, one on the segment without a
+        // neighbour entry.
+        let (elsewhere, unresolved) = ([172, 17, 0, 9], [192, 0, 2, 3]);
+        for n in [node, elsewhere, unresolved] {
+            node_entry(fx, n);
+        }
+        let inner = tcp((PEER_VXLAN, 40000), (C1, 80), TCP_SYN, b"");
+        let from_mac = |mut f: Vec<u8>, mac: [u8; 6]| {
+            f[6..12].copy_from_slice(&mac);
+            f
+        };
+        let real = vxlan(node, HOST, 1, &inner);
+        step(
+            fx,
+            "the node's own VXLAN datagram",
+            IN,
+            &real,
+            TC_ACT_OK,
+            &[Pass],
+        );
+        let outsider = [192, 0, 2, 77];
+        for (name, frame) in [
+            (
+                "the node's address from another MAC",
+                from_mac(real.clone(), OTHER_MAC),
+            ),
+            (
+                "an address on the segment that is no node's",
+                vxlan(outsider, HOST, 1, &inner),
+            ),
+            (
+                "an address behind the router that is no node's",
+                vxlan(ATTACKER, HOST, 1, &inner),
+            ),
+            (
+                "a node whose way back leaves by another device",
+                vxlan(elsewhere, HOST, 1, &inner),
+            ),
+            (
+                "a node whose neighbour is not known",
+                vxlan(unresolved, HOST, 1, &inner),
+            ),
+        ] {
+            step(fx, name, IN, &frame, TC_ACT_SHOT, &[DropTunnelSource]);
+        }
+        let xdp = fx.run_xdp_counted(
+            "a forged VXLAN datagram through XDP",
+            &from_mac(real.clone(), OTHER_MAC),
+            &[],
+        );
+        assert_eq!(xdp, XDP_PASS, "XDP leaves the outer source to TC");
+        step(
+            fx,
+            "the non-node's datagram to another port",
+            IN,
+            &udp((outsider, 49152), (HOST, 4790), b"q", true),
+            TC_ACT_OK,
+            &[Pass],
+        );
+    });
+}
+
+/// A routed cluster prefix's source is admitted only from the next hop the host's own
+/// route to the prefix names (`ClusterRoute::node`): with the route's gateway (the
+/// router, whose MAC the frame carries) the SYN to a container passes; the same SYN,
+/// from the same MAC by the same route, is `drop-spoof` when the entry names another
+/// gateway, when it names none (a prefix reached by the default route alone) and when it
+/// says the prefix is on the link (each source its own next hop). None creates a flow.
+#[test]
+fn a_routed_cluster_source_is_admitted_only_from_its_routes_next_hop() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("routedhop", 4096, |fx| {
+        setup(fx, PORTS);
+        cluster(fx);
+        // The fixture routes 198.51.100.0/24 through the router, 192.0.2.2.
+        let source = [198, 51, 100, 9];
+        let syn = tcp((source, 40000), (C1, 80), TCP_SYN, b"");
+        let entry = |node: u32| ClusterRoute {
+            node,
+            vni: 1,
+            kind: CLUSTER_ROUTED,
+            ifindex: 0,
+        };
+        for (name, node) in [
+            ("another gateway", u32::from_ne_bytes([192, 0, 2, 9])),
+            ("no gateway", 0),
+            ("the link", common::CLUSTER_ON_LINK),
+        ] {
+            cluster_entry(fx, [198, 51, 100, 0], 24, entry(node));
+            step(
+                fx,
+                &format!("a routed source whose entry names {name}"),
+                IN,
+                &syn,
+                TC_ACT_SHOT,
+                &[DropSpoof],
+            );
+            assert!(!flow_from(fx, source), "{name}: no flow");
+        }
+        let router = u32::from_ne_bytes(bpfnet_tests::tables::ROUTER);
+        cluster_entry(fx, [198, 51, 100, 0], 24, entry(router));
+        step(
+            fx,
+            "a routed source by its route's gateway",
+            IN,
+            &syn,
+            TC_ACT_REDIRECT,
+            &[RedirectPeer],
+        );
+    });
+}

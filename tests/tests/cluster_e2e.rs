@@ -11,12 +11,12 @@ use std::{
 };
 
 use bpfnet_tests::{
-    cluster::{Cluster, Host, UNDERLAY},
-    daemon::{Daemon, cli_ok, counter, ls},
+    cluster::{Cluster, Host, UNDERLAY, send_vxlan},
+    daemon::{Daemon, cli, cli_ok, counter, ls},
     echo::{IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
     etcd::EtcdServer,
     netns::Netns,
-    require_root,
+    packet, require_root,
     topo::{BRIDGE, add_bridge, plug},
 };
 
@@ -107,8 +107,58 @@ fn a_routed_cluster_cidr_joins_containers_across_hosts_untranslated() {
         .iter()
         .map(|h| h.start_daemon(&["--cluster-cidr", "10.244.0.0/16"]))
         .collect();
+    // The hosts reach the cluster CIDR by their default route alone: anyone behind the
+    // router could claim it, so its sources are refused, and `status` says why.
+    let host2 = &c.hosts[1].files.socket;
+    let spoofed = counter(host2, "drop-spoof");
+    assert_fails(
+        "TCP across hosts by the default route alone",
+        tcp_seen(&c.hosts[0].containers[0], C2),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(host2, "drop-spoof") > spoofed,
+        "a routed source by the default route counted as spoofed"
+    );
+    let warning = "cluster CIDR 10.244.0.0/16 has no route more specific than the default";
+    assert!(status_warns(host2, warning), "status warns: {warning}");
+
+    // The control: a route to the cluster CIDR through the router names it as the next
+    // hop its sources come from (the daemons follow the route).
+    for h in &c.hosts {
+        h.ns.ip(&["route", "add", "10.244.0.0/16", "via", "192.0.2.254"]);
+    }
+    bpfnet_tests::wait_for("the warning gone", Duration::from_secs(5), || {
+        !status_warns(host2, warning)
+    });
     assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
     assert_reaches_untranslated(&c.hosts[1].containers[0], C2, C1);
+
+    // A host on the segment that is not the route's next hop sends with host 1's
+    // container as its source, straight to host 2: `drop-spoof`, nothing arrives.
+    let out = outsider(&c);
+    out.ip(&["route", "add", "10.244.2.0/24", "via", "192.0.2.2"]);
+    let spoofed = counter(host2, "drop-spoof");
+    let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
+    let forged = packet::udp((C1.octets(), 40000), (C2.octets(), PORT), b"who", true);
+    for _ in 0..3 {
+        bpfnet_tests::raw::send_frame(&out, &forged).expect("the forged datagram is sent");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        c.hosts[1].containers[0].snmp("Ip", "InReceives"),
+        received,
+        "no routed source from another next hop reached the container"
+    );
+    assert!(
+        counter(host2, "drop-spoof") >= spoofed + 3,
+        "a routed source from another next hop counted as spoofed"
+    );
+}
+
+/// Whether `bpfnet status` of the daemon at `socket` warns `text`.
+fn status_warns(socket: &std::path::Path, text: &str) -> bool {
+    String::from_utf8_lossy(&cli(socket, &["status"]).stdout).contains(text)
 }
 
 #[test]
@@ -186,6 +236,34 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
         counter(&c.hosts[1].files.socket, "drop-spoof") > spoofed,
         "counted as spoofed"
     );
+
+    // Not even when host 2's own routing table names the forger as the way to host 1's
+    // prefix: a `--peer` prefix comes only from its node, the neighbour of its underlay
+    // address. Host 1's container still reaches host 2's.
+    c.hosts[1].ns.ip(&[
+        "route",
+        "add",
+        "10.244.1.0/24",
+        "via",
+        &format!("192.0.2.{forger_index}"),
+    ]);
+    let spoofed = counter(&c.hosts[1].files.socket, "drop-spoof");
+    let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
+    assert_fails(
+        "TCP from a forged peer source the kernel routes to",
+        tcp_seen(forger, C2),
+        ErrorKind::TimedOut,
+    );
+    assert_eq!(
+        c.hosts[1].containers[0].snmp("Ip", "InReceives"),
+        received,
+        "no forged packet reached the container"
+    );
+    assert!(
+        counter(&c.hosts[1].files.socket, "drop-spoof") > spoofed,
+        "counted as spoofed"
+    );
+    assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
     drop((d1, d2));
 }
 
@@ -305,6 +383,14 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     }
     let mut e = etcd_cluster("vx", "vxlan");
     assert_all_reach_all(&e);
+    // The tunnel device is bound to the underlay address and interface.
+    let dev = e.c.hosts[0]
+        .ns
+        .output(&["ip", "-d", "link", "show", "bpfnet-vxlan"]);
+    assert!(
+        dev.contains("local 192.0.2.1 ") && dev.contains(&format!("dev {UNDERLAY} ")),
+        "bound to the underlay: {dev}"
+    );
     // Full-size segments fit the tunnel: the SYNs' MSS is lowered for it.
     let to = SocketAddr::from((e.addrs[1], PORT));
     let reply = e.c.hosts[0].containers[0]
@@ -325,7 +411,9 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         e.addrs[0].to_string()
     );
 
-    // A host on the segment sends VXLAN to host 1 claiming host 2's prefix.
+    // A host on the segment that is no member sends VXLAN to host 1 through a tunnel of
+    // its own, claiming host 2's prefix: refused where the datagram arrives, its outer
+    // source no node's.
     let forged_src = Ipv4Addr::from(u32::from(e.addrs[1]) + 75);
     let forger = e.c.add_host().index;
     let f = &e.c.hosts[usize::from(forger) - 1].ns;
@@ -367,7 +455,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         "vxf",
     ]);
     let host1 = &e.c.hosts[0];
-    let spoofed = counter(&host1.files.socket, "drop-spoof");
+    let refused = counter(&host1.files.socket, "drop-tunnel-source");
     let received = host1.containers[0].snmp("Ip", "InReceives");
     let r = tcp_seen(f, e.addrs[0]);
     assert_fails("TCP out of a forged tunnel", r, ErrorKind::TimedOut);
@@ -377,40 +465,93 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         "no forged packet reached the container"
     );
     assert!(
-        counter(&host1.files.socket, "drop-spoof") > spoofed,
-        "counted as spoofed"
+        counter(&host1.files.socket, "drop-tunnel-source") > refused,
+        "refused at the underlay"
     );
 
-    // The same forged tunnel with a member node's own address as the inner source: a
-    // node is admitted out of a tunnel only from itself, never as a shortcut around the
-    // tunnel's checks.
-    let node2 = e.c.hosts[1].underlay_ip();
-    f.ip(&["addr", "add", &format!("{node2}/32"), "dev", "vxf"]);
-    f.ip(&[
-        "route",
-        "replace",
-        &format!("{}/32", e.addrs[0]),
-        "dev",
-        "vxf",
-        "src",
-        &node2.to_string(),
-    ]);
-    let spoofed = counter(&host1.files.socket, "drop-spoof");
-    let received = host1.containers[0].snmp("Ip", "InReceives");
-    let r = tcp_seen(f, e.addrs[0]);
-    assert_fails(
-        "TCP out of a forged tunnel from a node's address",
-        r,
-        ErrorKind::TimedOut,
+    // The tunnel's own checks, one datagram each way (`send_vxlan`): the same forger
+    // spoofing host 2's underlay address outside, with the network's VNI, host 2's
+    // prefix or host 2's own address inside, is refused at the underlay (the frame is
+    // not from host 2's MAC); host 2 itself sending the very same datagram is the control.
+    let (node2, node3) = (e.c.hosts[1].underlay_ip(), e.c.hosts[2].underlay_ip());
+    let vni = u32::try_from(host1.nodes()["this"]["vni"].as_u64().expect("a VNI")).expect("u32");
+    // Each check judges a flow's first datagram: every case has a source port of its own.
+    let datagram_from = |src: Ipv4Addr, port: u16| {
+        packet::udp(
+            (src.octets(), port),
+            (e.addrs[0].octets(), PORT),
+            b"who",
+            true,
+        )
+    };
+    let datagram = |src: Ipv4Addr| datagram_from(src, 40000);
+    let container = &host1.containers[0];
+    let refused_by = |reason: &str, from: &Netns, outer: Ipv4Addr, vni: u32, inner: &[u8]| {
+        let before = counter(&host1.files.socket, reason);
+        let received = container.snmp("Ip", "InReceives");
+        for _ in 0..3 {
+            send_vxlan(from, outer, host1, vni, inner);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let reached = container.snmp("Ip", "InReceives") - received;
+        let moved = counter(&host1.files.socket, reason) - before;
+        (reached, moved)
+    };
+    let arrives = |from: &Netns, outer: Ipv4Addr, vni: u32, inner: &[u8]| {
+        let received = container.snmp("Ip", "InReceives");
+        send_vxlan(from, outer, host1, vni, inner);
+        bpfnet_tests::wait_for(
+            "the datagram in the container",
+            Duration::from_secs(5),
+            || container.snmp("Ip", "InReceives") > received,
+        );
+    };
+    let host2 = &e.c.hosts[1].ns;
+    for inner in [forged_src, node2] {
+        let (reached, moved) = refused_by("drop-tunnel-source", f, node2, vni, &datagram(inner));
+        assert_eq!(
+            reached, 0,
+            "{inner} out of VXLAN spoofed as host 2 reached the container"
+        );
+        assert!(moved >= 3, "counted as drop-tunnel-source: {moved}");
+        arrives(host2, node2, vni, &datagram(inner));
+    }
+
+    // Host 2 itself, with another network's VNI: its own prefix is refused inside the
+    // tunnel (`drop-spoof`), as it arrives with the right one (just above).
+    let (reached, moved) = refused_by(
+        "drop-spoof",
+        host2,
+        node2,
+        vni + 1,
+        &datagram_from(forged_src, 40001),
     );
     assert_eq!(
-        host1.containers[0].snmp("Ip", "InReceives"),
-        received,
-        "no packet from a node's forged address reached the container"
+        reached, 0,
+        "a datagram with a wrong VNI reached the container"
     );
-    assert!(
-        counter(&host1.files.socket, "drop-spoof") > spoofed,
-        "a node's address out of another host's tunnel is counted as spoofed"
+    assert!(moved >= 3, "a wrong VNI counted as drop-spoof: {moved}");
+
+    // Host 3, a member, claiming host 2's prefix or host 2's own address inside its own
+    // tunnel: a prefix comes only from its node, a node's address only from itself.
+    let host3 = &e.c.hosts[2].ns;
+    for src in [forged_src, node2] {
+        let inner = datagram_from(src, 40002);
+        let (reached, moved) = refused_by("drop-spoof", host3, node3, vni, &inner);
+        assert_eq!(
+            reached, 0,
+            "{src} out of host 3's tunnel reached the container"
+        );
+        assert!(
+            moved >= 3,
+            "{src} from host 3 counted as drop-spoof: {moved}"
+        );
+    }
+    arrives(
+        host3,
+        node3,
+        vni,
+        &datagram(Ipv4Addr::from(u32::from(e.addrs[2]) + 75)),
     );
     drop(e.daemons.drain(..));
 }

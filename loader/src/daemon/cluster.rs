@@ -133,12 +133,14 @@ fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
     inner.1 >= outer.1 && u32::from(inner.0) & mask(outer.1) == u32::from(outer.0) & mask(outer.1)
 }
 
-/// The routes of `routes` that matter to cluster CIDR `c`: not the default route, and
-/// covering `c` or inside it.
-pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<Route4> {
+/// The routes of `routes` that matter to cluster CIDR `c`: not the default route, nor
+/// one onto a bridge of this host (`local`: its own containers' prefix, which never
+/// comes from outside), and covering `c` or inside it.
+pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec<Route4> {
     let c = (c.addr, c.len);
     routes
         .iter()
+        .filter(|r| r.oif.is_none_or(|i| !local.contains(&i)))
         .filter(|r| r.len > 0 && (within(c, (r.dst, r.len)) || within((r.dst, r.len), c)))
         .copied()
         .collect()
@@ -318,7 +320,8 @@ impl Daemon {
         };
         match self.nl.routes4().await {
             Ok(all) => {
-                let routes = cidr_routes(&c, &all);
+                let bridges: Vec<u32> = self.links.bridges().map(|l| l.index).collect();
+                let routes = cidr_routes(&c, &all, &bridges);
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
                     self.cluster.cidr_routes = routes;
@@ -401,6 +404,7 @@ mod tests {
             dst: Ipv4Addr::from(dst),
             len,
             hop,
+            oif: Some(2),
         }
     }
 
@@ -411,8 +415,16 @@ mod tests {
     #[test]
     fn a_cidr_reached_by_the_default_route_alone_admits_nothing() {
         let gw = Hop::Gateway(Ipv4Addr::new(192, 0, 2, 254));
-        let all = [r([0, 0, 0, 0], 0, gw), r([192, 0, 2, 0], 24, Hop::OnLink)];
-        let routes = cidr_routes(&cidr16(), &all);
+        let all = [
+            r([0, 0, 0, 0], 0, gw),
+            r([192, 0, 2, 0], 24, Hop::OnLink),
+            // This host's own bridge, inside the CIDR.
+            Route4 {
+                oif: Some(7),
+                ..r([10, 244, 9, 0], 24, Hop::OnLink)
+            },
+        ];
+        let routes = cidr_routes(&cidr16(), &all, &[7]);
         assert!(routes.is_empty(), "{routes:?}");
         assert_eq!(routed_hops(&cidr16(), &routes), [(key(&cidr16()), 0)]);
         let c = Cluster {
@@ -436,7 +448,7 @@ mod tests {
             r([10, 244, 3, 0], 24, Hop::Many),
             r([172, 16, 0, 0], 12, via(9)),
         ];
-        let routes = cidr_routes(&cidr16(), &all);
+        let routes = cidr_routes(&cidr16(), &all, &[7]);
         assert_eq!(routes.len(), 4, "{routes:?}");
         let hops = routed_hops(&cidr16(), &routes);
         let at = |s: &str| key(&s.parse().expect("cidr"));

@@ -16,6 +16,8 @@ pub struct Route4 {
     pub dst: Ipv4Addr,
     pub len: u8,
     pub hop: Hop,
+    /// The interface it leaves by (None: several, or not said).
+    pub oif: Option<u32>,
 }
 
 /// Where a route sends its packets.
@@ -53,8 +55,10 @@ impl Netlink {
             .map(|m| {
                 let mut dst = Ipv4Addr::UNSPECIFIED;
                 let mut hop = Hop::OnLink;
+                let mut oif = None;
                 for a in &m.attributes {
                     match a {
+                        RouteAttribute::Oif(i) => oif = Some(*i),
                         RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
                         RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop = Hop::Gateway(*g),
                         RouteAttribute::MultiPath(_) => hop = Hop::Many,
@@ -65,6 +69,7 @@ impl Netlink {
                     dst,
                     len: m.header.destination_prefix_length,
                     hop,
+                    oif,
                 }
             })
             .collect())
