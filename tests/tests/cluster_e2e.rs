@@ -553,6 +553,36 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         vni,
         &datagram(Ipv4Addr::from(u32::from(e.addrs[2]) + 75)),
     );
+
+    // A VXLAN device bound otherwise (left by an earlier start on another underlay) is
+    // made anew, bound to the underlay, when the daemon joins; the tunnel works again.
+    let url = e.etcd.url();
+    drop(e.daemons.remove(0));
+    let h1 = &e.c.hosts[0].ns;
+    h1.ip(&["link", "del", "bpfnet-vxlan"]);
+    h1.ip(&[
+        "link",
+        "add",
+        "bpfnet-vxlan",
+        "type",
+        "vxlan",
+        "external",
+        "dstport",
+        "4789",
+    ]);
+    let d1 = e.c.hosts[0].join(&url, &[]);
+    bpfnet_tests::wait_for(
+        "the VXLAN device bound anew",
+        Duration::from_secs(20),
+        || {
+            h1.output(&["ip", "-d", "link", "show", "bpfnet-vxlan"])
+                .contains("local 192.0.2.1 ")
+        },
+    );
+    e.c.hosts[0].await_peers(2);
+    assert_reaches_untranslated(&e.c.hosts[1].containers[0], e.addrs[1], e.addrs[0]);
+    assert_reaches_untranslated(&e.c.hosts[0].containers[0], e.addrs[0], e.addrs[1]);
+    e.daemons.insert(0, d1);
     drop(e.daemons.drain(..));
 }
 

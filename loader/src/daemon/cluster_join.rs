@@ -133,7 +133,11 @@ impl Daemon {
                 (Some((address, index)), Ok(bound)) if bound != (Some(address), Some(index)) => {
                     info!(device = VXLAN_DEVICE, ?bound, underlay = %address, index, "the VXLAN device is bound elsewhere: making it anew");
                     match self.nl.delete_link(link.index).await {
-                        Ok(()) => Ok(None),
+                        Ok(()) => {
+                            // Not attached to again: it is gone.
+                            self.links.remove(link.index);
+                            Ok(None)
+                        }
                         Err(e) => Err(e),
                     }
                 }
