@@ -148,7 +148,7 @@ fn a_tls_etcd_with_rbac_lets_members_in_and_refuses_the_rest_at_start_and_later(
     if !require_root() {
         return;
     }
-    let (c, _etcd_ns, mut etcd) = tls_cluster("tls", 3);
+    let (mut c, _etcd_ns, mut etcd) = tls_cluster("tls", 3);
     let url = etcd.url();
     let log_file = etcd.pki().dir().join("h1.log");
     // h1 by its certificate (CN h1); h2 by its password, over a certificate whose CN
@@ -165,6 +165,8 @@ fn a_tls_etcd_with_rbac_lets_members_in_and_refuses_the_rest_at_start_and_later(
     let d2 = c.hosts[1].join(&url, &strs(&h2_args));
     c.hosts[0].await_peers(1);
     c.hosts[1].await_peers(1);
+    let (_, s1) = add_served_container(&mut c.hosts[0]);
+    let (h2_ip, s2) = add_served_container(&mut c.hosts[1]);
     let (s, _) = status(&c.hosts[0].files.socket);
     assert!(
         !s.warnings.iter().any(|w| w.contains("etcd")),
@@ -219,7 +221,11 @@ fn a_tls_etcd_with_rbac_lets_members_in_and_refuses_the_rest_at_start_and_later(
     });
     assert_eq!(live_names(&c.hosts[0]), ["h2"], "the last-known peer stays");
     assert_eq!(host_gw_routes(&c.hosts[0]), routes, "and its route");
-    drop((d1, d2));
+    assert!(
+        reaches(&c.hosts[0], h2_ip).is_some(),
+        "h1's container still reaches h2's"
+    );
+    drop((s1, s2, d1, d2));
 }
 
 #[test]
