@@ -4,6 +4,7 @@
 //! etcd starts refusing them, and node entries believed only when their reservation
 //! names them.
 use std::{
+    io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr},
     process::{Command, Stdio},
     thread,
@@ -32,6 +33,8 @@ const INIT: &[&str] = &[
     "3",
 ];
 const PREFIX: &str = "/bpfnet";
+/// Where h1 serves its metrics, inside its namespace.
+const METRICS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9477);
 /// The node users etcd's RBAC knows (each a role of its own keys) and their passwords.
 const USERS: &[(&str, &str)] = &[("h1", "pw-h1"), ("h2", "pw-h2"), ("h3", "pw-h3")];
 
@@ -125,6 +128,24 @@ fn host_gw_routes(h: &Host) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// `bpfnet_cluster_node_conflicts` as `h`'s daemon serves it at `METRICS`.
+fn conflicts_metric(h: &Host) -> f64 {
+    let body = h.ns.run(|| {
+        let mut s = std::net::TcpStream::connect(METRICS).expect("the metrics port answers");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .expect("send the request");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    });
+    body.lines()
+        .find_map(|l| l.strip_prefix("bpfnet_cluster_node_conflicts "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no bpfnet_cluster_node_conflicts in:\n{body}"))
 }
 
 /// A container on `h` at the second address of its prefix, serving whoami.
@@ -235,7 +256,9 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     }
     let (mut c, etcd_ns, etcd) = tls_cluster("forge", 3);
     let url = etcd.url();
-    let d1 = c.hosts[0].join(&url, &strs(&cert_flags(&etcd, "h1")));
+    let mut h1_args = cert_flags(&etcd, "h1");
+    h1_args.extend(["--metrics".into(), METRICS.to_string()]);
+    let d1 = c.hosts[0].join(&url, &strs(&h1_args));
     let d2 = c.hosts[1].join(&url, &strs(&cert_flags(&etcd, "h2")));
     let (_, s1) = add_served_container(&mut c.hosts[0]);
     let (victim_ip, s2) = add_served_container(&mut c.hosts[1]);
@@ -304,6 +327,7 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
         (Some("h3"), Some("reserved-for"), Some("h2")),
         "h2's prefix is reserved for h2: {conflicts}"
     );
+    assert_eq!(conflicts_metric(&c.hosts[0]), 1.0, "the metric counts it");
     let (s, _) = status(&c.hosts[0].files.socket);
     assert!(
         s.warnings
@@ -355,6 +379,25 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     assert!(
         host_gw_routes(&c.hosts[0]).contains(&(own.to_owned(), "192.0.2.3".to_owned())),
         "h3's own prefix is routed to it"
+    );
+    assert_eq!(conflicts_metric(&c.hosts[0]), 0.0, "no conflict left");
+
+    // Only the reservation changes (h3 may write under subnets/: RBAC cannot narrow
+    // it): judged again, h3 is a conflict once more.
+    etcd.put_as(
+        &h3,
+        &format!("{PREFIX}/subnets/10.244.200.0-24"),
+        r#"{"node":"someone-else","last_seen":1}"#,
+        Some(60),
+    )
+    .expect("h3 rewrites the reservation");
+    wait_for("h1 drops h3 again", Duration::from_secs(10), || {
+        live_names(&c.hosts[0]) == ["h2"]
+    });
+    assert_eq!(
+        c.hosts[0].nodes()["conflicts"][0]["reason"]["kind"],
+        "reserved-for",
+        "a reservation naming another node"
     );
     drop((s1, s2, d1, d2));
 }
