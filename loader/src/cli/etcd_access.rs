@@ -1,5 +1,6 @@
 //! The flags that say how to reach etcd securely, shared by `daemon`, `cluster init`
-//! and `node ls`: named as etcdctl's, with the password never on the command line.
+//! and `node ls` (each has an `--etcd`, which they require): named as etcdctl's, with
+//! the password never on the command line.
 use std::path::PathBuf;
 
 use bpfnet::cluster::{AccessFlags, EtcdAccess, PASSWORD_ENV};
@@ -8,11 +9,11 @@ use bpfnet::cluster::{AccessFlags, EtcdAccess, PASSWORD_ENV};
 pub struct EtcdAccessArgs {
     /// The CA bundle (PEM) etcd's server certificate must chain to; required for
     /// https:// endpoints.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "etcd")]
     etcd_cacert: Option<PathBuf>,
     /// This node's client certificate (PEM) for etcd's --client-cert-auth; its CN is
     /// the etcd user it acts as when no --etcd-user is given.
-    #[arg(long, value_name = "FILE", requires = "etcd_key")]
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_key", "etcd"])]
     etcd_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
@@ -20,7 +21,7 @@ pub struct EtcdAccessArgs {
     /// The etcd user (password authentication). The password comes from
     /// --etcd-password-file, else from $BPFNET_ETCD_PASSWORD, never from the command
     /// line.
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", requires = "etcd")]
     etcd_user: Option<String>,
     /// A file whose first line is --etcd-user's password.
     #[arg(long, value_name = "FILE", requires = "etcd_user")]
