@@ -11,6 +11,7 @@ use crate::{
     daemon::{Daemon, cli_ok},
     etcd::EtcdServer,
     netns::Netns,
+    pki::ClientCert,
     scratch::Scratch,
     topo::{BRIDGE, add_bridge, harden_firewall, plug},
     unique,
@@ -126,6 +127,33 @@ impl Host {
         let mut args = vec!["--etcd", url, "--node-name", &name];
         args.extend_from_slice(extra);
         self.start_daemon(&args)
+    }
+
+    /// `join`, the daemon's log written to `log`.
+    pub fn join_logged(&self, url: &str, extra: &[&str], log: &std::path::Path) -> Daemon {
+        let name = format!("h{}", self.index);
+        let mut args = self.daemon_args(&["--etcd", url, "--node-name", &name]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Daemon::start_logged(&self.ns.path(), &self.files.socket, &args, log)
+    }
+
+    /// The arguments `start_daemon` gives, then `extra`.
+    pub fn daemon_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = self.files.daemon_args();
+        args.extend(
+            [
+                "--bridge",
+                BRIDGE,
+                "--uplink",
+                UNDERLAY,
+                "--underlay",
+                UNDERLAY,
+                "--no-docker",
+            ]
+            .map(String::from),
+        );
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
     }
 
     /// Start the host's daemon on br0 and the underlay, with `extra` arguments.
@@ -245,6 +273,19 @@ impl Cluster {
         (ns, etcd)
     }
 
+    /// `add_etcd` over TLS with client certificates (`EtcdServer::start_tls`); the
+    /// config is written as root, with root's certificate.
+    pub fn add_etcd_tls(&mut self, init_args: &[&str]) -> (Netns, EtcdServer) {
+        let ns = Netns::new(&format!("{}-etcd", self.tag));
+        self.plug_underlay(&ns, 250, "192.0.2.250/24");
+        let etcd = EtcdServer::start_tls(ETCD_IP.into(), Some(&ns.name));
+        let root = etcd_flags(&etcd, Some(&etcd.pki().client("root")));
+        let mut args: Vec<&str> = root.iter().map(String::as_str).collect();
+        args.extend_from_slice(init_args);
+        cluster_init(&ns, &etcd, &args);
+        (ns, etcd)
+    }
+
     /// Give every host a bridge br0 with `10.244.i.1/24`.
     pub fn add_bridges(&self) {
         for h in &self.hosts {
@@ -301,6 +342,23 @@ pub fn send_vxlan(ns: &Netns, outer_src: Ipv4Addr, to: &Host, vni: u32, inner: &
     frame[0..6].copy_from_slice(&mac_of(&to.ns, UNDERLAY));
     frame[6..12].copy_from_slice(&mac_of(ns, UNDERLAY));
     crate::raw::send_l2(ns, UNDERLAY, &frame).expect("the VXLAN frame is sent");
+}
+
+/// `--etcd-cacert CA` for a TLS etcd, and `--etcd-cert`, `--etcd-key` for `cert`.
+pub fn etcd_flags(etcd: &EtcdServer, cert: Option<&ClientCert>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(ca) = etcd.flags().cacert {
+        args.extend(["--etcd-cacert".into(), ca.display().to_string()]);
+    }
+    if let Some(c) = cert {
+        args.extend([
+            "--etcd-cert".into(),
+            c.cert.display().to_string(),
+            "--etcd-key".into(),
+            c.key.display().to_string(),
+        ]);
+    }
+    args
 }
 
 /// `bpfnet cluster init --etcd URL ARGS` from namespace `ns`, which must succeed.

@@ -14,6 +14,7 @@ pub mod monitor;
 pub mod netns;
 pub mod packet;
 pub mod packet6;
+pub mod pki;
 pub mod raw;
 pub mod scratch;
 pub mod tables;

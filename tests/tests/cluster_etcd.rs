@@ -10,8 +10,8 @@ use std::{
 
 use bpfnet::{
     cluster::{
-        self, ClusterConfig, ClusterError, ClusterEvent, InitOutcome, Ipv4Net, JoinOptions, Mode,
-        Node,
+        self, ClusterConfig, ClusterError, ClusterEvent, EtcdAccess, InitOutcome, Ipv4Net,
+        JoinOptions, Mode, Node,
     },
     endpoint::Mac,
 };
@@ -38,7 +38,7 @@ fn config(cidr: &str, node_prefix: u8) -> ClusterConfig {
 }
 
 async fn init(etcd: &EtcdServer, cfg: &ClusterConfig) {
-    cluster::init(&[etcd.url()], PREFIX, cfg)
+    cluster::init(&etcd.access(), PREFIX, cfg)
         .await
         .expect("cluster init");
 }
@@ -82,7 +82,7 @@ impl Member {
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let opts = JoinOptions {
-            endpoints: vec![etcd.url()],
+            etcd: EtcdAccess::plain(vec![etcd.url()]),
             prefix: PREFIX.into(),
             name: name.into(),
             underlay: underlay(host),
@@ -179,7 +179,7 @@ fn peer_names(peers: &[Node]) -> Vec<&str> {
 }
 
 async fn client(etcd: &EtcdServer) -> etcd_client::Client {
-    cluster::connect(&[etcd.url()]).await.expect("etcd client")
+    cluster::connect(&etcd.access()).await.expect("etcd client")
 }
 
 async fn lease(client: &mut etcd_client::Client, ttl: i64) -> i64 {
@@ -197,7 +197,9 @@ async fn fifty_nodes_joining_at_once_get_disjoint_subnets() {
         .map(|i| {
             let (url, cfg, start) = (etcd.url(), cfg.clone(), start.clone());
             tokio::spawn(async move {
-                let mut c = cluster::connect(&[url]).await.expect("etcd client");
+                let mut c = cluster::connect(&EtcdAccess::plain(vec![url]))
+                    .await
+                    .expect("etcd client");
                 let l = lease(&mut c, 60).await;
                 start.wait().await;
                 cluster::claim(&mut c, PREFIX, &cfg, &format!("n{i}"), l).await
@@ -234,7 +236,10 @@ async fn fifty_nodes_joining_at_once_get_disjoint_subnets() {
         .expect_err("the pool is exhausted");
     assert!(matches!(e, ClusterError::PoolExhausted { .. }), "{e}");
     // etcd holds exactly these reservations, each for the node that got it.
-    let listed = cluster::nodes(&[etcd.url()], PREFIX).await.expect("nodes");
+    let listed = cluster::nodes(&etcd.access(), PREFIX)
+        .await
+        .expect("nodes")
+        .nodes;
     assert_eq!(listed.len(), 64);
     for n in &listed {
         let i: usize = n.name[1..].parse().expect("node number");
@@ -263,7 +268,10 @@ async fn a_restarted_node_gets_its_subnet_back() {
     assert!(![a, b].contains(&d), "d gets a subnet of its own: {d}");
     // The reservation moved to the new lease: the old one's end frees nothing.
     c.lease_revoke(old).await.expect("revoke the old lease");
-    let listed = cluster::nodes(&[etcd.url()], PREFIX).await.expect("nodes");
+    let listed = cluster::nodes(&etcd.access(), PREFIX)
+        .await
+        .expect("nodes")
+        .nodes;
     assert!(
         listed.iter().any(|n| n.name == "b" && n.subnet == b),
         "{listed:?}"
@@ -312,14 +320,20 @@ async fn a_reservation_is_reclaimed_after_the_grace_period() {
     let stopped = Instant::now();
     // Within the grace period the subnet stays reserved.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let listed = cluster::nodes(&[etcd.url()], PREFIX).await.expect("nodes");
+    let listed = cluster::nodes(&etcd.access(), PREFIX)
+        .await
+        .expect("nodes")
+        .nodes;
     assert!(
         listed.iter().any(|n| n.name == "gone" && n.subnet == freed),
         "{listed:?}"
     );
     // Then etcd deletes it.
     loop {
-        let listed = cluster::nodes(&[etcd.url()], PREFIX).await.expect("nodes");
+        let listed = cluster::nodes(&etcd.access(), PREFIX)
+            .await
+            .expect("nodes")
+            .nodes;
         if !listed.iter().any(|n| n.name == "gone") {
             break;
         }
@@ -393,7 +407,10 @@ async fn peers_see_a_node_join_and_leave_within_the_lease_ttl() {
     a.peers_are(&["b"], within).await;
     b.peers_are(&["a"], within).await;
     assert!(stopped.elapsed() <= within, "{:?}", stopped.elapsed());
-    let mut listed = cluster::nodes(&[etcd.url()], PREFIX).await.expect("nodes");
+    let mut listed = cluster::nodes(&etcd.access(), PREFIX)
+        .await
+        .expect("nodes")
+        .nodes;
     listed.sort_by(|x, y| x.name.cmp(&y.name));
     let state: Vec<(&str, bool)> = listed.iter().map(|n| (n.name.as_str(), n.alive)).collect();
     assert_eq!(
@@ -503,7 +520,7 @@ async fn fail_static_keeps_peers_while_etcd_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_refuses_a_different_config() {
     let etcd = EtcdServer::start(LOCALHOST, None);
-    let endpoints = [etcd.url()];
+    let endpoints = etcd.access();
     let cfg = config("10.244.0.0/16", 24);
     let created = cluster::init(&endpoints, PREFIX, &cfg).await.expect("init");
     assert_eq!(created, InitOutcome::Created);
@@ -547,7 +564,11 @@ fn etcd_answers_inside_a_namespace() {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(cluster::init(&[url], PREFIX, &config("10.244.0.0/16", 24)))
+            rt.block_on(cluster::init(
+                &EtcdAccess::plain(vec![url]),
+                PREFIX,
+                &config("10.244.0.0/16", 24),
+            ))
         })
     };
     assert_eq!(init_inside(&etcd).expect("init"), InitOutcome::Created);

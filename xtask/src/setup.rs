@@ -22,6 +22,8 @@ const PACKAGES: &[&str] = &[
     // Cluster: etcd for the control plane's tests; protoc for etcd-client's build (and
     // the well-known .proto files it imports, which protoc's package only recommends).
     "etcd-server",
+    // The TLS cluster tests make their CA and certificates with it.
+    "openssl",
     "protobuf-compiler",
     "libprotobuf-dev",
     // Packaging: dpkg-shlibdeps for cargo-deb; systemd-analyze and man for the package's

@@ -95,6 +95,9 @@ pub struct NetworkListing {
     pub this: Option<ThisNode>,
     /// The other nodes etcd knows, as last seen (kept while etcd is unreachable).
     pub nodes: Vec<crate::cluster::Node>,
+    /// The node entries not believed (their reservation names another node, ...).
+    #[serde(default)]
+    pub conflicts: Vec<crate::cluster::Conflict>,
     /// Whether etcd answers now.
     pub etcd_connected: bool,
 }

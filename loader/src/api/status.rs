@@ -108,6 +108,8 @@ pub struct Metrics {
     pub endpoints: u64,
     /// Other nodes of the cluster (static peers and etcd's).
     pub cluster_peers: u64,
+    /// Node entries etcd holds that are not believed (conflicts).
+    pub cluster_conflicts: u64,
     /// Each etcd network's key prefix and whether etcd answers for it.
     pub etcd: Vec<(String, bool)>,
     /// Whether the kernel counts programs' run time (`kernel.bpf_stats_enabled`).

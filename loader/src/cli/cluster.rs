@@ -28,6 +28,8 @@ pub struct InitArgs {
         required = true
     )]
     etcd: Vec<String>,
+    #[command(flatten)]
+    etcd_access: super::etcd_access::EtcdAccessArgs,
     /// Key prefix of the cluster in etcd.
     #[arg(long, value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     etcd_prefix: String,
@@ -66,11 +68,12 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         reclaim_after: args.reclaim_after,
         ..ClusterConfig::new(args.cidr, args.node_prefix, args.mode)
     };
+    let access = args.etcd_access.access(args.etcd)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match rt.block_on(cluster::init(&args.etcd, &args.etcd_prefix, &cfg))? {
+    match rt.block_on(cluster::init(&access, &args.etcd_prefix, &cfg))? {
         InitOutcome::Created => println!("cluster config written"),
         InitOutcome::AlreadyTheSame => println!("cluster config already in place"),
     }

@@ -112,6 +112,8 @@ pub struct Args {
     /// (created if missing), announce it, and route to every other node's.
     #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
     etcd: Vec<String>,
+    #[command(flatten)]
+    etcd_access: super::etcd_access::EtcdAccessArgs,
     /// Key prefix in etcd of the cluster network of the first `--bridge`.
     #[arg(long, value_name = "PREFIX", default_value = bpfnet::cluster::DEFAULT_PREFIX,
           requires = "etcd")]
@@ -164,6 +166,12 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
+    // Every etcd file is read and checked before anything changes.
+    let etcd_access = if args.etcd.is_empty() {
+        None
+    } else {
+        Some(args.etcd_access.access(args.etcd.clone())?)
+    };
     let first_bridge = args
         .bridges
         .first()
@@ -197,8 +205,8 @@ pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
         xdp: args.xdp,
         cluster_cidr: args.cluster_cidr,
         peers: args.peers.iter().map(|p| (p.subnet, p.underlay)).collect(),
-        etcd: (!args.etcd.is_empty()).then(|| daemon::EtcdJoin {
-            endpoints: args.etcd,
+        etcd: etcd_access.map(|access| daemon::EtcdJoin {
+            access,
             networks: std::iter::once((first_bridge, args.etcd_prefix))
                 .chain(
                     args.etcd_networks

@@ -4,6 +4,7 @@ pub mod completions;
 pub mod conntrack;
 pub mod daemon;
 pub mod endpoint;
+pub mod etcd_access;
 pub mod ls;
 pub mod man;
 pub mod monitor;

@@ -32,6 +32,8 @@ struct LsArgs {
     /// Read the nodes from these etcd endpoints instead of asking the daemon.
     #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
     etcd: Vec<String>,
+    #[command(flatten)]
+    etcd_access: super::etcd_access::EtcdAccessArgs,
     /// Key prefix of the cluster in etcd.
     #[arg(long, value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     etcd_prefix: String,
@@ -45,16 +47,19 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         };
         l
     } else {
+        let access = args.etcd_access.access(args.etcd.clone())?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
+        let listed = rt.block_on(cluster::nodes(&access, &args.etcd_prefix))?;
         NodeListing {
             networks: vec![NetworkListing {
                 bridge: String::new(),
                 prefix: args.etcd_prefix.clone(),
                 this: None,
-                nodes: rt.block_on(cluster::nodes(&args.etcd, &args.etcd_prefix))?,
+                nodes: listed.nodes,
+                conflicts: listed.conflicts,
                 etcd_connected: true,
             }],
             ..NodeListing::default()
@@ -115,6 +120,18 @@ fn print_network(net: &NetworkListing, now: u64) {
     );
     for n in &net.nodes {
         println!("  {}", node_line(n, now));
+    }
+    if !net.conflicts.is_empty() {
+        println!("  CONFLICTS (node entries not believed: no route, no tunnel admission)");
+        for c in &net.conflicts {
+            println!(
+                "  {:<20} {:<18} {:<16} {}",
+                c.name,
+                c.subnet.to_string(),
+                c.underlay.to_string(),
+                c.reason
+            );
+        }
     }
 }
 

@@ -40,6 +40,15 @@ pub enum ClusterError {
         /// What the client said (in the message only).
         error: Box<etcd_client::Error>,
     },
+    /// etcd refused this client: its certificate (or etcd's, to us), its password, or a
+    /// key its role is not granted.
+    #[error("{reason}")]
+    Refused {
+        /// What was being done.
+        what: &'static str,
+        /// Who refused what, and what etcd or the TLS handshake said.
+        reason: String,
+    },
     /// An etcd request got no answer in time.
     #[error("etcd: cannot {what}: no answer in {after:?}")]
     Timeout {
@@ -154,5 +163,10 @@ impl ClusterError {
             self,
             Self::Etcd { .. } | Self::Timeout { .. } | Self::Stream { .. } | Self::LeaseLost { .. }
         )
+    }
+
+    /// Whether etcd refused this client (credentials, certificate, permissions).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. })
     }
 }

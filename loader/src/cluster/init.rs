@@ -3,7 +3,7 @@ use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
 use tracing::info;
 
 use super::{
-    ClusterConfig, ClusterError,
+    ClusterConfig, ClusterError, EtcdAccess,
     etcd::{call, connect},
     keys::{Keys, to_json},
 };
@@ -21,12 +21,12 @@ pub enum InitOutcome {
 /// an existing one that differs is left alone and reported as
 /// [`ClusterError::ConfigDiffers`].
 pub async fn init(
-    endpoints: &[String],
+    etcd: &EtcdAccess,
     prefix: &str,
     cfg: &ClusterConfig,
 ) -> Result<InitOutcome, ClusterError> {
     cfg.validate()?;
-    let mut client = connect(endpoints).await?;
+    let mut client = connect(etcd).await?;
     let key = Keys::new(prefix).config();
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])

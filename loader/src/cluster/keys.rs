@@ -23,6 +23,11 @@ impl Keys {
         }
     }
 
+    /// `{prefix}/`, the prefix of every key of the cluster.
+    pub(crate) fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
     /// `{prefix}/config`.
     pub(crate) fn config(&self) -> String {
         format!("{}/config", self.prefix)

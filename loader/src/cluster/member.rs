@@ -12,7 +12,7 @@ use tokio::sync::mpsc::Sender;
 use tracing::{debug, error, warn};
 
 use super::{
-    ClusterConfig, ClusterError, Ipv4Net, Node,
+    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Node,
     keys::{valid_name, valid_underlay},
     outbox::Outbox,
     session::{Stop, serve},
@@ -27,8 +27,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// What a node joins the cluster with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinOptions {
-    /// etcd's client URLs.
-    pub endpoints: Vec<String>,
+    /// How to reach etcd: its client URLs, TLS and user.
+    pub etcd: EtcdAccess,
     /// The cluster's key prefix (e.g. `/bpfnet`).
     pub prefix: String,
     /// This node's name, unique in the cluster (a host name's characters).
@@ -49,7 +49,7 @@ impl JoinOptions {
     /// Refuse a name or underlay address no node can have.
     pub fn validate(&self) -> Result<(), ClusterError> {
         let invalid = |reason: String| Err(ClusterError::InvalidNode { reason });
-        if self.endpoints.is_empty() {
+        if self.etcd.endpoints().is_empty() {
             return invalid("no etcd endpoint".into());
         }
         if !valid_name(&self.name) {
@@ -90,7 +90,10 @@ pub enum ClusterEvent {
     /// start, then after each (re)join's listing and each change etcd reports. Never
     /// sent because etcd went away: the last list stands while it is (fail static).
     Peers(Vec<Node>),
-    /// Whether etcd is reachable now; sent when that changes.
+    /// The node entries not believed (`trust.rs`), sent after each listing and each
+    /// change; like `Peers`, kept while etcd is away.
+    Conflicts(Vec<Conflict>),
+    /// Whether etcd is reachable now (and serves this node); sent when that changes.
     Connected(bool),
 }
 
@@ -98,8 +101,9 @@ pub enum ClusterEvent {
 /// and peers (if any) first, then connect (retrying with a backoff up to 5 s, forever),
 /// wait for the cluster config, reserve a subnet, register this node under a liveness
 /// lease, keep both leases alive and follow the other nodes. When etcd becomes
-/// unreachable it sends `Connected(false)` and keeps the last peers until it has joined
-/// again and listed the nodes anew.
+/// unreachable, or refuses this node (a revoked certificate, a changed password), it
+/// sends `Connected(false)` and keeps the last peers until it has joined again and
+/// listed the nodes anew.
 ///
 /// A member stopped (its task aborted or its receiver dropped) leaves nothing behind on
 /// purpose: its peers keep their route to it until its liveness lease expires, so a
@@ -128,7 +132,9 @@ pub async fn run(opts: JoinOptions, tx: Sender<ClusterEvent>) {
         if out.joins() != joins {
             backoff = FIRST_BACKOFF;
         }
-        if error.is_unreachable() && out.connected(false).await.is_err() {
+        // A refusal (a revoked certificate, a changed password) fails static too: the
+        // last peers stand while it is retried.
+        if (error.is_unreachable() || error.is_refusal()) && out.connected(false).await.is_err() {
             return;
         }
         let text = error.to_string();
@@ -136,6 +142,11 @@ pub async fn run(opts: JoinOptions, tx: Sender<ClusterEvent>) {
             debug!(
                 error = text,
                 "cluster: still failing; retrying in {backoff:?}"
+            );
+        } else if error.is_refusal() {
+            error!(
+                error = text,
+                "cluster: etcd refuses this node; keeping the last-known peers, retrying in {backoff:?}"
             );
         } else {
             warn!(error = text, "cluster: retrying in {backoff:?}");

@@ -11,9 +11,11 @@
 //! - `{prefix}/nodes/{NAME}`: `{"subnet", "underlay", "mode", "vni", "last_seen", "mac",
 //!   "incarnation"}`, a live node, on a lease of TTL `lease_ttl` kept alive every third
 //!   of it; `mac` is its underlay interface's, `incarnation` new at each start.
+mod access;
 mod config;
 mod error;
 mod etcd;
+mod handshake;
 mod init;
 mod keys;
 mod member;
@@ -24,16 +26,19 @@ mod peers;
 mod persist;
 mod pool;
 mod session;
+mod trust;
 
+pub use access::{AccessError, AccessFlags, EtcdAccess, PASSWORD_ENV};
 pub use config::{ClusterConfig, Mode};
 pub use error::{ClusterError, ParseError};
-pub use etcd::connect;
+pub use etcd::{connect, probe};
 pub use init::{InitOutcome, init};
 pub use member::{ClusterEvent, JoinOptions, incarnation, run};
 pub use net::Ipv4Net;
-pub use node::{Node, nodes};
+pub use node::{EtcdNodes, Node, nodes};
 pub use persist::STATE_FILE;
 pub use pool::claim;
+pub use trust::{Conflict, ConflictReason};
 
 /// The key prefix when none is given.
 pub const DEFAULT_PREFIX: &str = "/bpfnet";

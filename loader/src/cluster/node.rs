@@ -1,15 +1,16 @@
 //! Nodes as their peers see them, read from `{prefix}/nodes/` and `{prefix}/subnets/`.
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use etcd_client::{GetOptions, KeyValue};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{
-    ClusterConfig, ClusterError, Ipv4Net, Mode,
+    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Mode,
     etcd::{call, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, valid_underlay},
+    trust::{Entry, judge},
 };
 use crate::endpoint::Mac;
 
@@ -101,57 +102,71 @@ impl Node {
     }
 }
 
-/// Every node of the cluster at `endpoints`: the live ones from `{prefix}/nodes/`, and
-/// the gone ones whose subnet is still reserved (`alive: false`, `last_seen` from the
-/// reservation), in subnet order.
-pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, ClusterError> {
+/// What etcd says of a cluster's nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdNodes {
+    /// The believed live nodes from `{prefix}/nodes/`, and the gone ones whose subnet is
+    /// still reserved (`alive: false`, `last_seen` from the reservation), in subnet order.
+    pub nodes: Vec<Node>,
+    /// The live node entries not believed (`trust.rs`), by name.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Every node of the cluster `etcd` holds under `prefix`, judged as a member judges
+/// its peers (with no node of its own).
+pub async fn nodes(etcd: &EtcdAccess, prefix: &str) -> Result<EtcdNodes, ClusterError> {
     let keys = Keys::new(prefix);
-    let mut client = connect(endpoints).await?;
+    let mut client = connect(etcd).await?;
     let cfg = read_config(&mut client, &keys).await?;
-    let live = call(
-        "list the nodes",
-        client.get(keys.nodes(), Some(GetOptions::new().with_prefix())),
+    let all = call(
+        "list the nodes and reservations",
+        client.get(keys.root(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let mut all: Vec<Node> = live
-        .kvs()
-        .iter()
-        .filter_map(|kv| Node::from_kv(&keys, &cfg, kv))
-        .collect();
-    let reserved = call(
-        "list the subnet reservations",
-        client.get(keys.subnets(), Some(GetOptions::new().with_prefix())),
-    )
-    .await?;
-    for kv in reserved.kvs() {
+    let mut entries = Vec::new();
+    let mut reservations = BTreeMap::new();
+    let mut last_seen = BTreeMap::new();
+    for kv in all.kvs() {
+        if keys.node_name(kv.key()).is_some() {
+            if let Some(node) = Node::from_kv(&keys, &cfg, kv) {
+                entries.push(Entry {
+                    node,
+                    created: kv.create_revision(),
+                });
+            }
+            continue;
+        }
         let Some(subnet) = keys.subnet_of(kv.key()) else {
             continue;
         };
-        let r: SubnetRecord = match serde_json::from_slice(kv.value()) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(%subnet, error = %e, "reservation with a bad value; skipped");
-                continue;
+        match serde_json::from_slice::<SubnetRecord>(kv.value()) {
+            Ok(r) => {
+                last_seen.insert(subnet, r.last_seen);
+                reservations.insert(subnet, r.node);
             }
-        };
-        if all
-            .iter()
-            .any(|n| n.alive && n.name == r.node && n.subnet == subnet)
-        {
+            Err(e) => warn!(%subnet, error = %e, "reservation with a bad value; skipped"),
+        }
+    }
+    let (mut all, conflicts) = judge(None, &entries, &reservations);
+    for (subnet, name) in reservations {
+        if all.iter().any(|n| n.name == name && n.subnet == subnet) {
             continue;
         }
         all.push(Node {
-            name: r.node,
+            name,
             subnet,
             underlay: Ipv4Addr::UNSPECIFIED,
             mode: cfg.mode,
             vni: cfg.vni,
             alive: false,
-            last_seen: r.last_seen,
+            last_seen: last_seen.get(&subnet).copied().unwrap_or(0),
             mac: None,
             incarnation: 0,
         });
     }
     all.sort_by_key(|n| (n.subnet, n.name.clone()));
-    Ok(all)
+    Ok(EtcdNodes {
+        nodes: all,
+        conflicts,
+    })
 }

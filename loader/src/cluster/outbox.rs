@@ -5,7 +5,7 @@ use tokio::sync::mpsc::Sender;
 use tracing::{info, warn};
 
 use super::{
-    ClusterConfig, ClusterEvent, Ipv4Net, Node,
+    ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Node,
     persist::{Leases, Persisted},
 };
 
@@ -110,6 +110,11 @@ impl Outbox {
         }
         self.save();
         self.send(ClusterEvent::Peers(peers)).await
+    }
+
+    /// Send the node entries not believed (not persisted: judged anew at each listing).
+    pub(crate) async fn conflicts(&mut self, conflicts: Vec<Conflict>) -> Result<(), Gone> {
+        self.send(ClusterEvent::Conflicts(conflicts)).await
     }
 
     /// Send whether etcd is reachable, when that changed.

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     ClusterConfig, ClusterError, Ipv4Net, JoinOptions,
-    etcd::{call, connect},
+    etcd::{call, classify, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, now, to_json},
     outbox::{Gone, Outbox},
@@ -56,10 +56,11 @@ pub(crate) async fn serve(opts: &JoinOptions, out: &mut Outbox) -> Stop {
 
 async fn session(opts: &JoinOptions, out: &mut Outbox) -> Result<Infallible, Stop> {
     let keys = Keys::new(&opts.prefix);
-    let mut client = connect(&opts.endpoints).await?;
+    let mut client = connect(&opts.etcd).await?;
     let config = read_config(&mut client, &keys).await;
-    // Any answer, "no config" too, says etcd is reachable.
-    if !matches!(&config, Err(e) if e.is_unreachable()) {
+    // Any answer, "no config" too, says etcd is reachable; a refusal says it does not
+    // serve this node.
+    if !matches!(&config, Err(e) if e.is_unreachable() || e.is_refusal()) {
         out.connected(true).await?;
     }
     let cfg = config?;
@@ -212,23 +213,33 @@ async fn follow(
         call(what, client.lease_keep_alive(leases.liveness)).await?;
     let (mut res_keeper, mut res_acks) =
         call(what, client.lease_keep_alive(leases.reservation)).await?;
+    // Nodes and reservations at one revision, then every change of either: a node is
+    // believed only while its reservation names it.
     let listing = call(
-        "list the nodes",
-        client.get(keys.nodes(), Some(GetOptions::new().with_prefix())),
+        "list the nodes and reservations",
+        client.get(keys.root(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
     let revision = listing.header().map_or(0, |h| h.revision());
-    let mut peers = PeerSet::new(keys.clone(), cfg.clone(), opts.name.clone(), subnet);
+    let mut peers = PeerSet::new(
+        keys.clone(),
+        cfg.clone(),
+        opts.name.clone(),
+        subnet,
+        opts.underlay,
+    );
     for kv in listing.kvs() {
         peers.put(kv);
     }
+    peers.judge();
     let watch = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
-    let watch = call("watch the nodes", client.watch(keys.nodes(), Some(watch))).await?;
+    let watch = call("watch the nodes", client.watch(keys.root(), Some(watch))).await?;
     // The request half stays open for as long as the watch runs.
     let (_requests, mut events) = watch.split();
     out.peers(peers.list()).await?;
+    out.conflicts(peers.conflicts()).await?;
 
     let ttl = Duration::from_secs(cfg.lease_ttl);
     let shortest = cfg.lease_ttl.min(cfg.reclaim_after);
@@ -256,11 +267,7 @@ async fn follow(
             resp = events.next() => {
                 let resp = match resp {
                     Some(Ok(r)) => r,
-                    Some(Err(e)) => return Err(ClusterError::Etcd {
-                        what: "watch the nodes",
-                        error: Box::new(e),
-                    }
-                    .into()),
+                    Some(Err(e)) => return Err(classify("watch the nodes", e).into()),
                     None => return Err(ClusterError::Stream {
                         what: "the watch on the nodes ended".into(),
                     }
@@ -276,12 +283,15 @@ async fn follow(
                     }
                     .into());
                 }
-                let mut changed = false;
                 for event in resp.events() {
-                    changed |= peers.apply(event);
+                    peers.apply(event);
                 }
-                if changed {
+                let changed = peers.judge();
+                if changed.peers {
                     out.peers(peers.list()).await?;
+                }
+                if changed.conflicts {
+                    out.conflicts(peers.conflicts()).await?;
                 }
             }
             _ = refresh.tick() => {
@@ -299,10 +309,7 @@ fn acked(
     match ack {
         Some(Ok(r)) if r.ttl() > 0 => Ok(()),
         Some(Ok(_)) => Err(ClusterError::LeaseLost { lease }),
-        Some(Err(e)) => Err(ClusterError::Etcd {
-            what: "keep a lease alive",
-            error: Box::new(e),
-        }),
+        Some(Err(e)) => Err(classify("keep a lease alive", e)),
         None => Err(ClusterError::Stream {
             what: "a lease keepalive stream ended".into(),
         }),

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, ThisNode},
-    cluster::{ClusterConfig, ClusterEvent, Ipv4Net, Mode, Node},
+    cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Mode, Node},
     datapath::sync::sync,
     endpoint::Ipv4Cidr,
     netlink::{Hop, Route4},
@@ -65,6 +65,8 @@ pub(super) struct Network {
     pub joined: Option<(ClusterConfig, Ipv4Cidr)>,
     /// The other nodes, as last seen (kept while etcd is unreachable).
     pub nodes: Vec<Node>,
+    /// The node entries not believed, as last judged.
+    pub conflicts: Vec<Conflict>,
     /// Whether a peer list came since start (the persisted one counts).
     pub listed: bool,
     /// Whether etcd answers now.
@@ -78,6 +80,7 @@ impl Network {
             prefix,
             joined: None,
             nodes: Vec::new(),
+            conflicts: Vec::new(),
             listed: false,
             connected: false,
         }
@@ -296,6 +299,7 @@ impl Cluster {
                     },
                 ),
                 nodes: net.nodes.clone(),
+                conflicts: net.conflicts.clone(),
                 etcd_connected: net.connected,
             })
             .collect();
@@ -378,6 +382,10 @@ impl Daemon {
                     self.bump_route_gen();
                 }
                 return self.sync_peer_neighbours().await;
+            }
+            ClusterEvent::Conflicts(conflicts) => {
+                net.conflicts = conflicts;
+                return;
             }
             ClusterEvent::Connected(up) => {
                 if up != net.connected {

@@ -51,7 +51,7 @@ impl Daemon {
         let incarnation = crate::cluster::incarnation();
         for (i, net) in self.cluster.networks.iter().enumerate() {
             let opts = JoinOptions {
-                endpoints: etcd.endpoints.clone(),
+                etcd: etcd.access.clone(),
                 prefix: net.prefix.clone(),
                 name: etcd.node_name.clone(),
                 underlay: address,

@@ -61,6 +61,8 @@ pub enum DaemonError {
     NetnsCookie(std::io::Error),
     #[error("cannot write the datapath configuration: {0}")]
     Config(aya::maps::MapError),
+    #[error("{0}")]
+    EtcdRefused(crate::cluster::ClusterError),
 }
 
 /// An IPv4 address configured on an interface: (ifindex, address, prefix length).
@@ -109,7 +111,8 @@ pub struct Config {
 /// Where and as whom the daemon joins an etcd cluster.
 #[derive(Clone, Debug)]
 pub struct EtcdJoin {
-    pub endpoints: Vec<String>,
+    /// Its endpoints, TLS files and user, checked.
+    pub access: crate::cluster::EtcdAccess,
     /// The networks: (bridge, key prefix), the first bridge's first.
     pub networks: Vec<(String, String)>,
     pub node_name: String,
@@ -150,9 +153,36 @@ struct Daemon {
     ct_left: Option<[u64; 4]>,
 }
 
+/// Whether etcd lets this node in: a refusal is the daemon's error; an unreachable etcd
+/// is only logged (the member keeps trying, from the persisted peers). Returns the
+/// warning plain HTTP (or TLS without a client identity) deserves.
+async fn check_etcd(etcd: &EtcdJoin) -> Result<Option<String>, DaemonError> {
+    let prefix = etcd
+        .networks
+        .first()
+        .map_or(crate::cluster::DEFAULT_PREFIX, |(_, p)| p.as_str());
+    match crate::cluster::probe(&etcd.access, prefix).await {
+        Ok(()) => {}
+        Err(e) if e.is_refusal() => return Err(DaemonError::EtcdRefused(e)),
+        Err(e) => {
+            warn!(error = %e, "etcd not reachable at start: starting from the persisted cluster state")
+        }
+    }
+    let weakness = etcd.access.weakness();
+    if let Some(w) = &weakness {
+        warn!("{w}");
+    }
+    Ok(weakness)
+}
+
 /// Run the daemon until SIGTERM or SIGINT. The datapath stays in place when it exits.
 pub async fn run(cfg: Config) -> Result<(), DaemonError> {
-    // Before anything changes: a taken port is the daemon's error, not a half start.
+    // Before anything changes: a taken port, or an etcd that refuses this node's
+    // certificate or password, is the daemon's error, not a half start.
+    let etcd_weakness = match &cfg.etcd {
+        Some(etcd) => check_etcd(etcd).await?,
+        None => None,
+    };
     let metrics = match cfg.metrics {
         Some(addr) => Some(crate::metrics::bind(addr).await?),
         None => None,
@@ -232,6 +262,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             ..Default::default()
         },
     };
+    if let Some(w) = etcd_weakness {
+        d.warnings.push(w);
+    }
     if cfg.follow_docker
         && let Some(w) = docker_nat::check()
     {

@@ -77,6 +77,14 @@ impl Daemon {
         );
         warnings.extend(self.dp.degraded().iter().map(ToString::to_string));
         warnings.extend(self.cluster.cidr_warning());
+        warnings.extend(self.cluster.networks.iter().filter(|n| !n.conflicts.is_empty()).map(|n| {
+            format!(
+                "cluster network {}: {} node entries not believed (their subnet is not reserved \
+                 for them, or their address is taken); `bpfnet node ls` lists them",
+                n.prefix,
+                n.conflicts.len()
+            )
+        }));
         warnings.extend(maps.iter().filter(|m| m.crowded()).map(|m| {
             format!(
                 "map {} is {}% full ({} of {} entries)",
@@ -148,6 +156,15 @@ impl Daemon {
         (self.cluster.peers.len() + etcd) as u64
     }
 
+    /// Node entries not believed, in every etcd network.
+    fn cluster_conflicts(&self) -> u64 {
+        self.cluster
+            .networks
+            .iter()
+            .map(|n| n.conflicts.len() as u64)
+            .sum()
+    }
+
     /// Each etcd network's key prefix and whether etcd answers for it.
     fn etcd_links(&self) -> Vec<(String, bool)> {
         self.cluster
@@ -203,6 +220,7 @@ impl Daemon {
             publishes_docker: (published.len() as u64).saturating_sub(cli),
             endpoints: self.all_endpoints().len() as u64,
             cluster_peers: self.cluster_peers(),
+            cluster_conflicts: self.cluster_conflicts(),
             etcd: self.etcd_links(),
             bpf_stats_enabled: bpf_stats,
             programs,

@@ -261,6 +261,12 @@ fn state(r: &mut Registry, m: &Metrics) {
         "Other nodes of the cluster (static peers and etcd's)",
         level(m.cluster_peers),
     );
+    r.register(
+        "cluster_node_conflicts",
+        "Node entries in etcd not believed: their subnet is not reserved for them, or their \
+         underlay address is another node's",
+        level(m.cluster_conflicts),
+    );
     if !m.etcd.is_empty() {
         let up = Family::<Prefix, Level>::default();
         for (prefix, connected) in &m.etcd {
