@@ -475,7 +475,7 @@ async fn fail_static_keeps_peers_while_etcd_is_down() {
     let first = a.next(Duration::from_secs(1)).await;
     let second = a.next(Duration::from_secs(1)).await;
     assert!(
-        matches!(&first, Some(ClusterEvent::Joined { subnet: s, config }) if *s == subnet && *config == cfg),
+        matches!(&first, Some(ClusterEvent::Joined { subnet: s, config, .. }) if *s == subnet && *config == cfg),
         "{first:?}"
     );
     assert!(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{
-    ClusterConfig, ClusterError, Ipv4Net, Mode,
+    ClusterConfig, ClusterError, Ipv4Net, Ipv6Net, Mode,
     etcd::{call, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, valid_underlay},
@@ -37,6 +37,9 @@ pub struct Node {
     /// Which start of its daemon registered it (0: not known).
     #[serde(default)]
     pub incarnation: u64,
+    /// Its IPv6 prefix (dual stack): none in an IPv4-only cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
 }
 
 impl Node {
@@ -52,6 +55,7 @@ impl Node {
             self.alive,
             self.mac,
             self.incarnation,
+            self.subnet6,
         ) == (
             &other.name,
             other.subnet,
@@ -61,6 +65,7 @@ impl Node {
             other.alive,
             other.mac,
             other.incarnation,
+            other.subnet6,
         )
     }
 
@@ -83,6 +88,14 @@ impl Node {
             warn!(%key, subnet = %r.subnet, cidr = %cfg.cidr, "node subnet outside the cluster's; skipped");
             return None;
         }
+        let subnet6 = match r.subnet6 {
+            Some(s) if !cfg.is_node_subnet6(&s) => {
+                // Its IPv4 subnet stays reachable; no IPv6 route to it.
+                warn!(%key, subnet6 = %s, cidr6 = ?cfg.cidr6, "node IPv6 prefix outside the cluster's; ignored");
+                None
+            }
+            s => s,
+        };
         if !valid_underlay(r.underlay) {
             warn!(%key, underlay = %r.underlay, "node with an unusable underlay address; skipped");
             return None;
@@ -97,6 +110,7 @@ impl Node {
             last_seen: r.last_seen,
             mac: r.mac,
             incarnation: r.incarnation,
+            subnet6,
         })
     }
 }
@@ -123,6 +137,21 @@ pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, Clus
         client.get(keys.subnets(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
+    // A gone node's IPv6 prefix, by its name (dual stack).
+    let reserved6 = call(
+        "list the IPv6 prefix reservations",
+        client.get(keys.subnets6(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let gone6: Vec<(String, Ipv6Net)> = reserved6
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let net = keys.subnet6_of(kv.key())?;
+            let r: SubnetRecord = serde_json::from_slice(kv.value()).ok()?;
+            Some((r.node, net))
+        })
+        .collect();
     for kv in reserved.kvs() {
         let Some(subnet) = keys.subnet_of(kv.key()) else {
             continue;
@@ -140,6 +169,7 @@ pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, Clus
         {
             continue;
         }
+        let subnet6 = gone6.iter().find(|(n, _)| *n == r.node).map(|&(_, s)| s);
         all.push(Node {
             name: r.node,
             subnet,
@@ -150,6 +180,7 @@ pub async fn nodes(endpoints: &[String], prefix: &str) -> Result<Vec<Node>, Clus
             last_seen: r.last_seen,
             mac: None,
             incarnation: 0,
+            subnet6,
         });
     }
     all.sort_by_key(|n| (n.subnet, n.name.clone()));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use etcd_client::{Event, EventType, KeyValue};
 use tracing::{error, warn};
 
-use super::{ClusterConfig, Ipv4Net, Node, keys::Keys};
+use super::{ClusterConfig, Ipv4Net, Ipv6Net, Node, keys::Keys};
 
 /// Every valid live node but this one, by name.
 #[derive(Debug)]
@@ -14,17 +14,25 @@ pub(crate) struct PeerSet {
     cfg: ClusterConfig,
     me: String,
     own: Ipv4Net,
+    own6: Option<Ipv6Net>,
     nodes: BTreeMap<String, Node>,
 }
 
 impl PeerSet {
-    /// An empty set for node `me`, whose subnet is `own`.
-    pub(crate) fn new(keys: Keys, cfg: ClusterConfig, me: String, own: Ipv4Net) -> Self {
+    /// An empty set for node `me`, whose subnet is `own` (and IPv6 prefix `own6`).
+    pub(crate) fn new(
+        keys: Keys,
+        cfg: ClusterConfig,
+        me: String,
+        own: Ipv4Net,
+        own6: Option<Ipv6Net>,
+    ) -> Self {
         Self {
             keys,
             cfg,
             me,
             own,
+            own6,
             nodes: BTreeMap::new(),
         }
     }
@@ -59,7 +67,12 @@ impl PeerSet {
             // No longer a usable node: no route to it either.
             return self.delete(kv.key());
         };
-        if node.subnet.overlaps(&self.own) {
+        if node.subnet.overlaps(&self.own)
+            || node
+                .subnet6
+                .zip(self.own6)
+                .is_some_and(|(s, o)| s.overlaps(&o))
+        {
             error!(peer = name, subnet = %node.subnet, "a peer claims this node's subnet; skipped");
             return self.delete(kv.key());
         }
