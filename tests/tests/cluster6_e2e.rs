@@ -203,6 +203,44 @@ fn a_dual_stack_cluster_in_host_gw_mode_carries_ipv6_untranslated_and_refuses_ou
     assert_dual_stack_both_ways(&d);
     let to = SocketAddr::from((d.addrs6[0], PORT6));
 
+    // Egress to the outside stays NAT66, as on one host: a server on the segment sees
+    // host 1's own IPv6 address, not the container's.
+    let host1_v6: Ipv6Addr = "2001:db8:ff::1".parse().expect("address");
+    let h1 = &d.c.hosts[0];
+    h1.ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::1/64",
+        "dev",
+        UNDERLAY,
+        "nodad",
+    ]);
+    let web = Netns::new(&format!("{}-w6", h1.ns.name));
+    d.c.plug_underlay(&web, 201, "192.0.2.201/24");
+    web.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:ff::201/64",
+        "dev",
+        UNDERLAY,
+        "nodad",
+    ]);
+    let _web_server = WhoamiServer::start6(&web, PORT6);
+    let outside_server = SocketAddr::from((
+        "2001:db8:ff::201".parse::<Ipv6Addr>().expect("address"),
+        PORT6,
+    ));
+    let reply = tcp_roundtrip(&h1.containers[0], outside_server, b"who")
+        .expect("a container reaches an IPv6 server outside the cluster");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip(),
+        std::net::IpAddr::V6(host1_v6),
+        "masqueraded to the node's own IPv6 address (NAT66)"
+    );
+    drop(web);
+
     // A host on the wire outside the cluster's IPv6 prefixes starts no flow.
     let outside: Ipv6Addr = "2001:db8:ff::200".parse().expect("address");
     let out = wire_sender(&d, outside, d.addrs6[0], &d.c.hosts[0]);
