@@ -3,10 +3,15 @@
 //! rounds: `routed` (a kernel route on each host to the other's prefix: the baseline),
 //! `host-gw` and `vxlan` (bpfnet, each host a node of an etcd cluster), `kernel vxlan`
 //! (a VXLAN device with a route, a neighbour and an FDB entry per peer: flannel's way).
+//! Dual stack: the containers have IPv6 addresses too (fd00:10:244:0::2 and
+//! fd00:10:244:1::2), for the IPv6 rows: bpfnet carries them over the IPv4 underlay;
+//! the kernel's `routed` baseline routes them to the peer's underlay IPv6 address
+//! (fd00:192:0:2::i, the kernel has no IPv6 route by an IPv4 next hop), `kernel vxlan`
+//! through its device to the peer's prefix's first address, a permanent neighbour.
 use std::{
     collections::BTreeMap,
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -25,9 +30,13 @@ use crate::{Plan, iperf, load, median, or_failed, pin::Pin, report::Row};
 pub const MODES: [&str; 4] = ["routed", "host-gw", "vxlan", "kernel vxlan"];
 
 const ECHO: u16 = 9300;
+/// The IPv6 echo servers' port (iperf3's server takes both families).
+const ECHO6: u16 = 9306;
 const IPERF: u16 = 5203;
 /// The server container, on host 2.
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+/// The server container's IPv6 address.
+const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2);
 /// etcd key prefixes of the two bpfnet clusters.
 const HOST_GW: &str = "/gw";
 const VXLAN: &str = "/vx";
@@ -43,12 +52,22 @@ pub struct CrossHost {
     c: Cluster,
     etcd: EtcdServer,
     _etcd_ns: Netns,
-    _servers: (load::Servers, iperf::Server),
+    _servers: (load::Servers, load::Servers, iperf::Server),
 }
 
 /// Host `i`'s prefix: 10.244.(i-1).0/24, its bridge holding the first address.
 fn prefix(i: u8) -> String {
     format!("10.244.{}.0/24", i - 1)
+}
+
+/// Host `i`'s underlay IPv6 address, for the `routed` baseline's IPv6 routes.
+fn underlay6(i: u8) -> String {
+    format!("fd00:192:0:2::{i}/64")
+}
+
+/// Host `i`'s IPv6 prefix: fd00:10:244:(i-1)::/64, its bridge holding the first address.
+fn prefix6(i: u8) -> String {
+    format!("fd00:10:244:{}::/64", i - 1)
 }
 
 impl CrossHost {
@@ -64,6 +83,21 @@ impl CrossHost {
             );
             ns.exec(&["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"]);
             ns.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"]);
+            let gateway6 = format!("fd00:10:244:{}::1", i - 1);
+            let own6 = format!("fd00:10:244:{}::2/64", i - 1);
+            ns.ip(&["-6", "addr", "add", &own6, "dev", "eth0", "nodad"]);
+            ns.ip(&["-6", "route", "add", "default", "via", &gateway6]);
+            h.ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{gateway6}/64"),
+                "dev",
+                "br0",
+                "nodad",
+            ]);
+            h.ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+            h.ns.ip(&["-6", "addr", "add", &underlay6(i), "dev", "ul0", "nodad"]);
         }
         let etcd_ns = Netns::new(&format!("{}-etcd", c.hosts[0].ns.name));
         c.plug_underlay(&etcd_ns, 250, "192.0.2.250/24");
@@ -79,6 +113,8 @@ impl CrossHost {
                     "10.244.0.0/16",
                     "--node-prefix",
                     "24",
+                    "--cidr6",
+                    "fd00:10:244::/48",
                     "--mode",
                     mode,
                     "--lease-ttl",
@@ -89,6 +125,7 @@ impl CrossHost {
         let server = &c.hosts[1].containers[0];
         let servers = (
             load::Servers::start(server, Ipv4Addr::UNSPECIFIED.into(), ECHO),
+            load::Servers::start(server, Ipv6Addr::UNSPECIFIED.into(), ECHO6),
             iperf::Server::start(server, IPERF),
         );
         Ok(Self {
@@ -107,6 +144,10 @@ impl CrossHost {
             "routed" => {
                 h1.ns.ip(&["route", "add", &prefix(2), "via", "192.0.2.2"]);
                 h2.ns.ip(&["route", "add", &prefix(1), "via", "192.0.2.1"]);
+                h1.ns
+                    .ip(&["-6", "route", "add", &prefix6(2), "via", "fd00:192:0:2::2"]);
+                h2.ns
+                    .ip(&["-6", "route", "add", &prefix6(1), "via", "fd00:192:0:2::1"]);
                 Ok(Vec::new())
             }
             "kernel vxlan" => {
@@ -167,6 +208,32 @@ impl CrossHost {
                         "dst",
                         &format!("192.0.2.{j}"),
                     ]);
+                    let gw6 = format!("fd00:10:244:{}::", j - 1);
+                    let own6 = format!("fd00:10:244:{}::/128", i - 1);
+                    ns.ip(&["-6", "addr", "add", &own6, "dev", KERNEL_VXLAN, "nodad"]);
+                    ns.ip(&[
+                        "-6",
+                        "route",
+                        "add",
+                        &prefix6(j),
+                        "via",
+                        &gw6,
+                        "dev",
+                        KERNEL_VXLAN,
+                        "onlink",
+                    ]);
+                    ns.ip(&[
+                        "-6",
+                        "neigh",
+                        "add",
+                        &gw6,
+                        "lladdr",
+                        &mac,
+                        "dev",
+                        KERNEL_VXLAN,
+                        "nud",
+                        "permanent",
+                    ]);
                 }
                 Ok(Vec::new())
             }
@@ -181,6 +248,22 @@ impl CrossHost {
                     ensure!(
                         gateway == Ipv4Addr::new(10, 244, h.index - 1, 1),
                         "host {} got the prefix of {gateway}",
+                        h.index
+                    );
+                    let (gateway6, _) = h.await_prefix6();
+                    ensure!(
+                        gateway6
+                            == Ipv6Addr::new(
+                                0xfd00,
+                                0x10,
+                                0x244,
+                                u16::from(h.index) - 1,
+                                0,
+                                0,
+                                0,
+                                1
+                            ),
+                        "host {} got the IPv6 prefix of {gateway6}",
                         h.index
                     );
                 }
@@ -199,9 +282,11 @@ impl CrossHost {
             match mode {
                 "routed" => {
                     let other = 3 - h.index;
-                    let _ = std::process::Command::new("ip")
-                        .args(["-n", &h.ns.name, "route", "del", &prefix(other)])
-                        .status();
+                    for (family, p) in [("-4", prefix(other)), ("-6", prefix6(other))] {
+                        let _ = std::process::Command::new("ip")
+                            .args(["-n", &h.ns.name, family, "route", "del", &p])
+                            .status();
+                    }
                 }
                 "kernel vxlan" => h.ns.ip(&["link", "del", KERNEL_VXLAN]),
                 _ => {
@@ -226,6 +311,7 @@ type Measure = (
 fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
     let (secs, dur) = (plan.secs, Duration::from_secs_f64(plan.secs));
     let echo = SocketAddr::from((SERVER, ECHO));
+    let echo6 = SocketAddr::from((SERVER6, ECHO6));
     vec![
         (
             vec![("TCP stream across hosts", "Gbit/s", true)],
@@ -261,6 +347,31 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
             Box::new(move |c| {
                 load::pin_servers(None);
                 load::conn_rate(c, echo, 4, dur).map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            vec![("TCP stream across hosts, IPv6", "Gbit/s", true)],
+            Box::new(move |c| {
+                iperf::stream(c, SocketAddr::from((SERVER6, IPERF)), secs, false, pin)
+                    .map(|g| vec![g])
+            }),
+        ),
+        (
+            vec![
+                ("TCP request/response across hosts, IPv6", "trans/s", true),
+                ("TCP RR p99 across hosts, IPv6", "µs", false),
+            ],
+            Box::new(move |c| {
+                load::pin_servers(pin.server());
+                let r = load::tcp_rr(c, echo6, dur, pin.client())?;
+                Ok(vec![r.per_sec, r.p99_us])
+            }),
+        ),
+        (
+            vec![("UDP request/response across hosts, IPv6", "trans/s", true)],
+            Box::new(move |c| {
+                load::pin_servers(pin.server());
+                load::udp_rr(c, echo6, dur, pin.client()).map(|r| vec![r.per_sec])
             }),
         ),
     ]

@@ -353,8 +353,11 @@ pub fn cross_host_markdown(r: &Report) -> String {
          `routed`: a kernel route on each host to the other's prefix (the baseline); \
          `host-gw` and `vxlan`: bpfnet, each host a node of an etcd cluster (no kernel route; \
          VXLAN through a collect-metadata device, MSS clamped); `kernel vxlan`: a VXLAN \
-         device with a route, a neighbour and an FDB entry per peer (flannel's way). Same \
-         interleaved rounds; ratios above 1 are faster than the baseline (for p99, below 1).\n"
+         device with a route, a neighbour and an FDB entry per peer (flannel's way). The \
+         `IPv6` rows reach the server's IPv6 address (dual stack, `--cidr6`): bpfnet over the \
+         IPv4 underlay, the kernel's ways by the underlay's IPv6 addresses (`routed`) or its \
+         VXLAN device. Same interleaved rounds; ratios above 1 are faster than the baseline \
+         (for p99, below 1).\n"
     );
     let _ = writeln!(
         s,

@@ -65,6 +65,8 @@ pub mod names {
     pub const SUBNETS: &str = "subnets_v1";
     pub const SUBNETS6: &str = "subnets6_v1";
     pub const CLUSTER: &str = "cluster_v1";
+    /// The cluster's IPv6 prefixes (dual stack), `ClusterRoute` values as `cluster_v1`'s.
+    pub const CLUSTER6: &str = "cluster6_v1";
     /// Per container address: its masqueraded flows (SNAT quota), the flows it
     /// originated (its share of the flow tables), and the share.
     pub const SNAT_USE: &str = "snat_use_v2";

@@ -162,7 +162,8 @@ pub const IFACE_BRIDGE: u32 = 2;
 /// wire). The LAN's hosts, inside the bridge's subnet, arrive only on it.
 pub const IFACE_LAN_SHIFT: u32 = 8;
 
-/// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, network order): a prefix of
+/// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, network order) and of
+/// `cluster6_v1` (keyed by IPv6 prefix; the underlay, and so `node`, stays IPv4): a prefix of
 /// the cluster's container network, where its packets go and which network it is.
 /// Between two addresses of the cluster nothing is translated; a packet passes only
 /// between prefixes of one network (equal `vni`).

@@ -54,7 +54,8 @@ reasons! {
     DropMalformed = 10, "drop-malformed", true;
     /// Drop: packet too short for its L4 header.
     DropTruncated = 11, "drop-truncated", true;
-    /// Drop: the route lookup for a translated packet failed.
+    /// Drop: the route lookup for a translated packet failed (or, dual stack, an IPv6
+    /// packet's host-gw node has no resolved neighbour entry yet).
     DropNoRoute = 12, "drop-no-route", true;
     /// Drop: a CT entry could not be created.
     DropCtInsert = 13, "drop-ct-insert", true;

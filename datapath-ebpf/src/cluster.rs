@@ -4,7 +4,8 @@
 //! (host-gw) or into a VXLAN tunnel to it, tracked, and on the receiving node a packet
 //! from a prefix of the same network (or from a node) to a local container starts a
 //! tracked flow past the inbound policy. A prefix of another network is isolated as a
-//! local bridge of another network is. The cluster is IPv4.
+//! local bridge of another network is. Dual stack: an IPv6 prefix (`cluster6_v1`) is
+//! judged the same way, its node's underlay (and so the tunnel's outer header) IPv4.
 use aya_ebpf::{
     EbpfContext as _, bindings::bpf_tunnel_key, helpers::generated::bpf_skb_get_tunnel_key,
     programs::TcContext,
@@ -16,7 +17,7 @@ use common::{
 
 use crate::{
     ct,
-    family::Family,
+    family::{Family, stage},
     fwd,
     maps::scratch,
     parse::{Packet, read},
@@ -29,7 +30,11 @@ pub const VXLAN_MACS: [[u8; 6]; 2] = [common::CLUSTER_VXLAN_MAC, common::CLUSTER
 /// prefix (None: by its own route).
 #[inline(always)]
 pub fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
-    A::cluster_of(dst).filter(|c| c.kind == CLUSTER_HOST_GW || c.kind == CLUSTER_VXLAN)
+    // IPv6's lookup key (20 bytes) behind a call of its own: every route lookup asks.
+    stage!(
+        A,
+        A::cluster_of(dst).filter(|c| c.kind == CLUSTER_HOST_GW || c.kind == CLUSTER_VXLAN)
+    )
 }
 
 /// Whether a container's packet from `src` to `dst` crosses the cluster: Some(true)
@@ -169,7 +174,14 @@ pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) {
     if opt[0] != 2 || opt[1] != 4 {
         return;
     }
-    let max = u16::try_from(fwd::device_mtu(ctx, ifindex).saturating_sub(40)).unwrap_or(u16::MAX);
+    // Less the IP and TCP headers: 40 bytes for IPv4, 60 for IPv6.
+    let headers = if A::AF == crate::family::AF_INET6 {
+        60
+    } else {
+        40
+    };
+    let max =
+        u16::try_from(fwd::device_mtu(ctx, ifindex).saturating_sub(headers)).unwrap_or(u16::MAX);
     if u16::from_be_bytes([opt[2], opt[3]]) <= max {
         return;
     }

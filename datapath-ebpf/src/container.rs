@@ -76,7 +76,7 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
         return verdict(ctx, Reason::TtlExpired);
     }
     if p.icmp == Icmp::Error
-        && let Some(v) = stage!(A, icmp::handle_error(ctx, p, From::Container))
+        && let Some(v) = icmp::handle_error(ctx, p, From::Container)
     {
         return v;
     }

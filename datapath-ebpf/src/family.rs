@@ -21,7 +21,7 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
+pub const AF_INET6: u8 = 10;
 
 pub trait Family: Addr {
     /// `AF_INET` or `AF_INET6`, for route lookups.
@@ -50,7 +50,7 @@ pub trait Family: Addr {
     /// Record in `port` that an endpoint address `ip` of this family is bound to it.
     fn bind_port(port: &mut Port, ip: &Self);
     fn network_of(ip: &Self) -> Option<Network>;
-    /// The cluster prefix that holds `ip` (the cluster is IPv4: None for IPv6).
+    /// The cluster prefix that holds `ip` (`cluster_v1`, `cluster6_v1`).
     fn cluster_of(ip: &Self) -> Option<ClusterRoute>;
     fn is_host(ip: &Self) -> bool;
     /// A loopback address (never legitimately off a wire).
@@ -366,8 +366,8 @@ impl Family for Ip6 {
         maps::network6_of(ip)
     }
     #[inline(always)]
-    fn cluster_of(_: &Self) -> Option<ClusterRoute> {
-        None
+    fn cluster_of(ip: &Self) -> Option<ClusterRoute> {
+        maps::cluster6_of(ip)
     }
     #[inline(always)]
     fn is_host(ip: &Self) -> bool {

@@ -22,7 +22,7 @@ use common::{Addr, CLUSTER_VXLAN, CtKey, CtValue, Endpoint, Reason};
 
 use crate::{
     cluster::{self, VXLAN_MACS},
-    family::Family,
+    family::{Family, stage},
     maps::{port, scratch},
     parse::{ETH_HLEN, Frame as _, Packet, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
@@ -76,7 +76,13 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     fib.dport = t.dst_port;
     A::fib_set(fib, t);
     if via != 0 {
-        // Only IPv4 has cluster prefixes: this is an IPv4 lookup.
+        // The node's underlay address is IPv4 whatever the packet's family (an IPv6
+        // prefix's node too): this is an IPv4 lookup of it.
+        if A::AF != AF_INET {
+            fib.family = AF_INET;
+            fib.__bindgen_anon_3.ipv6_src = [0; 4];
+            fib.__bindgen_anon_4.ipv6_dst = [0; 4];
+        }
         fib.__bindgen_anon_4.ipv4_dst = via;
     }
     // SAFETY: ctx.as_ptr() is the __sk_buff this program was called with.
@@ -91,7 +97,12 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
         BPF_FIB_LKUP_RET_NO_NEIGH => false,
         _ => return None,
     };
-    let src_ip = A::fib_src(fib);
+    // An IPv6 packet's node lookup was IPv4's: it chose no IPv6 source.
+    let src_ip = if via != 0 && A::AF != AF_INET {
+        A::ZERO
+    } else {
+        A::fib_src(fib)
+    };
     if let Some(c) = tunnel {
         // Into the tunnel, with the source the underlay's route to the node prefers.
         return Some(Route {
@@ -117,9 +128,6 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
 /// lookup could not.
 #[inline(always)]
 fn redirect(ctx: &TcContext, next: &Next) -> i32 {
-    if next.vni != 0 && set_tunnel(ctx, next).is_err() {
-        return verdict(ctx, Reason::DropRewrite);
-    }
     let ret = if next.resolved {
         if write(ctx, 0, next.macs).is_none() {
             return verdict(ctx, Reason::DropRewrite);
@@ -274,8 +282,19 @@ pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
         return verdict(ctx, Reason::DropRewrite);
     }
     if !next.peer {
+        // Into the tunnel: the MSS clamped to the tunnel's MTU, the key set; for IPv6,
+        // each behind a call of its own (the key's 44 bytes do not fit beside its path).
         if next.vni != 0 {
-            cluster::clamp_mss(ctx, p, next.ifindex);
+            stage!(A, cluster::clamp_mss(ctx, p, next.ifindex));
+            if stage!(A, set_tunnel(ctx, next)).is_err() {
+                return verdict(ctx, Reason::DropRewrite);
+            }
+        }
+        if !next.resolved && next.via != 0 && A::AF != AF_INET {
+            // The kernel resolves an IPv6 packet's next hop only as an IPv6 address:
+            // an IPv6 prefix's node waits for its (IPv4) neighbour entry, which the
+            // daemon keeps resolved (`peer_neigh`).
+            return verdict(ctx, Reason::DropNoRoute);
         }
         return redirect(ctx, next);
     }

@@ -8,7 +8,7 @@ use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason}
 
 use crate::{
     ct,
-    family::Family,
+    family::{Family, stage},
     fwd, nat,
     parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Ipv4Hdr, Packet},
     stats::{count, verdict},
@@ -200,11 +200,27 @@ pub enum From {
 /// An ICMP error about a translated flow: translated and delivered. None: it quotes no
 /// flow bpfnet translates (the caller decides). An error whose sender or addressee does
 /// not match the packet it quotes is forged, and dropped.
+/// Its translation and its delivery are stages of their own (`stage!`): for IPv6, a
+/// cluster route's lookup and tunnel key would not fit one frame beside the quote's.
 #[inline(always)]
 pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
     if p.icmp != Icmp::Error {
         return None;
     }
+    match stage!(A, translate_error(ctx, p, from))? {
+        Ok(()) => Some(stage!(A, fwd::to_destination(ctx, p, None))),
+        Err(reason) => Some(verdict(ctx, reason)),
+    }
+}
+
+/// `handle_error`'s translation: None, not an error about a translated flow; Err, the
+/// verdict on a forged or untranslatable one.
+#[inline(always)]
+fn translate_error<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    from: From,
+) -> Option<Result<(), Reason>> {
     let q = A::quoted(ctx, p)?;
     // The quoted packet travelled as the reverse of the flow entry we need.
     let to = ct::peek(&q.tuple.reversed())?;
@@ -213,13 +229,13 @@ pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -
     if !p.dst_ip.same(&q.tuple.src_ip)
         || (from == From::Container && !p.src_ip.same(&q.tuple.dst_ip))
     {
-        return Some(verdict(ctx, Reason::DropIcmpForged));
+        return Some(Err(Reason::DropIcmpForged));
     }
     if rewrite(ctx, p, &q, &to.reversed()).is_err() {
-        return Some(verdict(ctx, Reason::DropRewrite));
+        return Some(Err(Reason::DropRewrite));
     }
     count(ctx, Reason::IcmpError);
-    Some(fwd::to_destination(ctx, p, None))
+    Some(Ok(()))
 }
 
 #[inline(always)]

@@ -100,6 +100,11 @@ pub static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);
 #[map(name = "cluster_v1")]
 pub static CLUSTER: LpmTrie<u32, ClusterRoute> = LpmTrie::pinned(16_384, 0);
 
+/// The cluster's IPv6 container prefixes (dual stack) → where they are: the node's
+/// IPv4 underlay address, as in `cluster_v1` (no node entries: nodes are IPv4).
+#[map(name = "cluster6_v1")]
+pub static CLUSTER6: LpmTrie<Ip6, ClusterRoute> = LpmTrie::pinned(16_384, 0);
+
 /// Managed networks' IPv6 subnets → the network.
 #[map(name = "subnets6_v1")]
 pub static SUBNETS6: LpmTrie<Ip6, Network> = LpmTrie::pinned(1024, 0);
@@ -277,6 +282,14 @@ pub fn network_of(ip: u32) -> Option<Network> {
 pub fn cluster_of(ip: u32) -> Option<ClusterRoute> {
     CLUSTER
         .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
+        .copied()
+}
+
+/// The cluster IPv6 prefix that holds `ip`.
+#[inline(always)]
+pub fn cluster6_of(ip: &Ip6) -> Option<ClusterRoute> {
+    CLUSTER6
+        .get(aya_ebpf::maps::lpm_trie::Key::new(128, *ip))
         .copied()
 }
 

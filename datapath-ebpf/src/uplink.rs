@@ -73,7 +73,8 @@ pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
 fn forged<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     // SAFETY: the __sk_buff this program was called with.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    managed_source(&p.src_ip, ingress) || !cluster::source_ok(ctx, p)
+    // IPv6's reverse-path lookup behind a call of its own (`stage!`), for its stack.
+    managed_source(&p.src_ip, ingress) || !stage!(A, cluster::source_ok(ctx, p))
 }
 
 /// Whether `src`, arrived on interface `ingress`, belongs to a managed network, which
@@ -105,7 +106,7 @@ fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
         if forged(ctx, p) {
             return verdict(ctx, Reason::DropSpoof);
         }
-        return match stage!(A, icmp::handle_error(ctx, p, From::Uplink)) {
+        return match icmp::handle_error(ctx, p, From::Uplink) {
             Some(v) => v,
             None => stage!(A, inbound(ctx, p, Reason::Pass)),
         };
@@ -185,33 +186,52 @@ fn lan<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Option<i32> {
 /// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic) when
 /// the family's routed networks are open, else only to a port published at the
 /// container's own address, as a new tracked flow; into any other managed network but
-/// a LAN it is dropped; elsewhere it is `otherwise`.
+/// a LAN it is dropped; elsewhere it is `otherwise`. The judgement and what follows it
+/// are stages of their own (`stage!`): for IPv6, a cluster source's route lookup and a
+/// new flow's 40-byte tuples would not fit one frame beside the program's.
 #[inline(always)]
 fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 {
+    match stage!(A, inbound_way(ctx, p, otherwise)) {
+        Inbound::Track => stage!(
+            A,
+            match nat::track(ctx, p, From::Uplink) {
+                Ok(_) => fwd::to_destination(ctx, p, None),
+                Err(reason) => verdict(ctx, reason),
+            }
+        ),
+        Inbound::Forward => stage!(A, fwd::to_destination(ctx, p, None)),
+        Inbound::Verdict(reason) => verdict(ctx, reason),
+    }
+}
+
+/// What `inbound` does with a packet.
+enum Inbound {
+    /// A new tracked flow, then to its destination.
+    Track,
+    /// To its destination, untracked (an open routed network).
+    Forward,
+    /// This verdict.
+    Verdict(Reason),
+}
+
+#[inline(always)]
+fn inbound_way<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> Inbound {
     let Some(n) = A::network_of(&p.dst_ip) else {
-        return verdict(ctx, otherwise);
+        return Inbound::Verdict(otherwise);
     };
     if n.flags & NET_INTERNAL == 0 {
         match from_cluster(ctx, p) {
-            Ok(true) => {
-                return match nat::track(ctx, p, From::Uplink) {
-                    Ok(_) => fwd::to_destination(ctx, p, None),
-                    Err(reason) => verdict(ctx, reason),
-                };
-            }
+            Ok(true) => return Inbound::Track,
             Ok(false) => {}
-            Err(reason) => return verdict(ctx, reason),
+            Err(reason) => return Inbound::Verdict(reason),
         }
     }
     match inbound_drop(&n) {
-        Some(reason) => verdict(ctx, reason),
-        None if n.flags & NET_ROUTED == 0 => verdict(ctx, otherwise),
-        None if A::ROUTED_OPEN => fwd::to_destination(ctx, p, None),
-        None if nat::published_at_own(p) => match nat::track(ctx, p, From::Uplink) {
-            Ok(_) => fwd::to_destination(ctx, p, None),
-            Err(reason) => verdict(ctx, reason),
-        },
-        None => verdict(ctx, Reason::DropInbound),
+        Some(reason) => Inbound::Verdict(reason),
+        None if n.flags & NET_ROUTED == 0 => Inbound::Verdict(otherwise),
+        None if A::ROUTED_OPEN => Inbound::Forward,
+        None if nat::published_at_own(p) => Inbound::Track,
+        None => Inbound::Verdict(Reason::DropInbound),
     }
 }
 

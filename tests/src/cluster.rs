@@ -5,7 +5,10 @@
 //! switch: bridge `ul` — host i: `ul0` 192.0.2.i/24 — bridge br0 — containers
 //! router (optional): `ul0` 192.0.2.254/24, routing each host's prefix to it (a VPC)
 //! ```
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
 
 use crate::{
     daemon::{Daemon, cli_ok},
@@ -110,6 +113,43 @@ impl Host {
             })
         });
         found.expect("waited for it")
+    }
+
+    /// Wait until the daemon has its node's IPv6 prefix (dual stack) and its bridge the
+    /// prefix's first address, past duplicate address detection: (gateway, length).
+    pub fn await_prefix6(&self) -> (Ipv6Addr, u8) {
+        let mut found: Option<(Ipv6Addr, u8)> = None;
+        crate::wait_for("the node's IPv6 prefix", Duration::from_secs(20), || {
+            let this = &self.network(0)["this"];
+            let gateway = this["gateway6"].as_str().and_then(|g| g.parse().ok());
+            let len = this["subnet6"]
+                .as_str()
+                .and_then(|s| s.split_once('/'))
+                .and_then(|(_, l)| l.parse().ok());
+            found = gateway.zip(len);
+            found.is_some_and(|(g, l)| {
+                let out = self.ns.output(&["ip", "-6", "addr", "show", "dev", BRIDGE]);
+                out.lines()
+                    .any(|line| line.contains(&format!("{g}/{l}")) && !line.contains("tentative"))
+            })
+        });
+        found.expect("waited for it")
+    }
+
+    /// Give container `n` the IPv6 address `ip/len` too, its IPv6 default route through
+    /// `gateway`.
+    pub fn add_ipv6(&self, n: usize, ip: Ipv6Addr, len: u8, gateway: Ipv6Addr) {
+        let ns = &self.containers[n];
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{ip}/{len}"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        ns.ip(&["-6", "route", "add", "default", "via", &gateway.to_string()]);
     }
 
     /// Wait until the daemon lists `n` other nodes alive.

@@ -305,6 +305,64 @@ async fn a_restarted_node_gets_its_subnet_back() {
     assert_eq!(took, first, "the name's reservation comes with it");
 }
 
+/// Dual stack: each node reserves an IPv6 prefix beside its IPv4 subnet, on the same
+/// lease; a restarted node gets both back, and an IPv4-only config claims none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_node_reserves_an_ipv6_prefix_too_and_gets_it_back() {
+    let etcd = EtcdServer::start(LOCALHOST, None);
+    let v4 = config("10.244.0.0/16", 24);
+    let mut c = client(&etcd).await;
+    let l = lease(&mut c, 60).await;
+    assert_eq!(
+        cluster::claim6(&mut c, PREFIX, &v4, "a", l)
+            .await
+            .expect("claim6"),
+        None,
+        "an IPv4-only cluster has no IPv6 prefixes"
+    );
+    let cfg = ClusterConfig {
+        cidr6: Some("fd00:10:244::/62".parse().expect("net")),
+        ..v4
+    };
+    init(&etcd, &cfg).await;
+    let mut claim = async |name: &str| {
+        let l = lease(&mut c, 60).await;
+        let v4 = cluster::claim(&mut c, PREFIX, &cfg, name, l).await;
+        let v6 = cluster::claim6(&mut c, PREFIX, &cfg, name, l).await;
+        (v4.expect("claim"), v6)
+    };
+    let (a, a6) = claim("a").await;
+    let (b, b6) = claim("b").await;
+    let (a6, b6) = (a6.expect("claim6"), b6.expect("claim6"));
+    assert_ne!(a6, b6);
+    for p in [a6, b6] {
+        assert!(p.is_some_and(|p| cfg.is_node_subnet6(&p)), "{p:?}");
+    }
+    let (b_again, b6_again) = claim("b").await;
+    assert_eq!(
+        (b_again, b6_again.expect("claim6")),
+        (b, b6),
+        "b restarted gets both back"
+    );
+    let (_, c6) = claim("c").await;
+    let (_, d6) = claim("d").await;
+    assert!(c6.expect("claim6").is_some() && d6.expect("claim6").is_some());
+    // Four /64s in a /62: the fifth node finds the IPv6 pool exhausted.
+    let (_, e6) = claim("e").await;
+    let e = e6.expect_err("the IPv6 pool is exhausted");
+    assert!(
+        matches!(e, ClusterError::PoolExhausted { .. })
+            && e.to_string().contains("fd00:10:244::/62"),
+        "{e}"
+    );
+    let listed = cluster::nodes(&etcd.access(), PREFIX)
+        .await
+        .expect("nodes")
+        .nodes;
+    let a_listed = listed.iter().find(|n| n.name == "a").expect("a listed");
+    assert_eq!((a_listed.subnet, a_listed.subnet6), (a, a6), "{listed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_is_reclaimed_after_the_grace_period() {
     let etcd = EtcdServer::start(LOCALHOST, None);
@@ -492,7 +550,7 @@ async fn fail_static_keeps_peers_while_etcd_is_down() {
     let first = a.next(Duration::from_secs(1)).await;
     let second = a.next(Duration::from_secs(1)).await;
     assert!(
-        matches!(&first, Some(ClusterEvent::Joined { subnet: s, config }) if *s == subnet && *config == cfg),
+        matches!(&first, Some(ClusterEvent::Joined { subnet: s, config, .. }) if *s == subnet && *config == cfg),
         "{first:?}"
     );
     assert!(

@@ -112,6 +112,11 @@ pub struct ThisNode {
     pub vni: u32,
     /// The address the network's bridge has in the node's prefix.
     pub gateway: std::net::Ipv4Addr,
+    /// The node's IPv6 prefix (dual stack), the bridge's first address in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<crate::cluster::Ipv6Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// A `cluster_v1` entry as `bpfnet ls` shows it.

@@ -1,6 +1,6 @@
 //! `bpfnet cluster init`: the cluster's config in etcd, written once.
 use anyhow::Context as _;
-use bpfnet::cluster::{self, ClusterConfig, DEFAULT_PREFIX, InitOutcome, Ipv4Net, Mode};
+use bpfnet::cluster::{self, ClusterConfig, DEFAULT_PREFIX, InitOutcome, Ipv4Net, Ipv6Net, Mode};
 
 /// `bpfnet cluster`: the cluster's state in etcd.
 #[derive(clap::Args)]
@@ -39,6 +39,15 @@ pub struct InitArgs {
     /// Prefix length of one node's subnet, e.g. 24 (at least the CIDR's, at most 30).
     #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(1..=30))]
     node_prefix: u8,
+    /// Dual stack: the IPv6 network every node's IPv6 prefix is carved out of, e.g.
+    /// fd00:10:244::/48 (a unique local one is NAT66'd to the outside, as on one host).
+    #[arg(long, value_name = "CIDR")]
+    cidr6: Option<Ipv6Net>,
+    /// Prefix length of one node's IPv6 prefix (with --cidr6; at most 120, and at most
+    /// 24 bits longer than the IPv6 CIDR's).
+    #[arg(long, value_name = "LEN", default_value_t = ClusterConfig::DEFAULT_NODE_PREFIX6,
+          value_parser = clap::value_parser!(u8).range(1..=120))]
+    node_prefix6: u8,
     /// How packets reach another node's subnet: `host-gw` (routed to its underlay
     /// address, the nodes share a link) or `vxlan` (encapsulated to it).
     #[arg(long, value_name = "MODE")]
@@ -66,6 +75,8 @@ fn init(args: InitArgs) -> anyhow::Result<()> {
         vni: args.vni,
         lease_ttl: args.lease_ttl,
         reclaim_after: args.reclaim_after,
+        cidr6: args.cidr6,
+        node_prefix6: args.node_prefix6,
         ..ClusterConfig::new(args.cidr, args.node_prefix, args.mode)
     };
     let access = args.etcd_access.access(args.etcd)?;

@@ -113,10 +113,18 @@ fn print_network(net: &NetworkListing, now: u64) {
              bpfnet's --bridge docker0",
             t.gateway, t.subnet.len
         );
+        if let Some((s6, g6)) = t.subnet6.zip(t.gateway6) {
+            println!(
+                "  IPv6: {s6}, bridge {} holds {g6}/{}; Docker: add --ipv6 --subnet {s6} \
+                 --gateway {g6} to the network, or \"ipv6\": true, \"fixed-cidr-v6\": \"{s6}\" \
+                 in daemon.json",
+                net.bridge, s6.len
+            );
+        }
     }
     println!(
-        "  {:<20} {:<18} {:<16} {:<8} {:<6} LAST SEEN",
-        "NAME", "SUBNET", "UNDERLAY", "MODE", "STATE"
+        "  {:<20} {:<18} {:<16} {:<8} {:<6} {:<14} SUBNET6",
+        "NAME", "SUBNET", "UNDERLAY", "MODE", "STATE", "LAST SEEN"
     );
     for n in &net.nodes {
         println!("  {}", node_line(n, now));
@@ -142,11 +150,12 @@ fn node_line(n: &Node, now: u64) -> String {
         format!("{} s ago", now.saturating_sub(n.last_seen))
     };
     format!(
-        "{:<20} {:<18} {:<16} {:<8} {:<6} {seen}",
+        "{:<20} {:<18} {:<16} {:<8} {:<6} {seen:<14} {}",
         n.name,
         n.subnet.to_string(),
         n.underlay.to_string(),
         n.mode.to_string(),
         if n.alive { "alive" } else { "gone" },
+        n.subnet6.map_or_else(|| "-".to_string(), |s| s.to_string()),
     )
 }

@@ -1,9 +1,13 @@
 //! The cluster config, written once by `bpfnet cluster init` and read by every node.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterError, Ipv4Net, ParseError};
+use super::{ClusterError, Ipv4Net, Ipv6Net, ParseError};
 
 /// How packets reach a peer's subnet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,6 +58,24 @@ pub struct ClusterConfig {
     /// Seconds a gone node's subnet stays reserved for it before it returns to the pool.
     #[serde(default = "default_reclaim_after")]
     pub reclaim_after: u64,
+    /// The IPv6 network every node's IPv6 prefix is carved out of (dual stack), e.g.
+    /// fd00:10:244::/48; none: the cluster is IPv4 only (a config from before has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr6: Option<Ipv6Net>,
+    /// The prefix length of one node's IPv6 prefix (with `cidr6`), e.g. 64.
+    #[serde(
+        default = "default_node_prefix6",
+        skip_serializing_if = "is_default_node_prefix6"
+    )]
+    pub node_prefix6: u8,
+}
+
+fn default_node_prefix6() -> u8 {
+    ClusterConfig::DEFAULT_NODE_PREFIX6
+}
+
+fn is_default_node_prefix6(len: &u8) -> bool {
+    *len == ClusterConfig::DEFAULT_NODE_PREFIX6
 }
 
 fn default_vni() -> u32 {
@@ -74,6 +96,19 @@ const MAX_TTL: u64 = 9_000_000_000;
 const MAX_VNI: u32 = (1 << 24) - 1;
 /// The longest node prefix: a /31 or /32 leaves no room for a gateway and containers.
 const MAX_NODE_PREFIX: u8 = 30;
+/// The longest IPv6 node prefix: room for a gateway and containers.
+const MAX_NODE_PREFIX6: u8 = 120;
+/// At most this many more bits in an IPv6 node prefix than in the IPv6 CIDR: the
+/// pool scans its prefixes in order (a /48 in /64s is 16 bits).
+const MAX_POOL_BITS6: u8 = 24;
+/// IPv6 networks no cluster may use: unspecified and loopback, IPv4-mapped, link-local
+/// and multicast.
+const FORBIDDEN6: [(Ipv6Addr, u8); 4] = [
+    (Ipv6Addr::UNSPECIFIED, 127),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+];
 /// Networks no cluster may use: "this" network, loopback, multicast and the reserved
 /// range up to the broadcast address.
 const FORBIDDEN: [(Ipv4Addr, u8); 3] = [
@@ -89,6 +124,9 @@ impl ClusterConfig {
     pub const DEFAULT_LEASE_TTL: u64 = 10;
     /// How long a gone node's subnet stays reserved when not given, in seconds (a day).
     pub const DEFAULT_RECLAIM_AFTER: u64 = 86_400;
+    /// The IPv6 node prefix length when none is given (what Docker's
+    /// `fixed-cidr-v6` and SLAAC expect of a LAN).
+    pub const DEFAULT_NODE_PREFIX6: u8 = 64;
 
     /// A config with the default VNI, lease TTL and reclaim delay.
     pub fn new(cidr: Ipv4Net, node_prefix: u8, mode: Mode) -> Self {
@@ -99,6 +137,8 @@ impl ClusterConfig {
             vni: Self::DEFAULT_VNI,
             lease_ttl: Self::DEFAULT_LEASE_TTL,
             reclaim_after: Self::DEFAULT_RECLAIM_AFTER,
+            cidr6: None,
+            node_prefix6: Self::DEFAULT_NODE_PREFIX6,
         }
     }
 
@@ -142,7 +182,48 @@ impl ClusterConfig {
                 self.reclaim_after, self.lease_ttl
             ));
         }
+        self.validate6()
+    }
+
+    /// Refuse IPv6 values that cannot work (none given: nothing to refuse).
+    fn validate6(&self) -> Result<(), ClusterError> {
+        let invalid = |reason: String| Err(ClusterError::InvalidConfig { reason });
+        let Some(cidr) = self.cidr6 else {
+            return Ok(());
+        };
+        if cidr.len == 0 {
+            return invalid(format!("the cluster IPv6 CIDR {cidr} is every address"));
+        }
+        if let Some((a, l)) = FORBIDDEN6
+            .into_iter()
+            .find(|&(a, l)| Ipv6Net { addr: a, len: l }.overlaps(&cidr))
+        {
+            return invalid(format!("the cluster IPv6 CIDR {cidr} overlaps {a}/{l}"));
+        }
+        let len = self.node_prefix6;
+        if len < cidr.len {
+            return invalid(format!(
+                "the IPv6 node prefix /{len} is shorter than the cluster IPv6 CIDR {cidr}"
+            ));
+        }
+        if len > MAX_NODE_PREFIX6 {
+            return invalid(format!(
+                "the IPv6 node prefix /{len} is longer than /{MAX_NODE_PREFIX6}"
+            ));
+        }
+        if len - cidr.len > MAX_POOL_BITS6 {
+            return invalid(format!(
+                "the IPv6 node prefix /{len} makes more than 2^{MAX_POOL_BITS6} node prefixes of {cidr}"
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether `subnet` can be a node's IPv6 prefix in this cluster (never without
+    /// `cidr6`).
+    pub fn is_node_subnet6(&self, subnet: &Ipv6Net) -> bool {
+        self.cidr6
+            .is_some_and(|c| subnet.len == self.node_prefix6 && c.covers(subnet))
     }
 
     /// Whether `subnet` can be a node subnet of this cluster.
@@ -157,7 +238,11 @@ impl fmt::Display for ClusterConfig {
             f,
             "{} in /{} node subnets, {} (VNI {}), lease TTL {} s, reclaim after {} s",
             self.cidr, self.node_prefix, self.mode, self.vni, self.lease_ttl, self.reclaim_after
-        )
+        )?;
+        match self.cidr6 {
+            Some(c6) => write!(f, ", IPv6 {c6} in /{} node prefixes", self.node_prefix6),
+            None => Ok(()),
+        }
     }
 }
 
@@ -218,5 +303,67 @@ mod tests {
         c.node_prefix = 16;
         c.validate()
             .expect("one node subnet, the whole CIDR, is valid");
+        fn six(c: &mut ClusterConfig, s: &str) {
+            c.cidr6 = Some(s.parse().expect("net"));
+        }
+        bad(|c| six(c, "::/0"), "every address");
+        bad(|c| six(c, "fe80::/16"), "overlaps fe80::/10");
+        bad(|c| six(c, "ff02::/16"), "overlaps ff00::/8");
+        bad(|c| six(c, "::/64"), "overlaps ::/127");
+        bad(
+            |c| {
+                six(c, "fd00:10:244::/48");
+                c.node_prefix6 = 40;
+            },
+            "/40 is shorter than",
+        );
+        bad(
+            |c| {
+                six(c, "fd00:10:244::/48");
+                c.node_prefix6 = 121;
+            },
+            "longer than /120",
+        );
+        bad(
+            |c| {
+                six(c, "fd00::/16");
+                c.node_prefix6 = 64;
+            },
+            "more than 2^24",
+        );
+    }
+
+    #[test]
+    fn an_ipv6_cidr_is_optional_and_an_old_config_still_reads() {
+        let old = r#"{"cidr": "10.244.0.0/16", "node_prefix": 24, "mode": "vxlan", "vni": 7}"#;
+        let c: ClusterConfig = serde_json::from_str(old).expect("an IPv4-only config reads");
+        assert_eq!((c.cidr6, c.node_prefix6), (None, 64));
+        assert!(!c.is_node_subnet6(&"fd00::/64".parse().expect("net")));
+        let dual = ClusterConfig {
+            cidr6: Some("fd00:10:244::/48".parse().expect("net")),
+            ..cfg()
+        };
+        dual.validate().expect("dual stack is valid");
+        let json = serde_json::to_value(&dual).expect("serializes");
+        assert_eq!(json["cidr6"], "fd00:10:244::/48");
+        assert!(
+            json.get("node_prefix6").is_none(),
+            "the default is left out: {json}"
+        );
+        let back: ClusterConfig = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, dual);
+        assert!(dual.is_node_subnet6(&"fd00:10:244:7::/64".parse().expect("net")));
+        assert!(!dual.is_node_subnet6(&"fd00:10:244:7::/80".parse().expect("net")));
+        assert!(!dual.is_node_subnet6(&"fd00:10:245::/64".parse().expect("net")));
+        let c: ClusterConfig = serde_json::from_str(
+            r#"{"cidr": "10.244.0.0/16", "node_prefix": 24, "mode": "host-gw",
+                "cidr6": "fd00:10:244::/48", "node_prefix6": 80}"#,
+        )
+        .expect("reads");
+        assert_eq!(c.node_prefix6, 80);
+        assert!(
+            c.to_string()
+                .ends_with("IPv6 fd00:10:244::/48 in /80 node prefixes")
+        );
     }
 }

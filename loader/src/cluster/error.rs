@@ -1,7 +1,7 @@
 //! What can go wrong talking to the cluster's etcd.
 use std::{io, net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use super::{ClusterConfig, Ipv4Net};
+use super::ClusterConfig;
 
 /// A value on the command line or in etcd that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -9,6 +9,12 @@ pub enum ParseError {
     /// Not `a.b.c.d/len`.
     #[error("`{value}` is not an IPv4 network with a prefix length (e.g. 10.244.0.0/16)")]
     Net {
+        /// What was given.
+        value: String,
+    },
+    /// Not `addr/len` of IPv6.
+    #[error("`{value}` is not an IPv6 network with a prefix length (e.g. fd00:10:244::/48)")]
+    Net6 {
         /// What was given.
         value: String,
     },
@@ -109,8 +115,8 @@ pub enum ClusterError {
     /// Every node subnet of the cluster CIDR is reserved.
     #[error("no free /{node_prefix} left in {cidr}: every node subnet is reserved")]
     PoolExhausted {
-        /// The cluster CIDR.
-        cidr: Ipv4Net,
+        /// The cluster CIDR (IPv4 or IPv6).
+        cidr: String,
         /// The node subnets' prefix length.
         node_prefix: u8,
     },

@@ -6,7 +6,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterError, Ipv4Net, Mode};
+use super::{ClusterError, Ipv4Net, Ipv6Net, Mode};
 use crate::endpoint::Mac;
 
 /// The keys of one cluster, under its prefix.
@@ -50,6 +50,27 @@ impl Keys {
             .strip_prefix(&self.subnets())?;
         let (addr, len) = rest.split_once('-')?;
         let net = Ipv4Net::new(addr.parse().ok()?, len.parse().ok()?)?;
+        // Only the canonical spelling: a key with host bits set is not ours.
+        (net.addr.to_string() == addr).then_some(net)
+    }
+
+    /// `{prefix}/subnets6/`, the prefix of every IPv6 reservation.
+    pub(crate) fn subnets6(&self) -> String {
+        format!("{}/subnets6/", self.prefix)
+    }
+
+    /// `{prefix}/subnets6/{ipv6}-{len}`.
+    pub(crate) fn subnet6(&self, net: &Ipv6Net) -> String {
+        format!("{}{}-{}", self.subnets6(), net.addr, net.len)
+    }
+
+    /// The IPv6 prefix a reservation key names.
+    pub(crate) fn subnet6_of(&self, key: &[u8]) -> Option<Ipv6Net> {
+        let rest = std::str::from_utf8(key)
+            .ok()?
+            .strip_prefix(&self.subnets6())?;
+        let (addr, len) = rest.split_once('-')?;
+        let net = Ipv6Net::new(addr.parse().ok()?, len.parse().ok()?)?;
         // Only the canonical spelling: a key with host bits set is not ours.
         (net.addr.to_string() == addr).then_some(net)
     }
@@ -114,6 +135,9 @@ pub(crate) struct NodeRecord {
     /// it), so its peers tell a restart from a refresh.
     #[serde(default)]
     pub(crate) incarnation: u64,
+    /// Its IPv6 prefix (none: an IPv4-only cluster, or a node from before dual stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) subnet6: Option<Ipv6Net>,
 }
 
 /// Seconds since the epoch.
@@ -150,6 +174,14 @@ mod tests {
         assert_eq!(k.node_name(b"/bpfnet/nodes/n1"), Some("n1"));
         assert_eq!(k.node_name(b"/bpfnet/nodes/a/b"), None);
         assert_eq!(k.node_name(b"/bpfnet/nodes/"), None);
+        let net6: Ipv6Net = "fd00:10:244:3::/64".parse().expect("net");
+        let key6 = k.subnet6(&net6);
+        assert_eq!(key6, "/bpfnet/subnets6/fd00:10:244:3::-64");
+        assert_eq!(k.subnet6_of(key6.as_bytes()), Some(net6));
+        assert_eq!(k.subnet6_of(b"/bpfnet/subnets6/fd00:10:244:3::1-64"), None);
+        assert_eq!(k.subnet6_of(b"/bpfnet/subnets6/fd00:10:244:3:0::-64"), None);
+        assert_eq!(k.subnet6_of(key.as_bytes()), None);
+        assert_eq!(k.subnet_of(key6.as_bytes()), None);
         assert!(valid_name("node-1.example_x"));
         assert!(!valid_name("a b") && !valid_name(""));
     }
@@ -158,7 +190,7 @@ mod tests {
     fn a_node_record_carries_its_mac_and_incarnation_and_older_ones_still_read() {
         let old = r#"{"subnet": "10.244.3.0/24", "underlay": "192.0.2.3", "mode": "host-gw", "vni": 1, "last_seen": 5}"#;
         let r: NodeRecord = serde_json::from_str(old).expect("a record from before reads");
-        assert_eq!((r.mac, r.incarnation), (None, 0));
+        assert_eq!((r.mac, r.incarnation, r.subnet6), (None, 0, None));
         let r = NodeRecord {
             mac: Some("02:00:00:00:00:03".parse().expect("mac")),
             incarnation: 77,
@@ -169,6 +201,17 @@ mod tests {
             json.contains(r#""mac":"02:00:00:00:00:03","incarnation":77"#),
             "{json}"
         );
+        assert!(!json.contains("subnet6"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<NodeRecord>(&json).expect("decodes"),
+            r
+        );
+        let r = NodeRecord {
+            subnet6: Some("fd00:10:244:3::/64".parse().expect("net")),
+            ..r
+        };
+        let json = String::from_utf8(to_json("record", &r).expect("encodes")).expect("utf-8");
+        assert!(json.contains(r#""subnet6":"fd00:10:244:3::/64""#), "{json}");
         assert_eq!(
             serde_json::from_str::<NodeRecord>(&json).expect("decodes"),
             r

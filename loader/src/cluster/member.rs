@@ -12,7 +12,7 @@ use tokio::sync::mpsc::Sender;
 use tracing::{debug, error, warn};
 
 use super::{
-    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Node,
+    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Ipv6Net, Node,
     keys::{valid_name, valid_underlay},
     outbox::Outbox,
     session::{Stop, serve},
@@ -85,6 +85,8 @@ pub enum ClusterEvent {
         config: ClusterConfig,
         /// This node's subnet.
         subnet: Ipv4Net,
+        /// This node's IPv6 prefix (dual stack), none when the cluster has no `cidr6`.
+        subnet6: Option<Ipv6Net>,
     },
     /// The full current peer list (never this node): sent from the persisted file at
     /// start, then after each (re)join's listing and each change etcd reports. Never

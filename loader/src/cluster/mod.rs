@@ -10,7 +10,10 @@
 //!   deletes it, returning the subnet to the pool, once the node is gone that long.
 //! - `{prefix}/nodes/{NAME}`: `{"subnet", "underlay", "mode", "vni", "last_seen", "mac",
 //!   "incarnation"}`, a live node, on a lease of TTL `lease_ttl` kept alive every third
-//!   of it; `mac` is its underlay interface's, `incarnation` new at each start.
+//!   of it; `mac` is its underlay interface's, `incarnation` new at each start;
+//!   `subnet6`, its IPv6 prefix, when the cluster has a `cidr6` (dual stack).
+//! - `{prefix}/subnets6/{ipv6}-{len}`: a node's IPv6 prefix's reservation, the same
+//!   record on the same lease as its IPv4 subnet's.
 mod access;
 mod config;
 mod error;
@@ -20,6 +23,7 @@ mod init;
 mod keys;
 mod member;
 mod net;
+mod net6;
 mod node;
 mod outbox;
 mod peers;
@@ -35,9 +39,10 @@ pub use etcd::{connect, probe};
 pub use init::{InitOutcome, init};
 pub use member::{ClusterEvent, JoinOptions, incarnation, run};
 pub use net::Ipv4Net;
+pub use net6::Ipv6Net;
 pub use node::{EtcdNodes, Node, nodes};
 pub use persist::STATE_FILE;
-pub use pool::claim;
+pub use pool::{claim, claim6};
 pub use trust::{Conflict, ConflictReason};
 
 /// The key prefix when none is given.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{
-    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Mode,
+    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Ipv6Net, Mode,
     etcd::{call, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, valid_underlay},
@@ -38,6 +38,9 @@ pub struct Node {
     /// Which start of its daemon registered it (0: not known).
     #[serde(default)]
     pub incarnation: u64,
+    /// Its IPv6 prefix (dual stack): none in an IPv4-only cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
 }
 
 impl Node {
@@ -53,6 +56,7 @@ impl Node {
             self.alive,
             self.mac,
             self.incarnation,
+            self.subnet6,
         ) == (
             &other.name,
             other.subnet,
@@ -62,6 +66,7 @@ impl Node {
             other.alive,
             other.mac,
             other.incarnation,
+            other.subnet6,
         )
     }
 
@@ -84,6 +89,14 @@ impl Node {
             warn!(%key, subnet = %r.subnet, cidr = %cfg.cidr, "node subnet outside the cluster's; skipped");
             return None;
         }
+        let subnet6 = match r.subnet6 {
+            Some(s) if !cfg.is_node_subnet6(&s) => {
+                // Its IPv4 subnet stays reachable; no IPv6 route to it.
+                warn!(%key, subnet6 = %s, cidr6 = ?cfg.cidr6, "node IPv6 prefix outside the cluster's; ignored");
+                None
+            }
+            s => s,
+        };
         if !valid_underlay(r.underlay) {
             warn!(%key, underlay = %r.underlay, "node with an unusable underlay address; skipped");
             return None;
@@ -98,6 +111,7 @@ impl Node {
             last_seen: r.last_seen,
             mac: r.mac,
             incarnation: r.incarnation,
+            subnet6,
         })
     }
 }
@@ -125,6 +139,7 @@ pub async fn nodes(etcd: &EtcdAccess, prefix: &str) -> Result<EtcdNodes, Cluster
     .await?;
     let mut entries = Vec::new();
     let mut reservations = BTreeMap::new();
+    let mut reservations6 = BTreeMap::new();
     let mut last_seen = BTreeMap::new();
     for kv in all.kvs() {
         if keys.node_name(kv.key()).is_some() {
@@ -133,6 +148,15 @@ pub async fn nodes(etcd: &EtcdAccess, prefix: &str) -> Result<EtcdNodes, Cluster
                     node,
                     created: kv.create_revision(),
                 });
+            }
+            continue;
+        }
+        if let Some(subnet6) = keys.subnet6_of(kv.key()) {
+            match serde_json::from_slice::<SubnetRecord>(kv.value()) {
+                Ok(r) => {
+                    reservations6.insert(subnet6, r.node);
+                }
+                Err(e) => warn!(%subnet6, error = %e, "reservation with a bad value; skipped"),
             }
             continue;
         }
@@ -147,11 +171,16 @@ pub async fn nodes(etcd: &EtcdAccess, prefix: &str) -> Result<EtcdNodes, Cluster
             Err(e) => warn!(%subnet, error = %e, "reservation with a bad value; skipped"),
         }
     }
-    let (mut all, conflicts) = judge(None, &entries, &reservations);
+    let (mut all, conflicts) = judge(None, &entries, &reservations, &reservations6);
     for (subnet, name) in reservations {
         if all.iter().any(|n| n.name == name && n.subnet == subnet) {
             continue;
         }
+        // A gone node's IPv6 prefix, by its name (dual stack).
+        let subnet6 = reservations6
+            .iter()
+            .find(|(_, n)| **n == name)
+            .map(|(s, _)| *s);
         all.push(Node {
             name,
             subnet,
@@ -162,6 +191,7 @@ pub async fn nodes(etcd: &EtcdAccess, prefix: &str) -> Result<EtcdNodes, Cluster
             last_seen: last_seen.get(&subnet).copied().unwrap_or(0),
             mac: None,
             incarnation: 0,
+            subnet6,
         });
     }
     all.sort_by_key(|n| (n.subnet, n.name.clone()));

@@ -5,7 +5,7 @@ use tokio::sync::mpsc::Sender;
 use tracing::{info, warn};
 
 use super::{
-    ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Node,
+    ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Node,
     persist::{Leases, Persisted},
 };
 
@@ -53,7 +53,10 @@ impl Outbox {
                 return Ok(());
             }
         };
-        if p.config.validate().is_err() || !p.config.is_node_subnet(&p.subnet) {
+        if p.config.validate().is_err()
+            || !p.config.is_node_subnet(&p.subnet)
+            || p.subnet6.is_some_and(|s| !p.config.is_node_subnet6(&s))
+        {
             warn!(subnet = %p.subnet, config = %p.config, "ignoring the persisted cluster state: not a valid place");
             return Ok(());
         }
@@ -61,6 +64,7 @@ impl Outbox {
         self.send(ClusterEvent::Joined {
             config: p.config.clone(),
             subnet: p.subnet,
+            subnet6: p.subnet6,
         })
         .await?;
         self.send(ClusterEvent::Peers(p.peers.clone())).await?;
@@ -88,6 +92,7 @@ impl Outbox {
         &mut self,
         config: ClusterConfig,
         subnet: Ipv4Net,
+        subnet6: Option<Ipv6Net>,
         leases: Leases,
     ) -> Result<(), Gone> {
         self.joins += 1;
@@ -96,11 +101,17 @@ impl Outbox {
         self.state = Some(Persisted {
             config: config.clone(),
             subnet,
+            subnet6,
             peers,
             leases,
         });
         self.save();
-        self.send(ClusterEvent::Joined { config, subnet }).await
+        self.send(ClusterEvent::Joined {
+            config,
+            subnet,
+            subnet6,
+        })
+        .await
     }
 
     /// Persist and send the peer list.

@@ -7,7 +7,7 @@ use etcd_client::{Event, EventType, KeyValue};
 use tracing::{debug, warn};
 
 use super::{
-    ClusterConfig, Ipv4Net, Node,
+    ClusterConfig, Ipv4Net, Ipv6Net, Node,
     keys::{Keys, SubnetRecord},
     trust::{Conflict, Entry, Me, judge},
 };
@@ -20,10 +20,14 @@ pub(crate) struct PeerSet {
     me: String,
     own: Ipv4Net,
     underlay: Ipv4Addr,
+    /// Its IPv6 prefix (dual stack).
+    own6: Option<Ipv6Net>,
     /// Every valid node entry, by name (this node's too).
     entries: BTreeMap<String, Entry>,
     /// Every reservation: subnet → the node it names.
     reservations: BTreeMap<Ipv4Net, String>,
+    /// Every IPv6 reservation: prefix → the node it names.
+    reservations6: BTreeMap<Ipv6Net, String>,
     peers: Vec<Node>,
     conflicts: Vec<Conflict>,
 }
@@ -36,13 +40,15 @@ pub(crate) struct Changed {
 }
 
 impl PeerSet {
-    /// An empty set for node `me`, whose subnet is `own` and underlay address `underlay`.
+    /// An empty set for node `me`, whose subnet is `own` (and IPv6 prefix `own6`) and
+    /// underlay address `underlay`.
     pub(crate) fn new(
         keys: Keys,
         cfg: ClusterConfig,
         me: String,
         own: Ipv4Net,
         underlay: Ipv4Addr,
+        own6: Option<Ipv6Net>,
     ) -> Self {
         Self {
             keys,
@@ -50,8 +56,10 @@ impl PeerSet {
             me,
             own,
             underlay,
+            own6,
             entries: BTreeMap::new(),
             reservations: BTreeMap::new(),
+            reservations6: BTreeMap::new(),
             peers: Vec::new(),
             conflicts: Vec::new(),
         }
@@ -91,6 +99,16 @@ impl PeerSet {
                     self.entries.remove(name);
                 }
             }
+        } else if let Some(subnet6) = self.keys.subnet6_of(kv.key()) {
+            match serde_json::from_slice::<SubnetRecord>(kv.value()) {
+                Ok(r) => {
+                    self.reservations6.insert(subnet6, r.node);
+                }
+                Err(e) => {
+                    warn!(%subnet6, error = %e, "reservation with a bad value; its node is not believed");
+                    self.reservations6.remove(&subnet6);
+                }
+            }
         } else if let Some(subnet) = self.keys.subnet_of(kv.key()) {
             match serde_json::from_slice::<SubnetRecord>(kv.value()) {
                 Ok(r) => {
@@ -110,6 +128,8 @@ impl PeerSet {
     fn delete(&mut self, key: &[u8]) {
         if let Some(name) = self.keys.node_name(key) {
             self.entries.remove(name);
+        } else if let Some(subnet6) = self.keys.subnet6_of(key) {
+            self.reservations6.remove(&subnet6);
         } else if let Some(subnet) = self.keys.subnet_of(key) {
             self.reservations.remove(&subnet);
         }
@@ -122,9 +142,10 @@ impl PeerSet {
             name: &self.me,
             subnet: self.own,
             underlay: self.underlay,
+            subnet6: self.own6,
         };
         let entries: Vec<Entry> = self.entries.values().cloned().collect();
-        let (peers, conflicts) = judge(Some(me), &entries, &self.reservations);
+        let (peers, conflicts) = judge(Some(me), &entries, &self.reservations, &self.reservations6);
         let same = peers.len() == self.peers.len()
             && peers
                 .iter()

@@ -4,7 +4,7 @@ use std::{fs, io, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterConfig, ClusterError, Ipv4Net, Node};
+use super::{ClusterConfig, ClusterError, Ipv4Net, Ipv6Net, Node};
 
 /// The file's name under the state directory.
 pub const STATE_FILE: &str = "cluster.json";
@@ -25,6 +25,9 @@ pub(crate) struct Persisted {
     pub(crate) config: ClusterConfig,
     /// This node's subnet.
     pub(crate) subnet: Ipv4Net,
+    /// This node's IPv6 prefix (dual stack; none in a file from before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) subnet6: Option<Ipv6Net>,
     /// The last peer list sent.
     #[serde(default)]
     pub(crate) peers: Vec<Node>,
@@ -76,6 +79,7 @@ mod tests {
         let p = Persisted {
             config: config.clone(),
             subnet: "10.244.3.0/24".parse().expect("net"),
+            subnet6: Some("fd00:10:244:3::/64".parse().expect("net")),
             peers: vec![Node {
                 name: "n2".into(),
                 subnet: "10.244.4.0/24".parse().expect("net"),
@@ -86,6 +90,7 @@ mod tests {
                 last_seen: 1_700_000_000,
                 mac: Some("02:00:00:00:00:04".parse().expect("mac")),
                 incarnation: 9,
+                subnet6: None,
             }],
             leases: Leases {
                 liveness: 7,

@@ -11,14 +11,14 @@ use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
 use tracing::{debug, info, warn};
 
 use super::{
-    ClusterConfig, ClusterError, Ipv4Net, JoinOptions,
+    ClusterConfig, ClusterError, Ipv4Net, Ipv6Net, JoinOptions,
     etcd::{call, classify, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, now, to_json},
     outbox::{Gone, Outbox},
     peers::PeerSet,
     persist::Leases,
-    pool::claim,
+    pool::{claim, claim6},
 };
 
 /// How often `last_seen` is refreshed in the node's keys.
@@ -67,10 +67,11 @@ async fn session(opts: &JoinOptions, out: &mut Outbox) -> Result<Infallible, Sto
     if out.config().is_some_and(|c| *c != cfg) {
         warn!(config = %cfg, "the cluster config in etcd changed");
     }
-    let (subnet, leases) = join(&mut client, &keys, &cfg, opts, out.leases()).await?;
-    info!(node = opts.name, %subnet, underlay = %opts.underlay, "joined the cluster");
-    out.joined(cfg.clone(), subnet, leases).await?;
-    follow(client, keys, cfg, opts, subnet, leases, out).await
+    let (subnets, leases) = join(&mut client, &keys, &cfg, opts, out.leases()).await?;
+    let (subnet, subnet6) = subnets;
+    info!(node = opts.name, %subnet, ?subnet6, underlay = %opts.underlay, "joined the cluster");
+    out.joined(cfg.clone(), subnet, subnet6, leases).await?;
+    follow(client, keys, cfg, opts, subnets, leases, out).await
 }
 
 /// Reserve a subnet and register this node, each under a new lease; revoke the previous
@@ -81,7 +82,7 @@ async fn join(
     cfg: &ClusterConfig,
     opts: &JoinOptions,
     old: Leases,
-) -> Result<(Ipv4Net, Leases), ClusterError> {
+) -> Result<(Subnets, Leases), ClusterError> {
     let node_key = keys.node(&opts.name);
     let current = call("read this node's key", client.get(node_key.clone(), None)).await?;
     let unchanged = match current.kvs().first() {
@@ -124,7 +125,10 @@ async fn join(
     Ok((subnet, leases))
 }
 
-/// Claim a subnet on the reservation lease, then put the node key on the liveness lease
+/// This node's IPv4 subnet and IPv6 prefix (dual stack).
+type Subnets = (Ipv4Net, Option<Ipv6Net>);
+
+/// Claim a subnet (and, dual stack, an IPv6 prefix) on the reservation lease, then put the node key on the liveness lease
 /// if it is `unchanged` since it was read.
 async fn register(
     client: &mut Client,
@@ -133,9 +137,10 @@ async fn register(
     node_key: String,
     unchanged: Compare,
     leases: Leases,
-) -> Result<Ipv4Net, ClusterError> {
+) -> Result<Subnets, ClusterError> {
     let subnet = claim(client, &opts.prefix, cfg, &opts.name, leases.reservation).await?;
-    let record = node_record(cfg, opts, subnet)?;
+    let subnet6 = claim6(client, &opts.prefix, cfg, &opts.name, leases.reservation).await?;
+    let record = node_record(cfg, opts, (subnet, subnet6))?;
     let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
         node_key,
         record,
@@ -149,7 +154,7 @@ async fn register(
             what: "this node's key",
         });
     }
-    Ok(subnet)
+    Ok((subnet, subnet6))
 }
 
 async fn grant(client: &mut Client, ttl: u64) -> Result<i64, ClusterError> {
@@ -182,12 +187,13 @@ async fn revoke_if_empty(client: &mut Client, id: i64) {
 fn node_record(
     cfg: &ClusterConfig,
     opts: &JoinOptions,
-    subnet: Ipv4Net,
+    (subnet, subnet6): Subnets,
 ) -> Result<Vec<u8>, ClusterError> {
     to_json(
         "this node's record",
         &NodeRecord {
             subnet,
+            subnet6,
             underlay: opts.underlay,
             mode: cfg.mode,
             vni: cfg.vni,
@@ -204,7 +210,7 @@ async fn follow(
     keys: Keys,
     cfg: ClusterConfig,
     opts: &JoinOptions,
-    subnet: Ipv4Net,
+    subnets: Subnets,
     leases: Leases,
     out: &mut Outbox,
 ) -> Result<Infallible, Stop> {
@@ -221,12 +227,14 @@ async fn follow(
     )
     .await?;
     let revision = listing.header().map_or(0, |h| h.revision());
+    let (subnet, subnet6) = subnets;
     let mut peers = PeerSet::new(
         keys.clone(),
         cfg.clone(),
         opts.name.clone(),
         subnet,
         opts.underlay,
+        subnet6,
     );
     for kv in listing.kvs() {
         peers.put(kv);
@@ -295,7 +303,7 @@ async fn follow(
                 }
             }
             _ = refresh.tick() => {
-                refresh_last_seen(&mut client, &keys, &cfg, opts, subnet, leases).await?;
+                refresh_last_seen(&mut client, &keys, &cfg, opts, subnets, leases).await?;
             }
         }
     }
@@ -323,7 +331,7 @@ async fn refresh_last_seen(
     keys: &Keys,
     cfg: &ClusterConfig,
     opts: &JoinOptions,
-    subnet: Ipv4Net,
+    subnets: Subnets,
     leases: Leases,
 ) -> Result<(), ClusterError> {
     let reservation = to_json(
@@ -333,20 +341,28 @@ async fn refresh_last_seen(
             last_seen: now(),
         },
     )?;
-    let writes = [
+    let mut writes = vec![
         (
             keys.node(&opts.name),
-            node_record(cfg, opts, subnet)?,
+            node_record(cfg, opts, subnets)?,
             leases.liveness,
             "this node's key",
         ),
         (
-            keys.subnet(&subnet),
-            reservation,
+            keys.subnet(&subnets.0),
+            reservation.clone(),
             leases.reservation,
             "this node's reservation",
         ),
     ];
+    if let Some(subnet6) = subnets.1 {
+        writes.push((
+            keys.subnet6(&subnet6),
+            reservation,
+            leases.reservation,
+            "this node's IPv6 reservation",
+        ));
+    }
     for (key, value, lease, what) in writes {
         let txn = Txn::new()
             .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])

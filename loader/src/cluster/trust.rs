@@ -1,6 +1,6 @@
 //! Which node entries are believed. A `{prefix}/nodes/NAME` entry is only a claim: it is
 //! believed when the reservation of its subnet, `{prefix}/subnets/{subnet}`, names that
-//! same node, when it claims neither this node's subnet nor its underlay address, and
+//! same node (and, dual stack, that of its IPv6 prefix, `{prefix}/subnets6/{prefix6}`), when it claims neither this node's subnet nor its underlay address, and
 //! when no node registered earlier (its key created at a lower revision) already holds
 //! its underlay address. Anything else is a conflict: ignored, and shown.
 //!
@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ipv4Net, Node};
+use super::{Ipv4Net, Ipv6Net, Node};
 
 /// A live node entry as listed, with the revision its key was created at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub(crate) struct Me<'a> {
     pub(crate) name: &'a str,
     pub(crate) subnet: Ipv4Net,
     pub(crate) underlay: Ipv4Addr,
+    /// Its IPv6 prefix (dual stack).
+    pub(crate) subnet6: Option<Ipv6Net>,
 }
 
 /// A node entry that is not believed, and why.
@@ -38,6 +40,9 @@ pub struct Conflict {
     pub subnet: Ipv4Net,
     /// The underlay address it claims.
     pub underlay: Ipv4Addr,
+    /// The IPv6 prefix it claims (dual stack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
     /// Why it is not believed.
     pub reason: ConflictReason,
 }
@@ -50,6 +55,13 @@ pub enum ConflictReason {
     NotReserved,
     /// Its subnet's reservation names another node.
     ReservedFor {
+        /// The node the reservation names.
+        node: String,
+    },
+    /// No reservation holds its IPv6 prefix.
+    NotReserved6,
+    /// Its IPv6 prefix's reservation names another node.
+    Reserved6For {
         /// The node the reservation names.
         node: String,
     },
@@ -69,6 +81,8 @@ impl fmt::Display for ConflictReason {
         match self {
             Self::NotReserved => write!(f, "its subnet is not reserved"),
             Self::ReservedFor { node } => write!(f, "its subnet is reserved for {node}"),
+            Self::NotReserved6 => write!(f, "its IPv6 prefix is not reserved"),
+            Self::Reserved6For { node } => write!(f, "its IPv6 prefix is reserved for {node}"),
             Self::UnderlayTaken { node } => write!(f, "its underlay address is {node}'s"),
             Self::ThisNodesSubnet => write!(f, "it claims this node's subnet"),
             Self::ThisNodesUnderlay => write!(f, "it claims this node's underlay address"),
@@ -77,11 +91,13 @@ impl fmt::Display for ConflictReason {
 }
 
 /// The believed nodes (by name) and the conflicts (by name) among `entries`, given the
-/// reservations (subnet → the node it is reserved for). `me`'s own entry is neither.
+/// reservations (subnet → the node it is reserved for; `reservations6` for IPv6
+/// prefixes). `me`'s own entry is neither.
 pub(crate) fn judge(
     me: Option<Me<'_>>,
     entries: &[Entry],
     reservations: &BTreeMap<Ipv4Net, String>,
+    reservations6: &BTreeMap<Ipv6Net, String>,
 ) -> (Vec<Node>, Vec<Conflict>) {
     let mut conflicts = Vec::new();
     let mut reserved: Vec<&Entry> = Vec::new();
@@ -91,7 +107,13 @@ pub(crate) fn judge(
             continue;
         }
         let reason = match reservations.get(&n.subnet) {
-            _ if me.is_some_and(|m| m.subnet.overlaps(&n.subnet)) => {
+            _ if me.is_some_and(|m| {
+                m.subnet.overlaps(&n.subnet)
+                    || m.subnet6
+                        .zip(n.subnet6)
+                        .is_some_and(|(a, b)| a.overlaps(&b))
+            }) =>
+            {
                 Some(ConflictReason::ThisNodesSubnet)
             }
             _ if me.is_some_and(|m| m.underlay == n.underlay) => {
@@ -101,7 +123,13 @@ pub(crate) fn judge(
             Some(holder) if *holder != n.name => Some(ConflictReason::ReservedFor {
                 node: holder.clone(),
             }),
-            Some(_) => None,
+            Some(_) => n.subnet6.and_then(|s6| match reservations6.get(&s6) {
+                None => Some(ConflictReason::NotReserved6),
+                Some(holder) if *holder != n.name => Some(ConflictReason::Reserved6For {
+                    node: holder.clone(),
+                }),
+                Some(_) => None,
+            }),
         };
         match reason {
             Some(reason) => conflicts.push(conflict(n, reason)),
@@ -132,6 +160,7 @@ fn conflict(n: &Node, reason: ConflictReason) -> Conflict {
         name: n.name.clone(),
         subnet: n.subnet,
         underlay: n.underlay,
+        subnet6: n.subnet6,
         reason,
     }
 }
@@ -157,6 +186,7 @@ mod tests {
                 last_seen: 1,
                 mac: None,
                 incarnation: 1,
+                subnet6: None,
             },
             created,
         }
@@ -180,13 +210,18 @@ mod tests {
             len: 24,
         },
         underlay: Ipv4Addr::new(192, 0, 2, 1),
+        subnet6: None,
     };
 
     #[test]
     fn a_node_whose_reservation_names_it_is_believed() {
         let entries = [entry("b", "10.244.1.0/24", [192, 0, 2, 2], 10)];
-        let (believed, conflicts) =
-            judge(Some(ME), &entries, &reservations(&[("10.244.1.0/24", "b")]));
+        let (believed, conflicts) = judge(
+            Some(ME),
+            &entries,
+            &reservations(&[("10.244.1.0/24", "b")]),
+            &BTreeMap::new(),
+        );
         assert_eq!((names(&believed), conflicts), (vec!["b"], vec![]));
     }
 
@@ -199,7 +234,7 @@ mod tests {
             entry("unreserved", "10.244.7.0/24", [192, 0, 2, 7], 6),
         ];
         let res = reservations(&[("10.244.1.0/24", "victim")]);
-        let (believed, conflicts) = judge(Some(ME), &entries, &res);
+        let (believed, conflicts) = judge(Some(ME), &entries, &res, &BTreeMap::new());
         assert_eq!(names(&believed), ["victim"]);
         assert_eq!(
             conflicts
@@ -225,7 +260,7 @@ mod tests {
             entry("early", "10.244.1.0/24", [192, 0, 2, 2], 10),
         ];
         let res = reservations(&[("10.244.1.0/24", "early"), ("10.244.2.0/24", "late")]);
-        let (believed, conflicts) = judge(Some(ME), &entries, &res);
+        let (believed, conflicts) = judge(Some(ME), &entries, &res, &BTreeMap::new());
         assert_eq!(names(&believed), ["early"]);
         assert_eq!(
             conflicts[0].reason,
@@ -244,7 +279,7 @@ mod tests {
         ];
         // Even a reservation naming them does not help.
         let res = reservations(&[("10.244.0.0/24", "thief"), ("10.244.3.0/24", "twin")]);
-        let (believed, conflicts) = judge(Some(ME), &entries, &res);
+        let (believed, conflicts) = judge(Some(ME), &entries, &res, &BTreeMap::new());
         assert!(believed.is_empty(), "{believed:?}");
         assert_eq!(
             conflicts.iter().map(|c| &c.reason).collect::<Vec<_>>(),
@@ -254,7 +289,49 @@ mod tests {
             ]
         );
         // Without a node of its own (`node ls --etcd`), the reserved entry is believed.
-        let (believed, _) = judge(None, &entries, &res);
+        let (believed, _) = judge(None, &entries, &res, &BTreeMap::new());
         assert_eq!(names(&believed), ["thief", "twin"]);
+    }
+
+    #[test]
+    fn a_dual_stack_node_is_believed_only_when_its_ipv6_prefix_is_reserved_for_it_too() {
+        let with6 = |name, subnet, underlay, six: &str| {
+            let mut e = entry(name, subnet, underlay, 10);
+            e.node.subnet6 = Some(six.parse().expect("net6"));
+            e
+        };
+        let entries = [
+            with6("b", "10.244.1.0/24", [192, 0, 2, 2], "fd00:244:1::/64"),
+            with6("c", "10.244.2.0/24", [192, 0, 2, 3], "fd00:244:1::/64"),
+            with6("d", "10.244.3.0/24", [192, 0, 2, 4], "fd00:244:3::/64"),
+            with6("e", "10.244.4.0/24", [192, 0, 2, 5], "fd00:244:0::/64"),
+        ];
+        let res = reservations(&[
+            ("10.244.1.0/24", "b"),
+            ("10.244.2.0/24", "c"),
+            ("10.244.3.0/24", "d"),
+            ("10.244.4.0/24", "e"),
+        ]);
+        let res6: BTreeMap<Ipv6Net, String> = [("fd00:244:1::/64", "b"), ("fd00:244:0::/64", "e")]
+            .iter()
+            .map(|(s, n)| (s.parse().expect("net6"), (*n).to_owned()))
+            .collect();
+        let me = Me {
+            subnet6: Some("fd00:244::/64".parse().expect("net6")),
+            ..ME
+        };
+        let (believed, conflicts) = judge(Some(me), &entries, &res, &res6);
+        assert_eq!(names(&believed), ["b"]);
+        assert_eq!(
+            conflicts
+                .iter()
+                .map(|c| (c.name.as_str(), c.reason.clone()))
+                .collect::<Vec<_>>(),
+            [
+                ("c", ConflictReason::Reserved6For { node: "b".into() }),
+                ("d", ConflictReason::NotReserved6),
+                ("e", ConflictReason::ThisNodesSubnet),
+            ]
+        );
     }
 }

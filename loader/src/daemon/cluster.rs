@@ -11,6 +11,7 @@ use std::{
 
 use common::{
     CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ON_LINK, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute,
+    Ip6,
 };
 use tracing::{info, warn};
 
@@ -20,7 +21,7 @@ use super::{
 };
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, ThisNode},
-    cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Mode, Node},
+    cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node},
     datapath::sync::sync,
     endpoint::Ipv4Cidr,
     netlink::{Hop, Route4},
@@ -63,6 +64,8 @@ pub(super) struct Network {
     /// The network's config and this node's prefix, once known (from the persisted
     /// file first, then from etcd).
     pub joined: Option<(ClusterConfig, Ipv4Cidr)>,
+    /// This node's IPv6 prefix, once known (dual stack).
+    pub own6: Option<Ipv6Net>,
     /// The other nodes, as last seen (kept while etcd is unreachable).
     pub nodes: Vec<Node>,
     /// The node entries not believed, as last judged.
@@ -79,6 +82,7 @@ impl Network {
             bridge,
             prefix,
             joined: None,
+            own6: None,
             nodes: Vec::new(),
             conflicts: Vec::new(),
             listed: false,
@@ -93,6 +97,13 @@ type Key = (u32, u32);
 fn key(c: &Ipv4Cidr) -> Key {
     let net = Ipv4Net::new(c.addr, c.len).map_or(c.addr, |n| n.addr);
     (u32::from(c.len), u32::from(net).to_be())
+}
+
+/// A prefix as `cluster6_v1` keys it: (length, address).
+type Key6 = (u32, Ip6);
+
+fn key6(n: &Ipv6Net) -> Key6 {
+    (u32::from(n.len), Ip6::from_octets(n.addr.octets()))
 }
 
 fn node_key(ip: Ipv4Addr) -> Key {
@@ -257,6 +268,36 @@ impl Cluster {
         })
     }
 
+    /// Every entry `cluster6_v1` should hold (dual stack): each etcd network's IPv6
+    /// CIDR (which holds this node's own prefix) and every other node's IPv6 prefix, to
+    /// its IPv4 underlay address. Nodes have no IPv6 entries: the underlay is IPv4.
+    pub fn routes6(&self) -> BTreeMap<Key6, ClusterRoute> {
+        let mut want = BTreeMap::new();
+        for net in &self.networks {
+            let Some((cfg, _)) = &net.joined else {
+                continue;
+            };
+            let Some(cidr6) = cfg.cidr6 else {
+                continue;
+            };
+            want.insert(
+                key6(&cidr6),
+                route(CLUSTER_ROUTED, Ipv4Addr::UNSPECIFIED, cfg.vni, 0),
+            );
+            let (kind, ifindex) = match cfg.mode {
+                Mode::HostGw => (CLUSTER_HOST_GW, 0),
+                Mode::Vxlan => (CLUSTER_VXLAN, self.vxlan),
+            };
+            for (n, s6) in net.nodes.iter().filter_map(|n| Some((n, n.subnet6?))) {
+                if net.own6.is_some_and(|o| o.overlaps(&s6)) || !cfg.is_node_subnet6(&s6) {
+                    continue;
+                }
+                want.insert(key6(&s6), route(kind, n.underlay, cfg.vni, ifindex));
+            }
+        }
+        want
+    }
+
     /// `cluster_v1`'s entries, as `bpfnet ls` shows them.
     pub fn route_lines(&self) -> Vec<ClusterRouteLine> {
         self.routes()
@@ -296,6 +337,8 @@ impl Cluster {
                         mode: cfg.mode,
                         vni: cfg.vni,
                         gateway: gateway_of(own),
+                        subnet6: net.own6,
+                        gateway6: net.own6.map(|s| s.gateway()),
                     },
                 ),
                 nodes: net.nodes.clone(),
@@ -341,8 +384,12 @@ impl Daemon {
     pub(super) fn sync_cluster(&mut self) {
         let want = self.cluster.routes();
         let synced = sync(&mut self.dp.maps.cluster, &want);
-        let changed = synced.written + synced.removed > 0;
+        let mut changed = synced.written + synced.removed > 0;
         super::report("cluster", synced);
+        let want6 = self.cluster.routes6();
+        let synced = sync(&mut self.dp.maps.cluster6, &want6);
+        changed |= synced.written + synced.removed > 0;
+        super::report("IPv6 cluster", synced);
         if changed {
             self.bump_route_gen();
         }
@@ -354,13 +401,21 @@ impl Daemon {
             return;
         };
         match event {
-            ClusterEvent::Joined { config, subnet } => {
+            ClusterEvent::Joined {
+                config,
+                subnet,
+                subnet6,
+            } => {
                 let own = cidr(&subnet);
-                info!(bridge = %net.bridge, subnet = %own, mode = %config.mode, vni = config.vni, "cluster node prefix");
+                info!(bridge = %net.bridge, subnet = %own, ?subnet6, mode = %config.mode, vni = config.vni, "cluster node prefix");
                 let vxlan = config.mode == Mode::Vxlan;
                 net.joined = Some((config, own));
+                net.own6 = subnet6;
                 let bridge = net.bridge.clone();
                 self.set_cluster_gateway(&bridge, own).await;
+                if let Some(own6) = subnet6 {
+                    self.set_cluster_gateway6(&bridge, own6).await;
+                }
                 if vxlan {
                     self.ensure_vxlan().await;
                 }
@@ -479,5 +534,59 @@ mod tests {
         let want = c.routes();
         assert_eq!(want[&at("10.244.1.0/24")].node, be(1));
         assert_eq!(want[&at("10.244.1.0/24")].kind, CLUSTER_ROUTED);
+    }
+
+    fn node(name: &str, i: u8, subnet6: Option<&str>) -> Node {
+        Node {
+            name: name.into(),
+            subnet: format!("10.244.{i}.0/24").parse().expect("net"),
+            underlay: Ipv4Addr::new(192, 0, 2, i),
+            mode: Mode::Vxlan,
+            vni: 7,
+            alive: true,
+            last_seen: 1,
+            mac: None,
+            incarnation: 1,
+            subnet6: subnet6.map(|s| s.parse().expect("net")),
+        }
+    }
+
+    #[test]
+    fn ipv6_prefixes_go_to_their_nodes_ipv4_underlay_and_never_to_this_node() {
+        let cfg = ClusterConfig {
+            vni: 7,
+            cidr6: Some("fd00:10:244::/48".parse().expect("net")),
+            ..ClusterConfig::new("10.244.0.0/16".parse().expect("net"), 24, Mode::Vxlan)
+        };
+        let mut net = Network::new("br0".into(), "/bpfnet".into());
+        net.joined = Some((cfg.clone(), cidr(&"10.244.1.0/24".parse().expect("net"))));
+        net.own6 = Some("fd00:10:244:1::/64".parse().expect("net"));
+        net.nodes = vec![
+            node("h2", 2, Some("fd00:10:244:2::/64")),
+            // Outside the IPv6 CIDR, or this node's own: no route.
+            node("h3", 3, Some("fd00:99::/64")),
+            node("h4", 4, Some("fd00:10:244:1::/64")),
+            node("h5", 5, None),
+        ];
+        let c = Cluster {
+            networks: vec![net],
+            vxlan: 9,
+            ..Cluster::default()
+        };
+        let want = c.routes6();
+        let k = |s: &str| key6(&s.parse().expect("net"));
+        assert_eq!(want.len(), 2, "{want:?}");
+        assert_eq!(
+            want[&k("fd00:10:244::/48")],
+            route(CLUSTER_ROUTED, Ipv4Addr::UNSPECIFIED, 7, 0)
+        );
+        assert_eq!(
+            want[&k("fd00:10:244:2::/64")],
+            route(CLUSTER_VXLAN, Ipv4Addr::new(192, 0, 2, 2), 7, 9)
+        );
+        // An IPv4-only config has no IPv6 entries.
+        let mut v4 = c;
+        v4.networks[0].joined.as_mut().expect("joined").0.cidr6 = None;
+        assert!(v4.routes6().is_empty());
     }
 }

@@ -1,6 +1,9 @@
 //! Joining etcd networks: one control-plane task per network, the bridge given the
 //! first address of the node's prefix, the VXLAN device of a `vxlan` network.
-use std::{net::Ipv4Addr, path::Path};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
+};
 
 use common::{CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_PORT};
 use tokio::sync::mpsc;
@@ -8,7 +11,7 @@ use tracing::{info, warn};
 
 use super::{Daemon, cluster::gateway_of};
 use crate::{
-    cluster::{ClusterEvent, JoinOptions},
+    cluster::{ClusterEvent, Ipv6Net, JoinOptions},
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
@@ -115,6 +118,36 @@ impl Daemon {
         match result {
             Ok(()) => info!(%bridge, %gateway, len = own.len, "cluster gateway address set"),
             Err(e) => warn!(%bridge, error = %e, "cannot give the cluster's bridge its address"),
+        }
+    }
+
+    /// Give `bridge` (created by `set_cluster_gateway`) the first address of this
+    /// node's IPv6 prefix `own6`, as a dual-stack network's bridge has on one host.
+    pub(super) async fn set_cluster_gateway6(&mut self, bridge: &str, own6: Ipv6Net) {
+        let gateway = own6.gateway();
+        let result = match self.nl.link_by_name(bridge).await {
+            Ok(Some(link)) => match self.nl.prefixes().await {
+                Ok(p)
+                    if p.iter().any(|&(i, a, l)| {
+                        i == link.index && a == IpAddr::V6(gateway) && l == own6.len
+                    }) =>
+                {
+                    return;
+                }
+                Ok(_) => self.nl.add_address(&link, gateway, own6.len).await,
+                Err(e) => Err(e),
+            },
+            Ok(None) => {
+                warn!(%bridge, "no cluster bridge for the IPv6 gateway");
+                return;
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => info!(%bridge, %gateway, len = own6.len, "cluster IPv6 gateway address set"),
+            Err(e) => {
+                warn!(%bridge, error = %e, "cannot give the cluster's bridge its IPv6 address")
+            }
         }
     }
 

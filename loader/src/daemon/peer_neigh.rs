@@ -323,6 +323,7 @@ mod tests {
             last_seen: 1,
             mac: Some(Mac(NEW)),
             incarnation,
+            subnet6: None,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct Maps {
     pub subnets6: LpmTrie<MapData, Ip6, Network>,
     /// The cluster's prefixes and node addresses (IPv4, network order) → where they are.
     pub cluster: LpmTrie<MapData, u32, ClusterRoute>,
+    /// The cluster's IPv6 prefixes → where they are (their node's IPv4 underlay).
+    pub cluster6: LpmTrie<MapData, Ip6, ClusterRoute>,
     pub stats: PerCpuArray<MapData, Counter>,
     /// Drops by interface and reason.
     pub drops: PerCpuHashMap<MapData, DropKey, Counter>,
@@ -87,6 +89,7 @@ impl Maps {
             subnets: take(ebpf, names::SUBNETS)?,
             subnets6: take(ebpf, names::SUBNETS6)?,
             cluster: take(ebpf, names::CLUSTER)?,
+            cluster6: take(ebpf, names::CLUSTER6)?,
             snat_use: take(ebpf, names::SNAT_USE)?,
             ct_use: take(ebpf, names::CT_USE)?,
             ct6: take(ebpf, names::CT6)?,

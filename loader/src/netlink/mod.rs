@@ -360,12 +360,13 @@ impl Netlink {
     pub async fn add_address(
         &self,
         link: &Link,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         len: u8,
     ) -> Result<(), NetlinkError> {
+        let ip: IpAddr = ip.into();
         self.handle
             .address()
-            .add(link.index, IpAddr::V4(ip), len)
+            .add(link.index, ip, len)
             .execute()
             .await
             .map_err(req(format!("add {ip}/{len} to {}", link.name)))
