@@ -279,7 +279,8 @@ impl Daemon {
                     // interface's.
                     self.bump_route_gen();
                 }
-                return self.sync_peer_neighbours().await;
+                self.sync_peer_neighbours().await;
+                return self.sync_peer_routes().await;
             }
             ClusterEvent::Connected(up) => {
                 if up != net.connected {

@@ -78,12 +78,14 @@ impl Daemon {
             Change::Addresses => {
                 self.sync_addresses().await;
                 // Which peers are on a connected prefix may have changed.
-                return self.sync_peer_neighbours().await;
+                self.sync_peer_neighbours().await;
+                return self.sync_peer_routes().await;
             }
             Change::Routes => return,
         }
         if peers_link {
             self.sync_peer_neighbours().await;
+            self.sync_peer_routes().await;
         }
         // Even with nothing to attach, a link's attributes matter: a bridge's MAC
         // follows its ports (`ports_v2` carries it), a bridge may become managed.

@@ -1,8 +1,9 @@
 //! What the daemon asks of rtnetlink: links, bridges, addresses, the default route,
-//! the peer nodes' neighbour entries, and a stream of link/address changes.
+//! the peer nodes' neighbour entries and routes, and a stream of link/address changes.
 mod monitor;
 mod neigh;
 mod proxy;
+mod route;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -10,6 +11,7 @@ use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use neigh::Neighbour;
 pub use proxy::enable_proxy_ndp;
+pub use route::{ListedRoute, PeerRoute};
 use rtnetlink::{
     Handle, LinkBridge, LinkVxlan,
     packet_route::{
