@@ -117,7 +117,7 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
 /// lookup could not.
 #[inline(always)]
 fn redirect(ctx: &TcContext, next: &Next) -> i32 {
-    if next.vni != 0 && set_tunnel(ctx, next).is_err() {
+    if next.vni != 0 && set_tunnel(ctx, next.via, next.vni).is_err() {
         return verdict(ctx, Reason::DropRewrite);
     }
     let ret = if next.resolved {
@@ -150,14 +150,14 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
     ret as i32
 }
 
-/// Give the packet the VXLAN key of `next`: its node as remote (host order, as the
-/// helper takes it), its network's VNI.
+/// Give the packet the VXLAN key of node `via` (its underlay address, network order;
+/// the helper takes it in host order) and VNI `vni`.
 #[inline(always)]
-fn set_tunnel(ctx: &TcContext, next: &Next) -> Result<(), ()> {
+pub fn set_tunnel(ctx: &TcContext, via: u32, vni: u32) -> Result<(), ()> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    key.tunnel_id = next.vni;
-    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(next.via);
+    key.tunnel_id = vni;
+    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(via);
     key.tunnel_ttl = 64;
     // SAFETY: helper on this program's context, reading `size` bytes of `key`.
     let ret = unsafe {

@@ -176,7 +176,8 @@ fn lan<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Option<i32> {
 /// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic) when
 /// the family's routed networks are open, else only to a port published at the
 /// container's own address, as a new tracked flow; into any other managed network but
-/// a LAN it is dropped; elsewhere it is `otherwise`.
+/// a LAN it is dropped; elsewhere, and to the host's own address admitted from the
+/// cluster, it is `otherwise`.
 #[inline(always)]
 fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 {
     let Some(n) = A::network_of(&p.dst_ip) else {
@@ -184,6 +185,9 @@ fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 
     };
     if n.flags & NET_INTERNAL == 0 {
         match from_cluster(ctx, p) {
+            // The host's own address there (its bridge's, the source of the host's
+            // packets into the tunnel): the host's stack answers.
+            Ok(true) if A::is_host(&p.dst_ip) => return verdict(ctx, otherwise),
             Ok(true) => {
                 return match nat::track(ctx, p, From::Uplink) {
                     Ok(_) => fwd::to_destination(ctx, p, None),

@@ -385,6 +385,68 @@ fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mod
     );
 }
 
+#[test]
+fn a_host_reaches_containers_on_other_nodes_through_the_tunnel_in_vxlan_mode() {
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("hvx", "vxlan");
+    let host1 = &e.c.hosts[0];
+    let gateway1 = Ipv4Addr::from(u32::from(e.addrs[0]) - 1);
+    let to2 = prefix24(e.addrs[1]);
+    let to3 = prefix24(e.addrs[2]);
+    for prefix in [&to2, &to3] {
+        assert_eq!(
+            peer_route(host1, prefix),
+            format!("{prefix} dev bpfnet-vxlan scope link src {gateway1}"),
+            "host 1 routes peer prefix {prefix} into the tunnel"
+        );
+    }
+    // Host 1's own process reaches host 2's container through the tunnel, from its
+    // gateway address (in its own prefix, so the answer comes back through the tunnel),
+    // untranslated.
+    let seen = tcp_seen(&host1.ns, e.addrs[1]).expect("host 1 reaches host 2's container");
+    assert_eq!(
+        seen, gateway1,
+        "the container sees host 1's gateway address"
+    );
+    assert!(
+        pings(&host1.ns, e.addrs[1]),
+        "host 1 pings host 2's container"
+    );
+    let to = SocketAddr::from((e.addrs[1], PORT));
+    let reply = host1
+        .ns
+        .run(move || -> std::io::Result<Vec<u8>> {
+            let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.write_all(&BULK)?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out)?;
+            Ok(out)
+        })
+        .expect("a bulk request from host 1 across the tunnel");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        gateway1.to_string()
+    );
+
+    // Host 3 leaves: its route leaves host 1; `--cleanup` removes the rest.
+    drop(e.daemons.remove(2));
+    bpfnet_tests::wait_for("host 3's prefix unrouted", LEASE_TTL * 3, || {
+        peer_route(&e.c.hosts[0], &to3).is_empty()
+    });
+    drop(e.daemons.remove(0));
+    cleanup(&e.c.hosts[0]);
+    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to2]);
+    assert!(
+        left.trim().is_empty(),
+        "--cleanup removes bpfnet's routes: {left}"
+    );
+}
+
 /// A large request, so full-size segments cross the tunnel.
 static BULK: [u8; 300_000] = [0x5a; 300_000];
 

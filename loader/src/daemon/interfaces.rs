@@ -179,7 +179,12 @@ impl Daemon {
 
     /// Remove pinned links left by an earlier run for interfaces no longer served.
     fn prune_stale_links(&self) {
-        let live: BTreeSet<(Hook, u32)> = self.links.attachments().collect();
+        // The VXLAN device's way out keeps its program across a restart.
+        let tunnel = self
+            .links
+            .by_name(super::cluster_join::VXLAN_DEVICE)
+            .map(|l| (Hook::ToTunnel, l.index));
+        let live: BTreeSet<(Hook, u32)> = self.links.attachments().chain(tunnel).collect();
         match self.dp.attachments() {
             Ok(pinned) => {
                 for a in pinned

@@ -2,15 +2,21 @@
 //! sends the containers' packets to another node itself (`cluster_v1`), but a socket
 //! of the host is routed by the kernel, which knows no route to a peer's prefix. Each
 //! host-gw peer on a directly connected prefix gets `PREFIX via NODE dev DEV proto 98`
-//! (flannel's host-gw route); it goes when the peer does, and at `--cleanup`. A route
-//! to the same prefix that is not bpfnet's is left alone.
+//! (flannel's host-gw route), each VXLAN peer `PREFIX dev bpfnet-vxlan src GATEWAY proto
+//! 98`: `to_tunnel` gives those packets their key, and their source, this node's
+//! gateway in its own prefix, makes the answer come back through the tunnel. A route
+//! goes when its peer does, and at `--cleanup`. A route to the same prefix that is not
+//! bpfnet's is left alone.
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use common::CLUSTER_HOST_GW;
 use tracing::{debug, warn};
 
-use super::{Daemon, peer_neigh::on_link};
-use crate::netlink::{ListedRoute, PeerRoute};
+use super::{Daemon, cluster::gateway_of, peer_neigh::on_link};
+use crate::{
+    cluster::{Ipv4Net, Mode},
+    netlink::{ListedRoute, PeerRoute},
+};
 
 /// What to change: routes to install (or replace), and bpfnet's to remove.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -51,6 +57,7 @@ impl Daemon {
                 Some((prefix, Ipv4Addr::from(u32::from_be(r.node))))
             })
             .collect();
+        let tunnelled = self.tunnelled_peers();
         let have = match self.nl.routes().await {
             Ok(have) => have,
             Err(e) => {
@@ -58,7 +65,7 @@ impl Daemon {
                 return;
             }
         };
-        if peers.is_empty() && !have.iter().any(|h| h.ours) {
+        if peers.is_empty() && tunnelled.is_empty() && !have.iter().any(|h| h.ours) {
             return;
         }
         let prefixes = match self.nl.prefixes().await {
@@ -75,8 +82,10 @@ impl Daemon {
                     prefix,
                     gateway: Some(node),
                     ifindex: on_link(node, &prefixes)?,
+                    src: None,
                 })
             })
+            .chain(tunnelled)
             .collect();
         let p = plan(&want, &have);
         for r in &p.set {
@@ -94,6 +103,34 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The routes into the tunnel: each VXLAN peer's prefix through the VXLAN device
+    /// (while `to_tunnel` is on it), from this node's gateway in that network.
+    fn tunnelled_peers(&self) -> Vec<PeerRoute> {
+        let ifindex = self.cluster.to_tunnel;
+        if ifindex == 0 || ifindex != self.cluster.vxlan {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for net in &self.cluster.networks {
+            let Some((_, own)) = net.joined.as_ref().filter(|(c, _)| c.mode == Mode::Vxlan) else {
+                continue;
+            };
+            let src = gateway_of(own);
+            let own = Ipv4Net::new(own.addr, own.len);
+            for n in net.nodes.iter().filter(|n| Some(n.subnet) != own) {
+                out.push(PeerRoute {
+                    prefix: (n.subnet.addr, n.subnet.len),
+                    gateway: None,
+                    ifindex,
+                    src: Some(src),
+                });
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +140,7 @@ mod tests {
             prefix: (Ipv4Addr::from(net), 24),
             gateway: Some(Ipv4Addr::new(192, 0, 2, gw)),
             ifindex: 3,
+            src: None,
         }
     }
 

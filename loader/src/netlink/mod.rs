@@ -13,7 +13,7 @@ pub use neigh::Neighbour;
 pub use proxy::enable_proxy_ndp;
 pub use route::{ListedRoute, PeerRoute};
 use rtnetlink::{
-    Handle, LinkBridge, LinkVxlan,
+    Handle, LinkBridge, LinkUnspec, LinkVxlan,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
@@ -283,6 +283,9 @@ impl Netlink {
             .port(port)
             .learning(false)
             .address(mac.to_vec())
+            // The host's packets into the tunnel need no neighbour: the datapath writes
+            // their MACs (`to_tunnel`).
+            .arp(false)
             .mtu(mtu)
             .up()
             .build();
@@ -298,6 +301,16 @@ impl Netlink {
                 what: format!("VXLAN device {name} vanished after creation"),
                 source: rtnetlink::Error::RequestFailed,
             })
+    }
+
+    /// Turn ARP off on link `index` (`ip link set DEV arp off`).
+    pub async fn no_arp(&self, index: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).arp(false).build())
+            .execute()
+            .await
+            .map_err(req(format!("arp off on link {index}")))
     }
 
     /// Add `ip/len` to `link`.

@@ -1,6 +1,7 @@
 //! The kernel routes bpfnet installs to the cluster's peer prefixes, so the host's own
 //! processes reach other nodes' containers (the datapath routes the containers' packets
-//! itself): `PREFIX via NODE dev UNDERLAY proto 98` for a host-gw peer. Marked with
+//! itself): `PREFIX via NODE dev UNDERLAY proto 98` for a host-gw peer, `PREFIX dev
+//! bpfnet-vxlan src GATEWAY proto 98` for a VXLAN one. Marked with
 //! bpfnet's protocol (as its neighbour entries are), so it finds and removes exactly
 //! its own.
 use std::net::Ipv4Addr;
@@ -8,7 +9,9 @@ use std::net::Ipv4Addr;
 use futures::TryStreamExt as _;
 use rtnetlink::{
     RouteMessageBuilder,
-    packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
+    packet_route::route::{
+        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    },
 };
 
 use super::{Netlink, NetlinkError, neigh::PROTOCOL, req};
@@ -22,6 +25,8 @@ pub struct PeerRoute {
     pub gateway: Option<Ipv4Addr>,
     /// The output device.
     pub ifindex: u32,
+    /// The preferred source address; None: the kernel's choice.
+    pub src: Option<Ipv4Addr>,
 }
 
 /// A route of the main table as listed, and whether it is bpfnet's.
@@ -39,11 +44,13 @@ impl ListedRoute {
         let mut dst = Ipv4Addr::UNSPECIFIED;
         let mut gateway = None;
         let mut ifindex = 0;
+        let mut src = None;
         for a in &m.attributes {
             match a {
                 RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
                 RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
                 RouteAttribute::Oif(i) => ifindex = *i,
+                RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => src = Some(*ip),
                 _ => {}
             }
         }
@@ -52,6 +59,7 @@ impl ListedRoute {
                 prefix: (dst, m.header.destination_prefix_length),
                 gateway,
                 ifindex,
+                src,
             },
             ours: m.header.protocol == RouteProtocol::Other(PROTOCOL),
         })
@@ -63,8 +71,13 @@ fn message(r: &PeerRoute) -> RouteMessage {
         .destination_prefix(r.prefix.0, r.prefix.1)
         .output_interface(r.ifindex)
         .protocol(RouteProtocol::Other(PROTOCOL));
-    if let Some(gw) = r.gateway {
-        b = b.gateway(gw);
+    b = match r.gateway {
+        Some(gw) => b.gateway(gw),
+        // Straight out of the device (the tunnel's), as `ip route` makes it.
+        None => b.scope(RouteScope::Link),
+    };
+    if let Some(src) = r.src {
+        b = b.pref_source(src);
     }
     b.build()
 }
