@@ -3,6 +3,7 @@
 //! rounds: `routed` (a kernel route on each host to the other's prefix: the baseline),
 //! `host-gw` and `vxlan` (bpfnet, each host a node of an etcd cluster), `kernel vxlan`
 //! (a VXLAN device with a route, a neighbour and an FDB entry per peer: flannel's way).
+//! The host-to-remote-container rows have host 1 itself as the client.
 use std::{
     collections::BTreeMap,
     fs,
@@ -205,7 +206,11 @@ impl CrossHost {
                 }
                 "kernel vxlan" => h.ns.ip(&["link", "del", KERNEL_VXLAN]),
                 _ => {
-                    // The datapath outlives the daemon: removing its pins detaches it.
+                    // The datapath outlives the daemon: removing its pins detaches it;
+                    // its routes for the host stay until `--cleanup`.
+                    let _ = std::process::Command::new("ip")
+                        .args(["-n", &h.ns.name, "route", "flush", "proto", "98"])
+                        .status();
                     let _ = fs::remove_dir_all(&h.files.pin_dir);
                     let _ = fs::remove_dir_all(&h.files.state_dir);
                     if mode == "vxlan" {
@@ -217,9 +222,18 @@ impl CrossHost {
     }
 }
 
-/// A measure across hosts: its metrics (name, unit, higher is better) and how.
+/// Who the client of a measure is: host 1's container, or host 1 itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Container,
+    Host,
+}
+
+/// A measure across hosts: its metrics (name, unit, higher is better), its client and
+/// how.
 type Measure = (
     Vec<(&'static str, &'static str, bool)>,
+    Client,
     Box<dyn Fn(&Netns) -> Result<Vec<f64>>>,
 );
 
@@ -229,6 +243,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
     vec![
         (
             vec![("TCP stream across hosts", "Gbit/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
                     .map(|g| vec![g])
@@ -239,6 +254,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 ("TCP request/response across hosts", "trans/s", true),
                 ("TCP RR p99 across hosts", "µs", false),
             ],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 let r = load::tcp_rr(c, echo, dur, pin.client())?;
@@ -247,6 +263,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
         ),
         (
             vec![("UDP request/response across hosts", "trans/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 load::udp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
@@ -258,9 +275,30 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 "conns/s",
                 true,
             )],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(None);
                 load::conn_rate(c, echo, 4, dur).map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            vec![(
+                "TCP request/response host to remote container",
+                "trans/s",
+                true,
+            )],
+            Client::Host,
+            Box::new(move |c| {
+                load::pin_servers(pin.server());
+                load::tcp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            vec![("TCP stream host to remote container", "Gbit/s", true)],
+            Client::Host,
+            Box::new(move |c| {
+                iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
+                    .map(|g| vec![g])
             }),
         ),
     ]
@@ -269,7 +307,10 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
 /// Every measure in every mode, `plan.reps` interleaved rounds: the medians.
 pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
     let tests = measures(plan, pin);
-    let client = &x.c.hosts[0].containers[0];
+    let client = |who: Client| match who {
+        Client::Container => &x.c.hosts[0].containers[0],
+        Client::Host => &x.c.hosts[0].ns,
+    };
     let mut samples: Vec<BTreeMap<&str, Vec<Vec<f64>>>> =
         tests.iter().map(|_| BTreeMap::new()).collect();
     for rep in 0..plan.reps {
@@ -285,10 +326,15 @@ pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) ->
                 None,
                 failures,
             );
-            for (i, (names, f)) in tests.iter().enumerate() {
+            for (i, (names, who, f)) in tests.iter().enumerate() {
                 let what = format!("{mode}: {}", names[0].0);
                 let v = if daemons.is_some() {
-                    or_failed(f(client), &what, vec![f64::NAN; names.len()], failures)
+                    or_failed(
+                        f(client(*who)),
+                        &what,
+                        vec![f64::NAN; names.len()],
+                        failures,
+                    )
                 } else {
                     vec![f64::NAN; names.len()]
                 };
@@ -300,7 +346,7 @@ pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) ->
         }
     }
     let mut rows = Vec::new();
-    for (i, (names, _)) in tests.iter().enumerate() {
+    for (i, (names, _, _)) in tests.iter().enumerate() {
         for (k, &(test, unit, higher)) in names.iter().enumerate() {
             let values = samples[i]
                 .iter()
