@@ -75,7 +75,10 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     fib.sport = t.src_port;
     fib.dport = t.dst_port;
     A::fib_set(fib, t);
-    if via != 0 {
+    // Into the tunnel, the source is the one the host's own route to the prefix prefers
+    // (bpfnet's, from this node's gateway in the prefix's network), which the peer
+    // answers through the tunnel; otherwise the route to the node's underlay address.
+    if via != 0 && tunnel.is_none() {
         // Only IPv4 has cluster prefixes: this is an IPv4 lookup.
         fib.__bindgen_anon_4.ipv4_dst = via;
     }
@@ -93,7 +96,6 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     };
     let src_ip = A::fib_src(fib);
     if let Some(c) = tunnel {
-        // Into the tunnel, with the source the underlay's route to the node prefers.
         return Some(Route {
             ifindex: c.ifindex,
             src_ip,

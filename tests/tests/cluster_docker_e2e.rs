@@ -1,5 +1,5 @@
-//! Docker on cluster nodes, for real: two hosts of an etcd cluster (FORWARD DROP, raw
-//! notrack), each with bpfnet in cluster mode on `docker0` and its own dockerd (Docker's
+//! Docker on cluster nodes, for real: two hosts of an etcd cluster, host-gw and VXLAN
+//! (FORWARD DROP, raw notrack), each with bpfnet in cluster mode on `docker0` and its own dockerd (Docker's
 //! NAT off) whose `bip` is the node's gateway and prefix from `bpfnet node ls`. A
 //! container on one host reaches a container on the other by its address, untranslated,
 //! both ways; `docker run -p` on one host answers an outside client; a port published on
@@ -28,6 +28,8 @@ struct Node {
     // Declared first, dropped first: containers and dockerd go before bpfnet.
     docker: Dockerd,
     _daemon: Daemon,
+    /// The node's gateway, its bridge's address.
+    gateway: Ipv4Addr,
 }
 
 /// Start bpfnet on host `h` as cluster node `h{index}` of the etcd at `url`, with
@@ -73,6 +75,7 @@ fn start_node(h: &Host, url: &str, id: &str) -> Node {
     Node {
         docker,
         _daemon: daemon,
+        gateway,
     }
 }
 
@@ -115,19 +118,30 @@ fn publishes(h: &Host, spec: &str) -> bool {
 }
 
 #[test]
-fn docker_containers_on_two_cluster_nodes_reach_each_other_and_ports_published_across_hosts() {
+fn docker_containers_on_two_host_gw_nodes_reach_each_other_and_ports_published_across_hosts() {
+    docker_on_two_nodes("dkgw", "host-gw");
+}
+
+#[test]
+fn docker_containers_on_two_vxlan_nodes_reach_each_other_and_ports_published_across_hosts() {
+    docker_on_two_nodes("dkvx", "vxlan");
+}
+
+/// Two nodes of a `mode` cluster with Docker on each: containers across hosts, `docker
+/// run -p`, and a port published for the other host's container.
+fn docker_on_two_nodes(tag: &str, mode: &str) {
     if !require_root() {
         return;
     }
-    let id = unique("dkcl");
-    let mut c = Cluster::new("dkcl", 2);
+    let id = unique(tag);
+    let mut c = Cluster::new(tag, 2);
     let (_etcd_ns, etcd) = c.add_etcd(&[
         "--cidr",
         "10.244.0.0/16",
         "--node-prefix",
         "24",
         "--mode",
-        "host-gw",
+        mode,
         "--lease-ttl",
         "3",
     ]);
@@ -203,9 +217,16 @@ fn docker_containers_on_two_cluster_nodes_reach_each_other_and_ports_published_a
         b"who",
     )
     .expect("host 1's port answers from host 2's container");
+    // Host 1's address on the way there: its underlay's off the wire (host-gw), its
+    // gateway's in the tunnel (VXLAN), so the answer comes back the same way.
+    let host1_seen = if mode == "vxlan" {
+        nodes[0].gateway
+    } else {
+        host1.underlay_ip()
+    };
     assert_eq!(
         WhoamiServer::seen(&reply).ip(),
-        std::net::IpAddr::from(host1.underlay_ip()),
+        std::net::IpAddr::from(host1_seen),
         "host 2's container sees host 1, which translates the answer back"
     );
     drop(namespaces);

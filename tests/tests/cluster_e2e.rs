@@ -386,7 +386,7 @@ fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mod
 }
 
 #[test]
-fn a_host_reaches_containers_on_other_nodes_through_the_tunnel_in_vxlan_mode() {
+fn a_host_reaches_and_publishes_containers_on_other_nodes_through_the_tunnel_in_vxlan_mode() {
     if !require_root() {
         return;
     }
@@ -431,6 +431,19 @@ fn a_host_reaches_containers_on_other_nodes_through_the_tunnel_in_vxlan_mode() {
     assert_eq!(
         WhoamiServer::seen(&reply).ip().to_string(),
         gateway1.to_string()
+    );
+
+    // A port published on host 1 for host 2's container: translated to host 1's gateway
+    // too, so the answer comes back through the tunnel to be translated.
+    let spec = format!("8081:{}:{PORT}", e.addrs[1]);
+    cli_ok(&host1.files.socket, &["publish", &spec]);
+    let out = outsider(&e.c);
+    let reply = tcp_roundtrip(&out, SocketAddr::from(([192, 0, 2, 1], 8081)), b"who")
+        .expect("the published port on host 1 answers from host 2's container");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        gateway1.to_string(),
+        "host 2's container sees host 1's gateway"
     );
 
     // Host 3 leaves: its route leaves host 1; `--cleanup` removes the rest.
