@@ -8,6 +8,8 @@
 //! the kernel's `routed` baseline routes them to the peer's underlay IPv6 address
 //! (fd00:192:0:2::i, the kernel has no IPv6 route by an IPv4 next hop), `kernel vxlan`
 //! through its device to the peer's prefix's first address, a permanent neighbour.
+//!
+//! The host-to-remote-container rows have host 1 itself as the client.
 use std::{
     collections::BTreeMap,
     fs,
@@ -290,7 +292,11 @@ impl CrossHost {
                 }
                 "kernel vxlan" => h.ns.ip(&["link", "del", KERNEL_VXLAN]),
                 _ => {
-                    // The datapath outlives the daemon: removing its pins detaches it.
+                    // The datapath outlives the daemon: removing its pins detaches it;
+                    // its routes for the host stay until `--cleanup`.
+                    let _ = std::process::Command::new("ip")
+                        .args(["-n", &h.ns.name, "route", "flush", "proto", "98"])
+                        .status();
                     let _ = fs::remove_dir_all(&h.files.pin_dir);
                     let _ = fs::remove_dir_all(&h.files.state_dir);
                     if mode == "vxlan" {
@@ -302,9 +308,18 @@ impl CrossHost {
     }
 }
 
-/// A measure across hosts: its metrics (name, unit, higher is better) and how.
+/// Who the client of a measure is: host 1's container, or host 1 itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Container,
+    Host,
+}
+
+/// A measure across hosts: its metrics (name, unit, higher is better), its client and
+/// how.
 type Measure = (
     Vec<(&'static str, &'static str, bool)>,
+    Client,
     Box<dyn Fn(&Netns) -> Result<Vec<f64>>>,
 );
 
@@ -315,6 +330,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
     vec![
         (
             vec![("TCP stream across hosts", "Gbit/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
                     .map(|g| vec![g])
@@ -325,6 +341,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 ("TCP request/response across hosts", "trans/s", true),
                 ("TCP RR p99 across hosts", "µs", false),
             ],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 let r = load::tcp_rr(c, echo, dur, pin.client())?;
@@ -333,6 +350,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
         ),
         (
             vec![("UDP request/response across hosts", "trans/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 load::udp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
@@ -344,6 +362,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 "conns/s",
                 true,
             )],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(None);
                 load::conn_rate(c, echo, 4, dur).map(|r| vec![r.per_sec])
@@ -351,6 +370,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
         ),
         (
             vec![("TCP stream across hosts, IPv6", "Gbit/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 iperf::stream(c, SocketAddr::from((SERVER6, IPERF)), secs, false, pin)
                     .map(|g| vec![g])
@@ -361,6 +381,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 ("TCP request/response across hosts, IPv6", "trans/s", true),
                 ("TCP RR p99 across hosts, IPv6", "µs", false),
             ],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 let r = load::tcp_rr(c, echo6, dur, pin.client())?;
@@ -369,9 +390,30 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
         ),
         (
             vec![("UDP request/response across hosts, IPv6", "trans/s", true)],
+            Client::Container,
             Box::new(move |c| {
                 load::pin_servers(pin.server());
                 load::udp_rr(c, echo6, dur, pin.client()).map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            vec![(
+                "TCP request/response host to remote container",
+                "trans/s",
+                true,
+            )],
+            Client::Host,
+            Box::new(move |c| {
+                load::pin_servers(pin.server());
+                load::tcp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
+            }),
+        ),
+        (
+            vec![("TCP stream host to remote container", "Gbit/s", true)],
+            Client::Host,
+            Box::new(move |c| {
+                iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
+                    .map(|g| vec![g])
             }),
         ),
     ]
@@ -380,7 +422,10 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
 /// Every measure in every mode, `plan.reps` interleaved rounds: the medians.
 pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
     let tests = measures(plan, pin);
-    let client = &x.c.hosts[0].containers[0];
+    let client = |who: Client| match who {
+        Client::Container => &x.c.hosts[0].containers[0],
+        Client::Host => &x.c.hosts[0].ns,
+    };
     let mut samples: Vec<BTreeMap<&str, Vec<Vec<f64>>>> =
         tests.iter().map(|_| BTreeMap::new()).collect();
     for rep in 0..plan.reps {
@@ -396,10 +441,15 @@ pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) ->
                 None,
                 failures,
             );
-            for (i, (names, f)) in tests.iter().enumerate() {
+            for (i, (names, who, f)) in tests.iter().enumerate() {
                 let what = format!("{mode}: {}", names[0].0);
                 let v = if daemons.is_some() {
-                    or_failed(f(client), &what, vec![f64::NAN; names.len()], failures)
+                    or_failed(
+                        f(client(*who)),
+                        &what,
+                        vec![f64::NAN; names.len()],
+                        failures,
+                    )
                 } else {
                     vec![f64::NAN; names.len()]
                 };
@@ -411,7 +461,7 @@ pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) ->
         }
     }
     let mut rows = Vec::new();
-    for (i, (names, _)) in tests.iter().enumerate() {
+    for (i, (names, _, _)) in tests.iter().enumerate() {
         for (k, &(test, unit, higher)) in names.iter().enumerate() {
             let values = samples[i]
                 .iter()

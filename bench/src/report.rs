@@ -349,9 +349,11 @@ pub fn cross_host_markdown(r: &Report) -> String {
     let _ = writeln!(
         s,
         "Two hosts on one underlay segment (veths into a bridge), a container on each; the \
-         client container on host 1 reaches the server container on host 2 by its address. \
+         client container on host 1 (host 1 itself in the host-to-remote-container rows) \
+         reaches the server container on host 2 by its address. \
          `routed`: a kernel route on each host to the other's prefix (the baseline); \
-         `host-gw` and `vxlan`: bpfnet, each host a node of an etcd cluster (no kernel route; \
+         `host-gw` and `vxlan`: bpfnet, each host a node of an etcd cluster (the containers' \
+         packets use no kernel route; the host's use bpfnet's, into the tunnel by `to_tunnel`; \
          VXLAN through a collect-metadata device, MSS clamped); `kernel vxlan`: a VXLAN \
          device with a route, a neighbour and an FDB entry per peer (flannel's way). The \
          `IPv6` rows reach the server's IPv6 address (dual stack, `--cidr6`): bpfnet over the \

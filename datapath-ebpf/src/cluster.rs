@@ -11,8 +11,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT, ClusterRoute,
-    PROTO_TCP, PROTO_UDP, ct::TCP_SYN,
+    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
+    CLUSTER_VXLAN_SRC_MAC, ClusterRoute, PROTO_TCP, PROTO_UDP, Reason, ct::TCP_SYN,
 };
 
 use crate::{
@@ -20,7 +20,8 @@ use crate::{
     family::{Family, stage},
     fwd,
     maps::scratch,
-    parse::{Packet, read},
+    parse::{ETH_HLEN, ETH_P_IP, Ipv4Hdr, Packet, l3_proto, read, read_pulled, write},
+    stats::{TC_ACT_OK, verdict},
 };
 
 /// The MACs of a frame inside the tunnel: (destination, source).
@@ -215,4 +216,36 @@ pub fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
     }
     // SAFETY: reading the IPv4 member of the union, which an IPv4 tunnel wrote.
     Some((unsafe { key.__bindgen_anon_1.remote_ipv4 }, key.tunnel_id))
+}
+
+/// `to_tunnel`, a frame leaving by the cluster's VXLAN device. The datapath's own carry
+/// their key and the tunnel's inner MACs already (the source MAC says so) and pass
+/// untouched. The host's own IPv4 packet, which bpfnet's route to a peer's prefix sends
+/// here (`daemon/peer_routes.rs`), gets the key of the node whose prefix holds its
+/// destination and the inner MACs every node accepts (the kernel's frame has the
+/// device's own MAC as source, which the receiving node's driver drops as a loop). From
+/// a host address only: a packet the host forwards into the tunnel is `drop-spoof`, one
+/// for no tunnel prefix `drop-no-route` (the driver would drop it keyless). Other
+/// protocols leave as the kernel sent them (without a key: the driver drops them).
+#[inline(always)]
+pub fn host_into_tunnel(ctx: &TcContext) -> i32 {
+    if read::<[u8; 6], _>(ctx, 6) == Some(CLUSTER_VXLAN_SRC_MAC) {
+        return TC_ACT_OK;
+    }
+    if l3_proto(ctx, ETH_HLEN) != Some(ETH_P_IP) {
+        return verdict(ctx, Reason::Pass);
+    }
+    let Some(ip) = read_pulled::<Ipv4Hdr, _>(ctx, ETH_HLEN) else {
+        return verdict(ctx, Reason::DropMalformed);
+    };
+    if !u32::is_host(&ip.src) {
+        return verdict(ctx, Reason::DropSpoof);
+    }
+    let Some(c) = node_of(&ip.dst).filter(|c| c.kind == CLUSTER_VXLAN) else {
+        return verdict(ctx, Reason::DropNoRoute);
+    };
+    if fwd::set_tunnel(ctx, c.node, c.vni).is_err() || write(ctx, 0, VXLAN_MACS).is_none() {
+        return verdict(ctx, Reason::DropRewrite);
+    }
+    verdict(ctx, Reason::Pass)
 }

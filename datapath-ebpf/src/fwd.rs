@@ -75,9 +75,13 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     fib.sport = t.src_port;
     fib.dport = t.dst_port;
     A::fib_set(fib, t);
-    if via != 0 {
-        // The node's underlay address is IPv4 whatever the packet's family (an IPv6
-        // prefix's node too): this is an IPv4 lookup of it.
+    // Into the tunnel, the source is the one the host's own route to the prefix prefers
+    // (bpfnet's, from this node's gateway in the prefix's network), which the peer
+    // answers through the tunnel; otherwise the route to the node's underlay address.
+    // The node's underlay address is IPv4 whatever the packet's family (an IPv6
+    // prefix's node too, into the tunnel as well: the host has no IPv6 route to it):
+    // this is an IPv4 lookup of it.
+    if via != 0 && (tunnel.is_none() || A::AF != AF_INET) {
         if A::AF != AF_INET {
             fib.family = AF_INET;
             fib.__bindgen_anon_3.ipv6_src = [0; 4];
@@ -104,7 +108,6 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
         A::fib_src(fib)
     };
     if let Some(c) = tunnel {
-        // Into the tunnel, with the source the underlay's route to the node prefers.
         return Some(Route {
             ifindex: c.ifindex,
             src_ip,
@@ -158,14 +161,14 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
     ret as i32
 }
 
-/// Give the packet the VXLAN key of `next`: its node as remote (host order, as the
-/// helper takes it), its network's VNI.
+/// Give the packet the VXLAN key of node `via` (its underlay address, network order;
+/// the helper takes it in host order) and VNI `vni`.
 #[inline(always)]
-fn set_tunnel(ctx: &TcContext, next: &Next) -> Result<(), ()> {
+pub fn set_tunnel(ctx: &TcContext, via: u32, vni: u32) -> Result<(), ()> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    key.tunnel_id = next.vni;
-    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(next.via);
+    key.tunnel_id = vni;
+    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(via);
     key.tunnel_ttl = 64;
     // SAFETY: helper on this program's context, reading `size` bytes of `key`.
     let ret = unsafe {
@@ -286,7 +289,7 @@ pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
         // each behind a call of its own (the key's 44 bytes do not fit beside its path).
         if next.vni != 0 {
             stage!(A, cluster::clamp_mss(ctx, p, next.ifindex));
-            if stage!(A, set_tunnel(ctx, next)).is_err() {
+            if stage!(A, set_tunnel(ctx, next.via, next.vni)).is_err() {
                 return verdict(ctx, Reason::DropRewrite);
             }
         }

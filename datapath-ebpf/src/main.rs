@@ -64,6 +64,14 @@ pub fn from_container(ctx: TcContext) -> i32 {
     container::handle(&ctx)
 }
 
+/// TC egress on the cluster's VXLAN device: the host's own packets into the tunnel get
+/// their key.
+#[classifier]
+#[inline(always)]
+pub fn to_tunnel(ctx: TcContext) -> i32 {
+    cluster::host_into_tunnel(&ctx)
+}
+
 /// `from_container` for IPv6 frames (tail-called).
 #[classifier]
 pub fn from_container6(ctx: TcContext) -> i32 {

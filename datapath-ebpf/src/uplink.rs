@@ -186,9 +186,10 @@ fn lan<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Option<i32> {
 /// it is forwarded (past the host's firewall, like the rest of bpfnet's traffic) when
 /// the family's routed networks are open, else only to a port published at the
 /// container's own address, as a new tracked flow; into any other managed network but
-/// a LAN it is dropped; elsewhere it is `otherwise`. The judgement and what follows it
-/// are stages of their own (`stage!`): for IPv6, a cluster source's route lookup and a
-/// new flow's 40-byte tuples would not fit one frame beside the program's.
+/// a LAN it is dropped; elsewhere, and to the host's own address admitted from the
+/// cluster, it is `otherwise`. The judgement and what follows it are stages of their
+/// own (`stage!`): for IPv6, a cluster source's route lookup and a new flow's 40-byte
+/// tuples would not fit one frame beside the program's.
 #[inline(always)]
 fn inbound<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> i32 {
     match stage!(A, inbound_way(ctx, p, otherwise)) {
@@ -221,6 +222,9 @@ fn inbound_way<A: Family>(ctx: &TcContext, p: &Packet<A>, otherwise: Reason) -> 
     };
     if n.flags & NET_INTERNAL == 0 {
         match from_cluster(ctx, p) {
+            // The host's own address there (its bridge's, the source of the host's
+            // packets into the tunnel): the host's stack answers.
+            Ok(true) if A::is_host(&p.dst_ip) => return Inbound::Verdict(otherwise),
             Ok(true) => return Inbound::Track,
             Ok(false) => {}
             Err(reason) => return Inbound::Verdict(reason),

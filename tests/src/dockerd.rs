@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::leftovers;
+use crate::{leftovers, netns::Netns};
 
 /// The client that matches Debian's dockerd (another may come first on PATH).
 const DOCKER: &str = "/usr/bin/docker";
@@ -146,6 +146,22 @@ impl Dockerd {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The network namespace of running container `container`, named `name` under
+    /// /run/netns (`ip netns attach`), so a test runs sockets in it; dropping it removes
+    /// the name only.
+    pub fn netns_of(&self, container: &str, name: &str) -> Netns {
+        let pid = self.ok(&["inspect", "-f", "{{.State.Pid}}", container]);
+        crate::netns::sh(&["ip", "netns", "attach", name, &pid]);
+        Netns { name: name.into() }
+    }
+
+    /// Container `container`'s address on Docker's default network.
+    pub fn ip_of(&self, container: &str) -> std::net::Ipv4Addr {
+        let ip = self.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", container]);
+        ip.parse()
+            .unwrap_or_else(|e| panic!("{container}'s address `{ip}`: {e}"))
     }
 
     /// busybox-static as an image, built without a registry.

@@ -45,7 +45,7 @@ impl Fixture {
     /// Run one frame through `hook` as if it arrived on the matching device.
     pub fn run(&mut self, hook: Hook, frame: &[u8]) -> (u32, Vec<u8>) {
         let ingress = match hook {
-            Hook::FromUplink | Hook::FromL3Uplink => self.uplink,
+            Hook::FromUplink | Hook::FromL3Uplink | Hook::ToTunnel => self.uplink,
             Hook::FromContainer => self.bridge,
         };
         let mut out = vec![0u8; frame.len() + 256];

@@ -189,11 +189,16 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
     let d2 = c.hosts[1].start_daemon(&["--peer", "10.244.1.0/24=192.0.2.1", "--bridge", "br1"]);
     assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
     assert_reaches_untranslated(&c.hosts[1].containers[0], C2, C1);
-    // The hosts have no route to each other's prefix: bpfnet alone carries it.
+    // The hosts' only route to each other's prefix is bpfnet's own, for the host's
+    // processes; the containers' packets never use it.
     let routes = c.hosts[0]
         .ns
         .output(&["ip", "route", "show", "10.244.2.0/24"]);
-    assert!(routes.trim().is_empty(), "no kernel route: {routes}");
+    assert_eq!(
+        routes.trim(),
+        "10.244.2.0/24 via 192.0.2.2 dev ul0 proto 98",
+        "bpfnet's route to the static peer's prefix"
+    );
 
     // Another network of host 2 is isolated from the cluster's.
     let isolation = counter(&c.hosts[1].files.socket, "drop-isolation");
@@ -370,6 +375,166 @@ fn an_etcd_cluster_in_host_gw_mode_joins_containers_and_publishes_across_hosts()
         WhoamiServer::seen(&reply).ip().to_string(),
         "192.0.2.1",
         "host 2's container sees host 1, which translates the answer back"
+    );
+}
+
+/// bpfnet's kernel route on `h` to `prefix` (`ip route show PREFIX proto 98`).
+fn peer_route(h: &Host, prefix: &str) -> String {
+    h.ns.output(&["ip", "route", "show", prefix, "proto", "98"])
+        .trim()
+        .to_string()
+}
+
+/// The /24 of `ip`, as `ip route` prints it.
+fn prefix24(ip: Ipv4Addr) -> String {
+    let [a, b, c, _] = ip.octets();
+    format!("{a}.{b}.{c}.0/24")
+}
+
+/// `bpfnet daemon --cleanup` in host `h`'s namespace, which must succeed.
+fn cleanup(h: &Host) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", h.ns.path()))
+        .arg(bpfnet_tests::daemon::bin())
+        .arg("--socket")
+        .arg(&h.files.socket)
+        .args(["daemon", "--cleanup", "--pin-dir"])
+        .arg(&h.files.pin_dir)
+        .output()
+        .expect("bpfnet daemon --cleanup runs");
+    assert!(out.status.success(), "bpfnet daemon --cleanup: {out:?}");
+}
+
+#[test]
+fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mode() {
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("hgw", "host-gw");
+    let (host1, host2) = (&e.c.hosts[0], &e.c.hosts[1]);
+    let to2 = prefix24(e.addrs[1]);
+    let to3 = prefix24(e.addrs[2]);
+    for (prefix, node) in [
+        (&to2, host2.underlay_ip()),
+        (&to3, e.c.hosts[2].underlay_ip()),
+    ] {
+        assert_eq!(
+            peer_route(host1, prefix),
+            format!("{prefix} via {node} dev {UNDERLAY}"),
+            "host 1 routes peer prefix {prefix} to its node"
+        );
+    }
+    // Host 1's own process (not a container) reaches host 2's container, which sees
+    // host 1's underlay address, untranslated, and the answer comes back.
+    let seen = tcp_seen(&host1.ns, e.addrs[1]).expect("host 1 reaches host 2's container");
+    assert_eq!(
+        seen,
+        host1.underlay_ip(),
+        "the container sees host 1 itself"
+    );
+    assert!(
+        pings(&host1.ns, e.addrs[1]),
+        "host 1 pings host 2's container"
+    );
+
+    // Host 3 leaves (its daemon stops, its lease expires): its route leaves host 1.
+    drop(e.daemons.remove(2));
+    bpfnet_tests::wait_for("host 3's prefix unrouted", LEASE_TTL * 3, || {
+        peer_route(&e.c.hosts[0], &to3).is_empty()
+    });
+    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to3]);
+    assert!(left.trim().is_empty(), "no route to a gone peer: {left}");
+    assert!(
+        tcp_seen(&e.c.hosts[0].ns, e.addrs[2]).is_err(),
+        "host 1 no longer reaches host 3's container"
+    );
+    // Host 1's daemon stops: its route stays (the host keeps reaching the cluster, as
+    // the datapath does) until `--cleanup` removes it.
+    drop(e.daemons.remove(0));
+    assert!(
+        !peer_route(&e.c.hosts[0], &to2).is_empty(),
+        "kept by a stopped daemon"
+    );
+    cleanup(&e.c.hosts[0]);
+    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to2]);
+    assert!(
+        left.trim().is_empty(),
+        "--cleanup removes bpfnet's routes: {left}"
+    );
+}
+
+#[test]
+fn a_host_reaches_and_publishes_containers_on_other_nodes_through_the_tunnel_in_vxlan_mode() {
+    if !require_root() {
+        return;
+    }
+    let mut e = etcd_cluster("hvx", "vxlan");
+    let host1 = &e.c.hosts[0];
+    let gateway1 = Ipv4Addr::from(u32::from(e.addrs[0]) - 1);
+    let to2 = prefix24(e.addrs[1]);
+    let to3 = prefix24(e.addrs[2]);
+    for prefix in [&to2, &to3] {
+        assert_eq!(
+            peer_route(host1, prefix),
+            format!("{prefix} dev bpfnet-vxlan scope link src {gateway1}"),
+            "host 1 routes peer prefix {prefix} into the tunnel"
+        );
+    }
+    // Host 1's own process reaches host 2's container through the tunnel, from its
+    // gateway address (in its own prefix, so the answer comes back through the tunnel),
+    // untranslated.
+    let seen = tcp_seen(&host1.ns, e.addrs[1]).expect("host 1 reaches host 2's container");
+    assert_eq!(
+        seen, gateway1,
+        "the container sees host 1's gateway address"
+    );
+    assert!(
+        pings(&host1.ns, e.addrs[1]),
+        "host 1 pings host 2's container"
+    );
+    let to = SocketAddr::from((e.addrs[1], PORT));
+    let reply = host1
+        .ns
+        .run(move || -> std::io::Result<Vec<u8>> {
+            let mut s = TcpStream::connect_timeout(&to, IO_TIMEOUT)?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.write_all(&BULK)?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out)?;
+            Ok(out)
+        })
+        .expect("a bulk request from host 1 across the tunnel");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        gateway1.to_string()
+    );
+
+    // A port published on host 1 for host 2's container: translated to host 1's gateway
+    // too, so the answer comes back through the tunnel to be translated.
+    let spec = format!("8081:{}:{PORT}", e.addrs[1]);
+    cli_ok(&host1.files.socket, &["publish", &spec]);
+    let out = outsider(&e.c);
+    let reply = tcp_roundtrip(&out, SocketAddr::from(([192, 0, 2, 1], 8081)), b"who")
+        .expect("the published port on host 1 answers from host 2's container");
+    assert_eq!(
+        WhoamiServer::seen(&reply).ip().to_string(),
+        gateway1.to_string(),
+        "host 2's container sees host 1's gateway"
+    );
+
+    // Host 3 leaves: its route leaves host 1; `--cleanup` removes the rest.
+    drop(e.daemons.remove(2));
+    bpfnet_tests::wait_for("host 3's prefix unrouted", LEASE_TTL * 3, || {
+        peer_route(&e.c.hosts[0], &to3).is_empty()
+    });
+    drop(e.daemons.remove(0));
+    cleanup(&e.c.hosts[0]);
+    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to2]);
+    assert!(
+        left.trim().is_empty(),
+        "--cleanup removes bpfnet's routes: {left}"
     );
 }
 

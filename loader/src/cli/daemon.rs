@@ -262,6 +262,26 @@ fn forget_peer_neighbours() -> anyhow::Result<(Vec<String>, Vec<String>)> {
     })
 }
 
+/// bpfnet's routes to the peers' prefixes: what was removed, and what could not be.
+fn forget_peer_routes() -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let nl = Netlink::connect()?;
+        let (mut removed, mut failed) = (Vec::new(), Vec::new());
+        for r in nl.routes().await?.into_iter().filter(|r| r.ours) {
+            let (net, len) = r.route.prefix;
+            match nl.del_peer_route(&r.route).await {
+                Ok(()) => removed.push(format!("{net}/{len}")),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        Ok((removed, failed))
+    })
+}
+
 /// `--cleanup`: the datapath's way out.
 fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
     if UnixStream::connect(socket).is_ok() {
@@ -287,6 +307,15 @@ fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
         Ok((removed, failed)) => {
             for n in &removed {
                 println!("removed the neighbour entry of peer node {n}");
+            }
+            errors.extend(failed);
+        }
+        Err(e) => errors.push(format!("{e:#}")),
+    }
+    match forget_peer_routes() {
+        Ok((removed, failed)) => {
+            for r in &removed {
+                println!("removed the route to peer prefix {r}");
             }
             errors.extend(failed);
         }

@@ -45,6 +45,8 @@ pub(super) struct Cluster {
     pub local: BTreeMap<String, Vec<Ipv4Cidr>>,
     /// The VXLAN device's ifindex (0: none).
     pub vxlan: u32,
+    /// The ifindex `to_tunnel` is attached to (0: none).
+    pub to_tunnel: u32,
     /// This node's name and underlay address, once it joins through etcd.
     pub name: Option<(String, Ipv4Addr)>,
     /// The underlay interface's ifindex (0: not known).
@@ -419,6 +421,7 @@ impl Daemon {
                 if vxlan {
                     self.ensure_vxlan().await;
                 }
+                self.sync_peer_routes().await;
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");
@@ -436,7 +439,8 @@ impl Daemon {
                     // interface's.
                     self.bump_route_gen();
                 }
-                return self.sync_peer_neighbours().await;
+                self.sync_peer_neighbours().await;
+                return self.sync_peer_routes().await;
             }
             ClusterEvent::Conflicts(conflicts) => {
                 net.conflicts = conflicts;

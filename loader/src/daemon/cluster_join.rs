@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::{Daemon, cluster::gateway_of};
 use crate::{
     cluster::{ClusterEvent, Ipv6Net, JoinOptions},
+    datapath::Hook,
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
@@ -210,10 +211,26 @@ impl Daemon {
             Ok(link) => {
                 self.cluster.vxlan = link.index;
                 self.links.add_uplink(VXLAN_DEVICE);
+                let index = link.index;
                 self.links.upsert(link);
                 self.apply_links();
+                self.host_into_tunnel(index).await;
             }
             Err(e) => warn!(error = %e, "no VXLAN device: VXLAN peers are unreachable"),
+        }
+    }
+
+    /// The host's own packets into the tunnel: `to_tunnel` on the VXLAN device's way
+    /// out gives them their key and MACs, so no neighbour is resolved there (ARP off).
+    async fn host_into_tunnel(&mut self, index: u32) {
+        if let Err(e) = self.nl.no_arp(index).await {
+            warn!(error = %e, "the host's packets into the tunnel wait for ARP: it cannot reach other nodes' containers");
+        }
+        match self.dp.attach(Hook::ToTunnel, VXLAN_DEVICE, index) {
+            Ok(()) => self.cluster.to_tunnel = index,
+            Err(e) => {
+                warn!(error = %e, "the host's packets into the tunnel get no key: it cannot reach other nodes' containers");
+            }
         }
     }
 }

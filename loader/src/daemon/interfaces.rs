@@ -78,13 +78,15 @@ impl Daemon {
             Change::Addresses => {
                 self.sync_addresses().await;
                 // Which peers are on a connected prefix may have changed.
-                return self.sync_peer_neighbours().await;
+                self.sync_peer_neighbours().await;
+                return self.sync_peer_routes().await;
             }
             Change::Routes => return self.refresh_cidr_routes().await,
             Change::Neighbours => return,
         }
         if peers_link {
             self.sync_peer_neighbours().await;
+            self.sync_peer_routes().await;
         }
         // Even with nothing to attach, a link's attributes matter: a bridge's MAC
         // follows its ports (`ports_v2` carries it), a bridge may become managed.
@@ -178,7 +180,12 @@ impl Daemon {
 
     /// Remove pinned links left by an earlier run for interfaces no longer served.
     fn prune_stale_links(&self) {
-        let live: BTreeSet<(Hook, u32)> = self.links.attachments().collect();
+        // The VXLAN device's way out keeps its program across a restart.
+        let tunnel = self
+            .links
+            .by_name(super::cluster_join::VXLAN_DEVICE)
+            .map(|l| (Hook::ToTunnel, l.index));
+        let live: BTreeSet<(Hook, u32)> = self.links.attachments().chain(tunnel).collect();
         match self.dp.attachments() {
             Ok(pinned) => {
                 for a in pinned

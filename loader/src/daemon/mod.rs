@@ -16,6 +16,7 @@ mod links;
 mod ndp_proxy;
 mod notify;
 mod peer_neigh;
+mod peer_routes;
 mod published;
 mod status;
 mod subnets;
@@ -287,6 +288,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     d.refresh_cidr_routes().await;
     d.sync_cluster();
     d.sync_peer_neighbours().await;
+    d.sync_peer_routes().await;
     let (cluster_tx, mut cluster_rx) = mpsc::channel(16);
     match &cfg.etcd {
         Some(etcd) => {

@@ -107,7 +107,7 @@ pub(super) fn plan(want: &BTreeMap<Ipv4Addr, Want>, have: &[Neighbour]) -> Vec<F
 
 /// The device of the directly connected prefix `addr` lies in (the longest), from
 /// `prefixes` (ifindex, address, length); None when it is reached through a router.
-fn on_link(addr: Ipv4Addr, prefixes: &[(u32, IpAddr, u8)]) -> Option<u32> {
+pub(super) fn on_link(addr: Ipv4Addr, prefixes: &[(u32, IpAddr, u8)]) -> Option<u32> {
     prefixes
         .iter()
         .filter_map(|&(i, a, len)| match a {

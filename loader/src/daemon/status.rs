@@ -46,6 +46,9 @@ impl Daemon {
                 xdp.into_iter().chain([(name, hook.program().to_string())])
             })
             .collect();
+        if let Some(l) = self.links.get(self.cluster.to_tunnel) {
+            attached.push((l.name.clone(), Hook::ToTunnel.program().to_string()));
+        }
         attached.sort();
         attached
     }

@@ -41,7 +41,7 @@ impl Datapath {
         self.pin_dir.join("links").join(a.file_name())
     }
 
-    /// Attach `hook`'s program to TC ingress of `iface` (and, on an Ethernet uplink,
+    /// Attach `hook`'s program to TC ingress (egress) of `iface` (and, on an Ethernet uplink,
     /// `xdp_uplink` with `--xdp`), reusing a pinned link if one is there (atomic program
     /// replacement) or creating and pinning a new one. An XDP program that cannot go on
     /// (the interface carries another one) is logged: TC drops the same packets.
@@ -89,7 +89,7 @@ impl Datapath {
             Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(format!("pinned link `{}`: {e}", path.display()))),
         }
-        fresh(prog, iface, &path).map_err(err)?;
+        fresh(prog, hook.attach_type(), iface, &path).map_err(err)?;
         info!(iface, program = hook.program(), "attached");
         Ok(())
     }
@@ -112,11 +112,16 @@ impl Datapath {
     }
 }
 
-fn fresh(prog: &mut SchedClassifier, iface: &str, path: &PathBuf) -> Result<(), String> {
+fn fresh(
+    prog: &mut SchedClassifier,
+    direction: TcAttachType,
+    iface: &str,
+    path: &PathBuf,
+) -> Result<(), String> {
     let id = prog
         .attach_with_options(
             iface,
-            TcAttachType::Ingress,
+            direction,
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
         .map_err(|e| e.to_string())?;

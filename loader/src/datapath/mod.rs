@@ -101,7 +101,7 @@ pub enum DatapathError {
     },
 }
 
-/// Where a program is attached (TC ingress in every case).
+/// Where a program is attached (TC ingress, but `ToTunnel`: TC egress).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hook {
     /// An Ethernet uplink.
@@ -109,16 +109,32 @@ pub enum Hook {
     /// An uplink whose packets carry no link-layer header (a tunnel, a VPN).
     FromL3Uplink,
     FromContainer,
+    /// The cluster's VXLAN device, on the way out: the host's own packets get their key.
+    ToTunnel,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 3] = [Hook::FromUplink, Hook::FromL3Uplink, Hook::FromContainer];
+    pub const ALL: [Hook; 4] = [
+        Hook::FromUplink,
+        Hook::FromL3Uplink,
+        Hook::FromContainer,
+        Hook::ToTunnel,
+    ];
 
     pub fn program(self) -> &'static str {
         match self {
             Self::FromUplink => "from_uplink",
             Self::FromL3Uplink => "from_l3_uplink",
             Self::FromContainer => "from_container",
+            Self::ToTunnel => "to_tunnel",
+        }
+    }
+
+    /// The direction of the interface's traffic the program sees.
+    pub fn attach_type(self) -> aya::programs::TcAttachType {
+        match self {
+            Self::ToTunnel => aya::programs::TcAttachType::Egress,
+            _ => aya::programs::TcAttachType::Ingress,
         }
     }
 

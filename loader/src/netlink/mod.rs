@@ -1,7 +1,9 @@
 //! What the daemon asks of rtnetlink: links, bridges, addresses, the main table's IPv4
-//! routes, the peer nodes' neighbour entries, and a stream of link/address changes.
+//! routes, the peer nodes' neighbour entries and routes, and a stream of link/address
+//! changes.
 mod monitor;
 mod neigh;
+mod peer_route;
 mod proxy;
 mod routes;
 
@@ -10,10 +12,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use neigh::Neighbour;
+pub use peer_route::{ListedRoute, PeerRoute};
 pub use proxy::enable_proxy_ndp;
 pub use routes::{Hop, Route4};
 use rtnetlink::{
-    Handle, LinkBridge, LinkVxlan,
+    Handle, LinkBridge, LinkUnspec, LinkVxlan,
     packet_route::{
         AddressFamily,
         address::AddressAttribute,
@@ -289,6 +292,9 @@ impl Netlink {
             .dev(link)
             .learning(false)
             .address(mac.to_vec())
+            // The host's packets into the tunnel need no neighbour: the datapath writes
+            // their MACs (`to_tunnel`).
+            .arp(false)
             .mtu(mtu)
             .up()
             .build();
@@ -354,6 +360,16 @@ impl Netlink {
             .execute()
             .await
             .map_err(req(format!("delete link {index}")))
+    }
+
+    /// Turn ARP off on link `index` (`ip link set DEV arp off`).
+    pub async fn no_arp(&self, index: u32) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).arp(false).build())
+            .execute()
+            .await
+            .map_err(req(format!("arp off on link {index}")))
     }
 
     /// Add `ip/len` to `link`.

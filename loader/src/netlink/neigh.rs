@@ -18,7 +18,7 @@ use super::{Netlink, NetlinkError, req};
 
 /// The protocol bpfnet marks its entries with (`ip -d neigh` shows `proto 98`):
 /// unassigned in iproute2's and FRR's lists.
-const PROTOCOL: u8 = 98;
+pub(super) const PROTOCOL: u8 = 98;
 
 /// An IPv4 neighbour entry, as far as bpfnet cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
