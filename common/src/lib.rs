@@ -27,10 +27,10 @@ pub use ip6::Ip6;
 pub use maps::{
     Backend, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ON_LINK, CLUSTER_ROUTED, CLUSTER_VXLAN,
     CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_PORT, CLUSTER_VXLAN_SRC_MAC, ClusterRoute, Config, EP_LEARNED,
-    Endpoint, FragKey, FragKey6, FragPorts, IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK, NET_EDGE,
-    NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED, NET_ROUTED6, Network,
-    PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port, PublishedKey, SNAT_PORTS_DEFAULT, SockKey, SockKey6,
-    SockOrig, SockOrig6,
+    Endpoint, FragKey, FragKey6, FragPorts, IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_TUNNEL_GUARD,
+    IFACE_UPLINK, NET_EDGE, NET_INTERNAL, NET_LAN, NET_NAT6, NET_NO_ICC, NET_NO_MASQ, NET_ROUTED,
+    NET_ROUTED6, Network, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port, PublishedKey,
+    SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig, SockOrig6,
 };
 pub use monitor::{DropKey, Event, EventTuple, MonitorConfig, MonitorState};
 pub use ratelimit::{ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, RateBucket};

@@ -157,6 +157,11 @@ pub const SNAT_PORTS_DEFAULT: (u16, u16) = (1024, 65535);
 pub const IFACE_UPLINK: u32 = 1;
 /// `ifaces_v1` value bit: the interface is a managed bridge.
 pub const IFACE_BRIDGE: u32 = 2;
+/// `ifaces_v1` value bit of an uplink while bpfnet's cluster VXLAN device exists: a
+/// VXLAN datagram to the host arriving on it passes only from a node, by the way back
+/// to it. Without the device, VXLAN is someone else's (a LAN stretched over it, another
+/// overlay) and bpfnet leaves its datagrams to the host.
+pub const IFACE_TUNNEL_GUARD: u32 = 4;
 /// `ifaces_v1` value of an uplink that is a managed bridge's LAN wire: that bridge's
 /// ifindex (host order) shifted by this, beside the role bits (0 above them: no LAN
 /// wire). The LAN's hosts, inside the bridge's subnet, arrive only on it.

@@ -12,14 +12,15 @@ use aya_ebpf::{
 };
 use common::{
     CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
-    CLUSTER_VXLAN_SRC_MAC, ClusterRoute, PROTO_TCP, PROTO_UDP, Reason, ct::TCP_SYN,
+    CLUSTER_VXLAN_SRC_MAC, ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason,
+    ct::TCP_SYN,
 };
 
 use crate::{
     ct,
     family::{Family, stage},
     fwd,
-    maps::scratch,
+    maps::{iface_role, scratch},
     parse::{ETH_HLEN, ETH_P_IP, Ipv4Hdr, Packet, l3_proto, read, read_pulled, write},
     stats::{TC_ACT_OK, verdict},
 };
@@ -102,11 +103,17 @@ pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 }
 
 /// Whether `p` is a datagram for this host's VXLAN tunnel: UDP to the tunnel's port, at
-/// one of the host's addresses (a later fragment carries no port: the kernel reassembles
-/// it only with a first one, which is judged).
+/// one of the host's addresses, on an uplink that guards the tunnel (bpfnet's VXLAN
+/// device exists: `IFACE_TUNNEL_GUARD`; without it VXLAN is someone else's). A later
+/// fragment carries no port: the kernel reassembles it only with a first one, which is
+/// judged.
 #[inline(always)]
-pub fn is_tunnel<A: Family>(p: &Packet<A>) -> bool {
-    p.proto == PROTO_UDP && p.dst_port == CLUSTER_VXLAN_PORT.to_be() && A::is_host(&p.dst_ip)
+pub fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+    p.proto == PROTO_UDP
+        && p.dst_port == CLUSTER_VXLAN_PORT.to_be()
+        && A::is_host(&p.dst_ip)
+        // SAFETY: the __sk_buff this program was called with.
+        && iface_role(unsafe { (*ctx.skb.skb).ingress_ifindex }) & IFACE_TUNNEL_GUARD != 0
 }
 
 /// Whether the VXLAN datagram `p`, on the underlay, comes from a member: its outer
@@ -247,5 +254,6 @@ pub fn host_into_tunnel(ctx: &TcContext) -> i32 {
     if fwd::set_tunnel(ctx, c.node, c.vni).is_err() || write(ctx, 0, VXLAN_MACS).is_none() {
         return verdict(ctx, Reason::DropRewrite);
     }
+    crate::log::host_into_tunnel(ctx, c.node, c.vni);
     verdict(ctx, Reason::Pass)
 }

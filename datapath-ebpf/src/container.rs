@@ -369,7 +369,9 @@ fn egress<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>, own: u32) -> Egres
     if cross == Some(false) {
         return Egress::OtherNetwork;
     }
-    let Some(r) = fwd::route(ctx, &ct::key_of(p), true) else {
+    // Within the cluster the source stays the container's: no source is asked for (a
+    // tunnel prefix's route is then the tunnel's own, whatever the host's table holds).
+    let Some(r) = fwd::route(ctx, &ct::key_of(p), cross != Some(true)) else {
         return Egress::Elsewhere;
     };
     if cross == Some(true) {

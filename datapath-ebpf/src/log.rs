@@ -84,3 +84,14 @@ pub fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
         u16::from_be(to)
     );
 }
+
+/// A host's own packet keyed into the tunnel: to node `node` (network order), VNI `vni`.
+#[inline(never)]
+pub fn host_into_tunnel(ctx: &TcContext, node: u32, vni: u32) {
+    debug!(
+        ctx,
+        "cluster: host packet into the tunnel to node {:i} vni {}",
+        u32::from_be(node),
+        vni
+    );
+}

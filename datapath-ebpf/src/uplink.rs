@@ -93,7 +93,7 @@ pub fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
 
 #[inline(always)]
 fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
-    if A::CLUSTER && cluster::is_tunnel(p) {
+    if A::CLUSTER && cluster::is_tunnel(ctx, p) {
         // The outer packet of the cluster's tunnel, for the VXLAN device to open: only
         // from a node, by the way back to it (forged otherwise). Not tracked.
         return if cluster::tunnel_source_ok(ctx, p) {

@@ -1335,14 +1335,16 @@ fn node_entry(fx: &mut Fixture, node: [u8; 4]) {
 /// an address that is no node's (on the segment or behind the router), from a node whose
 /// route leaves by another device, or from a node whose neighbour is not known is
 /// `drop-tunnel-source`. The control: the same datagram from a non-node to another
-/// port is the host's, passed. XDP leaves the judgement to TC (it passes the forged
-/// datagram, counting nothing).
+/// port is the host's, passed, and so is any VXLAN datagram while bpfnet has no VXLAN
+/// device (the uplink does not guard the tunnel: the port is another overlay's). XDP
+/// leaves the judgement to TC (it passes the forged datagram, counting nothing).
 #[test]
 fn a_vxlan_datagram_is_admitted_on_the_underlay_only_from_a_node_by_its_way_back() {
     use bpfnet_tests::{
         fixture::{OTHER_MAC, XDP_PASS},
         packet::vxlan,
     };
+    use common::{IFACE_TUNNEL_GUARD, IFACE_UPLINK};
     if !require_root() {
         return;
     }
@@ -1362,6 +1364,20 @@ fn a_vxlan_datagram_is_admitted_on_the_underlay_only_from_a_node_by_its_way_back
             f
         };
         let real = vxlan(node, HOST, 1, &inner);
+        // Without bpfnet's VXLAN device the port is someone else's overlay: not judged.
+        step(
+            fx,
+            "a non-node's VXLAN datagram while bpfnet has no VXLAN device",
+            IN,
+            &vxlan([192, 0, 2, 77], HOST, 1, &inner),
+            TC_ACT_OK,
+            &[Pass],
+        );
+        fx.dp
+            .maps
+            .ifaces
+            .insert(fx.uplink, IFACE_UPLINK | IFACE_TUNNEL_GUARD, 0)
+            .expect("the uplink guards the tunnel");
         step(
             fx,
             "the node's own VXLAN datagram",

@@ -296,8 +296,8 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         .expect("a bulk IPv6 request across the tunnel");
     assert_eq!(WhoamiServer::seen(&reply).ip(), d.addrs6[0]);
 
-    // A host on the segment sends VXLAN to host 1 with an inner source in host 2's IPv6
-    // prefix (the control: host 2's own tunnel got through above).
+    // A host on the segment that is no member sends VXLAN to host 1 with an inner source
+    // in host 2's IPv6 prefix (the control: host 2's own tunnel got through above).
     let forged = Ipv6Addr::from(u128::from(d.addrs6[1]) + 97);
     let forger = d.c.add_host().index;
     let f = &d.c.hosts[usize::from(forger) - 1].ns;
@@ -344,7 +344,8 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         f,
         SocketAddr::from((d.addrs6[0], PORT6)),
         &d.c.hosts[0],
-        "drop-spoof",
+        // A host that is no member: its datagram is refused before the tunnel opens it.
+        "drop-tunnel-source",
         "IPv6 TCP out of a forged tunnel",
     );
     drop(d.daemons.drain(..));

@@ -243,11 +243,12 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
     );
 
     // Not even when host 2's own routing table names the forger as the way to host 1's
-    // prefix: a `--peer` prefix comes only from its node, the neighbour of its underlay
-    // address. Host 1's container still reaches host 2's.
+    // prefix (in place of bpfnet's own route to it): a `--peer` prefix comes only from
+    // its node, the neighbour of its underlay address. Host 1's container still reaches
+    // host 2's.
     c.hosts[1].ns.ip(&[
         "route",
-        "add",
+        "replace",
         "10.244.1.0/24",
         "via",
         &format!("192.0.2.{forger_index}"),

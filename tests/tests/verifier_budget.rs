@@ -10,7 +10,18 @@ use bpfnet::datapath::{
 };
 use bpfnet_tests::{require_root, scratch::Scratch};
 
+/// Loads at most this often when one is over `LOAD_BUDGET`: a load's wall time is the
+/// machine's too (another process on the CPU stretches it), so a program is over only
+/// when its quickest load is.
+const LOADS: usize = 3;
+
+/// One load at a time: the two tests would otherwise stretch each other's loads.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn check(level: DatapathLog) {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let files = Scratch::new("verif");
     let ct = CtEntries {
         ipv4: 1024,
@@ -20,8 +31,30 @@ fn check(level: DatapathLog) {
         log: level,
         ..LoadOptions::default()
     };
-    let dp = Datapath::load_with(&files.pin_dir, ct, &opts).expect("datapath loads");
-    let costs = dp.costs();
+    let mut dp = Datapath::load_with(&files.pin_dir, ct, &opts).expect("datapath loads");
+    let mut costs = dp.costs().to_vec();
+    let mut scratches = Vec::new();
+    for _ in 1..LOADS {
+        if costs
+            .iter()
+            .all(|c| c.load_micros <= LOAD_BUDGET.as_micros() as u64)
+        {
+            break;
+        }
+        drop(dp);
+        let again = Scratch::new("verif");
+        dp = Datapath::load_with(&again.pin_dir, ct, &opts).expect("datapath loads again");
+        scratches.push(again);
+        for (c, n) in costs.iter_mut().zip(dp.costs().iter()) {
+            assert_eq!(c.name, n.name, "the programs load in one order");
+            assert_eq!(
+                c.verified_insns, n.verified_insns,
+                "{}: the same verification",
+                c.name
+            );
+            c.load_micros = c.load_micros.min(n.load_micros);
+        }
+    }
     let table: String = costs
         .iter()
         .map(|c| {

@@ -6,7 +6,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use common::{IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK};
+use common::{IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_TUNNEL_GUARD, IFACE_UPLINK};
 use tracing::{info, warn};
 
 use super::{Daemon, DaemonError, links::Action};
@@ -168,10 +168,17 @@ impl Daemon {
                 .filter(|c| self.links.is_bridge(*c) && c >> (32 - IFACE_LAN_SHIFT) == 0)
                 .map_or(0, |c| c << IFACE_LAN_SHIFT)
         };
+        // bpfnet's VXLAN device: every uplink guards it (a datagram on another than the
+        // underlay fails the way back to its node).
+        let guard = if self.cluster.vxlan != 0 {
+            IFACE_TUNNEL_GUARD
+        } else {
+            0
+        };
         let want: BTreeMap<u32, u32> = self
             .links
             .uplinks()
-            .map(|l| (l.index, IFACE_UPLINK | lan_bridge(l)))
+            .map(|l| (l.index, IFACE_UPLINK | guard | lan_bridge(l)))
             .chain(self.links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
             .collect();
         let synced = crate::datapath::sync::sync(&mut self.dp.maps.ifaces, &want);
