@@ -117,4 +117,24 @@ mod tests {
         };
         assert_eq!(Clock::calibrate(a, wild), None);
     }
+
+    /// Ticks at a rate no whole HZ explains within 1% (10.5, 30.4 and 40.5 a second over
+    /// ten seconds) give no clock; 10.05 a second is HZ=10 within 1% and does. Above 50
+    /// HZ every rate is within 1% of a whole one, so only low rates can be refused.
+    #[test]
+    fn samples_that_fit_no_whole_hz_give_no_clock() {
+        let at = |jiffies: u64, secs: u64| ClockSample {
+            jiffies: (1u64 << 32) + jiffies,
+            now_ns: secs * NS_PER_SEC,
+        };
+        for ticks in [105, 304, 405] {
+            assert_eq!(
+                Clock::calibrate(at(0, 5), at(ticks, 15)),
+                None,
+                "{ticks} ticks in 10 s fit no whole HZ"
+            );
+        }
+        let near = Clock::calibrate(at(0, 5), at(1_005, 105)).expect("10.05 Hz is HZ=10");
+        assert_eq!(near.tick_ns, NS_PER_SEC / 10);
+    }
 }

@@ -1,9 +1,11 @@
 //! Helpers for bpfnet's privileged integration tests: throwaway network namespaces,
 //! a packet builder with independent checksum checks, a daemon process guard and
 //! echo servers/clients that run inside namespaces.
+pub mod bpf_stats;
 pub mod cluster;
 pub mod daemon;
 pub mod dockerd;
+pub mod dpkg_root;
 pub mod echo;
 pub mod etcd;
 pub mod fixture;
@@ -20,6 +22,7 @@ pub mod scratch;
 pub mod tables;
 pub mod topo;
 pub mod tun;
+pub mod unit_file;
 
 use std::{
     io::Write as _,
@@ -46,7 +49,37 @@ pub fn require_root() -> bool {
         std::io::stderr(),
         "SKIPPED {test}: needs root, nothing was tested (run `sudo cargo xtask test`)"
     );
+    record_skip(&test, "needs root");
     false
+}
+
+/// The file `cargo xtask test` counts skipped tests in, one line each.
+pub const SKIPPED_LOG_ENV: &str = "BPFNET_SKIPPED_LOG";
+
+/// Append `BINARY::TEST: WHY` to the skip log when one is set (`cargo xtask test` sets
+/// it, and prints the count and names at its end).
+fn record_skip(test: &str, why: &str) {
+    let Some(log) = std::env::var_os(SKIPPED_LOG_ENV) else {
+        return;
+    };
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+            _ => s,
+        })
+        .unwrap_or_default();
+    // One short write with O_APPEND: lines of parallel tests do not interleave.
+    let line = format!("{binary}::{test}: {why}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        let _ = writeln!(std::io::stderr(), "cannot record the skip in {log:?}: {e}");
+    }
 }
 
 /// A name unique to this process, this call and `tag`: `bpfnet-test-TAG-PID-N`. The

@@ -436,3 +436,57 @@ fn echo_once(s: &mut TcpStream, msg: &[u8]) {
     s.read_exact(&mut back).expect("echo on the connection");
     assert_eq!(back, msg);
 }
+
+/// SNAT skips a port a host socket holds: with a UDP socket of the host's bound to the
+/// masquerade address and port 40124, a container's datagram from its own port 40124
+/// leaves from another port (the control: from the free port 40125 it keeps its own),
+/// and the server's datagram to the held port still reaches the host's socket, not the
+/// container.
+#[test]
+fn snat_skips_a_port_a_host_socket_holds() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("held");
+    let _d = t.start_daemon();
+    let _w = WhoamiServer::start(&t.server, 9000);
+    let held = t.host.run(|| {
+        let s = UdpSocket::bind((HOST_IP, 40124)).expect("the host binds 192.0.2.1:40124");
+        s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        s
+    });
+    let from_port = |port: u16| {
+        t.container.run(move || {
+            let s = UdpSocket::bind(("0.0.0.0", port)).expect("the container binds its port");
+            s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+            s.send_to(b"p", server(9000)).expect("send");
+            let mut buf = [0u8; 64];
+            let (n, _) = s.recv_from(&mut buf).expect("the whoami answer");
+            buf[..n].to_vec()
+        })
+    };
+    assert_eq!(
+        assert_masqueraded("UDP from the free port 40125", &from_port(40125)),
+        40125,
+        "a free port is kept (the control)"
+    );
+    let got = assert_masqueraded("UDP from the held port 40124", &from_port(40124));
+    assert_ne!(
+        got, 40124,
+        "SNAT gave the container the port the host's socket holds"
+    );
+    // The server answers the held port: the host's socket gets it.
+    t.server.run(|| {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.send_to(b"for the host", (HOST_IP, 40124)).expect("send");
+    });
+    let mut buf = [0u8; 64];
+    let (n, from) = held
+        .recv_from(&mut buf)
+        .expect("the host's socket receives the server's datagram to its port");
+    assert_eq!(
+        (&buf[..n], from.ip()),
+        (&b"for the host"[..], std::net::IpAddr::from(SERVER_IP)),
+        "the host's socket reads the server's datagram"
+    );
+}

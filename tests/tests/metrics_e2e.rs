@@ -10,6 +10,7 @@ use std::{
 };
 
 use bpfnet_tests::{
+    bpf_stats,
     daemon::{Daemon, cli, cli_ok, status, xdp_on},
     echo::{EchoServer, IO_TIMEOUT, tcp_connect, udp_roundtrip},
     netns::Netns,
@@ -20,27 +21,6 @@ use bpfnet_tests::{
 
 /// Where the test daemons serve metrics: the loopback of the host's namespace.
 const METRICS: &str = "127.0.0.1:9464";
-const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-/// `kernel.bpf_stats_enabled=1` while it lives; the old value back on drop.
-struct BpfStats {
-    old: String,
-}
-
-impl BpfStats {
-    fn enable() -> Self {
-        let old = std::fs::read_to_string(BPF_STATS).expect("read kernel.bpf_stats_enabled");
-        std::fs::write(BPF_STATS, "1").expect("set kernel.bpf_stats_enabled=1");
-        Self { old }
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(BPF_STATS, self.old.trim());
-    }
-}
-
 /// An HTTP answer: status code and body.
 struct Answer {
     code: u16,
@@ -180,7 +160,7 @@ fn metrics_count_flows_drops_fill_and_program_time() {
     if !require_root() {
         return;
     }
-    let _stats = BpfStats::enable();
+    let _stats = bpf_stats::Enabled::enable();
     let t = Topology::new("met");
     t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     // Probes routed straight at the container: the inbound policy's drop.

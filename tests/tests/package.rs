@@ -2,8 +2,15 @@
 //! Debian package unpacks into a scratch root with everything in place, the man pages
 //! agree with `--help`, and the completion scripts complete.
 //!
-//! These run the binary and the tools (`systemd-analyze`, `man`, `dpkg-deb`, `bash`) only,
-//! so they need no root. A missing tool or `BPFNET_DEB` fails them: nothing is skipped.
+//! The unit is read as systemd reads it and holds what the README says; the package's
+//! maintainer scripts run for real on install, upgrade, removal and purge (in a scratch
+//! root and a mount namespace of their own: needs root) and neither enable nor start
+//! the service. The zsh and fish scripts pass their shells' syntax checks and offer, at
+//! every command level, exactly the subcommands and every option `--help` lists.
+//!
+//! Apart from the maintainer scripts' test these run the binary and the tools
+//! (`systemd-analyze`, `man`, `dpkg-deb`, `bash`, `zsh`, `fish`) only, so they need no
+//! root. A missing tool or `BPFNET_DEB` fails them: nothing is skipped.
 use std::{
     collections::BTreeSet,
     fs,
@@ -12,7 +19,7 @@ use std::{
     process::{Command, Output},
 };
 
-use bpfnet_tests::{daemon::bin, unique};
+use bpfnet_tests::{daemon::bin, dpkg_root::DpkgRoot, require_root, unique, unit_file::UnitFile};
 
 /// A directory under the system's temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -337,13 +344,314 @@ fn bash_completion_is_valid_and_completes_the_subcommands() {
         missing.is_empty(),
         "`bpfnet daemon --<TAB>` does not offer {missing:?}"
     );
+}
 
-    for shell in ["zsh", "fish"] {
-        let script = ok(Command::new(bin()).args(["completions", shell]));
-        for sub in help_subcommands(&bin(), &[]) {
+/// What the README says of the unit, read as systemd reads it: `Type=notify` running
+/// `/usr/bin/bpfnet daemon` with `BPFNET_LOG=info`, ordered `Before=docker.service` and
+/// after the network is online, tied to Docker by nothing else, `Restart=on-failure`,
+/// unlimited locked memory, wanted by `multi-user.target` once enabled.
+fn assert_unit_as_documented(text: &str, what: &str) {
+    let u = UnitFile::parse(text).unwrap_or_else(|e| panic!("{what} does not parse: {e}"));
+    let has = |section: &str, key: &str, word: &str| u.list(section, key).contains(&word);
+    assert_eq!(u.get("Service", "Type"), Some("notify"), "{what}: Type=");
+    assert_eq!(
+        u.get("Service", "ExecStart"),
+        Some("/usr/bin/bpfnet daemon"),
+        "{what}: ExecStart="
+    );
+    assert!(
+        has("Service", "Environment", "BPFNET_LOG=info"),
+        "{what}: Environment=BPFNET_LOG=info"
+    );
+    assert_eq!(
+        u.get("Service", "Restart"),
+        Some("on-failure"),
+        "{what}: Restart="
+    );
+    assert_eq!(
+        u.get("Service", "LimitMEMLOCK"),
+        Some("infinity"),
+        "{what}: LimitMEMLOCK="
+    );
+    assert!(
+        has("Unit", "Before", "docker.service"),
+        "{what}: Before=docker.service"
+    );
+    for key in ["After", "Wants"] {
+        assert!(
+            has("Unit", key, "network-online.target"),
+            "{what}: {key}=network-online.target"
+        );
+    }
+    for key in [
+        "After",
+        "Requires",
+        "Requisite",
+        "Wants",
+        "BindsTo",
+        "PartOf",
+        "Upholds",
+    ] {
+        assert!(
+            !has("Unit", key, "docker.service"),
+            "{what}: {key}=docker.service ties bpfnet to Docker beyond ordering"
+        );
+    }
+    assert_eq!(
+        u.list("Install", "WantedBy"),
+        ["multi-user.target"],
+        "{what}: WantedBy="
+    );
+}
+
+#[test]
+fn the_unit_is_type_notify_before_docker_and_restarts_on_failure() {
+    let text = fs::read_to_string(unit_source()).expect("packaging/bpfnet.service");
+    assert_unit_as_documented(&text, "packaging/bpfnet.service");
+}
+
+/// The .deb (`BPFNET_DEB`) installed for real into a scratch root with its maintainer
+/// scripts run (`dpkg_root`): installing neither enables nor starts the service (the
+/// postinst ran, it recorded the link an `enable` would make, and made none; systemd's
+/// only call is a daemon-reload); an upgrade restarts it only if running
+/// (`try-restart`); removal stops it and masks it; purge leaves nothing.
+#[test]
+fn installing_the_package_neither_enables_nor_starts_the_service() {
+    if !require_root() {
+        return;
+    }
+    let deb = std::env::var("BPFNET_DEB").expect(
+        "BPFNET_DEB is not set: run `cargo xtask dist` and set BPFNET_DEB to the .deb it \
+         wrote (`cargo xtask test` does both)",
+    );
+    let r = DpkgRoot::new("dpkg");
+    let systemd = "/etc/systemd/system";
+    let run = |args: &[&str], what: &str| {
+        let run = r.dpkg(args);
+        assert!(run.success, "{what} fails: {}", run.output);
+        assert!(
+            run.host_writes.is_empty(),
+            "{what} wrote into the host's systemd directories: {:?}",
+            run.host_writes
+        );
+        assert!(
+            !run.calls.iter().any(|c| {
+                c.split_whitespace()
+                    .any(|w| ["start", "restart", "enable", "reload-or-restart"].contains(&w))
+            }),
+            "{what} started or enabled the service: {:?}",
+            run.calls
+        );
+        run
+    };
+
+    let install = run(&["-i", &deb], "installing");
+    assert_eq!(
+        r.status("bpfnet").as_deref(),
+        Some("install ok installed"),
+        "the postinst configured the package: {}",
+        install.output
+    );
+    let unit = fs::read_to_string(r.at("/usr/lib/systemd/system/bpfnet.service"))
+        .expect("the unit is installed");
+    assert_unit_as_documented(&unit, "the installed unit");
+    // deb-systemd-helper update-state (the postinst) records the links `enable` would
+    // make, so that purge can remove them.
+    let state = fs::read_to_string(
+        r.at("/var/lib/systemd/deb-systemd-helper-enabled/bpfnet.service.dsh-also"),
+    )
+    .expect("the postinst ran deb-systemd-helper update-state");
+    assert!(
+        state.contains("/etc/systemd/system/multi-user.target.wants/bpfnet.service"),
+        "the state names the link `enable` would make: {state:?}"
+    );
+    assert_eq!(
+        r.list(systemd),
+        Vec::<String>::new(),
+        "installing made links in /etc/systemd/system"
+    );
+    assert_eq!(
+        install.calls,
+        ["systemctl --system daemon-reload"],
+        "installing tells systemd of the unit and nothing else"
+    );
+
+    let upgrade = run(&["-i", &deb], "upgrading");
+    assert!(
+        upgrade
+            .calls
+            .contains(&"deb-systemd-invoke try-restart bpfnet.service".to_string()),
+        "an upgrade restarts the service if it runs: {:?}",
+        upgrade.calls
+    );
+    assert_eq!(
+        r.list(systemd),
+        Vec::<String>::new(),
+        "upgrading enabled the service"
+    );
+
+    let remove = run(&["-r", "bpfnet"], "removing");
+    assert!(
+        remove
+            .calls
+            .contains(&"deb-systemd-invoke stop bpfnet.service".to_string()),
+        "removal stops the service: {:?}",
+        remove.calls
+    );
+    assert!(
+        !r.at("/usr/bin/bpfnet").exists(),
+        "removal removes the binary"
+    );
+    assert_eq!(
+        fs::read_link(r.at("/etc/systemd/system/bpfnet.service")).ok(),
+        Some(PathBuf::from("/dev/null")),
+        "removal masks the unit until purge"
+    );
+
+    run(&["-P", "bpfnet"], "purging");
+    assert_eq!(r.status("bpfnet"), None, "purge forgets the package");
+    assert_eq!(
+        r.list(systemd),
+        Vec::<String>::new(),
+        "purge leaves links or masks"
+    );
+    assert_eq!(
+        r.list("/var/lib/systemd"),
+        Vec::<String>::new(),
+        "purge leaves deb-systemd-helper's state"
+    );
+}
+
+/// The long option a zsh `_arguments` spec offers (`*--bridge=[...]:NAME:_default`,
+/// `(-q --quiet)--verbose[...]`), if it is one.
+fn zsh_long_option(spec: &str) -> Option<String> {
+    let spec = spec.trim_start_matches('*');
+    let spec = match spec.strip_prefix('(') {
+        Some(rest) => rest.split_once(')')?.1,
+        None => spec,
+    };
+    let name: String = spec
+        .trim_start_matches('*')
+        .chars()
+        .take_while(|c| !"=[:+".contains(*c))
+        .collect();
+    name.starts_with("--").then_some(name)
+}
+
+/// What zsh's completion system gets from `_bpfnet` at command `path`: the subcommands
+/// of its list (`_describe`'s entries, `name:description`) and the long options of its
+/// `_arguments` specs. The script runs in zsh with `_arguments` and `_describe` stubbed
+/// to print what they are given, walking down `path` as zsh's states would.
+fn zsh_offers(script: &Path, path: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
+    const DRIVER: &str = r#"
+compdef() { : }
+source "$1"; shift
+is-at-least() { return 0 }
+_describe() { local c; for c in "${(@P)4}"; do print -r -- "CMD $c"; done }
+typeset -a want states; want=("$@"); states=(bpfnet "$@")
+integer calls=0
+_arguments() {
+  (( calls += 1 ))
+  if (( calls == ${#want} + 1 )); then
+    local a; for a in "$@"; do
+      print -r -- "SPEC $a"
+      if [[ $a == ':: :'* ]]; then ${a#:: :}; fi
+    done
+    state=; return 0
+  fi
+  state=$states[$calls]; line=("$want[$calls]"); return 0
+}
+_bpfnet
+"#;
+    let out = ok(Command::new("zsh")
+        .args(["-f", "-c", DRIVER, "zsh"])
+        .arg(script)
+        .args(path));
+    let subs = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("CMD "))
+        .filter_map(|l| l.split(':').next())
+        .filter(|s| *s != "help")
+        .map(str::to_string)
+        .collect();
+    let opts = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("SPEC "))
+        .filter_map(zsh_long_option)
+        .collect();
+    (subs, opts)
+}
+
+/// What fish completes after `bpfnet PATH ` (subcommands) and `bpfnet PATH --`
+/// (long options), from the script sourced.
+fn fish_offers(script: &Path, path: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let complete = |line: String| -> BTreeSet<String> {
+        let call = format!(
+            "source {}; complete -C {}",
+            script.display(),
+            shell_quote(&line)
+        );
+        ok(Command::new("fish").args(["--no-config", "-c", &call]))
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let prefix = std::iter::once("bpfnet".to_string())
+        .chain(path.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let subs = complete(format!("{prefix} "))
+        .into_iter()
+        .filter(|w| !w.starts_with('-') && w != "help")
+        .collect();
+    (subs, complete(format!("{prefix} --")))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `bpfnet completions zsh` and `fish` pass `zsh -n` and `fish --no-execute`; at every
+/// command level (`bpfnet`, `bpfnet daemon`, `bpfnet cluster init`...) each offers
+/// exactly the subcommands `--help` lists (the hidden `man` not among them) and every
+/// long option it lists, as completion entries of their own.
+#[test]
+fn zsh_and_fish_completions_are_valid_and_offer_every_subcommand_and_option() {
+    let dir = TempDir::new("cmpzf");
+    let script = |shell: &str, file: &str| {
+        let path = dir.0.join(file);
+        fs::write(&path, ok(Command::new(bin()).args(["completions", shell])))
+            .expect("write the script");
+        path
+    };
+    let (zsh, fish) = (script("zsh", "_bpfnet"), script("fish", "bpfnet.fish"));
+    ok(Command::new("zsh").args(["-f", "-n"]).arg(&zsh));
+    ok(Command::new("fish").arg("--no-execute").arg(&fish));
+
+    for (path, _) in command_paths(&bin()) {
+        let words: Vec<&str> = path.iter().map(String::as_str).collect();
+        let subs = help_subcommands(&bin(), &path);
+        let opts = help_long_options(&bin(), &words);
+        for (shell, (offered, offered_opts)) in [
+            ("zsh", zsh_offers(&zsh, &path)),
+            ("fish", fish_offers(&fish, &path)),
+        ] {
+            let at = std::iter::once("bpfnet")
+                .chain(words.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" ");
+            // A command without subcommands completes its arguments (files, values).
             assert!(
-                script.contains(&sub),
-                "the {shell} script does not name `{sub}`"
+                offered == subs || (subs.is_empty() && shell == "fish"),
+                "{shell}: `{at} <TAB>` should offer the subcommands of `{at} --help` \
+                 {subs:?}, offers {offered:?}"
+            );
+            let missing: Vec<&String> =
+                opts.iter().filter(|o| !offered_opts.contains(*o)).collect();
+            assert!(
+                missing.is_empty(),
+                "{shell}: `{at} --<TAB>` does not offer {missing:?} (offers {offered_opts:?})"
             );
         }
     }

@@ -31,6 +31,9 @@ const PACKAGES: &[&str] = &[
     "dpkg-dev",
     "systemd",
     "man-db",
+    // The package's tests check the zsh and fish completion scripts in their shells.
+    "zsh",
+    "fish",
 ];
 
 pub fn run() -> Result<()> {

@@ -1,10 +1,16 @@
 //! `cargo xtask test`: everything CI runs, in order from cheapest to slowest.
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
 use crate::{
     cmd::{self, is_root},
     root, setup,
 };
+
+/// Where a skipped test records itself (`bpfnet_tests::SKIPPED_LOG_ENV`; xtask does not
+/// depend on the tests crate).
+const SKIPPED_LOG_ENV: &str = "BPFNET_SKIPPED_LOG";
 
 pub fn run() -> Result<()> {
     setup::ensure()?;
@@ -21,8 +27,42 @@ pub fn run() -> Result<()> {
             "warnings",
         ],
     )?;
+    // Every test that skips itself (`bpfnet_tests::require_root`) adds a line here; the
+    // count is told at the end, whatever the outcome.
+    let skipped = root().join("target/test-skipped.log");
+    if let Err(e) = std::fs::remove_file(&skipped)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        bail!("cannot remove {}: {e}", skipped.display());
+    }
+    let outcome = tests(&skipped);
+    report_skipped(&skipped);
+    outcome
+}
+
+/// What `cargo xtask test` prints last: how many tests skipped themselves, and which.
+fn report_skipped(log: &Path) {
+    let lines = std::fs::read_to_string(log).unwrap_or_default();
+    let skipped: Vec<&str> = lines.lines().filter(|l| !l.trim().is_empty()).collect();
+    if skipped.is_empty() {
+        eprintln!("xtask: 0 tests skipped");
+        return;
+    }
+    eprintln!(
+        "xtask: {} tests SKIPPED (passed without testing anything; listed in {}):",
+        skipped.len(),
+        log.display()
+    );
+    for s in skipped {
+        eprintln!("  {s}");
+    }
+}
+
+/// The unit, privileged and end-to-end tests and the bench smoke, each test process
+/// told where to record a skip.
+fn tests(skipped: &Path) -> Result<()> {
     // Unprivileged unit tests: parsers, state, layouts.
-    cmd::run(
+    let mut c = cmd::command(
         "cargo",
         &[
             "test",
@@ -33,7 +73,9 @@ pub fn run() -> Result<()> {
             "--exclude",
             "datapath-ebpf",
         ],
-    )?;
+    );
+    c.env(SKIPPED_LOG_ENV, skipped);
+    cmd::status(c, "cargo test --workspace (unit tests)")?;
     if !is_root() {
         bail!("the datapath and end-to-end tests need root: run `cargo xtask test` as root");
     }
@@ -57,7 +99,9 @@ pub fn run() -> Result<()> {
         "cargo",
         &["test", "--no-fail-fast", "--package", "bpfnet-tests"],
     );
-    c.env("BPFNET_BIN", &bin).env("BPFNET_DEB", &deb);
+    c.env("BPFNET_BIN", &bin)
+        .env("BPFNET_DEB", &deb)
+        .env(SKIPPED_LOG_ENV, skipped);
     cmd::status(
         c,
         "cargo test --package bpfnet-tests (root: BPF_PROG_TEST_RUN, netns end to end)",
@@ -75,7 +119,9 @@ pub fn run() -> Result<()> {
             "*_e2e",
         ],
     );
-    c.env("BPFNET_BIN", &bin).env("BPFNET_TEST_XDP", "generic");
+    c.env("BPFNET_BIN", &bin)
+        .env("BPFNET_TEST_XDP", "generic")
+        .env(SKIPPED_LOG_ENV, skipped);
     cmd::status(
         c,
         "cargo test --package bpfnet-tests --test '*_e2e' with BPFNET_TEST_XDP=generic",
