@@ -10,6 +10,7 @@ use std::{
 };
 
 use bpfnet_tests::{
+    cluster::Cluster,
     daemon::{Daemon, cli, cli_ok, status, xdp_on},
     echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_connect, udp_roundtrip},
     netns::Netns,
@@ -732,4 +733,69 @@ fn idle_and_slow_clients_leave_scrapes_answering() {
         cut.iter().all(Option::is_some),
         "every slow client closed by the server: {cut:?}"
     );
+}
+
+/// A cluster of three nodes joined through etcd: each daemon's metrics count its two
+/// peers, and say etcd answers for its network (one `bpfnet_etcd_up` series, 1); with
+/// etcd stopped they say it does not (0) and keep the peers they knew; etcd back, 1
+/// again. (Without a cluster: no peers, no series, in
+/// `metrics_gauges_count_endpoints_snat_ports_and_ipv6_flows_exactly`.)
+#[test]
+fn cluster_metrics_count_peers_and_say_whether_etcd_answers() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Cluster::new("metcl", 3);
+    let (_etcd_ns, mut etcd) = c.add_etcd(&[
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-prefix",
+        "24",
+        "--mode",
+        "host-gw",
+        "--lease-ttl",
+        "3",
+    ]);
+    let url = etcd.url();
+    let _daemons: Vec<Daemon> = c
+        .hosts
+        .iter()
+        .map(|h| h.join(&url, &["--metrics", METRICS]))
+        .collect();
+    for h in &c.hosts {
+        h.await_peers(2);
+    }
+    let etcd_up = |m: &BTreeMap<String, f64>| -> Vec<f64> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("bpfnet_etcd_up{"))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    for h in &c.hosts {
+        let m = scrape(&h.ns);
+        assert_eq!(
+            at(&m, "bpfnet_cluster_peers"),
+            2.0,
+            "{}: two peers",
+            h.ns.name
+        );
+        assert_eq!(etcd_up(&m), vec![1.0], "{}: etcd answers", h.ns.name);
+    }
+    etcd.stop();
+    let h1 = &c.hosts[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while etcd_up(&scrape(&h1.ns)) != vec![0.0] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = scrape(&h1.ns);
+    assert_eq!(etcd_up(&m), vec![0.0], "etcd down: it does not answer");
+    assert_eq!(
+        at(&m, "bpfnet_cluster_peers"),
+        2.0,
+        "the peers it knew are kept"
+    );
+    etcd.restart();
+    wait_for("etcd to answer again", Duration::from_secs(20), || {
+        etcd_up(&scrape(&h1.ns)) == vec![1.0]
+    });
 }
