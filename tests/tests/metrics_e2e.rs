@@ -297,6 +297,20 @@ fn metrics_count_flows_drops_fill_and_program_time() {
         ct_fill(&before),
         ct_fill(&after)
     );
+    for t in ["main", "new"] {
+        let capacity = at(
+            &after,
+            &format!(r#"bpfnet_ct_capacity{{family="ipv4",table="{t}"}}"#),
+        );
+        assert_eq!(
+            at(
+                &after,
+                &format!(r#"bpfnet_ct_fill_ratio{{family="ipv4",table="{t}"}}"#)
+            ),
+            table(&after, t) / capacity,
+            "the {t} table's fill is its entries over its size"
+        );
+    }
     assert_eq!(
         at(&after, r#"bpfnet_ct_capacity{family="ipv4",table="main"}"#),
         f64::from(common::CT_DEFAULT_ENTRIES)
