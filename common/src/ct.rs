@@ -336,7 +336,8 @@ pub struct SweepStats {
     pub jiffies: u64,
     pub now_ns: u64,
     /// Entries left after the sweep in each table (`SWEPT_TABLES` order): how full each
-    /// is, counted for free as the walk passes.
+    /// is, counted as the walk passes, and again by a walk that only counts in a table
+    /// that lost entries (a removed flow's twin may go before the walk reaches it).
     pub left: [u64; 4],
 }
 

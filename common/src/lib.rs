@@ -32,7 +32,7 @@ pub use maps::{
     NET_ROUTED6, Network, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port, PublishedKey,
     SNAT_PORTS_DEFAULT, SockKey, SockKey6, SockOrig, SockOrig6,
 };
-pub use monitor::{DropKey, Event, EventTuple, MonitorConfig, MonitorState};
+pub use monitor::{DropKey, Event, EventTuple, MonitorConfig, MonitorState, MonitorWindow};
 pub use ratelimit::{ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, RateBucket};
 pub use stats::{Counter, Reason};
 

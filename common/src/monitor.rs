@@ -2,8 +2,9 @@
 //! buffer, and drop counters per interface.
 //!
 //! The datapath reports a packet only when the daemon asked for its reason
-//! (`MonitorConfig::reasons`), one in `sample`, and at most `rate` per CPU per second;
-//! what it held back or could not write is counted in `MonitorState`. With no monitor
+//! (`MonitorConfig::reasons`), one in `sample` per CPU, and at most `rate` a second over
+//! all CPUs (`MonitorWindow`, one budget they share); what it held back or could not
+//! write is counted in `MonitorState`. With no monitor
 //! attached the mask is 0 and a verdict costs one array read more.
 
 /// Bytes of a packet an event carries, from its first (the link-layer header, if any).
@@ -23,19 +24,27 @@ pub struct MonitorConfig {
     pub reasons: u64,
     /// Report one in this many of them, per CPU (0 and 1: every one).
     pub sample: u32,
-    /// At most this many events per CPU per second (0: no limit).
+    /// At most this many events a second, all CPUs together (0: no limit).
     pub rate: u32,
 }
 
-/// Value of `monitor_state` (per CPU, not pinned): the rate window and what was not
+/// Value of `monitor_rate` (an array of one, not pinned, shared by the CPUs): the rate
+/// limit's one-second window. Updated without a lock: two CPUs racing may each write
+/// an event the window had room for only once, never fewer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MonitorWindow {
+    /// When the current window began (`bpf_ktime_get_coarse_ns`).
+    pub start_ns: u64,
+    /// Events written in it, by every CPU.
+    pub sent: u64,
+}
+
+/// Value of `monitor_state` (per CPU, not pinned): the sampling count and what was not
 /// reported.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MonitorState {
-    /// When the current one-second window began (`bpf_ktime_get_coarse_ns`).
-    pub window_ns: u64,
-    /// Events written in the window.
-    pub sent: u64,
     /// Reported reasons seen, for sampling.
     pub seen: u64,
     /// Left out by sampling.
@@ -99,7 +108,13 @@ pub struct DropKey {
     pub reason: u32,
 }
 
-crate::pod::aya_pod!(MonitorConfig, MonitorState, EventTuple, DropKey);
+crate::pod::aya_pod!(
+    MonitorConfig,
+    MonitorState,
+    MonitorWindow,
+    EventTuple,
+    DropKey
+);
 
 const _: () = assert!(
     crate::Reason::COUNT <= 64,

@@ -237,6 +237,7 @@ pub struct MapTypes {
     pub drop_key: common::DropKey,
     pub monitor_config: common::MonitorConfig,
     pub monitor_state: common::MonitorState,
+    pub monitor_window: common::MonitorWindow,
     pub event: common::Event,
 }
 

@@ -3,16 +3,18 @@
 //! Every verdict asks `monitor` whether its reason is wanted: one array read, and nothing
 //! more while no monitor is attached (the mask is 0). A wanted one goes to `emit`, a
 //! function of its own (a BPF-to-BPF call, so its body is not copied into each of the
-//! many verdicts), which samples, applies the per-CPU rate limit and writes the event to
-//! the ring buffer; what it leaves out or cannot write is counted, never waited for.
+//! many verdicts), which samples (per CPU), applies the rate limit (one budget the CPUs
+//! share, as the ICMP errors' global bucket is: a per-CPU one would multiply the rate
+//! asked for by the CPUs a flood is spread over) and writes the event to the ring
+//! buffer; what it leaves out or cannot write is counted, never waited for.
 use aya_ebpf::{
     helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::map,
     maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use common::{
-    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, Reason, clock::NS_PER_SEC,
-    monitor::EVENT_CAPTURE,
+    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, MonitorWindow, Reason,
+    clock::NS_PER_SEC, monitor::EVENT_CAPTURE,
 };
 
 use crate::parse::Frame;
@@ -27,6 +29,10 @@ static MONITOR: Array<MonitorConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "monitor_state")]
 static STATE: PerCpuArray<MonitorState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The rate limit's window, shared by the CPUs.
+#[map(name = "monitor_rate")]
+static WINDOW: Array<MonitorWindow> = Array::with_max_entries(1, 0);
 
 /// Drops by interface and reason. LRU: an interface that is gone makes room.
 #[map(name = "drops_v1")]
@@ -112,6 +118,33 @@ fn emit_flow<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, k: &CtKey<
     write(ctx, reason, limits, Some(k));
 }
 
+/// Whether the window shared by the CPUs has room for one more event of `rate` a
+/// second; if so, the place is taken.
+#[inline(always)]
+fn within_rate(rate: u32) -> bool {
+    let Some(window) = WINDOW.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: the one slot, shared by the CPUs, read and written in place without a
+    // lock (the target has no atomic add): a racing CPU's update may be lost, which lets
+    // an event more through, never fewer. The place is taken at once, so the race spans
+    // a few instructions (an event the full ring buffer then refuses has used it too).
+    let window = unsafe { &mut *window };
+    // The window needs no precision: the coarse clock (a tick's resolution) is the
+    // cheaper read on the path a flood takes.
+    // SAFETY: a helper without arguments.
+    let coarse = unsafe { bpf_ktime_get_coarse_ns() };
+    if coarse.wrapping_sub(window.start_ns) >= NS_PER_SEC {
+        window.start_ns = coarse;
+        window.sent = 0;
+    }
+    if window.sent >= u64::from(rate) {
+        return false;
+    }
+    window.sent += 1;
+    true
+}
+
 #[inline(always)]
 fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<&CtKey<A>>) {
     let Some(state) = STATE.get_ptr_mut(0) else {
@@ -125,15 +158,7 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
         return;
     }
     state.reason = reason;
-    // The window needs no precision: the coarse clock (a tick's resolution) is the
-    // cheaper read on the path a flood takes.
-    // SAFETY: a helper without arguments.
-    let coarse = unsafe { bpf_ktime_get_coarse_ns() };
-    if coarse.wrapping_sub(state.window_ns) >= NS_PER_SEC {
-        state.window_ns = coarse;
-        state.sent = 0;
-    }
-    if limits.rate != 0 && state.sent >= u64::from(limits.rate) {
+    if limits.rate != 0 && !within_rate(limits.rate) {
         state.rate_limited += 1;
         return;
     }
@@ -143,7 +168,6 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
         state.ring_full += 1;
         return;
     };
-    state.sent += 1;
     let e = entry.as_mut_ptr();
     // SAFETY: `e` is the reserved record, `size_of::<Event>()` bytes; every field is
     // written before it is submitted (the capture's tail past `captured` excepted, whose

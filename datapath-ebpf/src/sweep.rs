@@ -82,6 +82,7 @@ pub fn run() -> i32 {
     };
     let visit4 = visit::<u32> as *mut c_void;
     let visit6 = visit::<Ip6> as *mut c_void;
+    let counter = count as *mut c_void;
     for (i, (table, main, visit)) in [
         ((&raw const CT).cast::<c_void>(), true, visit4),
         ((&raw const CT_NEW).cast::<c_void>(), false, visit4),
@@ -93,10 +94,24 @@ pub fn run() -> i32 {
     {
         w.main = main;
         w.table = i;
+        // SAFETY: the `sweep` map's value, valid for the whole run.
+        let removed = unsafe { (*stats).removed };
         // SAFETY: a map of this object, a callback of the signature the helper expects
         // for its key and value types, and a context on this stack that outlives the
         // call.
         unsafe { bpf_for_each_map_elem(table.cast_mut(), visit, (&raw mut w).cast(), 0) };
+        // A flow removed whole may have taken its twin out of this table before the
+        // walk reached it (the twin then counted off, never on): a table that lost
+        // entries is counted again, a walk that only counts (the helper's answer).
+        // SAFETY: as above; `count` takes any key and value and no context.
+        unsafe {
+            if (*stats).removed != removed {
+                let n = bpf_for_each_map_elem(table.cast_mut(), counter, core::ptr::null_mut(), 0);
+                if let Some(c) = (*stats).left.get_mut(i) {
+                    *c = u64::try_from(n).unwrap_or(0);
+                }
+            }
+        }
     }
     0
 }
@@ -115,6 +130,11 @@ impl Walk {
             *c = c.wrapping_add_signed(n);
         }
     }
+}
+
+/// Visit an entry, which the helper's answer counts.
+extern "C" fn count(_: *mut c_void, _: *const c_void, _: *const c_void, _: *mut c_void) -> i64 {
+    0
 }
 
 /// One entry of either table: count it; remove its flow when the flow is idle past its
@@ -166,16 +186,23 @@ extern "C" fn visit<A: Family>(
         w.stats().removed += 1;
         w.left(w.table, -1);
     }
-    // The twin's table: the family's main one (even index) or its new-flow one. A twin
-    // not visited yet is taken off before it is counted; the sums come right at the end.
+    // The twin's table: the family's main one (even index) or its new-flow one. Taken
+    // off the count of a table walked already; one walked later never counts it; this
+    // table is counted again at the end (`run`).
     let main = w.table & !1;
-    if paired {
-        if A::ct().remove(tk).is_ok() {
-            w.stats().removed += 1;
-            w.left(main, -1);
-        } else if A::ct_new().remove(tk).is_ok() {
-            w.stats().removed += 1;
-            w.left(main + 1, -1);
+    let twin_table = if !paired {
+        None
+    } else if A::ct().remove(tk).is_ok() {
+        Some(main)
+    } else if A::ct_new().remove(tk).is_ok() {
+        Some(main + 1)
+    } else {
+        None
+    };
+    if let Some(i) = twin_table {
+        w.stats().removed += 1;
+        if i < w.table {
+            w.left(i, -1);
         }
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.

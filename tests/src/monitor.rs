@@ -1,4 +1,5 @@
-//! `bpfnet monitor --json` as a child process, its records read on a thread.
+//! `bpfnet monitor --json` as a child process, its records read on a thread; what the
+//! datapath was told to report; the CPUs it runs on.
 use std::{
     io::{BufRead as _, BufReader},
     path::Path,
@@ -69,6 +70,26 @@ impl Monitor {
         None
     }
 
+    /// Records as they arrive, until `done` holds for all so far or `timeout` passes.
+    pub fn records_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut all = Vec::new();
+        while !done(&all) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.records.recv_timeout(left) {
+                Ok(v) => all.push(v),
+                Err(_) => break,
+            }
+        }
+        all
+    }
+
     /// Every record that arrives within `window`.
     pub fn collect(&self, window: Duration) -> Vec<Value> {
         let until = Instant::now() + window;
@@ -98,4 +119,56 @@ impl Drop for Monitor {
         let _ = self.child.wait();
         leftovers::forget(self.child.id());
     }
+}
+
+/// What the datapath is told to report (`monitor`, a `MonitorConfig`) by the daemon
+/// whose links are pinned under `pin_dir`. The map is not pinned (each daemon starts
+/// with no monitor): it is found among the maps its pinned programs use.
+pub fn datapath_config(pin_dir: &Path) -> common::MonitorConfig {
+    use aya::maps::{Array, Map, MapData};
+    for (_, program) in crate::daemon::pinned_links(pin_dir) {
+        let Some(info) = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == program)
+        else {
+            continue;
+        };
+        let ids = info
+            .map_ids()
+            .expect("a program's maps")
+            .expect("the kernel lists a program's maps");
+        for id in ids {
+            let map = MapData::from_id(id).expect("a map by its id");
+            let named = map
+                .info()
+                .ok()
+                .is_some_and(|i| i.name_as_str() == Some(common::names::MONITOR));
+            if named {
+                let a: Array<MapData, common::MonitorConfig> =
+                    Array::try_from(Map::Array(map)).expect("`monitor` is an array");
+                return a.get(&0, 0).expect("its one value");
+            }
+        }
+    }
+    panic!(
+        "no program pinned under {} uses `monitor`",
+        pin_dir.display()
+    );
+}
+
+/// The CPUs that run programs now (`/sys/devices/system/cpu/online`: "0-1", "0,2-3").
+pub fn online_cpus() -> Vec<u32> {
+    let s =
+        std::fs::read_to_string("/sys/devices/system/cpu/online").expect("read the online CPUs");
+    let cpus: Vec<u32> = s
+        .trim()
+        .split(',')
+        .flat_map(|r| {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let (a, b): (u32, u32) = (a.parse().expect("a CPU"), b.parse().expect("a CPU"));
+            a..=b
+        })
+        .collect();
+    assert!(!cpus.is_empty(), "some CPU is online: {s}");
+    cpus
 }

@@ -5,17 +5,18 @@
 use std::{
     collections::BTreeMap,
     io::{ErrorKind, Read as _, Write as _},
-    net::{SocketAddr, TcpStream, UdpSocket},
-    time::Duration,
+    net::{Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
+    time::{Duration, Instant},
 };
 
 use bpfnet_tests::{
     bpf_stats,
+    cluster::Cluster,
     daemon::{Daemon, cli, cli_ok, status, xdp_on},
-    echo::{EchoServer, IO_TIMEOUT, tcp_connect, udp_roundtrip},
+    echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_connect, udp_roundtrip},
     netns::Netns,
     require_root,
-    topo::{BRIDGE, CONTAINER_IP, Topology, UPLINK},
+    topo::{BRIDGE, CONTAINER_IP, SERVER_IP, Topology, UPLINK},
     wait_for,
 };
 
@@ -211,44 +212,64 @@ fn metrics_count_flows_drops_fill_and_program_time() {
                 .expect("send a probe");
         }
     });
-    // The flow tables are counted by the sweep, once a second here.
-    let grown = ct_entries(&before) + 2.0 * FLOWS as f64;
+    // The flow tables are counted by the sweep, once a second here: two entries per
+    // answered flow, TCP's and UDP's, and nothing else.
+    let grown = ct_entries(&before) + 2.0 * (FLOWS + UDP) as f64;
     wait_for(
         "the sweep to count the new flows",
         Duration::from_secs(10),
-        || ct_entries(&scrape(&t.host)) >= grown,
+        || ct_entries(&scrape(&t.host)) == grown,
     );
     let after = scrape(&t.host);
     let grew = |series: &str| at(&after, series) - at(&before, series);
 
     let dnat = grew(r#"bpfnet_packets_total{reason="dnat-new",verdict="pass"}"#);
-    assert!(
-        dnat >= (FLOWS + UDP) as f64,
-        "dnat-new counts every new flow: grew by {dnat}"
+    assert_eq!(
+        dnat,
+        (FLOWS + UDP) as f64,
+        "dnat-new counts every new flow, once"
     );
     let forward = grew(r#"bpfnet_packets_total{reason="ct-forward",verdict="pass"}"#);
     assert!(
         forward >= 2.0 * FLOWS as f64,
         "ct-forward counts each connection's handshake ACK and data: grew by {forward}"
     );
-    assert!(
-        grew(r#"bpfnet_ct_flows_created_total{kind="dnat"}"#) >= (FLOWS + UDP) as f64,
+    assert_eq!(
+        grew(r#"bpfnet_ct_flows_created_total{kind="dnat"}"#),
+        (FLOWS + UDP) as f64,
         "flows created"
     );
+    assert_eq!(
+        grew(r#"bpfnet_ct_flows_created_total{kind="snat"}"#),
+        0.0,
+        "none masqueraded"
+    );
     let inbound = grew(r#"bpfnet_packets_total{reason="drop-inbound",verdict="drop"}"#);
-    assert!(
-        inbound >= PROBES as f64,
-        "every probe counted as drop-inbound: {inbound}"
+    assert_eq!(
+        inbound, PROBES as f64,
+        "every probe counted as drop-inbound, once"
     );
     let on_uplink =
         grew(r#"bpfnet_drops_by_interface_total{interface="up0",reason="drop-inbound"}"#);
-    assert!(
-        on_uplink >= PROBES as f64,
-        "the probes' drops are counted against up0: {on_uplink}"
+    assert_eq!(
+        on_uplink, PROBES as f64,
+        "the probes' drops are counted against up0"
     );
-    assert!(
-        ct_entries(&after) >= ct_entries(&before) + 2.0 * FLOWS as f64,
-        "two flow-table entries per open connection"
+    let table = |m: &BTreeMap<String, f64>, t: &str| {
+        at(
+            m,
+            &format!(r#"bpfnet_ct_entries{{family="ipv4",table="{t}"}}"#),
+        )
+    };
+    assert_eq!(
+        table(&after, "main") - table(&before, "main"),
+        2.0 * FLOWS as f64,
+        "two main-table entries per established connection"
+    );
+    assert_eq!(
+        table(&after, "new") - table(&before, "new"),
+        2.0 * UDP as f64,
+        "two new-flow-table entries per one-datagram UDP exchange"
     );
     assert!(
         ct_fill(&after) > ct_fill(&before),
@@ -256,6 +277,20 @@ fn metrics_count_flows_drops_fill_and_program_time() {
         ct_fill(&before),
         ct_fill(&after)
     );
+    for t in ["main", "new"] {
+        let capacity = at(
+            &after,
+            &format!(r#"bpfnet_ct_capacity{{family="ipv4",table="{t}"}}"#),
+        );
+        assert_eq!(
+            at(
+                &after,
+                &format!(r#"bpfnet_ct_fill_ratio{{family="ipv4",table="{t}"}}"#)
+            ),
+            table(&after, t) / capacity,
+            "the {t} table's fill is its entries over its size"
+        );
+    }
     assert_eq!(
         at(&after, r#"bpfnet_ct_capacity{family="ipv4",table="main"}"#),
         f64::from(common::CT_DEFAULT_ENTRIES)
@@ -325,10 +360,10 @@ fn metrics_count_flows_drops_fill_and_program_time() {
         assert!(m.max_entries > 0, "{name}'s size is known");
     }
     let ct = s.maps.iter().find(|m| m.name == "ct_v3").expect("ct_v3");
-    assert!(
-        ct.entries >= 2 * FLOWS as u64,
-        "ct_v3 holds the open connections: {}",
-        ct.entries
+    assert_eq!(
+        ct.entries as f64,
+        at(&after, r#"bpfnet_ct_entries{family="ipv4",table="main"}"#),
+        "ct_v3 holds the established connections, as the metrics say"
     );
     assert!(s.ct_counted_at.is_some(), "counted by the sweep");
     assert!(s.last_sweep.is_some() && s.last_sweep_at.is_some());
@@ -342,8 +377,11 @@ fn metrics_count_flows_drops_fill_and_program_time() {
     drop(open);
 }
 
+/// The crowded-map warning starts at 80% exactly: published_v1 (65,536 entries) one
+/// entry below it (52,428) is healthy; at it (52,429, the first count that is 80% of
+/// the size or more) `status` warns and exits 1, and the metrics count the warning.
 #[test]
-fn status_warns_of_a_crowded_map_and_exits_1() {
+fn status_warns_of_a_crowded_map_from_its_threshold_on_and_exits_1() {
     if !require_root() {
         return;
     }
@@ -351,38 +389,200 @@ fn status_warns_of_a_crowded_map_and_exits_1() {
     let _d = t.start_daemon_with(&["--metrics", METRICS]);
     let sock = &t.files.socket;
     assert_eq!(status(sock).1, 0, "healthy at first");
-    // 53,977 ports: 82% of published_v1's 65,536 entries (the metrics port, which the
-    // socket programs would point at the container too, is below them).
-    let range = "10000-63976:172.17.0.4:10000-63976";
-    cli_ok(sock, &["publish", range]);
+    let size = 65_536u64;
+    // 80% of 65,536 is 52,428.8: the first count at or above it.
+    let first = 52_429u64;
+    // One entry below: 52,428 ports (the metrics port, which the socket programs would
+    // point at the container too, is below them).
+    let below = format!(
+        "10000-{}:172.17.0.4:10000-{}",
+        10_000 + first - 2,
+        10_000 + first - 2
+    );
+    cli_ok(sock, &["publish", &below]);
     let (s, code) = status(sock);
-    assert_eq!(code, 1, "warnings exit 1: {:?}", s.warnings);
-    let published = s
-        .maps
-        .iter()
-        .find(|m| m.name == "published_v1")
-        .expect("published_v1");
-    assert_eq!(published.entries, 53_977);
-    assert!(
-        s.warnings
+    let published = |s: &bpfnet::api::Status| {
+        s.maps
             .iter()
-            .any(|w| w.starts_with("map published_v1 is 82% full")),
-        "the crowded map is named: {:?}",
+            .find(|m| m.name == "published_v1")
+            .expect("published_v1")
+            .clone()
+    };
+    assert_eq!(published(&s).entries, first - 1);
+    assert_eq!(published(&s).max_entries as u64, size);
+    assert_eq!(
+        code, 0,
+        "just below the threshold, healthy: {:?}",
         s.warnings
+    );
+    assert_eq!(at(&scrape(&t.host), "bpfnet_warnings"), 0.0);
+    // One more: at the threshold.
+    let at_threshold = format!("{0}:172.17.0.4:{0}", 10_000 + first - 1);
+    cli_ok(sock, &["publish", &at_threshold]);
+    let (s, code) = status(sock);
+    assert_eq!(published(&s).entries, first);
+    assert_eq!(code, 1, "warnings exit 1: {:?}", s.warnings);
+    assert_eq!(
+        s.warnings,
+        vec![format!(
+            "map published_v1 is 80% full ({first} of {size} entries)"
+        )],
+        "the crowded map is named, and nothing else is wrong"
     );
     let text = cli(sock, &["status"]);
     assert_eq!(text.status.code(), Some(1), "the text form exits 1 too");
-    assert!(String::from_utf8_lossy(&text.stdout).contains("published_v1 is 82% full"));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("published_v1 is 80% full"));
     let m = scrape(&t.host);
     assert_eq!(at(&m, "bpfnet_warnings"), 1.0);
     assert_eq!(
         at(&m, r#"bpfnet_map_entries{map="published_v1"}"#),
-        53_977.0
+        first as f64
     );
 
-    cli_ok(sock, &["unpublish", range]);
+    cli_ok(sock, &["unpublish", &at_threshold]);
     let (s, code) = status(sock);
-    assert_eq!(code, 0, "healthy again: {:?}", s.warnings);
+    assert_eq!(code, 0, "below again, healthy again: {:?}", s.warnings);
+    cli_ok(sock, &["unpublish", &below]);
+}
+
+/// Gauges of state the test sets up, each against its exact value: endpoints
+/// registered by hand, masqueraded flows holding a port (IPv4 and IPv6), every IPv6
+/// flow-table series (entries, capacity and fill of the main and new tables, with
+/// answered and unanswered flows), and no cluster peers nor etcd without a cluster.
+#[test]
+fn metrics_gauges_count_endpoints_snat_ports_and_ipv6_flows_exactly() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("metx");
+    t.add_ipv6();
+    let _d = t.start_daemon_with(&["--metrics", METRICS, "--ct-sweep-interval", "1"]);
+    let sock = &t.files.socket;
+    let series = |family: &str, table: &str, name: &str| {
+        format!(r#"bpfnet_{name}{{family="{family}",table="{table}"}}"#)
+    };
+    let first = scrape(&t.host);
+    assert_eq!(at(&first, "bpfnet_endpoints"), 0.0, "none registered yet");
+    assert_eq!(at(&first, "bpfnet_snat_ports_in_use"), 0.0);
+    assert_eq!(at(&first, "bpfnet_cluster_peers"), 0.0, "no cluster");
+    assert!(
+        !first.keys().any(|k| k.starts_with("bpfnet_etcd_up")),
+        "no etcd without a cluster"
+    );
+    for (veth, ip, ip6, ns) in [
+        ("vc0", "172.17.0.4/16", "fd00:17::4/64", &t.container),
+        ("vc1", "172.17.0.5/16", "fd00:17::5/64", &t.container2),
+    ] {
+        let mac = ns
+            .mac("eth0")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        cli_ok(
+            sock,
+            &[
+                "endpoint", "add", "--bridge", BRIDGE, "--veth", veth, "--ip", ip, "--ip", ip6,
+                "--mac", &mac,
+            ],
+        );
+    }
+    const SNAT4: usize = 3;
+    const TCP4: usize = 2;
+    const NAT66: usize = 2;
+    const TCP6: usize = 3;
+    const UNANSWERED6: usize = 2;
+    let _w4 = WhoamiServer::start(&t.server, 9000);
+    let _w6 = WhoamiServer::start6(&t.client, 9000);
+    let _e4 = EchoServer::start(&t.server, 9002);
+    let _e6 = EchoServer::start6(&t.client, 9002);
+    // A socket that takes datagrams and never answers: its flows stay unanswered.
+    let _mute = t
+        .client
+        .run(|| UdpSocket::bind("[2001:db8:1::2]:9001").expect("bind"));
+    for _ in 0..SNAT4 {
+        udp_roundtrip(&t.container, SocketAddr::from((SERVER_IP, 9000)), b"4")
+            .expect("UDP through SNAT");
+    }
+    let lan6 = |port| SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2), port));
+    for _ in 0..NAT66 {
+        udp_roundtrip(&t.container, lan6(9000), b"6").expect("UDP through NAT66");
+    }
+    // Connections held open: established, in the main tables.
+    let open: Vec<TcpStream> = (0..TCP4)
+        .map(|_| SocketAddr::from((SERVER_IP, 9002)))
+        .chain((0..TCP6).map(|_| lan6(9002)))
+        .map(|to| tcp_connect(&t.container, to).expect("connect out"))
+        .collect();
+    t.container.run(move || {
+        for _ in 0..UNANSWERED6 {
+            let s = UdpSocket::bind("[::]:0").expect("bind");
+            s.send_to(b"n", lan6(9001)).expect("send");
+        }
+    });
+    // A one-datagram UDP exchange stays in the new-flow table, as an unanswered one.
+    let expected = [
+        ("ipv4", "main", 2 * TCP4),
+        ("ipv4", "new", 2 * SNAT4),
+        ("ipv6", "main", 2 * TCP6),
+        ("ipv6", "new", 2 * (NAT66 + UNANSWERED6)),
+    ];
+    let counted = |m: &BTreeMap<String, f64>| {
+        expected
+            .iter()
+            .all(|(f, t, n)| at(m, &series(f, t, "ct_entries")) == *n as f64)
+    };
+    // Until the sweep has counted them all, or 10 s: then each series says what it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !counted(&scrape(&t.host)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = scrape(&t.host);
+    let (s, _) = status(sock);
+    for (family, table, n) in expected {
+        let entries = at(&m, &series(family, table, "ct_entries"));
+        assert_eq!(entries, n as f64, "{family} {table} entries");
+        let name = match (family, table) {
+            ("ipv4", "main") => "ct_v3",
+            ("ipv4", "new") => "ct_new_v2",
+            ("ipv6", "main") => "ct6_v1",
+            _ => "ct6_new_v1",
+        };
+        let size = s
+            .maps
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} in the status"))
+            .max_entries;
+        assert!(size > 0, "{name}'s size is known");
+        assert_eq!(
+            at(&m, &series(family, table, "ct_capacity")),
+            f64::from(size),
+            "{family} {table} capacity is {name}'s size"
+        );
+        assert_eq!(
+            at(&m, &series(family, table, "ct_fill_ratio")),
+            n as f64 / f64::from(size),
+            "{family} {table} fill"
+        );
+    }
+    assert_eq!(
+        at(&m, "bpfnet_endpoints"),
+        2.0,
+        "the two registered by hand"
+    );
+    let masqueraded = (SNAT4 + TCP4 + NAT66 + TCP6 + UNANSWERED6) as f64;
+    assert_eq!(
+        at(&m, "bpfnet_snat_ports_in_use"),
+        masqueraded,
+        "one port per masqueraded flow, IPv4 and IPv6, answered or not"
+    );
+    assert_eq!(
+        at(&m, r#"bpfnet_ct_flows_created_total{kind="snat"}"#),
+        masqueraded
+    );
+    assert_eq!(at(&m, "bpfnet_cluster_peers"), 0.0);
+    drop(open);
 }
 
 #[test]
@@ -527,4 +727,69 @@ fn idle_and_slow_clients_leave_scrapes_answering() {
         cut.iter().all(Option::is_some),
         "every slow client closed by the server: {cut:?}"
     );
+}
+
+/// A cluster of three nodes joined through etcd: each daemon's metrics count its two
+/// peers, and say etcd answers for its network (one `bpfnet_etcd_up` series, 1); with
+/// etcd stopped they say it does not (0) and keep the peers they knew; etcd back, 1
+/// again. (Without a cluster: no peers, no series, in
+/// `metrics_gauges_count_endpoints_snat_ports_and_ipv6_flows_exactly`.)
+#[test]
+fn cluster_metrics_count_peers_and_say_whether_etcd_answers() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Cluster::new("metcl", 3);
+    let (_etcd_ns, mut etcd) = c.add_etcd(&[
+        "--cidr",
+        "10.244.0.0/16",
+        "--node-prefix",
+        "24",
+        "--mode",
+        "host-gw",
+        "--lease-ttl",
+        "3",
+    ]);
+    let url = etcd.url();
+    let _daemons: Vec<Daemon> = c
+        .hosts
+        .iter()
+        .map(|h| h.join(&url, &["--metrics", METRICS]))
+        .collect();
+    for h in &c.hosts {
+        h.await_peers(2);
+    }
+    let etcd_up = |m: &BTreeMap<String, f64>| -> Vec<f64> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("bpfnet_etcd_up{"))
+            .map(|(_, v)| *v)
+            .collect()
+    };
+    for h in &c.hosts {
+        let m = scrape(&h.ns);
+        assert_eq!(
+            at(&m, "bpfnet_cluster_peers"),
+            2.0,
+            "{}: two peers",
+            h.ns.name
+        );
+        assert_eq!(etcd_up(&m), vec![1.0], "{}: etcd answers", h.ns.name);
+    }
+    etcd.stop();
+    let h1 = &c.hosts[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while etcd_up(&scrape(&h1.ns)) != vec![0.0] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = scrape(&h1.ns);
+    assert_eq!(etcd_up(&m), vec![0.0], "etcd down: it does not answer");
+    assert_eq!(
+        at(&m, "bpfnet_cluster_peers"),
+        2.0,
+        "the peers it knew are kept"
+    );
+    etcd.restart();
+    wait_for("etcd to answer again", Duration::from_secs(20), || {
+        etcd_up(&scrape(&h1.ns)) == vec![1.0]
+    });
 }

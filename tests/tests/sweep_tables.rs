@@ -14,7 +14,8 @@ use bpfnet_tests::{
     tables::{self, C1, SERVER, entries},
 };
 use common::{
-    CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, PROTO_TCP, PROTO_UDP,
+    CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, Ip6, PROTO_TCP, PROTO_UDP,
+    SWEPT_TABLES,
     ct::{TCP_ACK, TCP_RST, TCP_SYN},
 };
 
@@ -30,6 +31,24 @@ struct Case {
     idle_s: (Option<u64>, Option<u64>),
     main: bool,
     expired: bool,
+}
+
+/// An IPv6 flow from fd00:17::4 to 2001:db8:2::`i`, port 443.
+fn key6(i: u8) -> CtKey<Ip6> {
+    let mut src = [0u8; 16];
+    src[..4].copy_from_slice(&[0xfd, 0, 0, 0x17]);
+    src[15] = 4;
+    let mut dst = [0u8; 16];
+    dst[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 2]);
+    dst[15] = i;
+    CtKey {
+        src_ip: Ip6::from_octets(src),
+        dst_ip: Ip6::from_octets(dst),
+        src_port: (40000 + u16::from(i)).to_be(),
+        dst_port: 443u16.to_be(),
+        proto: PROTO_TCP,
+        _pad: [0; 3],
+    }
 }
 
 fn key(i: u8, proto: u8) -> CtKey {
@@ -185,19 +204,74 @@ fn expired_flows_go_whole_and_nothing_else_does() {
                 kept += u64::from(!c.expired);
             }
         }
+        // IPv6 flows, published (no SNAT quota): (idle s, main table, expired).
+        let cases6 = [
+            (30, true, false),
+            (90, true, true),
+            (70, true, true),
+            (5, false, false),
+            (25, false, true),
+        ];
+        for (i, &(idle, main, _)) in cases6.iter().enumerate() {
+            let fwd = key6(i as u8 + 1);
+            let seen = if main { est } else { (TCP_SYN, 0) };
+            let table = if main {
+                &mut fx.dp.maps.ct6
+            } else {
+                &mut fx.dp.maps.ct6_new
+            };
+            let mut v = CtValue::new(&fwd, CT_DNAT, now - idle * SECOND);
+            v.tcp_seen = seen.0;
+            table.insert(fwd, v, 0).expect("IPv6 forward half");
+            let mut v = CtValue::new(&fwd.reversed(), CT_DNAT | CT_REPLY, now - idle * SECOND);
+            v.tcp_seen = seen.1;
+            table.insert(fwd.reversed(), v, 0).expect("IPv6 reply half");
+        }
+        // Entries each table holds before the sweep and after it (`SWEPT_TABLES` order).
+        let mut held_by = [0u64; 4];
+        let mut kept_by = [0u64; 4];
+        for c in &cases {
+            let halves = u64::from(c.idle_s.0.is_some()) + u64::from(c.idle_s.1.is_some());
+            let t = usize::from(!c.main);
+            held_by[t] += halves;
+            kept_by[t] += if c.expired { 0 } else { halves };
+        }
+        for &(_, main, expired) in &cases6 {
+            let t = 2 + usize::from(!main);
+            held_by[t] += 2;
+            kept_by[t] += if expired { 0 } else { 2 };
+        }
         let container = key(0, PROTO_TCP).src_ip;
         fx.dp
             .maps
             .snat_use
             .insert(container, held, 0)
             .expect("quota count");
-        let before = entries(fx).len() as u64;
+        let before = entries(fx).len() as u64
+            + fx.dp.maps.ct6.keys().count() as u64
+            + fx.dp.maps.ct6_new.keys().count() as u64;
+        assert_eq!(before, held_by.iter().sum::<u64>(), "every entry written");
         let s = fx.dp.sweep_ct().expect("ct_sweep runs");
         assert!(
             s.entries <= before && s.entries + s.removed / 2 >= before,
             "every entry visited once, but an expired flow's half its twin took along: {s:?} of {before}"
         );
-        let in_new = cases.iter().filter(|c| !c.main).count() as u64 * 2;
+        assert_eq!(
+            s.left, kept_by,
+            "each table's entries left, counted as the sweep went ({SWEPT_TABLES:?}): \
+             {held_by:?} held before"
+        );
+        assert_eq!(
+            [
+                fx.dp.maps.ct.keys().count() as u64,
+                fx.dp.maps.ct_new.keys().count() as u64,
+                fx.dp.maps.ct6.keys().count() as u64,
+                fx.dp.maps.ct6_new.keys().count() as u64,
+            ],
+            kept_by,
+            "and what each table holds"
+        );
+        let in_new = held_by[1] + held_by[3];
         assert!(
             s.main <= before - in_new,
             "main-table entries counted apart: {s:?}"
@@ -215,8 +289,10 @@ fn expired_flows_go_whole_and_nothing_else_does() {
             }
             assert_eq!(!present, c.expired, "{}: expired {}", c.name, c.expired);
         }
+        let removed6: u64 = cases6.iter().filter(|c| c.2).count() as u64 * 2;
         assert_eq!(
-            s.removed, removed,
+            s.removed,
+            removed + removed6,
             "both halves of each expired flow counted"
         );
         let n = fx.dp.maps.snat_use.get(&container, 0).unwrap_or(0);

@@ -35,8 +35,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     sample: u32,
-    /// At most N events per CPU per second, limited in the datapath (0: no limit). What
-    /// the limit holds back is counted and shown as lost.
+    /// At most N events a second, all CPUs together, limited in the datapath (0: no
+    /// limit). What the limit holds back is counted and shown as lost.
     #[arg(long, value_name = "N", default_value_t = monitor::DEFAULT_RATE)]
     rate: u32,
     /// Stop after N events.

@@ -10,7 +10,8 @@ use btf_rs::{Btf, Struct, Type};
 use common::{
     Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtTimeouts, CtValue, DropKey, Endpoint,
     Event, EventTuple, FragKey, FragKey6, FragPorts, IcmpLimit, Ip6, MonitorConfig, MonitorState,
-    Network, Port, PublishedKey, RateBucket, SockKey, SockKey6, SockOrig, SockOrig6, SweepStats,
+    MonitorWindow, Network, Port, PublishedKey, RateBucket, SockKey, SockKey6, SockOrig, SockOrig6,
+    SweepStats,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -36,7 +37,7 @@ macro_rules! layout {
 }
 
 /// Every type a map stores (keys of plain `u32` aside).
-fn userspace() -> [Layout; 32] {
+fn userspace() -> [Layout; 33] {
     [
         layout!(PublishedKey {
             host_ip,
@@ -198,8 +199,6 @@ fn userspace() -> [Layout; 32] {
             rate
         }),
         layout!(MonitorState {
-            window_ns,
-            sent,
             seen,
             sampled_out,
             rate_limited,
@@ -208,6 +207,7 @@ fn userspace() -> [Layout; 32] {
             reason,
             _pad
         }),
+        layout!(MonitorWindow { start_ns, sent }),
         layout!(EventTuple {
             src,
             dst,

@@ -2,7 +2,7 @@
 //! to each client of the control socket that asked for them.
 //!
 //! The datapath reports only the reasons some client wants (the union of their filters),
-//! sampled and rate-limited per CPU (`common::monitor`); the hub (`hub`) drains the ring
+//! sampled per CPU and rate-limited over all CPUs (`common::monitor`); the hub (`hub`) drains the ring
 //! buffer, decodes each event (`decode`) and hands it to every client whose filter it
 //! passes. What was left out on the way is counted and sent as `lost` records.
 mod decode;
@@ -14,7 +14,7 @@ use common::Reason;
 pub use decode::{Packet, Tuple};
 use serde::{Deserialize, Serialize};
 
-/// Default events per CPU per second.
+/// Default events per second (all CPUs together).
 pub const DEFAULT_RATE: u32 = 1000;
 
 /// Drops, traces (every other verdict), or both.
@@ -58,7 +58,7 @@ pub struct Filter {
     /// Report one in this many packets (1: every one).
     #[serde(default = "one")]
     pub sample: u32,
-    /// At most this many events per CPU per second (0: no limit).
+    /// At most this many events a second, all CPUs together (0: no limit).
     #[serde(default = "default_rate")]
     pub rate: u32,
 }
@@ -164,7 +164,7 @@ pub struct Event {
 pub struct Lost {
     /// Left out by sampling (`--sample`), in the datapath.
     pub sampled_out: u64,
-    /// Held back by the per-CPU rate limit (`--rate`), in the datapath.
+    /// Held back by the rate limit (`--rate`), in the datapath.
     pub rate_limited: u64,
     /// Not written: the ring buffer was full.
     pub ring_full: u64,
