@@ -553,9 +553,17 @@ fn ndp_proxy_entries_are_one_per_uplink_none_for_a_ula_prefix_and_go_with_their_
     );
     cli_ok(sock, &["endpoint", "del", "--ip", c1]);
     let rest = BTreeSet::from([entry(c2, "up0"), entry(c2, "up1")]);
-    await_proxies(&t.host, &rest, "container 1's entries gone with it, no other");
+    await_proxies(
+        &t.host,
+        &rest,
+        "container 1's entries gone with it, no other",
+    );
     cli_ok(sock, &["endpoint", "del", "--ip", c2]);
-    await_proxies(&t.host, &BTreeSet::new(), "every entry gone with its endpoint");
+    await_proxies(
+        &t.host,
+        &BTreeSet::new(),
+        "every entry gone with its endpoint",
+    );
 }
 
 /// Poll the host's NDP proxy entries until they are `want` (`what` names it).

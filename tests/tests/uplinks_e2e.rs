@@ -351,7 +351,11 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
     let sock = &t.files.socket;
     let _d = daemon(&t, &[]);
     wait_uplinks(sock, &["up0"]);
-    let mac = t.container.mac("eth0").map(|b| format!("{b:02x}")).join(":");
+    let mac = t
+        .container
+        .mac("eth0")
+        .map(|b| format!("{b:02x}"))
+        .join(":");
     cli_ok(
         sock,
         &[
@@ -427,7 +431,12 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        assert_eq!(rc, 0, "IPV6_UNICAST_HOPS: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "IPV6_UNICAST_HOPS: {}",
+            std::io::Error::last_os_error()
+        );
         s.send_to(b"x", "[2001:db8:9::1]:8080").expect("send");
     });
     wait_for(
