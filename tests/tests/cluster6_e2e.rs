@@ -10,12 +10,12 @@ use std::{
 };
 
 use bpfnet_tests::{
-    cluster::{Cluster, Host, UNDERLAY},
+    cluster::{Cluster, Host, UNDERLAY, send_vxlan},
     daemon::{Daemon, cli_ok, counter},
     echo::{IO_TIMEOUT, Server, WhoamiServer, assert_fails, tcp_roundtrip, udp_roundtrip},
     etcd::EtcdServer,
     netns::Netns,
-    require_root,
+    packet6, require_root,
 };
 
 /// The IPv4 whoami port, and the IPv6 one (a server on `[::]` takes IPv4 too).
@@ -23,6 +23,16 @@ const PORT: u16 = 8080;
 const PORT6: u16 = 8086;
 /// The VXLAN device's MAC on every node (`common::CLUSTER_VXLAN_MAC`).
 const VXLAN_MAC: &str = "02:62:70:66:6e:01";
+
+/// `Udp6InDatagrams` of namespace `ns` (`/proc/net/snmp6`): datagrams delivered to a
+/// socket.
+fn udp6_in_datagrams(ns: &Netns) -> u64 {
+    let text = ns.output(&["cat", "/proc/net/snmp6"]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Udp6InDatagrams"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("Udp6InDatagrams in {}'s snmp6:\n{text}", ns.name))
+}
 
 /// Two dual-stack hosts of an etcd cluster, a served container on each.
 struct Dual {
@@ -296,8 +306,9 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         .expect("a bulk IPv6 request across the tunnel");
     assert_eq!(WhoamiServer::seen(&reply).ip(), d.addrs6[0]);
 
-    // A host on the segment that is no member sends VXLAN to host 1 with an inner source
-    // in host 2's IPv6 prefix (the control: host 2's own tunnel got through above).
+    // A host on the segment sends VXLAN to host 1 with an inner source in host 2's IPv6
+    // prefix (the control: host 2's own tunnel got through above): refused at the
+    // underlay, its outer source no node's.
     let forged = Ipv6Addr::from(u128::from(d.addrs6[1]) + 97);
     let forger = d.c.add_host().index;
     let f = &d.c.hosts[usize::from(forger) - 1].ns;
@@ -344,9 +355,41 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         f,
         SocketAddr::from((d.addrs6[0], PORT6)),
         &d.c.hosts[0],
-        // A host that is no member: its datagram is refused before the tunnel opens it.
         "drop-tunnel-source",
         "IPv6 TCP out of a forged tunnel",
+    );
+
+    // Host 2 itself, with another network's VNI: its own IPv6 prefix is refused inside
+    // the tunnel (`drop-spoof`); the same datagram with the network's VNI arrives.
+    let host1 = &d.c.hosts[0];
+    let (host2, node2) = (&d.c.hosts[1].ns, d.c.hosts[1].underlay_ip());
+    let vni = u32::try_from(host1.nodes()["this"]["vni"].as_u64().expect("a VNI")).expect("u32");
+    let datagram = |port: u16| {
+        packet6::udp6(
+            (forged.octets(), port),
+            (d.addrs6[0].octets(), PORT6),
+            b"who",
+        )
+    };
+    let container = &host1.containers[0];
+    let spoof = counter(&host1.files.socket, "drop-spoof");
+    let received = udp6_in_datagrams(container);
+    for _ in 0..3 {
+        send_vxlan(host2, node2, host1, vni + 1, &datagram(40001));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        udp6_in_datagrams(container),
+        received,
+        "an IPv6 datagram with a wrong VNI reached the container"
+    );
+    let moved = counter(&host1.files.socket, "drop-spoof") - spoof;
+    assert!(moved >= 3, "a wrong VNI counted as drop-spoof: {moved}");
+    send_vxlan(host2, node2, host1, vni, &datagram(40002));
+    bpfnet_tests::wait_for(
+        "the datagram with the network's VNI in the container",
+        std::time::Duration::from_secs(5),
+        || udp6_in_datagrams(container) > received,
     );
     drop(d.daemons.drain(..));
 }

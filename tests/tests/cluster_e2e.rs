@@ -21,6 +21,8 @@ use bpfnet_tests::{
 };
 
 const PORT: u16 = 8080;
+/// A server of a host's own.
+const HOST_PORT: u16 = 9100;
 
 /// The address a whoami server at `to` saw a TCP connection from `ns` come from.
 fn tcp_seen(ns: &Netns, to: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
@@ -445,12 +447,20 @@ fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mod
     });
     let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to3]);
     assert!(left.trim().is_empty(), "no route to a gone peer: {left}");
+    assert_fails(
+        "host 1 to host 3's container, no route left",
+        tcp_seen(&e.c.hosts[0].ns, e.addrs[2]),
+        ErrorKind::NetworkUnreachable,
+    );
+    // Host 2, a peer on the segment, has a managed neighbour entry of bpfnet's.
+    let node2 = e.c.hosts[1].underlay_ip().to_string();
+    let neigh = peer_neighbours(&e.c.hosts[0]);
     assert!(
-        tcp_seen(&e.c.hosts[0].ns, e.addrs[2]).is_err(),
-        "host 1 no longer reaches host 3's container"
+        neigh.contains(&node2) && neigh.contains("managed"),
+        "a managed neighbour entry for host 2: {neigh}"
     );
     // Host 1's daemon stops: its route stays (the host keeps reaching the cluster, as
-    // the datapath does) until `--cleanup` removes it.
+    // the datapath does) until `--cleanup` removes it, and the neighbour entries.
     drop(e.daemons.remove(0));
     assert!(
         !peer_route(&e.c.hosts[0], &to2).is_empty(),
@@ -462,6 +472,18 @@ fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mod
         left.trim().is_empty(),
         "--cleanup removes bpfnet's routes: {left}"
     );
+    let neigh = peer_neighbours(&e.c.hosts[0]);
+    assert!(
+        neigh.is_empty(),
+        "--cleanup removes bpfnet's neighbour entries: {neigh}"
+    );
+}
+
+/// bpfnet's neighbour entries on `h` (`ip -d neigh show proto 98`).
+fn peer_neighbours(h: &Host) -> String {
+    h.ns.output(&["ip", "-d", "neigh", "show", "proto", "98"])
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -557,6 +579,10 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         dev.contains("local 192.0.2.1 ") && dev.contains(&format!("dev {UNDERLAY} ")),
         "bound to the underlay: {dev}"
     );
+    assert!(
+        dev.contains(" mtu 1450 "),
+        "the underlay's MTU (1500) less VXLAN's 50 bytes: {dev}"
+    );
     // Full-size segments fit the tunnel: the SYNs' MSS is lowered for it.
     let to = SocketAddr::from((e.addrs[1], PORT));
     let reply = e.c.hosts[0].containers[0]
@@ -576,6 +602,25 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         WhoamiServer::seen(&reply).ip().to_string(),
         e.addrs[0].to_string()
     );
+    // A container reaches another node's gateway address through the tunnel, as it
+    // reaches its underlay address (the host's own firewall decides: here it accepts).
+    let gateway1 = Ipv4Addr::from(u32::from(e.addrs[0]) - 1);
+    let _on_host1 = WhoamiServer::start(&e.c.hosts[0].ns, HOST_PORT);
+    for to in [gateway1, e.c.hosts[0].underlay_ip()] {
+        let reply = tcp_roundtrip(
+            &e.c.hosts[1].containers[0],
+            SocketAddr::from((to, HOST_PORT)),
+            b"who",
+        )
+        .unwrap_or_else(|err| panic!("host 2's container reaches host 1 at {to}: {err}"));
+        if to == gateway1 {
+            assert_eq!(
+                WhoamiServer::seen(&reply).ip().to_string(),
+                e.addrs[1].to_string(),
+                "host 1's gateway sees the container untranslated, through the tunnel"
+            );
+        }
+    }
 
     // A host on the segment that is no member sends VXLAN to host 1 through a tunnel of
     // its own, claiming host 2's prefix: refused where the datagram arrives, its outer
@@ -683,20 +728,24 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         arrives(host2, node2, vni, &datagram(inner));
     }
 
-    // Host 2 itself, with another network's VNI: its own prefix is refused inside the
-    // tunnel (`drop-spoof`), as it arrives with the right one (just above).
-    let (reached, moved) = refused_by(
-        "drop-spoof",
-        host2,
-        node2,
-        vni + 1,
-        &datagram_from(forged_src, 40001),
-    );
-    assert_eq!(
-        reached, 0,
-        "a datagram with a wrong VNI reached the container"
-    );
-    assert!(moved >= 3, "a wrong VNI counted as drop-spoof: {moved}");
+    // Host 2 itself, with another network's VNI: neither its own prefix nor its own
+    // address is admitted inside the tunnel (`drop-spoof`; a prefix's key is checked by
+    // `cluster::source_ok` and `admits`, a node's by `admits` alone), as both arrive
+    // with the right one (just above).
+    for (inner, port) in [(forged_src, 40001), (node2, 40003)] {
+        let (reached, moved) = refused_by(
+            "drop-spoof",
+            host2,
+            node2,
+            vni + 1,
+            &datagram_from(inner, port),
+        );
+        assert_eq!(reached, 0, "{inner} with a wrong VNI reached the container");
+        assert!(
+            moved >= 3,
+            "{inner} with a wrong VNI counted as drop-spoof: {moved}"
+        );
+    }
 
     // Host 3, a member, claiming host 2's prefix or host 2's own address inside its own
     // tunnel: a prefix comes only from its node, a node's address only from itself.
@@ -786,9 +835,22 @@ fn a_lost_node_leaves_every_peer_within_the_lease_ttl_and_gets_its_prefix_back()
         gone <= LEASE_TTL + Duration::from_secs(2),
         "its peers dropped host 3 within the lease TTL (+2 s for etcd's expiry): {gone:?}"
     );
-    // No route left to it: refused by the host (unreachable), or lost on the way.
-    let r = tcp_seen(&e.c.hosts[0].containers[0], e.addrs[2]);
-    assert!(r.is_err(), "TCP to the lost host's container: {r:?}");
+    // No way left to it, in the datapath or the kernel: the container's packet goes to
+    // host 1's stack, which has no route and answers net unreachable (a datapath still
+    // sending to the lost node times out; a kernel route left behind, host unreachable).
+    let lost_prefix = prefix24(e.addrs[2]);
+    for h in &e.c.hosts {
+        bpfnet_tests::wait_for(
+            "the kernel route to the lost node's prefix gone",
+            Duration::from_secs(2),
+            || peer_route(h, &lost_prefix).is_empty(),
+        );
+    }
+    assert_fails(
+        "TCP to the lost host's container",
+        tcp_seen(&e.c.hosts[0].containers[0], e.addrs[2]),
+        ErrorKind::NetworkUnreachable,
+    );
 
     // It comes back, with a fresh state directory: etcd gives it its prefix again.
     let url = e.etcd.url();

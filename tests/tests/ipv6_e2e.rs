@@ -3,6 +3,7 @@
 //! them and reaches the host, under the same anti-spoofing as IPv4; neighbour discovery
 //! cannot poison a cache and router advertisements never leave a container.
 use std::{
+    collections::BTreeSet,
     io::ErrorKind,
     net::{IpAddr, SocketAddr},
     thread,
@@ -473,6 +474,112 @@ fn a_routed_global_network_is_reached_from_the_lan_at_published_ports_only() {
     );
     let proxies = t.host.output(&["ip", "-6", "neigh", "show", "proxy"]);
     assert!(proxies.contains(c1), "the NDP proxy entry: {proxies}");
+}
+
+/// The host's NDP proxy entries, as (address, device).
+fn ndp_proxies(host: &Netns) -> BTreeSet<(String, String)> {
+    host.output(&["ip", "-6", "neigh", "show", "proxy"])
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [addr, "dev", dev, ..] => Some((addr.to_string(), dev.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// bpfnet's NDP proxy entries follow the routed networks' endpoints: with two uplinks,
+/// a container address in a routed (global) prefix gets one entry on each; an address
+/// of a NAT66 (unique local) prefix of the same bridge gets none; the entries go when
+/// their endpoint goes, and only its own.
+#[test]
+fn ndp_proxy_entries_are_one_per_uplink_none_for_a_ula_prefix_and_go_with_their_endpoint() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("ndpx");
+    ipv6_uplink(&t);
+    // A second uplink, to a wire of its own.
+    let lan2 = Netns::new(&format!("{}-lan2", t.host.name));
+    t.host.ip(&[
+        "link", "add", "up1", "type", "veth", "peer", "name", "eth0", "netns", &lan2.name,
+    ]);
+    t.host.ip(&["link", "set", "up1", "up"]);
+    lan2.ip(&["link", "set", "eth0", "up"]);
+    let (c1, c2, ula) = ("2001:db8:1:0:1::4", "2001:db8:1:0:1::5", "fd00:17::6");
+    for (ns, dev, cidr) in [
+        (&t.host, BRIDGE, "2001:db8:1:0:1::1/80"),
+        (&t.host, BRIDGE, "fd00:17::1/64"),
+        (&t.container, "eth0", "2001:db8:1:0:1::4/80"),
+        (&t.container2, "eth0", "2001:db8:1:0:1::5/80"),
+        (&t.container2, "eth0", "fd00:17::6/64"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    let _d = t.start_daemon_with(&["--uplink", "up1"]);
+    let sock = &t.files.socket;
+    let mac = mac_str(t.container2.mac("eth0"));
+    register(&t, [&format!("{c1}/80"), &format!("{c2}/80")]);
+    cli_ok(sock, &["endpoint", "del", "--ip", c2]);
+    cli_ok(
+        sock,
+        &[
+            "endpoint",
+            "add",
+            "--bridge",
+            BRIDGE,
+            "--veth",
+            "vc1",
+            "--ip",
+            "172.17.0.5/16",
+            "--ip",
+            &format!("{c2}/80"),
+            "--ip",
+            &format!("{ula}/64"),
+            "--mac",
+            &mac,
+        ],
+    );
+    let entry = |addr: &str, dev: &str| (addr.to_string(), dev.to_string());
+    let every = BTreeSet::from([
+        entry(c1, "up0"),
+        entry(c1, "up1"),
+        entry(c2, "up0"),
+        entry(c2, "up1"),
+    ]);
+    await_proxies(
+        &t.host,
+        &every,
+        "one entry per uplink for each routed address, none for the ULA one",
+    );
+    cli_ok(sock, &["endpoint", "del", "--ip", c1]);
+    let rest = BTreeSet::from([entry(c2, "up0"), entry(c2, "up1")]);
+    await_proxies(
+        &t.host,
+        &rest,
+        "container 1's entries gone with it, no other",
+    );
+    cli_ok(sock, &["endpoint", "del", "--ip", c2]);
+    await_proxies(
+        &t.host,
+        &BTreeSet::new(),
+        "every entry gone with its endpoint",
+    );
+}
+
+/// Poll the host's NDP proxy entries until they are `want` (`what` names it).
+fn await_proxies(host: &Netns, want: &BTreeSet<(String, String)>, what: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let have = ndp_proxies(host);
+        if have == *want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the NDP proxy entries are {have:?}, expected {want:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Host sockets reach IPv6 publishes without a proxy: `[::1]:PORT` and a host IPv6

@@ -6,6 +6,7 @@
 use std::{
     io::{ErrorKind, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
+    os::fd::AsRawFd as _,
     path::Path,
     thread,
     time::Duration,
@@ -324,6 +325,152 @@ fn a_tunnel_is_an_uplink_too() {
         counter(&t.files.socket, "drop-inbound") > inbound,
         "the probe is counted as drop-inbound"
     );
+}
+
+/// `a_tunnel_is_an_uplink_too` over IPv6 (`from_l3_uplink6`, which no VXLAN device runs:
+/// its frames have an Ethernet header): a ULA container's egress through the tunnel is
+/// masqueraded with the tunnel's IPv6 address (NAT66), a port published on `[::]`
+/// answers on it, a megabyte crosses each way, a datagram whose hop limit ends at the
+/// host is answered time-exceeded back through the tunnel, and a routed probe to an
+/// unpublished container port is `drop-inbound`.
+#[test]
+fn an_ipv6_tunnel_is_an_uplink_too() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("upt6");
+    let vpn = Netns::new(&format!("{}-vpn", t.host.name));
+    for (ns, dev, cidr) in [
+        (&t.host, BRIDGE, "fd00:17::1/64"),
+        (&t.container, "eth0", "fd00:17::4/64"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    t.container
+        .ip(&["-6", "route", "add", "default", "via", "fd00:17::1"]);
+    let sock = &t.files.socket;
+    let _d = daemon(&t, &[]);
+    wait_uplinks(sock, &["up0"]);
+    let mac = t
+        .container
+        .mac("eth0")
+        .map(|b| format!("{b:02x}"))
+        .join(":");
+    cli_ok(
+        sock,
+        &[
+            "endpoint",
+            "add",
+            "--bridge",
+            BRIDGE,
+            "--veth",
+            "vc0",
+            "--ip",
+            "172.17.0.4/16",
+            "--ip",
+            "fd00:17::4/64",
+            "--mac",
+            &mac,
+        ],
+    );
+    let _echo = EchoServer::start6(&t.container, 8080);
+    cli_ok(sock, &["publish", "[::]:8080:[fd00:17::4]:8080"]);
+    cli_ok(sock, &["publish", "[::]:8080:[fd00:17::4]:8080/udp"]);
+    let _who = WhoamiServer::start6(&vpn, 9000);
+
+    let _tunnel = TunLink::new(
+        (&t.host, "tun0", "2001:db8:9::1/64"),
+        (&vpn, "tun0", "2001:db8:9::2/64"),
+    );
+    vpn.ip(&["-6", "route", "replace", "default", "dev", "tun0"]);
+    wait_uplinks(sock, &["up0", "tun0"]);
+    let hooks = ls(sock)["attached"].clone();
+    assert!(
+        hooks
+            .as_array()
+            .is_some_and(|a| a.contains(&serde_json::json!(["tun0", "from_l3_uplink"]))),
+        "the tunnel carries the L3 uplink's program: {hooks}"
+    );
+    let v6 = |addr: &str, port: u16| SocketAddr::new(addr.parse().expect("IPv6"), port);
+
+    let mut seen = None;
+    wait_for("the container's egress through the tunnel", WAIT6, || {
+        seen = tcp_roundtrip(&t.container, v6("2001:db8:9::2", 9000), b"who")
+            .ok()
+            .map(|r| WhoamiServer::seen(&r).ip());
+        seen.is_some()
+    });
+    assert_eq!(
+        seen,
+        Some("2001:db8:9::1".parse().expect("IPv6")),
+        "egress through the tunnel leaves with its IPv6 address"
+    );
+    echo_ok(&vpn, v6("2001:db8:9::1", 8080));
+    static MEGABYTE: [u8; 1 << 20] = [0x5a; 1 << 20];
+    let reply = tcp_roundtrip(&vpn, v6("2001:db8:9::1", 8080), &MEGABYTE)
+        .expect("a megabyte through the tunnel and the IPv6 publish");
+    assert_eq!(
+        reply.len(),
+        5 + MEGABYTE.len(),
+        "the whole megabyte came back"
+    );
+    assert!(reply[5..].iter().all(|&b| b == 0x5a), "unchanged");
+
+    let before = counter(sock, "icmp-time-exceeded");
+    let answered = icmp6_time_exceeded_in(&vpn);
+    vpn.run(|| {
+        let s = UdpSocket::bind("[::]:0").expect("bind");
+        let hops: libc::c_int = 1;
+        // SAFETY: IPV6_UNICAST_HOPS reads one c_int, which `hops` is.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_UNICAST_HOPS,
+                (&raw const hops).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "IPV6_UNICAST_HOPS: {}",
+            std::io::Error::last_os_error()
+        );
+        s.send_to(b"x", "[2001:db8:9::1]:8080").expect("send");
+    });
+    wait_for(
+        "the time-exceeded error back through the tunnel",
+        WAIT6,
+        || icmp6_time_exceeded_in(&vpn) > answered,
+    );
+    assert!(counter(sock, "icmp-time-exceeded") > before, "counted");
+
+    let inbound = counter(sock, "drop-inbound");
+    let _listener = t
+        .container
+        .run(|| TcpListener::bind("[::]:7000").expect("bind"));
+    assert_fails(
+        "a routed IPv6 connection through the tunnel to an unpublished port",
+        tcp_connect(&vpn, v6("fd00:17::4", 7000)),
+        ErrorKind::TimedOut,
+    );
+    assert!(
+        counter(sock, "drop-inbound") > inbound,
+        "the probe is counted as drop-inbound"
+    );
+    t.assert_no_checksum_errors();
+}
+
+const WAIT6: Duration = Duration::from_secs(10);
+
+/// `Icmp6InTimeExcds` of namespace `ns` (`/proc/net/snmp6`).
+fn icmp6_time_exceeded_in(ns: &Netns) -> u64 {
+    let text = ns.output(&["cat", "/proc/net/snmp6"]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Icmp6InTimeExcds"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("Icmp6InTimeExcds in {}'s snmp6:\n{text}", ns.name))
 }
 
 /// An open connection's packets follow a route change: its flow remembers its next hop,
