@@ -15,6 +15,7 @@ pub mod netns;
 pub mod packet;
 pub mod packet6;
 pub mod pki;
+pub mod property;
 pub mod raw;
 pub mod scratch;
 pub mod tables;

@@ -1,0 +1,6 @@
+//! The property tests' generator and oracle: seeded frames (`frames`), mutated as a wire or an
+//! attacker would, and an oracle (`oracle`) that reads each frame independently of the
+//! datapath and says what the datapath must do with it.
+pub mod frames;
+pub mod oracle;
+pub mod rng;
