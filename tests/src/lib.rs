@@ -19,6 +19,7 @@ pub mod property;
 pub mod raw;
 pub mod scratch;
 pub mod tables;
+pub mod tables6;
 pub mod topo;
 pub mod tun;
 

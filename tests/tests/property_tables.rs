@@ -36,6 +36,9 @@ use bpfnet_tests::{
 };
 use common::{CT_REPLY, CtKey, CtValue, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
+#[path = "property_tables/ipv6.rs"]
+mod ipv6;
+
 const DEFAULT_SEED: u64 = 0x6270_666e_6574_0011;
 /// Frames over both shards; `BPFNET_PROPTEST_FRAMES` overrides it.
 const DEFAULT_FRAMES: u64 = 1_000_000;
