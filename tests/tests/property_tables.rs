@@ -658,6 +658,19 @@ fn flush(fx: &mut Fixture) {
 }
 
 const OUT_OF_WINDOW: &str = "a segment out of window never changes a flow";
+/// The flags of the segments out of window.
+const OUT_OF_WINDOW_FLAGS: [u8; 10] = [
+    TCP_ACK,
+    TCP_ACK | TCP_PSH,
+    TCP_ACK | TCP_FIN,
+    TCP_FIN,
+    TCP_RST,
+    TCP_RST | TCP_ACK,
+    TCP_SYN,
+    TCP_SYN | TCP_ACK,
+    TCP_SYN | TCP_RST,
+    TCP_SYN | TCP_FIN,
+];
 
 /// Established flows (DNAT in, SNAT out, each through its whole handshake) take seeded
 /// random TCP segments in either direction, any flags and payload, whose sequence and
@@ -674,18 +687,6 @@ fn a_segment_out_of_window_never_changes_a_flow() {
         let mut rng = Rng(seed ^ 0x7763_705f_7769_6e64);
         let mut findings: Vec<String> = Vec::new();
         let mut checked = 0u64;
-        const ALL: [u8; 10] = [
-            TCP_ACK,
-            TCP_ACK | TCP_PSH,
-            TCP_ACK | TCP_FIN,
-            TCP_FIN,
-            TCP_RST,
-            TCP_RST | TCP_ACK,
-            TCP_SYN,
-            TCP_SYN | TCP_ACK,
-            TCP_SYN | TCP_RST,
-            TCP_SYN | TCP_FIN,
-        ];
         for round in 0..40u16 {
             flush(fx);
             // (hook, tuple) of each direction, as packets reach the datapath.
@@ -734,7 +735,7 @@ fn a_segment_out_of_window_never_changes_a_flow() {
                 };
                 let seq = far(&mut rng, isn);
                 let ack = far(&mut rng, peer_isn);
-                let flags = rng.pick(&ALL);
+                let flags = rng.pick(&OUT_OF_WINDOW_FLAGS);
                 let body = rng.upto(32);
                 let ip = Ip::new(&mut rng, t.0.0, t.1.0);
                 let frame = tcp_frame(&ip, (t.0.1, t.1.1), (seq, ack), flags, 0, &body);

@@ -22,18 +22,21 @@ use bpfnet_tests::{
         frames::HOOKS,
         frames6::{
             Ip6, NEXT_ICMPV6, Via6, any_frame6, echo6_frame, first_packet6, follow_up6, mutate6,
-            side6, syn_data6, tcp6_frame, udp6_frame,
+            outside6, side6, syn_data6, tcp6_frame, udp6_frame,
         },
         oracle::{Class, hex},
         oracle6::{Parsed6, Tuple6, parse6, sums6},
         rng::{Rng, env_u64},
     },
     require_root,
-    tables6::setup6,
+    tables6::{C1_6, HOST6, SERVER6, setup6},
 };
 use common::{CT_REPLY, CtKey, CtValue, Ip6 as Addr6, PROTO_TCP, PROTO_UDP, Reason};
 
-use super::{BATCH, DEFAULT_FRAMES, DEFAULT_SEED, EXACT_EVERY, MIXED, SEEDS};
+use super::{BATCH, DEFAULT_FRAMES, DEFAULT_SEED, EXACT_EVERY, MIXED, OUT_OF_WINDOW_FLAGS, SEEDS};
+
+/// An address and port.
+type Addr = ([u8; 16], u16);
 
 const VERDICTS: &str = "no verdict outside OK, SHOT and REDIRECT";
 const NAMED: &str = "a frame bpfnet must refuse is dropped under the reason the oracle names";
@@ -483,4 +486,96 @@ fn restore6(fx: &mut Fixture, s: &Snapshot6) {
             map.insert(k, v, 0).expect("restore a CT entry");
         }
     }
+}
+
+const OUT_OF_WINDOW: &str = "a segment out of window never changes an IPv6 flow";
+
+/// As `a_segment_out_of_window_never_changes_a_flow`, for IPv6: established NAT66 flows
+/// (DNAT in to the ULA container, masquerade out, each through its whole handshake) take
+/// seeded random TCP segments in either direction whose sequence and acknowledgment
+/// numbers lie far outside both directions' windows: every one leaves both CT entries
+/// byte-identical.
+#[test]
+fn a_segment_out_of_window_never_changes_an_ipv6_flow() {
+    if !require_root() {
+        return;
+    }
+    let seed = env_u64("BPFNET_PROPTEST_SEED", DEFAULT_SEED);
+    with_fixture("propwin6", 4096, move |fx| {
+        setup6(fx);
+        let mut rng = Rng(seed ^ 0x7763_705f_7769_6e36);
+        let mut findings: Vec<String> = Vec::new();
+        let mut checked = 0u64;
+        for round in 0..40u16 {
+            flush6(fx);
+            // (hook, source, destination) of each direction, as packets reach the datapath.
+            let dnat = rng.one_in(2);
+            let (fwd, rev) = if dnat {
+                let client = (outside6(&mut rng), 20_000 + round);
+                ((IN, client, (HOST6, 8038)), (OUT, (C1_6, 8080), client))
+            } else {
+                let server = (SERVER6, 443);
+                (
+                    (OUT, (C1_6, 20_000 + round), server),
+                    (IN, server, (HOST6, 0)),
+                )
+            };
+            let (c_isn, s_isn) = (rng.u32(), rng.u32());
+            let seg = |rng: &mut Rng, (_, s, d): (Hook, Addr, Addr), sa, flags, body: &[u8]| {
+                tcp6_frame(&Ip6::new(rng, s.0, d.0), (s.1, d.1), sa, flags, 0, body)
+            };
+            let syn = seg(&mut rng, fwd, (c_isn, 0), TCP_SYN, &[]);
+            let (v, out) = fx.run(fwd.0, &syn);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the SYN is translated");
+            let rev = if dnat {
+                rev
+            } else {
+                let port = parse6(&out).tuple.expect("a translated SYN").sport;
+                (rev.0, rev.1, (HOST6, port))
+            };
+            let syn_ack = (s_isn, c_isn.wrapping_add(1));
+            let answer = seg(&mut rng, rev, syn_ack, TCP_SYN | TCP_ACK, &[]);
+            let (v, _) = fx.run(rev.0, &answer);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the SYN-ACK is tracked");
+            let acked = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
+            let last = seg(&mut rng, fwd, acked, TCP_ACK, &[]);
+            let (v, _) = fx.run(fwd.0, &last);
+            assert_eq!(v, TC_ACT_REDIRECT, "round {round}: the last ACK is tracked");
+            let before = snapshot6(fx);
+            assert_eq!(before[0].len(), 2, "round {round}: established, main table");
+            for _ in 0..200 {
+                let (dir, isn, peer_isn) = if rng.one_in(2) {
+                    (fwd, c_isn, s_isn)
+                } else {
+                    (rev, s_isn, c_isn)
+                };
+                // At least 2^24 from anything either side sent or acknowledged.
+                let far = |rng: &mut Rng, base: u32| {
+                    base.wrapping_add(0x0100_0000 + rng.below(0xfe00_0000) as u32)
+                };
+                let seq = far(&mut rng, isn);
+                let ack = far(&mut rng, peer_isn);
+                let flags = rng.pick(&OUT_OF_WINDOW_FLAGS);
+                let body = rng.upto(32);
+                let frame = seg(&mut rng, dir, (seq, ack), flags, &body);
+                let (v, _) = fx.run(dir.0, &frame);
+                checked += 1;
+                if snapshot6(fx) != before {
+                    findings.push(format!(
+                        "round {round}, {:?}, flags {flags:#04x}, verdict {v}: {}",
+                        dir.0,
+                        hex(&frame)
+                    ));
+                    restore6(fx, &before);
+                }
+            }
+        }
+        eprintln!("{checked} IPv6 segments out of window (seed {seed:#x})");
+        assert!(
+            findings.is_empty(),
+            "{OUT_OF_WINDOW} (BPFNET_PROPTEST_SEED={seed:#x}): {} violation(s), first: {:?}",
+            findings.len(),
+            &findings[..findings.len().min(3)]
+        );
+    });
 }
