@@ -15,7 +15,8 @@ use Hook::{FromContainer as OUT, FromUplink as IN};
 use bpfnet::datapath::Hook;
 use bpfnet_tests::{
     fixture::{
-        Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_MAX_FRAME, XDP_PASS, with_fixture,
+        BRIDGE_MAC, CONTAINER_MAC, Fixture, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_MAX_FRAME,
+        XDP_PASS, with_fixture,
     },
     packet::{ETH_HLEN, TCP_ACK, TCP_SYN},
     property::{
@@ -345,11 +346,11 @@ impl<'a> Runner6<'a> {
             return None;
         }
         self.tally.identity[via as usize] += 1;
-        self.reply_comes_back(hook, t_in, t_out, &frame);
+        self.reply_comes_back(t_in, t_out, &frame);
         Some(Flow6 { hook, t_in, t_out })
     }
 
-    fn reply_comes_back(&mut self, _hook: Hook, t_in: Tuple6, t_out: Tuple6, first: &[u8]) {
+    fn reply_comes_back(&mut self, t_in: Tuple6, t_out: Tuple6, first: &[u8]) {
         let rng = &mut self.rng;
         let t = t_out.reversed();
         let ip = Ip6::new(rng, t.src, t.dst);
@@ -371,8 +372,8 @@ impl<'a> Runner6<'a> {
         };
         let hook = side6(t.src);
         if hook == OUT {
-            reply[..6].copy_from_slice(&bpfnet_tests::fixture::BRIDGE_MAC);
-            reply[6..12].copy_from_slice(&bpfnet_tests::fixture::CONTAINER_MAC);
+            reply[..6].copy_from_slice(&BRIDGE_MAC);
+            reply[6..12].copy_from_slice(&CONTAINER_MAC);
         }
         let p = parse6(&reply);
         let (v, back) = self.run(hook, &reply, &p);
