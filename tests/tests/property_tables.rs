@@ -1,9 +1,9 @@
 //! Property tests (issue #11): generated and mutated frames, seeded and reproducible, at
 //! least 1,000,000 of them through both hooks in two shards that run in parallel. Every
 //! frame gets a documented verdict; `xdp_uplink` drops exactly the uplink frames the
-//! oracle says it must, under the named reason; a drop moves exactly one drop counter; a rewritten
-//! frame's checksums verify from scratch; batches of malformed and non-initial frames
-//! create no CT entry; the reply to a translated first packet, and an ICMP error about
+//! oracle says it must, under the named reason; a drop moves exactly one drop counter;
+//! a rewritten frame's checksums verify from scratch; batches of malformed and
+//! non-initial frames create no CT entry; the reply to a translated first packet, and an ICMP error about
 //! it, come back with exactly the original tuple reversed. Violations are collected, then
 //! reported with the seed (`BPFNET_PROPTEST_SEED` replays it), the hook and the frame.
 //! The generator and the oracle live in `bpfnet_tests::property`; this file runs them,
