@@ -3,9 +3,10 @@
 //! frame gets a documented verdict; `xdp_uplink` drops exactly the uplink frames the
 //! oracle says it must, under the named reason; a drop moves exactly one drop counter;
 //! a rewritten frame's checksums verify from scratch; batches of malformed and
-//! non-initial frames create no CT entry; the reply to a translated first packet, and an ICMP error about
-//! it, come back with exactly the original tuple reversed. Violations are collected, then
-//! reported with the seed (`BPFNET_PROPTEST_SEED` replays it), the hook and the frame.
+//! non-initial frames create no CT entry; the reply to a translated first packet, and an
+//! ICMP error about it, come back with exactly the original tuple reversed. Violations
+//! are collected, then reported with the seed (`BPFNET_PROPTEST_SEED` replays it), the
+//! hook and the frame.
 //! The generator and the oracle live in `bpfnet_tests::property`; this file runs them,
 //! `property_tables/ipv6.rs` the same for the IPv6 programs.
 use std::{
