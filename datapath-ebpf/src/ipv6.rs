@@ -160,8 +160,9 @@ pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>
 #[inline(always)]
 fn packet(ctx: &TcContext, l3_off: usize, c: &Chain) -> Result<&'static mut Packet<Ip6>, Reason> {
     // The summary keeps offsets in a byte: a longer chain of extension headers is not
-    // translated.
-    if c.l4_off > usize::from(u8::MAX) {
+    // translated. A chain that runs past the payload (into the frame's padding) is
+    // malformed: its upper layer is not the packet's.
+    if c.l4_off > usize::from(u8::MAX) || c.l4_off > c.end {
         return Err(Reason::DropMalformed);
     }
     let p = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.v6.pkt;

@@ -4,12 +4,18 @@
 //! flow tables (no container takes them from the others, no eviction resets a count,
 //! nobody outside spends a container's share). Each asserts its control and the named
 //! counter.
-use std::time::Duration;
+use std::{
+    mem,
+    time::{Duration, Instant},
+};
 
 use Hook::{FromContainer as OUT, FromUplink as IN};
 use Reason::*;
 use aya::maps::{IterableMap as _, MapType};
-use bpfnet::{conntrack::Timeouts, datapath::Hook};
+use bpfnet::{
+    conntrack::Timeouts,
+    datapath::{Hook, XdpMode},
+};
 use bpfnet_tests::{
     fixture::{Fixture, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, with_fixture},
     packet::{Addr, TCP_ACK, TCP_SYN, tcp, tcp_seq, udp},
@@ -117,6 +123,110 @@ fn a_random_source_flood_cannot_starve_a_prefix_that_completed_a_handshake() {
             &[DropFlood],
         );
         assert_eq!(v, XDP_DROP, "proven sources get a pool, not a blank cheque");
+    });
+}
+
+/// Pin the calling thread to `cpus` (BPF_PROG_TEST_RUN runs the program on the CPU that
+/// calls it).
+fn pin(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; the macros and the syscall only read
+    // and write the set we own.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = mem::zeroed();
+        cpus.iter().for_each(|&c| libc::CPU_SET(c, &mut set));
+        libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    assert!(ok, "pin the test thread to CPUs {cpus:?}");
+}
+
+/// The CPUs this thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as for `pin`.
+    unsafe {
+        let mut set: libc::cpu_set_t = mem::zeroed();
+        let ok = libc::sched_getaffinity(0, mem::size_of::<libc::cpu_set_t>(), &mut set) == 0;
+        assert!(ok, "read the test thread's CPUs");
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// On the calling CPU, within one second: a random-source flood (one SYN from each of
+/// 512 /24s of 198.18.0.0/15) and a flood from the proven `client`'s /24 (`n` SYNs from
+/// other ports), through `xdp_uplink` only. How many of each passed, or None when the
+/// floods outlasted a budget window (the machine stalled).
+fn floods_within_a_second(fx: &mut Fixture, client: [u8; 4], n: u16) -> Option<(usize, usize)> {
+    let start = Instant::now();
+    let unproven = random_source_flood(fx, 0, 512);
+    let proven = (0..n)
+        .filter(|i| syn_xdp(fx, (client, 10_000 + i)) == XDP_PASS)
+        .count();
+    (start.elapsed() < Duration::from_millis(900)).then_some((unproven, proven))
+}
+
+/// The daemon's budget (`set_xdp`) is the new-flow table's size a second shared among
+/// the CPUs: each CPU's window admits its share, so a flood spread over every CPU of the
+/// machine (the test pins itself to each in turn) gets the table's size a second in all,
+/// half to proven prefixes and half to the rest; not a table per CPU.
+#[test]
+fn the_new_flow_budget_is_shared_among_the_cpus() {
+    if !require_root() {
+        return;
+    }
+    with_fixture("cpushare", 4096, |fx| {
+        setup(fx, PORTS);
+        fx.dp.set_xdp(Some(XdpMode::Generic)).expect("budget set");
+        let table = fx
+            .dp
+            .maps
+            .ct_new
+            .map()
+            .info()
+            .map(|i| i.max_entries())
+            .expect("the new-flow table's size") as usize;
+        let possible = aya::util::nr_cpus().expect("possible CPUs");
+        let share = table / possible;
+        assert!(share >= 16, "a budget of {share} a CPU tells pools apart");
+        let client = [198, 51, 100, 7];
+        handshake(fx, (client, 40001));
+        let cpus = allowed_cpus();
+        let mut total = 0;
+        for &cpu in &cpus {
+            pin(&[cpu]);
+            let got = (0..3)
+                .find_map(|attempt| {
+                    if attempt > 0 {
+                        // The stalled window ends; the next flood starts a new one.
+                        std::thread::sleep(Duration::from_millis(1100));
+                    }
+                    floods_within_a_second(fx, client, share as u16)
+                })
+                .unwrap_or_else(|| panic!("CPU {cpu}: three floods each outlasted a second"));
+            assert_eq!(
+                got,
+                (share / 2, share / 2),
+                "CPU {cpu}: the floods (unproven, proven) each get half of this CPU's \
+                 share of a {table}-entry table over {possible} CPUs"
+            );
+            total += got.0 + got.1;
+        }
+        pin(&cpus);
+        eprintln!(
+            "{total} first packets admitted on {} of {possible} CPUs; table {table}",
+            cpus.len()
+        );
+        assert_eq!(
+            total,
+            share * cpus.len(),
+            "the CPUs together admit their shares of one table"
+        );
+        if cpus.len() == possible {
+            assert!(
+                total <= table,
+                "all {possible} CPUs together admit at most the new-flow table a second: {total}"
+            );
+        }
     });
 }
 
