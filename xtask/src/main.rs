@@ -58,6 +58,9 @@ enum Command {
         /// the report replaced.
         #[arg(long, conflicts_with = "cost_only")]
         verifier_only: bool,
+        /// Only the "Across hosts" section, printed (not written to the report).
+        #[arg(long, conflicts_with_all = ["cost_only", "verifier_only"])]
+        cross_host_only: bool,
         /// With --cost-only: only the tests whose name contains this.
         #[arg(long, requires = "cost_only")]
         only: Option<String>,
@@ -92,6 +95,7 @@ fn main() -> Result<()> {
             pin,
             cost_only,
             verifier_only,
+            cross_host_only,
             only,
         } => {
             let mut extra = vec!["--pin".to_string(), pin];
@@ -100,6 +104,9 @@ fn main() -> Result<()> {
             }
             if verifier_only {
                 extra.push("--verifier-only".into());
+            }
+            if cross_host_only {
+                extra.push("--cross-host-only".into());
             }
             if let Some(only) = only {
                 extra.extend(["--only".to_string(), only]);
