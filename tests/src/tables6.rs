@@ -35,7 +35,7 @@ pub const C1_6: [u8; 16] = addr(ULA, 4);
 pub const R1: [u8; 16] = addr(GLOBAL, 7);
 
 /// An address of `prefix`'s /64 ending in `last`.
-pub fn in_prefix(prefix: [u8; 6], last: u8) -> [u8; 16] {
+pub const fn in_prefix(prefix: [u8; 6], last: u8) -> [u8; 16] {
     addr(prefix, last)
 }
 

@@ -17,86 +17,13 @@ use bpfnet_tests::{
         udp6_fragments,
     },
     require_root,
-    tables::{PORTS, set_icmp_limit, setup},
+    tables::{PORTS, set_icmp_limit},
+    tables6::{C1_6 as C1, HOST6, R1, ROUTER6, SERVER6, in_prefix as addr, setup6},
 };
-use common::{
-    Backend, Endpoint, IcmpLimit, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP,
-    PublishedKey, Reason,
-};
-
-const fn addr(prefix: [u8; 6], last: u8) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[0] = prefix[0];
-    a[1] = prefix[1];
-    a[2] = prefix[2];
-    a[3] = prefix[3];
-    a[4] = prefix[4];
-    a[5] = prefix[5];
-    a[15] = last;
-    a
-}
-const ULA: [u8; 6] = [0xfd, 0, 0, 0x17, 0, 0];
-const GLOBAL: [u8; 6] = [0x20, 0x01, 0x0d, 0xb8, 0, 0x42];
-/// The host on its uplink, and the outside server beyond the uplink's router.
-const HOST6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 1], 1);
-const SERVER6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 2], 9);
-/// The uplink's router, which reports errors on the way.
-const ROUTER6: [u8; 16] = addr([0x20, 0x01, 0x0d, 0xb8, 0, 1], 2);
-/// A container of the ULA (NAT66) network and one of the routed global network.
-const C1: [u8; 16] = addr(ULA, 4);
-const R1: [u8; 16] = addr(GLOBAL, 7);
+use common::{IcmpLimit, Ip6, Network, Reason};
 
 fn ip6(a: [u8; 16]) -> Ip6 {
     Ip6::from_octets(a)
-}
-
-/// The uplink's address and the two networks' gateways are the host's; fd00:0:0:17::/64
-/// is a NAT network, 2001:db8:42::/64 a routed one, both on the fixture's bridge port;
-/// TCP and UDP 8038 on every host address lead to C1's 8080, TCP 8443 opens R1's own
-/// port 8443.
-fn setup6(fx: &mut Fixture) {
-    setup(fx, PORTS);
-    let bridge = fx.bridge;
-    let m = &mut fx.dp.maps;
-    for a in [HOST6, addr(ULA, 1), addr(GLOBAL, 1)] {
-        m.host_ips6.insert(ip6(a), 0, 0).expect("host address");
-    }
-    for (prefix, flags) in [(ULA, 0), (GLOBAL, NET_ROUTED)] {
-        let key = Key::new(64, ip6(addr(prefix, 0)));
-        let net = Network { bridge, flags };
-        m.subnets6.insert(&key, net, 0).expect("subnet");
-    }
-    for a in [C1, R1] {
-        let ep = Endpoint {
-            ifindex: bridge,
-            network: bridge,
-            mac: CONTAINER_MAC,
-            flags: 0,
-            _pad: 0,
-        };
-        m.endpoints6.insert(ip6(a), ep, 0).expect("endpoint");
-    }
-    let mut port = m.ports.get(&bridge, 0).expect("port");
-    port.flags |= PORT_V6;
-    m.ports.insert(bridge, port, 0).expect("port");
-    for (proto, host_port, backend, backend_port) in [
-        (PROTO_TCP, 8038, C1, 8080),
-        (PROTO_UDP, 8038, C1, 8080),
-        (PROTO_TCP, 8443, R1, 8443),
-    ] {
-        let key = PublishedKey {
-            host_ip: Ip6::UNSPECIFIED,
-            port: u16::to_be(host_port),
-            proto,
-            _pad: 0,
-        };
-        let b = Backend {
-            ip: ip6(backend),
-            port: u16::to_be(backend_port),
-            _pad: 0,
-        };
-        m.published6.insert(key, b, 0).expect("publish");
-    }
 }
 
 /// Run, require `verdict`, a valid checksum, the hop limit spent by a forwarded packet
