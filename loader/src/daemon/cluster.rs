@@ -145,8 +145,9 @@ fn hop_of(r: &Route4) -> u32 {
 
 /// Whether `inner` lies within `outer` (or is it).
 fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
-    let mask = |len: u8| u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    inner.1 >= outer.1 && u32::from(inner.0) & mask(outer.1) == u32::from(outer.0) & mask(outer.1)
+    Ipv4Net::new(outer.0, outer.1)
+        .zip(Ipv4Net::new(inner.0, inner.1))
+        .is_some_and(|(o, i)| o.covers(&i))
 }
 
 /// The routes of `routes` that matter to cluster CIDR `c`: not the default route, nor
@@ -156,7 +157,7 @@ pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec
     let c = (c.addr, c.len);
     routes
         .iter()
-        .filter(|r| r.oif.is_none_or(|i| !local.contains(&i)))
+        .filter(|r| r.unicast && r.oif.is_none_or(|i| !local.contains(&i)))
         .filter(|r| r.len > 0 && (within(c, (r.dst, r.len)) || within((r.dst, r.len), c)))
         .copied()
         .collect()
@@ -472,6 +473,9 @@ mod tests {
             len,
             hop,
             oif: Some(2),
+            src: None,
+            unicast: true,
+            ours: false,
         }
     }
 

@@ -6,15 +6,12 @@
 //! its own.
 use std::net::Ipv4Addr;
 
-use futures::TryStreamExt as _;
 use rtnetlink::{
     RouteMessageBuilder,
-    packet_route::route::{
-        RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    },
+    packet_route::route::{RouteMessage, RouteProtocol, RouteScope},
 };
 
-use super::{Netlink, NetlinkError, neigh::PROTOCOL, req};
+use super::{Hop, Netlink, NetlinkError, Route4, neigh::PROTOCOL, req};
 
 /// An IPv4 route of the main table to a prefix through a gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,33 +33,20 @@ pub struct ListedRoute {
     pub ours: bool,
 }
 
-impl ListedRoute {
-    fn from_message(m: &RouteMessage) -> Option<Self> {
-        if m.header.table != RouteHeader::RT_TABLE_MAIN {
-            return None;
-        }
-        let mut dst = Ipv4Addr::UNSPECIFIED;
-        let mut gateway = None;
-        let mut ifindex = 0;
-        let mut src = None;
-        for a in &m.attributes {
-            match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = *ip,
-                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gateway = Some(*ip),
-                RouteAttribute::Oif(i) => ifindex = *i,
-                RouteAttribute::PrefSource(RouteAddress::Inet(ip)) => src = Some(*ip),
-                _ => {}
-            }
-        }
-        Some(Self {
+impl From<&Route4> for ListedRoute {
+    fn from(r: &Route4) -> Self {
+        Self {
             route: PeerRoute {
-                prefix: (dst, m.header.destination_prefix_length),
-                gateway,
-                ifindex,
-                src,
+                prefix: (r.dst, r.len),
+                gateway: match r.hop {
+                    Hop::Gateway(g) => Some(g),
+                    Hop::OnLink | Hop::Many => None,
+                },
+                ifindex: r.oif.unwrap_or(0),
+                src: r.src,
             },
-            ours: m.header.protocol == RouteProtocol::Other(PROTOCOL),
-        })
+            ours: r.ours,
+        }
     }
 }
 
@@ -83,17 +67,15 @@ fn message(r: &PeerRoute) -> RouteMessage {
 }
 
 impl Netlink {
-    /// Every IPv4 route of the main table.
+    /// Every IPv4 route of the main table (`routes4`), as bpfnet's own routes are
+    /// judged beside them.
     pub async fn routes(&self) -> Result<Vec<ListedRoute>, NetlinkError> {
-        let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("route dump"))?;
-        Ok(msgs.iter().filter_map(ListedRoute::from_message).collect())
+        Ok(self
+            .routes4()
+            .await?
+            .iter()
+            .map(ListedRoute::from)
+            .collect())
     }
 
     /// Install `r` as bpfnet's, replacing a route of bpfnet's to the same prefix.

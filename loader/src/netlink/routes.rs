@@ -1,16 +1,17 @@
-//! The main routing table's IPv4 routes, as the cluster's routed prefixes need them:
-//! which next hop the host's own route to a prefix names.
+//! The main routing table's IPv4 routes, one dump for every reader: which next hop the
+//! host's own route to a prefix names (the cluster's routed prefixes), and which
+//! routes are bpfnet's own (`peer_route.rs`).
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt as _;
 use rtnetlink::{
     RouteMessageBuilder,
-    packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteType},
+    packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteProtocol, RouteType},
 };
 
-use super::{Netlink, NetlinkError, req};
+use super::{Netlink, NetlinkError, neigh::PROTOCOL, req};
 
-/// One unicast route of the main table.
+/// One route of the main table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route4 {
     pub dst: Ipv4Addr,
@@ -18,6 +19,12 @@ pub struct Route4 {
     pub hop: Hop,
     /// The interface it leaves by (None: several, or not said).
     pub oif: Option<u32>,
+    /// The source address it prefers (None: the kernel's choice).
+    pub src: Option<Ipv4Addr>,
+    /// A unicast route (not a blackhole, unreachable, local... one).
+    pub unicast: bool,
+    /// bpfnet's own (its protocol, as its neighbour entries have).
+    pub ours: bool,
 }
 
 /// Where a route sends its packets.
@@ -32,7 +39,7 @@ pub enum Hop {
 }
 
 impl Netlink {
-    /// The main table's IPv4 unicast routes.
+    /// The main table's IPv4 routes.
     pub async fn routes4(&self) -> Result<Vec<Route4>, NetlinkError> {
         let msgs: Vec<_> = self
             .handle
@@ -44,7 +51,6 @@ impl Netlink {
             .map_err(req("IPv4 route dump"))?;
         Ok(msgs
             .iter()
-            .filter(|m| m.header.kind == RouteType::Unicast)
             .filter(|m| {
                 let table = m.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Table(t) => Some(*t),
@@ -56,9 +62,11 @@ impl Netlink {
                 let mut dst = Ipv4Addr::UNSPECIFIED;
                 let mut hop = Hop::OnLink;
                 let mut oif = None;
+                let mut src = None;
                 for a in &m.attributes {
                     match a {
                         RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
                         RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
                         RouteAttribute::Gateway(RouteAddress::Inet(g)) => hop = Hop::Gateway(*g),
                         RouteAttribute::MultiPath(_) => hop = Hop::Many,
@@ -70,6 +78,9 @@ impl Netlink {
                     len: m.header.destination_prefix_length,
                     hop,
                     oif,
+                    src,
+                    unicast: m.header.kind == RouteType::Unicast,
+                    ours: m.header.protocol == RouteProtocol::Other(PROTOCOL),
                 }
             })
             .collect())
