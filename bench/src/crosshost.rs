@@ -315,26 +315,51 @@ enum Client {
     Host,
 }
 
+/// How one measure runs, from the client's namespace: its metrics' values.
+type Run = Box<dyn Fn(&Netns) -> Result<Vec<f64>>>;
+
 /// A measure across hosts: its metrics (name, unit, higher is better), its client and
 /// how.
-type Measure = (
-    Vec<(&'static str, &'static str, bool)>,
-    Client,
-    Box<dyn Fn(&Netns) -> Result<Vec<f64>>>,
-);
+type Measure = (Vec<(&'static str, &'static str, bool)>, Client, Run);
+
+/// A single TCP stream to iperf3 at `to`: Gbit/s.
+fn stream(to: SocketAddr, secs: f64, pin: Pin) -> Run {
+    Box::new(move |c| iperf::stream(c, to, secs, false, pin).map(|g| vec![g]))
+}
+
+/// TCP request/response with the echo server at `to`: per second, and its p99 when
+/// `p99`.
+fn tcp_rr(to: SocketAddr, dur: Duration, pin: Pin, p99: bool) -> Run {
+    Box::new(move |c| {
+        load::pin_servers(pin.server());
+        let r = load::tcp_rr(c, to, dur, pin.client())?;
+        Ok(if p99 {
+            vec![r.per_sec, r.p99_us]
+        } else {
+            vec![r.per_sec]
+        })
+    })
+}
+
+/// UDP request/response with the echo server at `to`: per second.
+fn udp_rr(to: SocketAddr, dur: Duration, pin: Pin) -> Run {
+    Box::new(move |c| {
+        load::pin_servers(pin.server());
+        load::udp_rr(c, to, dur, pin.client()).map(|r| vec![r.per_sec])
+    })
+}
 
 fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
     let (secs, dur) = (plan.secs, Duration::from_secs_f64(plan.secs));
     let echo = SocketAddr::from((SERVER, ECHO));
     let echo6 = SocketAddr::from((SERVER6, ECHO6));
+    let iperf = SocketAddr::from((SERVER, IPERF));
+    let iperf6 = SocketAddr::from((SERVER6, IPERF));
     vec![
         (
             vec![("TCP stream across hosts", "Gbit/s", true)],
             Client::Container,
-            Box::new(move |c| {
-                iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
-                    .map(|g| vec![g])
-            }),
+            stream(iperf, secs, pin),
         ),
         (
             vec![
@@ -342,19 +367,12 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 ("TCP RR p99 across hosts", "µs", false),
             ],
             Client::Container,
-            Box::new(move |c| {
-                load::pin_servers(pin.server());
-                let r = load::tcp_rr(c, echo, dur, pin.client())?;
-                Ok(vec![r.per_sec, r.p99_us])
-            }),
+            tcp_rr(echo, dur, pin, true),
         ),
         (
             vec![("UDP request/response across hosts", "trans/s", true)],
             Client::Container,
-            Box::new(move |c| {
-                load::pin_servers(pin.server());
-                load::udp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
-            }),
+            udp_rr(echo, dur, pin),
         ),
         (
             vec![(
@@ -371,10 +389,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
         (
             vec![("TCP stream across hosts, IPv6", "Gbit/s", true)],
             Client::Container,
-            Box::new(move |c| {
-                iperf::stream(c, SocketAddr::from((SERVER6, IPERF)), secs, false, pin)
-                    .map(|g| vec![g])
-            }),
+            stream(iperf6, secs, pin),
         ),
         (
             vec![
@@ -382,19 +397,12 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 ("TCP RR p99 across hosts, IPv6", "µs", false),
             ],
             Client::Container,
-            Box::new(move |c| {
-                load::pin_servers(pin.server());
-                let r = load::tcp_rr(c, echo6, dur, pin.client())?;
-                Ok(vec![r.per_sec, r.p99_us])
-            }),
+            tcp_rr(echo6, dur, pin, true),
         ),
         (
             vec![("UDP request/response across hosts, IPv6", "trans/s", true)],
             Client::Container,
-            Box::new(move |c| {
-                load::pin_servers(pin.server());
-                load::udp_rr(c, echo6, dur, pin.client()).map(|r| vec![r.per_sec])
-            }),
+            udp_rr(echo6, dur, pin),
         ),
         (
             vec![(
@@ -403,18 +411,12 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
                 true,
             )],
             Client::Host,
-            Box::new(move |c| {
-                load::pin_servers(pin.server());
-                load::tcp_rr(c, echo, dur, pin.client()).map(|r| vec![r.per_sec])
-            }),
+            tcp_rr(echo, dur, pin, false),
         ),
         (
             vec![("TCP stream host to remote container", "Gbit/s", true)],
             Client::Host,
-            Box::new(move |c| {
-                iperf::stream(c, SocketAddr::from((SERVER, IPERF)), secs, false, pin)
-                    .map(|g| vec![g])
-            }),
+            stream(iperf, secs, pin),
         ),
     ]
 }
