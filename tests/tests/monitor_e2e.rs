@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use bpfnet::monitor::{Filter, Kind};
+use bpfnet::api::{
+    monitor::{Filter, Kind},
+    reason,
+};
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
     echo::{EchoServer, tcp_connect},
@@ -309,7 +312,7 @@ fn the_report_mask_is_nothing_once_the_last_client_leaves() {
     let mask = |args: &[&str]| {
         let filter = match args {
             ["--reason", r] => Filter {
-                reasons: vec![r.to_string()],
+                reasons: vec![reason::parse(r).expect("a known reason")],
                 ..Filter::default()
             },
             ["--type", "drop"] => Filter {

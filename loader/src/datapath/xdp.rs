@@ -15,7 +15,8 @@ use super::{Datapath, DatapathError, attach::remove_pin, program};
 pub const XDP_PROGRAM: &str = "xdp_uplink";
 
 /// Where the XDP program runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum XdpMode {
     /// The driver's native hook where it has one, generic XDP otherwise (the kernel's
     /// choice).
