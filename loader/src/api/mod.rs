@@ -8,7 +8,7 @@ pub mod server;
 mod status;
 
 use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, Reason};
-pub use error::ApiError;
+pub use error::{ApiError, Invalid};
 use reason::by_name;
 use serde::{Deserialize, Serialize};
 pub use status::{

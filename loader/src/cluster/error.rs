@@ -82,12 +82,20 @@ pub enum ClusterError {
         key: String,
     },
     /// The cluster config in etcd does not parse.
-    #[error("the cluster config at `{key}` in etcd is not valid: {reason}")]
+    #[error("the cluster config at `{key}` in etcd is not valid: {source}")]
+    ConfigJson {
+        /// Where it is.
+        key: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// The cluster config in etcd parses but cannot work.
+    #[error("the cluster config at `{key}` in etcd is not valid: {source}")]
     BadConfig {
         /// Where it is.
         key: String,
-        /// Why it is not valid.
-        reason: String,
+        /// Why it cannot work (`InvalidConfig`).
+        source: Box<ClusterError>,
     },
     /// `init` with a config other than the one in etcd.
     #[error(
