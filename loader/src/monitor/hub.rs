@@ -23,7 +23,7 @@ use crate::{
         monitor::{CtState, Event, Filter, Hook, Kind, Lost, Record},
         server::{Call, Subscriber},
     },
-    datapath::MonitorMaps,
+    datapath::{self, MonitorMaps},
 };
 
 struct Client {
@@ -251,16 +251,28 @@ impl Names {
             return;
         };
         for (name, program) in l.attached {
-            let (hook, l2) = match program.as_str() {
-                "from_container" => (Hook::FromContainer, true),
-                "from_uplink" => (Hook::FromUplink, true),
-                "from_l3_uplink" => (Hook::FromUplink, false),
-                _ => continue,
+            let Some((hook, l2)) = event_hook(&program) else {
+                continue;
             };
             if let Some(i) = name_to_index(&name) {
                 self.known.insert(i, Iface { name, hook, l2 });
             }
         }
+    }
+}
+
+/// The hook an event of a TC program names (by the program's name, as `bpfnet ls`
+/// lists it), and whether its frames start with an Ethernet header; none for a program
+/// that reports no events of its own.
+fn event_hook(program: &str) -> Option<(Hook, bool)> {
+    match datapath::Hook::ALL
+        .into_iter()
+        .find(|h| h.program() == program)?
+    {
+        datapath::Hook::FromContainer => Some((Hook::FromContainer, true)),
+        datapath::Hook::FromUplink => Some((Hook::FromUplink, true)),
+        datapath::Hook::FromL3Uplink => Some((Hook::FromUplink, false)),
+        datapath::Hook::ToTunnel => None,
     }
 }
 
@@ -288,6 +300,25 @@ fn clock_offset() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_name_the_hook_of_their_program() {
+        assert_eq!(
+            event_hook("from_container"),
+            Some((Hook::FromContainer, true))
+        );
+        assert_eq!(event_hook("from_uplink"), Some((Hook::FromUplink, true)));
+        assert_eq!(
+            event_hook("from_l3_uplink"),
+            Some((Hook::FromUplink, false))
+        );
+        assert_eq!(event_hook("to_tunnel"), None);
+        assert_eq!(
+            event_hook(datapath::XDP_PROGRAM),
+            None,
+            "XDP events say so themselves"
+        );
+    }
 
     #[test]
     fn the_datapath_gets_the_union_of_what_clients_want() {
