@@ -165,15 +165,13 @@ fn sweep_of(t: &Topology, entries: u64) -> Result<f64> {
     let deadline = Instant::now() + SWEEP_EVERY * 3 + Duration::from_secs(90);
     loop {
         let out = bpfnet_tests::daemon::cli(&t.files.socket, &["stats", "--json"]);
-        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let sweep = &stats["last_sweep"];
+        let stats: Option<bpfnet::api::Stats> = serde_json::from_slice(&out.stdout).ok();
         // The in-kernel sweep alone: not one of the sweeps that also walk from userspace.
-        let walked = sweep["walked"].as_bool().unwrap_or(false);
-        if !walked && sweep["entries"].as_u64().is_some_and(|n| n >= entries) {
-            let micros = sweep["micros"]
-                .as_u64()
-                .context("a sweep without its duration")?;
-            return Ok(micros as f64 / 1e3);
+        if let Some(sweep) = stats
+            .and_then(|s| s.last_sweep)
+            .filter(|w| !w.walked && w.entries >= entries)
+        {
+            return Ok(sweep.micros as f64 / 1e3);
         }
         if Instant::now() > deadline {
             bail!("no sweep of {entries} entries within {:?}", deadline);

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, ensure};
 use bpfnet_tests::{daemon::counter, topo::Topology};
+use common::Reason;
 use serde::{Deserialize, Serialize};
 
 use crate::{cost, modes::Mode, pin};
@@ -35,7 +36,10 @@ pub fn measure(t: &Topology, mode: Mode, probes: u64) -> Result<DropRow> {
         .ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);
     let row = (|| {
         let collecting = cost::start()?;
-        let before = (cost::snapshot()?, counter(&t.files.socket, "drop-inbound"));
+        let before = (
+            cost::snapshot()?,
+            counter(&t.files.socket, Reason::DropInbound),
+        );
         let cpu = Some(0);
         let took = t.client.run(move || -> Result<f64> {
             pin::this_thread(cpu);
@@ -49,7 +53,7 @@ pub fn measure(t: &Topology, mode: Mode, probes: u64) -> Result<DropRow> {
         })?;
         let after = cost::snapshot()?;
         drop(collecting);
-        let dropped = counter(&t.files.socket, "drop-inbound") - before.1;
+        let dropped = counter(&t.files.socket, Reason::DropInbound) - before.1;
         ensure!(
             dropped >= probes * 9 / 10,
             "{}: only {dropped} of {probes} probes were dropped by bpfnet",

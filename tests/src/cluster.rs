@@ -10,6 +10,8 @@ use std::{
     time::Duration,
 };
 
+use bpfnet::api::{NetworkListing, NodeListing};
+
 use crate::{
     daemon::{Daemon, cli_ok},
     etcd::EtcdServer,
@@ -77,16 +79,22 @@ impl Host {
     }
 
     /// `bpfnet node ls --json` of this host's daemon: its first network.
-    pub fn nodes(&self) -> serde_json::Value {
+    pub fn nodes(&self) -> NetworkListing {
         self.network(0)
     }
 
     /// `bpfnet node ls --json` of this host's daemon: its network `i`.
-    pub fn network(&self, i: usize) -> serde_json::Value {
-        let all: serde_json::Value =
+    pub fn network(&self, i: usize) -> NetworkListing {
+        self.try_network(i)
+            .unwrap_or_else(|| panic!("node ls --json lists no network {i}"))
+    }
+
+    /// Network `i`, if the daemon lists it yet.
+    fn try_network(&self, i: usize) -> Option<NetworkListing> {
+        let all: NodeListing =
             serde_json::from_str(&cli_ok(&self.files.socket, &["node", "ls", "--json"]))
-                .expect("node ls --json prints JSON");
-        all["networks"][i].clone()
+                .expect("node ls --json prints a node listing");
+        all.networks.into_iter().nth(i)
     }
 
     /// Wait until the daemon has its node prefix and its bridge the prefix's first
@@ -99,13 +107,10 @@ impl Host {
     pub fn await_prefix_of(&self, net: usize, bridge: &str) -> (Ipv4Addr, u8) {
         let mut found: Option<(Ipv4Addr, u8)> = None;
         crate::wait_for("the node's prefix", Duration::from_secs(20), || {
-            let this = &self.network(net)["this"];
-            let gateway = this["gateway"].as_str().and_then(|g| g.parse().ok());
-            let len = this["subnet"]
-                .as_str()
-                .and_then(|s| s.split_once('/'))
-                .and_then(|(_, l)| l.parse().ok());
-            found = gateway.zip(len);
+            found = self
+                .try_network(net)
+                .and_then(|n| n.this)
+                .map(|t| (t.gateway, t.subnet.len));
             found.is_some_and(|(g, l)| {
                 self.ns
                     .output(&["ip", "-4", "addr", "show", "dev", bridge])
@@ -120,13 +125,10 @@ impl Host {
     pub fn await_prefix6(&self) -> (Ipv6Addr, u8) {
         let mut found: Option<(Ipv6Addr, u8)> = None;
         crate::wait_for("the node's IPv6 prefix", Duration::from_secs(20), || {
-            let this = &self.network(0)["this"];
-            let gateway = this["gateway6"].as_str().and_then(|g| g.parse().ok());
-            let len = this["subnet6"]
-                .as_str()
-                .and_then(|s| s.split_once('/'))
-                .and_then(|(_, l)| l.parse().ok());
-            found = gateway.zip(len);
+            found = self
+                .try_network(0)
+                .and_then(|n| n.this)
+                .and_then(|t| t.gateway6.zip(t.subnet6.map(|s| s.len)));
             found.is_some_and(|(g, l)| {
                 let out = self.ns.output(&["ip", "-6", "addr", "show", "dev", BRIDGE]);
                 out.lines()
@@ -155,9 +157,8 @@ impl Host {
     /// Wait until the daemon lists `n` other nodes alive.
     pub fn await_peers(&self, n: usize) {
         crate::wait_for(&format!("{n} live peers"), Duration::from_secs(20), || {
-            self.nodes()["nodes"]
-                .as_array()
-                .is_some_and(|a| a.iter().filter(|p| p["alive"] == true).count() == n)
+            self.try_network(0)
+                .is_some_and(|l| l.nodes.iter().filter(|p| p.alive).count() == n)
         });
     }
 

@@ -8,6 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::{
+    api::{Listing, Stats},
+    conntrack::FlowInfo,
+};
+use common::Reason;
+
 use crate::leftovers;
 
 /// The `bpfnet` binary under test: `BPFNET_BIN` (set by `cargo xtask test`), else the
@@ -59,20 +65,31 @@ pub fn status(socket: &Path) -> (bpfnet::api::Status, i32) {
     (s, code)
 }
 
-/// `bpfnet ls --json`, parsed.
-pub fn ls(socket: &Path) -> serde_json::Value {
-    serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json prints JSON")
+/// `bpfnet ls --json`, typed.
+pub fn ls(socket: &Path) -> Listing {
+    serde_json::from_str(&cli_ok(socket, &["ls", "--json"])).expect("ls --json prints a listing")
+}
+
+/// `bpfnet stats --json`, typed.
+pub fn stats(socket: &Path) -> Stats {
+    serde_json::from_str(&cli_ok(socket, &["stats", "--json"])).expect("stats --json prints stats")
+}
+
+/// `bpfnet conntrack --json`, typed.
+pub fn conntrack(socket: &Path) -> Vec<FlowInfo> {
+    serde_json::from_str(&cli_ok(socket, &["conntrack", "--json"]))
+        .expect("conntrack --json prints flows")
 }
 
 /// Packets counted for `reason` by `bpfnet stats`.
-pub fn counter(socket: &Path, reason: &str) -> u64 {
-    let stats: serde_json::Value =
-        serde_json::from_str(&cli_ok(socket, &["stats", "--json"])).expect("stats --json");
-    stats["counters"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["reason"] == reason))
-        .and_then(|c| c["packets"].as_u64())
-        .unwrap_or_else(|| panic!("no counter {reason} in {stats}"))
+pub fn counter(socket: &Path, reason: Reason) -> u64 {
+    let stats = stats(socket);
+    stats
+        .counters
+        .iter()
+        .find(|c| c.reason == reason)
+        .map(|c| c.packets)
+        .unwrap_or_else(|| panic!("no counter {} in {stats:?}", reason.name()))
 }
 
 /// Whether this test run's daemons all run `--xdp` (`BPFNET_TEST_XDP`).
@@ -82,9 +99,11 @@ pub fn xdp_on() -> bool {
 
 /// `bpfnet ls`'s `attached` as it reads when every Ethernet uplink in `want` (pairs of
 /// interface and program, sorted) also carries `xdp_uplink` under `BPFNET_TEST_XDP`.
-pub fn with_xdp(want: serde_json::Value) -> serde_json::Value {
-    let mut pairs: Vec<(String, String)> =
-        serde_json::from_value(want).expect("attached: [[interface, program], ...]");
+pub fn with_xdp(want: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = want
+        .iter()
+        .map(|&(i, p)| (i.to_owned(), p.to_owned()))
+        .collect();
     if xdp_on() {
         let xdp: Vec<(String, String)> = pairs
             .iter()
@@ -94,7 +113,7 @@ pub fn with_xdp(want: serde_json::Value) -> serde_json::Value {
         pairs.extend(xdp);
         pairs.sort();
     }
-    serde_json::to_value(pairs).expect("pairs as JSON")
+    pairs
 }
 
 /// A `bpfnet daemon` process inside a namespace, killed (by PID) on drop.

@@ -174,10 +174,8 @@ impl Lan {
 
     /// The bpfnet programs attached to `dev` (`bpfnet ls`).
     pub fn programs_on(&self, dev: &str) -> Vec<String> {
-        let attached: Vec<(String, String)> =
-            serde_json::from_value(ls(self.sock())["attached"].clone())
-                .expect("ls: attached is [[interface, program], ...]");
-        attached
+        ls(self.sock())
+            .attached
             .into_iter()
             .filter(|(i, _)| i == dev)
             .map(|(_, p)| p)

@@ -9,13 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use bpfnet::api::monitor::{Event, Record};
 
 use crate::{daemon::bin, leftovers};
 
 pub struct Monitor {
     child: Child,
-    records: mpsc::Receiver<Value>,
+    records: mpsc::Receiver<Record>,
 }
 
 impl Monitor {
@@ -35,8 +35,8 @@ impl Monitor {
         let (tx, records) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                    panic!("monitor printed a line that is not JSON ({e}): {line}")
+                let v: Record = serde_json::from_str(&line).unwrap_or_else(|e| {
+                    panic!("monitor printed a line that is not a record ({e}): {line}")
                 });
                 if tx.send(v).is_err() {
                     return;
@@ -53,15 +53,15 @@ impl Monitor {
         &self,
         timeout: Duration,
         mut poke: impl FnMut(),
-        wanted: impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
+        wanted: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             poke();
             let until = Instant::now() + Duration::from_millis(300);
             while let Some(left) = until.checked_duration_since(Instant::now()) {
                 match self.records.recv_timeout(left) {
-                    Ok(v) if v["record"] == "event" && wanted(&v) => return Some(v),
+                    Ok(Record::Event(e)) if wanted(&e) => return Some(*e),
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -74,8 +74,8 @@ impl Monitor {
     pub fn records_until(
         &self,
         timeout: Duration,
-        mut done: impl FnMut(&[Value]) -> bool,
-    ) -> Vec<Value> {
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> Vec<Record> {
         let deadline = Instant::now() + timeout;
         let mut all = Vec::new();
         while !done(&all) {
@@ -91,7 +91,7 @@ impl Monitor {
     }
 
     /// Every record that arrives within `window`.
-    pub fn collect(&self, window: Duration) -> Vec<Value> {
+    pub fn collect(&self, window: Duration) -> Vec<Record> {
         let until = Instant::now() + window;
         let mut all = Vec::new();
         while let Some(left) = until.checked_duration_since(Instant::now()) {

@@ -22,7 +22,7 @@ use bpfnet_tests::{
     require_root,
     topo::{BRIDGE, BRIDGE_IP, CONTAINER_IP, HOST_IP, Topology},
 };
-use common::{EP_LEARNED, Endpoint};
+use common::{EP_LEARNED, Endpoint, Reason};
 
 /// The new veth on the host's side.
 const NEW_VETH: &str = "vc9";
@@ -103,7 +103,7 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
     // The attack: a gratuitous ARP for the gateway's address, then a datagram from it
     // to the neighbour (switched, as a first packet that would bind it).
     let gw = BRIDGE_IP.octets();
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     let garp = send_l2(&attacker, "eth0", &arp(mac, gw, gw));
     let mut datagram = udp((gw, 5353), (CONTAINER_IP.octets(), 9), b"x", true);
     datagram[0..6].copy_from_slice(&k1.mac("eth0"));
@@ -117,7 +117,7 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         "the neighbour keeps the bridge's MAC for its gateway ({garp:?}, {first:?}, {garp_again:?})"
     );
     assert!(
-        counter(sock, "drop-spoof") >= spoofs + 3,
+        counter(sock, Reason::DropSpoof) >= spoofs + 3,
         "each claim is counted as drop-spoof"
     );
     assert_eq!(bound_to(&t, veth), vec![], "no claim bound the new veth");
@@ -128,10 +128,10 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         Ipv4Addr::new(172, 17, 255, 255),
         HOST_IP,
     ] {
-        let spoofs = counter(sock, "drop-spoof");
+        let spoofs = counter(sock, Reason::DropSpoof);
         let claim = send_l2(&attacker, "eth0", &arp(mac, ip.octets(), ip.octets()));
         assert!(
-            counter(sock, "drop-spoof") > spoofs,
+            counter(sock, Reason::DropSpoof) > spoofs,
             "a gratuitous ARP for {ip} is counted as drop-spoof ({claim:?})"
         );
         assert_eq!(bound_to(&t, veth), vec![], "{ip} is not bound");
@@ -146,7 +146,7 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
     );
 
     // Control: the same veth claiming a free address is learned and works.
-    let learned = counter(sock, "endpoint-learned");
+    let learned = counter(sock, Reason::EndpointLearned);
     let free = FREE.octets();
     send_l2(&attacker, "eth0", &arp(mac, free, free)).expect("a gratuitous ARP for a free address");
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -159,7 +159,7 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
         "the free address is learned for the new veth"
     );
     assert!(
-        counter(sock, "endpoint-learned") > learned,
+        counter(sock, Reason::EndpointLearned) > learned,
         "endpoint-learned counted"
     );
     attacker.ip(&["addr", "add", "172.17.0.66/16", "dev", "eth0"]);

@@ -17,6 +17,7 @@ use bpfnet_tests::{
     netns::Netns,
     packet6, require_root,
 };
+use common::Reason;
 
 /// The IPv4 whoami port, and the IPv6 one (a server on `[::]` takes IPv4 too).
 const PORT: u16 = 8080;
@@ -138,7 +139,7 @@ fn assert_dual_stack_both_ways(d: &Dual) {
 /// A TCP connection from `ns` to `to` that must time out, without a segment reaching
 /// `victim_host`'s container (its TCP `InSegs`: neighbour discovery's own IPv6 traffic
 /// goes on meanwhile), and with `reason` counted by its daemon.
-fn assert_refused(ns: &Netns, to: SocketAddr, victim_host: &Host, reason: &str, what: &str) {
+fn assert_refused(ns: &Netns, to: SocketAddr, victim_host: &Host, reason: Reason, what: &str) {
     let victim = &victim_host.containers[0];
     let before = counter(&victim_host.files.socket, reason);
     let received = victim.snmp("Tcp", "InSegs");
@@ -151,7 +152,8 @@ fn assert_refused(ns: &Netns, to: SocketAddr, victim_host: &Host, reason: &str, 
     );
     assert!(
         counter(&victim_host.files.socket, reason) > before,
-        "{what}: counted as {reason}"
+        "{what}: counted as {}",
+        reason.name()
     );
 }
 
@@ -258,7 +260,7 @@ fn a_dual_stack_cluster_in_host_gw_mode_carries_ipv6_untranslated_and_refuses_ou
         &out,
         to,
         &d.c.hosts[0],
-        "drop-inbound",
+        Reason::DropInbound,
         "IPv6 TCP from outside the cluster",
     );
     drop(out);
@@ -271,7 +273,7 @@ fn a_dual_stack_cluster_in_host_gw_mode_carries_ipv6_untranslated_and_refuses_ou
         &forger,
         to,
         &d.c.hosts[0],
-        "drop-spoof",
+        Reason::DropSpoof,
         "IPv6 TCP from a forged cluster source off the wire",
     );
     drop(forger);
@@ -355,7 +357,7 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         f,
         SocketAddr::from((d.addrs6[0], PORT6)),
         &d.c.hosts[0],
-        "drop-tunnel-source",
+        Reason::DropTunnelSource,
         "IPv6 TCP out of a forged tunnel",
     );
 
@@ -363,7 +365,7 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
     // the tunnel (`drop-spoof`); the same datagram with the network's VNI arrives.
     let host1 = &d.c.hosts[0];
     let (host2, node2) = (&d.c.hosts[1].ns, d.c.hosts[1].underlay_ip());
-    let vni = u32::try_from(host1.nodes()["this"]["vni"].as_u64().expect("a VNI")).expect("u32");
+    let vni = host1.nodes().this.expect("a VNI").vni;
     let datagram = |port: u16| {
         packet6::udp6(
             (forged.octets(), port),
@@ -372,7 +374,7 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         )
     };
     let container = &host1.containers[0];
-    let spoof = counter(&host1.files.socket, "drop-spoof");
+    let spoof = counter(&host1.files.socket, Reason::DropSpoof);
     let received = udp6_in_datagrams(container);
     for _ in 0..3 {
         send_vxlan(host2, node2, host1, vni + 1, &datagram(40001));
@@ -383,7 +385,7 @@ fn a_dual_stack_cluster_in_vxlan_mode_tunnels_ipv6_and_refuses_a_forged_ipv6_tun
         received,
         "an IPv6 datagram with a wrong VNI reached the container"
     );
-    let moved = counter(&host1.files.socket, "drop-spoof") - spoof;
+    let moved = counter(&host1.files.socket, Reason::DropSpoof) - spoof;
     assert!(moved >= 3, "a wrong VNI counted as drop-spoof: {moved}");
     send_vxlan(host2, node2, host1, vni, &datagram(40002));
     bpfnet_tests::wait_for(

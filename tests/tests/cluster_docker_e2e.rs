@@ -65,11 +65,11 @@ fn start_node(h: &Host, url: &str, id: &str) -> Node {
         &[("DOCKER_HOST", &docker_host)],
     );
     let (gateway, len) = h.await_prefix_of(0, BRIDGE);
-    let listed = &h.network(0)["this"];
+    let listed = h.network(0).this;
     assert_eq!(
-        listed["gateway"].as_str(),
-        Some(gateway.to_string().as_str()),
-        "node ls: {listed}"
+        listed.as_ref().map(|t| t.gateway),
+        Some(gateway),
+        "node ls: {listed:?}"
     );
     let docker = Dockerd::start(&h.ns.path(), &docker_dir, &format!("{gateway}/{len}"));
     Node {
@@ -109,12 +109,10 @@ fn seen_from(ns: &Netns, to: SocketAddr) -> Ipv4Addr {
 
 /// Whether `bpfnet ls` on `h` publishes a port starting with `spec`.
 fn publishes(h: &Host, spec: &str) -> bool {
-    ls(&h.files.socket)["published"]
-        .as_array()
-        .is_some_and(|a| {
-            a.iter()
-                .any(|p| p.as_str().is_some_and(|p| p.starts_with(spec)))
-        })
+    ls(&h.files.socket)
+        .published
+        .iter()
+        .any(|p| p.to_string().starts_with(spec))
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::api::RouteKind;
 use bpfnet_tests::{
     cluster::{Cluster, Host, UNDERLAY, send_vxlan},
     daemon::{Daemon, cli, cli_ok, counter, ls},
@@ -19,6 +20,7 @@ use bpfnet_tests::{
     packet, require_root,
     topo::{BRIDGE, add_bridge, plug},
 };
+use common::Reason;
 
 const PORT: u16 = 8080;
 /// A server of a host's own.
@@ -112,14 +114,14 @@ fn a_routed_cluster_cidr_joins_containers_across_hosts_untranslated() {
     // The hosts reach the cluster CIDR by their default route alone: anyone behind the
     // router could claim it, so its sources are refused, and `status` says why.
     let host2 = &c.hosts[1].files.socket;
-    let spoofed = counter(host2, "drop-spoof");
+    let spoofed = counter(host2, Reason::DropSpoof);
     assert_fails(
         "TCP across hosts by the default route alone",
         tcp_seen(&c.hosts[0].containers[0], C2),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(host2, "drop-spoof") > spoofed,
+        counter(host2, Reason::DropSpoof) > spoofed,
         "a routed source by the default route counted as spoofed"
     );
     let warning = "cluster CIDR 10.244.0.0/16 has no route more specific than the default";
@@ -140,7 +142,7 @@ fn a_routed_cluster_cidr_joins_containers_across_hosts_untranslated() {
     // container as its source, straight to host 2: `drop-spoof`, nothing arrives.
     let out = outsider(&c);
     out.ip(&["route", "add", "10.244.2.0/24", "via", "192.0.2.2"]);
-    let spoofed = counter(host2, "drop-spoof");
+    let spoofed = counter(host2, Reason::DropSpoof);
     let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
     let forged = packet::udp((C1.octets(), 40000), (C2.octets(), PORT), b"who", true);
     for _ in 0..3 {
@@ -153,7 +155,7 @@ fn a_routed_cluster_cidr_joins_containers_across_hosts_untranslated() {
         "no routed source from another next hop reached the container"
     );
     assert!(
-        counter(host2, "drop-spoof") >= spoofed + 3,
+        counter(host2, Reason::DropSpoof) >= spoofed + 3,
         "a routed source from another next hop counted as spoofed"
     );
 }
@@ -203,14 +205,14 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
     );
 
     // Another network of host 2 is isolated from the cluster's.
-    let isolation = counter(&c.hosts[1].files.socket, "drop-isolation");
+    let isolation = counter(&c.hosts[1].files.socket, Reason::DropIsolation);
     assert_fails(
         "TCP from another network to a cluster container",
         tcp_seen(&other, C1),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(&c.hosts[1].files.socket, "drop-isolation") > isolation,
+        counter(&c.hosts[1].files.socket, Reason::DropIsolation) > isolation,
         "counted as isolation"
     );
 
@@ -227,7 +229,7 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
         "src",
         "10.244.1.77",
     ]);
-    let spoofed = counter(&c.hosts[1].files.socket, "drop-spoof");
+    let spoofed = counter(&c.hosts[1].files.socket, Reason::DropSpoof);
     let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
     assert_fails(
         "TCP from a forged cluster source",
@@ -240,7 +242,7 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
         "no forged packet reached the container"
     );
     assert!(
-        counter(&c.hosts[1].files.socket, "drop-spoof") > spoofed,
+        counter(&c.hosts[1].files.socket, Reason::DropSpoof) > spoofed,
         "counted as spoofed"
     );
 
@@ -255,7 +257,7 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
         "via",
         &format!("192.0.2.{forger_index}"),
     ]);
-    let spoofed = counter(&c.hosts[1].files.socket, "drop-spoof");
+    let spoofed = counter(&c.hosts[1].files.socket, Reason::DropSpoof);
     let received = c.hosts[1].containers[0].snmp("Ip", "InReceives");
     assert_fails(
         "TCP from a forged peer source the kernel routes to",
@@ -268,7 +270,7 @@ fn static_peers_join_containers_without_router_or_route_and_keep_others_out() {
         "no forged packet reached the container"
     );
     assert!(
-        counter(&c.hosts[1].files.socket, "drop-spoof") > spoofed,
+        counter(&c.hosts[1].files.socket, Reason::DropSpoof) > spoofed,
         "counted as spoofed"
     );
     assert_reaches_untranslated(&c.hosts[0].containers[0], C1, C2);
@@ -355,17 +357,14 @@ fn an_etcd_cluster_in_host_gw_mode_joins_containers_and_publishes_across_hosts()
     }
     let e = etcd_cluster("gw", "host-gw");
     assert_all_reach_all(&e);
-    let routes = ls(&e.c.hosts[0].files.socket)["cluster"].clone();
-    let kinds: Vec<&str> = routes
-        .as_array()
-        .expect("cluster routes")
-        .iter()
-        .filter_map(|r| r["kind"].as_str())
-        .collect();
+    let routes = ls(&e.c.hosts[0].files.socket).cluster;
     assert_eq!(
-        kinds.iter().filter(|k| **k == "host-gw").count(),
+        routes
+            .iter()
+            .filter(|r| r.kind == RouteKind::HostGw)
+            .count(),
         2,
-        "two peers' prefixes in {routes}"
+        "two peers' prefixes in {routes:?}"
     );
 
     // A port published on host 1 for the container on host 2.
@@ -666,7 +665,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         "vxf",
     ]);
     let host1 = &e.c.hosts[0];
-    let refused = counter(&host1.files.socket, "drop-tunnel-source");
+    let refused = counter(&host1.files.socket, Reason::DropTunnelSource);
     let received = host1.containers[0].snmp("Ip", "InReceives");
     let r = tcp_seen(f, e.addrs[0]);
     assert_fails("TCP out of a forged tunnel", r, ErrorKind::TimedOut);
@@ -676,7 +675,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
         "no forged packet reached the container"
     );
     assert!(
-        counter(&host1.files.socket, "drop-tunnel-source") > refused,
+        counter(&host1.files.socket, Reason::DropTunnelSource) > refused,
         "refused at the underlay"
     );
 
@@ -685,7 +684,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     // prefix or host 2's own address inside, is refused at the underlay (the frame is
     // not from host 2's MAC); host 2 itself sending the very same datagram is the control.
     let (node2, node3) = (e.c.hosts[1].underlay_ip(), e.c.hosts[2].underlay_ip());
-    let vni = u32::try_from(host1.nodes()["this"]["vni"].as_u64().expect("a VNI")).expect("u32");
+    let vni = host1.nodes().this.expect("a VNI").vni;
     // Each check judges a flow's first datagram: every case has a source port of its own.
     let datagram_from = |src: Ipv4Addr, port: u16| {
         packet::udp(
@@ -697,7 +696,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     };
     let datagram = |src: Ipv4Addr| datagram_from(src, 40000);
     let container = &host1.containers[0];
-    let refused_by = |reason: &str, from: &Netns, outer: Ipv4Addr, vni: u32, inner: &[u8]| {
+    let refused_by = |reason: Reason, from: &Netns, outer: Ipv4Addr, vni: u32, inner: &[u8]| {
         let before = counter(&host1.files.socket, reason);
         let received = container.snmp("Ip", "InReceives");
         for _ in 0..3 {
@@ -719,7 +718,8 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     };
     let host2 = &e.c.hosts[1].ns;
     for inner in [forged_src, node2] {
-        let (reached, moved) = refused_by("drop-tunnel-source", f, node2, vni, &datagram(inner));
+        let (reached, moved) =
+            refused_by(Reason::DropTunnelSource, f, node2, vni, &datagram(inner));
         assert_eq!(
             reached, 0,
             "{inner} out of VXLAN spoofed as host 2 reached the container"
@@ -734,7 +734,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     // with the right one (just above).
     for (inner, port) in [(forged_src, 40001), (node2, 40003)] {
         let (reached, moved) = refused_by(
-            "drop-spoof",
+            Reason::DropSpoof,
             host2,
             node2,
             vni + 1,
@@ -752,7 +752,7 @@ fn an_etcd_cluster_in_vxlan_mode_tunnels_containers_and_refuses_forged_tunnel_tr
     let host3 = &e.c.hosts[2].ns;
     for src in [forged_src, node2] {
         let inner = datagram_from(src, 40002);
-        let (reached, moved) = refused_by("drop-spoof", host3, node3, vni, &inner);
+        let (reached, moved) = refused_by(Reason::DropSpoof, host3, node3, vni, &inner);
         assert_eq!(
             reached, 0,
             "{src} out of host 3's tunnel reached the container"
@@ -806,11 +806,10 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 
 /// Whether host `h`'s daemon routes anything to `node`.
 fn routes_to(h: &Host, node: &str) -> bool {
-    ls(&h.files.socket)["cluster"]
-        .as_array()
-        .expect("cluster routes")
+    ls(&h.files.socket)
+        .cluster
         .iter()
-        .any(|r| r["node"] == node)
+        .any(|r| r.node.is_some_and(|n| n.to_string() == node))
 }
 
 #[test]
@@ -968,7 +967,7 @@ fn a_rebuilt_node_is_reached_at_once(tag: &str, mode: &str) {
             reached.is_some(),
             "{mode}: host {}'s container reaches rebuilt host 3's within {REJOIN_REACH:?} of its registration (drop-spoof on host 3: {})",
             i + 1,
-            counter(&e.c.hosts[2].files.socket, "drop-spoof")
+            counter(&e.c.hosts[2].files.socket, Reason::DropSpoof)
         );
     }
     for (h, &from) in e.c.hosts[..2].iter().zip(&e.addrs) {
@@ -1003,7 +1002,8 @@ fn with_etcd_down_traffic_flows_a_restarted_daemon_keeps_its_peers_and_etcd_back
     e.etcd.stop();
     std::thread::sleep(LEASE_TTL * 2);
     let h1 = &e.c.hosts[0];
-    assert_eq!(h1.nodes()["etcd_connected"], false, "{}", h1.nodes());
+    let nodes = h1.nodes();
+    assert!(!nodes.etcd_connected, "{nodes:?}");
     assert_reaches_untranslated(&h1.containers[0], e.addrs[0], e.addrs[1]);
 
     // Host 1's daemon restarts while etcd is down: it starts from what it knew.
@@ -1084,14 +1084,14 @@ fn two_cluster_networks_over_vxlan_stay_isolated_across_hosts() {
     assert_reaches_untranslated(&h1.containers[0], red[0], red[1]);
     assert_reaches_untranslated(&h1.containers[1], blue[0], blue[1]);
     assert_reaches_untranslated(&h2.containers[1], blue[1], blue[0]);
-    let isolation = counter(&h1.files.socket, "drop-isolation");
+    let isolation = counter(&h1.files.socket, Reason::DropIsolation);
     assert_fails(
         "TCP from a red container to a blue one on another host",
         tcp_seen(&h1.containers[0], blue[1]),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(&h1.files.socket, "drop-isolation") > isolation,
+        counter(&h1.files.socket, Reason::DropIsolation) > isolation,
         "counted as isolation"
     );
     drop(etcd_ns);

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bpfnet::cluster::PASSWORD_ENV;
+use bpfnet::{
+    api::{NodeListing, RouteKind},
+    cluster::{ConflictReason, PASSWORD_ENV},
+};
 use bpfnet_tests::{
     cluster::{Cluster, Host, etcd_flags},
     daemon::{bin, ls, status},
@@ -105,26 +108,24 @@ fn error_line(stderr: &str) -> &str {
 
 /// The names of the live nodes a daemon lists.
 fn live_names(h: &Host) -> Vec<String> {
-    h.nodes()["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter(|n| n["alive"] == true)
-        .map(|n| n["name"].as_str().expect("a name").to_owned())
+    h.nodes()
+        .nodes
+        .into_iter()
+        .filter(|n| n.alive)
+        .map(|n| n.name)
         .collect()
 }
 
 /// `(prefix, node)` of each host-gw route in `bpfnet ls`'s `cluster`.
 fn host_gw_routes(h: &Host) -> Vec<(String, String)> {
-    ls(&h.files.socket)["cluster"]
-        .as_array()
-        .expect("cluster routes")
+    ls(&h.files.socket)
+        .cluster
         .iter()
-        .filter(|r| r["kind"] == "host-gw")
+        .filter(|r| r.kind == RouteKind::HostGw)
         .map(|r| {
             (
-                r["prefix"].as_str().unwrap_or_default().to_owned(),
-                r["node"].as_str().unwrap_or_default().to_owned(),
+                r.prefix.to_string(),
+                r.node.map(|n| n.to_string()).unwrap_or_default(),
             )
         })
         .collect()
@@ -238,7 +239,7 @@ fn a_tls_etcd_with_rbac_lets_members_in_and_refuses_the_rest_at_start_and_later(
         std::fs::read_to_string(&log_file).is_ok_and(|l| l.contains("etcd refuses this node"))
     });
     wait_for("h1 says etcd is away", Duration::from_secs(10), || {
-        c.hosts[0].nodes()["etcd_connected"] == false
+        !c.hosts[0].nodes().etcd_connected
     });
     assert_eq!(live_names(&c.hosts[0]), ["h2"], "the last-known peer stays");
     assert_eq!(host_gw_routes(&c.hosts[0]), routes, "and its route");
@@ -263,10 +264,12 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     let (_, s1) = add_served_container(&mut c.hosts[0]);
     let (victim_ip, s2) = add_served_container(&mut c.hosts[1]);
     c.hosts[0].await_peers(1);
-    let victim = c.hosts[1].nodes()["this"]["subnet"]
-        .as_str()
+    let victim = c.hosts[1]
+        .nodes()
+        .this
         .expect("h2's subnet")
-        .to_owned();
+        .subnet
+        .to_string();
     assert!(
         reaches(&c.hosts[0], victim_ip).is_some(),
         "the control: h1's container reaches h2's"
@@ -300,7 +303,8 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     )
     .expect("h3 writes its own key");
     wait_for("h1 sees h3's entry", Duration::from_secs(10), || {
-        c.hosts[0].nodes().to_string().contains(r#""name":"h3""#)
+        let n = c.hosts[0].nodes();
+        n.nodes.iter().any(|p| p.name == "h3") || n.conflicts.iter().any(|p| p.name == "h3")
     });
     assert_eq!(live_names(&c.hosts[0]), ["h2"], "h3 is not a peer");
     assert_eq!(
@@ -312,20 +316,12 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
         reaches(&c.hosts[0], victim_ip).is_some(),
         "traffic to h2's prefix still reaches h2's container"
     );
-    let conflicts = c.hosts[0].nodes()["conflicts"].clone();
+    let conflicts = c.hosts[0].nodes().conflicts;
+    assert_eq!(conflicts.len(), 1, "h3 is the one conflict: {conflicts:?}");
     assert_eq!(
-        conflicts.as_array().map(Vec::len),
-        Some(1),
-        "h3 is the one conflict: {conflicts}"
-    );
-    assert_eq!(
-        (
-            conflicts[0]["name"].as_str(),
-            conflicts[0]["reason"]["kind"].as_str(),
-            conflicts[0]["reason"]["node"].as_str()
-        ),
-        (Some("h3"), Some("reserved-for"), Some("h2")),
-        "h2's prefix is reserved for h2: {conflicts}"
+        (conflicts[0].name.as_str(), &conflicts[0].reason),
+        ("h3", &ConflictReason::ReservedFor { node: "h2".into() }),
+        "h2's prefix is reserved for h2: {conflicts:?}"
     );
     assert_eq!(conflicts_metric(&c.hosts[0]), 1.0, "the metric counts it");
     let (s, _) = status(&c.hosts[0].files.socket);
@@ -345,7 +341,7 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
         url.clone(),
     ];
     args.extend(cert_flags(&etcd, "root"));
-    let listed: serde_json::Value = serde_json::from_str(
+    let listed: NodeListing = serde_json::from_str(
         &etcd_ns.output(
             &std::iter::once(bin().display().to_string())
                 .chain(args)
@@ -357,8 +353,13 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     )
     .expect("node ls --etcd --json");
     assert_eq!(
-        listed["networks"][0]["conflicts"][0]["name"], "h3",
-        "node ls --etcd lists the conflict: {listed}"
+        listed
+            .networks
+            .first()
+            .and_then(|n| n.conflicts.first())
+            .map(|c| c.name.as_str()),
+        Some("h3"),
+        "node ls --etcd lists the conflict: {listed:?}"
     );
 
     // The control: the same identity with its own reservation is believed.
@@ -375,7 +376,7 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     wait_for("h1 believes h3", Duration::from_secs(10), || {
         live_names(&c.hosts[0]) == ["h2", "h3"]
     });
-    assert_eq!(c.hosts[0].nodes()["conflicts"], serde_json::json!([]));
+    assert_eq!(c.hosts[0].nodes().conflicts, []);
     assert!(
         host_gw_routes(&c.hosts[0]).contains(&(own.to_owned(), "192.0.2.3".to_owned())),
         "h3's own prefix is routed to it"
@@ -394,9 +395,11 @@ fn a_forged_node_entry_is_not_believed_and_a_legitimate_one_is() {
     wait_for("h1 drops h3 again", Duration::from_secs(10), || {
         live_names(&c.hosts[0]) == ["h2"]
     });
-    assert_eq!(
-        c.hosts[0].nodes()["conflicts"][0]["reason"]["kind"],
-        "reserved-for",
+    assert!(
+        matches!(
+            c.hosts[0].nodes().conflicts.first().map(|c| &c.reason),
+            Some(ConflictReason::ReservedFor { .. })
+        ),
         "a reservation naming another node"
     );
     drop((s1, s2, d1, d2));

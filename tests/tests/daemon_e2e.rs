@@ -17,12 +17,12 @@ use bpfnet_tests::{
     unique,
 };
 
-fn attached(socket: &Path) -> serde_json::Value {
-    ls(socket)["attached"].clone()
+fn attached(socket: &Path) -> Vec<(String, String)> {
+    ls(socket).attached
 }
 
 /// Poll `ls` until `attached` is `want` (the monitor reacts asynchronously).
-fn wait_attached(socket: &Path, want: serde_json::Value) {
+fn wait_attached(socket: &Path, want: &[(&str, &str)]) {
     let want = bpfnet_tests::daemon::with_xdp(want);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -32,7 +32,7 @@ fn wait_attached(socket: &Path, want: serde_json::Value) {
         }
         assert!(
             Instant::now() < deadline,
-            "attached is {got}, expected {want}"
+            "attached is {got:?}, expected {want:?}"
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -59,14 +59,10 @@ fn defaults_and_veths_that_come_and_go() {
     args.push("--no-docker".into());
     let _d = Daemon::start(&host.path(), &files.socket, &args);
     let ls = ls(&files.socket);
+    assert_eq!(ls.bridges, ["docker0"], "default bridge");
     assert_eq!(
-        ls["bridges"],
-        serde_json::json!(["docker0"]),
-        "default bridge"
-    );
-    assert_eq!(
-        ls["uplinks"],
-        serde_json::json!(["up0"]),
+        ls.uplinks,
+        ["up0"],
         "every Ethernet interface but the bridge is an uplink"
     );
     let out = std::process::Command::new("ip")
@@ -91,7 +87,7 @@ fn defaults_and_veths_that_come_and_go() {
     );
     wait_attached(
         &files.socket,
-        serde_json::json!([["up0", "from_uplink"], ["vd0", "from_container"]]),
+        &[("up0", "from_uplink"), ("vd0", "from_container")],
     );
     let pin = files
         .pin_dir
@@ -108,11 +104,11 @@ fn defaults_and_veths_that_come_and_go() {
     host.ip(&["link", "set", "vd1", "master", "docker0", "up"]);
     wait_attached(
         &files.socket,
-        serde_json::json!([
-            ["up0", "from_uplink"],
-            ["vd0", "from_container"],
-            ["vd1", "from_container"]
-        ]),
+        &[
+            ("up0", "from_uplink"),
+            ("vd0", "from_container"),
+            ("vd1", "from_container"),
+        ],
     );
     host.ip(&["link", "del", "vd1"]);
 
@@ -137,7 +133,7 @@ fn defaults_and_veths_that_come_and_go() {
 
     // It leaves again: its link and pin go.
     host.ip(&["link", "del", "vd0"]);
-    wait_attached(&files.socket, serde_json::json!([["up0", "from_uplink"]]));
+    wait_attached(&files.socket, &[("up0", "from_uplink")]);
     assert!(!pin.exists(), "{} should be removed", pin.display());
 }
 

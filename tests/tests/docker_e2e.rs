@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::api::Listing;
 use bpfnet_tests::{
     daemon::{Daemon, bin, cli_ok, counter, live_bpf_ids, ls, pinned_links},
     dockerd::{Dockerd, IMAGE, PAGE},
@@ -23,31 +24,25 @@ use bpfnet_tests::{
     topo::{forward_policy, harden_firewall, harden_firewall6, wire_server, wire_uplink},
     unique, wait_for,
 };
+use common::Reason;
 
 const GET: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 
 /// Poll `ls --json` until `pred` holds.
-fn wait_ls(socket: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+fn wait_ls(socket: &Path, what: &str, pred: impl Fn(&Listing) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let l = ls(socket);
         if pred(&l) {
             return;
         }
-        assert!(Instant::now() < deadline, "waiting for {what}; ls is {l}");
+        assert!(Instant::now() < deadline, "waiting for {what}; ls is {l:?}");
         thread::sleep(Duration::from_millis(100));
     }
 }
 
-fn published(l: &serde_json::Value) -> Vec<String> {
-    l["published"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+fn published(l: &Listing) -> Vec<String> {
+    l.published.iter().map(ToString::to_string).collect()
 }
 
 /// `docker run -d --name web -p 8038:8038` serving the page, once bpfnet publishes it.
@@ -214,10 +209,7 @@ fn docker_run_p_is_published_and_follows_the_container() {
         "/www",
     ]);
     wait_ls(sock, "the conflict to be reported", |l| {
-        l["conflicts"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c.as_str().is_some_and(|c| c.contains("8040")))
-        })
+        l.conflicts.iter().any(|c| c.contains("8040"))
     });
     let on_8040: Vec<String> = published(&ls(sock))
         .into_iter()
@@ -307,13 +299,7 @@ fn docker_networks_are_isolated_and_egress_is_masqueraded() {
         serve_on(docker, name, net, ip);
     }
     wait_ls(sock, "the custom networks' endpoints", |l| {
-        l["bridges"].as_array().is_some_and(|b| b.len() == 3)
-            && l["docker"].as_array().is_some_and(|d| {
-                d.iter()
-                    .filter(|c| c["endpoints"].as_array().is_some_and(|e| !e.is_empty()))
-                    .count()
-                    == 4
-            })
+        l.bridges.len() == 3 && l.docker.iter().filter(|c| !c.endpoints.is_empty()).count() == 4
     });
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
     let page = |from: &str, ip: &str| {
@@ -330,11 +316,11 @@ fn docker_networks_are_isolated_and_egress_is_masqueraded() {
     );
     // On a permissive host only bpfnet's isolation stands between the networks.
     forward_policy(&d.host, "ACCEPT");
-    let isolated = counter(sock, "drop-isolation");
+    let isolated = counter(sock, Reason::DropIsolation);
     let across = nc_from(docker, "b1", "172.30.0.10", "80", get);
     assert!(across.is_err(), "b1 on net2 must not reach a1: {across:?}");
     assert!(
-        counter(sock, "drop-isolation") > isolated,
+        counter(sock, Reason::DropIsolation) > isolated,
         "the isolation drop is counted"
     );
     forward_policy(&d.host, "DROP");
@@ -362,7 +348,7 @@ fn a_docker_routed_network_is_reached_directly() {
     ]);
     serve_on(docker, "r1", "rnet", "172.29.0.10");
     wait_ls(sock, "the routed network's endpoint", |l| {
-        l["bridges"].as_array().is_some_and(|b| b.len() == 2)
+        l.bridges.len() == 2
     });
     d.client
         .ip(&["route", "add", "172.29.0.0/24", "via", "192.0.2.1"]);
@@ -445,12 +431,12 @@ fn a_docker_ipv6_network_is_dual_stack() {
         ]);
     }
     wait_ls(sock, "both containers' IPv6 addresses and publishes", |l| {
-        let eps = l["docker"].as_array().into_iter().flatten();
-        let v6 = eps
-            .flat_map(|c| c["endpoints"].as_array().into_iter().flatten())
-            .filter_map(|e| e["ip6"].as_array())
-            .flatten()
-            .filter(|a| a.as_str().is_some_and(|a| a.starts_with("fd00:28::1")))
+        let v6 = l
+            .docker
+            .iter()
+            .flat_map(|c| &c.endpoints)
+            .flat_map(|e| &e.ip6)
+            .filter(|a| a.to_string().starts_with("fd00:28::1"))
             .count();
         let published = published(l);
         v6 == 2 && published.iter().any(|p| p.contains("[fd00:28::10]:80"))
@@ -515,9 +501,7 @@ fn docker_network_options_internal_icc_and_masquerade() {
     ] {
         serve_on(docker, name, net, ip);
     }
-    wait_ls(sock, "the three networks", |l| {
-        l["bridges"].as_array().is_some_and(|b| b.len() == 4)
-    });
+    wait_ls(sock, "the three networks", |l| l.bridges.len() == 4);
     thread::sleep(Duration::from_millis(500));
 
     // Internal: the container gives itself a way out; bpfnet still refuses it.
@@ -537,23 +521,26 @@ fn docker_network_options_internal_icc_and_masquerade() {
         .output()
         .expect("nsenter runs");
     assert!(route.status.success(), "a default route in i1: {route:?}");
-    let internal = counter(sock, "drop-internal");
+    let internal = counter(sock, Reason::DropInternal);
     let out = nc_from(docker, "i1", "198.51.100.2", "9000", "x");
     assert!(
         out.is_err(),
         "an internal container reaches nothing outside: {out:?}"
     );
     assert!(
-        counter(sock, "drop-internal") > internal,
+        counter(sock, Reason::DropInternal) > internal,
         "the internal drop is counted"
     );
 
     // No inter-container communication, but egress.
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
-    let icc = counter(sock, "drop-icc");
+    let icc = counter(sock, Reason::DropIcc);
     let across = nc_from(docker, "c1", "172.27.0.11", "80", get);
     assert!(across.is_err(), "c1 must not reach c2: {across:?}");
-    assert!(counter(sock, "drop-icc") > icc, "the icc drop is counted");
+    assert!(
+        counter(sock, Reason::DropIcc) > icc,
+        "the icc drop is counted"
+    );
     let seen = nc_from(docker, "c1", "198.51.100.2", "9000", "x").expect("c1's egress");
     assert!(seen.starts_with("192.0.2.1:"), "masqueraded: {seen}");
 
@@ -739,9 +726,7 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
     ] {
         serve_on(docker, name, net, ip);
     }
-    wait_ls(sock, "the two networks", |l| {
-        l["bridges"].as_array().is_some_and(|b| b.len() == 3)
-    });
+    wait_ls(sock, "the two networks", |l| l.bridges.len() == 3);
     let get = "GET / HTTP/1.0\\r\\n\\r\\n";
     wait_for("d1 to reach d2", Duration::from_secs(10), || {
         nc_from(docker, "d1", "172.23.0.11", "80", get).is_ok_and(|out| out.contains(PAGE))
@@ -762,7 +747,7 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
             "a route via the gateway in {from}: {route:?}"
         );
         let (icc, seen) = (
-            counter(sock, "drop-icc"),
+            counter(sock, Reason::DropIcc),
             echoes_received(docker, to, false),
         );
         let ping = in_netns_of(docker, from, &["ping", "-c", "2", "-W", "1", addr]);
@@ -774,7 +759,7 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
             );
             assert!(!ping.status.success(), "c1 must not reach c2: {ping:?}");
             assert!(
-                counter(sock, "drop-icc") >= icc + 2,
+                counter(sock, Reason::DropIcc) >= icc + 2,
                 "both requests are counted"
             );
         } else {
@@ -820,7 +805,10 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
         ];
         let neigh = in_netns_of(docker, from, &neigh);
         assert!(neigh.status.success(), "{to}'s MAC in {from}: {neigh:?}");
-        let (icc, seen) = (counter(sock, "drop-icc"), echoes_received(docker, to, true));
+        let (icc, seen) = (
+            counter(sock, Reason::DropIcc),
+            echoes_received(docker, to, true),
+        );
         let ping = in_netns_of(
             docker,
             from,
@@ -834,7 +822,7 @@ fn icc_false_holds_by_way_of_the_gateway_and_for_link_local() {
                 "c1 must not reach c2's {addr}: {ping:?}"
             );
             assert!(
-                counter(sock, "drop-icc") >= icc + 2,
+                counter(sock, Reason::DropIcc) >= icc + 2,
                 "both requests are counted"
             );
         } else {
@@ -881,13 +869,13 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
     );
     let sock = &files.socket;
     let l = ls(sock);
-    assert_eq!(l["docker"], serde_json::json!([]), "no Docker yet");
+    assert_eq!(l.docker, [], "no Docker yet");
     assert!(
-        l["warnings"][0]
-            .as_str()
+        l.warnings
+            .first()
             .is_some_and(|w| w.contains("\"iptables\": false")),
-        "Docker's NAT rules are reported: {}",
-        l["warnings"]
+        "Docker's NAT rules are reported: {:?}",
+        l.warnings
     );
 
     // Docker appears later: bpfnet finds it.

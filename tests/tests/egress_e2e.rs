@@ -5,18 +5,20 @@
 use std::{
     collections::BTreeSet,
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     process::Command,
     thread,
     time::Duration,
 };
 
+use bpfnet::conntrack::FlowInfo;
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
     echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_connect, tcp_roundtrip, udp_roundtrip},
     require_root,
     topo::{HOST_IP, SERVER_IP, Topology},
 };
+use common::Reason;
 
 fn server(port: u16) -> SocketAddr {
     SocketAddr::from((SERVER_IP, port))
@@ -38,13 +40,8 @@ fn assert_masqueraded(what: &str, reply: &[u8]) -> u16 {
     seen.port()
 }
 
-fn conntrack(t: &Topology) -> Vec<serde_json::Value> {
-    let out = cli_ok(&t.files.socket, &["conntrack", "--json"]);
-    serde_json::from_str::<serde_json::Value>(&out)
-        .expect("conntrack --json is JSON")
-        .as_array()
-        .expect("a list of flows")
-        .clone()
+fn conntrack(t: &Topology) -> Vec<FlowInfo> {
+    bpfnet_tests::daemon::conntrack(&t.files.socket)
 }
 
 fn egress(t: &Topology) {
@@ -90,22 +87,19 @@ fn egress(t: &Topology) {
     let flows = conntrack(t);
     let icmp = flows
         .iter()
-        .find(|f| f["proto"] == "icmp")
+        .find(|f| f.proto == "icmp")
         .unwrap_or_else(|| panic!("an ICMP flow in {flows:?}"));
-    assert_eq!(icmp["original"]["src"], "172.17.0.4");
-    assert_eq!(icmp["translated"]["src"], "192.0.2.1");
-    assert_eq!(icmp["nat"], "snat");
-    assert!(
-        icmp["reply_packets"].as_u64() >= Some(2),
-        "echo replies counted: {icmp}"
-    );
+    assert_eq!(icmp.original.src, IpAddr::from([172, 17, 0, 4]));
+    assert_eq!(icmp.translated.src, IpAddr::from([192, 0, 2, 1]));
+    assert_eq!(icmp.nat, "snat");
+    assert!(icmp.reply_packets >= 2, "echo replies counted: {icmp:?}");
     let tcp = flows
         .iter()
-        .find(|f| f["proto"] == "tcp" && f["original"]["dst_port"] == 9000)
+        .find(|f| f.proto == "tcp" && f.original.dst_port == 9000)
         .unwrap_or_else(|| panic!("the TCP flow in {flows:?}"));
     assert!(
-        ["closing", "time-wait"].contains(&tcp["state"].as_str().unwrap_or_default()),
-        "finished TCP flow: {tcp}"
+        ["closing", "time-wait"].contains(&tcp.state.as_str()),
+        "finished TCP flow: {tcp:?}"
     );
 }
 
@@ -285,7 +279,7 @@ fn traceroute_sees_the_router_beyond_snat() {
     }
     let t = Topology::new("trc");
     let _d = t.start_daemon();
-    let before = counter(&t.files.socket, "icmp-error");
+    let before = counter(&t.files.socket, Reason::IcmpError);
     let hops: Vec<String> = (1..=3)
         .map(|ttl| {
             let out = Command::new("ip")
@@ -316,7 +310,7 @@ fn traceroute_sees_the_router_beyond_snat() {
         "a probe with enough TTL reaches the server: {hops:#?}"
     );
     assert!(
-        counter(&t.files.socket, "icmp-error") > before,
+        counter(&t.files.socket, Reason::IcmpError) > before,
         "the error was translated by bpfnet"
     );
 }
@@ -357,7 +351,7 @@ fn sweeper_removes_only_expired_flows() {
     assert!(
         conntrack(&t)
             .iter()
-            .any(|f| f["translated"]["src_port"] == idle_port),
+            .any(|f| f.translated.src_port == idle_port),
         "the idle UDP flow is listed"
     );
     // A datagram every 400 ms for 5 s (five sweeps, more than two timeouts).
@@ -381,30 +375,25 @@ fn sweeper_removes_only_expired_flows() {
     );
     let flows = conntrack(&t);
     assert!(
-        !flows
-            .iter()
-            .any(|f| f["translated"]["src_port"] == idle_port),
+        !flows.iter().any(|f| f.translated.src_port == idle_port),
         "the idle UDP flow expired: {flows:?}"
     );
     let live_port = *live.first().expect("a port");
     assert!(
-        flows
-            .iter()
-            .any(|f| f["translated"]["src_port"] == live_port),
+        flows.iter().any(|f| f.translated.src_port == live_port),
         "the live UDP flow is still listed: {flows:?}"
     );
     assert!(
         flows
             .iter()
-            .any(|f| f["original"]["dst_port"] == 9001 && f["state"] == "established"),
+            .any(|f| f.original.dst_port == 9001 && f.state == "established"),
         "the idle established TCP flow is still listed: {flows:?}"
     );
     echo_once(&mut established, b"still here");
-    let stats: serde_json::Value =
-        serde_json::from_str(&cli_ok(&t.files.socket, &["stats", "--json"])).expect("stats JSON");
+    let stats = bpfnet_tests::daemon::stats(&t.files.socket);
     assert!(
-        stats["ct_swept"].as_u64() >= Some(2),
-        "the sweeper counted the idle flow's two entries: {stats}"
+        stats.ct_swept >= 2,
+        "the sweeper counted the idle flow's two entries: {stats:?}"
     );
     t.assert_no_checksum_errors();
 }
@@ -422,11 +411,7 @@ fn conntrack_flush_removes_every_flow() {
     udp_roundtrip(&t.container, server(9000), b"x").expect("UDP through SNAT");
     assert!(conntrack(&t).len() >= 2, "flows before flush");
     cli_ok(&t.files.socket, &["conntrack", "flush"]);
-    assert_eq!(
-        conntrack(&t),
-        Vec::<serde_json::Value>::new(),
-        "no flows after flush"
-    );
+    assert_eq!(conntrack(&t), [], "no flows after flush");
 }
 
 /// Send `msg` on an echo connection and read it back.
@@ -486,7 +471,7 @@ fn snat_skips_a_port_a_host_socket_holds() {
         .expect("the host's socket receives the server's datagram to its port");
     assert_eq!(
         (&buf[..n], from.ip()),
-        (&b"for the host"[..], std::net::IpAddr::from(SERVER_IP)),
+        (&b"for the host"[..], IpAddr::from(SERVER_IP)),
         "the host's socket reads the server's datagram"
     );
 }

@@ -28,6 +28,7 @@ use bpfnet_tests::{
     require_root,
     topo::{BRIDGE, HOST_IP, Topology, forward_policy, plug},
 };
+use common::Reason;
 
 fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -99,11 +100,11 @@ fn endpoint_add_learns_the_mac_and_refuses_duplicates() {
         "172.17.0.4/16",
     ];
     cli_ok(sock, &add);
-    let eps = ls(sock)["endpoints"].clone();
-    assert_eq!(eps.as_array().map(Vec::len), Some(1), "{eps}");
+    let eps = ls(sock).endpoints;
+    assert_eq!(eps.len(), 1, "{eps:?}");
     assert_eq!(
-        eps[0]["mac"],
-        serde_json::Value::String(mac_string(&t.container, "eth0")),
+        eps[0].mac.to_string(),
+        mac_string(&t.container, "eth0"),
         "the MAC the bridge learned from the container's traffic"
     );
     let out = cli(sock, &add);
@@ -115,7 +116,7 @@ fn endpoint_add_learns_the_mac_and_refuses_duplicates() {
     let out = cli(sock, &["endpoint", "del", "--ip", "172.17.0.99"]);
     assert_eq!(out.status.code(), Some(2), "not an endpoint");
     cli_ok(sock, &["endpoint", "del", "--ip", "172.17.0.4"]);
-    assert_eq!(ls(sock)["endpoints"], serde_json::json!([]));
+    assert_eq!(ls(sock).endpoints, []);
 }
 
 /// FORWARD DROP, seen through bridge netfilter, cuts two ports of one bridge apart;
@@ -142,7 +143,7 @@ fn forward_drop_does_not_cut_a_network_in_two() {
     drop(d);
     // Registered endpoints: straight into the peer's namespace.
     let n = Networks::new("fdep");
-    let before = counter(n.sock(), "forward-local");
+    let before = counter(n.sock(), Reason::ForwardLocal);
     assert_eq!(
         tcp_roundtrip(&n.t.container, addr([172, 17, 0, 5], 7000), b"a").expect("TCP on br0"),
         b"7000:a"
@@ -151,7 +152,7 @@ fn forward_drop_does_not_cut_a_network_in_two() {
         udp_roundtrip(&n.t.container, addr([172, 17, 0, 5], 7000), b"b").expect("UDP on br0"),
         b"7000:b"
     );
-    let fast = counter(n.sock(), "forward-local") - before;
+    let fast = counter(n.sock(), Reason::ForwardLocal) - before;
     assert!(
         fast >= 6,
         "container traffic took the redirect path ({fast} packets)"
@@ -166,14 +167,14 @@ fn networks_are_isolated_on_a_permissive_host() {
     }
     let n = Networks::new("iso");
     forward_policy(&n.t.host, "ACCEPT");
-    let dropped = counter(n.sock(), "drop-isolation");
+    let dropped = counter(n.sock(), Reason::DropIsolation);
     assert_fails(
         "br0 → br1",
         tcp_roundtrip(&n.t.container, addr([172, 18, 0, 3], 7000), b"x"),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(n.sock(), "drop-isolation") > dropped,
+        counter(n.sock(), Reason::DropIsolation) > dropped,
         "isolation drop counted"
     );
     assert_eq!(
@@ -220,21 +221,21 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
         "nud",
         "permanent",
     ]);
-    let spoofs = counter(n.sock(), "drop-spoof");
+    let spoofs = counter(n.sock(), Reason::DropSpoof);
     assert_fails(
         "a connection from a spoofed source",
         tcp_from(k1, [172, 17, 0, 99], addr([172, 17, 0, 5], 7000)),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(n.sock(), "drop-spoof") > spoofs,
+        counter(n.sock(), Reason::DropSpoof) > spoofs,
         "spoof drop counted"
     );
 
     // A gratuitous ARP claiming container2's address: the host's entry for it, which
     // such an ARP would update, keeps container2's MAC.
     n.t.host.exec(&["ping", "-c", "1", "-W", "2", "172.17.0.5"]);
-    let spoofs = counter(n.sock(), "drop-spoof");
+    let spoofs = counter(n.sock(), Reason::DropSpoof);
     let spoofer = k1.mac("eth0");
     let claim = send_l2(k1, "eth0", &arp(spoofer, [172, 17, 0, 5], [172, 17, 0, 5]));
     let neigh = Command::new("ip")
@@ -255,7 +256,7 @@ fn spoofed_sources_are_dropped_on_a_permissive_host() {
         "the host must not learn the spoofer's MAC for 172.17.0.5: {neigh} ({claim:?})"
     );
     assert!(
-        counter(n.sock(), "drop-spoof") > spoofs,
+        counter(n.sock(), Reason::DropSpoof) > spoofs,
         "the ARP spoof is counted ({claim:?})"
     );
 }
@@ -378,10 +379,10 @@ fn endpoints_are_persisted_and_follow_their_veth_by_name() {
             &m,
         ],
     );
-    let listed = ls(sock)["endpoints"].clone();
+    let listed = ls(sock).endpoints;
     daemon.kill9();
     let _daemon = t.start_daemon();
-    assert_eq!(ls(sock)["endpoints"], listed, "endpoints after a restart");
+    assert_eq!(ls(sock).endpoints, listed, "endpoints after a restart");
 
     // container2's veth goes and comes back under the same name, with a new ifindex.
     let old = h.ifindex("vc1");
@@ -406,24 +407,24 @@ fn endpoints_are_persisted_and_follow_their_veth_by_name() {
     }
 
     let _e = EchoServer::start(&t.container, 7000);
-    let fast = counter(sock, "forward-local");
+    let fast = counter(sock, Reason::ForwardLocal);
     assert_eq!(
         tcp_roundtrip(k2, addr([172, 17, 0, 4], 7000), b"back").expect("from the new veth"),
         b"7000:back"
     );
     assert!(
-        counter(sock, "forward-local") > fast,
+        counter(sock, Reason::ForwardLocal) > fast,
         "the fast path hands replies to the new veth"
     );
     k2.ip(&["addr", "add", "172.17.0.98/16", "dev", "eth0"]);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     assert_fails(
         "a spoofed source on the new veth",
         tcp_from(k2, [172, 17, 0, 98], addr([172, 17, 0, 4], 7000)),
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "anti-spoofing enforced on the new veth"
     );
 }
@@ -502,7 +503,7 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
     forward_policy(&lan.host, "ACCEPT");
     let (sock, ctr) = (lan.sock(), &lan.container);
     ctr.ip(&["addr", "add", "203.0.113.99/24", "dev", "eth0"]);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     assert_fails(
         "a connection from a LAN address the container was not given",
         tcp_from(
@@ -513,14 +514,14 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "the container's spoofed source is counted"
     );
     // Nor may it claim a LAN host's address by ARP: the host keeps that host's MAC.
     let victim = Lan::peer_ip(1);
     assert!(pings(&lan.host, victim), "the host reaches {victim}");
     let victim_mac = neighbour_mac(&lan.host, victim, LAN_BRIDGE);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     let claim = send_l2(
         ctr,
         "eth0",
@@ -533,7 +534,7 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         "the host keeps {victim}'s MAC after the container's claim ({claim:?})"
     );
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "the container's ARP claim is counted ({claim:?})"
     );
 
@@ -545,7 +546,7 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         "the host reaches the container"
     );
     let ctr_mac = Some(mac_string(ctr, "eth0"));
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     let ip = LAN_CONTAINER_IP.octets();
     let mut frame = arp(attacker.mac("eth0"), ip, ip);
     frame[..6].copy_from_slice(&lan.host.mac(LAN_BRIDGE));
@@ -557,12 +558,12 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         "the host keeps the container's MAC after a LAN host's claim ({claim:?})"
     );
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "the LAN host's ARP claim is counted ({claim:?})"
     );
     // ...or by IP: a datagram from the container's address does not reach the host.
     let seen = Receiver::open(&lan.host, 17);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     send_frame(
         attacker,
         &udp((ip, 5353), (LAN_HOST_IP.octets(), 9), b"x", true),
@@ -574,7 +575,7 @@ fn every_lan_host_reaches_a_lan_endpoint_through_one_uplink() {
         "the host received a datagram from the container's address off the LAN: {sources:?}"
     );
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "the LAN host's spoofed datagram is counted"
     );
     // The LAN works as before.

@@ -20,6 +20,7 @@ use bpfnet_tests::{
     require_root,
     topo::{CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
 };
+use common::Reason;
 
 fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -60,7 +61,7 @@ fn a_routed_probe_never_reaches_unpublished_container_ports() {
     listener.accept().expect("the probe arrived");
 
     let _d = t.start_daemon();
-    let inbound = counter(&t.files.socket, "drop-inbound");
+    let inbound = counter(&t.files.socket, Reason::DropInbound);
     assert_fails(
         "a routed connection to an unpublished container port",
         tcp_connect(&t.client, target),
@@ -88,7 +89,7 @@ fn a_routed_probe_never_reaches_unpublished_container_ports() {
         "nothing arrived in the container"
     );
     assert!(
-        counter(&t.files.socket, "drop-inbound") >= inbound + 2,
+        counter(&t.files.socket, Reason::DropInbound) >= inbound + 2,
         "the probes are counted as drop-inbound"
     );
 }
@@ -142,7 +143,7 @@ fn host_connections_from_ports_inside_a_published_range_work() {
         );
     }
     assert!(
-        counter(&t.files.socket, "host-socket") >= 20,
+        counter(&t.files.socket, Reason::HostSocket) >= 20,
         "the host's replies were recognised as its own"
     );
 }
@@ -169,7 +170,7 @@ fn a_blind_rst_neither_closes_a_connection_nor_frees_its_tuple() {
         .join()
         .expect("capture thread")
         .expect("a segment from the server");
-    let dropped = counter(&t.files.socket, "drop-tcp-window");
+    let dropped = counter(&t.files.socket, Reason::DropTcpWindow);
     for off in [0x4000_0000u32, 0x8000_0000, 0xc000_0000, 10_000_000] {
         let rst = tcp_seq(
             ([198, 51, 100, 2], 9000),
@@ -182,7 +183,7 @@ fn a_blind_rst_neither_closes_a_connection_nor_frees_its_tuple() {
     }
     thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        counter(&t.files.socket, "drop-tcp-window"),
+        counter(&t.files.socket, Reason::DropTcpWindow),
         dropped + 4,
         "every blind RST is dropped, counted"
     );
@@ -195,16 +196,13 @@ fn a_blind_rst_neither_closes_a_connection_nor_frees_its_tuple() {
         .run(move || tcp_connect_from(from, server(9000)))
         .expect("second container connects");
     echo_once_prefixed(&mut second, b"second");
-    let flows = cli_ok(&t.files.socket, &["conntrack", "--json"]);
-    let flows: serde_json::Value = serde_json::from_str(&flows).expect("JSON");
-    let translated: Vec<u64> = flows
-        .as_array()
-        .expect("flows")
+    let flows = bpfnet_tests::daemon::conntrack(&t.files.socket);
+    let translated: Vec<u16> = flows
         .iter()
-        .filter(|f| f["original"]["dst_port"] == 9000 && f["state"] == "established")
-        .filter_map(|f| f["translated"]["src_port"].as_u64())
+        .filter(|f| f.original.dst_port == 9000 && f.state == "established")
+        .map(|f| f.translated.src_port)
         .collect();
-    assert_eq!(translated.len(), 2, "two live flows: {flows}");
+    assert_eq!(translated.len(), 2, "two live flows: {flows:?}");
     assert_ne!(translated[0], translated[1], "distinct tuples");
     echo_once(&mut live, b"after all");
 }
@@ -228,7 +226,7 @@ fn other_protocols_and_forged_icmp_errors_never_cross_networks() {
     t.register_endpoints(&k3);
     let sock = &t.files.socket;
     let receivers = [47u8, 1, 253].map(|proto| Receiver::open(&k3, proto));
-    let isolated = counter(sock, "drop-isolation");
+    let isolated = counter(sock, Reason::DropIsolation);
     for frame in [
         ip_proto([172, 17, 0, 4], [172, 18, 0, 3], 47, &[0; 8]),
         icmp_timestamp([172, 17, 0, 4], [172, 18, 0, 3], 7),
@@ -244,12 +242,12 @@ fn other_protocols_and_forged_icmp_errors_never_cross_networks() {
         );
     }
     assert!(
-        counter(sock, "drop-isolation") >= isolated + 3,
+        counter(sock, Reason::DropIsolation) >= isolated + 3,
         "each protocol's isolation drop is counted"
     );
     // Spoofed, within one network: container claims 172.17.0.77 toward container2.
     let gre2 = Receiver::open(&t.container2, 47);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     send_frame(
         &t.container,
         &ip_proto([172, 17, 0, 77], [172, 17, 0, 5], 47, &[0; 8]),
@@ -259,7 +257,10 @@ fn other_protocols_and_forged_icmp_errors_never_cross_networks() {
         gre2.sources(Duration::from_millis(300)).is_empty(),
         "spoofed GRE dropped"
     );
-    assert!(counter(sock, "drop-spoof") > spoofs, "spoof drop counted");
+    assert!(
+        counter(sock, Reason::DropSpoof) > spoofs,
+        "spoof drop counted"
+    );
 
     // container3 talks to the server through SNAT; container forges an error about it.
     let _w = WhoamiServer::start(&t.server, 53);
@@ -273,7 +274,7 @@ fn other_protocols_and_forged_icmp_errors_never_cross_networks() {
         s.recv(&mut buf).expect("the server's answer");
         s
     });
-    let forged = counter(sock, "drop-icmp-forged");
+    let forged = counter(sock, Reason::DropIcmpForged);
     // "Port unreachable" about the victim's datagram as it left the host (its SNAT port is
     // its own, 5000), addressed to the host so that it would be translated into the victim.
     let victims_datagram = udp(
@@ -302,7 +303,7 @@ fn other_protocols_and_forged_icmp_errors_never_cross_networks() {
         "the victim's flow is untouched (no ConnectionRefused)"
     );
     assert!(
-        counter(sock, "drop-icmp-forged") > forged,
+        counter(sock, Reason::DropIcmpForged) > forged,
         "the forgery is counted"
     );
 }
@@ -324,8 +325,8 @@ fn a_syn_flood_leaves_established_connections_working() {
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
     let mut live = tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect");
     echo_once_prefixed(&mut live, b"before");
-    let created = counter(&t.files.socket, "dnat-new");
-    let cut = counter(&t.files.socket, "drop-flood");
+    let created = counter(&t.files.socket, Reason::DnatNew);
+    let cut = counter(&t.files.socket, Reason::DropFlood);
     let flood = Command::new("ip")
         .args(["netns", "exec", &t.client.name])
         .args(["hping3", "-q", "-S", "--rand-source", "-p", "8038"])
@@ -338,8 +339,8 @@ fn a_syn_flood_leaves_established_connections_working() {
         String::from_utf8_lossy(&flood.stderr)
     );
     // Flows created or, with --xdp, first packets cut off beyond the new-flow budget.
-    let flooded = counter(&t.files.socket, "dnat-new") - created
-        + (counter(&t.files.socket, "drop-flood") - cut);
+    let flooded = counter(&t.files.socket, Reason::DnatNew) - created
+        + (counter(&t.files.socket, Reason::DropFlood) - cut);
     assert!(
         flooded >= 5_000,
         "the flood reached the datapath ({flooded} flows created or cut off)"
@@ -363,16 +364,16 @@ fn a_new_veth_binds_its_first_address_and_is_enforced() {
     let t = Topology::new("bind");
     let _d = t.start_daemon();
     let sock = &t.files.socket;
-    let learned = counter(sock, "endpoint-learned");
+    let learned = counter(sock, Reason::EndpointLearned);
     let _w = WhoamiServer::start(&t.server, 9000);
     tcp_roundtrip(&t.container, server(9000), b"x").expect("a fresh container's first flow");
     assert!(
-        counter(sock, "endpoint-learned") > learned,
+        counter(sock, Reason::EndpointLearned) > learned,
         "its address was bound"
     );
     t.container
         .ip(&["addr", "add", "172.17.0.99/16", "dev", "eth0"]);
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     let from = addr([172, 17, 0, 99], 0);
     let r = t.container.run(move || {
         let s = std::net::UdpSocket::bind(from)?;
@@ -385,7 +386,10 @@ fn a_new_veth_binds_its_first_address_and_is_enforced() {
         r.is_err(),
         "a second address on the bound veth gets nowhere"
     );
-    assert!(counter(sock, "drop-spoof") > spoofs, "spoof drop counted");
+    assert!(
+        counter(sock, Reason::DropSpoof) > spoofs,
+        "spoof drop counted"
+    );
 }
 
 /// A routed network (Docker's gateway_mode_ipv4=routed): reachable from outside without
@@ -426,7 +430,7 @@ fn a_published_port_answers_time_exceeded_like_a_router() {
     let _d = t.start_daemon();
     let _e = EchoServer::start(&t.container, 8038);
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038"]);
-    let before = counter(&t.files.socket, "icmp-time-exceeded");
+    let before = counter(&t.files.socket, Reason::IcmpTimeExceeded);
     // hping3: `cargo xtask setup` installs it.
     let said = t.client.output(&[
         "hping3",
@@ -444,7 +448,7 @@ fn a_published_port_answers_time_exceeded_like_a_router() {
         "the host answers time-exceeded: {said}"
     );
     assert!(
-        counter(&t.files.socket, "icmp-time-exceeded") > before,
+        counter(&t.files.socket, Reason::IcmpTimeExceeded) > before,
         "counted"
     );
     assert_eq!(
@@ -496,7 +500,7 @@ fn a_datagram_forged_from_another_networks_container_gets_no_answer_into_it() {
     let answer = udp_roundtrip(&t.client, Topology::host_addr(8053), b"real")
         .expect("the client's own datagram is answered");
     assert_eq!(answer, b"7053:real", "the published service echoes");
-    let spoof = counter(sock, "drop-spoof");
+    let spoof = counter(sock, Reason::DropSpoof);
     let forged = udp(
         ([172, 18, 0, 3], 5353),
         (HOST_IP.octets(), 8053),
@@ -513,7 +517,7 @@ fn a_datagram_forged_from_another_networks_container_gets_no_answer_into_it() {
         "the other network's container received the service's answer: {got:?}"
     );
     assert!(
-        counter(sock, "drop-spoof") >= spoof + 3,
+        counter(sock, Reason::DropSpoof) >= spoof + 3,
         "the forged datagrams are counted as drop-spoof"
     );
 }

@@ -24,7 +24,7 @@ use bpfnet_tests::{
     topo::{BRIDGE, HOST_IP, HOST_IP6, SERVER_IP6, Topology, harden_firewall6},
     wait_for,
 };
-use common::{Ip6, names};
+use common::{Ip6, Reason, names};
 
 const GATEWAY: &str = "fd00:17::1";
 const C1: &str = "fd00:17::4";
@@ -205,7 +205,7 @@ fn dual_stack_containers_cannot_claim_a_neighbours_ipv6_address() {
         pings(&t.container, GATEWAY, &[])
     });
     resolved(mac2);
-    let dropped = counter(sock, "drop-neigh-spoof");
+    let dropped = counter(sock, Reason::DropNeighSpoof);
     for _ in 0..5 {
         send_l2(&t.container, "eth0", &lie).expect("advertisement sent");
         thread::sleep(Duration::from_millis(100));
@@ -216,7 +216,7 @@ fn dual_stack_containers_cannot_claim_a_neighbours_ipv6_address() {
         mac_str(mac2),
         "the host's entry survives the advertisements"
     );
-    assert_eq!(counter(sock, "drop-neigh-spoof"), dropped + 5);
+    assert_eq!(counter(sock, Reason::DropNeighSpoof), dropped + 5);
 
     // An address of its subnet it was not given.
     t.container.ip(&[
@@ -228,9 +228,12 @@ fn dual_stack_containers_cannot_claim_a_neighbours_ipv6_address() {
         "eth0",
         "nodad",
     ]);
-    let spoofed = counter(sock, "drop-spoof");
+    let spoofed = counter(sock, Reason::DropSpoof);
     assert!(!pings(&t.container, C2, &["-I", "fd00:17::44"]));
-    assert!(counter(sock, "drop-spoof") > spoofed, "the echo counted");
+    assert!(
+        counter(sock, Reason::DropSpoof) > spoofed,
+        "the echo counted"
+    );
     assert!(
         pings(&t.container, C2, &["-I", C1]),
         "its own address still works"
@@ -248,12 +251,12 @@ fn an_unregistered_container_binds_its_first_ipv6_address() {
     dual_stack(&t);
     let _d = t.start_daemon();
     let sock = &t.files.socket;
-    let learned = counter(sock, "endpoint-learned");
+    let learned = counter(sock, Reason::EndpointLearned);
     wait_for("the containers to ping each other", WAIT, || {
         pings(&t.container, C2, &[])
     });
     assert!(
-        counter(sock, "endpoint-learned") >= learned + 2,
+        counter(sock, Reason::EndpointLearned) >= learned + 2,
         "both containers bound"
     );
     t.container.ip(&[
@@ -265,9 +268,12 @@ fn an_unregistered_container_binds_its_first_ipv6_address() {
         "eth0",
         "nodad",
     ]);
-    let spoofed = counter(sock, "drop-spoof");
+    let spoofed = counter(sock, Reason::DropSpoof);
     assert!(!pings(&t.container, C2, &["-I", "fd00:17::44"]));
-    assert!(counter(sock, "drop-spoof") > spoofed, "the echo counted");
+    assert!(
+        counter(sock, Reason::DropSpoof) > spoofed,
+        "the echo counted"
+    );
     let ping4 = t
         .container
         .output(&["ping", "-n", "-c1", "-W2", "172.17.0.5"]);
@@ -332,7 +338,7 @@ fn a_container_cannot_advertise_itself_as_an_ipv6_router() {
 
     let _d = t.start_daemon();
     let sock = &t.files.socket;
-    let dropped = counter(sock, "drop-router-advert");
+    let dropped = counter(sock, Reason::DropRouterAdvert);
     for _ in 0..5 {
         send_l2(&t.container, "eth0", &frame).expect("advertisement sent");
         thread::sleep(Duration::from_millis(200));
@@ -345,7 +351,7 @@ fn a_container_cannot_advertise_itself_as_an_ipv6_router() {
         );
     }
     assert!(
-        counter(sock, "drop-router-advert") >= dropped + 5,
+        counter(sock, Reason::DropRouterAdvert) >= dropped + 5,
         "every advertisement dropped and counted"
     );
 }
@@ -400,13 +406,13 @@ fn a_ula_network_is_masqueraded_and_published_through_a_hardened_host() {
     );
     t.client
         .ip(&["-6", "route", "add", "fd00:17::/64", "via", "2001:db8:1::1"]);
-    let inbound = counter(sock, "drop-inbound");
+    let inbound = counter(sock, Reason::DropInbound);
     assert_fails(
         "the ULA container straight",
         tcp_roundtrip(&t.client, v6(C1, 8038), b"x"),
         ErrorKind::TimedOut,
     );
-    assert!(counter(sock, "drop-inbound") > inbound, "counted");
+    assert!(counter(sock, Reason::DropInbound) > inbound, "counted");
     t.assert_no_checksum_errors();
 }
 
@@ -460,13 +466,13 @@ fn a_routed_global_network_is_reached_from_the_lan_at_published_ports_only() {
         reply.starts_with("[2001:db8:1::2]:"),
         "the client's own address, saw `{reply}`"
     );
-    let inbound = counter(sock, "drop-inbound");
+    let inbound = counter(sock, Reason::DropInbound);
     assert_fails(
         "an unpublished port",
         tcp_roundtrip(&t.client, v6(c1, 2222), b"x"),
         ErrorKind::TimedOut,
     );
-    assert!(counter(sock, "drop-inbound") > inbound, "counted");
+    assert!(counter(sock, Reason::DropInbound) > inbound, "counted");
     let out = seen(tcp_roundtrip(&t.container, v6("2001:db8:1::2", 9000), b"x"));
     assert!(
         out.starts_with(&format!("[{c1}]:")),
@@ -684,7 +690,7 @@ fn path_mtu_discovery_works_across_nat66() {
         got.len()
     });
     thread::sleep(Duration::from_millis(300));
-    let errors = counter(&t.files.socket, "icmp-error");
+    let errors = counter(&t.files.socket, Reason::IcmpError);
     // On a thread of its own, bounded: a black hole (no translated packet-too-big)
     // stalls the transfer for good.
     let transfer = t.container.spawn(|| {
@@ -712,7 +718,7 @@ fn path_mtu_discovery_works_across_nat66() {
     assert_eq!(sink.join().expect("sink"), SIZE, "every byte arrived");
     assert_eq!(sent, SIZE.to_string());
     assert!(
-        counter(&t.files.socket, "icmp-error") > errors,
+        counter(&t.files.socket, Reason::IcmpError) > errors,
         "the packet-too-big was translated to the container"
     );
 }
@@ -762,7 +768,7 @@ fn host_ipv6_traffic_from_ports_inside_a_published_range_works() {
             "{what}: from a port inside the published range: {seen}"
         );
     };
-    let host_socket = counter(sock, "host-socket");
+    let host_socket = counter(sock, Reason::HostSocket);
     for i in 0..10 {
         in_range("connection", i, tcp_roundtrip(&t.host, server, b"x"));
         let connected = t.host.run(move || {
@@ -783,10 +789,10 @@ fn host_ipv6_traffic_from_ports_inside_a_published_range_works() {
         in_range("unconnected datagram to a v4-mapped address", i, v4);
     }
     assert!(
-        counter(sock, "host-socket") >= host_socket + 30,
+        counter(sock, Reason::HostSocket) >= host_socket + 30,
         "the host's replies were recognised as its own: {} then {}",
         host_socket,
-        counter(sock, "host-socket")
+        counter(sock, Reason::HostSocket)
     );
 }
 
@@ -843,7 +849,7 @@ fn an_ipv6_syn_flood_leaves_established_connections_working() {
     let mut greeting = [0u8; 5];
     live.read_exact(&mut greeting)
         .expect("the echo server's greeting");
-    let created = counter(sock, "dnat-new");
+    let created = counter(sock, Reason::DnatNew);
     // 20,000 SYNs from random sources of 2001:db8:ffff::/48 and random ports.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let frames: Vec<Vec<u8>> = (0..20_000)
@@ -860,7 +866,7 @@ fn an_ipv6_syn_flood_leaves_established_connections_working() {
         .collect();
     let sent = send_frames6(&t.client, frames).expect("raw IPv6 socket");
     assert!(sent >= 19_000, "the flood went out ({sent} of 20000)");
-    let flooded = counter(sock, "dnat-new") - created;
+    let flooded = counter(sock, Reason::DnatNew) - created;
     assert!(
         flooded >= 5_000,
         "the flood reached the datapath ({flooded} flows created)"
@@ -921,7 +927,7 @@ fn an_ipv6_only_endpoint_works_over_ipv6_and_sends_no_ipv4() {
         b"x",
     ));
     assert!(out.starts_with("[2001:db8:1::1]:"), "masqueraded: {out}");
-    let spoofs = counter(sock, "drop-spoof");
+    let spoofs = counter(sock, Reason::DropSpoof);
     let v4 = tcp_roundtrip(
         &t.container,
         "198.51.100.2:9004".parse().expect("address"),
@@ -929,7 +935,7 @@ fn an_ipv6_only_endpoint_works_over_ipv6_and_sends_no_ipv4() {
     );
     assert!(v4.is_err(), "no IPv4 leaves an IPv6-only endpoint");
     assert!(
-        counter(sock, "drop-spoof") > spoofs,
+        counter(sock, Reason::DropSpoof) > spoofs,
         "its IPv4 (its ARP first) is dropped as spoofed"
     );
 }
@@ -995,7 +1001,7 @@ fn ipv6_networks_are_isolated_end_to_end() {
     tcp_roundtrip(&t.container, to_c3, b"x").expect("the control: routed without bpfnet");
     let _d = t.start_daemon_with(&["--bridge", "br1"]);
     let sock = &t.files.socket;
-    let isolated = counter(sock, "drop-isolation");
+    let isolated = counter(sock, Reason::DropIsolation);
     let timed_out = ErrorKind::TimedOut;
     assert_fails(
         "C1 → C3",
@@ -1004,7 +1010,7 @@ fn ipv6_networks_are_isolated_end_to_end() {
     );
     assert_fails("C3 → C1", tcp_roundtrip(&c3, to_c1, b"x"), timed_out);
     assert!(
-        counter(sock, "drop-isolation") >= isolated + 2,
+        counter(sock, Reason::DropIsolation) >= isolated + 2,
         "both directions' drops are counted"
     );
     for to in [to_c1, to_c3] {

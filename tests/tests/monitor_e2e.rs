@@ -3,12 +3,15 @@
 //! the rate asked for over all CPUs, and what was held back is counted; `--sample`
 //! reports one in N; the datapath is told to report nothing once no client is left.
 use std::{
-    net::{SocketAddr, UdpSocket},
+    net::{IpAddr, SocketAddr, UdpSocket},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use bpfnet::monitor::{Filter, Kind};
+use bpfnet::api::{
+    monitor::{CtState, Event, Filter, Hook, Kind, Lost, Record, Tuple},
+    reason,
+};
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
     echo::{EchoServer, tcp_connect},
@@ -19,14 +22,40 @@ use bpfnet_tests::{
     topo::{CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
     wait_for,
 };
-use serde_json::Value;
+use common::Reason;
 
 const WAIT: Duration = Duration::from_secs(15);
 /// How long each CPU's flood runs.
 const FLOOD: Duration = Duration::from_millis(3500);
 
-fn before(e: &Value) -> &Value {
-    &e["before"]
+fn before(e: &Event) -> &Tuple {
+    e.packet
+        .before
+        .as_ref()
+        .unwrap_or_else(|| panic!("a decoded tuple: {e:?}"))
+}
+
+fn after(e: &Event) -> &Tuple {
+    e.after
+        .as_ref()
+        .unwrap_or_else(|| panic!("a translated tuple: {e:?}"))
+}
+
+fn events(records: Vec<Record>) -> Vec<Event> {
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Event(e) => Some(*e),
+            Record::Lost(_) => None,
+        })
+        .collect()
+}
+
+fn losts(records: &[Record]) -> impl Iterator<Item = &Lost> {
+    records.iter().filter_map(|r| match r {
+        Record::Lost(l) => Some(l),
+        Record::Event(_) => None,
+    })
 }
 
 /// A datagram from the first network to the second is dropped for isolation, and the
@@ -45,7 +74,7 @@ fn an_isolation_drop_shows_its_reason_interface_and_tuple() {
     let all = Monitor::start(sock, &[]);
     let drops_only = Monitor::start(sock, &["--type", "drop", "--reason", "drop-isolation"]);
     let elsewhere = Monitor::start(sock, &["--ip", "203.0.113.9"]);
-    let isolated = counter(sock, "drop-isolation");
+    let isolated = counter(sock, Reason::DropIsolation);
     let cross = udp(
         ([172, 17, 0, 4], 40000),
         ([172, 18, 0, 3], 7777),
@@ -53,46 +82,47 @@ fn an_isolation_drop_shows_its_reason_interface_and_tuple() {
         true,
     );
     let send = || send_frame(&t.container, &cross).expect("send across networks");
-    let is_ours = |e: &Value| e["reason"] == "drop-isolation" && before(e)["dport"] == 7777;
+    let is_ours = |e: &Event| {
+        e.reason == Reason::DropIsolation
+            && e.packet
+                .before
+                .as_ref()
+                .is_some_and(|b| b.dport == Some(7777))
+    };
     let e = all
         .await_event(WAIT, send, is_ours)
         .expect("the isolation drop reaches the monitor");
-    assert_eq!(e["kind"], "drop");
+    assert_eq!(e.kind, Kind::Drop);
     assert_eq!(
-        e["iface"], "vc0",
-        "seen on the sending container's veth: {e}"
+        e.iface, "vc0",
+        "seen on the sending container's veth: {e:?}"
     );
-    assert_eq!(e["hook"], "from-container");
+    assert_eq!(e.hook, Hook::FromContainer);
     let b = before(&e);
-    assert_eq!(b["proto"], "udp");
-    assert_eq!(b["src"], CONTAINER_IP.to_string());
-    assert_eq!(b["sport"], 40000);
-    assert_eq!(b["dst"], "172.18.0.3");
-    assert!(e["after"].is_null(), "a drop translates nothing: {e}");
-    assert!(e["ct"].is_null(), "a drop has no flow: {e}");
-    assert!(e["time_ns"].as_u64().unwrap_or(0) > 1_700_000_000 * 1_000_000_000);
+    assert_eq!(b.proto, "udp");
+    assert_eq!(b.src, CONTAINER_IP);
+    assert_eq!(b.sport, Some(40000));
+    assert_eq!(b.dst, IpAddr::from([172, 18, 0, 3]));
+    assert!(e.after.is_none(), "a drop translates nothing: {e:?}");
+    assert!(e.ct.is_none(), "a drop has no flow: {e:?}");
+    assert!(e.time_ns > 1_700_000_000 * 1_000_000_000);
     assert!(
-        counter(sock, "drop-isolation") > isolated,
+        counter(sock, Reason::DropIsolation) > isolated,
         "and it is counted"
     );
     let seen = drops_only
         .await_event(WAIT, send, is_ours)
         .expect("a reason filter passes its own reason");
-    assert_eq!(seen["reason"], "drop-isolation");
-    let stray: Vec<Value> = elsewhere
-        .collect(Duration::from_millis(500))
-        .into_iter()
-        .filter(|r| r["record"] == "event")
-        .collect();
+    assert_eq!(seen.reason, Reason::DropIsolation);
+    let stray = events(elsewhere.collect(Duration::from_millis(500)));
     assert!(
         stray.is_empty(),
         "an address filter passes nothing else: {stray:?}"
     );
     // The other kind is not sent to a drop-only monitor.
-    let traces: Vec<Value> = drops_only
-        .collect(Duration::from_millis(300))
+    let traces: Vec<Event> = events(drops_only.collect(Duration::from_millis(300)))
         .into_iter()
-        .filter(|r| r["record"] == "event" && r["kind"] != "drop")
+        .filter(|e| e.kind != Kind::Drop)
         .collect();
     assert!(
         traces.is_empty(),
@@ -119,28 +149,28 @@ fn a_published_port_traces_its_translation() {
         conns.push(tcp_connect(&t.client, Topology::host_addr(8038)).expect("connect"));
     };
     let e = mon
-        .await_event(WAIT, connect, |e| e["reason"] == "dnat-new")
+        .await_event(WAIT, connect, |e| e.reason == Reason::DnatNew)
         .expect("the new flow reaches the monitor");
-    assert_eq!(e["kind"], "trace");
-    assert_eq!(e["hook"], "from-uplink");
-    assert_eq!(e["iface"], "up0");
-    assert_eq!(e["ct"], "new");
-    assert_eq!(e["tcp_flags"], "S");
-    let (b, a) = (before(&e), &e["after"]);
-    assert_eq!(b["dst"], HOST_IP.to_string());
-    assert_eq!(b["dport"], 8038);
-    assert_eq!(a["dst"], CONTAINER_IP.to_string(), "after DNAT: {e}");
-    assert_eq!(a["dport"], 8038);
-    assert_eq!(a["src"], b["src"], "the client's address is kept");
+    assert_eq!(e.kind, Kind::Trace);
+    assert_eq!(e.hook, Hook::FromUplink);
+    assert_eq!(e.iface, "up0");
+    assert_eq!(e.ct, Some(CtState::New));
+    assert_eq!(e.packet.tcp_flags.as_deref(), Some("S"));
+    let (b, a) = (before(&e), after(&e));
+    assert_eq!(b.dst, HOST_IP);
+    assert_eq!(b.dport, Some(8038));
+    assert_eq!(a.dst, CONTAINER_IP, "after DNAT: {e:?}");
+    assert_eq!(a.dport, Some(8038));
+    assert_eq!(a.src, b.src, "the client's address is kept");
     let reply = mon
-        .await_event(WAIT, || {}, |e| e["reason"] == "ct-reply")
+        .await_event(WAIT, || {}, |e| e.reason == Reason::CtReply)
         .expect("the container's answer is traced too");
-    assert_eq!(reply["iface"], "vc0");
-    assert_eq!(reply["ct"], "reply");
+    assert_eq!(reply.iface, "vc0");
+    assert_eq!(reply.ct, Some(CtState::Reply));
     assert_eq!(
-        reply["after"]["src"],
-        HOST_IP.to_string(),
-        "the answer leaves as the published address: {reply}"
+        after(&reply).src,
+        HOST_IP,
+        "the answer leaves as the published address: {reply:?}"
     );
 }
 
@@ -167,7 +197,7 @@ fn a_flood_is_rate_limited_and_what_was_held_back_is_counted() {
         |_| true,
     )
     .expect("the monitor is subscribed");
-    let dropped = counter(sock, "drop-inbound") + counter(sock, "drop-flood");
+    let dropped = counter(sock, Reason::DropInbound) + counter(sock, Reason::DropFlood);
     let cpus = online_cpus();
     // A packet sent on a CPU is judged there (the veth hands it to that CPU's backlog).
     let floods: Vec<Child> = cpus
@@ -191,16 +221,14 @@ fn a_flood_is_rate_limited_and_what_was_held_back_is_counted() {
         let _ = f.wait();
     }
     let records = mon.collect(Duration::from_millis(2500));
-    let flooded = counter(sock, "drop-inbound") + counter(sock, "drop-flood") - dropped;
+    let flooded = counter(sock, Reason::DropInbound) + counter(sock, Reason::DropFlood) - dropped;
     assert!(
         flooded >= 1_000 * cpus.len() as u64,
         "the floods were dropped and counted: {flooded}"
     );
-    let events: Vec<&Value> = records.iter().filter(|r| r["record"] == "event").collect();
-    let times: Vec<u64> = events
-        .iter()
-        .filter_map(|e| e["time_ns"].as_u64())
-        .collect();
+    let held = losts(&records).map(|l| l.rate_limited).max().unwrap_or(0);
+    let events = events(records);
+    let times: Vec<u64> = events.iter().map(|e| e.time_ns).collect();
     let span = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
     // Windows are a second or more apart (by the coarse clock: a tick, under 20 ms,
     // behind the events' stamps); the first may have begun before the flood.
@@ -218,12 +246,6 @@ fn a_flood_is_rate_limited_and_what_was_held_back_is_counted() {
         n >= RATE,
         "the flood's drops are reported, a window's worth at least: {n}"
     );
-    let held = records
-        .iter()
-        .filter(|r| r["record"] == "lost")
-        .filter_map(|r| r["rate_limited"].as_u64())
-        .max()
-        .unwrap_or(0);
     assert!(
         held + n >= flooded * 9 / 10,
         "what the rate limit held back is counted: {held} held + {n} sent of {flooded}"
@@ -244,16 +266,23 @@ fn sample_n_reports_one_in_n_and_counts_the_rest() {
     let pins = &t.files.pin_dir;
     const N: u64 = 4;
     const SENT: u64 = 400;
-    let reasons = ["drop-inbound", "drop-flood"];
+    let reasons = [Reason::DropInbound, Reason::DropFlood];
     let args = [
-        "--reason", reasons[0], "--reason", reasons[1], "--sample", "4", "--rate", "0",
+        "--reason",
+        reasons[0].name(),
+        "--reason",
+        reasons[1].name(),
+        "--sample",
+        "4",
+        "--rate",
+        "0",
     ];
     let mon = Monitor::start(sock, &args);
     wait_for("the monitor to subscribe", WAIT, || {
         let c = datapath_config(pins);
         c.reasons != 0 && u64::from(c.sample) == N && c.rate == 0
     });
-    let dropped = || reasons.iter().map(|r| counter(sock, r)).sum::<u64>();
+    let dropped = || reasons.iter().map(|&r| counter(sock, r)).sum::<u64>();
     let before_drops = dropped();
     let probe = udp(([192, 0, 2, 2], 5), ([172, 17, 0, 4], 9), b"p", true);
     for _ in 0..SENT {
@@ -267,14 +296,12 @@ fn sample_n_reports_one_in_n_and_counts_the_rest() {
         SENT,
         "the packets sent, and nothing else, were dropped"
     );
-    let seen = |records: &[Value]| {
-        let events = records.iter().filter(|r| r["record"] == "event").count() as u64;
-        let sampled_out = records
+    let seen = |records: &[Record]| {
+        let events = records
             .iter()
-            .filter(|r| r["record"] == "lost")
-            .filter_map(|r| r["sampled_out"].as_u64())
-            .max()
-            .unwrap_or(0);
+            .filter(|r| matches!(r, Record::Event(_)))
+            .count() as u64;
+        let sampled_out = losts(records).map(|l| l.sampled_out).max().unwrap_or(0);
         (events, sampled_out)
     };
     let records = mon.records_until(WAIT, |r| {
@@ -309,7 +336,7 @@ fn the_report_mask_is_nothing_once_the_last_client_leaves() {
     let mask = |args: &[&str]| {
         let filter = match args {
             ["--reason", r] => Filter {
-                reasons: vec![r.to_string()],
+                reasons: vec![reason::parse(r).expect("a known reason")],
                 ..Filter::default()
             },
             ["--type", "drop"] => Filter {
@@ -355,6 +382,7 @@ fn filters_match_the_translated_tuple() {
     cli_ok(sock, &["publish", "8039:172.17.0.4:8038"]);
     let container = CONTAINER_IP.to_string();
     let host = HOST_IP.to_string();
+    let (container_ip, host_ip) = (IpAddr::from(CONTAINER_IP), IpAddr::from(HOST_IP));
     let by_ip = Monitor::start(sock, &["--reason", "dnat-new", "--ip", &container]);
     let by_port = Monitor::start(sock, &["--reason", "dnat-new", "--port", "8038"]);
     let snat = Monitor::start(sock, &["--reason", "snat-new", "--ip", &host]);
@@ -365,27 +393,23 @@ fn filters_match_the_translated_tuple() {
     };
     for (name, mon) in [("--ip", &by_ip), ("--port", &by_port)] {
         let e = mon
-            .await_event(WAIT, &mut connect, |e| e["reason"] == "dnat-new")
+            .await_event(WAIT, &mut connect, |e| e.reason == Reason::DnatNew)
             .unwrap_or_else(|| panic!("{name} passes the translated tuple"));
-        let (b, a) = (before(&e), &e["after"]);
+        let (b, a) = (before(&e), after(&e));
         assert_eq!(
-            (b["dst"].as_str(), b["dport"].as_u64()),
-            (Some(host.as_str()), Some(8039)),
-            "before DNAT, neither the container's address nor its port: {e}"
+            (b.dst, b.dport),
+            (host_ip, Some(8039)),
+            "before DNAT, neither the container's address nor its port: {e:?}"
         );
-        assert_ne!(b["src"], container.as_str());
-        assert_ne!(b["sport"], 8038);
+        assert_ne!(b.src, container_ip);
+        assert_ne!(b.sport, Some(8038));
         assert_eq!(
-            (a["dst"].as_str(), a["dport"].as_u64()),
-            (Some(container.as_str()), Some(8038)),
-            "after DNAT: {e}"
+            (a.dst, a.dport),
+            (container_ip, Some(8038)),
+            "after DNAT: {e:?}"
         );
     }
-    let stray: Vec<Value> = elsewhere
-        .collect(Duration::from_millis(300))
-        .into_iter()
-        .filter(|r| r["record"] == "event")
-        .collect();
+    let stray = events(elsewhere.collect(Duration::from_millis(300)));
     assert!(
         stray.is_empty(),
         "a port no tuple holds passes nothing: {stray:?}"
@@ -398,12 +422,12 @@ fn filters_match_the_translated_tuple() {
         });
     };
     let e = snat
-        .await_event(WAIT, out, |e| e["reason"] == "snat-new")
+        .await_event(WAIT, out, |e| e.reason == Reason::SnatNew)
         .expect("--ip of the host passes the masqueraded tuple");
-    let (b, a) = (before(&e), &e["after"]);
-    assert_eq!(b["src"], container.as_str(), "before SNAT: {e}");
-    assert_eq!(b["dst"], SERVER_IP.to_string());
-    assert_eq!(a["src"], host.as_str(), "after SNAT: {e}");
+    let (b, a) = (before(&e), after(&e));
+    assert_eq!(b.src, container_ip, "before SNAT: {e:?}");
+    assert_eq!(b.dst, SERVER_IP);
+    assert_eq!(a.src, host_ip, "after SNAT: {e:?}");
 }
 
 /// `--count N` ends the monitor after N events.

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use bpfnet::api::Listing;
 use bpfnet_tests::{
     daemon::{Daemon, cli, with_xdp},
     netns::Netns,
@@ -124,10 +125,10 @@ fn ready_once_attached_and_answering_stopping_on_sigterm() {
         "`bpfnet ls` right at READY=1 should be answered: {}",
         String::from_utf8_lossy(&ls.stderr)
     );
-    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls --json prints JSON");
+    let ls: Listing = serde_json::from_slice(&ls.stdout).expect("ls --json prints a listing");
     assert_eq!(
-        ls["attached"],
-        with_xdp(serde_json::json!([["up0", "from_uplink"]])),
+        ls.attached,
+        with_xdp(&[("up0", "from_uplink")]),
         "at READY=1 the uplink's program is attached"
     );
 

@@ -16,6 +16,12 @@ use bpfnet_tests::{
     require_root,
     topo::{CLIENT_IP, CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
 };
+use common::Reason;
+
+/// `bpfnet ls`'s publishes, as the CLI writes them.
+fn published(sock: &Path) -> Vec<String> {
+    ls(sock).published.iter().map(ToString::to_string).collect()
+}
 
 fn publish_roundtrips(t: &Topology) {
     let _d = t.start_daemon();
@@ -64,13 +70,13 @@ fn publish_roundtrips(t: &Topology) {
     );
 
     assert_eq!(
-        ls(&t.files.socket)["published"],
-        serde_json::json!([
+        published(&t.files.socket),
+        [
             "8038:172.17.0.4:8038/tcp",
             "8038:172.17.0.4:8038/udp",
             "192.0.2.1:9000-9001:172.17.0.4:8038-8039/tcp",
             "192.0.2.1:9000-9001:172.17.0.4:8038-8039/udp"
-        ])
+        ]
     );
 
     cli_ok(&t.files.socket, &["unpublish", "8038:172.17.0.4:8038"]);
@@ -190,7 +196,7 @@ fn fragmented_udp_crosses_dnat_and_snat() {
     let _e = EchoServer::start(&t.container, 8038);
     let _s = EchoServer::start(&t.server, 7000);
     cli_ok(&t.files.socket, &["publish", "8038:172.17.0.4:8038/udp"]);
-    let before = counter(&t.files.socket, "fragment-translated");
+    let before = counter(&t.files.socket, Reason::FragmentTranslated);
     for (what, from, to, port) in [
         ("through DNAT", &t.client, Topology::host_addr(8038), 8038),
         (
@@ -210,7 +216,7 @@ fn fragmented_udp_crosses_dnat_and_snat() {
         );
     }
     // Two directions each way, two later fragments per 4000-byte datagram.
-    let translated = counter(&t.files.socket, "fragment-translated") - before;
+    let translated = counter(&t.files.socket, Reason::FragmentTranslated) - before;
     assert!(
         translated >= 8,
         "later fragments followed their first ({translated})"
@@ -220,13 +226,9 @@ fn fragmented_udp_crosses_dnat_and_snat() {
 
 /// Whether `conntrack --json` lists a flow whose original destination port is `port`.
 fn conntrack_has(sock: &Path, port: u16) -> bool {
-    let flows: serde_json::Value =
-        serde_json::from_str(&cli_ok(sock, &["conntrack", "--json"])).expect("conntrack JSON");
-    flows
-        .as_array()
-        .expect("a list of flows")
+    bpfnet_tests::daemon::conntrack(sock)
         .iter()
-        .any(|f| f["original"]["dst_port"] == port)
+        .any(|f| f.original.dst_port == port)
 }
 
 #[test]
@@ -270,10 +272,7 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
             "{args:?}: error should be one line: {err}"
         );
     }
-    assert_eq!(
-        ls(&t.files.socket)["published"],
-        serde_json::json!(["8038:172.17.0.4:8038/tcp"])
-    );
+    assert_eq!(published(&t.files.socket), ["8038:172.17.0.4:8038/tcp"]);
 
     // A full map is a clear error that changes nothing: 65,535 UDP ports plus the TCP
     // one fill published_v1 (65,536 entries).
@@ -293,8 +292,8 @@ fn cli_rejects_bad_input_with_exit_code_2_and_changes_nothing() {
         "{err}"
     );
     assert_eq!(
-        ls(&t.files.socket)["published"],
-        serde_json::json!(["8038:172.17.0.4:8038/tcp", "1-65535:172.17.0.4:1-65535/udp"])
+        published(&t.files.socket),
+        ["8038:172.17.0.4:8038/tcp", "1-65535:172.17.0.4:1-65535/udp"]
     );
     cli_ok(
         &t.files.socket,
@@ -331,7 +330,7 @@ fn a_live_published_connection_survives_a_forged_syn_ack_and_rst() {
     let mut prefix = [0u8; 5];
     live.read_exact(&mut prefix).expect("echo prefix");
     echo_once(&mut live, b"first");
-    let dropped = counter(&t.files.socket, "drop-tcp-window");
+    let dropped = counter(&t.files.socket, Reason::DropTcpWindow);
     let forged = 0x5eed_0000u32;
     for (flags, seq) in [(TCP_SYN | TCP_ACK, forged), (TCP_RST, forged + 1)] {
         let frame = tcp_seq(
@@ -345,7 +344,7 @@ fn a_live_published_connection_survives_a_forged_syn_ack_and_rst() {
     }
     thread::sleep(Duration::from_millis(200));
     assert_eq!(
-        counter(&t.files.socket, "drop-tcp-window"),
+        counter(&t.files.socket, Reason::DropTcpWindow),
         dropped + 2,
         "the forged SYN-ACK and RST are dropped, counted"
     );

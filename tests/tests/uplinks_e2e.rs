@@ -21,6 +21,7 @@ use bpfnet_tests::{
     tun::TunLink,
     wait_for,
 };
+use common::Reason;
 
 /// The second uplink, added later: `up1` (203.0.113.1/24) in the host to `eth0`
 /// (203.0.113.2/24) in `lan2`, which routes everything back through the host.
@@ -57,7 +58,7 @@ fn wait_uplinks(socket: &Path, want: &[&str]) {
     wait_for(
         &format!("uplinks {want:?}"),
         Duration::from_secs(10),
-        || ls(socket)["uplinks"] == serde_json::json!(want),
+        || ls(socket).uplinks == want,
     );
 }
 
@@ -225,7 +226,7 @@ fn a_later_interface_gets_the_inbound_policy() {
     let _d = daemon(&t, &[]);
     wire_up1(&t.host, &lan2);
     wait_uplinks(&t.files.socket, &["up0", UP1]);
-    let inbound = counter(&t.files.socket, "drop-inbound");
+    let inbound = counter(&t.files.socket, Reason::DropInbound);
     assert_fails(
         "a routed connection through the later interface",
         tcp_connect(&lan2, target),
@@ -242,7 +243,7 @@ fn a_later_interface_gets_the_inbound_policy() {
         "no connection arrived in the container"
     );
     assert!(
-        counter(&t.files.socket, "drop-inbound") >= inbound + 2,
+        counter(&t.files.socket, Reason::DropInbound) >= inbound + 2,
         "the probes are counted as drop-inbound"
     );
 }
@@ -291,7 +292,7 @@ fn a_tunnel_is_an_uplink_too() {
     );
     assert!(reply[5..].iter().all(|&b| b == 0x5a), "unchanged");
 
-    let before = counter(&t.files.socket, "icmp-time-exceeded");
+    let before = counter(&t.files.socket, Reason::IcmpTimeExceeded);
     let probe = vpn.output(&[
         "hping3",
         "-S",
@@ -308,11 +309,11 @@ fn a_tunnel_is_an_uplink_too() {
         "the host answers time-exceeded through the tunnel: {probe}"
     );
     assert!(
-        counter(&t.files.socket, "icmp-time-exceeded") > before,
+        counter(&t.files.socket, Reason::IcmpTimeExceeded) > before,
         "counted"
     );
 
-    let inbound = counter(&t.files.socket, "drop-inbound");
+    let inbound = counter(&t.files.socket, Reason::DropInbound);
     let _listener = t
         .container
         .run(|| TcpListener::bind("0.0.0.0:7000").expect("bind"));
@@ -322,7 +323,7 @@ fn a_tunnel_is_an_uplink_too() {
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(&t.files.socket, "drop-inbound") > inbound,
+        counter(&t.files.socket, Reason::DropInbound) > inbound,
         "the probe is counted as drop-inbound"
     );
 }
@@ -384,12 +385,10 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
     );
     vpn.ip(&["-6", "route", "replace", "default", "dev", "tun0"]);
     wait_uplinks(sock, &["up0", "tun0"]);
-    let hooks = ls(sock)["attached"].clone();
+    let hooks = ls(sock).attached;
     assert!(
-        hooks
-            .as_array()
-            .is_some_and(|a| a.contains(&serde_json::json!(["tun0", "from_l3_uplink"]))),
-        "the tunnel carries the L3 uplink's program: {hooks}"
+        hooks.contains(&("tun0".into(), "from_l3_uplink".into())),
+        "the tunnel carries the L3 uplink's program: {hooks:?}"
     );
     let v6 = |addr: &str, port: u16| SocketAddr::new(addr.parse().expect("IPv6"), port);
 
@@ -416,7 +415,7 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
     );
     assert!(reply[5..].iter().all(|&b| b == 0x5a), "unchanged");
 
-    let before = counter(sock, "icmp-time-exceeded");
+    let before = counter(sock, Reason::IcmpTimeExceeded);
     let answered = icmp6_time_exceeded_in(&vpn);
     vpn.run(|| {
         let s = UdpSocket::bind("[::]:0").expect("bind");
@@ -444,9 +443,9 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
         WAIT6,
         || icmp6_time_exceeded_in(&vpn) > answered,
     );
-    assert!(counter(sock, "icmp-time-exceeded") > before, "counted");
+    assert!(counter(sock, Reason::IcmpTimeExceeded) > before, "counted");
 
-    let inbound = counter(sock, "drop-inbound");
+    let inbound = counter(sock, Reason::DropInbound);
     let _listener = t
         .container
         .run(|| TcpListener::bind("[::]:7000").expect("bind"));
@@ -456,7 +455,7 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
         ErrorKind::TimedOut,
     );
     assert!(
-        counter(sock, "drop-inbound") > inbound,
+        counter(sock, Reason::DropInbound) > inbound,
         "the probe is counted as drop-inbound"
     );
     t.assert_no_checksum_errors();

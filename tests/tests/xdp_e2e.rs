@@ -25,6 +25,7 @@ use bpfnet_tests::{
     require_root,
     topo::{CONTAINER_IP, Topology, UPLINK},
 };
+use common::Reason;
 
 /// The program id behind link `name@ifindex` pinned under `pin_dir`, if one is pinned.
 fn pinned_program(pin_dir: &Path, name: &str, ifindex: u32) -> Option<u32> {
@@ -91,7 +92,7 @@ fn probes_die_in_xdp_while_published_traffic_passes_to_tc() {
     assert_eq!(reply, b"8080:through xdp");
 
     // Routed probes of an unpublished container port: dropped in XDP, never seen by TC.
-    let inbound = counter(&t.files.socket, "drop-inbound");
+    let inbound = counter(&t.files.socket, Reason::DropInbound);
     let (xdp0, tc0) = (runs(xdp), runs(tc));
     const PROBES: u64 = 40;
     let target = SocketAddr::from((CONTAINER_IP, 7000));
@@ -110,7 +111,7 @@ fn probes_die_in_xdp_while_published_traffic_passes_to_tc() {
         tcp_connect(&t.client, target),
         ErrorKind::TimedOut,
     );
-    let dropped = counter(&t.files.socket, "drop-inbound") - inbound;
+    let dropped = counter(&t.files.socket, Reason::DropInbound) - inbound;
     let (xdp_ran, tc_ran) = (runs(xdp) - xdp0, runs(tc) - tc0);
     assert!(
         dropped > PROBES,
@@ -156,7 +157,7 @@ fn a_flood_of_first_packets_beyond_the_budget_is_cut_off_early() {
     // 1,024 CT entries: a new-flow table of 256, a budget of 256 / CPUs a second each.
     let _d = start_xdp(&t, &["--ct-entries", "1024"]);
     cli_ok(&t.files.socket, &["publish", "8080:172.17.0.4:8080"]);
-    let before = counter(&t.files.socket, "drop-flood");
+    let before = counter(&t.files.socket, Reason::DropFlood);
     const FLOOD: u64 = 3000;
     // Spoofed SYNs from random sources, at about 10,000 a second (bounded: 3,000).
     t.client.output(&[
@@ -172,12 +173,12 @@ fn a_flood_of_first_packets_beyond_the_budget_is_cut_off_early() {
         "u100",
         "192.0.2.1",
     ]);
-    let flood = counter(&t.files.socket, "drop-flood") - before;
+    let flood = counter(&t.files.socket, Reason::DropFlood) - before;
     assert!(
         flood >= FLOOD / 2,
         "most of a flood far beyond the budget is dropped early: {flood} of {FLOOD}"
     );
-    let created = counter(&t.files.socket, "dnat-new");
+    let created = counter(&t.files.socket, Reason::DnatNew);
     assert!(
         created <= 512,
         "at most a second or two of budget became flows: {created}"
@@ -210,7 +211,7 @@ fn a_client_that_completed_a_handshake_connects_during_a_flood() {
     let reply = tcp_roundtrip(&t.client, Topology::host_addr(8080), b"first")
         .expect("a connection before the flood");
     assert_eq!(reply, b"8080:first");
-    let before = counter(&t.files.socket, "drop-flood");
+    let before = counter(&t.files.socket, Reason::DropFlood);
     // Spoofed SYNs from random sources at about 10,000 a second for 4 s (bounded: 40,000).
     let mut flood = Command::new("ip")
         .args(["netns", "exec", &t.client.name])
@@ -224,7 +225,7 @@ fn a_client_that_completed_a_handshake_connects_during_a_flood() {
     let during: Vec<_> = (0..5)
         .map(|_| tcp_roundtrip(&t.client, Topology::host_addr(8080), b"during"))
         .collect();
-    let cut = counter(&t.files.socket, "drop-flood") - before;
+    let cut = counter(&t.files.socket, Reason::DropFlood) - before;
     let still_flooding = flood.try_wait().ok().flatten().is_none();
     let _ = flood.kill();
     let _ = flood.wait();

@@ -2,10 +2,14 @@
 //! per line over a unix socket that only root can open.
 pub mod client;
 mod error;
+pub mod monitor;
+pub mod reason;
 pub mod server;
 mod status;
 
-pub use error::ApiError;
+use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, Reason};
+pub use error::{ApiError, Invalid};
+use reason::by_name;
 use serde::{Deserialize, Serialize};
 pub use status::{
     DockerStatus, DropLine, FULL_WARNING_PERCENT, MapFill, Metrics, ProgramCost, ProgramRun, Status,
@@ -56,7 +60,7 @@ pub enum Request {
     Metrics,
     /// Stream events (`monitor::Record`, one JSON line each) until the client goes.
     Monitor {
-        filter: crate::monitor::Filter,
+        filter: monitor::Filter,
     },
 }
 
@@ -123,11 +127,43 @@ pub struct ThisNode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRouteLine {
     pub prefix: Ipv4Cidr,
-    /// `routed`, `host-gw`, `vxlan` or `node`.
-    pub kind: String,
+    pub kind: RouteKind,
     /// The node it is sent to (host-gw, vxlan).
     pub node: Option<std::net::Ipv4Addr>,
     pub vni: u32,
+}
+
+/// How a cluster prefix is reached (`ClusterRoute::kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteKind {
+    /// By the host's routing table.
+    Routed,
+    HostGw,
+    Vxlan,
+    /// A node's own address.
+    Node,
+}
+
+impl RouteKind {
+    /// The kind of a `cluster_v1` value's `kind` (`CLUSTER_*`; any other: routed).
+    pub fn of(kind: u32) -> Self {
+        match kind {
+            CLUSTER_HOST_GW => Self::HostGw,
+            CLUSTER_VXLAN => Self::Vxlan,
+            CLUSTER_NODE => Self::Node,
+            _ => Self::Routed,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Routed => "routed",
+            Self::HostGw => "host-gw",
+            Self::Vxlan => "vxlan",
+            Self::Node => "node",
+        }
+    }
 }
 
 /// A Docker container as `bpfnet ls` shows it.
@@ -169,7 +205,8 @@ pub struct Sweep {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatLine {
-    pub reason: String,
+    #[serde(with = "by_name")]
+    pub reason: Reason,
     pub drop: bool,
     pub packets: u64,
     pub bytes: u64,
@@ -193,4 +230,59 @@ pub struct Listing {
     /// The cluster's prefixes and where they are sent.
     #[serde(default)]
     pub cluster: Vec<ClusterRouteLine>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::XdpMode;
+
+    #[test]
+    fn route_kinds_travel_by_name() {
+        let kinds = [
+            (common::CLUSTER_ROUTED, RouteKind::Routed),
+            (CLUSTER_HOST_GW, RouteKind::HostGw),
+            (CLUSTER_VXLAN, RouteKind::Vxlan),
+            (CLUSTER_NODE, RouteKind::Node),
+        ];
+        for (raw, kind) in kinds {
+            assert_eq!(RouteKind::of(raw), kind, "kind {raw}");
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        assert_eq!(
+            [
+                RouteKind::Routed,
+                RouteKind::HostGw,
+                RouteKind::Vxlan,
+                RouteKind::Node
+            ]
+            .map(RouteKind::name),
+            ["routed", "host-gw", "vxlan", "node"]
+        );
+    }
+
+    #[test]
+    fn xdp_modes_travel_as_the_flag_spells_them() {
+        for m in [XdpMode::Auto, XdpMode::Native, XdpMode::Generic] {
+            let name = m.to_string();
+            assert_eq!(serde_json::to_value(m).unwrap(), name.as_str());
+            assert_eq!(name.parse::<XdpMode>().unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn counters_carry_reasons_by_name() {
+        let line = StatLine {
+            reason: Reason::DropIsolation,
+            drop: true,
+            packets: 3,
+            bytes: 180,
+        };
+        let json = serde_json::to_string(&line).unwrap();
+        assert_eq!(
+            json,
+            r#"{"reason":"drop-isolation","drop":true,"packets":3,"bytes":180}"#
+        );
+        assert_eq!(serde_json::from_str::<StatLine>(&json).unwrap(), line);
+    }
 }

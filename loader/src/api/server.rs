@@ -16,13 +16,26 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{Request, Response};
-use crate::monitor::hub::{CLIENT_QUEUE, Subscriber};
+use super::{
+    Request, Response,
+    monitor::{Filter, Record},
+};
 
 /// Longest request line accepted; anything longer is answered with an error.
 const MAX_REQUEST: u64 = 64 * 1024;
 
+/// Events a monitor client may have waiting before it counts as behind.
+pub const CLIENT_QUEUE: usize = 4096;
+
 pub type Call = (Request, oneshot::Sender<Response>);
+
+/// A monitor client, handed to the daemon's monitor hub: its filter, the datapath mask
+/// it needs (`Filter::mask`, checked here) and where its records go.
+pub struct Subscriber {
+    pub filter: Filter,
+    pub mask: u64,
+    pub records: mpsc::Sender<Record>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -126,7 +139,7 @@ fn line_of<T: serde::Serialize>(value: &T) -> Vec<u8> {
 /// A monitor client: `ok`, then its records, one line each, until it hangs up (or the
 /// daemon's monitor stops).
 async fn monitor(
-    filter: crate::monitor::Filter,
+    filter: Filter,
     mask: u64,
     mut read: BufReader<OwnedReadHalf>,
     mut write: OwnedWriteHalf,

@@ -1,9 +1,10 @@
 //! What `bpfnet status` shows and what the metrics endpoint renders: one snapshot each,
 //! taken by the daemon's main loop.
+use common::Reason;
 use serde::{Deserialize, Serialize};
 
-use super::{StatLine, Sweep};
-pub use crate::datapath::ProgramCost;
+use super::{StatLine, Sweep, reason::by_name};
+pub use crate::datapath::{ProgramCost, XdpMode};
 
 /// A map is reported as crowded from this share of its entries on.
 pub const FULL_WARNING_PERCENT: u64 = 80;
@@ -14,8 +15,8 @@ pub const FULL_WARNING_PERCENT: u64 = 80;
 pub struct Status {
     /// Interfaces with a bpfnet program attached: (interface, program), as `bpfnet ls`.
     pub attached: Vec<(String, String)>,
-    /// `--xdp`'s mode (`auto`, `native`, `generic`); None: off.
-    pub xdp: Option<String>,
+    /// `--xdp`'s mode; None: off.
+    pub xdp: Option<XdpMode>,
     /// The pinned maps and how full they are.
     pub maps: Vec<MapFill>,
     /// When the flow tables' entries were counted (Unix seconds): by the last sweep, as
@@ -123,7 +124,8 @@ pub struct Metrics {
 pub struct DropLine {
     /// Its name, or its ifindex when it is gone.
     pub interface: String,
-    pub reason: String,
+    #[serde(with = "by_name")]
+    pub reason: Reason,
     pub packets: u64,
     pub bytes: u64,
 }

@@ -90,7 +90,7 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
         println!(
             "  {:<18} {}{node} (vni {})",
             r.prefix.to_string(),
-            r.kind,
+            r.kind.name(),
             r.vni
         );
     }

@@ -7,10 +7,12 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use bpfnet::{
-    api::{Request, Response},
+use bpfnet::api::{
+    Request, Response,
     monitor::{self, Event, Filter, Kind, Lost, Record, Tuple},
+    reason,
 };
+use common::Reason;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,8 +22,8 @@ pub struct Args {
     kind: Option<Kind>,
     /// Only this reason (repeatable), as `bpfnet stats` names it: `drop-isolation`,
     /// `dnat-new`...
-    #[arg(long = "reason", value_name = "REASON", value_parser = reason)]
-    reasons: Vec<String>,
+    #[arg(long = "reason", value_name = "REASON", value_parser = reason::parse)]
+    reasons: Vec<Reason>,
     /// Only packets from or to this address, before or after translation (repeatable).
     #[arg(long = "ip", value_name = "IP")]
     ips: Vec<IpAddr>,
@@ -46,12 +48,6 @@ pub struct Args {
     /// left out (`"record":"lost"`).
     #[arg(long)]
     json: bool,
-}
-
-fn reason(s: &str) -> Result<String, String> {
-    monitor::reason_named(s)
-        .map(|r| r.name().to_owned())
-        .map_err(|e| e.to_string())
 }
 
 pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
@@ -112,7 +108,9 @@ fn event_line(e: &Event) -> String {
     let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
     let mut line = format!(
         "{h:02}:{m:02}:{s:02}.{micros:06} {:<20} {} ({})",
-        e.reason, e.iface, e.hook
+        e.reason.name(),
+        e.iface,
+        e.hook.name()
     );
     match &e.packet.before {
         Some(t) => line += &format!(" {}", tuple(t)),
@@ -135,8 +133,8 @@ fn event_line(e: &Event) -> String {
     {
         line += &format!(" => {}", endpoints(a));
     }
-    if let Some(ct) = &e.ct {
-        line += &format!(" ct {ct}");
+    if let Some(ct) = e.ct {
+        line += &format!(" ct {}", ct.name());
     }
     line
 }

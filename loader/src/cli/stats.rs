@@ -22,9 +22,9 @@ pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     println!("{:<22} {:>14} {:>16}", "REASON", "PACKETS", "BYTES");
     for c in &s.counters {
         let name = if c.drop {
-            format!("{} (drop)", c.reason)
+            format!("{} (drop)", c.reason.name())
         } else {
-            c.reason.clone()
+            c.reason.name().to_owned()
         };
         println!("{name:<22} {:>14} {:>16}", c.packets, c.bytes);
     }

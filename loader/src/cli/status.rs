@@ -77,7 +77,10 @@ fn print(s: &Status) {
         1 => println!("datapath:   1 warning"),
         n => println!("datapath:   {n} warnings"),
     }
-    println!("xdp:        {}", s.xdp.as_deref().unwrap_or("off"));
+    println!(
+        "xdp:        {}",
+        s.xdp.map_or("off".into(), |m| m.to_string())
+    );
     println!("docker:     {}", docker_line(&s.docker));
     match (s.last_sweep_at, s.last_sweep) {
         (Some(at), Some(w)) => println!(

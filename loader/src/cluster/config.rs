@@ -7,7 +7,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterError, Ipv4Net, Ipv6Net, ParseError};
+use super::{ClusterError, ConfigProblem, Ipv4Net, Ipv6Net, ParseError};
 
 /// How packets reach a peer's subnet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,77 +144,90 @@ impl ClusterConfig {
 
     /// Refuse values that cannot work.
     pub fn validate(&self) -> Result<(), ClusterError> {
-        let invalid = |reason: String| Err(ClusterError::InvalidConfig { reason });
+        let invalid = |problem| Err(ClusterError::InvalidConfig { problem });
         let cidr = self.cidr;
         if cidr.len == 0 {
-            return invalid(format!("the cluster CIDR {cidr} is every address"));
+            return invalid(ConfigProblem::EveryAddress { cidr });
         }
         if let Some((a, l)) = FORBIDDEN
             .into_iter()
             .find(|&(a, l)| Ipv4Net { addr: a, len: l }.overlaps(&cidr))
         {
-            return invalid(format!("the cluster CIDR {cidr} overlaps {a}/{l}"));
+            return invalid(ConfigProblem::Overlaps {
+                cidr,
+                addr: a,
+                len: l,
+            });
         }
         if self.node_prefix < cidr.len {
-            return invalid(format!(
-                "the node prefix /{} is shorter than the cluster CIDR {cidr}",
-                self.node_prefix
-            ));
+            return invalid(ConfigProblem::NodePrefixShort {
+                node_prefix: self.node_prefix,
+                cidr,
+            });
         }
         if self.node_prefix > MAX_NODE_PREFIX {
-            return invalid(format!(
-                "the node prefix /{} is longer than /{MAX_NODE_PREFIX}",
-                self.node_prefix
-            ));
+            return invalid(ConfigProblem::NodePrefixLong {
+                node_prefix: self.node_prefix,
+                max: MAX_NODE_PREFIX,
+            });
         }
         if !(1..=MAX_VNI).contains(&self.vni) {
-            return invalid(format!("the VNI {} is not in 1..={MAX_VNI}", self.vni));
+            return invalid(ConfigProblem::Vni {
+                vni: self.vni,
+                max: MAX_VNI,
+            });
         }
         if !(1..=MAX_TTL).contains(&self.lease_ttl) {
-            return invalid(format!(
-                "the lease TTL {} s is not in 1..={MAX_TTL}",
-                self.lease_ttl
-            ));
+            return invalid(ConfigProblem::LeaseTtl {
+                ttl: self.lease_ttl,
+                max: MAX_TTL,
+            });
         }
         if !(self.lease_ttl..=MAX_TTL).contains(&self.reclaim_after) {
-            return invalid(format!(
-                "reclaim-after {} s is not in {}..={MAX_TTL} (at least the lease TTL)",
-                self.reclaim_after, self.lease_ttl
-            ));
+            return invalid(ConfigProblem::ReclaimAfter {
+                reclaim_after: self.reclaim_after,
+                ttl: self.lease_ttl,
+                max: MAX_TTL,
+            });
         }
         self.validate6()
     }
 
     /// Refuse IPv6 values that cannot work (none given: nothing to refuse).
     fn validate6(&self) -> Result<(), ClusterError> {
-        let invalid = |reason: String| Err(ClusterError::InvalidConfig { reason });
+        let invalid = |problem| Err(ClusterError::InvalidConfig { problem });
         let Some(cidr) = self.cidr6 else {
             return Ok(());
         };
         if cidr.len == 0 {
-            return invalid(format!("the cluster IPv6 CIDR {cidr} is every address"));
+            return invalid(ConfigProblem::EveryAddress6 { cidr });
         }
         if let Some((a, l)) = FORBIDDEN6
             .into_iter()
             .find(|&(a, l)| Ipv6Net { addr: a, len: l }.overlaps(&cidr))
         {
-            return invalid(format!("the cluster IPv6 CIDR {cidr} overlaps {a}/{l}"));
+            return invalid(ConfigProblem::Overlaps6 {
+                cidr,
+                addr: a,
+                len: l,
+            });
         }
         let len = self.node_prefix6;
         if len < cidr.len {
-            return invalid(format!(
-                "the IPv6 node prefix /{len} is shorter than the cluster IPv6 CIDR {cidr}"
-            ));
+            return invalid(ConfigProblem::NodePrefix6Short { len, cidr });
         }
         if len > MAX_NODE_PREFIX6 {
-            return invalid(format!(
-                "the IPv6 node prefix /{len} is longer than /{MAX_NODE_PREFIX6}"
-            ));
+            return invalid(ConfigProblem::NodePrefix6Long {
+                len,
+                max: MAX_NODE_PREFIX6,
+            });
         }
         if len - cidr.len > MAX_POOL_BITS6 {
-            return invalid(format!(
-                "the IPv6 node prefix /{len} makes more than 2^{MAX_POOL_BITS6} node prefixes of {cidr}"
-            ));
+            return invalid(ConfigProblem::TooManyPrefixes6 {
+                len,
+                max_bits: MAX_POOL_BITS6,
+                cidr,
+            });
         }
         Ok(())
     }
@@ -274,6 +287,21 @@ mod tests {
         assert_eq!("vxlan".parse::<Mode>(), Ok(Mode::Vxlan));
         assert_eq!(Mode::HostGw.to_string(), "host-gw");
         assert!("hostgw".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn a_refusal_names_its_problem() {
+        let mut c = cfg();
+        c.vni = 0;
+        assert!(
+            matches!(
+                c.validate(),
+                Err(ClusterError::InvalidConfig {
+                    problem: ConfigProblem::Vni { vni: 0, .. }
+                })
+            ),
+            "VNI 0 is refused as such"
+        );
     }
 
     #[test]

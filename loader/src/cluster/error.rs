@@ -1,7 +1,12 @@
 //! What can go wrong talking to the cluster's etcd.
-use std::{io, net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    io,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
 
-use super::ClusterConfig;
+use super::{ClusterConfig, Ipv4Net, Ipv6Net};
 
 /// A value on the command line or in etcd that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -82,12 +87,20 @@ pub enum ClusterError {
         key: String,
     },
     /// The cluster config in etcd does not parse.
-    #[error("the cluster config at `{key}` in etcd is not valid: {reason}")]
+    #[error("the cluster config at `{key}` in etcd is not valid: {source}")]
+    ConfigJson {
+        /// Where it is.
+        key: String,
+        /// Why it does not parse.
+        source: serde_json::Error,
+    },
+    /// The cluster config in etcd parses but cannot work.
+    #[error("the cluster config at `{key}` in etcd is not valid: {source}")]
     BadConfig {
         /// Where it is.
         key: String,
-        /// Why it is not valid.
-        reason: String,
+        /// Why it cannot work (`InvalidConfig`).
+        source: Box<ClusterError>,
     },
     /// `init` with a config other than the one in etcd.
     #[error(
@@ -101,10 +114,10 @@ pub enum ClusterError {
         wanted: Box<ClusterConfig>,
     },
     /// A cluster config with values that cannot work.
-    #[error("invalid cluster config: {reason}")]
+    #[error("invalid cluster config: {problem}")]
     InvalidConfig {
         /// Which value and why.
-        reason: String,
+        problem: ConfigProblem,
     },
     /// This node's own parameters (name, underlay) cannot work.
     #[error("invalid node: {reason}")]
@@ -159,6 +172,51 @@ pub enum ClusterError {
         path: PathBuf,
         /// Why.
         source: serde_json::Error,
+    },
+}
+
+/// Why a cluster config cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigProblem {
+    #[error("the cluster CIDR {cidr} is every address")]
+    EveryAddress { cidr: Ipv4Net },
+    #[error("the cluster CIDR {cidr} overlaps {addr}/{len}")]
+    Overlaps {
+        cidr: Ipv4Net,
+        addr: Ipv4Addr,
+        len: u8,
+    },
+    #[error("the node prefix /{node_prefix} is shorter than the cluster CIDR {cidr}")]
+    NodePrefixShort { node_prefix: u8, cidr: Ipv4Net },
+    #[error("the node prefix /{node_prefix} is longer than /{max}")]
+    NodePrefixLong { node_prefix: u8, max: u8 },
+    #[error("the VNI {vni} is not in 1..={max}")]
+    Vni { vni: u32, max: u32 },
+    #[error("the lease TTL {ttl} s is not in 1..={max}")]
+    LeaseTtl { ttl: u64, max: u64 },
+    #[error("reclaim-after {reclaim_after} s is not in {ttl}..={max} (at least the lease TTL)")]
+    ReclaimAfter {
+        reclaim_after: u64,
+        ttl: u64,
+        max: u64,
+    },
+    #[error("the cluster IPv6 CIDR {cidr} is every address")]
+    EveryAddress6 { cidr: Ipv6Net },
+    #[error("the cluster IPv6 CIDR {cidr} overlaps {addr}/{len}")]
+    Overlaps6 {
+        cidr: Ipv6Net,
+        addr: Ipv6Addr,
+        len: u8,
+    },
+    #[error("the IPv6 node prefix /{len} is shorter than the cluster IPv6 CIDR {cidr}")]
+    NodePrefix6Short { len: u8, cidr: Ipv6Net },
+    #[error("the IPv6 node prefix /{len} is longer than /{max}")]
+    NodePrefix6Long { len: u8, max: u8 },
+    #[error("the IPv6 node prefix /{len} makes more than 2^{max_bits} node prefixes of {cidr}")]
+    TooManyPrefixes6 {
+        len: u8,
+        max_bits: u8,
+        cidr: Ipv6Net,
     },
 }
 

@@ -75,14 +75,14 @@ pub(crate) async fn read_config(
     let cfg = parse_config(&key, kv.value())?;
     cfg.validate().map_err(|e| ClusterError::BadConfig {
         key,
-        reason: e.to_string(),
+        source: Box::new(e),
     })?;
     Ok(cfg)
 }
 
 fn parse_config(key: &str, value: &[u8]) -> Result<ClusterConfig, ClusterError> {
-    serde_json::from_slice(value).map_err(|e| ClusterError::BadConfig {
+    serde_json::from_slice(value).map_err(|source| ClusterError::ConfigJson {
         key: key.into(),
-        reason: e.to_string(),
+        source,
     })
 }

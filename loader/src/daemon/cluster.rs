@@ -20,7 +20,7 @@ use super::{
     peer_neigh::{Seen, seen},
 };
 use crate::{
-    api::{ClusterRouteLine, NetworkListing, NodeListing, ThisNode},
+    api::{ClusterRouteLine, NetworkListing, NodeListing, RouteKind, ThisNode},
     cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node},
     datapath::sync::sync,
     endpoint::Ipv4Cidr,
@@ -310,13 +310,7 @@ impl Cluster {
                     addr: Ipv4Addr::from(u32::from_be(net)),
                     len: u8::try_from(len).unwrap_or(32),
                 },
-                kind: match r.kind {
-                    CLUSTER_HOST_GW => "host-gw",
-                    CLUSTER_VXLAN => "vxlan",
-                    CLUSTER_NODE => "node",
-                    _ => "routed",
-                }
-                .into(),
+                kind: RouteKind::of(r.kind),
                 node: (r.node != 0 && r.node != CLUSTER_ON_LINK)
                     .then(|| Ipv4Addr::from(u32::from_be(r.node))),
                 vni: r.vni,

@@ -77,9 +77,7 @@ mod tests {
         // A change that fails leaves nothing behind.
         let err = d.update(|s| {
             s.published.clear();
-            Err::<(), _>(ApiError::Invalid {
-                reason: "no".into(),
-            })
+            Err::<(), _>(ApiError::Invalid(crate::api::Invalid::NoAddress))
         });
         assert!(err.is_err());
         assert_eq!(d.published, vec![spec]);

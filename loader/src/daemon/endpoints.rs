@@ -10,7 +10,7 @@ use tracing::{debug, info};
 
 use super::Daemon;
 use crate::{
-    api::ApiError,
+    api::{ApiError, Invalid},
     datapath::{batch::entries_or_each, sync::sync},
     endpoint::{EndpointSpec, Ipv4Cidr, Ipv6Cidr, Mac},
 };
@@ -47,9 +47,7 @@ impl Daemon {
             });
         };
         if veth_bridge != br_index {
-            return Err(ApiError::Invalid {
-                reason: format!("`{veth}` is not a port of bridge `{bridge}`"),
-            });
+            return Err(Invalid::NotAPort { veth, bridge }.into());
         }
         let addrs: Vec<IpAddr> = ip
             .map(|c| IpAddr::V4(c.addr))
@@ -57,27 +55,18 @@ impl Daemon {
             .chain(ip6.iter().map(|c| IpAddr::V6(c.addr)))
             .collect();
         if addrs.is_empty() {
-            return Err(ApiError::Invalid {
-                reason: "an endpoint needs at least one address".into(),
-            });
+            return Err(Invalid::NoAddress.into());
         }
         for (i, &addr) in addrs.iter().enumerate() {
             if addrs[..i].contains(&addr) {
-                return Err(ApiError::Invalid {
-                    reason: format!("{addr} is given twice"),
-                });
+                return Err(Invalid::GivenTwice { addr }.into());
             }
             let claimable = match addr {
                 IpAddr::V4(a) => self.dp.maps.claimable(u32::from_ne_bytes(a.octets())),
                 IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from_octets(a.octets())),
             };
             if !claimable {
-                return Err(ApiError::Invalid {
-                    reason: format!(
-                        "{addr} is a host address or its subnet's network or broadcast \
-                         address: no container may have it"
-                    ),
-                });
+                return Err(Invalid::Unclaimable { addr }.into());
             }
             if let Some(other) = self.all_endpoints().into_iter().find(|e| e.has(addr)) {
                 return Err(ApiError::Conflict {
@@ -107,12 +96,13 @@ impl Daemon {
 
     async fn learn_mac(&self, veth: &str, index: u32) -> Result<Mac, ApiError> {
         let macs = self.nl.learned_macs(index).await?;
-        let reason = match macs.as_slice() {
+        let veth = veth.to_owned();
+        Err(match macs.as_slice() {
             [one] => return Ok(Mac(*one)),
-            [] => format!("no MAC learned on `{veth}` yet; pass --mac"),
-            _ => format!("several MACs learned on `{veth}`; pass --mac"),
-        };
-        Err(ApiError::Invalid { reason })
+            [] => Invalid::NoMacLearned { veth },
+            _ => Invalid::SeveralMacs { veth },
+        }
+        .into())
     }
 
     pub(super) fn del_endpoint(&mut self, ip: IpAddr) -> Result<(), ApiError> {

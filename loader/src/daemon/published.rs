@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 use super::{Daemon, flows::CtFamily};
 use crate::{
     api::ApiError,
-    datapath::sync::sync,
+    datapath::sync::{SyncError, sync},
     spec::{MapAddr, PublishSpec},
 };
 
@@ -117,7 +117,7 @@ impl Daemon {
     /// Make `published_v1` and `published6_v1` hold exactly the accepted publishes'
     /// entries (the maps survive restarts; this also repairs whatever changed while no
     /// daemon ran). Returns the failures, each also logged.
-    pub(super) fn sync_published(&mut self) -> Vec<String> {
+    pub(super) fn sync_published(&mut self) -> Vec<SyncError> {
         let (accepted, conflicts) = self.accepted_publishes();
         for c in &conflicts {
             if !self.conflicts.contains(c) {
@@ -132,14 +132,19 @@ impl Daemon {
         let maps = &mut self.dp.maps;
         let synced = sync(&mut maps.published, &want);
         let synced6 = sync(&mut maps.published6, &want6);
-        let errors = synced
-            .errors
-            .iter()
-            .chain(&synced6.errors)
-            .map(ToString::to_string)
-            .collect();
-        super::report("published ports", synced);
-        super::report("IPv6 published ports", synced6);
+        let mut errors = Vec::new();
+        for (map, mut synced) in [
+            ("published ports", synced),
+            ("IPv6 published ports", synced6),
+        ] {
+            // Logged here, and kept whole for the request that asked.
+            let failed = std::mem::take(&mut synced.errors);
+            for e in &failed {
+                warn!(map, error = %e, "map differs from the desired state");
+            }
+            super::report(map, synced);
+            errors.extend(failed);
+        }
         debug!(
             publishes = accepted.len(),
             entries = want.len(),

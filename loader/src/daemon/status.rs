@@ -99,7 +99,7 @@ impl Daemon {
         }));
         Status {
             attached: self.attached(),
-            xdp: self.dp.xdp_mode().map(|m| m.to_string()),
+            xdp: self.dp.xdp_mode(),
             maps,
             ct_counted_at: counted_at,
             docker: DockerStatus {
@@ -145,7 +145,7 @@ impl Daemon {
             .stats()
             .into_iter()
             .map(|(r, c)| StatLine {
-                reason: r.name().into(),
+                reason: r,
                 drop: r.is_drop(),
                 packets: c.packets,
                 bytes: c.bytes,
@@ -192,7 +192,7 @@ impl Daemon {
                     .map(|l| l.name.clone())
                     .or_else(|| ifname(i))
                     .unwrap_or_else(|| i.to_string()),
-                reason: reason.name().into(),
+                reason,
                 packets: c.packets,
                 bytes: c.bytes,
             })

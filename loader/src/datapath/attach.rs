@@ -12,7 +12,7 @@ use aya::programs::{
 };
 use tracing::{debug, info, warn};
 
-use super::{Datapath, DatapathError, Hook};
+use super::{AttachFailure, Datapath, DatapathError, Hook};
 
 /// A pinned attachment found in the pin directory.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,16 +58,22 @@ impl Datapath {
     fn attach_tc(&mut self, hook: Hook, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
         let a = Attachment { hook, ifindex };
         let path = self.link_path(&a);
-        let err = |detail: String| DatapathError::Attach {
+        let err = |source: AttachFailure| DatapathError::Attach {
             program: hook.program(),
             iface: iface.into(),
-            detail,
+            source,
+        };
+        let pinned_link = |source| {
+            err(AttachFailure::PinnedLink {
+                path: path.clone(),
+                source,
+            })
         };
         let prog = self.program(hook);
         match PinnedLink::from_pin(&path) {
             Ok(pinned) => {
-                let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                    .map_err(|e| err(format!("pinned link `{}`: {e}", path.display())))?;
+                let link =
+                    SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(pinned_link)?;
                 match prog.attach_to_link(link) {
                     Ok(id) => {
                         // The pin keeps the link; our fd can go.
@@ -82,12 +88,12 @@ impl Datapath {
                     Err(e) => {
                         // The interface behind the old link is gone (ENOLINK): start afresh.
                         debug!(iface, error = %e, "stale pinned link, re-attaching");
-                        remove_pin(&path).map_err(|e| err(e.to_string()))?;
+                        remove_pin(&path).map_err(|e| err(e.into()))?;
                     }
                 }
             }
             Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(format!("pinned link `{}`: {e}", path.display()))),
+            Err(e) => return Err(pinned_link(e)),
         }
         fresh(prog, hook.attach_type(), iface, &path).map_err(err)?;
         info!(iface, program = hook.program(), "attached");
@@ -117,17 +123,14 @@ fn fresh(
     direction: TcAttachType,
     iface: &str,
     path: &PathBuf,
-) -> Result<(), String> {
-    let id = prog
-        .attach_with_options(
-            iface,
-            direction,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .map_err(|e| e.to_string())?;
-    let link = prog.take_link(id).map_err(|e| e.to_string())?;
-    let link = FdLink::try_from(link).map_err(|e| e.to_string())?;
-    link.pin(path).map_err(|e| e.to_string())?;
+) -> Result<(), AttachFailure> {
+    let id = prog.attach_with_options(
+        iface,
+        direction,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    )?;
+    let link = prog.take_link(id)?;
+    FdLink::try_from(link)?.pin(path)?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::{
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink};
 use tracing::info;
 
-use super::{Datapath, DatapathError};
+use super::{AttachFailure, Datapath, DatapathError};
 
 /// The cgroup sock_addr programs, by name in the object.
 pub const SOCK_PROGRAMS: [&str; 8] = [
@@ -64,32 +64,31 @@ impl Datapath {
     /// replaced by pinning the new one over it: for a moment both run, which is
     /// harmless (the second sees the backend address, not a published one).
     pub fn attach_sockets(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
-        let dir =
-            fs::File::open(cgroup).map_err(|e| attach_err("cgroup", cgroup, e.to_string()))?;
+        let dir = fs::File::open(cgroup).map_err(|e| attach_err("cgroup", cgroup, e.into()))?;
         for name in SOCK_PROGRAMS {
             let path = self.pin_dir.join("links").join(name);
             // bpffs names may not contain dots.
             let tmp = self.pin_dir.join("links").join(format!("{name}_new"));
             let prog: &mut CgroupSockAddr = super::program(&mut self.ebpf, name)?;
+            let err = |e: AttachFailure| attach_err(name, cgroup, e);
             let id = prog
                 .attach(&dir, CgroupAttachMode::Single)
-                .map_err(|e| attach_err(name, cgroup, e.to_string()))?;
-            let err = |e: &dyn std::fmt::Display| attach_err(name, cgroup, e.to_string());
-            let link = prog.take_link(id).map_err(|e| err(&e))?;
-            let link = FdLink::try_from(link).map_err(|e| err(&e))?;
+                .map_err(|e| err(e.into()))?;
+            let link = prog.take_link(id).map_err(|e| err(e.into()))?;
+            let link = FdLink::try_from(link).map_err(|e| err(e.into()))?;
             let _ = fs::remove_file(&tmp);
-            link.pin(&tmp).map_err(|e| err(&e))?;
-            fs::rename(&tmp, &path).map_err(|e| err(&e))?;
+            link.pin(&tmp).map_err(|e| err(e.into()))?;
+            fs::rename(&tmp, &path).map_err(|e| err(e.into()))?;
         }
         info!(cgroup = %cgroup.display(), "socket programs attached");
         Ok(())
     }
 }
 
-fn attach_err(program: &'static str, cgroup: &Path, detail: String) -> DatapathError {
+fn attach_err(program: &'static str, cgroup: &Path, source: AttachFailure) -> DatapathError {
     DatapathError::Attach {
         program,
         iface: cgroup.display().to_string(),
-        detail,
+        source,
     }
 }

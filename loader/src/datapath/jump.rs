@@ -25,10 +25,14 @@ pub(super) fn point(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
     for (name, slot) in IPV6_PROGRAMS {
         let prog = program::<SchedClassifier>(ebpf, name)?;
         let fd = prog.fd().map_err(program_err(name))?;
-        slots.set(slot, fd, 0).map_err(|e| DatapathError::Map {
-            name: names::JUMP,
-            detail: format!("slot {slot} ({name}): {e}"),
-        })?;
+        slots
+            .set(slot, fd, 0)
+            .map_err(|e| DatapathError::JumpSlot {
+                name: names::JUMP,
+                slot,
+                program: name,
+                source: Box::new(e),
+            })?;
     }
     Ok(())
 }

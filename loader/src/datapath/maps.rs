@@ -65,13 +65,12 @@ pub(super) fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, DatapathError> {
-    let map = ebpf.take_map(name).ok_or(DatapathError::Map {
-        name,
-        detail: "not in the object".into(),
-    })?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DatapathError::MissingMap { name })?;
     T::try_from(map).map_err(|e| DatapathError::Map {
         name,
-        detail: e.to_string(),
+        source: Box::new(e),
     })
 }
 

@@ -26,7 +26,9 @@ use std::{
 pub use attach::Attachment;
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp},
+    maps::MapError,
+    pin::PinError,
+    programs::{CgroupSockAddr, Program, ProgramError, SchedClassifier, Xdp, links::LinkError},
 };
 pub use cgroup::{SOCK_PROGRAMS, cgroup2_root};
 use common::names;
@@ -84,8 +86,22 @@ pub enum DatapathError {
     },
     #[error("program `{name}` is missing from the eBPF object")]
     MissingProgram { name: &'static str },
-    #[error("map `{name}` is missing from the eBPF object or has another type: {detail}")]
-    Map { name: &'static str, detail: String },
+    #[error("map `{name}` is missing from the eBPF object or has another type: not in the object")]
+    MissingMap { name: &'static str },
+    #[error("map `{name}` is missing from the eBPF object or has another type: {source}")]
+    Map {
+        name: &'static str,
+        source: Box<MapError>,
+    },
+    #[error("map `{name}`: slot {slot} ({program}): {source}")]
+    JumpSlot {
+        name: &'static str,
+        slot: u32,
+        program: &'static str,
+        source: Box<MapError>,
+    },
+    #[error("cannot start the datapath's log reader: {source}")]
+    Logger { source: Box<aya_log::Error> },
     #[error("the kernel refused program `{name}`: {reason}")]
     Refused { name: &'static str, reason: String },
     #[error("program `{name}`: {source}")]
@@ -93,12 +109,38 @@ pub enum DatapathError {
         name: &'static str,
         source: Box<ProgramError>,
     },
-    #[error("cannot attach `{program}` to `{iface}`: {detail}")]
+    #[error("cannot attach `{program}` to `{iface}`: {source}")]
     Attach {
         program: &'static str,
         iface: String,
-        detail: String,
+        source: AttachFailure,
     },
+}
+
+/// The step of attaching a program that failed (`DatapathError::Attach`).
+#[derive(Debug, thiserror::Error)]
+pub enum AttachFailure {
+    #[error("pinned link `{}`: {source}", path.display())]
+    PinnedLink { path: PathBuf, source: LinkError },
+    #[error("{mode} mode: {source}")]
+    XdpMode {
+        mode: XdpMode,
+        source: Box<ProgramError>,
+    },
+    #[error(transparent)]
+    Program(#[from] Box<ProgramError>),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ProgramError> for AttachFailure {
+    fn from(e: ProgramError) -> Self {
+        Self::Program(Box::new(e))
+    }
 }
 
 /// Where a program is attached (TC ingress, but `ToTunnel`: TC egress).
@@ -417,9 +459,8 @@ impl Datapath {
             0 => None,
             _ => Some(
                 aya_log::EbpfLogger::init_with_logger(&mut ebpf, log::Tracing).map_err(|e| {
-                    DatapathError::Map {
-                        name: "AYA_LOGS",
-                        detail: e.to_string(),
+                    DatapathError::Logger {
+                        source: Box::new(e),
                     }
                 })?,
             ),
@@ -431,7 +472,7 @@ impl Datapath {
             .set(0, common::IcmpLimit::default(), 0)
             .map_err(|e| DatapathError::Map {
                 name: names::ICMP_LIMIT,
-                detail: e.to_string(),
+                source: Box::new(e),
             })?;
         Ok(Self {
             ebpf,

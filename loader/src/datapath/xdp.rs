@@ -10,12 +10,13 @@ use aya::programs::{
 };
 use tracing::{debug, info};
 
-use super::{Datapath, DatapathError, attach::remove_pin, program};
+use super::{AttachFailure, Datapath, DatapathError, attach::remove_pin, program};
 
 pub const XDP_PROGRAM: &str = "xdp_uplink";
 
 /// Where the XDP program runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum XdpMode {
     /// The driver's native hook where it has one, generic XDP otherwise (the kernel's
     /// choice).
@@ -75,19 +76,24 @@ impl Datapath {
     /// Put `xdp_uplink` on uplink `iface` when `--xdp` is on; take it off otherwise.
     pub(super) fn attach_xdp(&mut self, iface: &str, ifindex: u32) -> Result<(), DatapathError> {
         let path = self.xdp_link_path(ifindex);
-        let err = |detail: String| DatapathError::Attach {
+        let err = |source: AttachFailure| DatapathError::Attach {
             program: XDP_PROGRAM,
             iface: iface.into(),
-            detail,
+            source,
+        };
+        let pinned_link = |source| {
+            err(AttachFailure::PinnedLink {
+                path: path.clone(),
+                source,
+            })
         };
         let Some(mode) = self.xdp else {
-            return remove_pin(&path).map_err(|e| err(e.to_string()));
+            return remove_pin(&path).map_err(|e| err(e.into()));
         };
         let prog: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
         match PinnedLink::from_pin(&path) {
             Ok(pinned) => {
-                let link = XdpLink::try_from(FdLink::from(pinned))
-                    .map_err(|e| err(format!("pinned link `{}`: {e}", path.display())))?;
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(pinned_link)?;
                 match prog.attach_to_link(link) {
                     Ok(id) => {
                         drop(prog.take_link(id));
@@ -96,19 +102,22 @@ impl Datapath {
                     }
                     Err(e) => {
                         debug!(iface, error = %e, "stale pinned XDP link, re-attaching");
-                        remove_pin(&path).map_err(|e| err(e.to_string()))?;
+                        remove_pin(&path).map_err(|e| err(e.into()))?;
                     }
                 }
             }
             Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(format!("pinned link `{}`: {e}", path.display()))),
+            Err(e) => return Err(pinned_link(e)),
         }
-        let id = prog
-            .attach_to_if_index(ifindex, mode.aya())
-            .map_err(|e| err(format!("{mode} mode: {e}")))?;
-        let link = prog.take_link(id).map_err(|e| err(e.to_string()))?;
-        let link = FdLink::try_from(link).map_err(|e| err(e.to_string()))?;
-        link.pin(&path).map_err(|e| err(e.to_string()))?;
+        let id = prog.attach_to_if_index(ifindex, mode.aya()).map_err(|e| {
+            err(AttachFailure::XdpMode {
+                mode,
+                source: Box::new(e),
+            })
+        })?;
+        let link = prog.take_link(id).map_err(|e| err(e.into()))?;
+        let link = FdLink::try_from(link).map_err(|e| err(e.into()))?;
+        link.pin(&path).map_err(|e| err(e.into()))?;
         info!(iface, program = XDP_PROGRAM, %mode, "attached");
         Ok(())
     }

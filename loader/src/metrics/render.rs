@@ -2,7 +2,7 @@
 //! a registry is filled from the snapshot and encoded, once per scrape.
 use std::sync::atomic::AtomicU64;
 
-use common::SWEPT_TABLES;
+use common::{Reason, SWEPT_TABLES};
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -18,14 +18,14 @@ type Ratio = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Verdict {
-    reason: String,
+    reason: &'static str,
     verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InterfaceReason {
     interface: String,
-    reason: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,8 +40,9 @@ struct Kind {
     kind: &'static str,
 }
 
+/// A reason label alone.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Reason {
+struct Why {
     reason: &'static str,
 }
 
@@ -98,7 +99,7 @@ fn count(v: u64) -> Count {
 }
 
 /// The packet counter of verdict `reason` (0 when the snapshot has none).
-fn packets(m: &Metrics, reason: &str) -> u64 {
+fn packets(m: &Metrics, reason: Reason) -> u64 {
     m.counters
         .iter()
         .find(|c| c.reason == reason)
@@ -112,7 +113,7 @@ fn verdicts(r: &mut Registry, m: &Metrics) {
     );
     for c in &m.counters {
         let l = Verdict {
-            reason: c.reason.clone(),
+            reason: c.reason.name(),
             verdict: if c.drop { "drop" } else { "pass" },
         };
         packets.get_or_create(&l).inc_by(c.packets);
@@ -128,7 +129,7 @@ fn verdicts(r: &mut Registry, m: &Metrics) {
     for d in &m.drops {
         let l = InterfaceReason {
             interface: d.interface.clone(),
-            reason: d.reason.clone(),
+            reason: d.reason.name(),
         };
         by_iface.get_or_create(&l).inc_by(d.packets);
     }
@@ -172,10 +173,10 @@ fn flows(r: &mut Registry, m: &Metrics) {
     let created = Family::<Kind, Count>::default();
     created
         .get_or_create(&Kind { kind: "dnat" })
-        .inc_by(packets(m, "dnat-new"));
+        .inc_by(packets(m, Reason::DnatNew));
     created
         .get_or_create(&Kind { kind: "snat" })
-        .inc_by(packets(m, "snat-new"));
+        .inc_by(packets(m, Reason::SnatNew));
     r.register(
         "ct_flows_created",
         "Translated flows created: published ports (dnat) and masqueraded egress (snat)",
@@ -209,10 +210,12 @@ fn flows(r: &mut Registry, m: &Metrics) {
         "Masqueraded flows, each holding a source port",
         level(m.snat_flows),
     );
-    let failures = Family::<Reason, Count>::default();
-    for reason in ["drop-snat-ports", "drop-snat-quota"] {
+    let failures = Family::<Why, Count>::default();
+    for reason in [Reason::DropSnatPorts, Reason::DropSnatQuota] {
         failures
-            .get_or_create(&Reason { reason })
+            .get_or_create(&Why {
+                reason: reason.name(),
+            })
             .inc_by(packets(m, reason));
     }
     r.register(
@@ -399,8 +402,8 @@ mod tests {
     use crate::api::{DropLine, ProgramRun, StatLine, Status, Sweep};
 
     fn snapshot() -> Metrics {
-        let line = |reason: &str, drop, packets| StatLine {
-            reason: reason.into(),
+        let line = |reason: Reason, drop, packets| StatLine {
+            reason,
             drop,
             packets,
             bytes: packets * 100,
@@ -441,14 +444,14 @@ mod tests {
                 ..Status::default()
             },
             counters: vec![
-                line("dnat-new", false, 5),
-                line("snat-new", false, 2),
-                line("drop-inbound", true, 7),
-                line("drop-snat-quota", true, 1),
+                line(Reason::DnatNew, false, 5),
+                line(Reason::SnatNew, false, 2),
+                line(Reason::DropInbound, true, 7),
+                line(Reason::DropSnatQuota, true, 1),
             ],
             drops: vec![DropLine {
                 interface: "up0".into(),
-                reason: "drop-inbound".into(),
+                reason: Reason::DropInbound,
                 packets: 7,
                 bytes: 700,
             }],

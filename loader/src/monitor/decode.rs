@@ -4,43 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{EventTuple, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
-use serde::{Deserialize, Serialize};
+
+use crate::api::monitor::{Packet, Tuple};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
-
-/// Addresses, protocol and ports of a packet or a flow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tuple {
-    /// `tcp`, `udp`, `icmp`, `icmpv6`, or the protocol number.
-    pub proto: String,
-    pub src: IpAddr,
-    /// Source port (TCP, UDP) or echo identifier (ICMP echo); none for other packets
-    /// and later fragments.
-    pub sport: Option<u16>,
-    pub dst: IpAddr,
-    pub dport: Option<u16>,
-}
-
-/// What the captured bytes say.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Packet {
-    /// The packet's whole length.
-    pub len: u32,
-    /// Its tuple as it arrived; none for a frame that is not IP or was cut short.
-    pub before: Option<Tuple>,
-    /// TCP flags, as `tcpdump` writes them (`S`, `S.`, `F.`, `R`, `P.`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp_flags: Option<String>,
-    /// ICMP or ICMPv6 type and code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub icmp: Option<(u8, u8)>,
-    /// The ethertype of a frame that is not IP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ethertype: Option<u16>,
-}
 
 fn proto_name(proto: u8) -> String {
     match proto {

@@ -16,22 +16,15 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{Event, Filter, Kind, Lost, Record, ct_state, decode};
+use super::decode;
 use crate::{
-    api::{Request, Response, server::Call},
-    datapath::MonitorMaps,
+    api::{
+        Request, Response,
+        monitor::{CtState, Event, Filter, Hook, Kind, Lost, Record},
+        server::{Call, Subscriber},
+    },
+    datapath::{self, MonitorMaps},
 };
-
-/// Events a client may have waiting before it counts as behind.
-pub const CLIENT_QUEUE: usize = 4096;
-
-/// A client: its filter, the datapath mask it needs (`Filter::mask`, checked by the
-/// server) and where its records go.
-pub struct Subscriber {
-    pub filter: Filter,
-    pub mask: u64,
-    pub records: mpsc::Sender<Record>,
-}
 
 struct Client {
     filter: Filter,
@@ -47,7 +40,7 @@ struct Client {
 #[derive(Clone)]
 struct Iface {
     name: String,
-    hook: &'static str,
+    hook: Hook,
     /// Whether its frames start with an Ethernet header.
     l2: bool,
 }
@@ -106,8 +99,9 @@ pub async fn run(
                 }
                 guard.clear_ready();
                 for raw in &batch {
-                    let e = names.decode(raw).await;
-                    deliver(&mut clients, e);
+                    if let Some(e) = names.decode(raw).await {
+                        deliver(&mut clients, e);
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -157,9 +151,7 @@ fn union<'a>(clients: impl Iterator<Item = (u64, &'a Filter)> + Clone) -> Monito
 }
 
 fn deliver(clients: &mut [Client], e: Event) {
-    let Some(reason) = super::reason_named(&e.reason).ok() else {
-        return;
-    };
+    let reason = e.reason;
     let e = Box::new(e);
     for c in clients.iter_mut() {
         if c.mask & 1 << (reason as u32) == 0 || !c.filter.passes(&e) {
@@ -206,22 +198,23 @@ impl Names {
         }
     }
 
-    async fn decode(&mut self, raw: &common::Event) -> Event {
+    /// The event, or none for a reason this bpfnet does not know (no client asked for it).
+    async fn decode(&mut self, raw: &common::Event) -> Option<Event> {
+        let reason = Reason::ALL.get(raw.reason as usize).copied()?;
         let iface = self.iface(raw.ifindex).await;
-        let reason = Reason::ALL.get(raw.reason as usize).copied();
         let captured = usize::from(raw.captured).min(raw.data.len());
         let xdp = raw.hook == HOOK_XDP;
-        Event {
+        Some(Event {
             time_ns: u64::try_from(i128::from(raw.time_ns) + self.offset_ns).unwrap_or(0),
-            kind: reason.map_or(Kind::Trace, Kind::of),
-            reason: reason.map_or_else(|| raw.reason.to_string(), |r| r.name().into()),
+            kind: Kind::of(reason),
+            reason,
             iface: iface.name,
             ifindex: raw.ifindex,
-            hook: if xdp { "xdp".into() } else { iface.hook.into() },
+            hook: if xdp { Hook::Xdp } else { iface.hook },
             packet: decode::packet(&raw.data[..captured], raw.len, xdp || iface.l2),
             after: decode::xlate(&raw.xlate),
-            ct: reason.and_then(ct_state).map(Into::into),
-        }
+            ct: CtState::of(reason),
+        })
     }
 
     async fn iface(&mut self, ifindex: u32) -> Iface {
@@ -244,7 +237,7 @@ impl Names {
             .map_or(true, |t| t.trim() == "1");
         Iface {
             name,
-            hook: "unmanaged",
+            hook: Hook::Unmanaged,
             l2,
         }
     }
@@ -258,16 +251,28 @@ impl Names {
             return;
         };
         for (name, program) in l.attached {
-            let (hook, l2) = match program.as_str() {
-                "from_container" => ("from-container", true),
-                "from_uplink" => ("from-uplink", true),
-                "from_l3_uplink" => ("from-uplink", false),
-                _ => continue,
+            let Some((hook, l2)) = event_hook(&program) else {
+                continue;
             };
             if let Some(i) = name_to_index(&name) {
                 self.known.insert(i, Iface { name, hook, l2 });
             }
         }
+    }
+}
+
+/// The hook an event of a TC program names (by the program's name, as `bpfnet ls`
+/// lists it), and whether its frames start with an Ethernet header; none for a program
+/// that reports no events of its own.
+fn event_hook(program: &str) -> Option<(Hook, bool)> {
+    match datapath::Hook::ALL
+        .into_iter()
+        .find(|h| h.program() == program)?
+    {
+        datapath::Hook::FromContainer => Some((Hook::FromContainer, true)),
+        datapath::Hook::FromUplink => Some((Hook::FromUplink, true)),
+        datapath::Hook::FromL3Uplink => Some((Hook::FromUplink, false)),
+        datapath::Hook::ToTunnel => None,
     }
 }
 
@@ -295,6 +300,25 @@ fn clock_offset() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_name_the_hook_of_their_program() {
+        assert_eq!(
+            event_hook("from_container"),
+            Some((Hook::FromContainer, true))
+        );
+        assert_eq!(event_hook("from_uplink"), Some((Hook::FromUplink, true)));
+        assert_eq!(
+            event_hook("from_l3_uplink"),
+            Some((Hook::FromUplink, false))
+        );
+        assert_eq!(event_hook("to_tunnel"), None);
+        assert_eq!(
+            event_hook(datapath::XDP_PROGRAM),
+            None,
+            "XDP events say so themselves"
+        );
+    }
 
     #[test]
     fn the_datapath_gets_the_union_of_what_clients_want() {
