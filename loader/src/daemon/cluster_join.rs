@@ -10,15 +10,13 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Daemon, cluster::gateway_of};
+pub use crate::netlink::VXLAN_DEVICE;
 use crate::{
     cluster::{ClusterEvent, Ipv6Net, JoinOptions},
     datapath::Hook,
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
-
-/// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart).
-pub const VXLAN_DEVICE: &str = "bpfnet-vxlan";
 /// What VXLAN adds to each packet: outer IPv4 (20), UDP (8), VXLAN (8) and the inner
 /// Ethernet header (14).
 const VXLAN_OVERHEAD: u32 = 50;

@@ -3,6 +3,7 @@
 //! changes.
 mod monitor;
 mod neigh;
+mod own;
 mod peer_route;
 mod proxy;
 mod routes;
@@ -12,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use neigh::Neighbour;
+pub use own::{BRIDGE_ALIAS, HostTeardown, VXLAN_DEVICE};
 pub use peer_route::{ListedRoute, PeerRoute};
 pub use proxy::enable_proxy_ndp;
 pub use routes::{Hop, Route4};
@@ -229,7 +231,7 @@ impl Netlink {
         Ok(self.links().await?.into_iter().find(|l| l.name == name))
     }
 
-    /// Create bridge `name`, up, with `addr` if given.
+    /// Create bridge `name`, up, with `addr` if given, marked as bpfnet's (its alias).
     pub async fn create_bridge(
         &self,
         name: &str,
@@ -248,6 +250,10 @@ impl Netlink {
                 what: format!("bridge {name} vanished after creation"),
                 source: rtnetlink::Error::RequestFailed,
             })?;
+        // Unmarked, it is only left at `--cleanup`: the bridge itself is fine.
+        if let Err(e) = self.mark_own_bridge(link.index).await {
+            tracing::warn!(bridge = %name, error = %e, "cannot mark the bridge as bpfnet's");
+        }
         if let Some((ip, len)) = addr {
             self.add_address(&link, ip, len).await?;
         }
