@@ -13,6 +13,7 @@ use common::{
     PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
 };
 use rustc_hash::FxBuildHasher;
+use rustix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
 /// How long an idle flow lives, by protocol and TCP state.
@@ -294,12 +295,7 @@ impl FlowInfo {
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which lags it
 /// by at most a tick).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = clock_gettime(ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
