@@ -3,7 +3,6 @@
 use std::{
     collections::HashMap,
     fmt,
-    hash::{BuildHasherDefault, Hasher},
     net::{IpAddr, SocketAddr},
     str::FromStr,
     time::Duration,
@@ -13,6 +12,8 @@ use common::{
     Addr, CT_DNAT, CT_ORIG_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
 };
+use rustc_hash::FxBuildHasher;
+use rustix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
 /// How long an idle flow lives, by protocol and TCP state.
@@ -156,46 +157,14 @@ impl<A: Addr> Flow<A> {
     }
 }
 
-/// Where each key sits in a list of entries: a hash index with a multiplicative hash
-/// (the sweep indexes a million keys every few seconds; SipHash's resistance to chosen
-/// keys buys nothing for a table the datapath already bounds).
-pub type Index<A = u32> = HashMap<CtKey<A>, u32, BuildHasherDefault<KeyHasher>>;
-
-/// FxHash's mixing: one multiply per word written.
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+/// Where each key sits in a list of entries: a hash index with FxHash, a multiplicative
+/// hash (the sweep indexes a million keys every few seconds; SipHash's resistance to
+/// chosen keys buys nothing for a table the datapath already bounds).
+pub type Index<A = u32> = HashMap<CtKey<A>, u32, FxBuildHasher>;
 
 /// The index of `entries` by key.
 pub fn index<A: Addr>(entries: &[(CtKey<A>, CtValue<A>)]) -> Index<A> {
-    let mut index = Index::with_capacity_and_hasher(entries.len(), Default::default());
+    let mut index = Index::with_capacity_and_hasher(entries.len(), FxBuildHasher);
     for (i, (k, _)) in entries.iter().enumerate() {
         index.insert(*k, i as u32);
     }
@@ -326,12 +295,7 @@ impl FlowInfo {
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which lags it
 /// by at most a tick).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ts = clock_gettime(ClockId::Monotonic);
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

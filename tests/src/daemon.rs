@@ -30,6 +30,20 @@ pub fn bin() -> PathBuf {
     path
 }
 
+/// `bpfnet daemon --cleanup` in the namespace at `netns_path`, for the daemon whose
+/// socket and pin directory these are.
+pub fn cleanup(netns_path: &str, socket: &Path, pin_dir: &Path) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net={netns_path}"))
+        .arg(bin())
+        .arg("--socket")
+        .arg(socket)
+        .args(["daemon", "--cleanup", "--pin-dir"])
+        .arg(pin_dir)
+        .output()
+        .expect("bpfnet daemon --cleanup runs")
+}
+
 /// Run the CLI against `socket`.
 pub fn cli(socket: &Path, args: &[&str]) -> Output {
     Command::new(bin())

@@ -110,8 +110,9 @@ impl Dockerd {
 
     /// Stop dockerd (SIGTERM) and wait for it; with live restore its containers go on.
     pub fn stop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));

@@ -242,8 +242,7 @@ impl EtcdServer {
     /// Kill it (SIGKILL, as a crash); its data stays for `restart`.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling our own child by PID.
-            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.kill();
             let _ = child.wait();
             leftovers::forget(child.id());
         }

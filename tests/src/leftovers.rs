@@ -68,8 +68,10 @@ fn pids() -> Vec<u32> {
 }
 
 fn kill(pid: u32) {
-    // SAFETY: kill(2) on a PID; the worst case is ESRCH.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // A process gone meanwhile (ESRCH) is what was wanted.
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Kill every process `pick` selects; returns how many.
@@ -153,10 +155,7 @@ pub fn unmount_under(dir: &Path) {
         .collect();
     ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in ours {
-        if let Ok(c) = std::ffi::CString::new(m) {
-            // SAFETY: umount2 on a NUL-terminated path of a mount a test made.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
     }
 }
 

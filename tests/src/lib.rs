@@ -34,8 +34,7 @@ use std::{
 /// Whether the tests may touch the kernel. In CI a missing privilege is a failure;
 /// elsewhere the skip is announced on the terminal (past the test harness's capture).
 pub fn require_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return true;
     }
     assert!(

@@ -1,5 +1,5 @@
 //! Throwaway network namespaces, removed on drop, and running code inside them.
-use std::{fs::File, os::fd::AsRawFd as _, process::Command, thread};
+use std::{fs::File, os::fd::AsFd as _, process::Command, thread};
 
 /// Run a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) {
@@ -130,9 +130,12 @@ impl Netns {
 /// Move the calling thread into the network namespace at `path`.
 pub fn enter(path: &str) {
     let f = File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-    // SAFETY: setns on a valid namespace fd; affects only the calling thread.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+    // Only the calling thread moves.
+    rustix::thread::move_into_link_name_space(
+        f.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
 }
 
 impl Drop for Netns {

@@ -393,18 +393,12 @@ fn prefix24(ip: Ipv4Addr) -> String {
     format!("{a}.{b}.{c}.0/24")
 }
 
-/// `bpfnet daemon --cleanup` in host `h`'s namespace, which must succeed.
-fn cleanup(h: &Host) {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={}", h.ns.path()))
-        .arg(bpfnet_tests::daemon::bin())
-        .arg("--socket")
-        .arg(&h.files.socket)
-        .args(["daemon", "--cleanup", "--pin-dir"])
-        .arg(&h.files.pin_dir)
-        .output()
-        .expect("bpfnet daemon --cleanup runs");
+/// `bpfnet daemon --cleanup` in host `h`'s namespace, which must succeed: what it
+/// printed.
+fn cleanup(h: &Host) -> String {
+    let out = bpfnet_tests::daemon::cleanup(&h.ns.path(), &h.files.socket, &h.files.pin_dir);
     assert!(out.status.success(), "bpfnet daemon --cleanup: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -552,12 +546,33 @@ fn a_host_reaches_and_publishes_containers_on_other_nodes_through_the_tunnel_in_
         peer_route(&e.c.hosts[0], &to3).is_empty()
     });
     drop(e.daemons.remove(0));
-    cleanup(&e.c.hosts[0]);
-    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to2]);
+    // A route of the user's, which is not bpfnet's to remove.
+    let host1 = &e.c.hosts[0];
+    host1
+        .ns
+        .ip(&["route", "add", "198.51.100.0/24", "dev", UNDERLAY]);
+    let said = cleanup(host1);
+    let left = host1.ns.output(&["ip", "route", "show", &to2]);
     assert!(
         left.trim().is_empty(),
         "--cleanup removes bpfnet's routes: {left}"
     );
+    let links = host1.ns.output(&["ip", "-br", "link", "show"]);
+    assert!(
+        !links.contains("bpfnet-vxlan"),
+        "--cleanup removes the VXLAN device: {links}"
+    );
+    assert!(
+        said.contains("removed the device bpfnet-vxlan"),
+        "and says so: {said}"
+    );
+    // The cluster's bridge bpfnet created still has the container: kept, and said.
+    assert!(
+        links.contains(BRIDGE) && said.contains(&format!("kept bridge {BRIDGE}")),
+        "a bridge with a container stays: {said}"
+    );
+    let route = host1.ns.output(&["ip", "route", "show", "198.51.100.0/24"]);
+    assert!(!route.trim().is_empty(), "the user's route stays");
 }
 
 /// A large request, so full-size segments cross the tunnel.

@@ -572,6 +572,67 @@ fn ndp_proxy_entries_are_one_per_uplink_none_for_a_ula_prefix_and_go_with_their_
     );
 }
 
+/// `--cleanup` mirrors setup: it removes the NDP proxy entries and the bridge bpfnet
+/// made (a missing `--bridge` it created) and nothing of the same kinds it did not
+/// make: a proxy entry, a bridge and a route set by hand stay.
+#[test]
+fn cleanup_removes_the_ndp_proxies_and_the_bridge_bpfnet_made_and_nothing_else() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("tdn");
+    ipv6_uplink(&t);
+    let c1 = "2001:db8:1:0:1::4";
+    for (ns, dev, cidr) in [
+        (&t.host, BRIDGE, "2001:db8:1:0:1::1/80"),
+        (&t.container, "eth0", "2001:db8:1:0:1::4/80"),
+    ] {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+    }
+    // The user's own: a proxy entry outside the routed prefix, a bridge, a route.
+    let (mine, made) = ("2001:db8:1::99", "bpfnet-mk0");
+    t.host
+        .ip(&["-6", "neigh", "add", "proxy", mine, "dev", "up0"]);
+    t.host.ip(&["link", "add", "userbr0", "type", "bridge"]);
+    t.host
+        .ip(&["route", "add", "198.51.100.0/24", "dev", "up0"]);
+    let daemon = t.start_daemon_with(&["--bridge", made]);
+    register(&t, [&format!("{c1}/80"), "2001:db8:1:0:1::5/80"]);
+    let entry = |addr: &str| (addr.to_string(), "up0".to_string());
+    await_proxies(
+        &t.host,
+        &BTreeSet::from([entry(mine), entry(c1), entry("2001:db8:1:0:1::5")]),
+        "bpfnet's entries beside the user's",
+    );
+    let link = t.host.output(&["ip", "link", "show", made]);
+    assert!(link.contains("alias bpfnet"), "created and marked: {link}");
+    drop(daemon);
+
+    let out = bpfnet_tests::daemon::cleanup(&t.host.path(), &t.files.socket, &t.files.pin_dir);
+    assert!(out.status.success(), "bpfnet daemon --cleanup: {out:?}");
+    assert_eq!(
+        ndp_proxies(&t.host),
+        BTreeSet::from([entry(mine)]),
+        "bpfnet's proxy entries gone, the user's kept"
+    );
+    let links = t.host.output(&["ip", "-br", "link", "show"]);
+    assert!(!links.contains(made), "bpfnet's bridge gone: {links}");
+    for kept in ["userbr0", BRIDGE] {
+        assert!(
+            links.contains(kept),
+            "the user's bridge {kept} kept: {links}"
+        );
+    }
+    let route = t.host.output(&["ip", "route", "show", "198.51.100.0/24"]);
+    assert!(!route.trim().is_empty(), "the user's route kept");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("removed the NDP proxy entry {c1} on up0"))
+            && said.contains(&format!("removed the device {made}")),
+        "what it removed is reported: {said}"
+    );
+}
+
 /// Poll the host's NDP proxy entries until they are `want` (`what` names it).
 fn await_proxies(host: &Netns, want: &BTreeSet<(String, String)>, what: &str) {
     let deadline = std::time::Instant::now() + WAIT;

@@ -110,6 +110,7 @@ pub struct NetworkListing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThisNode {
     pub name: String,
+    #[serde(with = "crate::cluster::net")]
     pub subnet: crate::cluster::Ipv4Net,
     pub underlay: std::net::Ipv4Addr,
     pub mode: crate::cluster::Mode,
@@ -117,7 +118,11 @@ pub struct ThisNode {
     /// The address the network's bridge has in the node's prefix.
     pub gateway: std::net::Ipv4Addr,
     /// The node's IPv6 prefix (dual stack), the bridge's first address in it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::cluster::net6::opt"
+    )]
     pub subnet6: Option<crate::cluster::Ipv6Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<std::net::Ipv6Addr>,

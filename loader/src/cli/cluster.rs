@@ -34,14 +34,14 @@ pub struct InitArgs {
     #[arg(long, value_name = "PREFIX", default_value = DEFAULT_PREFIX)]
     etcd_prefix: String,
     /// The network every node's subnet is carved out of, e.g. 10.244.0.0/16.
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", value_parser = cluster::net::parse)]
     cidr: Ipv4Net,
     /// Prefix length of one node's subnet, e.g. 24 (at least the CIDR's, at most 30).
     #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(1..=30))]
     node_prefix: u8,
     /// Dual stack: the IPv6 network every node's IPv6 prefix is carved out of, e.g.
     /// fd00:10:244::/48 (a unique local one is NAT66'd to the outside, as on one host).
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", value_parser = cluster::net6::parse)]
     cidr6: Option<Ipv6Net>,
     /// Prefix length of one node's IPv6 prefix (with --cidr6; at most 120, and at most
     /// 24 bits longer than the IPv6 CIDR's).

@@ -12,7 +12,7 @@ use bpfnet::{
     datapath::{DEFAULT_PIN_DIR, XdpMode, log::DatapathLog, teardown::teardown},
     endpoint::Ipv4Cidr,
     flags::{EtcdNetwork, IfName, Peer, SnatPorts},
-    netlink::{Netlink, ifname},
+    netlink::{HostTeardown, Netlink},
 };
 use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
@@ -82,9 +82,11 @@ pub struct Args {
     cgroup: Option<PathBuf>,
     /// Do not run: remove everything bpfnet put in the kernel (every pinned link, so
     /// each program leaves its interface and cgroup; every pinned map; the pin
-    /// directory; bpfnet's own cgroup2 mount) and exit, reporting every failure.
-    /// Refused while a daemon answers on the socket. The persisted state and the
-    /// bridges stay, so Docker's own networking can take over again.
+    /// directory; bpfnet's own cgroup2 mount) and what it made in the namespace (NDP
+    /// proxy entries, the peers' neighbour entries and routes, the VXLAN device, the
+    /// bridges it created that have no ports left) and exit, reporting every failure.
+    /// Refused while a daemon answers on the socket. The persisted state stays, and
+    /// whatever bpfnet did not make.
     #[arg(long)]
     cleanup: bool,
     /// Drop early, in XDP on every Ethernet uplink, what bpfnet would drop anyway
@@ -241,48 +243,17 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The peer nodes' neighbour entries the daemon made (managed ones, which the kernel
-/// would keep resolving): what was removed, and what could not be.
-fn forget_peer_neighbours() -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// What the daemon made in the namespace (`Netlink::teardown_host`).
+fn teardown_host() -> anyhow::Result<HostTeardown> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let nl = Netlink::connect()?;
-        let (mut removed, mut failed) = (Vec::new(), Vec::new());
-        for n in nl.neighbours().await?.into_iter().filter(|n| n.ours) {
-            let dev = ifname(n.ifindex).unwrap_or_else(|| n.ifindex.to_string());
-            match nl.del_neighbour(n.ifindex, n.addr).await {
-                Ok(()) => removed.push(format!("{} on {dev}", n.addr)),
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        Ok((removed, failed))
-    })
+    rt.block_on(async { Ok(Netlink::connect()?.teardown_host().await) })
 }
 
-/// bpfnet's routes to the peers' prefixes: what was removed, and what could not be.
-fn forget_peer_routes() -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async {
-        let nl = Netlink::connect()?;
-        let (mut removed, mut failed) = (Vec::new(), Vec::new());
-        for r in nl.routes().await?.into_iter().filter(|r| r.ours) {
-            let (net, len) = r.route.prefix;
-            match nl.del_peer_route(&r.route).await {
-                Ok(()) => removed.push(format!("{net}/{len}")),
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        Ok((removed, failed))
-    })
-}
-
-/// `--cleanup`: the datapath's way out.
+/// `--cleanup`: the datapath's way out, the mirror of setup: the pins (links, then
+/// maps), then what the daemon made in the namespace; every failure is reported.
 fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
     if UnixStream::connect(socket).is_ok() {
         bail!(
@@ -303,21 +274,17 @@ fn cleanup(pin_dir: &Path, socket: &Path) -> anyhow::Result<()> {
         println!("unmounted {}", m.display());
     }
     let mut errors: Vec<String> = t.errors.iter().map(ToString::to_string).collect();
-    match forget_peer_neighbours() {
-        Ok((removed, failed)) => {
-            for n in &removed {
-                println!("removed the neighbour entry of peer node {n}");
+    match teardown_host() {
+        Ok(h) => {
+            for what in &h.removed {
+                println!("removed the {what}");
             }
-            errors.extend(failed);
-        }
-        Err(e) => errors.push(format!("{e:#}")),
-    }
-    match forget_peer_routes() {
-        Ok((removed, failed)) => {
-            for r in &removed {
-                println!("removed the route to peer prefix {r}");
+            for bridge in &h.kept {
+                println!(
+                    "kept bridge {bridge}, which bpfnet created: interfaces are attached to it"
+                );
             }
-            errors.extend(failed);
+            errors.extend(h.errors.iter().map(ToString::to_string));
         }
         Err(e) => errors.push(format!("{e:#}")),
     }

@@ -101,7 +101,14 @@ fn print_network(net: &NetworkListing, now: u64) {
     if let Some(t) = &net.this {
         println!(
             "  this node: {} {} at {} ({}, vni {}), bridge {} holds {}/{}",
-            t.name, t.subnet, t.underlay, t.mode, t.vni, net.bridge, t.gateway, t.subnet.len
+            t.name,
+            t.subnet,
+            t.underlay,
+            t.mode,
+            t.vni,
+            net.bridge,
+            t.gateway,
+            t.subnet.prefix_len()
         );
         println!(
             "  Docker: a network on that bridge: docker network create -o \\
@@ -111,14 +118,16 @@ fn print_network(net: &NetworkListing, now: u64) {
         println!(
             "  or, for the default network, \"bip\": \"{}/{}\" in /etc/docker/daemon.json with \
              bpfnet's --bridge docker0",
-            t.gateway, t.subnet.len
+            t.gateway,
+            t.subnet.prefix_len()
         );
         if let Some((s6, g6)) = t.subnet6.zip(t.gateway6) {
             println!(
                 "  IPv6: {s6}, bridge {} holds {g6}/{}; Docker: add --ipv6 --subnet {s6} \
                  --gateway {g6} to the network, or \"ipv6\": true, \"fixed-cidr-v6\": \"{s6}\" \
                  in daemon.json",
-                net.bridge, s6.len
+                net.bridge,
+                s6.prefix_len()
             );
         }
     }

@@ -7,7 +7,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterError, ConfigProblem, Ipv4Net, Ipv6Net, ParseError};
+use super::{ClusterError, ConfigProblem, Ipv4Net, Ipv6Net, ParseError, net, net6};
 
 /// How packets reach a peer's subnet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,6 +44,7 @@ impl fmt::Display for Mode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterConfig {
     /// The network every node subnet is carved out of, e.g. 10.244.0.0/16.
+    #[serde(with = "net")]
     pub cidr: Ipv4Net,
     /// The prefix length of one node's subnet, e.g. 24.
     pub node_prefix: u8,
@@ -60,7 +61,7 @@ pub struct ClusterConfig {
     pub reclaim_after: u64,
     /// The IPv6 network every node's IPv6 prefix is carved out of (dual stack), e.g.
     /// fd00:10:244::/48; none: the cluster is IPv4 only (a config from before has none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "net6::opt")]
     pub cidr6: Option<Ipv6Net>,
     /// The prefix length of one node's IPv6 prefix (with `cidr6`), e.g. 64.
     #[serde(
@@ -146,12 +147,12 @@ impl ClusterConfig {
     pub fn validate(&self) -> Result<(), ClusterError> {
         let invalid = |problem| Err(ClusterError::InvalidConfig { problem });
         let cidr = self.cidr;
-        if cidr.len == 0 {
+        if cidr.prefix_len() == 0 {
             return invalid(ConfigProblem::EveryAddress { cidr });
         }
         if let Some((a, l)) = FORBIDDEN
             .into_iter()
-            .find(|&(a, l)| Ipv4Net { addr: a, len: l }.overlaps(&cidr))
+            .find(|&(a, l)| net::network(a, l).is_some_and(|f| net::overlaps(&f, &cidr)))
         {
             return invalid(ConfigProblem::Overlaps {
                 cidr,
@@ -159,7 +160,7 @@ impl ClusterConfig {
                 len: l,
             });
         }
-        if self.node_prefix < cidr.len {
+        if self.node_prefix < cidr.prefix_len() {
             return invalid(ConfigProblem::NodePrefixShort {
                 node_prefix: self.node_prefix,
                 cidr,
@@ -199,12 +200,12 @@ impl ClusterConfig {
         let Some(cidr) = self.cidr6 else {
             return Ok(());
         };
-        if cidr.len == 0 {
+        if cidr.prefix_len() == 0 {
             return invalid(ConfigProblem::EveryAddress6 { cidr });
         }
         if let Some((a, l)) = FORBIDDEN6
             .into_iter()
-            .find(|&(a, l)| Ipv6Net { addr: a, len: l }.overlaps(&cidr))
+            .find(|&(a, l)| net6::network(a, l).is_some_and(|f| net6::overlaps(&f, &cidr)))
         {
             return invalid(ConfigProblem::Overlaps6 {
                 cidr,
@@ -213,7 +214,7 @@ impl ClusterConfig {
             });
         }
         let len = self.node_prefix6;
-        if len < cidr.len {
+        if len < cidr.prefix_len() {
             return invalid(ConfigProblem::NodePrefix6Short { len, cidr });
         }
         if len > MAX_NODE_PREFIX6 {
@@ -222,7 +223,7 @@ impl ClusterConfig {
                 max: MAX_NODE_PREFIX6,
             });
         }
-        if len - cidr.len > MAX_POOL_BITS6 {
+        if len - cidr.prefix_len() > MAX_POOL_BITS6 {
             return invalid(ConfigProblem::TooManyPrefixes6 {
                 len,
                 max_bits: MAX_POOL_BITS6,
@@ -236,12 +237,12 @@ impl ClusterConfig {
     /// `cidr6`).
     pub fn is_node_subnet6(&self, subnet: &Ipv6Net) -> bool {
         self.cidr6
-            .is_some_and(|c| subnet.len == self.node_prefix6 && c.covers(subnet))
+            .is_some_and(|c| subnet.prefix_len() == self.node_prefix6 && c.contains(subnet))
     }
 
     /// Whether `subnet` can be a node subnet of this cluster.
     pub fn is_node_subnet(&self, subnet: &Ipv4Net) -> bool {
-        subnet.len == self.node_prefix && self.cidr.covers(subnet)
+        subnet.prefix_len() == self.node_prefix && self.cidr.contains(subnet)
     }
 }
 

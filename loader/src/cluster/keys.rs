@@ -6,7 +6,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterError, Ipv4Net, Ipv6Net, Mode};
+use super::{ClusterError, Ipv4Net, Ipv6Net, Mode, net, net6};
 use crate::endpoint::Mac;
 
 /// The keys of one cluster, under its prefix.
@@ -40,7 +40,7 @@ impl Keys {
 
     /// `{prefix}/subnets/{a.b.c.d}-{len}`.
     pub(crate) fn subnet(&self, net: &Ipv4Net) -> String {
-        format!("{}{}-{}", self.subnets(), net.addr, net.len)
+        format!("{}{}-{}", self.subnets(), net.addr(), net.prefix_len())
     }
 
     /// The subnet a reservation key names.
@@ -49,9 +49,9 @@ impl Keys {
             .ok()?
             .strip_prefix(&self.subnets())?;
         let (addr, len) = rest.split_once('-')?;
-        let net = Ipv4Net::new(addr.parse().ok()?, len.parse().ok()?)?;
+        let net = net::network(addr.parse().ok()?, len.parse().ok()?)?;
         // Only the canonical spelling: a key with host bits set is not ours.
-        (net.addr.to_string() == addr).then_some(net)
+        (net.addr().to_string() == addr).then_some(net)
     }
 
     /// `{prefix}/subnets6/`, the prefix of every IPv6 reservation.
@@ -61,7 +61,7 @@ impl Keys {
 
     /// `{prefix}/subnets6/{ipv6}-{len}`.
     pub(crate) fn subnet6(&self, net: &Ipv6Net) -> String {
-        format!("{}{}-{}", self.subnets6(), net.addr, net.len)
+        format!("{}{}-{}", self.subnets6(), net.addr(), net.prefix_len())
     }
 
     /// The IPv6 prefix a reservation key names.
@@ -70,9 +70,9 @@ impl Keys {
             .ok()?
             .strip_prefix(&self.subnets6())?;
         let (addr, len) = rest.split_once('-')?;
-        let net = Ipv6Net::new(addr.parse().ok()?, len.parse().ok()?)?;
+        let net = net6::network(addr.parse().ok()?, len.parse().ok()?)?;
         // Only the canonical spelling: a key with host bits set is not ours.
-        (net.addr.to_string() == addr).then_some(net)
+        (net.addr().to_string() == addr).then_some(net)
     }
 
     /// `{prefix}/nodes/`, the prefix of every live node.
@@ -118,6 +118,7 @@ pub(crate) struct SubnetRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct NodeRecord {
     /// Its subnet.
+    #[serde(with = "net")]
     pub(crate) subnet: Ipv4Net,
     /// The address its peers reach it at.
     pub(crate) underlay: Ipv4Addr,
@@ -136,7 +137,7 @@ pub(crate) struct NodeRecord {
     #[serde(default)]
     pub(crate) incarnation: u64,
     /// Its IPv6 prefix (none: an IPv4-only cluster, or a node from before dual stack).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "net6::opt")]
     pub(crate) subnet6: Option<Ipv6Net>,
 }
 

@@ -20,6 +20,7 @@ pub struct Node {
     /// Its name (unique in the cluster).
     pub name: String,
     /// Its node subnet: the containers behind it.
+    #[serde(with = "super::net")]
     pub subnet: Ipv4Net,
     /// The address its peers reach it at (0.0.0.0 for a gone node, whose reservation
     /// does not record it).
@@ -39,7 +40,11 @@ pub struct Node {
     #[serde(default)]
     pub incarnation: u64,
     /// Its IPv6 prefix (dual stack): none in an IPv4-only cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::net6::opt"
+    )]
     pub subnet6: Option<Ipv6Net>,
 }
 

@@ -24,9 +24,14 @@ pub(crate) struct Persisted {
     /// The cluster config this node joined with.
     pub(crate) config: ClusterConfig,
     /// This node's subnet.
+    #[serde(with = "super::net")]
     pub(crate) subnet: Ipv4Net,
     /// This node's IPv6 prefix (dual stack; none in a file from before).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::net6::opt"
+    )]
     pub(crate) subnet6: Option<Ipv6Net>,
     /// The last peer list sent.
     #[serde(default)]

@@ -9,6 +9,7 @@ use super::{
     ClusterConfig, ClusterError, Ipv4Net, Ipv6Net,
     etcd::call,
     keys::{Keys, SubnetRecord, now, to_json},
+    net, net6,
 };
 
 /// How many times a node's own reservation is re-read when it changes under the
@@ -36,16 +37,16 @@ pub(crate) trait PoolNet: Copy + Eq + Hash + fmt::Display + fmt::Debug {
 impl PoolNet for Ipv4Net {
     const WHAT: &'static str = "subnet";
     fn prefix_len(&self) -> u8 {
-        self.len
+        Ipv4Net::prefix_len(self)
     }
     fn overlaps(&self, other: &Self) -> bool {
-        Ipv4Net::overlaps(self, other)
+        net::overlaps(self, other)
     }
     fn covers(&self, other: &Self) -> bool {
-        Ipv4Net::covers(self, other)
+        self.contains(other)
     }
     fn parts(&self, len: u8) -> impl Iterator<Item = Self> {
-        self.subnets(len)
+        net::subnets(self, len)
     }
     fn dir(keys: &Keys) -> String {
         keys.subnets()
@@ -61,16 +62,16 @@ impl PoolNet for Ipv4Net {
 impl PoolNet for Ipv6Net {
     const WHAT: &'static str = "IPv6 prefix";
     fn prefix_len(&self) -> u8 {
-        self.len
+        Ipv6Net::prefix_len(self)
     }
     fn overlaps(&self, other: &Self) -> bool {
-        Ipv6Net::overlaps(self, other)
+        net6::overlaps(self, other)
     }
     fn covers(&self, other: &Self) -> bool {
-        Ipv6Net::covers(self, other)
+        self.contains(other)
     }
     fn parts(&self, len: u8) -> impl Iterator<Item = Self> {
-        self.subnets(len)
+        net6::subnets(self, len)
     }
     fn dir(keys: &Keys) -> String {
         keys.subnets6()
@@ -270,7 +271,7 @@ mod tests {
     #[test]
     fn the_lowest_free_subnet_skips_reservations_of_any_length() {
         let cfg = ClusterConfig::new("10.244.0.0/20".parse().expect("net"), 26, Mode::HostGw);
-        let net = |s: &str| s.parse::<Ipv4Net>().expect("net");
+        let net = |s: &str| net::parse(s).expect("net");
         let mut taken = Taken::default();
         let free = |t: &Taken| lowest_free(&cfg.cidr, cfg.node_prefix, t);
         assert_eq!(free(&taken), Some(net("10.244.0.0/26")));
@@ -279,7 +280,7 @@ mod tests {
         // A /24 left by an older config covers the next three /26s.
         taken.insert(net("10.244.0.0/24"), 26);
         assert_eq!(free(&taken), Some(net("10.244.1.0/26")));
-        for n in cfg.cidr.subnets(26) {
+        for n in net::subnets(&cfg.cidr, 26) {
             taken.insert(n, 26);
         }
         assert_eq!(free(&taken), None);
@@ -287,7 +288,7 @@ mod tests {
 
     #[test]
     fn the_lowest_free_ipv6_prefix_skips_reservations_of_any_length() {
-        let net = |s: &str| s.parse::<Ipv6Net>().expect("net");
+        let net = |s: &str| net6::parse(s).expect("net");
         let cidr = net("fd00:10:244::/62");
         let mut taken = Taken::<Ipv6Net>::default();
         assert_eq!(

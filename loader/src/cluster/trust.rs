@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Ipv4Net, Ipv6Net, Node};
+use super::{Ipv4Net, Ipv6Net, Node, net, net6};
 
 /// A live node entry as listed, with the revision its key was created at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +37,12 @@ pub struct Conflict {
     /// The name under `{prefix}/nodes/`.
     pub name: String,
     /// The subnet it claims.
+    #[serde(with = "net")]
     pub subnet: Ipv4Net,
     /// The underlay address it claims.
     pub underlay: Ipv4Addr,
     /// The IPv6 prefix it claims (dual stack).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "net6::opt")]
     pub subnet6: Option<Ipv6Net>,
     /// Why it is not believed.
     pub reason: ConflictReason,
@@ -108,10 +109,10 @@ pub(crate) fn judge(
         }
         let reason = match reservations.get(&n.subnet) {
             _ if me.is_some_and(|m| {
-                m.subnet.overlaps(&n.subnet)
+                net::overlaps(&m.subnet, &n.subnet)
                     || m.subnet6
                         .zip(n.subnet6)
-                        .is_some_and(|(a, b)| a.overlaps(&b))
+                        .is_some_and(|(a, b)| net6::overlaps(&a, &b))
             }) =>
             {
                 Some(ConflictReason::ThisNodesSubnet)
@@ -205,10 +206,7 @@ mod tests {
 
     const ME: Me<'static> = Me {
         name: "me",
-        subnet: Ipv4Net {
-            addr: Ipv4Addr::new(10, 244, 0, 0),
-            len: 24,
-        },
+        subnet: Ipv4Net::new_assert(Ipv4Addr::new(10, 244, 0, 0), 24),
         underlay: Ipv4Addr::new(192, 0, 2, 1),
         subnet6: None,
     };

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, RouteKind, ThisNode},
-    cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node},
+    cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node, net, net6},
     datapath::sync::sync,
     endpoint::Ipv4Cidr,
     netlink::{Hop, Route4},
@@ -97,7 +97,7 @@ impl Network {
 type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
-    let net = Ipv4Net::new(c.addr, c.len).map_or(c.addr, |n| n.addr);
+    let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
     (u32::from(c.len), u32::from(net).to_be())
 }
 
@@ -105,7 +105,10 @@ fn key(c: &Ipv4Cidr) -> Key {
 type Key6 = (u32, Ip6);
 
 fn key6(n: &Ipv6Net) -> Key6 {
-    (u32::from(n.len), Ip6::from_octets(n.addr.octets()))
+    (
+        u32::from(n.prefix_len()),
+        Ip6::from_octets(n.addr().octets()),
+    )
 }
 
 fn node_key(ip: Ipv4Addr) -> Key {
@@ -115,8 +118,8 @@ fn node_key(ip: Ipv4Addr) -> Key {
 /// `Ipv4Net` (etcd's) as `Ipv4Cidr` (the daemon's).
 pub(super) fn cidr(n: &Ipv4Net) -> Ipv4Cidr {
     Ipv4Cidr {
-        addr: n.addr,
-        len: n.len,
+        addr: n.addr(),
+        len: n.prefix_len(),
     }
 }
 
@@ -145,9 +148,9 @@ fn hop_of(r: &Route4) -> u32 {
 
 /// Whether `inner` lies within `outer` (or is it).
 fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
-    Ipv4Net::new(outer.0, outer.1)
-        .zip(Ipv4Net::new(inner.0, inner.1))
-        .is_some_and(|(o, i)| o.covers(&i))
+    net::network(outer.0, outer.1)
+        .zip(net::network(inner.0, inner.1))
+        .is_some_and(|(o, i)| o.contains(&i))
 }
 
 /// The routes of `routes` that matter to cluster CIDR `c`: not the default route, nor
@@ -292,7 +295,7 @@ impl Cluster {
                 Mode::Vxlan => (CLUSTER_VXLAN, self.vxlan),
             };
             for (n, s6) in net.nodes.iter().filter_map(|n| Some((n, n.subnet6?))) {
-                if net.own6.is_some_and(|o| o.overlaps(&s6)) || !cfg.is_node_subnet6(&s6) {
+                if net.own6.is_some_and(|o| net6::overlaps(&o, &s6)) || !cfg.is_node_subnet6(&s6) {
                     continue;
                 }
                 want.insert(key6(&s6), route(kind, n.underlay, cfg.vni, ifindex));
@@ -329,13 +332,13 @@ impl Cluster {
                 this: net.joined.as_ref().zip(self.name.as_ref()).map(
                     |((cfg, own), (name, underlay))| ThisNode {
                         name: name.clone(),
-                        subnet: Ipv4Net::new(own.addr, own.len).unwrap_or(cfg.cidr),
+                        subnet: net::network(own.addr, own.len).unwrap_or(cfg.cidr),
                         underlay: *underlay,
                         mode: cfg.mode,
                         vni: cfg.vni,
                         gateway: gateway_of(own),
                         subnet6: net.own6,
-                        gateway6: net.own6.map(|s| s.gateway()),
+                        gateway6: net.own6.map(|s| net6::gateway(&s)),
                     },
                 ),
                 nodes: net.nodes.clone(),

@@ -10,15 +10,13 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Daemon, cluster::gateway_of};
+pub use crate::netlink::VXLAN_DEVICE;
 use crate::{
-    cluster::{ClusterEvent, Ipv6Net, JoinOptions},
+    cluster::{ClusterEvent, Ipv6Net, JoinOptions, net6},
     datapath::Hook,
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
-
-/// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart).
-pub const VXLAN_DEVICE: &str = "bpfnet-vxlan";
 /// What VXLAN adds to each packet: outer IPv4 (20), UDP (8), VXLAN (8) and the inner
 /// Ethernet header (14).
 const VXLAN_OVERHEAD: u32 = 50;
@@ -125,17 +123,17 @@ impl Daemon {
     /// Give `bridge` (created by `set_cluster_gateway`) the first address of this
     /// node's IPv6 prefix `own6`, as a dual-stack network's bridge has on one host.
     pub(super) async fn set_cluster_gateway6(&mut self, bridge: &str, own6: Ipv6Net) {
-        let gateway = own6.gateway();
+        let gateway = net6::gateway(&own6);
         let result = match self.nl.link_by_name(bridge).await {
             Ok(Some(link)) => match self.nl.prefixes().await {
                 Ok(p)
                     if p.iter().any(|&(i, a, l)| {
-                        i == link.index && a == IpAddr::V6(gateway) && l == own6.len
+                        i == link.index && a == IpAddr::V6(gateway) && l == own6.prefix_len()
                     }) =>
                 {
                     return;
                 }
-                Ok(_) => self.nl.add_address(&link, gateway, own6.len).await,
+                Ok(_) => self.nl.add_address(&link, gateway, own6.prefix_len()).await,
                 Err(e) => Err(e),
             },
             Ok(None) => {
@@ -145,7 +143,9 @@ impl Daemon {
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => info!(%bridge, %gateway, len = own6.len, "cluster IPv6 gateway address set"),
+            Ok(()) => {
+                info!(%bridge, %gateway, len = own6.prefix_len(), "cluster IPv6 gateway address set")
+            }
             Err(e) => {
                 warn!(%bridge, error = %e, "cannot give the cluster's bridge its IPv6 address")
             }

@@ -10,28 +10,28 @@ use common::NET_ROUTED;
 use tracing::{debug, warn};
 
 use super::Daemon;
-use crate::{datapath::batch::entries_or_each, netlink::enable_proxy_ndp};
+use crate::{
+    cluster::{Ipv6Net, net6},
+    datapath::batch::entries_or_each,
+    netlink::enable_proxy_ndp,
+};
 
 impl Daemon {
     /// Make the proxy entries match the routed networks' endpoints (after any change;
     /// the netlink work happens only when the wanted set differs from what is in place).
     pub(super) async fn sync_ndp_proxies(&mut self) {
-        let routed: Vec<(u128, u32)> = self
+        let routed: Vec<Ipv6Net> = self
             .dp
             .maps
             .subnets6
             .iter()
             .filter_map(Result::ok)
             .filter(|(_, n)| n.flags & NET_ROUTED != 0)
-            .map(|(k, _)| (u128::from_be_bytes(k.data().octets()), k.prefix_len()))
-            .collect();
-        let inside = |a: &Ipv6Addr| {
-            let a = u128::from(*a);
-            routed.iter().any(|&(net, len)| {
-                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                a & mask == net & mask
+            .filter_map(|(k, _)| {
+                net6::network(k.data().octets().into(), u8::try_from(k.prefix_len()).ok()?)
             })
-        };
+            .collect();
+        let inside = |a: &Ipv6Addr| routed.iter().any(|n| n.contains(a));
         let addrs: Vec<Ipv6Addr> = entries_or_each(&self.dp.maps.endpoints6)
             .into_iter()
             .map(|(ip, _)| Ipv6Addr::from(ip.octets()))

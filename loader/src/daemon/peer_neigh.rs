@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::Daemon;
 use crate::{
-    cluster::{Ipv4Net, Node},
+    cluster::{Node, net},
     endpoint::Mac,
     netlink::Neighbour,
 };
@@ -111,8 +111,8 @@ pub(super) fn on_link(addr: Ipv4Addr, prefixes: &[(u32, IpAddr, u8)]) -> Option<
     prefixes
         .iter()
         .filter_map(|&(i, a, len)| match a {
-            IpAddr::V4(a) if len < 32 && a != addr => Ipv4Net::new(a, len)
-                .filter(|net| net.contains(addr))
+            IpAddr::V4(a) if len < 32 && a != addr => net::network(a, len)
+                .filter(|net| net.contains(&addr))
                 .map(|_| (len, i)),
             _ => None,
         })

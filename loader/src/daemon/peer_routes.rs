@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::{Daemon, cluster::gateway_of, peer_neigh::on_link};
 use crate::{
-    cluster::{Ipv4Net, Mode},
+    cluster::{Mode, net},
     netlink::{ListedRoute, PeerRoute},
 };
 
@@ -117,10 +117,10 @@ impl Daemon {
                 continue;
             };
             let src = gateway_of(own);
-            let own = Ipv4Net::new(own.addr, own.len);
+            let own = net::network(own.addr, own.len);
             for n in net.nodes.iter().filter(|n| Some(n.subnet) != own) {
                 out.push(PeerRoute {
-                    prefix: (n.subnet.addr, n.subnet.len),
+                    prefix: (n.subnet.addr(), n.subnet.prefix_len()),
                     gateway: None,
                     ifindex,
                     src: Some(src),

@@ -12,7 +12,11 @@ use common::{Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network}
 use tracing::warn;
 
 use super::{Daemon, Prefix};
-use crate::{cluster::Ipv4Net, datapath::sync::sync, endpoint::Ipv4Cidr};
+use crate::{
+    cluster::{net, net6},
+    datapath::sync::sync,
+    endpoint::Ipv4Cidr,
+};
 
 impl Daemon {
     pub(super) async fn sync_subnets(&mut self) {
@@ -48,19 +52,18 @@ impl Daemon {
             };
             match addr {
                 IpAddr::V4(addr) => {
-                    let net = Ipv4Net::new(addr, len);
-                    let first = net.map_or(addr, |n| n.addr);
+                    let net = net::network(addr, len);
+                    let first = net.map_or(addr, |n| n.addr());
                     want.insert(
                         (u32::from(len), u32::from_ne_bytes(first.octets())),
                         network,
                     );
-                    for edge in net.and_then(|n| n.edges()).into_iter().flatten() {
+                    for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
                         want.insert((32, u32::from_ne_bytes(edge.octets())), edge_of(network));
                     }
                 }
                 IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
-                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                    let net = Ipv6Addr::from(u128::from(addr) & mask);
+                    let net = net6::network(addr, len).map_or(addr, |n| n.network());
                     let network = Network {
                         bridge: ifindex,
                         flags: ipv6_flags(flags, &net),

@@ -1,18 +1,16 @@
 //! Making sure the pin directory lives on a mounted bpffs, and is the daemon's own: a
 //! pin another user can write is a datapath another user can replace.
 use std::{
-    ffi::{CStr, CString},
+    ffi::CStr,
     fs, io,
-    os::unix::{
-        ffi::OsStrExt as _,
-        fs::{DirBuilderExt as _, MetadataExt as _},
-    },
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _},
     path::{Path, PathBuf},
 };
 
+use rustix::mount::MountFlags;
 use tracing::info;
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_MAGIC: rustix::fs::FsWord = 0xcafe_4a11;
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
 /// A bpffs bpfnet mounts is its owner's alone (the kernel's default is 0777).
 pub const MOUNT_OPTIONS: &CStr = c"mode=0700";
@@ -36,14 +34,7 @@ pub enum BpffsError {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs on a NUL-terminated path into a zeroed, properly sized buffer.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
-    }
+    rustix::fs::statfs(path).is_ok_and(|st| st.f_type == BPF_FS_MAGIC)
 }
 
 /// Mount bpffs on /sys/fs/bpf (`MOUNT_OPTIONS`) when nothing is mounted there, then
@@ -51,25 +42,10 @@ fn is_bpffs(path: &Path) -> bool {
 pub fn prepare(pin_dir: &Path) -> Result<(), BpffsError> {
     if pin_dir.starts_with(BPFFS_ROOT) && !is_bpffs(Path::new(BPFFS_ROOT)) {
         info!("mounting bpffs on {BPFFS_ROOT}");
-        let target = CString::new(BPFFS_ROOT).expect("no NUL in a constant");
-        // SAFETY: mount(2) with NUL-terminated strings and no data.
-        let rc = unsafe {
-            libc::mount(
-                c"bpf".as_ptr(),
-                target.as_ptr(),
-                c"bpf".as_ptr(),
-                0,
-                MOUNT_OPTIONS.as_ptr().cast(),
-            )
-        };
-        if rc != 0 {
-            return Err(BpffsError::Mount {
-                source: io::Error::last_os_error(),
-            });
-        }
+        rustix::mount::mount("bpf", BPFFS_ROOT, "bpf", MountFlags::empty(), MOUNT_OPTIONS)
+            .map_err(|e| BpffsError::Mount { source: e.into() })?;
     }
-    // SAFETY: geteuid cannot fail and takes no arguments.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     // Each checked before anything is made inside it.
     for dir in [pin_dir.to_path_buf(), pin_dir.join("links")] {
         // Not left to the umask: a world-writable pin directory is refused.

@@ -6,6 +6,7 @@ use std::{
 };
 
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink};
+use rustix::mount::MountFlags;
 use tracing::info;
 
 use super::{AttachFailure, Datapath, DatapathError};
@@ -41,20 +42,7 @@ pub fn cgroup2_root() -> io::Result<PathBuf> {
         }
     }
     fs::create_dir_all(OWN_MOUNT)?;
-    let target = std::ffi::CString::new(OWN_MOUNT).expect("no NUL in a constant");
-    // SAFETY: mount(2) with NUL-terminated strings and no data.
-    let rc = unsafe {
-        libc::mount(
-            c"cgroup2".as_ptr(),
-            target.as_ptr(),
-            c"cgroup2".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::mount::mount("cgroup2", OWN_MOUNT, "cgroup2", MountFlags::empty(), None)?;
     info!(path = OWN_MOUNT, "mounted cgroup2");
     Ok(PathBuf::from(OWN_MOUNT))
 }

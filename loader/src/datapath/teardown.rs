@@ -3,11 +3,11 @@
 //! does), then the maps, then the directories and bpfnet's own cgroup2 mount. Every
 //! failure is collected; one does not stop the rest.
 use std::{
-    ffi::CString,
     fs, io,
-    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
 };
+
+use rustix::mount::UnmountFlags;
 
 use super::cgroup::OWN_MOUNT;
 
@@ -117,10 +117,5 @@ fn is_mounted(path: &Path) -> bool {
 }
 
 fn unmount(path: &Path) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: umount2(2) on a NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(rustix::mount::unmount(path, UnmountFlags::empty())?)
 }

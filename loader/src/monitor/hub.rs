@@ -2,11 +2,11 @@
 //! drains the ring buffer and fans each event out.
 use std::{
     collections::HashMap,
-    ffi::CString,
     time::{Duration, Instant},
 };
 
 use common::{MonitorConfig, MonitorState, Reason, monitor::HOOK_XDP};
+use rustix::time::{ClockId, clock_gettime};
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{
@@ -277,24 +277,16 @@ fn event_hook(program: &str) -> Option<(Hook, bool)> {
 }
 
 fn name_to_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: a NUL-terminated name.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+    crate::netlink::ifindex(name)
 }
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC, nanoseconds.
 fn clock_offset() -> i128 {
     let read = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec to fill.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
+        let ts = clock_gettime(clock);
         i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
-    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+    read(ClockId::Realtime) - read(ClockId::Monotonic)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! changes.
 mod monitor;
 mod neigh;
+mod own;
 mod peer_route;
 mod proxy;
 mod routes;
@@ -12,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt as _;
 pub use monitor::{Change, monitor};
 pub use neigh::Neighbour;
+pub use own::{BRIDGE_ALIAS, HostTeardown, VXLAN_DEVICE};
 pub use peer_route::{ListedRoute, PeerRoute};
 pub use proxy::enable_proxy_ndp;
 pub use routes::{Hop, Route4};
@@ -46,41 +48,42 @@ fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError
 /// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE), the value
 /// `bpf_get_netns_cookie` returns for sockets in it.
 pub fn netns_cookie() -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd as _;
     const SO_NETNS_COOKIE: libc::c_int = 71;
-    // SAFETY: a plain socket, closed by OwnedFd; getsockopt writes at most 8 bytes.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
-        let mut cookie = 0u64;
-        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
+    let fd = probe_socket()?;
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt on a socket `fd` keeps open writes at most `len` (8) bytes into
+    // `cookie`. Raw: neither rustix nor nix wraps SO_NETNS_COOKIE.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
             libc::SOL_SOCKET,
             SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
+            (&raw mut cookie).cast(),
             &mut len,
-        );
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(cookie)
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(cookie)
+}
+
+/// A socket of this thread's network namespace, to ask it about interfaces.
+fn probe_socket() -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketType, socket};
+    Ok(socket(AddressFamily::INET, SocketType::DGRAM, None)?)
 }
 
 /// The name of interface `index` in this namespace.
 pub fn ifname(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer holds IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    name.to_str().ok().map(String::from)
+    rustix::net::netdevice::index_to_name(probe_socket().ok()?, index).ok()
+}
+
+/// The index of interface `name` in this namespace.
+pub fn ifindex(name: &str) -> Option<u32> {
+    rustix::net::netdevice::name_to_index(probe_socket().ok()?, name).ok()
 }
 
 /// In the network namespace at `sandbox` (a container's), find the interface with
@@ -89,11 +92,12 @@ pub fn ifname(index: u32) -> Option<String> {
 pub fn veth_in_sandbox(sandbox: &str, mac: [u8; 6]) -> std::io::Result<Option<u32>> {
     let ns = std::fs::File::open(sandbox)?;
     std::thread::spawn(move || -> std::io::Result<Option<u32>> {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: setns on a namespace fd affects only this thread.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        use std::os::fd::AsFd as _;
+        // Only this thread moves.
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -229,7 +233,7 @@ impl Netlink {
         Ok(self.links().await?.into_iter().find(|l| l.name == name))
     }
 
-    /// Create bridge `name`, up, with `addr` if given.
+    /// Create bridge `name`, up, with `addr` if given, marked as bpfnet's (its alias).
     pub async fn create_bridge(
         &self,
         name: &str,
@@ -248,6 +252,10 @@ impl Netlink {
                 what: format!("bridge {name} vanished after creation"),
                 source: rtnetlink::Error::RequestFailed,
             })?;
+        // Unmarked, it is only left at `--cleanup`: the bridge itself is fine.
+        if let Err(e) = self.mark_own_bridge(link.index).await {
+            tracing::warn!(bridge = %name, error = %e, "cannot mark the bridge as bpfnet's");
+        }
         if let Some((ip, len)) = addr {
             self.add_address(&link, ip, len).await?;
         }

@@ -8,9 +8,10 @@ use std::{
 use rtnetlink::packet_route::{
     AddressFamily,
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags},
+    route::RouteProtocol,
 };
 
-use super::{Netlink, NetlinkError, req};
+use super::{Netlink, NetlinkError, neigh::PROTOCOL, req};
 
 impl Netlink {
     /// Every IPv6 proxy entry: (ifindex, address).
@@ -31,14 +32,19 @@ impl Netlink {
             .collect())
     }
 
-    /// Answer neighbour solicitations for `addr` on device `ifindex`.
+    /// Answer neighbour solicitations for `addr` on device `ifindex`; the entry is
+    /// marked as bpfnet's (`--cleanup` removes it).
     pub async fn add_ndp_proxy(&self, ifindex: u32, addr: Ipv6Addr) -> Result<(), NetlinkError> {
-        self.handle
+        let mut add = self
+            .handle
             .neighbours()
             .add(ifindex, IpAddr::V6(addr))
             .flags(NeighbourFlags::Proxy)
-            .replace()
-            .execute()
+            .replace();
+        add.message_mut()
+            .attributes
+            .push(NeighbourAttribute::Protocol(RouteProtocol::Other(PROTOCOL)));
+        add.execute()
             .await
             .map_err(req(format!("add proxy {addr} on {ifindex}")))
     }
