@@ -94,7 +94,7 @@ impl Network {
 }
 
 /// A prefix as `cluster_v1` keys it: (length, address in network order).
-type Key = (u32, u32);
+pub(super) type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
     let net = Ipv4Net::new(c.addr, c.len).map_or(c.addr, |n| n.addr);
@@ -102,7 +102,10 @@ fn key(c: &Ipv4Cidr) -> Key {
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
-type Key6 = (u32, Ip6);
+pub(super) type Key6 = (u32, Ip6);
+
+/// What `cluster_v1` and `cluster6_v1` hold.
+pub(super) type Routes = (BTreeMap<Key, ClusterRoute>, BTreeMap<Key6, ClusterRoute>);
 
 fn key6(n: &Ipv6Net) -> Key6 {
     (u32::from(n.len), Ip6::from_octets(n.addr.octets()))
@@ -362,8 +365,7 @@ impl Daemon {
         self.cluster.listing()
     }
 
-    /// Read again the host's routes to the cluster CIDR (`--cluster-cidr`), and
-    /// `cluster_v1` with them when they changed.
+    /// Read again the host's routes to the cluster CIDR (`--cluster-cidr`).
     pub(super) async fn refresh_cidr_routes(&mut self) {
         let Some(c) = self.cluster.cidr else {
             return;
@@ -375,30 +377,35 @@ impl Daemon {
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
                     self.cluster.cidr_routes = routes;
-                    self.sync_cluster();
                 }
             }
             Err(e) => warn!(error = %e, "cannot read the routes to the cluster CIDR"),
         }
     }
 
-    /// Make `cluster_v1` hold the cluster's routes; flows' remembered hops are
+    /// The cluster routes part: make `cluster_v1` and `cluster6_v1` hold the cluster's
+    /// routes, unless they are those last written in full; flows' remembered hops are
     /// looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
-        let want = self.cluster.routes();
-        let synced = sync(&mut self.dp.maps.cluster, &want);
-        let mut changed = synced.written + synced.removed > 0;
-        super::report("cluster", synced);
-        let want6 = self.cluster.routes6();
-        let synced = sync(&mut self.dp.maps.cluster6, &want6);
-        changed |= synced.written + synced.removed > 0;
-        super::report("IPv6 cluster", synced);
-        if changed {
-            self.bump_route_gen();
+        let want = (self.cluster.routes(), self.cluster.routes6());
+        if self.cluster_applied.as_ref() == Some(&want) {
+            return;
         }
+        let synced = sync(&mut self.dp.maps.cluster, &want.0);
+        let mut changed = synced.written + synced.removed > 0;
+        let mut clean = synced.errors.is_empty();
+        super::report("cluster", synced);
+        let synced = sync(&mut self.dp.maps.cluster6, &want.1);
+        changed |= synced.written + synced.removed > 0;
+        clean &= synced.errors.is_empty();
+        super::report("IPv6 cluster", synced);
+        self.stale.hops |= changed;
+        self.cluster_applied = clean.then_some(want);
     }
 
-    /// What etcd (or the persisted view of it) says of network `index`.
+    /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`
+    /// acts on it. A node prefix is set up here: the bridge's gateway addresses and the
+    /// VXLAN device.
     pub(super) async fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
         let Some(net) = self.cluster.networks.get_mut(index) else {
             return;
@@ -422,7 +429,6 @@ impl Daemon {
                 if vxlan {
                     self.ensure_vxlan().await;
                 }
-                self.sync_peer_routes().await;
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");
@@ -434,19 +440,11 @@ impl Daemon {
                     let mark = self.cluster.seen.entry(addr).or_insert(s);
                     *mark = (*mark).max(s);
                 }
-                self.sync_cluster();
-                if renewed {
-                    // What flows remember of a node that registered anew may be its old
-                    // interface's.
-                    self.bump_route_gen();
-                }
-                self.sync_peer_neighbours().await;
-                return self.sync_peer_routes().await;
+                // What flows remember of a node that registered anew may be its old
+                // interface's.
+                self.stale.hops |= renewed;
             }
-            ClusterEvent::Conflicts(conflicts) => {
-                net.conflicts = conflicts;
-                return;
-            }
+            ClusterEvent::Conflicts(conflicts) => net.conflicts = conflicts,
             ClusterEvent::Connected(up) => {
                 if up != net.connected {
                     if up {
@@ -456,10 +454,8 @@ impl Daemon {
                     }
                 }
                 net.connected = up;
-                return;
             }
         }
-        self.sync_cluster();
     }
 }
 

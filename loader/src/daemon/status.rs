@@ -74,7 +74,8 @@ impl Daemon {
             warnings.push(format!("Docker is not reachable: {why}"));
         }
         warnings.extend(
-            self.conflicts
+            self.publishes
+                .conflicts
                 .iter()
                 .map(|c| format!("publish not installed: {c}")),
         );

@@ -9,19 +9,11 @@ use std::{
 };
 
 use common::{Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
-use tracing::warn;
 
 use super::{Daemon, Prefix};
 use crate::{cluster::Ipv4Net, datapath::sync::sync, endpoint::Ipv4Cidr};
 
 impl Daemon {
-    pub(super) async fn sync_subnets(&mut self) {
-        match self.nl.prefixes().await {
-            Ok(prefixes) => self.sync_subnets_from(&prefixes),
-            Err(e) => warn!(error = %e, "cannot list subnets"),
-        }
-    }
-
     /// `subnets_v1` and `subnets6_v1` from the host's address `prefixes`.
     pub(super) fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
         // A bridge an uplink is a port of carries a LAN: its peers are on that wire.
@@ -88,10 +80,7 @@ impl Daemon {
                 });
             local.entry(bridge.to_owned()).or_default().extend(prefixes);
         }
-        if local != self.cluster.local {
-            self.cluster.local = local;
-            self.sync_cluster();
-        }
+        self.cluster.local = local;
     }
 }
 
