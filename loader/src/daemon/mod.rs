@@ -23,6 +23,7 @@ mod published;
 mod reconcile;
 mod status;
 mod subnets;
+mod sweeper;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
@@ -129,13 +130,8 @@ struct Daemon {
     routed_bridges: Vec<String>,
     /// Docker networks' `NET_*` flags, by bridge name.
     docker_net_flags: BTreeMap<String, u32>,
-    timeouts: Timeouts,
-    /// CT entries removed by the sweeper since start.
-    swept: u64,
-    /// Sweeps since start.
-    sweeps: u64,
-    /// The sweeper's last pass.
-    last_sweep: Option<crate::api::Sweep>,
+    /// The sweeper part: the flow tables' timeouts and its sweeps' record.
+    sweeper: sweeper::Sweeper,
     /// Problems with the host a user should fix.
     warnings: Vec<String>,
     /// The NDP proxy entries in place (None: not looked at yet).
@@ -144,11 +140,6 @@ struct Daemon {
     cluster: cluster::Cluster,
     /// Whether Docker answers, and when it last did.
     docker_link: docker::DockerLink,
-    /// When the sweeper last ran.
-    last_sweep_at: Option<std::time::SystemTime>,
-    /// Entries each flow table held after the last in-kernel sweep (`SWEPT_TABLES`
-    /// order); None when it has not run or failed.
-    ct_left: Option<[u64; 4]>,
     /// What events made stale since the last reconcile.
     stale: reconcile::Stale,
     /// The host's addresses, as last read.
@@ -221,8 +212,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             Event::Docker(update) => d.on_docker(update),
             Event::Cluster(net, event) => d.on_cluster(net, event).await,
             Event::Sweep => {
-                let took = d.sweep();
-                events.sweep_in(d.sweep_due(cfg.sweep_interval, took));
+                let took = d.sweeper.sweep(&mut d.dp);
+                events.sweep_in(d.sweeper.due(&d.dp, cfg.sweep_interval, took));
             }
         }
         d.reconcile().await;
@@ -261,15 +252,10 @@ impl Daemon {
             links,
             routed_bridges: cfg.routed_bridges.clone(),
             docker_net_flags: BTreeMap::new(),
-            timeouts: cfg.timeouts,
-            swept: 0,
-            sweeps: 0,
-            last_sweep: None,
+            sweeper: sweeper::Sweeper::new(cfg.timeouts),
             warnings: warning.into_iter().collect(),
             ndp_proxies: None,
             docker_link: docker::DockerLink::new(cfg.follow_docker),
-            last_sweep_at: None,
-            ct_left: None,
             stale: reconcile::Stale::all(),
             prefixes: Vec::new(),
             subnets_by: None,
@@ -366,8 +352,8 @@ impl Daemon {
         Stats {
             counters: self.stats_counters(),
             ct_entries: self.ct_entries(),
-            ct_swept: self.swept,
-            last_sweep: self.last_sweep,
+            ct_swept: self.sweeper.swept,
+            last_sweep: self.sweeper.last,
         }
     }
 }
