@@ -22,7 +22,7 @@ use super::{
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, ThisNode},
     cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node},
-    datapath::sync::sync,
+    datapath::{Datapath, sync::sync},
     endpoint::Ipv4Cidr,
     netlink::{Hop, Route4},
 };
@@ -360,6 +360,33 @@ impl Cluster {
     }
 }
 
+/// The cluster routes part: owns `cluster_v1` and `cluster6_v1`.
+#[derive(Debug, Default)]
+pub(super) struct ClusterMaps {
+    /// The routes last written in full (None: none yet, or a write failed).
+    applied: Option<Routes>,
+}
+
+impl ClusterMaps {
+    /// Write `want` unless it is what was last written in full; whether an entry
+    /// changed.
+    pub fn reconcile(&mut self, dp: &mut Datapath, want: Routes) -> bool {
+        if self.applied.as_ref() == Some(&want) {
+            return false;
+        }
+        let synced = sync(&mut dp.maps.cluster, &want.0);
+        let mut changed = synced.written + synced.removed > 0;
+        let mut clean = synced.errors.is_empty();
+        super::report("cluster", synced);
+        let synced = sync(&mut dp.maps.cluster6, &want.1);
+        changed |= synced.written + synced.removed > 0;
+        clean &= synced.errors.is_empty();
+        super::report("IPv6 cluster", synced);
+        self.applied = clean.then_some(want);
+        changed
+    }
+}
+
 impl Daemon {
     pub(super) fn node_listing(&self) -> NodeListing {
         self.cluster.listing()
@@ -383,24 +410,11 @@ impl Daemon {
         }
     }
 
-    /// The cluster routes part: make `cluster_v1` and `cluster6_v1` hold the cluster's
-    /// routes, unless they are those last written in full; flows' remembered hops are
-    /// looked up again when any changed.
+    /// Make `cluster_v1` and `cluster6_v1` hold the cluster's routes; flows'
+    /// remembered hops are looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
         let want = (self.cluster.routes(), self.cluster.routes6());
-        if self.cluster_applied.as_ref() == Some(&want) {
-            return;
-        }
-        let synced = sync(&mut self.dp.maps.cluster, &want.0);
-        let mut changed = synced.written + synced.removed > 0;
-        let mut clean = synced.errors.is_empty();
-        super::report("cluster", synced);
-        let synced = sync(&mut self.dp.maps.cluster6, &want.1);
-        changed |= synced.written + synced.removed > 0;
-        clean &= synced.errors.is_empty();
-        super::report("IPv6 cluster", synced);
-        self.stale.hops |= changed;
-        self.cluster_applied = clean.then_some(want);
+        self.stale.hops |= self.cluster_maps.reconcile(&mut self.dp, want);
     }
 
     /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`

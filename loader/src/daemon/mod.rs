@@ -152,10 +152,10 @@ struct Daemon {
     publishes: published::Publishes,
     /// The endpoints part: `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
     endpoints: endpoints::Endpoints,
-    /// The cluster routes last written in full to `cluster_v1` and `cluster6_v1`.
-    cluster_applied: Option<cluster::Routes>,
-    /// The peers part's inputs when it last ran.
-    peers_applied: Option<peers::Inputs>,
+    /// The cluster routes part: `cluster_v1`, `cluster6_v1`.
+    cluster_maps: cluster::ClusterMaps,
+    /// The peers part: their neighbour entries and routes.
+    peers: peers::Peers,
 }
 
 /// Whether etcd lets this node in: a refusal is the daemon's error; an unreachable etcd
@@ -262,8 +262,8 @@ impl Daemon {
             ifaces_applied: None,
             publishes: published::Publishes::default(),
             endpoints: endpoints::Endpoints::default(),
-            cluster_applied: None,
-            peers_applied: None,
+            cluster_maps: cluster::ClusterMaps::default(),
+            peers: peers::Peers::default(),
             cluster: cluster::Cluster {
                 cidr: cfg.cluster_cidr,
                 peers: cfg.peers.clone(),

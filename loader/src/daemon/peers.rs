@@ -10,12 +10,19 @@ use crate::{endpoint::Mac, netlink::PeerRoute};
 
 /// The peers part's inputs.
 #[derive(Debug, PartialEq)]
-pub(super) struct Inputs {
+struct Inputs {
     routes: Routes,
     tunnelled: Vec<PeerRoute>,
     /// Every peer's underlay address and registered MAC.
     peers: Vec<(Ipv4Addr, Option<Mac>)>,
     prefixes: Vec<Prefix>,
+}
+
+/// The peers part's record.
+#[derive(Debug, Default)]
+pub(super) struct Peers {
+    /// Its inputs when it last ran (None: never yet).
+    applied: Option<Inputs>,
 }
 
 impl Daemon {
@@ -40,11 +47,11 @@ impl Daemon {
     pub(super) async fn sync_peers(&mut self) {
         let inputs = self.peer_inputs();
         let news = take(&mut self.stale.peer_links) || !self.cluster.seen.is_empty();
-        if !news && self.peers_applied.as_ref() == Some(&inputs) {
+        if !news && self.peers.applied.as_ref() == Some(&inputs) {
             return;
         }
         self.sync_peer_neighbours().await;
         self.sync_peer_routes().await;
-        self.peers_applied = Some(inputs);
+        self.peers.applied = Some(inputs);
     }
 }
