@@ -3,11 +3,12 @@
 use std::{convert::Infallible, time::Duration};
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveResponse, LeaseTimeToLiveOptions,
-    PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveResponse, LeaseKeepAliveStream,
+    LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp, WatchOptions, WatchRequestSender,
+    WatchResponse, WatchResponseStream,
 };
 use futures::StreamExt as _;
-use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval, interval_at};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -214,20 +215,101 @@ async fn follow(
     leases: Leases,
     out: &mut Outbox,
 ) -> Result<Infallible, Stop> {
-    let what = "start a lease keepalive";
-    let (mut live_keeper, mut live_acks) =
-        call(what, client.lease_keep_alive(leases.liveness)).await?;
-    let (mut res_keeper, mut res_acks) =
-        call(what, client.lease_keep_alive(leases.reservation)).await?;
-    // Nodes and reservations at one revision, then every change of either: a node is
-    // believed only while its reservation names it.
+    let mut alive = Keepalive::start(&mut client, leases, &cfg).await?;
+    // The request half stays open for as long as the watch runs.
+    let (mut peers, (_requests, mut events)) =
+        watch_peers(&mut client, &keys, &cfg, opts, subnets).await?;
+    out.peers(peers.list()).await?;
+    out.conflicts(peers.conflicts()).await?;
+    let mut refresh = interval_at(Instant::now() + REFRESH, REFRESH);
+    loop {
+        tokio::select! {
+            _ = alive.timer.tick() => alive.send().await?,
+            ack = alive.live_acks.next() => alive.live_acked(ack)?,
+            ack = alive.res_acks.next() => acked(ack, leases.reservation)?,
+            resp = events.next() => on_watch(resp, &mut peers, out).await?,
+            _ = refresh.tick() => {
+                refresh_last_seen(&mut client, &keys, &cfg, opts, subnets, leases).await?;
+            }
+        }
+    }
+}
+
+/// Both leases' keepalive streams, and when the liveness one was last answered.
+struct Keepalive {
+    live: LeaseKeeper,
+    live_acks: LeaseKeepAliveStream,
+    res: LeaseKeeper,
+    res_acks: LeaseKeepAliveStream,
+    timer: Interval,
+    liveness: i64,
+    ttl: Duration,
+    heard: Instant,
+}
+
+impl Keepalive {
+    /// Start both streams, ticking at a third of the shorter of the lease and reclaim
+    /// times.
+    async fn start(
+        client: &mut Client,
+        leases: Leases,
+        cfg: &ClusterConfig,
+    ) -> Result<Self, ClusterError> {
+        let what = "start a lease keepalive";
+        let (live, live_acks) = call(what, client.lease_keep_alive(leases.liveness)).await?;
+        let (res, res_acks) = call(what, client.lease_keep_alive(leases.reservation)).await?;
+        let shortest = cfg.lease_ttl.min(cfg.reclaim_after);
+        let mut timer = interval((Duration::from_secs(shortest) / 3).max(MIN_KEEPALIVE));
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Ok(Self {
+            live,
+            live_acks,
+            res,
+            res_acks,
+            timer,
+            liveness: leases.liveness,
+            ttl: Duration::from_secs(cfg.lease_ttl),
+            heard: Instant::now(),
+        })
+    }
+
+    /// Send both keepalives, unless the liveness lease went unanswered for its TTL.
+    async fn send(&mut self) -> Result<(), ClusterError> {
+        if self.heard.elapsed() > self.ttl {
+            return Err(ClusterError::Stream {
+                what: format!("no keepalive answer in {:?}", self.ttl),
+            });
+        }
+        call("send a keepalive", self.live.keep_alive()).await?;
+        call("send a keepalive", self.res.keep_alive()).await
+    }
+
+    fn live_acked(
+        &mut self,
+        ack: Option<Result<LeaseKeepAliveResponse, etcd_client::Error>>,
+    ) -> Result<(), ClusterError> {
+        acked(ack, self.liveness)?;
+        self.heard = Instant::now();
+        Ok(())
+    }
+}
+
+/// Nodes and reservations at one revision, judged, then a watch on every change of
+/// either from the next revision: a node is believed only while its reservation names
+/// it.
+async fn watch_peers(
+    client: &mut Client,
+    keys: &Keys,
+    cfg: &ClusterConfig,
+    opts: &JoinOptions,
+    (subnet, subnet6): Subnets,
+) -> Result<(PeerSet, (WatchRequestSender, WatchResponseStream)), ClusterError> {
     let listing = call(
         "list the nodes and reservations",
         client.get(keys.root(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
     let revision = listing.header().map_or(0, |h| h.revision());
-    let (subnet, subnet6) = subnets;
     let mut peers = PeerSet::new(
         keys.clone(),
         cfg.clone(),
@@ -244,69 +326,47 @@ async fn follow(
         .with_prefix()
         .with_start_revision(revision + 1);
     let watch = call("watch the nodes", client.watch(keys.root(), Some(watch))).await?;
-    // The request half stays open for as long as the watch runs.
-    let (_requests, mut events) = watch.split();
-    out.peers(peers.list()).await?;
-    out.conflicts(peers.conflicts()).await?;
+    Ok((peers, watch.split()))
+}
 
-    let ttl = Duration::from_secs(cfg.lease_ttl);
-    let shortest = cfg.lease_ttl.min(cfg.reclaim_after);
-    let mut keepalive = interval((Duration::from_secs(shortest) / 3).max(MIN_KEEPALIVE));
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut refresh = interval_at(Instant::now() + REFRESH, REFRESH);
-    let mut heard = Instant::now();
-    loop {
-        tokio::select! {
-            _ = keepalive.tick() => {
-                if heard.elapsed() > ttl {
-                    return Err(ClusterError::Stream {
-                        what: format!("no keepalive answer in {ttl:?}"),
-                    }
-                    .into());
-                }
-                call("send a keepalive", live_keeper.keep_alive()).await?;
-                call("send a keepalive", res_keeper.keep_alive()).await?;
+/// One answer of the watch: its events applied, the peers and conflicts sent on when
+/// they changed. The watch's end, error or cancellation fails the session.
+async fn on_watch(
+    resp: Option<Result<WatchResponse, etcd_client::Error>>,
+    peers: &mut PeerSet,
+    out: &mut Outbox,
+) -> Result<(), Stop> {
+    let resp = match resp {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => return Err(classify("watch the nodes", e).into()),
+        None => {
+            return Err(ClusterError::Stream {
+                what: "the watch on the nodes ended".into(),
             }
-            ack = live_acks.next() => {
-                acked(ack, leases.liveness)?;
-                heard = Instant::now();
-            }
-            ack = res_acks.next() => acked(ack, leases.reservation)?,
-            resp = events.next() => {
-                let resp = match resp {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => return Err(classify("watch the nodes", e).into()),
-                    None => return Err(ClusterError::Stream {
-                        what: "the watch on the nodes ended".into(),
-                    }
-                    .into()),
-                };
-                if resp.canceled() {
-                    return Err(ClusterError::Stream {
-                        what: format!(
-                            "the watch on the nodes was canceled: {} (compacted at {})",
-                            resp.cancel_reason(),
-                            resp.compact_revision()
-                        ),
-                    }
-                    .into());
-                }
-                for event in resp.events() {
-                    peers.apply(event);
-                }
-                let changed = peers.judge();
-                if changed.peers {
-                    out.peers(peers.list()).await?;
-                }
-                if changed.conflicts {
-                    out.conflicts(peers.conflicts()).await?;
-                }
-            }
-            _ = refresh.tick() => {
-                refresh_last_seen(&mut client, &keys, &cfg, opts, subnets, leases).await?;
-            }
+            .into());
         }
+    };
+    if resp.canceled() {
+        return Err(ClusterError::Stream {
+            what: format!(
+                "the watch on the nodes was canceled: {} (compacted at {})",
+                resp.cancel_reason(),
+                resp.compact_revision()
+            ),
+        }
+        .into());
     }
+    for event in resp.events() {
+        peers.apply(event);
+    }
+    let changed = peers.judge();
+    if changed.peers {
+        out.peers(peers.list()).await?;
+    }
+    if changed.conflicts {
+        out.conflicts(peers.conflicts()).await?;
+    }
+    Ok(())
 }
 
 /// One keepalive answer: the lease must still exist.

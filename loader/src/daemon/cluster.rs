@@ -22,7 +22,7 @@ use super::{
 use crate::{
     api::{ClusterRouteLine, NetworkListing, NodeListing, RouteKind, ThisNode},
     cluster::{ClusterConfig, ClusterEvent, Conflict, Ipv4Net, Ipv6Net, Mode, Node, net, net6},
-    datapath::sync::sync,
+    datapath::{Datapath, sync::sync},
     endpoint::Ipv4Cidr,
     netlink::{Hop, Route4},
 };
@@ -94,7 +94,7 @@ impl Network {
 }
 
 /// A prefix as `cluster_v1` keys it: (length, address in network order).
-type Key = (u32, u32);
+pub(super) type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
     let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
@@ -102,7 +102,10 @@ fn key(c: &Ipv4Cidr) -> Key {
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
-type Key6 = (u32, Ip6);
+pub(super) type Key6 = (u32, Ip6);
+
+/// What `cluster_v1` and `cluster6_v1` hold.
+pub(super) type Routes = (BTreeMap<Key, ClusterRoute>, BTreeMap<Key6, ClusterRoute>);
 
 fn key6(n: &Ipv6Net) -> Key6 {
     (
@@ -354,13 +357,39 @@ impl Cluster {
     }
 }
 
+/// The cluster routes part: owns `cluster_v1` and `cluster6_v1`.
+#[derive(Debug, Default)]
+pub(super) struct ClusterMaps {
+    /// The routes last written in full (None: none yet, or a write failed).
+    applied: Option<Routes>,
+}
+
+impl ClusterMaps {
+    /// Write `want` unless it is what was last written in full; whether an entry
+    /// changed.
+    pub fn reconcile(&mut self, dp: &mut Datapath, want: Routes) -> bool {
+        if self.applied.as_ref() == Some(&want) {
+            return false;
+        }
+        let synced = sync(&mut dp.maps.cluster, &want.0);
+        let mut changed = synced.written + synced.removed > 0;
+        let mut clean = synced.errors.is_empty();
+        super::report("cluster", synced);
+        let synced = sync(&mut dp.maps.cluster6, &want.1);
+        changed |= synced.written + synced.removed > 0;
+        clean &= synced.errors.is_empty();
+        super::report("IPv6 cluster", synced);
+        self.applied = clean.then_some(want);
+        changed
+    }
+}
+
 impl Daemon {
     pub(super) fn node_listing(&self) -> NodeListing {
         self.cluster.listing()
     }
 
-    /// Read again the host's routes to the cluster CIDR (`--cluster-cidr`), and
-    /// `cluster_v1` with them when they changed.
+    /// Read again the host's routes to the cluster CIDR (`--cluster-cidr`).
     pub(super) async fn refresh_cidr_routes(&mut self) {
         let Some(c) = self.cluster.cidr else {
             return;
@@ -372,30 +401,22 @@ impl Daemon {
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
                     self.cluster.cidr_routes = routes;
-                    self.sync_cluster();
                 }
             }
             Err(e) => warn!(error = %e, "cannot read the routes to the cluster CIDR"),
         }
     }
 
-    /// Make `cluster_v1` hold the cluster's routes; flows' remembered hops are
-    /// looked up again when any changed.
+    /// Make `cluster_v1` and `cluster6_v1` hold the cluster's routes; flows'
+    /// remembered hops are looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
-        let want = self.cluster.routes();
-        let synced = sync(&mut self.dp.maps.cluster, &want);
-        let mut changed = synced.written + synced.removed > 0;
-        super::report("cluster", synced);
-        let want6 = self.cluster.routes6();
-        let synced = sync(&mut self.dp.maps.cluster6, &want6);
-        changed |= synced.written + synced.removed > 0;
-        super::report("IPv6 cluster", synced);
-        if changed {
-            self.bump_route_gen();
-        }
+        let want = (self.cluster.routes(), self.cluster.routes6());
+        self.stale.hops |= self.cluster_maps.reconcile(&mut self.dp, want);
     }
 
-    /// What etcd (or the persisted view of it) says of network `index`.
+    /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`
+    /// acts on it. A node prefix is set up here: the bridge's gateway addresses and the
+    /// VXLAN device.
     pub(super) async fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
         let Some(net) = self.cluster.networks.get_mut(index) else {
             return;
@@ -419,7 +440,6 @@ impl Daemon {
                 if vxlan {
                     self.ensure_vxlan().await;
                 }
-                self.sync_peer_routes().await;
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");
@@ -431,19 +451,11 @@ impl Daemon {
                     let mark = self.cluster.seen.entry(addr).or_insert(s);
                     *mark = (*mark).max(s);
                 }
-                self.sync_cluster();
-                if renewed {
-                    // What flows remember of a node that registered anew may be its old
-                    // interface's.
-                    self.bump_route_gen();
-                }
-                self.sync_peer_neighbours().await;
-                return self.sync_peer_routes().await;
+                // What flows remember of a node that registered anew may be its old
+                // interface's.
+                self.stale.hops |= renewed;
             }
-            ClusterEvent::Conflicts(conflicts) => {
-                net.conflicts = conflicts;
-                return;
-            }
+            ClusterEvent::Conflicts(conflicts) => net.conflicts = conflicts,
             ClusterEvent::Connected(up) => {
                 if up != net.connected {
                     if up {
@@ -453,10 +465,8 @@ impl Daemon {
                     }
                 }
                 net.connected = up;
-                return;
             }
         }
-        self.sync_cluster();
     }
 }
 

@@ -81,7 +81,8 @@ fn container(l: &Learned) -> DockerContainer {
 }
 
 impl Daemon {
-    pub(super) async fn on_docker(&mut self, update: Update) {
+    /// Note what Docker reports in the desired state; `reconcile` acts on it.
+    pub(super) fn on_docker(&mut self, update: Update) {
         if !self.docker_link.heard(&update) {
             return;
         }
@@ -120,48 +121,25 @@ impl Daemon {
         if let Err(e) = persisted {
             warn!(error = %e, "cannot persist Docker state; applied all the same");
         }
-        if before == self.desired.docker {
-            return;
-        }
-        if self.adopt_docker_bridges() {
-            self.apply_links();
-        }
-        self.sync_subnets().await;
-        self.sync_published();
-        self.sync_endpoints();
-        // Flows to ports a container no longer publishes go with them.
-        let dropped: Vec<_> = before
-            .iter()
-            .flat_map(|(id, old)| {
-                let now = self.desired.docker.get(id);
-                old.publishes
-                    .iter()
-                    .filter(move |s| now.is_none_or(|n| !n.publishes.contains(s)))
-                    .copied()
-            })
-            .collect();
-        for spec in &dropped {
-            self.forget_flows(spec);
+        if before != self.desired.docker {
+            // Its networks' bridges and addresses may be new: read them again.
+            self.stale.addresses = true;
         }
     }
 
-    /// Docker's bridge networks in use become managed networks; true if any is new (the
-    /// caller applies the links).
-    pub(super) fn adopt_docker_bridges(&mut self) -> bool {
+    /// Docker's bridge networks in use become managed networks.
+    pub(super) fn adopt_docker_bridges(&mut self) {
         let wanted: BTreeSet<String> = self
             .desired
             .docker
             .values()
             .flat_map(|c| c.endpoints.iter().map(|e| e.bridge.clone()))
             .collect();
-        let mut adopted = false;
         for name in wanted {
             if self.links.manage_bridge(&name) {
                 info!(bridge = %name, "managing Docker network bridge");
-                adopted = true;
             }
         }
-        adopted
     }
 
     /// Every endpoint to install: manual ones, then Docker's.

@@ -15,8 +15,13 @@ impl Daemon {
             Ok(prefixes) => {
                 self.sync_host_ips(&prefixes);
                 self.sync_subnets_from(&prefixes);
+                self.prefixes = prefixes;
             }
-            Err(e) => warn!(error = %e, "cannot list host addresses"),
+            Err(e) => {
+                warn!(error = %e, "cannot list host addresses");
+                // Read again at the next reconcile.
+                self.stale.addresses = true;
+            }
         }
     }
 

@@ -15,6 +15,9 @@ use crate::{
     netlink::{Change, Link},
 };
 
+/// What the subnets are sorted by: the managed bridges (index, name), the LANs' bridges.
+pub(super) type SubnetInputs = (Vec<(u32, String)>, Vec<u32>);
+
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
 
@@ -58,56 +61,37 @@ impl Daemon {
         Ok(())
     }
 
-    /// Follow a link, address, route or neighbour notification. Each makes the next
-    /// hops flows remember stale.
-    pub(super) async fn on_change(&mut self, change: Change) {
-        self.bump_route_gen();
-        let subnet_inputs = self.subnet_inputs();
+    /// Note a link, address, route or neighbour notification; `reconcile` acts on it.
+    /// Each makes the next hops flows remember stale.
+    pub(super) fn on_change(&mut self, change: Change) {
+        self.stale.hops = true;
         // A device going down takes its neighbour entries with it.
         let peers_link = |index| self.cluster.neighbour_links.contains(&index);
-        let peers_link = match &change {
-            Change::LinkNew(link) => peers_link(link.index),
-            Change::LinkDel { index } => peers_link(*index),
-            Change::Addresses | Change::Routes | Change::Neighbours => false,
-        };
         match change {
-            Change::LinkNew(link) => self.links.upsert(link),
+            Change::LinkNew(link) => {
+                self.stale.peer_links |= peers_link(link.index);
+                self.links.upsert(link);
+            }
             Change::LinkDel { index } => {
+                self.stale.peer_links |= peers_link(index);
                 self.links.remove(index);
             }
-            Change::Addresses => {
-                self.sync_addresses().await;
-                // Which peers are on a connected prefix may have changed.
-                self.sync_peer_neighbours().await;
-                return self.sync_peer_routes().await;
-            }
-            Change::Routes => return self.refresh_cidr_routes().await,
-            Change::Neighbours => return,
-        }
-        if peers_link {
-            self.sync_peer_neighbours().await;
-            self.sync_peer_routes().await;
-        }
-        // Even with nothing to attach, a link's attributes matter: a bridge's MAC
-        // follows its ports (`ports_v2` carries it), a bridge may become managed.
-        self.apply_links();
-        self.sync_endpoints();
-        // A container veth coming or going changes no subnet: the address dump (which
-        // walks every interface) is for changes of the bridges and their LAN uplinks.
-        if self.subnet_inputs() != subnet_inputs {
-            self.sync_subnets().await;
+            Change::Addresses => self.stale.addresses = true,
+            Change::Routes => self.stale.routes = true,
+            Change::Neighbours => {}
         }
     }
 
     /// What `subnets_v1` depends on besides addresses: the managed bridges present (by
     /// index and name) and the bridges uplinks are ports of (LANs).
-    fn subnet_inputs(&self) -> (Vec<(u32, String)>, Vec<u32>) {
+    pub(super) fn subnet_inputs(&self) -> SubnetInputs {
         let bridges = self.links.bridges().map(|l| (l.index, l.name.clone()));
         let lans = self.links.uplinks().filter_map(|l| l.controller);
         (bridges.collect(), lans.collect())
     }
 
-    /// Flows look their next hop up again (see `hop.rs` in the datapath).
+    /// Flows look their next hop up again (see `hop.rs` in the datapath); `reconcile`
+    /// does it once for all a round changed (`Stale::hops`).
     pub(super) fn bump_route_gen(&mut self) {
         if let Err(e) = self.dp.maps.bump_route_gen() {
             warn!(error = %e, "cannot bump the route generation: flows may keep a stale next hop");
@@ -147,7 +131,7 @@ impl Daemon {
         let Some(bridge) = self.links.get(veth).and_then(|l| l.controller) else {
             return;
         };
-        let port = self.port(bridge, None);
+        let port = super::endpoints::port(bridge, self.bridge(bridge), None);
         if let Err(e) = self.dp.maps.ports.insert(veth, port, NOEXIST)
             && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
         {
@@ -156,11 +140,9 @@ impl Daemon {
     }
 
     /// `ifaces_v1` holds exactly the roles of the managed interfaces, and each LAN wire's
-    /// bridge (its LAN hosts arrive only there).
+    /// bridge (its LAN hosts arrive only there). Nothing is done when the roles are those
+    /// last written.
     fn sync_ifaces(&mut self) {
-        for bridge in self.links.bridges() {
-            super::forwarding::refuse_router_advertisements(&bridge.name);
-        }
         // An ifindex past what the value holds records none: its LAN is refused, not
         // another's let in.
         let lan_bridge = |l: &Link| {
@@ -181,8 +163,16 @@ impl Daemon {
             .map(|l| (l.index, IFACE_UPLINK | guard | lan_bridge(l)))
             .chain(self.links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
             .collect();
+        if self.ifaces_applied.as_ref() == Some(&want) {
+            return;
+        }
+        for bridge in self.links.bridges() {
+            super::forwarding::refuse_router_advertisements(&bridge.name);
+        }
         let synced = crate::datapath::sync::sync(&mut self.dp.maps.ifaces, &want);
+        let clean = synced.errors.is_empty();
         super::report("interface roles", synced);
+        self.ifaces_applied = clean.then_some(want);
     }
 
     /// Remove pinned links left by an earlier run for interfaces no longer served.

@@ -7,6 +7,7 @@ mod desired;
 mod docker;
 mod docker_nat;
 mod endpoints;
+mod events;
 mod flows;
 mod forwarding;
 mod host_ips;
@@ -17,23 +18,22 @@ mod ndp_proxy;
 mod notify;
 mod peer_neigh;
 mod peer_routes;
+mod peers;
 mod published;
+mod reconcile;
 mod status;
 mod subnets;
+mod sweeper;
 
 use std::{collections::BTreeMap, fs, path::PathBuf, time::Duration};
 
 use desired::Desired;
-use futures::StreamExt as _;
+use events::Event;
 use links::{Links, Uplinks};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::mpsc,
-};
 use tracing::{debug, info, warn};
 
 use crate::{
-    api::{self, Listing, Request, Response, Stats, server::ServerError},
+    api::{Listing, Request, Response, Stats, server::ServerError},
     conntrack::Timeouts,
     datapath::{Datapath, DatapathError, XdpMode, sync::Synced},
     netlink::{Netlink, NetlinkError},
@@ -130,15 +130,8 @@ struct Daemon {
     routed_bridges: Vec<String>,
     /// Docker networks' `NET_*` flags, by bridge name.
     docker_net_flags: BTreeMap<String, u32>,
-    timeouts: Timeouts,
-    /// CT entries removed by the sweeper since start.
-    swept: u64,
-    /// Sweeps since start.
-    sweeps: u64,
-    /// The sweeper's last pass.
-    last_sweep: Option<crate::api::Sweep>,
-    /// Docker publishes not installed, and why.
-    conflicts: Vec<String>,
+    /// The sweeper part: the flow tables' timeouts and its sweeps' record.
+    sweeper: sweeper::Sweeper,
     /// Problems with the host a user should fix.
     warnings: Vec<String>,
     /// The NDP proxy entries in place (None: not looked at yet).
@@ -147,11 +140,22 @@ struct Daemon {
     cluster: cluster::Cluster,
     /// Whether Docker answers, and when it last did.
     docker_link: docker::DockerLink,
-    /// When the sweeper last ran.
-    last_sweep_at: Option<std::time::SystemTime>,
-    /// Entries each flow table held after the last in-kernel sweep (`SWEPT_TABLES`
-    /// order); None when it has not run or failed.
-    ct_left: Option<[u64; 4]>,
+    /// What events made stale since the last reconcile.
+    stale: reconcile::Stale,
+    /// The host's addresses, as last read.
+    prefixes: Vec<Prefix>,
+    /// The bridges and LANs the subnets were last sorted by.
+    subnets_by: Option<interfaces::SubnetInputs>,
+    /// The interface roles last written in full to `ifaces_v1`.
+    ifaces_applied: Option<BTreeMap<u32, u32>>,
+    /// The publishes part: `published_v1`, `published6_v1`.
+    publishes: published::Publishes,
+    /// The endpoints part: `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
+    endpoints: endpoints::Endpoints,
+    /// The cluster routes part: `cluster_v1`, `cluster6_v1`.
+    cluster_maps: cluster::ClusterMaps,
+    /// The peers part: their neighbour entries and routes.
+    peers: peers::Peers,
 }
 
 /// Whether etcd lets this node in: a refusal is the daemon's error; an unreachable etcd
@@ -190,156 +194,29 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     };
     forwarding::enable();
     // Subscribe before the first dump so no change falls between the two.
-    let mut changes = crate::netlink::monitor()?;
-    let nl = Netlink::connect()?;
-    let mut dp = Datapath::load_with(&cfg.pin_dir, cfg.ct_entries, &cfg.load)?;
-    if let Some(logger) = dp.take_logger() {
-        info!(level = cfg.load.log.name(), "datapath logs on");
-        tokio::spawn(crate::datapath::log::forward(logger));
-    }
-    // The SNAT hash key survives restarts, so flows keep their port sequence.
-    let hash_seed = match dp.maps.config.get(&0, 0) {
-        Ok(c) if c.hash_seed != 0 => c.hash_seed,
-        _ => random_seed(),
-    };
-    let dp_cfg = common::Config {
-        snat_port_min: cfg.snat_ports.0,
-        snat_port_max: cfg.snat_ports.1,
-        hash_seed,
-        netns_cookie: crate::netlink::netns_cookie().map_err(DaemonError::NetnsCookie)?,
-    };
-    dp.maps
-        .config
-        .set(0, dp_cfg, 0)
-        .map_err(DaemonError::Config)?;
-    dp.set_xdp(cfg.xdp).map_err(DaemonError::Config)?;
-    dp.maps
-        .ct_share
-        .set(0, cfg.ct_per_endpoint, 0)
-        .map_err(DaemonError::Config)?;
-    dp.maps
-        .icmp_limit
-        .set(0, icmp_limit::read(), 0)
-        .map_err(DaemonError::Config)?;
-    if let Err(e) = dp.set_sweep_timeouts(common::CtTimeouts::from(&cfg.timeouts)) {
-        warn!(error = %e, "the sweep will run from userspace");
-    }
-    let uplinks = if cfg.uplinks.is_empty() {
-        Uplinks::Every
-    } else {
-        Uplinks::Named(cfg.uplinks.iter().cloned().collect())
-    };
-    let mut links = Links::new(cfg.bridges.iter().cloned(), uplinks);
-    if let Some(underlay) = &cfg.underlay {
-        links.add_uplink(underlay);
-    }
-    let mut d = Daemon {
-        dp,
-        nl,
-        desired: Desired::load(cfg.state_dir.clone())?,
-        links,
-        routed_bridges: cfg.routed_bridges.clone(),
-        docker_net_flags: BTreeMap::new(),
-        timeouts: cfg.timeouts,
-        swept: 0,
-        sweeps: 0,
-        last_sweep: None,
-        conflicts: Vec::new(),
-        warnings: Vec::new(),
-        ndp_proxies: None,
-        docker_link: docker::DockerLink::new(cfg.follow_docker),
-        last_sweep_at: None,
-        ct_left: None,
-        cluster: cluster::Cluster {
-            cidr: cfg.cluster_cidr,
-            peers: cfg.peers.clone(),
-            static_bridge: cfg.bridges.first().cloned(),
-            networks: cfg
-                .etcd
-                .iter()
-                .flat_map(|e| e.networks.iter().cloned())
-                .map(|(bridge, prefix)| cluster::Network::new(bridge, prefix))
-                .collect(),
-            ..Default::default()
-        },
-    };
-    if let Some(w) = etcd_weakness {
-        d.warnings.push(w);
-    }
-    if cfg.follow_docker
-        && let Some(w) = docker_nat::check()
-    {
-        warn!("{w}");
-        d.warnings.push(w);
-    }
-    let cgroup = match &cfg.cgroup {
-        Some(p) => p.clone(),
-        None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
-    };
-    d.dp.attach_sockets(&cgroup)?;
-    // The Docker networks of the persisted state are managed from the first attach, so
-    // a restart never leaves their veths without a program.
-    d.adopt_docker_bridges();
-    d.setup_links(&cfg.bridges).await?;
-    d.sync_addresses().await;
-    d.sync_published();
-    d.sync_endpoints();
-    d.sync_ndp_proxies().await;
-    d.refresh_cidr_routes().await;
-    d.sync_cluster();
-    d.sync_peer_neighbours().await;
-    d.sync_peer_routes().await;
-    let (cluster_tx, mut cluster_rx) = mpsc::channel(16);
-    match &cfg.etcd {
-        Some(etcd) => {
-            d.join_cluster(etcd, cfg.underlay.as_deref(), &cfg.state_dir, cluster_tx)
-                .await
-        }
-        None => drop(cluster_tx),
-    }
-    let (docker_tx, mut docker_rx) = mpsc::channel(64);
-    if cfg.follow_docker {
-        tokio::spawn(crate::docker::watch::watch(docker_tx, cfg.docker_resync));
-    } else {
-        drop(docker_tx);
-    }
-
-    let listener = api::server::bind(&cfg.socket)?;
-    let (tx, mut calls) = mpsc::channel(64);
-    if let Some(listener) = metrics {
-        tokio::spawn(crate::metrics::serve(listener, tx.clone()));
-    }
-    let (monitor_tx, monitor_rx) = mpsc::channel(16);
-    if let Some(maps) = d.dp.take_monitor() {
-        tokio::spawn(crate::monitor::hub::run(maps, monitor_rx, tx.clone()));
-    }
-    tokio::spawn(api::server::serve(listener, tx, monitor_tx));
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    // The first sweep at once, then every interval, stretched for a table so large that
-    // a sweep would take more than its share of a CPU.
-    let sweep = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(sweep);
+    let changes = crate::netlink::monitor()?;
+    let mut d = Daemon::start(&cfg, etcd_weakness).await?;
+    d.reconcile().await;
+    let mut events = events::Events::open(&mut d, &cfg, changes, metrics).await?;
     info!(socket = %cfg.socket.display(), pin_dir = %cfg.pin_dir.display(), "bpfnet daemon ready");
     notify::ready();
-    loop {
-        tokio::select! {
-            Some((req, reply)) = calls.recv() => {
-                let _ = reply.send(d.handle(req).await);
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Call(req, reply) => {
+                let response = d.handle(req).await;
+                d.reconcile().await;
+                let _ = reply.send(response);
+                continue;
             }
-            Some(change) = changes.next() => d.on_change(change).await,
-            Some(update) = docker_rx.recv() => d.on_docker(update).await,
-            Some((net, event)) = cluster_rx.recv() => d.on_cluster(net, event).await,
-            () = &mut sweep => {
-                let took = d.sweep();
-                let next = d.sweep_due(cfg.sweep_interval, took);
-                sweep.as_mut().reset(tokio::time::Instant::now() + next);
+            Event::Netlink(change) => d.on_change(change),
+            Event::Docker(update) => d.on_docker(update),
+            Event::Cluster(net, event) => d.on_cluster(net, event).await,
+            Event::Sweep => {
+                let took = d.sweeper.sweep(&mut d.dp);
+                events.sweep_in(d.sweeper.due(&d.dp, cfg.sweep_interval, took));
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
         }
-        // Endpoints, subnets or uplinks may have changed (nothing is done if not).
-        d.sync_ndp_proxies().await;
+        d.reconcile().await;
     }
     info!("bpfnet daemon stopping; the datapath stays attached");
     notify::stopping();
@@ -348,10 +225,79 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 }
 
 impl Daemon {
+    /// Load and configure the datapath, attach the socket programs and every link's
+    /// program, with the persisted desired state; the parts apply it at the first
+    /// reconcile.
+    async fn start(cfg: &Config, warning: Option<String>) -> Result<Self, DaemonError> {
+        let nl = Netlink::connect()?;
+        let mut dp = Datapath::load_with(&cfg.pin_dir, cfg.ct_entries, &cfg.load)?;
+        if let Some(logger) = dp.take_logger() {
+            info!(level = cfg.load.log.name(), "datapath logs on");
+            tokio::spawn(crate::datapath::log::forward(logger));
+        }
+        configure(&mut dp, cfg)?;
+        let uplinks = if cfg.uplinks.is_empty() {
+            Uplinks::Every
+        } else {
+            Uplinks::Named(cfg.uplinks.iter().cloned().collect())
+        };
+        let mut links = Links::new(cfg.bridges.iter().cloned(), uplinks);
+        if let Some(underlay) = &cfg.underlay {
+            links.add_uplink(underlay);
+        }
+        let mut d = Daemon {
+            dp,
+            nl,
+            desired: Desired::load(cfg.state_dir.clone())?,
+            links,
+            routed_bridges: cfg.routed_bridges.clone(),
+            docker_net_flags: BTreeMap::new(),
+            sweeper: sweeper::Sweeper::new(cfg.timeouts),
+            warnings: warning.into_iter().collect(),
+            ndp_proxies: None,
+            docker_link: docker::DockerLink::new(cfg.follow_docker),
+            stale: reconcile::Stale::all(),
+            prefixes: Vec::new(),
+            subnets_by: None,
+            ifaces_applied: None,
+            publishes: published::Publishes::default(),
+            endpoints: endpoints::Endpoints::default(),
+            cluster_maps: cluster::ClusterMaps::default(),
+            peers: peers::Peers::default(),
+            cluster: cluster::Cluster {
+                cidr: cfg.cluster_cidr,
+                peers: cfg.peers.clone(),
+                static_bridge: cfg.bridges.first().cloned(),
+                networks: cfg
+                    .etcd
+                    .iter()
+                    .flat_map(|e| e.networks.iter().cloned())
+                    .map(|(bridge, prefix)| cluster::Network::new(bridge, prefix))
+                    .collect(),
+                ..Default::default()
+            },
+        };
+        if cfg.follow_docker
+            && let Some(w) = docker_nat::check()
+        {
+            warn!("{w}");
+            d.warnings.push(w);
+        }
+        let cgroup = match &cfg.cgroup {
+            Some(p) => p.clone(),
+            None => crate::datapath::cgroup2_root().map_err(DaemonError::Cgroup)?,
+        };
+        d.dp.attach_sockets(&cgroup)?;
+        // The Docker networks of the persisted state are managed from the first attach,
+        // so a restart never leaves their veths without a program.
+        d.adopt_docker_bridges();
+        d.setup_links(&cfg.bridges).await?;
+        Ok(d)
+    }
     async fn handle(&mut self, req: Request) -> Response {
         let result = match req {
-            Request::Publish { spec } => self.publish(spec),
-            Request::Unpublish { spec } => self.unpublish(spec),
+            Request::Publish { spec } => self.publish(spec).await,
+            Request::Unpublish { spec } => self.unpublish(spec).await,
             Request::List => return Response::Listing(self.listing()),
             Request::Conntrack => {
                 return Response::Conntrack {
@@ -393,7 +339,7 @@ impl Daemon {
             published: self.accepted_publishes().0,
             endpoints: self.desired.endpoints.clone(),
             docker: self.docker_listing(),
-            conflicts: self.conflicts.clone(),
+            conflicts: self.publishes.conflicts.clone(),
             warnings: self.warnings.clone(),
             bridges: self.links.bridges().map(|l| l.name.clone()).collect(),
             uplinks: self.links.uplinks().map(|l| l.name.clone()).collect(),
@@ -406,8 +352,8 @@ impl Daemon {
         Stats {
             counters: self.stats_counters(),
             ct_entries: self.ct_entries(),
-            ct_swept: self.swept,
-            last_sweep: self.last_sweep,
+            ct_swept: self.sweeper.swept,
+            last_sweep: self.sweeper.last,
         }
     }
 }
@@ -424,6 +370,40 @@ fn report(map: &str, synced: Synced) {
         removed = synced.removed,
         "map synced"
     );
+}
+
+/// The datapath's configuration: SNAT ports and hash key, this namespace's cookie, the
+/// XDP mode, each container's share of the flow tables, the ICMP rate and the in-kernel
+/// sweep's timeouts.
+fn configure(dp: &mut Datapath, cfg: &Config) -> Result<(), DaemonError> {
+    // The SNAT hash key survives restarts, so flows keep their port sequence.
+    let hash_seed = match dp.maps.config.get(&0, 0) {
+        Ok(c) if c.hash_seed != 0 => c.hash_seed,
+        _ => random_seed(),
+    };
+    let dp_cfg = common::Config {
+        snat_port_min: cfg.snat_ports.0,
+        snat_port_max: cfg.snat_ports.1,
+        hash_seed,
+        netns_cookie: crate::netlink::netns_cookie().map_err(DaemonError::NetnsCookie)?,
+    };
+    dp.maps
+        .config
+        .set(0, dp_cfg, 0)
+        .map_err(DaemonError::Config)?;
+    dp.set_xdp(cfg.xdp).map_err(DaemonError::Config)?;
+    dp.maps
+        .ct_share
+        .set(0, cfg.ct_per_endpoint, 0)
+        .map_err(DaemonError::Config)?;
+    dp.maps
+        .icmp_limit
+        .set(0, icmp_limit::read(), 0)
+        .map_err(DaemonError::Config)?;
+    if let Err(e) = dp.set_sweep_timeouts(common::CtTimeouts::from(&cfg.timeouts)) {
+        warn!(error = %e, "the sweep will run from userspace");
+    }
+    Ok(())
 }
 
 /// A non-zero random u32 from the kernel.

@@ -16,6 +16,21 @@ use crate::{
     netlink::enable_proxy_ndp,
 };
 
+/// Whether `a` lies in one of the `routed` subnets.
+fn inside(routed: &[Ipv6Net], a: &Ipv6Addr) -> bool {
+    routed.iter().any(|n| n.contains(a))
+}
+
+/// The proxy entries wanted: each of the containers' addresses `addrs` that lies in a
+/// `routed` subnet, on every uplink.
+fn want(routed: &[Ipv6Net], addrs: &[Ipv6Addr], uplinks: &[u32]) -> BTreeSet<(u32, Ipv6Addr)> {
+    let addrs: Vec<&Ipv6Addr> = addrs.iter().filter(|a| inside(routed, a)).collect();
+    uplinks
+        .iter()
+        .flat_map(|&i| addrs.iter().map(move |&&a| (i, a)))
+        .collect()
+}
+
 impl Daemon {
     /// Make the proxy entries match the routed networks' endpoints (after any change;
     /// the netlink work happens only when the wanted set differs from what is in place).
@@ -31,27 +46,27 @@ impl Daemon {
                 net6::network(k.data().octets().into(), u8::try_from(k.prefix_len()).ok()?)
             })
             .collect();
-        let inside = |a: &Ipv6Addr| routed.iter().any(|n| n.contains(a));
         let addrs: Vec<Ipv6Addr> = entries_or_each(&self.dp.maps.endpoints6)
             .into_iter()
             .map(|(ip, _)| Ipv6Addr::from(ip.octets()))
-            .filter(|a| inside(a))
+            .filter(|a| inside(&routed, a))
             .collect();
         let uplinks: Vec<(u32, String)> = self
             .links
             .uplinks()
             .map(|l| (l.index, l.name.clone()))
             .collect();
-        let want: BTreeSet<(u32, Ipv6Addr)> = uplinks
-            .iter()
-            .flat_map(|(i, _)| addrs.iter().map(move |a| (*i, *a)))
-            .collect();
+        let indexes: Vec<u32> = uplinks.iter().map(|(i, _)| *i).collect();
+        let want = want(&routed, &addrs, &indexes);
         let have = match &self.ndp_proxies {
             Some(have) if *have == want => return,
             Some(have) => have.clone(),
             // The first time: whatever an earlier run left inside the routed subnets.
             None => match self.nl.ndp_proxies().await {
-                Ok(all) => all.into_iter().filter(|(_, a)| inside(a)).collect(),
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|(_, a)| inside(&routed, a))
+                    .collect(),
                 Err(e) => {
                     warn!(error = %e, "cannot list proxy neighbours");
                     BTreeSet::new()
@@ -78,5 +93,30 @@ impl Daemon {
             }
         }
         self.ndp_proxies = Some(want);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().expect("an IPv6 address in the test")
+    }
+
+    #[test]
+    fn each_container_address_in_a_routed_subnet_is_proxied_on_every_uplink() {
+        let routed = [net6::network(a("2001:db8:1:2::"), 64).expect("a prefix")];
+        let addrs = [a("2001:db8:1:2::4"), a("fd00::4"), a("2001:db8:1:3::4")];
+        let want = want(&routed, &addrs, &[2, 5]);
+        assert_eq!(
+            want,
+            BTreeSet::from([(2, a("2001:db8:1:2::4")), (5, a("2001:db8:1:2::4"))]),
+            "only the address inside the routed subnet"
+        );
+        assert!(
+            super::want(&[], &addrs, &[2]).is_empty(),
+            "no routed subnet"
+        );
     }
 }

@@ -106,7 +106,7 @@ impl Daemon {
 impl Daemon {
     /// The routes into the tunnel: each VXLAN peer's prefix through the VXLAN device
     /// (while `to_tunnel` is on it), from this node's gateway in that network.
-    fn tunnelled_peers(&self) -> Vec<PeerRoute> {
+    pub(super) fn tunnelled_peers(&self) -> Vec<PeerRoute> {
         let ifindex = self.cluster.to_tunnel;
         if ifindex == 0 || ifindex != self.cluster.vxlan {
             return Vec::new();

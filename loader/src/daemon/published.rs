@@ -1,5 +1,5 @@
 //! Published ports: the desired list in `State`, its entries in `published_v1` (IPv4)
-//! and `published6_v1` (IPv6).
+//! and `published6_v1` (IPv6), and the flows of a port no longer published.
 use std::collections::BTreeMap;
 
 use common::{Addr, Backend, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
@@ -12,7 +12,58 @@ use crate::{
     spec::{MapAddr, PublishSpec},
 };
 
+/// The publishes the desired state asks for: the manual ones, and each Docker
+/// container's (by id).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Asked {
+    manual: Vec<PublishSpec>,
+    docker: BTreeMap<String, Vec<PublishSpec>>,
+}
+
+/// The publishes part: owns `published_v1` and `published6_v1`.
+#[derive(Debug, Default)]
+pub(super) struct Publishes {
+    /// What the last apply was asked (None: none yet).
+    asked: Option<Asked>,
+    /// Whether that apply wrote everything (else the next one runs whatever it is asked).
+    clean: bool,
+    /// The last apply's failures.
+    errors: Vec<SyncError>,
+    /// Docker publishes not installed, and why.
+    pub conflicts: Vec<String>,
+}
+
+/// The publishes `before` asked for that `now` no longer does: a manual one unpublished,
+/// a container's that it (or its container) dropped. Their flows go with them.
+pub(super) fn withdrawn(before: &Asked, now: &Asked) -> Vec<PublishSpec> {
+    let manual = before
+        .manual
+        .iter()
+        .filter(|s| !now.manual.contains(s))
+        .copied();
+    let docker = before.docker.iter().flat_map(|(id, old)| {
+        let now = now.docker.get(id);
+        old.iter()
+            .filter(move |s| now.is_none_or(|n| !n.contains(s)))
+            .copied()
+    });
+    manual.chain(docker).collect()
+}
+
 impl Daemon {
+    /// The publishes part's input as it stands.
+    fn asked_publishes(&self) -> Asked {
+        Asked {
+            manual: self.desired.published.clone(),
+            docker: self
+                .desired
+                .docker
+                .iter()
+                .map(|(id, c)| (id.clone(), c.publishes.clone()))
+                .collect(),
+        }
+    }
+
     /// The publishes to install, manual ones first, and the Docker ones left out because
     /// an earlier one holds their port.
     pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
@@ -34,7 +85,7 @@ impl Daemon {
         (accepted, conflicts)
     }
 
-    pub(super) fn publish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
+    pub(super) async fn publish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
         if let Some(holder) = self
             .accepted_publishes()
             .0
@@ -50,14 +101,15 @@ impl Daemon {
             s.published.push(spec);
             Ok(())
         })?;
-        let errors = self.sync_published();
+        self.reconcile().await;
+        let errors = std::mem::take(&mut self.publishes.errors);
         if !errors.is_empty() {
             // Not in the datapath: not published at all.
             self.desired.update(|s| {
                 s.published.retain(|p| *p != spec);
                 Ok(())
             })?;
-            self.sync_published();
+            self.reconcile().await;
             return Err(ApiError::Datapath {
                 what: format!("publish `{spec}`"),
                 errors,
@@ -67,7 +119,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub(super) fn unpublish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
+    pub(super) async fn unpublish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
         self.desired.update(|s| {
             let pos =
                 s.published
@@ -80,8 +132,9 @@ impl Daemon {
             s.published.remove(pos);
             Ok(())
         })?;
-        let errors = self.sync_published();
-        self.forget_flows(&spec);
+        // Its flows go too (`withdrawn`).
+        self.reconcile().await;
+        let errors = std::mem::take(&mut self.publishes.errors);
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
                 what: format!("unpublish `{spec}`"),
@@ -114,17 +167,34 @@ impl Daemon {
         self.remove_ct(&doomed);
     }
 
+    /// The publishes part: unless asked what its last clean apply was, make the maps
+    /// hold the accepted publishes (`write_published`), then drop the flows of those
+    /// withdrawn since (what Docker does with conntrack when a port is unmapped).
+    pub(super) fn sync_published(&mut self) {
+        let asked = self.asked_publishes();
+        let before = self.publishes.asked.replace(asked.clone());
+        if self.publishes.clean && before.as_ref() == Some(&asked) {
+            return;
+        }
+        let errors = self.write_published();
+        self.publishes.clean = errors.is_empty();
+        self.publishes.errors = errors;
+        for spec in before.map(|b| withdrawn(&b, &asked)).unwrap_or_default() {
+            self.forget_flows(&spec);
+        }
+    }
+
     /// Make `published_v1` and `published6_v1` hold exactly the accepted publishes'
     /// entries (the maps survive restarts; this also repairs whatever changed while no
     /// daemon ran). Returns the failures, each also logged.
-    pub(super) fn sync_published(&mut self) -> Vec<SyncError> {
+    fn write_published(&mut self) -> Vec<SyncError> {
         let (accepted, conflicts) = self.accepted_publishes();
         for c in &conflicts {
-            if !self.conflicts.contains(c) {
+            if !self.publishes.conflicts.contains(c) {
                 warn!("{c}; not installed");
             }
         }
-        self.conflicts = conflicts;
+        self.publishes.conflicts = conflicts;
         let want: BTreeMap<PublishedKey, Backend> =
             accepted.iter().flat_map(PublishSpec::entries).collect();
         let want6: BTreeMap<PublishedKey<Ip6>, Backend<Ip6>> =
@@ -206,6 +276,50 @@ mod tests {
             .addrs::<Ip6>()
             .expect("an IPv6 spec has IPv6 addresses");
         dnat_of(&spec, host_ip, backend, k, v)
+    }
+
+    fn asked(manual: &[&str], docker: &[(&str, &[&str])]) -> Asked {
+        let specs = |l: &[&str]| -> Vec<PublishSpec> {
+            l.iter()
+                .map(|s| s.parse().expect("a valid spec in the test"))
+                .collect()
+        };
+        Asked {
+            manual: specs(manual),
+            docker: docker
+                .iter()
+                .map(|(id, l)| (id.to_string(), specs(l)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_publish_is_withdrawn_from_where_it_was_asked() {
+        let before = asked(
+            &["8080:172.17.0.4:80", "8081:172.17.0.4:81"],
+            &[
+                ("a", &["9000:172.17.0.5:90", "9001:172.17.0.5:91"]),
+                ("b", &["9100:172.17.0.6:90"]),
+            ],
+        );
+        assert!(withdrawn(&before, &before).is_empty(), "nothing changed");
+        // One unpublished, a container's port dropped, another container gone.
+        let now = asked(&["8081:172.17.0.4:81"], &[("a", &["9001:172.17.0.5:91"])]);
+        let gone: Vec<String> = withdrawn(&before, &now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(gone.len(), 3, "each withdrawn publish once: {gone:?}");
+        for s in [
+            "8080:172.17.0.4:80",
+            "9000:172.17.0.5:90",
+            "9100:172.17.0.6:90",
+        ] {
+            let s: PublishSpec = s.parse().expect("a valid spec in the test");
+            assert!(gone.contains(&s.to_string()), "{s} withdrawn: {gone:?}");
+        }
+        // A new publish withdraws nothing.
+        assert!(withdrawn(&now, &before).is_empty());
     }
 
     #[test]

@@ -56,8 +56,8 @@ impl Daemon {
     /// Whether the datapath is healthy. The flow tables' entries are the last sweep's
     /// count (it walks them anyway); the other maps are small enough to count now.
     pub(super) fn status(&self) -> Status {
-        let (ct, counted_at) = match self.ct_left {
-            Some(left) => (left, self.last_sweep_at.map(unix)),
+        let (ct, counted_at) = match self.sweeper.ct_left {
+            Some(left) => (left, self.sweeper.last_at.map(unix)),
             None => (self.dp.ct_count_now(), None),
         };
         let maps: Vec<MapFill> = self
@@ -74,7 +74,8 @@ impl Daemon {
             warnings.push(format!("Docker is not reachable: {why}"));
         }
         warnings.extend(
-            self.conflicts
+            self.publishes
+                .conflicts
                 .iter()
                 .map(|c| format!("publish not installed: {c}")),
         );
@@ -109,8 +110,8 @@ impl Daemon {
                 last_contact: link.last_contact.map(unix),
                 last_resync: link.last_resync.map(unix),
             },
-            last_sweep_at: self.last_sweep_at.map(unix),
-            last_sweep: self.last_sweep,
+            last_sweep_at: self.sweeper.last_at.map(unix),
+            last_sweep: self.sweeper.last,
             programs: self.dp.costs().to_vec(),
             sweep_in_kernel: self.dp.sweeps_in_kernel(),
             monitor_events: self.dp.monitor_events(),
@@ -217,7 +218,7 @@ impl Daemon {
             status: self.status(),
             counters: stats,
             drops,
-            ct_swept: self.swept,
+            ct_swept: self.sweeper.swept,
             snat_flows: self.dp.maps.snat_flows(),
             publishes_cli: cli,
             publishes_docker: (published.len() as u64).saturating_sub(cli),

@@ -9,7 +9,6 @@ use std::{
 };
 
 use common::{Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
-use tracing::warn;
 
 use super::{Daemon, Prefix};
 use crate::{
@@ -18,66 +17,79 @@ use crate::{
     endpoint::Ipv4Cidr,
 };
 
-impl Daemon {
-    pub(super) async fn sync_subnets(&mut self) {
-        match self.nl.prefixes().await {
-            Ok(prefixes) => self.sync_subnets_from(&prefixes),
-            Err(e) => warn!(error = %e, "cannot list subnets"),
+/// What `subnets_v1` and `subnets6_v1` hold.
+pub(super) type Want = (BTreeMap<(u32, u32), Network>, BTreeMap<(u32, Ip6), Network>);
+
+/// The subnets of the host's address `prefixes` that lie on a managed bridge of `nets`
+/// (its ifindex → its network's `NET_*` flags), with the host-length entries of their
+/// edges.
+pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
+    let mut want: BTreeMap<(u32, u32), Network> = BTreeMap::new();
+    let mut want6: BTreeMap<(u32, Ip6), Network> = BTreeMap::new();
+    for &(ifindex, addr, len) in prefixes {
+        let Some(&flags) = nets.get(&ifindex) else {
+            continue;
+        };
+        let network = Network {
+            bridge: ifindex,
+            flags,
+        };
+        match addr {
+            IpAddr::V4(addr) => {
+                let net = net::network(addr, len);
+                let first = net.map_or(addr, |n| n.addr());
+                want.insert(
+                    (u32::from(len), u32::from_ne_bytes(first.octets())),
+                    network,
+                );
+                for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
+                    want.insert((32, u32::from_ne_bytes(edge.octets())), edge_of(network));
+                }
+            }
+            IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
+                let net = net6::network(addr, len).map_or(addr, |n| n.network());
+                let network = Network {
+                    bridge: ifindex,
+                    flags: ipv6_flags(flags, &net),
+                };
+                let key = Ip6::from_octets(net.octets());
+                want6.insert((u32::from(len), key), network);
+                if len < 127 {
+                    // The subnet-router anycast address (RFC 4291 2.6.1).
+                    want6.insert((128, key), edge_of(network));
+                }
+            }
+            IpAddr::V6(_) => {}
         }
     }
+    (want, want6)
+}
 
-    /// `subnets_v1` and `subnets6_v1` from the host's address `prefixes`.
-    pub(super) fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
-        // A bridge an uplink is a port of carries a LAN: its peers are on that wire.
+impl Daemon {
+    /// Each managed bridge's network flags: its Docker network's, routed
+    /// (`--routed-bridge`), and LAN when an uplink is its port (its peers are on that
+    /// wire).
+    fn nets(&self) -> BTreeMap<u32, u32> {
         let lans: Vec<u32> = self.links.uplinks().filter_map(|l| l.controller).collect();
-        let mut want: BTreeMap<(u32, u32), Network> = BTreeMap::new();
-        let mut want6: BTreeMap<(u32, Ip6), Network> = BTreeMap::new();
-        for &(ifindex, addr, len) in prefixes {
-            if !self.links.is_bridge(ifindex) {
-                continue;
-            }
-            let Some(name) = self.links.get(ifindex).map(|l| l.name.as_str()) else {
-                continue;
-            };
-            let mut flags = self.docker_net_flags.get(name).copied().unwrap_or(0);
-            if self.routed_bridges.iter().any(|r| r == name) {
-                flags |= NET_ROUTED;
-            }
-            if lans.contains(&ifindex) {
-                flags |= NET_LAN;
-            }
-            let network = Network {
-                bridge: ifindex,
-                flags,
-            };
-            match addr {
-                IpAddr::V4(addr) => {
-                    let net = net::network(addr, len);
-                    let first = net.map_or(addr, |n| n.addr());
-                    want.insert(
-                        (u32::from(len), u32::from_ne_bytes(first.octets())),
-                        network,
-                    );
-                    for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
-                        want.insert((32, u32::from_ne_bytes(edge.octets())), edge_of(network));
-                    }
+        self.links
+            .bridges()
+            .map(|l| {
+                let mut flags = self.docker_net_flags.get(&l.name).copied().unwrap_or(0);
+                if self.routed_bridges.contains(&l.name) {
+                    flags |= NET_ROUTED;
                 }
-                IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
-                    let net = net6::network(addr, len).map_or(addr, |n| n.network());
-                    let network = Network {
-                        bridge: ifindex,
-                        flags: ipv6_flags(flags, &net),
-                    };
-                    let key = Ip6::from_octets(net.octets());
-                    want6.insert((u32::from(len), key), network);
-                    if len < 127 {
-                        // The subnet-router anycast address (RFC 4291 2.6.1).
-                        want6.insert((128, key), edge_of(network));
-                    }
+                if lans.contains(&l.index) {
+                    flags |= NET_LAN;
                 }
-                IpAddr::V6(_) => {}
-            }
-        }
+                (l.index, flags)
+            })
+            .collect()
+    }
+
+    /// `subnets_v1` and `subnets6_v1` from the host's address `prefixes`, and the
+    /// cluster bridges' prefixes.
+    pub(super) fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
+        let (want, want6) = want(prefixes, &self.nets());
         super::report("subnets", sync(&mut self.dp.maps.subnets, &want));
         super::report("IPv6 subnets", sync(&mut self.dp.maps.subnets6, &want6));
         let mut local: BTreeMap<String, Vec<Ipv4Cidr>> = BTreeMap::new();
@@ -91,10 +103,7 @@ impl Daemon {
                 });
             local.entry(bridge.to_owned()).or_default().extend(prefixes);
         }
-        if local != self.cluster.local {
-            self.cluster.local = local;
-            self.sync_cluster();
-        }
+        self.cluster.local = local;
     }
 }
 
@@ -123,6 +132,46 @@ fn ipv6_flags(flags: u32, net: &Ipv6Addr) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn p(ifindex: u32, addr: &str, len: u8) -> Prefix {
+        (ifindex, addr.parse().expect("an address in the test"), len)
+    }
+
+    #[test]
+    fn each_managed_bridge_gets_its_subnets_and_their_edges() {
+        let prefixes = [
+            p(3, "172.17.0.1", 16),
+            p(3, "fd00:17::1", 64),
+            p(3, "fe80::1", 64),
+            // Not a managed bridge.
+            p(2, "192.0.2.10", 24),
+        ];
+        let nets = BTreeMap::from([(3, NET_LAN)]);
+        let (v4, v6) = want(&prefixes, &nets);
+        let k = |a: [u8; 4], len| (len, u32::from_ne_bytes(a));
+        let net = Network {
+            bridge: 3,
+            flags: NET_LAN,
+        };
+        assert_eq!(v4.get(&k([172, 17, 0, 0], 16)), Some(&net));
+        assert_eq!(
+            v4.get(&k([172, 17, 255, 255], 32)).map(|n| n.flags),
+            Some(NET_LAN | NET_EDGE),
+            "the broadcast address is an edge"
+        );
+        assert!(
+            v4.keys().all(|&(_, a)| a.to_ne_bytes()[0] == 172),
+            "nothing of another interface: {v4:?}"
+        );
+        let ula = Ip6::from_octets("fd00:17::".parse::<Ipv6Addr>().expect("address").octets());
+        assert_eq!(v6.get(&(64, ula)).map(|n| n.flags), Some(NET_LAN));
+        assert_eq!(
+            v6.get(&(128, ula)).map(|n| n.flags),
+            Some(NET_LAN | NET_EDGE),
+            "the subnet-router anycast address"
+        );
+        assert_eq!(v6.len(), 2, "no link-local subnet: {v6:?}");
+    }
 
     #[test]
     fn an_ipv6_subnet_is_routed_when_global_and_natted_when_unique_local() {

@@ -1,0 +1,68 @@
+//! One level-triggered reconcile, run after every event (netlink, Docker, API, cluster,
+//! timer): events only record what they saw (the inputs, and which observations of the
+//! host are stale); `reconcile` reads the stale ones again and lets each part bring its
+//! slice of the datapath and the host in line. A part whose inputs equal those of its
+//! last clean apply skips its work, so an event that changes nothing costs little.
+use std::mem::take;
+
+use super::Daemon;
+
+/// Observations of the host an event made stale: reconcile reads them again.
+#[derive(Debug, Default)]
+pub(super) struct Stale {
+    /// The host's addresses (one dump serves `host_ips`, the subnets and the peers).
+    pub addresses: bool,
+    /// The main table's routes to the cluster CIDR.
+    pub routes: bool,
+    /// A device the peers' neighbour entries are on came or went.
+    pub peer_links: bool,
+    /// The next hops flows remember (any netlink change, a peer registered anew, an
+    /// endpoint or a cluster route changed): bumped once, at the end.
+    pub hops: bool,
+}
+
+impl Stale {
+    /// Everything, as at start.
+    pub fn all() -> Self {
+        Self {
+            addresses: true,
+            routes: true,
+            peer_links: true,
+            hops: false,
+        }
+    }
+}
+
+impl Daemon {
+    /// Bring every part in line with the inputs as they stand now. In dependency
+    /// order: the links (which programs, which bridges), then what the addresses say
+    /// (host addresses, subnets, the cluster bridges' prefixes), the publishes, the
+    /// endpoints, the cluster's routes, the peers' neighbours and routes, and last the
+    /// NDP proxies, which read the maps the others wrote.
+    pub(super) async fn reconcile(&mut self) {
+        // Docker's networks in use are managed bridges.
+        self.adopt_docker_bridges();
+        self.apply_links();
+        // The subnets sort the addresses by bridge and LAN: read them again when those
+        // changed too.
+        let subnet_inputs = self.subnet_inputs();
+        if self.subnets_by.as_ref() != Some(&subnet_inputs) {
+            self.stale.addresses = true;
+        }
+        if take(&mut self.stale.addresses) {
+            self.subnets_by = Some(subnet_inputs);
+            self.sync_addresses().await;
+        }
+        if take(&mut self.stale.routes) {
+            self.refresh_cidr_routes().await;
+        }
+        self.sync_published();
+        self.sync_endpoints();
+        self.sync_cluster();
+        self.sync_peers().await;
+        self.sync_ndp_proxies().await;
+        if take(&mut self.stale.hops) {
+            self.bump_route_gen();
+        }
+    }
+}
