@@ -15,12 +15,11 @@ use crate::{
     family::{Family, stage},
     frag,
     fwd::{self, Next, Route},
-    hop,
+    guard6, hop,
     icmp::{self, From},
-    ipv6,
     l2::{self, L2},
     log,
-    maps::{JUMP, iface_role, scratch},
+    maps::{JUMP, iface_role, scratch_or_drop},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, verdict},
@@ -64,7 +63,7 @@ pub fn handle6(ctx: &TcContext) -> i32 {
     let Some(mut l2) = l2::read(ctx) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    ipv6::from_container(ctx, &mut l2)
+    guard6::from_container(ctx, &mut l2)
 }
 
 /// An IP packet of either family whose source checked out: tracked flows, then a new
@@ -122,9 +121,7 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
 /// across a call.
 #[inline(always)]
 fn out<A: Family>() -> Result<&'static mut CtKey<A>, Reason> {
-    scratch()
-        .map(|s| &mut A::work(s).out)
-        .ok_or(Reason::DropMalformed)
+    scratch_or_drop().map(|s| &mut A::work(s).out)
 }
 
 /// A tracked packet's flow entry (None inside: it has just moved tables), its tuple in

@@ -5,7 +5,9 @@ use std::{
     net::IpAddr,
 };
 
-use common::{EP_LEARNED, Endpoint, Ip6, NET_NO_ICC, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port};
+use common::{
+    Be32, EP_LEARNED, Endpoint, Ip6, NET_NO_ICC, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port,
+};
 use tracing::{debug, info};
 
 use super::Daemon;
@@ -68,8 +70,8 @@ impl Daemon {
                 });
             }
             let claimable = match addr {
-                IpAddr::V4(a) => self.dp.maps.claimable(u32::from_ne_bytes(a.octets())),
-                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from_octets(a.octets())),
+                IpAddr::V4(a) => self.dp.maps.claimable(Be32::from(a).raw()),
+                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from(a)),
             };
             if !claimable {
                 return Err(ApiError::Invalid {
@@ -152,18 +154,12 @@ impl Daemon {
         for e in &self.all_endpoints() {
             match veths.get(e.veth.as_str()) {
                 Some(&(ifindex, network)) => {
-                    let ep = Endpoint {
-                        ifindex,
-                        network,
-                        mac: e.mac.0,
-                        flags: 0,
-                        _pad: 0,
-                    };
+                    let ep = Endpoint::new(ifindex, network, e.mac.0, 0);
                     if let Some(c) = e.ip {
-                        want_eps.insert(u32::from_ne_bytes(c.addr.octets()), ep);
+                        want_eps.insert(Be32::from(c.addr).raw(), ep);
                     }
                     for c in &e.ip6 {
-                        want_eps6.insert(Ip6::from_octets(c.addr.octets()), ep);
+                        want_eps6.insert(Ip6::from(c.addr), ep);
                     }
                     claimed.entry(ifindex).or_insert(e.mac.0);
                 }
@@ -205,7 +201,7 @@ impl Daemon {
         for (&ip, ep) in want_eps.iter().chain(learned.iter()) {
             owners.entry(ep.ifindex).or_insert(Owner {
                 mac: ep.mac,
-                ip: Some(ip),
+                ip: Some(Be32::from_raw(ip)),
                 enforce: true,
                 v6: false,
             });
@@ -274,7 +270,7 @@ impl Daemon {
             flags,
             bridge_mac: self.links.bridge_mac(bridge).unwrap_or_default(),
             mac: o.mac,
-            ip: o.ip.unwrap_or(0),
+            ip: o.ip.unwrap_or(Be32::ZERO),
         }
     }
 }
@@ -283,8 +279,8 @@ impl Daemon {
 #[derive(Clone, Copy, Default)]
 pub(super) struct Owner {
     mac: [u8; 6],
-    /// Its IPv4 (network order), when known.
-    ip: Option<u32>,
+    /// Its IPv4, when known.
+    ip: Option<Be32>,
     /// Whether every address it may send from is known (`PORT_ENFORCE`): its IPv4 one,
     /// or all of them when registered.
     enforce: bool,
