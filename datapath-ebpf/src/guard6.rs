@@ -19,6 +19,7 @@ use common::{Ip6, PORT_V6, Reason};
 use crate::{
     container,
     family::stage,
+    isolation,
     l2::{self, L2},
     maps::endpoint6,
     parse::{ETH_HLEN, Frag, Packet, read},
@@ -96,8 +97,8 @@ fn switched(ctx: &TcContext, l2: &L2, c: &Chain) -> Result<&'static mut Packet<I
     if !link {
         return packet(ctx, ETH_HLEN, c).map_err(|reason| verdict(ctx, reason));
     }
-    let own = container::own_flags(l2, &c.src);
-    if let Some(v) = container::switched(ctx, l2, &c.dst, own) {
+    let own = isolation::own_flags(l2, &c.src);
+    if let Some(v) = isolation::switched(ctx, l2, &c.dst, own) {
         return Err(v);
     }
     if l2.dst_mac[0] & 1 != 0 {

@@ -15,6 +15,7 @@ mod hdr;
 mod hop;
 mod hostsock;
 mod icmp;
+mod isolation;
 mod l2;
 mod log;
 mod maps;
