@@ -123,14 +123,13 @@ fn fill(t: &Topology, flows: usize) -> Result<HashMap<MapData, CtKey, CtValue>> 
     for i in 0..flows {
         // Clients from 100.64.0.0/10: map entries only, no packet carries them.
         let base = u32::from_be_bytes([100, 64, 0, 0]) + (i / 60_000) as u32;
-        let fwd = CtKey {
-            src_ip: base.to_be(),
-            dst_ip: host,
-            src_port: (1024 + (i % 60_000) as u16).to_be(),
-            dst_port: ECHO.to_be(),
-            proto: PROTO_TCP,
-            _pad: [0; 3],
-        };
+        let fwd = CtKey::new(
+            base.to_be(),
+            host,
+            (1024 + (i % 60_000) as u16).to_be(),
+            ECHO.to_be(),
+            PROTO_TCP,
+        );
         let to = CtKey {
             dst_ip: backend,
             ..fwd

@@ -112,29 +112,37 @@ pub struct CtValue<A = u32> {
     pub hop_macs: [[u8; 6]; 2],
 }
 
+impl<A> CtKey<A> {
+    /// The tuple `proto` `src_ip:src_port` → `dst_ip:dst_port` (ports network order, as
+    /// loaded from the packet), padding zeroed.
+    #[inline(always)]
+    pub const fn new(src_ip: A, dst_ip: A, src_port: u16, dst_port: u16, proto: u8) -> Self {
+        Self {
+            src_ip,
+            dst_ip,
+            src_port,
+            dst_port,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
 impl<A: Addr> CtKey<A> {
     /// The tuple with source and destination swapped.
     pub fn reversed(&self) -> CtKey<A> {
-        CtKey {
-            src_ip: self.dst_ip,
-            dst_ip: self.src_ip,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-            proto: self.proto,
-            _pad: [0; 3],
-        }
+        CtKey::new(
+            self.dst_ip,
+            self.src_ip,
+            self.dst_port,
+            self.src_port,
+            self.proto,
+        )
     }
 
     /// The tuple a packet with this key leaves with, per `v`.
     pub fn translated(&self, v: &CtValue<A>) -> CtKey<A> {
-        CtKey {
-            src_ip: v.src_ip,
-            dst_ip: v.dst_ip,
-            src_port: v.src_port,
-            dst_port: v.dst_port,
-            proto: self.proto,
-            _pad: [0; 3],
-        }
+        CtKey::new(v.src_ip, v.dst_ip, v.src_port, v.dst_port, self.proto)
     }
 
     /// Key of the twin entry: the reverse of this entry's translated tuple.
@@ -408,14 +416,7 @@ mod tests {
 
     #[test]
     fn twins_point_at_each_other() {
-        let key = |s, d, sp, dp| CtKey {
-            src_ip: s,
-            dst_ip: d,
-            src_port: sp,
-            dst_port: dp,
-            proto: 6,
-            _pad: [0; 3],
-        };
+        let key = |s, d, sp, dp| CtKey::new(s, d, sp, dp, 6);
         // Client 1:3 → published 2:4, translated to backend 9:8.
         let fwd = key(1, 2, 3, 4);
         let fwd_v = CtValue::new(&key(1, 9, 3, 8), CT_DNAT, 0);

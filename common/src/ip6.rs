@@ -99,6 +99,20 @@ impl Ip6 {
     }
 }
 
+#[cfg(feature = "user")]
+impl From<core::net::Ipv6Addr> for Ip6 {
+    fn from(ip: core::net::Ipv6Addr) -> Self {
+        Self::from_octets(ip.octets())
+    }
+}
+
+#[cfg(feature = "user")]
+impl From<Ip6> for core::net::Ipv6Addr {
+    fn from(ip: Ip6) -> Self {
+        Self::from(ip.octets())
+    }
+}
+
 crate::pod::aya_pod!(Ip6);
 
 #[cfg(test)]
@@ -132,5 +146,14 @@ mod tests {
         let want: core::net::Ipv6Addr = "fe80::42:acff:fe11:4".parse().expect("address");
         assert_eq!(ll.octets(), want.octets());
         assert!(ll.is_link_local());
+    }
+
+    #[cfg(feature = "user")]
+    #[test]
+    fn converts_from_and_to_std() {
+        let ip: core::net::Ipv6Addr = "fd00:beef::4".parse().expect("address");
+        let a = Ip6::from(ip);
+        assert_eq!(a.octets(), ip.octets());
+        assert_eq!(core::net::Ipv6Addr::from(a), ip);
     }
 }

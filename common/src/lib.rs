@@ -1,12 +1,14 @@
 //! Types shared by the eBPF datapath and the `bpfnet` loader.
 //!
-//! Byte order is stated per field: "network" means the bytes as they sit in the packet,
-//! read into the integer without swapping (so `u32::from_ne_bytes(ip.octets())` in
-//! userspace). The loader's `layouts_match_the_datapath` test checks every map type's size
+//! Byte order is in the types: a value as it sits in the packet is a `Be16`/`Be32`
+//! (`be`) or an `Ip6`, converted from and to host order and `std::net` addresses there
+//! and nowhere else. Plain integers are host order, except the family-generic IPv4
+//! address (`Addr for u32`), which is `Be32::raw`. The loader's `layouts_match_the_datapath` test checks every map type's size
 //! and field offsets against the BTF of the built eBPF object.
 #![no_std]
 
 pub mod addr;
+pub mod be;
 pub mod clock;
 pub mod ct;
 pub mod ip6;
@@ -17,6 +19,7 @@ pub mod ratelimit;
 pub mod stats;
 
 pub use addr::Addr;
+pub use be::{Be16, Be32};
 pub use clock::{Clock, ClockSample};
 pub use ct::{
     CT_DNAT, CT_ORIG_LOCAL, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE, CT_SIDE_TUNNEL, CT_SIDE_UPLINK,

@@ -1,6 +1,6 @@
 //! Keys and values of the configuration maps the daemon fills.
 
-use crate::Ip6;
+use crate::{Be16, Be32, Ip6};
 
 /// Key of `published_v1` (IPv4: `A` is `u32`) and `published6_v1` (`Ip6`): a published
 /// host port.
@@ -10,11 +10,24 @@ pub struct PublishedKey<A = u32> {
     /// Host address, network order; 0 (`::`) means every address in `host_ips_v1`
     /// (`host_ips6_v1`).
     pub host_ip: A,
-    /// Host port, network order.
-    pub port: u16,
+    /// Host port.
+    pub port: Be16,
     /// `PROTO_TCP` or `PROTO_UDP`.
     pub proto: u8,
     pub _pad: u8,
+}
+
+impl<A> PublishedKey<A> {
+    /// The key of `port`/`proto` at `host_ip`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(host_ip: A, port: Be16, proto: u8) -> Self {
+        Self {
+            host_ip,
+            port,
+            proto,
+            _pad: 0,
+        }
+    }
 }
 
 /// Value of `published_v1` and `published6_v1`: where a published port leads.
@@ -23,9 +36,17 @@ pub struct PublishedKey<A = u32> {
 pub struct Backend<A = u32> {
     /// Backend (container) address, network order.
     pub ip: A,
-    /// Backend port, network order.
-    pub port: u16,
+    /// Backend port.
+    pub port: Be16,
     pub _pad: u16,
+}
+
+impl<A> Backend<A> {
+    /// The backend `ip:port`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(ip: A, port: Be16) -> Self {
+        Self { ip, port, _pad: 0 }
+    }
 }
 
 /// Value of `endpoints_v1` (key: container IPv4, network order) and of `endpoints6_v1`
@@ -43,6 +64,20 @@ pub struct Endpoint {
     /// `EP_*` bits.
     pub flags: u8,
     pub _pad: u8,
+}
+
+impl Endpoint {
+    /// The endpoint behind veth `ifindex` on bridge `network`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(ifindex: u32, network: u32, mac: [u8; 6], flags: u8) -> Self {
+        Self {
+            ifindex,
+            network,
+            mac,
+            flags,
+            _pad: 0,
+        }
+    }
 }
 
 /// `Endpoint::flags`: bound by the datapath from the first packet of a veth nobody had
@@ -102,10 +137,10 @@ pub struct Port {
     /// The MAC its endpoints use (with `PORT_ENFORCE`), wire order: frames of every
     /// ethertype must come from it.
     pub mac: [u8; 6],
-    /// The IPv4 of one endpoint of this port (network order; 0: none), which
-    /// `endpoints_v1` also maps to this port and `mac`: a packet from it is checked
-    /// without that lookup. (Was padding in earlier versions: 0 there.)
-    pub ip: u32,
+    /// The IPv4 of one endpoint of this port (0: none), which `endpoints_v1` also maps
+    /// to this port and `mac`: a packet from it is checked without that lookup. (Was
+    /// padding in earlier versions: 0 there.)
+    pub ip: Be32,
 }
 
 /// `Port::flags`: endpoints are registered on this port, so every frame from it must
@@ -175,12 +210,12 @@ pub const IFACE_LAN_SHIFT: u32 = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ClusterRoute {
-    /// The node that holds the prefix: its underlay IPv4, network order (for
+    /// The node that holds the prefix: its underlay IPv4 (for
     /// `CLUSTER_NODE`, the node's own address, the entry's). For `CLUSTER_ROUTED`, the
     /// next hop the host's (non-default) route to the prefix names, the only one its
     /// sources are admitted from: a gateway, `CLUSTER_ON_LINK` for a route straight onto
     /// a link (each source its own next hop), 0 for none (routed sources refused).
-    pub node: u32,
+    pub node: Be32,
     /// The network: its VXLAN network identifier across hosts, host order (0 without
     /// etcd).
     pub vni: u32,
@@ -203,7 +238,7 @@ pub const CLUSTER_VXLAN_SRC_MAC: [u8; 6] = [0x02, 0x62, 0x70, 0x66, 0x6e, 0x02];
 pub const CLUSTER_ROUTED: u32 = 0;
 /// `ClusterRoute::node` of a `CLUSTER_ROUTED` prefix the host reaches by a route onto a
 /// link, without a gateway: each of its sources is its own next hop.
-pub const CLUSTER_ON_LINK: u32 = u32::MAX;
+pub const CLUSTER_ON_LINK: Be32 = Be32::from_raw(u32::MAX);
 /// The UDP port of the cluster's VXLAN tunnel (IANA's), host order: the VXLAN device
 /// listens on it, and the underlay's ingress admits datagrams to it only from nodes.
 pub const CLUSTER_VXLAN_PORT: u16 = 4789;
@@ -221,34 +256,61 @@ pub const CLUSTER_NODE: u32 = 3;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragKey {
-    /// Source and destination IPv4, network order.
+    /// Source and destination IPv4 (`Be32::raw`, as the family-generic `u32`).
     pub src_ip: u32,
     pub dst_ip: u32,
-    /// IP identification, network order.
-    pub id: u16,
+    /// IP identification.
+    pub id: Be16,
     pub proto: u8,
     pub _pad: u8,
 }
 
+impl FragKey {
+    /// The key of datagram `id` of `proto` from `src_ip` to `dst_ip`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(src_ip: u32, dst_ip: u32, id: Be16, proto: u8) -> Self {
+        Self {
+            src_ip,
+            dst_ip,
+            id,
+            proto,
+            _pad: 0,
+        }
+    }
+}
+
 /// Key of `frags6_v1`: an IPv6 datagram being fragmented (its fragment header's
-/// identification, network order).
+/// identification).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragKey6 {
     pub src_ip: Ip6,
     pub dst_ip: Ip6,
-    pub id: u32,
+    pub id: Be32,
     pub proto: u8,
     pub _pad: [u8; 3],
 }
 
-/// Value of `frags_v1` and `frags6_v1`: the ports its first fragment carried, network
-/// order.
+impl FragKey6 {
+    /// As `FragKey::new`, for IPv6.
+    #[inline(always)]
+    pub const fn new(src_ip: Ip6, dst_ip: Ip6, id: Be32, proto: u8) -> Self {
+        Self {
+            src_ip,
+            dst_ip,
+            id,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Value of `frags_v1` and `frags6_v1`: the ports its first fragment carried.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragPorts {
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub src_port: Be16,
+    pub dst_port: Be16,
 }
 
 /// Key of `sock_revnat_v1`: a host socket and the backend it was pointed at.
@@ -257,19 +319,40 @@ pub struct FragPorts {
 pub struct SockKey {
     /// `bpf_get_socket_cookie`.
     pub cookie: u64,
-    /// Backend IPv4 and port, network order.
+    /// Backend IPv4 (`Be32::raw`, as the family-generic `u32`) and port.
     pub ip: u32,
-    pub port: u16,
+    pub port: Be16,
     pub _pad: u16,
 }
 
-/// Value of `sock_revnat_v1`: the address the socket dialed, network order.
+impl SockKey {
+    /// Socket `cookie` pointed at `ip:port`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(cookie: u64, ip: u32, port: Be16) -> Self {
+        Self {
+            cookie,
+            ip,
+            port,
+            _pad: 0,
+        }
+    }
+}
+
+/// Value of `sock_revnat_v1`: the address the socket dialed (IPv4 as `SockKey::ip`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SockOrig {
     pub ip: u32,
-    pub port: u16,
+    pub port: Be16,
     pub _pad: u16,
+}
+
+impl SockOrig {
+    /// The dialed `ip:port`, padding zeroed.
+    #[inline(always)]
+    pub const fn new(ip: u32, port: Be16) -> Self {
+        Self { ip, port, _pad: 0 }
+    }
 }
 
 /// Key of `sock_revnat6_v1`: an IPv6 host socket and the backend it was pointed at
@@ -280,20 +363,59 @@ pub struct SockOrig {
 pub struct SockKey6 {
     /// `bpf_get_socket_cookie`.
     pub cookie: u64,
-    /// Backend address and port, network order.
+    /// Backend address and port.
     pub ip: Ip6,
-    pub port: u16,
+    pub port: Be16,
     pub _pad: [u8; 6],
 }
 
-/// Value of `sock_revnat6_v1`: the address the socket dialed, network order.
+impl SockKey6 {
+    /// As `SockKey::new`, for IPv6.
+    #[inline(always)]
+    pub const fn new(cookie: u64, ip: Ip6, port: Be16) -> Self {
+        Self {
+            cookie,
+            ip,
+            port,
+            _pad: [0; 6],
+        }
+    }
+}
+
+/// Value of `sock_revnat6_v1`: the address the socket dialed.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SockOrig6 {
     pub ip: Ip6,
-    pub port: u16,
+    pub port: Be16,
     pub _pad: u16,
 }
+
+impl SockOrig6 {
+    /// As `SockOrig::new`, for IPv6.
+    #[inline(always)]
+    pub const fn new(ip: Ip6, port: Be16) -> Self {
+        Self { ip, port, _pad: 0 }
+    }
+}
+
+// The pinned maps' layouts: a change here breaks an upgrade over pinned maps (a new
+// layout takes a new map name, `crate::names`).
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<Endpoint>() == 16);
+    assert!(size_of::<Network>() == 8);
+    assert!(size_of::<Port>() == 24);
+    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<ClusterRoute>() == 16);
+    assert!(size_of::<FragKey>() == 12);
+    assert!(size_of::<FragKey6>() == 40);
+    assert!(size_of::<FragPorts>() == 4);
+    assert!(size_of::<SockKey>() == 16);
+    assert!(size_of::<SockOrig>() == 8);
+    assert!(size_of::<SockKey6>() == 32);
+    assert!(size_of::<SockOrig6>() == 20);
+};
 
 crate::pod::pod_generic!(
     PublishedKey<u32> = 4 + 4,

@@ -7,6 +7,8 @@
 //! write is counted in `MonitorState`. With no monitor
 //! attached the mask is 0 and a verdict costs one array read more.
 
+use crate::Be16;
+
 /// Bytes of a packet an event carries, from its first (the link-layer header, if any).
 pub const EVENT_CAPTURE: usize = 128;
 
@@ -60,15 +62,15 @@ pub struct MonitorState {
     pub _pad: u32,
 }
 
-/// A tuple as an event carries it: IPv4 in the first word of each address. Addresses
-/// and ports in network order.
+/// A tuple as an event carries it: IPv4 in the first word of each address (`Be32::raw`),
+/// IPv6 as `Ip6::words`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct EventTuple {
     pub src: [u32; 4],
     pub dst: [u32; 4],
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub src_port: Be16,
+    pub dst_port: Be16,
     pub proto: u8,
     /// 4 or 6; 0: no tuple.
     pub family: u8,

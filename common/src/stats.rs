@@ -50,7 +50,8 @@ reasons! {
     /// Delivered by `bpf_fib_lookup` + redirect.
     RedirectRoute = 9, "redirect-route", false;
     /// Drop: IPv4 header with a bad version, IHL or total length; an IPv6 header chain
-    /// cut short, or longer than bpfnet walks.
+    /// cut short, or longer than bpfnet walks. (Also this CPU's scratch space missing,
+    /// which the verifier makes every lookup of it allow for.)
     DropMalformed = 10, "drop-malformed", true;
     /// Drop: packet too short for its L4 header.
     DropTruncated = 11, "drop-truncated", true;

@@ -11,7 +11,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
+    Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
     CLUSTER_VXLAN_SRC_MAC, ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason,
     ct::TCP_SYN,
 };
@@ -20,8 +20,9 @@ use crate::{
     ct,
     family::{Family, stage},
     fwd,
+    hdr::{Ipv4Hdr, TCP_CSUM, TCP_HLEN},
     maps::{iface_role, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Ipv4Hdr, Packet, l3_proto, read, read_pulled, write},
+    parse::{ETH_HLEN, ETH_P_IP, Packet, l3_proto, read, read_pulled, write},
     stats::{TC_ACT_OK, verdict},
 };
 
@@ -67,16 +68,15 @@ pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
         return false;
     };
     if s.kind == CLUSTER_NODE {
-        return tunnel
-            .is_none_or(|(node, vni)| s.node != 0 && node == u32::from_be(s.node) && vni == d.vni);
+        return tunnel.is_none_or(|(node, vni)| {
+            s.node != Be32::ZERO && node == s.node.get() && vni == d.vni
+        });
     }
     if s.vni != d.vni {
         return false;
     }
     match tunnel {
-        Some((node, vni)) => {
-            s.kind == CLUSTER_VXLAN && node == u32::from_be(s.node) && vni == s.vni
-        }
+        Some((node, vni)) => s.kind == CLUSTER_VXLAN && node == s.node.get() && vni == s.vni,
         None => s.kind != CLUSTER_VXLAN,
     }
 }
@@ -95,9 +95,7 @@ pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
         return false;
     }
     match tunnel_of(ctx) {
-        Some((node, vni)) => {
-            s.kind == CLUSTER_VXLAN && node == u32::from_be(s.node) && vni == s.vni
-        }
+        Some((node, vni)) => s.kind == CLUSTER_VXLAN && node == s.node.get() && vni == s.vni,
         None => s.kind != CLUSTER_VXLAN && reverse_path_ok(ctx, p, &s),
     }
 }
@@ -168,19 +166,20 @@ pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRou
 /// Lower a TCP SYN's maximum segment size to what fits a device of `mtu` (the
 /// tunnel's: the underlay's less VXLAN's 50 bytes), so neither end of a connection
 /// across the tunnel sends segments it cannot carry. The option is looked for first
-/// after the header, where every common stack puts it.
+/// after the header, where every common stack puts it. `DropRewrite` when the option
+/// could not be written after its checksum was (the segment would carry a wrong one).
 #[inline(always)]
-pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) {
+pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> Result<(), Reason> {
     if p.proto != PROTO_TCP || p.tcp_flags & TCP_SYN == 0 || p.tcp_hlen < 24 {
-        return;
+        return Ok(());
     }
-    let off = p.l4_off() + 20;
+    let off = p.l4_off() + TCP_HLEN;
     let Ok(opt) = ctx.load::<[u8; 4]>(off) else {
-        return;
+        return Ok(());
     };
     // Kind 2, length 4: the maximum segment size, network order.
     if opt[0] != 2 || opt[1] != 4 {
-        return;
+        return Ok(());
     }
     // Less the IP and TCP headers: 40 bytes for IPv4, 60 for IPv6.
     let headers = if A::AF == crate::family::AF_INET6 {
@@ -191,16 +190,18 @@ pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) {
     let max =
         u16::try_from(fwd::device_mtu(ctx, ifindex).saturating_sub(headers)).unwrap_or(u16::MAX);
     if u16::from_be_bytes([opt[2], opt[3]]) <= max {
-        return;
+        return Ok(());
     }
     let (old, new) = (u16::from_ne_bytes([opt[2], opt[3]]), max.to_be());
-    // The checksum first (a no-op on a packet whose checksum the NIC completes).
+    // The checksum first (a no-op on a packet whose checksum the NIC completes); when
+    // it cannot be updated, the segment goes unclamped.
     if ctx
-        .l4_csum_replace(p.l4_off() + 16, u64::from(old), u64::from(new), 2)
-        .is_ok()
+        .l4_csum_replace(p.l4_off() + TCP_CSUM, u64::from(old), u64::from(new), 2)
+        .is_err()
     {
-        let _ = ctx.store(off + 2, &new, 0);
+        return Ok(());
     }
+    ctx.store(off + 2, &new, 0).map_err(|_| Reason::DropRewrite)
 }
 
 /// The VXLAN key a packet arrived with: (remote node, host order; VNI), None when it

@@ -6,8 +6,8 @@
 //! binds its address, unless that is an address no container may have.
 use aya_ebpf::programs::TcContext;
 use common::{
-    Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_ICC, NET_NO_MASQ,
-    NET_ROUTED, Network, PORT_NO_ICC, Reason, jump,
+    Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_MASQ, NET_ROUTED,
+    Network, Reason, jump,
 };
 
 use crate::{
@@ -15,12 +15,12 @@ use crate::{
     family::{Family, stage},
     frag,
     fwd::{self, Next, Route},
-    hop,
+    guard6, hop,
     icmp::{self, From},
-    ipv6,
+    isolation,
     l2::{self, L2},
     log,
-    maps::{JUMP, iface_role, scratch},
+    maps::{JUMP, iface_role, scratch_or_drop},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, verdict},
@@ -64,7 +64,7 @@ pub fn handle6(ctx: &TcContext) -> i32 {
     let Some(mut l2) = l2::read(ctx) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    ipv6::from_container(ctx, &mut l2)
+    guard6::from_container(ctx, &mut l2)
 }
 
 /// An IP packet of either family whose source checked out: tracked flows, then a new
@@ -122,9 +122,7 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
 /// across a call.
 #[inline(always)]
 fn out<A: Family>() -> Result<&'static mut CtKey<A>, Reason> {
-    scratch()
-        .map(|s| &mut A::work(s).out)
-        .ok_or(Reason::DropMalformed)
+    scratch_or_drop().map(|s| &mut A::work(s).out)
 }
 
 /// A tracked packet's flow entry (None inside: it has just moved tables), its tuple in
@@ -164,9 +162,9 @@ enum Start<A> {
 /// gets instead (switched, routed as it is, dropped, passed).
 #[inline(always)]
 fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>, i32> {
-    let own = own_flags(l2, &p.src_ip);
+    let own = isolation::own_flags(l2, &p.src_ip);
     if !l2.routed() {
-        return Err(switched(ctx, l2, &p.dst_ip, own)
+        return Err(isolation::switched(ctx, l2, &p.dst_ip, own)
             .unwrap_or_else(|| l2::forward_switched(ctx, l2, &p.dst_ip)));
     }
     let to_host = A::is_host(&p.dst_ip);
@@ -191,7 +189,7 @@ fn first<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> Result<Start<A>,
     let (route, way) = match egress(ctx, l2, p, own) {
         Egress::Out(route, way) => (route, way),
         Egress::OtherNetwork => return Err(verdict(ctx, Reason::DropIsolation)),
-        Egress::OwnNetwork => return Err(via_gateway(ctx, own, Reason::Pass)),
+        Egress::OwnNetwork => return Err(isolation::via_gateway(ctx, own, Reason::Pass)),
         Egress::Elsewhere => return Err(verdict(ctx, Reason::Pass)),
     };
     if !fwd::fits(ctx, p, route.ifindex) {
@@ -218,9 +216,9 @@ fn track<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<(), Reason> {
 /// passes only where it would not have been translated.
 #[inline(always)]
 fn unknown_fragment<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
-    let own = own_flags(l2, &p.src_ip);
+    let own = isolation::own_flags(l2, &p.src_ip);
     if !l2.routed() {
-        return switched(ctx, l2, &p.dst_ip, own)
+        return isolation::switched(ctx, l2, &p.dst_ip, own)
             .unwrap_or_else(|| verdict(ctx, Reason::FragmentPassed));
     }
     if own & NET_INTERNAL != 0 && !A::is_host(&p.dst_ip) {
@@ -229,63 +227,9 @@ fn unknown_fragment<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>) -> i32 {
     match egress(ctx, l2, p, own) {
         Egress::Out(_, Way::Masquerade) => verdict(ctx, Reason::DropFragment),
         Egress::OtherNetwork => verdict(ctx, Reason::DropIsolation),
-        Egress::OwnNetwork => via_gateway(ctx, own, Reason::FragmentPassed),
+        Egress::OwnNetwork => isolation::via_gateway(ctx, own, Reason::FragmentPassed),
         Egress::Out(..) | Egress::Elsewhere => verdict(ctx, Reason::FragmentPassed),
     }
-}
-
-/// The `NET_*` flags of the network a container's packet from `src` comes from: its
-/// source's subnet's, and no ICC when its port says so (a link-local or unspecified
-/// source lies in no subnet).
-#[inline(always)]
-pub fn own_flags<A: Family>(l2: &L2, src: &A) -> u32 {
-    let subnet = A::network_of(src).map_or(0, |n| n.flags);
-    if l2.port.flags & PORT_NO_ICC != 0 {
-        subnet | NET_NO_ICC
-    } else {
-        subnet
-    }
-}
-
-/// The verdict on a switched frame for `dst` from a network of `own` flags, when its
-/// network's policy decides it (None: it is switched). It is judged as unicast to a
-/// neighbour whatever its Ethernet destination: a unicast address in a broadcast or
-/// multicast frame reaches the neighbour all the same. Without ICC, a group frame
-/// reaches only the host.
-#[inline(always)]
-pub fn switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A, own: u32) -> Option<i32> {
-    let group = l2.dst_mac[0] & 1 != 0;
-    let unicast = !group || !(A::is_group(dst) || A::is_host(dst));
-    if group && unicast && other_network(l2, dst) {
-        return Some(verdict(ctx, Reason::DropIsolation));
-    }
-    if own & NET_NO_ICC == 0 {
-        None
-    } else if unicast {
-        Some(verdict(ctx, Reason::DropIcc))
-    } else {
-        Some(l2::to_host(ctx, l2))
-    }
-}
-
-/// A routed packet for a neighbour in the sender's own network, which the host would
-/// forward back onto the bridge: only where the network allows inter-container
-/// communication.
-#[inline(always)]
-fn via_gateway(ctx: &TcContext, own: u32, pass: Reason) -> i32 {
-    if own & NET_NO_ICC != 0 {
-        verdict(ctx, Reason::DropIcc)
-    } else {
-        verdict(ctx, pass)
-    }
-}
-
-/// Whether `dst` belongs to a managed network other than the one `l2` came from.
-#[inline(always)]
-fn other_network<A: Family>(l2: &L2, dst: &A) -> bool {
-    let mine = l2.port.network;
-    A::network_of(dst).is_some_and(|n| n.bridge != mine)
-        || A::endpoint(dst).is_some_and(|ep| ep.network != mine)
 }
 
 /// Send the packet as `out` (its flow's entry, when known, remembers where). A packet

@@ -8,11 +8,9 @@ use common::{PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     family::Family,
+    hdr::{ICMP_CSUM, TCP_CSUM, UDP_CSUM},
     parse::{Frag, Packet, read},
 };
-
-/// The IPv4 header checksum's offset in the header.
-pub const IP_CSUM: usize = 10;
 
 /// Fold a 32-bit one's-complement sum and complement it.
 #[inline(always)]
@@ -78,11 +76,11 @@ fn l4_csum<A: Family>(
         return Ok(None);
     }
     match p.proto {
-        PROTO_TCP => Ok(Some((p.l4_off() + 16, 0, true))),
+        PROTO_TCP => Ok(Some((p.l4_off() + TCP_CSUM, 0, true))),
         // ICMPv6's sum covers the pseudo-header, ICMP's does not.
-        proto if proto == A::PROTO_ICMP => Ok(Some((p.l4_off() + 2, 0, A::ICMP_PSEUDO))),
+        proto if proto == A::PROTO_ICMP => Ok(Some((p.l4_off() + ICMP_CSUM, 0, A::ICMP_PSEUDO))),
         PROTO_UDP => {
-            let off = p.l4_off() + 6;
+            let off = p.l4_off() + UDP_CSUM;
             let csum: u16 = read(ctx, off).ok_or(Reason::DropRewrite)?;
             // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
             Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))

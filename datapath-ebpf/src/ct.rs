@@ -51,14 +51,7 @@ impl Table {
 
 #[inline(always)]
 pub fn key_of<A: Family>(p: &Packet<A>) -> CtKey<A> {
-    CtKey {
-        src_ip: p.src_ip,
-        dst_ip: p.dst_ip,
-        src_port: p.src_port,
-        dst_port: p.dst_port,
-        proto: p.proto,
-        _pad: [0; 3],
-    }
+    CtKey::new(p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto)
 }
 
 /// CLOCK_MONOTONIC at the last tick (a flow's times need seconds, not nanoseconds): from

@@ -8,16 +8,17 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use common::{
-    Addr, Backend, ClusterRoute, CtKey, CtValue, Endpoint, FragKey, FragKey6, FragPorts, Ip6,
-    Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey, Reason,
+    Addr, Backend, Be16, Be32, ClusterRoute, CtKey, CtValue, Endpoint, FragKey, FragKey6,
+    FragPorts, Ip6, Network, PORT_ENFORCE, PORT_V6, Port, PublishedKey, Reason,
 };
 
 use crate::{
-    csum::{self, IP_CSUM, replace16},
+    csum::{self, replace16},
+    hdr::{IP_CSUM, IP_DST, IP_SRC, IP_TTL, IPV6_DST, IPV6_NEXT, IPV6_SRC},
     icmp::{self, Quoted},
     maps::{self, Scratch, Work},
     parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
-    reply,
+    time_exceeded,
 };
 
 const AF_INET: u8 = 2;
@@ -70,7 +71,7 @@ pub trait Family: Addr {
     /// After a route lookup toward `dst`: whether its next hop is `hop` (an IPv4
     /// address, network order; `CLUSTER_ON_LINK`: `dst` itself, reached onto a link; 0:
     /// none). The cluster is IPv4: for IPv6, never.
-    fn fib_via_is(fib: &FibParams, hop: u32, dst: &Self) -> bool;
+    fn fib_via_is(fib: &FibParams, hop: Be32, dst: &Self) -> bool;
     /// Fill a socket lookup's tuple from `t`; its size.
     fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32;
 
@@ -128,8 +129,8 @@ pub trait Family: Addr {
 impl Family for u32 {
     const AF: u8 = AF_INET;
     const ETH_P: u16 = ETH_P_IP;
-    const SRC_OFF: usize = 12;
-    const DST_OFF: usize = 16;
+    const SRC_OFF: usize = IP_SRC;
+    const DST_OFF: usize = IP_DST;
     const CLUSTER: bool = true;
     const ICMP_PSEUDO: bool = false;
     const ROUTED_OPEN: bool = true;
@@ -170,7 +171,7 @@ impl Family for u32 {
     /// The port is enforced, and remembers this address (checked without a lookup).
     #[inline(always)]
     fn bind_port(port: &mut Port, ip: &Self) {
-        port.ip = *ip;
+        port.ip = Be32::from_raw(*ip);
         port.flags |= PORT_ENFORCE;
     }
     #[inline(always)]
@@ -213,16 +214,16 @@ impl Family for u32 {
         unsafe { fib.__bindgen_anon_3.ipv4_src }
     }
     #[inline(always)]
-    fn fib_via_is(fib: &FibParams, hop: u32, dst: &Self) -> bool {
+    fn fib_via_is(fib: &FibParams, hop: Be32, dst: &Self) -> bool {
         // SAFETY: reading the union member an IPv4 lookup wrote: the route's gateway,
         // or the destination left as it was for a route onto a link.
         let via = unsafe { fib.__bindgen_anon_4.ipv4_dst };
         let want = if hop == common::CLUSTER_ON_LINK {
             *dst
         } else {
-            hop
+            hop.raw()
         };
-        hop != 0 && via == want
+        hop != Be32::ZERO && via == want
     }
     #[inline(always)]
     fn sock_tuple(tuple: &mut bpf_sock_tuple, t: &CtKey<Self>) -> u32 {
@@ -265,7 +266,7 @@ impl Family for u32 {
     #[inline(always)]
     fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason> {
         // TTL and protocol share a 16-bit word of the header checksum, which follows.
-        let off = p.l3_off() + 8;
+        let off = p.l3_off() + IP_TTL;
         let [ttl, proto, c0, c1]: [u8; 4] = read(ctx, off).ok_or(Reason::DropRewrite)?;
         let new = [ttl - 1, proto];
         let check = replace16(
@@ -283,13 +284,7 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey {
-        FragKey {
-            src_ip: p.src_ip,
-            dst_ip: p.dst_ip,
-            id: p.ip_id,
-            proto: p.proto,
-            _pad: 0,
-        }
+        FragKey::new(p.src_ip, p.dst_ip, Be16::from_raw(p.ip_id), p.proto)
     }
     #[inline(always)]
     fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
@@ -310,15 +305,15 @@ impl Family for u32 {
 
     #[inline(always)]
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
-        reply::time_exceeded(ctx, p)
+        time_exceeded::answer(ctx, p)
     }
 }
 
 impl Family for Ip6 {
     const AF: u8 = AF_INET6;
     const ETH_P: u16 = ETH_P_IPV6;
-    const SRC_OFF: usize = 8;
-    const DST_OFF: usize = 24;
+    const SRC_OFF: usize = IPV6_SRC;
+    const DST_OFF: usize = IPV6_DST;
     const CLUSTER: bool = false;
     const ICMP_PSEUDO: bool = true;
     const ROUTED_OPEN: bool = false;
@@ -400,7 +395,7 @@ impl Family for Ip6 {
         }
     }
     #[inline(always)]
-    fn fib_via_is(_: &FibParams, _: u32, _: &Self) -> bool {
+    fn fib_via_is(_: &FibParams, _: Be32, _: &Self) -> bool {
         false
     }
     #[inline(always)]
@@ -445,7 +440,7 @@ impl Family for Ip6 {
     fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason> {
         // Next header and hop limit (a one-byte access at a packet offset the verifier
         // follows less well).
-        let off = p.l3_off() + 6;
+        let off = p.l3_off() + IPV6_NEXT;
         let [next, hop]: [u8; 2] = read(ctx, off).ok_or(Reason::DropRewrite)?;
         write(ctx, off, [next, hop - 1]).ok_or(Reason::DropRewrite)
     }
@@ -456,13 +451,7 @@ impl Family for Ip6 {
     }
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey6 {
-        FragKey6 {
-            src_ip: p.src_ip,
-            dst_ip: p.dst_ip,
-            id: p.frag_id,
-            proto: p.proto,
-            _pad: [0; 3],
-        }
+        FragKey6::new(p.src_ip, p.dst_ip, Be32::from_raw(p.frag_id), p.proto)
     }
 
     #[inline(always)]
@@ -482,7 +471,7 @@ impl Family for Ip6 {
     }
     #[inline(always)]
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
-        reply::time_exceeded6(ctx, p)
+        time_exceeded::answer6(ctx, p)
     }
 }
 

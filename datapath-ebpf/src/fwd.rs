@@ -18,7 +18,7 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
-use common::{Addr, CLUSTER_VXLAN, CtKey, CtValue, Endpoint, Reason};
+use common::{Addr, Be32, CLUSTER_VXLAN, CtKey, CtValue, Endpoint, Reason};
 
 use crate::{
     cluster::{self, VXLAN_MACS},
@@ -42,8 +42,8 @@ pub struct Route<A = u32> {
     /// which the verifier refuses to read.)
     pub resolved: bool,
     /// The cluster node the packet is sent to instead of its own destination (its
-    /// underlay IPv4, network order; 0: none).
-    pub via: u32,
+    /// underlay IPv4; 0: none).
+    pub via: Be32,
     /// The VXLAN key to send it with (0: not into a tunnel).
     pub vni: u32,
 }
@@ -66,7 +66,7 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
             vni: c.vni,
         });
     }
-    let via = node.map_or(0, |c| c.node);
+    let via = node.map_or(Be32::ZERO, |c| c.node);
     let fib = &mut scratch()?.fib;
     // SAFETY: an all-zero bpf_fib_lookup is a valid value of this plain C struct.
     *fib = unsafe { core::mem::zeroed() };
@@ -81,13 +81,13 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
     // The node's underlay address is IPv4 whatever the packet's family (an IPv6
     // prefix's node too, into the tunnel as well: the host has no IPv6 route to it):
     // this is an IPv4 lookup of it.
-    if via != 0 && (tunnel.is_none() || A::AF != AF_INET) {
+    if via != Be32::ZERO && (tunnel.is_none() || A::AF != AF_INET) {
         if A::AF != AF_INET {
             fib.family = AF_INET;
             fib.__bindgen_anon_3.ipv6_src = [0; 4];
             fib.__bindgen_anon_4.ipv6_dst = [0; 4];
         }
-        fib.__bindgen_anon_4.ipv4_dst = via;
+        fib.__bindgen_anon_4.ipv4_dst = via.raw();
     }
     // SAFETY: ctx.as_ptr() is the __sk_buff this program was called with.
     fib.ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
@@ -102,7 +102,7 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
         _ => return None,
     };
     // An IPv6 packet's node lookup was IPv4's: it chose no IPv6 source.
-    let src_ip = if via != 0 && A::AF != AF_INET {
+    let src_ip = if via != Be32::ZERO && A::AF != AF_INET {
         A::ZERO
     } else {
         A::fib_src(fib)
@@ -137,12 +137,14 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
         }
         // SAFETY: helper call with plain integer arguments.
         unsafe { bpf_redirect(next.ifindex, 0) }
-    } else if next.via != 0 {
+    } else if next.via != Be32::ZERO {
         // A cluster node: its neighbour entry is the underlay address's, not the
         // packet's destination's (which has no route).
         let mut nh = bpf_redir_neigh {
             nh_family: u32::from(AF_INET),
-            __bindgen_anon_1: bpf_redir_neigh__bindgen_ty_1 { ipv4_nh: next.via },
+            __bindgen_anon_1: bpf_redir_neigh__bindgen_ty_1 {
+                ipv4_nh: next.via.raw(),
+            },
         };
         // SAFETY: the neighbour's address, passed with its size.
         unsafe {
@@ -164,11 +166,11 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
 /// Give the packet the VXLAN key of node `via` (its underlay address, network order;
 /// the helper takes it in host order) and VNI `vni`.
 #[inline(always)]
-pub fn set_tunnel(ctx: &TcContext, via: u32, vni: u32) -> Result<(), ()> {
+pub fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     key.tunnel_id = vni;
-    key.__bindgen_anon_1.remote_ipv4 = u32::from_be(via);
+    key.__bindgen_anon_1.remote_ipv4 = via.get();
     key.tunnel_ttl = 64;
     // SAFETY: helper on this program's context, reading `size` bytes of `key`.
     let ret = unsafe {
@@ -197,7 +199,7 @@ pub struct Next {
     /// The route's neighbour is known (always, for a peer).
     pub resolved: bool,
     /// As `Route::via` and `Route::vni`.
-    pub via: u32,
+    pub via: Be32,
     pub vni: u32,
 }
 
@@ -209,7 +211,7 @@ impl Next {
             ifindex: ep.ifindex,
             macs: [ep.mac, [0; 6]],
             resolved: true,
-            via: 0,
+            via: Be32::ZERO,
             vni: 0,
         }
     }
@@ -288,12 +290,14 @@ pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
         // Into the tunnel: the MSS clamped to the tunnel's MTU, the key set; for IPv6,
         // each behind a call of its own (the key's 44 bytes do not fit beside its path).
         if next.vni != 0 {
-            stage!(A, cluster::clamp_mss(ctx, p, next.ifindex));
+            if let Err(reason) = stage!(A, cluster::clamp_mss(ctx, p, next.ifindex)) {
+                return verdict(ctx, reason);
+            }
             if stage!(A, set_tunnel(ctx, next.via, next.vni)).is_err() {
                 return verdict(ctx, Reason::DropRewrite);
             }
         }
-        if !next.resolved && next.via != 0 && A::AF != AF_INET {
+        if !next.resolved && next.via != Be32::ZERO && A::AF != AF_INET {
             // The kernel resolves an IPv6 packet's next hop only as an IPv6 address:
             // an IPv6 prefix's node waits for its (IPv4) neighbour entry, which the
             // daemon keeps resolved (`peer_neigh`).

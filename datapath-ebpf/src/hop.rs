@@ -33,7 +33,7 @@ pub fn next<A: Family>(
             ifindex: v.hop_ifindex,
             macs: v.hop_macs,
             resolved: true,
-            via: 0,
+            via: common::Be32::ZERO,
             vni: 0,
         };
         let mtu = (v.hop == HOP_ROUTE).then_some(v.hop_mtu);

@@ -9,8 +9,13 @@ use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason}
 use crate::{
     ct,
     family::{Family, stage},
-    fwd, nat,
-    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Ipv4Hdr, Packet},
+    fwd,
+    hdr::{
+        ICMP_CSUM, ICMP_HLEN, ICMP_ID, IP_CSUM, IP_HLEN, IPV6_DST, IPV6_HLEN, IPV6_SRC, Ipv4Hdr,
+        L4_DST_PORT,
+    },
+    nat,
+    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Packet},
     stats::{count, verdict},
 };
 
@@ -40,17 +45,17 @@ fn quoted_ports<A>(
             q.tuple.src_port = ports[0];
             q.tuple.dst_port = ports[1];
             q.src_port_off = Some(l4);
-            q.dst_port_off = Some(l4 + 2);
+            q.dst_port_off = Some(l4 + L4_DST_PORT);
         }
         proto if proto == icmp => {
             let kind: u8 = ctx.load(l4).ok()?;
-            let id: u16 = ctx.load(l4 + 4).ok()?;
+            let id: u16 = ctx.load(l4 + ICMP_ID).ok()?;
             if kind == echo.0 {
                 q.tuple.src_port = id;
-                q.src_port_off = Some(l4 + 4);
+                q.src_port_off = Some(l4 + ICMP_ID);
             } else if kind == echo.1 {
                 q.tuple.dst_port = id;
-                q.dst_port_off = Some(l4 + 4);
+                q.dst_port_off = Some(l4 + ICMP_ID);
             } else {
                 return None;
             }
@@ -64,25 +69,18 @@ fn quoted_ports<A>(
 /// translates carries them) and the first 8 bytes of its upper layer.
 #[inline(always)]
 pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
-    let ip_off = p.l4_off() + 8;
+    let ip_off = p.l4_off() + ICMP_HLEN;
     let [ver, _, _, _, _, _, next, _]: [u8; 8] = ctx.load(ip_off).ok()?;
-    let l4 = ip_off + 40;
+    let l4 = ip_off + IPV6_HLEN;
     if ver >> 4 != 6 || l4 + 8 > p.end() {
         return None;
     }
-    let [src, dst]: [Ip6; 2] = ctx.load(ip_off + 8).ok()?;
+    let [src, dst]: [Ip6; 2] = ctx.load(ip_off + IPV6_SRC).ok()?;
     let mut q = Quoted {
         ip_off,
         src_port_off: None,
         dst_port_off: None,
-        tuple: CtKey {
-            src_ip: src,
-            dst_ip: dst,
-            src_port: 0,
-            dst_port: 0,
-            proto: next,
-            _pad: [0; 3],
-        },
+        tuple: CtKey::new(src, dst, 0, 0, next),
     };
     quoted_ports(
         ctx,
@@ -111,31 +109,24 @@ pub fn replace_addr6(
     let diff = crate::csum::diff128(&old.words, &new.words);
     ctx.l4_csum_replace(icmp_csum, 0, u64::from(diff), 0)
         .map_err(|_| Reason::DropRewrite)?;
-    let off = q.ip_off + if src { 8 } else { 24 };
+    let off = q.ip_off + if src { IPV6_SRC } else { IPV6_DST };
     ctx.store(off, new, 0).map_err(|_| Reason::DropRewrite)
 }
 
 #[inline(always)]
 pub fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
-    let ip_off = p.l4_off() + 8;
+    let ip_off = p.l4_off() + ICMP_HLEN;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
     // The quoted header and its first 8 bytes must lie inside the error itself.
-    if ip.ihl() < 20 || l4 + 8 > p.end() {
+    if ip.ihl() < IP_HLEN || l4 + 8 > p.end() {
         return None;
     }
     let mut q = Quoted {
         ip_off,
         src_port_off: None,
         dst_port_off: None,
-        tuple: CtKey {
-            src_ip: ip.src,
-            dst_ip: ip.dst,
-            src_port: 0,
-            dst_port: 0,
-            proto: ip.proto,
-            _pad: [0; 3],
-        },
+        tuple: CtKey::new(ip.src, ip.dst, 0, 0, ip.proto),
     };
     quoted_ports(ctx, &mut q, l4, PROTO_ICMP, (ICMP_ECHO, ICMP_ECHOREPLY))?;
     Some(q)
@@ -178,7 +169,7 @@ pub fn replace_addr(
     if old == new {
         return Ok(());
     }
-    let csum_off = ip_off + 10;
+    let csum_off = ip_off + IP_CSUM;
     let old_csum: u16 = ctx.load(csum_off).map_err(|_| Reason::DropRewrite)?;
     ctx.l3_csum_replace(csum_off, u64::from(old), u64::from(new), 4)
         .map_err(|_| Reason::DropRewrite)?;
@@ -245,7 +236,7 @@ fn rewrite<A: Family>(
     q: &Quoted<A>,
     new: &CtKey<A>,
 ) -> Result<(), Reason> {
-    let icmp_csum = p.l4_off() + 2;
+    let icmp_csum = p.l4_off() + ICMP_CSUM;
     let old = &q.tuple;
     A::replace_quoted_addr(ctx, icmp_csum, q, true, &old.src_ip, &new.src_ip)?;
     A::replace_quoted_addr(ctx, icmp_csum, q, false, &old.dst_ip, &new.dst_ip)?;

@@ -6,7 +6,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_clone_redirect, bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
 };
-use common::{EP_LEARNED, Endpoint, NET_EDGE, PORT_ENFORCE, PORT_V6, Port, Reason};
+use common::{Be32, EP_LEARNED, Endpoint, NET_EDGE, PORT_ENFORCE, PORT_V6, Port, Reason};
 
 /// `bpf_map_update_elem`'s answer when `BPF_NOEXIST` finds the key taken.
 const EEXIST: i32 = 17;
@@ -23,7 +23,7 @@ const NO_PORT: Port = Port {
     flags: 0,
     bridge_mac: [0; 6],
     mac: [0; 6],
-    ip: 0,
+    ip: Be32::ZERO,
 };
 
 /// The frame's Ethernet header and the bridge port it came in by.
@@ -102,7 +102,7 @@ fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
         return false;
     }
     // The port's own endpoint, as the daemon (or `bind`) recorded it with the port.
-    if ip != 0 && l2.port.ip == ip && l2.port.mac == mac {
+    if ip != 0 && l2.port.ip.raw() == ip && l2.port.mac == mac {
         return true;
     }
     endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac)
@@ -132,13 +132,7 @@ pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> Result<(), Reaso
     if net.flags & NET_EDGE != 0 || l2.src_mac == port.bridge_mac {
         return Err(Reason::DropSpoof);
     }
-    let ep = Endpoint {
-        ifindex: l2.ingress,
-        network: port.network,
-        mac: l2.src_mac,
-        flags: EP_LEARNED,
-        _pad: 0,
-    };
+    let ep = Endpoint::new(l2.ingress, port.network, l2.src_mac, EP_LEARNED);
     if let Err(e) = A::endpoints().insert(ip, ep, u64::from(BPF_NOEXIST)) {
         // Taken meanwhile by another endpoint; else the map is full.
         return Err(if e == -EEXIST {

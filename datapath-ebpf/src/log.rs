@@ -8,7 +8,7 @@
 //! never taken and removes it with the call: the programs run as if they had no logs.
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
-use common::{CtKey, Reason};
+use common::{Be32, CtKey, Reason};
 
 use crate::{
     family::Family,
@@ -85,13 +85,13 @@ pub fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
     );
 }
 
-/// A host's own packet keyed into the tunnel: to node `node` (network order), VNI `vni`.
+/// A host's own packet keyed into the tunnel: to node `node`, VNI `vni`.
 #[inline(never)]
-pub fn host_into_tunnel(ctx: &TcContext, node: u32, vni: u32) {
+pub fn host_into_tunnel(ctx: &TcContext, node: Be32, vni: u32) {
     debug!(
         ctx,
         "cluster: host packet into the tunnel to node {:i} vni {}",
-        u32::from_be(node),
+        node.get(),
         vni
     );
 }

@@ -13,7 +13,7 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use common::{
-    Addr, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, MonitorWindow, Reason,
+    Addr, Be16, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, MonitorWindow, Reason,
     clock::NS_PER_SEC, monitor::EVENT_CAPTURE,
 };
 
@@ -189,14 +189,14 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
                     t.src[i] = k.src_ip.word(i);
                     t.dst[i] = k.dst_ip.word(i);
                 }
-                t.src_port = k.src_port;
-                t.dst_port = k.dst_port;
+                t.src_port = Be16::from_raw(k.src_port);
+                t.dst_port = Be16::from_raw(k.dst_port);
                 t.proto = k.proto;
                 t.family = if A::WORDS == 1 { 4 } else { 6 };
             }
             None => {
-                t.src_port = 0;
-                t.dst_port = 0;
+                t.src_port = Be16::ZERO;
+                t.dst_port = Be16::ZERO;
                 t.proto = 0;
                 t.family = 0;
             }

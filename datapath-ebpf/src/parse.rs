@@ -12,6 +12,8 @@ use common::{
     monitor::{HOOK_TC, HOOK_XDP},
 };
 
+use crate::hdr::Ipv4Hdr;
+
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
@@ -153,27 +155,6 @@ impl<A: Addr> Packet<A> {
             p if p == A::PROTO_ICMP => !matches!(self.icmp, Icmp::EchoReply | Icmp::Error),
             _ => true,
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub struct Ipv4Hdr {
-    pub ver_ihl: u8,
-    pub tos: u8,
-    pub tot_len: u16,
-    pub id: u16,
-    pub frag_off: u16,
-    pub ttl: u8,
-    pub proto: u8,
-    pub check: u16,
-    pub src: u32,
-    pub dst: u32,
-}
-
-impl Ipv4Hdr {
-    pub fn ihl(&self) -> usize {
-        usize::from(self.ver_ihl & 0x0f) * 4
     }
 }
 
@@ -364,7 +345,7 @@ pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Re
     }
     let frag_off = u16::from_be(ip.frag_off);
     let l3 = if tot_len != 0 { tot_len } else { l3_len };
-    let pkt = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.v4.pkt;
+    let pkt = &mut crate::maps::scratch_or_drop()?.v4.pkt;
     *pkt = Packet {
         l3: l3_off as u8,
         l4: (l3_off + ihl) as u8,

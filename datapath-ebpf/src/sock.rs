@@ -11,7 +11,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use common::{CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
+use common::{Be16, CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
     family::Family,
@@ -46,14 +46,13 @@ unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
         if sk.is_null() || (*sa).protocol != u32::from(PROTO_UDP) {
             return;
         }
-        let answer = CtKey {
-            src_ip: remote,
-            dst_ip: A::ZERO,
-            src_port: (*sa).user_port as u16,
-            dst_port: ((*sk).src_port as u16).to_be(),
-            proto: PROTO_UDP,
-            _pad: [0; 3],
-        };
+        let answer = CtKey::new(
+            remote,
+            A::ZERO,
+            (*sa).user_port as u16,
+            ((*sk).src_port as u16).to_be(),
+            PROTO_UDP,
+        );
         let _ = A::host_udp().insert(answer, 0, 0);
     }
 }
@@ -85,18 +84,13 @@ pub fn to_backend(ctx: &SockAddrContext) -> i32 {
         let Some(b) = published(ip, port, (*sa).protocol as u8) else {
             return ALLOW;
         };
-        let key = SockKey {
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
-            ip: b.ip,
-            port: b.port,
-            _pad: 0,
-        };
-        let orig = SockOrig { ip, port, _pad: 0 };
+        let key = SockKey::new(bpf_get_socket_cookie(ctx.as_ptr()), b.ip, b.port);
+        let orig = SockOrig::new(ip, Be16::from_raw(port));
         if SOCK_REVNAT.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
         (*sa).user_ip4 = b.ip;
-        (*sa).user_port = u32::from(b.port);
+        (*sa).user_port = u32::from(b.port.raw());
     }
     ALLOW
 }
@@ -110,15 +104,14 @@ pub fn from_backend(ctx: &SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: as above; getpeername4/recvmsg4 may rewrite user_ip4/user_port.
     unsafe {
-        let key = SockKey {
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
-            ip: (*sa).user_ip4,
-            port: (*sa).user_port as u16,
-            _pad: 0,
-        };
+        let key = SockKey::new(
+            bpf_get_socket_cookie(ctx.as_ptr()),
+            (*sa).user_ip4,
+            Be16::from_raw((*sa).user_port as u16),
+        );
         if let Some(orig) = SOCK_REVNAT.get(key) {
             (*sa).user_ip4 = orig.ip;
-            (*sa).user_port = u32::from(orig.port);
+            (*sa).user_port = u32::from(orig.port.raw());
         }
     }
     ALLOW
@@ -187,17 +180,8 @@ pub fn to_backend6(ctx: &SockAddrContext) -> i32 {
                 None => return ALLOW,
             },
         };
-        let key = SockKey6 {
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
-            ip,
-            port: to_port,
-            _pad: [0; 6],
-        };
-        let orig = SockOrig6 {
-            ip: dialed,
-            port,
-            _pad: 0,
-        };
+        let key = SockKey6::new(bpf_get_socket_cookie(ctx.as_ptr()), ip, to_port);
+        let orig = SockOrig6::new(dialed, Be16::from_raw(port));
         if SOCK_REVNAT6.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
@@ -205,7 +189,7 @@ pub fn to_backend6(ctx: &SockAddrContext) -> i32 {
         (*sa).user_ip6[1] = ip.words[1];
         (*sa).user_ip6[2] = ip.words[2];
         (*sa).user_ip6[3] = ip.words[3];
-        (*sa).user_port = u32::from(to_port);
+        (*sa).user_port = u32::from(to_port.raw());
     }
     ALLOW
 }
@@ -219,21 +203,20 @@ pub fn from_backend6(ctx: &SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: as above; getpeername6/recvmsg6 may rewrite user_ip6/user_port.
     unsafe {
-        let key = SockKey6 {
-            cookie: bpf_get_socket_cookie(ctx.as_ptr()),
-            ip: Ip6 {
+        let key = SockKey6::new(
+            bpf_get_socket_cookie(ctx.as_ptr()),
+            Ip6 {
                 words: (*sa).user_ip6,
             },
-            port: (*sa).user_port as u16,
-            _pad: [0; 6],
-        };
+            Be16::from_raw((*sa).user_port as u16),
+        );
         if let Some(orig) = SOCK_REVNAT6.get(key) {
             let w = orig.ip.words;
             (*sa).user_ip6[0] = w[0];
             (*sa).user_ip6[1] = w[1];
             (*sa).user_ip6[2] = w[2];
             (*sa).user_ip6[3] = w[3];
-            (*sa).user_port = u32::from(orig.port);
+            (*sa).user_port = u32::from(orig.port.raw());
         }
     }
     ALLOW

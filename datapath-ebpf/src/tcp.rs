@@ -9,7 +9,7 @@ use common::{
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use crate::parse::Packet;
+use crate::{hdr::TCP_HLEN, parse::Packet};
 
 /// The window assumed for a receiver that has not offered one yet.
 const MIN_WINDOW: u32 = 65_535;
@@ -36,7 +36,7 @@ fn seq_end<A: Addr>(p: &Packet<A>) -> u32 {
 #[inline(always)]
 pub fn wscale<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> u8 {
     let end = p.l4_off() + usize::from(p.tcp_hlen);
-    let mut off = p.l4_off() + 20;
+    let mut off = p.l4_off() + TCP_HLEN;
     for _ in 0..10 {
         if off >= end {
             break;

@@ -18,11 +18,11 @@ use crate::{
     family::{Family, stage},
     frag, fwd,
     icmp::{self, From},
-    ipv6::parse6,
     l2, log,
     maps::{JUMP, iface_role},
     nat::{self, New},
     parse::{ETH_P_ARP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
+    parse6::parse6,
     stats::{count, count_flow, verdict},
 };
 

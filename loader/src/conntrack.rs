@@ -9,8 +9,8 @@ use std::{
 };
 
 use common::{
-    Addr, CT_DNAT, CT_ORIG_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP, PROTO_ICMPV6,
-    PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
+    Addr, Be16, CT_DNAT, CT_ORIG_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP,
+    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
 };
 use rustc_hash::FxBuildHasher;
 use rustix::time::{ClockId, clock_gettime};
@@ -219,9 +219,9 @@ impl<A: Addr> From<&CtKey<A>> for Tuple {
     fn from(k: &CtKey<A>) -> Self {
         Self {
             src: k.src_ip.to_ip(),
-            src_port: u16::from_be(k.src_port),
+            src_port: Be16::from_raw(k.src_port).get(),
             dst: k.dst_ip.to_ip(),
-            dst_port: u16::from_be(k.dst_port),
+            dst_port: Be16::from_raw(k.dst_port).get(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::{
     str::FromStr,
 };
 
-use common::{Addr, Backend, Ip6, PROTO_TCP, PROTO_UDP, PublishedKey};
+use common::{Addr, Backend, Be16, Be32, Ip6, PROTO_TCP, PROTO_UDP, PublishedKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub trait MapAddr: Addr {
 impl MapAddr for u32 {
     fn from_ip(ip: IpAddr) -> Option<Self> {
         match ip {
-            IpAddr::V4(ip) => Some(u32::from_ne_bytes(ip.octets())),
+            IpAddr::V4(ip) => Some(Be32::from(ip).raw()),
             IpAddr::V6(_) => None,
         }
     }
@@ -69,7 +69,7 @@ impl MapAddr for Ip6 {
     fn from_ip(ip: IpAddr) -> Option<Self> {
         match ip {
             IpAddr::V4(_) => None,
-            IpAddr::V6(ip) => Some(Ip6::from_octets(ip.octets())),
+            IpAddr::V6(ip) => Some(Ip6::from(ip)),
         }
     }
 }
@@ -199,17 +199,12 @@ impl PublishSpec {
                 (0..self.host_ports.count()).map(move |i| {
                     let i = i as u16; // < 65536 by construction
                     (
-                        PublishedKey {
+                        PublishedKey::new(
                             host_ip,
-                            port: (self.host_ports.start + i).to_be(),
-                            proto: self.proto.number(),
-                            _pad: 0,
-                        },
-                        Backend {
-                            ip: backend_ip,
-                            port: (self.container_ports.start + i).to_be(),
-                            _pad: 0,
-                        },
+                            Be16::new(self.host_ports.start + i),
+                            self.proto.number(),
+                        ),
+                        Backend::new(backend_ip, Be16::new(self.container_ports.start + i)),
                     )
                 })
             })

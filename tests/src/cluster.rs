@@ -110,7 +110,7 @@ impl Host {
             found = self
                 .try_network(net)
                 .and_then(|n| n.this)
-                .map(|t| (t.gateway, t.subnet.len));
+                .map(|t| (t.gateway, t.subnet.prefix_len()));
             found.is_some_and(|(g, l)| {
                 self.ns
                     .output(&["ip", "-4", "addr", "show", "dev", bridge])
@@ -128,7 +128,7 @@ impl Host {
             found = self
                 .try_network(0)
                 .and_then(|n| n.this)
-                .and_then(|t| t.gateway6.zip(t.subnet6.map(|s| s.len)));
+                .and_then(|t| t.gateway6.zip(t.subnet6.map(|s| s.prefix_len())));
             found.is_some_and(|(g, l)| {
                 let out = self.ns.output(&["ip", "-6", "addr", "show", "dev", BRIDGE]);
                 out.lines()

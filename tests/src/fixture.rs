@@ -11,7 +11,9 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
 };
 use bpfnet::datapath::{Datapath, Hook};
-use common::{Counter, Endpoint, IFACE_BRIDGE, IFACE_UPLINK, Network, PORT_ENFORCE, Port, Reason};
+use common::{
+    Be32, Counter, Endpoint, IFACE_BRIDGE, IFACE_UPLINK, Network, PORT_ENFORCE, Port, Reason,
+};
 
 use crate::{netns::Netns, unique};
 
@@ -110,7 +112,7 @@ impl Fixture {
             bridge_mac: BRIDGE_MAC,
             mac: CONTAINER_MAC,
             // The first address is the port's own (checked without `endpoints_v1`).
-            ip: ips.first().map_or(0, |ip| u32::from_ne_bytes(*ip)),
+            ip: ips.first().map_or(Be32::ZERO, |ip| Be32::from_bytes(*ip)),
         };
         m.ports.insert(self.bridge, port, 0).expect("port");
         m.ifaces
@@ -130,13 +132,7 @@ impl Fixture {
             m.endpoints.remove(&ip).expect("remove endpoint");
         }
         for ip in ips {
-            let ep = Endpoint {
-                ifindex: self.bridge,
-                network: self.bridge,
-                mac: CONTAINER_MAC,
-                flags: 0,
-                _pad: 0,
-            };
+            let ep = Endpoint::new(self.bridge, self.bridge, CONTAINER_MAC, 0);
             m.endpoints
                 .insert(u32::from_ne_bytes(*ip), ep, 0)
                 .expect("endpoint");

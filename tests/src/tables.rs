@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use bpfnet::{conntrack, datapath::Hook};
 use common::{
-    Backend, Config, CtKey, CtValue, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey, Reason,
-    TcpState,
+    Backend, Be16, Config, CtKey, CtValue, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey,
+    Reason, TcpState,
 };
 
 use crate::{
@@ -33,17 +33,8 @@ pub fn setup(fx: &mut Fixture, ports: (u16, u16)) {
     m.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
     m.host_ips.insert(ip(BRIDGE_IP), 0, 0).expect("bridge ip");
     set_ports(fx, ports);
-    let key = PublishedKey {
-        host_ip: 0,
-        port: 8038u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: 0,
-    };
-    let backend = Backend {
-        ip: ip(C1),
-        port: 8080u16.to_be(),
-        _pad: 0,
-    };
+    let key = PublishedKey::new(0, Be16::new(8038), PROTO_TCP);
+    let backend = Backend::new(ip(C1), Be16::new(8080));
     fx.dp
         .maps
         .published

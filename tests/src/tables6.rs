@@ -3,7 +3,7 @@
 //! address.
 use aya::maps::lpm_trie::Key;
 use common::{
-    Backend, Endpoint, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP, PublishedKey,
+    Backend, Be16, Endpoint, Ip6, NET_ROUTED, Network, PORT_V6, PROTO_TCP, PROTO_UDP, PublishedKey,
 };
 
 use crate::{
@@ -58,13 +58,7 @@ pub fn setup6(fx: &mut Fixture) {
         m.subnets6.insert(&key, net, 0).expect("subnet");
     }
     for a in [C1_6, R1] {
-        let ep = Endpoint {
-            ifindex: bridge,
-            network: bridge,
-            mac: CONTAINER_MAC,
-            flags: 0,
-            _pad: 0,
-        };
+        let ep = Endpoint::new(bridge, bridge, CONTAINER_MAC, 0);
         m.endpoints6
             .insert(Ip6::from_octets(a), ep, 0)
             .expect("endpoint");
@@ -77,17 +71,8 @@ pub fn setup6(fx: &mut Fixture) {
         (PROTO_UDP, 8038, C1_6, 8080),
         (PROTO_TCP, 8443, R1, 8443),
     ] {
-        let key = PublishedKey {
-            host_ip: Ip6::UNSPECIFIED,
-            port: u16::to_be(host_port),
-            proto,
-            _pad: 0,
-        };
-        let b = Backend {
-            ip: Ip6::from_octets(backend),
-            port: u16::to_be(backend_port),
-            _pad: 0,
-        };
+        let key = PublishedKey::new(Ip6::UNSPECIFIED, Be16::new(host_port), proto);
+        let b = Backend::new(Ip6::from_octets(backend), Be16::new(backend_port));
         m.published6.insert(key, b, 0).expect("publish");
     }
 }

@@ -17,7 +17,7 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey, IcmpLimit,
+    Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey, IcmpLimit,
     PROTO_TCP, Reason, TcpState, ct::TCP_RST,
 };
 
@@ -332,14 +332,13 @@ fn a_lost_half_is_repaired_and_a_clashing_dnat_is_refused() {
             &[CtForward, RedirectRoute],
         );
         // LRU takes the forward half only.
-        let fwd = CtKey {
-            src_ip: u32::from_ne_bytes(C1),
-            dst_ip: u32::from_ne_bytes(SERVER),
-            src_port: 5000u16.to_be(),
-            dst_port: 53u16.to_be(),
-            proto: 17,
-            _pad: [0; 3],
-        };
+        let fwd = CtKey::new(
+            u32::from_ne_bytes(C1),
+            u32::from_ne_bytes(SERVER),
+            5000u16.to_be(),
+            53u16.to_be(),
+            17,
+        );
         fx.dp.maps.ct.remove(&fwd).expect("evict the forward half");
         let out = step(
             fx,
@@ -1004,7 +1003,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
         setup(fx, PORTS);
         bpfnet_tests::netns::sh(&["ip", "route", "add", "10.244.1.0/24", "via", "192.0.2.2"]);
         let route = |kind, node: [u8; 4]| ClusterRoute {
-            node: u32::from_ne_bytes(node),
+            node: Be32::from_bytes(node),
             vni: 0,
             kind,
             ifindex: 0,
@@ -1131,13 +1130,12 @@ fn a_flows_answer_from_the_wrong_side_is_forged() {
         );
         let p = snat_port("a datagram out", &out, HOST);
         // The veth now owns the server's address (registered on the fixture's port).
-        let ep = common::Endpoint {
-            ifindex: fx.bridge,
-            network: fx.bridge,
-            mac: bpfnet_tests::fixture::CONTAINER_MAC,
-            flags: 0,
-            _pad: 0,
-        };
+        let ep = common::Endpoint::new(
+            fx.bridge,
+            fx.bridge,
+            bpfnet_tests::fixture::CONTAINER_MAC,
+            0,
+        );
         fx.dp
             .maps
             .endpoints
@@ -1183,10 +1181,10 @@ const PEER_VXLAN: [u8; 4] = [10, 244, 1, 5];
 fn cluster(fx: &mut Fixture) {
     use aya::maps::lpm_trie::Key;
     use common::{CLUSTER_HOST_GW, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute};
-    let node = u32::from_ne_bytes(bpfnet_tests::tables::ROUTER);
+    let node = Be32::from_bytes(bpfnet_tests::tables::ROUTER);
     let uplink = fx.uplink;
     for (net, len, kind, node, ifindex) in [
-        ([172, 17, 0, 0], 16, CLUSTER_ROUTED, 0, 0),
+        ([172, 17, 0, 0], 16, CLUSTER_ROUTED, Be32::ZERO, 0),
         ([10, 244, 2, 0], 24, CLUSTER_HOST_GW, node, 0),
         ([10, 244, 1, 0], 24, CLUSTER_VXLAN, node, uplink),
     ] {
@@ -1321,7 +1319,7 @@ fn cluster_entry(fx: &mut Fixture, net: [u8; 4], len: u32, r: ClusterRoute) {
 /// A node's own address (`CLUSTER_NODE`) in the fixture's cluster.
 fn node_entry(fx: &mut Fixture, node: [u8; 4]) {
     let r = ClusterRoute {
-        node: u32::from_ne_bytes(node),
+        node: Be32::from_bytes(node),
         vni: 0,
         kind: CLUSTER_NODE,
         ifindex: 0,
@@ -1445,15 +1443,15 @@ fn a_routed_cluster_source_is_admitted_only_from_its_routes_next_hop() {
         // The fixture routes 198.51.100.0/24 through the router, 192.0.2.2.
         let source = [198, 51, 100, 9];
         let syn = tcp((source, 40000), (C1, 80), TCP_SYN, b"");
-        let entry = |node: u32| ClusterRoute {
+        let entry = |node: Be32| ClusterRoute {
             node,
             vni: 1,
             kind: CLUSTER_ROUTED,
             ifindex: 0,
         };
         for (name, node) in [
-            ("another gateway", u32::from_ne_bytes([192, 0, 2, 9])),
-            ("no gateway", 0),
+            ("another gateway", Be32::from_bytes([192, 0, 2, 9])),
+            ("no gateway", Be32::ZERO),
             ("the link", common::CLUSTER_ON_LINK),
         ] {
             cluster_entry(fx, [198, 51, 100, 0], 24, entry(node));
@@ -1467,7 +1465,7 @@ fn a_routed_cluster_source_is_admitted_only_from_its_routes_next_hop() {
             );
             assert!(!flow_from(fx, source), "{name}: no flow");
         }
-        let router = u32::from_ne_bytes(bpfnet_tests::tables::ROUTER);
+        let router = Be32::from_bytes(bpfnet_tests::tables::ROUTER);
         cluster_entry(fx, [198, 51, 100, 0], 24, entry(router));
         step(
             fx,

@@ -204,13 +204,7 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
 
     // A binding of the gateway's address learned before this check (an older datapath
     // left it) goes at the daemon's next pass over the endpoints; the free one stays.
-    let stale = Endpoint {
-        ifindex: veth,
-        network: t.host.ifindex(BRIDGE),
-        mac,
-        flags: EP_LEARNED,
-        _pad: 0,
-    };
+    let stale = Endpoint::new(veth, t.host.ifindex(BRIDGE), mac, EP_LEARNED);
     insert_endpoint(&t, BRIDGE_IP, stale);
     assert_eq!(bound_to(&t, veth).len(), 2, "the stale binding is in place");
     cli_ok(

@@ -15,7 +15,9 @@ use bpfnet_tests::{
     },
     require_root,
 };
-use common::{EP_LEARNED, Endpoint, Ip6, NET_EDGE, Network, PORT_ENFORCE, PORT_V6, Port, Reason};
+use common::{
+    Be32, EP_LEARNED, Endpoint, Ip6, NET_EDGE, Network, PORT_ENFORCE, PORT_V6, Port, Reason,
+};
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: routed
 const NEW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02]; // the new veth's container
@@ -86,13 +88,7 @@ fn network(fx: &mut Fixture) {
     for ip in old {
         m.endpoints.remove(&ip).expect("remove endpoint");
     }
-    let peer = Endpoint {
-        ifindex: PEER_PORT,
-        network: fx.uplink,
-        mac: PEER_MAC,
-        flags: 0,
-        _pad: 0,
-    };
+    let peer = Endpoint::new(PEER_PORT, fx.uplink, PEER_MAC, 0);
     m.endpoints
         .insert(u32::from_ne_bytes(PEER), peer, 0)
         .expect("peer");
@@ -109,7 +105,7 @@ fn unbound(fx: &mut Fixture) {
         flags: 0,
         bridge_mac: BRIDGE_MAC,
         mac: [0; 6],
-        ip: 0,
+        ip: Be32::ZERO,
     };
     let veth = fx.bridge;
     fx.dp.maps.ports.insert(veth, port, 0).expect("port");
@@ -256,7 +252,7 @@ fn a_new_veths_ipv4_claims_of_addresses_no_container_may_have_bind_nothing() {
         let port = fx.dp.maps.ports.get(&fx.bridge, 0).expect("port");
         assert_eq!(
             (port.flags, port.ip, port.mac),
-            (PORT_ENFORCE, u32::from_ne_bytes(FREE), NEW_MAC),
+            (PORT_ENFORCE, Be32::from_bytes(FREE), NEW_MAC),
             "the port is enforced for the address its ARP announced"
         );
         expect(

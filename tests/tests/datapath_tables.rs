@@ -11,8 +11,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE_UPLINK, CT_SIDE_VETH, CtKey, Endpoint,
-    PROTO_TCP, PublishedKey, Reason, TcpState,
+    Backend, Be16, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE_UPLINK, CT_SIDE_VETH, CtKey,
+    Endpoint, PROTO_TCP, PublishedKey, Reason, TcpState,
 };
 
 const HOST: [u8; 4] = [192, 0, 2, 1];
@@ -51,17 +51,8 @@ fn edit(mut f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
 }
 
 fn published(dp: &mut Datapath, host: [u8; 4], port: u16, proto: u8, to: Addr) {
-    let key = PublishedKey {
-        host_ip: ip(host),
-        port: port.to_be(),
-        proto,
-        _pad: 0,
-    };
-    let backend = Backend {
-        ip: ip(to.0),
-        port: to.1.to_be(),
-        _pad: 0,
-    };
+    let key = PublishedKey::new(ip(host), Be16::new(port), proto);
+    let backend = Backend::new(ip(to.0), Be16::new(to.1));
     dp.maps
         .published
         .insert(key, backend, 0)
@@ -334,13 +325,7 @@ fn datapath_tables() {
         published(dp, HOST, 9000, PROTO_TCP, (ENDPOINT, 9090));
         published(dp, [0; 4], 8040, PROTO_TCP, ([203, 0, 113, 9], 80));
         dp.maps.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
-        let ep = Endpoint {
-            ifindex: ENDPOINT_IFINDEX,
-            network: 1,
-            mac: ENDPOINT_MAC,
-            flags: 0,
-            _pad: 0,
-        };
+        let ep = Endpoint::new(ENDPOINT_IFINDEX, 1, ENDPOINT_MAC, 0);
         dp.maps
             .endpoints
             .insert(ip(ENDPOINT), ep, 0)
@@ -355,14 +340,13 @@ fn datapath_tables() {
 /// The first flow's two entries, as the SYN, ACK and SYN-ACK of the table left them:
 /// still in the new-flow table, as no packet of the client's acknowledged the answer.
 fn check_ct(dp: &Datapath) {
-    let fwd = CtKey {
-        src_ip: ip(CLIENT),
-        dst_ip: ip(HOST),
-        src_port: 40000u16.to_be(),
-        dst_port: 8038u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: [0; 3],
-    };
+    let fwd = CtKey::new(
+        ip(CLIENT),
+        ip(HOST),
+        40000u16.to_be(),
+        8038u16.to_be(),
+        PROTO_TCP,
+    );
     let v = dp.maps.ct_new.get(&fwd, 0).expect("forward CT entry");
     assert_eq!(
         v.flags,

@@ -14,8 +14,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, EP_LEARNED, Endpoint, IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK, NET_LAN, Network,
-    PORT_ENFORCE, PROTO_TCP, Port, PublishedKey, Reason,
+    Backend, Be16, Be32, EP_LEARNED, Endpoint, IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_UPLINK,
+    NET_LAN, Network, PORT_ENFORCE, PROTO_TCP, Port, PublishedKey, Reason,
 };
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: routed
@@ -30,13 +30,7 @@ const NET_B: u32 = 200;
 use Reason::*;
 
 fn ep(fx: &mut Fixture, ip: [u8; 4], ifindex: u32, network: u32, mac: [u8; 6]) {
-    let e = Endpoint {
-        ifindex,
-        network,
-        mac,
-        flags: 0,
-        _pad: 0,
-    };
+    let e = Endpoint::new(ifindex, network, mac, 0);
     fx.dp
         .maps
         .endpoints
@@ -50,7 +44,7 @@ fn port(fx: &mut Fixture, flags: u32) {
         flags,
         bridge_mac: BRIDGE_MAC,
         mac: C1_MAC,
-        ip: 0,
+        ip: Be32::ZERO,
     };
     let veth = fx.bridge;
     fx.dp.maps.ports.insert(veth, p, 0).expect("port");
@@ -186,7 +180,7 @@ fn forwarding_isolation_and_spoofing() {
         // without the endpoint map: another MAC, or another address, is still a spoof.
         let veth = fx.bridge;
         let mut recorded = fx.dp.maps.ports.get(&veth, 0).expect("the port");
-        recorded.ip = u32::from_ne_bytes(C1);
+        recorded.ip = Be32::from_bytes(C1);
         fx.dp
             .maps
             .ports
@@ -557,17 +551,12 @@ fn loopback_publish_is_not_reachable_off_the_wire() {
         return;
     }
     with_fixture("lo", 1024, |fx| {
-        let key = PublishedKey {
-            host_ip: u32::from_ne_bytes([127, 0, 0, 1]),
-            port: 8040u16.to_be(),
-            proto: PROTO_TCP,
-            _pad: 0,
-        };
-        let b = Backend {
-            ip: u32::from_ne_bytes([172, 17, 0, 4]),
-            port: 8038u16.to_be(),
-            _pad: 0,
-        };
+        let key = PublishedKey::new(
+            u32::from_ne_bytes([127, 0, 0, 1]),
+            Be16::new(8040),
+            PROTO_TCP,
+        );
+        let b = Backend::new(u32::from_ne_bytes([172, 17, 0, 4]), Be16::new(8038));
         fx.dp.maps.published.insert(key, b, 0).expect("publish");
         let lo = u32::from_ne_bytes([127, 0, 0, 1]);
         fx.dp.maps.host_ips.insert(lo, 0, 0).expect("host ip");

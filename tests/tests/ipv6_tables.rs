@@ -12,7 +12,7 @@ use bpfnet_tests::{
     },
     require_root,
 };
-use common::{EP_LEARNED, Endpoint, Ip6, Network, PORT_ENFORCE, PORT_V6, Port, Reason};
+use common::{Be32, EP_LEARNED, Endpoint, Ip6, Network, PORT_ENFORCE, PORT_V6, Port, Reason};
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // frames' destination: routed
 const C1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02]; // the port under test's endpoint
@@ -46,7 +46,7 @@ fn network(fx: &mut Fixture, flags: u32) {
         flags,
         bridge_mac: BRIDGE_MAC,
         mac: if flags == 0 { [0; 6] } else { C1_MAC },
-        ip: 0,
+        ip: Be32::ZERO,
     };
     m.ports.insert(fx.bridge, port, 0).expect("port");
     let net = Network {
@@ -69,13 +69,7 @@ fn net_a(fx: &Fixture) -> u32 {
 }
 
 fn endpoint6(fx: &mut Fixture, ip: [u8; 16], ifindex: u32, mac: [u8; 6]) {
-    let e = Endpoint {
-        ifindex,
-        network: net_a(fx),
-        mac,
-        flags: 0,
-        _pad: 0,
-    };
+    let e = Endpoint::new(ifindex, net_a(fx), mac, 0);
     fx.dp
         .maps
         .endpoints6

@@ -19,8 +19,8 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, Endpoint, IFACE_UPLINK, Ip6, NET_INTERNAL, NET_NO_ICC, NET_ROUTED, Network,
-    PORT_ENFORCE, PORT_NO_ICC, PORT_V6, PROTO_TCP, Port, PublishedKey, Reason,
+    Backend, Be16, Be32, Endpoint, IFACE_UPLINK, Ip6, NET_INTERNAL, NET_NO_ICC, NET_ROUTED,
+    Network, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, PROTO_TCP, Port, PublishedKey, Reason,
 };
 
 const BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01]; // the gateway's: routed
@@ -71,7 +71,7 @@ fn networks(fx: &mut Fixture, flags: u32) {
         flags: PORT_ENFORCE | PORT_V6 | no_icc,
         bridge_mac: BRIDGE_MAC,
         mac: C1_MAC,
-        ip: u32::from_ne_bytes(C1),
+        ip: Be32::from_bytes(C1),
     };
     m.ports.insert(me, port, 0).expect("port");
     for (net, bridge, flags) in [(0xa, a, flags), (0xb, NET_B, 0)] {
@@ -86,13 +86,7 @@ fn networks(fx: &mut Fixture, flags: u32) {
         (C2, C2_6, C2_PORT, a, C2_MAC),
         (C3, C3_6, C3_PORT, NET_B, [0x02, 0, 0, 0, 0, 0x33]),
     ] {
-        let ep = Endpoint {
-            ifindex,
-            network,
-            mac,
-            flags: 0,
-            _pad: 0,
-        };
+        let ep = Endpoint::new(ifindex, network, mac, 0);
         m.endpoints
             .insert(u32::from_ne_bytes(ip), ep, 0)
             .expect("endpoint");
@@ -116,29 +110,11 @@ fn networks(fx: &mut Fixture, flags: u32) {
 /// Publish TCP port 8038 on every host address, to `backend`:8080 (either family).
 fn publish(fx: &mut Fixture, backend: [u8; 4], backend6: [u8; 16]) {
     let m = &mut fx.dp.maps;
-    let key = PublishedKey {
-        host_ip: 0,
-        port: 8038u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: 0,
-    };
-    let b = Backend {
-        ip: u32::from_ne_bytes(backend),
-        port: 8080u16.to_be(),
-        _pad: 0,
-    };
+    let key = PublishedKey::new(0, Be16::new(8038), PROTO_TCP);
+    let b = Backend::new(u32::from_ne_bytes(backend), Be16::new(8080));
     m.published.insert(key, b, 0).expect("publish");
-    let key6 = PublishedKey {
-        host_ip: Ip6::UNSPECIFIED,
-        port: 8038u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: 0,
-    };
-    let b6 = Backend {
-        ip: Ip6::from_octets(backend6),
-        port: 8080u16.to_be(),
-        _pad: 0,
-    };
+    let key6 = PublishedKey::new(Ip6::UNSPECIFIED, Be16::new(8038), PROTO_TCP);
+    let b6 = Backend::new(Ip6::from_octets(backend6), Be16::new(8080));
     m.published6.insert(key6, b6, 0).expect("publish6");
 }
 

@@ -123,13 +123,14 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
     let t = Topology::new("pmg");
     pin_hash::<CtKey, CtValueV2>(&t, names::CT_V2, 1024);
     pin_hash::<CtKey, CtValueV2>(&t, names::CT_NEW_V1, 256);
-    let key = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| CtKey {
-        src_ip: u32::from_ne_bytes(src),
-        dst_ip: u32::from_ne_bytes(dst),
-        src_port: sport.to_be(),
-        dst_port: dport.to_be(),
-        proto: 6,
-        _pad: [0; 3],
+    let key = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
+        CtKey::new(
+            u32::from_ne_bytes(src),
+            u32::from_ne_bytes(dst),
+            sport.to_be(),
+            dport.to_be(),
+            6,
+        )
     };
     let value = |to: &CtKey, flags: u8| CtValueV2 {
         src_ip: to.src_ip,
@@ -204,14 +205,7 @@ fn a_whole_map_is_read_in_batches() {
         return;
     }
     let mut map = HashMap::<MapData, CtKey, u64>::create(20_000, 0).expect("create a hash map");
-    let key = |i: u32| CtKey {
-        src_ip: i,
-        dst_ip: !i,
-        src_port: (i as u16).to_be(),
-        dst_port: 80u16.to_be(),
-        proto: 6,
-        _pad: [0; 3],
-    };
+    let key = |i: u32| CtKey::new(i, !i, (i as u16).to_be(), 80u16.to_be(), 6);
     for i in 0..10_001 {
         map.insert(key(i), u64::from(i) * 3, 0).expect("insert");
     }

@@ -41,25 +41,23 @@ fn key6(i: u8) -> CtKey<Ip6> {
     let mut dst = [0u8; 16];
     dst[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 2]);
     dst[15] = i;
-    CtKey {
-        src_ip: Ip6::from_octets(src),
-        dst_ip: Ip6::from_octets(dst),
-        src_port: (40000 + u16::from(i)).to_be(),
-        dst_port: 443u16.to_be(),
-        proto: PROTO_TCP,
-        _pad: [0; 3],
-    }
+    CtKey::new(
+        Ip6::from_octets(src),
+        Ip6::from_octets(dst),
+        (40000 + u16::from(i)).to_be(),
+        443u16.to_be(),
+        PROTO_TCP,
+    )
 }
 
 fn key(i: u8, proto: u8) -> CtKey {
-    CtKey {
-        src_ip: u32::from_ne_bytes([172, 17, 0, 4]),
-        dst_ip: u32::from_ne_bytes([198, 51, 100, i]),
-        src_port: (40000 + u16::from(i)).to_be(),
-        dst_port: 443u16.to_be(),
+    CtKey::new(
+        u32::from_ne_bytes([172, 17, 0, 4]),
+        u32::from_ne_bytes([198, 51, 100, i]),
+        (40000 + u16::from(i)).to_be(),
+        443u16.to_be(),
         proto,
-        _pad: [0; 3],
-    }
+    )
 }
 
 #[test]

@@ -13,7 +13,7 @@ use bpfnet_tests::{
     tables::{BRIDGE_IP, PORTS, ROUTER, SERVER, setup, step},
 };
 use common::{
-    CLUSTER_HOST_GW, CLUSTER_VXLAN, CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_SRC_MAC, ClusterRoute,
+    Be32, CLUSTER_HOST_GW, CLUSTER_VXLAN, CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_SRC_MAC, ClusterRoute,
     Reason::*,
 };
 
@@ -22,7 +22,7 @@ const PEER_GW: [u8; 4] = [10, 244, 2, 7];
 
 /// A VXLAN peer's prefix and a host-gw peer's, both of node `ROUTER`.
 fn cluster(fx: &mut Fixture) {
-    let node = u32::from_ne_bytes(ROUTER);
+    let node = Be32::from_bytes(ROUTER);
     let uplink = fx.uplink;
     for (net, kind, ifindex) in [
         ([10, 244, 1, 0], CLUSTER_VXLAN, uplink),

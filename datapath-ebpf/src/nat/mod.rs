@@ -6,7 +6,7 @@ mod ports;
 mod rewrite;
 
 use aya_ebpf::programs::TcContext;
-use common::{Backend, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
+use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
 pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
@@ -26,12 +26,7 @@ pub fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
     if proto == A::PROTO_ICMP {
         return None;
     }
-    let mut key = PublishedKey {
-        host_ip: ip,
-        port,
-        proto,
-        _pad: 0,
-    };
+    let mut key = PublishedKey::new(ip, Be16::from_raw(port), proto);
     // SAFETY: plain lookups of Pod values, copied out.
     if let Some(b) = unsafe { A::published().get(key) } {
         return Some(*b);
@@ -61,14 +56,10 @@ pub fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
     if p.proto == A::PROTO_ICMP {
         return false;
     }
-    let key = PublishedKey {
-        host_ip: A::ZERO,
-        port: p.dst_port,
-        proto: p.proto,
-        _pad: 0,
-    };
+    let key = PublishedKey::new(A::ZERO, Be16::from_raw(p.dst_port), p.proto);
     // SAFETY: plain lookup of a Pod value, copied out.
-    unsafe { A::published().get(key) }.is_some_and(|b| b.ip.same(&p.dst_ip) && b.port == p.dst_port)
+    unsafe { A::published().get(key) }
+        .is_some_and(|b| b.ip.same(&p.dst_ip) && b.port.raw() == p.dst_port)
 }
 
 /// The outcome of asking NAT about a packet without a flow.
@@ -102,7 +93,7 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
     }
     let mut to = key;
     to.dst_ip = b.ip;
-    to.dst_port = b.port;
+    to.dst_port = b.port.raw();
     let mut flags = CT_DNAT;
     if cluster::node_of(&b.ip).is_some() {
         // A container on another node: it sees this node's address, which its node
@@ -145,7 +136,7 @@ pub fn hairpin<A: Family>(
     }
     let mut to = ct::key_of(p);
     to.dst_ip = b.ip;
-    to.dst_port = b.port;
+    to.dst_port = b.port.raw();
     let own = b.ip.same(&p.src_ip);
     let flags = if own {
         match fwd::route(ctx, &to, true) {

@@ -5,6 +5,7 @@ use common::{Addr, CtKey, PROTO_TCP, PROTO_UDP, Reason};
 use crate::{
     csum,
     family::Family,
+    hdr::{ICMP_ID, L4_DST_PORT},
     parse::{Frag, Icmp, Packet, write},
 };
 
@@ -16,9 +17,9 @@ fn port_off<A: Addr>(p: &Packet<A>, src: bool) -> Option<usize> {
     }
     match (p.proto, p.icmp) {
         (_, Icmp::EchoRequest | Icmp::EchoReply) if p.proto == A::PROTO_ICMP => {
-            Some(p.l4_off() + 4)
+            Some(p.l4_off() + ICMP_ID)
         }
-        (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off() + if src { 0 } else { 2 }),
+        (PROTO_TCP | PROTO_UDP, _) => Some(p.l4_off() + if src { 0 } else { L4_DST_PORT }),
         _ => None,
     }
 }

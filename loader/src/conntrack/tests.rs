@@ -1,19 +1,18 @@
 use common::{
-    CT_REPLY,
+    Be16, Be32, CT_REPLY,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use super::*;
 
 fn key(s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, proto: u8) -> CtKey {
-    CtKey {
-        src_ip: u32::from_ne_bytes(s),
-        dst_ip: u32::from_ne_bytes(d),
-        src_port: sp.to_be(),
-        dst_port: dp.to_be(),
+    CtKey::new(
+        Be32::from_bytes(s).raw(),
+        Be32::from_bytes(d).raw(),
+        Be16::new(sp).raw(),
+        Be16::new(dp).raw(),
         proto,
-        _pad: [0; 3],
-    }
+    )
 }
 
 /// A masqueraded TCP flow: 172.17.0.4:40000 → 198.51.100.2:80 leaves as 192.0.2.1:61000.

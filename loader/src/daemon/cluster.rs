@@ -10,8 +10,8 @@ use std::{
 };
 
 use common::{
-    CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ON_LINK, CLUSTER_ROUTED, CLUSTER_VXLAN, ClusterRoute,
-    Ip6,
+    Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ON_LINK, CLUSTER_ROUTED, CLUSTER_VXLAN,
+    ClusterRoute, Ip6,
 };
 use tracing::{info, warn};
 
@@ -93,12 +93,12 @@ impl Network {
     }
 }
 
-/// A prefix as `cluster_v1` keys it: (length, address in network order).
+/// A prefix as `cluster_v1` keys it: (length, address as `Be32::raw`).
 pub(super) type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
     let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
-    (u32::from(c.len), u32::from(net).to_be())
+    (u32::from(c.len), Be32::from(net).raw())
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
@@ -108,14 +108,11 @@ pub(super) type Key6 = (u32, Ip6);
 pub(super) type Routes = (BTreeMap<Key, ClusterRoute>, BTreeMap<Key6, ClusterRoute>);
 
 fn key6(n: &Ipv6Net) -> Key6 {
-    (
-        u32::from(n.prefix_len()),
-        Ip6::from_octets(n.addr().octets()),
-    )
+    (u32::from(n.prefix_len()), Ip6::from(n.addr()))
 }
 
 fn node_key(ip: Ipv4Addr) -> Key {
-    (32, u32::from(ip).to_be())
+    (32, Be32::from(ip).raw())
 }
 
 /// `Ipv4Net` (etcd's) as `Ipv4Cidr` (the daemon's).
@@ -128,12 +125,12 @@ pub(super) fn cidr(n: &Ipv4Net) -> Ipv4Cidr {
 
 /// The first address of prefix `c`: its gateway.
 pub(super) fn gateway_of(c: &Ipv4Cidr) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from_be(key(c).1).wrapping_add(1))
+    Ipv4Addr::from(Be32::from_raw(key(c).1).get().wrapping_add(1))
 }
 
 fn route(kind: u32, node: Ipv4Addr, vni: u32, ifindex: u32) -> ClusterRoute {
     ClusterRoute {
-        node: u32::from(node).to_be(),
+        node: Be32::from(node),
         vni,
         kind,
         ifindex,
@@ -141,11 +138,11 @@ fn route(kind: u32, node: Ipv4Addr, vni: u32, ifindex: u32) -> ClusterRoute {
 }
 
 /// A route's next hop as `ClusterRoute::node` of a routed prefix holds it.
-fn hop_of(r: &Route4) -> u32 {
+fn hop_of(r: &Route4) -> Be32 {
     match r.hop {
-        Hop::Gateway(g) => u32::from(g).to_be(),
+        Hop::Gateway(g) => Be32::from(g),
         Hop::OnLink => CLUSTER_ON_LINK,
-        Hop::Many => 0,
+        Hop::Many => Be32::ZERO,
     }
 }
 
@@ -172,7 +169,7 @@ pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec
 /// The routed entries of cluster CIDR `c`, by the host's routes to it (`cidr_routes`):
 /// `c` itself with the next hop of the most specific route that covers it (none: 0,
 /// its sources refused), and each route inside it with its own.
-fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, u32)> {
+fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, Be32)> {
     let covering = routes
         .iter()
         .filter(|r| within((c.addr, c.len), (r.dst, r.len)))
@@ -184,7 +181,7 @@ fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, u32)> {
         };
         (key(&prefix), hop_of(r))
     });
-    std::iter::once((key(c), covering.map_or(0, hop_of)))
+    std::iter::once((key(c), covering.map_or(Be32::ZERO, hop_of)))
         .chain(inside)
         .collect()
 }
@@ -313,12 +310,12 @@ impl Cluster {
             .iter()
             .map(|(&(len, net), r)| ClusterRouteLine {
                 prefix: Ipv4Cidr {
-                    addr: Ipv4Addr::from(u32::from_be(net)),
+                    addr: Ipv4Addr::from(Be32::from_raw(net)),
                     len: u8::try_from(len).unwrap_or(32),
                 },
                 kind: RouteKind::of(r.kind),
-                node: (r.node != 0 && r.node != CLUSTER_ON_LINK)
-                    .then(|| Ipv4Addr::from(u32::from_be(r.node))),
+                node: (r.node != Be32::ZERO && r.node != CLUSTER_ON_LINK)
+                    .then(|| Ipv4Addr::from(r.node)),
                 vni: r.vni,
             })
             .collect()
@@ -504,7 +501,10 @@ mod tests {
         ];
         let routes = cidr_routes(&cidr16(), &all, &[7]);
         assert!(routes.is_empty(), "{routes:?}");
-        assert_eq!(routed_hops(&cidr16(), &routes), [(key(&cidr16()), 0)]);
+        assert_eq!(
+            routed_hops(&cidr16(), &routes),
+            [(key(&cidr16()), Be32::ZERO)]
+        );
         let c = Cluster {
             cidr: Some(cidr16()),
             ..Default::default()
@@ -530,14 +530,14 @@ mod tests {
         assert_eq!(routes.len(), 4, "{routes:?}");
         let hops = routed_hops(&cidr16(), &routes);
         let at = |s: &str| key(&s.parse().expect("cidr"));
-        let be = |d: u8| u32::from(Ipv4Addr::new(192, 0, 2, d)).to_be();
+        let be = |d: u8| Be32::from(Ipv4Addr::new(192, 0, 2, d));
         assert_eq!(
             hops,
             [
                 (at("10.244.0.0/16"), be(253)),
                 (at("10.244.1.0/24"), be(1)),
                 (at("10.244.2.0/24"), CLUSTER_ON_LINK),
-                (at("10.244.3.0/24"), 0),
+                (at("10.244.3.0/24"), Be32::ZERO),
             ]
         );
         let c = Cluster {

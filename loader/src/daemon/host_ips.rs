@@ -2,7 +2,7 @@
 //! publishes, and where a container's IPv6 may go while bpfnet does not route it.
 use std::{collections::BTreeMap, net::IpAddr};
 
-use common::Ip6;
+use common::{Be32, Ip6};
 use tracing::warn;
 
 use super::{Daemon, Prefix};
@@ -30,8 +30,8 @@ impl Daemon {
         let mut want6: BTreeMap<Ip6, u32> = BTreeMap::new();
         for (_, ip, _) in prefixes {
             match ip {
-                IpAddr::V4(ip) => want.insert(u32::from_ne_bytes(ip.octets()), 0),
-                IpAddr::V6(ip) => want6.insert(Ip6::from_octets(ip.octets()), 0),
+                IpAddr::V4(ip) => want.insert(Be32::from(*ip).raw(), 0),
+                IpAddr::V6(ip) => want6.insert(Ip6::from(*ip), 0),
             };
         }
         let maps = &mut self.dp.maps;

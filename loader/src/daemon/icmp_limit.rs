@@ -32,7 +32,7 @@ pub(super) fn read() -> IcmpLimit {
         msgs_per_sec: sysctl(&format!("{V4}/icmp_msgs_per_sec")).unwrap_or(d.msgs_per_sec),
         msgs_burst: sysctl(&format!("{V4}/icmp_msgs_burst")).unwrap_or(d.msgs_burst),
         flags,
-        _pad: 0,
+        ..d
     };
     info!(?limit, "ICMP errors rate-limited as the host's");
     limit

@@ -2,7 +2,7 @@
 //! and `published6_v1` (IPv6), and the flows of a port no longer published.
 use std::collections::BTreeMap;
 
-use common::{Addr, Backend, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
+use common::{Addr, Backend, Be16, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
 use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
@@ -235,7 +235,7 @@ fn dnat_of<A: Addr>(
     k: &CtKey<A>,
     v: &CtValue<A>,
 ) -> bool {
-    let port = u16::from_be(k.dst_port);
+    let port = Be16::from_raw(k.dst_port).get();
     v.flags & CT_DNAT != 0
         && !v.is_reply()
         && v.dst_ip == backend
@@ -254,18 +254,19 @@ mod tests {
 
     fn ip6(s: &str) -> Ip6 {
         let a: Ipv6Addr = s.parse().expect("a valid IPv6 address in the test");
-        Ip6::from_octets(a.octets())
+        Ip6::from(a)
     }
 
     /// Client `[2001:db8::99]:40000` to `[dst]:port`, translated to `[to]:to_port`.
     fn flow(dst: &str, port: u16, to: &str, to_port: u16, proto: u8) -> (CtKey<Ip6>, CtKey<Ip6>) {
-        let key = |d: &str, p: u16| CtKey {
-            src_ip: ip6("2001:db8::99"),
-            dst_ip: ip6(d),
-            src_port: 40000u16.to_be(),
-            dst_port: p.to_be(),
-            proto,
-            _pad: [0; 3],
+        let key = |d: &str, p: u16| {
+            CtKey::new(
+                ip6("2001:db8::99"),
+                ip6(d),
+                Be16::new(40000).raw(),
+                Be16::new(p).raw(),
+                proto,
+            )
         };
         (key(dst, port), key(to, to_port))
     }

@@ -8,7 +8,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use common::{Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
+use common::{Be32, Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 
 use super::{Daemon, Prefix};
 use crate::{
@@ -39,11 +39,11 @@ pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
                 let net = net::network(addr, len);
                 let first = net.map_or(addr, |n| n.addr());
                 want.insert(
-                    (u32::from(len), u32::from_ne_bytes(first.octets())),
+                    (u32::from(len), Be32::from(first).raw()),
                     network,
                 );
                 for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
-                    want.insert((32, u32::from_ne_bytes(edge.octets())), edge_of(network));
+                    want.insert((32, Be32::from(edge).raw()), edge_of(network));
                 }
             }
             IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
@@ -52,7 +52,7 @@ pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
                     bridge: ifindex,
                     flags: ipv6_flags(flags, &net),
                 };
-                let key = Ip6::from_octets(net.octets());
+                let key = Ip6::from(net);
                 want6.insert((u32::from(len), key), network);
                 if len < 127 {
                     // The subnet-router anycast address (RFC 4291 2.6.1).

@@ -3,7 +3,7 @@
 //! and a header cut short yields less, never a panic.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{EventTuple, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use common::{Be32, EventTuple, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 use crate::api::monitor::{Packet, Tuple};
 
@@ -158,33 +158,29 @@ fn tcp_flags(f: u8) -> String {
 pub fn xlate(t: &EventTuple) -> Option<Tuple> {
     let (src, dst) = match t.family {
         4 => (
-            IpAddr::from(t.src[0].to_ne_bytes()),
-            IpAddr::from(t.dst[0].to_ne_bytes()),
+            Ipv4Addr::from(Be32::from_raw(t.src[0])).into(),
+            Ipv4Addr::from(Be32::from_raw(t.dst[0])).into(),
         ),
-        6 => (IpAddr::from(words(&t.src)), IpAddr::from(words(&t.dst))),
+        6 => (
+            Ipv6Addr::from(Ip6 { words: t.src }).into(),
+            Ipv6Addr::from(Ip6 { words: t.dst }).into(),
+        ),
         _ => return None,
     };
     let ports = matches!(t.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6);
     Some(Tuple {
         proto: proto_name(t.proto),
         src,
-        sport: ports.then(|| u16::from_be(t.src_port)),
+        sport: ports.then(|| t.src_port.get()),
         dst,
-        dport: ports.then(|| u16::from_be(t.dst_port)),
+        dport: ports.then(|| t.dst_port.get()),
     })
-}
-
-/// Four words as stored (network order bytes) into an address.
-fn words(w: &[u32; 4]) -> [u8; 16] {
-    let mut b = [0; 16];
-    for (chunk, word) in b.chunks_exact_mut(4).zip(w) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    b
 }
 
 #[cfg(test)]
 mod tests {
+    use common::Be16;
+
     use super::*;
 
     fn tcp_syn_v4() -> Vec<u8> {
@@ -233,10 +229,10 @@ mod tests {
     #[test]
     fn a_translated_tuple_reads_back() {
         let t = EventTuple {
-            src: [u32::from_ne_bytes([198, 51, 100, 7]), 0, 0, 0],
-            dst: [u32::from_ne_bytes([172, 17, 0, 2]), 0, 0, 0],
-            src_port: 5555u16.to_be(),
-            dst_port: 80u16.to_be(),
+            src: [Be32::from_bytes([198, 51, 100, 7]).raw(), 0, 0, 0],
+            dst: [Be32::from_bytes([172, 17, 0, 2]).raw(), 0, 0, 0],
+            src_port: Be16::new(5555),
+            dst_port: Be16::new(80),
             proto: PROTO_TCP,
             family: 4,
             _pad: [0; 2],

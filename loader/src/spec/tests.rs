@@ -183,10 +183,10 @@ fn entries_are_in_network_order_one_per_port() {
     assert_eq!(entries.len(), 3);
     let (k, b) = entries[2];
     assert_eq!(k.host_ip.to_ne_bytes(), [192, 0, 2, 1]);
-    assert_eq!(k.port.to_ne_bytes(), 8002u16.to_be_bytes());
+    assert_eq!(k.port.to_bytes(), 8002u16.to_be_bytes());
     assert_eq!(k.proto, PROTO_UDP);
     assert_eq!(b.ip.to_ne_bytes(), [172, 17, 0, 4]);
-    assert_eq!(b.port.to_ne_bytes(), 9002u16.to_be_bytes());
+    assert_eq!(b.port.to_bytes(), 9002u16.to_be_bytes());
     let any = ok("80:172.17.0.4:80");
     assert_eq!(any.entries::<u32>().next().map(|(k, _)| k.host_ip), Some(0));
     assert_eq!(
@@ -404,10 +404,10 @@ fn ipv6_entries_go_to_published6_only() {
         host.octets(),
         "address bytes as on the wire"
     );
-    assert_eq!(k.port.to_ne_bytes(), 8001u16.to_be_bytes());
+    assert_eq!(k.port.to_bytes(), 8001u16.to_be_bytes());
     assert_eq!(k.proto, PROTO_UDP);
     assert_eq!(b.ip.octets(), backend.octets());
-    assert_eq!(b.port.to_ne_bytes(), 9001u16.to_be_bytes());
+    assert_eq!(b.port.to_bytes(), 9001u16.to_be_bytes());
     let any = ok("8080:[fd00:beef::4]:80");
     assert_eq!(
         any.entries::<Ip6>().next().map(|(k, _)| k.host_ip),
@@ -416,7 +416,7 @@ fn ipv6_entries_go_to_published6_only() {
     );
     assert_eq!(
         any.addrs::<Ip6>(),
-        Some((Ip6::UNSPECIFIED, Ip6::from_octets(backend.octets())))
+        Some((Ip6::UNSPECIFIED, Ip6::from(backend)))
     );
     assert_eq!(any.addrs::<u32>(), None);
 }

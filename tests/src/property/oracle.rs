@@ -333,14 +333,13 @@ pub fn syn_data(f: &[u8]) -> u32 {
 
 /// The CT key of a packet with tuple `t`, as the datapath looks it up.
 pub fn ct_key(t: &Tuple) -> CtKey {
-    CtKey {
-        src_ip: u32::from_ne_bytes(t.src),
-        dst_ip: u32::from_ne_bytes(t.dst),
-        src_port: t.sport.to_be(),
-        dst_port: t.dport.to_be(),
-        proto: t.proto,
-        _pad: [0; 3],
-    }
+    CtKey::new(
+        u32::from_ne_bytes(t.src),
+        u32::from_ne_bytes(t.dst),
+        t.sport.to_be(),
+        t.dport.to_be(),
+        t.proto,
+    )
 }
 
 pub fn key_tuple(k: &CtKey) -> Tuple {

@@ -47,14 +47,13 @@ impl Tuple6 {
 
     /// The CT key a packet with this tuple is looked up by.
     pub fn key(&self) -> CtKey<Ip6> {
-        CtKey {
-            src_ip: Ip6::from_octets(self.src),
-            dst_ip: Ip6::from_octets(self.dst),
-            src_port: self.sport.to_be(),
-            dst_port: self.dport.to_be(),
-            proto: self.proto,
-            _pad: [0; 3],
-        }
+        CtKey::new(
+            Ip6::from_octets(self.src),
+            Ip6::from_octets(self.dst),
+            self.sport.to_be(),
+            self.dport.to_be(),
+            self.proto,
+        )
     }
 }
 

@@ -1,7 +1,7 @@
 //! `bpfnet endpoint add` and `del`: the registered endpoints in `State`.
 use std::net::IpAddr;
 
-use common::Ip6;
+use common::{Be32, Ip6};
 use tracing::info;
 
 use crate::{
@@ -57,8 +57,8 @@ impl Daemon {
                 return Err(Invalid::GivenTwice { addr }.into());
             }
             let claimable = match addr {
-                IpAddr::V4(a) => self.dp.maps.claimable(u32::from_ne_bytes(a.octets())),
-                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from_octets(a.octets())),
+                IpAddr::V4(a) => self.dp.maps.claimable(Be32::from(a).raw()),
+                IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from(a)),
             };
             if !claimable {
                 return Err(Invalid::Unclaimable { addr }.into());

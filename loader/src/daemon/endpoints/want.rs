@@ -3,7 +3,7 @@
 //! bindings the datapath learned from a veth's first packet.
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Endpoint, Ip6, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port};
+use common::{Be32, Endpoint, Ip6, PORT_ENFORCE, PORT_NO_ICC, PORT_V6, Port};
 
 use crate::endpoint::EndpointSpec;
 
@@ -36,8 +36,8 @@ pub(in crate::daemon) struct Want {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(in crate::daemon) struct Owner {
     mac: [u8; 6],
-    /// Its IPv4 (network order), when known.
-    ip: Option<u32>,
+    /// Its IPv4, when known.
+    ip: Option<Be32>,
     /// Whether every address it may send from is known (`PORT_ENFORCE`): its IPv4 one,
     /// or all of them when registered.
     enforce: bool,
@@ -65,18 +65,12 @@ pub(in crate::daemon) fn want(
                 index: ifindex,
                 bridge: network,
             }) => {
-                let ep = Endpoint {
-                    ifindex,
-                    network,
-                    mac: e.mac.0,
-                    flags: 0,
-                    _pad: 0,
-                };
+                let ep = Endpoint::new(ifindex, network, e.mac.0, 0);
                 if let Some(c) = e.ip {
-                    out.eps.insert(u32::from_ne_bytes(c.addr.octets()), ep);
+                    out.eps.insert(Be32::from(c.addr).raw(), ep);
                 }
                 for c in &e.ip6 {
-                    out.eps6.insert(Ip6::from_octets(c.addr.octets()), ep);
+                    out.eps6.insert(Ip6::from(c.addr), ep);
                 }
                 claimed.entry(ifindex).or_insert(e.mac.0);
             }
@@ -104,7 +98,7 @@ pub(in crate::daemon) fn want(
     for (&ip, ep) in out.eps.iter().chain(learned.iter()) {
         owners.entry(ep.ifindex).or_insert(Owner {
             mac: ep.mac,
-            ip: Some(ip),
+            ip: Some(Be32::from_raw(ip)),
             enforce: true,
             v6: false,
         });
@@ -158,7 +152,7 @@ pub(in crate::daemon) fn port(network: u32, bridge: Bridge, owner: Option<Owner>
         flags,
         bridge_mac: bridge.mac,
         mac: o.mac,
-        ip: o.ip.unwrap_or(0),
+        ip: o.ip.unwrap_or(Be32::ZERO),
     }
 }
 
@@ -203,22 +197,16 @@ mod tests {
 
     fn v4(s: &str) -> u32 {
         let a: std::net::Ipv4Addr = s.parse().expect("an IPv4 address in the test");
-        u32::from_ne_bytes(a.octets())
+        Be32::from(a).raw()
     }
 
     fn v6(s: &str) -> Ip6 {
         let a: std::net::Ipv6Addr = s.parse().expect("an IPv6 address in the test");
-        Ip6::from_octets(a.octets())
+        Ip6::from(a)
     }
 
     fn learned_on(ifindex: u32, mac: u8) -> Endpoint {
-        Endpoint {
-            ifindex,
-            network: BR,
-            mac: [2, 0, 0, 0, 9, mac],
-            flags: EP_LEARNED,
-            _pad: 0,
-        }
+        Endpoint::new(ifindex, BR, [2, 0, 0, 0, 9, mac], EP_LEARNED)
     }
 
     #[test]
@@ -238,11 +226,11 @@ mod tests {
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6, "every address is known");
         assert_eq!(
             (p.ip, p.mac, p.bridge_mac),
-            (v4("172.17.0.4"), [2, 0, 0, 0, 1, 4], BR_MAC)
+            (Be32::from_raw(v4("172.17.0.4")), [2, 0, 0, 0, 1, 4], BR_MAC)
         );
         // A veth nobody registered binds its first packet's addresses.
         let free = w.ports[&12];
-        assert_eq!((free.flags, free.ip, free.mac), (0, 0, [0; 6]));
+        assert_eq!((free.flags, free.ip, free.mac), (0, Be32::ZERO, [0; 6]));
         assert!(w.waiting.is_empty());
     }
 
@@ -272,7 +260,7 @@ mod tests {
         );
         let p = w.ports[&11];
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6 | PORT_NO_ICC);
-        assert_eq!(p.ip, 0, "it may send no IPv4 at all");
+        assert_eq!(p.ip, Be32::ZERO, "it may send no IPv4 at all");
         assert!(w.eps.is_empty());
     }
 
@@ -309,6 +297,6 @@ mod tests {
         assert_eq!(w.eps6.len(), 1);
         let p = w.ports[&12];
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6);
-        assert_eq!((p.ip, p.mac), (v4("172.17.0.7"), [2, 0, 0, 0, 9, 7]));
+        assert_eq!((p.ip, p.mac), (Be32::from_raw(v4("172.17.0.7")), [2, 0, 0, 0, 9, 7]));
     }
 }

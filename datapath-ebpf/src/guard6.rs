@@ -1,5 +1,5 @@
-//! IPv6: the header chain walked to the upper layer (`walk`, `parse6`), and what a
-//! container's IPv6 frame must pass before the family-generic path routes it.
+//! A container's IPv6 frame, checked before the family-generic path routes it (IPv4's
+//! checks are `l2.rs`'s); the header chain is `parse6`'s.
 //!
 //! Anti-spoofing, as for IPv4: a frame's source address must be one its port's endpoint
 //! owns (registered, or bound from the port's first IPv6 packet when it lies in the
@@ -10,63 +10,33 @@
 //!
 //! The router's own messages are the host's to send: a container's router advertisement
 //! or redirect would make its neighbours (and a host that accepts advertisements on the
-//! bridge) route their IPv6 through it (CVE-2020-13401). The header chain is walked to
-//! the upper-layer header, as RA-Guard evasion hides it behind extension headers or in
-//! fragments (RFC 7113): neighbour discovery must not come fragmented (RFC 6980), a first
-//! fragment must hold the whole chain (RFC 7112), and a chain longer than bpfnet walks is
-//! refused, not guessed at.
+//! bridge) route their IPv6 through it (CVE-2020-13401). They are found behind any
+//! extension headers (`parse6::walk`), and neighbour discovery must not come fragmented
+//! (RFC 6980).
 use aya_ebpf::programs::TcContext;
 use common::{Ip6, PORT_V6, Reason};
 
 use crate::{
     container,
     family::stage,
+    isolation,
     l2::{self, L2},
     maps::endpoint6,
-    parse::{
-        self, ETH_HLEN, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled,
+    parse::{ETH_HLEN, Frag, Packet, read},
+    parse6::{
+        Chain, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERT,
+        ICMPV6_ROUTER_SOLICIT, NEXT_ICMPV6, packet, walk,
     },
     stats::verdict,
 };
 
-const IPV6_HLEN: usize = 40;
-const NEXT_HOP_BY_HOP: u8 = 0;
-const NEXT_ROUTING: u8 = 43;
-const NEXT_FRAGMENT: u8 = 44;
-const NEXT_DEST_OPTS: u8 = 60;
-const NEXT_ICMPV6: u8 = 58;
-/// Extension headers walked before the upper-layer header; more is refused.
-const MAX_EXT_HEADERS: usize = 6;
-
-const ICMPV6_ROUTER_SOLICIT: u8 = 133;
-const ICMPV6_ROUTER_ADVERT: u8 = 134;
-const ICMPV6_NEIGH_SOLICIT: u8 = 135;
-const ICMPV6_NEIGH_ADVERT: u8 = 136;
-const ICMPV6_REDIRECT: u8 = 137;
 /// Neighbour discovery options naming a link-layer address (RFC 4861 4.6.1).
 const ND_OPT_SOURCE_LL: u8 = 1;
 const ND_OPT_TARGET_LL: u8 = 2;
+
 /// Options walked in a solicitation or advertisement (real ones carry one or two);
 /// more is refused.
 const MAX_ND_OPTS: usize = 4;
-
-/// What an IPv6 header chain says, walked to its upper-layer header.
-pub struct Chain {
-    pub src: Ip6,
-    pub dst: Ip6,
-    pub hop_limit: u8,
-    /// Where the IPv6 payload ends in the frame.
-    pub end: usize,
-    /// The upper-layer protocol, and where its header starts.
-    pub next: u8,
-    pub l4_off: usize,
-    /// A fragment header was walked (`Frag::Later`: the upper layer is not here), and
-    /// its identification (network order).
-    pub frag: Frag,
-    pub frag_id: u32,
-    /// ICMPv6 type of a message whose header is here (0 otherwise).
-    pub icmp: u8,
-}
 
 /// `from_container`'s verdict on an IPv6 frame: the router's messages and neighbour
 /// discovery checked, the source checked; switched within its network, passed to the
@@ -127,153 +97,14 @@ fn switched(ctx: &TcContext, l2: &L2, c: &Chain) -> Result<&'static mut Packet<I
     if !link {
         return packet(ctx, ETH_HLEN, c).map_err(|reason| verdict(ctx, reason));
     }
-    let own = container::own_flags(l2, &c.src);
-    if let Some(v) = container::switched(ctx, l2, &c.dst, own) {
+    let own = isolation::own_flags(l2, &c.src);
+    if let Some(v) = isolation::switched(ctx, l2, &c.dst, own) {
         return Err(v);
     }
     if l2.dst_mac[0] & 1 != 0 {
         return Err(l2::flood(ctx, l2));
     }
     Err(l2::forward_switched(ctx, l2, &c.dst))
-}
-
-/// The summary of an IPv6 packet off an uplink for the family-generic path, or why it
-/// is dropped (`Pass`: not IPv6). A neighbour advertisement for a local endpoint's
-/// address is `drop-neigh-spoof`: from outside it would take the endpoint's traffic.
-#[inline(always)]
-pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>, Reason> {
-    if l3_proto(ctx, l3_off) != Some(ETH_P_IPV6) {
-        return Err(Reason::Pass);
-    }
-    let chain = walk(ctx, l3_off)?;
-    if chain.icmp == ICMPV6_NEIGH_ADVERT {
-        // Type, code, checksum, flags and reserved: 8 bytes; the target: 16.
-        let target = read::<Ip6, _>(ctx, chain.l4_off + 8).ok_or(Reason::DropMalformed)?;
-        if endpoint6(&target).is_some() {
-            return Err(Reason::DropNeighSpoof);
-        }
-    }
-    packet(ctx, l3_off, &chain)
-}
-
-/// The summary of the packet whose chain is `c`, its L4 header read.
-#[inline(always)]
-fn packet(ctx: &TcContext, l3_off: usize, c: &Chain) -> Result<&'static mut Packet<Ip6>, Reason> {
-    // The summary keeps offsets in a byte: a longer chain of extension headers is not
-    // translated. A chain that runs past the payload (into the frame's padding) is
-    // malformed: its upper layer is not the packet's.
-    if c.l4_off > usize::from(u8::MAX) || c.l4_off > c.end {
-        return Err(Reason::DropMalformed);
-    }
-    let p = &mut crate::maps::scratch().ok_or(Reason::DropMalformed)?.v6.pkt;
-    *p = Packet {
-        l3: l3_off as u8,
-        l4: c.l4_off as u8,
-        ip_end: c.end as u32,
-        src_ip: c.src,
-        dst_ip: c.dst,
-        proto: c.next,
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        tcp_win: 0,
-        tcp_hlen: 0,
-        payload_len: 0,
-        ip_id: 0,
-        frag_id: c.frag_id,
-        ttl: c.hop_limit,
-        df: true,
-        frag: c.frag,
-        icmp: Icmp::No,
-    };
-    if c.frag != Frag::Later {
-        parse::l4(ctx, p, c.end - c.l4_off)?;
-    }
-    Ok(p)
-}
-
-/// Walk the header chain from `l3_off` to the upper-layer header.
-#[inline(always)]
-pub fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
-    let Some(fixed) = read_pulled::<Fixed, _>(ctx, l3_off) else {
-        return Err(Reason::DropMalformed);
-    };
-    if fixed.ver >> 4 != 6 {
-        return Err(Reason::DropMalformed);
-    }
-    let payload = usize::from(u16::from_be(fixed.payload_len));
-    let frame = (ctx.len() as usize).saturating_sub(l3_off + IPV6_HLEN);
-    // Payload length 0 is how BIG TCP GSO packets say "see skb->len"; nothing else may.
-    let payload = if payload == 0 && ctx.is_gso() {
-        frame
-    } else if payload == 0 || payload > frame {
-        return Err(Reason::DropMalformed);
-    } else {
-        payload
-    };
-    if matches!(
-        fixed.next,
-        NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_FRAGMENT | NEXT_DEST_OPTS
-    ) {
-        // The chain is read in place below: make its headers linear first, as far as a
-        // chain the summary can hold reaches (pulling in the loop would leave the
-        // verifier offsets it cannot follow).
-        let want = (l3_off + usize::from(u8::MAX) + 8).min(ctx.len() as usize);
-        ctx.pull(want as u32);
-    }
-    let mut c = Chain {
-        src: fixed.src,
-        dst: fixed.dst,
-        hop_limit: fixed.hop_limit,
-        end: l3_off + IPV6_HLEN + payload,
-        next: fixed.next,
-        l4_off: l3_off + IPV6_HLEN,
-        frag: Frag::None,
-        frag_id: 0,
-        icmp: 0,
-    };
-    // Each extension header, then the upper-layer header: one more step than headers.
-    for _ in 0..=MAX_EXT_HEADERS {
-        let off = c.l4_off;
-        match c.next {
-            NEXT_HOP_BY_HOP | NEXT_ROUTING | NEXT_DEST_OPTS => {
-                let Some([nh, len]) = read::<[u8; 2], _>(ctx, off) else {
-                    return Err(Reason::DropMalformed);
-                };
-                c.next = nh;
-                c.l4_off = off + (usize::from(len) + 1) * 8;
-            }
-            NEXT_FRAGMENT => {
-                let Some([nh, _, hi, lo, id @ ..]) = read::<[u8; 8], _>(ctx, off) else {
-                    return Err(Reason::DropMalformed);
-                };
-                c.next = nh;
-                c.l4_off = off + 8;
-                c.frag_id = u32::from_ne_bytes(id);
-                if u16::from_be_bytes([hi, lo]) & 0xfff8 != 0 {
-                    // A later fragment: its first fragment was judged with the chain.
-                    c.frag = Frag::Later;
-                    return Ok(c);
-                }
-                c.frag = Frag::First;
-            }
-            NEXT_ICMPV6 => {
-                // Type and code: a one-byte read at a variable offset compiles to a
-                // bounds check the verifier cannot follow (`ptr >= end`).
-                let Some([kind, _code]) = read::<[u8; 2], _>(ctx, off) else {
-                    // The chain does not end in this (first) fragment.
-                    return Err(Reason::DropMalformed);
-                };
-                c.icmp = kind;
-                return Ok(c);
-            }
-            // The upper layer (or no next header).
-            _ => return Ok(c),
-        }
-    }
-    Err(Reason::DropMalformed)
 }
 
 /// What only a router may say, from a container: a router advertisement or redirect,
@@ -287,19 +118,6 @@ fn guard(c: &Chain) -> Result<(), Reason> {
         }
         _ => Ok(()),
     }
-}
-
-/// The fixed IPv6 header.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct Fixed {
-    ver: u8,
-    _class_flow: [u8; 3],
-    payload_len: u16,
-    next: u8,
-    hop_limit: u8,
-    src: Ip6,
-    dst: Ip6,
 }
 
 /// Whether the frame's sender owns `ip`: the link-local address of its MAC, or an

@@ -13,22 +13,25 @@ use common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 
 use crate::{
     csum::fold,
+    hdr::{ICMP_CSUM, ICMP_HLEN, IP_CSUM, IP_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr},
     parse::{ICMP_TIME_EXCEEDED, Packet},
     ratelimit,
     stats::{count, verdict},
 };
 
 /// The new IPv4 header and the ICMP header in front of the quoted packet.
-const ROOM: usize = 20 + 8;
-/// The most an IPv4 header and 8 bytes of payload can take.
-const MAX_QUOTE: usize = 60 + 8;
+const ROOM: usize = IP_HLEN + ICMP_HLEN;
+/// What an error quotes after the packet's header: the first 8 bytes of its payload.
+const QUOTED_PAYLOAD: usize = 8;
+/// The most an IPv4 header (with options) and the quoted payload can take.
+const MAX_QUOTE: usize = 60 + QUOTED_PAYLOAD;
 
 /// The one's-complement sum of `len` bytes (even, at most an ICMP header and a quote)
 /// at `off`.
 #[inline(always)]
 fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
     let mut s = 0u32;
-    for i in 0..(8 + MAX_QUOTE) / 2 {
+    for i in 0..(ICMP_HLEN + MAX_QUOTE) / 2 {
         if 2 * i >= len {
             break;
         }
@@ -41,17 +44,17 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
 /// Turn `p` (untranslated, arrived from outside with its TTL ending here) into the
 /// time-exceeded error its sender gets from the host, and send it back.
 #[inline(always)]
-pub fn time_exceeded(ctx: &TcContext, p: &Packet) -> i32 {
+pub fn answer(ctx: &TcContext, p: &Packet) -> i32 {
     if !ratelimit::allow(p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }
     send_back(ctx, build(ctx, p))
 }
 
-/// `time_exceeded` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
+/// `answer` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
 /// header and the 8 bytes after it.
 #[inline(always)]
-pub fn time_exceeded6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
+pub fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
     if !ratelimit::allow6(&p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }
@@ -102,32 +105,54 @@ fn turn_around(ctx: &TcContext, l3: usize, room: usize, quote: usize) -> Result<
 fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
     let l3 = p.l3_off();
     let ihl = p.l4_off() - l3;
-    let quote = (ihl + 8).min(p.end() - l3);
+    let quote = (ihl + QUOTED_PAYLOAD).min(p.end() - l3);
     if !quote.is_multiple_of(2) || quote > MAX_QUOTE {
         return Err(Reason::DropTtl);
     }
     turn_around(ctx, l3, ROOM, quote)?;
-    let tot = ((ROOM + quote) as u16).to_be_bytes();
-    let mut ip = [0u8; 20];
-    ip[..12].copy_from_slice(&[0x45, 0xc0, tot[0], tot[1], 0, 0, 0, 0, 64, PROTO_ICMP, 0, 0]);
-    ip[12..16].copy_from_slice(&p.dst_ip.to_ne_bytes());
-    ip[16..20].copy_from_slice(&p.src_ip.to_ne_bytes());
+    // Version 4, no options; precedence "internetwork control", as the kernel's.
+    let ip = Ipv4Hdr {
+        ver_ihl: 0x45,
+        tos: 0xc0,
+        tot_len: ((ROOM + quote) as u16).to_be(),
+        id: 0,
+        frag_off: 0,
+        ttl: 64,
+        proto: PROTO_ICMP,
+        check: 0,
+        // From the address the packet was sent to, back to its sender.
+        src: p.dst_ip,
+        dst: p.src_ip,
+    };
     ctx.store(l3, &ip, 0).map_err(|_| Reason::DropRewrite)?;
-    let ip_sum = fold(sum(ctx, l3, 20)?);
-    ctx.store(l3 + 10, &ip_sum.to_be_bytes(), 0)
+    let ip_sum = fold(sum(ctx, l3, IP_HLEN)?);
+    ctx.store(l3 + IP_CSUM, &ip_sum.to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)?;
-    let icmp = [ICMP_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
-    ctx.store(l3 + 20, &icmp, 0)
+    let l4 = l3 + IP_HLEN;
+    ctx.store(l4, &time_exceeded_hdr(ICMP_TIME_EXCEEDED), 0)
         .map_err(|_| Reason::DropRewrite)?;
-    let icmp_sum = fold(sum(ctx, l3 + 20, 8 + quote)?);
-    ctx.store(l3 + 22, &icmp_sum.to_be_bytes(), 0)
+    let icmp_sum = fold(sum(ctx, l4, ICMP_HLEN + quote)?);
+    ctx.store(l4 + ICMP_CSUM, &icmp_sum.to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)
 }
 
+/// An ICMP (ICMPv6) time-exceeded header of type `kind`, code 0, its checksum 0 until
+/// computed.
+#[inline(always)]
+fn time_exceeded_hdr(kind: u8) -> IcmpHdr {
+    IcmpHdr {
+        kind,
+        code: 0,
+        check: 0,
+        id: 0,
+        seq: 0,
+    }
+}
+
 /// The new IPv6 header and the ICMPv6 header in front of the quoted packet.
-const ROOM6: usize = 40 + 8;
+const ROOM6: usize = IPV6_HLEN + ICMP_HLEN;
 /// The quote: the IPv6 header and 8 bytes.
-const QUOTE6: usize = 40 + 8;
+const QUOTE6: usize = IPV6_HLEN + QUOTED_PAYLOAD;
 /// ICMPv6 time exceeded, code 0: hop limit exceeded in transit.
 const ICMPV6_TIME_EXCEEDED: u8 = 3;
 
@@ -139,17 +164,21 @@ fn build6(ctx: &TcContext, p: &Packet<Ip6>) -> Result<(), Reason> {
         return Err(Reason::DropTtl);
     }
     turn_around(ctx, l3, ROOM6, quote)?;
-    let len = (8 + quote) as u16;
-    let head: [u8; 8] = {
-        let l = len.to_be_bytes();
-        [0x60, 0, 0, 0, l[0], l[1], PROTO_ICMPV6, 64]
+    let len = (ICMP_HLEN + quote) as u16;
+    let ip = Ipv6Hdr {
+        // Version 6, traffic class and flow label 0.
+        ver: 0x60,
+        class_flow: [0; 3],
+        payload_len: len.to_be(),
+        next: PROTO_ICMPV6,
+        hop_limit: 64,
+        // From the address the packet was sent to, back to its sender.
+        src: p.dst_ip,
+        dst: p.src_ip,
     };
-    ctx.store(l3, &head, 0).map_err(|_| Reason::DropRewrite)?;
-    // From the address the packet was sent to, back to its sender.
-    ctx.store(l3 + 8, &[p.dst_ip, p.src_ip], 0)
-        .map_err(|_| Reason::DropRewrite)?;
-    let icmp = [ICMPV6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
-    ctx.store(l3 + 40, &icmp, 0)
+    ctx.store(l3, &ip, 0).map_err(|_| Reason::DropRewrite)?;
+    let l4 = l3 + IPV6_HLEN;
+    ctx.store(l4, &time_exceeded_hdr(ICMPV6_TIME_EXCEEDED), 0)
         .map_err(|_| Reason::DropRewrite)?;
     // The pseudo-header (both addresses, the length, the next header), then the message.
     let mut pseudo = u32::from(len) + u32::from(PROTO_ICMPV6);
@@ -160,7 +189,7 @@ fn build6(ctx: &TcContext, p: &Packet<Ip6>) -> Result<(), Reason> {
             pseudo += u32::from(u16::from_be_bytes([b[2], b[3]]));
         }
     }
-    let total = pseudo + sum(ctx, l3 + 40, 8 + quote)?;
-    ctx.store(l3 + 42, &fold(total).to_be_bytes(), 0)
+    let total = pseudo + sum(ctx, l4, ICMP_HLEN + quote)?;
+    ctx.store(l4 + ICMP_CSUM, &fold(total).to_be_bytes(), 0)
         .map_err(|_| Reason::DropRewrite)
 }
