@@ -38,10 +38,7 @@ pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
             IpAddr::V4(addr) => {
                 let net = net::network(addr, len);
                 let first = net.map_or(addr, |n| n.addr());
-                want.insert(
-                    (u32::from(len), Be32::from(first).raw()),
-                    network,
-                );
+                want.insert((u32::from(len), Be32::from(first).raw()), network);
                 for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
                     want.insert((32, Be32::from(edge).raw()), edge_of(network));
                 }

@@ -297,6 +297,9 @@ mod tests {
         assert_eq!(w.eps6.len(), 1);
         let p = w.ports[&12];
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6);
-        assert_eq!((p.ip, p.mac), (Be32::from_raw(v4("172.17.0.7")), [2, 0, 0, 0, 9, 7]));
+        assert_eq!(
+            (p.ip, p.mac),
+            (Be32::from_raw(v4("172.17.0.7")), [2, 0, 0, 0, 9, 7])
+        );
     }
 }
