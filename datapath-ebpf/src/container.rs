@@ -11,16 +11,18 @@ use common::{
 };
 
 use crate::{
-    cluster, ct, datapath_log,
+    cluster,
+    ct::{self, From},
+    datapath_log,
     family::{Family, stage},
     frag,
     fwd::{self, Next, Route},
     guard6, hop,
-    icmp::{self, From},
+    icmp::{self, Quote},
     isolation,
     l2::{self, L2},
     log,
-    maps::{JUMP, iface_role, scratch_or_drop},
+    maps::{JUMP, iface_role, scratch_or},
     nat::{self, New},
     parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     stats::{count, verdict},
@@ -70,7 +72,7 @@ pub fn handle6(ctx: &TcContext) -> i32 {
 /// An IP packet of either family whose source checked out: tracked flows, then a new
 /// flow's first packet.
 #[inline(always)]
-pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
+pub fn ip<A: Quote>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
     if p.ttl <= 1 && l2.routed() {
         // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
         return verdict(ctx, Reason::TtlExpired);
@@ -122,7 +124,7 @@ pub fn ip<A: Family>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
 /// across a call.
 #[inline(always)]
 fn out<A: Family>() -> Result<&'static mut CtKey<A>, Reason> {
-    scratch_or_drop().map(|s| &mut A::work(s).out)
+    scratch_or(Reason::DropMalformed).map(|s| &mut A::work(s).out)
 }
 
 /// A tracked packet's flow entry (None inside: it has just moved tables), its tuple in

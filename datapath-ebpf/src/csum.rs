@@ -3,14 +3,8 @@
 //! checksum, which no offload touches, is computed here on the raw words as stored
 //! (one's-complement sums do not depend on byte order), and written in place with the
 //! field it covers: a header that stays valid leaves `skb->csum` valid too.
-use aya_ebpf::{bindings::BPF_F_MARK_MANGLED_0, programs::TcContext};
-use common::{PROTO_TCP, PROTO_UDP, Reason};
-
-use crate::{
-    family::Family,
-    hdr::{ICMP_CSUM, TCP_CSUM, UDP_CSUM},
-    parse::{Frag, Packet, read},
-};
+//! Arithmetic only, on no packet: the lowest layer with `hdr`, importing nothing of the
+//! crate (the L4 fix of a NAT rewrite, which needs the family, is `nat::rewrite`'s).
 
 /// Fold a 32-bit one's-complement sum and complement it.
 #[inline(always)]
@@ -63,54 +57,4 @@ pub fn ipv6_flag() -> u64 {
     // SAFETY: a read of a constant the loader may set before loading; volatile so the
     // compiler does not fold its initial value in.
     unsafe { core::ptr::read_volatile(&CSUM_IPV6_FLAG) }
-}
-
-/// The L4 checksum to fix: offset, extra helper flags, whether it covers the IP
-/// addresses (pseudo-header). None: a later fragment or a UDP datagram without one.
-#[inline(always)]
-fn l4_csum<A: Family>(
-    ctx: &TcContext,
-    p: &Packet<A>,
-) -> Result<Option<(usize, u64, bool)>, Reason> {
-    if p.frag == Frag::Later {
-        return Ok(None);
-    }
-    match p.proto {
-        PROTO_TCP => Ok(Some((p.l4_off() + TCP_CSUM, 0, true))),
-        // ICMPv6's sum covers the pseudo-header, ICMP's does not.
-        proto if proto == A::PROTO_ICMP => Ok(Some((p.l4_off() + ICMP_CSUM, 0, A::ICMP_PSEUDO))),
-        PROTO_UDP => {
-            let off = p.l4_off() + UDP_CSUM;
-            let csum: u16 = read(ctx, off).ok_or(Reason::DropRewrite)?;
-            // UDP checksum 0 means "none": keep it 0, and never let an update produce 0.
-            Ok((csum != 0).then_some((off, u64::from(BPF_F_MARK_MANGLED_0), true)))
-        }
-        // Other protocols: only the IPv4 header's sum covers what NAT changes (nothing,
-        // in IPv6).
-        _ => Ok(None),
-    }
-}
-
-/// Fix the L4 checksum for an address change `old_ip → new_ip` and a port change
-/// `old_port → new_port` (all raw network-order values). Call before storing the bytes;
-/// the IPv4 header is `Family::set_addr`'s.
-#[inline(always)]
-pub fn update_l4<A: Family>(
-    ctx: &TcContext,
-    p: &Packet<A>,
-    old_ip: &A,
-    new_ip: &A,
-    old_port: u16,
-    new_port: u16,
-) -> Result<(), Reason> {
-    if let Some((off, extra, pseudo)) = l4_csum(ctx, p)? {
-        if pseudo && !old_ip.same(new_ip) {
-            A::l4_addr_csum(ctx, off, old_ip, new_ip, extra)?;
-        }
-        if old_port != new_port {
-            ctx.l4_csum_replace(off, u64::from(old_port), u64::from(new_port), extra | 2)
-                .map_err(|_| Reason::DropRewrite)?;
-        }
-    }
-    Ok(())
 }

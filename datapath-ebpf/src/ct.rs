@@ -22,13 +22,21 @@ use common::{
 use crate::{
     cluster,
     family::Family,
-    icmp::From,
-    maps::{CLOCK, Work, scratch},
+    maps::{CLOCK, Work, scratch, scratch_or},
     parse::Packet,
     quota::{self, Use},
     stats::count_flow,
     tcp,
 };
+
+/// Which side a packet came from. For an ICMP error it bounds what the error may quote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum From {
+    /// A container: it can only report a packet it received itself.
+    Container,
+    /// The outside: the flow's peer or a router on its path.
+    Uplink,
+}
 
 /// Which table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -359,7 +367,7 @@ pub fn stage<A: Family>(
     if A::endpoint(responder).is_some() {
         f = (f & !(u16::from(CT_SIDE) << 8)) | both(CT_REPLY_LOCAL) | u16::from(CT_SIDE_VETH) << 8;
     }
-    let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
+    let s = A::work(scratch_or(Reason::DropCtInsert)?);
     let now = now();
     s.ck = key_of(p);
     let [fwd, rev] = f.to_le_bytes();
@@ -409,7 +417,7 @@ fn tunnel_prefix<A: Family>(ip: &A) -> bool {
 /// The staged forward entry, leaving as `to`.
 #[inline(always)]
 fn staged<A: Family>(to: &CtKey<A>) -> Result<&'static mut Work<A>, Reason> {
-    let s = A::work(scratch().ok_or(Reason::DropCtInsert)?);
+    let s = A::work(scratch_or(Reason::DropCtInsert)?);
     s.fwd.src_ip = to.src_ip;
     s.fwd.dst_ip = to.dst_ip;
     s.fwd.src_port = to.src_port;

@@ -15,10 +15,8 @@ use common::{
 use crate::{
     csum::{self, replace16},
     hdr::{IP_CSUM, IP_DST, IP_SRC, IP_TTL, IPV6_DST, IPV6_NEXT, IPV6_SRC},
-    icmp::{self, Quoted},
     maps::{self, Scratch, Work},
     parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
-    time_exceeded,
 };
 
 const AF_INET: u8 = 2;
@@ -102,20 +100,6 @@ pub trait Family: Addr {
     fn frags() -> &'static LruHashMap<Self::FragKey, FragPorts>;
     fn frag_key(p: &Packet<Self>) -> Self::FragKey;
 
-    /// An ICMP error's quoted packet (None: nothing bpfnet translates).
-    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>>;
-    /// Replace an address of an ICMP error's quoted header (`src`: its source), with
-    /// the checksums that cover it.
-    fn replace_quoted_addr(
-        ctx: &TcContext,
-        icmp_csum: usize,
-        q: &Quoted<Self>,
-        src: bool,
-        old: &Self,
-        new: &Self,
-    ) -> Result<(), Reason>;
-    /// The verdict on a packet from outside whose TTL ends at the host.
-    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
     /// Whether the path's stages run behind BPF-to-BPF calls (`stage!`): IPv6's 40-byte
     /// tuples would take the whole path past the 512-byte stack inlined, where each
     /// call's frame holds only its stage's. IPv4's stay inlined (no call per packet).
@@ -286,27 +270,6 @@ impl Family for u32 {
     fn frag_key(p: &Packet<Self>) -> FragKey {
         FragKey::new(p.src_ip, p.dst_ip, Be16::from_raw(p.ip_id), p.proto)
     }
-    #[inline(always)]
-    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
-        icmp::quoted(ctx, p)
-    }
-    #[inline(always)]
-    fn replace_quoted_addr(
-        ctx: &TcContext,
-        icmp_csum: usize,
-        q: &Quoted<Self>,
-        src: bool,
-        old: &Self,
-        new: &Self,
-    ) -> Result<(), Reason> {
-        let off = q.ip_off + if src { 12 } else { 16 };
-        icmp::replace_addr(ctx, icmp_csum, q.ip_off, off, *old, *new)
-    }
-
-    #[inline(always)]
-    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
-        time_exceeded::answer(ctx, p)
-    }
 }
 
 impl Family for Ip6 {
@@ -452,26 +415,6 @@ impl Family for Ip6 {
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey6 {
         FragKey6::new(p.src_ip, p.dst_ip, Be32::from_raw(p.frag_id), p.proto)
-    }
-
-    #[inline(always)]
-    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
-        icmp::quoted6(ctx, p)
-    }
-    #[inline(always)]
-    fn replace_quoted_addr(
-        ctx: &TcContext,
-        icmp_csum: usize,
-        q: &Quoted<Self>,
-        src: bool,
-        old: &Self,
-        new: &Self,
-    ) -> Result<(), Reason> {
-        icmp::replace_addr6(ctx, icmp_csum, q, src, old, new)
-    }
-    #[inline(always)]
-    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
-        time_exceeded::answer6(ctx, p)
     }
 }
 

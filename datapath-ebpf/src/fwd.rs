@@ -67,6 +67,8 @@ pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option
         });
     }
     let via = node.map_or(Be32::ZERO, |c| c.node);
+    // The lookup's parameter block is the scratch space: without it (`maps::scratch_or`),
+    // no route.
     let fib = &mut scratch()?.fib;
     // SAFETY: an all-zero bpf_fib_lookup is a valid value of this plain C struct.
     *fib = unsafe { core::mem::zeroed() };

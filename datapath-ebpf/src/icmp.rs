@@ -2,17 +2,19 @@
 //! big, time exceeded, parameter problem) about a translated flow: the embedded header
 //! is translated back the way its packet was, and the outer header is pointed at the
 //! endpoint that sent that packet. The quote is read and its addresses rewritten per
-//! family (`quoted`, `quoted6`, `Family::rewrite_quoted_addr`); the rest is shared.
+//! family (`Quote`: `quoted`, `quoted6`, `replace_addr`, `replace_addr6`); the rest is
+//! shared. An upper layer: it looks the quoted flow up (`ct`), rewrites (`nat`) and
+//! forwards (`fwd`); below it nothing imports it.
 use aya_ebpf::programs::TcContext;
 use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
-    ct,
+    ct::{self, From},
     family::{Family, stage},
     fwd,
     hdr::{
-        ICMP_CSUM, ICMP_HLEN, ICMP_ID, IP_CSUM, IP_HLEN, IPV6_DST, IPV6_HLEN, IPV6_SRC, Ipv4Hdr,
-        L4_DST_PORT,
+        ICMP_CSUM, ICMP_HLEN, ICMP_ID, IP_CSUM, IP_DST, IP_HLEN, IP_SRC, IPV6_DST, IPV6_HLEN,
+        IPV6_SRC, Ipv4Hdr, L4_DST_PORT,
     },
     nat,
     parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Packet},
@@ -68,7 +70,7 @@ fn quoted_ports<A>(
 /// An ICMPv6 error's quote: an IPv6 header (no extension headers: nothing bpfnet
 /// translates carries them) and the first 8 bytes of its upper layer.
 #[inline(always)]
-pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
+fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
     let ip_off = p.l4_off() + ICMP_HLEN;
     let [ver, _, _, _, _, _, next, _]: [u8; 8] = ctx.load(ip_off).ok()?;
     let l4 = ip_off + IPV6_HLEN;
@@ -95,7 +97,7 @@ pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
 /// Replace an address of the quoted IPv6 header (`src`: the source), keeping the ICMPv6
 /// checksum, which covers it, right (the quoted header has no checksum of its own).
 #[inline(always)]
-pub fn replace_addr6(
+fn replace_addr6(
     ctx: &TcContext,
     icmp_csum: usize,
     q: &Quoted<Ip6>,
@@ -114,7 +116,7 @@ pub fn replace_addr6(
 }
 
 #[inline(always)]
-pub fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
+fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
     let ip_off = p.l4_off() + ICMP_HLEN;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
@@ -158,7 +160,7 @@ fn replace(
 /// Replace an address of the quoted IPv4 header: its own checksum, the ICMP checksum
 /// (which covers both the address and that checksum) and the bytes.
 #[inline(always)]
-pub fn replace_addr(
+fn replace_addr(
     ctx: &TcContext,
     icmp_csum: usize,
     ip_off: usize,
@@ -179,13 +181,59 @@ pub fn replace_addr(
     replace(ctx, icmp_csum, off, old, new, 4)
 }
 
-/// Who sent an ICMP error, which bounds what it may quote.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum From {
-    /// A container: it can only report a packet it received itself.
-    Container,
-    /// The outside: the flow's peer or a router on its path.
-    Uplink,
+/// What differs between ICMP and ICMPv6 errors: where the quote lies, how its addresses
+/// are replaced. A trait of its own, not a part of `Family`, so `family` (below this
+/// module) imports nothing of ICMP.
+pub trait Quote: Family {
+    /// An ICMP error's quoted packet (None: nothing bpfnet translates).
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>>;
+    /// Replace an address of an ICMP error's quoted header (`src`: its source), with
+    /// the checksums that cover it.
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason>;
+}
+
+impl Quote for u32 {
+    #[inline(always)]
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
+        quoted(ctx, p)
+    }
+    #[inline(always)]
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        let off = q.ip_off + if src { IP_SRC } else { IP_DST };
+        replace_addr(ctx, icmp_csum, q.ip_off, off, *old, *new)
+    }
+}
+
+impl Quote for Ip6 {
+    #[inline(always)]
+    fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
+        quoted6(ctx, p)
+    }
+    #[inline(always)]
+    fn replace_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        q: &Quoted<Self>,
+        src: bool,
+        old: &Self,
+        new: &Self,
+    ) -> Result<(), Reason> {
+        replace_addr6(ctx, icmp_csum, q, src, old, new)
+    }
 }
 
 /// An ICMP error about a translated flow: translated and delivered. None: it quotes no
@@ -194,7 +242,7 @@ pub enum From {
 /// Its translation and its delivery are stages of their own (`stage!`): for IPv6, a
 /// cluster route's lookup and tunnel key would not fit one frame beside the quote's.
 #[inline(always)]
-pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
+pub fn handle_error<A: Quote>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
     if p.icmp != Icmp::Error {
         return None;
     }
@@ -207,7 +255,7 @@ pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -
 /// `handle_error`'s translation: None, not an error about a translated flow; Err, the
 /// verdict on a forged or untranslatable one.
 #[inline(always)]
-fn translate_error<A: Family>(
+fn translate_error<A: Quote>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     from: From,
@@ -230,7 +278,7 @@ fn translate_error<A: Family>(
 }
 
 #[inline(always)]
-fn rewrite<A: Family>(
+fn rewrite<A: Quote>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     q: &Quoted<A>,

@@ -345,7 +345,7 @@ pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Re
     }
     let frag_off = u16::from_be(ip.frag_off);
     let l3 = if tot_len != 0 { tot_len } else { l3_len };
-    let pkt = &mut crate::maps::scratch_or_drop()?.v4.pkt;
+    let pkt = &mut crate::maps::scratch_or(Reason::DropMalformed)?.v4.pkt;
     *pkt = Packet {
         l3: l3_off as u8,
         l4: (l3_off + ihl) as u8,

@@ -78,7 +78,7 @@ pub fn packet(
     if c.l4_off > usize::from(u8::MAX) || c.l4_off > c.end {
         return Err(Reason::DropMalformed);
     }
-    let p = &mut crate::maps::scratch_or_drop()?.v6.pkt;
+    let p = &mut crate::maps::scratch_or(Reason::DropMalformed)?.v6.pkt;
     *p = Packet {
         l3: l3_off as u8,
         l4: c.l4_off as u8,

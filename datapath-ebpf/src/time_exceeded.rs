@@ -9,7 +9,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_skb_change_tail},
     programs::TcContext,
 };
-use common::{Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
+use common::{Addr, Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 
 use crate::{
     csum::fold,
@@ -41,10 +41,30 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
     Ok(s)
 }
 
+/// The verdict on a packet from outside whose TTL ends at the host, per family: a trait
+/// of this module's, not a part of `Family`, so `family` (below) imports nothing of it.
+pub trait TimeExceeded: Addr {
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
+}
+
+impl TimeExceeded for u32 {
+    #[inline(always)]
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
+        answer(ctx, p)
+    }
+}
+
+impl TimeExceeded for Ip6 {
+    #[inline(always)]
+    fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
+        answer6(ctx, p)
+    }
+}
+
 /// Turn `p` (untranslated, arrived from outside with its TTL ending here) into the
 /// time-exceeded error its sender gets from the host, and send it back.
 #[inline(always)]
-pub fn answer(ctx: &TcContext, p: &Packet) -> i32 {
+fn answer(ctx: &TcContext, p: &Packet) -> i32 {
     if !ratelimit::allow(p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }
@@ -54,7 +74,7 @@ pub fn answer(ctx: &TcContext, p: &Packet) -> i32 {
 /// `answer` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
 /// header and the 8 bytes after it.
 #[inline(always)]
-pub fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
+fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
     if !ratelimit::allow6(&p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }

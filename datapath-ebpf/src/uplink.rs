@@ -14,16 +14,19 @@ use common::{
 };
 
 use crate::{
-    cluster, ct, datapath_log,
+    cluster,
+    ct::{self, From},
+    datapath_log,
     family::{Family, stage},
     frag, fwd,
-    icmp::{self, From},
+    icmp::{self, Quote},
     l2, log,
     maps::{JUMP, iface_role},
     nat::{self, New},
     parse::{ETH_P_ARP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
     parse6::parse6,
     stats::{count, count_flow, verdict},
+    time_exceeded::TimeExceeded,
 };
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
@@ -92,7 +95,7 @@ pub fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
 }
 
 #[inline(always)]
-fn ip<A: Family>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
+fn ip<A: Quote + TimeExceeded>(ctx: &TcContext, p: &mut Packet<A>) -> i32 {
     if A::CLUSTER && cluster::is_tunnel(ctx, p) {
         // The outer packet of the cluster's tunnel, for the VXLAN device to open: only
         // from a node, by the way back to it (forged otherwise). Not tracked.

@@ -11,11 +11,11 @@ pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
-    cluster, ct,
+    cluster,
+    ct::{self, From},
     family::Family,
     fwd,
     hostsock::{self, Holder},
-    icmp::From,
     parse::Packet,
     stats::{count, count_flow},
 };

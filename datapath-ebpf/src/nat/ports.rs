@@ -9,11 +9,10 @@ use aya_ebpf::{
 use common::{Addr, CT_SNAT, CtKey, Reason};
 
 use crate::{
-    ct,
+    ct::{self, From},
     family::Family,
     hostsock::{self, Holder},
-    icmp::From,
-    maps::{config, scratch},
+    maps::{config, scratch, scratch_or},
     parse::Packet,
     quota::{self, Use},
     stats::count,
@@ -70,7 +69,7 @@ fn try_port<A: Family>(
 ) -> Result<Candidate, Reason> {
     // The candidate's reply tuple, in scratch space (an IPv6 tuple is 40 bytes of a
     // callback's stack).
-    let rk = &mut scratch().map(A::work).ok_or(Reason::DropSnatPorts)?.rk;
+    let rk = &mut scratch_or(Reason::DropSnatPorts).map(A::work)?.rk;
     *rk = to.reversed();
     let rk = &*rk;
     if let Some((rv, table)) = ct::entry(rk) {
@@ -170,7 +169,7 @@ pub fn allocate<A: Family>(
 ) -> Result<(CtKey<A>, bool), Reason> {
     // The original tuple and the candidate live in scratch space, where the search's
     // callback finds them.
-    let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
+    let t = scratch_or(Reason::DropSnatPorts).map(A::work)?;
     t.key = ct::key_of(p);
     t.to = t.key;
     t.to.src_ip = src_ip;
@@ -210,7 +209,7 @@ pub fn allocate<A: Family>(
         )
     };
     if search.found {
-        let t = scratch().map(A::work).ok_or(Reason::DropSnatPorts)?;
+        let t = scratch_or(Reason::DropSnatPorts).map(A::work)?;
         if !search.repaired {
             quota::take(Use::Snat, &t.key.src_ip);
         }
