@@ -6,10 +6,7 @@
 //! tracked flow past the inbound policy. A prefix of another network is isolated as a
 //! local bridge of another network is. Dual stack: an IPv6 prefix (`cluster6_v1`) is
 //! judged the same way, its node's underlay (and so the tunnel's outer header) IPv4.
-use aya_ebpf::{
-    EbpfContext as _, bindings::bpf_tunnel_key, helpers::generated::bpf_skb_get_tunnel_key,
-    programs::TcContext,
-};
+use aya_ebpf::programs::TcContext;
 use common::{
     Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
     CLUSTER_VXLAN_SRC_MAC, ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason,
@@ -24,6 +21,7 @@ use crate::{
     maps::{iface_role, scratch},
     parse::{ETH_HLEN, ETH_P_IP, Packet, l3_proto, read, read_pulled, write},
     stats::{TC_ACT_OK, verdict},
+    tunnel::{set_tunnel, tunnel_of},
 };
 
 /// The MACs of a frame inside the tunnel: (destination, source).
@@ -204,28 +202,6 @@ pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> Res
     ctx.store(off + 2, &new, 0).map_err(|_| Reason::DropRewrite)
 }
 
-/// The VXLAN key a packet arrived with: (remote node, host order; VNI), None when it
-/// carries none (it did not come out of a collect-metadata tunnel).
-#[inline(always)]
-pub fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
-    // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
-    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    // SAFETY: helper on this program's context, writing at most `size` bytes of `key`.
-    let ret = unsafe {
-        bpf_skb_get_tunnel_key(
-            ctx.as_ptr().cast(),
-            &mut key,
-            core::mem::size_of::<bpf_tunnel_key>() as u32,
-            0,
-        )
-    };
-    if ret != 0 {
-        return None;
-    }
-    // SAFETY: reading the IPv4 member of the union, which an IPv4 tunnel wrote.
-    Some((unsafe { key.__bindgen_anon_1.remote_ipv4 }, key.tunnel_id))
-}
-
 /// `to_tunnel`, a frame leaving by the cluster's VXLAN device. The datapath's own carry
 /// their key and the tunnel's inner MACs already (the source MAC says so) and pass
 /// untouched. The host's own IPv4 packet, which bpfnet's route to a peer's prefix sends
@@ -252,7 +228,7 @@ pub fn host_into_tunnel(ctx: &TcContext) -> i32 {
     let Some(c) = node_of(&ip.dst).filter(|c| c.kind == CLUSTER_VXLAN) else {
         return verdict(ctx, Reason::DropNoRoute);
     };
-    if fwd::set_tunnel(ctx, c.node, c.vni).is_err() || write(ctx, 0, VXLAN_MACS).is_none() {
+    if set_tunnel(ctx, c.node, c.vni).is_err() || write(ctx, 0, VXLAN_MACS).is_none() {
         return verdict(ctx, Reason::DropRewrite);
     }
     crate::log::host_into_tunnel(ctx, c.node, c.vni);

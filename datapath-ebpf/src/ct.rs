@@ -20,13 +20,12 @@ use common::{
 };
 
 use crate::{
-    cluster,
     family::Family,
     maps::{CLOCK, Work, scratch, scratch_or},
     parse::Packet,
     quota::{self, Use},
     stats::count_flow,
-    tcp,
+    tcp, tunnel,
 };
 
 /// Which side a packet came from. For an ICMP error it bounds what the error may quote.
@@ -193,7 +192,7 @@ fn track_tcp<A: Family>(
     {
         // The container's port toward this destination is free for its quota again.
         // A reference, not a copy of the tuple: the frame is at its limit.
-        crate::nat::release_use(if reply { &twin_key } else { key });
+        quota::release_use(if reply { &twin_key } else { key });
     }
     tcp::learn(v, p);
     Ok(true)
@@ -279,7 +278,7 @@ fn side_of(from: From) -> u8 {
 fn other_side_ok<A: Family>(ctx: &TcContext, v: &CtValue<A>, from: From) -> bool {
     match v.flags & CT_SIDE {
         0 => from == From::Container || !v.from_local(),
-        CT_SIDE_TUNNEL => from == From::Uplink && cluster::tunnel_of(ctx).is_some(),
+        CT_SIDE_TUNNEL => from == From::Uplink && tunnel::tunnel_of(ctx).is_some(),
         _ => false,
     }
 }

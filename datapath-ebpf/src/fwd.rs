@@ -10,11 +10,11 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
         BPF_FIB_LOOKUP_SRC, bpf_check_mtu_flags::BPF_MTU_CHK_SEGS,
         bpf_check_mtu_ret::BPF_MTU_CHK_RET_SUCCESS, bpf_fib_lookup as FibParams, bpf_redir_neigh,
-        bpf_redir_neigh__bindgen_ty_1, bpf_tunnel_key,
+        bpf_redir_neigh__bindgen_ty_1,
     },
     helpers::generated::{
         bpf_check_mtu, bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
-        bpf_skb_change_head, bpf_skb_set_tunnel_key,
+        bpf_skb_change_head,
     },
     programs::TcContext,
 };
@@ -26,6 +26,7 @@ use crate::{
     maps::{port, scratch},
     parse::{ETH_HLEN, Frame as _, Packet, write},
     stats::{TC_ACT_REDIRECT, count, verdict},
+    tunnel::set_tunnel,
 };
 
 const AF_INET: u8 = 2;
@@ -163,27 +164,6 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
     };
     count(ctx, Reason::RedirectRoute);
     ret as i32
-}
-
-/// Give the packet the VXLAN key of node `via` (its underlay address, network order;
-/// the helper takes it in host order) and VNI `vni`.
-#[inline(always)]
-pub fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
-    // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
-    let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
-    key.tunnel_id = vni;
-    key.__bindgen_anon_1.remote_ipv4 = via.get();
-    key.tunnel_ttl = 64;
-    // SAFETY: helper on this program's context, reading `size` bytes of `key`.
-    let ret = unsafe {
-        bpf_skb_set_tunnel_key(
-            ctx.as_ptr().cast(),
-            &mut key,
-            size_of::<bpf_tunnel_key>() as u32,
-            0,
-        )
-    };
-    if ret == 0 { Ok(()) } else { Err(()) }
 }
 
 /// Where a (translated) packet goes next. A struct with every field set rather than an

@@ -30,6 +30,7 @@ mod stats;
 mod sweep;
 mod tcp;
 mod time_exceeded;
+mod tunnel;
 mod uplink;
 mod xdp;
 

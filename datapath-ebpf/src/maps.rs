@@ -204,15 +204,14 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 
 /// `scratch`, or `reason`: the one way a path that must drop without its scratch space
 /// asks for it. The lookup of slot 0 of a per-CPU array fails only for the verifier's
-/// sake (the parser asks first in every program, so a later ask never fails where the
-/// first did not); the failure is counted as the reason of the operation that needed the
-/// space, which the caller names: `DropMalformed` for the parsers and the container
-/// path, `DropCtInsert` for a new flow's entries, `DropSnatPorts` for the port search.
-/// One reason for all would cost the uplink programs about 6% more verified
-/// instructions (the branches to a shared reason no longer fold into each caller's own),
-/// so each keeps its own. Paths that do not drop on it answer their own "no": the route
-/// lookup (`fwd::route`, whose parameter block the space is) finds no route, a socket or
-/// cluster check answers false.
+/// sake (the parser asks first in every program); the failure is counted as the reason
+/// of the operation that needed the space, which the caller names: `DropMalformed` for
+/// the parsers and the container path, `DropCtInsert` for a new flow's entries,
+/// `DropSnatPorts` for the port search. One reason for all cost `from_uplink` about 6%
+/// more verified instructions when tried (issue 31, round one), so each caller keeps its
+/// own; this helper costs nothing. Paths that do not drop on it answer their own "no":
+/// the route lookup (`fwd::route`, whose parameter block the space is) finds no route, a
+/// socket or cluster check answers false.
 #[inline(always)]
 pub fn scratch_or(reason: Reason) -> Result<&'static mut Scratch, Reason> {
     scratch().ok_or(reason)

@@ -6,6 +6,7 @@
 //! bounded by the new-flow table and `--xdp`'s budget instead, so nobody outside can
 //! spend a container's share and so deny its egress.
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap};
+use common::CtKey;
 
 use crate::{family::Family, maps::CT_SHARE};
 
@@ -64,4 +65,11 @@ pub fn release<A: Family>(what: Use, ip: &A) {
 pub fn may_start<A: Family>(ip: &A) -> bool {
     let share = u64::from(CT_SHARE.get(0).copied().unwrap_or(0));
     share == 0 || held(Use::Flows, ip) < share
+}
+
+/// One SNAT flow of `forward`'s container has ended: its port is free for its quota
+/// again.
+#[inline(always)]
+pub fn release_use<A: Family>(forward: &CtKey<A>) {
+    release(Use::Snat, &forward.src_ip);
 }

@@ -23,7 +23,6 @@ use crate::{
     ct,
     family::Family,
     maps::{CT, CT_NEW, CT6, CT6_NEW},
-    nat,
     quota::{self, Use},
 };
 
@@ -207,7 +206,7 @@ extern "C" fn visit<A: Family>(
     }
     // The flow's SNAT quota count, unless it was released when the flow finished.
     if !reply && verdict & HOLDS_QUOTA != 0 {
-        nat::release_use(k);
+        quota::release_use(k);
     }
     // Its originator's share of the tables (a reply entry removed here is an orphan: its
     // forward key, the twin, names the container).

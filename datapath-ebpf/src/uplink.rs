@@ -27,6 +27,7 @@ use crate::{
     parse6::parse6,
     stats::{count, count_flow, verdict},
     time_exceeded::TimeExceeded,
+    tunnel,
 };
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
@@ -251,7 +252,7 @@ fn from_cluster<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<bool, Reaso
     let Some(s) = A::cluster_of(&p.src_ip).filter(|_| p.l3_off() != 0) else {
         return Ok(false);
     };
-    let tunnel = cluster::tunnel_of(ctx);
+    let tunnel = tunnel::tunnel_of(ctx);
     let admitted = cluster::admits(&p.src_ip, &p.dst_ip, tunnel);
     match tunnel {
         // The tunnel carries only the cluster's own: another node's prefix from the

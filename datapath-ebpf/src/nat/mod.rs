@@ -7,7 +7,6 @@ mod rewrite;
 
 use aya_ebpf::programs::TcContext;
 use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
-pub use ports::release_use;
 pub use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{

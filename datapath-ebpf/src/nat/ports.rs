@@ -219,13 +219,6 @@ pub fn allocate<A: Family>(
     }
 }
 
-/// One SNAT flow of `forward`'s container has ended: its port is free for its quota
-/// again.
-#[inline(always)]
-pub fn release_use<A: Family>(forward: &CtKey<A>) {
-    quota::release(Use::Snat, &forward.src_ip);
-}
-
 /// Whether `forward`'s container may take another port: it holds masqueraded flows for
 /// less than half the range (toward all destinations together, so toward any one), so
 /// no container can exhaust it for the others.
