@@ -2,13 +2,14 @@
 //! per line over a unix socket that only root can open.
 pub mod client;
 mod error;
+pub mod flow;
 pub mod monitor;
 pub mod reason;
 pub mod server;
 mod status;
 
 use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, Reason};
-pub use error::{ApiError, Invalid};
+pub use error::{ApiError, Invalid, Missing};
 use reason::by_name;
 use serde::{Deserialize, Serialize};
 pub use status::{

@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
 use crate::{
-    api::ApiError,
+    api::{ApiError, Missing},
     datapath::sync::{SyncError, sync},
     spec::{MapAddr, PublishSpec},
 };
@@ -93,8 +93,8 @@ impl Daemon {
             .find(|p| p.conflicts_with(&spec))
         {
             return Err(ApiError::Conflict {
-                spec: spec.to_string(),
-                holder: holder.to_string(),
+                spec,
+                holder: *holder,
             });
         }
         self.desired.update(|s| {
@@ -121,14 +121,13 @@ impl Daemon {
 
     pub(super) async fn unpublish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
         self.desired.update(|s| {
-            let pos =
-                s.published
-                    .iter()
-                    .position(|p| *p == spec)
-                    .ok_or_else(|| ApiError::NotFound {
-                        what: format!("`{spec}`"),
-                        expected: "published",
-                    })?;
+            let pos = s
+                .published
+                .iter()
+                .position(|p| *p == spec)
+                .ok_or(ApiError::NotFound {
+                    missing: Missing::Publish { spec },
+                })?;
             s.published.remove(pos);
             Ok(())
         })?;
