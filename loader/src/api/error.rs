@@ -25,9 +25,9 @@ pub enum ApiError {
         #[from]
         source: StateError,
     },
-    #[error("cannot {what}: {}", list(errors))]
+    #[error("cannot {change}: {}", list(errors))]
     Datapath {
-        what: String,
+        change: Change,
         errors: Vec<SyncError>,
     },
     #[error(transparent)]
@@ -41,6 +41,15 @@ fn list(errors: &[SyncError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A change of the datapath a request asked for.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Change {
+    #[error("publish `{spec}`")]
+    Publish { spec: PublishSpec },
+    #[error("unpublish `{spec}`")]
+    Unpublish { spec: PublishSpec },
 }
 
 /// What a request names that the daemon does not have.
@@ -162,7 +171,9 @@ mod tests {
     #[test]
     fn a_datapath_failure_lists_every_map_error() {
         let e = ApiError::Datapath {
-            what: "publish `8080:172.17.0.4:80`".into(),
+            change: Change::Unpublish {
+                spec: "8080:172.17.0.4:80".parse().unwrap(),
+            },
             errors: vec![
                 SyncError::Remove {
                     key: "a".into(),
@@ -176,7 +187,7 @@ mod tests {
         };
         let m = e.to_string();
         assert!(
-            m.starts_with("cannot publish `8080:172.17.0.4:80`: cannot remove a: "),
+            m.starts_with("cannot unpublish `8080:172.17.0.4:80/tcp`: cannot remove a: "),
             "{m}"
         );
         assert!(m.contains("; cannot remove b: "), "{m}");

@@ -10,7 +10,7 @@ pub mod server;
 mod status;
 
 use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, Reason};
-pub use error::{ApiError, Invalid, Missing};
+pub use error::{ApiError, Change, Invalid, Missing};
 pub use program::Program;
 use reason::by_name;
 use serde::{Deserialize, Serialize};

@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
 use crate::{
-    api::{ApiError, Missing},
+    api::{ApiError, Change, Missing},
     datapath::sync::{SyncError, sync},
     spec::{MapAddr, PublishSpec},
 };
@@ -111,7 +111,7 @@ impl Daemon {
             })?;
             self.reconcile().await;
             return Err(ApiError::Datapath {
-                what: format!("publish `{spec}`"),
+                change: Change::Publish { spec },
                 errors,
             });
         }
@@ -136,7 +136,7 @@ impl Daemon {
         let errors = std::mem::take(&mut self.publishes.errors);
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
-                what: format!("unpublish `{spec}`"),
+                change: Change::Unpublish { spec },
                 errors,
             });
         }
