@@ -9,12 +9,14 @@ use std::{
 };
 
 use common::{
-    Addr, Be16, CT_DNAT, CT_ORIG_LOCAL, CT_SNAT, CtKey, CtTimeouts, CtValue, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TcpState, ct::holds_snat_quota,
+    Addr, Be16, CT_ORIG_LOCAL, CtKey, CtTimeouts, CtValue, PROTO_TCP, TcpState,
+    ct::holds_snat_quota,
 };
 use rustc_hash::FxBuildHasher;
 use rustix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
+
+use crate::api::flow::{FlowState, Nat, Proto};
 
 /// How long an idle flow lives, by protocol and TCP state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,13 +242,13 @@ impl fmt::Display for Tuple {
 /// One line of `bpfnet conntrack`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowInfo {
-    pub proto: String,
+    pub proto: Proto,
     /// As the first packet arrived.
     pub original: Tuple,
     /// As it left.
     pub translated: Tuple,
-    pub nat: String,
-    pub state: String,
+    pub nat: Nat,
+    pub state: FlowState,
     pub expires_in_s: u64,
     pub packets: u64,
     pub bytes: u64,
@@ -256,32 +258,19 @@ pub struct FlowInfo {
 
 impl FlowInfo {
     pub fn new<A: Addr>(f: &Flow<A>, now_ns: u64, t: &Timeouts) -> Self {
-        let proto = match f.key.proto {
-            PROTO_TCP => "tcp".to_string(),
-            PROTO_UDP => "udp".to_string(),
-            PROTO_ICMP => "icmp".to_string(),
-            PROTO_ICMPV6 => "icmpv6".to_string(),
-            n => n.to_string(),
-        };
-        let nat = match (f.fwd.flags & CT_DNAT != 0, f.fwd.flags & CT_SNAT != 0) {
-            (true, true) => "dnat+snat",
-            (true, false) => "dnat",
-            (false, true) => "snat",
-            (false, false) => "-",
-        };
         let state = if f.fwd.is_reply() {
-            "orphan".to_string()
+            FlowState::Orphan
         } else if f.key.proto == PROTO_TCP {
-            f.tcp_state().name().to_string()
+            f.tcp_state().into()
         } else {
-            "-".to_string()
+            FlowState::None
         };
         let (reply_packets, reply_bytes) = f.reply.map_or((0, 0), |(_, v)| (v.packets, v.bytes));
         Self {
-            proto,
+            proto: f.key.proto.into(),
             original: Tuple::from(&f.key),
             translated: Tuple::from(&f.key.translated(&f.fwd)),
-            nat: nat.into(),
+            nat: Nat::of(f.fwd.flags),
             state,
             expires_in_s: f.expires_in(now_ns, t).as_secs(),
             packets: f.fwd.packets,

@@ -9,7 +9,7 @@ use std::{
 };
 
 use bpfnet::{
-    api::{Listing, Stats},
+    api::{Listing, Program, Stats},
     conntrack::FlowInfo,
 };
 use common::Reason;
@@ -113,16 +113,13 @@ pub fn xdp_on() -> bool {
 
 /// `bpfnet ls`'s `attached` as it reads when every Ethernet uplink in `want` (pairs of
 /// interface and program, sorted) also carries `xdp_uplink` under `BPFNET_TEST_XDP`.
-pub fn with_xdp(want: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = want
-        .iter()
-        .map(|&(i, p)| (i.to_owned(), p.to_owned()))
-        .collect();
+pub fn with_xdp(want: &[(&str, Program)]) -> Vec<(String, Program)> {
+    let mut pairs: Vec<(String, Program)> = want.iter().map(|&(i, p)| (i.to_owned(), p)).collect();
     if xdp_on() {
-        let xdp: Vec<(String, String)> = pairs
+        let xdp: Vec<(String, Program)> = pairs
             .iter()
-            .filter(|(_, p)| p == "from_uplink")
-            .map(|(i, _)| (i.clone(), "xdp_uplink".to_string()))
+            .filter(|(_, p)| *p == Program::FromUplink)
+            .map(|(i, _)| (i.clone(), Program::XdpUplink))
             .collect();
         pairs.extend(xdp);
         pairs.sort();

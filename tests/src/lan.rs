@@ -18,6 +18,8 @@ use std::{
     time::Duration,
 };
 
+use bpfnet::api::Program;
+
 use crate::{
     daemon::{Daemon, cli_ok, ls},
     echo::{EchoServer, Server},
@@ -173,7 +175,7 @@ impl Lan {
     }
 
     /// The bpfnet programs attached to `dev` (`bpfnet ls`).
-    pub fn programs_on(&self, dev: &str) -> Vec<String> {
+    pub fn programs_on(&self, dev: &str) -> Vec<Program> {
         ls(self.sock())
             .attached
             .into_iter()

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::api::Program;
 use bpfnet_tests::{
     daemon::{Daemon, cli_ok, ls},
     echo::{EchoServer, WhoamiServer, tcp_roundtrip},
@@ -17,12 +18,12 @@ use bpfnet_tests::{
     unique,
 };
 
-fn attached(socket: &Path) -> Vec<(String, String)> {
+fn attached(socket: &Path) -> Vec<(String, Program)> {
     ls(socket).attached
 }
 
 /// Poll `ls` until `attached` is `want` (the monitor reacts asynchronously).
-fn wait_attached(socket: &Path, want: &[(&str, &str)]) {
+fn wait_attached(socket: &Path, want: &[(&str, Program)]) {
     let want = bpfnet_tests::daemon::with_xdp(want);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -87,7 +88,10 @@ fn defaults_and_veths_that_come_and_go() {
     );
     wait_attached(
         &files.socket,
-        &[("up0", "from_uplink"), ("vd0", "from_container")],
+        &[
+            ("up0", Program::FromUplink),
+            ("vd0", Program::FromContainer),
+        ],
     );
     let pin = files
         .pin_dir
@@ -105,9 +109,9 @@ fn defaults_and_veths_that_come_and_go() {
     wait_attached(
         &files.socket,
         &[
-            ("up0", "from_uplink"),
-            ("vd0", "from_container"),
-            ("vd1", "from_container"),
+            ("up0", Program::FromUplink),
+            ("vd0", Program::FromContainer),
+            ("vd1", Program::FromContainer),
         ],
     );
     host.ip(&["link", "del", "vd1"]);
@@ -133,7 +137,7 @@ fn defaults_and_veths_that_come_and_go() {
 
     // It leaves again: its link and pin go.
     host.ip(&["link", "del", "vd0"]);
-    wait_attached(&files.socket, &[("up0", "from_uplink")]);
+    wait_attached(&files.socket, &[("up0", Program::FromUplink)]);
     assert!(!pin.exists(), "{} should be removed", pin.display());
 }
 

@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use bpfnet::conntrack::FlowInfo;
+use bpfnet::{
+    api::flow::{FlowState, Nat, Proto},
+    conntrack::FlowInfo,
+};
 use bpfnet_tests::{
     daemon::{cli_ok, counter},
     echo::{EchoServer, IO_TIMEOUT, WhoamiServer, tcp_connect, tcp_roundtrip, udp_roundtrip},
@@ -87,18 +90,18 @@ fn egress(t: &Topology) {
     let flows = conntrack(t);
     let icmp = flows
         .iter()
-        .find(|f| f.proto == "icmp")
+        .find(|f| f.proto == Proto::Icmp)
         .unwrap_or_else(|| panic!("an ICMP flow in {flows:?}"));
     assert_eq!(icmp.original.src, IpAddr::from([172, 17, 0, 4]));
     assert_eq!(icmp.translated.src, IpAddr::from([192, 0, 2, 1]));
-    assert_eq!(icmp.nat, "snat");
+    assert_eq!(icmp.nat, Nat::Snat);
     assert!(icmp.reply_packets >= 2, "echo replies counted: {icmp:?}");
     let tcp = flows
         .iter()
-        .find(|f| f.proto == "tcp" && f.original.dst_port == 9000)
+        .find(|f| f.proto == Proto::Tcp && f.original.dst_port == 9000)
         .unwrap_or_else(|| panic!("the TCP flow in {flows:?}"));
     assert!(
-        ["closing", "time-wait"].contains(&tcp.state.as_str()),
+        [FlowState::Closing, FlowState::TimeWait].contains(&tcp.state),
         "finished TCP flow: {tcp:?}"
     );
 }
@@ -386,7 +389,7 @@ fn sweeper_removes_only_expired_flows() {
     assert!(
         flows
             .iter()
-            .any(|f| f.original.dst_port == 9001 && f.state == "established"),
+            .any(|f| f.original.dst_port == 9001 && f.state == FlowState::Established),
         "the idle established TCP flow is still listed: {flows:?}"
     );
     echo_once(&mut established, b"still here");

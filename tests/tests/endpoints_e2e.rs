@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::api::Program;
 use bpfnet_tests::{
     daemon::{Daemon, cli, cli_ok, counter, ls, pinned_endpoints, pinned_ports},
     echo::{
@@ -464,8 +465,7 @@ fn assert_the_lan_and_the_container_reach_each_other(lan: &Lan) {
 fn assert_the_wire_is_no_endpoint(lan: &Lan) {
     let programs = lan.programs_on(LAN_UPLINK);
     assert!(
-        programs.iter().any(|p| p == "from_uplink")
-            && !programs.iter().any(|p| p == "from_container"),
+        programs.contains(&Program::FromUplink) && !programs.contains(&Program::FromContainer),
         "lan0 carries from_uplink, not from_container: {programs:?}"
     );
     let wire = lan.host.ifindex(LAN_UPLINK);

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use bpfnet::api::flow::FlowState;
 use bpfnet_tests::{
     daemon::{cli_ok, counter, ct_table_len, evict_reply_and_await_repair},
     echo::{
@@ -199,7 +200,7 @@ fn a_blind_rst_neither_closes_a_connection_nor_frees_its_tuple() {
     let flows = bpfnet_tests::daemon::conntrack(&t.files.socket);
     let translated: Vec<u16> = flows
         .iter()
-        .filter(|f| f.original.dst_port == 9000 && f.state == "established")
+        .filter(|f| f.original.dst_port == 9000 && f.state == FlowState::Established)
         .map(|f| f.translated.src_port)
         .collect();
     assert_eq!(translated.len(), 2, "two live flows: {flows:?}");

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bpfnet::api::Program;
 use bpfnet_tests::{
     bpf_stats,
     cluster::Cluster,
@@ -325,20 +326,19 @@ fn metrics_count_flows_drops_fill_and_program_time() {
     assert_eq!(code, 0, "a healthy datapath exits 0: {:?}", s.warnings);
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     for pair in [
-        (UPLINK, "from_uplink"),
-        ("vc0", "from_container"),
-        ("vc1", "from_container"),
+        (UPLINK, Program::FromUplink),
+        ("vc0", Program::FromContainer),
+        ("vc1", Program::FromContainer),
     ] {
         assert!(
-            s.attached
-                .contains(&(pair.0.to_string(), pair.1.to_string())),
+            s.attached.contains(&(pair.0.to_string(), pair.1)),
             "{pair:?} attached: {:?}",
             s.attached
         );
     }
     let xdp = s
         .attached
-        .contains(&(UPLINK.to_string(), "xdp_uplink".to_string()));
+        .contains(&(UPLINK.to_string(), Program::XdpUplink));
     assert_eq!(xdp, xdp_on(), "xdp_uplink on up0 exactly under --xdp");
     assert_eq!(s.xdp.is_some(), xdp_on());
     for name in [

@@ -9,6 +9,7 @@ use std::{
 };
 
 use bpfnet::api::{
+    flow::Proto,
     monitor::{CtState, Event, Filter, Hook, Kind, Lost, Record, Tuple},
     reason,
 };
@@ -99,7 +100,7 @@ fn an_isolation_drop_shows_its_reason_interface_and_tuple() {
     );
     assert_eq!(e.hook, Hook::FromContainer);
     let b = before(&e);
-    assert_eq!(b.proto, "udp");
+    assert_eq!(b.proto, Proto::Udp);
     assert_eq!(b.src, CONTAINER_IP);
     assert_eq!(b.sport, Some(40000));
     assert_eq!(b.dst, IpAddr::from([172, 18, 0, 3]));

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use bpfnet::api::Listing;
+use bpfnet::api::{Listing, Program};
 use bpfnet_tests::{
     daemon::{Daemon, cli, with_xdp},
     netns::Netns,
@@ -128,7 +128,7 @@ fn ready_once_attached_and_answering_stopping_on_sigterm() {
     let ls: Listing = serde_json::from_slice(&ls.stdout).expect("ls --json prints a listing");
     assert_eq!(
         ls.attached,
-        with_xdp(&[("up0", "from_uplink")]),
+        with_xdp(&[("up0", Program::FromUplink)]),
         "at READY=1 the uplink's program is attached"
     );
 

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use bpfnet::api::Program;
 use bpfnet_tests::{
     daemon::{Daemon, cli_ok, counter, ls},
     echo::{EchoServer, WhoamiServer, assert_fails, tcp_connect, tcp_roundtrip},
@@ -387,7 +388,7 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
     wait_uplinks(sock, &["up0", "tun0"]);
     let hooks = ls(sock).attached;
     assert!(
-        hooks.contains(&("tun0".into(), "from_l3_uplink".into())),
+        hooks.contains(&("tun0".into(), Program::FromL3Uplink)),
         "the tunnel carries the L3 uplink's program: {hooks:?}"
     );
     let v6 = |addr: &str, port: u16| SocketAddr::new(addr.parse().expect("IPv6"), port);

@@ -3,17 +3,21 @@
 use std::net::IpAddr;
 
 use super::Response;
-use crate::{datapath::sync::SyncError, netlink::NetlinkError, state::StateError};
+use crate::{
+    datapath::sync::SyncError, netlink::NetlinkError, spec::PublishSpec, state::StateError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("`{spec}` conflicts with published `{holder}`")]
-    Conflict { spec: String, holder: String },
-    #[error("{what} is not {expected} (see `bpfnet ls`)")]
-    NotFound {
-        what: String,
-        expected: &'static str,
+    Conflict {
+        spec: PublishSpec,
+        holder: PublishSpec,
     },
+    #[error("`{addr}` conflicts with published `endpoint on {veth}`")]
+    AddressTaken { addr: IpAddr, veth: String },
+    #[error("{missing} (see `bpfnet ls`)")]
+    NotFound { missing: Missing },
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("cannot persist the desired state: {source}")]
@@ -21,9 +25,9 @@ pub enum ApiError {
         #[from]
         source: StateError,
     },
-    #[error("cannot {what}: {}", list(errors))]
+    #[error("cannot {change}: {}", list(errors))]
     Datapath {
-        what: String,
+        change: Change,
         errors: Vec<SyncError>,
     },
     #[error(transparent)]
@@ -37,6 +41,28 @@ fn list(errors: &[SyncError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A change of the datapath a request asked for.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Change {
+    #[error("publish `{spec}`")]
+    Publish { spec: PublishSpec },
+    #[error("unpublish `{spec}`")]
+    Unpublish { spec: PublishSpec },
+}
+
+/// What a request names that the daemon does not have.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Missing {
+    #[error("bridge `{name}` is not managed by bpfnet")]
+    Bridge { name: String },
+    #[error("`{name}` is not a container veth on a managed bridge")]
+    Veth { name: String },
+    #[error("`{spec}` is not published")]
+    Publish { spec: PublishSpec },
+    #[error("{addr} is not a registered endpoint")]
+    Endpoint { addr: IpAddr },
 }
 
 /// A request that cannot be carried out as asked.
@@ -93,9 +119,61 @@ mod tests {
     }
 
     #[test]
+    fn what_is_missing_or_taken_reads_as_before() {
+        let message = |e: ApiError| match Response::from(e) {
+            Response::Error { message } => message,
+            r => panic!("an error answers as one: {r:?}"),
+        };
+        let spec: PublishSpec = "8080:172.17.0.4:80".parse().unwrap();
+        let holder: PublishSpec = "8080:172.17.0.5:80".parse().unwrap();
+        let addr: IpAddr = "172.17.0.4".parse().unwrap();
+        for (e, m) in [
+            (
+                ApiError::Conflict { spec, holder },
+                "`8080:172.17.0.4:80/tcp` conflicts with published `8080:172.17.0.5:80/tcp`",
+            ),
+            (
+                ApiError::AddressTaken {
+                    addr,
+                    veth: "vc1".into(),
+                },
+                "`172.17.0.4` conflicts with published `endpoint on vc1`",
+            ),
+            (
+                ApiError::NotFound {
+                    missing: Missing::Bridge { name: "br9".into() },
+                },
+                "bridge `br9` is not managed by bpfnet (see `bpfnet ls`)",
+            ),
+            (
+                ApiError::NotFound {
+                    missing: Missing::Veth { name: "vc9".into() },
+                },
+                "`vc9` is not a container veth on a managed bridge (see `bpfnet ls`)",
+            ),
+            (
+                ApiError::NotFound {
+                    missing: Missing::Publish { spec },
+                },
+                "`8080:172.17.0.4:80/tcp` is not published (see `bpfnet ls`)",
+            ),
+            (
+                ApiError::NotFound {
+                    missing: Missing::Endpoint { addr },
+                },
+                "172.17.0.4 is not a registered endpoint (see `bpfnet ls`)",
+            ),
+        ] {
+            assert_eq!(message(e), m);
+        }
+    }
+
+    #[test]
     fn a_datapath_failure_lists_every_map_error() {
         let e = ApiError::Datapath {
-            what: "publish `8080:172.17.0.4:80`".into(),
+            change: Change::Unpublish {
+                spec: "8080:172.17.0.4:80".parse().unwrap(),
+            },
             errors: vec![
                 SyncError::Remove {
                     key: "a".into(),
@@ -109,7 +187,7 @@ mod tests {
         };
         let m = e.to_string();
         assert!(
-            m.starts_with("cannot publish `8080:172.17.0.4:80`: cannot remove a: "),
+            m.starts_with("cannot unpublish `8080:172.17.0.4:80/tcp`: cannot remove a: "),
             "{m}"
         );
         assert!(m.contains("; cannot remove b: "), "{m}");

@@ -2,13 +2,16 @@
 //! per line over a unix socket that only root can open.
 pub mod client;
 mod error;
+pub mod flow;
 pub mod monitor;
+mod program;
 pub mod reason;
 pub mod server;
 mod status;
 
 use common::{CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_VXLAN, Reason};
-pub use error::{ApiError, Invalid};
+pub use error::{ApiError, Change, Invalid, Missing};
+pub use program::Program;
 use reason::by_name;
 use serde::{Deserialize, Serialize};
 pub use status::{
@@ -231,7 +234,7 @@ pub struct Listing {
     pub bridges: Vec<String>,
     pub uplinks: Vec<String>,
     /// Interfaces with a bpfnet program attached: (interface, program).
-    pub attached: Vec<(String, String)>,
+    pub attached: Vec<(String, Program)>,
     /// The cluster's prefixes and where they are sent.
     #[serde(default)]
     pub cluster: Vec<ClusterRouteLine>,

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use common::Reason;
 use serde::{Deserialize, Serialize};
 
-use super::reason::{by_name, by_names};
+use super::{
+    flow::Proto,
+    reason::{by_name, by_names},
+};
 
 /// Default events per second (all CPUs together).
 pub const DEFAULT_RATE: u32 = 1000;
@@ -223,8 +226,7 @@ pub enum Record {
 /// Addresses, protocol and ports of a packet or a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tuple {
-    /// `tcp`, `udp`, `icmp`, `icmpv6`, or the protocol number.
-    pub proto: String,
+    pub proto: Proto,
     pub src: IpAddr,
     /// Source port (TCP, UDP) or echo identifier (ICMP echo); none for other packets
     /// and later fragments.
@@ -257,7 +259,7 @@ mod tests {
 
     fn event(reason: Reason, src: &str, dport: u16, iface: &str) -> Event {
         let tuple = Tuple {
-            proto: "tcp".into(),
+            proto: Proto::Tcp,
             src: src.parse().unwrap(),
             sport: Some(40000),
             dst: "172.18.0.3".parse().unwrap(),

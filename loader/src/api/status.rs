@@ -3,7 +3,7 @@
 use common::Reason;
 use serde::{Deserialize, Serialize};
 
-use super::{StatLine, Sweep, reason::by_name};
+use super::{Program, StatLine, Sweep, reason::by_name};
 pub use crate::datapath::{ProgramCost, XdpMode};
 
 /// A map is reported as crowded from this share of its entries on.
@@ -14,7 +14,7 @@ pub const FULL_WARNING_PERCENT: u64 = 80;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Interfaces with a bpfnet program attached: (interface, program), as `bpfnet ls`.
-    pub attached: Vec<(String, String)>,
+    pub attached: Vec<(String, Program)>,
     /// `--xdp`'s mode; None: off.
     pub xdp: Option<XdpMode>,
     /// The pinned maps and how full they are.

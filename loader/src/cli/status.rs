@@ -100,7 +100,7 @@ fn print(s: &Status) {
     }
     let mut by_iface: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (iface, program) in &s.attached {
-        by_iface.entry(iface).or_default().push(program);
+        by_iface.entry(iface).or_default().push(program.name());
     }
     println!("\n{:<16} PROGRAMS", "INTERFACE");
     for (iface, programs) in &by_iface {

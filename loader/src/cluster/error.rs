@@ -53,12 +53,12 @@ pub enum ClusterError {
     },
     /// etcd refused this client: its certificate (or etcd's, to us), its password, or a
     /// key its role is not granted.
-    #[error("{reason}")]
+    #[error("{refusal}")]
     Refused {
         /// What was being done.
         what: &'static str,
         /// Who refused what, and what etcd or the TLS handshake said.
-        reason: String,
+        refusal: Refusal,
     },
     /// An etcd request got no answer in time.
     #[error("etcd: cannot {what}: no answer in {after:?}")]
@@ -69,10 +69,10 @@ pub enum ClusterError {
         after: Duration,
     },
     /// A stream from etcd (lease keepalive, watch) ended or went silent.
-    #[error("etcd: {what}")]
+    #[error("etcd: {problem}")]
     Stream {
         /// What happened to which stream.
-        what: String,
+        problem: StreamProblem,
     },
     /// A lease of this node expired in etcd (it was unreachable too long).
     #[error("etcd: lease {lease:x} expired")]
@@ -120,10 +120,10 @@ pub enum ClusterError {
         problem: ConfigProblem,
     },
     /// This node's own parameters (name, underlay) cannot work.
-    #[error("invalid node: {reason}")]
+    #[error("invalid node: {problem}")]
     InvalidNode {
         /// Which value and why.
-        reason: String,
+        problem: NodeProblem,
     },
     /// Every node subnet of the cluster CIDR is reserved.
     #[error("no free /{node_prefix} left in {cidr}: every node subnet is reserved")]
@@ -173,6 +173,48 @@ pub enum ClusterError {
         /// Why.
         source: serde_json::Error,
     },
+}
+
+/// Who refused whom, with what etcd or the TLS handshake said.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("etcd's RBAC does not let this node's user {what}: {said}")]
+    Rbac { what: &'static str, said: String },
+    #[error("etcd refused this node's user or password (--etcd-user): {said}")]
+    Password { said: String },
+    #[error("etcd refused this node's client certificate (--etcd-cert): {said}")]
+    ClientCertificate { said: String },
+    #[error("etcd's certificate does not verify with --etcd-cacert: {said}")]
+    ServerCertificate { said: String },
+}
+
+/// What happened to a stream from etcd.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StreamProblem {
+    #[error("no keepalive answer in {ttl:?}")]
+    KeepaliveSilent { ttl: Duration },
+    #[error("a lease keepalive stream ended")]
+    KeepaliveEnded,
+    #[error("the watch on the nodes ended")]
+    WatchEnded,
+    #[error("the watch on the nodes was canceled: {reason} (compacted at {compact_revision})")]
+    WatchCanceled {
+        reason: String,
+        compact_revision: i64,
+    },
+}
+
+/// Why this node's own parameters cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeProblem {
+    #[error("no etcd endpoint")]
+    NoEndpoint,
+    #[error("`{name}` is not a node name (1 to 253 letters, digits, `-`, `_`, `.`)")]
+    Name { name: String },
+    #[error(
+        "{underlay} cannot be an underlay address (unspecified, loopback, multicast or broadcast)"
+    )]
+    Underlay { underlay: Ipv4Addr },
 }
 
 /// Why a cluster config cannot work.
@@ -232,5 +274,71 @@ impl ClusterError {
     /// Whether etcd refused this client (credentials, certificate, permissions).
     pub fn is_refusal(&self) -> bool {
         matches!(self, Self::Refused { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_refusals_streams_and_node_problems_read_as_before() {
+        for (e, m) in [
+            (
+                ClusterError::Refused {
+                    what: "put the node",
+                    refusal: Refusal::Rbac {
+                        what: "put the node",
+                        said: "permission denied".into(),
+                    },
+                },
+                "etcd's RBAC does not let this node's user put the node: permission denied",
+            ),
+            (
+                ClusterError::Refused {
+                    what: "shake hands",
+                    refusal: Refusal::ClientCertificate {
+                        said: "received fatal alert: BadCertificate".into(),
+                    },
+                },
+                "etcd refused this node's client certificate (--etcd-cert): received fatal \
+                 alert: BadCertificate",
+            ),
+            (
+                ClusterError::Stream {
+                    problem: StreamProblem::KeepaliveSilent {
+                        ttl: Duration::from_secs(10),
+                    },
+                },
+                "etcd: no keepalive answer in 10s",
+            ),
+            (
+                ClusterError::Stream {
+                    problem: StreamProblem::WatchCanceled {
+                        reason: "compacted".into(),
+                        compact_revision: 42,
+                    },
+                },
+                "etcd: the watch on the nodes was canceled: compacted (compacted at 42)",
+            ),
+            (
+                ClusterError::InvalidNode {
+                    problem: NodeProblem::Underlay {
+                        underlay: Ipv4Addr::LOCALHOST,
+                    },
+                },
+                "invalid node: 127.0.0.1 cannot be an underlay address (unspecified, loopback, \
+                 multicast or broadcast)",
+            ),
+        ] {
+            assert_eq!(e.to_string(), m);
+        }
+        assert!(
+            ClusterError::Refused {
+                what: "authenticate",
+                refusal: Refusal::Password { said: "x".into() },
+            }
+            .is_refusal()
+        );
     }
 }

@@ -4,7 +4,7 @@ use std::{future::Future, time::Duration};
 
 use etcd_client::{Client, ConnectOptions};
 
-use super::{ClusterError, EtcdAccess};
+use super::{ClusterError, EtcdAccess, Refusal};
 
 /// Longest wait for one request's answer.
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,9 +27,9 @@ pub async fn connect(access: &EtcdAccess) -> Result<Client, ClusterError> {
         Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| match refusal("authenticate", &e) {
-                Some(reason) => ClusterError::Refused {
+                Some(refusal) => ClusterError::Refused {
                     what: "authenticate",
-                    reason,
+                    refusal,
                 },
                 None => ClusterError::Connect {
                     endpoints: endpoints.join(","),
@@ -77,7 +77,7 @@ pub(crate) async fn call<T>(
 /// certificate, or a key RBAC does not grant) apart from everything else.
 pub(crate) fn classify(what: &'static str, error: etcd_client::Error) -> ClusterError {
     match refusal(what, &error) {
-        Some(reason) => ClusterError::Refused { what, reason },
+        Some(refusal) => ClusterError::Refused { what, refusal },
         None => ClusterError::Etcd {
             what,
             error: Box::new(error),
@@ -87,7 +87,7 @@ pub(crate) fn classify(what: &'static str, error: etcd_client::Error) -> Cluster
 
 /// Who refused what, if `error` is a refusal: etcd refusing this node's password, its
 /// role's grants or its certificate, or this node refusing etcd's certificate.
-pub(crate) fn refusal(what: &str, error: &etcd_client::Error) -> Option<String> {
+pub(crate) fn refusal(what: &'static str, error: &etcd_client::Error) -> Option<Refusal> {
     // gRPC's status codes (tonic's `Code`, by number).
     const INVALID_ARGUMENT: i32 = 3;
     const PERMISSION_DENIED: i32 = 7;
@@ -97,16 +97,17 @@ pub(crate) fn refusal(what: &str, error: &etcd_client::Error) -> Option<String> 
         let message = status.message().trim_start_matches("etcdserver: ");
         match i32::from(status.code()) {
             PERMISSION_DENIED => {
-                return Some(format!(
-                    "etcd's RBAC does not let this node's user {what}: {message}"
-                ));
+                return Some(Refusal::Rbac {
+                    what,
+                    said: message.to_string(),
+                });
             }
             UNAUTHENTICATED | INVALID_ARGUMENT | FAILED_PRECONDITION
                 if message.contains("auth") || message.contains("user") =>
             {
-                return Some(format!(
-                    "etcd refused this node's user or password (--etcd-user): {message}"
-                ));
+                return Some(Refusal::Password {
+                    said: message.to_string(),
+                });
             }
             _ => {}
         }
@@ -116,14 +117,10 @@ pub(crate) fn refusal(what: &str, error: &etcd_client::Error) -> Option<String> 
     while let Some(e) = source {
         let text = e.to_string();
         if text.contains("received fatal alert") {
-            return Some(format!(
-                "etcd refused this node's client certificate (--etcd-cert): {text}"
-            ));
+            return Some(Refusal::ClientCertificate { said: text });
         }
         if text.contains("invalid peer certificate") {
-            return Some(format!(
-                "etcd's certificate does not verify with --etcd-cacert: {text}"
-            ));
+            return Some(Refusal::ServerCertificate { said: text });
         }
         source = e.source();
     }

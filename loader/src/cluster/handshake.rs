@@ -16,7 +16,7 @@ use tokio_rustls::{
 };
 use tracing::debug;
 
-use super::{ClusterError, EtcdAccess, access::Tls};
+use super::{ClusterError, EtcdAccess, Refusal, access::Tls};
 
 /// How long etcd is given to refuse a client certificate after the handshake.
 const VERDICT_WAIT: Duration = Duration::from_millis(1000);
@@ -67,14 +67,15 @@ pub(crate) async fn verdict(access: &EtcdAccess) -> Result<(), ClusterError> {
 
 /// The refusal a TLS error stands for, named by who refused whom.
 fn refused(error: &str) -> ClusterError {
-    let reason = if error.contains("alert") {
-        format!("etcd refused this node's client certificate (--etcd-cert): {error}")
+    let said = error.to_string();
+    let refusal = if error.contains("alert") {
+        Refusal::ClientCertificate { said }
     } else {
-        format!("etcd's certificate does not verify with --etcd-cacert: {error}")
+        Refusal::ServerCertificate { said }
     };
     ClusterError::Refused {
         what: "shake hands",
-        reason,
+        refusal,
     }
 }
 

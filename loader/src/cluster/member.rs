@@ -12,7 +12,7 @@ use tokio::sync::mpsc::Sender;
 use tracing::{debug, error, warn};
 
 use super::{
-    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Ipv6Net, Node,
+    ClusterConfig, ClusterError, Conflict, EtcdAccess, Ipv4Net, Ipv6Net, Node, NodeProblem,
     keys::{valid_name, valid_underlay},
     outbox::Outbox,
     session::{Stop, serve},
@@ -48,23 +48,20 @@ pub struct JoinOptions {
 impl JoinOptions {
     /// Refuse a name or underlay address no node can have.
     pub fn validate(&self) -> Result<(), ClusterError> {
-        let invalid = |reason: String| Err(ClusterError::InvalidNode { reason });
-        if self.etcd.endpoints().is_empty() {
-            return invalid("no etcd endpoint".into());
-        }
-        if !valid_name(&self.name) {
-            return invalid(format!(
-                "`{}` is not a node name (1 to 253 letters, digits, `-`, `_`, `.`)",
-                self.name
-            ));
-        }
-        if !valid_underlay(self.underlay) {
-            return invalid(format!(
-                "{} cannot be an underlay address (unspecified, loopback, multicast or broadcast)",
-                self.underlay
-            ));
-        }
-        Ok(())
+        let problem = if self.etcd.endpoints().is_empty() {
+            NodeProblem::NoEndpoint
+        } else if !valid_name(&self.name) {
+            NodeProblem::Name {
+                name: self.name.clone(),
+            }
+        } else if !valid_underlay(self.underlay) {
+            NodeProblem::Underlay {
+                underlay: self.underlay,
+            }
+        } else {
+            return Ok(());
+        };
+        Err(ClusterError::InvalidNode { problem })
     }
 }
 

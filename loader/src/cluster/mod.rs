@@ -34,7 +34,7 @@ mod trust;
 
 pub use access::{AccessError, AccessFlags, EtcdAccess, PASSWORD_ENV};
 pub use config::{ClusterConfig, Mode};
-pub use error::{ClusterError, ConfigProblem, ParseError};
+pub use error::{ClusterError, ConfigProblem, NodeProblem, ParseError, Refusal, StreamProblem};
 pub use etcd::{connect, probe};
 pub use init::{InitOutcome, init};
 pub use member::{ClusterEvent, JoinOptions, incarnation, run};

@@ -12,7 +12,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval, interval_at};
 use tracing::{debug, info, warn};
 
 use super::{
-    ClusterConfig, ClusterError, Ipv4Net, Ipv6Net, JoinOptions,
+    ClusterConfig, ClusterError, Ipv4Net, Ipv6Net, JoinOptions, StreamProblem,
     etcd::{call, classify, connect},
     init::read_config,
     keys::{Keys, NodeRecord, SubnetRecord, now, to_json},
@@ -277,7 +277,7 @@ impl Keepalive {
     async fn send(&mut self) -> Result<(), ClusterError> {
         if self.heard.elapsed() > self.ttl {
             return Err(ClusterError::Stream {
-                what: format!("no keepalive answer in {:?}", self.ttl),
+                problem: StreamProblem::KeepaliveSilent { ttl: self.ttl },
             });
         }
         call("send a keepalive", self.live.keep_alive()).await?;
@@ -341,18 +341,17 @@ async fn on_watch(
         Some(Err(e)) => return Err(classify("watch the nodes", e).into()),
         None => {
             return Err(ClusterError::Stream {
-                what: "the watch on the nodes ended".into(),
+                problem: StreamProblem::WatchEnded,
             }
             .into());
         }
     };
     if resp.canceled() {
         return Err(ClusterError::Stream {
-            what: format!(
-                "the watch on the nodes was canceled: {} (compacted at {})",
-                resp.cancel_reason(),
-                resp.compact_revision()
-            ),
+            problem: StreamProblem::WatchCanceled {
+                reason: resp.cancel_reason().to_string(),
+                compact_revision: resp.compact_revision(),
+            },
         }
         .into());
     }
@@ -379,7 +378,7 @@ fn acked(
         Some(Ok(_)) => Err(ClusterError::LeaseLost { lease }),
         Some(Err(e)) => Err(classify("keep a lease alive", e)),
         None => Err(ClusterError::Stream {
-            what: "a lease keepalive stream ended".into(),
+            problem: StreamProblem::KeepaliveEnded,
         }),
     }
 }

@@ -1,5 +1,5 @@
 use common::{
-    Be16, Be32, CT_REPLY,
+    Be16, Be32, CT_REPLY, CT_SNAT, PROTO_UDP,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -36,8 +36,8 @@ fn pairs_entries_into_flows() {
         "the reply entry pairs with the forward one"
     );
     let info = FlowInfo::new(f, 0, &Timeouts::default());
-    assert_eq!(info.nat, "snat");
-    assert_eq!(info.state, "established");
+    assert_eq!(info.nat, Nat::Snat);
+    assert_eq!(info.state, FlowState::Established);
     assert_eq!(
         info.original.to_string(),
         "172.17.0.4:40000 -> 198.51.100.2:80"
@@ -57,7 +57,7 @@ fn an_orphaned_reply_is_a_flow_of_its_own() {
     assert_eq!(flows.len(), 1);
     assert_eq!(
         FlowInfo::new(&flows[0], 0, &Timeouts::default()).state,
-        "orphan"
+        FlowState::Orphan
     );
     assert_eq!(flows[0].keys().len(), 1);
 }

@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
 use crate::{
-    api::ApiError,
+    api::{ApiError, Change, Missing},
     datapath::sync::{SyncError, sync},
     spec::{MapAddr, PublishSpec},
 };
@@ -93,8 +93,8 @@ impl Daemon {
             .find(|p| p.conflicts_with(&spec))
         {
             return Err(ApiError::Conflict {
-                spec: spec.to_string(),
-                holder: holder.to_string(),
+                spec,
+                holder: *holder,
             });
         }
         self.desired.update(|s| {
@@ -111,7 +111,7 @@ impl Daemon {
             })?;
             self.reconcile().await;
             return Err(ApiError::Datapath {
-                what: format!("publish `{spec}`"),
+                change: Change::Publish { spec },
                 errors,
             });
         }
@@ -121,14 +121,13 @@ impl Daemon {
 
     pub(super) async fn unpublish(&mut self, spec: PublishSpec) -> Result<(), ApiError> {
         self.desired.update(|s| {
-            let pos =
-                s.published
-                    .iter()
-                    .position(|p| *p == spec)
-                    .ok_or_else(|| ApiError::NotFound {
-                        what: format!("`{spec}`"),
-                        expected: "published",
-                    })?;
+            let pos = s
+                .published
+                .iter()
+                .position(|p| *p == spec)
+                .ok_or(ApiError::NotFound {
+                    missing: Missing::Publish { spec },
+                })?;
             s.published.remove(pos);
             Ok(())
         })?;
@@ -137,7 +136,7 @@ impl Daemon {
         let errors = std::mem::take(&mut self.publishes.errors);
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
-                what: format!("unpublish `{spec}`"),
+                change: Change::Unpublish { spec },
                 errors,
             });
         }

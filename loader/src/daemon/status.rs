@@ -6,8 +6,8 @@ use tracing::{debug, warn};
 
 use super::{Daemon, docker_nat};
 use crate::{
-    api::{DockerStatus, DropLine, MapFill, Metrics, ProgramRun, StatLine, Status},
-    datapath::{Fill, Hook, XDP_PROGRAM},
+    api::{DockerStatus, DropLine, MapFill, Metrics, Program, ProgramRun, StatLine, Status},
+    datapath::{Fill, Hook},
     netlink::ifname,
 };
 
@@ -35,19 +35,19 @@ fn bpf_stats_enabled() -> bool {
 
 impl Daemon {
     /// Interfaces with a bpfnet program attached: (interface, program), sorted.
-    pub(super) fn attached(&self) -> Vec<(String, String)> {
-        let mut attached: Vec<(String, String)> = self
+    pub(super) fn attached(&self) -> Vec<(String, Program)> {
+        let mut attached: Vec<(String, Program)> = self
             .links
             .attachments()
             .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook, i)))
             .flat_map(|(name, hook, i)| {
                 let xdp = (hook == Hook::FromUplink && self.dp.has_xdp(i))
-                    .then(|| (name.clone(), XDP_PROGRAM.to_string()));
-                xdp.into_iter().chain([(name, hook.program().to_string())])
+                    .then(|| (name.clone(), Program::XdpUplink));
+                xdp.into_iter().chain([(name, hook.into())])
             })
             .collect();
         if let Some(l) = self.links.get(self.cluster.to_tunnel) {
-            attached.push((l.name.clone(), Hook::ToTunnel.program().to_string()));
+            attached.push((l.name.clone(), Program::ToTunnel));
         }
         attached.sort();
         attached

@@ -301,7 +301,7 @@ fn state(r: &mut Registry, m: &Metrics) {
     for (_, program) in &m.status.attached {
         attached
             .get_or_create(&Program {
-                program: program.clone(),
+                program: program.name().to_string(),
             })
             .inc();
     }
@@ -416,9 +416,9 @@ mod tests {
         Metrics {
             status: Status {
                 attached: vec![
-                    ("up0".into(), "from_uplink".into()),
-                    ("vc0".into(), "from_container".into()),
-                    ("vc1".into(), "from_container".into()),
+                    ("up0".into(), crate::api::Program::FromUplink),
+                    ("vc0".into(), crate::api::Program::FromContainer),
+                    ("vc1".into(), crate::api::Program::FromContainer),
                 ],
                 maps: vec![
                     fill("ct_v3", 6, 64),

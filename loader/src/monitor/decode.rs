@@ -12,16 +12,6 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 
-fn proto_name(proto: u8) -> String {
-    match proto {
-        PROTO_TCP => "tcp".into(),
-        PROTO_UDP => "udp".into(),
-        PROTO_ICMP => "icmp".into(),
-        PROTO_ICMPV6 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
@@ -80,7 +70,7 @@ pub fn packet(data: &[u8], len: u32, l2: bool) -> Packet {
         _ => {}
     }
     p.before = Some(Tuple {
-        proto: proto_name(proto),
+        proto: proto.into(),
         src,
         sport,
         dst,
@@ -169,7 +159,7 @@ pub fn xlate(t: &EventTuple) -> Option<Tuple> {
     };
     let ports = matches!(t.proto, PROTO_TCP | PROTO_UDP | PROTO_ICMP | PROTO_ICMPV6);
     Some(Tuple {
-        proto: proto_name(t.proto),
+        proto: t.proto.into(),
         src,
         sport: ports.then(|| t.src_port.get()),
         dst,
@@ -182,6 +172,7 @@ mod tests {
     use common::Be16;
 
     use super::*;
+    use crate::api::flow::Proto;
 
     fn tcp_syn_v4() -> Vec<u8> {
         let mut f = vec![0u8; 14];
@@ -201,7 +192,7 @@ mod tests {
     fn reads_a_tcp_syn() {
         let p = packet(&tcp_syn_v4(), 54, true);
         let t = p.before.unwrap();
-        assert_eq!(t.proto, "tcp");
+        assert_eq!(t.proto, Proto::Tcp);
         assert_eq!(t.src, "172.17.0.2".parse::<IpAddr>().unwrap());
         assert_eq!((t.sport, t.dport), (Some(40000), Some(80)));
         assert_eq!(p.tcp_flags.as_deref(), Some("S"));

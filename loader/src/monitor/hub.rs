@@ -19,11 +19,11 @@ use tracing::{debug, warn};
 use super::decode;
 use crate::{
     api::{
-        Request, Response,
+        Program, Request, Response,
         monitor::{CtState, Event, Filter, Hook, Kind, Lost, Record},
         server::{Call, Subscriber},
     },
-    datapath::{self, MonitorMaps},
+    datapath::MonitorMaps,
 };
 
 struct Client {
@@ -251,7 +251,7 @@ impl Names {
             return;
         };
         for (name, program) in l.attached {
-            let Some((hook, l2)) = event_hook(&program) else {
+            let Some((hook, l2)) = event_hook(program) else {
                 continue;
             };
             if let Some(i) = name_to_index(&name) {
@@ -261,18 +261,15 @@ impl Names {
     }
 }
 
-/// The hook an event of a TC program names (by the program's name, as `bpfnet ls`
-/// lists it), and whether its frames start with an Ethernet header; none for a program
-/// that reports no events of its own.
-fn event_hook(program: &str) -> Option<(Hook, bool)> {
-    match datapath::Hook::ALL
-        .into_iter()
-        .find(|h| h.program() == program)?
-    {
-        datapath::Hook::FromContainer => Some((Hook::FromContainer, true)),
-        datapath::Hook::FromUplink => Some((Hook::FromUplink, true)),
-        datapath::Hook::FromL3Uplink => Some((Hook::FromUplink, false)),
-        datapath::Hook::ToTunnel => None,
+/// The hook an event of a TC program names (the program as `bpfnet ls` lists it), and
+/// whether its frames start with an Ethernet header; none for a program that reports
+/// no events of its own (XDP events say so themselves).
+fn event_hook(program: Program) -> Option<(Hook, bool)> {
+    match program {
+        Program::FromContainer => Some((Hook::FromContainer, true)),
+        Program::FromUplink => Some((Hook::FromUplink, true)),
+        Program::FromL3Uplink => Some((Hook::FromUplink, false)),
+        Program::ToTunnel | Program::XdpUplink => None,
     }
 }
 
@@ -296,17 +293,20 @@ mod tests {
     #[test]
     fn events_name_the_hook_of_their_program() {
         assert_eq!(
-            event_hook("from_container"),
+            event_hook(Program::FromContainer),
             Some((Hook::FromContainer, true))
         );
-        assert_eq!(event_hook("from_uplink"), Some((Hook::FromUplink, true)));
         assert_eq!(
-            event_hook("from_l3_uplink"),
+            event_hook(Program::FromUplink),
+            Some((Hook::FromUplink, true))
+        );
+        assert_eq!(
+            event_hook(Program::FromL3Uplink),
             Some((Hook::FromUplink, false))
         );
-        assert_eq!(event_hook("to_tunnel"), None);
+        assert_eq!(event_hook(Program::ToTunnel), None);
         assert_eq!(
-            event_hook(datapath::XDP_PROGRAM),
+            event_hook(Program::XdpUplink),
             None,
             "XDP events say so themselves"
         );

@@ -5,7 +5,7 @@ use common::{Be32, Ip6};
 use tracing::info;
 
 use crate::{
-    api::{ApiError, Invalid},
+    api::{ApiError, Invalid, Missing},
     daemon::Daemon,
     endpoint::{EndpointSpec, Ipv4Cidr, Ipv6Cidr, Mac},
 };
@@ -26,8 +26,7 @@ impl Daemon {
             .filter(|&i| self.links.is_bridge(i))
         else {
             return Err(ApiError::NotFound {
-                what: format!("bridge `{bridge}`"),
-                expected: "managed by bpfnet",
+                missing: Missing::Bridge { name: bridge },
             });
         };
         let Some((veth_index, veth_bridge)) = self
@@ -37,8 +36,7 @@ impl Daemon {
             .map(|(l, b)| (l.index, b))
         else {
             return Err(ApiError::NotFound {
-                what: format!("`{veth}`"),
-                expected: "a container veth on a managed bridge",
+                missing: Missing::Veth { name: veth },
             });
         };
         if veth_bridge != br_index {
@@ -64,9 +62,9 @@ impl Daemon {
                 return Err(Invalid::Unclaimable { addr }.into());
             }
             if let Some(other) = self.all_endpoints().into_iter().find(|e| e.has(addr)) {
-                return Err(ApiError::Conflict {
-                    spec: addr.to_string(),
-                    holder: format!("endpoint on {}", other.veth),
+                return Err(ApiError::AddressTaken {
+                    addr,
+                    veth: other.veth,
                 });
             }
         }
@@ -101,14 +99,13 @@ impl Daemon {
 
     pub(in crate::daemon) fn del_endpoint(&mut self, ip: IpAddr) -> Result<(), ApiError> {
         self.desired.update(|s| {
-            let pos =
-                s.endpoints
-                    .iter()
-                    .position(|e| e.has(ip))
-                    .ok_or_else(|| ApiError::NotFound {
-                        what: ip.to_string(),
-                        expected: "a registered endpoint",
-                    })?;
+            let pos = s
+                .endpoints
+                .iter()
+                .position(|e| e.has(ip))
+                .ok_or(ApiError::NotFound {
+                    missing: Missing::Endpoint { addr: ip },
+                })?;
             s.endpoints.remove(pos);
             Ok(())
         })?;
