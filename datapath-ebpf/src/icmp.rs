@@ -1,4 +1,4 @@
-//! ICMP and ICMPv6 errors (destination unreachable, fragmentation needed or packet too
+//! ICMP and `ICMPv6` errors (destination unreachable, fragmentation needed or packet too
 //! big, time exceeded, parameter problem) about a translated flow: the embedded header
 //! is translated back the way its packet was, and the outer header is pointed at the
 //! endpoint that sent that packet. The quote is read and its addresses rewritten per
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Offsets inside the quoted packet.
-pub struct Quoted<A = u32> {
+pub(crate) struct Quoted<A = u32> {
     /// Its IP header.
     pub ip_off: usize,
     /// Its ports (or echo identifier), None when they are not rewritten here.
@@ -65,10 +65,10 @@ fn quoted_ports<A>(
     Some(())
 }
 
-/// An ICMPv6 error's quote: an IPv6 header (no extension headers: nothing bpfnet
+/// An `ICMPv6` error's quote: an IPv6 header (no extension headers: nothing bpfnet
 /// translates carries them) and the first 8 bytes of its upper layer.
 #[inline(always)]
-pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
+pub(crate) fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
     let ip_off = p.l4_off() + ICMP_HLEN;
     let [ver, _, _, _, _, _, next, _]: [u8; 8] = ctx.load(ip_off).ok()?;
     let l4 = ip_off + IPV6_HLEN;
@@ -92,10 +92,10 @@ pub fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
     Some(q)
 }
 
-/// Replace an address of the quoted IPv6 header (`src`: the source), keeping the ICMPv6
+/// Replace an address of the quoted IPv6 header (`src`: the source), keeping the `ICMPv6`
 /// checksum, which covers it, right (the quoted header has no checksum of its own).
 #[inline(always)]
-pub fn replace_addr6(
+pub(crate) fn replace_addr6(
     ctx: &TcContext,
     icmp_csum: usize,
     q: &Quoted<Ip6>,
@@ -114,7 +114,7 @@ pub fn replace_addr6(
 }
 
 #[inline(always)]
-pub fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
+pub(crate) fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
     let ip_off = p.l4_off() + ICMP_HLEN;
     let ip: Ipv4Hdr = ctx.load(ip_off).ok()?;
     let l4 = ip_off + ip.ihl();
@@ -158,7 +158,7 @@ fn replace(
 /// Replace an address of the quoted IPv4 header: its own checksum, the ICMP checksum
 /// (which covers both the address and that checksum) and the bytes.
 #[inline(always)]
-pub fn replace_addr(
+pub(crate) fn replace_addr(
     ctx: &TcContext,
     icmp_csum: usize,
     ip_off: usize,
@@ -181,7 +181,7 @@ pub fn replace_addr(
 
 /// Who sent an ICMP error, which bounds what it may quote.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub(crate) enum From {
     /// A container: it can only report a packet it received itself.
     Container,
     /// The outside: the flow's peer or a router on its path.
@@ -194,7 +194,11 @@ pub enum From {
 /// Its translation and its delivery are stages of their own (`stage!`): for IPv6, a
 /// cluster route's lookup and tunnel key would not fit one frame beside the quote's.
 #[inline(always)]
-pub fn handle_error<A: Family>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
+pub(crate) fn handle_error<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    from: From,
+) -> Option<i32> {
     if p.icmp != Icmp::Error {
         return None;
     }

@@ -31,7 +31,7 @@ const MAX_QUOTE: usize = 60 + QUOTED_PAYLOAD;
 #[inline(always)]
 fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
     let mut s = 0u32;
-    for i in 0..(ICMP_HLEN + MAX_QUOTE) / 2 {
+    for i in 0..usize::midpoint(ICMP_HLEN, MAX_QUOTE) {
         if 2 * i >= len {
             break;
         }
@@ -44,17 +44,17 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
 /// Turn `p` (untranslated, arrived from outside with its TTL ending here) into the
 /// time-exceeded error its sender gets from the host, and send it back.
 #[inline(always)]
-pub fn answer(ctx: &TcContext, p: &Packet) -> i32 {
+pub(crate) fn answer(ctx: &TcContext, p: &Packet) -> i32 {
     if !ratelimit::allow(p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }
     send_back(ctx, build(ctx, p))
 }
 
-/// `answer` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
+/// `answer` for IPv6: `ICMPv6` "hop limit exceeded in transit", quoting the IPv6
 /// header and the 8 bytes after it.
 #[inline(always)]
-pub fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
+pub(crate) fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
     if !ratelimit::allow6(&p.src_ip) {
         return verdict(ctx, Reason::DropIcmpRatelimit);
     }
@@ -136,7 +136,7 @@ fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
         .map_err(|_| Reason::DropRewrite)
 }
 
-/// An ICMP (ICMPv6) time-exceeded header of type `kind`, code 0, its checksum 0 until
+/// An ICMP (`ICMPv6`) time-exceeded header of type `kind`, code 0, its checksum 0 until
 /// computed.
 #[inline(always)]
 fn time_exceeded_hdr(kind: u8) -> IcmpHdr {
@@ -149,11 +149,11 @@ fn time_exceeded_hdr(kind: u8) -> IcmpHdr {
     }
 }
 
-/// The new IPv6 header and the ICMPv6 header in front of the quoted packet.
+/// The new IPv6 header and the `ICMPv6` header in front of the quoted packet.
 const ROOM6: usize = IPV6_HLEN + ICMP_HLEN;
 /// The quote: the IPv6 header and 8 bytes.
 const QUOTE6: usize = IPV6_HLEN + QUOTED_PAYLOAD;
-/// ICMPv6 time exceeded, code 0: hop limit exceeded in transit.
+/// `ICMPv6` time exceeded, code 0: hop limit exceeded in transit.
 const ICMPV6_TIME_EXCEEDED: u8 = 3;
 
 #[inline(always)]

@@ -163,7 +163,7 @@ extern "C" fn candidate<A: Family>(i: u64, data: *mut c_void) -> i64 {
 /// `src_ip`, and create the flow; true when the flow was its own, repaired. Err
 /// (`drop-snat-ports`): every candidate is taken.
 #[inline(always)]
-pub fn allocate<A: Family>(
+pub(super) fn allocate<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     src_ip: A,
@@ -223,7 +223,7 @@ pub fn allocate<A: Family>(
 /// One SNAT flow of `forward`'s container has ended: its port is free for its quota
 /// again.
 #[inline(always)]
-pub fn release_use<A: Family>(forward: &CtKey<A>) {
+pub(crate) fn release_use<A: Family>(forward: &CtKey<A>) {
     quota::release(Use::Snat, &forward.src_ip);
 }
 

@@ -65,7 +65,7 @@ pub async fn run(
             return;
         }
     };
-    let left_out = || crate::datapath::monitor::left_out(&state).ok();
+    let left_out = || datapath::monitor::left_out(&state).ok();
     let mut clients: Vec<Client> = Vec::new();
     let mut names = Names::new(calls);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -280,7 +280,7 @@ fn name_to_index(name: &str) -> Option<u32> {
     crate::netlink::ifindex(name)
 }
 
-/// CLOCK_REALTIME − CLOCK_MONOTONIC, nanoseconds.
+/// `CLOCK_REALTIME` − `CLOCK_MONOTONIC`, nanoseconds.
 fn clock_offset() -> i128 {
     let read = |clock| {
         let ts = clock_gettime(clock);
