@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
                         drop(slot);
                     });
                 } else {
-                    debug!(%peer, "too many metrics connections; closing this one")
+                    debug!(%peer, "too many metrics connections; closing this one");
                 }
             }
             Err(e) => {
