@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The TC programs whose cost is reported (the socket programs run per connect, not
 /// per packet).
-pub const PROGRAMS: [&str; 4] = [
+pub(crate) const PROGRAMS: [&str; 4] = [
     "xdp_uplink",
     "from_uplink",
     "from_l3_uplink",
@@ -21,7 +21,7 @@ pub const PROGRAMS: [&str; 4] = [
 
 /// One program over one test.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct Cost {
+pub(crate) struct Cost {
     pub runs: u64,
     pub ns_per_run: f64,
 }
@@ -29,18 +29,18 @@ pub struct Cost {
 /// Run time and run count per program name, summed over every loaded program of that
 /// name.
 #[derive(Clone, Default)]
-pub struct Snapshot(BTreeMap<String, (u64, u64)>);
+pub(crate) struct Snapshot(BTreeMap<String, (u64, u64)>);
 
 /// Statistics collection, on while this lives.
-pub struct Collecting(#[allow(dead_code)] OwnedFd);
+pub(crate) struct Collecting(#[expect(dead_code, reason = "held only to close on drop")] OwnedFd);
 
-pub fn start() -> Result<Collecting> {
+pub(crate) fn start() -> Result<Collecting> {
     enable_stats(Stats::RunTime)
         .map(Collecting)
         .context("cannot enable BPF run-time statistics")
 }
 
-pub fn snapshot() -> Result<Snapshot> {
+pub(crate) fn snapshot() -> Result<Snapshot> {
     let mut s = BTreeMap::new();
     for info in loaded_programs() {
         let info = info.context("cannot read a loaded program's info")?;
@@ -57,7 +57,7 @@ pub fn snapshot() -> Result<Snapshot> {
 }
 
 /// Cost per program between two snapshots, for programs that ran.
-pub fn between(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Cost> {
+pub(crate) fn between(before: &Snapshot, after: &Snapshot) -> BTreeMap<String, Cost> {
     after
         .0
         .iter()

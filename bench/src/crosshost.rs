@@ -3,10 +3,10 @@
 //! rounds: `routed` (a kernel route on each host to the other's prefix: the baseline),
 //! `host-gw` and `vxlan` (bpfnet, each host a node of an etcd cluster), `kernel vxlan`
 //! (a VXLAN device with a route, a neighbour and an FDB entry per peer: flannel's way).
-//! Dual stack: the containers have IPv6 addresses too (fd00:10:244:0::2 and
-//! fd00:10:244:1::2), for the IPv6 rows: bpfnet carries them over the IPv4 underlay;
+//! Dual stack: the containers have IPv6 addresses too (`fd00:10:244:0::2` and
+//! `fd00:10:244:1::2`), for the IPv6 rows: bpfnet carries them over the IPv4 underlay;
 //! the kernel's `routed` baseline routes them to the peer's underlay IPv6 address
-//! (fd00:192:0:2::i, the kernel has no IPv6 route by an IPv4 next hop), `kernel vxlan`
+//! (`fd00:192:0:2::i`, the kernel has no IPv6 route by an IPv4 next hop), `kernel vxlan`
 //! through its device to the peer's prefix's first address, a permanent neighbour.
 //!
 //! The host-to-remote-container rows have host 1 itself as the client.
@@ -29,7 +29,7 @@ use bpfnet_tests::{
 use crate::{Plan, iperf, load, median, or_failed, pin::Pin, report::Row};
 
 /// The ways across, in the order each round takes them.
-pub const MODES: [&str; 4] = ["routed", "host-gw", "vxlan", "kernel vxlan"];
+pub(crate) const MODES: [&str; 4] = ["routed", "host-gw", "vxlan", "kernel vxlan"];
 
 const ECHO: u16 = 9300;
 /// The IPv6 echo servers' port (iperf3's server takes both families).
@@ -50,7 +50,7 @@ fn kernel_vxlan_mac(i: u8) -> String {
 }
 
 /// The hosts, etcd and the servers, for the whole run.
-pub struct CrossHost {
+pub(crate) struct CrossHost {
     c: Cluster,
     etcd: EtcdServer,
     _etcd_ns: Netns,
@@ -67,13 +67,17 @@ fn underlay6(i: u8) -> String {
     format!("fd00:192:0:2::{i}/64")
 }
 
-/// Host `i`'s IPv6 prefix: fd00:10:244:(i-1)::/64, its bridge holding the first address.
+/// Host `i`'s IPv6 prefix: `fd00:10:244:(i-1)::/64`, its bridge holding the first address.
 fn prefix6(i: u8) -> String {
     format!("fd00:10:244:{}::/64", i - 1)
 }
 
 impl CrossHost {
-    pub fn new() -> Result<Self> {
+    #[expect(
+        clippy::unnecessary_wraps,
+        reason = "built like the other measures, which `?` their setup"
+    )]
+    pub(crate) fn new() -> Result<Self> {
         let mut c = Cluster::measuring("xhost", 2);
         for h in &mut c.hosts {
             let i = h.index;
@@ -285,7 +289,7 @@ impl CrossHost {
                 "routed" => {
                     let other = 3 - h.index;
                     for (family, p) in [("-4", prefix(other)), ("-6", prefix6(other))] {
-                        let _ = std::process::Command::new("ip")
+                        let _unused: Result<_, _> = std::process::Command::new("ip")
                             .args(["-n", &h.ns.name, family, "route", "del", &p])
                             .status();
                     }
@@ -294,11 +298,11 @@ impl CrossHost {
                 _ => {
                     // The datapath outlives the daemon: removing its pins detaches it;
                     // its routes for the host stay until `--cleanup`.
-                    let _ = std::process::Command::new("ip")
+                    let _unused: Result<_, _> = std::process::Command::new("ip")
                         .args(["-n", &h.ns.name, "route", "flush", "proto", "98"])
                         .status();
-                    let _ = fs::remove_dir_all(&h.files.pin_dir);
-                    let _ = fs::remove_dir_all(&h.files.state_dir);
+                    let _unused: Result<_, _> = fs::remove_dir_all(&h.files.pin_dir);
+                    let _unused: Result<_, _> = fs::remove_dir_all(&h.files.state_dir);
                     if mode == "vxlan" {
                         h.ns.ip(&["link", "del", "bpfnet-vxlan"]);
                     }
@@ -422,7 +426,7 @@ fn measures(plan: &Plan, pin: Pin) -> Vec<Measure> {
 }
 
 /// Every measure in every mode, `plan.reps` interleaved rounds: the medians.
-pub fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
+pub(crate) fn rows(x: &CrossHost, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
     let tests = measures(plan, pin);
     let client = |who: Client| match who {
         Client::Container => &x.c.hosts[0].containers[0],

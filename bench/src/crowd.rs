@@ -20,13 +20,13 @@ use bpfnet_tests::{netns::Netns, topo::Topology};
 const PER_NETWORK: usize = 1000;
 
 /// The crowd's networks, made before the daemon starts (it must be told to manage them).
-pub struct Networks {
+pub(crate) struct Networks {
     host: String,
     n: usize,
     peers: Netns,
 }
 
-pub struct Crowd {
+pub(crate) struct Crowd {
     _nets: Networks,
     /// Seconds until the daemon had attached every veth, and to register every endpoint.
     pub attach_s: f64,
@@ -57,7 +57,7 @@ fn ip_batch(ns: &str, what: &str, lines: impl Iterator<Item = String>) -> Result
         .arg(&path)
         .output()
         .context("run ip -batch")?;
-    let _ = fs::remove_file(&path);
+    let _unused: Result<_, _> = fs::remove_file(&path);
     if !out.status.success() {
         bail!(
             "ip -n {ns} -batch ({what}): {}",
@@ -69,7 +69,7 @@ fn ip_batch(ns: &str, what: &str, lines: impl Iterator<Item = String>) -> Result
 
 impl Networks {
     /// The bridges (with their addresses) `n` endpoints need, in the bench's host.
-    pub fn make(t: &Topology, n: usize) -> Result<Self> {
+    pub(crate) fn make(t: &Topology, n: usize) -> Result<Self> {
         let peers = Netns::new(&format!("{}-crowd", t.host.name));
         let host = t.host.name.clone();
         let nets = Self { host, n, peers };
@@ -93,7 +93,7 @@ impl Networks {
     }
 
     /// `--bridge` for each of the crowd's networks.
-    pub fn daemon_args(&self) -> Vec<String> {
+    pub(crate) fn daemon_args(&self) -> Vec<String> {
         (0..self.count())
             .flat_map(|j| ["--bridge".to_string(), bridge(j)])
             .collect()
@@ -103,7 +103,7 @@ impl Networks {
 impl Drop for Networks {
     fn drop(&mut self) {
         // The pairs go with the peers' namespace; the bridges are removed here.
-        let _ = ip_batch(
+        let _unused: Result<_, _> = ip_batch(
             &self.host,
             "crowd-del",
             (0..self.count()).map(|j| format!("link del {}", bridge(j))),
@@ -114,7 +114,7 @@ impl Drop for Networks {
 impl Crowd {
     /// A veth for each endpoint on its network, waited for until the daemon (managing
     /// `nets`) attached each, then registered one by one through the control API.
-    pub fn add(t: &Topology, nets: Networks) -> Result<Self> {
+    pub(crate) fn add(t: &Topology, nets: Networks) -> Result<Self> {
         let n = nets.n;
         let start = Instant::now();
         ip_batch(

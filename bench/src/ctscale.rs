@@ -28,7 +28,7 @@ use crate::{
 };
 
 #[derive(Serialize, Deserialize)]
-pub struct CtScaleRow {
+pub(crate) struct CtScaleRow {
     pub flows: usize,
     /// Endpoints registered besides the bench's two.
     #[serde(default)]
@@ -51,7 +51,7 @@ pub struct CtScaleRow {
 /// How often the daemon sweeps during the measurement.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-pub fn measure(
+pub(crate) fn measure(
     t: &Topology,
     flows: usize,
     endpoints: usize,
@@ -173,7 +173,7 @@ fn sweep_of(t: &Topology, entries: u64) -> Result<f64> {
             return Ok(sweep.micros as f64 / 1e3);
         }
         if Instant::now() > deadline {
-            bail!("no sweep of {entries} entries within {:?}", deadline);
+            bail!("no sweep of {entries} entries within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }

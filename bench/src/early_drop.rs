@@ -1,7 +1,7 @@
 //! Early drop: a bounded burst of datagrams routed to an unpublished container port, all
 //! of which bpfnet drops (`drop-inbound`): by `from_uplink` in `bpfnet` mode, by
 //! `xdp_uplink` before TC in `bpfnet+xdp` mode. Reported per mode: the datapath programs'
-//! run time per probe (bpf_stats) and the probes per second the client got through the
+//! run time per probe (`bpf_stats`) and the probes per second the client got through the
 //! host's receive path, sending as fast as it can on one CPU (on a veth the receive path
 //! runs in the sender's context, so a cheaper drop is a faster sender).
 use std::{
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{cost, modes::Mode, pin};
 
 #[derive(Serialize, Deserialize)]
-pub struct DropRow {
+pub(crate) struct DropRow {
     pub mode: String,
     pub probes: u64,
     /// Counted `drop-inbound` during the burst.
@@ -30,7 +30,7 @@ pub struct DropRow {
 /// Where the probes go: a container port nothing publishes.
 const TARGET: ([u8; 4], u16) = ([172, 17, 0, 4], 9);
 
-pub fn measure(t: &Topology, mode: Mode, probes: u64) -> Result<DropRow> {
+pub(crate) fn measure(t: &Topology, mode: Mode, probes: u64) -> Result<DropRow> {
     let daemon = mode.setup(t);
     t.client
         .ip(&["route", "add", "172.17.0.0/16", "via", "192.0.2.1"]);

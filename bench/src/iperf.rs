@@ -13,10 +13,10 @@ use serde_json::Value;
 use crate::pin::Pin;
 
 /// An iperf3 server in a namespace, killed on drop.
-pub struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Server {
-    pub fn start(ns: &Netns, port: u16) -> Self {
+    pub(crate) fn start(ns: &Netns, port: u16) -> Self {
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -38,15 +38,21 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _unused: Result<_, _> = self.0.kill();
+        let _unused: Result<_, _> = self.0.wait();
     }
 }
 
 /// Gbit/s received in a `secs`-second TCP stream from `ns` to `to` (`reverse`: the
 /// server sends), client and server placed by `pin`. No positive rate is an error
 /// carrying iperf3's own words.
-pub fn stream(ns: &Netns, to: SocketAddr, secs: f64, reverse: bool, pin: Pin) -> Result<f64> {
+pub(crate) fn stream(
+    ns: &Netns,
+    to: SocketAddr,
+    secs: f64,
+    reverse: bool,
+    pin: Pin,
+) -> Result<f64> {
     // Whole seconds: iperf3 reads a fraction as 0, which means "forever".
     let whole = secs.round().max(1.0) as u64;
     let mut c = Command::new("ip");

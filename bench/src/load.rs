@@ -21,7 +21,7 @@ use crate::pin;
 static SERVER_CPU: AtomicIsize = AtomicIsize::new(-1);
 
 /// Pin the servers' work (from the next connection or datagram on) to `cpu`, or free it.
-pub fn pin_servers(cpu: Option<usize>) {
+pub(crate) fn pin_servers(cpu: Option<usize>) {
     SERVER_CPU.store(cpu.map_or(-1, |c| c as isize), Ordering::Relaxed);
 }
 
@@ -31,7 +31,7 @@ fn server_cpu() -> Option<usize> {
 
 /// Throughput and latency of a run.
 #[derive(Clone, Copy, Debug, Serialize)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Operations per second.
     pub per_sec: f64,
     pub p50_us: f64,
@@ -53,7 +53,7 @@ fn rate(mut lat: Vec<Duration>, elapsed: Duration) -> Rate {
 
 /// TCP and UDP one-byte echo on `port` in `ns`: several acceptors share the listener,
 /// each serving a connection until it closes. Stopped on drop.
-pub struct Servers {
+pub(crate) struct Servers {
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
     listener: TcpListener,
@@ -79,7 +79,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
 
 impl Servers {
     /// Echo servers on `port` of every address of `ip`'s family (`ip` unspecified).
-    pub fn start(ns: &Netns, ip: IpAddr, port: u16) -> Self {
+    pub(crate) fn start(ns: &Netns, ip: IpAddr, port: u16) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp, udp) =
             ns.run(move || bind(SocketAddr::new(ip, port)).expect("bench server binds"));
@@ -109,7 +109,7 @@ impl Servers {
                     pin::this_thread(server_cpu());
                 }
                 if let Ok((n, from)) = udp.recv_from(&mut b) {
-                    let _ = udp.send_to(&b[..n], from);
+                    let _unused: Result<_, _> = udp.send_to(&b[..n], from);
                 }
             }
         }));
@@ -123,9 +123,9 @@ impl Servers {
 
 fn serve(mut c: TcpStream) {
     pin::this_thread(server_cpu());
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_nodelay(true);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let _unused: Result<_, _> = c.set_nonblocking(false);
+    let _unused: Result<_, _> = c.set_nodelay(true);
+    let _unused: Result<_, _> = c.set_read_timeout(Some(Duration::from_secs(5)));
     let mut b = [0u8; 1];
     while let Ok(1) = c.read(&mut b) {
         if c.write_all(&b).is_err() {
@@ -145,7 +145,7 @@ impl Drop for Servers {
             )
         };
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            let _unused: Result<_, _> = t.join();
         }
     }
 }
@@ -211,7 +211,12 @@ fn exchange(mut s: impl Read + Write) -> Result<()> {
 
 /// One connection, one byte each way, as fast as it goes, the client on `cpu`; the
 /// first failed exchange ends the run as an error.
-pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> Result<Rate> {
+pub(crate) fn tcp_rr(
+    ns: &Netns,
+    to: SocketAddr,
+    dur: Duration,
+    cpu: Option<usize>,
+) -> Result<Rate> {
     ns.run(move || {
         pin::this_thread(cpu);
         let mut s = connect(to)?;
@@ -229,7 +234,7 @@ pub fn tcp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> 
 }
 
 /// `clients` threads each connecting, exchanging one byte and closing, in a loop.
-pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> Result<Rate> {
+pub(crate) fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> Result<Rate> {
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
         .map(|_| {
@@ -255,7 +260,12 @@ pub fn conn_rate(ns: &Netns, to: SocketAddr, clients: usize, dur: Duration) -> R
 
 /// One socket, one datagram each way at a time, the client on `cpu`; a lost one counts
 /// as failed.
-pub fn udp_rr(ns: &Netns, to: SocketAddr, dur: Duration, cpu: Option<usize>) -> Result<Rate> {
+pub(crate) fn udp_rr(
+    ns: &Netns,
+    to: SocketAddr,
+    dur: Duration,
+    cpu: Option<usize>,
+) -> Result<Rate> {
     ns.run(move || {
         pin::this_thread(cpu);
         let any: SocketAddr = match to {

@@ -213,8 +213,8 @@ fn main() -> Result<()> {
         let section = verifier::markdown(&rows, Some(&when));
         eprintln!("{section}");
         let path = args.out.join("report.md");
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        std::fs::write(&path, verifier::splice(&old, &section))?;
+        let old = fs::read_to_string(&path).unwrap_or_default();
+        fs::write(&path, verifier::splice(&old, &section))?;
         ensure!(
             rows.iter().all(verifier::VerifierRow::within_budget),
             "a program is over its verification budget"
@@ -478,7 +478,7 @@ fn program_costs(
             });
             let costs = or_failed(costs, &what, BTreeMap::new(), failures);
             eprintln!("[bench]   {what} = {costs:?}");
-            out.insert(names[0].0.to_string(), costs);
+            out.insert(names[0].0.clone(), costs);
         }
     }
     drop(collecting);

@@ -3,7 +3,7 @@
 //! through the host to the container, no NAT), `iptables` (Docker's exact rules for
 //! `-p`), `bpfnet`. Each mode carries both families: a test over IPv6 takes the same
 //! path as its IPv4 twin (Docker's ip6tables rules in `iptables` mode, NAT66 in `bpfnet`
-//! mode, the bridge's ULA prefix fd00:17::/64).
+//! mode, the bridge's ULA prefix `fd00:17::/64`).
 use std::{
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -19,7 +19,7 @@ use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     Wire,
     Direct,
     Iptables,
@@ -28,7 +28,7 @@ pub enum Mode {
     BpfnetXdp,
 }
 
-pub const ALL: [Mode; 5] = [
+pub(crate) const ALL: [Mode; 5] = [
     Mode::Wire,
     Mode::Direct,
     Mode::Iptables,
@@ -38,14 +38,14 @@ pub const ALL: [Mode; 5] = [
 
 /// The address family a test runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 impl Family {
     /// What a test's name gets over this family.
-    pub fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Self::V4 => "",
             Self::V6 => " (IPv6)",
@@ -75,7 +75,7 @@ const WIRE6_CLIENT: [Ipv6Addr; 2] = wire6(0xf1);
 const WIRE6_SERVER: [Ipv6Addr; 2] = wire6(0xf2);
 const WIRE6_PEER: [Ipv6Addr; 2] = wire6(0xf3);
 
-/// 2001:db8:NET::1 and ::2.
+/// `2001:db8:NET::1` and `::2`.
 const fn wire6(net: u16) -> [Ipv6Addr; 2] {
     [
         Ipv6Addr::new(0x2001, 0xdb8, net, 0, 0, 0, 0, 1),
@@ -85,7 +85,7 @@ const fn wire6(net: u16) -> [Ipv6Addr; 2] {
 
 /// The `wire` mode's veths, in place for the whole run: connected routes only, so the
 /// other modes' traffic never takes them.
-pub fn lay_wires(t: &Topology) {
+pub(crate) fn lay_wires(t: &Topology) {
     type Pair<'a> = (&'a Netns, &'a str, &'a Netns, &'a str);
     let pairs: [(Pair, [Ipv4Addr; 2], [Ipv6Addr; 2]); 3] = [
         (
@@ -118,11 +118,11 @@ pub fn lay_wires(t: &Topology) {
 }
 
 /// Ports the container serves: the load tool's echo and iperf3.
-pub const ECHO: u16 = 8038;
-pub const IPERF: u16 = 5201;
+pub(crate) const ECHO: u16 = 8038;
+pub(crate) const IPERF: u16 = 5201;
 
 impl Mode {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Wire => "wire",
             Self::Direct => "direct",
@@ -133,7 +133,7 @@ impl Mode {
     }
 
     /// Where a client outside the host reaches the container's `port` over `f`.
-    pub fn target(self, f: Family, port: u16) -> SocketAddr {
+    pub(crate) fn target(self, f: Family, port: u16) -> SocketAddr {
         let ip = match self {
             Self::Wire => f.pick(WIRE_CLIENT[1], WIRE6_CLIENT[1]),
             Self::Direct => f.pick(CONTAINER_IP, CONTAINER_IP6),
@@ -143,7 +143,7 @@ impl Mode {
     }
 
     /// Where the container reaches the server's `port` over `f`.
-    pub fn server(self, f: Family, port: u16) -> SocketAddr {
+    pub(crate) fn server(self, f: Family, port: u16) -> SocketAddr {
         let ip = match self {
             Self::Wire => f.pick(WIRE_SERVER[1], WIRE6_SERVER[1]),
             _ => f.pick(SERVER_IP, SERVER_IP6),
@@ -152,7 +152,7 @@ impl Mode {
     }
 
     /// Where container2 reaches the container's `port` over `f`.
-    pub fn neighbour(self, f: Family, port: u16) -> SocketAddr {
+    pub(crate) fn neighbour(self, f: Family, port: u16) -> SocketAddr {
         let ip = match self {
             Self::Wire => f.pick(WIRE_PEER[1], WIRE6_PEER[1]),
             _ => f.pick(CONTAINER_IP, CONTAINER_IP6),
@@ -161,7 +161,7 @@ impl Mode {
     }
 
     /// Configure the host; the daemon (bpfnet mode) lives as long as the guard.
-    pub fn setup(self, t: &Topology) -> Option<Daemon> {
+    pub(crate) fn setup(self, t: &Topology) -> Option<Daemon> {
         t.host.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         t.host
             .exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
@@ -185,7 +185,7 @@ impl Mode {
     }
 
     /// Undo `setup` (after the daemon is dropped): the next mode starts clean.
-    pub fn teardown(self, t: &Topology) {
+    pub(crate) fn teardown(self, t: &Topology) {
         match self {
             Self::Wire => {}
             Self::Direct => {
@@ -196,8 +196,8 @@ impl Mode {
             Self::Iptables => flush_iptables(t),
             // The datapath outlives the daemon: removing its pins detaches it.
             Self::Bpfnet | Self::BpfnetXdp => {
-                let _ = fs::remove_dir_all(&t.files.pin_dir);
-                let _ = fs::remove_dir_all(&t.files.state_dir);
+                let _unused: Result<_, _> = fs::remove_dir_all(&t.files.pin_dir);
+                let _unused: Result<_, _> = fs::remove_dir_all(&t.files.state_dir);
             }
         }
     }
@@ -216,7 +216,7 @@ const DIRECT_ROUTES: [(NsOf, &str, &str); 4] = [
 /// The daemon with `extra` arguments, publishing the echo (TCP and UDP) and iperf3
 /// ports of the container over both families and registering both containers'
 /// endpoints with their IPv4 and IPv6 addresses.
-pub fn bpfnet(t: &Topology, extra: &[&str]) -> Daemon {
+pub(crate) fn bpfnet(t: &Topology, extra: &[&str]) -> Daemon {
     let d = t.start_daemon_with(extra);
     let sock = &t.files.socket;
     for spec in [
@@ -251,9 +251,9 @@ pub fn bpfnet(t: &Topology, extra: &[&str]) -> Daemon {
 }
 
 /// Docker's rule set (iptables: true, and ip6tables: true for IPv6) for a container at
-/// 172.17.0.4 and fd00:17::4 on br0 publishing `ports` (TCP and UDP), after `filler`
+/// 172.17.0.4 and `fd00:17::4` on br0 publishing `ports` (TCP and UDP), after `filler`
 /// published ports of other containers, the way `docker run -p` writes it for family `f`.
-pub fn docker_rules(f: Family, ports: &[u16], filler: usize) -> String {
+pub(crate) fn docker_rules(f: Family, ports: &[u16], filler: usize) -> String {
     let (subnet, loopback, ip, other, len) = match f {
         Family::V4 => (
             "172.17.0.0/16",
@@ -323,7 +323,7 @@ fn iptables(f: Family) -> &'static str {
 
 /// Load a rule set for family `f` into the host namespace (`--noflush` adds to what is
 /// there).
-pub fn iptables_restore(t: &Topology, f: Family, rules: &str, noflush: bool) {
+pub(crate) fn iptables_restore(t: &Topology, f: Family, rules: &str, noflush: bool) {
     use std::io::Write as _;
     let restore = format!("{}-restore", iptables(f));
     let mut c = Command::new("ip");
@@ -345,7 +345,7 @@ pub fn iptables_restore(t: &Topology, f: Family, rules: &str, noflush: bool) {
 }
 
 /// Both families' rules gone, forwarding accepted.
-pub fn flush_iptables(t: &Topology) {
+pub(crate) fn flush_iptables(t: &Topology) {
     for cmd in [Family::V4, Family::V6].map(iptables) {
         for table in ["nat", "filter"] {
             t.host.exec(&[cmd, "-w", "-t", table, "-F"]);

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The modes, as the report names them.
-pub const MODES: [&str; 4] = ["off", "monitor drops", "monitor", "log debug"];
+pub(crate) const MODES: [&str; 4] = ["off", "monitor drops", "monitor", "log debug"];
 
 /// (test, unit, higher is better) of each value a round measures.
 const TESTS: [(&str, &str, bool); 4] = [
@@ -34,8 +34,8 @@ struct Watching(Child);
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _unused: Result<_, _> = self.0.kill();
+        let _unused: Result<_, _> = self.0.wait();
     }
 }
 
@@ -84,7 +84,7 @@ fn round(t: &Topology, mode: &str, dur: Duration, pin: Pin) -> Result<Vec<f64>> 
     values
 }
 
-pub fn rows(t: &Topology, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
+pub(crate) fn rows(t: &Topology, plan: &Plan, pin: Pin, failures: &mut Vec<String>) -> Vec<Row> {
     let dur = Duration::from_secs_f64(plan.secs);
     let mut samples: Vec<Vec<Vec<f64>>> = MODES.iter().map(|_| Vec::new()).collect();
     for rep in 0..plan.reps {

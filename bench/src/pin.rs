@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Pin {
+pub(crate) enum Pin {
     /// Client and server on CPU 0 (with the softirq work their packets cause).
     Same,
     /// Client on CPU 0, server on CPU 1.
@@ -16,14 +16,14 @@ pub enum Pin {
 }
 
 impl Pin {
-    pub fn client(self) -> Option<usize> {
+    pub(crate) fn client(self) -> Option<usize> {
         match self {
             Self::Same | Self::Split => Some(0),
             Self::None => None,
         }
     }
 
-    pub fn server(self) -> Option<usize> {
+    pub(crate) fn server(self) -> Option<usize> {
         match self {
             Self::Same => Some(0),
             Self::Split => Some(1),
@@ -32,11 +32,11 @@ impl Pin {
     }
 
     /// iperf3's `-A CLIENT,SERVER` (the client tells the server where to run).
-    pub fn iperf_affinity(self) -> Option<String> {
+    pub(crate) fn iperf_affinity(self) -> Option<String> {
         Some(format!("{},{}", self.client()?, self.server()?))
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Same => "same",
             Self::Split => "split",
@@ -46,7 +46,7 @@ impl Pin {
 }
 
 /// Run the calling thread on `cpu` only, or on every CPU (None).
-pub fn this_thread(cpu: Option<usize>) {
+pub(crate) fn this_thread(cpu: Option<usize>) {
     // SAFETY: cpu_set_t is a plain bit set; the CPU_* macros and sched_setaffinity take
     // it by pointer and its size.
     unsafe {
@@ -59,6 +59,6 @@ pub fn this_thread(cpu: Option<usize>) {
                 }
             }
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
     }
 }

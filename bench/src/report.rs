@@ -7,7 +7,7 @@ use crate::{cost::Cost, ctscale::CtScaleRow, early_drop::DropRow, modes, verifie
 
 /// Medians and results are NaN when a measurement failed: JSON writes it as null.
 #[derive(Serialize, Deserialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub test: String,
     pub unit: String,
     pub higher_is_better: bool,
@@ -17,7 +17,7 @@ pub struct Row {
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct ScaleRow {
+pub(crate) struct ScaleRow {
     pub published: usize,
     pub iptables_install_ms: f64,
     pub bpfnet_install_ms: f64,
@@ -28,7 +28,7 @@ pub struct ScaleRow {
 }
 
 #[derive(Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub date: String,
     pub machine: BTreeMap<String, String>,
     pub quick: bool,
@@ -75,13 +75,13 @@ fn nan_if_null_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String
 }
 
 /// A value a measurement that worked can give: every figure is positive.
-pub fn measured(v: f64) -> bool {
+pub(crate) fn measured(v: f64) -> bool {
     v.is_finite() && v > 0.0
 }
 
 impl Report {
     /// A report with nothing measured, to fill in part of.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             date: String::new(),
             machine: BTreeMap::new(),
@@ -102,7 +102,7 @@ impl Report {
     }
 
     /// The failures, then every value missing, zero or not finite.
-    pub fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut p = self.failures.clone();
         if self.rows.is_empty() || self.scaling.is_empty() {
             p.push("no tests or no scaling rows".into());
@@ -190,10 +190,10 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-pub fn markdown(r: &Report) -> String {
+pub(crate) fn markdown(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# bpfnet benchmark\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(s, "# bpfnet benchmark\n");
+    let _unused: Result<_, _> = writeln!(
         s,
         "{} — {} — kernel {} — {} CPUs ({}). Medians of {} interleaved rounds of {} s each; client and server of single-flow tests pinned: `{}`; `cargo xtask bench{}` reproduces it.\n",
         r.date,
@@ -206,7 +206,7 @@ pub fn markdown(r: &Report) -> String {
         r.pin,
         if r.quick { " --quick" } else { "" },
     );
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "Modes: `wire` is a veth straight between the two namespaces of each test (no host in \
          between: the physical limit of the topology); `direct` routes through the host to the \
@@ -219,20 +219,21 @@ pub fn markdown(r: &Report) -> String {
     );
     let problems = r.problems();
     if !problems.is_empty() {
-        let _ = writeln!(s, "## Failed measurements (NaN: not measured)\n");
+        let _unused: Result<_, _> = writeln!(s, "## Failed measurements (NaN: not measured)\n");
         for p in problems {
-            let _ = writeln!(s, "- {p}");
+            let _unused: Result<_, _> = writeln!(s, "- {p}");
         }
-        let _ = writeln!(s);
+        let _unused: Result<_, _> = writeln!(s);
     }
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "| test | unit | wire | direct | iptables | bpfnet | bpfnet+xdp | bpfnet / wire | bpfnet / direct | bpfnet / iptables | bpfnet+xdp / bpfnet |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _unused: Result<_, _> =
+        writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.rows {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             row.test,
@@ -250,8 +251,8 @@ pub fn markdown(r: &Report) -> String {
     }
     s.push_str(&families_markdown(r));
     s.push_str(&crate::verifier::markdown(&r.verifier, None));
-    let _ = writeln!(s, "\n## What each program costs\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(s, "\n## What each program costs\n");
+    let _unused: Result<_, _> = writeln!(
         s,
         "Each test once more in `bpfnet` mode with the kernel's BPF run-time statistics on \
          (`BPF_ENABLE_STATS`, off during the timed rounds): nanoseconds per run (one run per \
@@ -261,8 +262,8 @@ pub fn markdown(r: &Report) -> String {
         r.rows.iter().map(|row| row.test.as_str()),
         &r.costs,
     ));
-    let _ = writeln!(s, "\n## Early drop: TC or XDP\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(s, "\n## Early drop: TC or XDP\n");
+    let _unused: Result<_, _> = writeln!(
         s,
         "A burst of datagrams routed to an unpublished container port, every one dropped by \
          bpfnet (`drop-inbound`): by `from_uplink` (TC) in `bpfnet` mode, by `xdp_uplink` before \
@@ -270,10 +271,11 @@ pub fn markdown(r: &Report) -> String {
          second one sending thread (pinned to CPU 0) got through the host's receive path, which \
          on a veth runs in the sender's context.\n"
     );
-    let _ = writeln!(s, "| mode | probes | dropped | ns per probe | probes/s |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    let _unused: Result<_, _> =
+        writeln!(s, "| mode | probes | dropped | ns per probe | probes/s |");
+    let _unused: Result<_, _> = writeln!(s, "|---|---:|---:|---:|---:|");
     for x in &r.early_drop {
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {} | {} | {:.0} | {:.0} |",
             x.mode, x.probes, x.dropped, x.ns_per_probe, x.probes_per_s
@@ -281,19 +283,19 @@ pub fn markdown(r: &Report) -> String {
     }
     s.push_str(&cross_host_markdown(r));
     s.push_str(&observe_markdown(r));
-    let _ = writeln!(s, "\n## Scaling with the number of published ports\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(s, "\n## Scaling with the number of published ports\n");
+    let _unused: Result<_, _> = writeln!(
         s,
         "N published ports installed before the measured one (iptables-restore of Docker's rules vs \
          one `bpfnet publish` of a range plus the measured port); connection rate to the last one.\n"
     );
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "| N | iptables install ms | bpfnet install ms | iptables conns/s | bpfnet conns/s | bpfnet / iptables |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    let _unused: Result<_, _> = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
     for x in &r.scaling {
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
             x.published,
@@ -304,8 +306,8 @@ pub fn markdown(r: &Report) -> String {
             ratio(x.bpfnet_conns_per_s, x.iptables_conns_per_s)
         );
     }
-    let _ = writeln!(s, "\n## At scale: flows and endpoints\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(s, "\n## At scale: flows and endpoints\n");
+    let _unused: Result<_, _> = writeln!(
         s,
         "N established flows (2N entries) written into the CT table (sized 2.5N plus the \
          default 262,144, so the tests' own flows evict none) and E endpoints registered besides \
@@ -316,13 +318,13 @@ pub fn markdown(r: &Report) -> String {
          the connection rate to the published port, each program's cost per packet of TCP \
          request/response, and the table's kernel memory per flow it can hold.\n"
     );
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "| flows | more endpoints | attach s | register s | sweep ms | conns/s | `from_uplink` ns/run | `from_container` ns/run | bytes per flow |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _unused: Result<_, _> = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for x in &r.ct_scale {
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             x.flows,
@@ -336,7 +338,7 @@ pub fn markdown(r: &Report) -> String {
             x.bytes_per_flow
         );
     }
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
     );
@@ -344,9 +346,9 @@ pub fn markdown(r: &Report) -> String {
 }
 
 /// Containers on two hosts: each way across against the kernel's routing.
-pub fn cross_host_markdown(r: &Report) -> String {
+pub(crate) fn cross_host_markdown(r: &Report) -> String {
     let mut s = String::from("\n## Across hosts\n\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "Two hosts on one underlay segment (veths into a bridge), a container on each; the \
          client container on host 1 (host 1 itself in the host-to-remote-container rows) \
@@ -361,14 +363,14 @@ pub fn cross_host_markdown(r: &Report) -> String {
          VXLAN device. Same interleaved rounds; ratios above 1 are faster than the baseline \
          (for p99, below 1).\n"
     );
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "| test | unit | routed | host-gw | vxlan | kernel vxlan | host-gw / routed | vxlan / routed | vxlan / kernel vxlan |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _unused: Result<_, _> = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.cross_host {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             row.test,
@@ -398,9 +400,9 @@ fn unmeasured(rows: &[Row], modes: &[&str], p: &mut Vec<String>) {
     }
 }
 
-pub fn observe_markdown(r: &Report) -> String {
+pub(crate) fn observe_markdown(r: &Report) -> String {
     let mut s = String::from("\n## Watching the datapath\n\n");
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "bpfnet alone (`off`); with `bpfnet monitor --json --type drop` attached (`monitor \
          drops`: the fast path's verdicts are not in its mask); with `bpfnet monitor --json` \
@@ -411,14 +413,14 @@ pub fn observe_markdown(r: &Report) -> String {
          verifier removes the log statements from the programs (`datapath_log` test), so \
          `off` is also the cost of logging off.\n"
     );
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         s,
         "| test | unit | off | monitor drops | monitor | log debug | monitor drops / off | monitor / off | log debug / off |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _unused: Result<_, _> = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in &r.observe {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             row.test,
@@ -465,7 +467,7 @@ fn families_markdown(r: &Report) -> String {
                 .and_then(|c| c.get(prog))
                 .map_or("-".into(), |c| format!("{:.0}", c.ns_per_run))
         };
-        let _ = writeln!(
+        let _unused: Result<_, _> = writeln!(
             s,
             "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} / {} | {} / {} |",
             v6.unit,
@@ -486,14 +488,14 @@ fn families_markdown(r: &Report) -> String {
 }
 
 /// The program-cost table: per test (in `order`), ns per run and runs of each program.
-pub fn costs_markdown<'a>(
+pub(crate) fn costs_markdown<'a>(
     order: impl IntoIterator<Item = &'a str>,
     costs: &BTreeMap<String, BTreeMap<String, Cost>>,
 ) -> String {
     let progs = crate::cost::PROGRAMS;
     let mut s = String::from("| test |");
     for p in progs {
-        let _ = write!(s, " `{p}` ns/run | runs |");
+        let _unused: Result<_, _> = write!(s, " `{p}` ns/run | runs |");
     }
     s.push_str("\n|---|");
     s.push_str(&"---:|---:|".repeat(progs.len()));
@@ -502,11 +504,11 @@ pub fn costs_markdown<'a>(
         .into_iter()
         .filter_map(|t| costs.get(t).map(|c| (t, c)))
     {
-        let _ = write!(s, "| {test} |");
+        let _unused: Result<_, _> = write!(s, "| {test} |");
         for p in progs {
             match c.get(p) {
                 Some(c) => {
-                    let _ = write!(s, " {:.0} | {} |", c.ns_per_run, c.runs);
+                    let _unused: Result<_, _> = write!(s, " {:.0} | {} |", c.ns_per_run, c.runs);
                 }
                 None => s.push_str(" - | 0 |"),
             }
@@ -517,7 +519,7 @@ pub fn costs_markdown<'a>(
 }
 
 /// Bars: each rate test as a fraction of `wire`, for direct, iptables and bpfnet.
-pub fn ratios_svg(r: &Report) -> String {
+pub(crate) fn ratios_svg(r: &Report) -> String {
     let rows: Vec<&Row> = r.rows.iter().filter(|x| x.higher_is_better).collect();
     let bars = [
         ("direct", "#ccc"),
@@ -539,14 +541,14 @@ pub fn ratios_svg(r: &Report) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
-    let _ = write!(
+    let _unused: Result<_, _> = write!(
         s,
-        r##"<text x="{left}" y="14">fraction of wire (the physical limit); light: direct, grey: iptables, blue: bpfnet; line: 1.0</text>"##
+        r#"<text x="{left}" y="14">fraction of wire (the physical limit); light: direct, grey: iptables, blue: bpfnet; line: 1.0</text>"#
     );
     for (i, row) in rows.iter().enumerate() {
         let y = 24.0 + i as f64 * (bars.len() as f64 * bar + gap);
         let wire = row.values.get("wire").copied().unwrap_or(0.0).max(1e-9);
-        let _ = write!(
+        let _unused: Result<_, _> = write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
             left - 6.0,
@@ -556,13 +558,13 @@ pub fn ratios_svg(r: &Report) -> String {
         for (j, (m, color)) in bars.iter().enumerate() {
             let f = row.values.get(*m).copied().unwrap_or(0.0) / wire;
             let yy = y + j as f64 * bar;
-            let _ = write!(
+            let _unused: Result<_, _> = write!(
                 s,
                 r#"<rect x="{left}" y="{yy}" width="{:.1}" height="{}" fill="{color}"/>"#,
                 f * scale,
                 bar - 2.0
             );
-            let _ = write!(
+            let _unused: Result<_, _> = write!(
                 s,
                 r#"<text x="{:.1}" y="{}">{f:.2}</text>"#,
                 left + f * scale + 4.0,
@@ -570,7 +572,7 @@ pub fn ratios_svg(r: &Report) -> String {
             );
         }
     }
-    let _ = write!(
+    let _unused: Result<_, _> = write!(
         s,
         r##"<line x1="{0:.1}" x2="{0:.1}" y1="20" y2="{1}" stroke="#c00"/></svg>"##,
         left + scale,
@@ -580,7 +582,7 @@ pub fn ratios_svg(r: &Report) -> String {
 }
 
 /// Connection rate to the last published port against the number published.
-pub fn scaling_svg(r: &Report) -> String {
+pub(crate) fn scaling_svg(r: &Report) -> String {
     let (w, h, l, b) = (640.0, 320.0, 70.0, 40.0);
     let max = r
         .scaling
@@ -593,9 +595,9 @@ pub fn scaling_svg(r: &Report) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
-    let _ = write!(
+    let _unused: Result<_, _> = write!(
         s,
-        r##"<text x="{l}" y="14">connections/s to the last published port (grey: iptables, blue: bpfnet), max {max:.0}</text>"##
+        r#"<text x="{l}" y="14">connections/s to the last published port (grey: iptables, blue: bpfnet), max {max:.0}</text>"#
     );
     for (key, color) in [(false, "#999"), (true, "#2a6fdb")] {
         let pts: Vec<String> = r
@@ -614,14 +616,14 @@ pub fn scaling_svg(r: &Report) -> String {
                 )
             })
             .collect();
-        let _ = write!(
+        let _unused: Result<_, _> = write!(
             s,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             pts.join(" ")
         );
     }
     for (i, x) in r.scaling.iter().enumerate() {
-        let _ = write!(
+        let _unused: Result<_, _> = write!(
             s,
             r#"<text x="{:.1}" y="{}" text-anchor="middle">N={}</text>"#,
             px(i),
@@ -634,7 +636,7 @@ pub fn scaling_svg(r: &Report) -> String {
 }
 
 /// Write results/<date>.json, report.md and plots/ under `out`.
-pub fn write(out: &Path, r: &Report) -> std::io::Result<()> {
+pub(crate) fn write(out: &Path, r: &Report) -> std::io::Result<()> {
     fs::create_dir_all(out.join("results"))?;
     fs::create_dir_all(out.join("plots"))?;
     let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;

@@ -12,7 +12,7 @@ use bpfnet_tests::scratch::Scratch;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
-pub struct VerifierRow {
+pub(crate) struct VerifierRow {
     pub program: String,
     /// Verified instructions and load time, logs off.
     pub insns_off: u32,
@@ -23,7 +23,7 @@ pub struct VerifierRow {
 }
 
 impl VerifierRow {
-    pub fn within_budget(&self) -> bool {
+    pub(crate) fn within_budget(&self) -> bool {
         self.insns_off.max(self.insns_debug) <= INSN_BUDGET
     }
 }
@@ -60,7 +60,7 @@ fn load(log: DatapathLog) -> Result<Vec<(String, u32, f64)>> {
         .collect())
 }
 
-pub fn rows() -> Result<Vec<VerifierRow>> {
+pub(crate) fn rows() -> Result<Vec<VerifierRow>> {
     let off = load(DatapathLog::Off)?;
     let debug = load(DatapathLog::Debug)?;
     Ok(off
@@ -82,7 +82,7 @@ pub fn rows() -> Result<Vec<VerifierRow>> {
 }
 
 /// The report's section; `measured`: when and where, if not with the rest of the report.
-pub fn markdown(rows: &[VerifierRow], measured: Option<&str>) -> String {
+pub(crate) fn markdown(rows: &[VerifierRow], measured: Option<&str>) -> String {
     let mut s = String::from("\n## Verification\n\n");
     s += &format!(
         "Instructions the kernel's verifier processed to load each program, and the load's \
@@ -114,7 +114,7 @@ pub fn markdown(rows: &[VerifierRow], measured: Option<&str>) -> String {
 
 /// `report.md` with its Verification section replaced by (or, without one, followed by)
 /// `section`.
-pub fn splice(report: &str, section: &str) -> String {
+pub(crate) fn splice(report: &str, section: &str) -> String {
     const HEAD: &str = "\n## Verification\n";
     let Some(start) = report.find(HEAD) else {
         return format!("{}\n{section}", report.trim_end_matches('\n'));

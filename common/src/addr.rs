@@ -18,7 +18,7 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
     const ZERO: Self;
     /// Its size in bytes.
     const LEN: usize;
-    /// This family's ICMP protocol number (ICMP 1, ICMPv6 58).
+    /// This family's ICMP protocol number (ICMP 1, `ICMPv6` 58).
     const PROTO_ICMP: u8;
 
     /// Its size in 32-bit words, each as stored (`word(i)`, i < WORDS).

@@ -106,8 +106,8 @@ mod tests {
         assert_eq!(a.get(), 0xc000_0201);
         assert_eq!(Be32::from_bytes([192, 0, 2, 1]), a);
         assert_eq!(Be32::ZERO.raw(), 0);
-        assert_eq!(core::mem::size_of::<Be16>(), 2);
-        assert_eq!(core::mem::size_of::<Be32>(), 4);
+        assert_eq!(size_of::<Be16>(), 2);
+        assert_eq!(size_of::<Be32>(), 4);
     }
 
     #[test]

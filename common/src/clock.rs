@@ -1,11 +1,11 @@
 //! The flow tables' clock. An entry records when it was last seen in nanoseconds of
-//! CLOCK_MONOTONIC, the clock `bpf_ktime_get_coarse_ns` reads in the kernel and
+//! `CLOCK_MONOTONIC`, the clock `bpf_ktime_get_coarse_ns` reads in the kernel and
 //! `clock_gettime` in the daemon. That helper is a call and two returns per packet (about
 //! 40 ns on these machines, a tenth of a program's run); the datapath derives the same
 //! time from `jiffies` instead, which the verifier inlines into one load, once the daemon
 //! has measured the tick (`Clock`, from two `ClockSample`s of its sweeps).
 
-/// Jiffies to CLOCK_MONOTONIC nanoseconds: `jiffies * tick_ns - base_ns`, wrapping. The
+/// Jiffies to `CLOCK_MONOTONIC` nanoseconds: `jiffies * tick_ns - base_ns`, wrapping. The
 /// value of `clock`; `tick_ns` 0 (not calibrated yet): the datapath reads the coarse
 /// clock.
 #[repr(C)]
@@ -68,7 +68,7 @@ crate::pod::aya_pod!(Clock);
 mod tests {
     use super::*;
 
-    /// Jiffies as the kernel counts them: from 2^32 - 300 s (INITIAL_JIFFIES), one per
+    /// Jiffies as the kernel counts them: from 2^32 - 300 s (`INITIAL_JIFFIES`), one per
     /// tick of monotonic time since boot, plus a phase.
     fn sample(hz: u64, now_ns: u64, phase_ns: u64) -> ClockSample {
         let tick = (NS_PER_SEC + hz / 2) / hz;

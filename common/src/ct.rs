@@ -58,7 +58,7 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 /// Not a TCP flag: this direction sent the flow's first FIN, so its sender is the side
-/// that waits in TIME_WAIT once both have closed.
+/// that waits in `TIME_WAIT` once both have closed.
 pub const TCP_FIN_FIRST: u8 = 0x80;
 
 /// `CtValue::hop`: no next hop remembered.
@@ -93,7 +93,7 @@ pub struct CtValue<A = u32> {
     pub seq_end: u32,
     /// TCP: the largest window (scaled) this direction's sender has offered, host order.
     pub max_win: u32,
-    /// CLOCK_MONOTONIC at the last tick when the last packet was seen, nanoseconds (from
+    /// `CLOCK_MONOTONIC` at the last tick when the last packet was seen, nanoseconds (from
     /// `jiffies` and the measured tick, `crate::Clock`; from `bpf_ktime_get_coarse_ns`
     /// before the tick is measured).
     pub last_seen_ns: u64,
@@ -130,6 +130,7 @@ impl<A> CtKey<A> {
 
 impl<A: Addr> CtKey<A> {
     /// The tuple with source and destination swapped.
+    #[must_use]
     pub fn reversed(&self) -> CtKey<A> {
         CtKey::new(
             self.dst_ip,
@@ -141,11 +142,13 @@ impl<A: Addr> CtKey<A> {
     }
 
     /// The tuple a packet with this key leaves with, per `v`.
+    #[must_use]
     pub fn translated(&self, v: &CtValue<A>) -> CtKey<A> {
         CtKey::new(v.src_ip, v.dst_ip, v.src_port, v.dst_port, self.proto)
     }
 
     /// Key of the twin entry: the reverse of this entry's translated tuple.
+    #[must_use]
     pub fn twin(&self, v: &CtValue<A>) -> CtKey<A> {
         self.translated(v).reversed()
     }
@@ -230,7 +233,7 @@ pub enum TcpState {
     Established,
     /// One side sent its FIN.
     Closing,
-    /// Both sides sent their FIN: the one that closed first waits out TIME_WAIT, so the
+    /// Both sides sent their FIN: the one that closed first waits out `TIME_WAIT`, so the
     /// tuple is not given to another flow before the entry expires.
     TimeWait,
     /// Reset: no side keeps the tuple.

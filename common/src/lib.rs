@@ -45,7 +45,7 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 /// IANA protocol number of ICMP.
 pub const PROTO_ICMP: u8 = 1;
-/// IANA protocol number of ICMPv6.
+/// IANA protocol number of `ICMPv6`.
 pub const PROTO_ICMPV6: u8 = 58;
 
 /// Map names; the `_v1` suffix changes whenever a layout does, so a new daemon never

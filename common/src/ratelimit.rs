@@ -8,7 +8,7 @@ pub const ICMP_BURST_FACTOR: u64 = 6;
 
 /// `IcmpLimit::flags`: IPv4 time-exceeded is limited (type 11 in `icmp_ratemask`).
 pub const ICMP_LIMIT_V4: u32 = 1;
-/// `IcmpLimit::flags`: ICMPv6 time-exceeded is limited (type 3 in `icmp.ratemask`).
+/// `IcmpLimit::flags`: `ICMPv6` time-exceeded is limited (type 3 in `icmp.ratemask`).
 pub const ICMP_LIMIT_V6: u32 = 2;
 
 /// Value of `icmp_limit_v1` (one slot), written by the daemon from the sysctls. All zero
@@ -44,7 +44,7 @@ impl Default for IcmpLimit {
 }
 
 /// Value of the rate buckets (`icmp_rate`, per destination prefix; `icmp_global`): the
-/// credit left and when it was last refilled (CLOCK_MONOTONIC ns).
+/// credit left and when it was last refilled (`CLOCK_MONOTONIC` ns).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RateBucket {

@@ -25,12 +25,12 @@ use crate::{
 };
 
 /// The MACs of a frame inside the tunnel: (destination, source).
-pub const VXLAN_MACS: [[u8; 6]; 2] = [common::CLUSTER_VXLAN_MAC, common::CLUSTER_VXLAN_SRC_MAC];
+pub(crate) const VXLAN_MACS: [[u8; 6]; 2] = [common::CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_SRC_MAC];
 
 /// Where a packet for `dst` goes instead of by its own route: the node that holds its
 /// prefix (None: by its own route).
 #[inline(always)]
-pub fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
+pub(crate) fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
     // IPv6's lookup key (20 bytes) behind a call of its own: every route lookup asks.
     stage!(
         A,
@@ -44,7 +44,7 @@ pub fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
 /// sender outside the cluster); None when `dst` is not a cluster prefix (a node's own
 /// address is the host's, reached as any host is).
 #[inline(always)]
-pub fn crossing<A: Family>(src: &A, dst: &A) -> Option<bool> {
+pub(crate) fn crossing<A: Family>(src: &A, dst: &A) -> Option<bool> {
     let d = A::cluster_of(dst).filter(|c| c.kind != CLUSTER_NODE)?;
     Some(A::cluster_of(src).is_some_and(|s| s.kind != CLUSTER_NODE && s.vni == d.vni))
 }
@@ -58,7 +58,7 @@ pub fn crossing<A: Family>(src: &A, dst: &A) -> Option<bool> {
 /// node's own address is no shortcut around the tunnel's checks: out of a tunnel it
 /// comes only from that node itself, with the key of `dst`'s network.
 #[inline(always)]
-pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
+pub(crate) fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
     let Some(d) = A::cluster_of(dst).filter(|c| c.kind != CLUSTER_NODE) else {
         return false;
     };
@@ -85,7 +85,7 @@ pub fn admits<A: Family>(src: &A, dst: &A, tunnel: Option<(u32, u32)>) -> bool {
 /// any other prefix by the strict reverse path (`reverse_path_ok`). The cluster's
 /// segments are Ethernet: from an L3 uplink, never. True for every other source.
 #[inline(always)]
-pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+pub(crate) fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     let Some(s) = A::cluster_of(&p.src_ip).filter(|c| c.kind != CLUSTER_NODE) else {
         return true;
     };
@@ -104,7 +104,7 @@ pub fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 /// fragment carries no port: the kernel reassembles it only with a first one, which is
 /// judged.
 #[inline(always)]
-pub fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+pub(crate) fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     p.proto == PROTO_UDP
         && p.dst_port == CLUSTER_VXLAN_PORT.to_be()
         && A::is_host(&p.dst_ip)
@@ -119,7 +119,7 @@ pub fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 /// for every datagram, one prefix lookup, and the route lookup only for a node's.
 /// IPv6 has no nodes: never.
 #[inline(always)]
-pub fn tunnel_source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
+pub(crate) fn tunnel_source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     A::cluster_of(&p.src_ip)
         .filter(|s| s.kind == CLUSTER_NODE)
         .is_some_and(|s| reverse_path_ok(ctx, p, &s))
@@ -134,7 +134,7 @@ pub fn tunnel_source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 /// route alone admits nothing. A host on the segment that forges a cluster source
 /// fails here; an unknown neighbour fails closed.
 #[inline(always)]
-pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRoute) -> bool {
+pub(crate) fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRoute) -> bool {
     let mut back = ct::key_of(p).reversed();
     back.src_ip = A::ZERO;
     let Some(r) = fwd::route(ctx, &back, false) else {
@@ -167,7 +167,11 @@ pub fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRou
 /// after the header, where every common stack puts it. `DropRewrite` when the option
 /// could not be written after its checksum was (the segment would carry a wrong one).
 #[inline(always)]
-pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> Result<(), Reason> {
+pub(crate) fn clamp_mss<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    ifindex: u32,
+) -> Result<(), Reason> {
     if p.proto != PROTO_TCP || p.tcp_flags & TCP_SYN == 0 || p.tcp_hlen < 24 {
         return Ok(());
     }
@@ -212,7 +216,7 @@ pub fn clamp_mss<A: Family>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> Res
 /// for no tunnel prefix `drop-no-route` (the driver would drop it keyless). Other
 /// protocols leave as the kernel sent them (without a key: the driver drops them).
 #[inline(always)]
-pub fn host_into_tunnel(ctx: &TcContext) -> i32 {
+pub(crate) fn host_into_tunnel(ctx: &TcContext) -> i32 {
     if read::<[u8; 6], _>(ctx, 6) == Some(CLUSTER_VXLAN_SRC_MAC) {
         return TC_ACT_OK;
     }

@@ -29,7 +29,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn handle(ctx: &TcContext) -> i32 {
+pub(crate) fn handle(ctx: &TcContext) -> i32 {
     // IPv6 leaves before its port is looked up: `from_container6` looks it up itself.
     if l3_proto(ctx, ETH_HLEN) == Some(ETH_P_IPV6) {
         // SAFETY: a tail call into `from_container6` with this program's context; it
@@ -62,7 +62,7 @@ pub fn handle(ctx: &TcContext) -> i32 {
 
 /// `from_container6`: an IPv6 frame (the IPv4 program tail-calls it).
 #[inline(always)]
-pub fn handle6(ctx: &TcContext) -> i32 {
+pub(crate) fn handle6(ctx: &TcContext) -> i32 {
     let Some(mut l2) = l2::read(ctx) else {
         return verdict(ctx, Reason::DropMalformed);
     };
@@ -72,7 +72,7 @@ pub fn handle6(ctx: &TcContext) -> i32 {
 /// An IP packet of either family whose source checked out: tracked flows, then a new
 /// flow's first packet.
 #[inline(always)]
-pub fn ip<A: Quote>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
+pub(crate) fn ip<A: Quote>(ctx: &TcContext, l2: &L2, p: &mut Packet<A>) -> i32 {
     if p.ttl <= 1 && l2.routed() {
         // It cannot be forwarded: the kernel answers time-exceeded, quoting it as sent.
         return verdict(ctx, Reason::TtlExpired);
@@ -130,6 +130,10 @@ fn out<A: Family>() -> Result<&'static mut CtKey<A>, Reason> {
 /// A tracked packet's flow entry (None inside: it has just moved tables), its tuple in
 /// `out`; Ok(None): not tracked.
 #[inline(always)]
+#[expect(
+    clippy::option_option,
+    reason = "tracked, and the entry may have just moved tables: two distinct absences"
+)]
 fn tracked<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,

@@ -1,5 +1,5 @@
 //! Incremental checksum updates (RFC 1624). The L4 checksum goes through the kernel
-//! helpers, which keep CHECKSUM_PARTIAL/COMPLETE and GSO packets right; the IPv4 header
+//! helpers, which keep `CHECKSUM_PARTIAL/COMPLETE` and GSO packets right; the IPv4 header
 //! checksum, which no offload touches, is computed here on the raw words as stored
 //! (one's-complement sums do not depend on byte order), and written in place with the
 //! field it covers: a header that stays valid leaves `skb->csum` valid too.
@@ -8,7 +8,7 @@
 
 /// Fold a 32-bit one's-complement sum and complement it.
 #[inline(always)]
-pub fn fold(mut s: u32) -> u16 {
+pub(crate) fn fold(mut s: u32) -> u16 {
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     !(s as u16)
@@ -17,13 +17,13 @@ pub fn fold(mut s: u32) -> u16 {
 /// Checksum `check` after the 16-bit word it covers changes from `old` to `new` (all
 /// raw, as stored).
 #[inline(always)]
-pub fn replace16(check: u16, old: u16, new: u16) -> u16 {
+pub(crate) fn replace16(check: u16, old: u16, new: u16) -> u16 {
     fold(u32::from(!check) + u32::from(!old) + u32::from(new))
 }
 
 /// Checksum `check` after the 32-bit field it covers changes from `old` to `new`.
 #[inline(always)]
-pub fn replace32(check: u16, old: u32, new: u32) -> u16 {
+pub(crate) fn replace32(check: u16, old: u32, new: u32) -> u16 {
     let s = u32::from(!check)
         + u32::from(!(old as u16))
         + u32::from(!((old >> 16) as u16))
@@ -35,7 +35,7 @@ pub fn replace32(check: u16, old: u32, new: u32) -> u16 {
 /// The one's-complement sum (unfolded, as `bpf_csum_diff` gives it) that turns a sum
 /// over the 16 bytes `old` into one over `new`: computed here, with no helper call.
 #[inline(always)]
-pub fn diff128(old: &[u32; 4], new: &[u32; 4]) -> u32 {
+pub(crate) fn diff128(old: &[u32; 4], new: &[u32; 4]) -> u32 {
     let mut s = 0u64;
     for i in 0..4 {
         s += u64::from(!old[i]) + u64::from(new[i]);
@@ -53,8 +53,8 @@ pub fn diff128(old: &[u32; 4], new: &[u32; 4]) -> u32 {
 static CSUM_IPV6_FLAG: u64 = 0;
 
 #[inline(always)]
-pub fn ipv6_flag() -> u64 {
+pub(crate) fn ipv6_flag() -> u64 {
     // SAFETY: a read of a constant the loader may set before loading; volatile so the
     // compiler does not fold its initial value in.
-    unsafe { core::ptr::read_volatile(&CSUM_IPV6_FLAG) }
+    unsafe { core::ptr::read_volatile(&raw const CSUM_IPV6_FLAG) }
 }

@@ -30,7 +30,7 @@ use crate::{
 
 /// Which side a packet came from. For an ICMP error it bounds what the error may quote.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub(crate) enum From {
     /// A container: it can only report a packet it received itself.
     Container,
     /// The outside: the flow's peer or a router on its path.
@@ -39,7 +39,7 @@ pub enum From {
 
 /// Which table an entry lives in.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Table {
+pub(crate) enum Table {
     /// Answered flows.
     Main,
     /// Flows still waiting for their first reply.
@@ -57,11 +57,11 @@ impl Table {
 }
 
 #[inline(always)]
-pub fn key_of<A: Family>(p: &Packet<A>) -> CtKey<A> {
+pub(crate) fn key_of<A: Family>(p: &Packet<A>) -> CtKey<A> {
     CtKey::new(p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto)
 }
 
-/// CLOCK_MONOTONIC at the last tick (a flow's times need seconds, not nanoseconds): from
+/// `CLOCK_MONOTONIC` at the last tick (a flow's times need seconds, not nanoseconds): from
 /// `jiffies`, one load, once the daemon has measured the tick; until then from the
 /// coarse clock, a helper call.
 #[inline(always)]
@@ -84,7 +84,7 @@ fn find<A: Family>(key: &CtKey<A>) -> Option<(*mut CtValue<A>, Table)> {
 
 /// The entry for `key` in either table, in place (no copy on the stack).
 #[inline(always)]
-pub fn entry<A: Family>(key: &CtKey<A>) -> Option<(&'static CtValue<A>, Table)> {
+pub(crate) fn entry<A: Family>(key: &CtKey<A>) -> Option<(&'static CtValue<A>, Table)> {
     // SAFETY: a valid map value pointer; the reference lives for this program run only.
     find(key).map(|(v, t)| (unsafe { &*v }, t))
 }
@@ -200,7 +200,7 @@ fn track_tcp<A: Family>(
 
 /// A tracked packet: the tuple it leaves with and its flow entry (None when the entry
 /// has just moved tables), whose remembered next hop spares the next packets a lookup.
-pub struct Hit<A: Family> {
+pub(crate) struct Hit<A: Family> {
     pub to: CtKey<A>,
     pub entry: Option<&'static mut CtValue<A>>,
 }
@@ -211,7 +211,7 @@ pub struct Hit<A: Family> {
 /// container's place, from a container in the outside's, off the plain wire in a
 /// tunnel's) is forged: `drop-spoof`, and the flow is left as it was.
 #[inline(always)]
-pub fn lookup<A: Family>(
+pub(crate) fn lookup<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     from: From,
@@ -320,20 +320,20 @@ fn promote<A: Family>(fk: &CtKey<A>, fv: &CtValue<A>) {
     let noexist = u64::from(BPF_NOEXIST);
     // SAFETY: valid map value pointers, read by the helpers in place.
     if ct.insert(rk, unsafe { &*rv }, noexist).is_ok() && ct.insert(fk, fv, noexist).is_err() {
-        let _ = ct.remove(rk);
+        let _unused: Result<_, _> = ct.remove(rk);
         return;
     }
     if fk.proto == PROTO_TCP && fv.flags & CT_ORIG_LOCAL == 0 {
         // A source from outside acknowledged the answer's SYN: not spoofed (`flood`).
         A::prove(&fk.src_ip, fv.last_seen_ns);
     }
-    let _ = ct_new.remove(fk);
-    let _ = ct_new.remove(rk);
+    let _unused: Result<_, _> = ct_new.remove(fk);
+    let _unused: Result<_, _> = ct_new.remove(rk);
 }
 
 /// Translation of a flow without accounting, for ICMP errors that quote it.
 #[inline(always)]
-pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
+pub(crate) fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
     entry(key).map(|(v, _)| key.translated(v))
 }
 
@@ -345,7 +345,7 @@ pub fn peek<A: Family>(key: &CtKey<A>) -> Option<CtKey<A>> {
 /// records the side its packets arrive from (`CT_SIDE`: `orig_side`, `reply_side`).
 /// Err(`drop-ct-quota`): a container's flow beyond its share of the flow tables.
 #[inline(always)]
-pub fn stage<A: Family>(
+pub(crate) fn stage<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     from: From,
@@ -431,7 +431,7 @@ fn staged<A: Family>(to: &CtKey<A>) -> Result<&'static mut Work<A>, Reason> {
     clippy::needless_borrows_for_generic_args,
     reason = "references into the scratch map, not 48-byte copies on the stack"
 )]
-pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
+pub(crate) fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
     let (ct, ct_new) = (A::ct(), A::ct_new());
     let s = staged(to)?;
     // The tuples in scratch space: an IPv6 tuple is 40 bytes of a short stack.
@@ -447,7 +447,7 @@ pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
     }
     if ct.get_ptr(key).is_some() || ct_new.insert(key, &s.fwd, noexist).is_err() {
         // Another CPU created this flow first: ours goes, theirs serves the next packet.
-        let _ = ct_new.remove(rk);
+        let _unused: Result<_, _> = ct_new.remove(rk);
         return Err(Reason::DropCtInsert);
     }
     if s.fwd.flags & CT_ORIG_LOCAL != 0 {
@@ -463,7 +463,7 @@ pub fn create<A: Family>(p: &Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
     clippy::needless_borrows_for_generic_args,
     reason = "a reference into the scratch map, not a 48-byte copy on the stack"
 )]
-pub fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(), Reason> {
+pub(crate) fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(), Reason> {
     let s = staged(to)?;
     table
         .map::<A>()
@@ -474,11 +474,11 @@ pub fn repair<A: Family>(p: &Packet<A>, to: &CtKey<A>, table: Table) -> Result<(
 /// Whether the flow holding reply tuple `rk` (entry `rv`) is over in a way that lets the
 /// new flow of SYN `p` take its tuple at once without harm to the peer: reset (no side
 /// keeps the tuple), or both sides closed and either the container closed first (so it,
-/// not the peer, waits in TIME_WAIT) or `p`'s sequence number lies beyond what the peer
-/// has seen, which a peer in TIME_WAIT accepts as a new connection. Both of the old
+/// not the peer, waits in `TIME_WAIT`) or `p`'s sequence number lies beyond what the peer
+/// has seen, which a peer in `TIME_WAIT` accepts as a new connection. Both of the old
 /// flow's entries are then removed, and its originator's share count.
 #[inline(always)]
-pub fn release_finished<A: Family>(
+pub(crate) fn release_finished<A: Family>(
     rk: &CtKey<A>,
     rv: &CtValue<A>,
     table: Table,
@@ -506,8 +506,8 @@ pub fn release_finished<A: Family>(
     };
     if reusable {
         let local = rv.flags & CT_ORIG_LOCAL != 0;
-        let _ = table.map::<A>().remove(fk);
-        let _ = table.map::<A>().remove(rk);
+        let _unused: Result<_, _> = table.map::<A>().remove(fk);
+        let _unused: Result<_, _> = table.map::<A>().remove(rk);
         if local {
             quota::release(Use::Flows, &fk.src_ip);
         }

@@ -20,9 +20,9 @@ use crate::{
 };
 
 const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
+pub(crate) const AF_INET6: u8 = 10;
 
-pub trait Family: Addr {
+pub(crate) trait Family: Addr {
     /// `AF_INET` or `AF_INET6`, for route lookups.
     const AF: u8;
     /// The ethertype of this family's packets.
@@ -90,7 +90,7 @@ pub trait Family: Addr {
         new: &Self,
         flags: u64,
     ) -> Result<(), Reason>;
-    /// Whether ICMP's checksum covers the pseudo-header (ICMPv6's does).
+    /// Whether ICMP's checksum covers the pseudo-header (`ICMPv6`'s does).
     const ICMP_PSEUDO: bool;
     /// The TTL (hop limit) one less, with the IPv4 header checksum.
     fn decrement_ttl(ctx: &TcContext, p: &Packet<Self>) -> Result<(), Reason>;
@@ -420,7 +420,7 @@ impl Family for Ip6 {
 
 /// `f`, behind a call of its own.
 #[inline(never)]
-pub fn called<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn called<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 

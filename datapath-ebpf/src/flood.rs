@@ -20,7 +20,7 @@ const SLOTS: usize = 256;
 const PREFIX_SHARE: u64 = 4;
 
 /// Source prefixes (IPv4 /24, network order, host bits 0) that completed a handshake →
-/// when (CLOCK_MONOTONIC ns, coarse). Not pinned: a new daemon's programs start with no
+/// when (`CLOCK_MONOTONIC` ns, coarse). Not pinned: a new daemon's programs start with no
 /// proof, as after a reboot.
 #[map(name = "flood_proven")]
 static PROVEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
@@ -28,7 +28,7 @@ static PROVEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
 /// One CPU's first packets in the current one-second window: per pool, and per
 /// unproven prefix slot (a slot's count is the window's when its epoch is).
 #[repr(C)]
-pub struct Window {
+pub(crate) struct Window {
     start_ns: u64,
     epoch: u64,
     proven: u64,
@@ -48,14 +48,14 @@ static WINDOW: aya_ebpf::maps::PerCpuArray<Window> =
 
 /// Record that `src` (network order) completed a handshake: its prefix is proven.
 #[inline(always)]
-pub fn prove(src: u32, now_ns: u64) {
-    let _ = PROVEN.insert(prefix24(src), now_ns, 0);
+pub(crate) fn prove(src: u32, now_ns: u64) {
+    let _unused: Result<_, _> = PROVEN.insert(prefix24(src), now_ns, 0);
 }
 
 /// Count a first packet from `src` (network order) against this CPU's budget for the
 /// current second; whether it is beyond its pool or its prefix's share.
 #[inline(always)]
-pub fn over_budget(src: u32) -> bool {
+pub(crate) fn over_budget(src: u32) -> bool {
     let budget = u64::from(FLOOD_BUDGET.get(0).copied().unwrap_or(0));
     if budget == 0 {
         return false;

@@ -10,20 +10,20 @@ use crate::{
 
 /// Keep the ports of a first fragment (call before translating it).
 #[inline(always)]
-pub fn remember<A: Family>(p: &Packet<A>) {
+pub(crate) fn remember<A: Family>(p: &Packet<A>) {
     if p.frag == Frag::First {
         let ports = FragPorts {
             src_port: Be16::from_raw(p.src_port),
             dst_port: Be16::from_raw(p.dst_port),
         };
-        let _ = A::frags().insert(A::frag_key(p), ports, 0);
+        let _unused: Result<_, _> = A::frags().insert(A::frag_key(p), ports, 0);
     }
 }
 
 /// Give a later fragment its datagram's ports; false when its first fragment was not
 /// translated here.
 #[inline(always)]
-pub fn recall<A: Family>(p: &mut Packet<A>) -> bool {
+pub(crate) fn recall<A: Family>(p: &mut Packet<A>) -> bool {
     // SAFETY: plain lookup, value copied out.
     match unsafe { A::frags().get(A::frag_key(p)) } {
         Some(ports) => {

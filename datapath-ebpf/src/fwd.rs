@@ -32,7 +32,7 @@ use crate::{
 const AF_INET: u8 = 2;
 
 /// Where the routing table sends a tuple.
-pub struct Route<A = u32> {
+pub(crate) struct Route<A = u32> {
     pub ifindex: u32,
     /// Preferred source address on that route (network order), when asked for; zero
     /// when there is none.
@@ -54,7 +54,7 @@ pub struct Route<A = u32> {
 /// cluster prefix goes to that node: by the route to its underlay address (host-gw), or
 /// into the VXLAN tunnel to it.
 #[inline(always)]
-pub fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option<Route<A>> {
+pub(crate) fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) -> Option<Route<A>> {
     let node = cluster::node_of(&t.dst_ip);
     let tunnel = node.filter(|c| c.kind == CLUSTER_VXLAN);
     if let Some(c) = tunnel.filter(|_| !want_src) {
@@ -153,7 +153,7 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
         unsafe {
             bpf_redirect_neigh(
                 next.ifindex,
-                &mut nh,
+                &raw mut nh,
                 size_of::<bpf_redir_neigh>() as i32,
                 0,
             )
@@ -169,7 +169,7 @@ fn redirect(ctx: &TcContext, next: &Next) -> i32 {
 /// Where a (translated) packet goes next. A struct with every field set rather than an
 /// enum: the compiler copies an enum's unset payload, which the verifier refuses to read.
 #[derive(Clone, Copy)]
-pub struct Next {
+pub(crate) struct Next {
     /// Straight into the namespace of the endpoint that owns its destination
     /// (`bpf_redirect_peer` on the host-side veth `ifindex`), rather than out of device
     /// `ifindex` by route.
@@ -187,7 +187,7 @@ pub struct Next {
 
 impl Next {
     #[inline(always)]
-    pub fn peer(ep: &Endpoint) -> Self {
+    pub(crate) fn peer(ep: &Endpoint) -> Self {
         Self {
             peer: true,
             ifindex: ep.ifindex,
@@ -199,7 +199,7 @@ impl Next {
     }
 
     #[inline(always)]
-    pub fn route<A: Addr>(r: &Route<A>) -> Self {
+    pub(crate) fn route<A: Addr>(r: &Route<A>) -> Self {
         Self {
             peer: false,
             ifindex: r.ifindex,
@@ -213,7 +213,7 @@ impl Next {
 
 /// The endpoint that owns tuple `t`'s destination, else the route toward it.
 #[inline(always)]
-pub fn next_hop<A: Family>(ctx: &TcContext, t: &CtKey<A>) -> Option<Next> {
+pub(crate) fn next_hop<A: Family>(ctx: &TcContext, t: &CtKey<A>) -> Option<Next> {
     if let Some(ep) = A::endpoint(&t.dst_ip) {
         return Some(Next::peer(&ep));
     }
@@ -224,7 +224,7 @@ pub fn next_hop<A: Family>(ctx: &TcContext, t: &CtKey<A>) -> Option<Next> {
 /// IP length is what counts, not the frame's: a device without link-layer header (a
 /// tunnel) takes a full-MTU packet from a container's Ethernet frame.
 #[inline(always)]
-pub fn fits<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> bool {
+pub(crate) fn fits<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> bool {
     // A GSO packet's segments are measured by the kernel (IP length 0 asks for that,
     // and the segment check takes no other input).
     let (mut len, flags) = if ctx.is_gso() {
@@ -234,14 +234,19 @@ pub fn fits<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32) -> bool {
     };
     // SAFETY: helper on this program's context; it reads the IP length from `len` and
     // writes the device's MTU back to it.
-    let ret = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut len, 0, flags) };
+    let ret = unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &raw mut len, 0, flags) };
     ret == i64::from(BPF_MTU_CHK_RET_SUCCESS)
 }
 
 /// Whether the packet fits a device of `mtu` (when known: a remembered hop's), else
 /// device `ifindex` as the kernel measures it. GSO packets always ask the kernel.
 #[inline(always)]
-pub fn fits_mtu<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32, mtu: Option<u32>) -> bool {
+pub(crate) fn fits_mtu<A: Addr>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    ifindex: u32,
+    mtu: Option<u32>,
+) -> bool {
     match mtu {
         Some(mtu) if !ctx.is_gso() => p.ip_len() <= mtu,
         _ => fits(ctx, p, ifindex),
@@ -250,18 +255,18 @@ pub fn fits_mtu<A: Addr>(ctx: &TcContext, p: &Packet<A>, ifindex: u32, mtu: Opti
 
 /// Device `ifindex`'s MTU.
 #[inline(always)]
-pub fn device_mtu(ctx: &TcContext, ifindex: u32) -> u32 {
+pub(crate) fn device_mtu(ctx: &TcContext, ifindex: u32) -> u32 {
     // A length of 1 always fits: only the MTU written back matters.
     let mut len = 1u32;
     // SAFETY: helper on this program's context; it writes the device's MTU to `len`.
-    unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &mut len, 0, 0) };
+    unsafe { bpf_check_mtu(ctx.as_ptr(), ifindex, &raw mut len, 0, 0) };
     len
 }
 
 /// One routing hop: the TTL goes down by one (a packet whose TTL ends here is dropped,
 /// counted), then the packet is sent to `next`.
 #[inline(always)]
-pub fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
+pub(crate) fn send<A: Family>(ctx: &TcContext, p: &Packet<A>, next: &Next) -> i32 {
     if p.ttl <= 1 {
         return verdict(ctx, Reason::DropTtl);
     }
@@ -320,7 +325,7 @@ fn push_eth<A: Family>(ctx: &TcContext) -> Result<(), Reason> {
 /// Send the (translated) packet to the endpoint that owns its destination, else by
 /// route; `flow`, the packet's flow entry, remembers where.
 #[inline(always)]
-pub fn to_destination<A: Family>(
+pub(crate) fn to_destination<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     flow: Option<&mut CtValue<A>>,

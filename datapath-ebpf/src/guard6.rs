@@ -42,7 +42,7 @@ const MAX_ND_OPTS: usize = 4;
 /// discovery checked, the source checked; switched within its network, passed to the
 /// host when addressed to it, else routed by the family-generic path.
 #[inline(always)]
-pub fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
+pub(crate) fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
     // Each half behind a call of its own: together they would not fit the stack.
     match stage!(Ip6, admit(ctx, l2)) {
         Ok(p) => container::ip(ctx, l2, p),

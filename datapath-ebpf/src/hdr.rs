@@ -8,7 +8,7 @@ use common::Ip6;
 /// An IPv4 header without options.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Ipv4Hdr {
+pub(crate) struct Ipv4Hdr {
     pub ver_ihl: u8,
     pub tos: u8,
     pub tot_len: u16,
@@ -24,7 +24,7 @@ pub struct Ipv4Hdr {
 impl Ipv4Hdr {
     /// The header's length in bytes, options included.
     #[inline(always)]
-    pub fn ihl(&self) -> usize {
+    pub(crate) fn ihl(&self) -> usize {
         usize::from(self.ver_ihl & 0x0f) * 4
     }
 }
@@ -32,7 +32,7 @@ impl Ipv4Hdr {
 /// The IPv6 header.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Ipv6Hdr {
+pub(crate) struct Ipv6Hdr {
     /// Version (high 4 bits) and the traffic class's high bits.
     pub ver: u8,
     /// The rest of the traffic class, and the flow label.
@@ -47,7 +47,7 @@ pub struct Ipv6Hdr {
 /// The TCP header without options.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct TcpHdr {
+pub(crate) struct TcpHdr {
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
@@ -62,18 +62,18 @@ pub struct TcpHdr {
 /// The UDP header.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct UdpHdr {
+pub(crate) struct UdpHdr {
     pub src_port: u16,
     pub dst_port: u16,
     pub len: u16,
     pub check: u16,
 }
 
-/// The ICMP and ICMPv6 header: type, code, checksum, and the word that holds an echo's
+/// The ICMP and `ICMPv6` header: type, code, checksum, and the word that holds an echo's
 /// identifier and sequence number (unused by the errors bpfnet reads and makes).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct IcmpHdr {
+pub(crate) struct IcmpHdr {
     pub kind: u8,
     pub code: u8,
     pub check: u16,
@@ -90,27 +90,27 @@ const _: () = {
 };
 
 /// The IPv4 header without options.
-pub const IP_HLEN: usize = size_of::<Ipv4Hdr>();
+pub(crate) const IP_HLEN: usize = size_of::<Ipv4Hdr>();
 /// TTL, followed by the protocol (one 16-bit word of the header checksum).
-pub const IP_TTL: usize = offset_of!(Ipv4Hdr, ttl);
-pub const IP_CSUM: usize = offset_of!(Ipv4Hdr, check);
-pub const IP_SRC: usize = offset_of!(Ipv4Hdr, src);
-pub const IP_DST: usize = offset_of!(Ipv4Hdr, dst);
+pub(crate) const IP_TTL: usize = offset_of!(Ipv4Hdr, ttl);
+pub(crate) const IP_CSUM: usize = offset_of!(Ipv4Hdr, check);
+pub(crate) const IP_SRC: usize = offset_of!(Ipv4Hdr, src);
+pub(crate) const IP_DST: usize = offset_of!(Ipv4Hdr, dst);
 
-pub const IPV6_HLEN: usize = size_of::<Ipv6Hdr>();
+pub(crate) const IPV6_HLEN: usize = size_of::<Ipv6Hdr>();
 /// Next header, followed by the hop limit.
-pub const IPV6_NEXT: usize = offset_of!(Ipv6Hdr, next);
-pub const IPV6_SRC: usize = offset_of!(Ipv6Hdr, src);
-pub const IPV6_DST: usize = offset_of!(Ipv6Hdr, dst);
+pub(crate) const IPV6_NEXT: usize = offset_of!(Ipv6Hdr, next);
+pub(crate) const IPV6_SRC: usize = offset_of!(Ipv6Hdr, src);
+pub(crate) const IPV6_DST: usize = offset_of!(Ipv6Hdr, dst);
 
 /// The TCP header without options: where they start.
-pub const TCP_HLEN: usize = size_of::<TcpHdr>();
-pub const TCP_CSUM: usize = offset_of!(TcpHdr, check);
+pub(crate) const TCP_HLEN: usize = size_of::<TcpHdr>();
+pub(crate) const TCP_CSUM: usize = offset_of!(TcpHdr, check);
 /// TCP's and UDP's ports sit alike, the source first.
-pub const L4_DST_PORT: usize = offset_of!(UdpHdr, dst_port);
-pub const UDP_CSUM: usize = offset_of!(UdpHdr, check);
+pub(crate) const L4_DST_PORT: usize = offset_of!(UdpHdr, dst_port);
+pub(crate) const UDP_CSUM: usize = offset_of!(UdpHdr, check);
 
-pub const ICMP_HLEN: usize = size_of::<IcmpHdr>();
-pub const ICMP_CSUM: usize = offset_of!(IcmpHdr, check);
+pub(crate) const ICMP_HLEN: usize = size_of::<IcmpHdr>();
+pub(crate) const ICMP_CSUM: usize = offset_of!(IcmpHdr, check);
 /// An echo's identifier, which stands in for a port.
-pub const ICMP_ID: usize = offset_of!(IcmpHdr, id);
+pub(crate) const ICMP_ID: usize = offset_of!(IcmpHdr, id);

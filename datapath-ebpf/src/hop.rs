@@ -17,7 +17,7 @@ use crate::{
 /// remembered (None: not known, ask the kernel). `flow`: the packet's flow entry, which
 /// remembers the hop.
 #[inline(always)]
-pub fn next<A: Family>(
+pub(crate) fn next<A: Family>(
     ctx: &TcContext,
     to: &CtKey<A>,
     flow: Option<&mut CtValue<A>>,

@@ -11,13 +11,13 @@ use common::{CtKey, PROTO_TCP, PROTO_UDP};
 
 use crate::{family::Family, maps::scratch};
 
-/// `sk_state` values (include/net/tcp_states.h).
+/// `sk_state` values (`include/net/tcp_states.h`).
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 
 /// Which host sockets count as holding a tuple.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Holder {
+pub(crate) enum Holder {
     /// A connection: a TCP socket in any state but LISTEN, a connected UDP socket. Such a
     /// socket talks to exactly this peer; a listener or an unconnected UDP socket (which
     /// dockerd keeps on every published port) does not claim the peer's packets.
@@ -29,7 +29,7 @@ pub enum Holder {
 /// Whether a host socket in this namespace holds tuple `t` as it arrives at the host
 /// (`t.dst` is the local end).
 #[inline(always)]
-pub fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
+pub(crate) fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
     let Some(s) = scratch() else {
         return false;
     };
@@ -46,7 +46,7 @@ pub fn holds<A: Family>(ctx: &TcContext, t: &CtKey<A>, holder: Holder) -> bool {
 /// Whether `t` (arriving from outside) answers a datagram an unconnected host socket sent
 /// (recorded by the sendmsg socket programs).
 #[inline(always)]
-pub fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
+pub(crate) fn answers_host_datagram<A: Family>(t: &CtKey<A>) -> bool {
     if t.proto != PROTO_UDP {
         return false;
     }

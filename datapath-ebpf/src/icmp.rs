@@ -1,4 +1,4 @@
-//! ICMP and ICMPv6 errors (destination unreachable, fragmentation needed or packet too
+//! ICMP and `ICMPv6` errors (destination unreachable, fragmentation needed or packet too
 //! big, time exceeded, parameter problem) about a translated flow: the embedded header
 //! is translated back the way its packet was, and the outer header is pointed at the
 //! endpoint that sent that packet. The quote is read and its addresses rewritten per
@@ -22,7 +22,7 @@ use crate::{
 };
 
 /// Offsets inside the quoted packet.
-pub struct Quoted<A = u32> {
+pub(crate) struct Quoted<A = u32> {
     /// Its IP header.
     pub ip_off: usize,
     /// Its ports (or echo identifier), None when they are not rewritten here.
@@ -67,7 +67,7 @@ fn quoted_ports<A>(
     Some(())
 }
 
-/// An ICMPv6 error's quote: an IPv6 header (no extension headers: nothing bpfnet
+/// An `ICMPv6` error's quote: an IPv6 header (no extension headers: nothing bpfnet
 /// translates carries them) and the first 8 bytes of its upper layer.
 #[inline(always)]
 fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
@@ -94,7 +94,7 @@ fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
     Some(q)
 }
 
-/// Replace an address of the quoted IPv6 header (`src`: the source), keeping the ICMPv6
+/// Replace an address of the quoted IPv6 header (`src`: the source), keeping the `ICMPv6`
 /// checksum, which covers it, right (the quoted header has no checksum of its own).
 #[inline(always)]
 fn replace_addr6(
@@ -181,10 +181,10 @@ fn replace_addr(
     replace(ctx, icmp_csum, off, old, new, 4)
 }
 
-/// What differs between ICMP and ICMPv6 errors: where the quote lies, how its addresses
+/// What differs between ICMP and `ICMPv6` errors: where the quote lies, how its addresses
 /// are replaced. A trait of its own, not a part of `Family`, so `family` (below this
 /// module) imports nothing of ICMP.
-pub trait Quote: Family {
+pub(crate) trait Quote: Family {
     /// An ICMP error's quoted packet (None: nothing bpfnet translates).
     fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>>;
     /// Replace an address of an ICMP error's quoted header (`src`: its source), with
@@ -242,7 +242,11 @@ impl Quote for Ip6 {
 /// Its translation and its delivery are stages of their own (`stage!`): for IPv6, a
 /// cluster route's lookup and tunnel key would not fit one frame beside the quote's.
 #[inline(always)]
-pub fn handle_error<A: Quote>(ctx: &TcContext, p: &mut Packet<A>, from: From) -> Option<i32> {
+pub(crate) fn handle_error<A: Quote>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    from: From,
+) -> Option<i32> {
     if p.icmp != Icmp::Error {
         return None;
     }

@@ -16,7 +16,7 @@ use crate::{
 /// source's subnet's, and no ICC when its port says so (a link-local or unspecified
 /// source lies in no subnet).
 #[inline(always)]
-pub fn own_flags<A: Family>(l2: &L2, src: &A) -> u32 {
+pub(crate) fn own_flags<A: Family>(l2: &L2, src: &A) -> u32 {
     let subnet = A::network_of(src).map_or(0, |n| n.flags);
     if l2.port.flags & PORT_NO_ICC != 0 {
         subnet | NET_NO_ICC
@@ -31,7 +31,7 @@ pub fn own_flags<A: Family>(l2: &L2, src: &A) -> u32 {
 /// multicast frame reaches the neighbour all the same. Without ICC, a group frame
 /// reaches only the host.
 #[inline(always)]
-pub fn switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A, own: u32) -> Option<i32> {
+pub(crate) fn switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A, own: u32) -> Option<i32> {
     let group = l2.dst_mac[0] & 1 != 0;
     let unicast = !group || !(A::is_group(dst) || A::is_host(dst));
     if group && unicast && other_network(l2, dst) {
@@ -50,7 +50,7 @@ pub fn switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A, own: u32) -> Optio
 /// forward back onto the bridge: only where the network allows inter-container
 /// communication.
 #[inline(always)]
-pub fn via_gateway(ctx: &TcContext, own: u32, pass: Reason) -> i32 {
+pub(crate) fn via_gateway(ctx: &TcContext, own: u32, pass: Reason) -> i32 {
     if own & NET_NO_ICC != 0 {
         verdict(ctx, Reason::DropIcc)
     } else {

@@ -27,7 +27,7 @@ const NO_PORT: Port = Port {
 };
 
 /// The frame's Ethernet header and the bridge port it came in by.
-pub struct L2 {
+pub(crate) struct L2 {
     pub dst_mac: [u8; 6],
     pub src_mac: [u8; 6],
     /// Host order.
@@ -42,11 +42,11 @@ pub struct L2 {
 impl L2 {
     /// Frames sent to the bridge's own MAC are routed by the host; others are switched.
     /// Without port information everything counts as routed.
-    pub fn routed(&self) -> bool {
+    pub(crate) fn routed(&self) -> bool {
         !self.known || self.port.bridge_mac == self.dst_mac
     }
 
-    pub fn network(&self) -> Option<u32> {
+    pub(crate) fn network(&self) -> Option<u32> {
         self.known.then_some(self.port.network)
     }
 
@@ -59,7 +59,7 @@ impl L2 {
     /// Before then, any MAC but the bridge's own (its link-local address, which the
     /// kernel derives from the MAC, is the host's).
     #[inline(always)]
-    pub fn check_mac(&self) -> Result<(), Reason> {
+    pub(crate) fn check_mac(&self) -> Result<(), Reason> {
         if !self.known {
             return Err(Reason::DropUnbound);
         }
@@ -81,7 +81,7 @@ struct EthHdr {
 }
 
 #[inline(always)]
-pub fn read(ctx: &TcContext) -> Option<L2> {
+pub(crate) fn read(ctx: &TcContext) -> Option<L2> {
     let hdr: EthHdr = crate::parse::read(ctx, 0)?;
     // SAFETY: ctx is the __sk_buff this program was called with.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
@@ -118,7 +118,7 @@ fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
 /// `DropSpoof`, and binds nothing: the neighbours would take the sender for that
 /// address. An address outside the port's network is `DropUnbound`.
 #[inline(always)]
-pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> Result<(), Reason> {
+pub(crate) fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> Result<(), Reason> {
     if !l2.known {
         return Err(Reason::DropUnbound);
     }
@@ -161,7 +161,7 @@ pub fn bind<A: Family>(ctx: &TcContext, l2: &mut L2, ip: &A) -> Result<(), Reaso
 /// An IPv4 packet must come from an endpoint of its port (bound now if the port has
 /// none yet). Source 0.0.0.0 (DHCP) may only be switched.
 #[inline(always)]
-pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), Reason> {
+pub(crate) fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), Reason> {
     if !l2.known {
         return Err(Reason::DropUnbound);
     }
@@ -186,7 +186,7 @@ pub fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Result<(), R
 /// address 0, only its MAC). From a port with no IPv4 endpoint yet, the address it
 /// announces is a claim: bound as its first IP packet's would be, or refused.
 #[inline(always)]
-pub fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
+pub(crate) fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
     let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(ARP_SHA), ctx.load::<u32>(ARP_SPA)) else {
         return verdict(ctx, Reason::DropMalformed);
     };
@@ -218,7 +218,7 @@ pub fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
 /// An ARP packet off a wire may not announce a local endpoint's address (it would take
 /// the endpoint's traffic from the host and the bridge's other ports).
 #[inline(always)]
-pub fn arp_from_wire(ctx: &TcContext) -> i32 {
+pub(crate) fn arp_from_wire(ctx: &TcContext) -> i32 {
     let Ok(spa) = ctx.load::<u32>(ARP_SPA) else {
         return verdict(ctx, Reason::DropMalformed);
     };
@@ -231,7 +231,7 @@ pub fn arp_from_wire(ctx: &TcContext) -> i32 {
 /// A frame of any other ethertype: from its port's endpoint MAC, and only switched
 /// within its network; routed, it is `routed_drop`.
 #[inline(always)]
-pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
+pub(crate) fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
     if let Err(reason) = l2.check_mac() {
         return verdict(ctx, reason);
     }
@@ -247,7 +247,7 @@ pub fn other(ctx: &TcContext, l2: &L2, routed_drop: Reason) -> i32 {
 /// containers), and the frame itself into the bridge's own stack, for the host (the
 /// gateway). Nothing takes the bridge's forwarding path, so no port gets it twice.
 #[inline(always)]
-pub fn flood(ctx: &TcContext, l2: &L2) -> i32 {
+pub(crate) fn flood(ctx: &TcContext, l2: &L2) -> i32 {
     let Some(network) = l2.network() else {
         return verdict(ctx, Reason::Pass);
     };
@@ -265,7 +265,7 @@ pub fn flood(ctx: &TcContext, l2: &L2) -> i32 {
 /// its forwarding path): a network without inter-container communication gives its
 /// containers' group frames to its gateway only.
 #[inline(always)]
-pub fn to_host(ctx: &TcContext, l2: &L2) -> i32 {
+pub(crate) fn to_host(ctx: &TcContext, l2: &L2) -> i32 {
     let Some(network) = l2.network() else {
         return verdict(ctx, Reason::DropUnbound);
     };
@@ -277,7 +277,7 @@ pub fn to_host(ctx: &TcContext, l2: &L2) -> i32 {
 /// A frame for endpoint `ip` at `dst_mac` goes straight into its namespace when `net`
 /// (the sender's network, None from an uplink) allows it.
 #[inline(always)]
-pub fn to_endpoint<A: Family>(
+pub(crate) fn to_endpoint<A: Family>(
     ctx: &TcContext,
     ip: &A,
     dst_mac: [u8; 6],
@@ -302,15 +302,15 @@ pub fn to_endpoint<A: Family>(
 /// netfilter hooks, so a FORWARD DROP policy does not cut the network in two).
 /// Broadcast and multicast stay with the bridge.
 #[inline(always)]
-pub fn forward_switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A) -> i32 {
+pub(crate) fn forward_switched<A: Family>(ctx: &TcContext, l2: &L2, dst: &A) -> i32 {
     let Some(network) = l2.network() else {
-        return crate::stats::verdict(ctx, Reason::Pass);
+        return verdict(ctx, Reason::Pass);
     };
     if let Some(v) = to_endpoint(ctx, dst, l2.dst_mac, Some(network), l2.ingress) {
         return v;
     }
     if l2.dst_mac[0] & 1 != 0 {
-        return crate::stats::verdict(ctx, Reason::Pass);
+        return verdict(ctx, Reason::Pass);
     }
     // SAFETY: helper call with plain integer arguments.
     let ret = unsafe { bpf_redirect(network, 0) };

@@ -33,13 +33,13 @@ fn pair(a: u16, b: u16) -> u32 {
 
 /// A frame dropped by the parser.
 #[inline(never)]
-pub fn parse_failed(ctx: &TcContext, reason: Reason) {
+pub(crate) fn parse_failed(ctx: &TcContext, reason: Reason) {
     debug!(ctx, "parse: {} on ifindex {}", reason.name(), ctx.ifindex());
 }
 
 /// A tracked flow's packet, `p`, leaving as `to`.
 #[inline(always)]
-pub fn tracked<A: Family>(ctx: &TcContext, p: &Packet<A>, to: &CtKey<A>) {
+pub(crate) fn tracked<A: Family>(ctx: &TcContext, p: &Packet<A>, to: &CtKey<A>) {
     tracked_ports(
         ctx,
         p.proto,
@@ -63,7 +63,7 @@ fn tracked_ports(ctx: &TcContext, proto: u8, from: u32, to: u32) {
 
 /// A new DNAT flow: destination port `from` to `to` (network order).
 #[inline(never)]
-pub fn dnat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
+pub(crate) fn dnat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
     debug!(
         ctx,
         "nat: dnat new flow, proto {} port {} to port {}",
@@ -75,7 +75,7 @@ pub fn dnat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
 
 /// A new masqueraded flow: source port `from` to `to` (network order).
 #[inline(never)]
-pub fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
+pub(crate) fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
     debug!(
         ctx,
         "nat: snat new flow, proto {} source port {} to {}",
@@ -87,7 +87,7 @@ pub fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
 
 /// A host's own packet keyed into the tunnel: to node `node`, VNI `vni`.
 #[inline(never)]
-pub fn host_into_tunnel(ctx: &TcContext, node: Be32, vni: u32) {
+pub(crate) fn host_into_tunnel(ctx: &TcContext, node: Be32, vni: u32) {
     debug!(
         ctx,
         "cluster: host packet into the tunnel to node {:i} vni {}",

@@ -49,10 +49,10 @@ const _: () = assert!(EVENT_CAPTURE.is_power_of_two());
 /// Report `reason`'s packet if a monitor asked for it; `xlate`: the tuple its flow leaves
 /// with.
 #[inline(always)]
-pub fn notify<C: Frame, A: Addr>(ctx: &C, reason: Reason, xlate: Option<&CtKey<A>>) {
+pub(crate) fn notify<C: Frame, A: Addr>(ctx: &C, reason: Reason, xlate: Option<&CtKey<A>>) {
     // SAFETY: a read of a constant the loader may set before loading; volatile so the
     // compiler does not fold its initial value in.
-    if unsafe { core::ptr::read_volatile(&MONITOR_EVENTS) } == 0 {
+    if unsafe { core::ptr::read_volatile(&raw const MONITOR_EVENTS) } == 0 {
         return;
     }
     let Some(cfg) = MONITOR.get(0) else {
@@ -81,12 +81,16 @@ struct Limits {
 
 /// Count a drop against its interface.
 #[inline(never)]
-pub fn count_drop<C: Frame>(ctx: &C, reason: u32) {
+pub(crate) fn count_drop<C: Frame>(ctx: &C, reason: u32) {
     let key = DropKey {
         ifindex: ctx.ifindex(),
         reason,
     };
     let len = u64::from(ctx.len());
+    #[expect(
+        clippy::single_match_else,
+        reason = "the hit and the miss are two paths of equal weight"
+    )]
     match DROPS.get_ptr_mut(key) {
         // SAFETY: this CPU's value; only this CPU writes it while the program runs.
         Some(c) => unsafe {
@@ -99,7 +103,7 @@ pub fn count_drop<C: Frame>(ctx: &C, reason: u32) {
                 bytes: len,
             };
             // A failure loses one packet of this breakdown; `stats_v1` has it.
-            let _ = DROPS.insert(key, c, 0);
+            let _unused: Result<_, _> = DROPS.insert(key, c, 0);
         }
     }
 }
@@ -183,23 +187,20 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
         t.src = [0; 4];
         t.dst = [0; 4];
         t._pad = [0; 2];
-        match xlate {
-            Some(k) => {
-                for i in 0..A::WORDS {
-                    t.src[i] = k.src_ip.word(i);
-                    t.dst[i] = k.dst_ip.word(i);
-                }
-                t.src_port = Be16::from_raw(k.src_port);
-                t.dst_port = Be16::from_raw(k.dst_port);
-                t.proto = k.proto;
-                t.family = if A::WORDS == 1 { 4 } else { 6 };
+        if let Some(k) = xlate {
+            for i in 0..A::WORDS {
+                t.src[i] = k.src_ip.word(i);
+                t.dst[i] = k.dst_ip.word(i);
             }
-            None => {
-                t.src_port = Be16::ZERO;
-                t.dst_port = Be16::ZERO;
-                t.proto = 0;
-                t.family = 0;
-            }
+            t.src_port = Be16::from_raw(k.src_port);
+            t.dst_port = Be16::from_raw(k.dst_port);
+            t.proto = k.proto;
+            t.family = if A::WORDS == 1 { 4 } else { 6 };
+        } else {
+            t.src_port = Be16::ZERO;
+            t.dst_port = Be16::ZERO;
+            t.proto = 0;
+            t.family = 0;
         }
         let data = core::ptr::addr_of_mut!((*e).data).cast::<u8>();
         // As much as the packet has, up to the capture's size. The length passes through

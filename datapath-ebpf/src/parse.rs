@@ -14,29 +14,29 @@ use common::{
 
 use crate::hdr::Ipv4Hdr;
 
-pub const ETH_HLEN: usize = 14;
-pub const ETH_P_IP: u16 = 0x0800;
-pub const ETH_P_ARP: u16 = 0x0806;
+pub(crate) const ETH_HLEN: usize = 14;
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const ETH_P_ARP: u16 = 0x0806;
 /// An Ethernet ARP packet's sender hardware address (after the hardware and protocol
 /// types, their lengths and the operation: 8 bytes) and sender protocol address.
-pub const ARP_SHA: usize = ETH_HLEN + 8;
-pub const ARP_SPA: usize = ARP_SHA + 6;
-pub const ETH_P_IPV6: u16 = 0x86dd;
+pub(crate) const ARP_SHA: usize = ETH_HLEN + 8;
+pub(crate) const ARP_SPA: usize = ARP_SHA + 6;
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 const IP_DF: u16 = 0x4000;
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
-pub const ICMP_ECHOREPLY: u8 = 0;
-pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_ECHO: u8 = 8;
-pub const ICMP_TIME_EXCEEDED: u8 = 11;
-/// ICMPv6 errors are types 1-4 (unreachable, too big, time exceeded, parameter problem).
-pub const ICMPV6_ERROR_MAX: u8 = 4;
-pub const ICMPV6_ECHO: u8 = 128;
-pub const ICMPV6_ECHOREPLY: u8 = 129;
+pub(crate) const ICMP_ECHOREPLY: u8 = 0;
+pub(crate) const ICMP_DEST_UNREACH: u8 = 3;
+pub(crate) const ICMP_ECHO: u8 = 8;
+pub(crate) const ICMP_TIME_EXCEEDED: u8 = 11;
+/// `ICMPv6` errors are types 1-4 (unreachable, too big, time exceeded, parameter problem).
+pub(crate) const ICMPV6_ERROR_MAX: u8 = 4;
+pub(crate) const ICMPV6_ECHO: u8 = 128;
+pub(crate) const ICMPV6_ECHOREPLY: u8 = 129;
 
 /// Where a fragment sits in its datagram.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Frag {
+pub(crate) enum Frag {
     /// A whole datagram.
     None,
     /// The first fragment: carries the L4 header, more follow.
@@ -47,7 +47,7 @@ pub enum Frag {
 
 /// What an ICMP packet is to NAT.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Icmp {
+pub(crate) enum Icmp {
     /// Not ICMP.
     No,
     /// Echo request: the identifier stands in for the source port.
@@ -62,7 +62,7 @@ pub enum Icmp {
 
 /// An IP packet of either family (`A`: `u32` for IPv4, `Ip6`). Addresses, ports and
 /// the IP id in network order.
-pub struct Packet<A = u32> {
+pub(crate) struct Packet<A = u32> {
     /// Where the IP header starts (`l3_off()`). Offsets are kept narrow: the summary
     /// lives in scratch space, and a u8 bounds a packet offset for the verifier.
     pub(crate) l3: u8,
@@ -104,30 +104,30 @@ impl<A: Addr> Packet<A> {
     /// Where the IP header starts: `ETH_HLEN` on Ethernet devices, 0 on L3 devices
     /// (tunnels, VPNs), whose frames carry no link-layer header.
     #[inline(always)]
-    pub fn l3_off(&self) -> usize {
+    pub(crate) fn l3_off(&self) -> usize {
         usize::from(self.l3)
     }
 
     #[inline(always)]
-    pub fn l4_off(&self) -> usize {
+    pub(crate) fn l4_off(&self) -> usize {
         usize::from(self.l4)
     }
 
     /// Where the IPv4 packet ends in the frame (what follows is padding, not packet).
     #[inline(always)]
-    pub fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.ip_end as usize
     }
 
     /// The IPv4 packet's length (of all its segments, for a GSO packet).
     #[inline(always)]
-    pub fn ip_len(&self) -> u32 {
+    pub(crate) fn ip_len(&self) -> u32 {
         self.ip_end - u32::from(self.l3)
     }
 
     /// Whether the protocol has ports (or an echo identifier) that NAT rewrites.
     #[inline(always)]
-    pub fn has_ports(&self) -> bool {
+    pub(crate) fn has_ports(&self) -> bool {
         match self.proto {
             PROTO_TCP | PROTO_UDP => true,
             p if p == A::PROTO_ICMP => matches!(self.icmp, Icmp::EchoRequest | Icmp::EchoReply),
@@ -137,7 +137,7 @@ impl<A: Addr> Packet<A> {
 
     /// A bare TCP SYN (no ACK, RST or FIN): the only packet that may start a TCP flow.
     #[inline(always)]
-    pub fn is_syn(&self) -> bool {
+    pub(crate) fn is_syn(&self) -> bool {
         self.proto == PROTO_TCP
             && self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
     }
@@ -146,7 +146,7 @@ impl<A: Addr> Packet<A> {
     /// the first packet of another protocol; never a reply-like packet, nor a later
     /// fragment (whose ports are only remembered).
     #[inline(always)]
-    pub fn may_start_flow(&self) -> bool {
+    pub(crate) fn may_start_flow(&self) -> bool {
         if self.frag == Frag::Later {
             return false;
         }
@@ -159,7 +159,7 @@ impl<A: Addr> Packet<A> {
 }
 
 /// What the parser needs of a program's packet: TC's socket buffer or XDP's frame.
-pub trait Frame {
+pub(crate) trait Frame {
     /// Where the linear data starts and ends.
     fn data(&self) -> usize;
     fn data_end(&self) -> usize;
@@ -270,7 +270,7 @@ impl Frame for XdpContext {
 /// A `T` at `off` in the packet's linear data, read in place (direct packet access: no
 /// helper call); None when it does not lie there.
 #[inline(always)]
-pub fn read<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
+pub(crate) fn read<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + off + size_of::<T>() > end {
         return None;
@@ -283,7 +283,7 @@ pub fn read<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
 /// Write `v` at `off` in the packet's linear data in place; None when it does not lie
 /// there. (The verifier makes a cloned packet's data private before the program runs.)
 #[inline(always)]
-pub fn write<T: Copy, C: Frame>(ctx: &C, off: usize, v: T) -> Option<()> {
+pub(crate) fn write<T: Copy, C: Frame>(ctx: &C, off: usize, v: T) -> Option<()> {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + off + size_of::<T>() > end {
         return None;
@@ -298,7 +298,7 @@ pub fn write<T: Copy, C: Frame>(ctx: &C, off: usize, v: T) -> Option<()> {
 /// into the packet is invalid afterwards). Only what is needed is pulled: more would copy
 /// payload.
 #[inline(always)]
-pub fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
+pub(crate) fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
     if let Some(v) = read(ctx, off) {
         return Some(v);
     }
@@ -313,7 +313,7 @@ pub fn read_pulled<T: Copy, C: Frame>(ctx: &C, off: usize) -> Option<T> {
 /// The frame's network protocol (host order): its ethertype, or the skb's protocol on an
 /// L3 device (`l3_off` 0), which has no link-layer header.
 #[inline(always)]
-pub fn l3_proto<C: Frame>(ctx: &C, l3_off: usize) -> Option<u16> {
+pub(crate) fn l3_proto<C: Frame>(ctx: &C, l3_off: usize) -> Option<u16> {
     if l3_off == 0 {
         Some(ctx.l3_proto())
     } else {
@@ -325,7 +325,7 @@ pub fn l3_proto<C: Frame>(ctx: &C, l3_off: usize) -> Option<u16> {
 /// reason it is left alone (`Pass`: not IPv4) or dropped. `l3_off`: `ETH_HLEN` for an Ethernet device, 0 for an L3 device (whose
 /// protocol is the skb's, there being no ethertype).
 #[inline(always)]
-pub fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Reason> {
+pub(crate) fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Packet, Reason> {
     if l3_proto(ctx, l3_off) != Some(ETH_P_IP) {
         return Err(Reason::Pass);
     }
@@ -402,7 +402,11 @@ fn icmp_class<A: Addr>(kind: u8) -> Icmp {
 /// Fill the ports (or ICMP identifier), flags and sequence fields from the L4 header of
 /// `l4_len` bytes.
 #[inline(always)]
-pub fn l4<A: Addr, C: Frame>(ctx: &C, p: &mut Packet<A>, l4_len: usize) -> Result<(), Reason> {
+pub(crate) fn l4<A: Addr, C: Frame>(
+    ctx: &C,
+    p: &mut Packet<A>,
+    l4_len: usize,
+) -> Result<(), Reason> {
     let off = p.l4_off();
     let min = match p.proto {
         PROTO_TCP => 20,

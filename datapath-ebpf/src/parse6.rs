@@ -16,20 +16,20 @@ const NEXT_HOP_BY_HOP: u8 = 0;
 const NEXT_ROUTING: u8 = 43;
 const NEXT_FRAGMENT: u8 = 44;
 const NEXT_DEST_OPTS: u8 = 60;
-pub const NEXT_ICMPV6: u8 = 58;
+pub(crate) const NEXT_ICMPV6: u8 = 58;
 
 /// Extension headers walked before the upper-layer header; more is refused.
 const MAX_EXT_HEADERS: usize = 6;
 
-/// ICMPv6 types of neighbour discovery (RFC 4861).
-pub const ICMPV6_ROUTER_SOLICIT: u8 = 133;
-pub const ICMPV6_ROUTER_ADVERT: u8 = 134;
-pub const ICMPV6_NEIGH_SOLICIT: u8 = 135;
-pub const ICMPV6_NEIGH_ADVERT: u8 = 136;
-pub const ICMPV6_REDIRECT: u8 = 137;
+/// `ICMPv6` types of neighbour discovery (RFC 4861).
+pub(crate) const ICMPV6_ROUTER_SOLICIT: u8 = 133;
+pub(crate) const ICMPV6_ROUTER_ADVERT: u8 = 134;
+pub(crate) const ICMPV6_NEIGH_SOLICIT: u8 = 135;
+pub(crate) const ICMPV6_NEIGH_ADVERT: u8 = 136;
+pub(crate) const ICMPV6_REDIRECT: u8 = 137;
 
 /// What an IPv6 header chain says, walked to its upper-layer header.
-pub struct Chain {
+pub(crate) struct Chain {
     pub src: Ip6,
     pub dst: Ip6,
     pub hop_limit: u8,
@@ -42,7 +42,7 @@ pub struct Chain {
     /// its identification (network order).
     pub frag: Frag,
     pub frag_id: u32,
-    /// ICMPv6 type of a message whose header is here (0 otherwise).
+    /// `ICMPv6` type of a message whose header is here (0 otherwise).
     pub icmp: u8,
 }
 
@@ -50,7 +50,7 @@ pub struct Chain {
 /// is dropped (`Pass`: not IPv6). A neighbour advertisement for a local endpoint's
 /// address is `drop-neigh-spoof`: from outside it would take the endpoint's traffic.
 #[inline(always)]
-pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>, Reason> {
+pub(crate) fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>, Reason> {
     if l3_proto(ctx, l3_off) != Some(ETH_P_IPV6) {
         return Err(Reason::Pass);
     }
@@ -67,7 +67,7 @@ pub fn parse6(ctx: &TcContext, l3_off: usize) -> Result<&'static mut Packet<Ip6>
 
 /// The summary of the packet whose chain is `c`, its L4 header read.
 #[inline(always)]
-pub fn packet(
+pub(crate) fn packet(
     ctx: &TcContext,
     l3_off: usize,
     c: &Chain,
@@ -109,7 +109,7 @@ pub fn packet(
 
 /// Walk the header chain from `l3_off` to the upper-layer header.
 #[inline(always)]
-pub fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
+pub(crate) fn walk(ctx: &TcContext, l3_off: usize) -> Result<Chain, Reason> {
     let Some(fixed) = read_pulled::<Ipv6Hdr, _>(ctx, l3_off) else {
         return Err(Reason::DropMalformed);
     };

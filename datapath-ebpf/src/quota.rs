@@ -12,7 +12,7 @@ use crate::{family::Family, maps::CT_SHARE};
 
 /// Which of a container's counts.
 #[derive(Clone, Copy)]
-pub enum Use {
+pub(crate) enum Use {
     /// Masqueraded flows, each holding a source port.
     Snat,
     /// Flows it originated, in either table.
@@ -31,14 +31,14 @@ impl Use {
 
 /// How many `what` container `ip` holds.
 #[inline(always)]
-pub fn held<A: Family>(what: Use, ip: &A) -> u64 {
+pub(crate) fn held<A: Family>(what: Use, ip: &A) -> u64 {
     // SAFETY: plain lookup of a u64, copied out.
     unsafe { what.map::<A>().get(ip) }.copied().unwrap_or(0)
 }
 
 /// One more `what` for container `ip`.
 #[inline(always)]
-pub fn take<A: Family>(what: Use, ip: &A) {
+pub(crate) fn take<A: Family>(what: Use, ip: &A) {
     let map = what.map::<A>();
     if map.insert(ip, 1, u64::from(BPF_NOEXIST)).is_ok() {
         return;
@@ -52,7 +52,7 @@ pub fn take<A: Family>(what: Use, ip: &A) {
 
 /// One `what` of container `ip` has ended.
 #[inline(always)]
-pub fn release<A: Family>(what: Use, ip: &A) {
+pub(crate) fn release<A: Family>(what: Use, ip: &A) {
     if let Some(c) = what.map::<A>().get_ptr_mut(ip) {
         // SAFETY: as in `take`.
         unsafe { *c = (*c).saturating_sub(1) };
@@ -62,7 +62,7 @@ pub fn release<A: Family>(what: Use, ip: &A) {
 /// Whether container `ip` may originate another flow: fewer than its share of the flow
 /// tables.
 #[inline(always)]
-pub fn may_start<A: Family>(ip: &A) -> bool {
+pub(crate) fn may_start<A: Family>(ip: &A) -> bool {
     let share = u64::from(CT_SHARE.get(0).copied().unwrap_or(0));
     share == 0 || held(Use::Flows, ip) < share
 }
@@ -70,6 +70,6 @@ pub fn may_start<A: Family>(ip: &A) -> bool {
 /// One SNAT flow of `forward`'s container has ended: its port is free for its quota
 /// again.
 #[inline(always)]
-pub fn release_use<A: Family>(forward: &CtKey<A>) {
+pub(crate) fn release_use<A: Family>(forward: &CtKey<A>) {
     release(Use::Snat, &forward.src_ip);
 }

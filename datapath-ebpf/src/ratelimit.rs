@@ -28,7 +28,7 @@ const MS_NS: u64 = 1_000_000;
 
 /// Whether an IPv4 time-exceeded to `dst` (network order) may be sent now.
 #[inline(always)]
-pub fn allow(dst: u32) -> bool {
+pub(crate) fn allow(dst: u32) -> bool {
     let key = Ip6 {
         words: [0, 0, u32::from_ne_bytes([0, 0, 255, 255]), prefix24(dst)],
     };
@@ -41,9 +41,9 @@ pub fn allow(dst: u32) -> bool {
     )
 }
 
-/// Whether an ICMPv6 time-exceeded to `dst` may be sent now.
+/// Whether an `ICMPv6` time-exceeded to `dst` may be sent now.
 #[inline(always)]
-pub fn allow6(dst: &Ip6) -> bool {
+pub(crate) fn allow6(dst: &Ip6) -> bool {
     let key = Ip6 {
         words: [dst.words[0], dst.words[1], 0, 0],
     };
@@ -73,6 +73,10 @@ fn per_destination(key: &Ip6, now: u64, interval: u64) -> bool {
         return true;
     }
     let cap = ICMP_BURST_FACTOR * interval;
+    #[expect(
+        clippy::single_match_else,
+        reason = "the hit and the miss are two paths of equal weight"
+    )]
     match RATE.get_ptr_mut(key) {
         // SAFETY: a value of this map, read and written in place; a racing CPU's update
         // may be lost, which lets at most an error more through.
@@ -84,7 +88,7 @@ fn per_destination(key: &Ip6, now: u64, interval: u64) -> bool {
             };
             // A full table evicts its least recently used prefix; a failed insert
             // lets this one error through, as a fresh bucket would.
-            let _ = RATE.insert(key, fresh, 0);
+            let _unused: Result<_, _> = RATE.insert(key, fresh, 0);
             true
         }
     }

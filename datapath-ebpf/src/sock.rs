@@ -1,7 +1,7 @@
 //! Host-local access to published ports: cgroup socket programs point a host socket that
 //! dials a published address (127.0.0.1:PORT, a host address:PORT) straight at the
 //! backend, and show the dialed address back to the application. This replaces
-//! docker-proxy and route_localnet. IPv6 sockets alike (`[::1]:PORT`, a host IPv6
+//! docker-proxy and `route_localnet`. IPv6 sockets alike (`[::1]:PORT`, a host IPv6
 //! address, and `::ffff:127.0.0.1:PORT` from a dual-stack socket, which reaches the IPv4
 //! publish). Only sockets of the daemon's network namespace are touched: cgroup
 //! programs see every namespace.
@@ -19,7 +19,7 @@ use crate::{
     nat::published,
 };
 
-/// Verdict of a sock_addr program: let the call go on.
+/// Verdict of a `sock_addr` program: let the call go on.
 const ALLOW: i32 = 1;
 
 #[inline(always)]
@@ -36,7 +36,7 @@ fn ours(ctx: &SockAddrContext) -> bool {
 /// publish covers.
 ///
 /// # Safety
-/// `sa` is the kernel's bpf_sock_addr of a sendmsg4/sendmsg6 call.
+/// `sa` is the kernel's `bpf_sock_addr` of a sendmsg4/sendmsg6 call.
 #[inline(always)]
 unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
     // SAFETY: the caller's bpf_sock_addr: the socket, its protocol and source port, and
@@ -53,14 +53,14 @@ unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
             ((*sk).src_port as u16).to_be(),
             PROTO_UDP,
         );
-        let _ = A::host_udp().insert(answer, 0, 0);
+        let _unused: Result<_, _> = A::host_udp().insert(answer, 0, 0);
     }
 }
 
 /// sendmsg4: a datagram a host socket sends; its answers are the host's (recorded), and
 /// a published destination becomes its backend.
 #[inline(always)]
-pub fn host_datagram(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn host_datagram(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -71,7 +71,7 @@ pub fn host_datagram(ctx: &SockAddrContext) -> i32 {
 
 /// connect4 and sendmsg4: a published destination becomes its backend.
 #[inline(always)]
-pub fn to_backend(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn to_backend(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -97,7 +97,7 @@ pub fn to_backend(ctx: &SockAddrContext) -> i32 {
 
 /// getpeername4 and recvmsg4: the backend's address is shown as the one dialed.
 #[inline(always)]
-pub fn from_backend(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn from_backend(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -130,7 +130,7 @@ fn mapped_v4(ip: &Ip6) -> Option<u32> {
 /// sendmsg6: as `host_datagram`, for an IPv6 socket. (A datagram a dual-stack socket
 /// sends to a v4-mapped address leaves through `udp_sendmsg` and sendmsg4.)
 #[inline(always)]
-pub fn host_datagram6(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn host_datagram6(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -152,7 +152,7 @@ pub fn host_datagram6(ctx: &SockAddrContext) -> i32 {
 /// for an IPv6 address (`[::1]:PORT`, a host address), an IPv4 one for a v4-mapped
 /// address (`::ffff:127.0.0.1:PORT` from a dual-stack socket), dialed as v4-mapped.
 #[inline(always)]
-pub fn to_backend6(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }
@@ -196,7 +196,7 @@ pub fn to_backend6(ctx: &SockAddrContext) -> i32 {
 
 /// getpeername6 and recvmsg6: the backend's address is shown as the one dialed.
 #[inline(always)]
-pub fn from_backend6(ctx: &SockAddrContext) -> i32 {
+pub(crate) fn from_backend6(ctx: &SockAddrContext) -> i32 {
     if !ours(ctx) {
         return ALLOW;
     }

@@ -6,14 +6,14 @@ use crate::{maps::STATS, monitor, parse::Frame};
 
 // TC verdicts (uapi/linux/pkt_cls.h) as the i32 a classifier returns; the generated
 // bindings' type for them differs between the host and the bpf target.
-pub const TC_ACT_OK: i32 = 0;
-pub const TC_ACT_SHOT: i32 = 2;
-pub const TC_ACT_REDIRECT: i64 = 7;
+pub(crate) const TC_ACT_OK: i32 = 0;
+pub(crate) const TC_ACT_SHOT: i32 = 2;
+pub(crate) const TC_ACT_REDIRECT: i64 = 7;
 
 /// Count `reason` (drops also against the interface) and report it to a monitor that
 /// asked for it.
 #[inline(always)]
-pub fn count<C: Frame>(ctx: &C, reason: Reason) {
+pub(crate) fn count<C: Frame>(ctx: &C, reason: Reason) {
     add(ctx, reason);
     monitor::notify::<C, u32>(ctx, reason, None);
 }
@@ -21,7 +21,7 @@ pub fn count<C: Frame>(ctx: &C, reason: Reason) {
 /// `count` for a verdict that found or made a flow: the monitor is told the tuple the
 /// packet leaves with, `to`.
 #[inline(always)]
-pub fn count_flow<C: Frame, A: Addr>(ctx: &C, reason: Reason, to: &CtKey<A>) {
+pub(crate) fn count_flow<C: Frame, A: Addr>(ctx: &C, reason: Reason, to: &CtKey<A>) {
     add(ctx, reason);
     monitor::notify(ctx, reason, Some(to));
 }
@@ -42,7 +42,7 @@ fn add<C: Frame>(ctx: &C, reason: Reason) {
 
 /// Count `reason` and return the verdict that goes with it.
 #[inline(always)]
-pub fn verdict(ctx: &TcContext, reason: Reason) -> i32 {
+pub(crate) fn verdict(ctx: &TcContext, reason: Reason) -> i32 {
     count(ctx, reason);
     if reason.is_drop() {
         TC_ACT_SHOT

@@ -1,5 +1,5 @@
 //! `ct_sweep`: the sweeper's walk of both flow tables of each family, in the kernel. Attached nowhere:
-//! the daemon runs it with BPF_PROG_TEST_RUN every sweep interval. `bpf_for_each_map_elem`
+//! the daemon runs it with `BPF_PROG_TEST_RUN` every sweep interval. `bpf_for_each_map_elem`
 //! visits each entry in place (no copy to userspace, no pairing index); an entry idle
 //! for less than the shortest timeout costs a few instructions, an older one a lookup of
 //! its twin to know the flow's state; an expired flow loses both entries, its SNAT
@@ -45,14 +45,14 @@ struct Walk {
     min: u64,
     /// Walking the main table (answered flows), not the new-flow table.
     main: bool,
-    /// The table walked, its index in `SweepStats::left` (ct, ct_new, ct6, ct6_new).
+    /// The table walked, its index in `SweepStats::left` (ct, `ct_new`, ct6, `ct6_new`).
     table: usize,
     t: CtTimeouts,
     stats: *mut SweepStats,
 }
 
 #[inline(always)]
-pub fn run() -> i32 {
+pub(crate) fn run() -> i32 {
     let Some(t) = TIMEOUTS.get(0).copied() else {
         return 1;
     };
@@ -228,7 +228,7 @@ const HOLDS_QUOTA: u32 = 2;
 /// it do not each walk the many ways through it.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn ct_sweep_verdict(
+pub(crate) extern "C" fn ct_sweep_verdict(
     fwd_seen: u32,
     rep_seen: u32,
     flags: u32,

@@ -21,7 +21,7 @@ const MAX_WSCALE: u8 = 14;
 
 /// `a` comes after `b` in sequence space.
 #[inline(always)]
-pub fn after(a: u32, b: u32) -> bool {
+pub(crate) fn after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
@@ -34,7 +34,7 @@ fn seq_end<A: Addr>(p: &Packet<A>) -> u32 {
 
 /// The window scale a SYN announces (0 without the option).
 #[inline(always)]
-pub fn wscale<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> u8 {
+pub(crate) fn wscale<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> u8 {
     let end = p.l4_off() + usize::from(p.tcp_hlen);
     let mut off = p.l4_off() + TCP_HLEN;
     for _ in 0..10 {
@@ -59,7 +59,7 @@ pub fn wscale<A: Addr>(ctx: &TcContext, p: &Packet<A>) -> u8 {
 
 /// Start tracking the sender of SYN (or SYN-ACK) `p` in `v`.
 #[inline(always)]
-pub fn start<A: Addr>(ctx: &TcContext, v: &mut CtValue<A>, p: &Packet<A>) {
+pub(crate) fn start<A: Addr>(ctx: &TcContext, v: &mut CtValue<A>, p: &Packet<A>) {
     if p.proto != PROTO_TCP {
         return;
     }
@@ -72,7 +72,7 @@ pub fn start<A: Addr>(ctx: &TcContext, v: &mut CtValue<A>, p: &Packet<A>) {
 /// Learn from a packet of `v`'s sender that is not a SYN and was judged in window: its
 /// highest sequence number and the largest window it offers.
 #[inline(always)]
-pub fn learn<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
+pub(crate) fn learn<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
     let end = seq_end(p);
     if v.seq_end == 0 || after(end, v.seq_end) {
         v.seq_end = end;
@@ -91,7 +91,7 @@ pub fn learn<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) {
 /// RST is judged by; a sender's real segments past a loss are learned again once its
 /// retransmissions fill the gap.
 #[inline(always)]
-pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) -> bool {
+pub(crate) fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) -> bool {
     if !in_own_window(v, p) {
         return false;
     }
@@ -102,7 +102,7 @@ pub fn follow<A: Addr>(v: &mut CtValue<A>, p: &Packet<A>) -> bool {
 /// Whether `p`'s sequence number lies within a window of what `v`'s sender has sent (its
 /// own largest window standing in for its receiver's; false when nothing is known).
 #[inline(always)]
-pub fn in_own_window<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+pub(crate) fn in_own_window<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
     v.seq_end != 0 && near(p.tcp_seq, v.seq_end, v.max_win)
 }
 
@@ -121,7 +121,7 @@ fn near(seq: u32, end: u32, win: u32) -> bool {
 /// nothing yet (the answer to a SYN, an entry the daemon rebuilt) must acknowledge what
 /// the receiver sent: a RST exactly, a FIN within a window.
 #[inline(always)]
-pub fn in_window<A: Addr>(
+pub(crate) fn in_window<A: Addr>(
     sender: &CtValue<A>,
     receiver: Option<&CtValue<A>>,
     p: &Packet<A>,
@@ -147,20 +147,20 @@ pub fn in_window<A: Addr>(
 /// Whether SYN-ACK `p` from `sender` answers the SYN of `receiver`, the flow's other
 /// direction: the receiver sent a SYN, and `p` acknowledges exactly what it occupies.
 #[inline(always)]
-pub fn answers_syn<A: Addr>(receiver: &CtValue<A>, p: &Packet<A>) -> bool {
+pub(crate) fn answers_syn<A: Addr>(receiver: &CtValue<A>, p: &Packet<A>) -> bool {
     receiver.tcp_seen & TCP_SYN != 0 && receiver.seq_end != 0 && p.tcp_ack == receiver.seq_end
 }
 
 /// Whether SYN(-ACK) `p` repeats the one `v`'s sender already sent: the same segment.
 #[inline(always)]
-pub fn repeats_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+pub(crate) fn repeats_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
     v.seq_end != 0 && seq_end(p) == v.seq_end
 }
 
 /// Whether SYN `p` is the one `v`'s sender already sent, perhaps with less data: it
 /// starts where that one did, within a window below its end.
 #[inline(always)]
-pub fn resends_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
+pub(crate) fn resends_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
     acknowledges(p.tcp_seq.wrapping_add(1), v.seq_end)
 }
 
@@ -168,7 +168,7 @@ pub fn resends_syn<A: Addr>(v: &CtValue<A>, p: &Packet<A>) -> bool {
 /// ends at `end` has sent: at most `end`, within a window of it (a blind guess hits one
 /// 32-bit number in 65,536).
 #[inline(always)]
-pub fn acknowledges(ack: u32, end: u32) -> bool {
+pub(crate) fn acknowledges(ack: u32, end: u32) -> bool {
     acknowledges_within(ack, end, 0)
 }
 

@@ -31,7 +31,7 @@ const MAX_QUOTE: usize = 60 + QUOTED_PAYLOAD;
 #[inline(always)]
 fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
     let mut s = 0u32;
-    for i in 0..(ICMP_HLEN + MAX_QUOTE) / 2 {
+    for i in 0..usize::midpoint(ICMP_HLEN, MAX_QUOTE) {
         if 2 * i >= len {
             break;
         }
@@ -43,7 +43,7 @@ fn sum(ctx: &TcContext, off: usize, len: usize) -> Result<u32, Reason> {
 
 /// The verdict on a packet from outside whose TTL ends at the host, per family: a trait
 /// of this module's, not a part of `Family`, so `family` (below) imports nothing of it.
-pub trait TimeExceeded: Addr {
+pub(crate) trait TimeExceeded: Addr {
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
 }
 
@@ -71,7 +71,7 @@ fn answer(ctx: &TcContext, p: &Packet) -> i32 {
     send_back(ctx, build(ctx, p))
 }
 
-/// `answer` for IPv6: ICMPv6 "hop limit exceeded in transit", quoting the IPv6
+/// `answer` for IPv6: `ICMPv6` "hop limit exceeded in transit", quoting the IPv6
 /// header and the 8 bytes after it.
 #[inline(always)]
 fn answer6(ctx: &TcContext, p: &Packet<Ip6>) -> i32 {
@@ -156,7 +156,7 @@ fn build(ctx: &TcContext, p: &Packet) -> Result<(), Reason> {
         .map_err(|_| Reason::DropRewrite)
 }
 
-/// An ICMP (ICMPv6) time-exceeded header of type `kind`, code 0, its checksum 0 until
+/// An ICMP (`ICMPv6`) time-exceeded header of type `kind`, code 0, its checksum 0 until
 /// computed.
 #[inline(always)]
 fn time_exceeded_hdr(kind: u8) -> IcmpHdr {
@@ -169,11 +169,11 @@ fn time_exceeded_hdr(kind: u8) -> IcmpHdr {
     }
 }
 
-/// The new IPv6 header and the ICMPv6 header in front of the quoted packet.
+/// The new IPv6 header and the `ICMPv6` header in front of the quoted packet.
 const ROOM6: usize = IPV6_HLEN + ICMP_HLEN;
 /// The quote: the IPv6 header and 8 bytes.
 const QUOTE6: usize = IPV6_HLEN + QUOTED_PAYLOAD;
-/// ICMPv6 time exceeded, code 0: hop limit exceeded in transit.
+/// `ICMPv6` time exceeded, code 0: hop limit exceeded in transit.
 const ICMPV6_TIME_EXCEEDED: u8 = 3;
 
 #[inline(always)]

@@ -15,14 +15,14 @@ use common::Be32;
 /// The VXLAN key a packet arrived with: (remote node, host order; VNI), None when it
 /// carries none (it did not come out of a collect-metadata tunnel).
 #[inline(always)]
-pub fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
+pub(crate) fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     // SAFETY: helper on this program's context, writing at most `size` bytes of `key`.
     let ret = unsafe {
         bpf_skb_get_tunnel_key(
             ctx.as_ptr().cast(),
-            &mut key,
+            &raw mut key,
             size_of::<bpf_tunnel_key>() as u32,
             0,
         )
@@ -37,7 +37,7 @@ pub fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
 /// Give the packet the VXLAN key of node `via` (its underlay address, network order;
 /// the helper takes it in host order) and VNI `vni`.
 #[inline(always)]
-pub fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
+pub(crate) fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.
     let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
     key.tunnel_id = vni;
@@ -47,7 +47,7 @@ pub fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
     let ret = unsafe {
         bpf_skb_set_tunnel_key(
             ctx.as_ptr().cast(),
-            &mut key,
+            &raw mut key,
             size_of::<bpf_tunnel_key>() as u32,
             0,
         )

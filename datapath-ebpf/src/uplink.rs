@@ -32,7 +32,7 @@ use crate::{
 
 /// `l3_off`: `ETH_HLEN` on an Ethernet uplink, 0 on an L3 one (a tunnel, a VPN).
 #[inline(always)]
-pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
+pub(crate) fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
     let proto = l3_proto(ctx, l3_off);
     if proto == Some(ETH_P_ARP) && l3_off != 0 {
         return l2::arp_from_wire(ctx);
@@ -62,7 +62,7 @@ pub fn handle(ctx: &TcContext, l3_off: usize) -> i32 {
 /// `from_uplink6` and `from_l3_uplink6`: an IPv6 packet (the IPv4 programs tail-call
 /// them).
 #[inline(always)]
-pub fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
+pub(crate) fn handle6(ctx: &TcContext, l3_off: usize) -> i32 {
     match parse6(ctx, l3_off) {
         Ok(p) => ip::<Ip6>(ctx, p),
         Err(reason) => verdict(ctx, reason),
@@ -86,7 +86,7 @@ fn forged<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 /// network but a LAN's arriving on that LAN's own wire (its bridge's port, recorded in
 /// `ifaces_v1`). Shared with `xdp_uplink`'s early drop.
 #[inline(always)]
-pub fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
+pub(crate) fn managed_source<A: Family>(src: &A, ingress: u32) -> bool {
     if A::endpoint(src).is_some() {
         return true;
     }
@@ -270,7 +270,7 @@ fn from_cluster<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<bool, Reaso
 /// published ports); None where it may go on (a routed network, a LAN). Shared with
 /// `xdp_uplink`'s early drop.
 #[inline(always)]
-pub fn inbound_drop(n: &Network) -> Option<Reason> {
+pub(crate) fn inbound_drop(n: &Network) -> Option<Reason> {
     if n.flags & NET_INTERNAL != 0 {
         Some(Reason::DropInternal)
     } else if n.flags & (NET_ROUTED | NET_LAN) != 0 {

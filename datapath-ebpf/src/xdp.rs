@@ -19,7 +19,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn gate(ctx: &XdpContext) -> u32 {
+pub(crate) fn gate(ctx: &XdpContext) -> u32 {
     match drop_reason(ctx) {
         None => xdp_action::XDP_PASS,
         Some(reason) => {

@@ -25,7 +25,7 @@ pub struct Timeouts {
     pub established: Duration,
     /// One side has sent FIN.
     pub closing: Duration,
-    /// Both sides sent FIN (a TIME_WAIT holds the tuple at one end).
+    /// Both sides sent FIN (a `TIME_WAIT` holds the tuple at one end).
     pub time_wait: Duration,
     /// Either side sent an in-window RST.
     pub closed: Duration,
@@ -36,12 +36,12 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            syn: Duration::from_secs(60),
-            established: Duration::from_secs(6 * 3600),
-            closing: Duration::from_secs(120),
-            time_wait: Duration::from_secs(120),
+            syn: Duration::from_mins(1),
+            established: Duration::from_hours(6),
+            closing: Duration::from_mins(2),
+            time_wait: Duration::from_mins(2),
             closed: Duration::from_secs(10),
-            udp: Duration::from_secs(60),
+            udp: Duration::from_mins(1),
             icmp: Duration::from_secs(30),
         }
     }
@@ -159,8 +159,8 @@ impl<A: Addr> Flow<A> {
     }
 }
 
-/// Where each key sits in a list of entries: a hash index with FxHash, a multiplicative
-/// hash (the sweep indexes a million keys every few seconds; SipHash's resistance to
+/// Where each key sits in a list of entries: a hash index with `FxHash`, a multiplicative
+/// hash (the sweep indexes a million keys every few seconds; `SipHash`'s resistance to
 /// chosen keys buys nothing for a table the datapath already bounds).
 pub type Index<A = u32> = HashMap<CtKey<A>, u32, FxBuildHasher>;
 
@@ -281,7 +281,7 @@ impl FlowInfo {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which lags it
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of `bpf_ktime_get_coarse_ns` (which lags it
 /// by at most a tick).
 pub fn monotonic_ns() -> u64 {
     let ts = clock_gettime(ClockId::Monotonic);

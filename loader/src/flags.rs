@@ -54,7 +54,7 @@ impl From<IfName> for String {
 }
 
 /// `--peer SUBNET=UNDERLAY_IP`: a host whose containers' prefix is SUBNET, reached at
-/// UNDERLAY_IP on a shared segment.
+/// `UNDERLAY_IP` on a shared segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
     pub subnet: crate::endpoint::Ipv4Cidr,

@@ -25,7 +25,7 @@ enum Command {
     /// Load the datapath and serve the control API (run as root, next to dockerd).
     Daemon(Box<cli::daemon::Args>),
     /// Publish host ports to a container: [HOSTIP:]HOSTPORT[-END]:CONTAINERIP:CONTAINERPORT[-END][/tcp|/udp]
-    /// (IPv6 in brackets: [::]:8038:[fd00:beef::4]:80)
+    /// (IPv6 in brackets: [::]:8038:[`fd00:beef::4`]:80)
     Publish(cli::publish::Args),
     /// Remove a publish made with `bpfnet publish` (same SPEC).
     Unpublish(cli::publish::Args),

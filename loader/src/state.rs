@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn round_trips_through_the_file_and_missing_is_empty() {
         let dir = std::env::temp_dir().join(format!("bpfnet-state-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&dir);
         assert_eq!(
             State::load(&dir).expect("missing state loads"),
             State::default()

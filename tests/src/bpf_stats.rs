@@ -11,7 +11,7 @@ use std::{
 pub const LOCK: &str = "/run/lock/bpfnet-bpf-stats.lock";
 const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 /// How long a test waits for another process's hold (a full bench can take this long).
-const WAIT: Duration = Duration::from_secs(30 * 60);
+const WAIT: Duration = Duration::from_mins(30);
 
 /// The lock, held until dropped (closing the file releases it).
 pub struct Held(#[expect(dead_code, reason = "held for its lock")] File);
@@ -63,7 +63,7 @@ impl Enabled {
 
 impl Drop for Enabled {
     fn drop(&mut self) {
-        let _ = std::fs::write(SYSCTL, self.old.trim());
+        let _unused: Result<_, _> = std::fs::write(SYSCTL, self.old.trim());
     }
 }
 

@@ -174,7 +174,7 @@ impl Host {
     pub fn join_logged(&self, url: &str, extra: &[&str], log: &std::path::Path) -> Daemon {
         let name = format!("h{}", self.index);
         let mut args = self.daemon_args(&["--etcd", url, "--node-name", &name]);
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(ToString::to_string));
         Daemon::start_logged(&self.ns.path(), &self.files.socket, &args, log)
     }
 
@@ -193,7 +193,7 @@ impl Host {
             ]
             .map(String::from),
         );
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(ToString::to_string));
         args
     }
 
@@ -212,7 +212,7 @@ impl Host {
             ]
             .map(String::from),
         );
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(ToString::to_string));
         Daemon::start(&self.ns.path(), &self.files.socket, &args)
     }
 }

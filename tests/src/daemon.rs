@@ -19,9 +19,10 @@ use crate::leftovers;
 /// The `bpfnet` binary under test: `BPFNET_BIN` (set by `cargo xtask test`), else the
 /// workspace's debug build.
 pub fn bin() -> PathBuf {
-    let path = std::env::var_os("BPFNET_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/bpfnet"));
+    let path = std::env::var_os("BPFNET_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/bpfnet"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "bpfnet binary not found at {} (run `cargo xtask test`, or build it and set BPFNET_BIN)",
@@ -102,8 +103,10 @@ pub fn counter(socket: &Path, reason: Reason) -> u64 {
         .counters
         .iter()
         .find(|c| c.reason == reason)
-        .map(|c| c.packets)
-        .unwrap_or_else(|| panic!("no counter {} in {stats:?}", reason.name()))
+        .map_or_else(
+            || panic!("no counter {} in {stats:?}", reason.name()),
+            |c| c.packets,
+        )
 }
 
 /// Whether this test run's daemons all run `--xdp` (`BPFNET_TEST_XDP`).
@@ -139,7 +142,7 @@ impl Daemon {
         Self::start_env(netns_path, socket, args, &[])
     }
 
-    /// `start` with extra environment (e.g. DOCKER_HOST). With `BPFNET_TEST_XDP=MODE` in
+    /// `start` with extra environment (e.g. `DOCKER_HOST`). With `BPFNET_TEST_XDP=MODE` in
     /// the test's environment every daemon also runs `--xdp=MODE` (unless the test gives
     /// `--xdp` itself): `cargo xtask test` runs the end-to-end tests again that way.
     pub fn start_env(
@@ -206,8 +209,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _unused: Result<_, _> = self.child.kill();
+        let _unused: Result<_, _> = self.child.wait();
         leftovers::forget(self.child.id());
     }
 }

@@ -39,7 +39,7 @@ impl Dockerd {
 
     /// `start`, optionally with `--live-restore` (containers outlive dockerd).
     pub fn start_with(netns_path: &str, dir: &Path, bip: &str, live_restore: bool) -> Self {
-        let _ = fs::remove_dir_all(dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(dir);
         fs::create_dir_all(dir).expect("dockerd dir");
         let mut d = Self {
             child: Command::new("true").spawn().expect("placeholder process"),
@@ -57,7 +57,7 @@ impl Dockerd {
 
     /// (Re)start the daemon process on the same files and wait until it answers.
     pub fn respawn(&mut self) {
-        let _ = self.child.wait();
+        let _unused: Result<_, _> = self.child.wait();
         leftovers::forget(self.child.id());
         fs::write(self.dir.join("daemon.json"), "{}\n").expect("dockerd config");
         let log = fs::OpenOptions::new()
@@ -111,14 +111,15 @@ impl Dockerd {
     /// Stop dockerd (SIGTERM) and wait for it; with live restore its containers go on.
     pub fn stop(&mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let _unused: Result<_, _> =
+                rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _unused: Result<_, _> = self.child.kill();
+        let _unused: Result<_, _> = self.child.wait();
         leftovers::forget(self.child.id());
     }
 
@@ -224,6 +225,6 @@ impl Drop for Dockerd {
         self.stop();
         // dockerd leaves its data root bind-mounted over itself, and a restart more.
         leftovers::unmount_under(&self.dir);
-        let _ = fs::remove_dir_all(&self.dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.dir);
     }
 }

@@ -86,7 +86,7 @@ impl DpkgRoot {
     /// Run `dpkg ARGS` on the root (`-i DEB`, `-r NAME`, `-P NAME`).
     pub fn dpkg(&self, args: &[&str]) -> Run {
         let calls = self.dir.join("calls");
-        let _ = fs::remove_file(&calls);
+        let _unused: Result<_, _> = fs::remove_file(&calls);
         let out = Command::new("unshare")
             .args([
                 "--mount",
@@ -159,6 +159,6 @@ fn relative(root: &Path, p: &Path) -> String {
 
 impl Drop for DpkgRoot {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.dir);
     }
 }

@@ -44,7 +44,7 @@ impl Server {
             while !s1.load(Ordering::Relaxed) {
                 match tcp.accept() {
                     Ok((c, peer)) => {
-                        let _ = c.set_nonblocking(false);
+                        let _unused: Result<_, _> = c.set_nonblocking(false);
                         thread::spawn(move || on_tcp(c, peer, port));
                     }
                     Err(_) => thread::sleep(POLL),
@@ -56,7 +56,7 @@ impl Server {
             let mut buf = vec![0u8; 65536];
             while !s2.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(&on_udp(&buf[..n], from, port), from);
+                    let _unused: Result<_, _> = udp.send_to(&on_udp(&buf[..n], from, port), from);
                 }
             }
         });
@@ -71,7 +71,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            let _unused: Result<_, _> = t.join();
         }
     }
 }
@@ -143,9 +143,9 @@ impl WhoamiServer {
             |mut c, peer, _| {
                 // Read the request to its end first: closing with unread data would
                 // reset the connection under the answer.
-                let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = c.read_to_end(&mut Vec::new());
-                let _ = c.write_all(peer.to_string().as_bytes());
+                let _unused: Result<_, _> = c.set_read_timeout(Some(IO_TIMEOUT));
+                let _unused: Result<_, _> = c.read_to_end(&mut Vec::new());
+                let _unused: Result<_, _> = c.write_all(peer.to_string().as_bytes());
             },
             |_, from, _| from.to_string().into_bytes(),
         )
@@ -221,7 +221,7 @@ pub fn tcp_connect(ns: &Netns, to: SocketAddr) -> io::Result<TcpStream> {
     })
 }
 
-/// connect() from a chosen local address and port (std has no bind-before-connect),
+/// `connect()` from a chosen local address and port (std has no bind-before-connect),
 /// giving up after 2 s with `TimedOut`. Call it inside the namespace.
 pub fn tcp_connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
     use std::os::fd::FromRawFd as _;
@@ -236,12 +236,12 @@ pub fn tcp_connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<TcpStrea
         },
         sin_zero: [0; 8],
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    let len = size_of::<libc::sockaddr_in>() as u32;
     let tv = libc::timeval {
         tv_sec: 2,
         tv_usec: 0,
     };
-    let tvl = std::mem::size_of::<libc::timeval>() as u32;
+    let tvl = size_of::<libc::timeval>() as u32;
     let (f, t) = (sa(from), sa(to));
     // SAFETY: plain socket calls on a fresh fd, owned by the returned stream.
     unsafe {
@@ -256,7 +256,7 @@ pub fn tcp_connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<TcpStrea
             libc::SOL_SOCKET,
             libc::SO_REUSEADDR,
             (&raw const one).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
+            size_of::<libc::c_int>() as u32,
         );
         if libc::bind(fd, (&raw const f).cast(), len) != 0 {
             return Err(io::Error::last_os_error());

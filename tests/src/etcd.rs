@@ -212,10 +212,7 @@ impl EtcdServer {
 
     /// Run `f` with a client (as root, before RBAC: as anyone) on a runtime inside the
     /// namespace.
-    fn with_client<F: std::future::Future<Output = ()>>(
-        &self,
-        f: impl FnOnce(Client) -> F + Send + 'static,
-    ) {
+    fn with_client<F: Future<Output = ()>>(&self, f: impl FnOnce(Client) -> F + Send + 'static) {
         let access = self.access();
         self.in_runtime(move || async move {
             let client = bpfnet::cluster::connect(&access)
@@ -226,7 +223,7 @@ impl EtcdServer {
     }
 
     /// Run the future `f` makes on a runtime of its own, inside the namespace.
-    fn in_runtime<T: Send + 'static, F: std::future::Future<Output = T>>(
+    fn in_runtime<T: Send + 'static, F: Future<Output = T>>(
         &self,
         f: impl FnOnce() -> F + Send + 'static,
     ) -> T {
@@ -242,8 +239,8 @@ impl EtcdServer {
     /// Kill it (SIGKILL, as a crash); its data stays for `restart`.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _unused: Result<_, _> = child.kill();
+            let _unused: Result<_, _> = child.wait();
             leftovers::forget(child.id());
         }
     }
@@ -340,7 +337,9 @@ impl EtcdServer {
                     .await
                     .expect("connect to etcd");
                 let now = client.get(key.as_str(), None).await.expect("read the key");
-                let revision = now.header().map_or(0, |h| h.revision());
+                let revision = now
+                    .header()
+                    .map_or(0, etcd_client::ResponseHeader::revision);
                 ready_tx.send(()).expect("the caller waits");
                 let opts = etcd_client::WatchOptions::new().with_start_revision(revision + 1);
                 let mut watch = client
@@ -377,7 +376,7 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
-        let _ = fs::remove_dir_all(&self.dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -408,13 +407,13 @@ fn healthy(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _unused: Result<_, _> = s.set_read_timeout(Some(Duration::from_secs(2)));
     if s.write_all(b"GET /health HTTP/1.0\r\nHost: etcd\r\n\r\n")
         .is_err()
     {
         return false;
     }
     let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
+    let _unused: Result<_, _> = s.read_to_string(&mut answer);
     answer.contains("\"health\":\"true\"")
 }

@@ -1,4 +1,4 @@
-//! A BPF_PROG_TEST_RUN fixture: the datapath loaded with its own pins, run inside a
+//! A `BPF_PROG_TEST_RUN` fixture: the datapath loaded with its own pins, run inside a
 //! namespace whose routes and permanent neighbours make route lookups deterministic.
 //!
 //! The namespace has `t0` (the uplink, 192.0.2.1/24, neighbour 192.0.2.2 which is also
@@ -22,7 +22,7 @@ pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
-/// The largest frame BPF_PROG_TEST_RUN hands an XDP program without multi-buffer
+/// The largest frame `BPF_PROG_TEST_RUN` hands an XDP program without multi-buffer
 /// support in one buffer (a page less XDP's headroom and the shared-info tailroom).
 pub const XDP_MAX_FRAME: usize = 3500;
 
@@ -267,9 +267,9 @@ pub fn with_fixture(tag: &str, ct_entries: u32, f: impl FnOnce(&mut Fixture) + S
             let mut fx = Fixture { dp, uplink, bridge };
             fx.managed(&CONTAINERS);
             f(&mut fx);
-        })
+        });
     }));
-    let _ = std::fs::remove_dir_all(&pin_dir);
+    let _unused: Result<_, _> = std::fs::remove_dir_all(&pin_dir);
     drop(ns);
     if let Err(e) = result {
         panic::resume_unwind(e);

@@ -24,8 +24,8 @@ pub fn record(child: u32) {
     let Some(start) = start_time(child) else {
         return;
     };
-    let _ = fs::create_dir_all(RECORDS);
-    let _ = fs::write(
+    let _unused: Result<_, _> = fs::create_dir_all(RECORDS);
+    let _unused: Result<_, _> = fs::write(
         Path::new(RECORDS).join(child.to_string()),
         format!("{} {start}", std::process::id()),
     );
@@ -33,7 +33,7 @@ pub fn record(child: u32) {
 
 /// `child` was stopped by its owner.
 pub fn forget(child: u32) {
-    let _ = fs::remove_file(Path::new(RECORDS).join(child.to_string()));
+    let _unused: Result<_, _> = fs::remove_file(Path::new(RECORDS).join(child.to_string()));
 }
 
 /// Field 22 of /proc/PID/stat: when the process started, which tells a reused PID apart.
@@ -70,14 +70,17 @@ fn pids() -> Vec<u32> {
 fn kill(pid: u32) {
     // A process gone meanwhile (ESRCH) is what was wanted.
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        let _unused: Result<_, _> =
+            rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 
 /// Kill every process `pick` selects; returns how many.
 fn kill_where(pick: impl Fn(u32) -> bool) -> usize {
     let victims: Vec<u32> = pids().into_iter().filter(|&p| pick(p)).collect();
-    victims.iter().for_each(|&p| kill(p));
+    for &p in &victims {
+        kill(p);
+    }
     victims.len()
 }
 
@@ -109,7 +112,7 @@ pub fn sweep() -> Swept {
             kill(pid);
             swept.processes += 1;
         }
-        let _ = fs::remove_file(entry.path());
+        let _unused: Result<_, _> = fs::remove_file(entry.path());
     }
     // Namespaces: first whatever still runs inside them, then the namespace.
     let list = Command::new("ip").args(["netns", "list"]).output();
@@ -124,7 +127,7 @@ pub fn sweep() -> Swept {
                 fs::metadata(format!("/proc/{p}/ns/net")).is_ok_and(|n| n.ino() == inode)
             });
         }
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let _unused: Result<_, _> = Command::new("ip").args(["netns", "del", name]).output();
         swept.namespaces.push(name.into());
     }
     // Temporary directories (a dockerd's data root: its containers run from it) and pins.
@@ -138,7 +141,7 @@ pub fn sweep() -> Swept {
                 fs::read_link(format!("/proc/{p}/root")).is_ok_and(|r| r.starts_with(&path))
             });
             unmount_under(&path);
-            let _ = fs::remove_dir_all(&path);
+            let _unused: Result<_, _> = fs::remove_dir_all(&path);
             swept.dirs.push(path);
         }
     }
@@ -155,7 +158,7 @@ pub fn unmount_under(dir: &Path) {
         .collect();
     ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in ours {
-        let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        let _unused: Result<_, _> = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
     }
 }
 

@@ -46,7 +46,7 @@ pub fn require_root() -> bool {
         .unwrap_or("a test")
         .to_string();
     // Written to the file descriptor itself: eprintln! would be captured and hidden.
-    let _ = writeln!(
+    let _unused: Result<_, _> = writeln!(
         std::io::stderr(),
         "SKIPPED {test}: needs root, nothing was tested (run `sudo cargo xtask test`)"
     );
@@ -79,7 +79,11 @@ fn record_skip(test: &str, why: &str) {
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
-        let _ = writeln!(std::io::stderr(), "cannot record the skip in {log:?}: {e}");
+        let _unused: Result<_, _> = writeln!(
+            std::io::stderr(),
+            "cannot record the skip in {}: {e}",
+            log.display()
+        );
     }
 }
 

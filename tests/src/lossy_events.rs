@@ -22,7 +22,7 @@ pub struct LossyEvents {
 impl LossyEvents {
     /// Listen on `socket`, forwarding to the engine at `upstream`.
     pub fn start(upstream: &Path, socket: PathBuf) -> Self {
-        let _ = std::fs::remove_file(&socket);
+        let _unused: Result<_, _> = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).expect("bind the proxy socket");
         let p = Self {
             socket,
@@ -39,14 +39,14 @@ impl LossyEvents {
                 let (upstream, losing, swallowed) =
                     (upstream.clone(), losing.clone(), swallowed.clone());
                 thread::spawn(move || {
-                    let _ = serve(client, &upstream, &losing, &swallowed);
+                    let _unused: Result<_, _> = serve(client, &upstream, &losing, &swallowed);
                 });
             }
         });
         p
     }
 
-    /// DOCKER_HOST for a client of the proxy.
+    /// `DOCKER_HOST` for a client of the proxy.
     pub fn host(&self) -> String {
         format!("unix://{}", self.socket.display())
     }

@@ -115,8 +115,8 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _unused: Result<_, _> = self.child.kill();
+        let _unused: Result<_, _> = self.child.wait();
         leftovers::forget(self.child.id());
     }
 }

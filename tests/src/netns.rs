@@ -89,7 +89,7 @@ impl Netns {
         mac
     }
 
-    /// A counter of /proc/net/snmp in this namespace, e.g. ("Tcp", "InCsumErrors").
+    /// A counter of /proc/net/snmp in this namespace, e.g. ("Tcp", "`InCsumErrors`").
     pub fn snmp(&self, proto: &'static str, field: &'static str) -> u64 {
         self.run(move || {
             // /proc/net follows the process's first thread; thread-self follows ours.
@@ -140,7 +140,7 @@ pub fn enter(path: &str) {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
+        let _unused: Result<_, _> = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
     }

@@ -1,4 +1,4 @@
-//! Frames for BPF_PROG_TEST_RUN and checks of what comes out, written independently of
+//! Frames for `BPF_PROG_TEST_RUN` and checks of what comes out, written independently of
 //! the datapath (plain RFC 1071 sums over whole headers, no incremental updates).
 pub const ETH_HLEN: usize = 14;
 pub const TCP_FIN: u8 = 0x01;
@@ -34,7 +34,7 @@ pub fn checksum(chunks: &[&[u8]]) -> u16 {
 pub struct IpOpts {
     /// Extra option bytes (multiple of 4) after the 20-byte header.
     pub options: usize,
-    /// The frag_off field (flags + offset), host order.
+    /// The `frag_off` field (flags + offset), host order.
     pub frag_off: u16,
 }
 
@@ -347,7 +347,7 @@ pub enum Ext {
     Fragment { offset: u16, more: bool },
 }
 
-/// ICMPv6's next-header number.
+/// `ICMPv6`'s next-header number.
 const NEXT_ICMPV6: u8 = 58;
 
 impl Ext {
@@ -362,7 +362,7 @@ impl Ext {
 
 /// Ethernet (from `src_mac` to the multicast MAC of `dst` or `dst_mac`) + IPv6 with hop
 /// limit 255 (as neighbour discovery must have) from `src` to `dst`, the extension
-/// headers `ext`, then the ICMPv6 message `icmp` with its checksum filled in.
+/// headers `ext`, then the `ICMPv6` message `icmp` with its checksum filled in.
 pub fn ipv6_icmp(
     (src_mac, dst_mac): ([u8; 6], [u8; 6]),
     (src, dst): ([u8; 16], [u8; 16]),
@@ -429,7 +429,7 @@ pub fn link_local(mac: [u8; 6]) -> [u8; 16] {
     ]
 }
 
-/// The solicited-node multicast group of `ip` (ff02::1:ffXX:XXXX), where neighbour
+/// The solicited-node multicast group of `ip` (`ff02::1:ffXX:XXXX`), where neighbour
 /// solicitations for it go.
 pub fn solicited_node(ip: [u8; 16]) -> [u8; 16] {
     let mut g = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
@@ -458,10 +458,10 @@ pub fn neighbour(kind: u8, target: [u8; 16], opts: &[Vec<u8>]) -> Vec<u8> {
     m
 }
 
-/// All-nodes, link-local scope (ff02::1).
+/// All-nodes, link-local scope (`ff02::1`).
 pub const IPV6_ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-/// An ICMPv6 router advertisement (checksum left to `ipv6_icmp`): a default router for
+/// An `ICMPv6` router advertisement (checksum left to `ipv6_icmp`): a default router for
 /// 30 minutes, announcing `prefix`/64 for address autoconfiguration.
 pub fn router_advert(prefix: [u8; 16]) -> Vec<u8> {
     let mut m = vec![134, 0, 0, 0, 64, 0];
@@ -476,7 +476,7 @@ pub fn router_advert(prefix: [u8; 16]) -> Vec<u8> {
     m
 }
 
-/// An ICMPv6 message of `kind` with four bytes of body (an echo request's identifier
+/// An `ICMPv6` message of `kind` with four bytes of body (an echo request's identifier
 /// and sequence, a solicitation's reserved field).
 pub fn icmpv6(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut m = vec![kind, 0, 0, 0];

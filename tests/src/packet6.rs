@@ -1,4 +1,4 @@
-//! IPv6 frames for BPF_PROG_TEST_RUN and checks of what comes out, written independently
+//! IPv6 frames for `BPF_PROG_TEST_RUN` and checks of what comes out, written independently
 //! of the datapath (whole-packet RFC 1071 sums over the IPv6 pseudo-header).
 use crate::packet::{ETH_HLEN, checksum, ether};
 
@@ -64,7 +64,7 @@ pub fn udp6(src: Addr6, dst: Addr6, payload: &[u8]) -> Vec<u8> {
     frame6(NEXT_UDP, (src.0, dst.0), 64, l4, 6)
 }
 
-/// An ICMPv6 echo request (or reply) with identifier `id`.
+/// An `ICMPv6` echo request (or reply) with identifier `id`.
 pub fn echo6(src: [u8; 16], dst: [u8; 16], id: u16, request: bool) -> Vec<u8> {
     let kind = if request { 128 } else { 129 };
     let mut l4 = vec![kind, 0, 0, 0];
@@ -73,7 +73,7 @@ pub fn echo6(src: [u8; 16], dst: [u8; 16], id: u16, request: bool) -> Vec<u8> {
     frame6(NEXT_ICMPV6, (src, dst), 64, l4, 2)
 }
 
-/// An ICMPv6 error of `kind` (1 unreachable, 2 packet too big with `mtu`, 3 time
+/// An `ICMPv6` error of `kind` (1 unreachable, 2 packet too big with `mtu`, 3 time
 /// exceeded) from `src` to `dst`, quoting the IPv6 packet of frame `quoted` (as much of it
 /// as RFC 4443's 1280 bytes allow).
 pub fn icmp6_error(src: [u8; 16], dst: [u8; 16], kind: u8, mtu: u32, quoted: &[u8]) -> Vec<u8> {
@@ -154,7 +154,7 @@ impl View6<'_> {
     pub fn dst_mac(&self) -> [u8; 6] {
         self.0[0..6].try_into().expect("6 bytes")
     }
-    /// Source address and port (ICMPv6 echo: the identifier).
+    /// Source address and port (`ICMPv6` echo: the identifier).
     pub fn src(&self) -> Addr6 {
         let l4 = self.l4();
         let port = if self.next() == NEXT_ICMPV6 {
@@ -173,7 +173,7 @@ impl View6<'_> {
         };
         (self.addr(24), port)
     }
-    /// An ICMPv6 error's quoted packet: its source and destination with their ports.
+    /// An `ICMPv6` error's quoted packet: its source and destination with their ports.
     pub fn quoted(&self) -> (Addr6, Addr6) {
         let q = &self.l4()[8..];
         let addr = |off: usize| -> [u8; 16] { q[off..off + 16].try_into().expect("16 bytes") };
@@ -181,7 +181,7 @@ impl View6<'_> {
         ((addr(8), port(0)), (addr(24), port(2)))
     }
 
-    /// Check the L4 checksum (TCP, UDP, ICMPv6: all over the pseudo-header) from scratch.
+    /// Check the L4 checksum (TCP, UDP, `ICMPv6`: all over the pseudo-header) from scratch.
     pub fn verify_checksum(&self) -> Result<(), String> {
         match l4_sum(self.next(), &self.addr(8), &self.addr(24), self.l4()) {
             0 => Ok(()),

@@ -179,6 +179,6 @@ impl Pki {
 
 impl Drop for Pki {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.dir);
     }
 }

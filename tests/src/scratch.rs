@@ -37,7 +37,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.pin_dir);
-        let _ = fs::remove_dir_all(&self.tmp);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.pin_dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.tmp);
     }
 }

@@ -40,7 +40,7 @@ pub const fn in_prefix(prefix: [u8; 6], last: u8) -> [u8; 16] {
 }
 
 /// `tables::setup`, then: the uplink's address and the two networks' gateways are the
-/// host's; fd00:0:0:17::/64 is a NAT network, 2001:db8:42::/64 a routed one, both on the
+/// host's; `fd00:0:0:17::/64` is a NAT network, `2001:db8:42::/64` a routed one, both on the
 /// fixture's bridge port; TCP and UDP 8038 on every host address lead to C1's 8080, TCP
 /// 8443 opens R1's own port 8443.
 pub fn setup6(fx: &mut Fixture) {

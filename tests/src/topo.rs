@@ -6,9 +6,9 @@
 //!   host: bridge br0 172.17.0.1/16 — vc0: container (172.17.0.4), vc1: container2 (172.17.0.5)
 //! ```
 //!
-//! [`Topology::add_ipv6`] gives every link IPv6 as well: the LAN 2001:db8:1::/64 (host ::1,
-//! client ::2), the server's 2001:db8:2::/64 (client ::1, server ::2) and the bridge's ULA
-//! fd00:17::/64 (bridge ::1, containers ::4 and ::5).
+//! [`Topology::add_ipv6`] gives every link IPv6 as well: the LAN `2001:db8:1::/64` (host `::1`,
+//! client `::2`), the server's `2001:db8:2::/64` (client `::1`, server `::2`) and the bridge's ULA
+//! `fd00:17::/64` (bridge `::1`, containers `::4` and `::5`).
 use std::{
     fs::{self, File},
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -269,7 +269,7 @@ impl Topology {
     pub fn daemon_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = self.files.daemon_args();
         args.extend(["--bridge", BRIDGE, "--uplink", UPLINK, "--no-docker"].map(String::from));
-        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(ToString::to_string));
         args
     }
 
@@ -298,8 +298,8 @@ impl Topology {
                 break Some(status);
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _unused: Result<_, _> = child.kill();
+                let _unused: Result<_, _> = child.wait();
                 break None;
             }
             thread::sleep(Duration::from_millis(50));

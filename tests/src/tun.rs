@@ -1,5 +1,5 @@
 //! A userspace VPN between two namespaces: a tun device in each (no link-layer header,
-//! like WireGuard's or OpenVPN's) and a relay that copies every packet one device sends
+//! like `WireGuard`'s or `OpenVPN`'s) and a relay that copies every packet one device sends
 //! into the other, as a VPN does once it has decrypted it. Dropping it stops the relay
 //! and closes both devices, which removes them.
 use std::{
@@ -65,13 +65,13 @@ fn relay(from: File, to: File, stop: Arc<AtomicBool>) -> JoinHandle<()> {
                 revents: 0,
             };
             // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut fd, 1, 50) } <= 0 {
+            if unsafe { libc::poll(&raw mut fd, 1, 50) } <= 0 {
                 continue;
             }
             match from.read(&mut buf) {
                 // A packet the far side cannot take is lost, as on any link.
                 Ok(n) => {
-                    let _ = to.write(&buf[..n]);
+                    let _unused: Result<_, _> = to.write(&buf[..n]);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => panic!("tun relay read: {e}"),
@@ -108,7 +108,7 @@ impl Drop for TunLink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            let _unused: Result<_, _> = t.join();
         }
     }
 }

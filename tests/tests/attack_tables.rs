@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN, one case per attack on the datapath-as-firewall: packets that are
+//! `BPF_PROG_TEST_RUN`, one case per attack on the datapath-as-firewall: packets that are
 //! not the first of their flow, that come from the wrong side, that spoof, that clash,
 //! that flood. Each asserts the verdict and the named counter, and that no state was
 //! created where none may be.
@@ -847,8 +847,7 @@ fn seq_end_of(fx: &Fixture, client: Addr) -> u32 {
     entries(fx)
         .iter()
         .find(|(k, _)| k.src_ip == ip && k.src_port == port)
-        .map(|(_, v)| v.seq_end)
-        .unwrap_or_else(|| panic!("no entry from {client:?}"))
+        .map_or_else(|| panic!("no entry from {client:?}"), |(_, v)| v.seq_end)
 }
 
 /// A bare ACK far ahead of the client's sequence passes (dropping data would cost the

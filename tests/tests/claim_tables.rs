@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for the claims a veth nobody registered may make: its first IPv4
+//! `BPF_PROG_TEST_RUN` for the claims a veth nobody registered may make: its first IPv4
 //! packet or ARP announcement, its first IPv6 packet or neighbour discovery, names the
 //! address it is bound to, unless that is an address no container may have (the host's,
 //! the gateway's among them; a subnet's network, broadcast or subnet-router anycast
@@ -38,19 +38,19 @@ const fn v6(last: u8) -> [u8; 16] {
     [0xfd, 0, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]
 }
 const GATEWAY6: [u8; 16] = v6(1);
-/// The subnet-router anycast address of fd00:0:0:a::/64.
+/// The subnet-router anycast address of `fd00:0:0:a::/64`.
 const ANYCAST6: [u8; 16] = v6(0);
 const PEER6: [u8; 16] = v6(5);
 const FREE6: [u8; 16] = v6(9);
-/// The router address Docker gives a bridge (fe80::1).
+/// The router address Docker gives a bridge (`fe80::1`).
 const ROUTER_LL: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
 use Reason::*;
 
 /// The network (the fixture's uplink end: a real device, so a frame flooded to it can
-/// be), as the daemon writes it: 172.17.0.0/16 and fd00:0:0:a::/64 with their edges, the
+/// be), as the daemon writes it: 172.17.0.0/16 and `fd00:0:0:a::/64` with their edges, the
 /// gateway's and the uplink's addresses as the host's (the bridge's link-local and
-/// fe80::1 too), the neighbour registered on its own port; the port under test with no
+/// `fe80::1` too), the neighbour registered on its own port; the port under test with no
 /// endpoint yet.
 fn network(fx: &mut Fixture) {
     let net = Network {

@@ -902,7 +902,7 @@ fn udp_probe(
         let mut buf = [0u8; 512];
         while since.elapsed() < limit {
             // A send fails while there is no route; the next one is tried anyway.
-            let _ = s.send_to(b"who", to);
+            let _unused: Result<_, _> = s.send_to(b"who", to);
             let next = Instant::now() + Duration::from_millis(100);
             while Instant::now() < next {
                 match s.recv_from(&mut buf) {

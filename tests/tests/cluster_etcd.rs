@@ -54,7 +54,7 @@ impl StateDir {
 
 impl Drop for StateDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _unused: Result<_, _> = std::fs::remove_dir_all(&self.0);
     }
 }
 

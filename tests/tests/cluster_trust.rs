@@ -81,7 +81,7 @@ fn start_refused(h: &Host, url: &str, extra: &[String], env: &[(&str, &str)]) ->
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
-            let _ = child.kill();
+            let _unused: Result<_, _> = child.kill();
             let out = child.wait_with_output().expect("its output");
             panic!(
                 "bpfnet daemon {extra:?} kept running: it should refuse to start:\n{}",
@@ -140,7 +140,7 @@ fn conflicts_metric(h: &Host) -> f64 {
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
             .expect("send the request");
         let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
+        let _unused: Result<_, _> = s.read_to_string(&mut body);
         body
     });
     body.lines()

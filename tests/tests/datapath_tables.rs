@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN tables: input frame → verdict, output headers (checksums verified
+//! `BPF_PROG_TEST_RUN` tables: input frame → verdict, output headers (checksums verified
 //! from scratch), counters and CT entries. Runs in a namespace of its own whose routes
 //! and permanent neighbours make the route lookups deterministic.
 use bpfnet::datapath::{Datapath, Hook};
@@ -289,7 +289,7 @@ fn check(fx: &mut Fixture, case: &Case) {
     assert_eq!(verdict, case.verdict, "{name}: verdict");
     match case.out {
         Out::Unchanged if case.verdict != TC_ACT_SHOT => {
-            assert_eq!(out, case.frame, "{name}: frame should be untouched")
+            assert_eq!(out, case.frame, "{name}: frame should be untouched");
         }
         Out::Unchanged => {}
         Out::Translated { src, dst, dst_mac } => {

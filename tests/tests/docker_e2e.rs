@@ -370,7 +370,7 @@ fn a_docker_routed_network_is_reached_directly() {
     );
 }
 
-/// The uplink carries IPv6 too (the host 2001:db8:1::1, the client 2001:db8:1::2), and
+/// The uplink carries IPv6 too (the host `2001:db8:1::1`, the client `2001:db8:1::2`), and
 /// ip6tables drops what the host forwards and tells conntrack to stay out.
 fn ipv6_uplink(d: &DockerHost) {
     for (ns, cidr, dev) in [
@@ -506,7 +506,7 @@ fn docker_network_options_internal_icc_and_masquerade() {
 
     // Internal: the container gives itself a way out; bpfnet still refuses it.
     let pid = docker.ok(&["inspect", "-f", "{{.State.Pid}}", "i1"]);
-    let route = std::process::Command::new("nsenter")
+    let route = Command::new("nsenter")
         .args([
             "-t",
             &pid,
@@ -635,6 +635,10 @@ fn docker_network_options_internal_icc_and_masquerade() {
     let _sink = d.server.spawn(|| {
         let l = std::net::TcpListener::bind("0.0.0.0:9002").expect("bind 9002");
         let (mut s, _) = l.accept().expect("accept");
+        #[expect(
+            clippy::large_stack_arrays,
+            reason = "a test thread's one megabyte of zeros"
+        )]
         std::io::Write::write_all(&mut s, &[0u8; 1_000_000]).expect("send a megabyte");
     });
     thread::sleep(Duration::from_millis(200));
@@ -857,7 +861,7 @@ fn docker_absent_or_restarting_never_drops_the_datapath() {
     ]);
     let files = Scratch::new("dka");
     let docker_dir = std::env::temp_dir().join(format!("{id}-docker"));
-    let _ = std::fs::remove_dir_all(&docker_dir);
+    let _unused: Result<_, _> = std::fs::remove_dir_all(&docker_dir);
     let docker_host = format!("unix://{}", docker_dir.join("docker.sock").display());
     let mut args = files.daemon_args();
     args.extend(["--uplink", "up0"].map(String::from));

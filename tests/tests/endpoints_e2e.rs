@@ -58,16 +58,16 @@ impl Networks {
         let t = Topology::new(tag);
         t.harden_host_firewall();
         let k3 = t.add_second_network();
-        let _echo2 = EchoServer::start(&t.container2, 7000);
-        let _echo3 = EchoServer::start(&k3, 7000);
-        let _daemon = t.start_daemon_with(&["--bridge", "br1"]);
+        let echo2 = EchoServer::start(&t.container2, 7000);
+        let echo3 = EchoServer::start(&k3, 7000);
+        let daemon = t.start_daemon_with(&["--bridge", "br1"]);
         t.register_endpoints(&k3);
         Self {
             t,
             k3,
-            _daemon,
-            _echo2,
-            _echo3,
+            _daemon: daemon,
+            _echo2: echo2,
+            _echo3: echo3,
         }
     }
 

@@ -377,7 +377,7 @@ fn a_new_veth_binds_its_first_address_and_is_enforced() {
     let spoofs = counter(sock, Reason::DropSpoof);
     let from = addr([172, 17, 0, 99], 0);
     let r = t.container.run(move || {
-        let s = std::net::UdpSocket::bind(from)?;
+        let s = UdpSocket::bind(from)?;
         s.set_read_timeout(Some(Duration::from_secs(1)))?;
         s.send_to(b"spoof", server(9000))?;
         let mut buf = [0u8; 64];
@@ -393,7 +393,7 @@ fn a_new_veth_binds_its_first_address_and_is_enforced() {
     );
 }
 
-/// A routed network (Docker's gateway_mode_ipv4=routed): reachable from outside without
+/// A routed network (Docker's `gateway_mode_ipv4=routed)`: reachable from outside without
 /// a publish, and its traffic leaves with the container's own address.
 #[test]
 fn a_routed_network_is_reached_directly_and_not_masqueraded() {

@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN, floods against shared budgets: `--xdp`'s new-flow budget (a
+//! `BPF_PROG_TEST_RUN`, floods against shared budgets: `--xdp`'s new-flow budget (a
 //! random-source flood cannot starve a source prefix that completed a handshake, one
 //! prefix cannot take the unproven pool), a container's SNAT quota and its share of the
 //! flow tables (no container takes them from the others, no eviction resets a count,
@@ -126,15 +126,17 @@ fn a_random_source_flood_cannot_starve_a_prefix_that_completed_a_handshake() {
     });
 }
 
-/// Pin the calling thread to `cpus` (BPF_PROG_TEST_RUN runs the program on the CPU that
+/// Pin the calling thread to `cpus` (`BPF_PROG_TEST_RUN` runs the program on the CPU that
 /// calls it).
 fn pin(cpus: &[usize]) {
     // SAFETY: a zeroed cpu_set_t is the empty set; the macros and the syscall only read
     // and write the set we own.
     let ok = unsafe {
         let mut set: libc::cpu_set_t = mem::zeroed();
-        cpus.iter().for_each(|&c| libc::CPU_SET(c, &mut set));
-        libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) == 0
     };
     assert!(ok, "pin the test thread to CPUs {cpus:?}");
 }
@@ -144,7 +146,7 @@ fn allowed_cpus() -> Vec<usize> {
     // SAFETY: as for `pin`.
     unsafe {
         let mut set: libc::cpu_set_t = mem::zeroed();
-        let ok = libc::sched_getaffinity(0, mem::size_of::<libc::cpu_set_t>(), &mut set) == 0;
+        let ok = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) == 0;
         assert!(ok, "read the test thread's CPUs");
         (0..libc::CPU_SETSIZE as usize)
             .filter(|&c| libc::CPU_ISSET(c, &set))
@@ -333,7 +335,7 @@ fn a_containers_snat_quota_is_its_own_and_no_eviction_resets_it() {
         );
         for i in 0..2 * 65_536u32 {
             let [_, a, b, c] = i.to_be_bytes();
-            let _ = m.insert(u32::from_ne_bytes([10, a, b, c]), 1, 0);
+            let _unused: Result<_, _> = m.insert(u32::from_ne_bytes([10, a, b, c]), 1, 0);
         }
         assert_eq!(
             fx.dp.maps.snat_use.get(&ip(C1), 0).ok(),

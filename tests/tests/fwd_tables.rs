@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for `from_container`'s layer-2 decisions: the fast path between
+//! `BPF_PROG_TEST_RUN` for `from_container`'s layer-2 decisions: the fast path between
 //! endpoints of a network, isolation between networks and anti-spoofing for every
 //! protocol and ethertype, the binding of a new veth's address; a LAN wire that carries
 //! every LAN host but no endpoint's address, and a loopback publish that a wire never

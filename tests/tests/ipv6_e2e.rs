@@ -33,7 +33,7 @@ const C2: &str = "fd00:17::5";
 const TCP_SYN: u8 = 0x02;
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The topology's bridge and containers get IPv6 addresses of fd00:17::/64 too.
+/// The topology's bridge and containers get IPv6 addresses of `fd00:17::/64` too.
 fn dual_stack(t: &Topology) {
     for (ns, dev, addr) in [
         (&t.host, BRIDGE, GATEWAY),
@@ -52,8 +52,8 @@ fn dual_stack(t: &Topology) {
     }
 }
 
-/// The uplink carries IPv6 too: the host 2001:db8:1::1/64, the client on the LAN
-/// 2001:db8:1::2/64. The host's firewall drops forwarded IPv6 and tells conntrack to stay
+/// The uplink carries IPv6 too: the host `2001:db8:1::1/64`, the client on the LAN
+/// `2001:db8:1::2/64`. The host's firewall drops forwarded IPv6 and tells conntrack to stay
 /// out (what Docker users run into with ip6tables), so only bpfnet's verdicts forward.
 fn ipv6_uplink(t: &Topology) {
     t.host.ip(&[
@@ -746,8 +746,8 @@ fn path_mtu_discovery_works_across_nat66() {
         c.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut got = Vec::new();
-        let _ = c.read_to_end(&mut got);
-        let _ = c.write_all(got.len().to_string().as_bytes());
+        let _unused: Result<_, _> = c.read_to_end(&mut got);
+        let _unused: Result<_, _> = c.write_all(got.len().to_string().as_bytes());
         got.len()
     });
     thread::sleep(Duration::from_millis(300));

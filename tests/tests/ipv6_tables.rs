@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for `from_container`'s IPv6: anti-spoofing of sources (registered,
+//! `BPF_PROG_TEST_RUN` for `from_container`'s IPv6: anti-spoofing of sources (registered,
 //! bound from the first packet, the MAC's link-local, `::` only switched), neighbour
 //! discovery that cannot poison a neighbour's cache, and router advertisements, however
 //! wrapped, that never leave a container; off the wire, no claim on an endpoint's address.
@@ -36,7 +36,7 @@ const OUTSIDE: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 use Reason::*;
 
 /// The port under test (the fixture's veth) on network A with `flags`; A's IPv6
-/// subnet fd00:0:0:a::/64 and IPv4 172.17.0.0/16; the neighbour's address registered on
+/// subnet `fd00:0:0:a::/64` and IPv4 172.17.0.0/16; the neighbour's address registered on
 /// its own port.
 fn network(fx: &mut Fixture, flags: u32) {
     let net_a = net_a(fx);

@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for `from_container`'s network policies on every kind of frame:
+//! `BPF_PROG_TEST_RUN` for `from_container`'s network policies on every kind of frame:
 //! `enable_icc=false`, isolation between networks and `--internal` meet a packet by its
 //! IP destination, whatever carries it. Link-local IPv6 between containers, a unicast
 //! address in a broadcast or multicast frame, a neighbour's address sent to the

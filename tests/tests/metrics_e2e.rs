@@ -377,7 +377,7 @@ fn metrics_count_flows_drops_fill_and_program_time() {
     drop(open);
 }
 
-/// The crowded-map warning starts at 80% exactly: published_v1 (65,536 entries) one
+/// The crowded-map warning starts at 80% exactly: `published_v1` (65,536 entries) one
 /// entry below it (52,428) is healthy; at it (52,429, the first count that is 80% of
 /// the size or more) `status` warns and exits 1, and the metrics count the warning.
 #[test]
@@ -409,7 +409,7 @@ fn status_warns_of_a_crowded_map_from_its_threshold_on_and_exits_1() {
             .clone()
     };
     assert_eq!(published(&s).entries, first - 1);
-    assert_eq!(published(&s).max_entries as u64, size);
+    assert_eq!(u64::from(published(&s).max_entries), size);
     assert_eq!(
         code, 0,
         "just below the threshold, healthy: {:?}",
@@ -691,7 +691,7 @@ fn idle_and_slow_clients_leave_scrapes_answering() {
         let head =
             b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let mut cut = vec![None; SLOW];
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         for byte in head.iter().cycle() {
             for (i, mut s) in slow.iter().enumerate() {
                 if cut[i].is_none() && s.write_all(&[*byte]).is_err() {

@@ -218,8 +218,8 @@ fn a_flood_is_rate_limited_and_what_was_held_back_is_counted() {
     // Long enough for several windows, so that a budget per CPU shows.
     std::thread::sleep(FLOOD);
     for mut f in floods {
-        let _ = f.kill();
-        let _ = f.wait();
+        let _unused: Result<_, _> = f.kill();
+        let _unused: Result<_, _> = f.wait();
     }
     let records = mon.collect(Duration::from_millis(2500));
     let flooded = counter(sock, Reason::DropInbound) + counter(sock, Reason::DropFlood) - dropped;

@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for IPv6 on the family-generic path: NAT66 of a ULA network
+//! `BPF_PROG_TEST_RUN` for IPv6 on the family-generic path: NAT66 of a ULA network
 //! (masquerade to the uplink's address, published ports, replies), a routed global
 //! network open only at ports published at its containers' own addresses, and the
 //! inbound policy. Each step checks the verdict, the rewritten headers (the checksum
@@ -273,7 +273,7 @@ fn a_routed_global_network_is_open_only_at_its_published_ports() {
     });
 }
 
-/// ICMPv6 errors about a masqueraded flow are translated through the packet they quote
+/// `ICMPv6` errors about a masqueraded flow are translated through the packet they quote
 /// (path MTU discovery across NAT66): packet-too-big from a router on the way reaches the
 /// container with the quote pointing at its own tuple, both checksums right; one whose
 /// addressee does not match what it quotes is a forgery.
@@ -422,7 +422,7 @@ fn step_frag(fx: &mut Fixture, name: &str, frame: &[u8], counted: &[Reason]) -> 
 }
 
 /// A packet from outside whose hop limit ends at the host is answered, as a router
-/// answers: ICMPv6 time exceeded from the address it was sent to, quoting its header,
+/// answers: `ICMPv6` time exceeded from the address it was sent to, quoting its header,
 /// back out of the uplink it came in by (traceroute6 sees the host).
 #[test]
 fn a_hop_limit_ending_at_the_host_is_answered_with_time_exceeded() {

@@ -1,4 +1,4 @@
-//! BPF_PROG_TEST_RUN for SNAT, reverse SNAT, TCP state, ICMP echo and ICMP errors,
+//! `BPF_PROG_TEST_RUN` for SNAT, reverse SNAT, TCP state, ICMP echo and ICMP errors,
 //! fragments, hairpin, SNAT port exhaustion and a full CT map. Each step checks the
 //! verdict, the rewritten headers (checksums recomputed from scratch), the counters
 //! that moved and the CT entries.

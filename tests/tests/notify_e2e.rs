@@ -27,26 +27,26 @@ fn recv_notification(sock: &UnixDatagram, what: &str) -> (String, libc::pid_t) {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let ucred_len = u32::try_from(mem::size_of::<libc::ucred>()).expect("ucred size");
+    let ucred_len = u32::try_from(size_of::<libc::ucred>()).expect("ucred size");
     // SAFETY: CMSG_SPACE only computes a size.
     let space = unsafe { libc::CMSG_SPACE(ucred_len) } as usize;
     // u64 words: the control buffer must be aligned for cmsghdr.
     let mut control = vec![0u64; space.div_ceil(8)];
     // SAFETY: msghdr is plain data; all-zero is its empty value.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = space;
     // SAFETY: msg points at iov and control, both alive and as long as stated.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, 0) };
     assert!(
         n >= 0,
         "no {what} from the daemon: {}",
         std::io::Error::last_os_error()
     );
     // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR checks the length it reported.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
     assert!(
         !cmsg.is_null(),
         "{what} came without credentials (SO_PASSCRED is on)"
@@ -73,7 +73,7 @@ fn passcred(sock: &UnixDatagram) {
             libc::SOL_SOCKET,
             libc::SO_PASSCRED,
             (&raw const on).cast(),
-            mem::size_of_val(&on) as libc::socklen_t,
+            size_of_val(&on) as libc::socklen_t,
         )
     };
     assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());

@@ -34,7 +34,7 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _unused: Result<_, _> = fs::remove_dir_all(&self.0);
     }
 }
 
@@ -139,7 +139,7 @@ fn help_long_options(bin: &Path, path: &[&str]) -> BTreeSet<String> {
 }
 
 /// `systemd-analyze verify` of the unit installed under `root` (the manager resolves
-/// ExecStart's binary and the units it is ordered with inside the root, and the
+/// `ExecStart`'s binary and the units it is ordered with inside the root, and the
 /// Documentation= pages through `man` with the root's pages).
 fn verify_unit(root: &Path) {
     let units = root.join("usr/lib/systemd/system");
@@ -165,7 +165,7 @@ fn verify_unit(root: &Path) {
 }
 
 /// The repository's unit, installed in a scratch root with the binary under test at its
-/// ExecStart path and the man pages its Documentation= names.
+/// `ExecStart` path and the man pages its Documentation= names.
 #[test]
 fn systemd_analyze_verify_accepts_the_unit() {
     let root = TempDir::new("unit");

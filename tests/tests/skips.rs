@@ -31,7 +31,7 @@ fn a_test_run_without_root_is_skipped_and_recorded_for_xtask() {
         .output()
         .expect("setpriv runs (util-linux)");
     let recorded = fs::read_to_string(&log).expect("read the log");
-    let _ = fs::remove_dir_all(&dir);
+    let _unused: Result<_, _> = fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

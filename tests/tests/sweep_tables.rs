@@ -1,4 +1,4 @@
-//! The in-kernel sweep (`ct_sweep`, run with BPF_PROG_TEST_RUN as the daemon runs it):
+//! The in-kernel sweep (`ct_sweep`, run with `BPF_PROG_TEST_RUN` as the daemon runs it):
 //! flows in every state and of every age written into both CT tables, one sweep, and
 //! exactly the expired flows gone (both halves), their SNAT quota counts released, and
 //! the entries counted by kind.
@@ -33,7 +33,7 @@ struct Case {
     expired: bool,
 }
 
-/// An IPv6 flow from fd00:17::4 to 2001:db8:2::`i`, port 443.
+/// An IPv6 flow from `fd00:17::4` to `2001:db8:2::``i`, port 443.
 fn key6(i: u8) -> CtKey<Ip6> {
     let mut src = [0u8; 16];
     src[..4].copy_from_slice(&[0xfd, 0, 0, 0x17]);
@@ -68,7 +68,7 @@ fn expired_flows_go_whole_and_nothing_else_does() {
     with_fixture("sweep", 4096, |fx| {
         let t = Timeouts {
             syn: Duration::from_secs(20),
-            established: Duration::from_secs(60),
+            established: Duration::from_mins(1),
             closing: Duration::from_secs(30),
             time_wait: Duration::from_secs(30),
             closed: Duration::from_secs(10),

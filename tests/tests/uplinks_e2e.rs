@@ -69,7 +69,7 @@ fn seen_from_container(t: &Topology, to: SocketAddr) -> Ipv4Addr {
     let seen = WhoamiServer::seen(&reply);
     match seen.ip() {
         std::net::IpAddr::V4(ip) => ip,
-        other => panic!("an IPv6 peer {other}"),
+        other @ std::net::IpAddr::V6(_) => panic!("an IPv6 peer {other}"),
     }
 }
 
@@ -166,7 +166,7 @@ fn uplink_narrows_the_set_and_follows_its_name() {
     assert_fails(
         "published port through an interface left out",
         tcp_roundtrip(&t.client, Topology::host_addr(8080), b"hi"),
-        std::io::ErrorKind::ConnectionRefused,
+        ErrorKind::ConnectionRefused,
     );
     let _who = WhoamiServer::start(&t.server, 9000);
     assert_eq!(
@@ -249,7 +249,7 @@ fn a_later_interface_gets_the_inbound_policy() {
     );
 }
 
-/// A VPN's tunnel (tun0 here; WireGuard's wg0 is the same kind of device: no link-layer
+/// A VPN's tunnel (tun0 here; `WireGuard`'s wg0 is the same kind of device: no link-layer
 /// header) that comes up after the daemon is an uplink like any other: egress through it
 /// is masqueraded with its address, published ports answer on it (on its address and on
 /// the host's others), a megabyte crosses each way, a probe whose TTL ends at the host
@@ -428,7 +428,7 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
                 libc::IPPROTO_IPV6,
                 libc::IPV6_UNICAST_HOPS,
                 (&raw const hops).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         assert_eq!(

@@ -55,6 +55,7 @@ fn check(level: DatapathLog) {
             c.load_micros = c.load_micros.min(n.load_micros);
         }
     }
+    #[expect(clippy::format_collect, reason = "a test's report, built once")]
     let table: String = costs
         .iter()
         .map(|c| {

@@ -227,8 +227,8 @@ fn a_client_that_completed_a_handshake_connects_during_a_flood() {
         .collect();
     let cut = counter(&t.files.socket, Reason::DropFlood) - before;
     let still_flooding = flood.try_wait().ok().flatten().is_none();
-    let _ = flood.kill();
-    let _ = flood.wait();
+    let _unused: Result<_, _> = flood.kill();
+    let _unused: Result<_, _> = flood.wait();
     assert!(still_flooding, "the connections were made during the flood");
     assert!(
         cut >= 1_000,

@@ -10,21 +10,21 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::root;
 
-pub fn command(program: impl AsRef<OsStr>, args: &[&str]) -> Command {
+pub(crate) fn command(program: impl AsRef<OsStr>, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args).current_dir(root());
     c
 }
 
 /// Run to completion, inheriting stdio; a non-zero exit is an error.
-pub fn run(program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     status(
         command(program, args),
         &format!("{program} {}", args.join(" ")),
     )
 }
 
-pub fn status(mut c: Command, what: &str) -> Result<()> {
+pub(crate) fn status(mut c: Command, what: &str) -> Result<()> {
     eprintln!("xtask: {what}");
     let st = c
         .status()
@@ -36,7 +36,7 @@ pub fn status(mut c: Command, what: &str) -> Result<()> {
 }
 
 /// Whether a command runs and exits 0, output discarded.
-pub fn succeeds(program: &str, args: &[&str]) -> bool {
+pub(crate) fn succeeds(program: &str, args: &[&str]) -> bool {
     command(program, args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -45,7 +45,7 @@ pub fn succeeds(program: &str, args: &[&str]) -> bool {
 }
 
 /// Captured stdout of a command that must succeed.
-pub fn output(program: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Result<String> {
     let out = command(program, args)
         .output()
         .with_context(|| format!("cannot start `{program}`"))?;
@@ -60,11 +60,11 @@ pub fn output(program: &str, args: &[&str]) -> Result<String> {
 }
 
 /// Replace this process with `bin ARGS` (so signals go straight to it).
-pub fn exec(bin: &Path, args: &[String]) -> Result<()> {
+pub(crate) fn exec(bin: &Path, args: &[String]) -> Result<()> {
     let err = Command::new(bin).args(args).exec();
     Err(err).with_context(|| format!("cannot run {}", bin.display()))
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output("id", &["-u"]).is_ok_and(|u| u.trim() == "0")
 }

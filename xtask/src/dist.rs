@@ -16,7 +16,7 @@ const COMPLETIONS: &[(&str, &str)] = &[
 ];
 
 /// Build the release binary and package it; returns the .deb's path.
-pub fn run() -> Result<PathBuf> {
+pub(crate) fn run() -> Result<PathBuf> {
     crate::build()?;
     package()
 }

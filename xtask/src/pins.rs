@@ -5,10 +5,10 @@
 
 /// The nightly that builds the eBPF crate (`-Z build-std=core`): rustc 1.97.0-nightly
 /// (e50aa6fba 2026-05-19), LLVM 22.1.4.
-pub const NIGHTLY: &str = "nightly-2026-05-20";
+pub(crate) const NIGHTLY: &str = "nightly-2026-05-20";
 /// bpf-linker, exactly.
-pub const BPF_LINKER: &str = "0.13.0";
+pub(crate) const BPF_LINKER: &str = "0.13.0";
 /// The LLVM bpf-linker links against (dynamically: `llvm-<major>-dev` stays installed).
-pub const LLVM_MAJOR: u32 = 22;
+pub(crate) const LLVM_MAJOR: u32 = 22;
 /// cargo-deb, which builds the Debian package.
-pub const CARGO_DEB: &str = "3.8.0";
+pub(crate) const CARGO_DEB: &str = "3.8.0";

@@ -36,7 +36,7 @@ const PACKAGES: &[&str] = &[
     "fish",
 ];
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     packages()?;
     nightly()?;
     bpf_linker()?;
@@ -53,7 +53,7 @@ pub fn run() -> Result<()> {
 
 /// Run setup only if something is missing or differs from its pin (what build, run and
 /// test call).
-pub fn ensure() -> Result<()> {
+pub(crate) fn ensure() -> Result<()> {
     if missing_packages().is_empty() && pins().iter().all(Pin::holds) {
         return Ok(());
     }
@@ -62,7 +62,7 @@ pub fn ensure() -> Result<()> {
 
 /// `cargo xtask setup --check`: every pinned tool as found against its pin; an error
 /// when one differs or is missing.
-pub fn check() -> Result<()> {
+pub(crate) fn check() -> Result<()> {
     let pins = pins();
     print(&pins);
     let missing = missing_packages();

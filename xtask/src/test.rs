@@ -12,7 +12,7 @@ use crate::{
 /// depend on the tests crate).
 const SKIPPED_LOG_ENV: &str = "BPFNET_SKIPPED_LOG";
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     setup::ensure()?;
     let nightly = format!("+{}", crate::pins::NIGHTLY);
     cmd::run("cargo", &[&nightly, "fmt", "--all", "--", "--check"])?;
@@ -135,7 +135,7 @@ fn tests(skipped: &Path) -> Result<()> {
 /// that is neither zero nor NaN (`bpfnet-bench --check` reads it back, typed).
 fn bench_smoke() -> Result<()> {
     let out = std::env::temp_dir().join(format!("bpfnet-bench-smoke-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let _unused: Result<_, _> = std::fs::remove_dir_all(&out);
     crate::bench(true, Some(out.clone()), &[])?;
     let report = std::fs::read_to_string(out.join("report.md"))?;
     let complete = [
@@ -171,6 +171,6 @@ fn bench_smoke() -> Result<()> {
             ],
         )?;
     }
-    let _ = std::fs::remove_dir_all(&out);
+    let _unused: Result<_, _> = std::fs::remove_dir_all(&out);
     Ok(())
 }

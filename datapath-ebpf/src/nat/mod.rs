@@ -7,7 +7,7 @@ mod rewrite;
 
 use aya_ebpf::programs::TcContext;
 use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
-pub use rewrite::{apply, rewrite_dst, rewrite_src};
+pub(crate) use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
     cluster,
@@ -21,7 +21,7 @@ use crate::{
 
 /// The backend of `ip:port`, bound to that address or to every host address.
 #[inline(always)]
-pub fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
+pub(crate) fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
     if proto == A::PROTO_ICMP {
         return None;
     }
@@ -38,10 +38,10 @@ pub fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
 }
 
 /// `published` for a packet off a wire (uplink or container). Loopback addresses never
-/// legitimately come from one: a frame to 127.x (::1) must not reach a loopback-bound
+/// legitimately come from one: a frame to 127.x (`::1`) must not reach a loopback-bound
 /// publish, which is for host sockets only.
 #[inline(always)]
-pub fn published_from_wire<A: Family>(p: &Packet<A>) -> Option<Backend<A>> {
+pub(crate) fn published_from_wire<A: Family>(p: &Packet<A>) -> Option<Backend<A>> {
     if A::is_loopback(&p.dst_ip) {
         return None;
     }
@@ -51,7 +51,7 @@ pub fn published_from_wire<A: Family>(p: &Packet<A>) -> Option<Backend<A>> {
 /// Whether `p` is for a port published at its destination's own address (on a routed
 /// network, `PORT:[CONTAINER]:PORT` opens the container's port without translation).
 #[inline(always)]
-pub fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
+pub(crate) fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
     if p.proto == A::PROTO_ICMP {
         return false;
     }
@@ -62,7 +62,7 @@ pub fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
 }
 
 /// The outcome of asking NAT about a packet without a flow.
-pub enum New<A = u32> {
+pub(crate) enum New<A = u32> {
     /// Translate to this tuple (a flow was created).
     Flow(CtKey<A>),
     /// Not NAT's: no publish covers it, or it is not a flow's first packet.
@@ -73,7 +73,7 @@ pub enum New<A = u32> {
 /// flow, or whose tuple a host connection holds, is not translated. A new flow is for
 /// the caller to count (`dnat-new`).
 #[inline(always)]
-pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
+pub(crate) fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason> {
     let Some(b) = published_from_wire(p) else {
         return Ok(New::None);
     };
@@ -112,11 +112,11 @@ pub fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, Reason>
 }
 
 /// A container of network `from` reaching a published port on a host address. A
-/// container reaching its own published port is also SNATed to the address its route
+/// container reaching its own published port is also `SNATed` to the address its route
 /// to itself prefers (its bridge's), or it would receive a packet from itself. Nothing
 /// crosses an internal network's edge this way either.
 #[inline(always)]
-pub fn hairpin<A: Family>(
+pub(crate) fn hairpin<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     from: &Network,
@@ -156,7 +156,11 @@ pub fn hairpin<A: Family>(
 /// without masquerade, or one let in from `from` the uplink), so its replies come in as
 /// a tracked flow's.
 #[inline(always)]
-pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>, from: From) -> Result<CtKey<A>, Reason> {
+pub(crate) fn track<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    from: From,
+) -> Result<CtKey<A>, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }
@@ -170,7 +174,11 @@ pub fn track<A: Family>(ctx: &TcContext, p: &Packet<A>, from: From) -> Result<Ct
 /// port (or echo identifier) no other flow and no host socket holds toward that
 /// destination: the flow's own when free, as MASQUERADE does.
 #[inline(always)]
-pub fn snat<A: Family>(ctx: &TcContext, p: &Packet<A>, src_ip: A) -> Result<CtKey<A>, Reason> {
+pub(crate) fn snat<A: Family>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    src_ip: A,
+) -> Result<CtKey<A>, Reason> {
     if !p.may_start_flow() {
         return Err(Reason::DropNoFlow);
     }

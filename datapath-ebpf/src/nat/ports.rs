@@ -162,7 +162,7 @@ extern "C" fn candidate<A: Family>(i: u64, data: *mut c_void) -> i64 {
 /// `src_ip`, and create the flow; true when the flow was its own, repaired. Err
 /// (`drop-snat-ports`): every candidate is taken.
 #[inline(always)]
-pub fn allocate<A: Family>(
+pub(super) fn allocate<A: Family>(
     ctx: &TcContext,
     p: &Packet<A>,
     src_ip: A,

@@ -83,7 +83,7 @@ fn update_l4<A: Family>(
 
 /// Rewrite the destination to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_dst<A: Family>(
+pub(crate) fn rewrite_dst<A: Family>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     ip: A,
@@ -103,7 +103,7 @@ pub fn rewrite_dst<A: Family>(
 
 /// Rewrite the source to `ip:port` (network order).
 #[inline(always)]
-pub fn rewrite_src<A: Family>(
+pub(crate) fn rewrite_src<A: Family>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     ip: A,
@@ -123,7 +123,11 @@ pub fn rewrite_src<A: Family>(
 
 /// Make the packet leave with tuple `to`.
 #[inline(always)]
-pub fn apply<A: Family>(ctx: &TcContext, p: &mut Packet<A>, to: &CtKey<A>) -> Result<(), Reason> {
+pub(crate) fn apply<A: Family>(
+    ctx: &TcContext,
+    p: &mut Packet<A>,
+    to: &CtKey<A>,
+) -> Result<(), Reason> {
     if !to.src_ip.same(&p.src_ip) || to.src_port != p.src_port {
         rewrite_src(ctx, p, to.src_ip, to.src_port)?;
     }

@@ -28,7 +28,7 @@ pub fn call(socket: &Path, req: &Request) -> Result<Response, ClientError> {
     })?;
     let io = |source| ClientError::Io { source };
     stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
+        .set_read_timeout(Some(Duration::from_mins(1)))
         .map_err(io)?;
     let mut line = serde_json::to_vec(req).map_err(|e| io(io::Error::other(e)))?;
     line.push(b'\n');

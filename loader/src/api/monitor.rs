@@ -245,7 +245,7 @@ pub struct Packet {
     /// TCP flags, as `tcpdump` writes them (`S`, `S.`, `F.`, `R`, `P.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_flags: Option<String>,
-    /// ICMP or ICMPv6 type and code.
+    /// ICMP or `ICMPv6` type and code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp: Option<(u8, u8)>,
     /// The ethertype of a frame that is not IP.

@@ -155,7 +155,7 @@ async fn monitor(
         let gone = Response::Error {
             message: "the daemon's monitor is not running".into(),
         };
-        let _ = write.write_all(&line_of(&gone)).await;
+        let _unused: Result<_, _> = write.write_all(&line_of(&gone)).await;
         return;
     }
     if write.write_all(&line_of(&Response::Ok)).await.is_err() {

@@ -4,7 +4,8 @@ use common::Reason;
 use serde::{Deserialize, Serialize};
 
 use super::{Program, StatLine, Sweep, reason::by_name};
-pub use crate::datapath::{ProgramCost, XdpMode};
+pub use crate::datapath::ProgramCost;
+pub(super) use crate::datapath::XdpMode;
 
 /// A map is reported as crowded from this share of its entries on.
 pub const FULL_WARNING_PERCENT: u64 = 80;

@@ -4,14 +4,14 @@ use bpfnet::cluster::{self, ClusterConfig, DEFAULT_PREFIX, InitOutcome, Ipv4Net,
 
 /// `bpfnet cluster`: the cluster's state in etcd.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: ClusterCommand,
 }
 
 /// What `bpfnet cluster` does.
 #[derive(clap::Subcommand)]
-pub enum ClusterCommand {
+pub(crate) enum ClusterCommand {
     /// Write the cluster's config to etcd, once: run again with the same values, it
     /// changes nothing; with others, it refuses.
     Init(InitArgs),
@@ -19,7 +19,7 @@ pub enum ClusterCommand {
 
 /// `bpfnet cluster init`: the cluster config's values.
 #[derive(clap::Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// etcd's client URLs (comma-separated).
     #[arg(
         long,
@@ -40,7 +40,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "LEN", value_parser = clap::value_parser!(u8).range(1..=30))]
     node_prefix: u8,
     /// Dual stack: the IPv6 network every node's IPv6 prefix is carved out of, e.g.
-    /// fd00:10:244::/48 (a unique local one is NAT66'd to the outside, as on one host).
+    /// `fd00:10:244::/48` (a unique local one is NAT66'd to the outside, as on one host).
     #[arg(long, value_name = "CIDR", value_parser = cluster::net6::parse)]
     cidr6: Option<Ipv6Net>,
     /// Prefix length of one node's IPv6 prefix (with --cidr6; at most 120, and at most
@@ -64,7 +64,7 @@ pub struct InitArgs {
 }
 
 /// Run a `bpfnet cluster` command on a runtime of its own.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Init(args) => init(args),
     }

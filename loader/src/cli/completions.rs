@@ -6,17 +6,17 @@ use anyhow::Context as _;
 use clap_complete::Shell;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Shell to complete for (bash, zsh, fish, elvish, powershell). Packages install
     /// bash's in /usr/share/bash-completion/completions/bpfnet, zsh's as
     /// /usr/share/zsh/vendor-completions/_bpfnet and fish's in
-    /// /usr/share/fish/vendor_completions.d/bpfnet.fish.
+    /// /`usr/share/fish/vendor_completions.d/bpfnet.fish`.
     #[arg(value_name = "SHELL")]
     shell: Shell,
 }
 
 /// `cmd` is the whole `bpfnet` command, as clap builds it.
-pub fn run(args: Args, cmd: clap::Command) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, cmd: clap::Command) -> anyhow::Result<()> {
     // Rendered in memory: clap_complete panics on a failed write, stdout may be closed.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut visible(&cmd), "bpfnet", &mut script);
@@ -25,7 +25,7 @@ pub fn run(args: Args, cmd: clap::Command) -> anyhow::Result<()> {
         .context("cannot write the completion script to stdout")
 }
 
-/// `cmd` without its hidden subcommands (`man`), which clap_complete would offer
+/// `cmd` without its hidden subcommands (`man`), which `clap_complete` would offer
 /// (clap-rs/clap#1335): `Command` has no way to remove one, so the root is put together
 /// again from the same arguments and the visible subcommands.
 fn visible(cmd: &clap::Command) -> clap::Command {

@@ -5,7 +5,7 @@ use anyhow::bail;
 use bpfnet::api::{Request, Response, client};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     action: Option<Action>,
     /// Print JSON for scripts instead of a table.
@@ -19,7 +19,7 @@ enum Action {
     Flush,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     if let Some(Action::Flush) = args.action {
         client::call(socket, &Request::ConntrackFlush)?;
         return Ok(());

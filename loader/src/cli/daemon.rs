@@ -18,7 +18,7 @@ use common::CT_DEFAULT_ENTRIES;
 use tracing_subscriber::EnvFilter;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Bridge whose container veths bpfnet serves (repeatable). A missing bridge is
     /// created; docker0 gets 172.17.0.1/16.
     #[arg(long = "bridge", value_name = "NAME", default_value = "docker0")]
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     docker_resync: u64,
-    /// Managed bridge whose network is routed, not NATed (repeatable): no masquerade,
+    /// Managed bridge whose network is routed, not `NATed` (repeatable): no masquerade,
     /// and reachable from outside without a publish, like Docker's
     /// `com.docker.network.bridge.gateway_mode_ipv4=routed`.
     #[arg(long = "routed-bridge", value_name = "NAME")]
@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     ct_per_endpoint: Option<u32>,
     /// Idle timeouts overriding the defaults, e.g. `udp=30,closed=5` (names: syn,
-    /// established, closing, time_wait, closed, udp, icmp; seconds).
+    /// established, closing, `time_wait`, closed, udp, icmp; seconds).
     #[arg(long, value_name = "NAME=SECS,...")]
     ct_timeouts: Option<Timeouts>,
     /// Seconds between two sweeps of expired flows.
@@ -105,7 +105,7 @@ pub struct Args {
     #[arg(long, value_name = "CIDR")]
     cluster_cidr: Option<Ipv4Cidr>,
     /// A host on a shared segment whose containers' prefix is SUBNET (repeatable):
-    /// their packets go straight to UNDERLAY_IP, untranslated (host-gw), with no
+    /// their packets go straight to `UNDERLAY_IP`, untranslated (host-gw), with no
     /// kernel route.
     #[arg(long = "peer", value_name = "SUBNET=UNDERLAY_IP")]
     peers: Vec<Peer>,
@@ -134,7 +134,7 @@ pub struct Args {
     underlay: Option<IfName>,
     /// The datapath's own logs (parse failures, flow table decisions, NAT choices) at
     /// this level and above, under the log target `datapath`; also set by a
-    /// `datapath=LEVEL` directive in BPFNET_LOG. Off by default, and then free: the
+    /// `datapath=LEVEL` directive in `BPFNET_LOG`. Off by default, and then free: the
     /// verifier removes the log statements from the loaded programs.
     #[arg(long, value_name = "LEVEL")]
     datapath_log: Option<DatapathLog>,
@@ -149,7 +149,7 @@ pub struct Args {
     test_refuse_program: Vec<String>,
 }
 
-pub fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: PathBuf) -> anyhow::Result<()> {
     if args.cleanup {
         return cleanup(&args.pin_dir, &socket);
     }

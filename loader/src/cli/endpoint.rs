@@ -8,7 +8,7 @@ use bpfnet::{
 };
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     action: Action,
 }
@@ -41,7 +41,7 @@ enum Action {
     },
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let req = match args.action {
         Action::Add {
             bridge,

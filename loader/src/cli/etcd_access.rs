@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use bpfnet::cluster::{AccessFlags, EtcdAccess, PASSWORD_ENV};
 
 #[derive(clap::Args, Clone, Debug, Default)]
-pub struct EtcdAccessArgs {
+#[expect(
+    clippy::struct_field_names,
+    reason = "the fields are the --etcd-* flags"
+)]
+pub(crate) struct EtcdAccessArgs {
     /// The CA bundle (PEM) etcd's server certificate must chain to; required for
     /// https:// endpoints.
     #[arg(long, value_name = "FILE", requires = "etcd")]
@@ -19,7 +23,7 @@ pub struct EtcdAccessArgs {
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     etcd_key: Option<PathBuf>,
     /// The etcd user (password authentication). The password comes from
-    /// --etcd-password-file, else from $BPFNET_ETCD_PASSWORD, never from the command
+    /// --etcd-password-file, else from $`BPFNET_ETCD_PASSWORD`, never from the command
     /// line.
     #[arg(long, value_name = "USER", requires = "etcd")]
     etcd_user: Option<String>,
@@ -30,7 +34,7 @@ pub struct EtcdAccessArgs {
 
 impl EtcdAccessArgs {
     /// `endpoints` with these flags, every file read and checked.
-    pub fn access(&self, endpoints: Vec<String>) -> anyhow::Result<EtcdAccess> {
+    pub(crate) fn access(&self, endpoints: Vec<String>) -> anyhow::Result<EtcdAccess> {
         let flags = AccessFlags {
             endpoints,
             cacert: self.etcd_cacert.clone(),

@@ -8,13 +8,13 @@ use bpfnet::{
 };
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Print JSON for scripts instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let Response::Listing(l) = client::call(socket, &Request::List)? else {
         bail!("the daemon answered `ls` with something else than a listing");
     };

@@ -5,14 +5,14 @@ use std::{fs, path::PathBuf};
 use anyhow::Context as _;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Directory the pages are written into (created when missing).
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 }
 
 /// `cmd` is the whole `bpfnet` command, as clap builds it.
-pub fn run(args: Args, cmd: clap::Command) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, cmd: clap::Command) -> anyhow::Result<()> {
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     // Recurses into nested subcommands and leaves out hidden ones (this one).

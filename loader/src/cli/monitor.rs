@@ -15,7 +15,7 @@ use bpfnet::api::{
 use common::Reason;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only drops, or only traces (every other verdict: translations, tracked packets,
     /// deliveries). Default: both.
     #[arg(long = "type", value_name = "TYPE")]
@@ -50,7 +50,7 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let filter = Filter {
         kind: args.kind,
         reasons: args.reasons,

@@ -13,7 +13,7 @@ use bpfnet::{
 };
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: NodeCommand,
 }
@@ -39,7 +39,7 @@ struct LsArgs {
     etcd_prefix: String,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let NodeCommand::Ls(args) = args.command;
     let listing = if args.etcd.is_empty() {
         let Response::Nodes(l) = client::call(socket, &Request::Nodes)? else {

@@ -5,13 +5,13 @@ use anyhow::bail;
 use bpfnet::api::{Request, Response, client};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Print JSON for scripts instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<()> {
     let Response::Stats(s) = client::call(socket, &Request::Stats)? else {
         bail!("the daemon answered `stats` with something else than counters");
     };

@@ -17,13 +17,13 @@ const EXIT_WARNINGS: u8 = 1;
     after_help = "Exit status: 0 healthy, 1 the daemon reports warnings (listed), \
                         2 no answer from the daemon or another error."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: Args, socket: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, socket: &Path) -> anyhow::Result<ExitCode> {
     let Response::Status(s) = client::call(socket, &Request::Status)? else {
         bail!("the daemon answered `status` with something else than a status");
     };

@@ -60,7 +60,7 @@ pub struct ClusterConfig {
     #[serde(default = "default_reclaim_after")]
     pub reclaim_after: u64,
     /// The IPv6 network every node's IPv6 prefix is carved out of (dual stack), e.g.
-    /// fd00:10:244::/48; none: the cluster is IPv4 only (a config from before has none).
+    /// `fd00:10:244::/48`; none: the cluster is IPv4 only (a config from before has none).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "net6::opt")]
     pub cidr6: Option<Ipv6Net>,
     /// The prefix length of one node's IPv6 prefix (with `cidr6`), e.g. 64.
@@ -113,7 +113,7 @@ const FORBIDDEN6: [(Ipv6Addr, u8); 4] = [
 /// Networks no cluster may use: "this" network, loopback, multicast and the reserved
 /// range up to the broadcast address.
 const FORBIDDEN: [(Ipv4Addr, u8); 3] = [
-    (Ipv4Addr::new(0, 0, 0, 0), 8),
+    (Ipv4Addr::UNSPECIFIED, 8),
     (Ipv4Addr::new(127, 0, 0, 0), 8),
     (Ipv4Addr::new(224, 0, 0, 0), 3),
 ];

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::{ClusterError, EtcdAccess, Refusal, access::Tls};
 
 /// How long etcd is given to refuse a client certificate after the handshake.
-const VERDICT_WAIT: Duration = Duration::from_millis(1000);
+const VERDICT_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait for the TCP connection and the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn round_trips_and_missing_is_none() {
         let dir = std::env::temp_dir().join(format!("bpfnet-cluster-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let _unused: Result<_, _> = fs::remove_dir_all(&dir);
         assert_eq!(Persisted::load(&dir).expect("missing file loads"), None);
         let config = ClusterConfig::new("10.244.0.0/16".parse().expect("net"), 24, Mode::Vxlan);
         let p = Persisted {

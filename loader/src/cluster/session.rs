@@ -23,7 +23,7 @@ use super::{
 };
 
 /// How often `last_seen` is refreshed in the node's keys.
-const REFRESH: Duration = Duration::from_secs(60);
+const REFRESH: Duration = Duration::from_mins(1);
 /// The shortest keepalive period.
 const MIN_KEEPALIVE: Duration = Duration::from_millis(200);
 
@@ -49,7 +49,7 @@ impl From<Gone> for Stop {
 
 /// Run one session until it fails or the receiver is gone.
 pub(crate) async fn serve(opts: &JoinOptions, out: &mut Outbox) -> Stop {
-    match session(opts, out).await {
+    match Box::pin(session(opts, out)).await {
         Ok(never) => match never {},
         Err(stop) => stop,
     }
@@ -309,7 +309,9 @@ async fn watch_peers(
         client.get(keys.root(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let revision = listing.header().map_or(0, |h| h.revision());
+    let revision = listing
+        .header()
+        .map_or(0, etcd_client::ResponseHeader::revision);
     let mut peers = PeerSet::new(
         keys.clone(),
         cfg.clone(),

@@ -79,7 +79,7 @@ pub(super) struct Network {
 }
 
 impl Network {
-    pub fn new(bridge: String, prefix: String) -> Self {
+    pub(super) fn new(bridge: String, prefix: String) -> Self {
         Self {
             bridge,
             prefix,
@@ -188,7 +188,7 @@ fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, Be32)> {
 
 impl Cluster {
     /// The bridges whose containers are the cluster's.
-    pub fn bridges(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn bridges(&self) -> impl Iterator<Item = &str> {
         self.static_bridge
             .iter()
             .map(String::as_str)
@@ -196,12 +196,12 @@ impl Cluster {
     }
 
     /// Whether `bridge` waits for an etcd network's node prefix before it is created.
-    pub fn awaits_prefix(&self, bridge: &str) -> bool {
+    pub(super) fn awaits_prefix(&self, bridge: &str) -> bool {
         self.networks.iter().any(|n| n.bridge == bridge)
     }
 
     /// Every entry `cluster_v1` should hold. A node's own prefix is its bridge's.
-    pub fn routes(&self) -> BTreeMap<Key, ClusterRoute> {
+    pub(super) fn routes(&self) -> BTreeMap<Key, ClusterRoute> {
         let mut want = BTreeMap::new();
         let none = Ipv4Addr::UNSPECIFIED;
         let local = |want: &mut BTreeMap<_, _>, bridge: &str, vni| {
@@ -265,7 +265,7 @@ impl Cluster {
 
     /// What `bpfnet status` says of the cluster CIDR: a warning when no route more
     /// specific than the default leads to it.
-    pub fn cidr_warning(&self) -> Option<String> {
+    pub(super) fn cidr_warning(&self) -> Option<String> {
         let c = self.cidr.as_ref()?;
         self.cidr_routes.is_empty().then(|| {
             format!(
@@ -277,7 +277,7 @@ impl Cluster {
     /// Every entry `cluster6_v1` should hold (dual stack): each etcd network's IPv6
     /// CIDR (which holds this node's own prefix) and every other node's IPv6 prefix, to
     /// its IPv4 underlay address. Nodes have no IPv6 entries: the underlay is IPv4.
-    pub fn routes6(&self) -> BTreeMap<Key6, ClusterRoute> {
+    pub(super) fn routes6(&self) -> BTreeMap<Key6, ClusterRoute> {
         let mut want = BTreeMap::new();
         for net in &self.networks {
             let Some((cfg, _)) = &net.joined else {
@@ -305,7 +305,7 @@ impl Cluster {
     }
 
     /// `cluster_v1`'s entries, as `bpfnet ls` shows them.
-    pub fn route_lines(&self) -> Vec<ClusterRouteLine> {
+    pub(super) fn route_lines(&self) -> Vec<ClusterRouteLine> {
         self.routes()
             .iter()
             .map(|(&(len, net), r)| ClusterRouteLine {
@@ -322,7 +322,7 @@ impl Cluster {
     }
 
     /// What `bpfnet node ls` shows.
-    pub fn listing(&self) -> NodeListing {
+    pub(super) fn listing(&self) -> NodeListing {
         let networks = self
             .networks
             .iter()
@@ -364,7 +364,7 @@ pub(super) struct ClusterMaps {
 impl ClusterMaps {
     /// Write `want` unless it is what was last written in full; whether an entry
     /// changed.
-    pub fn reconcile(&mut self, dp: &mut Datapath, want: Routes) -> bool {
+    pub(super) fn reconcile(&mut self, dp: &mut Datapath, want: Routes) -> bool {
         if self.applied.as_ref() == Some(&want) {
             return false;
         }

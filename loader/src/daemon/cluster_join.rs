@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Daemon, cluster::gateway_of};
-pub use crate::netlink::VXLAN_DEVICE;
+pub(super) use crate::netlink::VXLAN_DEVICE;
 use crate::{
     cluster::{ClusterEvent, Ipv6Net, JoinOptions, net6},
     datapath::Hook,
@@ -84,7 +84,7 @@ impl Daemon {
         };
         candidates.iter().find_map(|&i| {
             prefixes.iter().find_map(|&(index, a, _)| match a {
-                std::net::IpAddr::V4(a) if index == i && !a.is_loopback() => Some((a, i)),
+                IpAddr::V4(a) if index == i && !a.is_loopback() => Some((a, i)),
                 _ => None,
             })
         })
@@ -144,10 +144,10 @@ impl Daemon {
         };
         match result {
             Ok(()) => {
-                info!(%bridge, %gateway, len = own6.prefix_len(), "cluster IPv6 gateway address set")
+                info!(%bridge, %gateway, len = own6.prefix_len(), "cluster IPv6 gateway address set");
             }
             Err(e) => {
-                warn!(%bridge, error = %e, "cannot give the cluster's bridge its IPv6 address")
+                warn!(%bridge, error = %e, "cannot give the cluster's bridge its IPv6 address");
             }
         }
     }

@@ -8,13 +8,13 @@ use crate::{
     state::{State, StateError},
 };
 
-pub struct Desired {
+pub(super) struct Desired {
     state: State,
     dir: PathBuf,
 }
 
 impl Desired {
-    pub fn load(dir: PathBuf) -> Result<Self, StateError> {
+    pub(super) fn load(dir: PathBuf) -> Result<Self, StateError> {
         Ok(Self {
             state: State::load(&dir)?,
             dir,
@@ -22,7 +22,7 @@ impl Desired {
     }
 
     /// Apply `change`, then persist it; on any error the state is as before.
-    pub fn update<T>(
+    pub(super) fn update<T>(
         &mut self,
         change: impl FnOnce(&mut State) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
@@ -40,7 +40,7 @@ impl Desired {
     }
 
     /// Apply what the world did, whether or not it can be persisted.
-    pub fn follow(&mut self, change: impl FnOnce(&mut State)) -> Result<(), StateError> {
+    pub(super) fn follow(&mut self, change: impl FnOnce(&mut State)) -> Result<(), StateError> {
         let before = self.state.clone();
         change(&mut self.state);
         if self.state == before {
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn update_persists_or_rolls_back() {
         let dir = std::env::temp_dir().join(format!("bpfnet-desired-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _unused: Result<_, _> = std::fs::remove_dir_all(&dir);
         let mut d = Desired::load(dir.clone()).expect("empty state");
         let spec = "8038:172.17.0.4:8038".parse().expect("valid spec");
         d.update(|s| {

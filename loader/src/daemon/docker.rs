@@ -30,7 +30,7 @@ pub(super) struct DockerLink {
 }
 
 impl DockerLink {
-    pub fn new(followed: bool) -> Self {
+    pub(super) fn new(followed: bool) -> Self {
         Self {
             followed,
             ..Self::default()

@@ -3,13 +3,13 @@
 use std::process::Command;
 
 /// What `check` says when Docker's DNAT rules are there.
-pub const WARNING: &str = "Docker's own NAT rules are active (iptables nat chain DOCKER has \
+pub(super) const WARNING: &str = "Docker's own NAT rules are active (iptables nat chain DOCKER has \
                            DNAT rules): set \"iptables\": false, \"ip-masq\": false and \
                            \"userland-proxy\": false in /etc/docker/daemon.json and restart \
                            dockerd";
 
 /// A warning when the host's nat table has Docker DNAT rules.
-pub fn check() -> Option<String> {
+pub(super) fn check() -> Option<String> {
     let out = Command::new("iptables")
         .args(["-w", "-t", "nat", "-S", "DOCKER"])
         .output()

@@ -43,7 +43,7 @@ impl<N: Stream<Item = Change> + Unpin> Events<N> {
     /// Join the cluster, follow Docker, serve the control socket (and the metrics
     /// endpoint, the monitor's clients), catch the signals; the first sweep is due at
     /// once.
-    pub async fn open(
+    pub(super) async fn open(
         d: &mut Daemon,
         cfg: &Config,
         changes: N,
@@ -80,7 +80,7 @@ impl<N: Stream<Item = Change> + Unpin> Events<N> {
     }
 
     /// The next event; None on SIGTERM or SIGINT.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub(super) async fn next(&mut self) -> Option<Event> {
         tokio::select! {
             Some((req, reply)) = self.calls.recv() => Some(Event::Call(req, reply)),
             Some(change) = self.changes.next() => Some(Event::Netlink(change)),
@@ -93,7 +93,7 @@ impl<N: Stream<Item = Change> + Unpin> Events<N> {
     }
 
     /// The next sweep is due in `after`.
-    pub fn sweep_in(&mut self, after: Duration) {
+    pub(super) fn sweep_in(&mut self, after: Duration) {
         self.sweep.as_mut().reset(Instant::now() + after);
     }
 }

@@ -47,7 +47,7 @@ fn keep_router_advertisements() {
         if fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
             match fs::write(&path, "2") {
                 Ok(()) => {
-                    info!(iface = ?name, "accept_ra=2: keeps router advertisements while forwarding")
+                    info!(iface = ?name, "accept_ra=2: keeps router advertisements while forwarding");
                 }
                 Err(e) => warn!(iface = ?name, error = %e, "cannot set accept_ra=2"),
             }

@@ -46,12 +46,11 @@ fn sysctl<T: FromStr>(path: &str) -> Option<T> {
 fn in_ranges(list: &str, n: u32) -> Option<bool> {
     let mut found = false;
     for part in list.trim().split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = match part.split_once('-') {
-            Some((lo, hi)) => (lo.parse::<u32>().ok()?, hi.parse::<u32>().ok()?),
-            None => {
-                let one = part.parse::<u32>().ok()?;
-                (one, one)
-            }
+        let (lo, hi) = if let Some((lo, hi)) = part.split_once('-') {
+            (lo.parse::<u32>().ok()?, hi.parse::<u32>().ok()?)
+        } else {
+            let one = part.parse::<u32>().ok()?;
+            (one, one)
         };
         found |= (lo..=hi).contains(&n);
     }

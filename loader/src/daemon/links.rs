@@ -1,5 +1,5 @@
 //! The host's interfaces and which program each should carry: uplinks get `from_uplink`
-//! (`from_l3_uplink` when their packets carry no link-layer header: WireGuard, tun,
+//! (`from_l3_uplink` when their packets carry no link-layer header: `WireGuard`, tun,
 //! tunnels), a managed bridge's LAN wire among them; its other veths, the containers',
 //! get `from_container`. Pure bookkeeping over what netlink reported; the daemon applies
 //! the difference (see `interfaces.rs`).
@@ -12,7 +12,7 @@ use crate::{
 
 /// Which interfaces are uplinks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Uplinks {
+pub(super) enum Uplinks {
     /// Every Ethernet or L3 (tunnel, VPN) interface of the host that is not a managed
     /// bridge, a container veth or a port of another bridge: Docker masquerades on every
     /// interface but the container's bridge and DNATs on every local address.
@@ -23,7 +23,7 @@ pub enum Uplinks {
 
 /// The host's links, the bridges bpfnet manages, and what is attached where.
 #[derive(Debug)]
-pub struct Links {
+pub(super) struct Links {
     /// Every link of the namespace as last reported, by ifindex.
     all: BTreeMap<u32, Link>,
     /// Names of the managed bridges (configured, and Docker's networks in use).
@@ -35,7 +35,7 @@ pub struct Links {
 
 /// A change of attachments that brings the links in line with what they should carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     Attach {
         hook: Hook,
         index: u32,
@@ -48,7 +48,7 @@ pub enum Action {
 }
 
 impl Links {
-    pub fn new(bridges: impl IntoIterator<Item = String>, uplinks: Uplinks) -> Self {
+    pub(super) fn new(bridges: impl IntoIterator<Item = String>, uplinks: Uplinks) -> Self {
         Self {
             all: BTreeMap::new(),
             bridge_names: bridges.into_iter().collect(),
@@ -58,65 +58,65 @@ impl Links {
     }
 
     /// Replace the known links with a full dump.
-    pub fn replace_all(&mut self, links: Vec<Link>) {
+    pub(super) fn replace_all(&mut self, links: Vec<Link>) {
         self.all = links.into_iter().map(|l| (l.index, l)).collect();
     }
 
     /// A link appeared or changed (renamed, enslaved, released, its MAC changed).
-    pub fn upsert(&mut self, link: Link) {
+    pub(super) fn upsert(&mut self, link: Link) {
         self.all.insert(link.index, link);
     }
 
     /// A link was removed.
-    pub fn remove(&mut self, index: u32) -> Option<Link> {
+    pub(super) fn remove(&mut self, index: u32) -> Option<Link> {
         self.all.remove(&index)
     }
 
     /// Serve interface `name` as an uplink too when the uplinks are narrowed by name
     /// (every uplink is served otherwise).
-    pub fn add_uplink(&mut self, name: &str) {
+    pub(super) fn add_uplink(&mut self, name: &str) {
         if let Uplinks::Named(names) = &mut self.uplinks {
             names.insert(name.to_string());
         }
     }
 
     /// Manage bridge `name` from now on; true if it was not managed already.
-    pub fn manage_bridge(&mut self, name: &str) -> bool {
+    pub(super) fn manage_bridge(&mut self, name: &str) -> bool {
         self.bridge_names.insert(name.to_string())
     }
 
-    pub fn get(&self, index: u32) -> Option<&Link> {
+    pub(super) fn get(&self, index: u32) -> Option<&Link> {
         self.all.get(&index)
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&Link> {
+    pub(super) fn by_name(&self, name: &str) -> Option<&Link> {
         self.all.values().find(|l| l.name == name)
     }
 
     /// The managed bridges present now.
-    pub fn bridges(&self) -> impl Iterator<Item = &Link> {
+    pub(super) fn bridges(&self) -> impl Iterator<Item = &Link> {
         self.all.values().filter(|l| self.is_bridge(l.index))
     }
 
-    pub fn is_bridge(&self, index: u32) -> bool {
+    pub(super) fn is_bridge(&self, index: u32) -> bool {
         self.all
             .get(&index)
             .is_some_and(|l| l.is_bridge && self.bridge_names.contains(&l.name))
     }
 
     /// The MAC of managed bridge `index` (a bridge's follows its ports until set by hand).
-    pub fn bridge_mac(&self, index: u32) -> Option<[u8; 6]> {
+    pub(super) fn bridge_mac(&self, index: u32) -> Option<[u8; 6]> {
         self.all.get(&index).and_then(|l| l.mac)
     }
 
     /// Container veths with `from_container` attached, with their bridge's ifindex.
-    pub fn veths(&self) -> impl Iterator<Item = (&Link, u32)> {
+    pub(super) fn veths(&self) -> impl Iterator<Item = (&Link, u32)> {
         self.attached_with(Hook::FromContainer)
             .filter_map(|l| Some((l, l.controller?)))
     }
 
     /// Interfaces with an uplink program attached.
-    pub fn uplinks(&self) -> impl Iterator<Item = &Link> {
+    pub(super) fn uplinks(&self) -> impl Iterator<Item = &Link> {
         self.attached_where(Hook::is_uplink)
     }
 
@@ -133,7 +133,7 @@ impl Links {
 
     /// The program `link` should carry. An uplink is decided first: a port of a managed
     /// bridge that is an uplink (its LAN wire) is never a container's, whatever its kind.
-    pub fn want(&self, link: &Link) -> Option<Hook> {
+    pub(super) fn want(&self, link: &Link) -> Option<Hook> {
         let port_of_managed = link.controller.is_some_and(|c| self.is_bridge(c));
         if self.is_uplink(link, port_of_managed) {
             return Some(match link.layer {
@@ -164,7 +164,7 @@ impl Links {
 
     /// What to attach and detach so every link carries what it should; links gone
     /// lose their attachment too.
-    pub fn plan(&self) -> Vec<Action> {
+    pub(super) fn plan(&self) -> Vec<Action> {
         let mut out = Vec::new();
         for (&index, &hook) in &self.attached {
             if self.all.get(&index).and_then(|l| self.want(l)) != Some(hook) {
@@ -186,7 +186,7 @@ impl Links {
     }
 
     /// Record that `action` was carried out.
-    pub fn done(&mut self, action: &Action) {
+    pub(super) fn done(&mut self, action: &Action) {
         match *action {
             Action::Attach { hook, index, .. } => {
                 self.attached.insert(index, hook);
@@ -198,7 +198,7 @@ impl Links {
     }
 
     /// Uplinks named by `--uplink` that no interface carries now.
-    pub fn missing_uplinks(&self) -> Vec<&str> {
+    pub(super) fn missing_uplinks(&self) -> Vec<&str> {
         match &self.uplinks {
             Uplinks::Every => Vec::new(),
             Uplinks::Named(names) => names
@@ -210,7 +210,7 @@ impl Links {
     }
 
     /// Every (hook, ifindex) attached now.
-    pub fn attachments(&self) -> impl Iterator<Item = (Hook, u32)> + '_ {
+    pub(super) fn attachments(&self) -> impl Iterator<Item = (Hook, u32)> + '_ {
         self.attached.iter().map(|(&i, &h)| (h, i))
     }
 }

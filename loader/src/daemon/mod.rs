@@ -170,7 +170,7 @@ async fn check_etcd(etcd: &EtcdJoin) -> Result<Option<String>, DaemonError> {
         Ok(()) => {}
         Err(e) if e.is_refusal() => return Err(DaemonError::EtcdRefused(e)),
         Err(e) => {
-            warn!(error = %e, "etcd not reachable at start: starting from the persisted cluster state")
+            warn!(error = %e, "etcd not reachable at start: starting from the persisted cluster state");
         }
     }
     let weakness = etcd.access.weakness();
@@ -205,7 +205,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             Event::Call(req, reply) => {
                 let response = d.handle(req).await;
                 d.reconcile().await;
-                let _ = reply.send(response);
+                let _unused: Result<_, _> = reply.send(response);
                 continue;
             }
             Event::Netlink(change) => d.on_change(change),
@@ -220,7 +220,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     info!("bpfnet daemon stopping; the datapath stays attached");
     notify::stopping();
-    let _ = fs::remove_file(&cfg.socket);
+    let _unused: Result<_, _> = fs::remove_file(&cfg.socket);
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub(super) struct Stale {
 
 impl Stale {
     /// Everything, as at start.
-    pub fn all() -> Self {
+    pub(super) fn all() -> Self {
         Self {
             addresses: true,
             routes: true,

@@ -114,7 +114,7 @@ fn edge_of(network: Network) -> Network {
 }
 
 /// The `NET_*` flags of a network's IPv6 subnet `net`, from the network's: NAT66 for a
-/// unique local prefix (fc00::/7), routed for a global one, unless Docker's
+/// unique local prefix (`fc00::/7`), routed for a global one, unless Docker's
 /// `gateway_mode_ipv6` says otherwise; IPv4's routed mode is IPv4's own.
 fn ipv6_flags(flags: u32, net: &Ipv6Addr) -> u32 {
     let routed = if flags & NET_NAT6 != 0 {

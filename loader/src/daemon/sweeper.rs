@@ -57,7 +57,7 @@ pub(super) struct Sweeper {
 }
 
 impl Sweeper {
-    pub fn new(timeouts: Timeouts) -> Self {
+    pub(super) fn new(timeouts: Timeouts) -> Self {
         Self {
             timeouts,
             swept: 0,
@@ -70,7 +70,7 @@ impl Sweeper {
 
     /// When the next sweep is due after one that took `took` (`next_sweep`), sooner
     /// while the datapath's clock waits for its second reading.
-    pub fn due(&self, dp: &Datapath, interval: Duration, took: Duration) -> Duration {
+    pub(super) fn due(&self, dp: &Datapath, interval: Duration, took: Duration) -> Duration {
         if self.sweeps < 3 && dp.clock().is_none() {
             return interval.min(CLOCK_SPAN);
         }
@@ -82,7 +82,7 @@ impl Sweeper {
     /// (repair of halves LRU eviction took, SNAT recount) follows when the main table is
     /// three quarters full (eviction happens in a full table) and every
     /// `FULL_WALK_EVERY` sweeps; it does it all when the kernel sweep fails.
-    pub fn sweep(&mut self, dp: &mut Datapath) -> Duration {
+    pub(super) fn sweep(&mut self, dp: &mut Datapath) -> Duration {
         let started = std::time::Instant::now();
         self.sweeps += 1;
         let (entries, removed, walked) = match dp.sweep_ct() {

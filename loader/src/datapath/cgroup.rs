@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::{AttachFailure, Datapath, DatapathError};
 
-/// The cgroup sock_addr programs, by name in the object.
+/// The cgroup `sock_addr` programs, by name in the object.
 pub const SOCK_PROGRAMS: [&str; 8] = [
     "sock_connect4",
     "sock_sendmsg4",
@@ -64,7 +64,7 @@ impl Datapath {
                 .map_err(|e| err(e.into()))?;
             let link = prog.take_link(id).map_err(|e| err(e.into()))?;
             let link = FdLink::try_from(link).map_err(|e| err(e.into()))?;
-            let _ = fs::remove_file(&tmp);
+            let _unused: Result<_, _> = fs::remove_file(&tmp);
             link.pin(&tmp).map_err(|e| err(e.into()))?;
             fs::rename(&tmp, &path).map_err(|e| err(e.into()))?;
         }

@@ -97,7 +97,7 @@ impl Maps {
             fill(names::PUBLISHED6, &self.published6),
             Fill {
                 name: names::DROPS,
-                entries: self.drops.keys().filter(Result::is_ok).count() as u64,
+                entries: self.drops.keys().flatten().count() as u64,
                 max_entries: capacity(self.drops.map()),
             },
         ]

@@ -286,15 +286,12 @@ fn unsanitize(name: &str) -> String {
             .get(1..4)
             .filter(|s| s.ends_with('_'))
             .and_then(|s| u8::from_str_radix(&s[..2], 16).ok());
-        match byte {
-            Some(byte) => {
-                out.push(char::from(byte));
-                rest = &rest[4..];
-            }
-            None => {
-                out.push('_');
-                rest = &rest[1..];
-            }
+        if let Some(byte) = byte {
+            out.push(char::from(byte));
+            rest = &rest[4..];
+        } else {
+            out.push('_');
+            rest = &rest[1..];
         }
     }
     out.push_str(rest);

@@ -12,14 +12,14 @@ use super::Maps;
 
 /// What a migration moved and what it could not.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Migrated {
+pub(super) struct Migrated {
     pub flows: usize,
     pub errors: Vec<String>,
 }
 
 /// Copy every entry of the older CT maps pinned under `pin_dir` into the current ones
 /// and remove their pins; nothing to do when there are none.
-pub fn ct(pin_dir: &Path, maps: &mut Maps) -> Migrated {
+pub(super) fn ct(pin_dir: &Path, maps: &mut Maps) -> Migrated {
     let mut out = Migrated::default();
     for (old, new) in [
         (names::CT_V2, &mut maps.ct),
@@ -48,7 +48,7 @@ pub fn ct(pin_dir: &Path, maps: &mut Maps) -> Migrated {
 
 /// Unpin the SNAT quota counts of the layout keyed by container and destination: the
 /// new counts, keyed by container, are recounted from the flows by the sweeper.
-pub fn retired_quota(pin_dir: &Path) {
+pub(super) fn retired_quota(pin_dir: &Path) {
     for old in [names::SNAT_USE_V1, names::SNAT6_USE_V1] {
         let path = pin_dir.join(old);
         if path.exists()
@@ -66,7 +66,7 @@ fn copy(
 ) -> Result<(), MapError> {
     let old: HashMap<MapData, CtKey, CtValueV2> =
         HashMap::try_from(Map::LruHashMap(MapData::from_pin(path)?))?;
-    for entry in old.iter() {
+    for entry in &old {
         match entry.and_then(|(k, v)| new.insert(k, CtValue::from(v), 0)) {
             Ok(()) => out.flows += 1,
             Err(e) => out.errors.push(e.to_string()),

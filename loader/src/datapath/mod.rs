@@ -71,7 +71,7 @@ pub enum DatapathError {
     PinUnreadable {
         name: String,
         path: PathBuf,
-        source: Box<aya::maps::MapError>,
+        source: Box<MapError>,
     },
     #[error("cannot remove `{path}` to resize map `{name}`")]
     Unpin {
@@ -533,7 +533,7 @@ impl Datapath {
     /// Put `xdp_uplink` on the Ethernet uplinks attached from now on (`None`: take it
     /// off them). The new-flow budget it enforces keeps the new-flow table holding a
     /// second of new flows: its size shared among the CPUs.
-    pub fn set_xdp(&mut self, mode: Option<XdpMode>) -> Result<(), aya::maps::MapError> {
+    pub fn set_xdp(&mut self, mode: Option<XdpMode>) -> Result<(), MapError> {
         self.xdp = mode;
         let budget = match mode {
             Some(_) => {
@@ -554,12 +554,12 @@ impl Datapath {
         self.ct_entries
     }
 
-    /// The loaded XDP program (e.g. for BPF_PROG_TEST_RUN).
+    /// The loaded XDP program (e.g. for `BPF_PROG_TEST_RUN`).
     pub fn xdp_program(&mut self) -> &mut Xdp {
         program(&mut self.ebpf, XDP_PROGRAM).expect("load() checked that xdp_uplink is loaded")
     }
 
-    /// The loaded program for `hook` (e.g. for BPF_PROG_TEST_RUN).
+    /// The loaded program for `hook` (e.g. for `BPF_PROG_TEST_RUN`).
     pub fn program(&mut self, hook: Hook) -> &mut SchedClassifier {
         program(&mut self.ebpf, hook.program())
             .expect("load() checked that every hook's program is a loaded classifier")

@@ -272,10 +272,10 @@ mod tests {
     fn the_objects_pinned_maps_are_read_with_their_overrides() {
         let defs = definitions(OBJECT, &[(names::CT, 1024)]).expect("the object parses");
         let def = |name: &str| {
-            defs.iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, d)| *d)
-                .unwrap_or_else(|| panic!("map `{name}` should be pinned by the object"))
+            defs.iter().find(|(n, _)| n == name).map_or_else(
+                || panic!("map `{name}` should be pinned by the object"),
+                |(_, d)| *d,
+            )
         };
         let size = |n: usize| u32::try_from(n).expect("a small type");
         let ct = def(names::CT);

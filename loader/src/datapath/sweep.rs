@@ -1,4 +1,4 @@
-//! The in-kernel sweep: `ct_sweep` run with BPF_PROG_TEST_RUN (it walks both flow
+//! The in-kernel sweep: `ct_sweep` run with `BPF_PROG_TEST_RUN` (it walks both flow
 //! tables with `bpf_for_each_map_elem`; see the datapath's `sweep.rs`), its timeouts and
 //! its result; and the datapath's clock, measured from the sweeps' clock readings.
 use aya::{
@@ -28,7 +28,7 @@ pub enum SweepError {
 }
 
 /// The sweep's maps (not pinned: they belong to this daemon's programs).
-pub struct SweepMaps {
+pub(super) struct SweepMaps {
     timeouts: Array<MapData, CtTimeouts>,
     result: Array<MapData, SweepStats>,
     clock: Array<MapData, Clock>,
@@ -118,21 +118,19 @@ impl SweepMaps {
             self.first = Some(now);
             return Ok(());
         };
-        match Clock::calibrate(first, now) {
-            Some(clock) => self
-                .clock
+        if let Some(clock) = Clock::calibrate(first, now) {
+            self.clock
                 .set(0, clock, 0)
-                .map_err(|source| SweepError::Clock { source }),
-            None => {
-                if now.now_ns.saturating_sub(first.now_ns) >= 1_000_000_000 {
-                    tracing::warn!(
-                        ?first,
-                        ?now,
-                        "jiffies fit no whole HZ: the datapath keeps the coarse clock"
-                    );
-                }
-                Ok(())
+                .map_err(|source| SweepError::Clock { source })
+        } else {
+            if now.now_ns.saturating_sub(first.now_ns) >= 1_000_000_000 {
+                tracing::warn!(
+                    ?first,
+                    ?now,
+                    "jiffies fit no whole HZ: the datapath keeps the coarse clock"
+                );
             }
+            Ok(())
         }
     }
 }

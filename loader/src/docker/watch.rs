@@ -50,7 +50,7 @@ pub enum Update {
     Unreachable { error: String },
 }
 
-/// Where the engine is: `DOCKER_HOST` (unix://PATH) like the docker CLI, else the
+/// Where the engine is: `DOCKER_HOST` (<unix://PATH>) like the docker CLI, else the
 /// default socket.
 pub fn socket_path() -> String {
     std::env::var("DOCKER_HOST")
@@ -81,14 +81,14 @@ pub async fn watch(tx: mpsc::Sender<Update>, resync: Duration) {
                         e.to_string()
                     }
                 };
-                let _ = tx.send(Update::Unreachable { error }).await;
+                let _unused: Result<_, _> = tx.send(Update::Unreachable { error }).await;
             }
             // Said once per outage; the datapath keeps its state meanwhile.
             Err(e) if !told => {
                 warn!(socket = %path, error = %e, "Docker not reachable; retrying with backoff");
                 told = true;
                 let error = e.to_string();
-                let _ = tx.send(Update::Unreachable { error }).await;
+                let _unused: Result<_, _> = tx.send(Update::Unreachable { error }).await;
             }
             Err(e) => debug!(socket = %path, error = %e, "Docker still not reachable"),
         }
@@ -219,17 +219,16 @@ async fn learn(
     };
     let mut wires = Vec::new();
     for a in &net.attachments {
-        let (bridge, flags) = match networks.get(&a.network_id) {
-            Some(b) => b.clone(),
-            None => {
-                let n = docker.inspect_network(&a.network_id, None).await?;
-                let b = (
-                    bridge_name(&a.network_id, n.options.as_ref()),
-                    network_flags(n.internal, n.options.as_ref()),
-                );
-                networks.insert(a.network_id.clone(), b.clone());
-                b
-            }
+        let (bridge, flags) = if let Some(b) = networks.get(&a.network_id) {
+            b.clone()
+        } else {
+            let n = docker.inspect_network(&a.network_id, None).await?;
+            let b = (
+                bridge_name(&a.network_id, n.options.as_ref()),
+                network_flags(n.internal, n.options.as_ref()),
+            );
+            networks.insert(a.network_id.clone(), b.clone());
+            b
         };
         let veth = match &net.sandbox {
             Some(sandbox) => {

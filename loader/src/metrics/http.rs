@@ -34,7 +34,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 /// And the whole exchange this long, however slowly the client takes its answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub const PATH: &str = "/metrics";
+pub(super) const PATH: &str = "/metrics";
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]

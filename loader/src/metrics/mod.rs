@@ -44,16 +44,17 @@ pub async fn serve(listener: TcpListener, calls: mpsc::Sender<Call>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => match Arc::clone(&slots).try_acquire_owned() {
-                Ok(slot) => {
+            Ok((stream, peer)) => {
+                if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
                     let calls = calls.clone();
                     tokio::spawn(async move {
                         http::connection(stream, calls).await;
                         drop(slot);
                     });
+                } else {
+                    debug!(%peer, "too many metrics connections; closing this one");
                 }
-                Err(_) => debug!(%peer, "too many metrics connections; closing this one"),
-            },
+            }
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
                 warn!(error = %e, "metrics accept failed");

@@ -17,7 +17,7 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Decode `data`, a frame whose IP header starts after a link-layer header when `l2`.
-pub fn packet(data: &[u8], len: u32, l2: bool) -> Packet {
+pub(super) fn packet(data: &[u8], len: u32, l2: bool) -> Packet {
     let mut p = Packet {
         len,
         ..Packet::default()
@@ -145,7 +145,7 @@ fn tcp_flags(f: u8) -> String {
 }
 
 /// The datapath's translated tuple, if it sent one.
-pub fn xlate(t: &EventTuple) -> Option<Tuple> {
+pub(super) fn xlate(t: &EventTuple) -> Option<Tuple> {
     let (src, dst) = match t.family {
         4 => (
             Ipv4Addr::from(Be32::from_raw(t.src[0])).into(),

@@ -277,7 +277,7 @@ fn name_to_index(name: &str) -> Option<u32> {
     crate::netlink::ifindex(name)
 }
 
-/// CLOCK_REALTIME − CLOCK_MONOTONIC, nanoseconds.
+/// `CLOCK_REALTIME` − `CLOCK_MONOTONIC`, nanoseconds.
 fn clock_offset() -> i128 {
     let read = |clock| {
         let ts = clock_gettime(clock);

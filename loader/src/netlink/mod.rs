@@ -45,14 +45,14 @@ fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError
     move |source| NetlinkError::Request { what, source }
 }
 
-/// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE), the value
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE`), the value
 /// `bpf_get_netns_cookie` returns for sockets in it.
 pub fn netns_cookie() -> std::io::Result<u64> {
     use std::os::fd::AsRawFd as _;
     const SO_NETNS_COOKIE: libc::c_int = 71;
     let fd = probe_socket()?;
     let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    let mut len = size_of::<u64>() as libc::socklen_t;
     // SAFETY: getsockopt on a socket `fd` keeps open writes at most `len` (8) bytes into
     // `cookie`. Raw: neither rustix nor nix wraps SO_NETNS_COOKIE.
     let rc = unsafe {
@@ -61,7 +61,7 @@ pub fn netns_cookie() -> std::io::Result<u64> {
             libc::SOL_SOCKET,
             SO_NETNS_COOKIE,
             (&raw mut cookie).cast(),
-            &mut len,
+            &raw mut len,
         )
     };
     if rc != 0 {
@@ -148,7 +148,7 @@ pub struct Link {
 pub enum Layer {
     /// Ethernet frames.
     Ether,
-    /// Bare IP packets, no link-layer header: WireGuard and tun (`none`), IP-in-IP and
+    /// Bare IP packets, no link-layer header: `WireGuard` and tun (`none`), IP-in-IP and
     /// SIT, GRE, PPP, raw-IP modems.
     Ip,
     /// Anything else (loopback among them).
@@ -185,7 +185,7 @@ impl Link {
         };
         for attr in &msg.attributes {
             match attr {
-                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::IfName(n) => link.name.clone_from(n),
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Address(a) => link.mac = a.as_slice().try_into().ok(),
                 LinkAttribute::LinkInfo(infos) => {

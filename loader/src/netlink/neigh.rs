@@ -51,7 +51,7 @@ impl Neighbour {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => n.addr = *ip,
                 NeighbourAttribute::LinkLayerAddress(mac) => n.mac = mac.as_slice().try_into().ok(),
                 NeighbourAttribute::ExtFlags(f) => {
-                    n.managed = f.contains(NeighbourExtFlags::Managed)
+                    n.managed = f.contains(NeighbourExtFlags::Managed);
                 }
                 NeighbourAttribute::Protocol(p) => marked = *p == RouteProtocol::Other(PROTOCOL),
                 _ => {}

@@ -19,7 +19,7 @@ use crate::{
 
 // ---- addresses, ports, flags ----
 
-/// The programs BPF_PROG_TEST_RUN can feed: it hands a TC program an Ethernet frame,
+/// The programs `BPF_PROG_TEST_RUN` can feed: it hands a TC program an Ethernet frame,
 /// so `from_l3_uplink` is tested end to end (`uplinks_e2e`) instead.
 pub const HOOKS: [Hook; 2] = [IN, OUT];
 
@@ -543,7 +543,7 @@ pub fn mutate(rng: &mut Rng, f: &mut Vec<u8>) {
     pad(f);
 }
 
-/// BPF_PROG_TEST_RUN refuses IPv4 and IPv6 frames shorter than their fixed header: pad
+/// `BPF_PROG_TEST_RUN` refuses IPv4 and IPv6 frames shorter than their fixed header: pad
 /// them with zeros, as Ethernet pads short frames.
 pub fn pad(f: &mut Vec<u8>) {
     let min = match be16(&f[12..]) {

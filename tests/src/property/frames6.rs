@@ -1,4 +1,4 @@
-//! IPv6 frame builders for the property tests: TCP, UDP, ICMPv6 (echo, errors quoting a
+//! IPv6 frame builders for the property tests: TCP, UDP, `ICMPv6` (echo, errors quoting a
 //! packet, neighbour and router discovery) and other upper layers, behind chains of
 //! extension headers (hop-by-hop, routing, destination options, fragment), from and to
 //! the addresses that matter to each hook (NAT66 and routed networks, the host, outside,
@@ -171,7 +171,7 @@ fn any_ext(rng: &mut Rng, later: bool) -> Ext {
 
 // ---- addresses ----
 
-/// An address beyond the uplink's router (2001:db8:2::/64 mostly) or beside it.
+/// An address beyond the uplink's router (`2001:db8:2::/64` mostly) or beside it.
 pub fn outside6(rng: &mut Rng) -> [u8; 16] {
     match rng.below(10) {
         0 => ROUTER6,
@@ -189,7 +189,7 @@ fn link_local(rng: &mut Rng) -> [u8; 16] {
     a
 }
 
-/// ff02::1, or a solicited-node multicast address.
+/// `ff02::1`, or a solicited-node multicast address.
 fn multicast(rng: &mut Rng) -> [u8; 16] {
     let mut a = [0u8; 16];
     a[0] = 0xff;
@@ -222,7 +222,9 @@ pub fn any_ip6(rng: &mut Rng) -> [u8; 16] {
         }
         _ => {
             let mut a = [0; 16];
-            a.iter_mut().for_each(|b| *b = rng.u8());
+            for b in &mut a {
+                *b = rng.u8();
+            }
             a
         }
     }
@@ -294,7 +296,7 @@ pub fn udp6_frame(ip: &Ip6, ports: (u16, u16), body: &[u8]) -> Vec<u8> {
     ip.build(PROTO_UDP, l4, Some(6))
 }
 
-/// An ICMPv6 message: type, code, the second word (`rest`), then `body`.
+/// An `ICMPv6` message: type, code, the second word (`rest`), then `body`.
 pub fn icmp6_frame(ip: &Ip6, kind: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
     let mut l4 = vec![kind, code, 0, 0];
     l4.extend_from_slice(&rest);
@@ -395,6 +397,10 @@ pub fn any_frame6(rng: &mut Rng, hook: Hook) -> Vec<u8> {
     let ports = (port(rng), port(rng));
     let mut f = match rng.below(100) {
         0..=29 => {
+            #[expect(
+                clippy::same_functions_in_if_condition,
+                reason = "each condition draws afresh"
+            )]
             let flags = if rng.one_in(3) {
                 rng.pick(&SYNS)
             } else if rng.one_in(3) {

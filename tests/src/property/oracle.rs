@@ -1,7 +1,11 @@
 //! An independent reading of a frame, as the RFCs write it, for the property tests:
 //! its class (malformed, first packet of a flow or not), tuple and checksums, and what
 //! `xdp_uplink` must do with it.
-use std::{collections::HashSet, fmt, net::Ipv4Addr};
+use std::{
+    collections::HashSet,
+    fmt::{self, Write as _},
+    net::Ipv4Addr,
+};
 
 use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
@@ -34,6 +38,7 @@ pub struct Tuple {
 }
 
 impl Tuple {
+    #[must_use]
     pub fn reversed(self) -> Self {
         Tuple {
             src: self.dst,
@@ -80,6 +85,7 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    #[must_use]
     pub fn is(mut self, class: Class, what: &'static str) -> Self {
         self.class = class;
         self.what = what;
@@ -87,6 +93,7 @@ impl Parsed {
     }
 
     /// Malformed, dropped as `reason`.
+    #[must_use]
     pub fn bad(self, reason: Reason, what: &'static str) -> Self {
         Parsed {
             drop: Some(reason),
@@ -319,7 +326,10 @@ pub fn sums(f: &[u8]) -> Result<(), String> {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter().fold(String::new(), |mut s, x| {
+        let _unused: fmt::Result = write!(s, "{x:02x}");
+        s
+    })
 }
 
 /// The TCP payload length of IPv4 frame `f` (a well-formed first packet).

@@ -24,7 +24,7 @@ use crate::{
 /// Extension headers bpfnet walks before the upper-layer header.
 const MAX_EXT_HEADERS: usize = 6;
 
-/// The addresses, ports (or ICMPv6 echo identifier, as `CtKey` holds it) and next header.
+/// The addresses, ports (or `ICMPv6` echo identifier, as `CtKey` holds it) and next header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuple6 {
     pub src: [u8; 16],
@@ -35,6 +35,7 @@ pub struct Tuple6 {
 }
 
 impl Tuple6 {
+    #[must_use]
     pub fn reversed(self) -> Self {
         Tuple6 {
             src: self.dst,

@@ -1,4 +1,4 @@
-//! Seeded randomness for the property tests: SplitMix64, and the seed and sizes read
+//! Seeded randomness for the property tests: `SplitMix64`, and the seed and sizes read
 //! from the environment.
 
 pub fn env_u64(name: &str, default: u64) -> u64 {
@@ -13,7 +13,7 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
     .unwrap_or_else(|e| panic!("{name}={s}: {e} (a decimal or 0x-prefixed hex number)"))
 }
 
-/// SplitMix64: tiny, seedable, and its stream never changes with a dependency update.
+/// `SplitMix64`: tiny, seedable, and its stream never changes with a dependency update.
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -52,7 +52,9 @@ impl Rng {
     }
     pub fn mac(&mut self) -> [u8; 6] {
         let mut m = [0; 6];
-        m.iter_mut().for_each(|b| *b = self.u8());
+        for b in &mut m {
+            *b = self.u8();
+        }
         m
     }
 }

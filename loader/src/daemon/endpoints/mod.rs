@@ -39,7 +39,7 @@ impl Endpoints {
     /// Make the maps match `inputs`, unless they are those of the last clean apply.
     /// Returns whether `endpoints_v1` changed (flows may remember an endpoint's old
     /// veth, or a route to a new one).
-    pub fn reconcile(&mut self, dp: &mut Datapath, inputs: Inputs) -> bool {
+    pub(super) fn reconcile(&mut self, dp: &mut Datapath, inputs: Inputs) -> bool {
         if self.applied.as_ref() == Some(&inputs) {
             return false;
         }
