@@ -3,17 +3,10 @@
 //! neighbour and proxy entries with its protocol (98), bridges with the alias
 //! [`BRIDGE_ALIAS`], and its VXLAN device is [`VXLAN_DEVICE`]. Nothing unmarked is
 //! touched; every failure is collected, one does not stop the rest.
-use std::net::Ipv6Addr;
-
 use futures::TryStreamExt as _;
-use rtnetlink::packet_route::{
-    AddressFamily,
-    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
-    neighbour::{NeighbourAddress, NeighbourAttribute},
-    route::RouteProtocol,
-};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
 
-use super::{Netlink, NetlinkError, ifname, neigh::PROTOCOL, req};
+use super::{Netlink, NetlinkError, ifname, req};
 
 /// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart), which
 /// bpfnet alone creates.
@@ -87,29 +80,6 @@ fn own_links(links: &[LinkMessage]) -> (Vec<(u32, String)>, Vec<String>) {
 }
 
 impl Netlink {
-    /// Every IPv6 proxy entry marked as bpfnet's: (ifindex, address).
-    async fn own_ndp_proxies(&self) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
-        let msgs = self
-            .neighbour_dump(AddressFamily::Inet6, true, "proxy neighbour dump")
-            .await?;
-        Ok(msgs
-            .iter()
-            .filter(|m| {
-                m.attributes.iter().any(|a| {
-                    matches!(a, NeighbourAttribute::Protocol(p) if *p == RouteProtocol::Other(PROTOCOL))
-                })
-            })
-            .flat_map(|m| {
-                m.attributes.iter().filter_map(move |a| match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
-                        Some((m.header.ifindex, *ip))
-                    }
-                    _ => None,
-                })
-            })
-            .collect())
-    }
-
     async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
         self.handle
             .link()
@@ -138,7 +108,7 @@ impl Netlink {
     pub async fn teardown_host(&self) -> HostTeardown {
         let mut t = HostTeardown::default();
         let dev = |i: u32| ifname(i).unwrap_or_else(|| i.to_string());
-        let proxies = self.own_ndp_proxies().await;
+        let proxies = self.proxies(true).await;
         for (ifindex, addr) in t.listed(proxies) {
             let r = self.del_ndp_proxy(ifindex, addr).await;
             t.record(format!("NDP proxy entry {addr} on {}", dev(ifindex)), r);

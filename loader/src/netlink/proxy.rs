@@ -16,11 +16,23 @@ use super::{Netlink, NetlinkError, neigh::PROTOCOL, req};
 impl Netlink {
     /// Every IPv6 proxy entry: (ifindex, address).
     pub async fn ndp_proxies(&self) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
+        self.proxies(false).await
+    }
+
+    /// The IPv6 proxy entries, all or only those marked as bpfnet's (`ours`):
+    /// (ifindex, address).
+    pub(super) async fn proxies(&self, ours: bool) -> Result<Vec<(u32, Ipv6Addr)>, NetlinkError> {
         let msgs = self
             .neighbour_dump(AddressFamily::Inet6, true, "proxy neighbour dump")
             .await?;
+        let marked = |m: &&rtnetlink::packet_route::neighbour::NeighbourMessage| {
+            m.attributes.iter().any(|a| {
+                matches!(a, NeighbourAttribute::Protocol(p) if *p == RouteProtocol::Other(PROTOCOL))
+            })
+        };
         Ok(msgs
             .iter()
+            .filter(|m| !ours || marked(m))
             .flat_map(|m| {
                 m.attributes.iter().filter_map(move |a| match a {
                     NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
