@@ -409,9 +409,8 @@ fn configure(dp: &mut Datapath, cfg: &Config) -> Result<(), DaemonError> {
 /// A non-zero random u32 from the kernel.
 fn random_seed() -> u32 {
     let mut b = [0u8; 4];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    let seed = if n == 4 { u32::from_ne_bytes(b) } else { 0 };
+    let n = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    let seed = if n == Ok(4) { u32::from_ne_bytes(b) } else { 0 };
     if seed == 0 {
         // Never 0, which means "not chosen yet"; time is a poor but harmless fallback.
         std::time::SystemTime::now()
