@@ -16,10 +16,11 @@ use crate::{
     csum::{self, replace16},
     hdr::{IP_CSUM, IP_DST, IP_SRC, IP_TTL, IPV6_DST, IPV6_NEXT, IPV6_SRC},
     maps::{self, Scratch, Work},
-    parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
+    packet::Packet,
+    parse::{ETH_P_IP, ETH_P_IPV6, read, write},
 };
 
-const AF_INET: u8 = 2;
+pub(crate) const AF_INET: u8 = 2;
 pub(crate) const AF_INET6: u8 = 10;
 
 pub(crate) trait Family: Addr {

@@ -5,7 +5,7 @@ use common::{Be16, FragPorts};
 
 use crate::{
     family::Family,
-    parse::{Frag, Packet},
+    packet::{Frag, Packet},
 };
 
 /// Keep the ports of a first fragment (call before translating it).

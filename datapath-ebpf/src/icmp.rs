@@ -17,7 +17,8 @@ use crate::{
         IPV6_SRC, Ipv4Hdr, L4_DST_PORT,
     },
     nat,
-    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Packet},
+    packet::{Icmp, Packet},
+    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY},
     stats::{count, verdict},
 };
 

@@ -10,10 +10,7 @@ use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
 use common::{Be32, CtKey, Reason};
 
-use crate::{
-    family::Family,
-    parse::{Frame as _, Packet},
-};
+use crate::{family::Family, packet::Packet, parse::Frame as _};
 
 /// Call `$call` (one of this module's functions) if debug logging is on.
 #[macro_export]

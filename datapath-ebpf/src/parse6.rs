@@ -9,7 +9,8 @@ use common::{Ip6, Reason};
 use crate::{
     hdr::{IPV6_HLEN, Ipv6Hdr},
     maps::endpoint6,
-    parse::{self, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled},
+    packet::{Frag, Icmp, Packet},
+    parse::{self, ETH_P_IPV6, Frame as _, l3_proto, read, read_pulled},
 };
 
 const NEXT_HOP_BY_HOP: u8 = 0;

@@ -10,12 +10,11 @@ use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, Publ
 pub(crate) use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
-    cluster,
     ct::{self, From},
     family::Family,
-    fwd,
+    fib,
     hostsock::{self, Holder},
-    parse::Packet,
+    packet::Packet,
     stats::{count, count_flow},
 };
 
@@ -94,10 +93,10 @@ pub(crate) fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, 
     to.dst_ip = b.ip;
     to.dst_port = b.port.raw();
     let mut flags = CT_DNAT;
-    if cluster::node_of(&b.ip).is_some() {
+    if fib::node_of(&b.ip).is_some() {
         // A container on another node: it sees this node's address, which its node
         // lets in and which brings the answer back here to be translated.
-        match fwd::route(ctx, &to, true) {
+        match fib::route(ctx, &to, true) {
             Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
             _ => return Err(Reason::DropNoRoute),
         }
@@ -138,7 +137,7 @@ pub(crate) fn hairpin<A: Family>(
     to.dst_port = b.port.raw();
     let own = b.ip.same(&p.src_ip);
     let flags = if own {
-        match fwd::route(ctx, &to, true) {
+        match fib::route(ctx, &to, true) {
             Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
             _ => return Err(Reason::DropNoRoute),
         }

@@ -13,7 +13,7 @@ use crate::{
     family::Family,
     hostsock::{self, Holder},
     maps::{config, scratch, scratch_or},
-    parse::Packet,
+    packet::Packet,
     quota::{self, Use},
     stats::count,
 };

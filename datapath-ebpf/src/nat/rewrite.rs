@@ -5,7 +5,8 @@ use common::{Addr, CtKey, PROTO_TCP, PROTO_UDP, Reason};
 use crate::{
     family::Family,
     hdr::{ICMP_CSUM, ICMP_ID, L4_DST_PORT, TCP_CSUM, UDP_CSUM},
-    parse::{Frag, Icmp, Packet, read, write},
+    packet::{Frag, Icmp, Packet},
+    parse::{read, write},
 };
 
 /// Where the source (or destination) port lives; None when the packet has none here.
