@@ -8,8 +8,9 @@
 //! judged the same way, its node's underlay (and so the tunnel's outer header) IPv4.
 use aya_ebpf::programs::TcContext;
 use common::{
-    Be32, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT, CLUSTER_VXLAN_SRC_MAC,
-    ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason, ct::TCP_SYN,
+    Be16, Be32, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
+    CLUSTER_VXLAN_SRC_MAC, ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason,
+    ct::TCP_SYN,
 };
 
 use crate::{
@@ -92,7 +93,7 @@ pub(crate) fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 #[inline(always)]
 pub(crate) fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     p.proto == PROTO_UDP
-        && p.dst_port == CLUSTER_VXLAN_PORT.to_be()
+        && p.dst_port == Be16::new(CLUSTER_VXLAN_PORT)
         && A::is_host(&p.dst_ip)
         // SAFETY: the __sk_buff this program was called with.
         && iface_role(unsafe { (*ctx.skb.skb).ingress_ifindex }) & IFACE_TUNNEL_GUARD != 0

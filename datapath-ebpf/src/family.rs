@@ -217,8 +217,8 @@ impl Family for u32 {
             let v4 = &mut tuple.__bindgen_anon_1.ipv4;
             v4.saddr = t.src_ip;
             v4.daddr = t.dst_ip;
-            v4.sport = t.src_port;
-            v4.dport = t.dst_port;
+            v4.sport = t.src_port.raw();
+            v4.dport = t.dst_port.raw();
         }
         12
     }
@@ -369,8 +369,8 @@ impl Family for Ip6 {
             let v6 = &mut tuple.__bindgen_anon_1.ipv6;
             v6.saddr = t.src_ip.words;
             v6.daddr = t.dst_ip.words;
-            v6.sport = t.src_port;
-            v6.dport = t.dst_port;
+            v6.sport = t.src_port.raw();
+            v6.dport = t.dst_port.raw();
         }
         36
     }

@@ -81,8 +81,8 @@ pub(crate) fn route<A: Family>(ctx: &TcContext, t: &CtKey<A>, want_src: bool) ->
     *fib = unsafe { core::mem::zeroed() };
     fib.family = A::AF;
     fib.l4_protocol = t.proto;
-    fib.sport = t.src_port;
-    fib.dport = t.dst_port;
+    fib.sport = t.src_port.raw();
+    fib.dport = t.dst_port.raw();
     A::fib_set(fib, t);
     // Into the tunnel, the source is the one the host's own route to the prefix prefers
     // (bpfnet's, from this node's gateway in the prefix's network), which the peer

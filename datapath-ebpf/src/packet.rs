@@ -2,7 +2,7 @@
 //! addresses, ports, TCP fields and offsets, written once by the parsers (`parse`,
 //! `parse6`) into the scratch space (`maps::Scratch`).
 use common::{
-    Addr, PROTO_TCP, PROTO_UDP,
+    Addr, Be16, PROTO_TCP, PROTO_UDP,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -32,8 +32,8 @@ pub(crate) enum Icmp {
     Other,
 }
 
-/// An IP packet of either family (`A`: `u32` for IPv4, `Ip6`). Addresses, ports and
-/// the IP id in network order.
+/// An IP packet of either family (`A`: `u32` for IPv4, `Ip6`). Addresses and the IP id
+/// in network order, as the ports' type says.
 pub(crate) struct Packet<A = u32> {
     /// Where the IP header starts (`l3_off()`). Offsets are kept narrow: the summary
     /// lives in scratch space, and a u8 bounds a packet offset for the verifier.
@@ -48,8 +48,8 @@ pub(crate) struct Packet<A = u32> {
     pub proto: u8,
     /// TCP/UDP ports; for ICMP echo the identifier as source (request) or destination
     /// (reply) port and 0 for the other.
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub src_port: Be16,
+    pub dst_port: Be16,
     /// TCP flags byte (0 otherwise).
     pub tcp_flags: u8,
     /// TCP sequence and acknowledgement numbers, window (unscaled), host order.

@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use common::{
-    Addr, PROTO_TCP, PROTO_UDP, Reason,
+    Addr, Be16, PROTO_TCP, PROTO_UDP, Reason,
     monitor::{HOOK_TC, HOOK_XDP},
 };
 
@@ -231,8 +231,8 @@ pub(crate) fn parse<C: Frame>(ctx: &C, l3_off: usize) -> Result<&'static mut Pac
         src_ip: ip.src,
         dst_ip: ip.dst,
         proto: ip.proto,
-        src_port: 0,
-        dst_port: 0,
+        src_port: Be16::ZERO,
+        dst_port: Be16::ZERO,
         tcp_flags: 0,
         tcp_seq: 0,
         tcp_ack: 0,
@@ -299,7 +299,7 @@ pub(crate) fn l4<A: Addr, C: Frame>(
     if p.proto == A::PROTO_ICMP {
         let [kind, _, _, _, id0, id1]: [u8; 6] =
             read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
-        let id = u16::from_ne_bytes([id0, id1]);
+        let id = Be16::from_bytes([id0, id1]);
         p.icmp = icmp_class::<A>(kind);
         match p.icmp {
             Icmp::EchoRequest => p.src_port = id,
@@ -309,7 +309,7 @@ pub(crate) fn l4<A: Addr, C: Frame>(
         return Ok(());
     }
     if p.proto == PROTO_UDP {
-        let ports: [u16; 2] = read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
+        let ports: [Be16; 2] = read_pulled(ctx, off).ok_or(Reason::DropTruncated)?;
         p.src_port = ports[0];
         p.dst_port = ports[1];
     } else {
@@ -334,7 +334,7 @@ pub(crate) fn l4<A: Addr, C: Frame>(
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct TcpFixed {
-    ports: [u16; 2],
+    ports: [Be16; 2],
     seq: u32,
     ack: u32,
     doff: u8,

@@ -49,8 +49,8 @@ unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
         let answer = CtKey::new(
             remote,
             A::ZERO,
-            (*sa).user_port as u16,
-            ((*sk).src_port as u16).to_be(),
+            Be16::from_raw((*sa).user_port as u16),
+            Be16::new((*sk).src_port as u16),
             PROTO_UDP,
         );
         let _unused: Result<_, _> = A::host_udp().insert(answer, 0, 0);
@@ -80,12 +80,12 @@ pub(crate) fn to_backend(ctx: &SockAddrContext) -> i32 {
     // and writable for connect4 and sendmsg4.
     unsafe {
         let ip = (*sa).user_ip4;
-        let port = (*sa).user_port as u16;
+        let port = Be16::from_raw((*sa).user_port as u16);
         let Some(b) = published(ip, port, (*sa).protocol as u8) else {
             return ALLOW;
         };
         let key = SockKey::new(bpf_get_socket_cookie(ctx.as_ptr()), b.ip, b.port);
-        let orig = SockOrig::new(ip, Be16::from_raw(port));
+        let orig = SockOrig::new(ip, port);
         if SOCK_REVNAT.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
@@ -163,7 +163,7 @@ pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
         let dialed = Ip6 {
             words: (*sa).user_ip6,
         };
-        let port = (*sa).user_port as u16;
+        let port = Be16::from_raw((*sa).user_port as u16);
         let proto = (*sa).protocol as u8;
         let (ip, to_port) = match mapped_v4(&dialed) {
             Some(v4) => match published(v4, port, proto) {
@@ -181,7 +181,7 @@ pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
             },
         };
         let key = SockKey6::new(bpf_get_socket_cookie(ctx.as_ptr()), ip, to_port);
-        let orig = SockOrig6::new(dialed, Be16::from_raw(port));
+        let orig = SockOrig6::new(dialed, port);
         if SOCK_REVNAT6.insert(key, orig, 0).is_err() {
             return ALLOW;
         }

@@ -20,11 +20,11 @@ use crate::{
 
 /// The backend of `ip:port`, bound to that address or to every host address.
 #[inline(always)]
-pub(crate) fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
+pub(crate) fn published<A: Family>(ip: A, port: Be16, proto: u8) -> Option<Backend<A>> {
     if proto == A::PROTO_ICMP {
         return None;
     }
-    let mut key = PublishedKey::new(ip, Be16::from_raw(port), proto);
+    let mut key = PublishedKey::new(ip, port, proto);
     // SAFETY: plain lookups of Pod values, copied out.
     if let Some(b) = unsafe { A::published().get(key) } {
         return Some(*b);
@@ -54,10 +54,9 @@ pub(crate) fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
     if p.proto == A::PROTO_ICMP {
         return false;
     }
-    let key = PublishedKey::new(A::ZERO, Be16::from_raw(p.dst_port), p.proto);
+    let key = PublishedKey::new(A::ZERO, p.dst_port, p.proto);
     // SAFETY: plain lookup of a Pod value, copied out.
-    unsafe { A::published().get(key) }
-        .is_some_and(|b| b.ip.same(&p.dst_ip) && b.port.raw() == p.dst_port)
+    unsafe { A::published().get(key) }.is_some_and(|b| b.ip.same(&p.dst_ip) && b.port == p.dst_port)
 }
 
 /// The outcome of asking NAT about a packet without a flow.
@@ -91,7 +90,7 @@ pub(crate) fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, 
     }
     let mut to = key;
     to.dst_ip = b.ip;
-    to.dst_port = b.port.raw();
+    to.dst_port = b.port;
     let mut flags = CT_DNAT;
     if fib::node_of(&b.ip).is_some() {
         // A container on another node: it sees this node's address, which its node
@@ -134,7 +133,7 @@ pub(crate) fn hairpin<A: Family>(
     }
     let mut to = ct::key_of(p);
     to.dst_ip = b.ip;
-    to.dst_port = b.port.raw();
+    to.dst_port = b.port;
     let own = b.ip.same(&p.src_ip);
     let flags = if own {
         match fib::route(ctx, &to, true) {
