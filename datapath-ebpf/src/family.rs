@@ -269,7 +269,12 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey {
-        FragKey::new(p.src_ip, p.dst_ip, Be16::from_raw(p.ip_id), p.proto)
+        FragKey::new(
+            Be32::from_raw(p.src_ip),
+            Be32::from_raw(p.dst_ip),
+            Be16::from_raw(p.ip_id),
+            p.proto,
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use common::{Be16, CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
+use common::{Be16, Be32, CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
     family::Family,
@@ -84,8 +84,12 @@ pub(crate) fn to_backend(ctx: &SockAddrContext) -> i32 {
         let Some(b) = published(ip, port, (*sa).protocol as u8) else {
             return ALLOW;
         };
-        let key = SockKey::new(bpf_get_socket_cookie(ctx.as_ptr()), b.ip, b.port);
-        let orig = SockOrig::new(ip, port);
+        let key = SockKey::new(
+            bpf_get_socket_cookie(ctx.as_ptr()),
+            Be32::from_raw(b.ip),
+            b.port,
+        );
+        let orig = SockOrig::new(Be32::from_raw(ip), port);
         if SOCK_REVNAT.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
@@ -106,11 +110,11 @@ pub(crate) fn from_backend(ctx: &SockAddrContext) -> i32 {
     unsafe {
         let key = SockKey::new(
             bpf_get_socket_cookie(ctx.as_ptr()),
-            (*sa).user_ip4,
+            Be32::from_raw((*sa).user_ip4),
             Be16::from_raw((*sa).user_port as u16),
         );
         if let Some(orig) = SOCK_REVNAT.get(key) {
-            (*sa).user_ip4 = orig.ip;
+            (*sa).user_ip4 = orig.ip.raw();
             (*sa).user_port = u32::from(orig.port.raw());
         }
     }
