@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap, IterableMap as _, Map, MapData};
 use bpfnet_tests::topo::Topology;
 use common::{
-    Be16, CT_DNAT, CT_REPLY, CtKey, CtValue, PROTO_TCP,
+    Be16, Be32, CT_DNAT, CT_REPLY, CtKey, CtValue, PROTO_TCP,
     ct::{TCP_ACK, TCP_SYN},
     names,
 };
@@ -118,13 +118,13 @@ fn fill(t: &Topology, flows: usize) -> Result<HashMap<MapData, CtKey, CtValue>> 
             .with_context(|| format!("cannot open the pinned CT table {}", path.display()))?,
     ))?;
     let now = bpfnet::conntrack::monotonic_ns();
-    let host = u32::from_ne_bytes([192, 0, 2, 1]);
-    let backend = u32::from_ne_bytes([172, 17, 0, 4]);
+    let host = Be32::from_bytes([192, 0, 2, 1]);
+    let backend = Be32::from_bytes([172, 17, 0, 4]);
     for i in 0..flows {
         // Clients from 100.64.0.0/10: map entries only, no packet carries them.
         let base = u32::from_be_bytes([100, 64, 0, 0]) + (i / 60_000) as u32;
         let fwd = CtKey::new(
-            base.to_be(),
+            Be32::new(base),
             host,
             Be16::new(1024 + (i % 60_000) as u16),
             Be16::new(ECHO),

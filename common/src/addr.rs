@@ -1,16 +1,16 @@
 //! What the datapath's family-generic types need of an address.
 use core::{fmt::Debug, hash::Hash};
 
-use crate::Ip6;
+use crate::{Be32, Ip6};
 
-/// The /24 of IPv4 address `ip` (network order, host bits 0): the prefix one host's
+/// The /24 of IPv4 address `ip` (host bits 0): the prefix one host's
 /// addresses share, which the datapath's per-source budgets and limits key on.
 #[inline(always)]
-pub fn prefix24(ip: u32) -> u32 {
-    ip & u32::from_ne_bytes([255, 255, 255, 0])
+pub fn prefix24(ip: Be32) -> Be32 {
+    Be32::from_raw(ip.raw() & u32::from_ne_bytes([255, 255, 255, 0]))
 }
 
-/// An address family's address as the datapath keeps it: `u32` for IPv4 (network order)
+/// An address family's address as the datapath keeps it: `Be32` for IPv4
 /// and `Ip6` for IPv6. Flows, publishes and their maps are generic over it, so the two
 /// families share one code path.
 pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
@@ -34,8 +34,8 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + bytemuck::Pod + 'static {
     fn to_ip(&self) -> core::net::IpAddr;
 }
 
-impl Addr for u32 {
-    const ZERO: Self = 0;
+impl Addr for Be32 {
+    const ZERO: Self = Be32::ZERO;
     const LEN: usize = 4;
     const PROTO_ICMP: u8 = crate::PROTO_ICMP;
 
@@ -48,11 +48,11 @@ impl Addr for u32 {
 
     #[inline(always)]
     fn word(&self, _: usize) -> u32 {
-        *self
+        self.raw()
     }
 
     fn to_ip(&self) -> core::net::IpAddr {
-        core::net::Ipv4Addr::from(self.to_ne_bytes()).into()
+        core::net::Ipv4Addr::from(self.to_bytes()).into()
     }
 }
 

@@ -6,16 +6,16 @@
 //! twin. For ICMP echo the identifier stands in for the ports: requests carry it as the
 //! source port (destination 0), replies as the destination port (source 0).
 
-use crate::{Addr, Be16, Ip6};
+use crate::{Addr, Be16, Be32, Ip6};
 
-/// A 5-tuple of either family (`A`: `u32` for IPv4, `Ip6`); the key of `ct_v3` (IPv4)
+/// A 5-tuple of either family (`A`: `Be32` for IPv4, `Ip6`); the key of `ct_v3` (IPv4)
 /// and `ct6_v1` (IPv6).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CtKey<A = u32> {
-    /// Source address, network order.
+pub struct CtKey<A = Be32> {
+    /// Source address.
     pub src_ip: A,
-    /// Destination address, network order.
+    /// Destination address.
     pub dst_ip: A,
     /// Source port (or ICMP echo id).
     pub src_port: Be16,
@@ -73,8 +73,8 @@ pub const HOP_ROUTE: u8 = 2;
 /// not yet answered).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtValue<A = u32> {
-    /// The tuple the packet leaves with (addresses network order; `proto` unchanged).
+pub struct CtValue<A = Be32> {
+    /// The tuple the packet leaves with (`proto` unchanged).
     pub src_ip: A,
     pub dst_ip: A,
     pub src_port: Be16,
@@ -364,8 +364,8 @@ pub const SWEPT_TABLES: [&str; 4] = [
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct CtValueV2 {
-    pub src_ip: u32,
-    pub dst_ip: u32,
+    pub src_ip: Be32,
+    pub dst_ip: Be32,
     pub src_port: Be16,
     pub dst_port: Be16,
     pub flags: u8,
@@ -410,14 +410,14 @@ crate::pod::aya_pod!(CtValueV2, CtTimeouts, SweepStats);
 // are `Be16` over the `u16` they were, at the same offsets.
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(offset_of!(CtKey<u32>, src_port) == 8);
-    assert!(offset_of!(CtKey<u32>, dst_port) == 10);
-    assert!(offset_of!(CtKey<u32>, proto) == 12);
+    assert!(offset_of!(CtKey<Be32>, src_port) == 8);
+    assert!(offset_of!(CtKey<Be32>, dst_port) == 10);
+    assert!(offset_of!(CtKey<Be32>, proto) == 12);
     assert!(offset_of!(CtKey<Ip6>, src_port) == 32);
     assert!(offset_of!(CtKey<Ip6>, proto) == 36);
-    assert!(offset_of!(CtValue<u32>, src_port) == 8);
-    assert!(offset_of!(CtValue<u32>, dst_port) == 10);
-    assert!(offset_of!(CtValue<u32>, flags) == 12);
+    assert!(offset_of!(CtValue<Be32>, src_port) == 8);
+    assert!(offset_of!(CtValue<Be32>, dst_port) == 10);
+    assert!(offset_of!(CtValue<Be32>, flags) == 12);
     assert!(offset_of!(CtValue<Ip6>, src_port) == 32);
     assert!(offset_of!(CtValue<Ip6>, flags) == 36);
     assert!(size_of::<CtValueV2>() == 48);
@@ -426,9 +426,9 @@ const _: () = {
     assert!(offset_of!(CtValueV2, flags) == 12);
 };
 crate::pod::pod_generic!(
-    CtKey<u32> = 2 * 4 + 8,
+    CtKey<Be32> = 2 * 4 + 8,
     CtKey<Ip6> = 2 * 16 + 8,
-    CtValue<u32> = 2 * 4 + 64,
+    CtValue<Be32> = 2 * 4 + 64,
     CtValue<Ip6> = 2 * 16 + 64,
 );
 
@@ -438,7 +438,8 @@ mod tests {
 
     #[test]
     fn twins_point_at_each_other() {
-        let key = |s, d, sp, dp| CtKey::new(s, d, Be16::new(sp), Be16::new(dp), 6);
+        let key =
+            |s, d, sp, dp| CtKey::new(Be32::new(s), Be32::new(d), Be16::new(sp), Be16::new(dp), 6);
         // Client 1:3 → published 2:4, translated to backend 9:8.
         let fwd = key(1, 2, 3, 4);
         let fwd_v = CtValue::new(&key(1, 9, 3, 8), CT_DNAT, 0);

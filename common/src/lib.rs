@@ -2,9 +2,10 @@
 //!
 //! Byte order is in the types: a value as it sits in the packet is a `Be16`/`Be32`
 //! (`be`) or an `Ip6`, converted from and to host order and `std::net` addresses there
-//! and nowhere else. Plain integers are host order, except the family-generic IPv4
-//! address (`Addr for u32`), which is `Be32::raw`. The loader's `layouts_match_the_datapath` test checks every map type's size
-//! and field offsets against the BTF of the built eBPF object.
+//! and nowhere else. Plain integers are host order; an IPv4 address is a `Be32` (the
+//! family-generic `Addr`, like `Ip6`). The loader's `layouts_match_the_datapath` test
+//! checks every map type's size and field offsets against the BTF of the built eBPF
+//! object.
 #![no_std]
 
 pub mod addr;

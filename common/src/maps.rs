@@ -2,12 +2,12 @@
 
 use crate::{Be16, Be32, Ip6};
 
-/// Key of `published_v1` (IPv4: `A` is `u32`) and `published6_v1` (`Ip6`): a published
+/// Key of `published_v1` (IPv4: `A` is `Be32`) and `published6_v1` (`Ip6`): a published
 /// host port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PublishedKey<A = u32> {
-    /// Host address, network order; 0 (`::`) means every address in `host_ips_v1`
+pub struct PublishedKey<A = Be32> {
+    /// Host address; 0 (`::`) means every address in `host_ips_v1`
     /// (`host_ips6_v1`).
     pub host_ip: A,
     /// Host port.
@@ -33,8 +33,8 @@ impl<A> PublishedKey<A> {
 /// Value of `published_v1` and `published6_v1`: where a published port leads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Backend<A = u32> {
-    /// Backend (container) address, network order.
+pub struct Backend<A = Be32> {
+    /// Backend (container) address.
     pub ip: A,
     /// Backend port.
     pub port: Be16,
@@ -49,7 +49,7 @@ impl<A> Backend<A> {
     }
 }
 
-/// Value of `endpoints_v1` (key: container IPv4, network order) and of `endpoints6_v1`
+/// Value of `endpoints_v1` (key: container IPv4, `Be32`) and of `endpoints6_v1`
 /// (key: container IPv6, `Ip6`): a container whose host-side veth is known, so traffic
 /// can be handed straight to its namespace.
 #[repr(C)]
@@ -84,7 +84,7 @@ impl Endpoint {
 /// registered yet (the daemon replaces it when it learns the container).
 pub const EP_LEARNED: u8 = 1;
 
-/// Value of `subnets_v1` (an LPM trie keyed by IPv4 prefix, network order) and of
+/// Value of `subnets_v1` (an LPM trie keyed by IPv4 prefix, `Be32`) and of
 /// `subnets6_v1` (keyed by IPv6 prefix, `Ip6`): a managed network's subnet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
@@ -202,7 +202,7 @@ pub const IFACE_TUNNEL_GUARD: u32 = 4;
 /// wire). The LAN's hosts, inside the bridge's subnet, arrive only on it.
 pub const IFACE_LAN_SHIFT: u32 = 8;
 
-/// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, network order) and of
+/// Value of `cluster_v1` (an LPM trie keyed by IPv4 prefix, `Be32`) and of
 /// `cluster6_v1` (keyed by IPv6 prefix; the underlay, and so `node`, stays IPv4): a prefix of
 /// the cluster's container network, where its packets go and which network it is.
 /// Between two addresses of the cluster nothing is translated; a packet passes only
@@ -418,9 +418,9 @@ const _: () = {
 };
 
 crate::pod::pod_generic!(
-    PublishedKey<u32> = 4 + 4,
+    PublishedKey<Be32> = 4 + 4,
     PublishedKey<Ip6> = 16 + 4,
-    Backend<u32> = 4 + 4,
+    Backend<Be32> = 4 + 4,
     Backend<Ip6> = 16 + 4,
 );
 crate::pod::aya_pod!(

@@ -213,7 +213,7 @@ pub(crate) fn host_into_tunnel(ctx: &TcContext) -> i32 {
     let Some(ip) = read_pulled::<Ipv4Hdr, _>(ctx, ETH_HLEN) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    if !u32::is_host(&ip.src) {
+    if !Be32::is_host(&ip.src) {
         return verdict(ctx, Reason::DropSpoof);
     }
     let Some(c) = node_of(&ip.dst).filter(|c| c.kind == CLUSTER_VXLAN) else {

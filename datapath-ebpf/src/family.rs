@@ -1,6 +1,6 @@
 //! What differs between IPv4 and IPv6 for the family-generic datapath: its maps, its
 //! header layout and checksums, its route and socket lookups. Implemented on the address
-//! types themselves (`u32`, `Ip6`), so a function generic over a packet's family infers
+//! types themselves (`Be32`, `Ip6`), so a function generic over a packet's family infers
 //! it from the packet (`Packet<A>`, `CtKey<A>`).
 use aya_ebpf::{
     bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup as FibParams, bpf_sock_tuple},
@@ -68,7 +68,7 @@ pub(crate) trait Family: Addr {
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>);
     fn fib_src(fib: &FibParams) -> Self;
     /// After a route lookup toward `dst`: whether its next hop is `hop` (an IPv4
-    /// address, network order; `CLUSTER_ON_LINK`: `dst` itself, reached onto a link; 0:
+    /// address; `CLUSTER_ON_LINK`: `dst` itself, reached onto a link; 0:
     /// none). The cluster is IPv4: for IPv6, never.
     fn fib_via_is(fib: &FibParams, hop: Be32, dst: &Self) -> bool;
     /// Fill a socket lookup's tuple from `t`; its size.
@@ -111,7 +111,7 @@ pub(crate) trait Family: Addr {
     const ROUTED_OPEN: bool;
 }
 
-impl Family for u32 {
+impl Family for Be32 {
     const AF: u8 = AF_INET;
     const ETH_P: u16 = ETH_P_IP;
     const SRC_OFF: usize = IP_SRC;
@@ -156,7 +156,7 @@ impl Family for u32 {
     /// The port is enforced, and remembers this address (checked without a lookup).
     #[inline(always)]
     fn bind_port(port: &mut Port, ip: &Self) {
-        port.ip = Be32::from_raw(*ip);
+        port.ip = *ip;
         port.flags |= PORT_ENFORCE;
     }
     #[inline(always)]
@@ -173,7 +173,7 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn is_loopback(ip: &Self) -> bool {
-        ip.to_ne_bytes()[0] == 127
+        ip.to_bytes()[0] == 127
     }
     #[inline(always)]
     fn prove(ip: &Self, now_ns: u64) {
@@ -182,7 +182,7 @@ impl Family for u32 {
     #[inline(always)]
     fn is_group(ip: &Self) -> bool {
         // 224.0.0.0/4, or the limited broadcast 255.255.255.255.
-        ip.to_ne_bytes()[0] & 0xf0 == 0xe0 || *ip == u32::MAX
+        ip.to_bytes()[0] & 0xf0 == 0xe0 || ip.raw() == u32::MAX
     }
     #[inline(always)]
     fn host_udp() -> &'static LruHashMap<CtKey<Self>, u8> {
@@ -190,13 +190,13 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn fib_set(fib: &mut FibParams, t: &CtKey<Self>) {
-        fib.__bindgen_anon_3.ipv4_src = t.src_ip;
-        fib.__bindgen_anon_4.ipv4_dst = t.dst_ip;
+        fib.__bindgen_anon_3.ipv4_src = t.src_ip.raw();
+        fib.__bindgen_anon_4.ipv4_dst = t.dst_ip.raw();
     }
     #[inline(always)]
     fn fib_src(fib: &FibParams) -> Self {
         // SAFETY: reading the union member an IPv4 lookup wrote.
-        unsafe { fib.__bindgen_anon_3.ipv4_src }
+        Be32::from_raw(unsafe { fib.__bindgen_anon_3.ipv4_src })
     }
     #[inline(always)]
     fn fib_via_is(fib: &FibParams, hop: Be32, dst: &Self) -> bool {
@@ -204,7 +204,7 @@ impl Family for u32 {
         // or the destination left as it was for a route onto a link.
         let via = unsafe { fib.__bindgen_anon_4.ipv4_dst };
         let want = if hop == common::CLUSTER_ON_LINK {
-            *dst
+            dst.raw()
         } else {
             hop.raw()
         };
@@ -215,8 +215,8 @@ impl Family for u32 {
         // SAFETY: writing the IPv4 member of the union, passed with its size.
         unsafe {
             let v4 = &mut tuple.__bindgen_anon_1.ipv4;
-            v4.saddr = t.src_ip;
-            v4.daddr = t.dst_ip;
+            v4.saddr = t.src_ip.raw();
+            v4.daddr = t.dst_ip.raw();
             v4.sport = t.src_port.raw();
             v4.dport = t.dst_port.raw();
         }
@@ -232,8 +232,8 @@ impl Family for u32 {
     ) -> Result<(), Reason> {
         let field = if src { Self::SRC_OFF } else { Self::DST_OFF };
         let check: u16 = read(ctx, p.l3_off() + IP_CSUM).ok_or(Reason::DropRewrite)?;
-        write(ctx, p.l3_off() + field, *new).ok_or(Reason::DropRewrite)?;
-        let check = csum::replace32(check, *old, *new);
+        write(ctx, p.l3_off() + field, new.raw()).ok_or(Reason::DropRewrite)?;
+        let check = csum::replace32(check, old.raw(), new.raw());
         write(ctx, p.l3_off() + IP_CSUM, check).ok_or(Reason::DropRewrite)
     }
     #[inline(always)]
@@ -245,7 +245,7 @@ impl Family for u32 {
         flags: u64,
     ) -> Result<(), Reason> {
         let flags = u64::from(BPF_F_PSEUDO_HDR) | flags | 4;
-        ctx.l4_csum_replace(off, u64::from(*old), u64::from(*new), flags)
+        ctx.l4_csum_replace(off, u64::from(old.raw()), u64::from(new.raw()), flags)
             .map_err(|_| Reason::DropRewrite)
     }
     #[inline(always)]
@@ -269,12 +269,7 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey {
-        FragKey::new(
-            Be32::from_raw(p.src_ip),
-            Be32::from_raw(p.dst_ip),
-            Be16::from_raw(p.ip_id),
-            p.proto,
-        )
+        FragKey::new(p.src_ip, p.dst_ip, Be16::from_raw(p.ip_id), p.proto)
     }
 }
 

@@ -38,9 +38,9 @@ pub(crate) fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
 }
 
 /// Where the routing table sends a tuple.
-pub(crate) struct Route<A = u32> {
+pub(crate) struct Route<A = Be32> {
     pub ifindex: u32,
-    /// Preferred source address on that route (network order), when asked for; zero
+    /// Preferred source address on that route, when asked for; zero
     /// when there is none.
     pub src_ip: A,
     /// MACs to write (destination, source), when `resolved`.

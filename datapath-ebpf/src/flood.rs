@@ -7,7 +7,7 @@
 //! its real addresses leaves the others their share. Both pools together admit no more
 //! first packets than the budget: the new-flow table still holds a second of them.
 use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, macros::map, maps::LruHashMap};
-use common::{addr::prefix24, clock::NS_PER_SEC};
+use common::{Be32, addr::prefix24, clock::NS_PER_SEC};
 
 use crate::maps::FLOOD_BUDGET;
 
@@ -19,11 +19,11 @@ const SLOTS: usize = 256;
 /// One unproven prefix takes at most this fraction of the unproven pool.
 const PREFIX_SHARE: u64 = 4;
 
-/// Source prefixes (IPv4 /24, network order, host bits 0) that completed a handshake →
+/// Source prefixes (IPv4 /24, host bits 0) that completed a handshake →
 /// when (`CLOCK_MONOTONIC` ns, coarse). Not pinned: a new daemon's programs start with no
 /// proof, as after a reboot.
 #[map(name = "flood_proven")]
-static PROVEN: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16_384, 0);
+static PROVEN: LruHashMap<Be32, u64> = LruHashMap::with_max_entries(16_384, 0);
 
 /// One CPU's first packets in the current one-second window: per pool, and per
 /// unproven prefix slot (a slot's count is the window's when its epoch is).
@@ -46,16 +46,16 @@ struct Slot {
 static WINDOW: aya_ebpf::maps::PerCpuArray<Window> =
     aya_ebpf::maps::PerCpuArray::with_max_entries(1, 0);
 
-/// Record that `src` (network order) completed a handshake: its prefix is proven.
+/// Record that `src` completed a handshake: its prefix is proven.
 #[inline(always)]
-pub(crate) fn prove(src: u32, now_ns: u64) {
+pub(crate) fn prove(src: Be32, now_ns: u64) {
     let _unused: Result<_, _> = PROVEN.insert(prefix24(src), now_ns, 0);
 }
 
-/// Count a first packet from `src` (network order) against this CPU's budget for the
+/// Count a first packet from `src` against this CPU's budget for the
 /// current second; whether it is beyond its pool or its prefix's share.
 #[inline(always)]
-pub(crate) fn over_budget(src: u32) -> bool {
+pub(crate) fn over_budget(src: Be32) -> bool {
     let budget = u64::from(FLOOD_BUDGET.get(0).copied().unwrap_or(0));
     if budget == 0 {
         return false;
@@ -97,6 +97,6 @@ pub(crate) fn over_budget(src: u32) -> bool {
 
 /// The unproven-share slot of prefix `p` (a multiplicative hash of its 24 bits).
 #[inline(always)]
-fn slot_of(p: u32) -> usize {
-    (u32::from_be(p).wrapping_mul(0x9e37_79b1) >> 24) as usize % SLOTS
+fn slot_of(p: Be32) -> usize {
+    (p.get().wrapping_mul(0x9e37_79b1) >> 24) as usize % SLOTS
 }

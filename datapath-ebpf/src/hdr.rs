@@ -3,7 +3,7 @@
 //! Multi-byte fields hold the bytes as they sit in the packet (network order).
 use core::mem::{offset_of, size_of};
 
-use common::Ip6;
+use common::{Be32, Ip6};
 
 /// An IPv4 header without options.
 #[repr(C)]
@@ -17,8 +17,8 @@ pub(crate) struct Ipv4Hdr {
     pub ttl: u8,
     pub proto: u8,
     pub check: u16,
-    pub src: u32,
-    pub dst: u32,
+    pub src: Be32,
+    pub dst: Be32,
 }
 
 impl Ipv4Hdr {

@@ -6,7 +6,7 @@
 //! shared. An upper layer: it looks the quoted flow up (`ct`), rewrites (`nat`) and
 //! forwards (`fwd`); below it nothing imports it.
 use aya_ebpf::programs::TcContext;
-use common::{Be16, CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Be16, Be32, CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     ct::{self, From},
@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Offsets inside the quoted packet.
-pub(crate) struct Quoted<A = u32> {
+pub(crate) struct Quoted<A = Be32> {
     /// Its IP header.
     pub ip_off: usize,
     /// Its ports (or echo identifier), None when they are not rewritten here.
@@ -200,7 +200,7 @@ pub(crate) trait Quote: Family {
     ) -> Result<(), Reason>;
 }
 
-impl Quote for u32 {
+impl Quote for Be32 {
     #[inline(always)]
     fn quoted(ctx: &TcContext, p: &Packet<Self>) -> Option<Quoted<Self>> {
         quoted(ctx, p)
@@ -215,7 +215,7 @@ impl Quote for u32 {
         new: &Self,
     ) -> Result<(), Reason> {
         let off = q.ip_off + if src { IP_SRC } else { IP_DST };
-        replace_addr(ctx, icmp_csum, q.ip_off, off, *old, *new)
+        replace_addr(ctx, icmp_csum, q.ip_off, off, old.raw(), new.raw())
     }
 }
 

@@ -98,12 +98,12 @@ pub(crate) fn read(ctx: &TcContext) -> Option<L2> {
 }
 
 #[inline(always)]
-fn owns(l2: &L2, ip: u32, mac: [u8; 6]) -> bool {
+fn owns(l2: &L2, ip: Be32, mac: [u8; 6]) -> bool {
     if l2.src_mac != mac {
         return false;
     }
     // The port's own endpoint, as the daemon (or `bind`) recorded it with the port.
-    if ip != 0 && l2.port.ip.raw() == ip && l2.port.mac == mac {
+    if ip != Be32::ZERO && l2.port.ip == ip && l2.port.mac == mac {
         return true;
     }
     endpoint(ip).is_some_and(|ep| ep.ifindex == l2.ingress && ep.mac == mac)
@@ -173,7 +173,7 @@ pub(crate) fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Resul
             Err(Reason::DropSpoof)
         };
     }
-    if p.src_ip == 0 && !l2.routed() {
+    if p.src_ip == Be32::ZERO && !l2.routed() {
         return Ok(());
     }
     if endpoint(p.src_ip).is_some() {
@@ -188,7 +188,7 @@ pub(crate) fn check_ip_source(ctx: &TcContext, l2: &mut L2, p: &Packet) -> Resul
 /// announces is a claim: bound as its first IP packet's would be, or refused.
 #[inline(always)]
 pub(crate) fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
-    let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(ARP_SHA), ctx.load::<u32>(ARP_SPA)) else {
+    let (Ok(sha), Ok(spa)) = (ctx.load::<[u8; 6]>(ARP_SHA), ctx.load::<Be32>(ARP_SPA)) else {
         return verdict(ctx, Reason::DropMalformed);
     };
     if sha != l2.src_mac || !l2.known {
@@ -197,7 +197,7 @@ pub(crate) fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
     if let Err(reason) = l2.check_mac() {
         return verdict(ctx, reason);
     }
-    let claim = if spa == 0 {
+    let claim = if spa == Be32::ZERO {
         Ok(())
     } else if l2.enforced() {
         if owns(l2, spa, sha) {
@@ -220,10 +220,10 @@ pub(crate) fn arp(ctx: &TcContext, l2: &mut L2) -> i32 {
 /// the endpoint's traffic from the host and the bridge's other ports).
 #[inline(always)]
 pub(crate) fn arp_from_wire(ctx: &TcContext) -> i32 {
-    let Ok(spa) = ctx.load::<u32>(ARP_SPA) else {
+    let Ok(spa) = ctx.load::<Be32>(ARP_SPA) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    if spa != 0 && endpoint(spa).is_some() {
+    if spa != Be32::ZERO && endpoint(spa).is_some() {
         return verdict(ctx, Reason::DropSpoof);
     }
     verdict(ctx, Reason::Pass)

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray},
 };
 use common::{
-    Backend, Clock, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, FragKey, FragKey6,
-    FragPorts, IcmpLimit, Ip6, Network, Port, PublishedKey, Reason, SockKey, SockKey6, SockOrig,
-    SockOrig6,
+    Backend, Be32, Clock, ClusterRoute, Config, Counter, CtKey, CtValue, Endpoint, FragKey,
+    FragKey6, FragPorts, IcmpLimit, Ip6, Network, Port, PublishedKey, Reason, SockKey, SockKey6,
+    SockOrig, SockOrig6,
 };
 
 use crate::packet::Packet;
@@ -18,17 +18,17 @@ pub(crate) static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65
 #[map(name = "published6_v1")]
 pub(crate) static PUBLISHED6: HashMap<PublishedKey<Ip6>, Backend<Ip6>> = HashMap::pinned(65_536, 0);
 
-/// Host IPv4 addresses (network order) → flags (unused, 0).
+/// Host IPv4 addresses → flags (unused, 0).
 #[map(name = "host_ips_v1")]
-pub(crate) static HOST_IPS: HashMap<u32, u32> = HashMap::pinned(1024, 0);
+pub(crate) static HOST_IPS: HashMap<Be32, u32> = HashMap::pinned(1024, 0);
 
 /// Host IPv6 addresses → flags (unused, 0).
 #[map(name = "host_ips6_v1")]
 pub(crate) static HOST_IPS6: HashMap<Ip6, u32> = HashMap::pinned(1024, 0);
 
-/// Container IPv4 (network order) → endpoint.
+/// Container IPv4 → endpoint.
 #[map(name = "endpoints_v1")]
-pub(crate) static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::pinned(65_536, 0);
+pub(crate) static ENDPOINTS: HashMap<Be32, Endpoint> = HashMap::pinned(65_536, 0);
 
 /// Container IPv6 → endpoint.
 #[map(name = "endpoints6_v1")]
@@ -61,18 +61,18 @@ pub(crate) static CT6: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
 pub(crate) static CT6_NEW: LruHashMap<CtKey<Ip6>, CtValue<Ip6>> =
     LruHashMap::pinned(common::CT_DEFAULT_ENTRIES / common::CT_NEW_SHARE, 0);
 
-/// What each container holds, by its address (network order): its masqueraded flows
+/// What each container holds, by its address: its masqueraded flows
 /// (the SNAT quota, `snat_use_v2`) and the flows it originated (its share of the flow
 /// tables, `ct_use_v1`). Counted here, recounted by the daemon's sweeper. Plain hashes
 /// sized as `endpoints_v1`: no count is lost to another key's eviction.
 #[map(name = "snat_use_v2")]
-pub(crate) static SNAT_USE: HashMap<u32, u64> = HashMap::pinned(65_536, 0);
+pub(crate) static SNAT_USE: HashMap<Be32, u64> = HashMap::pinned(65_536, 0);
 
 #[map(name = "snat6_use_v2")]
 pub(crate) static SNAT6_USE: HashMap<Ip6, u64> = HashMap::pinned(65_536, 0);
 
 #[map(name = "ct_use_v1")]
-pub(crate) static CT_USE: HashMap<u32, u64> = HashMap::pinned(65_536, 0);
+pub(crate) static CT_USE: HashMap<Be32, u64> = HashMap::pinned(65_536, 0);
 
 #[map(name = "ct6_use_v1")]
 pub(crate) static CT6_USE: HashMap<Ip6, u64> = HashMap::pinned(65_536, 0);
@@ -92,14 +92,14 @@ pub(crate) static HOST_UDP: LruHashMap<CtKey, u8> = LruHashMap::pinned(16_384, 0
 #[map(name = "host_udp6_v1")]
 pub(crate) static HOST_UDP6: LruHashMap<CtKey<Ip6>, u8> = LruHashMap::pinned(16_384, 0);
 
-/// Managed networks' IPv4 subnets (network order) → the network.
+/// Managed networks' IPv4 subnets → the network.
 #[map(name = "subnets_v1")]
-pub(crate) static SUBNETS: LpmTrie<u32, Network> = LpmTrie::pinned(1024, 0);
+pub(crate) static SUBNETS: LpmTrie<Be32, Network> = LpmTrie::pinned(1024, 0);
 
-/// The cluster's container prefixes and node addresses (IPv4, network order) → where
+/// The cluster's container prefixes and node addresses (IPv4) → where
 /// they are (see `cluster`).
 #[map(name = "cluster_v1")]
-pub(crate) static CLUSTER: LpmTrie<u32, ClusterRoute> = LpmTrie::pinned(16_384, 0);
+pub(crate) static CLUSTER: LpmTrie<Be32, ClusterRoute> = LpmTrie::pinned(16_384, 0);
 
 /// The cluster's IPv6 container prefixes (dual stack) → where they are: the node's
 /// IPv4 underlay address, as in `cluster_v1` (no node entries: nodes are IPv4).
@@ -159,7 +159,7 @@ pub(crate) static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Reason::COUN
 /// Each field has one user at a time (a program runs to completion on its CPU).
 #[repr(C)]
 pub(crate) struct Scratch {
-    pub v4: Work<u32>,
+    pub v4: Work<Be32>,
     pub v6: Work<Ip6>,
     pub fib: bpf_fib_lookup,
     pub tuple: bpf_sock_tuple,
@@ -264,9 +264,9 @@ pub(crate) extern "C" fn bpfnet_map_types(_: &MapTypes) {}
 // Accessors: each lookup copies the value out, so no reference into a map outlives the
 // call (values may change under us; a copy is what a verdict should be based on).
 
-/// The endpoint that owns container address `ip` (network order).
+/// The endpoint that owns container address `ip`.
 #[inline(always)]
-pub(crate) fn endpoint(ip: u32) -> Option<Endpoint> {
+pub(crate) fn endpoint(ip: Be32) -> Option<Endpoint> {
     // SAFETY: plain lookup of a Pod value, copied out.
     unsafe { ENDPOINTS.get(ip) }.copied()
 }
@@ -286,17 +286,17 @@ pub(crate) fn network6_of(ip: &Ip6) -> Option<Network> {
         .copied()
 }
 
-/// The managed network whose subnet holds `ip` (network order).
+/// The managed network whose subnet holds `ip`.
 #[inline(always)]
-pub(crate) fn network_of(ip: u32) -> Option<Network> {
+pub(crate) fn network_of(ip: Be32) -> Option<Network> {
     SUBNETS
         .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
         .copied()
 }
 
-/// The cluster prefix that holds `ip` (network order).
+/// The cluster prefix that holds `ip`.
 #[inline(always)]
-pub(crate) fn cluster_of(ip: u32) -> Option<ClusterRoute> {
+pub(crate) fn cluster_of(ip: Be32) -> Option<ClusterRoute> {
     CLUSTER
         .get(aya_ebpf::maps::lpm_trie::Key::new(32, ip))
         .copied()
@@ -339,9 +339,9 @@ pub(crate) fn config() -> Config {
     CONFIG.get(0).copied().unwrap_or_default()
 }
 
-/// Whether `ip` (network order) is one of the host's addresses.
+/// Whether `ip` is one of the host's addresses.
 #[inline(always)]
-pub(crate) fn is_host(ip: u32) -> bool {
+pub(crate) fn is_host(ip: Be32) -> bool {
     HOST_IPS.get_ptr(ip).is_some()
 }
 

@@ -13,8 +13,8 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use common::{
-    Addr, Be16, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, MonitorWindow, Reason,
-    clock::NS_PER_SEC, monitor::EVENT_CAPTURE,
+    Addr, Be16, Be32, Counter, CtKey, DropKey, Event, MonitorConfig, MonitorState, MonitorWindow,
+    Reason, clock::NS_PER_SEC, monitor::EVENT_CAPTURE,
 };
 
 use crate::parse::Frame;
@@ -114,7 +114,7 @@ pub(crate) fn count_drop<C: Frame>(ctx: &C, reason: u32) {
 
 #[inline(never)]
 fn emit<C: Frame>(ctx: &C, reason: u32, limits: Limits) {
-    write::<C, u32>(ctx, reason, limits, None);
+    write::<C, Be32>(ctx, reason, limits, None);
 }
 
 #[inline(never)]

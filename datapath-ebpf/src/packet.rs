@@ -2,7 +2,7 @@
 //! addresses, ports, TCP fields and offsets, written once by the parsers (`parse`,
 //! `parse6`) into the scratch space (`maps::Scratch`).
 use common::{
-    Addr, Be16, PROTO_TCP, PROTO_UDP,
+    Addr, Be16, Be32, PROTO_TCP, PROTO_UDP,
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -32,9 +32,9 @@ pub(crate) enum Icmp {
     Other,
 }
 
-/// An IP packet of either family (`A`: `u32` for IPv4, `Ip6`). Addresses and the IP id
+/// An IP packet of either family (`A`: `Be32` for IPv4, `Ip6`). Addresses and the IP id
 /// in network order, as the ports' type says.
-pub(crate) struct Packet<A = u32> {
+pub(crate) struct Packet<A = Be32> {
     /// Where the IP header starts (`l3_off()`). Offsets are kept narrow: the summary
     /// lives in scratch space, and a u8 bounds a packet offset for the verifier.
     pub(crate) l3: u8,

@@ -11,8 +11,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
 };
 use common::{
-    ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, Ip6, RateBucket, addr::prefix24, clock::NS_PER_SEC,
-    ratelimit::ICMP_BURST_FACTOR,
+    Be32, ICMP_LIMIT_V4, ICMP_LIMIT_V6, IcmpLimit, Ip6, RateBucket, addr::prefix24,
+    clock::NS_PER_SEC, ratelimit::ICMP_BURST_FACTOR,
 };
 
 use crate::maps::ICMP_LIMIT;
@@ -26,11 +26,16 @@ static GLOBAL: Array<RateBucket> = Array::with_max_entries(1, 0);
 
 const MS_NS: u64 = 1_000_000;
 
-/// Whether an IPv4 time-exceeded to `dst` (network order) may be sent now.
+/// Whether an IPv4 time-exceeded to `dst` may be sent now.
 #[inline(always)]
-pub(crate) fn allow(dst: u32) -> bool {
+pub(crate) fn allow(dst: Be32) -> bool {
     let key = Ip6 {
-        words: [0, 0, u32::from_ne_bytes([0, 0, 255, 255]), prefix24(dst)],
+        words: [
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 255, 255]),
+            prefix24(dst).raw(),
+        ],
     };
     let limit = ICMP_LIMIT.get(0).copied().unwrap_or_default();
     allow_to(

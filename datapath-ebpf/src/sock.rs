@@ -65,7 +65,7 @@ pub(crate) fn host_datagram(ctx: &SockAddrContext) -> i32 {
         return ALLOW;
     }
     // SAFETY: the kernel's bpf_sock_addr for this sendmsg4 call.
-    unsafe { record_answer(ctx.sock_addr, (*ctx.sock_addr).user_ip4) };
+    unsafe { record_answer(ctx.sock_addr, Be32::from_raw((*ctx.sock_addr).user_ip4)) };
     to_backend(ctx)
 }
 
@@ -79,21 +79,17 @@ pub(crate) fn to_backend(ctx: &SockAddrContext) -> i32 {
     // SAFETY: the kernel's bpf_sock_addr for this call; user_ip4/user_port are readable
     // and writable for connect4 and sendmsg4.
     unsafe {
-        let ip = (*sa).user_ip4;
+        let ip = Be32::from_raw((*sa).user_ip4);
         let port = Be16::from_raw((*sa).user_port as u16);
         let Some(b) = published(ip, port, (*sa).protocol as u8) else {
             return ALLOW;
         };
-        let key = SockKey::new(
-            bpf_get_socket_cookie(ctx.as_ptr()),
-            Be32::from_raw(b.ip),
-            b.port,
-        );
-        let orig = SockOrig::new(Be32::from_raw(ip), port);
+        let key = SockKey::new(bpf_get_socket_cookie(ctx.as_ptr()), b.ip, b.port);
+        let orig = SockOrig::new(ip, port);
         if SOCK_REVNAT.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
-        (*sa).user_ip4 = b.ip;
+        (*sa).user_ip4 = b.ip.raw();
         (*sa).user_port = u32::from(b.port.raw());
     }
     ALLOW
@@ -126,9 +122,9 @@ const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 /// The IPv4 address of a v4-mapped IPv6 address (a dual-stack socket dialing IPv4).
 #[inline(always)]
-fn mapped_v4(ip: &Ip6) -> Option<u32> {
+fn mapped_v4(ip: &Ip6) -> Option<Be32> {
     let w = ip.words;
-    (w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED).then_some(w[3])
+    (w[0] == 0 && w[1] == 0 && w[2] == V4_MAPPED).then_some(Be32::from_raw(w[3]))
 }
 
 /// sendmsg6: as `host_datagram`, for an IPv6 socket. (A datagram a dual-stack socket
@@ -173,7 +169,7 @@ pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
             Some(v4) => match published(v4, port, proto) {
                 Some(b) => (
                     Ip6 {
-                        words: [0, 0, V4_MAPPED, b.ip],
+                        words: [0, 0, V4_MAPPED, b.ip.raw()],
                     },
                     b.port,
                 ),

@@ -1,6 +1,6 @@
 //! Per-reason verdict counters.
 use aya_ebpf::programs::TcContext;
-use common::{Addr, CtKey, Reason};
+use common::{Addr, Be32, CtKey, Reason};
 
 use crate::{maps::STATS, monitor, parse::Frame};
 
@@ -15,7 +15,7 @@ pub(crate) const TC_ACT_REDIRECT: i64 = 7;
 #[inline(always)]
 pub(crate) fn count<C: Frame>(ctx: &C, reason: Reason) {
     add(ctx, reason);
-    monitor::notify::<C, u32>(ctx, reason, None);
+    monitor::notify::<C, Be32>(ctx, reason, None);
 }
 
 /// `count` for a verdict that found or made a flow: the monitor is told the tuple the

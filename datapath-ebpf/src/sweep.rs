@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::Array,
 };
 use common::{
-    CT_ORIG_LOCAL, CT_REPLY, CtKey, CtTimeouts, CtValue, Ip6, SweepStats, TcpState,
+    Be32, CT_ORIG_LOCAL, CT_REPLY, CtKey, CtTimeouts, CtValue, Ip6, SweepStats, TcpState,
     ct::holds_snat_quota,
 };
 
@@ -79,7 +79,7 @@ pub(crate) fn run() -> i32 {
         t,
         stats,
     };
-    let visit4 = visit::<u32> as *mut c_void;
+    let visit4 = visit::<Be32> as *mut c_void;
     let visit6 = visit::<Ip6> as *mut c_void;
     let counter = count as *mut c_void;
     for (i, (table, main, visit)) in [

@@ -9,7 +9,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_skb_change_tail},
     programs::TcContext,
 };
-use common::{Addr, Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
+use common::{Addr, Be32, Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 
 use crate::{
     csum::fold,
@@ -48,7 +48,7 @@ pub(crate) trait TimeExceeded: Addr {
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32;
 }
 
-impl TimeExceeded for u32 {
+impl TimeExceeded for Be32 {
     #[inline(always)]
     fn time_exceeded(ctx: &TcContext, p: &Packet<Self>) -> i32 {
         answer(ctx, p)

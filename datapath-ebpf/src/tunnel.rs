@@ -34,8 +34,8 @@ pub(crate) fn tunnel_of(ctx: &TcContext) -> Option<(u32, u32)> {
     Some((unsafe { key.__bindgen_anon_1.remote_ipv4 }, key.tunnel_id))
 }
 
-/// Give the packet the VXLAN key of node `via` (its underlay address, network order;
-/// the helper takes it in host order) and VNI `vni`.
+/// Give the packet the VXLAN key of node `via` (its underlay address; the helper
+/// takes it in host order) and VNI `vni`.
 #[inline(always)]
 pub(crate) fn set_tunnel(ctx: &TcContext, via: Be32, vni: u32) -> Result<(), ()> {
     // SAFETY: an all-zero bpf_tunnel_key is a valid value of this plain C struct.

@@ -9,7 +9,8 @@ use std::{
 };
 
 use common::{
-    Addr, CT_ORIG_LOCAL, CtKey, CtTimeouts, CtValue, PROTO_TCP, TcpState, ct::holds_snat_quota,
+    Addr, Be32, CT_ORIG_LOCAL, CtKey, CtTimeouts, CtValue, PROTO_TCP, TcpState,
+    ct::holds_snat_quota,
 };
 use rustc_hash::FxBuildHasher;
 use rustix::time::{ClockId, clock_gettime};
@@ -102,7 +103,7 @@ impl FromStr for Timeouts {
 /// A flow of either family: its forward entry and, unless LRU eviction took it, its
 /// reply entry.
 #[derive(Clone, Debug)]
-pub struct Flow<A = u32> {
+pub struct Flow<A = Be32> {
     pub key: CtKey<A>,
     pub fwd: CtValue<A>,
     pub reply: Option<(CtKey<A>, CtValue<A>)>,
@@ -161,7 +162,7 @@ impl<A: Addr> Flow<A> {
 /// Where each key sits in a list of entries: a hash index with `FxHash`, a multiplicative
 /// hash (the sweep indexes a million keys every few seconds; `SipHash`'s resistance to
 /// chosen keys buys nothing for a table the datapath already bounds).
-pub type Index<A = u32> = HashMap<CtKey<A>, u32, FxBuildHasher>;
+pub type Index<A = Be32> = HashMap<CtKey<A>, u32, FxBuildHasher>;
 
 /// The index of `entries` by key.
 pub fn index<A: Addr>(entries: &[(CtKey<A>, CtValue<A>)]) -> Index<A> {

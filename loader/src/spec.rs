@@ -48,18 +48,18 @@ pub enum SpecError {
     Backend { spec: String, ip: IpAddr },
 }
 
-/// A spec's address as the datapath's maps hold it: `u32` for IPv4 (`published_v1`),
-/// `Ip6` for IPv6 (`published6_v1`), network order both. The one place a spec's
+/// A spec's address as the datapath's maps hold it: `Be32` for IPv4 (`published_v1`),
+/// `Ip6` for IPv6 (`published6_v1`). The one place a spec's
 /// addresses change representation.
 pub trait MapAddr: Addr {
     /// `ip` in this family's form; None for an address of the other family.
     fn from_ip(ip: IpAddr) -> Option<Self>;
 }
 
-impl MapAddr for u32 {
+impl MapAddr for Be32 {
     fn from_ip(ip: IpAddr) -> Option<Self> {
         match ip {
-            IpAddr::V4(ip) => Some(Be32::from(ip).raw()),
+            IpAddr::V4(ip) => Some(Be32::from(ip)),
             IpAddr::V6(_) => None,
         }
     }
@@ -190,7 +190,7 @@ impl PublishSpec {
         Some((host, backend))
     }
 
-    /// The entries this spec stands for in `published_v1` (`A = u32`) or
+    /// The entries this spec stands for in `published_v1` (`A = Be32`) or
     /// `published6_v1` (`A = Ip6`), one per port; none in the other family's map.
     pub fn entries<A: MapAddr>(&self) -> impl Iterator<Item = (PublishedKey<A>, Backend<A>)> + '_ {
         self.addrs::<A>()

@@ -121,20 +121,20 @@ impl Fixture {
         m.ifaces
             .insert(self.uplink, IFACE_UPLINK, 0)
             .expect("uplink role");
-        let subnet = Key::new(16, u32::from_ne_bytes([172, 17, 0, 0]));
+        let subnet = Key::new(16, Be32::from_bytes([172, 17, 0, 0]));
         let net = Network {
             bridge: self.bridge,
             flags: 0,
         };
         m.subnets.insert(&subnet, net, 0).expect("subnet");
-        let old: Vec<u32> = m.endpoints.keys().filter_map(Result::ok).collect();
+        let old: Vec<Be32> = m.endpoints.keys().filter_map(Result::ok).collect();
         for ip in old {
             m.endpoints.remove(&ip).expect("remove endpoint");
         }
         for ip in ips {
             let ep = Endpoint::new(self.bridge, self.bridge, CONTAINER_MAC, 0);
             m.endpoints
-                .insert(u32::from_ne_bytes(*ip), ep, 0)
+                .insert(Be32::from_bytes(*ip), ep, 0)
                 .expect("endpoint");
         }
     }

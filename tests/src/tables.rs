@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use bpfnet::{conntrack, datapath::Hook};
 use common::{
-    Backend, Be16, Config, CtKey, CtValue, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey,
+    Backend, Be16, Be32, Config, CtKey, CtValue, IFACE_UPLINK, PROTO_TCP, PROTO_UDP, PublishedKey,
     Reason, TcpState,
 };
 
@@ -21,8 +21,8 @@ pub const C2: [u8; 4] = [172, 17, 0, 5];
 pub const SERVER: [u8; 4] = [198, 51, 100, 2];
 pub const PORTS: (u16, u16) = (61000, 61999);
 
-pub fn ip(a: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(a)
+pub fn ip(a: [u8; 4]) -> Be32 {
+    Be32::from_bytes(a)
 }
 
 pub fn setup(fx: &mut Fixture, ports: (u16, u16)) {
@@ -33,7 +33,7 @@ pub fn setup(fx: &mut Fixture, ports: (u16, u16)) {
     m.host_ips.insert(ip(HOST), 0, 0).expect("host ip");
     m.host_ips.insert(ip(BRIDGE_IP), 0, 0).expect("bridge ip");
     set_ports(fx, ports);
-    let key = PublishedKey::new(0, Be16::new(8038), PROTO_TCP);
+    let key = PublishedKey::new(Be32::ZERO, Be16::new(8038), PROTO_TCP);
     let backend = Backend::new(ip(C1), Be16::new(8080));
     fx.dp
         .maps

@@ -333,8 +333,8 @@ fn a_lost_half_is_repaired_and_a_clashing_dnat_is_refused() {
         );
         // LRU takes the forward half only.
         let fwd = CtKey::new(
-            u32::from_ne_bytes(C1),
-            u32::from_ne_bytes(SERVER),
+            Be32::from_bytes(C1),
+            Be32::from_bytes(SERVER),
             Be16::new(5000),
             Be16::new(53),
             17,
@@ -843,7 +843,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_published_flow() {
 
 /// The forward entry's sequence end, of the flow whose forward key starts at `client`.
 fn seq_end_of(fx: &Fixture, client: Addr) -> u32 {
-    let (ip, port) = (u32::from_ne_bytes(client.0), Be16::new(client.1));
+    let (ip, port) = (Be32::from_bytes(client.0), Be16::new(client.1));
     entries(fx)
         .iter()
         .find(|(k, _)| k.src_ip == ip && k.src_port == port)
@@ -1013,7 +1013,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
             ([10, 244, 1, 0], 24, route(CLUSTER_HOST_GW, [192, 0, 2, 2])),
             ([192, 0, 2, 2], 32, route(CLUSTER_NODE, [192, 0, 2, 2])),
         ] {
-            let key = Key::new(len, u32::from_ne_bytes(prefix));
+            let key = Key::new(len, Be32::from_bytes(prefix));
             m.cluster.insert(&key, r, 0).expect("cluster route");
         }
         let (peer, server) = (([10, 244, 1, 5], 40000), (C1, 8080));
@@ -1061,7 +1061,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_cluster_flow() {
 fn flow_from(fx: &Fixture, src: [u8; 4]) -> bool {
     entries(fx)
         .iter()
-        .any(|(k, _)| k.src_ip == u32::from_ne_bytes(src))
+        .any(|(k, _)| k.src_ip == Be32::from_bytes(src))
 }
 
 /// A managed network's addresses never come from outside (issue 28, as the kernel's
@@ -1138,7 +1138,7 @@ fn a_flows_answer_from_the_wrong_side_is_forged() {
         fx.dp
             .maps
             .endpoints
-            .insert(u32::from_ne_bytes(SERVER), ep, 0)
+            .insert(Be32::from_bytes(SERVER), ep, 0)
             .expect("endpoint");
         let answer = udp(s, (HOST, p), b"answer", true);
         let before = entries(fx);
@@ -1157,7 +1157,7 @@ fn a_flows_answer_from_the_wrong_side_is_forged() {
         fx.dp
             .maps
             .endpoints
-            .remove(&u32::from_ne_bytes(SERVER))
+            .remove(&Be32::from_bytes(SERVER))
             .expect("remove endpoint");
         let back = step(
             fx,
@@ -1196,7 +1196,7 @@ fn cluster(fx: &mut Fixture) {
         fx.dp
             .maps
             .cluster
-            .insert(&Key::new(len, u32::from_ne_bytes(net)), r, 0)
+            .insert(&Key::new(len, Be32::from_bytes(net)), r, 0)
             .expect("cluster prefix");
     }
 }
@@ -1311,7 +1311,7 @@ fn cluster_entry(fx: &mut Fixture, net: [u8; 4], len: u32, r: ClusterRoute) {
     fx.dp
         .maps
         .cluster
-        .insert(&Key::new(len, u32::from_ne_bytes(net)), r, 0)
+        .insert(&Key::new(len, Be32::from_bytes(net)), r, 0)
         .expect("cluster entry");
 }
 

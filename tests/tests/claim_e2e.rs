@@ -22,7 +22,7 @@ use bpfnet_tests::{
     require_root,
     topo::{BRIDGE, BRIDGE_IP, CONTAINER_IP, HOST_IP, Topology},
 };
-use common::{EP_LEARNED, Endpoint, Reason};
+use common::{Be32, EP_LEARNED, Endpoint, Reason};
 
 /// The new veth on the host's side.
 const NEW_VETH: &str = "vc9";
@@ -233,8 +233,8 @@ fn a_new_veth_cannot_claim_the_gateways_address() {
 fn insert_endpoint(t: &Topology, ip: Ipv4Addr, ep: Endpoint) {
     let pin = t.files.pin_dir.join("endpoints_v1");
     let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
-    let mut map: HashMap<MapData, u32, Endpoint> =
+    let mut map: HashMap<MapData, Be32, Endpoint> =
         HashMap::try_from(Map::HashMap(map)).expect("endpoints_v1 is a hash map");
-    map.insert(u32::from_ne_bytes(ip.octets()), ep, 0)
+    map.insert(Be32::from(ip), ep, 0)
         .expect("insert an endpoint");
 }

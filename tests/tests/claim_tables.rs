@@ -62,7 +62,7 @@ fn network(fx: &mut Fixture) {
         ..net
     };
     let m = &mut fx.dp.maps;
-    let v4 = |len, a: [u8; 4]| Key::new(len, u32::from_ne_bytes(a));
+    let v4 = |len, a: [u8; 4]| Key::new(len, Be32::from_bytes(a));
     m.subnets.insert(&v4(16, NETWORK), net, 0).expect("subnet");
     for a in [NETWORK, BROADCAST] {
         m.subnets.insert(&v4(32, a), edge, 0).expect("edge");
@@ -75,22 +75,20 @@ fn network(fx: &mut Fixture) {
         .insert(&v6key(128, ANYCAST6), edge, 0)
         .expect("edge6");
     for a in [GATEWAY, HOST] {
-        m.host_ips
-            .insert(u32::from_ne_bytes(a), 0, 0)
-            .expect("host");
+        m.host_ips.insert(Be32::from_bytes(a), 0, 0).expect("host");
     }
     for a in [GATEWAY6, link_local(BRIDGE_MAC), ROUTER_LL] {
         m.host_ips6
             .insert(Ip6::from_octets(a), 0, 0)
             .expect("host6");
     }
-    let old: Vec<u32> = m.endpoints.keys().filter_map(Result::ok).collect();
+    let old: Vec<Be32> = m.endpoints.keys().filter_map(Result::ok).collect();
     for ip in old {
         m.endpoints.remove(&ip).expect("remove endpoint");
     }
     let peer = Endpoint::new(PEER_PORT, fx.uplink, PEER_MAC, 0);
     m.endpoints
-        .insert(u32::from_ne_bytes(PEER), peer, 0)
+        .insert(Be32::from_bytes(PEER), peer, 0)
         .expect("peer");
     m.endpoints6
         .insert(Ip6::from_octets(PEER6), peer, 0)
@@ -131,7 +129,7 @@ fn bound(fx: &Fixture) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
         .iter()
         .filter_map(Result::ok)
         .filter(|(_, ep)| ep.ifindex == me)
-        .map(|(ip, _)| ip.to_ne_bytes())
+        .map(|(ip, _)| ip.to_bytes())
         .collect();
     let v6 = m
         .endpoints6
@@ -219,7 +217,7 @@ fn a_new_veths_ipv4_claims_of_addresses_no_container_may_have_bind_nothing() {
             .dp
             .maps
             .endpoints
-            .get(&u32::from_ne_bytes(FREE), 0)
+            .get(&Be32::from_bytes(FREE), 0)
             .expect("the free address is learned");
         assert_eq!(
             (learned.ifindex, learned.mac, learned.flags),
@@ -238,7 +236,7 @@ fn a_new_veths_ipv4_claims_of_addresses_no_container_may_have_bind_nothing() {
         fx.dp
             .maps
             .endpoints
-            .remove(&u32::from_ne_bytes(FREE))
+            .remove(&Be32::from_bytes(FREE))
             .expect("unbind");
         unbound(fx);
         expect(

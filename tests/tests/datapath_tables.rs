@@ -11,7 +11,7 @@ use bpfnet_tests::{
     require_root,
 };
 use common::{
-    Backend, Be16, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE_UPLINK, CT_SIDE_VETH, CtKey,
+    Backend, Be16, Be32, CT_DNAT, CT_REPLY, CT_REPLY_LOCAL, CT_SIDE_UPLINK, CT_SIDE_VETH, CtKey,
     Endpoint, PROTO_TCP, PublishedKey, Reason, TcpState,
 };
 
@@ -21,8 +21,8 @@ const BACKEND: [u8; 4] = [172, 17, 0, 4];
 const ENDPOINT: [u8; 4] = [172, 17, 0, 5];
 const ENDPOINT_IFINDEX: u32 = 4242;
 
-fn ip(a: [u8; 4]) -> u32 {
-    u32::from_ne_bytes(a)
+fn ip(a: [u8; 4]) -> Be32 {
+    Be32::from_bytes(a)
 }
 
 enum Out {

@@ -21,7 +21,7 @@ use bpfnet_tests::{
     require_root,
     topo::{CONTAINER_IP, HOST_IP, SERVER_IP, Topology},
 };
-use common::Reason;
+use common::{Be32, Reason};
 
 fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -346,7 +346,7 @@ fn a_syn_flood_leaves_established_connections_working() {
         flooded >= 5_000,
         "the flood reached the datapath ({flooded} flows created or cut off)"
     );
-    let entries = |table| ct_table_len::<u32>(&t.files.pin_dir, table);
+    let entries = |table| ct_table_len::<Be32>(&t.files.pin_dir, table);
     let (answered, unanswered) = (entries(common::names::CT), entries(common::names::CT_NEW));
     assert!(
         answered <= 4 && unanswered >= 32,
@@ -470,7 +470,7 @@ fn a_flow_that_lost_its_reply_entry_is_repaired() {
     let _e = EchoServer::start(&t.server, 9000);
     let mut live = tcp_connect(&t.container, server(9000)).expect("connect through SNAT");
     echo_once_prefixed(&mut live, b"before");
-    evict_reply_and_await_repair::<u32>(&t.files.pin_dir, common::names::CT, 9000);
+    evict_reply_and_await_repair::<Be32>(&t.files.pin_dir, common::names::CT, 9000);
     echo_once(&mut live, b"after the repair");
 }
 

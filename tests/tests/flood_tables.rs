@@ -22,7 +22,7 @@ use bpfnet_tests::{
     require_root,
     tables::{C1, C2, HOST, PORTS, SERVER, ip, set_ports, setup, step},
 };
-use common::{CtTimeouts, Reason};
+use common::{Be32, CtTimeouts, Reason};
 
 /// `flood_budget_v1` in these tests: first packets per CPU per second, a pool of 8 for
 /// proven prefixes, 8 for the rest, of which one prefix may take 2.
@@ -335,7 +335,7 @@ fn a_containers_snat_quota_is_its_own_and_no_eviction_resets_it() {
         );
         for i in 0..2 * 65_536u32 {
             let [_, a, b, c] = i.to_be_bytes();
-            let _unused: Result<_, _> = m.insert(u32::from_ne_bytes([10, a, b, c]), 1, 0);
+            let _unused: Result<_, _> = m.insert(Be32::from_bytes([10, a, b, c]), 1, 0);
         }
         assert_eq!(
             fx.dp.maps.snat_use.get(&ip(C1), 0).ok(),

@@ -34,7 +34,7 @@ fn ep(fx: &mut Fixture, ip: [u8; 4], ifindex: u32, network: u32, mac: [u8; 6]) {
     fx.dp
         .maps
         .endpoints
-        .insert(u32::from_ne_bytes(ip), e, 0)
+        .insert(Be32::from_bytes(ip), e, 0)
         .expect("endpoint");
 }
 
@@ -51,7 +51,7 @@ fn port(fx: &mut Fixture, flags: u32) {
 }
 
 fn subnet(fx: &mut Fixture, net: [u8; 4], bridge: u32) {
-    let key = Key::new(16, u32::from_ne_bytes(net));
+    let key = Key::new(16, Be32::from_bytes(net));
     let n = Network { bridge, flags: 0 };
     fx.dp.maps.subnets.insert(&key, n, 0).expect("subnet");
 }
@@ -330,7 +330,7 @@ fn forwarding_isolation_and_spoofing() {
             .dp
             .maps
             .endpoints
-            .get(&u32::from_ne_bytes([172, 17, 0, 99]), 0)
+            .get(&Be32::from_bytes([172, 17, 0, 99]), 0)
             .expect("the learned endpoint");
         assert_eq!(
             (learned.ifindex, learned.mac, learned.flags),
@@ -351,7 +351,7 @@ fn forwarding_isolation_and_spoofing() {
         fx.dp
             .maps
             .endpoints
-            .remove(&u32::from_ne_bytes([172, 17, 0, 99]))
+            .remove(&Be32::from_bytes([172, 17, 0, 99]))
             .expect("unbind");
         port(fx, 0);
         expect(
@@ -396,7 +396,7 @@ fn a_lan_wire_carries_every_lan_host_but_no_endpoints_address() {
         let me = fx.bridge;
         ep(fx, CTR, me, NET_A, C1_MAC);
         ep(fx, C2, 4242, NET_A, C2_MAC);
-        let key = Key::new(24, u32::from_ne_bytes([203, 0, 113, 0]));
+        let key = Key::new(24, Be32::from_bytes([203, 0, 113, 0]));
         let lan = Network {
             bridge: NET_A,
             flags: NET_LAN,
@@ -551,14 +551,10 @@ fn loopback_publish_is_not_reachable_off_the_wire() {
         return;
     }
     with_fixture("lo", 1024, |fx| {
-        let key = PublishedKey::new(
-            u32::from_ne_bytes([127, 0, 0, 1]),
-            Be16::new(8040),
-            PROTO_TCP,
-        );
-        let b = Backend::new(u32::from_ne_bytes([172, 17, 0, 4]), Be16::new(8038));
+        let key = PublishedKey::new(Be32::from_bytes([127, 0, 0, 1]), Be16::new(8040), PROTO_TCP);
+        let b = Backend::new(Be32::from_bytes([172, 17, 0, 4]), Be16::new(8038));
         fx.dp.maps.published.insert(key, b, 0).expect("publish");
-        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        let lo = Be32::from_bytes([127, 0, 0, 1]);
         fx.dp.maps.host_ips.insert(lo, 0, 0).expect("host ip");
         let f = tcp(
             ([192, 0, 2, 2], 40000),

@@ -55,7 +55,7 @@ fn network(fx: &mut Fixture, flags: u32) {
     };
     let prefix = Key::new(64, Ip6::from_octets(v6(0)));
     m.subnets6.insert(&prefix, net, 0).expect("subnet6");
-    let v4 = Key::new(16, u32::from_ne_bytes([172, 17, 0, 0]));
+    let v4 = Key::new(16, Be32::from_bytes([172, 17, 0, 0]));
     m.subnets.insert(&v4, net, 0).expect("subnet");
     m.host_ips6
         .insert(Ip6::from_octets(GATEWAY), 0, 0)

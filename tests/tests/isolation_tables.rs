@@ -76,7 +76,7 @@ fn networks(fx: &mut Fixture, flags: u32) {
     m.ports.insert(me, port, 0).expect("port");
     for (net, bridge, flags) in [(0xa, a, flags), (0xb, NET_B, 0)] {
         let n = Network { bridge, flags };
-        let v4 = Key::new(16, u32::from_ne_bytes([172, 7 + net, 0, 0]));
+        let v4 = Key::new(16, Be32::from_bytes([172, 7 + net, 0, 0]));
         m.subnets.insert(&v4, n, 0).expect("subnet");
         let prefix = Key::new(64, Ip6::from_octets(v6(net, 0)));
         m.subnets6.insert(&prefix, n, 0).expect("subnet6");
@@ -88,7 +88,7 @@ fn networks(fx: &mut Fixture, flags: u32) {
     ] {
         let ep = Endpoint::new(ifindex, network, mac, 0);
         m.endpoints
-            .insert(u32::from_ne_bytes(ip), ep, 0)
+            .insert(Be32::from_bytes(ip), ep, 0)
             .expect("endpoint");
         m.endpoints6
             .insert(Ip6::from_octets(ip6), ep, 0)
@@ -96,7 +96,7 @@ fn networks(fx: &mut Fixture, flags: u32) {
     }
     for ip in [GATEWAY, HOST] {
         m.host_ips
-            .insert(u32::from_ne_bytes(ip), 0, 0)
+            .insert(Be32::from_bytes(ip), 0, 0)
             .expect("host address");
     }
     m.host_ips6
@@ -110,8 +110,8 @@ fn networks(fx: &mut Fixture, flags: u32) {
 /// Publish TCP port 8038 on every host address, to `backend`:8080 (either family).
 fn publish(fx: &mut Fixture, backend: [u8; 4], backend6: [u8; 16]) {
     let m = &mut fx.dp.maps;
-    let key = PublishedKey::new(0, Be16::new(8038), PROTO_TCP);
-    let b = Backend::new(u32::from_ne_bytes(backend), Be16::new(8080));
+    let key = PublishedKey::new(Be32::ZERO, Be16::new(8038), PROTO_TCP);
+    let b = Backend::new(Be32::from_bytes(backend), Be16::new(8080));
     m.published.insert(key, b, 0).expect("publish");
     let key6 = PublishedKey::new(Ip6::UNSPECIFIED, Be16::new(8038), PROTO_TCP);
     let b6 = Backend::new(Ip6::from_octets(backend6), Be16::new(8080));
@@ -477,7 +477,7 @@ fn internal_holds_for_hairpin_to_published_ports() {
             ("control", 0, 0, translated),
         ] {
             networks(fx, own);
-            let b = Key::new(16, u32::from_ne_bytes([172, 18, 0, 0]));
+            let b = Key::new(16, Be32::from_bytes([172, 18, 0, 0]));
             let n = Network {
                 bridge: NET_B,
                 flags: theirs,

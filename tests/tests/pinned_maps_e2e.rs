@@ -13,7 +13,7 @@ use std::{
 use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{require_root, topo::Topology};
 use common::{
-    Backend, Be16, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
+    Backend, Be16, Be32, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
 };
 
 /// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
@@ -127,8 +127,8 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
     pin_hash::<CtKey, CtValueV2>(&t, names::CT_NEW_V1, 256);
     let key = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
         CtKey::new(
-            u32::from_ne_bytes(src),
-            u32::from_ne_bytes(dst),
+            Be32::from_bytes(src),
+            Be32::from_bytes(dst),
             Be16::new(sport),
             Be16::new(dport),
             6,
@@ -207,7 +207,15 @@ fn a_whole_map_is_read_in_batches() {
         return;
     }
     let mut map = HashMap::<MapData, CtKey, u64>::create(20_000, 0).expect("create a hash map");
-    let key = |i: u32| CtKey::new(i, !i, Be16::new(i as u16), Be16::new(80), 6);
+    let key = |i: u32| {
+        CtKey::new(
+            Be32::from_raw(i),
+            Be32::from_raw(!i),
+            Be16::new(i as u16),
+            Be16::new(80),
+            6,
+        )
+    };
     for i in 0..10_001 {
         map.insert(key(i), u64::from(i) * 3, 0).expect("insert");
     }

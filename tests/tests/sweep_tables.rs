@@ -14,8 +14,8 @@ use bpfnet_tests::{
     tables::{self, C1, SERVER, entries},
 };
 use common::{
-    Be16, CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, Ip6, PROTO_TCP, PROTO_UDP,
-    SWEPT_TABLES,
+    Be16, Be32, CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, Ip6, PROTO_TCP,
+    PROTO_UDP, SWEPT_TABLES,
     ct::{TCP_ACK, TCP_RST, TCP_SYN},
 };
 
@@ -52,8 +52,8 @@ fn key6(i: u8) -> CtKey<Ip6> {
 
 fn key(i: u8, proto: u8) -> CtKey {
     CtKey::new(
-        u32::from_ne_bytes([172, 17, 0, 4]),
-        u32::from_ne_bytes([198, 51, 100, i]),
+        Be32::from_bytes([172, 17, 0, 4]),
+        Be32::from_bytes([198, 51, 100, i]),
         Be16::new(40000 + u16::from(i)),
         Be16::new(443),
         proto,
@@ -179,7 +179,7 @@ fn expired_flows_go_whole_and_nothing_else_does() {
             let fwd = key(i as u8 + 1, c.proto);
             // Masqueraded to 192.0.2.1 with the same port.
             let to = CtKey {
-                src_ip: u32::from_ne_bytes([192, 0, 2, 1]),
+                src_ip: Be32::from_bytes([192, 0, 2, 1]),
                 ..fwd
             };
             let table = if c.main {
@@ -335,7 +335,7 @@ fn the_datapath_clock_is_measured_by_the_sweeps_and_stamps_flows() {
             let now = monotonic_ns();
             let seen = entries(fx)
                 .into_iter()
-                .find(|(k, v)| k.src_ip == u32::from_ne_bytes(C1) && !v.is_reply())
+                .find(|(k, v)| k.src_ip == Be32::from_bytes(C1) && !v.is_reply())
                 .expect("the flow's entry")
                 .1
                 .last_seen_ns;

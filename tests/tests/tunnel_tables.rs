@@ -37,7 +37,7 @@ fn cluster(fx: &mut Fixture) {
         fx.dp
             .maps
             .cluster
-            .insert(&Key::new(24, u32::from_ne_bytes(net)), r, 0)
+            .insert(&Key::new(24, Be32::from_bytes(net)), r, 0)
             .expect("cluster prefix");
     }
 }

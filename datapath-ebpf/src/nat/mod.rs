@@ -6,7 +6,9 @@ mod ports;
 mod rewrite;
 
 use aya_ebpf::programs::TcContext;
-use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason};
+use common::{
+    Backend, Be16, Be32, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, PublishedKey, Reason,
+};
 pub(crate) use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
@@ -60,7 +62,7 @@ pub(crate) fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
 }
 
 /// The outcome of asking NAT about a packet without a flow.
-pub(crate) enum New<A = u32> {
+pub(crate) enum New<A = Be32> {
     /// Translate to this tuple (a flow was created).
     Flow(CtKey<A>),
     /// Not NAT's: no publish covers it, or it is not a flow's first packet.

@@ -93,12 +93,12 @@ impl Network {
     }
 }
 
-/// A prefix as `cluster_v1` keys it: (length, address as `Be32::raw`).
-pub(super) type Key = (u32, u32);
+/// A prefix as `cluster_v1` keys it: (length, address).
+pub(super) type Key = (u32, Be32);
 
 fn key(c: &Ipv4Cidr) -> Key {
     let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
-    (u32::from(c.len), Be32::from(net).raw())
+    (u32::from(c.len), Be32::from(net))
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
@@ -112,7 +112,7 @@ fn key6(n: &Ipv6Net) -> Key6 {
 }
 
 fn node_key(ip: Ipv4Addr) -> Key {
-    (32, Be32::from(ip).raw())
+    (32, Be32::from(ip))
 }
 
 /// `Ipv4Net` (etcd's) as `Ipv4Cidr` (the daemon's).
@@ -125,7 +125,7 @@ pub(super) fn cidr(n: &Ipv4Net) -> Ipv4Cidr {
 
 /// The first address of prefix `c`: its gateway.
 pub(super) fn gateway_of(c: &Ipv4Cidr) -> Ipv4Addr {
-    Ipv4Addr::from(Be32::from_raw(key(c).1).get().wrapping_add(1))
+    Ipv4Addr::from(key(c).1.get().wrapping_add(1))
 }
 
 fn route(kind: u32, node: Ipv4Addr, vni: u32, ifindex: u32) -> ClusterRoute {
@@ -310,7 +310,7 @@ impl Cluster {
             .iter()
             .map(|(&(len, net), r)| ClusterRouteLine {
                 prefix: Ipv4Cidr {
-                    addr: Ipv4Addr::from(Be32::from_raw(net)),
+                    addr: Ipv4Addr::from(net),
                     len: u8::try_from(len).unwrap_or(32),
                 },
                 kind: RouteKind::of(r.kind),

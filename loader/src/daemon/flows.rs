@@ -4,7 +4,7 @@ use aya::{
     Pod,
     maps::{HashMap as BpfHashMap, MapData, MapError},
 };
-use common::{Addr, CtKey, CtValue, Ip6};
+use common::{Addr, Be32, CtKey, CtValue, Ip6};
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -19,7 +19,7 @@ use crate::{
 type CtMap<A> = BpfHashMap<MapData, CtKey<A>, CtValue<A>>;
 
 /// An address family's two CT tables (answered flows, flows not answered yet) and its
-/// containers' counts: `ct_v3`, `ct_new_v2`, `snat_use_v2`, `ct_use_v1` for `u32`;
+/// containers' counts: `ct_v3`, `ct_new_v2`, `snat_use_v2`, `ct_use_v1` for `Be32`;
 /// `ct6_v1`, `ct6_new_v1`, `snat6_use_v2`, `ct6_use_v1` for `Ip6`.
 pub(super) trait CtFamily: Addr {
     /// Every entry of both tables.
@@ -104,7 +104,7 @@ macro_rules! ct_family {
     };
 }
 
-ct_family!(u32, ct, ct_new, snat_use, ct_use);
+ct_family!(Be32, ct, ct_new, snat_use, ct_use);
 ct_family!(Ip6, ct6, ct6_new, snat6_use, ct6_use);
 
 /// Every entry of a family's two tables, read in batches; one by one where the kernel
@@ -134,13 +134,13 @@ impl Daemon {
 
     /// Entries in the tables of both families.
     pub(super) fn ct_entries(&self) -> u64 {
-        (self.entries::<u32>().len() + self.entries::<Ip6>().len()) as u64
+        (self.entries::<Be32>().len() + self.entries::<Ip6>().len()) as u64
     }
 
     /// Every flow of both families, IPv4 first, each in tuple order.
     pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
         let now = monotonic_ns();
-        let v4 = conntrack::flows(self.entries::<u32>());
+        let v4 = conntrack::flows(self.entries::<Be32>());
         let v6 = conntrack::flows(self.entries::<Ip6>());
         v4.iter()
             .map(|f| FlowInfo::new(f, now, &self.sweeper.timeouts))

@@ -26,11 +26,11 @@ impl Daemon {
     }
 
     fn sync_host_ips(&mut self, prefixes: &[Prefix]) {
-        let mut want: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut want: BTreeMap<Be32, u32> = BTreeMap::new();
         let mut want6: BTreeMap<Ip6, u32> = BTreeMap::new();
         for (_, ip, _) in prefixes {
             match ip {
-                IpAddr::V4(ip) => want.insert(Be32::from(*ip).raw(), 0),
+                IpAddr::V4(ip) => want.insert(Be32::from(*ip), 0),
                 IpAddr::V6(ip) => want6.insert(Ip6::from(*ip), 0),
             };
         }

@@ -9,7 +9,7 @@
 //! bpfnet's is left alone.
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use common::{Be32, CLUSTER_HOST_GW};
+use common::CLUSTER_HOST_GW;
 use tracing::{debug, warn};
 
 use super::{Daemon, cluster::gateway_of, peer_neigh::on_link};
@@ -53,7 +53,7 @@ impl Daemon {
             .iter()
             .filter(|(_, r)| r.kind == CLUSTER_HOST_GW)
             .filter_map(|(&(len, net), r)| {
-                let prefix = (Ipv4Addr::from(Be32::from_raw(net)), u8::try_from(len).ok()?);
+                let prefix = (Ipv4Addr::from(net), u8::try_from(len).ok()?);
                 Some((prefix, Ipv4Addr::from(r.node)))
             })
             .collect();

@@ -2,7 +2,7 @@
 //! and `published6_v1` (IPv6), and the flows of a port no longer published.
 use std::collections::BTreeMap;
 
-use common::{Addr, Backend, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
+use common::{Addr, Backend, Be32, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
 use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
@@ -147,7 +147,7 @@ impl Daemon {
     /// Drop the tracked flows of an unpublished port, so its established flows stop
     /// too (what Docker does with conntrack when a port is unmapped).
     pub(super) fn forget_flows(&mut self, spec: &PublishSpec) {
-        self.forget_flows_of::<u32>(spec);
+        self.forget_flows_of::<Be32>(spec);
         self.forget_flows_of::<Ip6>(spec);
     }
 

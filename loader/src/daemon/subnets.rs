@@ -18,13 +18,16 @@ use crate::{
 };
 
 /// What `subnets_v1` and `subnets6_v1` hold.
-pub(super) type Want = (BTreeMap<(u32, u32), Network>, BTreeMap<(u32, Ip6), Network>);
+pub(super) type Want = (
+    BTreeMap<(u32, Be32), Network>,
+    BTreeMap<(u32, Ip6), Network>,
+);
 
 /// The subnets of the host's address `prefixes` that lie on a managed bridge of `nets`
 /// (its ifindex → its network's `NET_*` flags), with the host-length entries of their
 /// edges.
 pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
-    let mut want: BTreeMap<(u32, u32), Network> = BTreeMap::new();
+    let mut want: BTreeMap<(u32, Be32), Network> = BTreeMap::new();
     let mut want6: BTreeMap<(u32, Ip6), Network> = BTreeMap::new();
     for &(ifindex, addr, len) in prefixes {
         let Some(&flags) = nets.get(&ifindex) else {
@@ -38,9 +41,9 @@ pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
             IpAddr::V4(addr) => {
                 let net = net::network(addr, len);
                 let first = net.map_or(addr, |n| n.addr());
-                want.insert((u32::from(len), Be32::from(first).raw()), network);
+                want.insert((u32::from(len), Be32::from(first)), network);
                 for edge in net.and_then(|n| net::edges(&n)).into_iter().flatten() {
-                    want.insert((32, Be32::from(edge).raw()), edge_of(network));
+                    want.insert((32, Be32::from(edge)), edge_of(network));
                 }
             }
             IpAddr::V6(addr) if !addr.is_unicast_link_local() && !addr.is_multicast() => {
@@ -145,7 +148,7 @@ mod tests {
         ];
         let nets = BTreeMap::from([(3, NET_LAN)]);
         let (v4, v6) = want(&prefixes, &nets);
-        let k = |a: [u8; 4], len| (len, u32::from_ne_bytes(a));
+        let k = |a: [u8; 4], len| (len, Be32::from_bytes(a));
         let net = Network {
             bridge: 3,
             flags: NET_LAN,
@@ -157,7 +160,7 @@ mod tests {
             "the broadcast address is an edge"
         );
         assert!(
-            v4.keys().all(|&(_, a)| a.to_ne_bytes()[0] == 172),
+            v4.keys().all(|&(_, a)| a.to_bytes()[0] == 172),
             "nothing of another interface: {v4:?}"
         );
         let ula = Ip6::from_octets("fd00:17::".parse::<Ipv6Addr>().expect("address").octets());

@@ -3,7 +3,7 @@
 //! container's flows. It owns its timeouts and the record of its sweeps.
 use std::{collections::HashMap, time::Duration};
 
-use common::{CT_REPLY, CT_SIDE, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
+use common::{Be32, CT_REPLY, CT_SIDE, CtKey, CtValue, Ip6, ct::TCP_FIN_FIRST};
 use tracing::{debug, warn};
 
 use super::flows::{CtFamily, Use, remove_ct};
@@ -91,7 +91,7 @@ impl Sweeper {
                 self.ct_left = Some(s.left);
                 let walked = full_walk_due(self.sweeps, s.main, dp.ct_entries());
                 if walked {
-                    self.walk::<u32>(&mut dp.maps, false);
+                    self.walk::<Be32>(&mut dp.maps, false);
                     self.walk::<Ip6>(&mut dp.maps, false);
                 }
                 (s.entries, s.removed, walked)
@@ -102,7 +102,7 @@ impl Sweeper {
                     warn!(error = %e, "in-kernel sweep failed; sweeping from userspace");
                 }
                 self.ct_left = None;
-                let (entries, removed) = self.walk::<u32>(&mut dp.maps, true);
+                let (entries, removed) = self.walk::<Be32>(&mut dp.maps, true);
                 let (entries6, removed6) = self.walk::<Ip6>(&mut dp.maps, true);
                 (entries + entries6, removed + removed6, true)
             }

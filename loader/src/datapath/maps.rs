@@ -4,8 +4,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuHashMap, lpm_trie::Key},
 };
 use common::{
-    Backend, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, IcmpLimit, Ip6,
-    NET_EDGE, Network, Port, PublishedKey, Reason, names,
+    Backend, Be32, ClusterRoute, Config, Counter, CtKey, CtValue, DropKey, Endpoint, IcmpLimit,
+    Ip6, NET_EDGE, Network, Port, PublishedKey, Reason, names,
 };
 
 use super::DatapathError;
@@ -14,22 +14,22 @@ pub struct Maps {
     pub published: HashMap<MapData, PublishedKey, Backend>,
     /// IPv6 published ports.
     pub published6: HashMap<MapData, PublishedKey<Ip6>, Backend<Ip6>>,
-    /// Host IPv4 (network order) → flags.
-    pub host_ips: HashMap<MapData, u32, u32>,
+    /// Host IPv4 → flags.
+    pub host_ips: HashMap<MapData, Be32, u32>,
     /// Host IPv6 → flags.
     pub host_ips6: HashMap<MapData, Ip6, u32>,
-    /// Container IPv4 (network order) → endpoint.
-    pub endpoints: HashMap<MapData, u32, Endpoint>,
+    /// Container IPv4 → endpoint.
+    pub endpoints: HashMap<MapData, Be32, Endpoint>,
     /// Container IPv6 → endpoint.
     pub endpoints6: HashMap<MapData, Ip6, Endpoint>,
     /// Answered flows.
     pub ct: HashMap<MapData, CtKey, CtValue>,
     /// Flows not answered yet.
     pub ct_new: HashMap<MapData, CtKey, CtValue>,
-    /// A container's masqueraded flows (the SNAT quota), by its IPv4 (network order).
-    pub snat_use: HashMap<MapData, u32, u64>,
+    /// A container's masqueraded flows (the SNAT quota), by its IPv4.
+    pub snat_use: HashMap<MapData, Be32, u64>,
     /// The flows a container originated (its share of the flow tables), by its IPv4.
-    pub ct_use: HashMap<MapData, u32, u64>,
+    pub ct_use: HashMap<MapData, Be32, u64>,
     /// IPv6 flows, answered and not yet, and the IPv6 containers' counts.
     pub ct6: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
     pub ct6_new: HashMap<MapData, CtKey<Ip6>, CtValue<Ip6>>,
@@ -37,12 +37,12 @@ pub struct Maps {
     pub ct6_use: HashMap<MapData, Ip6, u64>,
     /// `--ct-per-endpoint`: the flows one container may originate (0: no limit).
     pub ct_share: Array<MapData, u32>,
-    /// Managed networks' subnets (IPv4, network order) → the network.
-    pub subnets: LpmTrie<MapData, u32, Network>,
+    /// Managed networks' subnets (IPv4) → the network.
+    pub subnets: LpmTrie<MapData, Be32, Network>,
     /// Managed networks' IPv6 subnets → the network.
     pub subnets6: LpmTrie<MapData, Ip6, Network>,
-    /// The cluster's prefixes and node addresses (IPv4, network order) → where they are.
-    pub cluster: LpmTrie<MapData, u32, ClusterRoute>,
+    /// The cluster's prefixes and node addresses (IPv4) → where they are.
+    pub cluster: LpmTrie<MapData, Be32, ClusterRoute>,
     /// The cluster's IPv6 prefixes → where they are (their node's IPv4 underlay).
     pub cluster6: LpmTrie<MapData, Ip6, ClusterRoute>,
     pub stats: PerCpuArray<MapData, Counter>,
@@ -114,9 +114,9 @@ impl Maps {
         self.route_gen.set(0, generation.wrapping_add(1), 0)
     }
 
-    /// Whether a container may have IPv4 `ip` (network order): not one of the host's
+    /// Whether a container may have IPv4 `ip`: not one of the host's
     /// addresses, nor a subnet's network or broadcast address (`NET_EDGE`).
-    pub fn claimable(&self, ip: u32) -> bool {
+    pub fn claimable(&self, ip: Be32) -> bool {
         self.host_ips.get(&ip, 0).is_err()
             && self
                 .subnets

@@ -179,16 +179,19 @@ fn conflicts_follow_address_port_and_protocol() {
 #[test]
 fn entries_are_in_network_order_one_per_port() {
     let spec = ok("192.0.2.1:8000-8002:172.17.0.4:9000-9002/udp");
-    let entries: Vec<_> = spec.entries::<u32>().collect();
+    let entries: Vec<_> = spec.entries::<Be32>().collect();
     assert_eq!(entries.len(), 3);
     let (k, b) = entries[2];
-    assert_eq!(k.host_ip.to_ne_bytes(), [192, 0, 2, 1]);
+    assert_eq!(k.host_ip.to_bytes(), [192, 0, 2, 1]);
     assert_eq!(k.port.to_bytes(), 8002u16.to_be_bytes());
     assert_eq!(k.proto, PROTO_UDP);
-    assert_eq!(b.ip.to_ne_bytes(), [172, 17, 0, 4]);
+    assert_eq!(b.ip.to_bytes(), [172, 17, 0, 4]);
     assert_eq!(b.port.to_bytes(), 9002u16.to_be_bytes());
     let any = ok("80:172.17.0.4:80");
-    assert_eq!(any.entries::<u32>().next().map(|(k, _)| k.host_ip), Some(0));
+    assert_eq!(
+        any.entries::<Be32>().next().map(|(k, _)| k.host_ip),
+        Some(Be32::ZERO)
+    );
     assert_eq!(
         spec.entries::<Ip6>().count(),
         0,
@@ -390,7 +393,7 @@ fn conflicts_stay_within_a_family() {
 fn ipv6_entries_go_to_published6_only() {
     let spec = ok("[2001:db8::1]:8000-8001:[fd00:beef::4]:9000-9001/udp");
     assert_eq!(
-        spec.entries::<u32>().count(),
+        spec.entries::<Be32>().count(),
         0,
         "an IPv6 spec has no published_v1 entry"
     );
@@ -418,5 +421,5 @@ fn ipv6_entries_go_to_published6_only() {
         any.addrs::<Ip6>(),
         Some((Ip6::UNSPECIFIED, Ip6::from(backend)))
     );
-    assert_eq!(any.addrs::<u32>(), None);
+    assert_eq!(any.addrs::<Be32>(), None);
 }

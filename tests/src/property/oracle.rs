@@ -7,7 +7,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use common::{Be16, CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Be16, Be32, CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     packet::{ETH_HLEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, View, checksum},
@@ -344,8 +344,8 @@ pub fn syn_data(f: &[u8]) -> u32 {
 /// The CT key of a packet with tuple `t`, as the datapath looks it up.
 pub fn ct_key(t: &Tuple) -> CtKey {
     CtKey::new(
-        u32::from_ne_bytes(t.src),
-        u32::from_ne_bytes(t.dst),
+        Be32::from_bytes(t.src),
+        Be32::from_bytes(t.dst),
         Be16::new(t.sport),
         Be16::new(t.dport),
         t.proto,
@@ -354,8 +354,8 @@ pub fn ct_key(t: &Tuple) -> CtKey {
 
 pub fn key_tuple(k: &CtKey) -> Tuple {
     Tuple {
-        src: k.src_ip.to_ne_bytes(),
-        dst: k.dst_ip.to_ne_bytes(),
+        src: k.src_ip.to_bytes(),
+        dst: k.dst_ip.to_bytes(),
         proto: k.proto,
         sport: k.src_port.get(),
         dport: k.dst_port.get(),

@@ -6,7 +6,7 @@ mod want;
 
 use std::collections::BTreeMap;
 
-use common::{EP_LEARNED, Endpoint, Ip6};
+use common::{Be32, EP_LEARNED, Endpoint, Ip6};
 use tracing::debug;
 pub(super) use want::{Bridge, Veth, port};
 
@@ -55,7 +55,7 @@ impl Endpoints {
 /// goes). Returns whether `endpoints_v1` changed and whether every write succeeded.
 fn apply(dp: &mut Datapath, inputs: &Inputs) -> (bool, bool) {
     let maps = &dp.maps;
-    let learned: BTreeMap<u32, Endpoint> = entries_or_each(&maps.endpoints)
+    let learned: BTreeMap<Be32, Endpoint> = entries_or_each(&maps.endpoints)
         .into_iter()
         .filter(|(ip, ep)| ep.flags & EP_LEARNED != 0 && maps.claimable(*ip))
         .collect();

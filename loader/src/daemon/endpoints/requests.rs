@@ -55,7 +55,7 @@ impl Daemon {
                 return Err(Invalid::GivenTwice { addr }.into());
             }
             let claimable = match addr {
-                IpAddr::V4(a) => self.dp.maps.claimable(Be32::from(a).raw()),
+                IpAddr::V4(a) => self.dp.maps.claimable(Be32::from(a)),
                 IpAddr::V6(a) => self.dp.maps.claimable6(Ip6::from(a)),
             };
             if !claimable {

@@ -26,7 +26,7 @@ pub(in crate::daemon) struct Bridge {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(in crate::daemon) struct Want {
     pub ports: BTreeMap<u32, Port>,
-    pub eps: BTreeMap<u32, Endpoint>,
+    pub eps: BTreeMap<Be32, Endpoint>,
     pub eps6: BTreeMap<Ip6, Endpoint>,
     /// Registered endpoints whose veth is absent, waiting for it.
     pub waiting: Vec<EndpointSpec>,
@@ -53,7 +53,7 @@ pub(in crate::daemon) fn want(
     specs: &[EndpointSpec],
     veths: &BTreeMap<String, Veth>,
     bridges: &BTreeMap<u32, Bridge>,
-    learned: &BTreeMap<u32, Endpoint>,
+    learned: &BTreeMap<Be32, Endpoint>,
     learned6: &BTreeMap<Ip6, Endpoint>,
 ) -> Want {
     let mut out = Want::default();
@@ -67,7 +67,7 @@ pub(in crate::daemon) fn want(
             }) => {
                 let ep = Endpoint::new(ifindex, network, e.mac.0, 0);
                 if let Some(c) = e.ip {
-                    out.eps.insert(Be32::from(c.addr).raw(), ep);
+                    out.eps.insert(Be32::from(c.addr), ep);
                 }
                 for c in &e.ip6 {
                     out.eps6.insert(Ip6::from(c.addr), ep);
@@ -80,7 +80,7 @@ pub(in crate::daemon) fn want(
     let attached: BTreeSet<u32> = veths.values().map(|v| v.index).collect();
     let unclaimed =
         |ep: &Endpoint| attached.contains(&ep.ifindex) && !claimed.contains_key(&ep.ifindex);
-    let learned: BTreeMap<u32, Endpoint> = learned
+    let learned: BTreeMap<Be32, Endpoint> = learned
         .iter()
         .filter(|(ip, ep)| unclaimed(ep) && !out.eps.contains_key(ip))
         .map(|(&ip, &ep)| (ip, ep))
@@ -98,7 +98,7 @@ pub(in crate::daemon) fn want(
     for (&ip, ep) in out.eps.iter().chain(learned.iter()) {
         owners.entry(ep.ifindex).or_insert(Owner {
             mac: ep.mac,
-            ip: Some(Be32::from_raw(ip)),
+            ip: Some(ip),
             enforce: true,
             v6: false,
         });
@@ -195,9 +195,9 @@ mod tests {
         )])
     }
 
-    fn v4(s: &str) -> u32 {
+    fn v4(s: &str) -> Be32 {
         let a: std::net::Ipv4Addr = s.parse().expect("an IPv4 address in the test");
-        Be32::from(a).raw()
+        Be32::from(a)
     }
 
     fn v6(s: &str) -> Ip6 {
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6, "every address is known");
         assert_eq!(
             (p.ip, p.mac, p.bridge_mac),
-            (Be32::from_raw(v4("172.17.0.4")), [2, 0, 0, 0, 1, 4], BR_MAC)
+            (v4("172.17.0.4"), [2, 0, 0, 0, 1, 4], BR_MAC)
         );
         // A veth nobody registered binds its first packet's addresses.
         let free = w.ports[&12];
@@ -297,9 +297,6 @@ mod tests {
         assert_eq!(w.eps6.len(), 1);
         let p = w.ports[&12];
         assert_eq!(p.flags, PORT_ENFORCE | PORT_V6);
-        assert_eq!(
-            (p.ip, p.mac),
-            (Be32::from_raw(v4("172.17.0.7")), [2, 0, 0, 0, 9, 7])
-        );
+        assert_eq!((p.ip, p.mac), (v4("172.17.0.7"), [2, 0, 0, 0, 9, 7]));
     }
 }
