@@ -26,8 +26,8 @@ pub(crate) struct Cost {
     pub ns_per_run: f64,
 }
 
-/// Run time and run count per program name, summed over every loaded program of that
-/// name.
+/// Run time and run count per program name (bpfnet's and the floor's), summed over
+/// every loaded program of that name.
 #[derive(Clone, Default)]
 pub(crate) struct Snapshot(BTreeMap<String, (u64, u64)>);
 
@@ -47,7 +47,13 @@ pub(crate) fn snapshot() -> Result<Snapshot> {
         let Some(name) = info.name_as_str() else {
             continue;
         };
-        if PROGRAMS.contains(&name) {
+        if PROGRAMS.contains(&name)
+            || [
+                crate::floor::UPLINK_PROGRAM,
+                crate::floor::CONTAINER_PROGRAM,
+            ]
+            .contains(&name)
+        {
             let e: &mut (u64, u64) = s.entry(name.to_string()).or_default();
             e.0 += info.run_time().as_nanos() as u64;
             e.1 += info.run_count();

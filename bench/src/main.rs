@@ -3,11 +3,13 @@
 //! each datapath program costs per packet in every test, and the scaling with the number
 //! of published ports. Writes results/<date>.json, report.md and plots, and exits
 //! non-zero if any measurement failed or measured zero.
+mod against_floor;
 mod cost;
 mod crosshost;
 mod crowd;
 mod ctscale;
 mod early_drop;
+mod floor;
 mod iperf;
 mod load;
 mod modes;
@@ -284,7 +286,8 @@ fn main() -> Result<()> {
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);
         let order = tests.iter().map(|(names, _)| names[0].0.as_str());
-        eprintln!("{}", report::costs_markdown(order, &costs));
+        eprintln!("{}", report::costs_markdown(order.clone(), &costs));
+        eprintln!("{}", against_floor::markdown(order, &costs));
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -458,32 +461,40 @@ fn early_drop_rows(
         .collect()
 }
 
-/// Each test once more in `bpfnet` mode with the kernel's run-time statistics on:
-/// nanoseconds per run of each datapath program that the test's packets ran.
+/// Each test once more in `bpfnet` mode, then once more in `direct` mode with the floor
+/// attached (`floor.rs`), with the kernel's run-time statistics on: nanoseconds per run
+/// of each datapath program, and of the floor, that the test's packets ran.
 fn program_costs(
     t: &Topology,
     tests: &[(Vec<Metric>, Measure)],
     failures: &mut Vec<String>,
 ) -> BTreeMap<String, BTreeMap<String, cost::Cost>> {
     eprintln!("[bench] program costs (bpf_stats)");
-    let mut out = BTreeMap::new();
-    let daemon = Mode::Bpfnet.setup(t);
+    let mut out: BTreeMap<String, BTreeMap<String, cost::Cost>> = BTreeMap::new();
     let collecting = or_failed(cost::start().map(Some), "program costs", None, failures);
-    if collecting.is_some() {
-        for (names, f) in tests {
-            let what = format!("program costs: {}", names[0].0);
-            let costs = cost::snapshot().and_then(|before| {
-                f(t, Mode::Bpfnet)?;
-                Ok(cost::between(&before, &cost::snapshot()?))
-            });
-            let costs = or_failed(costs, &what, BTreeMap::new(), failures);
-            eprintln!("[bench]   {what} = {costs:?}");
-            out.insert(names[0].0.clone(), costs);
-        }
+    if collecting.is_none() {
+        return out;
     }
-    drop(collecting);
-    drop(daemon);
-    Mode::Bpfnet.teardown(t);
+    for mode in [Mode::Bpfnet, Mode::Direct] {
+        let daemon = mode.setup(t);
+        let floor = (mode == Mode::Direct)
+            .then(|| or_failed(floor::attach(t).map(Some), "the floor", None, failures));
+        if floor.as_ref().is_none_or(Option::is_some) {
+            for (names, f) in tests {
+                let what = format!("program costs: {}: {}", mode.name(), names[0].0);
+                let costs = cost::snapshot().and_then(|before| {
+                    f(t, mode)?;
+                    Ok(cost::between(&before, &cost::snapshot()?))
+                });
+                let costs = or_failed(costs, &what, BTreeMap::new(), failures);
+                eprintln!("[bench]   {what} = {costs:?}");
+                out.entry(names[0].0.clone()).or_default().extend(costs);
+            }
+        }
+        drop(floor);
+        drop(daemon);
+        mode.teardown(t);
+    }
     out
 }
 

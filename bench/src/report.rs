@@ -119,6 +119,10 @@ impl Report {
         }
         if self.costs.is_empty() {
             p.push("no program costs".into());
+        } else if crate::against_floor::rows(self.costs.keys().map(String::as_str), &self.costs)
+            .is_empty()
+        {
+            p.push("program costs: no program measured against the floor".into());
         }
         if self.cross_host.is_empty() {
             p.push("no rows across hosts".into());
@@ -259,6 +263,24 @@ pub(crate) fn markdown(r: &Report) -> String {
          packet, or per GSO batch) of each TC program the test's packets ran.\n"
     );
     s.push_str(&costs_markdown(
+        r.rows.iter().map(|row| row.test.as_str()),
+        &r.costs,
+    ));
+    let _unused: Result<_, _> = writeln!(s, "\n## Per-packet cost against the floor\n");
+    let _unused: Result<_, _> = writeln!(
+        s,
+        "The floor is the least an eBPF datapath does per packet (`bench/floor-ebpf`): parse \
+         Ethernet, IPv4 or IPv6 and TCP or UDP, look the 5-tuple up in one hash map, write the \
+         Ethernet addresses and redirect. Each test runs once more in `direct` mode with it \
+         attached where bpfnet's programs run (`floor_uplink` on the host's uplink, \
+         `floor_container` on the containers' veths), in the same pass and with the same \
+         statistics as the table above; a flow's packets after its first take one lookup and \
+         a redirect. Each program's nanoseconds per run over the floor's at its place, for \
+         the same test; the first table keeps, per program and family, the test of known \
+         flows (every test but the connection rates) where the program is furthest above the \
+         floor (goal: at most 1.5×).\n"
+    );
+    s.push_str(&crate::against_floor::markdown(
         r.rows.iter().map(|row| row.test.as_str()),
         &r.costs,
     ));
