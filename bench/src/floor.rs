@@ -6,7 +6,10 @@
 //! (`floor_container`, where `from_container` runs), with a route for every address the
 //! tests talk to, so each flow's packets after its first take one lookup and a redirect
 //! to the device the routed packet would have left by.
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv6Addr},
+};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -31,7 +34,14 @@ pub(crate) const CONTAINER_PROGRAM: &str = "floor_container";
 const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 
 /// The floor attached in the host: detached when dropped (TCX links close with it).
-pub(crate) struct Floor(#[expect(dead_code, reason = "held only to detach on drop")] Ebpf);
+pub(crate) struct Floor(Ebpf);
+
+impl Floor {
+    /// The ids of the floor's programs (for `cost::snapshot_of`).
+    pub(crate) fn ids(&self) -> Result<BTreeSet<u32>> {
+        self.0.programs().map(|(_, p)| Ok(p.info()?.id())).collect()
+    }
+}
 
 /// Load the floor, fill its routes and attach it in `t`'s host (in `direct` mode: the
 /// client and the server route the containers' networks through the host).

@@ -19,7 +19,7 @@ mod report;
 mod verifier;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
@@ -479,12 +479,20 @@ fn program_costs(
         let daemon = mode.setup(t);
         let floor = (mode == Mode::Direct)
             .then(|| or_failed(floor::attach(t).map(Some), "the floor", None, failures));
-        if floor.as_ref().is_none_or(Option::is_some) {
+        // The programs this run attached, by id: other bpfnet instances on the machine
+        // run programs of the same names.
+        let ids = match &floor {
+            None => cost::linked(&t.files.pin_dir.join("links")),
+            Some(Some(floor)) => floor.ids(),
+            Some(None) => Ok(BTreeSet::new()),
+        };
+        let ids = or_failed(ids, "program costs: programs", BTreeSet::new(), failures);
+        if !ids.is_empty() {
             for (names, f) in tests {
                 let what = format!("program costs: {}: {}", mode.name(), names[0].0);
-                let costs = cost::snapshot().and_then(|before| {
+                let costs = cost::snapshot_of(&ids).and_then(|before| {
                     f(t, mode)?;
-                    Ok(cost::between(&before, &cost::snapshot()?))
+                    Ok(cost::between(&before, &cost::snapshot_of(&ids)?))
                 });
                 let costs = or_failed(costs, &what, BTreeMap::new(), failures);
                 eprintln!("[bench]   {what} = {costs:?}");
