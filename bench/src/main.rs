@@ -49,7 +49,8 @@ struct Args {
     /// Where the client and the server of single-flow tests run.
     #[arg(long, value_enum, default_value = "same")]
     pin: Pin,
-    /// Only the per-program cost pass, printed (for profiling the datapath).
+    /// Only the per-program cost pass and the floor beside it, printed (for profiling the
+    /// datapath).
     #[arg(long)]
     cost_only: bool,
     /// Only the rows across hosts, printed.
