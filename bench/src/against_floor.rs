@@ -12,6 +12,10 @@ use crate::{
 /// A known flow's packet may cost at most this many times the floor's.
 pub(crate) const GOAL: f64 = 1.5;
 
+/// Fewer runs than this in a test are stray packets (neighbour discovery, a reply to
+/// the previous test), not the test's flows: no ratio.
+const MIN_RUNS: u64 = 1000;
+
 /// The families a test runs over, as its name tells (`Family::suffix`).
 const FAMILIES: [&str; 2] = ["IPv4", "IPv6"];
 
@@ -53,7 +57,8 @@ impl Against {
     }
 }
 
-/// Every program that ran in a test whose floor ran there too, tests in `order`.
+/// Every program that ran in a test whose floor ran there too (each at least
+/// `MIN_RUNS` times), tests in `order`.
 pub(crate) fn rows<'a>(
     order: impl IntoIterator<Item = &'a str>,
     costs: &BTreeMap<String, BTreeMap<String, Cost>>,
@@ -65,8 +70,8 @@ pub(crate) fn rows<'a>(
     {
         for program in PROGRAMS {
             if let (Some(p), Some(f)) = (c.get(program), c.get(floor_of(program)))
-                && p.runs > 0
-                && f.runs > 0
+                && p.runs >= MIN_RUNS
+                && f.runs >= MIN_RUNS
             {
                 out.push(Against {
                     test: test.to_string(),
@@ -156,7 +161,7 @@ mod tests {
 
     fn cost(ns: f64) -> Cost {
         Cost {
-            runs: 100,
+            runs: 5000,
             ns_per_run: ns,
         }
     }
@@ -206,6 +211,27 @@ mod tests {
         let ctr = &rows[1];
         assert_eq!(ctr.program, "from_container");
         assert!((ctr.ratio() - 1.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_few_stray_runs_give_no_ratio() {
+        let mut c = costs();
+        let stream = c.get_mut("TCP stream").expect("in the fixture");
+        stream.insert(
+            "from_uplink".into(),
+            Cost {
+                runs: 3,
+                ns_per_run: 8000.0,
+            },
+        );
+        let rows = rows(ORDER, &c);
+        assert!(
+            !rows
+                .iter()
+                .any(|r| r.test == "TCP stream" && r.program == "from_uplink"),
+            "{rows:?}"
+        );
+        assert_eq!(rows.len(), 7);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bpfnet_tests::{daemon::cli_ok, topo::Topology};
 use clap::Parser;
 use modes::{ECHO, Family, IPERF, Mode};
@@ -471,40 +471,55 @@ fn program_costs(
     failures: &mut Vec<String>,
 ) -> BTreeMap<String, BTreeMap<String, cost::Cost>> {
     eprintln!("[bench] program costs (bpf_stats)");
-    let mut out: BTreeMap<String, BTreeMap<String, cost::Cost>> = BTreeMap::new();
-    let collecting = or_failed(cost::start().map(Some), "program costs", None, failures);
-    if collecting.is_none() {
+    let mut out = BTreeMap::new();
+    let Some(_collecting) = or_failed(cost::start().map(Some), "program costs", None, failures)
+    else {
         return out;
-    }
-    for mode in [Mode::Bpfnet, Mode::Direct] {
-        let daemon = mode.setup(t);
-        let floor = (mode == Mode::Direct)
-            .then(|| or_failed(floor::attach(t).map(Some), "the floor", None, failures));
-        // The programs this run attached, by id: other bpfnet instances on the machine
-        // run programs of the same names.
-        let ids = match &floor {
-            None => cost::linked(&t.files.pin_dir.join("links")),
-            Some(Some(floor)) => floor.ids(),
-            Some(None) => Ok(BTreeSet::new()),
-        };
-        let ids = or_failed(ids, "program costs: programs", BTreeSet::new(), failures);
-        if !ids.is_empty() {
-            for (names, f) in tests {
-                let what = format!("program costs: {}: {}", mode.name(), names[0].0);
-                let costs = cost::snapshot_of(&ids).and_then(|before| {
-                    f(t, mode)?;
-                    Ok(cost::between(&before, &cost::snapshot_of(&ids)?))
-                });
-                let costs = or_failed(costs, &what, BTreeMap::new(), failures);
-                eprintln!("[bench]   {what} = {costs:?}");
-                out.entry(names[0].0.clone()).or_default().extend(costs);
-            }
-        }
-        drop(floor);
-        drop(daemon);
-        mode.teardown(t);
-    }
+    };
+    // The programs are told by id, not by name: other bpfnet instances on the machine
+    // (tests, another bench) run programs of the same names.
+    let daemon = Mode::Bpfnet.setup(t);
+    let ids = cost::linked(&t.files.pin_dir.join("links"));
+    costs_in(t, tests, Mode::Bpfnet, ids, failures, &mut out);
+    drop(daemon);
+    Mode::Bpfnet.teardown(t);
+
+    let _no_daemon = Mode::Direct.setup(t);
+    let floor = floor::attach(t);
+    let ids = match &floor {
+        Ok(floor) => floor.ids(),
+        Err(e) => Err(anyhow!("{e:#}")),
+    };
+    costs_in(t, tests, Mode::Direct, ids, failures, &mut out);
+    drop(floor);
+    Mode::Direct.teardown(t);
     out
+}
+
+/// Each test in `mode`, set up: what the programs in `ids` cost, added to each test's
+/// costs in `out`.
+fn costs_in(
+    t: &Topology,
+    tests: &[(Vec<Metric>, Measure)],
+    mode: Mode,
+    ids: Result<BTreeSet<u32>>,
+    failures: &mut Vec<String>,
+    out: &mut BTreeMap<String, BTreeMap<String, cost::Cost>>,
+) {
+    let what = format!("program costs: {}", mode.name());
+    let Some(ids) = or_failed(ids.map(Some), &what, None, failures) else {
+        return;
+    };
+    for (names, f) in tests {
+        let what = format!("{what}: {}", names[0].0);
+        let costs = cost::snapshot_of(&ids).and_then(|before| {
+            f(t, mode)?;
+            Ok(cost::between(&before, &cost::snapshot_of(&ids)?))
+        });
+        let costs = or_failed(costs, &what, BTreeMap::new(), failures);
+        eprintln!("[bench]   {what} = {costs:?}");
+        out.entry(names[0].0.clone()).or_default().extend(costs);
+    }
 }
 
 /// N published ports before the measured one, in iptables and in bpfnet.

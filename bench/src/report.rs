@@ -276,7 +276,8 @@ pub(crate) fn markdown(r: &Report) -> String {
          `floor_container` on the containers' veths), in the same pass and with the same \
          statistics as the table above; a flow's packets after its first take one lookup and \
          a redirect. Each program's nanoseconds per run over the floor's at its place, for \
-         the same test; the first table keeps, per program and family, the test of known \
+         the same test (where both ran at least 1,000 times: fewer are stray packets such \
+         as neighbour discovery); the first table keeps, per program and family, the test of known \
          flows (every test but the connection rates) where the program is furthest above the \
          floor (goal: at most 1.5×).\n"
     );
