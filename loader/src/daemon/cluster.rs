@@ -379,6 +379,11 @@ impl ClusterMaps {
         self.applied = clean.then_some(want);
         changed
     }
+
+    /// Write the maps again at the next reconcile, whatever it wants.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
 }
 
 impl Daemon {

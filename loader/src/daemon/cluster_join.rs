@@ -9,11 +9,10 @@ use common::{CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_PORT};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Daemon, cluster::gateway_of};
+use super::{Daemon, cluster::gateway_of, interfaces::Interfaces};
 pub(super) use crate::netlink::VXLAN_DEVICE;
 use crate::{
     cluster::{ClusterEvent, Ipv6Net, JoinOptions, net6},
-    datapath::Hook,
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
@@ -226,7 +225,7 @@ impl Daemon {
         if let Err(e) = self.nl.no_arp(index).await {
             warn!(error = %e, "the host's packets into the tunnel wait for ARP: it cannot reach other nodes' containers");
         }
-        match self.dp.attach(Hook::ToTunnel, VXLAN_DEVICE, index) {
+        match Interfaces::attach_to_tunnel(&mut self.dp, index) {
             Ok(()) => self.cluster.to_tunnel = index,
             Err(e) => {
                 warn!(error = %e, "the host's packets into the tunnel get no key: it cannot reach other nodes' containers");

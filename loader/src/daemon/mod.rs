@@ -82,7 +82,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub follow_docker: bool,
-    /// How often the Docker containers are listed again, healing missed events.
+    /// How often the Docker containers are listed again, healing missed events, and
+    /// every part applies in full, repairing what was changed by hand.
     pub docker_resync: Duration,
     /// SNAT source ports, inclusive, host order.
     pub snat_ports: (u16, u16),
@@ -134,8 +135,8 @@ struct Daemon {
     sweeper: sweeper::Sweeper,
     /// Problems with the host a user should fix.
     warnings: Vec<String>,
-    /// The NDP proxy entries in place (None: not looked at yet).
-    ndp_proxies: Option<std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>>,
+    /// The NDP proxies part: bpfnet's proxy entries on the uplinks.
+    ndp_proxies: ndp_proxy::NdpProxies,
     /// The cluster's prefixes, static and from etcd.
     cluster: cluster::Cluster,
     /// Whether Docker answers, and when it last did.
@@ -144,10 +145,10 @@ struct Daemon {
     stale: reconcile::Stale,
     /// The host's addresses, as last read.
     prefixes: Vec<Prefix>,
-    /// The bridges and LANs the subnets were last sorted by.
-    subnets_by: Option<interfaces::SubnetInputs>,
-    /// The interface roles last written in full to `ifaces_v1`.
-    ifaces_applied: Option<BTreeMap<u32, u32>>,
+    /// The subnets part: `subnets_v1`, `subnets6_v1`.
+    subnets: subnets::Subnets,
+    /// The interfaces part: attachments, `ifaces_v1`.
+    interfaces: interfaces::Interfaces,
     /// The publishes part: `published_v1`, `published6_v1`.
     publishes: published::Publishes,
     /// The endpoints part: `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
@@ -215,6 +216,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 let took = d.sweeper.sweep(&mut d.dp);
                 events.sweep_in(d.sweeper.due(&d.dp, cfg.sweep_interval, took));
             }
+            Event::Repair => d.forget_applied(),
         }
         d.reconcile().await;
     }
@@ -254,12 +256,12 @@ impl Daemon {
             docker_net_flags: BTreeMap::new(),
             sweeper: sweeper::Sweeper::new(cfg.timeouts),
             warnings: warning.into_iter().collect(),
-            ndp_proxies: None,
+            ndp_proxies: ndp_proxy::NdpProxies::default(),
             docker_link: docker::DockerLink::new(cfg.follow_docker),
             stale: reconcile::Stale::all(),
             prefixes: Vec::new(),
-            subnets_by: None,
-            ifaces_applied: None,
+            subnets: subnets::Subnets::default(),
+            interfaces: interfaces::Interfaces::default(),
             publishes: published::Publishes::default(),
             endpoints: endpoints::Endpoints::default(),
             cluster_maps: cluster::ClusterMaps::default(),
@@ -301,11 +303,11 @@ impl Daemon {
             Request::List => return Response::Listing(self.listing()),
             Request::Conntrack => {
                 return Response::Conntrack {
-                    flows: self.conntrack(),
+                    flows: self.sweeper.flows(&self.dp),
                 };
             }
             Request::ConntrackFlush => {
-                let removed = self.flush_conntrack();
+                let removed = flows::flush(&mut self.dp.maps);
                 info!(removed, "conntrack flushed");
                 Ok(())
             }
@@ -351,7 +353,7 @@ impl Daemon {
     fn stats(&self) -> Stats {
         Stats {
             counters: self.stats_counters(),
-            ct_entries: self.ct_entries(),
+            ct_entries: flows::count(&self.dp.maps),
             ct_swept: self.sweeper.swept,
             last_sweep: self.sweeper.last,
         }

@@ -25,6 +25,13 @@ pub(super) struct Peers {
     applied: Option<Inputs>,
 }
 
+impl Peers {
+    /// Bring the entries and routes in line again at the next reconcile.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
+}
+
 impl Daemon {
     fn peer_inputs(&self) -> Inputs {
         let statics = self.cluster.peers.iter().map(|&(_, node)| (node, None));

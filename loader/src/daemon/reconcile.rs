@@ -5,7 +5,7 @@
 //! last clean apply skips its work, so an event that changes nothing costs little.
 use std::mem::take;
 
-use super::Daemon;
+use super::{Daemon, interfaces, subnets};
 
 /// Observations of the host an event made stale: reconcile reads them again.
 #[derive(Debug, Default)]
@@ -34,6 +34,22 @@ impl Stale {
 }
 
 impl Daemon {
+    /// Make every part apply in full at the next reconcile, and read the host's
+    /// addresses and routes again: what was changed by hand (a map entry removed, a
+    /// route or proxy entry deleted) is repaired, not only what an event changed.
+    pub(super) fn forget_applied(&mut self) {
+        self.stale.addresses = true;
+        self.stale.routes = true;
+        self.stale.peer_links = true;
+        self.interfaces.forget();
+        self.subnets.forget();
+        self.publishes.forget();
+        self.endpoints.forget();
+        self.cluster_maps.forget();
+        self.peers.forget();
+        self.ndp_proxies.forget();
+    }
+
     /// Bring every part in line with the inputs as they stand now. In dependency
     /// order: the links (which programs, which bridges), then what the addresses say
     /// (host addresses, subnets, the cluster bridges' prefixes), the publishes, the
@@ -45,12 +61,10 @@ impl Daemon {
         self.apply_links();
         // The subnets sort the addresses by bridge and LAN: read them again when those
         // changed too.
-        let subnet_inputs = self.subnet_inputs();
-        if self.subnets_by.as_ref() != Some(&subnet_inputs) {
+        if self.subnets.resort(subnets::sorted_by(&self.links)) {
             self.stale.addresses = true;
         }
         if take(&mut self.stale.addresses) {
-            self.subnets_by = Some(subnet_inputs);
             self.sync_addresses().await;
         }
         if take(&mut self.stale.routes) {
@@ -62,7 +76,7 @@ impl Daemon {
         self.sync_peers().await;
         self.sync_ndp_proxies().await;
         if take(&mut self.stale.hops) {
-            self.bump_route_gen();
+            interfaces::bump_route_gen(&mut self.dp.maps);
         }
     }
 }

@@ -47,6 +47,11 @@ impl Endpoints {
         self.applied = clean.then_some(inputs);
         changed
     }
+
+    /// Write the maps again at the next reconcile, whatever its inputs.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
 }
 
 /// Write what `inputs` want (bindings the datapath learned stay while their veth is
