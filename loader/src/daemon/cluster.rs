@@ -398,7 +398,7 @@ impl Daemon {
         };
         match self.nl.routes4().await {
             Ok(all) => {
-                let bridges: Vec<u32> = self.links.bridges().map(|l| l.index).collect();
+                let bridges: Vec<u32> = self.host.links.bridges().map(|l| l.index).collect();
                 let routes = cidr_routes(&c, &all, &bridges);
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
@@ -413,7 +413,7 @@ impl Daemon {
     /// remembered hops are looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
         let want = (self.cluster.routes(), self.cluster.routes6());
-        self.stale.hops |= self.cluster_maps.reconcile(&mut self.dp, want);
+        self.stale.hops |= self.parts.cluster_maps.reconcile(&mut self.dp, want);
     }
 
     /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`

@@ -40,6 +40,7 @@ impl Daemon {
         };
         // Peers compare it with their neighbour entry for the address.
         let mac = self
+            .host
             .links
             .get(index)
             .filter(|l| l.layer == Layer::Ether)
@@ -79,7 +80,7 @@ impl Daemon {
         let prefixes = self.nl.prefixes().await.ok()?;
         let candidates: Vec<u32> = match underlay {
             Some(name) => vec![self.nl.link_by_name(name).await.ok()??.index],
-            None => self.links.uplinks().map(|l| l.index).collect(),
+            None => self.host.links.uplinks().map(|l| l.index).collect(),
         };
         candidates.iter().find_map(|&i| {
             prefixes.iter().find_map(|&(index, a, _)| match a {
@@ -168,7 +169,7 @@ impl Daemon {
                     match self.nl.delete_link(link.index).await {
                         Ok(()) => {
                             // Not attached to again: it is gone.
-                            self.links.remove(link.index);
+                            self.host.links.remove(link.index);
                             Ok(None)
                         }
                         Err(e) => Err(e),
@@ -209,9 +210,9 @@ impl Daemon {
         match link {
             Ok(link) => {
                 self.cluster.vxlan = link.index;
-                self.links.add_uplink(VXLAN_DEVICE);
+                self.host.links.add_uplink(VXLAN_DEVICE);
                 let index = link.index;
-                self.links.upsert(link);
+                self.host.links.upsert(link);
                 self.apply_links();
                 self.host_into_tunnel(index).await;
             }

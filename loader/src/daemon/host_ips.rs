@@ -17,7 +17,7 @@ impl Daemon {
                 let nets = self.nets();
                 Subnets::apply(&mut self.dp.maps, &prefixes, &nets);
                 self.note_cluster_prefixes(&prefixes);
-                self.prefixes = prefixes;
+                self.host.prefixes = prefixes;
             }
             Err(e) => {
                 warn!(error = %e, "cannot list host addresses");

@@ -53,12 +53,12 @@ impl Daemon {
         if created {
             links = self.nl.links().await?;
         }
-        self.links.replace_all(links);
-        for name in self.links.missing_uplinks() {
+        self.host.links.replace_all(links);
+        for name in self.host.links.missing_uplinks() {
             warn!(uplink = %name, "uplink does not exist yet; attaching when it appears");
         }
         self.apply_links();
-        Interfaces::prune(&self.dp, &self.links);
+        Interfaces::prune(&self.dp, &self.host.links);
         Ok(())
     }
 
@@ -71,11 +71,11 @@ impl Daemon {
         match change {
             Change::LinkNew(link) => {
                 self.stale.peer_links |= peers_link(link.index);
-                self.links.upsert(link);
+                self.host.links.upsert(link);
             }
             Change::LinkDel { index } => {
                 self.stale.peer_links |= peers_link(index);
-                self.links.remove(index);
+                self.host.links.remove(index);
             }
             Change::Addresses => self.stale.addresses = true,
             Change::Routes => self.stale.routes = true,
@@ -86,13 +86,15 @@ impl Daemon {
     /// Carry out what `Links` plans (the interfaces part does it).
     pub(super) fn apply_links(&mut self) {
         let bridges: BTreeMap<u32, Bridge> = self
+            .host
             .links
             .bridges()
             .map(|l| (l.index, self.bridge(l.index)))
             .collect();
         let tunnel = self.cluster.vxlan != 0;
-        self.interfaces
-            .reconcile(&mut self.dp, &mut self.links, &bridges, tunnel);
+        self.parts
+            .interfaces
+            .reconcile(&mut self.dp, &mut self.host.links, &bridges, tunnel);
     }
 }
 

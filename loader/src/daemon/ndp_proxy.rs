@@ -35,11 +35,13 @@ impl Daemon {
     /// The NDP proxies part's turn in `reconcile`.
     pub(super) async fn sync_ndp_proxies(&mut self) {
         let uplinks: Vec<(u32, String)> = self
+            .host
             .links
             .uplinks()
             .map(|l| (l.index, l.name.clone()))
             .collect();
-        self.ndp_proxies
+        self.parts
+            .ndp_proxies
             .reconcile(&self.nl, &self.dp.maps, &uplinks)
             .await;
     }

@@ -108,7 +108,7 @@ impl Daemon {
             Ok(())
         })?;
         self.reconcile().await;
-        let errors = self.publishes.take_errors();
+        let errors = self.parts.publishes.take_errors();
         if !errors.is_empty() {
             // Not in the datapath: not published at all.
             self.desired.update(|s| {
@@ -139,7 +139,7 @@ impl Daemon {
         })?;
         // Its flows go too (`withdrawn`).
         self.reconcile().await;
-        let errors = self.publishes.take_errors();
+        let errors = self.parts.publishes.take_errors();
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
                 change: Change::Unpublish { spec },
@@ -154,7 +154,9 @@ impl Daemon {
     pub(super) fn sync_published(&mut self) {
         let asked = self.asked_publishes();
         let accepted = self.accepted_publishes();
-        self.publishes.reconcile(&mut self.dp.maps, asked, accepted);
+        self.parts
+            .publishes
+            .reconcile(&mut self.dp.maps, asked, accepted);
     }
 }
 

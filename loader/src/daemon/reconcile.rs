@@ -41,13 +41,13 @@ impl Daemon {
         self.stale.addresses = true;
         self.stale.routes = true;
         self.stale.peer_links = true;
-        self.interfaces.forget();
-        self.subnets.forget();
-        self.publishes.forget();
-        self.endpoints.forget();
-        self.cluster_maps.forget();
-        self.peers.forget();
-        self.ndp_proxies.forget();
+        self.parts.interfaces.forget();
+        self.parts.subnets.forget();
+        self.parts.publishes.forget();
+        self.parts.endpoints.forget();
+        self.parts.cluster_maps.forget();
+        self.parts.peers.forget();
+        self.parts.ndp_proxies.forget();
     }
 
     /// Bring every part in line with the inputs as they stand now. In dependency
@@ -61,7 +61,11 @@ impl Daemon {
         self.apply_links();
         // The subnets sort the addresses by bridge and LAN: read them again when those
         // changed too.
-        if self.subnets.resort(subnets::sorted_by(&self.links)) {
+        if self
+            .parts
+            .subnets
+            .resort(subnets::sorted_by(&self.host.links))
+        {
             self.stale.addresses = true;
         }
         if take(&mut self.stale.addresses) {

@@ -109,12 +109,23 @@ impl Daemon {
     /// (`--routed-bridge`), and LAN when an uplink is its port (its peers are on that
     /// wire).
     pub(super) fn nets(&self) -> BTreeMap<u32, u32> {
-        let lans: Vec<u32> = self.links.uplinks().filter_map(|l| l.controller).collect();
-        self.links
+        let lans: Vec<u32> = self
+            .host
+            .links
+            .uplinks()
+            .filter_map(|l| l.controller)
+            .collect();
+        self.host
+            .links
             .bridges()
             .map(|l| {
-                let mut flags = self.docker_net_flags.get(&l.name).copied().unwrap_or(0);
-                if self.routed_bridges.contains(&l.name) {
+                let mut flags = self
+                    .host
+                    .docker_net_flags
+                    .get(&l.name)
+                    .copied()
+                    .unwrap_or(0);
+                if self.host.routed_bridges.contains(&l.name) {
                     flags |= NET_ROUTED;
                 }
                 if lans.contains(&l.index) {
@@ -131,7 +142,7 @@ impl Daemon {
         for bridge in self.cluster.bridges() {
             let prefixes = prefixes
                 .iter()
-                .filter(|&&(i, _, _)| self.links.get(i).is_some_and(|l| l.name == bridge))
+                .filter(|&&(i, _, _)| self.host.links.get(i).is_some_and(|l| l.name == bridge))
                 .filter_map(|&(_, addr, len)| match addr {
                     IpAddr::V4(addr) => Some(Ipv4Cidr { addr, len }),
                     IpAddr::V6(_) => None,
