@@ -417,9 +417,8 @@ impl Daemon {
     }
 
     /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`
-    /// acts on it. A node prefix is set up here: the bridge's gateway addresses and the
-    /// VXLAN device.
-    pub(super) async fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
+    /// acts on it (a node prefix's gateway addresses and VXLAN device: `cluster_setup`).
+    pub(super) fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
         let Some(net) = self.cluster.networks.get_mut(index) else {
             return;
         };
@@ -431,17 +430,8 @@ impl Daemon {
             } => {
                 let own = cidr(&subnet);
                 info!(bridge = %net.bridge, subnet = %own, ?subnet6, mode = %config.mode, vni = config.vni, "cluster node prefix");
-                let vxlan = config.mode == Mode::Vxlan;
                 net.joined = Some((config, own));
                 net.own6 = subnet6;
-                let bridge = net.bridge.clone();
-                self.set_cluster_gateway(&bridge, own).await;
-                if let Some(own6) = subnet6 {
-                    self.set_cluster_gateway6(&bridge, own6).await;
-                }
-                if vxlan {
-                    self.ensure_vxlan().await;
-                }
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");

@@ -222,7 +222,7 @@ impl Daemon {
 
     /// The host's own packets into the tunnel: `to_tunnel` on the VXLAN device's way
     /// out gives them their key and MACs, so no neighbour is resolved there (ARP off).
-    async fn host_into_tunnel(&mut self, index: u32) {
+    pub(super) async fn host_into_tunnel(&mut self, index: u32) {
         if let Err(e) = self.nl.no_arp(index).await {
             warn!(error = %e, "the host's packets into the tunnel wait for ARP: it cannot reach other nodes' containers");
         }

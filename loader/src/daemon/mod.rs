@@ -3,6 +3,7 @@
 //! hand their requests to it over a channel.
 mod cluster;
 mod cluster_join;
+mod cluster_setup;
 mod desired;
 mod docker;
 mod docker_nat;
@@ -164,6 +165,8 @@ struct Parts {
     publishes: published::Publishes,
     /// `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
     endpoints: endpoints::Endpoints,
+    /// The cluster's gateway addresses and VXLAN device.
+    cluster_setup: cluster_setup::ClusterSetup,
     /// `cluster_v1`, `cluster6_v1`.
     cluster_maps: cluster::ClusterMaps,
     /// The peer nodes' neighbour entries and routes.
@@ -226,7 +229,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             }
             Event::Netlink(change) => d.on_change(change),
             Event::Docker(update) => d.on_docker(update),
-            Event::Cluster(net, event) => d.on_cluster(net, event).await,
+            Event::Cluster(net, event) => d.on_cluster(net, event),
             Event::Sweep => {
                 let took = d.parts.sweeper.sweep(&mut d.dp);
                 events.sweep_in(d.parts.sweeper.due(&d.dp, cfg.sweep_interval, took));
@@ -290,6 +293,7 @@ impl Daemon {
                 subnets: subnets::Subnets::default(),
                 publishes: published::Publishes::default(),
                 endpoints: endpoints::Endpoints::default(),
+                cluster_setup: cluster_setup::ClusterSetup::default(),
                 cluster_maps: cluster::ClusterMaps::default(),
                 peers: peers::Peers::default(),
                 ndp_proxies: ndp_proxy::NdpProxies::default(),

@@ -45,6 +45,7 @@ impl Daemon {
         self.parts.subnets.forget();
         self.parts.publishes.forget();
         self.parts.endpoints.forget();
+        self.parts.cluster_setup.forget();
         self.parts.cluster_maps.forget();
         self.parts.peers.forget();
         self.parts.ndp_proxies.forget();
@@ -71,6 +72,7 @@ impl Daemon {
         if take(&mut self.stale.addresses) {
             self.sync_addresses().await;
         }
+        self.setup_cluster().await;
         if take(&mut self.stale.routes) {
             self.refresh_cidr_routes().await;
         }
