@@ -161,12 +161,12 @@ struct Parts {
     interfaces: interfaces::Interfaces,
     /// `subnets_v1`, `subnets6_v1` (with `host_ips`, from each address dump).
     subnets: subnets::Subnets,
+    /// The cluster's gateway addresses and VXLAN device.
+    cluster_setup: cluster_setup::ClusterSetup,
     /// `published_v1`, `published6_v1`, and the flows of withdrawn publishes.
     publishes: published::Publishes,
     /// `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
     endpoints: endpoints::Endpoints,
-    /// The cluster's gateway addresses and VXLAN device.
-    cluster_setup: cluster_setup::ClusterSetup,
     /// `cluster_v1`, `cluster6_v1`.
     cluster_maps: cluster::ClusterMaps,
     /// The peer nodes' neighbour entries and routes.

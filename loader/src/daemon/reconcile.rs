@@ -53,9 +53,10 @@ impl Daemon {
 
     /// Bring every part in line with the inputs as they stand now. In dependency
     /// order: the links (which programs, which bridges), then what the addresses say
-    /// (host addresses, subnets, the cluster bridges' prefixes), the publishes, the
-    /// endpoints, the cluster's routes, the peers' neighbours and routes, and last the
-    /// NDP proxies, which read the maps the others wrote.
+    /// (host addresses, subnets, the cluster bridges' prefixes), the cluster's setup on
+    /// the host (gateway addresses, VXLAN device), the publishes, the endpoints, the
+    /// cluster's routes, the peers' neighbours and routes, and last the NDP proxies,
+    /// which read the maps the others wrote.
     pub(super) async fn reconcile(&mut self) {
         // Docker's networks in use are managed bridges.
         self.adopt_docker_bridges();
