@@ -379,6 +379,11 @@ impl ClusterMaps {
         self.applied = clean.then_some(want);
         changed
     }
+
+    /// Write the maps again at the next reconcile, whatever it wants.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
 }
 
 impl Daemon {
@@ -393,7 +398,7 @@ impl Daemon {
         };
         match self.nl.routes4().await {
             Ok(all) => {
-                let bridges: Vec<u32> = self.links.bridges().map(|l| l.index).collect();
+                let bridges: Vec<u32> = self.host.links.bridges().map(|l| l.index).collect();
                 let routes = cidr_routes(&c, &all, &bridges);
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
@@ -408,13 +413,12 @@ impl Daemon {
     /// remembered hops are looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
         let want = (self.cluster.routes(), self.cluster.routes6());
-        self.stale.hops |= self.cluster_maps.reconcile(&mut self.dp, want);
+        self.stale.hops |= self.parts.cluster_maps.reconcile(&mut self.dp, want);
     }
 
     /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`
-    /// acts on it. A node prefix is set up here: the bridge's gateway addresses and the
-    /// VXLAN device.
-    pub(super) async fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
+    /// acts on it (a node prefix's gateway addresses and VXLAN device: `cluster_setup`).
+    pub(super) fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
         let Some(net) = self.cluster.networks.get_mut(index) else {
             return;
         };
@@ -426,17 +430,8 @@ impl Daemon {
             } => {
                 let own = cidr(&subnet);
                 info!(bridge = %net.bridge, subnet = %own, ?subnet6, mode = %config.mode, vni = config.vni, "cluster node prefix");
-                let vxlan = config.mode == Mode::Vxlan;
                 net.joined = Some((config, own));
                 net.own6 = subnet6;
-                let bridge = net.bridge.clone();
-                self.set_cluster_gateway(&bridge, own).await;
-                if let Some(own6) = subnet6 {
-                    self.set_cluster_gateway6(&bridge, own6).await;
-                }
-                if vxlan {
-                    self.ensure_vxlan().await;
-                }
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");
