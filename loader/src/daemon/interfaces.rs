@@ -133,7 +133,7 @@ impl Daemon {
         };
         let port = super::endpoints::port(bridge, self.bridge(bridge), None);
         if let Err(e) = self.dp.maps.ports.insert(veth, port, NOEXIST)
-            && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
+            && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()))
         {
             warn!(ifindex = veth, error = %e, "cannot record the bridge port");
         }
