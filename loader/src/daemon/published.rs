@@ -7,7 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Daemon, flows::CtFamily};
 use crate::{
-    api::{ApiError, Change, Missing},
+    api::{ApiError, Change, Missing, PublishConflict},
     datapath::sync::{SyncError, sync},
     spec::{MapAddr, PublishSpec},
 };
@@ -30,7 +30,7 @@ pub(super) struct Publishes {
     /// The last apply's failures.
     errors: Vec<SyncError>,
     /// Docker publishes not installed, and why.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<PublishConflict>,
 }
 
 /// The publishes `before` asked for that `now` no longer does: a manual one unpublished,
@@ -66,7 +66,7 @@ impl Daemon {
 
     /// The publishes to install, manual ones first, and the Docker ones left out because
     /// an earlier one holds their port.
-    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
+    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<PublishConflict>) {
         let mut accepted = self.desired.published.clone();
         let mut conflicts = Vec::new();
         let mut containers: Vec<_> = self.desired.docker.values().collect();
@@ -74,10 +74,11 @@ impl Daemon {
         for c in containers {
             for spec in &c.publishes {
                 match accepted.iter().find(|a| a.conflicts_with(spec)) {
-                    Some(holder) => conflicts.push(format!(
-                        "`{spec}` of container {} conflicts with published `{holder}`",
-                        c.name
-                    )),
+                    Some(holder) => conflicts.push(PublishConflict {
+                        container: c.name.clone(),
+                        spec: *spec,
+                        holder: *holder,
+                    }),
                     None => accepted.push(*spec),
                 }
             }
