@@ -2,7 +2,10 @@
 //! nanoseconds per run over the floor's at the same place on the same test's packets,
 //! and per program and family the worst such ratio over the tests of known flows (the
 //! goal is at most `GOAL` times the floor).
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Write as _},
+};
 
 use crate::{
     cost::{Cost, PROGRAMS},
@@ -106,7 +109,7 @@ pub(crate) fn worst(rows: &[Against]) -> Vec<(&'static str, &'static str, Option
 pub(crate) fn markdown<'a>(
     order: impl IntoIterator<Item = &'a str>,
     costs: &BTreeMap<String, BTreeMap<String, Cost>>,
-) -> String {
+) -> Result<String, fmt::Error> {
     let rows = rows(order, costs);
     let mut s = String::from(
         "| program | family | worst test of known flows | ns/run | floor ns/run | × floor | \
@@ -116,20 +119,20 @@ pub(crate) fn markdown<'a>(
         match w {
             Some(r) => {
                 let ok = if r.ratio() <= GOAL { "yes" } else { "**no**" };
-                let _unused: Result<_, _> = writeln!(
+                writeln!(
                     s,
                     "| `{program}` | {fam} | {} | {:.0} | {:.0} | {:.2} | {ok} |",
                     r.test,
                     r.ns,
                     r.floor_ns,
                     r.ratio()
-                );
+                )?;
             }
             None => {
-                let _unused: Result<_, _> = writeln!(
+                writeln!(
                     s,
                     "| `{program}` | {fam} | not run by the bench's tests | - | - | - | - |"
-                );
+                )?;
             }
         }
     }
@@ -142,7 +145,7 @@ pub(crate) fn markdown<'a>(
         } else {
             " (new flows)"
         };
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {}{new} | `{}` | {:.0} | {:.0} | {:.2} |",
             r.test,
@@ -150,9 +153,9 @@ pub(crate) fn markdown<'a>(
             r.ns,
             r.floor_ns,
             r.ratio()
-        );
+        )?;
     }
-    s
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -272,7 +275,7 @@ mod tests {
 
     #[test]
     fn the_table_marks_the_goal_and_what_did_not_run() {
-        let md = markdown(ORDER, &costs());
+        let md = markdown(ORDER, &costs()).unwrap();
         assert!(
             md.contains("| `from_uplink` | IPv4 | TCP stream | 60 | 40 | 1.50 | yes |"),
             "{md}"

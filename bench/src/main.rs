@@ -234,7 +234,7 @@ fn main() -> Result<()> {
             cross_host: rows,
             ..Report::empty()
         };
-        eprintln!("{}", report::cross_host_markdown(&r));
+        eprintln!("{}", report::cross_host_markdown(&r)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -261,7 +261,7 @@ fn main() -> Result<()> {
             observe: observe::rows(&t, &plan, args.pin, &mut failures),
             ..Report::empty()
         };
-        eprintln!("{}", report::observe_markdown(&r));
+        eprintln!("{}", report::observe_markdown(&r)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -287,8 +287,8 @@ fn main() -> Result<()> {
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);
         let order = tests.iter().map(|(names, _)| names[0].0.as_str());
-        eprintln!("{}", report::costs_markdown(order.clone(), &costs));
-        eprintln!("{}", against_floor::markdown(order, &costs));
+        eprintln!("{}", report::costs_markdown(order.clone(), &costs)?);
+        eprintln!("{}", against_floor::markdown(order, &costs)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",

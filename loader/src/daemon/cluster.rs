@@ -97,8 +97,8 @@ impl Network {
 pub(super) type Key = (u32, u32);
 
 fn key(c: &Ipv4Cidr) -> Key {
-    let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
-    (u32::from(c.len), Be32::from(net).raw())
+    let n = c.net();
+    (u32::from(n.prefix_len()), Be32::from(n.network()).raw())
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
@@ -117,10 +117,7 @@ fn node_key(ip: Ipv4Addr) -> Key {
 
 /// `Ipv4Net` (etcd's) as `Ipv4Cidr` (the daemon's).
 pub(super) fn cidr(n: &Ipv4Net) -> Ipv4Cidr {
-    Ipv4Cidr {
-        addr: n.addr(),
-        len: n.prefix_len(),
-    }
+    Ipv4Cidr::from(*n)
 }
 
 /// The first address of prefix `c`: its gateway.
@@ -157,7 +154,7 @@ fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
 /// one onto a bridge of this host (`local`: its own containers' prefix, which never
 /// comes from outside), and covering `c` or inside it.
 pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec<Route4> {
-    let c = (c.addr, c.len);
+    let c = (c.addr(), c.prefix_len());
     routes
         .iter()
         .filter(|r| r.unicast && r.oif.is_none_or(|i| !local.contains(&i)))
@@ -172,15 +169,12 @@ pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec
 fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, Be32)> {
     let covering = routes
         .iter()
-        .filter(|r| within((c.addr, c.len), (r.dst, r.len)))
+        .filter(|r| within((c.addr(), c.prefix_len()), (r.dst, r.len)))
         .max_by_key(|r| r.len);
-    let inside = routes.iter().filter(|r| r.len > c.len).map(|r| {
-        let prefix = Ipv4Cidr {
-            addr: r.dst,
-            len: r.len,
-        };
-        (key(&prefix), hop_of(r))
-    });
+    let inside = routes
+        .iter()
+        .filter(|r| r.len > c.prefix_len())
+        .filter_map(|r| Some((key(&Ipv4Cidr::new(r.dst, r.len)?), hop_of(r))));
     std::iter::once((key(c), covering.map_or(Be32::ZERO, hop_of)))
         .chain(inside)
         .collect()
@@ -308,11 +302,13 @@ impl Cluster {
     pub(super) fn route_lines(&self) -> Vec<ClusterRouteLine> {
         self.routes()
             .iter()
-            .map(|(&(len, net), r)| ClusterRouteLine {
-                prefix: Ipv4Cidr {
-                    addr: Ipv4Addr::from(Be32::from_raw(net)),
-                    len: u8::try_from(len).unwrap_or(32),
-                },
+            .filter_map(|(&(len, net), r)| {
+                let len = u8::try_from(len).map_or(32, |l| l.min(32));
+                let prefix = Ipv4Cidr::new(Ipv4Addr::from(Be32::from_raw(net)), len)?;
+                Some((prefix, r))
+            })
+            .map(|(prefix, r)| ClusterRouteLine {
+                prefix,
                 kind: RouteKind::of(r.kind),
                 node: (r.node != Be32::ZERO && r.node != CLUSTER_ON_LINK)
                     .then(|| Ipv4Addr::from(r.node)),
@@ -332,7 +328,7 @@ impl Cluster {
                 this: net.joined.as_ref().zip(self.name.as_ref()).map(
                     |((cfg, own), (name, underlay))| ThisNode {
                         name: name.clone(),
-                        subnet: net::network(own.addr, own.len).unwrap_or(cfg.cidr),
+                        subnet: own.net(),
                         underlay: *underlay,
                         mode: cfg.mode,
                         vni: cfg.vni,

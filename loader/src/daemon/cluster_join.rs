@@ -94,28 +94,29 @@ impl Daemon {
     /// bridge when it is missing; its other addresses stay.
     pub(super) async fn set_cluster_gateway(&mut self, bridge: &str, own: Ipv4Cidr) {
         let gateway = gateway_of(&own);
+        let len = own.prefix_len();
         let result = match self.nl.link_by_name(bridge).await {
             Ok(Some(link)) => match self.nl.prefixes().await {
                 Ok(p)
                     if p.iter()
-                        .any(|&(i, a, l)| i == link.index && a == gateway && l == own.len) =>
+                        .any(|&(i, a, l)| i == link.index && a == gateway && l == len) =>
                 {
                     return;
                 }
-                Ok(_) => self.nl.add_address(&link, gateway, own.len).await,
+                Ok(_) => self.nl.add_address(&link, gateway, len).await,
                 Err(e) => Err(e),
             },
             Ok(None) => {
                 info!(%bridge, %gateway, "creating the cluster network's bridge");
                 self.nl
-                    .create_bridge(bridge, Some((gateway, own.len)))
+                    .create_bridge(bridge, Some((gateway, len)))
                     .await
                     .map(drop)
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => info!(%bridge, %gateway, len = own.len, "cluster gateway address set"),
+            Ok(()) => info!(%bridge, %gateway, len, "cluster gateway address set"),
             Err(e) => warn!(%bridge, error = %e, "cannot give the cluster's bridge its address"),
         }
     }

@@ -56,7 +56,11 @@ pub(super) fn plan(
     };
     let mut steps = Vec::new();
     for j in joined {
-        if !has(&j.bridge, IpAddr::V4(gateway_of(&j.own)), j.own.len) {
+        if !has(
+            &j.bridge,
+            IpAddr::V4(gateway_of(&j.own)),
+            j.own.prefix_len(),
+        ) {
             steps.push(Step::Gateway {
                 bridge: j.bridge.clone(),
                 own: j.own,
@@ -182,10 +186,7 @@ mod tests {
     fn joined(vxlan: bool, own6: Option<&str>) -> Joined {
         Joined {
             bridge: "cbr0".into(),
-            own: Ipv4Cidr {
-                addr: [10, 244, 1, 0].into(),
-                len: 24,
-            },
+            own: Ipv4Cidr::new([10, 244, 1, 0].into(), 24).expect("a /24"),
             own6: own6.map(|s| s.parse().expect("an IPv6 prefix in the test")),
             vxlan,
         }

@@ -214,7 +214,7 @@ fn known_port(maps: &mut Maps, links: &Links, bridges: &BTreeMap<u32, Bridge>, v
     let taken = bridges.get(&bridge).copied().unwrap_or_default();
     let port = super::endpoints::port(bridge, taken, None);
     if let Err(e) = maps.ports.insert(veth, port, NOEXIST)
-        && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
+        && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()))
     {
         warn!(ifindex = veth, error = %e, "cannot record the bridge port");
     }

@@ -10,7 +10,7 @@ use super::{
     flows::{CtFamily, remove_ct},
 };
 use crate::{
-    api::{ApiError, Change, Missing},
+    api::{ApiError, Change, Missing, PublishConflict},
     datapath::{
         Maps,
         sync::{SyncError, sync},
@@ -36,7 +36,7 @@ pub(super) struct Publishes {
     /// The last apply's failures.
     errors: Vec<SyncError>,
     /// Docker publishes not installed, and why.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<PublishConflict>,
 }
 
 /// The publishes `before` asked for that `now` no longer does: a manual one unpublished,
@@ -72,7 +72,7 @@ impl Daemon {
 
     /// The publishes to install, manual ones first, and the Docker ones left out because
     /// an earlier one holds their port.
-    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
+    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<PublishConflict>) {
         let mut accepted = self.desired.published.clone();
         let mut conflicts = Vec::new();
         let mut containers: Vec<_> = self.desired.docker.values().collect();
@@ -80,10 +80,11 @@ impl Daemon {
         for c in containers {
             for spec in &c.publishes {
                 match accepted.iter().find(|a| a.conflicts_with(spec)) {
-                    Some(holder) => conflicts.push(format!(
-                        "`{spec}` of container {} conflicts with published `{holder}`",
-                        c.name
-                    )),
+                    Some(holder) => conflicts.push(PublishConflict {
+                        container: c.name.clone(),
+                        spec: *spec,
+                        holder: *holder,
+                    }),
                     None => accepted.push(*spec),
                 }
             }
@@ -168,7 +169,7 @@ impl Publishes {
         &mut self,
         maps: &mut Maps,
         asked: Asked,
-        accepted: (Vec<PublishSpec>, Vec<String>),
+        accepted: (Vec<PublishSpec>, Vec<PublishConflict>),
     ) {
         let before = self.asked.replace(asked.clone());
         if self.clean && before.as_ref() == Some(&asked) {
@@ -198,7 +199,7 @@ impl Publishes {
     fn write(
         &mut self,
         maps: &mut Maps,
-        (accepted, conflicts): (Vec<PublishSpec>, Vec<String>),
+        (accepted, conflicts): (Vec<PublishSpec>, Vec<PublishConflict>),
     ) -> Vec<SyncError> {
         for c in &conflicts {
             if !self.conflicts.contains(c) {

@@ -144,7 +144,7 @@ impl Daemon {
                 .iter()
                 .filter(|&&(i, _, _)| self.host.links.get(i).is_some_and(|l| l.name == bridge))
                 .filter_map(|&(_, addr, len)| match addr {
-                    IpAddr::V4(addr) => Some(Ipv4Cidr { addr, len }),
+                    IpAddr::V4(addr) => Ipv4Cidr::new(addr, len),
                     IpAddr::V6(_) => None,
                 });
             local.entry(bridge.to_owned()).or_default().extend(prefixes);

@@ -45,9 +45,9 @@ impl Daemon {
             return Err(Invalid::NotAPort { veth, bridge }.into());
         }
         let addrs: Vec<IpAddr> = ip
-            .map(|c| IpAddr::V4(c.addr))
+            .map(|c| IpAddr::V4(c.addr()))
             .into_iter()
-            .chain(ip6.iter().map(|c| IpAddr::V6(c.addr)))
+            .chain(ip6.iter().map(|c| IpAddr::V6(c.addr())))
             .collect();
         if addrs.is_empty() {
             return Err(Invalid::NoAddress.into());
