@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap, IterableMap as _, Map, MapData};
 use bpfnet_tests::topo::Topology;
 use common::{
-    CT_DNAT, CT_REPLY, CtKey, CtValue, PROTO_TCP,
+    Be16, CT_DNAT, CT_REPLY, CtKey, CtValue, PROTO_TCP,
     ct::{TCP_ACK, TCP_SYN},
     names,
 };
@@ -126,8 +126,8 @@ fn fill(t: &Topology, flows: usize) -> Result<HashMap<MapData, CtKey, CtValue>> 
         let fwd = CtKey::new(
             base.to_be(),
             host,
-            (1024 + (i % 60_000) as u16).to_be(),
-            ECHO.to_be(),
+            Be16::new(1024 + (i % 60_000) as u16),
+            Be16::new(ECHO),
             PROTO_TCP,
         );
         let to = CtKey {

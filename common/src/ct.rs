@@ -6,7 +6,7 @@
 //! twin. For ICMP echo the identifier stands in for the ports: requests carry it as the
 //! source port (destination 0), replies as the destination port (source 0).
 
-use crate::{Addr, Ip6};
+use crate::{Addr, Be16, Ip6};
 
 /// A 5-tuple of either family (`A`: `u32` for IPv4, `Ip6`); the key of `ct_v3` (IPv4)
 /// and `ct6_v1` (IPv6).
@@ -17,10 +17,10 @@ pub struct CtKey<A = u32> {
     pub src_ip: A,
     /// Destination address, network order.
     pub dst_ip: A,
-    /// Source port (or ICMP echo id), network order.
-    pub src_port: u16,
-    /// Destination port (or ICMP echo id), network order.
-    pub dst_port: u16,
+    /// Source port (or ICMP echo id).
+    pub src_port: Be16,
+    /// Destination port (or ICMP echo id).
+    pub dst_port: Be16,
     /// IP protocol number.
     pub proto: u8,
     pub _pad: [u8; 3],
@@ -74,11 +74,11 @@ pub const HOP_ROUTE: u8 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtValue<A = u32> {
-    /// The tuple the packet leaves with (network order; `proto` unchanged).
+    /// The tuple the packet leaves with (addresses network order; `proto` unchanged).
     pub src_ip: A,
     pub dst_ip: A,
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub src_port: Be16,
+    pub dst_port: Be16,
     /// `CT_REPLY | CT_DNAT | CT_SNAT | CT_ORIG_LOCAL | CT_REPLY_LOCAL`, and this entry's
     /// `CT_SIDE`.
     pub flags: u8,
@@ -113,10 +113,9 @@ pub struct CtValue<A = u32> {
 }
 
 impl<A> CtKey<A> {
-    /// The tuple `proto` `src_ip:src_port` → `dst_ip:dst_port` (ports network order, as
-    /// loaded from the packet), padding zeroed.
+    /// The tuple `proto` `src_ip:src_port` → `dst_ip:dst_port`, padding zeroed.
     #[inline(always)]
-    pub const fn new(src_ip: A, dst_ip: A, src_port: u16, dst_port: u16, proto: u8) -> Self {
+    pub const fn new(src_ip: A, dst_ip: A, src_port: Be16, dst_port: Be16, proto: u8) -> Self {
         Self {
             src_ip,
             dst_ip,
@@ -367,8 +366,8 @@ pub const SWEPT_TABLES: [&str; 4] = [
 pub struct CtValueV2 {
     pub src_ip: u32,
     pub dst_ip: u32,
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub src_port: Be16,
+    pub dst_port: Be16,
     pub flags: u8,
     pub tcp_seen: u8,
     pub wscale: u8,
@@ -406,6 +405,26 @@ impl From<CtValueV2> for CtValue {
 }
 
 crate::pod::aya_pod!(CtValueV2, CtTimeouts, SweepStats);
+
+// Pinned layouts (`ct_v3`, `ct6_v1`, and `ct_v2` read once by the migration): the ports
+// are `Be16` over the `u16` they were, at the same offsets.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(CtKey<u32>, src_port) == 8);
+    assert!(offset_of!(CtKey<u32>, dst_port) == 10);
+    assert!(offset_of!(CtKey<u32>, proto) == 12);
+    assert!(offset_of!(CtKey<Ip6>, src_port) == 32);
+    assert!(offset_of!(CtKey<Ip6>, proto) == 36);
+    assert!(offset_of!(CtValue<u32>, src_port) == 8);
+    assert!(offset_of!(CtValue<u32>, dst_port) == 10);
+    assert!(offset_of!(CtValue<u32>, flags) == 12);
+    assert!(offset_of!(CtValue<Ip6>, src_port) == 32);
+    assert!(offset_of!(CtValue<Ip6>, flags) == 36);
+    assert!(size_of::<CtValueV2>() == 48);
+    assert!(offset_of!(CtValueV2, src_port) == 8);
+    assert!(offset_of!(CtValueV2, dst_port) == 10);
+    assert!(offset_of!(CtValueV2, flags) == 12);
+};
 crate::pod::pod_generic!(
     CtKey<u32> = 2 * 4 + 8,
     CtKey<Ip6> = 2 * 16 + 8,
@@ -419,7 +438,7 @@ mod tests {
 
     #[test]
     fn twins_point_at_each_other() {
-        let key = |s, d, sp, dp| CtKey::new(s, d, sp, dp, 6);
+        let key = |s, d, sp, dp| CtKey::new(s, d, Be16::new(sp), Be16::new(dp), 6);
         // Client 1:3 → published 2:4, translated to backend 9:8.
         let fwd = key(1, 2, 3, 4);
         let fwd_v = CtValue::new(&key(1, 9, 3, 8), CT_DNAT, 0);

@@ -256,9 +256,9 @@ pub const CLUSTER_NODE: u32 = 3;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FragKey {
-    /// Source and destination IPv4 (`Be32::raw`, as the family-generic `u32`).
-    pub src_ip: u32,
-    pub dst_ip: u32,
+    /// Source and destination IPv4.
+    pub src_ip: Be32,
+    pub dst_ip: Be32,
     /// IP identification.
     pub id: Be16,
     pub proto: u8,
@@ -268,7 +268,7 @@ pub struct FragKey {
 impl FragKey {
     /// The key of datagram `id` of `proto` from `src_ip` to `dst_ip`, padding zeroed.
     #[inline(always)]
-    pub const fn new(src_ip: u32, dst_ip: u32, id: Be16, proto: u8) -> Self {
+    pub const fn new(src_ip: Be32, dst_ip: Be32, id: Be16, proto: u8) -> Self {
         Self {
             src_ip,
             dst_ip,
@@ -319,8 +319,8 @@ pub struct FragPorts {
 pub struct SockKey {
     /// `bpf_get_socket_cookie`.
     pub cookie: u64,
-    /// Backend IPv4 (`Be32::raw`, as the family-generic `u32`) and port.
-    pub ip: u32,
+    /// Backend IPv4 and port.
+    pub ip: Be32,
     pub port: Be16,
     pub _pad: u16,
 }
@@ -328,7 +328,7 @@ pub struct SockKey {
 impl SockKey {
     /// Socket `cookie` pointed at `ip:port`, padding zeroed.
     #[inline(always)]
-    pub const fn new(cookie: u64, ip: u32, port: Be16) -> Self {
+    pub const fn new(cookie: u64, ip: Be32, port: Be16) -> Self {
         Self {
             cookie,
             ip,
@@ -342,7 +342,7 @@ impl SockKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SockOrig {
-    pub ip: u32,
+    pub ip: Be32,
     pub port: Be16,
     pub _pad: u16,
 }
@@ -350,7 +350,7 @@ pub struct SockOrig {
 impl SockOrig {
     /// The dialed `ip:port`, padding zeroed.
     #[inline(always)]
-    pub const fn new(ip: u32, port: Be16) -> Self {
+    pub const fn new(ip: Be32, port: Be16) -> Self {
         Self { ip, port, _pad: 0 }
     }
 }

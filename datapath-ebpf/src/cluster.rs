@@ -8,35 +8,22 @@
 //! judged the same way, its node's underlay (and so the tunnel's outer header) IPv4.
 use aya_ebpf::programs::TcContext;
 use common::{
-    Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
+    Be16, Be32, CLUSTER_NODE, CLUSTER_ROUTED, CLUSTER_VXLAN, CLUSTER_VXLAN_PORT,
     CLUSTER_VXLAN_SRC_MAC, ClusterRoute, IFACE_TUNNEL_GUARD, PROTO_TCP, PROTO_UDP, Reason,
     ct::TCP_SYN,
 };
 
 use crate::{
     ct,
-    family::{Family, stage},
-    fwd,
+    family::Family,
+    fib::{self, VXLAN_MACS, node_of},
     hdr::{Ipv4Hdr, TCP_CSUM, TCP_HLEN},
     maps::{iface_role, scratch},
-    parse::{ETH_HLEN, ETH_P_IP, Packet, l3_proto, read, read_pulled, write},
+    packet::Packet,
+    parse::{ETH_HLEN, ETH_P_IP, l3_proto, read, read_pulled, write},
     stats::{TC_ACT_OK, verdict},
     tunnel::{set_tunnel, tunnel_of},
 };
-
-/// The MACs of a frame inside the tunnel: (destination, source).
-pub(crate) const VXLAN_MACS: [[u8; 6]; 2] = [common::CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_SRC_MAC];
-
-/// Where a packet for `dst` goes instead of by its own route: the node that holds its
-/// prefix (None: by its own route).
-#[inline(always)]
-pub(crate) fn node_of<A: Family>(dst: &A) -> Option<ClusterRoute> {
-    // IPv6's lookup key (20 bytes) behind a call of its own: every route lookup asks.
-    stage!(
-        A,
-        A::cluster_of(dst).filter(|c| c.kind == CLUSTER_HOST_GW || c.kind == CLUSTER_VXLAN)
-    )
-}
 
 /// Whether a container's packet from `src` to `dst` crosses the cluster: Some(true)
 /// when both are prefixes of one network (untranslated, tracked); Some(false) when
@@ -106,7 +93,7 @@ pub(crate) fn source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
 #[inline(always)]
 pub(crate) fn is_tunnel<A: Family>(ctx: &TcContext, p: &Packet<A>) -> bool {
     p.proto == PROTO_UDP
-        && p.dst_port == CLUSTER_VXLAN_PORT.to_be()
+        && p.dst_port == Be16::new(CLUSTER_VXLAN_PORT)
         && A::is_host(&p.dst_ip)
         // SAFETY: the __sk_buff this program was called with.
         && iface_role(unsafe { (*ctx.skb.skb).ingress_ifindex }) & IFACE_TUNNEL_GUARD != 0
@@ -137,7 +124,7 @@ pub(crate) fn tunnel_source_ok<A: Family>(ctx: &TcContext, p: &Packet<A>) -> boo
 pub(crate) fn reverse_path_ok<A: Family>(ctx: &TcContext, p: &Packet<A>, s: &ClusterRoute) -> bool {
     let mut back = ct::key_of(p).reversed();
     back.src_ip = A::ZERO;
-    let Some(r) = fwd::route(ctx, &back, false) else {
+    let Some(r) = fib::route(ctx, &back, false) else {
         return false;
     };
     // SAFETY: the __sk_buff this program was called with.
@@ -190,7 +177,7 @@ pub(crate) fn clamp_mss<A: Family>(
         40
     };
     let max =
-        u16::try_from(fwd::device_mtu(ctx, ifindex).saturating_sub(headers)).unwrap_or(u16::MAX);
+        u16::try_from(fib::device_mtu(ctx, ifindex).saturating_sub(headers)).unwrap_or(u16::MAX);
     if u16::from_be_bytes([opt[2], opt[3]]) <= max {
         return Ok(());
     }

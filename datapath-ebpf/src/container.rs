@@ -6,7 +6,7 @@
 //! binds its address, unless that is an address no container may have.
 use aya_ebpf::programs::TcContext;
 use common::{
-    Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, NET_INTERNAL, NET_NO_MASQ, NET_ROUTED,
+    Addr, CtKey, CtValue, IFACE_BRIDGE, IFACE_UPLINK, Ip6, NET_INTERNAL, NET_NO_MASQ, NET_ROUTED,
     Network, Reason, jump,
 };
 
@@ -15,16 +15,16 @@ use crate::{
     ct::{self, From},
     datapath_log,
     family::{Family, stage},
-    frag,
-    fwd::{self, Next, Route},
-    guard6, hop,
+    fib::{self, Next, Route},
+    frag, fwd, guard6, hop,
     icmp::{self, Quote},
     isolation,
     l2::{self, L2},
     log,
     maps::{JUMP, iface_role, scratch_or},
     nat::{self, New},
-    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frag, Icmp, Packet, l3_proto, parse},
+    packet::{Frag, Icmp, Packet},
+    parse::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, l3_proto, parse},
     stats::{count, verdict},
 };
 
@@ -66,7 +66,11 @@ pub(crate) fn handle6(ctx: &TcContext) -> i32 {
     let Some(mut l2) = l2::read(ctx) else {
         return verdict(ctx, Reason::DropMalformed);
     };
-    guard6::from_container(ctx, &mut l2)
+    // Each half behind a call of its own: together they would not fit the stack.
+    match stage!(Ip6, guard6::admit(ctx, &mut l2)) {
+        Ok(p) => ip(ctx, &l2, p),
+        Err(v) => v,
+    }
 }
 
 /// An IP packet of either family whose source checked out: tracked flows, then a new
@@ -321,7 +325,7 @@ fn egress<A: Family>(ctx: &TcContext, l2: &L2, p: &Packet<A>, own: u32) -> Egres
     }
     // Within the cluster the source stays the container's: no source is asked for (a
     // tunnel prefix's route is then the tunnel's own, whatever the host's table holds).
-    let Some(r) = fwd::route(ctx, &ct::key_of(p), cross != Some(true)) else {
+    let Some(r) = fib::route(ctx, &ct::key_of(p), cross != Some(true)) else {
         return Egress::Elsewhere;
     };
     if cross == Some(true) {

@@ -22,7 +22,7 @@ use common::{
 use crate::{
     family::Family,
     maps::{CLOCK, Work, scratch, scratch_or},
-    parse::Packet,
+    packet::Packet,
     quota::{self, Use},
     stats::count_flow,
     tcp, tunnel,

@@ -16,10 +16,11 @@ use crate::{
     csum::{self, replace16},
     hdr::{IP_CSUM, IP_DST, IP_SRC, IP_TTL, IPV6_DST, IPV6_NEXT, IPV6_SRC},
     maps::{self, Scratch, Work},
-    parse::{ETH_P_IP, ETH_P_IPV6, Packet, read, write},
+    packet::Packet,
+    parse::{ETH_P_IP, ETH_P_IPV6, read, write},
 };
 
-const AF_INET: u8 = 2;
+pub(crate) const AF_INET: u8 = 2;
 pub(crate) const AF_INET6: u8 = 10;
 
 pub(crate) trait Family: Addr {
@@ -216,8 +217,8 @@ impl Family for u32 {
             let v4 = &mut tuple.__bindgen_anon_1.ipv4;
             v4.saddr = t.src_ip;
             v4.daddr = t.dst_ip;
-            v4.sport = t.src_port;
-            v4.dport = t.dst_port;
+            v4.sport = t.src_port.raw();
+            v4.dport = t.dst_port.raw();
         }
         12
     }
@@ -268,7 +269,12 @@ impl Family for u32 {
     }
     #[inline(always)]
     fn frag_key(p: &Packet<Self>) -> FragKey {
-        FragKey::new(p.src_ip, p.dst_ip, Be16::from_raw(p.ip_id), p.proto)
+        FragKey::new(
+            Be32::from_raw(p.src_ip),
+            Be32::from_raw(p.dst_ip),
+            Be16::from_raw(p.ip_id),
+            p.proto,
+        )
     }
 }
 
@@ -368,8 +374,8 @@ impl Family for Ip6 {
             let v6 = &mut tuple.__bindgen_anon_1.ipv6;
             v6.saddr = t.src_ip.words;
             v6.daddr = t.dst_ip.words;
-            v6.sport = t.src_port;
-            v6.dport = t.dst_port;
+            v6.sport = t.src_port.raw();
+            v6.dport = t.dst_port.raw();
         }
         36
     }

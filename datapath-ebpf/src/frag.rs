@@ -1,11 +1,11 @@
 //! Fragments of translated datagrams, both families: the first fragment's ports are
 //! kept by (addresses, identification, protocol) so the later ones, which carry none,
 //! can be matched (IPv4's 16-bit id, IPv6's fragment header's 32-bit one).
-use common::{Be16, FragPorts};
+use common::FragPorts;
 
 use crate::{
     family::Family,
-    parse::{Frag, Packet},
+    packet::{Frag, Packet},
 };
 
 /// Keep the ports of a first fragment (call before translating it).
@@ -13,8 +13,8 @@ use crate::{
 pub(crate) fn remember<A: Family>(p: &Packet<A>) {
     if p.frag == Frag::First {
         let ports = FragPorts {
-            src_port: Be16::from_raw(p.src_port),
-            dst_port: Be16::from_raw(p.dst_port),
+            src_port: p.src_port,
+            dst_port: p.dst_port,
         };
         let _unused: Result<_, _> = A::frags().insert(A::frag_key(p), ports, 0);
     }
@@ -27,8 +27,8 @@ pub(crate) fn recall<A: Family>(p: &mut Packet<A>) -> bool {
     // SAFETY: plain lookup, value copied out.
     match unsafe { A::frags().get(A::frag_key(p)) } {
         Some(ports) => {
-            p.src_port = ports.src_port.raw();
-            p.dst_port = ports.dst_port.raw();
+            p.src_port = ports.src_port;
+            p.dst_port = ports.dst_port;
             true
         }
         None => false,

@@ -17,12 +17,11 @@ use aya_ebpf::programs::TcContext;
 use common::{Ip6, PORT_V6, Reason};
 
 use crate::{
-    container,
-    family::stage,
     isolation,
     l2::{self, L2},
     maps::endpoint6,
-    parse::{ETH_HLEN, Frag, Packet, read},
+    packet::{Frag, Packet},
+    parse::{ETH_HLEN, read},
     parse6::{
         Chain, ICMPV6_NEIGH_ADVERT, ICMPV6_NEIGH_SOLICIT, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERT,
         ICMPV6_ROUTER_SOLICIT, NEXT_ICMPV6, packet, walk,
@@ -38,22 +37,12 @@ const ND_OPT_TARGET_LL: u8 = 2;
 /// more is refused.
 const MAX_ND_OPTS: usize = 4;
 
-/// `from_container`'s verdict on an IPv6 frame: the router's messages and neighbour
-/// discovery checked, the source checked; switched within its network, passed to the
-/// host when addressed to it, else routed by the family-generic path.
+/// The checks a container's IPv6 frame must pass (the router's messages and neighbour
+/// discovery, the source): a routed one's summary, for the family-generic path
+/// (`container::ip`), or the verdict (switched within its network, passed to the host
+/// when addressed to it, or dropped).
 #[inline(always)]
-pub(crate) fn from_container(ctx: &TcContext, l2: &mut L2) -> i32 {
-    // Each half behind a call of its own: together they would not fit the stack.
-    match stage!(Ip6, admit(ctx, l2)) {
-        Ok(p) => container::ip(ctx, l2, p),
-        Err(v) => v,
-    }
-}
-
-/// The checks a container's IPv6 frame must pass; a routed one's summary, or the
-/// verdict.
-#[inline(always)]
-fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> {
+pub(crate) fn admit(ctx: &TcContext, l2: &mut L2) -> Result<&'static mut Packet<Ip6>, i32> {
     let chain = match walk(ctx, ETH_HLEN).and_then(|c| guard(&c).map(|()| c)) {
         Ok(c) => c,
         Err(reason) => return Err(verdict(ctx, reason)),

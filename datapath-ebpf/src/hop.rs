@@ -9,7 +9,7 @@ use common::{CtKey, CtValue, HOP_NONE, HOP_PEER, HOP_ROUTE};
 
 use crate::{
     family::Family,
-    fwd::{Next, device_mtu, next_hop},
+    fib::{Next, device_mtu, next_hop},
     maps::route_gen,
 };
 

@@ -6,7 +6,7 @@
 //! shared. An upper layer: it looks the quoted flow up (`ct`), rewrites (`nat`) and
 //! forwards (`fwd`); below it nothing imports it.
 use aya_ebpf::programs::TcContext;
-use common::{CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Be16, CtKey, Ip6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     ct::{self, From},
@@ -17,7 +17,8 @@ use crate::{
         IPV6_SRC, Ipv4Hdr, L4_DST_PORT,
     },
     nat,
-    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY, Icmp, Packet},
+    packet::{Icmp, Packet},
+    parse::{ICMP_ECHO, ICMP_ECHOREPLY, ICMPV6_ECHO, ICMPV6_ECHOREPLY},
     stats::{count, verdict},
 };
 
@@ -43,7 +44,7 @@ fn quoted_ports<A>(
 ) -> Option<()> {
     match q.tuple.proto {
         PROTO_TCP | PROTO_UDP => {
-            let ports: [u16; 2] = ctx.load(l4).ok()?;
+            let ports: [Be16; 2] = ctx.load(l4).ok()?;
             q.tuple.src_port = ports[0];
             q.tuple.dst_port = ports[1];
             q.src_port_off = Some(l4);
@@ -51,7 +52,7 @@ fn quoted_ports<A>(
         }
         proto if proto == icmp => {
             let kind: u8 = ctx.load(l4).ok()?;
-            let id: u16 = ctx.load(l4 + ICMP_ID).ok()?;
+            let id: Be16 = ctx.load(l4 + ICMP_ID).ok()?;
             if kind == echo.0 {
                 q.tuple.src_port = id;
                 q.src_port_off = Some(l4 + ICMP_ID);
@@ -82,7 +83,7 @@ fn quoted6(ctx: &TcContext, p: &Packet<Ip6>) -> Option<Quoted<Ip6>> {
         ip_off,
         src_port_off: None,
         dst_port_off: None,
-        tuple: CtKey::new(src, dst, 0, 0, next),
+        tuple: CtKey::new(src, dst, Be16::ZERO, Be16::ZERO, next),
     };
     quoted_ports(
         ctx,
@@ -128,7 +129,7 @@ fn quoted(ctx: &TcContext, p: &Packet) -> Option<Quoted> {
         ip_off,
         src_port_off: None,
         dst_port_off: None,
-        tuple: CtKey::new(ip.src, ip.dst, 0, 0, ip.proto),
+        tuple: CtKey::new(ip.src, ip.dst, Be16::ZERO, Be16::ZERO, ip.proto),
     };
     quoted_ports(ctx, &mut q, l4, PROTO_ICMP, (ICMP_ECHO, ICMP_ECHOREPLY))?;
     Some(q)
@@ -297,8 +298,8 @@ fn rewrite<A: Quote>(
             ctx,
             icmp_csum,
             off,
-            u32::from(old.src_port),
-            u32::from(new.src_port),
+            u32::from(old.src_port.raw()),
+            u32::from(new.src_port.raw()),
             2,
         )?;
     }
@@ -307,8 +308,8 @@ fn rewrite<A: Quote>(
             ctx,
             icmp_csum,
             off,
-            u32::from(old.dst_port),
-            u32::from(new.dst_port),
+            u32::from(old.dst_port.raw()),
+            u32::from(new.dst_port.raw()),
             2,
         )?;
     }

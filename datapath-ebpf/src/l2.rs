@@ -14,7 +14,8 @@ const EEXIST: i32 = 17;
 use crate::{
     family::Family,
     maps::{PORTS, bump_route_gen, endpoint, port},
-    parse::{ARP_SHA, ARP_SPA, Packet},
+    packet::Packet,
+    parse::{ARP_SHA, ARP_SPA},
     stats::{TC_ACT_REDIRECT, count, verdict},
 };
 

@@ -8,12 +8,9 @@
 //! never taken and removes it with the call: the programs run as if they had no logs.
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::debug;
-use common::{Be32, CtKey, Reason};
+use common::{Be16, Be32, CtKey, Reason};
 
-use crate::{
-    family::Family,
-    parse::{Frame as _, Packet},
-};
+use crate::{family::Family, packet::Packet, parse::Frame as _};
 
 /// Call `$call` (one of this module's functions) if debug logging is on.
 #[macro_export]
@@ -26,9 +23,9 @@ macro_rules! datapath_log {
     };
 }
 
-/// Two ports (network order) as host-order values in one register.
-fn pair(a: u16, b: u16) -> u32 {
-    u32::from(u16::from_be(a)) << 16 | u32::from(u16::from_be(b))
+/// Two ports as host-order values in one register.
+fn pair(a: Be16, b: Be16) -> u32 {
+    u32::from(a.get()) << 16 | u32::from(b.get())
 }
 
 /// A frame dropped by the parser.
@@ -61,27 +58,27 @@ fn tracked_ports(ctx: &TcContext, proto: u8, from: u32, to: u32) {
     );
 }
 
-/// A new DNAT flow: destination port `from` to `to` (network order).
+/// A new DNAT flow: destination port `from` to `to`.
 #[inline(never)]
-pub(crate) fn dnat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
+pub(crate) fn dnat(ctx: &TcContext, proto: u8, from: Be16, to: Be16) {
     debug!(
         ctx,
         "nat: dnat new flow, proto {} port {} to port {}",
         proto,
-        u16::from_be(from),
-        u16::from_be(to)
+        from.get(),
+        to.get()
     );
 }
 
-/// A new masqueraded flow: source port `from` to `to` (network order).
+/// A new masqueraded flow: source port `from` to `to`.
 #[inline(never)]
-pub(crate) fn snat(ctx: &TcContext, proto: u8, from: u16, to: u16) {
+pub(crate) fn snat(ctx: &TcContext, proto: u8, from: Be16, to: Be16) {
     debug!(
         ctx,
         "nat: snat new flow, proto {} source port {} to {}",
         proto,
-        u16::from_be(from),
-        u16::from_be(to)
+        from.get(),
+        to.get()
     );
 }
 

@@ -10,7 +10,7 @@ use common::{
     SockOrig6,
 };
 
-use crate::parse::Packet;
+use crate::packet::Packet;
 
 #[map(name = "published_v1")]
 pub(crate) static PUBLISHED: HashMap<PublishedKey, Backend> = HashMap::pinned(65_536, 0);
@@ -211,7 +211,7 @@ pub(crate) fn scratch() -> Option<&'static mut Scratch> {
 /// `DropSnatPorts` for the port search. One reason for all cost `from_uplink` about 6%
 /// more verified instructions when tried (issue 31, round one), so each caller keeps its
 /// own; this helper costs nothing. Paths that do not drop on it answer their own "no":
-/// the route lookup (`fwd::route`, whose parameter block the space is) finds no route, a
+/// the route lookup (`fib::route`, whose parameter block the space is) finds no route, a
 /// socket or cluster check answers false.
 #[inline(always)]
 pub(crate) fn scratch_or(reason: Reason) -> Result<&'static mut Scratch, Reason> {

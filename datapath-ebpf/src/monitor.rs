@@ -192,8 +192,8 @@ fn write<C: Frame, A: Addr>(ctx: &C, reason: u32, limits: Limits, xlate: Option<
                 t.src[i] = k.src_ip.word(i);
                 t.dst[i] = k.dst_ip.word(i);
             }
-            t.src_port = Be16::from_raw(k.src_port);
-            t.dst_port = Be16::from_raw(k.dst_port);
+            t.src_port = k.src_port;
+            t.dst_port = k.dst_port;
             t.proto = k.proto;
             t.family = if A::WORDS == 1 { 4 } else { 6 };
         } else {

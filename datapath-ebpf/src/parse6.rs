@@ -4,12 +4,13 @@
 //! extension headers or in fragments (RFC 7113): a first fragment must hold the whole
 //! chain (RFC 7112), and a chain longer than bpfnet walks is refused, not guessed at.
 use aya_ebpf::programs::TcContext;
-use common::{Ip6, Reason};
+use common::{Be16, Ip6, Reason};
 
 use crate::{
     hdr::{IPV6_HLEN, Ipv6Hdr},
     maps::endpoint6,
-    parse::{self, ETH_P_IPV6, Frag, Frame as _, Icmp, Packet, l3_proto, read, read_pulled},
+    packet::{Frag, Icmp, Packet},
+    parse::{self, ETH_P_IPV6, Frame as _, l3_proto, read, read_pulled},
 };
 
 const NEXT_HOP_BY_HOP: u8 = 0;
@@ -86,8 +87,8 @@ pub(crate) fn packet(
         src_ip: c.src,
         dst_ip: c.dst,
         proto: c.next,
-        src_port: 0,
-        dst_port: 0,
+        src_port: Be16::ZERO,
+        dst_port: Be16::ZERO,
         tcp_flags: 0,
         tcp_seq: 0,
         tcp_ack: 0,

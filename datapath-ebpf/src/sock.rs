@@ -11,7 +11,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     programs::SockAddrContext,
 };
-use common::{Be16, CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
+use common::{Be16, Be32, CtKey, Ip6, PROTO_UDP, SockKey, SockKey6, SockOrig, SockOrig6};
 
 use crate::{
     family::Family,
@@ -49,8 +49,8 @@ unsafe fn record_answer<A: Family>(sa: *mut bpf_sock_addr, remote: A) {
         let answer = CtKey::new(
             remote,
             A::ZERO,
-            (*sa).user_port as u16,
-            ((*sk).src_port as u16).to_be(),
+            Be16::from_raw((*sa).user_port as u16),
+            Be16::new((*sk).src_port as u16),
             PROTO_UDP,
         );
         let _unused: Result<_, _> = A::host_udp().insert(answer, 0, 0);
@@ -80,12 +80,16 @@ pub(crate) fn to_backend(ctx: &SockAddrContext) -> i32 {
     // and writable for connect4 and sendmsg4.
     unsafe {
         let ip = (*sa).user_ip4;
-        let port = (*sa).user_port as u16;
+        let port = Be16::from_raw((*sa).user_port as u16);
         let Some(b) = published(ip, port, (*sa).protocol as u8) else {
             return ALLOW;
         };
-        let key = SockKey::new(bpf_get_socket_cookie(ctx.as_ptr()), b.ip, b.port);
-        let orig = SockOrig::new(ip, Be16::from_raw(port));
+        let key = SockKey::new(
+            bpf_get_socket_cookie(ctx.as_ptr()),
+            Be32::from_raw(b.ip),
+            b.port,
+        );
+        let orig = SockOrig::new(Be32::from_raw(ip), port);
         if SOCK_REVNAT.insert(key, orig, 0).is_err() {
             return ALLOW;
         }
@@ -106,11 +110,11 @@ pub(crate) fn from_backend(ctx: &SockAddrContext) -> i32 {
     unsafe {
         let key = SockKey::new(
             bpf_get_socket_cookie(ctx.as_ptr()),
-            (*sa).user_ip4,
+            Be32::from_raw((*sa).user_ip4),
             Be16::from_raw((*sa).user_port as u16),
         );
         if let Some(orig) = SOCK_REVNAT.get(key) {
-            (*sa).user_ip4 = orig.ip;
+            (*sa).user_ip4 = orig.ip.raw();
             (*sa).user_port = u32::from(orig.port.raw());
         }
     }
@@ -163,7 +167,7 @@ pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
         let dialed = Ip6 {
             words: (*sa).user_ip6,
         };
-        let port = (*sa).user_port as u16;
+        let port = Be16::from_raw((*sa).user_port as u16);
         let proto = (*sa).protocol as u8;
         let (ip, to_port) = match mapped_v4(&dialed) {
             Some(v4) => match published(v4, port, proto) {
@@ -181,7 +185,7 @@ pub(crate) fn to_backend6(ctx: &SockAddrContext) -> i32 {
             },
         };
         let key = SockKey6::new(bpf_get_socket_cookie(ctx.as_ptr()), ip, to_port);
-        let orig = SockOrig6::new(dialed, Be16::from_raw(port));
+        let orig = SockOrig6::new(dialed, port);
         if SOCK_REVNAT6.insert(key, orig, 0).is_err() {
             return ALLOW;
         }

@@ -9,7 +9,7 @@ use common::{
     ct::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
-use crate::{hdr::TCP_HLEN, parse::Packet};
+use crate::{hdr::TCP_HLEN, packet::Packet};
 
 /// The window assumed for a receiver that has not offered one yet.
 const MIN_WINDOW: u32 = 65_535;

@@ -14,7 +14,8 @@ use common::{Addr, Ip6, PROTO_ICMP, PROTO_ICMPV6, Reason};
 use crate::{
     csum::fold,
     hdr::{ICMP_CSUM, ICMP_HLEN, IP_CSUM, IP_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr},
-    parse::{ICMP_TIME_EXCEEDED, Packet},
+    packet::Packet,
+    parse::ICMP_TIME_EXCEEDED,
     ratelimit,
     stats::{count, verdict},
 };

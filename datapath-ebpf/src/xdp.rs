@@ -13,7 +13,8 @@ use crate::{
     ct, flood,
     maps::{cluster_of, network_of},
     nat,
-    parse::{ETH_HLEN, Frag, Icmp, Packet, parse},
+    packet::{Frag, Icmp, Packet},
+    parse::{ETH_HLEN, parse},
     stats::count,
     uplink::{inbound_drop, managed_source},
 };

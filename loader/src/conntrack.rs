@@ -9,8 +9,7 @@ use std::{
 };
 
 use common::{
-    Addr, Be16, CT_ORIG_LOCAL, CtKey, CtTimeouts, CtValue, PROTO_TCP, TcpState,
-    ct::holds_snat_quota,
+    Addr, CT_ORIG_LOCAL, CtKey, CtTimeouts, CtValue, PROTO_TCP, TcpState, ct::holds_snat_quota,
 };
 use rustc_hash::FxBuildHasher;
 use rustix::time::{ClockId, clock_gettime};
@@ -221,9 +220,9 @@ impl<A: Addr> From<&CtKey<A>> for Tuple {
     fn from(k: &CtKey<A>) -> Self {
         Self {
             src: k.src_ip.to_ip(),
-            src_port: Be16::from_raw(k.src_port).get(),
+            src_port: k.src_port.get(),
             dst: k.dst_ip.to_ip(),
-            dst_port: Be16::from_raw(k.dst_port).get(),
+            dst_port: k.dst_port.get(),
         }
     }
 }

@@ -259,7 +259,7 @@ where
     let replies: Vec<common::CtKey<A>> = ct
         .iter()
         .filter_map(Result::ok)
-        .filter(|(k, v)| v.is_reply() && u16::from_be(k.src_port) == port)
+        .filter(|(k, v)| v.is_reply() && k.src_port.get() == port)
         .map(|(k, _)| k)
         .collect();
     assert_eq!(replies.len(), 1, "one reply entry for the connection");

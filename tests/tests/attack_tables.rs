@@ -17,8 +17,8 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey, IcmpLimit,
-    PROTO_TCP, Reason, TcpState, ct::TCP_RST,
+    Be16, Be32, CLUSTER_HOST_GW, CLUSTER_NODE, CLUSTER_ROUTED, CT_SNAT, ClusterRoute, CtKey,
+    IcmpLimit, PROTO_TCP, Reason, TcpState, ct::TCP_RST,
 };
 
 const ATTACKER: [u8; 4] = [198, 51, 100, 66];
@@ -56,7 +56,7 @@ fn answered_snat(fx: &mut Fixture, c: Addr, s: Addr) -> u16 {
 
 /// No CT entry mentions `port` (either way, any table).
 fn untracked(fx: &Fixture, port: u16) -> bool {
-    let p = port.to_be();
+    let p = Be16::new(port);
     !entries(fx)
         .iter()
         .any(|(k, _)| k.src_port == p || k.dst_port == p)
@@ -335,8 +335,8 @@ fn a_lost_half_is_repaired_and_a_clashing_dnat_is_refused() {
         let fwd = CtKey::new(
             u32::from_ne_bytes(C1),
             u32::from_ne_bytes(SERVER),
-            5000u16.to_be(),
-            53u16.to_be(),
+            Be16::new(5000),
+            Be16::new(53),
             17,
         );
         fx.dp.maps.ct.remove(&fwd).expect("evict the forward half");
@@ -843,7 +843,7 @@ fn a_forged_syn_ack_then_rst_cannot_reset_a_published_flow() {
 
 /// The forward entry's sequence end, of the flow whose forward key starts at `client`.
 fn seq_end_of(fx: &Fixture, client: Addr) -> u32 {
-    let (ip, port) = (u32::from_ne_bytes(client.0), client.1.to_be());
+    let (ip, port) = (u32::from_ne_bytes(client.0), Be16::new(client.1));
     entries(fx)
         .iter()
         .find(|(k, _)| k.src_ip == ip && k.src_port == port)

@@ -343,8 +343,8 @@ fn check_ct(dp: &Datapath) {
     let fwd = CtKey::new(
         ip(CLIENT),
         ip(HOST),
-        40000u16.to_be(),
-        8038u16.to_be(),
+        Be16::new(40000),
+        Be16::new(8038),
         PROTO_TCP,
     );
     let v = dp.maps.ct_new.get(&fwd, 0).expect("forward CT entry");
@@ -353,7 +353,7 @@ fn check_ct(dp: &Datapath) {
         CT_DNAT | CT_REPLY_LOCAL | CT_SIDE_UPLINK,
         "translated destination, answered by a local endpoint, begun off an uplink"
     );
-    assert_eq!((v.dst_ip, u16::from_be(v.dst_port)), (ip(BACKEND), 8080));
+    assert_eq!((v.dst_ip, v.dst_port.get()), (ip(BACKEND), 8080));
     assert_eq!(
         (v.src_ip, v.src_port),
         (fwd.src_ip, fwd.src_port),
@@ -361,10 +361,7 @@ fn check_ct(dp: &Datapath) {
     );
     assert_eq!(v.packets, 2, "SYN and ACK");
     let rev = fwd.twin(&v);
-    assert_eq!(
-        (rev.src_ip, u16::from_be(rev.src_port)),
-        (ip(BACKEND), 8080)
-    );
+    assert_eq!((rev.src_ip, rev.src_port.get()), (ip(BACKEND), 8080));
     let r = dp.maps.ct_new.get(&rev, 0).expect("reply CT entry");
     assert_eq!(
         r.flags,

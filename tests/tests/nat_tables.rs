@@ -17,7 +17,8 @@ use bpfnet_tests::{
     },
 };
 use common::{
-    CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SIDE_VETH, CT_SNAT, PROTO_TCP, Reason, TcpState,
+    Be16, CT_DNAT, CT_ORIG_LOCAL, CT_REPLY_LOCAL, CT_SIDE_VETH, CT_SNAT, PROTO_TCP, Reason,
+    TcpState,
     ct::{TCP_FIN, TCP_RST},
 };
 
@@ -478,7 +479,7 @@ fn hairpin_exhaustion_and_full_ct() {
         );
         let flags = entries(fx)
             .into_iter()
-            .find(|(k, _)| k.src_port == 41001u16.to_be())
+            .find(|(k, _)| k.src_port == Be16::new(41001))
             .map(|(_, v)| v.flags);
         assert_eq!(
             flags,
@@ -522,8 +523,8 @@ fn hairpin_exhaustion_and_full_ct() {
         let snat_port_of = |fx: &Fixture, c: [u8; 4], sport: u16| {
             entries(fx)
                 .into_iter()
-                .find(|(k, _)| k.src_ip == ip(c) && k.src_port == sport.to_be())
-                .map(|(k, v)| u16::from_be(k.translated(&v).src_port))
+                .find(|(k, _)| k.src_ip == ip(c) && k.src_port == Be16::new(sport))
+                .map(|(k, v)| k.translated(&v).src_port.get())
                 .expect("the flow's SNAT port")
         };
         // C1's first flow: the server closes first, so it is the server that waits in
@@ -596,7 +597,7 @@ fn hairpin_exhaustion_and_full_ct() {
         );
         let stale = entries(fx)
             .iter()
-            .any(|(k, _)| k.src_ip == ip(C2) && k.src_port == 50000u16.to_be());
+            .any(|(k, _)| k.src_ip == ip(C2) && k.src_port == Be16::new(50000));
         assert!(!stale, "the reset flow's forward entry is gone");
         step(
             fx,
@@ -629,7 +630,7 @@ fn hairpin_exhaustion_and_full_ct() {
             .ct
             .keys()
             .filter_map(Result::ok)
-            .any(|k| k.src_port == 30000u16.to_be() || k.dst_port == 30000u16.to_be());
+            .any(|k| k.src_port == Be16::new(30000) || k.dst_port == Be16::new(30000));
         assert!(!first_flow_kept, "LRU evicted the oldest flow");
         let last = step(
             fx,

@@ -12,7 +12,9 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{require_root, topo::Topology};
-use common::{Backend, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names};
+use common::{
+    Backend, Be16, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
+};
 use rustix::{
     mount::{MountPropagationFlags, UnmountFlags, mount_change, unmount},
     thread::{UnshareFlags, unshare_unsafe},
@@ -131,8 +133,8 @@ fn flows_of_the_older_ct_layout_are_carried_over() {
         CtKey::new(
             u32::from_ne_bytes(src),
             u32::from_ne_bytes(dst),
-            sport.to_be(),
-            dport.to_be(),
+            Be16::new(sport),
+            Be16::new(dport),
             6,
         )
     };
@@ -209,7 +211,7 @@ fn a_whole_map_is_read_in_batches() {
         return;
     }
     let mut map = HashMap::<MapData, CtKey, u64>::create(20_000, 0).expect("create a hash map");
-    let key = |i: u32| CtKey::new(i, !i, (i as u16).to_be(), 80u16.to_be(), 6);
+    let key = |i: u32| CtKey::new(i, !i, Be16::new(i as u16), Be16::new(80), 6);
     for i in 0..10_001 {
         map.insert(key(i), u64::from(i) * 3, 0).expect("insert");
     }

@@ -14,7 +14,7 @@ use bpfnet_tests::{
     tables::{self, C1, SERVER, entries},
 };
 use common::{
-    CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, Ip6, PROTO_TCP, PROTO_UDP,
+    Be16, CT_DNAT, CT_REPLY, CT_SNAT, Clock, CtKey, CtTimeouts, CtValue, Ip6, PROTO_TCP, PROTO_UDP,
     SWEPT_TABLES,
     ct::{TCP_ACK, TCP_RST, TCP_SYN},
 };
@@ -44,8 +44,8 @@ fn key6(i: u8) -> CtKey<Ip6> {
     CtKey::new(
         Ip6::from_octets(src),
         Ip6::from_octets(dst),
-        (40000 + u16::from(i)).to_be(),
-        443u16.to_be(),
+        Be16::new(40000 + u16::from(i)),
+        Be16::new(443),
         PROTO_TCP,
     )
 }
@@ -54,8 +54,8 @@ fn key(i: u8, proto: u8) -> CtKey {
     CtKey::new(
         u32::from_ne_bytes([172, 17, 0, 4]),
         u32::from_ne_bytes([198, 51, 100, i]),
-        (40000 + u16::from(i)).to_be(),
-        443u16.to_be(),
+        Be16::new(40000 + u16::from(i)),
+        Be16::new(443),
         proto,
     )
 }

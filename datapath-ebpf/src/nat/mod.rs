@@ -10,22 +10,21 @@ use common::{Backend, Be16, CT_DNAT, CT_SNAT, CtKey, NET_INTERNAL, Network, Publ
 pub(crate) use rewrite::{apply, rewrite_dst, rewrite_src};
 
 use crate::{
-    cluster,
     ct::{self, From},
     family::Family,
-    fwd,
+    fib,
     hostsock::{self, Holder},
-    parse::Packet,
+    packet::Packet,
     stats::{count, count_flow},
 };
 
 /// The backend of `ip:port`, bound to that address or to every host address.
 #[inline(always)]
-pub(crate) fn published<A: Family>(ip: A, port: u16, proto: u8) -> Option<Backend<A>> {
+pub(crate) fn published<A: Family>(ip: A, port: Be16, proto: u8) -> Option<Backend<A>> {
     if proto == A::PROTO_ICMP {
         return None;
     }
-    let mut key = PublishedKey::new(ip, Be16::from_raw(port), proto);
+    let mut key = PublishedKey::new(ip, port, proto);
     // SAFETY: plain lookups of Pod values, copied out.
     if let Some(b) = unsafe { A::published().get(key) } {
         return Some(*b);
@@ -55,10 +54,9 @@ pub(crate) fn published_at_own<A: Family>(p: &Packet<A>) -> bool {
     if p.proto == A::PROTO_ICMP {
         return false;
     }
-    let key = PublishedKey::new(A::ZERO, Be16::from_raw(p.dst_port), p.proto);
+    let key = PublishedKey::new(A::ZERO, p.dst_port, p.proto);
     // SAFETY: plain lookup of a Pod value, copied out.
-    unsafe { A::published().get(key) }
-        .is_some_and(|b| b.ip.same(&p.dst_ip) && b.port.raw() == p.dst_port)
+    unsafe { A::published().get(key) }.is_some_and(|b| b.ip.same(&p.dst_ip) && b.port == p.dst_port)
 }
 
 /// The outcome of asking NAT about a packet without a flow.
@@ -92,12 +90,12 @@ pub(crate) fn dnat<A: Family>(ctx: &TcContext, p: &Packet<A>) -> Result<New<A>, 
     }
     let mut to = key;
     to.dst_ip = b.ip;
-    to.dst_port = b.port.raw();
+    to.dst_port = b.port;
     let mut flags = CT_DNAT;
-    if cluster::node_of(&b.ip).is_some() {
+    if fib::node_of(&b.ip).is_some() {
         // A container on another node: it sees this node's address, which its node
         // lets in and which brings the answer back here to be translated.
-        match fwd::route(ctx, &to, true) {
+        match fib::route(ctx, &to, true) {
             Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
             _ => return Err(Reason::DropNoRoute),
         }
@@ -135,10 +133,10 @@ pub(crate) fn hairpin<A: Family>(
     }
     let mut to = ct::key_of(p);
     to.dst_ip = b.ip;
-    to.dst_port = b.port.raw();
+    to.dst_port = b.port;
     let own = b.ip.same(&p.src_ip);
     let flags = if own {
-        match fwd::route(ctx, &to, true) {
+        match fib::route(ctx, &to, true) {
             Some(r) if !r.src_ip.same(&A::ZERO) => to.src_ip = r.src_ip,
             _ => return Err(Reason::DropNoRoute),
         }

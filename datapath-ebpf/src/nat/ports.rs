@@ -6,14 +6,14 @@
 use aya_ebpf::{
     bindings::__sk_buff, cty::c_void, helpers::generated::bpf_loop, programs::TcContext,
 };
-use common::{Addr, CT_SNAT, CtKey, Reason};
+use common::{Addr, Be16, CT_SNAT, CtKey, Reason};
 
 use crate::{
     ct::{self, From},
     family::Family,
     hostsock::{self, Holder},
     maps::{config, scratch, scratch_or},
-    parse::Packet,
+    packet::Packet,
     quota::{self, Use},
     stats::count,
 };
@@ -40,7 +40,10 @@ fn hash<A: Addr>(k: &CtKey<A>, seed: u32) -> u32 {
     for i in 0..A::WORDS {
         h = mix(h, k.dst_ip.word(i));
     }
-    h = mix(h, (u32::from(k.src_port) << 16) | u32::from(k.dst_port));
+    h = mix(
+        h,
+        (u32::from(k.src_port.raw()) << 16) | u32::from(k.dst_port.raw()),
+    );
     h = mix(h, u32::from(k.proto));
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
@@ -136,7 +139,7 @@ extern "C" fn candidate<A: Family>(i: u64, data: *mut c_void) -> i64 {
     let Some(t) = scratch().map(A::work) else {
         return 1;
     };
-    t.to.src_port = (port as u16).to_be();
+    t.to.src_port = Be16::new(port as u16);
     let ctx = TcContext::new(s.skb);
     // SAFETY: the packet summary `allocate` was given, on the hook's stack.
     let p = unsafe { &*s.p };
@@ -191,7 +194,7 @@ pub(super) fn allocate<A: Family>(
     let mut search = Search {
         skb: ctx.skb.skb,
         p,
-        own: u32::from(u16::from_be(t.key.src_port)),
+        own: u32::from(t.key.src_port.get()),
         min,
         range,
         start: hash(&t.key, cfg.hash_seed) % range,

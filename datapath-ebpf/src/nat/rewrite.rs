@@ -1,11 +1,12 @@
 //! Translation: address and port rewrites, with their checksum updates.
 use aya_ebpf::{bindings::BPF_F_MARK_MANGLED_0, programs::TcContext};
-use common::{Addr, CtKey, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Addr, Be16, CtKey, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     family::Family,
     hdr::{ICMP_CSUM, ICMP_ID, L4_DST_PORT, TCP_CSUM, UDP_CSUM},
-    parse::{Frag, Icmp, Packet, read, write},
+    packet::{Frag, Icmp, Packet},
+    parse::{read, write},
 };
 
 /// Where the source (or destination) port lives; None when the packet has none here.
@@ -24,7 +25,12 @@ fn port_off<A: Addr>(p: &Packet<A>, src: bool) -> Option<usize> {
 }
 
 #[inline(always)]
-fn store_port<A: Addr>(ctx: &TcContext, p: &Packet<A>, src: bool, port: u16) -> Result<(), Reason> {
+fn store_port<A: Addr>(
+    ctx: &TcContext,
+    p: &Packet<A>,
+    src: bool,
+    port: Be16,
+) -> Result<(), Reason> {
     match port_off(p, src) {
         Some(off) => write(ctx, off, port).ok_or(Reason::DropRewrite),
         None => Ok(()),
@@ -66,28 +72,33 @@ fn update_l4<A: Family>(
     p: &Packet<A>,
     old_ip: &A,
     new_ip: &A,
-    old_port: u16,
-    new_port: u16,
+    old_port: Be16,
+    new_port: Be16,
 ) -> Result<(), Reason> {
     if let Some((off, extra, pseudo)) = l4_csum(ctx, p)? {
         if pseudo && !old_ip.same(new_ip) {
             A::l4_addr_csum(ctx, off, old_ip, new_ip, extra)?;
         }
         if old_port != new_port {
-            ctx.l4_csum_replace(off, u64::from(old_port), u64::from(new_port), extra | 2)
-                .map_err(|_| Reason::DropRewrite)?;
+            ctx.l4_csum_replace(
+                off,
+                u64::from(old_port.raw()),
+                u64::from(new_port.raw()),
+                extra | 2,
+            )
+            .map_err(|_| Reason::DropRewrite)?;
         }
     }
     Ok(())
 }
 
-/// Rewrite the destination to `ip:port` (network order).
+/// Rewrite the destination to `ip:port`.
 #[inline(always)]
 pub(crate) fn rewrite_dst<A: Family>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     ip: A,
-    port: u16,
+    port: Be16,
 ) -> Result<(), Reason> {
     update_l4(ctx, p, &p.dst_ip, &ip, p.dst_port, port)?;
     if !ip.same(&p.dst_ip) {
@@ -101,13 +112,13 @@ pub(crate) fn rewrite_dst<A: Family>(
     Ok(())
 }
 
-/// Rewrite the source to `ip:port` (network order).
+/// Rewrite the source to `ip:port`.
 #[inline(always)]
 pub(crate) fn rewrite_src<A: Family>(
     ctx: &TcContext,
     p: &mut Packet<A>,
     ip: A,
-    port: u16,
+    port: Be16,
 ) -> Result<(), Reason> {
     update_l4(ctx, p, &p.src_ip, &ip, p.src_port, port)?;
     if !ip.same(&p.src_ip) {

@@ -9,8 +9,8 @@ fn key(s: [u8; 4], sp: u16, d: [u8; 4], dp: u16, proto: u8) -> CtKey {
     CtKey::new(
         Be32::from_bytes(s).raw(),
         Be32::from_bytes(d).raw(),
-        Be16::new(sp).raw(),
-        Be16::new(dp).raw(),
+        Be16::new(sp),
+        Be16::new(dp),
         proto,
     )
 }

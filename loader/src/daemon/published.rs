@@ -2,7 +2,7 @@
 //! and `published6_v1` (IPv6), and the flows of a port no longer published.
 use std::collections::BTreeMap;
 
-use common::{Addr, Backend, Be16, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
+use common::{Addr, Backend, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -267,7 +267,7 @@ fn dnat_of<A: Addr>(
     k: &CtKey<A>,
     v: &CtValue<A>,
 ) -> bool {
-    let port = Be16::from_raw(k.dst_port).get();
+    let port = k.dst_port.get();
     v.flags & CT_DNAT != 0
         && !v.is_reply()
         && v.dst_ip == backend
@@ -280,7 +280,7 @@ fn dnat_of<A: Addr>(
 mod tests {
     use std::net::Ipv6Addr;
 
-    use common::{CT_REPLY, CT_SNAT, PROTO_TCP, PROTO_UDP};
+    use common::{Be16, CT_REPLY, CT_SNAT, PROTO_TCP, PROTO_UDP};
 
     use super::*;
 
@@ -295,8 +295,8 @@ mod tests {
             CtKey::new(
                 ip6("2001:db8::99"),
                 ip6(d),
-                Be16::new(40000).raw(),
-                Be16::new(p).raw(),
+                Be16::new(40000),
+                Be16::new(p),
                 proto,
             )
         };

@@ -7,7 +7,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use common::{CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Be16, CtKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Reason};
 
 use crate::{
     packet::{ETH_HLEN, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, View, checksum},
@@ -346,8 +346,8 @@ pub fn ct_key(t: &Tuple) -> CtKey {
     CtKey::new(
         u32::from_ne_bytes(t.src),
         u32::from_ne_bytes(t.dst),
-        t.sport.to_be(),
-        t.dport.to_be(),
+        Be16::new(t.sport),
+        Be16::new(t.dport),
         t.proto,
     )
 }
@@ -357,7 +357,7 @@ pub fn key_tuple(k: &CtKey) -> Tuple {
         src: k.src_ip.to_ne_bytes(),
         dst: k.dst_ip.to_ne_bytes(),
         proto: k.proto,
-        sport: u16::from_be(k.src_port),
-        dport: u16::from_be(k.dst_port),
+        sport: k.src_port.get(),
+        dport: k.dst_port.get(),
     }
 }

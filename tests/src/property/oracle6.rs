@@ -5,7 +5,7 @@
 use std::fmt;
 
 use bpfnet::datapath::Hook::{self, FromContainer as OUT, FromUplink as IN};
-use common::{CtKey, Ip6, PROTO_TCP, PROTO_UDP, Reason};
+use common::{Be16, CtKey, Ip6, PROTO_TCP, PROTO_UDP, Reason};
 
 pub use super::oracle::be16;
 use super::{
@@ -51,8 +51,8 @@ impl Tuple6 {
         CtKey::new(
             Ip6::from_octets(self.src),
             Ip6::from_octets(self.dst),
-            self.sport.to_be(),
-            self.dport.to_be(),
+            Be16::new(self.sport),
+            Be16::new(self.dport),
             self.proto,
         )
     }
