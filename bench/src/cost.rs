@@ -1,11 +1,20 @@
 //! What each datapath program costs per packet: the kernel's own run-time statistics
 //! (`BPF_ENABLE_STATS`, held only while a cost pass runs, so the timed rounds pay no
 //! clock reads), as nanoseconds per run over a test.
-use std::{collections::BTreeMap, os::fd::OwnedFd};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    os::fd::OwnedFd,
+    path::Path,
+};
 
 use anyhow::{Context as _, Result};
 use aya::{
-    programs::loaded_programs,
+    programs::{
+        ProgramInfo,
+        links::{FdLink, PinnedLink},
+        loaded_programs,
+    },
     sys::{Stats, enable_stats},
 };
 use serde::{Deserialize, Serialize};
@@ -26,8 +35,8 @@ pub(crate) struct Cost {
     pub ns_per_run: f64,
 }
 
-/// Run time and run count per program name, summed over every loaded program of that
-/// name.
+/// Run time and run count per program name, summed over every program of that name
+/// measured.
 #[derive(Clone, Default)]
 pub(crate) struct Snapshot(BTreeMap<String, (u64, u64)>);
 
@@ -40,14 +49,40 @@ pub(crate) fn start() -> Result<Collecting> {
         .context("cannot enable BPF run-time statistics")
 }
 
+/// Every loaded program named in `PROGRAMS`, whoever loaded it.
 pub(crate) fn snapshot() -> Result<Snapshot> {
+    snapshot_where(|_, name| PROGRAMS.contains(&name))
+}
+
+/// The programs in `ids` only.
+pub(crate) fn snapshot_of(ids: &BTreeSet<u32>) -> Result<Snapshot> {
+    snapshot_where(|info, _| ids.contains(&info.id()))
+}
+
+/// The programs the links pinned in `dir` (a daemon's `links/`) attach: what one daemon
+/// runs, not the programs of the same names that other bpfnet instances on the machine
+/// (tests, other benches) loaded.
+pub(crate) fn linked(dir: &Path) -> Result<BTreeSet<u32>> {
+    let mut ids = BTreeSet::new();
+    for e in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = e?.path();
+        let link = FdLink::from(
+            PinnedLink::from_pin(&path)
+                .with_context(|| format!("cannot open the link {}", path.display()))?,
+        );
+        ids.insert(link.info()?.program_id());
+    }
+    Ok(ids)
+}
+
+fn snapshot_where(pick: impl Fn(&ProgramInfo, &str) -> bool) -> Result<Snapshot> {
     let mut s = BTreeMap::new();
     for info in loaded_programs() {
         let info = info.context("cannot read a loaded program's info")?;
         let Some(name) = info.name_as_str() else {
             continue;
         };
-        if PROGRAMS.contains(&name) {
+        if pick(&info, name) {
             let e: &mut (u64, u64) = s.entry(name.to_string()).or_default();
             e.0 += info.run_time().as_nanos() as u64;
             e.1 += info.run_count();

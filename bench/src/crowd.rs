@@ -160,7 +160,7 @@ impl Crowd {
             let req = Request::EndpointAdd {
                 bridge: bridge(net),
                 veth: veth(i),
-                ip: Some(Ipv4Cidr { addr, len: 16 }),
+                ip: Ipv4Cidr::new(addr, 16),
                 ip6: Vec::new(),
                 mac: Some(Mac([0x02, 0xce, 0, b, c, d])),
             };

@@ -137,13 +137,9 @@ fn serve(mut c: TcpStream) {
 impl Drop for Servers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // SAFETY: shutdown(2) on the listener's own fd; blocked accept() calls return.
-        unsafe {
-            libc::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(&self.listener),
-                libc::SHUT_RDWR,
-            )
-        };
+        // Blocked accept() calls return.
+        let _unused: Result<_, _> =
+            rustix::net::shutdown(&self.listener, rustix::net::Shutdown::Both);
         for t in self.threads.drain(..) {
             let _unused: Result<_, _> = t.join();
         }

@@ -3,11 +3,13 @@
 //! each datapath program costs per packet in every test, and the scaling with the number
 //! of published ports. Writes results/<date>.json, report.md and plots, and exits
 //! non-zero if any measurement failed or measured zero.
+mod against_floor;
 mod cost;
 mod crosshost;
 mod crowd;
 mod ctscale;
 mod early_drop;
+mod floor;
 mod iperf;
 mod load;
 mod modes;
@@ -17,7 +19,7 @@ mod report;
 mod verifier;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
@@ -25,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use bpfnet_tests::{daemon::cli_ok, topo::Topology};
 use clap::Parser;
 use modes::{ECHO, Family, IPERF, Mode};
@@ -47,7 +49,8 @@ struct Args {
     /// Where the client and the server of single-flow tests run.
     #[arg(long, value_enum, default_value = "same")]
     pin: Pin,
-    /// Only the per-program cost pass, printed (for profiling the datapath).
+    /// Only the per-program cost pass and the floor beside it, printed (for profiling the
+    /// datapath).
     #[arg(long)]
     cost_only: bool,
     /// Only the rows across hosts, printed.
@@ -231,7 +234,7 @@ fn main() -> Result<()> {
             cross_host: rows,
             ..Report::empty()
         };
-        eprintln!("{}", report::cross_host_markdown(&r));
+        eprintln!("{}", report::cross_host_markdown(&r)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -258,7 +261,7 @@ fn main() -> Result<()> {
             observe: observe::rows(&t, &plan, args.pin, &mut failures),
             ..Report::empty()
         };
-        eprintln!("{}", report::observe_markdown(&r));
+        eprintln!("{}", report::observe_markdown(&r)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -284,7 +287,8 @@ fn main() -> Result<()> {
     if args.cost_only {
         let costs = program_costs(&t, &tests, &mut failures);
         let order = tests.iter().map(|(names, _)| names[0].0.as_str());
-        eprintln!("{}", report::costs_markdown(order, &costs));
+        eprintln!("{}", report::costs_markdown(order.clone(), &costs)?);
+        eprintln!("{}", against_floor::markdown(order, &costs)?);
         ensure!(
             failures.is_empty(),
             "{} measurements failed",
@@ -458,8 +462,9 @@ fn early_drop_rows(
         .collect()
 }
 
-/// Each test once more in `bpfnet` mode with the kernel's run-time statistics on:
-/// nanoseconds per run of each datapath program that the test's packets ran.
+/// Each test once more in `bpfnet` mode, then once more in `direct` mode with the floor
+/// attached (`floor.rs`), with the kernel's run-time statistics on: nanoseconds per run
+/// of each datapath program, and of the floor, that the test's packets ran.
 fn program_costs(
     t: &Topology,
     tests: &[(Vec<Metric>, Measure)],
@@ -467,24 +472,54 @@ fn program_costs(
 ) -> BTreeMap<String, BTreeMap<String, cost::Cost>> {
     eprintln!("[bench] program costs (bpf_stats)");
     let mut out = BTreeMap::new();
+    let Some(_collecting) = or_failed(cost::start().map(Some), "program costs", None, failures)
+    else {
+        return out;
+    };
+    // The programs are told by id, not by name: other bpfnet instances on the machine
+    // (tests, another bench) run programs of the same names.
     let daemon = Mode::Bpfnet.setup(t);
-    let collecting = or_failed(cost::start().map(Some), "program costs", None, failures);
-    if collecting.is_some() {
-        for (names, f) in tests {
-            let what = format!("program costs: {}", names[0].0);
-            let costs = cost::snapshot().and_then(|before| {
-                f(t, Mode::Bpfnet)?;
-                Ok(cost::between(&before, &cost::snapshot()?))
-            });
-            let costs = or_failed(costs, &what, BTreeMap::new(), failures);
-            eprintln!("[bench]   {what} = {costs:?}");
-            out.insert(names[0].0.clone(), costs);
-        }
-    }
-    drop(collecting);
+    let ids = cost::linked(&t.files.pin_dir.join("links"));
+    costs_in(t, tests, Mode::Bpfnet, ids, failures, &mut out);
     drop(daemon);
     Mode::Bpfnet.teardown(t);
+
+    let _no_daemon = Mode::Direct.setup(t);
+    let floor = floor::attach(t);
+    let ids = match &floor {
+        Ok(floor) => floor.ids(),
+        Err(e) => Err(anyhow!("{e:#}")),
+    };
+    costs_in(t, tests, Mode::Direct, ids, failures, &mut out);
+    drop(floor);
+    Mode::Direct.teardown(t);
     out
+}
+
+/// Each test in `mode`, set up: what the programs in `ids` cost, added to each test's
+/// costs in `out`.
+fn costs_in(
+    t: &Topology,
+    tests: &[(Vec<Metric>, Measure)],
+    mode: Mode,
+    ids: Result<BTreeSet<u32>>,
+    failures: &mut Vec<String>,
+    out: &mut BTreeMap<String, BTreeMap<String, cost::Cost>>,
+) {
+    let what = format!("program costs: {}", mode.name());
+    let Some(ids) = or_failed(ids.map(Some), &what, None, failures) else {
+        return;
+    };
+    for (names, f) in tests {
+        let what = format!("{what}: {}", names[0].0);
+        let costs = cost::snapshot_of(&ids).and_then(|before| {
+            f(t, mode)?;
+            Ok(cost::between(&before, &cost::snapshot_of(&ids)?))
+        });
+        let costs = or_failed(costs, &what, BTreeMap::new(), failures);
+        eprintln!("[bench]   {what} = {costs:?}");
+        out.entry(names[0].0.clone()).or_default().extend(costs);
+    }
 }
 
 /// N published ports before the measured one, in iptables and in bpfnet.

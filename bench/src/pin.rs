@@ -2,6 +2,7 @@
 //! server go bimodal (about 60k against 16k transactions/s) depending on whether the
 //! scheduler wakes the idle CPU; pinned, rounds agree and modes compare.
 use clap::ValueEnum;
+use rustix::thread::{CpuSet, sched_setaffinity};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -47,18 +48,11 @@ impl Pin {
 
 /// Run the calling thread on `cpu` only, or on every CPU (None).
 pub(crate) fn this_thread(cpu: Option<usize>) {
-    // SAFETY: cpu_set_t is a plain bit set; the CPU_* macros and sched_setaffinity take
-    // it by pointer and its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        match cpu {
-            Some(c) => libc::CPU_SET(c, &mut set),
-            None => {
-                for c in 0..libc::CPU_SETSIZE as usize {
-                    libc::CPU_SET(c, &mut set);
-                }
-            }
-        }
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+    let mut set = CpuSet::new();
+    match cpu {
+        Some(c) => set.set(c),
+        None => (0..CpuSet::MAX_CPU).for_each(|c| set.set(c)),
     }
+    // Best effort, as before: an unpinned round still measures, only noisier.
+    let _unused: Result<_, _> = sched_setaffinity(None, &set);
 }

@@ -1,5 +1,10 @@
 //! The committed report: JSON results, a Markdown table with ratios, SVG plots.
-use std::{collections::BTreeMap, fmt::Write as _, fs, path::Path};
+use std::{
+    collections::BTreeMap,
+    fmt::{self, Write as _},
+    fs,
+    path::Path,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -119,6 +124,10 @@ impl Report {
         }
         if self.costs.is_empty() {
             p.push("no program costs".into());
+        } else if crate::against_floor::rows(self.costs.keys().map(String::as_str), &self.costs)
+            .is_empty()
+        {
+            p.push("program costs: no program measured against the floor".into());
         }
         if self.cross_host.is_empty() {
             p.push("no rows across hosts".into());
@@ -190,10 +199,10 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-pub(crate) fn markdown(r: &Report) -> String {
+pub(crate) fn markdown(r: &Report) -> Result<String, fmt::Error> {
     let mut s = String::new();
-    let _unused: Result<_, _> = writeln!(s, "# bpfnet benchmark\n");
-    let _unused: Result<_, _> = writeln!(
+    writeln!(s, "# bpfnet benchmark\n")?;
+    writeln!(
         s,
         "{} — {} — kernel {} — {} CPUs ({}). Medians of {} interleaved rounds of {} s each; client and server of single-flow tests pinned: `{}`; `cargo xtask bench{}` reproduces it.\n",
         r.date,
@@ -205,8 +214,8 @@ pub(crate) fn markdown(r: &Report) -> String {
         r.seconds_per_run,
         r.pin,
         if r.quick { " --quick" } else { "" },
-    );
-    let _unused: Result<_, _> = writeln!(
+    )?;
+    writeln!(
         s,
         "Modes: `wire` is a veth straight between the two namespaces of each test (no host in \
          between: the physical limit of the topology); `direct` routes through the host to the \
@@ -216,24 +225,23 @@ pub(crate) fn markdown(r: &Report) -> String {
          IPv6 to them). Rows marked (IPv6) run the same test over IPv6: a ULA network with \
          NAT66, the port published on the host's IPv6 address. Ratios above 1 favour bpfnet \
          except for latencies, where below 1 does.\n"
-    );
+    )?;
     let problems = r.problems();
     if !problems.is_empty() {
-        let _unused: Result<_, _> = writeln!(s, "## Failed measurements (NaN: not measured)\n");
+        writeln!(s, "## Failed measurements (NaN: not measured)\n")?;
         for p in problems {
-            let _unused: Result<_, _> = writeln!(s, "- {p}");
+            writeln!(s, "- {p}")?;
         }
-        let _unused: Result<_, _> = writeln!(s);
+        writeln!(s)?;
     }
-    let _unused: Result<_, _> = writeln!(
+    writeln!(
         s,
         "| test | unit | wire | direct | iptables | bpfnet | bpfnet+xdp | bpfnet / wire | bpfnet / direct | bpfnet / iptables | bpfnet+xdp / bpfnet |"
-    );
-    let _unused: Result<_, _> =
-        writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in &r.rows {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
             row.test,
@@ -247,55 +255,73 @@ pub(crate) fn markdown(r: &Report) -> String {
             ratio(v("bpfnet"), v("direct")),
             ratio(v("bpfnet"), v("iptables")),
             ratio(v("bpfnet+xdp"), v("bpfnet")),
-        );
+        )?;
     }
-    s.push_str(&families_markdown(r));
+    s.push_str(&families_markdown(r)?);
     s.push_str(&crate::verifier::markdown(&r.verifier, None));
-    let _unused: Result<_, _> = writeln!(s, "\n## What each program costs\n");
-    let _unused: Result<_, _> = writeln!(
+    writeln!(s, "\n## What each program costs\n")?;
+    writeln!(
         s,
         "Each test once more in `bpfnet` mode with the kernel's BPF run-time statistics on \
          (`BPF_ENABLE_STATS`, off during the timed rounds): nanoseconds per run (one run per \
          packet, or per GSO batch) of each TC program the test's packets ran.\n"
-    );
+    )?;
     s.push_str(&costs_markdown(
         r.rows.iter().map(|row| row.test.as_str()),
         &r.costs,
-    ));
-    let _unused: Result<_, _> = writeln!(s, "\n## Early drop: TC or XDP\n");
-    let _unused: Result<_, _> = writeln!(
+    )?);
+    writeln!(s, "\n## Per-packet cost against the floor\n")?;
+    writeln!(
+        s,
+        "The floor is the least an eBPF datapath does per packet (`bench/floor-ebpf`): parse \
+         Ethernet, IPv4 or IPv6 and TCP or UDP, look the 5-tuple up in one hash map, write the \
+         Ethernet addresses and redirect. Each test runs once more in `direct` mode with it \
+         attached where bpfnet's programs run (`floor_uplink` on the host's uplink, \
+         `floor_container` on the containers' veths), in the same pass and with the same \
+         statistics as the table above; a flow's packets after its first take one lookup and \
+         a redirect. Each program's nanoseconds per run over the floor's at its place, for \
+         the same test (where both ran at least 1,000 times: fewer are stray packets such \
+         as neighbour discovery); the first table keeps, per program and family, the test of known \
+         flows (every test but the connection rates) where the program is furthest above the \
+         floor (goal: at most 1.5×).\n"
+    )?;
+    s.push_str(&crate::against_floor::markdown(
+        r.rows.iter().map(|row| row.test.as_str()),
+        &r.costs,
+    )?);
+    writeln!(s, "\n## Early drop: TC or XDP\n")?;
+    writeln!(
         s,
         "A burst of datagrams routed to an unpublished container port, every one dropped by \
          bpfnet (`drop-inbound`): by `from_uplink` (TC) in `bpfnet` mode, by `xdp_uplink` before \
          TC in `bpfnet+xdp` mode. The datapath programs' run time per probe, and the probes per \
          second one sending thread (pinned to CPU 0) got through the host's receive path, which \
          on a veth runs in the sender's context.\n"
-    );
-    let _unused: Result<_, _> =
-        writeln!(s, "| mode | probes | dropped | ns per probe | probes/s |");
-    let _unused: Result<_, _> = writeln!(s, "|---|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "| mode | probes | dropped | ns per probe | probes/s |")?;
+    writeln!(s, "|---|---:|---:|---:|---:|")?;
     for x in &r.early_drop {
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {} | {} | {:.0} | {:.0} |",
             x.mode, x.probes, x.dropped, x.ns_per_probe, x.probes_per_s
-        );
+        )?;
     }
-    s.push_str(&cross_host_markdown(r));
-    s.push_str(&observe_markdown(r));
-    let _unused: Result<_, _> = writeln!(s, "\n## Scaling with the number of published ports\n");
-    let _unused: Result<_, _> = writeln!(
+    s.push_str(&cross_host_markdown(r)?);
+    s.push_str(&observe_markdown(r)?);
+    writeln!(s, "\n## Scaling with the number of published ports\n")?;
+    writeln!(
         s,
         "N published ports installed before the measured one (iptables-restore of Docker's rules vs \
          one `bpfnet publish` of a range plus the measured port); connection rate to the last one.\n"
-    );
-    let _unused: Result<_, _> = writeln!(
+    )?;
+    writeln!(
         s,
         "| N | iptables install ms | bpfnet install ms | iptables conns/s | bpfnet conns/s | bpfnet / iptables |"
-    );
-    let _unused: Result<_, _> = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "|---:|---:|---:|---:|---:|---:|")?;
     for x in &r.scaling {
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {} |",
             x.published,
@@ -304,10 +330,10 @@ pub(crate) fn markdown(r: &Report) -> String {
             x.iptables_conns_per_s,
             x.bpfnet_conns_per_s,
             ratio(x.bpfnet_conns_per_s, x.iptables_conns_per_s)
-        );
+        )?;
     }
-    let _unused: Result<_, _> = writeln!(s, "\n## At scale: flows and endpoints\n");
-    let _unused: Result<_, _> = writeln!(
+    writeln!(s, "\n## At scale: flows and endpoints\n")?;
+    writeln!(
         s,
         "N established flows (2N entries) written into the CT table (sized 2.5N plus the \
          default 262,144, so the tests' own flows evict none) and E endpoints registered besides \
@@ -317,14 +343,14 @@ pub(crate) fn markdown(r: &Report) -> String {
          userspace repair walk of every tenth sweep not included), \
          the connection rate to the published port, each program's cost per packet of TCP \
          request/response, and the table's kernel memory per flow it can hold.\n"
-    );
-    let _unused: Result<_, _> = writeln!(
+    )?;
+    writeln!(
         s,
         "| flows | more endpoints | attach s | register s | sweep ms | conns/s | `from_uplink` ns/run | `from_container` ns/run | bytes per flow |"
-    );
-    let _unused: Result<_, _> = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for x in &r.ct_scale {
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
             x.flows,
@@ -336,19 +362,19 @@ pub(crate) fn markdown(r: &Report) -> String {
             x.from_uplink_ns,
             x.from_container_ns,
             x.bytes_per_flow
-        );
+        )?;
     }
-    let _unused: Result<_, _> = writeln!(
+    writeln!(
         s,
         "\n![ratios to wire](plots/ratios.svg)\n\n![scaling](plots/scaling.svg)"
-    );
-    s
+    )?;
+    Ok(s)
 }
 
 /// Containers on two hosts: each way across against the kernel's routing.
-pub(crate) fn cross_host_markdown(r: &Report) -> String {
+pub(crate) fn cross_host_markdown(r: &Report) -> Result<String, fmt::Error> {
     let mut s = String::from("\n## Across hosts\n\n");
-    let _unused: Result<_, _> = writeln!(
+    writeln!(
         s,
         "Two hosts on one underlay segment (veths into a bridge), a container on each; the \
          client container on host 1 (host 1 itself in the host-to-remote-container rows) \
@@ -362,15 +388,15 @@ pub(crate) fn cross_host_markdown(r: &Report) -> String {
          IPv4 underlay, the kernel's ways by the underlay's IPv6 addresses (`routed`) or its \
          VXLAN device. Same interleaved rounds; ratios above 1 are faster than the baseline \
          (for p99, below 1).\n"
-    );
-    let _unused: Result<_, _> = writeln!(
+    )?;
+    writeln!(
         s,
         "| test | unit | routed | host-gw | vxlan | kernel vxlan | host-gw / routed | vxlan / routed | vxlan / kernel vxlan |"
-    );
-    let _unused: Result<_, _> = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in &r.cross_host {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             row.test,
@@ -382,9 +408,9 @@ pub(crate) fn cross_host_markdown(r: &Report) -> String {
             ratio(v("host-gw"), v("routed")),
             ratio(v("vxlan"), v("routed")),
             ratio(v("vxlan"), v("kernel vxlan")),
-        );
+        )?;
     }
-    s
+    Ok(s)
 }
 
 /// Each of `modes` without a measured value in a row, as a problem.
@@ -400,9 +426,9 @@ fn unmeasured(rows: &[Row], modes: &[&str], p: &mut Vec<String>) {
     }
 }
 
-pub(crate) fn observe_markdown(r: &Report) -> String {
+pub(crate) fn observe_markdown(r: &Report) -> Result<String, fmt::Error> {
     let mut s = String::from("\n## Watching the datapath\n\n");
-    let _unused: Result<_, _> = writeln!(
+    writeln!(
         s,
         "bpfnet alone (`off`); with `bpfnet monitor --json --type drop` attached (`monitor \
          drops`: the fast path's verdicts are not in its mask); with `bpfnet monitor --json` \
@@ -412,15 +438,15 @@ pub(crate) fn observe_markdown(r: &Report) -> String {
          faster for rates; for ns per packet, below 1 is cheaper). With logging off the \
          verifier removes the log statements from the programs (`datapath_log` test), so \
          `off` is also the cost of logging off.\n"
-    );
-    let _unused: Result<_, _> = writeln!(
+    )?;
+    writeln!(
         s,
         "| test | unit | off | monitor drops | monitor | log debug | monitor drops / off | monitor / off | log debug / off |"
-    );
-    let _unused: Result<_, _> = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for row in &r.observe {
         let v = |m: &str| row.values.get(m).copied().unwrap_or(0.0);
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             row.test,
@@ -432,9 +458,9 @@ pub(crate) fn observe_markdown(r: &Report) -> String {
             ratio(v("monitor drops"), v("off")),
             ratio(v("monitor"), v("off")),
             ratio(v("log debug"), v("off")),
-        );
+        )?;
     }
-    s
+    Ok(s)
 }
 
 /// What a test's name ends with over IPv6 (`modes::Family::suffix`).
@@ -442,7 +468,7 @@ const IPV6: &str = " (IPv6)";
 
 /// Each IPv6 test beside its IPv4 twin: the kernel's own gap between the families
 /// (`direct`), bpfnet's, and the programs' cost per packet in both.
-fn families_markdown(r: &Report) -> String {
+fn families_markdown(r: &Report) -> Result<String, fmt::Error> {
     let mut s = String::from("\n## IPv6 against IPv4\n\n");
     s.push_str(
         "Each test over IPv6 beside the same test over IPv4, from the table above: `direct` \
@@ -467,7 +493,7 @@ fn families_markdown(r: &Report) -> String {
                 .and_then(|c| c.get(prog))
                 .map_or("-".into(), |c| format!("{:.0}", c.ns_per_run))
         };
-        let _unused: Result<_, _> = writeln!(
+        writeln!(
             s,
             "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} / {} | {} / {} |",
             v6.unit,
@@ -482,20 +508,20 @@ fn families_markdown(r: &Report) -> String {
             ns(&v6.test, "from_uplink"),
             ns(&v4.test, "from_container"),
             ns(&v6.test, "from_container"),
-        );
+        )?;
     }
-    s
+    Ok(s)
 }
 
 /// The program-cost table: per test (in `order`), ns per run and runs of each program.
 pub(crate) fn costs_markdown<'a>(
     order: impl IntoIterator<Item = &'a str>,
     costs: &BTreeMap<String, BTreeMap<String, Cost>>,
-) -> String {
+) -> Result<String, fmt::Error> {
     let progs = crate::cost::PROGRAMS;
     let mut s = String::from("| test |");
     for p in progs {
-        let _unused: Result<_, _> = write!(s, " `{p}` ns/run | runs |");
+        write!(s, " `{p}` ns/run | runs |")?;
     }
     s.push_str("\n|---|");
     s.push_str(&"---:|---:|".repeat(progs.len()));
@@ -504,22 +530,22 @@ pub(crate) fn costs_markdown<'a>(
         .into_iter()
         .filter_map(|t| costs.get(t).map(|c| (t, c)))
     {
-        let _unused: Result<_, _> = write!(s, "| {test} |");
+        write!(s, "| {test} |")?;
         for p in progs {
             match c.get(p) {
                 Some(c) => {
-                    let _unused: Result<_, _> = write!(s, " {:.0} | {} |", c.ns_per_run, c.runs);
+                    write!(s, " {:.0} | {} |", c.ns_per_run, c.runs)?;
                 }
                 None => s.push_str(" - | 0 |"),
             }
         }
         s.push('\n');
     }
-    s
+    Ok(s)
 }
 
 /// Bars: each rate test as a fraction of `wire`, for direct, iptables and bpfnet.
-pub(crate) fn ratios_svg(r: &Report) -> String {
+pub(crate) fn ratios_svg(r: &Report) -> Result<String, fmt::Error> {
     let rows: Vec<&Row> = r.rows.iter().filter(|x| x.higher_is_better).collect();
     let bars = [
         ("direct", "#ccc"),
@@ -541,48 +567,48 @@ pub(crate) fn ratios_svg(r: &Report) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
-    let _unused: Result<_, _> = write!(
+    write!(
         s,
         r#"<text x="{left}" y="14">fraction of wire (the physical limit); light: direct, grey: iptables, blue: bpfnet; line: 1.0</text>"#
-    );
+    )?;
     for (i, row) in rows.iter().enumerate() {
         let y = 24.0 + i as f64 * (bars.len() as f64 * bar + gap);
         let wire = row.values.get("wire").copied().unwrap_or(0.0).max(1e-9);
-        let _unused: Result<_, _> = write!(
+        write!(
             s,
             r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
             left - 6.0,
             y + bar + 3.0,
             row.test
-        );
+        )?;
         for (j, (m, color)) in bars.iter().enumerate() {
             let f = row.values.get(*m).copied().unwrap_or(0.0) / wire;
             let yy = y + j as f64 * bar;
-            let _unused: Result<_, _> = write!(
+            write!(
                 s,
                 r#"<rect x="{left}" y="{yy}" width="{:.1}" height="{}" fill="{color}"/>"#,
                 f * scale,
                 bar - 2.0
-            );
-            let _unused: Result<_, _> = write!(
+            )?;
+            write!(
                 s,
                 r#"<text x="{:.1}" y="{}">{f:.2}</text>"#,
                 left + f * scale + 4.0,
                 yy + bar - 4.0
-            );
+            )?;
         }
     }
-    let _unused: Result<_, _> = write!(
+    write!(
         s,
         r##"<line x1="{0:.1}" x2="{0:.1}" y1="20" y2="{1}" stroke="#c00"/></svg>"##,
         left + scale,
         h - 4.0
-    );
-    s
+    )?;
+    Ok(s)
 }
 
 /// Connection rate to the last published port against the number published.
-pub(crate) fn scaling_svg(r: &Report) -> String {
+pub(crate) fn scaling_svg(r: &Report) -> Result<String, fmt::Error> {
     let (w, h, l, b) = (640.0, 320.0, 70.0, 40.0);
     let max = r
         .scaling
@@ -595,10 +621,10 @@ pub(crate) fn scaling_svg(r: &Report) -> String {
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
-    let _unused: Result<_, _> = write!(
+    write!(
         s,
         r#"<text x="{l}" y="14">connections/s to the last published port (grey: iptables, blue: bpfnet), max {max:.0}</text>"#
-    );
+    )?;
     for (key, color) in [(false, "#999"), (true, "#2a6fdb")] {
         let pts: Vec<String> = r
             .scaling
@@ -616,23 +642,23 @@ pub(crate) fn scaling_svg(r: &Report) -> String {
                 )
             })
             .collect();
-        let _unused: Result<_, _> = write!(
+        write!(
             s,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             pts.join(" ")
-        );
+        )?;
     }
     for (i, x) in r.scaling.iter().enumerate() {
-        let _unused: Result<_, _> = write!(
+        write!(
             s,
             r#"<text x="{:.1}" y="{}" text-anchor="middle">N={}</text>"#,
             px(i),
             h - b + 16.0,
             x.published
-        );
+        )?;
     }
     s.push_str("</svg>");
-    s
+    Ok(s)
 }
 
 /// Write results/<date>.json, report.md and plots/ under `out`.
@@ -641,7 +667,16 @@ pub(crate) fn write(out: &Path, r: &Report) -> std::io::Result<()> {
     fs::create_dir_all(out.join("plots"))?;
     let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
     fs::write(out.join("results").join(format!("{}.json", r.date)), json)?;
-    fs::write(out.join("report.md"), markdown(r))?;
-    fs::write(out.join("plots/ratios.svg"), ratios_svg(r))?;
-    fs::write(out.join("plots/scaling.svg"), scaling_svg(r))
+    fs::write(
+        out.join("report.md"),
+        markdown(r).map_err(std::io::Error::other)?,
+    )?;
+    fs::write(
+        out.join("plots/ratios.svg"),
+        ratios_svg(r).map_err(std::io::Error::other)?,
+    )?;
+    fs::write(
+        out.join("plots/scaling.svg"),
+        scaling_svg(r).map_err(std::io::Error::other)?,
+    )
 }

@@ -6,6 +6,7 @@ use std::{
     str::FromStr,
 };
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A MAC address, written `02:42:ac:11:00:04`.
@@ -60,11 +61,36 @@ impl fmt::Display for Mac {
     }
 }
 
-/// An IPv4 address with its prefix length.
+/// An IPv4 address with its prefix length (`ipnet::Ipv4Net`, host bits kept): a
+/// container's own address, never unspecified, multicast, broadcast or loopback, and
+/// never /0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Cidr {
-    pub addr: Ipv4Addr,
-    pub len: u8,
+pub struct Ipv4Cidr(Ipv4Net);
+
+impl Ipv4Cidr {
+    /// `addr/len` unchecked but for `len` ≤ 32 (an address the host or etcd already holds).
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Self> {
+        Ipv4Net::new(addr, len).ok().map(Self)
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.0.addr()
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
+    }
+
+    /// The network it lies in (host bits cleared).
+    pub fn net(&self) -> Ipv4Net {
+        self.0.trunc()
+    }
+}
+
+impl From<Ipv4Net> for Ipv4Cidr {
+    fn from(n: Ipv4Net) -> Self {
+        Self(n)
+    }
 }
 
 impl FromStr for Ipv4Cidr {
@@ -74,31 +100,35 @@ impl FromStr for Ipv4Cidr {
         let err = || ParseError::Cidr { value: s.into() };
         let (addr, len) = s.split_once('/').ok_or_else(err)?;
         let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| (1..=32).contains(l))
-            .ok_or_else(err)?;
+        let len: u8 = len.parse().ok().filter(|&l| l > 0).ok_or_else(err)?;
         if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback()
         {
             return Err(err());
         }
-        Ok(Self { addr, len })
+        Self::new(addr, len).ok_or_else(err)
     }
 }
 
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
-/// An IPv6 address with its prefix length: a container's global, unique local or
-/// link-local address.
+/// An IPv6 address with its prefix length (`ipnet::Ipv6Net`, host bits kept): a
+/// container's global, unique local or link-local address, never unspecified,
+/// multicast, loopback or IPv4-mapped, and never /0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv6Cidr {
-    pub addr: Ipv6Addr,
-    pub len: u8,
+pub struct Ipv6Cidr(Ipv6Net);
+
+impl Ipv6Cidr {
+    pub fn addr(&self) -> Ipv6Addr {
+        self.0.addr()
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.0.prefix_len()
+    }
 }
 
 impl FromStr for Ipv6Cidr {
@@ -108,11 +138,7 @@ impl FromStr for Ipv6Cidr {
         let err = || ParseError::Cidr6 { value: s.into() };
         let (addr, len) = s.split_once('/').ok_or_else(err)?;
         let addr: Ipv6Addr = addr.parse().map_err(|_| err())?;
-        let len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| (1..=128).contains(l))
-            .ok_or_else(err)?;
+        let len: u8 = len.parse().ok().filter(|&l| l > 0).ok_or_else(err)?;
         if addr.is_unspecified()
             || addr.is_multicast()
             || addr.is_loopback()
@@ -120,13 +146,13 @@ impl FromStr for Ipv6Cidr {
         {
             return Err(err());
         }
-        Ok(Self { addr, len })
+        Ipv6Net::new(addr, len).map(Self).map_err(|_| err())
     }
 }
 
 impl fmt::Display for Ipv6Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -191,8 +217,8 @@ impl EndpointSpec {
     /// Whether `ip` is one of its addresses.
     pub fn has(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(v4) => self.ip.is_some_and(|c| c.addr == v4),
-            IpAddr::V6(v6) => self.ip6.iter().any(|c| c.addr == v6),
+            IpAddr::V4(v4) => self.ip.is_some_and(|c| c.addr() == v4),
+            IpAddr::V6(v6) => self.ip6.iter().any(|c| c.addr() == v6),
         }
     }
 
@@ -230,7 +256,10 @@ mod tests {
     #[test]
     fn cidrs_parse_and_print() {
         let c: Ipv4Cidr = "172.17.0.4/16".parse().expect("valid CIDR");
-        assert_eq!((c.addr, c.len), (Ipv4Addr::new(172, 17, 0, 4), 16));
+        assert_eq!(
+            (c.addr(), c.prefix_len()),
+            (Ipv4Addr::new(172, 17, 0, 4), 16)
+        );
         assert_eq!(c.to_string(), "172.17.0.4/16");
         for bad in [
             "172.17.0.4",
@@ -248,10 +277,31 @@ mod tests {
     }
 
     #[test]
+    fn cidrs_keep_the_host_bits_and_know_their_network() {
+        let c: Ipv4Cidr = "10.244.3.7/24".parse().expect("valid CIDR");
+        assert_eq!(c.net().to_string(), "10.244.3.0/24");
+        assert_eq!(c.to_string(), "10.244.3.7/24");
+        assert_eq!(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 1), 33), None);
+        let json = serde_json::to_string(&c).expect("serialize");
+        assert_eq!(json, r#""10.244.3.7/24""#);
+        assert_eq!(serde_json::from_str::<Ipv4Cidr>(&json).ok(), Some(c));
+        assert!(serde_json::from_str::<Ipv4Cidr>(r#""10.244.3.7/0""#).is_err());
+        let c6: Ipv6Cidr = "fd00:beef::4/64".parse().expect("valid CIDR");
+        let json = serde_json::to_string(&c6).expect("serialize");
+        assert_eq!(json, r#""fd00:beef::4/64""#);
+        assert_eq!(serde_json::from_str::<Ipv6Cidr>(&json).ok(), Some(c6));
+        // What the hand-written parser accepted and ipnet's own would not.
+        assert!("172.17.0.4/016".parse::<Ipv4Cidr>().is_ok());
+    }
+
+    #[test]
     fn ipv6_cidrs_parse_and_either_family_is_an_ip() {
         let c: Ipv6Cidr = "fd00:beef::4/64".parse().expect("valid CIDR");
-        assert_eq!(c.addr, "fd00:beef::4".parse::<Ipv6Addr>().expect("addr"));
-        assert_eq!((c.len, c.to_string().as_str()), (64, "fd00:beef::4/64"));
+        assert_eq!(c.addr(), "fd00:beef::4".parse::<Ipv6Addr>().expect("addr"));
+        assert_eq!(
+            (c.prefix_len(), c.to_string().as_str()),
+            (64, "fd00:beef::4/64")
+        );
         assert!("fe80::42:acff:fe11:4/64".parse::<Ipv6Cidr>().is_ok());
         for bad in [
             "fd00::4",

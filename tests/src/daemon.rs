@@ -331,3 +331,22 @@ fn pinned_hash<K: aya::Pod, V: aya::Pod>(pin_dir: &Path, name: &str) -> Vec<(K, 
         HashMap::try_from(Map::HashMap(map)).unwrap_or_else(|e| panic!("{name}: {e}"));
     map.iter().filter_map(Result::ok).collect()
 }
+
+/// Every key of the pinned hash map `name` of `pin_dir`, whose values are `V`s.
+pub fn pinned_keys<K: aya::Pod, V: aya::Pod>(pin_dir: &Path, name: &str) -> Vec<K> {
+    pinned_hash::<K, V>(pin_dir, name)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Remove `key` from the pinned hash map `name` of `pin_dir`, as a user would by hand.
+pub fn remove_pinned<K: aya::Pod, V: aya::Pod>(pin_dir: &Path, name: &str, key: &K) {
+    use aya::maps::{HashMap, Map, MapData};
+    let pin = pin_dir.join(name);
+    let map = MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+    let mut map: HashMap<MapData, K, V> =
+        HashMap::try_from(Map::HashMap(map)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    map.remove(key)
+        .unwrap_or_else(|e| panic!("remove an entry of {name} by hand: {e}"));
+}

@@ -224,59 +224,26 @@ pub fn tcp_connect(ns: &Netns, to: SocketAddr) -> io::Result<TcpStream> {
 /// `connect()` from a chosen local address and port (std has no bind-before-connect),
 /// giving up after 2 s with `TimedOut`. Call it inside the namespace.
 pub fn tcp_connect_from(from: SocketAddr, to: SocketAddr) -> io::Result<TcpStream> {
-    use std::os::fd::FromRawFd as _;
+    use rustix::{
+        io::Errno,
+        net::{
+            AddressFamily, SocketType, bind, connect, socket,
+            sockopt::{Timeout, set_socket_reuseaddr, set_socket_timeout},
+        },
+    };
     let (SocketAddr::V4(from), SocketAddr::V4(to)) = (from, to) else {
         return Err(io::ErrorKind::Unsupported.into());
     };
-    let sa = |a: std::net::SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = size_of::<libc::sockaddr_in>() as u32;
-    let tv = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    let tvl = size_of::<libc::timeval>() as u32;
-    let (f, t) = (sa(from), sa(to));
-    // SAFETY: plain socket calls on a fresh fd, owned by the returned stream.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let s = TcpStream::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&raw const one).cast(),
-            size_of::<libc::c_int>() as u32,
-        );
-        if libc::bind(fd, (&raw const f).cast(), len) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&raw const tv).cast(),
-            tvl,
-        );
-        if libc::connect(fd, (&raw const t).cast(), len) != 0 {
-            let e = io::Error::last_os_error();
-            // connect() that runs out of SO_SNDTIMEO says EINPROGRESS.
-            return Err(match e.raw_os_error() {
-                Some(libc::EINPROGRESS) => io::ErrorKind::TimedOut.into(),
-                _ => e,
-            });
-        }
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        Ok(s)
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+    set_socket_reuseaddr(&fd, true)?;
+    bind(&fd, &from)?;
+    set_socket_timeout(&fd, Timeout::Send, Some(Duration::from_secs(2)))?;
+    match connect(&fd, &to) {
+        // connect() that runs out of SO_SNDTIMEO says EINPROGRESS.
+        Err(Errno::INPROGRESS) => return Err(io::ErrorKind::TimedOut.into()),
+        r => r?,
     }
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
 }

@@ -1,11 +1,16 @@
 //! Raw IP from inside a namespace, for the attacks that ordinary sockets cannot send:
 //! forged ICMP errors, blind RSTs, other IP protocols; and a raw receiver that tells
-//! whether any such packet arrived.
+//! whether any such packet arrived. (The packet sockets, `sockaddr_ll` and `poll` stay
+//! on libc: rustix has no `sockaddr_ll`, and its `event` feature is not built.)
 use std::{
     io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6},
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::{Duration, Instant},
+};
+
+use rustix::net::{
+    AddressFamily, Protocol, RawProtocol, SendFlags, SocketType, ipproto, sendto, socket,
 };
 
 use crate::{netns::Netns, packet::ETH_HLEN};
@@ -18,22 +23,9 @@ fn check(rc: i32) -> io::Result<i32> {
     }
 }
 
-fn raw_socket(proto: i32) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2); the fd is owned by the returned OwnedFd.
-    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, proto) })?;
-    // SAFETY: a fresh, valid fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn sockaddr(ip: [u8; 4]) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(ip),
-        },
-        sin_zero: [0; 8],
-    }
+/// A raw IPv4 socket of IP protocol `proto`.
+fn raw_socket(proto: Protocol) -> io::Result<OwnedFd> {
+    Ok(socket(AddressFamily::INET, SocketType::RAW, Some(proto))?)
 }
 
 /// Send the IPv4 packet inside `frame` (an Ethernet frame from `packet`) as it is,
@@ -41,19 +33,9 @@ fn sockaddr(ip: [u8; 4]) -> libc::sockaddr_in {
 pub fn send_frame(ns: &Netns, frame: &[u8]) -> io::Result<()> {
     let ip = frame[ETH_HLEN..].to_vec();
     ns.run(move || {
-        let s = raw_socket(libc::IPPROTO_RAW)?;
-        let dst = sockaddr([ip[16], ip[17], ip[18], ip[19]]);
-        // SAFETY: sendto(2) with a valid buffer and sockaddr_in of the right size.
-        check(unsafe {
-            libc::sendto(
-                s.as_raw_fd(),
-                ip.as_ptr().cast(),
-                ip.len(),
-                0,
-                (&raw const dst).cast(),
-                size_of::<libc::sockaddr_in>() as u32,
-            )
-        } as i32)?;
+        let s = raw_socket(ipproto::RAW)?;
+        let dst = SocketAddrV4::new(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]), 0);
+        sendto(&s, &ip, SendFlags::empty(), &dst)?;
         Ok(())
     })
 }
@@ -62,29 +44,14 @@ pub fn send_frame(ns: &Netns, frame: &[u8]) -> io::Result<()> {
 /// addresses and all, from `ns`, routed by its IPv6 routes; how many went.
 pub fn send_frames6(ns: &Netns, frames: Vec<Vec<u8>>) -> io::Result<usize> {
     ns.run(move || {
-        // SAFETY: socket(2); IPPROTO_RAW on IPv6 sends the header as given.
-        let fd = check(unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW) })?;
-        // SAFETY: a fresh, valid fd.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // IPPROTO_RAW on IPv6 sends the header as given.
+        let fd = socket(AddressFamily::INET6, SocketType::RAW, Some(ipproto::RAW))?;
         let mut sent = 0;
         for frame in &frames {
             let ip = &frame[ETH_HLEN..];
-            // SAFETY: an all-zero sockaddr_in6 is valid; family and address are set.
-            let mut to: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            to.sin6_family = libc::AF_INET6 as u16;
-            to.sin6_addr.s6_addr.copy_from_slice(&ip[24..40]);
-            // SAFETY: sendto(2) with a valid buffer and a sockaddr_in6 of the right size.
-            let rc = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    ip.as_ptr().cast(),
-                    ip.len(),
-                    0,
-                    (&raw const to).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                )
-            };
-            if rc >= 0 {
+            let dst: [u8; 16] = ip[24..40].try_into().expect("an IPv6 header");
+            let to = SocketAddrV6::new(Ipv6Addr::from(dst), 0, 0, 0);
+            if sendto(&fd, ip, SendFlags::empty(), &to).is_ok() {
                 sent += 1;
             }
         }
@@ -133,7 +100,10 @@ pub struct Receiver {
 impl Receiver {
     pub fn open(ns: &Netns, proto: u8) -> Self {
         let fd = ns
-            .run(move || raw_socket(i32::from(proto)))
+            .run(move || {
+                let proto = RawProtocol::new(proto.into()).ok_or(io::ErrorKind::InvalidInput)?;
+                raw_socket(Protocol::from_raw(proto))
+            })
             .expect("raw socket");
         Self { fd }
     }

@@ -459,16 +459,35 @@ fn a_host_reaches_containers_on_other_nodes_by_a_route_of_bpfnets_in_host_gw_mod
         !peer_route(&e.c.hosts[0], &to2).is_empty(),
         "kept by a stopped daemon"
     );
-    cleanup(&e.c.hosts[0]);
-    let left = e.c.hosts[0].ns.output(&["ip", "route", "show", &to2]);
+    // The user's own address on the bridge stays; the gateway bpfnet gave it goes.
+    let host1 = &e.c.hosts[0];
+    host1
+        .ns
+        .ip(&["addr", "add", "198.51.100.1/24", "dev", BRIDGE]);
+    let [a, b, c, _] = e.addrs[0].octets();
+    let gateway = format!("{a}.{b}.{c}.1/24");
+    let said = cleanup(host1);
+    let left = host1.ns.output(&["ip", "route", "show", &to2]);
     assert!(
         left.trim().is_empty(),
         "--cleanup removes bpfnet's routes: {left}"
     );
-    let neigh = peer_neighbours(&e.c.hosts[0]);
+    let neigh = peer_neighbours(host1);
     assert!(
         neigh.is_empty(),
         "--cleanup removes bpfnet's neighbour entries: {neigh}"
+    );
+    let addrs = host1
+        .ns
+        .output(&["ip", "-4", "-br", "addr", "show", "dev", BRIDGE]);
+    assert!(
+        !addrs.contains(&gateway) && addrs.contains("198.51.100.1/24"),
+        "--cleanup removes the gateway {gateway} bpfnet gave {BRIDGE} (kept: it has \
+         ports) and nothing else: {addrs}"
+    );
+    assert!(
+        said.contains(&format!("removed the address {gateway} on {BRIDGE}")),
+        "the removed address is reported: {said}"
     );
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use bpfnet::api::Program;
 use bpfnet_tests::{
-    daemon::{Daemon, cli_ok, ls},
+    daemon::{Daemon, cli_ok, ls, pinned_endpoints, pinned_keys, remove_pinned},
     echo::{EchoServer, WhoamiServer, tcp_roundtrip},
     netns::Netns,
     require_root,
@@ -17,6 +17,7 @@ use bpfnet_tests::{
     topo::{BRIDGE, Topology, UPLINK, VETH, plug, wire_uplink},
     unique,
 };
+use common::{Backend, EP_LEARNED, Endpoint, PublishedKey};
 
 fn attached(socket: &Path) -> Vec<(String, Program)> {
     ls(socket).attached
@@ -177,5 +178,55 @@ fn a_managed_bridge_takes_no_router_advertisement_an_uplink_keeps_them() {
         accept_ra(UPLINK),
         "2",
         "control: the uplink keeps its advertisements while forwarding"
+    );
+}
+
+/// Poll until `done`, for at most `secs` seconds; `what` says what was awaited.
+fn wait_for(secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {secs} s");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A part skips when its inputs are those of its last clean apply, so an entry removed
+/// by hand from a pinned map comes back only with a full reapply: the repair timer
+/// (`--docker-resync`, here 1 s) forces one with no event to trigger it.
+#[test]
+fn entries_removed_by_hand_are_restored_by_the_periodic_repair() {
+    if !require_root() {
+        return;
+    }
+    let t = Topology::new("rpr");
+    let _d = t.start_daemon_with(&["--docker-resync", "1"]);
+    let (sock, pins) = (&t.files.socket, &t.files.pin_dir);
+    let add = ["endpoint", "add", "--bridge", BRIDGE, "--veth", VETH];
+    cli_ok(sock, &[&add[..], &["--ip", "172.17.0.4/16"]].concat());
+    cli_ok(sock, &["publish", "8038:172.17.0.4:8038"]);
+
+    let ep = u32::from_ne_bytes([172, 17, 0, 4]);
+    // Registered, not a binding the datapath learned from the container's packets.
+    let registered = || {
+        pinned_endpoints(pins)
+            .iter()
+            .any(|(ip, e)| ip.octets() == [172, 17, 0, 4] && e.flags & EP_LEARNED == 0)
+    };
+    wait_for(5, "the endpoint in endpoints_v1", registered);
+    remove_pinned::<u32, Endpoint>(pins, "endpoints_v1", &ep);
+    wait_for(
+        10,
+        "the endpoint removed by hand back in endpoints_v1",
+        registered,
+    );
+
+    let published = || pinned_keys::<PublishedKey, Backend>(pins, "published_v1");
+    let entries = published();
+    assert_eq!(entries.len(), 1, "one entry for the one publish");
+    remove_pinned::<PublishedKey, Backend>(pins, "published_v1", &entries[0]);
+    wait_for(
+        10,
+        "the published port removed by hand back in published_v1",
+        || published().len() == 1,
     );
 }

@@ -209,7 +209,9 @@ fn docker_run_p_is_published_and_follows_the_container() {
         "/www",
     ]);
     wait_ls(sock, "the conflict to be reported", |l| {
-        l.conflicts.iter().any(|c| c.contains("8040"))
+        l.conflicts
+            .iter()
+            .any(|c| c.container == "clash" && c.holder.to_string() == "8040:172.17.0.200:80/tcp")
     });
     let on_8040: Vec<String> = published(&ls(sock))
         .into_iter()

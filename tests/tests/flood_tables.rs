@@ -4,10 +4,7 @@
 //! flow tables (no container takes them from the others, no eviction resets a count,
 //! nobody outside spends a container's share). Each asserts its control and the named
 //! counter.
-use std::{
-    mem,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use Hook::{FromContainer as OUT, FromUplink as IN};
 use Reason::*;
@@ -23,6 +20,7 @@ use bpfnet_tests::{
     tables::{C1, C2, HOST, PORTS, SERVER, ip, set_ports, setup, step},
 };
 use common::{Be32, CtTimeouts, Reason};
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
 /// `flood_budget_v1` in these tests: first packets per CPU per second, a pool of 8 for
 /// proven prefixes, 8 for the rest, of which one prefix may take 2.
@@ -129,29 +127,18 @@ fn a_random_source_flood_cannot_starve_a_prefix_that_completed_a_handshake() {
 /// Pin the calling thread to `cpus` (`BPF_PROG_TEST_RUN` runs the program on the CPU that
 /// calls it).
 fn pin(cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is the empty set; the macros and the syscall only read
-    // and write the set we own.
-    let ok = unsafe {
-        let mut set: libc::cpu_set_t = mem::zeroed();
-        for &c in cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) == 0
-    };
-    assert!(ok, "pin the test thread to CPUs {cpus:?}");
+    let mut set = CpuSet::new();
+    for &c in cpus {
+        set.set(c);
+    }
+    sched_setaffinity(None, &set)
+        .unwrap_or_else(|e| panic!("pin the test thread to CPUs {cpus:?}: {e}"));
 }
 
 /// The CPUs this thread may run on.
 fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: as for `pin`.
-    unsafe {
-        let mut set: libc::cpu_set_t = mem::zeroed();
-        let ok = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) == 0;
-        assert!(ok, "read the test thread's CPUs");
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
+    let set = sched_getaffinity(None).expect("read the test thread's CPUs");
+    (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
 }
 
 /// On the calling CPU, within one second: a random-source flood (one SYN from each of

@@ -2,10 +2,7 @@
 //! it: a daemon started with `NOTIFY_SOCKET` sends READY=1 only once its datapath is
 //! attached and its control socket answers, and STOPPING=1 when SIGTERM stops it.
 use std::{
-    mem,
-    os::{fd::AsRawFd as _, unix::net::UnixDatagram},
-    path::Path,
-    thread,
+    io::IoSliceMut, mem::MaybeUninit, os::unix::net::UnixDatagram, path::Path, thread,
     time::Duration,
 };
 
@@ -18,65 +15,36 @@ use bpfnet_tests::{
     topo::wire_uplink,
     unique, wait_for,
 };
+use rustix::{
+    net::{
+        RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg, sockopt::set_socket_passcred,
+    },
+    process::{Pid, Signal, kill_process},
+};
 
 /// One notification and the PID of the process that sent it (the kernel's credentials,
 /// which systemd checks against the service's main PID under `NotifyAccess=main`).
-fn recv_notification(sock: &UnixDatagram, what: &str) -> (String, libc::pid_t) {
+fn recv_notification(sock: &UnixDatagram, what: &str) -> (String, Pid) {
     let mut buf = [0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let n = recvmsg(
+        sock,
+        &mut [IoSliceMut::new(&mut buf)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap_or_else(|e| panic!("no {what} from the daemon: {e}"))
+    .bytes;
+    let first = control.drain().next();
+    let Some(RecvAncillaryMessage::ScmCredentials(cred)) = first else {
+        panic!("{what} came without the sender's credentials (SO_PASSCRED is on)");
     };
-    let ucred_len = u32::try_from(size_of::<libc::ucred>()).expect("ucred size");
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(ucred_len) } as usize;
-    // u64 words: the control buffer must be aligned for cmsghdr.
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; all-zero is its empty value.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space;
-    // SAFETY: msg points at iov and control, both alive and as long as stated.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, 0) };
-    assert!(
-        n >= 0,
-        "no {what} from the daemon: {}",
-        std::io::Error::last_os_error()
-    );
-    // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR checks the length it reported.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
-    assert!(
-        !cmsg.is_null(),
-        "{what} came without credentials (SO_PASSCRED is on)"
-    );
-    // SAFETY: cmsg is non-null and inside control.
-    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-    assert_eq!(
-        (level, kind),
-        (libc::SOL_SOCKET, libc::SCM_CREDENTIALS),
-        "{what}'s control message should be the sender's credentials"
-    );
-    // SAFETY: an SCM_CREDENTIALS message carries one ucred; read unaligned to be safe.
-    let cred: libc::ucred = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::ucred>().read_unaligned() };
-    let len = usize::try_from(n).expect("non-negative length");
-    (String::from_utf8_lossy(&buf[..len]).into_owned(), cred.pid)
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), cred.pid)
 }
 
 fn passcred(sock: &UnixDatagram) {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a pointer to an int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&raw const on).cast(),
-            size_of_val(&on) as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_PASSCRED: {}", std::io::Error::last_os_error());
+    set_socket_passcred(sock, true).expect("SO_PASSCRED");
 }
 
 #[test]
@@ -132,9 +100,8 @@ fn ready_once_attached_and_answering_stopping_on_sigterm() {
         "at READY=1 the uplink's program is attached"
     );
 
-    // SAFETY: kill(2) on the PID that sent READY=1, our own child.
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(rc, 0, "SIGTERM to the daemon (PID {pid})");
+    kill_process(pid, Signal::TERM)
+        .unwrap_or_else(|e| panic!("SIGTERM to the daemon (PID {pid}): {e}"));
     let (stopping, from) = recv_notification(&notify, "STOPPING=1");
     assert!(
         stopping.lines().any(|l| l == "STOPPING=1"),

@@ -4,7 +4,7 @@
 //! the previous layout are carried over. A restart on a matching pin set is
 //! `restart_e2e`'s.
 use std::{
-    fs, io,
+    fs,
     mem::size_of,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::Path,
@@ -14,6 +14,10 @@ use aya::maps::{HashMap, Map, MapData};
 use bpfnet_tests::{require_root, topo::Topology};
 use common::{
     Backend, Be16, Be32, CT_DNAT, CT_REPLY, CT_SNAT, CtKey, CtValue, CtValueV2, PublishedKey, names,
+};
+use rustix::{
+    mount::{MountPropagationFlags, UnmountFlags, mount_change, unmount},
+    thread::{UnshareFlags, unshare_unsafe},
 };
 
 /// Pin a plain hash map of `K → V` under `name` in the test's pin directory.
@@ -276,31 +280,17 @@ fn a_bpffs_bpfnet_mounts_is_its_owners_alone() {
     let pins = format!("/sys/fs/bpf/{}", bpfnet_tests::unique("bpffsmode"));
     let mode = std::thread::spawn(move || {
         let root = Path::new("/sys/fs/bpf");
-        // SAFETY: unshare, mount and umount2 with NUL-terminated constants; this thread
-        // alone enters the new mount namespace, private before anything is unmounted.
-        unsafe {
-            assert_eq!(
-                libc::unshare(libc::CLONE_NEWNS),
-                0,
-                "unshare the mount namespace: {}",
-                io::Error::last_os_error()
-            );
-            assert_eq!(
-                libc::mount(
-                    c"none".as_ptr(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ),
-                0,
-                "make the mounts private: {}",
-                io::Error::last_os_error()
-            );
-            for _ in 0..8 {
-                if libc::umount2(c"/sys/fs/bpf".as_ptr(), libc::MNT_DETACH) != 0 {
-                    break;
-                }
+        // SAFETY: NEWNS alone (not FILES): this thread enters a new mount namespace and
+        // shares its file descriptors as before.
+        unsafe { unshare_unsafe(UnshareFlags::NEWNS) }.expect("unshare the mount namespace");
+        mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .expect("make the mounts private");
+        for _ in 0..8 {
+            if unmount("/sys/fs/bpf", UnmountFlags::DETACH).is_err() {
+                break;
             }
         }
         let before = fs::metadata(root).map(|m| m.mode() & 0o7777);

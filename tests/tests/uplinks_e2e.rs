@@ -6,7 +6,6 @@
 use std::{
     io::{ErrorKind, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket},
-    os::fd::AsRawFd as _,
     path::Path,
     thread,
     time::Duration,
@@ -420,23 +419,7 @@ fn an_ipv6_tunnel_is_an_uplink_too() {
     let answered = icmp6_time_exceeded_in(&vpn);
     vpn.run(|| {
         let s = UdpSocket::bind("[::]:0").expect("bind");
-        let hops: libc::c_int = 1;
-        // SAFETY: IPV6_UNICAST_HOPS reads one c_int, which `hops` is.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_UNICAST_HOPS,
-                (&raw const hops).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "IPV6_UNICAST_HOPS: {}",
-            std::io::Error::last_os_error()
-        );
+        rustix::net::sockopt::set_ipv6_unicast_hops(&s, Some(1)).expect("IPV6_UNICAST_HOPS");
         s.send_to(b"x", "[2001:db8:9::1]:8080").expect("send");
     });
     wait_for(

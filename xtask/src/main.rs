@@ -51,7 +51,8 @@ enum Command {
         /// Where single-flow tests' client and server run: same, split or none.
         #[arg(long, default_value = "same")]
         pin: String,
-        /// Only measure what each datapath program costs per packet, and print it.
+        /// Only measure what each datapath program costs per packet, and against the
+        /// floor (`bench/floor-ebpf`), and print it.
         #[arg(long)]
         cost_only: bool,
         /// Only each program's verification (instructions, load time), its section of

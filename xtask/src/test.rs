@@ -72,6 +72,8 @@ fn tests(skipped: &Path) -> Result<()> {
             "bpfnet-tests",
             "--exclude",
             "datapath-ebpf",
+            "--exclude",
+            "floor-ebpf",
         ],
     );
     c.env(SKIPPED_LOG_ENV, skipped);

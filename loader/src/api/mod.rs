@@ -220,6 +220,65 @@ pub struct StatLine {
     pub bytes: u64,
 }
 
+/// A Docker container's publish not installed because an earlier one (a manual
+/// publish, or another container's) holds its port. On the wire it is the sentence
+/// `bpfnet ls` prints, as it always was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishConflict {
+    /// The container's name.
+    pub container: String,
+    pub spec: PublishSpec,
+    /// The publish that holds the port.
+    pub holder: PublishSpec,
+}
+
+impl std::fmt::Display for PublishConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            container,
+            spec,
+            holder,
+        } = self;
+        write!(
+            f,
+            "`{spec}` of container {container} conflicts with published `{holder}`"
+        )
+    }
+}
+
+impl std::str::FromStr for PublishConflict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let err = || format!("`{s}` is not a publish conflict");
+        let rest = s.strip_prefix('`').ok_or_else(err)?;
+        let (spec, rest) = rest.split_once("` of container ").ok_or_else(err)?;
+        let (container, holder) = rest
+            .rsplit_once(" conflicts with published `")
+            .ok_or_else(err)?;
+        let holder = holder.strip_suffix('`').ok_or_else(err)?;
+        Ok(Self {
+            container: container.to_owned(),
+            spec: spec.parse().map_err(|_| err())?,
+            holder: holder.parse().map_err(|_| err())?,
+        })
+    }
+}
+
+impl Serialize for PublishConflict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublishConflict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// What `bpfnet ls` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
@@ -228,7 +287,7 @@ pub struct Listing {
     /// Containers learned from Docker.
     pub docker: Vec<DockerListing>,
     /// Publishes not installed because another holds the port.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<PublishConflict>,
     /// Problems with the host a user should fix.
     pub warnings: Vec<String>,
     pub bridges: Vec<String>,
@@ -244,6 +303,30 @@ pub struct Listing {
 mod tests {
     use super::*;
     use crate::datapath::XdpMode;
+
+    #[test]
+    fn a_publish_conflict_reads_and_travels_as_the_sentence_ls_prints() {
+        let spec = |s: &str| s.parse::<PublishSpec>().expect("valid publish");
+        let c = PublishConflict {
+            container: "web".into(),
+            spec: spec("8080:172.17.0.5:80"),
+            holder: spec("8080:172.17.0.4:80"),
+        };
+        assert_eq!(
+            c.to_string(),
+            "`8080:172.17.0.5:80/tcp` of container web conflicts with published \
+             `8080:172.17.0.4:80/tcp`"
+        );
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(json, serde_json::Value::String(c.to_string()));
+        let back: PublishConflict = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, c);
+        assert!(
+            "`8080:172.17.0.5:80` of container web"
+                .parse::<PublishConflict>()
+                .is_err()
+        );
+    }
 
     #[test]
     fn route_kinds_travel_by_name() {

@@ -41,7 +41,8 @@ pub(crate) struct Args {
     #[arg(long)]
     no_docker: bool,
     /// Seconds between two full listings of Docker's containers, besides its event
-    /// stream: whatever a missed event left is healed by the next one.
+    /// stream: whatever a missed event left is healed by the next one. Also how often
+    /// the datapath's maps are written again in full, repairing entries changed by hand.
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     docker_resync: u64,

@@ -97,8 +97,8 @@ impl Network {
 pub(super) type Key = (u32, Be32);
 
 fn key(c: &Ipv4Cidr) -> Key {
-    let net = net::network(c.addr, c.len).map_or(c.addr, |n| n.addr());
-    (u32::from(c.len), Be32::from(net))
+    let n = c.net();
+    (u32::from(n.prefix_len()), Be32::from(n.network()))
 }
 
 /// A prefix as `cluster6_v1` keys it: (length, address).
@@ -117,10 +117,7 @@ fn node_key(ip: Ipv4Addr) -> Key {
 
 /// `Ipv4Net` (etcd's) as `Ipv4Cidr` (the daemon's).
 pub(super) fn cidr(n: &Ipv4Net) -> Ipv4Cidr {
-    Ipv4Cidr {
-        addr: n.addr(),
-        len: n.prefix_len(),
-    }
+    Ipv4Cidr::from(*n)
 }
 
 /// The first address of prefix `c`: its gateway.
@@ -157,7 +154,7 @@ fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
 /// one onto a bridge of this host (`local`: its own containers' prefix, which never
 /// comes from outside), and covering `c` or inside it.
 pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec<Route4> {
-    let c = (c.addr, c.len);
+    let c = (c.addr(), c.prefix_len());
     routes
         .iter()
         .filter(|r| r.unicast && r.oif.is_none_or(|i| !local.contains(&i)))
@@ -172,15 +169,12 @@ pub(super) fn cidr_routes(c: &Ipv4Cidr, routes: &[Route4], local: &[u32]) -> Vec
 fn routed_hops(c: &Ipv4Cidr, routes: &[Route4]) -> Vec<(Key, Be32)> {
     let covering = routes
         .iter()
-        .filter(|r| within((c.addr, c.len), (r.dst, r.len)))
+        .filter(|r| within((c.addr(), c.prefix_len()), (r.dst, r.len)))
         .max_by_key(|r| r.len);
-    let inside = routes.iter().filter(|r| r.len > c.len).map(|r| {
-        let prefix = Ipv4Cidr {
-            addr: r.dst,
-            len: r.len,
-        };
-        (key(&prefix), hop_of(r))
-    });
+    let inside = routes
+        .iter()
+        .filter(|r| r.len > c.prefix_len())
+        .filter_map(|r| Some((key(&Ipv4Cidr::new(r.dst, r.len)?), hop_of(r))));
     std::iter::once((key(c), covering.map_or(Be32::ZERO, hop_of)))
         .chain(inside)
         .collect()
@@ -308,11 +302,13 @@ impl Cluster {
     pub(super) fn route_lines(&self) -> Vec<ClusterRouteLine> {
         self.routes()
             .iter()
-            .map(|(&(len, net), r)| ClusterRouteLine {
-                prefix: Ipv4Cidr {
-                    addr: Ipv4Addr::from(net),
-                    len: u8::try_from(len).unwrap_or(32),
-                },
+            .filter_map(|(&(len, net), r)| {
+                let len = u8::try_from(len).map_or(32, |l| l.min(32));
+                let prefix = Ipv4Cidr::new(Ipv4Addr::from(net), len)?;
+                Some((prefix, r))
+            })
+            .map(|(prefix, r)| ClusterRouteLine {
+                prefix,
                 kind: RouteKind::of(r.kind),
                 node: (r.node != Be32::ZERO && r.node != CLUSTER_ON_LINK)
                     .then(|| Ipv4Addr::from(r.node)),
@@ -332,7 +328,7 @@ impl Cluster {
                 this: net.joined.as_ref().zip(self.name.as_ref()).map(
                     |((cfg, own), (name, underlay))| ThisNode {
                         name: name.clone(),
-                        subnet: net::network(own.addr, own.len).unwrap_or(cfg.cidr),
+                        subnet: own.net(),
                         underlay: *underlay,
                         mode: cfg.mode,
                         vni: cfg.vni,
@@ -379,6 +375,11 @@ impl ClusterMaps {
         self.applied = clean.then_some(want);
         changed
     }
+
+    /// Write the maps again at the next reconcile, whatever it wants.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
 }
 
 impl Daemon {
@@ -393,7 +394,7 @@ impl Daemon {
         };
         match self.nl.routes4().await {
             Ok(all) => {
-                let bridges: Vec<u32> = self.links.bridges().map(|l| l.index).collect();
+                let bridges: Vec<u32> = self.host.links.bridges().map(|l| l.index).collect();
                 let routes = cidr_routes(&c, &all, &bridges);
                 if routes != self.cluster.cidr_routes {
                     info!(cidr = %c, routes = ?routes, "routes to the cluster CIDR");
@@ -408,13 +409,12 @@ impl Daemon {
     /// remembered hops are looked up again when any changed.
     pub(super) fn sync_cluster(&mut self) {
         let want = (self.cluster.routes(), self.cluster.routes6());
-        self.stale.hops |= self.cluster_maps.reconcile(&mut self.dp, want);
+        self.stale.hops |= self.parts.cluster_maps.reconcile(&mut self.dp, want);
     }
 
     /// Note what etcd (or the persisted view of it) says of network `index`; `reconcile`
-    /// acts on it. A node prefix is set up here: the bridge's gateway addresses and the
-    /// VXLAN device.
-    pub(super) async fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
+    /// acts on it (a node prefix's gateway addresses and VXLAN device: `cluster_setup`).
+    pub(super) fn on_cluster(&mut self, index: usize, event: ClusterEvent) {
         let Some(net) = self.cluster.networks.get_mut(index) else {
             return;
         };
@@ -426,17 +426,8 @@ impl Daemon {
             } => {
                 let own = cidr(&subnet);
                 info!(bridge = %net.bridge, subnet = %own, ?subnet6, mode = %config.mode, vni = config.vni, "cluster node prefix");
-                let vxlan = config.mode == Mode::Vxlan;
                 net.joined = Some((config, own));
                 net.own6 = subnet6;
-                let bridge = net.bridge.clone();
-                self.set_cluster_gateway(&bridge, own).await;
-                if let Some(own6) = subnet6 {
-                    self.set_cluster_gateway6(&bridge, own6).await;
-                }
-                if vxlan {
-                    self.ensure_vxlan().await;
-                }
             }
             ClusterEvent::Peers(nodes) => {
                 info!(bridge = %net.bridge, peers = nodes.len(), "cluster peers");

@@ -9,11 +9,10 @@ use common::{CLUSTER_VXLAN_MAC, CLUSTER_VXLAN_PORT};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Daemon, cluster::gateway_of};
+use super::{Daemon, cluster::gateway_of, interfaces::Interfaces};
 pub(super) use crate::netlink::VXLAN_DEVICE;
 use crate::{
     cluster::{ClusterEvent, Ipv6Net, JoinOptions, net6},
-    datapath::Hook,
     endpoint::{Ipv4Cidr, Mac},
     netlink::Layer,
 };
@@ -41,6 +40,7 @@ impl Daemon {
         };
         // Peers compare it with their neighbour entry for the address.
         let mac = self
+            .host
             .links
             .get(index)
             .filter(|l| l.layer == Layer::Ether)
@@ -80,7 +80,7 @@ impl Daemon {
         let prefixes = self.nl.prefixes().await.ok()?;
         let candidates: Vec<u32> = match underlay {
             Some(name) => vec![self.nl.link_by_name(name).await.ok()??.index],
-            None => self.links.uplinks().map(|l| l.index).collect(),
+            None => self.host.links.uplinks().map(|l| l.index).collect(),
         };
         candidates.iter().find_map(|&i| {
             prefixes.iter().find_map(|&(index, a, _)| match a {
@@ -94,28 +94,29 @@ impl Daemon {
     /// bridge when it is missing; its other addresses stay.
     pub(super) async fn set_cluster_gateway(&mut self, bridge: &str, own: Ipv4Cidr) {
         let gateway = gateway_of(&own);
+        let len = own.prefix_len();
         let result = match self.nl.link_by_name(bridge).await {
             Ok(Some(link)) => match self.nl.prefixes().await {
                 Ok(p)
                     if p.iter()
-                        .any(|&(i, a, l)| i == link.index && a == gateway && l == own.len) =>
+                        .any(|&(i, a, l)| i == link.index && a == gateway && l == len) =>
                 {
                     return;
                 }
-                Ok(_) => self.nl.add_address(&link, gateway, own.len).await,
+                Ok(_) => self.nl.add_address(&link, gateway, len).await,
                 Err(e) => Err(e),
             },
             Ok(None) => {
                 info!(%bridge, %gateway, "creating the cluster network's bridge");
                 self.nl
-                    .create_bridge(bridge, Some((gateway, own.len)))
+                    .create_bridge(bridge, Some((gateway, len)))
                     .await
                     .map(drop)
             }
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => info!(%bridge, %gateway, len = own.len, "cluster gateway address set"),
+            Ok(()) => info!(%bridge, %gateway, len, "cluster gateway address set"),
             Err(e) => warn!(%bridge, error = %e, "cannot give the cluster's bridge its address"),
         }
     }
@@ -169,7 +170,7 @@ impl Daemon {
                     match self.nl.delete_link(link.index).await {
                         Ok(()) => {
                             // Not attached to again: it is gone.
-                            self.links.remove(link.index);
+                            self.host.links.remove(link.index);
                             Ok(None)
                         }
                         Err(e) => Err(e),
@@ -210,9 +211,9 @@ impl Daemon {
         match link {
             Ok(link) => {
                 self.cluster.vxlan = link.index;
-                self.links.add_uplink(VXLAN_DEVICE);
+                self.host.links.add_uplink(VXLAN_DEVICE);
                 let index = link.index;
-                self.links.upsert(link);
+                self.host.links.upsert(link);
                 self.apply_links();
                 self.host_into_tunnel(index).await;
             }
@@ -222,11 +223,11 @@ impl Daemon {
 
     /// The host's own packets into the tunnel: `to_tunnel` on the VXLAN device's way
     /// out gives them their key and MACs, so no neighbour is resolved there (ARP off).
-    async fn host_into_tunnel(&mut self, index: u32) {
+    pub(super) async fn host_into_tunnel(&mut self, index: u32) {
         if let Err(e) = self.nl.no_arp(index).await {
             warn!(error = %e, "the host's packets into the tunnel wait for ARP: it cannot reach other nodes' containers");
         }
-        match self.dp.attach(Hook::ToTunnel, VXLAN_DEVICE, index) {
+        match Interfaces::attach_to_tunnel(&mut self.dp, index) {
             Ok(()) => self.cluster.to_tunnel = index,
             Err(e) => {
                 warn!(error = %e, "the host's packets into the tunnel get no key: it cannot reach other nodes' containers");

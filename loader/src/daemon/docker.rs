@@ -83,7 +83,7 @@ fn container(l: &Learned) -> DockerContainer {
 impl Daemon {
     /// Note what Docker reports in the desired state; `reconcile` acts on it.
     pub(super) fn on_docker(&mut self, update: Update) {
-        if !self.docker_link.heard(&update) {
+        if !self.host.docker_link.heard(&update) {
             return;
         }
         let before = self.desired.docker.clone();
@@ -93,7 +93,7 @@ impl Daemon {
             Update::Gone { .. } | Update::Unreachable { .. } => Vec::new(),
         };
         for w in learned.iter().flat_map(|l| &l.wires) {
-            if self.docker_net_flags.insert(w.bridge.clone(), w.flags) != Some(w.flags) {
+            if self.host.docker_net_flags.insert(w.bridge.clone(), w.flags) != Some(w.flags) {
                 info!(bridge = %w.bridge, flags = w.flags, "Docker network options");
             }
         }
@@ -136,7 +136,7 @@ impl Daemon {
             .flat_map(|c| c.endpoints.iter().map(|e| e.bridge.clone()))
             .collect();
         for name in wanted {
-            if self.links.manage_bridge(&name) {
+            if self.host.links.manage_bridge(&name) {
                 info!(bridge = %name, "managing Docker network bridge");
             }
         }

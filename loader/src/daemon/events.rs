@@ -1,6 +1,6 @@
 //! Where the daemon's events come from: API calls (the control socket and the metrics
 //! endpoint), netlink notifications, Docker's watcher, the cluster's members, the
-//! sweeper's timer and the signals that stop it.
+//! sweeper's timer, the repair timer and the signals that stop it.
 use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
@@ -26,6 +26,9 @@ pub(super) enum Event {
     Cluster(usize, ClusterEvent),
     /// The sweeper is due.
     Sweep,
+    /// Time for a full reapply of every part (`--docker-resync`), repairing what was
+    /// changed by hand.
+    Repair,
 }
 
 /// The daemon's event sources, open.
@@ -35,6 +38,7 @@ pub(super) struct Events<N> {
     docker: mpsc::Receiver<Update>,
     cluster: mpsc::Receiver<(usize, ClusterEvent)>,
     sweep: std::pin::Pin<Box<Sleep>>,
+    repair: tokio::time::Interval,
     term: Signal,
     int: Signal,
 }
@@ -74,6 +78,7 @@ impl<N: Stream<Item = Change> + Unpin> Events<N> {
             docker,
             cluster,
             sweep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            repair: tokio::time::interval_at(Instant::now() + cfg.docker_resync, cfg.docker_resync),
             term: signal(SignalKind::terminate()).map_err(DaemonError::Signal)?,
             int: signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?,
         })
@@ -87,6 +92,7 @@ impl<N: Stream<Item = Change> + Unpin> Events<N> {
             Some(update) = self.docker.recv() => Some(Event::Docker(update)),
             Some((net, event)) = self.cluster.recv() => Some(Event::Cluster(net, event)),
             () = &mut self.sweep => Some(Event::Sweep),
+            _ = self.repair.tick() => Some(Event::Repair),
             _ = self.term.recv() => None,
             _ = self.int.recv() => None,
         }

@@ -9,9 +9,8 @@ use common::{Addr, Be32, CtKey, CtValue, Ip6};
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
 
-use super::Daemon;
 use crate::{
-    conntrack::{self, FlowInfo, monotonic_ns},
+    conntrack::{self, FlowInfo, Timeouts, monotonic_ns},
     datapath::{Maps, batch},
 };
 
@@ -125,42 +124,25 @@ pub(super) fn remove_ct<A: CtFamily>(maps: &mut Maps, keys: &[CtKey<A>]) -> usiz
     keys.iter().filter(|k| A::remove_ct(maps, k)).count()
 }
 
-impl Daemon {
-    /// Every entry of family `A`'s two tables (answered flows and flows not answered
-    /// yet), read in batches; one by one where the kernel refuses batches.
-    pub(super) fn entries<A: CtFamily>(&self) -> Vec<(CtKey<A>, CtValue<A>)> {
-        A::read_ct(&self.dp.maps)
-    }
+/// Entries in the tables of both families.
+pub(super) fn count(maps: &Maps) -> u64 {
+    (Be32::read_ct(maps).len() + Ip6::read_ct(maps).len()) as u64
+}
 
-    /// Entries in the tables of both families.
-    pub(super) fn ct_entries(&self) -> u64 {
-        (self.entries::<Be32>().len() + self.entries::<Ip6>().len()) as u64
-    }
+/// Every flow of both families, IPv4 first, each in tuple order.
+pub(super) fn list(maps: &Maps, timeouts: &Timeouts) -> Vec<FlowInfo> {
+    let now = monotonic_ns();
+    let v4 = conntrack::flows(Be32::read_ct(maps));
+    let v6 = conntrack::flows(Ip6::read_ct(maps));
+    v4.iter()
+        .map(|f| FlowInfo::new(f, now, timeouts))
+        .chain(v6.iter().map(|f| FlowInfo::new(f, now, timeouts)))
+        .collect()
+}
 
-    /// Every flow of both families, IPv4 first, each in tuple order.
-    pub(super) fn conntrack(&self) -> Vec<FlowInfo> {
-        let now = monotonic_ns();
-        let v4 = conntrack::flows(self.entries::<Be32>());
-        let v6 = conntrack::flows(self.entries::<Ip6>());
-        v4.iter()
-            .map(|f| FlowInfo::new(f, now, &self.sweeper.timeouts))
-            .chain(
-                v6.iter()
-                    .map(|f| FlowInfo::new(f, now, &self.sweeper.timeouts)),
-            )
-            .collect()
-    }
-
-    /// Remove every tracked flow of both families; returns how many entries went.
-    pub(super) fn flush_conntrack(&mut self) -> usize {
-        let keys: Vec<CtKey> = self.entries().into_iter().map(|(k, _)| k).collect();
-        let keys6: Vec<CtKey<Ip6>> = self.entries().into_iter().map(|(k, _)| k).collect();
-        self.remove_ct(&keys) + self.remove_ct(&keys6)
-    }
-
-    /// Remove `keys` from whichever of family `A`'s tables holds them; returns how many
-    /// went.
-    pub(super) fn remove_ct<A: CtFamily>(&mut self, keys: &[CtKey<A>]) -> usize {
-        remove_ct(&mut self.dp.maps, keys)
-    }
+/// Remove every tracked flow of both families; returns how many entries went.
+pub(super) fn flush(maps: &mut Maps) -> usize {
+    let keys: Vec<CtKey> = Be32::read_ct(maps).into_iter().map(|(k, _)| k).collect();
+    let keys6: Vec<CtKey<Ip6>> = Ip6::read_ct(maps).into_iter().map(|(k, _)| k).collect();
+    remove_ct(maps, &keys) + remove_ct(maps, &keys6)
 }

@@ -5,17 +5,19 @@ use std::{collections::BTreeMap, net::IpAddr};
 use common::{Be32, Ip6};
 use tracing::warn;
 
-use super::{Daemon, Prefix};
-use crate::datapath::sync::sync;
+use super::{Daemon, Prefix, subnets::Subnets};
+use crate::datapath::{Maps, sync::sync};
 
 impl Daemon {
     /// The host's addresses and the managed networks' subnets, from one address dump.
     pub(super) async fn sync_addresses(&mut self) {
         match self.nl.prefixes().await {
             Ok(prefixes) => {
-                self.sync_host_ips(&prefixes);
-                self.sync_subnets_from(&prefixes);
-                self.prefixes = prefixes;
+                apply(&mut self.dp.maps, &prefixes);
+                let nets = self.nets();
+                Subnets::apply(&mut self.dp.maps, &prefixes, &nets);
+                self.note_cluster_prefixes(&prefixes);
+                self.host.prefixes = prefixes;
             }
             Err(e) => {
                 warn!(error = %e, "cannot list host addresses");
@@ -24,18 +26,19 @@ impl Daemon {
             }
         }
     }
+}
 
-    fn sync_host_ips(&mut self, prefixes: &[Prefix]) {
-        let mut want: BTreeMap<Be32, u32> = BTreeMap::new();
-        let mut want6: BTreeMap<Ip6, u32> = BTreeMap::new();
-        for (_, ip, _) in prefixes {
-            match ip {
-                IpAddr::V4(ip) => want.insert(Be32::from(*ip), 0),
-                IpAddr::V6(ip) => want6.insert(Ip6::from(*ip), 0),
-            };
-        }
-        let maps = &mut self.dp.maps;
-        super::report("host addresses", sync(&mut maps.host_ips, &want));
-        super::report("host IPv6 addresses", sync(&mut maps.host_ips6, &want6));
+/// The host addresses part (stateless: written from each address dump): make
+/// `host_ips_v1` and `host_ips6_v1` hold the addresses of `prefixes`.
+pub(super) fn apply(maps: &mut Maps, prefixes: &[Prefix]) {
+    let mut want: BTreeMap<Be32, u32> = BTreeMap::new();
+    let mut want6: BTreeMap<Ip6, u32> = BTreeMap::new();
+    for (_, ip, _) in prefixes {
+        match ip {
+            IpAddr::V4(ip) => want.insert(Be32::from(*ip), 0),
+            IpAddr::V6(ip) => want6.insert(Ip6::from(*ip), 0),
+        };
     }
+    super::report("host addresses", sync(&mut maps.host_ips, &want));
+    super::report("host IPv6 addresses", sync(&mut maps.host_ips6, &want6));
 }

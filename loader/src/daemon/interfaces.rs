@@ -9,14 +9,15 @@ use std::{
 use common::{IFACE_BRIDGE, IFACE_LAN_SHIFT, IFACE_TUNNEL_GUARD, IFACE_UPLINK};
 use tracing::{info, warn};
 
-use super::{Daemon, DaemonError, links::Action};
+use super::{
+    Daemon, DaemonError,
+    endpoints::Bridge,
+    links::{Action, Links},
+};
 use crate::{
-    datapath::Hook,
+    datapath::{Datapath, DatapathError, Hook, Maps, sync::sync},
     netlink::{Change, Link},
 };
-
-/// What the subnets are sorted by: the managed bridges (index, name), the LANs' bridges.
-pub(super) type SubnetInputs = (Vec<(u32, String)>, Vec<u32>);
 
 /// `BPF_NOEXIST`: create, never replace.
 const NOEXIST: u64 = 1;
@@ -52,12 +53,12 @@ impl Daemon {
         if created {
             links = self.nl.links().await?;
         }
-        self.links.replace_all(links);
-        for name in self.links.missing_uplinks() {
+        self.host.links.replace_all(links);
+        for name in self.host.links.missing_uplinks() {
             warn!(uplink = %name, "uplink does not exist yet; attaching when it appears");
         }
         self.apply_links();
-        self.prune_stale_links();
+        Interfaces::prune(&self.dp, &self.host.links);
         Ok(())
     }
 
@@ -70,11 +71,11 @@ impl Daemon {
         match change {
             Change::LinkNew(link) => {
                 self.stale.peer_links |= peers_link(link.index);
-                self.links.upsert(link);
+                self.host.links.upsert(link);
             }
             Change::LinkDel { index } => {
                 self.stale.peer_links |= peers_link(index);
-                self.links.remove(index);
+                self.host.links.remove(index);
             }
             Change::Addresses => self.stale.addresses = true,
             Change::Routes => self.stale.routes = true,
@@ -82,108 +83,95 @@ impl Daemon {
         }
     }
 
-    /// What `subnets_v1` depends on besides addresses: the managed bridges present (by
-    /// index and name) and the bridges uplinks are ports of (LANs).
-    pub(super) fn subnet_inputs(&self) -> SubnetInputs {
-        let bridges = self.links.bridges().map(|l| (l.index, l.name.clone()));
-        let lans = self.links.uplinks().filter_map(|l| l.controller);
-        (bridges.collect(), lans.collect())
-    }
-
-    /// Flows look their next hop up again (see `hop.rs` in the datapath); `reconcile`
-    /// does it once for all a round changed (`Stale::hops`).
-    pub(super) fn bump_route_gen(&mut self) {
-        if let Err(e) = self.dp.maps.bump_route_gen() {
-            warn!(error = %e, "cannot bump the route generation: flows may keep a stale next hop");
-        }
-    }
-
-    /// Carry out what `Links` plans. A failed detach leaves the pin for the next start
-    /// to prune; a failed attach is retried on the next change of any link.
+    /// Carry out what `Links` plans (the interfaces part does it).
     pub(super) fn apply_links(&mut self) {
-        let plan = self.links.plan();
-        for action in &plan {
+        let bridges: BTreeMap<u32, Bridge> = self
+            .host
+            .links
+            .bridges()
+            .map(|l| (l.index, self.bridge(l.index)))
+            .collect();
+        let tunnel = self.cluster.vxlan != 0;
+        self.parts
+            .interfaces
+            .reconcile(&mut self.dp, &mut self.host.links, &bridges, tunnel);
+    }
+}
+
+/// The interfaces part: carries out the attach and detach actions `Links` plans, records
+/// each new container veth's port, removes pins an earlier run left, and owns
+/// `ifaces_v1`.
+#[derive(Debug, Default)]
+pub(super) struct Interfaces {
+    /// The interface roles last written in full to `ifaces_v1` (None: none yet, or a
+    /// write failed).
+    applied: Option<BTreeMap<u32, u32>>,
+}
+
+impl Interfaces {
+    /// Carry out what `links` plans and bring `ifaces_v1` in line. `bridges`: what a
+    /// port of each managed bridge takes from it; `tunnel`: whether bpfnet's VXLAN
+    /// device exists. A failed detach leaves the pin for the next start to prune; a
+    /// failed attach is retried at the next reconcile.
+    pub(super) fn reconcile(
+        &mut self,
+        dp: &mut Datapath,
+        links: &mut Links,
+        bridges: &BTreeMap<u32, Bridge>,
+        tunnel: bool,
+    ) {
+        for action in &links.plan() {
             match action {
                 Action::Attach { hook, index, name } => {
                     if *hook == Hook::FromContainer {
-                        self.known_port(*index);
+                        known_port(&mut dp.maps, links, bridges, *index);
                         super::forwarding::refuse_router_advertisements(name);
                     }
-                    match self.dp.attach(*hook, name, *index) {
-                        Ok(()) => self.links.done(action),
+                    match dp.attach(*hook, name, *index) {
+                        Ok(()) => links.done(action),
                         Err(e) => warn!(error = %e, "interface left without its bpfnet program"),
                     }
                 }
                 Action::Detach { hook, index } => {
-                    if let Err(e) = self.dp.detach(*hook, *index) {
+                    if let Err(e) = dp.detach(*hook, *index) {
                         warn!(error = %e, ifindex = index, program = hook.program(), "cannot remove pinned link");
                     }
-                    self.links.done(action);
+                    links.done(action);
                 }
             }
         }
-        self.sync_ifaces();
+        self.sync_roles(&mut dp.maps, links, tunnel);
     }
 
-    /// Fail closed: a container veth's port is known (and so enforced) before its
-    /// program runs. NOEXIST: a port kept from an earlier run keeps its binding.
-    fn known_port(&mut self, veth: u32) {
-        let Some(bridge) = self.links.get(veth).and_then(|l| l.controller) else {
-            return;
-        };
-        let port = super::endpoints::port(bridge, self.bridge(bridge), None);
-        if let Err(e) = self.dp.maps.ports.insert(veth, port, NOEXIST)
-            && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EEXIST))
-        {
-            warn!(ifindex = veth, error = %e, "cannot record the bridge port");
-        }
+    /// Write `ifaces_v1` again at the next reconcile, whatever its inputs.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
     }
 
-    /// `ifaces_v1` holds exactly the roles of the managed interfaces, and each LAN wire's
-    /// bridge (its LAN hosts arrive only there). Nothing is done when the roles are those
-    /// last written.
-    fn sync_ifaces(&mut self) {
-        // An ifindex past what the value holds records none: its LAN is refused, not
-        // another's let in.
-        let lan_bridge = |l: &Link| {
-            l.controller
-                .filter(|c| self.links.is_bridge(*c) && c >> (32 - IFACE_LAN_SHIFT) == 0)
-                .map_or(0, |c| c << IFACE_LAN_SHIFT)
-        };
-        // bpfnet's VXLAN device: every uplink guards it (a datagram on another than the
-        // underlay fails the way back to its node).
-        let guard = if self.cluster.vxlan != 0 {
-            IFACE_TUNNEL_GUARD
-        } else {
-            0
-        };
-        let want: BTreeMap<u32, u32> = self
-            .links
-            .uplinks()
-            .map(|l| (l.index, IFACE_UPLINK | guard | lan_bridge(l)))
-            .chain(self.links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
-            .collect();
-        if self.ifaces_applied.as_ref() == Some(&want) {
+    /// `ifaces_v1` holds exactly `roles`; nothing is done when they are those last
+    /// written.
+    fn sync_roles(&mut self, maps: &mut Maps, links: &Links, tunnel: bool) {
+        let want = roles(links, tunnel);
+        if self.applied.as_ref() == Some(&want) {
             return;
         }
-        for bridge in self.links.bridges() {
+        for bridge in links.bridges() {
             super::forwarding::refuse_router_advertisements(&bridge.name);
         }
-        let synced = crate::datapath::sync::sync(&mut self.dp.maps.ifaces, &want);
+        let synced = sync(&mut maps.ifaces, &want);
         let clean = synced.errors.is_empty();
         super::report("interface roles", synced);
-        self.ifaces_applied = clean.then_some(want);
+        self.applied = clean.then_some(want);
     }
 
     /// Remove pinned links left by an earlier run for interfaces no longer served.
-    fn prune_stale_links(&self) {
+    pub(super) fn prune(dp: &Datapath, links: &Links) {
         // The VXLAN device's way out keeps its program across a restart.
-        let tunnel = self
-            .links
+        let tunnel = links
             .by_name(super::cluster_join::VXLAN_DEVICE)
             .map(|l| (Hook::ToTunnel, l.index));
-        let live: BTreeSet<(Hook, u32)> = self.links.attachments().chain(tunnel).collect();
-        match self.dp.attachments() {
+        let live: BTreeSet<(Hook, u32)> = links.attachments().chain(tunnel).collect();
+        match dp.attachments() {
             Ok(pinned) => {
                 for a in pinned
                     .into_iter()
@@ -194,12 +182,125 @@ impl Daemon {
                         program = a.hook.program(),
                         "removing stale link"
                     );
-                    if let Err(e) = self.dp.detach(a.hook, a.ifindex) {
+                    if let Err(e) = dp.detach(a.hook, a.ifindex) {
                         warn!(error = %e, ifindex = a.ifindex, "cannot remove pinned link");
                     }
                 }
             }
             Err(e) => warn!(error = %e, "cannot list pinned links"),
         }
+    }
+
+    /// `to_tunnel` on the VXLAN device `index`'s way out.
+    pub(super) fn attach_to_tunnel(dp: &mut Datapath, index: u32) -> Result<(), DatapathError> {
+        dp.attach(Hook::ToTunnel, super::cluster_join::VXLAN_DEVICE, index)
+    }
+}
+
+/// Flows look their next hop up again (see `hop.rs` in the datapath); `reconcile` does
+/// it once for all a round changed (`Stale::hops`).
+pub(super) fn bump_route_gen(maps: &mut Maps) {
+    if let Err(e) = maps.bump_route_gen() {
+        warn!(error = %e, "cannot bump the route generation: flows may keep a stale next hop");
+    }
+}
+
+/// Fail closed: a container veth's port is known (and so enforced) before its program
+/// runs. NOEXIST: a port kept from an earlier run keeps its binding.
+fn known_port(maps: &mut Maps, links: &Links, bridges: &BTreeMap<u32, Bridge>, veth: u32) {
+    let Some(bridge) = links.get(veth).and_then(|l| l.controller) else {
+        return;
+    };
+    let taken = bridges.get(&bridge).copied().unwrap_or_default();
+    let port = super::endpoints::port(bridge, taken, None);
+    if let Err(e) = maps.ports.insert(veth, port, NOEXIST)
+        && !matches!(&e, aya::maps::MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()))
+    {
+        warn!(ifindex = veth, error = %e, "cannot record the bridge port");
+    }
+}
+
+/// What `ifaces_v1` holds: the role of every managed interface, and each LAN wire's
+/// bridge (its LAN hosts arrive only there). `tunnel`: bpfnet's VXLAN device exists, so
+/// every uplink guards it (a datagram on another than the underlay fails the way back
+/// to its node).
+pub(super) fn roles(links: &Links, tunnel: bool) -> BTreeMap<u32, u32> {
+    // An ifindex past what the value holds records none: its LAN is refused, not
+    // another's let in.
+    let lan_bridge = |l: &Link| {
+        l.controller
+            .filter(|c| links.is_bridge(*c) && c >> (32 - IFACE_LAN_SHIFT) == 0)
+            .map_or(0, |c| c << IFACE_LAN_SHIFT)
+    };
+    let guard = if tunnel { IFACE_TUNNEL_GUARD } else { 0 };
+    links
+        .uplinks()
+        .map(|l| (l.index, IFACE_UPLINK | guard | lan_bridge(l)))
+        .chain(links.bridges().map(|l| (l.index, IFACE_BRIDGE)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{daemon::links::Uplinks, netlink::Layer};
+
+    fn link(index: u32, name: &str, controller: Option<u32>, is_bridge: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            controller,
+            is_veth: false,
+            is_bridge,
+            layer: Layer::Ether,
+            mac: Some([2, 0, 0, 0, 0, 1]),
+        }
+    }
+
+    #[test]
+    fn each_managed_interface_has_its_role_and_a_lan_wire_its_bridge() {
+        let mut links = Links::new(["docker0".to_owned(), "br-lan".to_owned()], Uplinks::Every);
+        links.replace_all(vec![
+            link(2, "eth0", None, false),
+            link(3, "docker0", None, true),
+            link(5, "br-lan", None, true),
+            // The LAN's wire: an uplink enslaved to a managed bridge.
+            link(6, "eth1", Some(5), false),
+        ]);
+        // An uplink has its role once it carries its program; a bridge has it at once.
+        assert_eq!(
+            roles(&links, false),
+            BTreeMap::from([(3, IFACE_BRIDGE), (5, IFACE_BRIDGE)]),
+            "nothing attached yet"
+        );
+        for action in links.plan() {
+            links.done(&action);
+        }
+        let roles = roles(&links, false);
+        assert_eq!(
+            roles,
+            BTreeMap::from([
+                (2, IFACE_UPLINK),
+                (3, IFACE_BRIDGE),
+                (5, IFACE_BRIDGE),
+                (6, IFACE_UPLINK | (5 << IFACE_LAN_SHIFT)),
+            ])
+        );
+        let guarded: BTreeMap<u32, u32> = roles
+            .iter()
+            .map(|(&i, &r)| {
+                let guard = if r & IFACE_UPLINK != 0 {
+                    IFACE_TUNNEL_GUARD
+                } else {
+                    0
+                };
+                (i, r | guard)
+            })
+            .collect();
+        assert_eq!(
+            super::roles(&links, true),
+            guarded,
+            "with a VXLAN device every uplink guards it, no bridge does"
+        );
     }
 }

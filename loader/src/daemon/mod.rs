@@ -3,6 +3,7 @@
 //! hand their requests to it over a channel.
 mod cluster;
 mod cluster_join;
+mod cluster_setup;
 mod desired;
 mod docker;
 mod docker_nat;
@@ -82,7 +83,8 @@ pub struct Config {
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
     pub follow_docker: bool,
-    /// How often the Docker containers are listed again, healing missed events.
+    /// How often the Docker containers are listed again, healing missed events, and
+    /// every part applies in full, repairing what was changed by hand.
     pub docker_resync: Duration,
     /// SNAT source ports, inclusive, host order.
     pub snat_ports: (u16, u16),
@@ -119,43 +121,60 @@ pub struct EtcdJoin {
     pub node_name: String,
 }
 
+/// The daemon: its inputs (what was asked, the cluster, what it saw of the host), the
+/// parts that bring the datapath and the host in line with them at each `reconcile`, and
+/// the bookkeeping between two reconciles.
 struct Daemon {
     dp: Datapath,
     nl: Netlink,
     /// What was asked for (publishes, endpoints) and what Docker runs, persisted.
     desired: Desired,
+    /// The cluster's prefixes, static and from etcd, and what joining it set up.
+    cluster: cluster::Cluster,
+    /// What the daemon saw of the host.
+    host: Host,
+    /// Each owns its slice of the datapath (or of the host) and what it last applied.
+    parts: Parts,
+    /// What events made stale since the last reconcile.
+    stale: reconcile::Stale,
+    /// Problems with the host a user should fix.
+    warnings: Vec<String>,
+}
+
+/// The daemon's observations of the host.
+struct Host {
     /// The host's interfaces and what bpfnet attached to them.
     links: Links,
+    /// The host's addresses, as last read.
+    prefixes: Vec<Prefix>,
     /// Names of the bridges whose networks are routed (`--routed-bridge`).
     routed_bridges: Vec<String>,
     /// Docker networks' `NET_*` flags, by bridge name.
     docker_net_flags: BTreeMap<String, u32>,
-    /// The sweeper part: the flow tables' timeouts and its sweeps' record.
-    sweeper: sweeper::Sweeper,
-    /// Problems with the host a user should fix.
-    warnings: Vec<String>,
-    /// The NDP proxy entries in place (None: not looked at yet).
-    ndp_proxies: Option<std::collections::BTreeSet<(u32, std::net::Ipv6Addr)>>,
-    /// The cluster's prefixes, static and from etcd.
-    cluster: cluster::Cluster,
     /// Whether Docker answers, and when it last did.
     docker_link: docker::DockerLink,
-    /// What events made stale since the last reconcile.
-    stale: reconcile::Stale,
-    /// The host's addresses, as last read.
-    prefixes: Vec<Prefix>,
-    /// The bridges and LANs the subnets were last sorted by.
-    subnets_by: Option<interfaces::SubnetInputs>,
-    /// The interface roles last written in full to `ifaces_v1`.
-    ifaces_applied: Option<BTreeMap<u32, u32>>,
-    /// The publishes part: `published_v1`, `published6_v1`.
+}
+
+/// The parts, in the order `reconcile` runs them (the sweeper runs on its timer).
+struct Parts {
+    /// Attachments, each new container veth's port, `ifaces_v1`.
+    interfaces: interfaces::Interfaces,
+    /// `subnets_v1`, `subnets6_v1` (with `host_ips`, from each address dump).
+    subnets: subnets::Subnets,
+    /// The cluster's gateway addresses and VXLAN device.
+    cluster_setup: cluster_setup::ClusterSetup,
+    /// `published_v1`, `published6_v1`, and the flows of withdrawn publishes.
     publishes: published::Publishes,
-    /// The endpoints part: `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
+    /// `endpoints_v1`, `endpoints6_v1`, `ports_v2`.
     endpoints: endpoints::Endpoints,
-    /// The cluster routes part: `cluster_v1`, `cluster6_v1`.
+    /// `cluster_v1`, `cluster6_v1`.
     cluster_maps: cluster::ClusterMaps,
-    /// The peers part: their neighbour entries and routes.
+    /// The peer nodes' neighbour entries and routes.
     peers: peers::Peers,
+    /// bpfnet's NDP proxy entries on the uplinks.
+    ndp_proxies: ndp_proxy::NdpProxies,
+    /// The flow tables' timeouts and its sweeps' record.
+    sweeper: sweeper::Sweeper,
 }
 
 /// Whether etcd lets this node in: a refusal is the daemon's error; an unreachable etcd
@@ -210,11 +229,12 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             }
             Event::Netlink(change) => d.on_change(change),
             Event::Docker(update) => d.on_docker(update),
-            Event::Cluster(net, event) => d.on_cluster(net, event).await,
+            Event::Cluster(net, event) => d.on_cluster(net, event),
             Event::Sweep => {
-                let took = d.sweeper.sweep(&mut d.dp);
-                events.sweep_in(d.sweeper.due(&d.dp, cfg.sweep_interval, took));
+                let took = d.parts.sweeper.sweep(&mut d.dp);
+                events.sweep_in(d.parts.sweeper.due(&d.dp, cfg.sweep_interval, took));
             }
+            Event::Repair => d.forget_applied(),
         }
         d.reconcile().await;
     }
@@ -249,21 +269,6 @@ impl Daemon {
             dp,
             nl,
             desired: Desired::load(cfg.state_dir.clone())?,
-            links,
-            routed_bridges: cfg.routed_bridges.clone(),
-            docker_net_flags: BTreeMap::new(),
-            sweeper: sweeper::Sweeper::new(cfg.timeouts),
-            warnings: warning.into_iter().collect(),
-            ndp_proxies: None,
-            docker_link: docker::DockerLink::new(cfg.follow_docker),
-            stale: reconcile::Stale::all(),
-            prefixes: Vec::new(),
-            subnets_by: None,
-            ifaces_applied: None,
-            publishes: published::Publishes::default(),
-            endpoints: endpoints::Endpoints::default(),
-            cluster_maps: cluster::ClusterMaps::default(),
-            peers: peers::Peers::default(),
             cluster: cluster::Cluster {
                 cidr: cfg.cluster_cidr,
                 peers: cfg.peers.clone(),
@@ -276,6 +281,26 @@ impl Daemon {
                     .collect(),
                 ..Default::default()
             },
+            host: Host {
+                links,
+                prefixes: Vec::new(),
+                routed_bridges: cfg.routed_bridges.clone(),
+                docker_net_flags: BTreeMap::new(),
+                docker_link: docker::DockerLink::new(cfg.follow_docker),
+            },
+            parts: Parts {
+                interfaces: interfaces::Interfaces::default(),
+                subnets: subnets::Subnets::default(),
+                publishes: published::Publishes::default(),
+                endpoints: endpoints::Endpoints::default(),
+                cluster_setup: cluster_setup::ClusterSetup::default(),
+                cluster_maps: cluster::ClusterMaps::default(),
+                peers: peers::Peers::default(),
+                ndp_proxies: ndp_proxy::NdpProxies::default(),
+                sweeper: sweeper::Sweeper::new(cfg.timeouts),
+            },
+            stale: reconcile::Stale::all(),
+            warnings: warning.into_iter().collect(),
         };
         if cfg.follow_docker
             && let Some(w) = docker_nat::check()
@@ -301,11 +326,11 @@ impl Daemon {
             Request::List => return Response::Listing(self.listing()),
             Request::Conntrack => {
                 return Response::Conntrack {
-                    flows: self.conntrack(),
+                    flows: self.parts.sweeper.flows(&self.dp),
                 };
             }
             Request::ConntrackFlush => {
-                let removed = self.flush_conntrack();
+                let removed = flows::flush(&mut self.dp.maps);
                 info!(removed, "conntrack flushed");
                 Ok(())
             }
@@ -339,10 +364,10 @@ impl Daemon {
             published: self.accepted_publishes().0,
             endpoints: self.desired.endpoints.clone(),
             docker: self.docker_listing(),
-            conflicts: self.publishes.conflicts.clone(),
+            conflicts: self.parts.publishes.conflicts.clone(),
             warnings: self.warnings.clone(),
-            bridges: self.links.bridges().map(|l| l.name.clone()).collect(),
-            uplinks: self.links.uplinks().map(|l| l.name.clone()).collect(),
+            bridges: self.host.links.bridges().map(|l| l.name.clone()).collect(),
+            uplinks: self.host.links.uplinks().map(|l| l.name.clone()).collect(),
             attached: self.attached(),
             cluster: self.cluster.route_lines(),
         }
@@ -351,9 +376,9 @@ impl Daemon {
     fn stats(&self) -> Stats {
         Stats {
             counters: self.stats_counters(),
-            ct_entries: self.ct_entries(),
-            ct_swept: self.sweeper.swept,
-            last_sweep: self.sweeper.last,
+            ct_entries: flows::count(&self.dp.maps),
+            ct_swept: self.parts.sweeper.swept,
+            last_sweep: self.parts.sweeper.last,
         }
     }
 }

@@ -12,8 +12,8 @@ use tracing::{debug, warn};
 use super::Daemon;
 use crate::{
     cluster::{Ipv6Net, net6},
-    datapath::batch::entries_or_each,
-    netlink::enable_proxy_ndp,
+    datapath::{Maps, batch::entries_or_each},
+    netlink::{Netlink, enable_proxy_ndp},
 };
 
 /// Whether `a` lies in one of the `routed` subnets.
@@ -32,12 +32,34 @@ fn want(routed: &[Ipv6Net], addrs: &[Ipv6Addr], uplinks: &[u32]) -> BTreeSet<(u3
 }
 
 impl Daemon {
-    /// Make the proxy entries match the routed networks' endpoints (after any change;
-    /// the netlink work happens only when the wanted set differs from what is in place).
+    /// The NDP proxies part's turn in `reconcile`.
     pub(super) async fn sync_ndp_proxies(&mut self) {
-        let routed: Vec<Ipv6Net> = self
-            .dp
-            .maps
+        let uplinks: Vec<(u32, String)> = self
+            .host
+            .links
+            .uplinks()
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        self.parts
+            .ndp_proxies
+            .reconcile(&self.nl, &self.dp.maps, &uplinks)
+            .await;
+    }
+}
+
+/// The NDP proxies part: owns bpfnet's proxy entries on the uplinks.
+#[derive(Debug, Default)]
+pub(super) struct NdpProxies {
+    /// The entries in place (None: not looked at yet).
+    in_place: Option<BTreeSet<(u32, Ipv6Addr)>>,
+}
+
+impl NdpProxies {
+    /// Make the proxy entries on `uplinks` (index, name) match the routed networks'
+    /// endpoints, as `maps` hold them (after any change; the netlink work happens only
+    /// when the wanted set differs from what is in place).
+    pub(super) async fn reconcile(&mut self, nl: &Netlink, maps: &Maps, uplinks: &[(u32, String)]) {
+        let routed: Vec<Ipv6Net> = maps
             .subnets6
             .iter()
             .filter_map(Result::ok)
@@ -46,23 +68,18 @@ impl Daemon {
                 net6::network(k.data().octets().into(), u8::try_from(k.prefix_len()).ok()?)
             })
             .collect();
-        let addrs: Vec<Ipv6Addr> = entries_or_each(&self.dp.maps.endpoints6)
+        let addrs: Vec<Ipv6Addr> = entries_or_each(&maps.endpoints6)
             .into_iter()
             .map(|(ip, _)| Ipv6Addr::from(ip.octets()))
             .filter(|a| inside(&routed, a))
             .collect();
-        let uplinks: Vec<(u32, String)> = self
-            .links
-            .uplinks()
-            .map(|l| (l.index, l.name.clone()))
-            .collect();
         let indexes: Vec<u32> = uplinks.iter().map(|(i, _)| *i).collect();
         let want = want(&routed, &addrs, &indexes);
-        let have = match &self.ndp_proxies {
+        let have = match &self.in_place {
             Some(have) if *have == want => return,
             Some(have) => have.clone(),
             // The first time: whatever an earlier run left inside the routed subnets.
-            None => match self.nl.ndp_proxies().await {
+            None => match nl.ndp_proxies().await {
                 Ok(all) => all
                     .into_iter()
                     .filter(|(_, a)| inside(&routed, a))
@@ -73,7 +90,7 @@ impl Daemon {
                 }
             },
         };
-        for (_, name) in &uplinks {
+        for (_, name) in uplinks {
             if !addrs.is_empty()
                 && let Err(e) = enable_proxy_ndp(name)
             {
@@ -81,18 +98,23 @@ impl Daemon {
             }
         }
         for &(ifindex, addr) in want.difference(&have) {
-            match self.nl.add_ndp_proxy(ifindex, addr).await {
+            match nl.add_ndp_proxy(ifindex, addr).await {
                 Ok(()) => debug!(%addr, ifindex, "NDP proxy added"),
                 Err(e) => warn!(%addr, ifindex, error = %e, "cannot add NDP proxy"),
             }
         }
         for &(ifindex, addr) in have.difference(&want) {
-            match self.nl.del_ndp_proxy(ifindex, addr).await {
+            match nl.del_ndp_proxy(ifindex, addr).await {
                 Ok(()) => debug!(%addr, ifindex, "NDP proxy removed"),
                 Err(e) => debug!(%addr, ifindex, error = %e, "cannot remove NDP proxy"),
             }
         }
-        self.ndp_proxies = Some(want);
+        self.in_place = Some(want);
+    }
+
+    /// List the entries in place again at the next reconcile.
+    pub(super) fn forget(&mut self) {
+        self.in_place = None;
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use super::{Daemon, cluster::gateway_of, peer_neigh::on_link};
 use crate::{
-    cluster::{Mode, net},
+    cluster::Mode,
     netlink::{ListedRoute, PeerRoute},
 };
 
@@ -117,8 +117,8 @@ impl Daemon {
                 continue;
             };
             let src = gateway_of(own);
-            let own = net::network(own.addr, own.len);
-            for n in net.nodes.iter().filter(|n| Some(n.subnet) != own) {
+            let own = own.net();
+            for n in net.nodes.iter().filter(|n| n.subnet != own) {
                 out.push(PeerRoute {
                     prefix: (n.subnet.addr(), n.subnet.prefix_len()),
                     gateway: None,

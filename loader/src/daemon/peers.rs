@@ -25,6 +25,13 @@ pub(super) struct Peers {
     applied: Option<Inputs>,
 }
 
+impl Peers {
+    /// Bring the entries and routes in line again at the next reconcile.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
+}
+
 impl Daemon {
     fn peer_inputs(&self) -> Inputs {
         let statics = self.cluster.peers.iter().map(|&(_, node)| (node, None));
@@ -38,7 +45,7 @@ impl Daemon {
             routes: (self.cluster.routes(), self.cluster.routes6()),
             tunnelled: self.tunnelled_peers(),
             peers: statics.chain(nodes).collect(),
-            prefixes: self.prefixes.clone(),
+            prefixes: self.host.prefixes.clone(),
         }
     }
 
@@ -47,11 +54,11 @@ impl Daemon {
     pub(super) async fn sync_peers(&mut self) {
         let inputs = self.peer_inputs();
         let news = take(&mut self.stale.peer_links) || !self.cluster.seen.is_empty();
-        if !news && self.peers.applied.as_ref() == Some(&inputs) {
+        if !news && self.parts.peers.applied.as_ref() == Some(&inputs) {
             return;
         }
         self.sync_peer_neighbours().await;
         self.sync_peer_routes().await;
-        self.peers.applied = Some(inputs);
+        self.parts.peers.applied = Some(inputs);
     }
 }

@@ -5,10 +5,16 @@ use std::collections::BTreeMap;
 use common::{Addr, Backend, Be32, CT_DNAT, CtKey, CtValue, Ip6, PublishedKey};
 use tracing::{debug, info, warn};
 
-use super::{Daemon, flows::CtFamily};
+use super::{
+    Daemon,
+    flows::{CtFamily, remove_ct},
+};
 use crate::{
-    api::{ApiError, Change, Missing},
-    datapath::sync::{SyncError, sync},
+    api::{ApiError, Change, Missing, PublishConflict},
+    datapath::{
+        Maps,
+        sync::{SyncError, sync},
+    },
     spec::{MapAddr, PublishSpec},
 };
 
@@ -30,7 +36,7 @@ pub(super) struct Publishes {
     /// The last apply's failures.
     errors: Vec<SyncError>,
     /// Docker publishes not installed, and why.
-    pub conflicts: Vec<String>,
+    pub conflicts: Vec<PublishConflict>,
 }
 
 /// The publishes `before` asked for that `now` no longer does: a manual one unpublished,
@@ -66,7 +72,7 @@ impl Daemon {
 
     /// The publishes to install, manual ones first, and the Docker ones left out because
     /// an earlier one holds their port.
-    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<String>) {
+    pub(super) fn accepted_publishes(&self) -> (Vec<PublishSpec>, Vec<PublishConflict>) {
         let mut accepted = self.desired.published.clone();
         let mut conflicts = Vec::new();
         let mut containers: Vec<_> = self.desired.docker.values().collect();
@@ -74,10 +80,11 @@ impl Daemon {
         for c in containers {
             for spec in &c.publishes {
                 match accepted.iter().find(|a| a.conflicts_with(spec)) {
-                    Some(holder) => conflicts.push(format!(
-                        "`{spec}` of container {} conflicts with published `{holder}`",
-                        c.name
-                    )),
+                    Some(holder) => conflicts.push(PublishConflict {
+                        container: c.name.clone(),
+                        spec: *spec,
+                        holder: *holder,
+                    }),
                     None => accepted.push(*spec),
                 }
             }
@@ -102,7 +109,7 @@ impl Daemon {
             Ok(())
         })?;
         self.reconcile().await;
-        let errors = std::mem::take(&mut self.publishes.errors);
+        let errors = self.parts.publishes.take_errors();
         if !errors.is_empty() {
             // Not in the datapath: not published at all.
             self.desired.update(|s| {
@@ -133,7 +140,7 @@ impl Daemon {
         })?;
         // Its flows go too (`withdrawn`).
         self.reconcile().await;
-        let errors = std::mem::take(&mut self.publishes.errors);
+        let errors = self.parts.publishes.take_errors();
         if !errors.is_empty() {
             return Err(ApiError::Datapath {
                 change: Change::Unpublish { spec },
@@ -144,61 +151,66 @@ impl Daemon {
         Ok(())
     }
 
-    /// Drop the tracked flows of an unpublished port, so its established flows stop
-    /// too (what Docker does with conntrack when a port is unmapped).
-    pub(super) fn forget_flows(&mut self, spec: &PublishSpec) {
-        self.forget_flows_of::<Be32>(spec);
-        self.forget_flows_of::<Ip6>(spec);
-    }
-
-    /// `forget_flows` in family `A`'s tables (nothing for a spec of the other family):
-    /// the forward entries its DNAT created, and their twins.
-    fn forget_flows_of<A: CtFamily + MapAddr>(&mut self, spec: &PublishSpec) {
-        let Some((host_ip, backend)) = spec.addrs::<A>() else {
-            return;
-        };
-        let doomed: Vec<CtKey<A>> = self
-            .entries::<A>()
-            .into_iter()
-            .filter(|(k, v)| dnat_of(spec, host_ip, backend, k, v))
-            .flat_map(|(k, v)| [k, k.twin(&v)])
-            .collect();
-        self.remove_ct(&doomed);
-    }
-
-    /// The publishes part: unless asked what its last clean apply was, make the maps
-    /// hold the accepted publishes (`write_published`), then drop the flows of those
-    /// withdrawn since (what Docker does with conntrack when a port is unmapped).
+    /// The publishes part's turn in `reconcile`.
     pub(super) fn sync_published(&mut self) {
         let asked = self.asked_publishes();
-        let before = self.publishes.asked.replace(asked.clone());
-        if self.publishes.clean && before.as_ref() == Some(&asked) {
+        let accepted = self.accepted_publishes();
+        self.parts
+            .publishes
+            .reconcile(&mut self.dp.maps, asked, accepted);
+    }
+}
+
+impl Publishes {
+    /// Unless `asked` is what its last clean apply was, make the maps hold the
+    /// `accepted` publishes (`write`), then drop the flows of those withdrawn since
+    /// (what Docker does with conntrack when a port is unmapped).
+    pub(super) fn reconcile(
+        &mut self,
+        maps: &mut Maps,
+        asked: Asked,
+        accepted: (Vec<PublishSpec>, Vec<PublishConflict>),
+    ) {
+        let before = self.asked.replace(asked.clone());
+        if self.clean && before.as_ref() == Some(&asked) {
             return;
         }
-        let errors = self.write_published();
-        self.publishes.clean = errors.is_empty();
-        self.publishes.errors = errors;
+        let errors = self.write(maps, accepted);
+        self.clean = errors.is_empty();
+        self.errors = errors;
         for spec in before.map(|b| withdrawn(&b, &asked)).unwrap_or_default() {
-            self.forget_flows(&spec);
+            forget_flows(maps, &spec);
         }
+    }
+
+    /// Write the maps again at the next reconcile, whatever it is asked.
+    pub(super) fn forget(&mut self) {
+        self.clean = false;
+    }
+
+    /// The last apply's failures, taken (the request that asked reports them).
+    pub(super) fn take_errors(&mut self) -> Vec<SyncError> {
+        std::mem::take(&mut self.errors)
     }
 
     /// Make `published_v1` and `published6_v1` hold exactly the accepted publishes'
     /// entries (the maps survive restarts; this also repairs whatever changed while no
     /// daemon ran). Returns the failures, each also logged.
-    fn write_published(&mut self) -> Vec<SyncError> {
-        let (accepted, conflicts) = self.accepted_publishes();
+    fn write(
+        &mut self,
+        maps: &mut Maps,
+        (accepted, conflicts): (Vec<PublishSpec>, Vec<PublishConflict>),
+    ) -> Vec<SyncError> {
         for c in &conflicts {
-            if !self.publishes.conflicts.contains(c) {
+            if !self.conflicts.contains(c) {
                 warn!("{c}; not installed");
             }
         }
-        self.publishes.conflicts = conflicts;
+        self.conflicts = conflicts;
         let want: BTreeMap<PublishedKey, Backend> =
             accepted.iter().flat_map(PublishSpec::entries).collect();
         let want6: BTreeMap<PublishedKey<Ip6>, Backend<Ip6>> =
             accepted.iter().flat_map(PublishSpec::entries).collect();
-        let maps = &mut self.dp.maps;
         let synced = sync(&mut maps.published, &want);
         let synced6 = sync(&mut maps.published6, &want6);
         let mut errors = Vec::new();
@@ -222,6 +234,27 @@ impl Daemon {
         );
         errors
     }
+}
+
+/// Drop the tracked flows of an unpublished port, so its established flows stop too
+/// (what Docker does with conntrack when a port is unmapped).
+fn forget_flows(maps: &mut Maps, spec: &PublishSpec) {
+    forget_flows_of::<Be32>(maps, spec);
+    forget_flows_of::<Ip6>(maps, spec);
+}
+
+/// `forget_flows` in family `A`'s tables (nothing for a spec of the other family): the
+/// forward entries its DNAT created, and their twins.
+fn forget_flows_of<A: CtFamily + MapAddr>(maps: &mut Maps, spec: &PublishSpec) {
+    let Some((host_ip, backend)) = spec.addrs::<A>() else {
+        return;
+    };
+    let doomed: Vec<CtKey<A>> = A::read_ct(maps)
+        .into_iter()
+        .filter(|(k, v)| dnat_of(spec, host_ip, backend, k, v))
+        .flat_map(|(k, v)| [k, k.twin(&v)])
+        .collect();
+    remove_ct(maps, &doomed);
 }
 
 /// Whether `k → v` is the forward entry of a flow `spec`'s DNAT created: its host port,

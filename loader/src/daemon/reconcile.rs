@@ -5,7 +5,7 @@
 //! last clean apply skips its work, so an event that changes nothing costs little.
 use std::mem::take;
 
-use super::Daemon;
+use super::{Daemon, interfaces, subnets};
 
 /// Observations of the host an event made stale: reconcile reads them again.
 #[derive(Debug, Default)]
@@ -34,25 +34,46 @@ impl Stale {
 }
 
 impl Daemon {
+    /// Make every part apply in full at the next reconcile, and read the host's
+    /// addresses and routes again: what was changed by hand (a map entry removed, a
+    /// route or proxy entry deleted) is repaired, not only what an event changed.
+    pub(super) fn forget_applied(&mut self) {
+        self.stale.addresses = true;
+        self.stale.routes = true;
+        self.stale.peer_links = true;
+        self.parts.interfaces.forget();
+        self.parts.subnets.forget();
+        self.parts.publishes.forget();
+        self.parts.endpoints.forget();
+        self.parts.cluster_setup.forget();
+        self.parts.cluster_maps.forget();
+        self.parts.peers.forget();
+        self.parts.ndp_proxies.forget();
+    }
+
     /// Bring every part in line with the inputs as they stand now. In dependency
     /// order: the links (which programs, which bridges), then what the addresses say
-    /// (host addresses, subnets, the cluster bridges' prefixes), the publishes, the
-    /// endpoints, the cluster's routes, the peers' neighbours and routes, and last the
-    /// NDP proxies, which read the maps the others wrote.
+    /// (host addresses, subnets, the cluster bridges' prefixes), the cluster's setup on
+    /// the host (gateway addresses, VXLAN device), the publishes, the endpoints, the
+    /// cluster's routes, the peers' neighbours and routes, and last the NDP proxies,
+    /// which read the maps the others wrote.
     pub(super) async fn reconcile(&mut self) {
         // Docker's networks in use are managed bridges.
         self.adopt_docker_bridges();
         self.apply_links();
         // The subnets sort the addresses by bridge and LAN: read them again when those
         // changed too.
-        let subnet_inputs = self.subnet_inputs();
-        if self.subnets_by.as_ref() != Some(&subnet_inputs) {
+        if self
+            .parts
+            .subnets
+            .resort(subnets::sorted_by(&self.host.links))
+        {
             self.stale.addresses = true;
         }
         if take(&mut self.stale.addresses) {
-            self.subnets_by = Some(subnet_inputs);
             self.sync_addresses().await;
         }
+        self.setup_cluster().await;
         if take(&mut self.stale.routes) {
             self.refresh_cidr_routes().await;
         }
@@ -62,7 +83,7 @@ impl Daemon {
         self.sync_peers().await;
         self.sync_ndp_proxies().await;
         if take(&mut self.stale.hops) {
-            self.bump_route_gen();
+            interfaces::bump_route_gen(&mut self.dp.maps);
         }
     }
 }

@@ -37,16 +37,17 @@ impl Daemon {
     /// Interfaces with a bpfnet program attached: (interface, program), sorted.
     pub(super) fn attached(&self) -> Vec<(String, Program)> {
         let mut attached: Vec<(String, Program)> = self
+            .host
             .links
             .attachments()
-            .filter_map(|(hook, i)| Some((self.links.get(i)?.name.clone(), hook, i)))
+            .filter_map(|(hook, i)| Some((self.host.links.get(i)?.name.clone(), hook, i)))
             .flat_map(|(name, hook, i)| {
                 let xdp = (hook == Hook::FromUplink && self.dp.has_xdp(i))
                     .then(|| (name.clone(), Program::XdpUplink));
                 xdp.into_iter().chain([(name, hook.into())])
             })
             .collect();
-        if let Some(l) = self.links.get(self.cluster.to_tunnel) {
+        if let Some(l) = self.host.links.get(self.cluster.to_tunnel) {
             attached.push((l.name.clone(), Program::ToTunnel));
         }
         attached.sort();
@@ -56,8 +57,8 @@ impl Daemon {
     /// Whether the datapath is healthy. The flow tables' entries are the last sweep's
     /// count (it walks them anyway); the other maps are small enough to count now.
     pub(super) fn status(&self) -> Status {
-        let (ct, counted_at) = match self.sweeper.ct_left {
-            Some(left) => (left, self.sweeper.last_at.map(unix)),
+        let (ct, counted_at) = match self.parts.sweeper.ct_left {
+            Some(left) => (left, self.parts.sweeper.last_at.map(unix)),
             None => (self.dp.ct_count_now(), None),
         };
         let maps: Vec<MapFill> = self
@@ -67,14 +68,15 @@ impl Daemon {
             .chain(self.dp.maps.fill())
             .map(map_fill)
             .collect();
-        let link = &self.docker_link;
+        let link = &self.host.docker_link;
         let mut warnings = self.warnings.clone();
         if link.followed && link.connected == Some(false) {
             let why = link.error.as_deref().unwrap_or("no answer");
             warnings.push(format!("Docker is not reachable: {why}"));
         }
         warnings.extend(
-            self.publishes
+            self.parts
+                .publishes
                 .conflicts
                 .iter()
                 .map(|c| format!("publish not installed: {c}")),
@@ -110,8 +112,8 @@ impl Daemon {
                 last_contact: link.last_contact.map(unix),
                 last_resync: link.last_resync.map(unix),
             },
-            last_sweep_at: self.sweeper.last_at.map(unix),
-            last_sweep: self.sweeper.last,
+            last_sweep_at: self.parts.sweeper.last_at.map(unix),
+            last_sweep: self.parts.sweeper.last,
             programs: self.dp.costs().to_vec(),
             sweep_in_kernel: self.dp.sweeps_in_kernel(),
             monitor_events: self.dp.monitor_events(),
@@ -123,7 +125,7 @@ impl Daemon {
     /// off since the start), waiting at most `IPTABLES_WAIT`; the last answer stands
     /// when iptables does not give one.
     pub(super) async fn recheck_docker_nat(&mut self) {
-        if !self.docker_link.followed {
+        if !self.host.docker_link.followed {
             return;
         }
         let check = tokio::task::spawn_blocking(docker_nat::check);
@@ -188,6 +190,7 @@ impl Daemon {
             .into_iter()
             .map(|(i, reason, c)| DropLine {
                 interface: self
+                    .host
                     .links
                     .get(i)
                     .map(|l| l.name.clone())
@@ -218,7 +221,7 @@ impl Daemon {
             status: self.status(),
             counters: stats,
             drops,
-            ct_swept: self.sweeper.swept,
+            ct_swept: self.parts.sweeper.swept,
             snat_flows: self.dp.maps.snat_flows(),
             publishes_cli: cli,
             publishes_docker: (published.len() as u64).saturating_sub(cli),

@@ -10,10 +10,10 @@ use std::{
 
 use common::{Be32, Ip6, NET_EDGE, NET_LAN, NET_NAT6, NET_ROUTED, NET_ROUTED6, Network};
 
-use super::{Daemon, Prefix};
+use super::{Daemon, Prefix, links::Links};
 use crate::{
     cluster::{net, net6},
-    datapath::sync::sync,
+    datapath::{Maps, sync::sync},
     endpoint::Ipv4Cidr,
 };
 
@@ -65,17 +65,70 @@ pub(super) fn want(prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) -> Want {
     (want, want6)
 }
 
+/// What the subnets are sorted by besides addresses: the managed bridges present (by
+/// index and name) and the bridges uplinks are ports of (LANs).
+pub(super) type SortedBy = (Vec<(u32, String)>, Vec<u32>);
+
+/// `SortedBy` as `links` stand.
+pub(super) fn sorted_by(links: &Links) -> SortedBy {
+    let bridges = links.bridges().map(|l| (l.index, l.name.clone()));
+    let lans = links.uplinks().filter_map(|l| l.controller);
+    (bridges.collect(), lans.collect())
+}
+
+/// The subnets part: owns `subnets_v1` and `subnets6_v1`, written from each address
+/// dump (`Stale::addresses`).
+#[derive(Debug, Default)]
+pub(super) struct Subnets {
+    /// The bridges and LANs the subnets were last sorted by (None: not yet).
+    by: Option<SortedBy>,
+}
+
+impl Subnets {
+    /// Whether the subnets were sorted by other bridges or LANs than `by`: the
+    /// addresses must be read again. Notes `by` as the sorting of the next apply.
+    pub(super) fn resort(&mut self, by: SortedBy) -> bool {
+        let stale = self.by.as_ref() != Some(&by);
+        self.by = Some(by);
+        stale
+    }
+
+    /// Sort everything again at the next reconcile.
+    pub(super) fn forget(&mut self) {
+        self.by = None;
+    }
+
+    /// Make `subnets_v1` and `subnets6_v1` hold the subnets of `prefixes` on the
+    /// managed bridges `nets`.
+    pub(super) fn apply(maps: &mut Maps, prefixes: &[Prefix], nets: &BTreeMap<u32, u32>) {
+        let (want, want6) = want(prefixes, nets);
+        super::report("subnets", sync(&mut maps.subnets, &want));
+        super::report("IPv6 subnets", sync(&mut maps.subnets6, &want6));
+    }
+}
+
 impl Daemon {
     /// Each managed bridge's network flags: its Docker network's, routed
     /// (`--routed-bridge`), and LAN when an uplink is its port (its peers are on that
     /// wire).
-    fn nets(&self) -> BTreeMap<u32, u32> {
-        let lans: Vec<u32> = self.links.uplinks().filter_map(|l| l.controller).collect();
-        self.links
+    pub(super) fn nets(&self) -> BTreeMap<u32, u32> {
+        let lans: Vec<u32> = self
+            .host
+            .links
+            .uplinks()
+            .filter_map(|l| l.controller)
+            .collect();
+        self.host
+            .links
             .bridges()
             .map(|l| {
-                let mut flags = self.docker_net_flags.get(&l.name).copied().unwrap_or(0);
-                if self.routed_bridges.contains(&l.name) {
+                let mut flags = self
+                    .host
+                    .docker_net_flags
+                    .get(&l.name)
+                    .copied()
+                    .unwrap_or(0);
+                if self.host.routed_bridges.contains(&l.name) {
                     flags |= NET_ROUTED;
                 }
                 if lans.contains(&l.index) {
@@ -86,19 +139,15 @@ impl Daemon {
             .collect()
     }
 
-    /// `subnets_v1` and `subnets6_v1` from the host's address `prefixes`, and the
-    /// cluster bridges' prefixes.
-    pub(super) fn sync_subnets_from(&mut self, prefixes: &[Prefix]) {
-        let (want, want6) = want(prefixes, &self.nets());
-        super::report("subnets", sync(&mut self.dp.maps.subnets, &want));
-        super::report("IPv6 subnets", sync(&mut self.dp.maps.subnets6, &want6));
+    /// The cluster bridges' IPv4 prefixes, from the host's address `prefixes`.
+    pub(super) fn note_cluster_prefixes(&mut self, prefixes: &[Prefix]) {
         let mut local: BTreeMap<String, Vec<Ipv4Cidr>> = BTreeMap::new();
         for bridge in self.cluster.bridges() {
             let prefixes = prefixes
                 .iter()
-                .filter(|&&(i, _, _)| self.links.get(i).is_some_and(|l| l.name == bridge))
+                .filter(|&&(i, _, _)| self.host.links.get(i).is_some_and(|l| l.name == bridge))
                 .filter_map(|&(_, addr, len)| match addr {
-                    IpAddr::V4(addr) => Some(Ipv4Cidr { addr, len }),
+                    IpAddr::V4(addr) => Ipv4Cidr::new(addr, len),
                     IpAddr::V6(_) => None,
                 });
             local.entry(bridge.to_owned()).or_default().extend(prefixes);

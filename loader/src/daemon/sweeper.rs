@@ -68,6 +68,11 @@ impl Sweeper {
         }
     }
 
+    /// Every tracked flow, for the API.
+    pub(super) fn flows(&self, dp: &Datapath) -> Vec<conntrack::FlowInfo> {
+        super::flows::list(&dp.maps, &self.timeouts)
+    }
+
     /// When the next sweep is due after one that took `took` (`next_sweep`), sooner
     /// while the datapath's clock waits for its second reading.
     pub(super) fn due(&self, dp: &Datapath, interval: Duration, took: Duration) -> Duration {

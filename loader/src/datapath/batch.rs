@@ -83,7 +83,9 @@ pub fn entries<K: Pod, V: Pod>(map: &HashMap<MapData, K, V>) -> io::Result<Vec<(
                 first = false;
             }
             // The end of the map (the last chunk came with it).
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Some(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+                return Ok(out);
+            }
             Some(e) => return Err(e),
         }
     }

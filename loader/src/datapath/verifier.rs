@@ -85,7 +85,7 @@ mod tests {
                    processed 1000001 insns (limit 1000000) max_states_per_insn 46 \
                    total_states 1 peak_states 1 mark_read 1\n";
         let e = ProgramError::LoadError {
-            io_error: std::io::Error::from_raw_os_error(libc::E2BIG),
+            io_error: std::io::Error::from(rustix::io::Errno::TOOBIG),
             verifier_log: aya_obj::VerifierLog::new(log.to_string()),
         };
         let line = refusal(&e);

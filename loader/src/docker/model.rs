@@ -130,8 +130,8 @@ fn publish(target: &Attachment, port: &str, b: &PortBinding) -> Option<PublishSp
         ip => ip.parse::<IpAddr>().ok()?,
     };
     let container_ip = match host_ip {
-        IpAddr::V4(_) => IpAddr::V4(target.ip?.addr),
-        IpAddr::V6(_) => IpAddr::V6(target.ip6?.addr),
+        IpAddr::V4(_) => IpAddr::V4(target.ip?.addr()),
+        IpAddr::V6(_) => IpAddr::V6(target.ip6?.addr()),
     };
     let host_port = PortRange::parse(b.host_port.as_deref()?)?;
     let container_ports = PortRange::parse(cport)?;

@@ -21,7 +21,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVxlan,
     packet_route::{
         AddressFamily,
-        address::AddressAttribute,
+        address::{AddressAttribute, AddressProtocol},
         link::{
             InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
         },
@@ -388,10 +388,14 @@ impl Netlink {
         len: u8,
     ) -> Result<(), NetlinkError> {
         let ip: IpAddr = ip.into();
-        self.handle
-            .address()
-            .add(link.index, ip, len)
-            .execute()
+        let mut add = self.handle.address().add(link.index, ip, len);
+        // Marked as bpfnet's for `--cleanup` (IFA_PROTO: kernels before 5.18 ignore it).
+        add.message_mut()
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                neigh::PROTOCOL,
+            )));
+        add.execute()
             .await
             .map_err(req(format!("add {ip}/{len} to {}", link.name)))
     }

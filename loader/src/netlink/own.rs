@@ -1,12 +1,15 @@
 //! What bpfnet made in the network namespace, found by its marks, and its removal: the
 //! mirror of the daemon's setup for `--cleanup`. bpfnet marks what it makes: routes,
-//! neighbour and proxy entries with its protocol (98), bridges with the alias
+//! neighbour and proxy entries and addresses with its protocol (98), bridges with the alias
 //! [`BRIDGE_ALIAS`], and its VXLAN device is [`VXLAN_DEVICE`]. Nothing unmarked is
 //! touched; every failure is collected, one does not stop the rest.
 use futures::TryStreamExt as _;
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::{
+    address::{AddressAttribute, AddressMessage, AddressProtocol},
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+};
 
-use super::{Netlink, NetlinkError, ifname, req};
+use super::{Netlink, NetlinkError, ifname, neigh::PROTOCOL, req};
 
 /// The VXLAN device of `vxlan` networks (one for all: the VNI tells them apart), which
 /// bpfnet alone creates.
@@ -79,7 +82,36 @@ fn own_links(links: &[LinkMessage]) -> (Vec<(u32, String)>, Vec<String>) {
     (remove, kept)
 }
 
+/// The addresses bpfnet gave interfaces (marked with its protocol): a cluster network's
+/// gateway on its bridge, whoever created the bridge.
+fn own_addresses(msgs: Vec<AddressMessage>) -> Vec<AddressMessage> {
+    let ours = AddressAttribute::Protocol(AddressProtocol::from(PROTOCOL));
+    msgs.into_iter()
+        .filter(|m| m.attributes.contains(&ours))
+        .collect()
+}
+
+/// `ADDR/LEN on DEV`, for the user.
+fn describe(m: &AddressMessage, dev: &str) -> String {
+    let addr = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(ip.to_string()),
+        _ => None,
+    });
+    let addr = addr.unwrap_or_else(|| "?".into());
+    format!("address {addr}/{} on {dev}", m.header.prefix_len)
+}
+
 impl Netlink {
+    async fn address_messages(&self) -> Result<Vec<AddressMessage>, NetlinkError> {
+        self.handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("address dump"))
+    }
+
     async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
         self.handle
             .link()
@@ -104,7 +136,8 @@ impl Netlink {
     }
 
     /// Remove what the daemon made in this namespace, in the reverse order of setup:
-    /// proxy and neighbour entries, routes, then the VXLAN device and the bridges.
+    /// proxy and neighbour entries, routes, addresses, then the VXLAN device and the
+    /// bridges.
     pub async fn teardown_host(&self) -> HostTeardown {
         let mut t = HostTeardown::default();
         let dev = |i: u32| ifname(i).unwrap_or_else(|| i.to_string());
@@ -130,6 +163,12 @@ impl Netlink {
             let (net, len) = r.route.prefix;
             let result = self.del_peer_route(&r.route).await;
             t.record(format!("route to peer prefix {net}/{len}"), result);
+        }
+        let addresses = self.address_messages().await;
+        for m in own_addresses(t.listed(addresses)) {
+            let what = describe(&m, &dev(m.header.index));
+            let r = self.handle.address().del(m).execute().await;
+            t.record(what.clone(), r.map_err(req(format!("remove the {what}"))));
         }
         let links = self.link_messages().await;
         let (remove, kept) = own_links(&t.listed(links));
@@ -171,6 +210,38 @@ mod tests {
             m.attributes.push(LinkAttribute::Controller(c));
         }
         m
+    }
+
+    fn address(index: u32, ip: &str, proto: Option<u8>) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.index = index;
+        m.header.prefix_len = 24;
+        m.attributes
+            .push(AddressAttribute::Address(ip.parse().expect("address")));
+        if let Some(p) = proto {
+            m.attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(p)));
+        }
+        m
+    }
+
+    #[test]
+    fn only_addresses_marked_with_bpfnets_protocol_are_its_to_remove() {
+        let msgs = vec![
+            address(2, "10.244.1.1", Some(PROTOCOL)),
+            address(2, "192.168.1.1", None),
+            address(3, "10.0.0.1", Some(3)),
+            address(4, "fd00:1::1", Some(PROTOCOL)),
+        ];
+        let ours: Vec<String> = own_addresses(msgs)
+            .iter()
+            .map(|m| describe(m, &m.header.index.to_string()))
+            .collect();
+        assert_eq!(
+            ours,
+            ["address 10.244.1.1/24 on 2", "address fd00:1::1/24 on 4"],
+            "the marked ones, nothing the user or the kernel added"
+        );
     }
 
     #[test]

@@ -47,6 +47,11 @@ impl Endpoints {
         self.applied = clean.then_some(inputs);
         changed
     }
+
+    /// Write the maps again at the next reconcile, whatever its inputs.
+    pub(super) fn forget(&mut self) {
+        self.applied = None;
+    }
 }
 
 /// Write what `inputs` want (bindings the datapath learned stay while their veth is
@@ -98,6 +103,7 @@ impl super::Daemon {
     /// The endpoints part's inputs as they stand.
     pub(super) fn endpoint_inputs(&self) -> Inputs {
         let veths: BTreeMap<String, Veth> = self
+            .host
             .links
             .veths()
             .map(|(l, bridge)| {
@@ -123,13 +129,14 @@ impl super::Daemon {
     /// ports until set by hand) and its Docker network's ICC policy.
     pub(super) fn bridge(&self, index: u32) -> Bridge {
         let net_flags = self
+            .host
             .links
             .get(index)
-            .and_then(|l| self.docker_net_flags.get(&l.name))
+            .and_then(|l| self.host.docker_net_flags.get(&l.name))
             .copied()
             .unwrap_or(0);
         Bridge {
-            mac: self.links.bridge_mac(index).unwrap_or_default(),
+            mac: self.host.links.bridge_mac(index).unwrap_or_default(),
             no_icc: net_flags & common::NET_NO_ICC != 0,
         }
     }
@@ -139,6 +146,6 @@ impl super::Daemon {
     /// its name is the link).
     pub(super) fn sync_endpoints(&mut self) {
         let inputs = self.endpoint_inputs();
-        self.stale.hops |= self.endpoints.reconcile(&mut self.dp, inputs);
+        self.stale.hops |= self.parts.endpoints.reconcile(&mut self.dp, inputs);
     }
 }

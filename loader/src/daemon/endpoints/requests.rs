@@ -20,16 +20,18 @@ impl Daemon {
         mac: Option<Mac>,
     ) -> Result<(), ApiError> {
         let Some(br_index) = self
+            .host
             .links
             .by_name(&bridge)
             .map(|l| l.index)
-            .filter(|&i| self.links.is_bridge(i))
+            .filter(|&i| self.host.links.is_bridge(i))
         else {
             return Err(ApiError::NotFound {
                 missing: Missing::Bridge { name: bridge },
             });
         };
         let Some((veth_index, veth_bridge)) = self
+            .host
             .links
             .veths()
             .find(|(l, _)| l.name == veth)
@@ -43,9 +45,9 @@ impl Daemon {
             return Err(Invalid::NotAPort { veth, bridge }.into());
         }
         let addrs: Vec<IpAddr> = ip
-            .map(|c| IpAddr::V4(c.addr))
+            .map(|c| IpAddr::V4(c.addr()))
             .into_iter()
-            .chain(ip6.iter().map(|c| IpAddr::V6(c.addr)))
+            .chain(ip6.iter().map(|c| IpAddr::V6(c.addr())))
             .collect();
         if addrs.is_empty() {
             return Err(Invalid::NoAddress.into());

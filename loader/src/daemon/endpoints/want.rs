@@ -67,10 +67,10 @@ pub(in crate::daemon) fn want(
             }) => {
                 let ep = Endpoint::new(ifindex, network, e.mac.0, 0);
                 if let Some(c) = e.ip {
-                    out.eps.insert(Be32::from(c.addr), ep);
+                    out.eps.insert(Be32::from(c.addr()), ep);
                 }
                 for c in &e.ip6 {
-                    out.eps6.insert(Ip6::from(c.addr), ep);
+                    out.eps6.insert(Ip6::from(c.addr()), ep);
                 }
                 claimed.entry(ifindex).or_insert(e.mac.0);
             }
