@@ -21,7 +21,7 @@ use rtnetlink::{
     Handle, LinkBridge, LinkUnspec, LinkVxlan,
     packet_route::{
         AddressFamily,
-        address::{AddressAttribute, AddressProtocol},
+        address::{AddressAttribute, AddressMessage, AddressProtocol},
         link::{
             InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage,
         },
@@ -218,15 +218,30 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
+        let msgs = self.link_messages().await?;
+        Ok(msgs.iter().filter_map(Link::from_message).collect())
+    }
+
+    /// Every link, as the kernel describes it.
+    async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
+        self.handle
             .link()
             .get()
             .execute()
             .try_collect()
             .await
-            .map_err(req("link dump"))?;
-        Ok(msgs.iter().filter_map(Link::from_message).collect())
+            .map_err(req("link dump"))
+    }
+
+    /// Every address of both families, as the kernel describes it.
+    async fn address_messages(&self) -> Result<Vec<AddressMessage>, NetlinkError> {
+        self.handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("address dump"))
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>, NetlinkError> {
@@ -404,14 +419,7 @@ impl Netlink {
     /// prefix length). An IPv4 address is its `IFA_LOCAL` (a point-to-point link's
     /// `IFA_ADDRESS` is its peer), an IPv6 one its `IFA_ADDRESS` (IPv6 has no other).
     pub async fn prefixes(&self) -> Result<Vec<(u32, IpAddr, u8)>, NetlinkError> {
-        let msgs: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("address dump"))?;
+        let msgs = self.address_messages().await?;
         Ok(msgs
             .iter()
             .flat_map(|m| {

@@ -3,7 +3,6 @@
 //! neighbour and proxy entries and addresses with its protocol (98), bridges with the alias
 //! [`BRIDGE_ALIAS`], and its VXLAN device is [`VXLAN_DEVICE`]. Nothing unmarked is
 //! touched; every failure is collected, one does not stop the rest.
-use futures::TryStreamExt as _;
 use rtnetlink::packet_route::{
     address::{AddressAttribute, AddressMessage, AddressProtocol},
     link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
@@ -102,26 +101,6 @@ fn describe(m: &AddressMessage, dev: &str) -> String {
 }
 
 impl Netlink {
-    async fn address_messages(&self) -> Result<Vec<AddressMessage>, NetlinkError> {
-        self.handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("address dump"))
-    }
-
-    async fn link_messages(&self) -> Result<Vec<LinkMessage>, NetlinkError> {
-        self.handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("link dump"))
-    }
-
     /// Mark link `index` as a bridge bpfnet created (`ip link set DEV alias bpfnet`).
     pub(super) async fn mark_own_bridge(&self, index: u32) -> Result<(), NetlinkError> {
         let mut msg = rtnetlink::LinkUnspec::new_with_index(index).build();
