@@ -15,9 +15,9 @@ use bpfnet_tests::{
     require_root,
     scratch::Scratch,
     topo::{BRIDGE, Topology, UPLINK, VETH, plug, wire_uplink},
-    unique,
+    unique, wait_for,
 };
-use common::{Backend, EP_LEARNED, Endpoint, PublishedKey};
+use common::{Backend, Be32, EP_LEARNED, Endpoint, PublishedKey};
 
 fn attached(socket: &Path) -> Vec<(String, Program)> {
     ls(socket).attached
@@ -181,15 +181,6 @@ fn a_managed_bridge_takes_no_router_advertisement_an_uplink_keeps_them() {
     );
 }
 
-/// Poll until `done`, for at most `secs` seconds; `what` says what was awaited.
-fn wait_for(secs: u64, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {secs} s");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A part skips when its inputs are those of its last clean apply, so an entry removed
 /// by hand from a pinned map comes back only with a full reapply: the repair timer
 /// (`--docker-resync`, here 1 s) forces one with no event to trigger it.
@@ -205,18 +196,22 @@ fn entries_removed_by_hand_are_restored_by_the_periodic_repair() {
     cli_ok(sock, &[&add[..], &["--ip", "172.17.0.4/16"]].concat());
     cli_ok(sock, &["publish", "8038:172.17.0.4:8038"]);
 
-    let ep = u32::from_ne_bytes([172, 17, 0, 4]);
+    let ep = Be32::from_bytes([172, 17, 0, 4]);
     // Registered, not a binding the datapath learned from the container's packets.
     let registered = || {
         pinned_endpoints(pins)
             .iter()
             .any(|(ip, e)| ip.octets() == [172, 17, 0, 4] && e.flags & EP_LEARNED == 0)
     };
-    wait_for(5, "the endpoint in endpoints_v1", registered);
-    remove_pinned::<u32, Endpoint>(pins, "endpoints_v1", &ep);
     wait_for(
-        10,
+        "the endpoint in endpoints_v1",
+        Duration::from_secs(5),
+        registered,
+    );
+    remove_pinned::<Be32, Endpoint>(pins, "endpoints_v1", &ep);
+    wait_for(
         "the endpoint removed by hand back in endpoints_v1",
+        Duration::from_secs(10),
         registered,
     );
 
@@ -225,8 +220,8 @@ fn entries_removed_by_hand_are_restored_by_the_periodic_repair() {
     assert_eq!(entries.len(), 1, "one entry for the one publish");
     remove_pinned::<PublishedKey, Backend>(pins, "published_v1", &entries[0]);
     wait_for(
-        10,
         "the published port removed by hand back in published_v1",
+        Duration::from_secs(10),
         || published().len() == 1,
     );
 }
