@@ -6,10 +6,7 @@
 //! (`floor_container`, where `from_container` runs), with a route for every address the
 //! tests talk to, so each flow's packets after its first take one lookup and a redirect
 //! to the device the routed packet would have left by.
-use std::{
-    collections::BTreeSet,
-    net::{IpAddr, Ipv6Addr},
-};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -18,8 +15,8 @@ use aya::{
     programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
 };
 use bpfnet_tests::topo::{
-    BRIDGE, CLIENT_IP, CONTAINER_IP, CONTAINER_IP6, CONTAINER2_IP, CONTAINER2_IP6, SERVER_IP,
-    SERVER_IP6, Topology, UPLINK, VETH,
+    BRIDGE, CLIENT_IP, CLIENT_IP6, CONTAINER_IP, CONTAINER_IP6, CONTAINER2_IP, CONTAINER2_IP6,
+    SERVER_IP, SERVER_IP6, Topology, UPLINK, VETH,
 };
 use floor_ebpf::Hop;
 
@@ -29,9 +26,6 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bp
 /// The floor's programs: on the uplink, on the containers' veths.
 pub(crate) const UPLINK_PROGRAM: &str = "floor_uplink";
 pub(crate) const CONTAINER_PROGRAM: &str = "floor_container";
-
-/// The client's address on the uplink (the topology has no constant for it).
-const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 
 /// The floor attached in the host: detached when dropped (TCX links close with it).
 pub(crate) struct Floor(Ebpf);

@@ -32,6 +32,7 @@ pub const CONTAINER_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 4);
 pub const CONTAINER2_IP: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 5);
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const HOST_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 pub const CONTAINER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 4);
 pub const CONTAINER2_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 5);
