@@ -7,7 +7,7 @@ use std::{
 };
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A MAC address, written `02:42:ac:11:00:04`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -175,24 +175,6 @@ impl FromStr for IpCidr {
         }
         Err(ParseError::AnyCidr { value: s.into() })
     }
-}
-
-macro_rules! serde_as_string {
-    ($t:ty) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?
-                    .parse()
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-    };
 }
 
 serde_as_string!(Mac);

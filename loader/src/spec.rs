@@ -8,7 +8,6 @@ use std::{
 };
 
 use common::{Addr, Backend, Be16, Be32, Ip6, PROTO_TCP, PROTO_UDP, PublishedKey};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
@@ -383,18 +382,7 @@ impl fmt::Display for PublishSpec {
 }
 
 // Persisted and sent over the API as the canonical string, so the format is the CLI's.
-impl Serialize for PublishSpec {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for PublishSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_string!(PublishSpec);
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 use std::{fmt, str::FromStr};
 
 use common::{CT_DNAT, CT_SNAT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TcpState};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// An IP protocol: `tcp`, `udp`, `icmp`, `icmpv6` on the wire, any other by its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,19 +76,7 @@ impl FromStr for Proto {
     }
 }
 
-impl Serialize for Proto {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Proto {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+serde_as_string!(Proto);
 
 /// The translation a flow goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
